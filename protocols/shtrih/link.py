@@ -1,0 +1,754 @@
+"""The Shtrikh-M link layer (protocol v1) as one sans-IO state machine with two roles.
+
+The same class runs on both ends of the wire: the driver uses ``Role.HOST``, the emulator
+``Role.DEVICE``, and the tests put the two against each other over a simulated bad line.
+
+Usage is the h11 pattern.  Feed received bytes with ``receive_data(data, now)`` and timer expiries
+with ``handle_timer(now)`` (when ``now >= get_timer()``); both return the events that happened.
+Write out whatever ``data_to_send()`` returns.  ``now`` is monotonic seconds; nothing here sleeps.
+
+Device role (vendor protocol 1.17, appendix 2; fact sheet §1.3)
+---------------------------------------------------------------
+* idle: ENQ -> NAK; a good frame -> ACK and `CommandReceived`; a bad checksum -> NAK; a frame cut
+  short by the byte timeout is dropped silently;
+* executing (the application has not called ``send_answer`` yet): ENQ -> ACK ("answer is being
+  prepared"); a new frame is NAKed -- the device takes one command at a time;
+* answer sent: host ACK -> idle (`AnswerConfirmed`; network models then send one 0xFF, see
+  ``filler_after_ack``); host NAK or the confirmation timeout -> answer pending;
+* answer pending: ENQ -> ACK and the *same* answer again.  A late ACK still confirms it.  A new
+  good frame means the host has moved on: the old answer is dropped (`AnswerDropped`) and the new
+  command taken.  That last rule is this project's reading -- the spec is silent -- and the host
+  below relies on it: a stale answer that is still pending proves a later frame was not taken.
+
+Host role: exactly-once rules
+-----------------------------
+A command frame is written once, and written again only after the device has said, on a quiet
+line, that it holds nothing (ENQ -> NAK, then ``quiet`` seconds with no further byte).  Anything
+unexpected -- a timeout, junk, a NAK to the frame, a frame where an ACK belonged -- first waits for
+the line to fall quiet (late bytes are discarded), then asks with ENQ:
+
+* NAK, and the line stays quiet: the device never took the frame -> it is sent again (up to
+  ``max_resend`` times) or, if resending is off, `NotDelivered` with ``maybe_executed=False``;
+* ACK: the device has the command; its answer is read, never the command re-sent;
+* silence ``max_enq`` times: `NoResponse` with ``maybe_executed=True``.
+
+With ``EnqMode.AUTO`` (the default) ENQ goes out at the first command, after trouble, and before a
+command with the same code as the previous one -- not before every command.  Skipping ENQ trusts
+that the host's last ACK arrived.  If it did not, and the next frame is lost too, the device still
+holds the previous answer and may replay it.  A replayed answer carries the previous command's
+code, so the host recognises it as stale, confirms and skips it, and asks again; only when the two
+codes are equal (consecutive FF46 lines answer the very same ``FF 46 00``) could it not tell, and
+that is exactly when AUTO syncs first.  ``EnqMode.ALWAYS`` syncs before every command.
+
+What no host can see: a device that executes a command and then loses power forgets the answer
+and answers NAK; the link reports that command as not taken.  Money-moving callers therefore pass
+``resend=False`` and confirm against the fiscal storage (its last document) before repeating.
+Protocol v1 has no sequence numbers, so the rules above assume the line delivers bytes in order
+and no later than ``ack + quiet`` seconds after they were sent.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from ..errors import LinkError
+from .frame import (
+    ACK,
+    ENQ,
+    FILLER,
+    NAK,
+    BadFrame,
+    Control,
+    ControlByte,
+    Deframer,
+    Frame,
+    Junk,
+    Token,
+    encode_frame,
+)
+
+
+class Role(enum.Enum):
+    HOST = "host"
+    DEVICE = "device"
+
+
+class EnqMode(enum.Enum):
+    AUTO = "auto"  # ENQ at the first command and after trouble
+    ALWAYS = "always"  # ENQ before every command
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class NoResponse(LinkError):
+    """The device did not answer ENQ: cable, power, port, baud rate or address is wrong."""
+
+
+class NotDelivered(LinkError):
+    """The device reported, on a quiet line, that it did not take the frame."""
+
+
+class AnswerLost(LinkError):
+    """The device took the command but its answer could not be read back."""
+
+
+class OutcomeUnknown(LinkError):
+    """The answer read back does not belong to the command: what the device did is unknown."""
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReceived:
+    """Host: the answer to the current command (already confirmed with ACK)."""
+
+    command: bytes
+    answer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFailed:
+    """Host: the current command's exchange failed; ``error.maybe_executed`` says what is safe."""
+
+    command: bytes
+    error: LinkError
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReady:
+    """Host: a `sync` finished -- the device answered ENQ with NAK and holds no answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaleAnswer:
+    """Host: an answer to an earlier command was confirmed and thrown away."""
+
+    answer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReceived:
+    """Device: a command frame was taken (and ACKed); execute it, then ``send_answer``."""
+
+    command: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerConfirmed:
+    """Device: the host ACKed the answer."""
+
+    answer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDropped:
+    """Device: the host sent a new command without confirming the previous answer."""
+
+    answer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LineNoise:
+    """Either role: bytes that were not what the state expected (for traces and counters)."""
+
+    token: Token
+
+
+Event = (
+    AnswerReceived
+    | CommandFailed
+    | LinkReady
+    | StaleAnswer
+    | CommandReceived
+    | AnswerConfirmed
+    | AnswerDropped
+    | LineNoise
+)
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    """Timeouts (seconds) and retry limits of the host role.
+
+    Defaults follow the official drivers (fact sheet §1.6): 10 ENQ tries and 10 resends as the
+    1.17 appendix recommends.  ``answer`` is only the fallback; callers pass the per-command
+    answer timeout.  ``quiet`` must exceed the line's worst delivery jitter.
+    """
+
+    ack: float = 1.0
+    byte: float = 1.0
+    answer: float = 30.0
+    quiet: float = 0.15
+    max_enq: int = 10
+    max_resend: int = 10
+    enq_mode: EnqMode = EnqMode.AUTO
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSettings:
+    """Device-side timing.  50 ms is the documented default byte timeout (1.17)."""
+
+    byte: float = 0.05
+    confirm: float = 0.05
+    filler_after_ack: bool = False
+
+
+class _Host(enum.Enum):
+    IDLE = "idle"
+    SYNC = "sync"  # ENQ before the frame; NAK -> send
+    SEND = "send"  # frame written, waiting for ACK
+    ANSWER = "answer"  # ACK seen (or ENQ -> ACK): reading the answer
+    RECOVER = "recover"  # trouble after the frame: ENQ to learn whether it was taken
+    CONFIRM_IDLE = "confirm-idle"  # ENQ -> NAK seen in RECOVER; waiting for a quiet line
+
+
+class _Device(enum.Enum):
+    IDLE = "idle"
+    EXECUTING = "executing"
+    ANSWER_SENT = "answer-sent"
+    ANSWER_PENDING = "answer-pending"
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """The host's current command."""
+
+    command: bytes  # empty for a bare sync
+    frame: bytes
+    answer_timeout: float
+    resend: bool
+    synced: bool = False  # the device was seen idle (ENQ -> NAK) before this frame was written
+    resends: int = 0
+    enq_tries: int = 0
+    answer_naks: int = 0
+    extensions: int = 0
+    stale: list[bytes] = field(default_factory=list)
+
+
+class ShtrikhLink:
+    """One end of a Shtrikh-M v1 link.  See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        host: HostSettings | None = None,
+        device: DeviceSettings | None = None,
+    ) -> None:
+        self.role = role
+        self.host_settings = host or HostSettings()
+        self.device_settings = device or DeviceSettings()
+        self._out = bytearray()
+        self._deframer = Deframer(rescan=False)
+        self._last_rx = 0.0
+        self._deadline: float | None = None
+        # host
+        self._host = _Host.IDLE
+        self._exchange: _Exchange | None = None
+        self._synced = False
+        self._last_answer: bytes | None = None
+        self._last_code = -1  # command code of the last answered command
+        self._enq_at: float | None = None  # an ENQ waits for the line to fall quiet
+        self._enq_outstanding = False
+        # device
+        self._device = _Device.IDLE
+        self._answer: bytes | None = None
+        self._answer_frame = b""
+
+    # -- common API -----------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the line now (and forget)."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def get_timer(self) -> float | None:
+        """The next instant `handle_timer` must be called, or None."""
+        deadlines = [d for d in (self._deadline, self._enq_at, self._byte_deadline()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        if not data:
+            return []
+        self._last_rx = now
+        if self._enq_at is not None:
+            self._enq_at = max(self._enq_at, now + self.host_settings.quiet)
+        events: list[Event] = []
+        for token in self._deframer.feed(data):
+            if self.role is Role.HOST:
+                self._host_token(token, now, events)
+            else:
+                self._device_token(token, now, events)
+        return events
+
+    def handle_timer(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        byte_deadline = self._byte_deadline()
+        if byte_deadline is not None and now >= byte_deadline:
+            dropped = self._deframer.drop_partial()
+            if dropped is not None:
+                if self.role is Role.HOST:
+                    self._host_token(dropped, now, events)
+                else:
+                    events.append(LineNoise(dropped))
+        if self._enq_at is not None and now >= self._enq_at:
+            self._enq_at = None
+            self._send_enq(now)
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            if self.role is Role.HOST:
+                self._host_timeout(now, events)
+            else:
+                self._device_timeout()
+        return events
+
+    def _byte_deadline(self) -> float | None:
+        if not self._deframer.has_partial:
+            return None
+        limit = self.host_settings.byte if self.role is Role.HOST else self.device_settings.byte
+        return self._last_rx + limit
+
+    # -- host API -------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Host: a command (or sync) is in progress."""
+        return self._host is not _Host.IDLE
+
+    def send_command(
+        self,
+        payload: bytes,
+        now: float,
+        *,
+        answer_timeout: float | None = None,
+        resend: bool = True,
+    ) -> None:
+        """Host: start one command.  Its outcome comes back as `AnswerReceived` or `CommandFailed`.
+
+        ``resend=False`` forbids even the safe resend after a confirmed non-delivery: the command
+        then fails with `NotDelivered` and the caller decides (useful for money-moving commands
+        whose caller checks the fiscal storage first).
+        """
+        self._require_host()
+        self._exchange = _Exchange(
+            command=payload,
+            frame=encode_frame(payload),
+            answer_timeout=answer_timeout if answer_timeout is not None else self.host_settings.answer,
+            resend=resend,
+        )
+        if (
+            self._synced
+            and self.host_settings.enq_mode is EnqMode.AUTO
+            and _code_of(payload) != self._last_code
+        ):
+            self._write_frame(now)
+        else:
+            self._start_sync(now)
+
+    def sync(self, now: float) -> None:
+        """Host: ENQ until the device holds no answer; ends with `LinkReady` or `CommandFailed`."""
+        self._require_host()
+        self._exchange = _Exchange(command=b"", frame=b"", answer_timeout=self.host_settings.answer, resend=False)
+        self._start_sync(now)
+
+    def forget_sync(self) -> None:
+        """Host: the next command starts with ENQ (call after reopening the port)."""
+        self._synced = False
+
+    def _require_host(self) -> None:
+        if self.role is not Role.HOST:
+            raise RuntimeError("this link plays the device role; send_command/sync are host calls")
+        if self._host is not _Host.IDLE:
+            raise RuntimeError("a command is already in progress on this link; wait for its event")
+
+    # -- host internals -------------------------------------------------------------------------
+
+    def _start_sync(self, now: float) -> None:
+        self._host = _Host.SYNC
+        self._send_enq(now)
+
+    def _send_enq(self, now: float) -> None:
+        self._out.append(ENQ)
+        self._enq_outstanding = True
+        self._deadline = now + self.host_settings.ack
+
+    def _schedule_enq(self, now: float) -> None:
+        """Send ENQ once nothing has arrived for ``quiet`` seconds."""
+        self._deadline = None
+        self._enq_outstanding = False
+        self._enq_at = max(now, self._last_rx) + self.host_settings.quiet
+
+    def _write_frame(self, now: float) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        self._host = _Host.SEND
+        self._out += exchange.frame
+        self._enq_outstanding = False
+        self._deadline = now + self.host_settings.ack
+
+    def _finish(self, events: list[Event], event: Event) -> None:
+        self._host = _Host.IDLE
+        self._exchange = None
+        self._deadline = None
+        self._enq_at = None
+        self._enq_outstanding = False
+        events.append(event)
+
+    def _fail(self, events: list[Event], error: LinkError) -> None:
+        self._synced = False
+        exchange = self._exchange
+        self._finish(events, CommandFailed(exchange.command if exchange else b"", error))
+
+    def _count_enq(self, events: list[Event]) -> bool:
+        """Count one more ENQ round; on the last allowed one fail and return False."""
+        exchange = self._exchange
+        assert exchange is not None
+        exchange.enq_tries += 1
+        if exchange.enq_tries < self.host_settings.max_enq:
+            return True
+        written = self._host is not _Host.SYNC
+        self._fail(
+            events,
+            NoResponse(
+                f"no answer to ENQ after {exchange.enq_tries} tries: check the cable or network, "
+                "the port and baud rate, and that the register is on"
+                + (
+                    "; the command may have been executed -- check the register before repeating it"
+                    if written
+                    else "; the command was not sent"
+                ),
+                command=exchange.command,
+                maybe_executed=written,
+            ),
+        )
+        return False
+
+    def _recover(self, now: float, events: list[Event]) -> None:
+        """Trouble after the frame was written: ask, on a quiet line, whether it was taken."""
+        exchange = self._exchange
+        assert exchange is not None
+        if self._host in (_Host.SEND, _Host.RECOVER, _Host.CONFIRM_IDLE):
+            if not self._count_enq(events):
+                return
+            self._host = _Host.RECOVER
+        self._schedule_enq(now)
+
+    def _host_timeout(self, now: float, events: list[Event]) -> None:
+        state = self._host
+        exchange = self._exchange
+        if exchange is None:
+            return
+        if state is _Host.SYNC:
+            if self._count_enq(events):
+                self._schedule_enq(now)
+        elif state in (_Host.SEND, _Host.RECOVER):
+            self._recover(now, events)
+        elif state is _Host.CONFIRM_IDLE:
+            if self._deframer.has_partial:
+                self._recover(now, events)  # a frame began after the NAK
+            else:
+                self._not_taken(now, events)
+        elif state is _Host.ANSWER:
+            if self._enq_outstanding:
+                # ENQ asked "is the answer coming?" and got nothing back.
+                if self._count_enq(events):
+                    self._schedule_enq(now)
+            else:
+                # No answer within the command's time: ask whether it is still being prepared.
+                exchange.extensions += 1
+                if exchange.extensions > self.host_settings.max_enq:
+                    self._fail(
+                        events,
+                        AnswerLost(
+                            "the register kept saying its answer is being prepared; it may be "
+                            "printing or stuck -- check its state before repeating the command",
+                            command=exchange.command,
+                            maybe_executed=True,
+                        ),
+                    )
+                else:
+                    self._send_enq(now)
+
+    def _not_taken(self, now: float, events: list[Event]) -> None:
+        """ENQ -> NAK on a quiet line after the frame was written: the device never took it."""
+        exchange = self._exchange
+        assert exchange is not None
+        self._synced = True
+        if exchange.resend and exchange.resends < self.host_settings.max_resend:
+            exchange.resends += 1
+            exchange.synced = True
+            self._write_frame(now)
+            return
+        self._fail(
+            events,
+            NotDelivered(
+                "the register did not take the command"
+                + (f" after {exchange.resends + 1} sends" if exchange.resend else "")
+                + "; it was not executed and may be sent again (check the line if this repeats)",
+                command=exchange.command,
+                maybe_executed=False,
+            ),
+        )
+
+    def _host_token(self, token: Token, now: float, events: list[Event]) -> None:
+        state = self._host
+        if isinstance(token, Control) and token.byte is ControlByte.FILLER:
+            return  # network models send 0xFF after our ACK; skip it wherever it lands
+        if state is _Host.IDLE:
+            self._host_idle_token(token, events)
+            return
+        exchange = self._exchange
+        assert exchange is not None
+        if self._enq_at is not None and state is not _Host.ANSWER:
+            # Waiting for a quiet line before asking: whatever arrives now is history.
+            events.append(LineNoise(token))
+            return
+        if state is _Host.SYNC:
+            self._host_sync_token(token, now, events)
+        elif state is _Host.SEND:
+            if isinstance(token, Control) and token.byte is ControlByte.ACK:
+                self._host = _Host.ANSWER
+                self._deadline = now + exchange.answer_timeout
+            else:
+                # A NAK, junk, or a frame where the ACK belonged: never resend on that alone.
+                events.append(LineNoise(token))
+                self._recover(now, events)
+        elif state is _Host.RECOVER:
+            if isinstance(token, Control) and token.byte is ControlByte.NAK and self._enq_outstanding:
+                self._host = _Host.CONFIRM_IDLE
+                self._enq_outstanding = False
+                self._deadline = now + self.host_settings.quiet
+            elif isinstance(token, Control) and token.byte is ControlByte.ACK and self._enq_outstanding:
+                self._host = _Host.ANSWER
+                self._enq_outstanding = False
+                self._deadline = now + exchange.answer_timeout
+            else:
+                events.append(LineNoise(token))
+                self._recover(now, events)
+        elif state is _Host.CONFIRM_IDLE:
+            # Bytes after the NAK: it was not a clean "idle" (maybe part of a damaged frame).
+            events.append(LineNoise(token))
+            self._recover(now, events)
+        elif state is _Host.ANSWER:
+            self._host_answer_token(token, now, events)
+
+    def _host_idle_token(self, token: Token, events: list[Event]) -> None:
+        if isinstance(token, Frame) and token.payload == self._last_answer:
+            # The device repeats the answer we already have (our ACK was lost): confirm it again.
+            self._out.append(ACK)
+        else:
+            self._synced = False  # something we did not ask for: ENQ before the next command
+        events.append(LineNoise(token))
+
+    def _host_sync_token(self, token: Token, now: float, events: list[Event]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        if isinstance(token, Control) and self._enq_outstanding:
+            if token.byte is ControlByte.NAK:
+                self._synced = True
+                if exchange.command:
+                    exchange.synced = True
+                    self._write_frame(now)
+                else:
+                    self._finish(events, LinkReady())
+                return
+            if token.byte is ControlByte.ACK:
+                # The device holds an answer to something earlier: read it, confirm, ask again.
+                self._enq_outstanding = False
+                self._deadline = now + exchange.answer_timeout
+                return
+        if isinstance(token, Frame) and not self._enq_outstanding:
+            self._out.append(ACK)
+            events.append(StaleAnswer(token.payload))
+            self._schedule_enq(now)  # let any reply still in flight arrive first
+            return
+        events.append(LineNoise(token))
+        if self._count_enq(events):
+            self._schedule_enq(now)
+
+    def _host_answer_token(self, token: Token, now: float, events: list[Event]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        if isinstance(token, Frame):
+            self._enq_at = None
+            self._host_answer_frame(token.payload, now, events)
+            return
+        if isinstance(token, Control):
+            if token.byte is ControlByte.ACK and self._enq_outstanding:
+                # "The answer is being prepared": wait the command's time again.
+                self._enq_outstanding = False
+                self._deadline = now + exchange.answer_timeout
+                return
+            if token.byte is ControlByte.NAK and self._enq_outstanding:
+                self._fail(
+                    events,
+                    AnswerLost(
+                        "the register took the command but no longer holds its answer (was it "
+                        "restarted?); check its state, e.g. the last fiscal document, before "
+                        "repeating the command",
+                        command=exchange.command,
+                        maybe_executed=True,
+                    ),
+                )
+                return
+        events.append(LineNoise(token))
+        if isinstance(token, BadFrame | Junk) and self._enq_at is None:
+            # A damaged answer: NAK it and ask for the repeat once the line is quiet.
+            exchange.answer_naks += 1
+            if exchange.answer_naks > self.host_settings.max_enq:
+                self._fail(
+                    events,
+                    AnswerLost(
+                        f"the answer arrived damaged {exchange.answer_naks} times; the command "
+                        "was executed or is running -- check the line and the register's state",
+                        command=exchange.command,
+                        maybe_executed=True,
+                    ),
+                )
+                return
+            if isinstance(token, BadFrame):
+                self._out.append(NAK)
+            self._schedule_enq(now)
+            self._deadline = now + exchange.answer_timeout
+
+    def _host_answer_frame(self, answer: bytes, now: float, events: list[Event]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        self._out.append(ACK)
+        if not exchange.command:
+            # A bare sync read a stale answer: confirmed, now ask again.
+            events.append(StaleAnswer(answer))
+            self._host = _Host.SYNC
+            self._schedule_enq(now)
+            return
+        if not _answer_matches(exchange.command, answer):
+            if not exchange.synced:
+                # No ENQ preceded our frame, and the device holds an answer to an earlier command:
+                # it never took our frame (taking a frame drops the old answer).  Ask again.
+                events.append(StaleAnswer(answer))
+                self._host = _Host.RECOVER
+                self._schedule_enq(now)
+                return
+            self._fail(
+                events,
+                OutcomeUnknown(
+                    f"answer {answer[:2].hex(' ')} does not belong to command "
+                    f"{exchange.command[:2].hex(' ')} (a frame damaged past its checksum?); "
+                    "check the register's state before repeating the command",
+                    command=exchange.command,
+                    maybe_executed=True,
+                ),
+            )
+            return
+        # If our ENQ crossed the answer on the line, the device will answer it (ACK and the same
+        # answer again): the next command must sync first instead of taking that ACK for its own.
+        self._synced = not self._enq_outstanding
+        self._last_answer = answer
+        self._last_code = _code_of(exchange.command)
+        self._finish(events, AnswerReceived(exchange.command, answer))
+
+    # -- device API -----------------------------------------------------------------------------
+
+    def send_answer(self, payload: bytes, now: float) -> None:
+        """Device: the answer to the command last reported by `CommandReceived`."""
+        if self.role is not Role.DEVICE:
+            raise RuntimeError("send_answer is a device call; this link plays the host role")
+        if self._device is not _Device.EXECUTING:
+            raise RuntimeError(f"no command is being executed (state {self._device.value})")
+        self._answer = payload
+        self._answer_frame = encode_frame(payload)
+        self._transmit_answer(now)
+
+    def power_cycle(self) -> None:
+        """Device: forget everything in flight, as a register does after losing power."""
+        self._device = _Device.IDLE
+        self._answer = None
+        self._deadline = None
+        self._deframer.drop_partial()
+        self._out.clear()
+
+    @property
+    def executing(self) -> bool:
+        """Device: a command was taken and its answer is not yet given."""
+        return self._device is _Device.EXECUTING
+
+    # -- device internals -----------------------------------------------------------------------
+
+    def _transmit_answer(self, now: float) -> None:
+        self._out += self._answer_frame
+        self._device = _Device.ANSWER_SENT
+        self._deadline = now + self.device_settings.confirm
+
+    def _device_timeout(self) -> None:
+        if self._device is _Device.ANSWER_SENT:
+            self._device = _Device.ANSWER_PENDING
+
+    def _device_token(self, token: Token, now: float, events: list[Event]) -> None:
+        state = self._device
+        if isinstance(token, Control):
+            byte = token.byte
+            if byte is ControlByte.ENQ:
+                if state is _Device.IDLE:
+                    self._out.append(NAK)
+                elif state is _Device.EXECUTING:
+                    self._out.append(ACK)
+                else:
+                    self._out.append(ACK)
+                    self._transmit_answer(now)
+                return
+            if byte is ControlByte.ACK and state in (_Device.ANSWER_SENT, _Device.ANSWER_PENDING):
+                answer = self._answer
+                assert answer is not None
+                self._device = _Device.IDLE
+                self._answer = None
+                self._deadline = None
+                if self.device_settings.filler_after_ack:
+                    self._out.append(FILLER)
+                events.append(AnswerConfirmed(answer))
+                return
+            if byte is ControlByte.NAK and state is _Device.ANSWER_SENT:
+                # The host saw a damaged answer; it will ask with ENQ (the answer is not resent).
+                self._device = _Device.ANSWER_PENDING
+                self._deadline = None
+                return
+            events.append(LineNoise(token))
+            return
+        if isinstance(token, Frame):
+            if state is _Device.EXECUTING:
+                self._out.append(NAK)  # one command at a time
+                events.append(LineNoise(token))
+                return
+            if state in (_Device.ANSWER_SENT, _Device.ANSWER_PENDING):
+                assert self._answer is not None
+                events.append(AnswerDropped(self._answer))
+                self._answer = None
+            self._out.append(ACK)
+            self._device = _Device.EXECUTING
+            self._deadline = None
+            events.append(CommandReceived(token.payload))
+            return
+        if isinstance(token, BadFrame):
+            self._out.append(NAK)  # a line error (a timed-out partial frame is dropped silently)
+        events.append(LineNoise(token))
+
+
+def _answer_matches(command: bytes, answer: bytes) -> bool:
+    """Does ``answer`` carry ``command``'s code?  ``FF <err>`` short answers match FF commands."""
+    if not answer:
+        return False
+    if command[0] == 0xFF:
+        if answer[0] != 0xFF or len(answer) < 2:
+            return False
+        return answer[1] == command[1] or len(answer) == 2
+    return answer[0] == command[0]
+
+
+def _code_of(payload: bytes) -> int:
+    return (0xFF00 | payload[1]) if payload[:1] == b"\xff" and len(payload) > 1 else payload[0]

@@ -1,0 +1,1 @@
+"""The ``kkt`` command line.  Installed as ``kkt.tools``."""
