@@ -1,0 +1,407 @@
+"""Fiscal-storage (ФН) commands of Shtrikh-M registers: the two-byte ``FF xx`` codes.
+
+Layouts: vendor protocol 1.17 §"Команды работы с ФН", cross-checked with the official JavaPOS
+driver (``FSReadStatus``, ``FSFindDocument``, ``FSCloseReceipt``, ``FSPrintRecItem`` ...) and
+afilippov1985/kkt-shtrih (fact sheet §2.4).  Readings chosen where sources differ:
+
+* FF03: 1.17 shows only the date; both official drivers require the two registration counters.
+  Decoding accepts either, the counters are None when absent.
+* FF3F: the count is 2 bytes (1.17, pyshtrih); JavaPOS's ``commands.xml`` says 4 and is wrong.
+* FF36, FF38, FF43, FF45: a trailing DATE_TIME appears when the register's "extended answers"
+  setting is on; it decodes to None otherwise.
+* FF46 tax rates are a bitmask (`TaxRate`), bit n-1 for tax n, as the OPOS driver encodes them.
+* Fiscal signs are 4-byte little-endian numbers, the form a receipt prints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from construct import Optional
+
+from .classic import Empty
+from .fields import (
+    U8,
+    U16,
+    U32,
+    Bool,
+    DateTime5,
+    DateYMD,
+    EnumField,
+    FixedText,
+    Money5,
+    OptionalMoney5,
+    Quantity,
+    Raw,
+    TailText,
+    Tuple,
+)
+from .message import Answer, Request, RequestT, answer, request, wire
+from .modes import FiscalDocumentType, OperationType, TaxRate, TaxSystem
+
+_FN = 30.0  # OPOS waits 30 s for every FF command
+
+
+def _fn_request(
+    code: int, *, repeatable: bool = True, timeout: float = _FN
+) -> Callable[[RequestT], RequestT]:
+    return request(code, timeout=timeout, repeatable=repeatable)
+
+
+# -- status and identity --------------------------------------------------------------------------
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class FnStatus(Answer):
+    """FF01 answer.  ``phase`` is `FnPhase` bits, ``current_document`` a `FnDocument` code."""
+
+    phase: int = wire(U8)
+    current_document: int = wire(U8)
+    document_data_received: bool = wire(Bool)
+    shift_open: bool = wire(Bool)
+    warnings: int = wire(U8)
+    datetime: dt.datetime | None = wire(DateTime5())
+    fn_serial: str = wire(FixedText(16, "ascii"))
+    last_document_number: int = wire(U32)
+
+
+@_fn_request(0xFF01)
+@dataclass(frozen=True, slots=True)
+class GetFnStatus(Request[FnStatus]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class FnSerial(Answer):
+    serial: str = wire(FixedText(16, "ascii"))
+
+
+@_fn_request(0xFF02)
+@dataclass(frozen=True, slots=True)
+class GetFnSerial(Request[FnSerial]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class FnExpiry(Answer):
+    expires: dt.date | None = wire(DateYMD())
+    registrations_left: int | None = wire(Optional(U8))
+    registrations_done: int | None = wire(Optional(U8))
+
+
+@_fn_request(0xFF03)
+@dataclass(frozen=True, slots=True)
+class GetFnExpiry(Request[FnExpiry]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class FnVersion(Answer):
+    version: str = wire(FixedText(16, "ascii"))
+    production: bool = wire(Bool)  # False: debug firmware
+
+
+@_fn_request(0xFF04)
+@dataclass(frozen=True, slots=True)
+class GetFnVersion(Request[FnVersion]):
+    password: int = wire(U32)
+
+
+@_fn_request(0xFF08, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class CancelFnDocument(Request[Empty]):
+    password: int = wire(U32)
+
+
+# -- archive --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationDetails:
+    inn: str
+    rnm: str
+    tax_systems: TaxSystem
+    work_mode: int
+    extra: bytes  # FFD 1.1+: extended flags, OFD INN, reason codes
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftDetails:
+    shift_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptDetails:
+    operation: OperationType
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateReportDetails:
+    unconfirmed_count: int
+    first_unconfirmed_date: dt.date | None
+
+
+DocumentDetails = RegistrationDetails | ShiftDetails | ReceiptDetails | StateReportDetails
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class FoundDocument(Answer):
+    """FF0A answer: the archive's short record of one fiscal document."""
+
+    document_type: int = wire(U8)  # FFD type code, see `FiscalDocumentType`
+    ofd_ticket_received: bool = wire(Bool)
+    datetime: dt.datetime | None = wire(DateTime5())
+    number: int = wire(U32)
+    fiscal_sign: int = wire(U32)
+    data: bytes = wire(Raw)  # type-specific, see `details`
+
+    def details(self) -> DocumentDetails | None:
+        """Decode ``data`` for the common document types; None for the others."""
+        data = self.data
+        kind = self.document_type
+        if kind in (FiscalDocumentType.REGISTRATION, FiscalDocumentType.REREGISTRATION) and len(data) >= 34:
+            return RegistrationDetails(
+                inn=data[:12].decode("ascii", "replace").strip(),
+                rnm=data[12:32].decode("ascii", "replace").strip(),
+                tax_systems=TaxSystem(data[32]),
+                work_mode=data[33],
+                extra=data[34:],
+            )
+        if kind in (FiscalDocumentType.SHIFT_OPEN, FiscalDocumentType.SHIFT_CLOSE) and len(data) >= 2:
+            return ShiftDetails(int.from_bytes(data[:2], "little"))
+        if kind in (
+            FiscalDocumentType.RECEIPT,
+            FiscalDocumentType.BSO,
+            FiscalDocumentType.CORRECTION_RECEIPT,
+            FiscalDocumentType.CORRECTION_BSO,
+        ) and len(data) >= 6 and data[0] in OperationType._value2member_map_:
+            return ReceiptDetails(OperationType(data[0]), int.from_bytes(data[1:6], "little"))
+        if kind == FiscalDocumentType.STATE_REPORT and len(data) >= 7:
+            return StateReportDetails(
+                int.from_bytes(data[:4], "little"), DateYMD().parse(data[4:7])
+            )
+        return None
+
+
+@_fn_request(0xFF0A)
+@dataclass(frozen=True, slots=True)
+class FindDocument(Request[FoundDocument]):
+    password: int = wire(U32)
+    number: int = wire(U32)
+
+
+# -- shift ----------------------------------------------------------------------------------------
+
+
+@_fn_request(0xFF41, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class BeginOpenShift(Request[Empty]):
+    """Start opening a shift; send cashier tags with FF0C, then `FnOpenShift`."""
+
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class ShiftOpened(Answer):
+    shift_number: int = wire(U16)
+    document_number: int = wire(U32)
+    fiscal_sign: int = wire(U32)
+
+
+@_fn_request(0xFF0B, repeatable=False, timeout=100.0)
+@dataclass(frozen=True, slots=True)
+class FnOpenShift(Request[ShiftOpened]):
+    password: int = wire(U32)
+
+
+@_fn_request(0xFF42, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class BeginCloseShift(Request[Empty]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class ShiftClosed(Answer):
+    shift_number: int = wire(U16)
+    document_number: int = wire(U32)
+    fiscal_sign: int = wire(U32)
+    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+
+
+@_fn_request(0xFF43, repeatable=False, timeout=65.0)
+@dataclass(frozen=True, slots=True)
+class FnCloseShift(Request[ShiftClosed]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class ShiftParams(Answer):
+    shift_open: bool = wire(Bool)
+    shift_number: int = wire(U16)
+    receipt_number: int = wire(U16)
+
+
+@_fn_request(0xFF40)
+@dataclass(frozen=True, slots=True)
+class GetShiftParams(Request[ShiftParams]):
+    password: int = wire(U32)
+
+
+# -- TLV ------------------------------------------------------------------------------------------
+
+
+@_fn_request(0xFF0C, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class SendTlv(Request[Empty]):
+    """Receipt- or document-level TLV (e.g. 1008 buyer contact, 1021 cashier).  At most 249 bytes
+    fit a frame; repeating it would add the tags twice."""
+
+    password: int = wire(U32)
+    tlv: bytes = wire(Raw)
+
+
+@_fn_request(0xFF4D, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class SendOperationTlv(Request[Empty]):
+    """TLV bound to the last operation (FF46), e.g. 1023 quantity, 2108 measure."""
+
+    password: int = wire(U32)
+    tlv: bytes = wire(Raw)
+
+
+# -- correction and state report ------------------------------------------------------------------
+
+
+@_fn_request(0xFF35, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class BeginCorrectionReceipt(Request[Empty]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class CorrectionReceiptMade(Answer):
+    receipt_number: int = wire(U16)
+    document_number: int = wire(U32)
+    fiscal_sign: int = wire(U32)
+    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+
+
+@_fn_request(0xFF36, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class MakeCorrectionReceipt(Request[CorrectionReceiptMade]):
+    password: int = wire(U32)
+    total: int = wire(Money5)
+    operation: OperationType = wire(EnumField(OperationType))  # 1 приход, 3 расход
+
+
+@_fn_request(0xFF37, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class BeginStateReport(Request[Empty]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class StateReport(Answer):
+    document_number: int = wire(U32)
+    fiscal_sign: int = wire(U32)
+    unconfirmed_count: int = wire(U32)
+    first_unconfirmed_date: dt.date | None = wire(DateYMD())
+    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+
+
+@_fn_request(0xFF38, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class MakeStateReport(Request[StateReport]):
+    password: int = wire(U32)
+
+
+# -- OFD exchange ---------------------------------------------------------------------------------
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class OfdExchangeStatus(Answer):
+    status: int = wire(U8)  # `OfdStatus` bits
+    reading_message: bool = wire(Bool)
+    queue_count: int = wire(U16)
+    first_document_number: int = wire(U32)
+    first_document_datetime: dt.datetime | None = wire(DateTime5())
+
+
+@_fn_request(0xFF39)
+@dataclass(frozen=True, slots=True)
+class GetOfdExchangeStatus(Request[OfdExchangeStatus]):
+    password: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class UnconfirmedCount(Answer):
+    count: int = wire(U16)
+
+
+@_fn_request(0xFF3F)
+@dataclass(frozen=True, slots=True)
+class GetUnconfirmedCount(Request[UnconfirmedCount]):
+    password: int = wire(U32)
+
+
+# -- receipts v2 ----------------------------------------------------------------------------------
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class ReceiptClosed(Answer):
+    change: int = wire(Money5)
+    document_number: int = wire(U32)
+    fiscal_sign: int = wire(U32)
+    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+
+
+PAYMENT_SLOTS = 16  # 1 cash, 2-13 electronic ("безналичные" types), 14 prepaid, 15 credit, 16 counter-provision
+TAX_SLOTS = 6
+
+
+@_fn_request(0xFF45, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class CloseReceiptV2(Request[ReceiptClosed]):
+    """Close the open receipt: payments in kopecks, rounding (<= 99 kopecks), tax sums, tax system."""
+
+    password: int = wire(U32)
+    payments: tuple[int, ...] = wire(Tuple(PAYMENT_SLOTS, Money5))
+    rounding: int = wire(U8)
+    taxes: tuple[int, ...] = wire(Tuple(TAX_SLOTS, Money5))
+    tax_system: TaxSystem = wire(EnumField(TaxSystem))
+    text: str = wire(TailText(64))
+
+
+@_fn_request(0xFF46, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class OperationV2(Request[Empty]):
+    """One item line.  ``amount``/``tax_amount`` None send FF×5: the register computes them."""
+
+    password: int = wire(U32)
+    operation: OperationType = wire(EnumField(OperationType))
+    quantity: Decimal = wire(Quantity(6, 6))
+    price: int = wire(Money5)
+    amount: int | None = wire(OptionalMoney5())
+    tax_amount: int | None = wire(OptionalMoney5())
+    tax_rate: TaxRate = wire(EnumField(TaxRate))
+    department: int = wire(U8)
+    payment_method: int = wire(U8)  # tag 1214: 1 full prepayment ... 4 full payment ... 7
+    payment_subject: int = wire(U8)  # tag 1212: 1 goods, 2 excise goods, 3 work, 4 service ...
+    name: str = wire(TailText(128))

@@ -1,0 +1,215 @@
+"""Typed Shtrikh-M requests and answers: frozen dataclasses outside, `construct` inside.
+
+A request class declares its fields in wire order, each with its wire type from `fields`::
+
+    @request(0x1A, timeout=3.0)
+    @dataclass(frozen=True, slots=True)
+    class ReadCashRegister(Request["CashRegisterValue"]):
+        password: int = wire(U32)
+        register: int = wire(U8)
+
+The decorator builds the `construct` struct from those fields, remembers the answer type named in
+``Request[...]``, and registers the code so a device can decode any payload (`decode_request`).
+Host side: ``payload = req.encode()``; ``answer = req.decode_answer(payload)`` (raises
+`ShtrikhDeviceError` for a non-zero error byte).  Device side: ``req = decode_request(payload)``;
+``encode_answer(code, answer)`` or ``encode_error(code, error)``.
+
+Answers follow ``code, error, data``; with an error the data is absent, and an FF command the
+device does not know may come back as just ``FF <error>`` (fact sheet §1.2) -- both decode to the
+same `ShtrikhDeviceError`.  Requests are parsed strictly (a device refuses bad lengths); answers
+may carry trailing bytes newer firmware added, which are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, TypeVar
+
+from construct import Construct, ConstructError, Struct, Terminated
+
+from ..errors import CodecError
+from .errors import ShtrikhDeviceError, device_error
+from .frame import code_bytes, command_code
+
+AnswerT = TypeVar("AnswerT", bound="Answer")
+
+
+def wire(con: Construct, *, default: Any = dataclasses.MISSING) -> Any:
+    """Declare a dataclass field with its wire type."""
+    return dataclasses.field(default=default, metadata={"wire": con})
+
+
+def _struct_of(cls: type) -> Construct:
+    return Struct(*(f.name / f.metadata["wire"] for f in dataclasses.fields(cls)))
+
+
+class Answer:
+    """Base of typed answers (the data after ``code, error``)."""
+
+    STRUCT: ClassVar[Construct]
+
+    def encode_data(self) -> bytes:
+        try:
+            return bytes(self.STRUCT.build(_as_dict(self)))
+        except (ConstructError, ValueError, TypeError, OverflowError) as exc:
+            raise CodecError(f"cannot encode {type(self).__name__}: {exc}") from None
+
+    @classmethod
+    def decode_data(cls, data: bytes) -> typing.Self:
+        try:
+            parsed = cls.STRUCT.parse(data)
+        except (ConstructError, ValueError) as exc:
+            raise CodecError(f"malformed {cls.__name__} ({data.hex(' ')}): {exc}") from None
+        return cls(**{f.name: parsed[f.name] for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+
+class Request(Generic[AnswerT]):
+    """Base of typed requests.  Class attributes are filled in by `request`."""
+
+    CODE: ClassVar[int]
+    ANSWER: ClassVar[type[Answer]]
+    TIMEOUT: ClassVar[float]
+    REPEATABLE: ClassVar[bool]
+    STRUCT: ClassVar[Construct]
+
+    def encode(self) -> bytes:
+        """The payload to frame: code bytes + parameters."""
+        try:
+            return code_bytes(self.CODE) + bytes(self.STRUCT.build(_as_dict(self)))
+        except (ConstructError, ValueError, TypeError, OverflowError) as exc:
+            raise CodecError(f"cannot encode {type(self).__name__}: {exc}") from None
+
+    @classmethod
+    def decode_params(cls, data: bytes) -> typing.Self:
+        """Parse the parameters (the payload after the code bytes), strictly."""
+        try:
+            parsed = cls.STRUCT.parse(data)
+        except (ConstructError, ValueError) as exc:
+            raise CodecError(f"malformed {cls.__name__} parameters ({data.hex(' ')}): {exc}") from None
+        return cls(**{f.name: parsed[f.name] for f in dataclasses.fields(cls)})  # type: ignore[call-arg]
+
+    def decode_answer(self, payload: bytes) -> AnswerT:
+        """Parse this request's answer; raise `ShtrikhDeviceError` if the device refused."""
+        data = split_answer(self.CODE, payload)
+        return self.ANSWER.decode_data(data)  # type: ignore[return-value]
+
+
+RequestT = TypeVar("RequestT", bound=type[Request[Any]])
+
+_REGISTRY: dict[int, type[Request[Any]]] = {}
+
+
+def request(code: int, *, timeout: float, repeatable: bool = True) -> Callable[[RequestT], RequestT]:
+    """Register a request dataclass under ``code``.
+
+    ``timeout`` is the answer timeout in seconds (fact sheet §1.6: the official drivers' values).
+    ``repeatable=False`` marks commands that move money or form a fiscal document: a driver must
+    never send them again without first learning whether the first one was executed.
+    """
+
+    def register(cls: RequestT) -> RequestT:
+        answer = _answer_type(cls)
+        cls.CODE = code
+        cls.ANSWER = answer
+        cls.TIMEOUT = timeout
+        cls.REPEATABLE = repeatable
+        cls.STRUCT = Struct(*(f.name / f.metadata["wire"] for f in dataclasses.fields(cls)), Terminated)
+        if code in _REGISTRY:
+            raise RuntimeError(f"command {code:#x} registered twice")
+        _REGISTRY[code] = cls
+        return cls
+
+    return register
+
+
+def answer(cls: type[AnswerT]) -> type[AnswerT]:
+    """Build the struct of an answer dataclass."""
+    cls.STRUCT = _struct_of(cls)
+    return cls
+
+
+def _answer_type(cls: type) -> type[Answer]:
+    for base in getattr(cls, "__orig_bases__", ()):
+        if typing.get_origin(base) is Request:
+            (arg,) = typing.get_args(base)
+            if isinstance(arg, str | typing.ForwardRef):
+                raise TypeError(f"{cls.__name__}: name the answer class itself, not a string")
+            return typing.cast(type[Answer], arg)
+    raise TypeError(f"{cls.__name__} must derive from Request[AnswerType]")
+
+
+def _as_dict(obj: object) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+
+
+# -- payload-level helpers ------------------------------------------------------------------------
+
+
+def request_types() -> dict[int, type[Request[Any]]]:
+    """Every registered request class by command code."""
+    return dict(_REGISTRY)
+
+
+def decode_request(payload: bytes) -> Request[Any]:
+    """Device side: turn a received payload into its typed request.
+
+    Raises `CodecError` for an unknown code (a device answers 37h "not supported") or bad
+    parameters (a device answers 33h "incorrect parameters").
+    """
+    code = command_code(payload)
+    cls = _REGISTRY.get(code)
+    if cls is None:
+        raise UnknownCommand(code)
+    return cls.decode_params(payload[len(code_bytes(code)) :])
+
+
+class UnknownCommand(CodecError):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"command {code:#04x} is not known to this codec")
+        self.code = code
+
+
+def split_answer(code: int, payload: bytes) -> bytes:
+    """Check an answer's code and error byte; return its data or raise `ShtrikhDeviceError`."""
+    prefix = code_bytes(code)
+    if len(prefix) == 2 and len(payload) == 2 and payload[0] == 0xFF and payload[1] != prefix[1]:
+        # "FF <err>": the device did not recognise the FF sub-command at all.
+        raise device_error(payload[1], code)
+    if not payload.startswith(prefix):
+        raise CodecError(f"answer {payload[:2].hex(' ')} does not belong to command {prefix.hex(' ')}")
+    if len(payload) <= len(prefix):
+        raise CodecError(f"answer to {prefix.hex(' ')} has no error byte")
+    error = payload[len(prefix)]
+    if error:
+        raise device_error(error, code)
+    return payload[len(prefix) + 1 :]
+
+
+def encode_answer(code: int, answer: Answer) -> bytes:
+    """Device side: the payload of a successful answer."""
+    return code_bytes(code) + b"\x00" + answer.encode_data()
+
+
+def encode_error(code: int, error: int) -> bytes:
+    """Device side: the payload of a refusal (code and error only, no data)."""
+    if not 1 <= error <= 0xFF:
+        raise CodecError(f"error code {error} must be 1..255")
+    return code_bytes(code) + bytes((error,))
+
+
+__all__ = [
+    "Answer",
+    "Request",
+    "ShtrikhDeviceError",
+    "UnknownCommand",
+    "answer",
+    "decode_request",
+    "encode_answer",
+    "encode_error",
+    "request",
+    "request_types",
+    "split_answer",
+    "wire",
+]
