@@ -12,8 +12,6 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from construct import Optional
-
 from .fields import (
     U8,
     U16,
@@ -29,6 +27,7 @@ from .fields import (
     S16,
     TailText,
     TimeHMS,
+    Trailing,
     Tuple,
 )
 from .message import Answer, Request, answer, request, wire
@@ -72,7 +71,7 @@ class ShortStatus(Answer):
     print_head_temperature: int = wire(U8)
     previous_mode: int = wire(U8)
     key_update_status: int = wire(U8)
-    last_print_result: int | None = wire(Optional(U8))  # 0 ok, 1 paper break, 2 error, 5 printing
+    last_print_result: int | None = wire(Trailing(U8))  # 0 ok, 1 paper break, 2 error, 5 printing
 
     @property
     def operations_in_receipt(self) -> int:
@@ -265,7 +264,7 @@ class ZReport(Request[OperatorAnswer]):
 @dataclass(frozen=True, slots=True)
 class OpenShiftAnswer(Answer):
     # 1.17 lists the operator byte but gives LEN 2; pyshtrih reads none, JavaPOS reads it.
-    operator: int | None = wire(Optional(U8))
+    operator: int | None = wire(Trailing(U8))
 
 
 @request(0xE0, timeout=100.0, repeatable=False)

@@ -29,6 +29,8 @@ from construct import (
     Int16sl,
     Int16ul,
     Int32ul,
+    SizeofError,
+    Subconstruct,
     ValidationError,
 )
 
@@ -249,3 +251,26 @@ class EnumField(Adapter):  # type: ignore[misc]
 
     def _encode(self, obj: Any, context: Any, path: str) -> int:
         return int(obj)
+
+
+class Trailing(Subconstruct):  # type: ignore[misc]
+    """A field that newer firmware appends: absent at the end of the data <-> None.
+
+    Unlike ``construct.Optional`` it does not swallow a malformed value, and None builds nothing
+    even when the inner type could encode None itself.
+    """
+
+    def _parse(self, stream: Any, context: Any, path: str) -> Any:
+        position = stream.tell()
+        if not stream.read(1):
+            return None
+        stream.seek(position)
+        return self.subcon._parsereport(stream, context, path)
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        if obj is None:
+            return None
+        return self.subcon._build(obj, stream, context, path)
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise SizeofError("a trailing field has no fixed size", path=path)

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from construct import Optional
-
 from .classic import Empty
 from .fields import (
     U8,
@@ -37,6 +35,7 @@ from .fields import (
     Quantity,
     Raw,
     TailText,
+    Trailing,
     Tuple,
 )
 from .message import Answer, Request, RequestT, answer, request, wire
@@ -91,8 +90,8 @@ class GetFnSerial(Request[FnSerial]):
 @dataclass(frozen=True, slots=True)
 class FnExpiry(Answer):
     expires: dt.date | None = wire(DateYMD())
-    registrations_left: int | None = wire(Optional(U8))
-    registrations_done: int | None = wire(Optional(U8))
+    registrations_left: int | None = wire(Trailing(U8))
+    registrations_done: int | None = wire(Trailing(U8))
 
 
 @_fn_request(0xFF03)
@@ -236,7 +235,7 @@ class ShiftClosed(Answer):
     shift_number: int = wire(U16)
     document_number: int = wire(U32)
     fiscal_sign: int = wire(U32)
-    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+    datetime: dt.datetime | None = wire(Trailing(DateTime5()))
 
 
 @_fn_request(0xFF43, repeatable=False, timeout=65.0)
@@ -296,7 +295,7 @@ class CorrectionReceiptMade(Answer):
     receipt_number: int = wire(U16)
     document_number: int = wire(U32)
     fiscal_sign: int = wire(U32)
-    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+    datetime: dt.datetime | None = wire(Trailing(DateTime5()))
 
 
 @_fn_request(0xFF36, repeatable=False)
@@ -320,7 +319,7 @@ class StateReport(Answer):
     fiscal_sign: int = wire(U32)
     unconfirmed_count: int = wire(U32)
     first_unconfirmed_date: dt.date | None = wire(DateYMD())
-    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+    datetime: dt.datetime | None = wire(Trailing(DateTime5()))
 
 
 @_fn_request(0xFF38, repeatable=False)
@@ -369,7 +368,7 @@ class ReceiptClosed(Answer):
     change: int = wire(Money5)
     document_number: int = wire(U32)
     fiscal_sign: int = wire(U32)
-    datetime: dt.datetime | None = wire(Optional(DateTime5()))
+    datetime: dt.datetime | None = wire(Trailing(DateTime5()))
 
 
 PAYMENT_SLOTS = 16  # 1 cash, 2-13 electronic ("безналичные" types), 14 prepaid, 15 credit, 16 counter-provision

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from construct import Construct, ConstructError, Struct, Terminated
 
-from ..errors import CodecError
+from ..errors import CodecError, FrameError
 from .errors import ShtrikhDeviceError, device_error
 from .frame import code_bytes, command_code
 
@@ -158,7 +158,10 @@ def decode_request(payload: bytes) -> Request[Any]:
     Raises `CodecError` for an unknown code (a device answers 37h "not supported") or bad
     parameters (a device answers 33h "incorrect parameters").
     """
-    code = command_code(payload)
+    try:
+        code = command_code(payload)
+    except FrameError as exc:
+        raise CodecError(str(exc)) from None
     cls = _REGISTRY.get(code)
     if cls is None:
         raise UnknownCommand(code)
