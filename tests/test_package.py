@@ -12,11 +12,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Source folder -> installed package, and which of our packages each may import.
-FOLDERS = {"protocols": "kkt.protocols", "emulator": "kkt.emulator", "kkt": "kkt", "tools": "kkt.tools"}
+FOLDERS = {
+    "protocols": "kkt.protocols",
+    "emulator": "kkt.emulator",
+    "kkt": "kkt",
+    "tools": "kkt.tools",
+}
 ALLOWED = {
     "kkt.protocols": {"kkt.protocols"},
     "kkt.emulator": {"kkt.emulator", "kkt.protocols"},
-    "kkt": {"kkt", "kkt.protocols"},  # the in-process transport may reach kkt.emulator (the one bridge)
+    "kkt": {
+        "kkt",
+        "kkt.protocols",
+    },  # the in-process transport may reach kkt.emulator (the one bridge)
     "kkt.tools": {"kkt", "kkt.protocols", "kkt.emulator", "kkt.tools"},
 }
 
@@ -24,7 +32,12 @@ ALLOWED = {
 def _run(code: str, tmp_path: Path) -> str:
     # Run outside the checkout so the source folders are not importable by accident.
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return result.stdout.strip()
 
@@ -48,14 +61,20 @@ def test_no_generic_top_level_packages(tmp_path: Path) -> None:
 
 
 def test_py_typed_is_shipped(tmp_path: Path) -> None:
-    out = _run("import kkt, pathlib; print((pathlib.Path(kkt.__file__).parent / 'py.typed').exists())", tmp_path)
+    out = _run(
+        "import kkt, pathlib; print((pathlib.Path(kkt.__file__).parent / 'py.typed').exists())",
+        tmp_path,
+    )
     assert out == "True"
 
 
 def _our_imports(path: Path, package: str) -> set[str]:
     """Our packages imported by one module, relative imports resolved."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    module_parts = [*package.split("."), *path.relative_to(ROOT / _folder(package)).with_suffix("").parts]
+    module_parts = [
+        *package.split("."),
+        *path.relative_to(ROOT / _folder(package)).with_suffix("").parts,
+    ]
     if module_parts[-1] == "__init__":
         module_parts.pop()
     else:

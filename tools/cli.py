@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kkt import __version__
 from kkt.protocols.shtrih.frame import Deframer
+
+from kkt import __version__
 
 from .demo import run_demo
 from .describe import describe_token
@@ -29,12 +30,18 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kkt", description="Fiscal register (ККТ) driver and emulator tools")
+    parser = argparse.ArgumentParser(
+        prog="kkt", description="Fiscal register (ККТ) driver and emulator tools"
+    )
     parser.add_argument("--version", action="version", version=f"kkt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="run the protocol demo (host and device links in memory)")
-    decode = commands.add_parser("decode", help="turn captured Shtrikh-M hex frames into readable commands")
-    decode.add_argument("hex", nargs="*", help="hex bytes (either direction); read from stdin if none")
+    decode = commands.add_parser(
+        "decode", help="turn captured Shtrikh-M hex frames into readable commands"
+    )
+    decode.add_argument(
+        "hex", nargs="*", help="hex bytes (either direction); read from stdin if none"
+    )
     decode.add_argument(
         "--prefer",
         choices=("auto", "request", "answer"),

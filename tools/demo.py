@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TextIO
+from typing import Any, TextIO
 
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.frame import Deframer
@@ -36,7 +36,9 @@ def _scripted_answer(payload: bytes) -> bytes:
     if isinstance(request, classic.GetDeviceType):
         return encode_answer(request.CODE, classic.DeviceType(0, 0, 1, 14, 250, 0, "ШТРИХ-М-01Ф"))
     if isinstance(request, fn.GetFnStatus):
-        status = fn.FnStatus(3, 0, False, True, 0, dt.datetime(2026, 11, 22, 10, 5), "9999078900012345", 42)
+        status = fn.FnStatus(
+            3, 0, False, True, 0, dt.datetime(2026, 11, 22, 10, 5), "9999078900012345", 42
+        )
         return encode_answer(request.CODE, status)
     return encode_answer(request.CODE, classic.Empty())
 
@@ -69,7 +71,9 @@ def run_demo(out: TextIO) -> int:
                 show(side, data)
                 in_flight.append((now + LATENCY, side, data))
 
-    def run(request: Request[object], note: str = "", before: Callable[[], None] | None = None) -> None:
+    def run(
+        request: Request[Any], note: str = "", before: Callable[[], None] | None = None
+    ) -> None:
         nonlocal now
         print(f"\n-- {type(request).__name__}{note}", file=out)
         if before:
@@ -90,7 +94,11 @@ def run_demo(out: TextIO) -> int:
                         device.send_answer(_scripted_answer(event.command), now)
                     if isinstance(event, AnswerReceived | CommandFailed):
                         flush()
-                        outcome = "answer received" if isinstance(event, AnswerReceived) else str(event.error)
+                        outcome = (
+                            "answer received"
+                            if isinstance(event, AnswerReceived)
+                            else str(event.error)
+                        )
                         print(f"   => {outcome}", file=out)
                         return
             for link in (host, device):
@@ -121,5 +129,8 @@ def run_demo(out: TextIO) -> int:
     run(sale, " (the device's ACK is lost: the host must not sell twice)", before=lose_ack)
     print(f"\nThe device executed: {', '.join(executions)}", file=out)
     sales = executions.count("OperationV2")
-    print(f"Sales executed: {sales} (exactly once)" if sales == 1 else f"ERROR: {sales} sales", file=out)
+    print(
+        f"Sales executed: {sales} (exactly once)" if sales == 1 else f"ERROR: {sales} sales",
+        file=out,
+    )
     return 0 if sales == 1 else 1

@@ -7,7 +7,15 @@ import enum
 from typing import Any
 
 from kkt.protocols.errors import CodecError, DeviceError
-from kkt.protocols.shtrih.frame import BadFrame, Control, ControlByte, Frame, Junk, Token, command_code
+from kkt.protocols.shtrih.frame import (
+    BadFrame,
+    Control,
+    ControlByte,
+    Frame,
+    Junk,
+    Token,
+    command_code,
+)
 from kkt.protocols.shtrih.message import decode_request, request_types, split_answer
 
 _CONTROL_NAMES = {
@@ -48,7 +56,9 @@ def describe_answer(payload: bytes) -> str:
     if cls is None:
         return f"to unknown command {payload[:2].hex(' ')}: {payload.hex(' ')}"
     try:
-        return _fields(cls.ANSWER.decode_data(split_answer(code, payload)), name=f"{cls.__name__} -> ")
+        return _fields(
+            cls.ANSWER.decode_data(split_answer(code, payload)), name=f"{cls.__name__} -> "
+        )
     except DeviceError as exc:
         return f"{cls.__name__} -> refused: {exc}"
     except CodecError as exc:
@@ -65,7 +75,9 @@ def _fields(message: Any, *, name: str = "") -> str:
             value = value.hex(" ") or "-"
         elif isinstance(value, enum.Enum):
             value = value.name or repr(value)
-        parts.append(f"{field.name}={value!s}" if not isinstance(value, str) else f"{field.name}={value!r}")
+        parts.append(
+            f"{field.name}={value!s}" if not isinstance(value, str) else f"{field.name}={value!r}"
+        )
     return f"{name}{type(message).__name__}({', '.join(parts)})"
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from .fields import (
+    S16,
     U8,
     U16,
     U32,
@@ -24,7 +25,6 @@ from .fields import (
     Money6,
     Quantity,
     Raw,
-    S16,
     TailText,
     TimeHMS,
     Trailing,

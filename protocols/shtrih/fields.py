@@ -108,7 +108,7 @@ class FixedText(Adapter):  # type: ignore[misc]
 
 
 class TailText(Adapter):  # type: ignore[misc]
-    """A text that runs to the end of the frame, at most ``max_size`` bytes (FF46 name, FF45 text)."""
+    """Text running to the end of the frame, at most ``max_size`` bytes (FF46 name, FF45 text)."""
 
     def __init__(self, max_size: int, encoding: str = WIN1251) -> None:
         super().__init__(GreedyBytes)
@@ -202,7 +202,9 @@ class DateTime5(Adapter):  # type: ignore[misc]
         if obj is None:
             return b"\x00" * 5
         if obj.second or obj.microsecond:
-            raise ValidationError("the FN keeps date-time to the minute; drop the seconds", path=path)
+            raise ValidationError(
+                "the FN keeps date-time to the minute; drop the seconds", path=path
+            )
         return bytes((_year2(obj, path), obj.month, obj.day, obj.hour, obj.minute))
 
 
@@ -215,7 +217,9 @@ def _date(year: int, month: int, day: int, path: str) -> dt.date:
 
 def _year2(value: dt.date, path: str) -> int:
     if not 2000 <= value.year <= 2099:
-        raise ValidationError(f"year {value.year} outside 2000..2099 (two digits on the wire)", path=path)
+        raise ValidationError(
+            f"year {value.year} outside 2000..2099 (two digits on the wire)", path=path
+        )
     return value.year - 2000
 
 
@@ -239,7 +243,9 @@ class Tuple(Adapter):  # type: ignore[misc]
 class EnumField(Adapter):  # type: ignore[misc]
     """One byte <-> an `IntEnum` (unknown codes are refused) or an `IntFlag` (any bits kept)."""
 
-    def __init__(self, enum_type: type[enum.IntEnum] | type[enum.IntFlag], subcon: Construct = Int8ul) -> None:
+    def __init__(
+        self, enum_type: type[enum.IntEnum] | type[enum.IntFlag], subcon: Construct = Int8ul
+    ) -> None:
         super().__init__(subcon)
         self.enum_type = enum_type
 
@@ -247,7 +253,9 @@ class EnumField(Adapter):  # type: ignore[misc]
         try:
             return self.enum_type(obj)
         except ValueError:
-            raise ValidationError(f"{obj} is not a valid {self.enum_type.__name__}", path=path) from None
+            raise ValidationError(
+                f"{obj} is not a valid {self.enum_type.__name__}", path=path
+            ) from None
 
     def _encode(self, obj: Any, context: Any, path: str) -> int:
         return int(obj)

@@ -167,7 +167,10 @@ class FoundDocument(Answer):
         """Decode ``data`` for the common document types; None for the others."""
         data = self.data
         kind = self.document_type
-        if kind in (FiscalDocumentType.REGISTRATION, FiscalDocumentType.REREGISTRATION) and len(data) >= 34:
+        if (
+            kind in (FiscalDocumentType.REGISTRATION, FiscalDocumentType.REREGISTRATION)
+            and len(data) >= 34
+        ):
             return RegistrationDetails(
                 inn=data[:12].decode("ascii", "replace").strip(),
                 rnm=data[12:32].decode("ascii", "replace").strip(),
@@ -175,14 +178,22 @@ class FoundDocument(Answer):
                 work_mode=data[33],
                 extra=data[34:],
             )
-        if kind in (FiscalDocumentType.SHIFT_OPEN, FiscalDocumentType.SHIFT_CLOSE) and len(data) >= 2:
+        if (
+            kind in (FiscalDocumentType.SHIFT_OPEN, FiscalDocumentType.SHIFT_CLOSE)
+            and len(data) >= 2
+        ):
             return ShiftDetails(int.from_bytes(data[:2], "little"))
-        if kind in (
-            FiscalDocumentType.RECEIPT,
-            FiscalDocumentType.BSO,
-            FiscalDocumentType.CORRECTION_RECEIPT,
-            FiscalDocumentType.CORRECTION_BSO,
-        ) and len(data) >= 6 and data[0] in OperationType._value2member_map_:
+        if (
+            kind
+            in (
+                FiscalDocumentType.RECEIPT,
+                FiscalDocumentType.BSO,
+                FiscalDocumentType.CORRECTION_RECEIPT,
+                FiscalDocumentType.CORRECTION_BSO,
+            )
+            and len(data) >= 6
+            and data[0] in OperationType._value2member_map_
+        ):
             return ReceiptDetails(OperationType(data[0]), int.from_bytes(data[1:6], "little"))
         if kind == FiscalDocumentType.STATE_REPORT and len(data) >= 7:
             return StateReportDetails(
@@ -371,14 +382,16 @@ class ReceiptClosed(Answer):
     datetime: dt.datetime | None = wire(Trailing(DateTime5()))
 
 
-PAYMENT_SLOTS = 16  # 1 cash, 2-13 electronic ("безналичные" types), 14 prepaid, 15 credit, 16 counter-provision
+PAYMENT_SLOTS = (
+    16  # 1 cash, 2-13 electronic ("безналичные" types), 14 prepaid, 15 credit, 16 counter-provision
+)
 TAX_SLOTS = 6
 
 
 @_fn_request(0xFF45, repeatable=False)
 @dataclass(frozen=True, slots=True)
 class CloseReceiptV2(Request[ReceiptClosed]):
-    """Close the open receipt: payments in kopecks, rounding (<= 99 kopecks), tax sums, tax system."""
+    """Close the open receipt: payments (kopecks), rounding (<= 99), tax sums, tax system."""
 
     password: int = wire(U32)
     payments: tuple[int, ...] = wire(Tuple(PAYMENT_SLOTS, Money5))

@@ -64,13 +64,18 @@ def encode_frame(payload: bytes) -> bytes:
 def decode_frame(frame: bytes) -> bytes:
     """Strictly parse one complete frame and return its payload; raise `FrameError` otherwise."""
     if len(frame) < 4 or frame[0] != STX:
-        raise FrameError(f"not a Shtrikh frame (must start with 02 and be >= 4 bytes): {frame.hex(' ')}")
+        raise FrameError(
+            f"not a Shtrikh frame (must start with 02 and be >= 4 bytes): {frame.hex(' ')}"
+        )
     size = frame[1]
     if size == 0 or len(frame) != size + 3:
-        raise FrameError(f"frame length byte {size} does not match {len(frame)} bytes: {frame.hex(' ')}")
+        raise FrameError(
+            f"frame length byte {size} does not match {len(frame)} bytes: {frame.hex(' ')}"
+        )
     if lrc(frame[1:-1]) != frame[-1]:
         raise FrameError(
-            f"frame checksum {frame[-1]:02X} != {lrc(frame[1:-1]):02X} (line noise?): {frame.hex(' ')}"
+            f"frame checksum {frame[-1]:02X} != {lrc(frame[1:-1]):02X} "
+            f"(line noise?): {frame.hex(' ')}"
         )
     return bytes(frame[2:-1])
 

@@ -271,7 +271,9 @@ class ShtrikhLink:
 
     def get_timer(self) -> float | None:
         """The next instant `handle_timer` must be called, or None."""
-        deadlines = [d for d in (self._deadline, self._enq_at, self._byte_deadline()) if d is not None]
+        deadlines = [
+            d for d in (self._deadline, self._enq_at, self._byte_deadline()) if d is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
@@ -340,7 +342,9 @@ class ShtrikhLink:
         self._exchange = _Exchange(
             command=payload,
             frame=encode_frame(payload),
-            answer_timeout=answer_timeout if answer_timeout is not None else self.host_settings.answer,
+            answer_timeout=answer_timeout
+            if answer_timeout is not None
+            else self.host_settings.answer,
             resend=resend,
         )
         if (
@@ -355,7 +359,9 @@ class ShtrikhLink:
     def sync(self, now: float) -> None:
         """Host: ENQ until the device holds no answer; ends with `LinkReady` or `CommandFailed`."""
         self._require_host()
-        self._exchange = _Exchange(command=b"", frame=b"", answer_timeout=self.host_settings.answer, resend=False)
+        self._exchange = _Exchange(
+            command=b"", frame=b"", answer_timeout=self.host_settings.answer, resend=False
+        )
         self._start_sync(now)
 
     def forget_sync(self) -> None:
@@ -521,11 +527,19 @@ class ShtrikhLink:
                 events.append(LineNoise(token))
                 self._recover(now, events)
         elif state is _Host.RECOVER:
-            if isinstance(token, Control) and token.byte is ControlByte.NAK and self._enq_outstanding:
+            if (
+                isinstance(token, Control)
+                and token.byte is ControlByte.NAK
+                and self._enq_outstanding
+            ):
                 self._host = _Host.CONFIRM_IDLE
                 self._enq_outstanding = False
                 self._deadline = now + self.host_settings.quiet
-            elif isinstance(token, Control) and token.byte is ControlByte.ACK and self._enq_outstanding:
+            elif (
+                isinstance(token, Control)
+                and token.byte is ControlByte.ACK
+                and self._enq_outstanding
+            ):
                 self._host = _Host.ANSWER
                 self._enq_outstanding = False
                 self._deadline = now + exchange.answer_timeout

@@ -41,8 +41,12 @@ def wire(con: Construct, *, default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"wire": con})
 
 
-def _struct_of(cls: type) -> Construct:
-    return Struct(*(f.name / f.metadata["wire"] for f in dataclasses.fields(cls)))
+def _wire_fields(cls: Any) -> list[Construct]:
+    return [f.name / f.metadata["wire"] for f in dataclasses.fields(cls)]
+
+
+def _field_names(cls: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 class Answer:
@@ -62,7 +66,7 @@ class Answer:
             parsed = cls.STRUCT.parse(data)
         except (ConstructError, ValueError) as exc:
             raise CodecError(f"malformed {cls.__name__} ({data.hex(' ')}): {exc}") from None
-        return cls(**{f.name: parsed[f.name] for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+        return cls(**{name: parsed[name] for name in _field_names(cls)})
 
 
 class Request(Generic[AnswerT]):
@@ -87,8 +91,10 @@ class Request(Generic[AnswerT]):
         try:
             parsed = cls.STRUCT.parse(data)
         except (ConstructError, ValueError) as exc:
-            raise CodecError(f"malformed {cls.__name__} parameters ({data.hex(' ')}): {exc}") from None
-        return cls(**{f.name: parsed[f.name] for f in dataclasses.fields(cls)})  # type: ignore[call-arg]
+            raise CodecError(
+                f"malformed {cls.__name__} parameters ({data.hex(' ')}): {exc}"
+            ) from None
+        return cls(**{name: parsed[name] for name in _field_names(cls)})
 
     def decode_answer(self, payload: bytes) -> AnswerT:
         """Parse this request's answer; raise `ShtrikhDeviceError` if the device refused."""
@@ -101,7 +107,9 @@ RequestT = TypeVar("RequestT", bound=type[Request[Any]])
 _REGISTRY: dict[int, type[Request[Any]]] = {}
 
 
-def request(code: int, *, timeout: float, repeatable: bool = True) -> Callable[[RequestT], RequestT]:
+def request(
+    code: int, *, timeout: float, repeatable: bool = True
+) -> Callable[[RequestT], RequestT]:
     """Register a request dataclass under ``code``.
 
     ``timeout`` is the answer timeout in seconds (fact sheet §1.6: the official drivers' values).
@@ -115,7 +123,7 @@ def request(code: int, *, timeout: float, repeatable: bool = True) -> Callable[[
         cls.ANSWER = answer
         cls.TIMEOUT = timeout
         cls.REPEATABLE = repeatable
-        cls.STRUCT = Struct(*(f.name / f.metadata["wire"] for f in dataclasses.fields(cls)), Terminated)
+        cls.STRUCT = Struct(*_wire_fields(cls), Terminated)
         if code in _REGISTRY:
             raise RuntimeError(f"command {code:#x} registered twice")
         _REGISTRY[code] = cls
@@ -126,7 +134,7 @@ def request(code: int, *, timeout: float, repeatable: bool = True) -> Callable[[
 
 def answer(cls: type[AnswerT]) -> type[AnswerT]:
     """Build the struct of an answer dataclass."""
-    cls.STRUCT = _struct_of(cls)
+    cls.STRUCT = Struct(*_wire_fields(cls))
     return cls
 
 
@@ -140,8 +148,8 @@ def _answer_type(cls: type) -> type[Answer]:
     raise TypeError(f"{cls.__name__} must derive from Request[AnswerType]")
 
 
-def _as_dict(obj: object) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in _field_names(obj)}
 
 
 # -- payload-level helpers ------------------------------------------------------------------------
@@ -181,7 +189,9 @@ def split_answer(code: int, payload: bytes) -> bytes:
         # "FF <err>": the device did not recognise the FF sub-command at all.
         raise device_error(payload[1], code)
     if not payload.startswith(prefix):
-        raise CodecError(f"answer {payload[:2].hex(' ')} does not belong to command {prefix.hex(' ')}")
+        raise CodecError(
+            f"answer {payload[:2].hex(' ')} does not belong to command {prefix.hex(' ')}"
+        )
     if len(payload) <= len(prefix):
         raise CodecError(f"answer to {prefix.hex(' ')} has no error byte")
     error = payload[len(prefix)]

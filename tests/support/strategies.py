@@ -15,7 +15,6 @@ from typing import Any
 
 import construct as c
 from hypothesis import strategies as st
-
 from kkt.protocols.shtrih import fields as f
 
 
@@ -58,9 +57,9 @@ def wire_strategy(con: Any) -> st.SearchStrategy[Any]:
     if isinstance(con, f.TimeHMS):
         return st.times().map(lambda t: t.replace(microsecond=0, tzinfo=None))
     if isinstance(con, f.DateTime5):
-        return st.none() | st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2099, 12, 31, 23, 59)).map(
-            lambda d: d.replace(second=0, microsecond=0)
-        )
+        return st.none() | st.datetimes(
+            dt.datetime(2000, 1, 1), dt.datetime(2099, 12, 31, 23, 59)
+        ).map(lambda d: d.replace(second=0, microsecond=0))
     if isinstance(con, f.Tuple):
         return st.tuples(*[wire_strategy(con.item)] * con.count)
     if isinstance(con, f.EnumField):

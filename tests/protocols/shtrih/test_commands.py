@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.strategies import message_strategy
-
 from kkt.protocols.errors import CodecError, DeviceError
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.errors import ShtrikhDeviceError
@@ -26,6 +24,7 @@ from kkt.protocols.shtrih.message import (
     split_answer,
 )
 from kkt.protocols.shtrih.modes import OperationType, TaxRate, TaxSystem
+from support.strategies import message_strategy
 
 # The commands issue #2 asks for, all of which must have a typed codec.
 REQUIRED = [
@@ -42,7 +41,9 @@ def test_every_required_command_has_a_codec() -> None:
     assert sorted(request_types()) == sorted(REQUIRED)
 
 
-@pytest.mark.parametrize(("code", "cls"), REQUESTS, ids=lambda v: f"{v:#x}" if isinstance(v, int) else "")
+@pytest.mark.parametrize(
+    ("code", "cls"), REQUESTS, ids=lambda v: f"{v:#x}" if isinstance(v, int) else ""
+)
 def test_request_metadata(code: int, cls: type[Request[Any]]) -> None:
     assert cls.CODE == code
     assert cls.TIMEOUT >= 3.0
@@ -117,7 +118,9 @@ def test_ff45_request_golden() -> None:
 def test_ff45_answer_golden() -> None:
     request = decode_request(decode_frame(FF45_REQUEST))
     answer = request.decode_answer(decode_frame(FF45_ANSWER))
-    assert answer == fn.ReceiptClosed(change=0, document_number=29, fiscal_sign=0xFF3560F3, datetime=None)
+    assert answer == fn.ReceiptClosed(
+        change=0, document_number=29, fiscal_sign=0xFF3560F3, datetime=None
+    )
     assert encode_frame(encode_answer(0xFF45, answer)) == FF45_ANSWER
 
 
@@ -171,7 +174,9 @@ def test_ff46_layout() -> None:
 # -- round trips for every command and every answer -------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "cls"), REQUESTS, ids=lambda v: f"{v:#x}" if isinstance(v, int) else "")
+@pytest.mark.parametrize(
+    ("code", "cls"), REQUESTS, ids=lambda v: f"{v:#x}" if isinstance(v, int) else ""
+)
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_request_round_trip(code: int, cls: type[Request[Any]], data: st.DataObject) -> None:
@@ -181,7 +186,9 @@ def test_request_round_trip(code: int, cls: type[Request[Any]], data: st.DataObj
     assert len(payload) <= 255 or code in (0xFF0C, 0xFF4D, 0x1E)
 
 
-@pytest.mark.parametrize(("code", "cls"), REQUESTS, ids=lambda v: f"{v:#x}" if isinstance(v, int) else "")
+@pytest.mark.parametrize(
+    ("code", "cls"), REQUESTS, ids=lambda v: f"{v:#x}" if isinstance(v, int) else ""
+)
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_answer_round_trip(code: int, cls: type[Request[Any]], data: st.DataObject) -> None:
@@ -247,13 +254,32 @@ def test_unknown_and_malformed_requests() -> None:
         lambda: classic.PrintString(password=30, flags=2, text="nul\x00"),
         lambda: classic.CashIn(password=30, amount=-1),
         lambda: classic.CashIn(password=30, amount=256**5),
-        lambda: fn.OperationV2(30, OperationType.INCOME, Decimal("0.0000001"), 1, None, None,
-                               TaxRate.VAT20, 1, 4, 1, "x"),  # fmt: skip
+        lambda: fn.OperationV2(
+            30,
+            OperationType.INCOME,
+            Decimal("0.0000001"),
+            1,
+            None,
+            None,
+            TaxRate.VAT20,
+            1,
+            4,
+            1,
+            "x",
+        ),
         lambda: fn.CloseReceiptV2(30, (0,) * 15, 0, (0,) * 6, TaxSystem.OSN, ""),
         lambda: classic.SetDate(password=30, date=dt.date(1999, 12, 31)),
     ],
-    ids=["text too long", "not cp1251", "nul", "negative money", "money overflow",
-         "quantity precision", "payment count", "year 1999"],  # fmt: skip
+    ids=[
+        "text too long",
+        "not cp1251",
+        "nul",
+        "negative money",
+        "money overflow",
+        "quantity precision",
+        "payment count",
+        "year 1999",
+    ],
 )
 def test_bad_values_raise_codec_error(build: Any) -> None:
     with pytest.raises(CodecError):
@@ -271,7 +297,9 @@ def test_decode_request_on_garbage_raises_only_codec_errors(payload: bytes) -> N
 
 @settings(max_examples=300)
 @given(st.sampled_from(REQUESTS), st.binary(max_size=80))
-def test_decode_answer_on_garbage_raises_only_typed_errors(entry: tuple[int, Any], tail: bytes) -> None:
+def test_decode_answer_on_garbage_raises_only_typed_errors(
+    entry: tuple[int, Any], tail: bytes
+) -> None:
     code, cls = entry
     prefix = b"\xff" + bytes((code & 0xFF,)) if code > 0xFF else bytes((code,))
     try:
@@ -281,7 +309,14 @@ def test_decode_answer_on_garbage_raises_only_typed_errors(entry: tuple[int, Any
 
 
 def test_found_document_details() -> None:
-    receipt = fn.FoundDocument(3, True, dt.datetime(2026, 11, 22, 10, 5), 17, 123456, b"\x01" + (150_00).to_bytes(5, "little"))
+    receipt = fn.FoundDocument(
+        3,
+        True,
+        dt.datetime(2026, 11, 22, 10, 5),
+        17,
+        123456,
+        b"\x01" + (150_00).to_bytes(5, "little"),
+    )
     assert receipt.details() == fn.ReceiptDetails(OperationType.INCOME, 15000)
     shift = fn.FoundDocument(2, False, None, 2, 1, b"\x07\x00")
     assert shift.details() == fn.ShiftDetails(7)

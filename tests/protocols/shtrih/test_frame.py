@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from kkt.protocols.errors import FrameError
 from kkt.protocols.shtrih.frame import (
     MAX_FRAME,
@@ -56,7 +55,7 @@ def test_lrc_is_xor_from_len_to_last_data_byte() -> None:
 
 @pytest.mark.parametrize("size", [0, 256, 1000])
 def test_payload_size_limits(size: int) -> None:
-    with pytest.raises(FrameError, match="1..255"):
+    with pytest.raises(FrameError, match=r"1\.\.255"):
         encode_frame(b"\x10" * size)
 
 

@@ -16,8 +16,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from support.line import LineFaults, SimulatedChannel
-
 from kkt.protocols.shtrih.link import (
     AnswerReceived,
     CommandFailed,
@@ -30,6 +28,7 @@ from kkt.protocols.shtrih.link import (
     Role,
     ShtrikhLink,
 )
+from support.line import LineFaults, SimulatedChannel
 
 SELL = b"\xff\x46"  # answers are always FF 46 00: identical answers, as for a real FF46
 NUMBERED = b"\x80"  # answers carry the command's number
@@ -112,7 +111,9 @@ class Rig:
             self.now = max(self.now, min(times))
             self.steps += 1
             assert self.steps < 5_000_000, "the simulation does not converge"
-            self.device.on_events(self.device_link.receive_data(self.up.take(self.now), self.now), self.now)
+            self.device.on_events(
+                self.device_link.receive_data(self.up.take(self.now), self.now), self.now
+            )
             events = self.host.receive_data(self.down.take(self.now), self.now)
             timer = self.host.get_timer()
             if timer is not None and timer <= self.now:
@@ -135,12 +136,13 @@ class Rig:
 
 
 def _make_rig(seed: int, faults: LineFaults, enq_mode: EnqMode, filler: bool) -> Rig:
-    rng = random.Random(seed)
     host = ShtrikhLink(
         Role.HOST,
         host=HostSettings(ack=0.1, byte=0.1, quiet=0.15, answer=0.2, enq_mode=enq_mode, max_enq=20),
     )
-    device_link = ShtrikhLink(Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.05, filler_after_ack=filler))
+    device_link = ShtrikhLink(
+        Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.05, filler_after_ack=filler)
+    )
     return Rig(
         host=host,
         device_link=device_link,
@@ -184,8 +186,12 @@ def _sell_all(rig: Rig, count: int, rng: random.Random) -> Counter[str]:
                     stats["refused"] += 1
                     continue
                 if prefix == NUMBERED:
-                    assert struct.unpack("<I", answer[2:6])[0] == number, "answer of another command"
-                assert rig.device.executions[number] == 1, "answer accepted for a command not executed"
+                    assert struct.unpack("<I", answer[2:6])[0] == number, (
+                        "answer of another command"
+                    )
+                assert rig.device.executions[number] == 1, (
+                    "answer accepted for a command not executed"
+                )
                 stats["answered"] += 1
                 break
             error = outcome.error
