@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kkt.protocols.errors import DeviceError
 from kkt.protocols.shtrih.errors import ERRORS, device_error, error_info
 from kkt.protocols.shtrih.modes import (
