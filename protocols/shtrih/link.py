@@ -32,13 +32,13 @@ the line to fall quiet (late bytes are discarded), then asks with ENQ:
 * ACK: the device has the command; its answer is read, never the command re-sent;
 * silence ``max_enq`` times: `NoResponse` with ``maybe_executed=True``.
 
-With ``EnqMode.AUTO`` (the default) ENQ goes out at the first command, after trouble, and before a
-command with the same code as the previous one -- not before every command.  Skipping ENQ trusts
-that the host's last ACK arrived.  If it did not, and the next frame is lost too, the device still
-holds the previous answer and may replay it.  A replayed answer carries the previous command's
-code, so the host recognises it as stale, confirms and skips it, and asks again; only when the two
-codes are equal (consecutive FF46 lines answer the very same ``FF 46 00``) could it not tell, and
-that is exactly when AUTO syncs first.  ``EnqMode.ALWAYS`` syncs before every command.
+With ``EnqMode.AUTO`` (the default) ENQ goes out at the first command and after trouble, not before
+every command -- except when the previous answer could pass for an answer to the new command (the
+same code, as consecutive FF46 lines that each answer ``FF 46 00``, or a short ``FF <err>`` before
+another FF command).  Skipping ENQ trusts that the host's last ACK arrived.  If it did not, and the
+next frame is lost too, the device still holds the previous answer and replays it on ENQ; because
+that answer cannot belong to the new command, the host recognises it as stale, confirms and skips
+it, and asks again.  ``EnqMode.ALWAYS`` syncs before every command.
 
 What no host can see: a device that executes a command and then loses power forgets the answer
 and answers NAK; the link reports that command as not taken.  Money-moving callers therefore pass
@@ -226,6 +226,7 @@ class _Exchange:
     synced: bool = False  # the device was seen idle (ENQ -> NAK) before this frame was written
     resends: int = 0
     enq_tries: int = 0
+    busy_seen: bool = False  # ENQ was answered ACK during sync: the device had work of its own
     answer_naks: int = 0
     extensions: int = 0
     stale: list[bytes] = field(default_factory=list)
@@ -253,7 +254,6 @@ class ShtrikhLink:
         self._exchange: _Exchange | None = None
         self._synced = False
         self._last_answer: bytes | None = None
-        self._last_code = -1  # command code of the last answered command
         self._enq_at: float | None = None  # an ENQ waits for the line to fall quiet
         self._enq_outstanding = False
         # device
@@ -350,7 +350,7 @@ class ShtrikhLink:
         if (
             self._synced
             and self.host_settings.enq_mode is EnqMode.AUTO
-            and _code_of(payload) != self._last_code
+            and not (self._last_answer and _answer_matches(payload, self._last_answer))
         ):
             self._write_frame(now)
         else:
@@ -420,11 +420,20 @@ class ShtrikhLink:
         if exchange.enq_tries < self.host_settings.max_enq:
             return True
         written = self._host is not _Host.SYNC
+        if not written and exchange.busy_seen:
+            cause = (
+                f"the register stayed busy with an earlier command through {exchange.enq_tries} "
+                "ENQ rounds (it answers ACK but sends no answer); wait for it to finish"
+            )
+        else:
+            cause = (
+                f"no answer to ENQ after {exchange.enq_tries} tries: check the cable or network, "
+                "the port and baud rate, and that the register is on"
+            )
         self._fail(
             events,
             NoResponse(
-                f"no answer to ENQ after {exchange.enq_tries} tries: check the cable or network, "
-                "the port and baud rate, and that the register is on"
+                cause
                 + (
                     "; the command may have been executed -- check the register before repeating it"
                     if written
@@ -441,7 +450,8 @@ class ShtrikhLink:
         exchange = self._exchange
         assert exchange is not None
         if self._host in (_Host.SEND, _Host.RECOVER, _Host.CONFIRM_IDLE):
-            if not self._count_enq(events):
+            # The first trouble after writing the frame costs no ENQ try; every later one does.
+            if self._host is not _Host.SEND and not self._count_enq(events):
                 return
             self._host = _Host.RECOVER
         self._schedule_enq(now)
@@ -489,6 +499,7 @@ class ShtrikhLink:
         self._synced = True
         if exchange.resend and exchange.resends < self.host_settings.max_resend:
             exchange.resends += 1
+            exchange.enq_tries = 0  # a new round: max_resend, not max_enq, bounds the resends
             exchange.synced = True
             self._write_frame(now)
             return
@@ -575,6 +586,7 @@ class ShtrikhLink:
                 return
             if token.byte is ControlByte.ACK:
                 # The device holds an answer to something earlier: read it, confirm, ask again.
+                exchange.busy_seen = True
                 self._enq_outstanding = False
                 self._deadline = now + exchange.answer_timeout
                 return
@@ -665,7 +677,6 @@ class ShtrikhLink:
         # answer again): the next command must sync first instead of taking that ACK for its own.
         self._synced = not self._enq_outstanding
         self._last_answer = answer
-        self._last_code = _code_of(exchange.command)
         self._finish(events, AnswerReceived(exchange.command, answer))
 
     # -- device API -----------------------------------------------------------------------------
@@ -762,7 +773,3 @@ def _answer_matches(command: bytes, answer: bytes) -> bool:
             return False
         return answer[1] == command[1] or len(answer) == 2
     return answer[0] == command[0]
-
-
-def _code_of(payload: bytes) -> int:
-    return (0xFF00 | payload[1]) if payload[:1] == b"\xff" and len(payload) > 1 else payload[0]
