@@ -49,19 +49,19 @@ def _field_names(cls: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-class Answer:
-    """Base of typed answers (the data after ``code, error``)."""
+class _Wire:
+    """Build and parse a dataclass through its ``STRUCT``, raising `CodecError` on bad data."""
 
     STRUCT: ClassVar[Construct]
 
-    def encode_data(self) -> bytes:
+    def _build(self) -> bytes:
         try:
             return bytes(self.STRUCT.build(_as_dict(self)))
         except (ConstructError, ValueError, TypeError, OverflowError) as exc:
             raise CodecError(f"cannot encode {type(self).__name__}: {exc}") from None
 
     @classmethod
-    def decode_data(cls, data: bytes) -> typing.Self:
+    def _parse(cls, data: bytes) -> typing.Self:
         try:
             parsed = cls.STRUCT.parse(data)
         except (ConstructError, ValueError) as exc:
@@ -69,32 +69,34 @@ class Answer:
         return cls(**{name: parsed[name] for name in _field_names(cls)})
 
 
-class Request(Generic[AnswerT]):
+class Answer(_Wire):
+    """Base of typed answers (the data after ``code, error``)."""
+
+    def encode_data(self) -> bytes:
+        return self._build()
+
+    @classmethod
+    def decode_data(cls, data: bytes) -> typing.Self:
+        """Parse the data; trailing bytes newer firmware may add are ignored."""
+        return cls._parse(data)
+
+
+class Request(_Wire, Generic[AnswerT]):
     """Base of typed requests.  Class attributes are filled in by `request`."""
 
     CODE: ClassVar[int]
     ANSWER: ClassVar[type[Answer]]
     TIMEOUT: ClassVar[float]
     REPEATABLE: ClassVar[bool]
-    STRUCT: ClassVar[Construct]
 
     def encode(self) -> bytes:
         """The payload to frame: code bytes + parameters."""
-        try:
-            return code_bytes(self.CODE) + bytes(self.STRUCT.build(_as_dict(self)))
-        except (ConstructError, ValueError, TypeError, OverflowError) as exc:
-            raise CodecError(f"cannot encode {type(self).__name__}: {exc}") from None
+        return code_bytes(self.CODE) + self._build()
 
     @classmethod
     def decode_params(cls, data: bytes) -> typing.Self:
         """Parse the parameters (the payload after the code bytes), strictly."""
-        try:
-            parsed = cls.STRUCT.parse(data)
-        except (ConstructError, ValueError) as exc:
-            raise CodecError(
-                f"malformed {cls.__name__} parameters ({data.hex(' ')}): {exc}"
-            ) from None
-        return cls(**{name: parsed[name] for name in _field_names(cls)})
+        return cls._parse(data)
 
     def decode_answer(self, payload: bytes) -> AnswerT:
         """Parse this request's answer; raise `ShtrikhDeviceError` if the device refused."""
