@@ -1,0 +1,63 @@
+"""FFD fiscal data: the TLV attribute format, the tag dictionary, fiscal signs, QR codes, RNM/INN.
+
+* `tags` -- `TAGS` (tag → `TagSpec`: wire type, length limits, names), the document codes and the
+  tags the FN forms itself (`fn_formed_tags`);
+* `tlv` -- `encode_tlv` / `decode_tlv` between ``[(tag, value), …]`` lists and bytes;
+* `sign` -- the 6-byte tag-1077 form of the fiscal sign (ФПД);
+* `qr` -- the receipt QR string (tag 1196);
+* `ident` -- INN check digits and the RNM (tag 1037) check digits.
+
+Facts come from the fact sheet ``fn-ffd-ofd.md`` §1–§5 and §8; each module says where it chose
+something the sheet leaves open.
+"""
+
+from .ident import inn_is_valid, make_rnm, rnm_check_digits, rnm_is_valid
+from .qr import QrData, QrError, parse_qr, qr_string
+from .sign import fiscal_sign_from_tlv, fiscal_sign_tlv
+from .tags import (
+    DOCUMENT_TAGS,
+    FN_FORMED_TAGS_11,
+    FN_FORMED_TAGS_12,
+    TAGS,
+    TagSpec,
+    TagType,
+    fn_formed_tags,
+)
+from .tlv import (
+    TlvError,
+    TlvList,
+    Value,
+    decode_tlv,
+    encode_tlv,
+    encode_tlv_item,
+    find,
+    find_all,
+)
+
+__all__ = [
+    "DOCUMENT_TAGS",
+    "FN_FORMED_TAGS_11",
+    "FN_FORMED_TAGS_12",
+    "TAGS",
+    "QrData",
+    "QrError",
+    "TagSpec",
+    "TagType",
+    "TlvError",
+    "TlvList",
+    "Value",
+    "decode_tlv",
+    "encode_tlv",
+    "encode_tlv_item",
+    "find",
+    "find_all",
+    "fiscal_sign_from_tlv",
+    "fiscal_sign_tlv",
+    "fn_formed_tags",
+    "inn_is_valid",
+    "make_rnm",
+    "parse_qr",
+    "qr_string",
+    "rnm_check_digits",
+    "rnm_is_valid",
+]
