@@ -1,0 +1,48 @@
+"""The emulated fiscal storage (ФН): `FiscalStorage` over a `MemoryStore` or a `SqliteStore`."""
+
+from .archive import ArchiveRecord, compute_sign, verify_sign
+from .counters import CorrectionCounters, Counters, OperationCounters, Payments, VatSums
+from .errors import FnCode, FnError
+from .model import FiscalStorage, FnStatus, Formed, OfdQueue, Verification
+from .state import (
+    KEY_LIFE_13_MONTHS,
+    KEY_LIFE_15_MONTHS,
+    KEY_LIFE_36_MONTHS,
+    FnConfig,
+    FnState,
+    LifePhase,
+    Registration,
+    Warning,
+    WorkMode,
+)
+from .storage import FnStore, MemoryStore, SqliteStore
+
+__all__ = [
+    "KEY_LIFE_13_MONTHS",
+    "KEY_LIFE_15_MONTHS",
+    "KEY_LIFE_36_MONTHS",
+    "ArchiveRecord",
+    "CorrectionCounters",
+    "Counters",
+    "FiscalStorage",
+    "FnCode",
+    "FnConfig",
+    "FnError",
+    "FnState",
+    "FnStatus",
+    "FnStore",
+    "Formed",
+    "LifePhase",
+    "MemoryStore",
+    "OfdQueue",
+    "OperationCounters",
+    "Payments",
+    "Registration",
+    "SqliteStore",
+    "VatSums",
+    "Verification",
+    "Warning",
+    "WorkMode",
+    "compute_sign",
+    "verify_sign",
+]

@@ -1,0 +1,38 @@
+"""Result codes of the fiscal storage (FNS "протокол ККТ–ФН", Table 5) as a typed error.
+
+Shtrikh registers pass codes 01h–3Fh through unchanged, so a personality maps `FnError.code`
+straight onto the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class FnCode(enum.IntEnum):
+    UNKNOWN_COMMAND = 0x01
+    WRONG_STATE = 0x02
+    FN_FAILURE = 0x03
+    LIFE_PHASE = 0x05
+    BAD_DATETIME = 0x07
+    NO_DATA = 0x08
+    BAD_PARAMETER = 0x09
+    WRONG_FFD_MODE = 0x0A
+    FORBIDDEN_TAG = 0x0B
+    DUPLICATE_TAG = 0x0C
+    MISSING_DATA = 0x0D
+    TLV_TOO_BIG = 0x10
+    RESOURCE_EXHAUSTED = 0x12
+    STORAGE_LIMITED = 0x14
+    SHIFT_EXPIRED = 0x16
+    OFD_REPLY_REJECTED = 0x20
+
+
+class FnError(Exception):
+    """The FN refused; nothing was written.  ``code`` is the FNS result code."""
+
+    def __init__(self, code: FnCode, message: str) -> None:
+        super().__init__(
+            f"FN error {int(code):02X}h ({code.name.lower().replace('_', ' ')}): {message}"
+        )
+        self.code = code

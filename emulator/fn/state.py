@@ -1,0 +1,174 @@
+"""The small, persistent state of an emulated FN (everything but the archive itself)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .counters import Counters
+
+
+class LifePhase(enum.IntEnum):
+    """FNS Table 8; transitions go forward only."""
+
+    READY = 0x01  # ready for registration
+    FISCAL = 0x03  # fiscal mode: documents are formed
+    POST_FISCAL = 0x07  # closed, still sending its queue to the OFD
+    ARCHIVE = 0x0F  # archive reading only
+
+
+class WorkMode(enum.IntFlag):
+    """Work-mode byte of registration (FNS §4.5)."""
+
+    ENCRYPTION = 1 << 0
+    AUTONOMOUS = 1 << 1
+    AUTOMATIC = 1 << 2
+    SERVICES = 1 << 3
+    BSO = 1 << 4
+    INTERNET = 1 << 5
+    CATERING = 1 << 6
+    WHOLESALE = 1 << 7
+
+
+class Warning(enum.IntFlag):  # the FNS name for these flags
+    """Warning flags of the FN status (30h, byte 4)."""
+
+    REPLACE_URGENTLY = 1 << 0  # under 3 days of key life (tag 1051)
+    RESOURCE_ENDING = 1 << 1  # under 30 days (tag 1050)
+    MEMORY_99 = 1 << 2  # archive 99 % full (tag 1052)
+    OFD_TIMEOUT = 1 << 3  # OFD has not confirmed for too long (tag 1053)
+
+
+# Key life in days by FN model (FN passports via adslbarxatov/KassArray, fact sheet §4.7).
+KEY_LIFE_13_MONTHS = 410
+KEY_LIFE_15_MONTHS = 470
+KEY_LIFE_36_MONTHS = 1110
+
+
+@dataclass(frozen=True, slots=True)
+class FnConfig:
+    """What kind of FN is emulated.  Fixed when the FN is created."""
+
+    serial: str = "9999078900000001"  # 16 digits; 99990789... is the test-FN range (МГМ)
+    key_life_days: int = KEY_LIFE_15_MONTHS
+    archive_capacity: int = 250_000  # documents the 5-year archive holds
+    max_registrations: int = 30  # registration + re-registration reports
+    ofd_block_days: int = 30  # oldest unsent document older than this: new documents refused
+    # Tag 1053's FFD text says "более двух дней" (unverified elsewhere): the flag rises after 2 days
+    ofd_warning_days: int = 2
+    version: str = "kktkit-fn 1.2"  # 33h: firmware string, type 0 = опытный образец (like an МГМ)
+    max_ffd: int = 4  # 1209 code: 4 = FFD 1.2
+
+    def __post_init__(self) -> None:
+        if len(self.serial) != 16 or not self.serial.isdigit():
+            raise ValueError(f"FN serial must be 16 digits, got {self.serial!r}")
+        if self.archive_capacity < 2 or self.key_life_days < 1:
+            raise ValueError("archive capacity must be >= 2 documents and key life >= 1 day")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """Registration parameters (FNS 03h/A3h)."""
+
+    inn: str  # 10 or 12 digits
+    rnm: str  # 16 digits with check digits (tag 1037)
+    kkt_serial: str  # the register's serial (1013): the RNM check covers it
+    tax_systems: int  # 1062 bitmask: 1 ОСН, 2 УСН доход, 4 УСН д-р, 8 ЕНВД, 16 ЕСХН, 32 ПСН
+    work_mode: int = 0  # `WorkMode` bits
+    extended_flags: int = 0  # FFD 1.2: excise, gambling, lottery, printer in automat, marking ...
+    ofd_inn: str = "000000000000"
+    ffd_version: int = 4  # 1209: 2 = 1.05, 3 = 1.1, 4 = 1.2
+
+    @property
+    def autonomous(self) -> bool:
+        return bool(self.work_mode & WorkMode.AUTONOMOUS)
+
+
+@dataclass(frozen=True, slots=True)
+class FnState:
+    config: FnConfig
+    secret: bytes  # per-FN key of the emulated fiscal sign
+    phase: LifePhase = LifePhase.READY
+    registration: Registration | None = None
+    registrations_done: int = 0
+    activated: dt.datetime | None = None
+    last_number: int = 0
+    last_when: dt.datetime | None = None
+    shift_open: bool = False
+    shift_number: int = 0
+    shift_opened_at: dt.datetime | None = None
+    receipt_number: int = 0  # receipts (and corrections) in the current shift, tag 1042
+    shift_documents: int = 0  # fiscal documents in the current shift, tag 1111
+    shift_counters: Counters = field(default_factory=Counters)
+    total_counters: Counters = field(default_factory=Counters)
+    first_unsent: int = 0  # 0: the OFD queue is empty
+    first_unsent_when: dt.datetime | None = None
+
+    @property
+    def expires(self) -> dt.date | None:
+        if self.activated is None:
+            return None
+        return self.activated.date() + dt.timedelta(days=self.config.key_life_days)
+
+    @property
+    def unsent_count(self) -> int:
+        return self.last_number - self.first_unsent + 1 if self.first_unsent else 0
+
+    def evolve(self, **changes: Any) -> FnState:
+        return replace(self, **changes)
+
+    # -- persistence ------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "secret": self.secret.hex(),
+            "phase": int(self.phase),
+            "registration": asdict(self.registration) if self.registration else None,
+            "registrations_done": self.registrations_done,
+            "activated": _iso(self.activated),
+            "last_number": self.last_number,
+            "last_when": _iso(self.last_when),
+            "shift_open": self.shift_open,
+            "shift_number": self.shift_number,
+            "shift_opened_at": _iso(self.shift_opened_at),
+            "receipt_number": self.receipt_number,
+            "shift_documents": self.shift_documents,
+            "shift_counters": self.shift_counters.to_json(),
+            "total_counters": self.total_counters.to_json(),
+            "first_unsent": self.first_unsent,
+            "first_unsent_when": _iso(self.first_unsent_when),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FnState:
+        registration = data["registration"]
+        return cls(
+            config=FnConfig(**data["config"]),
+            secret=bytes.fromhex(data["secret"]),
+            phase=LifePhase(data["phase"]),
+            registration=Registration(**registration) if registration else None,
+            registrations_done=data["registrations_done"],
+            activated=_parse(data["activated"]),
+            last_number=data["last_number"],
+            last_when=_parse(data["last_when"]),
+            shift_open=data["shift_open"],
+            shift_number=data["shift_number"],
+            shift_opened_at=_parse(data["shift_opened_at"]),
+            receipt_number=data["receipt_number"],
+            shift_documents=data["shift_documents"],
+            shift_counters=Counters.from_json(data["shift_counters"]),
+            total_counters=Counters.from_json(data["total_counters"]),
+            first_unsent=data["first_unsent"],
+            first_unsent_when=_parse(data["first_unsent_when"]),
+        )
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None

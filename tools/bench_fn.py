@@ -1,0 +1,197 @@
+"""``kkt bench fn``: how fast the emulated FN stores documents durably, and whether it stays fast.
+
+Figures, all from one run on the same disk:
+
+* ``fsync.raw_per_s`` -- the disk's own rate of small write + fsync pairs (the ceiling);
+* ``fn.durable.docs_per_s`` -- receipts formed and committed by `SqliteStore` (WAL, FULL sync);
+* ``fn.durable.ratio`` -- the two divided (the target is >= 0.5);
+* ``fn.archive_<N>.docs_per_s`` and ``fn.archive_<N>.rss_mb`` -- the same with N documents already
+  archived (the archives are built once, quickly and non-durably, and cached), measured in a fresh
+  process so RSS is the FN's own; ``fn.archive.ratio_<N>`` -- that rate over the empty one.
+
+Medians of several rounds are printed; the machine may be noisy, so compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from kkt.emulator.clock import ManualClock
+from kkt.emulator.fn import FiscalStorage, FnConfig, Payments, Registration, SqliteStore, VatSums
+from kkt.protocols.ffd import TlvList, make_rnm
+
+START = dt.datetime(2026, 1, 10, 9, 0)
+INN = "7707083893"
+SERIAL = "0012345678"
+ITEM: TlvList = [
+    (
+        1059,
+        [
+            (1030, "Товар для замера"),
+            (1079, 12_345),
+            (1043, 12_345),
+            (1199, 1),
+            (1214, 4),
+            (1212, 1),
+        ],
+    )
+]
+CONFIG = FnConfig(archive_capacity=10_000_000, key_life_days=1110)
+
+
+def _registration() -> Registration:
+    return Registration(
+        inn=INN,
+        rnm=make_rnm("0000000001", INN, SERIAL),
+        kkt_serial=SERIAL,
+        tax_systems=1,
+        ofd_inn="7728168971",
+    )
+
+
+def _open_fn(path: Path, *, durable: bool) -> FiscalStorage:
+    fn = FiscalStorage(SqliteStore(path, durable=durable), ManualClock(START), config=CONFIG)
+    if fn.state.registration is None:
+        fn.register(_registration())
+    if not fn.state.shift_open:
+        fn.open_shift()
+    return fn
+
+
+def _sell(fn: FiscalStorage) -> None:
+    fn.receipt(1, 12_345, Payments(cash=12_345), VatSums(vat20=2_057), ITEM)
+
+
+def _rate(action: Callable[[], None], count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        action()
+    return count / (time.perf_counter() - started)
+
+
+def raw_fsync_rate(directory: Path, count: int) -> float:
+    path = directory / "fsync.probe"
+    block = b"x" * 512
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+
+        def write_and_sync() -> None:
+            os.write(fd, block)
+            os.fsync(fd)
+
+        return _rate(write_and_sync, count)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def durable_rate(path: Path, count: int) -> float:
+    fn = _open_fn(path, durable=True)
+    try:
+        return _rate(lambda: _sell(fn), count)
+    finally:
+        fn._store.close()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cached_archive(size: int, cache: Path, out: TextIO) -> Path:
+    """An FN database with ``size`` receipts, built once (synchronous=OFF) and kept in ``cache``."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"archive-{size}.sqlite"
+    if path.exists():
+        return path
+    partial = path.with_suffix(".building")
+    for leftover in cache.glob(partial.name + "*"):
+        leftover.unlink()
+    print(
+        f"building a {size:,}-document archive once (cached in {cache}) ...", file=out, flush=True
+    )
+    fn = _open_fn(partial, durable=False)
+    while fn.state.last_number < size:
+        _sell(fn)
+    fn._store.close()
+    partial.rename(path)
+    return path
+
+
+def _measure_in_child(path: Path, count: int) -> dict[str, float]:
+    code = (
+        "import json, sys; from pathlib import Path; from kkt.tools import bench_fn as b;"
+        "p = Path(sys.argv[1]); r = b.durable_rate(p, int(sys.argv[2]));"
+        "print(json.dumps({'rate': r, 'rss': b._rss_mb()}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data: dict[str, float] = json.loads(result.stdout)
+    return data
+
+
+def run(out: TextIO, *, quick: bool, sizes: list[int], as_json: bool, cache: Path) -> int:
+    rounds = 3 if quick else 5
+    docs = 100 if quick else 500
+    figures: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory(
+        prefix="kkt-bench-", dir=cache.parent if cache.parent.exists() else None
+    ) as tmp:
+        work = Path(tmp)
+        fsync = [raw_fsync_rate(work, docs) for _ in range(rounds)]
+        durable = []
+        for i in range(rounds):
+            durable.append(durable_rate(work / f"fn-{i}.sqlite", docs))
+        fsync_median, durable_median = statistics.median(fsync), statistics.median(durable)
+        figures += [
+            ("fsync.raw_per_s", fsync_median, "1/s"),
+            ("fn.durable.docs_per_s", durable_median, "1/s"),
+            ("fn.durable.ratio", durable_median / fsync_median, "ratio"),
+        ]
+        by_size: dict[int, float] = {}
+        for size in sizes:
+            source = cached_archive(size, cache, out) if size else None
+            rates, rss = [], []
+            for i in range(rounds):
+                target = work / f"archive-{size}-{i}.sqlite"
+                if source is not None:
+                    shutil.copyfile(source, target)
+                measured = _measure_in_child(target, docs)
+                rates.append(measured["rate"])
+                rss.append(measured["rss"])
+                target.unlink()
+                for suffix in ("-wal", "-shm"):
+                    Path(str(target) + suffix).unlink(missing_ok=True)
+            by_size[size] = statistics.median(rates)
+            figures += [
+                (f"fn.archive_{size}.docs_per_s", by_size[size], "1/s"),
+                (f"fn.archive_{size}.rss_mb", max(rss), "MB"),
+            ]
+        if 0 in by_size:
+            for size in sizes:
+                if size:
+                    figures.append(
+                        (f"fn.archive.ratio_{size}", by_size[size] / by_size[0], "ratio")
+                    )
+    for case, value, unit in figures:
+        if as_json:
+            print(json.dumps({"case": case, "value": round(value, 3), "unit": unit}), file=out)
+        else:
+            print(f"{case:32} {value:12.2f} {unit}", file=out)
+    return 0
