@@ -11,7 +11,7 @@ Reading chosen: correction receipts are counted in the operation blocks too (tag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 SUM_FIELDS = (
@@ -80,15 +80,25 @@ class OperationCounters:
     vat10_110: int = 0
 
     def add(self, total: int, payments: Payments, vat: VatSums) -> OperationCounters:
-        values = {"total": total}
-        for part in (payments, vat):
-            for f in fields(part):
-                values[f.name] = getattr(part, f.name)
-        return replace(
-            self,
-            count=self.count + 1,
-            **{name: getattr(self, name) + values[name] for name in SUM_FIELDS},
+        p, v = payments, vat
+        return OperationCounters(
+            self.count + 1,
+            self.total + total,
+            self.cash + p.cash,
+            self.electronic + p.electronic,
+            self.prepaid + p.prepaid,
+            self.credit + p.credit,
+            self.counter + p.counter,
+            self.vat20 + v.vat20,
+            self.vat10 + v.vat10,
+            self.vat0 + v.vat0,
+            self.no_vat + v.no_vat,
+            self.vat20_120 + v.vat20_120,
+            self.vat10_110 + v.vat10_110,
         )
+
+    def as_row(self) -> list[int]:
+        return [self.count, *(getattr(self, name) for name in SUM_FIELDS)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +151,7 @@ class Counters:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Counters:
-        blocks = tuple(
-            OperationCounters(**dict(zip(("count", *SUM_FIELDS), row, strict=True)))
-            for row in data["operations"]
-        )
+        blocks = tuple(OperationCounters(*row) for row in data["operations"])
         count, counts, sums = data["corrections"]
         return cls(blocks, CorrectionCounters(count, _four(counts), _four(sums)))
 

@@ -127,6 +127,10 @@ class FiscalStorage:
             )
         self._state = state
 
+    def close(self) -> None:
+        """Close the storage underneath (the state directory may then be opened again)."""
+        self._store.close()
+
     # -- queries ---------------------------------------------------------------------------------
 
     @property
@@ -196,6 +200,11 @@ class FiscalStorage:
         if registration.inn != current.inn or registration.ffd_version != current.ffd_version:
             raise FnError(
                 FnCode.BAD_PARAMETER, "re-registration cannot change the INN or the FFD version"
+            )
+        if registration.autonomous != current.autonomous:
+            # A limitation of this emulator: the OFD queue is kept for one mode for the FN's life.
+            raise FnError(
+                FnCode.BAD_PARAMETER, "this emulator cannot switch autonomous mode; use a new FN"
             )
         self._check_registration(registration)
         return self._registration_document(REREGISTRATION, registration, tlv, reasons=reasons)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -121,12 +122,13 @@ class FnState:
 
     # -- persistence ------------------------------------------------------------------------------
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "config": asdict(self.config),
+    def to_json(self, *, counters: bool = True) -> dict[str, Any]:
+        """The state as JSON-ready data; ``counters=False`` leaves out what the archive implies."""
+        data = {
+            "config": _as_dict(self.config),
             "secret": self.secret.hex(),
             "phase": int(self.phase),
-            "registration": asdict(self.registration) if self.registration else None,
+            "registration": _as_dict(self.registration) if self.registration else None,
             "registrations_done": self.registrations_done,
             "activated": _iso(self.activated),
             "last_number": self.last_number,
@@ -136,15 +138,25 @@ class FnState:
             "shift_opened_at": _iso(self.shift_opened_at),
             "receipt_number": self.receipt_number,
             "shift_documents": self.shift_documents,
-            "shift_counters": self.shift_counters.to_json(),
-            "total_counters": self.total_counters.to_json(),
             "first_unsent": self.first_unsent,
             "first_unsent_when": _iso(self.first_unsent_when),
         }
+        if counters:
+            data["shift_counters"] = self.shift_counters.to_json()
+            data["total_counters"] = self.total_counters.to_json()
+        return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FnState:
+    def from_json(
+        cls, data: dict[str, Any], counters: tuple[Counters, Counters] | None = None
+    ) -> FnState:
+        """Inverse of `to_json`; ``counters`` (shift, total) when they were left out."""
         registration = data["registration"]
+        if counters is None:
+            counters = (
+                Counters.from_json(data["shift_counters"]),
+                Counters.from_json(data["total_counters"]),
+            )
         return cls(
             config=FnConfig(**data["config"]),
             secret=bytes.fromhex(data["secret"]),
@@ -159,11 +171,17 @@ class FnState:
             shift_opened_at=_parse(data["shift_opened_at"]),
             receipt_number=data["receipt_number"],
             shift_documents=data["shift_documents"],
-            shift_counters=Counters.from_json(data["shift_counters"]),
-            total_counters=Counters.from_json(data["total_counters"]),
+            shift_counters=counters[0],
+            total_counters=counters[1],
             first_unsent=data["first_unsent"],
             first_unsent_when=_parse(data["first_unsent_when"]),
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _as_dict(value: FnConfig | Registration) -> dict[str, Any]:
+    # Written with every document but almost never changed: convert each value once.
+    return asdict(value)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

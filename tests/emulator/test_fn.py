@@ -304,7 +304,7 @@ def test_sqlite_store_survives_reopening(tmp_path: Path, clock: ManualClock) -> 
     sold = _sell(fn, 1234)
     fn.ofd_confirm(1)
     before, sold_record = fn.state, fn.record(sold.number)
-    fn._store.close()
+    fn.close()
     again = FiscalStorage(SqliteStore(path), clock)
     assert again.state == before
     assert again.record(sold.number) == sold_record

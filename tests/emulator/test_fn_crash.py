@@ -63,7 +63,7 @@ def test_sigkill_at_random_instants_never_loses_or_breaks_a_document(tmp_path: P
         assert verification.ok, verification.problems
         archived = {r.number for r in fn._store.records()}
         assert reported <= archived, f"reported done but lost: {sorted(reported - archived)[:10]}"
-        fn._store.close()
+        fn.close()
     assert killed_while_writing >= KILLS // 2, (
         "the child was rarely killed mid-run; the test proves little"
     )

@@ -57,7 +57,7 @@ class FnMachine(RuleBasedStateMachine):
         self.corrections = 0
 
     def teardown(self) -> None:
-        self.fn._store.close()
+        self.fn.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ class FnMachine(RuleBasedStateMachine):
     @rule()
     def reopen_storage(self) -> None:
         before = self.fn.state
-        self.fn._store.close()
+        self.fn.close()
         self.fn = FiscalStorage(SqliteStore(self.directory / "fn.sqlite"), self.clock)
         assert self.fn.state == before
 
