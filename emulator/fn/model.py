@@ -207,6 +207,7 @@ class FiscalStorage:
                 FnCode.BAD_PARAMETER, "this emulator cannot switch autonomous mode; use a new FN"
             )
         self._check_registration(registration)
+        self._check_usable(self._document_time())
         return self._registration_document(REREGISTRATION, registration, tlv, reasons=reasons)
 
     def _check_registration(self, r: Registration) -> None:
@@ -220,6 +221,8 @@ class FiscalStorage:
                 FnCode.BAD_PARAMETER,
                 f"RNM {r.rnm!r} fails its check digits for INN {r.inn} and register {r.kkt_serial}",
             )
+        if not (0 <= r.work_mode <= 0xFF and 0 <= r.extended_flags <= 0xFF):
+            raise FnError(FnCode.BAD_PARAMETER, "work mode and extended flags are one byte each")
         if not 0 < r.tax_systems < 64:
             raise FnError(FnCode.BAD_PARAMETER, f"tax systems {r.tax_systems:#x} must be bits 0-5")
         if r.ffd_version not in (2, 3, 4) or r.ffd_version > s.config.max_ffd:

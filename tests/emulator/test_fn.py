@@ -105,6 +105,7 @@ def test_registration_document_and_phase(fn: FiscalStorage) -> None:
         ({"tax_systems": 0}, "tax systems"),
         ({"ofd_inn": "000000000000"}, "OFD"),
         ({"ffd_version": 9}, "FFD"),
+        ({"work_mode": 256}, "one byte"),
     ],
 )
 def test_registration_refusals(fn: FiscalStorage, changes: dict[str, object], words: str) -> None:
