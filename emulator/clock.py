@@ -32,6 +32,11 @@ class SystemClock:
         with self._lock:
             self._offset += delta
 
+    def set(self, when: dt.datetime) -> None:
+        """Make `now` read ``when`` from this instant on (a register's set-date/time command)."""
+        with self._lock:
+            self._offset = when - dt.datetime.now().replace(microsecond=0)
+
     @property
     def offset(self) -> dt.timedelta:
         return self._offset

@@ -1,0 +1,82 @@
+"""An emulated Shtrikh-M register (ШТРИХ-М-01Ф personality) over the emulated FN.
+
+`open_device` opens a state directory -- creating a registered register in it the first time -- and
+returns the `ShtrikhRegister` whose ``execute(payload) -> answer`` the TCP and pty shells serve.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from kkt.protocols.ffd import inn_is_valid, make_rnm
+
+from ..clock import Clock, SystemClock
+from ..fn import FiscalStorage, FnConfig, LifePhase, Registration, SqliteStore, WorkMode
+from .register import Refusal, ShtrikhRegister
+from .settings import RegisterSettings
+
+FFD_CODES = {"1.05": 2, "1.2": 4}
+
+
+def _with_check_digit(prefix: str) -> str:
+    """A synthetic 10-digit INN: the prefix and the check digit that makes it valid."""
+    for digit in "0123456789":
+        if inn_is_valid(prefix + digit):
+            return prefix + digit
+    raise ValueError(f"no check digit fits {prefix}")
+
+
+TEST_INN = _with_check_digit("770100000")  # test-only INNs: valid check digits, nobody's
+TEST_OFD_INN = _with_check_digit("770200000")
+
+
+def open_device(
+    state: Path,
+    *,
+    fiscal_only: bool = False,
+    ffd: str = "1.2",
+    clock: Clock | None = None,
+) -> ShtrikhRegister:
+    """Open (or create) the emulated register kept in the directory ``state``.
+
+    A new directory starts as a registered register: test INN and RNM, FN in fiscal mode, shift
+    closed.  Reopening one continues it; ``fiscal_only`` and ``ffd`` only matter the first time.
+    """
+    if ffd not in FFD_CODES:
+        raise ValueError(f"FFD version must be one of {', '.join(FFD_CODES)}, not {ffd!r}")
+    state.mkdir(parents=True, exist_ok=True)
+    settings = RegisterSettings.load(state / "register.json")
+    first_time = "fiscal_only" not in settings.extra
+    if first_time:
+        settings.extra["fiscal_only"] = fiscal_only
+        settings.save()
+    fiscal_only = bool(settings.extra["fiscal_only"])
+    if clock is None:
+        clock = SystemClock(dt.timedelta(seconds=settings.clock_offset))
+    storage = FiscalStorage(SqliteStore(state / "fn.sqlite"), clock, config=FnConfig())
+    if storage.status().phase is LifePhase.READY:
+        mode = WorkMode.INTERNET | WorkMode.AUTOMATIC if fiscal_only else WorkMode(0)
+        storage.register(
+            Registration(
+                inn=TEST_INN,
+                rnm=make_rnm("0000000001", TEST_INN, settings.serial),
+                kkt_serial=settings.serial,
+                tax_systems=0x03,  # ОСН and УСН доход
+                work_mode=int(mode),
+                ofd_inn=TEST_OFD_INN,
+                ffd_version=FFD_CODES[ffd],
+            ),
+            [
+                (1048, settings.user_name),
+                (1009, settings.address),
+                (1187, settings.place),
+                (1013, settings.serial),
+                (1188, "1.0"),
+                (1189, FFD_CODES[ffd]),
+            ],
+        )
+    return ShtrikhRegister(storage, settings, clock, fiscal_only=fiscal_only)
+
+
+__all__ = ["TEST_INN", "Refusal", "RegisterSettings", "ShtrikhRegister", "open_device"]
