@@ -12,6 +12,7 @@ from kkt.protocols.shtrih.frame import Deframer
 
 from kkt import __version__
 
+from . import emulator_cli
 from .demo import run_demo
 from .describe import describe_token
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kktkit" / "bench",
         help="where prebuilt archives are kept between runs",
     )
+    emulator_cli.add_parser(commands)
     return parser
 
 
@@ -87,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(sys.stdout)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "emulator":
+        return emulator_cli.run(args)
     return _decode(args)
 
 

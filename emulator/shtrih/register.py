@@ -36,7 +36,7 @@ from kkt.protocols.shtrih.message import (
 from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
 
 from ..clock import Clock
-from ..fn import FiscalStorage, FnError, LifePhase, Payments, VatSums
+from ..fn import FiscalStorage, FnError, LifePhase, Payments, VatSums, Verification
 from ..fn.model import CORRECTION, RECEIPT
 from ..printer import PaperOut, Printer
 from ..receipt import (
@@ -187,6 +187,10 @@ class ShtrikhRegister:
 
     def close(self) -> None:
         self.fn.close()
+
+    def verify(self) -> Verification:
+        """Recompute the FN archive: numbering, signs, counters."""
+        return self.fn.verify()
 
     # -- state helpers ----------------------------------------------------------------------------
 
@@ -914,6 +918,32 @@ class ShtrikhRegister:
         )
 
     # -- for the control channel ------------------------------------------------------------------
+
+    def power_loss(self) -> None:
+        """Power fails: what was being built is gone (the FN had formed nothing of it yet).
+
+        The FN's archive and everything fiscalized stay; the open receipt, a begun report and
+        an interrupted print are lost, and the register comes back idle, as a real one does.
+        """
+        self.receipt = None
+        self.pending = None
+        self.pending_print = []
+        self.pending_date = None
+
+    def status_text(self) -> dict[str, object]:
+        fn_status = self.fn.status()
+        return {
+            "mode": self._mode(),
+            "submode": self._submode(),
+            "phase": int(fn_status.phase),
+            "shift_open": fn_status.shift_open,
+            "last_document": fn_status.last_number,
+            "unsent": self.fn.ofd_queue().unsent,
+            "now": self.clock.now().isoformat(),
+            "paper": self.printer.paper,
+            "cover_open": self.printer.cover_open,
+            "last_error": self.last_error,
+        }
 
     @property
     def phase(self) -> LifePhase:

@@ -687,8 +687,9 @@ class ShtrikhLink:
             raise RuntimeError("send_answer is a device call; this link plays the host role")
         if self._device is not _Device.EXECUTING:
             raise RuntimeError(f"no command is being executed (state {self._device.value})")
+        frame = encode_frame(payload)  # may raise FrameError: then nothing has changed
         self._answer = payload
-        self._answer_frame = encode_frame(payload)
+        self._answer_frame = frame
         self._transmit_answer(now)
 
     def power_cycle(self) -> None:

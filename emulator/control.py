@@ -1,0 +1,141 @@
+"""The control channel of a running emulator: a Unix socket in its state directory.
+
+Testers steer the device while clients talk to it: advance the clock, take the paper out, open the
+cover, inject wire and device faults, read the tape.  One JSON object per line each way::
+
+    {"action": "clock", "advance": 90000}          -> {"ok": true, "now": "..."}
+    {"action": "paper", "state": "out"}            -> {"ok": true}
+    {"action": "fault", "drop_answers": 1}         -> {"ok": true, "faults": {...}}
+    {"action": "tape"}                             -> {"ok": true, "lines": [...]}
+
+Every action runs under the device's command lock, so it never lands in the middle of a command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .faults import Faults
+from .shtrih import ShtrikhRegister
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "control.sock"
+_FAULT_FIELDS = ("drop", "corrupt", "delay", "split", "drop_answers", "lose_answers", "seed")
+
+
+class ControlError(Exception):
+    """A request the channel cannot carry out; its text goes back to the client."""
+
+
+class Controls:
+    """What the control channel can do to one emulated register."""
+
+    def __init__(self, register: ShtrikhRegister, faults: Faults) -> None:
+        self.register = register
+        self.faults = faults
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        action = request.get("action")
+        handler = getattr(self, f"_do_{action}", None) if isinstance(action, str) else None
+        if handler is None:
+            raise ControlError(
+                f"unknown action {action!r}; use clock, paper, cover, fault, power-loss, tape, "
+                "qr or status"
+            )
+        result: dict[str, Any] = handler(request)
+        return {"ok": True, **result}
+
+    def _do_clock(self, request: dict[str, Any]) -> dict[str, Any]:
+        seconds = request.get("advance")
+        if not isinstance(seconds, int | float):
+            raise ControlError('clock needs "advance": seconds (negative to go back)')
+        advance = getattr(self.register.clock, "advance", None)
+        if advance is None:
+            raise ControlError("this emulator's clock cannot be moved")
+        advance(dt.timedelta(seconds=seconds))
+        self.register.settings.remember_clock(self.register.clock)
+        return {"now": self.register.clock.now().isoformat()}
+
+    def _do_paper(self, request: dict[str, Any]) -> dict[str, Any]:
+        state = request.get("state")
+        printer = self.register.printer
+        if state == "out":
+            printer.paper = False
+        elif state == "in":
+            printer.paper = True
+        elif state == "after" and isinstance(request.get("lines"), int):
+            printer.paper_left = int(request["lines"])
+        else:
+            raise ControlError('paper needs "state": "out", "in", or "after" with "lines"')
+        return {}
+
+    def _do_cover(self, request: dict[str, Any]) -> dict[str, Any]:
+        state = request.get("state")
+        if state not in ("open", "close"):
+            raise ControlError('cover needs "state": "open" or "close"')
+        self.register.printer.cover_open = state == "open"
+        return {}
+
+    def _do_fault(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("clear"):
+            self.faults.clear()
+        changes = {name: request[name] for name in _FAULT_FIELDS if name in request}
+        try:
+            self.faults.configure(**changes)
+        except (TypeError, ValueError) as exc:
+            raise ControlError(str(exc)) from None
+        return {"faults": self.faults.settings()}
+
+    def _do_power_loss(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.register.power_loss()
+        return {"links": self.faults.power_cycle_links()}
+
+    def _do_tape(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"lines": self.register.tape()}
+
+    def _do_qr(self, request: dict[str, Any]) -> dict[str, Any]:
+        number = request.get("document")
+        if not isinstance(number, int):
+            raise ControlError('qr needs "document": a fiscal document number')
+        return {"qr": self.register.qr(number)}
+
+    def _do_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.register.status_text(), "faults": self.faults.settings()}
+
+
+async def serve_control(state: Path, controls: Controls, lock: asyncio.Lock) -> asyncio.Server:
+    """Listen on ``state/control.sock`` (a stale socket file is replaced)."""
+    path = state / SOCKET_NAME
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
+            path.unlink()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    if not isinstance(request, dict):
+                        raise ControlError("send one JSON object per line")
+                    async with lock:
+                        answer = controls.handle(request)
+                except (ControlError, json.JSONDecodeError) as exc:
+                    answer = {"ok": False, "error": str(exc)}
+                except Exception as exc:  # a control request must never take the emulator down
+                    log.exception("control request failed")
+                    answer = {"ok": False, "error": f"internal error: {exc}"}
+                writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(client, path=str(path))

@@ -1,0 +1,84 @@
+"""Faults an emulated device can be told to suffer, at run time, through its control channel.
+
+Wire faults act on the bytes of every link (both directions): lost bytes, flipped bits, a delay
+before each chunk the device writes, chunks split into single bytes.  Device faults act on
+commands: ``drop_answers`` loses the next answer frames on the line (the device keeps them and
+replays them on ENQ, as a real one does); ``lose_answers`` executes the next commands and then
+forgets their answers, as a register whose power flickers after the work is done.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Faults:
+    drop: float = 0.0
+    corrupt: float = 0.0
+    delay: float = 0.0
+    split: bool = False
+    drop_answers: int = 0
+    lose_answers: int = 0
+    seed: int | None = None
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+    _links: set[Any] = field(default_factory=set, repr=False)  # live links, for a power loss
+
+    def configure(self, **changes: Any) -> None:
+        for name, value in changes.items():
+            if name.startswith("_") or not hasattr(self, name):
+                raise ValueError(f"unknown fault {name!r}")
+            setattr(self, name, value)
+        if "seed" in changes:
+            self._rng.seed(self.seed)
+
+    def settings(self) -> dict[str, Any]:
+        """The public fault settings, for reports."""
+        names = ("drop", "corrupt", "delay", "split", "drop_answers", "lose_answers", "seed")
+        return {name: getattr(self, name) for name in names}
+
+    def clear(self) -> None:
+        self.configure(
+            drop=0.0, corrupt=0.0, delay=0.0, split=False, drop_answers=0, lose_answers=0
+        )
+
+    @property
+    def on_the_wire(self) -> bool:
+        return bool(self.drop or self.corrupt or self.delay or self.split)
+
+    def mangle(self, data: bytes) -> bytes:
+        """Drop and corrupt bytes as configured (no-op when no wire fault is set)."""
+        if not (self.drop or self.corrupt):
+            return data
+        out = bytearray()
+        for byte in data:
+            if self._rng.random() < self.drop:
+                continue
+            if self._rng.random() < self.corrupt:
+                byte ^= 1 << self._rng.randrange(8)
+            out.append(byte)
+        return bytes(out)
+
+    def take(self, name: str) -> bool:
+        """Consume one of the counted device faults (``drop_answers``, ``lose_answers``)."""
+        left = getattr(self, name)
+        if left <= 0:
+            return False
+        setattr(self, name, left - 1)
+        return True
+
+    # -- links, for a power loss ------------------------------------------------------------------
+
+    def attach(self, power_cycle: Callable[[], None]) -> None:
+        self._links.add(power_cycle)
+
+    def detach(self, power_cycle: Callable[[], None]) -> None:
+        self._links.discard(power_cycle)
+
+    def power_cycle_links(self) -> int:
+        for power_cycle in list(self._links):
+            power_cycle()
+        return len(self._links)

@@ -1,0 +1,184 @@
+"""The pty shell: a device served on a pseudo-terminal, opened by testers like a COM port.
+
+The pty's slave end gets a stable symlink (say ``/tmp/kkt-shtrih``) so a host can be configured
+once and the emulator restarted at will.  The slave is put in raw mode (no echo, no line editing:
+protocol bytes such as 0x05 or 0x15 must pass untouched), and this process keeps the slave open
+itself: with no other holder of the slave, Linux fails reads on the master with EIO, which would
+turn every host disconnect into a dead emulator.
+
+Serial registers send no 0xFF filler after the host's ACK, and a local pty adds no network delay,
+so the documented 50 ms byte timeout (`DeviceSettings` defaults) stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import tty
+from pathlib import Path
+from types import TracebackType
+
+from kkt.protocols.shtrih.link import DeviceSettings
+
+from ..faults import Faults
+from .pump import LinkPump, link_settings
+from .runner import Device, DeviceRunner
+
+log = logging.getLogger(__name__)
+
+PTY_SETTINGS = DeviceSettings(filler_after_ack=False)
+_READ_SIZE = 4096
+
+
+def point_link(link: Path, target: str) -> None:
+    """Make ``link`` a symlink to ``target``, replacing a symlink but never any other file.
+
+    Any existing symlink is taken as stale: a pty number freed by a crashed emulator is soon
+    reused by some terminal, so "its target exists" proves nothing.
+    """
+    if os.path.lexists(link) and not link.is_symlink():
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{link} exists and is not a symlink; refusing to replace it (choose another path)",
+            str(link),
+        )
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    os.symlink(target, temporary)
+    os.replace(temporary, link)  # atomic: a host never sees the link missing
+
+
+class PtyServer:
+    """One pseudo-terminal and its symlink; one link, since a serial line has one host."""
+
+    def __init__(self, runner: DeviceRunner, settings: DeviceSettings, link: Path) -> None:
+        self.link = link
+        self._runner = runner
+        self._settings = settings
+        self._master = -1
+        self._slave = -1
+        self.tty_name = ""
+        self._pump: LinkPump | None = None
+        self._pumps: list[LinkPump] = []  # every pump made, so wait_closed sees running commands
+        self._reading = False
+
+    def start(self) -> None:
+        """Open the pty, point the link at it and start reading; raises `OSError`."""
+        loop = asyncio.get_running_loop()
+        self._master, self._slave = os.openpty()
+        try:
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self.tty_name = os.ttyname(self._slave)
+            point_link(self.link, self.tty_name)
+        except BaseException:
+            self._close_fds()
+            raise
+        self._new_pump()
+        loop.add_reader(self._master, self._readable)
+        self._reading = True
+
+    def close(self) -> None:
+        """Stop reading, remove the symlink (if still ours) and close the pty."""
+        if self._reading:
+            asyncio.get_running_loop().remove_reader(self._master)
+            self._reading = False
+        for pump in self._pumps:
+            pump.close()
+        with contextlib.suppress(OSError):
+            if self.tty_name and os.readlink(self.link) == self.tty_name:
+                self.link.unlink()
+        self._close_fds()
+
+    async def wait_closed(self) -> None:
+        """Wait for a command still running and for the worker thread to stop."""
+        await asyncio.gather(*(pump.wait_closed() for pump in self._pumps))
+        self._runner.close()
+
+    async def __aenter__(self) -> PtyServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _new_pump(self) -> None:
+        # A link that failed is replaced, as a register reboots: the pty itself stays up.
+        self._pumps = [pump for pump in self._pumps if pump.task and not pump.task.done()]
+        self._pump = LinkPump(
+            self._runner,
+            self._write,
+            self._settings,
+            name=f"pty {self.tty_name}",
+            on_error=self._new_pump,
+        )
+        self._pumps.append(self._pump)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._master, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            # EIO means no one holds the slave; we do, so this is unexpected: stop, don't spin.
+            log.warning("pty %s: read failed (%s); no longer serving it", self.tty_name, exc)
+            asyncio.get_running_loop().remove_reader(self._master)
+            self._reading = False
+            return
+        if data and self._pump is not None:
+            self._pump.feed(data)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            written = os.write(self._master, data)
+        except OSError:  # BlockingIOError: the pty buffer is full
+            written = 0
+        if written < len(data):
+            # No one reads the other end; a serial line with no listener loses bytes as well.
+            log.debug("pty %s: %d bytes not delivered", self.tty_name, len(data) - written)
+
+    def _close_fds(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = -1
+
+
+async def serve_pty(
+    device: Device,
+    link: Path | str,
+    *,
+    filler_after_ack: bool = False,
+    lock: asyncio.Lock | None = None,
+    settings: DeviceSettings | None = None,
+    faults: Faults | None = None,
+) -> PtyServer:
+    """Serve ``device`` on a new pseudo-terminal reachable through the symlink ``link``.
+
+    Raises `FileExistsError` when ``link`` is a file other than a symlink.  Share ``lock`` with
+    every other shell that serves the same device.
+    """
+    runner = DeviceRunner(device, lock, faults)
+    server = PtyServer(
+        runner,
+        link_settings(settings, PTY_SETTINGS, filler_after_ack=filler_after_ack),
+        Path(link),
+    )
+    try:
+        server.start()
+    except BaseException:
+        runner.close()
+        raise
+    return server

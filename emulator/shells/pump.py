@@ -1,0 +1,183 @@
+"""The link pump: one Shtrikh device link on one byte stream, shared by the TCP and pty shells.
+
+The link (`kkt.protocols.shtrih.link.ShtrikhLink`) is sans-IO; this is its I/O half.  A shell
+hands over every chunk it reads (`LinkPump.feed`) and a function that writes bytes; the pump gives
+the link the loop's monotonic time, arms one loop timer at the link's next deadline, runs each
+taken command on the shared `DeviceRunner` and hands the answer back to the link.  Nothing here
+raises into the shell: a failure of this link is logged and reported through ``on_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from kkt.protocols.shtrih.link import (
+    CommandReceived,
+    DeviceSettings,
+    Event,
+    Role,
+    ShtrikhLink,
+)
+
+from .runner import DeviceRunner
+
+log = logging.getLogger(__name__)
+
+
+def link_settings(
+    settings: DeviceSettings | None, default: DeviceSettings, *, filler_after_ack: bool
+) -> DeviceSettings:
+    """``settings`` (or the shell's default) for timing; ``filler_after_ack`` always decides."""
+    return dataclasses.replace(settings or default, filler_after_ack=filler_after_ack)
+
+
+class LinkPump:
+    """Drives one `ShtrikhLink` in the DEVICE role on the running event loop."""
+
+    def __init__(
+        self,
+        runner: DeviceRunner,
+        write: Callable[[bytes], None],
+        settings: DeviceSettings,
+        *,
+        name: str,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._runner = runner
+        self._write = write
+        self._name = name
+        self._on_error = on_error
+        self._link = ShtrikhLink(Role.DEVICE, device=settings)
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._faults = runner.faults
+        self._write_at = 0.0  # delayed writes leave in order
+        self._faults.attach(self.power_cycle)
+
+    def power_cycle(self) -> None:
+        """The device lost power: the link forgets the command and answer in flight."""
+        if self._closed:
+            return
+
+        def cycle() -> list[Event]:
+            self._link.power_cycle()
+            return []
+
+        self._step(cycle)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The command being executed, if any (it outlives `close`; see `wait_closed`)."""
+        return self._task
+
+    def feed(self, data: bytes) -> None:
+        """Bytes read from the line."""
+        if not self._closed:
+            data = self._faults.mangle(data)
+            self._step(lambda: self._link.receive_data(data, self._loop.time()))
+
+    def close(self) -> None:
+        """Stop reacting.  A command already running finishes (the device cannot be stopped
+        mid-document, nor can a real register); its answer is dropped."""
+        self._closed = True
+        self._cancel_timer()
+        self._faults.detach(self.power_cycle)
+
+    async def wait_closed(self) -> None:
+        """Wait for the command that was running at `close` to finish."""
+        if self._task is not None:
+            await asyncio.wait([self._task])
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _step(self, step: Callable[[], list[Event]]) -> None:
+        """Run one link call, write what it produced, start commands, re-arm the timer."""
+        try:
+            events = step()
+            self._flush()
+            for event in events:
+                if isinstance(event, CommandReceived):
+                    # The link takes one command at a time (it NAKs frames while executing), so
+                    # at most one of these tasks is alive per pump.
+                    self._task = self._loop.create_task(self._execute(event.command))
+                else:
+                    log.debug("%s: %s", self._name, event)
+            self._arm()
+        except Exception:
+            self._fail("link failure")
+
+    def _fail(self, what: str) -> None:
+        log.debug("%s: %s; giving up this link", self._name, what, exc_info=True)
+        self.close()
+        if self._on_error is not None:
+            self._on_error()
+
+    def _flush(self) -> None:
+        data = self._faults.mangle(self._link.data_to_send())
+        if not data:
+            return
+        if not (self._faults.delay or self._faults.split):
+            self._write(data)
+            return
+        chunks = [data[i : i + 1] for i in range(len(data))] if self._faults.split else [data]
+        for chunk in chunks:
+            self._write_at = max(self._write_at, self._loop.time()) + self._faults.delay
+            self._loop.call_at(self._write_at, self._write_late, chunk)
+
+    def _write_late(self, chunk: bytes) -> None:
+        if not self._closed:
+            self._write(chunk)
+
+    def _arm(self) -> None:
+        deadline = self._link.get_timer()
+        if self._timer is not None and deadline == self._timer.when():
+            return
+        self._cancel_timer()
+        if deadline is not None and not self._closed:
+            self._timer = self._loop.call_at(deadline, self._fire, deadline)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self, deadline: float) -> None:
+        self._timer = None
+        # The loop may run a timer a clock tick early; the link must see its deadline reached,
+        # or it would hand back the same deadline and the loop would spin until it passes.
+        now = max(self._loop.time(), deadline)
+        self._step(lambda: self._link.handle_timer(now))
+
+    async def _execute(self, command: bytes) -> None:
+        try:
+            answer = await self._runner.execute(command)
+        except Exception:
+            # A device bug.  The register "reboots": it forgets the command, so the host's ENQ
+            # gets NAK and its driver reports the outcome as unknown instead of hanging.
+            log.exception("%s: the device failed on command %s", self._name, command[:2].hex(" "))
+            if not self._closed:
+                self._link.power_cycle()
+                self._arm()
+            return
+        if self._closed:
+            log.debug("%s: answer %s dropped, the line is gone", self._name, answer[:2].hex(" "))
+            return
+        if self._faults.take("lose_answers"):
+            log.debug("%s: fault: command executed, answer forgotten", self._name)
+            self._link.power_cycle()
+            self._arm()
+            return
+        try:
+            self._link.send_answer(answer, self._loop.time())
+        except Exception:
+            log.exception("%s: the device gave an answer no frame can carry", self._name)
+            self._link.power_cycle()
+        if self._faults.take("drop_answers"):
+            log.debug("%s: fault: answer frame lost on the line", self._name)
+            self._link.data_to_send()
+        self._step(lambda: [])

@@ -1,0 +1,170 @@
+"""The TCP shell: a device served over Shtrikh-M protocol v1 on TCP (network models, port 7778).
+
+Every connection gets its own link (its own ENQ/ACK state and pending answer), and all of them
+share one `DeviceRunner`, so commands from several clients run one at a time, never interleaved.
+A client that sends garbage gets what a register gives it (NAKs, dropped partial frames); one
+that vanishes loses only its own answer.  Neither can disturb the others or stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from kkt.protocols.shtrih.link import DeviceSettings
+
+from ..faults import Faults
+from .pump import LinkPump, link_settings
+from .runner import Device, DeviceRunner
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 7778  # fact sheet §1.5: Shtrikh network models listen on 7778 (protocol v1)
+
+# A network adds delays a serial line does not have: a frame split across segments must not be
+# dropped after the 50 ms a serial register allows between bytes.
+TCP_SETTINGS = DeviceSettings(byte=1.0, confirm=1.0, filler_after_ack=True)
+
+
+class TcpServer:
+    """A listening socket (or several, for a name that resolves to more than one address)."""
+
+    def __init__(self, runner: DeviceRunner, settings: DeviceSettings) -> None:
+        self._runner = runner
+        self._settings = settings
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._pumps: set[LinkPump] = set()  # includes closed ones whose command still runs
+        self._no_connections = asyncio.Event()
+        self._no_connections.set()
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind and listen; raises `OSError` (e.g. the port is busy)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) pairs -- the real port when 0 was asked for."""
+        if self._server is None:
+            return []
+        return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    @property
+    def port(self) -> int:
+        addresses = self.addresses
+        if not addresses:
+            raise RuntimeError("the server is not listening")
+        return addresses[0][1]
+
+    def close(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.abort()
+
+    async def wait_closed(self) -> None:
+        """After `close`: wait for the commands still running and for the worker thread to end."""
+        if self._server is not None:
+            await self._server.wait_closed()
+        # Aborted transports report connection_lost on the next loop turns; only then is every
+        # pump that may still run a command known.
+        await self._no_connections.wait()
+        await asyncio.gather(*(pump.wait_closed() for pump in list(self._pumps)))
+        self._runner.close()
+
+    async def __aenter__(self) -> TcpServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # -- called by connections ------------------------------------------------------------------
+
+    def _opened(self, connection: _Connection, transport: asyncio.Transport) -> LinkPump:
+        peer = transport.get_extra_info("peername")
+        pump = LinkPump(
+            self._runner,
+            transport.write,
+            self._settings,
+            name=f"tcp {peer}",
+            on_error=transport.abort,
+        )
+        self._connections.add(connection)
+        self._no_connections.clear()
+        self._pumps.add(pump)
+        log.debug("tcp %s: connected", peer)
+        return pump
+
+    def _lost(self, connection: _Connection, pump: LinkPump) -> None:
+        self._connections.discard(connection)
+        if not self._connections:
+            self._no_connections.set()
+        pump.close()
+        task = pump.task
+        if task is None or task.done():
+            self._pumps.discard(pump)
+        else:
+            task.add_done_callback(lambda _: self._pumps.discard(pump))
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: TcpServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._pump: LinkPump | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport  # asyncio sets TCP_NODELAY: one-byte replies go out at once
+        self._pump = self._server._opened(self, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._pump is not None:
+            self._pump.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        log.debug("tcp: connection lost (%s)", exc or "closed by the client")
+        if self._pump is not None:
+            self._server._lost(self, self._pump)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def serve_tcp(
+    device: Device,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    filler_after_ack: bool = True,
+    lock: asyncio.Lock | None = None,
+    settings: DeviceSettings | None = None,
+    faults: Faults | None = None,
+) -> TcpServer:
+    """Serve ``device`` over TCP until the returned server is closed.
+
+    ``port=0`` picks a free port (read it from `TcpServer.port`).  ``filler_after_ack`` sends the
+    0xFF that real network models send after the host's ACK (fact sheet §1.4); ``settings``
+    overrides the timing (`TCP_SETTINGS` by default).  Share ``lock`` with every other shell that
+    serves the same device.
+    """
+    runner = DeviceRunner(device, lock, faults)
+    server = TcpServer(
+        runner, link_settings(settings, TCP_SETTINGS, filler_after_ack=filler_after_ack)
+    )
+    try:
+        await server.start(host, port)
+    except BaseException:
+        runner.close()
+        raise
+    return server
