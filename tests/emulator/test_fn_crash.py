@@ -54,7 +54,9 @@ def test_sigkill_at_random_instants_never_loses_or_breaks_a_document(tmp_path: P
         time.sleep(rng.uniform(0.0, 0.15))
         os.kill(child.pid, signal.SIGKILL)
         out, _ = child.communicate(timeout=30)
-        done = [int(line.split()[1]) for line in out.splitlines() if line.startswith("done")]
+        # Only whole lines count: the kill may cut the last one short.
+        complete = out.split("\n")[:-1]
+        done = [int(line.split()[1]) for line in complete if line.startswith("done ")]
         killed_while_writing += bool(done)
         reported.update(done)
 
