@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .faults import Faults
-from .shtrih import ShtrikhRegister
+from .fn import FnError
+from .shtrih import Refusal, ShtrikhRegister
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ async def serve_control(state: Path, controls: Controls, lock: asyncio.Lock) -> 
                         raise ControlError("send one JSON object per line")
                     async with lock:
                         answer = controls.handle(request)
-                except (ControlError, json.JSONDecodeError) as exc:
+                except (ControlError, json.JSONDecodeError, Refusal, FnError) as exc:
                     answer = {"ok": False, "error": str(exc)}
                 except Exception as exc:  # a control request must never take the emulator down
                     log.exception("control request failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import selectors
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kkt.protocols.shtrih.frame import encode_frame
@@ -135,20 +137,21 @@ def test_verify(
     assert "is not a directory of emulator state" in capsys.readouterr().err
 
 
-def _read_line(stream: io.BufferedReader, timeout: float) -> str:
+def _read_line(stream: Any, timeout: float) -> str:
     with selectors.DefaultSelector() as selector:
         selector.register(stream, selectors.EVENT_READ)
         assert selector.select(timeout), "no listener line in time"
     return stream.readline().decode()
 
 
-def test_serve_subprocess_with_the_real_register(tmp_path: Path) -> None:
-    # The one skip: needs the real Shtrikh personality, written alongside this shell.
-    pytest.importorskip("kkt.emulator.shtrih")
+def test_serve_subprocess_with_the_real_register(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     command = [sys.executable, "-m", "kkt.tools", "emulator", "serve"]
     with subprocess.Popen(
         [*command, "--tcp", "127.0.0.1:0", "--state", str(state)],
+        bufsize=0,  # unbuffered: select() then sees every line that is not read yet
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as process:
@@ -168,8 +171,28 @@ def test_serve_subprocess_with_the_real_register(tmp_path: Path) -> None:
                     reply += chunk
                 assert reply[:1] == ACK and reply[1:2] == b"\x02" and reply[3] == 0x10
                 client.sendall(ACK)
+            control = _read_line(process.stdout, 20)
+            assert control.strip() == f"control unix {state / 'control.sock'}"
+            ctl = ["emulator", "ctl", "--state", str(state)]
+            assert main([*ctl, "clock", "advance", "3600"]) == 0
+            assert '"now"' in capsys.readouterr().out
+            assert main([*ctl, "paper", "out"]) == 0
+            assert main([*ctl, "--json", "status"]) == 0
+            status = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+            assert status["status"]["paper"] is False and status["status"]["mode"] == 4
+            assert main([*ctl, "fault", "wire", "--drop", "0.5", "--seed", "1"]) == 0
+            assert '"drop": 0.5' in capsys.readouterr().out
+            assert main([*ctl, "fault", "clear"]) == 0
+            assert main([*ctl, "qr", "1"]) == 1  # document 1 is the registration, not a receipt
+            assert "refused" in capsys.readouterr().out
+            assert main([*ctl, "dance"]) == 2
+            assert "unknown control action" in capsys.readouterr().err
+            assert main([*ctl, "tape"]) == 0
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0
+            assert not (state / "control.sock").exists()
+            assert main([*ctl, "status"]) == 2
+            assert "no emulator is running" in capsys.readouterr().err
         finally:
             if process.poll() is None:
                 process.kill()
