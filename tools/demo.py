@@ -1,136 +1,146 @@
-"""``kkt demo``: a host and a device Shtrikh-M link talking over an in-memory line.
+"""``kkt demo``: start an emulated register and query it.
 
-It shows the protocol core at work before the emulator exists: the host syncs with ENQ, sends
-typed commands, and -- in the third exchange -- the line loses the device's ACK to a money-moving
-FF46, so the host asks with ENQ and collects the answer instead of sending the sale again.  The
-"device" here answers from a fixed script; it is a protocol demo, not the emulator.
+An emulated ШТРИХ-М-01Ф (registered, FN in fiscal mode, in a temporary state directory) is served
+on a free TCP port on 127.0.0.1; a host session connects to it through pyserial's ``socket://`` --
+as it would to a real network register on port 7778 -- asks who it is, opens a shift, sells, and
+closes the shift.  Before the receipt is closed the emulator is told to lose that answer on the
+line: the host asks with ENQ, collects the answer, and the FN shows the receipt was formed once.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
+import tempfile
+import threading
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO
 
+from kkt.emulator.faults import Faults
+from kkt.emulator.shells import serve_tcp
+from kkt.emulator.shtrih import ShtrikhRegister, open_device
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.frame import Deframer
-from kkt.protocols.shtrih.link import (
-    AnswerReceived,
-    CommandFailed,
-    CommandReceived,
-    HostSettings,
-    Role,
-    ShtrikhLink,
-)
-from kkt.protocols.shtrih.message import Request, decode_request, encode_answer
-from kkt.protocols.shtrih.modes import OperationType, TaxRate
+from kkt.protocols.shtrih.link import HostSettings
+from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem, decode_mode
 
-from .describe import describe_token
+from kkt.session import ShtrikhSession, open_port
 
-LATENCY = 0.002  # seconds each way
+SYS = 30
 
 
-def _scripted_answer(payload: bytes) -> bytes:
-    request = decode_request(payload)
-    if isinstance(request, classic.GetDeviceType):
-        return encode_answer(request.CODE, classic.DeviceType(0, 0, 1, 14, 250, 0, "ШТРИХ-М-01Ф"))
-    if isinstance(request, fn.GetFnStatus):
-        status = fn.FnStatus(
-            3, 0, False, True, 0, dt.datetime(2026, 11, 22, 10, 5), "9999078900012345", 42
+class EmulatorThread:
+    """An emulated register served on TCP from a background thread's event loop."""
+
+    def __init__(self, register: ShtrikhRegister, faults: Faults) -> None:
+        self._register = register
+        self._faults = faults
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.port = 0
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), name="kkt-emulator"
         )
-        return encode_answer(request.CODE, status)
-    return encode_answer(request.CODE, classic.Empty())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with await serve_tcp(self._register, port=0, faults=self._faults) as server:
+            self.port = server.port
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> EmulatorThread:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the emulator did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
 
 
 def run_demo(out: TextIO) -> int:
-    host = ShtrikhLink(Role.HOST, host=HostSettings(ack=0.05, quiet=0.03))
-    device = ShtrikhLink(Role.DEVICE)
-    executions: list[str] = []
-    now = 0.0
-    in_flight: list[tuple[float, str, bytes]] = []
-    lose_next_device_ack = False
-    decoders = {"host": Deframer(), "device": Deframer()}
+    with tempfile.TemporaryDirectory(prefix="kkt-demo-") as state:
+        register = open_device(Path(state))
+        faults = Faults()
+        try:
+            with EmulatorThread(register, faults) as emulator:
+                url = f"socket://127.0.0.1:{emulator.port}"
+                print(f"emulated register listening on tcp 127.0.0.1:{emulator.port}", file=out)
+                session = ShtrikhSession(open_port(url), settings=HostSettings(ack=0.5, quiet=0.1))
+                try:
+                    _conversation(session, faults, register, url, out)
+                finally:
+                    session.close()
+            verification = register.verify()
+        finally:
+            register.close()
+    verdict = "ok" if verification.ok else "BROKEN"
+    print(f"FN archive verified: {verification.documents} documents, {verdict}", file=out)
+    return 0 if verification.ok else 1
 
-    def show(side: str, data: bytes, note: str = "") -> None:
-        for token in decoders[side].feed(data):
-            arrow = "host   ->" if side == "host" else "device ->"
-            print(f"{now * 1000:8.1f} ms  {arrow} {describe_token(token)}{note}", file=out)
 
-    def flush() -> None:
-        nonlocal lose_next_device_ack
-        for side, link in (("host", host), ("device", device)):
-            data = link.data_to_send()
-            if not data:
-                continue
-            if side == "device" and lose_next_device_ack and data[:1] == b"\x06":
-                lose_next_device_ack = False
-                show(side, data[:1], "   (lost on the line)")
-                data = data[1:]
-            if data:
-                show(side, data)
-                in_flight.append((now + LATENCY, side, data))
+def _conversation(
+    session: ShtrikhSession, faults: Faults, register: ShtrikhRegister, url: str, out: TextIO
+) -> None:
+    def ask(label: str, request: Any, show: Callable[[Any], str]) -> Any:
+        answer = session.execute(request)
+        print(f"  {label:28} {show(answer)}", file=out)
+        return answer
 
-    def run(
-        request: Request[Any], note: str = "", before: Callable[[], None] | None = None
-    ) -> None:
-        nonlocal now
-        print(f"\n-- {type(request).__name__}{note}", file=out)
-        if before:
-            before()
-        host.send_command(request.encode(), now, answer_timeout=request.TIMEOUT)
-        while True:
-            flush()
-            times = [t for t in (host.get_timer(), device.get_timer()) if t is not None]
-            times += [at for at, _, _ in in_flight]
-            now = max(now, min(times))
-            for item in [i for i in in_flight if i[0] <= now]:
-                in_flight.remove(item)
-                _, side, data = item
-                target = device if side == "host" else host
-                for event in target.receive_data(data, now):
-                    if isinstance(event, CommandReceived):
-                        executions.append(type(decode_request(event.command)).__name__)
-                        device.send_answer(_scripted_answer(event.command), now)
-                    if isinstance(event, AnswerReceived | CommandFailed):
-                        flush()
-                        outcome = (
-                            "answer received"
-                            if isinstance(event, AnswerReceived)
-                            else str(event.error)
-                        )
-                        print(f"   => {outcome}", file=out)
-                        return
-            for link in (host, device):
-                timer = link.get_timer()
-                if timer is not None and timer <= now:
-                    link.handle_timer(now)
+    print(f"host session on {url}", file=out)
+    ask("device type (FCh)", classic.GetDeviceType(), lambda a: f"{a.name}, model {a.model}")
 
-    def lose_ack() -> None:
-        nonlocal lose_next_device_ack
-        lose_next_device_ack = True
+    def mode(answer: classic.ShortStatus) -> str:
+        return str(decode_mode(answer.mode))
 
-    print("kkt demo: Shtrikh-M protocol v1, host and device links over an in-memory line", file=out)
-    run(classic.GetDeviceType())
-    run(fn.GetFnStatus(password=30))
-    sale = fn.OperationV2(
-        password=30,
-        operation=OperationType.INCOME,
-        quantity=Decimal("2"),
-        price=4_990,
-        amount=None,
-        tax_amount=None,
-        tax_rate=TaxRate.VAT20,
-        department=1,
-        payment_method=4,
-        payment_subject=1,
-        name="Кофе",
+    ask("status (10h)", classic.GetShortStatus(SYS), mode)
+    ask(
+        "FN status (FF01h)",
+        fn.GetFnStatus(SYS),
+        lambda a: f"FN {a.fn_serial}, last document {a.last_document_number}",
     )
-    run(sale, " (the device's ACK is lost: the host must not sell twice)", before=lose_ack)
-    print(f"\nThe device executed: {', '.join(executions)}", file=out)
-    sales = executions.count("OperationV2")
-    print(
-        f"Sales executed: {sales} (exactly once)" if sales == 1 else f"ERROR: {sales} sales",
-        file=out,
+    ask("open shift (E0h)", classic.OpenShift(SYS), lambda a: "shift open")
+    ask("open receipt (8Dh)", classic.OpenReceipt(SYS, ReceiptType.SALE), lambda a: "sale")
+    for name, price, quantity in (("Кофе", 19_900, "2"), ("Круассан", 14_500, "1")):
+        item = fn.OperationV2(
+            SYS,
+            OperationType.INCOME,
+            Decimal(quantity),
+            price,
+            None,
+            None,
+            TaxRate.VAT20,
+            1,
+            4,
+            1,
+            name,
+        )
+        session.execute(item)
+        print(f"  {'item (FF46h)':28} {name} {quantity} x {price / 100:.2f}", file=out)
+    ask("status (10h)", classic.GetShortStatus(SYS), mode)
+    before = register.fn.status().last_number
+    faults.configure(drop_answers=1)  # the line will lose the next answer
+    payments = (60_000,) + (0,) * 15
+    closed = ask(
+        "close receipt (FF45h)",
+        fn.CloseReceiptV2(SYS, payments, 0, (0,) * 6, TaxSystem.OSN, ""),
+        lambda a: f"FD {a.document_number}, FP {a.fiscal_sign}, change {a.change / 100:.2f}",
     )
-    return 0 if sales == 1 else 1
+    formed = register.fn.status().last_number - before
+    note = "its answer was lost on the line and collected with ENQ"
+    print(f"  {'':28} ({note}; receipts formed: {formed})", file=out)
+    ask(
+        "find document (FF0Ah)",
+        fn.FindDocument(SYS, closed.document_number),
+        lambda a: (
+            f"type {a.document_type}, FP {a.fiscal_sign}, total {a.details().total / 100:.2f}"
+        ),
+    )
+    print(f"  {'QR':28} {register.qr(closed.document_number)}", file=out)
+    ask("Z report (41h)", classic.ZReport(SYS), lambda a: "shift closed")
+    ask("status (10h)", classic.GetShortStatus(SYS), mode)

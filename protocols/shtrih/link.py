@@ -37,8 +37,15 @@ every command -- except when the previous answer could pass for an answer to the
 same code, as consecutive FF46 lines that each answer ``FF 46 00``, or a short ``FF <err>`` before
 another FF command).  Skipping ENQ trusts that the host's last ACK arrived.  If it did not, and the
 next frame is lost too, the device still holds the previous answer and replays it on ENQ; because
-that answer cannot belong to the new command, the host recognises it as stale, confirms and skips
-it, and asks again.  ``EnqMode.ALWAYS`` syncs before every command.
+that answer cannot belong to the new command, the host recognises it as stale -- only when it is a
+byte-exact copy of the previous answer and no ACK to the new frame was seen -- confirms and skips
+it, and asks again.  Any other answer with a foreign code fails the command with `OutcomeUnknown`:
+two bit errors in one bit position pass the XOR checksum, and a damaged answer of ours must never
+be taken for a stale one (that would send the command twice).  ``EnqMode.ALWAYS`` syncs before
+every command.
+
+While an answer is awaited, the host asks with ENQ after ``probe`` seconds of silence; the device
+answers ACK ("being prepared") or replays an answer the line lost, which is then collected at once.
 
 What no host can see: a device that executes a command and then loses power forgets the answer
 and answers NAK; the link reports that command as not taken.  Money-moving callers therefore pass
@@ -50,7 +57,7 @@ and no later than ``ack + quiet`` seconds after they were sent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import LinkError
 from .frame import (
@@ -185,6 +192,9 @@ class HostSettings:
     byte: float = 1.0
     answer: float = 30.0
     quiet: float = 0.15
+    # While an answer is awaited, ask with ENQ after this much silence ("still preparing?"): an
+    # answer lost on the line is then collected in about this time, not the command's timeout.
+    probe: float = 1.0
     max_enq: int = 10
     max_resend: int = 10
     enq_mode: EnqMode = EnqMode.AUTO
@@ -229,7 +239,8 @@ class _Exchange:
     busy_seen: bool = False  # ENQ was answered ACK during sync: the device had work of its own
     answer_naks: int = 0
     extensions: int = 0
-    stale: list[bytes] = field(default_factory=list)
+    answer_due: float = 0.0  # when the command's answer timeout runs out
+    frame_acked: bool = False  # the device ACKed the frame last written
 
 
 class ShtrikhLink:
@@ -395,6 +406,7 @@ class ShtrikhLink:
         exchange = self._exchange
         assert exchange is not None
         self._host = _Host.SEND
+        exchange.frame_acked = False
         self._out += exchange.frame
         self._enq_outstanding = False
         self._deadline = now + self.host_settings.ack
@@ -476,6 +488,8 @@ class ShtrikhLink:
                 # ENQ asked "is the answer coming?" and got nothing back.
                 if self._count_enq(events):
                     self._schedule_enq(now)
+            elif now < exchange.answer_due:
+                self._send_enq(now)  # a probe: is the answer still being prepared?
             else:
                 # No answer within the command's time: ask whether it is still being prepared.
                 exchange.extensions += 1
@@ -491,6 +505,14 @@ class ShtrikhLink:
                     )
                 else:
                     self._send_enq(now)
+
+    def _wait_answer(self, now: float, *, fresh: bool) -> None:
+        """Wait for the answer; ``fresh`` starts the command's answer time over."""
+        exchange = self._exchange
+        assert exchange is not None
+        if fresh:
+            exchange.answer_due = now + exchange.answer_timeout
+        self._deadline = min(exchange.answer_due, now + self.host_settings.probe)
 
     def _not_taken(self, now: float, events: list[Event]) -> None:
         """ENQ -> NAK on a quiet line after the frame was written: the device never took it."""
@@ -532,7 +554,8 @@ class ShtrikhLink:
         elif state is _Host.SEND:
             if isinstance(token, Control) and token.byte is ControlByte.ACK:
                 self._host = _Host.ANSWER
-                self._deadline = now + exchange.answer_timeout
+                exchange.frame_acked = True
+                self._wait_answer(now, fresh=True)
             else:
                 # A NAK, junk, or a frame where the ACK belonged: never resend on that alone.
                 events.append(LineNoise(token))
@@ -553,7 +576,7 @@ class ShtrikhLink:
             ):
                 self._host = _Host.ANSWER
                 self._enq_outstanding = False
-                self._deadline = now + exchange.answer_timeout
+                self._wait_answer(now, fresh=True)
             else:
                 events.append(LineNoise(token))
                 self._recover(now, events)
@@ -608,9 +631,10 @@ class ShtrikhLink:
             return
         if isinstance(token, Control):
             if token.byte is ControlByte.ACK and self._enq_outstanding:
-                # "The answer is being prepared": wait the command's time again.
+                # "The answer is being prepared": keep waiting; past the command's time, wait
+                # that time once more (counted in `_host_timeout`).
                 self._enq_outstanding = False
-                self._deadline = now + exchange.answer_timeout
+                self._wait_answer(now, fresh=now >= exchange.answer_due)
                 return
             if token.byte is ControlByte.NAK and self._enq_outstanding:
                 self._fail(
@@ -655,9 +679,11 @@ class ShtrikhLink:
             self._schedule_enq(now)
             return
         if not _answer_matches(exchange.command, answer):
-            if not exchange.synced:
-                # No ENQ preceded our frame, and the device holds an answer to an earlier command:
-                # it never took our frame (taking a frame drops the old answer).  Ask again.
+            if not exchange.synced and not exchange.frame_acked and answer == self._last_answer:
+                # No ENQ preceded our frame, no ACK to it was seen, and the device replays the
+                # previous answer: it never took our frame (taking a frame drops the old
+                # answer).  Only a byte-exact replay counts -- an answer merely carrying another
+                # code may be ours, damaged in a way the XOR checksum cannot see.  Ask again.
                 events.append(StaleAnswer(answer))
                 self._host = _Host.RECOVER
                 self._schedule_enq(now)

@@ -9,6 +9,7 @@ hypothesis feeds both roles arbitrary bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ CMD_FF46 = b"\xff\x46\x1e\x00\x00\x00"
 ANS_FF46 = b"\xff\x46\x00\x05"
 SHORT_FF_ERR = b"\xff\x37"  # `FF <err>`: an FF command the device does not know
 
-FAST = HostSettings(ack=0.1, byte=0.1, quiet=0.05, answer=0.5, max_enq=3, max_resend=3)
+FAST = HostSettings(ack=0.1, byte=0.1, quiet=0.05, answer=0.5, probe=10.0, max_enq=3, max_resend=3)
 DEV = DeviceSettings(byte=0.05, confirm=0.05)
 
 
@@ -706,6 +707,40 @@ class TestHostRecovery:
         h.fire()
         assert h.now == pytest.approx(acked_at + 2.0)
         assert h.out() == B_ENQ
+
+    def test_probe_asks_early_without_spending_the_answer_time(self) -> None:
+        """Silence after the ACK: ENQ after ``probe``; ACK (preparing) -> wait on, same deadline."""
+        probing = dataclasses.replace(FAST, probe=0.1, answer=0.5)
+        h = host_after_frame(probing)
+        h.feed(B_ACK)
+        acked_at = h.now
+        assert h.fire() == []
+        assert h.now == pytest.approx(acked_at + 0.1)
+        assert h.out() == B_ENQ
+        h.feed(B_ACK)  # still preparing
+        h.fire()
+        assert h.out() == B_ENQ  # probes again ...
+        h.feed(B_ACK)
+        for _ in range(10):
+            if h.now >= acked_at + 0.5:
+                break
+            h.fire()
+            if h.out() == B_ENQ:
+                h.feed(B_ACK)
+        events = h.feed(frame(ANS_A))
+        assert of_type(events, AnswerReceived) == [AnswerReceived(CMD_A, ANS_A)]
+
+    def test_probe_collects_an_answer_lost_on_the_line(self) -> None:
+        """The answer frame never arrived: the probe's ENQ gets ACK + the replayed answer."""
+        probing = dataclasses.replace(FAST, probe=0.1, answer=30.0)
+        h = host_after_frame(probing)
+        h.feed(B_ACK)
+        h.fire()
+        assert h.out() == B_ENQ
+        assert h.now < 0.5  # not the 30 s answer time
+        events = h.feed(B_ACK + frame(ANS_A))
+        assert of_type(events, AnswerReceived) == [AnswerReceived(CMD_A, ANS_A)]
+        assert h.out() == B_ACK
 
     def test_stale_answer_after_lost_frame_is_skipped_then_resent(self) -> None:
         """AUTO: our last ACK and the next frame were lost; the device replays the old answer.

@@ -135,10 +135,14 @@ class Rig:
         self.down.send(self.device_link.data_to_send(), self.now)
 
 
-def _make_rig(seed: int, faults: LineFaults, enq_mode: EnqMode, filler: bool) -> Rig:
+def _make_rig(
+    seed: int, faults: LineFaults, enq_mode: EnqMode, filler: bool, probe: float = 1.0
+) -> Rig:
     host = ShtrikhLink(
         Role.HOST,
-        host=HostSettings(ack=0.1, byte=0.1, quiet=0.15, answer=0.2, enq_mode=enq_mode, max_enq=20),
+        host=HostSettings(
+            ack=0.1, byte=0.1, quiet=0.15, answer=0.2, probe=probe, enq_mode=enq_mode, max_enq=20
+        ),
     )
     device_link = ShtrikhLink(
         Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.05, filler_after_ack=filler)
@@ -210,16 +214,16 @@ def _sell_all(rig: Rig, count: int, rng: random.Random) -> Counter[str]:
 
 
 @pytest.mark.parametrize(
-    ("seed", "enq_mode", "filler", "drop", "corrupt"),
+    ("seed", "enq_mode", "filler", "drop", "corrupt", "probe"),
     [
-        (1, EnqMode.AUTO, False, 0.01, 0.01),
-        (2, EnqMode.AUTO, True, 0.02, 0.02),
-        (3, EnqMode.ALWAYS, False, 0.01, 0.01),
-        (4, EnqMode.ALWAYS, True, 0.03, 0.02),
+        (1, EnqMode.AUTO, False, 0.01, 0.01, 1.0),
+        (2, EnqMode.AUTO, True, 0.02, 0.02, 0.05),  # probing with ENQ while answers are awaited
+        (3, EnqMode.ALWAYS, False, 0.01, 0.01, 1.0),
+        (4, EnqMode.ALWAYS, True, 0.03, 0.02, 0.05),
     ],
 )
 def test_every_command_executes_exactly_once_over_a_bad_line(
-    seed: int, enq_mode: EnqMode, filler: bool, drop: float, corrupt: float
+    seed: int, enq_mode: EnqMode, filler: bool, drop: float, corrupt: float, probe: float
 ) -> None:
     faults = LineFaults(
         drop=drop,
@@ -230,7 +234,7 @@ def test_every_command_executes_exactly_once_over_a_bad_line(
         stall_time=0.08,
         byte_time=0.000087,
     )
-    rig = _make_rig(seed, faults, enq_mode, filler)
+    rig = _make_rig(seed, faults, enq_mode, filler, probe)
     count = 1000
     stats = _sell_all(rig, count, random.Random(seed + 4))
 
