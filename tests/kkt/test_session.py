@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kkt.emulator.faults import Faults
 from kkt.emulator.shtrih import ShtrikhRegister, open_device
 from kkt.protocols.errors import LinkError
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.errors import ShtrikhDeviceError
 from kkt.protocols.shtrih.link import AnswerLost, HostSettings
-from kkt.session import ShtrikhSession, open_port
 from kkt.tools.demo import EmulatorThread, run_demo
+
+from kkt.session import ShtrikhSession, open_port
 
 SYS = 30
 
@@ -40,6 +40,7 @@ def test_typed_commands_over_socket(rig: tuple[ShtrikhSession, ShtrikhRegister, 
     assert session.execute(classic.GetDeviceType()).model == 250
     session.execute(classic.OpenShift(SYS))
     assert session.execute(fn.GetShiftParams(SYS)).shift_open
+    assert register.fn.state.shift_open
     with pytest.raises(ShtrikhDeviceError) as caught:
         session.execute(classic.OpenShift(SYS))
     assert caught.value.code == 0x3C
