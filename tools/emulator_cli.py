@@ -77,6 +77,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--fiscal-only", action="store_true", help="no printer (internet/automatic mode)"
     )
     serve.add_argument("--ffd", choices=("1.05", "1.2"), default="1.2", help="FFD version")
+    serve.add_argument(
+        "--no-filler",
+        action="store_true",
+        help="on TCP, do not send the 0xFF real network models send after the host's ACK",
+    )
     verify = actions.add_parser("verify", help="check a stored state: numbering, signs, counters")
     verify.add_argument("--state", type=Path, required=True, help="directory of the register state")
     ctl = actions.add_parser(
@@ -143,6 +148,7 @@ async def serve_until(
     out: TextIO,
     *,
     state: Path | None = None,
+    tcp_filler: bool = True,
 ) -> None:
     """Serve ``device`` on every listener until ``stop`` is set; all listeners share one lock.
 
@@ -155,7 +161,9 @@ async def serve_until(
     try:
         for host, port in tcp:
             try:
-                server = await serve_tcp(device, host, port, lock=lock, faults=faults)
+                server = await serve_tcp(
+                    device, host, port, lock=lock, faults=faults, filler_after_ack=tcp_filler
+                )
             except OSError as exc:
                 raise CliError(_bind_problem(host, port, exc)) from None
             servers.append(server)
@@ -194,14 +202,19 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     state = prepare_state(args.state)
     device = open_register(state, fiscal_only=args.fiscal_only, ffd=args.ffd)
     try:
-        asyncio.run(_serve_until_signal(device, tcp, args.pty, out, state))
+        asyncio.run(_serve_until_signal(device, tcp, args.pty, out, state, not args.no_filler))
     finally:
         device.close()
     return 0
 
 
 async def _serve_until_signal(
-    device: EmulatedRegister, tcp: Sequence[Address], pty: Path | None, out: TextIO, state: Path
+    device: EmulatedRegister,
+    tcp: Sequence[Address],
+    pty: Path | None,
+    out: TextIO,
+    state: Path,
+    tcp_filler: bool,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -210,7 +223,7 @@ async def _serve_until_signal(
     for number in signals:
         loop.add_signal_handler(number, stop.set)
     try:
-        await serve_until(device, tcp, pty, stop, out, state=state)
+        await serve_until(device, tcp, pty, stop, out, state=state, tcp_filler=tcp_filler)
     finally:
         for number in signals:
             loop.remove_signal_handler(number)

@@ -206,3 +206,28 @@ def test_serve_subprocess_with_the_real_register(
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.endswith("ok\n")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("filler", [True, False])
+def test_tcp_filler_after_ack_is_optional(filler: bool) -> None:
+    import asyncio
+
+    from kkt.emulator.shells import serve_tcp
+    from support.shells import TcpClient, answer_to
+
+    async def scenario() -> None:
+        async with await serve_tcp(FakeDevice(), port=0, filler_after_ack=filler) as server:
+            client = await TcpClient().connect(server.port)
+            try:
+                payload = b"\x10\x1e\x00\x00\x00"
+                await client.send(encode_frame(payload))
+                await client.expect(ACK + encode_frame(answer_to(payload)))
+                await client.send(ACK)
+                if filler:
+                    await client.expect(b"\xff")
+                await client.expect_silence(0.2)
+            finally:
+                await client.close()
+
+    asyncio.run(scenario())
