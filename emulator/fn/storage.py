@@ -145,6 +145,8 @@ class SqliteStore:
         self._db.execute("PRAGMA wal_autocheckpoint=100")
         self._db.executescript(_SCHEMA)
         self._written: dict[str, str] = dict(self._db.execute("SELECT key, value FROM fn_meta"))
+        self._meta_key: tuple[object, ...] = ()
+        self._meta: dict[str, str] = {}
 
     def load(self) -> FnState | None:
         if "identity" not in self._written:
@@ -260,11 +262,22 @@ class SqliteStore:
     def _changed_meta(
         self, state: FnState, confirmed: tuple[int, dt.datetime] | None
     ) -> dict[str, str]:
-        data = state.to_json(counters=False)
-        meta = {
-            "identity": _dump({key: data[key] for key in _IDENTITY}),
-            "registration": _dump({key: data[key] for key in _REGISTRATION}),
-        }
+        # Identity and registration change a few times in an FN's life: serialise them only then.
+        key = (
+            state.config,
+            state.secret,
+            state.registration,
+            state.registrations_done,
+            state.activated,
+        )
+        if key != self._meta_key:
+            data = state.to_json(counters=False)
+            self._meta = {
+                "identity": _dump({name: data[name] for name in _IDENTITY}),
+                "registration": _dump({name: data[name] for name in _REGISTRATION}),
+            }
+            self._meta_key = key
+        meta = dict(self._meta)
         if confirmed is not None:
             meta["confirmed_through"] = str(confirmed[0])
         return {key: value for key, value in meta.items() if self._written.get(key) != value}

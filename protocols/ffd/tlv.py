@@ -117,12 +117,13 @@ def _encode_item(tag: int, value: Value, path: tuple[int, ...]) -> bytes:
 
 
 def _encode_value(tag: int, value: Value, path: tuple[int, ...]) -> bytes:
-    spec = TAGS.get(tag)
-    if spec is None:
+    known = _TAG_ENCODERS.get(tag)
+    if known is None:
         if not isinstance(value, bytes):
             raise _fail(tag, path, f"unknown tag needs a bytes value, got {type(value).__name__}")
         return value
-    body = _ENCODERS[spec.type](spec, value, path)
+    spec, encoder = known
+    body = encoder(spec, value, path)
     _check_length(spec, len(body), path)
     return body
 
@@ -309,6 +310,9 @@ _ENCODERS = {
     TagType.BYTES: _encode_bytes,
     TagType.STLV: _encode_stlv,
 }
+
+# Tag -> (spec, encoder), resolved once: encoding is on the fiscal storage's hot path.
+_TAG_ENCODERS = {tag: (spec, _ENCODERS[spec.type]) for tag, spec in TAGS.items()}
 
 _DECODERS = {
     TagType.BYTE: _decode_int,
