@@ -9,3 +9,46 @@ Installed packages:
 """
 
 __version__ = "0.1.0"
+
+from .connect import connect
+from .errors import (
+    DeviceError,
+    FnExhausted,
+    KktError,
+    OfdBlocked,
+    OutcomeUnknown,
+    PaperOut,
+    PortBusy,
+    ReceiptRejected,
+    ShiftExpired,
+    TransportError,
+    WrongMode,
+    WrongPassword,
+)
+from .receipt import Item, Operation, Payments, Receipt, TaxSystem, Vat
+from .register import FiscalResult, Register
+
+__all__ = [
+    "DeviceError",
+    "FiscalResult",
+    "FnExhausted",
+    "Item",
+    "KktError",
+    "OfdBlocked",
+    "Operation",
+    "OutcomeUnknown",
+    "PaperOut",
+    "Payments",
+    "PortBusy",
+    "Receipt",
+    "ReceiptRejected",
+    "Register",
+    "ShiftExpired",
+    "TaxSystem",
+    "TransportError",
+    "Vat",
+    "WrongMode",
+    "WrongPassword",
+    "__version__",
+    "connect",
+]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kkt.emulator.faults import Faults
-from kkt.emulator.shells import serve_tcp
+from kkt.emulator.shells import serve_pty, serve_tcp
 from kkt.emulator.shtrih import ShtrikhRegister, open_device
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.link import HostSettings
@@ -32,9 +32,12 @@ SYS = 30
 class EmulatorThread:
     """An emulated register served on TCP from a background thread's event loop."""
 
-    def __init__(self, register: ShtrikhRegister, faults: Faults) -> None:
+    def __init__(
+        self, register: ShtrikhRegister, faults: Faults, *, pty: Path | None = None
+    ) -> None:
         self._register = register
         self._faults = faults
+        self._pty = pty
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -46,10 +49,18 @@ class EmulatorThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with await serve_tcp(self._register, port=0, faults=self._faults) as server:
+        lock = asyncio.Lock()
+        async with await serve_tcp(
+            self._register, port=0, faults=self._faults, lock=lock
+        ) as server:
             self.port = server.port
-            self._ready.set()
-            await self._stop.wait()
+            if self._pty is None:
+                self._ready.set()
+                await self._stop.wait()
+                return
+            async with await serve_pty(self._register, self._pty, faults=self._faults, lock=lock):
+                self._ready.set()
+                await self._stop.wait()
 
     def __enter__(self) -> EmulatorThread:
         self._thread.start()

@@ -1,0 +1,63 @@
+"""``kkt.connect(url)``: open a register by URL.
+
+* anything pyserial's ``serial_for_url`` opens: ``/dev/ttyUSB0``, ``COM3``, ``socket://host:7778``,
+  ``rfc2217://host:port``, ``loop://``, ``spy://...`` (a hex trace of the traffic);
+* ``emulator:PATH`` -- an emulated register kept in the state directory PATH, in this process.
+
+A serial port is opened exclusively: a second process gets `PortBusy`, not interleaved bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from kkt.protocols.shtrih.link import HostSettings
+
+from .errors import PortBusy, TransportError
+from .journal import Journal
+from .register import Register
+from .session import ShtrikhSession
+
+EMULATOR_SCHEME = "emulator:"
+
+
+def connect(
+    url: str,
+    *,
+    protocol: str = "shtrih",
+    password: int = 30,
+    baudrate: int = 115200,
+    journal: str | Path | None = None,
+    settings: HostSettings | None = None,
+) -> Register:
+    """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys."""
+    if protocol != "shtrih":
+        raise ValueError(f"protocol {protocol!r} is not supported yet; use 'shtrih'")
+    commander: Any
+    if url.startswith(EMULATOR_SCHEME):
+        from .inprocess import InProcess  # the one bridge to the emulator, imported on demand
+
+        commander = InProcess(Path(url[len(EMULATOR_SCHEME) :].removeprefix("//")))
+    else:
+        commander = ShtrikhSession(_open_port(url, baudrate), settings=settings)
+    return Register(commander, password=password, journal=Journal(journal) if journal else None)
+
+
+def _open_port(url: str, baudrate: int) -> Any:
+    port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, do_not_open=True)
+    if "://" not in url:
+        port.exclusive = True  # a second process must not interleave its bytes with ours
+    try:
+        port.open()
+    except serial.SerialException as exc:
+        text = str(exc)
+        if "busy" in text.lower() or "lock" in text.lower():
+            raise PortBusy(f"{url} is in use by another process; close it there first") from None
+        raise TransportError(
+            f"cannot open {url}: {text}; check the path or address, the cable, and that you may "
+            "use the port (serial ports: the dialout group)"
+        ) from None
+    return port

@@ -1,0 +1,77 @@
+"""The idempotency journal: idempotency key -> what became of that receipt.
+
+A shop passes the same key when it repeats a receipt (after a timeout, a crash, a restart).  The
+driver records the key *before* the receipt can become fiscal, together with the FN's last
+document number at that moment; when the receipt is done it records the fiscal data.  Seeing the
+key again it returns that data -- or, for a key left pending by a crash, looks in the FN for a
+matching document formed after the recorded number before deciding to sell at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    state: str  # "pending" or "done"
+    before: int  # the FN's last document number when the receipt began
+    operation: int
+    total: int
+    result: dict[str, Any] | None
+
+
+class Journal:
+    """One SQLite file; safe to share between threads of one process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "PRAGMA synchronous=FULL"
+        )  # a "pending" must be on disk before the receipt is
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS receipts (key TEXT PRIMARY KEY, state TEXT NOT NULL, "
+            "before INTEGER NOT NULL, operation INTEGER NOT NULL, total INTEGER NOT NULL, "
+            "result TEXT)"
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key, state, before, operation, total, result FROM receipts WHERE key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Entry(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]) if row[5] else None)
+
+    def begin(self, key: str, before: int, operation: int, total: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO receipts (key, state, before, operation, total, result) "
+                "VALUES (?, 'pending', ?, ?, ?, NULL)",
+                (key, before, operation, total),
+            )
+
+    def done(self, key: str, result: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE receipts SET state = 'done', result = ? WHERE key = ?",
+                (json.dumps(result), key),
+            )
+
+    def forget(self, key: str) -> None:
+        """The receipt certainly did not become fiscal: the key may be used afresh."""
+        with self._lock:
+            self._db.execute("DELETE FROM receipts WHERE key = ? AND state = 'pending'", (key,))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,412 @@
+"""`Register`: one vocabulary for a fiscal register, whatever its vendor (Shtrikh-M today).
+
+Receipts are fiscalized exactly once.  Nothing that moves money is re-sent blindly: when the
+answer to the closing command is lost, the driver reads the fiscal storage's last document and
+decides from it whether the receipt exists; an optional idempotency key (with a `Journal`) makes
+a repeated call -- after a timeout, a crash, a restart -- return the first receipt's fiscal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
+
+from kkt.protocols.errors import LinkError
+from kkt.protocols.ffd import QrData, encode_tlv, qr_string
+from kkt.protocols.shtrih import classic, fn
+from kkt.protocols.shtrih.errors import ShtrikhDeviceError
+from kkt.protocols.shtrih.message import Answer, Request
+from kkt.protocols.shtrih.modes import (
+    EcrFlags,
+    FnWarning,
+    Mode,
+    ModeState,
+    OperationType,
+    ReceiptType,
+    TaxRate,
+    TaxSystem,
+    decode_mode,
+)
+
+from .errors import DeviceError, KktError, OfdBlocked, OutcomeUnknown, from_shtrih
+from .journal import Journal
+from .receipt import Operation, Receipt, Vat
+
+log = logging.getLogger(__name__)
+AnswerT = TypeVar("AnswerT", bound=Answer)
+
+_VAT_BITS = {
+    Vat.VAT20: TaxRate.VAT20,
+    Vat.VAT10: TaxRate.VAT10,
+    Vat.VAT0: TaxRate.VAT0,
+    Vat.NONE: TaxRate.NO_VAT,
+    Vat.VAT120: TaxRate.VAT20_120,
+    Vat.VAT110: TaxRate.VAT10_110,
+}
+_RECEIPT_TYPE = {
+    Operation.SELL: ReceiptType.SALE,
+    Operation.BUY: ReceiptType.BUY,
+    Operation.SELL_RETURN: ReceiptType.SALE_RETURN,
+    Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
+}
+
+
+class Commander(Protocol):
+    """Carries one command payload to the register and brings back its answer payload."""
+
+    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    mode: ModeState
+    submode: int
+    shift_open: bool
+    paper: bool
+    cover_open: bool
+    drawer_open: bool
+    operator: int
+    receipt_items: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    model: int
+    name: str
+    protocol: str
+    serial: str
+    firmware: str
+
+
+@dataclass(frozen=True, slots=True)
+class FnInfo:
+    serial: str
+    phase: int
+    last_document: int
+    expires: dt.date | None
+    registrations_left: int | None
+    version: str
+    warnings: FnWarning
+    unsent: int
+
+
+@dataclass(frozen=True, slots=True)
+class FiscalResult:
+    """A fiscal document, as an ATOL-style `fiscalParams` would name it."""
+
+    document_number: int  # tag 1040
+    fiscal_sign: int  # tag 1077, printed value
+    fn_number: str  # tag 1041
+    shift_number: int
+    receipt_number: int  # in the shift, tag 1042 (0 for reports)
+    when: dt.datetime | None  # to the minute, as the FN keeps it
+    total: int  # kopecks
+    operation: int  # tag 1054, 0 for reports
+    qr: str  # tag 1196 content, '' for reports
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["when"] = self.when.isoformat() if self.when else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FiscalResult:
+        when = dt.datetime.fromisoformat(data["when"]) if data["when"] else None
+        return cls(**{**data, "when": when})
+
+
+class Register:
+    """A fiscal register.  Thread-safe: one command at a time."""
+
+    def __init__(
+        self, commander: Commander, *, password: int = 30, journal: Journal | None = None
+    ) -> None:
+        self._commander = commander
+        self.password = password
+        self.journal = journal
+        self._lock = threading.RLock()
+        self._fn_serial: str | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def raw(self, request: Request[AnswerT]) -> AnswerT:
+        """Any typed Shtrikh request; refusals become the driver's `DeviceError` subclasses."""
+        with self._lock:
+            payload = self._commander.exchange(
+                request.encode(), answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+            )
+            try:
+                return request.decode_answer(payload)
+            except ShtrikhDeviceError as error:
+                raise self._refusal(error) from None
+
+    def _refusal(self, error: ShtrikhDeviceError) -> DeviceError:
+        refusal = from_shtrih(error)
+        if error.code == 0x14:
+            try:
+                warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
+            except (KktError, LinkError):
+                return refusal
+            if FnWarning.OFD_TIMEOUT in warnings:
+                return OfdBlocked(str(error), code=error.code, vendor="shtrih")
+        return refusal
+
+    def close(self) -> None:
+        self._commander.close()
+        if self.journal is not None:
+            self.journal.close()
+
+    def __enter__(self) -> Register:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        s = self.raw(classic.GetShortStatus(self.password))
+        flags = EcrFlags(s.flags)
+        mode = decode_mode(s.mode)
+        return Status(
+            mode=mode,
+            submode=s.submode,
+            shift_open=mode.shift_open,
+            paper=EcrFlags.RECEIPT_OPTICAL_SENSOR in flags,
+            cover_open=EcrFlags.COVER_OPEN in flags,
+            drawer_open=EcrFlags.DRAWER_OPEN in flags,
+            operator=s.operator,
+            receipt_items=s.operations_in_receipt,
+        )
+
+    def device_info(self) -> DeviceInfo:
+        kind = self.raw(classic.GetDeviceType())
+        long = self.raw(classic.GetLongStatus(self.password))
+        serial = self.raw(classic.ReadTable(self.password, 18, 1, 1)).value.split(b"\0", 1)[0]
+        return DeviceInfo(
+            model=kind.model,
+            name=kind.name,
+            protocol=f"shtrih {kind.protocol_version}.{kind.protocol_subversion}",
+            serial=serial.decode("cp1251", "replace") or str(long.serial_low),
+            firmware=f"{long.firmware_version} build {long.firmware_build}",
+        )
+
+    def fn_status(self) -> FnInfo:
+        status = self.raw(fn.GetFnStatus(self.password))
+        expiry = self.raw(fn.GetFnExpiry(self.password))
+        version = self.raw(fn.GetFnVersion(self.password))
+        unsent = self.raw(fn.GetOfdExchangeStatus(self.password)).queue_count
+        self._fn_serial = status.fn_serial
+        return FnInfo(
+            serial=status.fn_serial,
+            phase=status.phase,
+            last_document=status.last_document_number,
+            expires=expiry.expires,
+            registrations_left=expiry.registrations_left,
+            version=version.version,
+            warnings=FnWarning(status.warnings),
+            unsent=unsent,
+        )
+
+    def find_document(self, number: int) -> fn.FoundDocument:
+        return self.raw(fn.FindDocument(self.password, number))
+
+    def shift_state(self) -> fn.ShiftParams:
+        return self.raw(fn.GetShiftParams(self.password))
+
+    # -- shifts and reports -----------------------------------------------------------------------
+
+    def open_shift(self, cashier: str | None = None) -> FiscalResult:
+        with self._lock:
+            self.raw(fn.BeginOpenShift(self.password))
+            if cashier:
+                self.raw(fn.SendTlv(self.password, encode_tlv([(1021, cashier)])))
+            opened = self.raw(fn.FnOpenShift(self.password))
+            return self._report(opened.document_number, opened.fiscal_sign, opened.shift_number)
+
+    def close_shift(self, cashier: str | None = None) -> FiscalResult:
+        """Close the shift with its Z report."""
+        with self._lock:
+            self.raw(fn.BeginCloseShift(self.password))
+            if cashier:
+                self.raw(fn.SendTlv(self.password, encode_tlv([(1021, cashier)])))
+            closed = self.raw(fn.FnCloseShift(self.password))
+            return self._report(closed.document_number, closed.fiscal_sign, closed.shift_number)
+
+    def x_report(self) -> None:
+        self.raw(classic.XReport(self.password))
+
+    def cash_in(self, amount: int) -> None:
+        self.raw(classic.CashIn(self.password, amount))
+
+    def cash_out(self, amount: int) -> None:
+        self.raw(classic.CashOut(self.password, amount))
+
+    def _report(self, number: int, sign: int, shift: int) -> FiscalResult:
+        found = self.find_document(number)
+        return FiscalResult(number, sign, self._serial(), shift, 0, found.datetime, 0, 0, "")
+
+    def _serial(self) -> str:
+        if self._fn_serial is None:
+            self._fn_serial = self.raw(fn.GetFnSerial(self.password)).serial
+        return self._fn_serial
+
+    # -- receipts ---------------------------------------------------------------------------------
+
+    def sell(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
+        return self.receipt(receipt, key=key)
+
+    def receipt(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
+        """Fiscalize ``receipt`` exactly once (its ``operation`` says sell, return, buy ...)."""
+        receipt.validate()
+        if key is not None and self.journal is None:
+            raise KktError("an idempotency key needs a journal: connect(..., journal=PATH)")
+        with self._lock:
+            if key is not None:
+                assert self.journal is not None
+                entry = self.journal.get(key)
+                if entry is not None and entry.state == "done" and entry.result:
+                    return FiscalResult.from_json(entry.result)
+                if entry is not None:
+                    found = self._find_formed(entry.before, entry.operation, entry.total)
+                    if found is not None:
+                        self.journal.done(key, found.to_json())
+                        return found
+                    self._cancel_open_receipt()
+            before = self.raw(fn.GetFnStatus(self.password)).last_document_number
+            if key is not None:
+                assert self.journal is not None
+                self.journal.begin(key, before, int(receipt.operation), receipt.total)
+            result = self._fiscalize(receipt, before)
+            if key is not None:
+                assert self.journal is not None
+                self.journal.done(key, result.to_json())
+            return result
+
+    def _fiscalize(self, receipt: Receipt, before: int) -> FiscalResult:
+        try:
+            self.raw(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
+            tags: list[tuple[int, Any]] = []
+            if receipt.cashier:
+                tags.append((1021, receipt.cashier))
+            if receipt.buyer_contact:
+                tags.append((1008, receipt.buyer_contact))
+            tags.extend(receipt.extra)
+            if tags:
+                self.raw(fn.SendTlv(self.password, encode_tlv(tags)))
+            for item in receipt.items:
+                self.raw(
+                    fn.OperationV2(
+                        self.password,
+                        OperationType(int(receipt.operation)),
+                        Decimal(item.quantity),
+                        item.price,
+                        item.amount,
+                        None,
+                        _VAT_BITS[item.vat],
+                        item.department,
+                        item.payment_method,
+                        item.payment_subject,
+                        item.name,
+                    )
+                )
+        except (KktError, LinkError):
+            # Nothing is fiscal before the closing command: cancel what was begun and report.
+            self._cancel_open_receipt()
+            raise
+        p = receipt.payments
+        close = fn.CloseReceiptV2(
+            self.password,
+            (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
+            0,
+            (0,) * 6,
+            TaxSystem(int(receipt.tax_system)),
+            "",
+        )
+        try:
+            closed = self.raw(close)
+        except LinkError as error:
+            if not error.maybe_executed:
+                self._cancel_open_receipt()
+                raise
+            log.warning("answer to the closing command lost (%s); asking the FN", error)
+            return self._settle(receipt, before, close)
+        return self._result(closed.document_number, closed.fiscal_sign, receipt)
+
+    def _settle(self, receipt: Receipt, before: int, close: fn.CloseReceiptV2) -> FiscalResult:
+        """The closing command's fate is unknown: the FN's archive decides."""
+        for _ in range(3):
+            try:
+                found = self._find_formed(before, int(receipt.operation), receipt.total)
+                if found is not None:
+                    return found
+                if self.status().mode.mode is Mode.DOCUMENT_OPEN:
+                    # The FN formed nothing and the receipt is still open: closing it now is the
+                    # first closing, not a repeat.
+                    closed = self.raw(close)
+                    return self._result(closed.document_number, closed.fiscal_sign, receipt)
+                raise KktError(
+                    "the receipt was not fiscalized and is no longer open (was the register "
+                    "restarted?); nothing was charged: sell it again"
+                )
+            except LinkError:
+                continue
+        raise OutcomeUnknown(
+            "the register does not answer; whether the receipt was fiscalized is unknown: check "
+            f"the FN's documents after number {before} before selling it again"
+        )
+
+    def _find_formed(self, before: int, operation: int, total: int) -> FiscalResult | None:
+        last = self.raw(fn.GetFnStatus(self.password)).last_document_number
+        for number in range(last, before, -1):
+            found = self.find_document(number)
+            details = found.details()
+            if isinstance(details, fn.ReceiptDetails) and (
+                int(details.operation),
+                details.total,
+            ) == (
+                operation,
+                total,
+            ):
+                return self._from_document(found, total, operation)
+        return None
+
+    def _result(self, number: int, sign: int, receipt: Receipt) -> FiscalResult:
+        return self._from_document(
+            self.find_document(number), receipt.total, int(receipt.operation)
+        )
+
+    def _from_document(self, found: fn.FoundDocument, total: int, operation: int) -> FiscalResult:
+        shift = self.shift_state()
+        when = found.datetime
+        qr = (
+            qr_string(
+                QrData(when, total, self._serial(), found.number, found.fiscal_sign, operation)
+            )
+            if when
+            else ""
+        )
+        return FiscalResult(
+            document_number=found.number,
+            fiscal_sign=found.fiscal_sign,
+            fn_number=self._serial(),
+            shift_number=shift.shift_number,
+            receipt_number=shift.receipt_number,
+            when=when,
+            total=total,
+            operation=operation,
+            qr=qr,
+        )
+
+    def _cancel_open_receipt(self) -> None:
+        try:
+            if self.status().mode.mode is Mode.DOCUMENT_OPEN:
+                self.raw(classic.CancelReceipt(self.password))
+        except (KktError, LinkError) as error:
+            log.warning("could not cancel the open receipt: %s", error)

@@ -1,0 +1,186 @@
+"""The Register API against the emulated register: in process, over TCP, over a real pty."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kkt.emulator.faults import Faults
+from kkt.emulator.shtrih import open_device
+from kkt.protocols.shtrih import fn
+from kkt.protocols.shtrih.link import HostSettings
+from kkt.tools.demo import EmulatorThread
+
+import kkt
+from kkt import Item, Operation, Payments, Receipt, Vat
+
+FAST = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
+
+
+def coffee(cash: int = 70_000, **changes: object) -> Receipt:
+    items = (
+        Item("Кофе", 19_900, Decimal(2), Vat.VAT20),
+        Item("Круассан", 14_500, Decimal(1), Vat.VAT10),
+        Item("Вода 0,5", 7_000, Decimal("1.5"), Vat.NONE),
+    )
+    values: dict[str, object] = {"items": items, "payments": Payments(cash=cash)}
+    values.update(changes)
+    return Receipt(**values)  # type: ignore[arg-type]
+
+
+class Served:
+    """An emulated register in a state directory, reachable by URL."""
+
+    def __init__(self, tmp_path: Path, transport: str) -> None:
+        self.state = tmp_path / "state"
+        self.faults = Faults()
+        self.thread: EmulatorThread | None = None
+        self.device = None
+        if transport == "inproc":
+            self.url = f"emulator:{self.state}"
+        else:
+            self.device = open_device(self.state)
+            pty = tmp_path / "tty" if transport == "pty" else None
+            self.thread = EmulatorThread(self.device, self.faults, pty=pty).__enter__()
+            self.url = str(pty) if pty else f"socket://127.0.0.1:{self.thread.port}"
+
+    def connect(self, journal: Path | None = None) -> kkt.Register:
+        return kkt.connect(self.url, journal=journal, settings=FAST)
+
+    def verify(self) -> tuple[bool, int]:
+        if self.device is not None:
+            result = self.device.verify()
+        else:
+            device = open_device(self.state)
+            result = device.verify()
+            device.close()
+        return result.ok, result.documents
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.thread.__exit__(None, None, None)
+        if self.device is not None:
+            self.device.close()
+
+
+@pytest.fixture(params=["inproc", "tcp", "pty"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    rig = Served(tmp_path, request.param)
+    yield rig
+    rig.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_same_day_on_every_transport(served: Served) -> None:
+    with served.connect() as register:
+        assert not register.status().shift_open
+        info = register.device_info()
+        assert (info.model, info.name, info.serial) == (250, "ШТРИХ-М-01Ф", "0012345678")
+        assert register.fn_status().last_document == 1
+        opened = register.open_shift(cashier="Петрова А.")
+        assert (opened.document_number, opened.shift_number) == (2, 1)
+        results = [
+            register.sell(coffee(70_000)),
+            register.sell(coffee(0, payments=Payments(electronic=coffee().total))),
+            register.sell(
+                coffee(0, payments=Payments(cash=20_000, electronic=coffee().total - 20_000))
+            ),
+            register.receipt(
+                coffee(operation=Operation.SELL_RETURN, payments=Payments(cash=coffee().total))
+            ),
+        ]
+        register.x_report()
+        closed = register.close_shift()
+        assert [r.document_number for r in results] == [3, 4, 5, 6] and closed.document_number == 7
+        assert [r.receipt_number for r in results] == [1, 2, 3, 4]
+        for result in results:
+            found = register.find_document(result.document_number)
+            assert found.fiscal_sign == result.fiscal_sign
+            assert found.details() == fn.ReceiptDetails(
+                fn.OperationType(result.operation), coffee().total
+            )
+            assert result.qr.startswith("t=") and f"&i={result.document_number}&" in result.qr
+        assert results[3].operation == 2
+    assert served.verify() == (True, 7)
+
+
+@pytest.mark.timeout(60)
+def test_idempotency_key_returns_the_first_receipt(served: Served, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    with served.connect(journal) as register:
+        register.open_shift()
+        first = register.sell(coffee(), key="order-17")
+        again = register.sell(coffee(), key="order-17")
+        assert again == first
+        assert register.fn_status().last_document == first.document_number
+    with served.connect(journal) as register:  # a new process would see the same journal
+        assert register.sell(coffee(), key="order-17") == first
+        assert register.fn_status().last_document == first.document_number
+
+
+@pytest.mark.timeout(60)
+def test_refusals_are_typed(served: Served) -> None:
+    with served.connect() as register:
+        with pytest.raises(kkt.WrongMode):
+            register.sell(coffee())
+        register.open_shift()
+        with pytest.raises(kkt.WrongMode):
+            register.open_shift()
+        with pytest.raises(kkt.ReceiptRejected):
+            register.sell(coffee(cash=100))
+        with pytest.raises(kkt.ReceiptRejected):
+            register.sell(Receipt((), Payments(cash=1)))
+        register.sell(coffee())  # nothing was left half-open by the refusals
+
+
+@pytest.mark.timeout(60)
+def test_a_lost_closing_answer_is_settled_from_the_fn(tmp_path: Path) -> None:
+    rig = Served(tmp_path, "tcp")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            before = register.fn_status().last_document
+            rig.faults.configure(lose_answers=0)
+            # The next command (8D) and the items go through; the closing answer is forgotten by
+            # the device after it fiscalized the receipt.
+            original = register._commander.exchange
+
+            def exchange(payload: bytes, **kwargs: object) -> bytes:
+                if payload[:2] == b"\xff\x45":
+                    rig.faults.configure(lose_answers=1)
+                return original(payload, **kwargs)  # type: ignore[arg-type]
+
+            register._commander.exchange = exchange  # type: ignore[method-assign]
+            result = register.sell(coffee())
+            assert result.document_number == before + 1
+            assert register.fn_status().last_document == before + 1  # formed once
+            assert register.find_document(result.document_number).fiscal_sign == result.fiscal_sign
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(180)
+def test_two_threads_share_one_register(tmp_path: Path) -> None:
+    rig = Served(tmp_path, "tcp")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            first = register.fn_status().last_document + 1
+            numbers: list[int] = []
+
+            def seller() -> None:
+                for _ in range(200):
+                    numbers.append(register.sell(coffee()).document_number)
+
+            threads = [threading.Thread(target=seller) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(numbers) == list(range(first, first + 400))
+        assert rig.verify()[0]
+    finally:
+        rig.close()
