@@ -38,6 +38,11 @@ class OutcomeUnknown(KktError):
     maybe_executed = True
 
 
+class BadAnswer(KktError):
+    """The register's answer could not be understood (a device or line problem); nothing changed
+    that a status query could not repeat."""
+
+
 class ReceiptRejected(KktError, ValueError):
     """The receipt is invalid as given; nothing was sent."""
 
@@ -108,6 +113,7 @@ def from_shtrih(error: _ProtocolDeviceError) -> DeviceError:
 
 
 __all__ = [
+    "BadAnswer",
     "DeviceError",
     "FnExhausted",
     "KktError",

@@ -59,6 +59,8 @@ class Item:
     payment_subject: int = 1  # tag 1212: 1 = goods
     amount: int | None = None  # kopecks; None: price x quantity, rounded half up
     department: int = 1
+    measure: int | None = None  # tag 2108 (FFD 1.2): 0 pieces, 11 kg, 41 l ...
+    extra: tuple[tuple[int, object], ...] = ()  # more item tags (1162, 1222, 1224 ...)
 
     @property
     def total(self) -> int:

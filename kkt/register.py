@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-from kkt.protocols.errors import LinkError
+from kkt.protocols.errors import CodecError, LinkError
 from kkt.protocols.ffd import QrData, encode_tlv, qr_string
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.errors import ShtrikhDeviceError
@@ -32,7 +32,15 @@ from kkt.protocols.shtrih.modes import (
     decode_mode,
 )
 
-from .errors import DeviceError, KktError, OfdBlocked, OutcomeUnknown, from_shtrih
+from .errors import (
+    BadAnswer,
+    DeviceError,
+    KktError,
+    OfdBlocked,
+    OutcomeUnknown,
+    TransportError,
+    from_shtrih,
+)
 from .journal import Journal
 from .receipt import Operation, Receipt, Vat
 
@@ -138,20 +146,30 @@ class Register:
     def raw(self, request: Request[AnswerT]) -> AnswerT:
         """Any typed Shtrikh request; refusals become the driver's `DeviceError` subclasses."""
         with self._lock:
-            payload = self._commander.exchange(
-                request.encode(), answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
-            )
+            try:
+                payload = self._commander.exchange(
+                    request.encode(), answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+                )
+            except LinkError as error:
+                raise _link_failure(error) from error
             try:
                 return request.decode_answer(payload)
             except ShtrikhDeviceError as error:
                 raise self._refusal(error) from None
+            except CodecError as error:
+                if request.REPEATABLE:
+                    raise BadAnswer(f"the register's answer makes no sense: {error}") from error
+                raise OutcomeUnknown(
+                    f"the answer to a money-moving command makes no sense ({error}); check the "
+                    "register's last fiscal document before repeating it"
+                ) from error
 
     def _refusal(self, error: ShtrikhDeviceError) -> DeviceError:
         refusal = from_shtrih(error)
         if error.code == 0x14:
             try:
                 warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
-            except (KktError, LinkError):
+            except KktError:
                 return refusal
             if FnWarning.OFD_TIMEOUT in warnings:
                 return OfdBlocked(str(error), code=error.code, vendor="shtrih")
@@ -242,6 +260,41 @@ class Register:
     def x_report(self) -> None:
         self.raw(classic.XReport(self.password))
 
+    def print_text(self, text: str) -> None:
+        """Print lines of text (each cut to the register's line width)."""
+        for line in text.splitlines() or [""]:
+            self.raw(classic.PrintString(self.password, 0x02, line[:40]))
+
+    def cut(self, *, partial: bool = False) -> None:
+        self.raw(classic.Cut(self.password, partial))
+
+    def continue_print(self) -> None:
+        """Resume a document a paper end interrupted (after loading paper)."""
+        self.raw(classic.ContinuePrint(self.password))
+
+    def set_datetime(self, when: dt.datetime) -> None:
+        self.raw(classic.SetTime(self.password, when.time().replace(microsecond=0)))
+        self.raw(classic.SetDate(self.password, when.date()))
+        self.raw(classic.ConfirmDate(self.password, when.date()))
+
+    def ofd_status(self) -> fn.OfdExchangeStatus:
+        return self.raw(fn.GetOfdExchangeStatus(self.password))
+
+    def correction(self, operation: Operation, total: int, *, reason: str = "") -> FiscalResult:
+        """A correction receipt (on the user's own initiative) for ``total`` kopecks in cash."""
+        with self._lock:
+            self.raw(fn.BeginCorrectionReceipt(self.password))
+            tags: list[tuple[int, Any]] = [(1173, 0)]
+            if reason:
+                tags.append((1174, [(1179, reason[:32])]))
+            self.raw(fn.SendTlv(self.password, encode_tlv(tags)))
+            made = self.raw(
+                fn.MakeCorrectionReceipt(self.password, total, OperationType(int(operation)))
+            )
+            return self._from_document(
+                self.find_document(made.document_number), total, int(operation)
+            )
+
     def cash_in(self, amount: int) -> None:
         self.raw(classic.CashIn(self.password, amount))
 
@@ -260,7 +313,16 @@ class Register:
     # -- receipts ---------------------------------------------------------------------------------
 
     def sell(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
-        return self.receipt(receipt, key=key)
+        return self.receipt(replace(receipt, operation=Operation.SELL), key=key)
+
+    def sell_return(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
+        return self.receipt(replace(receipt, operation=Operation.SELL_RETURN), key=key)
+
+    def buy(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
+        return self.receipt(replace(receipt, operation=Operation.BUY), key=key)
+
+    def buy_return(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
+        return self.receipt(replace(receipt, operation=Operation.BUY_RETURN), key=key)
 
     def receipt(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
         """Fiscalize ``receipt`` exactly once (its ``operation`` says sell, return, buy ...)."""
@@ -316,7 +378,12 @@ class Register:
                         item.name,
                     )
                 )
-        except (KktError, LinkError):
+                item_tags: list[tuple[int, Any]] = list(item.extra)
+                if item.measure is not None:
+                    item_tags.insert(0, (2108, item.measure))
+                if item_tags:
+                    self.raw(fn.SendOperationTlv(self.password, encode_tlv(item_tags)))
+        except KktError:
             # Nothing is fiscal before the closing command: cancel what was begun and report.
             self._cancel_open_receipt()
             raise
@@ -331,10 +398,10 @@ class Register:
         )
         try:
             closed = self.raw(close)
-        except LinkError as error:
-            if not error.maybe_executed:
-                self._cancel_open_receipt()
-                raise
+        except TransportError:
+            self._cancel_open_receipt()  # the register certainly did not take the command
+            raise
+        except OutcomeUnknown as error:
             log.warning("answer to the closing command lost (%s); asking the FN", error)
             return self._settle(receipt, before, close)
         return self._result(closed.document_number, closed.fiscal_sign, receipt)
@@ -355,7 +422,7 @@ class Register:
                     "the receipt was not fiscalized and is no longer open (was the register "
                     "restarted?); nothing was charged: sell it again"
                 )
-            except LinkError:
+            except (TransportError, OutcomeUnknown):
                 continue
         raise OutcomeUnknown(
             "the register does not answer; whether the receipt was fiscalized is unknown: check "
@@ -408,5 +475,12 @@ class Register:
         try:
             if self.status().mode.mode is Mode.DOCUMENT_OPEN:
                 self.raw(classic.CancelReceipt(self.password))
-        except (KktError, LinkError) as error:
+        except KktError as error:
             log.warning("could not cancel the open receipt: %s", error)
+
+
+def _link_failure(error: LinkError) -> KktError:
+    """The driver's error for a failed exchange: did the register perhaps do it?"""
+    if error.maybe_executed:
+        return OutcomeUnknown(str(error))
+    return TransportError(str(error))

@@ -8,6 +8,7 @@ port works that pyserial's ``serial_for_url`` opens -- ``/dev/ttyUSB0``, ``socke
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from kkt.protocols.shtrih.link import (
 from kkt.protocols.shtrih.message import Answer, Request
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
+trace = logging.getLogger("kkt.trace")  # DEBUG: every byte on the wire, with timings
 
 
 class Port(Protocol):
@@ -77,17 +79,23 @@ class ShtrikhSession:
         """One raw command payload in, its answer payload out (see `execute`)."""
         with self._lock:
             link, port, now = self.link, self.port, self._clock
-            link.send_command(payload, now(), answer_timeout=answer_timeout, resend=resend)
+            started = now()
+            link.send_command(payload, started, answer_timeout=answer_timeout, resend=resend)
             outcome: AnswerReceived | CommandFailed | None = None
+            tracing = trace.isEnabledFor(logging.DEBUG)
             while True:
                 data = link.data_to_send()
                 if data:
+                    if tracing:
+                        trace.debug("%8.1f ms -> %s", (now() - started) * 1000, data.hex(" "))
                     port.write(data)
                 if outcome is not None:
                     break
                 deadline = link.get_timer()
                 port.timeout = None if deadline is None else max(0.0, deadline - now())
                 received = port.read(max(1, port.in_waiting))
+                if received and tracing:
+                    trace.debug("%8.1f ms <- %s", (now() - started) * 1000, received.hex(" "))
                 events = link.receive_data(received, now()) if received else []
                 if deadline is not None and now() >= deadline:
                     events += link.handle_timer(now())

@@ -184,3 +184,107 @@ def test_two_threads_share_one_register(tmp_path: Path) -> None:
         assert rig.verify()[0]
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_more_of_the_api(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from kkt.protocols.ffd import decode_tlv, find
+
+    rig = Served(tmp_path, "inproc")
+    with rig.connect() as register:
+        later = (dt.datetime.now() + dt.timedelta(days=3)).replace(hour=7, minute=8, second=9)
+        register.set_datetime(later)
+        assert register.status().mode.mode.name == "SHIFT_CLOSED"
+        register.open_shift()
+        register.cash_in(50_000)
+        register.print_text("Спасибо за покупку!\nЖдём снова")
+        register.cut()
+        register.continue_print()  # nothing waits: a no-op
+        weighed = Item(
+            "Сыр", 99_000, Decimal("0.350"), Vat.VAT10, measure=11, extra=((1191, "Сорт A"),)
+        )
+        sold = register.sell(Receipt((weighed,), Payments(cash=40_000)))
+        assert sold.when is not None and sold.when.date() == later.date()
+        returned = register.sell_return(Receipt((weighed,), Payments(cash=weighed.total)))
+        bought = register.buy(coffee())
+        register.buy_return(coffee())
+        fixed = register.correction(Operation.SELL, 12_300, reason="акт 5")
+        assert [r.operation for r in (sold, returned, bought, fixed)] == [1, 2, 3, 1]
+        assert register.ofd_status().queue_count == register.fn_status().unsent >= 7
+        register.cash_out(10_000)
+        register.close_shift()
+    device = open_device(rig.state)
+    try:
+        [(_, body)] = decode_tlv(device.fn.record(sold.document_number).tlv)
+        item = find(body, 1059)
+        assert isinstance(item, list) and find(item, 2108) == 11 and find(item, 1191) == "Сорт A"
+        assert device.fn.record(fixed.document_number).kind == 31
+    finally:
+        device.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_misbehaving_device_yields_only_typed_errors(tmp_path: Path) -> None:
+    import asyncio
+    import random
+    import time
+
+    from kkt.emulator.shells import serve_tcp
+    from kkt.protocols.shtrih import classic
+
+    rng = random.Random(5)
+
+    class Liar:
+        """Answers every command with random bytes, sometimes with the right code in front."""
+
+        def execute(self, payload: bytes) -> bytes:
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+            return (payload[:1] + junk) if rng.random() < 0.5 else junk
+
+    ready = threading.Event()
+    port: list[int] = []
+    stop: list[asyncio.Event] = []
+    loop_box: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        loop_box.append(asyncio.get_running_loop())
+        stop.append(asyncio.Event())
+        async with await serve_tcp(Liar(), port=0) as server:
+            port.append(server.port)
+            ready.set()
+            await stop[0].wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        with kkt.connect(f"socket://127.0.0.1:{port[0]}", settings=FAST) as register:
+            outcomes: set[str] = set()
+            for _ in range(40):
+                started = time.monotonic()
+                try:
+                    register.raw(classic.GetShortStatus(30))
+                    outcomes.add("answer")
+                except kkt.KktError as error:
+                    outcomes.add(type(error).__name__)
+                assert time.monotonic() - started < 15, "a call outlived its timeouts"
+            assert outcomes - {"answer"}, outcomes  # it did lie
+    finally:
+        loop_box[0].call_soon_threadsafe(stop[0].set)
+        thread.join(10)
+
+
+@pytest.mark.hardware
+def test_the_day_on_a_real_register(kkt_url: str | None) -> None:
+    """Runs against real hardware with ``--kkt-url=URL``; a shift is opened and closed."""
+    if kkt_url is None:
+        pytest.skip("needs a real register: pass --kkt-url=/dev/ttyUSB0 or socket://host:7778")
+    with kkt.connect(kkt_url) as register:
+        register.status()
+        register.fn_status()
+        register.open_shift()
+        result = register.sell(coffee())
+        assert register.find_document(result.document_number).fiscal_sign == result.fiscal_sign
+        register.close_shift()
