@@ -28,7 +28,16 @@ from .shtrih import Refusal, ShtrikhRegister
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
-_FAULT_FIELDS = ("drop", "corrupt", "delay", "split", "drop_answers", "lose_answers", "seed")
+_FAULT_FIELDS = (
+    "drop",
+    "corrupt",
+    "delay",
+    "split",
+    "drop_answers",
+    "lose_answers",
+    "lose_rate",
+    "seed",
+)
 
 
 class ControlError(Exception):

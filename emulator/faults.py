@@ -23,6 +23,7 @@ class Faults:
     split: bool = False
     drop_answers: int = 0
     lose_answers: int = 0
+    lose_rate: float = 0.0  # probability any command's answer is forgotten after it ran
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False)
     _links: set[Any] = field(default_factory=set, repr=False)  # live links, for a power loss
@@ -37,12 +38,27 @@ class Faults:
 
     def settings(self) -> dict[str, Any]:
         """The public fault settings, for reports."""
-        names = ("drop", "corrupt", "delay", "split", "drop_answers", "lose_answers", "seed")
+        names = (
+            "drop",
+            "corrupt",
+            "delay",
+            "split",
+            "drop_answers",
+            "lose_answers",
+            "lose_rate",
+            "seed",
+        )
         return {name: getattr(self, name) for name in names}
 
     def clear(self) -> None:
         self.configure(
-            drop=0.0, corrupt=0.0, delay=0.0, split=False, drop_answers=0, lose_answers=0
+            drop=0.0,
+            corrupt=0.0,
+            delay=0.0,
+            split=False,
+            drop_answers=0,
+            lose_answers=0,
+            lose_rate=0.0,
         )
 
     @property
@@ -61,6 +77,12 @@ class Faults:
                 byte ^= 1 << self._rng.randrange(8)
             out.append(byte)
         return bytes(out)
+
+    def lose_this_answer(self) -> bool:
+        """Should the device forget the answer it just produced?"""
+        if self.take("lose_answers"):
+            return True
+        return self.lose_rate > 0 and self._rng.random() < self.lose_rate
 
     def take(self, name: str) -> bool:
         """Consume one of the counted device faults (``drop_answers``, ``lose_answers``)."""

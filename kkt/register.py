@@ -140,11 +140,27 @@ class Register:
         self.journal = journal
         self._lock = threading.RLock()
         self._fn_serial: str | None = None
+        self.query_tries = 5
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def raw(self, request: Request[AnswerT]) -> AnswerT:
-        """Any typed Shtrikh request; refusals become the driver's `DeviceError` subclasses."""
+        """Any typed Shtrikh request; refusals become the driver's `DeviceError` subclasses.
+
+        Read-only requests (``REPEATABLE``) are tried again after a link failure -- asking twice
+        changes nothing.  Anything else fails at once and the caller decides.
+        """
+        tries = self.query_tries if request.REPEATABLE else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._raw_once(request)
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                if attempt == tries:
+                    raise
+                log.info("retrying %s after a link failure", type(request).__name__)
+        raise AssertionError("unreachable")
+
+    def _raw_once(self, request: Request[AnswerT]) -> AnswerT:
         with self._lock:
             try:
                 payload = self._commander.exchange(
@@ -231,6 +247,10 @@ class Register:
             warnings=FnWarning(status.warnings),
             unsent=unsent,
         )
+
+    def fn_info(self) -> FnInfo:
+        """The fiscal storage: serial, phase, expiry, registrations left, queue, warnings."""
+        return self.fn_status()
 
     def find_document(self, number: int) -> fn.FoundDocument:
         return self.raw(fn.FindDocument(self.password, number))
@@ -352,8 +372,11 @@ class Register:
             return result
 
     def _fiscalize(self, receipt: Receipt, before: int) -> FiscalResult:
+        # A receipt left open by an earlier failure (of this single writer) is not fiscal: drop it,
+        # or its items would join this receipt.
+        self._cancel_open_receipt()
         try:
-            self.raw(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
+            self._open_once(_RECEIPT_TYPE[receipt.operation])
             tags: list[tuple[int, Any]] = []
             if receipt.cashier:
                 tags.append((1021, receipt.cashier))
@@ -362,22 +385,23 @@ class Register:
             tags.extend(receipt.extra)
             if tags:
                 self.raw(fn.SendTlv(self.password, encode_tlv(tags)))
+            subtotal = 0
             for item in receipt.items:
-                self.raw(
-                    fn.OperationV2(
-                        self.password,
-                        OperationType(int(receipt.operation)),
-                        Decimal(item.quantity),
-                        item.price,
-                        item.amount,
-                        None,
-                        _VAT_BITS[item.vat],
-                        item.department,
-                        item.payment_method,
-                        item.payment_subject,
-                        item.name,
-                    )
+                operation = fn.OperationV2(
+                    self.password,
+                    OperationType(int(receipt.operation)),
+                    Decimal(item.quantity),
+                    item.price,
+                    item.amount,
+                    None,
+                    _VAT_BITS[item.vat],
+                    item.department,
+                    item.payment_method,
+                    item.payment_subject,
+                    item.name,
                 )
+                self._add_once(operation, subtotal, item.total)
+                subtotal += item.total
                 item_tags: list[tuple[int, Any]] = list(item.extra)
                 if item.measure is not None:
                     item_tags.insert(0, (2108, item.measure))
@@ -398,13 +422,40 @@ class Register:
         )
         try:
             closed = self.raw(close)
-        except TransportError:
-            self._cancel_open_receipt()  # the register certainly did not take the command
-            raise
-        except OutcomeUnknown as error:
-            log.warning("answer to the closing command lost (%s); asking the FN", error)
+        except (TransportError, OutcomeUnknown) as error:
+            # Whatever the link concluded, the FN's archive is the judge of a closing command.
+            log.warning("closing command failed on the link (%s); asking the FN", error)
             return self._settle(receipt, before, close)
         return self._result(closed.document_number, closed.fiscal_sign, receipt)
+
+    def _open_once(self, receipt_type: ReceiptType) -> None:
+        """Open the receipt; after a failed exchange, the register's mode says whether it did."""
+        for _ in range(3):
+            try:
+                self.raw(classic.OpenReceipt(self.password, receipt_type))
+                return
+            except (TransportError, OutcomeUnknown):
+                if self.status().mode.mode is Mode.DOCUMENT_OPEN:
+                    return
+        raise TransportError("the register would not open the receipt; check the line")
+
+    def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int) -> None:
+        """Add one item exactly once: after a failed exchange the receipt's subtotal tells
+        whether the register took it (an item sent twice would change the receipt's total)."""
+        for _ in range(3):
+            try:
+                self.raw(operation)
+                return
+            except (TransportError, OutcomeUnknown):
+                now = self.raw(classic.Subtotal(self.password)).subtotal
+                if now == subtotal + amount:
+                    return  # taken; only its answer was lost
+                if now != subtotal:
+                    raise KktError(
+                        f"the open receipt's subtotal is {now}, expected {subtotal} or "
+                        f"{subtotal + amount}; the receipt was cancelled"
+                    ) from None
+        raise TransportError("the register would not take the item; check the line")
 
     def _settle(self, receipt: Receipt, before: int, close: fn.CloseReceiptV2) -> FiscalResult:
         """The closing command's fate is unknown: the FN's archive decides."""

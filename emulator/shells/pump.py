@@ -167,7 +167,7 @@ class LinkPump:
         if self._closed:
             log.debug("%s: answer %s dropped, the line is gone", self._name, answer[:2].hex(" "))
             return
-        if self._faults.take("lose_answers"):
+        if self._faults.lose_this_answer():
             log.debug("%s: fault: command executed, answer forgotten", self._name)
             self._link.power_cycle()
             self._arm()

@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 7778  # fact sheet §1.5: Shtrikh network models listen on 7778 (protocol v1)
 
 # A network adds delays a serial line does not have: a frame split across segments must not be
-# dropped after the 50 ms a serial register allows between bytes.
-TCP_SETTINGS = DeviceSettings(byte=1.0, confirm=1.0, filler_after_ack=True)
+# dropped after the 50 ms a serial register allows between bytes.  But the byte timeout must stay
+# below a host's retry interval (its ACK wait plus quiet time): otherwise, after a frame lost its
+# length byte, the host's ENQs keep feeding the damaged partial frame and the device never hears
+# them (seen in the driver's soak: a LEN of 0xFF swallowing 255 ENQs).
+TCP_SETTINGS = DeviceSettings(byte=0.25, confirm=1.0, filler_after_ack=True)
 
 
 class TcpServer:

@@ -1,0 +1,126 @@
+"""Exactly-once fiscalization under faults, and across a driver killed mid-receipt.
+
+The soak sells receipts with unique totals through a line that loses and damages bytes, to a
+register that now and then forgets an answer after doing the work.  Afterwards the FN must hold
+exactly one receipt for every sale the driver reported done and none for every sale it reported
+failed -- the driver may fail a sale, never double it or lose one it called done.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kkt.emulator.faults import Faults
+from kkt.emulator.shtrih import open_device
+from kkt.protocols.shtrih.link import HostSettings
+from kkt.tools.demo import EmulatorThread
+
+import kkt
+from kkt import Item, Payments, Receipt, Vat
+
+SETTINGS = HostSettings(ack=0.3, byte=0.3, quiet=0.1, probe=0.3, answer=5.0)
+
+
+def receipt(total: int) -> Receipt:
+    return Receipt((Item("Товар", total, Decimal(1), Vat.VAT20),), Payments(cash=total))
+
+
+def receipts_in_fn(device: object) -> Counter[int]:
+    totals: Counter[int] = Counter()
+    for record in device.fn._store.records():  # type: ignore[attr-defined]
+        if record.kind == 3:
+            totals[record.total] += 1
+    return totals
+
+
+@pytest.mark.timeout(600)
+def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path) -> None:
+    # CI runs a short soak; KKT_SOAK_RECEIPTS=1000 KKT_SOAK_BYTES=0.05 is the long one.
+    count = int(os.environ.get("KKT_SOAK_RECEIPTS", "60"))
+    byte_faults = float(os.environ.get("KKT_SOAK_BYTES", "0.002"))
+    device = open_device(tmp_path / "state")
+    faults = Faults(seed=11)
+    outcomes: dict[int, str] = {}
+    slowest = 0.0
+    with EmulatorThread(device, faults) as emulator:
+        with kkt.connect(f"socket://127.0.0.1:{emulator.port}", settings=SETTINGS) as register:
+            register.open_shift()
+            faults.configure(drop=byte_faults, corrupt=byte_faults, lose_rate=0.03, seed=11)
+            for i in range(count):
+                total = 10_000 + i
+                started = time.monotonic()
+                try:
+                    register.sell(receipt(total))
+                    outcomes[total] = "done"
+                except kkt.OutcomeUnknown:
+                    outcomes[total] = "unknown"
+                except kkt.KktError:
+                    outcomes[total] = "failed"
+                slowest = max(slowest, time.monotonic() - started)
+            faults.clear()
+    in_fn = receipts_in_fn(device)
+    assert device.verify().ok
+    device.close()
+    tally = Counter(outcomes.values())
+    for total, outcome in outcomes.items():
+        if outcome == "done":
+            assert in_fn[total] == 1, f"receipt {total} reported done, {in_fn[total]} in the FN"
+        elif outcome == "failed":
+            assert in_fn[total] == 0, f"receipt {total} reported failed, yet in the FN"
+        else:
+            assert in_fn[total] <= 1
+    assert max(in_fn.values()) == 1, "a receipt was fiscalized twice"
+    assert tally["done"] >= count * 0.5, tally
+    assert slowest < 60, f"one sale took {slowest:.1f} s"
+
+
+CHILD = r"""
+import sys
+from decimal import Decimal
+import kkt
+from kkt import Item, Payments, Receipt, Vat
+url, journal, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+register = kkt.connect(url, journal=journal)
+receipt = Receipt((Item("Товар", total, Decimal(1), Vat.VAT20),), Payments(cash=total))
+print("go", flush=True)
+result = register.sell(receipt, key=f"order-{total}")
+print("done", result.document_number, result.fiscal_sign, flush=True)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_driver_killed_mid_receipt_then_the_same_key_again(tmp_path: Path) -> None:
+    device = open_device(tmp_path / "state")
+    faults = Faults()
+    journal = tmp_path / "journal.sqlite"
+    rng = random.Random(3)
+    with EmulatorThread(device, faults) as emulator:
+        url = f"socket://127.0.0.1:{emulator.port}"
+        with kkt.connect(url) as register:
+            register.open_shift()
+        for attempt in range(12):
+            total = 20_000 + attempt
+            args = [sys.executable, "-c", CHILD, url, str(journal), str(total)]
+            child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+            assert child.stdout is not None and child.stdout.readline().strip() == "go"
+            time.sleep(rng.uniform(0.0, 0.05))
+            os.kill(child.pid, signal.SIGKILL)
+            child.communicate(timeout=30)
+            # The restarted driver: same key, same journal.
+            again = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+            done = [line for line in again.stdout.splitlines() if line.startswith("done")]
+            assert done, again.stderr
+            repeat = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+            assert repeat.stdout.splitlines()[-1] == done[0]  # the first receipt's fiscal data
+            assert receipts_in_fn(device)[total] == 1, f"attempt {attempt}: not exactly one receipt"
+    assert device.verify().ok
+    device.close()
