@@ -21,23 +21,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .faults import Faults
+from .faults import FIELDS, Faults
 from .fn import FnError
 from .shtrih import Refusal, ShtrikhRegister
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
-_FAULT_FIELDS = (
-    "drop",
-    "corrupt",
-    "delay",
-    "split",
-    "drop_answers",
-    "lose_answers",
-    "lose_rate",
-    "seed",
-)
 
 
 class ControlError(Exception):
@@ -96,7 +86,7 @@ class Controls:
     def _do_fault(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("clear"):
             self.faults.clear()
-        changes = {name: request[name] for name in _FAULT_FIELDS if name in request}
+        changes = {name: request[name] for name in FIELDS if name in request}
         try:
             self.faults.configure(**changes)
         except (TypeError, ValueError) as exc:

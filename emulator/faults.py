@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+FIELDS = ("drop", "corrupt", "delay", "split", "drop_answers", "lose_answers", "lose_rate", "seed")
+
 
 @dataclass
 class Faults:
@@ -38,17 +40,7 @@ class Faults:
 
     def settings(self) -> dict[str, Any]:
         """The public fault settings, for reports."""
-        names = (
-            "drop",
-            "corrupt",
-            "delay",
-            "split",
-            "drop_answers",
-            "lose_answers",
-            "lose_rate",
-            "seed",
-        )
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in FIELDS}
 
     def clear(self) -> None:
         self.configure(

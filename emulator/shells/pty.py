@@ -19,11 +19,11 @@ import logging
 import os
 import tty
 from pathlib import Path
-from types import TracebackType
 
 from kkt.protocols.shtrih.link import DeviceSettings
 
 from ..faults import Faults
+from .listener import Listener
 from .pump import LinkPump, link_settings
 from .runner import Device, DeviceRunner
 
@@ -52,7 +52,7 @@ def point_link(link: Path, target: str) -> None:
     os.replace(temporary, link)  # atomic: a host never sees the link missing
 
 
-class PtyServer:
+class PtyServer(Listener):
     """One pseudo-terminal and its symlink; one link, since a serial line has one host."""
 
     def __init__(self, runner: DeviceRunner, settings: DeviceSettings, link: Path) -> None:
@@ -98,18 +98,6 @@ class PtyServer:
         """Wait for a command still running and for the worker thread to stop."""
         await asyncio.gather(*(pump.wait_closed() for pump in self._pumps))
         self._runner.close()
-
-    async def __aenter__(self) -> PtyServer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-        await self.wait_closed()
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 
 from kkt.protocols.shtrih.link import DeviceSettings
 
 from ..faults import Faults
+from .listener import Listener
 from .pump import LinkPump, link_settings
 from .runner import Device, DeviceRunner
 
@@ -30,7 +30,7 @@ DEFAULT_PORT = 7778  # fact sheet §1.5: Shtrikh network models listen on 7778 (
 TCP_SETTINGS = DeviceSettings(byte=0.25, confirm=1.0, filler_after_ack=True)
 
 
-class TcpServer:
+class TcpServer(Listener):
     """A listening socket (or several, for a name that resolves to more than one address)."""
 
     def __init__(self, runner: DeviceRunner, settings: DeviceSettings) -> None:
@@ -77,18 +77,6 @@ class TcpServer:
         await self._no_connections.wait()
         await asyncio.gather(*(pump.wait_closed() for pump in list(self._pumps)))
         self._runner.close()
-
-    async def __aenter__(self) -> TcpServer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-        await self.wait_closed()
 
     # -- called by connections ------------------------------------------------------------------
 
