@@ -11,6 +11,7 @@ Installed packages:
 __version__ = "0.1.0"
 
 from .connect import connect
+from .discover import Found, discover
 from .errors import (
     DeviceError,
     FnExhausted,
@@ -32,6 +33,7 @@ __all__ = [
     "DeviceError",
     "FiscalResult",
     "FnExhausted",
+    "Found",
     "Item",
     "KktError",
     "OfdBlocked",
@@ -51,4 +53,5 @@ __all__ = [
     "WrongPassword",
     "__version__",
     "connect",
+    "discover",
 ]
