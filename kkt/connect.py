@@ -2,6 +2,7 @@
 
 * anything pyserial's ``serial_for_url`` opens: ``/dev/ttyUSB0``, ``COM3``, ``socket://host:7778``,
   ``rfc2217://host:port``, ``loop://``, ``spy://...`` (a hex trace of the traffic);
+* ``usb://VID:PID[/SERIAL]`` -- bulk endpoints through pyusb (``usb_backend`` may be given);
 * ``emulator:PATH`` -- an emulated register kept in the state directory PATH, in this process.
 
 A serial port is opened exclusively: a second process gets `PortBusy`, not interleaved bytes.
@@ -20,6 +21,8 @@ from .errors import PortBusy, TransportError
 from .journal import Journal
 from .register import Register
 from .session import ShtrikhSession
+from .usb import SCHEME as USB_SCHEME
+from .usb import UsbPort, parse_usb_url
 
 EMULATOR_SCHEME = "emulator:"
 
@@ -32,6 +35,7 @@ def connect(
     baudrate: int = 115200,
     journal: str | Path | None = None,
     settings: HostSettings | None = None,
+    usb_backend: Any = None,
 ) -> Register:
     """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys."""
     if protocol != "shtrih":
@@ -41,6 +45,10 @@ def connect(
         from .inprocess import InProcess  # the one bridge to the emulator, imported on demand
 
         commander = InProcess(Path(url[len(EMULATOR_SCHEME) :].removeprefix("//")))
+    elif url.startswith(USB_SCHEME):
+        vid, pid, serial_number = parse_usb_url(url)
+        port = UsbPort(vid, pid, serial_number, backend=usb_backend)
+        commander = ShtrikhSession(port, settings=settings)
     else:
         commander = ShtrikhSession(_open_port(url, baudrate), settings=settings)
     return Register(commander, password=password, journal=Journal(journal) if journal else None)

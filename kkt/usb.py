@@ -1,0 +1,108 @@
+"""``usb://VID:PID[/SERIAL]``: a register on USB bulk endpoints, through pyusb.
+
+Some registers present a vendor USB interface instead of a virtual COM port.  `UsbPort` gives it
+the same ``read``/``write``/``timeout`` face a pyserial port has, so the session loop is the same.
+The pyusb backend can be passed in: the tests use a fake one bridged to the emulator, so no USB
+hardware (nor libusb) is needed to run them.  pyusb is the optional ``usb`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import TransportError
+
+SCHEME = "usb://"
+
+
+def parse_usb_url(url: str) -> tuple[int, int, str | None]:
+    """``usb://1fc9:0083/0012345678`` -> (0x1FC9, 0x0083, "0012345678")."""
+    body = url[len(SCHEME) :]
+    ids, _, serial = body.partition("/")
+    vid, colon, pid = ids.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return int(vid, 16), int(pid, 16), serial or None
+    except ValueError:
+        raise TransportError(
+            f"{url!r} is not a USB address; write usb://VID:PID or usb://VID:PID/SERIAL (hex ids)"
+        ) from None
+
+
+class UsbPort:
+    """Bulk IN/OUT endpoints of the first interface that has both."""
+
+    def __init__(
+        self, vid: int, pid: int, serial: str | None = None, *, backend: Any = None
+    ) -> None:
+        try:
+            import usb.core
+            import usb.util
+        except ImportError:
+            raise TransportError("USB needs pyusb: pip install 'kktkit[usb]'") from None
+        self._core, self._util = usb.core, usb.util
+
+        def matches(device: Any) -> bool:
+            return serial is None or getattr(device, "serial_number", None) == serial
+
+        where = f"usb://{vid:04x}:{pid:04x}" + (f"/{serial}" if serial else "")
+        try:
+            device = usb.core.find(
+                idVendor=vid, idProduct=pid, backend=backend, custom_match=matches
+            )
+        except usb.core.NoBackendError:
+            raise TransportError("no USB backend (libusb) is installed on this machine") from None
+        if device is None:
+            raise TransportError(f"no USB device at {where}: is it plugged in and powered?")
+        try:
+            device.set_configuration()
+            interface = device.get_active_configuration()[(0, 0)]
+        except usb.core.USBError as exc:
+            raise TransportError(
+                f"cannot configure {where}: {exc} (permissions? udev rules?)"
+            ) from None
+        self._out = self._endpoint(interface, usb.util.ENDPOINT_OUT)
+        self._in = self._endpoint(interface, usb.util.ENDPOINT_IN)
+        if self._out is None or self._in is None:
+            raise TransportError(f"{where} has no bulk IN and OUT endpoints; is it a register?")
+        self._device = device
+        self._buffer = bytearray()
+        self.timeout: float | None = None
+
+    def _endpoint(self, interface: Any, direction: int) -> Any:
+        util = self._util
+        return util.find_descriptor(
+            interface,
+            custom_match=lambda e: (
+                util.endpoint_direction(e.bEndpointAddress) == direction
+                and util.endpoint_type(e.bmAttributes) == util.ENDPOINT_TYPE_BULK
+            ),
+        )
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._buffer)
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self._out.write(data, timeout=1000))
+        except self._core.USBError as exc:
+            raise TransportError(f"USB write failed: {exc}; was the device unplugged?") from None
+
+    def read(self, size: int = 1) -> bytes:
+        if not self._buffer:
+            # libusb reads 0 as "wait forever": the shortest real wait is 1 ms.
+            wait = 0 if self.timeout is None else max(1, int(self.timeout * 1000))
+            try:
+                self._buffer += bytes(self._in.read(self._in.wMaxPacketSize, timeout=wait))
+            except self._core.USBTimeoutError:
+                return b""
+            except self._core.USBError as exc:
+                raise TransportError(f"USB read failed: {exc}; was the device unplugged?") from None
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def close(self) -> None:
+        self._util.dispose_resources(self._device)
