@@ -21,7 +21,7 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.shells import serve_pty, serve_tcp
 from kkt.emulator.shtrih import ShtrikhRegister, open_device
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.link import HostSettings
+from kkt.protocols.shtrih.link import DeviceSettings, HostSettings
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem, decode_mode
 
 from kkt.session import ShtrikhSession, open_port
@@ -33,11 +33,17 @@ class EmulatorThread:
     """An emulated register served on TCP from a background thread's event loop."""
 
     def __init__(
-        self, register: ShtrikhRegister, faults: Faults, *, pty: Path | None = None
+        self,
+        register: ShtrikhRegister,
+        faults: Faults,
+        *,
+        pty: Path | None = None,
+        settings: DeviceSettings | None = None,
     ) -> None:
         self._register = register
         self._faults = faults
         self._pty = pty
+        self._settings = settings  # the TCP shell's timing (`TCP_SETTINGS` when None)
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -51,7 +57,7 @@ class EmulatorThread:
         self._stop = asyncio.Event()
         lock = asyncio.Lock()
         async with await serve_tcp(
-            self._register, port=0, faults=self._faults, lock=lock
+            self._register, port=0, faults=self._faults, lock=lock, settings=self._settings
         ) as server:
             self.port = server.port
             if self._pty is None:

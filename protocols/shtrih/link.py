@@ -199,6 +199,21 @@ class HostSettings:
     max_resend: int = 10
     enq_mode: EnqMode = EnqMode.AUTO
 
+    def noise_limit(self) -> float:
+        """How long the host waits for a line that never falls quiet before it gives up."""
+        return self.max_enq * (self.ack + self.quiet)
+
+    def exchange_limit(self, answer_timeout: float | None = None) -> float:
+        """The longest one exchange can last, whatever the line does: a hard bound.
+
+        Each send of the frame may cost ``max_enq`` ENQ rounds of ``ack + quiet + byte``; the
+        answer may take its timeout plus ``max_enq`` "still preparing" extensions of ``probe``.
+        """
+        answer = self.answer if answer_timeout is None else answer_timeout
+        round_trip = self.ack + self.quiet + self.byte
+        sends = self.max_resend + 2  # the first send, the resends and the opening sync
+        return answer + self.max_enq * (sends * round_trip + self.probe + self.ack)
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceSettings:
@@ -241,6 +256,8 @@ class _Exchange:
     extensions: int = 0
     answer_due: float = 0.0  # when the command's answer timeout runs out
     frame_acked: bool = False  # the device ACKed the frame last written
+    give_up_at: float = float("inf")  # the hard bound of `HostSettings.exchange_limit`
+    noisy_since: float | None = None  # an ENQ has waited since then for a quiet line
 
 
 class ShtrikhLink:
@@ -282,8 +299,11 @@ class ShtrikhLink:
 
     def get_timer(self) -> float | None:
         """The next instant `handle_timer` must be called, or None."""
+        give_up = self._exchange.give_up_at if self._exchange is not None else None
         deadlines = [
-            d for d in (self._deadline, self._enq_at, self._byte_deadline()) if d is not None
+            d
+            for d in (self._deadline, self._enq_at, self._byte_deadline(), give_up)
+            if d is not None and d != float("inf")
         ]
         return min(deadlines) if deadlines else None
 
@@ -291,9 +311,11 @@ class ShtrikhLink:
         if not data:
             return []
         self._last_rx = now
+        events: list[Event] = []
         if self._enq_at is not None:
             self._enq_at = max(self._enq_at, now + self.host_settings.quiet)
-        events: list[Event] = []
+            if self._line_never_quiet(now, events):
+                return events
         for token in self._deframer.feed(data):
             if self.role is Role.HOST:
                 self._host_token(token, now, events)
@@ -313,6 +335,8 @@ class ShtrikhLink:
                     events.append(LineNoise(dropped))
         if self._enq_at is not None and now >= self._enq_at:
             self._enq_at = None
+            if self._exchange is not None:
+                self._exchange.noisy_since = None  # the line fell quiet
             self._send_enq(now)
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
@@ -320,6 +344,18 @@ class ShtrikhLink:
                 self._host_timeout(now, events)
             else:
                 self._device_timeout()
+        exchange = self._exchange
+        if exchange is not None and now >= exchange.give_up_at:
+            # A safety net: no sequence of bytes may keep an exchange alive past its bound.
+            self._fail(
+                events,
+                NoResponse(
+                    f"the exchange found no end within {exchange.give_up_at - now:.0f} s of its "
+                    "bound; check the line and the register before repeating the command",
+                    command=exchange.command,
+                    maybe_executed=self._host is not _Host.SYNC,
+                ),
+            )
         return events
 
     def _byte_deadline(self) -> float | None:
@@ -358,6 +394,9 @@ class ShtrikhLink:
             else self.host_settings.answer,
             resend=resend,
         )
+        self._exchange.give_up_at = now + self.host_settings.exchange_limit(
+            self._exchange.answer_timeout
+        )
         if (
             self._synced
             and self.host_settings.enq_mode is EnqMode.AUTO
@@ -373,6 +412,7 @@ class ShtrikhLink:
         self._exchange = _Exchange(
             command=b"", frame=b"", answer_timeout=self.host_settings.answer, resend=False
         )
+        self._exchange.give_up_at = now + self.host_settings.exchange_limit()
         self._start_sync(now)
 
     def forget_sync(self) -> None:
@@ -401,6 +441,32 @@ class ShtrikhLink:
         self._deadline = None
         self._enq_outstanding = False
         self._enq_at = max(now, self._last_rx) + self.host_settings.quiet
+        if self._exchange is not None and self._exchange.noisy_since is None:
+            self._exchange.noisy_since = now
+
+    def _line_never_quiet(self, now: float, events: list[Event]) -> bool:
+        """Fail the exchange when bytes keep coming and the line never falls quiet for ENQ."""
+        exchange = self._exchange
+        if exchange is None or exchange.noisy_since is None:
+            return False
+        if now - exchange.noisy_since <= self.host_settings.noise_limit():
+            return False
+        written = self._host is not _Host.SYNC
+        self._fail(
+            events,
+            NoResponse(
+                f"the line has not fallen quiet for {now - exchange.noisy_since:.1f} s: another "
+                "device is talking on this port, or the baud rate is wrong"
+                + (
+                    "; the command may have been executed -- check the register before repeating it"
+                    if written
+                    else "; the command was not sent"
+                ),
+                command=exchange.command,
+                maybe_executed=written,
+            ),
+        )
+        return True
 
     def _write_frame(self, now: float) -> None:
         exchange = self._exchange

@@ -21,13 +21,17 @@ from pathlib import Path
 import pytest
 from kkt.emulator.faults import Faults
 from kkt.emulator.shtrih import open_device
-from kkt.protocols.shtrih.link import HostSettings
+from kkt.protocols.shtrih.link import DeviceSettings, HostSettings
 from kkt.tools.demo import EmulatorThread
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
 
 SETTINGS = HostSettings(ack=0.3, byte=0.3, quiet=0.1, probe=0.3, answer=5.0)
+# The soak's loopback timing: the emulator reacts in microseconds, so the link's timeouts can be
+# short (the device's byte timeout below the host's ACK timeout, as on a real line).
+SOAK_HOST = HostSettings(ack=0.12, byte=0.1, quiet=0.04, probe=0.15, answer=5.0)
+SOAK_DEVICE = DeviceSettings(byte=0.06, confirm=0.15, filler_after_ack=True)
 
 
 def receipt(total: int) -> Receipt:
@@ -42,19 +46,48 @@ def receipts_in_fn(device: object) -> Counter[int]:
     return totals
 
 
-@pytest.mark.timeout(600)
+class TimedCommander:
+    """Wraps the session: records how long each exchange took against its hard bound."""
+
+    def __init__(self, inner: kkt.register.Commander, settings: HostSettings) -> None:
+        self.inner = inner
+        self.settings = settings
+        self.worst = 0.0  # the largest duration / bound seen
+        self.exchanges = 0
+
+    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+        started = time.monotonic()
+        try:
+            return self.inner.exchange(payload, answer_timeout=answer_timeout, resend=resend)
+        finally:
+            took = time.monotonic() - started
+            self.exchanges += 1
+            self.worst = max(self.worst, took / self.settings.exchange_limit(answer_timeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.timeout(0)
 def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path) -> None:
-    # CI runs a short soak; KKT_SOAK_RECEIPTS=1000 KKT_SOAK_BYTES=0.05 is the long one.
+    # CI runs a short soak; KKT_SOAK_RECEIPTS=1000 KKT_SOAK_BYTES=0.05 is the long one.  The byte
+    # rate is the share of bytes damaged, half dropped and half bit-flipped, in both directions.
     count = int(os.environ.get("KKT_SOAK_RECEIPTS", "60"))
     byte_faults = float(os.environ.get("KKT_SOAK_BYTES", "0.002"))
+    lose_rate = float(os.environ.get("KKT_SOAK_LOSE", "0.03"))
     device = open_device(tmp_path / "state")
     faults = Faults(seed=11)
     outcomes: dict[int, str] = {}
     slowest = 0.0
-    with EmulatorThread(device, faults) as emulator:
-        with kkt.connect(f"socket://127.0.0.1:{emulator.port}", settings=SETTINGS) as register:
+    started_soak = time.monotonic()
+    with EmulatorThread(device, faults, settings=SOAK_DEVICE) as emulator:
+        with kkt.connect(f"socket://127.0.0.1:{emulator.port}", settings=SOAK_HOST) as register:
+            timed = TimedCommander(register._commander, SOAK_HOST)
+            register._commander = timed
             register.open_shift()
-            faults.configure(drop=byte_faults, corrupt=byte_faults, lose_rate=0.03, seed=11)
+            faults.configure(
+                drop=byte_faults / 2, corrupt=byte_faults / 2, lose_rate=lose_rate, seed=11
+            )
             for i in range(count):
                 total = 10_000 + i
                 started = time.monotonic()
@@ -71,6 +104,11 @@ def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path) -> None:
     assert device.verify().ok
     device.close()
     tally = Counter(outcomes.values())
+    print(
+        f"\nsoak: {count} receipts, bytes {byte_faults:.1%}, lost answers {lose_rate:.1%}: "
+        f"{dict(tally)}; {timed.exchanges} exchanges, worst exchange {timed.worst:.0%} of its "
+        f"bound; slowest sale {slowest:.1f} s; {time.monotonic() - started_soak:.0f} s in all"
+    )
     for total, outcome in outcomes.items():
         if outcome == "done":
             assert in_fn[total] == 1, f"receipt {total} reported done, {in_fn[total]} in the FN"
@@ -78,9 +116,13 @@ def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path) -> None:
             assert in_fn[total] == 0, f"receipt {total} reported failed, yet in the FN"
         else:
             assert in_fn[total] <= 1
-    assert max(in_fn.values()) == 1, "a receipt was fiscalized twice"
-    assert tally["done"] >= count * 0.5, tally
-    assert slowest < 60, f"one sale took {slowest:.1f} s"
+    assert set(in_fn) <= set(outcomes), "the FN holds a receipt nobody sold"
+    assert max(in_fn.values(), default=1) == 1, "a receipt was fiscalized twice"
+    assert timed.worst <= 1.0, "an exchange outlived its hard bound"
+    if byte_faults <= 0.01:
+        # On a line this good most sales must go through; at 5 % a 121-byte closing frame
+        # arrives whole about once in 500 tries, and failing safely is all one can ask.
+        assert tally["done"] >= count * 0.5, tally
 
 
 CHILD = r"""

@@ -1037,3 +1037,48 @@ def test_device_survives_arbitrary_input(chunks: list[tuple[bytes, float, bool]]
         link.data_to_send()
     _fire_until(link, math.inf)
     assert link.get_timer() is None
+
+
+def test_a_device_that_never_stops_talking_fails_the_exchange_in_bounded_time() -> None:
+    """A scale or a wrong baud rate sends bytes without pause: the quiet period before ENQ never
+    comes, so after `noise_limit` the host fails with a NoResponse that names the cause."""
+    h = host_after_frame()
+    started = h.now
+    failed: list[object] = []
+    for _ in range(10_000):
+        failed = of_type(h.feed(b"\x41", dt=FAST.quiet / 2), CommandFailed)
+        if failed:
+            break
+    assert len(failed) == 1
+    error = failed[0].error  # type: ignore[attr-defined]
+    assert isinstance(error, NoResponse)
+    assert "not fallen quiet" in str(error)
+    assert error.maybe_executed is True  # the frame was written before the chatter began
+    assert FAST.noise_limit() < h.now - started <= FAST.noise_limit() + FAST.quiet
+    assert not h.link.busy
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=chunks)
+def test_no_input_keeps_an_exchange_past_its_hard_bound(
+    chunks: list[tuple[bytes, float, bool]],
+) -> None:
+    """Whatever arrives, when, and however often it repeats, every exchange ends (answer or
+    typed failure) no later than `HostSettings.exchange_limit` after it began."""
+    link = ShtrikhLink(Role.HOST, host=FAST)
+    now = started = 0.0
+    link.send_command(CMD_A, now)
+    bound = FAST.exchange_limit(FAST.answer)
+    for data, gap, _ in chunks * 20:  # the same adversary, again and again
+        if not link.busy:
+            assert now - started <= bound + gap
+            link.send_command(CMD_B, now)
+            started = now
+        now += gap
+        _fire_until(link, now)
+        if link.busy:
+            _check(link, link.receive_data(data, now))
+            link.data_to_send()
+        assert not link.busy or now - started <= bound
+    _fire_until(link, math.inf)
+    assert not link.busy
