@@ -47,7 +47,7 @@ def connect(
         commander = InProcess(Path(url[len(EMULATOR_SCHEME) :].removeprefix("//")))
     elif url.startswith(USB_SCHEME):
         vid, pid, serial_number = parse_usb_url(url)
-        port = UsbPort(vid, pid, serial_number, backend=usb_backend)
+        port = UsbPort.open(vid, pid, serial_number, backend=usb_backend)
         commander = ShtrikhSession(port, settings=settings)
     else:
         commander = ShtrikhSession(_open_port(url, baudrate), settings=settings)

@@ -1,8 +1,13 @@
-"""Find registers: serial ports × baud rates, and TCP addresses, each probed harmlessly and briefly.
+"""Find registers: serial ports × baud rates, USB devices by VID:PID, and TCP addresses.
 
-A probe is ENQ (a register answers NAK or ACK at the right speed) and then the device-type query
-FCh -- status queries only, nothing that prints or changes state.  Every port is closed again,
-found or not, and no probe waits longer than its timeout.
+Each candidate is probed harmlessly and briefly: ENQ (a register answers NAK or ACK at the right
+speed) and then the device-type query FCh -- status queries only, nothing that prints or changes
+state.  Every port is closed again, found or not, and no probe waits longer than its timeout.
+
+Shtrikh and ATOL registers on USB usually enumerate as CDC-ACM virtual COM ports, so they are found
+among the serial ports; USB serial ports go first and are reported with their VID:PID.  Registers
+that expose raw bulk endpoints instead are probed only when their ids are named in ``usb_ids``:
+writing ENQ to an unknown vendor device is not harmless.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import serial
@@ -20,9 +25,10 @@ from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
 
-from .errors import KktError
+from .errors import KktError, TransportError
 from .register import Register
 from .session import ShtrikhSession
+from .usb import UsbPort, usb_modules, usb_url
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ class Found:
     model: int
     name: str
     serial: str
+    usb_id: str | None = None  # "vid:pid" when the register sits on USB
 
 
 def discover(
@@ -45,21 +52,78 @@ def discover(
     *,
     bauds: Iterable[int] = BAUD_RATES,
     hosts: Iterable[str] = (),
+    usb_ids: Iterable[tuple[int, int]] = (),
+    usb_backend: Any = None,
+    exclude: Iterable[str] = (),
     timeout: float = 0.3,
 ) -> list[Found]:
-    """Registers answering on ``ports`` (default: every serial port of this machine) or ``hosts``
-    (``host:port``, e.g. the RNDIS default ``192.168.137.111:7778``)."""
+    """Registers answering on ``ports`` (default: every serial port of this machine, USB ones
+    first), on raw USB devices whose ``(vid, pid)`` is in ``usb_ids``, or on ``hosts``
+    (``host:port``, e.g. the RNDIS default ``192.168.137.111:7778``).  Ports in ``exclude`` are
+    never opened (a scale, a modem, another register's driver)."""
+    skip = set(exclude)
     found: list[Found] = []
-    for port in list(ports) if ports is not None else [p.device for p in list_ports.comports()]:
+    usb_serial = _usb_serial_ports()
+    if ports is None:
+        ports = sorted(usb_serial, key=lambda p: (usb_serial[p] is None, p))
+    for port in ports:
+        if port in skip:
+            continue
         for baud in bauds:
             hit = _probe_serial(port, baud, timeout)
             if hit is not None:
-                found.append(hit)
+                found.append(replace(hit, usb_id=usb_serial.get(port)))
                 break
+    wanted = set(usb_ids)
+    if wanted:
+        found += _discover_usb(wanted, usb_backend, skip, timeout)
     for host in hosts:
+        if host in skip:
+            continue
         hit = _probe_tcp(host, timeout)
         if hit is not None:
             found.append(hit)
+    return found
+
+
+def _usb_serial_ports() -> dict[str, str | None]:
+    """Every serial port of this machine -> "vid:pid" for USB ones, None for the rest."""
+    return {
+        info.device: None if info.vid is None else f"{info.vid:04x}:{info.pid or 0:04x}"
+        for info in list_ports.comports()
+    }
+
+
+def _discover_usb(
+    wanted: set[tuple[int, int]], backend: Any, skip: set[str], timeout: float
+) -> list[Found]:
+    core, _ = usb_modules()
+    try:
+        devices = list(
+            core.find(
+                find_all=True,
+                backend=backend,
+                custom_match=lambda d: (d.idVendor, d.idProduct) in wanted,
+            )
+        )
+    except core.NoBackendError:
+        raise TransportError("no USB backend (libusb) is installed on this machine") from None
+    found: list[Found] = []
+    for device in devices:
+        url = usb_url(device)
+        if url in skip:
+            continue
+        try:
+            port = UsbPort(device, url)
+        except TransportError as exc:
+            log.debug("%s: not probed (%s)", url, exc)
+            continue
+        try:
+            hit = _identify(port, url, None, timeout)
+        finally:
+            port.close()
+        if hit is not None:
+            found.append(replace(hit, usb_id=f"{device.idVendor:04x}:{device.idProduct:04x}"))
     return found
 
 

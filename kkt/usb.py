@@ -30,45 +30,68 @@ def parse_usb_url(url: str) -> tuple[int, int, str | None]:
         ) from None
 
 
+VENDOR_CLASS = 0xFF  # a vendor-specific interface: what a register on raw bulk endpoints shows
+
+
+def usb_modules() -> tuple[Any, Any]:
+    """pyusb's ``usb.core`` and ``usb.util``, or a `TransportError` that says how to get them."""
+    try:
+        import usb.core
+        import usb.util
+    except ImportError:
+        raise TransportError("USB needs pyusb: pip install 'kktkit[usb]'") from None
+    return usb.core, usb.util
+
+
+def usb_url(device: Any) -> str:
+    """The ``usb://VID:PID[/SERIAL]`` that names ``device`` (a pyusb device)."""
+    url = f"{SCHEME}{device.idVendor:04x}:{device.idProduct:04x}"
+    try:
+        serial = device.serial_number if device.iSerialNumber else None
+    except (ValueError, NotImplementedError, OSError):  # no permission to read strings
+        serial = None
+    return f"{url}/{serial}" if serial else url
+
+
 class UsbPort:
     """Bulk IN/OUT endpoints of the first interface that has both."""
 
-    def __init__(
-        self, vid: int, pid: int, serial: str | None = None, *, backend: Any = None
-    ) -> None:
-        try:
-            import usb.core
-            import usb.util
-        except ImportError:
-            raise TransportError("USB needs pyusb: pip install 'kktkit[usb]'") from None
-        self._core, self._util = usb.core, usb.util
-
-        def matches(device: Any) -> bool:
-            return serial is None or getattr(device, "serial_number", None) == serial
-
-        where = f"usb://{vid:04x}:{pid:04x}" + (f"/{serial}" if serial else "")
-        try:
-            device = usb.core.find(
-                idVendor=vid, idProduct=pid, backend=backend, custom_match=matches
-            )
-        except usb.core.NoBackendError:
-            raise TransportError("no USB backend (libusb) is installed on this machine") from None
-        if device is None:
-            raise TransportError(f"no USB device at {where}: is it plugged in and powered?")
+    def __init__(self, device: Any, where: str | None = None) -> None:
+        core, util = usb_modules()
+        self._core, self._util = core, util
+        where = where or usb_url(device)
         try:
             device.set_configuration()
             interface = device.get_active_configuration()[(0, 0)]
-        except usb.core.USBError as exc:
+        except core.USBError as exc:
             raise TransportError(
                 f"cannot configure {where}: {exc} (permissions? udev rules?)"
             ) from None
-        self._out = self._endpoint(interface, usb.util.ENDPOINT_OUT)
-        self._in = self._endpoint(interface, usb.util.ENDPOINT_IN)
+        self._out = self._endpoint(interface, util.ENDPOINT_OUT)
+        self._in = self._endpoint(interface, util.ENDPOINT_IN)
         if self._out is None or self._in is None:
+            util.dispose_resources(device)
             raise TransportError(f"{where} has no bulk IN and OUT endpoints; is it a register?")
         self._device = device
         self._buffer = bytearray()
         self.timeout: float | None = None
+
+    @classmethod
+    def open(cls, vid: int, pid: int, serial: str | None = None, *, backend: Any = None) -> UsbPort:
+        """The device with these ids (and serial number, when given)."""
+        core, _ = usb_modules()
+
+        def matches(device: Any) -> bool:
+            return serial is None or getattr(device, "serial_number", None) == serial
+
+        where = f"{SCHEME}{vid:04x}:{pid:04x}" + (f"/{serial}" if serial else "")
+        try:
+            device = core.find(idVendor=vid, idProduct=pid, backend=backend, custom_match=matches)
+        except core.NoBackendError:
+            raise TransportError("no USB backend (libusb) is installed on this machine") from None
+        if device is None:
+            raise TransportError(f"no USB device at {where}: is it plugged in and powered?")
+        return cls(device, where)
 
     def _endpoint(self, interface: Any, direction: int) -> Any:
         util = self._util

@@ -25,8 +25,11 @@ def _descriptor(**fields: Any) -> SimpleNamespace:
 
 
 class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
-    def __init__(self, device: Any) -> None:
+    def __init__(self, device: Any, *, silent: tuple[tuple[int, int], ...] = ()) -> None:
         self.device = device  # anything with execute(payload) -> answer payload
+        # Other vendor devices on the bus, as (vid, pid): they take writes and never answer.
+        self.silent = {f"silent-{i}": ids for i, ids in enumerate(silent)}
+        self.written_to_silent: dict[tuple[int, int], int] = {}
         self.link = ShtrikhLink(Role.DEVICE, device=DeviceSettings(byte=0.25))
         self.outbox = bytearray()
         self.claimed: set[int] = set()
@@ -36,11 +39,13 @@ class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
 
     def enumerate_devices(self) -> Any:
         yield "fake-register"
+        yield from self.silent
 
     def get_device_descriptor(self, dev: Any) -> SimpleNamespace:
+        vid, pid = self.silent.get(dev, (VID, PID))
         return _descriptor(
             bLength=18, bDescriptorType=1, bcdUSB=0x0200, bDeviceClass=0, bDeviceSubClass=0,
-            bDeviceProtocol=0, bMaxPacketSize0=64, idVendor=VID, idProduct=PID, bcdDevice=0x0100,
+            bDeviceProtocol=0, bMaxPacketSize0=64, idVendor=vid, idProduct=pid, bcdDevice=0x0100,
             iManufacturer=0, iProduct=0, iSerialNumber=0, bNumConfigurations=1,
             address=1, bus=1, port_number=1, port_numbers=(1,), speed=2,
         )  # fmt: skip
@@ -71,9 +76,9 @@ class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
 
     # -- handles ----------------------------------------------------------------------------------
 
-    def open_device(self, dev: Any) -> str:
+    def open_device(self, dev: Any) -> Any:
         self.opened += 1
-        return "handle"
+        return dev  # the handle names the device
 
     def close_device(self, dev_handle: Any) -> None:
         self.opened -= 1
@@ -93,6 +98,10 @@ class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
     # -- transfers --------------------------------------------------------------------------------
 
     def bulk_write(self, dev_handle: Any, ep: int, intf: int, data: Any, timeout: int) -> int:
+        if dev_handle in self.silent:
+            ids = self.silent[dev_handle]
+            self.written_to_silent[ids] = self.written_to_silent.get(ids, 0) + len(data)
+            return len(data)
         events = self.link.receive_data(bytes(data), time.monotonic())
         for event in events:
             if isinstance(event, CommandReceived):
@@ -102,6 +111,9 @@ class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
 
     def bulk_read(self, dev_handle: Any, ep: int, intf: int, buff: Any, timeout: int) -> int:
         deadline = time.monotonic() + timeout / 1000
+        if dev_handle in self.silent:
+            time.sleep(timeout / 1000)
+            raise usb.core.USBTimeoutError("timeout", -7, 110)
         while not self.outbox:
             timer = self.link.get_timer()
             now = time.monotonic()
@@ -110,7 +122,7 @@ class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
                 self.outbox += self.link.data_to_send()
                 continue
             if now >= deadline:
-                raise usb.core.USBTimeoutError("timeout", errno=110, backend_error_code=-7)
+                raise usb.core.USBTimeoutError("timeout", -7, 110)
             time.sleep(min(0.001, deadline - now))
         count = min(len(buff), len(self.outbox))
         for index in range(count):
