@@ -4,7 +4,9 @@ Wire faults act on the bytes of every link (both directions): lost bytes, flippe
 before each chunk the device writes, chunks split into single bytes.  Device faults act on
 commands: ``drop_answers`` loses the next answer frames on the line (the device keeps them and
 replays them on ENQ, as a real one does); ``lose_answers`` executes the next commands and then
-forgets their answers, as a register whose power flickers after the work is done.
+forgets their answers, as a register whose power flickers after the work is done; ``hang_up``
+executes the next commands and then cuts the connection before the answer (a network drop, a
+reboot; on a pty the link starts afresh).
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-FIELDS = ("drop", "corrupt", "delay", "split", "drop_answers", "lose_answers", "lose_rate", "seed")
+FIELDS = (
+    "drop",
+    "corrupt",
+    "delay",
+    "split",
+    "drop_answers",
+    "lose_answers",
+    "lose_rate",
+    "hang_up",
+    "seed",
+)
 
 
 @dataclass
@@ -26,6 +38,7 @@ class Faults:
     drop_answers: int = 0
     lose_answers: int = 0
     lose_rate: float = 0.0  # probability any command's answer is forgotten after it ran
+    hang_up: int = 0  # the next N commands run, then the connection is cut before the answer
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False)
     _links: set[Any] = field(default_factory=set, repr=False)  # live links, for a power loss
@@ -51,6 +64,7 @@ class Faults:
             drop_answers=0,
             lose_answers=0,
             lose_rate=0.0,
+            hang_up=0,
         )
 
     @property
@@ -77,7 +91,8 @@ class Faults:
         return self.lose_rate > 0 and self._rng.random() < self.lose_rate
 
     def take(self, name: str) -> bool:
-        """Consume one of the counted device faults (``drop_answers``, ``lose_answers``)."""
+        """Consume one of the counted device faults (``drop_answers``, ``lose_answers``,
+        ``hang_up``)."""
         left = getattr(self, name)
         if left <= 0:
             return False

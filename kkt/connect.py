@@ -6,6 +6,8 @@
 * ``emulator:PATH`` -- an emulated register kept in the state directory PATH, in this process.
 
 A serial port is opened exclusively: a second process gets `PortBusy`, not interleaved bytes.
+A port that fails later (the register rebooted, the cable was pulled) is opened again at the next
+command.
 """
 
 from __future__ import annotations
@@ -47,10 +49,17 @@ def connect(
         commander = InProcess(Path(url[len(EMULATOR_SCHEME) :].removeprefix("//")))
     elif url.startswith(USB_SCHEME):
         vid, pid, serial_number = parse_usb_url(url)
-        port = UsbPort.open(vid, pid, serial_number, backend=usb_backend)
-        commander = ShtrikhSession(port, settings=settings)
+
+        def open_usb() -> Any:
+            return UsbPort.open(vid, pid, serial_number, backend=usb_backend)
+
+        commander = ShtrikhSession(open_usb(), settings=settings, reopen=open_usb)
     else:
-        commander = ShtrikhSession(_open_port(url, baudrate), settings=settings)
+
+        def open_serial() -> Any:
+            return _open_port(url, baudrate)
+
+        commander = ShtrikhSession(open_serial(), settings=settings, reopen=open_serial)
     return Register(commander, password=password, journal=Journal(journal) if journal else None)
 
 
@@ -64,8 +73,12 @@ def _open_port(url: str, baudrate: int) -> Any:
         text = str(exc)
         if "busy" in text.lower() or "lock" in text.lower():
             raise PortBusy(f"{url} is in use by another process; close it there first") from None
-        raise TransportError(
-            f"cannot open {url}: {text}; check the path or address, the cable, and that you may "
-            "use the port (serial ports: the dialout group)"
-        ) from None
+        if "://" in url:
+            hint = "is the register on, and listening at that address and port (Shtrikh: 7778)?"
+        else:
+            hint = (
+                "check the path, the cable, and that you may use the port (Linux: the dialout "
+                "group)"
+            )
+        raise TransportError(f"cannot open {url}: {text}; {hint}") from None
     return port

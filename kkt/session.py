@@ -4,6 +4,12 @@ The loop writes what the link produced, reads with ``timeout = deadline - now`` 
 faster than the link needs), feeds what arrived and fires the link's timer when it is due.  Any
 port works that pyserial's ``serial_for_url`` opens -- ``/dev/ttyUSB0``, ``socket://host:7778``,
 ``rfc2217://``, ``loop://`` -- or anything with the same ``read``/``write``/``timeout``.
+
+A port that fails (a TCP peer gone, a USB cable pulled) ends the exchange with `PortLost`, a
+`LinkError` that says whether the command's frame had gone out.  When the session knows how to
+``reopen`` the port, the next exchange opens it again and starts the link afresh with ENQ; the
+register above then asks the fiscal storage before it decides anything about a money-moving
+command that was in flight.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any, Protocol, TypeVar
 
 import serial
 
+from kkt.protocols.errors import LinkError
+from kkt.protocols.shtrih.frame import STX
 from kkt.protocols.shtrih.link import (
     AnswerReceived,
     CommandFailed,
@@ -24,6 +32,8 @@ from kkt.protocols.shtrih.link import (
     ShtrikhLink,
 )
 from kkt.protocols.shtrih.message import Answer, Request
+
+from .errors import TransportError
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
 trace = logging.getLogger("kkt.trace")  # DEBUG: every byte on the wire, with timings
@@ -42,6 +52,10 @@ class Port(Protocol):
     def close(self) -> None: ...
 
 
+class PortLost(LinkError):
+    """The port failed under the exchange (peer closed, device unplugged, I/O error)."""
+
+
 def open_port(url: str, *, baudrate: int = 115200) -> Any:
     """Open ``url`` with pyserial (a device path, ``socket://host:port``, ``loop://`` ...)."""
     return serial.serial_for_url(url, baudrate=baudrate, timeout=0)
@@ -56,11 +70,15 @@ class ShtrikhSession:
         *,
         settings: HostSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reopen: Callable[[], Port] | None = None,
     ) -> None:
-        self.port = port
+        self.port: Port | None = port
+        self.settings = settings
         self.link = ShtrikhLink(Role.HOST, host=settings)
         self._clock = clock
+        self._reopen = reopen
         self._lock = threading.Lock()
+        self.reconnects = 0  # how many times a lost port was opened again
 
     def execute(self, request: Request[AnswerT]) -> AnswerT:
         """Send a typed request and return its typed answer.
@@ -78,16 +96,27 @@ class ShtrikhSession:
     def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
         """One raw command payload in, its answer payload out (see `execute`)."""
         with self._lock:
-            link, port, now = self.link, self.port, self._clock
-            started = now()
-            link.send_command(payload, started, answer_timeout=answer_timeout, resend=resend)
-            outcome: AnswerReceived | CommandFailed | None = None
-            tracing = trace.isEnabledFor(logging.DEBUG)
+            port = self.port if self.port is not None else self._reconnect()
+            try:
+                return self._exchange(port, payload, answer_timeout, resend)
+            except PortLost:
+                self._drop_port()
+                raise
+
+    def _exchange(self, port: Port, payload: bytes, answer_timeout: float, resend: bool) -> bytes:
+        link, now = self.link, self._clock
+        started = now()
+        link.send_command(payload, started, answer_timeout=answer_timeout, resend=resend)
+        outcome: AnswerReceived | CommandFailed | None = None
+        tracing = trace.isEnabledFor(logging.DEBUG)
+        frame_sent = False
+        try:
             while True:
                 data = link.data_to_send()
                 if data:
                     if tracing:
                         trace.debug("%8.1f ms -> %s", (now() - started) * 1000, data.hex(" "))
+                    frame_sent = frame_sent or data[0] == STX
                     port.write(data)
                 if outcome is not None:
                     break
@@ -102,9 +131,41 @@ class ShtrikhSession:
                 for event in events:
                     if isinstance(event, AnswerReceived | CommandFailed):
                         outcome = event
-            if isinstance(outcome, CommandFailed):
-                raise outcome.error
-            return outcome.answer
+        except (serial.SerialException, OSError, TransportError) as exc:
+            raise PortLost(
+                f"the port failed during the exchange ({exc})"
+                + (
+                    "; the command may have been executed -- check the register before repeating it"
+                    if frame_sent
+                    else "; the command was not sent"
+                ),
+                command=payload,
+                maybe_executed=frame_sent,
+            ) from exc
+        if isinstance(outcome, CommandFailed):
+            raise outcome.error
+        return outcome.answer
+
+    def _drop_port(self) -> None:
+        """Forget a failed port and the link's half-done exchange; the next call reopens."""
+        if self.port is not None:
+            try:
+                self.port.close()
+            except (serial.SerialException, OSError, TransportError):
+                pass  # it is already broken; closing is only tidiness
+        self.port = None
+        self.link = ShtrikhLink(Role.HOST, host=self.settings)
+
+    def _reconnect(self) -> Port:
+        if self._reopen is None:
+            raise TransportError("the port was lost and this session cannot reopen it; reconnect")
+        self.port = self._reopen()  # raises TransportError while the register is unreachable
+        self.reconnects += 1
+        logging.getLogger(__name__).info("port reopened (reconnect %d)", self.reconnects)
+        return self.port
 
     def close(self) -> None:
-        self.port.close()
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+        self._reopen = None  # closed on purpose: never reopen behind the caller's back

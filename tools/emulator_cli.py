@@ -89,9 +89,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="steer a running emulator: clock, paper, cover, faults, tape",
         description=(
             "actions: clock advance SECONDS | paper out|in|after LINES | cover open|close | "
-            "fault drop-answer [N] | fault lose-answer [N] | fault wire [--drop P] [--corrupt P] "
-            "[--delay S] [--split] [--seed N] | fault clear | power-loss | tape | qr DOCUMENT | "
-            "status"
+            "fault drop-answer [N] | fault lose-answer [N] | fault hang-up [N] | "
+            "fault wire [--drop P] [--corrupt P] [--delay S] [--split] [--seed N] | "
+            "fault clear | power-loss | tape | qr DOCUMENT | status"
         ),
     )
     ctl.add_argument("--state", type=Path, required=True, help="directory of the running emulator")
@@ -281,9 +281,10 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
         return {"action": "paper", "state": "after", "lines": number(rest[1])}
     if action == "cover" and rest in (["open"], ["close"]):
         return {"action": "cover", "state": rest[0]}
-    if action == "fault" and rest and rest[0] in ("drop-answer", "lose-answer") and len(rest) <= 2:
+    counted = {"drop-answer": "drop_answers", "lose-answer": "lose_answers", "hang-up": "hang_up"}
+    if action == "fault" and rest and rest[0] in counted and len(rest) <= 2:
         count = number(rest[1]) if len(rest) == 2 else 1
-        return {"action": "fault", rest[0].replace("-", "_") + "s": count}
+        return {"action": "fault", counted[rest[0]]: count}
     if action == "fault" and rest == ["clear"]:
         return {"action": "fault", "clear": True}
     if action == "fault" and rest == ["wire"]:

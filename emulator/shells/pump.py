@@ -167,6 +167,11 @@ class LinkPump:
         if self._closed:
             log.debug("%s: answer %s dropped, the line is gone", self._name, answer[:2].hex(" "))
             return
+        if self._faults.take("hang_up"):
+            # The work is done; the network drops (or the register reboots) before the answer.
+            self._link.power_cycle()
+            self._fail("fault: command executed, then the line hung up")
+            return
         if self._faults.lose_this_answer():
             log.debug("%s: fault: command executed, answer forgotten", self._name)
             self._link.power_cycle()

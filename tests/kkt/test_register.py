@@ -162,6 +162,46 @@ def test_a_lost_closing_answer_is_settled_from_the_fn(tmp_path: Path) -> None:
         rig.close()
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("code", "what"),
+    [(b"\x8d", "opening"), (b"\xff\x46", "an item"), (b"\xff\x45", "closing")],
+)
+def test_the_connection_drops_mid_receipt_and_the_driver_reconnects(
+    tmp_path: Path, code: bytes, what: str
+) -> None:
+    """The register does the work, then the TCP connection drops before its answer (a network
+    blip, a reboot).  The driver opens the port again, asks the register and the FN what
+    happened, and finishes the one receipt -- no second document, no lost item."""
+    rig = Served(tmp_path, "tcp")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            before = register.fn_status().last_document
+            original = register._commander.exchange
+            dropped: list[bytes] = []
+
+            def exchange(payload: bytes, **kwargs: object) -> bytes:
+                if payload.startswith(code) and not dropped:
+                    dropped.append(payload)
+                    rig.faults.configure(hang_up=1)
+                return original(payload, **kwargs)  # type: ignore[arg-type]
+
+            register._commander.exchange = exchange  # type: ignore[method-assign]
+            result = register.sell(coffee())
+            assert dropped, f"the {what} command was never sent"
+            assert register._commander.reconnects == 1  # type: ignore[attr-defined]
+            assert result.document_number == before + 1
+            assert result.total == coffee().total
+            assert register.fn_status().last_document == before + 1  # formed once
+            found = register.find_document(result.document_number)
+            assert found.fiscal_sign == result.fiscal_sign
+            assert found.details().total == coffee().total  # type: ignore[union-attr]
+        assert rig.verify()[0]
+    finally:
+        rig.close()
+
+
 @pytest.mark.timeout(180)
 def test_two_threads_share_one_register(tmp_path: Path) -> None:
     rig = Served(tmp_path, "tcp")
