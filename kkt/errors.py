@@ -38,6 +38,11 @@ class OutcomeUnknown(KktError):
     maybe_executed = True
 
 
+class NotFiscalized(KktError):
+    """The receipt's closing command failed and the register's fiscal storage shows it formed no
+    document: nothing was charged, and the receipt may be sold again."""
+
+
 class BadAnswer(KktError):
     """The register's answer could not be understood (a device or line problem); nothing changed
     that a status query could not repeat."""

@@ -41,6 +41,7 @@ class Journal:
             "before INTEGER NOT NULL, operation INTEGER NOT NULL, total INTEGER NOT NULL, "
             "result TEXT)"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS receipts_before ON receipts (before)")
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Entry | None:
@@ -67,6 +68,19 @@ class Journal:
                 "UPDATE receipts SET state = 'done', result = ? WHERE key = ?",
                 (json.dumps(result), key),
             )
+
+    def claimed(self, after: int) -> set[int]:
+        """FN document numbers that keys already done own, among those formed after ``after``.
+
+        One writer forms documents in order, so a key that began before ``after`` owns a document
+        at or before it; only keys that began at ``after`` or later can own a later one.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT result FROM receipts WHERE state = 'done' AND before >= ?", (after,)
+            ).fetchall()
+        numbers = {int(json.loads(row[0])["document_number"]) for row in rows if row[0]}
+        return {number for number in numbers if number > after}
 
     def forget(self, key: str) -> None:
         """The receipt certainly did not become fiscal: the key may be used afresh."""

@@ -36,6 +36,7 @@ from .errors import (
     BadAnswer,
     DeviceError,
     KktError,
+    NotFiscalized,
     OfdBlocked,
     OutcomeUnknown,
     TransportError,
@@ -356,19 +357,33 @@ class Register:
                 if entry is not None and entry.state == "done" and entry.result:
                     return FiscalResult.from_json(entry.result)
                 if entry is not None:
-                    found = self._find_formed(entry.before, entry.operation, entry.total)
+                    # Left pending by a crash or an unknown outcome: the FN decides.  Documents
+                    # other keys already own are not candidates, whatever their total.
+                    found = self._find_formed(
+                        entry.before,
+                        entry.operation,
+                        entry.total,
+                        exclude=self.journal.claimed(entry.before),
+                    )
                     if found is not None:
                         self.journal.done(key, found.to_json())
                         return found
                     self._cancel_open_receipt()
             before = self.raw(fn.GetFnStatus(self.password)).last_document_number
-            if key is not None:
-                assert self.journal is not None
-                self.journal.begin(key, before, int(receipt.operation), receipt.total)
-            result = self._fiscalize(receipt, before)
-            if key is not None:
-                assert self.journal is not None
-                self.journal.done(key, result.to_json())
+            if key is None:
+                return self._fiscalize(receipt, before)
+            assert self.journal is not None
+            self.journal.begin(key, before, int(receipt.operation), receipt.total)
+            try:
+                result = self._fiscalize(receipt, before)
+            except OutcomeUnknown:
+                raise  # stays pending: the next call with this key asks the FN
+            except KktError:
+                # Certainly not fiscal (refused, or failed before the closing command took):
+                # the key is free again, and no later document can be mistaken for it.
+                self.journal.forget(key)
+                raise
+            self.journal.done(key, result.to_json())
             return result
 
     def _fiscalize(self, receipt: Receipt, before: int) -> FiscalResult:
@@ -425,8 +440,29 @@ class Register:
         except (TransportError, OutcomeUnknown) as error:
             # Whatever the link concluded, the FN's archive is the judge of a closing command.
             log.warning("closing command failed on the link (%s); asking the FN", error)
-            return self._settle(receipt, before, close)
-        return self._result(closed.document_number, closed.fiscal_sign, receipt)
+            try:
+                return self._settle(receipt, before, close)
+            except (NotFiscalized, OutcomeUnknown):
+                raise
+            except KktError as failure:
+                # Anything else here leaves the receipt's fate open: never let it read "failed".
+                raise OutcomeUnknown(
+                    f"whether the receipt was fiscalized is unknown ({failure}): check the FN's "
+                    f"documents after number {before} before selling it again"
+                ) from failure
+        return self._formed(closed.document_number, closed.fiscal_sign, receipt)
+
+    def _formed(self, number: int, sign: int, receipt: Receipt) -> FiscalResult:
+        """The fiscal data of a receipt the FN has just formed.  From here on nothing may say
+        "failed": a caller that took a failure for "not fiscal" would sell it twice."""
+        try:
+            return self._result(number, sign, receipt)
+        except KktError as error:
+            raise OutcomeUnknown(
+                f"the receipt IS fiscal: document {number}, fiscal sign {sign}; reading its "
+                f"details failed ({error}).  Do not sell it again: call find_document({number}), "
+                "or repeat the call with the same idempotency key to get its fiscal data"
+            ) from error
 
     def _open_once(self, receipt_type: ReceiptType) -> None:
         """Open the receipt; after a failed exchange, the register's mode says whether it did."""
@@ -468,8 +504,8 @@ class Register:
                     # The FN formed nothing and the receipt is still open: closing it now is the
                     # first closing, not a repeat.
                     closed = self.raw(close)
-                    return self._result(closed.document_number, closed.fiscal_sign, receipt)
-                raise KktError(
+                    return self._formed(closed.document_number, closed.fiscal_sign, receipt)
+                raise NotFiscalized(
                     "the receipt was not fiscalized and is no longer open (was the register "
                     "restarted?); nothing was charged: sell it again"
                 )
@@ -480,9 +516,14 @@ class Register:
             f"the FN's documents after number {before} before selling it again"
         )
 
-    def _find_formed(self, before: int, operation: int, total: int) -> FiscalResult | None:
+    def _find_formed(
+        self, before: int, operation: int, total: int, *, exclude: set[int] | None = None
+    ) -> FiscalResult | None:
+        """The newest receipt after document ``before`` with this operation and total."""
         last = self.raw(fn.GetFnStatus(self.password)).last_document_number
         for number in range(last, before, -1):
+            if exclude and number in exclude:
+                continue
             found = self.find_document(number)
             details = found.details()
             if isinstance(details, fn.ReceiptDetails) and (

@@ -122,6 +122,40 @@ def test_idempotency_key_returns_the_first_receipt(served: Served, tmp_path: Pat
 
 
 @pytest.mark.timeout(60)
+def test_a_pending_key_never_claims_a_receipt_another_key_owns(tmp_path: Path) -> None:
+    """Order 1 crashed before its receipt was formed; order 2, of the same total, was sold after
+    the restart.  Retrying order 1 must sell it, not hand back order 2's receipt."""
+    rig = Served(tmp_path, "inproc")
+    journal_path = tmp_path / "journal.sqlite"
+    try:
+        with rig.connect(journal_path) as register:
+            register.open_shift()
+            assert register.journal is not None
+            before = register.fn_status().last_document
+            register.journal.begin("order-1", before, int(Operation.SELL), coffee().total)
+            second = register.sell(coffee(), key="order-2")
+            first = register.sell(coffee(), key="order-1")
+            assert first.document_number == second.document_number + 1
+            assert register.sell(coffee(), key="order-1") == first
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_keyed_receipt_frees_its_key(tmp_path: Path) -> None:
+    """A refusal means no document: the key is forgotten, and a later document of the same total
+    cannot be mistaken for it."""
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            with pytest.raises(kkt.DeviceError):
+                register.sell(coffee(), key="order-3")  # no shift is open: refused
+            assert register.journal is not None and register.journal.get("order-3") is None
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(60)
 def test_refusals_are_typed(served: Served) -> None:
     with served.connect() as register:
         with pytest.raises(kkt.WrongMode):
