@@ -32,6 +32,7 @@ from kkt.protocols.shtrih.modes import (
     decode_mode,
 )
 
+from .archive import Document, Registration, read_document, read_registration, shift_opened_at
 from .errors import (
     BadAnswer,
     DeviceError,
@@ -106,6 +107,18 @@ class FnInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ShiftInfo:
+    open: bool
+    number: int  # the open shift's number, or the last closed one's
+    receipts: int  # receipts in the open shift
+    opened_at: dt.datetime | None  # from the shift-open report, to the minute
+    expired: bool  # open for more than 24 hours: only a Z report is allowed
+
+    def age(self, now: dt.datetime) -> dt.timedelta | None:
+        return now - self.opened_at if self.open and self.opened_at else None
+
+
+@dataclass(frozen=True, slots=True)
 class FiscalResult:
     """A fiscal document, as an ATOL-style `fiscalParams` would name it."""
 
@@ -141,6 +154,7 @@ class Register:
         self.journal = journal
         self._lock = threading.RLock()
         self._fn_serial: str | None = None
+        self._registration: Registration | None = None
         self.query_tries = 5
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -254,7 +268,43 @@ class Register:
         return self.fn_status()
 
     def find_document(self, number: int) -> fn.FoundDocument:
+        """The archive's short record of document ``number`` (type, time, sign, short data)."""
         return self.raw(fn.FindDocument(self.password, number))
+
+    def document(self, number: int) -> Document:
+        """Fiscal document ``number`` whole, its TLV decoded (FF3A/FF3B)."""
+        with self._lock:
+            return read_document(self, number)
+
+    def registration(self) -> Registration:
+        """INN, RNM, user, address and FFD version from the FN's registration report."""
+        if self._registration is None:
+            with self._lock:
+                self._registration = read_registration(self)
+        return self._registration
+
+    def clock(self) -> dt.datetime | None:
+        """The register's own date and time (None when it has no date set)."""
+        long = self.raw(classic.GetLongStatus(self.password))
+        return dt.datetime.combine(long.date, long.time) if long.date else None
+
+    def shift_info(self) -> ShiftInfo:
+        """Whether a shift is open, its number, receipts, when it began and whether it expired."""
+        with self._lock:
+            status = self.status()
+            params = self.shift_state()
+            opened = (
+                shift_opened_at(self, params.shift_number, params.receipt_number)
+                if params.shift_open
+                else None
+            )
+            return ShiftInfo(
+                open=params.shift_open,
+                number=params.shift_number,
+                receipts=params.receipt_number,
+                opened_at=opened,
+                expired=status.mode.mode is Mode.SHIFT_EXPIRED,
+            )
 
     def shift_state(self) -> fn.ShiftParams:
         return self.raw(fn.GetShiftParams(self.password))

@@ -36,7 +36,7 @@ from kkt.protocols.shtrih.message import (
 from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
 
 from ..clock import Clock
-from ..fn import FiscalStorage, FnError, LifePhase, Payments, VatSums, Verification
+from ..fn import FiscalStorage, FnCode, FnError, LifePhase, Payments, VatSums, Verification
 from ..fn.model import CORRECTION, RECEIPT
 from ..printer import PaperOut, Printer
 from ..receipt import (
@@ -102,6 +102,7 @@ class ShtrikhRegister:
         self.pending_date: dt.date | None = None  # 22h given, 23h not yet
         self.operator = SYSADMIN
         self.last_error = ""
+        self.tlv_reading: tuple[bytes, int] | None = None  # FF3A began: (document value, offset)
         self._handlers: dict[type[Request[Any]], Callable[[Any], Answer]] = {
             classic.GetShortStatus: self._short_status,
             classic.GetLongStatus: self._long_status,
@@ -134,6 +135,8 @@ class ShtrikhRegister:
             fn.GetFnVersion: self._fn_version,
             fn.CancelFnDocument: self._cancel_fn_document,
             fn.FindDocument: self._find_document,
+            fn.RequestDocumentTlv: self._request_document_tlv,
+            fn.ReadDocumentTlv: self._read_document_tlv,
             fn.BeginOpenShift: lambda r: self._begin(r, fn.FnOpenShift.CODE),
             fn.FnOpenShift: self._fn_open_shift,
             fn.BeginCloseShift: lambda r: self._begin(r, fn.FnCloseShift.CODE),
@@ -385,6 +388,26 @@ class ShtrikhRegister:
         return fn.FoundDocument(
             record.kind, confirmed, when, record.number, record.fiscal_sign, record.data
         )
+
+    def _request_document_tlv(self, r: fn.RequestDocumentTlv) -> fn.DocumentTlvHeader:
+        self._auth(r, SYSADMIN)
+        stlv = self.fn.record(r.number).tlv  # tag(2) length(2) value: the document as an STLV
+        tag = int.from_bytes(stlv[:2], "little")
+        value = stlv[4:]
+        self.tlv_reading = (value, 0)
+        return fn.DocumentTlvHeader(tag, len(value))
+
+    def _read_document_tlv(self, r: fn.ReadDocumentTlv) -> fn.DocumentTlvBlock:
+        """One top-level TLV of the document per call (a longer one in 240-byte pieces)."""
+        self._auth(r, SYSADMIN)
+        if self.tlv_reading is None or self.tlv_reading[1] >= len(self.tlv_reading[0]):
+            self.tlv_reading = None
+            raise FnError(FnCode.NO_DATA, "no document is being read: FF3A first")
+        value, offset = self.tlv_reading
+        size = 4 + int.from_bytes(value[offset + 2 : offset + 4], "little")
+        block = value[offset : offset + min(size, 240)]
+        self.tlv_reading = (value, offset + len(block))
+        return fn.DocumentTlvBlock(block)
 
     def _ofd_status(self, r: fn.GetOfdExchangeStatus) -> fn.OfdExchangeStatus:
         self._auth(r, OPERATOR)

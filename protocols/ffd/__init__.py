@@ -5,7 +5,8 @@
 * `tlv` -- `encode_tlv` / `decode_tlv` between ``[(tag, value), …]`` lists and bytes;
 * `sign` -- the 6-byte tag-1077 form of the fiscal sign (ФПД);
 * `qr` -- the receipt QR string (tag 1196);
-* `ident` -- INN check digits and the RNM (tag 1037) check digits.
+* `ident` -- INN check digits and the RNM (tag 1037) check digits;
+* `view` -- documents as JSON data (`tlv_to_json`) and as named rows for people.
 
 Facts come from the fact sheet ``fn-ffd-ofd.md`` §1–§5 and §8; each module says where it chose
 something the sheet leaves open.
@@ -33,8 +34,10 @@ from .tlv import (
     find,
     find_all,
 )
+from .view import DOCUMENT_NAMES, rows, tlv_to_json
 
 __all__ = [
+    "DOCUMENT_NAMES",
     "DOCUMENT_TAGS",
     "FN_FORMED_TAGS_11",
     "FN_FORMED_TAGS_12",
@@ -60,4 +63,6 @@ __all__ = [
     "qr_string",
     "rnm_check_digits",
     "rnm_is_valid",
+    "rows",
+    "tlv_to_json",
 ]

@@ -370,6 +370,42 @@ class GetUnconfirmedCount(Request[UnconfirmedCount]):
     password: int = wire(U32)
 
 
+# -- documents as TLV ------------------------------------------------------------------------------
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class DocumentTlvHeader(Answer):
+    """FF3A answer: the document's STLV tag (its FFD type, 3 = receipt) and its value's length."""
+
+    document_type: int = wire(U16)
+    length: int = wire(U16)
+
+
+@_fn_request(0xFF3A)
+@dataclass(frozen=True, slots=True)
+class RequestDocumentTlv(Request[DocumentTlvHeader]):
+    """Start reading fiscal document ``number`` as TLV; FF3B then returns it block by block."""
+
+    password: int = wire(U32)
+    number: int = wire(U32)
+
+
+@answer
+@dataclass(frozen=True, slots=True)
+class DocumentTlvBlock(Answer):
+    data: bytes = wire(Raw)
+
+
+# Not repeatable: each FF3B moves the FN's read cursor on, so a blind resend would skip a block.
+# A reader that loses an answer starts over with FF3A (JavaPOS ``DIOReadDocumentTLV`` reads
+# blocks until it holds FF3A's length; past the end the FN answers 08h, "no requested data").
+@_fn_request(0xFF3B, repeatable=False)
+@dataclass(frozen=True, slots=True)
+class ReadDocumentTlv(Request[DocumentTlvBlock]):
+    password: int = wire(U32)
+
+
 # -- receipts v2 ----------------------------------------------------------------------------------
 
 

@@ -362,3 +362,34 @@ def test_the_day_on_a_real_register(kkt_url: str | None) -> None:
         result = register.sell(coffee())
         assert register.find_document(result.document_number).fiscal_sign == result.fiscal_sign
         register.close_shift()
+
+
+@pytest.mark.timeout(60)
+def test_documents_read_whole_with_their_tlv(served: Served) -> None:
+    with served.connect() as register:
+        register.open_shift(cashier="Петрова А.")
+        sold = register.sell(coffee(70_000, cashier="Петрова А."))
+        document = register.document(sold.document_number)
+        assert (document.number, document.type, document.type_name) == (
+            sold.document_number,
+            3,
+            "кассовый чек",
+        )
+        assert document.fiscal_sign == sold.fiscal_sign
+        data = document.to_json()
+        tlv = data["tlv"]
+        assert tlv["fiscalDocumentNumber"] == sold.document_number
+        assert tlv["totalSum"] == coffee().total
+        assert tlv["operator"] == "Петрова А."
+        assert [item["name"] for item in tlv["items"]] == ["Кофе", "Круассан", "Вода 0,5"]
+        assert [item["quantity"] for item in tlv["items"]] == ["2.000000", "1.000000", "1.500000"]
+        registration = register.registration()
+        assert registration.rnm.startswith("0000000001") and registration.ffd == "1.2"
+        assert tlv["kktRegId"].strip() == registration.rnm
+        shift = register.shift_info()
+        assert (shift.open, shift.number, shift.receipts, shift.expired) == (True, 1, 1, False)
+        assert shift.opened_at is not None and shift.opened_at <= (
+            register.clock() or shift.opened_at
+        )
+        with pytest.raises(kkt.DeviceError, match="no requested data"):
+            register.document(999)

@@ -32,6 +32,7 @@ REQUIRED = [
     0x80, 0x82, 0x85, 0x88, 0x89, 0x8D, 0xB0, 0xE0, 0xFC,
     0xFF01, 0xFF02, 0xFF03, 0xFF04, 0xFF08, 0xFF0A, 0xFF0B, 0xFF0C, 0xFF35, 0xFF36, 0xFF37, 0xFF38,
     0xFF39, 0xFF3F, 0xFF40, 0xFF41, 0xFF42, 0xFF43, 0xFF45, 0xFF46, 0xFF4D,
+    0xFF3A, 0xFF3B,  # documents as TLV, for `kkt doc` (issue #6)
 ]  # fmt: skip
 
 REQUESTS = sorted(request_types().items())
@@ -169,6 +170,21 @@ def test_ff46_layout() -> None:
         + bytes.fromhex("01 01 04 01")
         + "Молоко".encode("cp1251")
     )
+
+
+def test_ff3a_ff3b_layout() -> None:
+    # JavaPOS FSReadDocument / FSReadDocumentBlock: FF3A takes the sysadmin password and the FD
+    # number (4 + 4 bytes, 10 with the code) and answers STLV type(2) + length(2); FF3B takes the
+    # password and answers raw TLV bytes.
+    assert fn.RequestDocumentTlv(30, 7).encode() == bytes.fromhex("FF 3A 1E 00 00 00 07 00 00 00")
+    header = fn.RequestDocumentTlv.ANSWER.decode_data(bytes.fromhex("03 00 2C 01"))
+    assert header == fn.DocumentTlvHeader(document_type=3, length=300)
+    assert fn.ReadDocumentTlv(30).encode() == bytes.fromhex("FF 3B 1E 00 00 00")
+    block = split_answer(0xFF3B, bytes.fromhex("FF 3B 00 F0 03 04 00 01 00 00 00"))
+    assert fn.ReadDocumentTlv.ANSWER.decode_data(block).data == bytes.fromhex(
+        "F0 03 04 00 01 00 00 00"
+    )
+    assert not fn.ReadDocumentTlv.REPEATABLE  # a resend would skip a block
 
 
 # -- round trips for every command and every answer -------------------------------------------
