@@ -123,6 +123,8 @@ class ShtrikhSession:
                 deadline = link.get_timer()
                 port.timeout = None if deadline is None else max(0.0, deadline - now())
                 received = port.read(max(1, port.in_waiting))
+                while received and (more := port.in_waiting):
+                    received += port.read(more)  # what already arrived: one feed, one trace line
                 if received and tracing:
                     trace.debug("%8.1f ms <- %s", (now() - started) * 1000, received.hex(" "))
                 events = link.receive_data(received, now()) if received else []

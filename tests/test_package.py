@@ -30,7 +30,7 @@ ALLOWED = {
 
 
 # The driver's in-process transport is the one module allowed to reach the emulator.
-_BRIDGES = {"inprocess.py": {"kkt.emulator"}}
+_BRIDGES = {"inprocess.py": {"kkt.emulator"}, "__main__.py": {"kkt.tools"}}
 
 
 def _run(code: str, tmp_path: Path) -> str:

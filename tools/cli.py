@@ -1,44 +1,97 @@
-"""The ``kkt`` command line."""
+"""The ``kkt`` command line (also ``python -m kkt``).
+
+Exit codes: 0 done; 1 the register refused (or a doctor check failed); 2 the command line or its
+input is wrong; 3 no link to the register, or an outcome that could not be learned.  Errors are
+one line on standard error saying what happened and what to do -- never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kkt.protocols.shtrih.frame import Deframer
+from kkt.protocols.shtrih.link import HostSettings
 
+import kkt
 from kkt import __version__
+from kkt.errors import (
+    BadAnswer,
+    DeviceError,
+    KktError,
+    NotFiscalized,
+    OutcomeUnknown,
+    ReceiptRejected,
+    TransportError,
+)
 
-from . import emulator_cli
+from . import emulator_cli, register_cli, scan_cli
+from .console import Output
 from .demo import run_demo
 from .describe import describe_token
 
+DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK = 0, 1, 2, 3
 
-def _decode(args: argparse.Namespace) -> int:
-    chunks = args.hex or [sys.stdin.read()]
-    try:
-        data = bytes.fromhex(" ".join(chunks).replace(":", " ").replace("-", " "))
-    except ValueError as exc:
-        print(f"kkt decode: not hex ({exc}); paste bytes like '02 01 FC FD'", file=sys.stderr)
-        return 2
-    deframer = Deframer()
-    for token in deframer.feed(data):
-        print(describe_token(token, prefer=args.prefer))
-    if deframer.has_partial:
-        print(f"incomplete frame at the end: {deframer.partial.hex(' ')}")
-    return 0
+
+def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """--url, --json ... accepted before or after the command (``kkt status --json``)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=default(os.environ.get("KKT_URL", DEFAULT_URL)),
+        help="the register: /dev/ttyUSB0, COM3, socket://HOST:PORT, usb://VID:PID, "
+        f"emulator:DIR (default: $KKT_URL or {DEFAULT_URL})",
+    )
+    common.add_argument("--protocol", choices=("shtrih",), default=default("shtrih"))
+    common.add_argument(
+        "--password", type=int, default=default(30), help="operator password (default 30)"
+    )
+    common.add_argument(
+        "--baud",
+        dest="baudrate",
+        type=int,
+        default=default(115200),
+        help="serial speed (default 115200)",
+    )
+    common.add_argument(
+        "--timeout",
+        type=float,
+        default=default(None),
+        help="seconds to wait for each reply of the register (default 1)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON for scripts"
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="-v: every frame in hex with timings on stderr; -vv: the driver's reasoning too",
+    )
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kkt", description="Fiscal register (ККТ) driver and emulator tools"
+        prog="kkt",
+        description="Fiscal register (ККТ) driver and emulator tools",
+        parents=[_common_options(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"kkt {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run the protocol demo (host and device links in memory)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options(suppress=True)
+    register_cli.add_parsers(commands, common)
+    scan_cli.add_parsers(commands, common)
     decode = commands.add_parser(
         "decode", help="turn captured Shtrikh-M hex frames into readable commands"
     )
@@ -51,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="read frames as requests or as answers (auto: request if it parses)",
     )
+    commands.add_parser("demo", help="start an emulated register on TCP and query it")
     bench = commands.add_parser("bench", help="measure speed and print figures")
     cases = bench.add_subparsers(dest="case", required=True)
     fn = cases.add_parser("fn", help="durable FN documents/s vs raw fsync; archive growth and RSS")
@@ -71,6 +125,103 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, usage errors: argparse has printed them
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    _logging(args.verbose)
+    name = f"kkt {args.command}"
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`kkt docs 1.. | head`): not an error of ours.  Point stdout at
+        # /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (register_cli.UsageError, ReceiptRejected) as error:
+        return _fail(name, str(error), EXIT_USAGE)
+    except DeviceError as error:
+        return _fail(name, f"the register refused: {error}", EXIT_REFUSED)
+    except NotFiscalized as error:
+        return _fail(name, str(error), EXIT_LINK)
+    except OutcomeUnknown as error:
+        return _fail(name, f"outcome unknown: {error}", EXIT_LINK)
+    except (TransportError, BadAnswer) as error:
+        return _fail(name, f"{error} (`kkt doctor --url {args.url}` checks the link)", EXIT_LINK)
+    except KktError as error:
+        return _fail(name, str(error), EXIT_REFUSED)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "demo":
+        return run_demo(sys.stdout)
+    if command == "bench":
+        return _bench(args)
+    if command == "emulator":
+        return emulator_cli.run(args)
+    if command == "decode":
+        return _decode(args)
+    out = Output(as_json=args.json)
+    if getattr(args, "handler", None) is None:
+        result: int = args.run(args, out)  # scan, doctor: they open ports themselves
+        return result
+    settings = HostSettings(ack=args.timeout, byte=args.timeout) if args.timeout else None
+    with kkt.connect(
+        args.url,
+        protocol=args.protocol,
+        password=args.password,
+        baudrate=args.baudrate,
+        settings=settings,
+    ) as register:
+        handled: int = args.handler(register, args, out)
+        return handled
+
+
+def _fail(name: str, message: str, code: int) -> int:
+    print(f"{name}: {message}", file=sys.stderr)
+    return code
+
+
+def _logging(verbosity: int) -> None:
+    if not verbosity:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("kkt.trace" if verbosity == 1 else "kkt")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
+def _decode(args: argparse.Namespace) -> int:
+    chunks = args.hex or [sys.stdin.read()]
+    text = " ".join(_strip_log_prefix(line) for chunk in chunks for line in chunk.splitlines())
+    try:
+        data = bytes.fromhex(text.replace(":", " ").replace("-", " "))
+    except ValueError as exc:
+        print(f"kkt decode: not hex ({exc}); paste bytes like '02 01 FC FD'", file=sys.stderr)
+        return EXIT_USAGE
+    deframer = Deframer()
+    for token in deframer.feed(data):
+        print(describe_token(token, prefer=args.prefer))
+    if deframer.has_partial:
+        print(f"incomplete frame at the end: {deframer.partial.hex(' ')}")
+    return EXIT_OK
+
+
+def _strip_log_prefix(line: str) -> str:
+    """``   12.3 ms -> 02 05 ...`` (a `kkt -v` trace line) -> ``02 05 ...``; other text as is."""
+    for arrow in ("->", "<-"):
+        if arrow in line:
+            return line.split(arrow, 1)[1]
+    return line
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench_fn import run
 
@@ -79,19 +230,8 @@ def _bench(args: argparse.Namespace) -> int:
         sizes = [int(size) for size in (args.sizes or default).split(",")]
     except ValueError:
         print("kkt bench fn: --sizes takes whole numbers separated by commas", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return run(sys.stdout, quick=args.quick, sizes=sizes, as_json=args.json, cache=args.cache)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        return run_demo(sys.stdout)
-    if args.command == "bench":
-        return _bench(args)
-    if args.command == "emulator":
-        return emulator_cli.run(args)
-    return _decode(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,583 @@
+"""ATOL's JSON task shape: a shop's `sell` task in, ATOL's ``fiscalParams`` out.
+
+Shops that already build JSON tasks for ATOL's official driver (``processJson``) hand the same
+object to `receipt_from_atol` (or `Receipt.from_json`) and get our `Receipt`; `fiscal_params`
+turns a `FiscalResult` back into the ``fiscalParams`` answer they already parse.
+
+Reading rules:
+
+* Money arrives as roubles (JSON numbers, or numeric strings) and becomes int kopecks through
+  `Decimal`, never through float arithmetic; more than 2 decimals is an error, not a rounding.
+* Only ``{"type": "position"}`` items become `Item`s.  Print-only items (``text``, ``barcode``,
+  ``pictureFromMemory``, ``pixels``) and print-only options (``preItems``, ``postItems``,
+  ``electronically``, ``ignoreNonFiscalPrintErrors`` ...) are skipped: they change paper, not the
+  fiscal document.
+* A field that would put data into the fiscal document which this driver cannot send yet
+  (agents, suppliers, marking codes, receipt-level VAT sums ...) is refused, never dropped.
+  Other unknown keys are ignored, as ATOL's driver ignores them.
+* Every refusal is `ReceiptRejected`; its message starts with the JSON path of the bad field
+  (``items[2].price``, indexes from 0 as in the JSON) and says what is expected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from .errors import ReceiptRejected
+from .receipt import MAX_NAME_BYTES, Item, Operation, Payments, Receipt, TaxSystem, Vat
+from .register import FiscalResult
+
+T = TypeVar("T")
+
+# -- tables: ATOL's strings -> our values ----------------------------------------------------------
+
+OPERATIONS: Mapping[str, Operation] = {
+    "sell": Operation.SELL,
+    "sellReturn": Operation.SELL_RETURN,
+    "buy": Operation.BUY,
+    "buyReturn": Operation.BUY_RETURN,
+}
+
+TAX_SYSTEMS: Mapping[str, TaxSystem] = {
+    "osn": TaxSystem.OSN,
+    "usnIncome": TaxSystem.USN_INCOME,
+    "usnIncomeOutcome": TaxSystem.USN_INCOME_OUTCOME,
+    "envd": TaxSystem.ENVD,  # only older ATOL builds still send it
+    "esn": TaxSystem.ESN,
+    "patent": TaxSystem.PATENT,
+}
+
+VATS: Mapping[str, Vat] = {vat.value: vat for vat in Vat}
+
+# Rates ATOL knows (5 %, 7 % and the 22 % of 2026) that `Vat` and the register's tax table do not
+# carry yet: refused by name, so the shop learns it is a gap here, not a typo on its side.
+VATS_NOT_SUPPORTED = frozenset({"vat5", "vat7", "vat105", "vat107", "vat22", "vat122"})
+
+PAYMENT_METHODS: Mapping[str, int] = {  # tag 1214
+    "fullPrepayment": 1,
+    "prepayment": 2,
+    "advance": 3,
+    "fullPayment": 4,
+    "partialPayment": 5,
+    "credit": 6,
+    "creditPayment": 7,
+}
+
+# Tag 1212.  The fact sheet's table (fn-ffd-ofd.md) reads code 12 as FFD 1.2's "выплата" (payout);
+# FFD 1.05 called the same code "составной предмет расчета".  We follow the FFD 1.2 reading: ATOL's
+# current name for 12 is "pay" and "composite" is its older alias, so both map to 12.  Codes 14-17
+# carry ATOL's names plus the plainer English spellings some shops use.
+PAYMENT_OBJECTS: Mapping[str, int] = {
+    "commodity": 1,
+    "excise": 2,
+    "job": 3,
+    "service": 4,
+    "gamblingBet": 5,
+    "gamblingPrize": 6,
+    "lottery": 7,
+    "lotteryPrize": 8,
+    "intellectualActivity": 9,
+    "payment": 10,
+    "agentCommission": 11,
+    "pay": 12,
+    "composite": 12,
+    "another": 13,
+    "proprietaryLaw": 14,
+    "propertyRight": 14,
+    "nonOperatingIncome": 15,
+    "nonOperatingGain": 15,
+    "otherContributions": 16,
+    "insuranceContributions": 16,
+    "insurancePremium": 16,
+    "merchantTax": 17,
+    "salesTax": 17,
+    "resortFee": 18,
+    "deposit": 19,
+    "consumption": 20,
+    "soleProprietorCPIContributions": 21,
+    "cpiContributions": 22,
+    "soleProprietorCMIContributions": 23,
+    "cmiContributions": 24,
+    "csiContributions": 25,
+    "casinoPayment": 26,
+    "fundsIssuance": 27,
+    "exciseWithoutMarking": 30,
+    "exciseWithMarking": 31,
+    "commodityWithoutMarking": 32,
+    "commodityWithMarking": 33,
+}
+
+# Marked goods cannot be sold without their marking code, which the driver cannot send yet.
+PAYMENT_OBJECTS_NEEDING_MARKING = frozenset({"exciseWithMarking", "commodityWithMarking"})
+
+# Tag 2108 (FFD 1.2 measure of quantity): 0 pieces, 10-12 mass, 20-22 length, 30-32 area,
+# 40-42 volume, 50-51 energy, 70-73 time, 80-83 data, 255 other.
+MEASURES = frozenset(
+    {0, 10, 11, 12, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 70, 71, 72, 73, 80, 81, 82, 83, 255}
+)
+
+# ATOL's payment type -> the `Payments` field it adds to.  ATOL's driver takes strings only (the
+# fact sheet: "strings, not numbers"; the numbers 0..4 are ATOL Online's), so numbers are refused.
+PAYMENT_KINDS: Mapping[str, str] = {
+    "cash": "cash",
+    "electronically": "electronic",
+    "prepaid": "prepaid",
+    "credit": "credit",
+    "other": "other",
+}
+
+PRINT_ONLY_ITEM_TYPES = ("text", "barcode", "pictureFromMemory", "pixels")
+
+# Keys that put data into the fiscal document which the driver cannot send yet.  Present with a
+# value that means "nothing" (null, false, empty), they are harmless and let through.
+UNSUPPORTED_TASK_KEYS: Mapping[str, str] = {
+    "agentInfo": "agent data (tag 1057)",
+    "supplierInfo": "supplier data (tag 1224)",
+    "companyInfo": "the seller's block (tags 1117, 1018)",
+    "operationInfo": "the operational attribute (tag 1270)",
+    "industryInfo": "industry attributes (tag 1261)",
+    "taxes": "receipt-level VAT sums (tags 1102-1107): leave them out, the register computes them",
+    "paymentsPlace": "the place of settlement (tag 1187)",
+    "paymentsAddress": "the address of settlement (tag 1009)",
+    "machineNumber": "the automat number (tag 1036)",
+    "internet": "the Internet-sale flag",
+    "validateMarkingCodes": "marking codes",
+    "salesNotice": "marking notifications",
+}
+
+UNSUPPORTED_POSITION_KEYS: Mapping[str, str] = {
+    "agentInfo": "agent data (tags 1222, 1223)",
+    "supplierInfo": "supplier data (tags 1224, 1226)",
+    "markingCode": "marking codes (tag 2000)",
+    "imcParams": "marking codes (tag 2000)",
+    "nomenclatureCode": "the product code (tag 1162)",
+    "additionalAttribute": "the item's additional attribute (tag 1191)",
+    "exciseSum": "the excise sum (tag 1229)",
+    "countryCode": "the country of origin (tag 1230)",
+    "customsDeclaration": "the customs declaration (tag 1231)",
+    "industryInfo": "industry attributes (tag 1260)",
+}
+
+UNSUPPORTED_CLIENT_KEYS: Mapping[str, str] = {
+    key: "the buyer's details (tag 1256)"
+    for key in (
+        "name",
+        "vatin",
+        "birthDate",
+        "citizenship",
+        "identityDocumentCode",
+        "identityDocumentData",
+        "address",
+    )
+}
+
+UNSUPPORTED_PRINT_ITEM_TYPES: Mapping[str, str] = {
+    "userAttribute": "the user attribute (tag 1084)",
+    "additionalAttribute": "the receipt's additional attribute (tag 1192)",
+}
+
+MAX_OPERATOR_CHARS = 64  # tag 1021
+MAX_CONTACT_CHARS = 64  # tag 1008
+ITEM_AMOUNT_TOLERANCE = 1  # kopecks, as `Receipt.validate` allows for price x quantity rounding
+
+KOPECK = Decimal("0.01")
+QUANTITY_STEP = Decimal("0.000001")
+
+
+# -- public API ------------------------------------------------------------------------------------
+
+
+def receipt_from_atol(task: Mapping[str, Any], operation: Operation | None = None) -> Receipt:
+    """Our `Receipt` for an ATOL fiscal receipt task (``sell``, ``sellReturn``, ``buy``,
+    ``buyReturn``), checked: `ReceiptRejected` names the JSON path of whatever is wrong.
+
+    ``operation``, when given, overrides the task's ``type`` (a shop may reuse one task shape for
+    a sale and its return).
+    """
+    task = _object(task, "task")
+    _refuse_unsupported(task, "", UNSUPPORTED_TASK_KEYS)
+    # An explicit operation wins, but a task's own "type" is still checked: a typo there
+    # ("sel") or a task of another kind ("sellCorrection") must not pass unnoticed.
+    task_operation = _optional(task, "type", _operation, Operation.SELL)
+    tax_system = _optional(task, "taxationType", _tax_system, TaxSystem.OSN)
+    cashier, cashier_extra = _read_operator(task.get("operator"))
+    items = _read_items(task.get("items", _MISSING))
+    payments = _read_payments(task.get("payments", _MISSING))
+    receipt = Receipt(
+        items=items,
+        payments=payments,
+        operation=task_operation if operation is None else operation,
+        tax_system=tax_system,
+        cashier=cashier,
+        buyer_contact=_read_buyer_contact(task.get("clientInfo")),
+        extra=cashier_extra,
+    )
+    if task.get("total") is not None:
+        _check_total(task["total"], receipt)
+    _check_payments_cover(receipt)
+    receipt.validate()  # the model's own rules, a backstop behind the path-named checks above
+    return receipt
+
+
+def fiscal_params(
+    result: FiscalResult, *, registration_number: str = "", fns_url: str = "www.nalog.gov.ru"
+) -> dict[str, Any]:
+    """ATOL's ``fiscalParams`` for a fiscal document, plus ``qr`` (our addition: tag 1196's text).
+
+    The FN keeps no time zone, so ``fiscalDocumentDateTime`` is the register's wall clock without
+    an offset (``"2026-11-22T14:05:00"``), or None when the document carries no time.  ``total``
+    is ``kopecks / 100`` as a float: one correctly rounded division, so the JSON text shows the
+    exact roubles (``499.5``, ``1234567.89``) for any sum below 10**15 kopecks.  Reports
+    (operation 0) leave out ``total`` and ``fiscalReceiptNumber``, as ATOL's driver does.
+    """
+    params: dict[str, Any] = {
+        "fiscalDocumentNumber": result.document_number,
+        "fiscalDocumentSign": str(result.fiscal_sign),
+        "fiscalDocumentDateTime": (
+            result.when.isoformat(timespec="seconds") if result.when is not None else None
+        ),
+        "shiftNumber": result.shift_number,
+        "fnNumber": result.fn_number,
+        "registrationNumber": registration_number,
+        "fnsUrl": fns_url,
+        "qr": result.qr,
+    }
+    if result.operation != 0:
+        params["fiscalReceiptNumber"] = result.receipt_number
+        params["total"] = result.total / 100
+    return params
+
+
+# -- parts of the task -----------------------------------------------------------------------------
+
+
+def _read_operator(value: Any) -> tuple[str | None, tuple[tuple[int, object], ...]]:
+    """The cashier's name (tag 1021) and, as receipt extras, the cashier's INN (tag 1203)."""
+    if value is None:
+        return None, ()
+    operator = _object(value, "operator")
+    name = _text(operator.get("name", _MISSING), "operator.name", MAX_OPERATOR_CHARS)
+    vatin = operator.get("vatin")
+    if vatin is None or vatin == "":
+        return name, ()
+    if not isinstance(vatin, str) or not (vatin.isascii() and vatin.isdigit() and len(vatin) == 12):
+        raise _rejected("operator.vatin", "must be the cashier's INN, a string of 12 digits", vatin)
+    return name, ((1203, vatin),)
+
+
+def _read_buyer_contact(value: Any) -> str | None:
+    if value is None:
+        return None
+    client = _object(value, "clientInfo")
+    _refuse_unsupported(client, "clientInfo.", UNSUPPORTED_CLIENT_KEYS)
+    contact = client.get("emailOrPhone")
+    if contact is None or contact == "":
+        return None
+    return _text(contact, "clientInfo.emailOrPhone", MAX_CONTACT_CHARS)
+
+
+def _read_items(value: Any) -> tuple[Item, ...]:
+    if value is _MISSING or value is None:
+        raise ReceiptRejected("items: required, a list with at least one position")
+    if not isinstance(value, list | tuple):
+        raise _rejected("items", "must be a list of items", value)
+    positions = []
+    for index, entry in enumerate(value):
+        path = f"items[{index}]"
+        item = _object(entry, path)
+        kind = item.get("type", _MISSING)
+        if kind == "position":
+            positions.append(_read_position(item, path))
+        elif isinstance(kind, str) and kind in UNSUPPORTED_PRINT_ITEM_TYPES:
+            raise ReceiptRejected(
+                f"{path}.type: {_show(kind)} is not supported yet: the driver cannot send "
+                f"{UNSUPPORTED_PRINT_ITEM_TYPES[kind]}"
+            )
+        elif not (isinstance(kind, str) and kind in PRINT_ONLY_ITEM_TYPES):
+            expected = _names(("position", *PRINT_ONLY_ITEM_TYPES))
+            raise _rejected(f"{path}.type", f"must be one of {expected}", kind)
+    if not positions:
+        raise ReceiptRejected('items: a receipt needs at least one {"type": "position"} item')
+    return tuple(positions)
+
+
+def _read_position(position: Mapping[str, Any], path: str) -> Item:
+    _refuse_unsupported(position, f"{path}.", UNSUPPORTED_POSITION_KEYS)
+    name = _item_name(position.get("name", _MISSING), f"{path}.name")
+    price = _kopecks(position.get("price", _MISSING), f"{path}.price")
+    quantity = _quantity(position.get("quantity", _MISSING), f"{path}.quantity")
+    amount = _kopecks(position.get("amount", _MISSING), f"{path}.amount")
+    _check_amount(amount, price, quantity, f"{path}.amount")
+    return Item(
+        name=name,
+        price=price,
+        quantity=quantity,
+        vat=_read_vat(position.get("tax", _MISSING), f"{path}.tax"),
+        payment_method=_optional(
+            position, "paymentMethod", _payment_method, PAYMENT_METHODS["fullPayment"], path
+        ),
+        payment_subject=_optional(
+            position, "paymentObject", _payment_object, PAYMENT_OBJECTS["commodity"], path
+        ),
+        amount=amount,
+        department=_optional(position, "department", _department, 1, path),
+        measure=_optional(position, "measurementUnit", _measure, None, path),
+    )
+
+
+def _read_vat(value: Any, path: str) -> Vat:
+    if value is _MISSING:
+        raise ReceiptRejected(f'{path}: required, e.g. {{"type": "vat20"}} or {{"type": "none"}}')
+    tax = _object(value, path)
+    if tax.get("sum") is not None:
+        raise ReceiptRejected(
+            f"{path}.sum: not supported yet: the driver cannot send the item's VAT sum "
+            "(tag 1200); leave it out, the register computes it"
+        )
+    kind = tax.get("type", _MISSING)
+    if isinstance(kind, str) and kind in VATS_NOT_SUPPORTED:
+        raise ReceiptRejected(
+            f"{path}.type: {_show(kind)} is not supported yet by this register model and driver; "
+            f"supported: {_names(VATS)}"
+        )
+    return _choice(kind, f"{path}.type", VATS)
+
+
+def _operation(value: Any, path: str) -> Operation:
+    return _choice(value, path, OPERATIONS)
+
+
+def _tax_system(value: Any, path: str) -> TaxSystem:
+    return _choice(value, path, TAX_SYSTEMS)
+
+
+def _payment_method(value: Any, path: str) -> int:
+    return _choice(value, path, PAYMENT_METHODS)
+
+
+def _payment_object(value: Any, path: str) -> int:
+    code = _choice(value, path, PAYMENT_OBJECTS)
+    if value in PAYMENT_OBJECTS_NEEDING_MARKING:
+        raise ReceiptRejected(
+            f"{path}: {_show(value)} is not supported yet: marked goods need a marking code, "
+            "which the driver cannot send yet"
+        )
+    return code
+
+
+def _department(value: Any, path: str) -> int:
+    return _whole(value, path, 0, 255)
+
+
+def _measure(value: Any, path: str) -> int:
+    if isinstance(value, str):
+        raise ReceiptRejected(
+            f"{path}: must be the FFD 1.2 measure code (tag 2108) as a number, e.g. 0 for pieces "
+            f"or 11 for kilograms; text units (FFD 1.05) are not supported, got {_show(value)}"
+        )
+    code = _whole(value, path, 0, 255)
+    if code not in MEASURES:
+        raise _rejected(path, f"must be an FFD 1.2 measure code, one of {sorted(MEASURES)}", value)
+    return code
+
+
+def _read_payments(value: Any) -> Payments:
+    if value is _MISSING or value is None:
+        raise ReceiptRejected('payments: required, a list like [{"type": "cash", "sum": 100.00}]')
+    if not isinstance(value, list | tuple):
+        raise _rejected("payments", "must be a list of payments", value)
+    sums = dict.fromkeys(PAYMENT_KINDS.values(), 0)
+    for index, entry in enumerate(value):
+        path = f"payments[{index}]"
+        payment = _object(entry, path)
+        field = _choice(payment.get("type", _MISSING), f"{path}.type", PAYMENT_KINDS)
+        sums[field] += _kopecks(payment.get("sum", _MISSING), f"{path}.sum")
+    return Payments(**sums)
+
+
+def _check_amount(amount: int, price: int, quantity: Decimal, path: str) -> None:
+    computed = Item("", price, quantity).total
+    if abs(amount - computed) > ITEM_AMOUNT_TOLERANCE:
+        raise ReceiptRejected(
+            f"{path}: must equal price x quantity = {_roubles(computed)}, got {_roubles(amount)}; "
+            "discounts (an amount below price x quantity) are not supported yet: "
+            "give the discounted price instead"
+        )
+
+
+def _check_total(value: Any, receipt: Receipt) -> None:
+    total = _kopecks(value, "total")
+    if total != receipt.total:
+        raise ReceiptRejected(
+            f"total: must equal the sum of the positions' amounts, {_roubles(receipt.total)}, "
+            f"got {_roubles(total)}"
+        )
+
+
+def _check_payments_cover(receipt: Receipt) -> None:
+    paid = receipt.payments.total
+    if paid < receipt.total:
+        raise ReceiptRejected(
+            f"payments: the sums add up to {_roubles(paid)}, which does not cover the total "
+            f"{_roubles(receipt.total)}"
+        )
+    if receipt.change > receipt.payments.cash:
+        raise ReceiptRejected(
+            f"payments: {_roubles(paid)} paid for a total of {_roubles(receipt.total)}; only cash "
+            "can be overpaid, since change is given in cash"
+        )
+
+
+def _refuse_unsupported(data: Mapping[str, Any], prefix: str, keys: Mapping[str, str]) -> None:
+    for key, what in keys.items():
+        if _means_something(data.get(key)):
+            raise ReceiptRejected(
+                f"{prefix}{key}: not supported yet: the driver cannot send {what}; "
+                "remove it or fiscalize this receipt another way"
+            )
+
+
+def _means_something(value: Any) -> bool:
+    return value is not None and value is not False and value != "" and value != {} and value != []
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+def _optional(
+    data: Mapping[str, Any],
+    key: str,
+    read: Callable[[Any, str], T],
+    default: T,
+    parent: str = "",
+) -> T:
+    """``read(value, path)`` for a key that may be absent or null (then ``default``)."""
+    value = data.get(key)
+    if value is None:
+        return default
+    return read(value, f"{parent}.{key}" if parent else key)
+
+
+def _object(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _rejected(path, "must be a JSON object", value)
+    return value
+
+
+def _text(value: Any, path: str, max_chars: int) -> str:
+    if value is _MISSING:
+        raise ReceiptRejected(f"{path}: required, a string")
+    if not isinstance(value, str) or not value.strip():
+        raise _rejected(path, "must be a non-empty string", value)
+    if len(value) > max_chars:
+        raise _rejected(path, f"must be at most {max_chars} characters", value)
+    return value
+
+
+def _item_name(value: Any, path: str) -> str:
+    name = _text(value, path, MAX_NAME_BYTES)
+    try:
+        size = len(name.encode("cp1251"))
+    except UnicodeEncodeError:
+        raise _rejected(
+            path, "must use only characters a register can print (cp1251)", name
+        ) from None
+    if size > MAX_NAME_BYTES:
+        raise _rejected(path, f"must be at most {MAX_NAME_BYTES} bytes in cp1251", name)
+    return name
+
+
+def _choice(value: Any, path: str, table: Mapping[str, T]) -> T:
+    if isinstance(value, str) and value in table:
+        return table[value]
+    expected = _names(table)
+    if value is _MISSING:
+        raise ReceiptRejected(f"{path}: required, one of {expected}")
+    raise _rejected(path, f"must be one of {expected}", value)
+
+
+def _whole(value: Any, path: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _rejected(path, f"must be a whole number {low}..{high}", value)
+    return value
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """The exact decimal a JSON number or numeric string spells; None for anything else.
+
+    A float is read through ``str``: its shortest repr is the literal the JSON text carried
+    (0.29 stays 0.29, not 0.28999999999999998002...).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _kopecks(value: Any, path: str) -> int:
+    expected = "a number of roubles with at most 2 decimals"
+    if value is _MISSING:
+        raise ReceiptRejected(f"{path}: required, {expected}")
+    roubles = _decimal(value)
+    if roubles is None or not _has_places(roubles, KOPECK):
+        raise _rejected(path, f"must be {expected}", value)
+    if roubles < 0:
+        raise _rejected(path, "must not be negative", value)
+    return int(roubles * 100)
+
+
+def _quantity(value: Any, path: str) -> Decimal:
+    expected = "a number above 0 with at most 6 decimals"
+    if value is _MISSING:
+        raise ReceiptRejected(f"{path}: required, {expected}")
+    quantity = _decimal(value)
+    if quantity is None or not _has_places(quantity, QUANTITY_STEP) or quantity <= 0:
+        raise _rejected(path, f"must be {expected}", value)
+    return quantity
+
+
+def _has_places(number: Decimal, step: Decimal) -> bool:
+    try:
+        return number == number.quantize(step)
+    except InvalidOperation:  # too many digits to hold at this step: far beyond any real sum
+        return False
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def _roubles(kopecks: int) -> str:
+    return f"{Decimal(kopecks) / 100:.2f}"
+
+
+def _show(value: Any) -> str:
+    """The offending value as JSON text, cut short: what the shop sees in its own task."""
+    if value is _MISSING:
+        return "nothing"
+    if isinstance(value, Decimal):
+        text = str(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _rejected(path: str, expected: str, value: Any) -> ReceiptRejected:
+    return ReceiptRejected(f"{path}: {expected}, got {_show(value)}")
+
+
+__all__ = ["fiscal_params", "receipt_from_atol"]

@@ -1,0 +1,309 @@
+"""The ``kkt`` command through ``main(argv)``, against the emulated register.
+
+Every command runs in its human form and with ``--json``; the JSON shapes asserted here are the
+ones the README documents.  Failures must be one line on stderr with the documented exit code:
+0 ok, 1 refused, 2 usage or input, 3 no link.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kkt.emulator.faults import Faults
+from kkt.emulator.shtrih import open_device
+from kkt.tools.cli import main
+from kkt.tools.demo import EmulatorThread
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "receipt.json"
+
+
+class Kkt:
+    """Runs ``kkt`` against one register URL and keeps what it printed."""
+
+    def __init__(self, url: str, capsys: pytest.CaptureFixture[str]) -> None:
+        self.url = url
+        self.capsys = capsys
+
+    def __call__(self, *argv: str, code: int = 0) -> str:
+        self.capsys.readouterr()
+        returned = main(["--url", self.url, *argv])
+        out, err = self.capsys.readouterr()
+        assert returned == code, f"kkt {' '.join(argv)} -> {returned}: {err or out}"
+        if code:
+            assert out == "" or "--json" not in argv
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("kkt "), err
+            assert "Traceback" not in err
+            return err
+        assert err == ""
+        return out
+
+    def json(self, *argv: str, code: int = 0) -> Any:
+        return json.loads(self(*argv, "--json", code=code))
+
+
+@pytest.fixture
+def kkt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Kkt:
+    return Kkt(f"emulator:{tmp_path / 'register'}", capsys)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[EmulatorThread]:
+    device = open_device(tmp_path / "served")
+    try:
+        with EmulatorThread(device, Faults()) as thread:
+            yield thread
+    finally:
+        device.close()
+
+
+def test_the_readme_quick_start(kkt: Kkt) -> None:
+    status = kkt.json("status")
+    assert status["shift"]["open"] is False and status["mode"] == 4
+    assert "shift closed" in kkt("status")
+
+    opened = kkt.json("shift", "open", "--cashier", "Петрова А.")
+    assert opened["fiscalDocumentNumber"] == 2 and opened["shiftNumber"] == 1
+    assert "fiscalReceiptNumber" not in opened and "total" not in opened
+
+    sold = kkt.json("sell", str(EXAMPLE))
+    assert sold["fiscalDocumentNumber"] == 3
+    assert sold["total"] == 648.0 and sold["fiscalReceiptNumber"] == 1
+    assert sold["registrationNumber"].startswith("0000000001")
+    assert sold["qr"].startswith("t=") and "&s=648.00&" in sold["qr"]
+    assert sold["fnsUrl"] == "www.nalog.gov.ru"
+    assert isinstance(sold["fiscalDocumentSign"], str)
+
+    fn = kkt.json("fn")
+    assert fn["lastDocument"] == 3 and fn["phaseName"] == "fiscal mode"
+    assert fn["unsent"]["count"] == 3 and fn["unsent"]["firstNumber"] == 1
+    assert fn["unsent"]["daysUntilBlock"] == 30 and fn["warnings"] == []
+    assert fn["daysLeft"] > 300
+
+    document = kkt.json("doc", "3")
+    assert document["type"] == 3 and document["typeName"] == "кассовый чек"
+    assert document["fiscalSign"] == sold["fiscalDocumentSign"]
+    tlv = document["tlv"]
+    assert tlv["totalSum"] == 64_800 and tlv["operator"] == "Петрова А."
+    assert [item["name"] for item in tlv["items"]] == [
+        "Кофе капучино 300 мл",
+        "Круассан с миндалём",
+        "Вода питьевая негазированная",
+    ]
+    assert tlv["buyerPhoneOrAddress"] == "+79990000000"
+    text = kkt("doc", "1")
+    assert "отчёт о регистрации" in text and "регистрационный номер ККТ" in text
+
+
+def test_receipt_kinds_cash_and_reports(kkt: Kkt) -> None:
+    kkt("shift", "open")
+    for command, operation in (("return", 2), ("buy", 3), ("buy-return", 4)):
+        result = kkt.json(command, str(EXAMPLE))
+        assert result["total"] == 648.0
+        assert kkt.json("doc", str(result["fiscalDocumentNumber"]))["tlv"]["operationType"] == (
+            operation
+        )
+    assert kkt.json("cash", "in", "1500.50") == {"direction": "in", "sum": 1500.5}
+    assert "cash out: 100.00" in kkt("cash", "out", "100")
+    assert kkt.json("report", "x") == {"report": "x", "printed": True}
+    assert kkt.json("print", "Добрый день", "line two") == {"printed": 2}
+    assert kkt.json("cut") == {"cut": True}
+    closed = kkt.json("shift", "close")
+    assert closed["shiftNumber"] == 1 and "total" not in closed
+    assert "shift 2 opened" in kkt("shift", "open")
+    assert "shift 2 closed (Z report)" in kkt("shift", "close")
+
+
+def test_a_correction_from_json(kkt: Kkt, tmp_path: Path) -> None:
+    kkt("shift", "open")
+    task = tmp_path / "correction.json"
+    task.write_text(
+        json.dumps(
+            {
+                "type": "sellCorrection",
+                "correctionType": "self",
+                "correctionBaseNumber": "12",
+                "payments": [{"type": "cash", "sum": 100.5}],
+            }
+        )
+    )
+    result = kkt.json("correction", str(task))
+    assert result["total"] == 100.5
+    assert kkt.json("doc", str(result["fiscalDocumentNumber"]))["type"] == 31
+    task.write_text(json.dumps({"type": "sellCorrection", "payments": [{"type": "credit"}]}))
+    assert "payments[0]: only cash" in kkt("correction", str(task), code=2)
+
+
+def test_the_idempotency_key_returns_the_first_receipt(kkt: Kkt, tmp_path: Path) -> None:
+    kkt("shift", "open")
+    journal = str(tmp_path / "journal.sqlite")
+    first = kkt.json("sell", str(EXAMPLE), "--key", "order-7", "--journal", journal)
+    again = kkt.json("sell", str(EXAMPLE), "--key", "order-7", "--journal", journal)
+    assert again == first
+    assert kkt.json("fn")["lastDocument"] == first["fiscalDocumentNumber"]
+
+
+def test_status_info_and_datetime(kkt: Kkt) -> None:
+    kkt("shift", "open")
+    status = kkt.json("status")
+    assert set(status) == {
+        "mode",
+        "modeName",
+        "submode",
+        "shift",
+        "paper",
+        "coverOpen",
+        "drawerOpen",
+        "operator",
+        "dateTime",
+        "receiptItems",
+    }
+    assert status["shift"]["open"] is True and status["shift"]["ageHours"] >= 0
+    assert "#1 open, 0 receipts" in kkt("status")
+    info = kkt.json("info")
+    assert info["modelName"] == "ШТРИХ-М-01Ф" and info["model"] == 250
+    assert info["serial"] == "0012345678" and info["lineWidth"] == 48
+    assert info["ffdVersion"] == "1.2" and info["userInn"] == "7701000001"
+    assert "ШТРИХ-М-01Ф (model 250)" in kkt("info")
+    clock = kkt.json("datetime")
+    assert abs(clock["driftSeconds"]) < 5
+    assert "drift" in kkt("datetime")
+
+
+def test_docs_ranges_as_json_lines_and_a_table(kkt: Kkt) -> None:
+    kkt("shift", "open")
+    kkt("sell", str(EXAMPLE))
+    lines = kkt("docs", "1..3", "--json").splitlines()
+    assert [json.loads(line)["number"] for line in lines] == [1, 2, 3]
+    assert [json.loads(line)["number"] for line in kkt("docs", "2..", "--json").splitlines()] == [
+        2,
+        3,
+    ]
+    table = kkt("docs", "3")
+    assert "кассовый чек" in table and "648.00" in table
+    assert "not a range" in kkt("docs", "x..y", code=2)
+    assert "no requested data" in kkt("doc", "99", code=1)
+
+
+@pytest.mark.parametrize(
+    ("receipt", "message"),
+    [
+        ("[]", "expected a JSON object"),
+        ("{not json", "is not JSON"),
+        ('{"items": [], "payments": []}', "items"),
+        (
+            '{"items": [{"type": "position", "name": "x", "price": 1.234, "quantity": 1, '
+            '"amount": 1.23, "tax": {"type": "vat20"}}], "payments": [{"type": "cash", "sum": 2}]}',
+            "items[0].price",
+        ),
+    ],
+)
+def test_a_bad_receipt_is_one_line_naming_the_field(
+    kkt: Kkt, tmp_path: Path, receipt: str, message: str
+) -> None:
+    kkt("shift", "open")
+    path = tmp_path / "bad.json"
+    path.write_text(receipt)
+    assert message in kkt("sell", str(path), code=2)
+    assert kkt.json("fn")["lastDocument"] == 2  # nothing was fiscalized
+
+
+def test_errors_are_one_line_with_the_documented_exit_code(
+    kkt: Kkt, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "cannot read" in kkt("sell", str(tmp_path / "missing.json"), code=2)
+    assert "the register refused" in kkt("sell", str(EXAMPLE), code=1)  # no shift yet
+    assert "roubles" in kkt("cash", "in", "12.345", code=2)
+    missing = Kkt(str(tmp_path / "ttyNOPE"), capsys)
+    assert "cannot open" in missing("status", code=3)
+    refused = Kkt("socket://127.0.0.1:1", capsys)
+    assert "kkt doctor" in refused("status", "--json", code=3)
+    assert main(["no-such-command"]) == 2
+    assert main(["--help"]) == 0
+
+
+def test_over_tcp_with_a_frame_trace(
+    served: EmulatorThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["-v", "--url", f"socket://127.0.0.1:{served.port}", "status", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["mode"] == 4
+    assert " ms -> 05" in err and " ms <- 15" in err  # ENQ out, NAK back, with timings
+
+
+def test_scan_finds_the_register_on_tcp_and_a_pty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device = open_device(tmp_path / "state")
+    try:
+        with EmulatorThread(device, Faults(), pty=tmp_path / "tty") as thread:
+            host = f"127.0.0.1:{thread.port}"
+            capsys.readouterr()
+            code = main(
+                ["scan", str(tmp_path / "tty"), "--host", host, "--bauds", "115200", "--json"]
+            )
+            found = json.loads(capsys.readouterr().out)
+            assert code == 0
+            assert [hit["url"] for hit in found] == [str(tmp_path / "tty"), f"socket://{host}"]
+            assert found[0]["name"] == "ШТРИХ-М-01Ф" and found[0]["baudrate"] == 115200
+            assert main(["scan", str(tmp_path / "nothing"), "--bauds", "115200"]) == 3
+            assert "no register answered" in capsys.readouterr().out
+    finally:
+        device.close()
+
+
+def test_doctor_on_a_healthy_register(
+    served: EmulatorThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    code = main(["doctor", "--url", f"socket://127.0.0.1:{served.port}", "--json"])
+    checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
+    assert code == 0, checks
+    assert list(checks) == ["network", "protocol", "clock", "fn", "shift", "ofd"]
+    assert all(check["ok"] for check in checks.values())
+    assert "ШТРИХ-М-01Ф" in checks["protocol"]["detail"]
+
+
+def test_doctor_says_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["doctor", "--url", str(tmp_path / "ttyUSB9")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL port" in out and "does not exist" in out and "kkt scan" in out
+    master, slave = os.openpty()  # a port with nothing behind it
+    try:
+        assert main(["doctor", "--url", os.ttyname(slave), "--timeout", "0.1", "--json"]) == 1
+        checks = json.loads(capsys.readouterr().out)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert [c["check"] for c in checks] == ["port", "permissions", "free", "answers"]
+    assert checks[-1]["ok"] is False and "cable" in checks[-1]["fix"]
+    assert main(["doctor", "--url", "socket://127.0.0.1:1", "--json"]) == 1
+    (network,) = json.loads(capsys.readouterr().out)
+    assert network["check"] == "network" and not network["ok"] and "7778" in network["fix"]
+
+
+SAMPLE_TRACE = """\
+     0.1 ms -> 05
+     1.1 ms <- 15
+     1.3 ms -> 02 05 10 1e 00 00 00 0b
+     2.9 ms <- 06 02 11 10 00 1e 82 00 02 00 00 9e a3 00 00 00 1e 00 00 00 bc
+     3.1 ms -> 06
+"""
+
+
+def test_decode_reads_a_pasted_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["decode", SAMPLE_TRACE]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["ENQ", "NAK"] and lines[3] == "ACK" and lines[5] == "ACK"
+    assert lines[2] == "request GetShortStatus()"  # passwords are not shown
+    assert lines[4].startswith("answer GetShortStatus -> ShortStatus(operator=30")
+    assert main(["decode", "zz"]) == 2

@@ -1,0 +1,523 @@
+"""``kkt status | info | fn | shift | report | sell … | cash | print | cut | datetime | doc(s)``.
+
+Each command asks the register through the driver's `Register` API and returns a JSON-ready
+result (camelCase keys, as ATOL's JSON tasks and the FFD's JSON names have them) together with the
+table a person sees.  The shapes are documented in the README ("The kkt command").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from kkt.protocols.ffd import rows as tlv_rows
+from kkt.protocols.shtrih.modes import FnPhase, FnWarning
+from rich.console import Console as RichConsole
+
+from kkt import Operation, Register
+from kkt.archive import Document
+from kkt.atol_json import fiscal_params, receipt_from_atol
+from kkt.errors import KktError, ReceiptRejected
+from kkt.journal import Journal
+from kkt.register import FiscalResult
+
+from .console import Output, grid, pairs, show
+
+OFD_BLOCK_DAYS = 30  # documents unsent this long block new receipts (54-FZ art. 4.1)
+FNS_URL = "www.nalog.gov.ru"
+
+# Characters per line of the models this driver knows (font 1); None: not known.
+LINE_WIDTH = {250: 48}
+
+_PHASES = {
+    0: "not configured",
+    int(FnPhase.CONFIGURED): "ready for registration",
+    int(FnPhase.CONFIGURED | FnPhase.FISCAL_MODE_OPEN): "fiscal mode",
+    int(FnPhase.CONFIGURED | FnPhase.FISCAL_MODE_OPEN | FnPhase.FISCAL_MODE_CLOSED): (
+        "fiscal mode closed: sending the archive to the OFD"
+    ),
+    0x0F: "archive only (replace the FN)",
+}
+_WARNINGS = {
+    FnWarning.REPLACE_IN_3_DAYS: "replace the FN within 3 days",
+    FnWarning.RESOURCE_ENDS_IN_30_DAYS: "FN resource ends within 30 days",
+    FnWarning.MEMORY_90_PERCENT: "FN memory 90 % full",
+    FnWarning.OFD_TIMEOUT: "OFD has not confirmed documents in time",
+}
+_RECEIPT_COMMANDS = {
+    "sell": Operation.SELL,
+    "return": Operation.SELL_RETURN,
+    "buy": Operation.BUY,
+    "buy-return": Operation.BUY_RETURN,
+}
+_CORRECTION_TYPES = {
+    "sellCorrection": Operation.SELL,
+    "sellReturnCorrection": Operation.SELL_RETURN,
+    "buyCorrection": Operation.BUY,
+    "buyReturnCorrection": Operation.BUY_RETURN,
+}
+
+Command = Callable[[Register, argparse.Namespace, Output], int]
+
+
+class UsageError(KktError):
+    """The command line or its input file is wrong (exit code 2)."""
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register the commands that talk to a register; ``common`` carries --url, --json ..."""
+
+    def add(name: str, help_text: str, handler: Command) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, description=help_text, parents=[common]
+        )
+        parser.set_defaults(handler=handler)
+        return parser
+
+    add("status", "mode, shift and its age, paper, cover, drawer, operator, clock", status)
+    add("info", "model, serial, firmware, protocol, line width, FFD versions, RNM", info)
+    add("fn", "fiscal storage: phase, expiry, registrations, warnings, OFD queue", fn_info)
+    shift = add("shift", "open or close (Z report) the shift", shift_command)
+    shift.add_argument("action", choices=("open", "close"))
+    shift.add_argument("--cashier", help="the cashier's name (tag 1021)")
+    report = add("report", "print a report that changes nothing (X report)", report_command)
+    report.add_argument("kind", choices=("x",))
+    for name, operation in _RECEIPT_COMMANDS.items():
+        receipt = add(
+            name,
+            f"fiscalize a {operation.name.lower().replace('_', ' ')} receipt from ATOL-style JSON",
+            receipt_command,
+        )
+        receipt.add_argument("file", help="the receipt as ATOL JSON task, or - for stdin")
+        receipt.add_argument(
+            "--key", help="idempotency key: repeating it returns the first receipt"
+        )
+        receipt.add_argument(
+            "--journal",
+            type=Path,
+            default=None,
+            help="idempotency journal (default: ~/.local/state/kktkit/journal.sqlite with --key)",
+        )
+        receipt.set_defaults(operation=operation)
+    correction = add("correction", "a correction receipt from ATOL-style JSON", correction_command)
+    correction.add_argument("file", help="the correction task as JSON, or - for stdin")
+    cash = add("cash", "put cash in or take it out of the drawer", cash_command)
+    cash.add_argument("direction", choices=("in", "out"))
+    cash.add_argument("sum", help="roubles, e.g. 1500 or 1500.50")
+    printing = add("print", "print lines of text", print_command)
+    printing.add_argument("text", nargs="+", help="text; each argument starts a line")
+    add("cut", "cut the receipt tape", cut_command)
+    when = add("datetime", "the register's clock against this computer's", datetime_command)
+    when.add_argument("action", nargs="?", choices=("set",), help="set it to this computer's")
+    when.add_argument("--to", help="with set: this ISO date-time instead of now")
+    doc = add("doc", "one fiscal document, its TLV decoded", doc_command)
+    doc.add_argument("number", type=int)
+    docs = add("docs", "a range of fiscal documents as JSON lines, e.g. docs 1..50", docs_command)
+    docs.add_argument("range", help="A..B (inclusive), A.. (to the last) or N")
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+def status(register: Register, args: argparse.Namespace, out: Output) -> int:
+    state = register.status()
+    shift = register.shift_info()
+    clock = register.clock()
+    age = shift.age(clock) if clock else None
+    data = {
+        "mode": int(state.mode.mode),
+        "modeName": str(state.mode),
+        "submode": state.submode,
+        "shift": {
+            "open": shift.open,
+            "number": shift.number,
+            "receipts": shift.receipts,
+            "openedAt": shift.opened_at,
+            "ageHours": round(age.total_seconds() / 3600, 2) if age is not None else None,
+            "expired": shift.expired,
+        },
+        "paper": state.paper,
+        "coverOpen": state.cover_open,
+        "drawerOpen": state.drawer_open,
+        "operator": state.operator,
+        "dateTime": clock,
+        "receiptItems": state.receipt_items,
+    }
+
+    def human(console: RichConsole) -> None:
+        if shift.open:
+            shift_text = f"#{shift.number} open, {shift.receipts} receipts"
+            if age is not None:
+                shift_text += f", {_hours(age)} old"
+            if shift.expired:
+                shift_text += " — EXPIRED (over 24 h): close it with `kkt shift close`"
+        else:
+            shift_text = f"closed (last #{shift.number})"
+        console.print(
+            pairs(
+                None,
+                [
+                    ("mode", f"{data['modeName']} ({data['mode']}.{state.submode})"),
+                    ("shift", shift_text),
+                    ("paper", "yes" if state.paper else "NO — load paper"),
+                    ("cover", "open" if state.cover_open else "closed"),
+                    ("drawer", "open" if state.drawer_open else "closed"),
+                    ("operator", state.operator),
+                    ("clock", clock),
+                ],
+            )
+        )
+
+    out.result(data, human)
+    return 0
+
+
+def info(register: Register, args: argparse.Namespace, out: Output) -> int:
+    device = register.device_info()
+    registration = register.registration()
+    fn = register.fn_info()
+    data = {
+        "model": device.model,
+        "modelName": device.name,
+        "serial": device.serial,
+        "firmware": device.firmware,
+        "protocol": device.protocol,
+        "lineWidth": LINE_WIDTH.get(device.model),
+        "ffdVersion": registration.ffd or None,
+        "fnVersion": fn.version,
+        "registrationNumber": registration.rnm,
+        "userInn": registration.inn,
+        "user": registration.user,
+        "address": registration.address,
+    }
+    rows = [
+        ("model", f"{device.name} (model {device.model})"),
+        ("serial", device.serial),
+        ("firmware", device.firmware),
+        ("protocol", device.protocol),
+        ("line width", data["lineWidth"]),
+        ("FFD", data["ffdVersion"]),
+        ("FN firmware", fn.version),
+        ("RNM", registration.rnm),
+        ("owner", f"{registration.user}, INN {registration.inn}"),
+        ("address", registration.address),
+    ]
+    out.result(data, lambda console: console.print(pairs(None, rows)))
+    return 0
+
+
+def fn_info(register: Register, args: argparse.Namespace, out: Output) -> int:
+    fn = register.fn_info()
+    ofd = register.ofd_status()
+    clock = register.clock() or dt.datetime.now()
+    today = clock.date()
+    days_left = (fn.expires - today).days if fn.expires else None
+    first_when = ofd.first_document_datetime if ofd.queue_count else None
+    waiting = (clock - first_when).days if first_when else None
+    unsent: dict[str, Any] = {
+        "count": ofd.queue_count,
+        "firstNumber": ofd.first_document_number if ofd.queue_count else None,
+        "firstDateTime": first_when,
+        "daysUntilBlock": max(0, OFD_BLOCK_DAYS - waiting) if waiting is not None else None,
+    }
+    data = {
+        "serial": fn.serial,
+        "phase": fn.phase,
+        "phaseName": _PHASES.get(fn.phase, f"phase {fn.phase:#04x}"),
+        "expires": fn.expires,
+        "daysLeft": days_left,
+        "registrationsLeft": fn.registrations_left,
+        "version": fn.version,
+        "warnings": [text for flag, text in _WARNINGS.items() if flag in fn.warnings],
+        "lastDocument": fn.last_document,
+        "unsent": unsent,
+        "memoryAlmostFull": FnWarning.MEMORY_90_PERCENT in fn.warnings,
+    }
+
+    def human(console: RichConsole) -> None:
+        queue = f"{unsent['count']} documents"
+        if unsent["count"]:
+            queue += (
+                f", oldest #{unsent['firstNumber']} of {show(first_when)}; "
+                f"{unsent['daysUntilBlock']} days until receipts are blocked"
+            )
+        expiry = f"{show(fn.expires)} ({days_left} days left)" if fn.expires else "—"
+        console.print(
+            pairs(
+                None,
+                [
+                    ("FN serial", fn.serial),
+                    ("phase", data["phaseName"]),
+                    ("expires", expiry),
+                    ("registrations left", fn.registrations_left),
+                    ("firmware", fn.version),
+                    ("last document", fn.last_document),
+                    ("unsent to OFD", queue),
+                    ("warnings", data["warnings"] or "none"),
+                ],
+            )
+        )
+
+    out.result(data, human)
+    return 0
+
+
+# -- daily operations -------------------------------------------------------------------------
+
+
+def shift_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    if args.action == "open":
+        result = register.open_shift(cashier=args.cashier)
+        title = f"shift {result.shift_number} opened"
+    else:
+        result = register.close_shift(cashier=args.cashier)
+        title = f"shift {result.shift_number} closed (Z report)"
+    _fiscal(register, result, out, title)
+    return 0
+
+
+def report_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    register.x_report()
+    out.result({"report": "x", "printed": True}, lambda c: c.print("X report printed"))
+    return 0
+
+
+def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    task = _read_json(args.file)
+    receipt = receipt_from_atol(task, operation=args.operation)
+    if args.key is not None and register.journal is None:
+        register.journal = Journal(_journal_path(args.journal))
+    result = register.receipt(receipt, key=args.key)
+    _fiscal(register, result, out, f"receipt {result.receipt_number} fiscalized")
+    return 0
+
+
+def correction_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    task = _read_json(args.file)
+    kind = task.get("type")
+    if kind not in _CORRECTION_TYPES:
+        raise ReceiptRejected(f"type: one of {', '.join(_CORRECTION_TYPES)}, got {kind!r}")
+    payments = task.get("payments")
+    if not isinstance(payments, list) or not payments:
+        raise ReceiptRejected("payments: a list of {type, sum}; this register corrects cash only")
+    total = 0
+    for index, payment in enumerate(payments):
+        if not isinstance(payment, dict) or payment.get("type") != "cash":
+            raise ReceiptRejected(f"payments[{index}]: only cash corrections are supported")
+        total += _kopecks(payment.get("sum"), f"payments[{index}].sum")
+    reason = str(task.get("correctionBaseNumber") or "")
+    result = register.correction(_CORRECTION_TYPES[kind], total, reason=reason)
+    _fiscal(register, result, out, "correction receipt fiscalized")
+    return 0
+
+
+def cash_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    amount = _kopecks(args.sum, "SUM")
+    if args.direction == "in":
+        register.cash_in(amount)
+    else:
+        register.cash_out(amount)
+    data = {"direction": args.direction, "sum": amount / 100}
+    out.result(data, lambda c: c.print(f"cash {args.direction}: {amount / 100:.2f} ₽"))
+    return 0
+
+
+def print_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    register.print_text("\n".join(args.text))
+    out.result({"printed": len(args.text)}, lambda c: c.print(f"{len(args.text)} line(s) printed"))
+    return 0
+
+
+def cut_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    register.cut()
+    out.result({"cut": True}, lambda c: c.print("cut"))
+    return 0
+
+
+def datetime_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    if args.action == "set":
+        target = _when(args.to) if args.to else dt.datetime.now().replace(microsecond=0)
+        register.set_datetime(target)
+    elif args.to:
+        raise UsageError("--to goes with `kkt datetime set`")
+    host = dt.datetime.now().replace(microsecond=0)
+    clock = register.clock()
+    drift = (clock - host).total_seconds() if clock else None
+    data = {"register": clock, "host": host, "driftSeconds": drift}
+
+    def human(console: RichConsole) -> None:
+        rows: list[tuple[str, Any]] = [("register", clock), ("this computer", host)]
+        if drift is not None:
+            advice = "" if abs(drift) < 60 else " — set it with `kkt datetime set`"
+            rows.append(("drift", f"{drift:+.0f} s{advice}"))
+        console.print(pairs(None, rows))
+
+    out.result(data, human)
+    return 0
+
+
+# -- the archive ------------------------------------------------------------------------------
+
+
+def doc_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    document = register.document(args.number)
+    out.result(document.to_json(), lambda console: _show_document(console, document))
+    return 0
+
+
+def docs_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+    first, last = _parse_range(args.range, register)
+    rows: list[tuple[Any, ...]] = []
+    with out.progress(last - first + 1, f"documents {first}..{last}") as step:
+        for number in range(first, last + 1):
+            document = register.document(number)
+            if out.as_json:
+                out.line(document.to_json())
+            else:
+                rows.append(_summary(document))
+            step()
+    if not out.as_json:
+        header = ("№", "type", "date-time", "fiscal sign", "total", "OFD")
+        out.console.print(grid(None, header, rows))
+    return 0
+
+
+def _summary(document: Document) -> tuple[Any, ...]:
+    tlv = document.to_json()["tlv"]
+    total = tlv.get("totalSum")
+    return (
+        document.number,
+        document.type_name,
+        document.when,
+        document.fiscal_sign,
+        f"{total / 100:.2f}" if isinstance(total, int) else None,
+        "confirmed" if document.ofd_confirmed else "waiting",
+    )
+
+
+def _show_document(console: RichConsole, document: Document) -> None:
+    console.print(
+        pairs(
+            f"Document {document.number}: {document.type_name}",
+            [
+                ("date-time", document.when),
+                ("fiscal sign", document.fiscal_sign),
+                ("OFD", "confirmed" if document.ofd_confirmed else "waiting"),
+            ],
+        )
+    )
+    table = grid(
+        None,
+        ("tag", "name", "value"),
+        ((tag, "  " * depth + name, value) for depth, tag, name, value in tlv_rows(document.tlv)),
+    )
+    console.print(table)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _fiscal(register: Register, result: FiscalResult, out: Output, title: str) -> None:
+    try:
+        rnm = register.registration().rnm
+    except KktError:
+        rnm = ""  # the document is fiscal whatever happens here: never fail the command now
+    data = fiscal_params(result, registration_number=rnm, fns_url=FNS_URL)
+
+    def human(console: RichConsole) -> None:
+        rows: list[tuple[str, Any]] = [
+            ("FD number", result.document_number),
+            ("fiscal sign", result.fiscal_sign),
+            ("date-time", result.when),
+            ("shift", result.shift_number),
+        ]
+        if result.operation:
+            rows += [
+                ("receipt in shift", result.receipt_number),
+                ("total", f"{result.total / 100:.2f} ₽"),
+                ("QR", result.qr),
+            ]
+        rows += [("FN", result.fn_number), ("RNM", rnm)]
+        console.print(pairs(title, rows))
+
+    out.result(data, human)
+
+
+def _read_json(source: str) -> dict[str, Any]:
+    where = "standard input" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot read {where}: {error.strerror or error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(
+            f"{where} is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{where}: expected a JSON object (an ATOL task), got {type(data).__name__}"
+        )
+    return data
+
+
+def _kopecks(value: Any, where: str) -> int:
+    """Roubles (a JSON number or a string like "1500.50") -> kopecks, never through a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise UsageError(f"{where}: a sum of roubles, e.g. 1500.50")
+    try:
+        amount = Decimal(str(value)) * 100
+    except InvalidOperation:
+        raise UsageError(f"{where}: {value!r} is not a sum of roubles (e.g. 1500.50)") from None
+    if amount != amount.to_integral_value() or amount < 0:
+        raise UsageError(f"{where}: {value!r}: roubles with at most 2 decimals, not negative")
+    return int(amount)
+
+
+def _when(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text).replace(microsecond=0, tzinfo=None)
+    except ValueError:
+        raise UsageError(
+            f"--to: {text!r} is not an ISO date-time like 2026-11-22T14:30:00"
+        ) from None
+
+
+def _parse_range(text: str, register: Register) -> tuple[int, int]:
+    head, dots, tail = text.partition("..")
+    try:
+        first = int(head)
+        if not dots:
+            last = first
+        elif tail:
+            last = int(tail)
+        else:
+            last = register.fn_info().last_document
+    except ValueError:
+        raise UsageError(f"{text!r} is not a range: write A..B, A.. or N") from None
+    if first < 1 or last < first:
+        raise UsageError(f"{text!r}: the range must run from 1 upwards, A <= B")
+    return first, last
+
+
+def _journal_path(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    base = Path.home() / ".local" / "state" / "kktkit"
+    base.mkdir(parents=True, exist_ok=True)
+    return base / "journal.sqlite"
+
+
+def _hours(age: dt.timedelta) -> str:
+    minutes = int(age.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -1,0 +1,311 @@
+"""``kkt scan`` (find registers) and ``kkt doctor`` (what is wrong with this one?).
+
+``doctor`` runs the checks a service engineer would otherwise do by hand, in order, and stops
+where the next check could not mean anything: the port exists, this user may open it, nobody else
+holds it, something answers and at which speed, it speaks the protocol, its clock agrees with this
+computer's, its fiscal storage and OFD queue are healthy.  Every failed check says how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import serial
+from kkt.protocols.shtrih.link import HostSettings
+from kkt.protocols.shtrih.modes import FnWarning
+from rich.console import Console as RichConsole
+
+import kkt
+from kkt.discover import BAUD_RATES, Found, discover
+from kkt.errors import KktError, PortBusy, TransportError
+from kkt.usb import SCHEME as USB_SCHEME
+
+from .console import Output, grid
+from .register_cli import UsageError
+
+CLOCK_TOLERANCE = 60  # seconds of drift before doctor complains
+OFD_WARN_DAYS = 25  # unsent this long: the 30-day block is near
+
+
+def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="find registers on serial ports, USB and the network",
+        description="Probe serial ports x baud rates (USB ones first), raw USB devices by "
+        "VID:PID and TCP addresses with harmless status queries; print what answered.",
+        parents=[common],
+    )
+    scan.add_argument("ports", nargs="*", help="serial ports to probe (default: all of them)")
+    scan.add_argument("--host", action="append", default=[], help="HOST:PORT to probe (repeat)")
+    scan.add_argument(
+        "--usb", action="append", default=[], help="VID:PID of a raw-USB register (repeat)"
+    )
+    scan.add_argument("--exclude", action="append", default=[], help="a port never to touch")
+    scan.add_argument(
+        "--bauds",
+        default=",".join(map(str, BAUD_RATES)),
+        help="baud rates to try, comma-separated (default %(default)s)",
+    )
+    scan.set_defaults(handler=None, run=scan_command)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the port, permissions, link, protocol, clock, FN and OFD queue",
+        description="Check, in order, everything that usually stands between you and a "
+        "working register, and say how to fix what fails.",
+        parents=[common],
+    )
+    doctor.set_defaults(handler=None, run=doctor_command)
+
+
+# -- scan -------------------------------------------------------------------------------------
+
+
+def scan_command(args: argparse.Namespace, out: Output) -> int:
+    usb_ids = [_usb_id(text) for text in args.usb]
+    found = discover(
+        args.ports or None,
+        bauds=_bauds(args.bauds),
+        hosts=args.host,
+        usb_ids=usb_ids,
+        exclude=args.exclude,
+        timeout=args.timeout or 0.3,
+    )
+    data = [asdict(hit) for hit in found]
+
+    def human(console: RichConsole) -> None:
+        if not found:
+            console.print(
+                "no register answered; give ports or --host HOST:PORT, check cables and power, "
+                "and try `kkt doctor --url PORT`"
+            )
+            return
+        console.print(grid(None, ("url", "baud", "model", "serial", "protocol"), map(_row, found)))
+
+    out.result(data, human)
+    return 0 if found else 3
+
+
+def _row(hit: Found) -> tuple[Any, ...]:
+    return (hit.url, hit.baudrate, f"{hit.name} ({hit.model})", hit.serial, hit.protocol)
+
+
+def _bauds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--bauds {text!r}: whole numbers separated by commas") from None
+
+
+def _usb_id(text: str) -> tuple[int, int]:
+    vid, colon, pid = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return int(vid, 16), int(pid, 16)
+    except ValueError:
+        raise UsageError(f"--usb {text!r}: write VID:PID in hex, e.g. 1fc9:0083") from None
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    check: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+class Doctor:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.checks: list[Check] = []
+
+    def note(self, check: str, ok: bool, detail: str, fix: str | None = None) -> bool:
+        self.checks.append(Check(check, ok, detail, fix))
+        return ok
+
+    def run(self) -> None:
+        url: str = self.args.url
+        if url.startswith(("emulator:", USB_SCHEME)):
+            self.note("address", True, f"{url}: no port checks apply")
+            baud: int | None = None
+        elif url.startswith("socket://"):
+            if not self._tcp(url):
+                return
+            baud = None
+        elif "://" in url:
+            self.note("address", True, f"{url}: a pyserial URL; checked by talking to it")
+            baud = None
+        else:
+            found_baud = self._serial(url)
+            if found_baud is None:
+                return
+            baud = found_baud
+        self._register(url, baud)
+
+    def _tcp(self, url: str) -> bool:
+        host, _, port = url[len("socket://") :].rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=self.args.timeout or 2.0):
+                pass
+        except (OSError, ValueError) as error:
+            return self.note(
+                "network",
+                False,
+                f"nothing accepts connections at {host}:{port} ({error})",
+                "check the address and port (Shtrikh network models: 7778; RNDIS default "
+                "192.168.137.111), that the register is on, and any firewall between",
+            )
+        return self.note("network", True, f"{host}:{port} accepts connections")
+
+    def _serial(self, path: str) -> int | None:
+        if not os.path.exists(path):
+            self.note(
+                "port",
+                False,
+                f"{path} does not exist",
+                "plug the register in and switch it on; `kkt scan` lists the ports that answer "
+                "(on Linux see /dev/serial/by-id)",
+            )
+            return None
+        self.note("port", True, f"{path} exists")
+        if not os.access(path, os.R_OK | os.W_OK):
+            self.note(
+                "permissions",
+                False,
+                f"this user may not read and write {path}",
+                "add yourself to the port's group (Linux: sudo usermod -aG dialout $USER), "
+                "then log in again",
+            )
+            return None
+        self.note("permissions", True, "read and write allowed")
+        try:
+            port = serial.serial_for_url(path, do_not_open=True, timeout=0.2)
+            port.exclusive = True
+            port.open()
+            port.close()
+        except serial.SerialException as error:
+            self.note(
+                "free",
+                False,
+                f"{path} cannot be opened: {error}",
+                "another program holds the port (a driver, 1C, a service): close it first "
+                "(`fuser -v PORT` shows which)",
+            )
+            return None
+        self.note("free", True, "nobody else holds the port")
+        bauds = [self.args.baudrate] + [b for b in BAUD_RATES if b != self.args.baudrate]
+        hits = discover([path], bauds=bauds, timeout=self.args.timeout or 0.3)
+        if not hits:
+            self.note(
+                "answers",
+                False,
+                f"nothing answered ENQ at {', '.join(map(str, bauds))} baud",
+                "check the cable (a null-modem one for RS-232), that the register is on and "
+                "not in its service menu, and the protocol it is set to",
+            )
+            return None
+        hit = hits[0]
+        fix = None
+        if hit.baudrate != self.args.baudrate:
+            fix = f"connect with --baud {hit.baudrate}"
+        self.note("answers", fix is None, f"answers at {hit.baudrate} baud", fix)
+        return hit.baudrate
+
+    def _register(self, url: str, baud: int | None) -> None:
+        settings = HostSettings(ack=self.args.timeout) if self.args.timeout else None
+        try:
+            with kkt.connect(
+                url,
+                password=self.args.password,
+                baudrate=baud or self.args.baudrate,
+                settings=settings,
+            ) as register:
+                device = register.device_info()
+                self.note(
+                    "protocol", True, f"{device.name} (model {device.model}), {device.protocol}"
+                )
+                self._clock(register)
+                self._fn(register)
+        except PortBusy as error:
+            self.note("free", False, str(error), "close the program that holds the port")
+        except KktError as error:
+            self.note("protocol", False, str(error), _fix_for(error))
+
+    def _clock(self, register: kkt.Register) -> None:
+        clock = register.clock()
+        now = dt.datetime.now()
+        if clock is None:
+            self.note("clock", False, "the register has no date set", "kkt datetime set")
+            return
+        drift = (clock - now).total_seconds()
+        ok = abs(drift) <= CLOCK_TOLERANCE
+        self.note(
+            "clock",
+            ok,
+            f"register {clock:%Y-%m-%d %H:%M:%S}, drift {drift:+.0f} s",
+            None if ok else "kkt datetime set (with no shift open, as the FN requires)",
+        )
+
+    def _fn(self, register: kkt.Register) -> None:
+        fn = register.fn_info()
+        problems = [flag.name or "" for flag in FnWarning if flag in fn.warnings]
+        self.note(
+            "fn",
+            not problems,
+            f"FN {fn.serial}, last document {fn.last_document}"
+            + (f"; warnings: {', '.join(problems)}" if problems else ""),
+            "plan the FN replacement now" if problems else None,
+        )
+        shift = register.shift_info()
+        self.note(
+            "shift",
+            not shift.expired,
+            "expired: open for over 24 hours"
+            if shift.expired
+            else ("open" if shift.open else "closed"),
+            "close it: kkt shift close" if shift.expired else None,
+        )
+        ofd = register.ofd_status()
+        if not ofd.queue_count or ofd.first_document_datetime is None:
+            self.note("ofd", True, "nothing waits for the OFD")
+            return
+        days = (dt.datetime.now() - ofd.first_document_datetime).days
+        ok = days < OFD_WARN_DAYS
+        self.note(
+            "ofd",
+            ok,
+            f"{ofd.queue_count} documents unsent, the oldest for {days} days",
+            None
+            if ok
+            else "restore the OFD connection: after 30 days the register refuses new receipts",
+        )
+
+
+def _fix_for(error: KktError) -> str:
+    if isinstance(error, TransportError):
+        return "check the URL, the cable or network, and that the register is on"
+    return "see the message; `kkt -v status` shows every byte exchanged"
+
+
+def doctor_command(args: argparse.Namespace, out: Output) -> int:
+    doctor = Doctor(args)
+    doctor.run()
+    data = [asdict(check) for check in doctor.checks]
+
+    def human(console: RichConsole) -> None:
+        for check in doctor.checks:
+            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+            console.print(f"{mark} {check.check:<12} {check.detail}", highlight=False)
+            if check.fix:
+                console.print(f"       {'':<12} → {check.fix}", highlight=False)
+
+    out.result(data, human)
+    return 0 if all(check.ok for check in doctor.checks) else 1
