@@ -105,17 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="read frames as requests or as answers (auto: request if it parses)",
     )
     commands.add_parser("demo", help="start an emulated register on TCP and query it")
-    bench = commands.add_parser("bench", help="measure speed and print figures")
-    cases = bench.add_subparsers(dest="case", required=True)
-    fn = cases.add_parser("fn", help="durable FN documents/s vs raw fsync; archive growth and RSS")
-    fn.add_argument("--quick", action="store_true", help="small sizes: finishes in about a minute")
-    fn.add_argument("--json", action="store_true", help="one JSON object per figure")
-    fn.add_argument(
-        "--sizes",
-        default=None,
-        help="archive sizes, comma-separated (default 0,100000,1000000; with --quick 0,20000)",
+    bench = commands.add_parser(
+        "bench",
+        help="measure speed and reliability and print figures",
+        description="Cases: link, receipts, archive (alias fn), farm, wire (default: all). "
+        "Soaks (--soak): lossy, crash, concurrency, fuzz.",
     )
-    fn.add_argument(
+    bench.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all)")
+    bench.add_argument("--quick", action="store_true", help="small sizes: about a minute in all")
+    bench.add_argument(
+        "--json", action="store_true", help='one {"case", "value", "unit"} object per line'
+    )
+    bench.add_argument("--soak", action="append", default=[], metavar="NAME", help="run a soak")
+    bench.add_argument(
         "--cache",
         type=Path,
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kktkit" / "bench",
@@ -223,15 +225,32 @@ def _strip_log_prefix(line: str) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench_fn import run
+    import tempfile
 
-    default = "0,20000" if args.quick else "0,100000,1000000"
-    try:
-        sizes = [int(size) for size in (args.sizes or default).split(",")]
-    except ValueError:
-        print("kkt bench fn: --sizes takes whole numbers separated by commas", file=sys.stderr)
+    from . import bench
+
+    bench.load_cases()
+    names = ["archive" if name == "fn" else name for name in args.cases]
+    unknown = [name for name in names if name not in bench.CASES]
+    unknown += [name for name in args.soak if name not in bench.SOAKS]
+    if unknown:
+        known = ", ".join([*bench.CASES, *(f"--soak {name}" for name in bench.SOAKS)])
+        print(f"kkt bench: unknown {', '.join(unknown)}; known: {known}", file=sys.stderr)
         return EXIT_USAGE
-    return run(sys.stdout, quick=args.quick, sizes=sizes, as_json=args.json, cache=args.cache)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    printer = bench.Printer(sys.stdout, as_json=args.json)
+    with tempfile.TemporaryDirectory(prefix="kkt-bench-", dir=args.cache) as work:
+        context = bench.Bench(
+            quick=args.quick,
+            work=Path(work),
+            cache=args.cache,
+            log=lambda text: print(f"kkt bench: {text}", file=sys.stderr, flush=True),
+        )
+        failed = list(bench.run(names, printer, context, soaks=args.soak))
+    if failed:
+        print(f"kkt bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

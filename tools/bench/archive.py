@@ -1,13 +1,15 @@
-"""``kkt bench fn``: how fast the emulated FN stores documents durably, and whether it stays fast.
+"""``kkt bench archive`` (alias ``fn``): how fast the emulated FN stores documents durably, and
+whether it stays fast as its archive grows.
 
 Figures, all from one run on the same disk:
 
 * ``fsync.raw_per_s`` -- the disk's own rate of small write + fsync pairs (the ceiling);
 * ``fn.durable.docs_per_s`` -- receipts formed and committed by `SqliteStore` (WAL, FULL sync);
 * ``fn.durable.ratio`` -- the two divided (the target is >= 0.5);
-* ``fn.archive_<N>.docs_per_s`` and ``fn.archive_<N>.rss_mb`` -- the same with N documents already
-  archived (the archives are built once, quickly and non-durably, and cached), measured in a fresh
-  process so RSS is the FN's own; ``fn.archive.ratio_<N>`` -- that rate over the empty one.
+* ``archive.<size>.docs_per_s`` and ``archive.<size>.rss_mb`` -- the same with ``size`` documents
+  (``empty``, ``20k``, ``100k``, ``1m``) already archived (the archives are built once, quickly and
+  non-durably, and cached), measured in a fresh process so RSS is the FN's own;
+  ``archive.ratio_<size>`` -- that rate over the empty one; ``archive.rss_mb_<size>`` likewise.
 
 Medians of several rounds are printed; the machine may be noisy, so compare ratios from one run.
 """
@@ -21,15 +23,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
 
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.fn import FiscalStorage, FnConfig, Payments, Registration, SqliteStore, VatSums
 from kkt.protocols.ffd import TlvList, make_rnm
+
+from . import Bench, Figure, case
 
 START = dt.datetime(2026, 1, 10, 9, 0)
 INN = "7707083893"
@@ -112,7 +114,7 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def cached_archive(size: int, cache: Path, out: TextIO) -> Path:
+def cached_archive(size: int, cache: Path, log: Callable[[str], None]) -> Path:
     """An FN database with ``size`` receipts, built once (synchronous=OFF) and kept in ``cache``."""
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"archive-{size}.sqlite"
@@ -121,9 +123,7 @@ def cached_archive(size: int, cache: Path, out: TextIO) -> Path:
     partial = path.with_suffix(".building")
     for leftover in cache.glob(partial.name + "*"):
         leftover.unlink()
-    print(
-        f"building a {size:,}-document archive once (cached in {cache}) ...", file=out, flush=True
-    )
+    log(f"building a {size:,}-document archive once (cached in {cache}) ...")
     fn = _open_fn(partial, durable=False)
     while fn.state.last_number < size:
         _sell(fn)
@@ -134,7 +134,7 @@ def cached_archive(size: int, cache: Path, out: TextIO) -> Path:
 
 def _measure_in_child(path: Path, count: int) -> dict[str, float]:
     code = (
-        "import json, sys; from pathlib import Path; from kkt.tools import bench_fn as b;"
+        "import json, sys; from pathlib import Path; from kkt.tools.bench import archive as b;"
         "p = Path(sys.argv[1]); r = b.durable_rate(p, int(sys.argv[2]));"
         "print(json.dumps({'rate': r, 'rss': b._rss_mb()}))"
     )
@@ -148,57 +148,52 @@ def _measure_in_child(path: Path, count: int) -> dict[str, float]:
     return data
 
 
-def run(out: TextIO, *, quick: bool, sizes: list[int], as_json: bool, cache: Path) -> int:
-    rounds = 5 if quick else 9
-    docs = 300 if quick else 1000
-    figures: list[tuple[str, float, str]] = []
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="kkt-bench-", dir=cache) as tmp:
-        work = Path(tmp)
-        # Raw fsync and durable documents alternate, round by round, so that a noisy neighbour
-        # slows both; the ratio is taken per round, then the median of the rounds.
-        fsync, durable, ratios = [], [], []
-        fn = _open_fn(work / "durable.sqlite", durable=True)
-        for _ in range(docs // 2):
-            _sell(fn)  # warm up: the WAL reaches its working size
-        for _ in range(rounds):
-            fsync.append(raw_fsync_rate(work, docs))
-            durable.append(_rate(lambda: _sell(fn), docs))
-            ratios.append(durable[-1] / fsync[-1])
-        fn.close()
-        figures += [
-            ("fsync.raw_per_s", statistics.median(fsync), "1/s"),
-            ("fn.durable.docs_per_s", statistics.median(durable), "1/s"),
-            ("fn.durable.ratio", statistics.median(ratios), "ratio"),
-        ]
-        by_size: dict[int, float] = {}
-        for size in sizes:
-            source = cached_archive(size, cache, out) if size else None
-            target = work / f"archive-{size}.sqlite"
-            if source is not None:
-                shutil.copyfile(source, target)
-            rates, rss = [], []
-            for _ in range(max(3, rounds // 2)):
-                measured = _measure_in_child(target, docs)
-                rates.append(measured["rate"])
-                rss.append(measured["rss"])
-            target.unlink(missing_ok=True)
-            for suffix in ("-wal", "-shm"):
-                Path(str(target) + suffix).unlink(missing_ok=True)
-            by_size[size] = statistics.median(rates)
-            figures += [
-                (f"fn.archive_{size}.docs_per_s", by_size[size], "1/s"),
-                (f"fn.archive_{size}.rss_mb", max(rss), "MB"),
-            ]
-        if 0 in by_size:
-            for size in sizes:
-                if size:
-                    figures.append(
-                        (f"fn.archive.ratio_{size}", by_size[size] / by_size[0], "ratio")
-                    )
-    for case, value, unit in figures:
-        if as_json:
-            print(json.dumps({"case": case, "value": round(value, 3), "unit": unit}), file=out)
-        else:
-            print(f"{case:32} {value:12.2f} {unit}", file=out)
-    return 0
+def _label(size: int) -> str:
+    if size == 0:
+        return "empty"
+    if size % 1_000_000 == 0:
+        return f"{size // 1_000_000}m"
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+@case("archive")
+def archive_case(bench: Bench) -> Iterator[Figure]:
+    rounds = 5 if bench.quick else 9
+    docs = 300 if bench.quick else 1000
+    sizes = [0, 20_000] if bench.quick else [0, 100_000, 1_000_000]
+    work = bench.work
+    # Raw fsync and durable documents alternate, round by round, so that a noisy neighbour slows
+    # both; the ratio is taken per round, then the median of the rounds.
+    fsync, durable, ratios = [], [], []
+    fn = _open_fn(work / "durable.sqlite", durable=True)
+    for _ in range(docs // 2):
+        _sell(fn)  # warm up: the WAL reaches its working size
+    for _ in range(rounds):
+        fsync.append(raw_fsync_rate(work, docs))
+        durable.append(_rate(lambda: _sell(fn), docs))
+        ratios.append(durable[-1] / fsync[-1])
+    fn.close()
+    yield Figure("fsync.raw_per_s", statistics.median(fsync), "1/s", "small write + fsync")
+    yield Figure("fn.durable.docs_per_s", statistics.median(durable), "1/s", "FN only, durable")
+    yield Figure("fn.durable.ratio", statistics.median(ratios), "ratio", "target >= 0.5")
+    by_size: dict[int, float] = {}
+    for size in sizes:
+        source = cached_archive(size, bench.cache, bench.log) if size else None
+        target = work / f"archive-{size}.sqlite"
+        if source is not None:
+            shutil.copyfile(source, target)
+        rates, rss = [], []
+        for _ in range(max(3, rounds // 2)):
+            measured = _measure_in_child(target, docs)
+            rates.append(measured["rate"])
+            rss.append(measured["rss"])
+        target.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(str(target) + suffix).unlink(missing_ok=True)
+        by_size[size] = statistics.median(rates)
+        label = _label(size)
+        yield Figure(f"archive.{label}.docs_per_s", by_size[size], "1/s")
+        yield Figure(f"archive.rss_mb_{label}", max(rss), "MB", "target <= 200" if size else "")
+        if size:
+            ratio = by_size[size] / by_size[0]
+            yield Figure(f"archive.ratio_{label}", ratio, "ratio", "target >= 0.9")
