@@ -1,5 +1,6 @@
 """``kkt.connect(url)``: open a register by URL.
 
+* ``socket://HOST:PORT`` -- TCP, through `kkt.tcp.TcpPort` (with ``?options`` pyserial's own);
 * anything pyserial's ``serial_for_url`` opens: ``/dev/ttyUSB0``, ``COM3``, ``socket://host:7778``,
   ``rfc2217://host:port``, ``loop://``, ``spy://...`` (a hex trace of the traffic);
 * ``usb://VID:PID[/SERIAL]`` -- bulk endpoints through pyusb (``usb_backend`` may be given);
@@ -23,6 +24,8 @@ from .errors import PortBusy, TransportError
 from .journal import Journal
 from .register import Register
 from .session import ShtrikhSession
+from .tcp import SCHEME as TCP_SCHEME
+from .tcp import TcpPort, parse_tcp_url
 from .usb import SCHEME as USB_SCHEME
 from .usb import UsbPort, parse_usb_url
 
@@ -54,6 +57,13 @@ def connect(
             return UsbPort.open(vid, pid, serial_number, backend=usb_backend)
 
         commander = ShtrikhSession(open_usb(), settings=settings, reopen=open_usb)
+    elif url.startswith(TCP_SCHEME) and "?" not in url:
+        host, port_number = parse_tcp_url(url)
+
+        def open_tcp() -> Any:
+            return TcpPort(host, port_number)
+
+        commander = ShtrikhSession(open_tcp(), settings=settings, reopen=open_tcp)
     else:
 
         def open_serial() -> Any:

@@ -52,6 +52,9 @@ class Port(Protocol):
     def close(self) -> None: ...
 
 
+MAX_READ = 4096  # bytes taken at once from a port that has more waiting
+
+
 class PortLost(LinkError):
     """The port failed under the exchange (peer closed, device unplugged, I/O error)."""
 
@@ -106,7 +109,11 @@ class ShtrikhSession:
     def _exchange(self, port: Port, payload: bytes, answer_timeout: float, resend: bool) -> bytes:
         link, now = self.link, self._clock
         started = now()
-        link.send_command(payload, started, answer_timeout=answer_timeout, resend=resend)
+        # ``resend`` is True exactly for repeatable queries (`Request.REPEATABLE`): they may also
+        # skip the ENQ that guards a repeated command code.
+        link.send_command(
+            payload, started, answer_timeout=answer_timeout, resend=resend, idempotent=resend
+        )
         outcome: AnswerReceived | CommandFailed | None = None
         tracing = trace.isEnabledFor(logging.DEBUG)
         frame_sent = False
@@ -122,9 +129,15 @@ class ShtrikhSession:
                     break
                 deadline = link.get_timer()
                 port.timeout = None if deadline is None else max(0.0, deadline - now())
-                received = port.read(max(1, port.in_waiting))
-                while received and (more := port.in_waiting):
-                    received += port.read(more)  # what already arrived: one feed, one trace line
+                if getattr(port, "reads_available", False):
+                    received = port.read(MAX_READ)  # returns what came, without waiting for more
+                else:
+                    received = port.read(max(1, port.in_waiting))
+                if received and port.in_waiting:
+                    # Take what has already arrived in one read: one feed, one trace line, and no
+                    # byte-by-byte reads where `in_waiting` only says "something" (sockets).
+                    port.timeout = 0
+                    received += port.read(MAX_READ)
                 if received and tracing:
                     trace.debug("%8.1f ms <- %s", (now() - started) * 1000, received.hex(" "))
                 events = link.receive_data(received, now()) if received else []

@@ -103,6 +103,9 @@ class UsbPort:
             ),
         )
 
+    # `read(n)` returns a buffered packet without waiting for all ``n`` bytes (see the session).
+    reads_available = True
+
     @property
     def in_waiting(self) -> int:
         return len(self._buffer)

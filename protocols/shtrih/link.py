@@ -35,14 +35,16 @@ the line to fall quiet (late bytes are discarded), then asks with ENQ:
 With ``EnqMode.AUTO`` (the default) ENQ goes out at the first command and after trouble, not before
 every command -- except when the previous answer could pass for an answer to the new command (the
 same code, as consecutive FF46 lines that each answer ``FF 46 00``, or a short ``FF <err>`` before
-another FF command).  Skipping ENQ trusts that the host's last ACK arrived.  If it did not, and the
-next frame is lost too, the device still holds the previous answer and replays it on ENQ; because
-that answer cannot belong to the new command, the host recognises it as stale -- only when it is a
-byte-exact copy of the previous answer and no ACK to the new frame was seen -- confirms and skips
-it, and asks again.  Any other answer with a foreign code fails the command with `OutcomeUnknown`:
-two bit errors in one bit position pass the XOR checksum, and a damaged answer of ours must never
-be taken for a stale one (that would send the command twice).  ``EnqMode.ALWAYS`` syncs before
-every command.
+another FF command) -- and unless the caller says the new command is idempotent (a query: should
+the device replay its previous answer, that is an answer to the very same query a moment older,
+which costs freshness, not money).  Skipping ENQ trusts that the host's last ACK arrived.  If it
+did not, and the next frame is lost too, the device still holds the previous answer and replays it
+on ENQ; when that answer cannot belong to the new command, the host recognises it as stale --
+only when it is a byte-exact copy of the previous answer and no ACK to the new frame was seen --
+confirms and skips it, and asks again.  Any other answer with a foreign code fails the command
+with `OutcomeUnknown`: two bit errors in one bit position pass the XOR checksum, and a damaged
+answer of ours must never be taken for a stale one (that would send the command twice).
+``EnqMode.ALWAYS`` syncs before every command.
 
 While an answer is awaited, the host asks with ENQ after ``probe`` seconds of silence; the device
 answers ACK ("being prepared") or replays an answer the line lost, which is then collected at once.
@@ -378,12 +380,17 @@ class ShtrikhLink:
         *,
         answer_timeout: float | None = None,
         resend: bool = True,
+        idempotent: bool = False,
     ) -> None:
         """Host: start one command.  Its outcome comes back as `AnswerReceived` or `CommandFailed`.
 
         ``resend=False`` forbids even the safe resend after a confirmed non-delivery: the command
         then fails with `NotDelivered` and the caller decides (useful for money-moving commands
-        whose caller checks the fiscal storage first).
+        whose caller checks the fiscal storage first).  ``idempotent=True`` says executing the
+        command twice changes nothing (a status query): AUTO mode then skips the ENQ it would
+        send before a command whose answer could pass for the previous one's.  Should the device
+        replay its previous answer, the host takes it: an answer to the same query, a moment
+        older -- a loss of freshness, never a second execution of anything.
         """
         self._require_host()
         self._exchange = _Exchange(
@@ -400,7 +407,10 @@ class ShtrikhLink:
         if (
             self._synced
             and self.host_settings.enq_mode is EnqMode.AUTO
-            and not (self._last_answer and _answer_matches(payload, self._last_answer))
+            and (
+                idempotent
+                or not (self._last_answer and _answer_matches(payload, self._last_answer))
+            )
         ):
             self._write_frame(now)
         else:

@@ -414,6 +414,30 @@ class TestHostExchange:
         h.feed(B_NAK)
         assert h.out() == frame(CMD_A)
 
+    def test_auto_mode_same_code_idempotent_query_is_written_directly(self) -> None:
+        """A repeated status query needs no ENQ guard: the caller marks it idempotent."""
+        h = synced_host()
+        h.link.send_command(CMD_A, h.now, idempotent=True)
+        assert h.out() == frame(CMD_A)
+        assert h.feed(B_ACK + frame(ANS_A)) == [AnswerReceived(CMD_A, ANS_A)]
+
+    def test_idempotent_query_after_a_lost_ack_and_a_lost_frame_takes_the_replay(self) -> None:
+        """The host's ACK to the last answer and the next identical query's frame are both lost:
+        ENQ brings back the device's copy of the previous answer -- an answer to the very same
+        query, a moment older -- and the host takes it.  Harmless for a query, which is why only
+        idempotent commands may skip the ENQ guard; the link is then in step again."""
+        h = synced_host()  # its ACK to ANS_A is taken as lost: the device still holds ANS_A
+        h.link.send_command(CMD_A, h.now, idempotent=True)
+        assert h.out() == frame(CMD_A)  # ... and this frame never arrives
+        h.fire()  # no ACK to the frame: wait for a quiet line
+        h.fire()
+        assert h.out() == B_ENQ
+        assert h.feed(B_ACK + frame(ANS_A)) == [AnswerReceived(CMD_A, ANS_A)]
+        assert h.out() == B_ACK and not h.link.busy
+        h.link.send_command(CMD_B, h.now)  # the device is idle: the next command goes straight
+        assert h.out() == frame(CMD_B)
+        assert h.feed(B_ACK + frame(ANS_B)) == [AnswerReceived(CMD_B, ANS_B)]
+
     def test_auto_mode_same_ff_code_starts_with_enq(self) -> None:
         """FF46 then FF46: equal two-byte codes -> ENQ first; FF46 then FF45 -> direct."""
         h = host()
