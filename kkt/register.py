@@ -155,6 +155,10 @@ class Register:
         self._lock = threading.RLock()
         self._fn_serial: str | None = None
         self._registration: Registration | None = None
+        # True while this driver knows no receipt is open: only its own completed receipts or a
+        # confirmed cancel set it; any other state-changing command clears it.  It spares one
+        # status query per receipt in the common case.
+        self._no_open_receipt = False
         self.query_tries = 5
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -177,6 +181,8 @@ class Register:
 
     def _raw_once(self, request: Request[AnswerT]) -> AnswerT:
         with self._lock:
+            if not request.REPEATABLE:
+                self._no_open_receipt = False
             try:
                 payload = self._commander.exchange(
                     request.encode(), answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
@@ -439,7 +445,8 @@ class Register:
     def _fiscalize(self, receipt: Receipt, before: int) -> FiscalResult:
         # A receipt left open by an earlier failure (of this single writer) is not fiscal: drop it,
         # or its items would join this receipt.
-        self._cancel_open_receipt()
+        if not self._no_open_receipt:
+            self._cancel_open_receipt()
         try:
             self._open_once(_RECEIPT_TYPE[receipt.operation])
             tags: list[tuple[int, Any]] = []
@@ -500,7 +507,9 @@ class Register:
                     f"whether the receipt was fiscalized is unknown ({failure}): check the FN's "
                     f"documents after number {before} before selling it again"
                 ) from failure
-        return self._formed(closed.document_number, closed.fiscal_sign, receipt)
+        result = self._formed(closed.document_number, closed.fiscal_sign, receipt)
+        self._no_open_receipt = True  # closed by us, and nothing else sent since
+        return result
 
     def _formed(self, number: int, sign: int, receipt: Receipt) -> FiscalResult:
         """The fiscal data of a receipt the FN has just formed.  From here on nothing may say
@@ -617,6 +626,7 @@ class Register:
         try:
             if self.status().mode.mode is Mode.DOCUMENT_OPEN:
                 self.raw(classic.CancelReceipt(self.password))
+            self._no_open_receipt = True
         except KktError as error:
             log.warning("could not cancel the open receipt: %s", error)
 

@@ -71,11 +71,13 @@ _OPERATION_NAMES = {1: "ПРИХОД", 2: "ВОЗВРАТ ПРИХОДА", 3: "�
 _RECEIPT_FOR_OPERATION = {1: 0, 3: 1, 2: 2, 4: 3}
 
 OPERATOR, ADMIN, SYSADMIN = 1, 29, 30
-# Queries that change nothing and write nothing (statuses, registers, tables, the FN's state and
-# archive): cheap enough to answer on the shells' event loop.
-READ_ONLY_CODES = frozenset(
+# Commands that write nothing to disk, cheap enough to answer on the shells' event loop: queries
+# (statuses, registers, tables, the FN's state and archive) and the steps of a receipt that live
+# in memory until the closing command (open, items, their tags, subtotal, cancel).
+QUICK_CODES = frozenset(
     {0x10, 0x11, 0x1A, 0x1B, 0x1F, 0xFC}
     | {0xFF01, 0xFF02, 0xFF03, 0xFF04, 0xFF0A, 0xFF39, 0xFF3F, 0xFF40}
+    | {0x88, 0x89, 0x8D, 0xFF0C, 0xFF46, 0xFF4D}
 )
 
 
@@ -190,10 +192,10 @@ class ShtrikhRegister:
         return encode_answer(code, answer)
 
     def quick(self, payload: bytes) -> bool:
-        """A read-only query that writes nothing to disk (the shells may run it on their event
-        loop instead of the worker thread)."""
+        """A command that writes nothing to disk (the shells may run it on their event loop
+        instead of the worker thread)."""
         try:
-            return command_code(payload) in READ_ONLY_CODES
+            return command_code(payload) in QUICK_CODES
         except FrameError:
             return True  # refused at once
 

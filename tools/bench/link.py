@@ -1,31 +1,28 @@
 """``kkt bench link``: how many short-status round trips a second, and how fast the codec is.
 
-* ``link.tcp.status_per_s`` -- 10h (short status) over TCP loopback to an emulator served from a
-  background thread, through the driver's `Register.raw`;
+* ``link.tcp.status_per_s`` -- 10h (short status) over TCP loopback to ``kkt emulator serve``
+  running as its own process, through the driver's `Register.raw`;
 * ``link.pty.status_per_s`` -- the same over a real pseudo-terminal pair;
 * ``link.inproc.status_per_s`` -- the same in process (no wire: the driver's and register's cost);
 * ``codec.frames_per_s`` -- encode a request, frame it, deframe it and decode it, in memory.
 
-Every round trip here is a full exchange of the link rules: AUTO ENQ mode sends ENQ before a
-command whose answer could be mistaken for the previous one's, which a run of identical status
-queries always is -- so each counted round trip is ENQ/NAK, frame/ACK, answer/ACK.
+Each round trip is frame -> ACK + answer -> ACK (a repeated status query is idempotent, so the
+link skips the ENQ guard it keeps for repeated money-moving codes), plus the 0xFF a network
+register sends after the host's ACK.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
-from kkt.emulator.faults import Faults
-from kkt.emulator.shtrih import open_device
 from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import Deframer, Frame, encode_frame
 from kkt.protocols.shtrih.message import decode_request
 
 import kkt
 
-from ..demo import EmulatorThread
 from . import Bench, Figure, case, median_rate
+from .served import served_emulator
 
 
 def _status_rate(url: str, bench: Bench) -> float:
@@ -38,15 +35,11 @@ def _status_rate(url: str, bench: Bench) -> float:
 
 @case("link")
 def link_case(bench: Bench) -> Iterator[Figure]:
-    device = open_device(bench.work / "link-state")
-    try:
-        with EmulatorThread(device, Faults(), pty=bench.work / "link-tty") as served:
-            tcp = _status_rate(f"socket://127.0.0.1:{served.port}", bench)
-            yield Figure("link.tcp.status_per_s", tcp, "1/s", "target >= 2000")
-            pty = _status_rate(str(Path(bench.work / "link-tty")), bench)
-            yield Figure("link.pty.status_per_s", pty, "1/s")
-    finally:
-        device.close()
+    with served_emulator(bench.work / "link-state", pty=bench.work / "link-tty") as served:
+        tcp = _status_rate(served.tcp_url, bench)
+        yield Figure("link.tcp.status_per_s", tcp, "1/s", "target >= 2000")
+        pty = _status_rate(str(served.pty), bench)
+        yield Figure("link.pty.status_per_s", pty, "1/s")
     inproc = _status_rate(f"emulator:{bench.work / 'link-inproc'}", bench)
     yield Figure("link.inproc.status_per_s", inproc, "1/s")
     yield Figure("codec.frames_per_s", _codec_rate(bench), "1/s", "encode+frame+deframe+decode")
