@@ -23,7 +23,7 @@ from rich.console import Console as RichConsole
 from kkt import Operation, Register
 from kkt.archive import Document
 from kkt.atol_json import fiscal_params, receipt_from_atol
-from kkt.errors import KktError, ReceiptRejected
+from kkt.errors import KktError, ReceiptRejected, WrongMode
 from kkt.journal import Journal
 from kkt.register import FiscalResult
 
@@ -275,12 +275,30 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> int:
 
 
 def shift_command(register: Register, args: argparse.Namespace, out: Output) -> int:
-    if args.action == "open":
-        result = register.open_shift(cashier=args.cashier)
-        title = f"shift {result.shift_number} opened"
-    else:
-        result = register.close_shift(cashier=args.cashier)
-        title = f"shift {result.shift_number} closed (Z report)"
+    try:
+        if args.action == "open":
+            result = register.open_shift(cashier=args.cashier)
+            title = f"shift {result.shift_number} opened"
+        else:
+            result = register.close_shift(cashier=args.cashier)
+            title = f"shift {result.shift_number} closed (Z report)"
+    except WrongMode as refusal:
+        # Say it in the terms of what was asked: "already open", not the table's generic text.
+        shift = register.shift_info()
+        if args.action == "open" and shift.open:
+            raise WrongMode(
+                f"shift {shift.number} is already open ({shift.receipts} receipts); "
+                "close it first with `kkt shift close` if a new one is wanted",
+                code=refusal.code,
+                vendor=refusal.vendor,
+            ) from None
+        if args.action == "close" and not shift.open:
+            raise WrongMode(
+                f"no shift is open (the last one, {shift.number}, is closed)",
+                code=refusal.code,
+                vendor=refusal.vendor,
+            ) from None
+        raise
     _fiscal(register, result, out, title)
     return 0
 

@@ -303,9 +303,10 @@ def doctor_command(args: argparse.Namespace, out: Output) -> int:
     def human(console: RichConsole) -> None:
         for check in doctor.checks:
             mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {check.check:<12} {check.detail}", highlight=False)
+            line = f"{mark} {check.check:<12} {check.detail}"
+            console.print(line, highlight=False, soft_wrap=True)
             if check.fix:
-                console.print(f"       {'':<12} → {check.fix}", highlight=False)
+                console.print(f"       {'':<12} → {check.fix}", highlight=False, soft_wrap=True)
 
     out.result(data, human)
     return 0 if all(check.ok for check in doctor.checks) else 1

@@ -117,7 +117,9 @@ def test_receipt_kinds_cash_and_reports(kkt: Kkt) -> None:
     closed = kkt.json("shift", "close")
     assert closed["shiftNumber"] == 1 and "total" not in closed
     assert "shift 2 opened" in kkt("shift", "open")
+    assert "shift 2 is already open" in kkt("shift", "open", code=1)
     assert "shift 2 closed (Z report)" in kkt("shift", "close")
+    assert "no shift is open" in kkt("shift", "close", code=1)
 
 
 def test_a_correction_from_json(kkt: Kkt, tmp_path: Path) -> None:
