@@ -462,20 +462,11 @@ class ShtrikhLink:
         if now - exchange.noisy_since <= self.host_settings.noise_limit():
             return False
         written = self._host is not _Host.SYNC
-        self._fail(
-            events,
-            NoResponse(
-                f"the line has not fallen quiet for {now - exchange.noisy_since:.1f} s: another "
-                "device is talking on this port, or the baud rate is wrong"
-                + (
-                    "; the command may have been executed -- check the register before repeating it"
-                    if written
-                    else "; the command was not sent"
-                ),
-                command=exchange.command,
-                maybe_executed=written,
-            ),
+        cause = (
+            f"the line has not fallen quiet for {now - exchange.noisy_since:.1f} s: another "
+            "device is talking on this port, or the baud rate is wrong"
         )
+        self._fail(events, _no_response(cause, exchange.command, written=written))
         return True
 
     def _write_frame(self, now: float) -> None:
@@ -518,19 +509,7 @@ class ShtrikhLink:
                 f"no answer to ENQ after {exchange.enq_tries} tries: check the cable or network, "
                 "the port and baud rate, and that the register is on"
             )
-        self._fail(
-            events,
-            NoResponse(
-                cause
-                + (
-                    "; the command may have been executed -- check the register before repeating it"
-                    if written
-                    else "; the command was not sent"
-                ),
-                command=exchange.command,
-                maybe_executed=written,
-            ),
-        )
+        self._fail(events, _no_response(cause, exchange.command, written=written))
         return False
 
     def _recover(self, now: float, events: list[Event]) -> None:
@@ -865,6 +844,16 @@ class ShtrikhLink:
         if isinstance(token, BadFrame):
             self._out.append(NAK)  # a line error (a timed-out partial frame is dropped silently)
         events.append(LineNoise(token))
+
+
+def _no_response(cause: str, command: bytes, *, written: bool) -> NoResponse:
+    """``cause``, and what it means for the command: perhaps executed once its frame went out."""
+    consequence = (
+        "; the command may have been executed -- check the register before repeating it"
+        if written
+        else "; the command was not sent"
+    )
+    return NoResponse(cause + consequence, command=command, maybe_executed=written)
 
 
 def _answer_matches(command: bytes, answer: bytes) -> bool:
