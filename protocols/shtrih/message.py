@@ -23,6 +23,8 @@ may carry trailing bytes newer firmware added, which are ignored.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import struct
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
@@ -41,12 +43,27 @@ def wire(con: Construct, *, default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"wire": con})
 
 
+def _compiled(struct: Construct) -> Construct:
+    """construct's compiled form of ``struct``: the same bytes, about four times faster (a
+    round trip of every command's codec is tested); the interpreted one where it cannot compile."""
+    try:
+        return struct.compile()
+    except Exception:  # construct raises assorted errors for what it cannot compile
+        return struct
+
+
 def _wire_fields(cls: Any) -> list[Construct]:
     return [f.name / f.metadata["wire"] for f in dataclasses.fields(cls)]
 
 
-def _field_names(cls: Any) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+@functools.cache
+def _names_of(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _field_names(cls_or_obj: Any) -> tuple[str, ...]:
+    """The dataclass's field names, computed once per class (every encode and decode asks)."""
+    return _names_of(cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj))
 
 
 class _Wire:
@@ -57,14 +74,15 @@ class _Wire:
     def _build(self) -> bytes:
         try:
             return bytes(self.STRUCT.build(_as_dict(self)))
-        except (ConstructError, ValueError, TypeError, OverflowError) as exc:
+        except (ConstructError, ValueError, TypeError, OverflowError, struct.error) as exc:
             raise CodecError(f"cannot encode {type(self).__name__}: {exc}") from None
 
     @classmethod
     def _parse(cls, data: bytes) -> typing.Self:
         try:
             parsed = cls.STRUCT.parse(data)
-        except (ConstructError, ValueError) as exc:
+        except (ConstructError, ValueError, struct.error, IndexError) as exc:
+            # The compiled parsers report short data as struct.error / IndexError.
             raise CodecError(f"malformed {cls.__name__} ({data.hex(' ')}): {exc}") from None
         return cls(**{name: parsed[name] for name in _field_names(cls)})
 
@@ -125,7 +143,7 @@ def request(
         cls.ANSWER = answer
         cls.TIMEOUT = timeout
         cls.REPEATABLE = repeatable
-        cls.STRUCT = Struct(*_wire_fields(cls), Terminated)
+        cls.STRUCT = _compiled(Struct(*_wire_fields(cls), Terminated))
         if code in _REGISTRY:
             raise RuntimeError(f"command {code:#x} registered twice")
         _REGISTRY[code] = cls
@@ -136,7 +154,7 @@ def request(
 
 def answer(cls: type[AnswerT]) -> type[AnswerT]:
     """Build the struct of an answer dataclass."""
-    cls.STRUCT = Struct(*_wire_fields(cls))
+    cls.STRUCT = _compiled(Struct(*_wire_fields(cls)))
     return cls
 
 
