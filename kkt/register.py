@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-from kkt.protocols.errors import CodecError, LinkError
+from kkt.protocols.errors import CodecError, LinkError, ProtocolError
 from kkt.protocols.ffd import QrData, encode_tlv, qr_string
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.errors import ShtrikhDeviceError
@@ -144,7 +144,14 @@ class FiscalResult:
 
 
 class Register:
-    """A fiscal register.  Thread-safe: one command at a time."""
+    """A fiscal register.  Thread-safe: one command at a time.
+
+    One writer per register: a register has one open receipt and one document-read cursor, shared
+    by every connection to it, so two programs (or two `Register` objects) selling on the same
+    register would fill or cancel each other's receipts.  Share one `Register` between threads
+    instead; should another writer interfere anyway, the closing check notices that the document
+    formed is not this receipt and says so (`OutcomeUnknown`) rather than report it as done.
+    """
 
     def __init__(
         self, commander: Commander, *, password: int = 30, journal: Journal | None = None
@@ -257,7 +264,7 @@ class Register:
         expiry = self.raw(fn.GetFnExpiry(self.password))
         version = self.raw(fn.GetFnVersion(self.password))
         unsent = self.raw(fn.GetOfdExchangeStatus(self.password)).queue_count
-        self._fn_serial = status.fn_serial
+        self._fn_serial = _checked_serial(status.fn_serial)
         return FnInfo(
             serial=status.fn_serial,
             phase=status.phase,
@@ -384,7 +391,16 @@ class Register:
 
     def _serial(self) -> str:
         if self._fn_serial is None:
-            self._fn_serial = self.raw(fn.GetFnSerial(self.password)).serial
+            for attempt in range(1, self.query_tries + 1):
+                try:
+                    self._fn_serial = _checked_serial(
+                        self.raw(fn.GetFnSerial(self.password)).serial
+                    )
+                    break
+                except BadAnswer:
+                    if attempt == self.query_tries:
+                        raise
+        assert self._fn_serial is not None
         return self._fn_serial
 
     # -- receipts ---------------------------------------------------------------------------------
@@ -501,7 +517,7 @@ class Register:
                 return self._settle(receipt, before, close)
             except (NotFiscalized, OutcomeUnknown):
                 raise
-            except KktError as failure:
+            except (KktError, ProtocolError) as failure:
                 # Anything else here leaves the receipt's fate open: never let it read "failed".
                 raise OutcomeUnknown(
                     f"whether the receipt was fiscalized is unknown ({failure}): check the FN's "
@@ -516,7 +532,9 @@ class Register:
         "failed": a caller that took a failure for "not fiscal" would sell it twice."""
         try:
             return self._result(number, sign, receipt)
-        except KktError as error:
+        except OutcomeUnknown:
+            raise
+        except (KktError, ProtocolError) as error:
             raise OutcomeUnknown(
                 f"the receipt IS fiscal: document {number}, fiscal sign {sign}; reading its "
                 f"details failed ({error}).  Do not sell it again: call find_document({number}), "
@@ -596,9 +614,20 @@ class Register:
         return None
 
     def _result(self, number: int, sign: int, receipt: Receipt) -> FiscalResult:
-        return self._from_document(
-            self.find_document(number), receipt.total, int(receipt.operation)
-        )
+        found = self.find_document(number)
+        details = found.details()
+        expected = (int(receipt.operation), receipt.total)
+        if not isinstance(details, fn.ReceiptDetails) or (
+            (int(details.operation), details.total) != expected or found.fiscal_sign != sign
+        ):
+            # The document the closing answer named is not this receipt: another program opened,
+            # filled or closed a receipt on this register meanwhile.  One writer per register.
+            raise OutcomeUnknown(
+                f"the FN's document {number} is not this receipt (it holds {details}); another "
+                "program is using this register: check the FN's documents before selling again, "
+                "and let one Register object (it is thread-safe) do all the register's work"
+            )
+        return self._from_document(found, receipt.total, int(receipt.operation))
 
     def _from_document(self, found: fn.FoundDocument, total: int, operation: int) -> FiscalResult:
         shift = self.shift_state()
@@ -629,6 +658,13 @@ class Register:
             self._no_open_receipt = True
         except KktError as error:
             log.warning("could not cancel the open receipt: %s", error)
+
+
+def _checked_serial(serial: str) -> str:
+    """An FN serial is 16 digits; anything else is a damaged answer, never cached or printed."""
+    if len(serial) != 16 or not serial.isdigit():
+        raise BadAnswer(f"the FN serial {serial!r} is not 16 digits: a damaged answer")
+    return serial
 
 
 def _link_failure(error: LinkError) -> KktError:

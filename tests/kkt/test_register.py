@@ -393,3 +393,77 @@ def test_documents_read_whole_with_their_tlv(served: Served) -> None:
         )
         with pytest.raises(kkt.DeviceError, match="no requested data"):
             register.document(999)
+
+
+@pytest.mark.timeout(60)
+def test_a_garbled_fn_serial_is_a_bad_answer_never_cached(tmp_path: Path) -> None:
+    """FF02 answered with a damaged serial: the driver retries the query, and a receipt that the
+    FN formed never turns into an error a caller could take for "not sold" (soak finding)."""
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            inner = register._commander
+            garbled = {"left": 2}
+
+            class GarbleSerial:
+                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
+                    answer: bytes = inner.exchange(payload, **kwargs)  # type: ignore[arg-type]
+                    if payload[:2] == b"\xff\x02" and garbled["left"]:
+                        garbled["left"] -= 1
+                        answer = answer[:3] + b"99990789\x189408001"
+                    return answer
+
+                def close(self) -> None:
+                    inner.close()
+
+            register._commander = GarbleSerial()
+            register._fn_serial = None
+            result = register.sell(coffee())  # two damaged answers, then a good one
+            assert result.fn_number.isdigit() and len(result.fn_number) == 16
+            assert "&fn=" + result.fn_number in result.qr
+            garbled["left"] = 99
+            register._fn_serial = None
+            with pytest.raises(kkt.OutcomeUnknown, match="IS fiscal"):
+                register.sell(coffee())  # formed; its details unreadable: never "failed"
+            assert register.fn_status().last_document == result.document_number + 1
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_another_writer_on_the_register_is_noticed(tmp_path: Path) -> None:
+    """A second connection cancels our receipt and puts its own item in just before our closing
+    command: the document formed is not ours, and the driver says so instead of 'done'."""
+    from kkt.protocols.shtrih import classic
+    from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate
+
+    rig = Served(tmp_path, "tcp")
+    try:
+        with rig.connect() as ours, rig.connect() as theirs:
+            ours.open_shift()
+            inner = ours._commander
+            fired: list[bool] = []
+
+            class Interloper:
+                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
+                    if payload[:2] == b"\xff\x45" and not fired:
+                        fired.append(True)
+                        theirs.raw(classic.CancelReceipt(30))
+                        theirs.raw(classic.OpenReceipt(30, ReceiptType.SALE))
+                        theirs.raw(
+                            fn.OperationV2(
+                                30, OperationType.INCOME, Decimal(1), 500, None, None,
+                                TaxRate.VAT20, 1, 4, 1, "их товар",
+                            )
+                        )  # fmt: skip
+                    return inner.exchange(payload, **kwargs)  # type: ignore[arg-type, no-any-return]
+
+                def close(self) -> None:
+                    inner.close()
+
+            ours._commander = Interloper()
+            with pytest.raises(kkt.OutcomeUnknown, match="not this receipt"):
+                ours.sell(coffee())
+    finally:
+        rig.close()
