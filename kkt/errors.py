@@ -39,8 +39,9 @@ class OutcomeUnknown(KktError):
 
 
 class NotFiscalized(KktError):
-    """The receipt's closing command failed and the register's fiscal storage shows it formed no
-    document: nothing was charged, and the receipt may be sold again."""
+    """The receipt was certainly not fiscalized -- its closing command failed and the fiscal
+    storage formed no document, or the driver cancelled it before closing because the register's
+    subtotal disagreed -- so nothing was charged, and the receipt may be sold again."""
 
 
 class BadAnswer(KktError):

@@ -495,6 +495,7 @@ class Register:
                     item_tags.insert(0, (2108, item.measure))
                 if item_tags:
                     self.raw(fn.SendOperationTlv(self.password, encode_tlv(item_tags)))
+            self._check_subtotal(receipt.total)
         except KktError:
             # Nothing is fiscal before the closing command: cancel what was begun and report.
             self._cancel_open_receipt()
@@ -540,6 +541,22 @@ class Register:
                 f"details failed ({error}).  Do not sell it again: call find_document({number}), "
                 "or repeat the call with the same idempotency key to get its fiscal data"
             ) from error
+
+    def _check_subtotal(self, total: int) -> None:
+        """The register's open receipt must add up to ours before it is closed.
+
+        Shtrikh frames carry an XOR checksum: two flipped bits in the same bit position of one
+        frame pass it, and the register would execute an item with a damaged price or quantity.
+        A soak at 1 % damaged bytes produced exactly that; one subtotal query per receipt keeps
+        such a receipt from ever becoming fiscal.
+        """
+        subtotal = self.raw(classic.Subtotal(self.password)).subtotal
+        if subtotal != total:
+            raise NotFiscalized(
+                f"the register's subtotal is {subtotal} kopecks, the receipt's {total} (a command "
+                "damaged on the line?); the receipt was cancelled, nothing was charged: sell it "
+                "again"
+            )
 
     def _open_once(self, receipt_type: ReceiptType) -> None:
         """Open the receipt; after a failed exchange, the register's mode says whether it did."""

@@ -467,3 +467,42 @@ def test_another_writer_on_the_register_is_noticed(tmp_path: Path) -> None:
                 ours.sell(coffee())
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_item_damaged_past_the_checksum_never_becomes_fiscal(tmp_path: Path) -> None:
+    """Two bit flips in one bit position pass Shtrikh's XOR checksum: the register executes an
+    item with a damaged price.  The subtotal check cancels the receipt before it is closed (a
+    1 % soak once put a receipt of 85.77 into the FN that nobody sold)."""
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            before = register.fn_status().last_document
+            inner = register._commander
+            damaged: list[bytes] = []
+
+            class DamagedOnTheLine:
+                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
+                    if payload[:2] == b"\xff\x46" and not damaged:
+                        # bits 0 and 1 flipped in the price's low byte and in the tax byte:
+                        # the frame's XOR checksum is unchanged
+                        changed = bytearray(payload)
+                        changed[13] ^= 0x03
+                        changed[23] ^= 0x03
+                        damaged.append(bytes(changed))
+                        payload = bytes(changed)
+                    return inner.exchange(payload, **kwargs)  # type: ignore[arg-type, no-any-return]
+
+                def close(self) -> None:
+                    inner.close()
+
+            register._commander = DamagedOnTheLine()
+            with pytest.raises(kkt.NotFiscalized, match="subtotal"):
+                register.sell(coffee())
+            assert damaged
+            assert register.fn_status().last_document == before  # nothing formed
+            assert not register.status().receipt_items  # and nothing left open
+            assert register.sell(coffee()).total == coffee().total  # the next sale is clean
+    finally:
+        rig.close()

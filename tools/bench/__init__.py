@@ -101,7 +101,7 @@ class Printer:
             print(json.dumps(row), file=self.out, flush=True)
         else:
             note = f"  {figure.note}" if figure.note else ""
-            print(f"{figure.case:34} {figure.value:14.2f} {figure.unit:6}{note}", file=self.out)
+            print(f"{figure.case:42} {figure.value:12.2f} {figure.unit:6}{note}", file=self.out)
             self.out.flush()
 
 
