@@ -309,3 +309,18 @@ def test_decode_reads_a_pasted_trace(capsys: pytest.CaptureFixture[str]) -> None
     assert lines[2] == "request GetShortStatus()"  # passwords are not shown
     assert lines[4].startswith("answer GetShortStatus -> ShortStatus(operator=30")
     assert main(["decode", "zz"]) == 2
+
+
+def test_bench_prints_figures_as_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["bench", "link", "--quick", "--json"]) == 0
+    figures = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [f["case"] for f in figures] == [
+        "link.tcp.status_per_s",
+        "link.pty.status_per_s",
+        "link.inproc.status_per_s",
+        "codec.frames_per_s",
+    ]
+    assert all(f["unit"] == "1/s" and f["value"] > 0 for f in figures)
+    assert main(["bench", "no-such-case"]) == 2
+    assert "known: link, receipts, archive" in capsys.readouterr().err
