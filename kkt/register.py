@@ -282,7 +282,13 @@ class Register:
 
     def find_document(self, number: int) -> fn.FoundDocument:
         """The archive's short record of document ``number`` (type, time, sign, short data)."""
-        return self.raw(fn.FindDocument(self.password, number))
+        for _ in range(self.query_tries):
+            found = self.raw(fn.FindDocument(self.password, number))
+            if found.number == number:
+                return found
+            # An answer to another FF0A (a replay the line confused): never take it for this one.
+            log.warning("asked for document %d, the answer is about %d", number, found.number)
+        raise BadAnswer(f"the register keeps answering about another document than {number}")
 
     def document(self, number: int) -> Document:
         """Fiscal document ``number`` whole, its TLV decoded (FF3A/FF3B)."""

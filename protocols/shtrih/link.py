@@ -35,16 +35,16 @@ the line to fall quiet (late bytes are discarded), then asks with ENQ:
 With ``EnqMode.AUTO`` (the default) ENQ goes out at the first command and after trouble, not before
 every command -- except when the previous answer could pass for an answer to the new command (the
 same code, as consecutive FF46 lines that each answer ``FF 46 00``, or a short ``FF <err>`` before
-another FF command) -- and unless the caller says the new command is idempotent (a query: should
-the device replay its previous answer, that is an answer to the very same query a moment older,
-which costs freshness, not money).  Skipping ENQ trusts that the host's last ACK arrived.  If it
-did not, and the next frame is lost too, the device still holds the previous answer and replays it
-on ENQ; when that answer cannot belong to the new command, the host recognises it as stale --
+another FF command) -- unless the new command is an idempotent query identical to the previous one
+(should the device replay its previous answer, that is an answer to the very same query a moment
+older, which costs freshness, not money). Skipping ENQ trusts that the host's last ACK arrived. If
+it did not, and the next frame is lost too, the device still holds the previous answer and replays
+it on ENQ; when that answer cannot belong to the new command, the host recognises it as stale --
 only when it is a byte-exact copy of the previous answer and no ACK to the new frame was seen --
-confirms and skips it, and asks again.  Any other answer with a foreign code fails the command
-with `OutcomeUnknown`: two bit errors in one bit position pass the XOR checksum, and a damaged
-answer of ours must never be taken for a stale one (that would send the command twice).
-``EnqMode.ALWAYS`` syncs before every command.
+confirms and skips it, and asks again. Any other answer with a foreign code fails the command with
+`OutcomeUnknown`: two bit errors in one bit position pass the XOR checksum, and a damaged answer of
+ours must never be taken for a stale one (that would send the command twice). ``EnqMode.ALWAYS``
+syncs before every command.
 
 While an answer is awaited, the host asks with ENQ after ``probe`` seconds of silence; the device
 answers ACK ("being prepared") or replays an answer the line lost, which is then collected at once.
@@ -284,6 +284,7 @@ class ShtrikhLink:
         self._exchange: _Exchange | None = None
         self._synced = False
         self._last_answer: bytes | None = None
+        self._last_command: bytes | None = None  # the command ``_last_answer`` answered
         self._enq_at: float | None = None  # an ENQ waits for the line to fall quiet
         self._enq_outstanding = False
         # device
@@ -388,9 +389,9 @@ class ShtrikhLink:
         then fails with `NotDelivered` and the caller decides (useful for money-moving commands
         whose caller checks the fiscal storage first).  ``idempotent=True`` says executing the
         command twice changes nothing (a status query): AUTO mode then skips the ENQ it would
-        send before a command whose answer could pass for the previous one's.  Should the device
-        replay its previous answer, the host takes it: an answer to the same query, a moment
-        older -- a loss of freshness, never a second execution of anything.
+        send before the very same query again (byte for byte: "document 41" is not "document
+        42").  Should the device replay its previous answer, the host takes it: an answer to the
+        same query, a moment older -- a loss of freshness, never a wrong or second answer.
         """
         self._require_host()
         self._exchange = _Exchange(
@@ -408,7 +409,7 @@ class ShtrikhLink:
             self._synced
             and self.host_settings.enq_mode is EnqMode.AUTO
             and (
-                idempotent
+                (idempotent and payload == self._last_command)
                 or not (self._last_answer and _answer_matches(payload, self._last_answer))
             )
         ):
@@ -758,6 +759,7 @@ class ShtrikhLink:
         # answer again): the next command must sync first instead of taking that ACK for its own.
         self._synced = not self._enq_outstanding
         self._last_answer = answer
+        self._last_command = exchange.command
         self._finish(events, AnswerReceived(exchange.command, answer))
 
     # -- device API -----------------------------------------------------------------------------

@@ -421,6 +421,30 @@ class TestHostExchange:
         assert h.out() == frame(CMD_A)
         assert h.feed(B_ACK + frame(ANS_A)) == [AnswerReceived(CMD_A, ANS_A)]
 
+    def test_an_idempotent_query_with_other_parameters_keeps_the_enq_guard(self) -> None:
+        """FF0A for document 42 after FF0A for 41: the same code, another question -- a replay of
+        the old answer would be a wrong answer, so ENQ goes first (review finding)."""
+        h = host()
+        first, second = (
+            b"\xff\x0a\x1e\x00\x00\x00\x29\x00\x00\x00",
+            b"\xff\x0a\x1e\x00\x00\x00\x2a\x00\x00\x00",
+        )
+        h.link.send_command(first, 0.0, idempotent=True)
+        h.out()
+        h.feed(B_NAK)
+        h.out()
+        h.feed(B_ACK + frame(b"\xff\x0a\x00\x03"))
+        h.out()
+        h.link.send_command(second, h.now, idempotent=True)
+        assert h.out() == B_ENQ
+        # the identical query again may skip it:
+        h.feed(B_NAK)
+        h.out()
+        h.feed(B_ACK + frame(b"\xff\x0a\x00\x04"))
+        h.out()
+        h.link.send_command(second, h.now, idempotent=True)
+        assert h.out() == frame(second)
+
     def test_idempotent_query_after_a_lost_ack_and_a_lost_frame_takes_the_replay(self) -> None:
         """The host's ACK to the last answer and the next identical query's frame are both lost:
         ENQ brings back the device's copy of the previous answer -- an answer to the very same
