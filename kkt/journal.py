@@ -25,6 +25,8 @@ class Entry:
     operation: int
     total: int
     result: dict[str, Any] | None
+    fn: str  # the FN the receipt began in ('' in journals written before this column)
+    fingerprint: str  # `Receipt.fingerprint()` ('' in older journals: match by total alone)
 
 
 class Journal:
@@ -41,25 +43,43 @@ class Journal:
             "before INTEGER NOT NULL, operation INTEGER NOT NULL, total INTEGER NOT NULL, "
             "result TEXT)"
         )
-        self._db.execute("CREATE INDEX IF NOT EXISTS receipts_before ON receipts (before)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(receipts)")}
+        for column in ("fn", "fingerprint"):  # journals written before these were recorded
+            if column not in columns:
+                self._db.execute(
+                    f"ALTER TABLE receipts ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+                )
+        self._db.execute("CREATE INDEX IF NOT EXISTS receipts_fn ON receipts (fn, state)")
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT key, state, before, operation, total, result FROM receipts WHERE key = ?",
+                "SELECT key, state, before, operation, total, result, fn, fingerprint "
+                "FROM receipts WHERE key = ?",
                 (key,),
             ).fetchone()
         if row is None:
             return None
-        return Entry(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]) if row[5] else None)
+        result = json.loads(row[5]) if row[5] else None
+        return Entry(row[0], row[1], row[2], row[3], row[4], result, row[6], row[7])
 
-    def begin(self, key: str, before: int, operation: int, total: int) -> None:
+    def begin(
+        self,
+        key: str,
+        before: int,
+        operation: int,
+        total: int,
+        fn: str = "",
+        fingerprint: str = "",
+    ) -> None:
+        """Record, durably, that receipt ``key`` is about to begin in FN ``fn``."""
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO receipts (key, state, before, operation, total, result) "
-                "VALUES (?, 'pending', ?, ?, ?, NULL)",
-                (key, before, operation, total),
+                "INSERT OR REPLACE INTO receipts "
+                "(key, state, before, operation, total, result, fn, fingerprint) "
+                "VALUES (?, 'pending', ?, ?, ?, NULL, ?, ?)",
+                (key, before, operation, total, fn, fingerprint),
             )
 
     def done(self, key: str, result: dict[str, Any]) -> None:
@@ -69,15 +89,14 @@ class Journal:
                 (json.dumps(result), key),
             )
 
-    def claimed(self, after: int) -> set[int]:
-        """FN document numbers that keys already done own, among those formed after ``after``.
+    def claimed(self, after: int, fn: str = "") -> set[int]:
+        """Numbers above ``after`` of the documents in FN ``fn`` that keys already done own.
 
-        One writer forms documents in order, so a key that began before ``after`` owns a document
-        at or before it; only keys that began at ``after`` or later can own a later one.
+        Every done key counts, whenever it began: a key resolved late owns a late document.
         """
         with self._lock:
             rows = self._db.execute(
-                "SELECT result FROM receipts WHERE state = 'done' AND before >= ?", (after,)
+                "SELECT result FROM receipts WHERE state = 'done' AND fn = ?", (fn,)
             ).fetchall()
         numbers = {int(json.loads(row[0])["document_number"]) for row in rows if row[0]}
         return {number for number in numbers if number > after}

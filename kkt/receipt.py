@@ -9,6 +9,7 @@ the register cannot print -- so a receipt never fails with half of it sent.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -111,6 +112,14 @@ class Receipt:
     def change(self) -> int:
         return self.payments.total - self.total
 
+    def fingerprint(self) -> str:
+        """What identifies this receipt's content in the fiscal storage: its operation and each
+        item's name, price, quantity and amount, in order (see `fingerprint_of`)."""
+        return fingerprint_of(
+            int(self.operation),
+            [(item.name, item.price, item.quantity, item.total) for item in self.items],
+        )
+
     def validate(self) -> None:
         """Raise `ReceiptRejected` saying what to fix; return when the receipt can be sent."""
         if not self.items:
@@ -154,3 +163,15 @@ class Receipt:
             raise ReceiptRejected("only cash can be overpaid: change is given in cash")
         if bin(int(self.tax_system)).count("1") != 1:
             raise ReceiptRejected("a receipt has exactly one tax system (tag 1055)")
+
+
+def fingerprint_of(operation: int, items: list[tuple[str, int, Decimal, int]]) -> str:
+    """A short hash of (operation, [(name, price, quantity, amount)]) -- the same whether computed
+    from a `Receipt` or read back from a fiscal document's tags 1054 and 1059 (1030, 1079, 1023,
+    1043), so a receipt left in doubt is matched by its content, not its total alone."""
+    canonical = [str(operation)]
+    for name, price, quantity, amount in items:
+        canonical.append(
+            f"{name}\x1f{price}\x1f{quantity.quantize(Decimal('0.000001'))}\x1f{amount}"
+        )
+    return hashlib.sha256("\x1e".join(canonical).encode("utf-8")).hexdigest()[:32]

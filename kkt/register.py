@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from kkt.protocols.errors import CodecError, LinkError, ProtocolError
-from kkt.protocols.ffd import QrData, encode_tlv, qr_string
+from kkt.protocols.ffd import QrData, encode_tlv, find, qr_string
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.errors import ShtrikhDeviceError
 from kkt.protocols.shtrih.message import Answer, Request
@@ -43,8 +43,8 @@ from .errors import (
     TransportError,
     from_shtrih,
 )
-from .journal import Journal
-from .receipt import Operation, Receipt, Vat
+from .journal import Entry, Journal
+from .receipt import Operation, Receipt, Vat, fingerprint_of
 
 log = logging.getLogger(__name__)
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -435,14 +435,7 @@ class Register:
                 if entry is not None and entry.state == "done" and entry.result:
                     return FiscalResult.from_json(entry.result)
                 if entry is not None:
-                    # Left pending by a crash or an unknown outcome: the FN decides.  Documents
-                    # other keys already own are not candidates, whatever their total.
-                    found = self._find_formed(
-                        entry.before,
-                        entry.operation,
-                        entry.total,
-                        exclude=self.journal.claimed(entry.before),
-                    )
+                    found = self._settle_pending(entry)
                     if found is not None:
                         self.journal.done(key, found.to_json())
                         return found
@@ -451,7 +444,10 @@ class Register:
             if key is None:
                 return self._fiscalize(receipt, before)
             assert self.journal is not None
-            self.journal.begin(key, before, int(receipt.operation), receipt.total)
+            serial = self._serial()
+            self.journal.begin(
+                key, before, int(receipt.operation), receipt.total, serial, receipt.fingerprint()
+            )
             try:
                 result = self._fiscalize(receipt, before)
             except OutcomeUnknown:
@@ -463,6 +459,37 @@ class Register:
                 raise
             self.journal.done(key, result.to_json())
             return result
+
+    def _settle_pending(self, entry: Entry) -> FiscalResult | None:
+        """A key left pending by a crash or an unknown outcome: the FN it began in decides.
+
+        Documents other keys already own are not candidates, whatever their total.  Any doubt
+        -- another FN, a line too bad to read the archive -- is `OutcomeUnknown`, never a plain
+        failure: that receipt may well be fiscal.
+        """
+        assert self.journal is not None
+        try:
+            serial = self._serial()
+            if entry.fn and entry.fn != serial:
+                raise OutcomeUnknown(
+                    f"receipt {entry.key!r} began in FN {entry.fn}, and this register holds FN "
+                    f"{serial}: settle it on that register (or read that FN's documents after "
+                    f"number {entry.before})"
+                )
+            return self._find_formed(
+                entry.before,
+                entry.operation,
+                entry.total,
+                exclude=self.journal.claimed(entry.before, serial),
+                fingerprint=entry.fingerprint,
+            )
+        except OutcomeUnknown:
+            raise
+        except (KktError, ProtocolError) as error:
+            raise OutcomeUnknown(
+                f"receipt {entry.key!r} may be fiscal and its FN could not be read ({error}); "
+                "try again when the register answers"
+            ) from error
 
     def _fiscalize(self, receipt: Receipt, before: int) -> FiscalResult:
         # A receipt left open by an earlier failure (of this single writer) is not fiscal: drop it,
@@ -517,22 +544,27 @@ class Register:
         )
         try:
             closed = self.raw(close)
+        except DeviceError as refusal:
+            # A refusal usually means nothing was done -- but a paper end during the fiscal
+            # printout can come after the FN formed the document.  The FN's archive is the judge.
+            if self._formed_since(before):
+                log.warning("closing command refused (%s) yet the FN moved on; settling", refusal)
+                return self._settle_safely(receipt, before, close)
+            raise
         except (TransportError, OutcomeUnknown) as error:
             # Whatever the link concluded, the FN's archive is the judge of a closing command.
             log.warning("closing command failed on the link (%s); asking the FN", error)
-            try:
-                return self._settle(receipt, before, close)
-            except (NotFiscalized, OutcomeUnknown):
-                raise
-            except (KktError, ProtocolError) as failure:
-                # Anything else here leaves the receipt's fate open: never let it read "failed".
-                raise OutcomeUnknown(
-                    f"whether the receipt was fiscalized is unknown ({failure}): check the FN's "
-                    f"documents after number {before} before selling it again"
-                ) from failure
+            return self._settle_safely(receipt, before, close)
         result = self._formed(closed.document_number, closed.fiscal_sign, receipt)
         self._no_open_receipt = True  # closed by us, and nothing else sent since
         return result
+
+    def _formed_since(self, before: int) -> bool:
+        """Has the FN formed any document after ``before``?  (Unknown counts as yes.)"""
+        try:
+            return self.raw(fn.GetFnStatus(self.password)).last_document_number > before
+        except KktError:
+            return True
 
     def _formed(self, number: int, sign: int, receipt: Receipt) -> FiscalResult:
         """The fiscal data of a receipt the FN has just formed.  From here on nothing may say
@@ -593,11 +625,31 @@ class Register:
                     ) from None
         raise TransportError("the register would not take the item; check the line")
 
+    def _settle_safely(
+        self, receipt: Receipt, before: int, close: fn.CloseReceiptV2
+    ) -> FiscalResult:
+        """`_settle`, where anything but "done" or `NotFiscalized` reads `OutcomeUnknown`."""
+        try:
+            return self._settle(receipt, before, close)
+        except (NotFiscalized, OutcomeUnknown):
+            raise
+        except (KktError, ProtocolError) as failure:
+            # Anything else here leaves the receipt's fate open: never let it read "failed".
+            raise OutcomeUnknown(
+                f"whether the receipt was fiscalized is unknown ({failure}): check the FN's "
+                f"documents after number {before} before selling it again"
+            ) from failure
+
     def _settle(self, receipt: Receipt, before: int, close: fn.CloseReceiptV2) -> FiscalResult:
         """The closing command's fate is unknown: the FN's archive decides."""
         for _ in range(3):
             try:
-                found = self._find_formed(before, int(receipt.operation), receipt.total)
+                found = self._find_formed(
+                    before,
+                    int(receipt.operation),
+                    receipt.total,
+                    fingerprint=receipt.fingerprint(),
+                )
                 if found is not None:
                     return found
                 if self.status().mode.mode is Mode.DOCUMENT_OPEN:
@@ -617,24 +669,52 @@ class Register:
         )
 
     def _find_formed(
-        self, before: int, operation: int, total: int, *, exclude: set[int] | None = None
+        self,
+        before: int,
+        operation: int,
+        total: int,
+        *,
+        exclude: set[int] | None = None,
+        fingerprint: str = "",
     ) -> FiscalResult | None:
-        """The newest receipt after document ``before`` with this operation and total."""
+        """The newest receipt after document ``before`` with this operation and total -- and,
+        given a ``fingerprint``, these very items (read from the document's tags)."""
         last = self.raw(fn.GetFnStatus(self.password)).last_document_number
         for number in range(last, before, -1):
             if exclude and number in exclude:
                 continue
             found = self.find_document(number)
             details = found.details()
-            if isinstance(details, fn.ReceiptDetails) and (
-                int(details.operation),
-                details.total,
-            ) == (
-                operation,
-                total,
-            ):
-                return self._from_document(found, total, operation)
+            if not isinstance(details, fn.ReceiptDetails):
+                continue
+            if (int(details.operation), details.total) != (operation, total):
+                continue
+            if fingerprint and self._document_fingerprint(number) not in (fingerprint, None):
+                continue  # the same total, other items: another sale's receipt
+            return self._from_document(found, total, operation)
         return None
+
+    def _document_fingerprint(self, number: int) -> str | None:
+        """`fingerprint_of` the document's own items; None when this register cannot say."""
+        try:
+            document = read_document(self, number)
+        except DeviceError:
+            return None  # no FF3A/FF3B on this model: the total has to do
+        items = []
+        for tag, value in document.tlv:
+            if tag == 1059 and isinstance(value, list):
+                fields = dict(value)
+                quantity = fields.get(1023)
+                items.append(
+                    (
+                        str(fields.get(1030, "")),
+                        int(fields.get(1079, 0)),  # type: ignore[arg-type]
+                        quantity if isinstance(quantity, Decimal) else Decimal(0),
+                        int(fields.get(1043, 0)),  # type: ignore[arg-type]
+                    )
+                )
+        operation = find(document.tlv, 1054)
+        return fingerprint_of(int(operation) if isinstance(operation, int) else 0, items)
 
     def _result(self, number: int, sign: int, receipt: Receipt) -> FiscalResult:
         found = self.find_document(number)

@@ -7,6 +7,7 @@ returns the `ShtrikhRegister` whose ``execute(payload) -> answer`` the TCP and p
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from pathlib import Path
 
 from kkt.protocols.ffd import inn_is_valid, make_rnm
@@ -54,7 +55,18 @@ def open_device(
     fiscal_only = bool(settings.extra["fiscal_only"])
     if clock is None:
         clock = SystemClock(dt.timedelta(seconds=settings.clock_offset))
-    storage = FiscalStorage(SqliteStore(state / "fn.sqlite"), clock, config=FnConfig())
+    if "fn_serial" not in settings.extra:
+        # Each new emulated FN gets its own serial in the test range, so a farm of emulators
+        # looks like a farm (journals and OFDs tell FNs apart by serial); an FN created before
+        # serials were drawn keeps the one it has.
+        fresh = not (state / "fn.sqlite").exists()
+        default = FnConfig().serial
+        settings.extra["fn_serial"] = (
+            default[:8] + f"{secrets.randbelow(10**8):08d}" if fresh else default
+        )
+        settings.save()
+    config = FnConfig(serial=str(settings.extra["fn_serial"]))
+    storage = FiscalStorage(SqliteStore(state / "fn.sqlite"), clock, config=config)
     if storage.status().phase is LifePhase.READY:
         mode = WorkMode.INTERNET | WorkMode.AUTOMATIC if fiscal_only else WorkMode(0)
         storage.register(

@@ -506,3 +506,94 @@ def test_an_item_damaged_past_the_checksum_never_becomes_fiscal(tmp_path: Path) 
             assert register.sell(coffee()).total == coffee().total  # the next sale is clean
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_closing_command_is_judged_by_the_fn(tmp_path: Path) -> None:
+    """A paper end reported for the closing command after the FN formed the document (real
+    firmware prints the fiscal part after forming it): the receipt is fiscal and reported so."""
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            before = register.fn_status().last_document
+            inner = register._commander
+
+            class PaperEndAfterForming:
+                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
+                    answer: bytes = inner.exchange(payload, **kwargs)  # type: ignore[arg-type]
+                    if payload[:2] == b"\xff\x45":
+                        return b"\xff\x45\x6b"  # "no receipt tape", though the FN formed it
+                    return answer
+
+                def close(self) -> None:
+                    inner.close()
+
+            register._commander = PaperEndAfterForming()
+            result = register.sell(coffee())
+            assert result.document_number == before + 1 and result.total == coffee().total
+            assert register.fn_status().last_document == before + 1
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_one_journal_for_two_registers_keeps_their_documents_apart(tmp_path: Path) -> None:
+    """The `kkt sell --key` default journal serves every register: a key done on register B must
+    not hide register A's pending receipt that carries the same document number."""
+    from kkt.protocols.errors import LinkError
+
+    journal = tmp_path / "journal.sqlite"
+    a_rig, b_rig = Served(tmp_path / "a", "inproc"), Served(tmp_path / "b", "inproc")
+    try:
+        with a_rig.connect(journal) as a, b_rig.connect(journal) as b:
+            a.open_shift()
+            b.open_shift()
+            assert a.fn_info().serial != b.fn_info().serial  # each emulated FN has its own
+            inner = a._commander
+
+            class AnswerLost:
+                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
+                    answer: bytes = inner.exchange(payload, **kwargs)  # type: ignore[arg-type]
+                    if payload[:2] == b"\xff\x45":
+                        a._commander = inner  # the line is back for the retry
+                        raise LinkError("answer lost", command=payload, maybe_executed=True)
+                    return answer
+
+                def close(self) -> None:
+                    inner.close()
+
+            a._commander = AnswerLost()
+            sold = a.sell(coffee(), key="A-1")  # settled from the FN at once
+            b.sell(coffee(), key="B-1")
+            assert a.sell(coffee(), key="A-1") == sold
+            assert a.fn_status().last_document == sold.document_number
+    finally:
+        a_rig.close()
+        b_rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_pending_key_is_matched_by_its_items_not_its_total_alone(tmp_path: Path) -> None:
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            assert register.journal is not None
+            tea = Receipt(
+                (Item("Чай", coffee().total, Decimal(1), Vat.VAT20),), Payments(cash=70_000)
+            )
+            before = register.fn_status().last_document
+            register.journal.begin(
+                "order-9",
+                before,
+                int(Operation.SELL),
+                coffee().total,
+                register.fn_info().serial,
+                coffee().fingerprint(),
+            )
+            other = register.sell(tea)  # the same total, other items, no key
+            mine = register.sell(coffee(), key="order-9")
+            assert mine.document_number == other.document_number + 1  # not tea's receipt
+    finally:
+        rig.close()

@@ -63,8 +63,14 @@ def case(name: str, *, soak: bool = False) -> Callable[[CaseFunction], CaseFunct
 
 
 def load_cases() -> None:
+    """Import every case module, then order the cases as `CASE_MODULES` lists them (a test may
+    have imported one module before the others)."""
     for module in CASE_MODULES:
         importlib.import_module(f"{__name__}.{module}")
+    rank = {name: index for index, name in enumerate(CASE_MODULES)}
+    ordered = sorted(CASES.items(), key=lambda item: rank.get(item[0], len(rank)))
+    CASES.clear()
+    CASES.update(ordered)
 
 
 def median_rate(action: Callable[[], object], count: int, rounds: int) -> float:
