@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from .connect import connect
 from .discover import Found, discover
 from .errors import (
+    CannotSend,
     DeviceError,
     FnExhausted,
     KktError,
@@ -31,6 +32,7 @@ from .receipt import Item, Operation, Payments, Receipt, TaxSystem, Vat
 from .register import FiscalResult, Register
 
 __all__ = [
+    "CannotSend",
     "DeviceError",
     "FiscalResult",
     "FnExhausted",

@@ -45,6 +45,18 @@ def connect(
     """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys."""
     if protocol != "shtrih":
         raise ValueError(f"protocol {protocol!r} is not supported yet; use 'shtrih'")
+    # The journal first: a path that cannot hold it must not leave a port open behind it.
+    opened_journal = Journal(journal) if journal else None
+    try:
+        commander = _commander(url, baudrate, settings, usb_backend)
+    except BaseException:
+        if opened_journal is not None:
+            opened_journal.close()
+        raise
+    return Register(commander, password=password, journal=opened_journal)
+
+
+def _commander(url: str, baudrate: int, settings: HostSettings | None, usb_backend: Any) -> Any:
     commander: Any
     if url.startswith(EMULATOR_SCHEME):
         from .inprocess import InProcess  # the one bridge to the emulator, imported on demand
@@ -70,11 +82,17 @@ def connect(
             return _open_port(url, baudrate)
 
         commander = ShtrikhSession(open_serial(), settings=settings, reopen=open_serial)
-    return Register(commander, password=password, journal=Journal(journal) if journal else None)
+    return commander
 
 
 def _open_port(url: str, baudrate: int) -> Any:
-    port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, do_not_open=True)
+    try:
+        port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, do_not_open=True)
+    except (ValueError, serial.SerialException) as error:
+        raise TransportError(
+            f"{url!r} is not a port this driver can open ({error}); write a device path "
+            "(/dev/ttyUSB0, COM3), socket://HOST:PORT, usb://VID:PID or emulator:DIR"
+        ) from None
     if "://" not in url:
         port.exclusive = True  # a second process must not interleave its bytes with ours
     try:

@@ -143,6 +143,9 @@ def _probe_serial(path: str, baud: int, timeout: float) -> Found | None:
         if reply not in (bytes((NAK,)), bytes((ACK,))):
             return None
         return _identify(port, path, baud, timeout)
+    except (serial.SerialException, OSError) as exc:  # the port failed mid-probe
+        log.debug("%s: probe failed (%s)", path, exc)
+        return None
     finally:
         port.close()
 

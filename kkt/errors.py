@@ -49,6 +49,11 @@ class BadAnswer(KktError):
     that a status query could not repeat."""
 
 
+class CannotSend(KktError, ValueError):
+    """A value does not fit the command's fields (a negative number, text the register cannot
+    print, a sum too large): nothing was sent."""
+
+
 class ReceiptRejected(KktError, ValueError):
     """The receipt is invalid as given; nothing was sent."""
 
@@ -120,6 +125,7 @@ def from_shtrih(error: _ProtocolDeviceError) -> DeviceError:
 
 __all__ = [
     "BadAnswer",
+    "CannotSend",
     "DeviceError",
     "FnExhausted",
     "KktError",

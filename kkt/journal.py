@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import KktError
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -33,6 +35,15 @@ class Journal:
     """One SQLite file; safe to share between threads of one process."""
 
     def __init__(self, path: str | Path) -> None:
+        try:
+            self._open(path)
+        except sqlite3.Error as error:
+            raise KktError(
+                f"cannot open the idempotency journal {path}: {error}; give a writable file path"
+            ) from None
+        self._lock = threading.Lock()
+
+    def _open(self, path: str | Path) -> None:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
@@ -50,7 +61,6 @@ class Journal:
                     f"ALTER TABLE receipts ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
                 )
         self._db.execute("CREATE INDEX IF NOT EXISTS receipts_fn ON receipts (fn, state)")
-        self._lock = threading.Lock()
 
     def get(self, key: str) -> Entry | None:
         with self._lock:

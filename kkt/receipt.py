@@ -50,6 +50,7 @@ class TaxSystem(enum.IntFlag):
 
 
 MAX_NAME_BYTES = 128  # FF46 carries at most 128 bytes of name
+MAX_SUM = 2**40 - 1  # kopecks: the registers' 5-byte money fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,10 @@ class Receipt:
                 or (item.amount is not None and item.amount < 0)
             ):
                 raise ReceiptRejected(f"{where}: price and amount must be >= 0, quantity > 0")
+            if max(item.price, item.total) > MAX_SUM:
+                raise ReceiptRejected(
+                    f"{where}: over {MAX_SUM} kopecks, more than a register holds"
+                )
             if item.quantity != item.quantity.quantize(Decimal("0.000001")):
                 raise ReceiptRejected(f"{where}: quantity has more than 6 decimals")
             computed = Item(item.name, item.price, item.quantity).total

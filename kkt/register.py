@@ -35,6 +35,7 @@ from kkt.protocols.shtrih.modes import (
 from .archive import Document, Registration, read_document, read_registration, shift_opened_at
 from .errors import (
     BadAnswer,
+    CannotSend,
     DeviceError,
     KktError,
     NotFiscalized,
@@ -188,11 +189,17 @@ class Register:
 
     def _raw_once(self, request: Request[AnswerT]) -> AnswerT:
         with self._lock:
+            try:
+                encoded = request.encode()
+            except CodecError as error:
+                # construct prefixes its own path line ("Error in path ..."): keep the last one.
+                reason = str(error).strip().splitlines()[-1]
+                raise CannotSend(f"{type(request).__name__}: {reason}; nothing was sent") from None
             if not request.REPEATABLE:
                 self._no_open_receipt = False
             try:
                 payload = self._commander.exchange(
-                    request.encode(), answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+                    encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
                 )
             except LinkError as error:
                 raise _link_failure(error) from error
@@ -220,9 +227,10 @@ class Register:
         return refusal
 
     def close(self) -> None:
-        self._commander.close()
-        if self.journal is not None:
-            self.journal.close()
+        with self._lock:  # not under another thread's exchange or receipt
+            self._commander.close()
+            if self.journal is not None:
+                self.journal.close()
 
     def __enter__(self) -> Register:
         return self

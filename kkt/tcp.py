@@ -46,14 +46,19 @@ class TcpPort:
     # `read(n)` returns what has arrived without waiting for all ``n`` bytes (see the session).
     reads_available = True
 
+    def _readable(self, timeout: float | None) -> bool:
+        try:
+            readable, _, _ = select.select([self._socket], [], [], timeout)
+        except (ValueError, OSError) as error:  # closed under us (another thread's close)
+            raise TransportError(f"the connection is closed: {error}") from None
+        return bool(readable)
+
     @property
     def in_waiting(self) -> int:
-        readable, _, _ = select.select([self._socket], [], [], 0)
-        return 1 if readable else 0
+        return 1 if self._readable(0) else 0
 
     def read(self, size: int = 1) -> bytes:
-        readable, _, _ = select.select([self._socket], [], [], self.timeout)
-        if not readable:
+        if not self._readable(self.timeout):
             return b""
         try:
             data = self._socket.recv(size)

@@ -82,7 +82,12 @@ class UsbPort:
         core, _ = usb_modules()
 
         def matches(device: Any) -> bool:
-            return serial is None or getattr(device, "serial_number", None) == serial
+            if serial is None:
+                return True
+            try:
+                return bool(device.serial_number == serial)
+            except (ValueError, NotImplementedError, OSError, core.USBError):
+                return False  # its serial cannot be read (permissions, no string descriptors)
 
         where = f"{SCHEME}{vid:04x}:{pid:04x}" + (f"/{serial}" if serial else "")
         try:

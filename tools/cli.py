@@ -21,6 +21,7 @@ import kkt
 from kkt import __version__
 from kkt.errors import (
     BadAnswer,
+    CannotSend,
     DeviceError,
     KktError,
     NotFiscalized,
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (register_cli.UsageError, ReceiptRejected) as error:
+    except (register_cli.UsageError, ReceiptRejected, CannotSend) as error:
         return _fail(name, str(error), EXIT_USAGE)
     except DeviceError as error:
         return _fail(name, f"the register refused: {error}", EXIT_REFUSED)

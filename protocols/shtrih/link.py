@@ -209,12 +209,14 @@ class HostSettings:
         """The longest one exchange can last, whatever the line does: a hard bound.
 
         Each send of the frame may cost ``max_enq`` ENQ rounds of ``ack + quiet + byte``; the
-        answer may take its timeout plus ``max_enq`` "still preparing" extensions of ``probe``.
+        answer may take its timeout, and a register that keeps saying "still preparing" (ENQ ->
+        ACK) gets the whole timeout again up to ``max_enq`` times before the host gives up.
         """
         answer = self.answer if answer_timeout is None else answer_timeout
         round_trip = self.ack + self.quiet + self.byte
         sends = self.max_resend + 2  # the first send, the resends and the opening sync
-        return answer + self.max_enq * (sends * round_trip + self.probe + self.ack)
+        waits = answer * (self.max_enq + 1)
+        return waits + self.max_enq * (sends * round_trip + self.probe + self.ack)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +261,7 @@ class _Exchange:
     answer_due: float = 0.0  # when the command's answer timeout runs out
     frame_acked: bool = False  # the device ACKed the frame last written
     give_up_at: float = float("inf")  # the hard bound of `HostSettings.exchange_limit`
+    limit: float = float("inf")  # that bound's length, for messages
     noisy_since: float | None = None  # an ENQ has waited since then for a quiet line
 
 
@@ -353,8 +356,8 @@ class ShtrikhLink:
             self._fail(
                 events,
                 NoResponse(
-                    f"the exchange found no end within {exchange.give_up_at - now:.0f} s of its "
-                    "bound; check the line and the register before repeating the command",
+                    f"the exchange did not end within its bound of {exchange.limit:.0f} s; "
+                    "check the line and the register before repeating the command",
                     command=exchange.command,
                     maybe_executed=self._host is not _Host.SYNC,
                 ),
@@ -402,9 +405,8 @@ class ShtrikhLink:
             else self.host_settings.answer,
             resend=resend,
         )
-        self._exchange.give_up_at = now + self.host_settings.exchange_limit(
-            self._exchange.answer_timeout
-        )
+        self._exchange.limit = self.host_settings.exchange_limit(self._exchange.answer_timeout)
+        self._exchange.give_up_at = now + self._exchange.limit
         if (
             self._synced
             and self.host_settings.enq_mode is EnqMode.AUTO
@@ -423,7 +425,8 @@ class ShtrikhLink:
         self._exchange = _Exchange(
             command=b"", frame=b"", answer_timeout=self.host_settings.answer, resend=False
         )
-        self._exchange.give_up_at = now + self.host_settings.exchange_limit()
+        self._exchange.limit = self.host_settings.exchange_limit()
+        self._exchange.give_up_at = now + self._exchange.limit
         self._start_sync(now)
 
     def forget_sync(self) -> None:

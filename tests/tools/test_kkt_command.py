@@ -228,6 +228,15 @@ def test_errors_are_one_line_with_the_documented_exit_code(
     assert "kkt doctor" in refused("status", "--json", code=3)
     assert main(["no-such-command"]) == 2
     assert main(["--help"]) == 0
+    # values no command field can hold: refused before anything is sent (review findings)
+    assert "nothing was sent" in kkt("doc", "-1", code=2)
+    assert "cannot be written in cp1251" in kkt("print", "😀", code=2)
+    assert "nothing was sent" in kkt("cash", "in", "99999999999999", code=2)
+    assert "not a port this driver can open" in Kkt("foo://x", capsys)("status", code=3)
+    blocked = tmp_path / "no-dir" / "journal.sqlite"
+    assert "idempotency journal" in kkt(
+        "sell", str(EXAMPLE), "--key", "k", "--journal", str(blocked), code=1
+    )
 
 
 def test_over_tcp_with_a_frame_trace(
