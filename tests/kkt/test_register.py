@@ -13,6 +13,7 @@ from kkt.emulator.shtrih import open_device
 from kkt.protocols.shtrih import fn
 from kkt.protocols.shtrih.link import HostSettings
 from kkt.tools.demo import EmulatorThread
+from support.tap import Send, tap, untap
 
 import kkt
 from kkt import Item, Operation, Payments, Receipt, Vat
@@ -403,21 +404,16 @@ def test_a_garbled_fn_serial_is_a_bad_answer_never_cached(tmp_path: Path) -> Non
     try:
         with rig.connect() as register:
             register.open_shift()
-            inner = register._commander
             garbled = {"left": 2}
 
-            class GarbleSerial:
-                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
-                    answer: bytes = inner.exchange(payload, **kwargs)  # type: ignore[arg-type]
-                    if payload[:2] == b"\xff\x02" and garbled["left"]:
-                        garbled["left"] -= 1
-                        answer = answer[:3] + b"99990789\x189408001"
-                    return answer
+            def garble_serial(payload: bytes, send: Send) -> bytes:
+                answer = send(payload)
+                if payload[:2] == b"\xff\x02" and garbled["left"]:
+                    garbled["left"] -= 1
+                    answer = answer[:3] + b"99990789\x189408001"
+                return answer
 
-                def close(self) -> None:
-                    inner.close()
-
-            register._commander = GarbleSerial()
+            tap(register, garble_serial)
             register._fn_serial = None
             result = register.sell(coffee())  # two damaged answers, then a good one
             assert result.fn_number.isdigit() and len(result.fn_number) == 16
@@ -442,27 +438,22 @@ def test_another_writer_on_the_register_is_noticed(tmp_path: Path) -> None:
     try:
         with rig.connect() as ours, rig.connect() as theirs:
             ours.open_shift()
-            inner = ours._commander
             fired: list[bool] = []
 
-            class Interloper:
-                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
-                    if payload[:2] == b"\xff\x45" and not fired:
-                        fired.append(True)
-                        theirs.raw(classic.CancelReceipt(30))
-                        theirs.raw(classic.OpenReceipt(30, ReceiptType.SALE))
-                        theirs.raw(
-                            fn.OperationV2(
-                                30, OperationType.INCOME, Decimal(1), 500, None, None,
-                                TaxRate.VAT20, 1, 4, 1, "их товар",
-                            )
-                        )  # fmt: skip
-                    return inner.exchange(payload, **kwargs)  # type: ignore[arg-type, no-any-return]
+            def interloper(payload: bytes, send: Send) -> bytes:
+                if payload[:2] == b"\xff\x45" and not fired:
+                    fired.append(True)
+                    theirs.raw(classic.CancelReceipt(30))
+                    theirs.raw(classic.OpenReceipt(30, ReceiptType.SALE))
+                    theirs.raw(
+                        fn.OperationV2(
+                            30, OperationType.INCOME, Decimal(1), 500, None, None,
+                            TaxRate.VAT20, 1, 4, 1, "их товар",
+                        )
+                    )  # fmt: skip
+                return send(payload)
 
-                def close(self) -> None:
-                    inner.close()
-
-            ours._commander = Interloper()
+            tap(ours, interloper)
             with pytest.raises(kkt.OutcomeUnknown, match="not this receipt"):
                 ours.sell(coffee())
     finally:
@@ -479,25 +470,20 @@ def test_an_item_damaged_past_the_checksum_never_becomes_fiscal(tmp_path: Path) 
         with rig.connect() as register:
             register.open_shift()
             before = register.fn_status().last_document
-            inner = register._commander
             damaged: list[bytes] = []
 
-            class DamagedOnTheLine:
-                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
-                    if payload[:2] == b"\xff\x46" and not damaged:
-                        # bits 0 and 1 flipped in the price's low byte and in the tax byte:
-                        # the frame's XOR checksum is unchanged
-                        changed = bytearray(payload)
-                        changed[13] ^= 0x03
-                        changed[23] ^= 0x03
-                        damaged.append(bytes(changed))
-                        payload = bytes(changed)
-                    return inner.exchange(payload, **kwargs)  # type: ignore[arg-type, no-any-return]
+            def damaged_on_the_line(payload: bytes, send: Send) -> bytes:
+                if payload[:2] == b"\xff\x46" and not damaged:
+                    # bits 0 and 1 flipped in the price's low byte and in the tax byte: the
+                    # frame's XOR checksum is unchanged
+                    changed = bytearray(payload)
+                    changed[13] ^= 0x03
+                    changed[23] ^= 0x03
+                    damaged.append(bytes(changed))
+                    payload = bytes(changed)
+                return send(payload)
 
-                def close(self) -> None:
-                    inner.close()
-
-            register._commander = DamagedOnTheLine()
+            tap(register, damaged_on_the_line)
             with pytest.raises(kkt.NotFiscalized, match="subtotal"):
                 register.sell(coffee())
             assert damaged
@@ -517,19 +503,14 @@ def test_a_refused_closing_command_is_judged_by_the_fn(tmp_path: Path) -> None:
         with rig.connect() as register:
             register.open_shift()
             before = register.fn_status().last_document
-            inner = register._commander
 
-            class PaperEndAfterForming:
-                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
-                    answer: bytes = inner.exchange(payload, **kwargs)  # type: ignore[arg-type]
-                    if payload[:2] == b"\xff\x45":
-                        return b"\xff\x45\x6b"  # "no receipt tape", though the FN formed it
-                    return answer
+            def paper_end_after_forming(payload: bytes, send: Send) -> bytes:
+                answer = send(payload)
+                if payload[:2] == b"\xff\x45":
+                    return b"\xff\x45\x6b"  # "no receipt tape", though the FN formed it
+                return answer
 
-                def close(self) -> None:
-                    inner.close()
-
-            register._commander = PaperEndAfterForming()
+            tap(register, paper_end_after_forming)
             result = register.sell(coffee())
             assert result.document_number == before + 1 and result.total == coffee().total
             assert register.fn_status().last_document == before + 1
@@ -550,20 +531,15 @@ def test_one_journal_for_two_registers_keeps_their_documents_apart(tmp_path: Pat
             a.open_shift()
             b.open_shift()
             assert a.fn_info().serial != b.fn_info().serial  # each emulated FN has its own
-            inner = a._commander
 
-            class AnswerLost:
-                def exchange(self, payload: bytes, **kwargs: object) -> bytes:
-                    answer: bytes = inner.exchange(payload, **kwargs)  # type: ignore[arg-type]
-                    if payload[:2] == b"\xff\x45":
-                        a._commander = inner  # the line is back for the retry
-                        raise LinkError("answer lost", command=payload, maybe_executed=True)
-                    return answer
+            def answer_lost(payload: bytes, send: Send) -> bytes:
+                answer = send(payload)
+                if payload[:2] == b"\xff\x45":
+                    untap(a)  # the line is back for the retry
+                    raise LinkError("answer lost", command=payload, maybe_executed=True)
+                return answer
 
-                def close(self) -> None:
-                    inner.close()
-
-            a._commander = AnswerLost()
+            tap(a, answer_lost)
             sold = a.sell(coffee(), key="A-1")  # settled from the FN at once
             b.sell(coffee(), key="B-1")
             assert a.sell(coffee(), key="A-1") == sold
