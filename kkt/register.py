@@ -515,7 +515,7 @@ class Register:
             if tags:
                 self.raw(fn.SendTlv(self.password, encode_tlv(tags)))
             subtotal = 0
-            for item in receipt.items:
+            for count, item in enumerate(receipt.items):
                 operation = fn.OperationV2(
                     self.password,
                     OperationType(int(receipt.operation)),
@@ -529,7 +529,7 @@ class Register:
                     item.payment_subject,
                     item.name,
                 )
-                self._add_once(operation, subtotal, item.total)
+                self._add_once(operation, subtotal, item.total, count)
                 subtotal += item.total
                 item_tags: list[tuple[int, Any]] = list(item.extra)
                 if item.measure is not None:
@@ -615,21 +615,24 @@ class Register:
                     return
         raise TransportError("the register would not open the receipt; check the line")
 
-    def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int) -> None:
-        """Add one item exactly once: after a failed exchange the receipt's subtotal tells
-        whether the register took it (an item sent twice would change the receipt's total)."""
+    def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int, count: int) -> None:
+        """Add one item exactly once: after a failed exchange the open receipt's item count and
+        subtotal tell whether the register took it (the count, because a free item leaves the
+        subtotal as it was; the subtotal, because the count alone cannot tell a damaged item)."""
         for _ in range(3):
             try:
                 self.raw(operation)
                 return
             except (TransportError, OutcomeUnknown):
+                items = self.status().receipt_items
                 now = self.raw(classic.Subtotal(self.password)).subtotal
-                if now == subtotal + amount:
+                if (items, now) == (count + 1, subtotal + amount):
                     return  # taken; only its answer was lost
-                if now != subtotal:
-                    raise KktError(
-                        f"the open receipt's subtotal is {now}, expected {subtotal} or "
-                        f"{subtotal + amount}; the receipt was cancelled"
+                if (items, now) != (count, subtotal):
+                    raise NotFiscalized(
+                        f"the open receipt holds {items} items for {now} kopecks, expected "
+                        f"{count} for {subtotal} or {count + 1} for {subtotal + amount}; the "
+                        "receipt was cancelled, nothing was charged"
                     ) from None
         raise TransportError("the register would not take the item; check the line")
 

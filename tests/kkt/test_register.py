@@ -573,3 +573,35 @@ def test_a_pending_key_is_matched_by_its_items_not_its_total_alone(tmp_path: Pat
             assert mine.document_number == other.document_number + 1  # not tea's receipt
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_free_item_lost_on_the_line_is_sent_again_not_skipped(tmp_path: Path) -> None:
+    """A zero-priced item leaves the subtotal as it was, so only the receipt's item count tells
+    whether the register took it (review finding): here it did not, and it is sent again."""
+    from kkt.protocols.errors import LinkError
+
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            lost: list[bytes] = []
+
+            def frame_lost(payload: bytes, send: Send) -> bytes:
+                if payload[:2] == b"\xff\x46" and b"\xd1\xf3\xe2" in payload and not lost:
+                    lost.append(payload)  # the gift's frame never reached the register
+                    raise LinkError("no answer", command=payload, maybe_executed=True)
+                return send(payload)
+
+            tap(register, frame_lost)
+            gift = Item("Сувенир", 0, Decimal(1), Vat.NONE)
+            receipt = Receipt((*coffee().items, gift), Payments(cash=70_000))
+            sold = register.sell(receipt)
+            assert lost
+            names = [
+                item["name"]
+                for item in register.document(sold.document_number).to_json()["tlv"]["items"]
+            ]
+            assert names == ["Кофе", "Круассан", "Вода 0,5", "Сувенир"]
+    finally:
+        rig.close()
