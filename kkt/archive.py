@@ -9,15 +9,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kkt.protocols.errors import CodecError
-from kkt.protocols.ffd import DOCUMENT_NAMES, TlvList, decode_tlv, find, tlv_to_json
-from kkt.protocols.shtrih import fn
-from kkt.protocols.shtrih.modes import FiscalDocumentType
+from kkt.protocols.ffd import DOCUMENT_NAMES, TlvList, find, tlv_to_json
 
-from .errors import BadAnswer, OutcomeUnknown, TransportError
+from .results import DocumentType
 
 if TYPE_CHECKING:
-    from .register import Register
+    from .device import Device
 
 READ_TRIES = 3
 
@@ -74,39 +71,7 @@ class Registration:
 _FFD_VERSIONS = {1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"}  # tag 1209 values
 
 
-def read_document(register: Register, number: int) -> Document:
-    """FF3A, then FF3B until the document's length is read; FF0A for its sign and time."""
-    password = register.password
-    for attempt in range(1, READ_TRIES + 1):
-        try:
-            header = register.raw(fn.RequestDocumentTlv(password, number))
-            data = bytearray()
-            while len(data) < header.length:
-                block = register.raw(fn.ReadDocumentTlv(password)).data
-                if not block:
-                    raise BadAnswer(f"document {number}: the FN sent an empty TLV block")
-                data += block
-            break
-        except (TransportError, OutcomeUnknown, BadAnswer):
-            # FF3B moves a read cursor: after any failure the whole document is read again.
-            if attempt == READ_TRIES:
-                raise
-    try:
-        items = decode_tlv(bytes(data[: header.length]))
-    except CodecError as error:
-        raise BadAnswer(f"document {number}: its TLV does not decode ({error})") from error
-    found = register.find_document(number)
-    return Document(
-        number,
-        header.document_type,
-        found.datetime,
-        found.fiscal_sign,
-        found.ofd_ticket_received,
-        items,
-    )
-
-
-def read_registration(register: Register) -> Registration:
+def read_registration(device: Device) -> Registration:
     """The registration report an FN starts with (its document 1).
 
     A later re-registration in the same FN changes the address or the OFD, not the RNM or the
@@ -114,7 +79,7 @@ def read_registration(register: Register) -> Registration:
     without walking an archive of a million documents.
     """
     number = 1
-    document = read_document(register, number)
+    document = device.read_document(number)
     tlv = document.tlv
 
     def text(tag: int) -> str:
@@ -132,18 +97,16 @@ def read_registration(register: Register) -> Registration:
     )
 
 
-def shift_opened_at(register: Register, shift_number: int, receipts: int) -> dt.datetime | None:
+def shift_opened_at(device: Device, shift_number: int, receipts: int) -> dt.datetime | None:
     """When the open shift began: its shift-open report sits about ``receipts`` documents back.
 
     A shift holds its receipts plus a few other documents (state reports, corrections), so the
     search starts there and walks back a bounded number of documents.
     """
-    last = register.raw(fn.GetFnStatus(register.password)).last_document_number
+    last = device.last_document()
     start = max(1, last - receipts)
     for number in range(start, max(0, start - 64), -1):
-        found = register.find_document(number)
-        if found.document_type == FiscalDocumentType.SHIFT_OPEN:
-            details = found.details()
-            if isinstance(details, fn.ShiftDetails) and details.shift_number == shift_number:
-                return found.datetime
+        found = device.find_document(number)
+        if found.type == DocumentType.SHIFT_OPEN and found.shift_number == shift_number:
+            return found.when
     return None

@@ -28,6 +28,7 @@ from kkt.protocols.shtrih.link import HostSettings
 from .errors import KktError, TransportError
 from .register import Register
 from .session import ShtrikhSession
+from .shtrih_device import ShtrikhDevice
 from .usb import UsbPort, usb_modules, usb_url
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,9 @@ def _identify(port: Any, url: str, baud: int | None, timeout: float) -> Found | 
     quick = HostSettings(
         ack=timeout, byte=timeout, quiet=0.05, probe=timeout, max_enq=2, max_resend=1
     )
-    register = Register(ShtrikhSession(port, settings=quick))
-    register.query_tries = 1
+    device = ShtrikhDevice(ShtrikhSession(port, settings=quick))
+    device.query_tries = 1  # a probe asks once: a silent port is not worth five tries
+    register = Register(device)
     try:
         kind = register.raw(classic.GetDeviceType())
     except KktError as exc:

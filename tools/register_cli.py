@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kkt.protocols.ffd import rows as tlv_rows
-from kkt.protocols.shtrih.modes import FnPhase, FnWarning
+from kkt.protocols.shtrih.modes import FnPhase
 from rich.console import Console as RichConsole
 
 from kkt import Operation, Register
@@ -26,6 +26,7 @@ from kkt.atol_json import fiscal_params, receipt_from_atol
 from kkt.errors import KktError, ReceiptRejected, WrongMode
 from kkt.journal import Journal
 from kkt.register import FiscalResult
+from kkt.results import FnWarning
 
 from .console import Output, grid, pairs, show
 
@@ -134,8 +135,8 @@ def status(register: Register, args: argparse.Namespace, out: Output) -> int:
     clock = register.clock()
     age = shift.age(clock) if clock else None
     data = {
-        "mode": int(state.mode.mode),
-        "modeName": str(state.mode),
+        "mode": state.mode,
+        "modeName": state.mode_name,
         "submode": state.submode,
         "shift": {
             "open": shift.open,
@@ -221,18 +222,20 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> int:
     clock = register.clock() or dt.datetime.now()
     today = clock.date()
     days_left = (fn.expires - today).days if fn.expires else None
-    first_when = ofd.first_document_datetime if ofd.queue_count else None
+    first_when = ofd.first_when
     waiting = (clock - first_when).days if first_when else None
     unsent: dict[str, Any] = {
-        "count": ofd.queue_count,
-        "firstNumber": ofd.first_document_number if ofd.queue_count else None,
+        "count": ofd.unsent,
+        "firstNumber": ofd.first_number,
         "firstDateTime": first_when,
         "daysUntilBlock": max(0, OFD_BLOCK_DAYS - waiting) if waiting is not None else None,
     }
     data = {
         "serial": fn.serial,
         "phase": fn.phase,
-        "phaseName": _PHASES.get(fn.phase, f"phase {fn.phase:#04x}"),
+        "phaseName": (
+            _PHASES.get(fn.phase, f"phase {fn.phase:#04x}") if fn.phase is not None else None
+        ),
         "expires": fn.expires,
         "daysLeft": days_left,
         "registrationsLeft": fn.registrations_left,

@@ -17,12 +17,12 @@ from typing import Any
 
 import serial
 from kkt.protocols.shtrih.link import HostSettings
-from kkt.protocols.shtrih.modes import FnWarning
 from rich.console import Console as RichConsole
 
 import kkt
 from kkt.discover import BAUD_RATES, Found, discover
 from kkt.errors import KktError, PortBusy, TransportError
+from kkt.results import FnWarning
 from kkt.usb import SCHEME as USB_SCHEME
 
 from .console import Output, grid
@@ -274,15 +274,15 @@ class Doctor:
             "close it: kkt shift close" if shift.expired else None,
         )
         ofd = register.ofd_status()
-        if not ofd.queue_count or ofd.first_document_datetime is None:
+        if not ofd.unsent or ofd.first_when is None:
             self.note("ofd", True, "nothing waits for the OFD")
             return
-        days = (dt.datetime.now() - ofd.first_document_datetime).days
+        days = (dt.datetime.now() - ofd.first_when).days
         ok = days < OFD_WARN_DAYS
         self.note(
             "ofd",
             ok,
-            f"{ofd.queue_count} documents unsent, the oldest for {days} days",
+            f"{ofd.unsent} documents unsent, the oldest for {days} days",
             None
             if ok
             else "restore the OFD connection: after 30 days the register refuses new receipts",

@@ -82,8 +82,8 @@ def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path) -> None:
     started_soak = time.monotonic()
     with EmulatorThread(device, faults, settings=SOAK_DEVICE) as emulator:
         with kkt.connect(f"socket://127.0.0.1:{emulator.port}", settings=SOAK_HOST) as register:
-            timed = TimedCommander(register._commander, SOAK_HOST)
-            register._commander = timed
+            timed = TimedCommander(register.device.commander, SOAK_HOST)
+            register.device.commander = timed
             register.open_shift()
             faults.configure(
                 drop=byte_faults / 2, corrupt=byte_faults / 2, lose_rate=lose_rate, seed=11

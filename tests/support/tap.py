@@ -32,11 +32,11 @@ class Tap:
 
 
 def tap(register: Any, through: Through) -> Tap:
-    wrapper = Tap(register._commander, through)
-    register._commander = wrapper
+    wrapper = Tap(register.device.commander, through)
+    register.device.commander = wrapper
     return wrapper
 
 
 def untap(register: Any) -> None:
-    if isinstance(register._commander, Tap):
-        register._commander = register._commander.inner
+    if isinstance(register.device.commander, Tap):
+        register.device.commander = register.device.commander.inner

@@ -1,0 +1,167 @@
+"""What a `Register` reports, in one vocabulary for every vendor.
+
+Each vendor's device (`kkt.shtrih_device`, `kkt.atol_device`) turns its own answers into these;
+callers never see which protocol carried them.  Vendor numbers that have no common meaning (the
+raw mode byte, a model code) are kept as they are and named beside (``mode_name``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class FnWarning(enum.IntFlag):
+    """The FN's warning flags (the FN's own status byte, relayed alike by every register)."""
+
+    REPLACE_IN_3_DAYS = 1 << 0  # crypto resource ends within 3 days
+    RESOURCE_ENDS_IN_30_DAYS = 1 << 1
+    MEMORY_90_PERCENT = 1 << 2  # 1.17 says 90 %; the FNS protocol says 99 %
+    OFD_TIMEOUT = 1 << 3
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The register's state now."""
+
+    mode: int  # the vendor's own mode number (Shtrikh 0..15, ATOL 0..7)
+    mode_name: str  # that mode in words, e.g. "shift open", "document open (sale)"
+    submode: int
+    shift_open: bool
+    shift_expired: bool  # open for more than 24 hours: only a Z report is allowed
+    receipt_open: bool
+    paper: bool
+    cover_open: bool
+    drawer_open: bool
+    operator: int
+    receipt_items: int | None  # items in the open receipt; None where the register cannot say
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    model: int
+    name: str
+    protocol: str
+    serial: str
+    firmware: str
+
+
+@dataclass(frozen=True, slots=True)
+class FnInfo:
+    serial: str
+    phase: int | None  # FN life phase (1, 3, 7, 15); None where the register does not report it
+    last_document: int
+    expires: dt.date | None
+    registrations_left: int | None
+    version: str
+    warnings: FnWarning
+    unsent: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfdQueue:
+    """Documents the FN holds for the OFD."""
+
+    unsent: int
+    first_number: int | None
+    first_when: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftState:
+    """The FN's view of the shift (cheap: one query)."""
+
+    open: bool
+    number: int  # the open shift's number, or the last closed one's
+    receipts: int  # receipts in the open shift
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftInfo:
+    open: bool
+    number: int  # the open shift's number, or the last closed one's
+    receipts: int  # receipts in the open shift
+    opened_at: dt.datetime | None  # from the shift-open report, to the minute
+    expired: bool  # open for more than 24 hours: only a Z report is allowed
+
+    def age(self, now: dt.datetime) -> dt.timedelta | None:
+        return now - self.opened_at if self.open and self.opened_at else None
+
+
+class DocumentType(enum.IntEnum):
+    """FFD document types (tag 1000 values)."""
+
+    REGISTRATION = 1
+    SHIFT_OPEN = 2
+    RECEIPT = 3
+    BSO = 4
+    SHIFT_CLOSE = 5
+    FISCAL_MODE_CLOSE = 6
+    REREGISTRATION = 11
+    STATE_REPORT = 21
+    CORRECTION_RECEIPT = 31
+    CORRECTION_BSO = 41
+
+
+RECEIPT_TYPES = frozenset(
+    {
+        DocumentType.RECEIPT,
+        DocumentType.BSO,
+        DocumentType.CORRECTION_RECEIPT,
+        DocumentType.CORRECTION_BSO,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """The archive's short record of one fiscal document."""
+
+    number: int  # tag 1040
+    type: int  # `DocumentType` value
+    when: dt.datetime | None  # to the minute
+    fiscal_sign: int  # tag 1077, printed value
+    ofd_confirmed: bool
+    operation: int | None = None  # tag 1054, receipts and corrections
+    total: int | None = None  # tag 1020 in kopecks, receipts and corrections
+    shift_number: int | None = None  # tag 1038, shift reports
+
+    @property
+    def is_receipt(self) -> bool:
+        return self.type in RECEIPT_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class Formed:
+    """What the FN answered when it formed a document."""
+
+    number: int
+    fiscal_sign: int
+    shift_number: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FiscalResult:
+    """A fiscal document, as an ATOL-style `fiscalParams` would name it."""
+
+    document_number: int  # tag 1040
+    fiscal_sign: int  # tag 1077, printed value
+    fn_number: str  # tag 1041
+    shift_number: int
+    receipt_number: int  # in the shift, tag 1042 (0 for reports)
+    when: dt.datetime | None  # to the minute, as the FN keeps it
+    total: int  # kopecks
+    operation: int  # tag 1054, 0 for reports
+    qr: str  # tag 1196 content, '' for reports
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["when"] = self.when.isoformat() if self.when else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FiscalResult:
+        when = dt.datetime.fromisoformat(data["when"]) if data["when"] else None
+        return cls(**{**data, "when": when})

@@ -1,0 +1,433 @@
+"""The Shtrikh-M `Device`: the driver's steps as Shtrikh commands (classic and FF-prefixed).
+
+A step whose exchange failed is judged by what the register shows afterwards -- its mode for an
+opened receipt, the open receipt's item count and subtotal for an item -- because a Shtrikh link
+cannot ask "did you do my last command?"; the closing command is judged by the FN's archive one
+level up, in `Register`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from kkt.protocols.errors import CodecError, LinkError
+from kkt.protocols.ffd import TlvList, decode_tlv, encode_tlv
+from kkt.protocols.shtrih import classic, fn
+from kkt.protocols.shtrih.errors import ShtrikhDeviceError
+from kkt.protocols.shtrih.message import Answer, Request
+from kkt.protocols.shtrih.modes import (
+    EcrFlags,
+    Mode,
+    OperationType,
+    ReceiptType,
+    TaxRate,
+    TaxSystem,
+    decode_mode,
+)
+
+from .archive import READ_TRIES, Document
+from .commander import Commander, checked_serial, link_failure
+from .errors import (
+    BadAnswer,
+    CannotSend,
+    DeviceError,
+    KktError,
+    NotFiscalized,
+    OfdBlocked,
+    OutcomeUnknown,
+    TransportError,
+    from_shtrih,
+)
+from .receipt import Operation, Receipt, Vat
+from .results import (
+    DeviceInfo,
+    DocumentInfo,
+    FnInfo,
+    FnWarning,
+    Formed,
+    OfdQueue,
+    ShiftState,
+    Status,
+)
+
+log = logging.getLogger("kkt.register")
+AnswerT = TypeVar("AnswerT", bound=Answer)
+
+_VAT_BITS = {
+    Vat.VAT20: TaxRate.VAT20,
+    Vat.VAT10: TaxRate.VAT10,
+    Vat.VAT0: TaxRate.VAT0,
+    Vat.NONE: TaxRate.NO_VAT,
+    Vat.VAT120: TaxRate.VAT20_120,
+    Vat.VAT110: TaxRate.VAT10_110,
+}
+_RECEIPT_TYPE = {
+    Operation.SELL: ReceiptType.SALE,
+    Operation.BUY: ReceiptType.BUY,
+    Operation.SELL_RETURN: ReceiptType.SALE_RETURN,
+    Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
+}
+LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrikh printer
+
+
+class ShtrikhDevice:
+    """A Shtrikh-M register behind a `Commander` (a link session, or the in-process emulator)."""
+
+    vendor = "shtrih"
+
+    def __init__(
+        self, commander: Commander, *, password: int = 30, lock: threading.RLock | None = None
+    ) -> None:
+        self.commander = commander
+        self.password = password
+        self.no_open_receipt = False
+        self.query_tries = 5
+        self._lock = lock if lock is not None else threading.RLock()
+        self._fn_serial: str | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def raw(self, request: Request[AnswerT]) -> AnswerT:
+        """Any typed Shtrikh request; refusals become the driver's `DeviceError` subclasses.
+
+        Read-only requests (``REPEATABLE``) are tried again after a link failure -- asking twice
+        changes nothing.  Anything else fails at once and the caller decides.
+        """
+        tries = self.query_tries if request.REPEATABLE else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._raw_once(request)
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                if attempt == tries:
+                    raise
+                log.info("retrying %s after a link failure", type(request).__name__)
+        raise AssertionError("unreachable")
+
+    def _raw_once(self, request: Request[AnswerT]) -> AnswerT:
+        with self._lock:
+            try:
+                encoded = request.encode()
+            except CodecError as error:
+                # construct prefixes its own path line ("Error in path ..."): keep the last one.
+                reason = str(error).strip().splitlines()[-1]
+                raise CannotSend(f"{type(request).__name__}: {reason}; nothing was sent") from None
+            if not request.REPEATABLE:
+                self.no_open_receipt = False
+            try:
+                payload = self.commander.exchange(
+                    encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+                )
+            except LinkError as error:
+                raise link_failure(error) from error
+            try:
+                return request.decode_answer(payload)
+            except ShtrikhDeviceError as error:
+                raise self._refusal(error) from None
+            except CodecError as error:
+                if request.REPEATABLE:
+                    raise BadAnswer(f"the register's answer makes no sense: {error}") from error
+                raise OutcomeUnknown(
+                    f"the answer to a money-moving command makes no sense ({error}); check the "
+                    "register's last fiscal document before repeating it"
+                ) from error
+
+    def _refusal(self, error: ShtrikhDeviceError) -> DeviceError:
+        refusal = from_shtrih(error)
+        if error.code == 0x14:
+            try:
+                warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
+            except KktError:
+                return refusal
+            if FnWarning.OFD_TIMEOUT in warnings:
+                return OfdBlocked(str(error), code=error.code, vendor="shtrih")
+        return refusal
+
+    def close(self) -> None:
+        self.commander.close()
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        s = self.raw(classic.GetShortStatus(self.password))
+        flags = EcrFlags(s.flags)
+        mode = decode_mode(s.mode)
+        return Status(
+            mode=int(mode.mode),
+            mode_name=str(mode),
+            submode=s.submode,
+            shift_open=mode.shift_open,
+            shift_expired=mode.mode is Mode.SHIFT_EXPIRED,
+            receipt_open=mode.mode is Mode.DOCUMENT_OPEN,
+            paper=EcrFlags.RECEIPT_OPTICAL_SENSOR in flags,
+            cover_open=EcrFlags.COVER_OPEN in flags,
+            drawer_open=EcrFlags.DRAWER_OPEN in flags,
+            operator=s.operator,
+            receipt_items=s.operations_in_receipt,
+        )
+
+    def device_info(self) -> DeviceInfo:
+        kind = self.raw(classic.GetDeviceType())
+        long = self.raw(classic.GetLongStatus(self.password))
+        serial = self.raw(classic.ReadTable(self.password, 18, 1, 1)).value.split(b"\0", 1)[0]
+        return DeviceInfo(
+            model=kind.model,
+            name=kind.name,
+            protocol=f"shtrih {kind.protocol_version}.{kind.protocol_subversion}",
+            serial=serial.decode("cp1251", "replace") or str(long.serial_low),
+            firmware=f"{long.firmware_version} build {long.firmware_build}",
+        )
+
+    def fn_info(self) -> FnInfo:
+        status = self.raw(fn.GetFnStatus(self.password))
+        expiry = self.raw(fn.GetFnExpiry(self.password))
+        version = self.raw(fn.GetFnVersion(self.password))
+        unsent = self.raw(fn.GetOfdExchangeStatus(self.password)).queue_count
+        self._fn_serial = checked_serial(status.fn_serial)
+        return FnInfo(
+            serial=status.fn_serial,
+            phase=status.phase,
+            last_document=status.last_document_number,
+            expires=expiry.expires,
+            registrations_left=expiry.registrations_left,
+            version=version.version,
+            warnings=FnWarning(status.warnings),
+            unsent=unsent,
+        )
+
+    def fn_serial(self) -> str:
+        if self._fn_serial is None:
+            for attempt in range(1, self.query_tries + 1):
+                try:
+                    self._fn_serial = checked_serial(self.raw(fn.GetFnSerial(self.password)).serial)
+                    break
+                except BadAnswer:
+                    if attempt == self.query_tries:
+                        raise
+        assert self._fn_serial is not None
+        return self._fn_serial
+
+    def last_document(self) -> int:
+        return self.raw(fn.GetFnStatus(self.password)).last_document_number
+
+    def shift(self) -> ShiftState:
+        params = self.raw(fn.GetShiftParams(self.password))
+        return ShiftState(params.shift_open, params.shift_number, params.receipt_number)
+
+    def find_document(self, number: int) -> DocumentInfo:
+        return _document_info(self.find_raw(number))
+
+    def find_raw(self, number: int) -> fn.FoundDocument:
+        """FF0A's own answer for document ``number``."""
+        for _ in range(self.query_tries):
+            found = self.raw(fn.FindDocument(self.password, number))
+            if found.number == number:
+                return found
+            # An answer to another FF0A (a replay the line confused): never take it for this one.
+            log.warning("asked for document %d, the answer is about %d", number, found.number)
+        raise BadAnswer(f"the register keeps answering about another document than {number}")
+
+    def read_document(self, number: int) -> Document:
+        """FF3A, then FF3B until the document's length is read; FF0A for its sign and time."""
+        for attempt in range(1, READ_TRIES + 1):
+            try:
+                header = self.raw(fn.RequestDocumentTlv(self.password, number))
+                data = bytearray()
+                while len(data) < header.length:
+                    block = self.raw(fn.ReadDocumentTlv(self.password)).data
+                    if not block:
+                        raise BadAnswer(f"document {number}: the FN sent an empty TLV block")
+                    data += block
+                break
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                # FF3B moves a read cursor: after any failure the whole document is read again.
+                if attempt == READ_TRIES:
+                    raise
+        try:
+            items = decode_tlv(bytes(data[: header.length]))
+        except CodecError as error:
+            raise BadAnswer(f"document {number}: its TLV does not decode ({error})") from error
+        found = self.find_raw(number)
+        return Document(
+            number,
+            header.document_type,
+            found.datetime,
+            found.fiscal_sign,
+            found.ofd_ticket_received,
+            items,
+        )
+
+    def clock(self) -> dt.datetime | None:
+        long = self.raw(classic.GetLongStatus(self.password))
+        return dt.datetime.combine(long.date, long.time) if long.date else None
+
+    def ofd_queue(self) -> OfdQueue:
+        status = self.raw(fn.GetOfdExchangeStatus(self.password))
+        if not status.queue_count:
+            return OfdQueue(0, None, None)
+        return OfdQueue(
+            status.queue_count, status.first_document_number, status.first_document_datetime
+        )
+
+    # -- documents and the printer ----------------------------------------------------------------
+
+    def open_shift(self, cashier: str | None) -> Formed:
+        self.raw(fn.BeginOpenShift(self.password))
+        self._tags([(1021, cashier)] if cashier else [])
+        opened = self.raw(fn.FnOpenShift(self.password))
+        return Formed(opened.document_number, opened.fiscal_sign, opened.shift_number)
+
+    def close_shift(self, cashier: str | None) -> Formed:
+        self.raw(fn.BeginCloseShift(self.password))
+        self._tags([(1021, cashier)] if cashier else [])
+        closed = self.raw(fn.FnCloseShift(self.password))
+        return Formed(closed.document_number, closed.fiscal_sign, closed.shift_number)
+
+    def x_report(self) -> None:
+        self.raw(classic.XReport(self.password))
+
+    def correction(self, operation: Operation, total: int, reason: str) -> Formed:
+        self.raw(fn.BeginCorrectionReceipt(self.password))
+        tags: TlvList = [(1173, 0)]
+        if reason:
+            tags.append((1174, [(1179, reason[:32])]))
+        self._tags(tags)
+        made = self.raw(
+            fn.MakeCorrectionReceipt(self.password, total, OperationType(int(operation)))
+        )
+        return Formed(made.document_number, made.fiscal_sign)
+
+    def cash_in(self, amount: int) -> None:
+        self.raw(classic.CashIn(self.password, amount))
+
+    def cash_out(self, amount: int) -> None:
+        self.raw(classic.CashOut(self.password, amount))
+
+    def print_text(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            self.raw(classic.PrintString(self.password, 0x02, line[:LINE_WIDTH]))
+
+    def cut(self, partial: bool) -> None:
+        self.raw(classic.Cut(self.password, partial))
+
+    def continue_print(self) -> None:
+        self.raw(classic.ContinuePrint(self.password))
+
+    def set_datetime(self, when: dt.datetime) -> None:
+        self.raw(classic.SetTime(self.password, when.time().replace(microsecond=0)))
+        self.raw(classic.SetDate(self.password, when.date()))
+        self.raw(classic.ConfirmDate(self.password, when.date()))
+
+    def _tags(self, tags: TlvList) -> None:
+        if tags:
+            self.raw(fn.SendTlv(self.password, encode_tlv(tags)))
+
+    # -- the receipt's steps ----------------------------------------------------------------------
+
+    def receipt_open(self) -> bool:
+        return self.status().receipt_open
+
+    def open_receipt(self, receipt: Receipt) -> None:
+        """Open the receipt; after a failed exchange, the register's mode says whether it did."""
+        for _ in range(3):
+            try:
+                self.raw(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
+                break
+            except (TransportError, OutcomeUnknown):
+                if self.receipt_open():
+                    break
+        else:
+            raise TransportError("the register would not open the receipt; check the line")
+        tags: list[tuple[int, Any]] = []
+        if receipt.cashier:
+            tags.append((1021, receipt.cashier))
+        if receipt.buyer_contact:
+            tags.append((1008, receipt.buyer_contact))
+        tags.extend(receipt.extra)
+        self._tags(tags)
+
+    def add_item(self, receipt: Receipt, index: int, subtotal: int) -> None:
+        item = receipt.items[index]
+        operation = fn.OperationV2(
+            self.password,
+            OperationType(int(receipt.operation)),
+            Decimal(item.quantity),
+            item.price,
+            item.amount,
+            None,
+            _VAT_BITS[item.vat],
+            item.department,
+            item.payment_method,
+            item.payment_subject,
+            item.name,
+        )
+        self._add_once(operation, subtotal, item.total, index)
+        item_tags: list[tuple[int, Any]] = list(item.extra)
+        if item.measure is not None:
+            item_tags.insert(0, (2108, item.measure))
+        if item_tags:
+            self.raw(fn.SendOperationTlv(self.password, encode_tlv(item_tags)))
+
+    def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int, count: int) -> None:
+        """Add one item exactly once: after a failed exchange the open receipt's item count and
+        subtotal tell whether the register took it (the count, because a free item leaves the
+        subtotal as it was; the subtotal, because the count alone cannot tell a damaged item)."""
+        for _ in range(3):
+            try:
+                self.raw(operation)
+                return
+            except (TransportError, OutcomeUnknown):
+                items = self.status().receipt_items
+                now = self.subtotal()
+                if (items, now) == (count + 1, subtotal + amount):
+                    return  # taken; only its answer was lost
+                if (items, now) != (count, subtotal):
+                    raise NotFiscalized(
+                        f"the open receipt holds {items} items for {now} kopecks, expected "
+                        f"{count} for {subtotal} or {count + 1} for {subtotal + amount}; the "
+                        "receipt was cancelled, nothing was charged"
+                    ) from None
+        raise TransportError("the register would not take the item; check the line")
+
+    def subtotal(self) -> int:
+        return self.raw(classic.Subtotal(self.password)).subtotal
+
+    def close_receipt(self, receipt: Receipt) -> Formed:
+        p = receipt.payments
+        closed = self.raw(
+            fn.CloseReceiptV2(
+                self.password,
+                (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
+                0,
+                (0,) * 6,
+                TaxSystem(int(receipt.tax_system)),
+                "",
+            )
+        )
+        return Formed(closed.document_number, closed.fiscal_sign)
+
+    def cancel_receipt(self) -> None:
+        if self.receipt_open():
+            self.raw(classic.CancelReceipt(self.password))
+
+
+def _document_info(found: fn.FoundDocument) -> DocumentInfo:
+    details = found.details()
+    operation = total = shift = None
+    if isinstance(details, fn.ReceiptDetails):
+        operation, total = int(details.operation), details.total
+    elif isinstance(details, fn.ShiftDetails):
+        shift = details.shift_number
+    return DocumentInfo(
+        number=found.number,
+        type=found.document_type,
+        when=found.datetime,
+        fiscal_sign=found.fiscal_sign,
+        ofd_confirmed=found.ofd_ticket_received,
+        operation=operation,
+        total=total,
+        shift_number=shift,
+    )
