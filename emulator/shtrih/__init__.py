@@ -14,7 +14,8 @@ from kkt.protocols.ffd import inn_is_valid, make_rnm
 
 from ..clock import Clock, SystemClock
 from ..fn import FiscalStorage, FnConfig, LifePhase, Registration, SqliteStore, WorkMode
-from .register import Refusal, ShtrikhRegister
+from ..register import Refusal
+from .register import ShtrikhRegister
 from .settings import RegisterSettings
 
 FFD_CODES = {"1.05": 2, "1.2": 4}

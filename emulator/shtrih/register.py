@@ -1,16 +1,20 @@
-"""An emulated Shtrikh-M register: the Shtrikh personality over the FN, receipt and printer models.
+"""An emulated Shtrikh-M register: the Shtrikh personality over the vendor-neutral register model.
 
 `ShtrikhRegister.execute` takes one request payload (code and parameters, as the link delivers it)
 and returns the answer payload.  It never raises: a malformed command is answered 33h, an unknown
-one 37h, a refusal with its Shtrikh code -- FN result codes 01h–3Fh pass through unchanged, as on
-real FN-era registers -- and an internal failure 39h (logged), so no client can crash the device.
+one 37h, a refusal with its Shtrikh code (`SHTRIKH_CODES`) -- FN result codes 01h–3Fh pass through
+unchanged, as on real FN-era registers -- and an internal failure 39h (logged), so no client can
+crash the device.
+
+What a register does whatever its protocol (shifts, the receipt, closing it into the FN, cash,
+reports, printing) lives in `emulator.register.RegisterModel`; this module decodes Shtrikh's
+commands, checks its passwords, computes its modes and keeps what only Shtrikh has: the
+"begin document" commands (FF41/FF42/FF35/FF37) with their tags, the two-step date setting
+(22h/23h), the FF3A/FF3B document reader and the tables.
 
 Modes and submodes are computed from the models, as 10h/11h report them: 4 shift closed, 2 shift
 open, 3 shift over 24 h, 8 document open with the receipt type in the high nibble; submode 1 no
 paper, 2 paper ran out mid-print, 3 paper back and waiting for B0h.
-
-The cash in the drawer is not stored: it is the FN's cash counters (which survive any crash with
-the archive) plus the cash deposited and withdrawn (kept by the register).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from kkt.protocols.errors import CodecError, FrameError
-from kkt.protocols.ffd import QrData, TlvError, TlvList, decode_tlv, qr_string
+from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.frame import code_bytes, command_code
 from kkt.protocols.shtrih.message import (
@@ -37,7 +41,6 @@ from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
 
 from ..clock import Clock
 from ..fn import FiscalStorage, FnCode, FnError, LifePhase, Payments, VatSums, Verification
-from ..fn.model import CORRECTION, RECEIPT
 from ..printer import PaperOut, Printer
 from ..receipt import (
     NO_VAT,
@@ -50,11 +53,10 @@ from ..receipt import (
     ReceiptBuilder,
     item_tax,
 )
+from ..register import ADMIN, OPERATOR, SYSADMIN, Reason, Refusal, RegisterModel
 from .settings import RegisterSettings
 
 log = logging.getLogger(__name__)
-
-SHIFT_LIMIT = dt.timedelta(hours=24)
 
 # FF46 tax bitmask -> tag 1199 code
 _TAX_BIT = {
@@ -67,10 +69,33 @@ _TAX_BIT = {
 }
 # Classic sales name a tax group 1..4 (table 6 rows); this register has VAT 20, 10, 0, none.
 _TAX_GROUP = {0: NO_VAT, 1: VAT20, 2: VAT10, 3: VAT0, 4: NO_VAT}
-_OPERATION_NAMES = {1: "ПРИХОД", 2: "ВОЗВРАТ ПРИХОДА", 3: "РАСХОД", 4: "ВОЗВРАТ РАСХОДА"}
 _RECEIPT_FOR_OPERATION = {1: 0, 3: 1, 2: 2, 4: 3}
 
-OPERATOR, ADMIN, SYSADMIN = 1, 29, 30
+# Each refusal of the register model as the Shtrikh error code it has always been answered with.
+SHTRIKH_CODES: dict[Reason, int] = {
+    Reason.SHIFT_OPEN: 0x3C,
+    Reason.SHIFT_CLOSED: 0x3D,
+    Reason.SHIFT_EXPIRED: 0x4E,
+    Reason.RECEIPT_OPEN: 0x4A,
+    Reason.NO_RECEIPT: 0x55,
+    Reason.WRONG_RECEIPT_TYPE: 0x49,
+    Reason.EMPTY_RECEIPT: 0x33,
+    Reason.NEGATIVE_TOTAL: 0x5F,
+    Reason.PAYMENT_SHORT: 0x45,
+    Reason.NON_CASH_OVERPAID: 0x33,
+    Reason.NEEDS_CONTACT: 0x33,
+    Reason.NO_CASH: 0x46,
+    Reason.BAD_PARAMETER: 0x33,
+    Reason.NOT_SUPPORTED: 0x37,
+    Reason.PRINT_PENDING: 0x58,
+    Reason.NO_PAPER: 0x6B,
+    Reason.WRONG_PASSWORD: 0x4F,
+    Reason.NO_DOCUMENT: 0x02,
+    Reason.READ_ONLY: 0x7A,
+    Reason.DATE_MISMATCH: 0x7C,
+}
+_TABLE_REASONS = {0x7A: Reason.READ_ONLY, 0x33: Reason.BAD_PARAMETER}
+
 # Commands that write nothing to disk, cheap enough to answer on the shells' event loop: queries
 # (statuses, registers, tables, the FN's state and archive) and the steps of a receipt that live
 # in memory until the closing command (open, items, their tags, subtotal, cancel).
@@ -81,34 +106,32 @@ QUICK_CODES = frozenset(
 )
 
 
-class Refusal(Exception):
-    """The register refuses with a Shtrikh error code."""
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(f"{code:02X}h {reason}".strip())
-        self.code = code
-
-
-def _money(kopecks: int) -> str:
-    return f"{kopecks // 100}.{kopecks % 100:02d}"
-
-
 class ShtrikhRegister:
-    """One emulated register.  Not thread-safe: the shells serialise commands."""
+    """One emulated register speaking Shtrikh.  Not thread-safe: the shells serialise commands."""
 
     def __init__(
-        self, storage: FiscalStorage, settings: RegisterSettings, clock: Clock, *, fiscal_only: bool
+        self,
+        storage: FiscalStorage | RegisterModel,
+        settings: RegisterSettings | None = None,
+        clock: Clock | None = None,
+        *,
+        fiscal_only: bool = False,
     ) -> None:
-        self.fn = storage
-        self.settings = settings
-        self.clock = clock
-        self.fiscal_only = fiscal_only
-        self.printer = Printer(present=not fiscal_only)
-        self.receipt: ReceiptBuilder | None = None
+        """Over an existing ``RegisterModel``, or over an FN, settings and clock (a new model)."""
+        if isinstance(storage, RegisterModel):
+            self.model = storage
+        else:
+            if settings is None or clock is None:
+                raise TypeError("a ShtrikhRegister over an FN needs its settings and clock")
+            self.model = RegisterModel(storage, settings, clock, fiscal_only=fiscal_only)
+        # The model's parts, as the control channel, the tools and tests reach them.
+        self.fn: FiscalStorage = self.model.fn
+        self.settings: RegisterSettings = self.model.settings
+        self.clock: Clock = self.model.clock
+        self.printer: Printer = self.model.printer
+        self.fiscal_only = self.model.fiscal_only
         self.pending: tuple[int, TlvList] | None = None  # FF41/FF42/FF35/FF37 begun: (code, tags)
-        self.pending_print: list[str] = []  # lines a paper end interrupted: B0h prints them
         self.pending_date: dt.date | None = None  # 22h given, 23h not yet
-        self.operator = SYSADMIN
         self.last_error = ""
         self.tlv_reading: tuple[bytes, int] | None = None  # FF3A began: (document value, offset)
         self._handlers: dict[type[Request[Any]], Callable[[Any], Answer]] = {
@@ -178,7 +201,7 @@ class ShtrikhRegister:
         try:
             answer = self._handlers[type(request)](request)
         except Refusal as refusal:
-            return self._refuse(code, refusal.code, str(refusal))
+            return self._refuse(code, SHTRIKH_CODES[refusal.reason], str(refusal))
         except FnError as error:
             return self._refuse(code, int(error.code), str(error))
         except PaperOut as exc:
@@ -205,11 +228,21 @@ class ShtrikhRegister:
         return encode_error(code, error)
 
     def close(self) -> None:
-        self.fn.close()
+        self.model.close()
 
     def verify(self) -> Verification:
         """Recompute the FN archive: numbering, signs, counters."""
-        return self.fn.verify()
+        return self.model.verify()
+
+    # -- the model's receipt and operator ---------------------------------------------------------
+
+    @property
+    def receipt(self) -> ReceiptBuilder | None:
+        return self.model.receipt
+
+    @property
+    def operator(self) -> int:
+        return self.model.operator
 
     # -- state helpers ----------------------------------------------------------------------------
 
@@ -219,31 +252,24 @@ class ShtrikhRegister:
         for number in range(30, 0, -1):
             if self.settings.password(number) == password:
                 if number < level and not (level == ADMIN and number == SYSADMIN):
-                    raise Refusal(0x4F, "this command needs the administrator's password")
-                self.operator = number
+                    raise Refusal(
+                        Reason.WRONG_PASSWORD, "this command needs the administrator's password"
+                    )
+                self.model.operator = number
                 return number
-        raise Refusal(0x4F, "wrong password")
-
-    @property
-    def _shift_open(self) -> bool:
-        return self.fn.state.shift_open
-
-    @property
-    def _shift_expired(self) -> bool:
-        opened = self.fn.state.shift_opened_at
-        return opened is not None and self.clock.now() - opened > SHIFT_LIMIT
+        raise Refusal(Reason.WRONG_PASSWORD, "wrong password")
 
     def _mode(self) -> int:
         if self.pending_date is not None:
             return 6
-        if self.receipt is not None:
-            return 8 | (self.receipt.receipt_type << 4)
-        if not self._shift_open:
+        if self.model.receipt is not None:
+            return 8 | (self.model.receipt.receipt_type << 4)
+        if not self.model.shift_open:
             return 4
-        return 3 if self._shift_expired else 2
+        return 3 if self.model.shift_expired else 2
 
     def _submode(self) -> int:
-        if self.pending_print:
+        if self.model.pending_print:
             return 3 if self.printer.ready else 2
         return 0 if self.printer.ready or not self.printer.present else 1
 
@@ -254,43 +280,6 @@ class ShtrikhRegister:
         if self.printer.present and self.printer.cover_open:
             flags |= EcrFlags.COVER_OPEN
         return int(flags)
-
-    def _require_idle_printer(self) -> None:
-        if self.pending_print:
-            raise Refusal(0x58, "a document waits for continue-print (B0h)")
-
-    def _require_shift_for_sale(self) -> None:
-        if not self._shift_open:
-            raise Refusal(0x3D, "open a shift first")
-        if self._shift_expired:
-            raise Refusal(0x4E, "the shift is over 24 hours old: close it with a Z report")
-
-    def _require_receipt(self) -> ReceiptBuilder:
-        if self.receipt is None:
-            raise Refusal(0x55, "no receipt is open")
-        return self.receipt
-
-    def _print(self, lines: list[str]) -> None:
-        """Print a fiscal document's lines: a paper end keeps the rest for B0h, never fails."""
-        try:
-            self.printer.print_lines(lines)
-        except PaperOut as exc:
-            self.pending_print = exc.remaining or lines
-
-    def _document_number(self) -> int:
-        """Through number of printed documents: fiscal ones and cash in/out."""
-        return self.fn.state.last_number + self.settings.cash_operations
-
-    def _cashier(self) -> str:
-        return self.settings.operator_name(self.operator)
-
-    def _document_footer(self, number: int, sign: int) -> list[str]:
-        p = self.printer
-        return [
-            p.pair("ФН:", self.fn.serial),
-            p.pair("ФД:", str(number)),
-            p.pair("ФП:", str(sign)),
-        ]
 
     # -- status and identity ----------------------------------------------------------------------
 
@@ -311,7 +300,7 @@ class ShtrikhRegister:
             print_head_temperature=30,
             previous_mode=0,
             key_update_status=0,
-            last_print_result=5 if self.pending_print else 0,
+            last_print_result=5 if self.model.pending_print else 0,
         )
 
     def _long_status(self, r: classic.GetLongStatus) -> classic.LongStatus:
@@ -326,7 +315,7 @@ class ShtrikhRegister:
             firmware_build=1,
             firmware_date=dt.date(2026, 1, 1),
             number_in_hall=1,
-            document_number=self._document_number() & 0xFFFF,
+            document_number=self.model.document_number() & 0xFFFF,
             flags=self._flags(),
             mode=self._mode(),
             submode=self._submode(),
@@ -446,16 +435,11 @@ class ShtrikhRegister:
 
     # -- registers and tables ---------------------------------------------------------------------
 
-    def _cash_in_drawer(self) -> int:
-        blocks = self.fn.state.total_counters.operations
-        sales = blocks[0].cash + blocks[3].cash - blocks[1].cash - blocks[2].cash
-        return self.settings.cash_in_total - self.settings.cash_out_total + sales
-
     def _cash_register(self, r: classic.ReadCashRegister) -> classic.CashRegisterValue:
         op = self._auth(r, OPERATOR)
         shift = self.fn.state.shift_counters.operations
         values = {
-            241: self._cash_in_drawer(),
+            241: self.model.cash_in_drawer(),
             242: self.settings.shift_cash_in,
             243: self.settings.shift_cash_out,
             193: shift[0].cash,  # sale (приход)
@@ -473,35 +457,34 @@ class ShtrikhRegister:
         by_type = (shift[0].count, shift[2].count, shift[1].count, shift[3].count)
         values = {144 + i: n for i, n in enumerate(by_type)}
         values.update({148 + i: n for i, n in enumerate(by_type)})
-        values[152] = self._document_number()
+        values[152] = self.model.document_number()
         return classic.OperatingRegisterValue(op, values.get(r.register, 0) & 0xFFFF)
 
     def _read_table(self, r: classic.ReadTable) -> classic.TableValue:
         self._auth(r, OPERATOR)
-        value = self.settings.read_table(r.table, r.row, r.field, self)
+        value = self.settings.read_table(r.table, r.row, r.field, self.model)
         if value is None:
-            raise Refusal(0x33, f"no field {r.table}/{r.row}/{r.field} in this register's tables")
+            raise Refusal(
+                Reason.BAD_PARAMETER,
+                f"no field {r.table}/{r.row}/{r.field} in this register's tables",
+            )
         return classic.TableValue(value)
 
     def _write_table(self, r: classic.WriteTable) -> classic.Empty:
         self._auth(r, SYSADMIN)
         error = self.settings.write_table(r.table, r.row, r.field, r.value)
         if error:
-            raise Refusal(error, f"table {r.table} field {r.field} cannot be written")
+            raise Refusal(
+                _TABLE_REASONS.get(error, Reason.BAD_PARAMETER),
+                f"table {r.table} field {r.field} cannot be written",
+            )
         return classic.Empty()
 
     # -- clock ------------------------------------------------------------------------------------
 
-    def _set_clock(self, when: dt.datetime) -> None:
-        setter = getattr(self.clock, "set", None)
-        if setter is None:
-            raise Refusal(0x37, "this emulator's clock cannot be set")
-        setter(when)
-        self.settings.remember_clock(self.clock)
-
     def _set_time(self, r: classic.SetTime) -> classic.Empty:
         self._auth(r, SYSADMIN)
-        self._set_clock(dt.datetime.combine(self.clock.now().date(), r.time))
+        self.model.set_clock(dt.datetime.combine(self.clock.now().date(), r.time))
         return classic.Empty()
 
     def _set_date(self, r: classic.SetDate) -> classic.Empty:
@@ -513,111 +496,50 @@ class ShtrikhRegister:
         self._auth(r, SYSADMIN)
         if self.pending_date is None or r.date != self.pending_date:
             self.pending_date = None
-            raise Refusal(0x7C, "the date does not match the one set with 22h")
+            raise Refusal(Reason.DATE_MISMATCH, "the date does not match the one set with 22h")
         self.pending_date = None
-        self._set_clock(dt.datetime.combine(r.date, self.clock.now().time()))
+        self.model.set_clock(dt.datetime.combine(r.date, self.clock.now().time()))
         return classic.Empty()
 
     # -- printing ---------------------------------------------------------------------------------
 
     def _print_string(self, r: classic.PrintString) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
-        self._require_idle_printer()
+        self.model.require_idle_printer()
         if r.flags & 0x02:
-            self.printer.print_lines([r.text])
+            self.model.print_lines([r.text])
         return classic.OperatorAnswer(op)
 
     def _cut(self, r: classic.Cut) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
-        self._require_idle_printer()
-        self.printer.print_lines(["-" * 8 + (" partial cut " if r.partial else " cut ") + "-" * 8])
+        self.model.cut(partial=bool(r.partial))
         return classic.OperatorAnswer(op)
 
     def _continue_print(self, r: classic.ContinuePrint) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
-        if self.pending_print:
-            lines, self.pending_print = self.pending_print, []
-            self._print(lines)
-            if self.pending_print:
-                raise Refusal(0x6B, "paper ran out again")
+        self.model.continue_print()
         return classic.OperatorAnswer(op)
 
     # -- shifts -----------------------------------------------------------------------------------
 
     def _open_shift(self, r: classic.OpenShift) -> classic.OpenShiftAnswer:
         op = self._auth(r, OPERATOR)
-        self._do_open_shift([])
+        self.model.open_shift([])
         return classic.OpenShiftAnswer(op)
-
-    def _do_open_shift(self, tags: TlvList) -> fn.ShiftOpened:
-        if self._shift_open:
-            raise Refusal(0x3C, "the shift is already open")
-        self._require_idle_printer()
-        self.printer.check()
-        tags = self._with_cashier(tags)
-        formed = self.fn.open_shift(tags)
-        self.settings.start_shift()
-        p = self.printer
-        self._print(
-            [
-                p.centered(self.settings.user_name),
-                p.centered("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ"),
-                p.pair("СМЕНА:", str(formed.shift_number)),
-                p.pair("КАССИР:", self._cashier()),
-                *self._document_footer(formed.number, formed.fiscal_sign),
-            ]
-        )
-        return fn.ShiftOpened(formed.shift_number, formed.number, formed.fiscal_sign)
-
-    def _with_cashier(self, tags: TlvList) -> TlvList:
-        if any(tag == 1021 for tag, _ in tags):
-            return tags
-        return [(1021, self._cashier()), *tags]
 
     def _z_report(self, r: classic.ZReport) -> classic.OperatorAnswer:
         op = self._auth(r, ADMIN)
-        self._do_close_shift([])
+        self.model.close_shift([])
         return classic.OperatorAnswer(op)
-
-    def _do_close_shift(self, tags: TlvList) -> fn.ShiftClosed:
-        if self.receipt is not None:
-            raise Refusal(0x4A, "a receipt is open: close or cancel it first")
-        if not self._shift_open:
-            raise Refusal(0x3D, "the shift is not open")
-        self._require_idle_printer()
-        self.printer.check()
-        s = self.fn.state
-        formed = self.fn.close_shift(self._with_cashier(tags))
-        p = self.printer
-        self._print(
-            [
-                p.centered(self.settings.user_name),
-                p.centered("ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ"),
-                p.pair("СМЕНА:", str(formed.shift_number)),
-                p.pair("ЧЕКОВ ЗА СМЕНУ:", str(s.receipt_number)),
-                p.pair("НАЛИЧНЫХ В КАССЕ:", _money(self._cash_in_drawer())),
-                *self._document_footer(formed.number, formed.fiscal_sign),
-            ]
-        )
-        return fn.ShiftClosed(formed.shift_number, formed.number, formed.fiscal_sign, None)
 
     def _x_report(self, r: classic.XReport) -> classic.OperatorAnswer:
         op = self._auth(r, ADMIN)
-        self._require_idle_printer()
-        p = self.printer
-        lines = [p.centered("X-ОТЧЕТ"), p.pair("СМЕНА:", str(self.fn.state.shift_number))]
-        for number, block in enumerate(self.fn.state.shift_counters.operations, start=1):
-            lines.append(
-                p.pair(f"{_OPERATION_NAMES[number]} ({block.count}):", _money(block.total))
-            )
-        lines.append(p.pair("НАЛИЧНЫХ В КАССЕ:", _money(self._cash_in_drawer())))
-        self.printer.print_lines(lines)
+        self.model.x_report()
         return classic.OperatorAnswer(op)
 
     def _begin(self, r: Any, code: int) -> classic.Empty:
         self._auth(r, OPERATOR)
-        if self.receipt is not None:
-            raise Refusal(0x4A, "a receipt is open")
+        self.model.require_no_receipt()
         self.pending = (code, [])
         return classic.Empty()
 
@@ -630,16 +552,18 @@ class ShtrikhRegister:
 
     def _fn_open_shift(self, r: fn.FnOpenShift) -> fn.ShiftOpened:
         self._auth(r, OPERATOR)
-        return self._do_open_shift(self._take_pending(r.CODE))
+        formed = self.model.open_shift(self._take_pending(r.CODE))
+        return fn.ShiftOpened(formed.shift_number, formed.number, formed.fiscal_sign)
 
     def _fn_close_shift(self, r: fn.FnCloseShift) -> fn.ShiftClosed:
         self._auth(r, OPERATOR)
-        return self._do_close_shift(self._take_pending(r.CODE))
+        formed = self.model.close_shift(self._take_pending(r.CODE))
+        return fn.ShiftClosed(formed.shift_number, formed.number, formed.fiscal_sign, None)
 
     def _cancel_fn_document(self, r: fn.CancelFnDocument) -> classic.Empty:
         self._auth(r, OPERATOR)
         self.pending = None
-        self.receipt = None
+        self.model.receipt = None
         return classic.Empty()
 
     # -- TLV --------------------------------------------------------------------------------------
@@ -647,54 +571,42 @@ class ShtrikhRegister:
     def _send_tlv(self, r: fn.SendTlv) -> classic.Empty:
         self._auth(r, OPERATOR)
         tags = decode_tlv(r.tlv)
-        if self.receipt is not None:
-            self.receipt.tags += tags
+        if self.model.receipt is not None:
+            self.model.add_receipt_tags(tags)
         elif self.pending is not None:
             self.pending[1].extend(tags)
         else:
-            raise Refusal(0x02, "no document is being formed: open a receipt or begin a report")
+            raise Refusal(
+                Reason.NO_DOCUMENT, "no document is being formed: open a receipt or begin a report"
+            )
         return classic.Empty()
 
     def _send_operation_tlv(self, r: fn.SendOperationTlv) -> classic.Empty:
         self._auth(r, OPERATOR)
-        receipt = self._require_receipt()
-        if not receipt.items:
-            raise Refusal(0x33, "FF4D binds tags to the last item; add an item first")
-        receipt.items[-1].extra += decode_tlv(r.tlv)
+        self.model.require_receipt()
+        self.model.add_item_tags(decode_tlv(r.tlv))
         return classic.Empty()
 
     # -- receipts ---------------------------------------------------------------------------------
 
     def _open_receipt(self, r: classic.OpenReceipt) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
-        if self.receipt is not None:
-            raise Refusal(0x4A, "a receipt is already open")
-        self._require_shift_for_sale()
-        self._require_idle_printer()
-        self.receipt = ReceiptBuilder(int(r.receipt_type))
+        self.model.open_receipt(int(r.receipt_type))
         return classic.OperatorAnswer(op)
-
-    def _receipt_for(self, receipt_type: int) -> ReceiptBuilder:
-        """The open receipt, or a new one (an item command opens the receipt on its own)."""
-        self._require_shift_for_sale()
-        self._require_idle_printer()
-        if self.receipt is None:
-            self.receipt = ReceiptBuilder(receipt_type)
-        elif self.receipt.receipt_type != receipt_type:
-            raise Refusal(0x49, "this operation does not fit the open receipt's type")
-        return self.receipt
 
     def _operation_v2(self, r: fn.OperationV2) -> classic.Empty:
         self._auth(r, OPERATOR)
         self.printer.check()
-        receipt = self._receipt_for(_RECEIPT_FOR_OPERATION[int(r.operation)])
+        receipt = self.model.receipt_for(_RECEIPT_FOR_OPERATION[int(r.operation)])
         computed = int((r.quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         amount = computed if r.amount is None else r.amount
         if abs(amount - computed) > 1:
-            raise Refusal(0x33, f"amount {amount} differs from price x quantity = {computed}")
+            raise Refusal(
+                Reason.BAD_PARAMETER, f"amount {amount} differs from price x quantity = {computed}"
+            )
         bits = [bit for bit in _TAX_BIT if bit & r.tax_rate]
         if len(bits) != 1:
-            raise Refusal(0x33, "FF46 needs exactly one tax-rate bit")
+            raise Refusal(Reason.BAD_PARAMETER, "FF46 needs exactly one tax-rate bit")
         vat = _TAX_BIT[bits[0]]
         tax = item_tax(amount, vat) if r.tax_amount is None else r.tax_amount
         name = r.name[2:] if r.name.startswith("//") else r.name
@@ -716,7 +628,7 @@ class ShtrikhRegister:
     def _classic_item(self, r: classic.Sale | classic.SaleReturn) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
         self.printer.check()
-        receipt = self._receipt_for(0 if isinstance(r, classic.Sale) else 2)
+        receipt = self.model.receipt_for(0 if isinstance(r, classic.Sale) else 2)
         amount = int((r.quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         vat = _TAX_GROUP.get(r.taxes[0], NO_VAT)
         receipt.items.append(
@@ -734,12 +646,11 @@ class ShtrikhRegister:
 
     def _subtotal(self, r: classic.Subtotal) -> classic.SubtotalAnswer:
         op = self._auth(r, OPERATOR)
-        return classic.SubtotalAnswer(op, self._require_receipt().total)
+        return classic.SubtotalAnswer(op, self.model.subtotal())
 
     def _cancel_receipt(self, r: classic.CancelReceipt) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
-        self._require_receipt()
-        self.receipt = None
+        self.model.cancel_receipt()
         return classic.OperatorAnswer(op)
 
     def _close_receipt_v2(self, r: fn.CloseReceiptV2) -> fn.ReceiptClosed:
@@ -749,212 +660,59 @@ class ShtrikhRegister:
             cash=p[0], electronic=sum(p[1:13]), prepaid=p[13], credit=p[14], counter=p[15]
         )
         taxes = VatSums(*r.taxes) if any(r.taxes) else None
-        return self._close(payments, r.rounding, taxes, int(r.tax_system))
+        closed = self.model.close_receipt(payments, r.rounding, taxes, int(r.tax_system))
+        return fn.ReceiptClosed(
+            closed.change, closed.formed.number, closed.formed.fiscal_sign, None
+        )
 
     def _classic_close(self, r: classic.CloseReceipt) -> classic.CloseReceiptAnswer:
         op = self._auth(r, OPERATOR)
         if r.discount:
             raise Refusal(
-                0x33, "receipt discounts are not supported by this emulator; use item amounts"
+                Reason.BAD_PARAMETER,
+                "receipt discounts are not supported by this emulator; use item amounts",
             )
         payments = Payments(cash=r.payments[0], electronic=sum(r.payments[1:]))
-        closed = self._close(payments, 0, None, 0)
+        closed = self.model.close_receipt(payments)
         return classic.CloseReceiptAnswer(op, closed.change, "")
-
-    def _close(
-        self, paid: Payments, rounding: int, taxes: VatSums | None, tax_system: int
-    ) -> fn.ReceiptClosed:
-        receipt = self._require_receipt()
-        if not receipt.items:
-            raise Refusal(0x33, "the receipt has no items")
-        if rounding > 99:
-            raise Refusal(0x33, "rounding is at most 99 kopecks")
-        due = receipt.total - rounding
-        if due < 0:
-            raise Refusal(0x5F, "the receipt total is negative")
-        if paid.total < due:
-            raise Refusal(
-                0x45, f"payments {_money(paid.total)} are less than the total {_money(due)}"
-            )
-        change = paid.total - due
-        if change > paid.cash:
-            raise Refusal(0x33, "only cash can be overpaid (change is given in cash)")
-        tax_system = self._tax_system(tax_system)
-        if self.fiscal_only and not receipt.has_tag(1008):
-            raise Refusal(
-                0x33,
-                "a fiscal-only register sends the receipt electronically: "
-                "give the buyer's phone or e-mail (tag 1008) with FF0C first",
-            )
-        self.printer.check()
-        payments = Payments(
-            paid.cash - change, paid.electronic, paid.prepaid, paid.credit, paid.counter
-        )
-        tags = self._with_cashier(self._place_tags(receipt.tags))
-        tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
-        formed = self.fn.receipt(
-            receipt.operation, due, payments, taxes or receipt.vat_sums(), tags
-        )
-        self.receipt = None
-        self._print_receipt(
-            receipt, formed.number, formed.fiscal_sign, formed.when, due, paid, change
-        )
-        return fn.ReceiptClosed(change, formed.number, formed.fiscal_sign, None)
-
-    def _tax_system(self, requested: int) -> int:
-        registered = self.fn.state.registration.tax_systems if self.fn.state.registration else 0
-        if requested == 0:  # not given: the lowest registered system
-            return registered & -registered
-        if requested & (requested - 1) or not requested & registered:
-            raise Refusal(
-                0x33, f"tax system {requested:#x} is not one of the registered {registered:#x}"
-            )
-        return requested
-
-    def _place_tags(self, tags: TlvList) -> TlvList:
-        present = {tag for tag, _ in tags}
-        extra: TlvList = [
-            (tag, value)
-            for tag, value in ((1009, self.settings.address), (1187, self.settings.place))
-            if tag not in present
-        ]
-        return [*extra, *tags]
-
-    def _print_receipt(
-        self,
-        receipt: ReceiptBuilder,
-        number: int,
-        sign: int,
-        when: dt.datetime,
-        due: int,
-        paid: Payments,
-        change: int,
-    ) -> None:
-        p = self.printer
-        lines = [
-            p.centered(self.settings.user_name),
-            p.centered(self.settings.address),
-            p.centered("КАССОВЫЙ ЧЕК"),
-            p.centered(_OPERATION_NAMES[receipt.operation]),
-            p.pair(f"ЧЕК: {self.fn.state.receipt_number}", when.strftime("%d.%m.%y %H:%M")),
-        ]
-        for item in receipt.items:
-            lines.append(item.name[: p.width])
-            lines.append(
-                p.pair(
-                    f"  {item.quantity.normalize():f} x {_money(item.price)}",
-                    f"={_money(item.amount)}",
-                )
-            )
-        lines += [p.pair("ИТОГ", f"={_money(due)}")]
-        if paid.cash:
-            lines.append(p.pair("НАЛИЧНЫМИ", f"={_money(paid.cash)}"))
-        if paid.electronic:
-            lines.append(p.pair("БЕЗНАЛИЧНЫМИ", f"={_money(paid.electronic)}"))
-        if change:
-            lines.append(p.pair("СДАЧА", f"={_money(change)}"))
-        lines += [p.pair("КАССИР:", self._cashier()), *self._document_footer(number, sign)]
-        lines.append("QR: " + self.qr(number))
-        self._print(lines)
 
     def qr(self, number: int) -> str:
         """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
-        record = self.fn.record(number)
-        if record.kind not in (RECEIPT, CORRECTION):
-            raise Refusal(0x33, f"document {number} is not a receipt")
-        return qr_string(
-            QrData(
-                record.when,
-                record.total,
-                self.fn.serial,
-                number,
-                record.fiscal_sign,
-                record.operation,
-            )
-        )
+        return self.model.qr(number)
 
     # -- corrections and reports ------------------------------------------------------------------
 
     def _correction_receipt(self, r: fn.MakeCorrectionReceipt) -> fn.CorrectionReceiptMade:
         self._auth(r, OPERATOR)
-        if self.receipt is not None:
-            raise Refusal(0x4A, "a receipt is open")
-        self._require_shift_for_sale()
+        # The checks come before the begun document's tags are taken: a refusal keeps them.
+        self.model.require_no_receipt()
+        self.model.require_shift_for_sale()
         self.printer.check()
-        tags = self._with_cashier(self._place_tags(self._take_pending(r.CODE)))
-        if not any(tag == 1173 for tag, _ in tags):
-            tags.append((1173, 0))  # correction on the user's own initiative
-        tags.append((1055, self._tax_system(0)))
-        operation = int(r.operation)
-        formed = self.fn.receipt(
-            operation,
-            r.total,
-            Payments(cash=r.total),
-            VatSums(no_vat=r.total),
-            tags,
-            correction=True,
-        )
-        p = self.printer
-        self._print(
-            [
-                p.centered("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"),
-                p.centered(_OPERATION_NAMES[operation]),
-                p.pair("ИТОГ", f"={_money(r.total)}"),
-                *self._document_footer(formed.number, formed.fiscal_sign),
-                "QR: " + self.qr(formed.number),
-            ]
-        )
+        formed = self.model.correction(int(r.operation), r.total, self._take_pending(r.CODE))
         return fn.CorrectionReceiptMade(
             formed.receipt_number, formed.number, formed.fiscal_sign, None
         )
 
     def _state_report(self, r: fn.MakeStateReport) -> fn.StateReport:
         self._auth(r, OPERATOR)
-        if self.receipt is not None:
-            raise Refusal(0x4A, "a receipt is open")
+        self.model.require_no_receipt()
         self.printer.check()
-        formed = self.fn.state_report(self._take_pending(r.CODE))
+        formed = self.model.state_report(self._take_pending(r.CODE))
         queue = self.fn.ofd_queue()
         first = queue.first_when.date() if queue.first_when else None
-        p = self.printer
-        self._print(
-            [
-                p.centered("ОТЧЕТ О ТЕКУЩЕМ СОСТОЯНИИ РАСЧЕТОВ"),
-                p.pair("НЕПЕРЕДАННЫХ ФД:", str(queue.unsent)),
-                *self._document_footer(formed.number, formed.fiscal_sign),
-            ]
-        )
         return fn.StateReport(formed.number, formed.fiscal_sign, queue.unsent, first, None)
 
     # -- cash -------------------------------------------------------------------------------------
 
     def _cash_in(self, r: classic.CashIn) -> classic.CashOperationAnswer:
         op = self._auth(r, OPERATOR)
-        self._cash_operation(r.amount, deposit=True)
-        return classic.CashOperationAnswer(op, self._document_number() & 0xFFFF)
+        self.model.cash_in(r.amount)
+        return classic.CashOperationAnswer(op, self.model.document_number() & 0xFFFF)
 
     def _cash_out(self, r: classic.CashOut) -> classic.CashOperationAnswer:
         op = self._auth(r, OPERATOR)
-        if r.amount > self._cash_in_drawer():
-            raise Refusal(0x46, "not enough cash in the drawer")
-        self._cash_operation(r.amount, deposit=False)
-        return classic.CashOperationAnswer(op, self._document_number() & 0xFFFF)
-
-    def _cash_operation(self, amount: int, *, deposit: bool) -> None:
-        if self.receipt is not None:
-            raise Refusal(0x4A, "a receipt is open")
-        if not self._shift_open:
-            raise Refusal(0x3D, "open a shift first")
-        self._require_idle_printer()
-        self.printer.check()
-        self.settings.cash_operation(amount, deposit=deposit)
-        p = self.printer
-        self.printer.print_lines(
-            [
-                p.centered("ВНЕСЕНИЕ" if deposit else "ВЫПЛАТА"),
-                p.pair("СУММА", f"={_money(amount)}"),
-            ]
-        )
+        self.model.cash_out(r.amount)
+        return classic.CashOperationAnswer(op, self.model.document_number() & 0xFFFF)
 
     # -- for the control channel ------------------------------------------------------------------
 
@@ -964,29 +722,21 @@ class ShtrikhRegister:
         The FN's archive and everything fiscalized stay; the open receipt, a begun report and
         an interrupted print are lost, and the register comes back idle, as a real one does.
         """
-        self.receipt = None
+        self.model.power_loss()
         self.pending = None
-        self.pending_print = []
         self.pending_date = None
 
     def status_text(self) -> dict[str, object]:
-        fn_status = self.fn.status()
         return {
             "mode": self._mode(),
             "submode": self._submode(),
-            "phase": int(fn_status.phase),
-            "shift_open": fn_status.shift_open,
-            "last_document": fn_status.last_number,
-            "unsent": self.fn.ofd_queue().unsent,
-            "now": self.clock.now().isoformat(),
-            "paper": self.printer.paper,
-            "cover_open": self.printer.cover_open,
+            **self.model.status_text(),
             "last_error": self.last_error,
         }
 
     @property
     def phase(self) -> LifePhase:
-        return self.fn.status().phase
+        return self.model.phase
 
     def tape(self) -> list[str]:
-        return list(self.printer.tape)
+        return self.model.tape()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .register import ShtrikhRegister
+    from ..register import RegisterModel
 
 _NAMES = {29: "Администратор", 30: "Системный администратор"}
 NAME_SIZE = 64  # table 2, field 2
@@ -96,7 +96,7 @@ class RegisterSettings:
     # -- tables (1, 2 and 18) ---------------------------------------------------------------------
 
     def read_table(
-        self, table: int, row: int, field_: int, register: ShtrikhRegister
+        self, table: int, row: int, field_: int, register: RegisterModel
     ) -> bytes | None:
         if table == 1 and row == 1:
             return bytes.fromhex(self.table1.get(f"{row}/{field_}", "00"))

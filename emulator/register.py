@@ -1,0 +1,526 @@
+"""The vendor-neutral register: what every personality does the same way, whatever its protocol.
+
+`RegisterModel` holds the FN, the settings, the clock, the printer, the receipt being built, the
+lines a paper end interrupted and the operator at the keyboard, and offers the register's actions
+as public methods: shifts, receipts, corrections, cash in and out, reports, printing, the clock.
+A personality (`emulator.shtrih`, `emulator.atol`) decodes its protocol's commands, checks what
+is its own business (passwords, modes) and calls these methods.
+
+A method that cannot be carried out raises `Refusal` with a `Reason`; each personality translates
+the reason into its protocol's error code.  Three other failures pass through unchanged, and a
+personality maps them as well: `FnError` (the FN refused: nothing was written), the printer's
+`PaperOut` (raised before anything fiscal happens), and `TlvError` for tags that do not parse.
+
+Once the FN has formed a document, nothing fails any more: a paper end while printing it keeps the
+unprinted lines for "continue printing", as a real register does.
+
+The cash in the drawer is not stored: it is the FN's cash counters (which survive any crash with
+the archive) plus the cash deposited and withdrawn (kept in the settings).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kkt.protocols.ffd import QrData, TlvList, qr_string
+
+from .clock import Clock
+from .fn import FiscalStorage, Formed, LifePhase, Payments, VatSums, Verification
+from .fn.model import CORRECTION, RECEIPT
+from .printer import PaperOut, Printer
+from .receipt import Item, ReceiptBuilder
+
+if TYPE_CHECKING:  # a type only: the Shtrikh package imports this module
+    from .shtrih.settings import RegisterSettings
+
+SHIFT_LIMIT = dt.timedelta(hours=24)
+
+OPERATOR, ADMIN, SYSADMIN = 1, 29, 30  # operator numbers: cashiers 1..28, then the two admins
+
+OPERATION_NAMES = {1: "ПРИХОД", 2: "ВОЗВРАТ ПРИХОДА", 3: "РАСХОД", 4: "ВОЗВРАТ РАСХОДА"}
+
+
+class Reason(enum.Enum):
+    """Why the register refuses, in no protocol's terms (each personality has its own codes)."""
+
+    SHIFT_OPEN = "the shift is open"
+    SHIFT_CLOSED = "no shift is open"
+    SHIFT_EXPIRED = "the shift is over 24 hours old"
+    RECEIPT_OPEN = "a receipt is open"
+    NO_RECEIPT = "no receipt is open"
+    WRONG_RECEIPT_TYPE = "the operation does not fit the open receipt's type"
+    EMPTY_RECEIPT = "the receipt has no items"
+    NEGATIVE_TOTAL = "the receipt total is negative"
+    PAYMENT_SHORT = "payments are less than the total"
+    NON_CASH_OVERPAID = "only cash can be overpaid"
+    NEEDS_CONTACT = "a fiscal-only register needs the buyer's contact"
+    NO_CASH = "not enough cash in the drawer"
+    BAD_PARAMETER = "a parameter is out of range"
+    NOT_SUPPORTED = "not supported by this emulator"
+    PRINT_PENDING = "a document waits for continue-print"
+    NO_PAPER = "no paper"
+    WRONG_PASSWORD = "wrong password"
+    NO_DOCUMENT = "no document is being formed"
+    READ_ONLY = "the value cannot be changed"
+    DATE_MISMATCH = "the date does not match the one being set"
+
+
+class Refusal(Exception):
+    """The register refuses: nothing was done.  ``text`` says what to do about it."""
+
+    def __init__(self, reason: Reason, text: str = "") -> None:
+        super().__init__(text or reason.value)
+        self.reason = reason
+        self.text = text or reason.value
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptClosed:
+    """A receipt formed in the FN: its document, and the change given in cash."""
+
+    formed: Formed
+    change: int
+
+
+def money(kopecks: int) -> str:
+    return f"{kopecks // 100}.{kopecks % 100:02d}"
+
+
+class RegisterModel:
+    """One emulated register's state and actions.  Not thread-safe: the shells serialise calls."""
+
+    def __init__(
+        self, storage: FiscalStorage, settings: RegisterSettings, clock: Clock, *, fiscal_only: bool
+    ) -> None:
+        self.fn = storage
+        self.settings = settings
+        self.clock = clock
+        self.fiscal_only = fiscal_only
+        self.printer = Printer(present=not fiscal_only)
+        self.receipt: ReceiptBuilder | None = None
+        self.pending_print: list[str] = []  # lines a paper end interrupted: continue_print
+        self.operator = SYSADMIN  # who signs documents (tag 1021); the personality sets it
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def shift_open(self) -> bool:
+        return self.fn.state.shift_open
+
+    @property
+    def shift_expired(self) -> bool:
+        opened = self.fn.state.shift_opened_at
+        return opened is not None and self.clock.now() - opened > SHIFT_LIMIT
+
+    @property
+    def phase(self) -> LifePhase:
+        return self.fn.status().phase
+
+    @property
+    def fiscal(self) -> bool:
+        """Registered and not yet closed: receipts may be formed."""
+        return self.fn.state.phase is LifePhase.FISCAL
+
+    def cash_in_drawer(self) -> int:
+        blocks = self.fn.state.total_counters.operations
+        sales = blocks[0].cash + blocks[3].cash - blocks[1].cash - blocks[2].cash
+        return self.settings.cash_in_total - self.settings.cash_out_total + sales
+
+    def document_number(self) -> int:
+        """Through number of printed documents: fiscal ones and cash in/out."""
+        return self.fn.state.last_number + self.settings.cash_operations
+
+    def cashier(self) -> str:
+        return self.settings.operator_name(self.operator)
+
+    def require_idle_printer(self) -> None:
+        if self.pending_print:
+            raise Refusal(Reason.PRINT_PENDING, "a document waits for continue-print")
+
+    def require_shift_for_sale(self) -> None:
+        if not self.shift_open:
+            raise Refusal(Reason.SHIFT_CLOSED, "open a shift first")
+        if self.shift_expired:
+            raise Refusal(
+                Reason.SHIFT_EXPIRED, "the shift is over 24 hours old: close it with a Z report"
+            )
+
+    def require_receipt(self) -> ReceiptBuilder:
+        if self.receipt is None:
+            raise Refusal(Reason.NO_RECEIPT, "no receipt is open")
+        return self.receipt
+
+    def require_no_receipt(self, text: str = "a receipt is open") -> None:
+        if self.receipt is not None:
+            raise Refusal(Reason.RECEIPT_OPEN, text)
+
+    # -- shifts and reports ------------------------------------------------------------------------
+
+    def open_shift(self, tags: TlvList) -> Formed:
+        if self.shift_open:
+            raise Refusal(Reason.SHIFT_OPEN, "the shift is already open")
+        self.require_idle_printer()
+        self.printer.check()
+        formed = self.fn.open_shift(self.with_cashier(tags))
+        self.settings.start_shift()
+        p = self.printer
+        self._print(
+            [
+                p.centered(self.settings.user_name),
+                p.centered("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ"),
+                p.pair("СМЕНА:", str(formed.shift_number)),
+                p.pair("КАССИР:", self.cashier()),
+                *self._document_footer(formed.number, formed.fiscal_sign),
+            ]
+        )
+        return formed
+
+    def close_shift(self, tags: TlvList) -> Formed:
+        self.require_no_receipt("a receipt is open: close or cancel it first")
+        if not self.shift_open:
+            raise Refusal(Reason.SHIFT_CLOSED, "the shift is not open")
+        self.require_idle_printer()
+        self.printer.check()
+        receipts = self.fn.state.receipt_number
+        formed = self.fn.close_shift(self.with_cashier(tags))
+        p = self.printer
+        self._print(
+            [
+                p.centered(self.settings.user_name),
+                p.centered("ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ"),
+                p.pair("СМЕНА:", str(formed.shift_number)),
+                p.pair("ЧЕКОВ ЗА СМЕНУ:", str(receipts)),
+                p.pair("НАЛИЧНЫХ В КАССЕ:", money(self.cash_in_drawer())),
+                *self._document_footer(formed.number, formed.fiscal_sign),
+            ]
+        )
+        return formed
+
+    def x_report(self) -> None:
+        """Print the shift's totals (no fiscal document; a paper end raises `PaperOut`)."""
+        self.require_idle_printer()
+        p = self.printer
+        lines = [p.centered("X-ОТЧЕТ"), p.pair("СМЕНА:", str(self.fn.state.shift_number))]
+        for number, block in enumerate(self.fn.state.shift_counters.operations, start=1):
+            lines.append(p.pair(f"{OPERATION_NAMES[number]} ({block.count}):", money(block.total)))
+        lines.append(p.pair("НАЛИЧНЫХ В КАССЕ:", money(self.cash_in_drawer())))
+        self.printer.print_lines(lines)
+
+    def state_report(self, tags: TlvList) -> Formed:
+        """The FN's report on the current state of settlements (unsent documents)."""
+        self.require_no_receipt()
+        self.printer.check()
+        formed = self.fn.state_report(tags)
+        p = self.printer
+        self._print(
+            [
+                p.centered("ОТЧЕТ О ТЕКУЩЕМ СОСТОЯНИИ РАСЧЕТОВ"),
+                p.pair("НЕПЕРЕДАННЫХ ФД:", str(self.fn.ofd_queue().unsent)),
+                *self._document_footer(formed.number, formed.fiscal_sign),
+            ]
+        )
+        return formed
+
+    # -- receipts ----------------------------------------------------------------------------------
+
+    def open_receipt(self, receipt_type: int) -> ReceiptBuilder:
+        """Open a receipt: ``receipt_type`` 0 sale, 1 buy, 2 sale return, 3 buy return."""
+        self.require_no_receipt("a receipt is already open")
+        self.require_shift_for_sale()
+        self.require_idle_printer()
+        self.receipt = ReceiptBuilder(receipt_type)
+        return self.receipt
+
+    def receipt_for(self, receipt_type: int) -> ReceiptBuilder:
+        """The open receipt, or a new one (registers whose item command opens the receipt)."""
+        self.require_shift_for_sale()
+        self.require_idle_printer()
+        if self.receipt is None:
+            self.receipt = ReceiptBuilder(receipt_type)
+        elif self.receipt.receipt_type != receipt_type:
+            raise Refusal(
+                Reason.WRONG_RECEIPT_TYPE, "this operation does not fit the open receipt's type"
+            )
+        return self.receipt
+
+    def add_item(self, item: Item) -> None:
+        self.require_receipt().items.append(item)
+
+    def add_receipt_tags(self, tags: TlvList) -> None:
+        """Receipt-level tags (buyer contact 1008, cashier 1021, ...) for the open receipt."""
+        self.require_receipt().tags += tags
+
+    def add_item_tags(self, tags: TlvList) -> None:
+        """Tags bound to the last item of the open receipt."""
+        receipt = self.require_receipt()
+        if not receipt.items:
+            raise Refusal(
+                Reason.BAD_PARAMETER, "item tags bind to the last item; add an item first"
+            )
+        receipt.items[-1].extra += tags
+
+    def subtotal(self) -> int:
+        return self.require_receipt().total
+
+    def cancel_receipt(self) -> None:
+        self.require_receipt()
+        self.receipt = None
+
+    def close_receipt(
+        self,
+        paid: Payments,
+        rounding: int = 0,
+        taxes: VatSums | None = None,
+        tax_system: int = 0,
+    ) -> ReceiptClosed:
+        """Form the open receipt in the FN and print it; overpaid cash comes back as change.
+
+        ``tax_system`` is one bit of tag 1055, or 0 for the lowest registered system.
+        """
+        receipt = self.require_receipt()
+        if not receipt.items:
+            raise Refusal(Reason.EMPTY_RECEIPT, "the receipt has no items")
+        if not 0 <= rounding <= 99:
+            raise Refusal(Reason.BAD_PARAMETER, "rounding is at most 99 kopecks")
+        due = receipt.total - rounding
+        if due < 0:
+            raise Refusal(Reason.NEGATIVE_TOTAL, "the receipt total is negative")
+        if paid.total < due:
+            raise Refusal(
+                Reason.PAYMENT_SHORT,
+                f"payments {money(paid.total)} are less than the total {money(due)}",
+            )
+        change = paid.total - due
+        if change > paid.cash:
+            raise Refusal(
+                Reason.NON_CASH_OVERPAID, "only cash can be overpaid (change is given in cash)"
+            )
+        tax_system = self.tax_system(tax_system)
+        if self.fiscal_only and not receipt.has_tag(1008):
+            raise Refusal(
+                Reason.NEEDS_CONTACT,
+                "a fiscal-only register sends the receipt electronically: "
+                "give the buyer's phone or e-mail (tag 1008) first",
+            )
+        self.printer.check()
+        payments = Payments(
+            paid.cash - change, paid.electronic, paid.prepaid, paid.credit, paid.counter
+        )
+        tags = self.with_cashier(self.place_tags(receipt.tags))
+        tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
+        formed = self.fn.receipt(
+            receipt.operation, due, payments, taxes or receipt.vat_sums(), tags
+        )
+        self.receipt = None
+        self._print_receipt(receipt, formed, due, paid, change)
+        return ReceiptClosed(formed, change)
+
+    def correction(self, operation: int, total: int, tags: TlvList) -> Formed:
+        """A correction receipt of ``operation`` (tag 1054) for ``total`` kopecks, paid in cash."""
+        self.require_no_receipt()
+        self.require_shift_for_sale()
+        self.printer.check()
+        tags = self.with_cashier(self.place_tags(tags))
+        if not any(tag == 1173 for tag, _ in tags):
+            tags.append((1173, 0))  # correction on the user's own initiative
+        tags.append((1055, self.tax_system(0)))
+        formed = self.fn.receipt(
+            operation,
+            total,
+            Payments(cash=total),
+            VatSums(no_vat=total),
+            tags,
+            correction=True,
+        )
+        p = self.printer
+        self._print(
+            [
+                p.centered("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"),
+                p.centered(OPERATION_NAMES[operation]),
+                p.pair("ИТОГ", f"={money(total)}"),
+                *self._document_footer(formed.number, formed.fiscal_sign),
+                "QR: " + self.qr(formed.number),
+            ]
+        )
+        return formed
+
+    def tax_system(self, requested: int) -> int:
+        registered = self.fn.state.registration.tax_systems if self.fn.state.registration else 0
+        if requested == 0:  # not given: the lowest registered system
+            return registered & -registered
+        if requested & (requested - 1) or not requested & registered:
+            raise Refusal(
+                Reason.BAD_PARAMETER,
+                f"tax system {requested:#x} is not one of the registered {registered:#x}",
+            )
+        return requested
+
+    def place_tags(self, tags: TlvList) -> TlvList:
+        present = {tag for tag, _ in tags}
+        extra: TlvList = [
+            (tag, value)
+            for tag, value in ((1009, self.settings.address), (1187, self.settings.place))
+            if tag not in present
+        ]
+        return [*extra, *tags]
+
+    def with_cashier(self, tags: TlvList) -> TlvList:
+        if any(tag == 1021 for tag, _ in tags):
+            return tags
+        return [(1021, self.cashier()), *tags]
+
+    def qr(self, number: int) -> str:
+        """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
+        record = self.fn.record(number)
+        if record.kind not in (RECEIPT, CORRECTION):
+            raise Refusal(Reason.BAD_PARAMETER, f"document {number} is not a receipt")
+        return qr_string(
+            QrData(
+                record.when,
+                record.total,
+                self.fn.serial,
+                number,
+                record.fiscal_sign,
+                record.operation,
+            )
+        )
+
+    # -- cash --------------------------------------------------------------------------------------
+
+    def cash_in(self, amount: int) -> None:
+        self._cash_operation(amount, deposit=True)
+
+    def cash_out(self, amount: int) -> None:
+        if amount > self.cash_in_drawer():
+            raise Refusal(Reason.NO_CASH, "not enough cash in the drawer")
+        self._cash_operation(amount, deposit=False)
+
+    def _cash_operation(self, amount: int, *, deposit: bool) -> None:
+        self.require_no_receipt()
+        if not self.shift_open:
+            raise Refusal(Reason.SHIFT_CLOSED, "open a shift first")
+        self.require_idle_printer()
+        self.printer.check()
+        self.settings.cash_operation(amount, deposit=deposit)
+        p = self.printer
+        self.printer.print_lines(
+            [
+                p.centered("ВНЕСЕНИЕ" if deposit else "ВЫПЛАТА"),
+                p.pair("СУММА", f"={money(amount)}"),
+            ]
+        )
+
+    # -- printing ----------------------------------------------------------------------------------
+
+    def print_lines(self, lines: list[str]) -> None:
+        """Non-fiscal text: refused while a document waits; a paper end raises `PaperOut`."""
+        self.require_idle_printer()
+        self.printer.print_lines(lines)
+
+    def cut(self, *, partial: bool) -> None:
+        self.print_lines(["-" * 8 + (" partial cut " if partial else " cut ") + "-" * 8])
+
+    def continue_print(self) -> None:
+        """Print what a paper end interrupted (nothing to do when nothing waits)."""
+        if self.pending_print:
+            lines, self.pending_print = self.pending_print, []
+            self._print(lines)
+            if self.pending_print:
+                raise Refusal(Reason.NO_PAPER, "paper ran out again")
+
+    # -- clock -------------------------------------------------------------------------------------
+
+    def set_clock(self, when: dt.datetime) -> None:
+        setter = getattr(self.clock, "set", None)
+        if setter is None:
+            raise Refusal(Reason.NOT_SUPPORTED, "this emulator's clock cannot be set")
+        setter(when)
+        self.settings.remember_clock(self.clock)
+
+    # -- for the control channel -------------------------------------------------------------------
+
+    def power_loss(self) -> None:
+        """Power fails: what was being built is gone (the FN had formed nothing of it yet).
+
+        The FN's archive and everything fiscalized stay; the open receipt and an interrupted
+        print are lost, and the register comes back idle, as a real one does.
+        """
+        self.receipt = None
+        self.pending_print = []
+
+    def status_text(self) -> dict[str, object]:
+        """The state a tester reads through the control channel (the personality adds its
+        modes and last error)."""
+        fn_status = self.fn.status()
+        return {
+            "phase": int(fn_status.phase),
+            "shift_open": fn_status.shift_open,
+            "last_document": fn_status.last_number,
+            "unsent": self.fn.ofd_queue().unsent,
+            "now": self.clock.now().isoformat(),
+            "paper": self.printer.paper,
+            "cover_open": self.printer.cover_open,
+        }
+
+    def tape(self) -> list[str]:
+        return list(self.printer.tape)
+
+    def verify(self) -> Verification:
+        """Recompute the FN archive: numbering, signs, counters."""
+        return self.fn.verify()
+
+    def close(self) -> None:
+        self.fn.close()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _print(self, lines: list[str]) -> None:
+        """Print a fiscal document's lines: a paper end keeps the rest for later, never fails."""
+        try:
+            self.printer.print_lines(lines)
+        except PaperOut as exc:
+            self.pending_print = exc.remaining or lines
+
+    def _document_footer(self, number: int, sign: int) -> list[str]:
+        p = self.printer
+        return [
+            p.pair("ФН:", self.fn.serial),
+            p.pair("ФД:", str(number)),
+            p.pair("ФП:", str(sign)),
+        ]
+
+    def _print_receipt(
+        self, receipt: ReceiptBuilder, formed: Formed, due: int, paid: Payments, change: int
+    ) -> None:
+        p = self.printer
+        lines = [
+            p.centered(self.settings.user_name),
+            p.centered(self.settings.address),
+            p.centered("КАССОВЫЙ ЧЕК"),
+            p.centered(OPERATION_NAMES[receipt.operation]),
+            p.pair(f"ЧЕК: {formed.receipt_number}", formed.when.strftime("%d.%m.%y %H:%M")),
+        ]
+        for item in receipt.items:
+            lines.append(item.name[: p.width])
+            lines.append(
+                p.pair(
+                    f"  {item.quantity.normalize():f} x {money(item.price)}",
+                    f"={money(item.amount)}",
+                )
+            )
+        lines += [p.pair("ИТОГ", f"={money(due)}")]
+        if paid.cash:
+            lines.append(p.pair("НАЛИЧНЫМИ", f"={money(paid.cash)}"))
+        if paid.electronic:
+            lines.append(p.pair("БЕЗНАЛИЧНЫМИ", f"={money(paid.electronic)}"))
+        if change:
+            lines.append(p.pair("СДАЧА", f"={money(change)}"))
+        lines += [
+            p.pair("КАССИР:", self.cashier()),
+            *self._document_footer(formed.number, formed.fiscal_sign),
+        ]
+        lines.append("QR: " + self.qr(formed.number))
+        self._print(lines)
