@@ -96,6 +96,9 @@ class Device(Protocol):
     def subtotal(self) -> int:
         """The open receipt's sum as the register counts it."""
 
+    def pay(self, receipt: Receipt) -> None:
+        """Whatever the closing command does not carry of the payments (before it)."""
+
     def close_receipt(self, receipt: Receipt) -> Formed:
         """One attempt at the closing command: the FN forms the document."""
 

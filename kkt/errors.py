@@ -123,6 +123,35 @@ def from_shtrih(error: _ProtocolDeviceError) -> DeviceError:
     return cls(str(error), code=error.code, vendor="shtrih", retry_may_help=error.retry_may_help)
 
 
+# ATOL codes (fact sheet §2.5) -> the class callers catch.
+_ATOL_CLASSES: dict[int, type[DeviceError]] = {
+    0x67: PaperOut,
+    0x68: PaperOut,
+    0x69: PaperOut,
+    0x88: ShiftExpired,
+    0xF0: ShiftExpired,
+    0x8C: WrongPassword,
+    0x1E: WrongMode,
+    0x66: WrongMode,
+    0x6A: WrongMode,
+    0x82: WrongMode,
+    0x87: WrongMode,
+    0x89: WrongMode,
+    0x9A: WrongMode,
+    0x9B: WrongMode,
+    0x9C: WrongMode,
+    0xD7: FnExhausted,
+    0xD8: FnExhausted,
+    0xEB: FnExhausted,
+}
+
+
+def from_atol(error: _ProtocolDeviceError) -> DeviceError:
+    """The driver's error for an ATOL refusal (the protocol core's `AtolDeviceError`)."""
+    cls = _ATOL_CLASSES.get(error.code, DeviceError)
+    return cls(str(error), code=error.code, vendor="atol", retry_may_help=error.retry_may_help)
+
+
 __all__ = [
     "BadAnswer",
     "CannotSend",
@@ -140,5 +169,6 @@ __all__ = [
     "TransportError",
     "WrongMode",
     "WrongPassword",
+    "from_atol",
     "from_shtrih",
 ]

@@ -332,6 +332,7 @@ class Register:
                 device.add_item(receipt, index, subtotal)
                 subtotal += item.total
             self._check_subtotal(receipt.total)
+            device.pay(receipt)
         except KktError:
             # Nothing is fiscal before the closing command: cancel what was begun and report.
             self._cancel_open_receipt()

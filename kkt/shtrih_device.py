@@ -395,6 +395,9 @@ class ShtrikhDevice:
     def subtotal(self) -> int:
         return self.raw(classic.Subtotal(self.password)).subtotal
 
+    def pay(self, receipt: Receipt) -> None:
+        """Nothing: FF45 carries every payment."""
+
     def close_receipt(self, receipt: Receipt) -> Formed:
         p = receipt.payments
         closed = self.raw(

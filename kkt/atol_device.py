@@ -1,0 +1,496 @@
+"""The ATOL `Device`: the driver's steps as ATOL commands (protocol 3.1, over the v3 task buffer).
+
+ATOL works in modes: receipts, cash and the shift's opening in mode 1 (registration), the X report
+in mode 2, the Z report in mode 3, each entered with 56h and a mode password and left with 48h.
+The device enters the mode a step needs and leaves another one first.
+
+Exactly once: the v3 task buffer does most of the work -- a lost reply is fetched with ``Req(TID)``
+(`kkt.atol_session`), so a step fails with `OutcomeUnknown` only when the buffer itself could not
+say.  Then the open receipt decides, as on Shtrikh: its state for the opening, its sum for an
+item.  ATOL's 3Fh reports no item count, so a free item whose fate is unknown cannot be judged
+and the receipt is cancelled (`NotFiscalized`) rather than guessed at.
+
+Payments are registered with 99h before the closing 4Ah carries the last of them: a failed 99h
+cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled by the FN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from kkt.protocols.atol import commands as c
+from kkt.protocols.atol.errors import AtolDeviceError
+from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
+from kkt.protocols.errors import CodecError, LinkError
+from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, encode_tlv, find
+
+from .archive import READ_TRIES, Document
+from .commander import Commander, checked_serial, link_failure
+from .errors import (
+    BadAnswer,
+    CannotSend,
+    KktError,
+    NotFiscalized,
+    OutcomeUnknown,
+    TransportError,
+    from_atol,
+)
+from .receipt import Operation, Receipt, Vat
+from .results import (
+    DeviceInfo,
+    DocumentInfo,
+    FnInfo,
+    FnWarning,
+    Formed,
+    OfdQueue,
+    ShiftState,
+    Status,
+)
+
+log = logging.getLogger("kkt.register")
+AnswerT = TypeVar("AnswerT", bound=c.Answer)
+
+ACCESS_PASSWORD = 0  # the 2-byte password every command carries; devices ship with 0000
+# EBh's tax byte, numbered as libfptr10's LIBFPTR_TAX_* (fact sheet §3.2): 0 by department,
+# 1 VAT 18, 2 VAT 10, 3 VAT 18/118, 4 VAT 10/110, 5 VAT 0, 6 no VAT, 7 VAT 20, 8 VAT 20/120.
+TAX_TYPES = {
+    Vat.VAT20: 7,
+    Vat.VAT10: 2,
+    Vat.VAT120: 8,
+    Vat.VAT110: 4,
+    Vat.VAT0: 5,
+    Vat.NONE: 6,
+}
+RECEIPT_TYPES = {
+    Operation.SELL: ReceiptType.SELL,
+    Operation.SELL_RETURN: ReceiptType.SELL_RETURN,
+    Operation.BUY: ReceiptType.BUY,
+    Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
+}
+CORRECTION_TYPES = {
+    Operation.SELL: ReceiptType.SELL_CORRECTION,
+    Operation.BUY: ReceiptType.BUY_CORRECTION,
+}
+MODE_NAMES: dict[int, str] = {
+    Mode.SELECT: "select",
+    Mode.REGISTRATION: "registration",
+    Mode.X_REPORTS: "X reports",
+    Mode.Z_REPORTS: "Z reports",
+    Mode.PROGRAMMING: "programming",
+    Mode.FN_ACCESS: "FN access",
+    Mode.EKLZ_ACCESS: "EKLZ access",
+    Mode.EXTRA: "extra",
+}
+LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped by the device)
+REPORT_X = 1  # 67h report type: the daily report without closing (X)
+
+
+class AtolDevice:
+    """An ATOL register behind a `Commander` (an `AtolSession`, or the in-process emulator).
+
+    ``password`` is the mode password (30 system administrator, 29 administrator, 1..28 the
+    cashiers); the access password every command carries is ``access_password``.
+    """
+
+    vendor = "atol"
+
+    def __init__(
+        self,
+        commander: Commander,
+        *,
+        password: int = 30,
+        access_password: int = ACCESS_PASSWORD,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.commander = commander
+        self.password = password
+        self.access_password = access_password
+        self.no_open_receipt = False
+        self.query_tries = 5
+        self._lock = lock if lock is not None else threading.RLock()
+        self._fn_serial: str | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def raw(self, request: c.Request[AnswerT]) -> AnswerT:
+        """Any typed ATOL request; refusals become the driver's `DeviceError` subclasses.
+
+        Read-only requests are tried again after a link failure; anything else fails at once.
+        """
+        tries = self.query_tries if request.REPEATABLE else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._raw_once(request)
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                if attempt == tries:
+                    raise
+                log.info("retrying %s after a link failure", type(request).__name__)
+        raise AssertionError("unreachable")
+
+    def _raw_once(self, request: c.Request[AnswerT]) -> AnswerT:
+        with self._lock:
+            try:
+                encoded = request.encode()
+            except CodecError as error:
+                reason = str(error).strip().splitlines()[-1]
+                raise CannotSend(f"{type(request).__name__}: {reason}; nothing was sent") from None
+            if not request.REPEATABLE:
+                self.no_open_receipt = False
+            try:
+                reply = self.commander.exchange(
+                    encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+                )
+            except LinkError as error:
+                raise link_failure(error) from error
+            try:
+                return request.decode_answer(reply)
+            except AtolDeviceError as error:
+                raise from_atol(error) from None
+            except CodecError as error:
+                if request.REPEATABLE:
+                    raise BadAnswer(f"the register's answer makes no sense: {error}") from error
+                raise OutcomeUnknown(
+                    f"the answer to a state-changing command makes no sense ({error}); check the "
+                    "register's last fiscal document before repeating it"
+                ) from error
+
+    def _ask(self, request_type: type[c.Request[AnswerT]], *args: Any) -> AnswerT:
+        return self.raw(request_type(self.access_password, *args))
+
+    def close(self) -> None:
+        self.commander.close()
+
+    def _enter(self, mode: Mode) -> None:
+        """Be in ``mode``: leave the current one (48h, twice from a sub-mode), then 56h."""
+        current, _ = split_mode(self._ask(c.GetStateCode).mode)
+        if current == mode:
+            return
+        for _ in range(2):
+            if current == Mode.SELECT:
+                break
+            self._ask(c.ExitMode)
+            current, _ = split_mode(self._ask(c.GetStateCode).mode)
+        self._ask(c.EnterMode, int(mode), self.password)
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def _status(self) -> c.Status:
+        return self._ask(c.GetStatus)
+
+    def status(self) -> Status:
+        s = self._status()
+        flags = StatusFlags(s.flags)
+        mode, submode = split_mode(s.mode)
+        return Status(
+            mode=mode,
+            mode_name=MODE_NAMES.get(mode, f"mode {mode}"),
+            submode=submode,
+            shift_open=StatusFlags.SHIFT_OPEN in flags,
+            # 3Fh has no "over 24 hours" flag: a sale in such a shift is refused with 88h
+            # (`ShiftExpired`), which says what to do.
+            shift_expired=False,
+            receipt_open=s.receipt_state != 0,
+            paper=StatusFlags.PAPER in flags,
+            cover_open=StatusFlags.COVER_OPEN in flags,
+            drawer_open=StatusFlags.DRAWER_OPEN in flags,
+            operator=s.cashier,
+            receipt_items=None,
+        )
+
+    def device_info(self) -> DeviceInfo:
+        kind = self._ask(c.GetDeviceType)
+        status = self._status()
+        major, minor, _language, *build = kind.version
+        return DeviceInfo(
+            model=kind.model,
+            name=kind.name,
+            protocol=f"atol {kind.protocol}",
+            serial=f"{status.serial:08d}",
+            firmware=f"{major:x}.{minor:x} build {bytes(build).hex()}",
+        )
+
+    def fn_info(self) -> FnInfo:
+        serial = self.fn_serial()
+        validity = self._ask(c.GetFnValidity)
+        queue = self.ofd_queue()
+        return FnInfo(
+            serial=serial,
+            phase=None,  # ATOL's FN queries in this driver do not include the life phase
+            last_document=self.last_document(),
+            expires=validity.expires,
+            registrations_left=validity.registrations_left,
+            version="",
+            warnings=FnWarning(0),
+            unsent=queue.unsent,
+        )
+
+    def fn_serial(self) -> str:
+        if self._fn_serial is None:
+            for attempt in range(1, self.query_tries + 1):
+                try:
+                    self._fn_serial = checked_serial(self._ask(c.GetFnSerial).serial.strip())
+                    break
+                except BadAnswer:
+                    if attempt == self.query_tries:
+                        raise
+        assert self._fn_serial is not None
+        return self._fn_serial
+
+    def last_document(self) -> int:
+        return self._ask(c.ReadLastDocument).number
+
+    def shift(self) -> ShiftState:
+        state = self._ask(c.GetFnShift)
+        return ShiftState(state.open, state.number, state.receipts)
+
+    def _read_tlv(self, number: int) -> tuple[int, TlvList]:
+        """A4h 45h selects the document, 46h reads its TLV block by block."""
+        for attempt in range(1, READ_TRIES + 1):
+            try:
+                size = self._ask(c.GetFnDocumentSize, number)
+                data = bytearray()
+                while len(data) < size.size:
+                    block = self._ask(c.GetFnDocumentData).data
+                    if not block:
+                        raise BadAnswer(f"document {number}: the FN sent an empty TLV block")
+                    data += block
+                break
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                # 46h moves a read cursor: after any failure the whole document is read again.
+                if attempt == READ_TRIES:
+                    raise
+        try:
+            return size.document_type, decode_tlv(bytes(data[: size.size]))
+        except (CodecError, TlvError) as error:
+            raise BadAnswer(f"document {number}: its TLV does not decode ({error})") from error
+
+    def read_document(self, number: int) -> Document:
+        kind, tlv = self._read_tlv(number)
+        info = _document_info(number, kind, tlv)
+        return Document(number, kind, info.when, info.fiscal_sign, info.ofd_confirmed, tlv)
+
+    def find_document(self, number: int) -> DocumentInfo:
+        kind, tlv = self._read_tlv(number)
+        return _document_info(number, kind, tlv)
+
+    def clock(self) -> dt.datetime | None:
+        return self._status().when
+
+    def ofd_queue(self) -> OfdQueue:
+        status = self._ask(c.GetFnOfdStatus)
+        if not status.unsent:
+            return OfdQueue(0, None, None)
+        return OfdQueue(status.unsent, status.first_unsent, status.first_unsent_when)
+
+    # -- documents and the printer ----------------------------------------------------------------
+
+    def _formed(self) -> Formed:
+        """The document the FN formed last (91h register 34h), with the shift it belongs to."""
+        last = self._ask(c.ReadLastDocument)
+        return Formed(last.number, last.fiscal_sign, self.shift().number)
+
+    def _tags(self, tags: TlvList) -> None:
+        for tag in tags:
+            self._ask(c.WriteTlv, 0, encode_tlv([tag]))
+
+    def open_shift(self, cashier: str | None) -> Formed:
+        self._enter(Mode.REGISTRATION)
+        self._tags([(1021, cashier)] if cashier else [])
+        self._ask(c.OpenShift, 0, "")
+        return self._formed()
+
+    def close_shift(self, cashier: str | None) -> Formed:
+        self._enter(Mode.Z_REPORTS)
+        self._tags([(1021, cashier)] if cashier else [])
+        self._ask(c.ZReport)
+        formed = self._formed()
+        return Formed(formed.number, formed.fiscal_sign, self.shift().number)
+
+    def x_report(self) -> None:
+        self._enter(Mode.X_REPORTS)
+        self._ask(c.Report, REPORT_X)
+
+    def correction(self, operation: Operation, total: int, reason: str) -> Formed:
+        if operation not in CORRECTION_TYPES:
+            raise CannotSend(f"a correction is a sale or a purchase, not {operation.name.lower()}")
+        self._enter(Mode.REGISTRATION)
+        self._ask(c.OpenReceipt, 0, int(CORRECTION_TYPES[operation]))
+        try:
+            tags: TlvList = [(1173, 0)]
+            if reason:
+                tags.append((1174, [(1179, reason[:32])]))
+            self._tags(tags)
+            self._ask(c.CloseReceipt, 0, int(PaymentType.CASH), total)
+        except KktError:
+            self.cancel_receipt()
+            raise
+        return self._formed()
+
+    def cash_in(self, amount: int) -> None:
+        self._enter(Mode.REGISTRATION)
+        self._ask(c.CashIn, 0, amount)
+
+    def cash_out(self, amount: int) -> None:
+        self._enter(Mode.REGISTRATION)
+        self._ask(c.CashOut, 0, amount)
+
+    def print_text(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            self._ask(c.PrintLine, line[:LINE_WIDTH])
+
+    def cut(self, partial: bool) -> None:
+        self._ask(c.Cut, partial)
+
+    def continue_print(self) -> None:
+        # ATOL registers finish a document interrupted by a paper end on their own once paper is
+        # loaded; there is nothing to send (libfptr's continuePrint is for its own document
+        # queue).  Report a printer still without paper, as Shtrikh's B0h would.
+        if not self.status().paper:
+            raise KktError("the printer still has no paper: load paper, then continue")
+
+    def set_datetime(self, when: dt.datetime) -> None:
+        self._ask(c.SetDateTime, when.replace(microsecond=0))
+
+    # -- the receipt's steps ----------------------------------------------------------------------
+
+    def receipt_open(self) -> bool:
+        return self._status().receipt_state != 0
+
+    def open_receipt(self, receipt: Receipt) -> None:
+        self._enter(Mode.REGISTRATION)
+        request = c.OpenReceipt(self.access_password, 0, int(RECEIPT_TYPES[receipt.operation]))
+        for _ in range(3):
+            try:
+                self.raw(request)
+                break
+            except (TransportError, OutcomeUnknown):
+                if self.receipt_open():
+                    break
+        else:
+            raise TransportError("the register would not open the receipt; check the line")
+        tags: TlvList = [(1055, int(receipt.tax_system))]
+        if receipt.cashier:
+            tags.append((1021, receipt.cashier))
+        if receipt.buyer_contact:
+            tags.append((1008, receipt.buyer_contact))
+        tags.extend(receipt.extra)  # type: ignore[arg-type]
+        self._tags(tags)
+
+    def add_item(self, receipt: Receipt, index: int, subtotal: int) -> None:
+        item = receipt.items[index]
+        thousandths = Decimal(item.quantity) * 1000
+        if thousandths != thousandths.to_integral_value():
+            raise CannotSend(f"ATOL takes quantities to 0.001, not {item.quantity}")
+        self._ask(c.BeginItem, 0, 1)  # only starts the item: sent again, it starts it again
+        item_tags: TlvList = list(item.extra)  # type: ignore[arg-type]
+        if item.measure is not None:
+            item_tags.insert(0, (2108, item.measure))
+        self._tags(item_tags)
+        end = c.EndItem(
+            self.access_password,
+            0,
+            item.price,
+            int(thousandths),
+            item.total,
+            TAX_TYPES[item.vat],
+            0,  # the register computes the item's tax
+            item.department,
+            item.payment_subject,
+            item.payment_method,
+            0,
+            0,
+            item.name,
+        )
+        for _ in range(3):
+            try:
+                self.raw(end)
+                return
+            except (TransportError, OutcomeUnknown):
+                now = self.subtotal()
+                if now == subtotal + item.total and item.total:
+                    return  # taken; only its reply was lost
+                if now != subtotal or not item.total:
+                    raise NotFiscalized(
+                        f"the open receipt holds {now} kopecks, expected {subtotal} or "
+                        f"{subtotal + item.total}; the receipt was cancelled, nothing was charged"
+                    ) from None
+                self._ask(c.BeginItem, 0, 1)
+        raise TransportError("the register would not take the item; check the line")
+
+    def subtotal(self) -> int:
+        return self._status().receipt_sum
+
+    def pay(self, receipt: Receipt) -> None:
+        """99h for every payment but the last kind, which the closing 4Ah carries."""
+        for kind, amount in _payments(receipt)[:-1]:
+            try:
+                self._ask(c.Payment, 0, int(kind), amount)
+            except OutcomeUnknown as error:
+                # 99h never closes a receipt: whatever it did, nothing is fiscal yet, and the
+                # receipt is cancelled on the way out.
+                raise NotFiscalized(
+                    f"a payment's reply was lost ({error}); the receipt was cancelled, nothing "
+                    "was charged: sell it again"
+                ) from error
+
+    def close_receipt(self, receipt: Receipt) -> Formed:
+        kind, amount = _payments(receipt)[-1]
+        self._ask(c.CloseReceipt, 0, int(kind), amount)
+        return self._formed()
+
+    def cancel_receipt(self) -> None:
+        if self.receipt_open():
+            self._cancel()
+
+    def _cancel(self) -> None:
+        self._enter(Mode.REGISTRATION)
+        self._ask(c.CancelReceipt)
+
+
+def _payments(receipt: Receipt) -> list[tuple[PaymentType, int]]:
+    p = receipt.payments
+    paid = [
+        (PaymentType.ELECTRONIC, p.electronic),
+        (PaymentType.PREPAID, p.prepaid),
+        (PaymentType.CREDIT, p.credit),
+        (PaymentType.OTHER, p.other),
+        (PaymentType.CASH, p.cash),  # last: only cash may exceed what is due (change)
+    ]
+    return [pair for pair in paid if pair[1]] or [(PaymentType.CASH, 0)]
+
+
+def _document_info(number: int, kind: int, tlv: TlvList) -> DocumentInfo:
+    """The short record of a document from its own tags (1040, 1012, 1077, 1054, 1020, 1038)."""
+    body = tlv
+    if len(tlv) == 1 and isinstance(tlv[0][1], list):
+        body = tlv[0][1]  # the document's STLV wrapper
+    found = find(body, 1040)
+    if found is not None and found != number:
+        raise BadAnswer(f"asked for document {number}, the FN sent document {found!r}")
+    when = find(body, 1012)
+    sign = find(body, 1077)
+    operation = find(body, 1054)
+    total = find(body, 1020)
+    shift = find(body, 1038)
+    return DocumentInfo(
+        number=number,
+        type=kind,
+        when=when if isinstance(when, dt.datetime) else None,
+        fiscal_sign=int.from_bytes(sign[-4:], "big") if isinstance(sign, bytes) else 0,
+        ofd_confirmed=False,  # not in the document itself; ATOL's A4h has no cheap query for it
+        operation=operation if isinstance(operation, int) else None,
+        total=_kopecks(total),
+        shift_number=shift if isinstance(shift, int) else None,
+    )
+
+
+def _kopecks(value: object) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        return int(value * 100)
+    return None
