@@ -555,7 +555,9 @@ class UnknownCommand(CodecError):
 
     def __init__(self, code: int, sub: int | None = None) -> None:
         what = f"{code:02X}h" if sub is None else f"{code:02X}h sub-command {sub:02X}h"
-        super().__init__(f"command {what} is not known to this codec (a device answers 66h/14h)")
+        super().__init__(
+            f"command {what} is not known to this codec; a device refuses it with an error reply"
+        )
         self.code = code
         self.sub = sub
 

@@ -674,3 +674,25 @@ def test_every_answer_class_is_covered() -> None:
     }
     for cls in answers:
         assert dataclasses.is_dataclass(cls)
+
+
+# -- through the lower layers ---------------------------------------------------------------------
+
+
+def test_sheet_packets_carry_these_blocks() -> None:
+    from kkt.protocols.atol.buffer import (
+        Add,
+        AsyncResult,
+        decode_buffer_command,
+        decode_buffer_reply,
+    )
+    from kkt.protocols.atol.packet import decode_packet
+
+    # Zzzzipper AtolProtocol.h device dump: Add flags=01 TID=02 with the A5h block.
+    add = decode_buffer_command(decode_packet(h("FE 06 00 07 C1 01 02 00 00 A5 8D")).data)
+    assert isinstance(add, Add)
+    assert decode_request(add.data) == GetDeviceType(0)
+    # kurbatov/atol4j TransportProtocolV3Test: async result of TID 0x57 with reply 55 00 00.
+    result = decode_buffer_reply(decode_packet(h("FE 05 00 F0 A6 57 55 00 00 FD EE")).data)
+    assert isinstance(result, AsyncResult)
+    assert ZReport(0).decode_answer(result.data) == Done()
