@@ -1,7 +1,13 @@
-"""ATOL protocol: lower level v3 (more layers follow).
+"""ATOL protocol 3.1: the lower level v3 and the command set, sans-IO.
 
 * `packet` -- ``FE LEN0 LEN1 ID DATA CRC`` encoding, CRC-8, byte stuffing and the incremental
-  `PacketDeframer`.
+  `PacketDeframer`;
+* `buffer` -- the task-buffer messages a packet carries (Add, Ack, Req, Abort, AckAdd and the
+  device's A1..A8 / B1..B4 replies);
+* `link` -- the task buffer as HOST and DEVICE state machines (`AtolHostLink`, `TaskBuffer`,
+  `AtolDeviceLink`);
+* `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...),
+  with `bcd`, `charset` (ATOL's CP866 variant), `modes` and `errors`.
 """
 
 from .packet import (
