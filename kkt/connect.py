@@ -6,6 +6,11 @@
 * ``usb://VID:PID[/SERIAL]`` -- bulk endpoints through pyusb (``usb_backend`` may be given);
 * ``emulator:PATH`` -- an emulated register kept in the state directory PATH, in this process.
 
+``protocol`` is the register's: ``"shtrih"`` (Shtrikh-M protocol v1, TCP port 7778), ``"atol"``
+(ATOL protocol 3.1 over the v3 task buffer, TCP port 5555) or ``"auto"``, which probes the port
+with harmless queries (an ENQ for Shtrikh, a task-state request for ATOL) and picks the one that
+answers.
+
 A serial port is opened exclusively: a second process gets `PortBusy`, not interleaved bytes.
 A port that fails later (the register rebooted, the cable was pulled) is opened again at the next
 command.
@@ -13,23 +18,34 @@ command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import serial
 
+from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih.link import HostSettings
 
+from .atol_device import AtolDevice
+from .atol_session import AtolSession
+from .commander import Commander
+from .device import Device
+from .discover import probe_protocol
 from .errors import PortBusy, TransportError
 from .journal import Journal
 from .register import Register
 from .session import ShtrikhSession
+from .shtrih_device import ShtrikhDevice
 from .tcp import SCHEME as TCP_SCHEME
 from .tcp import TcpPort, parse_tcp_url
 from .usb import SCHEME as USB_SCHEME
 from .usb import UsbPort, parse_usb_url
 
 EMULATOR_SCHEME = "emulator:"
+
+
+PROTOCOLS = ("shtrih", "atol", "auto")
 
 
 def connect(
@@ -39,50 +55,78 @@ def connect(
     password: int = 30,
     baudrate: int = 115200,
     journal: str | Path | None = None,
-    settings: HostSettings | None = None,
+    settings: HostSettings | AtolHostSettings | None = None,
     usb_backend: Any = None,
 ) -> Register:
-    """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys."""
-    if protocol != "shtrih":
-        raise ValueError(f"protocol {protocol!r} is not supported yet; use 'shtrih'")
+    """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys.
+
+    ``password`` is the operator's (Shtrikh) or the mode password (ATOL): 30, the system
+    administrator, by default on both.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     # The journal first: a path that cannot hold it must not leave a port open behind it.
     opened_journal = Journal(journal) if journal else None
     try:
-        commander = _commander(url, baudrate, settings, usb_backend)
+        device = _device(url, protocol, password, baudrate, settings, usb_backend)
     except BaseException:
         if opened_journal is not None:
             opened_journal.close()
         raise
-    return Register(commander, password=password, journal=opened_journal)
+    return Register(device, password=password, journal=opened_journal)
 
 
-def _commander(url: str, baudrate: int, settings: HostSettings | None, usb_backend: Any) -> Any:
-    commander: Any
+def _device(
+    url: str,
+    protocol: str,
+    password: int,
+    baudrate: int,
+    settings: HostSettings | AtolHostSettings | None,
+    usb_backend: Any,
+) -> Device:
     if url.startswith(EMULATOR_SCHEME):
         from .inprocess import InProcess  # the one bridge to the emulator, imported on demand
 
-        commander = InProcess(Path(url[len(EMULATOR_SCHEME) :].removeprefix("//")))
-    elif url.startswith(USB_SCHEME):
-        vid, pid, serial_number = parse_usb_url(url)
-
-        def open_usb() -> Any:
-            return UsbPort.open(vid, pid, serial_number, backend=usb_backend)
-
-        commander = ShtrikhSession(open_usb(), settings=settings, reopen=open_usb)
-    elif url.startswith(TCP_SCHEME) and "?" not in url:
-        host, port_number = parse_tcp_url(url)
-
-        def open_tcp() -> Any:
-            return TcpPort(host, port_number)
-
-        commander = ShtrikhSession(open_tcp(), settings=settings, reopen=open_tcp)
+        vendor = "shtrih" if protocol == "auto" else protocol
+        inproc = InProcess(Path(url[len(EMULATOR_SCHEME) :].removeprefix("//")), protocol=vendor)
+        return _vendor_device(vendor, inproc, password)
+    opener = _opener(url, baudrate, usb_backend)
+    port = opener()
+    if protocol == "auto":
+        try:
+            protocol = probe_protocol(port)
+        except BaseException:
+            port.close()
+            raise
+    commander: Commander
+    if protocol == "atol":
+        if settings is not None and not isinstance(settings, AtolHostSettings):
+            port.close()
+            raise ValueError("settings for an ATOL register are an atol.link.HostSettings")
+        commander = AtolSession(port, settings=settings, reopen=opener)
     else:
+        if settings is not None and not isinstance(settings, HostSettings):
+            port.close()
+            raise ValueError("settings for a Shtrikh register are a shtrih.link.HostSettings")
+        commander = ShtrikhSession(port, settings=settings, reopen=opener)
+    return _vendor_device(protocol, commander, password)
 
-        def open_serial() -> Any:
-            return _open_port(url, baudrate)
 
-        commander = ShtrikhSession(open_serial(), settings=settings, reopen=open_serial)
-    return commander
+def _vendor_device(protocol: str, commander: Commander, password: int) -> Device:
+    if protocol == "atol":
+        return AtolDevice(commander, password=password)
+    return ShtrikhDevice(commander, password=password)
+
+
+def _opener(url: str, baudrate: int, usb_backend: Any) -> Callable[[], Any]:
+    """How to open (and, after a failure, reopen) the port ``url`` names."""
+    if url.startswith(USB_SCHEME):
+        vid, pid, serial_number = parse_usb_url(url)
+        return lambda: UsbPort.open(vid, pid, serial_number, backend=usb_backend)
+    if url.startswith(TCP_SCHEME) and "?" not in url:
+        host, port_number = parse_tcp_url(url)
+        return lambda: TcpPort(host, port_number)
+    return lambda: _open_port(url, baudrate)
 
 
 def _open_port(url: str, baudrate: int) -> Any:
@@ -102,7 +146,10 @@ def _open_port(url: str, baudrate: int) -> Any:
         if "busy" in text.lower() or "lock" in text.lower():
             raise PortBusy(f"{url} is in use by another process; close it there first") from None
         if "://" in url:
-            hint = "is the register on, and listening at that address and port (Shtrikh: 7778)?"
+            hint = (
+                "is the register on, and listening at that address and port (Shtrikh: 7778, "
+                "ATOL: 5555)?"
+            )
         else:
             hint = (
                 "check the path, the cable, and that you may use the port (Linux: the dialout "

@@ -21,6 +21,8 @@ from typing import Any
 import serial
 from serial.tools import list_ports
 
+from kkt.protocols.atol.buffer import Req
+from kkt.protocols.atol.packet import MAX_REQUEST_ID, Packet, deframe, encode_packet
 from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
@@ -126,6 +128,32 @@ def _discover_usb(
         if hit is not None:
             found.append(replace(hit, usb_id=f"{device.idVendor:04x}:{device.idProduct:04x}"))
     return found
+
+
+# A harmless ATOL question: the state of task 0xDF (`Req`), in packet 0xDF.  A device that has
+# no such task answers B3 NotFound; one that has keeps it (only `Ack` frees a task).
+_ATOL_PROBE = encode_packet(MAX_REQUEST_ID, Req(MAX_REQUEST_ID).encode())
+
+
+def probe_protocol(port: Any, timeout: float = 1.0) -> str:
+    """Which protocol the register on ``port`` speaks: "shtrih" or "atol".
+
+    Status questions only: an ENQ (a Shtrikh register answers NAK or ACK), then an ATOL task-state
+    request (an ATOL register answers with a v3 packet).  Neither prints nor changes anything.
+    """
+    port.timeout = timeout
+    port.write(bytes((ENQ,)))
+    reply = port.read(1)
+    if reply in (bytes((NAK,)), bytes((ACK,))):
+        return "shtrih"
+    port.write(_ATOL_PROBE)
+    tokens, _ = deframe(port.read(64))
+    if any(isinstance(token, Packet) for token in tokens):
+        return "atol"
+    raise TransportError(
+        "the device answers neither a Shtrikh ENQ nor an ATOL v3 packet: is it a register, is it "
+        "on, and is the baud rate right?  Name the protocol (shtrih or atol) to skip the probe"
+    )
 
 
 def _probe_serial(path: str, baud: int, timeout: float) -> Found | None:

@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from typing import Any
 
 
 class InProcess:
-    """A `Commander` over an emulated register opened from a state directory."""
+    """A `Commander` over an emulated register opened from a state directory.
 
-    def __init__(self, state: Path, *, fiscal_only: bool = False) -> None:
-        self.register: ShtrikhRegister = open_device(state, fiscal_only=fiscal_only)
+    ``protocol`` picks the personality: Shtrikh payloads (code, parameters) or ATOL command
+    blocks (access password, code, parameters) -- the same register and FN either way.
+    """
+
+    def __init__(self, state: Path, *, fiscal_only: bool = False, protocol: str = "shtrih") -> None:
+        self.register: Any
+        if protocol == "atol":
+            from kkt.emulator.atol import open_device as open_atol
+
+            self.register = open_atol(state, fiscal_only=fiscal_only)
+        else:
+            from kkt.emulator.shtrih import open_device
+
+            self.register = open_device(state, fiscal_only=fiscal_only)
         self._lock = threading.Lock()
 
     def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
         with self._lock:
-            return self.register.execute(payload)
+            answer: bytes = self.register.execute(payload)
+            return answer
 
     def close(self) -> None:
         self.register.close()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih.frame import Deframer
 from kkt.protocols.shtrih.link import HostSettings
 
@@ -34,8 +35,10 @@ from . import emulator_cli, register_cli, scan_cli
 from .console import Output
 from .demo import run_demo
 from .describe import describe_token
+from .describe_atol import AtolReader
 
 DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
+ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --protocol atol`
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK = 0, 1, 2, 3
 
 
@@ -48,11 +51,17 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--url",
-        default=default(os.environ.get("KKT_URL", DEFAULT_URL)),
+        default=default(os.environ.get("KKT_URL")),
         help="the register: /dev/ttyUSB0, COM3, socket://HOST:PORT, usb://VID:PID, "
-        f"emulator:DIR (default: $KKT_URL or {DEFAULT_URL})",
+        f"emulator:DIR (default: $KKT_URL, or {DEFAULT_URL} -- {ATOL_DEFAULT_URL} with "
+        "--protocol atol)",
     )
-    common.add_argument("--protocol", choices=("shtrih",), default=default("shtrih"))
+    common.add_argument(
+        "--protocol",
+        choices=("shtrih", "atol", "auto"),
+        default=default(None),
+        help="the register's protocol: shtrih (default), atol, or auto (probe the port)",
+    )
     common.add_argument(
         "--password", type=int, default=default(30), help="operator password (default 30)"
     )
@@ -94,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_cli.add_parsers(commands, common)
     scan_cli.add_parsers(commands, common)
     decode = commands.add_parser(
-        "decode", help="turn captured Shtrikh-M hex frames into readable commands"
+        "decode",
+        help="turn captured Shtrikh-M frames or ATOL v3 packets (hex) into readable commands",
+        description="Shtrikh-M or ATOL: taken from --protocol, or (auto) from the first byte.",
+        parents=[common],
     )
     decode.add_argument(
         "hex", nargs="*", help="hex bytes (either direction); read from stdin if none"
@@ -134,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version, usage errors: argparse has printed them
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    if getattr(args, "url", None) is None:
+        args.url = ATOL_DEFAULT_URL if getattr(args, "protocol", None) == "atol" else DEFAULT_URL
     _logging(args.verbose)
     name = f"kkt {args.command}"
     try:
@@ -174,10 +188,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "handler", None) is None:
         result: int = args.run(args, out)  # scan, doctor: they open ports themselves
         return result
-    settings = HostSettings(ack=args.timeout, byte=args.timeout) if args.timeout else None
+    protocol = args.protocol or "shtrih"
+    settings: HostSettings | AtolHostSettings | None = None
+    if args.timeout and protocol == "atol":
+        settings = AtolHostSettings(packet=args.timeout)
+    elif args.timeout and protocol == "shtrih":
+        settings = HostSettings(ack=args.timeout, byte=args.timeout)
     with kkt.connect(
         args.url,
-        protocol=args.protocol,
+        protocol=protocol,
         password=args.password,
         baudrate=args.baudrate,
         settings=settings,
@@ -209,12 +228,27 @@ def _decode(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kkt decode: not hex ({exc}); paste bytes like '02 01 FC FD'", file=sys.stderr)
         return EXIT_USAGE
+    if _is_atol(args, data):
+        reader = AtolReader()
+        for line in reader.feed(data):
+            print(line)
+        if reader.deframer.has_partial:
+            print(f"incomplete packet at the end: {reader.deframer.partial.hex(' ')}")
+        return EXIT_OK
     deframer = Deframer()
     for token in deframer.feed(data):
         print(describe_token(token, prefer=args.prefer))
     if deframer.has_partial:
         print(f"incomplete frame at the end: {deframer.partial.hex(' ')}")
     return EXIT_OK
+
+
+def _is_atol(args: argparse.Namespace, data: bytes) -> bool:
+    """ATOL when asked for, or (unless Shtrikh was asked for) when the capture starts with a v3
+    packet's FE: Shtrikh frames start with STX (02) or a control byte, never FE."""
+    if args.protocol in ("shtrih", "atol"):
+        return bool(args.protocol == "atol")
+    return data.lstrip(b"\x00")[:1] == b"\xfe"
 
 
 def _strip_log_prefix(line: str) -> str:

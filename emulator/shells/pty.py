@@ -20,11 +20,12 @@ import os
 import tty
 from pathlib import Path
 
+from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
 from kkt.protocols.shtrih.link import DeviceSettings
 
 from ..faults import Faults
 from .listener import Listener
-from .pump import LinkPump, link_settings
+from .protocols import Pump, PumpFactory, pump_factory
 from .runner import Device, DeviceRunner
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,15 @@ def point_link(link: Path, target: str) -> None:
 class PtyServer(Listener):
     """One pseudo-terminal and its symlink; one link, since a serial line has one host."""
 
-    def __init__(self, runner: DeviceRunner, settings: DeviceSettings, link: Path) -> None:
+    def __init__(self, runner: DeviceRunner, make_pump: PumpFactory, link: Path) -> None:
         self.link = link
         self._runner = runner
-        self._settings = settings
+        self._make_pump = make_pump
         self._master = -1
         self._slave = -1
         self.tty_name = ""
-        self._pump: LinkPump | None = None
-        self._pumps: list[LinkPump] = []  # every pump made, so wait_closed sees running commands
+        self._pump: Pump | None = None
+        self._pumps: list[Pump] = []  # every pump made, so wait_closed sees running commands
         self._reading = False
 
     def start(self) -> None:
@@ -104,13 +105,7 @@ class PtyServer(Listener):
     def _new_pump(self) -> None:
         # A link that failed is replaced, as a register reboots: the pty itself stays up.
         self._pumps = [pump for pump in self._pumps if pump.task and not pump.task.done()]
-        self._pump = LinkPump(
-            self._runner,
-            self._write,
-            self._settings,
-            name=f"pty {self.tty_name}",
-            on_error=self._new_pump,
-        )
+        self._pump = self._make_pump(self._write, f"pty {self.tty_name}", self._new_pump)
         self._pumps.append(self._pump)
 
     def _readable(self) -> None:
@@ -150,21 +145,26 @@ async def serve_pty(
     *,
     filler_after_ack: bool = False,
     lock: asyncio.Lock | None = None,
-    settings: DeviceSettings | None = None,
+    settings: DeviceSettings | AtolDeviceSettings | None = None,
     faults: Faults | None = None,
+    protocol: str = "shtrih",
 ) -> PtyServer:
     """Serve ``device`` on a new pseudo-terminal reachable through the symlink ``link``.
 
-    Raises `FileExistsError` when ``link`` is a file other than a symlink.  Share ``lock`` with
-    every other shell that serves the same device.
+    ``protocol`` is "shtrih" or "atol".  Raises `FileExistsError` when ``link`` is a file other
+    than a symlink.  Share ``lock`` with every other shell that serves the same device.
     """
     runner = DeviceRunner(device, lock, faults)
-    server = PtyServer(
-        runner,
-        link_settings(settings, PTY_SETTINGS, filler_after_ack=filler_after_ack),
-        Path(link),
-    )
     try:
+        make_pump = pump_factory(
+            protocol,
+            runner,
+            device,
+            default=PTY_SETTINGS,
+            filler_after_ack=filler_after_ack,
+            settings=settings,
+        )
+        server = PtyServer(runner, make_pump, Path(link))
         server.start()
     except BaseException:
         runner.close()

@@ -1,4 +1,4 @@
-"""The TCP shell: a device served over Shtrikh-M protocol v1 on TCP (network models, port 7778).
+"""The TCP shell: a device served on TCP, over Shtrikh-M v1 (port 7778) or ATOL v3 (port 5555).
 
 Every connection gets its own link (its own ENQ/ACK state and pending answer), and all of them
 share one `DeviceRunner`, so commands from several clients run one at a time, never interleaved.
@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
 from kkt.protocols.shtrih.link import DeviceSettings
 
 from ..faults import Faults
 from .listener import Listener
-from .pump import LinkPump, link_settings
+from .protocols import Pump, PumpFactory, pump_factory
 from .runner import Device, DeviceRunner
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,12 @@ TCP_SETTINGS = DeviceSettings(byte=0.25, confirm=1.0, filler_after_ack=True)
 class TcpServer(Listener):
     """A listening socket (or several, for a name that resolves to more than one address)."""
 
-    def __init__(self, runner: DeviceRunner, settings: DeviceSettings) -> None:
+    def __init__(self, runner: DeviceRunner, make_pump: PumpFactory) -> None:
         self._runner = runner
-        self._settings = settings
+        self._make_pump = make_pump
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
-        self._pumps: set[LinkPump] = set()  # includes closed ones whose command still runs
+        self._pumps: set[Pump] = set()  # includes closed ones whose command still runs
         self._no_connections = asyncio.Event()
         self._no_connections.set()
 
@@ -80,22 +81,16 @@ class TcpServer(Listener):
 
     # -- called by connections ------------------------------------------------------------------
 
-    def _opened(self, connection: _Connection, transport: asyncio.Transport) -> LinkPump:
+    def _opened(self, connection: _Connection, transport: asyncio.Transport) -> Pump:
         peer = transport.get_extra_info("peername")
-        pump = LinkPump(
-            self._runner,
-            transport.write,
-            self._settings,
-            name=f"tcp {peer}",
-            on_error=transport.abort,
-        )
+        pump = self._make_pump(transport.write, f"tcp {peer}", transport.abort)
         self._connections.add(connection)
         self._no_connections.clear()
         self._pumps.add(pump)
         log.debug("tcp %s: connected", peer)
         return pump
 
-    def _lost(self, connection: _Connection, pump: LinkPump) -> None:
+    def _lost(self, connection: _Connection, pump: Pump) -> None:
         self._connections.discard(connection)
         if not self._connections:
             self._no_connections.set()
@@ -111,7 +106,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: TcpServer) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
-        self._pump: LinkPump | None = None
+        self._pump: Pump | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -139,21 +134,29 @@ async def serve_tcp(
     *,
     filler_after_ack: bool = True,
     lock: asyncio.Lock | None = None,
-    settings: DeviceSettings | None = None,
+    settings: DeviceSettings | AtolDeviceSettings | None = None,
     faults: Faults | None = None,
+    protocol: str = "shtrih",
 ) -> TcpServer:
     """Serve ``device`` over TCP until the returned server is closed.
 
-    ``port=0`` picks a free port (read it from `TcpServer.port`).  ``filler_after_ack`` sends the
-    0xFF that real network models send after the host's ACK (fact sheet §1.4); ``settings``
-    overrides the timing (`TCP_SETTINGS` by default).  Share ``lock`` with every other shell that
-    serves the same device.
+    ``protocol`` is "shtrih" (Shtrikh-M v1; real network models listen on 7778) or "atol" (ATOL
+    v3; 5555).  ``port=0`` picks a free port (read it from `TcpServer.port`).  Shtrikh only:
+    ``filler_after_ack`` sends the 0xFF that real network models send after the host's ACK (fact
+    sheet §1.4).  ``settings`` overrides the protocol's link timing (`TCP_SETTINGS` for Shtrikh).
+    Share ``lock`` with every other shell that serves the same device.
     """
     runner = DeviceRunner(device, lock, faults)
-    server = TcpServer(
-        runner, link_settings(settings, TCP_SETTINGS, filler_after_ack=filler_after_ack)
-    )
     try:
+        make_pump = pump_factory(
+            protocol,
+            runner,
+            device,
+            default=TCP_SETTINGS,
+            filler_after_ack=filler_after_ack,
+            settings=settings,
+        )
+        server = TcpServer(runner, make_pump)
         await server.start(host, port)
     except BaseException:
         runner.close()

@@ -1,0 +1,110 @@
+"""Human-readable descriptions of ATOL v3 packets, both directions: used by ``kkt decode``.
+
+A capture interleaves the host's packets (Add, Ack, Req, Abort, AckAdd) with the device's replies
+(task states A1..A8, buffer errors B1..B4, asynchronous results in packet F0).  A reply does not
+name its command, so the reader remembers which task each packet asked about and which command
+each task carries, and decodes results as that command's answer.
+"""
+
+from __future__ import annotations
+
+from kkt.protocols.atol import commands
+from kkt.protocols.atol.buffer import (
+    Abort,
+    Ack,
+    AckAdd,
+    Add,
+    AsyncError,
+    AsyncResult,
+    Error,
+    Result,
+    decode_buffer_command,
+    decode_buffer_reply,
+)
+from kkt.protocols.atol.packet import BadPacket, Junk, Packet, PacketDeframer, Token
+from kkt.protocols.errors import CodecError, DeviceError
+
+from .describe import _fields
+
+HOST_CODES = range(0xC1, 0xC6)
+
+
+class AtolReader:
+    """Describes a stream of v3 packets, one line per token."""
+
+    def __init__(self, *, crc_over_escaped: bool = False) -> None:
+        self.deframer = PacketDeframer(crc_over_escaped=crc_over_escaped)
+        self._asked: dict[int, int] = {}  # packet id -> the TID it asked about
+        self._commands: dict[int, bytes] = {}  # TID -> the command block it carries
+
+    def feed(self, data: bytes) -> list[str]:
+        return [self.describe(token) for token in self.deframer.feed(data)]
+
+    def describe(self, token: Token) -> str:
+        if isinstance(token, Junk):
+            return f"junk {token.data.hex(' ')}"
+        if isinstance(token, BadPacket):
+            return f"bad packet ({token.reason}): {token.raw.hex(' ')}"
+        assert isinstance(token, Packet)
+        head = f"packet {token.id:02X}"
+        if not token.data:
+            return f"{head}: empty -- repeat packet {token.id:02X}"
+        if token.data[0] in HOST_CODES:
+            return f"{head} host: {self._host(token)}"
+        return f"{head} device: {self._device(token)}"
+
+    def _host(self, packet: Packet) -> str:
+        try:
+            message = decode_buffer_command(packet.data)
+        except CodecError as exc:
+            return f"undecodable buffer command {packet.data.hex(' ')}: {exc}"
+        if isinstance(message, Add | AckAdd):
+            tid = message.tid
+            self._commands[tid] = message.data
+            self._asked[packet.id] = tid
+            flags = f"flags={int(message.flags):#04x}"
+            ack = f"Ack TID {message.ack_tid:02X} + " if isinstance(message, AckAdd) else ""
+            return f"{ack}Add TID {tid:02X} {flags}: {describe_command(message.data)}"
+        if isinstance(message, Abort):
+            return "Abort (clear the task buffer)"
+        self._asked[packet.id] = message.tid
+        verb = "Ack (result received, free the slot)" if isinstance(message, Ack) else "Req"
+        return f"{verb} TID {message.tid:02X}"
+
+    def _device(self, packet: Packet) -> str:
+        try:
+            reply = decode_buffer_reply(packet.data)
+        except CodecError as exc:
+            return f"undecodable reply {packet.data.hex(' ')}: {exc}"
+        tid = (
+            reply.tid if isinstance(reply, AsyncResult | AsyncError) else self._asked.get(packet.id)
+        )
+        name = type(reply).__name__
+        if not isinstance(reply, Result | Error | AsyncResult | AsyncError):
+            return name + (f" (TID {tid:02X})" if tid is not None else "")
+        command = self._commands.get(tid) if tid is not None else None
+        about = f" TID {tid:02X}" if tid is not None else ""
+        if command is None:
+            return f"{name}{about}: {reply.data.hex(' ')}"
+        return f"{name}{about}: {describe_reply(command, reply.data)}"
+
+
+def describe_command(block: bytes) -> str:
+    try:
+        return _fields(commands.decode_request(block))
+    except CodecError as exc:
+        return f"undecodable command {block.hex(' ')}: {exc}"
+
+
+def describe_reply(command: bytes, reply: bytes) -> str:
+    try:
+        request = commands.decode_request(command)
+    except CodecError:
+        return reply.hex(" ")
+    name = type(request).__name__
+    try:
+        return _fields(request.decode_answer(reply), name=f"{name} -> ")
+    except DeviceError as exc:
+        return f"{name} -> refused: {exc}"
+    except CodecError as exc:
+        return f"{name} -> malformed: {exc}"
