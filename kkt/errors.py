@@ -140,6 +140,7 @@ _ATOL_CLASSES: dict[int, type[DeviceError]] = {
     0x9A: WrongMode,
     0x9B: WrongMode,
     0x9C: WrongMode,
+    0xD4: WrongMode,  # the FN's state refuses it: a shift closed (or open) where it must not be
     0xD7: FnExhausted,
     0xD8: FnExhausted,
     0xEB: FnExhausted,

@@ -30,20 +30,25 @@ SYS = 30
 
 
 class EmulatorThread:
-    """An emulated register served on TCP from a background thread's event loop."""
+    """An emulated register served on TCP (and a pty) from a background thread's event loop.
+
+    ``protocol`` is the register's personality: "shtrih" or "atol" (pass the matching device).
+    """
 
     def __init__(
         self,
-        register: ShtrikhRegister,
+        register: Any,
         faults: Faults,
         *,
         pty: Path | None = None,
-        settings: DeviceSettings | None = None,
+        settings: Any = None,
+        protocol: str = "shtrih",
     ) -> None:
         self._register = register
         self._faults = faults
         self._pty = pty
-        self._settings = settings  # the TCP shell's timing (`TCP_SETTINGS` when None)
+        self._settings = settings  # the TCP shell's link timing (the protocol's default if None)
+        self._protocol = protocol
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -57,14 +62,21 @@ class EmulatorThread:
         self._stop = asyncio.Event()
         lock = asyncio.Lock()
         async with await serve_tcp(
-            self._register, port=0, faults=self._faults, lock=lock, settings=self._settings
+            self._register,
+            port=0,
+            faults=self._faults,
+            lock=lock,
+            settings=self._settings,
+            protocol=self._protocol,
         ) as server:
             self.port = server.port
             if self._pty is None:
                 self._ready.set()
                 await self._stop.wait()
                 return
-            async with await serve_pty(self._register, self._pty, faults=self._faults, lock=lock):
+            async with await serve_pty(
+                self._register, self._pty, faults=self._faults, lock=lock, protocol=self._protocol
+            ):
                 self._ready.set()
                 await self._stop.wait()
 

@@ -21,6 +21,9 @@ from .pump import LinkPump, link_settings
 from .runner import DeviceRunner
 
 PROTOCOLS = ("shtrih", "atol")
+# On TCP a packet split across segments must survive the network's delays (as for Shtrikh's TCP
+# shell): a longer pause between bytes than a serial line allows.
+ATOL_TCP_SETTINGS = AtolDeviceSettings(byte=0.25)
 DEFAULT_PORTS = {"shtrih": 7778, "atol": 5555}  # fact sheets: Shtrikh §1.5, ATOL §1.5
 
 
@@ -59,21 +62,23 @@ def pump_factory(
     default: DeviceSettings,
     filler_after_ack: bool,
     settings: DeviceSettings | AtolDeviceSettings | None,
+    network: bool = False,
 ) -> PumpFactory:
-    """Pumps of ``protocol`` over ``runner``; ``default`` and ``filler_after_ack`` are Shtrikh's."""
+    """Pumps of ``protocol`` over ``runner``; ``default`` and ``filler_after_ack`` are Shtrikh's,
+    ``network`` picks ATOL's TCP timing when no ``settings`` are given."""
     if protocol == "atol":
         from .atol_pump import AtolPump
 
         if settings is not None and not isinstance(settings, AtolDeviceSettings):
             raise TypeError("an ATOL shell takes kkt.protocols.atol.link.DeviceSettings")
         buffer = task_buffer(device)
-        atol_settings = settings
+        atol_settings = settings or (ATOL_TCP_SETTINGS if network else AtolDeviceSettings())
 
         def atol(write: Callable[[bytes], None], name: str, on_error: Any) -> Pump:
             return AtolPump(
                 runner,
                 write,
-                atol_settings or AtolDeviceSettings(),
+                atol_settings,
                 name=name,
                 on_error=on_error,
                 buffer=buffer,

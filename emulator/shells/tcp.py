@@ -155,6 +155,7 @@ async def serve_tcp(
             default=TCP_SETTINGS,
             filler_after_ack=filler_after_ack,
             settings=settings,
+            network=True,
         )
         server = TcpServer(runner, make_pump)
         await server.start(host, port)
