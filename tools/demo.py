@@ -21,7 +21,7 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.shells import serve_pty, serve_tcp
 from kkt.emulator.shtrih import ShtrikhRegister, open_device
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.link import DeviceSettings, HostSettings
+from kkt.protocols.shtrih.link import HostSettings
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem, decode_mode
 
 from kkt.session import ShtrikhSession, open_port
