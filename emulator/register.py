@@ -164,7 +164,8 @@ class RegisterModel:
             raise Refusal(Reason.SHIFT_OPEN, "the shift is already open")
         self.require_idle_printer()
         self.printer.check()
-        formed = self.fn.open_shift(self.with_cashier(tags))
+        tags = self.with_cashier(tags)
+        formed = self.fn.open_shift(tags)
         self.settings.start_shift()
         p = self.printer
         self._print(
@@ -172,7 +173,7 @@ class RegisterModel:
                 p.centered(self.settings.user_name),
                 p.centered("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ"),
                 p.pair("СМЕНА:", str(formed.shift_number)),
-                p.pair("КАССИР:", self.cashier()),
+                p.pair("КАССИР:", _signer(tags)),
                 *self._document_footer(formed.number, formed.fiscal_sign),
             ]
         )
@@ -315,18 +316,21 @@ class RegisterModel:
             receipt.operation, due, payments, taxes or receipt.vat_sums(), tags
         )
         self.receipt = None
-        self._print_receipt(receipt, formed, due, paid, change)
+        self._print_receipt(receipt, formed, due, paid, change, _signer(tags))
         return ReceiptClosed(formed, change)
 
-    def correction(self, operation: int, total: int, tags: TlvList) -> Formed:
-        """A correction receipt of ``operation`` (tag 1054) for ``total`` kopecks, paid in cash."""
+    def correction(self, operation: int, total: int, tags: TlvList, tax_system: int = 0) -> Formed:
+        """A correction receipt of ``operation`` (tag 1054) for ``total`` kopecks, paid in cash.
+
+        ``tax_system`` is one bit of tag 1055, or 0 for the lowest registered system.
+        """
         self.require_no_receipt()
         self.require_shift_for_sale()
         self.printer.check()
         tags = self.with_cashier(self.place_tags(tags))
         if not any(tag == 1173 for tag, _ in tags):
             tags.append((1173, 0))  # correction on the user's own initiative
-        tags.append((1055, self.tax_system(0)))
+        tags.append((1055, self.tax_system(tax_system)))
         formed = self.fn.receipt(
             operation,
             total,
@@ -493,7 +497,13 @@ class RegisterModel:
         ]
 
     def _print_receipt(
-        self, receipt: ReceiptBuilder, formed: Formed, due: int, paid: Payments, change: int
+        self,
+        receipt: ReceiptBuilder,
+        formed: Formed,
+        due: int,
+        paid: Payments,
+        change: int,
+        cashier: str,
     ) -> None:
         p = self.printer
         lines = [
@@ -519,8 +529,16 @@ class RegisterModel:
         if change:
             lines.append(p.pair("СДАЧА", f"={money(change)}"))
         lines += [
-            p.pair("КАССИР:", self.cashier()),
+            p.pair("КАССИР:", cashier),
             *self._document_footer(formed.number, formed.fiscal_sign),
         ]
         lines.append("QR: " + self.qr(formed.number))
         self._print(lines)
+
+
+def _signer(tags: TlvList) -> str:
+    """The cashier a document names (tag 1021), as its printout shows it."""
+    for tag, value in tags:
+        if tag == 1021:
+            return str(value)
+    return ""

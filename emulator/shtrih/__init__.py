@@ -14,7 +14,7 @@ from kkt.protocols.ffd import inn_is_valid, make_rnm
 
 from ..clock import Clock, SystemClock
 from ..fn import FiscalStorage, FnConfig, LifePhase, Registration, SqliteStore, WorkMode
-from ..register import Refusal
+from ..register import Refusal, RegisterModel
 from .register import ShtrikhRegister
 from .settings import RegisterSettings
 
@@ -44,6 +44,20 @@ def open_device(
 
     A new directory starts as a registered register: test INN and RNM, FN in fiscal mode, shift
     closed.  Reopening one continues it; ``fiscal_only`` and ``ffd`` only matter the first time.
+    """
+    return ShtrikhRegister(open_model(state, fiscal_only=fiscal_only, ffd=ffd, clock=clock))
+
+
+def open_model(
+    state: Path,
+    *,
+    fiscal_only: bool = False,
+    ffd: str = "1.2",
+    clock: Clock | None = None,
+) -> RegisterModel:
+    """The vendor-neutral register kept in ``state`` (see `open_device`).
+
+    The directory's format belongs to no protocol: any personality may serve it, one at a time.
     """
     if ffd not in FFD_CODES:
         raise ValueError(f"FFD version must be one of {', '.join(FFD_CODES)}, not {ffd!r}")
@@ -89,7 +103,14 @@ def open_device(
                 (1189, FFD_CODES[ffd]),
             ],
         )
-    return ShtrikhRegister(storage, settings, clock, fiscal_only=fiscal_only)
+    return RegisterModel(storage, settings, clock, fiscal_only=fiscal_only)
 
 
-__all__ = ["TEST_INN", "Refusal", "RegisterSettings", "ShtrikhRegister", "open_device"]
+__all__ = [
+    "TEST_INN",
+    "Refusal",
+    "RegisterSettings",
+    "ShtrikhRegister",
+    "open_device",
+    "open_model",
+]

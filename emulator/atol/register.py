@@ -1,0 +1,801 @@
+"""An emulated ATOL register: the ATOL personality over the vendor-neutral register model.
+
+`AtolRegister.execute` takes the block a v3 ``Add`` carries (``pwd(2 BCD) code params…``) and
+returns the reply block.  It never raises: an unknown command, a malformed one and a refusal each
+become ATOL's error reply ``55 err ext`` (A5h: the single error byte), and an internal failure is
+logged and answered F6h.  Every code it answers with is in the tables at the top of this module.
+
+ATOL works in modes (fact sheet §2.2): 56h enters mode 1 (registration: shift opening, receipts,
+cash), 2 (X reports), 3 (Z report), 4 (programming), 5 or 6 (FN access) with a 4-byte BCD mode
+password, 48h returns to mode 0; a command outside its mode is refused 66h.  The passwords are the
+operators' from `RegisterSettings`: cashiers 1..28 (their number by default), the administrator
+29, the system administrator 30.  The operator who entered the mode signs the documents (tag 1021)
+unless a 1021 is written with E8h.
+
+A receipt: 92h opens it (type 1 sale, 2 sale return, 4 buy, 5 buy return; 7..10 the corrections),
+E6h -- or EAh, tags, EBh -- add items, E8h writes receipt tags (1008 buyer contact, 1021 cashier,
+1055 tax system, ...), 99h registers payments and answers what remains and the change, 4Ah adds
+its own payment (0 = exactly what remains) and closes the receipt into the FN; 59h cancels it.  A
+correction receipt carries no items: its total is what 99h and 4Ah pay.  E8h outside a receipt
+keeps its tags for the next document (the shift opening 9Ah, the Z report 5Ah).
+
+Readings chosen where the sources say nothing (fact sheet §7):
+
+* sub-modes: their table is not public (§7.6); this emulator reports sub-mode 0 in every mode,
+  and the receipt's state goes to 3Fh's receipt-state byte, as every driver reads it;
+* tax numbers in E6h/EBh: 1 VAT 20 % (formerly 18 %), 2 VAT 10 %, 3 VAT 20/120, 4 VAT 10/110,
+  5 VAT 0 %, 6 no VAT (FFD tag 1199 codes, as Zzzzipper sends them), and libfptr's 7 VAT 20 %,
+  8 VAT 20/120, which the kkt driver sends; 0 (the section's tax) is "no VAT" here;
+* the EBh ``amount`` is the item's sum; it may be lower than price x quantity (a discount folded
+  in) but not higher; a zero tax sum is computed by the register (Zzzzipper's comment);
+* an unknown command is answered 66h ("not implemented in this mode"), a malformed one 14h (bad
+  length), a parameter out of range 13h (bad format); 3Fh's flag bit 7 is set (battery present,
+  MultiMag's and Zzzzipper's reading);
+* an interrupted print is finished by the register itself once paper is back (ATOL has no
+  continue-print command): the next command after the paper returns prints the rest first;
+* A4h 45h selects a document and answers its type and the length of its TLV body (the FFD
+  document's STLV without its own tag and length, as the FN's 45h/46h and Shtrikh's FF3A/FF3B
+  give it); each 46h answers the next top-level tag, a longer one in 240-byte pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from kkt.protocols.atol import commands as c
+from kkt.protocols.atol.modes import (
+    TEST_MODE,
+    Interface,
+    Mode,
+    PaymentType,
+    ReceiptType,
+    StateFlags,
+    StatusFlags,
+    join_mode,
+)
+from kkt.protocols.errors import CodecError
+from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
+
+from ..clock import Clock
+from ..fn import FiscalStorage, FnCode, FnError, LifePhase, Payments, Verification
+from ..printer import PaperOut, Printer
+from ..receipt import NO_VAT, VAT0, VAT10, VAT10_110, VAT20, VAT20_120, Item, item_tax
+from ..register import ADMIN, OPERATOR, SYSADMIN, Reason, Refusal, RegisterModel
+from ..shtrih.settings import RegisterSettings
+
+log = logging.getLogger(__name__)
+
+# -- every ATOL code this personality answers with (fact sheet §2.5) -----------------------------
+
+# The register model's refusals.
+ATOL_CODES: dict[Reason, int] = {
+    Reason.SHIFT_OPEN: 0x9C,
+    # ATOL's table has no "shift closed" code: the FN refuses a document outside a shift, and
+    # that is "wrong FN state" (D4h).
+    Reason.SHIFT_CLOSED: 0xD4,
+    Reason.SHIFT_EXPIRED: 0x88,
+    Reason.RECEIPT_OPEN: 0x9B,
+    Reason.NO_RECEIPT: 0x9A,
+    Reason.WRONG_RECEIPT_TYPE: 0x6A,
+    Reason.EMPTY_RECEIPT: 0x08,  # the receipt's sum is wrong: it has none
+    Reason.NEGATIVE_TOTAL: 0x08,
+    Reason.PAYMENT_SHORT: 0x72,
+    Reason.NON_CASH_OVERPAID: 0x71,
+    Reason.NEEDS_CONTACT: 0xE7,  # the FN's data is incomplete: tag 1008 is missing
+    Reason.NO_CASH: 0x98,
+    Reason.BAD_PARAMETER: 0x13,
+    Reason.NOT_SUPPORTED: 0x7A,  # "this model cannot execute the command"
+    Reason.PRINT_PENDING: 0x67,  # the printer still waits for paper to finish a document
+    Reason.NO_PAPER: 0x67,
+    Reason.WRONG_PASSWORD: 0x8C,
+    Reason.NO_DOCUMENT: 0x9A,
+    Reason.READ_ONLY: 0x7A,
+    Reason.DATE_MISMATCH: 0x94,
+}
+
+# The FN's refusals (FNS result codes) as ATOL's Dxh/Exh codes for the same conditions.
+FN_CODES: dict[FnCode, int] = {
+    FnCode.UNKNOWN_COMMAND: 0xD3,
+    FnCode.WRONG_STATE: 0xD4,
+    FnCode.FN_FAILURE: 0xD5,
+    FnCode.LIFE_PHASE: 0xD4,
+    FnCode.BAD_DATETIME: 0xD9,
+    FnCode.NO_DATA: 0xDA,
+    FnCode.BAD_PARAMETER: 0xE7,
+    FnCode.WRONG_FFD_MODE: 0xE7,
+    FnCode.FORBIDDEN_TAG: 0xE7,
+    FnCode.DUPLICATE_TAG: 0xE7,
+    FnCode.MISSING_DATA: 0xE7,
+    FnCode.TLV_TOO_BIG: 0xE8,
+    FnCode.RESOURCE_EXHAUSTED: 0xEA,
+    FnCode.STORAGE_LIMITED: 0xEB,
+    FnCode.SHIFT_EXPIRED: 0xF0,
+    FnCode.OFD_REPLY_REJECTED: 0xEC,
+}
+
+# What only this personality refuses.
+BAD_SUM = 0x08
+BAD_TLV = 0xE7  # tags that do not parse: "bad FN command parameters"
+MALFORMED = 0x14  # bad length: missing or extra bytes, or a field that does not decode
+UNKNOWN_COMMAND = 0x66
+WRONG_MODE = 0x66
+MODE_BLOCKED = 0x1E  # 56h while in another mode
+BAD_PAYMENT_TYPE = 0x7E
+BAD_REPORT_TYPE = 0xA3
+BAD_REGISTER = 0x6C
+NOT_FISCAL = 0xA8
+NO_PAPER = 0x67
+PRINTER_MECHANICS = 0x69  # the cover is open
+INTERNAL = 0xF6
+
+# -- identity -------------------------------------------------------------------------------------
+
+MODEL_PRINTED, NAME_PRINTED = 61, "АТОЛ 30Ф"  # libfptr model ids (fact sheet §2.4)
+MODEL_FISCAL_ONLY, NAME_FISCAL_ONLY = 77, "АТОЛ 42ФС"
+PROTOCOL, DEVICE_TYPE = 1, 1  # as in the fact sheet's real A5h dump
+DEVICE_MODE = 0x1000  # the dump's two mode bytes, 10 00
+VERSION = bytes((0x03, 0x00, 0x00, 0x00, 0x01))  # major, minor, language, build (BCD2)
+FIRMWARE = 0x0300
+
+# Who may enter each mode: the lowest operator number, as Shtrikh's X/Z need an administrator.
+MODE_LEVEL = {
+    Mode.REGISTRATION: OPERATOR,
+    Mode.X_REPORTS: OPERATOR,
+    Mode.Z_REPORTS: ADMIN,
+    Mode.PROGRAMMING: SYSADMIN,
+    Mode.FN_ACCESS: SYSADMIN,
+    Mode.EKLZ_ACCESS: SYSADMIN,
+}
+
+# 92h receipt type -> the model's receipt type (0 sale, 1 buy, 2 sale return, 3 buy return)
+RECEIPT_TYPES = {
+    ReceiptType.SELL: 0,
+    ReceiptType.SELL_RETURN: 2,
+    ReceiptType.BUY: 1,
+    ReceiptType.BUY_RETURN: 3,
+}
+ATOL_RECEIPT_TYPE = {model: int(atol) for atol, model in RECEIPT_TYPES.items()}
+# Correction receipt types -> their operation (tag 1054).
+CORRECTION_OPERATIONS = {
+    ReceiptType.SELL_CORRECTION: 1,
+    ReceiptType.SELL_RETURN_CORRECTION: 2,
+    ReceiptType.BUY_CORRECTION: 3,
+    ReceiptType.BUY_RETURN_CORRECTION: 4,
+}
+TAXES = {
+    0: NO_VAT,
+    1: VAT20,
+    2: VAT10,
+    3: VAT20_120,
+    4: VAT10_110,
+    5: VAT0,
+    6: NO_VAT,
+    7: VAT20,
+    8: VAT20_120,
+}
+REPORT_X = 1
+MAX_SUM = 10**10 - 1  # sums are BCD5 on the wire (3Fh's receipt sum, 99h's answer)
+_PAYMENT_TYPES = frozenset(int(kind) for kind in PaymentType)
+TLV_BLOCK = 240  # longest piece of one tag an A4h 46h answers
+
+# Commands that write nothing to disk, cheap enough to answer on the shells' event loop (see the
+# Shtrikh personality's QUICK_CODES): queries, modes and the receipt's steps that live in memory
+# until 4Ah closes it.
+QUICK_CODES = frozenset(
+    {0x3F, 0x45, 0xA5, 0x91, 0xA4} | {0x56, 0x48} | {0x92, 0xE6, 0xEA, 0xEB, 0xE8, 0x99, 0x59}
+)
+
+# Which modes each command works in (None: any).
+_ANY = None
+_REGISTRATION = frozenset({Mode.REGISTRATION})
+
+
+class AtolRefusal(Exception):
+    """A refusal only the ATOL personality makes, with its ATOL code."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+@dataclasses.dataclass
+class _Correction:
+    """An open correction receipt: ATOL builds it like a receipt, the FN forms it from a total."""
+
+    receipt_type: int  # 7..10
+    tags: TlvList = dataclasses.field(default_factory=list)
+
+
+class AtolRegister:
+    """One emulated register speaking ATOL.  Not thread-safe: the shells serialise commands."""
+
+    def __init__(self, model: RegisterModel, *, access_password: int = 0) -> None:
+        self.model = model
+        self.access_password = access_password  # 2-byte BCD every command carries; 0 on devices
+        # The model's parts, as the control channel, the tools and tests reach them.
+        self.fn: FiscalStorage = model.fn
+        self.settings: RegisterSettings = model.settings
+        self.clock: Clock = model.clock
+        self.printer: Printer = model.printer
+        self.fiscal_only = model.fiscal_only
+        self.mode = Mode.SELECT
+        self.correction: _Correction | None = None
+        self.paid: dict[int, int] = {}  # 99h payments of the open receipt, by payment type
+        self.item_tags: TlvList | None = None  # EAh began an item: its tags until EBh
+        self.pending_tags: TlvList = []  # E8h outside a receipt: for the next document
+        self.reading: tuple[bytes, int] | None = None  # A4h 45h selected: (TLV body, offset)
+        self.last_error = ""
+        self._handlers: dict[
+            type[c.Request[Any]], tuple[frozenset[Mode] | None, Callable[[Any], c.Answer]]
+        ] = {
+            c.GetStatus: (_ANY, self._status),
+            c.GetStateCode: (_ANY, self._state_code),
+            c.GetDeviceType: (_ANY, self._device_type),
+            c.EnterMode: (_ANY, self._enter_mode),
+            c.ExitMode: (_ANY, self._exit_mode),
+            c.OpenShift: (_REGISTRATION, self._open_shift),
+            c.OpenReceipt: (_REGISTRATION, self._open_receipt),
+            c.RegisterItem: (_REGISTRATION, self._register_item),
+            c.BeginItem: (_REGISTRATION, self._begin_item),
+            c.EndItem: (_REGISTRATION, self._end_item),
+            c.WriteTlv: (frozenset({Mode.REGISTRATION, Mode.Z_REPORTS}), self._write_tlv),
+            c.Payment: (_REGISTRATION, self._payment),
+            c.CloseReceipt: (_REGISTRATION, self._close_receipt),
+            c.CancelReceipt: (_REGISTRATION, self._cancel_receipt),
+            c.CashIn: (_REGISTRATION, self._cash_in),
+            c.CashOut: (_REGISTRATION, self._cash_out),
+            c.ZReport: (frozenset({Mode.Z_REPORTS}), self._z_report),
+            c.Report: (frozenset({Mode.X_REPORTS}), self._report),
+            c.PrintLine: (_ANY, self._print_line),
+            c.Cut: (_ANY, self._cut),
+            c.ReadRegister: (_ANY, self._read_register),
+            c.ReadLastDocument: (_ANY, self._read_last_document),
+            c.GetFnShift: (_ANY, self._fn_shift),
+            c.GetFnOfdStatus: (_ANY, self._fn_ofd_status),
+            c.GetFnSerial: (_ANY, self._fn_serial),
+            c.GetFnValidity: (_ANY, self._fn_validity),
+            c.GetFnDocumentSize: (_ANY, self._fn_document_size),
+            c.GetFnDocumentData: (_ANY, self._fn_document_data),
+            c.SetDate: (_ANY, self._set_date),
+            c.SetDateTime: (_ANY, self._set_date_time),
+        }
+
+    # -- the one entry point ----------------------------------------------------------------------
+
+    def execute(self, command: bytes) -> bytes:
+        command = bytes(command)
+        code = command[2] if len(command) >= 3 else 0
+        try:
+            request = c.decode_request(command)
+        except c.UnknownCommand as exc:
+            return self._refuse(code, UNKNOWN_COMMAND, str(exc))
+        except CodecError as exc:
+            return self._refuse(code, MALFORMED, str(exc))
+        try:
+            answer = self._run(request)
+            reply = c.encode_answer(request.CODE, answer)
+        except AtolRefusal as refusal:
+            return self._refuse(code, refusal.code, str(refusal))
+        except Refusal as refusal:
+            return self._refuse(code, ATOL_CODES[refusal.reason], str(refusal))
+        except FnError as exc:
+            return self._refuse(code, FN_CODES.get(exc.code, 0xD4), str(exc))
+        except PaperOut as exc:
+            printer = PRINTER_MECHANICS if self.printer.cover_open else NO_PAPER
+            return self._refuse(code, printer, str(exc))
+        except TlvError as exc:
+            return self._refuse(code, BAD_TLV, str(exc))
+        except Exception:
+            log.exception("internal error executing %s", command.hex(" "))
+            return self._refuse(code, INTERNAL, "internal error (see the emulator's log)")
+        self.last_error = ""
+        return reply
+
+    def quick(self, command: bytes) -> bool:
+        """A command that writes nothing to disk (the shells may run it on their event loop
+        instead of the worker thread)."""
+        return len(command) < 3 or command[2] in QUICK_CODES
+
+    def _run(self, request: c.Request[Any]) -> c.Answer:
+        entry = self._handlers.get(type(request))
+        if entry is None:  # a codec this personality does not serve yet
+            raise AtolRefusal(UNKNOWN_COMMAND, f"command {request.CODE:02X}h is not emulated")
+        modes, handler = entry
+        if request.password != self.access_password:
+            raise Refusal(Reason.WRONG_PASSWORD, "wrong access password")
+        if modes is not None and self.mode not in modes:
+            wanted = " or ".join(str(int(mode)) for mode in sorted(modes))
+            raise AtolRefusal(
+                WRONG_MODE,
+                f"{request.CODE:02X}h works in mode {wanted}, the register is in mode "
+                f"{int(self.mode)}: leave it (48h) and enter the right one (56h)",
+            )
+        self._resume_printing()
+        return handler(request)
+
+    def _refuse(self, code: int, error: int, reason: str) -> bytes:
+        self.last_error = reason
+        log.debug("refused %02Xh with %02Xh: %s", code, error, reason)
+        return c.encode_error(code, error)
+
+    def close(self) -> None:
+        self.model.close()
+
+    def verify(self) -> Verification:
+        """Recompute the FN archive: numbering, signs, counters."""
+        return self.model.verify()
+
+    # -- state helpers ----------------------------------------------------------------------------
+
+    def _resume_printing(self) -> None:
+        """An ATOL register finishes an interrupted document by itself once paper is back."""
+        if self.model.pending_print and self.printer.ready:
+            try:
+                self.model.continue_print()
+            except Refusal:
+                pass  # the paper ran out again: the rest still waits
+
+    def _receipt_state(self) -> int:
+        """3Fh byte 22: 0, or the ATOL type of the open receipt."""
+        if self.model.receipt is not None:
+            return ATOL_RECEIPT_TYPE[self.model.receipt.receipt_type]
+        if self.correction is not None:
+            return self.correction.receipt_type
+        return 0
+
+    def _require_fiscal(self) -> None:
+        if self.fn.state.phase is LifePhase.READY:
+            raise AtolRefusal(NOT_FISCAL, "the register is not fiscalized: register it first")
+
+    def _require_document(self) -> None:
+        """A receipt or a correction receipt is open."""
+        if self.model.receipt is None and self.correction is None:
+            raise Refusal(Reason.NO_RECEIPT, "no receipt is open: open one with 92h")
+
+    def _require_no_document(self) -> None:
+        if self.model.receipt is not None or self.correction is not None:
+            raise Refusal(
+                Reason.RECEIPT_OPEN, "a receipt is open: close it (4Ah) or cancel it (59h) first"
+            )
+
+    def _take_pending_tags(self) -> TlvList:
+        tags, self.pending_tags = self.pending_tags, []
+        return tags
+
+    def _forget_document(self) -> None:
+        self.correction = None
+        self.paid = {}
+        self.item_tags = None
+
+    def _mode_byte(self) -> int:
+        return join_mode(int(self.mode), 0)
+
+    # -- state and identity -----------------------------------------------------------------------
+
+    def _status(self, r: c.GetStatus) -> c.Status:
+        s = self.fn.state
+        flags = StatusFlags.BATTERY
+        if s.phase is LifePhase.FISCAL:
+            flags |= StatusFlags.FISCAL
+        if s.phase is not LifePhase.READY:
+            flags |= StatusFlags.FN_ACTIVE
+        if s.shift_open:
+            flags |= StatusFlags.SHIFT_OPEN
+        if not self.printer.present or self.printer.paper:
+            flags |= StatusFlags.PAPER  # a register without a printer never lacks paper
+        if self.printer.present and self.printer.cover_open:
+            flags |= StatusFlags.COVER_OPEN
+        return c.Status(
+            cashier=self.model.operator if self.mode != Mode.SELECT else 0,
+            hall_number=1,
+            when=self.clock.now(),
+            flags=int(flags),
+            serial=int(self.settings.serial) % 10**8,
+            model=self._model_id(),
+            firmware=FIRMWARE,
+            mode=self._mode_byte(),
+            receipt_number=s.receipt_number % 10**4,
+            shift_number=s.shift_number % 10**4,
+            receipt_state=self._receipt_state(),
+            receipt_sum=self.model.receipt.total if self.model.receipt else 0,
+            decimal_point=2,
+            interface=int(Interface.ETHERNET),
+        )
+
+    def _state_code(self, r: c.GetStateCode) -> c.StateCode:
+        flags = StateFlags.NONE
+        if self.printer.present and not self.printer.paper:
+            flags |= StateFlags.NO_PAPER
+        if self.printer.present and self.printer.cover_open:
+            flags |= StateFlags.MECHANICAL_ERROR
+        return c.StateCode(self._mode_byte(), int(flags))
+
+    def _model_id(self) -> int:
+        return MODEL_FISCAL_ONLY if self.fiscal_only else MODEL_PRINTED
+
+    def _device_type(self, r: c.GetDeviceType) -> c.DeviceType:
+        name = NAME_FISCAL_ONLY if self.fiscal_only else NAME_PRINTED
+        return c.DeviceType(PROTOCOL, DEVICE_TYPE, self._model_id(), DEVICE_MODE, VERSION, name)
+
+    # -- modes ------------------------------------------------------------------------------------
+
+    def _enter_mode(self, r: c.EnterMode) -> c.Done:
+        if self.mode != Mode.SELECT:
+            raise AtolRefusal(
+                MODE_BLOCKED, f"the register is in mode {int(self.mode)}: leave it with 48h first"
+            )
+        if r.mode not in MODE_LEVEL:
+            raise Refusal(Reason.BAD_PARAMETER, f"mode {r.mode} cannot be entered; use 1..6")
+        mode = Mode(r.mode)
+        for number in range(SYSADMIN, 0, -1):
+            if self.settings.password(number) == r.mode_password:
+                if number < MODE_LEVEL[mode]:
+                    continue  # a cashier's password opens no administrator's mode
+                self.model.operator = number
+                self.mode = mode
+                return c.Done()
+        raise Refusal(Reason.WRONG_PASSWORD, f"wrong password for mode {int(mode)}")
+
+    def _exit_mode(self, r: c.ExitMode) -> c.Done:
+        self._require_no_document()
+        self.mode = Mode.SELECT
+        self.pending_tags = []
+        return c.Done()
+
+    # -- shifts and reports -----------------------------------------------------------------------
+
+    def _open_shift(self, r: c.OpenShift) -> c.Done:
+        self._require_fiscal()
+        if r.flags & TEST_MODE:
+            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
+        self._require_no_document()
+        self.model.open_shift(self._take_pending_tags())
+        return c.Done()
+
+    def _z_report(self, r: c.ZReport) -> c.Done:
+        self._require_fiscal()
+        self.model.close_shift(self._take_pending_tags())
+        return c.Done()
+
+    def _report(self, r: c.Report) -> c.Done:
+        if r.report_type != REPORT_X:
+            raise AtolRefusal(
+                BAD_REPORT_TYPE, f"report type {r.report_type} is not emulated; 1 is the X report"
+            )
+        self.model.x_report()
+        return c.Done()
+
+    # -- receipts ---------------------------------------------------------------------------------
+
+    def _open_receipt(self, r: c.OpenReceipt) -> c.Done:
+        self._require_fiscal()
+        if r.flags & TEST_MODE:
+            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
+        self._require_no_document()
+        # The "don't print" flag (0x04, or atol4j's 0x02) is accepted and ignored: the tape is
+        # the emulator's record of what was fiscalized.
+        if r.receipt_type in CORRECTION_OPERATIONS:
+            self.model.require_shift_for_sale()
+            self.model.require_idle_printer()
+            self.correction = _Correction(r.receipt_type, self._take_pending_tags())
+        elif r.receipt_type in RECEIPT_TYPES:
+            self.model.open_receipt(RECEIPT_TYPES[ReceiptType(r.receipt_type)])
+            self.model.add_receipt_tags(self._take_pending_tags())
+        else:
+            raise Refusal(
+                Reason.WRONG_RECEIPT_TYPE,
+                f"receipt type {r.receipt_type} is not one of 1, 2, 4, 5 or 7..10",
+            )
+        self.paid = {}
+        self.item_tags = None
+        return c.Done()
+
+    def _require_receipt_for_items(self) -> None:
+        if self.correction is not None:
+            raise Refusal(
+                Reason.WRONG_RECEIPT_TYPE,
+                "a correction receipt takes no items here: pay its total with 99h/4Ah",
+            )
+        self.model.require_receipt()
+
+    def _vat(self, tax: int) -> int:
+        if tax not in TAXES:
+            raise Refusal(Reason.BAD_PARAMETER, f"tax number {tax} is not one of 0..8")
+        return TAXES[tax]
+
+    def _register_item(self, r: c.RegisterItem) -> c.Done:
+        self._require_receipt_for_items()
+        self.printer.check()
+        if r.discount:
+            raise Refusal(
+                Reason.NOT_SUPPORTED,
+                "item discounts are not emulated: send the discounted price, or EAh/EBh "
+                "with the item's amount",
+            )
+        vat = self._vat(r.tax)
+        quantity = Decimal(r.quantity) / 1000
+        amount = int((quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        self._add_item(
+            Item(
+                r.name,
+                r.price,
+                quantity,
+                amount,
+                vat,
+                item_tax(amount, vat),
+                department=r.section or 1,
+            )
+        )
+        return c.Done()
+
+    def _add_item(self, item: Item) -> None:
+        receipt = self.model.require_receipt()
+        if max(item.price, item.amount, receipt.total + item.amount) > MAX_SUM:
+            raise AtolRefusal(
+                BAD_SUM, f"the receipt's sum would exceed {MAX_SUM} kopecks: split the receipt"
+            )
+        self.model.add_item(item)
+
+    def _begin_item(self, r: c.BeginItem) -> c.Done:
+        self._require_receipt_for_items()
+        self.item_tags = []  # sent again, it starts the item again
+        return c.Done()
+
+    def _end_item(self, r: c.EndItem) -> c.Done:
+        self._require_receipt_for_items()
+        self.printer.check()
+        if r.discount:
+            raise Refusal(
+                Reason.NOT_SUPPORTED,
+                "item discounts are not emulated: fold the discount into the item's amount",
+            )
+        vat = self._vat(r.tax_type)
+        quantity = Decimal(r.quantity) / 1000
+        computed = int((quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        if r.amount > computed + 1:
+            raise AtolRefusal(
+                BAD_SUM, f"the amount {r.amount} exceeds price x quantity = {computed} kopecks"
+            )
+        tags, self.item_tags = self.item_tags or [], None
+        self._add_item(
+            Item(
+                r.name,
+                r.price,
+                quantity,
+                r.amount,
+                vat,
+                r.tax_sum or item_tax(r.amount, vat),
+                r.payment_method or 4,  # 1214: full payment
+                r.payment_object or 1,  # 1212: goods
+                r.section or 1,
+                tags,
+            )
+        )
+        return c.Done()
+
+    def _write_tlv(self, r: c.WriteTlv) -> c.Done:
+        tags = decode_tlv(r.tlv)
+        if self.item_tags is not None:
+            self.item_tags.extend(tags)
+        elif self.model.receipt is not None:
+            self.model.add_receipt_tags(tags)
+        elif self.correction is not None:
+            self.correction.tags.extend(tags)
+        else:
+            self.pending_tags.extend(tags)
+        return c.Done()
+
+    def _payment_type(self, payment_type: int) -> int:
+        if payment_type not in _PAYMENT_TYPES:
+            raise AtolRefusal(
+                BAD_PAYMENT_TYPE,
+                f"payment type {payment_type} is not 1..5 (cash, electronic, prepaid, credit, "
+                "other)",
+            )
+        return payment_type
+
+    def _due(self) -> int | None:
+        """What the open receipt costs (None for a correction: its payments are its total)."""
+        return self.model.receipt.total if self.model.receipt is not None else None
+
+    def _payment(self, r: c.Payment) -> c.PaymentAnswer:
+        self._require_document()
+        kind = self._payment_type(r.payment_type)
+        paid = dict(self.paid)
+        paid[kind] = paid.get(kind, 0) + r.amount
+        due = self._due()
+        if due is None:
+            self.paid = paid
+            return c.PaymentAnswer(0, 0)
+        non_cash = sum(amount for k, amount in paid.items() if k != PaymentType.CASH)
+        if non_cash > due:
+            raise Refusal(
+                Reason.NON_CASH_OVERPAID,
+                f"non-cash payments {non_cash} exceed the receipt's {due} kopecks",
+            )
+        self.paid = paid
+        total = sum(paid.values())
+        return c.PaymentAnswer(max(0, due - total), max(0, total - due))
+
+    def _close_receipt(self, r: c.CloseReceipt) -> c.Done:
+        self._require_document()
+        kind = self._payment_type(r.payment_type)
+        paid = dict(self.paid)
+        due = self._due()
+        amount = r.amount
+        if amount == 0 and due is not None:  # 0: exactly what remains
+            amount = max(0, due - sum(paid.values()))
+        paid[kind] = paid.get(kind, 0) + amount
+        if self.correction is not None:
+            correction = self.correction
+            tags, tax_system = _without_tax_system(correction.tags)
+            operation = CORRECTION_OPERATIONS[ReceiptType(correction.receipt_type)]
+            self.model.correction(operation, sum(paid.values()), tags, tax_system)
+        else:
+            receipt = self.model.require_receipt()
+            kept = receipt.tags
+            receipt.tags, tax_system = _without_tax_system(kept)
+            try:
+                self.model.close_receipt(_payments(paid), tax_system=tax_system)
+            except Exception:
+                if self.model.receipt is receipt:
+                    receipt.tags = kept  # refused: the receipt stays as it was
+                raise
+        self._forget_document()
+        return c.Done()
+
+    def _cancel_receipt(self, r: c.CancelReceipt) -> c.Done:
+        self._require_document()
+        if self.model.receipt is not None:
+            self.model.cancel_receipt()
+        self._forget_document()
+        return c.Done()
+
+    # -- cash -------------------------------------------------------------------------------------
+
+    def _cash_in(self, r: c.CashIn) -> c.Done:
+        if r.flags & TEST_MODE:
+            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
+        self._require_no_document()
+        self.model.cash_in(r.amount)
+        return c.Done()
+
+    def _cash_out(self, r: c.CashOut) -> c.Done:
+        if r.flags & TEST_MODE:
+            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
+        self._require_no_document()
+        self.model.cash_out(r.amount)
+        return c.Done()
+
+    # -- printing and the clock -------------------------------------------------------------------
+
+    def _print_line(self, r: c.PrintLine) -> c.Done:
+        self.model.print_lines([r.text])
+        return c.Done()
+
+    def _cut(self, r: c.Cut) -> c.Done:
+        self.model.cut(partial=r.partial)
+        return c.Done()
+
+    def _set_date(self, r: c.SetDate) -> c.Done:
+        self._require_no_document()
+        self.model.set_clock(dt.datetime.combine(r.date, self.clock.now().time()))
+        return c.Done()
+
+    def _set_date_time(self, r: c.SetDateTime) -> c.Done:
+        self._require_no_document()
+        self.model.set_clock(r.when)
+        return c.Done()
+
+    # -- registers and the FN ---------------------------------------------------------------------
+
+    def _last_document(self) -> c.LastDocument:
+        number = self.fn.state.last_number
+        if not number:
+            return c.LastDocument(0, 0, 0, None, 0)
+        record = self.fn.record(number)
+        return c.LastDocument(number, record.kind, record.total, record.when, record.fiscal_sign)
+
+    def _read_last_document(self, r: c.ReadLastDocument) -> c.LastDocument:
+        return self._last_document()
+
+    def _read_register(self, r: c.ReadRegister) -> c.RegisterValue:
+        if r.register == c.LAST_DOCUMENT_REGISTER:
+            return c.RegisterValue(self._last_document().encode_data())
+        raise AtolRefusal(
+            BAD_REGISTER, f"register {r.register:02X}h is not emulated; 34h is the last document"
+        )
+
+    def _fn_shift(self, r: c.GetFnShift) -> c.FnShift:
+        s = self.fn.state
+        return c.FnShift(s.shift_open, s.shift_number & 0xFFFF, s.receipt_number & 0xFFFF)
+
+    def _fn_ofd_status(self, r: c.GetFnOfdStatus) -> c.FnOfdStatus:
+        queue = self.fn.ofd_queue()
+        when = queue.first_when.replace(second=0) if queue.first_when else None
+        state = 0x02 if queue.unsent else 0  # bit 1: messages for the OFD
+        return c.FnOfdStatus(state, False, min(queue.unsent, 0xFFFF), queue.first_number, when)
+
+    def _fn_serial(self, r: c.GetFnSerial) -> c.FnSerial:
+        return c.FnSerial(self.fn.serial)
+
+    def _fn_validity(self, r: c.GetFnValidity) -> c.FnValidity:
+        s = self.fn.state
+        left = s.config.max_registrations - s.registrations_done
+        return c.FnValidity(s.expires, left, s.registrations_done)
+
+    def _fn_document_size(self, r: c.GetFnDocumentSize) -> c.FnDocumentSize:
+        self.reading = None
+        stlv = self.fn.record(r.number).tlv  # tag(2) length(2) value: the document as an STLV
+        value = stlv[4:]
+        self.reading = (value, 0)
+        return c.FnDocumentSize(int.from_bytes(stlv[:2], "little"), len(value))
+
+    def _fn_document_data(self, r: c.GetFnDocumentData) -> c.FnDocumentData:
+        """One top-level tag of the document per call (a longer one in 240-byte pieces)."""
+        if self.reading is None or self.reading[1] >= len(self.reading[0]):
+            self.reading = None
+            raise FnError(FnCode.NO_DATA, "no document is being read: select one with A4h 45h")
+        value, offset = self.reading
+        size = 4 + int.from_bytes(value[offset + 2 : offset + 4], "little")
+        block = value[offset : offset + min(size, TLV_BLOCK)]
+        self.reading = (value, offset + len(block))
+        return c.FnDocumentData(block)
+
+    # -- for the control channel ------------------------------------------------------------------
+
+    def qr(self, number: int) -> str:
+        """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
+        return self.model.qr(number)
+
+    def power_loss(self) -> None:
+        """Power fails: the open receipt, its payments, tags not yet used and an interrupted
+        print are gone, and the register comes back in mode 0 (the FN keeps what it formed)."""
+        self.model.power_loss()
+        self._forget_document()
+        self.mode = Mode.SELECT
+        self.pending_tags = []
+        self.reading = None
+
+    def status_text(self) -> dict[str, object]:
+        return {
+            "mode": int(self.mode),
+            "submode": 0,
+            **self.model.status_text(),
+            "last_error": self.last_error,
+        }
+
+    @property
+    def phase(self) -> LifePhase:
+        return self.model.phase
+
+    def tape(self) -> list[str]:
+        return self.model.tape()
+
+
+def _without_tax_system(tags: TlvList) -> tuple[TlvList, int]:
+    """The tags without a 1055 (tax system) written with E8h, and its value (0 when none): the
+    model adds 1055 itself, checked against the registration."""
+    tax_system = 0
+    kept: TlvList = []
+    for tag, value in tags:
+        if tag == 1055 and isinstance(value, int):
+            tax_system = value
+        else:
+            kept.append((tag, value))
+    return kept, tax_system
+
+
+def _payments(paid: dict[int, int]) -> Payments:
+    return Payments(
+        cash=paid.get(PaymentType.CASH, 0),
+        electronic=paid.get(PaymentType.ELECTRONIC, 0),
+        prepaid=paid.get(PaymentType.PREPAID, 0),
+        credit=paid.get(PaymentType.CREDIT, 0),
+        counter=paid.get(PaymentType.OTHER, 0),  # "other" is counter-provision (1217)
+    )
