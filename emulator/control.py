@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .atol import AtolRegister
 from .faults import FIELDS, Faults
 from .fn import FnError
 from .shtrih import Refusal, ShtrikhRegister
@@ -37,7 +38,7 @@ class ControlError(Exception):
 class Controls:
     """What the control channel can do to one emulated register."""
 
-    def __init__(self, register: ShtrikhRegister, faults: Faults) -> None:
+    def __init__(self, register: ShtrikhRegister | AtolRegister, faults: Faults) -> None:
         self.register = register
         self.faults = faults
 

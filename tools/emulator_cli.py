@@ -20,9 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from kkt.emulator.atol import AtolRegister
+from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.control import SOCKET_NAME, Controls, serve_control
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import DEFAULT_PORT, PtyServer, TcpServer, serve_pty, serve_tcp
+from kkt.emulator.shells.protocols import DEFAULT_PORTS, PROTOCOLS
 from kkt.emulator.shtrih import ShtrikhRegister, open_device
 
 Address = tuple[str, int]
@@ -48,10 +51,14 @@ class CliError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
 
-def open_register(state: Path, *, fiscal_only: bool = False, ffd: str = "1.2") -> EmulatedRegister:
-    """Open (or create) the emulated Shtrikh register whose state lives in ``state``."""
+def open_register(
+    state: Path, *, fiscal_only: bool = False, ffd: str = "1.2", protocol: str = "shtrih"
+) -> EmulatedRegister:
+    """Open (or create) the emulated register whose state lives in ``state``, with the
+    personality of ``protocol`` (one state directory may be served as either)."""
+    opener = open_atol if protocol == "atol" else open_device
     try:
-        return open_device(state, fiscal_only=fiscal_only, ffd=ffd)
+        return opener(state, fiscal_only=fiscal_only, ffd=ffd)
     except Exception as exc:
         raise CliError(f"cannot open the emulated register in {state}: {exc}") from None
 
@@ -62,12 +69,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve = actions.add_parser(
         "serve", help="serve an emulated register until SIGTERM/Ctrl-C (TCP and/or a pty)"
     )
-    serve.add_argument("--protocol", choices=("shtrih",), default="shtrih")
+    serve.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="shtrih",
+        help="the register's personality: shtrih (Shtrikh-M v1) or atol (ATOL v3); default shtrih",
+    )
     serve.add_argument(
         "--tcp",
         action="append",
         metavar="HOST:PORT",
-        help="listen on TCP (port 0 picks a free one; default 127.0.0.1:7778 without --pty)",
+        help="listen on TCP (port 0 picks a free one; without --pty the default is "
+        "127.0.0.1:7778, or 127.0.0.1:5555 with --protocol atol)",
     )
     serve.add_argument(
         "--pty", type=Path, metavar="LINK", help="serve on a pseudo-terminal, symlinked at LINK"
@@ -149,6 +162,7 @@ async def serve_until(
     *,
     state: Path | None = None,
     tcp_filler: bool = True,
+    protocol: str = "shtrih",
 ) -> None:
     """Serve ``device`` on every listener until ``stop`` is set; all listeners share one lock.
 
@@ -162,7 +176,13 @@ async def serve_until(
         for host, port in tcp:
             try:
                 server = await serve_tcp(
-                    device, host, port, lock=lock, faults=faults, filler_after_ack=tcp_filler
+                    device,
+                    host,
+                    port,
+                    lock=lock,
+                    faults=faults,
+                    filler_after_ack=tcp_filler,
+                    protocol=protocol,
                 )
             except OSError as exc:
                 raise CliError(_bind_problem(host, port, exc)) from None
@@ -171,12 +191,14 @@ async def serve_until(
                 print(f"listening tcp {_format_address(bound_host, bound_port)}", file=out)
         if pty is not None:
             try:
-                pty_server = await serve_pty(device, pty, lock=lock, faults=faults)
+                pty_server = await serve_pty(
+                    device, pty, lock=lock, faults=faults, protocol=protocol
+                )
             except OSError as exc:
                 raise CliError(f"cannot serve a pty at {pty}: {exc.strerror or exc}") from None
             servers.append(pty_server)
             print(f"listening pty {pty_server.link} -> {pty_server.tty_name}", file=out)
-        if state is not None and isinstance(device, ShtrikhRegister):
+        if state is not None and isinstance(device, ShtrikhRegister | AtolRegister):
             control = await serve_control(state, Controls(device, faults), lock)
             print(f"control unix {state / SOCKET_NAME}", file=out)
         out.flush()
@@ -198,11 +220,17 @@ async def serve_until(
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     tcp = [parse_address(text) for text in args.tcp or ()]
     if not tcp and args.pty is None:
-        tcp = [DEFAULT_TCP]
+        tcp = [("127.0.0.1", DEFAULT_PORTS[args.protocol])]
     state = prepare_state(args.state)
-    device = open_register(state, fiscal_only=args.fiscal_only, ffd=args.ffd)
+    device = open_register(
+        state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol
+    )
     try:
-        asyncio.run(_serve_until_signal(device, tcp, args.pty, out, state, not args.no_filler))
+        asyncio.run(
+            _serve_until_signal(
+                device, tcp, args.pty, out, state, not args.no_filler, args.protocol
+            )
+        )
     finally:
         device.close()
     return 0
@@ -215,6 +243,7 @@ async def _serve_until_signal(
     out: TextIO,
     state: Path,
     tcp_filler: bool,
+    protocol: str = "shtrih",
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -223,7 +252,9 @@ async def _serve_until_signal(
     for number in signals:
         loop.add_signal_handler(number, stop.set)
     try:
-        await serve_until(device, tcp, pty, stop, out, state=state, tcp_filler=tcp_filler)
+        await serve_until(
+            device, tcp, pty, stop, out, state=state, tcp_filler=tcp_filler, protocol=protocol
+        )
     finally:
         for number in signals:
             loop.remove_signal_handler(number)

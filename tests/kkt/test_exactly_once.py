@@ -17,15 +17,20 @@ import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
 from kkt.emulator.shtrih import open_device
+from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
+from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih.link import DeviceSettings, HostSettings
 from kkt.tools.demo import EmulatorThread
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
+from kkt.commander import Commander
 
 SETTINGS = HostSettings(ack=0.3, byte=0.3, quiet=0.1, probe=0.3, answer=5.0)
 # The soak's loopback timing: the emulator reacts in microseconds, so the link's timeouts can be
@@ -49,7 +54,7 @@ def receipts_in_fn(device: object) -> Counter[int]:
 class TimedCommander:
     """Wraps the session: records how long each exchange took against its hard bound."""
 
-    def __init__(self, inner: kkt.register.Commander, settings: HostSettings) -> None:
+    def __init__(self, inner: Commander, settings: HostSettings | AtolHostSettings) -> None:
         self.inner = inner
         self.settings = settings
         self.worst = 0.0  # the largest duration / bound seen
@@ -68,22 +73,34 @@ class TimedCommander:
         self.inner.close()
 
 
+# ATOL's soak timing: packets answered in microseconds on loopback, so a short reply timeout.
+ATOL_SOAK_HOST = AtolHostSettings(packet=0.12, poll=0.1)
+ATOL_SOAK_DEVICE = AtolDeviceSettings(inline=0.05, byte=0.06)
+SOAKS = {
+    "shtrih": (open_device, SOAK_HOST, SOAK_DEVICE),
+    "atol": (open_atol, ATOL_SOAK_HOST, ATOL_SOAK_DEVICE),
+}
+
+
 @pytest.mark.timeout(0)
-def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path, protocol: str) -> None:
     # CI runs a short soak; KKT_SOAK_RECEIPTS=1000 KKT_SOAK_BYTES=0.05 is the long one.  The byte
     # rate is the share of bytes damaged, half dropped and half bit-flipped, in both directions.
     count = int(os.environ.get("KKT_SOAK_RECEIPTS", "60"))
     byte_faults = float(os.environ.get("KKT_SOAK_BYTES", "0.002"))
     lose_rate = float(os.environ.get("KKT_SOAK_LOSE", "0.03"))
-    device = open_device(tmp_path / "state")
+    opener, host, device_settings = SOAKS[protocol]
+    device: Any = opener(tmp_path / "state")
     faults = Faults(seed=11)
     outcomes: dict[int, str] = {}
     slowest = 0.0
     started_soak = time.monotonic()
-    with EmulatorThread(device, faults, settings=SOAK_DEVICE) as emulator:
-        with kkt.connect(f"socket://127.0.0.1:{emulator.port}", settings=SOAK_HOST) as register:
-            timed = TimedCommander(register.device.commander, SOAK_HOST)
-            register.device.commander = timed
+    with EmulatorThread(device, faults, settings=device_settings, protocol=protocol) as emulator:
+        url = f"socket://127.0.0.1:{emulator.port}"
+        with kkt.connect(url, settings=host, protocol=protocol) as register:
+            timed = TimedCommander(register.device.commander, host)  # type: ignore[attr-defined]
+            register.device.commander = timed  # type: ignore[attr-defined]
             register.open_shift()
             faults.configure(
                 drop=byte_faults / 2, corrupt=byte_faults / 2, lose_rate=lose_rate, seed=11
@@ -105,9 +122,10 @@ def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path) -> None:
     device.close()
     tally = Counter(outcomes.values())
     print(
-        f"\nsoak: {count} receipts, bytes {byte_faults:.1%}, lost answers {lose_rate:.1%}: "
-        f"{dict(tally)}; {timed.exchanges} exchanges, worst exchange {timed.worst:.0%} of its "
-        f"bound; slowest sale {slowest:.1f} s; {time.monotonic() - started_soak:.0f} s in all"
+        f"\nsoak ({protocol}): {count} receipts, bytes {byte_faults:.1%}, lost answers "
+        f"{lose_rate:.1%}: {dict(tally)}; {timed.exchanges} exchanges, worst exchange "
+        f"{timed.worst:.0%} of its bound; slowest sale {slowest:.1f} s; "
+        f"{time.monotonic() - started_soak:.0f} s in all"
     )
     for total, outcome in outcomes.items():
         if outcome == "done":
@@ -130,8 +148,8 @@ import sys
 from decimal import Decimal
 import kkt
 from kkt import Item, Payments, Receipt, Vat
-url, journal, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
-register = kkt.connect(url, journal=journal)
+url, journal, total, protocol = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+register = kkt.connect(url, journal=journal, protocol=protocol)
 receipt = Receipt((Item("Товар", total, Decimal(1), Vat.VAT20),), Payments(cash=total))
 print("go", flush=True)
 result = register.sell(receipt, key=f"order-{total}")
@@ -140,18 +158,19 @@ print("done", result.document_number, result.fiscal_sign, flush=True)
 
 
 @pytest.mark.timeout(300)
-def test_driver_killed_mid_receipt_then_the_same_key_again(tmp_path: Path) -> None:
-    device = open_device(tmp_path / "state")
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_driver_killed_mid_receipt_then_the_same_key_again(tmp_path: Path, protocol: str) -> None:
+    device: Any = SOAKS[protocol][0](tmp_path / "state")
     faults = Faults()
     journal = tmp_path / "journal.sqlite"
     rng = random.Random(3)
-    with EmulatorThread(device, faults) as emulator:
+    with EmulatorThread(device, faults, protocol=protocol) as emulator:
         url = f"socket://127.0.0.1:{emulator.port}"
-        with kkt.connect(url) as register:
+        with kkt.connect(url, protocol=protocol) as register:
             register.open_shift()
         for attempt in range(12):
             total = 20_000 + attempt
-            args = [sys.executable, "-c", CHILD, url, str(journal), str(total)]
+            args = [sys.executable, "-c", CHILD, url, str(journal), str(total), protocol]
             child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
             assert child.stdout is not None and child.stdout.readline().strip() == "go"
             time.sleep(rng.uniform(0.0, 0.05))

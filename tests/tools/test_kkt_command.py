@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
 from kkt.emulator.shtrih import open_device
+from kkt.protocols.atol.charset import encode_text
+from kkt.protocols.atol.packet import encode_packet
 from kkt.tools.cli import main
 from kkt.tools.demo import EmulatorThread
 
@@ -333,3 +336,72 @@ def test_bench_prints_figures_as_json_lines(capsys: pytest.CaptureFixture[str]) 
     assert all(f["unit"] == "1/s" and f["value"] > 0 for f in figures)
     assert main(["bench", "no-such-case"]) == 2
     assert "known: link, receipts, archive" in capsys.readouterr().err
+
+
+# -- ATOL -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served_atol(tmp_path: Path) -> Iterator[EmulatorThread]:
+    device = open_atol(tmp_path / "atol")
+    try:
+        with EmulatorThread(device, Faults(), protocol="atol") as thread:
+            yield thread
+    finally:
+        device.close()
+
+
+def test_atol_status_fn_and_sell_over_tcp(
+    served_atol: EmulatorThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's acceptance: `kkt --protocol atol status / fn / sell` against ATOL on TCP."""
+    kkt = Kkt(f"socket://127.0.0.1:{served_atol.port}", capsys)
+    status = kkt.json("--protocol", "atol", "status")
+    assert status["shift"]["open"] is False and status["modeName"] == "select"
+    assert kkt.json("--protocol", "atol", "info")["modelName"] == "АТОЛ 30Ф"
+    kkt("--protocol", "atol", "shift", "open", "--cashier", "Петрова А.")
+    sold = kkt.json("--protocol", "atol", "sell", str(EXAMPLE))
+    assert sold["fiscalDocumentNumber"] == 3 and sold["total"] == 648.0
+    assert sold["qr"].startswith("t=") and "&s=648.00&" in sold["qr"]
+    fn = kkt.json("--protocol", "atol", "fn")
+    assert fn["lastDocument"] == 3 and fn["unsent"]["count"] == 3
+    assert len(fn["serial"]) == 16 and fn["daysLeft"] > 300
+    tlv = kkt.json("--protocol", "atol", "doc", "3")["tlv"]
+    assert tlv["totalSum"] == 64_800 and tlv["buyerPhoneOrAddress"] == "+79990000000"
+    # auto tells the protocols apart with status questions only
+    assert kkt.json("--protocol", "auto", "status")["shift"]["open"] is True
+
+
+def test_atol_in_process_and_its_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kkt = Kkt(f"emulator:{tmp_path / 'atol'}", capsys)
+    assert "refused" in kkt("--protocol", "atol", "sell", str(EXAMPLE), code=1)
+    kkt("--protocol", "atol", "shift", "open")
+    assert kkt.json("--protocol", "atol", "report", "x") == {"report": "x", "printed": True}
+    closed = kkt.json("--protocol", "atol", "shift", "close")
+    assert closed["shiftNumber"] == 1
+
+
+def test_decode_reads_atol_packets(capsys: pytest.CaptureFixture[str]) -> None:
+    # The fact sheet's v3 packets (Zzzzipper's device dump, atol4j's unit test): an Add of A5h,
+    # a Req of its task, an Abort, and an asynchronous result whose CRC is sent escaped.
+    capsys.readouterr()
+    trace = "FE 06 00 07 C1 01 02 00 00 A5 8D  FE 02 00 08 C3 02 FC  FE 01 00 06 C4 58"
+    assert main(["decode", trace, "FE 05 00 F0 A6 57 55 00 00 FD EE"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "packet 07 host: Add TID 02 flags=0x01: GetDeviceType()",
+        "packet 08 host: Req TID 02",
+        "packet 06 host: Abort (clear the task buffer)",
+        "packet F0 device: AsyncResult TID 57: 55 00 00",
+    ]
+    # A result is decoded as the answer of the command its task carried: here the fact sheet's
+    # real A5h answer (Zzzzipper's dump of a "Казначей ФА"), inline in packet 07.
+    answer = bytes.fromhex("00 01 01 4C 10 00 03 00 00 21 95") + encode_text("Казначей ФА")
+    reply = encode_packet(0x07, b"\xa3" + answer).hex(" ")
+    assert main(["decode", "FE 06 00 07 C1 01 02 00 00 A5 8D", reply]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("packet 07 device: Result TID 02: GetDeviceType -> DeviceType(")
+    assert "model=76" in lines[1] and "name='Казначей ФА'" in lines[1]
+    assert main(["decode", "--protocol", "atol", "02 01 FC FD"]) == 0
+    assert capsys.readouterr().out.strip() == "junk 02 01 fc fd"
