@@ -17,22 +17,23 @@ cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import threading
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
-from kkt.protocols.atol.errors import AtolDeviceError
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
-from kkt.protocols.errors import CodecError, LinkError
+from kkt.protocols.errors import CodecError
+from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, encode_tlv, find
 
 from .archive import READ_TRIES, Document
-from .commander import Commander, checked_serial, link_failure
+from .commander import Commander
+from .device_base import DeviceBase
 from .errors import (
     BadAnswer,
     CannotSend,
+    DeviceError,
     KktError,
     NotFiscalized,
     OutcomeUnknown,
@@ -51,7 +52,6 @@ from .results import (
     Status,
 )
 
-log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
 ACCESS_PASSWORD = 0  # the 2-byte password every command carries; devices ship with 0000
@@ -89,7 +89,7 @@ LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped
 REPORT_X = 1  # 67h report type: the daily report without closing (X)
 
 
-class AtolDevice:
+class AtolDevice(DeviceBase):
     """An ATOL register behind a `Commander` (an `AtolSession`, or the in-process emulator).
 
     ``password`` is the mode password (30 system administrator, 29 administrator, 1..28 the
@@ -106,63 +106,19 @@ class AtolDevice:
         access_password: int = ACCESS_PASSWORD,
         lock: threading.RLock | None = None,
     ) -> None:
-        self.commander = commander
-        self.password = password
+        super().__init__(commander, password=password, lock=lock)
         self.access_password = access_password
-        self.no_open_receipt = False
-        self.query_tries = 5
-        self._lock = lock if lock is not None else threading.RLock()
-        self._fn_serial: str | None = None
-
-    # -- plumbing ---------------------------------------------------------------------------------
 
     def raw(self, request: c.Request[AnswerT]) -> AnswerT:
-        """Any typed ATOL request; refusals become the driver's `DeviceError` subclasses.
+        """Any typed ATOL request (`kkt.protocols.atol.commands`); see `DeviceBase`."""
+        answer: AnswerT = super().raw(request)
+        return answer
 
-        Read-only requests are tried again after a link failure; anything else fails at once.
-        """
-        tries = self.query_tries if request.REPEATABLE else 1
-        for attempt in range(1, tries + 1):
-            try:
-                return self._raw_once(request)
-            except (TransportError, OutcomeUnknown, BadAnswer):
-                if attempt == tries:
-                    raise
-                log.info("retrying %s after a link failure", type(request).__name__)
-        raise AssertionError("unreachable")
-
-    def _raw_once(self, request: c.Request[AnswerT]) -> AnswerT:
-        with self._lock:
-            try:
-                encoded = request.encode()
-            except CodecError as error:
-                reason = str(error).strip().splitlines()[-1]
-                raise CannotSend(f"{type(request).__name__}: {reason}; nothing was sent") from None
-            if not request.REPEATABLE:
-                self.no_open_receipt = False
-            try:
-                reply = self.commander.exchange(
-                    encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
-                )
-            except LinkError as error:
-                raise link_failure(error) from error
-            try:
-                return request.decode_answer(reply)
-            except AtolDeviceError as error:
-                raise from_atol(error) from None
-            except CodecError as error:
-                if request.REPEATABLE:
-                    raise BadAnswer(f"the register's answer makes no sense: {error}") from error
-                raise OutcomeUnknown(
-                    f"the answer to a state-changing command makes no sense ({error}); check the "
-                    "register's last fiscal document before repeating it"
-                ) from error
+    def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
+        return from_atol(error)
 
     def _ask(self, request_type: type[c.Request[AnswerT]], *args: Any) -> AnswerT:
         return self.raw(request_type(self.access_password, *args))
-
-    def close(self) -> None:
-        self.commander.close()
 
     def _enter(self, mode: Mode) -> None:
         """Be in ``mode``: leave the current one (48h, twice from a sub-mode), then 56h."""
@@ -228,17 +184,8 @@ class AtolDevice:
             unsent=queue.unsent,
         )
 
-    def fn_serial(self) -> str:
-        if self._fn_serial is None:
-            for attempt in range(1, self.query_tries + 1):
-                try:
-                    self._fn_serial = checked_serial(self._ask(c.GetFnSerial).serial.strip())
-                    break
-                except BadAnswer:
-                    if attempt == self.query_tries:
-                        raise
-        assert self._fn_serial is not None
-        return self._fn_serial
+    def _read_fn_serial(self) -> str:
+        return self._ask(c.GetFnSerial).serial.strip()
 
     def last_document(self) -> int:
         return self._ask(c.ReadLastDocument).number
@@ -362,16 +309,8 @@ class AtolDevice:
 
     def open_receipt(self, receipt: Receipt) -> None:
         self._enter(Mode.REGISTRATION)
-        request = c.OpenReceipt(self.access_password, 0, int(RECEIPT_TYPES[receipt.operation]))
-        for _ in range(3):
-            try:
-                self.raw(request)
-                break
-            except (TransportError, OutcomeUnknown):
-                if self.receipt_open():
-                    break
-        else:
-            raise TransportError("the register would not open the receipt; check the line")
+        receipt_type = int(RECEIPT_TYPES[receipt.operation])
+        self._open_once(c.OpenReceipt(self.access_password, 0, receipt_type))
         tags: TlvList = [(1055, int(receipt.tax_system))]
         if receipt.cashier:
             tags.append((1021, receipt.cashier))

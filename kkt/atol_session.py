@@ -32,7 +32,7 @@ from kkt.protocols.atol.link import (
 )
 
 from .errors import TransportError
-from .session import MAX_READ, Port, PortLost, trace
+from .session import Port, PortLost, read_burst, trace
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,7 @@ class AtolSession:
             if outcome is not None:
                 return outcome
             deadline = link.get_timer()
-            port.timeout = None if deadline is None else max(0.0, deadline - now())
-            if getattr(port, "reads_available", False):
-                received = port.read(MAX_READ)  # returns what came, without waiting for more
-            else:
-                received = port.read(max(1, port.in_waiting))
-            if received and port.in_waiting:
-                port.timeout = 0
-                received += port.read(MAX_READ)
+            received = read_burst(port, None if deadline is None else deadline - now())
             if received and tracing:
                 trace.debug("%8.1f ms <- %s", (now() - started) * 1000, received.hex(" "))
             events: list[Event] = link.receive_data(received, now()) if received else []

@@ -14,7 +14,7 @@ driver's errors (`kkt.errors`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .archive import Document
 from .receipt import Operation, Receipt
@@ -22,7 +22,7 @@ from .results import DeviceInfo, DocumentInfo, FnInfo, Formed, OfdQueue, ShiftSt
 
 
 class Device(Protocol):
-    vendor: str  # "shtrih", "atol"
+    vendor: ClassVar[str]  # "shtrih", "atol"
     password: int
     # True while this driver knows no receipt is open: only its own completed receipts or a
     # confirmed cancel set it; any other state-changing command clears it.  It spares one status

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,7 +23,7 @@ import serial
 from serial.tools import list_ports
 
 from kkt.protocols.atol.buffer import Req
-from kkt.protocols.atol.packet import MAX_REQUEST_ID, Packet, deframe, encode_packet
+from kkt.protocols.atol.packet import MAX_REQUEST_ID, Packet, PacketDeframer, encode_packet
 from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
@@ -147,9 +148,13 @@ def probe_protocol(port: Any, timeout: float = 1.0) -> str:
     if reply in (bytes((NAK,)), bytes((ACK,))):
         return "shtrih"
     port.write(_ATOL_PROBE)
-    tokens, _ = deframe(port.read(64))
-    if any(isinstance(token, Packet) for token in tokens):
-        return "atol"
+    deframer = PacketDeframer()
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        port.timeout = left
+        chunk = port.read(64)  # a reply may come in pieces (TCP segments, a slow serial line)
+        if any(isinstance(token, Packet) for token in deframer.feed(chunk)):
+            return "atol"
     raise TransportError(
         "the device answers neither a Shtrikh ENQ nor an ATOL v3 packet: is it a register, is it "
         "on, and is the baud rate right?  Name the protocol (shtrih or atol) to skip the probe"

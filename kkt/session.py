@@ -59,6 +59,21 @@ class PortLost(LinkError):
     """The port failed under the exchange (peer closed, device unplugged, I/O error)."""
 
 
+def read_burst(port: Port, wait: float | None) -> bytes:
+    """What the port has, waiting at most ``wait`` seconds (None: until something comes) for the
+    first byte -- and then everything already arrived, in one read: one feed, one trace line, and
+    no byte-by-byte reads where `in_waiting` only says "something" (sockets)."""
+    port.timeout = None if wait is None else max(0.0, wait)
+    if getattr(port, "reads_available", False):
+        received = port.read(MAX_READ)  # returns what came, without waiting for more
+    else:
+        received = port.read(max(1, port.in_waiting))
+    if received and port.in_waiting:
+        port.timeout = 0
+        received += port.read(MAX_READ)
+    return received
+
+
 def open_port(url: str, *, baudrate: int = 115200) -> Any:
     """Open ``url`` with pyserial (a device path, ``socket://host:port``, ``loop://`` ...)."""
     return serial.serial_for_url(url, baudrate=baudrate, timeout=0)
@@ -128,16 +143,7 @@ class ShtrikhSession:
                 if outcome is not None:
                     break
                 deadline = link.get_timer()
-                port.timeout = None if deadline is None else max(0.0, deadline - now())
-                if getattr(port, "reads_available", False):
-                    received = port.read(MAX_READ)  # returns what came, without waiting for more
-                else:
-                    received = port.read(max(1, port.in_waiting))
-                if received and port.in_waiting:
-                    # Take what has already arrived in one read: one feed, one trace line, and no
-                    # byte-by-byte reads where `in_waiting` only says "something" (sockets).
-                    port.timeout = 0
-                    received += port.read(MAX_READ)
+                received = read_burst(port, None if deadline is None else deadline - now())
                 if received and tracing:
                     trace.debug("%8.1f ms <- %s", (now() - started) * 1000, received.hex(" "))
                 events = link.receive_data(received, now()) if received else []

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from kkt.protocols.errors import CodecError, LinkError
+from kkt.protocols.errors import CodecError
+from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.ffd import TlvList, decode_tlv, encode_tlv
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.errors import ShtrikhDeviceError
 from kkt.protocols.shtrih.message import Answer, Request
 from kkt.protocols.shtrih.modes import (
     EcrFlags,
@@ -30,10 +29,10 @@ from kkt.protocols.shtrih.modes import (
 )
 
 from .archive import READ_TRIES, Document
-from .commander import Commander, checked_serial, link_failure
+from .commander import checked_serial
+from .device_base import DeviceBase
 from .errors import (
     BadAnswer,
-    CannotSend,
     DeviceError,
     KktError,
     NotFiscalized,
@@ -74,70 +73,19 @@ _RECEIPT_TYPE = {
 LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrikh printer
 
 
-class ShtrikhDevice:
+class ShtrikhDevice(DeviceBase):
     """A Shtrikh-M register behind a `Commander` (a link session, or the in-process emulator)."""
 
     vendor = "shtrih"
 
-    def __init__(
-        self, commander: Commander, *, password: int = 30, lock: threading.RLock | None = None
-    ) -> None:
-        self.commander = commander
-        self.password = password
-        self.no_open_receipt = False
-        self.query_tries = 5
-        self._lock = lock if lock is not None else threading.RLock()
-        self._fn_serial: str | None = None
-
-    # -- plumbing ---------------------------------------------------------------------------------
-
     def raw(self, request: Request[AnswerT]) -> AnswerT:
-        """Any typed Shtrikh request; refusals become the driver's `DeviceError` subclasses.
+        """Any typed Shtrikh request (`kkt.protocols.shtrih.classic`, ``fn``); see `DeviceBase`."""
+        answer: AnswerT = super().raw(request)
+        return answer
 
-        Read-only requests (``REPEATABLE``) are tried again after a link failure -- asking twice
-        changes nothing.  Anything else fails at once and the caller decides.
-        """
-        tries = self.query_tries if request.REPEATABLE else 1
-        for attempt in range(1, tries + 1):
-            try:
-                return self._raw_once(request)
-            except (TransportError, OutcomeUnknown, BadAnswer):
-                if attempt == tries:
-                    raise
-                log.info("retrying %s after a link failure", type(request).__name__)
-        raise AssertionError("unreachable")
-
-    def _raw_once(self, request: Request[AnswerT]) -> AnswerT:
-        with self._lock:
-            try:
-                encoded = request.encode()
-            except CodecError as error:
-                # construct prefixes its own path line ("Error in path ..."): keep the last one.
-                reason = str(error).strip().splitlines()[-1]
-                raise CannotSend(f"{type(request).__name__}: {reason}; nothing was sent") from None
-            if not request.REPEATABLE:
-                self.no_open_receipt = False
-            try:
-                payload = self.commander.exchange(
-                    encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
-                )
-            except LinkError as error:
-                raise link_failure(error) from error
-            try:
-                return request.decode_answer(payload)
-            except ShtrikhDeviceError as error:
-                raise self._refusal(error) from None
-            except CodecError as error:
-                if request.REPEATABLE:
-                    raise BadAnswer(f"the register's answer makes no sense: {error}") from error
-                raise OutcomeUnknown(
-                    f"the answer to a money-moving command makes no sense ({error}); check the "
-                    "register's last fiscal document before repeating it"
-                ) from error
-
-    def _refusal(self, error: ShtrikhDeviceError) -> DeviceError:
+    def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
         refusal = from_shtrih(error)
-        if error.code == 0x14:
+        if error.code == 0x14:  # the FN is full -- or the OFD backlog blocks it: its flags say
             try:
                 warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
             except KktError:
@@ -145,9 +93,6 @@ class ShtrikhDevice:
             if FnWarning.OFD_TIMEOUT in warnings:
                 return OfdBlocked(str(error), code=error.code, vendor="shtrih")
         return refusal
-
-    def close(self) -> None:
-        self.commander.close()
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -186,7 +131,7 @@ class ShtrikhDevice:
         expiry = self.raw(fn.GetFnExpiry(self.password))
         version = self.raw(fn.GetFnVersion(self.password))
         unsent = self.raw(fn.GetOfdExchangeStatus(self.password)).queue_count
-        self._fn_serial = checked_serial(status.fn_serial)
+        self._fn_serial = checked_serial(status.fn_serial)  # the serial comes with the status
         return FnInfo(
             serial=status.fn_serial,
             phase=status.phase,
@@ -198,17 +143,8 @@ class ShtrikhDevice:
             unsent=unsent,
         )
 
-    def fn_serial(self) -> str:
-        if self._fn_serial is None:
-            for attempt in range(1, self.query_tries + 1):
-                try:
-                    self._fn_serial = checked_serial(self.raw(fn.GetFnSerial(self.password)).serial)
-                    break
-                except BadAnswer:
-                    if attempt == self.query_tries:
-                        raise
-        assert self._fn_serial is not None
-        return self._fn_serial
+    def _read_fn_serial(self) -> str:
+        return self.raw(fn.GetFnSerial(self.password)).serial
 
     def last_document(self) -> int:
         return self.raw(fn.GetFnStatus(self.password)).last_document_number
@@ -331,16 +267,7 @@ class ShtrikhDevice:
         return self.status().receipt_open
 
     def open_receipt(self, receipt: Receipt) -> None:
-        """Open the receipt; after a failed exchange, the register's mode says whether it did."""
-        for _ in range(3):
-            try:
-                self.raw(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
-                break
-            except (TransportError, OutcomeUnknown):
-                if self.receipt_open():
-                    break
-        else:
-            raise TransportError("the register would not open the receipt; check the line")
+        self._open_once(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
         tags: list[tuple[int, Any]] = []
         if receipt.cashier:
             tags.append((1021, receipt.cashier))

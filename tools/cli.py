@@ -8,10 +8,11 @@ one line on standard error saying what happened and what to do -- never a traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
@@ -148,10 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     if getattr(args, "url", None) is None:
         args.url = ATOL_DEFAULT_URL if getattr(args, "protocol", None) == "atol" else DEFAULT_URL
-    _logging(args.verbose)
     name = f"kkt {args.command}"
     try:
-        return _dispatch(args)
+        with _logging(args.verbose):
+            return _dispatch(args)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
@@ -210,14 +211,24 @@ def _fail(name: str, message: str, code: int) -> int:
     return code
 
 
-def _logging(verbosity: int) -> None:
+@contextlib.contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """-v: the byte trace on stderr; -vv: the driver's reasoning too -- for this command only
+    (``main`` may run many times in one process: tests, a shell embedding it)."""
     if not verbosity:
+        yield
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("kkt.trace" if verbosity == 1 else "kkt")
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _decode(args: argparse.Namespace) -> int:
