@@ -235,10 +235,11 @@ class AtolDevice(DeviceBase):
 
     # -- documents and the printer ----------------------------------------------------------------
 
-    def _formed(self) -> Formed:
-        """The document the FN formed last (91h register 34h), with the shift it belongs to."""
+    def _formed(self, *, shift: bool = False) -> Formed:
+        """The document the FN formed last (91h register 34h) -- and, for a shift report, the
+        shift it belongs to (a receipt's shift comes with its fiscal data later)."""
         last = self._ask(c.ReadLastDocument)
-        return Formed(last.number, last.fiscal_sign, self.shift().number)
+        return Formed(last.number, last.fiscal_sign, self.shift().number if shift else 0)
 
     def _tags(self, tags: TlvList) -> None:
         for tag in tags:
@@ -248,14 +249,13 @@ class AtolDevice(DeviceBase):
         self._enter(Mode.REGISTRATION)
         self._tags([(1021, cashier)] if cashier else [])
         self._ask(c.OpenShift, 0, "")
-        return self._formed()
+        return self._formed(shift=True)
 
     def close_shift(self, cashier: str | None) -> Formed:
         self._enter(Mode.Z_REPORTS)
         self._tags([(1021, cashier)] if cashier else [])
         self._ask(c.ZReport)
-        formed = self._formed()
-        return Formed(formed.number, formed.fiscal_sign, self.shift().number)
+        return self._formed(shift=True)
 
     def x_report(self) -> None:
         self._enter(Mode.X_REPORTS)

@@ -737,13 +737,18 @@ class AtolRegister:
         return c.FnDocumentSize(int.from_bytes(stlv[:2], "little"), len(value))
 
     def _fn_document_data(self, r: c.GetFnDocumentData) -> c.FnDocumentData:
-        """One top-level tag of the document per call (a longer one in 240-byte pieces)."""
+        """The next piece of the document's TLV, up to 240 bytes, whatever the tags' bounds.
+
+        How a real register cuts 46h's blocks is not public; a host joins the pieces until the
+        size 45h announced, so any cut works -- and pieces as large as fit take a receipt of
+        600 bytes in three commands instead of one per tag (a driver that verifies each receipt
+        it closes reads it whole).
+        """
         if self.reading is None or self.reading[1] >= len(self.reading[0]):
             self.reading = None
             raise FnError(FnCode.NO_DATA, "no document is being read: select one with A4h 45h")
         value, offset = self.reading
-        size = 4 + int.from_bytes(value[offset + 2 : offset + 4], "little")
-        block = value[offset : offset + min(size, TLV_BLOCK)]
+        block = value[offset : offset + TLV_BLOCK]
         self.reading = (value, offset + len(block))
         return c.FnDocumentData(block)
 

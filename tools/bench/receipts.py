@@ -7,6 +7,9 @@ commits every receipt durably (fsync) before it answers.
 
 * ``receipts.tcp.per_s`` / ``receipts.pty.per_s`` -- against ``kkt emulator serve`` in its own
   process, over TCP loopback and over a pseudo-terminal;
+* ``receipts.atol.tcp.per_s`` / ``receipts.atol.pty.per_s`` -- the same receipt, the same driver
+  call, against the emulator's ATOL personality (v3 task buffer: Add, its reply, Ack per command;
+  the mode entered, EAh/EBh per item, 4Ah, the FN's record read back by A4h);
 * ``receipts.inproc.per_s`` -- the emulator in this process (``emulator:DIR``), no wire;
 * ``fsync.raw_per_s`` -- this disk's rate of small write + fsync pairs, measured between rounds;
 * ``receipts.inproc.fsync_ratio`` -- in-process receipts over raw fsyncs, per round, median.
@@ -58,9 +61,9 @@ def _fsync_rate(directory: Path, count: int) -> float:
         path.unlink()
 
 
-def _wire_rate(url: str, bench: Bench) -> float:
+def _wire_rate(url: str, bench: Bench, protocol: str = "shtrih") -> float:
     count = bench.size(60, 300)
-    with kkt.connect(url) as register:
+    with kkt.connect(url, protocol=protocol) as register:
         if not register.status().shift_open:
             register.open_shift()
         register.sell(RECEIPT)  # warm up
@@ -75,6 +78,13 @@ def receipts_case(bench: Bench) -> Iterator[Figure]:
         )
         assert served.pty is not None
         yield Figure("receipts.pty.per_s", _wire_rate(str(served.pty), bench), "1/s")
+    atol_state, atol_tty = bench.work / "receipts-atol", bench.work / "receipts-atol-tty"
+    with served_emulator(atol_state, pty=atol_tty, protocol="atol") as served:
+        rate = _wire_rate(served.tcp_url, bench, "atol")
+        yield Figure("receipts.atol.tcp.per_s", rate, "1/s")
+        assert served.pty is not None
+        rate = _wire_rate(str(served.pty), bench, "atol")
+        yield Figure("receipts.atol.pty.per_s", rate, "1/s")
     count = bench.size(100, 500)
     receipts, fsyncs, ratios = [], [], []
     with kkt.connect(f"emulator:{bench.work / 'receipts-inproc'}") as register:

@@ -23,9 +23,12 @@ class Served:
 
 
 @contextmanager
-def served_emulator(state: Path, *, pty: Path | None = None) -> Iterator[Served]:
+def served_emulator(
+    state: Path, *, pty: Path | None = None, protocol: str = "shtrih"
+) -> Iterator[Served]:
     """Start ``kkt emulator serve`` on a free TCP port (and a pty); stop it on the way out."""
     argv = [sys.executable, "-m", "kkt", "emulator", "serve", "--state", str(state)]
+    argv += ["--protocol", protocol]
     argv += ["--tcp", "127.0.0.1:0"]
     if pty is not None:
         argv += ["--pty", str(pty)]
