@@ -1,8 +1,10 @@
 """Find registers: serial ports × baud rates, USB devices by VID:PID, and TCP addresses.
 
-Each candidate is probed harmlessly and briefly: ENQ (a register answers NAK or ACK at the right
-speed) and then the device-type query FCh -- status queries only, nothing that prints or changes
-state.  Every port is closed again, found or not, and no probe waits longer than its timeout.
+Each candidate is probed harmlessly and briefly: ENQ (a Shtrikh register answers NAK or ACK at the
+right speed) and then the device-type query FCh; failing that, an ATOL v3 task-state request (an
+ATOL register answers with a packet) and then A5h and 3Fh -- status queries only, nothing that
+prints or changes state, and no Abort that would clear another program's ATOL tasks.  Every port
+is closed again, found or not, and no probe waits longer than its timeout.
 
 Shtrikh and ATOL registers on USB usually enumerate as CDC-ACM virtual COM ports, so they are found
 among the serial ports; USB serial ports go first and are reported with their VID:PID.  Registers
@@ -23,11 +25,14 @@ import serial
 from serial.tools import list_ports
 
 from kkt.protocols.atol.buffer import Req
+from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.atol.packet import MAX_REQUEST_ID, Packet, PacketDeframer, encode_packet
 from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
 
+from .atol_device import AtolDevice
+from .atol_session import AtolSession
 from .errors import KktError, TransportError
 from .register import Register
 from .session import ShtrikhSession
@@ -172,11 +177,7 @@ def _probe_serial(path: str, baud: int, timeout: float) -> Found | None:
         return None
     try:
         port.reset_input_buffer()
-        port.write(bytes((ENQ,)))
-        reply = port.read(1)
-        if reply not in (bytes((NAK,)), bytes((ACK,))):
-            return None
-        return _identify(port, path, baud, timeout)
+        return _identify_any(port, path, baud, timeout)
     except (serial.SerialException, OSError) as exc:  # the port failed mid-probe
         log.debug("%s: probe failed (%s)", path, exc)
         return None
@@ -199,9 +200,33 @@ def _probe_tcp(host: str, timeout: float) -> Found | None:
         log.debug("%s: %s", url, exc)
         return None
     try:
-        return _identify(port, url, None, timeout)
+        return _identify_any(port, url, None, timeout)
     finally:
         port.close()
+
+
+def _identify_any(port: Any, url: str, baud: int | None, timeout: float) -> Found | None:
+    """Whichever register answers: Shtrikh (ENQ) or ATOL (a v3 task-state request)."""
+    try:
+        protocol = probe_protocol(port, timeout)
+    except TransportError:
+        return None
+    if protocol == "atol":
+        return _identify_atol(port, url, baud, timeout)
+    return _identify(port, url, baud, timeout)
+
+
+def _identify_atol(port: Any, url: str, baud: int | None, timeout: float) -> Found | None:
+    # No Abort on opening: a probe must not clear the tasks of the program that owns the register.
+    quick = AtolHostSettings(packet=timeout, packet_tries=2, abort_on_open=False)
+    device = AtolDevice(AtolSession(port, settings=quick))
+    device.query_tries = 1
+    try:
+        info = device.device_info()
+    except KktError as exc:
+        log.debug("%s: answers ATOL packets but not A5h/3Fh (%s)", url, exc)
+        return None
+    return Found(url, baud, info.protocol, info.model, info.name, info.serial)
 
 
 def _identify(port: Any, url: str, baud: int | None, timeout: float) -> Found | None:

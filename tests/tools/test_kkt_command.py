@@ -405,3 +405,23 @@ def test_decode_reads_atol_packets(capsys: pytest.CaptureFixture[str]) -> None:
     assert "model=76" in lines[1] and "name='Казначей ФА'" in lines[1]
     assert main(["decode", "--protocol", "atol", "02 01 FC FD"]) == 0
     assert capsys.readouterr().out.strip() == "junk 02 01 fc fd"
+
+
+def test_scan_finds_an_atol_register_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device = open_atol(tmp_path / "atol")
+    try:
+        with EmulatorThread(device, Faults(), pty=tmp_path / "tty", protocol="atol") as thread:
+            host = f"127.0.0.1:{thread.port}"
+            capsys.readouterr()
+            code = main(
+                ["scan", str(tmp_path / "tty"), "--host", host, "--bauds", "115200", "--json"]
+            )
+            found = json.loads(capsys.readouterr().out)
+            assert code == 0
+            assert [hit["url"] for hit in found] == [str(tmp_path / "tty"), f"socket://{host}"]
+            assert {hit["name"] for hit in found} == {"АТОЛ 30Ф"}
+            assert found[0]["protocol"].startswith("atol")
+    finally:
+        device.close()
