@@ -25,7 +25,7 @@ from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
 from kkt.protocols.errors import CodecError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, encode_tlv, find
+from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, find
 
 from .archive import READ_TRIES, Document
 from .commander import Commander
@@ -55,12 +55,14 @@ from .results import (
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
 ACCESS_PASSWORD = 0  # the 2-byte password every command carries; devices ship with 0000
-# EBh's tax byte, numbered as libfptr10's LIBFPTR_TAX_* (fact sheet §3.2): 0 by department,
-# 1 VAT 18, 2 VAT 10, 3 VAT 18/118, 4 VAT 10/110, 5 VAT 0, 6 no VAT, 7 VAT 20, 8 VAT 20/120.
+# EBh's tax byte: the FN's own codes of tag 1199 (1 VAT 20 %, 2 VAT 10 %, 3 VAT 20/120, 4 VAT
+# 10/110, 5 VAT 0 %, 6 no VAT), as the one public encoder of this command writes them (Zzzzipper,
+# FiscalStorage.h convertTaxRate2FN105).  libfptr10's API numbers (7 = VAT 20) are not wire codes:
+# in tag 1199, 7 and 8 are VAT 5 % and 7 %.
 TAX_TYPES = {
-    Vat.VAT20: 7,
+    Vat.VAT20: 1,
     Vat.VAT10: 2,
-    Vat.VAT120: 8,
+    Vat.VAT120: 3,
     Vat.VAT110: 4,
     Vat.VAT0: 5,
     Vat.NONE: 6,
@@ -243,7 +245,7 @@ class AtolDevice(DeviceBase):
 
     def _tags(self, tags: TlvList) -> None:
         for tag in tags:
-            self._ask(c.WriteTlv, 0, encode_tlv([tag]))
+            self._ask(c.WriteTlv, 0, self._tlv([tag]))
 
     def open_shift(self, cashier: str | None) -> Formed:
         self._enter(Mode.REGISTRATION)
@@ -324,11 +326,10 @@ class AtolDevice(DeviceBase):
         thousandths = Decimal(item.quantity) * 1000
         if thousandths != thousandths.to_integral_value():
             raise CannotSend(f"ATOL takes quantities to 0.001, not {item.quantity}")
-        self._ask(c.BeginItem, 0, 1)  # only starts the item: sent again, it starts it again
         item_tags: TlvList = list(item.extra)  # type: ignore[arg-type]
         if item.measure is not None:
             item_tags.insert(0, (2108, item.measure))
-        self._tags(item_tags)
+        self._begin_item(item_tags)
         end = c.EndItem(
             self.access_password,
             0,
@@ -357,8 +358,13 @@ class AtolDevice(DeviceBase):
                         f"the open receipt holds {now} kopecks, expected {subtotal} or "
                         f"{subtotal + item.total}; the receipt was cancelled, nothing was charged"
                     ) from None
-                self._ask(c.BeginItem, 0, 1)
+                self._begin_item(item_tags)  # the item again, with its tags
         raise TransportError("the register would not take the item; check the line")
+
+    def _begin_item(self, tags: TlvList) -> None:
+        """EAh starts an item (sent again, it starts it afresh: its tags are gone), E8h its tags."""
+        self._ask(c.BeginItem, 0, 1)
+        self._tags(tags)
 
     def subtotal(self) -> int:
         return self._status().receipt_sum

@@ -79,7 +79,16 @@ class AtolSession:
                 self._reconnect()  # raises TransportError while the register is unreachable
             now = self._clock()
             self.link.send_command(payload, now, answer_timeout=answer_timeout, repeatable=resend)
-            return self._run(payload)
+            try:
+                return self._run(payload)
+            except BaseException as interrupted:
+                # Ctrl-C, or a port class failing in its own way: end the exchange in the link,
+                # its task kept unresolved, or every later command would find the link busy.
+                if self.link.busy:
+                    self.link.abandon(
+                        self._clock(), f"the exchange was interrupted ({interrupted!r})"
+                    )
+                raise
 
     def _run(self, payload: bytes) -> bytes:
         link, now = self.link, self._clock

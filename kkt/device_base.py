@@ -7,8 +7,9 @@ import logging
 import threading
 from typing import Any, ClassVar
 
-from kkt.protocols.errors import CodecError, LinkError
+from kkt.protocols.errors import CodecError, LinkError, ProtocolError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
+from kkt.protocols.ffd import TlvError, encode_tlv
 
 from .commander import Commander, checked_serial, link_failure
 from .errors import BadAnswer, CannotSend, DeviceError, OutcomeUnknown, TransportError
@@ -81,6 +82,9 @@ class DeviceBase:
                 )
             except LinkError as error:
                 raise link_failure(error) from error
+            except ProtocolError as error:
+                # Raised before anything went out (a command too long for any frame or packet).
+                raise CannotSend(f"{type(request).__name__}: {error}; nothing was sent") from None
             try:
                 return request.decode_answer(payload)
             except ProtocolDeviceError as error:
@@ -108,6 +112,14 @@ class DeviceBase:
                         raise
         assert self._fn_serial is not None
         return self._fn_serial
+
+    @staticmethod
+    def _tlv(tags: Any) -> bytes:
+        """Tags as TLV bytes; a tag the FFD does not allow (too long, wrong type): `CannotSend`."""
+        try:
+            return encode_tlv(tags)
+        except TlvError as error:
+            raise CannotSend(f"{error}; nothing was sent") from None
 
     def _open_once(self, request: Any) -> None:
         """Open the receipt; after a failed exchange, the register's state says whether it did."""

@@ -26,6 +26,7 @@ from .commander import Commander
 from .device import Device
 from .errors import (
     BadAnswer,
+    CannotSend,
     DeviceError,
     KktError,
     NotFiscalized,
@@ -37,6 +38,7 @@ from .receipt import Operation, Receipt, fingerprint_of
 from .results import (
     DeviceInfo,
     DocumentInfo,
+    DocumentType,
     FiscalResult,
     FnInfo,
     Formed,
@@ -209,11 +211,51 @@ class Register:
             self.device.set_datetime(when)
 
     def correction(self, operation: Operation, total: int, *, reason: str = "") -> FiscalResult:
-        """A correction receipt (on the user's own initiative) for ``total`` kopecks in cash."""
+        """A correction receipt (on the user's own initiative) for ``total`` kopecks in cash.
+
+        Settled like a receipt: when its command fails in a way that leaves its fate open, the
+        FN's archive says whether the correction exists.
+        """
         with self._lock:
-            made = self.device.correction(operation, total, reason)
-            found = self.device.find_document(made.number)
-            return self._from_document(found, total, int(operation))
+            before = self.device.last_document()
+            try:
+                made = self.device.correction(operation, total, reason)
+            except (CannotSend, NotFiscalized):
+                raise
+            except DeviceError:
+                if not self._formed_since(before):
+                    raise
+                return self._settle_correction(before, operation, total)
+            except (KktError, ProtocolError):
+                return self._settle_correction(before, operation, total)
+            try:
+                found = self.device.find_document(made.number)
+                return self._from_document(found, total, int(operation))
+            except (KktError, ProtocolError) as error:
+                raise OutcomeUnknown(
+                    f"the correction IS fiscal: document {made.number}, fiscal sign "
+                    f"{made.fiscal_sign}; reading its details failed ({error})"
+                ) from error
+
+    def _settle_correction(self, before: int, operation: Operation, total: int) -> FiscalResult:
+        try:
+            last = self.device.last_document()
+            for number in range(last, before, -1):
+                found = self.device.find_document(number)
+                if found.type == DocumentType.CORRECTION_RECEIPT and (
+                    found.operation,
+                    found.total,
+                ) == (int(operation), total):
+                    return self._from_document(found, total, int(operation))
+            self._cancel_open_receipt()
+        except (KktError, ProtocolError) as error:
+            raise OutcomeUnknown(
+                f"whether the correction was fiscalized is unknown ({error}): check the FN's "
+                f"documents after number {before} before making it again"
+            ) from error
+        raise NotFiscalized(
+            "the correction was not fiscalized; nothing was recorded: make it again"
+        )
 
     def cash_in(self, amount: int) -> None:
         with self._lock:
@@ -339,6 +381,9 @@ class Register:
             raise
         try:
             formed = device.close_receipt(receipt)
+        except CannotSend:
+            self._cancel_open_receipt()  # nothing was sent: the receipt is not fiscal
+            raise
         except DeviceError as refusal:
             # A refusal usually means nothing was done -- but a paper end during the fiscal
             # printout can come after the FN formed the document.  The FN's archive is the judge.
@@ -346,9 +391,11 @@ class Register:
                 log.warning("closing command refused (%s) yet the FN moved on; settling", refusal)
                 return self._settle_safely(receipt, before)
             raise
-        except (TransportError, OutcomeUnknown) as error:
-            # Whatever the link concluded, the FN's archive is the judge of a closing command.
-            log.warning("closing command failed on the link (%s); asking the FN", error)
+        except (KktError, ProtocolError) as error:
+            # Whatever failed -- the link, an answer that makes no sense, a query after the
+            # closing command (ATOL reads the document formed separately) -- the FN's archive
+            # is the judge of a closing command that may have gone out.
+            log.warning("closing command failed (%s); asking the FN", error)
             return self._settle_safely(receipt, before)
         result = self._formed(formed, receipt)
         device.no_open_receipt = True  # closed by us, and nothing else sent since

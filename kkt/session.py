@@ -120,6 +120,12 @@ class ShtrikhSession:
             except PortLost:
                 self._drop_port()
                 raise
+            except BaseException:
+                # Ctrl-C mid-exchange, or a port class failing its own way: the link is left
+                # half-way through; a fresh one (starting with ENQ) is what the next command needs.
+                if self.link.busy:
+                    self._drop_port()
+                raise
 
     def _exchange(self, port: Port, payload: bytes, answer_timeout: float, resend: bool) -> bytes:
         link, now = self.link, self._clock

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from kkt.protocols.errors import CodecError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvList, decode_tlv, encode_tlv
+from kkt.protocols.ffd import TlvList, decode_tlv
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.message import Answer, Request
 from kkt.protocols.shtrih.modes import (
@@ -259,7 +259,7 @@ class ShtrikhDevice(DeviceBase):
 
     def _tags(self, tags: TlvList) -> None:
         if tags:
-            self.raw(fn.SendTlv(self.password, encode_tlv(tags)))
+            self.raw(fn.SendTlv(self.password, self._tlv(tags)))
 
     # -- the receipt's steps ----------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ class ShtrikhDevice(DeviceBase):
         if item.measure is not None:
             item_tags.insert(0, (2108, item.measure))
         if item_tags:
-            self.raw(fn.SendOperationTlv(self.password, encode_tlv(item_tags)))
+            self.raw(fn.SendOperationTlv(self.password, self._tlv(item_tags)))
 
     def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int, count: int) -> None:
         """Add one item exactly once: after a failed exchange the open receipt's item count and

@@ -167,6 +167,9 @@ CORRECTION_OPERATIONS = {
     ReceiptType.BUY_CORRECTION: 3,
     ReceiptType.BUY_RETURN_CORRECTION: 4,
 }
+# E6h/EBh tax byte: the FN's tag-1199 codes, as the one public encoder writes them (Zzzzipper
+# FiscalStorage.h); 0 takes the department's tax, which is none on this register.  7 and 8 are
+# VAT 5 % and 7 % in tag 1199 (not libfptr's API numbers for VAT 20): not emulated, refused.
 TAXES = {
     0: NO_VAT,
     1: VAT20,
@@ -175,8 +178,6 @@ TAXES = {
     4: VAT10_110,
     5: VAT0,
     6: NO_VAT,
-    7: VAT20,
-    8: VAT20_120,
 }
 REPORT_X = 1
 MAX_SUM = 10**10 - 1  # sums are BCD5 on the wire (3Fh's receipt sum, 99h's answer)
@@ -505,7 +506,9 @@ class AtolRegister:
 
     def _vat(self, tax: int) -> int:
         if tax not in TAXES:
-            raise Refusal(Reason.BAD_PARAMETER, f"tax number {tax} is not one of 0..8")
+            raise Refusal(
+                Reason.BAD_PARAMETER, f"tax number {tax} is not one of 0..6 (tag 1199's codes)"
+            )
         return TAXES[tax]
 
     def _register_item(self, r: c.RegisterItem) -> c.Done:

@@ -175,8 +175,11 @@ class HostSettings:
     identical packet resent up to four times; fact sheet §1.3).  ``poll`` is how often a taken
     task is asked about with ``Req`` when no asynchronous result arrives.  ``max_readd`` bounds
     the re-adds after B3, ``max_tid_changes`` the new TIDs after a B2 to a first send (a TID
-    someone else holds).  ``abort_on_open=False`` skips the opening Abort (a second host on the
-    same register must not clear the first one's tasks).
+    someone else holds).  ``abort_on_open`` (off by default) clears the buffer with an Abort
+    before the first command: it would also drop the results another program on the same register
+    still has to collect (a status tool beside the till), and a lost result makes a command's
+    fate unknown.  Without it, results nobody collects fill the buffer in time; the first B1 to
+    an Add clears it once instead.
     """
 
     packet: float = 0.5
@@ -184,7 +187,7 @@ class HostSettings:
     poll: float = 0.5
     max_readd: int = 3
     max_tid_changes: int = 3
-    abort_on_open: bool = True
+    abort_on_open: bool = False
     crc_over_escaped: bool = False
 
     def packet_step(self) -> float:
@@ -235,6 +238,10 @@ def reply_is_error(command: bytes, reply: bytes) -> bool:
     code = command[2] if len(command) > 2 else -1
     if code == 0xA5:
         return reply[0] != 0
+    if code == 0x45 and len(reply) == 3 and reply[0] == 0x55:
+        # ``55 mode flags``: an answer and an error reply look alike (`commands.reply_is_error`);
+        # taking mode 1 for "error 01" would stop the queue of a host without IgnoreError.
+        return False
     if code == 0x3F and reply[0] == 0x44:
         return False
     if code == 0x74 and reply[0] == 0x4C:
@@ -298,6 +305,7 @@ class _Exchange:
     poll_at: float | None = None
     answer: bytes | None = None  # the reply, reported after its Ack
     refusal: LinkError | None = None  # A5: reported (after its Ack) instead of a reply
+    cleared_full_buffer: bool = False  # B1 to our first Add: an Abort cleared the buffer once
 
 
 class AtolHostLink:
@@ -673,6 +681,15 @@ class AtolHostLink:
             exchange.tid = self._new_tid()
             self._send_add(now)
             return
+        if isinstance(reply, Overflow) and sends == 1 and not exchange.earlier_add:
+            if not exchange.cleared_full_buffer and exchange.readds == 0:
+                # A full buffer is mostly results nobody will Ack (hosts that crashed or were
+                # cut off: no Abort on opening keeps another host's tasks safe).  Clear it once
+                # and add ours again -- our Add was certainly not taken.
+                exchange.cleared_full_buffer = True
+                exchange.phase = _Phase.ABORT
+                self._send(Abort().encode(), now)
+                return
         if isinstance(reply, Overflow | IllegalValue):
             what = (
                 "the register's task buffer is full (another host's tasks?)"
@@ -720,9 +737,12 @@ class AtolHostLink:
         exchange = self._exchange
         assert exchange is not None
         if isinstance(reply, NotFound):
-            if not exchange.add_confirmed or exchange.repeatable:
-                # Never confirmed: the Add did not arrive (Zzzzipper's rule).  Confirmed but
-                # gone (the register restarted): a repeatable query may simply run again.
+            # B3 cannot tell "the Add never arrived" from "it ran, and its result was wiped" (a
+            # restart, another host's Abort).  Zzzzipper adds the task again whenever the Add
+            # was never confirmed; that is safe only for a query.  Anything else fails with
+            # "may have been executed" and the driver above judges by the register's state
+            # (the receipt's sum, the FN's archive) -- a cash-in or a payment run twice is money.
+            if exchange.repeatable:
                 exchange.readds += 1
                 if exchange.readds <= self.settings.max_readd:
                     self._send_add(now)

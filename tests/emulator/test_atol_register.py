@@ -58,7 +58,7 @@ def tlv(tag: int, value: Any) -> c.WriteTlv:
     return c.WriteTlv(0, 0, encode_tlv([(tag, value)]))
 
 
-def end_item(price: int, quantity: int = 1000, name: str = "Товар", tax: int = 7) -> c.EndItem:
+def end_item(price: int, quantity: int = 1000, name: str = "Товар", tax: int = 1) -> c.EndItem:
     amount = price * quantity // 1000
     return c.EndItem(0, 0, price, quantity, amount, tax, 0, 1, 1, 4, 0, 0, name)
 

@@ -64,7 +64,8 @@ EVENT_TYPES = (AnswerReceived, CommandFailed, TaskReady, LineNoise)
 CMD = b"\x00\x00\x80\x01"  # pwd 0000, a made-up code 80, one parameter
 CMD2 = b"\x00\x00\x80\x02"
 REPLY = b"\x55\x00\x00\x01"
-SETTINGS = HostSettings(packet=0.5, packet_tries=3, poll=0.2)
+# The flow these tests script opens with an Abort (off by default: see `HostSettings`).
+SETTINGS = HostSettings(packet=0.5, packet_tries=3, poll=0.2, abort_on_open=True)
 
 
 def packets(data: bytes) -> list[Packet]:
@@ -325,16 +326,42 @@ def test_tid_clashes_are_bounded() -> None:
     assert not failed.error.maybe_executed
 
 
-@pytest.mark.parametrize("status", [Overflow(), IllegalValue()])
-def test_overflow_and_illegal_value_were_certainly_not_executed(status: BufferReply) -> None:
+def test_illegal_value_was_certainly_not_executed() -> None:
     host = Host()
     host.send()
     opened(host)
     host.expect(Add(0, HOST_FLAGS, CMD))
-    host.answer(status)
+    host.answer(IllegalValue())
     failed = host.outcome()
     assert isinstance(failed, CommandFailed) and isinstance(failed.error, TaskRefused)
     assert not failed.error.maybe_executed and host.link.unresolved_tid is None
+
+
+def test_a_full_buffer_is_cleared_once_and_the_task_added_again() -> None:
+    """Results nobody collects fill the buffer (no Abort on opening); the first B1 clears it."""
+    host = Host()
+    host.send()
+    opened(host)
+    host.expect(Add(0, HOST_FLAGS, CMD))
+    host.answer(Overflow())
+    host.expect(Abort())
+    host.answer(Result())
+    host.expect(Add(0, HOST_FLAGS, CMD))
+    host.answer(Overflow())  # full again at once: give up, certainly not executed
+    failed = host.outcome()
+    assert isinstance(failed, CommandFailed) and isinstance(failed.error, TaskRefused)
+    assert not failed.error.maybe_executed and host.link.unresolved_tid is None
+
+
+def test_a_fresh_link_sends_no_abort_by_default() -> None:
+    """An Abort would drop results another program on the register still has to collect."""
+    host = Host(HostSettings(packet=0.5, packet_tries=3, poll=0.2))
+    host.send()
+    host.expect(Add(0, HOST_FLAGS, CMD))
+    host.answer(Result(REPLY))
+    host.expect(Ack(0))
+    host.answer(Result())
+    assert host.outcome() == AnswerReceived(REPLY)
 
 
 def test_a_refusal_of_a_resent_add_proves_nothing_about_the_first_copy() -> None:
@@ -363,10 +390,11 @@ def test_stopped_is_acked_and_reported_as_not_executed() -> None:
     assert not failed.error.maybe_executed and "33" in str(failed.error)
 
 
-def test_not_found_for_an_add_never_confirmed_adds_it_again() -> None:
-    """Zzzzipper's rule (AtolTaskLayer.cpp): after a reconnect, Req; B3 -> Add again."""
+def test_not_found_for_an_add_never_confirmed_adds_a_query_again() -> None:
+    """Zzzzipper's rule (AtolTaskLayer.cpp): after a reconnect, Req; B3 -> Add again -- kept for
+    queries only, which may run twice."""
     host = Host()
-    host.send()
+    host.send(repeatable=True)
     opened(host)
     host.expect(Add(0, HOST_FLAGS, CMD))
     host.link.reconnected(host.now)  # the Add may or may not have arrived
@@ -377,6 +405,22 @@ def test_not_found_for_an_add_never_confirmed_adds_it_again() -> None:
     host.expect(Ack(0))
     host.answer(Result())
     assert host.outcome() == AnswerReceived(REPLY)
+
+
+def test_not_found_never_adds_a_state_changing_command_again() -> None:
+    """B3 cannot tell "never arrived" from "ran, and its result was wiped" (a restart, another
+    host's Abort): a cash-in or a payment added again would run twice.  The caller decides."""
+    host = Host()
+    host.send()
+    opened(host)
+    host.expect(Add(0, HOST_FLAGS, CMD))
+    host.link.reconnected(host.now)
+    host.expect(Req(0))
+    host.answer(NotFound())
+    failed = host.outcome()
+    assert isinstance(failed, CommandFailed) and isinstance(failed.error, TaskLost)
+    assert failed.error.maybe_executed
+    assert host.sent() == []  # no Add again
 
 
 def test_a_reconnect_asks_for_a_task_that_arrived() -> None:

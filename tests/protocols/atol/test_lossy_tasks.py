@@ -252,6 +252,12 @@ def test_every_command_runs_exactly_once_and_every_slot_is_freed(seed: int, rate
     rig.settle()
 
     executions = rig.executor.executions
+    print(
+        f"\nseed {seed}, rate {rate:.0%}: {count} commands, {dict(stats)}; bytes dropped "
+        f"{rig.up.dropped}+{rig.down.dropped}, corrupted {rig.up.corrupted}+{rig.down.corrupted}"
+        f" (host->device + device->host); replies lost after execution "
+        f"{rig.executor.lost_replies}; executions {sum(executions.values())}"
+    )
     assert sorted(executions) == list(range(count)), stats
     assert set(executions.values()) == {1}, "a command ran twice"
     assert stats["answered"] + stats["reply-damaged-past-crc"] == count

@@ -1,0 +1,164 @@
+"""The ATOL device's exactly-once rules, each failure scripted on the commands themselves.
+
+A `Scripted` commander runs every command on an in-process ATOL register and, where the script
+says so, loses the reply after the register executed it, fails the exchange before it did, or
+hands back a damaged reply.  Afterwards the register's FN says what really happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kkt.protocols.atol import commands as c
+from kkt.protocols.errors import LinkError
+
+import kkt
+from kkt import Item, Operation, Payments, Receipt, Register, Vat
+from kkt.atol_device import TAX_TYPES, AtolDevice
+from kkt.inprocess import InProcess
+from kkt.journal import Journal
+
+# What to do with one command: "ok", "lose" (run it, lose the reply), "down" (do not run it),
+# or bytes (run it, answer these instead).
+Rule = Callable[[bytes], "str | bytes"]
+
+
+class Scripted:
+    def __init__(self, state: Path, rule: Rule) -> None:
+        self.inner = InProcess(state, protocol="atol")
+        self.rule = rule
+        self.sent: list[bytes] = []
+
+    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+        self.sent.append(payload)
+        what = self.rule(payload)
+        if what == "down":
+            raise LinkError("the line is down", command=payload, maybe_executed=False)
+        reply = self.inner.exchange(payload, answer_timeout=answer_timeout)
+        if what == "lose":
+            raise LinkError("the reply was lost", command=payload, maybe_executed=True)
+        return what if isinstance(what, bytes) else reply
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def documents(self, kind: int) -> list[int]:
+        fn = self.inner.register.fn
+        return [n for n in range(1, fn.state.last_number + 1) if fn.record(n).kind == kind]
+
+
+def code(payload: bytes) -> int:
+    return payload[2]
+
+
+def milk(**changes: object) -> Receipt:
+    values: dict[str, object] = {
+        "items": (Item("Молоко", 8_900, Decimal(1), Vat.VAT10, measure=0),),
+        "payments": Payments(cash=8_900),
+    }
+    values.update(changes)
+    return Receipt(**values)  # type: ignore[arg-type]
+
+
+def rig(tmp_path: Path, rule: Rule, journal: bool = False) -> tuple[Register, Scripted]:
+    scripted = Scripted(tmp_path / "state", rule)
+    register = Register(
+        AtolDevice(scripted), journal=Journal(tmp_path / "journal.sqlite") if journal else None
+    )
+    register.open_shift()
+    return register, scripted
+
+
+def test_a_damaged_reply_after_the_closing_command_is_settled_by_the_fn(tmp_path: Path) -> None:
+    """4Ah went through; the document query after it (91h 34h) keeps coming back damaged.  The
+    receipt IS fiscal: the FN is asked, and the same key later returns that one receipt."""
+    state = {"closed": False, "damaged": 0}
+
+    def rule(payload: bytes) -> str | bytes:
+        if code(payload) == 0x4A:
+            state["closed"] = True
+        elif state["closed"] and payload[2:4] == b"\x91\x34" and state["damaged"] < 5:
+            state["damaged"] += 1
+            return b"\x55\x00\xaa"
+        return "ok"
+
+    register, scripted = rig(tmp_path, rule, journal=True)
+    first = register.sell(milk(), key="order-42")
+    assert register.sell(milk(), key="order-42") == first
+    assert scripted.documents(3) == [first.document_number]
+
+
+def test_a_lost_correction_reply_is_settled_by_the_fn(tmp_path: Path) -> None:
+    lost = {"done": False}
+
+    def rule(payload: bytes) -> str:
+        if code(payload) == 0x4A and not lost["done"]:
+            lost["done"] = True
+            return "lose"
+        return "ok"
+
+    register, scripted = rig(tmp_path, rule)
+    fixed = register.correction(Operation.SELL, 12_300, reason="акт 5")
+    assert scripted.documents(31) == [fixed.document_number] and fixed.total == 12_300
+
+
+def test_a_lost_payment_reply_cancels_the_receipt(tmp_path: Path) -> None:
+    """99h never closes a receipt: with its fate unknown, the receipt is cancelled and the sale
+    reported not fiscal -- a payment registered twice would be a wrong fiscal receipt."""
+
+    def rule(payload: bytes) -> str:
+        return "lose" if code(payload) == 0x99 else "ok"
+
+    register, scripted = rig(tmp_path, rule)
+    with pytest.raises(kkt.NotFiscalized):
+        register.sell(milk(payments=Payments(cash=4_000, electronic=4_900)))
+    assert scripted.documents(3) == []
+    assert not register.status().receipt_open
+
+
+def test_an_item_sent_again_keeps_its_tags(tmp_path: Path) -> None:
+    """EBh failed before the register took it: EAh starts the item afresh (its tags gone), so the
+    tags go again with it."""
+    failed = {"done": False}
+
+    def rule(payload: bytes) -> str:
+        if code(payload) == 0xEB and not failed["done"]:
+            failed["done"] = True
+            return "down"
+        return "ok"
+
+    register, _ = rig(tmp_path, rule)
+    item = Item("Сыр", 99_000, Decimal("0.350"), Vat.VAT10, measure=11, extra=((1191, "Сорт A"),))
+    sold = register.sell(Receipt((item,), Payments(cash=40_000)))
+    tlv = register.document(sold.document_number).tlv
+    items = [dict(value) for tag, value in tlv if tag == 1059 and isinstance(value, list)]
+    assert len(items) == 1
+    assert (items[0][2108], items[0][1191]) == (11, "Сорт A")
+
+
+def test_a_tag_the_ffd_does_not_allow_is_cannot_send_and_leaves_nothing_open(
+    tmp_path: Path,
+) -> None:
+    register, scripted = rig(tmp_path, lambda payload: "ok")
+    with pytest.raises(kkt.CannotSend, match="1192"):
+        register.sell(milk(extra=((1192, "x" * 20_000),)))  # 1192 holds 16 characters
+    assert not register.status().receipt_open and scripted.documents(3) == []
+
+
+def test_tax_bytes_are_the_fns_own_codes(tmp_path: Path) -> None:
+    """EBh's tax byte follows tag 1199 (Zzzzipper's encoder): 1 is VAT 20 %, not libfptr's 7."""
+    assert TAX_TYPES == {
+        Vat.VAT20: 1,
+        Vat.VAT10: 2,
+        Vat.VAT120: 3,
+        Vat.VAT110: 4,
+        Vat.VAT0: 5,
+        Vat.NONE: 6,
+    }
+    register, scripted = rig(tmp_path, lambda payload: "ok")
+    register.sell(milk(items=(Item("Хлеб", 4_500, vat=Vat.VAT20),), payments=Payments(4_500)))
+    ends = [c.decode_request(p) for p in scripted.sent if code(p) == 0xEB]
+    assert [end.tax_type for end in ends] == [1]  # type: ignore[attr-defined]
