@@ -241,7 +241,17 @@ class AtolDevice(DeviceBase):
         """The document the FN formed last (91h register 34h) -- and, for a shift report, the
         shift it belongs to (a receipt's shift comes with its fiscal data later)."""
         last = self._ask(c.ReadLastDocument)
-        return Formed(last.number, last.fiscal_sign, self.shift().number if shift else 0)
+        record = DocumentInfo(
+            number=last.number,
+            type=last.document_type,
+            when=last.when,
+            fiscal_sign=last.fiscal_sign,
+            ofd_confirmed=False,
+            total=last.total,
+        )
+        return Formed(
+            last.number, last.fiscal_sign, self.shift().number if shift else 0, record=record
+        )
 
     def _tags(self, tags: TlvList) -> None:
         for tag in tags:

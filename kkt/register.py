@@ -266,7 +266,7 @@ class Register:
             self.device.cash_out(amount)
 
     def _report(self, formed: Formed) -> FiscalResult:
-        found = self.device.find_document(formed.number)
+        found = formed.record or self.device.find_document(formed.number)
         return FiscalResult(
             formed.number,
             formed.fiscal_sign,
@@ -375,6 +375,14 @@ class Register:
                 subtotal += item.total
             self._check_subtotal(receipt.total)
             device.pay(receipt)
+        except OutcomeUnknown as unknown:
+            # A step before the closing command may or may not have been taken -- but nothing is
+            # fiscal before the closing command, whatever it was: the receipt is certainly not.
+            self._cancel_open_receipt()
+            raise NotFiscalized(
+                f"a step of the receipt failed on the link ({unknown}); the receipt was "
+                "cancelled, nothing was charged: sell it again"
+            ) from unknown
         except KktError:
             # Nothing is fiscal before the closing command: cancel what was begun and report.
             self._cancel_open_receipt()
@@ -525,11 +533,14 @@ class Register:
         return fingerprint_of(int(operation) if isinstance(operation, int) else 0, items)
 
     def _result(self, formed: Formed, receipt: Receipt) -> FiscalResult:
-        found = self.device.find_document(formed.number)
-        expected = (int(receipt.operation), receipt.total)
+        found = formed.record or self.device.find_document(formed.number)
+        # A brief record may not name the operation (ATOL's 91h 34h): its type, total and sign
+        # still tell another writer's document from ours.
+        operation = int(receipt.operation) if found.operation is None else found.operation
         if (
             not found.is_receipt
-            or (found.operation, found.total) != expected
+            or found.number != formed.number
+            or (operation, found.total) != (int(receipt.operation), receipt.total)
             or found.fiscal_sign != formed.fiscal_sign
         ):
             # The document the closing answer named is not this receipt: another program opened,

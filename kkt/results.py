@@ -140,6 +140,9 @@ class Formed:
     number: int
     fiscal_sign: int
     shift_number: int = 0
+    # The document's short record when the device read it with the closing command anyway (ATOL
+    # asks 91h 34h for the number); None: ask `Device.find_document`.
+    record: DocumentInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
