@@ -283,10 +283,11 @@ class AtolDevice(DeviceBase):
             if reason:
                 tags.append((1174, [(1179, reason[:32])]))
             self._tags(tags)
-            self._ask(c.CloseReceipt, 0, int(PaymentType.CASH), total)
         except KktError:
-            self.cancel_receipt()
+            self.cancel_receipt()  # nothing is fiscal before 4Ah
             raise
+        # From here the FN may form the correction: whatever fails, `Register` asks the FN.
+        self._ask(c.CloseReceipt, 0, int(PaymentType.CASH), total)
         return self._formed()
 
     def cash_in(self, amount: int) -> None:

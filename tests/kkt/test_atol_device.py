@@ -162,3 +162,25 @@ def test_tax_bytes_are_the_fns_own_codes(tmp_path: Path) -> None:
     register.sell(milk(items=(Item("Хлеб", 4_500, vat=Vat.VAT20),), payments=Payments(4_500)))
     ends = [c.decode_request(p) for p in scripted.sent if code(p) == 0xEB]
     assert [end.tax_type for end in ends] == [1]  # type: ignore[attr-defined]
+
+
+def test_a_correction_whose_closing_failed_is_never_cancelled_and_reported_failed(
+    tmp_path: Path,
+) -> None:
+    """4Ah went through and every query after it fails for a while: the correction exists, so
+    the answer may be "unknown" but never a failure -- and it is not cancelled."""
+    state = {"closed": False, "down": 0}
+
+    def rule(payload: bytes) -> str:
+        if code(payload) == 0x4A:
+            state["closed"] = True
+            return "lose"
+        if state["closed"] and state["down"] < 40:
+            state["down"] += 1
+            return "down"
+        return "ok"
+
+    register, scripted = rig(tmp_path, rule)
+    with pytest.raises(kkt.OutcomeUnknown):
+        register.correction(Operation.SELL, 12_300)
+    assert len(scripted.documents(31)) == 1
