@@ -473,8 +473,16 @@ class Register:
                 if found is not None:
                     return found
                 if self.device.receipt_open():
-                    # The FN formed nothing and the receipt is still open: closing it now is the
-                    # first closing, not a repeat.
+                    # The FN formed nothing and a receipt is still open: closing it now is the
+                    # first closing, not a repeat -- if it is ours.  A receipt some failure left
+                    # open earlier would be closed with this receipt's payments (and the change
+                    # given back): a fiscal document nobody sold.
+                    if self.device.subtotal() != receipt.total:
+                        self._cancel_open_receipt()
+                        raise NotFiscalized(
+                            "the receipt was not fiscalized, and the receipt open on the register "
+                            "is not this one (it was cancelled); nothing was charged: sell it again"
+                        )
                     return self._formed(self.device.close_receipt(receipt), receipt)
                 raise NotFiscalized(
                     "the receipt was not fiscalized and is no longer open (was the register "

@@ -637,3 +637,52 @@ def test_a_free_item_lost_on_the_line_is_sent_again_not_skipped(tmp_path: Path) 
             assert names == ["Кофе", "Круассан", "Вода 0,5", "Сувенир"]
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_settling_never_closes_a_receipt_that_is_not_this_one(tmp_path: Path) -> None:
+    """The closing command was lost; when the driver looks, the FN formed nothing and *a*
+    receipt is open -- but not ours (here another program swapped it).  Closing that one with
+    this sale's payments would make a fiscal document nobody sold: it is cancelled instead."""
+    from kkt.protocols.errors import LinkError
+    from kkt.protocols.shtrih import classic
+    from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate
+
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect() as register:
+            register.open_shift()
+            before = register.fn_status().last_document
+            swapped = False
+
+            def swap_then_lose(payload: bytes, send: Send) -> bytes:
+                nonlocal swapped
+                if payload[:2] == b"\xff\x45" and not swapped:
+                    swapped = True
+                    send(classic.CancelReceipt(30).encode())
+                    send(classic.OpenReceipt(30, ReceiptType.SALE).encode())
+                    item = fn.OperationV2(
+                        30,
+                        OperationType(1),
+                        Decimal(1),
+                        5_000,
+                        5_000,
+                        None,
+                        TaxRate.VAT20,
+                        1,
+                        4,
+                        1,
+                        "Чужой товар",
+                    )
+                    send(item.encode())
+                    raise LinkError("the line dropped", command=payload, maybe_executed=True)
+                return send(payload)
+
+            tap(register, swap_then_lose)
+            with pytest.raises(kkt.NotFiscalized, match="not this one"):
+                register.sell(coffee())
+            untap(register)
+            assert register.fn_status().last_document == before  # nothing formed
+            assert not register.status().receipt_open
+    finally:
+        rig.close()
