@@ -484,12 +484,20 @@ class Register:
                             "is not this one (it was cancelled); nothing was charged: sell it again"
                         )
                     return self._formed(self.device.close_receipt(receipt), receipt)
-                raise NotFiscalized(
-                    "the receipt was not fiscalized and is no longer open (was the register "
-                    "restarted?); nothing was charged: sell it again"
-                )
-            except (TransportError, OutcomeUnknown):
+                moved = self.device.last_document() != before
+            except (TransportError, OutcomeUnknown, BadAnswer):
                 continue
+            if moved:
+                # The FN moved on, yet no document read as this receipt: a damaged answer can
+                # pass a checksum and misread one.  That is never "not fiscal".
+                raise OutcomeUnknown(
+                    f"the FN formed documents after number {before}, and none reads as this "
+                    "receipt: check them before selling it again"
+                )
+            raise NotFiscalized(
+                "the receipt was not fiscalized and is no longer open (was the register "
+                "restarted?); nothing was charged: sell it again"
+            )
         raise OutcomeUnknown(
             "the register does not answer; whether the receipt was fiscalized is unknown: check "
             f"the FN's documents after number {before} before selling it again"
@@ -510,11 +518,21 @@ class Register:
         for number in range(last, before, -1):
             if exclude and number in exclude:
                 continue
+            # A damaged answer can pass the line's checksum (Shtrikh's XOR passes two flips in
+            # one bit column): a document that does not read as this receipt is read again, and
+            # only two equal readings say "another receipt".  A match is confirmed by the FN's
+            # own numbers (the document's number, sign and total agree across two commands).
             found = self.device.find_document(number)
             if not found.is_receipt or (found.operation, found.total) != (operation, total):
+                if self.device.find_document(number) != found:
+                    raise BadAnswer(f"document {number} reads differently each time")
                 continue
-            if fingerprint and self._document_fingerprint(number) not in (fingerprint, None):
-                continue  # the same total, other items: another sale's receipt
+            if fingerprint:
+                theirs = self._document_fingerprint(number)
+                if theirs not in (fingerprint, None):
+                    if self._document_fingerprint(number) != theirs:
+                        raise BadAnswer(f"document {number}'s items read differently each time")
+                    continue  # the same total, other items: another sale's receipt
             return self._from_document(found, total, operation)
         return None
 
