@@ -36,6 +36,7 @@ from kkt.protocols.atol.link import (
     reply_is_error,
 )
 
+from .pump import StreamPump
 from .runner import DeviceRunner
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def shared_buffer(runner: DeviceRunner) -> TaskBuffer:
     return buffer
 
 
-class AtolPump:
+class AtolPump(StreamPump):
     """Drives one `AtolDeviceLink` on the running event loop (see the module docstring)."""
 
     def __init__(
@@ -137,47 +138,6 @@ class AtolPump:
             self._arm()
         except Exception:
             self._fail("link failure")
-
-    def _fail(self, what: str) -> None:
-        log.debug("%s: %s; giving up this link", self._name, what, exc_info=True)
-        self.close()
-        if self._on_error is not None:
-            self._on_error()
-
-    def _flush(self) -> None:
-        data = self._faults.mangle(self._link.data_to_send())
-        if not data:
-            return
-        if not (self._faults.delay or self._faults.split):
-            self._write(data)
-            return
-        chunks = [data[i : i + 1] for i in range(len(data))] if self._faults.split else [data]
-        for chunk in chunks:
-            self._write_at = max(self._write_at, self._loop.time()) + self._faults.delay
-            self._loop.call_at(self._write_at, self._write_late, chunk)
-
-    def _write_late(self, chunk: bytes) -> None:
-        if not self._closed:
-            self._write(chunk)
-
-    def _arm(self) -> None:
-        deadline = self._link.get_timer()
-        if self._timer is not None and deadline == self._timer.when():
-            return
-        self._cancel_timer()
-        if deadline is not None and not self._closed:
-            self._timer = self._loop.call_at(deadline, self._fire, deadline)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fire(self, deadline: float) -> None:
-        self._timer = None
-        # The loop may run a timer a clock tick early; the link must see its deadline reached.
-        now = max(self._loop.time(), deadline)
-        self._step(lambda: self._link.handle_timer(now))
 
     # -- running tasks --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from kkt.protocols.shtrih.link import (
     CommandReceived,
@@ -22,6 +23,7 @@ from kkt.protocols.shtrih.link import (
     ShtrikhLink,
 )
 
+from ..faults import Faults
 from .runner import DeviceRunner
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,75 @@ def link_settings(
     return dataclasses.replace(settings or default, filler_after_ack=filler_after_ack)
 
 
-class LinkPump:
+class StreamPump:
+    """What every protocol's pump does alike: write the link's bytes (through the wire faults),
+    keep one loop timer at the link's next deadline, and give up a link that failed.
+
+    A subclass sets ``_link`` (anything with ``data_to_send``, ``get_timer``, ``handle_timer``),
+    ``_loop``, ``_write``, ``_name``, ``_on_error``, ``_faults``, ``_timer``, ``_write_at`` and
+    ``_closed``, and provides ``_step`` and ``close``.
+    """
+
+    _link: Any
+    _loop: asyncio.AbstractEventLoop
+    _write: Callable[[bytes], None]
+    _name: str
+    _on_error: Callable[[], None] | None
+    _faults: Faults
+    _timer: asyncio.TimerHandle | None
+    _write_at: float
+    _closed: bool
+
+    def _step(self, step: Callable[[], list[Any]]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _fail(self, what: str) -> None:
+        log.debug("%s: %s; giving up this link", self._name, what, exc_info=True)
+        self.close()
+        if self._on_error is not None:
+            self._on_error()
+
+    def _flush(self) -> None:
+        data = self._faults.mangle(self._link.data_to_send())
+        if not data:
+            return
+        if not (self._faults.delay or self._faults.split):
+            self._write(data)
+            return
+        chunks = [data[i : i + 1] for i in range(len(data))] if self._faults.split else [data]
+        for chunk in chunks:
+            self._write_at = max(self._write_at, self._loop.time()) + self._faults.delay
+            self._loop.call_at(self._write_at, self._write_late, chunk)
+
+    def _write_late(self, chunk: bytes) -> None:
+        if not self._closed:
+            self._write(chunk)
+
+    def _arm(self) -> None:
+        deadline = self._link.get_timer()
+        if self._timer is not None and deadline == self._timer.when():
+            return
+        self._cancel_timer()
+        if deadline is not None and not self._closed:
+            self._timer = self._loop.call_at(deadline, self._fire, deadline)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self, deadline: float) -> None:
+        self._timer = None
+        # The loop may run a timer a clock tick early; the link must see its deadline reached,
+        # or it would hand back the same deadline and the loop would spin until it passes.
+        now = max(self._loop.time(), deadline)
+        self._step(lambda: self._link.handle_timer(now))
+
+
+class LinkPump(StreamPump):
     """Drives one `ShtrikhLink` in the DEVICE role on the running event loop."""
 
     def __init__(
@@ -112,48 +182,6 @@ class LinkPump:
             self._arm()
         except Exception:
             self._fail("link failure")
-
-    def _fail(self, what: str) -> None:
-        log.debug("%s: %s; giving up this link", self._name, what, exc_info=True)
-        self.close()
-        if self._on_error is not None:
-            self._on_error()
-
-    def _flush(self) -> None:
-        data = self._faults.mangle(self._link.data_to_send())
-        if not data:
-            return
-        if not (self._faults.delay or self._faults.split):
-            self._write(data)
-            return
-        chunks = [data[i : i + 1] for i in range(len(data))] if self._faults.split else [data]
-        for chunk in chunks:
-            self._write_at = max(self._write_at, self._loop.time()) + self._faults.delay
-            self._loop.call_at(self._write_at, self._write_late, chunk)
-
-    def _write_late(self, chunk: bytes) -> None:
-        if not self._closed:
-            self._write(chunk)
-
-    def _arm(self) -> None:
-        deadline = self._link.get_timer()
-        if self._timer is not None and deadline == self._timer.when():
-            return
-        self._cancel_timer()
-        if deadline is not None and not self._closed:
-            self._timer = self._loop.call_at(deadline, self._fire, deadline)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fire(self, deadline: float) -> None:
-        self._timer = None
-        # The loop may run a timer a clock tick early; the link must see its deadline reached,
-        # or it would hand back the same deadline and the loop would spin until it passes.
-        now = max(self._loop.time(), deadline)
-        self._step(lambda: self._link.handle_timer(now))
 
     def _answer_now(self, command: bytes) -> bool:
         """A quick query answered in this very step: its answer leaves in the same write as the
