@@ -23,11 +23,10 @@ from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
-from kkt.protocols.errors import CodecError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, find
+from kkt.protocols.ffd import TlvList, find
 
-from .archive import READ_TRIES, Document
+from .archive import Document
 from .commander import Commander
 from .device_base import DeviceBase
 from .errors import (
@@ -198,24 +197,12 @@ class AtolDevice(DeviceBase):
 
     def _read_tlv(self, number: int) -> tuple[int, TlvList]:
         """A4h 45h selects the document, 46h reads its TLV block by block."""
-        for attempt in range(1, READ_TRIES + 1):
-            try:
-                size = self._ask(c.GetFnDocumentSize, number)
-                data = bytearray()
-                while len(data) < size.size:
-                    block = self._ask(c.GetFnDocumentData).data
-                    if not block:
-                        raise BadAnswer(f"document {number}: the FN sent an empty TLV block")
-                    data += block
-                break
-            except (TransportError, OutcomeUnknown, BadAnswer):
-                # 46h moves a read cursor: after any failure the whole document is read again.
-                if attempt == READ_TRIES:
-                    raise
-        try:
-            return size.document_type, decode_tlv(bytes(data[: size.size]))
-        except (CodecError, TlvError) as error:
-            raise BadAnswer(f"document {number}: its TLV does not decode ({error})") from error
+
+        def select() -> tuple[int, int]:
+            size = self._ask(c.GetFnDocumentSize, number)
+            return size.document_type, size.size
+
+        return self._read_tlv_blocks(number, select, lambda: self._ask(c.GetFnDocumentData).data)
 
     def read_document(self, number: int) -> Document:
         kind, tlv = self._read_tlv(number)

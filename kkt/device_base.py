@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from kkt.protocols.errors import CodecError, LinkError, ProtocolError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvError, encode_tlv
+from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, encode_tlv
 
+from .archive import READ_TRIES
 from .commander import Commander, checked_serial, link_failure
 from .errors import BadAnswer, CannotSend, DeviceError, OutcomeUnknown, TransportError
 
@@ -112,6 +114,30 @@ class DeviceBase:
                         raise
         assert self._fn_serial is not None
         return self._fn_serial
+
+    def _read_tlv_blocks(
+        self, number: int, select: Callable[[], tuple[int, int]], next_block: Callable[[], bytes]
+    ) -> tuple[int, TlvList]:
+        """A document's TLV, read in blocks: ``select()`` picks document ``number`` and says its
+        (type, size), ``next_block()`` gives the next piece.  The reading moves a cursor in the
+        register, so after any failure the whole document is read again (``READ_TRIES`` times)."""
+        for attempt in range(1, READ_TRIES + 1):
+            try:
+                kind, size = select()
+                data = bytearray()
+                while len(data) < size:
+                    block = next_block()
+                    if not block:
+                        raise BadAnswer(f"document {number}: the FN sent an empty TLV block")
+                    data += block
+                break
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                if attempt == READ_TRIES:
+                    raise
+        try:
+            return kind, decode_tlv(bytes(data[:size]))
+        except (CodecError, TlvError) as error:
+            raise BadAnswer(f"document {number}: its TLV does not decode ({error})") from error
 
     @staticmethod
     def _tlv(tags: Any) -> bytes:

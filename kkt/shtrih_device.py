@@ -13,9 +13,8 @@ import logging
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from kkt.protocols.errors import CodecError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvList, decode_tlv
+from kkt.protocols.ffd import TlvList
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.message import Answer, Request
 from kkt.protocols.shtrih.modes import (
@@ -28,7 +27,7 @@ from kkt.protocols.shtrih.modes import (
     decode_mode,
 )
 
-from .archive import READ_TRIES, Document
+from .archive import Document
 from .commander import checked_serial
 from .device_base import DeviceBase
 from .errors import (
@@ -168,28 +167,18 @@ class ShtrikhDevice(DeviceBase):
 
     def read_document(self, number: int) -> Document:
         """FF3A, then FF3B until the document's length is read; FF0A for its sign and time."""
-        for attempt in range(1, READ_TRIES + 1):
-            try:
-                header = self.raw(fn.RequestDocumentTlv(self.password, number))
-                data = bytearray()
-                while len(data) < header.length:
-                    block = self.raw(fn.ReadDocumentTlv(self.password)).data
-                    if not block:
-                        raise BadAnswer(f"document {number}: the FN sent an empty TLV block")
-                    data += block
-                break
-            except (TransportError, OutcomeUnknown, BadAnswer):
-                # FF3B moves a read cursor: after any failure the whole document is read again.
-                if attempt == READ_TRIES:
-                    raise
-        try:
-            items = decode_tlv(bytes(data[: header.length]))
-        except CodecError as error:
-            raise BadAnswer(f"document {number}: its TLV does not decode ({error})") from error
+
+        def select() -> tuple[int, int]:
+            header = self.raw(fn.RequestDocumentTlv(self.password, number))
+            return header.document_type, header.length
+
+        kind, items = self._read_tlv_blocks(
+            number, select, lambda: self.raw(fn.ReadDocumentTlv(self.password)).data
+        )
         found = self.find_raw(number)
         return Document(
             number,
-            header.document_type,
+            kind,
             found.datetime,
             found.fiscal_sign,
             found.ofd_ticket_received,
