@@ -24,7 +24,7 @@ from typing import Any
 from .atol import AtolRegister
 from .faults import FIELDS, Faults
 from .fn import FnError
-from .shtrih import Refusal, ShtrikhRegister
+from .shtrih import Refusal, ShtrihRegister
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class ControlError(Exception):
 class Controls:
     """What the control channel can do to one emulated register."""
 
-    def __init__(self, register: ShtrikhRegister | AtolRegister, faults: Faults) -> None:
+    def __init__(self, register: ShtrihRegister | AtolRegister, faults: Faults) -> None:
         self.register = register
         self.faults = faults
 

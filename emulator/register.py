@@ -33,7 +33,7 @@ from .fn.model import CORRECTION, RECEIPT
 from .printer import PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
 
-if TYPE_CHECKING:  # a type only: the Shtrikh package imports this module
+if TYPE_CHECKING:  # a type only: the Shtrih package imports this module
     from .shtrih.settings import RegisterSettings
 
 SHIFT_LIMIT = dt.timedelta(hours=24)

@@ -3,7 +3,7 @@
 Installed packages:
 
 * ``kkt`` -- the driver (vendor-neutral Register API; grows in later releases);
-* ``kkt.protocols`` -- the sans-IO protocol core (Shtrikh-M today, ATOL next);
+* ``kkt.protocols`` -- the sans-IO protocol core (Shtrih-M today, ATOL next);
 * ``kkt.emulator`` -- the register and fiscal-storage emulator;
 * ``kkt.tools`` -- the ``kkt`` command.
 """

@@ -6,7 +6,7 @@ The device enters the mode a step needs and leaves another one first.
 
 Exactly once: the v3 task buffer does most of the work -- a lost reply is fetched with ``Req(TID)``
 (`kkt.atol_session`), so a step fails with `OutcomeUnknown` only when the buffer itself could not
-say.  Then the open receipt decides, as on Shtrikh: its state for the opening, its sum for an
+say.  Then the open receipt decides, as on Shtrih: its state for the opening, its sum for an
 item.  ATOL's 3Fh reports no item count, so a free item whose fate is unknown cannot be judged
 and the receipt is cancelled (`NotFiscalized`) rather than guessed at.
 
@@ -295,7 +295,7 @@ class AtolDevice(DeviceBase):
     def continue_print(self) -> None:
         # ATOL registers finish a document interrupted by a paper end on their own once paper is
         # loaded; there is nothing to send (libfptr's continuePrint is for its own document
-        # queue).  Report a printer still without paper, as Shtrikh's B0h would.
+        # queue).  Report a printer still without paper, as Shtrih's B0h would.
         if not self.status().paper:
             raise KktError("the printer still has no paper: load paper, then continue")
 

@@ -1,6 +1,6 @@
 """A blocking session over a port: the I/O half of the sans-IO ATOL v3 host link.
 
-The same loop as `kkt.session.ShtrikhSession` (and the same `Commander` interface): write what
+The same loop as `kkt.session.ShtrihSession` (and the same `Commander` interface): write what
 the link produced, read with ``timeout = deadline - now``, feed what arrived, fire the link's
 timer when due.
 

@@ -6,9 +6,9 @@
 * ``usb://VID:PID[/SERIAL]`` -- bulk endpoints through pyusb (``usb_backend`` may be given);
 * ``emulator:PATH`` -- an emulated register kept in the state directory PATH, in this process.
 
-``protocol`` is the register's: ``"shtrih"`` (Shtrikh-M protocol v1, TCP port 7778), ``"atol"``
+``protocol`` is the register's: ``"shtrih"`` (Shtrih-M protocol v1, TCP port 7778), ``"atol"``
 (ATOL protocol 3.1 over the v3 task buffer, TCP port 5555) or ``"auto"``, which probes the port
-with harmless queries (an ENQ for Shtrikh, a task-state request for ATOL) and picks the one that
+with harmless queries (an ENQ for Shtrih, a task-state request for ATOL) and picks the one that
 answers.
 
 A serial port is opened exclusively: a second process gets `PortBusy`, not interleaved bytes.
@@ -35,8 +35,8 @@ from .discover import probe_protocol
 from .errors import PortBusy, TransportError
 from .journal import Journal
 from .register import Register
-from .session import ShtrikhSession
-from .shtrih_device import ShtrikhDevice
+from .session import ShtrihSession
+from .shtrih_device import ShtrihDevice
 from .tcp import SCHEME as TCP_SCHEME
 from .tcp import TcpPort, parse_tcp_url
 from .usb import SCHEME as USB_SCHEME
@@ -60,7 +60,7 @@ def connect(
 ) -> Register:
     """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys.
 
-    ``password`` is the operator's (Shtrikh) or the mode password (ATOL): 30, the system
+    ``password`` is the operator's (Shtrih) or the mode password (ATOL): 30, the system
     administrator, by default on both.
     """
     if protocol not in PROTOCOLS:
@@ -107,15 +107,15 @@ def _device(
     else:
         if settings is not None and not isinstance(settings, HostSettings):
             port.close()
-            raise ValueError("settings for a Shtrikh register are a shtrih.link.HostSettings")
-        commander = ShtrikhSession(port, settings=settings, reopen=opener)
+            raise ValueError("settings for a Shtrih register are a shtrih.link.HostSettings")
+        commander = ShtrihSession(port, settings=settings, reopen=opener)
     return _vendor_device(protocol, commander, password)
 
 
 def _vendor_device(protocol: str, commander: Commander, password: int) -> Device:
     if protocol == "atol":
         return AtolDevice(commander, password=password)
-    return ShtrikhDevice(commander, password=password)
+    return ShtrihDevice(commander, password=password)
 
 
 def _opener(url: str, baudrate: int, usb_backend: Any) -> Callable[[], Any]:
@@ -147,7 +147,7 @@ def _open_port(url: str, baudrate: int) -> Any:
             raise PortBusy(f"{url} is in use by another process; close it there first") from None
         if "://" in url:
             hint = (
-                "is the register on, and listening at that address and port (Shtrikh: 7778, "
+                "is the register on, and listening at that address and port (Shtrih: 7778, "
                 "ATOL: 5555)?"
             )
         else:

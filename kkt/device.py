@@ -6,7 +6,7 @@ receipt, read a document ...) into its protocol's commands and its answers into 
 checks before and after the closing command.
 
 The receipt steps carry their exactly-once promise *here*, because how a vendor can tell whether a
-step was taken after a failed exchange differs: Shtrikh asks the open receipt's item count and
+step was taken after a failed exchange differs: Shtrih asks the open receipt's item count and
 subtotal, ATOL fetches the task's result from its buffer (``Req``).  Every method raises only the
 driver's errors (`kkt.errors`).
 """

@@ -1,12 +1,12 @@
 """Find registers: serial ports × baud rates, USB devices by VID:PID, and TCP addresses.
 
-Each candidate is probed harmlessly and briefly: ENQ (a Shtrikh register answers NAK or ACK at the
+Each candidate is probed harmlessly and briefly: ENQ (a Shtrih register answers NAK or ACK at the
 right speed) and then the device-type query FCh; failing that, an ATOL v3 task-state request (an
 ATOL register answers with a packet) and then A5h and 3Fh -- status queries only, nothing that
 prints or changes state, and no Abort that would clear another program's ATOL tasks.  Every port
 is closed again, found or not, and no probe waits longer than its timeout.
 
-Shtrikh and ATOL registers on USB usually enumerate as CDC-ACM virtual COM ports, so they are found
+Shtrih and ATOL registers on USB usually enumerate as CDC-ACM virtual COM ports, so they are found
 among the serial ports; USB serial ports go first and are reported with their VID:PID.  Registers
 that expose raw bulk endpoints instead are probed only when their ids are named in ``usb_ids``:
 writing ENQ to an unknown vendor device is not harmless.
@@ -35,8 +35,8 @@ from .atol_device import AtolDevice
 from .atol_session import AtolSession
 from .errors import KktError, TransportError
 from .register import Register
-from .session import ShtrikhSession
-from .shtrih_device import ShtrikhDevice
+from .session import ShtrihSession
+from .shtrih_device import ShtrihDevice
 from .usb import UsbPort, usb_modules, usb_url
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ _ATOL_PROBE = encode_packet(MAX_REQUEST_ID, Req(MAX_REQUEST_ID).encode())
 def probe_protocol(port: Any, timeout: float = 1.0) -> str:
     """Which protocol the register on ``port`` speaks: "shtrih" or "atol".
 
-    Status questions only: an ENQ (a Shtrikh register answers NAK or ACK), then an ATOL task-state
+    Status questions only: an ENQ (a Shtrih register answers NAK or ACK), then an ATOL task-state
     request (an ATOL register answers with a v3 packet).  Neither prints nor changes anything.
     """
     port.timeout = timeout
@@ -161,7 +161,7 @@ def probe_protocol(port: Any, timeout: float = 1.0) -> str:
         if any(isinstance(token, Packet) for token in deframer.feed(chunk)):
             return "atol"
     raise TransportError(
-        "the device answers neither a Shtrikh ENQ nor an ATOL v3 packet: is it a register, is it "
+        "the device answers neither a Shtrih ENQ nor an ATOL v3 packet: is it a register, is it "
         "on, and is the baud rate right?  Name the protocol (shtrih or atol) to skip the probe"
     )
 
@@ -206,7 +206,7 @@ def _probe_tcp(host: str, timeout: float) -> Found | None:
 
 
 def _identify_any(port: Any, url: str, baud: int | None, timeout: float) -> Found | None:
-    """Whichever register answers: Shtrikh (ENQ) or ATOL (a v3 task-state request)."""
+    """Whichever register answers: Shtrih (ENQ) or ATOL (a v3 task-state request)."""
     try:
         protocol = probe_protocol(port, timeout)
     except TransportError:
@@ -233,7 +233,7 @@ def _identify(port: Any, url: str, baud: int | None, timeout: float) -> Found | 
     quick = HostSettings(
         ack=timeout, byte=timeout, quiet=0.05, probe=timeout, max_enq=2, max_resend=1
     )
-    device = ShtrikhDevice(ShtrikhSession(port, settings=quick))
+    device = ShtrihDevice(ShtrihSession(port, settings=quick))
     device.query_tries = 1  # a probe asks once: a silent port is not worth five tries
     register = Register(device)
     try:

@@ -94,7 +94,7 @@ class OfdBlocked(DeviceError):
     """Documents have waited for the OFD too long (30 days): restore the OFD link first."""
 
 
-# Shtrikh codes (FN codes 01h-3Fh pass through) -> the class callers catch.
+# Shtrih codes (FN codes 01h-3Fh pass through) -> the class callers catch.
 _SHTRIH_CLASSES: dict[int, type[DeviceError]] = {
     0x6B: PaperOut,
     0x6C: PaperOut,
@@ -118,7 +118,7 @@ _SHTRIH_CLASSES: dict[int, type[DeviceError]] = {
 
 
 def from_shtrih(error: _ProtocolDeviceError) -> DeviceError:
-    """The driver's error for a Shtrikh refusal (the protocol core's `ShtrikhDeviceError`)."""
+    """The driver's error for a Shtrih refusal (the protocol core's `ShtrihDeviceError`)."""
     cls = _SHTRIH_CLASSES.get(error.code, DeviceError)
     return cls(str(error), code=error.code, vendor="shtrih", retry_may_help=error.retry_may_help)
 

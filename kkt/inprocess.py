@@ -15,7 +15,7 @@ from typing import Any
 class InProcess:
     """A `Commander` over an emulated register opened from a state directory.
 
-    ``protocol`` picks the personality: Shtrikh payloads (code, parameters) or ATOL command
+    ``protocol`` picks the personality: Shtrih payloads (code, parameters) or ATOL command
     blocks (access password, code, parameters) -- the same register and FN either way.
     """
 

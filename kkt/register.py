@@ -1,4 +1,4 @@
-"""`Register`: one vocabulary for a fiscal register, whatever its vendor (Shtrikh-M, ATOL).
+"""`Register`: one vocabulary for a fiscal register, whatever its vendor (Shtrih-M, ATOL).
 
 Receipts are fiscalized exactly once.  Nothing that moves money is re-sent blindly: when the
 answer to the closing command is lost, the driver reads the fiscal storage's last document and
@@ -60,7 +60,7 @@ class Register:
     instead; should another writer interfere anyway, the closing check notices that the document
     formed is not this receipt and says so (`OutcomeUnknown`) rather than report it as done.
 
-    ``device`` is a vendor's `Device`; a bare `Commander` means a Shtrikh-M register.
+    ``device`` is a vendor's `Device`; a bare `Commander` means a Shtrih-M register.
     """
 
     def __init__(
@@ -72,9 +72,9 @@ class Register:
     ) -> None:
         self._lock = threading.RLock()
         if not hasattr(device, "vendor"):
-            from .shtrih_device import ShtrikhDevice
+            from .shtrih_device import ShtrihDevice
 
-            device = ShtrikhDevice(device, password=password, lock=self._lock)
+            device = ShtrihDevice(device, password=password, lock=self._lock)
         self.device: Device = device  # type: ignore[assignment]
         self.journal = journal
         self._registration: Registration | None = None
@@ -434,7 +434,7 @@ class Register:
     def _check_subtotal(self, total: int) -> None:
         """The register's open receipt must add up to ours before it is closed.
 
-        Shtrikh frames carry an XOR checksum: two flipped bits in the same bit position of one
+        Shtrih frames carry an XOR checksum: two flipped bits in the same bit position of one
         frame pass it, and the register would execute an item with a damaged price or quantity.
         A soak at 1 % damaged bytes produced exactly that; one subtotal query per receipt keeps
         such a receipt from ever becoming fiscal (on every vendor: it costs one query).
@@ -518,7 +518,7 @@ class Register:
         for number in range(last, before, -1):
             if exclude and number in exclude:
                 continue
-            # A damaged answer can pass the line's checksum (Shtrikh's XOR passes two flips in
+            # A damaged answer can pass the line's checksum (Shtrih's XOR passes two flips in
             # one bit column): a document that does not read as this receipt is read again, and
             # only two equal readings say "another receipt".  A match is confirmed by the FN's
             # own numbers (the document's number, sign and total agree across two commands).

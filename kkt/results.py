@@ -26,7 +26,7 @@ class FnWarning(enum.IntFlag):
 class Status:
     """The register's state now."""
 
-    mode: int  # the vendor's own mode number (Shtrikh 0..15, ATOL 0..7)
+    mode: int  # the vendor's own mode number (Shtrih 0..15, ATOL 0..7)
     mode_name: str  # that mode in words, e.g. "shift open", "document open (sale)"
     submode: int
     shift_open: bool

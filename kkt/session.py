@@ -1,4 +1,4 @@
-"""A blocking session over a port: the I/O half of the sans-IO Shtrikh link.
+"""A blocking session over a port: the I/O half of the sans-IO Shtrih link.
 
 The loop writes what the link produced, reads with ``timeout = deadline - now`` (never polling
 faster than the link needs), feeds what arrived and fires the link's timer when it is due.  Any
@@ -29,7 +29,7 @@ from kkt.protocols.shtrih.link import (
     CommandFailed,
     HostSettings,
     Role,
-    ShtrikhLink,
+    ShtrihLink,
 )
 from kkt.protocols.shtrih.message import Answer, Request
 
@@ -79,7 +79,7 @@ def open_port(url: str, *, baudrate: int = 115200) -> Any:
     return serial.serial_for_url(url, baudrate=baudrate, timeout=0)
 
 
-class ShtrikhSession:
+class ShtrihSession:
     """One host link on one port; commands run one at a time (a lock makes it thread-safe)."""
 
     def __init__(
@@ -92,7 +92,7 @@ class ShtrikhSession:
     ) -> None:
         self.port: Port | None = port
         self.settings = settings
-        self.link = ShtrikhLink(Role.HOST, host=settings)
+        self.link = ShtrihLink(Role.HOST, host=settings)
         self._clock = clock
         self._reopen = reopen
         self._lock = threading.Lock()
@@ -102,7 +102,7 @@ class ShtrikhSession:
         """Send a typed request and return its typed answer.
 
         Raises `kkt.protocols.LinkError` when the exchange failed (its ``maybe_executed`` says
-        whether the device may have done it) and `ShtrikhDeviceError` when the device refused.
+        whether the device may have done it) and `ShtrihDeviceError` when the device refused.
         Money-moving requests are never re-sent by the link, even when that would be safe by the
         protocol: the caller decides after checking the fiscal storage.
         """
@@ -181,7 +181,7 @@ class ShtrikhSession:
             except (serial.SerialException, OSError, TransportError):
                 pass  # it is already broken; closing is only tidiness
         self.port = None
-        self.link = ShtrikhLink(Role.HOST, host=self.settings)
+        self.link = ShtrihLink(Role.HOST, host=self.settings)
 
     def _reconnect(self) -> Port:
         if self._reopen is None:

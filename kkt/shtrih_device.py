@@ -1,7 +1,7 @@
-"""The Shtrikh-M `Device`: the driver's steps as Shtrikh commands (classic and FF-prefixed).
+"""The Shtrih-M `Device`: the driver's steps as Shtrih commands (classic and FF-prefixed).
 
 A step whose exchange failed is judged by what the register shows afterwards -- its mode for an
-opened receipt, the open receipt's item count and subtotal for an item -- because a Shtrikh link
+opened receipt, the open receipt's item count and subtotal for an item -- because a Shtrih link
 cannot ask "did you do my last command?"; the closing command is judged by the FN's archive one
 level up, in `Register`.
 """
@@ -69,16 +69,16 @@ _RECEIPT_TYPE = {
     Operation.SELL_RETURN: ReceiptType.SALE_RETURN,
     Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
 }
-LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrikh printer
+LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrih printer
 
 
-class ShtrikhDevice(DeviceBase):
-    """A Shtrikh-M register behind a `Commander` (a link session, or the in-process emulator)."""
+class ShtrihDevice(DeviceBase):
+    """A Shtrih-M register behind a `Commander` (a link session, or the in-process emulator)."""
 
     vendor = "shtrih"
 
     def raw(self, request: Request[AnswerT]) -> AnswerT:
-        """Any typed Shtrikh request (`kkt.protocols.shtrih.classic`, ``fn``); see `DeviceBase`."""
+        """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `DeviceBase`."""
         answer: AnswerT = super().raw(request)
         return answer
 

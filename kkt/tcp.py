@@ -26,7 +26,7 @@ def parse_tcp_url(url: str) -> tuple[str, int]:
         return host.strip("[]"), int(port)
     except ValueError:
         raise TransportError(
-            f"{url!r} is not a TCP address; write socket://HOST:PORT (Shtrikh: port 7778)"
+            f"{url!r} is not a TCP address; write socket://HOST:PORT (Shtrih: port 7778)"
         ) from None
 
 
@@ -37,7 +37,7 @@ class TcpPort:
         except OSError as error:
             raise TransportError(
                 f"cannot connect to {host}:{port}: {error.strerror or error}; is the register on, "
-                "and listening at that address and port (Shtrikh: 7778)?"
+                "and listening at that address and port (Shtrih: 7778)?"
             ) from None
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.settimeout(connect_timeout)  # bounds a write; reads wait in select

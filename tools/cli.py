@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan_cli.add_parsers(commands, common)
     decode = commands.add_parser(
         "decode",
-        help="turn captured Shtrikh-M frames or ATOL v3 packets (hex) into readable commands",
-        description="Shtrikh-M or ATOL: taken from --protocol, or (auto) from the first byte.",
+        help="turn captured Shtrih-M frames or ATOL v3 packets (hex) into readable commands",
+        description="Shtrih-M or ATOL: taken from --protocol, or (auto) from the first byte.",
         parents=[common],
     )
     decode.add_argument(
@@ -255,8 +255,8 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _is_atol(args: argparse.Namespace, data: bytes) -> bool:
-    """ATOL when asked for, or (unless Shtrikh was asked for) when the capture starts with a v3
-    packet's FE: Shtrikh frames start with STX (02) or a control byte, never FE."""
+    """ATOL when asked for, or (unless Shtrih was asked for) when the capture starts with a v3
+    packet's FE: Shtrih frames start with STX (02) or a control byte, never FE."""
     if args.protocol in ("shtrih", "atol"):
         return bool(args.protocol == "atol")
     return data.lstrip(b"\x00")[:1] == b"\xfe"

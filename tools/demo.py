@@ -19,12 +19,12 @@ from typing import Any, TextIO
 
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import serve_pty, serve_tcp
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.link import HostSettings
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem, decode_mode
 
-from kkt.session import ShtrikhSession, open_port
+from kkt.session import ShtrihSession, open_port
 
 SYS = 30
 
@@ -100,7 +100,7 @@ def run_demo(out: TextIO) -> int:
             with EmulatorThread(register, faults) as emulator:
                 url = f"socket://127.0.0.1:{emulator.port}"
                 print(f"emulated register listening on tcp 127.0.0.1:{emulator.port}", file=out)
-                session = ShtrikhSession(open_port(url), settings=HostSettings(ack=0.5, quiet=0.1))
+                session = ShtrihSession(open_port(url), settings=HostSettings(ack=0.5, quiet=0.1))
                 try:
                     _conversation(session, faults, register, url, out)
                 finally:
@@ -114,7 +114,7 @@ def run_demo(out: TextIO) -> int:
 
 
 def _conversation(
-    session: ShtrikhSession, faults: Faults, register: ShtrikhRegister, url: str, out: TextIO
+    session: ShtrihSession, faults: Faults, register: ShtrihRegister, url: str, out: TextIO
 ) -> None:
     def ask(label: str, request: Any, show: Callable[[Any], str]) -> Any:
         answer = session.execute(request)

@@ -1,4 +1,4 @@
-"""Human-readable descriptions of Shtrikh-M frames: used by ``kkt decode`` and ``kkt demo``."""
+"""Human-readable descriptions of Shtrih-M frames: used by ``kkt decode`` and ``kkt demo``."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from kkt.emulator.control import SOCKET_NAME, Controls, serve_control
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import DEFAULT_PORT, PtyServer, TcpServer, serve_pty, serve_tcp
 from kkt.emulator.shells.protocols import DEFAULT_PORTS, PROTOCOLS
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from kkt.emulator.shtrih import ShtrihRegister, open_device
 
 Address = tuple[str, int]
 DEFAULT_TCP: Address = ("127.0.0.1", DEFAULT_PORT)
@@ -73,7 +73,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--protocol",
         choices=PROTOCOLS,
         default="shtrih",
-        help="the register's personality: shtrih (Shtrikh-M v1) or atol (ATOL v3); default shtrih",
+        help="the register's personality: shtrih (Shtrih-M v1) or atol (ATOL v3); default shtrih",
     )
     serve.add_argument(
         "--tcp",
@@ -198,7 +198,7 @@ async def serve_until(
                 raise CliError(f"cannot serve a pty at {pty}: {exc.strerror or exc}") from None
             servers.append(pty_server)
             print(f"listening pty {pty_server.link} -> {pty_server.tty_name}", file=out)
-        if state is not None and isinstance(device, ShtrikhRegister | AtolRegister):
+        if state is not None and isinstance(device, ShtrihRegister | AtolRegister):
             control = await serve_control(state, Controls(device, faults), lock)
             print(f"control unix {state / SOCKET_NAME}", file=out)
         out.flush()

@@ -160,7 +160,7 @@ class Doctor:
                 "network",
                 False,
                 f"nothing accepts connections at {host}:{port} ({error})",
-                "check the address and port (Shtrikh network models: 7778; RNDIS default "
+                "check the address and port (Shtrih network models: 7778; RNDIS default "
                 "192.168.137.111), that the register is on, and any firewall between",
             )
         return self.note("network", True, f"{host}:{port} accepts connections")

@@ -1,6 +1,6 @@
 """An emulated ATOL register (АТОЛ 30Ф, or АТОЛ 42ФС when fiscal-only) over the emulated FN.
 
-`open_device` opens a state directory -- the same format the Shtrikh personality keeps, so one
+`open_device` opens a state directory -- the same format the Shtrih personality keeps, so one
 directory can be served by either personality (one at a time) -- and returns the `AtolRegister`
 whose ``execute(command) -> reply`` takes the block an ATOL v3 ``Add`` carries.
 """

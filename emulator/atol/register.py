@@ -34,7 +34,7 @@ Readings chosen where the sources say nothing (fact sheet §7):
 * an interrupted print is finished by the register itself once paper is back (ATOL has no
   continue-print command): the next command after the paper returns prints the rest first;
 * A4h 45h selects a document and answers its type and the length of its TLV body (the FFD
-  document's STLV without its own tag and length, as the FN's 45h/46h and Shtrikh's FF3A/FF3B
+  document's STLV without its own tag and length, as the FN's 45h/46h and Shtrih's FF3A/FF3B
   give it); each 46h answers the next top-level tag, a longer one in 240-byte pieces.
 """
 
@@ -142,7 +142,7 @@ DEVICE_MODE = 0x1000  # the dump's two mode bytes, 10 00
 VERSION = bytes((0x03, 0x00, 0x00, 0x00, 0x01))  # major, minor, language, build (BCD2)
 FIRMWARE = 0x0300
 
-# Who may enter each mode: the lowest operator number, as Shtrikh's X/Z need an administrator.
+# Who may enter each mode: the lowest operator number, as Shtrih's X/Z need an administrator.
 MODE_LEVEL = {
     Mode.REGISTRATION: OPERATOR,
     Mode.X_REPORTS: OPERATOR,
@@ -185,7 +185,7 @@ _PAYMENT_TYPES = frozenset(int(kind) for kind in PaymentType)
 TLV_BLOCK = 240  # longest piece of one tag an A4h 46h answers
 
 # Commands that write nothing to disk, cheap enough to answer on the shells' event loop (see the
-# Shtrikh personality's QUICK_CODES): queries, modes and the receipt's steps that live in memory
+# Shtrih personality's QUICK_CODES): queries, modes and the receipt's steps that live in memory
 # until 4Ah closes it.
 QUICK_CODES = frozenset(
     {0x3F, 0x45, 0xA5, 0x91, 0xA4} | {0x56, 0x48} | {0x92, 0xE6, 0xEA, 0xEB, 0xE8, 0x99, 0x59}

@@ -1,6 +1,6 @@
 """Result codes of the fiscal storage (FNS "протокол ККТ–ФН", Table 5) as a typed error.
 
-Shtrikh registers pass codes 01h–3Fh through unchanged, so a personality maps `FnError.code`
+Shtrih registers pass codes 01h–3Fh through unchanged, so a personality maps `FnError.code`
 straight onto the wire.
 """
 

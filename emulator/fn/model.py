@@ -81,7 +81,7 @@ class Formed:
 
 @dataclass(frozen=True, slots=True)
 class FnStatus:
-    """FNS 30h / Shtrikh FF01."""
+    """FNS 30h / Shtrih FF01."""
 
     phase: LifePhase
     shift_open: bool
@@ -93,7 +93,7 @@ class FnStatus:
 
 @dataclass(frozen=True, slots=True)
 class OfdQueue:
-    """FNS 20h / Shtrikh FF39 (the parts that do not depend on a live connection)."""
+    """FNS 20h / Shtrih FF39 (the parts that do not depend on a live connection)."""
 
     unsent: int
     first_number: int

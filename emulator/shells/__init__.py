@@ -1,6 +1,6 @@
 """Shells: what serves an emulated device to the outside world (TCP, pseudo-terminal).
 
-Both shells run the same `LinkPump` over a Shtrikh-M device link and share one `DeviceRunner`
+Both shells run the same `LinkPump` over a Shtrih-M device link and share one `DeviceRunner`
 discipline: a device executes one command at a time, whatever the number of clients.
 """
 

@@ -1,7 +1,7 @@
 """The ATOL pump: one ATOL v3 device link on one byte stream, with `LinkPump`'s interface.
 
 The link (`kkt.protocols.atol.link.AtolDeviceLink`) is sans-IO; this is its I/O half.  Unlike a
-Shtrikh link, an ATOL connection does not own its commands: they are tasks in the register's
+Shtrih link, an ATOL connection does not own its commands: they are tasks in the register's
 `TaskBuffer`, shared by every connection of the device, and they run -- and their results wait
 for the host's Ack -- whatever happens to the connection that added them.  So:
 

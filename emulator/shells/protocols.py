@@ -1,6 +1,6 @@
 """Which protocol a shell speaks: each connection (or pty) gets a pump of that protocol.
 
-A pump is the I/O half of one device link on one byte stream (`LinkPump` for Shtrikh-M,
+A pump is the I/O half of one device link on one byte stream (`LinkPump` for Shtrih-M,
 `AtolPump` for ATOL v3).  ATOL's task buffer belongs to the device, not to a connection -- a host
 that reconnects asks for its task's result on the new connection -- so every ATOL pump of one
 device shares one `TaskBuffer`, whichever shell made it.
@@ -21,10 +21,10 @@ from .pump import LinkPump, link_settings
 from .runner import DeviceRunner
 
 PROTOCOLS = ("shtrih", "atol")
-# On TCP a packet split across segments must survive the network's delays (as for Shtrikh's TCP
+# On TCP a packet split across segments must survive the network's delays (as for Shtrih's TCP
 # shell): a longer pause between bytes than a serial line allows.
 ATOL_TCP_SETTINGS = AtolDeviceSettings(byte=0.25)
-DEFAULT_PORTS = {"shtrih": 7778, "atol": 5555}  # fact sheets: Shtrikh §1.5, ATOL §1.5
+DEFAULT_PORTS = {"shtrih": 7778, "atol": 5555}  # fact sheets: Shtrih §1.5, ATOL §1.5
 
 
 class Pump(Protocol):
@@ -64,7 +64,7 @@ def pump_factory(
     settings: DeviceSettings | AtolDeviceSettings | None,
     network: bool = False,
 ) -> PumpFactory:
-    """Pumps of ``protocol`` over ``runner``; ``default`` and ``filler_after_ack`` are Shtrikh's,
+    """Pumps of ``protocol`` over ``runner``; ``default`` and ``filler_after_ack`` are Shtrih's,
     ``network`` picks ATOL's TCP timing when no ``settings`` are given."""
     if protocol == "atol":
         from .atol_pump import AtolPump
@@ -88,7 +88,7 @@ def pump_factory(
     if protocol != "shtrih":
         raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if settings is not None and not isinstance(settings, DeviceSettings):
-        raise TypeError("a Shtrikh shell takes kkt.protocols.shtrih.link.DeviceSettings")
+        raise TypeError("a Shtrih shell takes kkt.protocols.shtrih.link.DeviceSettings")
     shtrih_settings = link_settings(settings, default, filler_after_ack=filler_after_ack)
 
     def shtrih(write: Callable[[bytes], None], name: str, on_error: Any) -> Pump:

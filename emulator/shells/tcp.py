@@ -1,4 +1,4 @@
-"""The TCP shell: a device served on TCP, over Shtrikh-M v1 (port 7778) or ATOL v3 (port 5555).
+"""The TCP shell: a device served on TCP, over Shtrih-M v1 (port 7778) or ATOL v3 (port 5555).
 
 Every connection gets its own link (its own ENQ/ACK state and pending answer), and all of them
 share one `DeviceRunner`, so commands from several clients run one at a time, never interleaved.
@@ -21,7 +21,7 @@ from .runner import Device, DeviceRunner
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 7778  # fact sheet §1.5: Shtrikh network models listen on 7778 (protocol v1)
+DEFAULT_PORT = 7778  # fact sheet §1.5: Shtrih network models listen on 7778 (protocol v1)
 
 # A network adds delays a serial line does not have: a frame split across segments must not be
 # dropped after the 50 ms a serial register allows between bytes.  But the byte timeout must stay
@@ -140,10 +140,10 @@ async def serve_tcp(
 ) -> TcpServer:
     """Serve ``device`` over TCP until the returned server is closed.
 
-    ``protocol`` is "shtrih" (Shtrikh-M v1; real network models listen on 7778) or "atol" (ATOL
-    v3; 5555).  ``port=0`` picks a free port (read it from `TcpServer.port`).  Shtrikh only:
+    ``protocol`` is "shtrih" (Shtrih-M v1; real network models listen on 7778) or "atol" (ATOL
+    v3; 5555).  ``port=0`` picks a free port (read it from `TcpServer.port`).  Shtrih only:
     ``filler_after_ack`` sends the 0xFF that real network models send after the host's ACK (fact
-    sheet §1.4).  ``settings`` overrides the protocol's link timing (`TCP_SETTINGS` for Shtrikh).
+    sheet §1.4).  ``settings`` overrides the protocol's link timing (`TCP_SETTINGS` for Shtrih).
     Share ``lock`` with every other shell that serves the same device.
     """
     runner = DeviceRunner(device, lock, faults)

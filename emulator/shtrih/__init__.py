@@ -1,7 +1,7 @@
-"""An emulated Shtrikh-M register (ШТРИХ-М-01Ф personality) over the emulated FN.
+"""An emulated Shtrih-M register (ШТРИХ-М-01Ф personality) over the emulated FN.
 
 `open_device` opens a state directory -- creating a registered register in it the first time -- and
-returns the `ShtrikhRegister` whose ``execute(payload) -> answer`` the TCP and pty shells serve.
+returns the `ShtrihRegister` whose ``execute(payload) -> answer`` the TCP and pty shells serve.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from kkt.protocols.ffd import inn_is_valid, make_rnm
 from ..clock import Clock, SystemClock
 from ..fn import FiscalStorage, FnConfig, LifePhase, Registration, SqliteStore, WorkMode
 from ..register import Refusal, RegisterModel
-from .register import ShtrikhRegister
+from .register import ShtrihRegister
 from .settings import RegisterSettings
 
 FFD_CODES = {"1.05": 2, "1.2": 4}
@@ -39,13 +39,13 @@ def open_device(
     fiscal_only: bool = False,
     ffd: str = "1.2",
     clock: Clock | None = None,
-) -> ShtrikhRegister:
+) -> ShtrihRegister:
     """Open (or create) the emulated register kept in the directory ``state``.
 
     A new directory starts as a registered register: test INN and RNM, FN in fiscal mode, shift
     closed.  Reopening one continues it; ``fiscal_only`` and ``ffd`` only matter the first time.
     """
-    return ShtrikhRegister(open_model(state, fiscal_only=fiscal_only, ffd=ffd, clock=clock))
+    return ShtrihRegister(open_model(state, fiscal_only=fiscal_only, ffd=ffd, clock=clock))
 
 
 def open_model(
@@ -110,7 +110,7 @@ __all__ = [
     "TEST_INN",
     "Refusal",
     "RegisterSettings",
-    "ShtrikhRegister",
+    "ShtrihRegister",
     "open_device",
     "open_model",
 ]

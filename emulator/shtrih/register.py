@@ -1,14 +1,14 @@
-"""An emulated Shtrikh-M register: the Shtrikh personality over the vendor-neutral register model.
+"""An emulated Shtrih-M register: the Shtrih personality over the vendor-neutral register model.
 
-`ShtrikhRegister.execute` takes one request payload (code and parameters, as the link delivers it)
+`ShtrihRegister.execute` takes one request payload (code and parameters, as the link delivers it)
 and returns the answer payload.  It never raises: a malformed command is answered 33h, an unknown
-one 37h, a refusal with its Shtrikh code (`SHTRIKH_CODES`) -- FN result codes 01h–3Fh pass through
+one 37h, a refusal with its Shtrih code (`SHTRIH_CODES`) -- FN result codes 01h–3Fh pass through
 unchanged, as on real FN-era registers -- and an internal failure 39h (logged), so no client can
 crash the device.
 
 What a register does whatever its protocol (shifts, the receipt, closing it into the FN, cash,
-reports, printing) lives in `emulator.register.RegisterModel`; this module decodes Shtrikh's
-commands, checks its passwords, computes its modes and keeps what only Shtrikh has: the
+reports, printing) lives in `emulator.register.RegisterModel`; this module decodes Shtrih's
+commands, checks its passwords, computes its modes and keeps what only Shtrih has: the
 "begin document" commands (FF41/FF42/FF35/FF37) with their tags, the two-step date setting
 (22h/23h), the FF3A/FF3B document reader and the tables.
 
@@ -71,8 +71,8 @@ _TAX_BIT = {
 _TAX_GROUP = {0: NO_VAT, 1: VAT20, 2: VAT10, 3: VAT0, 4: NO_VAT}
 _RECEIPT_FOR_OPERATION = {1: 0, 3: 1, 2: 2, 4: 3}
 
-# Each refusal of the register model as the Shtrikh error code it has always been answered with.
-SHTRIKH_CODES: dict[Reason, int] = {
+# Each refusal of the register model as the Shtrih error code it has always been answered with.
+SHTRIH_CODES: dict[Reason, int] = {
     Reason.SHIFT_OPEN: 0x3C,
     Reason.SHIFT_CLOSED: 0x3D,
     Reason.SHIFT_EXPIRED: 0x4E,
@@ -106,8 +106,8 @@ QUICK_CODES = frozenset(
 )
 
 
-class ShtrikhRegister:
-    """One emulated register speaking Shtrikh.  Not thread-safe: the shells serialise commands."""
+class ShtrihRegister:
+    """One emulated register speaking Shtrih.  Not thread-safe: the shells serialise commands."""
 
     def __init__(
         self,
@@ -122,7 +122,7 @@ class ShtrikhRegister:
             self.model = storage
         else:
             if settings is None or clock is None:
-                raise TypeError("a ShtrikhRegister over an FN needs its settings and clock")
+                raise TypeError("a ShtrihRegister over an FN needs its settings and clock")
             self.model = RegisterModel(storage, settings, clock, fiscal_only=fiscal_only)
         # The model's parts, as the control channel, the tools and tests reach them.
         self.fn: FiscalStorage = self.model.fn
@@ -201,7 +201,7 @@ class ShtrikhRegister:
         try:
             answer = self._handlers[type(request)](request)
         except Refusal as refusal:
-            return self._refuse(code, SHTRIKH_CODES[refusal.reason], str(refusal))
+            return self._refuse(code, SHTRIH_CODES[refusal.reason], str(refusal))
         except FnError as error:
             return self._refuse(code, int(error.code), str(error))
         except PaperOut as exc:

@@ -1,4 +1,4 @@
-"""What a Shtrikh register keeps besides its FN: tables, cash movements, the clock's offset.
+"""What a Shtrih register keeps besides its FN: tables, cash movements, the clock's offset.
 
 Stored as one JSON file in the state directory, replaced atomically (write, fsync, rename) whenever
 it changes.  Nothing a receipt changes lives here -- receipts move only the FN's archive, so a
@@ -124,7 +124,7 @@ class RegisterSettings:
         return None
 
     def write_table(self, table: int, row: int, field_: int, value: bytes) -> int:
-        """Store a table field; return 0, or the Shtrikh error code when it cannot be set."""
+        """Store a table field; return 0, or the Shtrih error code when it cannot be set."""
         if table == 1 and row == 1 and 1 <= field_ <= 100:
             self.table1[f"{row}/{field_}"] = value.hex()
         elif table == 2 and 1 <= row <= 30 and field_ == 1 and 1 <= len(value) <= 4:

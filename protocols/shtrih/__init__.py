@@ -1,14 +1,14 @@
-"""Shtrikh-M protocol v1: frames, the link state machine, typed commands, errors, modes.
+"""Shtrih-M protocol v1: frames, the link state machine, typed commands, errors, modes.
 
 * `frame` -- ``STX LEN CMD DATA LRC`` encoding and the incremental `Deframer`;
-* `link` -- `ShtrikhLink`, the ENQ/ACK/NAK state machine with HOST and DEVICE roles;
+* `link` -- `ShtrihLink`, the ENQ/ACK/NAK state machine with HOST and DEVICE roles;
 * `classic`, `fn` -- typed requests and answers (one-byte commands and ``FF xx`` FN commands);
 * `message` -- the request/answer machinery and payload-level helpers;
 * `errors` -- the device error table; `modes` -- modes, submodes, flags and codes.
 """
 
 from . import classic, fn
-from .errors import ERRORS, ErrorInfo, ShtrikhDeviceError, error_info
+from .errors import ERRORS, ErrorInfo, ShtrihDeviceError, error_info
 from .frame import ACK, ENQ, NAK, STX, Deframer, Frame, decode_frame, encode_frame
 from .link import (
     AnswerLost,
@@ -22,7 +22,7 @@ from .link import (
     NotDelivered,
     OutcomeUnknown,
     Role,
-    ShtrikhLink,
+    ShtrihLink,
 )
 from .message import (
     Answer,
@@ -57,8 +57,8 @@ __all__ = [
     "OutcomeUnknown",
     "Request",
     "Role",
-    "ShtrikhDeviceError",
-    "ShtrikhLink",
+    "ShtrihDeviceError",
+    "ShtrihLink",
     "UnknownCommand",
     "classic",
     "decode_frame",

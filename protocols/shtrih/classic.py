@@ -1,4 +1,4 @@
-"""Classic (one-byte) Shtrikh-M commands: status, registers, tables, clock, printing, receipts.
+"""Classic (one-byte) Shtrih-M commands: status, registers, tables, clock, printing, receipts.
 
 Layouts: vendor protocol 1.17 and 2.0, cross-checked with the official JavaPOS driver's command
 classes (fact sheet §2.3).  Answer timeouts are the official OPOS driver's values, raised to

@@ -1,4 +1,4 @@
-"""Shtrikh-M error codes: the second byte of an answer.
+"""Shtrih-M error codes: the second byte of an answer.
 
 Source: vendor protocol 1.17 error table, completed from the official JavaPOS driver's
 ``messages_ru.txt`` and pyshtrih ``excepts.py`` for codes 1.17 omits (fact sheet §3).  On FN models
@@ -295,8 +295,8 @@ ERRORS: dict[int, ErrorInfo] = {
 }
 
 
-class ShtrikhDeviceError(DeviceError):
-    """A Shtrikh register refused a command; ``info`` holds the code's texts."""
+class ShtrihDeviceError(DeviceError):
+    """A Shtrih register refused a command; ``info`` holds the code's texts."""
 
     def __init__(self, info: ErrorInfo, command: int) -> None:
         name = f"{command:#04x}" if command <= 0xFF else f"{command:#06x}"
@@ -317,5 +317,5 @@ def error_info(code: int) -> ErrorInfo:
     return ErrorInfo(code, f"Ошибка {code:02X}h", f"error {code:02X}h (not in the 1.17 table)")
 
 
-def device_error(code: int, command: int) -> ShtrikhDeviceError:
-    return ShtrikhDeviceError(error_info(code), command)
+def device_error(code: int, command: int) -> ShtrihDeviceError:
+    return ShtrihDeviceError(error_info(code), command)

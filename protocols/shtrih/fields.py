@@ -1,4 +1,4 @@
-"""Wire types of Shtrikh-M parameters, as `construct` adapters.
+"""Wire types of Shtrih-M parameters, as `construct` adapters.
 
 Conventions (fact sheet ``shtrih-protocol.md`` §2.1): integers little-endian; money in kopecks,
 5 bytes (6 for cash registers); quantities ×1000 in 5 bytes for the classic sale commands and

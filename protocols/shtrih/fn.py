@@ -1,4 +1,4 @@
-"""Fiscal-storage (ФН) commands of Shtrikh-M registers: the two-byte ``FF xx`` codes.
+"""Fiscal-storage (ФН) commands of Shtrih-M registers: the two-byte ``FF xx`` codes.
 
 Layouts: vendor protocol 1.17 §"Команды работы с ФН", cross-checked with the official JavaPOS
 driver (``FSReadStatus``, ``FSFindDocument``, ``FSCloseReceipt``, ``FSPrintRecItem`` ...) and

@@ -1,4 +1,4 @@
-"""Shtrikh-M frame layer (protocol v1): ``STX LEN CMD DATA LRC`` and its incremental deframer.
+"""Shtrih-M frame layer (protocol v1): ``STX LEN CMD DATA LRC`` and its incremental deframer.
 
 Layout (fact sheet ``shtrih-protocol.md`` §1.2, vendor protocol 1.17 "стандартный нижний уровень"):
 
@@ -54,7 +54,7 @@ def encode_frame(payload: bytes) -> bytes:
     size = len(payload)
     if not 1 <= size <= MAX_PAYLOAD:
         raise FrameError(
-            f"a Shtrikh frame carries 1..{MAX_PAYLOAD} bytes of code and parameters, got {size}; "
+            f"a Shtrih frame carries 1..{MAX_PAYLOAD} bytes of code and parameters, got {size}; "
             "shorten the text or TLV of this command"
         )
     body = bytes((size,)) + payload
@@ -65,7 +65,7 @@ def decode_frame(frame: bytes) -> bytes:
     """Strictly parse one complete frame and return its payload; raise `FrameError` otherwise."""
     if len(frame) < 4 or frame[0] != STX:
         raise FrameError(
-            f"not a Shtrikh frame (must start with 02 and be >= 4 bytes): {frame.hex(' ')}"
+            f"not a Shtrih frame (must start with 02 and be >= 4 bytes): {frame.hex(' ')}"
         )
     size = frame[1]
     if size == 0 or len(frame) != size + 3:
@@ -142,7 +142,7 @@ _CONTROL = {b: ControlByte(b) for b in (ENQ, ACK, NAK, FILLER)}
 
 
 class Deframer:
-    """Incremental tokenizer of a Shtrikh byte stream.
+    """Incremental tokenizer of a Shtrih byte stream.
 
     Feed it any chunks; it returns the tokens completed so far and keeps a partial frame for the
     next call.  Time is not its business: a link that wants to drop a partial frame after the byte

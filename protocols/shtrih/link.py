@@ -1,4 +1,4 @@
-"""The Shtrikh-M link layer (protocol v1) as one sans-IO state machine with two roles.
+"""The Shtrih-M link layer (protocol v1) as one sans-IO state machine with two roles.
 
 The same class runs on both ends of the wire: the driver uses ``Role.HOST``, the emulator
 ``Role.DEVICE``, and the tests put the two against each other over a simulated bad line.
@@ -265,8 +265,8 @@ class _Exchange:
     noisy_since: float | None = None  # an ENQ has waited since then for a quiet line
 
 
-class ShtrikhLink:
-    """One end of a Shtrikh-M v1 link.  See the module docstring for the rules."""
+class ShtrihLink:
+    """One end of a Shtrih-M v1 link.  See the module docstring for the rules."""
 
     def __init__(
         self,

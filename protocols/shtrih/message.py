@@ -1,4 +1,4 @@
-"""Typed Shtrikh-M requests and answers: frozen dataclasses outside, `construct` inside.
+"""Typed Shtrih-M requests and answers: frozen dataclasses outside, `construct` inside.
 
 A request class declares its fields in wire order, each with its wire type from `fields`::
 
@@ -11,12 +11,12 @@ A request class declares its fields in wire order, each with its wire type from 
 The decorator builds the `construct` struct from those fields, remembers the answer type named in
 ``Request[...]``, and registers the code so a device can decode any payload (`decode_request`).
 Host side: ``payload = req.encode()``; ``answer = req.decode_answer(payload)`` (raises
-`ShtrikhDeviceError` for a non-zero error byte).  Device side: ``req = decode_request(payload)``;
+`ShtrihDeviceError` for a non-zero error byte).  Device side: ``req = decode_request(payload)``;
 ``encode_answer(code, answer)`` or ``encode_error(code, error)``.
 
 Answers follow ``code, error, data``; with an error the data is absent, and an FF command the
 device does not know may come back as just ``FF <error>`` (fact sheet §1.2) -- both decode to the
-same `ShtrikhDeviceError`.  Requests are parsed strictly (a device refuses bad lengths); answers
+same `ShtrihDeviceError`.  Requests are parsed strictly (a device refuses bad lengths); answers
 may carry trailing bytes newer firmware added, which are ignored.
 """
 
@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from construct import Construct, ConstructError, Struct, Terminated
 
 from ..errors import CodecError, FrameError
-from .errors import ShtrikhDeviceError, device_error
+from .errors import ShtrihDeviceError, device_error
 from .frame import code_bytes, command_code
 
 AnswerT = TypeVar("AnswerT", bound="Answer")
@@ -117,7 +117,7 @@ class Request(_Wire, Generic[AnswerT]):
         return cls._parse(data)
 
     def decode_answer(self, payload: bytes) -> AnswerT:
-        """Parse this request's answer; raise `ShtrikhDeviceError` if the device refused."""
+        """Parse this request's answer; raise `ShtrihDeviceError` if the device refused."""
         data = split_answer(self.CODE, payload)
         return self.ANSWER.decode_data(data)  # type: ignore[return-value]
 
@@ -203,7 +203,7 @@ class UnknownCommand(CodecError):
 
 
 def split_answer(code: int, payload: bytes) -> bytes:
-    """Check an answer's code and error byte; return its data or raise `ShtrikhDeviceError`."""
+    """Check an answer's code and error byte; return its data or raise `ShtrihDeviceError`."""
     prefix = code_bytes(code)
     if len(prefix) == 2 and len(payload) == 2 and payload[0] == 0xFF and payload[1] != prefix[1]:
         # "FF <err>": the device did not recognise the FF sub-command at all.
@@ -235,7 +235,7 @@ def encode_error(code: int, error: int) -> bytes:
 __all__ = [
     "Answer",
     "Request",
-    "ShtrikhDeviceError",
+    "ShtrihDeviceError",
     "UnknownCommand",
     "answer",
     "decode_request",

@@ -1,4 +1,4 @@
-"""Modes, submodes, flags and codes of Shtrikh-M answers, decoded into named values.
+"""Modes, submodes, flags and codes of Shtrih-M answers, decoded into named values.
 
 Sources: vendor protocol 1.17 (modes, submodes, ECR flags, FN status bits), fact sheet §2.2 and
 §2.4; the FF46 tax-rate bitmask and FF45 tax-system bitmask as the official OPOS driver encodes

@@ -362,12 +362,12 @@ def test_fiscal_only(tmp_path: Path, clock: ManualClock) -> None:
 
 
 def test_one_state_directory_two_personalities(tmp_path: Path, clock: ManualClock) -> None:
-    shtrikh = open_shtrih(tmp_path / "kkt", clock=clock)
+    shtrih = open_shtrih(tmp_path / "kkt", clock=clock)
     try:
-        shtrikh.execute(classic.OpenShift(SYS).encode())
-        assert shtrikh.fn.state.shift_open
+        shtrih.execute(classic.OpenShift(SYS).encode())
+        assert shtrih.fn.state.shift_open
     finally:
-        shtrikh.close()
+        shtrih.close()
     atol = open_device(tmp_path / "kkt", clock=clock)
     try:
         assert StatusFlags.SHIFT_OPEN in StatusFlags(status(atol).flags)

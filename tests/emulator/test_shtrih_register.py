@@ -1,4 +1,4 @@
-"""The emulated Shtrikh register, driven in process with the protocol core's typed requests."""
+"""The emulated Shtrih register, driven in process with the protocol core's typed requests."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kkt.emulator.clock import ManualClock
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.ffd import encode_tlv, parse_qr
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.errors import ShtrikhDeviceError
+from kkt.protocols.shtrih.errors import ShtrihDeviceError
 from kkt.protocols.shtrih.message import Request, request_types
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem, decode_mode
 from support.fn import START
@@ -29,23 +29,23 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def register(tmp_path: Path, clock: ManualClock) -> ShtrikhRegister:
+def register(tmp_path: Path, clock: ManualClock) -> ShtrihRegister:
     device = open_device(tmp_path / "kkt", clock=clock)
     yield device
     device.close()
 
 
-def run(register: ShtrikhRegister, request: Request[Any]) -> Any:
+def run(register: ShtrihRegister, request: Request[Any]) -> Any:
     return request.decode_answer(register.execute(request.encode()))
 
 
-def refused(register: ShtrikhRegister, request: Request[Any]) -> int:
-    with pytest.raises(ShtrikhDeviceError) as caught:
+def refused(register: ShtrihRegister, request: Request[Any]) -> int:
+    with pytest.raises(ShtrihDeviceError) as caught:
         run(register, request)
     return caught.value.code
 
 
-def mode(register: ShtrikhRegister) -> int:
+def mode(register: ShtrihRegister) -> int:
     return int(run(register, classic.GetShortStatus(SYS)).mode)
 
 
@@ -70,14 +70,14 @@ def close(cash: int, electronic: int = 0, text: str = "") -> fn.CloseReceiptV2:
     return fn.CloseReceiptV2(SYS, payments, 0, (0,) * 6, TaxSystem.OSN, text)
 
 
-def sell(register: ShtrikhRegister, cash: int = 50_000) -> fn.ReceiptClosed:
+def sell(register: ShtrihRegister, cash: int = 50_000) -> fn.ReceiptClosed:
     run(register, classic.OpenReceipt(SYS, ReceiptType.SALE))
     for price in (10_000, 2_550, 1_990):
         run(register, item(price))
     return run(register, close(cash))  # type: ignore[no-any-return]
 
 
-def test_identity_and_a_day(register: ShtrikhRegister) -> None:
+def test_identity_and_a_day(register: ShtrihRegister) -> None:
     device = run(register, classic.GetDeviceType())
     assert (device.model, device.name) == (250, "ШТРИХ-М-01Ф")
     assert mode(register) == 4
@@ -105,7 +105,7 @@ def test_identity_and_a_day(register: ShtrikhRegister) -> None:
     assert "КАССОВЫЙ ЧЕК" in tape and "ФП:" in tape and "ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ" in tape
 
 
-def test_fn_commands(register: ShtrikhRegister) -> None:
+def test_fn_commands(register: ShtrihRegister) -> None:
     status = run(register, fn.GetFnStatus(SYS))
     assert status.phase == 0x03 and status.last_document_number == 1 and not status.shift_open
     run(register, fn.BeginOpenShift(SYS))
@@ -128,7 +128,7 @@ def test_fn_commands(register: ShtrikhRegister) -> None:
     assert run(register, classic.ReadTable(SYS, 18, 1, 4)).value == register.fn.serial.encode()
 
 
-def test_item_tags_and_receipt_tags_reach_the_document(register: ShtrikhRegister) -> None:
+def test_item_tags_and_receipt_tags_reach_the_document(register: ShtrihRegister) -> None:
     run(register, classic.OpenShift(SYS))
     run(register, classic.OpenReceipt(SYS, ReceiptType.SALE))
     run(register, item(5_000, "1.5", "Сыр"))
@@ -151,7 +151,7 @@ def test_item_tags_and_receipt_tags_reach_the_document(register: ShtrikhRegister
     assert [v for t, v in items[0] if t == 1023] == [Decimal("1.500000"), Decimal("1.000000")]
 
 
-def test_refusals(register: ShtrikhRegister, clock: ManualClock) -> None:
+def test_refusals(register: ShtrihRegister, clock: ManualClock) -> None:
     assert refused(register, classic.GetShortStatus(12345)) == 0x4F
     assert refused(register, classic.ZReport(1)) == 0x4F  # a cashier cannot close the shift
     assert refused(register, classic.OpenReceipt(SYS, ReceiptType.SALE)) == 0x3D
@@ -180,7 +180,7 @@ def test_refusals(register: ShtrikhRegister, clock: ManualClock) -> None:
     assert register.execute(b"\xff") == b"\xff\x01"
 
 
-def test_shift_over_24_hours(register: ShtrikhRegister, clock: ManualClock) -> None:
+def test_shift_over_24_hours(register: ShtrihRegister, clock: ManualClock) -> None:
     run(register, classic.OpenShift(SYS))
     clock.advance(dt.timedelta(hours=25))
     assert mode(register) == 3
@@ -190,7 +190,7 @@ def test_shift_over_24_hours(register: ShtrikhRegister, clock: ManualClock) -> N
 
 
 def test_paper_out_refuses_printing_commands_before_anything_happens(
-    register: ShtrikhRegister,
+    register: ShtrihRegister,
 ) -> None:
     run(register, classic.OpenShift(SYS))
     run(register, item(1_000))
@@ -203,7 +203,7 @@ def test_paper_out_refuses_printing_commands_before_anything_happens(
     assert run(register, close(1_000)).document_number == 3
 
 
-def test_paper_runs_out_while_printing_the_receipt(register: ShtrikhRegister) -> None:
+def test_paper_runs_out_while_printing_the_receipt(register: ShtrihRegister) -> None:
     run(register, classic.OpenShift(SYS))
     run(register, item(1_000))
     register.printer.paper_left = 3  # the roll ends three lines into the receipt
@@ -242,7 +242,7 @@ def test_fiscal_only_register(tmp_path: Path, clock: ManualClock) -> None:
         register.close()
 
 
-def test_cash_and_registers(register: ShtrikhRegister) -> None:
+def test_cash_and_registers(register: ShtrihRegister) -> None:
     run(register, classic.OpenShift(SYS))
     run(register, classic.CashIn(SYS, 100_000))
     sell(register, 14_540)
@@ -253,7 +253,7 @@ def test_cash_and_registers(register: ShtrikhRegister) -> None:
     assert run(register, classic.ReadOperatingRegister(SYS, 144)).value == 1
 
 
-def test_correction_and_state_report(register: ShtrikhRegister) -> None:
+def test_correction_and_state_report(register: ShtrihRegister) -> None:
     run(register, classic.OpenShift(SYS))
     run(register, fn.BeginCorrectionReceipt(SYS))
     run(register, fn.SendTlv(SYS, encode_tlv([(1174, [(1178, START), (1179, "б/н")])])))

@@ -412,7 +412,7 @@ def test_documents_read_whole_with_their_tlv(served: Served) -> None:
         assert tlv["totalSum"] == coffee().total
         assert tlv["operator"] == "Петрова А."
         assert [item["name"] for item in tlv["items"]] == ["Кофе", "Круассан", "Вода 0,5"]
-        # Each register writes 1023 with its own precision (Shtrikh 6 places, ATOL 3): the value
+        # Each register writes 1023 with its own precision (Shtrih 6 places, ATOL 3): the value
         # is what counts.
         quantities = [Decimal(item["quantity"]) for item in tlv["items"]]
         assert quantities == [Decimal(2), Decimal(1), Decimal("1.5")]
@@ -494,7 +494,7 @@ def test_another_writer_on_the_register_is_noticed(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_an_item_damaged_past_the_checksum_never_becomes_fiscal(tmp_path: Path) -> None:
-    """Two bit flips in one bit position pass Shtrikh's XOR checksum: the register executes an
+    """Two bit flips in one bit position pass Shtrih's XOR checksum: the register executes an
     item with a damaged price.  The subtotal check cancels the receipt before it is closed (a
     1 % soak once put a receipt of 85.77 into the FN that nobody sold)."""
     rig = Served(tmp_path, "inproc")

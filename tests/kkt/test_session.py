@@ -8,25 +8,25 @@ from pathlib import Path
 
 import pytest
 from kkt.emulator.faults import Faults
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.errors import LinkError
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.errors import ShtrikhDeviceError
+from kkt.protocols.shtrih.errors import ShtrihDeviceError
 from kkt.protocols.shtrih.link import AnswerLost, HostSettings
 from kkt.tools.demo import EmulatorThread, run_demo
 
-from kkt.session import ShtrikhSession, open_port
+from kkt.session import ShtrihSession, open_port
 
 SYS = 30
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[tuple[ShtrikhSession, ShtrikhRegister, Faults]]:
+def rig(tmp_path: Path) -> Iterator[tuple[ShtrihSession, ShtrihRegister, Faults]]:
     register = open_device(tmp_path / "state")
     faults = Faults()
     with EmulatorThread(register, faults) as emulator:
         port = open_port(f"socket://127.0.0.1:{emulator.port}")
-        session = ShtrikhSession(port, settings=HostSettings(ack=0.5, quiet=0.05, probe=0.2))
+        session = ShtrihSession(port, settings=HostSettings(ack=0.5, quiet=0.05, probe=0.2))
         try:
             yield session, register, faults
         finally:
@@ -35,20 +35,20 @@ def rig(tmp_path: Path) -> Iterator[tuple[ShtrikhSession, ShtrikhRegister, Fault
 
 
 @pytest.mark.timeout(60)
-def test_typed_commands_over_socket(rig: tuple[ShtrikhSession, ShtrikhRegister, Faults]) -> None:
+def test_typed_commands_over_socket(rig: tuple[ShtrihSession, ShtrihRegister, Faults]) -> None:
     session, register, _ = rig
     assert session.execute(classic.GetDeviceType()).model == 250
     session.execute(classic.OpenShift(SYS))
     assert session.execute(fn.GetShiftParams(SYS)).shift_open
     assert register.fn.state.shift_open
-    with pytest.raises(ShtrikhDeviceError) as caught:
+    with pytest.raises(ShtrihDeviceError) as caught:
         session.execute(classic.OpenShift(SYS))
     assert caught.value.code == 0x3C
 
 
 @pytest.mark.timeout(60)
 def test_an_answer_lost_on_the_line_is_collected_by_the_probe(
-    rig: tuple[ShtrikhSession, ShtrikhRegister, Faults],
+    rig: tuple[ShtrihSession, ShtrihRegister, Faults],
 ) -> None:
     session, register, faults = rig
     faults.configure(drop_answers=1)
@@ -58,7 +58,7 @@ def test_an_answer_lost_on_the_line_is_collected_by_the_probe(
 
 @pytest.mark.timeout(60)
 def test_a_forgotten_answer_is_reported_as_maybe_executed(
-    rig: tuple[ShtrikhSession, ShtrikhRegister, Faults],
+    rig: tuple[ShtrihSession, ShtrihRegister, Faults],
 ) -> None:
     session, register, faults = rig
     faults.configure(lose_answers=1)

@@ -1,6 +1,6 @@
 """A fake pyusb backend: one USB device with bulk endpoints; the emulated register sits behind it.
 
-What the host writes to the OUT endpoint feeds a device-role Shtrikh link; commands it takes run on
+What the host writes to the OUT endpoint feeds a device-role Shtrih link; commands it takes run on
 the emulated register at once; what the link answers is read back from the IN endpoint.  pyusb's
 own core (descriptors, configuration, claiming) runs unchanged on top of it.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import usb.backend
 import usb.core
-from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, Role, ShtrikhLink
+from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, Role, ShtrihLink
 
 VID, PID = 0x1FC9, 0x0083
 OUT, IN = 0x01, 0x81
@@ -30,7 +30,7 @@ class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         # Other vendor devices on the bus, as (vid, pid): they take writes and never answer.
         self.silent = {f"silent-{i}": ids for i, ids in enumerate(silent)}
         self.written_to_silent: dict[tuple[int, int], int] = {}
-        self.link = ShtrikhLink(Role.DEVICE, device=DeviceSettings(byte=0.25))
+        self.link = ShtrihLink(Role.DEVICE, device=DeviceSettings(byte=0.25))
         self.outbox = bytearray()
         self.claimed: set[int] = set()
         self.opened = 0

@@ -37,7 +37,7 @@ from kkt.emulator.shells import serve_tcp
 from kkt.emulator.shells.pty import PTY_SETTINGS
 from kkt.emulator.shells.runner import Device
 from kkt.emulator.shells.tcp import TcpServer
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.shtrih.link import HostSettings
 
 import kkt
@@ -250,7 +250,7 @@ def _emulator_main(conn: Connection, states: list[str], serial: bool, timed: boo
 
 async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool) -> list[str]:
     """Serve one TCP server per state directory; returns the registers whose archive is broken."""
-    registers: list[ShtrikhRegister] = []
+    registers: list[ShtrihRegister] = []
     servers: list[TcpServer] = []
     devices: list[_TimedDevice] = []  # when ``timed``
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from kkt.emulator.faults import Faults
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.errors import FrameError
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, NAK, STX, code_bytes, encode_frame
@@ -58,7 +58,7 @@ from kkt.protocols.shtrih.link import (
     Event,
     HostSettings,
     Role,
-    ShtrikhLink,
+    ShtrihLink,
 )
 from kkt.protocols.shtrih.message import request_types
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem
@@ -67,7 +67,7 @@ from kkt.tools.demo import EmulatorThread
 import kkt
 from kkt import FiscalResult, Item, Operation, Payments, Receipt, Register, Vat
 from kkt.journal import Journal
-from kkt.session import ShtrikhSession
+from kkt.session import ShtrihSession
 
 from . import Bench, Figure, case
 
@@ -117,7 +117,7 @@ def _receipt(total: int) -> Receipt:
     return Receipt((Item("Товар", total, Decimal(1), Vat.VAT20),), Payments(cash=total))
 
 
-def _receipts_by_total(device: ShtrikhRegister) -> dict[int, list[tuple[int, int]]]:
+def _receipts_by_total(device: ShtrihRegister) -> dict[int, list[tuple[int, int]]]:
     """The FN's receipts: total -> [(document number, fiscal sign), ...]."""
     found: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for record in device.fn._store.records():
@@ -1084,7 +1084,7 @@ class _FakeRegisterLine:
 
     BYTE_TIME = 87e-6  # 115200 baud
 
-    def __init__(self, device: ShtrikhRegister, rng: random.Random) -> None:
+    def __init__(self, device: ShtrihRegister, rng: random.Random) -> None:
         self.device = device
         self.rng = rng
         self.mutator = _Mutator(rng)
@@ -1092,7 +1092,7 @@ class _FakeRegisterLine:
         self.now = 0.0
         self.personality = "honest"
         self.out = bytearray()
-        self.link = ShtrikhLink(Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.2))
+        self.link = ShtrihLink(Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.2))
         self.exchange_deadline = math.inf  # virtual
         self.call_deadline = math.inf  # real
         self.exchanges = 0
@@ -1133,7 +1133,7 @@ class _FakeRegisterLine:
 
     def reopen(self) -> _FakeRegisterLine:
         """A new connection: the far end starts afresh."""
-        self.link = ShtrikhLink(Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.2))
+        self.link = ShtrihLink(Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.2))
         self.out.clear()
         return self
 
@@ -1240,7 +1240,7 @@ class _BoundedCommander:
     """The session under test, with each exchange's hard bound armed on the fake line."""
 
     def __init__(
-        self, session: ShtrikhSession, line: _FakeRegisterLine, settings: HostSettings
+        self, session: ShtrihSession, line: _FakeRegisterLine, settings: HostSettings
     ) -> None:
         self.session = session
         self.line = line
@@ -1324,9 +1324,9 @@ class _DriverFuzz:
                 self.examples.setdefault(kind, f"{name} ({personality}): {str(error)[:200]}")
                 session = self._session()
 
-    def _session(self) -> ShtrikhSession:
+    def _session(self) -> ShtrihSession:
         line = self.line.reopen()
-        return ShtrikhSession(line, settings=self.settings, clock=line.clock, reopen=line.reopen)
+        return ShtrihSession(line, settings=self.settings, clock=line.clock, reopen=line.reopen)
 
 
 def _fuzz_driver(bench: Bench, seconds: float, problems: list[str]) -> Iterator[Figure]:

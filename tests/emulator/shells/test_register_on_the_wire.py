@@ -1,6 +1,6 @@
-"""The emulated Shtrikh register served on TCP and on a pty, spoken to in raw bytes.
+"""The emulated Shtrih register served on TCP and on a pty, spoken to in raw bytes.
 
-Frames are built by hand with the frame codec (not the driver): what any Shtrikh client would
+Frames are built by hand with the frame codec (not the driver): what any Shtrih client would
 send.  The register runs on a hand-driven clock so the 24-hour rule can be tested at once.
 """
 
@@ -21,10 +21,10 @@ from kkt.emulator.clock import ManualClock
 from kkt.emulator.control import Controls
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import serve_pty, serve_tcp
-from kkt.emulator.shtrih import ShtrikhRegister, open_device
+from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.ffd import encode_tlv, parse_qr
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.errors import ShtrikhDeviceError
+from kkt.protocols.shtrih.errors import ShtrihDeviceError
 from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, NAK, decode_frame, encode_frame
 from kkt.protocols.shtrih.message import Request, request_types
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem
@@ -65,7 +65,7 @@ class Wire:
         return request.decode_answer(await self.payload(request))
 
     async def error(self, request: Request[Any]) -> int:
-        with pytest.raises(ShtrikhDeviceError) as caught:
+        with pytest.raises(ShtrihDeviceError) as caught:
             await self.run(request)
         return caught.value.code
 
@@ -85,7 +85,7 @@ def close(cash: int) -> fn.CloseReceiptV2:
 
 
 class Rig:
-    def __init__(self, register: ShtrikhRegister, clock: ManualClock, faults: Faults) -> None:
+    def __init__(self, register: ShtrihRegister, clock: ManualClock, faults: Faults) -> None:
         self.register = register
         self.clock = clock
         self.faults = faults
@@ -249,7 +249,7 @@ def test_ten_clients_a_hundred_receipts_each(tmp_path: Path) -> None:
             try:
                 await wire.run(item(100))
                 numbers.append((await wire.run(close(100_000))).document_number)
-            except ShtrikhDeviceError as error:
+            except ShtrihDeviceError as error:
                 # Another client's close took this item along (one register, one receipt at a
                 # time): this close found no receipt open.  Sell again.
                 assert error.code == 0x55, error
@@ -378,7 +378,7 @@ def test_clock_and_tables_commands(tmp_path: Path) -> None:
         assert register.clock.now() == dt.datetime.combine(START.date(), dt.time(15, 30))
         run(classic.SetDate(SYS, dt.date(2026, 11, 3)))
         assert run(classic.GetShortStatus(SYS)).mode == 6
-        with pytest.raises(ShtrikhDeviceError):
+        with pytest.raises(ShtrihDeviceError):
             run(classic.ConfirmDate(SYS, dt.date(2026, 11, 4)))
         run(classic.SetDate(SYS, dt.date(2026, 11, 3)))
         run(classic.ConfirmDate(SYS, dt.date(2026, 11, 3)))
@@ -389,7 +389,7 @@ def test_clock_and_tables_commands(tmp_path: Path) -> None:
         )
         run(classic.WriteTable(SYS, 2, 1, 1, (1234).to_bytes(4, "little")))
         assert run(classic.Beep(1234)).operator == 1
-        with pytest.raises(ShtrikhDeviceError) as caught:
+        with pytest.raises(ShtrihDeviceError) as caught:
             run(classic.WriteTable(SYS, 18, 1, 2, b"7700000000"))
         assert caught.value.code == 0x7A
     finally:

@@ -1,4 +1,4 @@
-"""Typed Shtrikh-M command codecs: golden vectors, round trips for every command, refusals."""
+"""Typed Shtrih-M command codecs: golden vectors, round trips for every command, refusals."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kkt.protocols.errors import CodecError, DeviceError
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.errors import ShtrikhDeviceError
+from kkt.protocols.shtrih.errors import ShtrihDeviceError
 from kkt.protocols.shtrih.frame import decode_frame, encode_frame
 from kkt.protocols.shtrih.message import (
     Request,
@@ -217,7 +217,7 @@ def test_answer_round_trip(code: int, cls: type[Request[Any]], data: st.DataObje
 
 
 def test_error_answer_raises_typed_device_error() -> None:
-    with pytest.raises(ShtrikhDeviceError) as caught:
+    with pytest.raises(ShtrihDeviceError) as caught:
         classic.GetShortStatus(password=30).decode_answer(bytes.fromhex("10 4F"))
     error = caught.value
     assert isinstance(error, DeviceError)
@@ -227,14 +227,14 @@ def test_error_answer_raises_typed_device_error() -> None:
 
 def test_short_ff_error_answer() -> None:
     # An FF command the device does not know may come back as just "FF <err>" (javapos, OPOS).
-    with pytest.raises(ShtrikhDeviceError) as caught:
+    with pytest.raises(ShtrihDeviceError) as caught:
         fn.GetFnStatus(password=30).decode_answer(bytes.fromhex("FF 37"))
     assert caught.value.code == 0x37
     assert caught.value.command == 0xFF01
 
 
 def test_printing_in_progress_is_retryable() -> None:
-    with pytest.raises(ShtrikhDeviceError) as caught:
+    with pytest.raises(ShtrihDeviceError) as caught:
         classic.Cut(password=30, partial=True).decode_answer(encode_error(0x25, 0x50))
     assert caught.value.retry_may_help
 

@@ -1,4 +1,4 @@
-"""Unit tests of the Shtrikh-M link state machine (`ShtrikhLink`), one role at a time.
+"""Unit tests of the Shtrih-M link state machine (`ShtrihLink`), one role at a time.
 
 Each test plays the other end of the wire by hand: it feeds the bytes a host (or a device) would
 send and checks exactly what the link writes back and which events it reports.  Time is virtual:
@@ -35,7 +35,7 @@ from kkt.protocols.shtrih.link import (
     NotDelivered,
     OutcomeUnknown,
     Role,
-    ShtrikhLink,
+    ShtrihLink,
     StaleAnswer,
 )
 
@@ -85,7 +85,7 @@ def bad_lrc(payload: bytes) -> bytes:
 class Side:
     """A link with a virtual clock: feed bytes, fire timers, collect what it writes."""
 
-    link: ShtrikhLink
+    link: ShtrihLink
     now: float = 0.0
     events: list[object] = field(default_factory=list)
 
@@ -110,11 +110,11 @@ class Side:
 
 
 def host(settings_: HostSettings = FAST) -> Side:
-    return Side(ShtrikhLink(Role.HOST, host=settings_))
+    return Side(ShtrihLink(Role.HOST, host=settings_))
 
 
 def device(settings_: DeviceSettings = DEV) -> Side:
-    return Side(ShtrikhLink(Role.DEVICE, device=settings_))
+    return Side(ShtrihLink(Role.DEVICE, device=settings_))
 
 
 def of_type(events: list[object], kind: type) -> list[object]:
@@ -1029,13 +1029,13 @@ chunks = st.lists(
 )
 
 
-def _check(link: ShtrikhLink, events: list[object]) -> None:
+def _check(link: ShtrihLink, events: list[object]) -> None:
     for event in events:
         assert isinstance(event, EVENT_TYPES), event
     assert len(link._deframer.partial) < MAX_FRAME
 
 
-def _fire_until(link: ShtrikhLink, now: float) -> None:
+def _fire_until(link: ShtrihLink, now: float) -> None:
     """Handle every timer due by ``now``; each must move the next timer strictly later."""
     for _ in range(10_000):
         timer = link.get_timer()
@@ -1052,7 +1052,7 @@ def _fire_until(link: ShtrikhLink, now: float) -> None:
 def test_host_survives_arbitrary_input(chunks: list[tuple[bytes, float, bool]]) -> None:
     """HOST: any bytes in any chunks -> no exception, only link events, a busy host keeps a
     timer, the partial frame stays under 258 bytes, and a silent line then ends the exchange."""
-    link = ShtrikhLink(Role.HOST, host=FAST)
+    link = ShtrihLink(Role.HOST, host=FAST)
     now = 0.0
     link.send_command(CMD_A, now)
     commands = [CMD_B, CMD_FF46, CMD_A]
@@ -1074,7 +1074,7 @@ def test_host_survives_arbitrary_input(chunks: list[tuple[bytes, float, bool]]) 
 def test_device_survives_arbitrary_input(chunks: list[tuple[bytes, float, bool]]) -> None:
     """DEVICE: any bytes in any chunks (answering when executing) -> no exception, only link
     events, and the partial frame stays under 258 bytes."""
-    link = ShtrikhLink(Role.DEVICE, device=DEV)
+    link = ShtrihLink(Role.DEVICE, device=DEV)
     now = 0.0
     for data, gap, answer in chunks:
         now += gap
@@ -1113,7 +1113,7 @@ def test_no_input_keeps_an_exchange_past_its_hard_bound(
 ) -> None:
     """Whatever arrives, when, and however often it repeats, every exchange ends (answer or
     typed failure) no later than `HostSettings.exchange_limit` after it began."""
-    link = ShtrikhLink(Role.HOST, host=FAST)
+    link = ShtrihLink(Role.HOST, host=FAST)
     now = started = 0.0
     link.send_command(CMD_A, now)
     bound = FAST.exchange_limit(FAST.answer)

@@ -26,7 +26,7 @@ from kkt.protocols.shtrih.link import (
     HostSettings,
     OutcomeUnknown,
     Role,
-    ShtrikhLink,
+    ShtrihLink,
 )
 from support.line import LineFaults, SimulatedChannel
 
@@ -84,8 +84,8 @@ class Device:
 
 @dataclass
 class Rig:
-    host: ShtrikhLink
-    device_link: ShtrikhLink
+    host: ShtrihLink
+    device_link: ShtrihLink
     device: Device
     up: SimulatedChannel
     down: SimulatedChannel
@@ -138,13 +138,13 @@ class Rig:
 def _make_rig(
     seed: int, faults: LineFaults, enq_mode: EnqMode, filler: bool, probe: float = 1.0
 ) -> Rig:
-    host = ShtrikhLink(
+    host = ShtrihLink(
         Role.HOST,
         host=HostSettings(
             ack=0.1, byte=0.1, quiet=0.15, answer=0.2, probe=probe, enq_mode=enq_mode, max_enq=20
         ),
     )
-    device_link = ShtrikhLink(
+    device_link = ShtrihLink(
         Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.05, filler_after_ack=filler)
     )
     return Rig(
