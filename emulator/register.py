@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from kkt.protocols.ffd import QrData, TlvList, qr_string
 
@@ -32,9 +31,7 @@ from .fn import FiscalStorage, Formed, LifePhase, Payments, VatSums, Verificatio
 from .fn.model import CORRECTION, RECEIPT
 from .printer import PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
-
-if TYPE_CHECKING:  # a type only: the Shtrih package imports this module
-    from .shtrih.settings import RegisterSettings
+from .settings import RegisterSettings
 
 SHIFT_LIMIT = dt.timedelta(hours=24)
 

@@ -61,12 +61,10 @@ from kkt.protocols.atol.modes import (
 from kkt.protocols.errors import CodecError
 from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
 
-from ..clock import Clock
-from ..fn import FiscalStorage, FnCode, FnError, LifePhase, Payments, Verification
-from ..printer import PaperOut, Printer
+from ..fn import FnCode, FnError, LifePhase, Payments
+from ..personality import Personality, VendorRefusal
 from ..receipt import NO_VAT, VAT0, VAT10, VAT10_110, VAT20, VAT20_120, Item, item_tax
 from ..register import ADMIN, OPERATOR, SYSADMIN, Reason, Refusal, RegisterModel
-from ..shtrih.settings import RegisterSettings
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +129,7 @@ BAD_REGISTER = 0x6C
 NOT_FISCAL = 0xA8
 NO_PAPER = 0x67
 PRINTER_MECHANICS = 0x69  # the cover is open
-INTERNAL = 0xF6
+
 
 # -- identity -------------------------------------------------------------------------------------
 
@@ -196,14 +194,6 @@ _ANY = None
 _REGISTRATION = frozenset({Mode.REGISTRATION})
 
 
-class AtolRefusal(Exception):
-    """A refusal only the ATOL personality makes, with its ATOL code."""
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-
-
 @dataclasses.dataclass
 class _Correction:
     """An open correction receipt: ATOL builds it like a receipt, the FN forms it from a total."""
@@ -212,25 +202,23 @@ class _Correction:
     tags: TlvList = dataclasses.field(default_factory=list)
 
 
-class AtolRegister:
+class AtolRegister(Personality):
     """One emulated register speaking ATOL.  Not thread-safe: the shells serialise commands."""
 
+    REFUSALS = ATOL_CODES
+    BAD_PARAMETER = BAD_TLV
+    PARAMETER_ERRORS = (TlvError,)
+    INTERNAL = 0xF6
+
     def __init__(self, model: RegisterModel, *, access_password: int = 0) -> None:
-        self.model = model
+        super().__init__(model)
         self.access_password = access_password  # 2-byte BCD every command carries; 0 on devices
-        # The model's parts, as the control channel, the tools and tests reach them.
-        self.fn: FiscalStorage = model.fn
-        self.settings: RegisterSettings = model.settings
-        self.clock: Clock = model.clock
-        self.printer: Printer = model.printer
-        self.fiscal_only = model.fiscal_only
         self.mode = Mode.SELECT
         self.correction: _Correction | None = None
         self.paid: dict[int, int] = {}  # 99h payments of the open receipt, by payment type
         self.item_tags: TlvList | None = None  # EAh began an item: its tags until EBh
         self.pending_tags: TlvList = []  # E8h outside a receipt: for the next document
         self.reading: tuple[bytes, int] | None = None  # A4h 45h selected: (TLV body, offset)
-        self.last_error = ""
         self._handlers: dict[
             type[c.Request[Any]], tuple[frozenset[Mode] | None, Callable[[Any], c.Answer]]
         ] = {
@@ -266,36 +254,30 @@ class AtolRegister:
             c.SetDateTime: (_ANY, self._set_date_time),
         }
 
-    # -- the one entry point ----------------------------------------------------------------------
+    # -- the vendor's half of `Personality.execute` ---------------------------------------------
 
-    def execute(self, command: bytes) -> bytes:
-        command = bytes(command)
-        code = command[2] if len(command) >= 3 else 0
+    def code_of(self, payload: bytes) -> int:
+        return payload[2] if len(payload) >= 3 else 0
+
+    def decode(self, payload: bytes) -> c.Request[Any]:
         try:
-            request = c.decode_request(command)
+            return c.decode_request(payload)
         except c.UnknownCommand as exc:
-            return self._refuse(code, UNKNOWN_COMMAND, str(exc))
+            raise VendorRefusal(UNKNOWN_COMMAND, str(exc)) from None
         except CodecError as exc:
-            return self._refuse(code, MALFORMED, str(exc))
-        try:
-            answer = self._run(request)
-            reply = c.encode_answer(request.CODE, answer)
-        except AtolRefusal as refusal:
-            return self._refuse(code, refusal.code, str(refusal))
-        except Refusal as refusal:
-            return self._refuse(code, ATOL_CODES[refusal.reason], str(refusal))
-        except FnError as exc:
-            return self._refuse(code, FN_CODES.get(exc.code, 0xD4), str(exc))
-        except PaperOut as exc:
-            printer = PRINTER_MECHANICS if self.printer.cover_open else NO_PAPER
-            return self._refuse(code, printer, str(exc))
-        except TlvError as exc:
-            return self._refuse(code, BAD_TLV, str(exc))
-        except Exception:
-            log.exception("internal error executing %s", command.hex(" "))
-            return self._refuse(code, INTERNAL, "internal error (see the emulator's log)")
-        self.last_error = ""
-        return reply
+            raise VendorRefusal(MALFORMED, str(exc)) from None
+
+    def handle(self, request: c.Request[Any]) -> bytes:
+        return c.encode_answer(request.CODE, self._run(request))
+
+    def error_reply(self, code: int, error: int) -> bytes:
+        return c.encode_error(code, error)
+
+    def fn_code(self, error: FnError) -> int:
+        return FN_CODES.get(error.code, 0xD4)
+
+    def paper_code(self) -> int:
+        return PRINTER_MECHANICS if self.printer.cover_open else NO_PAPER
 
     def quick(self, command: bytes) -> bool:
         """A command that writes nothing to disk (the shells may run it on their event loop
@@ -305,31 +287,19 @@ class AtolRegister:
     def _run(self, request: c.Request[Any]) -> c.Answer:
         entry = self._handlers.get(type(request))
         if entry is None:  # a codec this personality does not serve yet
-            raise AtolRefusal(UNKNOWN_COMMAND, f"command {request.CODE:02X}h is not emulated")
+            raise VendorRefusal(UNKNOWN_COMMAND, f"command {request.CODE:02X}h is not emulated")
         modes, handler = entry
         if request.password != self.access_password:
             raise Refusal(Reason.WRONG_PASSWORD, "wrong access password")
         if modes is not None and self.mode not in modes:
             wanted = " or ".join(str(int(mode)) for mode in sorted(modes))
-            raise AtolRefusal(
+            raise VendorRefusal(
                 WRONG_MODE,
                 f"{request.CODE:02X}h works in mode {wanted}, the register is in mode "
                 f"{int(self.mode)}: leave it (48h) and enter the right one (56h)",
             )
         self._resume_printing()
         return handler(request)
-
-    def _refuse(self, code: int, error: int, reason: str) -> bytes:
-        self.last_error = reason
-        log.debug("refused %02Xh with %02Xh: %s", code, error, reason)
-        return c.encode_error(code, error)
-
-    def close(self) -> None:
-        self.model.close()
-
-    def verify(self) -> Verification:
-        """Recompute the FN archive: numbering, signs, counters."""
-        return self.model.verify()
 
     # -- state helpers ----------------------------------------------------------------------------
 
@@ -351,7 +321,7 @@ class AtolRegister:
 
     def _require_fiscal(self) -> None:
         if self.fn.state.phase is LifePhase.READY:
-            raise AtolRefusal(NOT_FISCAL, "the register is not fiscalized: register it first")
+            raise VendorRefusal(NOT_FISCAL, "the register is not fiscalized: register it first")
 
     def _require_document(self) -> None:
         """A receipt or a correction receipt is open."""
@@ -427,7 +397,7 @@ class AtolRegister:
 
     def _enter_mode(self, r: c.EnterMode) -> c.Done:
         if self.mode != Mode.SELECT:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 MODE_BLOCKED, f"the register is in mode {int(self.mode)}: leave it with 48h first"
             )
         if r.mode not in MODE_LEVEL:
@@ -465,7 +435,7 @@ class AtolRegister:
 
     def _report(self, r: c.Report) -> c.Done:
         if r.report_type != REPORT_X:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 BAD_REPORT_TYPE, f"report type {r.report_type} is not emulated; 1 is the X report"
             )
         self.model.x_report()
@@ -539,7 +509,7 @@ class AtolRegister:
     def _add_item(self, item: Item) -> None:
         receipt = self.model.require_receipt()
         if max(item.price, item.amount, receipt.total + item.amount) > MAX_SUM:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 BAD_SUM, f"the receipt's sum would exceed {MAX_SUM} kopecks: split the receipt"
             )
         self.model.add_item(item)
@@ -561,7 +531,7 @@ class AtolRegister:
         quantity = Decimal(r.quantity) / 1000
         computed = int((quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         if r.amount > computed + 1:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 BAD_SUM, f"the amount {r.amount} exceeds price x quantity = {computed} kopecks"
             )
         tags, self.item_tags = self.item_tags or [], None
@@ -595,7 +565,7 @@ class AtolRegister:
 
     def _payment_type(self, payment_type: int) -> int:
         if payment_type not in _PAYMENT_TYPES:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 BAD_PAYMENT_TYPE,
                 f"payment type {payment_type} is not 1..5 (cash, electronic, prepaid, credit, "
                 "other)",
@@ -710,7 +680,7 @@ class AtolRegister:
     def _read_register(self, r: c.ReadRegister) -> c.RegisterValue:
         if r.register == c.LAST_DOCUMENT_REGISTER:
             return c.RegisterValue(self._last_document().encode_data())
-        raise AtolRefusal(
+        raise VendorRefusal(
             BAD_REGISTER, f"register {r.register:02X}h is not emulated; 34h is the last document"
         )
 
@@ -757,33 +727,17 @@ class AtolRegister:
 
     # -- for the control channel ------------------------------------------------------------------
 
-    def qr(self, number: int) -> str:
-        """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
-        return self.model.qr(number)
-
     def power_loss(self) -> None:
-        """Power fails: the open receipt, its payments, tags not yet used and an interrupted
-        print are gone, and the register comes back in mode 0 (the FN keeps what it formed)."""
-        self.model.power_loss()
+        """The open receipt, its payments, tags not yet used and an interrupted print are gone,
+        and the register comes back in mode 0 (the FN keeps what it formed)."""
+        super().power_loss()
         self._forget_document()
         self.mode = Mode.SELECT
         self.pending_tags = []
         self.reading = None
 
-    def status_text(self) -> dict[str, object]:
-        return {
-            "mode": int(self.mode),
-            "submode": 0,
-            **self.model.status_text(),
-            "last_error": self.last_error,
-        }
-
-    @property
-    def phase(self) -> LifePhase:
-        return self.model.phase
-
-    def tape(self) -> list[str]:
-        return self.model.tape()
+    def mode_text(self) -> dict[str, int]:
+        return {"mode": int(self.mode), "submode": 0}
 
 
 def _without_tax_system(tags: TlvList) -> tuple[TlvList, int]:
