@@ -112,6 +112,11 @@ class Personality:
     def error_reply(self, code: int, error: int) -> bytes:
         raise NotImplementedError
 
+    def quick(self, payload: bytes) -> bool:
+        """A command that writes nothing to disk (the shells may run it on their event loop
+        instead of the worker thread)."""
+        raise NotImplementedError
+
     def fn_code(self, error: FnError) -> int:
         """The vendor's code for an FN refusal."""
         raise NotImplementedError

@@ -280,8 +280,6 @@ class AtolRegister(Personality):
         return PRINTER_MECHANICS if self.printer.cover_open else NO_PAPER
 
     def quick(self, command: bytes) -> bool:
-        """A command that writes nothing to disk (the shells may run it on their event loop
-        instead of the worker thread)."""
         return len(command) < 3 or command[2] in QUICK_CODES
 
     def _run(self, request: c.Request[Any]) -> c.Answer:

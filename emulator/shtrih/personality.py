@@ -202,8 +202,6 @@ class ShtrihRegister(Personality):
         return 0x6B
 
     def quick(self, payload: bytes) -> bool:
-        """A command that writes nothing to disk (the shells may run it on their event loop
-        instead of the worker thread)."""
         try:
             return command_code(payload) in QUICK_CODES
         except FrameError:

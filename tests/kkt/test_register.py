@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih import fn
 from kkt.protocols.shtrih.link import HostSettings
-from kkt.tools.demo import EmulatorThread
 from support.tap import Send, tap, untap
 
 import kkt
@@ -49,14 +49,14 @@ class Served:
         self.state = tmp_path / "state"
         self.faults = Faults()
         self.protocol = protocol
-        self.thread: EmulatorThread | None = None
+        self.thread: ServiceThread | None = None
         self.device: Any = None
         if transport == "inproc":
             self.url = f"emulator:{self.state}"
         else:
             self.device = OPENERS[protocol](self.state)
             pty = tmp_path / "tty" if transport == "pty" else None
-            self.thread = EmulatorThread(
+            self.thread = ServiceThread(
                 self.device, self.faults, pty=pty, protocol=protocol
             ).__enter__()
             self.url = str(pty) if pty else f"socket://127.0.0.1:{self.thread.port}"
@@ -335,8 +335,8 @@ def test_a_misbehaving_device_yields_only_typed_errors(tmp_path: Path) -> None:
     import random
     import time
 
-    from kkt.emulator.shells import serve_tcp
     from kkt.protocols.shtrih import classic
+    from support.shells import serve_tcp
 
     rng = random.Random(5)
 
