@@ -236,8 +236,8 @@ class AtolRegister(Personality):
             c.Payment: (_REGISTRATION, self._payment),
             c.CloseReceipt: (_REGISTRATION, self._close_receipt),
             c.CancelReceipt: (_REGISTRATION, self._cancel_receipt),
-            c.CashIn: (_REGISTRATION, self._cash_in),
-            c.CashOut: (_REGISTRATION, self._cash_out),
+            c.CashIn: (_REGISTRATION, self._cash),
+            c.CashOut: (_REGISTRATION, self._cash),
             c.ZReport: (frozenset({Mode.Z_REPORTS}), self._z_report),
             c.Report: (frozenset({Mode.X_REPORTS}), self._report),
             c.PrintLine: (_ANY, self._print_line),
@@ -629,18 +629,11 @@ class AtolRegister(Personality):
 
     # -- cash -------------------------------------------------------------------------------------
 
-    def _cash_in(self, r: c.CashIn) -> c.Done:
+    def _cash(self, r: c.CashIn | c.CashOut) -> c.Done:
         if r.flags & TEST_MODE:
             raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
         self._require_no_document()
-        self.model.cash_in(r.amount)
-        return c.Done()
-
-    def _cash_out(self, r: c.CashOut) -> c.Done:
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
-        self.model.cash_out(r.amount)
+        (self.model.cash_in if isinstance(r, c.CashIn) else self.model.cash_out)(r.amount)
         return c.Done()
 
     # -- printing and the clock -------------------------------------------------------------------

@@ -17,7 +17,8 @@ import os
 import tty
 from pathlib import Path
 
-from .listener import Listener, Pump, PumpFactory
+from .listener import Listener, PumpFactory
+from .pump import Pump
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from ..control import SOCKET_NAME, Controls, serve_control
@@ -34,7 +33,7 @@ PROTOCOLS = ("shtrih", "atol")
 DEFAULT_PORTS = {"shtrih": shtrih.DEFAULT_PORT, "atol": atol.DEFAULT_PORT}
 
 
-class Service:
+class Service(Listener):
     """``device`` served in ``protocol`` ("shtrih": Shtrih-M v1, "atol": ATOL v3) on the running
     event loop; ``async with`` closes it and waits on the way out."""
 
@@ -109,18 +108,6 @@ class Service:
             if self.tasks is not None:
                 self.tasks.close()
             self.runner.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-        await self.wait_closed()
 
     def _pumps(
         self, settings: Any, *, network: bool, filler_after_ack: bool | None = None

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .listener import Listener, Pump, PumpFactory
+from .listener import Listener, PumpFactory
+from .pump import Pump
 
 log = logging.getLogger(__name__)
 
