@@ -240,7 +240,10 @@ class AtolRegister(Personality):
         if self.model.receipt is None and self.correction is None:
             raise Refusal(Reason.NO_RECEIPT, "no receipt is open: open one with 92h")
 
-    def _require_no_document(self) -> None:
+    def _require_no_document(self, flags: int = 0) -> None:
+        """No receipt open (and, given a command's ``flags``, no test mode asked for)."""
+        if flags & TEST_MODE:
+            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
         if self.model.receipt is not None or self.correction is not None:
             raise Refusal(
                 Reason.RECEIPT_OPEN, "a receipt is open: close it (4Ah) or cancel it (59h) first"
@@ -334,9 +337,7 @@ class AtolRegister(Personality):
 
     def _open_shift(self, r: c.OpenShift) -> c.Done:
         self._require_fiscal()
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
+        self._require_no_document(r.flags)
         self.model.open_shift(self._take_pending_tags())
         return c.Done()
 
@@ -357,9 +358,7 @@ class AtolRegister(Personality):
 
     def _open_receipt(self, r: c.OpenReceipt) -> c.Done:
         self._require_fiscal()
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
+        self._require_no_document(r.flags)
         # The "don't print" flag (0x04, or atol4j's 0x02) is accepted and ignored: the tape is
         # the emulator's record of what was fiscalized.
         if r.receipt_type in CORRECTION_OPERATIONS:
@@ -544,9 +543,7 @@ class AtolRegister(Personality):
     # -- cash -------------------------------------------------------------------------------------
 
     def _cash(self, r: c.CashIn | c.CashOut) -> c.Done:
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
+        self._require_no_document(r.flags)
         (self.model.cash_in if isinstance(r, c.CashIn) else self.model.cash_out)(r.amount)
         return c.Done()
 

@@ -28,15 +28,8 @@ from typing import Any
 from kkt.protocols.errors import CodecError, FrameError
 from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
 from kkt.protocols.shtrih import classic, fn
+from kkt.protocols.shtrih import message as m
 from kkt.protocols.shtrih.frame import command_code
-from kkt.protocols.shtrih.message import (
-    Answer,
-    Request,
-    UnknownCommand,
-    decode_request,
-    encode_answer,
-    encode_error,
-)
 from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
 
 from ..fn import FnCode, FnError, Payments, VatSums
@@ -118,7 +111,7 @@ class ShtrihRegister(Personality):
         self.pending: tuple[int, TlvList] | None = None  # FF41/FF42/FF35/FF37 begun: (code, tags)
         self.pending_date: dt.date | None = None  # 22h given, 23h not yet
         self.tlv_reading: tuple[bytes, int] | None = None  # FF3A began: (document value, offset)
-        self._handlers: dict[type[Request[Any]], Callable[[Any], Answer]] = {
+        self._handlers: dict[type[m.Request[Any]], Callable[[Any], m.Answer]] = {
             classic.GetShortStatus: self._short_status,
             classic.GetLongStatus: self._long_status,
             classic.Beep: self._beep,
@@ -181,19 +174,19 @@ class ShtrihRegister(Personality):
     def code_of(self, payload: bytes) -> int:
         return command_code(payload)
 
-    def decode(self, payload: bytes) -> Request[Any]:
+    def decode(self, payload: bytes) -> m.Request[Any]:
         try:
-            return decode_request(payload)
-        except UnknownCommand:
+            return m.decode_request(payload)
+        except m.UnknownCommand:
             raise VendorRefusal(0x37, "command not supported by this emulator") from None
         except CodecError as exc:
             raise VendorRefusal(0x33, str(exc)) from None
 
-    def handle(self, request: Request[Any]) -> bytes:
-        return encode_answer(request.CODE, self._handlers[type(request)](request))
+    def handle(self, request: m.Request[Any]) -> bytes:
+        return m.encode_answer(request.CODE, self._handlers[type(request)](request))
 
     def error_reply(self, code: int, error: int) -> bytes:
-        return encode_error(code, error)
+        return m.encode_error(code, error)
 
     def fn_code(self, error: FnError) -> int:
         return int(error.code)
