@@ -392,15 +392,16 @@ class AtolRegister(Personality):
             )
         return TAXES[tax]
 
-    def _register_item(self, r: c.RegisterItem) -> c.Done:
+    def _require_item(self, discount: int, advice: str) -> None:
+        """An item may be added: a receipt is open, the printer ready, no discount asked for."""
         self._require_receipt_for_items()
         self.printer.check()
-        if r.discount:
-            raise Refusal(
-                Reason.NOT_SUPPORTED,
-                "item discounts are not emulated: send the discounted price, or EAh/EBh "
-                "with the item's amount",
-            )
+        if discount:
+            raise Refusal(Reason.NOT_SUPPORTED, f"item discounts are not emulated: {advice}")
+
+    def _register_item(self, r: c.RegisterItem) -> c.Done:
+        advice = "send the discounted price, or EAh/EBh with the item's amount"
+        self._require_item(r.discount, advice)
         vat = self._vat(r.tax)
         quantity = Decimal(r.quantity) / 1000
         amount = int((quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -431,13 +432,7 @@ class AtolRegister(Personality):
         return c.Done()
 
     def _end_item(self, r: c.EndItem) -> c.Done:
-        self._require_receipt_for_items()
-        self.printer.check()
-        if r.discount:
-            raise Refusal(
-                Reason.NOT_SUPPORTED,
-                "item discounts are not emulated: fold the discount into the item's amount",
-            )
+        self._require_item(r.discount, "fold the discount into the item's amount")
         vat = self._vat(r.tax_type)
         quantity = Decimal(r.quantity) / 1000
         computed = int((quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
