@@ -42,7 +42,7 @@ from kkt.protocols.ffd import (
 
 from ..clock import Clock
 from .archive import ArchiveRecord, compute_sign, short_record, verify_sign
-from .counters import NO_VAT, OPERATIONS, Counters, Payments, VatSums
+from .counters import NO_PAYMENTS, NO_VAT, OPERATIONS, Counters, Payments, VatSums
 from .errors import FnCode, FnError
 from .state import FnConfig, FnState, LifePhase, Registration, Warning, WorkMode
 from .storage import FnStore
@@ -594,13 +594,7 @@ class FiscalStorage:
         encoded = encode_tlv([(kind, body)])
         if len(encoded) - 4 > MAX_DOCUMENT[kind]:
             raise FnError(FnCode.TLV_TOO_BIG, f"the document would be {len(encoded)} bytes")
-        operation, total, payments, vat, correction = receipt or (
-            0,
-            0,
-            Payments(),
-            VatSums(),
-            False,
-        )
+        operation, total, payments, vat, correction = receipt or (0, 0, NO_PAYMENTS, NO_VAT, False)
         record = ArchiveRecord(
             number=number,
             kind=kind,
