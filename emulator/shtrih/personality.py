@@ -128,8 +128,8 @@ class ShtrihRegister(Personality):
             classic.XReport: self._x_report,
             classic.ZReport: self._z_report,
             classic.OpenShift: self._open_shift,
-            classic.CashIn: self._cash_in,
-            classic.CashOut: self._cash_out,
+            classic.CashIn: self._cash,
+            classic.CashOut: self._cash,
             classic.Sale: self._classic_item,
             classic.SaleReturn: self._classic_item,
             classic.CloseReceipt: self._classic_close,
@@ -666,14 +666,9 @@ class ShtrihRegister(Personality):
 
     # -- cash -------------------------------------------------------------------------------------
 
-    def _cash_in(self, r: classic.CashIn) -> classic.CashOperationAnswer:
+    def _cash(self, r: classic.CashIn | classic.CashOut) -> classic.CashOperationAnswer:
         op = self._auth(r, OPERATOR)
-        self.model.cash_in(r.amount)
-        return classic.CashOperationAnswer(op, self.model.document_number() & 0xFFFF)
-
-    def _cash_out(self, r: classic.CashOut) -> classic.CashOperationAnswer:
-        op = self._auth(r, OPERATOR)
-        self.model.cash_out(r.amount)
+        (self.model.cash_in if isinstance(r, classic.CashIn) else self.model.cash_out)(r.amount)
         return classic.CashOperationAnswer(op, self.model.document_number() & 0xFFFF)
 
     # -- for the control channel ------------------------------------------------------------------
