@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from kkt.emulator.atol import AtolRegister
 from kkt.emulator.control import SOCKET_NAME
@@ -29,28 +29,13 @@ from kkt.emulator.shtrih import ShtrihRegister
 Address = tuple[str, int]
 
 
-class Verification(Protocol):
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def documents(self) -> int: ...
-    @property
-    def problems(self) -> Sequence[str]: ...
-
-
-class EmulatedRegister(Protocol):
-    def execute(self, payload: bytes) -> bytes: ...
-    def close(self) -> None: ...
-    def verify(self) -> Verification: ...
-
-
 class CliError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
 
 def open_register(
     state: Path, *, fiscal_only: bool = False, ffd: str = "1.2", protocol: str = "shtrih"
-) -> EmulatedRegister:
+) -> Personality:
     """Open (or create) the emulated register whose state lives in ``state``, with the
     personality of ``protocol`` (one state directory may be served as either)."""
     personality = AtolRegister if protocol == "atol" else ShtrihRegister
@@ -151,7 +136,7 @@ def prepare_state(path: Path) -> Path:
 
 
 async def serve_until(
-    device: EmulatedRegister,
+    device: Personality,
     tcp: Sequence[Address],
     pty: Path | None,
     stop: asyncio.Event,
@@ -208,7 +193,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _serve_until_signal(
-    device: EmulatedRegister,
+    device: Personality,
     tcp: Sequence[Address],
     pty: Path | None,
     out: TextIO,
