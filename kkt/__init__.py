@@ -29,7 +29,8 @@ from .errors import (
     WrongPassword,
 )
 from .receipt import Item, Operation, Payments, Receipt, TaxSystem, Vat
-from .register import FiscalResult, Register
+from .register import Register
+from .results import FiscalResult
 
 __all__ = [
     "CannotSend",

@@ -31,13 +31,11 @@ from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
 
-from .atol_device import AtolDevice
-from .atol_session import AtolSession
 from .errors import KktError, TransportError
-from .register import Register
-from .session import ShtrihSession
-from .shtrih_device import ShtrihDevice
-from .usb import UsbPort, usb_modules, usb_url
+from .transport.session import AtolSession, ShtrihSession
+from .transport.usb import UsbPort, usb_modules, usb_url
+from .vendors.atol import AtolDevice
+from .vendors.shtrih import ShtrihDevice
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +233,13 @@ def _identify(port: Any, url: str, baud: int | None, timeout: float) -> Found | 
     )
     device = ShtrihDevice(ShtrihSession(port, settings=quick))
     device.query_tries = 1  # a probe asks once: a silent port is not worth five tries
-    register = Register(device)
     try:
-        kind = register.raw(classic.GetDeviceType())
+        kind = device.raw(classic.GetDeviceType())
     except KktError as exc:
         log.debug("%s: answers ENQ but not FCh (%s)", url, exc)
         return None
     try:
-        serial_number = register.raw(classic.ReadTable(30, 18, 1, 1)).value.split(b"\0", 1)[0]
+        serial_number = device.raw(classic.ReadTable(30, 18, 1, 1)).value.split(b"\0", 1)[0]
         number = serial_number.decode("cp1251", "replace")
     except KktError:
         number = ""  # another password, or no table 18: the model is still worth reporting

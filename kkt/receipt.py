@@ -99,9 +99,9 @@ class Receipt:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Receipt:
         """The receipt of an ATOL JSON task (``{"type": "sell", "items": [...], ...}``), as
-        shops send to ATOL's driver: see `kkt.atol_json.receipt_from_atol` for the rules.
+        shops send to ATOL's driver: see `kkt.formats.atol_json.receipt_from_atol` for the rules.
         Raises `ReceiptRejected` naming the JSON path of the first bad field."""
-        from .atol_json import receipt_from_atol  # here: atol_json imports this module
+        from .formats.atol_json import receipt_from_atol  # here: it imports this module
 
         return receipt_from_atol(data)
 

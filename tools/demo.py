@@ -24,7 +24,8 @@ from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.link import HostSettings
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem, decode_mode
 
-from kkt.session import ShtrihSession, open_port
+from kkt.transport.ports import open_port
+from kkt.transport.session import ShtrihSession
 
 SYS = 30
 

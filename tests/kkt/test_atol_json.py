@@ -24,7 +24,7 @@ from kkt import (
     TaxSystem,
     Vat,
 )
-from kkt.atol_json import fiscal_params, receipt_from_atol
+from kkt.formats.atol_json import fiscal_params, receipt_from_atol
 from kkt.receipt import MAX_SUM
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "receipt.json"

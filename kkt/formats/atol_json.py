@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from .errors import ReceiptRejected
-from .receipt import MAX_NAME_BYTES, Item, Operation, Payments, Receipt, TaxSystem, Vat
-from .register import FiscalResult
+from ..errors import ReceiptRejected
+from ..receipt import MAX_NAME_BYTES, Item, Operation, Payments, Receipt, TaxSystem, Vat
+from ..results import FiscalResult
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 A step whose exchange failed is judged by what the register shows afterwards -- its mode for an
 opened receipt, the open receipt's item count and subtotal for an item -- because a Shtrih link
 cannot ask "did you do my last command?"; the closing command is judged by the FN's archive one
-level up, in `Register`.
+level up, in `kkt.settle`.
 """
 
 from __future__ import annotations
@@ -27,22 +27,24 @@ from kkt.protocols.shtrih.modes import (
     decode_mode,
 )
 
-from .archive import Document
-from .commander import checked_serial
-from .device_base import DeviceBase
-from .errors import (
+from ..errors import (
     BadAnswer,
     DeviceError,
+    FnExhausted,
     KktError,
     NotFiscalized,
     OfdBlocked,
     OutcomeUnknown,
+    PaperOut,
+    ShiftExpired,
     TransportError,
-    from_shtrih,
+    WrongMode,
+    WrongPassword,
 )
-from .receipt import Operation, Receipt, Vat
-from .results import (
+from ..receipt import Operation, Receipt, Vat
+from ..results import (
     DeviceInfo,
+    Document,
     DocumentInfo,
     FnInfo,
     FnWarning,
@@ -51,6 +53,7 @@ from .results import (
     ShiftState,
     Status,
 )
+from .base import Device, checked_serial
 
 log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -70,20 +73,42 @@ _RECEIPT_TYPE = {
     Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
 }
 LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrih printer
+# Shtrih codes (FN codes 01h-3Fh pass through) -> the class callers catch.
+REFUSALS: dict[int, type[DeviceError]] = {
+    0x6B: PaperOut,
+    0x6C: PaperOut,
+    0x58: PaperOut,
+    0x4E: ShiftExpired,
+    0x16: ShiftExpired,
+    0x4F: WrongPassword,
+    0x02: WrongMode,
+    0x3C: WrongMode,
+    0x3D: WrongMode,
+    0x4A: WrongMode,
+    0x55: WrongMode,
+    0x72: WrongMode,
+    0x73: WrongMode,
+    0x06: FnExhausted,
+    0x12: FnExhausted,
+    0x05: FnExhausted,
+    0x14: FnExhausted,  # or the OFD backlog: `_refusal` tells them apart by the FN's flags
+    0x15: OfdBlocked,
+}
 
 
-class ShtrihDevice(DeviceBase):
+class ShtrihDevice(Device):
     """A Shtrih-M register behind a `Commander` (a link session, or the in-process emulator)."""
 
     vendor = "shtrih"
+    REFUSALS = REFUSALS
 
     def raw(self, request: Request[AnswerT]) -> AnswerT:
-        """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `DeviceBase`."""
+        """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `Device.raw`."""
         answer: AnswerT = super().raw(request)
         return answer
 
     def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
-        refusal = from_shtrih(error)
+        refusal = super()._refusal(error)
         if error.code == 0x14:  # the FN is full -- or the OFD backlog blocks it: its flags say
             try:
                 warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
@@ -235,7 +260,7 @@ class ShtrihDevice(DeviceBase):
         for line in text.splitlines() or [""]:
             self.raw(classic.PrintString(self.password, 0x02, line[:LINE_WIDTH]))
 
-    def cut(self, partial: bool) -> None:
+    def cut(self, *, partial: bool = False) -> None:
         self.raw(classic.Cut(self.password, partial))
 
     def continue_print(self) -> None:

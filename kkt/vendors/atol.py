@@ -5,10 +5,10 @@ in mode 2, the Z report in mode 3, each entered with 56h and a mode password and
 The device enters the mode a step needs and leaves another one first.
 
 Exactly once: the v3 task buffer does most of the work -- a lost reply is fetched with ``Req(TID)``
-(`kkt.atol_session`), so a step fails with `OutcomeUnknown` only when the buffer itself could not
-say.  Then the open receipt decides, as on Shtrih: its state for the opening, its sum for an
-item.  ATOL's 3Fh reports no item count, so a free item whose fate is unknown cannot be judged
-and the receipt is cancelled (`NotFiscalized`) rather than guessed at.
+(`kkt.transport.session.AtolSession`), so a step fails with `OutcomeUnknown` only when the buffer
+itself could not say.  Then the open receipt decides, as on Shtrih: its state for the opening, its
+sum for an item.  ATOL's 3Fh reports no item count, so a free item whose fate is unknown cannot be
+judged and the receipt is cancelled (`NotFiscalized`) rather than guessed at.
 
 Payments are registered with 99h before the closing 4Ah carries the last of them: a failed 99h
 cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled by the FN.
@@ -17,31 +17,31 @@ cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
-from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.ffd import TlvList, find
 
-from .archive import Document
-from .commander import Commander
-from .device_base import DeviceBase
-from .errors import (
+from ..errors import (
     BadAnswer,
     CannotSend,
     DeviceError,
+    FnExhausted,
     KktError,
     NotFiscalized,
     OutcomeUnknown,
+    PaperOut,
+    ShiftExpired,
     TransportError,
-    from_atol,
+    WrongMode,
+    WrongPassword,
 )
-from .receipt import Operation, Receipt, Vat
-from .results import (
+from ..receipt import Operation, Receipt, Vat
+from ..results import (
     DeviceInfo,
+    Document,
     DocumentInfo,
     FnInfo,
     FnWarning,
@@ -50,6 +50,8 @@ from .results import (
     ShiftState,
     Status,
 )
+from ..transport.session import Commander
+from .base import Device
 
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
@@ -88,9 +90,31 @@ MODE_NAMES: dict[int, str] = {
 }
 LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped by the device)
 REPORT_X = 1  # 67h report type: the daily report without closing (X)
+# ATOL codes (fact sheet §2.5) -> the class callers catch.
+REFUSALS: dict[int, type[DeviceError]] = {
+    0x67: PaperOut,
+    0x68: PaperOut,
+    0x69: PaperOut,
+    0x88: ShiftExpired,
+    0xF0: ShiftExpired,
+    0x8C: WrongPassword,
+    0x1E: WrongMode,
+    0x66: WrongMode,
+    0x6A: WrongMode,
+    0x82: WrongMode,
+    0x87: WrongMode,
+    0x89: WrongMode,
+    0x9A: WrongMode,
+    0x9B: WrongMode,
+    0x9C: WrongMode,
+    0xD4: WrongMode,  # the FN's state refuses it: a shift closed (or open) where it must not be
+    0xD7: FnExhausted,
+    0xD8: FnExhausted,
+    0xEB: FnExhausted,
+}
 
 
-class AtolDevice(DeviceBase):
+class AtolDevice(Device):
     """An ATOL register behind a `Commander` (an `AtolSession`, or the in-process emulator).
 
     ``password`` is the mode password (30 system administrator, 29 administrator, 1..28 the
@@ -98,25 +122,18 @@ class AtolDevice(DeviceBase):
     """
 
     vendor = "atol"
+    REFUSALS = REFUSALS
 
     def __init__(
-        self,
-        commander: Commander,
-        *,
-        password: int = 30,
-        access_password: int = ACCESS_PASSWORD,
-        lock: threading.RLock | None = None,
+        self, commander: Commander, *, password: int = 30, access_password: int = ACCESS_PASSWORD
     ) -> None:
-        super().__init__(commander, password=password, lock=lock)
+        super().__init__(commander, password=password)
         self.access_password = access_password
 
     def raw(self, request: c.Request[AnswerT]) -> AnswerT:
-        """Any typed ATOL request (`kkt.protocols.atol.commands`); see `DeviceBase`."""
+        """Any typed ATOL request (`kkt.protocols.atol.commands`); see `Device.raw`."""
         answer: AnswerT = super().raw(request)
         return answer
-
-    def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
-        return from_atol(error)
 
     def _ask(self, request_type: type[c.Request[AnswerT]], *args: Any) -> AnswerT:
         return self.raw(request_type(self.access_password, *args))
@@ -289,7 +306,7 @@ class AtolDevice(DeviceBase):
         for line in text.splitlines() or [""]:
             self._ask(c.PrintLine, line[:LINE_WIDTH])
 
-    def cut(self, partial: bool) -> None:
+    def cut(self, *, partial: bool = False) -> None:
         self._ask(c.Cut, partial)
 
     def continue_print(self) -> None:
