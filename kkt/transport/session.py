@@ -99,7 +99,7 @@ class LinkSession:
     port means (`_start`, `_port_failed`, `_interrupted`)."""
 
     # The link's events that end a command: (answer received, command failed).
-    OUTCOMES: ClassVar[tuple[type, type]]
+    OUTCOMES: ClassVar[tuple[type[Any], type[Any]]]
     # The first byte of a command frame, to tell "the command went out" from control bytes.
     FRAME_START: ClassVar[int | None] = None
 
