@@ -123,6 +123,16 @@ class Register:
     shift_state = _OnDevice(Device.shift)
     ofd_status = _OnDevice(Device.ofd_queue)
 
+    # -- the printer, the cash drawer, the clock --------------------------------------------------
+
+    x_report = _OnDevice(Device.x_report)
+    print_text = _OnDevice(Device.print_text)
+    cut = _OnDevice(Device.cut)
+    continue_print = _OnDevice(Device.continue_print)
+    set_datetime = _OnDevice(Device.set_datetime)
+    cash_in = _OnDevice(Device.cash_in)
+    cash_out = _OnDevice(Device.cash_out)
+
     def registration(self) -> Registration:
         """INN, RNM, user, address and FFD version from the FN's registration report."""
         if self._registration is None:
@@ -156,14 +166,6 @@ class Register:
         """Close the shift with its Z report."""
         with self._lock:
             return self._report(self.device.close_shift(cashier))
-
-    x_report = _OnDevice(Device.x_report)
-    print_text = _OnDevice(Device.print_text)
-    cut = _OnDevice(Device.cut)
-    continue_print = _OnDevice(Device.continue_print)
-    set_datetime = _OnDevice(Device.set_datetime)
-    cash_in = _OnDevice(Device.cash_in)
-    cash_out = _OnDevice(Device.cash_out)
 
     def correction(self, operation: Operation, total: int, *, reason: str = "") -> FiscalResult:
         """A correction receipt (on the user's own initiative) for ``total`` kopecks in cash.

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import serial
 
@@ -43,6 +43,7 @@ from kkt.protocols.shtrih.message import Answer, Request
 from ..errors import TransportError
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
+SettingsT = TypeVar("SettingsT")
 log = logging.getLogger(__name__)
 trace = logging.getLogger("kkt.trace")  # DEBUG: every byte on the wire, with timings
 
@@ -94,9 +95,11 @@ def read_burst(port: Port, wait: float | None) -> bytes:
     return received
 
 
-class LinkSession:
-    """One host link on one port; a vendor's session says how a command starts and what a lost
-    port means (`_start`, `_port_failed`, `_interrupted`)."""
+class LinkSession(Generic[SettingsT]):
+    """One host link on one port; a vendor's session says what its link is and how a command
+    starts on it, and what a lost port means (`_new_link`, `_start`, `_port_failed`,
+    `_interrupted`).  ``settings`` are the link's timings (the vendor's ``HostSettings``);
+    ``reopen`` opens the port again after a failure."""
 
     # The link's events that end a command: (answer received, command failed).
     OUTCOMES: ClassVar[tuple[type[Any], type[Any]]]
@@ -106,13 +109,14 @@ class LinkSession:
     def __init__(
         self,
         port: Port,
-        link: Any,
         *,
+        settings: SettingsT | None = None,
         clock: Callable[[], float] = time.monotonic,
         reopen: Callable[[], Port] | None = None,
     ) -> None:
         self.port: Port | None = port
-        self.link = link
+        self.settings = settings
+        self.link = self._new_link()
         self._clock = clock
         self._reopen = reopen
         self.reconnects = 0  # how many times a lost port was opened again
@@ -178,6 +182,9 @@ class LinkSession:
 
     # -- what a vendor's link needs ---------------------------------------------------------------
 
+    def _new_link(self) -> Any:
+        raise NotImplementedError
+
     def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
         raise NotImplementedError
 
@@ -216,22 +223,11 @@ class LinkSession:
         self._reopen = None  # closed on purpose: never reopen behind the caller's back
 
 
-class ShtrihSession(LinkSession):
+class ShtrihSession(LinkSession[shtrih.HostSettings]):
     """A Shtrih host link: after a lost port, a fresh link (ENQ first) on the reopened port."""
 
     OUTCOMES = (shtrih.AnswerReceived, shtrih.CommandFailed)
     FRAME_START = STX
-
-    def __init__(
-        self,
-        port: Port,
-        *,
-        settings: shtrih.HostSettings | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        reopen: Callable[[], Port] | None = None,
-    ) -> None:
-        self.settings = settings
-        super().__init__(port, self._new_link(), clock=clock, reopen=reopen)
 
     def _new_link(self) -> shtrih.ShtrihLink:
         return shtrih.ShtrihLink(shtrih.Role.HOST, host=self.settings)
@@ -275,30 +271,24 @@ class ShtrihSession(LinkSession):
         self.link = self._new_link()
 
 
-class AtolSession(LinkSession):
+class AtolSession(LinkSession[atol.HostSettings]):
     """An ATOL host link, one for the session's life: its packet and task IDs and its unresolved
     task outlive a port (a fresh link would Abort the very task we want back).
 
-    ``reopen`` opens the port again after a failure; ``reopen_tries`` bounds how often one
-    exchange does so before it gives up with `PortLost`.  A refusal by the register comes back as
+    ``reopen_tries`` bounds how often one exchange opens a lost port again before it gives up
+    with `PortLost` (``options``: `LinkSession`'s).  A refusal by the register comes back as
     its reply (``55 err …``), for the command layer to decode.
     """
 
     OUTCOMES = (atol.AnswerReceived, atol.CommandFailed)
 
-    def __init__(
-        self,
-        port: Port,
-        *,
-        settings: atol.HostSettings | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        reopen: Callable[[], Port] | None = None,
-        reopen_tries: int = 2,
-    ) -> None:
-        super().__init__(port, atol.AtolHostLink(settings), clock=clock, reopen=reopen)
-        self.settings = settings
+    def __init__(self, port: Port, *, reopen_tries: int = 2, **options: Any) -> None:
+        super().__init__(port, **options)
         self._reopen_tries = reopen_tries
         self._reopens = 0
+
+    def _new_link(self) -> atol.AtolHostLink:
+        return atol.AtolHostLink(self.settings)
 
     def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
         # ``resend``: a task the register lost after taking it is simply added again.

@@ -24,32 +24,17 @@ from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
 from kkt.protocols.ffd import TlvList, find
 
+from .. import errors, results
 from ..errors import (
     BadAnswer,
     CannotSend,
     DeviceError,
-    FnExhausted,
     KktError,
     NotFiscalized,
     OutcomeUnknown,
-    PaperOut,
-    ShiftExpired,
     TransportError,
-    WrongMode,
-    WrongPassword,
 )
 from ..receipt import Operation, Receipt, Vat
-from ..results import (
-    DeviceInfo,
-    Document,
-    DocumentInfo,
-    FnInfo,
-    FnWarning,
-    Formed,
-    OfdQueue,
-    ShiftState,
-    Status,
-)
 from ..transport.session import Commander
 from .base import Device
 
@@ -92,25 +77,26 @@ LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped
 REPORT_X = 1  # 67h report type: the daily report without closing (X)
 # ATOL codes (fact sheet §2.5) -> the class callers catch.
 REFUSALS: dict[int, type[DeviceError]] = {
-    0x67: PaperOut,
-    0x68: PaperOut,
-    0x69: PaperOut,
-    0x88: ShiftExpired,
-    0xF0: ShiftExpired,
-    0x8C: WrongPassword,
-    0x1E: WrongMode,
-    0x66: WrongMode,
-    0x6A: WrongMode,
-    0x82: WrongMode,
-    0x87: WrongMode,
-    0x89: WrongMode,
-    0x9A: WrongMode,
-    0x9B: WrongMode,
-    0x9C: WrongMode,
-    0xD4: WrongMode,  # the FN's state refuses it: a shift closed (or open) where it must not be
-    0xD7: FnExhausted,
-    0xD8: FnExhausted,
-    0xEB: FnExhausted,
+    0x67: errors.PaperOut,
+    0x68: errors.PaperOut,
+    0x69: errors.PaperOut,
+    0x88: errors.ShiftExpired,
+    0xF0: errors.ShiftExpired,
+    0x8C: errors.WrongPassword,
+    0x1E: errors.WrongMode,
+    0x66: errors.WrongMode,
+    0x6A: errors.WrongMode,
+    0x82: errors.WrongMode,
+    0x87: errors.WrongMode,
+    0x89: errors.WrongMode,
+    0x9A: errors.WrongMode,
+    0x9B: errors.WrongMode,
+    0x9C: errors.WrongMode,
+    # D4h: the FN's state refuses it, a shift closed (or open) where it must not be
+    0xD4: errors.WrongMode,
+    0xD7: errors.FnExhausted,
+    0xD8: errors.FnExhausted,
+    0xEB: errors.FnExhausted,
 }
 
 
@@ -155,11 +141,11 @@ class AtolDevice(Device):
     def _status(self) -> c.Status:
         return self._ask(c.GetStatus)
 
-    def status(self) -> Status:
+    def status(self) -> results.Status:
         s = self._status()
         flags = StatusFlags(s.flags)
         mode, submode = split_mode(s.mode)
-        return Status(
+        return results.Status(
             mode=mode,
             mode_name=MODE_NAMES.get(mode, f"mode {mode}"),
             submode=submode,
@@ -175,11 +161,11 @@ class AtolDevice(Device):
             receipt_items=None,
         )
 
-    def device_info(self) -> DeviceInfo:
+    def device_info(self) -> results.DeviceInfo:
         kind = self._ask(c.GetDeviceType)
         status = self._status()
         major, minor, _language, *build = kind.version
-        return DeviceInfo(
+        return results.DeviceInfo(
             model=kind.model,
             name=kind.name,
             protocol=f"atol {kind.protocol}",
@@ -187,18 +173,18 @@ class AtolDevice(Device):
             firmware=f"{major:x}.{minor:x} build {bytes(build).hex()}",
         )
 
-    def fn_info(self) -> FnInfo:
+    def fn_info(self) -> results.FnInfo:
         serial = self.fn_serial()
         validity = self._ask(c.GetFnValidity)
         queue = self.ofd_queue()
-        return FnInfo(
+        return results.FnInfo(
             serial=serial,
             phase=None,  # ATOL's FN queries in this driver do not include the life phase
             last_document=self.last_document(),
             expires=validity.expires,
             registrations_left=validity.registrations_left,
             version="",
-            warnings=FnWarning(0),
+            warnings=results.FnWarning(0),
             unsent=queue.unsent,
         )
 
@@ -208,9 +194,9 @@ class AtolDevice(Device):
     def last_document(self) -> int:
         return self._ask(c.ReadLastDocument).number
 
-    def shift(self) -> ShiftState:
+    def shift(self) -> results.ShiftState:
         state = self._ask(c.GetFnShift)
-        return ShiftState(state.open, state.number, state.receipts)
+        return results.ShiftState(state.open, state.number, state.receipts)
 
     def _read_tlv(self, number: int) -> tuple[int, TlvList]:
         """A4h 45h selects the document, 46h reads its TLV block by block."""
@@ -221,31 +207,31 @@ class AtolDevice(Device):
 
         return self._read_tlv_blocks(number, select, lambda: self._ask(c.GetFnDocumentData).data)
 
-    def read_document(self, number: int) -> Document:
+    def read_document(self, number: int) -> results.Document:
         kind, tlv = self._read_tlv(number)
         info = _document_info(number, kind, tlv)
-        return Document(number, kind, info.when, info.fiscal_sign, info.ofd_confirmed, tlv)
+        return results.Document(number, kind, info.when, info.fiscal_sign, info.ofd_confirmed, tlv)
 
-    def find_document(self, number: int) -> DocumentInfo:
+    def find_document(self, number: int) -> results.DocumentInfo:
         kind, tlv = self._read_tlv(number)
         return _document_info(number, kind, tlv)
 
     def clock(self) -> dt.datetime | None:
         return self._status().when
 
-    def ofd_queue(self) -> OfdQueue:
+    def ofd_queue(self) -> results.OfdQueue:
         status = self._ask(c.GetFnOfdStatus)
         if not status.unsent:
-            return OfdQueue(0, None, None)
-        return OfdQueue(status.unsent, status.first_unsent, status.first_unsent_when)
+            return results.OfdQueue(0, None, None)
+        return results.OfdQueue(status.unsent, status.first_unsent, status.first_unsent_when)
 
     # -- documents and the printer ----------------------------------------------------------------
 
-    def _formed(self, *, shift: bool = False) -> Formed:
+    def _formed(self, *, shift: bool = False) -> results.Formed:
         """The document the FN formed last (91h register 34h) -- and, for a shift report, the
         shift it belongs to (a receipt's shift comes with its fiscal data later)."""
         last = self._ask(c.ReadLastDocument)
-        record = DocumentInfo(
+        record = results.DocumentInfo(
             number=last.number,
             type=last.document_type,
             when=last.when,
@@ -253,7 +239,7 @@ class AtolDevice(Device):
             ofd_confirmed=False,
             total=last.total,
         )
-        return Formed(
+        return results.Formed(
             last.number, last.fiscal_sign, self.shift().number if shift else 0, record=record
         )
 
@@ -261,13 +247,13 @@ class AtolDevice(Device):
         for tag in tags:
             self._ask(c.WriteTlv, 0, self._tlv([tag]))
 
-    def open_shift(self, cashier: str | None) -> Formed:
+    def open_shift(self, cashier: str | None) -> results.Formed:
         self._enter(Mode.REGISTRATION)
         self._tags([(1021, cashier)] if cashier else [])
         self._ask(c.OpenShift, 0, "")
         return self._formed(shift=True)
 
-    def close_shift(self, cashier: str | None) -> Formed:
+    def close_shift(self, cashier: str | None) -> results.Formed:
         self._enter(Mode.Z_REPORTS)
         self._tags([(1021, cashier)] if cashier else [])
         self._ask(c.ZReport)
@@ -277,7 +263,7 @@ class AtolDevice(Device):
         self._enter(Mode.X_REPORTS)
         self._ask(c.Report, REPORT_X)
 
-    def correction(self, operation: Operation, total: int, reason: str) -> Formed:
+    def correction(self, operation: Operation, total: int, reason: str) -> results.Formed:
         if operation not in CORRECTION_TYPES:
             raise CannotSend(f"a correction is a sale or a purchase, not {operation.name.lower()}")
         self._enter(Mode.REGISTRATION)
@@ -397,7 +383,7 @@ class AtolDevice(Device):
                     "was charged: sell it again"
                 ) from error
 
-    def close_receipt(self, receipt: Receipt) -> Formed:
+    def close_receipt(self, receipt: Receipt) -> results.Formed:
         kind, amount = _payments(receipt)[-1]
         self._ask(c.CloseReceipt, 0, int(kind), amount)
         return self._formed()
@@ -423,7 +409,7 @@ def _payments(receipt: Receipt) -> list[tuple[PaymentType, int]]:
     return [pair for pair in paid if pair[1]] or [(PaymentType.CASH, 0)]
 
 
-def _document_info(number: int, kind: int, tlv: TlvList) -> DocumentInfo:
+def _document_info(number: int, kind: int, tlv: TlvList) -> results.DocumentInfo:
     """The short record of a document from its own tags (1040, 1012, 1077, 1054, 1020, 1038)."""
     body = tlv
     if len(tlv) == 1 and isinstance(tlv[0][1], list):
@@ -436,7 +422,7 @@ def _document_info(number: int, kind: int, tlv: TlvList) -> DocumentInfo:
     operation = find(body, 1054)
     total = find(body, 1020)
     shift = find(body, 1038)
-    return DocumentInfo(
+    return results.DocumentInfo(
         number=number,
         type=kind,
         when=when if isinstance(when, dt.datetime) else None,

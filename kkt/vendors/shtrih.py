@@ -27,19 +27,15 @@ from kkt.protocols.shtrih.modes import (
     decode_mode,
 )
 
+from .. import errors
 from ..errors import (
     BadAnswer,
     DeviceError,
-    FnExhausted,
     KktError,
     NotFiscalized,
     OfdBlocked,
     OutcomeUnknown,
-    PaperOut,
-    ShiftExpired,
     TransportError,
-    WrongMode,
-    WrongPassword,
 )
 from ..receipt import Operation, Receipt, Vat
 from ..results import (
@@ -75,24 +71,24 @@ _RECEIPT_TYPE = {
 LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrih printer
 # Shtrih codes (FN codes 01h-3Fh pass through) -> the class callers catch.
 REFUSALS: dict[int, type[DeviceError]] = {
-    0x6B: PaperOut,
-    0x6C: PaperOut,
-    0x58: PaperOut,
-    0x4E: ShiftExpired,
-    0x16: ShiftExpired,
-    0x4F: WrongPassword,
-    0x02: WrongMode,
-    0x3C: WrongMode,
-    0x3D: WrongMode,
-    0x4A: WrongMode,
-    0x55: WrongMode,
-    0x72: WrongMode,
-    0x73: WrongMode,
-    0x06: FnExhausted,
-    0x12: FnExhausted,
-    0x05: FnExhausted,
-    0x14: FnExhausted,  # or the OFD backlog: `_refusal` tells them apart by the FN's flags
-    0x15: OfdBlocked,
+    0x6B: errors.PaperOut,
+    0x6C: errors.PaperOut,
+    0x58: errors.PaperOut,
+    0x4E: errors.ShiftExpired,
+    0x16: errors.ShiftExpired,
+    0x4F: errors.WrongPassword,
+    0x02: errors.WrongMode,
+    0x3C: errors.WrongMode,
+    0x3D: errors.WrongMode,
+    0x4A: errors.WrongMode,
+    0x55: errors.WrongMode,
+    0x72: errors.WrongMode,
+    0x73: errors.WrongMode,
+    0x06: errors.FnExhausted,
+    0x12: errors.FnExhausted,
+    0x05: errors.FnExhausted,
+    0x14: errors.FnExhausted,  # or the OFD backlog: `_refusal` tells them apart by the FN's flags
+    0x15: errors.OfdBlocked,
 }
 
 
@@ -366,12 +362,12 @@ def _document_info(found: fn.FoundDocument) -> DocumentInfo:
     elif isinstance(details, fn.ShiftDetails):
         shift = details.shift_number
     return DocumentInfo(
-        number=found.number,
-        type=found.document_type,
-        when=found.datetime,
-        fiscal_sign=found.fiscal_sign,
-        ofd_confirmed=found.ofd_ticket_received,
-        operation=operation,
-        total=total,
-        shift_number=shift,
+        found.number,
+        found.document_type,
+        found.datetime,
+        found.fiscal_sign,
+        found.ofd_ticket_received,
+        operation,
+        total,
+        shift,
     )
