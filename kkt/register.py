@@ -13,6 +13,7 @@ lock (`_OnDevice`); what is left here is policy.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -48,6 +49,8 @@ class _OnDevice(Generic[P, R]):
     def __init__(self, method: Callable[Concatenate[Device, P], R]) -> None:
         self.name = method.__name__
         self.__doc__ = method.__doc__
+        signature = inspect.signature(method)  # for help(): the method's own, ``self`` left out
+        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
 
     @overload
     def __get__(self, register: None, owner: type[Register]) -> Self: ...
@@ -66,6 +69,7 @@ class _OnDevice(Generic[P, R]):
                 return method(*args, **kwargs)
 
         locked.__name__, locked.__doc__ = self.name, self.__doc__
+        locked.__signature__ = self.__signature__  # type: ignore[attr-defined]
         return locked
 
 
