@@ -32,6 +32,7 @@ from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
 
 from .errors import KktError, TransportError
+from .transport.ports import open_port
 from .transport.session import AtolSession, ShtrihSession
 from .transport.usb import UsbPort, usb_modules, usb_url
 from .vendors.atol import AtolDevice
@@ -166,11 +167,8 @@ def probe_protocol(port: Any, timeout: float = 1.0) -> str:
 
 def _probe_serial(path: str, baud: int, timeout: float) -> Found | None:
     try:
-        port = serial.serial_for_url(path, baudrate=baud, timeout=timeout, do_not_open=True)
-        if "://" not in path:
-            port.exclusive = True
-        port.open()
-    except (serial.SerialException, OSError, ValueError) as exc:
+        port: Any = open_port(path, baudrate=baud)  # exclusively, as `kkt.connect` opens it
+    except (TransportError, OSError) as exc:
         log.debug("%s: not probed (%s)", path, exc)
         return None
     try:
@@ -193,8 +191,8 @@ def _probe_tcp(host: str, timeout: float) -> Found | None:
         return None
     url = f"socket://{host}"
     try:
-        port = serial.serial_for_url(url, timeout=timeout)
-    except (serial.SerialException, OSError) as exc:
+        port = open_port(url)
+    except TransportError as exc:
         log.debug("%s: %s", url, exc)
         return None
     try:
