@@ -62,12 +62,12 @@ from kkt.protocols.shtrih.link import (
 )
 from kkt.protocols.shtrih.message import request_types
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem
-from kkt.session import ShtrihSession
 from kkt.tools.demo import EmulatorThread
 
 import kkt
 from kkt import FiscalResult, Item, Operation, Payments, Receipt, Register, Vat
 from kkt.journal import Journal
+from kkt.session import ShtrihSession
 
 from . import Bench, Figure, case
 
