@@ -20,10 +20,9 @@ from kkt.emulator.shells import Service
 from kkt.protocols.atol.link import DeviceSettings, HostSettings, TaskBuffer
 from kkt.protocols.errors import LinkError
 
-from kkt.atol_session import AtolSession
 from kkt.errors import TransportError
-from kkt.session import PortLost
-from kkt.tcp import TcpPort
+from kkt.transport.session import AtolSession, PortLost
+from kkt.transport.tcp import TcpPort
 
 STATUS = b"\x00\x00\x3f"  # quick: answered on the loop, inline in the Add's reply
 SETTINGS = HostSettings(packet=0.2, poll=0.05)

@@ -30,7 +30,7 @@ from kkt.protocols.shtrih.link import DeviceSettings, HostSettings
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
-from kkt.commander import Commander
+from kkt.transport.session import Commander
 
 SETTINGS = HostSettings(ack=0.3, byte=0.3, quiet=0.1, probe=0.3, answer=5.0)
 # The soak's loopback timing: the emulator reacts in microseconds, so the link's timeouts can be

@@ -16,7 +16,8 @@ from kkt.protocols.shtrih.errors import ShtrihDeviceError
 from kkt.protocols.shtrih.link import AnswerLost, HostSettings
 from kkt.tools.demo import run_demo
 
-from kkt.session import ShtrihSession, open_port
+from kkt.transport.ports import open_port
+from kkt.transport.session import ShtrihSession
 
 SYS = 30
 
