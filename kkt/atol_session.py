@@ -23,13 +23,8 @@ from collections.abc import Callable
 
 import serial
 
-from kkt.protocols.atol.link import (
-    AnswerReceived,
-    AtolHostLink,
-    CommandFailed,
-    Event,
-    HostSettings,
-)
+from kkt.protocols.atol.host import AtolHostLink
+from kkt.protocols.atol.link import AnswerReceived, CommandFailed, Event, HostSettings
 
 from .errors import TransportError
 from .session import Port, PortLost, read_burst, trace

@@ -24,12 +24,11 @@ import serial
 
 from kkt.protocols.errors import LinkError
 from kkt.protocols.shtrih.frame import STX
+from kkt.protocols.shtrih.host import ShtrihHostLink
 from kkt.protocols.shtrih.link import (
     AnswerReceived,
     CommandFailed,
     HostSettings,
-    Role,
-    ShtrihLink,
 )
 from kkt.protocols.shtrih.message import Answer, Request
 
@@ -92,7 +91,7 @@ class ShtrihSession:
     ) -> None:
         self.port: Port | None = port
         self.settings = settings
-        self.link = ShtrihLink(Role.HOST, host=settings)
+        self.link = ShtrihHostLink(settings)
         self._clock = clock
         self._reopen = reopen
         self._lock = threading.Lock()
@@ -181,7 +180,7 @@ class ShtrihSession:
             except (serial.SerialException, OSError, TransportError):
                 pass  # it is already broken; closing is only tidiness
         self.port = None
-        self.link = ShtrihLink(Role.HOST, host=self.settings)
+        self.link = ShtrihHostLink(self.settings)
 
     def _reconnect(self) -> Port:
         if self._reopen is None:

@@ -26,15 +26,9 @@ import logging
 import weakref
 from collections.abc import Callable
 
-from kkt.protocols.atol.link import (
-    AtolDeviceLink,
-    DeviceSettings,
-    Event,
-    Task,
-    TaskBuffer,
-    TaskReady,
-    reply_is_error,
-)
+from kkt.protocols.atol.device import AtolDeviceLink
+from kkt.protocols.atol.link import DeviceSettings, Event, TaskReady
+from kkt.protocols.atol.tasks import Task, TaskBuffer, reply_is_error
 
 from .pump import StreamPump
 from .runner import DeviceRunner

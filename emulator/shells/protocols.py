@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
-from kkt.protocols.atol.link import TaskBuffer
+from kkt.protocols.atol.tasks import TaskBuffer
 from kkt.protocols.shtrih.link import DeviceSettings
 
 from .pump import LinkPump, link_settings

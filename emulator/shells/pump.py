@@ -1,6 +1,6 @@
 """The link pump: one Shtrih device link on one byte stream, shared by the TCP and pty shells.
 
-The link (`kkt.protocols.shtrih.link.ShtrihLink`) is sans-IO; this is its I/O half.  A shell
+The link (`kkt.protocols.shtrih.device.ShtrihDeviceLink`) is sans-IO; this is its I/O half.  A shell
 hands over every chunk it reads (`LinkPump.feed`) and a function that writes bytes; the pump gives
 the link the loop's monotonic time, arms one loop timer at the link's next deadline, runs each
 taken command on the shared `DeviceRunner` and hands the answer back to the link.  Nothing here
@@ -15,13 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kkt.protocols.shtrih.link import (
-    CommandReceived,
-    DeviceSettings,
-    Event,
-    Role,
-    ShtrihLink,
-)
+from kkt.protocols.shtrih.device import ShtrihDeviceLink
+from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, Event
 
 from ..faults import Faults
 from .runner import DeviceRunner
@@ -105,7 +100,7 @@ class StreamPump:
 
 
 class LinkPump(StreamPump):
-    """Drives one `ShtrihLink` in the DEVICE role on the running event loop."""
+    """Drives one `ShtrihDeviceLink` on the running event loop."""
 
     def __init__(
         self,
@@ -121,7 +116,7 @@ class LinkPump(StreamPump):
         self._write = write
         self._name = name
         self._on_error = on_error
-        self._link = ShtrihLink(Role.DEVICE, device=settings)
+        self._link = ShtrihDeviceLink(settings)
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False

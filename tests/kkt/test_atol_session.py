@@ -18,7 +18,8 @@ import pytest
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells.atol_pump import AtolPump
 from kkt.emulator.shells.runner import DeviceRunner
-from kkt.protocols.atol.link import DeviceSettings, HostSettings, TaskBuffer
+from kkt.protocols.atol.link import DeviceSettings, HostSettings
+from kkt.protocols.atol.tasks import TaskBuffer
 from kkt.protocols.errors import LinkError
 
 from kkt.atol_session import AtolSession

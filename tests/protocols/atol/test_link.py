@@ -37,28 +37,25 @@ from kkt.protocols.atol.buffer import (
     decode_buffer_command,
     decode_buffer_reply,
 )
+from kkt.protocols.atol.device import AtolDeviceLink
+from kkt.protocols.atol.host import HOST_FLAGS, AtolHostLink
 from kkt.protocols.atol.link import (
-    HOST_FLAGS,
     AnswerReceived,
     AnswerTimeout,
-    AtolDeviceLink,
-    AtolHostLink,
     CommandFailed,
     DeviceSettings,
     Event,
     ExchangeTimeout,
     HostSettings,
-    LineNoise,
     NoReply,
-    TaskBuffer,
     TaskLost,
     TaskReady,
     TaskRefused,
-    TaskState,
-    reply_is_error,
 )
-from kkt.protocols.atol.packet import ASYNC_ID, Junk, Packet, deframe, encode_packet
+from kkt.protocols.atol.packet import ASYNC_ID, Packet, deframe, encode_packet
+from kkt.protocols.atol.tasks import TaskBuffer, TaskState, reply_is_error
 from kkt.protocols.errors import CodecError
+from kkt.protocols.line import Junk, LineNoise
 
 EVENT_TYPES = (AnswerReceived, CommandFailed, TaskReady, LineNoise)
 CMD = b"\x00\x00\x80\x01"  # pwd 0000, a made-up code 80, one parameter

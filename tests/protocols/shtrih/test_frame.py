@@ -6,14 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kkt.protocols.errors import FrameError
+from kkt.protocols.line import BadFrame, Junk
 from kkt.protocols.shtrih.frame import (
     MAX_FRAME,
-    BadFrame,
     Control,
     ControlByte,
     Deframer,
     Frame,
-    Junk,
     Token,
     code_bytes,
     command_code,

@@ -1,0 +1,125 @@
+"""What the two vendors' link layers share: the line's leftovers and one end's bookkeeping.
+
+Shtrih-M (``shtrih.frame``: ``STX LEN CMD DATA LRC``) and ATOL v3 (``atol.packet``: ``FE LEN0
+LEN1 ID DATA CRC``) frame their bytes differently, but a deframer of either turns a noisy line
+into the same kinds of leftovers -- `BadFrame` (bytes that began a frame and are not a good
+one) and `Junk` (bytes outside any frame) -- and keeps the frame in progress the same way
+(`FrameReader`): a link that wants to give up on it after the byte timeout calls
+``drop_partial``.
+
+Every link end, host or device, of either vendor writes its bytes through `LinkEnd`: an output
+buffer drained by ``data_to_send`` and the byte timer of the frame it is reading.  Whatever a
+state does not expect is reported as `LineNoise` (for traces and counters).  Nothing here knows
+a frame's layout or an exchange's rules: those are each vendor's ``host`` and ``device``
+modules.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """Bytes that started as a frame (Shtrih's STX, ATOL's FE) but are not a good one."""
+
+    raw: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Junk:
+    """Bytes outside any frame that are not control bytes."""
+
+    data: bytes
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LineNoise(Generic[T]):
+    """Either end: a token that was not what the state expected (for traces and counters)."""
+
+    token: T
+
+
+class FrameReader(ABC, Generic[T]):
+    """An incremental deframer: the wire bytes of the frame in progress, and what it yields.
+
+    Feed it chunks of any size; `feed` returns the tokens completed so far and keeps a partial
+    frame for the next call.  Time is not its business: a link that gives up on a partial frame
+    after the byte timeout calls `drop_partial`.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self) -> None:
+        self._raw = bytearray()  # wire bytes of the frame in progress, from its first byte
+
+    @abstractmethod
+    def feed(self, data: bytes) -> list[T]:
+        """Take the next bytes from the line; return the tokens they complete, in order."""
+
+    @property
+    def has_partial(self) -> bool:
+        """True while a frame has started but is not complete."""
+        return bool(self._raw)
+
+    @property
+    def partial(self) -> bytes:
+        """The wire bytes of the frame in progress (empty when none)."""
+        return bytes(self._raw)
+
+    def drop_partial(self, reason: str = "byte timeout") -> BadFrame | None:
+        """Forget a partial frame (the byte timeout expired) and say what was dropped."""
+        if not self._raw:
+            return None
+        dropped = BadFrame(bytes(self._raw), f"{reason} after {len(self._raw)} bytes")
+        self._reset()
+        return dropped
+
+    def _reset(self) -> None:
+        self._raw.clear()
+
+
+class LinkEnd(Generic[T]):
+    """One end of a link: the bytes it has to write and the byte timer of the frame it reads.
+
+    ``byte`` is the byte timeout: a frame that stops arriving for that long is dropped
+    (`_late_partial`); None for an end that never drops one (its own request timer resends).
+    """
+
+    def __init__(self, deframer: FrameReader[T], byte: float | None) -> None:
+        self._out = bytearray()
+        self._deframer = deframer
+        self._byte = byte
+        self._last_rx = 0.0
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the line now (and forget)."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def _read(self, data: bytes, now: float) -> list[T]:
+        """The tokens ``data`` completes; the byte timer starts over at ``now``."""
+        if not data:
+            return []
+        self._last_rx = now
+        return self._deframer.feed(data)
+
+    def _byte_deadline(self) -> float | None:
+        """When the frame in progress is given up, or None."""
+        if self._byte is None or not self._deframer.has_partial:
+            return None
+        return self._last_rx + self._byte
+
+    def _late_partial(self, now: float) -> BadFrame | None:
+        """The frame in progress, dropped when its byte timer ran out by ``now``."""
+        deadline = self._byte_deadline()
+        if deadline is None or now < deadline:
+            return None
+        return self._deframer.drop_partial()
