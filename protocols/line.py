@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from math import inf
 from typing import Generic, TypeVar
 
 
@@ -85,8 +86,12 @@ class FrameReader(ABC, Generic[T]):
         self._raw.clear()
 
 
-class LinkEnd(Generic[T]):
-    """One end of a link: the bytes it has to write and the byte timer of the frame it reads.
+E = TypeVar("E")
+
+
+class LinkEnd(ABC, Generic[T, E]):
+    """One end of a link, reading tokens ``T`` and reporting events ``E``: the bytes it has to
+    write, the byte timer of the frame it reads, and the h11-style calls built on them.
 
     ``byte`` is the byte timeout: a frame that stops arriving for that long is dropped
     (`_late_partial`); None for an end that never drops one (its own request timer resends).
@@ -104,12 +109,28 @@ class LinkEnd(Generic[T]):
         self._out.clear()
         return data
 
-    def _read(self, data: bytes, now: float) -> list[T]:
-        """The tokens ``data`` completes; the byte timer starts over at ``now``."""
-        if not data:
-            return []
-        self._last_rx = now
-        return self._deframer.feed(data)
+    def get_timer(self) -> float | None:
+        """The next instant `handle_timer` must be called, or None."""
+        deadlines = (self._byte_deadline(), *self._deadlines())
+        times = [t for t in deadlines if t is not None and t != inf]
+        return min(times) if times else None
+
+    def receive_data(self, data: bytes, now: float) -> list[E]:
+        """Feed bytes read from the line; return the events they caused."""
+        events: list[E] = []
+        if data:
+            self._last_rx = now
+            for token in self._deframer.feed(data):
+                self._token(token, now, events)
+        return events
+
+    @abstractmethod
+    def _deadlines(self) -> tuple[float | None, ...]:
+        """The end's own timers (None or ``inf``: not running), beside the byte timer."""
+
+    @abstractmethod
+    def _token(self, token: T, now: float, events: list[E]) -> None:
+        """Act on one token read from the line."""
 
     def _byte_deadline(self) -> float | None:
         """When the frame in progress is given up, or None."""

@@ -62,7 +62,7 @@ class _Deferred:
     due: float
 
 
-class AtolDeviceLink(LinkEnd[Token]):
+class AtolDeviceLink(LinkEnd[Token, Event]):
     """The device end of one connection, over the device's shared `TaskBuffer`."""
 
     def __init__(self, buffer: TaskBuffer, settings: DeviceSettings | None = None) -> None:
@@ -77,21 +77,16 @@ class AtolDeviceLink(LinkEnd[Token]):
             crc_over_escaped=self.settings.crc_over_escaped, max_data=self.settings.max_data
         )
 
-    def get_timer(self) -> float | None:
-        deferred = None if self._deferred is None else self._deferred.due
-        times = [t for t in (deferred, self._byte_deadline()) if t is not None]
-        return min(times) if times else None
+    def _deadlines(self) -> tuple[float | None, ...]:
+        return (None if self._deferred is None else self._deferred.due,)
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
-        events: list[Event] = []
-        for token in self._read(data, now):
-            if isinstance(token, Packet):
-                self._packet(token, now, events)
-            else:
-                if isinstance(token, BadFrame):
-                    self._ask_repeat(token)
-                events.append(LineNoise(token))
-        return events
+    def _token(self, token: Token, now: float, events: list[Event]) -> None:
+        if isinstance(token, Packet):
+            self._packet(token, now, events)
+            return
+        if isinstance(token, BadFrame):
+            self._ask_repeat(token)
+        events.append(LineNoise(token))
 
     def handle_timer(self, now: float) -> list[Event]:
         events: list[Event] = []

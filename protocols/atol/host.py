@@ -145,7 +145,7 @@ class _Exchange:
     cleared_full_buffer: bool = False  # B1 to our first Add: an Abort cleared the buffer once
 
 
-class AtolHostLink(LinkEnd[Token]):
+class AtolHostLink(LinkEnd[Token, Event]):
     """The host end of an ATOL v3 link; see the module docstring for the rules."""
 
     def __init__(self, settings: HostSettings | None = None) -> None:
@@ -173,21 +173,13 @@ class AtolHostLink(LinkEnd[Token]):
         """The TID of an earlier command the device may still hold; the next command settles it."""
         return None if self._unresolved is None else self._unresolved.tid
 
-    def get_timer(self) -> float | None:
-        """The next instant `handle_timer` must be called, or None."""
+    def _deadlines(self) -> tuple[float | None, ...]:
         exchange = self._exchange
         if exchange is None:
-            return None
-        times = [exchange.give_up_at]
-        if self._request is not None:
-            times.append(self._request.due)
-        elif exchange.poll_at is not None:
-            times.append(exchange.poll_at)
-        if exchange.phase is _Phase.WAIT:
-            times.append(exchange.answer_due)
-        elif exchange.phase is _Phase.SETTLE:
-            times.append(exchange.settle_due)
-        return min(t for t in times if t != math.inf)
+            return ()
+        request = exchange.poll_at if self._request is None else self._request.due
+        phase = {_Phase.WAIT: exchange.answer_due, _Phase.SETTLE: exchange.settle_due}
+        return exchange.give_up_at, request, phase.get(exchange.phase)
 
     def send_command(
         self, command: bytes, now: float, *, answer_timeout: float, repeatable: bool
@@ -233,14 +225,11 @@ class AtolHostLink(LinkEnd[Token]):
         self._fresh = False
         self._after_abort(now)
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
-        events: list[Event] = []
-        for token in self._read(data, now):
-            if isinstance(token, Packet):
-                self._packet(token, now, events)
-            else:
-                events.append(LineNoise(token))  # corrupt: our own timeout resends
-        return events
+    def _token(self, token: Token, now: float, events: list[Event]) -> None:
+        if isinstance(token, Packet):
+            self._packet(token, now, events)
+        else:
+            events.append(LineNoise(token))  # corrupt: our own timeout resends
 
     def handle_timer(self, now: float) -> list[Event]:
         events: list[Event] = []
@@ -248,7 +237,9 @@ class AtolHostLink(LinkEnd[Token]):
         if exchange is None:
             return events
         if now >= exchange.give_up_at:
-            self._give_up(now, events)
+            # The hard bound: no sequence of bytes keeps an exchange alive past it.
+            limit = f"the exchange did not end within its bound of {exchange.limit:.0f} s"
+            self._cut_off(events, ExchangeTimeout, limit, then="check it before repeating it")
             return events
         request = self._request
         if request is not None and now >= request.due:
@@ -317,25 +308,7 @@ class AtolHostLink(LinkEnd[Token]):
         if exchange is None:
             return []
         events: list[Event] = []
-        if exchange.phase is _Phase.ACK:
-            self._finish_ack(events, unresolved=True)
-            return events
-        written = exchange.phase in (_Phase.ADD, _Phase.WAIT) and exchange.add_sent
-        self._fail(
-            events,
-            ConnectionLost(
-                reason
-                + (
-                    "; the register may have taken the command -- the next command asks for "
-                    "it first; check the register before repeating this one"
-                    if written
-                    else "; the command was not sent"
-                ),
-                command=exchange.command,
-                maybe_executed=written,
-            ),
-            unresolved=exchange.tid if written else None,
-        )
+        self._cut_off(events, ConnectionLost, reason, add_sent=exchange.add_sent)
         return events
 
     # -- internals: sending -----------------------------------------------------------------------
@@ -379,7 +352,12 @@ class AtolHostLink(LinkEnd[Token]):
             self._out += request.wire
             return
         self._request = None
-        self._no_reply(events)
+        self._cut_off(
+            events,
+            NoReply,
+            f"no reply to {tries} sends of a packet: check the cable or network, the port and "
+            "baud rate, and that the register is on",
+        )
 
     @staticmethod
     def _asked_tid(exchange: _Exchange) -> int:
@@ -657,48 +635,29 @@ class AtolHostLink(LinkEnd[Token]):
             )
         self._finish(events, CommandFailed(error))
 
-    def _no_reply(self, events: list[Event]) -> None:
+    def _cut_off(
+        self,
+        events: list[Event],
+        error: type[LinkError],
+        cause: str,
+        *,
+        add_sent: bool = True,
+        then: str = "the next command asks for it first; check the register before repeating "
+        "this one",
+    ) -> None:
+        """End the exchange without the device: the known reply if only its Ack is missing,
+        else ``error`` -- the task unresolved when a packet of its Add may have left."""
         exchange = self._exchange
         assert exchange is not None
         if exchange.phase is _Phase.ACK:
             self._finish_ack(events, unresolved=True)
             return
-        tries = self.settings.packet_tries
-        written = exchange.phase in (_Phase.ADD, _Phase.WAIT)
+        written = exchange.phase in (_Phase.ADD, _Phase.WAIT) and add_sent
+        consequence = f"; the register may have taken the command -- {then}"
         self._fail(
             events,
-            NoReply(
-                f"no reply to {tries} sends of a packet: check the cable or network, the port "
-                "and baud rate, and that the register is on"
-                + (
-                    "; the register may have taken the command -- the next command asks for it "
-                    "first; check the register before repeating this one"
-                    if written
-                    else "; the command was not sent"
-                ),
-                command=exchange.command,
-                maybe_executed=written,
-            ),
-            unresolved=exchange.tid if written else None,
-        )
-
-    def _give_up(self, now: float, events: list[Event]) -> None:
-        """The hard bound: no sequence of bytes keeps an exchange alive past it."""
-        exchange = self._exchange
-        assert exchange is not None
-        if exchange.phase is _Phase.ACK:
-            self._finish_ack(events, unresolved=True)
-            return
-        written = exchange.phase in (_Phase.ADD, _Phase.WAIT)
-        self._fail(
-            events,
-            ExchangeTimeout(
-                f"the exchange did not end within its bound of {exchange.limit:.0f} s"
-                + (
-                    "; the register may have taken the command -- check it before repeating it"
-                    if written
-                    else "; the command was not sent"
-                ),
+            error(
+                cause + (consequence if written else "; the command was not sent"),
                 command=exchange.command,
                 maybe_executed=written,
             ),

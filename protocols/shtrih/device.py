@@ -46,7 +46,7 @@ class _Device(enum.Enum):
     ANSWER_PENDING = "answer-pending"
 
 
-class ShtrihDeviceLink(LinkEnd[Token]):
+class ShtrihDeviceLink(LinkEnd[Token, Event]):
     """The device end of a Shtrih-M v1 link.  See the module docstring for the rules."""
 
     def __init__(self, settings: DeviceSettings | None = None) -> None:
@@ -57,16 +57,8 @@ class ShtrihDeviceLink(LinkEnd[Token]):
         self._answer: bytes | None = None
         self._answer_frame = b""
 
-    def get_timer(self) -> float | None:
-        """The next instant `handle_timer` must be called, or None."""
-        deadlines = [d for d in (self._deadline, self._byte_deadline()) if d is not None]
-        return min(deadlines) if deadlines else None
-
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
-        events: list[Event] = []
-        for token in self._read(data, now):
-            self._device_token(token, now, events)
-        return events
+    def _deadlines(self) -> tuple[float | None, ...]:
+        return (self._deadline,)
 
     def handle_timer(self, now: float) -> list[Event]:
         events: list[Event] = []
@@ -110,7 +102,7 @@ class ShtrihDeviceLink(LinkEnd[Token]):
         self._device = _Device.ANSWER_SENT
         self._deadline = now + self.settings.confirm
 
-    def _device_token(self, token: Token, now: float, events: list[Event]) -> None:
+    def _token(self, token: Token, now: float, events: list[Event]) -> None:
         state = self._device
         if isinstance(token, Control):
             byte = token.byte

@@ -104,7 +104,7 @@ class _Exchange:
     noisy_since: float | None = None  # an ENQ has waited since then for a quiet line
 
 
-class ShtrihHostLink(LinkEnd[Token]):
+class ShtrihHostLink(LinkEnd[Token, Event]):
     """The host end of a Shtrih-M v1 link.  See the module docstring for the rules."""
 
     def __init__(self, settings: HostSettings | None = None) -> None:
@@ -119,34 +119,24 @@ class ShtrihHostLink(LinkEnd[Token]):
         self._enq_at: float | None = None  # an ENQ waits for the line to fall quiet
         self._enq_outstanding = False
 
-    def get_timer(self) -> float | None:
-        """The next instant `handle_timer` must be called, or None."""
+    def _deadlines(self) -> tuple[float | None, ...]:
         give_up = self._exchange.give_up_at if self._exchange is not None else None
-        deadlines = [
-            d
-            for d in (self._deadline, self._enq_at, self._byte_deadline(), give_up)
-            if d is not None and d != float("inf")
-        ]
-        return min(deadlines) if deadlines else None
+        return self._deadline, self._enq_at, give_up
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
-        if not data:
-            return []
-        events: list[Event] = []
-        if self._enq_at is not None:
+        if data and self._enq_at is not None:
             self._last_rx = now
             self._enq_at = max(self._enq_at, now + self.settings.quiet)
+            events: list[Event] = []
             if self._line_never_quiet(now, events):
-                return events
-        for token in self._read(data, now):
-            self._host_token(token, now, events)
-        return events
+                return events  # the exchange failed: what arrived is not read
+        return super().receive_data(data, now)
 
     def handle_timer(self, now: float) -> list[Event]:
         events: list[Event] = []
         dropped = self._late_partial(now)
         if dropped is not None:
-            self._host_token(dropped, now, events)
+            self._token(dropped, now, events)
         if self._enq_at is not None and now >= self._enq_at:
             self._enq_at = None
             if self._exchange is not None:
@@ -288,6 +278,12 @@ class ShtrihHostLink(LinkEnd[Token]):
         exchange = self._exchange
         self._finish(events, CommandFailed(exchange.command if exchange else b"", error))
 
+    def _taken_then_lost(self, events: list[Event], error: type[LinkError], cause: str) -> None:
+        """The device has the command, but its outcome cannot be read: it may have run."""
+        exchange = self._exchange
+        assert exchange is not None
+        self._fail(events, error(cause, command=exchange.command, maybe_executed=True))
+
     def _count_enq(self, events: list[Event]) -> bool:
         """Count one more ENQ round; on the last allowed one fail and return False."""
         exchange = self._exchange
@@ -346,14 +342,11 @@ class ShtrihHostLink(LinkEnd[Token]):
                 # No answer within the command's time: ask whether it is still being prepared.
                 exchange.extensions += 1
                 if exchange.extensions > self.settings.max_enq:
-                    self._fail(
+                    self._taken_then_lost(
                         events,
-                        AnswerLost(
-                            "the register kept saying its answer is being prepared; it may be "
-                            "printing or stuck -- check its state before repeating the command",
-                            command=exchange.command,
-                            maybe_executed=True,
-                        ),
+                        AnswerLost,
+                        "the register kept saying its answer is being prepared; it may be "
+                        "printing or stuck -- check its state before repeating the command",
                     )
                 else:
                     self._send_enq(now)
@@ -388,7 +381,7 @@ class ShtrihHostLink(LinkEnd[Token]):
             ),
         )
 
-    def _host_token(self, token: Token, now: float, events: list[Event]) -> None:
+    def _token(self, token: Token, now: float, events: list[Event]) -> None:
         state = self._host
         if isinstance(token, Control) and token.byte is ControlByte.FILLER:
             return  # network models send 0xFF after our ACK; skip it wherever it lands
@@ -489,15 +482,12 @@ class ShtrihHostLink(LinkEnd[Token]):
                 self._wait_answer(now, fresh=now >= exchange.answer_due)
                 return
             if token.byte is ControlByte.NAK and self._enq_outstanding:
-                self._fail(
+                self._taken_then_lost(
                     events,
-                    AnswerLost(
-                        "the register took the command but no longer holds its answer (was it "
-                        "restarted?); check its state, e.g. the last fiscal document, before "
-                        "repeating the command",
-                        command=exchange.command,
-                        maybe_executed=True,
-                    ),
+                    AnswerLost,
+                    "the register took the command but no longer holds its answer (was it "
+                    "restarted?); check its state, e.g. the last fiscal document, before "
+                    "repeating the command",
                 )
                 return
         events.append(LineNoise(token))
@@ -505,14 +495,11 @@ class ShtrihHostLink(LinkEnd[Token]):
             # A damaged answer: NAK it and ask for the repeat once the line is quiet.
             exchange.answer_naks += 1
             if exchange.answer_naks > self.settings.max_enq:
-                self._fail(
+                self._taken_then_lost(
                     events,
-                    AnswerLost(
-                        f"the answer arrived damaged {exchange.answer_naks} times; the command "
-                        "was executed or is running -- check the line and the register's state",
-                        command=exchange.command,
-                        maybe_executed=True,
-                    ),
+                    AnswerLost,
+                    f"the answer arrived damaged {exchange.answer_naks} times; the command "
+                    "was executed or is running -- check the line and the register's state",
                 )
                 return
             if isinstance(token, BadFrame):
@@ -540,15 +527,12 @@ class ShtrihHostLink(LinkEnd[Token]):
                 self._host = _Host.RECOVER
                 self._schedule_enq(now)
                 return
-            self._fail(
+            self._taken_then_lost(
                 events,
-                OutcomeUnknown(
-                    f"answer {answer[:2].hex(' ')} does not belong to command "
-                    f"{exchange.command[:2].hex(' ')} (a frame damaged past its checksum?); "
-                    "check the register's state before repeating the command",
-                    command=exchange.command,
-                    maybe_executed=True,
-                ),
+                OutcomeUnknown,
+                f"answer {answer[:2].hex(' ')} does not belong to command "
+                f"{exchange.command[:2].hex(' ')} (a frame damaged past its checksum?); "
+                "check the register's state before repeating the command",
             )
             return
         # If our ENQ crossed the answer on the line, the device will answer it (ACK and the same
