@@ -250,26 +250,22 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if exchange.phase is _Phase.WAIT and now >= exchange.answer_due:
             self._fail(
                 events,
-                AnswerTimeout(
-                    f"the register took the task (TID {exchange.tid:02X}) but did not finish it "
-                    f"within {exchange.answer_timeout:g} s; it may still be running -- the next "
-                    "command asks for it first; check the register before repeating this one",
-                    command=exchange.command,
-                    maybe_executed=True,
-                ),
+                AnswerTimeout,
+                f"the register took the task (TID {exchange.tid:02X}) but did not finish it "
+                f"within {exchange.answer_timeout:g} s; it may still be running -- the next "
+                "command asks for it first; check the register before repeating this one",
+                executed=True,
                 unresolved=exchange.tid,
             )
             return events
         if exchange.phase is _Phase.SETTLE and now >= exchange.settle_due:
             self._fail(
                 events,
-                TaskRefused(
-                    f"an earlier command (TID {exchange.settle_tid:02X}) is still running on the "
-                    f"register after {exchange.answer_timeout:g} s; this command was not sent -- "
-                    "wait and send it again",
-                    command=exchange.command,
-                    maybe_executed=False,
-                ),
+                TaskRefused,
+                f"an earlier command (TID {exchange.settle_tid:02X}) is still running on the "
+                f"register after {exchange.answer_timeout:g} s; this command was not sent -- "
+                "wait and send it again",
+                executed=False,
             )
             return events
         if self._request is None and exchange.poll_at is not None and now >= exchange.poll_at:
@@ -478,12 +474,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
             if exchange.tid_changes > self.settings.max_tid_changes:
                 self._fail(
                     events,
-                    TaskRefused(
-                        "the register's buffer holds tasks under every TID tried (another host "
-                        "is using it?); the command was not executed -- retry later",
-                        command=exchange.command,
-                        maybe_executed=False,
-                    ),
+                    TaskRefused,
+                    "the register's buffer holds tasks under every TID tried (another host "
+                    "is using it?); the command was not executed -- retry later",
+                    executed=False,
                 )
                 return
             exchange.tid = self._new_tid()
@@ -511,17 +505,15 @@ class AtolHostLink(LinkEnd[Token, Event]):
             earlier = sends > 1 or exchange.readds > 0 or exchange.earlier_add
             self._fail(
                 events,
-                TaskRefused(
-                    f"{what}; "
-                    + (
-                        "an earlier copy of the task may have been taken -- sending the same "
-                        "command again asks for it"
-                        if earlier
-                        else "the command was not executed and may be sent again"
-                    ),
-                    command=exchange.command,
-                    maybe_executed=earlier,
+                TaskRefused,
+                f"{what}; "
+                + (
+                    "an earlier copy of the task may have been taken -- sending the same "
+                    "command again asks for it"
+                    if earlier
+                    else "the command was not executed and may be sent again"
                 ),
+                executed=earlier,
                 unresolved=exchange.tid if earlier else None,
             )
             return
@@ -529,12 +521,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
             # No defined reply to Add: what the device did is unknown; ask it next time.
             self._fail(
                 events,
-                TaskRefused(
-                    "the register answered the task's Add with B3 NotFound; its fate is unknown "
-                    "-- the next command asks for it; check the register before repeating it",
-                    command=exchange.command,
-                    maybe_executed=True,
-                ),
+                TaskRefused,
+                "the register answered the task's Add with B3 NotFound; its fate is unknown "
+                "-- the next command asks for it; check the register before repeating it",
+                executed=True,
                 unresolved=exchange.tid,
             )
             return
@@ -557,17 +547,15 @@ class AtolHostLink(LinkEnd[Token, Event]):
                     return
             self._fail(
                 events,
-                TaskLost(
-                    f"the register no longer knows task {exchange.tid:02X}"
-                    + (
-                        " after taking it (restarted? aborted by another host?)"
-                        if exchange.add_confirmed
-                        else f" after {exchange.readds} adds"
-                    )
-                    + "; it may have been executed -- check the register before repeating it",
-                    command=exchange.command,
-                    maybe_executed=True,
-                ),
+                TaskLost,
+                f"the register no longer knows task {exchange.tid:02X}"
+                + (
+                    " after taking it (restarted? aborted by another host?)"
+                    if exchange.add_confirmed
+                    else f" after {exchange.readds} adds"
+                )
+                + "; it may have been executed -- check the register before repeating it",
+                executed=True,
             )
             return
         if isinstance(reply, AlreadyExists | Overflow | IllegalValue):
@@ -626,14 +614,23 @@ class AtolHostLink(LinkEnd[Token, Event]):
             self._finish(events, AnswerReceived(exchange.answer))
 
     def _fail(
-        self, events: list[Event], error: LinkError, *, unresolved: int | None = None
+        self,
+        events: list[Event],
+        error: type[LinkError],
+        message: str,
+        *,
+        executed: bool,
+        unresolved: int | None = None,
     ) -> None:
+        """End the exchange with ``error``; ``executed``: the device may have run the command."""
         exchange = self._exchange
-        if unresolved is not None and exchange is not None:
+        assert exchange is not None
+        if unresolved is not None:
             self._unresolved = _Unresolved(
                 unresolved, exchange.command, exchange.add_confirmed, resumable=True
             )
-        self._finish(events, CommandFailed(error))
+        failure = error(message, command=exchange.command, maybe_executed=executed)
+        self._finish(events, CommandFailed(failure))
 
     def _cut_off(
         self,
@@ -656,10 +653,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
         consequence = f"; the register may have taken the command -- {then}"
         self._fail(
             events,
-            error(
-                cause + (consequence if written else "; the command was not sent"),
-                command=exchange.command,
-                maybe_executed=written,
-            ),
+            error,
+            cause + (consequence if written else "; the command was not sent"),
+            executed=written,
             unresolved=exchange.tid if written else None,
         )

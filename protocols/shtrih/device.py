@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 
-from ..line import LineNoise, LinkEnd
+from ..line import LineNoise
 from .frame import (
     ACK,
     FILLER,
@@ -31,12 +31,18 @@ from .frame import (
     BadFrame,
     Control,
     ControlByte,
-    Deframer,
     Frame,
     Token,
     encode_frame,
 )
-from .link import AnswerConfirmed, AnswerDropped, CommandReceived, DeviceSettings, Event
+from .link import (
+    AnswerConfirmed,
+    AnswerDropped,
+    CommandReceived,
+    DeviceSettings,
+    Event,
+    ShtrihLinkEnd,
+)
 
 
 class _Device(enum.Enum):
@@ -46,16 +52,15 @@ class _Device(enum.Enum):
     ANSWER_PENDING = "answer-pending"
 
 
-class ShtrihDeviceLink(LinkEnd[Token, Event]):
+class ShtrihDeviceLink(ShtrihLinkEnd):
     """The device end of a Shtrih-M v1 link.  See the module docstring for the rules."""
 
     def __init__(self, settings: DeviceSettings | None = None) -> None:
         self.settings = settings or DeviceSettings()
-        super().__init__(Deframer(rescan=False), self.settings.byte)
-        self._deadline: float | None = None
-        self._device = _Device.IDLE
+        super().__init__(self.settings.byte)
+        self._answer_frame = b""  # the answer as written, replayed on ENQ until ACKed
         self._answer: bytes | None = None
-        self._answer_frame = b""
+        self._device = _Device.IDLE
 
     def _deadlines(self) -> tuple[float | None, ...]:
         return (self._deadline,)

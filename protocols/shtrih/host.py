@@ -45,7 +45,7 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import LinkError
-from ..line import LineNoise, LinkEnd
+from ..line import LineNoise
 from .frame import (
     ACK,
     ENQ,
@@ -53,7 +53,6 @@ from .frame import (
     BadFrame,
     Control,
     ControlByte,
-    Deframer,
     Frame,
     Junk,
     Token,
@@ -70,6 +69,7 @@ from .link import (
     NoResponse,
     NotDelivered,
     OutcomeUnknown,
+    ShtrihLinkEnd,
     StaleAnswer,
 )
 
@@ -104,13 +104,12 @@ class _Exchange:
     noisy_since: float | None = None  # an ENQ has waited since then for a quiet line
 
 
-class ShtrihHostLink(LinkEnd[Token, Event]):
+class ShtrihHostLink(ShtrihLinkEnd):
     """The host end of a Shtrih-M v1 link.  See the module docstring for the rules."""
 
     def __init__(self, settings: HostSettings | None = None) -> None:
         self.settings = settings or HostSettings()
-        super().__init__(Deframer(rescan=False), self.settings.byte)
-        self._deadline: float | None = None
+        super().__init__(self.settings.byte)
         self._host = _Host.IDLE
         self._exchange: _Exchange | None = None
         self._synced = False
@@ -406,19 +405,13 @@ class ShtrihHostLink(LinkEnd[Token, Event]):
                 events.append(LineNoise(token))
                 self._recover(now, events)
         elif state is _Host.RECOVER:
-            if (
-                isinstance(token, Control)
-                and token.byte is ControlByte.NAK
-                and self._enq_outstanding
-            ):
+            # The answer to our ENQ: NAK -> wait for a quiet line; ACK -> read the answer.
+            reply = token.byte if isinstance(token, Control) and self._enq_outstanding else None
+            if reply is ControlByte.NAK:
                 self._host = _Host.CONFIRM_IDLE
                 self._enq_outstanding = False
                 self._deadline = now + self.settings.quiet
-            elif (
-                isinstance(token, Control)
-                and token.byte is ControlByte.ACK
-                and self._enq_outstanding
-            ):
+            elif reply is ControlByte.ACK:
                 self._host = _Host.ANSWER
                 self._enq_outstanding = False
                 self._wait_answer(now, fresh=True)

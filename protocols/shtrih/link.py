@@ -21,8 +21,8 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import LinkError
-from ..line import LineNoise
-from .frame import Token
+from ..line import LineNoise, LinkEnd
+from .frame import Deframer, Token
 
 
 class EnqMode(enum.Enum):
@@ -161,3 +161,12 @@ class DeviceSettings:
     byte: float = 0.05
     confirm: float = 0.05
     filler_after_ack: bool = False
+
+
+class ShtrihLinkEnd(LinkEnd[Token, Event]):
+    """What both ends keep: a deframer that takes a bad frame whole, as a register reads LEN+1
+    bytes before it NAKs (``rescan=False``), the byte timer, and one deadline of their own."""
+
+    def __init__(self, byte: float) -> None:
+        super().__init__(Deframer(rescan=False), byte)
+        self._deadline: float | None = None
