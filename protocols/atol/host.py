@@ -178,8 +178,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if exchange is None:
             return ()
         request = exchange.poll_at if self._request is None else self._request.due
-        phase = {_Phase.WAIT: exchange.answer_due, _Phase.SETTLE: exchange.settle_due}
-        return exchange.give_up_at, request, phase.get(exchange.phase)
+        return exchange.give_up_at, request, self._task_due(exchange)
 
     def send_command(
         self, command: bytes, now: float, *, answer_timeout: float, repeatable: bool
@@ -247,25 +246,22 @@ class AtolHostLink(LinkEnd[Token, Event]):
             self._resend(now, events)
             if self._exchange is not exchange:
                 return events
-        if exchange.phase is _Phase.WAIT and now >= exchange.answer_due:
+        due = self._task_due(exchange)
+        if due is not None and now >= due:
+            # The task waited for (ours, or the earlier one we settle) ran out of time.
+            ours = exchange.phase is _Phase.WAIT
             self._fail(
                 events,
-                AnswerTimeout,
+                AnswerTimeout if ours else TaskRefused,
                 f"the register took the task (TID {exchange.tid:02X}) but did not finish it "
                 f"within {exchange.answer_timeout:g} s; it may still be running -- the next "
-                "command asks for it first; check the register before repeating this one",
-                executed=True,
-                unresolved=exchange.tid,
-            )
-            return events
-        if exchange.phase is _Phase.SETTLE and now >= exchange.settle_due:
-            self._fail(
-                events,
-                TaskRefused,
-                f"an earlier command (TID {exchange.settle_tid:02X}) is still running on the "
-                f"register after {exchange.answer_timeout:g} s; this command was not sent -- "
-                "wait and send it again",
-                executed=False,
+                "command asks for it first; check the register before repeating this one"
+                if ours
+                else f"an earlier command (TID {exchange.settle_tid:02X}) is still running on "
+                f"the register after {exchange.answer_timeout:g} s; this command was not sent "
+                "-- wait and send it again",
+                executed=ours,
+                unresolved=exchange.tid if ours else None,
             )
             return events
         if self._request is None and exchange.poll_at is not None and now >= exchange.poll_at:
@@ -353,6 +349,13 @@ class AtolHostLink(LinkEnd[Token, Event]):
             NoReply,
             f"no reply to {tries} sends of a packet: check the cable or network, the port and "
             "baud rate, and that the register is on",
+        )
+
+    @staticmethod
+    def _task_due(exchange: _Exchange) -> float | None:
+        """When the task waited for runs out of time: ours (WAIT) or the one settled first."""
+        return {_Phase.WAIT: exchange.answer_due, _Phase.SETTLE: exchange.settle_due}.get(
+            exchange.phase
         )
 
     @staticmethod

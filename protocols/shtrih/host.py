@@ -350,6 +350,12 @@ class ShtrihHostLink(ShtrihLinkEnd):
                 else:
                     self._send_enq(now)
 
+    def _answer_coming(self, now: float) -> None:
+        """The device has the command (it ACKed): read its answer, within the command's time."""
+        self._host = _Host.ANSWER
+        self._enq_outstanding = False
+        self._wait_answer(now, fresh=True)
+
     def _wait_answer(self, now: float, *, fresh: bool) -> None:
         """Wait for the answer; ``fresh`` starts the command's answer time over."""
         exchange = self._exchange
@@ -397,9 +403,8 @@ class ShtrihHostLink(ShtrihLinkEnd):
             self._host_sync_token(token, now, events)
         elif state is _Host.SEND:
             if isinstance(token, Control) and token.byte is ControlByte.ACK:
-                self._host = _Host.ANSWER
                 exchange.frame_acked = True
-                self._wait_answer(now, fresh=True)
+                self._answer_coming(now)
             else:
                 # A NAK, junk, or a frame where the ACK belonged: never resend on that alone.
                 events.append(LineNoise(token))
@@ -412,9 +417,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
                 self._enq_outstanding = False
                 self._deadline = now + self.settings.quiet
             elif reply is ControlByte.ACK:
-                self._host = _Host.ANSWER
-                self._enq_outstanding = False
-                self._wait_answer(now, fresh=True)
+                self._answer_coming(now)
             else:
                 events.append(LineNoise(token))
                 self._recover(now, events)
