@@ -1,17 +1,12 @@
-"""What the two vendors' link layers share: the line's leftovers and one end's bookkeeping.
+"""What both vendors' links share: the line's leftovers, the frame in progress, a link end.
 
-Shtrih-M (``shtrih.frame``: ``STX LEN CMD DATA LRC``) and ATOL v3 (``atol.packet``: ``FE LEN0
-LEN1 ID DATA CRC``) frame their bytes differently, but a deframer of either turns a noisy line
-into the same kinds of leftovers -- `BadFrame` (bytes that began a frame and are not a good
-one) and `Junk` (bytes outside any frame) -- and keeps the frame in progress the same way
-(`FrameReader`): a link that wants to give up on it after the byte timeout calls
-``drop_partial``.
-
-Every link end, host or device, of either vendor writes its bytes through `LinkEnd`: an output
-buffer drained by ``data_to_send`` and the byte timer of the frame it is reading.  Whatever a
-state does not expect is reported as `LineNoise` (for traces and counters).  Nothing here knows
-a frame's layout or an exchange's rules: those are each vendor's ``host`` and ``device``
-modules.
+Shtrih-M (``STX LEN CMD DATA LRC``) and ATOL v3 (``FE LEN0 LEN1 ID DATA CRC``) frame bytes
+differently, but either deframer turns a noisy line into the same leftovers -- `BadFrame` and
+`Junk` -- and keeps the frame in progress alike (`FrameReader`).  Every link end, host or device,
+is a `LinkEnd`, used in the h11 pattern: feed received bytes with ``receive_data(data, now)`` and
+timer expiries with ``handle_timer(now)`` (when ``now >= get_timer()``); both return the events
+that happened, whatever a state did not expect as `LineNoise`; write out ``data_to_send()``.
+``now`` is monotonic seconds; nothing here sleeps, reads a clock or does I/O.
 """
 
 from __future__ import annotations

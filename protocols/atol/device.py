@@ -34,11 +34,7 @@ from .buffer import (
     StatusCode,
     decode_buffer_command,
 )
-from .link import (
-    DeviceSettings,
-    Event,
-    TaskReady,
-)
+from .link import DeviceSettings, Event, TaskReady
 from .packet import (
     ASYNC_ID,
     MAX_REQUEST_ID,

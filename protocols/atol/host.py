@@ -75,13 +75,7 @@ from .link import (
     TaskLost,
     TaskRefused,
 )
-from .packet import (
-    MAX_REQUEST_ID,
-    Packet,
-    PacketDeframer,
-    Token,
-    encode_packet,
-)
+from .packet import MAX_REQUEST_ID, Packet, PacketDeframer, Token, encode_packet
 
 # Every client in the fact sheet (§1.4) sends NeedResult|IgnoreError: the result is kept until
 # our Ack (that is what makes a lost reply recoverable) and one failed command never stops the

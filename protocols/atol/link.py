@@ -1,20 +1,12 @@
-"""ATOL lower level v3 (the task buffer): what its host and device ends share.
+"""ATOL lower level v3 (the task buffer): what its two ends share -- events, errors, settings.
 
-The link rule, the same for both vendors: a HOST class and a DEVICE class -- the two ends share
-only framing (`packet`, and `kkt.protocols.line` for what every vendor's ends share).  The driver
-runs `kkt.protocols.atol.host.AtolHostLink`, one command at a time.  The device end is built
-around `kkt.protocols.atol.tasks.TaskBuffer`, the register's task buffer, which belongs to the
-device, not to a connection: every connection of a device (`kkt.protocols.atol.device.
-AtolDeviceLink`, one each) shares it, so a host that reconnects finds its task with ``Req(TID)``
--- which is why the device end cannot be a role of the host's class.  The exactly-once rules are
-each class's module docstring.  This module holds the vocabulary of both: events, errors and
-settings.
-
-Usage is the h11 pattern, as in `kkt.protocols.shtrih.link`: feed received bytes with
-``receive_data(data, now)`` and timer expiries with ``handle_timer(now)`` (when ``now >=
-get_timer()``); both return the events that happened; write out whatever ``data_to_send()``
-returns.  ``now`` is monotonic seconds; nothing here sleeps, reads a clock or does I/O.  Packets
-a state did not expect, junk and corrupt packets come back as `kkt.protocols.line.LineNoise`.
+The link rule, one for both vendors: a host class (`kkt.protocols.atol.host.AtolHostLink`) and
+a device class (`kkt.protocols.atol.device.AtolDeviceLink`), because the two ends share only
+framing (`packet`).  ATOL's device end is built around the register's task buffer
+(`kkt.protocols.atol.tasks.TaskBuffer`), which every connection of a device shares -- a host that
+reconnects finds its task with ``Req(TID)`` -- so it cannot be a role of the host's class.  The
+exactly-once rules are the classes' modules' docstrings.  Both ends are
+`kkt.protocols.line.LinkEnd`s, driven in the h11 pattern.
 """
 
 from __future__ import annotations
@@ -23,10 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import LinkError
 from ..line import LineNoise
-from .packet import (
-    MAX_DATA,
-    Token,
-)
+from .packet import MAX_DATA, Token
 
 # -- errors -------------------------------------------------------------------------------------
 

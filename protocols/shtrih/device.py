@@ -1,7 +1,7 @@
 """The device end of a Shtrih-M v1 link: `ShtrihDeviceLink`, the emulator's side of the wire.
 
 The link rule (`kkt.protocols.shtrih.link`): the two ends of a wire share only framing, so the
-device and the host are two classes.  Usage is the h11 pattern described there.
+device and the host are two classes, each a `kkt.protocols.line.LinkEnd`.
 
 Rules (vendor protocol 1.17, appendix 2; fact sheet §1.3)
 --------------------------------------------------------
@@ -24,17 +24,7 @@ from __future__ import annotations
 import enum
 
 from ..line import LineNoise
-from .frame import (
-    ACK,
-    FILLER,
-    NAK,
-    BadFrame,
-    Control,
-    ControlByte,
-    Frame,
-    Token,
-    encode_frame,
-)
+from .frame import ACK, FILLER, NAK, BadFrame, Control, ControlByte, Frame, Token, encode_frame
 from .link import (
     AnswerConfirmed,
     AnswerDropped,

@@ -1,7 +1,7 @@
 """The host end of a Shtrih-M v1 link: `ShtrihHostLink`, the driver's side of the wire.
 
 The link rule (`kkt.protocols.shtrih.link`): the two ends of a wire share only framing, so the
-host and the device are two classes.  Usage is the h11 pattern described there.
+host and the device are two classes, each a `kkt.protocols.line.LinkEnd`.
 
 Exactly-once rules
 ------------------
@@ -46,18 +46,7 @@ from dataclasses import dataclass
 
 from ..errors import LinkError
 from ..line import LineNoise
-from .frame import (
-    ACK,
-    ENQ,
-    NAK,
-    BadFrame,
-    Control,
-    ControlByte,
-    Frame,
-    Junk,
-    Token,
-    encode_frame,
-)
+from .frame import ACK, ENQ, NAK, BadFrame, Control, ControlByte, Frame, Junk, Token, encode_frame
 from .link import (
     AnswerLost,
     AnswerReceived,

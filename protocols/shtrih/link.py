@@ -1,18 +1,11 @@
-"""The Shtrih-M link layer (protocol v1): what its host and device ends share.
+"""The Shtrih-M link (protocol v1): what its two ends share -- events, errors, settings.
 
-The link rule, the same for both vendors: a HOST class and a DEVICE class.  The driver runs
-`kkt.protocols.shtrih.host.ShtrihHostLink`, the emulator
-`kkt.protocols.shtrih.device.ShtrihDeviceLink`, and the tests put the two against each other over
-a simulated bad line.  The two ends share only framing (`frame`, and `kkt.protocols.line` for
-what every vendor's ends share): the host's exactly-once rules (ENQ before a frame, resend only
-after a quiet ENQ -> NAK) and the device's (keep the last answer, replay it on ENQ until it is
-ACKed) are each that class's docstring.  This module holds the vocabulary of both: events,
-errors and settings.
-
-Usage is the h11 pattern.  Feed received bytes with ``receive_data(data, now)`` and timer expiries
-with ``handle_timer(now)`` (when ``now >= get_timer()``); both return the events that happened.
-Write out whatever ``data_to_send()`` returns.  ``now`` is monotonic seconds; nothing here sleeps.
-Bytes a state did not expect come back as `kkt.protocols.line.LineNoise`.
+The link rule, one for both vendors: a host class (`kkt.protocols.shtrih.host.ShtrihHostLink`,
+the driver's) and a device class (`kkt.protocols.shtrih.device.ShtrihDeviceLink`, the
+emulator's), because the two ends share only framing (`frame`, `ShtrihLinkEnd`).  Their
+exactly-once rules are their modules' docstrings: the host writes a frame again only after a
+quiet ENQ -> NAK; the device keeps its last answer and replays it on ENQ until it is ACKed.
+Both are `kkt.protocols.line.LinkEnd`s, driven in the h11 pattern.
 """
 
 from __future__ import annotations
