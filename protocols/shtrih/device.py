@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import enum
 
-from ..line import LineNoise
-from .frame import ACK, FILLER, NAK, BadFrame, Control, ControlByte, Frame, Token, encode_frame
+from ..line import BadFrame, LineNoise
+from .frame import ACK, FILLER, NAK, Control, ControlByte, Frame, Token, encode_frame
 from .link import (
     AnswerConfirmed,
     AnswerDropped,

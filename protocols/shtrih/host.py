@@ -45,8 +45,8 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import LinkError
-from ..line import LineNoise
-from .frame import ACK, ENQ, NAK, BadFrame, Control, ControlByte, Frame, Junk, Token, encode_frame
+from ..line import BadFrame, Junk, LineNoise
+from .frame import ACK, ENQ, NAK, Control, ControlByte, Frame, Token, encode_frame
 from .link import (
     AnswerLost,
     AnswerReceived,
