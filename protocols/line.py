@@ -69,6 +69,10 @@ class FrameReader(ABC, Generic[T]):
         """The wire bytes of the frame in progress (empty when none)."""
         return bytes(self._raw)
 
+    def read_all(self, data: bytes) -> tuple[list[T], bytes]:
+        """Tokenize a whole capture; return the tokens and any incomplete tail."""
+        return self.feed(data), self.partial
+
     def drop_partial(self, reason: str = "byte timeout") -> BadFrame | None:
         """Forget a partial frame (the byte timeout expired) and say what was dropped."""
         if not self._raw:

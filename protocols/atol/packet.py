@@ -363,10 +363,3 @@ class PacketDeframer(FrameReader[Token]):
 
     def _expected_crc(self) -> int:
         return packet_crc(self._id, bytes(self._data), crc_over_escaped=self._crc_over_escaped)
-
-
-def deframe(data: bytes, *, crc_over_escaped: bool = False) -> tuple[list[Token], bytes]:
-    """Tokenize a whole capture; return the tokens and any incomplete tail."""
-    deframer = PacketDeframer(crc_over_escaped=crc_over_escaped)
-    tokens = deframer.feed(data)
-    return tokens, deframer.partial

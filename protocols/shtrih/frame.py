@@ -192,10 +192,3 @@ class Deframer(FrameReader[Token]):
             tokens.append(Junk(bytes(buffer[junk_start:position])))
         del buffer[:position]
         return tokens
-
-
-def deframe(data: bytes, *, rescan: bool = True) -> tuple[list[Token], bytes]:
-    """Tokenize a whole capture; return the tokens and any incomplete tail."""
-    deframer = Deframer(rescan=rescan)
-    tokens = deframer.feed(data)
-    return tokens, deframer.partial

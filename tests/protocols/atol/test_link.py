@@ -52,7 +52,7 @@ from kkt.protocols.atol.link import (
     TaskReady,
     TaskRefused,
 )
-from kkt.protocols.atol.packet import ASYNC_ID, Packet, deframe, encode_packet
+from kkt.protocols.atol.packet import ASYNC_ID, Packet, PacketDeframer, encode_packet
 from kkt.protocols.atol.tasks import TaskBuffer, TaskState, reply_is_error
 from kkt.protocols.errors import CodecError
 from kkt.protocols.line import Junk, LineNoise
@@ -66,7 +66,7 @@ SETTINGS = HostSettings(packet=0.5, packet_tries=3, poll=0.2, abort_on_open=True
 
 
 def packets(data: bytes) -> list[Packet]:
-    tokens, rest = deframe(data)
+    tokens, rest = PacketDeframer().read_all(data)
     assert not rest and all(isinstance(t, Packet) for t in tokens), tokens
     return [t for t in tokens if isinstance(t, Packet)]
 

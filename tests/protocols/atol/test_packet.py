@@ -18,7 +18,6 @@ from kkt.protocols.atol.packet import (
     Token,
     crc8,
     decode_packet,
-    deframe,
     encode_packet,
     escape,
     is_valid_id,
@@ -424,7 +423,7 @@ def test_partial_packet_kept_until_complete_or_dropped() -> None:
 
 
 def test_deframe_returns_the_incomplete_tail() -> None:
-    tokens, tail = deframe(GOLDEN_RAW[0] + GOLDEN_RAW[1][:3])
+    tokens, tail = PacketDeframer().read_all(GOLDEN_RAW[0] + GOLDEN_RAW[1][:3])
     assert tokens == [GOLDEN_PACKETS[0]]
     assert tail == GOLDEN_RAW[1][:3]
 
