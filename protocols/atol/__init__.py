@@ -4,8 +4,8 @@
   `PacketDeframer`;
 * `buffer` -- the task-buffer messages a packet carries (Add, Ack, Req, Abort, AckAdd and the
   device's A1..A8 / B1..B4 replies);
-* `link` -- the task buffer as HOST and DEVICE state machines (`AtolHostLink`, `TaskBuffer`,
-  `AtolDeviceLink`);
+* `host`, `device` -- `AtolHostLink` and `AtolDeviceLink`, the two ends of the link; `tasks` --
+  `TaskBuffer`, the device's buffer every connection shares; `link` -- what they share;
 * `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...),
   with `bcd`, `charset` (ATOL's CP866 variant), `modes` and `errors`.
 """

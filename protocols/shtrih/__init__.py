@@ -1,4 +1,4 @@
-"""Shtrih-M protocol v1: frames, the link state machine, typed commands, errors, modes.
+"""Shtrih-M protocol v1: frames, the link (host and device ends), typed commands, errors, modes.
 
 * `frame` -- ``STX LEN CMD DATA LRC`` encoding and the incremental `Deframer`;
 * `host`, `device` -- `ShtrihHostLink` and `ShtrihDeviceLink`, the two ends of the ENQ/ACK/NAK
