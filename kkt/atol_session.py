@@ -24,7 +24,8 @@ from collections.abc import Callable
 import serial
 
 from kkt.protocols.atol.host import AtolHostLink
-from kkt.protocols.atol.link import AnswerReceived, CommandFailed, Event, HostSettings
+from kkt.protocols.atol.link import Event, HostSettings
+from kkt.protocols.line import AnswerReceived, CommandFailed
 
 from .errors import TransportError
 from .session import Port, PortLost, read_burst, trace

@@ -23,13 +23,10 @@ from typing import Any, Protocol, TypeVar
 import serial
 
 from kkt.protocols.errors import LinkError
+from kkt.protocols.line import AnswerReceived, CommandFailed
 from kkt.protocols.shtrih.frame import STX
 from kkt.protocols.shtrih.host import ShtrihHostLink
-from kkt.protocols.shtrih.link import (
-    AnswerReceived,
-    CommandFailed,
-    HostSettings,
-)
+from kkt.protocols.shtrih.link import HostSettings
 from kkt.protocols.shtrih.message import Answer, Request
 
 from .errors import TransportError

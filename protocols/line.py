@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from math import inf
 from typing import Generic, TypeVar
 
+from .errors import LinkError
+
 
 @dataclass(frozen=True, slots=True)
 class BadFrame:
@@ -30,6 +32,23 @@ class Junk:
     """Bytes outside any frame that are not control bytes."""
 
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReceived:
+    """Host: the answer to the current command -- Shtrih's answer frame (confirmed with ACK),
+    ATOL's reply block (``55 err ext …``, an error reply included; its task's slot freed)."""
+
+    command: bytes
+    answer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFailed:
+    """Host: the current command's exchange failed; ``error.maybe_executed`` says what is safe."""
+
+    command: bytes
+    error: LinkError
 
 
 T = TypeVar("T")

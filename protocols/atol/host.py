@@ -41,7 +41,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import CodecError, LinkError
-from ..line import LineNoise, LinkEnd
+from ..line import AnswerReceived, CommandFailed, LineNoise, LinkEnd
 from .buffer import (
     Abort,
     Ack,
@@ -64,9 +64,7 @@ from .buffer import (
     decode_buffer_reply,
 )
 from .link import (
-    AnswerReceived,
     AnswerTimeout,
-    CommandFailed,
     ConnectionLost,
     Event,
     ExchangeTimeout,
@@ -606,9 +604,9 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 exchange.tid, exchange.command, confirmed=True, resumable=False
             )
         if exchange.refusal is not None:
-            self._finish(events, CommandFailed(exchange.refusal))
+            self._finish(events, CommandFailed(exchange.command, exchange.refusal))
         else:
-            self._finish(events, AnswerReceived(exchange.answer))
+            self._finish(events, AnswerReceived(exchange.command, exchange.answer))
 
     def _fail(
         self,
@@ -627,7 +625,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 unresolved, exchange.command, exchange.add_confirmed, resumable=True
             )
         failure = error(message, command=exchange.command, maybe_executed=executed)
-        self._finish(events, CommandFailed(failure))
+        self._finish(events, CommandFailed(exchange.command, failure))
 
     def _cut_off(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import LinkError
-from ..line import LineNoise
+from ..line import AnswerReceived, CommandFailed, LineNoise
 from .packet import MAX_DATA, Token
 
 # -- errors -------------------------------------------------------------------------------------
@@ -45,20 +45,6 @@ class ConnectionLost(LinkError):
 
 
 # -- events -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerReceived:
-    """Host: the command's reply block (``55 err ext …``, an error reply included)."""
-
-    answer: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CommandFailed:
-    """Host: the exchange failed; ``error.maybe_executed`` says what is safe to do next."""
-
-    error: LinkError
 
 
 @dataclass(frozen=True, slots=True)

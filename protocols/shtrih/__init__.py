@@ -8,6 +8,7 @@
 * `errors` -- the device error table; `modes` -- modes, submodes, flags and codes.
 """
 
+from ..line import AnswerReceived, CommandFailed
 from . import classic, fn
 from .device import ShtrihDeviceLink
 from .errors import ERRORS, ErrorInfo, ShtrihDeviceError, error_info
@@ -15,8 +16,6 @@ from .frame import ACK, ENQ, NAK, STX, Deframer, Frame, decode_frame, encode_fra
 from .host import ShtrihHostLink
 from .link import (
     AnswerLost,
-    AnswerReceived,
-    CommandFailed,
     CommandReceived,
     DeviceSettings,
     EnqMode,

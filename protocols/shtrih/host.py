@@ -45,12 +45,10 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import LinkError
-from ..line import BadFrame, Junk, LineNoise
+from ..line import AnswerReceived, BadFrame, CommandFailed, Junk, LineNoise
 from .frame import ACK, ENQ, NAK, Control, ControlByte, Frame, Token, encode_frame
 from .link import (
     AnswerLost,
-    AnswerReceived,
-    CommandFailed,
     EnqMode,
     Event,
     HostSettings,

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import LinkError
-from ..line import LineNoise, LinkEnd
+from ..line import AnswerReceived, CommandFailed, LineNoise, LinkEnd
 from .frame import Deframer, Token
 
 
@@ -43,22 +43,6 @@ class OutcomeUnknown(LinkError):
 
 
 # -- events -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerReceived:
-    """Host: the answer to the current command (already confirmed with ACK)."""
-
-    command: bytes
-    answer: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CommandFailed:
-    """Host: the current command's exchange failed; ``error.maybe_executed`` says what is safe."""
-
-    command: bytes
-    error: LinkError
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,15 +23,9 @@ from dataclasses import dataclass, field
 import pytest
 from kkt.protocols.atol.device import AtolDeviceLink
 from kkt.protocols.atol.host import AtolHostLink
-from kkt.protocols.atol.link import (
-    AnswerReceived,
-    CommandFailed,
-    DeviceSettings,
-    Event,
-    HostSettings,
-    TaskReady,
-)
+from kkt.protocols.atol.link import DeviceSettings, Event, HostSettings, TaskReady
 from kkt.protocols.atol.tasks import Task, TaskBuffer, reply_is_error
+from kkt.protocols.line import AnswerReceived, CommandFailed
 from support.line import LineFaults, SimulatedChannel
 
 PWD = b"\x00\x00"

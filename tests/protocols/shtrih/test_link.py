@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kkt.protocols.errors import FrameError
-from kkt.protocols.line import BadFrame, LineNoise
+from kkt.protocols.line import AnswerReceived, BadFrame, CommandFailed, LineNoise
 from kkt.protocols.shtrih.device import ShtrihDeviceLink
 from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, MAX_FRAME, NAK, encode_frame
 from kkt.protocols.shtrih.host import ShtrihHostLink
@@ -26,8 +26,6 @@ from kkt.protocols.shtrih.link import (
     AnswerConfirmed,
     AnswerDropped,
     AnswerLost,
-    AnswerReceived,
-    CommandFailed,
     CommandReceived,
     DeviceSettings,
     EnqMode,

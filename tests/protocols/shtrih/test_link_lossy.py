@@ -16,11 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from kkt.protocols.line import AnswerReceived, CommandFailed
 from kkt.protocols.shtrih.device import ShtrihDeviceLink
 from kkt.protocols.shtrih.host import ShtrihHostLink
 from kkt.protocols.shtrih.link import (
-    AnswerReceived,
-    CommandFailed,
     CommandReceived,
     DeviceSettings,
     EnqMode,
