@@ -12,11 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..fields import S16, U8, U16, U32, Raw
+from ..message import wire
 from .fields import (
-    S16,
-    U8,
-    U16,
-    U32,
     Bool,
     DateDMY,
     EnumField,
@@ -24,13 +22,12 @@ from .fields import (
     Money5,
     Money6,
     Quantity,
-    Raw,
     TailText,
     TimeHMS,
     Trailing,
     Tuple,
 )
-from .message import Answer, Request, answer, request, wire
+from .message import Answer, Request, answer, request
 from .modes import ReceiptType
 
 # -- shared answers -------------------------------------------------------------------------------

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..fields import U8, U16, U32, Raw
+from ..message import wire
 from .classic import Empty
 from .fields import (
-    U8,
-    U16,
-    U32,
     Bool,
     DateTime5,
     DateYMD,
@@ -33,12 +32,11 @@ from .fields import (
     Money5,
     OptionalMoney5,
     Quantity,
-    Raw,
     TailText,
     Trailing,
     Tuple,
 )
-from .message import Answer, Request, RequestT, answer, request, wire
+from .message import Answer, Request, RequestT, answer, request
 from .modes import FiscalDocumentType, OperationType, TaxRate, TaxSystem
 
 _FN = 30.0  # OPOS waits 30 s for every FF command
