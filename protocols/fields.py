@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from construct import (
     BytesInteger,
@@ -222,11 +222,24 @@ def decode_bcd(data: bytes) -> int:
 class Bcd(Fixed):
     """A packed BCD number of ``size`` bytes, most significant first."""
 
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.max = bcd_max(size)
+        self._format = f"0{2 * size}d"
+
     def decode(self, data: bytes) -> int:
-        return decode_bcd(data)
+        text = data.hex()
+        return int(text) if text.isdigit() else decode_bcd(data)
 
     def encode(self, value: Any) -> bytes:
-        return encode_bcd(value, self.size)
+        if type(value) is int and 0 <= value <= self.max:
+            return bytes.fromhex(format(value, self._format))
+        return encode_bcd(value, self.size)  # says what is wrong
+
+
+# One BCD byte each way, for dates (00..99).
+_TO_BCD: Final = {number: int(f"{number:02d}", 16) for number in range(100)}
+_FROM_BCD: Final = {byte: number for number, byte in _TO_BCD.items()}
 
 
 # -- texts ----------------------------------------------------------------------------------------
@@ -367,13 +380,20 @@ class Stamp(Fixed):
             if self.exact and (value.microsecond or ("S" not in self.parts and value.second)):
                 raise ValueError("the wire keeps this to the minute; drop the seconds")
         if self.bcd:
-            return bytes(encode_bcd(numbers[p], 1)[0] for p in self.parts)
+            return bytes(_TO_BCD[numbers[p]] for p in self.parts)
         return bytes(numbers[p] for p in self.parts)
 
     def decode(self, data: bytes) -> Any:
         if self.nullable and not any(data):
             return None
-        values = [decode_bcd(bytes((b,))) for b in data] if self.bcd else list(data)
+        if self.bcd:
+            try:
+                values = [_FROM_BCD[b] for b in data]
+            except KeyError:
+                decode_bcd(data)  # raises, saying what is wrong
+                raise
+        else:
+            values = list(data)
         parts = dict(zip(self.parts, values, strict=True))
         try:
             if self.kind is dt.time:

@@ -26,11 +26,13 @@ from __future__ import annotations
 import dataclasses
 import struct
 import typing
+from io import BytesIO
 from typing import Any, ClassVar, Generic, TypeVar
 
 from construct import (
     Construct,
     ConstructError,
+    Container,
     FormatField,
     Struct,
     Tell,
@@ -83,11 +85,28 @@ def _members(cls: type) -> list[Construct]:
     return members
 
 
-def _compiled(struct_: Construct) -> Construct:
-    try:
-        return struct_.compile()
-    except Exception:  # construct raises assorted errors for what it cannot compile
-        return struct_
+class _Codec:
+    """A struct's compiled parse and build functions, called without construct's per-call
+    set-up (a fresh context; the compiled code only reads it)."""
+
+    def __init__(self, struct_: Construct) -> None:
+        try:
+            compiled = struct_.compile()
+            self._parse, self._build = compiled.parsefunc, compiled.buildfunc
+        except Exception:  # construct raises assorted errors for what it cannot compile
+            self._parse = lambda io, context: struct_._parsereport(io, context, "(parsing)")
+            self._build = lambda obj, io, context: struct_._build(obj, io, context, "(building)")
+        context = Container(_parsing=False, _building=False, _sizing=False)
+        context._params = context
+        self._context = context
+
+    def parse(self, data: bytes) -> Any:
+        return self._parse(BytesIO(data), self._context)
+
+    def build(self, values: dict[str, Any]) -> bytes:
+        stream = BytesIO()
+        self._build(values, stream, self._context)
+        return stream.getvalue()
 
 
 class Message:
@@ -96,7 +115,7 @@ class Message:
     __slots__ = ()
 
     STRICT: ClassVar[bool] = True  # refuse bytes after the fields
-    STRUCT: ClassVar[Construct | None]  # compiled; None when no field is on the wire
+    STRUCT: ClassVar[_Codec | None]  # compiled; None when no field is on the wire
     _LOOSE: ClassVar[Construct]  # interpreted, without the end check: to explain failures
     _NAMES: ClassVar[tuple[str, ...]]
     _WIRES: ClassVar[dict[str, Construct]]
@@ -107,7 +126,7 @@ class Message:
         cls._NAMES = tuple(name for name, _, _ in wire_fields(cls))
         cls._WIRES = {name: con for name, con, _ in wire_fields(cls)}
         end = [Terminated] if cls.STRICT else []
-        cls.STRUCT = _compiled(Struct(*members, *end)) if members else None
+        cls.STRUCT = _Codec(Struct(*members, *end)) if members else None
         cls._LOOSE = Struct(*members, "_end" / Tell)
 
     def encode_fields(self) -> bytes:
@@ -116,7 +135,7 @@ class Message:
             return b""
         values = {name: getattr(self, name) for name in self._NAMES}
         try:
-            return bytes(self.STRUCT.build(values))
+            return self.STRUCT.build(values)
         except _FAILURES as exc:
             raise self._build_error(values, exc) from None
 
