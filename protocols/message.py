@@ -317,14 +317,28 @@ def answer(cls: type[AnswerT]) -> type[AnswerT]:
 
 
 def _answer_type(cls: type) -> type[Answer]:
-    for base in getattr(cls, "__orig_bases__", ()):
-        origin = typing.get_origin(base)
-        if isinstance(origin, type) and issubclass(origin, Request):
-            (arg,) = typing.get_args(base)
-            if not isinstance(arg, type) or not issubclass(arg, Answer):
-                raise TypeError(f"{cls.__name__}: name the answer class itself in Request[...]")
-            return arg
+    for klass in cls.__mro__:
+        for base in klass.__dict__.get("__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Request):
+                (arg,) = typing.get_args(base)
+                if not isinstance(arg, type) or not issubclass(arg, Answer):
+                    raise TypeError(f"{cls.__name__}: name the answer class itself, not {arg!r}")
+                return arg
     raise TypeError(f"{cls.__name__} must derive from Request[AnswerType]")
+
+
+class UnknownCommand(CodecError):
+    """A command code (or ATOL's A4h sub-command) the vendor's catalogue does not know; ``code``
+    is the command code, ``sub`` the sub-command byte when the code is known but it is not."""
+
+    def __init__(self, code: int, sub: int | None = None) -> None:
+        what = f"{code:02X}h" if sub is None else f"{code:02X}h sub-command {sub:02X}h"
+        super().__init__(
+            f"command {what} is not known to this codec; a device refuses it with an error reply"
+        )
+        self.code = code
+        self.sub = sub
 
 
 __all__ = [
@@ -332,6 +346,7 @@ __all__ = [
     "Catalogue",
     "Message",
     "Request",
+    "UnknownCommand",
     "answer",
     "register",
     "wire",

@@ -15,45 +15,19 @@ The reply is ``55 err ext data…`` for most commands, with these exceptions (fa
 Numbers are packed BCD, most significant byte first; money is int kopecks, quantities are
 thousandths.  Texts use ATOL's external code page (`charset`), zero-padded or running to the end.
 
-=======  ========================  =====================================  ===================  =====
-Code     Request                   Parameters after the code              Answer               T5 s
-=======  ========================  =====================================  ===================  =====
-3F       `GetStatus`               --                                     `Status` (44 …)      10
-45       `GetStateCode`            --                                     `StateCode`          10
-A5       `GetDeviceType`           --                                     `DeviceType` (00 …)  10
-56       `EnterMode`               mode, password BCD4                    `Done`               10
-48       `ExitMode`                --                                     `Done`               10
-9A       `OpenShift`               flags, text…                           `Done`               10
-92       `OpenReceipt`             flags, type                            `Done`               10
-E6       `RegisterItem`            flags name[64] price6 qty5 dtype       `Done`               50
-                                   dsign disc6 tax section 0×17
-EA       `BeginItem`               flags, param, reserved                 `Done`               50
-EB       `EndItem`                 flags price7 qty5 amount7 tax          `Done`               50
-                                   taxsum7 section object method
-                                   dsign disc7 0×2 name…
-E8       `WriteTlv`                flags, tlv… (unverified)               `Done`               10
-99       `Payment`                 flags, type, sum5                      `PaymentAnswer`      10
-4A       `CloseReceipt`            flags, type, sum5                      `Done`               20
-59       `CancelReceipt`           --                                     `Done`               10
-49       `CashIn`                  flags, sum5                            `Done`               10
-4F       `CashOut`                 flags, sum5                            `Done`               10
-5A       `ZReport`                 --                                     `Done`               40
-67       `Report`                  type                                   `Done`               10
-4C       `PrintLine`               text…                                  `Done`               10
-75       `Cut`                     0 full / 1 partial                     `Done`               10
-91       `ReadRegister`            register, p1, p2                       `RegisterValue`      45
-91 34    `ReadLastDocument`        (register 34h, 0, 0)                   `LastDocument`       45
-A4 10    `GetFnShift`              --                                     `FnShift`            10
-A4 20    `GetFnOfdStatus`          --                                     `FnOfdStatus`        10
-A4 31    `GetFnSerial`             --                                     `FnSerial`           10
-A4 32    `GetFnValidity`           --                                     `FnValidity`         10
-A4 45    `GetFnDocumentSize`       number (4 bytes, big-endian)           `FnDocumentSize`     10
-A4 46    `GetFnDocumentData`       --                                     `FnDocumentData`     10
-64       `SetDate`                 DD MM YY (BCD)                         `Done`               10
-ED       `SetDateTime`             DD MM YY hh mm ss (BCD)                `Done`               10
-=======  ========================  =====================================  ===================  =====
+The commands, each a class below with its code, fields, answer and T5 timeout (the answer timeout,
+atol4j ``transport/protocol/v2/Timeout.java``, fact sheet §1.2):
 
-T5 is the answer timeout, atol4j ``transport/protocol/v2/Timeout.java`` (fact sheet §1.2).
+* state and identity: 3Fh `GetStatus`, 45h `GetStateCode`, A5h `GetDeviceType`;
+* modes: 56h `EnterMode`, 48h `ExitMode`;
+* receipts: 9Ah `OpenShift`, 92h `OpenReceipt`, E6h `RegisterItem` (FFD 1.0), EAh `BeginItem`,
+  EBh `EndItem`, E8h `WriteTlv` (FFD 1.05+), 99h `Payment`, 4Ah `CloseReceipt`,
+  59h `CancelReceipt`, 49h `CashIn`, 4Fh `CashOut`;
+* reports and printing: 5Ah `ZReport`, 67h `Report`, 4Ch `PrintLine`, 75h `Cut`;
+* registers: 91h `ReadRegister`, 91h 34h `ReadLastDocument`;
+* the FN (A4h): 10h `GetFnShift`, 20h `GetFnOfdStatus`, 31h `GetFnSerial`, 32h `GetFnValidity`,
+  45h `GetFnDocumentSize`, 46h `GetFnDocumentData`;
+* clock: 64h `SetDate`, EDh `SetDateTime`.
 
 Host side: ``block = req.encode()``; ``answer = req.decode_answer(reply)`` (raises
 `AtolDeviceError` for an error reply, `CodecError` for a malformed one).  Device side:
@@ -70,30 +44,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-from .. import message
+from .. import fields, message
 from ..errors import CodecError
-from ..fields import (
-    U8,
-    U16,
-    U16BE,
-    U32,
-    U32BE,
-    Bcd,
-    Bool,
-    Bytes,
-    Stamp,
-    TailBytes,
-    decode_bcd,
-    encode_bcd,
-)
-from ..message import Catalogue, register, wire
+from ..fields import U8, U16, U16BE, U32, U32BE, Bcd, Bool, Bytes, Stamp, TailBytes
+from ..message import AnswerT, Catalogue, RequestClass, answer, register, wire
+from ..message import UnknownCommand as UnknownCommand  # raised here; importers catch it
 from .charset import FixedText, TailText
 from .errors import AtolDeviceError, device_error
-
-AnswerT = TypeVar("AnswerT", bound="Answer")
-RequestClass = TypeVar("RequestClass", bound=type["Request[Any]"])
 
 DEFAULT_TIMEOUT: Final = 10.0
 
@@ -111,9 +70,6 @@ class Answer(message.Answer):
     """Base of typed answers: the data after the reply's header, parsed strictly."""
 
     __slots__ = ()
-
-
-answer = message.answer
 
 
 @answer
@@ -135,7 +91,7 @@ class Request(message.Request[AnswerT]):
     def encode(self) -> bytes:
         """``pwd(2 BCD) code params…``: the block an ``Add`` carries."""
         try:
-            password = encode_bcd(self.password, 2)
+            password = fields.encode_bcd(self.password, 2)
         except CodecError as exc:
             raise CodecError(f"{type(self).__name__}.password: {exc}") from None
         return password + bytes((self.CODE,)) + self.PREFIX + self.encode_fields()
@@ -168,12 +124,12 @@ STATUS_MARK: Final = 0x44  # 'D', first byte of 3Fh's answer
 REPLY_MARK: Final = 0x55  # 'U', first byte of the usual reply
 
 # The bytes before an answer's data, by command code; the default is 55 00 00.
-_HEADERS: Final[dict[int, bytes]] = {
-    0x3F: bytes((STATUS_MARK,)),
+_HEADERS: Final = {
+    0x3F: b"\x44",
     0xA5: b"\x00",
-    0x45: bytes((REPLY_MARK,)),
-    0x91: bytes((REPLY_MARK, 0)),
-    0xA4: bytes((REPLY_MARK, 0)),
+    0x45: b"\x55",
+    0x91: b"\x55\x00",
+    0xA4: b"\x55\x00",
 }
 _DEFAULT_HEADER: Final = bytes((REPLY_MARK, 0, 0))
 
@@ -191,12 +147,10 @@ def reply_is_error(code: int, reply: bytes) -> bool:
     Others: ``55`` and a non-zero error byte.
     """
     reply = bytes(reply)
-    if not reply:
+    if not reply or code == 0x45:
         return False
     if code == 0xA5:
         return reply[0] != 0
-    if code == 0x45:
-        return False
     return reply[0] == REPLY_MARK and len(reply) >= 2 and reply[1] != 0
 
 
@@ -209,9 +163,7 @@ def decode_error(code: int, reply: bytes) -> AtolDeviceError:
             raise CodecError(f"A5h's error reply is one non-zero byte, got {reply.hex(' ')}")
         return device_error(code, reply[0])
     if len(reply) not in (2, 3) or reply[0] != REPLY_MARK or reply[1] == 0:
-        raise CodecError(
-            f"an error reply is 55 err [ext] with a non-zero err, got {reply.hex(' ') or 'nothing'}"
-        )
+        raise CodecError(f"an error reply is 55 err [ext], err not 0; got {reply.hex(' ') or '-'}")
     return device_error(code, reply[1], reply[2] if len(reply) == 3 else 0)
 
 
@@ -251,19 +203,6 @@ def encode_error(code: int, error: int, ext: int = 0) -> bytes:
     return bytes((REPLY_MARK, error, ext))
 
 
-class UnknownCommand(CodecError):
-    """A command code (or A4h sub-command) this codec does not know; ``code`` is the command
-    code, ``sub`` the sub-command byte when the code is known but the sub-command is not."""
-
-    def __init__(self, code: int, sub: int | None = None) -> None:
-        what = f"{code:02X}h" if sub is None else f"{code:02X}h sub-command {sub:02X}h"
-        super().__init__(
-            f"command {what} is not known to this codec; a device refuses it with an error reply"
-        )
-        self.code = code
-        self.sub = sub
-
-
 def decode_request(command: bytes) -> Request[Any]:
     """Device side: ``pwd(2) code params…`` as its typed request.
 
@@ -272,11 +211,9 @@ def decode_request(command: bytes) -> Request[Any]:
     """
     command = bytes(command)
     if len(command) < 3:
-        raise CodecError(
-            f"a command is at least pwd(2) and a code, got {command.hex(' ') or 'nothing'}"
-        )
+        raise CodecError(f"a command is pwd(2), a code and more; got {command.hex(' ') or '-'}")
     try:
-        password = decode_bcd(command[:2])
+        password = fields.decode_bcd(command[:2])
     except CodecError as exc:
         raise CodecError(f"password: {exc}") from None
     code, params = command[2], command[3:]

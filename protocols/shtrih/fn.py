@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..fields import U8, U16, U32, Raw
-from ..message import wire
+from ..message import RequestClass, wire
 from .classic import Empty
 from .fields import (
     Bool,
@@ -36,7 +36,7 @@ from .fields import (
     Trailing,
     Tuple,
 )
-from .message import Answer, Request, RequestT, answer, request
+from .message import Answer, Request, answer, request
 from .modes import FiscalDocumentType, OperationType, TaxRate, TaxSystem
 
 _FN = 30.0  # OPOS waits 30 s for every FF command
@@ -44,7 +44,7 @@ _FN = 30.0  # OPOS waits 30 s for every FF command
 
 def _fn_request(
     code: int, *, repeatable: bool = True, timeout: float = _FN
-) -> Callable[[RequestT], RequestT]:
+) -> Callable[[RequestClass], RequestClass]:
     return request(code, timeout=timeout, repeatable=repeatable)
 
 

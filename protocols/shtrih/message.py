@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import message
 from ..errors import CodecError, FrameError
-from ..message import Catalogue, register
+from ..message import AnswerT, Catalogue, RequestClass, UnknownCommand, answer, register
 from .errors import ShtrihDeviceError, device_error
 from .frame import code_bytes, command_code
-
-AnswerT = TypeVar("AnswerT", bound="Answer")
-RequestT = TypeVar("RequestT", bound=type["Request[Any]"])
 
 _CATALOGUE = Catalogue()
 
@@ -67,7 +64,7 @@ class Request(message.Request[AnswerT]):
 
 def request(
     code: int, *, timeout: float, repeatable: bool = True
-) -> Callable[[RequestT], RequestT]:
+) -> Callable[[RequestClass], RequestClass]:
     """Register a request dataclass under ``code``.
 
     ``timeout`` is the answer timeout in seconds (fact sheet §1.6: the official drivers' values).
@@ -75,13 +72,10 @@ def request(
     never send them again without first learning whether the first one was executed.
     """
 
-    def decorate(cls: RequestT) -> RequestT:
+    def decorate(cls: RequestClass) -> RequestClass:
         return register(_CATALOGUE, cls, code, timeout=timeout, repeatable=repeatable)
 
     return decorate
-
-
-answer = message.answer
 
 
 # -- payload-level helpers ------------------------------------------------------------------------
@@ -106,12 +100,6 @@ def decode_request(payload: bytes) -> Request[Any]:
     if cls is None:
         raise UnknownCommand(code)
     return cls.decode_params(payload[len(code_bytes(code)) :])
-
-
-class UnknownCommand(CodecError):
-    def __init__(self, code: int) -> None:
-        super().__init__(f"command {code:#04x} is not known to this codec")
-        self.code = code
 
 
 def split_answer(code: int, payload: bytes) -> bytes:
