@@ -63,8 +63,11 @@ class Fixed(Construct):  # type: ignore[misc]
     def encode(self, value: Any) -> bytes:
         raise NotImplementedError
 
+    def _read(self, stream: Any, path: str) -> bytes:
+        return stream_read(stream, self.size, path)
+
     def _parse(self, stream: Any, context: Any, path: str) -> Any:
-        data = stream_read(stream, self.size, path)
+        data = self._read(stream, path)
         try:
             return self.decode(data)
         except _FAILURES as exc:
@@ -75,7 +78,7 @@ class Fixed(Construct):  # type: ignore[misc]
             data = self.encode(obj)
         except _FAILURES as exc:
             raise ValidationError(str(exc), path=path) from None
-        stream_write(stream, data, self.size, path)
+        stream_write(stream, data, len(data), path)
         return obj
 
     def _sizeof(self, context: Any, path: str) -> int:
@@ -96,20 +99,8 @@ class Tail(Fixed):
     def __init__(self) -> None:
         super().__init__(0)
 
-    def _parse(self, stream: Any, context: Any, path: str) -> Any:
-        data = stream_read_entire(stream, path)
-        try:
-            return self.decode(data)
-        except _FAILURES as exc:
-            raise ValidationError(str(exc), path=path) from None
-
-    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
-        try:
-            data = self.encode(obj)
-        except _FAILURES as exc:
-            raise ValidationError(str(exc), path=path) from None
-        stream_write(stream, data, len(data), path)
-        return obj
+    def _read(self, stream: Any, path: str) -> bytes:
+        return stream_read_entire(stream, path)
 
     def _sizeof(self, context: Any, path: str) -> int:
         raise SizeofError("a field running to the end has no fixed size", path=path)
