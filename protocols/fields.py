@@ -254,14 +254,20 @@ class Codepage:
         return data.decode(self.name, errors="replace")
 
 
+Nul = Literal["end", "pad", "blank"]
+
+
 class _Text:
     """What fixed and tail texts share: the code page, and what a 00 byte means when read --
-    ``nul="end"``: the first 00 ends the text; ``nul="pad"``: trailing 00s are padding."""
+    ``nul="end"``: the first 00 ends the text; ``nul="pad"``: trailing 00s are padding;
+    ``nul="blank"``: spaces around the text are padding (the FN's INN and RNM)."""
 
     codepage: Codepage
-    nul: Literal["end", "pad"]
+    nul: Nul
 
     def _text_of(self, data: bytes) -> str:
+        if self.nul == "blank":
+            return self.codepage.decode(data).strip()
         body = data.split(b"\x00", 1)[0] if self.nul == "end" else data.rstrip(b"\x00")
         return self.codepage.decode(body)
 
@@ -276,7 +282,7 @@ class _Text:
 class FixedText(_Text, Fixed):
     """Text in exactly ``size`` bytes, padded with 00."""
 
-    def __init__(self, size: int, codepage: Codepage, nul: Literal["end", "pad"]) -> None:
+    def __init__(self, size: int, codepage: Codepage, nul: Nul) -> None:
         super().__init__(size)
         self.codepage = codepage
         self.nul = nul
@@ -296,9 +302,7 @@ class FixedText(_Text, Fixed):
 class TailText(_Text, Tail):
     """Text running to the end of the message, at most ``max_size`` bytes (None: no limit)."""
 
-    def __init__(
-        self, max_size: int | None, codepage: Codepage, nul: Literal["end", "pad"]
-    ) -> None:
+    def __init__(self, max_size: int | None, codepage: Codepage, nul: Nul) -> None:
         super().__init__()
         self.max_size = max_size
         self.codepage = codepage

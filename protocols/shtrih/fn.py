@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from .. import fields
+from ..errors import CodecError
 from ..fields import U8, U16, U32, Raw
 from ..message import RequestClass, wire
 from .classic import Empty
@@ -120,30 +122,37 @@ class CancelFnDocument(Request[Empty]):
 # -- archive --------------------------------------------------------------------------------------
 
 
+_ASCII = fields.Codepage("ascii")
+
+
+@answer
 @dataclass(frozen=True, slots=True)
-class RegistrationDetails:
-    inn: str
-    rnm: str
-    tax_systems: TaxSystem
-    work_mode: int
-    extra: bytes  # FFD 1.1+: extended flags, OFD INN, reason codes
+class RegistrationDetails(Answer):
+    inn: str = wire(fields.FixedText(12, _ASCII, nul="blank"))
+    rnm: str = wire(fields.FixedText(20, _ASCII, nul="blank"))
+    tax_systems: TaxSystem = wire(EnumField(TaxSystem))
+    work_mode: int = wire(U8)
+    extra: bytes = wire(Raw)  # FFD 1.1+: extended flags, OFD INN, reason codes
 
 
+@answer
 @dataclass(frozen=True, slots=True)
-class ShiftDetails:
-    shift_number: int
+class ShiftDetails(Answer):
+    shift_number: int = wire(U16)
 
 
+@answer
 @dataclass(frozen=True, slots=True)
-class ReceiptDetails:
-    operation: OperationType
-    total: int
+class ReceiptDetails(Answer):
+    operation: OperationType = wire(EnumField(OperationType))
+    total: int = wire(Money5)
 
 
+@answer
 @dataclass(frozen=True, slots=True)
-class StateReportDetails:
-    unconfirmed_count: int
-    first_unconfirmed_date: dt.date | None
+class StateReportDetails(Answer):
+    unconfirmed_count: int = wire(U32)
+    first_unconfirmed_date: dt.date | None = wire(DateYMD())
 
 
 DocumentDetails = RegistrationDetails | ShiftDetails | ReceiptDetails | StateReportDetails
@@ -162,42 +171,26 @@ class FoundDocument(Answer):
     data: bytes = wire(Raw)  # type-specific, see `details`
 
     def details(self) -> DocumentDetails | None:
-        """Decode ``data`` for the common document types; None for the others."""
-        data = self.data
-        kind = self.document_type
-        if (
-            kind in (FiscalDocumentType.REGISTRATION, FiscalDocumentType.REREGISTRATION)
-            and len(data) >= 34
-        ):
-            return RegistrationDetails(
-                inn=data[:12].decode("ascii", "replace").strip(),
-                rnm=data[12:32].decode("ascii", "replace").strip(),
-                tax_systems=TaxSystem(data[32]),
-                work_mode=data[33],
-                extra=data[34:],
-            )
-        if (
-            kind in (FiscalDocumentType.SHIFT_OPEN, FiscalDocumentType.SHIFT_CLOSE)
-            and len(data) >= 2
-        ):
-            return ShiftDetails(int.from_bytes(data[:2], "little"))
-        if (
-            kind
-            in (
-                FiscalDocumentType.RECEIPT,
-                FiscalDocumentType.BSO,
-                FiscalDocumentType.CORRECTION_RECEIPT,
-                FiscalDocumentType.CORRECTION_BSO,
-            )
-            and len(data) >= 6
-            and data[0] in OperationType._value2member_map_
-        ):
-            return ReceiptDetails(OperationType(data[0]), int.from_bytes(data[1:6], "little"))
-        if kind == FiscalDocumentType.STATE_REPORT and len(data) >= 7:
-            return StateReportDetails(
-                int.from_bytes(data[:4], "little"), DateYMD().parse(data[4:7])
-            )
-        return None
+        """Decode ``data`` for the common document types; None for the others (or when the
+        data is too short for its type)."""
+        kind = _DETAILS.get(self.document_type)
+        try:
+            return None if kind is None else kind.decode_data(self.data)
+        except CodecError:
+            return None
+
+
+_DETAILS: dict[int, type[DocumentDetails]] = {
+    FiscalDocumentType.REGISTRATION: RegistrationDetails,
+    FiscalDocumentType.REREGISTRATION: RegistrationDetails,
+    FiscalDocumentType.SHIFT_OPEN: ShiftDetails,
+    FiscalDocumentType.SHIFT_CLOSE: ShiftDetails,
+    FiscalDocumentType.RECEIPT: ReceiptDetails,
+    FiscalDocumentType.BSO: ReceiptDetails,
+    FiscalDocumentType.CORRECTION_RECEIPT: ReceiptDetails,
+    FiscalDocumentType.CORRECTION_BSO: ReceiptDetails,
+    FiscalDocumentType.STATE_REPORT: StateReportDetails,
+}
 
 
 @_fn_request(0xFF0A)

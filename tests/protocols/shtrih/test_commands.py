@@ -353,12 +353,12 @@ def test_cut_short_money_and_flags_are_refused() -> None:
     # word, so 50h with a 4-byte amount decoded as a smaller sum and an FF04 answer without its
     # last byte read "production" as True.
     payload = classic.CashIn(password=30, amount=0x0102030405).encode()
-    with pytest.raises(CodecError, match="CashIn.amount"):
+    with pytest.raises(CodecError, match=r"CashIn\.amount"):
         decode_request(payload[:-1])
-    with pytest.raises(CodecError, match="FnVersion.production"):
+    with pytest.raises(CodecError, match=r"FnVersion\.production"):
         fn.GetFnVersion(password=30).decode_answer(b"\xff\x04\x00" + b"1234567890123456")
 
 
 def test_bad_values_name_the_field() -> None:
-    with pytest.raises(CodecError, match=r"ReadTable.table = 256: 256 does not fit 1 byte"):
+    with pytest.raises(CodecError, match=r"ReadTable\.table = 256: 256 does not fit 1 byte"):
         classic.ReadTable(password=30, table=256, row=1, field=1).encode()
