@@ -258,66 +258,52 @@ Nul = Literal["end", "pad", "blank"]
 
 
 class _Text:
-    """What fixed and tail texts share: the code page, and what a 00 byte means when read --
-    ``nul="end"``: the first 00 ends the text; ``nul="pad"``: trailing 00s are padding;
-    ``nul="blank"``: spaces around the text are padding (the FN's INN and RNM)."""
+    """What fixed and tail texts share: the code page, at most ``limit`` bytes, and what a 00
+    byte means when read -- ``nul="end"``: the first 00 ends the text; ``nul="pad"``: trailing
+    00s are padding; ``nul="blank"``: spaces around the text are padding (the FN's INN, RNM)."""
 
-    codepage: Codepage
-    nul: Nul
+    size: int
+    limit: int | None
 
-    def _text_of(self, data: bytes) -> str:
+    def _setup(self, codepage: Codepage, nul: Nul, limit: int | None) -> None:
+        self.codepage = codepage
+        self.nul = nul
+        self.limit = limit
+
+    def decode(self, data: bytes) -> str:
         if self.nul == "blank":
             return self.codepage.decode(data).strip()
         body = data.split(b"\x00", 1)[0] if self.nul == "end" else data.rstrip(b"\x00")
         return self.codepage.decode(body)
 
-    def _bytes_of(self, value: Any) -> bytes:
+    def encode(self, value: Any) -> bytes:
         if not isinstance(value, str):
             raise TypeError(f"must be a str, got {value!r}")
         if "\x00" in value:
             raise ValueError("text must not contain NUL (it ends a string on the wire)")
-        return self.codepage.encode(value)
+        data = self.codepage.encode(value)
+        if self.limit is not None and len(data) > self.limit:
+            raise ValueError(
+                f"text of {len(data)} bytes is over the {self.limit} it holds; shorten it"
+            )
+        return data.ljust(self.size, b"\x00")
 
 
 class FixedText(_Text, Fixed):
     """Text in exactly ``size`` bytes, padded with 00."""
 
     def __init__(self, size: int, codepage: Codepage, nul: Nul) -> None:
-        super().__init__(size)
-        self.codepage = codepage
-        self.nul = nul
-
-    def decode(self, data: bytes) -> str:
-        return self._text_of(data)
-
-    def encode(self, value: Any) -> bytes:
-        data = self._bytes_of(value)
-        if len(data) > self.size:
-            raise ValueError(
-                f"text of {len(data)} bytes does not fit the {self.size}-byte field; shorten it"
-            )
-        return data.ljust(self.size, b"\x00")
+        Fixed.__init__(self, size)
+        self._setup(codepage, nul, size)
 
 
 class TailText(_Text, Tail):
     """Text running to the end of the message, at most ``max_size`` bytes (None: no limit)."""
 
     def __init__(self, max_size: int | None, codepage: Codepage, nul: Nul) -> None:
-        super().__init__()
+        Tail.__init__(self)
+        self._setup(codepage, nul, max_size)
         self.max_size = max_size
-        self.codepage = codepage
-        self.nul = nul
-
-    def decode(self, data: bytes) -> str:
-        return self._text_of(data)
-
-    def encode(self, value: Any) -> bytes:
-        data = self._bytes_of(value)
-        if self.max_size is not None and len(data) > self.max_size:
-            raise ValueError(
-                f"text of {len(data)} bytes is longer than the {self.max_size} allowed; shorten it"
-            )
-        return data
 
 
 class TailBytes(Tail):
