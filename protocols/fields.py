@@ -13,6 +13,7 @@ fails on short data, and the engine swaps construct's ``Flag`` for `Bool`.
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -64,7 +65,7 @@ class Fixed(Construct):  # type: ignore[misc]
         raise NotImplementedError
 
     def _read(self, stream: Any, path: str) -> bytes:
-        return stream_read(stream, self.size, path)
+        return typing.cast(bytes, stream_read(stream, self.size, path))
 
     def _parse(self, stream: Any, context: Any, path: str) -> Any:
         data = self._read(stream, path)
@@ -100,7 +101,7 @@ class Tail(Fixed):
         super().__init__(0)
 
     def _read(self, stream: Any, path: str) -> bytes:
-        return stream_read_entire(stream, path)
+        return typing.cast(bytes, stream_read_entire(stream, path))
 
     def _sizeof(self, context: Any, path: str) -> int:
         raise SizeofError("a field running to the end has no fixed size", path=path)
@@ -351,6 +352,7 @@ class Stamp(Fixed):
             return bytes(self.size)
         if not isinstance(value, self.kind):
             raise TypeError(f"must be a {self.kind.__name__}, got {value!r}")
+        value = typing.cast(Any, value)
         numbers: dict[str, int] = {}
         if self.kind is not dt.time:
             if not 2000 <= value.year <= 2099:

@@ -262,13 +262,16 @@ class Request(Message, Generic[AnswerT]):
 RequestClass = TypeVar("RequestClass", bound=type[Request[Any]])
 
 
-class Catalogue:
+RequestT = TypeVar("RequestT", bound=Request[Any])
+
+
+class Catalogue(Generic[RequestT]):
     """One vendor's request classes by code and prefix: what a device can decode."""
 
     def __init__(self) -> None:
-        self._by_code: dict[int, list[type[Request[Any]]]] = {}
+        self._by_code: dict[int, list[type[RequestT]]] = {}
 
-    def add(self, cls: type[Request[Any]]) -> None:
+    def add(self, cls: type[RequestT]) -> None:
         siblings = self._by_code.setdefault(cls.CODE, [])
         if any(other.PREFIX == cls.PREFIX for other in siblings):
             raise RuntimeError(f"command {cls.CODE:02X}h {cls.PREFIX.hex()} registered twice")
@@ -279,19 +282,19 @@ class Catalogue:
     def knows(self, code: int) -> bool:
         return code in self._by_code
 
-    def find(self, code: int, params: bytes) -> type[Request[Any]] | None:
+    def find(self, code: int, params: bytes) -> type[RequestT] | None:
         """The class of ``code`` whose prefix starts ``params``."""
         for cls in self._by_code.get(code, ()):
             if params.startswith(cls.PREFIX):
                 return cls
         return None
 
-    def classes(self) -> list[type[Request[Any]]]:
+    def classes(self) -> list[type[RequestT]]:
         return [cls for group in self._by_code.values() for cls in group]
 
 
 def register(
-    catalogue: Catalogue,
+    catalogue: Catalogue[Any],
     cls: RequestClass,
     code: int,
     *,

@@ -63,7 +63,7 @@ _BCD_DMY = Stamp("dmY", bcd=True)
 _BCD_DMYHMS = Stamp("dmYHMS", bcd=True)
 _FN_YMDHM = Stamp("YmdHM", nullable=True)
 _FN_YMD = Stamp("Ymd", nullable=True)
-_CATALOGUE = Catalogue()
+_CATALOGUE: Catalogue[Request[Any]] = Catalogue()
 
 
 class Answer(message.Answer):

@@ -32,7 +32,7 @@ from ..message import AnswerT, Catalogue, RequestClass, UnknownCommand, answer, 
 from .errors import ShtrihDeviceError, device_error
 from .frame import code_bytes, command_code
 
-_CATALOGUE = Catalogue()
+_CATALOGUE: Catalogue[Request[Any]] = Catalogue()
 
 
 class Answer(message.Answer):
