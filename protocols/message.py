@@ -213,6 +213,7 @@ def _int_message(con: Construct, value: Any, message: str) -> str:
 
 
 AnswerT = TypeVar("AnswerT", bound="Answer")
+ClassT = TypeVar("ClassT", bound=type)
 
 
 class Answer(Message):
@@ -293,6 +294,11 @@ class Catalogue(Generic[RequestT]):
         return [cls for group in self._by_code.values() for cls in group]
 
 
+def frozen(cls: ClassT) -> ClassT:
+    """Make ``cls`` a frozen dataclass with slots (what every message is)."""
+    return typing.cast(ClassT, dataclasses.dataclass(frozen=True, slots=True)(cls))
+
+
 def register(
     catalogue: Catalogue[Any],
     cls: RequestClass,
@@ -302,7 +308,9 @@ def register(
     timeout: float,
     repeatable: bool,
 ) -> RequestClass:
-    """Fill in a request class's attributes, build its struct and add it to ``catalogue``."""
+    """Make ``cls`` a frozen dataclass, fill in its attributes, build its struct and add it to
+    ``catalogue`` (the vendors' decorators call this)."""
+    cls = frozen(cls)
     cls.CODE = code
     cls.PREFIX = prefix
     cls.ANSWER = _answer_type(cls)
@@ -313,8 +321,10 @@ def register(
     return cls
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(wire, dataclasses.field))
 def answer(cls: type[AnswerT]) -> type[AnswerT]:
-    """Build the struct of an answer dataclass."""
+    """Make ``cls`` a frozen dataclass and build its struct."""
+    cls = frozen(cls)
     cls._prepare()
     return cls
 
@@ -351,6 +361,7 @@ __all__ = [
     "Request",
     "UnknownCommand",
     "answer",
+    "frozen",
     "register",
     "wire",
     "wire_fields",

@@ -41,7 +41,9 @@ layout no public source confirms.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -73,7 +75,6 @@ class Answer(message.Answer):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class Done(Answer):
     """The generic success answer, ``55 00 00``."""
 
@@ -101,6 +102,7 @@ class Request(message.Request[AnswerT]):
         return split_reply(cls.CODE, reply)
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(wire, dataclasses.field))
 def command(
     code: int, *, prefix: bytes = b"", repeatable: bool = False, timeout: float = DEFAULT_TIMEOUT
 ) -> Callable[[RequestClass], RequestClass]:
@@ -234,7 +236,6 @@ def request_types() -> dict[tuple[int, bytes], type[Request[Any]]]:
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class Status(Answer):
     """3Fh's answer after ``44`` (29 bytes; fact sheet §2.4, atol4j, MultiMag, Zzzzipper agree).
 
@@ -245,7 +246,7 @@ class Status(Answer):
 
     cashier: int = wire(Bcd(1))
     hall_number: int = wire(U8)
-    when: dt.datetime | None = wire(_BCD_YMDHMS)  # noqa: RUF009
+    when: dt.datetime | None = wire(_BCD_YMDHMS)
     flags: int = wire(U8)
     serial: int = wire(Bcd(4))
     model: int = wire(U8)
@@ -260,13 +261,11 @@ class Status(Answer):
 
 
 @command(0x3F, repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetStatus(Request[Status]):
     """3Fh: the register's state (mode, shift, receipt, clock)."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class StateCode(Answer):
     """45h's answer after ``55``: the mode byte and the printer's `StateFlags`."""
 
@@ -275,13 +274,11 @@ class StateCode(Answer):
 
 
 @command(0x45, repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetStateCode(Request[StateCode]):
     """45h: mode and printer state."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class DeviceType(Answer):
     """A5h's answer after the ``00`` error byte (Zzzzipper ``DeviceInfoResponse``, atol4j).
 
@@ -299,7 +296,6 @@ class DeviceType(Answer):
 
 
 @command(0xA5, repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetDeviceType(Request[DeviceType]):
     """A5h: protocol, type, model, firmware and name."""
 
@@ -308,7 +304,6 @@ class GetDeviceType(Request[DeviceType]):
 
 
 @command(0x56)
-@dataclass(frozen=True, slots=True)
 class EnterMode(Request[Done]):
     """56h: enter ``mode`` (`Mode`) with its password (4 bytes BCD, right-aligned: 30 is
     ``00 00 00 30``)."""
@@ -318,7 +313,6 @@ class EnterMode(Request[Done]):
 
 
 @command(0x48)
-@dataclass(frozen=True, slots=True)
 class ExitMode(Request[Done]):
     """48h: leave the current mode (twice from a sub-mode)."""
 
@@ -327,7 +321,6 @@ class ExitMode(Request[Done]):
 
 
 @command(0x9A)
-@dataclass(frozen=True, slots=True)
 class OpenShift(Request[Done]):
     """9Ah: open a shift; ``flags`` bit 0 test mode; ``text`` optional (atol4j sends none,
     MultiMag one zero byte, which reads back as "")."""
@@ -337,7 +330,6 @@ class OpenShift(Request[Done]):
 
 
 @command(0x92)
-@dataclass(frozen=True, slots=True)
 class OpenReceipt(Request[Done]):
     """92h: open a receipt of `ReceiptType` ``receipt_type``.
 
@@ -350,7 +342,6 @@ class OpenReceipt(Request[Done]):
 
 
 @command(0xE6, timeout=50.0)
-@dataclass(frozen=True, slots=True)
 class RegisterItem(Request[Done]):
     """E6h: register an item, FFD 1.0 style (104-byte command; atol4j, MultiMag, Zzzzipper).
 
@@ -372,7 +363,6 @@ class RegisterItem(Request[Done]):
 
 
 @command(0xEA, timeout=50.0)
-@dataclass(frozen=True, slots=True)
 class BeginItem(Request[Done]):
     """EAh: begin an item, FFD 1.05+ (Zzzzipper ``FN105CheckAddStartRequest``; it sends param 1).
 
@@ -385,7 +375,6 @@ class BeginItem(Request[Done]):
 
 
 @command(0xEB, timeout=50.0)
-@dataclass(frozen=True, slots=True)
 class EndItem(Request[Done]):
     """EBh: end the item (Zzzzipper ``FN105CheckAddEndRequest``, the only public source).
 
@@ -409,7 +398,6 @@ class EndItem(Request[Done]):
 
 
 @command(0xE8)
-@dataclass(frozen=True, slots=True)
 class WriteTlv(Request[Done]):
     """E8h: write a fiscal tag.
 
@@ -422,7 +410,6 @@ class WriteTlv(Request[Done]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class PaymentAnswer(Answer):
     """99h's answer after ``55 00 00``: what is left to pay and the change, kopecks BCD5.
 
@@ -435,7 +422,6 @@ class PaymentAnswer(Answer):
 
 
 @command(0x99)
-@dataclass(frozen=True, slots=True)
 class Payment(Request[PaymentAnswer]):
     """99h: a payment of `PaymentType` ``payment_type`` (kopecks BCD5; atol4j)."""
 
@@ -445,7 +431,6 @@ class Payment(Request[PaymentAnswer]):
 
 
 @command(0x4A, timeout=20.0)
-@dataclass(frozen=True, slots=True)
 class CloseReceipt(Request[Done]):
     """4Ah: close the receipt, paying ``amount`` (0 = exactly the total) of ``payment_type``.
 
@@ -458,13 +443,11 @@ class CloseReceipt(Request[Done]):
 
 
 @command(0x59)
-@dataclass(frozen=True, slots=True)
 class CancelReceipt(Request[Done]):
     """59h: cancel (annul) the open receipt."""
 
 
 @command(0x49)
-@dataclass(frozen=True, slots=True)
 class CashIn(Request[Done]):
     """49h: cash in, kopecks BCD5; ``flags`` bit 0 test mode."""
 
@@ -473,7 +456,6 @@ class CashIn(Request[Done]):
 
 
 @command(0x4F)
-@dataclass(frozen=True, slots=True)
 class CashOut(Request[Done]):
     """4Fh: cash out, kopecks BCD5; ``flags`` bit 0 test mode."""
 
@@ -485,13 +467,11 @@ class CashOut(Request[Done]):
 
 
 @command(0x5A, timeout=40.0)
-@dataclass(frozen=True, slots=True)
 class ZReport(Request[Done]):
     """5Ah: the Z report, closing the shift (mode 3)."""
 
 
 @command(0x67)
-@dataclass(frozen=True, slots=True)
 class Report(Request[Done]):
     """67h: a report without closing the shift (mode 2): 1 X, 2 sections, 3 cashiers, 5 hourly,
     7 counts, 8 service, 9 fiscal, 10h/13h/14h/15h goods."""
@@ -500,7 +480,6 @@ class Report(Request[Done]):
 
 
 @command(0x4C)
-@dataclass(frozen=True, slots=True)
 class PrintLine(Request[Done]):
     """4Ch: print a line of text."""
 
@@ -508,7 +487,6 @@ class PrintLine(Request[Done]):
 
 
 @command(0x75)
-@dataclass(frozen=True, slots=True)
 class Cut(Request[Done]):
     """75h: cut the paper, ``00`` full or ``01`` partial (atol4j ``CutCommand``)."""
 
@@ -519,7 +497,6 @@ class Cut(Request[Done]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class RegisterValue(Answer):
     """91h's answer after ``55 00``: the register's bytes as sent."""
 
@@ -527,7 +504,6 @@ class RegisterValue(Answer):
 
 
 @command(0x91, repeatable=True, timeout=45.0)
-@dataclass(frozen=True, slots=True)
 class ReadRegister(Request[RegisterValue]):
     """91h: read a register (atol4j ``RegisterValueRequest``).  Register 34h with zero
     parameters decodes as `ReadLastDocument` on the device side."""
@@ -541,7 +517,6 @@ LAST_DOCUMENT_REGISTER: Final = 0x34
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class LastDocument(Answer):
     """Register 34h after ``55 00`` (Zzzzipper ``RegisterReadResponse``, the only source).
 
@@ -552,12 +527,11 @@ class LastDocument(Answer):
     number: int = wire(Bcd(5))
     document_type: int = wire(U8)
     total: int = wire(Bcd(7))
-    when: dt.datetime | None = wire(_BCD_DMYHM)  # noqa: RUF009
+    when: dt.datetime | None = wire(_BCD_DMYHM)
     fiscal_sign: int = wire(Bcd(5), reserved_after=3)
 
 
 @command(0x91, prefix=bytes((LAST_DOCUMENT_REGISTER, 0, 0)), repeatable=True, timeout=45.0)
-@dataclass(frozen=True, slots=True)
 class ReadLastDocument(Request[LastDocument]):
     """91h register 34h: the last fiscal document (number, type, total, time, fiscal sign)."""
 
@@ -570,7 +544,6 @@ class ReadLastDocument(Request[LastDocument]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnShift(Answer):
     """A4h 10h: shift state (atol4j ``ShiftStateRequest``).
 
@@ -584,13 +557,11 @@ class FnShift(Answer):
 
 
 @command(0xA4, prefix=b"\x10", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnShift(Request[FnShift]):
     """A4h 10h: is a shift open, its number, receipts in it."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnOfdStatus(Answer):
     """A4h 20h: exchange with the OFD (atol4j ``FiscalDataExchangeStateRequest``).
 
@@ -603,17 +574,15 @@ class FnOfdStatus(Answer):
     reading: bool = wire(Bool())
     unsent: int = wire(U16)
     first_unsent: int = wire(U32)
-    first_unsent_when: dt.datetime | None = wire(_FN_YMDHM)  # noqa: RUF009
+    first_unsent_when: dt.datetime | None = wire(_FN_YMDHM)
 
 
 @command(0xA4, prefix=b"\x20", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnOfdStatus(Request[FnOfdStatus]):
     """A4h 20h: the OFD exchange state and the oldest unsent document."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnSerial(Answer):
     """A4h 31h: the FN's serial number as text (atol4j ``FiscalMemoryNumberRequest``)."""
 
@@ -621,30 +590,26 @@ class FnSerial(Answer):
 
 
 @command(0xA4, prefix=b"\x31", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnSerial(Request[FnSerial]):
     """A4h 31h: the FN's serial number."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnValidity(Answer):
     """A4h 32h: FN expiry YY MM DD binary, registrations left and done (atol4j
     ``FiscalMemoryExpirationRequest``)."""
 
-    expires: dt.date | None = wire(_FN_YMD)  # noqa: RUF009
+    expires: dt.date | None = wire(_FN_YMD)
     registrations_left: int = wire(U8)
     registrations_done: int = wire(U8)
 
 
 @command(0xA4, prefix=b"\x32", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnValidity(Request[FnValidity]):
     """A4h 32h: FN validity and registrations."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnDocumentSize(Answer):
     """A4h 45h: the document's type and its TLV size, 2 bytes big-endian each (Zzzzipper
     ``FSDocSizeResponse``)."""
@@ -654,7 +619,6 @@ class FnDocumentSize(Answer):
 
 
 @command(0xA4, prefix=b"\x45", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnDocumentSize(Request[FnDocumentSize]):
     """A4h 45h: select document ``number`` (4 bytes big-endian, Zzzzipper ``FSDocSizeRequest``)
     for reading with `GetFnDocumentData`."""
@@ -663,7 +627,6 @@ class GetFnDocumentSize(Request[FnDocumentSize]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnDocumentData(Answer):
     """A4h 46h: the next block of the selected document's TLV."""
 
@@ -671,7 +634,6 @@ class FnDocumentData(Answer):
 
 
 @command(0xA4, prefix=b"\x46")
-@dataclass(frozen=True, slots=True)
 class GetFnDocumentData(Request[FnDocumentData]):
     """A4h 46h: the next block of the document selected by 45h.
 
@@ -684,16 +646,14 @@ class GetFnDocumentData(Request[FnDocumentData]):
 
 
 @command(0x64)
-@dataclass(frozen=True, slots=True)
 class SetDate(Request[Done]):
     """64h: set the date, DD MM YY BCD (atol4j ``SetDateCommand``)."""
 
-    date: dt.date = wire(_BCD_DMY)  # noqa: RUF009
+    date: dt.date = wire(_BCD_DMY)
 
 
 @command(0xED)
-@dataclass(frozen=True, slots=True)
 class SetDateTime(Request[Done]):
     """EDh: set date and time, DD MM YY hh mm ss BCD (atol4j ``SetDateTimeCommand``)."""
 
-    when: dt.datetime = wire(_BCD_DMYHMS)  # noqa: RUF009
+    when: dt.datetime = wire(_BCD_DMYHMS)

@@ -15,9 +15,10 @@ afilippov1985/kkt-shtrih (fact sheet §2.4).  Readings chosen where sources diff
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 
 from .. import fields
@@ -44,6 +45,7 @@ from .modes import FiscalDocumentType, OperationType, TaxRate, TaxSystem
 _FN = 30.0  # OPOS waits 30 s for every FF command
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(wire, dataclasses.field))
 def _fn_request(
     code: int, *, repeatable: bool = True, timeout: float = _FN
 ) -> Callable[[RequestClass], RequestClass]:
@@ -54,7 +56,6 @@ def _fn_request(
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnStatus(Answer):
     """FF01 answer.  ``phase`` is `FnPhase` bits, ``current_document`` a `FnDocument` code."""
 
@@ -69,25 +70,21 @@ class FnStatus(Answer):
 
 
 @_fn_request(0xFF01)
-@dataclass(frozen=True, slots=True)
 class GetFnStatus(Request[FnStatus]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnSerial(Answer):
     serial: str = wire(FixedText(16, "ascii"))
 
 
 @_fn_request(0xFF02)
-@dataclass(frozen=True, slots=True)
 class GetFnSerial(Request[FnSerial]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnExpiry(Answer):
     expires: dt.date | None = wire(DateYMD())
     registrations_left: int | None = wire(Trailing(U8))
@@ -95,26 +92,22 @@ class FnExpiry(Answer):
 
 
 @_fn_request(0xFF03)
-@dataclass(frozen=True, slots=True)
 class GetFnExpiry(Request[FnExpiry]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnVersion(Answer):
     version: str = wire(FixedText(16, "ascii"))
     production: bool = wire(Bool)  # False: debug firmware
 
 
 @_fn_request(0xFF04)
-@dataclass(frozen=True, slots=True)
 class GetFnVersion(Request[FnVersion]):
     password: int = wire(U32)
 
 
 @_fn_request(0xFF08, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CancelFnDocument(Request[Empty]):
     password: int = wire(U32)
 
@@ -126,7 +119,6 @@ _ASCII = fields.Codepage("ascii")
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class RegistrationDetails(Answer):
     inn: str = wire(fields.FixedText(12, _ASCII, nul="blank"))
     rnm: str = wire(fields.FixedText(20, _ASCII, nul="blank"))
@@ -136,20 +128,17 @@ class RegistrationDetails(Answer):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShiftDetails(Answer):
     shift_number: int = wire(U16)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ReceiptDetails(Answer):
     operation: OperationType = wire(EnumField(OperationType))
     total: int = wire(Money5)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class StateReportDetails(Answer):
     unconfirmed_count: int = wire(U32)
     first_unconfirmed_date: dt.date | None = wire(DateYMD())
@@ -159,7 +148,6 @@ DocumentDetails = RegistrationDetails | ShiftDetails | ReceiptDetails | StateRep
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FoundDocument(Answer):
     """FF0A answer: the archive's short record of one fiscal document."""
 
@@ -194,7 +182,6 @@ _DETAILS: dict[int, type[DocumentDetails]] = {
 
 
 @_fn_request(0xFF0A)
-@dataclass(frozen=True, slots=True)
 class FindDocument(Request[FoundDocument]):
     password: int = wire(U32)
     number: int = wire(U32)
@@ -204,7 +191,6 @@ class FindDocument(Request[FoundDocument]):
 
 
 @_fn_request(0xFF41, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginOpenShift(Request[Empty]):
     """Start opening a shift; send cashier tags with FF0C, then `FnOpenShift`."""
 
@@ -212,7 +198,6 @@ class BeginOpenShift(Request[Empty]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShiftOpened(Answer):
     shift_number: int = wire(U16)
     document_number: int = wire(U32)
@@ -220,19 +205,16 @@ class ShiftOpened(Answer):
 
 
 @_fn_request(0xFF0B, repeatable=False, timeout=100.0)
-@dataclass(frozen=True, slots=True)
 class FnOpenShift(Request[ShiftOpened]):
     password: int = wire(U32)
 
 
 @_fn_request(0xFF42, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginCloseShift(Request[Empty]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShiftClosed(Answer):
     shift_number: int = wire(U16)
     document_number: int = wire(U32)
@@ -241,13 +223,11 @@ class ShiftClosed(Answer):
 
 
 @_fn_request(0xFF43, repeatable=False, timeout=65.0)
-@dataclass(frozen=True, slots=True)
 class FnCloseShift(Request[ShiftClosed]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShiftParams(Answer):
     shift_open: bool = wire(Bool)
     shift_number: int = wire(U16)
@@ -255,7 +235,6 @@ class ShiftParams(Answer):
 
 
 @_fn_request(0xFF40)
-@dataclass(frozen=True, slots=True)
 class GetShiftParams(Request[ShiftParams]):
     password: int = wire(U32)
 
@@ -264,7 +243,6 @@ class GetShiftParams(Request[ShiftParams]):
 
 
 @_fn_request(0xFF0C, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class SendTlv(Request[Empty]):
     """Receipt- or document-level TLV (e.g. 1008 buyer contact, 1021 cashier).  At most 249 bytes
     fit a frame; repeating it would add the tags twice."""
@@ -274,7 +252,6 @@ class SendTlv(Request[Empty]):
 
 
 @_fn_request(0xFF4D, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class SendOperationTlv(Request[Empty]):
     """TLV bound to the last operation (FF46), e.g. 1023 quantity, 2108 measure."""
 
@@ -286,13 +263,11 @@ class SendOperationTlv(Request[Empty]):
 
 
 @_fn_request(0xFF35, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginCorrectionReceipt(Request[Empty]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class CorrectionReceiptMade(Answer):
     receipt_number: int = wire(U16)
     document_number: int = wire(U32)
@@ -301,7 +276,6 @@ class CorrectionReceiptMade(Answer):
 
 
 @_fn_request(0xFF36, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class MakeCorrectionReceipt(Request[CorrectionReceiptMade]):
     password: int = wire(U32)
     total: int = wire(Money5)
@@ -309,13 +283,11 @@ class MakeCorrectionReceipt(Request[CorrectionReceiptMade]):
 
 
 @_fn_request(0xFF37, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginStateReport(Request[Empty]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class StateReport(Answer):
     document_number: int = wire(U32)
     fiscal_sign: int = wire(U32)
@@ -325,7 +297,6 @@ class StateReport(Answer):
 
 
 @_fn_request(0xFF38, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class MakeStateReport(Request[StateReport]):
     password: int = wire(U32)
 
@@ -334,7 +305,6 @@ class MakeStateReport(Request[StateReport]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class OfdExchangeStatus(Answer):
     status: int = wire(U8)  # `OfdStatus` bits
     reading_message: bool = wire(Bool)
@@ -344,19 +314,16 @@ class OfdExchangeStatus(Answer):
 
 
 @_fn_request(0xFF39)
-@dataclass(frozen=True, slots=True)
 class GetOfdExchangeStatus(Request[OfdExchangeStatus]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class UnconfirmedCount(Answer):
     count: int = wire(U16)
 
 
 @_fn_request(0xFF3F)
-@dataclass(frozen=True, slots=True)
 class GetUnconfirmedCount(Request[UnconfirmedCount]):
     password: int = wire(U32)
 
@@ -365,7 +332,6 @@ class GetUnconfirmedCount(Request[UnconfirmedCount]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class DocumentTlvHeader(Answer):
     """FF3A answer: the document's STLV tag (its FFD type, 3 = receipt) and its value's length."""
 
@@ -374,7 +340,6 @@ class DocumentTlvHeader(Answer):
 
 
 @_fn_request(0xFF3A)
-@dataclass(frozen=True, slots=True)
 class RequestDocumentTlv(Request[DocumentTlvHeader]):
     """Start reading fiscal document ``number`` as TLV; FF3B then returns it block by block."""
 
@@ -383,7 +348,6 @@ class RequestDocumentTlv(Request[DocumentTlvHeader]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class DocumentTlvBlock(Answer):
     data: bytes = wire(Raw)
 
@@ -392,7 +356,6 @@ class DocumentTlvBlock(Answer):
 # A reader that loses an answer starts over with FF3A (JavaPOS ``DIOReadDocumentTLV`` reads
 # blocks until it holds FF3A's length; past the end the FN answers 08h, "no requested data").
 @_fn_request(0xFF3B, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class ReadDocumentTlv(Request[DocumentTlvBlock]):
     password: int = wire(U32)
 
@@ -401,7 +364,6 @@ class ReadDocumentTlv(Request[DocumentTlvBlock]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ReceiptClosed(Answer):
     change: int = wire(Money5)
     document_number: int = wire(U32)
@@ -416,7 +378,6 @@ TAX_SLOTS = 6
 
 
 @_fn_request(0xFF45, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CloseReceiptV2(Request[ReceiptClosed]):
     """Close the open receipt: payments (kopecks), rounding (<= 99), tax sums, tax system."""
 
@@ -429,7 +390,6 @@ class CloseReceiptV2(Request[ReceiptClosed]):
 
 
 @_fn_request(0xFF46, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class OperationV2(Request[Empty]):
     """One item line.  ``amount``/``tax_amount`` None send FF×5: the register computes them."""
 

@@ -22,13 +22,14 @@ may carry trailing bytes newer firmware added, which are ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Callable
 from typing import Any
 
 from .. import message
 from ..errors import CodecError, FrameError
-from ..message import AnswerT, Catalogue, RequestClass, UnknownCommand, answer, register
+from ..message import AnswerT, Catalogue, RequestClass, UnknownCommand, answer, register, wire
 from .errors import ShtrihDeviceError, device_error
 from .frame import code_bytes, command_code
 
@@ -62,6 +63,7 @@ class Request(message.Request[AnswerT]):
         return split_answer(cls.CODE, reply)
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(wire, dataclasses.field))
 def request(
     code: int, *, timeout: float, repeatable: bool = True
 ) -> Callable[[RequestClass], RequestClass]:
