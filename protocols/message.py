@@ -160,8 +160,9 @@ class Message:
         except ConstructError as error:
             field, message = _where(error)
             if field in self._WIRES:
-                message = _int_message(self._WIRES[field], values[field], message)
-                return CodecError(f"{name}.{field} = {values[field]!r}: {message}")
+                return CodecError(
+                    _field_message(name, field, self._WIRES[field], values[field], message)
+                )
             return CodecError(f"cannot encode {name}: {message}")
         except _FAILURES as error:
             exc = error
@@ -196,20 +197,20 @@ def _where(error: ConstructError) -> tuple[str, str]:
     return field, message
 
 
-def _int_message(con: Construct, value: Any, message: str) -> str:
-    """Say plainly which numbers an integer field holds."""
+def _field_message(name: str, field: str, con: Construct, value: Any, message: str) -> str:
+    """``Class.field = value`` and what is wrong, plainly for integers (the numbers they hold)."""
     if isinstance(con, FormatField):
         size, signed = con.length, con.fmtstr[-1].islower()
     elif isinstance(con, Int):
         size, signed = con.length, con.signed
     else:
-        return message
+        return f"{name}.{field} = {value!r}: {message}"
     if isinstance(value, bool) or not isinstance(value, int):
-        return f"must be an int, got {value!r}"
-    low, high = (
-        (-(1 << (8 * size - 1)), (1 << (8 * size - 1)) - 1) if signed else (0, 256**size - 1)
-    )
-    return f"{value} does not fit {size} byte{'s' if size > 1 else ''} ({low}..{high})"
+        return f"{name}.{field} must be an int, got {value!r}"
+    bits = 8 * size
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    plural = "s" if size > 1 else ""
+    return f"{name}.{field} = {value} does not fit {size} byte{plural} ({low}..{high})"
 
 
 AnswerT = TypeVar("AnswerT", bound="Answer")

@@ -6,8 +6,9 @@
   device's A1..A8 / B1..B4 replies);
 * `link` -- the task buffer as HOST and DEVICE state machines (`AtolHostLink`, `TaskBuffer`,
   `AtolDeviceLink`);
-* `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...),
-  with `bcd`, `charset` (ATOL's CP866 variant), `modes` and `errors`.
+* `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...)
+  on the shared engine (`kkt.protocols.message`), with `charset` (ATOL's CP866 variant and its
+  text fields), `modes` and `errors`.
 """
 
 from .packet import (

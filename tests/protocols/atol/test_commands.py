@@ -504,6 +504,19 @@ def test_values_no_field_holds(request_: Request[Any]) -> None:
         request_.encode()
 
 
+def test_bad_values_name_the_field() -> None:
+    with pytest.raises(
+        CodecError, match=r"^EnterMode\.mode = 256 does not fit 1 byte \(0\.\.255\)$"
+    ):
+        EnterMode(0, 256, 30).encode()
+    with pytest.raises(
+        CodecError, match=r"^CashIn\.amount = 10000000000: .* does not fit 5 BCD bytes"
+    ):
+        CashIn(0, 0, 10**10).encode()
+    with pytest.raises(CodecError, match=r"^GetStatus\.password: .*does not fit 2 BCD bytes"):
+        GetStatus(10000).encode()
+
+
 def test_bad_dates_in_answers() -> None:
     with pytest.raises(CodecError, match="not a valid date"):
         GetFnValidity(0).decode_answer(h("55 00 1A 0D 01 00 00"))  # month 13

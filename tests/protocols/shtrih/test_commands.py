@@ -360,5 +360,5 @@ def test_cut_short_money_and_flags_are_refused() -> None:
 
 
 def test_bad_values_name_the_field() -> None:
-    with pytest.raises(CodecError, match=r"ReadTable\.table = 256: 256 does not fit 1 byte"):
+    with pytest.raises(CodecError, match=r"ReadTable\.table = 256 does not fit 1 byte"):
         classic.ReadTable(password=30, table=256, row=1, field=1).encode()
