@@ -2,19 +2,19 @@
 
 A message class declares its fields in wire order, each with its wire type (`fields`)::
 
-    @dataclass(frozen=True, slots=True)
+    @request(0x50, timeout=10.0, repeatable=False)
     class CashIn(Request[CashOperationAnswer]):
         password: int = wire(U32)
         amount: int = wire(Money5)
 
-The vendor's decorator (Shtrih ``request``, ATOL ``command``) calls `register`, which builds the
-struct from those fields, remembers the answer type named in ``Request[...]``, and adds the class
-to the vendor's `Catalogue` so a device can decode any request.  A field without a wire type
-(ATOL's password) belongs to the vendor's envelope, not to the struct.
+The vendor's decorator (Shtrih ``request``, ATOL ``command``; `answer` for answers) makes the
+class a frozen dataclass with slots, builds the struct from its fields, remembers the answer type
+named in ``Request[...]``, and adds the class to the vendor's `Catalogue` so a device can decode
+any request.  A field without a wire type (ATOL's password) belongs to the vendor's envelope.
 
-What differs between vendors stays in their ``message`` module: how a payload starts (the code
-bytes, a password), how an answer carries an error, and whether answers are read strictly
-(``STRICT``; requests always are).
+What differs between vendors stays with them (Shtrih ``shtrih.message``, ATOL ``atol.commands``):
+how a payload starts (the code bytes; a password, a code and a sub-code), how an answer carries
+an error, and whether answers are read strictly (``STRICT``; requests always are).
 
 Each struct is compiled by construct (about four times faster; the same bytes) and kept
 interpreted beside it: a failure is explained by running the interpreted one, which knows the

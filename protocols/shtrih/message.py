@@ -1,14 +1,14 @@
-"""Typed Shtrih-M requests and answers: frozen dataclasses outside, `construct` inside.
+"""Shtrih-M's envelope on the shared engine (`kkt.protocols.message`): how a payload starts,
+how an answer carries an error, and the payload-level helpers.
 
-A request class declares its fields in wire order, each with its wire type from `fields`::
+A request class declares its fields in wire order, each with its wire type::
 
     @request(0x1A, timeout=3.0)
-    @dataclass(frozen=True, slots=True)
-    class ReadCashRegister(Request["CashRegisterValue"]):
+    class ReadCashRegister(Request[CashRegisterValue]):
         password: int = wire(U32)
         register: int = wire(U8)
 
-The decorator builds the `construct` struct from those fields, remembers the answer type named in
+`request` makes it a frozen dataclass, builds its struct, remembers the answer type named in
 ``Request[...]``, and registers the code so a device can decode any payload (`decode_request`).
 Host side: ``payload = req.encode()``; ``answer = req.decode_answer(payload)`` (raises
 `ShtrihDeviceError` for a non-zero error byte).  Device side: ``req = decode_request(payload)``;
