@@ -3,9 +3,6 @@
 Nothing in this package touches a socket, a serial port, a thread, the clock or the disk: it turns
 bytes into events and typed messages and back, and keeps link state machines whose timers are plain
 data (``get_timer()`` / ``handle_timer(now)``).  Installed as ``kkt.protocols``.
-
-`message` is the one Request/Answer engine both vendors' typed commands use, `fields` the wire
-types they share; ``shtrih/`` and ``atol/`` add their envelopes, own types and catalogues.
 """
 
 from .errors import (

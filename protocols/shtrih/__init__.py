@@ -3,8 +3,7 @@
 * `frame` -- ``STX LEN CMD DATA LRC`` encoding and the incremental `Deframer`;
 * `link` -- `ShtrihLink`, the ENQ/ACK/NAK state machine with HOST and DEVICE roles;
 * `classic`, `fn` -- typed requests and answers (one-byte commands and ``FF xx`` FN commands);
-* `message` -- Shtrih's envelope on the shared engine (`kkt.protocols.message`): code bytes,
-  ``code, error, data`` answers, the payload-level helpers; `fields` -- Shtrih's own wire types;
+* `message` -- the request/answer machinery and payload-level helpers;
 * `errors` -- the device error table; `modes` -- modes, submodes, flags and codes.
 """
 
