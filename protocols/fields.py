@@ -387,29 +387,3 @@ class Stamp(Fixed):
             return dt.datetime(*day, parts.get("H", 0), parts.get("M", 0), parts.get("S", 0))
         except ValueError as exc:
             raise ValueError(f"{data.hex(' ')} is not a valid date or time: {exc}") from None
-
-
-__all__ = [
-    "S16",
-    "U8",
-    "U16",
-    "U16BE",
-    "U32",
-    "U32BE",
-    "Bcd",
-    "Bool",
-    "Bytes",
-    "Codepage",
-    "Fixed",
-    "FixedText",
-    "Int",
-    "Raw",
-    "Reserved",
-    "Stamp",
-    "Tail",
-    "TailBytes",
-    "TailText",
-    "bcd_max",
-    "decode_bcd",
-    "encode_bcd",
-]

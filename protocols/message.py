@@ -353,17 +353,3 @@ class UnknownCommand(CodecError):
         )
         self.code = code
         self.sub = sub
-
-
-__all__ = [
-    "Answer",
-    "Catalogue",
-    "Message",
-    "Request",
-    "UnknownCommand",
-    "answer",
-    "frozen",
-    "register",
-    "wire",
-    "wire_fields",
-]
