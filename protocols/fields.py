@@ -95,7 +95,7 @@ class Fixed(Construct):  # type: ignore[misc]
 
 
 class Tail(Fixed):
-    """A field running to the end of the message (``size`` None)."""
+    """A field running to the end of the message (it has no fixed size)."""
 
     def __init__(self) -> None:
         super().__init__(0)
