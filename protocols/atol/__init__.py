@@ -6,8 +6,9 @@
   device's A1..A8 / B1..B4 replies);
 * `host`, `device` -- `AtolHostLink` and `AtolDeviceLink`, the two ends of the link; `tasks` --
   `TaskBuffer`, the device's buffer every connection shares; `link` -- what they share;
-* `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...),
-  with `bcd`, `charset` (ATOL's CP866 variant), `modes` and `errors`.
+* `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...)
+  on the shared engine (`kkt.protocols.message`), with `charset` (ATOL's CP866 variant and its
+  text fields), `modes` and `errors`.
 """
 
 from .packet import (
