@@ -7,7 +7,8 @@ thread is closing, a child being reaped).  The root conftest fails every test wi
 
 The process's open files come from /proc/self/fd (a socket reads ``socket:[inode]``, a pty
 ``/dev/ptmx`` or ``/dev/pts/N``), its children from /proc/self/task/*/children: Linux only, and
-the check does nothing where /proc is missing.
+the check does nothing where /proc is missing.  Not leaks: what existed before the test, and
+multiprocessing's own helper processes (`process_helpers`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +54,21 @@ def children() -> set[int]:
                 listed = (PROC / "task" / task / "children").read_text()
                 pids |= {int(pid) for pid in listed.split()}
     return pids
+
+
+def process_helpers() -> set[int]:
+    """PIDs of multiprocessing's own helper processes: the resource tracker (started by the first
+    "spawn" or "forkserver" process, it serves every later one) and the fork server.  They live
+    as long as the interpreter by design and have no public way to stop, so a test that starts
+    one has not leaked it.  Read from multiprocessing's singletons, only if it is loaded."""
+    helpers: set[int] = set()
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    if tracker is not None:
+        helpers.add(getattr(tracker._resource_tracker, "_pid", None) or 0)
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    if forkserver is not None:
+        helpers.add(getattr(forkserver._forkserver, "_forkserver_pid", None) or 0)
+    return helpers - {0}
 
 
 def describe_child(pid: int) -> str:
@@ -124,7 +141,8 @@ class Snapshot:
         found += [f"asyncio task {_task_name(task)}" for task in tasks]
         files = sorted(set(open_files().items()) - self.files)
         found += [f"fd {fd} -> {target}" for fd, target in files]
-        found += [f"child {describe_child(pid)}" for pid in sorted(children() - self.children)]
+        new_children = children() - self.children - process_helpers()
+        found += [f"child {describe_child(pid)}" for pid in sorted(new_children)]
         return found
 
 
