@@ -21,10 +21,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .atol import AtolRegister
 from .faults import FIELDS, Faults
 from .fn import FnError
-from .shtrih import Refusal, ShtrihRegister
+from .personality import Personality
+from .register import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class ControlError(Exception):
 class Controls:
     """What the control channel can do to one emulated register."""
 
-    def __init__(self, register: ShtrihRegister | AtolRegister, faults: Faults) -> None:
+    def __init__(self, register: Personality, faults: Faults) -> None:
         self.register = register
         self.faults = faults
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from kkt.protocols.ffd import QrData, TlvList, qr_string
 
@@ -32,9 +31,7 @@ from .fn import FiscalStorage, Formed, LifePhase, Payments, VatSums, Verificatio
 from .fn.model import CORRECTION, RECEIPT
 from .printer import PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
-
-if TYPE_CHECKING:  # a type only: the Shtrih package imports this module
-    from .shtrih.settings import RegisterSettings
+from .settings import RegisterSettings
 
 SHIFT_LIMIT = dt.timedelta(hours=24)
 
@@ -167,16 +164,7 @@ class RegisterModel:
         tags = self.with_cashier(tags)
         formed = self.fn.open_shift(tags)
         self.settings.start_shift()
-        p = self.printer
-        self._print(
-            [
-                p.centered(self.settings.user_name),
-                p.centered("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ"),
-                p.pair("СМЕНА:", str(formed.shift_number)),
-                p.pair("КАССИР:", _signer(tags)),
-                *self._document_footer(formed.number, formed.fiscal_sign),
-            ]
-        )
+        self._print_shift_report("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ", formed, ("КАССИР:", _signer(tags)))
         return formed
 
     def close_shift(self, tags: TlvList) -> Formed:
@@ -187,18 +175,25 @@ class RegisterModel:
         self.printer.check()
         receipts = self.fn.state.receipt_number
         formed = self.fn.close_shift(self.with_cashier(tags))
+        self._print_shift_report(
+            "ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ",
+            formed,
+            ("ЧЕКОВ ЗА СМЕНУ:", str(receipts)),
+            ("НАЛИЧНЫХ В КАССЕ:", money(self.cash_in_drawer())),
+        )
+        return formed
+
+    def _print_shift_report(self, title: str, formed: Formed, *pairs: tuple[str, str]) -> None:
         p = self.printer
         self._print(
             [
                 p.centered(self.settings.user_name),
-                p.centered("ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ"),
+                p.centered(title),
                 p.pair("СМЕНА:", str(formed.shift_number)),
-                p.pair("ЧЕКОВ ЗА СМЕНУ:", str(receipts)),
-                p.pair("НАЛИЧНЫХ В КАССЕ:", money(self.cash_in_drawer())),
+                *(p.pair(name, value) for name, value in pairs),
                 *self._document_footer(formed.number, formed.fiscal_sign),
             ]
         )
-        return formed
 
     def x_report(self) -> None:
         """Print the shift's totals (no fiscal document; a paper end raises `PaperOut`)."""

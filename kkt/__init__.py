@@ -6,6 +6,15 @@ Installed packages:
 * ``kkt.protocols`` -- the sans-IO protocol core (Shtrih-M today, ATOL next);
 * ``kkt.emulator`` -- the register and fiscal-storage emulator;
 * ``kkt.tools`` -- the ``kkt`` command.
+
+The driver, from the top down (imports point down only; ``tests/kkt/test_layout.py`` checks):
+`connect` (a URL to a `Register`), `register` (the API and its exactly-once policy, one lock per
+command), `settle` (what became of a receipt after a failure: the FN's archive decides),
+`discover`; ``vendors/`` (`base`: the one `Device` contract and what every vendor does alike;
+`shtrih`, `atol`: the two vendors and their refusal codes); ``transport/`` (`session`: one loop
+over a port with each vendor's link; `ports`: opening a port by URL; `tcp`, `usb`, `inprocess`);
+``formats/`` (`atol_json`: ATOL's receipt JSON); and the vocabulary every layer shares:
+`receipt`, `results`, `errors`, `journal`.
 """
 
 __version__ = "0.1.0"
@@ -29,7 +38,8 @@ from .errors import (
     WrongPassword,
 )
 from .receipt import Item, Operation, Payments, Receipt, TaxSystem, Vat
-from .register import FiscalResult, Register
+from .register import Register
+from .results import FiscalResult
 
 __all__ = [
     "CannotSend",

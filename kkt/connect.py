@@ -1,10 +1,14 @@
 """``kkt.connect(url)``: open a register by URL.
 
-* ``socket://HOST:PORT`` -- TCP, through `kkt.tcp.TcpPort` (with ``?options`` pyserial's own);
+* ``socket://HOST:PORT`` -- TCP, through `kkt.transport.tcp.TcpPort` (with ``?options``
+  pyserial's own);
 * anything pyserial's ``serial_for_url`` opens: ``/dev/ttyUSB0``, ``COM3``, ``socket://host:7778``,
   ``rfc2217://host:port``, ``loop://``, ``spy://...`` (a hex trace of the traffic);
 * ``usb://VID:PID[/SERIAL]`` -- bulk endpoints through pyusb (``usb_backend`` may be given);
 * ``emulator:PATH`` -- an emulated register kept in the state directory PATH, in this process.
+
+`kkt.transport.ports` opens the ports (its table of schemes); ``emulator:`` is no port, and is
+handled here.
 
 ``protocol`` is the register's: ``"shtrih"`` (Shtrih-M protocol v1, TCP port 7778), ``"atol"``
 (ATOL protocol 3.1 over the v3 task buffer, TCP port 5555) or ``"auto"``, which probes the port
@@ -18,29 +22,20 @@ command.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import serial
 
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih.link import HostSettings
 
-from .atol_device import AtolDevice
-from .atol_session import AtolSession
-from .commander import Commander
-from .device import Device
 from .discover import probe_protocol
-from .errors import PortBusy, TransportError
 from .journal import Journal
 from .register import Register
-from .session import ShtrihSession
-from .shtrih_device import ShtrihDevice
-from .tcp import SCHEME as TCP_SCHEME
-from .tcp import TcpPort, parse_tcp_url
-from .usb import SCHEME as USB_SCHEME
-from .usb import UsbPort, parse_usb_url
+from .transport.ports import opener
+from .transport.session import AtolSession, Commander, ShtrihSession
+from .vendors.atol import AtolDevice
+from .vendors.base import Device
+from .vendors.shtrih import ShtrihDevice
 
 EMULATOR_SCHEME = "emulator:"
 
@@ -73,7 +68,7 @@ def connect(
         if opened_journal is not None:
             opened_journal.close()
         raise
-    return Register(device, password=password, journal=opened_journal)
+    return Register(device, journal=opened_journal)
 
 
 def _device(
@@ -85,13 +80,13 @@ def _device(
     usb_backend: Any,
 ) -> Device:
     if url.startswith(EMULATOR_SCHEME):
-        from .inprocess import InProcess  # the one bridge to the emulator, imported on demand
+        from .transport.inprocess import InProcess  # the one bridge to the emulator, on demand
 
         vendor = "shtrih" if protocol == "auto" else protocol
         inproc = InProcess(Path(url[len(EMULATOR_SCHEME) :].removeprefix("//")), protocol=vendor)
         return _vendor_device(vendor, inproc, password)
-    opener = _opener(url, baudrate, usb_backend)
-    port = opener()
+    reopen = opener(url, baudrate=baudrate, usb_backend=usb_backend)
+    port = reopen()
     if protocol == "auto":
         try:
             protocol = probe_protocol(port)
@@ -103,12 +98,12 @@ def _device(
         if settings is not None and not isinstance(settings, AtolHostSettings):
             port.close()
             raise ValueError("settings for an ATOL register are an atol.link.HostSettings")
-        commander = AtolSession(port, settings=settings, reopen=opener)
+        commander = AtolSession(port, settings=settings, reopen=reopen)
     else:
         if settings is not None and not isinstance(settings, HostSettings):
             port.close()
             raise ValueError("settings for a Shtrih register are a shtrih.link.HostSettings")
-        commander = ShtrihSession(port, settings=settings, reopen=opener)
+        commander = ShtrihSession(port, settings=settings, reopen=reopen)
     return _vendor_device(protocol, commander, password)
 
 
@@ -116,44 +111,3 @@ def _vendor_device(protocol: str, commander: Commander, password: int) -> Device
     if protocol == "atol":
         return AtolDevice(commander, password=password)
     return ShtrihDevice(commander, password=password)
-
-
-def _opener(url: str, baudrate: int, usb_backend: Any) -> Callable[[], Any]:
-    """How to open (and, after a failure, reopen) the port ``url`` names."""
-    if url.startswith(USB_SCHEME):
-        vid, pid, serial_number = parse_usb_url(url)
-        return lambda: UsbPort.open(vid, pid, serial_number, backend=usb_backend)
-    if url.startswith(TCP_SCHEME) and "?" not in url:
-        host, port_number = parse_tcp_url(url)
-        return lambda: TcpPort(host, port_number)
-    return lambda: _open_port(url, baudrate)
-
-
-def _open_port(url: str, baudrate: int) -> Any:
-    try:
-        port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, do_not_open=True)
-    except (ValueError, serial.SerialException) as error:
-        raise TransportError(
-            f"{url!r} is not a port this driver can open ({error}); write a device path "
-            "(/dev/ttyUSB0, COM3), socket://HOST:PORT, usb://VID:PID or emulator:DIR"
-        ) from None
-    if "://" not in url:
-        port.exclusive = True  # a second process must not interleave its bytes with ours
-    try:
-        port.open()
-    except serial.SerialException as exc:
-        text = str(exc)
-        if "busy" in text.lower() or "lock" in text.lower():
-            raise PortBusy(f"{url} is in use by another process; close it there first") from None
-        if "://" in url:
-            hint = (
-                "is the register on, and listening at that address and port (Shtrih: 7778, "
-                "ATOL: 5555)?"
-            )
-        else:
-            hint = (
-                "check the path, the cable, and that you may use the port (Linux: the dialout "
-                "group)"
-            )
-        raise TransportError(f"cannot open {url}: {text}; {hint}") from None
-    return port

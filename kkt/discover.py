@@ -31,13 +31,12 @@ from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
 
-from .atol_device import AtolDevice
-from .atol_session import AtolSession
 from .errors import KktError, TransportError
-from .register import Register
-from .session import ShtrihSession
-from .shtrih_device import ShtrihDevice
-from .usb import UsbPort, usb_modules, usb_url
+from .transport.ports import open_port
+from .transport.session import AtolSession, ShtrihSession
+from .transport.usb import UsbPort, usb_modules, usb_url
+from .vendors.atol import AtolDevice
+from .vendors.shtrih import ShtrihDevice
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +167,8 @@ def probe_protocol(port: Any, timeout: float = 1.0) -> str:
 
 def _probe_serial(path: str, baud: int, timeout: float) -> Found | None:
     try:
-        port = serial.serial_for_url(path, baudrate=baud, timeout=timeout, do_not_open=True)
-        if "://" not in path:
-            port.exclusive = True
-        port.open()
-    except (serial.SerialException, OSError, ValueError) as exc:
+        port: Any = open_port(path, baudrate=baud)  # exclusively, as `kkt.connect` opens it
+    except (TransportError, OSError) as exc:
         log.debug("%s: not probed (%s)", path, exc)
         return None
     try:
@@ -195,8 +191,8 @@ def _probe_tcp(host: str, timeout: float) -> Found | None:
         return None
     url = f"socket://{host}"
     try:
-        port = serial.serial_for_url(url, timeout=timeout)
-    except (serial.SerialException, OSError) as exc:
+        port = open_port(url)
+    except TransportError as exc:
         log.debug("%s: %s", url, exc)
         return None
     try:
@@ -235,14 +231,13 @@ def _identify(port: Any, url: str, baud: int | None, timeout: float) -> Found | 
     )
     device = ShtrihDevice(ShtrihSession(port, settings=quick))
     device.query_tries = 1  # a probe asks once: a silent port is not worth five tries
-    register = Register(device)
     try:
-        kind = register.raw(classic.GetDeviceType())
+        kind = device.raw(classic.GetDeviceType())
     except KktError as exc:
         log.debug("%s: answers ENQ but not FCh (%s)", url, exc)
         return None
     try:
-        serial_number = register.raw(classic.ReadTable(30, 18, 1, 1)).value.split(b"\0", 1)[0]
+        serial_number = device.raw(classic.ReadTable(30, 18, 1, 1)).value.split(b"\0", 1)[0]
         number = serial_number.decode("cp1251", "replace")
     except KktError:
         number = ""  # another password, or no table 18: the model is still worth reporting

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from .errors import ReceiptRejected
 
@@ -95,15 +93,6 @@ class Receipt:
     cashier: str | None = None
     buyer_contact: str | None = None  # tag 1008: phone or e-mail
     extra: tuple[tuple[int, object], ...] = field(default_factory=tuple)  # receipt-level TLV
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Receipt:
-        """The receipt of an ATOL JSON task (``{"type": "sell", "items": [...], ...}``), as
-        shops send to ATOL's driver: see `kkt.atol_json.receipt_from_atol` for the rules.
-        Raises `ReceiptRejected` naming the JSON path of the first bad field."""
-        from .atol_json import receipt_from_atol  # here: atol_json imports this module
-
-        return receipt_from_atol(data)
 
     @property
     def total(self) -> int:

@@ -1,6 +1,6 @@
 """What a `Register` reports, in one vocabulary for every vendor.
 
-Each vendor's device (`kkt.shtrih_device`, `kkt.atol_device`) turns its own answers into these;
+Each vendor's device (`kkt.vendors.shtrih`, `kkt.vendors.atol`) turns its own answers into these;
 callers never see which protocol carried them.  Vendor numbers that have no common meaning (the
 raw mode byte, a model code) are kept as they are and named beside (``mode_name``).
 """
@@ -11,6 +11,8 @@ import datetime as dt
 import enum
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from kkt.protocols.ffd import DOCUMENT_NAMES, TlvList, tlv_to_json
 
 
 class FnWarning(enum.IntFlag):
@@ -168,3 +170,52 @@ class FiscalResult:
     def from_json(cls, data: dict[str, Any]) -> FiscalResult:
         when = dt.datetime.fromisoformat(data["when"]) if data["when"] else None
         return cls(**{**data, "when": when})
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One fiscal document from the FN's archive, its TLV decoded."""
+
+    number: int
+    type: int  # FFD document type (tag of its STLV): 1, 11, 2, 21, 3, 31, 5, 6
+    when: dt.datetime | None  # to the minute, as FF0A reports it
+    fiscal_sign: int
+    ofd_confirmed: bool
+    tlv: TlvList
+
+    @property
+    def type_name(self) -> str:
+        return DOCUMENT_NAMES.get(self.type, f"документ типа {self.type}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "type": self.type,
+            "typeName": self.type_name,
+            "dateTime": self.when.isoformat() if self.when else None,
+            "fiscalSign": str(self.fiscal_sign),
+            "ofdConfirmed": self.ofd_confirmed,
+            "tlv": tlv_to_json(self.tlv),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What the (last) registration report of this FN says about the register's owner."""
+
+    document_number: int
+    inn: str  # tag 1018
+    rnm: str  # tag 1037, the register's registration number
+    user: str  # tag 1048
+    address: str  # tag 1009
+    ffd: str  # tag 1209 as a version: "1.05", "1.1", "1.2"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "documentNumber": self.document_number,
+            "userInn": self.inn,
+            "registrationNumber": self.rnm,
+            "user": self.user,
+            "address": self.address,
+            "ffdVersion": self.ffd,
+        }

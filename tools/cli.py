@@ -20,17 +20,7 @@ from kkt.protocols.shtrih.frame import Deframer
 from kkt.protocols.shtrih.link import HostSettings
 
 import kkt
-from kkt import __version__
-from kkt.errors import (
-    BadAnswer,
-    CannotSend,
-    DeviceError,
-    KktError,
-    NotFiscalized,
-    OutcomeUnknown,
-    ReceiptRejected,
-    TransportError,
-)
+from kkt import __version__, errors
 
 from . import emulator_cli, register_cli, scan_cli
 from .console import Output
@@ -161,17 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (register_cli.UsageError, ReceiptRejected, CannotSend) as error:
+    except (register_cli.UsageError, errors.ReceiptRejected, errors.CannotSend) as error:
         return _fail(name, str(error), EXIT_USAGE)
-    except DeviceError as error:
+    except errors.DeviceError as error:
         return _fail(name, f"the register refused: {error}", EXIT_REFUSED)
-    except NotFiscalized as error:
+    except errors.NotFiscalized as error:
         return _fail(name, str(error), EXIT_LINK)
-    except OutcomeUnknown as error:
+    except errors.OutcomeUnknown as error:
         return _fail(name, f"outcome unknown: {error}", EXIT_LINK)
-    except (TransportError, BadAnswer) as error:
+    except (errors.TransportError, errors.BadAnswer) as error:
         return _fail(name, f"{error} (`kkt doctor --url {args.url}` checks the link)", EXIT_LINK)
-    except KktError as error:
+    except errors.KktError as error:
         return _fail(name, str(error), EXIT_REFUSED)
 
 

@@ -1,110 +1,60 @@
-"""``kkt demo``: start an emulated register and query it.
+"""``kkt demo``: start an emulated register and drive it through the public API.
 
 An emulated ШТРИХ-М-01Ф (registered, FN in fiscal mode, in a temporary state directory) is served
-on a free TCP port on 127.0.0.1; a host session connects to it through pyserial's ``socket://`` --
-as it would to a real network register on port 7778 -- asks who it is, opens a shift, sells, and
-closes the shift.  Before the receipt is closed the emulator is told to lose that answer on the
-line: the host asks with ENQ, collects the answer, and the FN shows the receipt was formed once.
+on a free TCP port on 127.0.0.1; the driver connects to it with ``kkt.connect("socket://...")``
+-- as it would to a real network register on port 7778 -- asks who it is, opens a shift, sells
+two items and closes the shift.  The emulator is told to lose the answer to the command that
+forms the receipt: the host collects it with ENQ, and the FN shows the receipt was formed once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-import threading
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from kkt.emulator.faults import Faults
-from kkt.emulator.shells import serve_pty, serve_tcp
-from kkt.emulator.shtrih import ShtrihRegister, open_device
-from kkt.protocols.shtrih import classic, fn
+from kkt.emulator.personality import Personality
+from kkt.emulator.shells import ServiceThread
+from kkt.emulator.shtrih import open_device
 from kkt.protocols.shtrih.link import HostSettings
-from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem, decode_mode
 
-from kkt.session import ShtrihSession, open_port
-
-SYS = 30
+import kkt
 
 
-class EmulatorThread:
-    """An emulated register served on TCP (and a pty) from a background thread's event loop.
+class LoseTheReceiptsAnswer:
+    """The register, told once (``armed``) to lose on the line the answer to the command that
+    forms the next fiscal document (the host's ENQ collects it)."""
 
-    ``protocol`` is the register's personality: "shtrih" or "atol" (pass the matching device).
-    """
+    def __init__(self, register: Personality, faults: Faults) -> None:
+        self.register = register
+        self.faults = faults
+        self.armed = False
 
-    def __init__(
-        self,
-        register: Any,
-        faults: Faults,
-        *,
-        pty: Path | None = None,
-        settings: Any = None,
-        protocol: str = "shtrih",
-    ) -> None:
-        self._register = register
-        self._faults = faults
-        self._pty = pty
-        self._settings = settings  # the TCP shell's link timing (the protocol's default if None)
-        self._protocol = protocol
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.port = 0
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._main()), name="kkt-emulator"
-        )
+    def execute(self, payload: bytes) -> bytes:
+        before = self.register.fn.state.last_number
+        answer = self.register.execute(payload)
+        if self.armed and self.register.fn.state.last_number != before:
+            self.armed = False
+            self.faults.configure(drop_answers=1)
+        return answer
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        lock = asyncio.Lock()
-        async with await serve_tcp(
-            self._register,
-            port=0,
-            faults=self._faults,
-            lock=lock,
-            settings=self._settings,
-            protocol=self._protocol,
-        ) as server:
-            self.port = server.port
-            if self._pty is None:
-                self._ready.set()
-                await self._stop.wait()
-                return
-            async with await serve_pty(
-                self._register, self._pty, faults=self._faults, lock=lock, protocol=self._protocol
-            ):
-                self._ready.set()
-                await self._stop.wait()
-
-    def __enter__(self) -> EmulatorThread:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the emulator did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+    def quick(self, payload: bytes) -> bool:
+        return self.register.quick(payload)
 
 
 def run_demo(out: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="kkt-demo-") as state:
         register = open_device(Path(state))
-        faults = Faults()
+        device = LoseTheReceiptsAnswer(register, Faults())
         try:
-            with EmulatorThread(register, faults) as emulator:
+            with ServiceThread(device, device.faults) as emulator:
                 url = f"socket://127.0.0.1:{emulator.port}"
                 print(f"emulated register listening on tcp 127.0.0.1:{emulator.port}", file=out)
-                session = ShtrihSession(open_port(url), settings=HostSettings(ack=0.5, quiet=0.1))
-                try:
-                    _conversation(session, faults, register, url, out)
-                finally:
-                    session.close()
+                with kkt.connect(url, settings=HostSettings(ack=0.5, quiet=0.1)) as host:
+                    print(f"host connected to {url}", file=out)
+                    _conversation(host, device, out)
             verification = register.verify()
         finally:
             register.close()
@@ -113,63 +63,36 @@ def run_demo(out: TextIO) -> int:
     return 0 if verification.ok else 1
 
 
-def _conversation(
-    session: ShtrihSession, faults: Faults, register: ShtrihRegister, url: str, out: TextIO
-) -> None:
-    def ask(label: str, request: Any, show: Callable[[Any], str]) -> Any:
-        answer = session.execute(request)
-        print(f"  {label:28} {show(answer)}", file=out)
-        return answer
+def _conversation(host: kkt.Register, device: LoseTheReceiptsAnswer, out: TextIO) -> None:
+    def say(label: str, text: str) -> None:
+        print(f"  {label:28} {text}", file=out)
 
-    print(f"host session on {url}", file=out)
-    ask("device type (FCh)", classic.GetDeviceType(), lambda a: f"{a.name}, model {a.model}")
-
-    def mode(answer: classic.ShortStatus) -> str:
-        return str(decode_mode(answer.mode))
-
-    ask("status (10h)", classic.GetShortStatus(SYS), mode)
-    ask(
-        "FN status (FF01h)",
-        fn.GetFnStatus(SYS),
-        lambda a: f"FN {a.fn_serial}, last document {a.last_document_number}",
+    info = host.device_info()
+    say("device_info()", f"{info.name}, model {info.model}")
+    say("status()", host.status().mode_name)
+    fn = host.fn_status()
+    say("fn_status()", f"FN {fn.serial}, last document {fn.last_document}")
+    opened = host.open_shift()
+    say("open_shift()", f"shift {opened.shift_number} open, FD {opened.document_number}")
+    items = (
+        kkt.Item("Кофе", 19_900, Decimal(2), kkt.Vat.VAT20),
+        kkt.Item("Круассан", 14_500, Decimal(1), kkt.Vat.VAT20),
     )
-    ask("open shift (E0h)", classic.OpenShift(SYS), lambda a: "shift open")
-    ask("open receipt (8Dh)", classic.OpenReceipt(SYS, ReceiptType.SALE), lambda a: "sale")
-    for name, price, quantity in (("Кофе", 19_900, "2"), ("Круассан", 14_500, "1")):
-        item = fn.OperationV2(
-            SYS,
-            OperationType.INCOME,
-            Decimal(quantity),
-            price,
-            None,
-            None,
-            TaxRate.VAT20,
-            1,
-            4,
-            1,
-            name,
-        )
-        session.execute(item)
-        print(f"  {'item (FF46h)':28} {name} {quantity} x {price / 100:.2f}", file=out)
-    ask("status (10h)", classic.GetShortStatus(SYS), mode)
+    for item in items:
+        say("  item", f"{item.name} {item.quantity} x {item.price / 100:.2f}")
+    register = device.register
     before = register.fn.status().last_number
-    faults.configure(drop_answers=1)  # the line will lose the next answer
-    payments = (60_000,) + (0,) * 15
-    closed = ask(
-        "close receipt (FF45h)",
-        fn.CloseReceiptV2(SYS, payments, 0, (0,) * 6, TaxSystem.OSN, ""),
-        lambda a: f"FD {a.document_number}, FP {a.fiscal_sign}, change {a.change / 100:.2f}",
-    )
+    device.armed = True  # the line will lose the answer that forms the receipt
+    sold = host.sell(kkt.Receipt(items, kkt.Payments(cash=60_000)))
+    change = 60_000 - sold.total
+    say("sell()", f"FD {sold.document_number}, FP {sold.fiscal_sign}, change {change / 100:.2f}")
     formed = register.fn.status().last_number - before
     note = "its answer was lost on the line and collected with ENQ"
-    print(f"  {'':28} ({note}; receipts formed: {formed})", file=out)
-    ask(
-        "find document (FF0Ah)",
-        fn.FindDocument(SYS, closed.document_number),
-        lambda a: (
-            f"type {a.document_type}, FP {a.fiscal_sign}, total {a.details().total / 100:.2f}"
-        ),
-    )
-    print(f"  {'QR':28} {register.qr(closed.document_number)}", file=out)
-    ask("Z report (41h)", classic.ZReport(SYS), lambda a: "shift closed")
-    ask("status (10h)", classic.GetShortStatus(SYS), mode)
+    say("", f"({note}; receipts formed: {formed})")
+    found = host.find_document(sold.document_number)
+    total = (found.total or 0) / 100
+    say("find_document()", f"type {found.type}, FP {found.fiscal_sign}, total {total:.2f}")
+    say("QR", sold.qr)
+    closed = host.close_shift()
+    say("close_shift()", f"shift {closed.shift_number} closed, FD {closed.document_number}")
+    say("status()", host.status().mode_name)

@@ -49,15 +49,17 @@ class AtolReader:
         head = f"packet {token.id:02X}"
         if not token.data:
             return f"{head}: empty -- repeat packet {token.id:02X}"
-        if token.data[0] in HOST_CODES:
-            return f"{head} host: {self._host(token)}"
-        return f"{head} device: {self._device(token)}"
+        host = token.data[0] in HOST_CODES
+        try:
+            line = self._host(token) if host else self._device(token)
+        except CodecError as exc:  # the packet's own buffer command or reply does not decode
+            line = (
+                f"undecodable {'buffer command' if host else 'reply'} {token.data.hex(' ')}: {exc}"
+            )
+        return f"{head} {'host' if host else 'device'}: {line}"
 
     def _host(self, packet: Packet) -> str:
-        try:
-            message = decode_buffer_command(packet.data)
-        except CodecError as exc:
-            return f"undecodable buffer command {packet.data.hex(' ')}: {exc}"
+        message = decode_buffer_command(packet.data)
         if isinstance(message, Add | AckAdd):
             tid = message.tid
             self._commands[tid] = message.data
@@ -72,10 +74,7 @@ class AtolReader:
         return f"{verb} TID {message.tid:02X}"
 
     def _device(self, packet: Packet) -> str:
-        try:
-            reply = decode_buffer_reply(packet.data)
-        except CodecError as exc:
-            return f"undecodable reply {packet.data.hex(' ')}: {exc}"
+        reply = decode_buffer_reply(packet.data)
         tid = (
             reply.tid if isinstance(reply, AsyncResult | AsyncError) else self._asked.get(packet.id)
         )

@@ -18,33 +18,15 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from kkt.emulator.atol import AtolRegister
-from kkt.emulator.atol import open_device as open_atol
-from kkt.emulator.control import SOCKET_NAME, Controls, serve_control
-from kkt.emulator.faults import Faults
-from kkt.emulator.shells import DEFAULT_PORT, PtyServer, TcpServer, serve_pty, serve_tcp
-from kkt.emulator.shells.protocols import DEFAULT_PORTS, PROTOCOLS
-from kkt.emulator.shtrih import ShtrihRegister, open_device
+from kkt.emulator.control import SOCKET_NAME
+from kkt.emulator.personality import Personality
+from kkt.emulator.shells import DEFAULT_PORTS, PROTOCOLS, Service
+from kkt.emulator.shtrih import ShtrihRegister
 
 Address = tuple[str, int]
-DEFAULT_TCP: Address = ("127.0.0.1", DEFAULT_PORT)
-
-
-class Verification(Protocol):
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def documents(self) -> int: ...
-    @property
-    def problems(self) -> Sequence[str]: ...
-
-
-class EmulatedRegister(Protocol):
-    def execute(self, payload: bytes) -> bytes: ...
-    def close(self) -> None: ...
-    def verify(self) -> Verification: ...
 
 
 class CliError(Exception):
@@ -53,12 +35,12 @@ class CliError(Exception):
 
 def open_register(
     state: Path, *, fiscal_only: bool = False, ffd: str = "1.2", protocol: str = "shtrih"
-) -> EmulatedRegister:
+) -> Personality:
     """Open (or create) the emulated register whose state lives in ``state``, with the
     personality of ``protocol`` (one state directory may be served as either)."""
-    opener = open_atol if protocol == "atol" else open_device
+    personality = AtolRegister if protocol == "atol" else ShtrihRegister
     try:
-        return opener(state, fiscal_only=fiscal_only, ffd=ffd)
+        return personality.open(state, fiscal_only=fiscal_only, ffd=ffd)
     except Exception as exc:
         raise CliError(f"cannot open the emulated register in {state}: {exc}") from None
 
@@ -154,7 +136,7 @@ def prepare_state(path: Path) -> Path:
 
 
 async def serve_until(
-    device: EmulatedRegister,
+    device: Personality,
     tcp: Sequence[Address],
     pty: Path | None,
     stop: asyncio.Event,
@@ -168,50 +150,24 @@ async def serve_until(
 
     With ``state`` and a real emulated register, the control channel listens in ``state`` too.
     """
-    lock = asyncio.Lock()
-    faults = Faults()
-    servers: list[TcpServer | PtyServer] = []
-    control: asyncio.Server | None = None
-    try:
+    async with Service(device, protocol=protocol) as service:
         for host, port in tcp:
             try:
-                server = await serve_tcp(
-                    device,
-                    host,
-                    port,
-                    lock=lock,
-                    faults=faults,
-                    filler_after_ack=tcp_filler,
-                    protocol=protocol,
-                )
+                server = await service.tcp(host, port, filler_after_ack=tcp_filler)
             except OSError as exc:
                 raise CliError(_bind_problem(host, port, exc)) from None
-            servers.append(server)
             for bound_host, bound_port in server.addresses:
                 print(f"listening tcp {_format_address(bound_host, bound_port)}", file=out)
         if pty is not None:
             try:
-                pty_server = await serve_pty(
-                    device, pty, lock=lock, faults=faults, protocol=protocol
-                )
+                pty_server = await service.pty(pty)
             except OSError as exc:
                 raise CliError(f"cannot serve a pty at {pty}: {exc.strerror or exc}") from None
-            servers.append(pty_server)
             print(f"listening pty {pty_server.link} -> {pty_server.tty_name}", file=out)
-        if state is not None and isinstance(device, ShtrihRegister | AtolRegister):
-            control = await serve_control(state, Controls(device, faults), lock)
-            print(f"control unix {state / SOCKET_NAME}", file=out)
+        if state is not None and isinstance(device, Personality):
+            print(f"control unix {await service.control(state)}", file=out)
         out.flush()
         await stop.wait()
-    finally:
-        for listener in servers:
-            listener.close()
-        for listener in servers:
-            await listener.wait_closed()
-        if control is not None:
-            control.close()
-            await control.wait_closed()
-            (state / SOCKET_NAME).unlink(missing_ok=True)  # type: ignore[operator]
 
 
 # -- internals ----------------------------------------------------------------------------------
@@ -237,7 +193,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _serve_until_signal(
-    device: EmulatedRegister,
+    device: Personality,
     tcp: Sequence[Address],
     pty: Path | None,
     out: TextIO,

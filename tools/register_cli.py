@@ -21,12 +21,10 @@ from kkt.protocols.shtrih.modes import FnPhase
 from rich.console import Console as RichConsole
 
 from kkt import Operation, Register
-from kkt.archive import Document
-from kkt.atol_json import fiscal_params, receipt_from_atol
 from kkt.errors import KktError, ReceiptRejected, WrongMode
+from kkt.formats.atol_json import fiscal_params, receipt_from_atol
 from kkt.journal import Journal
-from kkt.register import FiscalResult
-from kkt.results import FnWarning
+from kkt.results import Document, FiscalResult, FnWarning
 
 from .console import Output, grid, pairs, show
 

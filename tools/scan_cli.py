@@ -23,7 +23,7 @@ import kkt
 from kkt.discover import BAUD_RATES, Found, discover
 from kkt.errors import KktError, PortBusy, TransportError
 from kkt.results import FnWarning
-from kkt.usb import SCHEME as USB_SCHEME
+from kkt.transport.usb import SCHEME as USB_SCHEME
 
 from .console import Output, grid
 from .register_cli import UsageError

@@ -594,27 +594,9 @@ class FiscalStorage:
         encoded = encode_tlv([(kind, body)])
         if len(encoded) - 4 > MAX_DOCUMENT[kind]:
             raise FnError(FnCode.TLV_TOO_BIG, f"the document would be {len(encoded)} bytes")
-        operation, total, payments, vat, correction = receipt or (
-            0,
-            0,
-            Payments(),
-            VatSums(),
-            False,
-        )
-        record = ArchiveRecord(
-            number=number,
-            kind=kind,
-            when=now,
-            fiscal_sign=sign,
-            shift=shift,
-            data=data,
-            tlv=encoded,
-            operation=operation,
-            total=total,
-            payments=payments,
-            vat=vat,
-            correction=correction,
-        )
+        # A receipt's typed values (operation, total, payments, tax sums, correction) end the
+        # record; other documents keep the record's zero defaults.
+        record = ArchiveRecord(number, kind, now, sign, shift, data, encoded, *(receipt or ()))
         queued = not (state.registration and state.registration.autonomous)
         state = state.evolve(
             last_number=number,

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .archive import ArchiveRecord
 from .counters import (
@@ -28,28 +28,13 @@ from .counters import (
 from .state import FnState, LifePhase
 
 
-class FnStore(Protocol):
-    def load(self) -> FnState | None: ...
-
-    def save(
-        self,
-        state: FnState,
-        record: ArchiveRecord | None = None,
-        confirmed: tuple[int, dt.datetime] | None = None,
-    ) -> None:
-        """Store the new state and the document it formed (or confirmation it took), atomically."""
-
-    def record(self, number: int) -> ArchiveRecord | None: ...
-
-    def records(self, start: int = 1) -> Iterator[ArchiveRecord]: ...
-
-    def confirmed_at(self, number: int) -> dt.datetime | None: ...
-
-    def close(self) -> None: ...
-
-
 class MemoryStore:
-    """Keeps everything in process memory: fast tests, nothing survives the process."""
+    """Keeps everything in process memory: fast tests, nothing survives the process.
+
+    Each store (this one, `SqliteStore`) offers ``load``, ``save(state, record, confirmed)`` --
+    the new state and the document it formed (or the confirmation it took), atomically --
+    ``record``, ``records``, ``confirmed_at`` and ``close``.
+    """
 
     def __init__(self) -> None:
         self._state: FnState | None = None
@@ -352,3 +337,6 @@ def _record(row: tuple[Any, ...]) -> ArchiveRecord:
         vat=VatSums(*row[14:20]),
         correction=bool(row[20]),
     )
+
+
+FnStore = MemoryStore | SqliteStore  # where an FN keeps its state and archive

@@ -1,9 +1,15 @@
-"""What every shell's server has in common: close, wait, and ``async with``."""
+"""What every shell's server has in common: close, wait, ``async with``, and its pumps."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
+
+from .pump import Pump
+
+# write, name, on_error -> a pump on that stream
+PumpFactory = Callable[[Callable[[bytes], None], str, Callable[[], None] | None], Pump]
 
 
 class Listener:

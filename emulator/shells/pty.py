@@ -5,9 +5,6 @@ once and the emulator restarted at will.  The slave is put in raw mode (no echo,
 protocol bytes such as 0x05 or 0x15 must pass untouched), and this process keeps the slave open
 itself: with no other holder of the slave, Linux fails reads on the master with EIO, which would
 turn every host disconnect into a dead emulator.
-
-Serial registers send no 0xFF filler after the host's ACK, and a local pty adds no network delay,
-so the documented 50 ms byte timeout (`DeviceSettings` defaults) stays.
 """
 
 from __future__ import annotations
@@ -20,17 +17,11 @@ import os
 import tty
 from pathlib import Path
 
-from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
-from kkt.protocols.shtrih.link import DeviceSettings
-
-from ..faults import Faults
-from .listener import Listener
-from .protocols import Pump, PumpFactory, pump_factory
-from .runner import Device, DeviceRunner
+from .listener import Listener, PumpFactory
+from .pump import Pump
 
 log = logging.getLogger(__name__)
 
-PTY_SETTINGS = DeviceSettings(filler_after_ack=False)
 _READ_SIZE = 4096
 
 
@@ -56,9 +47,8 @@ def point_link(link: Path, target: str) -> None:
 class PtyServer(Listener):
     """One pseudo-terminal and its symlink; one link, since a serial line has one host."""
 
-    def __init__(self, runner: DeviceRunner, make_pump: PumpFactory, link: Path) -> None:
+    def __init__(self, make_pump: PumpFactory, link: Path) -> None:
         self.link = link
-        self._runner = runner
         self._make_pump = make_pump
         self._master = -1
         self._slave = -1
@@ -96,9 +86,8 @@ class PtyServer(Listener):
         self._close_fds()
 
     async def wait_closed(self) -> None:
-        """Wait for a command still running and for the worker thread to stop."""
+        """Wait for a command still running."""
         await asyncio.gather(*(pump.wait_closed() for pump in self._pumps))
-        self._runner.close()
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -137,36 +126,3 @@ class PtyServer(Listener):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = -1
-
-
-async def serve_pty(
-    device: Device,
-    link: Path | str,
-    *,
-    filler_after_ack: bool = False,
-    lock: asyncio.Lock | None = None,
-    settings: DeviceSettings | AtolDeviceSettings | None = None,
-    faults: Faults | None = None,
-    protocol: str = "shtrih",
-) -> PtyServer:
-    """Serve ``device`` on a new pseudo-terminal reachable through the symlink ``link``.
-
-    ``protocol`` is "shtrih" or "atol".  Raises `FileExistsError` when ``link`` is a file other
-    than a symlink.  Share ``lock`` with every other shell that serves the same device.
-    """
-    runner = DeviceRunner(device, lock, faults)
-    try:
-        make_pump = pump_factory(
-            protocol,
-            runner,
-            device,
-            default=PTY_SETTINGS,
-            filler_after_ack=filler_after_ack,
-            settings=settings,
-        )
-        server = PtyServer(runner, make_pump, Path(link))
-        server.start()
-    except BaseException:
-        runner.close()
-        raise
-    return server

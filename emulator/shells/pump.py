@@ -1,95 +1,155 @@
-"""The link pump: one Shtrih device link on one byte stream, shared by the TCP and pty shells.
+"""The pump: one device link on one byte stream, whatever the protocol.
 
-The link (`kkt.protocols.shtrih.link.ShtrihLink`) is sans-IO; this is its I/O half.  A shell
-hands over every chunk it reads (`LinkPump.feed`) and a function that writes bytes; the pump gives
-the link the loop's monotonic time, arms one loop timer at the link's next deadline, runs each
-taken command on the shared `DeviceRunner` and hands the answer back to the link.  Nothing here
-raises into the shell: a failure of this link is logged and reported through ``on_error``.
+A link (`ShtrihLink` in the device role, `AtolDeviceLink`) is sans-IO; the pump is its I/O half.
+A shell hands over every chunk it reads (`Pump.feed`) and a function that writes bytes; the pump
+gives the link the loop's monotonic time, writes what the link produced (through the wire
+faults), keeps one loop timer at the link's next deadline and gives up a link that failed.  What
+a protocol does with a taken command is its `Vendor`'s business (`shells.shtrih`: the connection
+runs its command; `shells.atol`: the device's task buffer runs it, whatever the connection).
+Nothing here raises into the shell: a failure of this link is logged and reported through
+``on_error``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from kkt.protocols.shtrih.link import (
-    CommandReceived,
-    DeviceSettings,
-    Event,
-    Role,
-    ShtrihLink,
-)
-
-from ..faults import Faults
 from .runner import DeviceRunner
 
 log = logging.getLogger(__name__)
 
 
-def link_settings(
-    settings: DeviceSettings | None, default: DeviceSettings, *, filler_after_ack: bool
-) -> DeviceSettings:
-    """``settings`` (or the shell's default) for timing; ``filler_after_ack`` always decides."""
-    return dataclasses.replace(settings or default, filler_after_ack=filler_after_ack)
+class Vendor(Protocol):
+    """A protocol's half of every pump of one device."""
+
+    def open(self, pump: Pump) -> Any:
+        """The new link of ``pump``'s stream (with ``data_to_send``, ``get_timer``,
+        ``handle_timer``, ``receive_data`` and ``power_cycle``)."""
+
+    def closed(self, pump: Pump) -> None:
+        """``pump`` stopped reacting."""
+
+    def event(self, pump: Pump, event: Any) -> bool:
+        """Act on one of the link's events; False when it only needs logging."""
+
+    def power_cycle(self, pump: Pump) -> None:
+        """The device lost power: forget what it forgets (the link's memory at least)."""
 
 
-class StreamPump:
-    """What every protocol's pump does alike: write the link's bytes (through the wire faults),
-    keep one loop timer at the link's next deadline, and give up a link that failed.
+class Pump:
+    """Drives one device link on the running event loop (see the module docstring)."""
 
-    A subclass sets ``_link`` (anything with ``data_to_send``, ``get_timer``, ``handle_timer``),
-    ``_loop``, ``_write``, ``_name``, ``_on_error``, ``_faults``, ``_timer``, ``_write_at`` and
-    ``_closed``, and provides ``_step`` and ``close``.
-    """
+    def __init__(
+        self,
+        vendor: Vendor,
+        runner: DeviceRunner,
+        write: Callable[[bytes], None],
+        settings: Any,
+        *,
+        name: str,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.runner = runner
+        self.faults = runner.faults
+        self.settings = settings  # the link's timing, for the vendor's `open`
+        self.name = name
+        self.closed = False
+        # What this pump started that may outlive it: its command, or the executor of the tasks.
+        self.started: asyncio.Task[None] | None = None
+        self._vendor = vendor
+        self._write = write
+        self._on_error = on_error
+        self._timer: asyncio.TimerHandle | None = None
+        self._write_at = 0.0  # delayed writes leave in order
+        self.link = vendor.open(self)
+        self.faults.attach(self.power_cycle)
 
-    _link: Any
-    _loop: asyncio.AbstractEventLoop
-    _write: Callable[[bytes], None]
-    _name: str
-    _on_error: Callable[[], None] | None
-    _faults: Faults
-    _timer: asyncio.TimerHandle | None
-    _write_at: float
-    _closed: bool
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """What this pump started, while it runs (it outlives `close`; see `wait_closed`)."""
+        task = self.started
+        return task if task is not None and not task.done() else None
 
-    def _step(self, step: Callable[[], list[Any]]) -> None:
-        raise NotImplementedError
+    def feed(self, data: bytes) -> None:
+        """Bytes read from the line."""
+        if not self.closed:
+            data = self.faults.mangle(data)
+            self.step(lambda: self.link.receive_data(data, self.loop.time()))
+
+    def power_cycle(self) -> None:
+        """The device lost power: the link forgets what was in flight."""
+        if not self.closed:
+            self.step(lambda: self._vendor.power_cycle(self))
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop reacting.  What the device is running finishes (a register cannot be stopped
+        mid-document); its answer reaches this line no more."""
+        self.closed = True
+        self._cancel_timer()
+        self.faults.detach(self.power_cycle)
+        self._vendor.closed(self)
 
-    def _fail(self, what: str) -> None:
-        log.debug("%s: %s; giving up this link", self._name, what, exc_info=True)
+    async def wait_closed(self) -> None:
+        """Wait for what this pump started to finish."""
+        if self.started is not None:
+            await asyncio.wait([self.started])
+
+    def step(self, call: Callable[[], Any], *, drop_output: bool = False) -> None:
+        """Run one link call (its events, or None), write what it produced -- nothing when
+        ``drop_output`` (the line lost it) -- hand the events to the vendor, re-arm the timer."""
+        try:
+            events = call() or []
+            if drop_output:
+                self.link.data_to_send()
+            for event in events:
+                if not self._vendor.event(self, event):
+                    log.debug("%s: %s", self.name, event)
+            self._flush()
+            self._arm()
+        except Exception:
+            self.fail("link failure")
+
+    def fail(self, what: str) -> None:
+        """Give up this link (the shell drops the connection or starts a new link)."""
+        log.debug("%s: %s; giving up this link", self.name, what, exc_info=True)
         self.close()
         if self._on_error is not None:
             self._on_error()
 
+    def device_faults(self) -> bool:
+        """A device fault is pending: those act between the work and its answer."""
+        f = self.faults
+        return bool(f.drop_answers or f.lose_answers or f.hang_up or f.lose_rate)
+
+    # -- internals ------------------------------------------------------------------------------
+
     def _flush(self) -> None:
-        data = self._faults.mangle(self._link.data_to_send())
+        data = self.faults.mangle(self.link.data_to_send())
         if not data:
             return
-        if not (self._faults.delay or self._faults.split):
+        if not (self.faults.delay or self.faults.split):
             self._write(data)
             return
-        chunks = [data[i : i + 1] for i in range(len(data))] if self._faults.split else [data]
+        chunks = [data[i : i + 1] for i in range(len(data))] if self.faults.split else [data]
         for chunk in chunks:
-            self._write_at = max(self._write_at, self._loop.time()) + self._faults.delay
-            self._loop.call_at(self._write_at, self._write_late, chunk)
+            self._write_at = max(self._write_at, self.loop.time()) + self.faults.delay
+            self.loop.call_at(self._write_at, self._write_late, chunk)
 
     def _write_late(self, chunk: bytes) -> None:
-        if not self._closed:
+        if not self.closed:
             self._write(chunk)
 
     def _arm(self) -> None:
-        deadline = self._link.get_timer()
+        deadline = self.link.get_timer()
         if self._timer is not None and deadline == self._timer.when():
             return
         self._cancel_timer()
-        if deadline is not None and not self._closed:
-            self._timer = self._loop.call_at(deadline, self._fire, deadline)
+        if deadline is not None and not self.closed:
+            self._timer = self.loop.call_at(deadline, self._fire, deadline)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -100,141 +160,5 @@ class StreamPump:
         self._timer = None
         # The loop may run a timer a clock tick early; the link must see its deadline reached,
         # or it would hand back the same deadline and the loop would spin until it passes.
-        now = max(self._loop.time(), deadline)
-        self._step(lambda: self._link.handle_timer(now))
-
-
-class LinkPump(StreamPump):
-    """Drives one `ShtrihLink` in the DEVICE role on the running event loop."""
-
-    def __init__(
-        self,
-        runner: DeviceRunner,
-        write: Callable[[bytes], None],
-        settings: DeviceSettings,
-        *,
-        name: str,
-        on_error: Callable[[], None] | None = None,
-    ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._runner = runner
-        self._write = write
-        self._name = name
-        self._on_error = on_error
-        self._link = ShtrihLink(Role.DEVICE, device=settings)
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._faults = runner.faults
-        self._write_at = 0.0  # delayed writes leave in order
-        self._faults.attach(self.power_cycle)
-
-    def power_cycle(self) -> None:
-        """The device lost power: the link forgets the command and answer in flight."""
-        if self._closed:
-            return
-
-        def cycle() -> list[Event]:
-            self._link.power_cycle()
-            return []
-
-        self._step(cycle)
-
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        """The command being executed, if any (it outlives `close`; see `wait_closed`)."""
-        return self._task
-
-    def feed(self, data: bytes) -> None:
-        """Bytes read from the line."""
-        if not self._closed:
-            data = self._faults.mangle(data)
-            self._step(lambda: self._link.receive_data(data, self._loop.time()))
-
-    def close(self) -> None:
-        """Stop reacting.  A command already running finishes (the device cannot be stopped
-        mid-document, nor can a real register); its answer is dropped."""
-        self._closed = True
-        self._cancel_timer()
-        self._faults.detach(self.power_cycle)
-
-    async def wait_closed(self) -> None:
-        """Wait for the command that was running at `close` to finish."""
-        if self._task is not None:
-            await asyncio.wait([self._task])
-
-    # -- internals ------------------------------------------------------------------------------
-
-    def _step(self, step: Callable[[], list[Event]]) -> None:
-        """Run one link call, write what it produced, start commands, re-arm the timer."""
-        try:
-            events = step()
-            for event in events:
-                if isinstance(event, CommandReceived):
-                    if self._answer_now(event.command):
-                        continue
-                    # The link takes one command at a time (it NAKs frames while executing), so
-                    # at most one of these tasks is alive per pump.
-                    self._task = self._loop.create_task(self._execute(event.command))
-                else:
-                    log.debug("%s: %s", self._name, event)
-            self._flush()
-            self._arm()
-        except Exception:
-            self._fail("link failure")
-
-    def _answer_now(self, command: bytes) -> bool:
-        """A quick query answered in this very step: its answer leaves in the same write as the
-        ACK to its frame (a register answering at once looks the same on the wire).  Not while a
-        device fault is pending: those act between the ACK and the answer."""
-        f = self._faults
-        if f.drop_answers or f.lose_answers or f.hang_up or f.lose_rate:
-            return False
-        try:
-            answer = self._runner.execute_now(command)
-        except Exception:
-            log.exception("%s: the device failed on command %s", self._name, command[:2].hex(" "))
-            self._link.power_cycle()
-            return True
-        if answer is None:
-            return False
-        try:
-            self._link.send_answer(answer, self._loop.time())
-        except Exception:
-            log.exception("%s: the device gave an answer no frame can carry", self._name)
-            self._link.power_cycle()
-        return True
-
-    async def _execute(self, command: bytes) -> None:
-        try:
-            answer = await self._runner.execute(command)
-        except Exception:
-            # A device bug.  The register "reboots": it forgets the command, so the host's ENQ
-            # gets NAK and its driver reports the outcome as unknown instead of hanging.
-            log.exception("%s: the device failed on command %s", self._name, command[:2].hex(" "))
-            if not self._closed:
-                self._link.power_cycle()
-                self._arm()
-            return
-        if self._closed:
-            log.debug("%s: answer %s dropped, the line is gone", self._name, answer[:2].hex(" "))
-            return
-        if self._faults.take("hang_up"):
-            # The work is done; the network drops (or the register reboots) before the answer.
-            self._link.power_cycle()
-            self._fail("fault: command executed, then the line hung up")
-            return
-        if self._faults.lose_this_answer():
-            log.debug("%s: fault: command executed, answer forgotten", self._name)
-            self._link.power_cycle()
-            self._arm()
-            return
-        try:
-            self._link.send_answer(answer, self._loop.time())
-        except Exception:
-            log.exception("%s: the device gave an answer no frame can carry", self._name)
-            self._link.power_cycle()
-        if self._faults.take("drop_answers"):
-            log.debug("%s: fault: answer frame lost on the line", self._name)
-            self._link.data_to_send()
-        self._step(lambda: [])
+        now = max(self.loop.time(), deadline)
+        self.step(lambda: self.link.handle_timer(now))

@@ -1,9 +1,10 @@
 """The TCP shell: a device served on TCP, over Shtrih-M v1 (port 7778) or ATOL v3 (port 5555).
 
-Every connection gets its own link (its own ENQ/ACK state and pending answer), and all of them
-share one `DeviceRunner`, so commands from several clients run one at a time, never interleaved.
-A client that sends garbage gets what a register gives it (NAKs, dropped partial frames); one
-that vanishes loses only its own answer.  Neither can disturb the others or stop the server.
+Every connection gets its own pump and link (its own ENQ/ACK state and pending answer), and all of
+them share the device's one `DeviceRunner` (see `shells.service`), so commands from several
+clients run one at a time, never interleaved.  A client that sends garbage gets what a register
+gives it (NAKs, dropped partial frames); one that vanishes loses only its own answer.  Neither
+can disturb the others or stop the server.
 """
 
 from __future__ import annotations
@@ -11,31 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
-from kkt.protocols.shtrih.link import DeviceSettings
-
-from ..faults import Faults
-from .listener import Listener
-from .protocols import Pump, PumpFactory, pump_factory
-from .runner import Device, DeviceRunner
+from .listener import Listener, PumpFactory
+from .pump import Pump
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 7778  # fact sheet §1.5: Shtrih network models listen on 7778 (protocol v1)
-
-# A network adds delays a serial line does not have: a frame split across segments must not be
-# dropped after the 50 ms a serial register allows between bytes.  But the byte timeout must stay
-# below a host's retry interval (its ACK wait plus quiet time): otherwise, after a frame lost its
-# length byte, the host's ENQs keep feeding the damaged partial frame and the device never hears
-# them (seen in the driver's soak: a LEN of 0xFF swallowing 255 ENQs).
-TCP_SETTINGS = DeviceSettings(byte=0.25, confirm=1.0, filler_after_ack=True)
 
 
 class TcpServer(Listener):
     """A listening socket (or several, for a name that resolves to more than one address)."""
 
-    def __init__(self, runner: DeviceRunner, make_pump: PumpFactory) -> None:
-        self._runner = runner
+    def __init__(self, make_pump: PumpFactory) -> None:
         self._make_pump = make_pump
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -70,14 +56,13 @@ class TcpServer(Listener):
             connection.abort()
 
     async def wait_closed(self) -> None:
-        """After `close`: wait for the commands still running and for the worker thread to end."""
+        """After `close`: wait for the commands still running."""
         if self._server is not None:
             await self._server.wait_closed()
         # Aborted transports report connection_lost on the next loop turns; only then is every
         # pump that may still run a command known.
         await self._no_connections.wait()
         await asyncio.gather(*(pump.wait_closed() for pump in list(self._pumps)))
-        self._runner.close()
 
     # -- called by connections ------------------------------------------------------------------
 
@@ -125,41 +110,3 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
-
-
-async def serve_tcp(
-    device: Device,
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    *,
-    filler_after_ack: bool = True,
-    lock: asyncio.Lock | None = None,
-    settings: DeviceSettings | AtolDeviceSettings | None = None,
-    faults: Faults | None = None,
-    protocol: str = "shtrih",
-) -> TcpServer:
-    """Serve ``device`` over TCP until the returned server is closed.
-
-    ``protocol`` is "shtrih" (Shtrih-M v1; real network models listen on 7778) or "atol" (ATOL
-    v3; 5555).  ``port=0`` picks a free port (read it from `TcpServer.port`).  Shtrih only:
-    ``filler_after_ack`` sends the 0xFF that real network models send after the host's ACK (fact
-    sheet §1.4).  ``settings`` overrides the protocol's link timing (`TCP_SETTINGS` for Shtrih).
-    Share ``lock`` with every other shell that serves the same device.
-    """
-    runner = DeviceRunner(device, lock, faults)
-    try:
-        make_pump = pump_factory(
-            protocol,
-            runner,
-            device,
-            default=TCP_SETTINGS,
-            filler_after_ack=filler_after_ack,
-            settings=settings,
-            network=True,
-        )
-        server = TcpServer(runner, make_pump)
-        await server.start(host, port)
-    except BaseException:
-        runner.close()
-        raise
-    return server

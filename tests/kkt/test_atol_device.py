@@ -17,9 +17,9 @@ from kkt.protocols.errors import LinkError
 
 import kkt
 from kkt import Item, Operation, Payments, Receipt, Register, Vat
-from kkt.atol_device import TAX_TYPES, AtolDevice
-from kkt.inprocess import InProcess
 from kkt.journal import Journal
+from kkt.transport.inprocess import InProcess
+from kkt.vendors.atol import TAX_TYPES, AtolDevice
 
 # What to do with one command: "ok", "lose" (run it, lose the reply), "down" (do not run it),
 # or bytes (run it, answer these instead).

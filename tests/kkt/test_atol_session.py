@@ -1,7 +1,7 @@
-"""`AtolSession` against `AtolPump` devices on 127.0.0.1, one event loop in a thread.
+"""`AtolSession` against an ATOL `Service` on 127.0.0.1, one event loop in a thread.
 
-Each connection gets its own `AtolPump` over the device's one `TaskBuffer`, as the TCP shell
-gives them; the device is a fake that records every command.  The port is lost mid-command by
+Each connection gets its own pump over the device's one `TaskBuffer`, as the TCP shell gives
+them; the device is a fake that records every command.  The port is lost mid-command by
 the pump's ``hang_up`` fault (the task runs, then the connection is cut before the reply): the
 session reopens the port and the link's Req on the new connection brings back the reply.
 """
@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 
 import pytest
 from kkt.emulator.faults import Faults
-from kkt.emulator.shells.atol_pump import AtolPump
-from kkt.emulator.shells.runner import DeviceRunner
+from kkt.emulator.shells import Service
 from kkt.protocols.atol.link import DeviceSettings, HostSettings, TaskBuffer
 from kkt.protocols.errors import LinkError
 
-from kkt.atol_session import AtolSession
 from kkt.errors import TransportError
-from kkt.session import PortLost
-from kkt.tcp import TcpPort
+from kkt.transport.session import AtolSession, PortLost
+from kkt.transport.tcp import TcpPort
 
 STATUS = b"\x00\x00\x3f"  # quick: answered on the loop, inline in the Add's reply
 SETTINGS = HostSettings(packet=0.2, poll=0.05)
@@ -48,44 +46,16 @@ class FakeRegister:
         return payload == STATUS
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self, device: Device) -> None:
-        self._device = device
-        self._pump: AtolPump | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._pump = AtolPump(
-            self._device.runner,
-            transport.write,
-            DeviceSettings(inline=0.02, byte=0.1),
-            name="test",
-            on_error=transport.abort,
-            buffer=self._device.buffer,
-        )
-        self._device.pumps.append(self._pump)
-
-    def data_received(self, data: bytes) -> None:
-        if self._pump is not None:
-            self._pump.feed(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._pump is not None:
-            self._pump.close()
-
-
 class Device:
-    """The register: an event loop in a thread serving AtolPumps on 127.0.0.1, port 0."""
+    """The register: a `Service` on 127.0.0.1, port 0, run by an event loop in a thread."""
 
     def __init__(self, register: FakeRegister, faults: Faults) -> None:
         self.register = register
         self.faults = faults
-        self.buffer = TaskBuffer()
-        self.pumps: list[AtolPump] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-        self.runner: DeviceRunner
+        self._service: Service | None = None
+        self.port = 0
 
     def __enter__(self) -> Device:
         self._thread.start()
@@ -102,24 +72,19 @@ class Device:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
 
     async def _start(self) -> None:
-        self.runner = DeviceRunner(self.register, faults=self.faults)
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Connection(self), "127.0.0.1", 0
-        )
+        self._service = Service(self.register, protocol="atol", faults=self.faults)
+        server = await self._service.tcp(settings=DeviceSettings(inline=0.02, byte=0.1))
+        self.port = server.port
 
     async def _stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        for pump in self.pumps:
-            pump.close()
-        await asyncio.gather(*(pump.wait_closed() for pump in self.pumps))
-        self.runner.close()
+        assert self._service is not None
+        self._service.close()
+        await self._service.wait_closed()
 
     @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+    def buffer(self) -> TaskBuffer:
+        assert self._service is not None and self._service.tasks is not None
+        return self._service.tasks.buffer
 
     def open(self) -> TcpPort:
         return TcpPort("127.0.0.1", self.port)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
-from kkt.tools.demo import EmulatorThread
 from support.fake_usb import PID, VID, FakeUsbBackend
 
 from kkt.discover import discover
@@ -20,7 +20,7 @@ def test_finds_the_emulator_and_skips_the_rest(tmp_path: Path) -> None:
     device = open_device(tmp_path / "state")
     silent_master, silent_slave = os.openpty()  # a port with nothing behind it
     try:
-        with EmulatorThread(device, Faults(), pty=tmp_path / "tty") as emulator:
+        with ServiceThread(device, Faults(), pty=tmp_path / "tty") as emulator:
             started = time.monotonic()
             found = discover(
                 [str(tmp_path / "missing"), os.ttyname(silent_slave), str(tmp_path / "tty")],

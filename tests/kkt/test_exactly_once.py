@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih.link import DeviceSettings, HostSettings
-from kkt.tools.demo import EmulatorThread
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
-from kkt.commander import Commander
+from kkt.transport.session import Commander
 
 SETTINGS = HostSettings(ack=0.3, byte=0.3, quiet=0.1, probe=0.3, answer=5.0)
 # The soak's loopback timing: the emulator reacts in microseconds, so the link's timeouts can be
@@ -96,7 +96,7 @@ def test_soak_lossy_line_and_forgotten_answers(tmp_path: Path, protocol: str) ->
     outcomes: dict[int, str] = {}
     slowest = 0.0
     started_soak = time.monotonic()
-    with EmulatorThread(device, faults, settings=device_settings, protocol=protocol) as emulator:
+    with ServiceThread(device, faults, settings=device_settings, protocol=protocol) as emulator:
         url = f"socket://127.0.0.1:{emulator.port}"
         with kkt.connect(url, settings=host, protocol=protocol) as register:
             timed = TimedCommander(register.device.commander, host)  # type: ignore[attr-defined]
@@ -164,7 +164,7 @@ def test_driver_killed_mid_receipt_then_the_same_key_again(tmp_path: Path, proto
     faults = Faults()
     journal = tmp_path / "journal.sqlite"
     rng = random.Random(3)
-    with EmulatorThread(device, faults, protocol=protocol) as emulator:
+    with ServiceThread(device, faults, protocol=protocol) as emulator:
         url = f"socket://127.0.0.1:{emulator.port}"
         with kkt.connect(url, protocol=protocol) as register:
             register.open_shift()

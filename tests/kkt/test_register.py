@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih import fn
 from kkt.protocols.shtrih.link import HostSettings
-from kkt.tools.demo import EmulatorThread
 from support.tap import Send, tap, untap
 
 import kkt
@@ -49,14 +49,14 @@ class Served:
         self.state = tmp_path / "state"
         self.faults = Faults()
         self.protocol = protocol
-        self.thread: EmulatorThread | None = None
+        self.thread: ServiceThread | None = None
         self.device: Any = None
         if transport == "inproc":
             self.url = f"emulator:{self.state}"
         else:
             self.device = OPENERS[protocol](self.state)
             pty = tmp_path / "tty" if transport == "pty" else None
-            self.thread = EmulatorThread(
+            self.thread = ServiceThread(
                 self.device, self.faults, pty=pty, protocol=protocol
             ).__enter__()
             self.url = str(pty) if pty else f"socket://127.0.0.1:{self.thread.port}"
@@ -106,7 +106,7 @@ def test_the_same_day_on_every_transport(served: Served) -> None:
         assert not register.status().shift_open
         info = register.device_info()
         assert (info.model, info.name, info.serial) == IDENTITIES[served.protocol]
-        assert register.fn_status().last_document == 1
+        assert register.fn_info().last_document == 1
         opened = register.open_shift(cashier="Петрова А.")
         assert (opened.document_number, opened.shift_number) == (2, 1)
         results = [
@@ -144,10 +144,10 @@ def test_idempotency_key_returns_the_first_receipt(served: Served, tmp_path: Pat
         first = register.sell(coffee(), key="order-17")
         again = register.sell(coffee(), key="order-17")
         assert again == first
-        assert register.fn_status().last_document == first.document_number
+        assert register.fn_info().last_document == first.document_number
     with served.connect(journal) as register:  # a new process would see the same journal
         assert register.sell(coffee(), key="order-17") == first
-        assert register.fn_status().last_document == first.document_number
+        assert register.fn_info().last_document == first.document_number
 
 
 @pytest.mark.timeout(60)
@@ -160,7 +160,7 @@ def test_a_pending_key_never_claims_a_receipt_another_key_owns(tmp_path: Path) -
         with rig.connect(journal_path) as register:
             register.open_shift()
             assert register.journal is not None
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
             register.journal.begin("order-1", before, int(Operation.SELL), coffee().total)
             second = register.sell(coffee(), key="order-2")
             first = register.sell(coffee(), key="order-1")
@@ -205,7 +205,7 @@ def test_a_lost_closing_answer_is_settled_from_the_fn(tmp_path: Path) -> None:
     try:
         with rig.connect() as register:
             register.open_shift()
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
             rig.faults.configure(lose_answers=0)
             # The next command (8D) and the items go through; the closing answer is forgotten by
             # the device after it fiscalized the receipt.
@@ -219,7 +219,7 @@ def test_a_lost_closing_answer_is_settled_from_the_fn(tmp_path: Path) -> None:
             register.device.commander.exchange = exchange  # type: ignore[method-assign]
             result = register.sell(coffee())
             assert result.document_number == before + 1
-            assert register.fn_status().last_document == before + 1  # formed once
+            assert register.fn_info().last_document == before + 1  # formed once
             assert register.find_document(result.document_number).fiscal_sign == result.fiscal_sign
     finally:
         rig.close()
@@ -240,7 +240,7 @@ def test_the_connection_drops_mid_receipt_and_the_driver_reconnects(
     try:
         with rig.connect() as register:
             register.open_shift()
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
             original = register.device.commander.exchange
             dropped: list[bytes] = []
 
@@ -256,7 +256,7 @@ def test_the_connection_drops_mid_receipt_and_the_driver_reconnects(
             assert register.device.commander.reconnects == 1  # type: ignore[attr-defined]
             assert result.document_number == before + 1
             assert result.total == coffee().total
-            assert register.fn_status().last_document == before + 1  # formed once
+            assert register.fn_info().last_document == before + 1  # formed once
             found = register.find_document(result.document_number)
             assert found.fiscal_sign == result.fiscal_sign
             assert found.total == coffee().total
@@ -271,7 +271,7 @@ def test_two_threads_share_one_register(tmp_path: Path) -> None:
     try:
         with rig.connect() as register:
             register.open_shift()
-            first = register.fn_status().last_document + 1
+            first = register.fn_info().last_document + 1
             numbers: list[int] = []
 
             def seller() -> None:
@@ -316,7 +316,7 @@ def test_more_of_the_api(tmp_path: Path) -> None:
         register.buy_return(coffee())
         fixed = register.correction(Operation.SELL, 12_300, reason="акт 5")
         assert [r.operation for r in (sold, returned, bought, fixed)] == [1, 2, 3, 1]
-        assert register.ofd_status().unsent == register.fn_status().unsent >= 7
+        assert register.ofd_status().unsent == register.fn_info().unsent >= 7
         register.cash_out(10_000)
         register.close_shift()
     device = open_device(rig.state)
@@ -335,8 +335,8 @@ def test_a_misbehaving_device_yields_only_typed_errors(tmp_path: Path) -> None:
     import random
     import time
 
-    from kkt.emulator.shells import serve_tcp
     from kkt.protocols.shtrih import classic
+    from support.shells import serve_tcp
 
     rng = random.Random(5)
 
@@ -387,7 +387,7 @@ def test_the_day_on_a_real_register(kkt_url: str | None) -> None:
         pytest.skip("needs a real register: pass --kkt-url=/dev/ttyUSB0 or socket://host:7778")
     with kkt.connect(kkt_url) as register:
         register.status()
-        register.fn_status()
+        register.fn_info()
         register.open_shift()
         result = register.sell(coffee())
         assert register.find_document(result.document_number).fiscal_sign == result.fiscal_sign
@@ -454,7 +454,7 @@ def test_a_garbled_fn_serial_is_a_bad_answer_never_cached(tmp_path: Path) -> Non
             register.device._fn_serial = None  # type: ignore[attr-defined]
             with pytest.raises(kkt.OutcomeUnknown, match="IS fiscal"):
                 register.sell(coffee())  # formed; its details unreadable: never "failed"
-            assert register.fn_status().last_document == result.document_number + 1
+            assert register.fn_info().last_document == result.document_number + 1
     finally:
         rig.close()
 
@@ -501,7 +501,7 @@ def test_an_item_damaged_past_the_checksum_never_becomes_fiscal(tmp_path: Path) 
     try:
         with rig.connect() as register:
             register.open_shift()
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
             damaged: list[bytes] = []
 
             def damaged_on_the_line(payload: bytes, send: Send) -> bytes:
@@ -519,7 +519,7 @@ def test_an_item_damaged_past_the_checksum_never_becomes_fiscal(tmp_path: Path) 
             with pytest.raises(kkt.NotFiscalized, match="subtotal"):
                 register.sell(coffee())
             assert damaged
-            assert register.fn_status().last_document == before  # nothing formed
+            assert register.fn_info().last_document == before  # nothing formed
             assert not register.status().receipt_items  # and nothing left open
             assert register.sell(coffee()).total == coffee().total  # the next sale is clean
     finally:
@@ -534,7 +534,7 @@ def test_a_refused_closing_command_is_judged_by_the_fn(tmp_path: Path) -> None:
     try:
         with rig.connect() as register:
             register.open_shift()
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
 
             def paper_end_after_forming(payload: bytes, send: Send) -> bytes:
                 answer = send(payload)
@@ -545,7 +545,7 @@ def test_a_refused_closing_command_is_judged_by_the_fn(tmp_path: Path) -> None:
             tap(register, paper_end_after_forming)
             result = register.sell(coffee())
             assert result.document_number == before + 1 and result.total == coffee().total
-            assert register.fn_status().last_document == before + 1
+            assert register.fn_info().last_document == before + 1
     finally:
         rig.close()
 
@@ -575,7 +575,7 @@ def test_one_journal_for_two_registers_keeps_their_documents_apart(tmp_path: Pat
             sold = a.sell(coffee(), key="A-1")  # settled from the FN at once
             b.sell(coffee(), key="B-1")
             assert a.sell(coffee(), key="A-1") == sold
-            assert a.fn_status().last_document == sold.document_number
+            assert a.fn_info().last_document == sold.document_number
     finally:
         a_rig.close()
         b_rig.close()
@@ -591,7 +591,7 @@ def test_a_pending_key_is_matched_by_its_items_not_its_total_alone(tmp_path: Pat
             tea = Receipt(
                 (Item("Чай", coffee().total, Decimal(1), Vat.VAT20),), Payments(cash=70_000)
             )
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
             register.journal.begin(
                 "order-9",
                 before,
@@ -652,7 +652,7 @@ def test_settling_never_closes_a_receipt_that_is_not_this_one(tmp_path: Path) ->
     try:
         with rig.connect() as register:
             register.open_shift()
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
             swapped = False
 
             def swap_then_lose(payload: bytes, send: Send) -> bytes:
@@ -682,7 +682,7 @@ def test_settling_never_closes_a_receipt_that_is_not_this_one(tmp_path: Path) ->
             with pytest.raises(kkt.NotFiscalized, match="not this one"):
                 register.sell(coffee())
             untap(register)
-            assert register.fn_status().last_document == before  # nothing formed
+            assert register.fn_info().last_document == before  # nothing formed
             assert not register.status().receipt_open
     finally:
         rig.close()
@@ -700,7 +700,7 @@ def test_a_document_misread_once_is_still_found_to_be_this_receipt(tmp_path: Pat
     try:
         with rig.connect() as register:
             register.open_shift()
-            before = register.fn_status().last_document
+            before = register.fn_info().last_document
             closed = damaged = False
 
             def lose_then_misread(payload: bytes, send: Send) -> bytes:
@@ -719,6 +719,6 @@ def test_a_document_misread_once_is_still_found_to_be_this_receipt(tmp_path: Pat
             tap(register, lose_then_misread)
             result = register.sell(coffee())
             assert damaged and result.document_number == before + 1
-            assert register.fn_status().last_document == before + 1
+            assert register.fn_info().last_document == before + 1
     finally:
         rig.close()

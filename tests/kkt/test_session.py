@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.errors import LinkError
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.errors import ShtrihDeviceError
 from kkt.protocols.shtrih.link import AnswerLost, HostSettings
-from kkt.tools.demo import EmulatorThread, run_demo
+from kkt.tools.demo import run_demo
 
-from kkt.session import ShtrihSession, open_port
+from kkt.transport.ports import open_port
+from kkt.transport.session import ShtrihSession
 
 SYS = 30
 
@@ -24,7 +26,7 @@ SYS = 30
 def rig(tmp_path: Path) -> Iterator[tuple[ShtrihSession, ShtrihRegister, Faults]]:
     register = open_device(tmp_path / "state")
     faults = Faults()
-    with EmulatorThread(register, faults) as emulator:
+    with ServiceThread(register, faults) as emulator:
         port = open_port(f"socket://127.0.0.1:{emulator.port}")
         session = ShtrihSession(port, settings=HostSettings(ack=0.5, quiet=0.05, probe=0.2))
         try:

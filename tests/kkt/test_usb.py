@@ -10,7 +10,7 @@ from kkt.protocols.shtrih.link import HostSettings
 from support.fake_usb import PID, VID, FakeUsbBackend
 
 import kkt
-from kkt.usb import parse_usb_url
+from kkt.transport.usb import parse_usb_url
 
 FAST = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
 

@@ -8,7 +8,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
+from kkt.emulator.shells import Service
+from kkt.emulator.shells.listener import Listener
+from kkt.emulator.shells.runner import Device
 from kkt.protocols.shtrih.frame import encode_frame
 
 ENQ, ACK, NAK, FILLER = b"\x05", b"\x06", b"\x15", b"\xff"
@@ -54,6 +59,65 @@ class FakeDevice:
 
     def close(self) -> None:
         self.closed = True
+
+
+class Served:
+    """One listener of a `Service` of its own: the listener's attributes (``port``, ``link``...);
+    closing it closes the service."""
+
+    def __init__(self, service: Service, listener: Listener) -> None:
+        self.service = service
+        self.listener = listener
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.listener, name)
+
+    def close(self) -> None:
+        self.service.close()
+
+    async def wait_closed(self) -> None:
+        await self.service.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def serve_tcp(
+    device: Device,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    protocol: str = "shtrih",
+    faults: Any = None,
+    **options: Any,
+) -> Served:
+    """``device`` served on TCP alone (`Service.tcp`'s ``options``)."""
+    service = Service(device, protocol=protocol, faults=faults)
+    try:
+        return Served(service, await service.tcp(host, port, **options))
+    except BaseException:
+        service.close()
+        await service.wait_closed()
+        raise
+
+
+async def serve_pty(
+    device: Device, link: Path, *, protocol: str = "shtrih", faults: Any = None, **options: Any
+) -> Served:
+    """``device`` served on a pty alone (`Service.pty`'s ``options``)."""
+    service = Service(device, protocol=protocol, faults=faults)
+    try:
+        return Served(service, await service.pty(link, **options))
+    except BaseException:
+        service.close()
+        await service.wait_closed()
+        raise
 
 
 class RawClient:

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.charset import encode_text
 from kkt.protocols.atol.packet import encode_packet
 from kkt.tools.cli import main
-from kkt.tools.demo import EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "receipt.json"
@@ -57,10 +57,10 @@ def kkt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Kkt:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[EmulatorThread]:
+def served(tmp_path: Path) -> Iterator[ServiceThread]:
     device = open_device(tmp_path / "served")
     try:
-        with EmulatorThread(device, Faults()) as thread:
+        with ServiceThread(device, Faults()) as thread:
             yield thread
     finally:
         device.close()
@@ -243,7 +243,7 @@ def test_errors_are_one_line_with_the_documented_exit_code(
 
 
 def test_over_tcp_with_a_frame_trace(
-    served: EmulatorThread, capsys: pytest.CaptureFixture[str]
+    served: ServiceThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
     assert main(["-v", "--url", f"socket://127.0.0.1:{served.port}", "status", "--json"]) == 0
@@ -257,7 +257,7 @@ def test_scan_finds_the_register_on_tcp_and_a_pty(
 ) -> None:
     device = open_device(tmp_path / "state")
     try:
-        with EmulatorThread(device, Faults(), pty=tmp_path / "tty") as thread:
+        with ServiceThread(device, Faults(), pty=tmp_path / "tty") as thread:
             host = f"127.0.0.1:{thread.port}"
             capsys.readouterr()
             code = main(
@@ -274,7 +274,7 @@ def test_scan_finds_the_register_on_tcp_and_a_pty(
 
 
 def test_doctor_on_a_healthy_register(
-    served: EmulatorThread, capsys: pytest.CaptureFixture[str]
+    served: ServiceThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
     code = main(["doctor", "--url", f"socket://127.0.0.1:{served.port}", "--json"])
@@ -342,17 +342,17 @@ def test_bench_prints_figures_as_json_lines(capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.fixture
-def served_atol(tmp_path: Path) -> Iterator[EmulatorThread]:
+def served_atol(tmp_path: Path) -> Iterator[ServiceThread]:
     device = open_atol(tmp_path / "atol")
     try:
-        with EmulatorThread(device, Faults(), protocol="atol") as thread:
+        with ServiceThread(device, Faults(), protocol="atol") as thread:
             yield thread
     finally:
         device.close()
 
 
 def test_atol_status_fn_and_sell_over_tcp(
-    served_atol: EmulatorThread, capsys: pytest.CaptureFixture[str]
+    served_atol: ServiceThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The issue's acceptance: `kkt --protocol atol status / fn / sell` against ATOL on TCP."""
     kkt = Kkt(f"socket://127.0.0.1:{served_atol.port}", capsys)
@@ -412,7 +412,7 @@ def test_scan_finds_an_atol_register_too(
 ) -> None:
     device = open_atol(tmp_path / "atol")
     try:
-        with EmulatorThread(device, Faults(), pty=tmp_path / "tty", protocol="atol") as thread:
+        with ServiceThread(device, Faults(), pty=tmp_path / "tty", protocol="atol") as thread:
             host = f"127.0.0.1:{thread.port}"
             capsys.readouterr()
             code = main(

@@ -33,10 +33,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Self
 
-from kkt.emulator.shells import serve_tcp
-from kkt.emulator.shells.pty import PTY_SETTINGS
+from kkt.emulator.shells import Service
 from kkt.emulator.shells.runner import Device
-from kkt.emulator.shells.tcp import TcpServer
+from kkt.emulator.shells.shtrih import PTY_SETTINGS
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.shtrih.link import HostSettings
 
@@ -251,7 +250,8 @@ def _emulator_main(conn: Connection, states: list[str], serial: bool, timed: boo
 async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool) -> list[str]:
     """Serve one TCP server per state directory; returns the registers whose archive is broken."""
     registers: list[ShtrihRegister] = []
-    servers: list[TcpServer] = []
+    services: list[Service] = []
+    ports: list[int] = []
     devices: list[_TimedDevice] = []  # when ``timed``
 
     def stats() -> EmulatorStats:
@@ -268,20 +268,19 @@ async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool)
             if timed:
                 devices.append(_TimedDevice(registers[-1]))
                 device = devices[-1]
+            services.append(Service(device))
             if serial:  # no 0xFF filler after the host's ACK, a serial register's timings
-                server = await serve_tcp(
-                    device, port=0, filler_after_ack=False, settings=PTY_SETTINGS
-                )
+                server = await services[-1].tcp(filler_after_ack=False, settings=PTY_SETTINGS)
             else:  # a network register
-                server = await serve_tcp(device, port=0)
-            servers.append(server)
-        conn.send(("ready", [server.port for server in servers]))
+                server = await services[-1].tcp()
+            ports.append(server.port)
+        conn.send(("ready", ports))
         await serve_until_stopped(conn, stats)
     finally:
-        for server in servers:
-            server.close()
-        for server in servers:
-            await server.wait_closed()
+        for service in services:
+            service.close()
+        for service in services:
+            await service.wait_closed()
         broken = []
         for state, register in zip(states, registers, strict=False):
             if not register.verify().ok:

@@ -213,8 +213,7 @@ def test_serve_subprocess_with_the_real_register(
 def test_tcp_filler_after_ack_is_optional(filler: bool) -> None:
     import asyncio
 
-    from kkt.emulator.shells import serve_tcp
-    from support.shells import TcpClient, answer_to
+    from support.shells import TcpClient, answer_to, serve_tcp
 
     async def scenario() -> None:
         async with await serve_tcp(FakeDevice(), port=0, filler_after_ack=filler) as server:

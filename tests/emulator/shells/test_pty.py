@@ -7,9 +7,19 @@ import os
 from pathlib import Path
 
 import pytest
-from kkt.emulator.shells import serve_pty, serve_tcp
+from kkt.emulator.shells import Service
 from kkt.protocols.shtrih.frame import encode_frame
-from support.shells import ACK, ENQ, NAK, FakeDevice, PtyClient, TcpClient, answer_to, other_tasks
+from support.shells import (
+    ACK,
+    ENQ,
+    NAK,
+    FakeDevice,
+    PtyClient,
+    TcpClient,
+    answer_to,
+    other_tasks,
+    serve_pty,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,11 +142,9 @@ def test_pty_and_tcp_share_one_device_one_command_at_a_time(tmp_path: Path) -> N
         await client.close()
 
     async def main() -> None:
-        lock = asyncio.Lock()
-        async with (
-            await serve_tcp(device, port=0, lock=lock) as tcp,
-            await serve_pty(device, tmp_path / "tty", lock=lock) as pty,
-        ):
+        async with Service(device) as service:  # one device, one lock, two shells
+            tcp = await service.tcp(port=0)
+            pty = await service.pty(tmp_path / "tty")
             await asyncio.gather(over_tcp(tcp.port), over_pty(pty.link))
 
     asyncio.run(main())

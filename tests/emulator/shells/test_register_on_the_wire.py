@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.control import Controls
 from kkt.emulator.faults import Faults
-from kkt.emulator.shells import serve_pty, serve_tcp
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.ffd import encode_tlv, parse_qr
 from kkt.protocols.shtrih import classic, fn
@@ -29,7 +28,7 @@ from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, NAK, decode_frame, enco
 from kkt.protocols.shtrih.message import Request, request_types
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem
 from support.fn import START
-from support.shells import PtyClient, RawClient, TcpClient
+from support.shells import PtyClient, RawClient, TcpClient, serve_pty, serve_tcp
 from support.strategies import message_strategy
 
 SYS = 30

@@ -6,7 +6,6 @@ import asyncio
 import random
 
 import pytest
-from kkt.emulator.shells import serve_tcp
 from kkt.protocols.shtrih.frame import encode_frame
 from kkt.protocols.shtrih.link import DeviceSettings
 from support.shells import (
@@ -18,6 +17,7 @@ from support.shells import (
     TcpClient,
     answer_to,
     other_tasks,
+    serve_tcp,
 )
 
 pytestmark = pytest.mark.timeout(30)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
-from kkt.tools.demo import EmulatorThread
 
 import kkt
 from kkt import FiscalResult, Register
@@ -120,7 +120,7 @@ def concurrency(bench: Bench) -> Iterator[Figure]:
     lock = threading.Lock()
     clients = [_Client(number, "", count, lock, 40_000) for number in range(CONCURRENCY_CLIENTS)]
     try:
-        with tally_logs(), EmulatorThread(device, Faults()) as emulator:
+        with tally_logs(), ServiceThread(device, Faults()) as emulator:
             url = f"socket://127.0.0.1:{emulator.port}"
             with kkt.connect(url) as register:
                 register.open_shift()
@@ -184,7 +184,7 @@ def _unserialized(bench: Bench, problems: list[str]) -> Iterator[Figure]:
     clients = [_Client(number, "", count, None, 60_000) for number in range(CONCURRENCY_CLIENTS)]
     rng = random.Random(7)
     try:
-        with tally_logs() as logs, EmulatorThread(device, Faults()) as emulator:
+        with tally_logs() as logs, ServiceThread(device, Faults()) as emulator:
             url = f"socket://127.0.0.1:{emulator.port}"
             with kkt.connect(url) as register:
                 register.open_shift()
@@ -193,7 +193,7 @@ def _unserialized(bench: Bench, problems: list[str]) -> Iterator[Figure]:
             start = threading.Barrier(len(clients))
             _run_clients(clients, lambda client: lambda: client.sell(start))
             with kkt.connect(url) as register:
-                last = register.fn_status().last_document
+                last = register.fn_info().last_document
                 plan = {
                     client.number: [rng.randint(1, last) for _ in range(UNSERIALIZED_READS)]
                     for client in clients

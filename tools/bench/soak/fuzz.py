@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.errors import FrameError
 from kkt.protocols.shtrih import classic, fn
@@ -37,12 +38,12 @@ from kkt.protocols.shtrih.link import (
 )
 from kkt.protocols.shtrih.message import request_types
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem
-from kkt.tools.demo import EmulatorThread
 
 import kkt
 from kkt import Operation, Register
 from kkt.journal import Journal
-from kkt.session import ShtrihSession
+from kkt.transport.session import ShtrihSession
+from kkt.vendors.shtrih import ShtrihDevice
 
 from .. import Bench, Figure, case
 from .common import SOAK_DEVICE, counts, describe, fail_if, first_few, receipt_for, tally_logs
@@ -308,7 +309,7 @@ def _fuzz_emulator(bench: Bench, seconds: float, problems: list[str]) -> Iterato
     try:
         with (
             tally_logs() as logs,
-            EmulatorThread(device, Faults(), settings=SOAK_DEVICE) as emulator,
+            ServiceThread(device, Faults(), settings=SOAK_DEVICE) as emulator,
         ):
             url = f"socket://127.0.0.1:{emulator.port}"
             with kkt.connect(url) as register:
@@ -585,7 +586,7 @@ DriverCall = Callable[[Register, random.Random, int], object]
 DRIVER_CALLS: tuple[tuple[str, DriverCall], ...] = (
     ("status", lambda r, rng, n: r.status()),
     ("device_info", lambda r, rng, n: r.device_info()),
-    ("fn_status", lambda r, rng, n: r.fn_status()),
+    ("fn_info", lambda r, rng, n: r.fn_info()),
     ("shift_info", lambda r, rng, n: r.shift_info()),
     ("clock", lambda r, rng, n: r.clock()),
     ("ofd_status", lambda r, rng, n: r.ofd_status()),
@@ -625,7 +626,7 @@ class _DriverFuzz:
             personality = self.rng.choices(names, weights)[0]
             self.line.begin_call(personality)
             commander = _BoundedCommander(session, self.line, self.settings)
-            register = Register(commander, password=PASSWORD, journal=self.journal)
+            register = Register(ShtrihDevice(commander, password=PASSWORD), journal=self.journal)
             self.calls += 1
             try:
                 call(register, self.rng, self.calls)

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Iterator
 
 from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
-from kkt.tools.demo import EmulatorThread
 
 import kkt
 
@@ -54,7 +54,7 @@ def _lossy_run(bench: Bench, rate: float, count: int, problems: list[str]) -> It
     untyped: list[str] = []
     elapsed = 0.0
     try:
-        with tally_logs(), EmulatorThread(device, faults, settings=SOAK_DEVICE) as emulator:
+        with tally_logs(), ServiceThread(device, faults, settings=SOAK_DEVICE) as emulator:
             url = f"socket://127.0.0.1:{emulator.port}"
             with kkt.connect(url, settings=SOAK_HOST) as register:
                 register.open_shift()  # on a clean line: the soak is about the receipts

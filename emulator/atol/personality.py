@@ -61,147 +61,51 @@ from kkt.protocols.atol.modes import (
 from kkt.protocols.errors import CodecError
 from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
 
-from ..clock import Clock
-from ..fn import FiscalStorage, FnCode, FnError, LifePhase, Payments, Verification
-from ..printer import PaperOut, Printer
-from ..receipt import NO_VAT, VAT0, VAT10, VAT10_110, VAT20, VAT20_120, Item, item_tax
-from ..register import ADMIN, OPERATOR, SYSADMIN, Reason, Refusal, RegisterModel
-from ..shtrih.settings import RegisterSettings
+from ..fn import FnCode, FnError, LifePhase, Payments
+from ..personality import Personality, VendorRefusal
+from ..receipt import Item, item_tax
+from ..register import SYSADMIN, Reason, Refusal, RegisterModel
+from .tables import (
+    ATOL_CODES,
+    ATOL_RECEIPT_TYPE,
+    BAD_PAYMENT_TYPE,
+    BAD_REGISTER,
+    BAD_REPORT_TYPE,
+    BAD_SUM,
+    BAD_TLV,
+    CORRECTION_OPERATIONS,
+    DEVICE_MODE,
+    DEVICE_TYPE,
+    FIRMWARE,
+    FN_CODES,
+    MALFORMED,
+    MAX_SUM,
+    MODE_BLOCKED,
+    MODE_LEVEL,
+    MODEL_FISCAL_ONLY,
+    MODEL_PRINTED,
+    NAME_FISCAL_ONLY,
+    NAME_PRINTED,
+    NO_PAPER,
+    NOT_FISCAL,
+    PAYMENT_TYPES,
+    PRINTER_MECHANICS,
+    PROTOCOL,
+    QUICK_CODES,
+    RECEIPT_TYPES,
+    REPORT_X,
+    TAXES,
+    TLV_BLOCK,
+    UNKNOWN_COMMAND,
+    VERSION,
+    WRONG_MODE,
+)
 
 log = logging.getLogger(__name__)
-
-# -- every ATOL code this personality answers with (fact sheet §2.5) -----------------------------
-
-# The register model's refusals.
-ATOL_CODES: dict[Reason, int] = {
-    Reason.SHIFT_OPEN: 0x9C,
-    # ATOL's table has no "shift closed" code: the FN refuses a document outside a shift, and
-    # that is "wrong FN state" (D4h).
-    Reason.SHIFT_CLOSED: 0xD4,
-    Reason.SHIFT_EXPIRED: 0x88,
-    Reason.RECEIPT_OPEN: 0x9B,
-    Reason.NO_RECEIPT: 0x9A,
-    Reason.WRONG_RECEIPT_TYPE: 0x6A,
-    Reason.EMPTY_RECEIPT: 0x08,  # the receipt's sum is wrong: it has none
-    Reason.NEGATIVE_TOTAL: 0x08,
-    Reason.PAYMENT_SHORT: 0x72,
-    Reason.NON_CASH_OVERPAID: 0x71,
-    Reason.NEEDS_CONTACT: 0xE7,  # the FN's data is incomplete: tag 1008 is missing
-    Reason.NO_CASH: 0x98,
-    Reason.BAD_PARAMETER: 0x13,
-    Reason.NOT_SUPPORTED: 0x7A,  # "this model cannot execute the command"
-    Reason.PRINT_PENDING: 0x67,  # the printer still waits for paper to finish a document
-    Reason.NO_PAPER: 0x67,
-    Reason.WRONG_PASSWORD: 0x8C,
-    Reason.NO_DOCUMENT: 0x9A,
-    Reason.READ_ONLY: 0x7A,
-    Reason.DATE_MISMATCH: 0x94,
-}
-
-# The FN's refusals (FNS result codes) as ATOL's Dxh/Exh codes for the same conditions.
-FN_CODES: dict[FnCode, int] = {
-    FnCode.UNKNOWN_COMMAND: 0xD3,
-    FnCode.WRONG_STATE: 0xD4,
-    FnCode.FN_FAILURE: 0xD5,
-    FnCode.LIFE_PHASE: 0xD4,
-    FnCode.BAD_DATETIME: 0xD9,
-    FnCode.NO_DATA: 0xDA,
-    FnCode.BAD_PARAMETER: 0xE7,
-    FnCode.WRONG_FFD_MODE: 0xE7,
-    FnCode.FORBIDDEN_TAG: 0xE7,
-    FnCode.DUPLICATE_TAG: 0xE7,
-    FnCode.MISSING_DATA: 0xE7,
-    FnCode.TLV_TOO_BIG: 0xE8,
-    FnCode.RESOURCE_EXHAUSTED: 0xEA,
-    FnCode.STORAGE_LIMITED: 0xEB,
-    FnCode.SHIFT_EXPIRED: 0xF0,
-    FnCode.OFD_REPLY_REJECTED: 0xEC,
-}
-
-# What only this personality refuses.
-BAD_SUM = 0x08
-BAD_TLV = 0xE7  # tags that do not parse: "bad FN command parameters"
-MALFORMED = 0x14  # bad length: missing or extra bytes, or a field that does not decode
-UNKNOWN_COMMAND = 0x66
-WRONG_MODE = 0x66
-MODE_BLOCKED = 0x1E  # 56h while in another mode
-BAD_PAYMENT_TYPE = 0x7E
-BAD_REPORT_TYPE = 0xA3
-BAD_REGISTER = 0x6C
-NOT_FISCAL = 0xA8
-NO_PAPER = 0x67
-PRINTER_MECHANICS = 0x69  # the cover is open
-INTERNAL = 0xF6
-
-# -- identity -------------------------------------------------------------------------------------
-
-MODEL_PRINTED, NAME_PRINTED = 61, "АТОЛ 30Ф"  # libfptr model ids (fact sheet §2.4)
-MODEL_FISCAL_ONLY, NAME_FISCAL_ONLY = 77, "АТОЛ 42ФС"
-PROTOCOL, DEVICE_TYPE = 1, 1  # as in the fact sheet's real A5h dump
-DEVICE_MODE = 0x1000  # the dump's two mode bytes, 10 00
-VERSION = bytes((0x03, 0x00, 0x00, 0x00, 0x01))  # major, minor, language, build (BCD2)
-FIRMWARE = 0x0300
-
-# Who may enter each mode: the lowest operator number, as Shtrih's X/Z need an administrator.
-MODE_LEVEL = {
-    Mode.REGISTRATION: OPERATOR,
-    Mode.X_REPORTS: OPERATOR,
-    Mode.Z_REPORTS: ADMIN,
-    Mode.PROGRAMMING: SYSADMIN,
-    Mode.FN_ACCESS: SYSADMIN,
-    Mode.EKLZ_ACCESS: SYSADMIN,
-}
-
-# 92h receipt type -> the model's receipt type (0 sale, 1 buy, 2 sale return, 3 buy return)
-RECEIPT_TYPES = {
-    ReceiptType.SELL: 0,
-    ReceiptType.SELL_RETURN: 2,
-    ReceiptType.BUY: 1,
-    ReceiptType.BUY_RETURN: 3,
-}
-ATOL_RECEIPT_TYPE = {model: int(atol) for atol, model in RECEIPT_TYPES.items()}
-# Correction receipt types -> their operation (tag 1054).
-CORRECTION_OPERATIONS = {
-    ReceiptType.SELL_CORRECTION: 1,
-    ReceiptType.SELL_RETURN_CORRECTION: 2,
-    ReceiptType.BUY_CORRECTION: 3,
-    ReceiptType.BUY_RETURN_CORRECTION: 4,
-}
-# E6h/EBh tax byte: the FN's tag-1199 codes, as the one public encoder writes them (Zzzzipper
-# FiscalStorage.h); 0 takes the department's tax, which is none on this register.  7 and 8 are
-# VAT 5 % and 7 % in tag 1199 (not libfptr's API numbers for VAT 20): not emulated, refused.
-TAXES = {
-    0: NO_VAT,
-    1: VAT20,
-    2: VAT10,
-    3: VAT20_120,
-    4: VAT10_110,
-    5: VAT0,
-    6: NO_VAT,
-}
-REPORT_X = 1
-MAX_SUM = 10**10 - 1  # sums are BCD5 on the wire (3Fh's receipt sum, 99h's answer)
-_PAYMENT_TYPES = frozenset(int(kind) for kind in PaymentType)
-TLV_BLOCK = 240  # longest piece of one tag an A4h 46h answers
-
-# Commands that write nothing to disk, cheap enough to answer on the shells' event loop (see the
-# Shtrih personality's QUICK_CODES): queries, modes and the receipt's steps that live in memory
-# until 4Ah closes it.
-QUICK_CODES = frozenset(
-    {0x3F, 0x45, 0xA5, 0x91, 0xA4} | {0x56, 0x48} | {0x92, 0xE6, 0xEA, 0xEB, 0xE8, 0x99, 0x59}
-)
 
 # Which modes each command works in (None: any).
 _ANY = None
 _REGISTRATION = frozenset({Mode.REGISTRATION})
-
-
-class AtolRefusal(Exception):
-    """A refusal only the ATOL personality makes, with its ATOL code."""
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code = code
 
 
 @dataclasses.dataclass
@@ -212,25 +116,23 @@ class _Correction:
     tags: TlvList = dataclasses.field(default_factory=list)
 
 
-class AtolRegister:
+class AtolRegister(Personality):
     """One emulated register speaking ATOL.  Not thread-safe: the shells serialise commands."""
 
+    REFUSALS = ATOL_CODES
+    BAD_PARAMETER = BAD_TLV
+    PARAMETER_ERRORS = (TlvError,)
+    INTERNAL = 0xF6
+
     def __init__(self, model: RegisterModel, *, access_password: int = 0) -> None:
-        self.model = model
+        super().__init__(model)
         self.access_password = access_password  # 2-byte BCD every command carries; 0 on devices
-        # The model's parts, as the control channel, the tools and tests reach them.
-        self.fn: FiscalStorage = model.fn
-        self.settings: RegisterSettings = model.settings
-        self.clock: Clock = model.clock
-        self.printer: Printer = model.printer
-        self.fiscal_only = model.fiscal_only
         self.mode = Mode.SELECT
         self.correction: _Correction | None = None
         self.paid: dict[int, int] = {}  # 99h payments of the open receipt, by payment type
         self.item_tags: TlvList | None = None  # EAh began an item: its tags until EBh
         self.pending_tags: TlvList = []  # E8h outside a receipt: for the next document
         self.reading: tuple[bytes, int] | None = None  # A4h 45h selected: (TLV body, offset)
-        self.last_error = ""
         self._handlers: dict[
             type[c.Request[Any]], tuple[frozenset[Mode] | None, Callable[[Any], c.Answer]]
         ] = {
@@ -248,8 +150,8 @@ class AtolRegister:
             c.Payment: (_REGISTRATION, self._payment),
             c.CloseReceipt: (_REGISTRATION, self._close_receipt),
             c.CancelReceipt: (_REGISTRATION, self._cancel_receipt),
-            c.CashIn: (_REGISTRATION, self._cash_in),
-            c.CashOut: (_REGISTRATION, self._cash_out),
+            c.CashIn: (_REGISTRATION, self._cash),
+            c.CashOut: (_REGISTRATION, self._cash),
             c.ZReport: (frozenset({Mode.Z_REPORTS}), self._z_report),
             c.Report: (frozenset({Mode.X_REPORTS}), self._report),
             c.PrintLine: (_ANY, self._print_line),
@@ -266,70 +168,50 @@ class AtolRegister:
             c.SetDateTime: (_ANY, self._set_date_time),
         }
 
-    # -- the one entry point ----------------------------------------------------------------------
+    # -- the vendor's half of `Personality.execute` ---------------------------------------------
 
-    def execute(self, command: bytes) -> bytes:
-        command = bytes(command)
-        code = command[2] if len(command) >= 3 else 0
+    def code_of(self, payload: bytes) -> int:
+        return payload[2] if len(payload) >= 3 else 0
+
+    def decode(self, payload: bytes) -> c.Request[Any]:
         try:
-            request = c.decode_request(command)
+            return c.decode_request(payload)
         except c.UnknownCommand as exc:
-            return self._refuse(code, UNKNOWN_COMMAND, str(exc))
+            raise VendorRefusal(UNKNOWN_COMMAND, str(exc)) from None
         except CodecError as exc:
-            return self._refuse(code, MALFORMED, str(exc))
-        try:
-            answer = self._run(request)
-            reply = c.encode_answer(request.CODE, answer)
-        except AtolRefusal as refusal:
-            return self._refuse(code, refusal.code, str(refusal))
-        except Refusal as refusal:
-            return self._refuse(code, ATOL_CODES[refusal.reason], str(refusal))
-        except FnError as exc:
-            return self._refuse(code, FN_CODES.get(exc.code, 0xD4), str(exc))
-        except PaperOut as exc:
-            printer = PRINTER_MECHANICS if self.printer.cover_open else NO_PAPER
-            return self._refuse(code, printer, str(exc))
-        except TlvError as exc:
-            return self._refuse(code, BAD_TLV, str(exc))
-        except Exception:
-            log.exception("internal error executing %s", command.hex(" "))
-            return self._refuse(code, INTERNAL, "internal error (see the emulator's log)")
-        self.last_error = ""
-        return reply
+            raise VendorRefusal(MALFORMED, str(exc)) from None
+
+    def handle(self, request: c.Request[Any]) -> bytes:
+        return c.encode_answer(request.CODE, self._run(request))
+
+    def error_reply(self, code: int, error: int) -> bytes:
+        return c.encode_error(code, error)
+
+    def fn_code(self, error: FnError) -> int:
+        return FN_CODES.get(error.code, 0xD4)
+
+    def paper_code(self) -> int:
+        return PRINTER_MECHANICS if self.printer.cover_open else NO_PAPER
 
     def quick(self, command: bytes) -> bool:
-        """A command that writes nothing to disk (the shells may run it on their event loop
-        instead of the worker thread)."""
         return len(command) < 3 or command[2] in QUICK_CODES
 
     def _run(self, request: c.Request[Any]) -> c.Answer:
         entry = self._handlers.get(type(request))
         if entry is None:  # a codec this personality does not serve yet
-            raise AtolRefusal(UNKNOWN_COMMAND, f"command {request.CODE:02X}h is not emulated")
+            raise VendorRefusal(UNKNOWN_COMMAND, f"command {request.CODE:02X}h is not emulated")
         modes, handler = entry
         if request.password != self.access_password:
             raise Refusal(Reason.WRONG_PASSWORD, "wrong access password")
         if modes is not None and self.mode not in modes:
             wanted = " or ".join(str(int(mode)) for mode in sorted(modes))
-            raise AtolRefusal(
+            raise VendorRefusal(
                 WRONG_MODE,
                 f"{request.CODE:02X}h works in mode {wanted}, the register is in mode "
                 f"{int(self.mode)}: leave it (48h) and enter the right one (56h)",
             )
         self._resume_printing()
         return handler(request)
-
-    def _refuse(self, code: int, error: int, reason: str) -> bytes:
-        self.last_error = reason
-        log.debug("refused %02Xh with %02Xh: %s", code, error, reason)
-        return c.encode_error(code, error)
-
-    def close(self) -> None:
-        self.model.close()
-
-    def verify(self) -> Verification:
-        """Recompute the FN archive: numbering, signs, counters."""
-        return self.model.verify()
 
     # -- state helpers ----------------------------------------------------------------------------
 
@@ -351,14 +233,17 @@ class AtolRegister:
 
     def _require_fiscal(self) -> None:
         if self.fn.state.phase is LifePhase.READY:
-            raise AtolRefusal(NOT_FISCAL, "the register is not fiscalized: register it first")
+            raise VendorRefusal(NOT_FISCAL, "the register is not fiscalized: register it first")
 
     def _require_document(self) -> None:
         """A receipt or a correction receipt is open."""
         if self.model.receipt is None and self.correction is None:
             raise Refusal(Reason.NO_RECEIPT, "no receipt is open: open one with 92h")
 
-    def _require_no_document(self) -> None:
+    def _require_no_document(self, flags: int = 0) -> None:
+        """No receipt open (and, given a command's ``flags``, no test mode asked for)."""
+        if flags & TEST_MODE:
+            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
         if self.model.receipt is not None or self.correction is not None:
             raise Refusal(
                 Reason.RECEIPT_OPEN, "a receipt is open: close it (4Ah) or cancel it (59h) first"
@@ -427,7 +312,7 @@ class AtolRegister:
 
     def _enter_mode(self, r: c.EnterMode) -> c.Done:
         if self.mode != Mode.SELECT:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 MODE_BLOCKED, f"the register is in mode {int(self.mode)}: leave it with 48h first"
             )
         if r.mode not in MODE_LEVEL:
@@ -452,9 +337,7 @@ class AtolRegister:
 
     def _open_shift(self, r: c.OpenShift) -> c.Done:
         self._require_fiscal()
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
+        self._require_no_document(r.flags)
         self.model.open_shift(self._take_pending_tags())
         return c.Done()
 
@@ -465,7 +348,7 @@ class AtolRegister:
 
     def _report(self, r: c.Report) -> c.Done:
         if r.report_type != REPORT_X:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 BAD_REPORT_TYPE, f"report type {r.report_type} is not emulated; 1 is the X report"
             )
         self.model.x_report()
@@ -475,9 +358,7 @@ class AtolRegister:
 
     def _open_receipt(self, r: c.OpenReceipt) -> c.Done:
         self._require_fiscal()
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
+        self._require_no_document(r.flags)
         # The "don't print" flag (0x04, or atol4j's 0x02) is accepted and ignored: the tape is
         # the emulator's record of what was fiscalized.
         if r.receipt_type in CORRECTION_OPERATIONS:
@@ -511,15 +392,16 @@ class AtolRegister:
             )
         return TAXES[tax]
 
-    def _register_item(self, r: c.RegisterItem) -> c.Done:
+    def _require_item(self, discount: int, advice: str) -> None:
+        """An item may be added: a receipt is open, the printer ready, no discount asked for."""
         self._require_receipt_for_items()
         self.printer.check()
-        if r.discount:
-            raise Refusal(
-                Reason.NOT_SUPPORTED,
-                "item discounts are not emulated: send the discounted price, or EAh/EBh "
-                "with the item's amount",
-            )
+        if discount:
+            raise Refusal(Reason.NOT_SUPPORTED, f"item discounts are not emulated: {advice}")
+
+    def _register_item(self, r: c.RegisterItem) -> c.Done:
+        advice = "send the discounted price, or EAh/EBh with the item's amount"
+        self._require_item(r.discount, advice)
         vat = self._vat(r.tax)
         quantity = Decimal(r.quantity) / 1000
         amount = int((quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -539,7 +421,7 @@ class AtolRegister:
     def _add_item(self, item: Item) -> None:
         receipt = self.model.require_receipt()
         if max(item.price, item.amount, receipt.total + item.amount) > MAX_SUM:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 BAD_SUM, f"the receipt's sum would exceed {MAX_SUM} kopecks: split the receipt"
             )
         self.model.add_item(item)
@@ -550,18 +432,12 @@ class AtolRegister:
         return c.Done()
 
     def _end_item(self, r: c.EndItem) -> c.Done:
-        self._require_receipt_for_items()
-        self.printer.check()
-        if r.discount:
-            raise Refusal(
-                Reason.NOT_SUPPORTED,
-                "item discounts are not emulated: fold the discount into the item's amount",
-            )
+        self._require_item(r.discount, "fold the discount into the item's amount")
         vat = self._vat(r.tax_type)
         quantity = Decimal(r.quantity) / 1000
         computed = int((quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         if r.amount > computed + 1:
-            raise AtolRefusal(
+            raise VendorRefusal(
                 BAD_SUM, f"the amount {r.amount} exceeds price x quantity = {computed} kopecks"
             )
         tags, self.item_tags = self.item_tags or [], None
@@ -594,8 +470,8 @@ class AtolRegister:
         return c.Done()
 
     def _payment_type(self, payment_type: int) -> int:
-        if payment_type not in _PAYMENT_TYPES:
-            raise AtolRefusal(
+        if payment_type not in PAYMENT_TYPES:
+            raise VendorRefusal(
                 BAD_PAYMENT_TYPE,
                 f"payment type {payment_type} is not 1..5 (cash, electronic, prepaid, credit, "
                 "other)",
@@ -661,18 +537,9 @@ class AtolRegister:
 
     # -- cash -------------------------------------------------------------------------------------
 
-    def _cash_in(self, r: c.CashIn) -> c.Done:
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
-        self.model.cash_in(r.amount)
-        return c.Done()
-
-    def _cash_out(self, r: c.CashOut) -> c.Done:
-        if r.flags & TEST_MODE:
-            raise Refusal(Reason.NOT_SUPPORTED, "test mode is not emulated")
-        self._require_no_document()
-        self.model.cash_out(r.amount)
+    def _cash(self, r: c.CashIn | c.CashOut) -> c.Done:
+        self._require_no_document(r.flags)
+        (self.model.cash_in if isinstance(r, c.CashIn) else self.model.cash_out)(r.amount)
         return c.Done()
 
     # -- printing and the clock -------------------------------------------------------------------
@@ -710,7 +577,7 @@ class AtolRegister:
     def _read_register(self, r: c.ReadRegister) -> c.RegisterValue:
         if r.register == c.LAST_DOCUMENT_REGISTER:
             return c.RegisterValue(self._last_document().encode_data())
-        raise AtolRefusal(
+        raise VendorRefusal(
             BAD_REGISTER, f"register {r.register:02X}h is not emulated; 34h is the last document"
         )
 
@@ -757,33 +624,17 @@ class AtolRegister:
 
     # -- for the control channel ------------------------------------------------------------------
 
-    def qr(self, number: int) -> str:
-        """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
-        return self.model.qr(number)
-
     def power_loss(self) -> None:
-        """Power fails: the open receipt, its payments, tags not yet used and an interrupted
-        print are gone, and the register comes back in mode 0 (the FN keeps what it formed)."""
-        self.model.power_loss()
+        """The open receipt, its payments, tags not yet used and an interrupted print are gone,
+        and the register comes back in mode 0 (the FN keeps what it formed)."""
+        super().power_loss()
         self._forget_document()
         self.mode = Mode.SELECT
         self.pending_tags = []
         self.reading = None
 
-    def status_text(self) -> dict[str, object]:
-        return {
-            "mode": int(self.mode),
-            "submode": 0,
-            **self.model.status_text(),
-            "last_error": self.last_error,
-        }
-
-    @property
-    def phase(self) -> LifePhase:
-        return self.model.phase
-
-    def tape(self) -> list[str]:
-        return self.model.tape()
+    def mode_text(self) -> dict[str, int]:
+        return {"mode": int(self.mode), "submode": 0}
 
 
 def _without_tax_system(tags: TlvList) -> tuple[TlvList, int]:

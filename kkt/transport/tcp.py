@@ -12,7 +12,7 @@ from __future__ import annotations
 import select
 import socket
 
-from .errors import TransportError
+from ..errors import TransportError
 
 SCHEME = "socket://"
 

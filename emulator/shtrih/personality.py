@@ -28,20 +28,12 @@ from typing import Any
 from kkt.protocols.errors import CodecError, FrameError
 from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
 from kkt.protocols.shtrih import classic, fn
-from kkt.protocols.shtrih.frame import code_bytes, command_code
-from kkt.protocols.shtrih.message import (
-    Answer,
-    Request,
-    UnknownCommand,
-    decode_request,
-    encode_answer,
-    encode_error,
-)
+from kkt.protocols.shtrih import message as m
+from kkt.protocols.shtrih.frame import command_code
 from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
 
-from ..clock import Clock
-from ..fn import FiscalStorage, FnCode, FnError, LifePhase, Payments, VatSums, Verification
-from ..printer import PaperOut, Printer
+from ..fn import FnCode, FnError, Payments, VatSums
+from ..personality import Personality, VendorRefusal
 from ..receipt import (
     NO_VAT,
     VAT0,
@@ -54,7 +46,7 @@ from ..receipt import (
     item_tax,
 )
 from ..register import ADMIN, OPERATOR, SYSADMIN, Reason, Refusal, RegisterModel
-from .settings import RegisterSettings
+from .tables import BAD_FIELD, READ_ONLY, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +86,7 @@ SHTRIH_CODES: dict[Reason, int] = {
     Reason.READ_ONLY: 0x7A,
     Reason.DATE_MISMATCH: 0x7C,
 }
-_TABLE_REASONS = {0x7A: Reason.READ_ONLY, 0x33: Reason.BAD_PARAMETER}
+_TABLE_REASONS = {READ_ONLY: Reason.READ_ONLY, BAD_FIELD: Reason.BAD_PARAMETER}
 
 # Commands that write nothing to disk, cheap enough to answer on the shells' event loop: queries
 # (statuses, registers, tables, the FN's state and archive) and the steps of a receipt that live
@@ -106,35 +98,20 @@ QUICK_CODES = frozenset(
 )
 
 
-class ShtrihRegister:
+class ShtrihRegister(Personality):
     """One emulated register speaking Shtrih.  Not thread-safe: the shells serialise commands."""
 
-    def __init__(
-        self,
-        storage: FiscalStorage | RegisterModel,
-        settings: RegisterSettings | None = None,
-        clock: Clock | None = None,
-        *,
-        fiscal_only: bool = False,
-    ) -> None:
-        """Over an existing ``RegisterModel``, or over an FN, settings and clock (a new model)."""
-        if isinstance(storage, RegisterModel):
-            self.model = storage
-        else:
-            if settings is None or clock is None:
-                raise TypeError("a ShtrihRegister over an FN needs its settings and clock")
-            self.model = RegisterModel(storage, settings, clock, fiscal_only=fiscal_only)
-        # The model's parts, as the control channel, the tools and tests reach them.
-        self.fn: FiscalStorage = self.model.fn
-        self.settings: RegisterSettings = self.model.settings
-        self.clock: Clock = self.model.clock
-        self.printer: Printer = self.model.printer
-        self.fiscal_only = self.model.fiscal_only
+    REFUSALS = SHTRIH_CODES
+    BAD_PARAMETER = 0x33
+    PARAMETER_ERRORS = (CodecError, TlvError)
+    INTERNAL = 0x39
+
+    def __init__(self, model: RegisterModel) -> None:
+        super().__init__(model)
         self.pending: tuple[int, TlvList] | None = None  # FF41/FF42/FF35/FF37 begun: (code, tags)
         self.pending_date: dt.date | None = None  # 22h given, 23h not yet
-        self.last_error = ""
         self.tlv_reading: tuple[bytes, int] | None = None  # FF3A began: (document value, offset)
-        self._handlers: dict[type[Request[Any]], Callable[[Any], Answer]] = {
+        self._handlers: dict[type[m.Request[Any]], Callable[[Any], m.Answer]] = {
             classic.GetShortStatus: self._short_status,
             classic.GetLongStatus: self._long_status,
             classic.Beep: self._beep,
@@ -151,8 +128,8 @@ class ShtrihRegister:
             classic.XReport: self._x_report,
             classic.ZReport: self._z_report,
             classic.OpenShift: self._open_shift,
-            classic.CashIn: self._cash_in,
-            classic.CashOut: self._cash_out,
+            classic.CashIn: self._cash,
+            classic.CashOut: self._cash,
             classic.Sale: self._classic_item,
             classic.SaleReturn: self._classic_item,
             classic.CloseReceipt: self._classic_close,
@@ -185,54 +162,43 @@ class ShtrihRegister:
             fn.OperationV2: self._operation_v2,
         }
 
-    # -- the one entry point ----------------------------------------------------------------------
+    # -- the vendor's half of `Personality.execute` ---------------------------------------------
 
     def execute(self, payload: bytes) -> bytes:
         try:
-            code = command_code(payload)
+            command_code(payload)
         except FrameError:
             return b"\xff\x01" if payload[:1] == b"\xff" else payload[:1] + b"\x37"
+        return super().execute(payload)
+
+    def code_of(self, payload: bytes) -> int:
+        return command_code(payload)
+
+    def decode(self, payload: bytes) -> m.Request[Any]:
         try:
-            request = decode_request(payload)
-        except UnknownCommand:
-            return self._refuse(code, 0x37, "command not supported by this emulator")
+            return m.decode_request(payload)
+        except m.UnknownCommand:
+            raise VendorRefusal(0x37, "command not supported by this emulator") from None
         except CodecError as exc:
-            return self._refuse(code, 0x33, str(exc))
-        try:
-            answer = self._handlers[type(request)](request)
-        except Refusal as refusal:
-            return self._refuse(code, SHTRIH_CODES[refusal.reason], str(refusal))
-        except FnError as error:
-            return self._refuse(code, int(error.code), str(error))
-        except PaperOut as exc:
-            return self._refuse(code, 0x6B, str(exc))
-        except (CodecError, TlvError) as exc:
-            return self._refuse(code, 0x33, str(exc))
-        except Exception:
-            log.exception("internal error executing %s", payload.hex(" "))
-            return self._refuse(code, 0x39, "internal error (see the emulator's log)")
-        self.last_error = ""
-        return encode_answer(code, answer)
+            raise VendorRefusal(0x33, str(exc)) from None
+
+    def handle(self, request: m.Request[Any]) -> bytes:
+        return m.encode_answer(request.CODE, self._handlers[type(request)](request))
+
+    def error_reply(self, code: int, error: int) -> bytes:
+        return m.encode_error(code, error)
+
+    def fn_code(self, error: FnError) -> int:
+        return int(error.code)
+
+    def paper_code(self) -> int:
+        return 0x6B
 
     def quick(self, payload: bytes) -> bool:
-        """A command that writes nothing to disk (the shells may run it on their event loop
-        instead of the worker thread)."""
         try:
             return command_code(payload) in QUICK_CODES
         except FrameError:
             return True  # refused at once
-
-    def _refuse(self, code: int, error: int, reason: str) -> bytes:
-        self.last_error = reason
-        log.debug("refused %s: %s", code_bytes(code).hex(" "), reason)
-        return encode_error(code, error)
-
-    def close(self) -> None:
-        self.model.close()
-
-    def verify(self) -> Verification:
-        """Recompute the FN archive: numbering, signs, counters."""
-        return self.model.verify()
 
     # -- the model's receipt and operator ---------------------------------------------------------
 
@@ -462,7 +428,7 @@ class ShtrihRegister:
 
     def _read_table(self, r: classic.ReadTable) -> classic.TableValue:
         self._auth(r, OPERATOR)
-        value = self.settings.read_table(r.table, r.row, r.field, self.model)
+        value = read_table(self.model, r.table, r.row, r.field)
         if value is None:
             raise Refusal(
                 Reason.BAD_PARAMETER,
@@ -472,7 +438,7 @@ class ShtrihRegister:
 
     def _write_table(self, r: classic.WriteTable) -> classic.Empty:
         self._auth(r, SYSADMIN)
-        error = self.settings.write_table(r.table, r.row, r.field, r.value)
+        error = write_table(self.model, r.table, r.row, r.field, r.value)
         if error:
             raise Refusal(
                 _TABLE_REASONS.get(error, Reason.BAD_PARAMETER),
@@ -676,10 +642,6 @@ class ShtrihRegister:
         closed = self.model.close_receipt(payments)
         return classic.CloseReceiptAnswer(op, closed.change, "")
 
-    def qr(self, number: int) -> str:
-        """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
-        return self.model.qr(number)
-
     # -- corrections and reports ------------------------------------------------------------------
 
     def _correction_receipt(self, r: fn.MakeCorrectionReceipt) -> fn.CorrectionReceiptMade:
@@ -704,39 +666,19 @@ class ShtrihRegister:
 
     # -- cash -------------------------------------------------------------------------------------
 
-    def _cash_in(self, r: classic.CashIn) -> classic.CashOperationAnswer:
+    def _cash(self, r: classic.CashIn | classic.CashOut) -> classic.CashOperationAnswer:
         op = self._auth(r, OPERATOR)
-        self.model.cash_in(r.amount)
-        return classic.CashOperationAnswer(op, self.model.document_number() & 0xFFFF)
-
-    def _cash_out(self, r: classic.CashOut) -> classic.CashOperationAnswer:
-        op = self._auth(r, OPERATOR)
-        self.model.cash_out(r.amount)
+        (self.model.cash_in if isinstance(r, classic.CashIn) else self.model.cash_out)(r.amount)
         return classic.CashOperationAnswer(op, self.model.document_number() & 0xFFFF)
 
     # -- for the control channel ------------------------------------------------------------------
 
     def power_loss(self) -> None:
-        """Power fails: what was being built is gone (the FN had formed nothing of it yet).
-
-        The FN's archive and everything fiscalized stay; the open receipt, a begun report and
-        an interrupted print are lost, and the register comes back idle, as a real one does.
-        """
-        self.model.power_loss()
+        """The FN's archive and everything fiscalized stay; the open receipt, a begun report and
+        an interrupted print are lost, and the register comes back idle, as a real one does."""
+        super().power_loss()
         self.pending = None
         self.pending_date = None
 
-    def status_text(self) -> dict[str, object]:
-        return {
-            "mode": self._mode(),
-            "submode": self._submode(),
-            **self.model.status_text(),
-            "last_error": self.last_error,
-        }
-
-    @property
-    def phase(self) -> LifePhase:
-        return self.model.phase
-
-    def tape(self) -> list[str]:
-        return self.model.tape()
+    def mode_text(self) -> dict[str, int]:
+        return {"mode": self._mode(), "submode": self._submode()}

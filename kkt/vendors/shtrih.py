@@ -3,7 +3,7 @@
 A step whose exchange failed is judged by what the register shows afterwards -- its mode for an
 opened receipt, the open receipt's item count and subtotal for an item -- because a Shtrih link
 cannot ask "did you do my last command?"; the closing command is judged by the FN's archive one
-level up, in `Register`.
+level up, in `kkt.settle`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ from kkt.protocols.shtrih.modes import (
     decode_mode,
 )
 
-from .archive import Document
-from .commander import checked_serial
-from .device_base import DeviceBase
-from .errors import (
+from .. import errors
+from ..errors import (
     BadAnswer,
     DeviceError,
     KktError,
@@ -38,11 +36,11 @@ from .errors import (
     OfdBlocked,
     OutcomeUnknown,
     TransportError,
-    from_shtrih,
 )
-from .receipt import Operation, Receipt, Vat
-from .results import (
+from ..receipt import Operation, Receipt, Vat
+from ..results import (
     DeviceInfo,
+    Document,
     DocumentInfo,
     FnInfo,
     FnWarning,
@@ -51,6 +49,7 @@ from .results import (
     ShiftState,
     Status,
 )
+from .base import Device, checked_serial
 
 log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -70,20 +69,42 @@ _RECEIPT_TYPE = {
     Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
 }
 LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrih printer
+# Shtrih codes (FN codes 01h-3Fh pass through) -> the class callers catch.
+REFUSALS: dict[int, type[DeviceError]] = {
+    0x6B: errors.PaperOut,
+    0x6C: errors.PaperOut,
+    0x58: errors.PaperOut,
+    0x4E: errors.ShiftExpired,
+    0x16: errors.ShiftExpired,
+    0x4F: errors.WrongPassword,
+    0x02: errors.WrongMode,
+    0x3C: errors.WrongMode,
+    0x3D: errors.WrongMode,
+    0x4A: errors.WrongMode,
+    0x55: errors.WrongMode,
+    0x72: errors.WrongMode,
+    0x73: errors.WrongMode,
+    0x06: errors.FnExhausted,
+    0x12: errors.FnExhausted,
+    0x05: errors.FnExhausted,
+    0x14: errors.FnExhausted,  # or the OFD backlog: `_refusal` tells them apart by the FN's flags
+    0x15: errors.OfdBlocked,
+}
 
 
-class ShtrihDevice(DeviceBase):
+class ShtrihDevice(Device):
     """A Shtrih-M register behind a `Commander` (a link session, or the in-process emulator)."""
 
     vendor = "shtrih"
+    REFUSALS = REFUSALS
 
     def raw(self, request: Request[AnswerT]) -> AnswerT:
-        """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `DeviceBase`."""
+        """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `Device.raw`."""
         answer: AnswerT = super().raw(request)
         return answer
 
     def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
-        refusal = from_shtrih(error)
+        refusal = super()._refusal(error)
         if error.code == 0x14:  # the FN is full -- or the OFD backlog blocks it: its flags say
             try:
                 warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
@@ -235,7 +256,7 @@ class ShtrihDevice(DeviceBase):
         for line in text.splitlines() or [""]:
             self.raw(classic.PrintString(self.password, 0x02, line[:LINE_WIDTH]))
 
-    def cut(self, partial: bool) -> None:
+    def cut(self, *, partial: bool = False) -> None:
         self.raw(classic.Cut(self.password, partial))
 
     def continue_print(self) -> None:
@@ -341,12 +362,12 @@ def _document_info(found: fn.FoundDocument) -> DocumentInfo:
     elif isinstance(details, fn.ShiftDetails):
         shift = details.shift_number
     return DocumentInfo(
-        number=found.number,
-        type=found.document_type,
-        when=found.datetime,
-        fiscal_sign=found.fiscal_sign,
-        ofd_confirmed=found.ofd_ticket_received,
-        operation=operation,
-        total=total,
-        shift_number=shift,
+        found.number,
+        found.document_type,
+        found.datetime,
+        found.fiscal_sign,
+        found.ofd_ticket_received,
+        operation,
+        total,
+        shift,
     )

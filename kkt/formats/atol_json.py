@@ -1,8 +1,9 @@
 """ATOL's JSON task shape: a shop's `sell` task in, ATOL's ``fiscalParams`` out.
 
 Shops that already build JSON tasks for ATOL's official driver (``processJson``) hand the same
-object to `receipt_from_atol` (or `Receipt.from_json`) and get our `Receipt`; `fiscal_params`
-turns a `FiscalResult` back into the ``fiscalParams`` answer they already parse.
+object to `receipt_from_atol` and get our `Receipt`; `fiscal_params` turns a `FiscalResult` back
+into the ``fiscalParams`` answer they already parse.  (The format knows the receipt, never the
+other way round: `Receipt` has no ``from_json``, so the vocabulary does not import one format.)
 
 Reading rules:
 
@@ -26,9 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from .errors import ReceiptRejected
-from .receipt import MAX_NAME_BYTES, Item, Operation, Payments, Receipt, TaxSystem, Vat
-from .register import FiscalResult
+from ..errors import ReceiptRejected
+from ..receipt import MAX_NAME_BYTES, Item, Operation, Payments, Receipt, TaxSystem, Vat
+from ..results import FiscalResult
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import TransportError
+from ..errors import TransportError
 
 SCHEME = "usb://"
 

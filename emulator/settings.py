@@ -1,4 +1,5 @@
-"""What a Shtrih register keeps besides its FN: tables, cash movements, the clock's offset.
+"""What a register keeps besides its FN: identity, operators, cash movements, the clock's offset,
+and the fields of its vendor's tables (kept as the personality writes them).
 
 Stored as one JSON file in the state directory, replaced atomically (write, fsync, rename) whenever
 it changes.  Nothing a receipt changes lives here -- receipts move only the FN's archive, so a
@@ -13,13 +14,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ..register import RegisterModel
+from typing import Any
 
 _NAMES = {29: "Администратор", 30: "Системный администратор"}
-NAME_SIZE = 64  # table 2, field 2
 
 
 @dataclass
@@ -92,48 +89,3 @@ class RegisterSettings:
         if isinstance(offset, dt.timedelta):
             self.clock_offset = offset.total_seconds()
             self.save()
-
-    # -- tables (1, 2 and 18) ---------------------------------------------------------------------
-
-    def read_table(
-        self, table: int, row: int, field_: int, register: RegisterModel
-    ) -> bytes | None:
-        if table == 1 and row == 1:
-            return bytes.fromhex(self.table1.get(f"{row}/{field_}", "00"))
-        if table == 2 and 1 <= row <= 30:
-            if field_ == 1:
-                return self.password(row).to_bytes(4, "little")
-            if field_ == 2:
-                return (
-                    self.operator_name(row).encode("cp1251")[:NAME_SIZE].ljust(NAME_SIZE, b"\x00")
-                )
-            return None
-        if table == 18 and row == 1:
-            registration = register.fn.state.registration
-            values = {
-                1: self.serial,
-                2: registration.inn if registration else "",
-                3: registration.rnm if registration else "",
-                4: register.fn.serial,
-                7: self.user_name,
-                9: self.address,
-                14: self.place,
-            }
-            value = values.get(field_)
-            return None if value is None else value.encode("cp1251")
-        return None
-
-    def write_table(self, table: int, row: int, field_: int, value: bytes) -> int:
-        """Store a table field; return 0, or the Shtrih error code when it cannot be set."""
-        if table == 1 and row == 1 and 1 <= field_ <= 100:
-            self.table1[f"{row}/{field_}"] = value.hex()
-        elif table == 2 and 1 <= row <= 30 and field_ == 1 and 1 <= len(value) <= 4:
-            self.passwords[str(row)] = int.from_bytes(value, "little")
-        elif table == 2 and 1 <= row <= 30 and field_ == 2:
-            self.names[str(row)] = value.split(b"\x00", 1)[0].decode("cp1251", "replace")
-        elif table == 18:
-            return 0x7A  # registration data: only a re-registration changes it
-        else:
-            return 0x33
-        self.save()
-        return 0

@@ -5,10 +5,10 @@ in mode 2, the Z report in mode 3, each entered with 56h and a mode password and
 The device enters the mode a step needs and leaves another one first.
 
 Exactly once: the v3 task buffer does most of the work -- a lost reply is fetched with ``Req(TID)``
-(`kkt.atol_session`), so a step fails with `OutcomeUnknown` only when the buffer itself could not
-say.  Then the open receipt decides, as on Shtrih: its state for the opening, its sum for an
-item.  ATOL's 3Fh reports no item count, so a free item whose fate is unknown cannot be judged
-and the receipt is cancelled (`NotFiscalized`) rather than guessed at.
+(`kkt.transport.session.AtolSession`), so a step fails with `OutcomeUnknown` only when the buffer
+itself could not say.  Then the open receipt decides, as on Shtrih: its state for the opening, its
+sum for an item.  ATOL's 3Fh reports no item count, so a free item whose fate is unknown cannot be
+judged and the receipt is cancelled (`NotFiscalized`) rather than guessed at.
 
 Payments are registered with 99h before the closing 4Ah carries the last of them: a failed 99h
 cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled by the FN.
@@ -17,19 +17,15 @@ cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
-from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.ffd import TlvList, find
 
-from .archive import Document
-from .commander import Commander
-from .device_base import DeviceBase
-from .errors import (
+from .. import errors, results
+from ..errors import (
     BadAnswer,
     CannotSend,
     DeviceError,
@@ -37,19 +33,10 @@ from .errors import (
     NotFiscalized,
     OutcomeUnknown,
     TransportError,
-    from_atol,
 )
-from .receipt import Operation, Receipt, Vat
-from .results import (
-    DeviceInfo,
-    DocumentInfo,
-    FnInfo,
-    FnWarning,
-    Formed,
-    OfdQueue,
-    ShiftState,
-    Status,
-)
+from ..receipt import Operation, Receipt, Vat
+from ..transport.session import Commander
+from .base import Device
 
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
@@ -88,9 +75,32 @@ MODE_NAMES: dict[int, str] = {
 }
 LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped by the device)
 REPORT_X = 1  # 67h report type: the daily report without closing (X)
+# ATOL codes (fact sheet §2.5) -> the class callers catch.
+REFUSALS: dict[int, type[DeviceError]] = {
+    0x67: errors.PaperOut,
+    0x68: errors.PaperOut,
+    0x69: errors.PaperOut,
+    0x88: errors.ShiftExpired,
+    0xF0: errors.ShiftExpired,
+    0x8C: errors.WrongPassword,
+    0x1E: errors.WrongMode,
+    0x66: errors.WrongMode,
+    0x6A: errors.WrongMode,
+    0x82: errors.WrongMode,
+    0x87: errors.WrongMode,
+    0x89: errors.WrongMode,
+    0x9A: errors.WrongMode,
+    0x9B: errors.WrongMode,
+    0x9C: errors.WrongMode,
+    # D4h: the FN's state refuses it, a shift closed (or open) where it must not be
+    0xD4: errors.WrongMode,
+    0xD7: errors.FnExhausted,
+    0xD8: errors.FnExhausted,
+    0xEB: errors.FnExhausted,
+}
 
 
-class AtolDevice(DeviceBase):
+class AtolDevice(Device):
     """An ATOL register behind a `Commander` (an `AtolSession`, or the in-process emulator).
 
     ``password`` is the mode password (30 system administrator, 29 administrator, 1..28 the
@@ -98,25 +108,18 @@ class AtolDevice(DeviceBase):
     """
 
     vendor = "atol"
+    REFUSALS = REFUSALS
 
     def __init__(
-        self,
-        commander: Commander,
-        *,
-        password: int = 30,
-        access_password: int = ACCESS_PASSWORD,
-        lock: threading.RLock | None = None,
+        self, commander: Commander, *, password: int = 30, access_password: int = ACCESS_PASSWORD
     ) -> None:
-        super().__init__(commander, password=password, lock=lock)
+        super().__init__(commander, password=password)
         self.access_password = access_password
 
     def raw(self, request: c.Request[AnswerT]) -> AnswerT:
-        """Any typed ATOL request (`kkt.protocols.atol.commands`); see `DeviceBase`."""
+        """Any typed ATOL request (`kkt.protocols.atol.commands`); see `Device.raw`."""
         answer: AnswerT = super().raw(request)
         return answer
-
-    def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
-        return from_atol(error)
 
     def _ask(self, request_type: type[c.Request[AnswerT]], *args: Any) -> AnswerT:
         return self.raw(request_type(self.access_password, *args))
@@ -138,11 +141,11 @@ class AtolDevice(DeviceBase):
     def _status(self) -> c.Status:
         return self._ask(c.GetStatus)
 
-    def status(self) -> Status:
+    def status(self) -> results.Status:
         s = self._status()
         flags = StatusFlags(s.flags)
         mode, submode = split_mode(s.mode)
-        return Status(
+        return results.Status(
             mode=mode,
             mode_name=MODE_NAMES.get(mode, f"mode {mode}"),
             submode=submode,
@@ -158,11 +161,11 @@ class AtolDevice(DeviceBase):
             receipt_items=None,
         )
 
-    def device_info(self) -> DeviceInfo:
+    def device_info(self) -> results.DeviceInfo:
         kind = self._ask(c.GetDeviceType)
         status = self._status()
         major, minor, _language, *build = kind.version
-        return DeviceInfo(
+        return results.DeviceInfo(
             model=kind.model,
             name=kind.name,
             protocol=f"atol {kind.protocol}",
@@ -170,18 +173,18 @@ class AtolDevice(DeviceBase):
             firmware=f"{major:x}.{minor:x} build {bytes(build).hex()}",
         )
 
-    def fn_info(self) -> FnInfo:
+    def fn_info(self) -> results.FnInfo:
         serial = self.fn_serial()
         validity = self._ask(c.GetFnValidity)
         queue = self.ofd_queue()
-        return FnInfo(
+        return results.FnInfo(
             serial=serial,
             phase=None,  # ATOL's FN queries in this driver do not include the life phase
             last_document=self.last_document(),
             expires=validity.expires,
             registrations_left=validity.registrations_left,
             version="",
-            warnings=FnWarning(0),
+            warnings=results.FnWarning(0),
             unsent=queue.unsent,
         )
 
@@ -191,9 +194,9 @@ class AtolDevice(DeviceBase):
     def last_document(self) -> int:
         return self._ask(c.ReadLastDocument).number
 
-    def shift(self) -> ShiftState:
+    def shift(self) -> results.ShiftState:
         state = self._ask(c.GetFnShift)
-        return ShiftState(state.open, state.number, state.receipts)
+        return results.ShiftState(state.open, state.number, state.receipts)
 
     def _read_tlv(self, number: int) -> tuple[int, TlvList]:
         """A4h 45h selects the document, 46h reads its TLV block by block."""
@@ -204,31 +207,31 @@ class AtolDevice(DeviceBase):
 
         return self._read_tlv_blocks(number, select, lambda: self._ask(c.GetFnDocumentData).data)
 
-    def read_document(self, number: int) -> Document:
+    def read_document(self, number: int) -> results.Document:
         kind, tlv = self._read_tlv(number)
         info = _document_info(number, kind, tlv)
-        return Document(number, kind, info.when, info.fiscal_sign, info.ofd_confirmed, tlv)
+        return results.Document(number, kind, info.when, info.fiscal_sign, info.ofd_confirmed, tlv)
 
-    def find_document(self, number: int) -> DocumentInfo:
+    def find_document(self, number: int) -> results.DocumentInfo:
         kind, tlv = self._read_tlv(number)
         return _document_info(number, kind, tlv)
 
     def clock(self) -> dt.datetime | None:
         return self._status().when
 
-    def ofd_queue(self) -> OfdQueue:
+    def ofd_queue(self) -> results.OfdQueue:
         status = self._ask(c.GetFnOfdStatus)
         if not status.unsent:
-            return OfdQueue(0, None, None)
-        return OfdQueue(status.unsent, status.first_unsent, status.first_unsent_when)
+            return results.OfdQueue(0, None, None)
+        return results.OfdQueue(status.unsent, status.first_unsent, status.first_unsent_when)
 
     # -- documents and the printer ----------------------------------------------------------------
 
-    def _formed(self, *, shift: bool = False) -> Formed:
+    def _formed(self, *, shift: bool = False) -> results.Formed:
         """The document the FN formed last (91h register 34h) -- and, for a shift report, the
         shift it belongs to (a receipt's shift comes with its fiscal data later)."""
         last = self._ask(c.ReadLastDocument)
-        record = DocumentInfo(
+        record = results.DocumentInfo(
             number=last.number,
             type=last.document_type,
             when=last.when,
@@ -236,7 +239,7 @@ class AtolDevice(DeviceBase):
             ofd_confirmed=False,
             total=last.total,
         )
-        return Formed(
+        return results.Formed(
             last.number, last.fiscal_sign, self.shift().number if shift else 0, record=record
         )
 
@@ -244,13 +247,13 @@ class AtolDevice(DeviceBase):
         for tag in tags:
             self._ask(c.WriteTlv, 0, self._tlv([tag]))
 
-    def open_shift(self, cashier: str | None) -> Formed:
+    def open_shift(self, cashier: str | None) -> results.Formed:
         self._enter(Mode.REGISTRATION)
         self._tags([(1021, cashier)] if cashier else [])
         self._ask(c.OpenShift, 0, "")
         return self._formed(shift=True)
 
-    def close_shift(self, cashier: str | None) -> Formed:
+    def close_shift(self, cashier: str | None) -> results.Formed:
         self._enter(Mode.Z_REPORTS)
         self._tags([(1021, cashier)] if cashier else [])
         self._ask(c.ZReport)
@@ -260,7 +263,7 @@ class AtolDevice(DeviceBase):
         self._enter(Mode.X_REPORTS)
         self._ask(c.Report, REPORT_X)
 
-    def correction(self, operation: Operation, total: int, reason: str) -> Formed:
+    def correction(self, operation: Operation, total: int, reason: str) -> results.Formed:
         if operation not in CORRECTION_TYPES:
             raise CannotSend(f"a correction is a sale or a purchase, not {operation.name.lower()}")
         self._enter(Mode.REGISTRATION)
@@ -289,7 +292,7 @@ class AtolDevice(DeviceBase):
         for line in text.splitlines() or [""]:
             self._ask(c.PrintLine, line[:LINE_WIDTH])
 
-    def cut(self, partial: bool) -> None:
+    def cut(self, *, partial: bool = False) -> None:
         self._ask(c.Cut, partial)
 
     def continue_print(self) -> None:
@@ -380,7 +383,7 @@ class AtolDevice(DeviceBase):
                     "was charged: sell it again"
                 ) from error
 
-    def close_receipt(self, receipt: Receipt) -> Formed:
+    def close_receipt(self, receipt: Receipt) -> results.Formed:
         kind, amount = _payments(receipt)[-1]
         self._ask(c.CloseReceipt, 0, int(kind), amount)
         return self._formed()
@@ -406,7 +409,7 @@ def _payments(receipt: Receipt) -> list[tuple[PaymentType, int]]:
     return [pair for pair in paid if pair[1]] or [(PaymentType.CASH, 0)]
 
 
-def _document_info(number: int, kind: int, tlv: TlvList) -> DocumentInfo:
+def _document_info(number: int, kind: int, tlv: TlvList) -> results.DocumentInfo:
     """The short record of a document from its own tags (1040, 1012, 1077, 1054, 1020, 1038)."""
     body = tlv
     if len(tlv) == 1 and isinstance(tlv[0][1], list):
@@ -419,7 +422,7 @@ def _document_info(number: int, kind: int, tlv: TlvList) -> DocumentInfo:
     operation = find(body, 1054)
     total = find(body, 1020)
     shift = find(body, 1038)
-    return DocumentInfo(
+    return results.DocumentInfo(
         number=number,
         type=kind,
         when=when if isinstance(when, dt.datetime) else None,

@@ -2,12 +2,12 @@
 
 The one place where the driver reaches into `kkt.emulator` (the emulator never imports the
 driver).  Payloads go straight to the register's ``execute``: no bytes, no link, no timing -- the
-fastest way to test an application against a register.
+fastest way to test an application against a register.  Like a session, it takes no lock: the
+`kkt.Register` above runs one command at a time.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,10 @@ class InProcess:
             from kkt.emulator.shtrih import open_device
 
             self.register = open_device(state, fiscal_only=fiscal_only)
-        self._lock = threading.Lock()
 
     def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
-        with self._lock:
-            answer: bytes = self.register.execute(payload)
-            return answer
+        answer: bytes = self.register.execute(payload)
+        return answer
 
     def close(self) -> None:
         self.register.close()

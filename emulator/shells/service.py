@@ -1,0 +1,189 @@
+"""One emulated device served: on TCP, on pseudo-terminals and on the control channel.
+
+`Service` builds what serving a device takes once -- the `DeviceRunner` (its command lock and
+worker thread), the `Faults` every line and the control channel share, and the protocol's half of
+every pump (`ShtrihCommands`, or ATOL's `AtolTasks` with the device's one task buffer and its
+executor) -- and then listens wherever it is asked: `Service.tcp`, `Service.pty`,
+`Service.control`.  Closing it closes every listener, waits for the commands still running, stops
+the worker thread and removes the control socket.
+
+`ServiceThread` runs a service on its own event loop in a background thread, for a host in the
+same process (tests, ``kkt demo``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any, Self
+
+from ..control import SOCKET_NAME, Controls, serve_control
+from ..faults import Faults
+from ..personality import Personality
+from . import atol, shtrih
+from .listener import Listener, PumpFactory
+from .pty import PtyServer
+from .pump import Pump
+from .runner import Device, DeviceRunner
+from .tcp import TcpServer
+
+PROTOCOLS = ("shtrih", "atol")
+DEFAULT_PORTS = {"shtrih": shtrih.DEFAULT_PORT, "atol": atol.DEFAULT_PORT}
+
+
+class Service(Listener):
+    """``device`` served in ``protocol`` ("shtrih": Shtrih-M v1, "atol": ATOL v3) on the running
+    event loop; ``async with`` closes it and waits on the way out."""
+
+    def __init__(
+        self, device: Device, *, protocol: str = "shtrih", faults: Faults | None = None
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        self.device = device
+        self.protocol = protocol
+        self.faults = faults if faults is not None else Faults()
+        self.lock = asyncio.Lock()  # the device's commands and control actions, one at a time
+        self.runner = DeviceRunner(device, self.lock, self.faults)
+        self.tasks = atol.AtolTasks(self.runner) if protocol == "atol" else None
+        self._vendor = self.tasks if self.tasks is not None else shtrih.ShtrihCommands()
+        self.listeners: list[Listener] = []
+        self._control: asyncio.Server | None = None
+        self._control_path: Path | None = None
+
+    async def tcp(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        settings: Any = None,
+        filler_after_ack: bool = True,
+    ) -> TcpServer:
+        """Listen on TCP (``port=0``: a free one, read it from `TcpServer.port`); raises
+        `OSError`.  ``settings`` overrides the protocol's link timing for TCP; Shtrih only:
+        ``filler_after_ack`` sends the 0xFF real network models send after the host's ACK."""
+        server = TcpServer(self._pumps(settings, network=True, filler_after_ack=filler_after_ack))
+        await server.start(host, port)
+        self.listeners.append(server)
+        return server
+
+    async def pty(self, link: Path | str, *, settings: Any = None) -> PtyServer:
+        """Serve a new pseudo-terminal reachable through the symlink ``link``; raises `OSError`
+        (`FileExistsError` when ``link`` is a file other than a symlink)."""
+        server = PtyServer(self._pumps(settings, network=False), Path(link))
+        server.start()
+        self.listeners.append(server)
+        return server
+
+    async def control(self, state: Path) -> Path:
+        """Listen on the control channel in the state directory ``state``; its socket's path."""
+        if not isinstance(self.device, Personality):
+            raise TypeError("the control channel steers an emulated register")
+        self._control = await serve_control(state, Controls(self.device, self.faults), self.lock)
+        self._control_path = state / SOCKET_NAME
+        return self._control_path
+
+    def close(self) -> None:
+        """Stop listening and drop every line (commands already running finish)."""
+        for listener in self.listeners:
+            listener.close()
+        if self._control is not None:
+            self._control.close()
+
+    async def wait_closed(self) -> None:
+        """After `close`: wait for the commands still running, the control channel's clients
+        and the worker thread."""
+        try:
+            for listener in self.listeners:
+                await listener.wait_closed()
+            if self.tasks is not None and self.tasks.executor is not None:
+                await asyncio.wait([self.tasks.executor])
+            if self._control is not None:
+                await self._control.wait_closed()
+        finally:
+            if self._control_path is not None:
+                self._control_path.unlink(missing_ok=True)
+            if self.tasks is not None:
+                self.tasks.close()
+            self.runner.close()
+
+    def _pumps(
+        self, settings: Any, *, network: bool, filler_after_ack: bool | None = None
+    ) -> PumpFactory:
+        if self.tasks is not None:
+            timing: Any = atol.link_settings(settings, network=network)
+        else:
+            timing = shtrih.link_settings(
+                settings, network=network, filler_after_ack=filler_after_ack
+            )
+
+        def pump(write: Any, name: str, on_error: Any) -> Pump:
+            return Pump(self._vendor, self.runner, write, timing, name=name, on_error=on_error)
+
+        return pump
+
+
+class ServiceThread:
+    """A `Service` on TCP 127.0.0.1 (a free port: `port`) and, given ``pty``, a pseudo-terminal,
+    run by a background thread's event loop; ``with`` starts it and stops it (thread joined).
+
+    ``settings`` is the TCP link's timing (the protocol's default if None).
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        faults: Faults | None = None,
+        *,
+        pty: Path | None = None,
+        settings: Any = None,
+        protocol: str = "shtrih",
+    ) -> None:
+        self.device = device
+        self.faults = faults if faults is not None else Faults()
+        self.protocol = protocol
+        self.port = 0
+        self._pty = pty
+        self._settings = settings
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="kkt-emulator")
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the emulator did not start")
+        if self._failure is not None:
+            self._thread.join()
+            raise RuntimeError("the emulator did not start") from self._failure
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to `__enter__`
+            self._failure = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        service = Service(self.device, protocol=self.protocol, faults=self.faults)
+        async with service:
+            server = await service.tcp(settings=self._settings)
+            self.port = server.port
+            if self._pty is not None:
+                await service.pty(self._pty)
+            self._ready.set()
+            await self._stop.wait()

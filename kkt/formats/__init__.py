@@ -1,0 +1,1 @@
+"""Data formats the driver reads and writes: `atol_json` (ATOL's receipt JSON tasks)."""

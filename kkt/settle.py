@@ -1,0 +1,272 @@
+"""What happened to a receipt (or a correction) whose command failed: the FN's archive decides.
+
+Nothing that moves money is re-sent blindly.  When the answer to the closing command is lost,
+refused after the FN moved on, or makes no sense, these functions read the fiscal storage's
+documents after the last one known before the receipt and say: here is its fiscal data, or it was
+certainly not fiscalized (`NotFiscalized`), or nobody can tell yet (`OutcomeUnknown`) -- never a
+plain failure for a receipt that may be fiscal.  The same search settles an idempotency key a crash
+left pending (`settle_pending`).
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from kkt.protocols.errors import ProtocolError
+from kkt.protocols.ffd import QrData, find, qr_string
+
+from .errors import BadAnswer, DeviceError, KktError, NotFiscalized, OutcomeUnknown, TransportError
+from .journal import Entry, Journal
+from .receipt import Operation, Receipt, fingerprint_of
+from .results import DocumentInfo, DocumentType, FiscalResult, Formed
+from .vendors.base import Device
+
+log = logging.getLogger("kkt.register")
+
+
+def cancel_open_receipt(device: Device) -> None:
+    try:
+        device.cancel_receipt()
+        device.no_open_receipt = True
+    except KktError as error:
+        log.warning("could not cancel the open receipt: %s", error)
+
+
+def formed_since(device: Device, before: int) -> bool:
+    """Has the FN formed any document after ``before``?  (Unknown counts as yes.)"""
+    try:
+        return device.last_document() > before
+    except KktError:
+        return True
+
+
+def receipt_result(device: Device, formed: Formed, receipt: Receipt) -> FiscalResult:
+    """The fiscal data of a receipt the FN has just formed.  From here on nothing may say
+    "failed": a caller that took a failure for "not fiscal" would sell it twice."""
+    try:
+        return _result(device, formed, receipt)
+    except OutcomeUnknown:
+        raise
+    except (KktError, ProtocolError) as error:
+        raise OutcomeUnknown(
+            f"the receipt IS fiscal: document {formed.number}, fiscal sign "
+            f"{formed.fiscal_sign}; reading its details failed ({error}).  Do not sell it "
+            f"again: call find_document({formed.number}), or repeat the call with the same "
+            "idempotency key to get its fiscal data"
+        ) from error
+
+
+def _result(device: Device, formed: Formed, receipt: Receipt) -> FiscalResult:
+    found = formed.record or device.find_document(formed.number)
+    # A brief record may not name the operation (ATOL's 91h 34h): its type, total and sign
+    # still tell another writer's document from ours.
+    operation = int(receipt.operation) if found.operation is None else found.operation
+    if (
+        not found.is_receipt
+        or found.number != formed.number
+        or (operation, found.total) != (int(receipt.operation), receipt.total)
+        or found.fiscal_sign != formed.fiscal_sign
+    ):
+        # The document the closing answer named is not this receipt: another program opened,
+        # filled or closed a receipt on this register meanwhile.  One writer per register.
+        raise OutcomeUnknown(
+            f"the FN's document {formed.number} is not this receipt (it holds {found}); "
+            "another program is using this register: check the FN's documents before "
+            "selling again, and let one Register object (it is thread-safe) do all the "
+            "register's work"
+        )
+    return fiscal_result(device, found, receipt.total, int(receipt.operation))
+
+
+def fiscal_result(device: Device, found: DocumentInfo, total: int, operation: int) -> FiscalResult:
+    """A receipt's fiscal data from its document's record, the shift's and the FN's numbers."""
+    shift = device.shift()
+    serial = device.fn_serial()
+    when = found.when
+    qr = (
+        qr_string(QrData(when, total, serial, found.number, found.fiscal_sign, operation))
+        if when
+        else ""
+    )
+    return FiscalResult(
+        document_number=found.number,
+        fiscal_sign=found.fiscal_sign,
+        fn_number=serial,
+        shift_number=shift.number,
+        receipt_number=shift.receipts,
+        when=when,
+        total=total,
+        operation=operation,
+        qr=qr,
+    )
+
+
+def settle_receipt(device: Device, receipt: Receipt, before: int) -> FiscalResult:
+    """The closing command's fate is unknown: the FN's archive decides.  Anything but "done" or
+    `NotFiscalized` reads `OutcomeUnknown`."""
+    try:
+        return _settle(device, receipt, before)
+    except (NotFiscalized, OutcomeUnknown):
+        raise
+    except (KktError, ProtocolError) as failure:
+        # Anything else here leaves the receipt's fate open: never let it read "failed".
+        raise OutcomeUnknown(
+            f"whether the receipt was fiscalized is unknown ({failure}): check the FN's "
+            f"documents after number {before} before selling it again"
+        ) from failure
+
+
+def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
+    for _ in range(3):
+        try:
+            found = find_formed(
+                device,
+                before,
+                int(receipt.operation),
+                receipt.total,
+                fingerprint=receipt.fingerprint(),
+            )
+            if found is not None:
+                return found
+            if device.receipt_open():
+                # The FN formed nothing and a receipt is still open: closing it now is the
+                # first closing, not a repeat -- if it is ours.  A receipt some failure left
+                # open earlier would be closed with this receipt's payments (and the change
+                # given back): a fiscal document nobody sold.
+                if device.subtotal() != receipt.total:
+                    cancel_open_receipt(device)
+                    raise NotFiscalized(
+                        "the receipt was not fiscalized, and the receipt open on the register "
+                        "is not this one (it was cancelled); nothing was charged: sell it again"
+                    )
+                return receipt_result(device, device.close_receipt(receipt), receipt)
+            moved = device.last_document() != before
+        except (TransportError, OutcomeUnknown, BadAnswer):
+            continue
+        if moved:
+            # The FN moved on, yet no document read as this receipt: a damaged answer can
+            # pass a checksum and misread one.  That is never "not fiscal".
+            raise OutcomeUnknown(
+                f"the FN formed documents after number {before}, and none reads as this "
+                "receipt: check them before selling it again"
+            )
+        raise NotFiscalized(
+            "the receipt was not fiscalized and is no longer open (was the register "
+            "restarted?); nothing was charged: sell it again"
+        )
+    raise OutcomeUnknown(
+        "the register does not answer; whether the receipt was fiscalized is unknown: check "
+        f"the FN's documents after number {before} before selling it again"
+    )
+
+
+def settle_pending(device: Device, journal: Journal, entry: Entry) -> FiscalResult | None:
+    """A key left pending by a crash or an unknown outcome: the FN it began in decides.
+
+    Documents other keys already own are not candidates, whatever their total.  Any doubt
+    -- another FN, a line too bad to read the archive -- is `OutcomeUnknown`, never a plain
+    failure: that receipt may well be fiscal.
+    """
+    try:
+        serial = device.fn_serial()
+        if entry.fn and entry.fn != serial:
+            raise OutcomeUnknown(
+                f"receipt {entry.key!r} began in FN {entry.fn}, and this register holds FN "
+                f"{serial}: settle it on that register (or read that FN's documents after "
+                f"number {entry.before})"
+            )
+        return find_formed(
+            device,
+            entry.before,
+            entry.operation,
+            entry.total,
+            exclude=journal.claimed(entry.before, serial),
+            fingerprint=entry.fingerprint,
+        )
+    except OutcomeUnknown:
+        raise
+    except (KktError, ProtocolError) as error:
+        raise OutcomeUnknown(
+            f"receipt {entry.key!r} may be fiscal and its FN could not be read ({error}); "
+            "try again when the register answers"
+        ) from error
+
+
+def settle_correction(
+    device: Device, before: int, operation: Operation, total: int
+) -> FiscalResult:
+    """A correction's command failed leaving its fate open: the FN's archive decides."""
+    try:
+        last = device.last_document()
+        for number in range(last, before, -1):
+            found = device.find_document(number)
+            if found.type == DocumentType.CORRECTION_RECEIPT and (
+                found.operation,
+                found.total,
+            ) == (int(operation), total):
+                return fiscal_result(device, found, total, int(operation))
+        cancel_open_receipt(device)
+    except (KktError, ProtocolError) as error:
+        raise OutcomeUnknown(
+            f"whether the correction was fiscalized is unknown ({error}): check the FN's "
+            f"documents after number {before} before making it again"
+        ) from error
+    raise NotFiscalized("the correction was not fiscalized; nothing was recorded: make it again")
+
+
+def find_formed(
+    device: Device,
+    before: int,
+    operation: int,
+    total: int,
+    *,
+    exclude: set[int] | None = None,
+    fingerprint: str = "",
+) -> FiscalResult | None:
+    """The newest receipt after document ``before`` with this operation and total -- and,
+    given a ``fingerprint``, these very items (read from the document's tags)."""
+    last = device.last_document()
+    for number in range(last, before, -1):
+        if exclude and number in exclude:
+            continue
+        # A damaged answer can pass the line's checksum (Shtrih's XOR passes two flips in
+        # one bit column): a document that does not read as this receipt is read again, and
+        # only two equal readings say "another receipt".  A match is confirmed by the FN's
+        # own numbers (the document's number, sign and total agree across two commands).
+        found = device.find_document(number)
+        if not found.is_receipt or (found.operation, found.total) != (operation, total):
+            if device.find_document(number) != found:
+                raise BadAnswer(f"document {number} reads differently each time")
+            continue
+        if fingerprint:
+            theirs = _document_fingerprint(device, number)
+            if theirs not in (fingerprint, None):
+                if _document_fingerprint(device, number) != theirs:
+                    raise BadAnswer(f"document {number}'s items read differently each time")
+                continue  # the same total, other items: another sale's receipt
+        return fiscal_result(device, found, total, operation)
+    return None
+
+
+def _document_fingerprint(device: Device, number: int) -> str | None:
+    """`fingerprint_of` the document's own items; None when this register cannot say."""
+    try:
+        document = device.read_document(number)
+    except DeviceError:
+        return None  # the model cannot read documents whole: the total has to do
+    items = []
+    for tag, value in document.tlv:
+        if tag == 1059 and isinstance(value, list):
+            fields = dict(value)
+            quantity = fields.get(1023)
+            items.append(
+                (
+                    str(fields.get(1030, "")),
+                    int(fields.get(1079, 0)),  # type: ignore[arg-type]
+                    quantity if isinstance(quantity, Decimal) else Decimal(0),
+                    int(fields.get(1043, 0)),  # type: ignore[arg-type]
+                )
+            )
+    operation = find(document.tlv, 1054)
+    return fingerprint_of(int(operation) if isinstance(operation, int) else 0, items)

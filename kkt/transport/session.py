@@ -1,0 +1,326 @@
+"""A blocking session over a port: the I/O half of a sans-IO host link, one loop for every vendor.
+
+The loop writes what the link produced, reads with ``timeout = deadline - now`` (never polling
+faster than the link needs), feeds what arrived and fires the link's timer when it is due.  Any
+port works that `kkt.transport.ports.open_port` opens -- ``/dev/ttyUSB0``, ``socket://host:7778``,
+``rfc2217://``, ``usb://``, ``loop://`` -- or anything with the same ``read``/``write``/``timeout``.
+
+A port that fails (a TCP peer gone, a USB cable pulled) ends the exchange with `PortLost`, a
+`LinkError` that says whether the command may have been executed.  What a vendor's link can do
+about a lost port differs, and is the one thing a vendor's session adds (`LinkSession`'s hooks):
+
+* Shtrih (`ShtrihSession`): the link cannot ask "did you do my last command?".  The next exchange
+  opens the port again (when the session knows how to ``reopen`` it) with a fresh link that starts
+  with ENQ; the register above asks the fiscal storage before it decides anything about a
+  money-moving command that was in flight.
+* ATOL (`AtolSession`): the register keeps a task and its result until the host's Ack, whatever
+  happens to the connection, so the session reopens the port at once and the same link asks for
+  the task with ``Req(TID)``: the caller gets the command's own reply and nothing runs twice (B3
+  NotFound for a task never confirmed adds it again).  When the port cannot be reopened in time
+  the exchange ends with `PortLost`; the next exchange reopens it and the link settles that task
+  first (Req, then Ack), so no slot of the buffer leaks -- and a retry of the same command resumes
+  it.
+
+A session takes no lock: one command at a time is the caller's rule (`kkt.Register` holds one
+lock around each of its commands).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import serial
+
+from kkt.protocols.atol import link as atol
+from kkt.protocols.errors import LinkError
+from kkt.protocols.shtrih import link as shtrih
+from kkt.protocols.shtrih.frame import STX
+from kkt.protocols.shtrih.message import Answer, Request
+
+from ..errors import TransportError
+
+AnswerT = TypeVar("AnswerT", bound=Answer)
+SettingsT = TypeVar("SettingsT")
+log = logging.getLogger(__name__)
+trace = logging.getLogger("kkt.trace")  # DEBUG: every byte on the wire, with timings
+
+
+class Commander(Protocol):
+    """Carries one command payload to the register and brings back its answer payload.
+
+    ``resend`` is True for read-only queries only: the link may repeat them as it likes.
+    """
+
+    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Port(Protocol):
+    timeout: float | None
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def read(self, size: int = 1, /) -> bytes: ...
+
+    @property
+    def in_waiting(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+MAX_READ = 4096  # bytes taken at once from a port that has more waiting
+PORT_ERRORS = (serial.SerialException, OSError, TransportError)
+
+
+class PortLost(LinkError):
+    """The port failed under the exchange (peer closed, device unplugged, I/O error)."""
+
+
+def read_burst(port: Port, wait: float | None) -> bytes:
+    """What the port has, waiting at most ``wait`` seconds (None: until something comes) for the
+    first byte -- and then everything already arrived, in one read: one feed, one trace line, and
+    no byte-by-byte reads where `in_waiting` only says "something" (sockets)."""
+    port.timeout = None if wait is None else max(0.0, wait)
+    if getattr(port, "reads_available", False):
+        received = port.read(MAX_READ)  # returns what came, without waiting for more
+    else:
+        received = port.read(max(1, port.in_waiting))
+    if received and port.in_waiting:
+        port.timeout = 0
+        received += port.read(MAX_READ)
+    return received
+
+
+class LinkSession(Generic[SettingsT]):
+    """One host link on one port; a vendor's session says what its link is and how a command
+    starts on it, and what a lost port means (`_new_link`, `_start`, `_port_failed`,
+    `_interrupted`).  ``settings`` are the link's timings (the vendor's ``HostSettings``);
+    ``reopen`` opens the port again after a failure."""
+
+    # The link's events that end a command: (answer received, command failed).
+    OUTCOMES: ClassVar[tuple[type[Any], type[Any]]]
+    # The first byte of a command frame, to tell "the command went out" from control bytes.
+    FRAME_START: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        port: Port,
+        *,
+        settings: SettingsT | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        reopen: Callable[[], Port] | None = None,
+    ) -> None:
+        self.port: Port | None = port
+        self.settings = settings
+        self.link = self._new_link()
+        self._clock = clock
+        self._reopen = reopen
+        self.reconnects = 0  # how many times a lost port was opened again
+        self._frame_sent = False
+
+    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+        """One raw command payload in, its answer payload out.
+
+        ``resend`` is True exactly for repeatable queries (`Request.REPEATABLE`).  Raises a
+        `kkt.protocols.LinkError` (``maybe_executed`` says whether the register may have done it)
+        when the exchange failed.
+        """
+        if self.port is None:
+            self._reconnect()  # raises TransportError while the register is unreachable
+        started = self._clock()
+        self._start(payload, started, answer_timeout, resend)
+        tracing = trace.isEnabledFor(logging.DEBUG)
+        self._frame_sent = False
+        try:
+            while True:
+                assert self.port is not None
+                try:
+                    outcome = self._pump(self.port, started, tracing)
+                except PORT_ERRORS as exc:
+                    self._drop_port()
+                    outcome = self._port_failed(exc, payload)
+                    if outcome is None:
+                        continue  # the port was opened again: the same link carries on
+                if isinstance(outcome, self.OUTCOMES[1]):
+                    raise outcome.error
+                answer: bytes = outcome.answer
+                return answer
+        except BaseException as interrupted:
+            # Ctrl-C mid-exchange, or a port class failing its own way: the link is left half-way
+            # through, and every later command would find it busy.
+            if self.link.busy:
+                self._interrupted(interrupted)
+            raise
+
+    def _pump(self, port: Port, started: float, tracing: bool) -> Any:
+        """Run the link on ``port`` until the command ends; port errors propagate."""
+        link, now = self.link, self._clock
+        outcome: Any = None
+        while True:
+            data: bytes = link.data_to_send()
+            if data:
+                if tracing:
+                    trace.debug("%8.1f ms -> %s", (now() - started) * 1000, data.hex(" "))
+                self._frame_sent = self._frame_sent or data[0] == self.FRAME_START
+                port.write(data)
+            if outcome is not None:
+                return outcome
+            deadline: float | None = link.get_timer()
+            received = read_burst(port, None if deadline is None else deadline - now())
+            if received and tracing:
+                trace.debug("%8.1f ms <- %s", (now() - started) * 1000, received.hex(" "))
+            events: list[object] = link.receive_data(received, now()) if received else []
+            if deadline is not None and now() >= deadline:
+                events += link.handle_timer(now())
+            for event in events:
+                if isinstance(event, self.OUTCOMES):
+                    outcome = event
+
+    # -- what a vendor's link needs ---------------------------------------------------------------
+
+    def _new_link(self) -> Any:
+        raise NotImplementedError
+
+    def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
+        raise NotImplementedError
+
+    def _port_failed(self, exc: Exception, payload: bytes) -> Any:
+        """The port failed (and is dropped): the command's outcome, None when the port was opened
+        again and the link goes on, or raise `PortLost`."""
+        raise NotImplementedError
+
+    def _interrupted(self, error: BaseException) -> None:
+        """The exchange ended by an exception while the link was busy."""
+        raise NotImplementedError
+
+    # -- the port ---------------------------------------------------------------------------------
+
+    def _drop_port(self) -> None:
+        """Forget a failed port; the next call reopens it."""
+        if self.port is not None:
+            try:
+                self.port.close()
+            except PORT_ERRORS:
+                pass  # it is already broken; closing is only tidiness
+        self.port = None
+
+    def _reconnect(self) -> Port:
+        if self._reopen is None:
+            raise TransportError("the port was lost and this session cannot reopen it; reconnect")
+        self.port = self._reopen()  # raises TransportError while the register is unreachable
+        self.reconnects += 1
+        log.info("port reopened (reconnect %d)", self.reconnects)
+        return self.port
+
+    def close(self) -> None:
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+        self._reopen = None  # closed on purpose: never reopen behind the caller's back
+
+
+class ShtrihSession(LinkSession[shtrih.HostSettings]):
+    """A Shtrih host link: after a lost port, a fresh link (ENQ first) on the reopened port."""
+
+    OUTCOMES = (shtrih.AnswerReceived, shtrih.CommandFailed)
+    FRAME_START = STX
+
+    def _new_link(self) -> shtrih.ShtrihLink:
+        return shtrih.ShtrihLink(shtrih.Role.HOST, host=self.settings)
+
+    def execute(self, request: Request[AnswerT]) -> AnswerT:
+        """Send a typed request and return its typed answer.
+
+        Raises `kkt.protocols.LinkError` when the exchange failed (its ``maybe_executed`` says
+        whether the device may have done it) and `ShtrihDeviceError` when the device refused.
+        Money-moving requests are never re-sent by the link, even when that would be safe by the
+        protocol: the caller decides after checking the fiscal storage.
+        """
+        answer = self.exchange(
+            request.encode(), answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+        )
+        return request.decode_answer(answer)
+
+    def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
+        # Repeatable queries may also skip the ENQ that guards a repeated command code.
+        self.link.send_command(
+            payload, now, answer_timeout=answer_timeout, resend=resend, idempotent=resend
+        )
+
+    def _port_failed(self, exc: Exception, payload: bytes) -> Any:
+        self.link = self._new_link()  # the half-done exchange is forgotten with the port
+        sent = self._frame_sent
+        raise PortLost(
+            f"the port failed during the exchange ({exc})"
+            + (
+                "; the command may have been executed -- check the register before repeating it"
+                if sent
+                else "; the command was not sent"
+            ),
+            command=payload,
+            maybe_executed=sent,
+        ) from exc
+
+    def _interrupted(self, error: BaseException) -> None:
+        # A fresh link (starting with ENQ) is what the next command needs, on a fresh port.
+        self._drop_port()
+        self.link = self._new_link()
+
+
+class AtolSession(LinkSession[atol.HostSettings]):
+    """An ATOL host link, one for the session's life: its packet and task IDs and its unresolved
+    task outlive a port (a fresh link would Abort the very task we want back).
+
+    ``reopen_tries`` bounds how often one exchange opens a lost port again before it gives up
+    with `PortLost` (``options``: `LinkSession`'s).  A refusal by the register comes back as
+    its reply (``55 err …``), for the command layer to decode.
+    """
+
+    OUTCOMES = (atol.AnswerReceived, atol.CommandFailed)
+
+    def __init__(self, port: Port, *, reopen_tries: int = 2, **options: Any) -> None:
+        super().__init__(port, **options)
+        self._reopen_tries = reopen_tries
+        self._reopens = 0
+
+    def _new_link(self) -> atol.AtolHostLink:
+        return atol.AtolHostLink(self.settings)
+
+    def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
+        # ``resend``: a task the register lost after taking it is simply added again.
+        self._reopens = 0
+        self.link.send_command(payload, now, answer_timeout=answer_timeout, repeatable=resend)
+
+    def _port_failed(self, exc: Exception, payload: bytes) -> Any:
+        link = self.link
+        if self._reopens < self._reopen_tries and self._reopen is not None and link.busy:
+            self._reopens += 1
+            try:
+                self._reconnect()
+            except PORT_ERRORS as reopen_error:
+                log.info("reopening the port failed: %s", reopen_error)
+            else:
+                link.reconnected(self._clock())  # Req for a task that may have arrived
+                return None
+        # The port is gone for this exchange: the link's verdict, as `PortLost`.
+        for event in link.abandon(self._clock(), f"the port failed ({exc})"):
+            if isinstance(event, atol.AnswerReceived):
+                return event  # only the Ack was missing; the next command settles it
+            if isinstance(event, atol.CommandFailed):
+                error = event.error
+                raise PortLost(
+                    str(error), command=payload, maybe_executed=error.maybe_executed
+                ) from exc
+        raise PortLost(
+            f"the port failed ({exc}) after the command ended",
+            command=payload,
+            maybe_executed=True,
+        ) from exc
+
+    def _interrupted(self, error: BaseException) -> None:
+        # End the exchange in the link, its task kept unresolved.
+        self.link.abandon(self._clock(), f"the exchange was interrupted ({error!r})")

@@ -1,0 +1,343 @@
+"""`Device`: what `Register` needs from one vendor's protocol, and what every vendor does alike.
+
+A device turns the vendor-neutral steps of the driver (open a shift, add an item, close the
+receipt, read a document ...) into its protocol's commands and its answers into `kkt.results`.
+`Register` keeps what is the same for every vendor: the exactly-once rules, the journal, the
+checks before and after the closing command.
+
+The receipt steps carry their exactly-once promise *here*, because how a vendor can tell whether a
+step was taken after a failed exchange differs: Shtrih asks the open receipt's item count and
+subtotal, ATOL fetches the task's result from its buffer (``Req``).  Every method raises only the
+driver's errors (`kkt.errors`).
+
+What every vendor shares lives here too: one typed command over a `Commander` with the driver's
+rules for retries, refusals and damaged answers; the cached FN serial; reading a document's TLV in
+blocks; the registration report and the shift's start, read from the archive.  A device takes no
+lock: `Register` runs one command at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from kkt.protocols.errors import CodecError, LinkError, ProtocolError
+from kkt.protocols.errors import DeviceError as ProtocolDeviceError
+from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, encode_tlv, find
+
+from ..errors import BadAnswer, CannotSend, DeviceError, OutcomeUnknown, TransportError
+from ..receipt import Operation, Receipt
+from ..results import (
+    DeviceInfo,
+    Document,
+    DocumentInfo,
+    DocumentType,
+    FnInfo,
+    Formed,
+    OfdQueue,
+    Registration,
+    ShiftState,
+    Status,
+)
+from ..transport.session import Commander
+
+log = logging.getLogger("kkt.register")
+
+READ_TRIES = 3  # readings of a whole document before its failure is the caller's
+_FFD_VERSIONS = {1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"}  # tag 1209 values
+
+
+class Device(ABC):
+    """A register behind a `Commander` (a link session, or the in-process emulator); a subclass
+    speaks one vendor's protocol.
+
+    Typed requests carry ``REPEATABLE`` (read-only: asking twice changes nothing), ``TIMEOUT``,
+    ``encode()`` and ``decode_answer()``, on every vendor's protocol core.
+    """
+
+    vendor: ClassVar[str]  # "shtrih", "atol"
+    # The driver's error class for each of the vendor's refusal codes (`DeviceError` otherwise).
+    REFUSALS: ClassVar[dict[int, type[DeviceError]]]
+
+    def __init__(self, commander: Commander, *, password: int = 30) -> None:
+        self.commander = commander
+        self.password = password
+        # True while this driver knows no receipt is open: only its own completed receipts or a
+        # confirmed cancel set it; any other state-changing command clears it.  It spares one
+        # status query per receipt in the common case.
+        self.no_open_receipt = False
+        self.query_tries = 5
+        self._fn_serial: str | None = None
+
+    # -- one command ------------------------------------------------------------------------------
+
+    def raw(self, request: Any) -> Any:
+        """Any typed request of the register's own protocol (`kkt.protocols.shtrih` or
+        `kkt.protocols.atol`); refusals become the driver's `DeviceError` subclasses.
+
+        Read-only requests are tried again after a link failure -- asking twice changes nothing.
+        Anything else fails at once and the caller decides.
+        """
+        tries = self.query_tries if request.REPEATABLE else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._raw_once(request)
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                if attempt == tries:
+                    raise
+                log.info("retrying %s after a link failure", type(request).__name__)
+        raise AssertionError("unreachable")
+
+    def _raw_once(self, request: Any) -> Any:
+        try:
+            encoded = request.encode()
+        except CodecError as error:
+            # construct prefixes its own path line ("Error in path ..."): keep the last one.
+            reason = str(error).strip().splitlines()[-1]
+            raise CannotSend(f"{type(request).__name__}: {reason}; nothing was sent") from None
+        if not request.REPEATABLE:
+            self.no_open_receipt = False
+        try:
+            payload = self.commander.exchange(
+                encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+            )
+        except LinkError as error:
+            # Did the register perhaps do it?
+            if error.maybe_executed:
+                raise OutcomeUnknown(str(error)) from error
+            raise TransportError(str(error)) from error
+        except ProtocolError as error:
+            # Raised before anything went out (a command too long for any frame or packet).
+            raise CannotSend(f"{type(request).__name__}: {error}; nothing was sent") from None
+        try:
+            return request.decode_answer(payload)
+        except ProtocolDeviceError as error:
+            raise self._refusal(error) from None
+        except CodecError as error:
+            if request.REPEATABLE:
+                raise BadAnswer(f"the register's answer makes no sense: {error}") from error
+            raise OutcomeUnknown(
+                f"the answer to a state-changing command makes no sense ({error}); check the "
+                "register's last fiscal document before repeating it"
+            ) from error
+
+    def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
+        """The driver's error for the device's refusal."""
+        cls = self.REFUSALS.get(error.code, DeviceError)
+        return cls(
+            str(error), code=error.code, vendor=self.vendor, retry_may_help=error.retry_may_help
+        )
+
+    def close(self) -> None:
+        self.commander.close()
+
+    # -- shared readings --------------------------------------------------------------------------
+
+    def fn_serial(self) -> str:
+        """The FN's 16-digit serial, asked once (a damaged answer is asked again, never kept)."""
+        if self._fn_serial is None:
+            for attempt in range(1, self.query_tries + 1):
+                try:
+                    self._fn_serial = checked_serial(self._read_fn_serial())
+                    break
+                except BadAnswer:
+                    if attempt == self.query_tries:
+                        raise
+        assert self._fn_serial is not None
+        return self._fn_serial
+
+    def _read_tlv_blocks(
+        self, number: int, select: Callable[[], tuple[int, int]], next_block: Callable[[], bytes]
+    ) -> tuple[int, TlvList]:
+        """A document's TLV, read in blocks: ``select()`` picks document ``number`` and says its
+        (type, size), ``next_block()`` gives the next piece.  The reading moves a cursor in the
+        register, so after any failure the whole document is read again (``READ_TRIES`` times)."""
+        for attempt in range(1, READ_TRIES + 1):
+            try:
+                kind, size = select()
+                data = bytearray()
+                while len(data) < size:
+                    block = next_block()
+                    if not block:
+                        raise BadAnswer(f"document {number}: the FN sent an empty TLV block")
+                    data += block
+                break
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                if attempt == READ_TRIES:
+                    raise
+        try:
+            return kind, decode_tlv(bytes(data[:size]))
+        except (CodecError, TlvError) as error:
+            raise BadAnswer(f"document {number}: its TLV does not decode ({error})") from error
+
+    @staticmethod
+    def _tlv(tags: Any) -> bytes:
+        """Tags as TLV bytes; a tag the FFD does not allow (too long, wrong type): `CannotSend`."""
+        try:
+            return encode_tlv(tags)
+        except TlvError as error:
+            raise CannotSend(f"{error}; nothing was sent") from None
+
+    def _open_once(self, request: Any) -> None:
+        """Open the receipt; after a failed exchange, the register's state says whether it did."""
+        for _ in range(3):
+            try:
+                self.raw(request)
+                return
+            except (TransportError, OutcomeUnknown):
+                if self.receipt_open():
+                    return
+        raise TransportError("the register would not open the receipt; check the line")
+
+    def registration(self) -> Registration:
+        """INN, RNM, user, address and FFD version from the FN's registration report.
+
+        That is the report an FN starts with (its document 1): a later re-registration in the same
+        FN changes the address or the OFD, not the RNM or the owner's INN (those need a new
+        registration), so document 1 answers this without walking an archive of a million
+        documents.
+        """
+        number = 1
+        tlv = self.read_document(number).tlv
+
+        def text(tag: int) -> str:
+            value = find(tlv, tag)
+            return value.strip() if isinstance(value, str) else ""
+
+        version = find(tlv, 1209)
+        return Registration(
+            document_number=number,
+            inn=text(1018),
+            rnm=text(1037),
+            user=text(1048),
+            address=text(1009),
+            ffd=_FFD_VERSIONS.get(version, str(version)) if isinstance(version, int) else "",
+        )
+
+    def shift_opened_at(self, shift_number: int, receipts: int) -> dt.datetime | None:
+        """When the open shift began: its shift-open report sits about ``receipts`` documents back.
+
+        A shift holds its receipts plus a few other documents (state reports, corrections), so the
+        search starts there and walks back a bounded number of documents.
+        """
+        last = self.last_document()
+        start = max(1, last - receipts)
+        for number in range(start, max(0, start - 64), -1):
+            found = self.find_document(number)
+            if found.type == DocumentType.SHIFT_OPEN and found.shift_number == shift_number:
+                return found.when
+        return None
+
+    # -- what a vendor provides: queries ----------------------------------------------------------
+
+    @abstractmethod
+    def _read_fn_serial(self) -> str: ...
+
+    @abstractmethod
+    def status(self) -> Status: ...
+
+    @abstractmethod
+    def device_info(self) -> DeviceInfo: ...
+
+    @abstractmethod
+    def fn_info(self) -> FnInfo:
+        """The fiscal storage: serial, phase, expiry, registrations left, queue, warnings."""
+
+    @abstractmethod
+    def last_document(self) -> int: ...
+
+    @abstractmethod
+    def shift(self) -> ShiftState: ...
+
+    @abstractmethod
+    def find_document(self, number: int) -> DocumentInfo:
+        """The archive's short record of document ``number`` (type, time, sign, total) -- never
+        another's (`BadAnswer`)."""
+
+    @abstractmethod
+    def read_document(self, number: int) -> Document:
+        """Fiscal document ``number`` whole, its TLV decoded (`DeviceError` where the model
+        cannot)."""
+
+    @abstractmethod
+    def clock(self) -> dt.datetime | None:
+        """The register's own date and time (None when it has no date set)."""
+
+    @abstractmethod
+    def ofd_queue(self) -> OfdQueue:
+        """How many documents wait for the OFD, and since when."""
+
+    # -- documents and the printer ----------------------------------------------------------------
+
+    @abstractmethod
+    def open_shift(self, cashier: str | None) -> Formed: ...
+
+    @abstractmethod
+    def close_shift(self, cashier: str | None) -> Formed: ...
+
+    @abstractmethod
+    def x_report(self) -> None: ...
+
+    @abstractmethod
+    def correction(self, operation: Operation, total: int, reason: str) -> Formed: ...
+
+    @abstractmethod
+    def cash_in(self, amount: int) -> None: ...
+
+    @abstractmethod
+    def cash_out(self, amount: int) -> None: ...
+
+    @abstractmethod
+    def print_text(self, text: str) -> None:
+        """Print lines of text (each cut to the register's line width)."""
+
+    @abstractmethod
+    def cut(self, *, partial: bool = False) -> None: ...
+
+    @abstractmethod
+    def continue_print(self) -> None:
+        """Resume a document a paper end interrupted (after loading paper)."""
+
+    @abstractmethod
+    def set_datetime(self, when: dt.datetime) -> None: ...
+
+    # -- the receipt's steps ----------------------------------------------------------------------
+
+    @abstractmethod
+    def receipt_open(self) -> bool:
+        """Is a receipt open on the register now?"""
+
+    @abstractmethod
+    def open_receipt(self, receipt: Receipt) -> None:
+        """Open it (with its receipt-level tags) exactly once, or raise."""
+
+    @abstractmethod
+    def add_item(self, receipt: Receipt, index: int, subtotal: int) -> None:
+        """Add ``receipt.items[index]`` exactly once (``subtotal`` is the receipt's sum before
+        it), or raise `NotFiscalized` when the open receipt no longer adds up."""
+
+    @abstractmethod
+    def subtotal(self) -> int:
+        """The open receipt's sum as the register counts it."""
+
+    @abstractmethod
+    def pay(self, receipt: Receipt) -> None:
+        """Whatever the closing command does not carry of the payments (before it)."""
+
+    @abstractmethod
+    def close_receipt(self, receipt: Receipt) -> Formed:
+        """One attempt at the closing command: the FN forms the document."""
+
+    @abstractmethod
+    def cancel_receipt(self) -> None:
+        """Cancel the open receipt, if one is open."""
+
+
+def checked_serial(serial: str) -> str:
+    """An FN serial is 16 digits; anything else is a damaged answer, never cached or printed."""
+    if len(serial) != 16 or not serial.isdigit():
+        raise BadAnswer(f"the FN serial {serial!r} is not 16 digits: a damaged answer")
+    return serial
