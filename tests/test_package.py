@@ -52,10 +52,10 @@ def _run(code: str, tmp_path: Path) -> str:
 def test_installed_import_names(tmp_path: Path) -> None:
     out = _run(
         "import kkt, kkt.protocols, kkt.emulator, kkt.tools, kkt.protocols.shtrih;"
-        "print(kkt.__version__, kkt.protocols.shtrih.ShtrihLink.__name__)",
+        "print(kkt.__version__, kkt.protocols.shtrih.ShtrihHostLink.__name__)",
         tmp_path,
     )
-    assert out.endswith("ShtrihLink")
+    assert out.endswith("ShtrihHostLink")
 
 
 def test_no_generic_top_level_packages(tmp_path: Path) -> None:

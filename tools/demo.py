@@ -70,7 +70,7 @@ def _conversation(host: kkt.Register, device: LoseTheReceiptsAnswer, out: TextIO
     info = host.device_info()
     say("device_info()", f"{info.name}, model {info.model}")
     say("status()", host.status().mode_name)
-    fn = host.fn_status()
+    fn = host.fn_info()
     say("fn_status()", f"FN {fn.serial}, last document {fn.last_document}")
     opened = host.open_shift()
     say("open_shift()", f"shift {opened.shift_number} open, FD {opened.document_number}")

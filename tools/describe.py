@@ -7,12 +7,11 @@ import enum
 from typing import Any
 
 from kkt.protocols.errors import CodecError, DeviceError
+from kkt.protocols.line import BadFrame, Junk
 from kkt.protocols.shtrih.frame import (
-    BadFrame,
     Control,
     ControlByte,
     Frame,
-    Junk,
     Token,
     command_code,
 )

@@ -21,8 +21,9 @@ from kkt.protocols.atol.buffer import (
     decode_buffer_command,
     decode_buffer_reply,
 )
-from kkt.protocols.atol.packet import BadPacket, Junk, Packet, PacketDeframer, Token
+from kkt.protocols.atol.packet import Packet, PacketDeframer, Token
 from kkt.protocols.errors import CodecError, DeviceError
+from kkt.protocols.line import BadFrame, Junk
 
 from .describe import _fields
 
@@ -43,7 +44,7 @@ class AtolReader:
     def describe(self, token: Token) -> str:
         if isinstance(token, Junk):
             return f"junk {token.data.hex(' ')}"
-        if isinstance(token, BadPacket):
+        if isinstance(token, BadFrame):
             return f"bad packet ({token.reason}): {token.raw.hex(' ')}"
         assert isinstance(token, Packet)
         head = f"packet {token.id:02X}"

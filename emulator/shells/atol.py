@@ -21,14 +21,9 @@ import asyncio
 import logging
 from typing import Any
 
-from kkt.protocols.atol.link import (
-    AtolDeviceLink,
-    DeviceSettings,
-    Task,
-    TaskBuffer,
-    TaskReady,
-    reply_is_error,
-)
+from kkt.protocols.atol.device import AtolDeviceLink
+from kkt.protocols.atol.link import DeviceSettings, TaskReady
+from kkt.protocols.atol.tasks import Task, TaskBuffer, reply_is_error
 
 from .pump import Pump
 from .runner import DeviceRunner

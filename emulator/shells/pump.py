@@ -1,6 +1,6 @@
 """The pump: one device link on one byte stream, whatever the protocol.
 
-A link (`ShtrihLink` in the device role, `AtolDeviceLink`) is sans-IO; the pump is its I/O half.
+A link (`ShtrihDeviceLink`, `AtolDeviceLink`) is sans-IO; the pump is its I/O half.
 A shell hands over every chunk it reads (`Pump.feed`) and a function that writes bytes; the pump
 gives the link the loop's monotonic time, writes what the link produced (through the wire
 faults), keeps one loop timer at the link's next deadline and gives up a link that failed.  What

@@ -13,7 +13,8 @@ import dataclasses
 import logging
 from typing import Any
 
-from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, Role, ShtrihLink
+from kkt.protocols.shtrih.device import ShtrihDeviceLink
+from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings
 
 from .pump import Pump
 
@@ -48,8 +49,8 @@ def link_settings(
 class ShtrihCommands:
     """The Shtrih half of a device's pumps (`shells.pump.Vendor`)."""
 
-    def open(self, pump: Pump) -> ShtrihLink:
-        return ShtrihLink(Role.DEVICE, device=pump.settings)
+    def open(self, pump: Pump) -> ShtrihDeviceLink:
+        return ShtrihDeviceLink(pump.settings)
 
     def closed(self, pump: Pump) -> None:
         pass

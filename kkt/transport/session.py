@@ -35,9 +35,12 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import serial
 
 from kkt.protocols.atol import link as atol
+from kkt.protocols.atol.host import AtolHostLink
 from kkt.protocols.errors import LinkError
+from kkt.protocols.line import AnswerReceived, CommandFailed
 from kkt.protocols.shtrih import link as shtrih
 from kkt.protocols.shtrih.frame import STX
+from kkt.protocols.shtrih.host import ShtrihHostLink
 from kkt.protocols.shtrih.message import Answer, Request
 
 from ..errors import TransportError
@@ -101,8 +104,6 @@ class LinkSession(Generic[SettingsT]):
     `_interrupted`).  ``settings`` are the link's timings (the vendor's ``HostSettings``);
     ``reopen`` opens the port again after a failure."""
 
-    # The link's events that end a command: (answer received, command failed).
-    OUTCOMES: ClassVar[tuple[type[Any], type[Any]]]
     # The first byte of a command frame, to tell "the command went out" from control bytes.
     FRAME_START: ClassVar[int | None] = None
 
@@ -145,7 +146,7 @@ class LinkSession(Generic[SettingsT]):
                     outcome = self._port_failed(exc, payload)
                     if outcome is None:
                         continue  # the port was opened again: the same link carries on
-                if isinstance(outcome, self.OUTCOMES[1]):
+                if isinstance(outcome, CommandFailed):
                     raise outcome.error
                 answer: bytes = outcome.answer
                 return answer
@@ -159,7 +160,7 @@ class LinkSession(Generic[SettingsT]):
     def _pump(self, port: Port, started: float, tracing: bool) -> Any:
         """Run the link on ``port`` until the command ends; port errors propagate."""
         link, now = self.link, self._clock
-        outcome: Any = None
+        outcome: AnswerReceived | CommandFailed | None = None
         while True:
             data: bytes = link.data_to_send()
             if data:
@@ -177,7 +178,7 @@ class LinkSession(Generic[SettingsT]):
             if deadline is not None and now() >= deadline:
                 events += link.handle_timer(now())
             for event in events:
-                if isinstance(event, self.OUTCOMES):
+                if isinstance(event, AnswerReceived | CommandFailed):
                     outcome = event
 
     # -- what a vendor's link needs ---------------------------------------------------------------
@@ -226,11 +227,10 @@ class LinkSession(Generic[SettingsT]):
 class ShtrihSession(LinkSession[shtrih.HostSettings]):
     """A Shtrih host link: after a lost port, a fresh link (ENQ first) on the reopened port."""
 
-    OUTCOMES = (shtrih.AnswerReceived, shtrih.CommandFailed)
     FRAME_START = STX
 
-    def _new_link(self) -> shtrih.ShtrihLink:
-        return shtrih.ShtrihLink(shtrih.Role.HOST, host=self.settings)
+    def _new_link(self) -> ShtrihHostLink:
+        return ShtrihHostLink(self.settings)
 
     def execute(self, request: Request[AnswerT]) -> AnswerT:
         """Send a typed request and return its typed answer.
@@ -280,15 +280,13 @@ class AtolSession(LinkSession[atol.HostSettings]):
     its reply (``55 err …``), for the command layer to decode.
     """
 
-    OUTCOMES = (atol.AnswerReceived, atol.CommandFailed)
-
     def __init__(self, port: Port, *, reopen_tries: int = 2, **options: Any) -> None:
         super().__init__(port, **options)
         self._reopen_tries = reopen_tries
         self._reopens = 0
 
-    def _new_link(self) -> atol.AtolHostLink:
-        return atol.AtolHostLink(self.settings)
+    def _new_link(self) -> AtolHostLink:
+        return AtolHostLink(self.settings)
 
     def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
         # ``resend``: a task the register lost after taking it is simply added again.
@@ -308,9 +306,9 @@ class AtolSession(LinkSession[atol.HostSettings]):
                 return None
         # The port is gone for this exchange: the link's verdict, as `PortLost`.
         for event in link.abandon(self._clock(), f"the port failed ({exc})"):
-            if isinstance(event, atol.AnswerReceived):
+            if isinstance(event, AnswerReceived):
                 return event  # only the Ack was missing; the next command settles it
-            if isinstance(event, atol.CommandFailed):
+            if isinstance(event, CommandFailed):
                 error = event.error
                 raise PortLost(
                     str(error), command=payload, maybe_executed=error.maybe_executed

@@ -4,10 +4,11 @@
   `PacketDeframer`;
 * `buffer` -- the task-buffer messages a packet carries (Add, Ack, Req, Abort, AckAdd and the
   device's A1..A8 / B1..B4 replies);
-* `link` -- the task buffer as HOST and DEVICE state machines (`AtolHostLink`, `TaskBuffer`,
-  `AtolDeviceLink`);
-* `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...),
-  with `bcd`, `charset` (ATOL's CP866 variant), `modes` and `errors`.
+* `host`, `device` -- `AtolHostLink` and `AtolDeviceLink`, the two ends of the link; `tasks` --
+  `TaskBuffer`, the device's buffer every connection shares; `link` -- what they share;
+* `commands` -- the typed commands an Add carries (3Fh status, 92h receipts, A4h FN queries ...)
+  on the shared engine (`kkt.protocols.message`), with `charset` (ATOL's CP866 variant and its
+  text fields), `modes` and `errors`.
 """
 
 from .packet import (
@@ -15,14 +16,11 @@ from .packet import (
     MAX_DATA,
     MAX_PACKET,
     MAX_REQUEST_ID,
-    BadPacket,
-    Junk,
     Packet,
     PacketDeframer,
     Token,
     crc8,
     decode_packet,
-    deframe,
     encode_packet,
     escape,
     is_valid_id,
@@ -35,14 +33,11 @@ __all__ = [
     "MAX_DATA",
     "MAX_PACKET",
     "MAX_REQUEST_ID",
-    "BadPacket",
-    "Junk",
     "Packet",
     "PacketDeframer",
     "Token",
     "crc8",
     "decode_packet",
-    "deframe",
     "encode_packet",
     "escape",
     "is_valid_id",

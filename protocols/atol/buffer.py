@@ -130,6 +130,58 @@ def _check_size(what: str, data: bytes, expected: int) -> None:
         )
 
 
+# -- the shapes every message has: a code byte, then a TID and/or data ---------------------------
+
+
+class _Bare:
+    """A message that is its code byte alone."""
+
+    __slots__ = ()
+    code: ClassVar[int]
+
+    def encode(self) -> bytes:
+        """The packet DATA (wrap it with `encode_packet`)."""
+        return bytes((self.code,))
+
+
+@dataclass(frozen=True, slots=True)
+class _TidMessage:
+    """``code TID``."""
+
+    tid: int
+    code: ClassVar[int]
+
+    def __post_init__(self) -> None:
+        _check_tid("TID", self.tid)
+
+    def encode(self) -> bytes:
+        """The packet DATA (wrap it with `encode_packet`)."""
+        return bytes((self.code, self.tid))
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplyMessage:
+    """``code reply…``: a status and the command's reply (may be empty)."""
+
+    data: bytes = b""
+    code: ClassVar[int]
+
+    def encode(self) -> bytes:
+        """The packet DATA (wrap it with `encode_packet`)."""
+        return bytes((self.code,)) + self.data
+
+
+@dataclass(frozen=True, slots=True)
+class _AsyncMessage(_TidMessage):
+    """``code TID reply…`` in packet ID 0xF0."""
+
+    data: bytes = b""
+
+    def encode(self) -> bytes:
+        """The packet DATA (wrap it with `encode_packet` and packet ID 0xF0)."""
+        return bytes((self.code, self.tid)) + self.data
+
+
 # -- host commands ------------------------------------------------------------------------------
 
 
@@ -154,46 +206,24 @@ class Add:
 
 
 @dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(_TidMessage):
     """``C2 TID``: the result of task ``tid`` arrived; the device may free its slot."""
-
-    tid: int
 
     code: ClassVar[CommandCode] = CommandCode.ACK
 
-    def __post_init__(self) -> None:
-        _check_tid("TID", self.tid)
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code, self.tid))
-
 
 @dataclass(frozen=True, slots=True)
-class Req:
+class Req(_TidMessage):
     """``C3 TID``: ask for the state (and the kept result) of task ``tid``."""
-
-    tid: int
 
     code: ClassVar[CommandCode] = CommandCode.REQ
 
-    def __post_init__(self) -> None:
-        _check_tid("TID", self.tid)
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code, self.tid))
-
 
 @dataclass(frozen=True, slots=True)
-class Abort:
+class Abort(_Bare):
     """``C4``: clear the buffer and try to abort the task being executed."""
 
     code: ClassVar[CommandCode] = CommandCode.ABORT
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,14 +285,10 @@ def decode_buffer_command(data: bytes) -> BufferCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(_Bare):
     """``A1``: the task is queued and has not started."""
 
     code: ClassVar[StatusCode] = StatusCode.PENDING
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,134 +315,73 @@ class InProgress:
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
+class Result(_ReplyMessage):
     """``A3 reply…``: the task is done; ``data`` is the command's reply (may be empty)."""
-
-    data: bytes = b""
 
     code: ClassVar[StatusCode] = StatusCode.RESULT
 
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,)) + self.data
-
 
 @dataclass(frozen=True, slots=True)
-class Error:
+class Error(_ReplyMessage):
     """``A4 reply…``: the task failed; ``data`` is the command's error reply."""
-
-    data: bytes = b""
 
     code: ClassVar[StatusCode] = StatusCode.ERROR
 
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,)) + self.data
-
 
 @dataclass(frozen=True, slots=True)
-class Stopped:
+class Stopped(_TidMessage):
     """``A5 TID``: the task was not run because an earlier task failed."""
-
-    tid: int
 
     code: ClassVar[StatusCode] = StatusCode.STOPPED
 
-    def __post_init__(self) -> None:
-        _check_tid("TID", self.tid)
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code, self.tid))
-
 
 @dataclass(frozen=True, slots=True)
-class AsyncResult:
+class AsyncResult(_AsyncMessage):
     """``A6 TID reply…`` in packet ID 0xF0: task ``tid`` finished; ``data`` is its reply."""
-
-    tid: int
-    data: bytes = b""
 
     code: ClassVar[StatusCode] = StatusCode.ASYNC_RESULT
 
-    def __post_init__(self) -> None:
-        _check_tid("TID", self.tid)
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet` and packet ID 0xF0)."""
-        return bytes((self.code, self.tid)) + self.data
-
 
 @dataclass(frozen=True, slots=True)
-class AsyncError:
+class AsyncError(_AsyncMessage):
     """``A7 TID reply…`` in packet ID 0xF0: task ``tid`` failed; ``data`` is its error reply."""
-
-    tid: int
-    data: bytes = b""
 
     code: ClassVar[StatusCode] = StatusCode.ASYNC_ERROR
 
-    def __post_init__(self) -> None:
-        _check_tid("TID", self.tid)
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet` and packet ID 0xF0)."""
-        return bytes((self.code, self.tid)) + self.data
-
 
 @dataclass(frozen=True, slots=True)
-class Waiting:
+class Waiting(_Bare):
     """``A8``: the task waits for external data (an Add with WaitAsyncData)."""
 
     code: ClassVar[StatusCode] = StatusCode.WAITING
 
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,))
-
 
 @dataclass(frozen=True, slots=True)
-class Overflow:
+class Overflow(_Bare):
     """``B1``: the buffer is full; the task was not added."""
 
     code: ClassVar[StatusCode] = StatusCode.OVERFLOW
 
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,))
-
 
 @dataclass(frozen=True, slots=True)
-class AlreadyExists:
+class AlreadyExists(_Bare):
     """``B2``: the TID is in use by a task still in the buffer."""
 
     code: ClassVar[StatusCode] = StatusCode.ALREADY_EXISTS
 
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,))
-
 
 @dataclass(frozen=True, slots=True)
-class NotFound:
+class NotFound(_Bare):
     """``B3``: no task with this TID is in the buffer (the host may re-add it)."""
 
     code: ClassVar[StatusCode] = StatusCode.NOT_FOUND
 
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,))
-
 
 @dataclass(frozen=True, slots=True)
-class IllegalValue:
+class IllegalValue(_Bare):
     """``B4``: a field of the command is not acceptable."""
 
     code: ClassVar[StatusCode] = StatusCode.ILLEGAL_VALUE
-
-    def encode(self) -> bytes:
-        """The packet DATA (wrap it with `encode_packet`)."""
-        return bytes((self.code,))
 
 
 TaskStatus = Pending | InProgress | Result | Error | Stopped | AsyncResult | AsyncError | Waiting

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from .. import fields
 from ..errors import CodecError
 
 # The four bytes whose characters differ from CP866 (atol4j ExternalCharsetEncoder).
@@ -50,4 +51,32 @@ def can_encode(char: str) -> bool:
     return char in _ENCODE
 
 
-__all__ = ["SWAPS", "can_encode", "decode_text", "encode_text"]
+class _External(fields.Codepage):
+    """The code page as the shared text fields use it."""
+
+    def encode(self, text: str) -> bytes:
+        return encode_text(text)
+
+    def decode(self, data: bytes) -> str:
+        return decode_text(data)
+
+
+EXTERNAL: Final = _External("ATOL external (CP866 with №, $, €, ■ moved)")
+
+
+class FixedText(fields.FixedText):
+    """Text in ``size`` bytes, zero-padded; trailing zeros are dropped when read."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size, EXTERNAL, nul="pad")
+
+
+class TailText(fields.TailText):
+    """Text running to the end of the block; trailing zeros are dropped when read (MultiMag sends
+    ``9A flags 00`` for an empty shift text)."""
+
+    def __init__(self) -> None:
+        super().__init__(None, EXTERNAL, nul="pad")
+
+
+__all__ = ["EXTERNAL", "SWAPS", "FixedText", "TailText", "can_encode", "decode_text", "encode_text"]

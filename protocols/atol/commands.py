@@ -15,45 +15,19 @@ The reply is ``55 err ext data…`` for most commands, with these exceptions (fa
 Numbers are packed BCD, most significant byte first; money is int kopecks, quantities are
 thousandths.  Texts use ATOL's external code page (`charset`), zero-padded or running to the end.
 
-=======  ========================  =====================================  ===================  =====
-Code     Request                   Parameters after the code              Answer               T5 s
-=======  ========================  =====================================  ===================  =====
-3F       `GetStatus`               --                                     `Status` (44 …)      10
-45       `GetStateCode`            --                                     `StateCode`          10
-A5       `GetDeviceType`           --                                     `DeviceType` (00 …)  10
-56       `EnterMode`               mode, password BCD4                    `Done`               10
-48       `ExitMode`                --                                     `Done`               10
-9A       `OpenShift`               flags, text…                           `Done`               10
-92       `OpenReceipt`             flags, type                            `Done`               10
-E6       `RegisterItem`            flags name[64] price6 qty5 dtype       `Done`               50
-                                   dsign disc6 tax section 0×17
-EA       `BeginItem`               flags, param, reserved                 `Done`               50
-EB       `EndItem`                 flags price7 qty5 amount7 tax          `Done`               50
-                                   taxsum7 section object method
-                                   dsign disc7 0×2 name…
-E8       `WriteTlv`                flags, tlv… (unverified)               `Done`               10
-99       `Payment`                 flags, type, sum5                      `PaymentAnswer`      10
-4A       `CloseReceipt`            flags, type, sum5                      `Done`               20
-59       `CancelReceipt`           --                                     `Done`               10
-49       `CashIn`                  flags, sum5                            `Done`               10
-4F       `CashOut`                 flags, sum5                            `Done`               10
-5A       `ZReport`                 --                                     `Done`               40
-67       `Report`                  type                                   `Done`               10
-4C       `PrintLine`               text…                                  `Done`               10
-75       `Cut`                     0 full / 1 partial                     `Done`               10
-91       `ReadRegister`            register, p1, p2                       `RegisterValue`      45
-91 34    `ReadLastDocument`        (register 34h, 0, 0)                   `LastDocument`       45
-A4 10    `GetFnShift`              --                                     `FnShift`            10
-A4 20    `GetFnOfdStatus`          --                                     `FnOfdStatus`        10
-A4 31    `GetFnSerial`             --                                     `FnSerial`           10
-A4 32    `GetFnValidity`           --                                     `FnValidity`         10
-A4 45    `GetFnDocumentSize`       number (4 bytes, big-endian)           `FnDocumentSize`     10
-A4 46    `GetFnDocumentData`       --                                     `FnDocumentData`     10
-64       `SetDate`                 DD MM YY (BCD)                         `Done`               10
-ED       `SetDateTime`             DD MM YY hh mm ss (BCD)                `Done`               10
-=======  ========================  =====================================  ===================  =====
+The commands, each a class below with its code, fields, answer and T5 timeout (the answer timeout,
+atol4j ``transport/protocol/v2/Timeout.java``, fact sheet §1.2):
 
-T5 is the answer timeout, atol4j ``transport/protocol/v2/Timeout.java`` (fact sheet §1.2).
+* state and identity: 3Fh `GetStatus`, 45h `GetStateCode`, A5h `GetDeviceType`;
+* modes: 56h `EnterMode`, 48h `ExitMode`;
+* receipts: 9Ah `OpenShift`, 92h `OpenReceipt`, E6h `RegisterItem` (FFD 1.0), EAh `BeginItem`,
+  EBh `EndItem`, E8h `WriteTlv` (FFD 1.05+), 99h `Payment`, 4Ah `CloseReceipt`,
+  59h `CancelReceipt`, 49h `CashIn`, 4Fh `CashOut`;
+* reports and printing: 5Ah `ZReport`, 67h `Report`, 4Ch `PrintLine`, 75h `Cut`;
+* registers: 91h `ReadRegister`, 91h 34h `ReadLastDocument`;
+* the FN (A4h): 10h `GetFnShift`, 20h `GetFnOfdStatus`, 31h `GetFnSerial`, 32h `GetFnValidity`,
+  45h `GetFnDocumentSize`, 46h `GetFnDocumentData`;
+* clock: 64h `SetDate`, EDh `SetDateTime`.
 
 Host side: ``block = req.encode()``; ``answer = req.decode_answer(reply)`` (raises
 `AtolDeviceError` for an error reply, `CodecError` for a malformed one).  Device side:
@@ -72,315 +46,41 @@ import datetime as dt
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from typing import Any, Final
 
+from .. import fields, message
 from ..errors import CodecError
-from .bcd import decode_bcd, encode_bcd
-from .charset import decode_text, encode_text
+from ..fields import U8, U16, U16BE, U32, U32BE, Bcd, Bool, Bytes, Stamp, TailBytes
+from ..message import AnswerT, Catalogue, RequestClass, answer, register, wire
+from ..message import UnknownCommand as UnknownCommand  # raised here; importers catch it
+from .charset import FixedText, TailText
 from .errors import AtolDeviceError, device_error
-from .modes import NO_PRINT, NO_PRINT_ATOL4J, TEST_MODE
 
-# -- wire types -----------------------------------------------------------------------------------
+DEFAULT_TIMEOUT: Final = 10.0
 
+# Dates one byte a part: BCD in commands and 3Fh/91h replies, binary in the FN's A4h replies.
+_BCD_YMDHMS = Stamp("YmdHMS", bcd=True, nullable=True)
+_BCD_DMYHM = Stamp("dmYHM", bcd=True, nullable=True)  # minutes: seconds dropped when written
+_BCD_DMY = Stamp("dmY", bcd=True)
+_BCD_DMYHMS = Stamp("dmYHMS", bcd=True)
+_FN_YMDHM = Stamp("YmdHM", nullable=True)
+_FN_YMD = Stamp("Ymd", nullable=True)
+_CATALOGUE: Catalogue[Request[Any]] = Catalogue()
 
-class Wire:
-    """How one field sits on the wire.  ``size`` None means "the rest of the block"."""
 
-    size: int | None = None
-
-    def encode(self, value: Any, name: str) -> bytes:
-        raise NotImplementedError
-
-    def decode(self, data: bytes, name: str) -> Any:
-        raise NotImplementedError
-
-
-class UInt(Wire):
-    """An unsigned binary number of ``size`` bytes (``order`` "big" or "little")."""
-
-    def __init__(self, size: int, order: typing.Literal["big", "little"] = "big") -> None:
-        self.size = size
-        self.order: typing.Literal["big", "little"] = order
-
-    def encode(self, value: Any, name: str) -> bytes:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CodecError(f"{name} must be an int, got {value!r}")
-        assert self.size is not None
-        if not 0 <= value < 1 << (8 * self.size):
-            raise CodecError(
-                f"{name} = {value} does not fit {self.size} byte{'s' if self.size > 1 else ''} "
-                f"(0..{(1 << (8 * self.size)) - 1})"
-            )
-        return value.to_bytes(self.size, self.order)
-
-    def decode(self, data: bytes, name: str) -> int:
-        return int.from_bytes(data, self.order)
-
-
-U8: Final = UInt(1)
-
-
-class Bcd(Wire):
-    """A packed BCD number of ``size`` bytes, most significant first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def encode(self, value: Any, name: str) -> bytes:
-        assert self.size is not None
-        try:
-            return encode_bcd(value, self.size)
-        except CodecError as exc:
-            raise CodecError(f"{name}: {exc}") from None
-
-    def decode(self, data: bytes, name: str) -> int:
-        try:
-            return decode_bcd(data)
-        except CodecError as exc:
-            raise CodecError(f"{name}: {exc}") from None
-
-
-class Flag(Wire):
-    """One byte read as a bool: 0 False, anything else True; written as 0 or 1."""
-
-    size = 1
-
-    def encode(self, value: Any, name: str) -> bytes:
-        if not isinstance(value, bool | int):
-            raise CodecError(f"{name} must be a bool, got {value!r}")
-        return b"\x01" if value else b"\x00"
-
-    def decode(self, data: bytes, name: str) -> bool:
-        return data != b"\x00"
-
-
-def _text_bytes(value: Any, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise CodecError(f"{name} must be a str, got {value!r}")
-    if "\x00" in value:
-        # Zero bytes pad and end texts on the wire; one inside would be read back as the end.
-        raise CodecError(f"{name} must not contain NUL characters: {value!r}")
-    try:
-        return encode_text(value)
-    except CodecError as exc:
-        raise CodecError(f"{name}: {exc}") from None
-
-
-class FixedText(Wire):
-    """Text in ``size`` bytes, zero-padded; trailing zeros are dropped when read."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def encode(self, value: Any, name: str) -> bytes:
-        raw = _text_bytes(value, name)
-        assert self.size is not None
-        if len(raw) > self.size:
-            raise CodecError(f"{name} is {len(raw)} bytes, the field holds {self.size}: shorten it")
-        return raw.ljust(self.size, b"\x00")
-
-    def decode(self, data: bytes, name: str) -> str:
-        return decode_text(data.rstrip(b"\x00"))
-
-
-class TailText(Wire):
-    """Text running to the end of the block; trailing zeros are dropped when read (MultiMag sends
-    ``9A flags 00`` for an empty shift text)."""
-
-    def encode(self, value: Any, name: str) -> bytes:
-        return _text_bytes(value, name)
-
-    def decode(self, data: bytes, name: str) -> str:
-        return decode_text(data.rstrip(b"\x00"))
-
-
-class TailBytes(Wire):
-    """Raw bytes running to the end of the block."""
-
-    def encode(self, value: Any, name: str) -> bytes:
-        if not isinstance(value, bytes | bytearray):
-            raise CodecError(f"{name} must be bytes, got {value!r}")
-        return bytes(value)
-
-    def decode(self, data: bytes, name: str) -> bytes:
-        return bytes(data)
-
-
-class RawBytes(Wire):
-    """Exactly ``size`` raw bytes."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def encode(self, value: Any, name: str) -> bytes:
-        if not isinstance(value, bytes | bytearray) or len(value) != self.size:
-            raise CodecError(f"{name} must be {self.size} bytes, got {value!r}")
-        return bytes(value)
-
-    def decode(self, data: bytes, name: str) -> bytes:
-        return bytes(data)
-
-
-class Reserved(Wire):
-    """``size`` bytes no field holds: written as zeros, ignored when read (their meaning is not
-    public, and a device may fill them)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def encode(self, value: Any, name: str) -> bytes:
-        return bytes(self.size or 0)
-
-    def decode(self, data: bytes, name: str) -> None:
-        return None
-
-
-class Stamp(Wire):
-    """A date or date-time as one byte per part, in the order ``parts`` gives.
-
-    Parts: ``Y`` year (two digits, 2000-2099), ``m`` month, ``d`` day, ``H`` hour, ``M`` minute,
-    ``S`` second; ``bcd`` says whether each byte is BCD (commands) or binary (FN replies in A4h).
-    With ``nullable`` all-zero bytes read as None (no date yet) and None writes zeros.  A part the
-    wire lacks (seconds in a ``dmYHM`` stamp) is dropped when written and 0 when read.
-    """
-
-    def __init__(self, parts: str, *, bcd: bool, nullable: bool) -> None:
-        self.parts = parts
-        self.size = len(parts)
-        self.bcd = bcd
-        self.nullable = nullable
-        self.is_datetime = any(p in parts for p in "HMS")
-
-    def encode(self, value: Any, name: str) -> bytes:
-        if value is None:
-            if not self.nullable:
-                raise CodecError(f"{name} needs a date, got None")
-            return bytes(len(self.parts))
-        kind = dt.datetime if self.is_datetime else dt.date
-        if not isinstance(value, kind):
-            raise CodecError(f"{name} must be a {kind.__name__}, got {value!r}")
-        if not 2000 <= value.year <= 2099:
-            raise CodecError(f"{name}: the year {value.year} is outside 2000..2099 (two digits)")
-        numbers = {"Y": value.year - 2000, "m": value.month, "d": value.day}
-        if isinstance(value, dt.datetime):
-            numbers |= {"H": value.hour, "M": value.minute, "S": value.second}
-        if self.bcd:
-            return bytes(encode_bcd(numbers[p], 1)[0] for p in self.parts)
-        return bytes(numbers[p] for p in self.parts)
-
-    def decode(self, data: bytes, name: str) -> dt.date | None:
-        if self.nullable and not any(data):
-            return None
-        try:
-            values = [decode_bcd(bytes((b,))) if self.bcd else b for b in data]
-        except CodecError as exc:
-            raise CodecError(f"{name}: {exc}") from None
-        parts = dict(zip(self.parts, values, strict=True))
-        try:
-            if self.is_datetime:
-                return dt.datetime(
-                    2000 + parts["Y"],
-                    parts["m"],
-                    parts["d"],
-                    parts.get("H", 0),
-                    parts.get("M", 0),
-                    parts.get("S", 0),
-                )
-            return dt.date(2000 + parts["Y"], parts["m"], parts["d"])
-        except ValueError as exc:
-            raise CodecError(f"{name} is not a valid date ({data.hex(' ')}): {exc}") from None
-
-
-Layout = tuple[tuple[str | None, Wire], ...]
-
-
-def _encode_layout(obj: Any, layout: Layout) -> bytes:
-    return b"".join(
-        wire.encode(getattr(obj, name) if name else None, f"{type(obj).__name__}.{name}")
-        for name, wire in layout
-    )
-
-
-def _decode_layout(cls: type, layout: Layout, data: bytes) -> dict[str, Any]:
-    """Parse ``data`` strictly: every fixed field complete, nothing left over."""
-    values: dict[str, Any] = {}
-    pos = 0
-    for name, wire in layout:
-        label = f"{cls.__name__}.{name or 'reserved'}"
-        if wire.size is None:
-            chunk = data[pos:]
-        else:
-            chunk = data[pos : pos + wire.size]
-            if len(chunk) < wire.size:
-                raise CodecError(
-                    f"{cls.__name__} is cut short at {label}: needs {wire.size} more "
-                    f"byte{'s' if wire.size > 1 else ''} at offset {pos}, got {len(chunk)} "
-                    f"({data.hex(' ') or 'nothing'})"
-                )
-        pos += len(chunk)
-        value = wire.decode(chunk, label)
-        if name:
-            values[name] = value
-    if pos != len(data):
-        raise CodecError(
-            f"{cls.__name__} has {len(data) - pos} extra byte{'s' if len(data) - pos > 1 else ''} "
-            f"after its fields: {data[pos:].hex(' ')}"
-        )
-    return values
-
-
-def _check_layout(cls: type, layout: Layout, skip: int = 0) -> None:
-    """The layout must name every dataclass field, in order, and end with at most one tail."""
-    names = [f.name for f in dataclasses.fields(cls)][skip:]
-    named = [name for name, _ in layout if name]
-    if names != named:
-        raise TypeError(f"{cls.__name__}: LAYOUT names {named}, the fields are {names}")
-    for name, wire in layout[:-1]:
-        if wire.size is None:
-            raise TypeError(f"{cls.__name__}: only the last field may run to the end ({name})")
-
-
-# -- answers --------------------------------------------------------------------------------------
-
-
-class Answer:
-    """Base of typed answers: the data after the reply's header."""
+class Answer(message.Answer):
+    """Base of typed answers: the data after the reply's header, parsed strictly."""
 
     __slots__ = ()
 
-    LAYOUT: ClassVar[Layout] = ()
-
-    def encode_data(self) -> bytes:
-        """The data after the header (`encode_answer` adds the header)."""
-        return _encode_layout(self, self.LAYOUT)
-
-    @classmethod
-    def decode_data(cls, data: bytes) -> typing.Self:
-        """Parse the data after the header, strictly."""
-        return cls(**_decode_layout(cls, cls.LAYOUT, bytes(data)))
-
-
-AnswerT = TypeVar("AnswerT", bound=Answer)
-AnswerClass = TypeVar("AnswerClass", bound=type[Answer])
-
-
-def answer(cls: AnswerClass) -> AnswerClass:
-    """Check an answer dataclass's ``LAYOUT`` against its fields."""
-    _check_layout(cls, cls.LAYOUT)
-    return cls
-
 
 @answer
-@dataclass(frozen=True, slots=True)
 class Done(Answer):
     """The generic success answer, ``55 00 00``."""
 
 
-# -- requests -------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
-class Request(Generic[AnswerT]):
+class Request(message.Request[AnswerT]):
     """Base of typed requests; the class attributes are filled in by `command`.
 
     ``password`` is the access password (0..9999, 2 bytes BCD, 0 by default on devices).
@@ -389,40 +89,20 @@ class Request(Generic[AnswerT]):
 
     password: int
 
-    CODE: ClassVar[int]
-    PREFIX: ClassVar[bytes] = b""
-    ANSWER: ClassVar[type[Answer]]
-    REPEATABLE: ClassVar[bool]
-    TIMEOUT: ClassVar[float]
-    LAYOUT: ClassVar[Layout] = ()
-
     def encode(self) -> bytes:
         """``pwd(2 BCD) code params…``: the block an ``Add`` carries."""
-        return (
-            Bcd(2).encode(self.password, f"{type(self).__name__}.password")
-            + bytes((self.CODE,))
-            + self.PREFIX
-            + _encode_layout(self, self.LAYOUT)
-        )
+        try:
+            password = fields.encode_bcd(self.password, 2)
+        except CodecError as exc:
+            raise CodecError(f"{type(self).__name__}.password: {exc}") from None
+        return password + bytes((self.CODE,)) + self.PREFIX + self.encode_fields()
 
     @classmethod
-    def decode_params(cls, params: bytes) -> dict[str, Any]:
-        """The fields after the password, parsed from the bytes after code and prefix."""
-        return _decode_layout(cls, cls.LAYOUT, params)
-
-    def decode_answer(self, reply: bytes) -> AnswerT:
-        """This request's answer; `AtolDeviceError` for an error reply, `CodecError` for a
-        malformed one."""
-        data = split_reply(self.CODE, reply)
-        return typing.cast(AnswerT, self.ANSWER.decode_data(data))
+    def answer_data(cls, reply: bytes) -> bytes:
+        return split_reply(cls.CODE, reply)
 
 
-RequestClass = TypeVar("RequestClass", bound=type[Request[Any]])
-
-DEFAULT_TIMEOUT: Final = 10.0
-_REGISTRY: dict[int, list[type[Request[Any]]]] = {}
-
-
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(wire, dataclasses.field))
 def command(
     code: int, *, prefix: bytes = b"", repeatable: bool = False, timeout: float = DEFAULT_TIMEOUT
 ) -> Callable[[RequestClass], RequestClass]:
@@ -432,32 +112,12 @@ def command(
     driver may resend one after a lost reply.  ``timeout`` is atol4j's T5 for the code.
     """
 
-    def register(cls: RequestClass) -> RequestClass:
-        cls.CODE = code
-        cls.PREFIX = prefix
-        cls.ANSWER = _answer_type(cls)
-        cls.REPEATABLE = repeatable
-        cls.TIMEOUT = timeout
-        _check_layout(cls, cls.LAYOUT, skip=1)
-        siblings = _REGISTRY.setdefault(code, [])
-        if any(other.PREFIX == prefix for other in siblings):
-            raise RuntimeError(f"command {code:02X}h {prefix.hex()} registered twice")
-        siblings.append(cls)
-        # The longest prefix is tried first, so 91 34 00 00 is ReadLastDocument, not ReadRegister.
-        siblings.sort(key=lambda c: -len(c.PREFIX))
-        return cls
+    def decorate(cls: RequestClass) -> RequestClass:
+        return register(
+            _CATALOGUE, cls, code, prefix=prefix, timeout=timeout, repeatable=repeatable
+        )
 
-    return register
-
-
-def _answer_type(cls: type) -> type[Answer]:
-    for base in getattr(cls, "__orig_bases__", ()):
-        if typing.get_origin(base) is Request:
-            (arg,) = typing.get_args(base)
-            if not isinstance(arg, type) or not issubclass(arg, Answer):
-                raise TypeError(f"{cls.__name__}: name the answer class itself in Request[...]")
-            return arg
-    raise TypeError(f"{cls.__name__} must derive from Request[AnswerType]")
+    return decorate
 
 
 # -- reply envelope -------------------------------------------------------------------------------
@@ -466,12 +126,12 @@ STATUS_MARK: Final = 0x44  # 'D', first byte of 3Fh's answer
 REPLY_MARK: Final = 0x55  # 'U', first byte of the usual reply
 
 # The bytes before an answer's data, by command code; the default is 55 00 00.
-_HEADERS: Final[dict[int, bytes]] = {
-    0x3F: bytes((STATUS_MARK,)),
+_HEADERS: Final = {
+    0x3F: b"\x44",
     0xA5: b"\x00",
-    0x45: bytes((REPLY_MARK,)),
-    0x91: bytes((REPLY_MARK, 0)),
-    0xA4: bytes((REPLY_MARK, 0)),
+    0x45: b"\x55",
+    0x91: b"\x55\x00",
+    0xA4: b"\x55\x00",
 }
 _DEFAULT_HEADER: Final = bytes((REPLY_MARK, 0, 0))
 
@@ -489,12 +149,10 @@ def reply_is_error(code: int, reply: bytes) -> bool:
     Others: ``55`` and a non-zero error byte.
     """
     reply = bytes(reply)
-    if not reply:
+    if not reply or code == 0x45:
         return False
     if code == 0xA5:
         return reply[0] != 0
-    if code == 0x45:
-        return False
     return reply[0] == REPLY_MARK and len(reply) >= 2 and reply[1] != 0
 
 
@@ -507,9 +165,7 @@ def decode_error(code: int, reply: bytes) -> AtolDeviceError:
             raise CodecError(f"A5h's error reply is one non-zero byte, got {reply.hex(' ')}")
         return device_error(code, reply[0])
     if len(reply) not in (2, 3) or reply[0] != REPLY_MARK or reply[1] == 0:
-        raise CodecError(
-            f"an error reply is 55 err [ext] with a non-zero err, got {reply.hex(' ') or 'nothing'}"
-        )
+        raise CodecError(f"an error reply is 55 err [ext], err not 0; got {reply.hex(' ') or '-'}")
     return device_error(code, reply[1], reply[2] if len(reply) == 3 else 0)
 
 
@@ -549,19 +205,6 @@ def encode_error(code: int, error: int, ext: int = 0) -> bytes:
     return bytes((REPLY_MARK, error, ext))
 
 
-class UnknownCommand(CodecError):
-    """A command code (or A4h sub-command) this codec does not know; ``code`` is the command
-    code, ``sub`` the sub-command byte when the code is known but the sub-command is not."""
-
-    def __init__(self, code: int, sub: int | None = None) -> None:
-        what = f"{code:02X}h" if sub is None else f"{code:02X}h sub-command {sub:02X}h"
-        super().__init__(
-            f"command {what} is not known to this codec; a device refuses it with an error reply"
-        )
-        self.code = code
-        self.sub = sub
-
-
 def decode_request(command: bytes) -> Request[Any]:
     """Device side: ``pwd(2) code params…`` as its typed request.
 
@@ -570,31 +213,29 @@ def decode_request(command: bytes) -> Request[Any]:
     """
     command = bytes(command)
     if len(command) < 3:
-        raise CodecError(
-            f"a command is at least pwd(2) and a code, got {command.hex(' ') or 'nothing'}"
-        )
-    password = Bcd(2).decode(command[:2], "password")
+        raise CodecError(f"a command is pwd(2), a code and more; got {command.hex(' ') or '-'}")
+    try:
+        password = fields.decode_bcd(command[:2])
+    except CodecError as exc:
+        raise CodecError(f"password: {exc}") from None
     code, params = command[2], command[3:]
-    candidates = _REGISTRY.get(code)
-    if not candidates:
+    if not _CATALOGUE.knows(code):
         raise UnknownCommand(code)
-    for cls in candidates:
-        if params.startswith(cls.PREFIX):
-            fields = cls.decode_params(params[len(cls.PREFIX) :])
-            return cls(password, **fields)
-    raise UnknownCommand(code, params[0] if params else None)
+    cls = _CATALOGUE.find(code, params)
+    if cls is None:
+        raise UnknownCommand(code, params[0] if params else None)
+    return cls(password, **cls.decode_values(params[len(cls.PREFIX) :]))
 
 
 def request_types() -> dict[tuple[int, bytes], type[Request[Any]]]:
     """Every registered request class by (code, prefix)."""
-    return {(cls.CODE, cls.PREFIX): cls for group in _REGISTRY.values() for cls in group}
+    return {(cls.CODE, cls.PREFIX): cls for cls in _CATALOGUE.classes()}
 
 
 # -- 3Fh, 45h, A5h: state and identity ------------------------------------------------------------
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class Status(Answer):
     """3Fh's answer after ``44`` (29 bytes; fact sheet §2.4, atol4j, MultiMag, Zzzzipper agree).
 
@@ -603,64 +244,41 @@ class Status(Answer):
     `ReceiptType`; ``interface``: `Interface`.
     """
 
-    cashier: int
-    hall_number: int
-    when: dt.datetime | None
-    flags: int
-    serial: int
-    model: int
-    firmware: int
-    mode: int
-    receipt_number: int
-    shift_number: int
-    receipt_state: int
-    receipt_sum: int
-    decimal_point: int
-    interface: int
-
-    LAYOUT: ClassVar[Layout] = (
-        ("cashier", Bcd(1)),
-        ("hall_number", U8),
-        ("when", Stamp("YmdHMS", bcd=True, nullable=True)),
-        ("flags", U8),
-        ("serial", Bcd(4)),
-        ("model", U8),
-        ("firmware", UInt(2)),
-        ("mode", U8),
-        ("receipt_number", Bcd(2)),
-        ("shift_number", Bcd(2)),
-        ("receipt_state", U8),
-        ("receipt_sum", Bcd(5)),
-        ("decimal_point", U8),
-        ("interface", U8),
-    )
+    cashier: int = wire(Bcd(1))
+    hall_number: int = wire(U8)
+    when: dt.datetime | None = wire(_BCD_YMDHMS)
+    flags: int = wire(U8)
+    serial: int = wire(Bcd(4))
+    model: int = wire(U8)
+    firmware: int = wire(U16BE)
+    mode: int = wire(U8)
+    receipt_number: int = wire(Bcd(2))
+    shift_number: int = wire(Bcd(2))
+    receipt_state: int = wire(U8)
+    receipt_sum: int = wire(Bcd(5))
+    decimal_point: int = wire(U8)
+    interface: int = wire(U8)
 
 
 @command(0x3F, repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetStatus(Request[Status]):
     """3Fh: the register's state (mode, shift, receipt, clock)."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class StateCode(Answer):
     """45h's answer after ``55``: the mode byte and the printer's `StateFlags`."""
 
-    mode: int
-    flags: int
-
-    LAYOUT: ClassVar[Layout] = (("mode", U8), ("flags", U8))
+    mode: int = wire(U8)
+    flags: int = wire(U8)
 
 
 @command(0x45, repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetStateCode(Request[StateCode]):
     """45h: mode and printer state."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class DeviceType(Answer):
     """A5h's answer after the ``00`` error byte (Zzzzipper ``DeviceInfoResponse``, atol4j).
 
@@ -669,25 +287,15 @@ class DeviceType(Answer):
     build BCD2 per Zzzzipper's comment); ``name`` the model name in the external code page.
     """
 
-    protocol: int
-    device_type: int
-    model: int
-    mode: int
-    version: bytes
-    name: str
-
-    LAYOUT: ClassVar[Layout] = (
-        ("protocol", U8),
-        ("device_type", U8),
-        ("model", U8),
-        ("mode", UInt(2)),
-        ("version", RawBytes(5)),
-        ("name", TailText()),
-    )
+    protocol: int = wire(U8)
+    device_type: int = wire(U8)
+    model: int = wire(U8)
+    mode: int = wire(U16BE)
+    version: bytes = wire(Bytes(5))
+    name: str = wire(TailText())
 
 
 @command(0xA5, repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetDeviceType(Request[DeviceType]):
     """A5h: protocol, type, model, firmware and name."""
 
@@ -696,19 +304,15 @@ class GetDeviceType(Request[DeviceType]):
 
 
 @command(0x56)
-@dataclass(frozen=True, slots=True)
 class EnterMode(Request[Done]):
     """56h: enter ``mode`` (`Mode`) with its password (4 bytes BCD, right-aligned: 30 is
     ``00 00 00 30``)."""
 
-    mode: int
-    mode_password: int
-
-    LAYOUT: ClassVar[Layout] = (("mode", U8), ("mode_password", Bcd(4)))
+    mode: int = wire(U8)
+    mode_password: int = wire(Bcd(4))
 
 
 @command(0x48)
-@dataclass(frozen=True, slots=True)
 class ExitMode(Request[Done]):
     """48h: leave the current mode (twice from a sub-mode)."""
 
@@ -717,19 +321,15 @@ class ExitMode(Request[Done]):
 
 
 @command(0x9A)
-@dataclass(frozen=True, slots=True)
 class OpenShift(Request[Done]):
     """9Ah: open a shift; ``flags`` bit 0 test mode; ``text`` optional (atol4j sends none,
     MultiMag one zero byte, which reads back as "")."""
 
-    flags: int = 0
-    text: str = ""
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("text", TailText()))
+    flags: int = wire(U8, default=0)
+    text: str = wire(TailText(), default="")
 
 
 @command(0x92)
-@dataclass(frozen=True, slots=True)
 class OpenReceipt(Request[Done]):
     """92h: open a receipt of `ReceiptType` ``receipt_type``.
 
@@ -737,14 +337,11 @@ class OpenReceipt(Request[Done]):
     the majority reading, fact sheet §7.3) or `NO_PRINT_ATOL4J` = 0x02 (atol4j).
     """
 
-    flags: int
-    receipt_type: int
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("receipt_type", U8))
+    flags: int = wire(U8)
+    receipt_type: int = wire(U8)
 
 
 @command(0xE6, timeout=50.0)
-@dataclass(frozen=True, slots=True)
 class RegisterItem(Request[Done]):
     """E6h: register an item, FFD 1.0 style (104-byte command; atol4j, MultiMag, Zzzzipper).
 
@@ -754,47 +351,30 @@ class RegisterItem(Request[Done]):
     -- unverified, ignored when read.
     """
 
-    flags: int
-    name: str
-    price: int
-    quantity: int
-    discount_type: int
-    discount_sign: int
-    discount: int
-    tax: int
-    section: int
-
-    LAYOUT: ClassVar[Layout] = (
-        ("flags", U8),
-        ("name", FixedText(64)),
-        ("price", Bcd(6)),
-        ("quantity", Bcd(5)),
-        ("discount_type", U8),
-        ("discount_sign", U8),
-        ("discount", Bcd(6)),
-        ("tax", U8),
-        ("section", Bcd(1)),
-        (None, Reserved(17)),
-    )
+    flags: int = wire(U8)
+    name: str = wire(FixedText(64))
+    price: int = wire(Bcd(6))
+    quantity: int = wire(Bcd(5))
+    discount_type: int = wire(U8)
+    discount_sign: int = wire(U8)
+    discount: int = wire(Bcd(6))
+    tax: int = wire(U8)
+    section: int = wire(Bcd(1), reserved_after=17)
 
 
 @command(0xEA, timeout=50.0)
-@dataclass(frozen=True, slots=True)
 class BeginItem(Request[Done]):
     """EAh: begin an item, FFD 1.05+ (Zzzzipper ``FN105CheckAddStartRequest``; it sends param 1).
 
     Tag writes (E8h) may follow before `EndItem`.
     """
 
-    flags: int
-    param: int
-    reserved: int = 0
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("param", U8), ("reserved", U8))
+    flags: int = wire(U8)
+    param: int = wire(U8)
+    reserved: int = wire(U8, default=0)
 
 
 @command(0xEB, timeout=50.0)
-@dataclass(frozen=True, slots=True)
 class EndItem(Request[Done]):
     """EBh: end the item (Zzzzipper ``FN105CheckAddEndRequest``, the only public source).
 
@@ -803,38 +383,21 @@ class EndItem(Request[Done]):
     bytes, then the name to the end of the block.
     """
 
-    flags: int
-    price: int
-    quantity: int
-    amount: int
-    tax_type: int
-    tax_sum: int
-    section: int
-    payment_object: int
-    payment_method: int
-    discount_sign: int
-    discount: int
-    name: str
-
-    LAYOUT: ClassVar[Layout] = (
-        ("flags", U8),
-        ("price", Bcd(7)),
-        ("quantity", Bcd(5)),
-        ("amount", Bcd(7)),
-        ("tax_type", U8),
-        ("tax_sum", Bcd(7)),
-        ("section", Bcd(1)),
-        ("payment_object", Bcd(1)),
-        ("payment_method", Bcd(1)),
-        ("discount_sign", U8),
-        ("discount", Bcd(7)),
-        (None, Reserved(2)),
-        ("name", TailText()),
-    )
+    flags: int = wire(U8)
+    price: int = wire(Bcd(7))
+    quantity: int = wire(Bcd(5))
+    amount: int = wire(Bcd(7))
+    tax_type: int = wire(U8)
+    tax_sum: int = wire(Bcd(7))
+    section: int = wire(Bcd(1))
+    payment_object: int = wire(Bcd(1))
+    payment_method: int = wire(Bcd(1))
+    discount_sign: int = wire(U8)
+    discount: int = wire(Bcd(7), reserved_after=2)
+    name: str = wire(TailText())
 
 
 @command(0xE8)
-@dataclass(frozen=True, slots=True)
 class WriteTlv(Request[Done]):
     """E8h: write a fiscal tag.
 
@@ -842,14 +405,11 @@ class WriteTlv(Request[Done]):
     public encoder is known (atol4j only names the command); check it on a device.
     """
 
-    flags: int
-    tlv: bytes
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("tlv", TailBytes()))
+    flags: int = wire(U8)
+    tlv: bytes = wire(TailBytes())
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class PaymentAnswer(Answer):
     """99h's answer after ``55 00 00``: what is left to pay and the change, kopecks BCD5.
 
@@ -857,138 +417,106 @@ class PaymentAnswer(Answer):
     reads from offset 3, which only fits the 13-byte reading.
     """
 
-    remainder: int
-    change: int
-
-    LAYOUT: ClassVar[Layout] = (("remainder", Bcd(5)), ("change", Bcd(5)))
+    remainder: int = wire(Bcd(5))
+    change: int = wire(Bcd(5))
 
 
 @command(0x99)
-@dataclass(frozen=True, slots=True)
 class Payment(Request[PaymentAnswer]):
     """99h: a payment of `PaymentType` ``payment_type`` (kopecks BCD5; atol4j)."""
 
-    flags: int
-    payment_type: int
-    amount: int
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("payment_type", U8), ("amount", Bcd(5)))
+    flags: int = wire(U8)
+    payment_type: int = wire(U8)
+    amount: int = wire(Bcd(5))
 
 
 @command(0x4A, timeout=20.0)
-@dataclass(frozen=True, slots=True)
 class CloseReceipt(Request[Done]):
     """4Ah: close the receipt, paying ``amount`` (0 = exactly the total) of ``payment_type``.
 
     The type is a plain byte (atol4j, MultiMag; Zzzzipper writes BCD1, the same for 1..5).
     """
 
-    flags: int
-    payment_type: int
-    amount: int
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("payment_type", U8), ("amount", Bcd(5)))
+    flags: int = wire(U8)
+    payment_type: int = wire(U8)
+    amount: int = wire(Bcd(5))
 
 
 @command(0x59)
-@dataclass(frozen=True, slots=True)
 class CancelReceipt(Request[Done]):
     """59h: cancel (annul) the open receipt."""
 
 
 @command(0x49)
-@dataclass(frozen=True, slots=True)
 class CashIn(Request[Done]):
     """49h: cash in, kopecks BCD5; ``flags`` bit 0 test mode."""
 
-    flags: int
-    amount: int
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("amount", Bcd(5)))
+    flags: int = wire(U8)
+    amount: int = wire(Bcd(5))
 
 
 @command(0x4F)
-@dataclass(frozen=True, slots=True)
 class CashOut(Request[Done]):
     """4Fh: cash out, kopecks BCD5; ``flags`` bit 0 test mode."""
 
-    flags: int
-    amount: int
-
-    LAYOUT: ClassVar[Layout] = (("flags", U8), ("amount", Bcd(5)))
+    flags: int = wire(U8)
+    amount: int = wire(Bcd(5))
 
 
 # -- reports and printing -------------------------------------------------------------------------
 
 
 @command(0x5A, timeout=40.0)
-@dataclass(frozen=True, slots=True)
 class ZReport(Request[Done]):
     """5Ah: the Z report, closing the shift (mode 3)."""
 
 
 @command(0x67)
-@dataclass(frozen=True, slots=True)
 class Report(Request[Done]):
     """67h: a report without closing the shift (mode 2): 1 X, 2 sections, 3 cashiers, 5 hourly,
     7 counts, 8 service, 9 fiscal, 10h/13h/14h/15h goods."""
 
-    report_type: int
-
-    LAYOUT: ClassVar[Layout] = (("report_type", U8),)
+    report_type: int = wire(U8)
 
 
 @command(0x4C)
-@dataclass(frozen=True, slots=True)
 class PrintLine(Request[Done]):
     """4Ch: print a line of text."""
 
-    text: str
-
-    LAYOUT: ClassVar[Layout] = (("text", TailText()),)
+    text: str = wire(TailText())
 
 
 @command(0x75)
-@dataclass(frozen=True, slots=True)
 class Cut(Request[Done]):
     """75h: cut the paper, ``00`` full or ``01`` partial (atol4j ``CutCommand``)."""
 
-    partial: bool
-
-    LAYOUT: ClassVar[Layout] = (("partial", Flag()),)
+    partial: bool = wire(Bool())
 
 
 # -- registers ------------------------------------------------------------------------------------
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class RegisterValue(Answer):
     """91h's answer after ``55 00``: the register's bytes as sent."""
 
-    data: bytes
-
-    LAYOUT: ClassVar[Layout] = (("data", TailBytes()),)
+    data: bytes = wire(TailBytes())
 
 
 @command(0x91, repeatable=True, timeout=45.0)
-@dataclass(frozen=True, slots=True)
 class ReadRegister(Request[RegisterValue]):
     """91h: read a register (atol4j ``RegisterValueRequest``).  Register 34h with zero
     parameters decodes as `ReadLastDocument` on the device side."""
 
-    register: int
-    param1: int = 0
-    param2: int = 0
-
-    LAYOUT: ClassVar[Layout] = (("register", U8), ("param1", U8), ("param2", U8))
+    register: int = wire(U8)
+    param1: int = wire(U8, default=0)
+    param2: int = wire(U8, default=0)
 
 
 LAST_DOCUMENT_REGISTER: Final = 0x34
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class LastDocument(Answer):
     """Register 34h after ``55 00`` (Zzzzipper ``RegisterReadResponse``, the only source).
 
@@ -996,24 +524,14 @@ class LastDocument(Answer):
     (minutes: seconds are dropped when written), ``fiscal_sign`` BCD5, three reserved bytes.
     """
 
-    number: int
-    document_type: int
-    total: int
-    when: dt.datetime | None
-    fiscal_sign: int
-
-    LAYOUT: ClassVar[Layout] = (
-        ("number", Bcd(5)),
-        ("document_type", U8),
-        ("total", Bcd(7)),
-        ("when", Stamp("dmYHM", bcd=True, nullable=True)),
-        ("fiscal_sign", Bcd(5)),
-        (None, Reserved(3)),
-    )
+    number: int = wire(Bcd(5))
+    document_type: int = wire(U8)
+    total: int = wire(Bcd(7))
+    when: dt.datetime | None = wire(_BCD_DMYHM)
+    fiscal_sign: int = wire(Bcd(5), reserved_after=3)
 
 
 @command(0x91, prefix=bytes((LAST_DOCUMENT_REGISTER, 0, 0)), repeatable=True, timeout=45.0)
-@dataclass(frozen=True, slots=True)
 class ReadLastDocument(Request[LastDocument]):
     """91h register 34h: the last fiscal document (number, type, total, time, fiscal sign)."""
 
@@ -1026,7 +544,6 @@ class ReadLastDocument(Request[LastDocument]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnShift(Answer):
     """A4h 10h: shift state (atol4j ``ShiftStateRequest``).
 
@@ -1034,25 +551,17 @@ class FnShift(Answer):
     same reversed bytes as BCD (they agree below 10).
     """
 
-    open: bool
-    number: int
-    receipts: int
-
-    LAYOUT: ClassVar[Layout] = (
-        ("open", Flag()),
-        ("number", UInt(2, "little")),
-        ("receipts", UInt(2, "little")),
-    )
+    open: bool = wire(Bool())
+    number: int = wire(U16)
+    receipts: int = wire(U16)
 
 
 @command(0xA4, prefix=b"\x10", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnShift(Request[FnShift]):
     """A4h 10h: is a shift open, its number, receipts in it."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnOfdStatus(Answer):
     """A4h 20h: exchange with the OFD (atol4j ``FiscalDataExchangeStateRequest``).
 
@@ -1061,101 +570,70 @@ class FnOfdStatus(Answer):
     ``first_unsent`` 4 bytes little-endian; ``first_unsent_when`` YY MM DD hh mm binary.
     """
 
-    state: int
-    reading: bool
-    unsent: int
-    first_unsent: int
-    first_unsent_when: dt.datetime | None
-
-    LAYOUT: ClassVar[Layout] = (
-        ("state", U8),
-        ("reading", Flag()),
-        ("unsent", UInt(2, "little")),
-        ("first_unsent", UInt(4, "little")),
-        ("first_unsent_when", Stamp("YmdHM", bcd=False, nullable=True)),
-    )
+    state: int = wire(U8)
+    reading: bool = wire(Bool())
+    unsent: int = wire(U16)
+    first_unsent: int = wire(U32)
+    first_unsent_when: dt.datetime | None = wire(_FN_YMDHM)
 
 
 @command(0xA4, prefix=b"\x20", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnOfdStatus(Request[FnOfdStatus]):
     """A4h 20h: the OFD exchange state and the oldest unsent document."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnSerial(Answer):
     """A4h 31h: the FN's serial number as text (atol4j ``FiscalMemoryNumberRequest``)."""
 
-    serial: str
-
-    LAYOUT: ClassVar[Layout] = (("serial", TailText()),)
+    serial: str = wire(TailText())
 
 
 @command(0xA4, prefix=b"\x31", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnSerial(Request[FnSerial]):
     """A4h 31h: the FN's serial number."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnValidity(Answer):
     """A4h 32h: FN expiry YY MM DD binary, registrations left and done (atol4j
     ``FiscalMemoryExpirationRequest``)."""
 
-    expires: dt.date | None
-    registrations_left: int
-    registrations_done: int
-
-    LAYOUT: ClassVar[Layout] = (
-        ("expires", Stamp("Ymd", bcd=False, nullable=True)),
-        ("registrations_left", U8),
-        ("registrations_done", U8),
-    )
+    expires: dt.date | None = wire(_FN_YMD)
+    registrations_left: int = wire(U8)
+    registrations_done: int = wire(U8)
 
 
 @command(0xA4, prefix=b"\x32", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnValidity(Request[FnValidity]):
     """A4h 32h: FN validity and registrations."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnDocumentSize(Answer):
     """A4h 45h: the document's type and its TLV size, 2 bytes big-endian each (Zzzzipper
     ``FSDocSizeResponse``)."""
 
-    document_type: int
-    size: int
-
-    LAYOUT: ClassVar[Layout] = (("document_type", UInt(2)), ("size", UInt(2)))
+    document_type: int = wire(U16BE)
+    size: int = wire(U16BE)
 
 
 @command(0xA4, prefix=b"\x45", repeatable=True)
-@dataclass(frozen=True, slots=True)
 class GetFnDocumentSize(Request[FnDocumentSize]):
     """A4h 45h: select document ``number`` (4 bytes big-endian, Zzzzipper ``FSDocSizeRequest``)
     for reading with `GetFnDocumentData`."""
 
-    number: int
-
-    LAYOUT: ClassVar[Layout] = (("number", UInt(4)),)
+    number: int = wire(U32BE)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnDocumentData(Answer):
     """A4h 46h: the next block of the selected document's TLV."""
 
-    data: bytes
-
-    LAYOUT: ClassVar[Layout] = (("data", TailBytes()),)
+    data: bytes = wire(TailBytes())
 
 
 @command(0xA4, prefix=b"\x46")
-@dataclass(frozen=True, slots=True)
 class GetFnDocumentData(Request[FnDocumentData]):
     """A4h 46h: the next block of the document selected by 45h.
 
@@ -1168,87 +646,14 @@ class GetFnDocumentData(Request[FnDocumentData]):
 
 
 @command(0x64)
-@dataclass(frozen=True, slots=True)
 class SetDate(Request[Done]):
     """64h: set the date, DD MM YY BCD (atol4j ``SetDateCommand``)."""
 
-    date: dt.date
-
-    LAYOUT: ClassVar[Layout] = (("date", Stamp("dmY", bcd=True, nullable=False)),)
+    date: dt.date = wire(_BCD_DMY)
 
 
 @command(0xED)
-@dataclass(frozen=True, slots=True)
 class SetDateTime(Request[Done]):
     """EDh: set date and time, DD MM YY hh mm ss BCD (atol4j ``SetDateTimeCommand``)."""
 
-    when: dt.datetime
-
-    LAYOUT: ClassVar[Layout] = (("when", Stamp("dmYHMS", bcd=True, nullable=False)),)
-
-
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "LAST_DOCUMENT_REGISTER",
-    "NO_PRINT",
-    "NO_PRINT_ATOL4J",
-    "REPLY_MARK",
-    "STATUS_MARK",
-    "TEST_MODE",
-    "Answer",
-    "AtolDeviceError",
-    "BeginItem",
-    "CancelReceipt",
-    "CashIn",
-    "CashOut",
-    "CloseReceipt",
-    "Cut",
-    "DeviceType",
-    "Done",
-    "EndItem",
-    "EnterMode",
-    "ExitMode",
-    "FnDocumentData",
-    "FnDocumentSize",
-    "FnOfdStatus",
-    "FnSerial",
-    "FnShift",
-    "FnValidity",
-    "GetDeviceType",
-    "GetFnDocumentData",
-    "GetFnDocumentSize",
-    "GetFnOfdStatus",
-    "GetFnSerial",
-    "GetFnShift",
-    "GetFnValidity",
-    "GetStateCode",
-    "GetStatus",
-    "LastDocument",
-    "OpenReceipt",
-    "OpenShift",
-    "Payment",
-    "PaymentAnswer",
-    "PrintLine",
-    "ReadLastDocument",
-    "ReadRegister",
-    "RegisterItem",
-    "RegisterValue",
-    "Report",
-    "Request",
-    "SetDate",
-    "SetDateTime",
-    "StateCode",
-    "Status",
-    "UnknownCommand",
-    "WriteTlv",
-    "ZReport",
-    "answer_header",
-    "command",
-    "decode_error",
-    "decode_request",
-    "encode_answer",
-    "encode_error",
-    "reply_is_error",
-    "request_types",
-    "split_reply",
-]
+    when: dt.datetime = wire(_BCD_DMYHMS)

@@ -22,7 +22,7 @@ with this ID did not arrive intact, send it again" (fact sheet §1.3).  It decod
 with empty ``data``; `Packet.is_repeat_request` names that meaning.
 
 The deframer never raises on input: everything it is fed comes back as a token -- a good
-`Packet`, a `BadPacket` (wrong CRC, bad escape, malformed header, cut short by a new FE or by a
+`Packet`, a `BadFrame` (wrong CRC, bad escape, malformed header, cut short by a new FE or by a
 byte timeout) or `Junk` (bytes outside any packet) -- or stays in the partial packet.
 """
 
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..errors import FrameError
+from ..line import BadFrame, FrameReader, Junk
 
 STX: Final = 0xFE
 ESC: Final = 0xFD
@@ -162,7 +163,7 @@ def decode_packet(raw: bytes, *, crc_over_escaped: bool = False) -> Packet:
     if not tokens:
         raise FrameError(f"truncated packet: {deframer._progress()}: {raw.hex(' ')}")
     first = tokens[0]
-    if isinstance(first, BadPacket):
+    if isinstance(first, BadFrame):
         raise FrameError(f"{first.reason}: {raw.hex(' ')}")
     assert isinstance(first, Packet)  # the input starts with FE, so it is never Junk
     if len(tokens) > 1 or deframer.has_partial:
@@ -199,22 +200,7 @@ class Packet:
         return self.id == ASYNC_ID
 
 
-@dataclass(frozen=True, slots=True)
-class BadPacket:
-    """Bytes that started as a packet (FE) but are not a good one."""
-
-    raw: bytes
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Junk:
-    """Bytes outside any packet (before the first FE, or after a packet that went bad)."""
-
-    data: bytes
-
-
-Token = Packet | BadPacket | Junk
+Token = Packet | BadFrame | Junk
 
 
 # Deframer states: where the next byte of the current packet goes.
@@ -226,17 +212,17 @@ _DATA = 4
 _CRC = 5
 
 
-class PacketDeframer:
+class PacketDeframer(FrameReader[Token]):
     """Incremental tokenizer of an ATOL v3 byte stream.
 
     Feed it chunks of any size; it returns the tokens completed so far and keeps a partial packet
     for the next call.  Every unescaped FE starts a packet: one that arrives in the middle of
-    another ends the earlier one as a `BadPacket` ("interrupted") and the new packet is read
+    another ends the earlier one as a `BadFrame` ("interrupted") and the new packet is read
     normally.  After any other failure (bad escape, bad CRC, bad header) the bytes up to the next
     FE are reported as `Junk`.
 
     Each fed byte ends up in exactly one place: in a `Packet` (whose wire form is
-    ``encode_packet(id, data)``, byte for byte -- the encoding is canonical), a `BadPacket`'s
+    ``encode_packet(id, data)``, byte for byte -- the encoding is canonical), a `BadFrame`'s
     ``raw``, a `Junk`, or the `partial` still waiting for more bytes.
 
     Time is not its business: a link that gives up on a partial packet after the byte timeout
@@ -245,56 +231,29 @@ class PacketDeframer:
     ``4 + 2 * max_data + 2`` bytes.
     """
 
-    __slots__ = (
-        "_crc_over_escaped",
-        "_data",
-        "_escaped",
-        "_id",
-        "_max_data",
-        "_need",
-        "_raw",
-        "_state",
-    )
+    __slots__ = ("_crc_over_escaped", "_data", "_escaped", "_id", "_max_data", "_need", "_state")
 
     def __init__(self, *, crc_over_escaped: bool = False, max_data: int = MAX_DATA) -> None:
         if not 0 <= max_data <= MAX_DATA:
             raise ValueError(f"max_data must be 0..{MAX_DATA}, got {max_data}")
+        super().__init__()
         self._crc_over_escaped = crc_over_escaped
         self._max_data = max_data
-        self._raw = bytearray()  # wire bytes of the packet in progress, from its FE
         self._data = bytearray()  # its DATA, unescaped
         self._state = _HUNT
         self._escaped = False  # the previous byte was an FD inside DATA or CRC
         self._need = 0
         self._id = 0
 
-    @property
-    def has_partial(self) -> bool:
-        """True while a packet has started (FE seen) but is not complete."""
-        return bool(self._raw)
-
-    @property
-    def partial(self) -> bytes:
-        """The wire bytes of the packet in progress (empty when none)."""
-        return bytes(self._raw)
-
-    def drop_partial(self, reason: str = "byte timeout") -> BadPacket | None:
-        """Forget a partial packet (the byte timeout expired) and say what was dropped."""
-        if not self._raw:
-            return None
-        dropped = BadPacket(bytes(self._raw), f"{reason} after {len(self._raw)} bytes")
-        self._reset()
-        return dropped
-
     def _reset(self) -> None:
-        self._raw.clear()
+        super()._reset()
         self._data.clear()
         self._escaped = False
         self._state = _HUNT
 
-    def _fail(self, reason: str) -> BadPacket:
+    def _fail(self, reason: str) -> BadFrame:
         """End the packet in progress as bad; junk follows until the next FE."""
-        bad = BadPacket(bytes(self._raw), reason)
+        bad = BadFrame(bytes(self._raw), reason)
         self._reset()
         return bad
 
@@ -305,9 +264,8 @@ class PacketDeframer:
             return f"LEN says {self._need} data bytes, the input ends after {len(self._data)}"
         return "the input ends before the CRC is complete"
 
-    def feed(self, chunk: bytes | bytearray | memoryview) -> list[Token]:
-        """Take the next bytes from the line; return the tokens they complete, in order."""
-        data = bytes(chunk)
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Token]:
+        data = bytes(data)
         tokens: list[Token] = []
         raw = self._raw
         position = 0
@@ -405,10 +363,3 @@ class PacketDeframer:
 
     def _expected_crc(self) -> int:
         return packet_crc(self._id, bytes(self._data), crc_over_escaped=self._crc_over_escaped)
-
-
-def deframe(data: bytes, *, crc_over_escaped: bool = False) -> tuple[list[Token], bytes]:
-    """Tokenize a whole capture; return the tokens and any incomplete tail."""
-    deframer = PacketDeframer(crc_over_escaped=crc_over_escaped)
-    tokens = deframer.feed(data)
-    return tokens, deframer.partial

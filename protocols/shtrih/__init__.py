@@ -1,19 +1,21 @@
-"""Shtrih-M protocol v1: frames, the link state machine, typed commands, errors, modes.
+"""Shtrih-M protocol v1: frames, the link (host and device ends), typed commands, errors, modes.
 
 * `frame` -- ``STX LEN CMD DATA LRC`` encoding and the incremental `Deframer`;
-* `link` -- `ShtrihLink`, the ENQ/ACK/NAK state machine with HOST and DEVICE roles;
+* `host`, `device` -- `ShtrihHostLink` and `ShtrihDeviceLink`, the two ends of the ENQ/ACK/NAK
+  link; `link` -- what they share (events, errors, settings);
 * `classic`, `fn` -- typed requests and answers (one-byte commands and ``FF xx`` FN commands);
 * `message` -- the request/answer machinery and payload-level helpers;
 * `errors` -- the device error table; `modes` -- modes, submodes, flags and codes.
 """
 
+from ..line import AnswerReceived, CommandFailed
 from . import classic, fn
+from .device import ShtrihDeviceLink
 from .errors import ERRORS, ErrorInfo, ShtrihDeviceError, error_info
 from .frame import ACK, ENQ, NAK, STX, Deframer, Frame, decode_frame, encode_frame
+from .host import ShtrihHostLink
 from .link import (
     AnswerLost,
-    AnswerReceived,
-    CommandFailed,
     CommandReceived,
     DeviceSettings,
     EnqMode,
@@ -21,8 +23,6 @@ from .link import (
     NoResponse,
     NotDelivered,
     OutcomeUnknown,
-    Role,
-    ShtrihLink,
 )
 from .message import (
     Answer,
@@ -56,9 +56,9 @@ __all__ = [
     "NotDelivered",
     "OutcomeUnknown",
     "Request",
-    "Role",
     "ShtrihDeviceError",
-    "ShtrihLink",
+    "ShtrihDeviceLink",
+    "ShtrihHostLink",
     "UnknownCommand",
     "classic",
     "decode_frame",

@@ -12,11 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..fields import S16, U8, U16, U32, Raw
+from ..message import wire
 from .fields import (
-    S16,
-    U8,
-    U16,
-    U32,
     Bool,
     DateDMY,
     EnumField,
@@ -24,26 +22,23 @@ from .fields import (
     Money5,
     Money6,
     Quantity,
-    Raw,
     TailText,
     TimeHMS,
     Trailing,
     Tuple,
 )
-from .message import Answer, Request, answer, request, wire
+from .message import Answer, Request, answer, request
 from .modes import ReceiptType
 
 # -- shared answers -------------------------------------------------------------------------------
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class Empty(Answer):
     """An answer with no data after the error byte."""
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class OperatorAnswer(Answer):
     """Just the number of the operator logged in (1..30)."""
 
@@ -54,7 +49,6 @@ class OperatorAnswer(Answer):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShortStatus(Answer):
     """10h answer.  Decode ``flags`` with `EcrFlags`, ``mode`` with `decode_mode`."""
 
@@ -79,13 +73,11 @@ class ShortStatus(Answer):
 
 
 @request(0x10, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class GetShortStatus(Request[ShortStatus]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class LongStatus(Answer):
     """11h answer.  FN models keep the old layout with placeholder fiscal-memory fields."""
 
@@ -116,19 +108,16 @@ class LongStatus(Answer):
 
 
 @request(0x11, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class GetLongStatus(Request[LongStatus]):
     password: int = wire(U32)
 
 
 @request(0x13, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class Beep(Request[OperatorAnswer]):
     password: int = wire(U32)
 
 
 @request(0x17, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class PrintString(Request[OperatorAnswer]):
     """Print a line; ``flags`` bit 0 journal, bit 1 receipt tape."""
 
@@ -141,14 +130,12 @@ class PrintString(Request[OperatorAnswer]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class CashRegisterValue(Answer):
     operator: int = wire(U8)
     value: int = wire(Money6)  # kopecks
 
 
 @request(0x1A, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class ReadCashRegister(Request[CashRegisterValue]):
     """Cash (money) register: 241 cash in drawer, 242/243 cash in/out this shift, 193-196 ..."""
 
@@ -157,14 +144,12 @@ class ReadCashRegister(Request[CashRegisterValue]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class OperatingRegisterValue(Answer):
     operator: int = wire(U8)
     value: int = wire(U16)
 
 
 @request(0x1B, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class ReadOperatingRegister(Request[OperatingRegisterValue]):
     """Operating register: 144-147 receipts this shift by type, 152 document number, ..."""
 
@@ -173,7 +158,6 @@ class ReadOperatingRegister(Request[OperatingRegisterValue]):
 
 
 @request(0x1E, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class WriteTable(Request[Empty]):
     """``value`` as the field stores it: a BIN field at its size (LE), a CHAR field in cp1251."""
 
@@ -185,13 +169,11 @@ class WriteTable(Request[Empty]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class TableValue(Answer):
     value: bytes = wire(Raw)
 
 
 @request(0x1F, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class ReadTable(Request[TableValue]):
     password: int = wire(U32)
     table: int = wire(U8)
@@ -203,14 +185,12 @@ class ReadTable(Request[TableValue]):
 
 
 @request(0x21, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class SetTime(Request[Empty]):
     password: int = wire(U32)
     time: dt.time = wire(TimeHMS())
 
 
 @request(0x22, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class SetDate(Request[Empty]):
     """Puts the register in mode 6 until `ConfirmDate` repeats the same date."""
 
@@ -219,7 +199,6 @@ class SetDate(Request[Empty]):
 
 
 @request(0x23, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class ConfirmDate(Request[Empty]):
     password: int = wire(U32)
     date: dt.date = wire(DateDMY())
@@ -229,14 +208,12 @@ class ConfirmDate(Request[Empty]):
 
 
 @request(0x25, timeout=10.0)
-@dataclass(frozen=True, slots=True)
 class Cut(Request[OperatorAnswer]):
     password: int = wire(U32)
     partial: bool = wire(Bool)
 
 
 @request(0xB0, timeout=10.0)
-@dataclass(frozen=True, slots=True)
 class ContinuePrint(Request[OperatorAnswer]):
     """Resume a document interrupted by paper end (submode 3)."""
 
@@ -247,13 +224,11 @@ class ContinuePrint(Request[OperatorAnswer]):
 
 
 @request(0x40, timeout=30.0)
-@dataclass(frozen=True, slots=True)
 class XReport(Request[OperatorAnswer]):
     password: int = wire(U32)
 
 
 @request(0x41, timeout=65.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class ZReport(Request[OperatorAnswer]):
     """Print the Z report and close the shift (the FN forms the shift-close document)."""
 
@@ -261,14 +236,12 @@ class ZReport(Request[OperatorAnswer]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class OpenShiftAnswer(Answer):
     # 1.17 lists the operator byte but gives LEN 2; pyshtrih reads none, JavaPOS reads it.
     operator: int | None = wire(Trailing(U8))
 
 
 @request(0xE0, timeout=100.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class OpenShift(Request[OpenShiftAnswer]):
     password: int = wire(U32)
 
@@ -277,21 +250,18 @@ class OpenShift(Request[OpenShiftAnswer]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class CashOperationAnswer(Answer):
     operator: int = wire(U8)
     document_number: int = wire(U16)
 
 
 @request(0x50, timeout=10.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CashIn(Request[CashOperationAnswer]):
     password: int = wire(U32)
     amount: int = wire(Money5)
 
 
 @request(0x51, timeout=10.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CashOut(Request[CashOperationAnswer]):
     password: int = wire(U32)
     amount: int = wire(Money5)
@@ -311,19 +281,16 @@ class _ClassicItem:
 
 
 @request(0x80, timeout=10.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class Sale(_ClassicItem, Request[OperatorAnswer]):
     pass
 
 
 @request(0x82, timeout=10.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class SaleReturn(_ClassicItem, Request[OperatorAnswer]):
     pass
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class CloseReceiptAnswer(Answer):
     operator: int = wire(U8)
     change: int = wire(Money5)
@@ -331,7 +298,6 @@ class CloseReceiptAnswer(Answer):
 
 
 @request(0x85, timeout=30.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CloseReceipt(Request[CloseReceiptAnswer]):
     password: int = wire(U32)
     payments: tuple[int, int, int, int] = wire(Tuple(4, Money5))  # cash, types 2-4
@@ -341,26 +307,22 @@ class CloseReceipt(Request[CloseReceiptAnswer]):
 
 
 @request(0x88, timeout=10.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CancelReceipt(Request[OperatorAnswer]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class SubtotalAnswer(Answer):
     operator: int = wire(U8)
     subtotal: int = wire(Money5)
 
 
 @request(0x89, timeout=10.0)
-@dataclass(frozen=True, slots=True)
 class Subtotal(Request[SubtotalAnswer]):
     password: int = wire(U32)
 
 
 @request(0x8D, timeout=10.0, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class OpenReceipt(Request[OperatorAnswer]):
     password: int = wire(U32)
     receipt_type: ReceiptType = wire(EnumField(ReceiptType))
@@ -370,7 +332,6 @@ class OpenReceipt(Request[OperatorAnswer]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class DeviceType(Answer):
     """FCh answer: model identity (1.17: ШТРИХ-М-01Ф model 250, ЛАЙТ-01Ф 252, ...)."""
 
@@ -384,6 +345,5 @@ class DeviceType(Answer):
 
 
 @request(0xFC, timeout=3.0)
-@dataclass(frozen=True, slots=True)
 class GetDeviceType(Request[DeviceType]):
     """No password."""

@@ -1,4 +1,4 @@
-"""Wire types of Shtrih-M parameters, as `construct` adapters.
+"""Shtrih-M's own wire types, on the shared ones of `kkt.protocols.fields`.
 
 Conventions (fact sheet ``shtrih-protocol.md`` §2.1): integers little-endian; money in kopecks,
 5 bytes (6 for cash registers); quantities ×1000 in 5 bytes for the classic sale commands and
@@ -12,7 +12,6 @@ unconfirmed document), so date fields decode to ``None`` there.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from decimal import Decimal
 from typing import Any
@@ -20,37 +19,65 @@ from typing import Any
 from construct import (
     Adapter,
     Array,
-    Bytes,
-    BytesInteger,
     Construct,
     Flag,
-    GreedyBytes,
     Int8ul,
-    Int16sl,
-    Int16ul,
-    Int32ul,
     SizeofError,
     Subconstruct,
     ValidationError,
 )
 
-U8 = Int8ul
-U16 = Int16ul
-U32 = Int32ul
-S16 = Int16sl
-Bool = Flag
-Money5 = BytesInteger(5, swapped=True)
-Money6 = BytesInteger(6, swapped=True)
-Raw = GreedyBytes
+from .. import fields
 
+Bool = Flag  # construct's own, as the strategies of the tests know it; the engine reads it strictly
+Money5 = fields.Int(5)
+Money6 = fields.Int(6)
 MAX_MONEY5 = 256**5 - 1
 WIN1251 = "cp1251"
+
+
+class FixedText(fields.FixedText):
+    """Text of exactly ``size`` bytes, padded with 00; a 00 ends it when read."""
+
+    def __init__(self, size: int, encoding: str = WIN1251) -> None:
+        super().__init__(size, fields.Codepage(encoding), nul="end")
+        self.encoding = encoding
+
+
+class TailText(fields.TailText):
+    """Text running to the end of the frame, at most ``max_size`` bytes (FF46 name, FF45 text)."""
+
+    def __init__(self, max_size: int, encoding: str = WIN1251) -> None:
+        super().__init__(max_size, fields.Codepage(encoding), nul="end")
+        self.encoding = encoding
+
+
+class DateDMY(fields.Stamp):
+    def __init__(self) -> None:
+        super().__init__("dmY", nullable=True)
+
+
+class DateYMD(fields.Stamp):
+    def __init__(self) -> None:
+        super().__init__("Ymd", nullable=True)
+
+
+class TimeHMS(fields.Stamp):
+    def __init__(self) -> None:
+        super().__init__("HMS")
+
+
+class DateTime5(fields.Stamp):
+    """``YY MM DD HH MM`` (the FN's DATE_TIME); all zero means "none"."""
+
+    def __init__(self) -> None:
+        super().__init__("YmdHM", nullable=True, exact=True)
 
 
 class OptionalMoney5(Adapter):  # type: ignore[misc]
     """5-byte money where ``FF FF FF FF FF`` means "not given" (FF46 amount and tax amount)."""
 
-    _ABSENT = 256**5 - 1
+    _ABSENT = MAX_MONEY5
 
     def __init__(self) -> None:
         super().__init__(Money5)
@@ -70,7 +97,7 @@ class Quantity(Adapter):  # type: ignore[misc]
     """Unsigned quantity as a scaled integer (×1000 in 5 bytes, ×10⁶ in 6) <-> `Decimal`."""
 
     def __init__(self, size: int, decimals: int) -> None:
-        super().__init__(BytesInteger(size, swapped=True))
+        super().__init__(fields.Int(size))
         self.size = size
         self.decimals = decimals
 
@@ -84,143 +111,6 @@ class Quantity(Adapter):  # type: ignore[misc]
                 f"quantity {obj} needs more than {self.decimals} decimals or is negative", path=path
             )
         return int(scaled)
-
-
-class FixedText(Adapter):  # type: ignore[misc]
-    """A text field of exactly ``size`` bytes, padded with 00; decoding stops at the first 00."""
-
-    def __init__(self, size: int, encoding: str = WIN1251) -> None:
-        super().__init__(Bytes(size))
-        self.size = size
-        self.encoding = encoding
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        return obj.split(b"\x00", 1)[0].decode(self.encoding, errors="replace")
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        data = _encode_text(obj, self.encoding, path)
-        if len(data) > self.size:
-            raise ValidationError(
-                f"text of {len(data)} bytes does not fit the {self.size}-byte field; shorten it",
-                path=path,
-            )
-        return data.ljust(self.size, b"\x00")
-
-
-class TailText(Adapter):  # type: ignore[misc]
-    """Text running to the end of the frame, at most ``max_size`` bytes (FF46 name, FF45 text)."""
-
-    def __init__(self, max_size: int, encoding: str = WIN1251) -> None:
-        super().__init__(GreedyBytes)
-        self.max_size = max_size
-        self.encoding = encoding
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        return obj.split(b"\x00", 1)[0].decode(self.encoding, errors="replace")
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        data = _encode_text(obj, self.encoding, path)
-        if len(data) > self.max_size:
-            raise ValidationError(
-                f"text of {len(data)} bytes is longer than the {self.max_size} allowed; shorten it",
-                path=path,
-            )
-        return data
-
-
-def _encode_text(text: str, encoding: str, path: str) -> bytes:
-    if "\x00" in text:
-        raise ValidationError("text must not contain NUL (it ends a string on the wire)", path=path)
-    try:
-        return text.encode(encoding)
-    except UnicodeEncodeError as exc:
-        raise ValidationError(
-            f"character {text[exc.start]!r} cannot be written in {encoding}; replace it", path=path
-        ) from None
-
-
-class _Triplet(Adapter):  # type: ignore[misc]
-    """Three bytes of a date or time; all zero means "none"."""
-
-    def __init__(self) -> None:
-        super().__init__(Bytes(3))
-
-
-class DateDMY(_Triplet):
-    def _decode(self, obj: bytes, context: Any, path: str) -> dt.date | None:
-        if obj == b"\x00\x00\x00":
-            return None
-        return _date(2000 + obj[2], obj[1], obj[0], path)
-
-    def _encode(self, obj: dt.date | None, context: Any, path: str) -> bytes:
-        if obj is None:
-            return b"\x00\x00\x00"
-        return bytes((obj.day, obj.month, _year2(obj, path)))
-
-
-class DateYMD(_Triplet):
-    def _decode(self, obj: bytes, context: Any, path: str) -> dt.date | None:
-        if obj == b"\x00\x00\x00":
-            return None
-        return _date(2000 + obj[0], obj[1], obj[2], path)
-
-    def _encode(self, obj: dt.date | None, context: Any, path: str) -> bytes:
-        if obj is None:
-            return b"\x00\x00\x00"
-        return bytes((_year2(obj, path), obj.month, obj.day))
-
-
-class TimeHMS(Adapter):  # type: ignore[misc]
-    def __init__(self) -> None:
-        super().__init__(Bytes(3))
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> dt.time:
-        try:
-            return dt.time(obj[0], obj[1], obj[2])
-        except ValueError:
-            raise ValidationError(f"bad time {obj.hex(' ')}", path=path) from None
-
-    def _encode(self, obj: dt.time, context: Any, path: str) -> bytes:
-        return bytes((obj.hour, obj.minute, obj.second))
-
-
-class DateTime5(Adapter):  # type: ignore[misc]
-    """``YY MM DD HH MM`` (the FN's DATE_TIME); all zero means "none"."""
-
-    def __init__(self) -> None:
-        super().__init__(Bytes(5))
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> dt.datetime | None:
-        if obj == b"\x00" * 5:
-            return None
-        try:
-            return dt.datetime(2000 + obj[0], obj[1], obj[2], obj[3], obj[4])
-        except ValueError:
-            raise ValidationError(f"bad date-time {obj.hex(' ')}", path=path) from None
-
-    def _encode(self, obj: dt.datetime | None, context: Any, path: str) -> bytes:
-        if obj is None:
-            return b"\x00" * 5
-        if obj.second or obj.microsecond:
-            raise ValidationError(
-                "the FN keeps date-time to the minute; drop the seconds", path=path
-            )
-        return bytes((_year2(obj, path), obj.month, obj.day, obj.hour, obj.minute))
-
-
-def _date(year: int, month: int, day: int, path: str) -> dt.date:
-    try:
-        return dt.date(year, month, day)
-    except ValueError:
-        raise ValidationError(f"bad date {day:02}.{month:02}.{year}", path=path) from None
-
-
-def _year2(value: dt.date, path: str) -> int:
-    if not 2000 <= value.year <= 2099:
-        raise ValidationError(
-            f"year {value.year} outside 2000..2099 (two digits on the wire)", path=path
-        )
-    return value.year - 2000
 
 
 class Tuple(Adapter):  # type: ignore[misc]

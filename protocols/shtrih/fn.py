@@ -15,16 +15,18 @@ afilippov1985/kkt-shtrih (fact sheet §2.4).  Readings chosen where sources diff
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 
+from .. import fields
+from ..errors import CodecError
+from ..fields import U8, U16, U32, Raw
+from ..message import RequestClass, wire
 from .classic import Empty
 from .fields import (
-    U8,
-    U16,
-    U32,
     Bool,
     DateTime5,
     DateYMD,
@@ -33,20 +35,20 @@ from .fields import (
     Money5,
     OptionalMoney5,
     Quantity,
-    Raw,
     TailText,
     Trailing,
     Tuple,
 )
-from .message import Answer, Request, RequestT, answer, request, wire
+from .message import Answer, Request, answer, request
 from .modes import FiscalDocumentType, OperationType, TaxRate, TaxSystem
 
 _FN = 30.0  # OPOS waits 30 s for every FF command
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(wire, dataclasses.field))
 def _fn_request(
     code: int, *, repeatable: bool = True, timeout: float = _FN
-) -> Callable[[RequestT], RequestT]:
+) -> Callable[[RequestClass], RequestClass]:
     return request(code, timeout=timeout, repeatable=repeatable)
 
 
@@ -54,7 +56,6 @@ def _fn_request(
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnStatus(Answer):
     """FF01 answer.  ``phase`` is `FnPhase` bits, ``current_document`` a `FnDocument` code."""
 
@@ -69,25 +70,21 @@ class FnStatus(Answer):
 
 
 @_fn_request(0xFF01)
-@dataclass(frozen=True, slots=True)
 class GetFnStatus(Request[FnStatus]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnSerial(Answer):
     serial: str = wire(FixedText(16, "ascii"))
 
 
 @_fn_request(0xFF02)
-@dataclass(frozen=True, slots=True)
 class GetFnSerial(Request[FnSerial]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnExpiry(Answer):
     expires: dt.date | None = wire(DateYMD())
     registrations_left: int | None = wire(Trailing(U8))
@@ -95,26 +92,22 @@ class FnExpiry(Answer):
 
 
 @_fn_request(0xFF03)
-@dataclass(frozen=True, slots=True)
 class GetFnExpiry(Request[FnExpiry]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FnVersion(Answer):
     version: str = wire(FixedText(16, "ascii"))
     production: bool = wire(Bool)  # False: debug firmware
 
 
 @_fn_request(0xFF04)
-@dataclass(frozen=True, slots=True)
 class GetFnVersion(Request[FnVersion]):
     password: int = wire(U32)
 
 
 @_fn_request(0xFF08, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CancelFnDocument(Request[Empty]):
     password: int = wire(U32)
 
@@ -122,37 +115,39 @@ class CancelFnDocument(Request[Empty]):
 # -- archive --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RegistrationDetails:
-    inn: str
-    rnm: str
-    tax_systems: TaxSystem
-    work_mode: int
-    extra: bytes  # FFD 1.1+: extended flags, OFD INN, reason codes
+_ASCII = fields.Codepage("ascii")
 
 
-@dataclass(frozen=True, slots=True)
-class ShiftDetails:
-    shift_number: int
+@answer
+class RegistrationDetails(Answer):
+    inn: str = wire(fields.FixedText(12, _ASCII, nul="blank"))
+    rnm: str = wire(fields.FixedText(20, _ASCII, nul="blank"))
+    tax_systems: TaxSystem = wire(EnumField(TaxSystem))
+    work_mode: int = wire(U8)
+    extra: bytes = wire(Raw)  # FFD 1.1+: extended flags, OFD INN, reason codes
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiptDetails:
-    operation: OperationType
-    total: int
+@answer
+class ShiftDetails(Answer):
+    shift_number: int = wire(U16)
 
 
-@dataclass(frozen=True, slots=True)
-class StateReportDetails:
-    unconfirmed_count: int
-    first_unconfirmed_date: dt.date | None
+@answer
+class ReceiptDetails(Answer):
+    operation: OperationType = wire(EnumField(OperationType))
+    total: int = wire(Money5)
+
+
+@answer
+class StateReportDetails(Answer):
+    unconfirmed_count: int = wire(U32)
+    first_unconfirmed_date: dt.date | None = wire(DateYMD())
 
 
 DocumentDetails = RegistrationDetails | ShiftDetails | ReceiptDetails | StateReportDetails
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class FoundDocument(Answer):
     """FF0A answer: the archive's short record of one fiscal document."""
 
@@ -164,46 +159,29 @@ class FoundDocument(Answer):
     data: bytes = wire(Raw)  # type-specific, see `details`
 
     def details(self) -> DocumentDetails | None:
-        """Decode ``data`` for the common document types; None for the others."""
-        data = self.data
-        kind = self.document_type
-        if (
-            kind in (FiscalDocumentType.REGISTRATION, FiscalDocumentType.REREGISTRATION)
-            and len(data) >= 34
-        ):
-            return RegistrationDetails(
-                inn=data[:12].decode("ascii", "replace").strip(),
-                rnm=data[12:32].decode("ascii", "replace").strip(),
-                tax_systems=TaxSystem(data[32]),
-                work_mode=data[33],
-                extra=data[34:],
-            )
-        if (
-            kind in (FiscalDocumentType.SHIFT_OPEN, FiscalDocumentType.SHIFT_CLOSE)
-            and len(data) >= 2
-        ):
-            return ShiftDetails(int.from_bytes(data[:2], "little"))
-        if (
-            kind
-            in (
-                FiscalDocumentType.RECEIPT,
-                FiscalDocumentType.BSO,
-                FiscalDocumentType.CORRECTION_RECEIPT,
-                FiscalDocumentType.CORRECTION_BSO,
-            )
-            and len(data) >= 6
-            and data[0] in OperationType._value2member_map_
-        ):
-            return ReceiptDetails(OperationType(data[0]), int.from_bytes(data[1:6], "little"))
-        if kind == FiscalDocumentType.STATE_REPORT and len(data) >= 7:
-            return StateReportDetails(
-                int.from_bytes(data[:4], "little"), DateYMD().parse(data[4:7])
-            )
-        return None
+        """Decode ``data`` for the common document types; None for the others (or when the
+        data is too short for its type)."""
+        kind = _DETAILS.get(self.document_type)
+        try:
+            return None if kind is None else kind.decode_data(self.data)
+        except CodecError:
+            return None
+
+
+_DETAILS: dict[int, type[DocumentDetails]] = {
+    FiscalDocumentType.REGISTRATION: RegistrationDetails,
+    FiscalDocumentType.REREGISTRATION: RegistrationDetails,
+    FiscalDocumentType.SHIFT_OPEN: ShiftDetails,
+    FiscalDocumentType.SHIFT_CLOSE: ShiftDetails,
+    FiscalDocumentType.RECEIPT: ReceiptDetails,
+    FiscalDocumentType.BSO: ReceiptDetails,
+    FiscalDocumentType.CORRECTION_RECEIPT: ReceiptDetails,
+    FiscalDocumentType.CORRECTION_BSO: ReceiptDetails,
+    FiscalDocumentType.STATE_REPORT: StateReportDetails,
+}
 
 
 @_fn_request(0xFF0A)
-@dataclass(frozen=True, slots=True)
 class FindDocument(Request[FoundDocument]):
     password: int = wire(U32)
     number: int = wire(U32)
@@ -213,7 +191,6 @@ class FindDocument(Request[FoundDocument]):
 
 
 @_fn_request(0xFF41, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginOpenShift(Request[Empty]):
     """Start opening a shift; send cashier tags with FF0C, then `FnOpenShift`."""
 
@@ -221,7 +198,6 @@ class BeginOpenShift(Request[Empty]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShiftOpened(Answer):
     shift_number: int = wire(U16)
     document_number: int = wire(U32)
@@ -229,19 +205,16 @@ class ShiftOpened(Answer):
 
 
 @_fn_request(0xFF0B, repeatable=False, timeout=100.0)
-@dataclass(frozen=True, slots=True)
 class FnOpenShift(Request[ShiftOpened]):
     password: int = wire(U32)
 
 
 @_fn_request(0xFF42, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginCloseShift(Request[Empty]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShiftClosed(Answer):
     shift_number: int = wire(U16)
     document_number: int = wire(U32)
@@ -250,13 +223,11 @@ class ShiftClosed(Answer):
 
 
 @_fn_request(0xFF43, repeatable=False, timeout=65.0)
-@dataclass(frozen=True, slots=True)
 class FnCloseShift(Request[ShiftClosed]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ShiftParams(Answer):
     shift_open: bool = wire(Bool)
     shift_number: int = wire(U16)
@@ -264,7 +235,6 @@ class ShiftParams(Answer):
 
 
 @_fn_request(0xFF40)
-@dataclass(frozen=True, slots=True)
 class GetShiftParams(Request[ShiftParams]):
     password: int = wire(U32)
 
@@ -273,7 +243,6 @@ class GetShiftParams(Request[ShiftParams]):
 
 
 @_fn_request(0xFF0C, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class SendTlv(Request[Empty]):
     """Receipt- or document-level TLV (e.g. 1008 buyer contact, 1021 cashier).  At most 249 bytes
     fit a frame; repeating it would add the tags twice."""
@@ -283,7 +252,6 @@ class SendTlv(Request[Empty]):
 
 
 @_fn_request(0xFF4D, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class SendOperationTlv(Request[Empty]):
     """TLV bound to the last operation (FF46), e.g. 1023 quantity, 2108 measure."""
 
@@ -295,13 +263,11 @@ class SendOperationTlv(Request[Empty]):
 
 
 @_fn_request(0xFF35, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginCorrectionReceipt(Request[Empty]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class CorrectionReceiptMade(Answer):
     receipt_number: int = wire(U16)
     document_number: int = wire(U32)
@@ -310,7 +276,6 @@ class CorrectionReceiptMade(Answer):
 
 
 @_fn_request(0xFF36, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class MakeCorrectionReceipt(Request[CorrectionReceiptMade]):
     password: int = wire(U32)
     total: int = wire(Money5)
@@ -318,13 +283,11 @@ class MakeCorrectionReceipt(Request[CorrectionReceiptMade]):
 
 
 @_fn_request(0xFF37, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class BeginStateReport(Request[Empty]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class StateReport(Answer):
     document_number: int = wire(U32)
     fiscal_sign: int = wire(U32)
@@ -334,7 +297,6 @@ class StateReport(Answer):
 
 
 @_fn_request(0xFF38, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class MakeStateReport(Request[StateReport]):
     password: int = wire(U32)
 
@@ -343,7 +305,6 @@ class MakeStateReport(Request[StateReport]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class OfdExchangeStatus(Answer):
     status: int = wire(U8)  # `OfdStatus` bits
     reading_message: bool = wire(Bool)
@@ -353,19 +314,16 @@ class OfdExchangeStatus(Answer):
 
 
 @_fn_request(0xFF39)
-@dataclass(frozen=True, slots=True)
 class GetOfdExchangeStatus(Request[OfdExchangeStatus]):
     password: int = wire(U32)
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class UnconfirmedCount(Answer):
     count: int = wire(U16)
 
 
 @_fn_request(0xFF3F)
-@dataclass(frozen=True, slots=True)
 class GetUnconfirmedCount(Request[UnconfirmedCount]):
     password: int = wire(U32)
 
@@ -374,7 +332,6 @@ class GetUnconfirmedCount(Request[UnconfirmedCount]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class DocumentTlvHeader(Answer):
     """FF3A answer: the document's STLV tag (its FFD type, 3 = receipt) and its value's length."""
 
@@ -383,7 +340,6 @@ class DocumentTlvHeader(Answer):
 
 
 @_fn_request(0xFF3A)
-@dataclass(frozen=True, slots=True)
 class RequestDocumentTlv(Request[DocumentTlvHeader]):
     """Start reading fiscal document ``number`` as TLV; FF3B then returns it block by block."""
 
@@ -392,7 +348,6 @@ class RequestDocumentTlv(Request[DocumentTlvHeader]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class DocumentTlvBlock(Answer):
     data: bytes = wire(Raw)
 
@@ -401,7 +356,6 @@ class DocumentTlvBlock(Answer):
 # A reader that loses an answer starts over with FF3A (JavaPOS ``DIOReadDocumentTLV`` reads
 # blocks until it holds FF3A's length; past the end the FN answers 08h, "no requested data").
 @_fn_request(0xFF3B, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class ReadDocumentTlv(Request[DocumentTlvBlock]):
     password: int = wire(U32)
 
@@ -410,7 +364,6 @@ class ReadDocumentTlv(Request[DocumentTlvBlock]):
 
 
 @answer
-@dataclass(frozen=True, slots=True)
 class ReceiptClosed(Answer):
     change: int = wire(Money5)
     document_number: int = wire(U32)
@@ -425,7 +378,6 @@ TAX_SLOTS = 6
 
 
 @_fn_request(0xFF45, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class CloseReceiptV2(Request[ReceiptClosed]):
     """Close the open receipt: payments (kopecks), rounding (<= 99), tax sums, tax system."""
 
@@ -438,7 +390,6 @@ class CloseReceiptV2(Request[ReceiptClosed]):
 
 
 @_fn_request(0xFF46, repeatable=False)
-@dataclass(frozen=True, slots=True)
 class OperationV2(Request[Empty]):
     """One item line.  ``amount``/``tax_amount`` None send FF×5: the register computes them."""
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import FrameError
+from ..line import BadFrame, FrameReader, Junk
 
 STX = 0x02
 ENQ = 0x05
@@ -121,32 +122,13 @@ class Control:
     byte: ControlByte
 
 
-@dataclass(frozen=True, slots=True)
-class BadFrame:
-    """Bytes that started as a frame (STX) but are not a good one."""
-
-    raw: bytes
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Junk:
-    """Bytes outside any frame that are not control bytes."""
-
-    data: bytes
-
-
 Token = Frame | Control | BadFrame | Junk
 
 _CONTROL = {b: ControlByte(b) for b in (ENQ, ACK, NAK, FILLER)}
 
 
-class Deframer:
-    """Incremental tokenizer of a Shtrih byte stream.
-
-    Feed it any chunks; it returns the tokens completed so far and keeps a partial frame for the
-    next call.  Time is not its business: a link that wants to drop a partial frame after the byte
-    timeout calls `drop_partial`.
+class Deframer(FrameReader[Token]):
+    """Incremental tokenizer of a Shtrih byte stream (`FrameReader`).
 
     ``rescan`` chooses what happens after a bad frame.  A device reads LEN+1 bytes and NAKs, so
     the link layer consumes the whole claimed frame (``rescan=False``).  A log decoder would rather
@@ -154,32 +136,14 @@ class Deframer:
     at the next 02 inside the bad frame, and the bad token covers only the bytes before it.
     """
 
-    __slots__ = ("_buffer", "_rescan")
+    __slots__ = ("_rescan",)
 
     def __init__(self, *, rescan: bool = True) -> None:
-        self._buffer = bytearray()
+        super().__init__()
         self._rescan = rescan
 
-    @property
-    def has_partial(self) -> bool:
-        """True while a frame has started (STX seen) but is not complete."""
-        return bool(self._buffer)
-
-    @property
-    def partial(self) -> bytes:
-        """The bytes of the frame in progress (empty when none)."""
-        return bytes(self._buffer)
-
-    def drop_partial(self, reason: str = "byte timeout") -> BadFrame | None:
-        """Forget a partial frame (the byte timeout expired) and say what was dropped."""
-        if not self._buffer:
-            return None
-        dropped = BadFrame(bytes(self._buffer), f"{reason} after {len(self._buffer)} bytes")
-        self._buffer.clear()
-        return dropped
-
     def feed(self, data: bytes) -> list[Token]:
-        buffer = self._buffer
+        buffer = self._raw
         buffer += data
         tokens: list[Token] = []
         position = 0
@@ -228,10 +192,3 @@ class Deframer:
             tokens.append(Junk(bytes(buffer[junk_start:position])))
         del buffer[:position]
         return tokens
-
-
-def deframe(data: bytes, *, rescan: bool = True) -> tuple[list[Token], bytes]:
-    """Tokenize a whole capture; return the tokens and any incomplete tail."""
-    deframer = Deframer(rescan=rescan)
-    tokens = deframer.feed(data)
-    return tokens, deframer.partial

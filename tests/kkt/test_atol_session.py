@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import pytest
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import Service
-from kkt.protocols.atol.link import DeviceSettings, HostSettings, TaskBuffer
+from kkt.protocols.atol.link import DeviceSettings, HostSettings
+from kkt.protocols.atol.tasks import TaskBuffer
 from kkt.protocols.errors import LinkError
 
 from kkt.errors import TransportError

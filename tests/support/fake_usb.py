@@ -13,7 +13,8 @@ from typing import Any
 
 import usb.backend
 import usb.core
-from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, Role, ShtrihLink
+from kkt.protocols.shtrih.device import ShtrihDeviceLink
+from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings
 
 VID, PID = 0x1FC9, 0x0083
 OUT, IN = 0x01, 0x81
@@ -30,7 +31,7 @@ class FakeUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         # Other vendor devices on the bus, as (vid, pid): they take writes and never answer.
         self.silent = {f"silent-{i}": ids for i, ids in enumerate(silent)}
         self.written_to_silent: dict[tuple[int, int], int] = {}
-        self.link = ShtrihLink(Role.DEVICE, device=DeviceSettings(byte=0.25))
+        self.link = ShtrihDeviceLink(DeviceSettings(byte=0.25))
         self.outbox = bytearray()
         self.claimed: set[int] = set()
         self.opened = 0

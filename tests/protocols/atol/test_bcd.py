@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kkt.protocols.atol.bcd import bcd_max, decode_bcd, encode_bcd
 from kkt.protocols.errors import CodecError
+from kkt.protocols.fields import bcd_max, decode_bcd, encode_bcd
 
 # kurbatov/atol4j src/test/java/.../command/BinaryDecimalTest.java: these values round-trip
 # through Command.encode(n, 5) / Result.decode.

@@ -12,13 +12,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from construct import Construct, FormatField
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from kkt.protocols.atol.bcd import bcd_max
-from kkt.protocols.atol.charset import decode_text
+from kkt.protocols.atol.charset import FixedText, TailText, decode_text
 from kkt.protocols.atol.commands import (
     Answer,
-    Bcd,
     BeginItem,
     CancelReceipt,
     CashIn,
@@ -30,8 +29,6 @@ from kkt.protocols.atol.commands import (
     EndItem,
     EnterMode,
     ExitMode,
-    FixedText,
-    Flag,
     FnDocumentData,
     FnDocumentSize,
     FnOfdStatus,
@@ -53,24 +50,17 @@ from kkt.protocols.atol.commands import (
     Payment,
     PaymentAnswer,
     PrintLine,
-    RawBytes,
     ReadLastDocument,
     ReadRegister,
     RegisterItem,
     RegisterValue,
     Report,
     Request,
-    Reserved,
     SetDate,
     SetDateTime,
-    Stamp,
     StateCode,
     Status,
-    TailBytes,
-    TailText,
-    UInt,
     UnknownCommand,
-    Wire,
     WriteTlv,
     ZReport,
     answer_header,
@@ -93,6 +83,8 @@ from kkt.protocols.atol.modes import (
     split_mode,
 )
 from kkt.protocols.errors import CodecError, DeviceError
+from kkt.protocols.fields import Bcd, Bool, Bytes, Stamp, Tail, TailBytes, bcd_max
+from kkt.protocols.message import wire_fields
 
 ALL_REQUESTS = sorted(request_types().values(), key=lambda c: (c.CODE, c.PREFIX))
 REQUEST_IDS = [f"{c.CODE:02X}{c.PREFIX.hex()}-{c.__name__}" for c in ALL_REQUESTS]
@@ -441,23 +433,26 @@ def test_short_or_bad_password(block: str) -> None:
         decode_request(h(block))
 
 
-def _fixed_size(layout: Any) -> int:
-    return sum(wire.size or 0 for _, wire in layout)
+def _fixed_size(cls: type) -> int:
+    return sum(
+        reserved + (0 if isinstance(con, Tail) else con.sizeof())
+        for _, con, reserved in wire_fields(cls)
+    )
 
 
-def _has_tail(layout: Any) -> bool:
-    return any(wire.size is None for _, wire in layout)
+def _has_tail(cls: type) -> bool:
+    return any(isinstance(con, Tail) for _, con, _ in wire_fields(cls))
 
 
 @pytest.mark.parametrize("cls", ALL_REQUESTS, ids=REQUEST_IDS)
 def test_truncated_and_extra_request_bytes(cls: type[Request[Any]]) -> None:
     block = example(cls).encode()
     head = 3 + len(cls.PREFIX)
-    fixed = _fixed_size(cls.LAYOUT)
+    fixed = _fixed_size(cls)
     if fixed:
         with pytest.raises(CodecError):
             decode_request(block[: head + fixed - 1])
-    if not _has_tail(cls.LAYOUT):
+    if not _has_tail(cls):
         with pytest.raises(CodecError, match="extra byte"):
             decode_request(block + b"\x00")
 
@@ -467,11 +462,11 @@ def test_truncated_and_extra_answer_bytes(cls: type[Request[Any]]) -> None:
     request_ = example(cls)
     reply = encode_answer(cls.CODE, example_answer(cls.ANSWER))
     head = len(answer_header(cls.CODE))
-    fixed = _fixed_size(cls.ANSWER.LAYOUT)
+    fixed = _fixed_size(cls.ANSWER)
     if fixed:
         with pytest.raises(CodecError):
             request_.decode_answer(reply[: head + fixed - 1])
-    if not _has_tail(cls.ANSWER.LAYOUT):
+    if not _has_tail(cls.ANSWER):
         with pytest.raises(CodecError, match="extra byte"):
             request_.decode_answer(reply + b"\x00")
     with pytest.raises(CodecError):
@@ -507,6 +502,19 @@ def test_reply_of_another_kind_is_a_codec_error() -> None:
 def test_values_no_field_holds(request_: Request[Any]) -> None:
     with pytest.raises(CodecError):
         request_.encode()
+
+
+def test_bad_values_name_the_field() -> None:
+    with pytest.raises(
+        CodecError, match=r"^EnterMode\.mode = 256 does not fit 1 byte \(0\.\.255\)$"
+    ):
+        EnterMode(0, 256, 30).encode()
+    with pytest.raises(
+        CodecError, match=r"^CashIn\.amount = 10000000000: .* does not fit 5 BCD bytes"
+    ):
+        CashIn(0, 0, 10**10).encode()
+    with pytest.raises(CodecError, match=r"^GetStatus\.password: .*does not fit 2 BCD bytes"):
+        GetStatus(10000).encode()
 
 
 def test_bad_dates_in_answers() -> None:
@@ -570,14 +578,12 @@ def test_class_attributes() -> None:
 _TEXT_ALPHABET = sorted({decode_text(bytes((b,))) for b in range(1, 256)})
 
 
-def _wire_strategy(wire: Wire) -> st.SearchStrategy[Any]:
+def _wire_strategy(wire: Construct) -> st.SearchStrategy[Any]:
     if isinstance(wire, Bcd):
-        assert wire.size is not None
         return st.integers(0, bcd_max(wire.size))
-    if isinstance(wire, UInt):
-        assert wire.size is not None
-        return st.integers(0, (1 << (8 * wire.size)) - 1)
-    if isinstance(wire, Flag):
+    if isinstance(wire, FormatField):
+        return st.integers(0, (1 << (8 * wire.length)) - 1)
+    if isinstance(wire, Bool):
         return st.booleans()
     if isinstance(wire, FixedText):
         return st.text(alphabet=_TEXT_ALPHABET, max_size=wire.size)
@@ -585,8 +591,8 @@ def _wire_strategy(wire: Wire) -> st.SearchStrategy[Any]:
         return st.text(alphabet=_TEXT_ALPHABET, max_size=40)
     if isinstance(wire, TailBytes):
         return st.binary(max_size=40)
-    if isinstance(wire, RawBytes):
-        return st.binary(min_size=wire.size or 0, max_size=wire.size)
+    if isinstance(wire, Bytes):
+        return st.binary(min_size=wire.size, max_size=wire.size)
     if isinstance(wire, Stamp):
         if wire.is_datetime:
             stamps: st.SearchStrategy[Any] = st.datetimes(
@@ -598,44 +604,42 @@ def _wire_strategy(wire: Wire) -> st.SearchStrategy[Any]:
     raise AssertionError(f"no strategy for {wire!r}")
 
 
-def _strategy(cls: type, layout: Any, **extra: Any) -> st.SearchStrategy[Any]:
-    fields = {name: _wire_strategy(wire) for name, wire in layout if name}
+def _strategy(cls: type, **extra: Any) -> st.SearchStrategy[Any]:
+    fields = {name: _wire_strategy(wire) for name, wire, _ in wire_fields(cls)}
     return st.builds(cls, **extra, **fields)
 
 
 def request_strategy(cls: type[Request[Any]]) -> st.SearchStrategy[Request[Any]]:
-    return _strategy(cls, cls.LAYOUT, password=st.integers(0, 9999))
+    return _strategy(cls, password=st.integers(0, 9999))
 
 
 def answer_strategy(cls: type[Answer]) -> st.SearchStrategy[Answer]:
-    return _strategy(cls, cls.LAYOUT)
+    return _strategy(cls)
 
 
 def example(cls: type[Request[Any]]) -> Request[Any]:
     """A valid request of ``cls`` with every fixed field filled."""
-    values = {name: _example_value(wire) for name, wire in cls.LAYOUT if name}
+    values = {name: _example_value(wire) for name, wire, _ in wire_fields(cls)}
     return cls(1, **values)
 
 
 def example_answer(cls: type[Answer]) -> Answer:
-    return cls(**{name: _example_value(wire) for name, wire in cls.LAYOUT if name})
+    return cls(**{name: _example_value(wire) for name, wire, _ in wire_fields(cls)})
 
 
-def _example_value(wire: Wire) -> Any:
-    if isinstance(wire, Bcd | UInt):
+def _example_value(wire: Construct) -> Any:
+    if isinstance(wire, Bcd | FormatField):
         return 1
-    if isinstance(wire, Flag):
+    if isinstance(wire, Bool):
         return True
     if isinstance(wire, FixedText | TailText):
         return "ab"
     if isinstance(wire, TailBytes):
         return b"\x01\x02"
-    if isinstance(wire, RawBytes):
-        return bytes(wire.size or 0)
-    if isinstance(wire, Stamp):
-        return dt.datetime(2024, 3, 15, 12, 30) if wire.is_datetime else dt.date(2024, 3, 15)
-    assert isinstance(wire, Reserved)
-    return None
+    if isinstance(wire, Bytes):
+        return bytes(wire.size)
+    assert isinstance(wire, Stamp)
+    return dt.datetime(2024, 3, 15, 12, 30) if wire.is_datetime else dt.date(2024, 3, 15)
 
 
 @pytest.mark.parametrize("cls", ALL_REQUESTS, ids=REQUEST_IDS)

@@ -37,28 +37,23 @@ from kkt.protocols.atol.buffer import (
     decode_buffer_command,
     decode_buffer_reply,
 )
+from kkt.protocols.atol.device import AtolDeviceLink
+from kkt.protocols.atol.host import HOST_FLAGS, AtolHostLink
 from kkt.protocols.atol.link import (
-    HOST_FLAGS,
-    AnswerReceived,
     AnswerTimeout,
-    AtolDeviceLink,
-    AtolHostLink,
-    CommandFailed,
     DeviceSettings,
     Event,
     ExchangeTimeout,
     HostSettings,
-    LineNoise,
     NoReply,
-    TaskBuffer,
     TaskLost,
     TaskReady,
     TaskRefused,
-    TaskState,
-    reply_is_error,
 )
-from kkt.protocols.atol.packet import ASYNC_ID, Junk, Packet, deframe, encode_packet
+from kkt.protocols.atol.packet import ASYNC_ID, Packet, PacketDeframer, encode_packet
+from kkt.protocols.atol.tasks import TaskBuffer, TaskState, reply_is_error
 from kkt.protocols.errors import CodecError
+from kkt.protocols.line import AnswerReceived, CommandFailed, Junk, LineNoise
 
 EVENT_TYPES = (AnswerReceived, CommandFailed, TaskReady, LineNoise)
 CMD = b"\x00\x00\x80\x01"  # pwd 0000, a made-up code 80, one parameter
@@ -69,7 +64,7 @@ SETTINGS = HostSettings(packet=0.5, packet_tries=3, poll=0.2, abort_on_open=True
 
 
 def packets(data: bytes) -> list[Packet]:
-    tokens, rest = deframe(data)
+    tokens, rest = PacketDeframer().read_all(data)
     assert not rest and all(isinstance(t, Packet) for t in tokens), tokens
     return [t for t in tokens if isinstance(t, Packet)]
 
@@ -152,7 +147,7 @@ def test_first_command_aborts_then_adds_then_acks_with_consecutive_packet_ids() 
     assert host.expect(Ack(0)) == 2
     assert not host.events
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
     assert not host.link.busy and host.link.get_timer() is None
     # The next command: no Abort, the next packet ID and the next TID.
     host.send(CMD2)
@@ -167,7 +162,7 @@ def test_an_error_reply_is_an_answer_for_the_command_layer() -> None:
     host.answer(Error(b"\x55\x8c\x00"))
     host.expect(Ack(0))
     host.answer(Error())
-    assert host.outcome() == AnswerReceived(b"\x55\x8c\x00")
+    assert host.outcome() == AnswerReceived(CMD, b"\x55\x8c\x00")
 
 
 @pytest.mark.parametrize("status", [Pending(), InProgress(), Waiting()])
@@ -186,7 +181,7 @@ def test_a_queued_task_ends_with_an_async_packet_for_its_tid(status: BufferReply
     host.feed(encode_packet(ASYNC_ID, AsyncError(0, b"\x55\x67\x00").encode()))
     host.expect(Ack(0))
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(b"\x55\x67\x00")
+    assert host.outcome() == AnswerReceived(CMD, b"\x55\x67\x00")
 
 
 def test_a_queued_task_is_polled_with_req_until_it_ends() -> None:
@@ -203,7 +198,7 @@ def test_a_queued_task_is_polled_with_req_until_it_ends() -> None:
     host.answer(Result(REPLY))
     host.expect(Ack(0))
     host.answer(NotFound())  # "already free" (a repeated Ack): fine
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
 
 
 def test_packet_ids_wrap_after_df_and_tids_too() -> None:
@@ -298,7 +293,7 @@ def test_already_exists_to_a_resent_add_means_the_first_copy_was_taken() -> None
     host.answer(Result(REPLY))
     host.expect(Ack(0))
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
 
 
 def test_already_exists_to_a_first_add_is_someone_elses_tid() -> None:
@@ -311,7 +306,7 @@ def test_already_exists_to_a_first_add_is_someone_elses_tid() -> None:
     host.answer(Result(REPLY))
     host.expect(Ack(1))
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
 
 
 def test_tid_clashes_are_bounded() -> None:
@@ -361,7 +356,7 @@ def test_a_fresh_link_sends_no_abort_by_default() -> None:
     host.answer(Result(REPLY))
     host.expect(Ack(0))
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
 
 
 def test_a_refusal_of_a_resent_add_proves_nothing_about_the_first_copy() -> None:
@@ -404,7 +399,7 @@ def test_not_found_for_an_add_never_confirmed_adds_a_query_again() -> None:
     host.answer(Result(REPLY))
     host.expect(Ack(0))
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
 
 
 def test_not_found_never_adds_a_state_changing_command_again() -> None:
@@ -433,7 +428,7 @@ def test_a_reconnect_asks_for_a_task_that_arrived() -> None:
     host.answer(Result(REPLY))
     host.expect(Ack(0))
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
 
 
 @pytest.mark.parametrize("repeatable", [False, True])
@@ -535,7 +530,7 @@ def test_the_same_command_again_resumes_its_task() -> None:
     host.answer(Result(REPLY))
     host.expect(Ack(0))
     host.answer(Result())
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
 
 
 def test_an_ack_without_reply_still_delivers_the_answer() -> None:
@@ -548,7 +543,7 @@ def test_an_ack_without_reply_still_delivers_the_answer() -> None:
     for _ in range(SETTINGS.packet_tries):
         host.tick()
         host.link.data_to_send()
-    assert host.outcome() == AnswerReceived(REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)
     # Not resumable (the caller has its answer): the same bytes are a new command.
     host.send(CMD)
     host.expect(Req(0))
@@ -960,7 +955,7 @@ def test_host_chunking_changes_nothing(chunks: list[bytes]) -> None:
     events, out = run(chunks)
     whole, whole_out = run([_host_stream()])
     assert _merged(events) == _merged(whole) and out == whole_out
-    assert events[-1] == AnswerReceived(REPLY)
+    assert events[-1] == AnswerReceived(CMD, REPLY)
 
 
 @settings(max_examples=200, deadline=None)

@@ -21,19 +21,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from kkt.protocols.atol.link import (
-    AnswerReceived,
-    AtolDeviceLink,
-    AtolHostLink,
-    CommandFailed,
-    DeviceSettings,
-    Event,
-    HostSettings,
-    Task,
-    TaskBuffer,
-    TaskReady,
-    reply_is_error,
-)
+from kkt.protocols.atol.device import AtolDeviceLink
+from kkt.protocols.atol.host import AtolHostLink
+from kkt.protocols.atol.link import DeviceSettings, Event, HostSettings, TaskReady
+from kkt.protocols.atol.tasks import Task, TaskBuffer, reply_is_error
+from kkt.protocols.line import AnswerReceived, CommandFailed
 from support.line import LineFaults, SimulatedChannel
 
 PWD = b"\x00\x00"

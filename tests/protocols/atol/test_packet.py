@@ -13,14 +13,11 @@ from kkt.protocols.atol.packet import (
     MAX_DATA,
     MAX_PACKET,
     MAX_REQUEST_ID,
-    BadPacket,
-    Junk,
     Packet,
     PacketDeframer,
     Token,
     crc8,
     decode_packet,
-    deframe,
     encode_packet,
     escape,
     is_valid_id,
@@ -28,6 +25,7 @@ from kkt.protocols.atol.packet import (
     unescape,
 )
 from kkt.protocols.errors import FrameError
+from kkt.protocols.line import BadFrame, Junk
 
 # Golden packets from the fact sheet (atol-protocol.md §1.3), each with the sheet's source.
 # The sheet recomputed every CRC with poly 0x31 / init 0xFF over ID + DATA.
@@ -177,7 +175,7 @@ def test_crc_over_escaped_bytes_is_selectable() -> None:
     deframer = PacketDeframer(crc_over_escaped=True)
     assert deframer.feed(escaped + unescaped) == [
         Packet(0x05, data),
-        BadPacket(unescaped, _crc_reason(unescaped[-1], escaped[-1])),
+        BadFrame(unescaped, _crc_reason(unescaped[-1], escaped[-1])),
     ]
 
 
@@ -320,7 +318,7 @@ def test_deframer_junk_inside_a_packet_loses_only_that_packet(feed: Feeder) -> N
     tokens = _merge_junk(feed(GOLDEN_RAW[0] + damaged + GOLDEN_RAW[2]))
     assert tokens == [
         GOLDEN_PACKETS[0],
-        BadPacket(damaged[:-1], _crc_reason(0xA5, packet_crc(0x07, damaged[4:10]))),
+        BadFrame(damaged[:-1], _crc_reason(0xA5, packet_crc(0x07, damaged[4:10]))),
         Junk(damaged[-1:]),
         GOLDEN_PACKETS[2],
     ]
@@ -332,7 +330,7 @@ def test_deframer_fe_interrupting_a_packet_starts_a_new_one(feed: Feeder) -> Non
     tokens = feed(GOLDEN_RAW[0] + cut + GOLDEN_RAW[2] + GOLDEN_RAW[6])
     assert tokens == [
         GOLDEN_PACKETS[0],
-        BadPacket(cut, "interrupted after 7 bytes by FE (the start of the next packet)"),
+        BadFrame(cut, "interrupted after 7 bytes by FE (the start of the next packet)"),
         GOLDEN_PACKETS[2],
         GOLDEN_PACKETS[6],
     ]
@@ -345,7 +343,7 @@ def test_deframer_fe_interrupts_at_every_stage(feed: Feeder, length: int) -> Non
     cut = GOLDEN_RAW[7][:length]
     tokens = feed(cut + GOLDEN_RAW[7])
     assert tokens == [
-        BadPacket(cut, f"interrupted after {length} bytes by FE (the start of the next packet)"),
+        BadFrame(cut, f"interrupted after {length} bytes by FE (the start of the next packet)"),
         GOLDEN_PACKETS[7],
     ]
 
@@ -354,7 +352,7 @@ def test_deframer_fe_interrupts_at_every_stage(feed: Feeder, length: int) -> Non
 def test_deframer_bad_crc(feed: Feeder) -> None:
     damaged = GOLDEN_RAW[2][:-1] + b"\xfb"
     tokens = feed(damaged + GOLDEN_RAW[0])
-    assert tokens == [BadPacket(damaged, _crc_reason(0xFB, 0xFC)), GOLDEN_PACKETS[0]]
+    assert tokens == [BadFrame(damaged, _crc_reason(0xFB, 0xFC)), GOLDEN_PACKETS[0]]
 
 
 @pytest.mark.parametrize("feed", FEEDERS)
@@ -364,7 +362,7 @@ def test_deframer_bad_escape(feed: Feeder) -> None:
     raw = bytes.fromhex("FE 03 00 11 01 FD 02 03 44")
     tokens = _merge_junk(feed(raw + GOLDEN_RAW[0]))
     assert tokens == [
-        BadPacket(raw[:7], "bad escape FD 02: only FD EE (for FE) and FD ED (for FD) exist"),
+        BadFrame(raw[:7], "bad escape FD 02: only FD EE (for FE) and FD ED (for FD) exist"),
         Junk(raw[7:]),
         GOLDEN_PACKETS[0],
     ]
@@ -376,9 +374,9 @@ def test_deframer_bad_header(feed: Feeder) -> None:
     bad_id = bytes.fromhex("FE 01 00 E5")
     tokens = _merge_junk(feed(bad_len + b"\x06\xc4" + bad_id + b"\xc4\x58" + GOLDEN_RAW[0]))
     assert tokens == [
-        BadPacket(bad_len, "length byte LEN1 = 90 is not a 7-bit value"),
+        BadFrame(bad_len, "length byte LEN1 = 90 is not a 7-bit value"),
         Junk(b"\x06\xc4"),
-        BadPacket(bad_id, f"packet ID E5 is not allowed ({_ALLOWED})"),
+        BadFrame(bad_id, f"packet ID E5 is not allowed ({_ALLOWED})"),
         Junk(b"\xc4\x58"),
         GOLDEN_PACKETS[0],
     ]
@@ -392,7 +390,7 @@ def test_max_data_refuses_a_long_header_at_once() -> None:
     long_packet = encode_packet(0x03, bytes(9))
     tokens = _merge_junk(deframer.feed(long_packet + GOLDEN_RAW[0]))
     assert tokens == [
-        BadPacket(long_packet[:3], "LEN declares 9 data bytes, more than the 8 allowed"),
+        BadFrame(long_packet[:3], "LEN declares 9 data bytes, more than the 8 allowed"),
         Junk(long_packet[3:]),
         GOLDEN_PACKETS[0],
     ]
@@ -416,7 +414,7 @@ def test_partial_packet_kept_until_complete_or_dropped() -> None:
     assert deframer.feed(GOLDEN_RAW[1][5:]) == [GOLDEN_PACKETS[1]]
     assert not deframer.has_partial and deframer.partial == b""
     deframer.feed(b"\xfe\x02\x00")
-    assert deframer.drop_partial() == BadPacket(b"\xfe\x02\x00", "byte timeout after 3 bytes")
+    assert deframer.drop_partial() == BadFrame(b"\xfe\x02\x00", "byte timeout after 3 bytes")
     assert deframer.drop_partial() is None
     # A dropped packet leaves no trace: an escape half-read before the drop is forgotten too.
     deframer.feed(bytes.fromhex("FE 01 00 06 FD"))
@@ -425,7 +423,7 @@ def test_partial_packet_kept_until_complete_or_dropped() -> None:
 
 
 def test_deframe_returns_the_incomplete_tail() -> None:
-    tokens, tail = deframe(GOLDEN_RAW[0] + GOLDEN_RAW[1][:3])
+    tokens, tail = PacketDeframer().read_all(GOLDEN_RAW[0] + GOLDEN_RAW[1][:3])
     assert tokens == [GOLDEN_PACKETS[0]]
     assert tail == GOLDEN_RAW[1][:3]
 
@@ -465,7 +463,7 @@ def _wire_size(token: Token, over_escaped: bool) -> int:
     if isinstance(token, Packet):
         # The encoding is canonical, so a decoded packet re-encodes to the bytes it came from.
         return len(encode_packet(token.id, token.data, crc_over_escaped=over_escaped))
-    if isinstance(token, BadPacket):
+    if isinstance(token, BadFrame):
         return len(token.raw)
     return len(token.data)
 
@@ -497,7 +495,7 @@ def test_garbage_yields_tokens_and_accounts_for_every_byte(
     for chunk in chunks:
         tokens = deframer.feed(chunk)
         fed += len(chunk)
-        assert all(isinstance(t, Packet | BadPacket | Junk) for t in tokens)
+        assert all(isinstance(t, Packet | BadFrame | Junk) for t in tokens)
         assert all(t.data for t in tokens if isinstance(t, Junk))
         accounted += sum(_wire_size(t, over_escaped) for t in tokens)
         assert len(deframer.partial) <= 4 + 2 * max_data + 2 <= MAX_PACKET

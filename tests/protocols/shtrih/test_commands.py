@@ -346,3 +346,19 @@ def test_found_document_details() -> None:
     assert (details.inn, details.rnm, details.tax_systems, details.work_mode) == (
         "7707083893", "0000000001012345", TaxSystem.OSN, 0x21)  # fmt: skip
     assert fn.FoundDocument(99, False, None, 1, 1, b"").details() is None
+
+
+def test_cut_short_money_and_flags_are_refused() -> None:
+    # Bug fixed in the fold: construct's compiled BytesInteger and Flag read short data without a
+    # word, so 50h with a 4-byte amount decoded as a smaller sum and an FF04 answer without its
+    # last byte read "production" as True.
+    payload = classic.CashIn(password=30, amount=0x0102030405).encode()
+    with pytest.raises(CodecError, match=r"CashIn\.amount"):
+        decode_request(payload[:-1])
+    with pytest.raises(CodecError, match=r"FnVersion\.production"):
+        fn.GetFnVersion(password=30).decode_answer(b"\xff\x04\x00" + b"1234567890123456")
+
+
+def test_bad_values_name_the_field() -> None:
+    with pytest.raises(CodecError, match=r"ReadTable\.table = 256 does not fit 1 byte"):
+        classic.ReadTable(password=30, table=256, row=1, field=1).encode()

@@ -6,19 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kkt.protocols.errors import FrameError
+from kkt.protocols.line import BadFrame, Junk
 from kkt.protocols.shtrih.frame import (
     MAX_FRAME,
-    BadFrame,
     Control,
     ControlByte,
     Deframer,
     Frame,
-    Junk,
     Token,
     code_bytes,
     command_code,
     decode_frame,
-    deframe,
     encode_frame,
     lrc,
 )
@@ -200,7 +198,7 @@ def test_partial_frame_kept_until_complete_or_dropped() -> None:
 
 
 def test_deframe_returns_the_incomplete_tail() -> None:
-    tokens, tail = deframe(GOLDEN[0] + GOLDEN[1][:3])
+    tokens, tail = Deframer().read_all(GOLDEN[0] + GOLDEN[1][:3])
     assert tokens == [Frame(b"\xfc")]
     assert tail == GOLDEN[1][:3]
 

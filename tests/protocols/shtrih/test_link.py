@@ -1,4 +1,4 @@
-"""Unit tests of the Shtrih-M link state machine (`ShtrihLink`), one role at a time.
+"""Unit tests of the Shtrih-M link ends (`ShtrihHostLink`, `ShtrihDeviceLink`), one at a time.
 
 Each test plays the other end of the wire by hand: it feeds the bytes a host (or a device) would
 send and checks exactly what the link writes back and which events it reports.  Time is virtual:
@@ -18,24 +18,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kkt.protocols.errors import FrameError
-from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, MAX_FRAME, NAK, BadFrame, encode_frame
+from kkt.protocols.line import AnswerReceived, BadFrame, CommandFailed, LineNoise
+from kkt.protocols.shtrih.device import ShtrihDeviceLink
+from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, MAX_FRAME, NAK, encode_frame
+from kkt.protocols.shtrih.host import ShtrihHostLink
 from kkt.protocols.shtrih.link import (
     AnswerConfirmed,
     AnswerDropped,
     AnswerLost,
-    AnswerReceived,
-    CommandFailed,
     CommandReceived,
     DeviceSettings,
     EnqMode,
     HostSettings,
-    LineNoise,
     LinkReady,
     NoResponse,
     NotDelivered,
     OutcomeUnknown,
-    Role,
-    ShtrihLink,
     StaleAnswer,
 )
 
@@ -85,7 +83,7 @@ def bad_lrc(payload: bytes) -> bytes:
 class Side:
     """A link with a virtual clock: feed bytes, fire timers, collect what it writes."""
 
-    link: ShtrihLink
+    link: ShtrihHostLink | ShtrihDeviceLink
     now: float = 0.0
     events: list[object] = field(default_factory=list)
 
@@ -110,11 +108,11 @@ class Side:
 
 
 def host(settings_: HostSettings = FAST) -> Side:
-    return Side(ShtrihLink(Role.HOST, host=settings_))
+    return Side(ShtrihHostLink(settings_))
 
 
 def device(settings_: DeviceSettings = DEV) -> Side:
-    return Side(ShtrihLink(Role.DEVICE, device=settings_))
+    return Side(ShtrihDeviceLink(settings_))
 
 
 def of_type(events: list[object], kind: type) -> list[object]:
@@ -351,19 +349,20 @@ class TestDeviceMisuse:
         assert d.out() == b""
 
     def test_host_calls_on_device_link_raise(self) -> None:
-        """send_command and sync are host calls."""
+        """send_command and sync are host calls: the device class has neither (the roles were
+        a runtime check, RuntimeError, before the ends became two classes)."""
         d = device()
-        with pytest.raises(RuntimeError):
-            d.link.send_command(CMD_A, 0.0)
-        with pytest.raises(RuntimeError):
-            d.link.sync(0.0)
+        with pytest.raises(AttributeError):
+            d.link.send_command(CMD_A, 0.0)  # type: ignore[union-attr]
+        with pytest.raises(AttributeError):
+            d.link.sync(0.0)  # type: ignore[union-attr]
         assert d.out() == b""
 
     def test_device_call_on_host_link_raises(self) -> None:
-        """send_answer is a device call."""
+        """send_answer is a device call: the host class has none."""
         h = host()
-        with pytest.raises(RuntimeError):
-            h.link.send_answer(ANS_A, 0.0)
+        with pytest.raises(AttributeError):
+            h.link.send_answer(ANS_A, 0.0)  # type: ignore[union-attr]
 
 
 # -- HOST role: the normal exchange -----------------------------------------------------------
@@ -1029,13 +1028,13 @@ chunks = st.lists(
 )
 
 
-def _check(link: ShtrihLink, events: list[object]) -> None:
+def _check(link: ShtrihHostLink | ShtrihDeviceLink, events: list[object]) -> None:
     for event in events:
         assert isinstance(event, EVENT_TYPES), event
     assert len(link._deframer.partial) < MAX_FRAME
 
 
-def _fire_until(link: ShtrihLink, now: float) -> None:
+def _fire_until(link: ShtrihHostLink | ShtrihDeviceLink, now: float) -> None:
     """Handle every timer due by ``now``; each must move the next timer strictly later."""
     for _ in range(10_000):
         timer = link.get_timer()
@@ -1052,7 +1051,7 @@ def _fire_until(link: ShtrihLink, now: float) -> None:
 def test_host_survives_arbitrary_input(chunks: list[tuple[bytes, float, bool]]) -> None:
     """HOST: any bytes in any chunks -> no exception, only link events, a busy host keeps a
     timer, the partial frame stays under 258 bytes, and a silent line then ends the exchange."""
-    link = ShtrihLink(Role.HOST, host=FAST)
+    link = ShtrihHostLink(FAST)
     now = 0.0
     link.send_command(CMD_A, now)
     commands = [CMD_B, CMD_FF46, CMD_A]
@@ -1074,7 +1073,7 @@ def test_host_survives_arbitrary_input(chunks: list[tuple[bytes, float, bool]]) 
 def test_device_survives_arbitrary_input(chunks: list[tuple[bytes, float, bool]]) -> None:
     """DEVICE: any bytes in any chunks (answering when executing) -> no exception, only link
     events, and the partial frame stays under 258 bytes."""
-    link = ShtrihLink(Role.DEVICE, device=DEV)
+    link = ShtrihDeviceLink(DEV)
     now = 0.0
     for data, gap, answer in chunks:
         now += gap
@@ -1113,7 +1112,7 @@ def test_no_input_keeps_an_exchange_past_its_hard_bound(
 ) -> None:
     """Whatever arrives, when, and however often it repeats, every exchange ends (answer or
     typed failure) no later than `HostSettings.exchange_limit` after it began."""
-    link = ShtrihLink(Role.HOST, host=FAST)
+    link = ShtrihHostLink(FAST)
     now = started = 0.0
     link.send_command(CMD_A, now)
     bound = FAST.exchange_limit(FAST.answer)

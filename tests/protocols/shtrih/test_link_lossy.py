@@ -16,17 +16,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from kkt.protocols.line import AnswerReceived, CommandFailed
+from kkt.protocols.shtrih.device import ShtrihDeviceLink
+from kkt.protocols.shtrih.host import ShtrihHostLink
 from kkt.protocols.shtrih.link import (
-    AnswerReceived,
-    CommandFailed,
     CommandReceived,
     DeviceSettings,
     EnqMode,
     Event,
     HostSettings,
     OutcomeUnknown,
-    Role,
-    ShtrihLink,
 )
 from support.line import LineFaults, SimulatedChannel
 
@@ -84,8 +83,8 @@ class Device:
 
 @dataclass
 class Rig:
-    host: ShtrihLink
-    device_link: ShtrihLink
+    host: ShtrihHostLink
+    device_link: ShtrihDeviceLink
     device: Device
     up: SimulatedChannel
     down: SimulatedChannel
@@ -138,15 +137,12 @@ class Rig:
 def _make_rig(
     seed: int, faults: LineFaults, enq_mode: EnqMode, filler: bool, probe: float = 1.0
 ) -> Rig:
-    host = ShtrihLink(
-        Role.HOST,
-        host=HostSettings(
+    host = ShtrihHostLink(
+        HostSettings(
             ack=0.1, byte=0.1, quiet=0.15, answer=0.2, probe=probe, enq_mode=enq_mode, max_enq=20
         ),
     )
-    device_link = ShtrihLink(
-        Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.05, filler_after_ack=filler)
-    )
+    device_link = ShtrihDeviceLink(DeviceSettings(byte=0.05, confirm=0.05, filler_after_ack=filler))
     return Rig(
         host=host,
         device_link=device_link,

@@ -27,15 +27,9 @@ from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.errors import FrameError
 from kkt.protocols.shtrih import classic, fn
+from kkt.protocols.shtrih.device import ShtrihDeviceLink
 from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, NAK, STX, code_bytes, encode_frame
-from kkt.protocols.shtrih.link import (
-    CommandReceived,
-    DeviceSettings,
-    Event,
-    HostSettings,
-    Role,
-    ShtrihLink,
-)
+from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, Event, HostSettings
 from kkt.protocols.shtrih.message import request_types
 from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate, TaxSystem
 
@@ -410,7 +404,7 @@ class _FakeRegisterLine:
         self.now = 0.0
         self.personality = "honest"
         self.out = bytearray()
-        self.link = ShtrihLink(Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.2))
+        self.link = ShtrihDeviceLink(DeviceSettings(byte=0.05, confirm=0.2))
         self.exchange_deadline = math.inf  # virtual
         self.call_deadline = math.inf  # real
         self.exchanges = 0
@@ -451,7 +445,7 @@ class _FakeRegisterLine:
 
     def reopen(self) -> _FakeRegisterLine:
         """A new connection: the far end starts afresh."""
-        self.link = ShtrihLink(Role.DEVICE, device=DeviceSettings(byte=0.05, confirm=0.2))
+        self.link = ShtrihDeviceLink(DeviceSettings(byte=0.05, confirm=0.2))
         self.out.clear()
         return self
 

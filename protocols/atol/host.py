@@ -1,0 +1,655 @@
+"""The host end of an ATOL v3 link: `AtolHostLink`, one command at a time.
+
+The link rule (`kkt.protocols.atol.link`): a host class and a device class, sharing only framing.
+
+Exactly-once rules
+------------------
+Every request packet carries the next packet ID (00..DF, wrapping).  A packet is sent again,
+byte for byte, when no reply with its ID came within ``HostSettings.packet`` seconds or the
+device sent an empty packet with that ID ("repeat", fact sheet §1.3); replies with any other ID
+are stale and ignored, and so is a corrupt packet (our own timeout resends).  A command is an
+exchange of several packets (fact sheet §1.4, "execution flow used by every implementation"):
+
+1. ``Abort`` -- only the first command of a fresh link, to clear tasks another session left;
+   skipped when the link holds an unresolved TID of its own (below);
+2. settle the unresolved TID of an earlier command whose exchange failed: ``Req`` until it
+   ends, then ``Ack`` -- so no slot of the device's buffer leaks;
+3. ``Add(NeedResult|IgnoreError, new TID, command)``: A3/A4 carry the reply inline; A1/A2/A8
+   mean "taken": wait for the asynchronous packet F0 (A6/A7 with our TID) and poll ``Req(TID)``;
+   B2 AlreadyExists for an Add sent more than once means the device took an earlier copy
+   (switch to ``Req``); B3 NotFound to a ``Req`` for a task whose Add was never confirmed means
+   the Add never arrived: add it again (Zzzzipper's rule, ``AtolTaskLayer.cpp`` after a TCP
+   reconnect);
+4. ``Ack(TID)`` frees the slot (B3 to a repeated Ack means it is already free: fine); then the
+   reply is reported.  (Not piggy-backed as ``AckAdd``: its reply layout has one source only,
+   MultiMag, and a separate Ack keeps every slot's life inside one exchange.)
+
+A command whose exchange fails after a packet of its Add left keeps its TID *unresolved*.  The
+next command settles it first (step 2) -- unless it is the very same command again: a caller
+retrying a failed command then *resumes* it, ``Req(TID)`` instead of a new Add, and gets the
+first run's reply if it ran (B3 for an Add never confirmed adds it, as above).  Retrying is
+therefore exactly-once.  `CommandFailed.error.maybe_executed` is False only when
+the device certainly did not take the task: no packet of the Add left, or the buffer refused it
+(B1 Overflow, B4 IllegalValue, A5 Stopped).  No exchange outlives
+``HostSettings.exchange_limit(answer_timeout)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from ..errors import CodecError, LinkError
+from ..line import AnswerReceived, CommandFailed, LineNoise, LinkEnd
+from .buffer import (
+    Abort,
+    Ack,
+    Add,
+    AlreadyExists,
+    AsyncError,
+    AsyncResult,
+    BufferReply,
+    Error,
+    IllegalValue,
+    InProgress,
+    NotFound,
+    Overflow,
+    Pending,
+    Req,
+    Result,
+    Stopped,
+    TaskFlags,
+    Waiting,
+    decode_buffer_reply,
+)
+from .link import (
+    AnswerTimeout,
+    ConnectionLost,
+    Event,
+    ExchangeTimeout,
+    HostSettings,
+    NoReply,
+    TaskLost,
+    TaskRefused,
+)
+from .packet import MAX_REQUEST_ID, Packet, PacketDeframer, Token, encode_packet
+
+# Every client in the fact sheet (§1.4) sends NeedResult|IgnoreError: the result is kept until
+# our Ack (that is what makes a lost reply recoverable) and one failed command never stops the
+# queue for the next.
+HOST_FLAGS = TaskFlags.NEED_RESULT | TaskFlags.IGNORE_ERROR
+# Hosts wrap TIDs like packet IDs (fact sheet §1.4: "TIDs 0…0xDF wrap").
+MAX_TID = MAX_REQUEST_ID
+
+
+class _Phase(enum.Enum):
+    ABORT = "abort"  # Abort: the first command of a fresh link
+    SETTLE = "settle"  # Req (then Ack) of an earlier command's unresolved TID
+    ADD = "add"  # Add sent, its reply awaited
+    WAIT = "wait"  # the task may be queued: F0 or Req polls
+    ACK = "ack"  # the outcome is known; Ack frees the slot
+
+
+@dataclass(slots=True)
+class _Request:
+    """One request packet in flight."""
+
+    packet_id: int
+    data: bytes
+    wire: bytes
+    due: float
+    sends: int = 1
+    timeouts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Unresolved:
+    """A task of a failed exchange the device may still hold."""
+
+    tid: int
+    command: bytes
+    confirmed: bool  # the device had said it holds the task
+    resumable: bool  # the caller never got its outcome: the same command again resumes it
+
+
+@dataclass(slots=True)
+class _Exchange:
+    command: bytes
+    answer_timeout: float
+    repeatable: bool
+    limit: float
+    give_up_at: float
+    tid: int
+    phase: _Phase = _Phase.ABORT
+    settle_tid: int = 0
+    settle_ack: bool = False  # settling: Ack sent (the task had ended)
+    settle_due: float = math.inf
+    add_sent: bool = False  # a packet of the Add under ``tid`` left
+    add_confirmed: bool = False  # the device said it holds the task (A1..A5, B2)
+    readds: int = 0
+    earlier_add: bool = False  # an Add under this TID left in an earlier exchange (resumed)
+    tid_changes: int = 0
+    answer_due: float = math.inf
+    poll_at: float | None = None
+    answer: bytes | None = None  # the reply, reported after its Ack
+    refusal: LinkError | None = None  # A5: reported (after its Ack) instead of a reply
+    cleared_full_buffer: bool = False  # B1 to our first Add: an Abort cleared the buffer once
+
+
+class AtolHostLink(LinkEnd[Token, Event]):
+    """The host end of an ATOL v3 link; see the module docstring for the rules."""
+
+    def __init__(self, settings: HostSettings | None = None) -> None:
+        self.settings = settings or HostSettings()
+        super().__init__(self._new_deframer(), None)  # a partial packet: our timeout resends
+        self._packet_id = MAX_REQUEST_ID  # the first packet gets 00
+        self._tid = MAX_TID  # the first task gets TID 00
+        self._fresh = True
+        self._unresolved: _Unresolved | None = None
+        self._exchange: _Exchange | None = None
+        self._request: _Request | None = None
+
+    def _new_deframer(self) -> PacketDeframer:
+        return PacketDeframer(crc_over_escaped=self.settings.crc_over_escaped)
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A command is in progress."""
+        return self._exchange is not None
+
+    @property
+    def unresolved_tid(self) -> int | None:
+        """The TID of an earlier command the device may still hold; the next command settles it."""
+        return None if self._unresolved is None else self._unresolved.tid
+
+    def _deadlines(self) -> tuple[float | None, ...]:
+        exchange = self._exchange
+        if exchange is None:
+            return ()
+        request = exchange.poll_at if self._request is None else self._request.due
+        return exchange.give_up_at, request, self._task_due(exchange)
+
+    def send_command(
+        self, command: bytes, now: float, *, answer_timeout: float, repeatable: bool
+    ) -> None:
+        """Start one command: ``pwd(2) code params…``, the block an Add carries.
+
+        Its outcome comes back as `AnswerReceived` or `CommandFailed`.  ``repeatable`` says
+        running it twice changes nothing (a query): a task the device lost after taking it is
+        then simply added again, where a money-moving command fails with `TaskLost`.  The same
+        bytes as a command that just failed resume that command (module docstring).  Raises
+        `CodecError`/`FrameError` (nothing sent) for a block no Add can carry.
+        """
+        if self._exchange is not None:
+            raise RuntimeError("a command is already in progress on this link; wait for its event")
+        encode_packet(0, Add(0, HOST_FLAGS, command).encode())  # refuse it now, not mid-exchange
+        limit = self.settings.exchange_limit(answer_timeout)
+        unresolved = self._unresolved
+        resume = unresolved is not None and unresolved.resumable and unresolved.command == command
+        exchange = _Exchange(
+            command=bytes(command),
+            answer_timeout=answer_timeout,
+            repeatable=repeatable,
+            limit=limit,
+            give_up_at=now + limit,
+            tid=unresolved.tid if resume and unresolved is not None else self._new_tid(),
+        )
+        self._exchange = exchange
+        if resume and unresolved is not None:
+            # The caller retries the command that failed: ask for that task, do not add it again.
+            self._unresolved = None
+            self._fresh = False
+            exchange.phase = _Phase.WAIT
+            exchange.add_sent = True
+            exchange.earlier_add = True
+            if unresolved.confirmed:
+                self._confirm(exchange, now)
+            self._send(Req(exchange.tid).encode(), now)
+            return
+        if self._fresh and self._unresolved is None and self.settings.abort_on_open:
+            exchange.phase = _Phase.ABORT
+            self._send(Abort().encode(), now)
+            return
+        self._fresh = False
+        self._after_abort(now)
+
+    def _token(self, token: Token, now: float, events: list[Event]) -> None:
+        if isinstance(token, Packet):
+            self._packet(token, now, events)
+        else:
+            events.append(LineNoise(token))  # corrupt: our own timeout resends
+
+    def handle_timer(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        exchange = self._exchange
+        if exchange is None:
+            return events
+        if now >= exchange.give_up_at:
+            # The hard bound: no sequence of bytes keeps an exchange alive past it.
+            limit = f"the exchange did not end within its bound of {exchange.limit:.0f} s"
+            self._cut_off(events, ExchangeTimeout, limit, then="check it before repeating it")
+            return events
+        request = self._request
+        if request is not None and now >= request.due:
+            request.timeouts += 1
+            self._resend(now, events)
+            if self._exchange is not exchange:
+                return events
+        due = self._task_due(exchange)
+        if due is not None and now >= due:
+            # The task waited for (ours, or the earlier one we settle) ran out of time.
+            ours = exchange.phase is _Phase.WAIT
+            self._fail(
+                events,
+                AnswerTimeout if ours else TaskRefused,
+                f"the register took the task (TID {exchange.tid:02X}) but did not finish it "
+                f"within {exchange.answer_timeout:g} s; it may still be running -- the next "
+                "command asks for it first; check the register before repeating this one"
+                if ours
+                else f"an earlier command (TID {exchange.settle_tid:02X}) is still running on "
+                f"the register after {exchange.answer_timeout:g} s; this command was not sent "
+                "-- wait and send it again",
+                executed=ours,
+                unresolved=exchange.tid if ours else None,
+            )
+            return events
+        if self._request is None and exchange.poll_at is not None and now >= exchange.poll_at:
+            exchange.poll_at = None
+            self._send(Req(self._asked_tid(exchange)).encode(), now)
+        return events
+
+    def reconnected(self, now: float) -> None:
+        """The byte stream was replaced (a port reopened): go on with the command in flight.
+
+        The packet in flight is lost with the old stream and so is the device's memory of our
+        last packet; an Add that may have arrived is therefore *not* sent again: ``Req(TID)``
+        asks for it, and only B3 (never confirmed) adds it again.  Other requests are re-sent
+        as new packets.
+        """
+        self._deframer = self._new_deframer()
+        exchange = self._exchange
+        request, self._request = self._request, None
+        if exchange is None:
+            return
+        if exchange.phase is _Phase.ADD:
+            exchange.phase = _Phase.WAIT
+        if exchange.phase in (_Phase.WAIT, _Phase.SETTLE) and not exchange.settle_ack:
+            exchange.poll_at = None
+            self._send(Req(self._asked_tid(exchange)).encode(), now)
+        elif request is not None:
+            self._send(request.data, now)
+
+    def abandon(self, now: float, reason: str = "the connection was lost") -> list[Event]:
+        """End the command in flight without the device (its port is gone for good).
+
+        Returns `AnswerReceived` when the reply was already known (only its Ack was missing) or
+        `CommandFailed` with `ConnectionLost`; a task the device may hold stays unresolved.
+        """
+        exchange = self._exchange
+        if exchange is None:
+            return []
+        events: list[Event] = []
+        self._cut_off(events, ConnectionLost, reason, add_sent=exchange.add_sent)
+        return events
+
+    # -- internals: sending -----------------------------------------------------------------------
+
+    def _new_tid(self) -> int:
+        tid = self._tid
+        while True:
+            tid = 0 if tid >= MAX_TID else tid + 1
+            if self._unresolved is None or tid != self._unresolved.tid:
+                self._tid = tid
+                return tid
+
+    def _send(self, data: bytes, now: float) -> None:
+        """A new request packet: the next ID."""
+        self._packet_id = 0 if self._packet_id >= MAX_REQUEST_ID else self._packet_id + 1
+        wire = encode_packet(self._packet_id, data, crc_over_escaped=self.settings.crc_over_escaped)
+        self._request = _Request(self._packet_id, data, wire, now + self.settings.packet)
+        self._out += wire
+
+    def _send_add(self, now: float) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        exchange.phase = _Phase.ADD
+        exchange.add_sent = True
+        exchange.poll_at = None
+        self._send(Add(exchange.tid, HOST_FLAGS, exchange.command).encode(), now)
+
+    def _resend(self, now: float, events: list[Event]) -> None:
+        """The same packet again (same ID, same bytes), or give up after the last try.
+
+        Tries are counted in timeouts: one damaged packet often brings both our timeout and the
+        device's "repeat" (an empty packet), and must not cost two.  Repeats alone are bounded
+        too, at twice the tries.
+        """
+        request = self._request
+        assert request is not None
+        tries = self.settings.packet_tries
+        if request.timeouts < tries and request.sends < 2 * tries:
+            request.sends += 1
+            request.due = now + self.settings.packet
+            self._out += request.wire
+            return
+        self._request = None
+        self._cut_off(
+            events,
+            NoReply,
+            f"no reply to {tries} sends of a packet: check the cable or network, the port and "
+            "baud rate, and that the register is on",
+        )
+
+    @staticmethod
+    def _task_due(exchange: _Exchange) -> float | None:
+        """When the task waited for runs out of time: ours (WAIT) or the one settled first."""
+        return {_Phase.WAIT: exchange.answer_due, _Phase.SETTLE: exchange.settle_due}.get(
+            exchange.phase
+        )
+
+    @staticmethod
+    def _asked_tid(exchange: _Exchange) -> int:
+        return exchange.settle_tid if exchange.phase is _Phase.SETTLE else exchange.tid
+
+    def _after_abort(self, now: float) -> None:
+        """Settle an unresolved TID first, else add the task."""
+        exchange = self._exchange
+        assert exchange is not None
+        if self._unresolved is not None:
+            exchange.phase = _Phase.SETTLE
+            exchange.settle_tid = self._unresolved.tid
+            exchange.settle_ack = False
+            exchange.settle_due = now + exchange.answer_timeout
+            self._send(Req(exchange.settle_tid).encode(), now)
+            return
+        self._send_add(now)
+
+    # -- internals: receiving ---------------------------------------------------------------------
+
+    def _packet(self, packet: Packet, now: float, events: list[Event]) -> None:
+        exchange = self._exchange
+        if packet.is_async:
+            if exchange is None or not self._async_result(packet, now, events):
+                events.append(LineNoise(packet))
+            return
+        request = self._request
+        if exchange is None or request is None or packet.id != request.packet_id:
+            events.append(LineNoise(packet))  # stale: a reply to an earlier packet
+            return
+        if packet.is_repeat_request:
+            self._resend(now, events)  # the device got our packet damaged
+            return
+        try:
+            reply = decode_buffer_reply(packet.data)
+        except CodecError:
+            # A reply that passed the CRC but is no reply: treat it as damaged; the timeout
+            # sends the packet again and the device repeats its reply.
+            events.append(LineNoise(packet))
+            return
+        if isinstance(reply, AsyncResult | AsyncError):
+            events.append(LineNoise(packet))  # A6/A7 belong in packet F0 only
+            return
+        sends = request.sends
+        self._request = None
+        phase = exchange.phase
+        if phase is _Phase.ABORT:
+            # A3, or "A2 TID": someone's task is running and will finish; ours queue behind it.
+            self._fresh = False
+            self._after_abort(now)
+        elif phase is _Phase.SETTLE:
+            self._settle_reply(reply, now)
+        elif phase is _Phase.ADD:
+            self._add_reply(reply, sends, now, events)
+        elif phase is _Phase.WAIT:
+            self._req_reply(reply, now, events)
+        else:
+            # Any reply to Ack ends the task: A3/A4 freed it, B3 says it was already free.
+            self._finish_ack(events, unresolved=False)
+
+    def _async_result(self, packet: Packet, now: float, events: list[Event]) -> bool:
+        """An F0 packet: the result of the task we wait for, or of the one we settle?"""
+        exchange = self._exchange
+        assert exchange is not None
+        try:
+            reply = decode_buffer_reply(packet.data)
+        except CodecError:
+            return False
+        if not isinstance(reply, AsyncResult | AsyncError):
+            return False
+        if exchange.phase in (_Phase.ADD, _Phase.WAIT) and reply.tid == exchange.tid:
+            # A Req (or the Add) in flight is answered by this; its reply will be stale.
+            self._request = None
+            self._confirm(exchange, now)
+            self._outcome(reply.data, now)
+            return True
+        if exchange.phase is _Phase.SETTLE and reply.tid == exchange.settle_tid:
+            if not exchange.settle_ack:
+                self._request = None
+                exchange.poll_at = None
+                exchange.settle_ack = True
+                self._send(Ack(exchange.settle_tid).encode(), now)
+            return True
+        return False
+
+    def _settle_reply(self, reply: BufferReply, now: float) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        if exchange.settle_ack or isinstance(reply, NotFound | Overflow | IllegalValue):
+            # Acked (any reply ends it), or the device does not hold that TID: settled.
+            self._unresolved = None
+            exchange.settle_ack = False
+            self._send_add(now)
+        elif isinstance(reply, Pending | InProgress | Waiting):
+            exchange.poll_at = now + self.settings.poll  # it still runs: wait for it
+        else:
+            exchange.settle_ack = True
+            self._send(Ack(exchange.settle_tid).encode(), now)
+
+    def _confirm(self, exchange: _Exchange, now: float) -> None:
+        if not exchange.add_confirmed:
+            exchange.add_confirmed = True
+            exchange.answer_due = now + exchange.answer_timeout
+
+    def _add_reply(self, reply: BufferReply, sends: int, now: float, events: list[Event]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        if isinstance(reply, AlreadyExists):
+            if sends > 1:
+                # Our earlier copy of this Add arrived and its reply was lost: ask for the task.
+                self._confirm(exchange, now)
+                exchange.phase = _Phase.WAIT
+                self._send(Req(exchange.tid).encode(), now)
+                return
+            # The very first send was refused: someone else holds this TID.  Ours was not
+            # taken; take another TID (never Req, or we would take a foreign task's result).
+            exchange.tid_changes += 1
+            if exchange.tid_changes > self.settings.max_tid_changes:
+                self._fail(
+                    events,
+                    TaskRefused,
+                    "the register's buffer holds tasks under every TID tried (another host "
+                    "is using it?); the command was not executed -- retry later",
+                    executed=False,
+                )
+                return
+            exchange.tid = self._new_tid()
+            self._send_add(now)
+            return
+        if isinstance(reply, Overflow) and sends == 1 and not exchange.earlier_add:
+            if not exchange.cleared_full_buffer and exchange.readds == 0:
+                # A full buffer is mostly results nobody will Ack (hosts that crashed or were
+                # cut off: no Abort on opening keeps another host's tasks safe).  Clear it once
+                # and add ours again -- our Add was certainly not taken.
+                exchange.cleared_full_buffer = True
+                exchange.phase = _Phase.ABORT
+                self._send(Abort().encode(), now)
+                return
+        if isinstance(reply, Overflow | IllegalValue):
+            what = (
+                "the register's task buffer is full (another host's tasks?)"
+                if isinstance(reply, Overflow)
+                else "the register refused the task as illegal (B4)"
+            )
+            # The refusal speaks for the copy of the Add it answers.  An Add sent more than once,
+            # re-added (after B3 to our Req) or resumed may have had an earlier copy taken (the
+            # refused copy, or that B3, may be damage that passed CRC-8), so only an Add sent
+            # once is certainly not executed.
+            earlier = sends > 1 or exchange.readds > 0 or exchange.earlier_add
+            self._fail(
+                events,
+                TaskRefused,
+                f"{what}; "
+                + (
+                    "an earlier copy of the task may have been taken -- sending the same "
+                    "command again asks for it"
+                    if earlier
+                    else "the command was not executed and may be sent again"
+                ),
+                executed=earlier,
+                unresolved=exchange.tid if earlier else None,
+            )
+            return
+        if isinstance(reply, NotFound):
+            # No defined reply to Add: what the device did is unknown; ask it next time.
+            self._fail(
+                events,
+                TaskRefused,
+                "the register answered the task's Add with B3 NotFound; its fate is unknown "
+                "-- the next command asks for it; check the register before repeating it",
+                executed=True,
+                unresolved=exchange.tid,
+            )
+            return
+        self._confirm(exchange, now)
+        self._task_state(reply, now)
+
+    def _req_reply(self, reply: BufferReply, now: float, events: list[Event]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        if isinstance(reply, NotFound):
+            # B3 cannot tell "the Add never arrived" from "it ran, and its result was wiped" (a
+            # restart, another host's Abort).  Zzzzipper adds the task again whenever the Add
+            # was never confirmed; that is safe only for a query.  Anything else fails with
+            # "may have been executed" and the driver above judges by the register's state
+            # (the receipt's sum, the FN's archive) -- a cash-in or a payment run twice is money.
+            if exchange.repeatable:
+                exchange.readds += 1
+                if exchange.readds <= self.settings.max_readd:
+                    self._send_add(now)
+                    return
+            self._fail(
+                events,
+                TaskLost,
+                f"the register no longer knows task {exchange.tid:02X}"
+                + (
+                    " after taking it (restarted? aborted by another host?)"
+                    if exchange.add_confirmed
+                    else f" after {exchange.readds} adds"
+                )
+                + "; it may have been executed -- check the register before repeating it",
+                executed=True,
+            )
+            return
+        if isinstance(reply, AlreadyExists | Overflow | IllegalValue):
+            exchange.poll_at = now + self.settings.poll  # no defined Req reply: ask again
+            return
+        self._confirm(exchange, now)
+        self._task_state(reply, now)
+
+    def _task_state(self, reply: BufferReply, now: float) -> None:
+        """A1..A5 about our task (to Add or Req)."""
+        exchange = self._exchange
+        assert exchange is not None
+        if isinstance(reply, Result | Error):
+            self._outcome(reply.data, now)
+        elif isinstance(reply, Stopped):
+            exchange.refusal = TaskRefused(
+                f"the register did not run the task: its queue is stopped by failed task "
+                f"{reply.tid:02X}; the command was not executed and may be sent again",
+                command=exchange.command,
+                maybe_executed=False,
+            )
+            self._outcome(b"", now)
+        else:  # Pending, InProgress, Waiting
+            exchange.phase = _Phase.WAIT
+            exchange.poll_at = now + self.settings.poll
+
+    def _outcome(self, answer: bytes, now: float) -> None:
+        """The task ended: free its slot, then report."""
+        exchange = self._exchange
+        assert exchange is not None
+        exchange.answer = answer
+        exchange.phase = _Phase.ACK
+        exchange.poll_at = None
+        self._send(Ack(exchange.tid).encode(), now)
+
+    # -- internals: ending ------------------------------------------------------------------------
+
+    def _finish(self, events: list[Event], event: Event) -> None:
+        self._exchange = None
+        self._request = None
+        events.append(event)
+
+    def _finish_ack(self, events: list[Event], *, unresolved: bool) -> None:
+        """Report the known outcome; ``unresolved``: the Ack was not confirmed, settle it later."""
+        exchange = self._exchange
+        assert exchange is not None and exchange.answer is not None
+        if unresolved:
+            # A Req next time finds it (A3) and Acks it, or hears B3.  Not resumable: the caller
+            # has the outcome, and the same bytes again are a new command.
+            self._unresolved = _Unresolved(
+                exchange.tid, exchange.command, confirmed=True, resumable=False
+            )
+        if exchange.refusal is not None:
+            self._finish(events, CommandFailed(exchange.command, exchange.refusal))
+        else:
+            self._finish(events, AnswerReceived(exchange.command, exchange.answer))
+
+    def _fail(
+        self,
+        events: list[Event],
+        error: type[LinkError],
+        message: str,
+        *,
+        executed: bool,
+        unresolved: int | None = None,
+    ) -> None:
+        """End the exchange with ``error``; ``executed``: the device may have run the command."""
+        exchange = self._exchange
+        assert exchange is not None
+        if unresolved is not None:
+            self._unresolved = _Unresolved(
+                unresolved, exchange.command, exchange.add_confirmed, resumable=True
+            )
+        failure = error(message, command=exchange.command, maybe_executed=executed)
+        self._finish(events, CommandFailed(exchange.command, failure))
+
+    def _cut_off(
+        self,
+        events: list[Event],
+        error: type[LinkError],
+        cause: str,
+        *,
+        add_sent: bool = True,
+        then: str = "the next command asks for it first; check the register before repeating "
+        "this one",
+    ) -> None:
+        """End the exchange without the device: the known reply if only its Ack is missing,
+        else ``error`` -- the task unresolved when a packet of its Add may have left."""
+        exchange = self._exchange
+        assert exchange is not None
+        if exchange.phase is _Phase.ACK:
+            self._finish_ack(events, unresolved=True)
+            return
+        written = exchange.phase in (_Phase.ADD, _Phase.WAIT) and add_sent
+        consequence = f"; the register may have taken the command -- {then}"
+        self._fail(
+            events,
+            error,
+            cause + (consequence if written else "; the command was not sent"),
+            executed=written,
+            unresolved=exchange.tid if written else None,
+        )

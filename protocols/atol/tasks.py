@@ -1,0 +1,250 @@
+"""ATOL v3: the register's task buffer (`TaskBuffer`), shared by every connection of a device.
+
+The buffer belongs to the register, not to a connection (`kkt.protocols.atol.link`): a host that
+reconnects finds its task with ``Req(TID)`` on the new connection, and a task runs once however
+many times its Add arrived.  The I/O half runs the tasks: `next_task` takes the next one,
+`complete` reports it (judged by `reply_is_error`) and tells the watchers -- the owner's link
+(`kkt.protocols.atol.device.AtolDeviceLink.task_finished`) among them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .buffer import (
+    MIN_COMMAND_SIZE,
+    AlreadyExists,
+    AsyncError,
+    AsyncResult,
+    BufferReply,
+    Error,
+    IllegalValue,
+    InProgress,
+    NotFound,
+    Overflow,
+    Pending,
+    Result,
+    Stopped,
+    TaskFlags,
+)
+
+
+class TaskState(enum.Enum):
+    PENDING = "pending"
+    IN_PROGRESS = "in progress"
+    DONE = "result"
+    FAILED = "error"
+    STOPPED = "stopped"
+
+
+_ENDED = (TaskState.DONE, TaskState.FAILED, TaskState.STOPPED)
+
+
+@dataclass(eq=False, slots=True)
+class Task:
+    """One task in the buffer.  ``owner`` is the link that added it (for its F0 packet)."""
+
+    tid: int
+    flags: TaskFlags
+    command: bytes
+    owner: object | None = None
+    state: TaskState = TaskState.PENDING
+    reply: bytes = b""
+    stopped_by: int = 0  # STOPPED: the failed task that stopped the queue
+
+    @property
+    def ended(self) -> bool:
+        return self.state in _ENDED
+
+    def status(self) -> BufferReply:
+        """The reply to ``Req`` about this task."""
+        state = self.state
+        if state is TaskState.PENDING:
+            return Pending()
+        if state is TaskState.IN_PROGRESS:
+            return InProgress()
+        if state is TaskState.DONE:
+            return Result(self.reply)
+        if state is TaskState.FAILED:
+            return Error(self.reply)
+        return Stopped(self.stopped_by)
+
+    def async_status(self) -> AsyncResult | AsyncError:
+        """The packet F0 announcing the end of this task."""
+        if self.state is TaskState.DONE:
+            return AsyncResult(self.tid, self.reply)
+        return AsyncError(self.tid, self.reply)
+
+
+class TaskBuffer:
+    """The register's task buffer, shared by every connection of one device.
+
+    Tasks run one at a time in the order they were added.  A result is kept until ``Ack`` when
+    the task asked for it (NeedResult); otherwise the slot is freed as soon as it ends.  A task
+    without IgnoreError that fails stops the queue: the tasks waiting behind it, and those added
+    while it stays in the buffer, report ``A5 TID`` (its TID) and are not run.  The sheet marks
+    that rule [?] (§1.4, "presumably"); ``stop_on_error=False`` selects the other reading (the
+    flag changes nothing).
+    """
+
+    def __init__(self, capacity: int = 16, *, stop_on_error: bool = True) -> None:
+        # No capacity is published for any model; 16 is this emulator's choice [?].
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.stop_on_error = stop_on_error
+        self._tasks: dict[int, Task] = {}  # insertion order is the queue order
+        self._stopped_by: int | None = None
+        self._watchers: list[Callable[[Task], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self._tasks.values())
+
+    def get(self, tid: int) -> Task | None:
+        return self._tasks.get(tid)
+
+    def subscribe(self, watcher: Callable[[Task], None]) -> None:
+        """Call ``watcher(task)`` whenever a task ends (`complete`); the I/O halves use it to
+        tell the owner's link."""
+        self._watchers.append(watcher)
+
+    def unsubscribe(self, watcher: Callable[[Task], None]) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+
+    # -- host commands ----------------------------------------------------------------------------
+
+    def add(
+        self, tid: int, flags: TaskFlags, command: bytes, *, owner: object | None = None
+    ) -> BufferReply:
+        """``Add``: A1 queued (A5 when the queue is stopped), or B1/B2/B4."""
+        if int(flags) & ~int(TaskFlags.NEED_RESULT | TaskFlags.IGNORE_ERROR):
+            # WaitAsyncData (or an undefined bit): this device has no source of async data.
+            return IllegalValue()
+        if len(command) < MIN_COMMAND_SIZE:
+            return IllegalValue()
+        if tid in self._tasks:
+            return AlreadyExists()  # checked before the capacity: a repeat is never "full"
+        if len(self._tasks) >= self.capacity:
+            return Overflow()
+        task = Task(tid, TaskFlags(flags), bytes(command), owner)
+        self._tasks[tid] = task
+        if self._stopped_by is not None:
+            task.state = TaskState.STOPPED
+            task.stopped_by = self._stopped_by
+        return task.status()
+
+    def request(self, tid: int) -> BufferReply:
+        """``Req``: the task's state and kept reply, or B3."""
+        task = self._tasks.get(tid)
+        return NotFound() if task is None else task.status()
+
+    def ack(self, tid: int) -> BufferReply:
+        """``Ack``: free an ended task's slot (its status byte); B3 for an unknown TID.
+
+        A task that has not ended is not freed: its state (A1/A2) is the reply.
+        """
+        task = self._tasks.get(tid)
+        if task is None:
+            return NotFound()
+        if not task.ended:
+            return task.status()
+        self._remove(tid)
+        status = task.status()
+        if isinstance(status, Result):
+            return Result()
+        if isinstance(status, Error):
+            return Error()
+        return status
+
+    def abort(self) -> BufferReply:
+        """``Abort``: drop every task; ``A2 TID`` when one is executing (it cannot be stopped).
+
+        The executing task finishes; its result is not kept (nobody will Ack it), so its slot
+        frees itself when it ends.
+        """
+        running = next((t for t in self._tasks.values() if t.state is TaskState.IN_PROGRESS), None)
+        self._tasks.clear()
+        self._stopped_by = None
+        if running is None:
+            return Result()
+        running.flags &= ~TaskFlags.NEED_RESULT
+        self._tasks[running.tid] = running
+        return InProgress(running.tid)
+
+    # -- the executor ---------------------------------------------------------------------------
+
+    def next_task(self) -> Task | None:
+        """The oldest pending task, now marked in progress; None when none may run now."""
+        if any(t.state is TaskState.IN_PROGRESS for t in self._tasks.values()):
+            return None  # one at a time
+        for task in self._tasks.values():
+            if task.state is TaskState.PENDING:
+                task.state = TaskState.IN_PROGRESS
+                return task
+        return None
+
+    def complete(self, tid: int, reply: bytes, *, failed: bool) -> Task | None:
+        """The executor finished task ``tid``; None when the buffer no longer holds it (a power
+        cycle or an Abort came in between).  Watchers hear of it."""
+        task = self._tasks.get(tid)
+        if task is None or task.state is not TaskState.IN_PROGRESS:
+            return None
+        task.reply = bytes(reply)
+        task.state = TaskState.FAILED if failed else TaskState.DONE
+        if failed and self.stop_on_error and not task.flags & TaskFlags.IGNORE_ERROR:
+            self._stopped_by = tid
+            for other in self._tasks.values():
+                if other.state is TaskState.PENDING:
+                    other.state = TaskState.STOPPED
+                    other.stopped_by = tid
+        if not task.flags & TaskFlags.NEED_RESULT:
+            self._remove(tid)
+        for watcher in list(self._watchers):
+            watcher(task)
+        return task
+
+    def power_cycle(self) -> None:
+        """The register lost power: the buffer is gone."""
+        self._tasks.clear()
+        self._stopped_by = None
+
+    def _remove(self, tid: int) -> None:
+        del self._tasks[tid]
+        if self._stopped_by == tid:
+            self._stopped_by = None  # the failed task left: the queue runs again
+
+
+# -- the command layer's verdict on a reply -------------------------------------------------------
+
+
+def reply_is_error(command: bytes, reply: bytes) -> bool:
+    """Did the command (``pwd(2) code params…``) fail, judging by its reply block?
+
+    Fact sheet §2.1: most replies are ``55 err ext …`` (an error when ``err`` is not 0);
+    ``3F`` answers ``44 …`` when fine; ``A5`` starts with its error byte; ``74`` answers ``4C …``
+    and ``4D`` answers ``4D …`` when fine (atol4j).  Anything else -- an empty reply, a ``55``
+    with no error byte -- is an error.
+    """
+    if not reply:
+        return True
+    code = command[2] if len(command) > 2 else -1
+    if code == 0xA5:
+        return reply[0] != 0
+    if code == 0x45 and len(reply) == 3 and reply[0] == 0x55:
+        # ``55 mode flags``: an answer and an error reply look alike (`commands.reply_is_error`);
+        # taking mode 1 for "error 01" would stop the queue of a host without IgnoreError.
+        return False
+    if code == 0x3F and reply[0] == 0x44:
+        return False
+    if code == 0x74 and reply[0] == 0x4C:
+        return False
+    if code == 0x4D and reply[0] == 0x4D:
+        return False
+    return len(reply) < 2 or reply[0] != 0x55 or reply[1] != 0
