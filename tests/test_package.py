@@ -1,4 +1,5 @@
-"""Packaging: installed import names, no generic top-level packages, imports point down only."""
+"""Packaging: installed import names, no generic top-level packages; imports point down only,
+the vendors' emulators stay apart, and no two modules import each other (no import cycle)."""
 
 from __future__ import annotations
 
