@@ -1,6 +1,6 @@
 """The ``kkt bench`` soaks at tiny sizes: each runs in seconds and keeps its invariants.
 
-The sizes are the soak module's constants, shrunk here.  A soak raises `AssertionError` when an
+The sizes are the soak modules' constants, shrunk here.  A soak raises `AssertionError` when an
 invariant breaks; the harness tests at the end make sure it does.
 """
 
@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from kkt.tools.bench import Bench, Figure, soak
+from kkt.tools.bench import Bench, Figure
+from kkt.tools.bench.soak import concurrency, crash, fuzz, lossy
 
 import kkt
 
@@ -26,8 +27,8 @@ def values(figures: Iterable[Figure]) -> dict[str, float]:
 
 
 def test_lossy_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(soak, "LOSSY_QUICK", ((0.01, 5),))
-    figures = values(soak.lossy(bench(tmp_path)))
+    monkeypatch.setattr(lossy, "LOSSY_QUICK", ((0.01, 5),))
+    figures = values(lossy.lossy(bench(tmp_path)))
     done, failed = figures["soak.lossy.1pct.done"], figures["soak.lossy.1pct.failed"]
     assert done + failed + figures["soak.lossy.1pct.unknown"] == 5
     for name in ("duplicates", "lost", "failed_but_fiscal"):
@@ -37,16 +38,16 @@ def test_lossy_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_crash_soak_leaves_no_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[subprocess.Popen[bytes]] = []
 
-    class Recorded(soak._EmulatorProcess):
+    class Recorded(crash._EmulatorProcess):
         def _start_once(self) -> None:
             super()._start_once()
             assert self.process is not None
             started.append(self.process)
 
-    monkeypatch.setattr(soak, "_EmulatorProcess", Recorded)
-    monkeypatch.setattr(soak, "CRASH_KILLS_QUICK", 2)
-    monkeypatch.setattr(soak, "CRASH_UP_SECONDS", (0.05, 0.3))
-    figures = values(soak.crash(bench(tmp_path)))
+    monkeypatch.setattr(crash, "_EmulatorProcess", Recorded)
+    monkeypatch.setattr(crash, "CRASH_KILLS_QUICK", 2)
+    monkeypatch.setattr(crash, "CRASH_UP_SECONDS", (0.05, 0.3))
+    figures = values(crash.crash(bench(tmp_path)))
     assert figures["soak.crash.kills"] == 2
     assert figures["soak.crash.receipts"] >= 1
     for name in ("duplicates", "lost", "mismatched", "verify_failures"):
@@ -56,19 +57,19 @@ def test_crash_soak_leaves_no_process(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_concurrency_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(soak, "CONCURRENCY_QUICK", 2)
-    monkeypatch.setattr(soak, "UNSERIALIZED_QUICK", 2)
-    monkeypatch.setattr(soak, "UNSERIALIZED_READS", 2)
-    figures = values(soak.concurrency(bench(tmp_path)))
-    assert figures["soak.concurrency.receipts"] == soak.CONCURRENCY_CLIENTS * 2
+    monkeypatch.setattr(concurrency, "CONCURRENCY_QUICK", 2)
+    monkeypatch.setattr(concurrency, "UNSERIALIZED_QUICK", 2)
+    monkeypatch.setattr(concurrency, "UNSERIALIZED_READS", 2)
+    figures = values(concurrency.concurrency(bench(tmp_path)))
+    assert figures["soak.concurrency.receipts"] == concurrency.CONCURRENCY_CLIENTS * 2
     assert figures["soak.concurrency.errors"] == 0
     # Without the lock the figures are measured, not promised; they are all there.
-    assert figures["soak.concurrency.nolock.receipts"] == soak.CONCURRENCY_CLIENTS * 2
+    assert figures["soak.concurrency.nolock.receipts"] == concurrency.CONCURRENCY_CLIENTS * 2
 
 
 def test_fuzz_soak_emulator(tmp_path: Path) -> None:
     problems: list[str] = []
-    figures = values(soak._fuzz_emulator(bench(tmp_path), 1.5, problems))
+    figures = values(fuzz._fuzz_emulator(bench(tmp_path), 1.5, problems))
     assert problems == []
     assert figures["soak.fuzz.emulator.inputs"] > 0
     assert figures["soak.fuzz.emulator.unanswered"] == 0
@@ -77,7 +78,7 @@ def test_fuzz_soak_emulator(tmp_path: Path) -> None:
 
 def test_fuzz_soak_driver(tmp_path: Path) -> None:
     problems: list[str] = []
-    figures = values(soak._fuzz_driver(bench(tmp_path), 1.5, problems))
+    figures = values(fuzz._fuzz_driver(bench(tmp_path), 1.5, problems))
     assert figures["soak.fuzz.driver.calls"] > 0
     assert figures["soak.fuzz.hangs"] == 0
     # The soak once found a garbled FN serial raising QrError out of Register.sell after the
@@ -96,14 +97,14 @@ def test_fuzz_soak_fails_on_an_untyped_error(
         register.status()
         raise ValueError("not one of the driver's errors")
 
-    monkeypatch.setattr(soak, "DRIVER_CALLS", (("broken", broken),))
+    monkeypatch.setattr(fuzz, "DRIVER_CALLS", (("broken", broken),))
     problems: list[str] = []
-    figures = values(soak._fuzz_driver(bench(tmp_path), 0.5, problems))
+    figures = values(fuzz._fuzz_driver(bench(tmp_path), 0.5, problems))
     assert figures["soak.fuzz.untyped_errors"] > 0  # every call whose status() got through
     assert "ValueError" in problems[0]
-    monkeypatch.setattr(soak, "FUZZ_SECONDS_QUICK", 0.5)
+    monkeypatch.setattr(fuzz, "FUZZ_SECONDS_QUICK", 0.5)
     with pytest.raises(AssertionError, match="ValueError"):
-        list(soak.fuzz(bench(tmp_path / "whole")))
+        list(fuzz.fuzz(bench(tmp_path / "whole")))
 
 
 def test_fuzz_soak_counts_a_call_that_never_ends_as_a_hang(
@@ -113,10 +114,10 @@ def test_fuzz_soak_counts_a_call_that_never_ends_as_a_hang(
         while True:
             register.status()
 
-    monkeypatch.setattr(soak, "DRIVER_CALLS", (("endless", endless),))
-    monkeypatch.setattr(soak, "FUZZ_EXCHANGES_PER_CALL", 20)
+    monkeypatch.setattr(fuzz, "DRIVER_CALLS", (("endless", endless),))
+    monkeypatch.setattr(fuzz, "FUZZ_EXCHANGES_PER_CALL", 20)
     problems: list[str] = []
-    figures = values(soak._fuzz_driver(bench(tmp_path), 0.5, problems))
+    figures = values(fuzz._fuzz_driver(bench(tmp_path), 0.5, problems))
     assert figures["soak.fuzz.hangs"] > 0
     assert figures["soak.fuzz.untyped_errors"] == 0
     assert "more than 20 exchanges" in problems[0]
@@ -129,7 +130,7 @@ def test_crash_soak_fails_when_a_receipt_is_never_done(
         raise kkt.TransportError("the line is down (test)")
 
     monkeypatch.setattr(kkt.Register, "sell", refuse)
-    monkeypatch.setattr(soak, "CRASH_KILLS_QUICK", 1)
-    monkeypatch.setattr(soak, "CRASH_RECEIPT_SECONDS", 0.3)
+    monkeypatch.setattr(crash, "CRASH_KILLS_QUICK", 1)
+    monkeypatch.setattr(crash, "CRASH_RECEIPT_SECONDS", 0.3)
     with pytest.raises(AssertionError, match="not done after"):
-        list(soak.crash(bench(tmp_path)))
+        list(crash.crash(bench(tmp_path)))

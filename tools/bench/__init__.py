@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-# The modules whose cases register themselves on import, in the order `kkt bench` runs them.
-CASE_MODULES = ("link", "receipts", "archive", "farm", "wire", "soak")
+# The modules whose cases register themselves on import, in the order `kkt bench` runs them, and
+# the soaks' modules (registered by name, run only when asked for).
+CASE_MODULES = ("link", "receipts", "archive", "farm", "wire")
+SOAK_MODULES = ("soak.lossy", "soak.crash", "soak.concurrency", "soak.fuzz")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +65,9 @@ def case(name: str, *, soak: bool = False) -> Callable[[CaseFunction], CaseFunct
 
 
 def load_cases() -> None:
-    """Import every case module, then order the cases as `CASE_MODULES` lists them (a test may
-    have imported one module before the others)."""
-    for module in CASE_MODULES:
+    """Import every case and soak module, then order the cases as `CASE_MODULES` lists them (a
+    test may have imported one module before the others)."""
+    for module in CASE_MODULES + SOAK_MODULES:
         importlib.import_module(f"{__name__}.{module}")
     rank = {name: index for index, name in enumerate(CASE_MODULES)}
     ordered = sorted(CASES.items(), key=lambda item: rank.get(item[0], len(rank)))

@@ -1,0 +1,129 @@
+"""The ``lossy`` soak: the driver sells through an emulated register over a line that drops and
+damages bytes and a register that now and then forgets an answer after doing the work.  Every
+receipt reported done is in the FN exactly once, none reported failed is in it, an unknown outcome
+is there at most once, and the FN verifies."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
+from kkt.emulator.shtrih import open_device
+
+import kkt
+
+from .. import Bench, Figure, case
+from .common import (
+    SOAK_DEVICE,
+    SOAK_HOST,
+    describe,
+    fail_if,
+    first_few,
+    receipt_for,
+    receipts_by_total,
+    tally_logs,
+)
+
+# -- sizes and timings (module constants: tests shrink them) -------------------------------------
+
+# (share of bytes damaged, receipts): half the damaged bytes are dropped, half bit-flipped.
+LOSSY_QUICK: tuple[tuple[float, int], ...] = ((0.01, 60),)
+LOSSY_FULL: tuple[tuple[float, int], ...] = ((0.01, 1000), (0.05, 300))
+LOSSY_LOSE_RATE = 0.03  # share of answers the register forgets after doing the work
+LOSSY_SECONDS = 1800.0  # a run at one rate stops selling after this long (and says so)
+
+
+@case("lossy", soak=True)
+def lossy(bench: Bench) -> Iterator[Figure]:
+    """Exactly-once selling over a lossy line, at each configured share of damaged bytes."""
+    problems: list[str] = []
+    for rate, count in LOSSY_QUICK if bench.quick else LOSSY_FULL:
+        yield from _lossy_run(bench, rate, count, problems)
+    fail_if("lossy", problems)
+
+
+def _lossy_run(bench: Bench, rate: float, count: int, problems: list[str]) -> Iterator[Figure]:
+    label = f"{rate * 100:g}pct"
+    name = f"soak.lossy.{label}"
+    device = open_device(bench.work / f"lossy-{label}")
+    faults = Faults(seed=11)
+    outcomes: dict[int, str] = {}
+    untyped: list[str] = []
+    elapsed = 0.0
+    try:
+        with tally_logs(), ServiceThread(device, faults, settings=SOAK_DEVICE) as emulator:
+            url = f"socket://127.0.0.1:{emulator.port}"
+            with kkt.connect(url, settings=SOAK_HOST) as register:
+                register.open_shift()  # on a clean line: the soak is about the receipts
+                faults.configure(
+                    drop=rate / 2, corrupt=rate / 2, lose_rate=LOSSY_LOSE_RATE, seed=11
+                )
+                started = time.monotonic()
+                for index in range(count):
+                    if time.monotonic() - started > LOSSY_SECONDS:
+                        problems.append(
+                            f"{label}: stopped after {index} of {count} receipts "
+                            f"({LOSSY_SECONDS:g} s)"
+                        )
+                        break
+                    total = 10_000 + index
+                    try:
+                        register.sell(receipt_for(total))
+                        outcomes[total] = "done"
+                    except kkt.OutcomeUnknown:
+                        outcomes[total] = "unknown"
+                    except kkt.KktError:
+                        outcomes[total] = "failed"
+                    except Exception as error:  # not the driver's own: a bug to report
+                        outcomes[total] = "untyped"
+                        untyped.append(f"receipt {total}: {describe(error)}")
+                    if (index + 1) % 100 == 0:
+                        bench.log(f"soak lossy {label}: {index + 1}/{count} receipts")
+                elapsed = time.monotonic() - started
+                faults.clear()
+        in_fn = receipts_by_total(device)
+        verification = device.verify()
+    finally:
+        device.close()
+
+    tally = Counter(outcomes.values())
+    duplicates = sum(
+        len(in_fn.get(total, ())) - 1 for total in outcomes if len(in_fn.get(total, ())) > 1
+    )
+    lost = [
+        total for total, outcome in outcomes.items() if outcome == "done" and not in_fn.get(total)
+    ]
+    phantom = [
+        total for total, outcome in outcomes.items() if outcome == "failed" and in_fn.get(total)
+    ]
+    foreign = sorted(set(in_fn) - set(outcomes))
+    note = f"{count} receipts, {rate:.0%} of bytes damaged, {LOSSY_LOSE_RATE:.0%} answers lost"
+    yield Figure(f"{name}.done", tally["done"], "count", note)
+    yield Figure(f"{name}.failed", tally["failed"], "count", "failed safely: not in the FN")
+    yield Figure(f"{name}.unknown", tally["unknown"], "count", "outcome unknown: at most once")
+    unknown_fiscal = sum(
+        1 for t, outcome in outcomes.items() if outcome == "unknown" and in_fn.get(t)
+    )
+    yield Figure(f"{name}.unknown_fiscal", unknown_fiscal, "count", "of those, in the FN")
+    yield Figure(f"{name}.duplicates", duplicates, "count", "must be 0")
+    yield Figure(f"{name}.lost", len(lost), "count", "done but not in the FN; must be 0")
+    yield Figure(f"{name}.failed_but_fiscal", len(phantom), "count", "must be 0")
+    yield Figure(f"{name}.untyped_errors", len(untyped), "count", "not kkt.KktError; must be 0")
+    yield Figure(f"{name}.receipts_per_s", len(outcomes) / elapsed if elapsed else 0.0, "1/s")
+    if duplicates:
+        doubled = [total for total in outcomes if len(in_fn.get(total, ())) > 1]
+        problems.append(f"{label}: receipts fiscalized more than once: {doubled[:10]}")
+    if lost:
+        problems.append(f"{label}: receipts reported done but not in the FN: {lost[:10]}")
+    if phantom:
+        problems.append(f"{label}: receipts reported failed yet in the FN: {phantom[:10]}")
+    if foreign:
+        problems.append(f"{label}: the FN holds receipts nobody sold: totals {foreign[:10]}")
+    problems += [f"{label}: the driver raised an untyped error: {text}" for text in untyped]
+    if not verification.ok:
+        problems.append(
+            f"{label}: the FN does not verify: {first_few(list(verification.problems))}"
+        )
