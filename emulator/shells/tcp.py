@@ -10,12 +10,16 @@ can disturb the others or stop the server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from .listener import Listener, PumpFactory
 from .pump import Pump
 
 log = logging.getLogger(__name__)
+# Loop turns between asyncio accepting a socket and the protocol's connection_made (CPython 3.11:
+# the accept task, the transport's creation, the call_soon of connection_made), with a margin.
+_ACCEPT_TURNS = 5
 
 
 class TcpServer(Listener):
@@ -28,11 +32,13 @@ class TcpServer(Listener):
         self._pumps: set[Pump] = set()  # includes closed ones whose command still runs
         self._no_connections = asyncio.Event()
         self._no_connections.set()
+        self._closing = False
+        self._accepting = 0  # connections accepted whose connection_made has not come yet
 
     async def start(self, host: str, port: int) -> None:
         """Bind and listen; raises `OSError` (e.g. the port is busy)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+        self._server = await loop.create_server(self._accepted, host, port)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -50,6 +56,7 @@ class TcpServer(Listener):
 
     def close(self) -> None:
         """Stop listening and drop every connection."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
@@ -59,6 +66,14 @@ class TcpServer(Listener):
         """After `close`: wait for the commands still running."""
         if self._server is not None:
             await self._server.wait_closed()
+        # A connection accepted just before `close` reaches `_opened` a few loop turns later
+        # (which aborts it); let those turns pass, so no accepted socket outlives the server.
+        for _ in range(_ACCEPT_TURNS):
+            await asyncio.sleep(0)
+        if self._accepting:
+            # CPython 3.11 fails to attach a transport to a closed server and drops the accepted
+            # socket without closing it: only the garbage collector frees that descriptor.
+            gc.collect()
         # Aborted transports report connection_lost on the next loop turns; only then is every
         # pump that may still run a command known.
         await self._no_connections.wait()
@@ -66,13 +81,20 @@ class TcpServer(Listener):
 
     # -- called by connections ------------------------------------------------------------------
 
+    def _accepted(self) -> _Connection:
+        self._accepting += 1
+        return _Connection(self)
+
     def _opened(self, connection: _Connection, transport: asyncio.Transport) -> Pump:
+        self._accepting -= 1
         peer = transport.get_extra_info("peername")
         pump = self._make_pump(transport.write, f"tcp {peer}", transport.abort)
         self._connections.add(connection)
         self._no_connections.clear()
         self._pumps.add(pump)
         log.debug("tcp %s: connected", peer)
+        if self._closing:
+            transport.abort()  # accepted while the server was closing
         return pump
 
     def _lost(self, connection: _Connection, pump: Pump) -> None:

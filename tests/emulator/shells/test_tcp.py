@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import random
 
 import pytest
@@ -243,3 +245,35 @@ def test_busy_port_raises_oserror_and_leaves_nothing_behind() -> None:
                 await serve_tcp(FakeDevice(), port=server.port)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("turns", range(6))
+def test_a_connection_accepted_while_closing_is_closed_too(turns: int) -> None:
+    """A client connecting just before `close` is accepted by the loop a few turns later; that
+    socket must be closed by the time `wait_closed` returns (the leak check counts sockets)."""
+
+    async def main() -> None:
+        before = _sockets()
+        served = await serve_tcp(FakeDevice(), port=0)
+        client = socket.create_connection(("127.0.0.1", served.port))
+        try:
+            for _ in range(turns):  # the accept, the transport, connection_made: turn by turn
+                await asyncio.sleep(0)
+            served.close()
+            await served.wait_closed()
+            assert _sockets() - before == {client.fileno()}  # the client's own, nothing else
+        finally:
+            client.close()
+
+    asyncio.run(main())
+
+
+def _sockets() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd") if _is_socket(fd)}
+
+
+def _is_socket(fd: str) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    except OSError:
+        return False
