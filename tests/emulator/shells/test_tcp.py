@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import random
+import socket
 
 import pytest
 from kkt.protocols.shtrih.frame import encode_frame
