@@ -2,8 +2,8 @@
 
 Installed packages:
 
-* ``kkt`` -- the driver (vendor-neutral Register API; grows in later releases);
-* ``kkt.protocols`` -- the sans-IO protocol core (Shtrih-M today, ATOL next);
+* ``kkt`` -- the driver (one vendor-neutral Register API over Shtrih-M and ATOL registers);
+* ``kkt.protocols`` -- the sans-IO protocol core (Shtrih-M, ATOL v3, FFD documents);
 * ``kkt.emulator`` -- the register and fiscal-storage emulator;
 * ``kkt.tools`` -- the ``kkt`` command.
 
