@@ -192,8 +192,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         baudrate=args.baudrate,
         settings=settings,
     ) as register:
-        handled: int = args.handler(register, args, out)
-        return handled
+        args.handler(register, args, out)
+    return EXIT_OK
 
 
 def _fail(name: str, message: str, code: int) -> int:
