@@ -28,7 +28,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from decimal import Decimal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Self
@@ -40,9 +39,8 @@ from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.shtrih.link import HostSettings
 
 import kkt
-from kkt import Item, Payments, Receipt, Vat
 
-from . import Bench, Figure, case, percentile
+from . import RECEIPT, Bench, Figure, case, percentile
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,15 +58,6 @@ FULL: tuple[FarmSize, ...] = (FarmSize(10, 40, 5), FarmSize(100, 10, 5))
 HOST_SETTINGS = HostSettings()
 START_TIMEOUT = 300.0  # starting 100 registers creates 100 FNs, each with its fsyncs
 ROUND_TIMEOUT = 600.0  # a round that takes longer has hung: the clients are torn down
-
-RECEIPT = Receipt(
-    items=(
-        Item("Кофе", 19_900, Decimal(2), Vat.VAT20),
-        Item("Круассан", 14_500, Decimal(1), Vat.VAT10),
-        Item("Вода 0,5", 7_000, Decimal("1.5"), Vat.NONE),
-    ),
-    payments=Payments(cash=70_000),
-)
 
 
 # -- helper processes ---------------------------------------------------------------------------

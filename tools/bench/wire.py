@@ -40,10 +40,9 @@ from pathlib import Path
 
 import kkt
 
-from . import Bench, Figure, case
+from . import RECEIPT, Bench, Figure, case
 from .farm import (
     HOST_SETTINGS,
-    RECEIPT,
     ChildProcess,
     Counters,
     EmulatorProcess,
