@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 from kkt.emulator.shells import Service
 from kkt.emulator.shells.runner import Device
@@ -79,7 +79,10 @@ def _values(counters: Any) -> list[Any]:
     return [getattr(counters, item.name) for item in dataclasses.fields(counters)]
 
 
-class ChildProcess:
+StatsT = TypeVar("StatsT", bound=Counters)
+
+
+class ChildProcess(Generic[StatsT]):
     """A helper process (``target(conn, *args)``) that talks over a pipe, torn down for sure.
 
     The child sends ``("ready", value)`` once serving, answers ``"stats"`` with ``("stats",
@@ -114,7 +117,13 @@ class ChildProcess:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def stats(self) -> Any:
+    @property
+    def ports(self) -> list[int]:
+        """The TCP ports it serves (what it sent when ready)."""
+        ports: list[int] = self.ready
+        return ports
+
+    def stats(self) -> StatsT:
         try:
             self._conn.send("stats")
         except OSError as error:
@@ -122,7 +131,8 @@ class ChildProcess:
             raise RuntimeError(
                 f"the {self.name} process is gone (exit code {self._process.exitcode}): {error}"
             ) from None
-        return self._expect("stats", 60.0)
+        stats: StatsT = self._expect("stats", 60.0)
+        return stats
 
     def close(self) -> None:
         if self._stopped:
@@ -278,7 +288,7 @@ async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool)
     return broken
 
 
-class EmulatorProcess(ChildProcess):
+class EmulatorProcess(ChildProcess[EmulatorStats]):
     """Emulated registers (one per state directory, each a durable FN) served on 127.0.0.1 by a
     child process's event loop; ``ports`` lists their TCP ports.  ``serial`` serves them as serial
     registers (no filler after ACK, serial timings) instead of network ones; ``timed`` sums the
@@ -291,19 +301,10 @@ class EmulatorProcess(ChildProcess):
         super().__init__("emulator", _emulator_main, paths, serial, timed)
 
     @property
-    def ports(self) -> list[int]:
-        ports: list[int] = self.ready
-        return ports
-
-    @property
     def broken(self) -> list[str]:
         """After `close`: the registers whose FN archive failed its check."""
         broken: list[str] = self.closed or []
         return broken
-
-    def stats(self) -> EmulatorStats:
-        stats: EmulatorStats = super().stats()
-        return stats
 
 
 # -- the clients --------------------------------------------------------------------------------

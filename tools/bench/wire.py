@@ -262,21 +262,13 @@ async def _serve_lines(conn: Connection, targets: list[int], byte_time: float) -
             line.close()
 
 
-class LineProcess(ChildProcess):
+class LineProcess(ChildProcess[LineStats]):
     """`PacedLine`s to the given ports, run by a process of their own: its threads then wake on
-    time, instead of waiting for a register's Python code to let go of the GIL."""
+    time, instead of waiting for a register's Python code to let go of the GIL.  ``ports``: the
+    lines' own ports, one per target."""
 
     def __init__(self, targets: list[int], byte_time: float) -> None:
         super().__init__("line", _line_main, targets, byte_time)
-
-    @property
-    def ports(self) -> list[int]:
-        ports: list[int] = self.ready
-        return ports
-
-    def stats(self) -> LineStats:
-        stats: LineStats = super().stats()
-        return stats
 
 
 # -- the case -----------------------------------------------------------------------------------
