@@ -41,8 +41,8 @@ def _wire_rate(url: str, bench: Bench, protocol: str) -> float:
 def receipts_case(bench: Bench) -> Iterator[Figure]:
     for protocol, name, note in SERVED:
         state, tty = bench.work / f"{name}-served", bench.work / f"{name}-tty"
-        with served_emulator(state, pty=tty, protocol=protocol) as served:
-            tcp = _wire_rate(served.tcp_url, bench, protocol)
+        with served_emulator(state, tty, protocol) as tcp_url:
+            tcp = _wire_rate(tcp_url, bench, protocol)
             yield Figure(f"{name}.tcp.per_s", tcp, "1/s", note)
             yield Figure(f"{name}.pty.per_s", _wire_rate(str(tty), bench, protocol), "1/s")
     count = bench.size(100, 500)
