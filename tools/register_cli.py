@@ -271,19 +271,15 @@ def shift_command(register: Register, args: argparse.Namespace, out: Output) -> 
         # Say it in the terms of what was asked: "already open", not the table's generic text.
         shift = register.shift_info()
         if args.action == "open" and shift.open:
-            raise WrongMode(
+            said = (
                 f"shift {shift.number} is already open ({shift.receipts} receipts); "
-                "close it first with `kkt shift close` if a new one is wanted",
-                code=refusal.code,
-                vendor=refusal.vendor,
-            ) from None
-        if args.action == "close" and not shift.open:
-            raise WrongMode(
-                f"no shift is open (the last one, {shift.number}, is closed)",
-                code=refusal.code,
-                vendor=refusal.vendor,
-            ) from None
-        raise
+                "close it first with `kkt shift close` if a new one is wanted"
+            )
+        elif args.action == "close" and not shift.open:
+            said = f"no shift is open (the last one, {shift.number}, is closed)"
+        else:
+            raise
+        raise WrongMode(said, code=refusal.code, vendor=refusal.vendor) from None
     _fiscal(register, result, out, title)
 
 

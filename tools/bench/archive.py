@@ -35,6 +35,7 @@ from . import Bench, Figure, case, fsync_rate, rate
 START = dt.datetime(2026, 1, 10, 9, 0)
 INN = "7707083893"
 SERIAL = "0012345678"
+OFD_INN = "7728168971"
 ITEM: TlvList = [
     (
         1059,
@@ -51,20 +52,13 @@ ITEM: TlvList = [
 CONFIG = FnConfig(archive_capacity=10_000_000, key_life_days=1110)
 
 
-def _registration() -> Registration:
-    return Registration(
-        inn=INN,
-        rnm=make_rnm("0000000001", INN, SERIAL),
-        kkt_serial=SERIAL,
-        tax_systems=1,
-        ofd_inn="7728168971",
-    )
-
-
 def _open_fn(path: Path, *, durable: bool) -> FiscalStorage:
     fn = FiscalStorage(SqliteStore(path, durable=durable), ManualClock(START), config=CONFIG)
     if fn.state.registration is None:
-        fn.register(_registration())
+        rnm = make_rnm("0000000001", INN, SERIAL)
+        fn.register(
+            Registration(inn=INN, rnm=rnm, kkt_serial=SERIAL, tax_systems=1, ofd_inn=OFD_INN)
+        )
     if not fn.state.shift_open:
         fn.open_shift()
     return fn
