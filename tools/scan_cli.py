@@ -20,7 +20,7 @@ from kkt.protocols.shtrih.link import HostSettings
 from rich.console import Console as RichConsole
 
 import kkt
-from kkt.discover import BAUD_RATES, Found, discover
+from kkt.discover import BAUD_RATES, discover
 from kkt.errors import KktError, PortBusy, TransportError
 from kkt.results import FnWarning
 from kkt.transport.usb import SCHEME as USB_SCHEME
@@ -84,14 +84,11 @@ def scan_command(args: argparse.Namespace, out: Output) -> int:
                 "and try `kkt doctor --url PORT`"
             )
             return
-        console.print(grid(None, ("url", "baud", "model", "serial", "protocol"), map(_row, found)))
+        rows = [(h.url, h.baudrate, f"{h.name} ({h.model})", h.serial, h.protocol) for h in found]
+        console.print(grid(None, ("url", "baud", "model", "serial", "protocol"), rows))
 
     out.result(data, human)
     return 0 if found else 3
-
-
-def _row(hit: Found) -> tuple[Any, ...]:
-    return (hit.url, hit.baudrate, f"{hit.name} ({hit.model})", hit.serial, hit.protocol)
 
 
 def _bauds(text: str) -> list[int]:
