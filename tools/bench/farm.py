@@ -186,8 +186,10 @@ def child_main(conn: Connection, serve: Callable[[], Coroutine[Any, Any, Any]]) 
         conn.close()
 
 
-async def serve_until_stopped(conn: Connection, stats: Callable[[], Any]) -> None:
-    """Answer ``"stats"`` on ``conn`` until ``"stop"`` (or the parent is gone)."""
+async def serve_until_stopped(conn: Connection, ports: list[int], stats: Callable[[], Any]) -> None:
+    """Tell the parent the ``ports`` served, then answer ``"stats"`` on ``conn`` until ``"stop"``
+    (or the parent is gone)."""
+    conn.send(("ready", ports))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -273,8 +275,7 @@ async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool)
             else:  # a network register
                 server = await services[-1].tcp()
             ports.append(server.port)
-        conn.send(("ready", ports))
-        await serve_until_stopped(conn, stats)
+        await serve_until_stopped(conn, ports, stats)
     finally:
         for service in services:
             service.close()

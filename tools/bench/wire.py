@@ -255,8 +255,7 @@ async def _serve_lines(conn: Connection, targets: list[int], byte_time: float) -
 
     try:
         lines.extend(PacedLine(target, byte_time) for target in targets)
-        conn.send(("ready", [line.port for line in lines]))
-        await serve_until_stopped(conn, stats)
+        await serve_until_stopped(conn, [line.port for line in lines], stats)
     finally:
         for line in lines:
             line.close()
