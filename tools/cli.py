@@ -25,8 +25,7 @@ from kkt import __version__, errors
 from . import emulator_cli, register_cli, scan_cli
 from .console import Output
 from .demo import run_demo
-from .describe import describe_token
-from .describe_atol import AtolReader
+from .describe import AtolReader, describe_token
 
 DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
 ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --protocol atol`
@@ -192,8 +191,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         baudrate=args.baudrate,
         settings=settings,
     ) as register:
-        handled: int = args.handler(register, args, out)
-        return handled
+        args.handler(register, args, out)
+    return EXIT_OK
 
 
 def _fail(name: str, message: str, code: int) -> int:

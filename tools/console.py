@@ -69,6 +69,10 @@ class Output:
         else:
             human(self.console)
 
+    def pairs(self, data: Any, title: str | None, rows: Rows) -> None:
+        """``data``, or for a person ``rows`` as a table of names and values."""
+        self.result(data, lambda console: console.print(pairs(title, rows)))
+
     def line(self, data: Any) -> None:
         """One JSON line (``docs``)."""
         print(to_json_text(data, compact=True), flush=True)

@@ -1,21 +1,40 @@
-"""Human-readable descriptions of Shtrih-M frames: used by ``kkt decode`` and ``kkt demo``."""
+"""Human-readable descriptions of captured traces, Shtrih-M frames and ATOL v3 packets: used by
+``kkt decode``.
+
+An ATOL capture interleaves the host's packets (Add, Ack, Req, Abort, AckAdd) with the device's
+replies (task states A1..A8, buffer errors B1..B4, asynchronous results in packet F0).  A reply
+does not name its command, so `AtolReader` remembers which task each packet asked about and which
+command each task carries, and decodes results as that command's answer.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from typing import Any
 
+from kkt.protocols.atol import commands
+from kkt.protocols.atol.buffer import (
+    Abort,
+    Ack,
+    AckAdd,
+    Add,
+    AsyncError,
+    AsyncResult,
+    Error,
+    Result,
+    decode_buffer_command,
+    decode_buffer_reply,
+)
+from kkt.protocols.atol.packet import Packet, PacketDeframer
+from kkt.protocols.atol.packet import Token as AtolToken
 from kkt.protocols.errors import CodecError, DeviceError
 from kkt.protocols.line import BadFrame, Junk
-from kkt.protocols.shtrih.frame import (
-    Control,
-    ControlByte,
-    Frame,
-    Token,
-    command_code,
-)
+from kkt.protocols.shtrih.frame import Control, ControlByte, Token, command_code
 from kkt.protocols.shtrih.message import decode_request, request_types, split_answer
+
+# -- Shtrih-M -----------------------------------------------------------------------------------
 
 _CONTROL_NAMES = {
     ControlByte.ENQ: "ENQ",
@@ -54,14 +73,17 @@ def describe_answer(payload: bytes) -> str:
     cls = request_types().get(code)
     if cls is None:
         return f"to unknown command {payload[:2].hex(' ')}: {payload.hex(' ')}"
+    return _answer(cls.__name__, lambda: cls.ANSWER.decode_data(split_answer(code, payload)))
+
+
+def _answer(name: str, decode: Callable[[], Any]) -> str:
+    """``Request -> Answer(...)`` (either vendor), or why the answer does not read."""
     try:
-        return _fields(
-            cls.ANSWER.decode_data(split_answer(code, payload)), name=f"{cls.__name__} -> "
-        )
+        return _fields(decode(), name=f"{name} -> ")
     except DeviceError as exc:
-        return f"{cls.__name__} -> refused: {exc}"
+        return f"{name} -> refused: {exc}"
     except CodecError as exc:
-        return f"{cls.__name__} -> malformed: {exc}"
+        return f"{name} -> malformed: {exc}"
 
 
 def _fields(message: Any, *, name: str = "") -> str:
@@ -80,7 +102,80 @@ def _fields(message: Any, *, name: str = "") -> str:
     return f"{name}{type(message).__name__}({', '.join(parts)})"
 
 
-def frame_summary(token: Token) -> str:
-    if isinstance(token, Frame):
-        return describe_payload(token.payload)
-    return describe_token(token)
+# -- ATOL v3 ------------------------------------------------------------------------------------
+
+HOST_CODES = range(0xC1, 0xC6)
+
+
+class AtolReader:
+    """Describes a stream of v3 packets, one line per token."""
+
+    def __init__(self, *, crc_over_escaped: bool = False) -> None:
+        self.deframer = PacketDeframer(crc_over_escaped=crc_over_escaped)
+        self._asked: dict[int, int] = {}  # packet id -> the TID it asked about
+        self._commands: dict[int, bytes] = {}  # TID -> the command block it carries
+
+    def feed(self, data: bytes) -> list[str]:
+        return [self.describe(token) for token in self.deframer.feed(data)]
+
+    def describe(self, token: AtolToken) -> str:
+        if isinstance(token, Junk):
+            return f"junk {token.data.hex(' ')}"
+        if isinstance(token, BadFrame):
+            return f"bad packet ({token.reason}): {token.raw.hex(' ')}"
+        assert isinstance(token, Packet)
+        head = f"packet {token.id:02X}"
+        if not token.data:
+            return f"{head}: empty -- repeat packet {token.id:02X}"
+        host = token.data[0] in HOST_CODES
+        try:
+            line = self._host(token) if host else self._device(token)
+        except CodecError as exc:  # the packet's own buffer command or reply does not decode
+            line = (
+                f"undecodable {'buffer command' if host else 'reply'} {token.data.hex(' ')}: {exc}"
+            )
+        return f"{head} {'host' if host else 'device'}: {line}"
+
+    def _host(self, packet: Packet) -> str:
+        message = decode_buffer_command(packet.data)
+        if isinstance(message, Add | AckAdd):
+            tid = message.tid
+            self._commands[tid] = message.data
+            self._asked[packet.id] = tid
+            flags = f"flags={int(message.flags):#04x}"
+            ack = f"Ack TID {message.ack_tid:02X} + " if isinstance(message, AckAdd) else ""
+            return f"{ack}Add TID {tid:02X} {flags}: {describe_command(message.data)}"
+        if isinstance(message, Abort):
+            return "Abort (clear the task buffer)"
+        self._asked[packet.id] = message.tid
+        verb = "Ack (result received, free the slot)" if isinstance(message, Ack) else "Req"
+        return f"{verb} TID {message.tid:02X}"
+
+    def _device(self, packet: Packet) -> str:
+        reply = decode_buffer_reply(packet.data)
+        tid = (
+            reply.tid if isinstance(reply, AsyncResult | AsyncError) else self._asked.get(packet.id)
+        )
+        name = type(reply).__name__
+        if not isinstance(reply, Result | Error | AsyncResult | AsyncError):
+            return name + (f" (TID {tid:02X})" if tid is not None else "")
+        command = self._commands.get(tid) if tid is not None else None
+        about = f" TID {tid:02X}" if tid is not None else ""
+        if command is None:
+            return f"{name}{about}: {reply.data.hex(' ')}"
+        return f"{name}{about}: {describe_reply(command, reply.data)}"
+
+
+def describe_command(block: bytes) -> str:
+    try:
+        return _fields(commands.decode_request(block))
+    except CodecError as exc:
+        return f"undecodable command {block.hex(' ')}: {exc}"
+
+
+def describe_reply(command: bytes, reply: bytes) -> str:
+    try:
+        request = commands.decode_request(command)
+    except CodecError:
+        return reply.hex(" ")
+    return _answer(type(request).__name__, lambda: request.decode_answer(reply))

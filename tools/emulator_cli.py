@@ -135,41 +135,6 @@ def prepare_state(path: Path) -> Path:
     return path
 
 
-async def serve_until(
-    device: Personality,
-    tcp: Sequence[Address],
-    pty: Path | None,
-    stop: asyncio.Event,
-    out: TextIO,
-    *,
-    state: Path | None = None,
-    tcp_filler: bool = True,
-    protocol: str = "shtrih",
-) -> None:
-    """Serve ``device`` on every listener until ``stop`` is set; all listeners share one lock.
-
-    With ``state`` and a real emulated register, the control channel listens in ``state`` too.
-    """
-    async with Service(device, protocol=protocol) as service:
-        for host, port in tcp:
-            try:
-                server = await service.tcp(host, port, filler_after_ack=tcp_filler)
-            except OSError as exc:
-                raise CliError(_bind_problem(host, port, exc)) from None
-            for bound_host, bound_port in server.addresses:
-                print(f"listening tcp {_format_address(bound_host, bound_port)}", file=out)
-        if pty is not None:
-            try:
-                pty_server = await service.pty(pty)
-            except OSError as exc:
-                raise CliError(f"cannot serve a pty at {pty}: {exc.strerror or exc}") from None
-            print(f"listening pty {pty_server.link} -> {pty_server.tty_name}", file=out)
-        if state is not None and isinstance(device, Personality):
-            print(f"control unix {await service.control(state)}", file=out)
-        out.flush()
-        await stop.wait()
-
-
 # -- internals ----------------------------------------------------------------------------------
 
 
@@ -182,25 +147,20 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol
     )
     try:
-        asyncio.run(
-            _serve_until_signal(
-                device, tcp, args.pty, out, state, not args.no_filler, args.protocol
-            )
-        )
+        asyncio.run(_serve_until_signal(device, args, tcp, state, out))
     finally:
         device.close()
     return 0
 
 
 async def _serve_until_signal(
-    device: Personality,
-    tcp: Sequence[Address],
-    pty: Path | None,
-    out: TextIO,
-    state: Path,
-    tcp_filler: bool,
-    protocol: str = "shtrih",
+    device: Personality, args: argparse.Namespace, tcp: Sequence[Address], state: Path, out: TextIO
 ) -> None:
+    """Serve ``device`` on every listener (``tcp``, ``args.pty``) until SIGTERM or SIGINT; all
+    listeners share one lock.
+
+    With a real emulated register, the control channel listens in ``state`` too.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -208,9 +168,25 @@ async def _serve_until_signal(
     for number in signals:
         loop.add_signal_handler(number, stop.set)
     try:
-        await serve_until(
-            device, tcp, pty, stop, out, state=state, tcp_filler=tcp_filler, protocol=protocol
-        )
+        async with Service(device, protocol=args.protocol) as service:
+            for host, port in tcp:
+                try:
+                    server = await service.tcp(host, port, filler_after_ack=not args.no_filler)
+                except OSError as exc:
+                    raise CliError(_bind_problem(host, port, exc)) from None
+                for bound_host, bound_port in server.addresses:
+                    print(f"listening tcp {_format_address(bound_host, bound_port)}", file=out)
+            if args.pty is not None:
+                try:
+                    pty_server = await service.pty(args.pty)
+                except OSError as exc:
+                    message = f"cannot serve a pty at {args.pty}: {exc.strerror or exc}"
+                    raise CliError(message) from None
+                print(f"listening pty {pty_server.link} -> {pty_server.tty_name}", file=out)
+            if isinstance(device, Personality):
+                print(f"control unix {await service.control(state)}", file=out)
+            out.flush()
+            await stop.wait()
     finally:
         for number in signals:
             loop.remove_signal_handler(number)

@@ -62,7 +62,8 @@ _CORRECTION_TYPES = {
     "buyReturnCorrection": Operation.BUY_RETURN,
 }
 
-Command = Callable[[Register, argparse.Namespace, Output], int]
+# A command reports failure by raising (the exit code follows from the error): no status to return.
+Command = Callable[[Register, argparse.Namespace, Output], None]
 
 
 class UsageError(KktError):
@@ -127,7 +128,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
 # -- queries ----------------------------------------------------------------------------------
 
 
-def status(register: Register, args: argparse.Namespace, out: Output) -> int:
+def status(register: Register, args: argparse.Namespace, out: Output) -> None:
     state = register.status()
     shift = register.shift_info()
     clock = register.clock()
@@ -152,35 +153,27 @@ def status(register: Register, args: argparse.Namespace, out: Output) -> int:
         "receiptItems": state.receipt_items,
     }
 
-    def human(console: RichConsole) -> None:
-        if shift.open:
-            shift_text = f"#{shift.number} open, {shift.receipts} receipts"
-            if age is not None:
-                shift_text += f", {_hours(age)} old"
-            if shift.expired:
-                shift_text += " — EXPIRED (over 24 h): close it with `kkt shift close`"
-        else:
-            shift_text = f"closed (last #{shift.number})"
-        console.print(
-            pairs(
-                None,
-                [
-                    ("mode", f"{data['modeName']} ({data['mode']}.{state.submode})"),
-                    ("shift", shift_text),
-                    ("paper", "yes" if state.paper else "NO — load paper"),
-                    ("cover", "open" if state.cover_open else "closed"),
-                    ("drawer", "open" if state.drawer_open else "closed"),
-                    ("operator", state.operator),
-                    ("clock", clock),
-                ],
-            )
-        )
-
-    out.result(data, human)
-    return 0
+    if shift.open:
+        shift_text = f"#{shift.number} open, {shift.receipts} receipts"
+        if age is not None:
+            shift_text += f", {_hours(age)} old"
+        if shift.expired:
+            shift_text += " — EXPIRED (over 24 h): close it with `kkt shift close`"
+    else:
+        shift_text = f"closed (last #{shift.number})"
+    rows = [
+        ("mode", f"{data['modeName']} ({data['mode']}.{state.submode})"),
+        ("shift", shift_text),
+        ("paper", "yes" if state.paper else "NO — load paper"),
+        ("cover", "open" if state.cover_open else "closed"),
+        ("drawer", "open" if state.drawer_open else "closed"),
+        ("operator", state.operator),
+        ("clock", clock),
+    ]
+    out.pairs(data, None, rows)
 
 
-def info(register: Register, args: argparse.Namespace, out: Output) -> int:
+def info(register: Register, args: argparse.Namespace, out: Output) -> None:
     device = register.device_info()
     registration = register.registration()
     fn = register.fn_info()
@@ -210,11 +203,10 @@ def info(register: Register, args: argparse.Namespace, out: Output) -> int:
         ("owner", f"{registration.user}, INN {registration.inn}"),
         ("address", registration.address),
     ]
-    out.result(data, lambda console: console.print(pairs(None, rows)))
-    return 0
+    out.pairs(data, None, rows)
 
 
-def fn_info(register: Register, args: argparse.Namespace, out: Output) -> int:
+def fn_info(register: Register, args: argparse.Namespace, out: Output) -> None:
     fn = register.fn_info()
     ofd = register.ofd_status()
     clock = register.clock() or dt.datetime.now()
@@ -244,38 +236,30 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> int:
         "memoryAlmostFull": FnWarning.MEMORY_90_PERCENT in fn.warnings,
     }
 
-    def human(console: RichConsole) -> None:
-        queue = f"{unsent['count']} documents"
-        if unsent["count"]:
-            queue += (
-                f", oldest #{unsent['firstNumber']} of {show(first_when)}; "
-                f"{unsent['daysUntilBlock']} days until receipts are blocked"
-            )
-        expiry = f"{show(fn.expires)} ({days_left} days left)" if fn.expires else "—"
-        console.print(
-            pairs(
-                None,
-                [
-                    ("FN serial", fn.serial),
-                    ("phase", data["phaseName"]),
-                    ("expires", expiry),
-                    ("registrations left", fn.registrations_left),
-                    ("firmware", fn.version),
-                    ("last document", fn.last_document),
-                    ("unsent to OFD", queue),
-                    ("warnings", data["warnings"] or "none"),
-                ],
-            )
+    queue = f"{unsent['count']} documents"
+    if unsent["count"]:
+        queue += (
+            f", oldest #{unsent['firstNumber']} of {show(first_when)}; "
+            f"{unsent['daysUntilBlock']} days until receipts are blocked"
         )
-
-    out.result(data, human)
-    return 0
+    expiry = f"{show(fn.expires)} ({days_left} days left)" if fn.expires else "—"
+    rows = [
+        ("FN serial", fn.serial),
+        ("phase", data["phaseName"]),
+        ("expires", expiry),
+        ("registrations left", fn.registrations_left),
+        ("firmware", fn.version),
+        ("last document", fn.last_document),
+        ("unsent to OFD", queue),
+        ("warnings", data["warnings"] or "none"),
+    ]
+    out.pairs(data, None, rows)
 
 
 # -- daily operations -------------------------------------------------------------------------
 
 
-def shift_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def shift_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     try:
         if args.action == "open":
             result = register.open_shift(cashier=args.cashier)
@@ -287,40 +271,33 @@ def shift_command(register: Register, args: argparse.Namespace, out: Output) -> 
         # Say it in the terms of what was asked: "already open", not the table's generic text.
         shift = register.shift_info()
         if args.action == "open" and shift.open:
-            raise WrongMode(
+            said = (
                 f"shift {shift.number} is already open ({shift.receipts} receipts); "
-                "close it first with `kkt shift close` if a new one is wanted",
-                code=refusal.code,
-                vendor=refusal.vendor,
-            ) from None
-        if args.action == "close" and not shift.open:
-            raise WrongMode(
-                f"no shift is open (the last one, {shift.number}, is closed)",
-                code=refusal.code,
-                vendor=refusal.vendor,
-            ) from None
-        raise
+                "close it first with `kkt shift close` if a new one is wanted"
+            )
+        elif args.action == "close" and not shift.open:
+            said = f"no shift is open (the last one, {shift.number}, is closed)"
+        else:
+            raise
+        raise WrongMode(said, code=refusal.code, vendor=refusal.vendor) from None
     _fiscal(register, result, out, title)
-    return 0
 
 
-def report_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def report_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     register.x_report()
     out.result({"report": "x", "printed": True}, lambda c: c.print("X report printed"))
-    return 0
 
 
-def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
     receipt = receipt_from_atol(task, operation=args.operation)
     if args.key is not None and register.journal is None:
         register.journal = Journal(_journal_path(args.journal))
     result = register.receipt(receipt, key=args.key)
     _fiscal(register, result, out, f"receipt {result.receipt_number} fiscalized")
-    return 0
 
 
-def correction_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def correction_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
     kind = task.get("type")
     if kind not in _CORRECTION_TYPES:
@@ -336,10 +313,9 @@ def correction_command(register: Register, args: argparse.Namespace, out: Output
     reason = str(task.get("correctionBaseNumber") or "")
     result = register.correction(_CORRECTION_TYPES[kind], total, reason=reason)
     _fiscal(register, result, out, "correction receipt fiscalized")
-    return 0
 
 
-def cash_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def cash_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     amount = _kopecks(args.sum, "SUM")
     if args.direction == "in":
         register.cash_in(amount)
@@ -347,22 +323,19 @@ def cash_command(register: Register, args: argparse.Namespace, out: Output) -> i
         register.cash_out(amount)
     data = {"direction": args.direction, "sum": amount / 100}
     out.result(data, lambda c: c.print(f"cash {args.direction}: {amount / 100:.2f} ₽"))
-    return 0
 
 
-def print_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def print_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     register.print_text("\n".join(args.text))
     out.result({"printed": len(args.text)}, lambda c: c.print(f"{len(args.text)} line(s) printed"))
-    return 0
 
 
-def cut_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def cut_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     register.cut()
     out.result({"cut": True}, lambda c: c.print("cut"))
-    return 0
 
 
-def datetime_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def datetime_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     if args.action == "set":
         target = _when(args.to) if args.to else dt.datetime.now().replace(microsecond=0)
         register.set_datetime(target)
@@ -373,27 +346,22 @@ def datetime_command(register: Register, args: argparse.Namespace, out: Output) 
     drift = (clock - host).total_seconds() if clock else None
     data = {"register": clock, "host": host, "driftSeconds": drift}
 
-    def human(console: RichConsole) -> None:
-        rows: list[tuple[str, Any]] = [("register", clock), ("this computer", host)]
-        if drift is not None:
-            advice = "" if abs(drift) < 60 else " — set it with `kkt datetime set`"
-            rows.append(("drift", f"{drift:+.0f} s{advice}"))
-        console.print(pairs(None, rows))
-
-    out.result(data, human)
-    return 0
+    rows: list[tuple[str, Any]] = [("register", clock), ("this computer", host)]
+    if drift is not None:
+        advice = "" if abs(drift) < 60 else " — set it with `kkt datetime set`"
+        rows.append(("drift", f"{drift:+.0f} s{advice}"))
+    out.pairs(data, None, rows)
 
 
 # -- the archive ------------------------------------------------------------------------------
 
 
-def doc_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def doc_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     document = register.document(args.number)
     out.result(document.to_json(), lambda console: _show_document(console, document))
-    return 0
 
 
-def docs_command(register: Register, args: argparse.Namespace, out: Output) -> int:
+def docs_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     first, last = _parse_range(args.range, register)
     rows: list[tuple[Any, ...]] = []
     with out.progress(last - first + 1, f"documents {first}..{last}") as step:
@@ -407,7 +375,6 @@ def docs_command(register: Register, args: argparse.Namespace, out: Output) -> i
     if not out.as_json:
         header = ("№", "type", "date-time", "fiscal sign", "total", "OFD")
         out.console.print(grid(None, header, rows))
-    return 0
 
 
 def _summary(document: Document) -> tuple[Any, ...]:
@@ -452,23 +419,20 @@ def _fiscal(register: Register, result: FiscalResult, out: Output, title: str) -
         rnm = ""  # the document is fiscal whatever happens here: never fail the command now
     data = fiscal_params(result, registration_number=rnm, fns_url=FNS_URL)
 
-    def human(console: RichConsole) -> None:
-        rows: list[tuple[str, Any]] = [
-            ("FD number", result.document_number),
-            ("fiscal sign", result.fiscal_sign),
-            ("date-time", result.when),
-            ("shift", result.shift_number),
+    rows: list[tuple[str, Any]] = [
+        ("FD number", result.document_number),
+        ("fiscal sign", result.fiscal_sign),
+        ("date-time", result.when),
+        ("shift", result.shift_number),
+    ]
+    if result.operation:
+        rows += [
+            ("receipt in shift", result.receipt_number),
+            ("total", f"{result.total / 100:.2f} ₽"),
+            ("QR", result.qr),
         ]
-        if result.operation:
-            rows += [
-                ("receipt in shift", result.receipt_number),
-                ("total", f"{result.total / 100:.2f} ₽"),
-                ("QR", result.qr),
-            ]
-        rows += [("FN", result.fn_number), ("RNM", rnm)]
-        console.print(pairs(title, rows))
-
-    out.result(data, human)
+    rows += [("FN", result.fn_number), ("RNM", rnm)]
+    out.pairs(data, title, rows)
 
 
 def _read_json(source: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import argparse
 import datetime as dt
 import os
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import serial
@@ -20,7 +20,7 @@ from kkt.protocols.shtrih.link import HostSettings
 from rich.console import Console as RichConsole
 
 import kkt
-from kkt.discover import BAUD_RATES, Found, discover
+from kkt.discover import BAUD_RATES, discover
 from kkt.errors import KktError, PortBusy, TransportError
 from kkt.results import FnWarning
 from kkt.transport.usb import SCHEME as USB_SCHEME
@@ -84,14 +84,11 @@ def scan_command(args: argparse.Namespace, out: Output) -> int:
                 "and try `kkt doctor --url PORT`"
             )
             return
-        console.print(grid(None, ("url", "baud", "model", "serial", "protocol"), map(_row, found)))
+        rows = [(h.url, h.baudrate, f"{h.name} ({h.model})", h.serial, h.protocol) for h in found]
+        console.print(grid(None, ("url", "baud", "model", "serial", "protocol"), rows))
 
     out.result(data, human)
     return 0 if found else 3
-
-
-def _row(hit: Found) -> tuple[Any, ...]:
-    return (hit.url, hit.baudrate, f"{hit.name} ({hit.model})", hit.serial, hit.protocol)
 
 
 def _bauds(text: str) -> list[int]:
@@ -114,40 +111,29 @@ def _usb_id(text: str) -> tuple[int, int]:
 # -- doctor -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    check: str
-    ok: bool
-    detail: str
-    fix: str | None = None
-
-
 class Doctor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.checks: list[Check] = []
+        self.checks: list[dict[str, Any]] = []  # as the JSON output has them
 
     def note(self, check: str, ok: bool, detail: str, fix: str | None = None) -> bool:
-        self.checks.append(Check(check, ok, detail, fix))
+        self.checks.append({"check": check, "ok": ok, "detail": detail, "fix": fix})
         return ok
 
     def run(self) -> None:
         url: str = self.args.url
+        baud: int | None = None  # the speed found on a serial port
         if url.startswith(("emulator:", USB_SCHEME)):
             self.note("address", True, f"{url}: no port checks apply")
-            baud: int | None = None
         elif url.startswith("socket://"):
             if not self._tcp(url):
                 return
-            baud = None
         elif "://" in url:
             self.note("address", True, f"{url}: a pyserial URL; checked by talking to it")
-            baud = None
         else:
-            found_baud = self._serial(url)
-            if found_baud is None:
+            baud = self._serial(url)
+            if baud is None:
                 return
-            baud = found_baud
         self._register(url, baud)
 
     def _tcp(self, url: str) -> bool:
@@ -298,15 +284,14 @@ def _fix_for(error: KktError) -> str:
 def doctor_command(args: argparse.Namespace, out: Output) -> int:
     doctor = Doctor(args)
     doctor.run()
-    data = [asdict(check) for check in doctor.checks]
 
     def human(console: RichConsole) -> None:
         for check in doctor.checks:
-            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            line = f"{mark} {check.check:<12} {check.detail}"
+            mark = "[green]ok[/green]  " if check["ok"] else "[red]FAIL[/red]"
+            line = f"{mark} {check['check']:<12} {check['detail']}"
             console.print(line, highlight=False, soft_wrap=True)
-            if check.fix:
-                console.print(f"       {'':<12} → {check.fix}", highlight=False, soft_wrap=True)
+            if check["fix"]:
+                console.print(f"       {'':<12} → {check['fix']}", highlight=False, soft_wrap=True)
 
-    out.result(data, human)
-    return 0 if all(check.ok for check in doctor.checks) else 1
+    out.result(doctor.checks, human)
+    return 0 if all(check["ok"] for check in doctor.checks) else 1

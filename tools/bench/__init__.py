@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
+
+from kkt import Item, Payments, Receipt, Vat
 
 # The modules whose cases register themselves on import, in the order `kkt bench` runs them, and
 # the soaks' modules (registered by name, run only when asked for).
@@ -75,15 +79,45 @@ def load_cases() -> None:
     CASES.update(ordered)
 
 
+# The receipt the cases sell: three items, cash.
+RECEIPT = Receipt(
+    items=(
+        Item("Кофе", 19_900, Decimal(2), Vat.VAT20),
+        Item("Круассан", 14_500, Decimal(1), Vat.VAT10),
+        Item("Вода 0,5", 7_000, Decimal("1.5"), Vat.NONE),
+    ),
+    payments=Payments(cash=70_000),
+)
+
+
+def rate(action: Callable[[], object], count: int) -> float:
+    """Operations per second of ``count`` actions in a row."""
+    started = time.perf_counter()
+    for _ in range(count):
+        action()
+    return count / (time.perf_counter() - started)
+
+
 def median_rate(action: Callable[[], object], count: int, rounds: int) -> float:
     """Operations per second: the median over ``rounds`` timed runs of ``count`` actions."""
-    rates = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for _ in range(count):
-            action()
-        rates.append(count / (time.perf_counter() - started))
-    return statistics.median(rates)
+    return statistics.median(rate(action, count) for _ in range(rounds))
+
+
+def fsync_rate(directory: Path, count: int) -> float:
+    """This disk's rate of small write + fsync pairs (what every durable FN document costs)."""
+    path = directory / "fsync.probe"
+    block = b"x" * 512
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+
+        def write_and_sync() -> None:
+            os.write(fd, block)
+            os.fsync(fd)
+
+        return rate(write_and_sync, count)
+    finally:
+        os.close(fd)
+        path.unlink()
 
 
 def percentile(samples: list[float], share: float) -> float:

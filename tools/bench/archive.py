@@ -23,7 +23,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,11 +30,12 @@ from kkt.emulator.clock import ManualClock
 from kkt.emulator.fn import FiscalStorage, FnConfig, Payments, Registration, SqliteStore, VatSums
 from kkt.protocols.ffd import TlvList, make_rnm
 
-from . import Bench, Figure, case
+from . import Bench, Figure, case, fsync_rate, rate
 
 START = dt.datetime(2026, 1, 10, 9, 0)
 INN = "7707083893"
 SERIAL = "0012345678"
+OFD_INN = "7728168971"
 ITEM: TlvList = [
     (
         1059,
@@ -52,20 +52,13 @@ ITEM: TlvList = [
 CONFIG = FnConfig(archive_capacity=10_000_000, key_life_days=1110)
 
 
-def _registration() -> Registration:
-    return Registration(
-        inn=INN,
-        rnm=make_rnm("0000000001", INN, SERIAL),
-        kkt_serial=SERIAL,
-        tax_systems=1,
-        ofd_inn="7728168971",
-    )
-
-
 def _open_fn(path: Path, *, durable: bool) -> FiscalStorage:
     fn = FiscalStorage(SqliteStore(path, durable=durable), ManualClock(START), config=CONFIG)
     if fn.state.registration is None:
-        fn.register(_registration())
+        rnm = make_rnm("0000000001", INN, SERIAL)
+        fn.register(
+            Registration(inn=INN, rnm=rnm, kkt_serial=SERIAL, tax_systems=1, ofd_inn=OFD_INN)
+        )
     if not fn.state.shift_open:
         fn.open_shift()
     return fn
@@ -75,35 +68,18 @@ def _sell(fn: FiscalStorage) -> None:
     fn.receipt(1, 12_345, Payments(cash=12_345), VatSums(vat20=2_057), ITEM)
 
 
-def _rate(action: Callable[[], None], count: int) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
-        action()
-    return count / (time.perf_counter() - started)
-
-
-def raw_fsync_rate(directory: Path, count: int) -> float:
-    path = directory / "fsync.probe"
-    block = b"x" * 512
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-
-        def write_and_sync() -> None:
-            os.write(fd, block)
-            os.fsync(fd)
-
-        return _rate(write_and_sync, count)
-    finally:
-        os.close(fd)
-        path.unlink()
+def _warm_fn(path: Path, count: int) -> FiscalStorage:
+    """A durable FN, ``count // 2`` receipts in: its WAL has reached its working size."""
+    fn = _open_fn(path, durable=True)
+    for _ in range(count // 2):
+        _sell(fn)
+    return fn
 
 
 def durable_rate(path: Path, count: int) -> float:
-    fn = _open_fn(path, durable=True)
+    fn = _warm_fn(path, count)
     try:
-        for _ in range(count // 2):
-            _sell(fn)  # warm up: the WAL reaches its working size
-        return _rate(lambda: _sell(fn), count)
+        return rate(lambda: _sell(fn), count)
     finally:
         fn.close()
 
@@ -165,12 +141,10 @@ def archive_case(bench: Bench) -> Iterator[Figure]:
     # Raw fsync and durable documents alternate, round by round, so that a noisy neighbour slows
     # both; the ratio is taken per round, then the median of the rounds.
     fsync, durable, ratios = [], [], []
-    fn = _open_fn(work / "durable.sqlite", durable=True)
-    for _ in range(docs // 2):
-        _sell(fn)  # warm up: the WAL reaches its working size
+    fn = _warm_fn(work / "durable.sqlite", docs)
     for _ in range(rounds):
-        fsync.append(raw_fsync_rate(work, docs))
-        durable.append(_rate(lambda: _sell(fn), docs))
+        fsync.append(fsync_rate(work, docs))
+        durable.append(rate(lambda: _sell(fn), docs))
         ratios.append(durable[-1] / fsync[-1])
     fn.close()
     yield Figure("fsync.raw_per_s", statistics.median(fsync), "1/s", "small write + fsync")

@@ -28,10 +28,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from decimal import Decimal
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 from kkt.emulator.shells import Service
 from kkt.emulator.shells.runner import Device
@@ -40,9 +39,8 @@ from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.shtrih.link import HostSettings
 
 import kkt
-from kkt import Item, Payments, Receipt, Vat
 
-from . import Bench, Figure, case, percentile
+from . import RECEIPT, Bench, Figure, case, percentile
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,15 +58,6 @@ FULL: tuple[FarmSize, ...] = (FarmSize(10, 40, 5), FarmSize(100, 10, 5))
 HOST_SETTINGS = HostSettings()
 START_TIMEOUT = 300.0  # starting 100 registers creates 100 FNs, each with its fsyncs
 ROUND_TIMEOUT = 600.0  # a round that takes longer has hung: the clients are torn down
-
-RECEIPT = Receipt(
-    items=(
-        Item("Кофе", 19_900, Decimal(2), Vat.VAT20),
-        Item("Круассан", 14_500, Decimal(1), Vat.VAT10),
-        Item("Вода 0,5", 7_000, Decimal("1.5"), Vat.NONE),
-    ),
-    payments=Payments(cash=70_000),
-)
 
 
 # -- helper processes ---------------------------------------------------------------------------
@@ -90,7 +79,10 @@ def _values(counters: Any) -> list[Any]:
     return [getattr(counters, item.name) for item in dataclasses.fields(counters)]
 
 
-class ChildProcess:
+StatsT = TypeVar("StatsT", bound=Counters)
+
+
+class ChildProcess(Generic[StatsT]):
     """A helper process (``target(conn, *args)``) that talks over a pipe, torn down for sure.
 
     The child sends ``("ready", value)`` once serving, answers ``"stats"`` with ``("stats",
@@ -125,7 +117,13 @@ class ChildProcess:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def stats(self) -> Any:
+    @property
+    def ports(self) -> list[int]:
+        """The TCP ports it serves (what it sent when ready)."""
+        ports: list[int] = self.ready
+        return ports
+
+    def stats(self) -> StatsT:
         try:
             self._conn.send("stats")
         except OSError as error:
@@ -133,7 +131,8 @@ class ChildProcess:
             raise RuntimeError(
                 f"the {self.name} process is gone (exit code {self._process.exitcode}): {error}"
             ) from None
-        return self._expect("stats", 60.0)
+        stats: StatsT = self._expect("stats", 60.0)
+        return stats
 
     def close(self) -> None:
         if self._stopped:
@@ -187,8 +186,10 @@ def child_main(conn: Connection, serve: Callable[[], Coroutine[Any, Any, Any]]) 
         conn.close()
 
 
-async def serve_until_stopped(conn: Connection, stats: Callable[[], Any]) -> None:
-    """Answer ``"stats"`` on ``conn`` until ``"stop"`` (or the parent is gone)."""
+async def serve_until_stopped(conn: Connection, ports: list[int], stats: Callable[[], Any]) -> None:
+    """Tell the parent the ``ports`` served, then answer ``"stats"`` on ``conn`` until ``"stop"``
+    (or the parent is gone)."""
+    conn.send(("ready", ports))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -274,8 +275,7 @@ async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool)
             else:  # a network register
                 server = await services[-1].tcp()
             ports.append(server.port)
-        conn.send(("ready", ports))
-        await serve_until_stopped(conn, stats)
+        await serve_until_stopped(conn, ports, stats)
     finally:
         for service in services:
             service.close()
@@ -289,7 +289,7 @@ async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool)
     return broken
 
 
-class EmulatorProcess(ChildProcess):
+class EmulatorProcess(ChildProcess[EmulatorStats]):
     """Emulated registers (one per state directory, each a durable FN) served on 127.0.0.1 by a
     child process's event loop; ``ports`` lists their TCP ports.  ``serial`` serves them as serial
     registers (no filler after ACK, serial timings) instead of network ones; ``timed`` sums the
@@ -302,19 +302,10 @@ class EmulatorProcess(ChildProcess):
         super().__init__("emulator", _emulator_main, paths, serial, timed)
 
     @property
-    def ports(self) -> list[int]:
-        ports: list[int] = self.ready
-        return ports
-
-    @property
     def broken(self) -> list[str]:
         """After `close`: the registers whose FN archive failed its check."""
         broken: list[str] = self.closed or []
         return broken
-
-    def stats(self) -> EmulatorStats:
-        stats: EmulatorStats = super().stats()
-        return stats
 
 
 # -- the clients --------------------------------------------------------------------------------

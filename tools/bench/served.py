@@ -11,39 +11,27 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    tcp_url: str
-    pty: Path | None
-    process: subprocess.Popen[str]
-
-
 @contextmanager
-def served_emulator(
-    state: Path, *, pty: Path | None = None, protocol: str = "shtrih"
-) -> Iterator[Served]:
-    """Start ``kkt emulator serve`` on a free TCP port (and a pty); stop it on the way out."""
+def served_emulator(state: Path, pty: Path, protocol: str = "shtrih") -> Iterator[str]:
+    """Start ``kkt emulator serve`` on a free TCP port and a pty, yield the TCP port's URL; stop
+    it on the way out."""
     argv = [sys.executable, "-m", "kkt", "emulator", "serve", "--state", str(state)]
-    argv += ["--protocol", protocol]
-    argv += ["--tcp", "127.0.0.1:0"]
-    if pty is not None:
-        argv += ["--pty", str(pty)]
+    argv += ["--protocol", protocol, "--tcp", "127.0.0.1:0", "--pty", str(pty)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         tcp_url = ""
-        while not tcp_url or (pty is not None and not pty.exists()):
+        while not tcp_url or not pty.exists():
             line = process.stdout.readline()
             if not line:
                 error = process.stderr.read() if process.stderr else ""
                 raise RuntimeError(f"the emulator did not start: {error.strip()}")
             if line.startswith("listening tcp "):
                 tcp_url = "socket://" + line.split()[2]
-        yield Served(tcp_url, pty, process)
+        yield tcp_url
     finally:
         process.send_signal(signal.SIGTERM)
         try:

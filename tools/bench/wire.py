@@ -40,10 +40,9 @@ from pathlib import Path
 
 import kkt
 
-from . import Bench, Figure, case
+from . import RECEIPT, Bench, Figure, case
 from .farm import (
     HOST_SETTINGS,
-    RECEIPT,
     ChildProcess,
     Counters,
     EmulatorProcess,
@@ -256,28 +255,19 @@ async def _serve_lines(conn: Connection, targets: list[int], byte_time: float) -
 
     try:
         lines.extend(PacedLine(target, byte_time) for target in targets)
-        conn.send(("ready", [line.port for line in lines]))
-        await serve_until_stopped(conn, stats)
+        await serve_until_stopped(conn, [line.port for line in lines], stats)
     finally:
         for line in lines:
             line.close()
 
 
-class LineProcess(ChildProcess):
+class LineProcess(ChildProcess[LineStats]):
     """`PacedLine`s to the given ports, run by a process of their own: its threads then wake on
-    time, instead of waiting for a register's Python code to let go of the GIL."""
+    time, instead of waiting for a register's Python code to let go of the GIL.  ``ports``: the
+    lines' own ports, one per target."""
 
     def __init__(self, targets: list[int], byte_time: float) -> None:
         super().__init__("line", _line_main, targets, byte_time)
-
-    @property
-    def ports(self) -> list[int]:
-        ports: list[int] = self.ready
-        return ports
-
-    def stats(self) -> LineStats:
-        stats: LineStats = super().stats()
-        return stats
 
 
 # -- the case -----------------------------------------------------------------------------------
