@@ -38,13 +38,13 @@ def test_lossy_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_crash_soak_leaves_no_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[subprocess.Popen[bytes]] = []
 
-    class Recorded(crash._EmulatorProcess):
+    class Recorded(crash.EmulatorServer):
         def _start_once(self) -> None:
             super()._start_once()
             assert self.process is not None
             started.append(self.process)
 
-    monkeypatch.setattr(crash, "_EmulatorProcess", Recorded)
+    monkeypatch.setattr(crash, "EmulatorServer", Recorded)
     monkeypatch.setattr(crash, "CRASH_KILLS_QUICK", 2)
     monkeypatch.setattr(crash, "CRASH_UP_SECONDS", (0.05, 0.3))
     figures = values(crash.crash(bench(tmp_path)))

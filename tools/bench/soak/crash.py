@@ -6,14 +6,7 @@ one document, with the number and sign its result gave."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import select
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -29,6 +22,7 @@ import kkt
 from kkt import FiscalResult, Register
 
 from .. import Bench, Figure, case
+from ..served import EmulatorServer
 from .common import counts, fail_if, first_few, receipt_for, receipts_by_total, tally_logs
 
 # -- sizes and timings (module constants: tests shrink them) -------------------------------------
@@ -39,95 +33,8 @@ CRASH_UP_SECONDS = (0.05, 0.6)  # the emulator lives this long (uniform) between
 CRASH_RECEIPT_ATTEMPTS = 3000  # one receipt's tries before the soak calls it lost
 CRASH_RECEIPT_SECONDS = 90.0  # ... and its time
 CRASH_RETRY_PAUSE = 0.02  # between two tries of one receipt
-CRASH_START_SECONDS = 60.0  # the emulator process must listen within this
 # The crash soak's emulator is a separate process that starts, fsyncs and dies: looser timing.
 CRASH_HOST = HostSettings(ack=0.5, byte=0.3, quiet=0.1, probe=0.3, answer=10.0)
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now (the emulator is restarted on it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class _EmulatorProcess:
-    """``kkt emulator serve`` as a child process that can be killed and started again."""
-
-    def __init__(self, state: Path, port: int, log: Path) -> None:
-        self.state = state
-        self.port = port
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.refused_starts = 0  # starts that found the port busy and were tried again
-
-    def start(self) -> None:
-        # The port may be held for a moment -- even by the driver: a connect to a port in the
-        # ephemeral range while nothing listens there can, rarely, connect the socket to itself.
-        # The driver drops that link at its next failed exchange, and the port is free again.
-        deadline = time.monotonic() + CRASH_START_SECONDS
-        while True:
-            try:
-                self._start_once()
-                self.starts += 1
-                return
-            except _EarlyExit:
-                if time.monotonic() > deadline:
-                    raise
-                self.refused_starts += 1
-                time.sleep(0.5)
-
-    def _start_once(self) -> None:
-        command = [sys.executable, "-m", "kkt", "emulator", "serve"]
-        command += ["--state", str(self.state), "--tcp", f"127.0.0.1:{self.port}"]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
-            )
-        assert self.process.stdout is not None
-        descriptor = self.process.stdout.fileno()
-        deadline = time.monotonic() + CRASH_START_SECONDS
-        seen = b""
-        while not any(line.startswith(b"listening tcp") for line in seen.split(b"\n")[:-1]):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
-                raise AssertionError(
-                    f"the emulator did not listen within {CRASH_START_SECONDS:g} s; see {self.log}"
-                )
-            ready, _, _ = select.select([descriptor], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(descriptor, 4096)
-            if not chunk:
-                code = self.process.wait(10)
-                self.kill()
-                raise _EarlyExit(f"the emulator exited ({code}) before listening: {self._tail()}")
-            seen += chunk
-
-    def kill(self) -> None:
-        """SIGKILL (kill -9) and wait; nothing of the process outlives this."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-        process.wait(30)
-        if process.stdout is not None:
-            process.stdout.close()
-
-    def _tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace").strip().splitlines()[-1]
-        except (OSError, IndexError):
-            return "(no output)"
-
-
-class _EarlyExit(AssertionError):
-    pass
 
 
 @dataclass
@@ -194,7 +101,7 @@ def crash(bench: Bench) -> Iterator[Figure]:
     """kill -9 of the emulator process at random instants under a selling driver."""
     kills = bench.size(CRASH_KILLS_QUICK, CRASH_KILLS_FULL)
     state = bench.work / "crash"
-    emulator = _EmulatorProcess(state, _free_port(), bench.work / "crash-emulator.log")
+    emulator = EmulatorServer(state, bench.work / "crash-emulator.log")
     rng = random.Random(2026)
     stop = threading.Event()
     seller: _Seller | None = None
@@ -207,9 +114,8 @@ def crash(bench: Bench) -> Iterator[Figure]:
     try:
         with tally_logs():
             emulator.start()
-            url = f"socket://127.0.0.1:{emulator.port}"
             register = kkt.connect(
-                url, journal=bench.work / "crash-journal.sqlite", settings=CRASH_HOST
+                emulator.url, journal=bench.work / "crash-journal.sqlite", settings=CRASH_HOST
             )
             if not register.status().shift_open:
                 register.open_shift()
