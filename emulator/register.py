@@ -24,11 +24,10 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
-from kkt.protocols.ffd import QrData, TlvList, qr_string
+from kkt.protocols.ffd import DocumentType, LifePhase, QrData, TlvList, qr_string
 
 from .clock import Clock
-from .fn import FiscalStorage, Formed, LifePhase, Payments, VatSums, Verification
-from .fn.model import CORRECTION, RECEIPT
+from .fn import FiscalStorage, Formed, Payments, VatSums, Verification
 from .printer import PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
 from .settings import RegisterSettings
@@ -374,7 +373,7 @@ class RegisterModel:
     def qr(self, number: int) -> str:
         """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
         record = self.fn.record(number)
-        if record.kind not in (RECEIPT, CORRECTION):
+        if record.kind not in (DocumentType.RECEIPT, DocumentType.CORRECTION_RECEIPT):
             raise Refusal(Reason.BAD_PARAMETER, f"document {number} is not a receipt")
         return qr_string(
             QrData(

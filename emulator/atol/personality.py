@@ -59,9 +59,9 @@ from kkt.protocols.atol.modes import (
     join_mode,
 )
 from kkt.protocols.errors import CodecError
-from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
+from kkt.protocols.ffd import LifePhase, TlvError, TlvList, decode_tlv
 
-from ..fn import FnCode, FnError, LifePhase, Payments
+from ..fn import FnCode, FnError, Payments
 from ..personality import Personality, VendorRefusal
 from ..receipt import Item, item_tax
 from ..register import SYSADMIN, Reason, Refusal, RegisterModel

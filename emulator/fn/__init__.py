@@ -10,10 +10,7 @@ from .state import (
     KEY_LIFE_36_MONTHS,
     FnConfig,
     FnState,
-    LifePhase,
     Registration,
-    Warning,
-    WorkMode,
 )
 from .storage import FnStore, MemoryStore, SqliteStore
 
@@ -32,7 +29,6 @@ __all__ = [
     "FnStatus",
     "FnStore",
     "Formed",
-    "LifePhase",
     "MemoryStore",
     "OfdQueue",
     "OperationCounters",
@@ -41,8 +37,6 @@ __all__ = [
     "SqliteStore",
     "VatSums",
     "Verification",
-    "Warning",
-    "WorkMode",
     "compute_sign",
     "verify_sign",
 ]

@@ -3,44 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import functools
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from kkt.protocols.ffd import LifePhase, WorkMode
+
 from .counters import Counters
-
-
-class LifePhase(enum.IntEnum):
-    """FNS Table 8; transitions go forward only."""
-
-    READY = 0x01  # ready for registration
-    FISCAL = 0x03  # fiscal mode: documents are formed
-    POST_FISCAL = 0x07  # closed, still sending its queue to the OFD
-    ARCHIVE = 0x0F  # archive reading only
-
-
-class WorkMode(enum.IntFlag):
-    """Work-mode byte of registration (FNS §4.5)."""
-
-    ENCRYPTION = 1 << 0
-    AUTONOMOUS = 1 << 1
-    AUTOMATIC = 1 << 2
-    SERVICES = 1 << 3
-    BSO = 1 << 4
-    INTERNET = 1 << 5
-    CATERING = 1 << 6
-    WHOLESALE = 1 << 7
-
-
-class Warning(enum.IntFlag):  # the FNS name for these flags
-    """Warning flags of the FN status (30h, byte 4)."""
-
-    REPLACE_URGENTLY = 1 << 0  # under 3 days of key life (tag 1051)
-    RESOURCE_ENDING = 1 << 1  # under 30 days (tag 1050)
-    MEMORY_99 = 1 << 2  # archive 99 % full (tag 1052)
-    OFD_TIMEOUT = 1 << 3  # OFD has not confirmed for too long (tag 1053)
-
 
 # Key life in days by FN model (FN passports via adslbarxatov/KassArray, fact sheet §4.7).
 KEY_LIFE_13_MONTHS = 410

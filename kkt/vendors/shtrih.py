@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvList
+from kkt.protocols.ffd import FnWarning, TlvList
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.message import Answer, Request
 from kkt.protocols.shtrih.modes import (
@@ -43,7 +43,6 @@ from ..results import (
     Document,
     DocumentInfo,
     FnInfo,
-    FnWarning,
     Formed,
     OfdQueue,
     ShiftState,
