@@ -24,10 +24,10 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
-from kkt.protocols.ffd import DocumentType, LifePhase, QrData, TlvList, qr_string
+from kkt.protocols.ffd import DocumentType, LifePhase, Payments, QrData, TlvList, qr_string
 
 from .clock import Clock
-from .fn import FiscalStorage, Formed, Payments, VatSums, Verification
+from .fn import FiscalStorage, Formed, VatSums, Verification
 from .printer import PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
 from .settings import RegisterSettings
@@ -302,7 +302,7 @@ class RegisterModel:
             )
         self.printer.check()
         payments = Payments(
-            paid.cash - change, paid.electronic, paid.prepaid, paid.credit, paid.counter
+            paid.cash - change, paid.electronic, paid.prepaid, paid.credit, paid.other
         )
         tags = self.with_cashier(self.place_tags(receipt.tags))
         tags = [*tags, (1055, tax_system), *receipt.items_tlv()]

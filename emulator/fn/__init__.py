@@ -1,7 +1,7 @@
 """The emulated fiscal storage (ФН): `FiscalStorage` over a `MemoryStore` or a `SqliteStore`."""
 
 from .archive import ArchiveRecord, compute_sign, verify_sign
-from .counters import CorrectionCounters, Counters, OperationCounters, Payments, VatSums
+from .counters import CorrectionCounters, Counters, OperationCounters, VatSums
 from .errors import FnCode, FnError
 from .model import FiscalStorage, FnStatus, Formed, OfdQueue, Verification
 from .state import (
@@ -32,7 +32,6 @@ __all__ = [
     "MemoryStore",
     "OfdQueue",
     "OperationCounters",
-    "Payments",
     "Registration",
     "SqliteStore",
     "VatSums",

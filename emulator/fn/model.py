@@ -34,6 +34,7 @@ from kkt.protocols.ffd import (
     DocumentType,
     FnWarning,
     LifePhase,
+    Payments,
     TlvList,
     Value,
     WorkMode,
@@ -46,7 +47,7 @@ from kkt.protocols.ffd import (
 
 from ..clock import Clock
 from .archive import ArchiveRecord, compute_sign, short_record, verify_sign
-from .counters import NO_VAT, OPERATIONS, Counters, Payments, VatSums
+from .counters import NO_VAT, OPERATIONS, Counters, VatSums
 from .errors import FnCode, FnError
 from .state import FnConfig, FnState, Registration
 from .storage import FnStore
@@ -657,7 +658,7 @@ def _sum_tags(payments: Payments, vat: VatSums) -> TlvList:
     for tag, value in (
         (1215, payments.prepaid),
         (1216, payments.credit),
-        (1217, payments.counter),
+        (1217, payments.other),
         (1102, vat.vat20),
         (1103, vat.vat10),
         (1104, vat.vat0),

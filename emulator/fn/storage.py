@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kkt.protocols.ffd import DocumentType, LifePhase
+from kkt.protocols.ffd import DocumentType, LifePhase, Payments
 
 from .archive import ArchiveRecord
 from .counters import (
@@ -23,7 +23,6 @@ from .counters import (
     CorrectionCounters,
     Counters,
     OperationCounters,
-    Payments,
     VatSums,
     _four,
 )
@@ -314,7 +313,7 @@ def _row(record: ArchiveRecord) -> tuple[object, ...]:
         p.electronic,
         p.prepaid,
         p.credit,
-        p.counter,
+        p.other,
         v.vat20,
         v.vat10,
         v.vat0,

@@ -27,8 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from kkt.protocols.ffd import Payments
+
 from ..errors import ReceiptRejected
-from ..receipt import MAX_NAME_BYTES, Item, Operation, Payments, Receipt, TaxSystem, Vat
+from ..receipt import MAX_NAME_BYTES, Item, Operation, Receipt, TaxSystem, Vat
 from ..results import FiscalResult
 
 T = TypeVar("T")

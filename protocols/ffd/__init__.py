@@ -1,7 +1,7 @@
 """FFD fiscal data: the TLV attribute format, the tag dictionary, fiscal signs, QR codes, RNM/INN.
 
 * `tags` -- `TAGS` (tag → `TagSpec`: wire type, length limits, names), the document types
-  (`DocumentType`) and the tags the FN forms itself (`fn_formed_tags`);
+  (`DocumentType`), a receipt's `Payments` and the tags the FN forms itself (`fn_formed_tags`);
 * `status` -- the FN's life phase, warning flags and registration work modes;
 * `tlv` -- `encode_tlv` / `decode_tlv` between ``[(tag, value), …]`` lists and bytes;
 * `sign` -- the 6-byte tag-1077 form of the fiscal sign (ФПД);
@@ -23,6 +23,7 @@ from .tags import (
     FN_FORMED_TAGS_12,
     TAGS,
     DocumentType,
+    Payments,
     TagSpec,
     TagType,
     fn_formed_tags,
@@ -48,6 +49,7 @@ __all__ = [
     "DocumentType",
     "FnWarning",
     "LifePhase",
+    "Payments",
     "QrData",
     "QrError",
     "TagSpec",

@@ -320,6 +320,22 @@ DOCUMENT_TAGS: dict[int, int] = {kind: int(kind) for kind in DocumentType}
 """Fiscal document type code → the tag of the document's STLV (they are equal, §1.1)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Payments:
+    """How a receipt is paid, kopecks: tags 1031 (cash), 1081 (electronic), 1215 (prepayment),
+    1216 (credit) and 1217 (other: counter-provision)."""
+
+    cash: int = 0
+    electronic: int = 0
+    prepaid: int = 0
+    credit: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.cash + self.electronic + self.prepaid + self.credit + self.other
+
+
 def _tags(*parts: int | range) -> frozenset[int]:
     out: set[int] = set()
     for part in parts:

@@ -16,13 +16,13 @@ from kkt.emulator.fn import (
     FnConfig,
     FnError,
     MemoryStore,
-    Payments,
     SqliteStore,
     VatSums,
 )
 from kkt.protocols.ffd import (
     FnWarning,
     LifePhase,
+    Payments,
     WorkMode,
     decode_tlv,
     find,
