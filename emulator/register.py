@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kkt.protocols.ffd import DocumentType, LifePhase, Payments, QrData, TlvList, qr_string
 
@@ -301,9 +301,7 @@ class RegisterModel:
                 "give the buyer's phone or e-mail (tag 1008) first",
             )
         self.printer.check()
-        payments = Payments(
-            paid.cash - change, paid.electronic, paid.prepaid, paid.credit, paid.other
-        )
+        payments = replace(paid, cash=paid.cash - change)
         tags = self.with_cashier(self.place_tags(receipt.tags))
         tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
         formed = self.fn.receipt(

@@ -184,9 +184,7 @@ class FiscalStorage:
     def register(self, registration: Registration, tlv: Tags = ()) -> Formed:
         self._require(LifePhase.READY)
         self._check_registration(registration)
-        return self._registration_document(
-            DocumentType.REGISTRATION, registration, tlv, reasons=None
-        )
+        return self._registration_document(DocumentType.REGISTRATION, registration, tlv)
 
     def reregister(self, registration: Registration, reasons: int, tlv: Tags = ()) -> Formed:
         """Change registration data (tag 1205 reason bits); INN and FFD stay as registered."""
@@ -205,9 +203,7 @@ class FiscalStorage:
             )
         self._check_registration(registration)
         self._check_usable(self._document_time())
-        return self._registration_document(
-            DocumentType.REREGISTRATION, registration, tlv, reasons=reasons
-        )
+        return self._registration_document(DocumentType.REREGISTRATION, registration, tlv, reasons)
 
     def _check_registration(self, r: Registration) -> None:
         s = self._state
@@ -234,7 +230,7 @@ class FiscalStorage:
             )
 
     def _registration_document(
-        self, kind: int, r: Registration, tlv: Tags, reasons: int | None
+        self, kind: int, r: Registration, tlv: Tags, reasons: int | None = None
     ) -> Formed:
         s = self._state
         now = self._document_time()
@@ -282,15 +278,8 @@ class FiscalStorage:
             shift_counters=Counters(),
         )
         items = [*self._common_tags(now), (1038, number), *self._warning_tags(now)]
-        return self._form(
-            DocumentType.SHIFT_OPEN,
-            now,
-            items,
-            tlv,
-            number.to_bytes(2, "little"),
-            state,
-            shift=number,
-        )
+        data = number.to_bytes(2, "little")
+        return self._form(DocumentType.SHIFT_OPEN, now, items, tlv, data, state, shift=number)
 
     def close_shift(self, tlv: Tags = ()) -> Formed:
         self._require(LifePhase.FISCAL)
@@ -416,14 +405,9 @@ class FiscalStorage:
         # An autonomous FN has no OFD queue and goes straight to archive mode.
         phase = LifePhase.ARCHIVE if r.autonomous else LifePhase.POST_FISCAL
         data = r.inn.ljust(12).encode("ascii") + r.rnm.ljust(20).encode("ascii")
+        state = s.evolve(phase=phase)
         return self._form(
-            DocumentType.FISCAL_MODE_CLOSE,
-            now,
-            items,
-            tlv,
-            data,
-            s.evolve(phase=phase),
-            shift=s.shift_number,
+            DocumentType.FISCAL_MODE_CLOSE, now, items, tlv, data, state, shift=s.shift_number
         )
 
     # -- OFD -------------------------------------------------------------------------------------
