@@ -309,17 +309,8 @@ def _row(record: ArchiveRecord) -> tuple[object, ...]:
         record.tlv,
         record.operation,
         record.total,
-        p.cash,
-        p.electronic,
-        p.prepaid,
-        p.credit,
-        p.other,
-        v.vat20,
-        v.vat10,
-        v.vat0,
-        v.no_vat,
-        v.vat20_120,
-        v.vat10_110,
+        *(getattr(p, name) for name in p.__slots__),  # the sum columns, in the fields' order
+        *(getattr(v, name) for name in v.__slots__),
         int(record.correction),
     )
 
