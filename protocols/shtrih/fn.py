@@ -58,7 +58,9 @@ def _fn_request(
 
 @answer
 class FnStatus(Answer):
-    """FF01 answer.  ``phase`` is a `LifePhase`, ``current_document`` a `FnDocument` code."""
+    """FF01 answer.  ``phase`` is a `kkt.protocols.ffd.LifePhase` value (one bit per phase reached:
+    01h ready, 03h fiscal mode, 07h closed, 0Fh archive read), ``warnings`` `FnWarning` bits,
+    ``current_document`` a `FnDocument` code."""
 
     phase: int = wire(U8)
     current_document: int = wire(U8)
