@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from kkt.protocols.errors import CodecError
-from kkt.protocols.ffd import TlvError
+from kkt.protocols.ffd import LifePhase, TlvError
 
 from .clock import Clock
-from .fn import FiscalStorage, FnError, LifePhase, Verification
+from .fn import FiscalStorage, FnError, Verification
 from .printer import PaperOut, Printer
 from .register import Reason, Refusal, RegisterModel
 from .settings import RegisterSettings

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from kkt.protocols.ffd import QrData, TlvList, qr_string
+from kkt.protocols.ffd import DocumentType, LifePhase, Payments, QrData, TlvList, qr_string
 
 from .clock import Clock
-from .fn import FiscalStorage, Formed, LifePhase, Payments, VatSums, Verification
-from .fn.model import CORRECTION, RECEIPT
+from .fn import FiscalStorage, Formed, VatSums, Verification
 from .printer import PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
 from .settings import RegisterSettings
@@ -302,9 +301,7 @@ class RegisterModel:
                 "give the buyer's phone or e-mail (tag 1008) first",
             )
         self.printer.check()
-        payments = Payments(
-            paid.cash - change, paid.electronic, paid.prepaid, paid.credit, paid.counter
-        )
+        payments = replace(paid, cash=paid.cash - change)
         tags = self.with_cashier(self.place_tags(receipt.tags))
         tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
         formed = self.fn.receipt(
@@ -374,7 +371,7 @@ class RegisterModel:
     def qr(self, number: int) -> str:
         """The QR string of receipt ``number`` (also what a fiscal-only register hands out)."""
         record = self.fn.record(number)
-        if record.kind not in (RECEIPT, CORRECTION):
+        if record.kind not in (DocumentType.RECEIPT, DocumentType.CORRECTION_RECEIPT):
             raise Refusal(Reason.BAD_PARAMETER, f"document {number} is not a receipt")
         return qr_string(
             QrData(

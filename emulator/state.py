@@ -10,10 +10,10 @@ import datetime as dt
 import secrets
 from pathlib import Path
 
-from kkt.protocols.ffd import inn_is_valid, make_rnm
+from kkt.protocols.ffd import LifePhase, WorkMode, inn_is_valid, make_rnm
 
 from .clock import Clock, SystemClock
-from .fn import FiscalStorage, FnConfig, LifePhase, Registration, SqliteStore, WorkMode
+from .fn import FiscalStorage, FnConfig, Registration, SqliteStore
 from .register import RegisterModel
 from .settings import RegisterSettings
 

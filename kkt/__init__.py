@@ -19,6 +19,8 @@ over a port with each vendor's link; `ports`: opening a port by URL; `tcp`, `usb
 
 __version__ = "0.1.0"
 
+from kkt.protocols.ffd import Payments
+
 from .connect import connect
 from .discover import Found, discover
 from .errors import (
@@ -37,7 +39,7 @@ from .errors import (
     WrongMode,
     WrongPassword,
 )
-from .receipt import Item, Operation, Payments, Receipt, TaxSystem, Vat
+from .receipt import Item, Operation, Receipt, TaxSystem, Vat
 from .register import Register
 from .results import FiscalResult
 

@@ -13,6 +13,8 @@ import hashlib
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from kkt.protocols.ffd import Payments
+
 from .errors import ReceiptRejected
 
 
@@ -69,19 +71,6 @@ class Item:
         if self.amount is not None:
             return self.amount
         return int((self.quantity * self.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-@dataclass(frozen=True, slots=True)
-class Payments:
-    cash: int = 0
-    electronic: int = 0
-    prepaid: int = 0
-    credit: int = 0
-    other: int = 0  # counter-provision
-
-    @property
-    def total(self) -> int:
-        return self.cash + self.electronic + self.prepaid + self.credit + self.other
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,20 +8,10 @@ raw mode byte, a model code) are kept as they are and named beside (``mode_name`
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kkt.protocols.ffd import DOCUMENT_NAMES, TlvList, tlv_to_json
-
-
-class FnWarning(enum.IntFlag):
-    """The FN's warning flags (the FN's own status byte, relayed alike by every register)."""
-
-    REPLACE_IN_3_DAYS = 1 << 0  # crypto resource ends within 3 days
-    RESOURCE_ENDS_IN_30_DAYS = 1 << 1
-    MEMORY_90_PERCENT = 1 << 2  # 1.17 says 90 %; the FNS protocol says 99 %
-    OFD_TIMEOUT = 1 << 3
+from kkt.protocols.ffd import DOCUMENT_NAMES, DocumentType, FnWarning, TlvList, tlv_to_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,21 +80,6 @@ class ShiftInfo:
 
     def age(self, now: dt.datetime) -> dt.timedelta | None:
         return now - self.opened_at if self.open and self.opened_at else None
-
-
-class DocumentType(enum.IntEnum):
-    """FFD document types (tag 1000 values)."""
-
-    REGISTRATION = 1
-    SHIFT_OPEN = 2
-    RECEIPT = 3
-    BSO = 4
-    SHIFT_CLOSE = 5
-    FISCAL_MODE_CLOSE = 6
-    REREGISTRATION = 11
-    STATE_REPORT = 21
-    CORRECTION_RECEIPT = 31
-    CORRECTION_BSO = 41
 
 
 RECEIPT_TYPES = frozenset(

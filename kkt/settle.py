@@ -14,12 +14,12 @@ import logging
 from decimal import Decimal
 
 from kkt.protocols.errors import ProtocolError
-from kkt.protocols.ffd import QrData, find, qr_string
+from kkt.protocols.ffd import DocumentType, QrData, find, qr_string
 
 from .errors import BadAnswer, DeviceError, KktError, NotFiscalized, OutcomeUnknown, TransportError
 from .journal import Entry, Journal
 from .receipt import Operation, Receipt, fingerprint_of
-from .results import DocumentInfo, DocumentType, FiscalResult, Formed
+from .results import DocumentInfo, FiscalResult, Formed
 from .vendors.base import Device
 
 log = logging.getLogger("kkt.register")

@@ -16,15 +16,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from kkt.protocols.ffd import FnWarning, LifePhase
 from kkt.protocols.ffd import rows as tlv_rows
-from kkt.protocols.shtrih.modes import FnPhase
 from rich.console import Console as RichConsole
 
 from kkt import Operation, Register
 from kkt.errors import KktError, ReceiptRejected, WrongMode
 from kkt.formats.atol_json import fiscal_params, receipt_from_atol
 from kkt.journal import Journal
-from kkt.results import Document, FiscalResult, FnWarning
+from kkt.results import Document, FiscalResult
 
 from .console import Output, grid, pairs, show
 
@@ -36,12 +36,10 @@ LINE_WIDTH = {250: 48}
 
 _PHASES = {
     0: "not configured",
-    int(FnPhase.CONFIGURED): "ready for registration",
-    int(FnPhase.CONFIGURED | FnPhase.FISCAL_MODE_OPEN): "fiscal mode",
-    int(FnPhase.CONFIGURED | FnPhase.FISCAL_MODE_OPEN | FnPhase.FISCAL_MODE_CLOSED): (
-        "fiscal mode closed: sending the archive to the OFD"
-    ),
-    0x0F: "archive only (replace the FN)",
+    LifePhase.READY: "ready for registration",
+    LifePhase.FISCAL: "fiscal mode",
+    LifePhase.POST_FISCAL: "fiscal mode closed: sending the archive to the OFD",
+    LifePhase.ARCHIVE: "archive only (replace the FN)",
 }
 _WARNINGS = {
     FnWarning.REPLACE_IN_3_DAYS: "replace the FN within 3 days",

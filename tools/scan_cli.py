@@ -16,13 +16,13 @@ from dataclasses import asdict
 from typing import Any
 
 import serial
+from kkt.protocols.ffd import FnWarning
 from kkt.protocols.shtrih.link import HostSettings
 from rich.console import Console as RichConsole
 
 import kkt
 from kkt.discover import BAUD_RATES, discover
 from kkt.errors import KktError, PortBusy, TransportError
-from kkt.results import FnWarning
 from kkt.transport.usb import SCHEME as USB_SCHEME
 
 from .console import Output, grid

@@ -59,9 +59,9 @@ from kkt.protocols.atol.modes import (
     join_mode,
 )
 from kkt.protocols.errors import CodecError
-from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
+from kkt.protocols.ffd import LifePhase, Payments, TlvError, TlvList, decode_tlv
 
-from ..fn import FnCode, FnError, LifePhase, Payments
+from ..fn import FnCode, FnError
 from ..personality import Personality, VendorRefusal
 from ..receipt import Item, item_tax
 from ..register import SYSADMIN, Reason, Refusal, RegisterModel
@@ -656,5 +656,5 @@ def _payments(paid: dict[int, int]) -> Payments:
         electronic=paid.get(PaymentType.ELECTRONIC, 0),
         prepaid=paid.get(PaymentType.PREPAID, 0),
         credit=paid.get(PaymentType.CREDIT, 0),
-        counter=paid.get(PaymentType.OTHER, 0),  # "other" is counter-provision (1217)
+        other=paid.get(PaymentType.OTHER, 0),  # "other" is counter-provision (1217)
     )

@@ -1,7 +1,7 @@
 """The emulated fiscal storage (ФН): `FiscalStorage` over a `MemoryStore` or a `SqliteStore`."""
 
 from .archive import ArchiveRecord, compute_sign, verify_sign
-from .counters import CorrectionCounters, Counters, OperationCounters, Payments, VatSums
+from .counters import CorrectionCounters, Counters, OperationCounters, VatSums
 from .errors import FnCode, FnError
 from .model import FiscalStorage, FnStatus, Formed, OfdQueue, Verification
 from .state import (
@@ -10,10 +10,7 @@ from .state import (
     KEY_LIFE_36_MONTHS,
     FnConfig,
     FnState,
-    LifePhase,
     Registration,
-    Warning,
-    WorkMode,
 )
 from .storage import FnStore, MemoryStore, SqliteStore
 
@@ -32,17 +29,13 @@ __all__ = [
     "FnStatus",
     "FnStore",
     "Formed",
-    "LifePhase",
     "MemoryStore",
     "OfdQueue",
     "OperationCounters",
-    "Payments",
     "Registration",
     "SqliteStore",
     "VatSums",
     "Verification",
-    "Warning",
-    "WorkMode",
     "compute_sign",
     "verify_sign",
 ]

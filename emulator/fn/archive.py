@@ -18,7 +18,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from .counters import NO_PAYMENTS, NO_VAT, Payments, VatSums
+from kkt.protocols.ffd import Payments
+
+from .counters import NO_PAYMENTS, NO_VAT, VatSums
 
 
 @dataclass(frozen=True, slots=True)

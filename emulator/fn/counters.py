@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kkt.protocols.ffd import Payments
+
 SUM_FIELDS = (
     "total",
     "cash",
@@ -30,21 +32,6 @@ SUM_FIELDS = (
 )
 
 OPERATIONS = (1, 2, 3, 4)  # tag 1054
-
-
-@dataclass(frozen=True, slots=True)
-class Payments:
-    """How a receipt was paid, kopecks (tags 1031, 1081, 1215, 1216, 1217)."""
-
-    cash: int = 0
-    electronic: int = 0
-    prepaid: int = 0
-    credit: int = 0
-    counter: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.cash + self.electronic + self.prepaid + self.credit + self.counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +75,7 @@ class OperationCounters:
             self.electronic + p.electronic,
             self.prepaid + p.prepaid,
             self.credit + p.credit,
-            self.counter + p.counter,
+            self.counter + p.other,
             self.vat20 + v.vat20,
             self.vat10 + v.vat10,
             self.vat0 + v.vat0,

@@ -31,8 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kkt.protocols.ffd import (
+    DocumentType,
+    FnWarning,
+    LifePhase,
+    Payments,
     TlvList,
     Value,
+    WorkMode,
     encode_tlv,
     fiscal_sign_tlv,
     fn_formed_tags,
@@ -42,20 +47,10 @@ from kkt.protocols.ffd import (
 
 from ..clock import Clock
 from .archive import ArchiveRecord, compute_sign, short_record, verify_sign
-from .counters import NO_VAT, OPERATIONS, Counters, Payments, VatSums
+from .counters import NO_VAT, OPERATIONS, Counters, VatSums
 from .errors import FnCode, FnError
-from .state import FnConfig, FnState, LifePhase, Registration, Warning, WorkMode
+from .state import FnConfig, FnState, Registration
 from .storage import FnStore
-
-# FFD document type codes (tag of the document's STLV).
-REGISTRATION = 1
-REREGISTRATION = 11
-SHIFT_OPEN = 2
-STATE_REPORT = 21
-RECEIPT = 3
-CORRECTION = 31
-SHIFT_CLOSE = 5
-FN_CLOSE = 6
 
 # Largest document each type may be (S3 STLV maxima, fact sheet §2).
 MAX_DOCUMENT = {1: 6144, 11: 6144, 2: 4096, 5: 4096, 6: 4096, 3: 32768, 31: 32768, 21: 32768}
@@ -85,7 +80,7 @@ class FnStatus:
 
     phase: LifePhase
     shift_open: bool
-    warnings: Warning
+    warnings: FnWarning
     last_when: dt.datetime | None
     serial: str
     last_number: int
@@ -147,21 +142,21 @@ class FiscalStorage:
             s.phase, s.shift_open, self.warnings(), s.last_when, s.config.serial, s.last_number
         )
 
-    def warnings(self) -> Warning:
+    def warnings(self) -> FnWarning:
         s, now = self._state, self._clock.now()
-        flags = Warning(0)
+        flags = FnWarning(0)
         if s.expires is not None:
             days_left = (s.expires - now.date()).days
             if days_left < 30:
-                flags |= Warning.RESOURCE_ENDING
+                flags |= FnWarning.RESOURCE_ENDS_IN_30_DAYS
             if days_left < 3:
-                flags |= Warning.REPLACE_URGENTLY
+                flags |= FnWarning.REPLACE_IN_3_DAYS
         if s.last_number * 100 >= s.config.archive_capacity * 99:
-            flags |= Warning.MEMORY_99
+            flags |= FnWarning.MEMORY_90_PERCENT
         if s.first_unsent_when is not None and now - s.first_unsent_when > dt.timedelta(
             days=s.config.ofd_warning_days
         ):
-            flags |= Warning.OFD_TIMEOUT
+            flags |= FnWarning.OFD_TIMEOUT
         return flags
 
     def days_left(self) -> int | None:
@@ -189,7 +184,7 @@ class FiscalStorage:
     def register(self, registration: Registration, tlv: Tags = ()) -> Formed:
         self._require(LifePhase.READY)
         self._check_registration(registration)
-        return self._registration_document(REGISTRATION, registration, tlv, reasons=None)
+        return self._registration_document(DocumentType.REGISTRATION, registration, tlv)
 
     def reregister(self, registration: Registration, reasons: int, tlv: Tags = ()) -> Formed:
         """Change registration data (tag 1205 reason bits); INN and FFD stay as registered."""
@@ -208,7 +203,7 @@ class FiscalStorage:
             )
         self._check_registration(registration)
         self._check_usable(self._document_time())
-        return self._registration_document(REREGISTRATION, registration, tlv, reasons=reasons)
+        return self._registration_document(DocumentType.REREGISTRATION, registration, tlv, reasons)
 
     def _check_registration(self, r: Registration) -> None:
         s = self._state
@@ -235,7 +230,7 @@ class FiscalStorage:
             )
 
     def _registration_document(
-        self, kind: int, r: Registration, tlv: Tags, reasons: int | None
+        self, kind: int, r: Registration, tlv: Tags, reasons: int | None = None
     ) -> Formed:
         s = self._state
         now = self._document_time()
@@ -283,9 +278,8 @@ class FiscalStorage:
             shift_counters=Counters(),
         )
         items = [*self._common_tags(now), (1038, number), *self._warning_tags(now)]
-        return self._form(
-            SHIFT_OPEN, now, items, tlv, number.to_bytes(2, "little"), state, shift=number
-        )
+        data = number.to_bytes(2, "little")
+        return self._form(DocumentType.SHIFT_OPEN, now, items, tlv, data, state, shift=number)
 
     def close_shift(self, tlv: Tags = ()) -> Formed:
         self._require(LifePhase.FISCAL)
@@ -306,7 +300,9 @@ class FiscalStorage:
         ]
         state = s.evolve(shift_open=False, shift_opened_at=None)
         data = s.shift_number.to_bytes(2, "little")
-        return self._form(SHIFT_CLOSE, now, items, tlv, data, state, shift=s.shift_number)
+        return self._form(
+            DocumentType.SHIFT_CLOSE, now, items, tlv, data, state, shift=s.shift_number
+        )
 
     # -- receipts --------------------------------------------------------------------------------
 
@@ -347,7 +343,7 @@ class FiscalStorage:
             (1020, total),
             *_sum_tags(payments, vat),
         ]
-        kind = CORRECTION if correction else RECEIPT
+        kind = DocumentType.CORRECTION_RECEIPT if correction else DocumentType.RECEIPT
         state = s.evolve(
             receipt_number=number,
             shift_counters=s.shift_counters.add_receipt(
@@ -389,7 +385,7 @@ class FiscalStorage:
         data = s.unsent_count.to_bytes(4, "little") + (
             bytes((first.year - 2000, first.month, first.day)) if first else b"\x00\x00\x00"
         )
-        return self._form(STATE_REPORT, now, items, tlv, data, s, shift=s.shift_number)
+        return self._form(DocumentType.STATE_REPORT, now, items, tlv, data, s, shift=s.shift_number)
 
     def close_fn(self, tlv: Tags = ()) -> Formed:
         self._require(LifePhase.FISCAL)
@@ -409,8 +405,9 @@ class FiscalStorage:
         # An autonomous FN has no OFD queue and goes straight to archive mode.
         phase = LifePhase.ARCHIVE if r.autonomous else LifePhase.POST_FISCAL
         data = r.inn.ljust(12).encode("ascii") + r.rnm.ljust(20).encode("ascii")
+        state = s.evolve(phase=phase)
         return self._form(
-            FN_CLOSE, now, items, tlv, data, s.evolve(phase=phase), shift=s.shift_number
+            DocumentType.FISCAL_MODE_CLOSE, now, items, tlv, data, state, shift=s.shift_number
         )
 
     # -- OFD -------------------------------------------------------------------------------------
@@ -451,9 +448,9 @@ class FiscalStorage:
                 expected = record.number
             if not verify_sign(s.secret, s.config.serial, record):
                 problems.append(f"document {record.number}: fiscal sign does not verify")
-            if record.kind == SHIFT_OPEN:
+            if record.kind == DocumentType.SHIFT_OPEN:
                 shift = Counters()
-            if record.kind in (RECEIPT, CORRECTION):
+            if record.kind in (DocumentType.RECEIPT, DocumentType.CORRECTION_RECEIPT):
                 if record.data != bytes((record.operation,)) + record.total.to_bytes(5, "little"):
                     problems.append(f"document {record.number}: sums differ from its signed record")
                 args = (record.operation, record.total, record.payments, record.vat)
@@ -554,10 +551,10 @@ class FiscalStorage:
     def _warning_tags(self, now: dt.datetime) -> TlvList:
         flags = self.warnings()
         pairs = (
-            (1050, Warning.RESOURCE_ENDING),
-            (1051, Warning.REPLACE_URGENTLY),
-            (1052, Warning.MEMORY_99),
-            (1053, Warning.OFD_TIMEOUT),
+            (1050, FnWarning.RESOURCE_ENDS_IN_30_DAYS),
+            (1051, FnWarning.REPLACE_IN_3_DAYS),
+            (1052, FnWarning.MEMORY_90_PERCENT),
+            (1053, FnWarning.OFD_TIMEOUT),
         )
         items: TlvList = [(tag, 1) for tag, flag in pairs if flag in flags]
         days = self.days_left()
@@ -596,13 +593,13 @@ class FiscalStorage:
             raise FnError(FnCode.TLV_TOO_BIG, f"the document would be {len(encoded)} bytes")
         # A receipt's typed values (operation, total, payments, tax sums, correction) end the
         # record; other documents keep the record's zero defaults.
-        record = ArchiveRecord(number, kind, now, sign, shift, data, encoded, *(receipt or ()))
+        record = ArchiveRecord(number, int(kind), now, sign, shift, data, encoded, *(receipt or ()))
         queued = not (state.registration and state.registration.autonomous)
         state = state.evolve(
             last_number=number,
             last_when=now,
             shift_documents=state.shift_documents
-            + (1 if state.shift_open or kind == SHIFT_CLOSE else 0),
+            + (1 if state.shift_open or kind == DocumentType.SHIFT_CLOSE else 0),
         )
         if queued and not state.first_unsent:
             state = state.evolve(first_unsent=number, first_unsent_when=now)
@@ -645,7 +642,7 @@ def _sum_tags(payments: Payments, vat: VatSums) -> TlvList:
     for tag, value in (
         (1215, payments.prepaid),
         (1216, payments.credit),
-        (1217, payments.counter),
+        (1217, payments.other),
         (1102, vat.vat20),
         (1103, vat.vat10),
         (1104, vat.vat0),

@@ -3,44 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import functools
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from kkt.protocols.ffd import LifePhase, WorkMode
+
 from .counters import Counters
-
-
-class LifePhase(enum.IntEnum):
-    """FNS Table 8; transitions go forward only."""
-
-    READY = 0x01  # ready for registration
-    FISCAL = 0x03  # fiscal mode: documents are formed
-    POST_FISCAL = 0x07  # closed, still sending its queue to the OFD
-    ARCHIVE = 0x0F  # archive reading only
-
-
-class WorkMode(enum.IntFlag):
-    """Work-mode byte of registration (FNS §4.5)."""
-
-    ENCRYPTION = 1 << 0
-    AUTONOMOUS = 1 << 1
-    AUTOMATIC = 1 << 2
-    SERVICES = 1 << 3
-    BSO = 1 << 4
-    INTERNET = 1 << 5
-    CATERING = 1 << 6
-    WHOLESALE = 1 << 7
-
-
-class Warning(enum.IntFlag):  # the FNS name for these flags
-    """Warning flags of the FN status (30h, byte 4)."""
-
-    REPLACE_URGENTLY = 1 << 0  # under 3 days of key life (tag 1051)
-    RESOURCE_ENDING = 1 << 1  # under 30 days (tag 1050)
-    MEMORY_99 = 1 << 2  # archive 99 % full (tag 1052)
-    OFD_TIMEOUT = 1 << 3  # OFD has not confirmed for too long (tag 1053)
-
 
 # Key life in days by FN model (FN passports via adslbarxatov/KassArray, fact sheet §4.7).
 KEY_LIFE_13_MONTHS = 410
@@ -124,23 +94,7 @@ class FnState:
 
     def to_json(self, *, counters: bool = True) -> dict[str, Any]:
         """The state as JSON-ready data; ``counters=False`` leaves out what the archive implies."""
-        data = {
-            "config": _as_dict(self.config),
-            "secret": self.secret.hex(),
-            "phase": int(self.phase),
-            "registration": _as_dict(self.registration) if self.registration else None,
-            "registrations_done": self.registrations_done,
-            "activated": _iso(self.activated),
-            "last_number": self.last_number,
-            "last_when": _iso(self.last_when),
-            "shift_open": self.shift_open,
-            "shift_number": self.shift_number,
-            "shift_opened_at": _iso(self.shift_opened_at),
-            "receipt_number": self.receipt_number,
-            "shift_documents": self.shift_documents,
-            "first_unsent": self.first_unsent,
-            "first_unsent_when": _iso(self.first_unsent_when),
-        }
+        data = {name: _dump(getattr(self, name)) for name in _FIELDS}
         if counters:
             data["shift_counters"] = self.shift_counters.to_json()
             data["total_counters"] = self.total_counters.to_json()
@@ -151,42 +105,44 @@ class FnState:
         cls, data: dict[str, Any], counters: tuple[Counters, Counters] | None = None
     ) -> FnState:
         """Inverse of `to_json`; ``counters`` (shift, total) when they were left out."""
-        registration = data["registration"]
         if counters is None:
             counters = (
                 Counters.from_json(data["shift_counters"]),
                 Counters.from_json(data["total_counters"]),
             )
-        return cls(
-            config=FnConfig(**data["config"]),
-            secret=bytes.fromhex(data["secret"]),
-            phase=LifePhase(data["phase"]),
-            registration=Registration(**registration) if registration else None,
-            registrations_done=data["registrations_done"],
-            activated=_parse(data["activated"]),
-            last_number=data["last_number"],
-            last_when=_parse(data["last_when"]),
-            shift_open=data["shift_open"],
-            shift_number=data["shift_number"],
-            shift_opened_at=_parse(data["shift_opened_at"]),
-            receipt_number=data["receipt_number"],
-            shift_documents=data["shift_documents"],
-            shift_counters=counters[0],
-            total_counters=counters[1],
-            first_unsent=data["first_unsent"],
-            first_unsent_when=_parse(data["first_unsent_when"]),
-        )
+        values = {
+            name: data[name] if data[name] is None or name not in _LOAD else _LOAD[name](data[name])
+            for name in _FIELDS
+        }
+        return cls(**values, shift_counters=counters[0], total_counters=counters[1])
+
+
+# Every field but the counters, in their order; a value is stored as `_dump` writes it and read
+# back by its `_LOAD` entry (the others are JSON values already).
+_FIELDS = tuple(f.name for f in fields(FnState) if not f.name.endswith("_counters"))
+_LOAD: dict[str, Callable[[Any], Any]] = {
+    "config": lambda value: FnConfig(**value),
+    "secret": bytes.fromhex,
+    "phase": LifePhase,
+    "registration": lambda value: Registration(**value),
+    **dict.fromkeys(
+        ("activated", "last_when", "shift_opened_at", "first_unsent_when"),
+        dt.datetime.fromisoformat,
+    ),
+}
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, FnConfig | Registration):
+        return _as_dict(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return int(value) if isinstance(value, LifePhase) else value
 
 
 @functools.lru_cache(maxsize=16)
 def _as_dict(value: FnConfig | Registration) -> dict[str, Any]:
     # Written with every document but almost never changed: convert each value once.
     return asdict(value)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _parse(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None

@@ -15,17 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kkt.protocols.ffd import DocumentType, LifePhase, Payments
+
 from .archive import ArchiveRecord
 from .counters import (
     OPERATIONS,
     CorrectionCounters,
     Counters,
     OperationCounters,
-    Payments,
     VatSums,
     _four,
 )
-from .state import FnState, LifePhase
+from .state import FnState
 
 
 class MemoryStore:
@@ -97,7 +98,6 @@ _COLUMNS = (
 )
 _INSERT = f"INSERT INTO documents ({_COLUMNS}) VALUES ({', '.join('?' * _COLUMNS.count(','))}, ?)"
 _RECEIPT = "kind IN (3, 31)"
-_SHIFT_OPEN, _SHIFT_CLOSE, _FN_CLOSE = 2, 5, 6
 
 # What the state keeps that the archive does not imply; written only when it changes.
 _IDENTITY = ("config", "secret")
@@ -152,9 +152,9 @@ class SqliteStore:
         shift = db.execute(
             "SELECT number, kind, shift, at FROM documents WHERE kind IN (?, ?) "
             "ORDER BY number DESC LIMIT 1",
-            (_SHIFT_OPEN, _SHIFT_CLOSE),
+            (DocumentType.SHIFT_OPEN, DocumentType.SHIFT_CLOSE),
         ).fetchone()
-        data["shift_open"] = bool(shift and shift[1] == _SHIFT_OPEN)
+        data["shift_open"] = bool(shift and shift[1] == DocumentType.SHIFT_OPEN)
         data["shift_number"] = shift[2] if shift else 0
         data["shift_opened_at"] = shift[3] if data["shift_open"] else None
         data["receipt_number"] = db.execute(
@@ -173,7 +173,9 @@ class SqliteStore:
             ).fetchone()
         )
         data["first_unsent"], data["first_unsent_when"] = first if first else (0, None)
-        closed = db.execute("SELECT 1 FROM documents WHERE kind = ?", (_FN_CLOSE,)).fetchone()
+        closed = db.execute(
+            "SELECT 1 FROM documents WHERE kind = ?", (DocumentType.FISCAL_MODE_CLOSE,)
+        ).fetchone()
         if registration is None:
             data["phase"] = LifePhase.READY
         elif not closed:
@@ -186,10 +188,11 @@ class SqliteStore:
         """Documents of the last shift: its opening report through its close (or the latest)."""
         if shift is None:
             return 0
-        if shift[1] == _SHIFT_OPEN:
+        if shift[1] == DocumentType.SHIFT_OPEN:
             return int(last_number - shift[0] + 1)
         opened = self._db.execute(
-            "SELECT number FROM documents WHERE kind = ? AND shift = ?", (_SHIFT_OPEN, shift[2])
+            "SELECT number FROM documents WHERE kind = ? AND shift = ?",
+            (DocumentType.SHIFT_OPEN, shift[2]),
         ).fetchone()
         return int(shift[0] - opened[0] + 1) if opened else 0
 
@@ -306,17 +309,8 @@ def _row(record: ArchiveRecord) -> tuple[object, ...]:
         record.tlv,
         record.operation,
         record.total,
-        p.cash,
-        p.electronic,
-        p.prepaid,
-        p.credit,
-        p.counter,
-        v.vat20,
-        v.vat10,
-        v.vat0,
-        v.no_vat,
-        v.vat20_120,
-        v.vat10_110,
+        *(getattr(p, name) for name in p.__slots__),  # the sum columns, in the fields' order
+        *(getattr(v, name) for name in v.__slots__),
         int(record.correction),
     )
 

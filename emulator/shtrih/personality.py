@@ -26,13 +26,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from kkt.protocols.errors import CodecError, FrameError
-from kkt.protocols.ffd import TlvError, TlvList, decode_tlv
+from kkt.protocols.ffd import Payments, TlvError, TlvList, decode_tlv
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih import message as m
 from kkt.protocols.shtrih.frame import command_code
 from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
 
-from ..fn import FnCode, FnError, Payments, VatSums
+from ..fn import FnCode, FnError, VatSums
 from ..personality import Personality, VendorRefusal
 from ..receipt import (
     NO_VAT,
@@ -623,7 +623,7 @@ class ShtrihRegister(Personality):
         self._auth(r, OPERATOR)
         p = r.payments
         payments = Payments(
-            cash=p[0], electronic=sum(p[1:13]), prepaid=p[13], credit=p[14], counter=p[15]
+            cash=p[0], electronic=sum(p[1:13]), prepaid=p[13], credit=p[14], other=p[15]
         )
         taxes = VatSums(*r.taxes) if any(r.taxes) else None
         closed = self.model.close_receipt(payments, r.rounding, taxes, int(r.tax_system))

@@ -27,8 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from kkt.protocols.ffd import Payments
+
 from ..errors import ReceiptRejected
-from ..receipt import MAX_NAME_BYTES, Item, Operation, Payments, Receipt, TaxSystem, Vat
+from ..receipt import MAX_NAME_BYTES, Item, Operation, Receipt, TaxSystem, Vat
 from ..results import FiscalResult
 
 T = TypeVar("T")
@@ -202,8 +204,8 @@ def receipt_from_atol(task: Mapping[str, Any], operation: Operation | None = Non
     _refuse_unsupported(task, "", UNSUPPORTED_TASK_KEYS)
     # An explicit operation wins, but a task's own "type" is still checked: a typo there
     # ("sel") or a task of another kind ("sellCorrection") must not pass unnoticed.
-    task_operation = _optional(task, "type", _operation, Operation.SELL)
-    tax_system = _optional(task, "taxationType", _tax_system, TaxSystem.OSN)
+    task_operation = _optional(task, "type", OPERATIONS, Operation.SELL)
+    tax_system = _optional(task, "taxationType", TAX_SYSTEMS, TaxSystem.OSN)
     cashier, cashier_extra = _read_operator(task.get("operator"))
     items = _read_items(task.get("items", _MISSING))
     payments = _read_payments(task.get("payments", _MISSING))
@@ -318,7 +320,7 @@ def _read_position(position: Mapping[str, Any], path: str) -> Item:
         quantity=quantity,
         vat=_read_vat(position.get("tax", _MISSING), f"{path}.tax"),
         payment_method=_optional(
-            position, "paymentMethod", _payment_method, PAYMENT_METHODS["fullPayment"], path
+            position, "paymentMethod", PAYMENT_METHODS, PAYMENT_METHODS["fullPayment"], path
         ),
         payment_subject=_optional(
             position, "paymentObject", _payment_object, PAYMENT_OBJECTS["commodity"], path
@@ -345,18 +347,6 @@ def _read_vat(value: Any, path: str) -> Vat:
             f"supported: {_names(VATS)}"
         )
     return _choice(kind, f"{path}.type", VATS)
-
-
-def _operation(value: Any, path: str) -> Operation:
-    return _choice(value, path, OPERATIONS)
-
-
-def _tax_system(value: Any, path: str) -> TaxSystem:
-    return _choice(value, path, TAX_SYSTEMS)
-
-
-def _payment_method(value: Any, path: str) -> int:
-    return _choice(value, path, PAYMENT_METHODS)
 
 
 def _payment_object(value: Any, path: str) -> int:
@@ -459,15 +449,17 @@ _MISSING: Any = _Missing()
 def _optional(
     data: Mapping[str, Any],
     key: str,
-    read: Callable[[Any, str], T],
+    read: Callable[[Any, str], T] | Mapping[str, T],
     default: T,
     parent: str = "",
 ) -> T:
-    """``read(value, path)`` for a key that may be absent or null (then ``default``)."""
+    """``read(value, path)`` -- or the value looked up in the ``read`` table -- for a key that may
+    be absent or null (then ``default``)."""
     value = data.get(key)
     if value is None:
         return default
-    return read(value, f"{parent}.{key}" if parent else key)
+    path = f"{parent}.{key}" if parent else key
+    return _choice(value, path, read) if isinstance(read, Mapping) else read(value, path)
 
 
 def _object(value: Any, path: str) -> Mapping[str, Any]:

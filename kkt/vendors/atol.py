@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
-from kkt.protocols.ffd import TlvList, find
+from kkt.protocols.ffd import FnWarning, TlvList, find
 
 from .. import errors, results
 from ..errors import (
@@ -184,7 +184,7 @@ class AtolDevice(Device):
             expires=validity.expires,
             registrations_left=validity.registrations_left,
             version="",
-            warnings=results.FnWarning(0),
+            warnings=FnWarning(0),
             unsent=queue.unsent,
         )
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from kkt.protocols.errors import CodecError, LinkError, ProtocolError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvError, TlvList, decode_tlv, encode_tlv, find
+from kkt.protocols.ffd import DocumentType, TlvError, TlvList, decode_tlv, encode_tlv, find
 
 from ..errors import BadAnswer, CannotSend, DeviceError, OutcomeUnknown, TransportError
 from ..receipt import Operation, Receipt
@@ -34,7 +34,6 @@ from ..results import (
     DeviceInfo,
     Document,
     DocumentInfo,
-    DocumentType,
     FnInfo,
     Formed,
     OfdQueue,

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import TlvList
+from kkt.protocols.ffd import FnWarning, TlvList
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.message import Answer, Request
 from kkt.protocols.shtrih.modes import (
@@ -27,7 +27,7 @@ from kkt.protocols.shtrih.modes import (
     decode_mode,
 )
 
-from .. import errors
+from .. import errors, results
 from ..errors import (
     BadAnswer,
     DeviceError,
@@ -38,17 +38,6 @@ from ..errors import (
     TransportError,
 )
 from ..receipt import Operation, Receipt, Vat
-from ..results import (
-    DeviceInfo,
-    Document,
-    DocumentInfo,
-    FnInfo,
-    FnWarning,
-    Formed,
-    OfdQueue,
-    ShiftState,
-    Status,
-)
 from .base import Device, checked_serial
 
 log = logging.getLogger("kkt.register")
@@ -116,11 +105,11 @@ class ShtrihDevice(Device):
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def status(self) -> Status:
+    def status(self) -> results.Status:
         s = self.raw(classic.GetShortStatus(self.password))
         flags = EcrFlags(s.flags)
         mode = decode_mode(s.mode)
-        return Status(
+        return results.Status(
             mode=int(mode.mode),
             mode_name=str(mode),
             submode=s.submode,
@@ -134,11 +123,11 @@ class ShtrihDevice(Device):
             receipt_items=s.operations_in_receipt,
         )
 
-    def device_info(self) -> DeviceInfo:
+    def device_info(self) -> results.DeviceInfo:
         kind = self.raw(classic.GetDeviceType())
         long = self.raw(classic.GetLongStatus(self.password))
         serial = self.raw(classic.ReadTable(self.password, 18, 1, 1)).value.split(b"\0", 1)[0]
-        return DeviceInfo(
+        return results.DeviceInfo(
             model=kind.model,
             name=kind.name,
             protocol=f"shtrih {kind.protocol_version}.{kind.protocol_subversion}",
@@ -146,13 +135,13 @@ class ShtrihDevice(Device):
             firmware=f"{long.firmware_version} build {long.firmware_build}",
         )
 
-    def fn_info(self) -> FnInfo:
+    def fn_info(self) -> results.FnInfo:
         status = self.raw(fn.GetFnStatus(self.password))
         expiry = self.raw(fn.GetFnExpiry(self.password))
         version = self.raw(fn.GetFnVersion(self.password))
         unsent = self.raw(fn.GetOfdExchangeStatus(self.password)).queue_count
         self._fn_serial = checked_serial(status.fn_serial)  # the serial comes with the status
-        return FnInfo(
+        return results.FnInfo(
             serial=status.fn_serial,
             phase=status.phase,
             last_document=status.last_document_number,
@@ -169,11 +158,11 @@ class ShtrihDevice(Device):
     def last_document(self) -> int:
         return self.raw(fn.GetFnStatus(self.password)).last_document_number
 
-    def shift(self) -> ShiftState:
+    def shift(self) -> results.ShiftState:
         params = self.raw(fn.GetShiftParams(self.password))
-        return ShiftState(params.shift_open, params.shift_number, params.receipt_number)
+        return results.ShiftState(params.shift_open, params.shift_number, params.receipt_number)
 
-    def find_document(self, number: int) -> DocumentInfo:
+    def find_document(self, number: int) -> results.DocumentInfo:
         return _document_info(self.find_raw(number))
 
     def find_raw(self, number: int) -> fn.FoundDocument:
@@ -186,7 +175,7 @@ class ShtrihDevice(Device):
             log.warning("asked for document %d, the answer is about %d", number, found.number)
         raise BadAnswer(f"the register keeps answering about another document than {number}")
 
-    def read_document(self, number: int) -> Document:
+    def read_document(self, number: int) -> results.Document:
         """FF3A, then FF3B until the document's length is read; FF0A for its sign and time."""
 
         def select() -> tuple[int, int]:
@@ -197,7 +186,7 @@ class ShtrihDevice(Device):
             number, select, lambda: self.raw(fn.ReadDocumentTlv(self.password)).data
         )
         found = self.find_raw(number)
-        return Document(
+        return results.Document(
             number,
             kind,
             found.datetime,
@@ -210,32 +199,32 @@ class ShtrihDevice(Device):
         long = self.raw(classic.GetLongStatus(self.password))
         return dt.datetime.combine(long.date, long.time) if long.date else None
 
-    def ofd_queue(self) -> OfdQueue:
+    def ofd_queue(self) -> results.OfdQueue:
         status = self.raw(fn.GetOfdExchangeStatus(self.password))
         if not status.queue_count:
-            return OfdQueue(0, None, None)
-        return OfdQueue(
+            return results.OfdQueue(0, None, None)
+        return results.OfdQueue(
             status.queue_count, status.first_document_number, status.first_document_datetime
         )
 
     # -- documents and the printer ----------------------------------------------------------------
 
-    def open_shift(self, cashier: str | None) -> Formed:
+    def open_shift(self, cashier: str | None) -> results.Formed:
         self.raw(fn.BeginOpenShift(self.password))
         self._tags([(1021, cashier)] if cashier else [])
         opened = self.raw(fn.FnOpenShift(self.password))
-        return Formed(opened.document_number, opened.fiscal_sign, opened.shift_number)
+        return results.Formed(opened.document_number, opened.fiscal_sign, opened.shift_number)
 
-    def close_shift(self, cashier: str | None) -> Formed:
+    def close_shift(self, cashier: str | None) -> results.Formed:
         self.raw(fn.BeginCloseShift(self.password))
         self._tags([(1021, cashier)] if cashier else [])
         closed = self.raw(fn.FnCloseShift(self.password))
-        return Formed(closed.document_number, closed.fiscal_sign, closed.shift_number)
+        return results.Formed(closed.document_number, closed.fiscal_sign, closed.shift_number)
 
     def x_report(self) -> None:
         self.raw(classic.XReport(self.password))
 
-    def correction(self, operation: Operation, total: int, reason: str) -> Formed:
+    def correction(self, operation: Operation, total: int, reason: str) -> results.Formed:
         self.raw(fn.BeginCorrectionReceipt(self.password))
         tags: TlvList = [(1173, 0)]
         if reason:
@@ -244,7 +233,7 @@ class ShtrihDevice(Device):
         made = self.raw(
             fn.MakeCorrectionReceipt(self.password, total, OperationType(int(operation)))
         )
-        return Formed(made.document_number, made.fiscal_sign)
+        return results.Formed(made.document_number, made.fiscal_sign)
 
     def cash_in(self, amount: int) -> None:
         self.raw(classic.CashIn(self.password, amount))
@@ -335,7 +324,7 @@ class ShtrihDevice(Device):
     def pay(self, receipt: Receipt) -> None:
         """Nothing: FF45 carries every payment."""
 
-    def close_receipt(self, receipt: Receipt) -> Formed:
+    def close_receipt(self, receipt: Receipt) -> results.Formed:
         p = receipt.payments
         closed = self.raw(
             fn.CloseReceiptV2(
@@ -347,21 +336,21 @@ class ShtrihDevice(Device):
                 "",
             )
         )
-        return Formed(closed.document_number, closed.fiscal_sign)
+        return results.Formed(closed.document_number, closed.fiscal_sign)
 
     def cancel_receipt(self) -> None:
         if self.receipt_open():
             self.raw(classic.CancelReceipt(self.password))
 
 
-def _document_info(found: fn.FoundDocument) -> DocumentInfo:
+def _document_info(found: fn.FoundDocument) -> results.DocumentInfo:
     details = found.details()
     operation = total = shift = None
     if isinstance(details, fn.ReceiptDetails):
         operation, total = int(details.operation), details.total
     elif isinstance(details, fn.ShiftDetails):
         shift = details.shift_number
-    return DocumentInfo(
+    return results.DocumentInfo(
         found.number,
         found.document_type,
         found.datetime,

@@ -472,37 +472,3 @@ def decode_ack_add_reply(data: bytes) -> AckAddReply:
             f"{data.hex(' ') or '(none)'}"
         )
     return AckAddReply(_status_code(data[0], data), decode_buffer_reply(data[1:]))
-
-
-__all__ = [
-    "KNOWN_FLAGS",
-    "MIN_COMMAND_SIZE",
-    "Abort",
-    "Ack",
-    "AckAdd",
-    "AckAddReply",
-    "Add",
-    "AlreadyExists",
-    "AsyncError",
-    "AsyncResult",
-    "BufferCommand",
-    "BufferRefusal",
-    "BufferReply",
-    "CommandCode",
-    "Error",
-    "IllegalValue",
-    "InProgress",
-    "NotFound",
-    "Overflow",
-    "Pending",
-    "Req",
-    "Result",
-    "StatusCode",
-    "Stopped",
-    "TaskFlags",
-    "TaskStatus",
-    "Waiting",
-    "decode_ack_add_reply",
-    "decode_buffer_command",
-    "decode_buffer_reply",
-]

@@ -42,27 +42,7 @@ from dataclasses import dataclass
 
 from ..errors import CodecError, LinkError
 from ..line import AnswerReceived, CommandFailed, LineNoise, LinkEnd
-from .buffer import (
-    Abort,
-    Ack,
-    Add,
-    AlreadyExists,
-    AsyncError,
-    AsyncResult,
-    BufferReply,
-    Error,
-    IllegalValue,
-    InProgress,
-    NotFound,
-    Overflow,
-    Pending,
-    Req,
-    Result,
-    Stopped,
-    TaskFlags,
-    Waiting,
-    decode_buffer_reply,
-)
+from . import buffer
 from .link import (
     AnswerTimeout,
     ConnectionLost,
@@ -78,7 +58,7 @@ from .packet import MAX_REQUEST_ID, Packet, PacketDeframer, Token, encode_packet
 # Every client in the fact sheet (§1.4) sends NeedResult|IgnoreError: the result is kept until
 # our Ack (that is what makes a lost reply recoverable) and one failed command never stops the
 # queue for the next.
-HOST_FLAGS = TaskFlags.NEED_RESULT | TaskFlags.IGNORE_ERROR
+HOST_FLAGS = buffer.TaskFlags.NEED_RESULT | buffer.TaskFlags.IGNORE_ERROR
 # Hosts wrap TIDs like packet IDs (fact sheet §1.4: "TIDs 0…0xDF wrap").
 MAX_TID = MAX_REQUEST_ID
 
@@ -185,7 +165,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
         """
         if self._exchange is not None:
             raise RuntimeError("a command is already in progress on this link; wait for its event")
-        encode_packet(0, Add(0, HOST_FLAGS, command).encode())  # refuse it now, not mid-exchange
+        # A command that cannot be queued or sent is refused now, not mid-exchange.
+        encode_packet(0, buffer.Add(0, HOST_FLAGS, command).encode())
         limit = self.settings.exchange_limit(answer_timeout)
         unresolved = self._unresolved
         resume = unresolved is not None and unresolved.resumable and unresolved.command == command
@@ -207,11 +188,11 @@ class AtolHostLink(LinkEnd[Token, Event]):
             exchange.earlier_add = True
             if unresolved.confirmed:
                 self._confirm(exchange, now)
-            self._send(Req(exchange.tid).encode(), now)
+            self._send(buffer.Req(exchange.tid).encode(), now)
             return
         if self._fresh and self._unresolved is None and self.settings.abort_on_open:
             exchange.phase = _Phase.ABORT
-            self._send(Abort().encode(), now)
+            self._send(buffer.Abort().encode(), now)
             return
         self._fresh = False
         self._after_abort(now)
@@ -258,7 +239,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
             return events
         if self._request is None and exchange.poll_at is not None and now >= exchange.poll_at:
             exchange.poll_at = None
-            self._send(Req(self._asked_tid(exchange)).encode(), now)
+            self._send(buffer.Req(self._asked_tid(exchange)).encode(), now)
         return events
 
     def reconnected(self, now: float) -> None:
@@ -278,7 +259,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
             exchange.phase = _Phase.WAIT
         if exchange.phase in (_Phase.WAIT, _Phase.SETTLE) and not exchange.settle_ack:
             exchange.poll_at = None
-            self._send(Req(self._asked_tid(exchange)).encode(), now)
+            self._send(buffer.Req(self._asked_tid(exchange)).encode(), now)
         elif request is not None:
             self._send(request.data, now)
 
@@ -318,7 +299,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
         exchange.phase = _Phase.ADD
         exchange.add_sent = True
         exchange.poll_at = None
-        self._send(Add(exchange.tid, HOST_FLAGS, exchange.command).encode(), now)
+        self._send(buffer.Add(exchange.tid, HOST_FLAGS, exchange.command).encode(), now)
 
     def _resend(self, now: float, events: list[Event]) -> None:
         """The same packet again (same ID, same bytes), or give up after the last try.
@@ -363,7 +344,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
             exchange.settle_tid = self._unresolved.tid
             exchange.settle_ack = False
             exchange.settle_due = now + exchange.answer_timeout
-            self._send(Req(exchange.settle_tid).encode(), now)
+            self._send(buffer.Req(exchange.settle_tid).encode(), now)
             return
         self._send_add(now)
 
@@ -383,13 +364,13 @@ class AtolHostLink(LinkEnd[Token, Event]):
             self._resend(now, events)  # the device got our packet damaged
             return
         try:
-            reply = decode_buffer_reply(packet.data)
+            reply = buffer.decode_buffer_reply(packet.data)
         except CodecError:
             # A reply that passed the CRC but is no reply: treat it as damaged; the timeout
             # sends the packet again and the device repeats its reply.
             events.append(LineNoise(packet))
             return
-        if isinstance(reply, AsyncResult | AsyncError):
+        if isinstance(reply, buffer.AsyncResult | buffer.AsyncError):
             events.append(LineNoise(packet))  # A6/A7 belong in packet F0 only
             return
         sends = request.sends
@@ -414,10 +395,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
         exchange = self._exchange
         assert exchange is not None
         try:
-            reply = decode_buffer_reply(packet.data)
+            reply = buffer.decode_buffer_reply(packet.data)
         except CodecError:
             return False
-        if not isinstance(reply, AsyncResult | AsyncError):
+        if not isinstance(reply, buffer.AsyncResult | buffer.AsyncError):
             return False
         if exchange.phase in (_Phase.ADD, _Phase.WAIT) and reply.tid == exchange.tid:
             # A Req (or the Add) in flight is answered by this; its reply will be stale.
@@ -430,38 +411,42 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 self._request = None
                 exchange.poll_at = None
                 exchange.settle_ack = True
-                self._send(Ack(exchange.settle_tid).encode(), now)
+                self._send(buffer.Ack(exchange.settle_tid).encode(), now)
             return True
         return False
 
-    def _settle_reply(self, reply: BufferReply, now: float) -> None:
+    def _settle_reply(self, reply: buffer.BufferReply, now: float) -> None:
         exchange = self._exchange
         assert exchange is not None
-        if exchange.settle_ack or isinstance(reply, NotFound | Overflow | IllegalValue):
+        if exchange.settle_ack or isinstance(
+            reply, buffer.NotFound | buffer.Overflow | buffer.IllegalValue
+        ):
             # Acked (any reply ends it), or the device does not hold that TID: settled.
             self._unresolved = None
             exchange.settle_ack = False
             self._send_add(now)
-        elif isinstance(reply, Pending | InProgress | Waiting):
+        elif isinstance(reply, buffer.Pending | buffer.InProgress | buffer.Waiting):
             exchange.poll_at = now + self.settings.poll  # it still runs: wait for it
         else:
             exchange.settle_ack = True
-            self._send(Ack(exchange.settle_tid).encode(), now)
+            self._send(buffer.Ack(exchange.settle_tid).encode(), now)
 
     def _confirm(self, exchange: _Exchange, now: float) -> None:
         if not exchange.add_confirmed:
             exchange.add_confirmed = True
             exchange.answer_due = now + exchange.answer_timeout
 
-    def _add_reply(self, reply: BufferReply, sends: int, now: float, events: list[Event]) -> None:
+    def _add_reply(
+        self, reply: buffer.BufferReply, sends: int, now: float, events: list[Event]
+    ) -> None:
         exchange = self._exchange
         assert exchange is not None
-        if isinstance(reply, AlreadyExists):
+        if isinstance(reply, buffer.AlreadyExists):
             if sends > 1:
                 # Our earlier copy of this Add arrived and its reply was lost: ask for the task.
                 self._confirm(exchange, now)
                 exchange.phase = _Phase.WAIT
-                self._send(Req(exchange.tid).encode(), now)
+                self._send(buffer.Req(exchange.tid).encode(), now)
                 return
             # The very first send was refused: someone else holds this TID.  Ours was not
             # taken; take another TID (never Req, or we would take a foreign task's result).
@@ -478,19 +463,19 @@ class AtolHostLink(LinkEnd[Token, Event]):
             exchange.tid = self._new_tid()
             self._send_add(now)
             return
-        if isinstance(reply, Overflow) and sends == 1 and not exchange.earlier_add:
+        if isinstance(reply, buffer.Overflow) and sends == 1 and not exchange.earlier_add:
             if not exchange.cleared_full_buffer and exchange.readds == 0:
                 # A full buffer is mostly results nobody will Ack (hosts that crashed or were
                 # cut off: no Abort on opening keeps another host's tasks safe).  Clear it once
                 # and add ours again -- our Add was certainly not taken.
                 exchange.cleared_full_buffer = True
                 exchange.phase = _Phase.ABORT
-                self._send(Abort().encode(), now)
+                self._send(buffer.Abort().encode(), now)
                 return
-        if isinstance(reply, Overflow | IllegalValue):
+        if isinstance(reply, buffer.Overflow | buffer.IllegalValue):
             what = (
                 "the register's task buffer is full (another host's tasks?)"
-                if isinstance(reply, Overflow)
+                if isinstance(reply, buffer.Overflow)
                 else "the register refused the task as illegal (B4)"
             )
             # The refusal speaks for the copy of the Add it answers.  An Add sent more than once,
@@ -512,7 +497,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 unresolved=exchange.tid if earlier else None,
             )
             return
-        if isinstance(reply, NotFound):
+        if isinstance(reply, buffer.NotFound):
             # No defined reply to Add: what the device did is unknown; ask it next time.
             self._fail(
                 events,
@@ -526,10 +511,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._confirm(exchange, now)
         self._task_state(reply, now)
 
-    def _req_reply(self, reply: BufferReply, now: float, events: list[Event]) -> None:
+    def _req_reply(self, reply: buffer.BufferReply, now: float, events: list[Event]) -> None:
         exchange = self._exchange
         assert exchange is not None
-        if isinstance(reply, NotFound):
+        if isinstance(reply, buffer.NotFound):
             # B3 cannot tell "the Add never arrived" from "it ran, and its result was wiped" (a
             # restart, another host's Abort).  Zzzzipper adds the task again whenever the Add
             # was never confirmed; that is safe only for a query.  Anything else fails with
@@ -553,19 +538,19 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 executed=True,
             )
             return
-        if isinstance(reply, AlreadyExists | Overflow | IllegalValue):
+        if isinstance(reply, buffer.AlreadyExists | buffer.Overflow | buffer.IllegalValue):
             exchange.poll_at = now + self.settings.poll  # no defined Req reply: ask again
             return
         self._confirm(exchange, now)
         self._task_state(reply, now)
 
-    def _task_state(self, reply: BufferReply, now: float) -> None:
+    def _task_state(self, reply: buffer.BufferReply, now: float) -> None:
         """A1..A5 about our task (to Add or Req)."""
         exchange = self._exchange
         assert exchange is not None
-        if isinstance(reply, Result | Error):
+        if isinstance(reply, buffer.Result | buffer.Error):
             self._outcome(reply.data, now)
-        elif isinstance(reply, Stopped):
+        elif isinstance(reply, buffer.Stopped):
             exchange.refusal = TaskRefused(
                 f"the register did not run the task: its queue is stopped by failed task "
                 f"{reply.tid:02X}; the command was not executed and may be sent again",
@@ -584,7 +569,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
         exchange.answer = answer
         exchange.phase = _Phase.ACK
         exchange.poll_at = None
-        self._send(Ack(exchange.tid).encode(), now)
+        self._send(buffer.Ack(exchange.tid).encode(), now)
 
     # -- internals: ending ------------------------------------------------------------------------
 

@@ -13,22 +13,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .buffer import (
-    MIN_COMMAND_SIZE,
-    AlreadyExists,
-    AsyncError,
-    AsyncResult,
-    BufferReply,
-    Error,
-    IllegalValue,
-    InProgress,
-    NotFound,
-    Overflow,
-    Pending,
-    Result,
-    Stopped,
-    TaskFlags,
-)
+from . import buffer
 
 
 class TaskState(enum.Enum):
@@ -47,7 +32,7 @@ class Task:
     """One task in the buffer.  ``owner`` is the link that added it (for its F0 packet)."""
 
     tid: int
-    flags: TaskFlags
+    flags: buffer.TaskFlags
     command: bytes
     owner: object | None = None
     state: TaskState = TaskState.PENDING
@@ -58,24 +43,24 @@ class Task:
     def ended(self) -> bool:
         return self.state in _ENDED
 
-    def status(self) -> BufferReply:
+    def status(self) -> buffer.BufferReply:
         """The reply to ``Req`` about this task."""
         state = self.state
         if state is TaskState.PENDING:
-            return Pending()
+            return buffer.Pending()
         if state is TaskState.IN_PROGRESS:
-            return InProgress()
+            return buffer.InProgress()
         if state is TaskState.DONE:
-            return Result(self.reply)
+            return buffer.Result(self.reply)
         if state is TaskState.FAILED:
-            return Error(self.reply)
-        return Stopped(self.stopped_by)
+            return buffer.Error(self.reply)
+        return buffer.Stopped(self.stopped_by)
 
-    def async_status(self) -> AsyncResult | AsyncError:
+    def async_status(self) -> buffer.AsyncResult | buffer.AsyncError:
         """The packet F0 announcing the end of this task."""
         if self.state is TaskState.DONE:
-            return AsyncResult(self.tid, self.reply)
-        return AsyncError(self.tid, self.reply)
+            return buffer.AsyncResult(self.tid, self.reply)
+        return buffer.AsyncError(self.tid, self.reply)
 
 
 class TaskBuffer:
@@ -121,49 +106,49 @@ class TaskBuffer:
     # -- host commands ----------------------------------------------------------------------------
 
     def add(
-        self, tid: int, flags: TaskFlags, command: bytes, *, owner: object | None = None
-    ) -> BufferReply:
+        self, tid: int, flags: buffer.TaskFlags, command: bytes, *, owner: object | None = None
+    ) -> buffer.BufferReply:
         """``Add``: A1 queued (A5 when the queue is stopped), or B1/B2/B4."""
-        if int(flags) & ~int(TaskFlags.NEED_RESULT | TaskFlags.IGNORE_ERROR):
+        if int(flags) & ~int(buffer.TaskFlags.NEED_RESULT | buffer.TaskFlags.IGNORE_ERROR):
             # WaitAsyncData (or an undefined bit): this device has no source of async data.
-            return IllegalValue()
-        if len(command) < MIN_COMMAND_SIZE:
-            return IllegalValue()
+            return buffer.IllegalValue()
+        if len(command) < buffer.MIN_COMMAND_SIZE:
+            return buffer.IllegalValue()
         if tid in self._tasks:
-            return AlreadyExists()  # checked before the capacity: a repeat is never "full"
+            return buffer.AlreadyExists()  # checked before the capacity: a repeat is never "full"
         if len(self._tasks) >= self.capacity:
-            return Overflow()
-        task = Task(tid, TaskFlags(flags), bytes(command), owner)
+            return buffer.Overflow()
+        task = Task(tid, buffer.TaskFlags(flags), bytes(command), owner)
         self._tasks[tid] = task
         if self._stopped_by is not None:
             task.state = TaskState.STOPPED
             task.stopped_by = self._stopped_by
         return task.status()
 
-    def request(self, tid: int) -> BufferReply:
+    def request(self, tid: int) -> buffer.BufferReply:
         """``Req``: the task's state and kept reply, or B3."""
         task = self._tasks.get(tid)
-        return NotFound() if task is None else task.status()
+        return buffer.NotFound() if task is None else task.status()
 
-    def ack(self, tid: int) -> BufferReply:
+    def ack(self, tid: int) -> buffer.BufferReply:
         """``Ack``: free an ended task's slot (its status byte); B3 for an unknown TID.
 
         A task that has not ended is not freed: its state (A1/A2) is the reply.
         """
         task = self._tasks.get(tid)
         if task is None:
-            return NotFound()
+            return buffer.NotFound()
         if not task.ended:
             return task.status()
         self._remove(tid)
         status = task.status()
-        if isinstance(status, Result):
-            return Result()
-        if isinstance(status, Error):
-            return Error()
+        if isinstance(status, buffer.Result):
+            return buffer.Result()
+        if isinstance(status, buffer.Error):
+            return buffer.Error()
         return status
 
-    def abort(self) -> BufferReply:
+    def abort(self) -> buffer.BufferReply:
         """``Abort``: drop every task; ``A2 TID`` when one is executing (it cannot be stopped).
 
         The executing task finishes; its result is not kept (nobody will Ack it), so its slot
@@ -173,10 +158,10 @@ class TaskBuffer:
         self._tasks.clear()
         self._stopped_by = None
         if running is None:
-            return Result()
-        running.flags &= ~TaskFlags.NEED_RESULT
+            return buffer.Result()
+        running.flags &= ~buffer.TaskFlags.NEED_RESULT
         self._tasks[running.tid] = running
-        return InProgress(running.tid)
+        return buffer.InProgress(running.tid)
 
     # -- the executor ---------------------------------------------------------------------------
 
@@ -198,13 +183,13 @@ class TaskBuffer:
             return None
         task.reply = bytes(reply)
         task.state = TaskState.FAILED if failed else TaskState.DONE
-        if failed and self.stop_on_error and not task.flags & TaskFlags.IGNORE_ERROR:
+        if failed and self.stop_on_error and not task.flags & buffer.TaskFlags.IGNORE_ERROR:
             self._stopped_by = tid
             for other in self._tasks.values():
                 if other.state is TaskState.PENDING:
                     other.state = TaskState.STOPPED
                     other.stopped_by = tid
-        if not task.flags & TaskFlags.NEED_RESULT:
+        if not task.flags & buffer.TaskFlags.NEED_RESULT:
             self._remove(tid)
         for watcher in list(self._watchers):
             watcher(task)

@@ -1,7 +1,8 @@
 """FFD fiscal data: the TLV attribute format, the tag dictionary, fiscal signs, QR codes, RNM/INN.
 
-* `tags` -- `TAGS` (tag → `TagSpec`: wire type, length limits, names), the document codes and the
-  tags the FN forms itself (`fn_formed_tags`);
+* `tags` -- `TAGS` (tag → `TagSpec`: wire type, length limits, names), the document types
+  (`DocumentType`), a receipt's `Payments` and the tags the FN forms itself (`fn_formed_tags`);
+* `status` -- the FN's life phase, warning flags and registration work modes;
 * `tlv` -- `encode_tlv` / `decode_tlv` between ``[(tag, value), …]`` lists and bytes;
 * `sign` -- the 6-byte tag-1077 form of the fiscal sign (ФПД);
 * `qr` -- the receipt QR string (tag 1196);
@@ -15,11 +16,14 @@ something the sheet leaves open.
 from .ident import inn_is_valid, make_rnm, rnm_check_digits, rnm_is_valid
 from .qr import QrData, QrError, parse_qr, qr_string
 from .sign import fiscal_sign_from_tlv, fiscal_sign_tlv
+from .status import FnWarning, LifePhase, WorkMode
 from .tags import (
     DOCUMENT_TAGS,
     FN_FORMED_TAGS_11,
     FN_FORMED_TAGS_12,
     TAGS,
+    DocumentType,
+    Payments,
     TagSpec,
     TagType,
     fn_formed_tags,
@@ -42,6 +46,10 @@ __all__ = [
     "FN_FORMED_TAGS_11",
     "FN_FORMED_TAGS_12",
     "TAGS",
+    "DocumentType",
+    "FnWarning",
+    "LifePhase",
+    "Payments",
     "QrData",
     "QrError",
     "TagSpec",
@@ -49,6 +57,7 @@ __all__ = [
     "TlvError",
     "TlvList",
     "Value",
+    "WorkMode",
     "decode_tlv",
     "encode_tlv",
     "encode_tlv_item",

@@ -299,20 +299,41 @@ if len(TAGS) != len(_SPECS):  # pragma: no cover - a typo in the table above
     raise RuntimeError("duplicate tag in the FFD tag table")
 del B, U16, U32, TIME, VLN, FVLN, STR, RAW, STLV
 
-DOCUMENT_TAGS: dict[int, int] = {
-    1: 1,  # отчет о регистрации
-    11: 11,  # отчет об изменении параметров регистрации
-    2: 2,  # отчет об открытии смены
-    21: 21,  # отчет о текущем состоянии расчетов
-    3: 3,  # кассовый чек
-    31: 31,  # кассовый чек коррекции
-    4: 4,  # БСО
-    41: 41,  # БСО коррекции
-    5: 5,  # отчет о закрытии смены
-    6: 6,  # отчет о закрытии ФН
-    7: 7,  # подтверждение оператора
-}
+
+class DocumentType(enum.IntEnum):
+    """Fiscal document types (tag 1000 values, §2)."""
+
+    REGISTRATION = 1  # отчет о регистрации
+    SHIFT_OPEN = 2  # отчет об открытии смены
+    RECEIPT = 3  # кассовый чек
+    BSO = 4
+    SHIFT_CLOSE = 5  # отчет о закрытии смены
+    FISCAL_MODE_CLOSE = 6  # отчет о закрытии ФН
+    OPERATOR_CONFIRMATION = 7  # подтверждение оператора
+    REREGISTRATION = 11  # отчет об изменении параметров регистрации
+    STATE_REPORT = 21  # отчет о текущем состоянии расчетов
+    CORRECTION_RECEIPT = 31  # кассовый чек коррекции
+    CORRECTION_BSO = 41  # БСО коррекции
+
+
+DOCUMENT_TAGS: dict[int, int] = {kind: int(kind) for kind in DocumentType}
 """Fiscal document type code → the tag of the document's STLV (they are equal, §1.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Payments:
+    """How a receipt is paid, kopecks: tags 1031 (cash), 1081 (electronic), 1215 (prepayment),
+    1216 (credit) and 1217 (other: counter-provision)."""
+
+    cash: int = 0
+    electronic: int = 0
+    prepaid: int = 0
+    credit: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.cash + self.electronic + self.prepaid + self.credit + self.other
 
 
 def _tags(*parts: int | range) -> frozenset[int]:

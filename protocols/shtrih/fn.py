@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from .. import fields
 from ..errors import CodecError
+from ..ffd import DocumentType
 from ..fields import U8, U16, U32, Raw
 from ..message import RequestClass, wire
 from .classic import Empty
@@ -40,7 +41,7 @@ from .fields import (
     Tuple,
 )
 from .message import Answer, Request, answer, request
-from .modes import FiscalDocumentType, OperationType, TaxRate, TaxSystem
+from .modes import OperationType, TaxRate, TaxSystem
 
 _FN = 30.0  # OPOS waits 30 s for every FF command
 
@@ -57,7 +58,9 @@ def _fn_request(
 
 @answer
 class FnStatus(Answer):
-    """FF01 answer.  ``phase`` is `FnPhase` bits, ``current_document`` a `FnDocument` code."""
+    """FF01 answer.  ``phase`` is a `kkt.protocols.ffd.LifePhase` value (one bit per phase reached:
+    01h ready, 03h fiscal mode, 07h closed, 0Fh archive read), ``warnings`` `FnWarning` bits,
+    ``current_document`` a `FnDocument` code."""
 
     phase: int = wire(U8)
     current_document: int = wire(U8)
@@ -151,7 +154,7 @@ DocumentDetails = RegistrationDetails | ShiftDetails | ReceiptDetails | StateRep
 class FoundDocument(Answer):
     """FF0A answer: the archive's short record of one fiscal document."""
 
-    document_type: int = wire(U8)  # FFD type code, see `FiscalDocumentType`
+    document_type: int = wire(U8)  # FFD type code, see `DocumentType`
     ofd_ticket_received: bool = wire(Bool)
     datetime: dt.datetime | None = wire(DateTime5())
     number: int = wire(U32)
@@ -169,15 +172,15 @@ class FoundDocument(Answer):
 
 
 _DETAILS: dict[int, type[DocumentDetails]] = {
-    FiscalDocumentType.REGISTRATION: RegistrationDetails,
-    FiscalDocumentType.REREGISTRATION: RegistrationDetails,
-    FiscalDocumentType.SHIFT_OPEN: ShiftDetails,
-    FiscalDocumentType.SHIFT_CLOSE: ShiftDetails,
-    FiscalDocumentType.RECEIPT: ReceiptDetails,
-    FiscalDocumentType.BSO: ReceiptDetails,
-    FiscalDocumentType.CORRECTION_RECEIPT: ReceiptDetails,
-    FiscalDocumentType.CORRECTION_BSO: ReceiptDetails,
-    FiscalDocumentType.STATE_REPORT: StateReportDetails,
+    DocumentType.REGISTRATION: RegistrationDetails,
+    DocumentType.REREGISTRATION: RegistrationDetails,
+    DocumentType.SHIFT_OPEN: ShiftDetails,
+    DocumentType.SHIFT_CLOSE: ShiftDetails,
+    DocumentType.RECEIPT: ReceiptDetails,
+    DocumentType.BSO: ReceiptDetails,
+    DocumentType.CORRECTION_RECEIPT: ReceiptDetails,
+    DocumentType.CORRECTION_BSO: ReceiptDetails,
+    DocumentType.STATE_REPORT: StateReportDetails,
 }
 
 

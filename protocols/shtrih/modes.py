@@ -106,24 +106,6 @@ def decode_submode(byte: int) -> Submode | int:
     return Submode(byte) if byte in Submode._value2member_map_ else byte
 
 
-class FnPhase(enum.IntFlag):
-    """FF01 life-phase bits: 01h ready, 03h fiscal mode, 07h closed, 0Fh archive read."""
-
-    CONFIGURED = 1 << 0
-    FISCAL_MODE_OPEN = 1 << 1
-    FISCAL_MODE_CLOSED = 1 << 2
-    OFD_TRANSFER_FINISHED = 1 << 3
-
-
-class FnWarning(enum.IntFlag):
-    """FF01 warning flags."""
-
-    REPLACE_IN_3_DAYS = 1 << 0  # crypto resource ends within 3 days
-    RESOURCE_ENDS_IN_30_DAYS = 1 << 1
-    MEMORY_90_PERCENT = 1 << 2  # 1.17 says 90 %; the FNS protocol says 99 %
-    OFD_TIMEOUT = 1 << 3
-
-
 class FnDocument(enum.IntEnum):
     """FF01 "current document" codes."""
 
@@ -190,19 +172,3 @@ class ReceiptType(enum.IntEnum):
     BUY = 1
     SALE_RETURN = 2
     BUY_RETURN = 3
-
-
-class FiscalDocumentType(enum.IntEnum):
-    """FFD document type codes (tag 1000) as FF0A reports them."""
-
-    REGISTRATION = 1
-    SHIFT_OPEN = 2
-    RECEIPT = 3
-    BSO = 4
-    SHIFT_CLOSE = 5
-    FISCAL_MODE_CLOSE = 6
-    OPERATOR_CONFIRMATION = 7
-    REREGISTRATION = 11
-    STATE_REPORT = 21
-    CORRECTION_RECEIPT = 31
-    CORRECTION_BSO = 41

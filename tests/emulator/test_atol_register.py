@@ -12,12 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kkt.emulator.atol import AtolRegister, open_device
 from kkt.emulator.clock import ManualClock
-from kkt.emulator.fn.model import CORRECTION, RECEIPT, SHIFT_CLOSE, SHIFT_OPEN
 from kkt.emulator.shtrih import open_device as open_shtrih
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.errors import AtolDeviceError
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
-from kkt.protocols.ffd import decode_tlv, encode_tlv, find, parse_qr
+from kkt.protocols.ffd import DocumentType, decode_tlv, encode_tlv, find, parse_qr
 from kkt.protocols.shtrih import classic
 from support.fn import START
 
@@ -116,7 +115,7 @@ def test_a_day_through_execute(register: AtolRegister) -> None:
     run(register, c.CloseReceipt(0, 0, CASH, 0))
     assert status(register).receipt_state == 0
     first_receipt = register.fn.record(register.fn.state.last_number)
-    assert (first_receipt.kind, first_receipt.total) == (RECEIPT, 19_845)
+    assert (first_receipt.kind, first_receipt.total) == (DocumentType.RECEIPT, 19_845)
     assert first_receipt.payments.cash == 19_845  # the change went back to the buyer
 
     # 2: electronic, FFD 1.0 items (E6h), the buyer's contact
@@ -153,7 +152,11 @@ def test_a_day_through_execute(register: AtolRegister) -> None:
 
     assert status(register).receipt_number == 4
     last = run(register, c.ReadLastDocument(0))
-    assert (last.number, last.document_type, last.total) == (returned.number, RECEIPT, 9_990)
+    assert (last.number, last.document_type, last.total) == (
+        returned.number,
+        DocumentType.RECEIPT,
+        9_990,
+    )
     assert (last.when, last.fiscal_sign) == (
         returned.when.replace(second=0),
         returned.fiscal_sign,
@@ -165,7 +168,7 @@ def test_a_day_through_execute(register: AtolRegister) -> None:
     run(register, c.ZReport(0))
     assert StatusFlags.SHIFT_OPEN not in StatusFlags(status(register).flags)
     closed = register.fn.record(register.fn.state.last_number)
-    assert closed.kind == SHIFT_CLOSE
+    assert closed.kind == DocumentType.SHIFT_CLOSE
 
     assert register.verify().ok
     sales, sale_returns = register.fn.state.total_counters.operations[:2]
@@ -175,7 +178,7 @@ def test_a_day_through_execute(register: AtolRegister) -> None:
     assert tape.count("КАССОВЫЙ ЧЕК") == 4 and "X-ОТЧЕТ" in tape
     assert "ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ" in tape and "Петрова А." in tape
     opened = register.fn.record(2)
-    assert opened.kind == SHIFT_OPEN
+    assert opened.kind == DocumentType.SHIFT_OPEN
     assert find(decode_tlv(opened.tlv)[0][1], 1021) == "Петрова А."  # type: ignore[arg-type]
 
 
@@ -221,7 +224,11 @@ def test_a_correction_receipt(register: AtolRegister) -> None:
     run(register, tlv(1055, 1))
     run(register, c.CloseReceipt(0, 0, CASH, 5_000))
     record = register.fn.record(register.fn.state.last_number)
-    assert (record.kind, record.operation, record.total) == (CORRECTION, 1, 5_000)
+    assert (record.kind, record.operation, record.total) == (
+        DocumentType.CORRECTION_RECEIPT,
+        1,
+        5_000,
+    )
     body = decode_tlv(record.tlv)[0][1]
     assert [tag for tag, _ in body].count(1055) == 1  # type: ignore[union-attr]
     assert register.verify().ok

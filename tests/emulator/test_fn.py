@@ -15,15 +15,19 @@ from kkt.emulator.fn import (
     FnCode,
     FnConfig,
     FnError,
-    LifePhase,
     MemoryStore,
-    Payments,
     SqliteStore,
     VatSums,
-    Warning,
-    WorkMode,
 )
-from kkt.protocols.ffd import decode_tlv, find, fiscal_sign_from_tlv
+from kkt.protocols.ffd import (
+    FnWarning,
+    LifePhase,
+    Payments,
+    WorkMode,
+    decode_tlv,
+    find,
+    fiscal_sign_from_tlv,
+)
 from support.fn import INN, START, registration
 
 MINUTE = dt.timedelta(minutes=1)
@@ -166,11 +170,11 @@ def test_key_expiry_warnings_and_refusal(clock: ManualClock) -> None:
     fn = FiscalStorage(MemoryStore(), clock, config=FnConfig(key_life_days=40))
     fn.register(registration())
     fn.ofd_confirm(1)  # keep the OFD-timeout flag out of this test
-    assert fn.warnings() == Warning(0)
+    assert fn.warnings() == FnWarning(0)
     clock.advance(dt.timedelta(days=11))  # 29 days left
-    assert fn.warnings() == Warning.RESOURCE_ENDING
+    assert fn.warnings() == FnWarning.RESOURCE_ENDS_IN_30_DAYS
     clock.advance(dt.timedelta(days=27))  # 2 days left
-    assert fn.warnings() == Warning.RESOURCE_ENDING | Warning.REPLACE_URGENTLY
+    assert fn.warnings() == FnWarning.RESOURCE_ENDS_IN_30_DAYS | FnWarning.REPLACE_IN_3_DAYS
     opened = fn.open_shift()
     [(_, body)] = decode_tlv(fn.record(opened.number).tlv)
     assert find(body, 1050) == 1 and find(body, 1051) == 1 and find(body, 1213) == 2
@@ -187,9 +191,9 @@ def test_archive_capacity(clock: ManualClock) -> None:
     fn.open_shift()
     while fn.status().last_number < 989:
         _sell(fn, 100)
-    assert Warning.MEMORY_99 not in fn.warnings()
+    assert FnWarning.MEMORY_90_PERCENT not in fn.warnings()
     _sell(fn, 100)  # document 990: 99 %
-    assert Warning.MEMORY_99 in fn.warnings()
+    assert FnWarning.MEMORY_90_PERCENT in fn.warnings()
     while fn.status().last_number < 998:
         _sell(fn, 100)
     _refused(FnCode.STORAGE_LIMITED, _sell, fn, 100)
@@ -209,7 +213,7 @@ def test_ofd_queue_warning_block_and_confirmations(
     queue = fn.ofd_queue()
     assert (queue.unsent, queue.first_number, queue.first_when) == (3, 1, START)
     clock.advance(dt.timedelta(days=2, minutes=1))
-    assert Warning.OFD_TIMEOUT in fn.warnings()
+    assert FnWarning.OFD_TIMEOUT in fn.warnings()
     clock.advance(dt.timedelta(days=28))
     error = _refused(FnCode.STORAGE_LIMITED, fn.state_report)
     assert "OFD" in str(error)
@@ -220,7 +224,7 @@ def test_ofd_queue_warning_block_and_confirmations(
     assert fn.ofd_queue().unsent == 2 and fn.ofd_queue().first_number == 2
     fn.ofd_confirm(2)
     fn.ofd_confirm(3)
-    assert fn.ofd_queue().unsent == 0 and Warning.OFD_TIMEOUT not in fn.warnings()
+    assert fn.ofd_queue().unsent == 0 and FnWarning.OFD_TIMEOUT not in fn.warnings()
     fn.close_shift()  # the block is lifted
     assert fn.ofd_queue().first_number == 4
 

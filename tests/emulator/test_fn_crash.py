@@ -23,7 +23,8 @@ import sys
 sys.path.insert(0, {tests!r})
 from support.fn import registration
 from kkt.emulator.clock import SystemClock
-from kkt.emulator.fn import FiscalStorage, FnConfig, LifePhase, Payments, SqliteStore, VatSums
+from kkt.emulator.fn import FiscalStorage, FnConfig, SqliteStore, VatSums
+from kkt.protocols.ffd import LifePhase, Payments
 
 fn = FiscalStorage(SqliteStore({path!r}), SystemClock(), config=FnConfig(archive_capacity=10**6))
 if fn.status().phase is LifePhase.READY:

@@ -23,10 +23,10 @@ from kkt.emulator.fn import (
     FnCode,
     FnConfig,
     FnError,
-    Payments,
     SqliteStore,
     VatSums,
 )
+from kkt.protocols.ffd import Payments
 from support.fn import START, registration
 
 SHIFT_LIMIT = dt.timedelta(hours=24)

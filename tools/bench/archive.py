@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kkt.emulator.clock import ManualClock
-from kkt.emulator.fn import FiscalStorage, FnConfig, Payments, Registration, SqliteStore, VatSums
-from kkt.protocols.ffd import TlvList, make_rnm
+from kkt.emulator.fn import FiscalStorage, FnConfig, Registration, SqliteStore, VatSums
+from kkt.protocols.ffd import Payments, TlvList, make_rnm
 
 from . import Bench, Figure, case, fsync_rate, rate
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from kkt.protocols.errors import DeviceError
+from kkt.protocols.ffd import FnWarning, LifePhase
 from kkt.protocols.shtrih.errors import ERRORS, device_error, error_info
 from kkt.protocols.shtrih.modes import (
     DocumentKind,
     EcrFlags,
-    FnPhase,
-    FnWarning,
     Mode,
     ModeState,
     Submode,
@@ -99,8 +98,8 @@ def test_flag_bits_match_the_spec() -> None:
     assert EcrFlags.RECEIPT_ROLL in flags and EcrFlags.RECEIPT_OPTICAL_SENSOR in flags
     assert EcrFlags.COVER_OPEN in flags and EcrFlags.DRAWER_OPEN in flags
     assert EcrFlags.JOURNAL_ROLL not in flags
-    # FF01: phase 03h = configured + fiscal mode open; warnings bit 1 = 30 days left
-    assert FnPhase(0x03) == FnPhase.CONFIGURED | FnPhase.FISCAL_MODE_OPEN
+    # FF01: phase 03h = fiscal mode; warnings bit 1 = 30 days left
+    assert LifePhase(0x03) is LifePhase.FISCAL
     assert FnWarning(0x02) is FnWarning.RESOURCE_ENDS_IN_30_DAYS
     # FF46 tax bitmask: bit n-1 for tax n (OPOS GetFSTaxBits); FF45 tax systems
     assert [int(t) for t in TaxRate] == [1, 2, 4, 8, 16, 32]
