@@ -67,10 +67,6 @@ class Faults:
             hang_up=0,
         )
 
-    @property
-    def on_the_wire(self) -> bool:
-        return bool(self.drop or self.corrupt or self.delay or self.split)
-
     def mangle(self, data: bytes) -> bytes:
         """Drop and corrupt bytes as configured (no-op when no wire fault is set)."""
         if not (self.drop or self.corrupt):

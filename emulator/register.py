@@ -115,11 +115,6 @@ class RegisterModel:
     def phase(self) -> LifePhase:
         return self.fn.status().phase
 
-    @property
-    def fiscal(self) -> bool:
-        """Registered and not yet closed: receipts may be formed."""
-        return self.fn.state.phase is LifePhase.FISCAL
-
     def cash_in_drawer(self) -> int:
         blocks = self.fn.state.total_counters.operations
         sales = blocks[0].cash + blocks[3].cash - blocks[1].cash - blocks[2].cash

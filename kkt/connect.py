@@ -41,6 +41,11 @@ EMULATOR_SCHEME = "emulator:"
 
 
 PROTOCOLS = ("shtrih", "atol", "auto")
+# Each vendor's host session, the type of its link's settings, and its device.
+_VENDORS: dict[str, tuple[Any, type, type[ShtrihDevice | AtolDevice]]] = {
+    "shtrih": (ShtrihSession, HostSettings, ShtrihDevice),
+    "atol": (AtolSession, AtolHostSettings, AtolDevice),
+}
 
 
 def connect(
@@ -93,21 +98,16 @@ def _device(
         except BaseException:
             port.close()
             raise
-    commander: Commander
-    if protocol == "atol":
-        if settings is not None and not isinstance(settings, AtolHostSettings):
-            port.close()
-            raise ValueError("settings for an ATOL register are an atol.link.HostSettings")
-        commander = AtolSession(port, settings=settings, reopen=reopen)
-    else:
-        if settings is not None and not isinstance(settings, HostSettings):
-            port.close()
-            raise ValueError("settings for a Shtrih register are a shtrih.link.HostSettings")
-        commander = ShtrihSession(port, settings=settings, reopen=reopen)
+    session, settings_type, _ = _VENDORS[protocol]
+    if settings is not None and not isinstance(settings, settings_type):
+        port.close()
+        raise ValueError(
+            f"settings for a {protocol} register are a kkt.protocols.{protocol}.link.HostSettings"
+        )
+    commander: Commander = session(port, settings=settings, reopen=reopen)
     return _vendor_device(protocol, commander, password)
 
 
 def _vendor_device(protocol: str, commander: Commander, password: int) -> Device:
-    if protocol == "atol":
-        return AtolDevice(commander, password=password)
-    return ShtrihDevice(commander, password=password)
+    device: type[ShtrihDevice | AtolDevice] = _VENDORS[protocol][2]
+    return device(commander, password=password)

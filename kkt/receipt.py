@@ -72,6 +72,11 @@ class Item:
             return self.amount
         return int((self.quantity * self.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
+    @property
+    def tags(self) -> list[tuple[int, object]]:
+        """The item's own tags beyond what the item command carries: 2108 first, then `extra`."""
+        return [(2108, self.measure), *self.extra] if self.measure is not None else [*self.extra]
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:

@@ -84,9 +84,6 @@ class OperationCounters:
             self.vat10_110 + v.vat10_110,
         )
 
-    def as_row(self) -> list[int]:
-        return [self.count, *(getattr(self, name) for name in SUM_FIELDS)]
-
 
 @dataclass(frozen=True, slots=True)
 class CorrectionCounters:

@@ -327,9 +327,7 @@ class AtolDevice(Device):
         thousandths = Decimal(item.quantity) * 1000
         if thousandths != thousandths.to_integral_value():
             raise CannotSend(f"ATOL takes quantities to 0.001, not {item.quantity}")
-        item_tags: TlvList = list(item.extra)  # type: ignore[arg-type]
-        if item.measure is not None:
-            item_tags.insert(0, (2108, item.measure))
+        item_tags: TlvList = item.tags  # type: ignore[assignment]
         self._begin_item(item_tags)
         end = c.EndItem(
             self.access_password,

@@ -291,11 +291,8 @@ class ShtrihDevice(Device):
             item.name,
         )
         self._add_once(operation, subtotal, item.total, index)
-        item_tags: list[tuple[int, Any]] = list(item.extra)
-        if item.measure is not None:
-            item_tags.insert(0, (2108, item.measure))
-        if item_tags:
-            self.raw(fn.SendOperationTlv(self.password, self._tlv(item_tags)))
+        if item.tags:
+            self.raw(fn.SendOperationTlv(self.password, self._tlv(item.tags)))
 
     def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int, count: int) -> None:
         """Add one item exactly once: after a failed exchange the open receipt's item count and
