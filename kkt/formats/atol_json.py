@@ -571,6 +571,3 @@ def _show(value: Any) -> str:
 
 def _rejected(path: str, expected: str, value: Any) -> ReceiptRejected:
     return ReceiptRejected(f"{path}: {expected}, got {_show(value)}")
-
-
-__all__ = ["fiscal_params", "receipt_from_atol"]

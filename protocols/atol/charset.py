@@ -77,6 +77,3 @@ class TailText(fields.TailText):
 
     def __init__(self) -> None:
         super().__init__(None, EXTERNAL, nul="pad")
-
-
-__all__ = ["EXTERNAL", "SWAPS", "FixedText", "TailText", "can_encode", "decode_text", "encode_text"]

@@ -113,6 +113,3 @@ class AtolDeviceError(DeviceError):
 def device_error(command: int, code: int, ext: int = 0) -> AtolDeviceError:
     """The typed error for ``code`` (and ``ext``) refused by ``command``."""
     return AtolDeviceError(code, ext, command)
-
-
-__all__ = ["ERRORS", "RETRY_MAY_HELP", "AtolDeviceError", "device_error", "error_text"]

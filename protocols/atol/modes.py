@@ -111,17 +111,3 @@ class Interface(enum.IntEnum):
 TEST_MODE: Final = 0x01
 NO_PRINT: Final = 0x04
 NO_PRINT_ATOL4J: Final = 0x02
-
-__all__ = [
-    "NO_PRINT",
-    "NO_PRINT_ATOL4J",
-    "TEST_MODE",
-    "Interface",
-    "Mode",
-    "PaymentType",
-    "ReceiptType",
-    "StateFlags",
-    "StatusFlags",
-    "join_mode",
-    "split_mode",
-]
