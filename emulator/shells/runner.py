@@ -1,6 +1,6 @@
 """One emulated device shared by every connection: its commands run one at a time, off the loop.
 
-``Device.execute`` is synchronous and may block (the fiscal storage fsyncs every document), so it
+``Emulated.execute`` is synchronous and may block (the fiscal storage fsyncs every document), so it
 runs on one worker thread -- unless the device says a command cannot block (``quick``: a status
 query touches no disk), which then runs on the loop itself and saves two thread hand-offs, most
 of a query's time.  Meanwhile the event loop keeps serving the links: a host that asks
@@ -17,7 +17,7 @@ from typing import Protocol
 from ..faults import Faults
 
 
-class Device(Protocol):
+class Emulated(Protocol):
     """What a shell serves: one request payload (code + parameters) in, its answer payload out.
 
     Implementations are not thread-safe; `DeviceRunner` never calls them concurrently.
@@ -26,7 +26,7 @@ class Device(Protocol):
     def execute(self, payload: bytes) -> bytes: ...
 
 
-def _quick(device: Device, payload: bytes) -> bool:
+def _quick(device: Emulated, payload: bytes) -> bool:
     """The device's own ``quick(payload)`` if it has one: may this command run on the loop?"""
     quick = getattr(device, "quick", None)
     return bool(quick(payload)) if quick is not None else False
@@ -40,7 +40,7 @@ class DeviceRunner:
     """
 
     def __init__(
-        self, device: Device, lock: asyncio.Lock | None = None, faults: Faults | None = None
+        self, device: Emulated, lock: asyncio.Lock | None = None, faults: Faults | None = None
     ) -> None:
         self._device = device
         self._lock = lock if lock is not None else asyncio.Lock()

@@ -26,7 +26,7 @@ from . import atol, shtrih
 from .listener import Listener, PumpFactory
 from .pty import PtyServer
 from .pump import Pump
-from .runner import Device, DeviceRunner
+from .runner import DeviceRunner, Emulated
 from .tcp import TcpServer
 
 PROTOCOLS = ("shtrih", "atol")
@@ -38,7 +38,7 @@ class Service(Listener):
     event loop; ``async with`` closes it and waits on the way out."""
 
     def __init__(
-        self, device: Device, *, protocol: str = "shtrih", faults: Faults | None = None
+        self, device: Emulated, *, protocol: str = "shtrih", faults: Faults | None = None
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -134,7 +134,7 @@ class ServiceThread:
 
     def __init__(
         self,
-        device: Device,
+        device: Emulated,
         faults: Faults | None = None,
         *,
         pty: Path | None = None,

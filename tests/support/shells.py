@@ -13,7 +13,7 @@ from typing import Any, Self
 
 from kkt.emulator.shells import Service
 from kkt.emulator.shells.listener import Listener
-from kkt.emulator.shells.runner import Device
+from kkt.emulator.shells.runner import Emulated
 from kkt.protocols.shtrih.frame import encode_frame
 
 ENQ, ACK, NAK, FILLER = b"\x05", b"\x06", b"\x15", b"\xff"
@@ -89,7 +89,7 @@ class Served:
 
 
 async def serve_tcp(
-    device: Device,
+    device: Emulated,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
@@ -108,7 +108,7 @@ async def serve_tcp(
 
 
 async def serve_pty(
-    device: Device, link: Path, *, protocol: str = "shtrih", faults: Any = None, **options: Any
+    device: Emulated, link: Path, *, protocol: str = "shtrih", faults: Any = None, **options: Any
 ) -> Served:
     """``device`` served on a pty alone (`Service.pty`'s ``options``)."""
     service = Service(device, protocol=protocol, faults=faults)

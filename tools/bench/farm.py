@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
 from kkt.emulator.shells import Service
-from kkt.emulator.shells.runner import Device
+from kkt.emulator.shells.runner import Emulated
 from kkt.emulator.shells.shtrih import PTY_SETTINGS
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.shtrih.link import HostSettings
@@ -225,7 +225,7 @@ class EmulatorStats(Counters):
 class _TimedDevice:
     """A register whose command execution time is summed (the register itself is untouched)."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Emulated) -> None:
         self._device = device
         self.executing = 0.0
         self.commands = 0
@@ -265,7 +265,7 @@ async def _serve(conn: Connection, states: list[str], serial: bool, timed: bool)
     try:
         for state in states:
             registers.append(open_device(Path(state)))
-            device: Device = registers[-1]
+            device: Emulated = registers[-1]
             if timed:
                 devices.append(_TimedDevice(registers[-1]))
                 device = devices[-1]
