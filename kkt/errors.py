@@ -6,6 +6,8 @@
   cases callers handle: `PaperOut`, `ShiftExpired`, `WrongMode`, `WrongPassword`, `FnExhausted`,
   `OfdBlocked` (each vendor's table of codes is beside its device, `kkt.vendors`).
 * `OutcomeUnknown` -- the register may or may not have done it; never repeat blindly.
+* `KeyConflict` -- an idempotency key already belongs to another receipt or another register:
+  nothing was sent.
 
 Every message says what to do next.
 """
@@ -35,6 +37,23 @@ class OutcomeUnknown(KktError):
     """
 
     maybe_executed = True
+
+
+class KeyConflict(KktError):
+    """An idempotency key is already bound to another receipt (operation, items, payments) or to
+    another register (FN serial): nothing was sent, and the key's own receipt was not returned.
+
+    ``key`` is the key, ``fn`` the FN serial it is bound to ('' where an old journal did not
+    record it).  ``pending`` is True when that receipt's fate is still open (a crash mid-sale):
+    it may be fiscal in FN ``fn`` -- settle it there, by repeating the same call with the same key
+    on the register holding that FN, before selling it anywhere else.
+    """
+
+    def __init__(self, message: str, *, key: str, fn: str = "", pending: bool = False) -> None:
+        super().__init__(message)
+        self.key = key
+        self.fn = fn
+        self.pending = pending
 
 
 class NotFiscalized(KktError):

@@ -5,6 +5,12 @@ driver records the key *before* the receipt can become fiscal, together with the
 document number at that moment; when the receipt is done it records the fiscal data.  Seeing the
 key again it returns that data -- or, for a key left pending by a crash, looks in the FN for a
 matching document formed after the recorded number before deciding to sell at all.
+
+A key is bound to what it was first used for: the FN it began in (``fn``), the receipt's content
+(``operation``, ``fingerprint``: the items) and its ``payments``.  One journal file may serve any
+number of registers (the ``kkt --key`` default does); the register checks the binding and refuses
+a key used again for another receipt or on another register (`KeyConflict`).  Journals written
+before a column existed are migrated in place: the column is added, empty ('' = not recorded).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class Entry:
     result: dict[str, Any] | None
     fn: str  # the FN the receipt began in ('' in journals written before this column)
     fingerprint: str  # `Receipt.fingerprint()` ('' in older journals: match by total alone)
+    payments: str  # the receipt's payments, e.g. "cash=70000" ('' in older journals)
 
 
 class Journal:
@@ -55,7 +62,8 @@ class Journal:
             "result TEXT)"
         )
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(receipts)")}
-        for column in ("fn", "fingerprint"):  # journals written before these were recorded
+        # journals written before these were recorded: migrated in place, '' = not recorded
+        for column in ("fn", "fingerprint", "payments"):
             if column not in columns:
                 self._db.execute(
                     f"ALTER TABLE receipts ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
@@ -65,14 +73,14 @@ class Journal:
     def get(self, key: str) -> Entry | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT key, state, before, operation, total, result, fn, fingerprint "
+                "SELECT key, state, before, operation, total, result, fn, fingerprint, payments "
                 "FROM receipts WHERE key = ?",
                 (key,),
             ).fetchone()
         if row is None:
             return None
         result = json.loads(row[5]) if row[5] else None
-        return Entry(row[0], row[1], row[2], row[3], row[4], result, row[6], row[7])
+        return Entry(row[0], row[1], row[2], row[3], row[4], result, row[6], row[7], row[8])
 
     def begin(
         self,
@@ -82,14 +90,15 @@ class Journal:
         total: int,
         fn: str = "",
         fingerprint: str = "",
+        payments: str = "",
     ) -> None:
         """Record, durably, that receipt ``key`` is about to begin in FN ``fn``."""
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO receipts "
-                "(key, state, before, operation, total, result, fn, fingerprint) "
-                "VALUES (?, 'pending', ?, ?, ?, NULL, ?, ?)",
-                (key, before, operation, total, fn, fingerprint),
+                "(key, state, before, operation, total, result, fn, fingerprint, payments) "
+                "VALUES (?, 'pending', ?, ?, ?, NULL, ?, ?, ?)",
+                (key, before, operation, total, fn, fingerprint, payments),
             )
 
     def done(self, key: str, result: dict[str, Any]) -> None:

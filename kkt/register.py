@@ -17,13 +17,20 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
 
-from .errors import CannotSend, DeviceError, KktError, NotFiscalized, OutcomeUnknown
-from .journal import Journal
+from .errors import (
+    CannotSend,
+    DeviceError,
+    KeyConflict,
+    KktError,
+    NotFiscalized,
+    OutcomeUnknown,
+)
+from .journal import Entry, Journal
 from .receipt import Operation, Receipt
 from .results import FiscalResult, Formed, Registration, ShiftInfo
 from .settle import (
@@ -40,6 +47,74 @@ from .vendors.base import Device
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+OPERATION_WORDS = {
+    Operation.SELL: "a sale",
+    Operation.SELL_RETURN: "a sale return",
+    Operation.BUY: "a purchase",
+    Operation.BUY_RETURN: "a purchase return",
+}
+
+
+def _paid(receipt: Receipt) -> str:
+    """The receipt's payments as the journal keeps them: "cash=70000,electronic=0,..."."""
+    payments = receipt.payments
+    return ",".join(f"{part.name}={getattr(payments, part.name)}" for part in fields(payments))
+
+
+def _operation(value: int) -> str:
+    try:
+        return OPERATION_WORDS[Operation(value)]
+    except ValueError:
+        return f"operation {value}"
+
+
+def _key_conflict(entry: Entry, receipt: Receipt, serial: str) -> KeyConflict | None:
+    """Why ``entry``'s key cannot serve ``receipt`` on the register holding FN ``serial``, or None.
+
+    A key is bound to the FN it began in and to its receipt's operation, items and payments.
+    What an old journal did not record ('') is not held against the key: its FN is then read from
+    the stored result, its items are compared by total.
+    """
+    key = entry.key
+    pending = entry.state != "done" or not entry.result
+    fn = entry.fn or (str(entry.result.get("fn_number", "")) if entry.result else "")
+    number = entry.result.get("document_number") if entry.result else None
+    new_key = "nothing was sent; give this receipt a new key"
+    if fn and fn != serial:
+        if pending:
+            why = (
+                f"key {key!r} belongs to a receipt begun in FN {fn} whose outcome is still "
+                f"unknown (it may be fiscal there), and this register holds FN {serial}: nothing "
+                f"was sent.  Settle it on the register holding FN {fn} (the same receipt with key "
+                f"{key!r} there) before selling it anywhere; a new receipt here needs a new key"
+            )
+        else:
+            why = (
+                f"key {key!r} was used for document {number} in FN {fn}, and this register "
+                f"holds FN {serial}: {new_key}"
+            )
+        return KeyConflict(why, key=key, fn=fn, pending=pending)
+    what = _operation(entry.operation)
+    if entry.operation != int(receipt.operation):
+        differs = f"{what}; this receipt is {_operation(int(receipt.operation))}"
+    elif entry.fingerprint and entry.fingerprint != receipt.fingerprint():
+        differs = f"{what} of other items than this receipt's"
+    elif not entry.fingerprint and entry.total != receipt.total:
+        differs = f"{what} of {entry.total} kopecks; this receipt is of {receipt.total}"
+    elif entry.payments and entry.payments != _paid(receipt):
+        differs = f"{what} paid otherwise ({entry.payments}) than this receipt"
+    else:
+        return None
+    if pending:
+        why = (
+            f"key {key!r} belongs to a receipt not settled yet, {differs} (repeat that receipt "
+            f"with this key to settle it): {new_key}"
+        )
+    else:
+        why = f"key {key!r} was used for document {number}, {differs}: {new_key}"
+    return KeyConflict(why, key=key, fn=fn, pending=pending)
 
 
 class _OnDevice(Generic[P, R]):
@@ -236,13 +311,19 @@ class Register:
             if key is not None:
                 assert self.journal is not None
                 entry = self.journal.get(key)
+                if entry is not None:
+                    # Bound to its register and its receipt: anything else is a conflict, raised
+                    # before anything is sent (and before a pending key is settled anywhere).
+                    conflict = _key_conflict(entry, receipt, self.device.fn_serial())
+                    if conflict is not None:
+                        raise conflict
                 if entry is not None and entry.state == "done" and entry.result:
-                    return FiscalResult.from_json(entry.result)
+                    return replace(FiscalResult.from_json(entry.result), replayed=True)
                 if entry is not None:
                     found = settle_pending(self.device, self.journal, entry)
                     if found is not None:
                         self.journal.done(key, found.to_json())
-                        return found
+                        return replace(found, replayed=True)  # formed by an earlier call
                     cancel_open_receipt(self.device)
             before = self.device.last_document()
             if key is None:
@@ -250,7 +331,13 @@ class Register:
             assert self.journal is not None
             serial = self.device.fn_serial()
             self.journal.begin(
-                key, before, int(receipt.operation), receipt.total, serial, receipt.fingerprint()
+                key,
+                before,
+                int(receipt.operation),
+                receipt.total,
+                serial,
+                receipt.fingerprint(),
+                _paid(receipt),
             )
             try:
                 result = self._fiscalize(receipt, before)

@@ -8,7 +8,7 @@ raw mode byte, a model code) are kept as they are and named beside (``mode_name`
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kkt.protocols.ffd import DOCUMENT_NAMES, DocumentType, FnWarning, TlvList, tlv_to_json
@@ -135,6 +135,10 @@ class FiscalResult:
     total: int  # kopecks
     operation: int  # tag 1054, 0 for reports
     qr: str  # tag 1196 content, '' for reports
+    # True when this call sent nothing: the document was fiscalized earlier under the same
+    # idempotency key (and is returned from the journal, or found in the FN after a crash).
+    # Not part of equality: a replay is the same fiscal document.
+    replayed: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

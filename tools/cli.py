@@ -1,8 +1,7 @@
 """The ``kkt`` command line (also ``python -m kkt``).
 
-Exit codes: 0 done; 1 the register refused (or a doctor check failed); 2 the command line or its
-input is wrong; 3 no link to the register, or an outcome that could not be learned.  Errors are
-one line on standard error saying what happened and what to do -- never a traceback.
+Exit codes (`EXIT_CODES`, shown by ``kkt --help``): one per class of outcome.  Errors are one line
+on standard error saying what happened and what to do -- never a traceback.
 """
 
 from __future__ import annotations
@@ -29,7 +28,19 @@ from .describe import AtolReader, describe_token
 
 DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
 ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --protocol atol`
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK = 0, 1, 2, 3
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_UNKNOWN, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5
+EXIT_CODES = """\
+exit codes:
+  0 done
+  1 the register refused (or a doctor check failed)
+  2 a wrong command line or input file (nothing was sent)
+  3 no link to the register (or the link failed before the receipt closed:
+    nothing was charged, it may be sold again)
+  4 outcome unknown: the receipt may be fiscal -- never sell it again blindly;
+    repeat it with the same --key, or read the FN's last documents (kkt docs)
+  5 key conflict: the --key belongs to another receipt or register (nothing
+    was sent); use a new key, or settle that receipt where it began
+"""
 
 
 def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
@@ -85,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kkt",
         description="Fiscal register (ККТ) driver and emulator tools",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's lines as they are
         parents=[_common_options(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"kkt {__version__}")
@@ -157,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.NotFiscalized as error:
         return _fail(name, str(error), EXIT_LINK)
     except errors.OutcomeUnknown as error:
-        return _fail(name, f"outcome unknown: {error}", EXIT_LINK)
+        return _fail(name, f"outcome unknown: {error}", EXIT_UNKNOWN)
+    except errors.KeyConflict as error:
+        return _fail(name, f"key conflict: {error}", EXIT_CONFLICT)
     except (errors.TransportError, errors.BadAnswer) as error:
         return _fail(name, f"{error} (`kkt doctor --url {args.url}` checks the link)", EXIT_LINK)
     except errors.KktError as error:

@@ -292,7 +292,13 @@ def receipt_command(register: Register, args: argparse.Namespace, out: Output) -
     if args.key is not None and register.journal is None:
         register.journal = Journal(_journal_path(args.journal))
     result = register.receipt(receipt, key=args.key)
-    _fiscal(register, result, out, f"receipt {result.receipt_number} fiscalized")
+    title = f"receipt {result.receipt_number} fiscalized"
+    if result.replayed:
+        title = (
+            f"replayed: receipt {result.receipt_number} was fiscalized earlier under key "
+            f"{args.key}; nothing was sent again"
+        )
+    _fiscal(register, result, out, title)
 
 
 def correction_command(register: Register, args: argparse.Namespace, out: Output) -> None:

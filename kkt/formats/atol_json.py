@@ -235,6 +235,8 @@ def fiscal_params(
     is ``kopecks / 100`` as a float: one correctly rounded division, so the JSON text shows the
     exact roubles (``499.5``, ``1234567.89``) for any sum below 10**15 kopecks.  Reports
     (operation 0) leave out ``total`` and ``fiscalReceiptNumber``, as ATOL's driver does.
+    ``replayed`` (ours too) is true when the call sent nothing: the document was fiscalized earlier
+    under the same idempotency key.
     """
     params: dict[str, Any] = {
         "fiscalDocumentNumber": result.document_number,
@@ -247,6 +249,7 @@ def fiscal_params(
         "registrationNumber": registration_number,
         "fnsUrl": fns_url,
         "qr": result.qr,
+        "replayed": result.replayed,
     }
     if result.operation != 0:
         params["fiscalReceiptNumber"] = result.receipt_number

@@ -720,7 +720,9 @@ def test_fiscal_params_of_a_receipt() -> None:
         "fnsUrl": "www.nalog.gov.ru",
         "total": 648.0,
         "qr": "t=20261122T1405&s=648.00&fn=9999078900000961&i=1234&fp=1494325660&n=1",
+        "replayed": False,
     }
+    assert fiscal_params(_result(replayed=True))["replayed"] is True
 
 
 def test_fiscal_params_total_shows_exact_roubles_in_json() -> None:
@@ -741,6 +743,7 @@ def test_fiscal_params_of_a_report_leave_out_total_and_receipt_number() -> None:
         "registrationNumber": "",
         "fnsUrl": "www.nalog.ru",
         "qr": "",
+        "replayed": False,
     }
 
 

@@ -722,3 +722,136 @@ def test_a_document_misread_once_is_still_found_to_be_this_receipt(tmp_path: Pat
             assert register.fn_info().last_document == before + 1
     finally:
         rig.close()
+
+
+# -- an idempotency key is bound to its register and its receipt (issue 14, defect 1) ---------
+
+
+@pytest.mark.timeout(60)
+def test_a_key_used_for_another_receipt_is_a_conflict_and_a_replay_says_so(
+    tmp_path: Path,
+) -> None:
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            first = register.sell(coffee(), key="k1")
+            assert first.replayed is False
+            last = register.fn_info().last_document
+            tea = Receipt(
+                (Item("Чай", coffee().total, Decimal(1), Vat.VAT20),), Payments(cash=70_000)
+            )
+            for call, other in (
+                (register.sell_return, coffee()),  # the same items, another operation
+                (register.sell, tea),  # the same total, other items
+                (register.sell, coffee(cash=80_000)),  # the same items, other payments
+                (register.buy, coffee()),
+            ):
+                with pytest.raises(kkt.KeyConflict, match="k1") as conflict:
+                    call(other, key="k1")
+                assert conflict.value.key == "k1" and conflict.value.pending is False
+                said = str(conflict.value)
+                assert "nothing was sent" in said and "new key" in said
+            assert register.fn_info().last_document == last  # nothing refunded, nothing sold
+            again = register.sell(coffee(), key="k1")
+            assert again.replayed is True and again == first
+            assert again.to_json() == {**first.to_json(), "replayed": True}
+            assert register.fn_info().last_document == last
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_key_is_bound_to_its_register_done_or_pending(tmp_path: Path) -> None:
+    """One journal for a Shtrikh and an ATOL register (the `kkt --key` default): a key done or
+    left pending in one FN is never settled, replayed or sold in the other."""
+    journal = tmp_path / "journal.sqlite"
+    a_rig, b_rig = Served(tmp_path / "a", "inproc"), Served(tmp_path / "b", "inproc", "atol")
+    try:
+        with a_rig.connect(journal) as a, b_rig.connect(journal) as b:
+            a.open_shift()
+            b.open_shift()
+            a_fn, b_fn = a.fn_info().serial, b.fn_info().serial
+            assert a_fn != b_fn
+            a.sell(coffee(), key="k1")
+            b_last = b.fn_info().last_document
+            with pytest.raises(kkt.KeyConflict, match=a_fn) as conflict:
+                b.sell(coffee(), key="k1")
+            assert conflict.value.fn == a_fn and conflict.value.pending is False
+            # A crash mid-sale on A: the key is pending there, its receipt may be fiscal.
+            assert a.journal is not None
+            before = a.fn_info().last_document
+            a.journal.begin(
+                "k2", before, int(Operation.SELL), coffee().total, a_fn, coffee().fingerprint()
+            )
+            with pytest.raises(kkt.KeyConflict, match=a_fn) as pending:
+                b.sell(coffee(), key="k2")
+            assert pending.value.pending is True and "may be fiscal" in str(pending.value)
+            assert b.fn_info().last_document == b_last  # nothing sold on B
+            entry = a.journal.get("k2")
+            assert entry is not None and entry.state == "pending"  # still A's to settle
+            assert a.sell(coffee(), key="k2").replayed is False  # settled on A: not formed, sold
+    finally:
+        a_rig.close()
+        b_rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_pending_key_with_another_receipt_is_a_conflict(tmp_path: Path) -> None:
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            assert register.journal is not None
+            serial = register.fn_info().serial
+            before = register.fn_info().last_document
+            register.journal.begin(
+                "k3", before, int(Operation.SELL), coffee().total, serial, coffee().fingerprint()
+            )
+            with pytest.raises(kkt.KeyConflict, match="k3") as conflict:
+                register.sell_return(coffee(), key="k3")
+            assert conflict.value.pending is True
+            assert register.fn_info().last_document == before
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_old_journal_file_is_migrated_in_place(tmp_path: Path) -> None:
+    """A journal written before keys were bound (no fn, fingerprint, payments columns): its done
+    keys still replay, bound by the FN their result names and their operation and total."""
+    import json
+    import sqlite3
+
+    rig = Served(tmp_path, "inproc")
+    old = tmp_path / "old.sqlite"
+    try:
+        with rig.connect(tmp_path / "new.sqlite") as register:
+            register.open_shift()
+            first = register.sell(coffee(), key="k1")
+        stored = {k: v for k, v in first.to_json().items() if k != "replayed"}
+        db = sqlite3.connect(old)
+        db.execute(
+            "CREATE TABLE receipts (key TEXT PRIMARY KEY, state TEXT NOT NULL, before INTEGER "
+            "NOT NULL, operation INTEGER NOT NULL, total INTEGER NOT NULL, result TEXT)"
+        )
+        db.execute(
+            "INSERT INTO receipts VALUES ('k1', 'done', ?, 1, ?, ?)",
+            (first.document_number - 1, coffee().total, json.dumps(stored)),
+        )
+        db.commit()
+        db.close()
+        with rig.connect(old) as register:
+            again = register.sell(coffee(), key="k1")
+            assert again.replayed is True and again == first
+            with pytest.raises(kkt.KeyConflict):
+                register.sell_return(coffee(), key="k1")
+            register.sell(coffee(), key="k4")
+        db = sqlite3.connect(old)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(receipts)")}
+        row = db.execute("SELECT fn, payments FROM receipts WHERE key = 'k4'").fetchone()
+        db.close()
+        assert {"fn", "fingerprint", "payments"} <= columns
+        assert row[0] == first.fn_number and row[1]
+    finally:
+        rig.close()

@@ -2,7 +2,7 @@
 
 Every command runs in its human form and with ``--json``; the JSON shapes asserted here are the
 ones the README documents.  Failures must be one line on stderr with the documented exit code:
-0 ok, 1 refused, 2 usage or input, 3 no link.
+0 ok, 1 refused, 2 usage or input, 3 no link, 4 outcome unknown, 5 key conflict.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.charset import encode_text
 from kkt.protocols.atol.packet import encode_packet
 from kkt.tools.cli import main
+
+from kkt import errors as kkt_errors
+from kkt import register as kkt_register
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "receipt.json"
@@ -150,8 +153,76 @@ def test_the_idempotency_key_returns_the_first_receipt(kkt: Kkt, tmp_path: Path)
     journal = str(tmp_path / "journal.sqlite")
     first = kkt.json("sell", str(EXAMPLE), "--key", "order-7", "--journal", journal)
     again = kkt.json("sell", str(EXAMPLE), "--key", "order-7", "--journal", journal)
-    assert again == first
+    assert first["replayed"] is False and again == {**first, "replayed": True}
     assert kkt.json("fn")["lastDocument"] == first["fiscalDocumentNumber"]
+
+
+def test_a_key_used_again_for_another_receipt_or_register_is_a_conflict(
+    kkt: Kkt, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: `kkt return other.json --key k1` after `kkt sell ... --key k1` printed the sale's
+    receipt and exit 0; an ATOL register sharing the default journal returned the Shtrikh one's."""
+    kkt("shift", "open")
+    journal = str(tmp_path / "journal.sqlite")
+    first = kkt.json("sell", str(EXAMPLE), "--key", "k1", "--journal", journal)
+    refund = kkt("return", str(EXAMPLE), "--key", "k1", "--journal", journal, code=5)
+    assert "key conflict" in refund and "'k1'" in refund and "nothing was sent" in refund
+    atol = Kkt(f"emulator:{tmp_path / 'atol'}", capsys)
+    atol("--protocol", "atol", "shift", "open")
+    other = atol(
+        "--protocol", "atol", "sell", str(EXAMPLE), "--key", "k1", "--journal", journal, code=5
+    )
+    assert first["fnNumber"] in other and "new key" in other
+    assert atol.json("--protocol", "atol", "fn")["lastDocument"] == 2  # nothing sold there
+    assert kkt.json("fn")["lastDocument"] == first["fiscalDocumentNumber"]  # nor refunded here
+    told = kkt("sell", str(EXAMPLE), "--key", "k1", "--journal", journal)
+    assert f"replayed: receipt {first['fiscalReceiptNumber']} was fiscalized earlier" in told
+    assert "under key k1" in told
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "said"),
+    [
+        ("DeviceError", 1, "the register refused"),
+        ("ReceiptRejected", 2, "items[0]"),
+        ("TransportError", 3, "kkt doctor"),
+        ("OutcomeUnknown", 4, "outcome unknown"),
+        ("KeyConflict", 5, "key conflict"),
+    ],
+)
+def test_one_exit_code_per_class_of_outcome(
+    kkt: Kkt, monkeypatch: pytest.MonkeyPatch, name: str, code: int, said: str
+) -> None:
+    errors: dict[str, Exception] = {
+        "DeviceError": kkt_errors.DeviceError("no paper", code=0x6B),
+        "ReceiptRejected": kkt_errors.ReceiptRejected("items[0]: no name"),
+        "TransportError": kkt_errors.TransportError("nothing answers"),
+        "OutcomeUnknown": kkt_errors.OutcomeUnknown("the line fell silent"),
+        "KeyConflict": kkt_errors.KeyConflict("key 'k' is FN 1's", key="k"),
+    }
+    error = errors[name]
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(kkt_register.Register, "shift_info", fail)
+    assert said in kkt("status", code=code)
+
+
+def test_the_exit_codes_are_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for line in (
+        "0 done",
+        "1 the register refused",
+        "2 a wrong command line or input",
+        "3 no link to the register",
+        "4 outcome unknown",
+        "5 key conflict",
+    ):
+        assert line in text
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "**4** outcome unknown" in readme and "**5** key conflict" in readme
 
 
 def test_status_info_and_datetime(kkt: Kkt) -> None:
