@@ -4,7 +4,9 @@ Receipts are fiscalized exactly once.  Nothing that moves money is re-sent blind
 answer to the closing command is lost, the driver reads the fiscal storage's last document and
 decides from it whether the receipt exists (`kkt.settle`); an optional idempotency key (with a
 `Journal`) makes a repeated call -- after a timeout, a crash, a restart -- return the first
-receipt's fiscal data.
+receipt's fiscal data (marked ``replayed``).  A key is bound to its register's FN and to its
+receipt (operation, items, payments): used again for another receipt or on another register it is
+a `KeyConflict`, and nothing is sent.
 
 What differs between vendors lives in a `Device` (`kkt.vendors`); the rules here are the same for
 all.  A command the device answers alone runs as the device's own method under the register's one
@@ -303,7 +305,13 @@ class Register:
         return self.receipt(replace(receipt, operation=Operation.BUY_RETURN), key=key)
 
     def receipt(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
-        """Fiscalize ``receipt`` exactly once (its ``operation`` says sell, return, buy ...)."""
+        """Fiscalize ``receipt`` exactly once (its ``operation`` says sell, return, buy ...).
+
+        With ``key``: a key already done returns its receipt's fiscal data with ``replayed=True``
+        (nothing is sent); a key left pending by a crash is settled from the FN first.  A key
+        bound to another receipt or to another register's FN raises `KeyConflict` before anything
+        is sent.
+        """
         receipt.validate()
         if key is not None and self.journal is None:
             raise KktError("an idempotency key needs a journal: connect(..., journal=PATH)")
