@@ -35,7 +35,7 @@ class Entry:
     result: dict[str, Any] | None
     fn: str  # the FN the receipt began in ('' in journals written before this column)
     fingerprint: str  # `Receipt.fingerprint()` ('' in older journals: match by total alone)
-    payments: str  # the receipt's payments, e.g. "cash=70000" ('' in older journals)
+    payments: str = ""  # "cash=70000,electronic=0,..." ('' in older journals)
 
 
 class Journal:
