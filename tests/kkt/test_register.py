@@ -855,3 +855,31 @@ def test_an_old_journal_file_is_migrated_in_place(tmp_path: Path) -> None:
         assert row[0] == first.fn_number and row[1]
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_pending_key_found_in_the_fn_is_a_replay(tmp_path: Path) -> None:
+    """A crash after the closing command: the receipt is in the FN, the key still pending.  The
+    next call with the key finds it and says it sent nothing (replayed)."""
+    rig = Served(tmp_path, "inproc")
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            assert register.journal is not None
+            before = register.fn_info().last_document
+            register.journal.begin(
+                "k5",
+                before,
+                int(Operation.SELL),
+                coffee().total,
+                register.fn_info().serial,
+                coffee().fingerprint(),
+                "cash=70000,electronic=0,prepaid=0,credit=0,other=0",
+            )
+            formed = register.sell(coffee())  # what the crashed process had fiscalized
+            found = register.sell(coffee(), key="k5")
+            assert found == formed and found.replayed is True and formed.replayed is False
+            assert register.fn_info().last_document == formed.document_number
+            assert register.sell(coffee(), key="k5").replayed is True
+    finally:
+        rig.close()
