@@ -51,7 +51,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-OPERATION_WORDS = {
+_OPERATION_WORDS = {
     Operation.SELL: "a sale",
     Operation.SELL_RETURN: "a sale return",
     Operation.BUY: "a purchase",
@@ -67,7 +67,7 @@ def _paid(receipt: Receipt) -> str:
 
 def _operation(value: int) -> str:
     try:
-        return OPERATION_WORDS[Operation(value)]
+        return _OPERATION_WORDS[Operation(value)]
     except ValueError:
         return f"operation {value}"
 
