@@ -20,7 +20,8 @@ The parser (`parse_sh`) knows these line forms and no others:
 
 Python blocks run as scripts.  The ATOL block is a fragment ("as above": it sells the receipt the
 driver's block builds), so it runs appended to the driver's block, as a user would paste it.
-What is not run, and why: `SKIPPED` (nothing is skipped silently).
+Every fenced block of the four sections runs (`test_every_block_is_run` keeps it so); a command
+that needs hardware (``/dev/ttyACM0``) runs against the emulator's pty instead.
 """
 
 from __future__ import annotations
@@ -78,8 +79,6 @@ KKT_URL = {
     ATOL: "socket://127.0.0.1:{atol_port}",
     DRIVER: "socket://127.0.0.1:{atol_port}",  # its only default-URL command: ATOL's shift open
 }
-# Fenced blocks of the quick starts that are not run, each with its reason.
-SKIPPED: dict[str, str] = {}
 
 
 # -- reading the README ---------------------------------------------------------------------------
@@ -170,6 +169,17 @@ def test_the_parser_knows_each_line_form() -> None:
     assert (decode.command, decode.expected) == ("kkt decode 02", ["request ..."])
     assert _matches(["a", "request X(y=1, z=2)", "b"], ["request X(y=1, ...)", "b"]) is None
     assert _matches(["b", "a"], ["a", "b"]) == "b"
+
+
+def test_every_block_is_run() -> None:
+    """sh blocks run whole in their section's test; the only python blocks are the two that
+    `test_the_driver` runs -- a new one must be added there, not left unrun."""
+    for section in (EMULATED, ATOL, KKT_COMMAND, DRIVER):
+        for block in blocks(section):
+            assert block.language in ("sh", "python"), f"README.md:{block.line}: {block.language}"
+    python = [(b.section, b.language) for s in (EMULATED, ATOL, KKT_COMMAND, DRIVER)
+              for b in blocks(s) if b.language == "python"]  # fmt: skip
+    assert python == [(ATOL, "python"), (DRIVER, "python")]
 
 
 # -- running it -----------------------------------------------------------------------------------
@@ -264,6 +274,7 @@ class Shell:
         return done.stdout
 
     def _start(self, step: Step, command: str, where: str) -> None:
+        assert "--tcp" in command, f"{where}\n  would listen on a README port: substitute it"
         words = shlex.split(command, comments=True)
         if words[-1] == "&":
             words.pop()
