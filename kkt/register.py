@@ -203,6 +203,8 @@ class Register:
     clock = _OnDevice(Device.clock)
     shift_state = _OnDevice(Device.shift)
     ofd_status = _OnDevice(Device.ofd_queue)
+    cash_in_drawer = _OnDevice(Device.cash_in_drawer)
+    shift_totals = _OnDevice(Device.shift_totals)
 
     # -- the printer, the cash drawer, the clock --------------------------------------------------
 

@@ -71,6 +71,47 @@ class ShiftState:
 
 
 @dataclass(frozen=True, slots=True)
+class ShiftTotals:
+    """The shift's figures an X report prints, as the register counts them (kopecks).
+
+    ``None`` marks a figure the vendor's protocol cannot read: both vendors read the shift and
+    the cash in the drawer; Shtrih also its cash registers (cash taken by operation, cash in and
+    out this shift) and its receipt counters by operation.
+    """
+
+    shift_open: bool
+    shift_number: int  # the open shift's number, or the last closed one's
+    receipts: int  # receipts in the open shift
+    cash_in_drawer: int
+    cash_by_operation: dict[str, int] | None = None  # "sell", "sellReturn", "buy", "buyReturn"
+    receipts_by_operation: dict[str, int] | None = None
+    cash_in: int | None = None  # deposited this shift
+    cash_out: int | None = None  # withdrawn this shift
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable JSON (money in roubles, as every ``kkt --json`` sum)."""
+
+        def roubles(kopecks: int | None) -> float | None:
+            return None if kopecks is None else kopecks / 100
+
+        by_operation = self.cash_by_operation
+        return {
+            "shift": {
+                "open": self.shift_open,
+                "number": self.shift_number,
+                "receipts": self.receipts,
+            },
+            "cashInDrawer": roubles(self.cash_in_drawer),
+            "cashByOperation": (
+                None if by_operation is None else {k: v / 100 for k, v in by_operation.items()}
+            ),
+            "receiptsByOperation": self.receipts_by_operation,
+            "cashIn": roubles(self.cash_in),
+            "cashOut": roubles(self.cash_out),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ShiftInfo:
     open: bool
     number: int  # the open shift's number, or the last closed one's

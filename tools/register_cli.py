@@ -87,7 +87,9 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     shift = add("shift", "open or close (Z report) the shift", shift_command)
     shift.add_argument("action", choices=("open", "close"))
     shift.add_argument("--cashier", help="the cashier's name (tag 1021)")
-    report = add("report", "print a report that changes nothing (X report)", report_command)
+    report = add(
+        "report", "print an X report (changes nothing) and show its figures", report_command
+    )
     report.add_argument("kind", choices=("x",))
     for name, operation in _RECEIPT_COMMANDS.items():
         receipt = add(
@@ -108,9 +110,13 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         receipt.set_defaults(operation=operation)
     correction = add("correction", "a correction receipt from ATOL-style JSON", correction_command)
     correction.add_argument("file", help="the correction task as JSON, or - for stdin")
-    cash = add("cash", "put cash in or take it out of the drawer", cash_command)
-    cash.add_argument("direction", choices=("in", "out"))
-    cash.add_argument("sum", help="roubles, e.g. 1500 or 1500.50")
+    cash = add(
+        "cash",
+        "the cash in the drawer; `cash in|out SUM` puts cash in or takes it out",
+        cash_command,
+    )
+    cash.add_argument("direction", nargs="?", choices=("in", "out"))
+    cash.add_argument("sum", nargs="?", help="roubles, e.g. 1500 or 1500.50")
     printing = add("print", "print lines of text", print_command)
     printing.add_argument("text", nargs="+", help="text; each argument starts a line")
     add("cut", "cut the receipt tape", cut_command)
@@ -283,7 +289,26 @@ def shift_command(register: Register, args: argparse.Namespace, out: Output) -> 
 
 def report_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     register.x_report()
-    out.result({"report": "x", "printed": True}, lambda c: c.print("X report printed"))
+    totals = register.shift_totals()
+    data = {"report": "x", "printed": True, **totals.to_json()}
+    shift = f"#{totals.shift_number} " + (
+        f"open, {totals.receipts} receipts" if totals.shift_open else "closed"
+    )
+    rows: list[tuple[str, Any]] = [
+        ("shift", shift),
+        ("cash in drawer", _rub(totals.cash_in_drawer)),
+    ]
+    names = {"sell": "sales", "sellReturn": "sale returns", "buy": "purchases",
+             "buyReturn": "purchase returns"}  # fmt: skip
+    counts = totals.receipts_by_operation or {}
+    for key, kopecks in (totals.cash_by_operation or {}).items():
+        receipts = f" ({counts[key]} receipts)" if key in counts else ""
+        rows.append((f"cash, {names[key]}", _rub(kopecks) + receipts))
+    if totals.cash_in is not None:
+        rows.append(("cash in", _rub(totals.cash_in)))
+    if totals.cash_out is not None:
+        rows.append(("cash out", _rub(totals.cash_out)))
+    out.pairs(data, "X report printed", rows)
 
 
 def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> None:
@@ -320,6 +345,16 @@ def correction_command(register: Register, args: argparse.Namespace, out: Output
 
 
 def cash_command(register: Register, args: argparse.Namespace, out: Output) -> None:
+    if args.direction is None:
+        drawer = register.cash_in_drawer()
+        out.result(
+            {"cashInDrawer": drawer / 100},
+            lambda c: c.print(f"cash in the drawer: {_rub(drawer)}"),
+        )
+        return
+    if args.sum is None:
+        raise UsageError(f"cash {args.direction}: give the SUM in roubles, e.g. `kkt cash "
+                         f"{args.direction} 1500`")  # fmt: skip
     amount = _kopecks(args.sum, "SUM")
     if args.direction == "in":
         register.cash_in(amount)
@@ -503,6 +538,10 @@ def _journal_path(given: Path | None) -> Path:
     base = Path.home() / ".local" / "state" / "kktkit"
     base.mkdir(parents=True, exist_ok=True)
     return base / "journal.sqlite"
+
+
+def _rub(kopecks: int) -> str:
+    return f"{kopecks / 100:.2f} ₽"
 
 
 def _hours(age: dt.timedelta) -> str:

@@ -152,6 +152,7 @@ class AtolRegister(Personality):
             c.CancelReceipt: (_REGISTRATION, self._cancel_receipt),
             c.CashIn: (_REGISTRATION, self._cash),
             c.CashOut: (_REGISTRATION, self._cash),
+            c.GetCashInDrawer: (_ANY, self._cash_in_drawer),
             c.ZReport: (frozenset({Mode.Z_REPORTS}), self._z_report),
             c.Report: (frozenset({Mode.X_REPORTS}), self._report),
             c.PrintLine: (_ANY, self._print_line),
@@ -541,6 +542,9 @@ class AtolRegister(Personality):
         self._require_no_document(r.flags)
         (self.model.cash_in if isinstance(r, c.CashIn) else self.model.cash_out)(r.amount)
         return c.Done()
+
+    def _cash_in_drawer(self, r: c.GetCashInDrawer) -> c.CashInDrawer:
+        return c.CashInDrawer(max(0, self.model.cash_in_drawer()))
 
     # -- printing and the clock -------------------------------------------------------------------
 

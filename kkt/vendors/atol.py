@@ -225,6 +225,9 @@ class AtolDevice(Device):
             return results.OfdQueue(0, None, None)
         return results.OfdQueue(status.unsent, status.first_unsent, status.first_unsent_when)
 
+    def cash_in_drawer(self) -> int:
+        return self._ask(c.GetCashInDrawer).amount
+
     # -- documents and the printer ----------------------------------------------------------------
 
     def _formed(self, *, shift: bool = False) -> results.Formed:

@@ -39,6 +39,7 @@ from ..results import (
     OfdQueue,
     Registration,
     ShiftState,
+    ShiftTotals,
     Status,
 )
 from ..transport.session import Commander
@@ -268,6 +269,16 @@ class Device(ABC):
     @abstractmethod
     def ofd_queue(self) -> OfdQueue:
         """How many documents wait for the OFD, and since when."""
+
+    @abstractmethod
+    def cash_in_drawer(self) -> int:
+        """The cash in the drawer as the register counts it, kopecks (a query: nothing prints)."""
+
+    def shift_totals(self) -> ShiftTotals:
+        """The shift's figures an X report prints: shift, receipts, cash in the drawer -- and
+        whatever more the vendor's registers say (a query: nothing prints)."""
+        state = self.shift()
+        return ShiftTotals(state.open, state.number, state.receipts, self.cash_in_drawer())
 
     # -- documents and the printer ----------------------------------------------------------------
 

@@ -57,6 +57,10 @@ _RECEIPT_TYPE = {
     Operation.SELL_RETURN: ReceiptType.SALE_RETURN,
     Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
 }
+# Cash register 241 (1Ah): the cash in the drawer; registers 193-196 (1Ah) and 144-147 (1Bh)
+# count the shift's operations in this order (fact sheet §2.3, javapos ``CashRegister.java``).
+CASH_IN_DRAWER = 241
+_BY_OPERATION = ("sell", "buy", "sellReturn", "buyReturn")
 LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrih printer
 # Shtrih codes (FN codes 01h-3Fh pass through) -> the class callers catch.
 REFUSALS: dict[int, type[DeviceError]] = {
@@ -205,6 +209,32 @@ class ShtrihDevice(Device):
             return results.OfdQueue(0, None, None)
         return results.OfdQueue(
             status.queue_count, status.first_document_number, status.first_document_datetime
+        )
+
+    def cash_in_drawer(self) -> int:
+        return self.raw(classic.ReadCashRegister(self.password, CASH_IN_DRAWER)).value
+
+    def shift_totals(self) -> results.ShiftTotals:
+        """FF40 for the shift; cash registers (1Ah) 241 in the drawer, 193-196 cash by operation,
+        242/243 cash in/out this shift; operating registers (1Bh) 144-147 receipts by operation
+        (fact sheet §2.3: javapos ``CashRegister.java``, ``OperationRegister.properties``)."""
+        state = self.shift()
+
+        def cash(register: int) -> int:
+            return self.raw(classic.ReadCashRegister(self.password, register)).value
+
+        def count(register: int) -> int:
+            return self.raw(classic.ReadOperatingRegister(self.password, register)).value
+
+        return results.ShiftTotals(
+            state.open,
+            state.number,
+            state.receipts,
+            cash(CASH_IN_DRAWER),
+            cash_by_operation={name: cash(193 + i) for i, name in enumerate(_BY_OPERATION)},
+            receipts_by_operation={name: count(144 + i) for i, name in enumerate(_BY_OPERATION)},
+            cash_in=cash(242),
+            cash_out=cash(243),
         )
 
     # -- documents and the printer ----------------------------------------------------------------

@@ -4,6 +4,7 @@ A request is the block a v3 ``Add`` carries (or a v2 frame's data): ``pwd(2 BCD)
 The reply is ``55 err ext data…`` for most commands, with these exceptions (fact sheet §2.1):
 
 * 3Fh answers ``44 data…``; an error comes as ``55 err ext``;
+* 4Dh answers ``4D sum…``; an error comes as ``55 err ext`` (atol4j ``CashRequest``);
 * A5h answers ``err data…`` (an error is the single error byte);
 * 45h answers ``55 mode flags`` -- no error byte, so an error reply ``55 err ext`` cannot be told
   from an answer by its bytes (`reply_is_error` says False); the v3 buffer's Error status (A4/A7)
@@ -18,7 +19,8 @@ thousandths.  Texts use ATOL's external code page (`charset`), zero-padded or ru
 The commands, each a class below with its code, fields, answer and T5 timeout (the answer timeout,
 atol4j ``transport/protocol/v2/Timeout.java``, fact sheet §1.2):
 
-* state and identity: 3Fh `GetStatus`, 45h `GetStateCode`, A5h `GetDeviceType`;
+* state and identity: 3Fh `GetStatus`, 45h `GetStateCode`, A5h `GetDeviceType`, 4Dh
+  `GetCashInDrawer`;
 * modes: 56h `EnterMode`, 48h `ExitMode`;
 * receipts: 9Ah `OpenShift`, 92h `OpenReceipt`, E6h `RegisterItem` (FFD 1.0), EAh `BeginItem`,
   EBh `EndItem`, E8h `WriteTlv` (FFD 1.05+), 99h `Payment`, 4Ah `CloseReceipt`,
@@ -132,6 +134,7 @@ _HEADERS: Final = {
     0x45: b"\x55",
     0x91: b"\x55\x00",
     0xA4: b"\x55\x00",
+    0x4D: b"\x4d",
 }
 _DEFAULT_HEADER: Final = bytes((REPLY_MARK, 0, 0))
 
@@ -461,6 +464,23 @@ class CashOut(Request[Done]):
 
     flags: int = wire(U8)
     amount: int = wire(Bcd(5))
+
+
+@answer
+class CashInDrawer(Answer):
+    """4Dh's answer after ``4D``: the cash in the drawer, kopecks, packed BCD.
+
+    atol4j ``CashRequest.Response`` takes the byte after ``4D`` to the reply's end as the BCD
+    sum (an error reply starts with ``55`` instead).  Unverified: its length -- 7 bytes, as
+    ATOL's other register sums (91h 34h's total) are; atol4j does not fix one.
+    """
+
+    amount: int = wire(Bcd(7))
+
+
+@command(0x4D, repeatable=True)
+class GetCashInDrawer(Request[CashInDrawer]):
+    """4Dh: the cash in the drawer (atol4j ``CashRequest``, code 4Dh, no parameters)."""
 
 
 # -- reports and printing -------------------------------------------------------------------------

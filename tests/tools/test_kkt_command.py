@@ -117,7 +117,18 @@ def test_receipt_kinds_cash_and_reports(kkt: Kkt) -> None:
         )
     assert kkt.json("cash", "in", "1500.50") == {"direction": "in", "sum": 1500.5}
     assert "cash out: 100.00" in kkt("cash", "out", "100")
-    assert kkt.json("report", "x") == {"report": "x", "printed": True}
+    # each receipt pays 300 of its 648 in cash: 1500.50 - 100 - 300 (sale return) - 300 (buy)
+    # + 300 (buy return) = 1100.50
+    assert kkt.json("report", "x") == {
+        "report": "x",
+        "printed": True,
+        "shift": {"open": True, "number": 1, "receipts": 3},
+        "cashInDrawer": 1100.5,
+        "cashByOperation": {"sell": 0.0, "buy": 300.0, "sellReturn": 300.0, "buyReturn": 300.0},
+        "receiptsByOperation": {"sell": 0, "buy": 1, "sellReturn": 1, "buyReturn": 1},
+        "cashIn": 1500.5,
+        "cashOut": 100.0,
+    }
     assert kkt.json("print", "Добрый день", "line two") == {"printed": 2}
     assert kkt.json("cut") == {"cut": True}
     closed = kkt.json("shift", "close")
@@ -126,6 +137,20 @@ def test_receipt_kinds_cash_and_reports(kkt: Kkt) -> None:
     assert "shift 2 is already open" in kkt("shift", "open", code=1)
     assert "shift 2 closed (Z report)" in kkt("shift", "close")
     assert "no shift is open" in kkt("shift", "close", code=1)
+
+
+def test_cash_in_the_drawer_and_the_x_report_figures(kkt: Kkt) -> None:
+    """Defect 13 (issue 14): `report x` printed no figures and nothing read the drawer."""
+    assert kkt.json("cash") == {"cashInDrawer": 0.0}
+    kkt("shift", "open")
+    kkt("sell", str(EXAMPLE))
+    kkt("cash", "in", "100")
+    assert kkt("cash") == "cash in the drawer: 400.00 ₽\n"  # the sale's 300 in cash and 100
+    text = kkt("report", "x")
+    assert "X report printed" in text and "#1 open, 1 receipts" in text
+    assert "cash in drawer          400.00 ₽" in text
+    assert "cash, sales             300.00 ₽ (1 receipts)" in text
+    assert "give the SUM in roubles" in kkt("cash", "out", code=2)
 
 
 def test_a_correction_from_json(kkt: Kkt, tmp_path: Path) -> None:
@@ -449,7 +474,19 @@ def test_atol_in_process_and_its_refusals(
     kkt = Kkt(f"emulator:{tmp_path / 'atol'}", capsys)
     assert "refused" in kkt("--protocol", "atol", "sell", str(EXAMPLE), code=1)
     kkt("--protocol", "atol", "shift", "open")
-    assert kkt.json("--protocol", "atol", "report", "x") == {"report": "x", "printed": True}
+    kkt("--protocol", "atol", "cash", "in", "20.05")
+    assert kkt.json("--protocol", "atol", "report", "x") == {
+        "report": "x",
+        "printed": True,
+        "shift": {"open": True, "number": 1, "receipts": 0},
+        "cashInDrawer": 20.05,  # 4Dh
+        "cashByOperation": None,  # what ATOL's protocol here cannot read
+        "receiptsByOperation": None,
+        "cashIn": None,
+        "cashOut": None,
+    }
+    assert kkt.json("--protocol", "atol", "cash") == {"cashInDrawer": 20.05}
+    assert "cash in drawer  20.05 ₽" in kkt("--protocol", "atol", "report", "x")
     closed = kkt.json("--protocol", "atol", "shift", "close")
     assert closed["shiftNumber"] == 1
 
