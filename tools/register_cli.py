@@ -22,7 +22,7 @@ from rich.console import Console as RichConsole
 
 from kkt import Operation, Register
 from kkt.errors import KktError, ReceiptRejected, WrongMode
-from kkt.formats.atol_json import fiscal_params, receipt_from_atol
+from kkt.formats.atol_json import OPERATIONS, fiscal_params, receipt_from_atol
 from kkt.journal import Journal
 from kkt.results import Document, FiscalResult
 
@@ -288,11 +288,35 @@ def report_command(register: Register, args: argparse.Namespace, out: Output) ->
 
 def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
+    _check_task_type(task, args.operation, args.file)
     receipt = receipt_from_atol(task, operation=args.operation)
     if args.key is not None and register.journal is None:
         register.journal = Journal(_journal_path(args.journal))
     result = register.receipt(receipt, key=args.key)
     _fiscal(register, result, out, f"receipt {result.receipt_number} fiscalized")
+
+
+def _check_task_type(task: dict[str, Any], operation: Operation, source: str) -> None:
+    """The file's ``type`` must be the command's: `kkt sell` of a "sellReturn" file is a mistake
+    (which of the two was meant?), never a sale.  A file without ``type`` takes the command's."""
+    kind = task.get("type")
+    if kind is None:
+        return
+    wanted = next(name for name, op in OPERATIONS.items() if op is operation)
+    if kind == wanted:
+        return
+    command = next(name for name, op in _RECEIPT_COMMANDS.items() if op is operation)
+    file = "-" if source == "-" else "FILE"
+    if isinstance(kind, str) and kind in OPERATIONS:
+        meant = next(name for name, op in _RECEIPT_COMMANDS.items() if op is OPERATIONS[kind])
+        raise UsageError(
+            f'type: the file is a "{kind}" receipt and `kkt {command}` makes a "{wanted}" one; '
+            f'run `kkt {meant} {file}` for a "{kind}", or set "type": "{wanted}" in the file'
+        )
+    raise UsageError(
+        f'type: `kkt {command}` takes a "{wanted}" receipt (or a file without "type"), '
+        f"got {json.dumps(kind, ensure_ascii=False)}"
+    )
 
 
 def correction_command(register: Register, args: argparse.Namespace, out: Output) -> None:

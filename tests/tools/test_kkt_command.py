@@ -104,10 +104,16 @@ def test_the_readme_quick_start(kkt: Kkt) -> None:
     assert "отчёт о регистрации" in text and "регистрационный номер ККТ" in text
 
 
-def test_receipt_kinds_cash_and_reports(kkt: Kkt) -> None:
+def test_receipt_kinds_cash_and_reports(kkt: Kkt, tmp_path: Path) -> None:
     kkt("shift", "open")
+    # The example is a "sell" task; a file's type must agree with the command (issue 14, 9),
+    # and a file without one takes the command's.
+    untyped = tmp_path / "untyped.json"
+    task = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    del task["type"]
+    untyped.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
     for command, operation in (("return", 2), ("buy", 3), ("buy-return", 4)):
-        result = kkt.json(command, str(EXAMPLE))
+        result = kkt.json(command, str(untyped))
         assert result["total"] == 648.0
         assert kkt.json("doc", str(result["fiscalDocumentNumber"]))["tlv"]["operationType"] == (
             operation
@@ -217,6 +223,25 @@ def test_a_bad_receipt_is_one_line_naming_the_field(
     path.write_text(receipt)
     assert message in kkt("sell", str(path), code=2)
     assert kkt.json("fn")["lastDocument"] == 2  # nothing was fiscalized
+
+
+def test_a_file_of_another_receipt_type_is_refused_by_the_command(kkt: Kkt, tmp_path: Path) -> None:
+    """Issue 14, defect 9: `kkt sell` of a "sellReturn" file made a sale."""
+    kkt("shift", "open")
+    task = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    task["type"] = "sellReturn"
+    path = tmp_path / "return.json"
+    path.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
+    said = kkt("sell", str(path), code=2)
+    assert '"sellReturn"' in said and '"sell"' in said and "`kkt return FILE`" in said
+    assert kkt.json("fn")["lastDocument"] == 2  # nothing was fiscalized
+    assert kkt.json("return", str(path))["total"] == 648.0  # the command that agrees
+    task["type"] = "sel"
+    path.write_text(json.dumps(task), encoding="utf-8")
+    assert 'takes a "sellReturn" receipt' in kkt("return", str(path), code=2)
+    del task["type"]  # no type: the command's
+    path.write_text(json.dumps(task), encoding="utf-8")
+    assert kkt.json("buy", str(path))["fiscalDocumentNumber"] == 4
 
 
 def test_errors_are_one_line_with_the_documented_exit_code(
