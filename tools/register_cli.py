@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kkt.protocols.ffd import FnWarning, LifePhase
+from kkt.protocols.ffd import find as tlv_find
 from kkt.protocols.ffd import rows as tlv_rows
 from rich.console import Console as RichConsole
 
@@ -417,7 +418,7 @@ def _show_document(console: RichConsole, document: Document) -> None:
         pairs(
             f"Document {document.number}: {document.type_name}",
             [
-                ("date-time", document.when),
+                ("date-time", _document_time(document)),
                 ("fiscal sign", document.fiscal_sign),
                 ("OFD", "confirmed" if document.ofd_confirmed else "waiting"),
             ],
@@ -429,6 +430,16 @@ def _show_document(console: RichConsole, document: Document) -> None:
         ((tag, "  " * depth + name, value) for depth, tag, name, value in tlv_rows(document.tlv)),
     )
     console.print(table)
+
+
+def _document_time(document: Document) -> dt.datetime | None:
+    """The document's own date-time (tag 1012), which its table shows below the header; the
+    archive record's (``document.when``) only when the TLV carries none."""
+    body = document.tlv
+    if len(body) == 1 and isinstance(body[0][1], list):
+        body = body[0][1]  # the document's STLV wrapper (ATOL)
+    when = tlv_find(body, 1012)
+    return when if isinstance(when, dt.datetime) else document.when
 
 
 # -- helpers ----------------------------------------------------------------------------------
