@@ -3,6 +3,10 @@
 A fiscal-only register (registered for internet/automatic use) has no printer at all: it is
 created with ``present=False`` and keeps no tape.  Printing while paper is out raises `PaperOut`;
 the personality turns that into its protocol's error and submode.
+
+Text lines are cut at the line width, as a printer cuts them.  A receipt's QR code is printed as
+a code, not as text: `Printer.qr_code` makes its tape entry (``QR: `` and the whole tag 1196
+string, one entry, never cut), so the tape shows exactly what a buyer's phone would read.
 """
 
 from __future__ import annotations
@@ -10,6 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_TAPE = 10_000  # lines kept; older ones are dropped (a long-running emulator must not grow)
+
+
+QR_MARKER = "QR: "  # how the tape shows a printed QR code
+
+
+class Code(str):
+    """A printed code (the receipt's QR): one tape entry holding its whole text, not cut."""
+
+    __slots__ = ()
 
 
 class PaperOut(Exception):
@@ -51,9 +64,13 @@ class Printer:
                     self.paper_left = None
                     raise PaperOut("paper ran out while printing", lines[index:])
                 self.paper_left -= 1
-            self.tape.append(line[: self.width])
+            self.tape.append(line if isinstance(line, Code) else line[: self.width])
         if len(self.tape) > MAX_TAPE:
             del self.tape[: len(self.tape) - MAX_TAPE]
+
+    def qr_code(self, text: str) -> Code:
+        """The tape entry of a QR code carrying ``text`` (printed whole, as a code is)."""
+        return Code(QR_MARKER + text)
 
     def centered(self, text: str) -> str:
         return text[: self.width].center(self.width).rstrip()

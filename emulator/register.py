@@ -333,7 +333,7 @@ class RegisterModel:
                 p.centered(OPERATION_NAMES[operation]),
                 p.pair("ИТОГ", f"={money(total)}"),
                 *self._document_footer(formed.number, formed.fiscal_sign),
-                "QR: " + self.qr(formed.number),
+                p.qr_code(self.qr(formed.number)),
             ]
         )
         return formed
@@ -519,7 +519,7 @@ class RegisterModel:
             p.pair("КАССИР:", cashier),
             *self._document_footer(formed.number, formed.fiscal_sign),
         ]
-        lines.append("QR: " + self.qr(formed.number))
+        lines.append(p.qr_code(self.qr(formed.number)))
         self._print(lines)
 
 

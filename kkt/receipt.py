@@ -8,8 +8,10 @@ the register cannot print -- so a receipt never fails with half of it sent.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import hashlib
+import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -51,6 +53,24 @@ class TaxSystem(enum.IntFlag):
 
 MAX_NAME_BYTES = 128  # FF46 carries at most 128 bytes of name
 MAX_SUM = 2**40 - 1  # kopecks: the registers' 5-byte money fields
+MAX_CONTACT_CHARS = 64  # tag 1008
+
+# Tag 1008 carries the buyer's e-mail or phone.  An e-mail: one "@", something before it, a
+# domain with a dot inside; a phone: +7 or 8 and its 10 digits (the form FFD 1.05/1.2 give).
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
+_PHONE = re.compile(r"(\+7|8)[0-9]{10}")
+
+
+def contact_problem(contact: str) -> str | None:
+    """Why ``contact`` cannot be tag 1008 (the buyer's e-mail or phone); None when it can."""
+    if len(contact) > MAX_CONTACT_CHARS:
+        return f"must be at most {MAX_CONTACT_CHARS} characters"
+    if _EMAIL.fullmatch(contact) or _PHONE.fullmatch(contact):
+        return None
+    return (
+        "must be the buyer's e-mail (name@example.ru) or phone (+7 or 8 and 10 digits, "
+        "e.g. +79990000000)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +85,12 @@ class Item:
     department: int = 1
     measure: int | None = None  # tag 2108 (FFD 1.2): 0 pieces, 11 kg, 41 l ...
     extra: tuple[tuple[int, object], ...] = ()  # more item tags (1162, 1222, 1224 ...)
+
+    def __post_init__(self) -> None:
+        # A whole quantity may be given as an int (Item("Кофе", 19_900, 2)): it is exact.
+        quantity: object = self.quantity
+        if isinstance(quantity, int) and not isinstance(quantity, bool):
+            object.__setattr__(self, "quantity", Decimal(quantity))
 
     @property
     def total(self) -> int:
@@ -105,7 +131,13 @@ class Receipt:
         )
 
     def validate(self) -> None:
-        """Raise `ReceiptRejected` saying what to fix; return when the receipt can be sent."""
+        """Raise `ReceiptRejected` saying what to fix; return when the receipt can be sent.
+
+        Types first (``items[0].price: must be an int number of kopecks ...``), so a float or a
+        string where the model wants kopecks or a `Vat` is refused by its field's path before
+        anything is sent, never a bare `TypeError` from inside a sale.
+        """
+        _check_types(self)
         if not self.items:
             raise ReceiptRejected("a receipt needs at least one item")
         for number, item in enumerate(self.items, start=1):
@@ -151,6 +183,92 @@ class Receipt:
             raise ReceiptRejected("only cash can be overpaid: change is given in cash")
         if bin(int(self.tax_system)).count("1") != 1:
             raise ReceiptRejected("a receipt has exactly one tax system (tag 1055)")
+        if self.buyer_contact is not None:
+            problem = contact_problem(self.buyer_contact)
+            if problem:
+                raise ReceiptRejected(f"buyer_contact: {problem}, got {self.buyer_contact!r}")
+
+
+# -- types: what each field must be, said with its path ----------------------------------------
+
+
+def _check_types(receipt: Receipt) -> None:
+    if not isinstance(receipt.items, tuple | list):
+        raise _wrong("items", "a tuple of Item", receipt.items)
+    for index, item in enumerate(receipt.items):
+        path = f"items[{index}]"
+        if not isinstance(item, Item):
+            raise _wrong(path, 'an Item, e.g. Item("Кофе", 19900, vat=Vat.VAT20)', item)
+        if not isinstance(item.name, str):
+            raise _wrong(f"{path}.name", "a str", item.name)
+        _kopecks(item.price, f"{path}.price")
+        if item.amount is not None:
+            _kopecks(item.amount, f"{path}.amount")
+        if not isinstance(item.quantity, Decimal) or not item.quantity.is_finite():
+            raise _wrong(
+                f"{path}.quantity",
+                'a Decimal (or an int), e.g. Decimal("1.5"): a float is not exact',
+                item.quantity,
+            )
+        _vat(item.vat, f"{path}.vat")
+        for name in ("payment_method", "payment_subject", "department"):
+            _whole(getattr(item, name), f"{path}.{name}")
+        if item.measure is not None:
+            _whole(item.measure, f"{path}.measure")
+    if not isinstance(receipt.payments, Payments):
+        raise _wrong("payments", "a Payments, e.g. Payments(cash=19900)", receipt.payments)
+    for name in ("cash", "electronic", "prepaid", "credit", "other"):
+        _kopecks(getattr(receipt.payments, name), f"payments.{name}")
+    if not isinstance(receipt.operation, Operation):
+        raise _wrong("operation", _members(Operation), receipt.operation)
+    if not isinstance(receipt.tax_system, TaxSystem):
+        raise _wrong("tax_system", _members(TaxSystem), receipt.tax_system)
+    for name in ("cashier", "buyer_contact"):
+        if getattr(receipt, name) is not None and not isinstance(getattr(receipt, name), str):
+            raise _wrong(name, "a str or None", getattr(receipt, name))
+
+
+def _kopecks(value: object, path: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return
+    example = ""
+    if isinstance(value, float | Decimal) and not isinstance(value, bool):
+        try:
+            example = f", e.g. {int(Decimal(str(value)) * 100)} for {Decimal(str(value)):.2f}"
+        except (ArithmeticError, ValueError):
+            example = ""
+    raise ReceiptRejected(
+        f"{path}: must be an int number of kopecks{example or ', e.g. 19900 for 199.00'}, "
+        f"got {value!r}"
+    )
+
+
+def _whole(value: object, path: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong(path, "an int", value)
+
+
+def _vat(value: object, path: str) -> None:
+    """A `Vat` member, nothing else.  Its value strings ("vat20") are ATOL JSON's spelling and are
+    read by `kkt.formats.atol_json`; here a string is refused with the member to write instead, so
+    the model keeps one spelling (mypy checks it, and equal receipts compare and hash equal)."""
+    if isinstance(value, Vat):
+        return
+    hint = ""
+    if isinstance(value, str):
+        by_text = {vat.value: vat for vat in Vat} | {vat.name.lower(): vat for vat in Vat}
+        close = difflib.get_close_matches(value.lower(), by_text, n=1)
+        if close:
+            hint = f"; did you mean Vat.{by_text[close[0]].name}?"
+    raise ReceiptRejected(f"{path}: must be one of {_members(Vat)}, got {value!r}{hint}")
+
+
+def _members(kind: type[enum.Enum]) -> str:
+    return ", ".join(f"{kind.__name__}.{member.name}" for member in kind)
+
+
+def _wrong(path: str, expected: str, value: object) -> ReceiptRejected:
+    return ReceiptRejected(f"{path}: must be {expected}, got {value!r}")
 
 
 def fingerprint_of(operation: int, items: list[tuple[str, int, Decimal, int]]) -> str:

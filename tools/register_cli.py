@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from kkt.protocols.ffd import FnWarning, LifePhase
+from kkt.protocols.ffd import find as tlv_find
 from kkt.protocols.ffd import rows as tlv_rows
 from rich.console import Console as RichConsole
 
 from kkt import Operation, Register
 from kkt.errors import KktError, ReceiptRejected, WrongMode
-from kkt.formats.atol_json import fiscal_params, receipt_from_atol
+from kkt.formats.atol_json import OPERATIONS, fiscal_params, receipt_from_atol
 from kkt.journal import Journal
 from kkt.results import Document, FiscalResult
 
@@ -313,6 +314,7 @@ def report_command(register: Register, args: argparse.Namespace, out: Output) ->
 
 def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
+    _check_task_type(task, args.operation, args.file)
     receipt = receipt_from_atol(task, operation=args.operation)
     if args.key is not None and register.journal is None:
         register.journal = Journal(_journal_path(args.journal))
@@ -324,6 +326,29 @@ def receipt_command(register: Register, args: argparse.Namespace, out: Output) -
             f"{args.key}; nothing was sent again"
         )
     _fiscal(register, result, out, title)
+
+
+def _check_task_type(task: dict[str, Any], operation: Operation, source: str) -> None:
+    """The file's ``type`` must be the command's: `kkt sell` of a "sellReturn" file is a mistake
+    (which of the two was meant?), never a sale.  A file without ``type`` takes the command's."""
+    kind = task.get("type")
+    if kind is None:
+        return
+    wanted = next(name for name, op in OPERATIONS.items() if op is operation)
+    if kind == wanted:
+        return
+    command = next(name for name, op in _RECEIPT_COMMANDS.items() if op is operation)
+    file = "-" if source == "-" else "FILE"
+    if isinstance(kind, str) and kind in OPERATIONS:
+        meant = next(name for name, op in _RECEIPT_COMMANDS.items() if op is OPERATIONS[kind])
+        raise UsageError(
+            f'type: the file is a "{kind}" receipt and `kkt {command}` makes a "{wanted}" one; '
+            f'run `kkt {meant} {file}` for a "{kind}", or set "type": "{wanted}" in the file'
+        )
+    raise UsageError(
+        f'type: `kkt {command}` takes a "{wanted}" receipt (or a file without "type"), '
+        f"got {json.dumps(kind, ensure_ascii=False)}"
+    )
 
 
 def correction_command(register: Register, args: argparse.Namespace, out: Output) -> None:
@@ -434,7 +459,7 @@ def _show_document(console: RichConsole, document: Document) -> None:
         pairs(
             f"Document {document.number}: {document.type_name}",
             [
-                ("date-time", document.when),
+                ("date-time", _document_time(document)),
                 ("fiscal sign", document.fiscal_sign),
                 ("OFD", "confirmed" if document.ofd_confirmed else "waiting"),
             ],
@@ -446,6 +471,16 @@ def _show_document(console: RichConsole, document: Document) -> None:
         ((tag, "  " * depth + name, value) for depth, tag, name, value in tlv_rows(document.tlv)),
     )
     console.print(table)
+
+
+def _document_time(document: Document) -> dt.datetime | None:
+    """The document's own date-time (tag 1012), which its table shows below the header; the
+    archive record's (``document.when``) only when the TLV carries none."""
+    body = document.tlv
+    if len(body) == 1 and isinstance(body[0][1], list):
+        body = body[0][1]  # the document's STLV wrapper (ATOL)
+    when = tlv_find(body, 1012)
+    return when if isinstance(when, dt.datetime) else document.when
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class ArchiveRecord:
 
     number: int  # tag 1040
     kind: int  # FFD document type: 1, 11, 2, 21, 3, 31, 5, 6
-    when: dt.datetime  # tag 1012, to the second
+    when: dt.datetime  # tag 1012, to the minute (the FN's 5-byte date-time)
     fiscal_sign: int  # tag 1077's printed value
     shift: int  # the shift the document belongs to (0 before the first one)
     data: bytes  # type-specific part of the short record

@@ -19,8 +19,9 @@ Rules enforced (code in brackets):
   99 % raises a warning, a full archive refuses new documents, keeping one place for the FN-close
   report [14h]; the oldest unsent document older than 30 days blocks new documents [14h].
 
-Times come from the clock the FN was given; documents carry it to the second (tag 1012), short
-records to the minute, as the FN's 5-byte date-time does.
+Times come from the clock the FN was given, to the minute: a register hands a real FN the
+document's date-time as 5 bytes (YY MM DD HH MM, fact sheet §4: 11h, 15h/16h ...), so tag 1012,
+the short records and the QR string's t= all carry the same minute (seconds 00).
 """
 
 from __future__ import annotations
@@ -489,9 +490,9 @@ class FiscalStorage:
             )
 
     def _document_time(self) -> dt.datetime:
-        now = self._clock.now().replace(microsecond=0)
+        now = self._clock.now().replace(second=0, microsecond=0)  # the FN's 5-byte date-time
         last = self._state.last_when
-        if last is not None and now < last:
+        if last is not None and now < last.replace(second=0):  # (archives from before: seconds)
             raise FnError(
                 FnCode.BAD_DATETIME,
                 f"date-time {now:%Y-%m-%d %H:%M:%S} is before "

@@ -15,13 +15,17 @@ Reading rules:
   fiscal document.
 * A field that would put data into the fiscal document which this driver cannot send yet
   (agents, suppliers, marking codes, receipt-level VAT sums ...) is refused, never dropped.
-  Other unknown keys are ignored, as ATOL's driver ignores them.
+* A key the format does not know is refused with its path, the names allowed there and, when one
+  is close, "did you mean": a misspelled ``"paymentMetod"`` must not quietly become the default.
+  The keys ATOL's format documents that change only paper or the driver's own behaviour are
+  accepted and ignored; each level lists them (``IGNORED_TASK_KEYS`` ...).
 * Every refusal is `ReceiptRejected`; its message starts with the JSON path of the bad field
   (``items[2].price``, indexes from 0 as in the JSON) and says what is expected.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -30,7 +34,16 @@ from typing import Any, TypeVar
 from kkt.protocols.ffd import Payments
 
 from ..errors import ReceiptRejected
-from ..receipt import MAX_NAME_BYTES, Item, Operation, Receipt, TaxSystem, Vat
+from ..receipt import (
+    MAX_CONTACT_CHARS,
+    MAX_NAME_BYTES,
+    Item,
+    Operation,
+    Receipt,
+    TaxSystem,
+    Vat,
+    contact_problem,
+)
 from ..results import FiscalResult
 
 T = TypeVar("T")
@@ -182,8 +195,54 @@ UNSUPPORTED_PRINT_ITEM_TYPES: Mapping[str, str] = {
     "additionalAttribute": "the receipt's additional attribute (tag 1192)",
 }
 
+# Keys ATOL's format documents (atol-protocol.md §3.3) that we accept and deliberately ignore:
+# they change paper or the official driver's own behaviour, not the fiscal document.
+IGNORED_TASK_KEYS = frozenset(
+    {
+        "electronically",  # no paper (this driver prints what the register prints)
+        "ignoreNonFiscalPrintErrors",
+        "preItems",  # print items before the receipt
+        "postItems",  # ... and after it
+        "customParameters",  # the official driver's scripting parameters
+    }
+)
+IGNORED_POSITION_KEYS = frozenset(
+    {
+        "infoDiscountAmount",  # printed information about a discount already in the price
+        "piece",
+        "additionalAttributePrint",
+        "userParam3",
+        "userParam4",
+        "userParam5",
+        "userParam6",
+    }
+)
+IGNORED_PAYMENT_KEYS = frozenset({"printItems"})
+
+# The keys each level reads; with the unsupported and ignored ones, every key allowed there.
+TASK_KEYS = frozenset(
+    {"type", "taxationType", "operator", "clientInfo", "items", "payments", "total"}
+)
+POSITION_KEYS = frozenset(
+    {
+        "type",
+        "name",
+        "price",
+        "quantity",
+        "amount",
+        "tax",
+        "paymentMethod",
+        "paymentObject",
+        "department",
+        "measurementUnit",
+    }
+)
+TAX_KEYS = frozenset({"type", "sum"})
+PAYMENT_KEYS = frozenset({"type", "sum"})
+OPERATOR_KEYS = frozenset({"name", "vatin"})
+CLIENT_KEYS = frozenset({"emailOrPhone"})
+
 MAX_OPERATOR_CHARS = 64  # tag 1021
-MAX_CONTACT_CHARS = 64  # tag 1008
 ITEM_AMOUNT_TOLERANCE = 1  # kopecks, as `Receipt.validate` allows for price x quantity rounding
 
 KOPECK = Decimal("0.01")
@@ -201,6 +260,7 @@ def receipt_from_atol(task: Mapping[str, Any], operation: Operation | None = Non
     a sale and its return).
     """
     task = _object(task, "task")
+    _refuse_unknown(task, "", TASK_KEYS, UNSUPPORTED_TASK_KEYS, IGNORED_TASK_KEYS)
     _refuse_unsupported(task, "", UNSUPPORTED_TASK_KEYS)
     # An explicit operation wins, but a task's own "type" is still checked: a typo there
     # ("sel") or a task of another kind ("sellCorrection") must not pass unnoticed.
@@ -265,6 +325,7 @@ def _read_operator(value: Any) -> tuple[str | None, tuple[tuple[int, object], ..
     if value is None:
         return None, ()
     operator = _object(value, "operator")
+    _refuse_unknown(operator, "operator.", OPERATOR_KEYS)
     name = _text(operator.get("name", _MISSING), "operator.name", MAX_OPERATOR_CHARS)
     vatin = operator.get("vatin")
     if vatin is None or vatin == "":
@@ -278,11 +339,16 @@ def _read_buyer_contact(value: Any) -> str | None:
     if value is None:
         return None
     client = _object(value, "clientInfo")
+    _refuse_unknown(client, "clientInfo.", CLIENT_KEYS, UNSUPPORTED_CLIENT_KEYS)
     _refuse_unsupported(client, "clientInfo.", UNSUPPORTED_CLIENT_KEYS)
     contact = client.get("emailOrPhone")
     if contact is None or contact == "":
         return None
-    return _text(contact, "clientInfo.emailOrPhone", MAX_CONTACT_CHARS)
+    text = _text(contact, "clientInfo.emailOrPhone", MAX_CONTACT_CHARS)
+    problem = contact_problem(text)
+    if problem:
+        raise _rejected("clientInfo.emailOrPhone", problem, text)
+    return text
 
 
 def _read_items(value: Any) -> tuple[Item, ...]:
@@ -311,6 +377,9 @@ def _read_items(value: Any) -> tuple[Item, ...]:
 
 
 def _read_position(position: Mapping[str, Any], path: str) -> Item:
+    _refuse_unknown(
+        position, f"{path}.", POSITION_KEYS, UNSUPPORTED_POSITION_KEYS, IGNORED_POSITION_KEYS
+    )
     _refuse_unsupported(position, f"{path}.", UNSUPPORTED_POSITION_KEYS)
     name = _item_name(position.get("name", _MISSING), f"{path}.name")
     price = _kopecks(position.get("price", _MISSING), f"{path}.price")
@@ -338,6 +407,7 @@ def _read_vat(value: Any, path: str) -> Vat:
     if value is _MISSING:
         raise ReceiptRejected(f'{path}: required, e.g. {{"type": "vat20"}} or {{"type": "none"}}')
     tax = _object(value, path)
+    _refuse_unknown(tax, f"{path}.", TAX_KEYS)
     if tax.get("sum") is not None:
         raise ReceiptRejected(
             f"{path}.sum: not supported yet: the driver cannot send the item's VAT sum "
@@ -387,6 +457,7 @@ def _read_payments(value: Any) -> Payments:
     for index, entry in enumerate(value):
         path = f"payments[{index}]"
         payment = _object(entry, path)
+        _refuse_unknown(payment, f"{path}.", PAYMENT_KEYS, IGNORED_PAYMENT_KEYS)
         field = _choice(payment.get("type", _MISSING), f"{path}.type", PAYMENT_KINDS)
         sums[field] += _kopecks(payment.get("sum", _MISSING), f"{path}.sum")
     return Payments(**sums)
@@ -432,6 +503,21 @@ def _refuse_unsupported(data: Mapping[str, Any], prefix: str, keys: Mapping[str,
                 f"{prefix}{key}: not supported yet: the driver cannot send {what}; "
                 "remove it or fiscalize this receipt another way"
             )
+
+
+def _refuse_unknown(data: Mapping[str, Any], prefix: str, *allowed_sets: Iterable[str]) -> None:
+    """Refuse the first key not in any of ``allowed_sets``: its path, the allowed names and the
+    closest one when it looks like a misspelling."""
+    allowed = sorted({name for names in allowed_sets for name in names})
+    for key in data:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.75)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        raise ReceiptRejected(
+            f"{prefix}{key}: unknown field{hint} (allowed here: {_names(allowed)}); "
+            "fix or remove it"
+        )
 
 
 def _means_something(value: Any) -> bool:

@@ -221,6 +221,23 @@ def test_paper_runs_out_while_printing_the_receipt(register: ShtrihRegister) -> 
     assert register.fn.status().last_number == 3
 
 
+def test_the_printed_qr_is_the_whole_string_and_1012s_minute(
+    register: ShtrihRegister, clock: ManualClock
+) -> None:
+    """Issue 14, defect 10: the printed QR line was cut at 48 characters, and its t= carried
+    seconds the FN's own records (5-byte date-time) do not."""
+    run(register, classic.OpenShift(SYS))
+    clock.advance(dt.timedelta(seconds=28))
+    closed = sell(register)
+    qr = register.qr(closed.document_number)
+    assert register.tape()[-1] == "QR: " + qr and len(qr) > register.printer.width
+    assert all(len(line) <= register.printer.width for line in register.tape()[:-1])
+    when = parse_qr(qr).when
+    assert when == clock.now().replace(second=0) and when.second == 0
+    document = run(register, fn.FindDocument(SYS, closed.document_number))
+    assert document.datetime == when  # the FN's short record: the same minute
+
+
 def test_fiscal_only_register(tmp_path: Path, clock: ManualClock) -> None:
     register = open_device(tmp_path / "fo", fiscal_only=True, clock=clock)
     try:

@@ -301,17 +301,36 @@ def test_print_only_items_are_skipped() -> None:
     assert [item.name for item in receipt.items] == ["Хлеб"]
 
 
-def test_print_only_options_and_unknown_keys_are_ignored() -> None:
+def test_print_only_options_are_ignored() -> None:
     data = task(
         electronically=False,
         ignoreNonFiscalPrintErrors=True,
         preItems=[{"type": "text", "text": "до"}],
         postItems=[{"type": "text", "text": "после"}],
-        somethingNew={"a": 1},
+        customParameters={"a": 1},
         agentInfo=None,
         taxes=[],
     )
     assert receipt_from_atol(data) == receipt_from_atol(task())
+
+
+def test_the_documented_fields_we_ignore_are_accepted_at_every_level() -> None:
+    """ATOL's format documents them; they change paper, not the fiscal document."""
+    data = task(
+        items=[
+            position(
+                infoDiscountAmount=0,
+                piece=True,
+                additionalAttributePrint=False,
+                userParam3="a",
+                userParam4="b",
+                userParam5="c",
+                userParam6="d",
+            )
+        ],
+        payments=[{"type": "cash", "sum": 1000, "printItems": [{"type": "text", "text": "x"}]}],
+    )
+    receipt_from_atol(data)
 
 
 def test_numeric_strings_are_money_too() -> None:
@@ -561,6 +580,59 @@ def test_a_task_must_be_an_object(value: Any) -> None:
 def test_the_rejection_is_a_value_error_too() -> None:
     with pytest.raises(ValueError):
         receipt_from_atol(task(total=1))
+
+
+# Issue 14, defect 9: a misspelled key was silently dropped (the item became a full payment).
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            _set_item(0, paymentMetod="advance"),
+            'items[0].paymentMetod: unknown field; did you mean "paymentMethod"?',
+        ),
+        (
+            lambda d: d.update(taxationTyp="usnIncome"),
+            'taxationTyp: unknown field; did you mean "taxationType"?',
+        ),
+        (lambda d: d.update(somethingNew={"a": 1}), "somethingNew: unknown field (allowed here: "),
+        (_set_item(0, tax={"type": "vat20", "summ": 1}), "items[0].tax.summ: unknown field; did"),
+        (
+            lambda d: d.update(payments=[{"type": "cash", "sum": 700, "sume": 1}]),
+            "payments[0].sume: unknown field",
+        ),
+        (
+            lambda d: d.update(operator={"name": "Иванов", "vatinn": "1"}),
+            'operator.vatinn: unknown field; did you mean "vatin"?',
+        ),
+        (
+            lambda d: d.update(clientInfo={"emailOrPhon": "a@b.ru"}),
+            'clientInfo.emailOrPhon: unknown field; did you mean "emailOrPhone"?',
+        ),
+    ],
+)
+def test_unknown_fields_are_refused_with_their_path(mutate: Mutation, message: str) -> None:
+    data = task()
+    mutate(data)
+    with pytest.raises(ReceiptRejected) as refused:
+        receipt_from_atol(data)
+    assert message in str(refused.value)
+    assert "(allowed here: " in str(refused.value)  # the names that may stand there
+
+
+@pytest.mark.parametrize(
+    "contact", ["buyer@example.org", "a.b+c@mail.example.ru", "+79990000000", "89990000000"]
+)
+def test_a_buyers_contact_is_an_email_or_a_phone(contact: str) -> None:
+    assert receipt_from_atol(task(clientInfo={"emailOrPhone": contact})).buyer_contact == contact
+
+
+@pytest.mark.parametrize(
+    "contact",
+    ["not-an-email", "a@b", "@example.ru", "a@@example.ru", "a@.ru", "+7999", "79990000000x"],
+)
+def test_a_contact_that_is_neither_is_refused(contact: str) -> None:
+    with pytest.raises(ReceiptRejected, match=r"^clientInfo\.emailOrPhone: must be the buyer's"):
+        receipt_from_atol(task(clientInfo={"emailOrPhone": contact}))
 
 
 # -- round trip: our model -> ATOL's shape -> our model --------------------------------------------

@@ -7,6 +7,7 @@ ones the README documents.  Failures must be one line on stderr with the documen
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator
@@ -15,12 +16,17 @@ from typing import Any
 
 import pytest
 from kkt.emulator.atol import open_device as open_atol
+from kkt.emulator.clock import ManualClock
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.charset import encode_text
 from kkt.protocols.atol.packet import encode_packet
+from kkt.tools import register_cli
 from kkt.tools.cli import main
+from rich.console import Console as RichConsole
+
+from kkt.results import Document
 
 from kkt import errors as kkt_errors
 from kkt import register as kkt_register
@@ -107,10 +113,16 @@ def test_the_readme_quick_start(kkt: Kkt) -> None:
     assert "отчёт о регистрации" in text and "регистрационный номер ККТ" in text
 
 
-def test_receipt_kinds_cash_and_reports(kkt: Kkt) -> None:
+def test_receipt_kinds_cash_and_reports(kkt: Kkt, tmp_path: Path) -> None:
     kkt("shift", "open")
+    # The example is a "sell" task; a file's type must agree with the command (issue 14, 9),
+    # and a file without one takes the command's.
+    untyped = tmp_path / "untyped.json"
+    task = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    del task["type"]
+    untyped.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
     for command, operation in (("return", 2), ("buy", 3), ("buy-return", 4)):
-        result = kkt.json(command, str(EXAMPLE))
+        result = kkt.json(command, str(untyped))
         assert result["total"] == 648.0
         assert kkt.json("doc", str(result["fiscalDocumentNumber"]))["tlv"]["operationType"] == (
             operation
@@ -313,6 +325,66 @@ def test_a_bad_receipt_is_one_line_naming_the_field(
     path.write_text(receipt)
     assert message in kkt("sell", str(path), code=2)
     assert kkt.json("fn")["lastDocument"] == 2  # nothing was fiscalized
+
+
+def test_a_file_of_another_receipt_type_is_refused_by_the_command(kkt: Kkt, tmp_path: Path) -> None:
+    """Issue 14, defect 9: `kkt sell` of a "sellReturn" file made a sale."""
+    kkt("shift", "open")
+    task = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    task["type"] = "sellReturn"
+    path = tmp_path / "return.json"
+    path.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
+    said = kkt("sell", str(path), code=2)
+    assert '"sellReturn"' in said and '"sell"' in said and "`kkt return FILE`" in said
+    assert kkt.json("fn")["lastDocument"] == 2  # nothing was fiscalized
+    assert kkt.json("return", str(path))["total"] == 648.0  # the command that agrees
+    task["type"] = "sel"
+    path.write_text(json.dumps(task), encoding="utf-8")
+    assert 'takes a "sellReturn" receipt' in kkt("return", str(path), code=2)
+    del task["type"]  # no type: the command's
+    path.write_text(json.dumps(task), encoding="utf-8")
+    assert kkt.json("buy", str(path))["fiscalDocumentNumber"] == 4
+
+
+def test_the_doc_header_shows_the_documents_own_1012(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14, defect 10: the header said 04:11:00 (the archive record) and tag 1012 below it
+    04:11:28; the QR the sale printed is the one `doc` and the driver agree on."""
+    clock = ManualClock(dt.datetime(2026, 11, 22, 4, 11, 28))
+    device = open_device(tmp_path / "clocked", clock=clock)
+    try:
+        with ServiceThread(device, Faults()) as thread:
+            kkt = Kkt(f"socket://127.0.0.1:{thread.port}", capsys)
+            kkt("shift", "open")
+            sold = kkt.json("sell", str(EXAMPLE))
+            number = str(sold["fiscalDocumentNumber"])
+            text = kkt("doc", number)
+            document = kkt.json("doc", number)
+            printed = device.qr(int(number))
+    finally:
+        device.close()
+    when = dt.datetime.fromisoformat(document["tlv"]["dateTime"])
+    header = text.split("fiscal sign")[0]
+    assert f"date-time    {when:%Y-%m-%d %H:%M:%S}" in header
+    assert document["dateTime"] == when.isoformat() == sold["fiscalDocumentDateTime"]
+    assert sold["qr"].startswith(f"t={when:%Y%m%dT%H%M%S}&") and printed == sold["qr"]
+
+
+def test_the_doc_header_takes_1012_over_the_archive_record(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A document whose 1012 carries seconds (an archive written before the FN kept minutes, or
+    another register's): the header shows 1012, not the record's minute."""
+    exact = dt.datetime(2026, 11, 22, 4, 11, 28)
+    wrapped = Document(3, 3, exact.replace(second=0), 1, False, [(3, [(1012, exact)])])
+    flat = Document(3, 3, exact.replace(second=0), 1, False, [(1012, exact), (1040, 3)])
+    bare = Document(3, 3, exact.replace(second=0), 1, False, [(1040, 3)])
+    for document, shown in ((wrapped, exact), (flat, exact), (bare, exact.replace(second=0))):
+        console = RichConsole(width=100, record=True)
+        register_cli._show_document(console, document)
+        header = console.export_text().split("fiscal sign")[0]
+        assert f"date-time    {shown:%Y-%m-%d %H:%M:%S}" in header
 
 
 def test_errors_are_one_line_with_the_documented_exit_code(
