@@ -26,10 +26,9 @@ from kkt.tools import register_cli
 from kkt.tools.cli import main
 from rich.console import Console as RichConsole
 
-from kkt.results import Document
-
 from kkt import errors as kkt_errors
 from kkt import register as kkt_register
+from kkt.results import Document
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "receipt.json"
