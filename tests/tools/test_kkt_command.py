@@ -201,7 +201,11 @@ def test_a_key_used_again_for_another_receipt_or_register_is_a_conflict(
     kkt("shift", "open")
     journal = str(tmp_path / "journal.sqlite")
     first = kkt.json("sell", str(EXAMPLE), "--key", "k1", "--journal", journal)
-    refund = kkt("return", str(EXAMPLE), "--key", "k1", "--journal", journal, code=5)
+    refund_file = tmp_path / "refund.json"  # the example is a "sell" task: a refund's own file
+    task = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    task["type"] = "sellReturn"
+    refund_file.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
+    refund = kkt("return", str(refund_file), "--key", "k1", "--journal", journal, code=5)
     assert "key conflict" in refund and "'k1'" in refund and "nothing was sent" in refund
     atol = Kkt(f"emulator:{tmp_path / 'atol'}", capsys)
     atol("--protocol", "atol", "shift", "open")
