@@ -80,6 +80,26 @@ REFUSALS: dict[int, type[DeviceError]] = {
     0x15: errors.OfdBlocked,
 }
 
+# What gets a register blocked by its OFD backlog going again (also said by the ATOL device).
+OFD_BLOCKED = (
+    "the FN holds documents the OFD has not confirmed for over 30 days, so it forms no new "
+    "ones: restore the register's link to the OFD and let it send the queue (`kkt fn` shows it); "
+    "on the emulator, `kkt emulator ctl --state DIR ofd deliver` delivers it"
+)
+
+# The command that gets the user out of a refusal, where the protocol table's hint names none.
+_COMMANDS_OUT = {
+    0x3C: "close the shift first: `kkt shift close` (Z report)",
+    0x3D: "open a shift first: `kkt shift open`",
+    0x4E: "close the shift (Z report) with `kkt shift close`, then open a new one",
+    0x16: "close the shift (Z report) with `kkt shift close`, then open a new one",
+}
+
+
+def _cause(error: ProtocolDeviceError) -> str:
+    """The register's refusal without the protocol table's generic hint."""
+    return str(error).split(" -- ", 1)[0]
+
 
 class ShtrihDevice(Device):
     """A Shtrih-M register behind a `Commander` (a link session, or the in-process emulator)."""
@@ -94,13 +114,46 @@ class ShtrihDevice(Device):
 
     def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
         refusal = super()._refusal(error)
-        if error.code == 0x14:  # the FN is full -- or the OFD backlog blocks it: its flags say
+        if error.code in (0x14, 0x15):  # the FN is full -- or the OFD backlog blocks it
             try:
                 warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
             except KktError:
                 return refusal
-            if FnWarning.OFD_TIMEOUT in warnings:
-                return OfdBlocked(str(error), code=error.code, vendor="shtrih")
+            if error.code == 0x15 or FnWarning.OFD_TIMEOUT in warnings:
+                return OfdBlocked(
+                    f"command {error.command:#04x} refused with {error.code:02X}h: {OFD_BLOCKED}",
+                    code=error.code,
+                    vendor="shtrih",
+                )
+        if isinstance(refusal, errors.PaperOut):
+            # 6Bh/6Ch/58h say "no paper" for an open cover too (the 1.17 table has no cover
+            # code; the cover is a flag of 10h's answer): the flags tell which it is.
+            try:
+                cover_open = EcrFlags.COVER_OPEN in EcrFlags(
+                    self.raw(classic.GetShortStatus(self.password)).flags
+                )
+            except KktError:
+                cover_open = False
+            cause = (
+                f"the printer's cover is open (the register answered {error.code:02X}h, "
+                "its code for no paper)"
+                if cover_open
+                else _cause(error)
+            )
+            fix = "close the cover" if cover_open else "load paper and close the cover"
+            return errors.PaperOut(
+                f"{cause} -- {fix}, then run `kkt continue` (Register.continue_print())",
+                code=error.code,
+                vendor="shtrih",
+            )
+        command = _COMMANDS_OUT.get(error.code)
+        if command:
+            return type(refusal)(
+                f"{_cause(error)} -- {command}",
+                code=error.code,
+                vendor="shtrih",
+                retry_may_help=refusal.retry_may_help,
+            )
         return refusal
 
     # -- queries ----------------------------------------------------------------------------------
