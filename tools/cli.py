@@ -32,6 +32,19 @@ ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --pr
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK = 0, 1, 2, 3
 
 
+def _baud(text: str) -> int:
+    """--baud: a serial speed in bits per second (argparse reports a bad one, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 50 <= value <= 4_000_000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a serial speed: give bits per second, e.g. 9600 or 115200"
+        )
+    return value
+
+
 def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
     """--url, --json ... accepted before or after the command (``kkt status --json``)."""
 
@@ -58,7 +71,7 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
     common.add_argument(
         "--baud",
         dest="baudrate",
-        type=int,
+        type=_baud,
         default=default(115200),
         help="serial speed (default 115200)",
     )
