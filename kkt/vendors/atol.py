@@ -37,8 +37,7 @@ from ..errors import (
 )
 from ..receipt import Operation, Receipt, Vat
 from ..transport.session import Commander
-from .base import Device
-from .shtrih import OFD_BLOCKED
+from .base import OFD_BLOCKED, Device, registration_mismatch
 
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
@@ -154,7 +153,8 @@ class AtolDevice(Device):
                 )
             elif isinstance(refusal, errors.PaperOut):
                 return errors.PaperOut(
-                    f"{refusal}; then run `kkt continue` (Register.continue_print())",
+                    f"{refusal} (`kkt continue`, Register.continue_print(), finishes a document "
+                    "the paper end interrupted)",
                     code=error.code,
                     vendor=self.vendor,
                 )
@@ -441,7 +441,19 @@ class AtolDevice(Device):
 
     def close_receipt(self, receipt: Receipt) -> results.Formed:
         kind, amount = _payments(receipt)[-1]
-        self._ask(c.CloseReceipt, 0, int(kind), amount)
+        try:
+            self._ask(c.CloseReceipt, 0, int(kind), amount)
+        except DeviceError as refusal:
+            # E7h ("bad FN command parameters") does not say which: the registration does.
+            cause = registration_mismatch(self, receipt) if refusal.code == 0xE7 else None
+            if cause is None:
+                raise
+            raise DeviceError(
+                f"the register refused the receipt (ATOL error {refusal.code:#04x}): {cause}; "
+                "nothing was fiscalized, fix the receipt and sell it again",
+                code=refusal.code,
+                vendor=self.vendor,
+            ) from None
         return self._formed()
 
     def cancel_receipt(self) -> None:

@@ -38,7 +38,7 @@ from ..errors import (
     TransportError,
 )
 from ..receipt import Operation, Receipt, Vat
-from .base import Device, checked_serial
+from .base import OFD_BLOCKED, Device, checked_serial, registration_mismatch
 
 log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -79,13 +79,6 @@ REFUSALS: dict[int, type[DeviceError]] = {
     0x14: errors.FnExhausted,  # or the OFD backlog: `_refusal` tells them apart by the FN's flags
     0x15: errors.OfdBlocked,
 }
-
-# What gets a register blocked by its OFD backlog going again (also said by the ATOL device).
-OFD_BLOCKED = (
-    "the FN holds documents the OFD has not confirmed for over 30 days, so it forms no new "
-    "ones: restore the register's link to the OFD and let it send the queue (`kkt fn` shows it); "
-    "on the emulator, `kkt emulator ctl --state DIR ofd deliver` delivers it"
-)
 
 # The command that gets the user out of a refusal, where the protocol table's hint names none.
 _COMMANDS_OUT = {
@@ -376,16 +369,29 @@ class ShtrihDevice(Device):
 
     def close_receipt(self, receipt: Receipt) -> results.Formed:
         p = receipt.payments
-        closed = self.raw(
-            fn.CloseReceiptV2(
-                self.password,
-                (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
-                0,
-                (0,) * 6,
-                TaxSystem(int(receipt.tax_system)),
-                "",
+        try:
+            closed = self.raw(
+                fn.CloseReceiptV2(
+                    self.password,
+                    (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
+                    0,
+                    (0,) * 6,
+                    TaxSystem(int(receipt.tax_system)),
+                    "",
+                )
             )
-        )
+        except DeviceError as refusal:
+            # 33h ("incorrect parameters") and 19h ("does not match the registration") do not
+            # say which: the registration does.
+            cause = registration_mismatch(self, receipt) if refusal.code in (0x19, 0x33) else None
+            if cause is None:
+                raise
+            raise DeviceError(
+                f"the register refused the receipt ({refusal.code:02X}h): {cause}; nothing was "
+                "fiscalized, fix the receipt and sell it again",
+                code=refusal.code,
+                vendor="shtrih",
+            ) from None
         return results.Formed(closed.document_number, closed.fiscal_sign)
 
     def cancel_receipt(self) -> None:
