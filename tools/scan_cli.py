@@ -294,7 +294,11 @@ class Doctor:
             + (
                 f": blocked, the FN forms no new documents after {OFD_BLOCK_DAYS} days"
                 if blocked
-                else (f"; blocked after {OFD_BLOCK_DAYS} days" if not ok else "")
+                else (
+                    f"; the FN warns (OFD timeout), blocked after {OFD_BLOCK_DAYS} days"
+                    if not ok
+                    else ""
+                )
             ),
             None if ok else fix,
         )
