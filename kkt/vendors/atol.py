@@ -152,8 +152,13 @@ class AtolDevice(Device):
                     vendor=self.vendor,
                 )
             elif isinstance(refusal, errors.PaperOut):
+                cause = str(refusal)
+                if error.code == 0x69 and StatusFlags.COVER_OPEN in StatusFlags(
+                    self._status().flags
+                ):
+                    cause = "the printer's cover is open (ATOL error 0x69): close the cover"
                 return errors.PaperOut(
-                    f"{refusal} (`kkt continue`, Register.continue_print(), finishes a document "
+                    f"{cause} (`kkt continue`, Register.continue_print(), finishes a document "
                     "the paper end interrupted)",
                     code=error.code,
                     vendor=self.vendor,
@@ -358,7 +363,10 @@ class AtolDevice(Device):
         # loaded; there is nothing to send (libfptr's continuePrint is for its own document
         # queue).  Report a printer still without paper, as Shtrih's B0h would.
         if not self.status().paper:
-            raise KktError("the printer still has no paper: load paper, then continue")
+            raise KktError(
+                "the printer still has no paper: load paper, close the cover, then run "
+                "`kkt continue` again"
+            )
 
     def set_datetime(self, when: dt.datetime) -> None:
         self._ask(c.SetDateTime, when.replace(microsecond=0))

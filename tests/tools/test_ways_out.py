@@ -259,3 +259,20 @@ def test_doctor_counts_the_ofd_age_by_the_register_clock(
     ofd = checks["ofd"]
     assert "5 days" in ofd["detail"] and "OFD timeout" in ofd["detail"]  # the FN's own flag
     assert not ofd["ok"] and "ofd deliver" in ofd["fix"]
+
+
+def test_atol_with_the_cover_open_says_cover(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device = open_atol(tmp_path / "atol")
+    try:
+        with ServiceThread(device, Faults(), protocol="atol") as thread:
+            atol = Served(device, thread, "atol")
+            atol.kkt(capsys, "shift", "open")
+            device.printer.cover_open = True
+            refused = atol.kkt(capsys, "sell", str(EXAMPLE), code=1)
+            assert "cover is open" in refused and "kkt continue" in refused
+            device.printer.cover_open = False
+            atol.kkt(capsys, "sell", str(EXAMPLE))
+    finally:
+        device.close()
