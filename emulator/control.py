@@ -7,6 +7,7 @@ cover, inject wire and device faults, read the tape.  One JSON object per line e
     {"action": "paper", "state": "out"}            -> {"ok": true}
     {"action": "fault", "drop_answers": 1}         -> {"ok": true, "faults": {...}}
     {"action": "tape"}                             -> {"ok": true, "lines": [...]}
+    {"action": "ofd", "deliver": "all"}            -> {"ok": true, "delivered": 3, "unsent": 0}
 
 Every action runs under the device's command lock, so it never lands in the middle of a command.
 """
@@ -48,7 +49,7 @@ class Controls:
         if handler is None:
             raise ControlError(
                 f"unknown action {action!r}; use clock, paper, cover, fault, power-loss, tape, "
-                "qr or status"
+                "qr, ofd or status"
             )
         result: dict[str, Any] = handler(request)
         return {"ok": True, **result}
@@ -88,11 +89,28 @@ class Controls:
         if request.get("clear"):
             self.faults.clear()
         changes = {name: request[name] for name in FIELDS if name in request}
+        for name, value in changes.items():
+            problem = _fault_problem(name, value)
+            if problem:
+                raise ControlError(f"fault {name}: {problem}, not {value!r}")
         try:
             self.faults.configure(**changes)
         except (TypeError, ValueError) as exc:
             raise ControlError(str(exc)) from None
         return {"faults": self.faults.settings()}
+
+    def _do_ofd(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Act as the OFD: confirm the FN's queue, oldest first (all, or ``deliver`` documents),
+        which lifts the 30-day block a backlog puts on new documents."""
+        limit = request.get("deliver", "all")
+        if limit != "all" and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ControlError('ofd needs "deliver": "all" or a number of documents >= 1')
+        fn = self.register.fn
+        delivered = 0
+        while (first := fn.ofd_queue().first_number) and (limit == "all" or delivered < limit):
+            fn.ofd_confirm(first)
+            delivered += 1
+        return {"delivered": delivered, "unsent": fn.ofd_queue().unsent}
 
     def _do_power_loss(self, request: dict[str, Any]) -> dict[str, Any]:
         self.register.power_loss()
@@ -109,6 +127,27 @@ class Controls:
 
     def _do_status(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"status": self.register.status_text(), "faults": self.faults.settings()}
+
+
+def _fault_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be fault ``name``, or None when it can."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if name in ("drop", "corrupt", "lose_rate"):
+        return None if number and 0 <= value <= 1 else "a probability from 0 to 1"
+    if name == "delay":
+        return None if number and 0 <= value <= 60 else "seconds from 0 to 60"
+    if name in ("drop_answers", "lose_answers", "hang_up"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return None if ok else "a count >= 0"
+    if name == "split":
+        return None if isinstance(value, bool) else "true or false"
+    if name == "seed":
+        return (
+            None
+            if value is None or (isinstance(value, int) and not isinstance(value, bool))
+            else "an integer"
+        )
+    return None
 
 
 async def serve_control(state: Path, controls: Controls, lock: asyncio.Lock) -> asyncio.Server:

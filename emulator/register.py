@@ -62,6 +62,7 @@ class Reason(enum.Enum):
     NO_DOCUMENT = "no document is being formed"
     READ_ONLY = "the value cannot be changed"
     DATE_MISMATCH = "the date does not match the one being set"
+    TAX_SYSTEM = "the tax system is not one the register is registered for"
 
 
 class Refusal(Exception):
@@ -344,7 +345,7 @@ class RegisterModel:
             return registered & -registered
         if requested & (requested - 1) or not requested & registered:
             raise Refusal(
-                Reason.BAD_PARAMETER,
+                Reason.TAX_SYSTEM,
                 f"tax system {requested:#x} is not one of the registered {registered:#x}",
             )
         return requested

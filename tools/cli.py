@@ -43,6 +43,19 @@ exit codes:
 """
 
 
+def _baud(text: str) -> int:
+    """--baud: a serial speed in bits per second (argparse reports a bad one, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 50 <= value <= 4_000_000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a serial speed: give bits per second, e.g. 9600 or 115200"
+        )
+    return value
+
+
 def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
     """--url, --json ... accepted before or after the command (``kkt status --json``)."""
 
@@ -69,7 +82,7 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
     common.add_argument(
         "--baud",
         dest="baudrate",
-        type=int,
+        type=_baud,
         default=default(115200),
         help="serial speed (default 115200)",
     )

@@ -86,7 +86,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "actions: clock advance SECONDS | paper out|in|after LINES | cover open|close | "
             "fault drop-answer [N] | fault lose-answer [N] | fault hang-up [N] | "
             "fault wire [--drop P] [--corrupt P] [--delay S] [--split] [--seed N] | "
-            "fault clear | power-loss | tape | qr DOCUMENT | status"
+            "fault clear | power-loss | tape | qr DOCUMENT | ofd deliver [N] | status "
+            "(ofd deliver: confirm the FN's OFD queue, all or the oldest N, as an OFD would: "
+            "lifts the 30-day block)"
         ),
     )
     ctl.add_argument("--state", type=Path, required=True, help="directory of the running emulator")
@@ -230,18 +232,24 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
     words = list(args.words)
     action, rest = words[0], words[1:]
 
-    def number(text: str, kind: type[int] | type[float] = int) -> int | float:
+    def number(
+        text: str, kind: type[int] | type[float] = int, low: float = 0, high: float | None = None
+    ) -> int | float:
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            raise CliError(f"{text!r} is not a number") from None
+            raise CliError(f"{text!r} is not {'a whole' if kind is int else 'a'} number") from None
+        if not low <= value <= (high if high is not None else float("inf")):
+            bound = f"from {low:g} to {high:g}" if high is not None else f">= {low:g}"
+            raise CliError(f"{action} takes a number {bound}, not {text}")
+        return value
 
     if action == "clock" and len(rest) == 2 and rest[0] == "advance":
-        return {"action": "clock", "advance": number(rest[1], float)}
+        return {"action": "clock", "advance": number(rest[1], float, low=-(10**9), high=10**9)}
     if action == "paper" and rest in (["out"], ["in"]):
         return {"action": "paper", "state": rest[0]}
     if action == "paper" and len(rest) == 2 and rest[0] == "after":
-        return {"action": "paper", "state": "after", "lines": number(rest[1])}
+        return {"action": "paper", "state": "after", "lines": number(rest[1], low=1)}
     if action == "cover" and rest in (["open"], ["close"]):
         return {"action": "cover", "state": rest[0]}
     counted = {"drop-answer": "drop_answers", "lose-answer": "lose_answers", "hang-up": "hang_up"}
@@ -252,9 +260,16 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
         return {"action": "fault", "clear": True}
     if action == "fault" and rest == ["wire"]:
         request: dict[str, Any] = {"action": "fault"}
+        bounds = {"drop": (0.0, 1.0), "corrupt": (0.0, 1.0), "delay": (0.0, 60.0)}
         for name in ("drop", "corrupt", "delay", "seed"):
-            if getattr(args, name) is not None:
-                request[name] = getattr(args, name)
+            value = getattr(args, name)
+            if value is None:
+                continue
+            low, high = bounds.get(name, (float("-inf"), float("inf")))
+            if not low <= value <= high:  # also refuses nan
+                what = "a probability" if high == 1.0 else "seconds"
+                raise CliError(f"--{name} takes {what} from {low:g} to {high:g}, not {value:g}")
+            request[name] = value
         if args.split:
             request["split"] = True
         return request
@@ -263,7 +278,10 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
     if action in ("tape", "status") and not rest:
         return {"action": action}
     if action == "qr" and len(rest) == 1:
-        return {"action": "qr", "document": number(rest[0])}
+        return {"action": "qr", "document": number(rest[0], low=1)}
+    if action == "ofd" and rest[:1] == ["deliver"] and len(rest) <= 2:
+        deliver: int | float | str = number(rest[1], low=1) if len(rest) == 2 else "all"
+        return {"action": "ofd", "deliver": deliver}
     raise CliError(f"unknown control action {' '.join(words)!r}; see `kkt emulator ctl --help`")
 
 

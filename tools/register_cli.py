@@ -121,6 +121,11 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     printing = add("print", "print lines of text", print_command)
     printing.add_argument("text", nargs="+", help="text; each argument starts a line")
     add("cut", "cut the receipt tape", cut_command)
+    add(
+        "continue",
+        "finish printing a document after paper ran out (load paper, close the cover first)",
+        continue_command,
+    )
     when = add("datetime", "the register's clock against this computer's", datetime_command)
     when.add_argument("action", nargs="?", choices=("set",), help="set it to this computer's")
     when.add_argument("--to", help="with set: this ISO date-time instead of now")
@@ -397,6 +402,11 @@ def print_command(register: Register, args: argparse.Namespace, out: Output) -> 
 def cut_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     register.cut()
     out.result({"cut": True}, lambda c: c.print("cut"))
+
+
+def continue_command(register: Register, args: argparse.Namespace, out: Output) -> None:
+    register.continue_print()
+    out.result({"continued": True}, lambda c: c.print("printing continued"))
 
 
 def datetime_command(register: Register, args: argparse.Namespace, out: Output) -> None:

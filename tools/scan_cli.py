@@ -30,6 +30,7 @@ from .register_cli import UsageError
 
 CLOCK_TOLERANCE = 60  # seconds of drift before doctor complains
 OFD_WARN_DAYS = 25  # unsent this long: the 30-day block is near
+OFD_BLOCK_DAYS = 30  # unsent this long: the FN refuses new documents
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -243,12 +244,16 @@ class Doctor:
     def _fn(self, register: kkt.Register) -> None:
         fn = register.fn_info()
         problems = [flag.name or "" for flag in FnWarning if flag in fn.warnings]
+        # The OFD timeout is the OFD check's business: the FN itself is fine.
+        fn_problems = [name for name in problems if name != FnWarning.OFD_TIMEOUT.name]
         self.note(
             "fn",
             not problems,
             f"FN {fn.serial}, last document {fn.last_document}"
             + (f"; warnings: {', '.join(problems)}" if problems else ""),
-            "plan the FN replacement now" if problems else None,
+            "plan the FN replacement now"
+            if fn_problems
+            else ("see the ofd check" if problems else None),
         )
         shift = register.shift_info()
         self.note(
@@ -259,19 +264,43 @@ class Doctor:
             else ("open" if shift.open else "closed"),
             "close it: kkt shift close" if shift.expired else None,
         )
+        self._ofd(register, FnWarning.OFD_TIMEOUT in fn.warnings)
+
+    def _ofd(self, register: kkt.Register, timeout_flag: bool) -> None:
         ofd = register.ofd_status()
         if not ofd.unsent or ofd.first_when is None:
-            self.note("ofd", True, "nothing waits for the OFD")
+            self.note("ofd", not timeout_flag, "nothing waits for the OFD")
             return
-        days = (dt.datetime.now() - ofd.first_when).days
-        ok = days < OFD_WARN_DAYS
+        # The FN counts the 30 days by the register's clock, not this computer's.
+        now = register.clock() or dt.datetime.now()
+        days = (now - ofd.first_when).days
+        blocked = days >= OFD_BLOCK_DAYS
+        ok = days < OFD_WARN_DAYS and not timeout_flag
+        where = (
+            ""
+            if not self.args.url or not self.args.url.startswith("emulator:")
+            else (self.args.url.removeprefix("emulator:"))
+        )
+        fix = (
+            "restore the register's link to the OFD (network, OFD settings) so it sends the "
+            "queue; an emulator's queue is delivered with "
+            f"`kkt emulator ctl --state {where or 'DIR'} ofd deliver`"
+        )
         self.note(
             "ofd",
             ok,
-            f"{ofd.unsent} documents unsent, the oldest for {days} days",
-            None
-            if ok
-            else "restore the OFD connection: after 30 days the register refuses new receipts",
+            f"{ofd.unsent} documents unsent, the oldest (document {ofd.first_number}) "
+            f"for {days} days"
+            + (
+                f": blocked, the FN forms no new documents after {OFD_BLOCK_DAYS} days"
+                if blocked
+                else (
+                    f"; the FN warns (OFD timeout), blocked after {OFD_BLOCK_DAYS} days"
+                    if not ok
+                    else ""
+                )
+            ),
+            None if ok else fix,
         )
 
 

@@ -36,6 +36,9 @@ ATOL_CODES: dict[Reason, int] = {
     Reason.NO_DOCUMENT: 0x9A,
     Reason.READ_ONLY: 0x7A,
     Reason.DATE_MISMATCH: 0x94,
+    # The FN refuses it (its 19h, "does not match the registration"): ATOL answers the FN's
+    # parameter refusals with E7h, "bad FN command parameters" (fact sheet §2.5; FN_CODES below).
+    Reason.TAX_SYSTEM: 0xE7,
 }
 
 # The FN's refusals (FNS result codes) as ATOL's Dxh/Exh codes for the same conditions.

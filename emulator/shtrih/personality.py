@@ -85,6 +85,9 @@ SHTRIH_CODES: dict[Reason, int] = {
     Reason.NO_DOCUMENT: 0x02,
     Reason.READ_ONLY: 0x7A,
     Reason.DATE_MISMATCH: 0x7C,
+    # The FN's own result code, passed through as all 01h-3Fh are: 19h "attribute does not match
+    # the registration (excise goods, tax system)" (fn-ffd-ofd.md §4, FN result codes).
+    Reason.TAX_SYSTEM: 0x19,
 }
 _TABLE_REASONS = {READ_ONLY: Reason.READ_ONLY, BAD_FIELD: Reason.BAD_PARAMETER}
 

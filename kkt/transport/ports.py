@@ -12,6 +12,8 @@ A serial port is opened exclusively: a second process gets `PortBusy`, not inter
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,8 @@ from . import tcp, usb
 from .session import Port
 
 Opener = Callable[[], Port]
+# HOST:PORT, [IPv6]:PORT -- a network address written without its socket:// scheme.
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}$")
 
 
 def _usb(url: str, baudrate: int, usb_backend: Any) -> Opener:
@@ -72,7 +76,12 @@ def _open_serial(url: str, baudrate: int) -> Any:
         text = str(exc)
         if "busy" in text.lower() or "lock" in text.lower():
             raise PortBusy(f"{url} is in use by another process; close it there first") from None
-        if "://" in url:
+        if "://" not in url and _HOST_PORT.match(url) and not os.path.exists(url):
+            hint = (
+                f"did you mean socket://{url}? (a network register needs the socket:// scheme; "
+                "without one the address is taken for a device path)"
+            )
+        elif "://" in url:
             hint = (
                 "is the register on, and listening at that address and port (Shtrih: 7778, "
                 "ATOL: 5555)?"

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
+from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.ffd import FnWarning, TlvList, find
 
 from .. import errors, results
@@ -36,7 +37,7 @@ from ..errors import (
 )
 from ..receipt import Operation, Receipt, Vat
 from ..transport.session import Commander
-from .base import Device
+from .base import OFD_BLOCKED, Device, registration_mismatch
 
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
@@ -74,6 +75,7 @@ MODE_NAMES: dict[int, str] = {
     Mode.EXTRA: "extra",
 }
 LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped by the device)
+OFD_BLOCK_DAYS = 30  # the FN refuses new documents once the oldest unsent waited this long
 REPORT_X = 1  # 67h report type: the daily report without closing (X)
 # ATOL codes (fact sheet §2.5) -> the class callers catch.
 REFUSALS: dict[int, type[DeviceError]] = {
@@ -99,6 +101,14 @@ REFUSALS: dict[int, type[DeviceError]] = {
     0xEB: errors.FnExhausted,
 }
 
+# The command that gets the user out of a refusal, where the protocol table names none.
+_COMMANDS_OUT = {
+    0x88: "`kkt shift close`",
+    0xF0: "`kkt shift close`",
+    0x9C: "`kkt shift close`",
+    0x8F: "`kkt shift open`",
+}
+
 
 class AtolDevice(Device):
     """An ATOL register behind a `Commander` (an `AtolSession`, or the in-process emulator).
@@ -120,6 +130,59 @@ class AtolDevice(Device):
         """Any typed ATOL request (`kkt.protocols.atol.commands`); see `Device.raw`."""
         answer: AnswerT = super().raw(request)
         return answer
+
+    def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
+        refusal = super()._refusal(error)
+        try:
+            if error.code == 0xD4 and error.command in (0x92, 0x49, 0x4F):
+                # D4h ("wrong FN state") is what ATOL answers for a receipt or cash outside a
+                # shift: its table (fact sheet §2.5) has no "shift closed" code.  Say which.
+                if StatusFlags.SHIFT_OPEN not in StatusFlags(self._status().flags):
+                    return errors.WrongMode(
+                        "no shift is open (the register answered D4h, wrong FN state): open one "
+                        "with `kkt shift open` (Register.open_shift()), then repeat",
+                        code=error.code,
+                        vendor=self.vendor,
+                    )
+            elif error.code in (0xEB, 0xED) and self._ofd_blocked():
+                return errors.OfdBlocked(
+                    f"ATOL error {error.code:#04x} on command {error.command:02X}h -- "
+                    + OFD_BLOCKED,
+                    code=error.code,
+                    vendor=self.vendor,
+                )
+            elif isinstance(refusal, errors.PaperOut):
+                cause = str(refusal)
+                if error.code == 0x69 and StatusFlags.COVER_OPEN in StatusFlags(
+                    self._status().flags
+                ):
+                    cause = "the printer's cover is open (ATOL error 0x69): close the cover"
+                return errors.PaperOut(
+                    f"{cause} (`kkt continue`, Register.continue_print(), finishes a document "
+                    "the paper end interrupted)",
+                    code=error.code,
+                    vendor=self.vendor,
+                )
+        except KktError:
+            pass  # the plain refusal is still true
+        command = _COMMANDS_OUT.get(error.code)
+        if command:
+            return type(refusal)(
+                f"{refusal} -- {command}",
+                code=error.code,
+                vendor=self.vendor,
+                retry_may_help=refusal.retry_may_help,
+            )
+        return refusal
+
+    def _ofd_blocked(self) -> bool:
+        """The oldest document unsent to the OFD waited 30 days or more (by the register's
+        clock): the FN forms nothing new until the OFD confirms it."""
+        queue = self.ofd_queue()
+        now = self.clock()
+        if not queue.unsent or queue.first_when is None or now is None:
+            return False
+        return now - queue.first_when >= dt.timedelta(days=OFD_BLOCK_DAYS)
 
     def _ask(self, request_type: type[c.Request[AnswerT]], *args: Any) -> AnswerT:
         return self.raw(request_type(self.access_password, *args))
@@ -303,7 +366,10 @@ class AtolDevice(Device):
         # loaded; there is nothing to send (libfptr's continuePrint is for its own document
         # queue).  Report a printer still without paper, as Shtrih's B0h would.
         if not self.status().paper:
-            raise KktError("the printer still has no paper: load paper, then continue")
+            raise KktError(
+                "the printer still has no paper: load paper, close the cover, then run "
+                "`kkt continue` again"
+            )
 
     def set_datetime(self, when: dt.datetime) -> None:
         self._ask(c.SetDateTime, when.replace(microsecond=0))
@@ -386,7 +452,19 @@ class AtolDevice(Device):
 
     def close_receipt(self, receipt: Receipt) -> results.Formed:
         kind, amount = _payments(receipt)[-1]
-        self._ask(c.CloseReceipt, 0, int(kind), amount)
+        try:
+            self._ask(c.CloseReceipt, 0, int(kind), amount)
+        except DeviceError as refusal:
+            # E7h ("bad FN command parameters") does not say which: the registration does.
+            cause = registration_mismatch(self, receipt) if refusal.code == 0xE7 else None
+            if cause is None:
+                raise
+            raise DeviceError(
+                f"the register refused the receipt (ATOL error {refusal.code:#04x}): {cause}; "
+                "nothing was fiscalized, fix the receipt and sell it again",
+                code=refusal.code,
+                vendor=self.vendor,
+            ) from None
         return self._formed()
 
     def cancel_receipt(self) -> None:

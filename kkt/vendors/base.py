@@ -28,7 +28,14 @@ from kkt.protocols.errors import CodecError, LinkError, ProtocolError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.ffd import DocumentType, TlvError, TlvList, decode_tlv, encode_tlv, find
 
-from ..errors import BadAnswer, CannotSend, DeviceError, OutcomeUnknown, TransportError
+from ..errors import (
+    BadAnswer,
+    CannotSend,
+    DeviceError,
+    KktError,
+    OutcomeUnknown,
+    TransportError,
+)
 from ..receipt import Operation, Receipt
 from ..results import (
     DeviceInfo,
@@ -351,3 +358,46 @@ def checked_serial(serial: str) -> str:
     if len(serial) != 16 or not serial.isdigit():
         raise BadAnswer(f"the FN serial {serial!r} is not 16 digits: a damaged answer")
     return serial
+
+
+# What gets a register blocked by its OFD backlog going again (every vendor says it).
+OFD_BLOCKED = (
+    "the FN holds documents the OFD has not confirmed for over 30 days, so it forms no new "
+    "ones: restore the register's link to the OFD and let it send the queue (`kkt fn` shows it); "
+    "on the emulator, `kkt emulator ctl --state DIR ofd deliver` delivers it"
+)
+_INTERNET_1290 = 1 << 5  # tag 1290 bit 5: "Internet only" (FFD 1.2; 1108 before)
+_TAX_NAMES = {1: "osn", 2: "usnIncome", 4: "usnIncomeOutcome", 8: "envd", 16: "esn", 32: "patent"}
+
+
+def registration_mismatch(device: Device, receipt: Receipt) -> str | None:
+    """Why the register's registration refuses ``receipt``, read after a refusal whose code alone
+    cannot say (Shtrih 33h "incorrect parameters", ATOL E7h "bad FN parameters"): a receipt
+    without the buyer's contact on an Internet-only register, or a tax system it is not
+    registered for.  None when the registration (document 1) shows neither, or cannot be read.
+    """
+    try:
+        tlv = device.read_document(1).tlv
+    except (KktError, ProtocolError):
+        return None
+    problems = []
+    conditions = find(tlv, 1290)
+    internet = find(tlv, 1108) == 1 or (
+        isinstance(conditions, int) and bool(conditions & _INTERNET_1290)
+    )
+    has_contact = bool(receipt.buyer_contact) or any(tag == 1008 for tag, _ in receipt.extra)
+    if internet and not has_contact:
+        problems.append(
+            "the register is registered for Internet sales only (no printed receipt), so the "
+            "receipt needs the buyer's phone or e-mail: clientInfo.emailOrPhone in the JSON, "
+            "Receipt.buyer_contact in Python (tag 1008)"
+        )
+    registered = find(tlv, 1062)
+    if isinstance(registered, int) and registered and not int(receipt.tax_system) & registered:
+        names = ", ".join(name for bit, name in _TAX_NAMES.items() if registered & bit)
+        wanted = _TAX_NAMES.get(int(receipt.tax_system), f"{int(receipt.tax_system):#x}")
+        problems.append(
+            f"the receipt's tax system {wanted} (taxationType, tag 1055) is not one the register "
+            f"is registered for ({names}): use one of those"
+        )
+    return "; ".join(problems) or None

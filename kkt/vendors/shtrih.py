@@ -38,7 +38,7 @@ from ..errors import (
     TransportError,
 )
 from ..receipt import Operation, Receipt, Vat
-from .base import Device, checked_serial
+from .base import OFD_BLOCKED, Device, checked_serial, registration_mismatch
 
 log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -84,6 +84,19 @@ REFUSALS: dict[int, type[DeviceError]] = {
     0x15: errors.OfdBlocked,
 }
 
+# The command that gets the user out of a refusal, where the protocol table's hint names none.
+_COMMANDS_OUT = {
+    0x3C: "close the shift first: `kkt shift close` (Z report)",
+    0x3D: "open a shift first: `kkt shift open`",
+    0x4E: "close the shift (Z report) with `kkt shift close`, then open a new one",
+    0x16: "close the shift (Z report) with `kkt shift close`, then open a new one",
+}
+
+
+def _cause(error: ProtocolDeviceError) -> str:
+    """The register's refusal without the protocol table's generic hint."""
+    return str(error).split(" -- ", 1)[0]
+
 
 class ShtrihDevice(Device):
     """A Shtrih-M register behind a `Commander` (a link session, or the in-process emulator)."""
@@ -98,13 +111,46 @@ class ShtrihDevice(Device):
 
     def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
         refusal = super()._refusal(error)
-        if error.code == 0x14:  # the FN is full -- or the OFD backlog blocks it: its flags say
+        if error.code in (0x14, 0x15):  # the FN is full -- or the OFD backlog blocks it
             try:
                 warnings = FnWarning(self.raw(fn.GetFnStatus(self.password)).warnings)
             except KktError:
                 return refusal
-            if FnWarning.OFD_TIMEOUT in warnings:
-                return OfdBlocked(str(error), code=error.code, vendor="shtrih")
+            if error.code == 0x15 or FnWarning.OFD_TIMEOUT in warnings:
+                return OfdBlocked(
+                    f"command {error.command:#04x} refused with {error.code:02X}h: {OFD_BLOCKED}",
+                    code=error.code,
+                    vendor="shtrih",
+                )
+        if isinstance(refusal, errors.PaperOut):
+            # 6Bh/6Ch/58h say "no paper" for an open cover too (the 1.17 table has no cover
+            # code; the cover is a flag of 10h's answer): the flags tell which it is.
+            try:
+                cover_open = EcrFlags.COVER_OPEN in EcrFlags(
+                    self.raw(classic.GetShortStatus(self.password)).flags
+                )
+            except KktError:
+                cover_open = False
+            cause = (
+                f"the printer's cover is open (the register answered {error.code:02X}h, "
+                "its code for no paper)"
+                if cover_open
+                else _cause(error)
+            )
+            fix = "close the cover" if cover_open else "load paper and close the cover"
+            return errors.PaperOut(
+                f"{cause} -- {fix}, then run `kkt continue` (Register.continue_print())",
+                code=error.code,
+                vendor="shtrih",
+            )
+        command = _COMMANDS_OUT.get(error.code)
+        if command:
+            return type(refusal)(
+                f"{_cause(error)} -- {command}",
+                code=error.code,
+                vendor="shtrih",
+                retry_may_help=refusal.retry_may_help,
+            )
         return refusal
 
     # -- queries ----------------------------------------------------------------------------------
@@ -353,16 +399,29 @@ class ShtrihDevice(Device):
 
     def close_receipt(self, receipt: Receipt) -> results.Formed:
         p = receipt.payments
-        closed = self.raw(
-            fn.CloseReceiptV2(
-                self.password,
-                (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
-                0,
-                (0,) * 6,
-                TaxSystem(int(receipt.tax_system)),
-                "",
+        try:
+            closed = self.raw(
+                fn.CloseReceiptV2(
+                    self.password,
+                    (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
+                    0,
+                    (0,) * 6,
+                    TaxSystem(int(receipt.tax_system)),
+                    "",
+                )
             )
-        )
+        except DeviceError as refusal:
+            # 33h ("incorrect parameters") and 19h ("does not match the registration") do not
+            # say which: the registration does.
+            cause = registration_mismatch(self, receipt) if refusal.code in (0x19, 0x33) else None
+            if cause is None:
+                raise
+            raise DeviceError(
+                f"the register refused the receipt ({refusal.code:02X}h): {cause}; nothing was "
+                "fiscalized, fix the receipt and sell it again",
+                code=refusal.code,
+                vendor="shtrih",
+            ) from None
         return results.Formed(closed.document_number, closed.fiscal_sign)
 
     def cancel_receipt(self) -> None:

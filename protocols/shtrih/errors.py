@@ -123,6 +123,13 @@ ERRORS: dict[int, ErrorInfo] = {
             "set the register's clock",
         ),
         _e(
+            0x19,
+            "ФН: реквизит не соответствует установленным при регистрации",
+            "FN: an attribute does not match the registration (tax system, excise goods)",
+            "use a tax system the register is registered for "
+            "(tag 1062 of its registration: `kkt doc 1`)",
+        ),
+        _e(
             0x20,
             "ФН: сообщение от ОФД не может быть принято",
             "FN: the OFD message cannot be accepted",

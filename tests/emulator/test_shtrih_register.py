@@ -172,7 +172,7 @@ def test_refusals(register: ShtrihRegister, clock: ManualClock) -> None:
         refused(
             register, fn.CloseReceiptV2(SYS, (1_000,) + (0,) * 15, 0, (0,) * 6, TaxSystem.PSN, "")
         )
-        == 0x33
+        == 0x19  # the FN's "does not match the registration", passed through (not 33h)
     )
     run(register, classic.CancelReceipt(SYS))
     assert register.execute(b"\xf7\x01") == b"\xf7\x37"  # unknown command
