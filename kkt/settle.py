@@ -11,7 +11,10 @@ left pending (`settle_pending`).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from decimal import Decimal
+from typing import TypeVar
 
 from kkt.protocols.errors import ProtocolError
 from kkt.protocols.ffd import DocumentType, QrData, find, qr_string
@@ -23,6 +26,13 @@ from .results import DocumentInfo, FiscalResult, Formed
 from .vendors.base import Device
 
 log = logging.getLogger("kkt.register")
+T = TypeVar("T")
+
+# Reads that failed on the line are tried again inside one call -- at most this many times, and
+# not after this many seconds -- so that a call settles when the line lets a few answers through.
+SETTLE_TRIES = 8
+SETTLE_SECONDS = 30.0
+_LINE_FAILURES = (TransportError, OutcomeUnknown, BadAnswer)
 
 
 def cancel_open_receipt(device: Device) -> None:
@@ -118,7 +128,10 @@ def settle_receipt(device: Device, receipt: Receipt, before: int) -> FiscalResul
 
 
 def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
-    for _ in range(3):
+    deadline = time.monotonic() + SETTLE_SECONDS
+    for attempt in range(1, SETTLE_TRIES + 1):
+        if attempt > 1 and time.monotonic() > deadline:
+            break
         try:
             found = find_formed(
                 device,
@@ -126,6 +139,7 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
                 int(receipt.operation),
                 receipt.total,
                 fingerprint=receipt.fingerprint(),
+                contested=False,  # ``before`` is this call's own, read just before the receipt
             )
             if found is not None:
                 return found
@@ -166,31 +180,38 @@ def settle_pending(device: Device, journal: Journal, entry: Entry) -> FiscalResu
 
     Documents other keys already own are not candidates, whatever their total.  Any doubt
     -- another FN, a line too bad to read the archive -- is `OutcomeUnknown`, never a plain
-    failure: that receipt may well be fiscal.
+    failure: that receipt may well be fiscal.  Reads the line spoils are tried again
+    (`SETTLE_TRIES`, `SETTLE_SECONDS`) before the doubt is reported.
     """
+    deadline = time.monotonic() + SETTLE_SECONDS
     try:
-        serial = device.fn_serial()
-        if entry.fn and entry.fn != serial:
-            raise OutcomeUnknown(
-                f"receipt {entry.key!r} began in FN {entry.fn}, and this register holds FN "
-                f"{serial}: settle it on that register (or read that FN's documents after "
-                f"number {entry.before})"
+        serial = _patiently(device.fn_serial, deadline)
+        if not entry.fn or entry.fn == serial:
+            return _patiently(
+                lambda: find_formed(
+                    device,
+                    entry.before,
+                    entry.operation,
+                    entry.total,
+                    exclude=journal.claimed(entry.before, serial),
+                    fingerprint=entry.fingerprint,
+                    # A document after ``before`` with this total may be another sale's --
+                    # one sold without a key, or another pending key's -- and only its items
+                    # tell: whoever else sold since, no short record may decide.
+                    contested=True,
+                ),
+                deadline,
             )
-        return find_formed(
-            device,
-            entry.before,
-            entry.operation,
-            entry.total,
-            exclude=journal.claimed(entry.before, serial),
-            fingerprint=entry.fingerprint,
-        )
-    except OutcomeUnknown:
-        raise
     except (KktError, ProtocolError) as error:
         raise OutcomeUnknown(
             f"receipt {entry.key!r} may be fiscal and its FN could not be read ({error}); "
             "try again when the register answers"
         ) from error
+    raise OutcomeUnknown(
+        f"receipt {entry.key!r} began in FN {entry.fn}, and this register holds FN "
+        f"{serial}: settle it on that register (or read that FN's documents after "
+        f"number {entry.before})"
+    )
 
 
 def settle_correction(
@@ -215,6 +236,19 @@ def settle_correction(
     raise NotFiscalized("the correction was not fiscalized; nothing was recorded: make it again")
 
 
+def _patiently(read: Callable[[], T], deadline: float) -> T:
+    """``read()``, tried again after a failure on the line (`SETTLE_TRIES` times at most, not
+    after ``deadline``); reads only: nothing here may change the register's state."""
+    for attempt in range(1, SETTLE_TRIES + 1):
+        try:
+            return read()
+        except _LINE_FAILURES as failure:
+            if attempt == SETTLE_TRIES or time.monotonic() > deadline:
+                raise
+            log.info("settling: a read failed on the line (%s); reading again", failure)
+    raise AssertionError("unreachable")
+
+
 def find_formed(
     device: Device,
     before: int,
@@ -223,10 +257,22 @@ def find_formed(
     *,
     exclude: set[int] | None = None,
     fingerprint: str = "",
+    contested: bool = True,
 ) -> FiscalResult | None:
     """The newest receipt after document ``before`` with this operation and total -- and,
-    given a ``fingerprint``, these very items (read from the document's tags)."""
+    given a ``fingerprint``, these very items.
+
+    Short answers first (`Device.brief_document`: Shtrih's FF0A record, ATOL's 91h 34h for the
+    last document): a long one rarely survives a bad line.  They decide alone when exactly one
+    document after ``before`` (and not in ``exclude``) may be this receipt and it cannot be
+    another sale's (``contested=False``: the caller took ``before`` itself, under the register's
+    lock, just before this receipt's closing command -- one writer per register, so whatever
+    the FN formed since is this receipt); the items are still read once, if the line lets them
+    through, and two equal readings of other items say "another receipt".  Otherwise the
+    documents' own items are read whole (``fingerprint``) to choose.
+    """
     last = device.last_document()
+    candidates: list[DocumentInfo] = []
     for number in range(last, before, -1):
         if exclude and number in exclude:
             continue
@@ -234,19 +280,53 @@ def find_formed(
         # one bit column): a document that does not read as this receipt is read again, and
         # only two equal readings say "another receipt".  A match is confirmed by the FN's
         # own numbers (the document's number, sign and total agree across two commands).
-        found = device.find_document(number)
-        if not found.is_receipt or (found.operation, found.total) != (operation, total):
-            if device.find_document(number) != found:
+        found = device.brief_document(number)
+        if not _may_be(found, operation, total):
+            if device.brief_document(number) != found:
                 raise BadAnswer(f"document {number} reads differently each time")
             continue
+        candidates.append(found)
+    if not candidates:
+        return None
+    if len(candidates) == 1 and not contested:
+        found = candidates[0]
+        if fingerprint and _not_these_items(device, found.number, fingerprint):
+            return None  # two equal readings of other items: another sale's receipt
+        return fiscal_result(device, found, total, operation)
+    # Short answers cannot decide: the whole records, and the items, choose (newest first).
+    for found in candidates:
+        if found.operation is None:  # the short record did not name it
+            found = device.find_document(found.number)
+            if not _may_be(found, operation, total) or found.operation is None:
+                if device.find_document(found.number) != found:
+                    raise BadAnswer(f"document {found.number} reads differently each time")
+                continue
         if fingerprint:
-            theirs = _document_fingerprint(device, number)
+            theirs = _document_fingerprint(device, found.number)
             if theirs not in (fingerprint, None):
-                if _document_fingerprint(device, number) != theirs:
-                    raise BadAnswer(f"document {number}'s items read differently each time")
+                if _document_fingerprint(device, found.number) != theirs:
+                    raise BadAnswer(f"document {found.number}'s items read differently each time")
                 continue  # the same total, other items: another sale's receipt
         return fiscal_result(device, found, total, operation)
     return None
+
+
+def _may_be(found: DocumentInfo, operation: int, total: int) -> bool:
+    """May the record be a receipt with this operation and total (an unnamed operation may)?"""
+    return found.is_receipt and found.total == total and found.operation in (operation, None)
+
+
+def _not_these_items(device: Device, number: int, fingerprint: str) -> bool:
+    """Do two equal readings of document ``number``'s items say they are not these?  Asked
+    where the short record decides already: a line too bad for the long reading says no."""
+    try:
+        theirs = _document_fingerprint(device, number)
+        if theirs in (fingerprint, None):
+            return False
+        return _document_fingerprint(device, number) == theirs
+    except _LINE_FAILURES as failure:
+        log.info("settling: document %d's items could not be read (%s)", number, failure)
+        return False
 
 
 def _document_fingerprint(device: Device, number: int) -> str | None:

@@ -279,6 +279,15 @@ class AtolDevice(Device):
         kind, tlv = self._read_tlv(number)
         return _document_info(number, kind, tlv)
 
+    def brief_document(self, number: int) -> results.DocumentInfo:
+        """The last document's record from 91h register 34h (one short answer: number, type,
+        total, time, sign -- not the operation); any other document from its TLV (A4h 45h/46h:
+        the only record ATOL keeps of it)."""
+        record = self._formed().record
+        if record is not None and record.number == number:
+            return record
+        return self.find_document(number)
+
     def clock(self) -> dt.datetime | None:
         return self._status().when
 

@@ -264,6 +264,12 @@ class Device(ABC):
         """The archive's short record of document ``number`` (type, time, sign, total) -- never
         another's (`BadAnswer`)."""
 
+    def brief_document(self, number: int) -> DocumentInfo:
+        """Document ``number``'s record from the shortest answers the register has, for settling
+        a receipt over a bad line (a long answer rarely survives one).  Its ``operation`` may be
+        None where no short answer names it.  Shtrih's FF0A record is short already."""
+        return self.find_document(number)
+
     @abstractmethod
     def read_document(self, number: int) -> Document:
         """Fiscal document ``number`` whole, its TLV decoded (`DeviceError` where the model

@@ -185,3 +185,99 @@ def test_driver_killed_mid_receipt_then_the_same_key_again(tmp_path: Path, proto
             assert receipts_in_fn(device)[total] == 1, f"attempt {attempt}: not exactly one receipt"
     assert device.verify().ok
     device.close()
+
+
+# -- settling over a line that lets short answers through ----------------------------------------
+
+CLOSING = {"shtrih": b"\xff\x45", "atol": b"\x00\x00\x4a"}  # FF45; ATOL 4Ah after its password
+
+
+class BadLine:
+    """The register's answers as a bad line brings them: the closing command's answer is lost
+    once (after the register executed it); from then on answers longer than ``limit`` bytes
+    never arrive whole, and the next ``spoil`` answers of any length are lost."""
+
+    def __init__(self, inner: Commander, closing: bytes, *, limit: int = 10_000) -> None:
+        self.inner = inner
+        self.closing = closing
+        self.limit = limit
+        self.spoil = 0
+        self.closed = False
+        self.long_lost = 0
+
+    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+        from kkt.protocols.errors import LinkError
+
+        answer = self.inner.exchange(payload, answer_timeout=answer_timeout, resend=resend)
+        if payload.startswith(self.closing) and not self.closed:
+            self.closed = True
+            raise LinkError(
+                "the closing answer was lost (test)", command=payload, maybe_executed=True
+            )
+        if self.closed and self.spoil > 0:
+            self.spoil -= 1
+            raise LinkError("an answer was lost (test)", command=payload, maybe_executed=False)
+        if self.closed and len(answer) > self.limit:
+            self.long_lost += 1
+            raise LinkError(
+                "a long answer arrived damaged (test)", command=payload, maybe_executed=False
+            )
+        return answer
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def journaled_register(tmp_path: Path, protocol: str) -> kkt.Register:
+    register = kkt.connect(
+        f"emulator:{tmp_path / 'state'}", journal=tmp_path / "journal.sqlite", protocol=protocol
+    )
+    register.open_shift()
+    return register
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_a_key_settles_from_short_answers_when_long_ones_never_arrive(
+    tmp_path: Path, protocol: str
+) -> None:
+    """Issue 14: settling read the whole document's TLV back, and a line that spoils long
+    answers left the key pending through every retry.  The FN's short record of the one
+    document after ``before`` decides now; no sale is doubled."""
+    with journaled_register(tmp_path, protocol) as register:
+        line = BadLine(register.device.commander, CLOSING[protocol], limit=40)
+        register.device.commander = line
+        before = register.device.last_document()
+        result = register.sell(receipt(31_337), key="order-1")
+        assert line.closed  # the closing answer was lost: the FN's archive had to decide
+        assert result.document_number == before + 1
+        assert result.total == 31_337 and result.fiscal_sign
+        assert register.journal is not None
+        entry = register.journal.get("order-1")
+        assert entry is not None and entry.state == "done"
+        line.limit = 10_000
+        assert register.sell(receipt(31_337), key="order-1") == result
+        assert register.device.last_document() == before + 1  # sold once
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_a_pending_key_settles_in_one_call_when_the_line_lets_a_few_reads_through(
+    tmp_path: Path, protocol: str
+) -> None:
+    """Issue 14: reads that failed on the line are tried again inside one call (bounded), so a
+    key left pending settles when the line recovers within it, instead of after the call."""
+    with journaled_register(tmp_path, protocol) as register:
+        line = BadLine(register.device.commander, CLOSING[protocol])
+        register.device.commander = line
+        before = register.device.last_document()
+        line.spoil = 10_000  # the line dies with the closing answer
+        with pytest.raises(kkt.OutcomeUnknown):
+            register.sell(receipt(42_424), key="order-2")
+        assert register.journal is not None
+        entry = register.journal.get("order-2")
+        assert entry is not None and entry.state == "pending"
+        line.spoil = 12  # more lost answers in a row than one query's own tries
+        result = register.sell(receipt(42_424), key="order-2")
+        assert result.document_number == before + 1 and result.total == 42_424
+        assert register.device.last_document() == before + 1  # sold once

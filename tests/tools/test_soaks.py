@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from kkt.tools.bench import Bench, Figure
-from kkt.tools.bench.soak import concurrency, crash, fuzz, lossy
+from kkt.tools.bench.soak import concurrency, crash, fuzz, keys, lossy
 
 import kkt
 
@@ -33,6 +33,28 @@ def test_lossy_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert done + failed + figures["soak.lossy.1pct.unknown"] == 5
     for name in ("duplicates", "lost", "failed_but_fiscal"):
         assert figures[f"soak.lossy.1pct.{name}"] == 0, name
+
+
+def test_keys_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keys, "KEYS_QUICK", 2)
+    figures = values(keys.keys(bench(tmp_path)))  # fewer than 24 of 25 done raises
+    assert figures["soak.keys.done"] == 2
+    assert 1 <= figures["soak.keys.tries_median"] <= figures["soak.keys.tries_max"] <= 8
+    for name in ("doubles", "pending", "wrong_result", "untyped_errors"):
+        assert figures[f"soak.keys.{name}"] == 0, name
+
+
+def test_keys_soak_fails_when_keys_stay_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unknown(self: kkt.Register, receipt: kkt.Receipt, *, key: str | None = None) -> None:
+        raise kkt.OutcomeUnknown("the register does not answer (test)")
+
+    monkeypatch.setattr(kkt.Register, "sell", unknown)
+    monkeypatch.setattr(keys, "KEYS_QUICK", 2)
+    monkeypatch.setattr(keys, "KEYS_TRIES", 2)
+    with pytest.raises(AssertionError, match="0 of 2 keys done"):
+        list(keys.keys(bench(tmp_path)))
 
 
 def test_crash_soak_leaves_no_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
