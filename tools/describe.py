@@ -31,7 +31,7 @@ from kkt.protocols.atol.packet import Packet, PacketDeframer
 from kkt.protocols.atol.packet import Token as AtolToken
 from kkt.protocols.errors import CodecError, DeviceError
 from kkt.protocols.line import BadFrame, Junk
-from kkt.protocols.shtrih.frame import Control, ControlByte, Token, command_code
+from kkt.protocols.shtrih.frame import Control, ControlByte, Deframer, Token, command_code
 from kkt.protocols.shtrih.message import decode_request, request_types, split_answer
 
 # -- Shtrih-M -----------------------------------------------------------------------------------
@@ -179,3 +179,30 @@ def describe_reply(command: bytes, reply: bytes) -> str:
     except CodecError:
         return reply.hex(" ")
     return _answer(type(request).__name__, lambda: request.decode_answer(reply))
+
+
+# -- both directions of one live link -------------------------------------------------------------
+
+
+class LinkDescriber:
+    """Describes one link's two byte streams as they come, one line per frame or packet:
+    ``feed("in", data)`` for what the host sent, ``feed("out", data)`` for what the register
+    answered (``protocol``: "shtrih" or "atol").  Used by ``kkt emulator serve -v``."""
+
+    def __init__(self, protocol: str, *, crc_over_escaped: bool = False) -> None:
+        self.protocol = protocol
+        self._atol = AtolReader(crc_over_escaped=crc_over_escaped) if protocol == "atol" else None
+        self._shtrih = {"in": Deframer(), "out": Deframer()}
+        self._packets = {
+            "in": PacketDeframer(crc_over_escaped=crc_over_escaped),
+            "out": PacketDeframer(crc_over_escaped=crc_over_escaped),
+        }
+
+    def feed(self, direction: str, data: bytes) -> list[str]:
+        if self._atol is not None:
+            # One reader for both streams: a reply is decoded as the answer to its task's command.
+            return [self._atol.describe(token) for token in self._packets[direction].feed(data)]
+        prefer = "request" if direction == "in" else "answer"
+        return [
+            describe_token(token, prefer=prefer) for token in self._shtrih[direction].feed(data)
+        ]
