@@ -183,7 +183,11 @@ def _read_owner(path: Path) -> Owner:
 
 
 def _command_line() -> str:
-    words = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if program == "__main__.py" and spec is not None:  # python -m PACKAGE
+        program = "python -m " + spec.name.removesuffix(".__main__")
+    words = [program, *sys.argv[1:]]
     text = " ".join(words)
     return text if len(text) <= 200 else text[:199] + "…"
 

@@ -114,6 +114,7 @@ class AtolReader:
         self.deframer = PacketDeframer(crc_over_escaped=crc_over_escaped)
         self._asked: dict[int, int] = {}  # packet id -> the TID it asked about
         self._commands: dict[int, bytes] = {}  # TID -> the command block it carries
+        self._acks: set[int] = set()  # packet ids of Acks: their reply is the bare task state
 
     def feed(self, data: bytes) -> list[str]:
         return [self.describe(token) for token in self.deframer.feed(data)]
@@ -138,6 +139,7 @@ class AtolReader:
 
     def _host(self, packet: Packet) -> str:
         message = decode_buffer_command(packet.data)
+        self._acks.discard(packet.id)
         if isinstance(message, Add | AckAdd):
             tid = message.tid
             self._commands[tid] = message.data
@@ -148,6 +150,8 @@ class AtolReader:
         if isinstance(message, Abort):
             return "Abort (clear the task buffer)"
         self._asked[packet.id] = message.tid
+        if isinstance(message, Ack):
+            self._acks.add(packet.id)
         verb = "Ack (result received, free the slot)" if isinstance(message, Ack) else "Req"
         return f"{verb} TID {message.tid:02X}"
 
@@ -161,6 +165,8 @@ class AtolReader:
             return name + (f" (TID {tid:02X})" if tid is not None else "")
         command = self._commands.get(tid) if tid is not None else None
         about = f" TID {tid:02X}" if tid is not None else ""
+        if packet.id in self._acks and not reply.data:
+            return f"{name}{about}: the task's state, acknowledged (its slot is free)"
         if command is None:
             return f"{name}{about}: {reply.data.hex(' ')}"
         return f"{name}{about}: {describe_reply(command, reply.data)}"

@@ -345,8 +345,25 @@ def _stop(args: argparse.Namespace, out: TextIO) -> int:
             )
             return 1
         time.sleep(0.05)
+    while _running(pid) and time.monotonic() < deadline:  # the state is free; let it exit too
+        time.sleep(0.05)
     print(f"stopped process {pid} ({owner.command})", file=out)
     return 0
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` is alive (a zombie, ended but not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: alive as far as we can tell
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _bind_problem(host: str, port: int, exc: OSError) -> str:
