@@ -226,7 +226,7 @@ def link_tracer(protocol: str) -> TraceFactory:
 
 def _announce(device: Personality, args: argparse.Namespace, urls: Sequence[str]) -> None:
     """Write the serving process, and where it listens, into the state's pidfile."""
-    owner = device.model.owner
+    owner = getattr(getattr(device, "model", None), "owner", None)  # None: not a stored register
     if isinstance(owner, StateLock):
         owner.announce(
             command=f"kkt emulator serve --state {args.state}",
