@@ -152,7 +152,7 @@ def state_owner(state: Path) -> Owner | None:
     path = state / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no state, or no lock file: nobody
         return None
     try:
         try:

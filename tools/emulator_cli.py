@@ -310,7 +310,10 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
 
 def _stop(args: argparse.Namespace, out: TextIO) -> int:
     state: Path = args.state
-    owner = state_owner(state)
+    try:
+        owner = state_owner(state)
+    except OSError as exc:
+        raise CliError(f"cannot read who holds {state}: {exc.strerror or exc}") from None
     if owner is None:
         print(
             f"kkt emulator stop: nothing serves {state} (nobody holds {state / LOCK_NAME}); "
