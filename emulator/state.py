@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import secrets
@@ -27,6 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from kkt.protocols.ffd import LifePhase, WorkMode, inn_is_valid, make_rnm
+
+if sys.platform != "win32":
+    from fcntl import LOCK_EX, LOCK_NB, LOCK_SH, flock
+else:  # no flock on Windows: a state directory is not locked there (as before)
+    LOCK_EX, LOCK_NB, LOCK_SH = 2, 4, 1
+
+    def flock(fd: int, operation: int, /) -> None:
+        pass
+
 
 from .clock import Clock, SystemClock
 from .fn import FiscalStorage, FnConfig, Registration, SqliteStore
@@ -103,12 +111,12 @@ class StateLock:
     def acquire(cls, state: Path, *, command: str | None = None) -> StateLock:
         """Take ``state``'s lock and write this process into the pidfile; raises `StateBusy`
         (the directory must exist)."""
-        fd = os.open(state / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(state / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + _LOCK_RETRY
             while True:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    flock(fd, LOCK_EX | LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
@@ -151,12 +159,12 @@ def state_owner(state: Path) -> Owner | None:
     """Who holds ``state`` now; None when nobody does."""
     path = state / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):  # no state, or no lock file: nobody
         return None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            flock(fd, LOCK_SH | LOCK_NB)
         except BlockingIOError:
             return _read_owner(path)
         return None  # free: the shared lock just taken goes with the descriptor
