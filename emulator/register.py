@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from kkt.protocols.ffd import DocumentType, LifePhase, Payments, QrData, TlvList, qr_string
 
@@ -37,6 +38,12 @@ SHIFT_LIMIT = dt.timedelta(hours=24)
 OPERATOR, ADMIN, SYSADMIN = 1, 29, 30  # operator numbers: cashiers 1..28, then the two admins
 
 OPERATION_NAMES = {1: "ПРИХОД", 2: "ВОЗВРАТ ПРИХОДА", 3: "РАСХОД", 4: "ВОЗВРАТ РАСХОДА"}
+
+
+class Releasable(Protocol):
+    """What holds the model's state directory (`kkt.emulator.state.StateLock`)."""
+
+    def release(self) -> None: ...
 
 
 class Reason(enum.Enum):
@@ -100,6 +107,7 @@ class RegisterModel:
         self.receipt: ReceiptBuilder | None = None
         self.pending_print: list[str] = []  # lines a paper end interrupted: continue_print
         self.operator = SYSADMIN  # who signs documents (tag 1021); the personality sets it
+        self.owner: Releasable | None = None  # the state directory's lock, released by `close`
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -466,6 +474,8 @@ class RegisterModel:
 
     def close(self) -> None:
         self.fn.close()
+        if self.owner is not None:
+            self.owner.release()
 
     # -- internals ---------------------------------------------------------------------------------
 

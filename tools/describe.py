@@ -31,7 +31,7 @@ from kkt.protocols.atol.packet import Packet, PacketDeframer
 from kkt.protocols.atol.packet import Token as AtolToken
 from kkt.protocols.errors import CodecError, DeviceError
 from kkt.protocols.line import BadFrame, Junk
-from kkt.protocols.shtrih.frame import Control, ControlByte, Token, command_code
+from kkt.protocols.shtrih.frame import Control, ControlByte, Deframer, Token, command_code
 from kkt.protocols.shtrih.message import decode_request, request_types, split_answer
 
 # -- Shtrih-M -----------------------------------------------------------------------------------
@@ -114,6 +114,7 @@ class AtolReader:
         self.deframer = PacketDeframer(crc_over_escaped=crc_over_escaped)
         self._asked: dict[int, int] = {}  # packet id -> the TID it asked about
         self._commands: dict[int, bytes] = {}  # TID -> the command block it carries
+        self._acks: set[int] = set()  # packet ids of Acks: their reply is the bare task state
 
     def feed(self, data: bytes) -> list[str]:
         return [self.describe(token) for token in self.deframer.feed(data)]
@@ -138,6 +139,7 @@ class AtolReader:
 
     def _host(self, packet: Packet) -> str:
         message = decode_buffer_command(packet.data)
+        self._acks.discard(packet.id)
         if isinstance(message, Add | AckAdd):
             tid = message.tid
             self._commands[tid] = message.data
@@ -148,6 +150,8 @@ class AtolReader:
         if isinstance(message, Abort):
             return "Abort (clear the task buffer)"
         self._asked[packet.id] = message.tid
+        if isinstance(message, Ack):
+            self._acks.add(packet.id)
         verb = "Ack (result received, free the slot)" if isinstance(message, Ack) else "Req"
         return f"{verb} TID {message.tid:02X}"
 
@@ -161,6 +165,8 @@ class AtolReader:
             return name + (f" (TID {tid:02X})" if tid is not None else "")
         command = self._commands.get(tid) if tid is not None else None
         about = f" TID {tid:02X}" if tid is not None else ""
+        if packet.id in self._acks and not reply.data:
+            return f"{name}{about}: the task's state, acknowledged (its slot is free)"
         if command is None:
             return f"{name}{about}: {reply.data.hex(' ')}"
         return f"{name}{about}: {describe_reply(command, reply.data)}"
@@ -179,3 +185,30 @@ def describe_reply(command: bytes, reply: bytes) -> str:
     except CodecError:
         return reply.hex(" ")
     return _answer(type(request).__name__, lambda: request.decode_answer(reply))
+
+
+# -- both directions of one live link -------------------------------------------------------------
+
+
+class LinkDescriber:
+    """Describes one link's two byte streams as they come, one line per frame or packet:
+    ``feed("in", data)`` for what the host sent, ``feed("out", data)`` for what the register
+    answered (``protocol``: "shtrih" or "atol").  Used by ``kkt emulator serve -v``."""
+
+    def __init__(self, protocol: str, *, crc_over_escaped: bool = False) -> None:
+        self.protocol = protocol
+        self._atol = AtolReader(crc_over_escaped=crc_over_escaped) if protocol == "atol" else None
+        self._shtrih = {"in": Deframer(), "out": Deframer()}
+        self._packets = {
+            "in": PacketDeframer(crc_over_escaped=crc_over_escaped),
+            "out": PacketDeframer(crc_over_escaped=crc_over_escaped),
+        }
+
+    def feed(self, direction: str, data: bytes) -> list[str]:
+        if self._atol is not None:
+            # One reader for both streams: a reply is decoded as the answer to its task's command.
+            return [self._atol.describe(token) for token in self._packets[direction].feed(data)]
+        prefer = "request" if direction == "in" else "answer"
+        return [
+            describe_token(token, prefer=prefer) for token in self._shtrih[direction].feed(data)
+        ]

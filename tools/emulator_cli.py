@@ -1,21 +1,29 @@
-"""``kkt emulator``: serve an emulated register on TCP and/or a pty; verify its stored state.
+"""``kkt emulator``: serve an emulated register on TCP and/or a pty; stop it; verify its state.
 
 ``serve`` runs in the foreground until SIGTERM or SIGINT (Ctrl-C), printing one
 ``listening ...`` line per listener first, so a script can start it, read where it listens, and
-stop it.  Mistakes the user can fix (a bad address, a busy port, an unwritable state directory)
-are one line on stderr and exit status 2, never a traceback.
+stop it (``kkt emulator stop --state DIR`` does, through the state's pidfile).  A state directory
+has one owner (`kkt.emulator.state`): a second server, an ``emulator:DIR`` URL or ``verify`` on a
+served state is refused with the owner's PID and what to do.  With ``kkt -v`` (or ``--trace
+FILE``) the server prints every frame in and out of every connection, decoded.  Mistakes the user
+can fix (a bad address, a busy port, an unwritable state directory) are one line on stderr and
+exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import errno
 import json
+import logging
+import os
 import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,9 +32,16 @@ from kkt.emulator.atol import AtolRegister
 from kkt.emulator.control import SOCKET_NAME
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import DEFAULT_PORTS, PROTOCOLS, Service
+from kkt.emulator.shells.pump import LinkTrace, TraceEvent, TraceFactory
 from kkt.emulator.shtrih import ShtrihRegister
+from kkt.emulator.state import LOCK_NAME, StateBusy, StateLock, state_owner
+
+from .describe import LinkDescriber
 
 Address = tuple[str, int]
+
+# The emulator's frame trace: shown by `kkt -v` (a child of the driver's "kkt.trace"), or --trace.
+trace_log = logging.getLogger("kkt.trace.emulator")
 
 
 class CliError(Exception):
@@ -41,6 +56,8 @@ def open_register(
     personality = AtolRegister if protocol == "atol" else ShtrihRegister
     try:
         return personality.open(state, fiscal_only=fiscal_only, ffd=ffd)
+    except StateBusy as busy:
+        raise CliError(str(busy)) from None
     except Exception as exc:
         raise CliError(f"cannot open the emulated register in {state}: {exc}") from None
 
@@ -77,6 +94,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="on TCP, do not send the 0xFF real network models send after the host's ACK",
     )
+    serve.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="append a decoded trace of every frame in and out to FILE (`kkt -v emulator serve` "
+        "prints it on stderr)",
+    )
+    stop = actions.add_parser(
+        "stop", help="stop the `kkt emulator serve` of a state directory (SIGTERM, then wait)"
+    )
+    stop.add_argument("--state", type=Path, required=True, help="directory of the served state")
+    stop.add_argument(
+        "--wait", type=float, default=15.0, metavar="SECONDS", help="how long to wait (default 15)"
+    )
     verify = actions.add_parser("verify", help="check a stored state: numbering, signs, counters")
     verify.add_argument("--state", type=Path, required=True, help="directory of the register state")
     ctl = actions.add_parser(
@@ -108,6 +139,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return _serve(args, out)
         if args.action == "ctl":
             return _ctl(args, out)
+        if args.action == "stop":
+            return _stop(args, out)
         return _verify(args, out)
     except CliError as exc:
         print(f"kkt emulator {args.action}: {exc}", file=sys.stderr)
@@ -148,11 +181,61 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     device = open_register(
         state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol
     )
+    handler: logging.Handler | None = None
+    level = trace_log.level
     try:
+        _announce(device, args, ())  # a server from now on: `kkt emulator stop` may stop it
+        if args.trace is not None:
+            try:
+                handler = logging.FileHandler(args.trace, encoding="utf-8")
+            except OSError as exc:
+                raise CliError(f"cannot write the trace to {args.trace}: {exc.strerror}") from None
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            trace_log.addHandler(handler)
+            trace_log.setLevel(logging.DEBUG)
         asyncio.run(_serve_until_signal(device, args, tcp, state, out))
     finally:
+        if handler is not None:
+            trace_log.removeHandler(handler)
+            trace_log.setLevel(level)
+            handler.close()
         device.close()
     return 0
+
+
+def link_tracer(protocol: str) -> TraceFactory:
+    """The trace of each link a server opens: one `trace_log` line per event, frame or packet
+    -- time, link, direction (``>>`` from the host, ``<<`` to it), decoded by
+    `kkt.tools.describe` (refusals with their code and meaning)."""
+
+    def open_link(name: str) -> LinkTrace:
+        describer = LinkDescriber(protocol)
+
+        def trace(event: TraceEvent, data: bytes) -> None:
+            if event in ("open", "close"):
+                lines = ["connected" if event == "open" else "closed"]
+            else:
+                arrow = ">>" if event == "in" else "<<"
+                lines = [f"{arrow} {line}" for line in describer.feed(event, data)]
+            stamp = dt.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+            for line in lines:
+                trace_log.debug("%s %s %s", stamp, name, line)
+
+        return trace
+
+    return open_link
+
+
+def _announce(device: Personality, args: argparse.Namespace, urls: Sequence[str]) -> None:
+    """Write the serving process, and where it listens, into the state's pidfile."""
+    owner = getattr(getattr(device, "model", None), "owner", None)  # None: not a stored register
+    if isinstance(owner, StateLock):
+        owner.announce(
+            command=f"kkt emulator serve --state {args.state}",
+            serving=True,
+            urls=tuple(urls),
+            protocol=args.protocol,
+        )
 
 
 async def _serve_until_signal(
@@ -169,8 +252,10 @@ async def _serve_until_signal(
     # Installed before any listener exists: once "listening" is printed, a signal means "stop".
     for number in signals:
         loop.add_signal_handler(number, stop.set)
+    trace = link_tracer(args.protocol) if trace_log.isEnabledFor(logging.DEBUG) else None
+    urls: list[str] = []
     try:
-        async with Service(device, protocol=args.protocol) as service:
+        async with Service(device, protocol=args.protocol, trace=trace) as service:
             for host, port in tcp:
                 try:
                     server = await service.tcp(host, port, filler_after_ack=not args.no_filler)
@@ -178,6 +263,7 @@ async def _serve_until_signal(
                     raise CliError(_bind_problem(host, port, exc)) from None
                 for bound_host, bound_port in server.addresses:
                     print(f"listening tcp {_format_address(bound_host, bound_port)}", file=out)
+                    urls.append(f"socket://{_format_address(bound_host, bound_port)}")
             if args.pty is not None:
                 try:
                     pty_server = await service.pty(args.pty)
@@ -185,7 +271,9 @@ async def _serve_until_signal(
                     message = f"cannot serve a pty at {args.pty}: {exc.strerror or exc}"
                     raise CliError(message) from None
                 print(f"listening pty {pty_server.link} -> {pty_server.tty_name}", file=out)
+                urls.append(str(pty_server.link))
             if isinstance(device, Personality):
+                _announce(device, args, urls)
                 print(f"control unix {await service.control(state)}", file=out)
             out.flush()
             await stop.wait()
@@ -198,6 +286,16 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     state: Path = args.state
     if not state.is_dir():
         raise CliError(f"{state} is not a directory of emulator state")
+    # A served state is not verified under its server: verify reads the archive in many queries
+    # while the server may commit between them (a sale mid-way would read as a broken counter),
+    # and opening a state is not read-only (the store sets itself up).  The lock refuses it.
+    owner = state_owner(state)
+    if owner is not None:
+        raise CliError(
+            f"the state {state} is in use by {owner}; verify needs it to itself (a document "
+            f"committed between its reads would look like damage): stop it with "
+            f"`kkt emulator stop --state {state}`, then verify"
+        )
     device = open_register(state)
     try:
         result = device.verify()
@@ -210,6 +308,67 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     for problem in result.problems:
         print(f"problem: {problem}", file=out)
     return 1
+
+
+def _stop(args: argparse.Namespace, out: TextIO) -> int:
+    state: Path = args.state
+    try:
+        owner = state_owner(state)
+    except OSError as exc:
+        raise CliError(f"cannot read who holds {state}: {exc.strerror or exc}") from None
+    if owner is None:
+        print(
+            f"kkt emulator stop: nothing serves {state} (nobody holds {state / LOCK_NAME}); "
+            f"start it with `kkt emulator serve --state {state}`",
+            file=sys.stderr,
+        )
+        return 1
+    if not owner.serving or owner.pid is None:
+        end = f"; `kill {owner.pid}` ends it" if owner.pid is not None else ""
+        print(
+            f"kkt emulator stop: {state} is held by {owner}, not by `kkt emulator serve`: "
+            f"it lets go when it closes the register{end}",
+            file=sys.stderr,
+        )
+        return 1
+    pid = owner.pid
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it ended meanwhile: the wait below sees the state free
+    except PermissionError:
+        raise CliError(
+            f"no permission to stop process {pid} (another user's): run this as its user"
+        ) from None
+    deadline = time.monotonic() + max(args.wait, 0.0)
+    while (now := state_owner(state)) is not None and now.pid == pid:
+        if time.monotonic() >= deadline:
+            print(
+                f"kkt emulator stop: process {pid} still holds {state} after {args.wait:g} s; "
+                f"`kill -9 {pid}` ends it (acknowledged documents survive a kill)",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.05)
+    while _running(pid) and time.monotonic() < deadline:  # the state is free; let it exit too
+        time.sleep(0.05)
+    print(f"stopped process {pid} ({owner.command})", file=out)
+    return 0
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` is alive (a zombie, ended but not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: alive as far as we can tell
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _bind_problem(host: str, port: int, exc: OSError) -> str:

@@ -8,6 +8,10 @@ a protocol does with a taken command is its `Vendor`'s business (`shells.shtrih`
 runs its command; `shells.atol`: the device's task buffer runs it, whatever the connection).
 Nothing here raises into the shell: a failure of this link is logged and reported through
 ``on_error``.
+
+Given a `LinkTrace`, the pump reports its link's life to it: ``open`` and ``close``, and every
+chunk ``in`` (as the device received it) and ``out`` (as it left) -- raw bytes: decoding them is
+the tracer's business (``kkt emulator serve -v`` decodes them with `kkt.tools.describe`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .runner import DeviceRunner
 
 log = logging.getLogger(__name__)
+
+
+TraceEvent = Literal["open", "in", "out", "close"]
+
+
+class LinkTrace(Protocol):
+    """Told about one link's life: ``open``, bytes ``in`` and ``out``, ``close`` (no bytes)."""
+
+    def __call__(self, event: TraceEvent, data: bytes) -> None: ...
+
+
+# Makes the trace of each new link, given its name ("tcp 127.0.0.1:40122", "pty /dev/pts/3").
+TraceFactory = Callable[[str], LinkTrace]
 
 
 class Vendor(Protocol):
@@ -51,6 +68,7 @@ class Pump:
         *,
         name: str,
         on_error: Callable[[], None] | None = None,
+        trace: LinkTrace | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.runner = runner
@@ -65,6 +83,8 @@ class Pump:
         self._on_error = on_error
         self._timer: asyncio.TimerHandle | None = None
         self._write_at = 0.0  # delayed writes leave in order
+        self._trace = trace
+        self._traced("open", b"")
         self.link = vendor.open(self)
         self.faults.attach(self.power_cycle)
 
@@ -78,6 +98,7 @@ class Pump:
         """Bytes read from the line."""
         if not self.closed:
             data = self.faults.mangle(data)
+            self._traced("in", data)
             self.step(lambda: self.link.receive_data(data, self.loop.time()))
 
     def power_cycle(self) -> None:
@@ -88,6 +109,8 @@ class Pump:
     def close(self) -> None:
         """Stop reacting.  What the device is running finishes (a register cannot be stopped
         mid-document); its answer reaches this line no more."""
+        if not self.closed:
+            self._traced("close", b"")
         self.closed = True
         self._cancel_timer()
         self.faults.detach(self.power_cycle)
@@ -131,6 +154,7 @@ class Pump:
         data = self.faults.mangle(self.link.data_to_send())
         if not data:
             return
+        self._traced("out", data)
         if not (self.faults.delay or self.faults.split):
             self._write(data)
             return
@@ -138,6 +162,17 @@ class Pump:
         for chunk in chunks:
             self._write_at = max(self._write_at, self.loop.time()) + self.faults.delay
             self.loop.call_at(self._write_at, self._write_late, chunk)
+
+    def _traced(self, event: TraceEvent, data: bytes) -> None:
+        if self._trace is None or (not data and event in ("in", "out")):
+            return
+        try:
+            self._trace(event, data)
+        except Exception:  # a trace must never take the link down
+            log.warning(
+                "%s: the trace failed; tracing stops for this link", self.name, exc_info=True
+            )
+            self._trace = None
 
     def _write_late(self, chunk: bytes) -> None:
         if not self.closed:

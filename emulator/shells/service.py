@@ -7,6 +7,8 @@ executor) -- and then listens wherever it is asked: `Service.tcp`, `Service.pty`
 `Service.control`.  Closing it closes every listener, waits for the commands still running, stops
 the worker thread and removes the control socket.
 
+Given a ``trace`` (`pump.TraceFactory`), every link's bytes in and out are reported to it.
+
 `ServiceThread` runs a service on its own event loop in a background thread, for a host in the
 same process (tests, ``kkt demo``).
 """
@@ -25,7 +27,7 @@ from ..personality import Personality
 from . import atol, shtrih
 from .listener import Listener, PumpFactory
 from .pty import PtyServer
-from .pump import Pump
+from .pump import Pump, TraceFactory
 from .runner import DeviceRunner, Emulated
 from .tcp import TcpServer
 
@@ -38,13 +40,19 @@ class Service(Listener):
     event loop; ``async with`` closes it and waits on the way out."""
 
     def __init__(
-        self, device: Emulated, *, protocol: str = "shtrih", faults: Faults | None = None
+        self,
+        device: Emulated,
+        *,
+        protocol: str = "shtrih",
+        faults: Faults | None = None,
+        trace: TraceFactory | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
         self.device = device
         self.protocol = protocol
         self.faults = faults if faults is not None else Faults()
+        self.trace = trace
         self.lock = asyncio.Lock()  # the device's commands and control actions, one at a time
         self.runner = DeviceRunner(device, self.lock, self.faults)
         self.tasks = atol.AtolTasks(self.runner) if protocol == "atol" else None
@@ -120,7 +128,10 @@ class Service(Listener):
             )
 
         def pump(write: Any, name: str, on_error: Any) -> Pump:
-            return Pump(self._vendor, self.runner, write, timing, name=name, on_error=on_error)
+            trace = self.trace(name) if self.trace is not None else None
+            return Pump(
+                self._vendor, self.runner, write, timing, name=name, on_error=on_error, trace=trace
+            )
 
         return pump
 

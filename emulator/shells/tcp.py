@@ -88,6 +88,8 @@ class TcpServer(Listener):
     def _opened(self, connection: _Connection, transport: asyncio.Transport) -> Pump:
         self._accepting -= 1
         peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:  # (host, port[, flow, scope]): HOST:PORT
+            peer = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
         pump = self._make_pump(transport.write, f"tcp {peer}", transport.abort)
         self._connections.add(connection)
         self._no_connections.clear()

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kkt.emulator.atol import AtolRegister
@@ -61,3 +62,28 @@ def test_one_service_serves_tcp_pty_and_control_and_stops_clean(
 def test_an_unknown_protocol_is_refused() -> None:
     with pytest.raises(ValueError, match="not one of shtrih, atol"):
         Service(object(), protocol="epson")  # type: ignore[arg-type]
+
+
+def test_a_trace_sees_every_link_open_bytes_in_and_out_and_close(tmp_path: Path) -> None:
+    device = ShtrihRegister.open(tmp_path / "state")
+    events: list[tuple[str, str, bytes]] = []
+
+    def trace_of(name: str) -> Any:
+        return lambda event, data: events.append((name, event, data))
+
+    async def main() -> None:
+        async with Service(device, trace=trace_of) as service:
+            tcp = await service.tcp()
+            url = f"socket://127.0.0.1:{tcp.port}"
+            assert await asyncio.to_thread(_status, url, "shtrih") is False
+
+    try:
+        asyncio.run(main())
+    finally:
+        device.close()
+    names = {name for name, _, _ in events}
+    assert len(names) == 1 and next(iter(names)).startswith("tcp 127.0.0.1:")
+    kinds = [event for _, event, _ in events]
+    assert kinds[0] == "open" and kinds[-1] == "close" and {"in", "out"} <= set(kinds)
+    assert b"".join(data for _, event, data in events if event == "in").startswith(b"\x05")  # ENQ
+    assert b"\x15" in b"".join(data for _, event, data in events if event == "out")  # its NAK
