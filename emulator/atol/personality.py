@@ -582,8 +582,11 @@ class AtolRegister(Personality):
         )
 
     def _fn_shift(self, r: c.GetFnShift) -> c.FnShift:
+        # The FN's 10h passed through (fact sheet fn-ffd-ofd.md §4.6): the open shift's last
+        # receipt number, a closed shift's number of documents -- as the Shtrih personality's FF40.
         s = self.fn.state
-        return c.FnShift(s.shift_open, s.shift_number & 0xFFFF, s.receipt_number & 0xFFFF)
+        count = s.receipt_number if s.shift_open else s.shift_documents
+        return c.FnShift(s.shift_open, s.shift_number & 0xFFFF, count & 0xFFFF)
 
     def _fn_ofd_status(self, r: c.GetFnOfdStatus) -> c.FnOfdStatus:
         queue = self.fn.ofd_queue()

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
-from kkt.protocols.ffd import FnWarning, TlvList, find
+from kkt.protocols.ffd import DocumentType, FnWarning, TlvList, find
+from kkt.protocols.ffd.view import strip_padding
 
 from .. import errors, results
 from ..errors import (
@@ -195,8 +196,23 @@ class AtolDevice(Device):
         return self._ask(c.ReadLastDocument).number
 
     def shift(self) -> results.ShiftState:
+        """A4h 10h passes the FN's 10h through: the open shift's receipts, but a closed shift's
+        *documents* (fact sheet fn-ffd-ofd.md §4.6): a closed shift's receipts come from its Z."""
         state = self._ask(c.GetFnShift)
-        return results.ShiftState(state.open, state.number, state.receipts)
+        if state.open:
+            return results.ShiftState(True, state.number, state.receipts)
+        return results.ShiftState(False, state.number, self._closed_shift_receipts(state.number))
+
+    def _closed_shift_receipts(self, shift_number: int) -> int:
+        """Tag 1118 (receipts in the shift) of shift ``shift_number``'s Z report, found among the
+        last few documents (after a Z come at most OFD or state reports); 0 if none is found."""
+        last = self.last_document()
+        for number in range(last, max(0, last - 8), -1):
+            kind, tlv = self._read_tlv(number)
+            if kind == DocumentType.SHIFT_CLOSE and find(tlv, 1038) in (None, shift_number):
+                receipts = find(tlv, 1118)
+                return receipts if isinstance(receipts, int) else 0
+        return 0
 
     def _read_tlv(self, number: int) -> tuple[int, TlvList]:
         """A4h 45h selects the document, 46h reads its TLV block by block."""
@@ -210,6 +226,7 @@ class AtolDevice(Device):
     def read_document(self, number: int) -> results.Document:
         kind, tlv = self._read_tlv(number)
         info = _document_info(number, kind, tlv)
+        tlv = strip_padding(tlv)  # INN and RNM are stored space-padded
         return results.Document(number, kind, info.when, info.fiscal_sign, info.ofd_confirmed, tlv)
 
     def find_document(self, number: int) -> results.DocumentInfo:
@@ -240,7 +257,10 @@ class AtolDevice(Device):
             total=last.total,
         )
         return results.Formed(
-            last.number, last.fiscal_sign, self.shift().number if shift else 0, record=record
+            last.number,
+            last.fiscal_sign,
+            self._ask(c.GetFnShift).number if shift else 0,
+            record=record,
         )
 
     def _tags(self, tags: TlvList) -> None:

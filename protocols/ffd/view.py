@@ -35,6 +35,24 @@ DOCUMENT_NAMES = {
 }
 
 
+# Texts the FFD pads with spaces to a fixed width: the INNs to 12 (1017 OFD, 1018 user, 1203
+# cashier, 1226 supplier, 1228 buyer), the RNM (1037) to 20 -- fact sheet fn-ffd-ofd.md §1.1.
+PADDED_TAGS = frozenset({1017, 1018, 1037, 1203, 1226, 1228})
+
+
+def strip_padding(items: TlvList) -> TlvList:
+    """The document with the padding of its fixed-width texts (`PADDED_TAGS`) removed: the FN
+    stores ``"7701000001  "``; the INN is ``"7701000001"``."""
+    stripped: TlvList = []
+    for tag, value in items:
+        if isinstance(value, list):
+            value = strip_padding(value)
+        elif isinstance(value, str) and tag in PADDED_TAGS:
+            value = value.rstrip(" ")
+        stripped.append((tag, value))
+    return stripped
+
+
 def json_key(tag: int) -> str:
     spec = TAGS.get(tag)
     return spec.json_name if spec is not None and spec.json_name else f"tag{tag}"

@@ -1,0 +1,88 @@
+"""Issue 14, defect 11: what the `kkt` command reads and shows (docs, doc, status, info, fn,
+datetime set, -vv, plurals), against both emulated personalities."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kkt.tools.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "receipt.json"
+
+
+class Kkt:
+    def __init__(self, url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> None:
+        self.url = url
+        self.capsys = capsys
+        self.extra = extra
+
+    def run(self, *argv: str, code: int = 0) -> tuple[str, str]:
+        self.capsys.readouterr()
+        returned = main([*self.extra, "--url", self.url, *argv])
+        out, err = self.capsys.readouterr()
+        assert returned == code, f"kkt {' '.join(argv)} -> {returned}: {err or out}"
+        return out, err
+
+    def __call__(self, *argv: str, code: int = 0) -> str:
+        return self.run(*argv, code=code)[0]
+
+    def json(self, *argv: str) -> dict[str, object]:
+        data = json.loads(self(*argv, "--json"))
+        assert isinstance(data, dict)
+        return data
+
+
+@pytest.fixture(params=["shtrih", "atol"])
+def kkt(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Kkt:
+    return Kkt(f"emulator:{tmp_path / 'register'}", capsys, "--protocol", request.param)
+
+
+@pytest.fixture
+def shtrih(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Kkt:
+    return Kkt(f"emulator:{tmp_path / 'register'}", capsys)
+
+
+def test_docs_past_the_last_document_prints_those_that_exist(kkt: Kkt) -> None:
+    kkt("shift", "open")
+    kkt("sell", str(EXAMPLE))
+    out, err = kkt.run("docs", "2..99")
+    assert [json.loads(line)["number"] for line in out.splitlines()] == [2, 3]
+    assert "last document is 3" in err and "96 documents after it" in err
+    out, err = kkt.run("docs", "50..60", code=2)
+    assert out == "" and "last document is 3" in err and "kkt docs 1.." in err
+
+
+def test_docs_prints_json_lines_as_its_help_says(kkt: Kkt) -> None:
+    lines = kkt("docs", "1..").splitlines()  # no --json
+    assert [json.loads(line)["number"] for line in lines] == [1]
+    assert json.loads(lines[0])["typeName"] == "отчёт о регистрации"
+
+
+def test_status_after_a_z_counts_the_shifts_receipts_not_its_documents(kkt: Kkt) -> None:
+    kkt("shift", "open")
+    kkt("sell", str(EXAMPLE))
+    assert kkt.json("status")["shift"] == {**kkt.json("status")["shift"], "receipts": 1}
+    kkt("shift", "close")
+    shift = kkt.json("status")["shift"]
+    assert isinstance(shift, dict)
+    assert shift["open"] is False and shift["receipts"] == 1
+    kkt("shift", "open")
+    assert "#2 open, 0 receipts" in kkt("status")
+    kkt("sell", str(EXAMPLE))
+    assert "#2 open, 1 receipt," in kkt("status")
+
+
+def test_inn_and_rnm_come_without_their_padding(kkt: Kkt) -> None:
+    tlv = kkt.json("doc", "1")["tlv"]
+    assert isinstance(tlv, dict)
+    assert tlv["userInn"] == "7701000001"
+    assert tlv["kktRegId"] == str(tlv["kktRegId"]).strip() and len(str(tlv["kktRegId"])) == 16
+
+
+def test_plurals_in_human_output(shtrih: Kkt) -> None:
+    assert "1 line printed" in shtrih("print", "hello")
+    assert "2 lines printed" in shtrih("print", "a", "b")
+    assert "1 documents" not in shtrih("fn") and "1 document" in shtrih("fn")
