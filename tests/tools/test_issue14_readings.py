@@ -86,3 +86,33 @@ def test_plurals_in_human_output(shtrih: Kkt) -> None:
     assert "1 line printed" in shtrih("print", "hello")
     assert "2 lines printed" in shtrih("print", "a", "b")
     assert "1 documents" not in shtrih("fn") and "1 document" in shtrih("fn")
+
+
+def test_doc_decodes_money_and_codes_for_people_and_keeps_json_raw(kkt: Kkt) -> None:
+    kkt("shift", "open")
+    kkt("sell", str(EXAMPLE))
+    table = kkt("doc", "3")
+    for shown in (
+        "648.00 ₽",
+        "199.00 ₽",
+        "1 (приход)",
+        "1 (ОСН)",
+        "1 (НДС 20%)",
+        "4 (полный расчет)",
+    ):
+        assert shown in table, shown
+    assert "1 (товар)" in table and "41 (л)" in table and "64800" not in table
+    tlv = kkt.json("doc", "3")["tlv"]
+    assert isinstance(tlv, dict)
+    assert tlv["totalSum"] == 64800 and tlv["operationType"] == 1  # JSON: kopecks and codes
+    assert "3 (ОСН, УСН доход)" in kkt("doc", "1")  # 1062, a bitmask of tax systems
+
+
+def test_money_and_codes_as_text() -> None:
+    from kkt.protocols.ffd.view import text_value
+
+    assert text_value(54300, 1020) == "543.00 ₽"
+    assert text_value(5, 1043) == "0.05 ₽"
+    assert text_value(3, 1062) == "3 (ОСН, УСН доход)"
+    assert text_value(99, 1054) == "99 (unknown code)"
+    assert text_value(7, 1040) == "7"  # a number, not money
