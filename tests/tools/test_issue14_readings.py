@@ -116,3 +116,13 @@ def test_money_and_codes_as_text() -> None:
     assert text_value(3, 1062) == "3 (ОСН, УСН доход)"
     assert text_value(99, 1054) == "99 (unknown code)"
     assert text_value(7, 1040) == "7"  # a number, not money
+
+
+def test_vv_adds_the_drivers_reasoning(shtrih: Kkt) -> None:
+    _, err = shtrih.run("-v", "status")
+    assert "kkt.register" not in err
+    _, err = shtrih.run("-vv", "status")
+    assert "kkt.register: GetShortStatus(password=30) -> ShortStatus(" in err
+    assert "kkt.register: GetShiftParams(" in err
+    _, err = shtrih.run("status")
+    assert err == ""
