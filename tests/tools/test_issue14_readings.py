@@ -126,3 +126,33 @@ def test_vv_adds_the_drivers_reasoning(shtrih: Kkt) -> None:
     assert "kkt.register: GetShiftParams(" in err
     _, err = shtrih.run("status")
     assert err == ""
+
+
+def test_datetime_set_refuses_a_clock_the_fn_would_refuse_documents_at(kkt: Kkt) -> None:
+    _, err = kkt.run("datetime", "set", "--to", "2020-01-01T00:00:00", code=1)
+    assert "last document (1) is dated" in err and "refuses documents dated earlier" in err
+    kkt("shift", "open")
+    _, err = kkt.run("datetime", "set", "--to", "2099-01-01T00:00:00", code=1)
+    assert "shift 1 open" in err and "kkt shift close" in err
+    _, err = kkt.run("datetime", "set", "--to", "2020-01-01T00:00:00", code=1)
+    assert "last document (2)" in err
+    kkt("datetime", "set")  # now: inside the shift, after the last document
+    assert kkt.json("sell", str(EXAMPLE))["fiscalDocumentNumber"] == 3  # sales still work
+
+
+def test_register_set_datetime_raises_clock_refused(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import kkt as driver
+    from kkt.errors import ClockRefused
+
+    with driver.connect(f"emulator:{tmp_path / 'r'}") as register:
+        with pytest.raises(ClockRefused, match="refuses documents dated earlier"):
+            register.set_datetime(dt.datetime(2020, 1, 1))
+        register.open_shift()
+        later = (register.clock() or dt.datetime.now()) + dt.timedelta(hours=25)
+        with pytest.raises(ClockRefused, match="close the shift first"):
+            register.set_datetime(later)
+        register.close_shift()
+        register.set_datetime(later)  # the shift is closed: any time after the last document
+        assert register.clock() is not None and register.clock() >= later  # type: ignore[operator]
