@@ -31,8 +31,10 @@ from .console import Output, grid, pairs, plural, show
 OFD_BLOCK_DAYS = 30  # documents unsent this long block new receipts (54-FZ art. 4.1)
 FNS_URL = "www.nalog.gov.ru"
 
-# Characters per line of the models this driver knows (font 1); None: not known.
-LINE_WIDTH = {250: 48}
+# Characters per line (font 1) by (vendor, model number from FCh / A5h); a model not here: not
+# known, and a fiscal-only model (АТОЛ 42ФС, 77) has no printer.  АТОЛ 30Ф (61) is unverified: no
+# public source gives its width; 48 is what kkt.vendors.atol prints and the emulated printer holds.
+LINE_WIDTH = {("shtrih", 250): 48, ("atol", 61): 48}
 
 _PHASES = {
     0: "not configured",
@@ -181,7 +183,7 @@ def info(register: Register, args: argparse.Namespace, out: Output) -> None:
         "serial": device.serial,
         "firmware": device.firmware,
         "protocol": device.protocol,
-        "lineWidth": LINE_WIDTH.get(device.model),
+        "lineWidth": LINE_WIDTH.get((register.vendor, device.model)),
         "ffdVersion": registration.ffd or None,
         "fnVersion": fn.version,
         "registrationNumber": registration.rnm,

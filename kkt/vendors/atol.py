@@ -17,6 +17,7 @@ cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -38,6 +39,8 @@ from ..errors import (
 from ..receipt import Operation, Receipt, Vat
 from ..transport.session import Commander
 from .base import Device
+
+log = logging.getLogger("kkt.register")
 
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
@@ -175,17 +178,32 @@ class AtolDevice(Device):
         )
 
     def fn_info(self) -> results.FnInfo:
+        """A4h 31h, 32h, 20h and the last document, as public sources read them; the phase,
+        warnings (30h) and the FN's firmware (33h) as the FN's own answers passed through --
+        unverified (see `c.FnStatus`): a register that refuses them leaves those blank."""
         serial = self.fn_serial()
         validity = self._ask(c.GetFnValidity)
         queue = self.ofd_queue()
+        phase: int | None = None
+        warnings = FnWarning(0)
+        try:
+            status = self._ask(c.GetFnStatus)
+            phase, warnings = status.phase, FnWarning(status.warnings)
+        except errors.DeviceError as refusal:
+            log.info("A4h 30h refused (%s): the FN's phase and warnings stay unknown", refusal)
+        try:
+            version = self._ask(c.GetFnVersion).version.strip()
+        except errors.DeviceError as refusal:
+            log.info("A4h 33h refused (%s): the FN's firmware stays unknown", refusal)
+            version = ""
         return results.FnInfo(
             serial=serial,
-            phase=None,  # ATOL's FN queries in this driver do not include the life phase
+            phase=phase,
             last_document=self.last_document(),
             expires=validity.expires,
             registrations_left=validity.registrations_left,
-            version="",
-            warnings=FnWarning(0),
+            version=version,
+            warnings=warnings,
             unsent=queue.unsent,
         )
 

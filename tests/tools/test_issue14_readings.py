@@ -156,3 +156,28 @@ def test_register_set_datetime_raises_clock_refused(tmp_path: Path) -> None:
         register.close_shift()
         register.set_datetime(later)  # the shift is closed: any time after the last document
         assert register.clock() is not None and register.clock() >= later  # type: ignore[operator]
+
+
+def test_info_and_fn_fill_fn_firmware_phase_and_line_width(kkt: Kkt) -> None:
+    info = kkt.json("info")
+    assert info["fnVersion"] == "kktkit-fn 1.2" and info["lineWidth"] == 48
+    fn = kkt.json("fn")
+    assert fn["phase"] == 3 and fn["phaseName"] == "fiscal mode"
+    assert fn["version"] == "kktkit-fn 1.2" and fn["warnings"] == []
+
+
+def test_atol_a4h_30h_and_33h_round_trip() -> None:
+    import datetime as dt
+
+    from kkt.protocols.atol import commands as c
+
+    status = c.FnStatus(3, 0, False, True, 0, dt.datetime(2026, 12, 2, 7, 26), "9" * 16, 4)
+    request = c.GetFnStatus(0)
+    assert request.encode()[2:4] == b"\xa4\x30"
+    assert isinstance(c.decode_request(request.encode()), c.GetFnStatus)
+    reply = c.encode_answer(0xA4, status)
+    assert len(reply) == 2 + 30  # 55 00, then the FN's 30-byte answer
+    assert request.decode_answer(reply) == status
+    version = c.FnVersion("kktkit-fn 1.2", True)
+    assert c.GetFnVersion(0).encode()[2:4] == b"\xa4\x33"
+    assert c.GetFnVersion(0).decode_answer(c.encode_answer(0xA4, version)) == version

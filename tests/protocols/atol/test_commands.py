@@ -34,7 +34,9 @@ from kkt.protocols.atol.commands import (
     FnOfdStatus,
     FnSerial,
     FnShift,
+    FnStatus,
     FnValidity,
+    FnVersion,
     GetDeviceType,
     GetFnDocumentData,
     GetFnDocumentSize,
@@ -564,6 +566,8 @@ def test_class_attributes() -> None:
         "GetFnOfdStatus",
         "GetFnSerial",
         "GetFnValidity",
+        "GetFnStatus",
+        "GetFnVersion",
         "GetFnDocumentSize",
     }
     # atol4j Timeout.T5
@@ -673,6 +677,8 @@ def test_every_answer_class_is_covered() -> None:
         FnOfdStatus,
         FnSerial,
         FnValidity,
+        FnStatus,
+        FnVersion,
         FnDocumentSize,
         FnDocumentData,
     }
