@@ -64,7 +64,8 @@ def test_docs_prints_json_lines_as_its_help_says(kkt: Kkt) -> None:
 def test_status_after_a_z_counts_the_shifts_receipts_not_its_documents(kkt: Kkt) -> None:
     kkt("shift", "open")
     kkt("sell", str(EXAMPLE))
-    assert kkt.json("status")["shift"] == {**kkt.json("status")["shift"], "receipts": 1}
+    open_shift = kkt.json("status")["shift"]
+    assert isinstance(open_shift, dict) and open_shift["receipts"] == 1
     kkt("shift", "close")
     shift = kkt.json("status")["shift"]
     assert isinstance(shift, dict)
@@ -181,3 +182,23 @@ def test_atol_a4h_30h_and_33h_round_trip() -> None:
     version = c.FnVersion("kktkit-fn 1.2", True)
     assert c.GetFnVersion(0).encode()[2:4] == b"\xa4\x33"
     assert c.GetFnVersion(0).decode_answer(c.encode_answer(0xA4, version)) == version
+
+
+def test_atol_emulator_a4h_10h_counts_a_closed_shifts_documents_as_the_fn(tmp_path: Path) -> None:
+    """The FN's 10h (fact sheet fn-ffd-ofd.md §4.6): the open shift's receipts, a closed shift's
+    documents -- as the Shtrih personality's FF40 answers."""
+    from decimal import Decimal
+
+    from kkt.protocols.atol import commands as c
+
+    import kkt as driver
+    from kkt import Item, Payments, Receipt, Vat
+
+    with driver.connect(f"emulator:{tmp_path / 'r'}", protocol="atol") as register:
+        register.open_shift()
+        bread = Item("Хлеб", 4500, Decimal(1), Vat.VAT10)
+        register.sell(Receipt(items=(bread,), payments=Payments(cash=4500)))
+        assert register.raw(c.GetFnShift(0)).receipts == 1
+        register.close_shift()
+        assert register.raw(c.GetFnShift(0)).receipts == 3  # open, receipt, close
+        assert register.shift_info().receipts == 1  # the driver reads the Z report's 1118
