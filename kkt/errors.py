@@ -56,6 +56,11 @@ class KeyConflict(KktError):
         self.pending = pending
 
 
+class ClockRefused(KktError, ValueError):
+    """The register's clock may not be set there: the FN would refuse every document after it
+    (dated before its last one, or outside the open shift's 24 hours).  Nothing was sent."""
+
+
 class NotFiscalized(KktError):
     """The receipt was certainly not fiscalized -- its closing command failed and the fiscal
     storage formed no document, or the driver cancelled it before closing because the register's

@@ -15,6 +15,7 @@ lock (`_OnDevice`); what is left here is policy.
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import logging
 import threading
@@ -26,6 +27,7 @@ from kkt.protocols.errors import ProtocolError
 
 from .errors import (
     CannotSend,
+    ClockRefused,
     DeviceError,
     KeyConflict,
     KktError,
@@ -47,6 +49,7 @@ from .settle import (
 from .vendors.base import Device
 
 log = logging.getLogger(__name__)
+SHIFT_HOURS = dt.timedelta(hours=24)  # a shift's documents fall within 24 h of its start (54-FZ)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -212,9 +215,41 @@ class Register:
     print_text = _OnDevice(Device.print_text)
     cut = _OnDevice(Device.cut)
     continue_print = _OnDevice(Device.continue_print)
-    set_datetime = _OnDevice(Device.set_datetime)
     cash_in = _OnDevice(Device.cash_in)
     cash_out = _OnDevice(Device.cash_out)
+
+    def set_datetime(self, when: dt.datetime) -> None:
+        """Set the register's clock -- unless the FN would refuse every document after it.
+
+        The FN refuses a document dated before its last one, and one dated more than 24 hours
+        after the open shift began (07h, 16h: fact sheet fn-ffd-ofd.md §4.6); a register accepts
+        such a clock and then refuses every sale.  So the last document's time is read first,
+        and with a shift open its start: a time outside them is `ClockRefused`, nothing is sent.
+        The FN keeps those times to the minute.
+        """
+        with self._lock:
+            last = self.device.last_document()
+            latest = self.device.find_document(last).when if last else None
+            log.debug("clock to %s? the FN's last document %d is of %s", when, last, latest)
+            if latest is not None and when < latest:
+                raise ClockRefused(
+                    f"cannot set the clock to {when:%Y-%m-%d %H:%M:%S}: the FN's last document "
+                    f"({last}) is dated {latest:%Y-%m-%d %H:%M}, and the FN refuses documents "
+                    "dated earlier; set a time after it (`kkt datetime set` takes this "
+                    "computer's clock)"
+                )
+            state = self.device.shift()
+            if state.open:
+                opened = self.device.shift_opened_at(state.number, state.receipts)
+                log.debug("shift %d is open since %s", state.number, opened)
+                if opened is not None and not opened <= when < opened + SHIFT_HOURS:
+                    raise ClockRefused(
+                        f"cannot set the clock to {when:%Y-%m-%d %H:%M:%S} with shift "
+                        f"{state.number} open: it began {opened:%Y-%m-%d %H:%M} and the FN "
+                        f"takes its documents until {opened + SHIFT_HOURS:%Y-%m-%d %H:%M} only; "
+                        "close the shift first (`kkt shift close`), or set a time inside it"
+                    )
+            self.device.set_datetime(when)
 
     def registration(self) -> Registration:
         """INN, RNM, user, address and FFD version from the FN's registration report."""

@@ -236,7 +236,9 @@ def _logging(verbosity: int) -> Iterator[None]:
         yield
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_Reasoning() if verbosity > 1 else logging.Formatter("%(message)s"))
+    # -vv: the whole "kkt" tree -- the trace, and the driver's reasoning (kkt.register: each
+    # command and its decoded answer, retries, how a failed receipt was settled).
     logger = logging.getLogger("kkt.trace" if verbosity == 1 else "kkt")
     level = logger.level
     logger.addHandler(handler)
@@ -246,6 +248,15 @@ def _logging(verbosity: int) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+class _Reasoning(logging.Formatter):
+    """Trace lines as `kkt -v` prints them (`kkt decode` reads them back); the driver's
+    reasoning prefixed with its logger, e.g. ``kkt.register: GetShortStatus(...) -> ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.name == "kkt.trace" else f"{record.name}: {message}"
 
 
 def _decode(args: argparse.Namespace) -> int:

@@ -88,6 +88,11 @@ class Output:
             yield lambda: bar.advance(task)
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 document``, ``2 documents``, ``0 documents`` (English: one form for 1, another else)."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def pairs(title: str | None, rows: Rows) -> Table:
     """A two-column table of names and values."""
     table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)

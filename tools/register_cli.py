@@ -27,13 +27,15 @@ from kkt.formats.atol_json import OPERATIONS, fiscal_params, receipt_from_atol
 from kkt.journal import Journal
 from kkt.results import Document, FiscalResult
 
-from .console import Output, grid, pairs, show
+from .console import Output, grid, pairs, plural, show
 
 OFD_BLOCK_DAYS = 30  # documents unsent this long block new receipts (54-FZ art. 4.1)
 FNS_URL = "www.nalog.gov.ru"
 
-# Characters per line of the models this driver knows (font 1); None: not known.
-LINE_WIDTH = {250: 48}
+# Characters per line (font 1) by (vendor, model number from FCh / A5h); a model not here: not
+# known, and a fiscal-only model (АТОЛ 42ФС, 77) has no printer.  АТОЛ 30Ф (61) is unverified: no
+# public source gives its width; 48 is what kkt.vendors.atol prints and the emulated printer holds.
+LINE_WIDTH = {("shtrih", 250): 48, ("atol", 61): 48}
 
 _PHASES = {
     0: "not configured",
@@ -164,7 +166,7 @@ def status(register: Register, args: argparse.Namespace, out: Output) -> None:
     }
 
     if shift.open:
-        shift_text = f"#{shift.number} open, {shift.receipts} receipts"
+        shift_text = f"#{shift.number} open, {plural(shift.receipts, 'receipt')}"
         if age is not None:
             shift_text += f", {_hours(age)} old"
         if shift.expired:
@@ -193,7 +195,7 @@ def info(register: Register, args: argparse.Namespace, out: Output) -> None:
         "serial": device.serial,
         "firmware": device.firmware,
         "protocol": device.protocol,
-        "lineWidth": LINE_WIDTH.get(device.model),
+        "lineWidth": LINE_WIDTH.get((register.vendor, device.model)),
         "ffdVersion": registration.ffd or None,
         "fnVersion": fn.version,
         "registrationNumber": registration.rnm,
@@ -246,13 +248,13 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> None:
         "memoryAlmostFull": FnWarning.MEMORY_90_PERCENT in fn.warnings,
     }
 
-    queue = f"{unsent['count']} documents"
+    queue = plural(unsent["count"], "document")
     if unsent["count"]:
         queue += (
             f", oldest #{unsent['firstNumber']} of {show(first_when)}; "
-            f"{unsent['daysUntilBlock']} days until receipts are blocked"
+            f"{plural(unsent['daysUntilBlock'], 'day')} until receipts are blocked"
         )
-    expiry = f"{show(fn.expires)} ({days_left} days left)" if fn.expires else "—"
+    expiry = f"{show(fn.expires)} ({plural(days_left or 0, 'day')} left)" if fn.expires else "—"
     rows = [
         ("FN serial", fn.serial),
         ("phase", data["phaseName"]),
@@ -282,7 +284,7 @@ def shift_command(register: Register, args: argparse.Namespace, out: Output) -> 
         shift = register.shift_info()
         if args.action == "open" and shift.open:
             said = (
-                f"shift {shift.number} is already open ({shift.receipts} receipts); "
+                f"shift {shift.number} is already open ({plural(shift.receipts, 'receipt')}); "
                 "close it first with `kkt shift close` if a new one is wanted"
             )
         elif args.action == "close" and not shift.open:
@@ -396,7 +398,8 @@ def cash_command(register: Register, args: argparse.Namespace, out: Output) -> N
 
 def print_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     register.print_text("\n".join(args.text))
-    out.result({"printed": len(args.text)}, lambda c: c.print(f"{len(args.text)} line(s) printed"))
+    printed = f"{plural(len(args.text), 'line')} printed"
+    out.result({"printed": len(args.text)}, lambda c: c.print(printed))
 
 
 def cut_command(register: Register, args: argparse.Namespace, out: Output) -> None:
@@ -436,32 +439,29 @@ def doc_command(register: Register, args: argparse.Namespace, out: Output) -> No
 
 
 def docs_command(register: Register, args: argparse.Namespace, out: Output) -> None:
+    """One JSON line per document, with or without --json (as the help and the README say).
+
+    A range that runs past the FN's last document prints what exists and stops there, with a
+    note on standard error (a script reading standard output sees JSON lines only)."""
     first, last = _parse_range(args.range, register)
-    rows: list[tuple[Any, ...]] = []
+    newest = register.fn_info().last_document
+    if first > newest:
+        raise UsageError(
+            f"{args.range}: no such document yet: the FN's last document is {newest} "
+            f"(`kkt docs 1..` lists them all)"
+        )
+    if last > newest:
+        print(
+            f"kkt docs: the FN's last document is {newest}; "
+            f"{plural(last - newest, 'document')} after it {'does' if last - newest == 1 else 'do'}"
+            " not exist (yet)",
+            file=sys.stderr,
+        )
+        last = newest
     with out.progress(last - first + 1, f"documents {first}..{last}") as step:
         for number in range(first, last + 1):
-            document = register.document(number)
-            if out.as_json:
-                out.line(document.to_json())
-            else:
-                rows.append(_summary(document))
+            out.line(register.document(number).to_json())
             step()
-    if not out.as_json:
-        header = ("№", "type", "date-time", "fiscal sign", "total", "OFD")
-        out.console.print(grid(None, header, rows))
-
-
-def _summary(document: Document) -> tuple[Any, ...]:
-    tlv = document.to_json()["tlv"]
-    total = tlv.get("totalSum")
-    return (
-        document.number,
-        document.type_name,
-        document.when,
-        document.fiscal_sign,
-        f"{total / 100:.2f}" if isinstance(total, int) else None,
-        "confirmed" if document.ofd_confirmed else "waiting",
-    )
 
 
 def _show_document(console: RichConsole, document: Document) -> None:

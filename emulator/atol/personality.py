@@ -35,7 +35,9 @@ Readings chosen where the sources say nothing (fact sheet §7):
   continue-print command): the next command after the paper returns prints the rest first;
 * A4h 45h selects a document and answers its type and the length of its TLV body (the FFD
   document's STLV without its own tag and length, as the FN's 45h/46h and Shtrih's FF3A/FF3B
-  give it); each 46h answers the next top-level tag, a longer one in 240-byte pieces.
+  give it); each 46h answers the next top-level tag, a longer one in 240-byte pieces;
+* A4h 10h, 30h and 33h answer as the FN's own 10h, 30h and 33h (fact sheet fn-ffd-ofd.md §4.3,
+  §4.4, §4.6): a closed shift's count is its documents; 30h and 33h are unverified for ATOL.
 """
 
 from __future__ import annotations
@@ -161,6 +163,8 @@ class AtolRegister(Personality):
             c.ReadLastDocument: (_ANY, self._read_last_document),
             c.GetFnShift: (_ANY, self._fn_shift),
             c.GetFnOfdStatus: (_ANY, self._fn_ofd_status),
+            c.GetFnStatus: (_ANY, self._fn_status),
+            c.GetFnVersion: (_ANY, self._fn_version),
             c.GetFnSerial: (_ANY, self._fn_serial),
             c.GetFnValidity: (_ANY, self._fn_validity),
             c.GetFnDocumentSize: (_ANY, self._fn_document_size),
@@ -586,14 +590,37 @@ class AtolRegister(Personality):
         )
 
     def _fn_shift(self, r: c.GetFnShift) -> c.FnShift:
+        # The FN's 10h passed through (fact sheet fn-ffd-ofd.md §4.6): the open shift's last
+        # receipt number, a closed shift's number of documents -- as the Shtrih personality's FF40.
         s = self.fn.state
-        return c.FnShift(s.shift_open, s.shift_number & 0xFFFF, s.receipt_number & 0xFFFF)
+        count = s.receipt_number if s.shift_open else s.shift_documents
+        return c.FnShift(s.shift_open, s.shift_number & 0xFFFF, count & 0xFFFF)
 
     def _fn_ofd_status(self, r: c.GetFnOfdStatus) -> c.FnOfdStatus:
         queue = self.fn.ofd_queue()
         when = queue.first_when.replace(second=0) if queue.first_when else None
         state = 0x02 if queue.unsent else 0  # bit 1: messages for the OFD
         return c.FnOfdStatus(state, False, min(queue.unsent, 0xFFFF), queue.first_number, when)
+
+    def _fn_status(self, r: c.GetFnStatus) -> c.FnStatus:
+        """The FN's 30h answer passed through (unverified for ATOL: see `c.FnStatus`)."""
+        status = self.fn.status()
+        receipt = self.model.receipt is not None or self.correction is not None
+        last = status.last_when.replace(second=0) if status.last_when else None
+        return c.FnStatus(
+            int(status.phase),
+            0x04 if receipt else 0,  # current document: a receipt, or none
+            bool(self.model.receipt and self.model.receipt.items),
+            status.shift_open,
+            int(status.warnings),
+            last,
+            status.serial,
+            status.last_number,
+        )
+
+    def _fn_version(self, r: c.GetFnVersion) -> c.FnVersion:
+        """The FN's 33h answer passed through (unverified for ATOL: see `c.FnVersion`)."""
+        return c.FnVersion(self.fn.state.config.version[:16], False)  # False: like an МГМ
 
     def _fn_serial(self, r: c.GetFnSerial) -> c.FnSerial:
         return c.FnSerial(self.fn.serial)

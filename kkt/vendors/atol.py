@@ -17,13 +17,15 @@ cancels the receipt (nothing is fiscal before 4Ah), and only 4Ah is ever settled
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import FnWarning, TlvList, find
+from kkt.protocols.ffd import DocumentType, FnWarning, TlvList, find
+from kkt.protocols.ffd.view import strip_padding
 
 from .. import errors, results
 from ..errors import (
@@ -38,6 +40,8 @@ from ..errors import (
 from ..receipt import Operation, Receipt, Vat
 from ..transport.session import Commander
 from .base import OFD_BLOCKED, Device, registration_mismatch
+
+log = logging.getLogger("kkt.register")
 
 AnswerT = TypeVar("AnswerT", bound=c.Answer)
 
@@ -237,17 +241,32 @@ class AtolDevice(Device):
         )
 
     def fn_info(self) -> results.FnInfo:
+        """A4h 31h, 32h, 20h and the last document, as public sources read them; the phase,
+        warnings (30h) and the FN's firmware (33h) as the FN's own answers passed through --
+        unverified (see `c.FnStatus`): a register that refuses them leaves those blank."""
         serial = self.fn_serial()
         validity = self._ask(c.GetFnValidity)
         queue = self.ofd_queue()
+        phase: int | None = None
+        warnings = FnWarning(0)
+        try:
+            status = self._ask(c.GetFnStatus)
+            phase, warnings = status.phase, FnWarning(status.warnings)
+        except errors.DeviceError as refusal:
+            log.info("A4h 30h refused (%s): the FN's phase and warnings stay unknown", refusal)
+        try:
+            version = self._ask(c.GetFnVersion).version.strip()
+        except errors.DeviceError as refusal:
+            log.info("A4h 33h refused (%s): the FN's firmware stays unknown", refusal)
+            version = ""
         return results.FnInfo(
             serial=serial,
-            phase=None,  # ATOL's FN queries in this driver do not include the life phase
+            phase=phase,
             last_document=self.last_document(),
             expires=validity.expires,
             registrations_left=validity.registrations_left,
-            version="",
-            warnings=FnWarning(0),
+            version=version,
+            warnings=warnings,
             unsent=queue.unsent,
         )
 
@@ -258,8 +277,23 @@ class AtolDevice(Device):
         return self._ask(c.ReadLastDocument).number
 
     def shift(self) -> results.ShiftState:
+        """A4h 10h passes the FN's 10h through: the open shift's receipts, but a closed shift's
+        *documents* (fact sheet fn-ffd-ofd.md §4.6): a closed shift's receipts come from its Z."""
         state = self._ask(c.GetFnShift)
-        return results.ShiftState(state.open, state.number, state.receipts)
+        if state.open:
+            return results.ShiftState(True, state.number, state.receipts)
+        return results.ShiftState(False, state.number, self._closed_shift_receipts(state.number))
+
+    def _closed_shift_receipts(self, shift_number: int) -> int:
+        """Tag 1118 (receipts in the shift) of shift ``shift_number``'s Z report, found among the
+        last few documents (after a Z come at most OFD or state reports); 0 if none is found."""
+        last = self.last_document()
+        for number in range(last, max(0, last - 8), -1):
+            kind, tlv = self._read_tlv(number)
+            if kind == DocumentType.SHIFT_CLOSE and find(tlv, 1038) in (None, shift_number):
+                receipts = find(tlv, 1118)
+                return receipts if isinstance(receipts, int) else 0
+        return 0
 
     def _read_tlv(self, number: int) -> tuple[int, TlvList]:
         """A4h 45h selects the document, 46h reads its TLV block by block."""
@@ -273,6 +307,7 @@ class AtolDevice(Device):
     def read_document(self, number: int) -> results.Document:
         kind, tlv = self._read_tlv(number)
         info = _document_info(number, kind, tlv)
+        tlv = strip_padding(tlv)  # INN and RNM are stored space-padded
         return results.Document(number, kind, info.when, info.fiscal_sign, info.ofd_confirmed, tlv)
 
     def find_document(self, number: int) -> results.DocumentInfo:
@@ -315,7 +350,10 @@ class AtolDevice(Device):
             total=last.total,
         )
         return results.Formed(
-            last.number, last.fiscal_sign, self.shift().number if shift else 0, record=record
+            last.number,
+            last.fiscal_sign,
+            self._ask(c.GetFnShift).number if shift else 0,
+            record=record,
         )
 
     def _tags(self, tags: TlvList) -> None:

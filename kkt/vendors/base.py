@@ -120,8 +120,9 @@ class Device(ABC):
             # Raised before anything went out (a command too long for any frame or packet).
             raise CannotSend(f"{type(request).__name__}: {error}; nothing was sent") from None
         try:
-            return request.decode_answer(payload)
+            answer = request.decode_answer(payload)
         except ProtocolDeviceError as error:
+            log.debug("%r refused: %s", request, error)
             raise self._refusal(error) from None
         except CodecError as error:
             if request.REPEATABLE:
@@ -130,6 +131,8 @@ class Device(ABC):
                 f"the answer to a state-changing command makes no sense ({error}); check the "
                 "register's last fiscal document before repeating it"
             ) from error
+        log.debug("%r -> %r", request, answer)
+        return answer
 
     def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
         """The driver's error for the device's refusal."""

@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import FnWarning, TlvList
+from kkt.protocols.ffd import DocumentType, FnWarning, TlvList, find
+from kkt.protocols.ffd.view import strip_padding
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.message import Answer, Request
 from kkt.protocols.shtrih.modes import (
@@ -209,8 +210,26 @@ class ShtrihDevice(Device):
         return self.raw(fn.GetFnStatus(self.password)).last_document_number
 
     def shift(self) -> results.ShiftState:
+        """FF40 counts the open shift's receipts, but a closed shift's *documents* (the FN's 10h,
+        fact sheet fn-ffd-ofd.md §4.6): a closed shift's receipts come from its Z report."""
         params = self.raw(fn.GetShiftParams(self.password))
-        return results.ShiftState(params.shift_open, params.shift_number, params.receipt_number)
+        if params.shift_open:
+            return results.ShiftState(True, params.shift_number, params.receipt_number)
+        return results.ShiftState(
+            False, params.shift_number, self._closed_shift_receipts(params.shift_number)
+        )
+
+    def _closed_shift_receipts(self, shift_number: int) -> int:
+        """Tag 1118 (receipts in the shift) of shift ``shift_number``'s Z report, found among the
+        last few documents (after a Z come at most OFD or state reports); 0 if none is found."""
+        last = self.last_document()
+        for number in range(last, max(0, last - 8), -1):
+            found = self.find_document(number)
+            ours = found.shift_number in (None, shift_number)
+            if found.type == DocumentType.SHIFT_CLOSE and ours:
+                receipts = find(self.read_document(number).tlv, 1118)
+                return receipts if isinstance(receipts, int) else 0
+        return 0
 
     def find_document(self, number: int) -> results.DocumentInfo:
         return _document_info(self.find_raw(number))
@@ -242,7 +261,7 @@ class ShtrihDevice(Device):
             found.datetime,
             found.fiscal_sign,
             found.ofd_ticket_received,
-            items,
+            strip_padding(items),  # INN and RNM are stored space-padded
         )
 
     def clock(self) -> dt.datetime | None:

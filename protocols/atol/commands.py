@@ -27,8 +27,9 @@ atol4j ``transport/protocol/v2/Timeout.java``, fact sheet §1.2):
   59h `CancelReceipt`, 49h `CashIn`, 4Fh `CashOut`;
 * reports and printing: 5Ah `ZReport`, 67h `Report`, 4Ch `PrintLine`, 75h `Cut`;
 * registers: 91h `ReadRegister`, 91h 34h `ReadLastDocument`;
-* the FN (A4h): 10h `GetFnShift`, 20h `GetFnOfdStatus`, 31h `GetFnSerial`, 32h `GetFnValidity`,
-  45h `GetFnDocumentSize`, 46h `GetFnDocumentData`;
+* the FN (A4h): 10h `GetFnShift`, 20h `GetFnOfdStatus`, 30h `GetFnStatus` and 33h `GetFnVersion`
+  (both unverified), 31h `GetFnSerial`, 32h `GetFnValidity`, 45h `GetFnDocumentSize`,
+  46h `GetFnDocumentData`;
 * clock: 64h `SetDate`, EDh `SetDateTime`.
 
 Host side: ``block = req.encode()``; ``answer = req.decode_answer(reply)`` (raises
@@ -600,6 +601,51 @@ class FnOfdStatus(Answer):
 @command(0xA4, prefix=b"\x20", repeatable=True)
 class GetFnOfdStatus(Request[FnOfdStatus]):
     """A4h 20h: the OFD exchange state and the oldest unsent document."""
+
+
+@answer
+class FnStatus(Answer):
+    """A4h 30h: the FN's status -- its life phase, warnings and last document.
+
+    Unverified: no public ATOL source shows 30h.  10h, 20h, 31h and 32h are the FN's own command
+    codes with the FN's own answers passed through (atol4j, see above), so 30h is read the same
+    way: the FN's 30h answer, 30 bytes (fact sheet fn-ffd-ofd.md §4.3) -- phase, current
+    document, document data received, shift open, warning flags, the last document's date-time
+    YY MM DD hh mm binary, the FN serial (16 ASCII), the last document's number (4 bytes
+    little-endian, as 20h's).
+    """
+
+    phase: int = wire(U8)
+    current_document: int = wire(U8)
+    document_data_received: bool = wire(Bool())
+    shift_open: bool = wire(Bool())
+    warnings: int = wire(U8)
+    last_document_when: dt.datetime | None = wire(_FN_YMDHM)
+    serial: str = wire(FixedText(16))
+    last_document: int = wire(U32)
+
+
+@command(0xA4, prefix=b"\x30", repeatable=True)
+class GetFnStatus(Request[FnStatus]):
+    """A4h 30h: the FN's life phase, warnings and last document (unverified, see `FnStatus`)."""
+
+
+@answer
+class FnVersion(Answer):
+    """A4h 33h: the FN's firmware version (16 ASCII, zero-padded) and whether it is serial
+    firmware (1) or a prototype's (0).
+
+    Unverified: as `FnStatus`, the FN's own 33h answer (fact sheet fn-ffd-ofd.md §4.4) passed
+    through; no public ATOL source shows it.
+    """
+
+    version: str = wire(FixedText(16))
+    production: bool = wire(Bool())
+
+
+@command(0xA4, prefix=b"\x33", repeatable=True)
+class GetFnVersion(Request[FnVersion]):
+    """A4h 33h: the FN's firmware version (unverified, see `FnVersion`)."""
 
 
 @answer

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from .tags import TAGS
+from .tags import TAGS, TagType
 from .tlv import TlvList, Value
 
 DOCUMENT_NAMES = {
@@ -33,6 +33,24 @@ DOCUMENT_NAMES = {
     6: "отчёт о закрытии фискального накопителя",
     7: "подтверждение оператора",
 }
+
+
+# Texts the FFD pads with spaces to a fixed width: the INNs to 12 (1017 OFD, 1018 user, 1203
+# cashier, 1226 supplier, 1228 buyer), the RNM (1037) to 20 -- fact sheet fn-ffd-ofd.md §1.1.
+PADDED_TAGS = frozenset({1017, 1018, 1037, 1203, 1226, 1228})
+
+
+def strip_padding(items: TlvList) -> TlvList:
+    """The document with the padding of its fixed-width texts (`PADDED_TAGS`) removed: the FN
+    stores ``"7701000001  "``; the INN is ``"7701000001"``."""
+    stripped: TlvList = []
+    for tag, value in items:
+        if isinstance(value, list):
+            value = strip_padding(value)
+        elif isinstance(value, str) and tag in PADDED_TAGS:
+            value = value.rstrip(" ")
+        stripped.append((tag, value))
+    return stripped
 
 
 def json_key(tag: int) -> str:
@@ -74,20 +92,136 @@ def tlv_to_json(items: TlvList) -> dict[str, Any]:
     return data
 
 
-def text_value(value: Value) -> str:
-    """A value as one line of text (nested lists are shown by `rows`, not here)."""
+# What the coded tags' values mean, for people (fact sheet fn-ffd-ofd.md §1.3, the tag table).
+OPERATION_TYPES = {1: "приход", 2: "возврат прихода", 3: "расход", 4: "возврат расхода"}
+TAX_SYSTEMS = {
+    1: "ОСН",
+    2: "УСН доход",
+    4: "УСН доход − расход",
+    8: "ЕНВД",
+    16: "ЕСХН",
+    32: "ПСН",
+}
+VAT_RATES = {
+    1: "НДС 20%",
+    2: "НДС 10%",
+    3: "НДС 20/120",
+    4: "НДС 10/110",
+    5: "НДС 0%",
+    6: "без НДС",
+    7: "НДС 5%",
+    8: "НДС 7%",
+    9: "НДС 5/105",
+    10: "НДС 7/107",
+}
+PRODUCT_TYPES = {
+    1: "товар",
+    2: "подакцизный товар",
+    3: "работа",
+    4: "услуга",
+    5: "ставка азартной игры",
+    6: "выигрыш азартной игры",
+    7: "лотерейный билет",
+    8: "выигрыш лотереи",
+    9: "РИД",
+    10: "платёж",
+    11: "агентское вознаграждение",
+    12: "выплата",
+    13: "иной предмет расчета",
+    27: "выдача денежных средств БПА",
+    30: "маркированный подакцизный товар без кода (АТНМ)",
+    31: "маркированный подакцизный товар (АТМ)",
+    32: "маркированный товар без кода (ТНМ)",
+    33: "маркированный товар (ТМ)",
+}
+PAYMENT_METHODS = {
+    1: "полная предоплата",
+    2: "частичная предоплата",
+    3: "аванс",
+    4: "полный расчет",
+    5: "частичный расчет и кредит",
+    6: "передача в кредит",
+    7: "оплата кредита",
+}
+MEASURES = {
+    0: "шт.",
+    10: "г",
+    11: "кг",
+    12: "т",
+    20: "см",
+    21: "дм",
+    22: "м",
+    30: "кв. см",
+    31: "кв. дм",
+    32: "кв. м",
+    40: "мл",
+    41: "л",
+    42: "куб. м",
+    50: "кВт·ч",
+    51: "Гкал",
+    70: "сутки",
+    71: "час",
+    72: "мин",
+    73: "с",
+    80: "КБ",
+    81: "МБ",
+    82: "ГБ",
+    83: "ТБ",
+    255: "иное",
+}
+FFD_VERSIONS = {1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"}
+CODES: dict[int, dict[int, str]] = {
+    1054: OPERATION_TYPES,
+    1055: TAX_SYSTEMS,
+    1173: {0: "самостоятельно", 1: "по предписанию"},
+    1199: VAT_RATES,
+    1209: FFD_VERSIONS,
+    1212: PRODUCT_TYPES,
+    1214: PAYMENT_METHODS,
+    2108: MEASURES,
+}
+BITMASKS: dict[int, dict[int, str]] = {1062: TAX_SYSTEMS}
+NOT_MONEY = frozenset({1293, 1294})  # VLN numerator and denominator of a fractional quantity
+
+
+def is_money(tag: int) -> bool:
+    """Kopecks on the wire: the FFD's VLN sums (1020, 1031, 1079, 1102 ...)."""
+    spec = TAGS.get(tag)
+    return spec is not None and spec.type is TagType.VLN and tag not in NOT_MONEY
+
+
+def roubles(kopecks: int) -> str:
+    """``54300`` -> ``"543.00 ₽"``."""
+    sign = "-" if kopecks < 0 else ""
+    whole, part = divmod(abs(kopecks), 100)
+    return f"{sign}{whole}.{part:02d} ₽"
+
+
+def text_value(value: Value, tag: int | None = None) -> str:
+    """A value as one line of text (nested lists are shown by `rows`, not here).  With its
+    ``tag``, money reads as roubles and a code as its meaning (``1 (приход)``)."""
     if isinstance(value, dt.datetime):
         return value.strftime("%d.%m.%Y %H:%M:%S")
     if isinstance(value, bytes):
         return value.hex(" ")
     if isinstance(value, list):
         return ""
+    if tag is not None and isinstance(value, int) and not isinstance(value, bool):
+        if is_money(tag):
+            return roubles(value)
+        if tag in CODES:
+            meaning = CODES[tag].get(value)
+            return f"{value} ({meaning})" if meaning else f"{value} (unknown code)"
+        if tag in BITMASKS:
+            names = [name for bit, name in BITMASKS[tag].items() if value & bit]
+            return f"{value} ({', '.join(names)})" if names else str(value)
     return str(value)
 
 
 def rows(items: TlvList, depth: int = 0) -> Iterator[tuple[int, int, str, str]]:
-    """(depth, tag, name, value text) for every attribute, nested ones after their STLV."""
+    """(depth, tag, name, value text) for every attribute, nested ones after their STLV: money
+    in roubles, codes with their meaning (`text_value`); JSON keeps kopecks and codes."""
     for tag, value in items:
-        yield depth, tag, tag_name(tag), text_value(value)
+        yield depth, tag, tag_name(tag), text_value(value, tag)
         if isinstance(value, list):
             yield from rows(value, depth + 1)
