@@ -194,7 +194,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     protocol = args.protocol or "shtrih"
     # --timeout bounds the whole command (every exchange and retry), not each reply.
     with (
-        waiting(f"kkt {args.command}: waiting for the register at {args.url}"),
+        waiting(f"kkt {args.command}: waiting for the register at {args.url} (Ctrl-C stops)"),
         kkt.connect(
             args.url,
             protocol=protocol,

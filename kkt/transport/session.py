@@ -53,7 +53,7 @@ from kkt.protocols.atol.packet import MAX_REQUEST_ID, Packet, PacketDeframer, en
 from kkt.protocols.errors import LinkError
 from kkt.protocols.line import AnswerReceived, CommandFailed
 from kkt.protocols.shtrih import link as shtrih
-from kkt.protocols.shtrih.frame import ACK, ENQ, NAK, STX
+from kkt.protocols.shtrih.frame import ACK, ENQ, NAK, STX, Deframer, Frame
 from kkt.protocols.shtrih.host import ShtrihHostLink
 from kkt.protocols.shtrih.message import Answer, Request
 
@@ -119,13 +119,14 @@ def has_atol_packet(data: bytes) -> bool:
 
 
 def looks_shtrih(data: bytes) -> bool:
-    """Whether ``data`` (no ATOL packet in it) is what a Shtrih register sends: NAK, ACK (and
-    the network models' FF filler), or the start of an STX frame."""
+    """Whether ``data`` (no ATOL packet in it) is what a Shtrih register sends: NAK or ACK alone
+    (the network models' FF filler beside), or a whole STX frame whose LRC checks out -- not a
+    damaged ATOL packet that lost its FE and happens to go on with 02."""
     if not data or 0xFE in data:
         return False
-    if data[0] == STX:
-        return True
-    return all(byte in (NAK, ACK, 0xFF) for byte in data) and (NAK in data or ACK in data)
+    if all(byte in (NAK, ACK, 0xFF) for byte in data):
+        return NAK in data or ACK in data
+    return any(isinstance(token, Frame) for token in Deframer().feed(data))
 
 
 def read_burst(port: Port, wait: float | None) -> bytes:
