@@ -236,7 +236,7 @@ class Doctor:
         fix = None
         if hit.baudrate != self.args.baudrate:
             fix = f"connect with --baud {hit.baudrate}"
-        self.note("answers", fix is None, f"answers at {hit.baudrate} baud", fix)
+        self.note("answers", fix is None, f"answers at {hit.baudrate} baud ({hit.protocol})", fix)
         return hit.baudrate
 
     def _register(self, url: str, baud: int | None) -> None:

@@ -449,6 +449,24 @@ def test_doctor_checks_an_atol_register_with_atol(
     assert "АТОЛ 30Ф" in checks["protocol"]["detail"]
 
 
+def test_doctor_checks_an_atol_register_on_a_pty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device = open_atol(tmp_path / "atol")
+    try:
+        with ServiceThread(device, Faults(), pty=tmp_path / "tty", protocol="atol"):
+            for protocol in ("atol", "auto"):
+                capsys.readouterr()
+                argv = ["--protocol", protocol, "doctor", "--url", str(tmp_path / "tty")]
+                code = main([*argv, "--json"])
+                checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
+                assert code == 0, checks  # Shtrih's ENQ got no answer for 58 s
+                assert "atol" in checks["answers"]["detail"]
+                assert "АТОЛ 30Ф" in checks["protocol"]["detail"]
+    finally:
+        device.close()
+
+
 def test_doctor_with_the_wrong_protocol_says_which_one(
     served: ServiceThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
