@@ -15,6 +15,11 @@ handled here.
 with harmless queries (an ENQ for Shtrih, a task-state request for ATOL) and picks the one that
 answers.
 
+``time_limit`` (seconds) bounds everything the register does from ``connect`` on -- one ``kkt``
+command's ``--timeout``: an exchange still running then ends with `kkt.TransportError` (not sent)
+or `kkt.OutcomeUnknown` (it may have been executed: check before repeating), and every later one
+fails at once; nothing is resent because of it.
+
 A serial port is opened exclusively: a second process gets `PortBusy`, not interleaved bytes.
 A port that fails later (the register rebooted, the cable was pulled) is opened again at the next
 command.
@@ -22,6 +27,7 @@ command.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,7 @@ def connect(
     journal: str | Path | None = None,
     settings: HostSettings | AtolHostSettings | None = None,
     usb_backend: Any = None,
+    time_limit: float | None = None,
 ) -> Register:
     """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys.
 
@@ -65,10 +72,15 @@ def connect(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     # The journal first: a path that cannot hold it must not leave a port open behind it.
     opened_journal = Journal(journal) if journal else None
     try:
-        device = _device(url, protocol, password, baudrate, settings, usb_backend)
+        device = _device(
+            url, protocol, password, baudrate, settings, usb_backend, deadline, time_limit
+        )
     except BaseException:
         if opened_journal is not None:
             opened_journal.close()
@@ -83,6 +95,8 @@ def _device(
     baudrate: int,
     settings: HostSettings | AtolHostSettings | None,
     usb_backend: Any,
+    deadline: float | None = None,
+    time_limit: float | None = None,
 ) -> Device:
     if url.startswith(EMULATOR_SCHEME):
         from .transport.inprocess import InProcess  # the one bridge to the emulator, on demand
@@ -94,7 +108,8 @@ def _device(
     port = reopen()
     if protocol == "auto":
         try:
-            protocol = probe_protocol(port)
+            left = None if deadline is None else deadline - time.monotonic()
+            protocol = probe_protocol(port, 1.0 if left is None else max(0.05, min(1.0, left / 2)))
         except BaseException:
             port.close()
             raise
@@ -104,7 +119,10 @@ def _device(
         raise ValueError(
             f"settings for a {protocol} register are a kkt.protocols.{protocol}.link.HostSettings"
         )
-    commander: Commander = session(port, settings=settings, reopen=reopen)
+    opened = session(port, settings=settings, reopen=reopen, deadline=deadline)
+    if time_limit is not None:
+        opened.limit_text = f"its time limit of {time_limit:g} s"
+    commander: Commander = opened
     return _vendor_device(protocol, commander, password)
 
 

@@ -17,23 +17,22 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import serial
 from serial.tools import list_ports
 
-from kkt.protocols.atol.buffer import Req
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
-from kkt.protocols.atol.packet import MAX_REQUEST_ID, Packet, PacketDeframer, encode_packet
+from kkt.protocols.atol.packet import Packet, PacketDeframer
 from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.frame import ACK, ENQ, NAK
 from kkt.protocols.shtrih.link import HostSettings
 
 from .errors import KktError, TransportError
 from .transport.ports import open_port
-from .transport.session import AtolSession, ShtrihSession
+from .transport.session import ATOL_PROBE, AtolSession, ShtrihSession
 from .transport.usb import UsbPort, usb_modules, usb_url
 from .vendors.atol import AtolDevice
 from .vendors.shtrih import ShtrihDevice
@@ -64,34 +63,46 @@ def discover(
     usb_backend: Any = None,
     exclude: Iterable[str] = (),
     timeout: float = 0.3,
+    on_probe: Callable[[str], None] | None = None,
 ) -> list[Found]:
     """Registers answering on ``ports`` (default: every serial port of this machine, USB ones
     first), on raw USB devices whose ``(vid, pid)`` is in ``usb_ids``, or on ``hosts``
     (``host:port``, e.g. the RNDIS default ``192.168.137.111:7778``).  Ports in ``exclude`` are
-    never opened (a scale, a modem, another register's driver)."""
+    never opened (a scale, a modem, another register's driver).  ``on_probe`` hears what is
+    about to be tried ("/dev/ttyS0 at 115200 baud", "socket://HOST:PORT", "usb VID:PID")."""
     skip = set(exclude)
     found: list[Found] = []
     usb_serial = _usb_serial_ports()
     if ports is None:
-        ports = sorted(usb_serial, key=lambda p: (usb_serial[p] is None, p))
+        ports = serial_ports(usb_serial)
+    tell = on_probe or (lambda what: None)
     for port in ports:
         if port in skip:
             continue
         for baud in bauds:
+            tell(f"{port} at {baud} baud")
             hit = _probe_serial(port, baud, timeout)
             if hit is not None:
                 found.append(replace(hit, usb_id=usb_serial.get(port)))
                 break
     wanted = set(usb_ids)
     if wanted:
+        tell("usb " + ", ".join(f"{vid:04x}:{pid:04x}" for vid, pid in sorted(wanted)))
         found += _discover_usb(wanted, usb_backend, skip, timeout)
     for host in hosts:
         if host in skip:
             continue
+        tell(f"socket://{host}")
         hit = _probe_tcp(host, timeout)
         if hit is not None:
             found.append(hit)
     return found
+
+
+def serial_ports(usb_serial: dict[str, str | None] | None = None) -> list[str]:
+    """This machine's serial ports, USB ones first: what ``discover`` probes by default."""
+    usb = _usb_serial_ports() if usb_serial is None else usb_serial
+    return sorted(usb, key=lambda p: (usb[p] is None, p))
 
 
 def _usb_serial_ports() -> dict[str, str | None]:
@@ -135,9 +146,8 @@ def _discover_usb(
     return found
 
 
-# A harmless ATOL question: the state of task 0xDF (`Req`), in packet 0xDF.  A device that has
-# no such task answers B3 NotFound; one that has keeps it (only `Ack` frees a task).
-_ATOL_PROBE = encode_packet(MAX_REQUEST_ID, Req(MAX_REQUEST_ID).encode())
+# A harmless ATOL question (`kkt.transport.session.ATOL_PROBE`): the state of task 0xDF.
+_ATOL_PROBE = ATOL_PROBE
 
 
 def probe_protocol(port: Any, timeout: float = 1.0) -> str:

@@ -14,15 +14,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.shtrih.frame import Deframer
-from kkt.protocols.shtrih.link import HostSettings
 
 import kkt
 from kkt import __version__, errors
 
 from . import emulator_cli, register_cli, scan_cli
-from .console import Output
+from .console import Output, waiting
 from .demo import run_demo
 from .describe import AtolReader, describe_token
 
@@ -88,9 +86,11 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=default(None),
-        help="seconds to wait for each reply of the register (default 1)",
+        metavar="SECONDS",
+        help="the most the whole command may take, in seconds, retries included (default: each "
+        "exchange's own bound); scan and doctor: seconds per probe (default 0.3)",
     )
     common.add_argument(
         "--json", action="store_true", default=default(False), help="print JSON for scripts"
@@ -103,6 +103,19 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
         help="-v: every frame in hex with timings on stderr; -vv: the driver's reasoning too",
     )
     return common
+
+
+def _seconds(text: str) -> float:
+    """--timeout: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a positive number of seconds; e.g. --timeout 10"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,18 +220,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         result: int = args.run(args, out)  # scan, doctor: they open ports themselves
         return result
     protocol = args.protocol or "shtrih"
-    settings: HostSettings | AtolHostSettings | None = None
-    if args.timeout and protocol == "atol":
-        settings = AtolHostSettings(packet=args.timeout)
-    elif args.timeout and protocol == "shtrih":
-        settings = HostSettings(ack=args.timeout, byte=args.timeout)
-    with kkt.connect(
-        args.url,
-        protocol=protocol,
-        password=args.password,
-        baudrate=args.baudrate,
-        settings=settings,
-    ) as register:
+    # --timeout bounds the whole command (every exchange and retry), not each reply.
+    with (
+        waiting(f"kkt {args.command}: waiting for the register at {args.url} (Ctrl-C stops)"),
+        kkt.connect(
+            args.url,
+            protocol=protocol,
+            password=args.password,
+            baudrate=args.baudrate,
+            time_limit=args.timeout,
+        ) as register,
+    ):
         args.handler(register, args, out)
     return EXIT_OK
 

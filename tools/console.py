@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 from rich.console import Console as RichConsole
-from rich.progress import Progress
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 Rows = Iterable[tuple[str, Any]]
@@ -91,6 +92,48 @@ class Output:
 def plural(count: int, one: str, many: str | None = None) -> str:
     """``1 document``, ``2 documents``, ``0 documents`` (English: one form for 1, another else)."""
     return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+PROGRESS_AFTER = 2.0  # seconds of waiting before a person is shown that something is going on
+
+
+@contextmanager
+def waiting(what: str, *, after: float = PROGRESS_AFTER) -> Iterator[Callable[[str], None]]:
+    """A transient status line on standard error -- ``what``, a spinner and the time elapsed --
+    once the block has run ``after`` seconds, and only when standard error is a terminal
+    (nothing for scripts, nothing on standard output).  Yields ``update(text)`` for a new text."""
+    if not sys.stderr.isatty():
+        yield lambda text: None
+        return
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=RichConsole(file=sys.stderr),
+        transient=True,
+    )
+    task = bar.add_task(what, total=None)
+    lock = threading.Lock()
+    state = {"shown": False, "done": False}
+
+    def show() -> None:
+        with lock:
+            if not state["done"]:
+                bar.start()
+                state["shown"] = True
+
+    timer = threading.Timer(after, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield lambda text: bar.update(task, description=text)
+    finally:
+        with lock:
+            state["done"] = True
+        timer.cancel()
+        timer.join()
+        if state["shown"]:
+            bar.stop()
 
 
 def pairs(title: str | None, rows: Rows) -> Table:

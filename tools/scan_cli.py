@@ -17,17 +17,19 @@ from typing import Any
 
 import serial
 from kkt.protocols.ffd import FnWarning
-from kkt.protocols.shtrih.link import HostSettings
 from rich.console import Console as RichConsole
 
 import kkt
-from kkt.discover import BAUD_RATES, discover
+from kkt.discover import BAUD_RATES, discover, serial_ports
 from kkt.errors import KktError, PortBusy, TransportError
+from kkt.transport.session import WrongProtocol
 from kkt.transport.usb import SCHEME as USB_SCHEME
 
-from .console import Output, grid
+from .console import Output, grid, waiting
 from .register_cli import UsageError
 
+# Where `kkt emulator serve` listens by default: Shtrih, then ATOL (`kkt scan` with no arguments).
+DEFAULT_HOSTS = ("127.0.0.1:7778", "127.0.0.1:5555")
 CLOCK_TOLERANCE = 60  # seconds of drift before doctor complains
 OFD_WARN_DAYS = 25  # unsent this long: the 30-day block is near
 OFD_BLOCK_DAYS = 30  # unsent this long: the FN refuses new documents
@@ -41,7 +43,12 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "VID:PID and TCP addresses with harmless status queries; print what answered.",
         parents=[common],
     )
-    scan.add_argument("ports", nargs="*", help="serial ports to probe (default: all of them)")
+    scan.add_argument(
+        "ports",
+        nargs="*",
+        help="serial ports to probe (default: all of them, and 127.0.0.1:7778 and :5555 where "
+        "`kkt emulator serve` listens)",
+    )
     scan.add_argument("--host", action="append", default=[], help="HOST:PORT to probe (repeat)")
     scan.add_argument(
         "--usb", action="append", default=[], help="VID:PID of a raw-USB register (repeat)"
@@ -68,21 +75,30 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def scan_command(args: argparse.Namespace, out: Output) -> int:
     usb_ids = [_usb_id(text) for text in args.usb]
-    found = discover(
-        args.ports or None,
-        bauds=_bauds(args.bauds),
-        hosts=args.host,
-        usb_ids=usb_ids,
-        exclude=args.exclude,
-        timeout=args.timeout or 0.3,
-    )
+    bauds = _bauds(args.bauds)
+    ports: list[str] = args.ports or serial_ports()
+    # Nothing named: the serial ports and where `kkt emulator serve` listens by default.
+    hosts: list[str] = args.host or ([] if args.ports else list(DEFAULT_HOSTS))
+    with waiting("kkt scan: starting") as update:
+        found = discover(
+            ports,
+            bauds=bauds,
+            hosts=hosts,
+            usb_ids=usb_ids,
+            exclude=args.exclude,
+            timeout=args.timeout or 0.3,
+            on_probe=lambda what: update(f"kkt scan: trying {what}"),
+        )
     data = [asdict(hit) for hit in found]
+    tried = _tried([p for p in ports if p not in args.exclude], bauds, hosts, usb_ids)
 
     def human(console: RichConsole) -> None:
         if not found:
             console.print(
-                "no register answered; give ports or --host HOST:PORT, check cables and power, "
-                "and try `kkt doctor --url PORT`"
+                f"no register answered; tried: {tried}.  Name ports or --host HOST:PORT, check "
+                "cables and power, and try `kkt doctor --url PORT`",
+                highlight=False,
+                soft_wrap=True,
             )
             return
         rows = [(h.url, h.baudrate, f"{h.name} ({h.model})", h.serial, h.protocol) for h in found]
@@ -90,6 +106,22 @@ def scan_command(args: argparse.Namespace, out: Output) -> int:
 
     out.result(data, human)
     return 0 if found else 3
+
+
+def _tried(
+    ports: list[str], bauds: list[int], hosts: list[str], usb_ids: list[tuple[int, int]]
+) -> str:
+    """What a scan tried, in one line: a long list of serial ports cut short in the middle."""
+    parts: list[str] = []
+    if ports:
+        shown = ports if len(ports) <= 4 else [*ports[:3], "…", ports[-1]]
+        count = f"{len(ports)} serial port{'s' if len(ports) != 1 else ''}"
+        parts.append(f"{', '.join(shown)} ({count} at {', '.join(map(str, bauds))} baud)")
+    else:
+        parts.append("no serial ports (none found on this machine)")
+    parts += [f"usb {vid:04x}:{pid:04x}" for vid, pid in usb_ids]
+    parts += [f"socket://{host}" for host in hosts]
+    return ", ".join(parts)
 
 
 def _bauds(text: str) -> list[int]:
@@ -116,6 +148,7 @@ class Doctor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.checks: list[dict[str, Any]] = []  # as the JSON output has them
+        self.found_protocol: str | None = None  # what answered on a serial port
 
     def note(self, check: str, ok: bool, detail: str, fix: str | None = None) -> bool:
         self.checks.append({"check": check, "ok": ok, "detail": detail, "fix": fix})
@@ -200,20 +233,25 @@ class Doctor:
             )
             return None
         hit = hits[0]
+        self.found_protocol = hit.protocol.split()[0]  # "shtrih 1.13" -> "shtrih"
         fix = None
         if hit.baudrate != self.args.baudrate:
             fix = f"connect with --baud {hit.baudrate}"
-        self.note("answers", fix is None, f"answers at {hit.baudrate} baud", fix)
+        self.note("answers", fix is None, f"answers at {hit.baudrate} baud ({hit.protocol})", fix)
         return hit.baudrate
 
     def _register(self, url: str, baud: int | None) -> None:
-        settings = HostSettings(ack=self.args.timeout) if self.args.timeout else None
+        # The protocol asked for (auto: probed by connect, or found on the serial port); an
+        # ATOL register checked with Shtrih's ENQ would never answer.
+        protocol = self.args.protocol or "shtrih"
+        if protocol == "auto" and self.found_protocol:
+            protocol = self.found_protocol
         try:
             with kkt.connect(
                 url,
+                protocol=protocol,
                 password=self.args.password,
                 baudrate=baud or self.args.baudrate,
-                settings=settings,
             ) as register:
                 device = register.device_info()
                 self.note(
@@ -224,7 +262,7 @@ class Doctor:
         except PortBusy as error:
             self.note("free", False, str(error), "close the program that holds the port")
         except KktError as error:
-            self.note("protocol", False, str(error), _fix_for(error))
+            self.note("protocol", False, str(error), _fix_for(error, url))
 
     def _clock(self, register: kkt.Register) -> None:
         clock = register.clock()
@@ -304,7 +342,9 @@ class Doctor:
         )
 
 
-def _fix_for(error: KktError) -> str:
+def _fix_for(error: KktError, url: str) -> str:
+    if isinstance(error.__cause__, WrongProtocol):
+        return f"name the register's protocol: `kkt --protocol auto doctor --url {url}` finds it"
     if isinstance(error, TransportError):
         return "check the URL, the cable or network, and that the register is on"
     return "see the message; `kkt -v status` shows every byte exchanged"

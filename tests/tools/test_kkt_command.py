@@ -8,8 +8,12 @@ ones the README documents.  Failures must be one line on stderr with the documen
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
+import socket
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -608,3 +612,120 @@ def test_scan_finds_an_atol_register_too(
             assert found[0]["protocol"].startswith("atol")
     finally:
         device.close()
+
+
+# -- issue 14: doctor on ATOL, --timeout, progress, scan's defaults ------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["atol", "auto"])
+def test_doctor_checks_an_atol_register_with_atol(
+    protocol: str, served_atol: ServiceThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    url = f"socket://127.0.0.1:{served_atol.port}"
+    started = time.monotonic()
+    code = main(["--protocol", protocol, "doctor", "--url", url, "--json"])
+    checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
+    assert time.monotonic() - started < 15  # it failed after 58 s with "no answer to ENQ"
+    assert code == 0, checks
+    assert list(checks) == ["network", "protocol", "clock", "fn", "shift", "ofd"]
+    assert "АТОЛ 30Ф" in checks["protocol"]["detail"]
+
+
+def test_doctor_checks_an_atol_register_on_a_pty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device = open_atol(tmp_path / "atol")
+    try:
+        with ServiceThread(device, Faults(), pty=tmp_path / "tty", protocol="atol"):
+            for protocol in ("atol", "auto"):
+                capsys.readouterr()
+                argv = ["--protocol", protocol, "doctor", "--url", str(tmp_path / "tty")]
+                code = main([*argv, "--json"])
+                checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
+                assert code == 0, checks  # Shtrih's ENQ got no answer for 58 s
+                assert "atol" in checks["answers"]["detail"]
+                assert "АТОЛ 30Ф" in checks["protocol"]["detail"]
+    finally:
+        device.close()
+
+
+def test_doctor_with_the_wrong_protocol_says_which_one(
+    served: ServiceThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    url = f"socket://127.0.0.1:{served.port}"
+    assert main(["--protocol", "atol", "doctor", "--url", url, "--json"]) == 1
+    checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
+    assert "--protocol shtrih" in checks["protocol"]["detail"]
+    assert "--protocol auto" in checks["protocol"]["fix"]
+
+
+def test_a_wrong_protocol_is_named_within_seconds(
+    served: ServiceThread, served_atol: ServiceThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for port, argv, right in (
+        (served_atol.port, [], "--protocol atol"),  # 57 s, then "check the cable"
+        (served.port, ["--protocol", "atol"], "--protocol shtrih"),  # 13 s, "outcome unknown"
+    ):
+        kkt = Kkt(f"socket://127.0.0.1:{port}", capsys)
+        started = time.monotonic()
+        err = kkt(*argv, "status", code=3)
+        assert time.monotonic() - started < 10
+        assert right in err and "--protocol auto" in err and "outcome unknown" not in err
+
+
+@pytest.mark.parametrize("bad", ["-1", "0", "nan", "soon"])
+def test_timeout_must_be_a_positive_number(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["--url", "socket://127.0.0.1:1", "--timeout", bad, "status"]) == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err and "seconds" in err  # not "within its bound of -189 s"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_timeout_bounds_the_whole_command_with_progress_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts, never answers
+        url = f"socket://127.0.0.1:{server.getsockname()[1]}"
+        kkt = Kkt(url, capsys)
+        started = time.monotonic()
+        err = kkt("--timeout", "3", "status", "--json", code=3)
+        assert time.monotonic() - started < 8  # one exchange alone took 11 s, a status 57 s
+        assert "time limit of 3 s" in err
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main(["--url", url, "--timeout", "3", "status", "--json"]) == 3
+    assert capsys.readouterr().out == ""  # nothing but JSON (here: nothing) on stdout
+    shown = terminal.getvalue()
+    assert "waiting for the register at" in shown and url in shown
+
+
+def test_scan_tries_the_default_addresses_and_says_what_it_tried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kkt.tools import scan_cli  # raising=False: the names are new in this fix
+
+    device = open_device(tmp_path / "state")
+    try:
+        with ServiceThread(device, Faults()) as thread:
+            with socket.create_server(("127.0.0.1", 0)) as nobody:  # the "ATOL default": silent
+                defaults = (f"127.0.0.1:{thread.port}", f"127.0.0.1:{nobody.getsockname()[1]}")
+                monkeypatch.setattr(scan_cli, "DEFAULT_HOSTS", defaults, raising=False)
+                no_ports = lambda: ["/dev/ttyNONE0"]  # noqa: E731
+                monkeypatch.setattr(scan_cli, "serial_ports", no_ports, raising=False)
+                capsys.readouterr()
+                assert main(["scan", "--json"]) == 0
+                found = json.loads(capsys.readouterr().out)
+                assert [hit["url"] for hit in found] == [f"socket://{defaults[0]}"]
+    finally:
+        device.close()
+    monkeypatch.setattr(scan_cli, "DEFAULT_HOSTS", ("127.0.0.1:1",), raising=False)
+    assert main(["scan"]) == 3
+    out = capsys.readouterr().out
+    assert "tried:" in out and "/dev/ttyNONE0" in out and "socket://127.0.0.1:1" in out
