@@ -64,7 +64,9 @@ def test_a_served_state_has_one_owner(tmp_path: Path, capsys: pytest.CaptureFixt
         assert served_by in str(refused.value)
         assert f"use --url {url}" in str(refused.value) and stop in str(refused.value)
         assert main(["--url", f"emulator:{state}", "status"]) == 3
-        assert served_by in capsys.readouterr().err
+        busy = capsys.readouterr().err
+        assert served_by in busy
+        assert "kkt doctor" not in busy  # the link is fine: the way out is the owner's URL
         # A second server: refused before it opens anything; the first's socket survives.
         assert main(["emulator", "serve", "--state", str(state), "--tcp", "127.0.0.1:0"]) == 2
         err = capsys.readouterr().err
