@@ -40,6 +40,11 @@ error, ext)``.  Requests and answers are parsed strictly: a missing or an extra 
 
 Where the sources disagree the reading chosen is said next to the layout; ``unverified`` marks a
 layout no public source confirms.
+
+Why one module of over 700 lines: it is the catalogue -- every command registers itself here, so
+`decode_request` knows them all once this module is imported, and each layout sits next to the
+source it was read from.  Most of its lines are those citations; the engine is
+`kkt.protocols.message`.
 """
 
 from __future__ import annotations
