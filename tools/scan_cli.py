@@ -25,7 +25,7 @@ from kkt.errors import KktError, PortBusy, TransportError
 from kkt.transport.session import WrongProtocol
 from kkt.transport.usb import SCHEME as USB_SCHEME
 
-from .console import Output, grid, waiting
+from .console import Output, grid, plural, waiting
 from .register_cli import UsageError
 
 # Where `kkt emulator serve` listens by default: Shtrih, then ATOL (`kkt scan` with no arguments).
@@ -327,8 +327,8 @@ class Doctor:
         self.note(
             "ofd",
             ok,
-            f"{ofd.unsent} documents unsent, the oldest (document {ofd.first_number}) "
-            f"for {days} days"
+            f"{plural(ofd.unsent, 'document')} unsent, the oldest (document "
+            f"{ofd.first_number}) for {plural(days, 'day')}"
             + (
                 f": blocked, the FN forms no new documents after {OFD_BLOCK_DAYS} days"
                 if blocked

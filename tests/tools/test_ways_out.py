@@ -276,3 +276,13 @@ def test_atol_with_the_cover_open_says_cover(
             atol.kkt(capsys, "sell", str(EXAMPLE))
     finally:
         device.close()
+
+
+def test_doctor_counts_in_words(shtrih: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 14 (11): "1 documents" -- the one unsent registration report, a day old
+    shtrih.ctl(action="clock", advance=DAY)
+    capsys.readouterr()
+    main(["doctor", "--url", shtrih.url, "--json"])
+    checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
+    assert checks["ofd"]["detail"].startswith("1 document unsent"), checks["ofd"]["detail"]
+    assert "for 1 day" in checks["ofd"]["detail"]
