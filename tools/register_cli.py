@@ -300,7 +300,7 @@ def report_command(register: Register, args: argparse.Namespace, out: Output) ->
     totals = register.shift_totals()
     data = {"report": "x", "printed": True, **totals.to_json()}
     shift = f"#{totals.shift_number} " + (
-        f"open, {totals.receipts} receipts" if totals.shift_open else "closed"
+        f"open, {plural(totals.receipts, 'receipt')}" if totals.shift_open else "closed"
     )
     rows: list[tuple[str, Any]] = [
         ("shift", shift),
@@ -310,7 +310,7 @@ def report_command(register: Register, args: argparse.Namespace, out: Output) ->
              "buyReturn": "purchase returns"}  # fmt: skip
     counts = totals.receipts_by_operation or {}
     for key, kopecks in (totals.cash_by_operation or {}).items():
-        receipts = f" ({counts[key]} receipts)" if key in counts else ""
+        receipts = f" ({plural(counts[key], 'receipt')})" if key in counts else ""
         rows.append((f"cash, {names[key]}", _rub(kopecks) + receipts))
     if totals.cash_in is not None:
         rows.append(("cash in", _rub(totals.cash_in)))

@@ -115,7 +115,7 @@ def _tried(
     parts: list[str] = []
     if ports:
         shown = ports if len(ports) <= 4 else [*ports[:3], "…", ports[-1]]
-        count = f"{len(ports)} serial port{'s' if len(ports) != 1 else ''}"
+        count = plural(len(ports), "serial port")
         parts.append(f"{', '.join(shown)} ({count} at {', '.join(map(str, bauds))} baud)")
     else:
         parts.append("no serial ports (none found on this machine)")
