@@ -14,6 +14,8 @@ Every message says what to do next.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kkt.protocols.errors import ProtocolError as ProtocolError  # one of the driver's errors too
 
 
@@ -94,7 +96,14 @@ class DeviceError(KktError):
 
 
 class PaperOut(DeviceError):
-    """No paper or the cover is open: load paper, close the cover, then continue printing."""
+    """No paper or the cover is open: load paper, close the cover, then continue printing.
+
+    ``cause`` is what is wrong and how to fix it, without the way on (`kkt continue` for a
+    document the paper end interrupted; a receipt that was not fiscalized is sold again)."""
+
+    def __init__(self, message: str, *, cause: str = "", **details: Any) -> None:
+        super().__init__(message, **details)
+        self.cause = cause or message
 
 
 class ShiftExpired(DeviceError):

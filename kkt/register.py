@@ -33,6 +33,7 @@ from .errors import (
     KktError,
     NotFiscalized,
     OutcomeUnknown,
+    PaperOut,
 )
 from .journal import Entry, Journal
 from .receipt import Operation, Receipt
@@ -418,10 +419,10 @@ class Register:
                 f"a step of the receipt failed on the link ({unknown}); the receipt was "
                 "cancelled, nothing was charged: sell it again"
             ) from unknown
-        except KktError:
+        except KktError as failure:
             # Nothing is fiscal before the closing command: cancel what was begun and report.
             cancel_open_receipt(device)
-            raise
+            raise _not_fiscal(failure) from failure
         try:
             formed = device.close_receipt(receipt)
         except CannotSend:
@@ -433,7 +434,7 @@ class Register:
             if formed_since(device, before):
                 log.warning("closing command refused (%s) yet the FN moved on; settling", refusal)
                 return settle_receipt(device, receipt, before)
-            raise
+            raise _not_fiscal(refusal) from refusal
         except (KktError, ProtocolError) as error:
             # Whatever failed -- the link, an answer that makes no sense, a query after the
             # closing command (ATOL reads the document formed separately) -- the FN's archive
@@ -459,3 +460,17 @@ class Register:
                 "damaged on the line?); the receipt was cancelled, nothing was charged: sell it "
                 "again"
             )
+
+
+def _not_fiscal(failure: KktError) -> KktError:
+    """A failure before the FN formed the receipt, said as what it means for this receipt: a
+    paper end there interrupted no document (`kkt continue` would finish nothing) -- the receipt
+    is sold again once the printer is ready."""
+    if isinstance(failure, PaperOut):
+        return PaperOut(
+            f"{failure.cause}; the receipt was not fiscalized, nothing was charged: sell it again",
+            cause=failure.cause,
+            code=failure.code,
+            vendor=failure.vendor,
+        )
+    return failure

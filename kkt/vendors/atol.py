@@ -164,6 +164,7 @@ class AtolDevice(Device):
                 return errors.PaperOut(
                     f"{cause} (`kkt continue`, Register.continue_print(), finishes a document "
                     "the paper end interrupted)",
+                    cause=cause,
                     code=error.code,
                     vendor=self.vendor,
                 )

@@ -141,6 +141,7 @@ class ShtrihDevice(Device):
             fix = "close the cover" if cover_open else "load paper and close the cover"
             return errors.PaperOut(
                 f"{cause} -- {fix}, then run `kkt continue` (Register.continue_print())",
+                cause=f"{cause} -- {fix}",
                 code=error.code,
                 vendor="shtrih",
             )

@@ -158,7 +158,8 @@ def test_shtrih_with_the_cover_open_says_cover(
     shtrih.device.printer.cover_open = True
     refused = shtrih.kkt(capsys, "sell", str(EXAMPLE), code=1)
     assert "cover is open" in refused and "close the cover" in refused
-    assert "kkt continue" in refused
+    # refused before the FN formed the receipt: the way out is to sell it again, not to continue
+    assert "sell it again" in refused and "kkt continue" not in refused
     shtrih.device.printer.cover_open = False
     shtrih.kkt(capsys, "sell", str(EXAMPLE))
 
@@ -271,7 +272,8 @@ def test_atol_with_the_cover_open_says_cover(
             atol.kkt(capsys, "shift", "open")
             device.printer.cover_open = True
             refused = atol.kkt(capsys, "sell", str(EXAMPLE), code=1)
-            assert "cover is open" in refused and "kkt continue" in refused
+            assert "cover is open" in refused and "close the cover" in refused
+            assert "sell it again" in refused and "kkt continue" not in refused
             device.printer.cover_open = False
             atol.kkt(capsys, "sell", str(EXAMPLE))
     finally:
@@ -286,3 +288,20 @@ def test_doctor_counts_in_words(shtrih: Served, capsys: pytest.CaptureFixture[st
     checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
     assert checks["ofd"]["detail"].startswith("1 document unsent"), checks["ofd"]["detail"]
     assert "for 1 day" in checks["ofd"]["detail"]
+
+
+def test_no_paper_before_the_receipt_forms_says_sell_it_again(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A paper end refuses the sale before the FN forms anything: `kkt continue` would finish
+    # nothing; the way out is to load paper and sell again (a second review's finding).
+    served.kkt(capsys, "shift", "open")
+    before = served.device.fn.state.last_number
+    served.device.printer.paper = False
+    refused = served.kkt(capsys, "sell", str(EXAMPLE), code=1)
+    assert "not fiscalized" in refused and "sell it again" in refused
+    assert "kkt continue" not in refused
+    assert served.device.fn.state.last_number == before  # indeed nothing was formed
+    served.device.printer.paper = True
+    served.kkt(capsys, "sell", str(EXAMPLE))
+    assert served.device.fn.state.last_number == before + 1
