@@ -39,6 +39,7 @@ from .errors import (
     TransportError,
     WrongMode,
     WrongPassword,
+    WrongProtocol,
 )
 from .receipt import Item, Operation, Receipt, TaxSystem, Vat
 from .register import Register
@@ -69,6 +70,7 @@ __all__ = [
     "Vat",
     "WrongMode",
     "WrongPassword",
+    "WrongProtocol",
     "__version__",
     "connect",
     "discover",

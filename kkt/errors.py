@@ -31,6 +31,11 @@ class PortBusy(TransportError):
     """Another process holds the port."""
 
 
+class WrongProtocol(TransportError):
+    """The device speaks the other vendor's protocol: nothing was executed.  Connect with the
+    protocol the message names, or ``protocol="auto"``."""
+
+
 class OutcomeUnknown(KktError):
     """A command may have been executed; the driver could not find out.
 

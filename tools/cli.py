@@ -199,9 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(name, f"outcome unknown: {error}", EXIT_UNKNOWN)
     except errors.KeyConflict as error:
         return _fail(name, f"key conflict: {error}", EXIT_CONFLICT)
-    except errors.PortBusy as error:
-        # Another program holds the port or the state: the message names it and the way out; the
-        # link itself is fine, so doctor has nothing to add.
+    except (errors.PortBusy, errors.WrongProtocol) as error:
+        # Another program holds the port or the state, or the device speaks the other protocol:
+        # the message names it and the way out; the link itself is fine, so doctor adds nothing.
         return _fail(name, str(error), EXIT_LINK)
     except (errors.TransportError, errors.BadAnswer) as error:
         return _fail(name, f"{error} (`kkt doctor --url {args.url}` checks the link)", EXIT_LINK)

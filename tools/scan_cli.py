@@ -21,8 +21,7 @@ from rich.console import Console as RichConsole
 
 import kkt
 from kkt.discover import BAUD_RATES, discover, serial_ports
-from kkt.errors import KktError, PortBusy, TransportError
-from kkt.transport.session import WrongProtocol
+from kkt.errors import KktError, PortBusy, TransportError, WrongProtocol
 from kkt.transport.usb import SCHEME as USB_SCHEME
 
 from .console import Output, grid, plural, waiting
@@ -343,7 +342,7 @@ class Doctor:
 
 
 def _fix_for(error: KktError, url: str) -> str:
-    if isinstance(error.__cause__, WrongProtocol):
+    if isinstance(error, WrongProtocol):
         return f"name the register's protocol: `kkt --protocol auto doctor --url {url}` finds it"
     if isinstance(error, TransportError):
         return "check the URL, the cable or network, and that the register is on"

@@ -35,6 +35,7 @@ from ..errors import (
     KktError,
     OutcomeUnknown,
     TransportError,
+    WrongProtocol,
 )
 from ..receipt import Operation, Receipt
 from ..results import (
@@ -50,6 +51,7 @@ from ..results import (
     Status,
 )
 from ..transport.session import Commander
+from ..transport.session import WrongProtocol as SessionWrongProtocol
 
 log = logging.getLogger("kkt.register")
 
@@ -111,6 +113,8 @@ class Device(ABC):
             payload = self.commander.exchange(
                 encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
             )
+        except SessionWrongProtocol as error:
+            raise WrongProtocol(str(error)) from error
         except LinkError as error:
             # Did the register perhaps do it?
             if error.maybe_executed:

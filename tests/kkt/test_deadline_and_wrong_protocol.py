@@ -62,6 +62,7 @@ def test_a_shtrih_client_recognises_an_atol_register(atol_served: ServiceThread)
         with pytest.raises(TransportError, match="--protocol atol") as caught:
             register.status()
     assert time.monotonic() - started < 10  # it took 57 s, and then blamed the cable
+    assert isinstance(caught.value, kkt.WrongProtocol)  # a class of its own, for callers
     assert isinstance(caught.value.__cause__, WrongProtocol)
     assert "--protocol auto" in str(caught.value)
 
@@ -78,6 +79,7 @@ def test_an_atol_client_recognises_a_shtrih_register(shtrih_served: ServiceThrea
         with pytest.raises(TransportError, match="--protocol shtrih"):
             register.fn_info()
         assert time.monotonic() - again < 1
+    assert isinstance(caught.value, kkt.WrongProtocol)  # a class of its own, for callers
     assert isinstance(caught.value.__cause__, WrongProtocol)
 
 

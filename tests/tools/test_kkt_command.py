@@ -673,6 +673,7 @@ def test_a_wrong_protocol_is_named_within_seconds(
         err = kkt(*argv, "status", code=3)
         assert time.monotonic() - started < 10
         assert right in err and "--protocol auto" in err and "outcome unknown" not in err
+        assert "kkt doctor" not in err  # the link is fine: the protocol is the way out
 
 
 @pytest.mark.parametrize("bad", ["-1", "0", "nan", "soon"])
