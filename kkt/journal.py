@@ -120,6 +120,16 @@ class Journal:
         numbers = {int(json.loads(row[0])["document_number"]) for row in rows if row[0]}
         return {number for number in numbers if number > after}
 
+    def next_begun(self, after: int, fn: str) -> int | None:
+        """The least ``before`` above ``after`` any key recorded in FN ``fn``: that key began
+        after the receipt begun at ``after`` had ended (one writer), so that receipt's document
+        is not beyond it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(before) FROM receipts WHERE fn = ? AND before > ?", (fn, after)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def forget(self, key: str) -> None:
         """The receipt certainly did not become fiscal: the key may be used afresh."""
         with self._lock:

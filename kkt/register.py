@@ -69,6 +69,16 @@ def _paid(receipt: Receipt) -> str:
     return ",".join(f"{part.name}={getattr(payments, part.name)}" for part in fields(payments))
 
 
+def _net(paid: str, total: int) -> str:
+    """``paid`` ("cash=70000,...") as the FN records it: the change (always given from cash) taken
+    off the cash, so the cash tendered -- which no fiscal document keeps -- binds nothing."""
+    if not paid:
+        return paid
+    parts = {name: int(value) for name, value in (p.split("=") for p in paid.split(","))}
+    parts["cash"] -= sum(parts.values()) - total
+    return ",".join(f"{name}={value}" for name, value in parts.items())
+
+
 def _operation(value: int) -> str:
     try:
         return _OPERATION_WORDS[Operation(value)]
@@ -109,7 +119,9 @@ def _key_conflict(entry: Entry, receipt: Receipt, serial: str) -> KeyConflict | 
         differs = f"{what} of other items than this receipt's"
     elif not entry.fingerprint and entry.total != receipt.total:
         differs = f"{what} of {entry.total} kopecks; this receipt is of {receipt.total}"
-    elif entry.payments and entry.payments != _paid(receipt):
+    elif entry.payments and _net(entry.payments, entry.total) != _net(
+        _paid(receipt), receipt.total
+    ):
         differs = f"{what} paid otherwise ({entry.payments}) than this receipt"
     else:
         return None
@@ -360,7 +372,21 @@ class Register:
                 if entry is not None:
                     # Bound to its register and its receipt: anything else is a conflict, raised
                     # before anything is sent (and before a pending key is settled anywhere).
-                    conflict = _key_conflict(entry, receipt, self.device.fn_serial())
+                    serial = self.device.fn_serial()
+                    conflict = _key_conflict(entry, receipt, serial)
+                    if conflict is not None and conflict.pending and entry.fn in ("", serial):
+                        # Its receipt may be fiscal here: the FN decides before anyone is told
+                        # to sell under a new key (OutcomeUnknown: nobody can tell yet).
+                        found = settle_pending(self.device, self.journal, entry)
+                        if found is not None:
+                            self.journal.done(key, found.to_json())
+                            raise KeyConflict(
+                                f"key {key!r} IS fiscal: document {found.document_number} "
+                                f"(fiscal sign {found.fiscal_sign}), another receipt than this "
+                                "one; do not sell that sale again",
+                                key=key,
+                                fn=serial,
+                            )
                     if conflict is not None:
                         raise conflict
                 if entry is not None and entry.state == "done" and entry.result:
@@ -440,6 +466,13 @@ class Register:
             # closing command (ATOL reads the document formed separately) -- the FN's archive
             # is the judge of a closing command that may have gone out.
             log.warning("closing command failed (%s); asking the FN", error)
+            return settle_receipt(device, receipt, before)
+        if formed.number <= before:
+            # "Closed", yet the FN's last document is not new: the answer is not this command's
+            # (an ATOL task ID another session left un-Acked, a replayed answer).  The FN decides.
+            log.warning(
+                "closing answer names document %d, not after %d; settling", formed.number, before
+            )
             return settle_receipt(device, receipt, before)
         result = receipt_result(device, formed, receipt)
         device.no_open_receipt = True  # closed by us, and nothing else sent since

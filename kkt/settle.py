@@ -194,6 +194,7 @@ def settle_pending(device: Device, journal: Journal, entry: Entry) -> FiscalResu
                     entry.operation,
                     entry.total,
                     exclude=journal.claimed(entry.before, serial),
+                    upto=journal.next_begun(entry.before, serial),
                     fingerprint=entry.fingerprint,
                     # A document after ``before`` with this total may be another sale's --
                     # one sold without a key, or another pending key's -- and only its items
@@ -258,6 +259,7 @@ def find_formed(
     exclude: set[int] | None = None,
     fingerprint: str = "",
     contested: bool = True,
+    upto: int | None = None,
 ) -> FiscalResult | None:
     """The newest receipt after document ``before`` with this operation and total -- and,
     given a ``fingerprint``, these very items.
@@ -272,6 +274,8 @@ def find_formed(
     documents' own items are read whole (``fingerprint``) to choose.
     """
     last = device.last_document()
+    if upto is not None:
+        last = min(last, upto)  # documents after a later key began are not this receipt's
     candidates: list[DocumentInfo] = []
     for number in range(last, before, -1):
         if exclude and number in exclude:

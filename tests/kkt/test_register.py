@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ from support.tap import Send, tap, untap
 
 import kkt
 from kkt import Item, Operation, Payments, Receipt, Vat
+from kkt.register import _paid
 
 FAST = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
 ATOL_FAST = AtolHostSettings(packet=0.5)
@@ -744,7 +746,7 @@ def test_a_key_used_for_another_receipt_is_a_conflict_and_a_replay_says_so(
             for call, other in (
                 (register.sell_return, coffee()),  # the same items, another operation
                 (register.sell, tea),  # the same total, other items
-                (register.sell, coffee(cash=80_000)),  # the same items, other payments
+                (register.sell, coffee(payments=Payments(electronic=64_800))),  # other payments
                 (register.buy, coffee()),
             ):
                 with pytest.raises(kkt.KeyConflict, match="k1") as conflict:
@@ -881,5 +883,143 @@ def test_a_pending_key_found_in_the_fn_is_a_replay(tmp_path: Path) -> None:
             assert found == formed and found.replayed is True and formed.replayed is False
             assert register.fn_info().last_document == formed.document_number
             assert register.sell(coffee(), key="k5").replayed is True
+    finally:
+        rig.close()
+
+
+# -- a review's reproductions (each failed before its fix) ----------------------------------------
+# Hole 1: the cash tendered is not in the FN (only the cash kept, 1031), so a retry that re-enters
+# it otherwise is the same sale; a pending key's receipt is looked for in the FN before anyone is
+# told to sell under a new key.  Hole 2: two pending keys of the same items each keep their own
+# document (the search for one stops where the next key began).  Hole 3: an ATOL answer that names
+# a document not after the receipt's start is not this receipt's (a task another session left).
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_a_pending_key_retried_with_other_tendered_cash_is_never_sold_twice(
+    tmp_path: Path, protocol: str
+) -> None:
+    rig = Served(tmp_path, "inproc", protocol)
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            assert register.journal is not None
+            first = coffee(cash=100_000)  # 648.00 due, 1000.00 tendered
+            before = register.fn_info().last_document
+            register.journal.begin(
+                "order-9",
+                before,
+                int(Operation.SELL),
+                first.total,
+                register.fn_info().serial,
+                first.fingerprint(),
+                _paid(first),
+            )
+            register.sell(first)  # the crashed call's receipt: fiscal
+            retry = coffee(cash=first.total)  # the same sale, the cash re-entered exactly
+            try:
+                register.sell(retry, key="order-9")
+            except kkt.KeyConflict as conflict:
+                if "new key" in str(conflict):
+                    register.sell(retry, key="order-9-b")  # as the message says
+            assert register.fn_info().last_document - before == 1
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_a_done_key_retried_with_other_tendered_cash_replays(tmp_path: Path, protocol: str) -> None:
+    rig = Served(tmp_path, "inproc", protocol)
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            first = register.sell(coffee(cash=70_000), key="order-10")
+            again = register.sell(coffee(cash=64_800), key="order-10")
+            assert again.replayed and again.document_number == first.document_number
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_two_pending_keys_of_the_same_items_each_keep_their_own_document(
+    tmp_path: Path, protocol: str
+) -> None:
+    rig = Served(tmp_path, "inproc", protocol)
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            assert register.journal is not None
+            serial = register.fn_info().serial
+            start = register.fn_info().last_document
+            receipt = coffee()
+            formed = {}
+            for key in ("order-A", "order-B"):
+                before = register.fn_info().last_document
+                register.journal.begin(
+                    key,
+                    before,
+                    int(Operation.SELL),
+                    receipt.total,
+                    serial,
+                    receipt.fingerprint(),
+                    _paid(receipt),
+                )
+                formed[key] = register.sell(receipt).document_number  # fiscal, then a crash
+            got = {key: register.sell(receipt, key=key).document_number for key in formed}
+            assert register.fn_info().last_document - start == 2  # two orders, two receipts
+            assert got == formed
+    finally:
+        rig.close()
+
+
+def test_a_closing_answer_naming_an_old_document_is_settled_not_trusted(tmp_path: Path) -> None:
+    """ATOL: session A's closing command is cut by its time limit and its task left un-Acked;
+    session B's link starts its task IDs afresh, and when the line loses the first copy of B's
+    closing Add, the register's "already exists" hands B the result of A's task.  B must not
+    report A's document as its own receipt."""
+    rig = Served(tmp_path, "tcp", "atol")
+    try:
+        with rig.connect() as setup:
+            setup.open_shift()
+        with rig.connect() as first:
+            session: Any = first.device.commander
+            original = session.exchange
+
+            def cut_short(payload: bytes, **options: Any) -> bytes:
+                if payload[2] == 0x4A:  # the closing command: slow register, short deadline
+                    rig.faults.configure(delay=1.5)
+                    session.deadline = session._clock() + 0.4
+                return original(payload, **options)
+
+            session.exchange = cut_short
+            with pytest.raises(kkt.KktError):
+                first.sell(coffee())
+        rig.faults.clear()
+        time.sleep(2)  # the register finishes the first closing command
+        with rig.connect() as second:
+            session = second.device.commander
+            sent = session.exchange
+            lose: list[bool] = [False]
+
+            def closing(payload: bytes, **options: Any) -> bytes:
+                lose[0] = payload[2] == 0x4A
+                return sent(payload, **options)
+
+            session.exchange = closing
+            port = session.port
+            write = port.write
+
+            def lossy_write(data: bytes) -> int:
+                if lose[0] and data[:1] == b"\xfe":
+                    lose[0] = False  # the line loses the first copy of the closing Add
+                    return len(data)
+                return int(write(data))
+
+            port.write = lossy_write
+            before = rig.device.fn.state.last_number  # asked of the emulator: B's task IDs
+            result = second.sell(coffee())  # must meet A's, as the same steps make them
+            assert result.document_number > before  # its own document, not the first sale's
+            assert not second.status().receipt_open
+            assert second.fn_info().last_document == result.document_number
     finally:
         rig.close()
