@@ -895,81 +895,64 @@ def test_a_pending_key_found_in_the_fn_is_a_replay(tmp_path: Path) -> None:
 # a document not after the receipt's start is not this receipt's (a task another session left).
 
 
-@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+@pytest.fixture(params=["shtrih", "atol"])
+def journaled(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[kkt.Register]:
+    """A register in process with a journal and an open shift."""
+    rig = Served(tmp_path, "inproc", request.param)
+    try:
+        with rig.connect(tmp_path / "journal.sqlite") as register:
+            register.open_shift()
+            yield register
+    finally:
+        rig.close()
+
+
+def crashed_sale(register: kkt.Register, key: str, receipt: Receipt) -> int:
+    """What a process that crashed mid-sale leaves: its key pending, its receipt fiscal.  The
+    document's number."""
+    assert register.journal is not None
+    fn_info = register.fn_info()
+    register.journal.begin(
+        key,
+        fn_info.last_document,
+        int(receipt.operation),
+        receipt.total,
+        fn_info.serial,
+        receipt.fingerprint(),
+        _paid(receipt),
+    )
+    return register.sell(receipt).document_number
+
+
 def test_a_pending_key_retried_with_other_tendered_cash_is_never_sold_twice(
-    tmp_path: Path, protocol: str
+    journaled: kkt.Register,
 ) -> None:
-    rig = Served(tmp_path, "inproc", protocol)
+    before = journaled.fn_info().last_document
+    first = coffee(cash=100_000)  # 648.00 due, 1000.00 tendered
+    crashed_sale(journaled, "order-9", first)
+    retry = coffee(cash=first.total)  # the same sale, the cash re-entered exactly
     try:
-        with rig.connect(tmp_path / "journal.sqlite") as register:
-            register.open_shift()
-            assert register.journal is not None
-            first = coffee(cash=100_000)  # 648.00 due, 1000.00 tendered
-            before = register.fn_info().last_document
-            register.journal.begin(
-                "order-9",
-                before,
-                int(Operation.SELL),
-                first.total,
-                register.fn_info().serial,
-                first.fingerprint(),
-                _paid(first),
-            )
-            register.sell(first)  # the crashed call's receipt: fiscal
-            retry = coffee(cash=first.total)  # the same sale, the cash re-entered exactly
-            try:
-                register.sell(retry, key="order-9")
-            except kkt.KeyConflict as conflict:
-                if "new key" in str(conflict):
-                    register.sell(retry, key="order-9-b")  # as the message says
-            assert register.fn_info().last_document - before == 1
-    finally:
-        rig.close()
+        journaled.sell(retry, key="order-9")
+    except kkt.KeyConflict as conflict:
+        if "new key" in str(conflict):
+            journaled.sell(retry, key="order-9-b")  # as the message says
+    assert journaled.fn_info().last_document - before == 1
 
 
-@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
-def test_a_done_key_retried_with_other_tendered_cash_replays(tmp_path: Path, protocol: str) -> None:
-    rig = Served(tmp_path, "inproc", protocol)
-    try:
-        with rig.connect(tmp_path / "journal.sqlite") as register:
-            register.open_shift()
-            first = register.sell(coffee(cash=70_000), key="order-10")
-            again = register.sell(coffee(cash=64_800), key="order-10")
-            assert again.replayed and again.document_number == first.document_number
-    finally:
-        rig.close()
+def test_a_done_key_retried_with_other_tendered_cash_replays(journaled: kkt.Register) -> None:
+    first = journaled.sell(coffee(cash=70_000), key="order-10")
+    again = journaled.sell(coffee(cash=64_800), key="order-10")
+    assert again.replayed and again.document_number == first.document_number
 
 
-@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
 def test_two_pending_keys_of_the_same_items_each_keep_their_own_document(
-    tmp_path: Path, protocol: str
+    journaled: kkt.Register,
 ) -> None:
-    rig = Served(tmp_path, "inproc", protocol)
-    try:
-        with rig.connect(tmp_path / "journal.sqlite") as register:
-            register.open_shift()
-            assert register.journal is not None
-            serial = register.fn_info().serial
-            start = register.fn_info().last_document
-            receipt = coffee()
-            formed = {}
-            for key in ("order-A", "order-B"):
-                before = register.fn_info().last_document
-                register.journal.begin(
-                    key,
-                    before,
-                    int(Operation.SELL),
-                    receipt.total,
-                    serial,
-                    receipt.fingerprint(),
-                    _paid(receipt),
-                )
-                formed[key] = register.sell(receipt).document_number  # fiscal, then a crash
-            got = {key: register.sell(receipt, key=key).document_number for key in formed}
-            assert register.fn_info().last_document - start == 2  # two orders, two receipts
-            assert got == formed
-    finally:
-        rig.close()
+    start = journaled.fn_info().last_document
+    formed = {key: crashed_sale(journaled, key, coffee()) for key in ("order-A", "order-B")}
+    got = {key: journaled.sell(coffee(), key=key).document_number for key in formed}
+    assert journaled.fn_info().last_document - start == 2  # two orders, two receipts
+    assert got == formed
 
 
 def test_a_closing_answer_naming_an_old_document_is_settled_not_trusted(tmp_path: Path) -> None:
