@@ -25,8 +25,10 @@ atol4j ``transport/protocol/v2/Timeout.java``, fact sheet §1.2):
 * receipts: 9Ah `OpenShift`, 92h `OpenReceipt`, E6h `RegisterItem` (FFD 1.0), EAh `BeginItem`,
   EBh `EndItem`, E8h `WriteTlv` (FFD 1.05+), 99h `Payment`, 4Ah `CloseReceipt`,
   59h `CancelReceipt`, 49h `CashIn`, 4Fh `CashOut`;
-* reports and printing: 5Ah `ZReport`, 67h `Report`, 4Ch `PrintLine`, 75h `Cut`;
-* registers: 91h `ReadRegister`, 91h 34h `ReadLastDocument`;
+* reports and printing: 5Ah `ZReport`, 67h `Report`, 4Ch `PrintLine`, 75h `Cut`, 47h `Beep`,
+  ABh `PrintFnDocument`;
+* registers: 91h `ReadRegister`, 91h 12h `ReadShiftState`, 91h 33h `ReadLastReceipt`, 91h 34h
+  `ReadLastDocument`;
 * the FN (A4h): 10h `GetFnShift`, 20h `GetFnOfdStatus`, 30h `GetFnStatus` and 33h `GetFnVersion`
   (both unverified), 31h `GetFnSerial`, 32h `GetFnValidity`, 45h `GetFnDocumentSize`,
   46h `GetFnDocumentData`;
@@ -71,6 +73,7 @@ _BCD_YMDHMS = Stamp("YmdHMS", bcd=True, nullable=True)
 _BCD_DMYHM = Stamp("dmYHM", bcd=True, nullable=True)  # minutes: seconds dropped when written
 _BCD_DMY = Stamp("dmY", bcd=True)
 _BCD_DMYHMS = Stamp("dmYHMS", bcd=True)
+_BCD_DMYHMS_NULLABLE = Stamp("dmYHMS", bcd=True, nullable=True)
 _FN_YMDHM = Stamp("YmdHM", nullable=True)
 _FN_YMD = Stamp("Ymd", nullable=True)
 _CATALOGUE: Catalogue[Request[Any]] = Catalogue()
@@ -217,8 +220,8 @@ def encode_error(code: int, error: int, ext: int = 0) -> bytes:
 def decode_request(command: bytes) -> Request[Any]:
     """Device side: ``pwd(2) code params…`` as its typed request.
 
-    `UnknownCommand` for a code it does not know; `CodecError` for a bad layout.  A 91h whose
-    register is 34h with zero parameters is `ReadLastDocument`.
+    `UnknownCommand` for a code it does not know; `CodecError` for a bad layout.  A 91h of a
+    register with its own class (`TYPED_REGISTERS`) decodes as that class.
     """
     command = bytes(command)
     if len(command) < 3:
@@ -519,6 +522,20 @@ class Cut(Request[Done]):
     partial: bool = wire(Bool())
 
 
+@command(0x47)
+class Beep(Request[Done]):
+    """47h: sound the buzzer (lazersib/multimag atol.php ``cmdBeep``, kurbatov/atol4j
+    ``BuzzCommand``: the bare code, no parameters)."""
+
+
+@command(0xAB, timeout=120.0)
+class PrintFnDocument(Request[Done]):
+    """ABh: print a copy of fiscal document ``number`` from the FN, BCD5 (lazersib/multimag
+    atol.php ``cmdRePrintDocument``, sent in mode 6; T5 120 s, atol4j ``Timeout``)."""
+
+    number: int = wire(Bcd(5))
+
+
 # -- registers ------------------------------------------------------------------------------------
 
 
@@ -531,15 +548,46 @@ class RegisterValue(Answer):
 
 @command(0x91, repeatable=True, timeout=45.0)
 class ReadRegister(Request[RegisterValue]):
-    """91h: read a register (atol4j ``RegisterValueRequest``).  Register 34h with zero
-    parameters decodes as `ReadLastDocument` on the device side."""
+    """91h: read a register (atol4j ``RegisterValueRequest``).  On the device side a register
+    with its own class (12h; 33h and 34h with zero parameters) decodes as that class."""
 
     register: int = wire(U8)
     param1: int = wire(U8, default=0)
     param2: int = wire(U8, default=0)
 
 
+SHIFT_STATE_REGISTER: Final = 0x12
+LAST_RECEIPT_REGISTER: Final = 0x33
 LAST_DOCUMENT_REGISTER: Final = 0x34
+
+
+@answer
+class ShiftState(Answer):
+    """Register 12h after ``55 00``: the shift's ``state`` and a date-time, DD MM YY hh mm ss BCD.
+
+    The one public parser (RPiVendApp ``CashDesk.cs`` ``StageProperties``, the UWP C# app of fact
+    sheet §5.1, source repository unknown) reads a 10-byte task reply ``A3 55 err state DD MM YY
+    hh mm ss``, the states 0 closed, 1 open, 2 older than 24 hours.  Unact/kkm (Ruby,
+    lib/kkm/constants/register_number.rb at f2ed5a8) names register 18 (12h) "the shift-open flag"
+    and its 0.1.7 changelog "whether it is open and the time it opened or closed": the date-time
+    is read here as the open shift's opening, or the last closed shift's closing (None before the
+    first shift).
+    """
+
+    state: int = wire(U8)
+    when: dt.datetime | None = wire(_BCD_DMYHMS_NULLABLE)
+
+
+SHIFT_CLOSED, SHIFT_OPEN, SHIFT_EXPIRED = 0, 1, 2  # `ShiftState.state`
+
+
+@command(0x91, prefix=bytes((SHIFT_STATE_REGISTER,)), repeatable=True, timeout=45.0)
+class ReadShiftState(Request[ShiftState]):
+    """91h register 12h: the shift's state.  RPiVendApp sends the parameters ``00 01`` (their
+    meaning is not public: kept as sent); a `ReadRegister` of 12h decodes as this class."""
+
+    param1: int = wire(U8, default=0)
+    param2: int = wire(U8, default=0)
 
 
 @answer
@@ -560,6 +608,26 @@ class LastDocument(Answer):
 @command(0x91, prefix=bytes((LAST_DOCUMENT_REGISTER, 0, 0)), repeatable=True, timeout=45.0)
 class ReadLastDocument(Request[LastDocument]):
     """91h register 34h: the last fiscal document (number, type, total, time, fiscal sign)."""
+
+
+@command(0x91, prefix=bytes((LAST_RECEIPT_REGISTER, 0, 0)), repeatable=True, timeout=45.0)
+class ReadLastReceipt(Request[LastDocument]):
+    """91h register 33h: the last receipt, in `LastDocument`'s layout.
+
+    Zzzzipper/projects AtolCommandLayer.cpp ``gotoStateLastSale`` reads register 33h
+    (``Register_LastSale``) after closing a receipt and parses it with ``RegisterReadResponse``
+    -- the layout of `LastDocument`; Unact/kkm names register 51 (33h) "the last receipt (sum,
+    type, time)".  Unverified: the type byte is read as the receipt's 92h type (1 sale, 2 sale
+    return, 4 buy, 5 buy return, 7..10 corrections), the "type" of a receipt.
+    """
+
+
+# 91h registers with their own request class: a `ReadRegister` of them decodes as that class.
+TYPED_REGISTERS: Final = {
+    SHIFT_STATE_REGISTER: ReadShiftState,
+    LAST_RECEIPT_REGISTER: ReadLastReceipt,
+    LAST_DOCUMENT_REGISTER: ReadLastDocument,
+}
 
 
 # -- A4h: fiscal storage queries ------------------------------------------------------------------

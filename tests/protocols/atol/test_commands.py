@@ -48,25 +48,31 @@ from kkt.protocols.atol.commands import (
     GetFnValidity,
     GetStateCode,
     GetStatus,
+    Beep,
     LastDocument,
     OpenReceipt,
     OpenShift,
     Payment,
     PaymentAnswer,
+    PrintFnDocument,
     PrintLine,
     ReadLastDocument,
+    ReadLastReceipt,
     ReadRegister,
+    ReadShiftState,
     RegisterItem,
     RegisterValue,
     Report,
     Request,
     SetDate,
     SetDateTime,
+    ShiftState,
     StateCode,
     Status,
     UnknownCommand,
     WriteTlv,
     ZReport,
+    TYPED_REGISTERS,
     answer_header,
     decode_error,
     decode_request,
@@ -148,11 +154,18 @@ REQUEST_VECTORS: list[tuple[str, Request[Any], str]] = [
     # Zzzzipper AtolCommandLayer.cpp, encoder: gotoStateRegisterRead (register 33h),
     # RegisterReadRequest for 34h, FN105CheckAddStartRequest {flags 0, param 1, reserved 0},
     # FSDocSizeRequest for document 42, a bare DocData request.
-    ("00 00 91 33 00 00", ReadRegister(0, 0x33), "encoder: Zzzzipper (last sale)"),
+    ("00 00 91 33 00 00", ReadLastReceipt(0), "encoder: Zzzzipper gotoStateLastSale (33h)"),
     ("00 00 91 34 00 00", ReadLastDocument(0), "encoder: Zzzzipper RegisterReadRequest 34h"),
     ("00 00 EA 00 01 00", BeginItem(0, 0, 1), "encoder: Zzzzipper FN105CheckAddStart"),
     ("00 00 A4 45 00 00 00 2A", GetFnDocumentSize(0, 42), "encoder: Zzzzipper FSDocSizeRequest"),
     ("00 00 A4 46", GetFnDocumentData(0), "encoder: Zzzzipper FSSubcommand_DocData"),
+    # RPiVendApp CashDesk.cs (C#, the UWP app of fact sheet §5.1; source repository unknown),
+    # encoder: GetStageState / GetKKTInformation read register 12h with the parameters 00 01.
+    ("00 00 91 12 00 01", ReadShiftState(0, 0, 1), "encoder: RPiVendApp GetStageState"),
+    # lazersib/multimag atol.php, encoder: cmdBeep (actionBeep sends it three times),
+    # cmdRePrintDocument(5) (actionPrintFN, after entering mode 6 with password 30).
+    ("00 00 47", Beep(0), "encoder: MultiMag cmdBeep"),
+    ("00 00 AB 00 00 00 00 05", PrintFnDocument(0, 5), "encoder: MultiMag cmdRePrintDocument"),
     # The access password, 2 bytes BCD (fact sheet §2.1; MultiMag setPassword -> intToBCD(p, 2)).
     ("12 34 3F", GetStatus(1234), "encoder: MultiMag setPassword(1234)"),
 ]
@@ -318,6 +331,33 @@ def test_last_document_layout() -> None:
     assert encode_answer(0x91, document) == reply
     # The raw view of the same register, as a driver asking ReadRegister(0x34) gets it.
     assert ReadRegister(0, 0x34).decode_answer(reply) == RegisterValue(reply[2:])
+
+
+def test_last_receipt_is_register_33_in_the_last_document_layout() -> None:
+    # Zzzzipper/projects firmware-usbhost/common/fiscal_register/atol/AtolCommandLayer.cpp
+    # gotoStateLastSale sends 91 33 00 00 and stateLastSaleResponse parses the reply with
+    # AtolProtocol.h RegisterReadResponse: the same 28 bytes as register 34h's.
+    reply = h("55 00 00 00 00 01 23 01 00 00 00 00 00 15 00 15 03 24 12 30 12 34 56 78 90 00 00 00")
+    receipt = ReadLastReceipt(0).decode_answer(reply)
+    assert receipt == LastDocument(123, 1, 1500, dt.datetime(2024, 3, 15, 12, 30), 1234567890)
+    assert encode_answer(0x91, receipt) == reply
+    assert decode_request(ReadRegister(0, 0x33).encode()) == ReadLastReceipt(0)
+    # Other parameters stay a raw register read.
+    assert decode_request(h("00 00 91 33 00 01")) == ReadRegister(0, 0x33, 0, 1)
+
+
+def test_shift_state_layout() -> None:
+    # RPiVendApp CashDesk.cs (source repository unknown) StageProperties: a 10-byte task reply
+    # A3 55 err state DD MM YY hh mm ss (BCD) -- this codec gets it without the buffer's A3.
+    reply = h("55 00 01 15 03 24 09 05 30")
+    state = ReadShiftState(0, 0, 1).decode_answer(reply)
+    assert state == ShiftState(1, dt.datetime(2024, 3, 15, 9, 5, 30))
+    assert encode_answer(0x91, state) == reply
+    # Before the first shift the emulator sends zeros: no date-time.
+    assert ReadShiftState(0).decode_answer(h("55 00 00 00 00 00 00 00 00")) == ShiftState(0, None)
+    assert decode_request(ReadRegister(0, 0x12, 0, 1).encode()) == ReadShiftState(0, 0, 1)
+    with pytest.raises(CodecError):
+        ReadShiftState(0).decode_answer(h("55 00 01 15 03 24 09 05"))  # cut short
 
 
 def test_last_document_drops_seconds() -> None:
@@ -564,6 +604,8 @@ def test_class_attributes() -> None:
         "GetDeviceType",
         "ReadRegister",
         "ReadLastDocument",
+        "ReadLastReceipt",
+        "ReadShiftState",
         "GetFnShift",
         "GetFnOfdStatus",
         "GetFnSerial",
@@ -577,6 +619,8 @@ def test_class_attributes() -> None:
     assert (CloseReceipt.TIMEOUT, ZReport.TIMEOUT, ReadRegister.TIMEOUT) == (20.0, 40.0, 45.0)
     assert RegisterItem.TIMEOUT == BeginItem.TIMEOUT == EndItem.TIMEOUT == 50.0
     assert GetStatus.TIMEOUT == 10.0
+    assert PrintFnDocument.TIMEOUT == 120.0 and not PrintFnDocument.REPEATABLE  # it prints
+    assert not Beep.REPEATABLE  # harmless twice, but it is not a query
     assert CashIn.ANSWER is Done and Payment.ANSWER is PaymentAnswer
 
 
@@ -653,8 +697,11 @@ def _example_value(wire: Construct) -> Any:
 @given(data=st.data())
 def test_request_round_trip(cls: type[Request[Any]], data: st.DataObject) -> None:
     request_ = data.draw(request_strategy(cls))
-    # 91h register 34h with zero parameters is ReadLastDocument by design.
-    assume(not (isinstance(request_, ReadRegister) and request_.encode()[3:] == h("34 00 00")))
+    # 91h of a register with its own class (12h; 33h and 34h with zero parameters) decodes as
+    # that class by design.
+    if isinstance(request_, ReadRegister) and request_.register in TYPED_REGISTERS:
+        typed = TYPED_REGISTERS[request_.register]
+        assume(not request_.encode()[3:].startswith(typed.PREFIX))
     assert decode_request(request_.encode()) == request_
 
 
@@ -685,6 +732,7 @@ def test_every_answer_class_is_covered() -> None:
         FnDocumentSize,
         FnDocumentData,
         CashInDrawer,
+        ShiftState,
     }
     for cls in answers:
         assert dataclasses.is_dataclass(cls)
