@@ -17,7 +17,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from kkt.protocols.atol.charset import FixedText, TailText, decode_text
 from kkt.protocols.atol.commands import (
+    TYPED_REGISTERS,
     Answer,
+    Beep,
     BeginItem,
     CancelReceipt,
     CashIn,
@@ -48,7 +50,6 @@ from kkt.protocols.atol.commands import (
     GetFnValidity,
     GetStateCode,
     GetStatus,
-    Beep,
     LastDocument,
     OpenReceipt,
     OpenShift,
@@ -72,7 +73,6 @@ from kkt.protocols.atol.commands import (
     UnknownCommand,
     WriteTlv,
     ZReport,
-    TYPED_REGISTERS,
     answer_header,
     decode_error,
     decode_request,
