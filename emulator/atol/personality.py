@@ -35,7 +35,7 @@ Readings chosen where the sources say nothing (fact sheet §7):
   continue-print command): the next command after the paper returns prints the rest first;
 * A4h 45h selects a document and answers its type and the length of its TLV body (the FFD
   document's STLV without its own tag and length, as the FN's 45h/46h and Shtrih's FF3A/FF3B
-  give it); each 46h answers the next top-level tag, a longer one in 240-byte pieces;
+  give it); each 46h answers the next first-level tag, whole (Unact/kkm reads them so);
 * A4h 10h, 30h and 33h answer as the FN's own 10h, 30h and 33h (fact sheet fn-ffd-ofd.md §4.3,
   §4.4, §4.6): a closed shift's count is its documents (Unact/kkm reads 30h and 33h so);
 * 91h answers registers 12h (shift state), 33h (last receipt) and 34h (last document), others
@@ -99,7 +99,6 @@ from .tables import (
     RECEIPT_TYPES,
     REPORT_X,
     TAXES,
-    TLV_BLOCK,
     UNKNOWN_COMMAND,
     VERSION,
     WRONG_MODE,
@@ -692,18 +691,19 @@ class AtolRegister(Personality):
         return c.FnDocumentSize(int.from_bytes(stlv[:2], "little"), len(value))
 
     def _fn_document_data(self, r: c.GetFnDocumentData) -> c.FnDocumentData:
-        """The next piece of the document's TLV, up to 240 bytes, whatever the tags' bounds.
+        """The document's next first-level tag, whole (tag, length, value), then DAh.
 
-        How a real register cuts 46h's blocks is not public; a host joins the pieces until the
-        size 45h announced, so any cut works -- and pieces as large as fit take a receipt of
-        600 bytes in three commands instead of one per tag (a driver that verifies each receipt
-        it closes reads it whole).
+        One tag per answer, as the FN's own 46h gives them (fact sheet fn-ffd-ofd.md §4.4) and
+        as Unact/kkm ``cheque_data`` reads them: it parses each answer as one TLV, so pieces
+        cut across tags would read as garbage tags there.  A host that joins the answers up to
+        45h's size (the kkt driver) reads the same bytes either way.
         """
         if self.reading is None or self.reading[1] >= len(self.reading[0]):
             self.reading = None
             raise FnError(FnCode.NO_DATA, "no document is being read: select one with A4h 45h")
         value, offset = self.reading
-        block = value[offset : offset + TLV_BLOCK]
+        length = int.from_bytes(value[offset + 2 : offset + 4], "little")
+        block = value[offset : offset + 4 + length]
         self.reading = (value, offset + len(block))
         return c.FnDocumentData(block)
 

@@ -60,7 +60,7 @@ from typing import Any, Final
 
 from .. import fields, message
 from ..errors import CodecError
-from ..fields import U8, U16, U16BE, U32, U32BE, Bcd, Bool, Bytes, Stamp, TailBytes
+from ..fields import U8, U16, U16BE, U32, Bcd, Bool, Bytes, Stamp, TailBytes
 from ..message import AnswerT, Catalogue, RequestClass, answer, register, wire
 from ..message import UnknownCommand as UnknownCommand  # raised here; importers catch it
 from .charset import FixedText, TailText
@@ -632,9 +632,13 @@ TYPED_REGISTERS: Final = {
 
 # -- A4h: fiscal storage queries ------------------------------------------------------------------
 #
-# A4h passes the FN's own fields through, binary.  Their byte order is disputed (fact sheet §2.1,
-# §7.5): atol4j reads 10h/20h little-endian (FN order), Zzzzipper writes and reads 45h
-# big-endian.  Each layout follows its only source.
+# A4h passes the FN's own commands and fields through, binary, in the FN's byte order
+# (little-endian).  The fact sheet marks the order disputed (§2.1, §7.5): atol4j reads 10h/20h
+# little-endian, and Unact/kkm (Ruby; lib/kkm/device_interface.rb at commit f2ed5a8, which sends
+# raw protocol-3.1 blocks through the driver's RunCommand) reads 20h little-endian and writes
+# 45h's document number little-endian, where Zzzzipper declares 45h big-endian -- in code no
+# state of its AtolCommandLayer.cpp reaches (``gotoStateDocSize`` has no caller).  The working
+# readers win: little-endian throughout.
 
 
 @answer
@@ -680,9 +684,10 @@ class GetFnOfdStatus(Request[FnOfdStatus]):
 class FnStatus(Answer):
     """A4h 30h: the FN's status -- its life phase, warnings and last document.
 
-    Unverified: no public ATOL source shows 30h.  10h, 20h, 31h and 32h are the FN's own command
-    codes with the FN's own answers passed through (atol4j, see above), so 30h is read the same
-    way: the FN's 30h answer, 30 bytes (fact sheet fn-ffd-ofd.md §4.3) -- phase, current
+    The FN's own 30h answer passed through, 30 bytes (fact sheet fn-ffd-ofd.md §4.3), as
+    Unact/kkm ``fn_status`` (f2ed5a8) reads it: phase at 2, document 3, data received 4, shift
+    open 5, flags 6, the serial at 12..27 of ``55 00 …`` -- the one public ATOL reader; the
+    last document's number after the serial is the FN's (it reads no further).  Phase, current
     document, document data received, shift open, warning flags, the last document's date-time
     YY MM DD hh mm binary, the FN serial (16 ASCII), the last document's number (4 bytes
     little-endian, as 20h's).
@@ -700,7 +705,7 @@ class FnStatus(Answer):
 
 @command(0xA4, prefix=b"\x30", repeatable=True)
 class GetFnStatus(Request[FnStatus]):
-    """A4h 30h: the FN's life phase, warnings and last document (unverified, see `FnStatus`)."""
+    """A4h 30h: the FN's life phase, warnings and last document (Unact/kkm ``FN_STATUS``)."""
 
 
 @answer
@@ -708,8 +713,9 @@ class FnVersion(Answer):
     """A4h 33h: the FN's firmware version (16 ASCII, zero-padded) and whether it is serial
     firmware (1) or a prototype's (0).
 
-    Unverified: as `FnStatus`, the FN's own 33h answer (fact sheet fn-ffd-ofd.md §4.4) passed
-    through; no public ATOL source shows it.
+    The FN's own 33h answer (fact sheet fn-ffd-ofd.md §4.4) passed through, as Unact/kkm
+    ``fn_version`` (f2ed5a8) reads it: the version at 2..17 of ``55 00 …``, then 0 for debug
+    (prototype) firmware.
     """
 
     version: str = wire(FixedText(16))
@@ -718,7 +724,7 @@ class FnVersion(Answer):
 
 @command(0xA4, prefix=b"\x33", repeatable=True)
 class GetFnVersion(Request[FnVersion]):
-    """A4h 33h: the FN's firmware version (unverified, see `FnVersion`)."""
+    """A4h 33h: the FN's firmware version (Unact/kkm ``FN_VERSION``)."""
 
 
 @answer
@@ -750,24 +756,27 @@ class GetFnValidity(Request[FnValidity]):
 
 @answer
 class FnDocumentSize(Answer):
-    """A4h 45h: the document's type and its TLV size, 2 bytes big-endian each (Zzzzipper
-    ``FSDocSizeResponse``)."""
+    """A4h 45h: the document's type and its TLV size, 2 bytes each, little-endian as the FN's
+    own 45h answer (see the note above; Zzzzipper's unreached ``FSDocSizeResponse`` declares them
+    big-endian)."""
 
-    document_type: int = wire(U16BE)
-    size: int = wire(U16BE)
+    document_type: int = wire(U16)
+    size: int = wire(U16)
 
 
 @command(0xA4, prefix=b"\x45", repeatable=True)
 class GetFnDocumentSize(Request[FnDocumentSize]):
-    """A4h 45h: select document ``number`` (4 bytes big-endian, Zzzzipper ``FSDocSizeRequest``)
-    for reading with `GetFnDocumentData`."""
+    """A4h 45h: select document ``number`` (4 bytes little-endian: Unact/kkm ``cheque_data``
+    writes ``A4 45`` and the number's bytes reversed) for reading with `GetFnDocumentData`."""
 
-    number: int = wire(U32BE)
+    number: int = wire(U32)
 
 
 @answer
 class FnDocumentData(Answer):
-    """A4h 46h: the next block of the selected document's TLV."""
+    """A4h 46h: the next block of the selected document's TLV -- one first-level tag (type,
+    length, value), as Unact/kkm ``cheque_data`` parses each answer and the FN's own 46h gives
+    them (fact sheet fn-ffd-ofd.md §4.4); after the last, an error."""
 
     data: bytes = wire(TailBytes())
 

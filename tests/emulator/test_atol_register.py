@@ -194,6 +194,8 @@ def test_documents_read_back_through_a4_equal_the_archive(register: AtolRegister
             block = run(register, c.GetFnDocumentData(0)).data
             assert block
             body += block
+            # One whole first-level tag per answer (Unact/kkm cheque_data parses each so).
+            assert len(decode_tlv(block)) == 1
         record = register.fn.record(number)
         assert size.document_type == record.kind
         assert body == record.tlv[4:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,7 +48,9 @@ from kkt.protocols.atol.commands import (
     GetFnOfdStatus,
     GetFnSerial,
     GetFnShift,
+    GetFnStatus,
     GetFnValidity,
+    GetFnVersion,
     GetStateCode,
     GetStatus,
     LastDocument,
@@ -157,7 +160,13 @@ REQUEST_VECTORS: list[tuple[str, Request[Any], str]] = [
     ("00 00 91 33 00 00", ReadLastReceipt(0), "encoder: Zzzzipper gotoStateLastSale (33h)"),
     ("00 00 91 34 00 00", ReadLastDocument(0), "encoder: Zzzzipper RegisterReadRequest 34h"),
     ("00 00 EA 00 01 00", BeginItem(0, 0, 1), "encoder: Zzzzipper FN105CheckAddStart"),
-    ("00 00 A4 45 00 00 00 2A", GetFnDocumentSize(0, 42), "encoder: Zzzzipper FSDocSizeRequest"),
+    # Unact/kkm lib/kkm/device_interface.rb at f2ed5a8, encoder: cheque_data(42) sends "A4 45"
+    # and the number's 4 bytes reversed (little-endian); Zzzzipper's FSDocSizeRequest declares
+    # them big-endian in code nothing reaches (gotoStateDocSize has no caller).
+    ("00 00 A4 45 2A 00 00 00", GetFnDocumentSize(0, 42), "encoder: Unact/kkm cheque_data"),
+    # Unact/kkm, encoder: fn_status / fn_version (Command::FN_STATUS 'A4 30', FN_VERSION 'A4 33').
+    ("00 00 A4 30", GetFnStatus(0), "encoder: Unact/kkm fn_status"),
+    ("00 00 A4 33", GetFnVersion(0), "encoder: Unact/kkm fn_version"),
     ("00 00 A4 46", GetFnDocumentData(0), "encoder: Zzzzipper FSSubcommand_DocData"),
     # RPiVendApp CashDesk.cs (C#, the UWP app of fact sheet §5.1; source repository unknown),
     # encoder: GetStageState / GetKKTInformation read register 12h with the parameters 00 01.
@@ -360,6 +369,30 @@ def test_shift_state_layout() -> None:
         ReadShiftState(0).decode_answer(h("55 00 01 15 03 24 09 05"))  # cut short
 
 
+def test_fn_status_and_version_at_the_offsets_unact_kkm_reads() -> None:
+    # Unact/kkm lib/kkm/device_interface.rb at f2ed5a8: fn_status reads phase res[2], document
+    # res[3], data received res[4], shift open res[5], flags res[6] and the FN serial res[12..27]
+    # of the whole reply; fn_version the version res[2..17] and res[18] == 0 for debug firmware.
+    serial = b"9999078900000961"
+    reply = h("55 00 03 00 00 01 08 18 03 0F 0C 1E") + serial + h("2A 00 00 00")
+    assert reply[12:28] == serial
+    status = GetFnStatus(0).decode_answer(reply)
+    assert (status.phase, status.shift_open, status.warnings, status.serial) == (
+        3,
+        True,
+        8,
+        serial.decode(),
+    )
+    assert (status.last_document_when, status.last_document) == (
+        dt.datetime(2024, 3, 15, 12, 30),
+        42,
+    )
+    assert encode_answer(0xA4, status) == reply
+    version = b"fn debug v 2.13"
+    reply = b"\x55\x00" + version + b"\x00" + b"\x00"
+    assert GetFnVersion(0).decode_answer(reply) == FnVersion(version.decode(), False)
+
+
 def test_last_document_drops_seconds() -> None:
     document = LastDocument(1, 1, 100, dt.datetime(2024, 1, 2, 3, 4, 59), 7)
     decoded = ReadLastDocument(0).decode_answer(encode_answer(0x91, document))
@@ -376,11 +409,13 @@ def test_fn_answers_layouts() -> None:
     assert serial == FnSerial("9999078900000961")
     validity = GetFnValidity(0).decode_answer(h("55 00 1A 07 1F 0B 01"))
     assert validity == FnValidity(dt.date(2026, 7, 31), 11, 1)
-    # Zzzzipper FSDocSizeResponse: 55 err docType BE2 docSize BE2.
-    size = GetFnDocumentSize(0, 42).decode_answer(h("55 00 00 03 01 2C"))
+    # 55 err docType docSize, 2 bytes each in the FN's order (little-endian; see commands.py).
+    size = GetFnDocumentSize(0, 42).decode_answer(h("55 00 03 00 2C 01"))
     assert size == FnDocumentSize(3, 300)
-    data = GetFnDocumentData(0).decode_answer(h("55 00 11 04 10 00"))
-    assert data == FnDocumentData(h("11 04 10 00"))
+    # Unact/kkm cheque_data reads each 46h answer after 55 err as one TLV: tag and length
+    # little-endian (tlv[0..1].reverse, tlv[2..3].reverse), then the value.
+    data = GetFnDocumentData(0).decode_answer(h("55 00 11 04 10 00 30 31 32 33 34 35 36 37"))
+    assert data == FnDocumentData(h("11 04 10 00") + b"01234567")
 
 
 # -- error replies --------------------------------------------------------------------------------
@@ -775,3 +810,10 @@ def test_cash_in_drawer_layout() -> None:
     assert refused.value.code == 0x66
     with pytest.raises(CodecError):
         GetCashInDrawer(0).decode_answer(h("55 00 00 00 00 00 00 01 50"))  # another command's
+
+
+def test_the_readme_states_how_many_typed_commands_there_are() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    codes = [cls.CODE for cls in ALL_REQUESTS]
+    figure = f"{len(ALL_REQUESTS)} typed commands from {min(codes):02X}h to {max(codes):02X}h"
+    assert figure in readme.replace("\n  ", " ")
