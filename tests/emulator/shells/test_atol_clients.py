@@ -16,7 +16,10 @@ Clients (fact sheet §5.1):
   -- ``actionInfo`` (3Fh, A5h), ``actionBeep`` (47h three times, no result asked) and
   ``actionPrintFN`` (45h, 56h 6 30, ABh);
 * kurbatov/atol4j CashRegister.java ``connect`` (3Fh, A5h), CashRegisterIT ``connectTest`` (56h 1
-  with password 29, 48h) and RequestBuilder ``cash`` (4Dh).
+  with password 29, 48h) and RequestBuilder ``cash`` (4Dh);
+* Unact/kkm lib/kkm/device_interface.rb at f2ed5a8 (raw protocol-3.1 blocks through the driver)
+  -- ``kkm_status`` (3Fh), ``current_mode`` (45h), ``fn_status`` (A4h 30h), ``fn_version`` (A4h
+  33h), ``ofd_status`` (A4h 20h) and ``cheque_data`` (A4h 45h, then 46h until an error).
 """
 
 from __future__ import annotations
@@ -260,5 +263,44 @@ def test_a_command_the_emulator_does_not_implement_is_refused_not_ignored(
     device, replies = serve(tmp_path, unknown)
     try:
         assert replies == [bytes((0x55, 0x66, 0x00))] * 3
+    finally:
+        device.close()
+
+
+def test_unact_kkm_status_and_a_document_read_tag_by_tag(tmp_path: Path) -> None:
+    def unact(host: Client) -> tuple[Any, ...]:
+        host.abort()
+        host.run_block(b"\x00\x00\x3f")  # kkm_status: '3F'
+        host.run_block(b"\x00\x00\x45")  # current_mode: '45'
+        fn_status = host.run_block(b"\x00\x00\xa4\x30")  # FN_STATUS 'A4 30'
+        fn_version = host.run_block(b"\x00\x00\xa4\x33")  # FN_VERSION 'A4 33'
+        host.run_block(b"\x00\x00\xa4\x20")  # OFD_STATUS 'A4 20'
+        # cheque_data(1): "A4 45" and the number's bytes reversed, then A4 46 until an error;
+        # each answer after 55 err is one TLV: tag and length reversed (little-endian).
+        host.run_block(b"\x00\x00\xa4\x45\x01\x00\x00\x00")
+        tags: list[tuple[int, bytes]] = []
+        while True:
+            answer = host.run_block(b"\x00\x00\xa4\x46")
+            if answer[1] != 0:
+                return fn_status, fn_version, tags, answer
+            tlv = answer[2:]
+            length = int.from_bytes(tlv[2:4], "little")
+            assert len(tlv) == 4 + length  # the whole answer is this one tag
+            tags.append((int.from_bytes(tlv[0:2], "little"), tlv[4:]))
+
+    device, (fn_status, fn_version, tags, end) = serve(tmp_path, unact)
+    try:
+        # fn_status: the FN serial at res[12..27]; fn_version: res[2..17], then the debug byte.
+        assert fn_status[12:28].decode() == device.fn.serial
+        assert fn_version[2:18].rstrip(b"\x00").decode() == device.fn.state.config.version[:16]
+        body = device.fn.record(1).tlv[4:]  # the registration report's first-level tags
+        assert (
+            b"".join(
+                tag.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
+                for tag, value in tags
+            )
+            == body
+        )
+        assert end[:2] == bytes((0x55, 0xDA))  # then "no requested data in the FN"
     finally:
         device.close()
