@@ -696,7 +696,9 @@ class AtolRegister(Personality):
         One tag per answer, as the FN's own 46h gives them (fact sheet fn-ffd-ofd.md §4.4) and
         as Unact/kkm ``cheque_data`` reads them: it parses each answer as one TLV, so pieces
         cut across tags would read as garbage tags there.  A host that joins the answers up to
-        45h's size (the kkt driver) reads the same bytes either way.
+        45h's size (the kkt driver) reads the same bytes either way, in more answers: a
+        driver verifying each receipt it closes makes ~24 exchanges instead of 3 (``kkt bench
+        --quick receipts``: receipts.atol.tcp 293 -> 131 /s here), as it would on a device.
         """
         if self.reading is None or self.reading[1] >= len(self.reading[0]):
             self.reading = None
