@@ -40,12 +40,12 @@ MODELS: dict[str, ShtrihModel] = {model.name: model for model in (M01F, M02F)}
 # Line width by FCh model byte, for a host that knows only the number (pyshtrih 2.0.6
 # ``device.py``: ЛАЙТ-01Ф 32, РИТЕЙЛ-01Ф 42; model bytes 252 and 22 from protocol 1.17's FCh
 # table).
-_WIDTHS = {250: 48, 252: 32, 22: 42}
+LINE_WIDTHS = {250: 48, 252: 32, 22: 42}
 
 
 def line_width(model_number: int) -> int:
     """Characters per line of the model FCh names; the classic 40 for a model not known."""
-    return _WIDTHS.get(model_number, CLASSIC_TEXT)
+    return LINE_WIDTHS.get(model_number, CLASSIC_TEXT)
 
 
 def model_named(name: str) -> ShtrihModel:
