@@ -146,6 +146,8 @@ class ShtrihRegister(Personality):
             classic.SetDate: self._set_date,
             classic.ConfirmDate: self._confirm_date,
             classic.Cut: self._cut,
+            classic.OpenDrawer: self._open_drawer,
+            classic.Feed: self._feed,
             classic.ContinuePrint: self._continue_print,
             classic.XReport: self._x_report,
             classic.ZReport: self._z_report,
@@ -533,6 +535,17 @@ class ShtrihRegister(Personality):
     def _cut(self, r: classic.Cut) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
         self.model.cut(partial=bool(r.partial))
+        return classic.OperatorAnswer(op)
+
+    def _open_drawer(self, r: classic.OpenDrawer) -> classic.OperatorAnswer:
+        """The drawer's pulse: nothing to keep (no drawer is wired to an emulator)."""
+        return classic.OperatorAnswer(self._auth(r, OPERATOR))
+
+    def _feed(self, r: classic.Feed) -> classic.OperatorAnswer:
+        op = self._auth(r, OPERATOR)
+        self.model.require_idle_printer()
+        if r.flags & 0x02:
+            self.model.print_lines([""] * r.lines)
         return classic.OperatorAnswer(op)
 
     def _continue_print(self, r: classic.ContinuePrint) -> classic.OperatorAnswer:

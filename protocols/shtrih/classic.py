@@ -224,6 +224,21 @@ class Cut(Request[OperatorAnswer]):
     partial: bool = wire(Bool)
 
 
+@request(0x28, timeout=10.0)
+class OpenDrawer(Request[OperatorAnswer]):
+    password: int = wire(U32)
+    drawer: int = wire(U8)  # 0 or 1
+
+
+@request(0x29, timeout=10.0)
+class Feed(Request[OperatorAnswer]):
+    """Feed ``lines`` empty lines; ``flags`` bit 0 journal, bit 1 receipt tape, bit 2 slip."""
+
+    password: int = wire(U32)
+    flags: int = wire(U8)
+    lines: int = wire(U8)
+
+
 @request(0xB0, timeout=10.0)
 class ContinuePrint(Request[OperatorAnswer]):
     """Resume a document interrupted by paper end (submode 3)."""

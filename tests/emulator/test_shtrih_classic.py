@@ -24,7 +24,7 @@ from kkt.protocols.shtrih.modes import ReceiptType
 from support.fn import START
 
 CASHIER = 1  # pyshtrih's default password; its reports use 30
-WIDE = "Длинное наименование товара, шире сорока символов: ровно 60 зн"  # 62 characters
+WIDE = "Длинное наименование товара, шире строки ШТРИХ-М-01Ф в 48 знаков"  # 64 characters
 
 
 @pytest.fixture
@@ -84,6 +84,14 @@ def test_print_string_and_bold_line_are_cut_at_their_widths(register: ShtrihRegi
     run(register, classic.PrintBoldString(CASHIER, 3, "Б" * 60))
     run(register, classic.PrintBoldString(CASHIER, 1, "journal only: not on the receipt"))
     assert register.tape()[-2:] == ["Ж" * 48, "Б" * 24]
+
+
+def test_drawer_and_feed(register: ShtrihRegister) -> None:
+    run(register, classic.OpenDrawer(CASHIER, 0))
+    before = len(register.tape())
+    run(register, classic.Feed(CASHIER, 2, 3))
+    run(register, classic.Feed(CASHIER, 1, 5))  # the journal: nothing on the receipt tape
+    assert register.tape()[before:] == ["", "", ""]
 
 
 def test_discount_and_surcharge_move_the_last_item(shift: ShtrihRegister) -> None:

@@ -4,8 +4,8 @@
 would a ШТРИХ-М-01Ф (or -02Ф) on a COM port, finds it by ``discovery``, and does what a shop does
 in a day: statuses, the FN's status and expiry, the shift, twenty receipts of two items (8Dh, 80h
 with its 48-byte names, 86h/87h, 85h with change), a return (82h), a cancelled receipt (88h), cash
-in and out, printing (17h, 12h, 8Ch, B0h), tables, the FN's queue, X and Z reports and a document
-lookup.  Every step must succeed, and the FN's archive must verify afterwards.
+in and out, the drawer and printing (28h, 29h, 17h, 12h, 8Ch, B0h), tables, the FN's queue, X and
+Z reports and a document lookup.  Every step must succeed, and the FN's archive must verify after.
 
 Two things in pyshtrih 2.0.6 itself, worked around here, not in the emulator (a real register
 would meet them the same way):
@@ -129,6 +129,8 @@ def day(device: Any) -> None:
     assert ok(device.state())["Режим ФР"].num == 2
 
     ok(device.outcome(100_000))
+    ok(device.open_drawer())
+    ok(device.feed(2, cash_tape=True))
     ok(device.print_string("Спасибо за покупку! Ждём вас снова, приходите ещё"))
     bold = device.protocol.command(0x12, device.password, bytearray((2,)), bold_text())
     assert bytes(bold[:2]) == b"\x00\x01"  # raw: error 0, operator 1
