@@ -117,6 +117,23 @@ QUICK_CODES = frozenset(
 )
 
 
+def _percent_of(amount: int, hundredths: int) -> int:
+    """``hundredths`` / 100 % of ``amount`` kopecks, rounded half up (away from zero)."""
+    share = Decimal(amount) * hundredths / 10_000
+    return int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _set_amount(item: Item, amount: int) -> None:
+    """A new amount (tag 1043) for ``item``: its price "with discounts" (1079) and tax follow."""
+    if amount < 0:
+        raise Refusal(Reason.BAD_PARAMETER, f"the discount is over the item's {item.amount}")
+    item.amount = amount
+    item.tax = item_tax(amount, item.vat)
+    if item.quantity:
+        price = Decimal(amount) / item.quantity
+        item.price = int(price.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 class ShtrihRegister(Personality):
     """One emulated register speaking Shtrih.  Not thread-safe: the shells serialise commands."""
 
@@ -704,11 +721,7 @@ class ShtrihRegister(Personality):
             raise Refusal(
                 Reason.BAD_PARAMETER, f"a discount of {r.amount} is over the item's {item.amount}"
             )
-        item.amount = amount
-        item.tax = item_tax(amount, item.vat)
-        if item.quantity:
-            price = Decimal(amount) / item.quantity
-            item.price = int(price.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        _set_amount(item, amount)
         return classic.OperatorAnswer(op)
 
     def _subtotal(self, r: classic.Subtotal) -> classic.SubtotalAnswer:
@@ -733,15 +746,38 @@ class ShtrihRegister(Personality):
         )
 
     def _classic_close(self, r: classic.CloseReceipt) -> classic.CloseReceiptAnswer:
+        """85h; its discount (hundredths of a percent, negative: a surcharge) is spread over the
+        items, as the FFD has no receipt discount of its own -- and taken back if the closing is
+        refused, so the receipt stays as it was."""
         op = self._auth(r, OPERATOR)
-        if r.discount:
-            raise Refusal(
-                Reason.BAD_PARAMETER,
-                "receipt discounts are not supported by this emulator; use item amounts",
-            )
+        receipt = self.model.require_receipt()
+        if not -9999 <= r.discount <= 9999:
+            raise Refusal(Reason.BAD_PARAMETER, "a discount is 0..99.99 % (-99.99 % surcharge)")
+        before = [(item.amount, item.price, item.tax) for item in receipt.items]
         payments = Payments(cash=r.payments[0], electronic=sum(r.payments[1:]))
-        closed = self.model.close_receipt(payments)
+        try:
+            if r.discount:
+                self._spread_discount(receipt.items, r.discount)
+            closed = self.model.close_receipt(payments)
+        except BaseException:
+            for item, (amount, price, tax) in zip(receipt.items, before, strict=True):
+                item.amount, item.price, item.tax = amount, price, tax
+            raise
         return classic.CloseReceiptAnswer(op, closed.change, "")
+
+    @staticmethod
+    def _spread_discount(items: list[Item], hundredths: int) -> None:
+        """Take ``hundredths`` % of the total off the items in proportion, the rounding's kopeck
+        on the last one, so the receipt's discount is the total's, rounded half up."""
+        total = sum(item.amount for item in items)
+        whole = _percent_of(total, hundredths)
+        given = 0
+        for index, item in enumerate(items):
+            share = (
+                whole - given if index == len(items) - 1 else _percent_of(item.amount, hundredths)
+            )
+            given += share
+            _set_amount(item, item.amount - share)
 
     # -- corrections and reports ------------------------------------------------------------------
 

@@ -108,6 +108,23 @@ def test_discount_and_surcharge_move_the_last_item(shift: ShtrihRegister) -> Non
     assert (find(second, 1043), find(second, 1079)) == (3_600, 1_800)  # price "with discounts"
 
 
+def test_close_with_a_receipt_discount_spreads_it_over_the_items(shift: ShtrihRegister) -> None:
+    run(shift, classic.OpenReceipt(CASHIER, ReceiptType.SALE))
+    run(shift, sale(1_001, "Первый"))
+    run(shift, sale(2_000, "Второй", quantity="2"))
+    ten_percent = classic.CloseReceipt(CASHIER, (4_000, 0, 0, 0), 1_000, (0, 0, 0, 0), "")
+    assert refused(shift, ten_percent) == 0x45  # 4 000 is short of 4 501
+    assert run(shift, classic.Subtotal(CASHIER)).subtotal == 5_001  # the refusal took it back
+    over = classic.CloseReceipt(CASHIER, (9_000, 0, 0, 0), 10_000, (0, 0, 0, 0), "")
+    assert refused(shift, over) == 0x33  # over 99.99 %
+    closed = run(shift, classic.CloseReceipt(CASHIER, (5_000, 0, 0, 0), 1_000, (0, 0, 0, 0), ""))
+    assert closed.change == 5_000 - 4_501  # 10 % of 5 001 is 500.1: 500 off
+    record = shift.fn.record(shift.fn.status().last_number)
+    first, second = items_of(shift, record.number)
+    assert (find(first, 1043), find(second, 1043)) == (901, 3_600)
+    assert record.total == 4_501
+
+
 def test_storno_takes_back_the_matching_item(shift: ShtrihRegister) -> None:
     run(shift, classic.OpenReceipt(CASHIER, ReceiptType.SALE))
     run(shift, sale(1_000, "Первый"))

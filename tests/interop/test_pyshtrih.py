@@ -115,8 +115,12 @@ def day(device: Any) -> None:
         if number % 5 == 0:
             ok(device.discount(100, text="Скидка по карте"))
             ok(device.allowance(50))
-        change = ok(device.close_check(20_000))["Сдача"]
         due = 8_990 + 2 * 4_550 - (50 if number % 5 == 0 else 0)
+        if number == 7:  # 5 % off the receipt (85h's discount, hundredths of a percent)
+            change = ok(device.close_check(20_000, discount_allowance=500))["Сдача"]
+            due -= 905  # 5 % of 18 090 is 904.5: 905, rounded half up
+        else:
+            change = ok(device.close_check(20_000))["Сдача"]
         assert change == 20_000 - due
 
     ok(device.open_check(2))  # a return of the first item
@@ -167,6 +171,7 @@ def check_archive(state: Path) -> None:
         records = [register.fn.record(n) for n in range(3, 3 + RECEIPTS + 1)]
         assert [r.operation for r in records] == [1] * RECEIPTS + [2]
         assert records[0].total == 8_990 + 2 * 4_550 - 50 and records[-1].total == 8_990
+        assert records[7].total == 8_990 + 2 * 4_550 - 905
         assert register.fn.status().shift_open is False
     finally:
         register.close()
