@@ -71,6 +71,11 @@ _CLASSIC_RECEIPT = {
     classic.BuyReturn: 3,
 }
 MODEL_KEY = "shtrih_model"  # the settings' extra key naming the model (`models.MODELS`)
+EXCHANGE_KEY = "shtrih_exchange"  # port -> [baud code, byte-timeout code], as 14h set them
+# Until 14h sets them: 115200 baud (code 6, the newer models' default) and the documented 50 ms
+# byte timeout (fact sheet §1.1).  Codes 7-9 are model-dependent; this one stops at 6.
+DEFAULT_EXCHANGE = (6, 50)
+MAX_BAUD_CODE = 6
 # 11h's identity fields.  A live ШТРИХ-М-02Ф answers firmware "C1", build 62922 of 10.01.2025,
 # and for the fiscal memory an FN-era register no longer has "NA", build 0, 01.01.2016 (frames
 # quoted in a public test suite found through the code index; its repository is not named
@@ -153,6 +158,8 @@ class ShtrihRegister(Personality):
             classic.GetShortStatus: self._short_status,
             classic.GetLongStatus: self._long_status,
             classic.Beep: self._beep,
+            classic.SetExchangeParams: self._set_exchange,
+            classic.ReadExchangeParams: self._read_exchange,
             classic.PrintString: self._print_string,
             classic.PrintBoldString: self._print_bold_string,
             classic.ReadCashRegister: self._cash_register,
@@ -362,6 +369,25 @@ class ShtrihRegister(Personality):
         # protocol 1.14, as 1.17's table and a live ШТРИХ-М-02Ф give it (`models`)
         model = self.shtrih_model
         return classic.DeviceType(0, 0, 1, 14, model.number, 0, model.name)
+
+    def _set_exchange(self, r: classic.SetExchangeParams) -> classic.Empty:
+        """Kept per port and read back by 15h; the emulator's pty and TCP links run at any speed,
+        as a USB virtual COM port does, so nothing else changes."""
+        self._auth(r, SYSADMIN)
+        if r.baud_code > MAX_BAUD_CODE or r.port > 128:
+            raise Refusal(Reason.BAD_PARAMETER, f"baud code {r.baud_code} or port {r.port}")
+        kept = dict(self.settings.extra.get(EXCHANGE_KEY, {}))
+        kept[str(r.port)] = [r.baud_code, r.timeout_code]
+        self.settings.extra[EXCHANGE_KEY] = kept
+        self.settings.save()
+        return classic.Empty()
+
+    def _read_exchange(self, r: classic.ReadExchangeParams) -> classic.ExchangeParams:
+        self._auth(r, SYSADMIN)
+        if r.port > 128:
+            raise Refusal(Reason.BAD_PARAMETER, f"no port {r.port}")
+        baud, timeout = self.settings.extra.get(EXCHANGE_KEY, {}).get(str(r.port), DEFAULT_EXCHANGE)
+        return classic.ExchangeParams(int(baud), int(timeout))
 
     def _beep(self, r: classic.Beep) -> classic.OperatorAnswer:
         return classic.OperatorAnswer(self._auth(r, OPERATOR))

@@ -127,6 +127,28 @@ class PrintBoldString(Request[OperatorAnswer]):
     text: str = wire(LineText(249))
 
 
+@request(0x14, timeout=3.0)
+class SetExchangeParams(Request[Empty]):
+    """Codes as fact sheet §1.1: baud 0=2400 .. 6=115200; byte timeout 0-150 ms, then coarser."""
+
+    password: int = wire(U32)
+    port: int = wire(U8)  # 0-127 COM, 128 TCP socket
+    baud_code: int = wire(U8)
+    timeout_code: int = wire(U8)
+
+
+@answer
+class ExchangeParams(Answer):
+    baud_code: int = wire(U8)
+    timeout_code: int = wire(U8)
+
+
+@request(0x15, timeout=3.0)
+class ReadExchangeParams(Request[ExchangeParams]):
+    password: int = wire(U32)
+    port: int = wire(U8)
+
+
 @request(0x17, timeout=3.0)
 class PrintString(Request[OperatorAnswer]):
     """Print a line; ``flags`` bit 0 journal, bit 1 receipt tape.  ``text`` is sent as at least

@@ -86,6 +86,15 @@ def test_print_string_and_bold_line_are_cut_at_their_widths(register: ShtrihRegi
     assert register.tape()[-2:] == ["Ж" * 48, "Б" * 24]
 
 
+def test_exchange_params_are_kept_per_port(register: ShtrihRegister) -> None:
+    assert run(register, classic.ReadExchangeParams(30, 0)) == classic.ExchangeParams(6, 50)
+    run(register, classic.SetExchangeParams(30, 0, 2, 100))  # 9600 baud, 100 ms
+    assert run(register, classic.ReadExchangeParams(30, 0)) == classic.ExchangeParams(2, 100)
+    assert run(register, classic.ReadExchangeParams(30, 1)) == classic.ExchangeParams(6, 50)
+    assert refused(register, classic.SetExchangeParams(30, 0, 9, 100)) == 0x33
+    assert refused(register, classic.SetExchangeParams(CASHIER, 0, 2, 100)) == 0x4F
+
+
 def test_drawer_and_feed(register: ShtrihRegister) -> None:
     run(register, classic.OpenDrawer(CASHIER, 0))
     before = len(register.tape())

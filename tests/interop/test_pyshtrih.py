@@ -100,6 +100,8 @@ def day(device: Any) -> None:
     assert bytes(serial) == b"\x00" + bytes(fn["Номер ФН"])
     assert ok(device.fs_expiration_time())["Срок действия"] > dt.date.today()
 
+    ok(device.set_exchange_params(0, BAUD, 0.1))
+    assert ok(device.read_exchange_params(0))["Код скорости обмена"] == BAUD
     ok(device.read_table(18, 1, 1, str))
     ok(device.write_table(2, 1, 2, "Кассир Иванова", str))
     assert ok(device.read_table(2, 1, 2, str))["Значение"] == "Кассир Иванова"
