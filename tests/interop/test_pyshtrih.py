@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyshtrih  # the test extra installs it: a missing one fails here, never skips
 import pytest
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.shtrih.models import M01F, M02F, ShtrihModel
 from kkt.tools.bench.served import EmulatorServer
-
-pyshtrih = pytest.importorskip("pyshtrih")  # the test extra installs it; CI runs this test
 
 pytestmark = pytest.mark.timeout(300)
 
