@@ -184,14 +184,13 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     tcp = [parse_address(text) for text in args.tcp or ()]
     if not tcp and args.pty is None:
         tcp = [("127.0.0.1", DEFAULT_PORTS[args.protocol])]
+    if args.model is not None and args.protocol != "shtrih":
+        raise CliError(f"--model names a Shtrih model; --protocol {args.protocol} has its own")
     state = prepare_state(args.state)
     device = open_register(
         state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol
     )
-    if args.model is not None:
-        if not isinstance(device, ShtrihRegister):
-            device.close()
-            raise CliError("--model names a Shtrih model: serve it with --protocol shtrih")
+    if args.model is not None and isinstance(device, ShtrihRegister):
         device.set_model(args.model)
     handler: logging.Handler | None = None
     level = trace_log.level
