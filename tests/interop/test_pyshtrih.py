@@ -32,7 +32,7 @@ from kkt.emulator.shtrih import open_device
 from kkt.protocols.shtrih.models import M01F, M02F, ShtrihModel
 from kkt.tools.bench.served import EmulatorServer
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(180)  # about 3 s each here; the emulator may take 60 s to start
 
 RECEIPTS = 20
 NAME = "Молоко пастеризованное 3,2% 930 мл, ТетраПак"  # 44 characters: over the classic 40
