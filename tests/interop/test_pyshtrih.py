@@ -44,6 +44,7 @@ class Served:
     server: EmulatorServer
     state: Path
     tty: Path
+    model: ShtrihModel
     device_class: Any  # pyshtrih's class for the model served
 
 
@@ -57,7 +58,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     )
     server.start()
     try:
-        yield Served(server, state, tty, getattr(pyshtrih, request.param[1]))
+        yield Served(server, state, tty, model, getattr(pyshtrih, request.param[1]))
     finally:
         server.stop()
 
@@ -75,16 +76,16 @@ def test_a_shop_day(served: Served) -> None:
     device = found[0]
     device.connect()
     try:
-        day(device)
+        day(device, served.model)
     finally:
         device.disconnect()
     served.server.stop()  # verify needs the state to itself
     check_archive(served.state)
 
 
-def day(device: Any) -> None:
-    model = ok(device.model())
-    assert (model["Модель устройства"], model["Название устройства"]) == (250, device.name)
+def day(device: Any, model: ShtrihModel) -> None:
+    identity = ok(device.model())
+    assert (identity["Модель устройства"], identity["Название устройства"]) == (250, model.name)
 
     short = ok(device.state())
     assert (short["Режим ФР"].num, short["Подрежим ФР"].num) == (4, 0)  # shift closed, paper
