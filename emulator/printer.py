@@ -36,7 +36,7 @@ class PaperOut(Exception):
 @dataclass(slots=True)
 class Printer:
     present: bool = True
-    width: int = 48  # characters per line (ШТРИХ-М-01Ф, font 1)
+    width: int = 48  # characters per line, font 1; a personality sets its model's
     paper: bool = True
     cover_open: bool = False
     paper_left: int | None = (

@@ -106,6 +106,7 @@ class RegisterModel:
         self.printer = Printer(present=not fiscal_only)
         self.receipt: ReceiptBuilder | None = None
         self.pending_print: list[str] = []  # lines a paper end interrupted: continue_print
+        self.last_document: list[str] = []  # the last fiscal document's lines, for a copy
         self.operator = SYSADMIN  # who signs documents (tag 1021); the personality sets it
         self.owner: Releasable | None = None  # the state directory's lock, released by `close`
 
@@ -431,6 +432,15 @@ class RegisterModel:
             if self.pending_print:
                 raise Refusal(Reason.NO_PAPER, "paper ran out again")
 
+    def repeat_document(self) -> bool:
+        """Print the last fiscal document again (a copy: nothing fiscal happens); False when
+        none was printed since power-up.  A paper end raises `PaperOut`."""
+        if not self.last_document:
+            return False
+        self.require_idle_printer()
+        self.printer.print_lines(self.last_document)
+        return True
+
     # -- clock -------------------------------------------------------------------------------------
 
     def set_clock(self, when: dt.datetime) -> None:
@@ -450,6 +460,7 @@ class RegisterModel:
         """
         self.receipt = None
         self.pending_print = []
+        self.last_document = []
 
     def status_text(self) -> dict[str, object]:
         """The state a tester reads through the control channel (the personality adds its
@@ -481,6 +492,7 @@ class RegisterModel:
 
     def _print(self, lines: list[str]) -> None:
         """Print a fiscal document's lines: a paper end keeps the rest for later, never fails."""
+        self.last_document = lines
         try:
             self.printer.print_lines(lines)
         except PaperOut as exc:

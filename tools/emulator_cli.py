@@ -35,6 +35,7 @@ from kkt.emulator.shells import DEFAULT_PORTS, PROTOCOLS, Service
 from kkt.emulator.shells.pump import LinkTrace, TraceEvent, TraceFactory
 from kkt.emulator.shtrih import ShtrihRegister
 from kkt.emulator.state import LOCK_NAME, StateBusy, StateLock, state_owner
+from kkt.protocols.shtrih.models import MODELS as SHTRIH_MODELS
 
 from .describe import LinkDescriber
 
@@ -89,6 +90,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--fiscal-only", action="store_true", help="no printer (internet/automatic mode)"
     )
     serve.add_argument("--ffd", choices=("1.05", "1.2"), default="1.2", help="FFD version")
+    serve.add_argument(
+        "--model",
+        choices=tuple(SHTRIH_MODELS),
+        help="the Shtrih model to be (its FCh name and line width; kept in the state); "
+        f"default {next(iter(SHTRIH_MODELS))}",
+    )
     serve.add_argument(
         "--no-filler",
         action="store_true",
@@ -177,10 +184,14 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     tcp = [parse_address(text) for text in args.tcp or ()]
     if not tcp and args.pty is None:
         tcp = [("127.0.0.1", DEFAULT_PORTS[args.protocol])]
+    if args.model is not None and args.protocol != "shtrih":
+        raise CliError(f"--model names a Shtrih model; --protocol {args.protocol} has its own")
     state = prepare_state(args.state)
     device = open_register(
         state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol
     )
+    if args.model is not None and isinstance(device, ShtrihRegister):
+        device.set_model(args.model)
     handler: logging.Handler | None = None
     level = trace_log.level
     try:

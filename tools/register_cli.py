@@ -19,6 +19,7 @@ from typing import Any
 from kkt.protocols.ffd import FnWarning, LifePhase
 from kkt.protocols.ffd import find as tlv_find
 from kkt.protocols.ffd import rows as tlv_rows
+from kkt.protocols.shtrih.models import LINE_WIDTHS as SHTRIH_WIDTHS
 from rich.console import Console as RichConsole
 
 from kkt import Operation, Register
@@ -35,7 +36,8 @@ FNS_URL = "www.nalog.gov.ru"
 # Characters per line (font 1) by (vendor, model number from FCh / A5h); a model not here: not
 # known, and a fiscal-only model (АТОЛ 42ФС, 77) has no printer.  АТОЛ 30Ф (61) is unverified: no
 # public source gives its width; 48 is what kkt.vendors.atol prints and the emulated printer holds.
-LINE_WIDTH = {("shtrih", 250): 48, ("atol", 61): 48}
+# Shtrih's widths are the one table `kkt.protocols.shtrih.models` keeps for every layer.
+LINE_WIDTH = {**{("shtrih", n): width for n, width in SHTRIH_WIDTHS.items()}, ("atol", 61): 48}
 
 _PHASES = {
     0: "not configured",

@@ -1,4 +1,4 @@
-"""An emulated Shtrih-M register (ШТРИХ-М-01Ф personality) over the emulated FN.
+"""An emulated Shtrih-M register (ШТРИХ-М-01Ф, or -02Ф: `models`) over the emulated FN.
 
 `open_device` opens a state directory -- creating a registered register in it the first time -- and
 returns the `ShtrihRegister` whose ``execute(payload) -> answer`` the TCP and pty shells serve.

@@ -30,6 +30,7 @@ from kkt.protocols.ffd import Payments, TlvError, TlvList, decode_tlv
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih import message as m
 from kkt.protocols.shtrih.frame import command_code
+from kkt.protocols.shtrih.models import M01F, ShtrihModel, model_named
 from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
 
 from ..fn import FnCode, FnError, VatSums
@@ -62,6 +63,26 @@ _TAX_BIT = {
 # Classic sales name a tax group 1..4 (table 6 rows); this register has VAT 20, 10, 0, none.
 _TAX_GROUP = {0: NO_VAT, 1: VAT20, 2: VAT10, 3: VAT0, 4: NO_VAT}
 _RECEIPT_FOR_OPERATION = {1: 0, 3: 1, 2: 2, 4: 3}
+# The classic item commands and the receipt type each opens (0 sale, 1 buy, 2/3 their returns).
+_CLASSIC_RECEIPT = {
+    classic.Sale: 0,
+    classic.Buy: 1,
+    classic.SaleReturn: 2,
+    classic.BuyReturn: 3,
+}
+MODEL_KEY = "shtrih_model"  # the settings' extra key naming the model (`models.MODELS`)
+EXCHANGE_KEY = "shtrih_exchange"  # port -> [baud code, byte-timeout code], as 14h set them
+# Until 14h sets them: 115200 baud (code 6, the newer models' default) and the documented 50 ms
+# byte timeout (fact sheet §1.1).  Codes 7-9 are model-dependent; this one stops at 6.
+DEFAULT_EXCHANGE = (6, 50)
+MAX_BAUD_CODE = 6
+# 11h's identity fields.  A live ШТРИХ-М-02Ф answers firmware "C1", build 62922 of 10.01.2025,
+# and for the fiscal memory an FN-era register no longer has "NA", build 0, 01.01.2016 (frames
+# quoted in a public test suite found through the code index; its repository is not named
+# there).  pyshtrih parses both dates as dates (``handlers/functions.handle_date``): zeros there
+# break it, so the register answers these rather than zeros.
+FIRMWARE = ("C1", 62922, dt.date(2025, 1, 10))
+FISCAL_MEMORY = ("NA", 0, dt.date(2016, 1, 1))
 
 # Each refusal of the register model as the Shtrih error code it has always been answered with.
 SHTRIH_CODES: dict[Reason, int] = {
@@ -101,6 +122,23 @@ QUICK_CODES = frozenset(
 )
 
 
+def _percent_of(amount: int, hundredths: int) -> int:
+    """``hundredths`` / 100 % of ``amount`` kopecks, rounded half up (away from zero)."""
+    share = Decimal(amount) * hundredths / 10_000
+    return int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _set_amount(item: Item, amount: int) -> None:
+    """A new amount (tag 1043) for ``item``: its price "with discounts" (1079) and tax follow."""
+    if amount < 0:
+        raise Refusal(Reason.BAD_PARAMETER, f"the discount is over the item's {item.amount}")
+    item.amount = amount
+    item.tax = item_tax(amount, item.vat)
+    if item.quantity:
+        price = Decimal(amount) / item.quantity
+        item.price = int(price.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 class ShtrihRegister(Personality):
     """One emulated register speaking Shtrih.  Not thread-safe: the shells serialise commands."""
 
@@ -114,11 +152,16 @@ class ShtrihRegister(Personality):
         self.pending: tuple[int, TlvList] | None = None  # FF41/FF42/FF35/FF37 begun: (code, tags)
         self.pending_date: dt.date | None = None  # 22h given, 23h not yet
         self.tlv_reading: tuple[bytes, int] | None = None  # FF3A began: (document value, offset)
+        self.shtrih_model: ShtrihModel = M01F
+        self.set_model(str(model.settings.extra.get(MODEL_KEY, M01F.name)))
         self._handlers: dict[type[m.Request[Any]], Callable[[Any], m.Answer]] = {
             classic.GetShortStatus: self._short_status,
             classic.GetLongStatus: self._long_status,
             classic.Beep: self._beep,
+            classic.SetExchangeParams: self._set_exchange,
+            classic.ReadExchangeParams: self._read_exchange,
             classic.PrintString: self._print_string,
+            classic.PrintBoldString: self._print_bold_string,
             classic.ReadCashRegister: self._cash_register,
             classic.ReadOperatingRegister: self._operating_register,
             classic.WriteTable: self._write_table,
@@ -127,6 +170,8 @@ class ShtrihRegister(Personality):
             classic.SetDate: self._set_date,
             classic.ConfirmDate: self._confirm_date,
             classic.Cut: self._cut,
+            classic.OpenDrawer: self._open_drawer,
+            classic.Feed: self._feed,
             classic.ContinuePrint: self._continue_print,
             classic.XReport: self._x_report,
             classic.ZReport: self._z_report,
@@ -134,7 +179,13 @@ class ShtrihRegister(Personality):
             classic.CashIn: self._cash,
             classic.CashOut: self._cash,
             classic.Sale: self._classic_item,
+            classic.Buy: self._classic_item,
             classic.SaleReturn: self._classic_item,
+            classic.BuyReturn: self._classic_item,
+            classic.Storno: self._storno,
+            classic.Discount: self._adjust_last_item,
+            classic.Surcharge: self._adjust_last_item,
+            classic.RepeatDocument: self._repeat_document,
             classic.CloseReceipt: self._classic_close,
             classic.CancelReceipt: self._cancel_receipt,
             classic.Subtotal: self._subtotal,
@@ -164,6 +215,16 @@ class ShtrihRegister(Personality):
             fn.CloseReceiptV2: self._close_receipt_v2,
             fn.OperationV2: self._operation_v2,
         }
+
+    def set_model(self, name: str) -> None:
+        """Be the Shtrih model called ``name`` (`models.MODELS`): its FCh identity, its line
+        width.  Kept in the state directory; raises ValueError for a model not known."""
+        model = model_named(name)
+        self.shtrih_model = model
+        self.printer.width = model.line_width
+        if self.settings.extra.get(MODEL_KEY, M01F.name) != name:
+            self.settings.extra[MODEL_KEY] = name
+            self.settings.save()
 
     # -- the vendor's half of `Personality.execute` ---------------------------------------------
 
@@ -280,18 +341,18 @@ class ShtrihRegister(Personality):
         last_closed = s.shift_number - (1 if s.shift_open else 0)
         return classic.LongStatus(
             operator=op,
-            firmware_version="C2",
-            firmware_build=1,
-            firmware_date=dt.date(2026, 1, 1),
+            firmware_version=FIRMWARE[0],
+            firmware_build=FIRMWARE[1],
+            firmware_date=FIRMWARE[2],
             number_in_hall=1,
             document_number=self.model.document_number() & 0xFFFF,
             flags=self._flags(),
             mode=self._mode(),
             submode=self._submode(),
             port=0,
-            fp_version="",
-            fp_build=0,
-            fp_date=None,
+            fp_version=FISCAL_MEMORY[0],
+            fp_build=FISCAL_MEMORY[1],
+            fp_date=FISCAL_MEMORY[2],
             date=now.date(),
             time=now.time(),
             fp_flags=0,
@@ -305,8 +366,28 @@ class ShtrihRegister(Personality):
         )
 
     def _device_type(self, r: classic.GetDeviceType) -> classic.DeviceType:
-        # ШТРИХ-М-01Ф per protocol 1.17: model 250, protocol 1.14
-        return classic.DeviceType(0, 0, 1, 14, 250, 0, "ШТРИХ-М-01Ф")
+        # protocol 1.14, as 1.17's table and a live ШТРИХ-М-02Ф give it (`models`)
+        model = self.shtrih_model
+        return classic.DeviceType(0, 0, 1, 14, model.number, 0, model.name)
+
+    def _set_exchange(self, r: classic.SetExchangeParams) -> classic.Empty:
+        """Kept per port and read back by 15h; the emulator's pty and TCP links run at any speed,
+        as a USB virtual COM port does, so nothing else changes."""
+        self._auth(r, SYSADMIN)
+        if r.baud_code > MAX_BAUD_CODE or r.port > 128:
+            raise Refusal(Reason.BAD_PARAMETER, f"baud code {r.baud_code} or port {r.port}")
+        kept = dict(self.settings.extra.get(EXCHANGE_KEY, {}))
+        kept[str(r.port)] = [r.baud_code, r.timeout_code]
+        self.settings.extra[EXCHANGE_KEY] = kept
+        self.settings.save()
+        return classic.Empty()
+
+    def _read_exchange(self, r: classic.ReadExchangeParams) -> classic.ExchangeParams:
+        self._auth(r, SYSADMIN)
+        if r.port > 128:
+            raise Refusal(Reason.BAD_PARAMETER, f"no port {r.port}")
+        baud, timeout = self.settings.extra.get(EXCHANGE_KEY, {}).get(str(r.port), DEFAULT_EXCHANGE)
+        return classic.ExchangeParams(int(baud), int(timeout))
 
     def _beep(self, r: classic.Beep) -> classic.OperatorAnswer:
         return classic.OperatorAnswer(self._auth(r, OPERATOR))
@@ -476,12 +557,38 @@ class ShtrihRegister(Personality):
         op = self._auth(r, OPERATOR)
         self.model.require_idle_printer()
         if r.flags & 0x02:
-            self.model.print_lines([r.text])
+            self.model.print_lines([r.text[: self.shtrih_model.line_width]])
+        return classic.OperatorAnswer(op)
+
+    def _print_bold_string(self, r: classic.PrintBoldString) -> classic.OperatorAnswer:
+        """Font 2 is double width: half the line's characters fit, the rest is cut."""
+        op = self._auth(r, OPERATOR)
+        self.model.require_idle_printer()
+        if r.flags & 0x02:
+            self.model.print_lines([r.text[: self.shtrih_model.bold_width]])
+        return classic.OperatorAnswer(op)
+
+    def _repeat_document(self, r: classic.RepeatDocument) -> classic.OperatorAnswer:
+        op = self._auth(r, OPERATOR)
+        self.printer.check()
+        if not self.model.repeat_document():
+            raise VendorRefusal(0x56, "no document to repeat")
         return classic.OperatorAnswer(op)
 
     def _cut(self, r: classic.Cut) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
         self.model.cut(partial=bool(r.partial))
+        return classic.OperatorAnswer(op)
+
+    def _open_drawer(self, r: classic.OpenDrawer) -> classic.OperatorAnswer:
+        """The drawer's pulse: nothing to keep (no drawer is wired to an emulator)."""
+        return classic.OperatorAnswer(self._auth(r, OPERATOR))
+
+    def _feed(self, r: classic.Feed) -> classic.OperatorAnswer:
+        op = self._auth(r, OPERATOR)
+        self.model.require_idle_printer()
+        if r.flags & 0x02:
+            self.model.print_lines([""] * r.lines)
         return classic.OperatorAnswer(op)
 
     def _continue_print(self, r: classic.ContinuePrint) -> classic.OperatorAnswer:
@@ -594,15 +701,16 @@ class ShtrihRegister(Personality):
         )
         return classic.Empty()
 
-    def _classic_item(self, r: classic.Sale | classic.SaleReturn) -> classic.OperatorAnswer:
+    def _classic_item(self, r: Any) -> classic.OperatorAnswer:
         op = self._auth(r, OPERATOR)
         self.printer.check()
-        receipt = self.model.receipt_for(0 if isinstance(r, classic.Sale) else 2)
+        receipt = self.model.receipt_for(_CLASSIC_RECEIPT[type(r)])
         amount = int((r.quantity * r.price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         vat = _TAX_GROUP.get(r.taxes[0], NO_VAT)
         receipt.items.append(
             Item(
-                r.text,
+                # the name as the register prints it: its line, the rest cut
+                r.text[: self.shtrih_model.line_width],
                 r.price,
                 r.quantity,
                 amount,
@@ -611,6 +719,35 @@ class ShtrihRegister(Personality):
                 department=r.department,
             )
         )
+        return classic.OperatorAnswer(op)
+
+    def _storno(self, r: classic.Storno) -> classic.OperatorAnswer:
+        """Take back the last item of the same quantity, price and department."""
+        op = self._auth(r, OPERATOR)
+        receipt = self.model.require_receipt()
+        for index in range(len(receipt.items) - 1, -1, -1):
+            item = receipt.items[index]
+            if (item.quantity, item.price, item.department) == (r.quantity, r.price, r.department):
+                del receipt.items[index]
+                return classic.OperatorAnswer(op)
+        raise Refusal(
+            Reason.BAD_PARAMETER, "no item of this quantity, price and department to take back"
+        )
+
+    def _adjust_last_item(self, r: classic.Discount | classic.Surcharge) -> classic.OperatorAnswer:
+        """86h/87h change the last item's amount (tag 1043); its price (1079, "with discounts")
+        and tax follow, as the FFD has no item discount of its own."""
+        op = self._auth(r, OPERATOR)
+        receipt = self.model.require_receipt()
+        if not receipt.items:
+            raise Refusal(Reason.BAD_PARAMETER, "a discount or surcharge follows an item")
+        item = receipt.items[-1]
+        amount = item.amount + (r.amount if isinstance(r, classic.Surcharge) else -r.amount)
+        if amount < 0:
+            raise Refusal(
+                Reason.BAD_PARAMETER, f"a discount of {r.amount} is over the item's {item.amount}"
+            )
+        _set_amount(item, amount)
         return classic.OperatorAnswer(op)
 
     def _subtotal(self, r: classic.Subtotal) -> classic.SubtotalAnswer:
@@ -635,15 +772,38 @@ class ShtrihRegister(Personality):
         )
 
     def _classic_close(self, r: classic.CloseReceipt) -> classic.CloseReceiptAnswer:
+        """85h; its discount (hundredths of a percent, negative: a surcharge) is spread over the
+        items, as the FFD has no receipt discount of its own -- and taken back if the closing is
+        refused, so the receipt stays as it was."""
         op = self._auth(r, OPERATOR)
-        if r.discount:
-            raise Refusal(
-                Reason.BAD_PARAMETER,
-                "receipt discounts are not supported by this emulator; use item amounts",
-            )
+        receipt = self.model.require_receipt()
+        if not -9999 <= r.discount <= 9999:
+            raise Refusal(Reason.BAD_PARAMETER, "a discount is 0..99.99 % (-99.99 % surcharge)")
+        before = [(item.amount, item.price, item.tax) for item in receipt.items]
         payments = Payments(cash=r.payments[0], electronic=sum(r.payments[1:]))
-        closed = self.model.close_receipt(payments)
+        try:
+            if r.discount:
+                self._spread_discount(receipt.items, r.discount)
+            closed = self.model.close_receipt(payments)
+        except BaseException:
+            for item, (amount, price, tax) in zip(receipt.items, before, strict=True):
+                item.amount, item.price, item.tax = amount, price, tax
+            raise
         return classic.CloseReceiptAnswer(op, closed.change, "")
+
+    @staticmethod
+    def _spread_discount(items: list[Item], hundredths: int) -> None:
+        """Take ``hundredths`` % of the total off the items in proportion, the rounding's kopeck
+        on the last one, so the receipt's discount is the total's, rounded half up."""
+        total = sum(item.amount for item in items)
+        whole = _percent_of(total, hundredths)
+        given = 0
+        for index, item in enumerate(items):
+            share = (
+                whole - given if index == len(items) - 1 else _percent_of(item.amount, hundredths)
+            )
+            given += share
+            _set_amount(item, item.amount - share)
 
     # -- corrections and reports ------------------------------------------------------------------
 

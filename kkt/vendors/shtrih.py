@@ -18,6 +18,7 @@ from kkt.protocols.ffd import DocumentType, FnWarning, TlvList, find
 from kkt.protocols.ffd.view import strip_padding
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.message import Answer, Request
+from kkt.protocols.shtrih.models import line_width
 from kkt.protocols.shtrih.modes import (
     EcrFlags,
     Mode,
@@ -62,7 +63,6 @@ _RECEIPT_TYPE = {
 # count the shift's operations in this order (fact sheet §2.3, javapos ``CashRegister.java``).
 CASH_IN_DRAWER = 241
 _BY_OPERATION = ("sell", "buy", "sellReturn", "buyReturn")
-LINE_WIDTH = 40  # characters a PrintString line may hold on the narrowest Shtrih printer
 # Shtrih codes (FN codes 01h-3Fh pass through) -> the class callers catch.
 REFUSALS: dict[int, type[DeviceError]] = {
     0x6B: errors.PaperOut,
@@ -104,6 +104,7 @@ class ShtrihDevice(Device):
 
     vendor = "shtrih"
     REFUSALS = REFUSALS
+    _line_width: int | None = None  # characters per line of this model (`models.line_width`)
 
     def raw(self, request: Request[AnswerT]) -> AnswerT:
         """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `Device.raw`."""
@@ -338,8 +339,10 @@ class ShtrihDevice(Device):
         self.raw(classic.CashOut(self.password, amount))
 
     def print_text(self, text: str) -> None:
+        if self._line_width is None:  # the model's, once per connection (one FCh exchange)
+            self._line_width = line_width(self.raw(classic.GetDeviceType()).model)
         for line in text.splitlines() or [""]:
-            self.raw(classic.PrintString(self.password, 0x02, line[:LINE_WIDTH]))
+            self.raw(classic.PrintString(self.password, 0x02, line[: self._line_width]))
 
     def cut(self, *, partial: bool = False) -> None:
         self.raw(classic.Cut(self.password, partial))

@@ -19,6 +19,7 @@ from .fields import (
     DateDMY,
     EnumField,
     FixedText,
+    LineText,
     Money5,
     Money6,
     Quantity,
@@ -117,13 +118,45 @@ class Beep(Request[OperatorAnswer]):
     password: int = wire(U32)
 
 
-@request(0x17, timeout=3.0)
-class PrintString(Request[OperatorAnswer]):
-    """Print a line; ``flags`` bit 0 journal, bit 1 receipt tape."""
+@request(0x12, timeout=3.0)
+class PrintBoldString(Request[OperatorAnswer]):
+    """Print a line in the double-width font 2 (half the line's characters); ``flags`` as 17h."""
 
     password: int = wire(U32)
     flags: int = wire(U8)
-    text: str = wire(FixedText(40))
+    text: str = wire(LineText(249))
+
+
+@request(0x14, timeout=3.0)
+class SetExchangeParams(Request[Empty]):
+    """Codes as fact sheet §1.1: baud 0=2400 .. 6=115200; byte timeout 0-150 ms, then coarser."""
+
+    password: int = wire(U32)
+    port: int = wire(U8)  # 0-127 COM, 128 TCP socket
+    baud_code: int = wire(U8)
+    timeout_code: int = wire(U8)
+
+
+@answer
+class ExchangeParams(Answer):
+    baud_code: int = wire(U8)
+    timeout_code: int = wire(U8)
+
+
+@request(0x15, timeout=3.0)
+class ReadExchangeParams(Request[ExchangeParams]):
+    password: int = wire(U32)
+    port: int = wire(U8)
+
+
+@request(0x17, timeout=3.0)
+class PrintString(Request[OperatorAnswer]):
+    """Print a line; ``flags`` bit 0 journal, bit 1 receipt tape.  ``text`` is sent as at least
+    40 bytes; a wider model takes up to its line width (`models.line_width`)."""
+
+    password: int = wire(U32)
+    flags: int = wire(U8)
+    text: str = wire(LineText(249))
 
 
 # -- registers and tables -------------------------------------------------------------------------
@@ -213,6 +246,21 @@ class Cut(Request[OperatorAnswer]):
     partial: bool = wire(Bool)
 
 
+@request(0x28, timeout=10.0)
+class OpenDrawer(Request[OperatorAnswer]):
+    password: int = wire(U32)
+    drawer: int = wire(U8)  # 0 or 1
+
+
+@request(0x29, timeout=10.0)
+class Feed(Request[OperatorAnswer]):
+    """Feed ``lines`` empty lines; ``flags`` bit 0 journal, bit 1 receipt tape, bit 2 slip."""
+
+    password: int = wire(U32)
+    flags: int = wire(U8)
+    lines: int = wire(U8)
+
+
 @request(0xB0, timeout=10.0)
 class ContinuePrint(Request[OperatorAnswer]):
     """Resume a document interrupted by paper end (submode 3)."""
@@ -277,7 +325,7 @@ class _ClassicItem:
     price: int = wire(Money5)
     department: int = wire(U8)
     taxes: tuple[int, int, int, int] = wire(Tuple(4, U8))  # 0 none, 1-4 tax group
-    text: str = wire(FixedText(40))
+    text: str = wire(LineText(235))  # the 255-byte LEN less the 20 bytes before the text
 
 
 @request(0x80, timeout=10.0, repeatable=False)
@@ -285,9 +333,42 @@ class Sale(_ClassicItem, Request[OperatorAnswer]):
     pass
 
 
+@request(0x81, timeout=10.0, repeatable=False)
+class Buy(_ClassicItem, Request[OperatorAnswer]):
+    pass
+
+
 @request(0x82, timeout=10.0, repeatable=False)
 class SaleReturn(_ClassicItem, Request[OperatorAnswer]):
     pass
+
+
+@request(0x83, timeout=10.0, repeatable=False)
+class BuyReturn(_ClassicItem, Request[OperatorAnswer]):
+    pass
+
+
+@request(0x84, timeout=10.0, repeatable=False)
+class Storno(_ClassicItem, Request[OperatorAnswer]):
+    """Take back an item of the open receipt: the same quantity, price and department."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Adjustment:
+    password: int = wire(U32)
+    amount: int = wire(Money5)
+    taxes: tuple[int, int, int, int] = wire(Tuple(4, U8))
+    text: str = wire(LineText(241))
+
+
+@request(0x86, timeout=10.0, repeatable=False)
+class Discount(_Adjustment, Request[OperatorAnswer]):
+    """A discount of ``amount`` kopecks on the last item of the open receipt."""
+
+
+@request(0x87, timeout=10.0, repeatable=False)
+class Surcharge(_Adjustment, Request[OperatorAnswer]):
+    """A surcharge of ``amount`` kopecks on the last item of the open receipt."""
 
 
 @answer
@@ -303,11 +384,18 @@ class CloseReceipt(Request[CloseReceiptAnswer]):
     payments: tuple[int, int, int, int] = wire(Tuple(4, Money5))  # cash, types 2-4
     discount: int = wire(S16)  # hundredths of a percent, negative = surcharge
     taxes: tuple[int, int, int, int] = wire(Tuple(4, U8))
-    text: str = wire(FixedText(40))
+    text: str = wire(LineText(224))
 
 
 @request(0x88, timeout=10.0, repeatable=False)
 class CancelReceipt(Request[OperatorAnswer]):
+    password: int = wire(U32)
+
+
+@request(0x8C, timeout=30.0)
+class RepeatDocument(Request[OperatorAnswer]):
+    """Print the last document again (a copy: nothing fiscal happens)."""
+
     password: int = wire(U32)
 
 

@@ -52,6 +52,31 @@ class TailText(fields.TailText):
         self.encoding = encoding
 
 
+class LineText(fields.TailText):
+    """A printed text of the classic commands (12h, 17h, 80h-87h): at least ``min_size`` bytes
+    padded with 00 -- the 40-byte field of the protocol -- and, on a model whose line is wider,
+    as many more as the frame holds (``max_size``: what the 255-byte LEN leaves after the
+    command's other fields).  pyshtrih sends its model's line width here (48 on ШТРИХ-М-01Ф,
+    ``misc.prepare_string``); the register prints what fits its line and cuts the rest.  A
+    shorter field is refused, as the device answers 33h to a bad length.
+    """
+
+    def __init__(self, max_size: int, min_size: int = 40, encoding: str = WIN1251) -> None:
+        super().__init__(max_size, fields.Codepage(encoding), nul="end")
+        self.size = min_size  # what `encode` pads to
+        self.min_size = min_size
+        self.encoding = encoding
+
+    def decode(self, data: bytes) -> str:
+        if len(data) < self.min_size:
+            raise ValueError(
+                f"text field of {len(data)} bytes is shorter than the {self.min_size} required"
+            )
+        if self.max_size is not None and len(data) > self.max_size:
+            raise ValueError(f"text field of {len(data)} bytes is over {self.max_size}")
+        return super().decode(data)
+
+
 class DateDMY(fields.Stamp):
     def __init__(self) -> None:
         super().__init__("dmY", nullable=True)

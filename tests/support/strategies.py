@@ -50,7 +50,7 @@ def wire_strategy(con: Any) -> st.SearchStrategy[Any]:
         return st.integers(0, 256**con.size - 1).map(lambda v: Decimal(v).scaleb(-con.decimals))
     if isinstance(con, f.FixedText):
         return _text(con.size, con.encoding)
-    if isinstance(con, f.TailText):
+    if isinstance(con, f.TailText | f.LineText):
         return _text(con.max_size, con.encoding)
     if isinstance(con, f.DateDMY | f.DateYMD):
         return st.none() | st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31))

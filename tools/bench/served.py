@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,9 +33,16 @@ class EmulatorServer:
     """
 
     def __init__(
-        self, state: Path, log: Path, *, protocol: str = "shtrih", pty: Path | None = None
+        self,
+        state: Path,
+        log: Path,
+        *,
+        protocol: str = "shtrih",
+        pty: Path | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.state = state
+        self.options = tuple(options)  # more ``serve`` options, such as ``--model NAME``
         self.log = log
         self.protocol = protocol
         self.pty = pty
@@ -69,6 +76,7 @@ class EmulatorServer:
         command += ["--protocol", self.protocol, "--tcp", f"127.0.0.1:{self.port}"]
         if self.pty is not None:
             command += ["--pty", str(self.pty)]
+        command += self.options
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log

@@ -108,6 +108,18 @@ def test_unwritable_state(
         assert "Traceback" not in err
 
 
+def test_model_is_shtrihs_alone(
+    register: FakeRegister, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["emulator", "serve", "--protocol", "atol", "--model", "ШТРИХ-М-02Ф"]
+    assert main([*argv, "--state", str(tmp_path / "state")]) == 2
+    assert "--model names a Shtrih model; --protocol atol has its own" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()  # refused before anything was made
+    # a model not known: the usage error names the ones there are
+    assert main(["emulator", "serve", "--model", "ШТРИХ-ЛАЙТ-01Ф", "--state", str(tmp_path)]) == 2
+    assert "choose from 'ШТРИХ-М-01Ф', 'ШТРИХ-М-02Ф'" in capsys.readouterr().err
+
+
 def test_pty_link_over_a_file(
     register: FakeRegister, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -33,6 +33,7 @@ REQUIRED = [
     0xFF01, 0xFF02, 0xFF03, 0xFF04, 0xFF08, 0xFF0A, 0xFF0B, 0xFF0C, 0xFF35, 0xFF36, 0xFF37, 0xFF38,
     0xFF39, 0xFF3F, 0xFF40, 0xFF41, 0xFF42, 0xFF43, 0xFF45, 0xFF46, 0xFF4D,
     0xFF3A, 0xFF3B,  # documents as TLV, for `kkt doc` (issue #6)
+    0x12, 0x14, 0x15, 0x28, 0x29, 0x81, 0x83, 0x84, 0x86, 0x87, 0x8C,  # classic ones of issue #15
 ]  # fmt: skip
 
 REQUESTS = sorted(request_types().items())
@@ -54,7 +55,8 @@ def test_request_metadata(code: int, cls: type[Request[Any]]) -> None:
 
 
 def test_money_moving_commands_are_not_repeatable() -> None:
-    never_blindly = {0x41, 0x50, 0x51, 0x80, 0x82, 0x85, 0x88, 0x8D, 0xE0, 0xFF0B, 0xFF0C,
+    never_blindly = {0x41, 0x50, 0x51, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x8D,
+                     0xE0, 0xFF0B, 0xFF0C,
                      0xFF36, 0xFF38, 0xFF43, 0xFF45, 0xFF46, 0xFF4D}  # fmt: skip
     assert {code for code, cls in REQUESTS if not cls.REPEATABLE} >= never_blindly
     assert request_types()[0x10].REPEATABLE and request_types()[0xFF01].REPEATABLE
@@ -265,7 +267,7 @@ def test_unknown_and_malformed_requests() -> None:
 @pytest.mark.parametrize(
     "build",
     [
-        lambda: classic.PrintString(password=30, flags=2, text="x" * 41),
+        lambda: classic.PrintString(password=30, flags=2, text="x" * 250),  # LEN would pass 255
         lambda: classic.PrintString(password=30, flags=2, text="emoji \U0001f600"),
         lambda: classic.PrintString(password=30, flags=2, text="nul\x00"),
         lambda: classic.CashIn(password=30, amount=-1),
