@@ -136,7 +136,7 @@ class AtolV3Client:
         if status[0] not in (PENDING, IN_PROGRESS, WAITING, RESULT, ERROR):
             raise CommandFailed(f"Add refused: {status.hex(' ')}")  # B1..B4, A5: not taken
         if self.habits.results_from == "f0":
-            kind, reply = self._await_f0(tid)
+            kind, reply = self.await_f0(tid)
         else:
             kind, reply = self._await_req(tid)
         if self.habits.ack:
@@ -145,6 +145,21 @@ class AtolV3Client:
         if kind != RESULT or not (reply[:2] == b"\x55\x00" or reply[:1] == b"\x44"):
             raise CommandFailed(f"task {tid:02X} failed: {reply.hex(' ')}", reply)
         return reply
+
+    def add(self, command: bytes) -> tuple[int, bytes]:
+        """Only the Add of a new task: (its TID, the status the register answered)."""
+        self.tid = self.tid % 0xDF + 1
+        return self.tid, self._request(bytes((ADD, self.habits.flags, self.tid)) + command)
+
+    def ask(self, tid: int) -> bytes:
+        """``Req``: the task's status byte and the result kept with it."""
+        return self._request(bytes((REQ, tid)))
+
+    def acknowledge(self, tid: int) -> bytes:
+        return self._request(bytes((ACK, tid)))
+
+    def abort(self) -> bytes:
+        return self._request(bytes((ABORT,)))
 
     # -- the wire -----------------------------------------------------------------------------
 
@@ -177,7 +192,7 @@ class AtolV3Client:
                 raise ConnectionError("the register closed the connection")
             self.stream += chunk
 
-    def _await_f0(self, tid: int) -> tuple[int, bytes]:
+    def await_f0(self, tid: int) -> tuple[int, bytes]:
         """MultiMag's ``dispatchData``: read until F0 brings this task's result."""
         assert self.sock is not None
         deadline = time.monotonic() + self.timeout

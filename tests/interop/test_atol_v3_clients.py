@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 from kkt.emulator.atol import AtolRegister
+from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
 
 from interop.atol_v3_client import IGNORE_ERROR, NEED_RESULT, AtolV3Client, CommandFailed, Habits
 
@@ -182,3 +184,35 @@ def test_a_day_of_each_client_kind_leaves_exactly_what_it_saw_succeed_in_the_fn(
     assert in_fn == seen.succeeded
     assert seen.failed == Counter({refused: 1})
     assert sum(seen.succeeded.values()) == RECEIPTS + 1  # the shift, 29 receipts, the Z report
+
+
+def test_a_result_lost_with_its_connection_survives_another_hosts_abort(tmp_path: Path) -> None:
+    """The shift is opened, the line hangs up before the F0; another program connects and
+    sends Abort; the first host reconnects and its Req finds the result -- not B3, which a
+    Zzzzipper-style host takes as "never arrived" and adds the task again."""
+    device = AtolRegister.open(tmp_path / "state")
+    faults = Faults()
+    try:
+        with ServiceThread(device, faults, protocol="atol") as served:
+            host = AtolV3Client("127.0.0.1", served.port, Habits(results_from="f0"))
+            other = AtolV3Client("127.0.0.1", served.port, Habits(abort_per_document=True))
+            try:
+                host.start_document()
+                host.run(enter(1))
+                faults.configure(hang_up=1)  # the task runs, then the connection is cut
+                tid, status = host.add(OPEN_SHIFT)
+                assert status[:1] in (b"\xa1", b"\xa2")  # taken; its F0 never comes
+                with pytest.raises(ConnectionError):
+                    host.await_f0(tid)  # the line is cut before the F0
+                other.start_document()  # connect, Abort: clears the queue
+                other.close()
+                host.connect()
+                assert host.ask(tid) == b"\xa3\x55\x00\x00"  # executed: its result, kept
+                assert host.acknowledge(tid) == b"\xa3"
+                assert host.ask(tid) == b"\xb3"  # acknowledged: gone
+            finally:
+                host.close()
+                other.close()
+        assert device.model.fn.state.shift_open
+    finally:
+        device.close()
