@@ -29,6 +29,7 @@ import pytest
 from kkt.emulator.atol import AtolRegister
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import ServiceThread
+from kkt.tools.cli import main
 
 from interop.atol_v3_client import IGNORE_ERROR, NEED_RESULT, AtolV3Client, CommandFailed, Habits
 
@@ -133,10 +134,10 @@ def last_document(state: Path) -> int:
         register.close()
 
 
-def serve(state: Path) -> tuple[subprocess.Popen[str], int]:
-    """``kkt emulator serve --protocol atol`` with default options, on a free port."""
+def serve(state: Path, *options: str) -> tuple[subprocess.Popen[str], int]:
+    """``kkt emulator serve --protocol atol`` (default options unless given), on a free port."""
     command = [sys.executable, "-m", "kkt", "emulator", "serve", "--protocol", "atol"]
-    command += ["--state", str(state), "--tcp", "127.0.0.1:0"]
+    command += ["--state", str(state), "--tcp", "127.0.0.1:0", *options]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -216,3 +217,49 @@ def test_a_result_lost_with_its_connection_survives_another_hosts_abort(tmp_path
         assert device.model.fn.state.shift_open
     finally:
         device.close()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+def test_serve_options_select_inline_results_and_refusal_when_full(tmp_path: Path) -> None:
+    process, port = serve(
+        tmp_path / "state",
+        "--atol-results",
+        "inline",
+        "--atol-buffer",
+        "2",
+        "--atol-when-full",
+        "refuse",
+    )
+    client = AtolV3Client("127.0.0.1", port, Habits(ack=False))
+    try:
+        client.connect()
+        status_query = PWD + b"\x3f"
+        _, first = client.add(status_query)
+        assert first[:2] == b"\xa3\x44"  # inline: the result in the Add's reply
+        assert client.add(status_query)[1][:1] == b"\xa3"
+        assert client.add(status_query)[1] == b"\xb1"  # two results kept, never acknowledged
+        assert client.async_results == {}  # inline: no F0
+    finally:
+        client.close()
+        stop(process)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--atol-results", "async"], "--atol-results: only with --protocol atol"),
+        (["--protocol", "atol", "--atol-buffer", "0"], "capacity must be at least 1"),
+    ],
+)
+def test_serve_refuses_atol_options_it_cannot_use(
+    options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    assert main(["emulator", "serve", "--state", str(state), *options]) == 2
+    assert message in capsys.readouterr().err
+    assert not state.exists()  # refused before the state is touched
