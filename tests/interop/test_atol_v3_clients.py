@@ -31,7 +31,14 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.shells import ServiceThread
 from kkt.tools.cli import main
 
-from interop.atol_v3_client import IGNORE_ERROR, NEED_RESULT, AtolV3Client, CommandFailed, Habits
+from interop.atol_v3_client import (
+    IGNORE_ERROR,
+    NEED_RESULT,
+    RESULT,
+    AtolV3Client,
+    CommandFailed,
+    Habits,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -263,3 +270,26 @@ def test_serve_refuses_atol_options_it_cannot_use(
     assert main(["emulator", "serve", "--state", str(state), *options]) == 2
     assert message in capsys.readouterr().err
     assert not state.exists()  # refused before the state is touched
+
+
+def test_the_adds_reply_says_a2_and_leaves_before_the_f0_of_its_task(tmp_path: Path) -> None:
+    """Zzzzipper's task layer takes an F0 met while it waits for the Add's reply as a failure,
+    and Cyberplat's TerminalClient fails on A1 to an Add: a task that starts at once is A2, and
+    its reply is on the line before its F0."""
+    device = AtolRegister.open(tmp_path / "state")
+    try:
+        with ServiceThread(device, Faults(), protocol="atol") as served:
+            client = AtolV3Client("127.0.0.1", served.port, Habits())
+            try:
+                client.connect()
+                tid, status = client.add(PWD + b"\x3f")
+                assert status == b"\xa2"  # no result in it
+                assert tid not in client.async_results  # the F0 had not come before it
+                kind, reply = client.await_f0(tid)
+                assert (kind, reply[:1]) == (RESULT, b"\x44")
+                assert client.ask(tid)[:2] == b"\xa3\x44"  # kept for Req until the Ack
+                assert client.acknowledge(tid) == b"\xa3"
+            finally:
+                client.close()
+    finally:
+        device.close()
