@@ -76,8 +76,8 @@ def reply(packet_id: int, status: BufferReply) -> bytes:
 class Host:
     """An `AtolHostLink` and a virtual clock; `sent` decodes what it wrote."""
 
-    def __init__(self, settings: HostSettings = SETTINGS) -> None:
-        self.link = AtolHostLink(settings)
+    def __init__(self, settings: HostSettings = SETTINGS, first_tid: int = 0) -> None:
+        self.link = AtolHostLink(settings, first_tid=first_tid)
         self.now = 0.0
         self.events: list[Event] = []
 
@@ -212,6 +212,19 @@ def test_packet_ids_wrap_after_df_and_tids_too() -> None:
         host.answer(Result())
         host.outcome()
     assert ids[:0xE0] == list(range(0xE0)) and ids[0xE0:] == [0, 1, 2, 3]
+
+
+def test_tids_start_where_asked_and_wrap_after_df() -> None:
+    host = Host(HostSettings(abort_on_open=False), first_tid=0xDE)
+    for tid in (0xDE, 0xDF, 0x00):
+        host.send()
+        host.expect(Add(tid, HOST_FLAGS, CMD))
+        host.answer(Result(REPLY))
+        host.expect(Ack(tid))
+        host.answer(Result())
+        host.outcome()
+    with pytest.raises(ValueError, match="first_tid"):
+        AtolHostLink(SETTINGS, first_tid=0xE0)
 
 
 # -- host: the line --------------------------------------------------------------------------
