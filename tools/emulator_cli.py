@@ -32,10 +32,13 @@ from kkt.emulator.atol import AtolRegister
 from kkt.emulator.control import SOCKET_NAME
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import DEFAULT_PORTS, PROTOCOLS, Service
+from kkt.emulator.shells.atol import AtolOptions
 from kkt.emulator.shells.pump import LinkTrace, TraceEvent, TraceFactory
 from kkt.emulator.shtrih import ShtrihRegister
 from kkt.emulator.state import LOCK_NAME, StateBusy, StateLock, state_owner
 from kkt.protocols.shtrih.models import MODELS as SHTRIH_MODELS
+from kkt.protocols.atol.link import RESULT_DELIVERIES
+from kkt.protocols.atol.tasks import DEFAULT_CAPACITY, WHEN_FULL
 
 from .describe import LinkDescriber
 
@@ -100,6 +103,28 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-filler",
         action="store_true",
         help="on TCP, do not send the 0xFF real network models send after the host's ACK",
+    )
+    atol = serve.add_argument_group(
+        "ATOL task buffer (with --protocol atol; every choice keeps an executed task's result "
+        "for Req until the host's Ack)"
+    )
+    atol.add_argument(
+        "--atol-results",
+        choices=RESULT_DELIVERIES,
+        help="async (default): the Add is answered A2/A1 at once and the result comes in an F0 "
+        "packet; inline: a quick task's result (A3/A4) in the Add's reply, no F0",
+    )
+    atol.add_argument(
+        "--atol-buffer",
+        type=int,
+        metavar="N",
+        help=f"tasks the buffer's queue holds (default {DEFAULT_CAPACITY})",
+    )
+    atol.add_argument(
+        "--atol-when-full",
+        choices=WHEN_FULL,
+        help="retire (default): a full queue retires its oldest ended task (still answered to "
+        "Req); refuse: B1 to every Add until a host acknowledges a result",
     )
     serve.add_argument(
         "--trace",
@@ -180,7 +205,31 @@ def prepare_state(path: Path) -> Path:
 # -- internals ----------------------------------------------------------------------------------
 
 
+def atol_options(args: argparse.Namespace) -> AtolOptions | None:
+    """The ``--atol-*`` options (None: the protocol's defaults); raises `CliError`."""
+    given = {
+        "--atol-results": getattr(args, "atol_results", None),
+        "--atol-buffer": getattr(args, "atol_buffer", None),
+        "--atol-when-full": getattr(args, "atol_when_full", None),
+    }
+    named = [name for name, value in given.items() if value is not None]
+    if args.protocol != "atol":
+        if named:
+            raise CliError(f"{', '.join(named)}: only with --protocol atol")
+        return None
+    defaults = AtolOptions()
+    try:
+        return AtolOptions(
+            results=args.atol_results or defaults.results,
+            capacity=defaults.capacity if args.atol_buffer is None else args.atol_buffer,
+            when_full=args.atol_when_full or defaults.when_full,
+        )
+    except ValueError as exc:
+        raise CliError(f"--atol-buffer: {exc} (a whole number of tasks, e.g. 16)") from None
+
+
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    atol_options(args)  # a wrong --atol-* option is refused before the state is touched
     tcp = [parse_address(text) for text in args.tcp or ()]
     if not tcp and args.pty is None:
         tcp = [("127.0.0.1", DEFAULT_PORTS[args.protocol])]
@@ -266,7 +315,10 @@ async def _serve_until_signal(
     trace = link_tracer(args.protocol) if trace_log.isEnabledFor(logging.DEBUG) else None
     urls: list[str] = []
     try:
-        async with Service(device, protocol=args.protocol, trace=trace) as service:
+        options = atol_options(args)
+        async with Service(
+            device, protocol=args.protocol, trace=trace, atol_options=options
+        ) as service:
             for host, port in tcp:
                 try:
                     server = await service.tcp(host, port, filler_after_ack=not args.no_filler)

@@ -7,8 +7,8 @@ by the device's `Service`) holds the buffer and the one executor that runs its t
 through `DeviceRunner.execute` (or `DeviceRunner.execute_now` for a quick one, answered in the
 same step as its Add); the executor outlives the pump that started it, as the register's work
 outlives a dropped TCP connection.  When a task ends, the pump of the connection that added it
-sends the result (inline, or in an F0 packet) -- if that connection is still open.  A host on a
-new connection asks with Req.
+sends the result (in an F0 packet by default, or inline: `AtolOptions`) -- if that connection
+is still open.  A host on a new connection asks with Req: the result stays in the buffer.
 
 Faults: ``lose_answers``/``lose_rate``/``drop_answers`` run the task and lose its reply packet (the
 result stays in the buffer, as on a real register); ``hang_up`` runs it and then cuts the
@@ -19,11 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kkt.protocols.atol.device import AtolDeviceLink
-from kkt.protocols.atol.link import DeviceSettings, TaskReady
-from kkt.protocols.atol.tasks import Task, TaskBuffer, reply_is_error
+from kkt.protocols.atol.link import (
+    ASYNC_RESULTS,
+    RESULT_DELIVERIES,
+    DeviceSettings,
+    TaskReady,
+)
+from kkt.protocols.atol.tasks import (
+    DEFAULT_CAPACITY,
+    RETIRE_WHEN_FULL,
+    WHEN_FULL,
+    Task,
+    TaskBuffer,
+    reply_is_error,
+)
 
 from .pump import Pump
 from .runner import DeviceRunner
@@ -36,20 +49,53 @@ DEFAULT_PORT = 5555  # fact sheet §1.5
 TCP_SETTINGS = DeviceSettings(byte=0.25)
 
 
-def link_settings(settings: Any, *, network: bool) -> DeviceSettings:
-    """``settings``, or the shell's default timing."""
+@dataclass(frozen=True, slots=True)
+class AtolOptions:
+    """How the served register's task buffer behaves (`kkt emulator serve --atol-*`).
+
+    ``results``: ``"async"`` (A2 to the Add, the result in an F0 packet) or ``"inline"`` (a
+    quick task's result in the Add's reply), `DeviceSettings.results`; ``capacity`` and
+    ``when_full`` (``"retire"`` or ``"refuse"``): `TaskBuffer`.  Every choice keeps an executed
+    task's result for ``Req`` until the host's Ack.
+    """
+
+    results: str = ASYNC_RESULTS
+    capacity: int = DEFAULT_CAPACITY
+    when_full: str = RETIRE_WHEN_FULL
+
+    def __post_init__(self) -> None:
+        if self.results not in RESULT_DELIVERIES:
+            raise ValueError(
+                f"results must be one of {', '.join(RESULT_DELIVERIES)}, got {self.results!r}"
+            )
+        if self.capacity < 1:
+            raise ValueError(f"the buffer's capacity must be at least 1, got {self.capacity}")
+        if self.when_full not in WHEN_FULL:
+            raise ValueError(
+                f"when_full must be one of {', '.join(WHEN_FULL)}, got {self.when_full!r}"
+            )
+
+
+def link_settings(
+    settings: Any, *, network: bool, options: AtolOptions | None = None
+) -> DeviceSettings:
+    """``settings``, or the shell's default timing with ``options``' way of delivering results."""
     if settings is not None and not isinstance(settings, DeviceSettings):
         raise TypeError("an ATOL shell takes kkt.protocols.atol.link.DeviceSettings")
-    return settings or (TCP_SETTINGS if network else DeviceSettings())
+    if settings is not None:
+        return settings
+    base = TCP_SETTINGS if network else DeviceSettings()
+    return replace(base, results=(options or AtolOptions()).results)
 
 
 class AtolTasks:
     """The ATOL half of a device's pumps (`shells.pump.Vendor`): the device's task buffer and
     its executor."""
 
-    def __init__(self, runner: DeviceRunner) -> None:
+    def __init__(self, runner: DeviceRunner, options: AtolOptions | None = None) -> None:
         self.runner = runner
-        self.buffer = TaskBuffer()
+        self.options = options or AtolOptions()
+        self.buffer = TaskBuffer(self.options.capacity, when_full=self.options.when_full)
         self.executor: asyncio.Task[None] | None = None  # while it runs
         self._pumps: dict[Any, Pump] = {}  # link -> the pump of its open connection
         self.buffer.subscribe(self._task_ended)
@@ -137,5 +183,6 @@ class AtolTasks:
         lose = pump.faults.lose_this_answer() or pump.faults.take("drop_answers")
         if lose:
             log.debug("%s: fault: task %02X executed, its reply lost", pump.name, task.tid)
+            pump.step(lambda: None)  # what is already on its way (the Add's reply) leaves
         now = pump.loop.time()
         pump.step(lambda: pump.link.task_finished(task, now), drop_output=lose)

@@ -37,7 +37,8 @@ DEFAULT_PORTS = {"shtrih": shtrih.DEFAULT_PORT, "atol": atol.DEFAULT_PORT}
 
 class Service(Listener):
     """``device`` served in ``protocol`` ("shtrih": Shtrih-M v1, "atol": ATOL v3) on the running
-    event loop; ``async with`` closes it and waits on the way out."""
+    event loop; ``async with`` closes it and waits on the way out.  ``atol_options``: how an
+    ATOL register's task buffer delivers and keeps results (`atol.AtolOptions`)."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class Service(Listener):
         protocol: str = "shtrih",
         faults: Faults | None = None,
         trace: TraceFactory | None = None,
+        atol_options: atol.AtolOptions | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -55,7 +57,7 @@ class Service(Listener):
         self.trace = trace
         self.lock = asyncio.Lock()  # the device's commands and control actions, one at a time
         self.runner = DeviceRunner(device, self.lock, self.faults)
-        self.tasks = atol.AtolTasks(self.runner) if protocol == "atol" else None
+        self.tasks = atol.AtolTasks(self.runner, atol_options) if protocol == "atol" else None
         self._vendor = self.tasks if self.tasks is not None else shtrih.ShtrihCommands()
         self.listeners: list[Listener] = []
         self._control: asyncio.Server | None = None
@@ -121,7 +123,7 @@ class Service(Listener):
         self, settings: Any, *, network: bool, filler_after_ack: bool | None = None
     ) -> PumpFactory:
         if self.tasks is not None:
-            timing: Any = atol.link_settings(settings, network=network)
+            timing: Any = atol.link_settings(settings, network=network, options=self.tasks.options)
         else:
             timing = shtrih.link_settings(
                 settings, network=network, filler_after_ack=filler_after_ack

@@ -40,6 +40,7 @@ lock around each of its commands).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -48,7 +49,7 @@ import serial
 
 from kkt.protocols.atol import link as atol
 from kkt.protocols.atol.buffer import Req
-from kkt.protocols.atol.host import AtolHostLink
+from kkt.protocols.atol.host import MAX_TID, AtolHostLink
 from kkt.protocols.atol.packet import MAX_REQUEST_ID, Packet, PacketDeframer, encode_packet
 from kkt.protocols.errors import LinkError
 from kkt.protocols.line import AnswerReceived, CommandFailed
@@ -451,7 +452,9 @@ class AtolSession(LinkSession[atol.HostSettings]):
         self._reopens = 0
 
     def _new_link(self) -> AtolHostLink:
-        return AtolHostLink(self.settings)
+        # A random first TID: another program on the register, or our own earlier run, may have
+        # left a task under the TIDs a fresh link would take first (00, 01 ...).
+        return AtolHostLink(self.settings, first_tid=secrets.randbelow(MAX_TID + 1))
 
     def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
         # ``resend``: a task the register lost after taking it is simply added again.

@@ -8,12 +8,17 @@ Exactly-once rules
 The link answers every packet with its ID, an empty packet to a corrupt one whose ID could be
 read, and a repeated identical packet (same ID, same data) with the reply it gave before -- so a
 host's retransmission never runs anything twice; the buffer refuses a second Add of a TID it
-holds (B2), and keeps a result until the host's Ack.  An
-Add's reply waits up to ``DeviceSettings.inline`` seconds for the task: done by then, it is A3/A4
-with the reply; otherwise A1/A2, and the result follows in an F0 packet on the connection that
-added the task (if it is still there).  The I/O half runs the tasks: `TaskReady` says one was
-queued; it takes them with `TaskBuffer.next_task`, reports them with `TaskBuffer.complete` and
-tells the owner's link with `AtolDeviceLink.task_finished`.
+holds (B2), and keeps a result for ``Req`` until the host's Ack (`TaskBuffer`).
+
+How the result reaches the host is `DeviceSettings.results`.  ``"async"`` (the default): the
+Add is answered at once with the task's state -- A2 when it starts at once, A1 when it waits
+behind another -- and the result follows in an F0 packet (A6/A7) on the connection that added
+the task, if it is still open (otherwise the host asks with Req on its next connection).
+``"inline"``: the Add's reply waits up to ``DeviceSettings.inline`` seconds for the task: done
+by then, it is A3/A4 with the reply and no F0 follows; otherwise A1/A2, then F0.  The I/O half
+runs the tasks: `TaskReady` says one was queued; it takes them with `TaskBuffer.next_task`,
+reports them with `TaskBuffer.complete` and tells the owner's link with
+`AtolDeviceLink.task_finished` (the Add's reply is in the output before any F0 of its task).
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from .buffer import (
     Add,
     BufferReply,
     IllegalValue,
+    InProgress,
     NotFound,
     Pending,
     Req,
     StatusCode,
     decode_buffer_command,
 )
-from .link import DeviceSettings, Event, TaskReady
+from .link import INLINE_RESULTS, DeviceSettings, Event, TaskReady
 from .packet import (
     ASYNC_ID,
     MAX_REQUEST_ID,
@@ -166,11 +172,14 @@ class AtolDeviceLink(LinkEnd[Token, Event]):
             status = buffer.add(command.tid, command.flags, command.data, owner=self)
             if isinstance(status, Pending):
                 events.append(TaskReady(command.tid, command.data))
-                if self.settings.inline > 0:
-                    self._deferred = _Deferred(
-                        packet.id, packet.data, command.tid, prefix, now + self.settings.inline
-                    )
-                    return
+                if self.settings.results == INLINE_RESULTS:
+                    if self.settings.inline > 0:
+                        self._deferred = _Deferred(
+                            packet.id, packet.data, command.tid, prefix, now + self.settings.inline
+                        )
+                        return
+                elif buffer.starts_now(command.tid):
+                    status = InProgress()  # the executor takes it as this reply leaves
             self._reply(packet.id, packet.data, prefix + status.encode())
         elif isinstance(command, Req):
             self._reply(packet.id, packet.data, buffer.request(command.tid).encode())

@@ -120,11 +120,17 @@ class _Exchange:
 class AtolHostLink(LinkEnd[Token, Event]):
     """The host end of an ATOL v3 link; see the module docstring for the rules."""
 
-    def __init__(self, settings: HostSettings | None = None) -> None:
+    def __init__(self, settings: HostSettings | None = None, *, first_tid: int = 0) -> None:
+        """``first_tid``: the first task's TID (00..DF).  A session that may share a register
+        with other programs -- or follow an earlier run of itself -- starts at a random one:
+        a task left unresolved under some TID is less likely to meet a new task of ours (or
+        theirs) under the same TID, whose result our Req would then take for its own."""
+        if not 0 <= first_tid <= MAX_TID:
+            raise ValueError(f"first_tid must be 0..{MAX_TID:#04x}, got {first_tid}")
         self.settings = settings or HostSettings()
         super().__init__(self._new_deframer(), None)  # a partial packet: our timeout resends
         self._packet_id = MAX_REQUEST_ID  # the first packet gets 00
-        self._tid = MAX_TID  # the first task gets TID 00
+        self._tid = first_tid - 1 if first_tid else MAX_TID  # `_new_tid` steps to first_tid
         self._fresh = True
         self._unresolved: _Unresolved | None = None
         self._exchange: _Exchange | None = None

@@ -100,17 +100,41 @@ class HostSettings:
         return 2 * (answer_timeout + self.poll) + packets * self.packet_step()
 
 
+# How a device hands a task's result to the host that added it (`DeviceSettings.results`).
+ASYNC_RESULTS = "async"
+INLINE_RESULTS = "inline"
+RESULT_DELIVERIES = (ASYNC_RESULTS, INLINE_RESULTS)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceSettings:
-    """Device-side timing.
+    """Device-side timing, and how results reach the host.
 
-    ``inline``: how long the reply to an Add waits for its task (a quick query then answers A3
-    with its reply at once, as in Zzzzipper's dumps); keep it well under a host's packet timeout
-    (0.5 s).  ``byte``: a packet that stops arriving is dropped after this silence, and an empty
-    packet with its ID asks the host to repeat it.
+    ``results``: ``"async"`` (the default) answers an Add with the task's state at once -- A2
+    when it starts at once, A1 when it waits behind another task -- and sends the result in an
+    F0 packet (A6/A7 TID data) when the task ends; ``"inline"`` holds the Add's reply up to
+    ``inline`` seconds and, when the task ends by then, answers A3/A4 with the result and sends
+    no F0 (a slower task: A1/A2, then F0).  Either way the result stays for ``Req`` until the
+    host's Ack.  Why async is the default: atol4j (``TransportProtocolV3.processMessage``
+    completes a command only from an F0 packet; a synchronous reply's data is dropped) and
+    MultiMag (``atol.php``: every request waits for F0 and fails "Нет данных этой команды"
+    without it) never read a result inline, and both were written against real registers;
+    Zzzzipper's ``AtolTaskLayer`` and Cyberplat's ``Atol3FRBase`` (AlexObukhoff/TerminalClient)
+    take either A3 or A2-then-F0, and the latter fails on A1 to an Add -- hence A2 for a task
+    that starts at once.  ``inline`` keeps the reading of Zzzzipper's unit test (A3 to the Add).
+
+    ``byte``: a packet that stops arriving is dropped after this silence, and an empty packet
+    with its ID asks the host to repeat it.
     """
 
     inline: float = 0.1
     byte: float = 0.1
     crc_over_escaped: bool = False
     max_data: int = MAX_DATA
+    results: str = ASYNC_RESULTS
+
+    def __post_init__(self) -> None:
+        if self.results not in RESULT_DELIVERIES:
+            raise ValueError(
+                f"results must be one of {', '.join(RESULT_DELIVERIES)}, got {self.results!r}"
+            )

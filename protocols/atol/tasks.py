@@ -2,9 +2,11 @@
 
 The buffer belongs to the register, not to a connection (`kkt.protocols.atol.link`): a host that
 reconnects finds its task with ``Req(TID)`` on the new connection, and a task runs once however
-many times its Add arrived.  The I/O half runs the tasks: `next_task` takes the next one,
-`complete` reports it (judged by `reply_is_error`) and tells the watchers -- the owner's link
-(`kkt.protocols.atol.device.AtolDeviceLink.task_finished`) among them.
+many times its Add arrived.  An executed task's result is never denied: it answers ``Req`` until
+the host's Ack, a new Add under its TID, or a power loss (`TaskBuffer`).  The I/O half runs the
+tasks: `next_task` takes the next one, `complete` reports it (judged by `reply_is_error`) and
+tells the watchers -- the owner's link (`kkt.protocols.atol.device.AtolDeviceLink.task_finished`)
+among them.
 """
 
 from __future__ import annotations
@@ -63,36 +65,85 @@ class Task:
         return buffer.AsyncError(self.tid, self.reply)
 
 
+DEFAULT_CAPACITY = 16
+# Full buffer: retire the oldest ended task to make room (a host that never Acks keeps working),
+# or refuse the Add with B1 (the other reading).  Either way nothing is executed and then denied.
+RETIRE_WHEN_FULL = "retire"
+REFUSE_WHEN_FULL = "refuse"
+WHEN_FULL = (RETIRE_WHEN_FULL, REFUSE_WHEN_FULL)
+
+
 class TaskBuffer:
     """The register's task buffer, shared by every connection of one device.
 
-    Tasks run one at a time in the order they were added.  A result is kept until ``Ack`` when
-    the task asked for it (NeedResult); otherwise the slot is freed as soon as it ends.  A task
-    without IgnoreError that fails stops the queue: the tasks waiting behind it, and those added
-    while it stays in the buffer, report ``A5 TID`` (its TID) and are not run.  The sheet marks
-    that rule [?] (§1.4, "presumably"); ``stop_on_error=False`` selects the other reading (the
-    flag changes nothing).
+    Tasks run one at a time in the order they were added.  A task without NeedResult frees its
+    slot when it ends.  A task with NeedResult keeps its result until the host's ``Ack``, and an
+    executed task's result is never simply dropped: it answers ``Req`` (A3/A4 with the reply)
+    until the host acknowledges it, a new Add takes its TID, or the register loses power.
+
+    The queue holds ``capacity`` tasks.  The slots of ended tasks are given back without denying
+    anything: such a task is *retired* -- out of the queue, its result still answered to ``Req``
+    and freed by ``Ack`` -- when ``Abort`` clears the buffer, and (``when_full="retire"``, the
+    default) when an Add finds the queue full; B1 then only when every slot holds a task not yet
+    ended.  ``when_full="refuse"`` answers B1 to an Add while the queue is full, before anything
+    runs.  Sources (fact sheet §1.4): none of the public clients (atol4j, MultiMag, Zzzzipper,
+    Cyberplat's TerminalClient, SAMSON) states a capacity or an eviction rule, and two of them
+    (MultiMag, Zzzzipper) never send Ack -- they rely on ``Abort`` on every connection -- so
+    results a host never acknowledges must not stop the register; no capacity is published for
+    any model, 16 is this emulator's [?].  A retired result is replaced when a new Add reuses its
+    TID: hosts wrap their TIDs (00..DF; Zzzzipper 01..DE), so a host that never Acks reuses one
+    only after a whole cycle of its own tasks.
+
+    A task without IgnoreError that fails stops the queue: the tasks waiting behind it, and
+    those added while it stays in the queue, report ``A5 TID`` (its TID) and are not run.  The
+    sheet marks that rule [?] (§1.4, "presumably"); ``stop_on_error=False`` selects the other
+    reading (the flag changes nothing).
     """
 
-    def __init__(self, capacity: int = 16, *, stop_on_error: bool = True) -> None:
-        # No capacity is published for any model; 16 is this emulator's choice [?].
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        *,
+        stop_on_error: bool = True,
+        when_full: str = RETIRE_WHEN_FULL,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if when_full not in WHEN_FULL:
+            raise ValueError(f"when_full must be one of {', '.join(WHEN_FULL)}, got {when_full!r}")
         self.capacity = capacity
         self.stop_on_error = stop_on_error
-        self._tasks: dict[int, Task] = {}  # insertion order is the queue order
+        self.when_full = when_full
+        self._tasks: dict[int, Task] = {}  # the queue; insertion order is the queue order
+        self._retired: dict[int, Task] = {}  # ended tasks out of the queue, kept for Req/Ack
         self._stopped_by: int | None = None
         self._watchers: list[Callable[[Task], None]] = []
 
     def __len__(self) -> int:
+        """Tasks in the queue (retired results not counted: they take no slot)."""
         return len(self._tasks)
 
     @property
     def tasks(self) -> list[Task]:
         return list(self._tasks.values())
 
+    @property
+    def retired(self) -> list[Task]:
+        """Ended tasks out of the queue whose results still answer Req."""
+        return list(self._retired.values())
+
     def get(self, tid: int) -> Task | None:
-        return self._tasks.get(tid)
+        """The task under ``tid``: in the queue, else retired; None when neither holds it."""
+        return self._tasks.get(tid) or self._retired.get(tid)
+
+    def starts_now(self, tid: int) -> bool:
+        """Will the executor take task ``tid`` next, at once (nothing runs, nothing before it)?"""
+        for task in self._tasks.values():
+            if task.state is TaskState.IN_PROGRESS:
+                return False
+            if task.state is TaskState.PENDING:
+                return task.tid == tid
+        return False
 
     def subscribe(self, watcher: Callable[[Task], None]) -> None:
         """Call ``watcher(task)`` whenever a task ends (`complete`); the I/O halves use it to
@@ -116,8 +167,9 @@ class TaskBuffer:
             return buffer.IllegalValue()
         if tid in self._tasks:
             return buffer.AlreadyExists()  # checked before the capacity: a repeat is never "full"
-        if len(self._tasks) >= self.capacity:
+        if len(self._tasks) >= self.capacity and not self._make_room():
             return buffer.Overflow()
+        self._retired.pop(tid, None)  # the TID is taken again: its old result is gone
         task = Task(tid, buffer.TaskFlags(flags), bytes(command), owner)
         self._tasks[tid] = task
         if self._stopped_by is not None:
@@ -126,21 +178,24 @@ class TaskBuffer:
         return task.status()
 
     def request(self, tid: int) -> buffer.BufferReply:
-        """``Req``: the task's state and kept reply, or B3."""
-        task = self._tasks.get(tid)
+        """``Req``: the task's state and kept reply (retired ones too), or B3."""
+        task = self.get(tid)
         return buffer.NotFound() if task is None else task.status()
 
     def ack(self, tid: int) -> buffer.BufferReply:
-        """``Ack``: free an ended task's slot (its status byte); B3 for an unknown TID.
+        """``Ack``: free an ended task (its status byte); B3 for an unknown TID.
 
         A task that has not ended is not freed: its state (A1/A2) is the reply.
         """
-        task = self._tasks.get(tid)
+        task = self.get(tid)
         if task is None:
             return buffer.NotFound()
         if not task.ended:
             return task.status()
-        self._remove(tid)
+        if self._retired.get(tid) is task:
+            del self._retired[tid]
+        else:
+            self._remove(tid)
         status = task.status()
         if isinstance(status, buffer.Result):
             return buffer.Result()
@@ -149,17 +204,23 @@ class TaskBuffer:
         return status
 
     def abort(self) -> buffer.BufferReply:
-        """``Abort``: drop every task; ``A2 TID`` when one is executing (it cannot be stopped).
+        """``Abort``: clear the queue; ``A2 TID`` when a task is executing (it cannot be stopped).
 
-        The executing task finishes; its result is not kept (nobody will Ack it), so its slot
-        frees itself when it ends.
+        Tasks not yet run are dropped (never executed: B3 to a Req is the truth).  Ended tasks
+        are retired, not dropped: the host that added one may still ask for its result (another
+        program's Abort must not make an executed receipt deniable).  The executing task stays
+        in the queue and keeps its result as asked (fact sheet §1.4 after SAMSON: "A2 TID").
         """
-        running = next((t for t in self._tasks.values() if t.state is TaskState.IN_PROGRESS), None)
+        running: Task | None = None
+        for task in self._tasks.values():
+            if task.state is TaskState.IN_PROGRESS:
+                running = task
+            elif task.state in (TaskState.DONE, TaskState.FAILED):
+                self._retired[task.tid] = task
         self._tasks.clear()
         self._stopped_by = None
         if running is None:
             return buffer.Result()
-        running.flags &= ~buffer.TaskFlags.NEED_RESULT
         self._tasks[running.tid] = running
         return buffer.InProgress(running.tid)
 
@@ -176,8 +237,8 @@ class TaskBuffer:
         return None
 
     def complete(self, tid: int, reply: bytes, *, failed: bool) -> Task | None:
-        """The executor finished task ``tid``; None when the buffer no longer holds it (a power
-        cycle or an Abort came in between).  Watchers hear of it."""
+        """The executor finished task ``tid``; None when the buffer no longer holds it (the
+        register lost power in between).  Watchers hear of it."""
         task = self._tasks.get(tid)
         if task is None or task.state is not TaskState.IN_PROGRESS:
             return None
@@ -198,7 +259,19 @@ class TaskBuffer:
     def power_cycle(self) -> None:
         """The register lost power: the buffer is gone."""
         self._tasks.clear()
+        self._retired.clear()
         self._stopped_by = None
+
+    def _make_room(self) -> bool:
+        """Retire the oldest ended task of a full queue (``when_full="retire"``)."""
+        if self.when_full != RETIRE_WHEN_FULL:
+            return False
+        oldest = next((t for t in self._tasks.values() if t.ended), None)
+        if oldest is None:
+            return False  # every slot holds a task not yet ended
+        self._remove(oldest.tid)
+        self._retired[oldest.tid] = oldest
+        return True
 
     def _remove(self, tid: int) -> None:
         del self._tasks[tid]

@@ -25,7 +25,7 @@ from kkt.errors import TransportError
 from kkt.transport.session import AtolSession, PortLost
 from kkt.transport.tcp import TcpPort
 
-STATUS = b"\x00\x00\x3f"  # quick: answered on the loop, inline in the Add's reply
+STATUS = b"\x00\x00\x3f"  # quick: answered on the loop (inline in the Add's reply, if asked)
 SETTINGS = HostSettings(packet=0.2, poll=0.05)
 
 
@@ -50,9 +50,10 @@ class FakeRegister:
 class Device:
     """The register: a `Service` on 127.0.0.1, port 0, run by an event loop in a thread."""
 
-    def __init__(self, register: FakeRegister, faults: Faults) -> None:
+    def __init__(self, register: FakeRegister, faults: Faults, results: str = "async") -> None:
         self.register = register
         self.faults = faults
+        self.results = results  # how the device hands results over: F0, or inline
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._service: Service | None = None
@@ -74,7 +75,8 @@ class Device:
 
     async def _start(self) -> None:
         self._service = Service(self.register, protocol="atol", faults=self.faults)
-        server = await self._service.tcp(settings=DeviceSettings(inline=0.02, byte=0.1))
+        settings = DeviceSettings(inline=0.02, byte=0.1, results=self.results)
+        server = await self._service.tcp(settings=settings)
         self.port = server.port
 
     async def _stop(self) -> None:
@@ -99,9 +101,10 @@ class Device:
         return asyncio.run_coroutine_threadsafe(count(), self._loop).result(timeout=10)
 
 
-@pytest.fixture
-def device() -> Iterator[Device]:
-    with Device(FakeRegister(), Faults()) as served:
+@pytest.fixture(params=["async", "inline"])
+def device(request: pytest.FixtureRequest) -> Iterator[Device]:
+    """Our host works with either way a device delivers results (`DeviceSettings.results`)."""
+    with Device(FakeRegister(), Faults(), request.param) as served:
         yield served
 
 
@@ -113,7 +116,7 @@ def _session(device: Device, **kwargs: object) -> AtolSession:
 def test_commands_run_once_and_free_their_slots(device: Device) -> None:
     session = _session(device)
     try:
-        assert session.exchange(STATUS, answer_timeout=5.0)[:1] == b"\x44"  # quick: inline
+        assert session.exchange(STATUS, answer_timeout=5.0)[:1] == b"\x44"
         for number in range(20):
             command = b"\x00\x00\x80" + bytes((number,))
             assert session.exchange(command, answer_timeout=5.0, resend=False) == (

@@ -4,6 +4,7 @@ stop`` stops it, and ``kkt -v emulator serve`` / ``--trace FILE`` shows every fr
 from __future__ import annotations
 
 import contextlib
+import re
 import selectors
 import subprocess
 import sys
@@ -134,7 +135,10 @@ def test_serve_traces_every_frame_decoded(
             # The reply to an Ack is the task's bare state, not a malformed answer.
             assert any("<< packet" in line and "acknowledged" in line for line in lines)
             assert not any("malformed" in line for line in lines), text
-            refusal = "device: Error TID 04: OpenReceipt -> refused: ATOL error 0x"
+            # The result comes in the F0 packet (`--atol-results async`, the default).
+            refusal = ": OpenReceipt -> refused: ATOL error 0x"
+            async_refusal = re.compile(r"device: AsyncError TID [0-9A-F]{2}" + re.escape(refusal))
+            assert any(async_refusal.search(line) for line in lines), text
         assert any(refusal in line for line in lines), text
         assert all(
             line[:2].isdigit() and line[2] == ":" and " tcp 127.0.0.1:" in line for line in lines

@@ -51,7 +51,7 @@ from kkt.protocols.atol.link import (
     TaskRefused,
 )
 from kkt.protocols.atol.packet import ASYNC_ID, Packet, PacketDeframer, encode_packet
-from kkt.protocols.atol.tasks import TaskBuffer, TaskState, reply_is_error
+from kkt.protocols.atol.tasks import Task, TaskBuffer, TaskState, reply_is_error
 from kkt.protocols.errors import CodecError
 from kkt.protocols.line import AnswerReceived, CommandFailed, Junk, LineNoise
 
@@ -76,8 +76,8 @@ def reply(packet_id: int, status: BufferReply) -> bytes:
 class Host:
     """An `AtolHostLink` and a virtual clock; `sent` decodes what it wrote."""
 
-    def __init__(self, settings: HostSettings = SETTINGS) -> None:
-        self.link = AtolHostLink(settings)
+    def __init__(self, settings: HostSettings = SETTINGS, first_tid: int = 0) -> None:
+        self.link = AtolHostLink(settings, first_tid=first_tid)
         self.now = 0.0
         self.events: list[Event] = []
 
@@ -212,6 +212,19 @@ def test_packet_ids_wrap_after_df_and_tids_too() -> None:
         host.answer(Result())
         host.outcome()
     assert ids[:0xE0] == list(range(0xE0)) and ids[0xE0:] == [0, 1, 2, 3]
+
+
+def test_tids_start_where_asked_and_wrap_after_df() -> None:
+    host = Host(HostSettings(abort_on_open=False), first_tid=0xDE)
+    for tid in (0xDE, 0xDF, 0x00):
+        host.send()
+        host.expect(Add(tid, HOST_FLAGS, CMD))
+        host.answer(Result(REPLY))
+        host.expect(Ack(tid))
+        host.answer(Result())
+        host.outcome()
+    with pytest.raises(ValueError, match="first_tid"):
+        AtolHostLink(SETTINGS, first_tid=0xE0)
 
 
 # -- host: the line --------------------------------------------------------------------------
@@ -624,9 +637,16 @@ def test_no_device_behaviour_keeps_an_exchange_past_its_bound(
 class Device:
     """An `AtolDeviceLink` over a `TaskBuffer`, with a virtual clock."""
 
-    def __init__(self, buffer: TaskBuffer | None = None, inline: float = 0.1) -> None:
-        self.buffer = buffer if buffer is not None else TaskBuffer(capacity=4)
-        self.link = AtolDeviceLink(self.buffer, DeviceSettings(inline=inline, byte=0.05))
+    def __init__(
+        self,
+        buffer: TaskBuffer | None = None,
+        inline: float = 0.1,
+        results: str = "inline",
+        when_full: str = "refuse",
+    ) -> None:
+        self.buffer = buffer if buffer is not None else TaskBuffer(capacity=4, when_full=when_full)
+        settings = DeviceSettings(inline=inline, byte=0.05, results=results)
+        self.link = AtolDeviceLink(self.buffer, settings)
         self.now = 0.0
 
     def feed(self, packet_id: int, command: object) -> list[Event]:
@@ -643,6 +663,12 @@ class Device:
         task = self.buffer.next_task()
         assert task is not None
         ended = self.buffer.complete(task.tid, reply, failed=failed)
+        assert ended is task
+        self.link.task_finished(task, self.now)
+
+    def run_started(self, task: Task, reply: bytes = REPLY) -> None:
+        """End ``task``, taken from the buffer earlier."""
+        ended = self.buffer.complete(task.tid, reply, failed=False)
         assert ended is task
         self.link.task_finished(task, self.now)
 
@@ -680,6 +706,71 @@ def test_a_slow_task_answers_pending_then_sends_f0() -> None:
     assert device.replies() == [(ASYNC_ID, AsyncError(5, b"\x55\x67\x00"))]
     device.feed(3, Req(5))
     assert device.replies() == [(3, Error(b"\x55\x67\x00"))]
+
+
+def test_async_results_answer_the_add_at_once_and_send_the_result_in_f0() -> None:
+    """The default: A2 for a task that starts at once, A1 behind another, never the result;
+    the result comes in F0 and stays for Req until Ack (atol4j, MultiMag need the F0)."""
+    device = Device(results="async")
+    assert device.feed(0x17, Add(5, HOST_FLAGS, CMD)) == [TaskReady(5, CMD)]
+    device.feed(0x18, Add(6, HOST_FLAGS, CMD2))
+    assert device.replies() == [(0x17, InProgress()), (0x18, Pending())]
+    assert device.link.get_timer() is None  # nothing held back
+    device.run()
+    device.feed(0x19, Req(5))
+    device.feed(0x1A, Req(5))  # read as often as asked, until the Ack
+    device.feed(0x1B, Ack(5))
+    assert device.replies() == [
+        (ASYNC_ID, AsyncResult(5, REPLY)),
+        (0x19, Result(REPLY)),
+        (0x1A, Result(REPLY)),
+        (0x1B, Result()),
+    ]
+
+
+def test_async_results_send_a_failure_as_a7() -> None:
+    device = Device(results="async")
+    device.feed(1, Add(5, HOST_FLAGS, CMD))
+    device.run(b"\x55\x9c\x00", failed=True)
+    device.feed(2, Req(5))
+    assert device.replies() == [
+        (1, InProgress()),
+        (ASYNC_ID, AsyncError(5, b"\x55\x9c\x00")),
+        (2, Error(b"\x55\x9c\x00")),
+    ]
+
+
+def test_a_host_that_never_acks_keeps_working_and_loses_no_result() -> None:
+    """A full queue retires its oldest ended task: out of the queue, still answered to Req."""
+    device = Device(results="async", when_full="retire")
+    for tid in range(12):  # three times the capacity, never an Ack
+        device.feed(tid, Add(tid, HOST_FLAGS, bytes((0, 0, tid))))
+        device.run(bytes((0x55, 0, 0, tid)))
+    assert len(device.buffer) == 4 and len(device.buffer.retired) == 8
+    device.replies()
+    for tid in range(12):
+        device.feed(0x40 + tid, Req(tid))
+    assert device.replies() == [(0x40 + tid, Result(bytes((0x55, 0, 0, tid)))) for tid in range(12)]
+
+
+def test_a_full_queue_of_unfinished_tasks_refuses_before_running_anything() -> None:
+    device = Device(results="async", when_full="retire")
+    for tid in range(4):
+        device.feed(tid, Add(tid, HOST_FLAGS, CMD))  # none ends: the executor is busy
+    assert device.feed(9, Add(9, HOST_FLAGS, CMD)) == []  # no TaskReady: nothing will run
+    assert device.replies()[-1] == (9, Overflow())
+    assert device.buffer.get(9) is None
+
+
+def test_refuse_when_full_answers_b1_while_results_wait_for_their_ack() -> None:
+    device = Device(results="async", when_full="refuse")
+    for tid in range(4):
+        device.feed(tid, Add(tid, HOST_FLAGS, CMD))
+        device.run()
+    assert device.feed(9, Add(9, HOST_FLAGS, CMD)) == []
+    assert device.replies()[-1] == (9, Overflow())
+    device.feed(10, Ack(0))
+    assert device.feed(11, Add(9, HOST_FLAGS, CMD)) == [TaskReady(9, CMD)]
 
 
 def test_a_repeated_packet_gets_the_same_reply_and_runs_nothing() -> None:
@@ -767,20 +858,47 @@ def test_ack_frees_an_ended_task_only() -> None:
     ]
 
 
-def test_abort_clears_the_buffer_but_not_the_running_task() -> None:
+def test_abort_drops_tasks_not_run_and_keeps_every_executed_result() -> None:
     device = Device(inline=0)
     device.feed(1, Add(5, HOST_FLAGS, CMD))
-    device.feed(2, Add(6, HOST_FLAGS, CMD))
+    device.run()  # executed, not yet acknowledged
+    device.feed(2, Add(6, HOST_FLAGS, CMD))  # queued, never run
     device.feed(3, Abort())
-    running = device.buffer.next_task()
-    assert running is None  # nothing pending after Abort
-    device.feed(4, Add(7, HOST_FLAGS, CMD))
+    assert device.buffer.next_task() is None  # nothing pending after Abort
+    assert len(device.buffer) == 0  # every slot is free
+    device.replies()
+    device.feed(4, Req(5))  # the executed task's result is not denied...
+    device.feed(5, Req(6))  # ...the one never run is not found (the truth)
+    assert device.replies() == [(4, Result(REPLY)), (5, NotFound())]
+    device.feed(6, Add(7, HOST_FLAGS, CMD))
     task = device.buffer.next_task()
     assert task is not None
-    device.feed(5, Abort())
-    assert device.replies()[-1] == (5, InProgress(7))
-    assert device.buffer.complete(7, REPLY, failed=False) is task
-    assert len(device.buffer) == 0  # its result is not kept: nobody would Ack it
+    device.feed(7, Abort())
+    assert device.replies()[-1] == (7, InProgress(7))  # it cannot be stopped
+    device.run_started(task)
+    device.feed(8, Req(7))
+    device.feed(9, Ack(7))
+    device.feed(10, Ack(5))
+    device.feed(11, Req(5))
+    assert device.replies() == [
+        (ASYNC_ID, AsyncResult(7, REPLY)),  # its F0 still goes to the host that added it
+        (8, Result(REPLY)),
+        (9, Result()),
+        (10, Result()),  # Ack frees a result kept across the Abort
+        (11, NotFound()),
+    ]
+    assert device.buffer.retired == [] and len(device.buffer) == 0
+
+
+def test_an_add_under_a_retired_tid_replaces_its_result() -> None:
+    device = Device(inline=0)
+    device.feed(1, Add(5, HOST_FLAGS, CMD))
+    device.run()
+    device.feed(2, Abort())
+    device.feed(3, Add(5, HOST_FLAGS, CMD2))  # a host that restarts its TIDs after Abort
+    device.feed(4, Req(5))
+    assert device.replies()[-2:] == [(3, Pending()), (4, Pending())]
+    assert device.buffer.retired == []
 
 
 def test_a_task_without_ignore_error_stops_the_queue_until_acked() -> None:

@@ -24,6 +24,7 @@ import pytest
 from kkt.protocols.atol.device import AtolDeviceLink
 from kkt.protocols.atol.host import AtolHostLink
 from kkt.protocols.atol.link import DeviceSettings, Event, HostSettings, TaskReady
+from kkt.protocols.atol.packet import ASYNC_ID, Packet, PacketDeframer
 from kkt.protocols.atol.tasks import Task, TaskBuffer, reply_is_error
 from kkt.protocols.line import AnswerReceived, CommandFailed
 from support.line import LineFaults, SimulatedChannel
@@ -176,7 +177,7 @@ class Rig:
         self.down.send(self.device.data_to_send(), self.now)
 
 
-def _rig(seed: int, rate: float) -> Rig:
+def _rig(seed: int, rate: float, results: str = "async") -> Rig:
     # ``rate`` splits into dropped and corrupted bytes, and as many executed tasks lose their
     # reply packet.  Packets are ~10-30 bytes, so 10 % means most round trips need a resend.
     faults = LineFaults(
@@ -191,7 +192,7 @@ def _rig(seed: int, rate: float) -> Rig:
     buffer = TaskBuffer(capacity=8)
     return Rig(
         host=AtolHostLink(HostSettings(packet=0.05, packet_tries=6, poll=0.05)),
-        device=AtolDeviceLink(buffer, DeviceSettings(inline=0.01, byte=0.02)),
+        device=AtolDeviceLink(buffer, DeviceSettings(inline=0.01, byte=0.02, results=results)),
         buffer=buffer,
         executor=Executor(buffer, random.Random(seed + 1), lose=rate),
         up=SimulatedChannel(random.Random(seed + 2), faults),
@@ -232,10 +233,13 @@ def _sell_all(rig: Rig, count: int, rng: random.Random) -> Counter[str]:
     return stats
 
 
+@pytest.mark.parametrize("results", ["async", "inline"])
 @pytest.mark.parametrize("rate", [0.0, 0.01, 0.05, 0.10])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_every_command_runs_exactly_once_and_every_slot_is_freed(seed: int, rate: float) -> None:
-    rig = _rig(seed * 100 + int(rate * 100), rate)
+def test_every_command_runs_exactly_once_and_every_slot_is_freed(
+    seed: int, rate: float, results: str
+) -> None:
+    rig = _rig(seed * 100 + int(rate * 100), rate, results)
     count = 300
     stats = _sell_all(rig, count, random.Random(seed))
     # A last query settles what the last command may have left (an Ack whose reply was lost).
@@ -254,6 +258,7 @@ def test_every_command_runs_exactly_once_and_every_slot_is_freed(seed: int, rate
     assert set(executions.values()) == {1}, "a command ran twice"
     assert stats["answered"] + stats["reply-damaged-past-crc"] == count
     assert len(rig.buffer) == 0, f"slots leaked: {rig.buffer.tasks}"
+    assert rig.buffer.retired == [], "every result was collected and acknowledged"
     if rate:
         assert rig.up.dropped + rig.down.dropped > 0
         assert rig.up.corrupted + rig.down.corrupted > 0
@@ -283,4 +288,6 @@ def test_a_new_connection_finds_the_result_of_a_task_added_on_the_old_one() -> N
     assert body is not None and struct.unpack("<I", body[:4])[0] == 1
     assert rig.executor.executions == Counter({1: 1})
     assert len(rig.buffer) == 0
-    assert old.data_to_send() == b"", "the old link, not told of the task's end, sent nothing"
+    tokens, _ = PacketDeframer().read_all(old.data_to_send())
+    left = [token.id for token in tokens if isinstance(token, Packet)]
+    assert ASYNC_ID not in left, "the old link, not told of the task's end, sent no F0"
