@@ -216,12 +216,18 @@ def test_a_sale_on_the_happy_path_costs_fourteen_exchanges_and_reads_no_document
 ) -> None:
     """The regression this guards: reading the receipt back by A4h 45h/46h after every sale.  The
     FN's 46h gives one first-level tag per answer, so that read alone costs more exchanges than
-    the whole sale -- counted here, so that the guard is not vacuous."""
-    register, scripted = rig(tmp_path, lambda payload: "ok")
+    the whole sale -- counted here, so that the guard is not vacuous.  An idempotency key costs
+    no exchange (the journal is local), and its replay none at all."""
+    register, scripted = rig(tmp_path, lambda payload: "ok", journal=True)
     register.sell(coffee())  # the first sale also reads the FN's serial and the status, once
     scripted.sent.clear()
     sold = register.sell(coffee())
     assert [command(payload) for payload in scripted.sent] == HAPPY_SALE
+    scripted.sent.clear()
+    keyed = register.sell(coffee(), key="order-7")
+    assert [command(payload) for payload in scripted.sent] == HAPPY_SALE
+    scripted.sent.clear()
+    assert register.sell(coffee(), key="order-7") == keyed and scripted.sent == []
     scripted.sent.clear()
     register.find_document(sold.document_number)
     read_back = [command(payload) for payload in scripted.sent]
