@@ -696,9 +696,10 @@ class AtolRegister(Personality):
         One tag per answer, as the FN's own 46h gives them (fact sheet fn-ffd-ofd.md §4.4) and
         as Unact/kkm ``cheque_data`` reads them: it parses each answer as one TLV, so pieces
         cut across tags would read as garbage tags there.  A host that joins the answers up to
-        45h's size (the kkt driver) reads the same bytes either way, in more answers: a
-        driver verifying each receipt it closes makes ~24 exchanges instead of 3 (``kkt bench
-        --quick receipts``: receipts.atol.tcp 293 -> 131 /s here), as it would on a device.
+        45h's size (the kkt driver) reads the same bytes either way, in more answers (24 for
+        ``kkt bench``'s three-item receipt, where 240-byte pieces took 3).  The driver reads a
+        document whole only to settle a failure or when asked: a sale's fiscal data come from
+        91h 34h and A4h 10h (tests/kkt/test_atol_device.py counts a sale's exchanges).
         """
         if self.reading is None or self.reading[1] >= len(self.reading[0]):
             self.reading = None

@@ -18,6 +18,7 @@ from kkt.protocols.errors import LinkError
 import kkt
 from kkt import Item, Operation, Payments, Receipt, Register, Vat
 from kkt.journal import Journal
+from kkt.settle import fiscal_result
 from kkt.transport.inprocess import InProcess
 from kkt.vendors.atol import TAX_TYPES, AtolDevice
 
@@ -184,3 +185,70 @@ def test_a_correction_whose_closing_failed_is_never_cancelled_and_reported_faile
     with pytest.raises(kkt.OutcomeUnknown):
         register.correction(Operation.SELL, 12_300)
     assert len(scripted.documents(31)) == 1
+
+
+def coffee(operation: Operation = Operation.SELL) -> Receipt:
+    """The receipt ``kkt bench receipts`` sells: three items, cash."""
+    items = (
+        Item("Кофе", 19_900, Decimal(2), Vat.VAT20),
+        Item("Круассан", 14_500, Decimal(1), Vat.VAT10),
+        Item("Вода 0,5", 7_000, Decimal("1.5"), Vat.NONE),
+    )
+    return Receipt(items, Payments(cash=70_000), operation=operation)
+
+
+def command(payload: bytes) -> str:
+    """A command's code as a log shows it: ``91 34`` and ``a4 45`` with their register or FN
+    command, everything else by its code alone."""
+    return payload[2:4].hex(" ") if payload[2] in (0x91, 0xA4) else f"{payload[2]:02x}"
+
+
+# One sale of `coffee()` after another, nothing going wrong: the FN's last document before it
+# (91h register 34h), the mode (45h), open (92h) with its tag 1055 (E8h), each item begun (EAh)
+# and registered (EBh), the subtotal check (3Fh), the closing (4Ah) -- then the fiscal data from
+# two short answers: the document's record (91h 34h: number, type, total, time, sign) and the
+# shift's numbers (A4h 10h).  Each command is one exchange (one task on the v3 buffer).
+HAPPY_SALE = ["91 34", "45", "92", "e8", *["ea", "eb"] * 3, "3f", "4a", "91 34", "a4 10"]
+
+
+def test_a_sale_on_the_happy_path_costs_fourteen_exchanges_and_reads_no_document(
+    tmp_path: Path,
+) -> None:
+    """The regression this guards: reading the receipt back by A4h 45h/46h after every sale.  The
+    FN's 46h gives one first-level tag per answer, so that read alone costs more exchanges than
+    the whole sale -- counted here, so that the guard is not vacuous.  An idempotency key costs
+    no exchange (the journal is local), and its replay none at all."""
+    register, scripted = rig(tmp_path, lambda payload: "ok", journal=True)
+    register.sell(coffee())  # the first sale also reads the FN's serial and the status, once
+    scripted.sent.clear()
+    sold = register.sell(coffee())
+    assert [command(payload) for payload in scripted.sent] == HAPPY_SALE
+    scripted.sent.clear()
+    keyed = register.sell(coffee(), key="order-7")
+    assert [command(payload) for payload in scripted.sent] == HAPPY_SALE
+    scripted.sent.clear()
+    assert register.sell(coffee(), key="order-7") == keyed and scripted.sent == []
+    scripted.sent.clear()
+    register.find_document(sold.document_number)
+    read_back = [command(payload) for payload in scripted.sent]
+    assert read_back[0] == "a4 45" and set(read_back[1:]) == {"a4 46"}
+    assert len(read_back) > len(HAPPY_SALE)
+
+
+@pytest.mark.parametrize("operation", [Operation.SELL, Operation.SELL_RETURN, Operation.BUY])
+def test_the_fast_result_is_the_one_the_documents_tlv_gives(
+    tmp_path: Path, operation: Operation
+) -> None:
+    """The fiscal data a sale returns from 91h 34h and A4h 10h are those of its own document as
+    the FN keeps it, read whole by A4h 45h/46h (tags 1040, 1012, 1077, 1054, 1020): the time to
+    the minute, the fiscal sign as printed.  So is the time of a shift report."""
+    register, scripted = rig(tmp_path, lambda payload: "ok")
+    receipt = coffee(operation)
+    fast = register.receipt(receipt)
+    scripted.sent.clear()
+    found = register.find_document(fast.document_number)
+    assert "a4 46" in [command(payload) for payload in scripted.sent]  # the TLV itself
+    assert (found.type, found.operation, found.total) == (3, int(operation), receipt.total)
+    assert fiscal_result(register.device, found, receipt.total, int(operation)) == fast
+    closed = register.close_shift()
+    assert closed.when == register.find_document(closed.document_number).when
