@@ -82,7 +82,8 @@ def to_image(tape: Tape) -> ImageModule.Image:
             step = 16 if item.partial else 8
             for x in range(0, sheet.width, step * 2):
                 draw.rectangle((x, y - 1, x + step - 1, y), fill=0)
-    return canvas.point(lambda value: 255 if value >= 128 else 0, "1")
+    dots: ImageModule.Image = canvas.point(lambda value: 255 if value >= 128 else 0, "1")
+    return dots
 
 
 def to_png(tape: Tape) -> bytes:

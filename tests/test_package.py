@@ -55,7 +55,8 @@ def _run(code: str, tmp_path: Path) -> str:
 
 def test_installed_import_names(tmp_path: Path) -> None:
     out = _run(
-        "import kkt, kkt.protocols, kkt.emulator, kkt.tools, kkt.render, kkt.protocols.shtrih;"
+        "import kkt, kkt.protocols, kkt.emulator, kkt.tools, kkt.render;"
+        "import kkt.protocols.shtrih;"
         "print(kkt.__version__, kkt.protocols.shtrih.ShtrihHostLink.__name__)",
         tmp_path,
     )
@@ -65,7 +66,8 @@ def test_installed_import_names(tmp_path: Path) -> None:
 def test_no_generic_top_level_packages(tmp_path: Path) -> None:
     out = _run(
         "import importlib.util as u;"
-        "print([n for n in ('protocols', 'emulator', 'tools', 'render') if u.find_spec(n) is not None])",
+        "names = ('protocols', 'emulator', 'tools', 'render');"
+        "print([n for n in names if u.find_spec(n) is not None])",
         tmp_path,
     )
     assert out == "[]"

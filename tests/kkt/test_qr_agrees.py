@@ -22,8 +22,8 @@ from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 from kkt.protocols.ffd import find, parse_qr, qr_of_document
-from kkt.render import document_tape, tape_of
 from kkt.protocols.shtrih.link import HostSettings
+from kkt.render import document_tape, tape_of
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat

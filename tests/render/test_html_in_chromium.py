@@ -1,8 +1,8 @@
-"""The HTML e-receipt opened in headless Chromium (Debian's ``chromium``; `.ci/run` installs it):
-it renders with no network -- every request Chromium makes goes to a recording proxy on
-127.0.0.1 that answers nothing, and none of them is the page's -- and the screenshot is kept as a test artifact in
-``tmp/artifacts/`` (or ``$KKT_ARTIFACTS``).  The QR code read off the screenshot by zxing-cpp is
-the receipt's QR string: what a buyer's phone would read from the screen."""
+"""The HTML e-receipt opened in headless Chromium (Debian's ``chromium``, which `.ci/run`
+installs): it renders with no network -- every request Chromium makes goes to a recording proxy
+on 127.0.0.1 that answers nothing, and none of them is the page's -- and the screenshot is kept
+as a test artifact in ``tmp/artifacts/`` (or ``$KKT_ARTIFACTS``).  The QR code read off the
+screenshot by zxing-cpp is the receipt's QR string: what a buyer's phone reads off the screen."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from kkt.emulator.receipt import NO_VAT, VAT0, VAT10, VAT20, VAT20_120, Item, it
 from kkt.emulator.register import RegisterModel
 from kkt.emulator.settings import RegisterSettings
 from kkt.protocols.ffd import Payments, TlvList, decode_tlv
+
 from support.fn import registration
 
 START = dt.datetime(2026, 11, 2, 9, 0, 0)
