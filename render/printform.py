@@ -404,7 +404,7 @@ def document_tape(
                 page.item(value)
             else:
                 page.detail(tag, value)
-        if tag == 1217 and change:  # after the payment forms: what was handed over and back
+        if tag == 1217 and change and 1031 in present:  # what was handed over and back
             cash = _int(_first(body, 1031) or 0)
             page.pair(0, "ПОЛУЧЕНО", money(cash + change) or "")
             page.pair(0, "СДАЧА", money(change) or "")
