@@ -71,3 +71,23 @@ def test_png_without_pillow_says_what_to_install(monkeypatch: pytest.MonkeyPatch
         render(tlv, "png")
     assert "КАССОВЫЙ ЧЕК" in render(tlv, "txt")  # text, SVG and HTML need no Pillow
     assert "<svg" in render(tlv, "svg") and "<svg" in render(tlv, "html")
+
+
+@pytest.mark.timeout(300)
+def test_the_font_installs_with_the_package(tmp_path: Path) -> None:
+    """A real (non-editable) install carries the font and its licence (package-data)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile"]
+    subprocess.run(
+        [*pip, "--target", str(site), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=280,
+    )
+    fonts = site / "kkt" / "render" / "fonts"
+    assert (fonts / FONT_FILE).read_bytes() == (root / "render" / "fonts" / FONT_FILE).read_bytes()
+    assert (fonts / "LICENSE-DejaVu.txt").is_file()
