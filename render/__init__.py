@@ -75,7 +75,11 @@ def tape_of(source: Source, *, width: int = 48, change: int = 0) -> Tape:
     if isinstance(source, Tape):
         return source
     if isinstance(source, HasIdentifyingTags):
-        return document_tape(source.identifying_tlv(), width=width, change=change)
+        try:
+            tags = source.identifying_tlv()
+        except ValueError as error:  # a report's result: no receipt to identify
+            raise RenderError(str(error)) from None
+        return document_tape(tags, width=width, change=change)
     if isinstance(source, HasDocument):
         return document_tape(source.tlv, width=width, doc_type=source.type, change=change)
     if isinstance(source, list):
