@@ -5,7 +5,14 @@ Sources (fact sheets in ``shared/reference``): the receipt's order, labels and v
 FFD Tables 4, 5, 20 and 21 as ``ofd-cloud-marking.md`` §3.1 gives them (marked ``FFD`` below);
 the reports' order follows their FFD tables as ``fn-ffd-ofd.md`` §1.4 lists them.  The FFD gives
 the reports' details no printed labels; theirs are our reading, in the short capitals registers
-print (marked ``ours``).  Where the sheets disagree or say nothing:
+print (marked ``ours``).  A second reading for those: the print names of Shtrikh's official
+JavaPOS driver (``shtrih-m/javapos_shtrih``, ``Source/Core/src/com/shtrih/fiscalprinter/
+TLVTags.java``) -- КАССИР, МЕСТО РАСЧЕТОВ, ИНН ОФД, ВЕРСИЯ ККТ, ВЕРСИЯ ФФД ККТ / ФН, РЕСУРС КЛЮЧЕЙ
+ФП, СЧЕТЧИКИ ИТОГОВ СМЕНЫ / ФН, ТИП КОРРЕКЦИИ are its words too; where its names are long phrases
+(«КОЛ-ВО КАССОВЫХ ЧЕКОВ ЗА СМЕНУ(БСО)») ours are shorter, to fit a 32-character tape.  For 1178
+and 1179 that driver keeps the FFD 1.05 meaning (the date and number of the correction's basis
+document); we print the FFD 1.2 one the tag dictionary has (the corrected settlement's date, the
+tax authority's order number).  Where the sheets disagree or say nothing:
 
 * 1042 (receipt number in the shift) and 1038 (shift) are electronic-only in S3's transcription of
   FFD Table 96, yet real receipts print both (``fn-ffd-ofd.md`` §7.1): we print them.
@@ -244,8 +251,8 @@ LABELS: dict[int, Detail] = _details(
     Detail(1101, "КОД ПРИЧИНЫ ПЕРЕРЕГИСТРАЦИИ", _number),
     Detail(1205, "КОДЫ ПРИЧИН ИЗМЕНЕНИЯ", _number),
     Detail(1188, "ВЕРСИЯ ККТ", _text),
-    Detail(1189, "ФФД ККТ", _code({1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"})),
-    Detail(1190, "ФФД ФН", _code({1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"})),
+    Detail(1189, "ВЕРСИЯ ФФД ККТ", _code({1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"})),
+    Detail(1190, "ВЕРСИЯ ФФД ФН", _code({1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"})),
     Detail(1118, "ЧЕКОВ ЗА СМЕНУ", _number),
     Detail(1111, "ФД ЗА СМЕНУ", _number),
     Detail(1097, "НЕПЕРЕДАННЫХ ФД", _number),
@@ -256,7 +263,7 @@ LABELS: dict[int, Detail] = _details(
     Detail(1052, "ПАМЯТЬ ФН ЗАПОЛНЕНА", _flag, "flag"),
     Detail(1053, "ПРЕВЫШЕНО ВРЕМЯ ОТВЕТА ОФД", _flag, "flag"),
     Detail(1206, "СООБЩЕНИЕ ОПЕРАТОРА", _number_not_zero),
-    Detail(1213, "РЕСУРС КЛЮЧЕЙ ФП, ДН.", _number),
+    Detail(1213, "РЕСУРС КЛЮЧЕЙ ФП", lambda value: f"{_int(value)} ДН."),
     Detail(1194, "СЧЕТЧИКИ ИТОГОВ СМЕНЫ", _text, "block"),
     Detail(1157, "СЧЕТЧИКИ ИТОГОВ ФН", _text, "block"),
     Detail(1158, "СЧЕТЧИКИ НЕПЕРЕДАННЫХ ФД", _text, "block"),
