@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -36,6 +37,14 @@ def test_kkt_doc_draws_the_document(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([*url, "doc", "3", "--format", "svg", "-o", str(svg)]) == 0
     assert "svg written to" in capsys.readouterr().err
     assert svg.read_text(encoding="utf-8").startswith("<svg") and "ИТОГ" in svg.read_text()
+    png = tmp_path / "receipt.png"
+    if importlib.util.find_spec("PIL") and importlib.util.find_spec("zxingcpp"):
+        assert main([*url, "doc", "3", "--format", "png", "--width", "42", "-o", str(png)]) == 0
+        import zxingcpp
+        from PIL import Image
+
+        decoded = zxingcpp.read_barcodes(Image.open(png).convert("L"))
+        assert [code.text for code in decoded] == [sold["qr"]]
     assert main([*url, "doc", "3", "--format", "html", "--json"]) == 2
     assert "choose one" in capsys.readouterr().err
     assert main([*url, "doc", "3", "--format", "pdf"]) == 2  # argparse names the choices
