@@ -16,15 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zxingcpp
 from kkt.protocols.ffd import qr_of_document
 from kkt.render import render
 from kkt.render.printform import unwrap
+from PIL import Image
 from support.documents import every_document
-
-PIL = pytest.importorskip("PIL.Image", reason="the render extra: pip install 'kktkit[render]'")
-zxingcpp = pytest.importorskip("zxingcpp", reason="the test extra: pip install 'kktkit[test]'")
-
-from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("KKT_ARTIFACTS", ROOT / "tmp" / "artifacts"))
@@ -117,6 +114,7 @@ def test_the_e_receipt_renders_offline_in_chromium(tmp_path: Path, proxy: Record
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-dev-shm-usage",  # a container's small /dev/shm
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",

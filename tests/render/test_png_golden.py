@@ -21,11 +21,8 @@ from pathlib import Path
 import pytest
 from kkt.render import render
 from kkt.render.png import FONT_FILE
+from PIL import Image, ImageChops
 from support.documents import every_document
-
-PIL = pytest.importorskip("PIL.Image", reason="the render extra: pip install 'kktkit[render]'")
-
-from PIL import Image, ImageChops  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden" / "cyrillic-48.png"
 TOLERANCE = 0.005

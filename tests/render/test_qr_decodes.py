@@ -15,16 +15,13 @@ import xml.etree.ElementTree as ET
 from io import BytesIO
 
 import pytest
+import zxingcpp
 from kkt.protocols.ffd import TlvList, find, parse_qr, qr_of_document
 from kkt.render import document_tape, render, to_svg
 from kkt.render.printform import unwrap
 from kkt.render.qrcode import MIN_SIZE_MM, qr_matrix
+from PIL import Image, ImageDraw
 from support.documents import random_receipts
-
-PIL = pytest.importorskip("PIL.Image", reason="the render extra: pip install 'kktkit[render]'")
-zxingcpp = pytest.importorskip("zxingcpp", reason="the test extra: pip install 'kktkit[test]'")
-
-from PIL import Image, ImageDraw  # noqa: E402
 
 RECEIPTS = 50
 _RUN = re.compile(r"M(\d+),(\d+)h(\d+)v(\d+)h-\d+z")
