@@ -6,7 +6,7 @@ cover, inject wire and device faults, read the tape.  One JSON object per line e
     {"action": "clock", "advance": 90000}          -> {"ok": true, "now": "..."}
     {"action": "paper", "state": "out"}            -> {"ok": true}
     {"action": "fault", "drop_answers": 1}         -> {"ok": true, "faults": {...}}
-    {"action": "tape"}                             -> {"ok": true, "lines": [...]}
+    {"action": "tape"}                             -> {"ok": true, "lines": [...], "width": 48}
     {"action": "ofd", "deliver": "all"}            -> {"ok": true, "delivered": 3, "unsent": 0}
 
 Every action runs under the device's command lock, so it never lands in the middle of a command.
@@ -117,7 +117,7 @@ class Controls:
         return {"links": self.faults.power_cycle_links()}
 
     def _do_tape(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"lines": self.register.tape()}
+        return {"lines": self.register.tape(), "width": self.register.line_width}
 
     def _do_qr(self, request: dict[str, Any]) -> dict[str, Any]:
         number = request.get("document")

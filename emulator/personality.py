@@ -156,3 +156,8 @@ class Personality:
 
     def tape(self) -> list[str]:
         return self.model.tape()
+
+    @property
+    def line_width(self) -> int:
+        """Characters a line on the emulated printer's tape."""
+        return self.model.printer.width

@@ -17,6 +17,9 @@ MAX_TAPE = 10_000  # lines kept; older ones are dropped (a long-running emulator
 
 
 QR_MARKER = "QR: "  # how the tape shows a printed QR code
+# How the tape shows the knife (`kkt emulator ctl tape --format` draws these as cuts).
+CUT_LINE = "-" * 8 + " cut " + "-" * 8
+PARTIAL_CUT_LINE = "-" * 8 + " partial cut " + "-" * 8
 
 
 class Code(str):

@@ -29,7 +29,7 @@ from kkt.protocols.ffd import DocumentType, LifePhase, Payments, QrData, TlvList
 
 from .clock import Clock
 from .fn import FiscalStorage, Formed, VatSums, Verification
-from .printer import PaperOut, Printer
+from .printer import CUT_LINE, PARTIAL_CUT_LINE, PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
 from .settings import RegisterSettings
 
@@ -422,7 +422,7 @@ class RegisterModel:
         self.printer.print_lines(lines)
 
     def cut(self, *, partial: bool) -> None:
-        self.print_lines(["-" * 8 + (" partial cut " if partial else " cut ") + "-" * 8])
+        self.print_lines([PARTIAL_CUT_LINE if partial else CUT_LINE])
 
     def continue_print(self) -> None:
         """Print what a paper end interrupted (nothing to do when nothing waits)."""

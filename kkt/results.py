@@ -11,7 +11,14 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kkt.protocols.ffd import DOCUMENT_NAMES, DocumentType, FnWarning, TlvList, tlv_to_json
+from kkt.protocols.ffd import (
+    DOCUMENT_NAMES,
+    DocumentType,
+    FnWarning,
+    TlvList,
+    fiscal_sign_tlv,
+    tlv_to_json,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +192,31 @@ class FiscalResult:
         data = asdict(self)
         data["when"] = self.when.isoformat() if self.when else None
         return data
+
+    def identifying_tlv(self) -> TlvList:
+        """The receipt's identifying details as a document's tags (1012, 1042, 1038, 1054, 1020,
+        1040, 1041, 1077): what `kkt.render` draws for a result whose whole document was not
+        read (``register.document(N)`` has the full print form).  Its QR string is `qr`."""
+        if not self.operation or self.when is None:
+            raise ValueError(
+                f"document {self.document_number} is a report, not a receipt: render "
+                "register.document(N) instead"
+            )
+        return [
+            (
+                DocumentType.RECEIPT,
+                [
+                    (1012, self.when),
+                    (1042, self.receipt_number),
+                    (1038, self.shift_number),
+                    (1054, self.operation),
+                    (1020, self.total),
+                    (1040, self.document_number),
+                    (1041, self.fn_number),
+                    (1077, fiscal_sign_tlv(self.fiscal_sign)),
+                ],
+            )
+        ]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FiscalResult:

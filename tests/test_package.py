@@ -21,6 +21,7 @@ FOLDERS = {
     "emulator": "kkt.emulator",
     "kkt": "kkt",
     "tools": "kkt.tools",
+    "render": "kkt.render",
 }
 ALLOWED = {
     "kkt.protocols": {"kkt.protocols"},
@@ -29,7 +30,9 @@ ALLOWED = {
         "kkt",
         "kkt.protocols",
     },  # the in-process transport may reach kkt.emulator (the one bridge)
-    "kkt.tools": {"kkt", "kkt.protocols", "kkt.emulator", "kkt.tools"},
+    "kkt.tools": {"kkt", "kkt.protocols", "kkt.emulator", "kkt.tools", "kkt.render"},
+    # receipts drawn from FFD documents: the driver's tools, the emulator and the cloud alike
+    "kkt.render": {"kkt.render", "kkt.protocols"},
 }
 
 
@@ -52,7 +55,8 @@ def _run(code: str, tmp_path: Path) -> str:
 
 def test_installed_import_names(tmp_path: Path) -> None:
     out = _run(
-        "import kkt, kkt.protocols, kkt.emulator, kkt.tools, kkt.protocols.shtrih;"
+        "import kkt, kkt.protocols, kkt.emulator, kkt.tools, kkt.render;"
+        "import kkt.protocols.shtrih;"
         "print(kkt.__version__, kkt.protocols.shtrih.ShtrihHostLink.__name__)",
         tmp_path,
     )
@@ -62,7 +66,8 @@ def test_installed_import_names(tmp_path: Path) -> None:
 def test_no_generic_top_level_packages(tmp_path: Path) -> None:
     out = _run(
         "import importlib.util as u;"
-        "print([n for n in ('protocols', 'emulator', 'tools') if u.find_spec(n) is not None])",
+        "names = ('protocols', 'emulator', 'tools', 'render');"
+        "print([n for n in names if u.find_spec(n) is not None])",
         tmp_path,
     )
     assert out == "[]"
@@ -181,7 +186,7 @@ def _our_imports(path: Path, package: str) -> set[str]:
 
 
 def _top_package(name: str) -> str:
-    for candidate in ("kkt.protocols", "kkt.emulator", "kkt.tools"):
+    for candidate in ("kkt.protocols", "kkt.emulator", "kkt.tools", "kkt.render"):
         if name == candidate or name.startswith(candidate + "."):
             return candidate
     return "kkt"

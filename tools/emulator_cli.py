@@ -36,11 +36,13 @@ from kkt.emulator.shells.atol import AtolOptions
 from kkt.emulator.shells.pump import LinkTrace, TraceEvent, TraceFactory
 from kkt.emulator.shtrih import ShtrihRegister
 from kkt.emulator.state import LOCK_NAME, StateBusy, StateLock, state_owner
-from kkt.protocols.shtrih.models import MODELS as SHTRIH_MODELS
 from kkt.protocols.atol.link import RESULT_DELIVERIES
 from kkt.protocols.atol.tasks import DEFAULT_CAPACITY, WHEN_FULL
+from kkt.protocols.shtrih.models import MODELS as SHTRIH_MODELS
+from kkt.render import RenderError
 
 from .describe import LinkDescriber
+from .render_cli import add_render_options, printed_tape, write_rendered
 
 Address = tuple[str, int]
 
@@ -162,6 +164,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ctl.add_argument("--delay", type=float, help="wire fault: seconds before each write")
     ctl.add_argument("--split", action="store_true", help="wire fault: write byte by byte")
     ctl.add_argument("--seed", type=int, help="wire fault: random seed (repeatable runs)")
+    add_render_options(ctl, "tape: the printed tape")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -509,6 +512,9 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
 
 def _ctl(args: argparse.Namespace, out: TextIO) -> int:
     request = control_request(args)
+    fmt = getattr(args, "format", None)
+    if fmt and request["action"] != "tape":
+        raise CliError("--format draws the tape: use it with `kkt emulator ctl ... tape`")
     path = args.state / SOCKET_NAME
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
@@ -523,6 +529,13 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
         ) from None
     except (OSError, ValueError) as exc:
         raise CliError(f"the control channel at {path} failed: {exc}") from None
+    if fmt and answer.get("ok"):
+        width = args.width or answer.get("width", 48)
+        try:
+            write_rendered(printed_tape(answer["lines"], width), args, width)
+        except RenderError as error:
+            raise CliError(str(error)) from None
+        return 0
     if args.json:
         print(json.dumps(answer, ensure_ascii=False, indent=1), file=out)
     elif not answer.get("ok"):

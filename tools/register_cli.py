@@ -20,6 +20,7 @@ from kkt.protocols.ffd import FnWarning, LifePhase
 from kkt.protocols.ffd import find as tlv_find
 from kkt.protocols.ffd import rows as tlv_rows
 from kkt.protocols.shtrih.models import LINE_WIDTHS as SHTRIH_WIDTHS
+from kkt.render import RenderError
 from rich.console import Console as RichConsole
 
 from kkt import Operation, Register
@@ -29,6 +30,7 @@ from kkt.journal import Journal
 from kkt.results import Document, FiscalResult
 
 from .console import Output, grid, pairs, plural, show
+from .render_cli import add_render_options, write_rendered
 
 OFD_BLOCK_DAYS = 30  # documents unsent this long block new receipts (54-FZ art. 4.1)
 FNS_URL = "www.nalog.gov.ru"
@@ -135,6 +137,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     when.add_argument("--to", help="with set: this ISO date-time instead of now")
     doc = add("doc", "one fiscal document, its TLV decoded", doc_command)
     doc.add_argument("number", type=int)
+    add_render_options(doc, "the document in its print form")
     docs = add("docs", "a range of fiscal documents as JSON lines, e.g. docs 1..50", docs_command)
     docs.add_argument("range", help="A..B (inclusive), A.. (to the last) or N")
 
@@ -437,6 +440,15 @@ def datetime_command(register: Register, args: argparse.Namespace, out: Output) 
 
 def doc_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     document = register.document(args.number)
+    if args.format:
+        if out.as_json:
+            raise UsageError("--format draws the document; --json prints its tags: choose one")
+        width = args.width or LINE_WIDTH.get((register.vendor, register.device_info().model), 48)
+        try:
+            write_rendered(document, args, width)
+        except RenderError as error:
+            raise UsageError(str(error)) from None
+        return
     out.result(document.to_json(), lambda console: _show_document(console, document))
 
 

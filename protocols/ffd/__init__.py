@@ -14,7 +14,7 @@ something the sheet leaves open.
 """
 
 from .ident import inn_is_valid, make_rnm, rnm_check_digits, rnm_is_valid
-from .qr import QrData, QrError, parse_qr, qr_string
+from .qr import QrData, QrError, parse_qr, qr_data_of_document, qr_of_document, qr_string
 from .sign import fiscal_sign_from_tlv, fiscal_sign_tlv
 from .status import FnWarning, LifePhase, WorkMode
 from .tags import (
@@ -69,6 +69,8 @@ __all__ = [
     "inn_is_valid",
     "make_rnm",
     "parse_qr",
+    "qr_data_of_document",
+    "qr_of_document",
     "qr_string",
     "rnm_check_digits",
     "rnm_is_valid",

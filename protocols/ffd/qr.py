@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 
 from ..errors import CodecError
+from .sign import fiscal_sign_from_tlv
+from .tlv import TlvList, find
 
 
 class QrError(CodecError):
@@ -71,6 +73,40 @@ def qr_string(data: QrData) -> str:
         f"t={data.when:%Y%m%dT%H%M%S}&s={rubles}.{kopecks:02d}&fn={data.fn}"
         f"&i={data.fd}&fp={data.fp}&n={data.operation}"
     )
+
+
+def qr_data_of_document(body: TlvList) -> QrData:
+    """The QR fields of a receipt or correction from its own tags: 1012, 1020, 1041, 1040, 1077
+    (printed form: big-endian bytes 2..5) and 1054.  ``body`` is the document's tag list (the
+    inside of its STLV).  A missing or mistyped tag raises `QrError` naming it."""
+    when, sign, fn = find(body, 1012), find(body, 1077), find(body, 1041)
+    if not isinstance(when, dt.datetime):
+        raise QrError(f"the document has no date-time (tag 1012) for the QR string: {when!r}")
+    if not isinstance(sign, bytes):
+        raise QrError(f"the document has no fiscal sign (tag 1077) for the QR string: {sign!r}")
+    if not isinstance(fn, str):
+        raise QrError(f"the document has no FN number (tag 1041) for the QR string: {fn!r}")
+    return QrData(
+        when=when,
+        total=_int_tag(body, 1020),
+        fn=fn,
+        fd=_int_tag(body, 1040),
+        fp=fiscal_sign_from_tlv(sign),
+        operation=_int_tag(body, 1054),
+    )
+
+
+def _int_tag(body: TlvList, tag: int) -> int:
+    value = find(body, tag)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QrError(f"the document has no tag {tag} for the QR string (got {value!r})")
+    return value
+
+
+def qr_of_document(body: TlvList) -> str:
+    """The QR string of a receipt from its own tags: the one function the printed tape, the
+    driver's result and every rendering share (through `qr_string`)."""
+    return qr_string(qr_data_of_document(body))
 
 
 def parse_qr(text: str) -> QrData:

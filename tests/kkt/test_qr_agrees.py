@@ -21,8 +21,9 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
-from kkt.protocols.ffd import find, parse_qr
+from kkt.protocols.ffd import find, parse_qr, qr_of_document
 from kkt.protocols.shtrih.link import HostSettings
+from kkt.render import document_tape, tape_of
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
@@ -72,3 +73,8 @@ def test_the_qr_is_one_string_driver_tape_and_fn(served: tuple[str, Any, str]) -
     assert len(printed[-1]) > 48
     assert parse_qr(sold.qr).when == _tlv_time(document) == sold.when == document.when
     assert sold.qr.startswith("t=20261122T041100&s=398.00&")  # the FN keeps the minute
+    # ... and the rendered receipt's, from the document read back and from the result alone
+    body = document.tlv[0][1] if len(document.tlv) == 1 else document.tlv
+    assert isinstance(body, list) and qr_of_document(body) == sold.qr
+    assert tape_of(document).qr_codes == [sold.qr]
+    assert document_tape(sold.identifying_tlv()).qr_codes == [sold.qr]

@@ -200,6 +200,10 @@ def test_serve_subprocess_with_the_real_register(
             assert main([*ctl, "dance"]) == 2
             assert "unknown control action" in capsys.readouterr().err
             assert main([*ctl, "tape"]) == 0
+            capsys.readouterr()
+            assert main([*ctl, "tape", "--format", "svg"]) == 0
+            assert capsys.readouterr().out.startswith("<svg")
+            assert main([*ctl, "status", "--format", "svg"]) == 2  # only the tape is drawn
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0
             assert not (state / "control.sock").exists()
