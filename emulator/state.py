@@ -38,7 +38,7 @@ else:  # no flock on Windows: a state directory is not locked there (as before)
 
 from .clock import Clock, SystemClock
 from .fn import FiscalStorage, FnConfig, Registration, SqliteStore
-from .register import RegisterModel
+from .register import SYSADMIN, RegisterModel, registration_tags
 from .settings import RegisterSettings
 
 FFD_CODES = {"1.05": 2, "1.2": 4}
@@ -259,13 +259,6 @@ def _open_model(state: Path, *, fiscal_only: bool, ffd: str, clock: Clock | None
                 ofd_inn=TEST_OFD_INN,
                 ffd_version=FFD_CODES[ffd],
             ),
-            [
-                (1048, settings.user_name),
-                (1009, settings.address),
-                (1187, settings.place),
-                (1013, settings.serial),
-                (1188, "1.0"),
-                (1189, FFD_CODES[ffd]),
-            ],
+            registration_tags(settings, FFD_CODES[ffd], settings.operator_name(SYSADMIN)),
         )
     return RegisterModel(storage, settings, clock, fiscal_only=fiscal_only)

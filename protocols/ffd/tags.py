@@ -199,6 +199,9 @@ _SPECS: list[TagSpec] = [
     _spec(1171, "телефон поставщика", None, STR, 19, repeatable=True),
     _spec(1173, "тип коррекции", None, B),
     _spec(1174, "основание для коррекции", None, STLV, 292),
+    # 1177: FFD 1.05/1.1 only (str 256: yandex/ofd ``ofd/protocol.py`` correctionName).
+    _spec(1177, "наименование основания для коррекции", None, STR, 256),
+    # 1178: "дата документа основания" in 1.05, "дата совершения корректируемого расчета" in 1.2
     _spec(1178, "дата совершения корректируемого расчета", None, TIME),
     _spec(1179, "номер предписания налогового органа", None, STR, 32),
     _spec(1183, "сумма расчетов без НДС", None, VLN, _MONEY),
@@ -223,6 +226,7 @@ _SPECS: list[TagSpec] = [
     _spec(1208, "сайт чеков", None, STR, 256),
     _spec(1209, "номер версии ФФД", "fiscalDocumentFormatVer", B),
     _spec(1212, "признак предмета расчета", "productType", B),
+    # 1213 is 2 bytes: fact sheet §1.2 (S3's FFD types) and S1; yandex/ofd's U32 is not followed.
     _spec(1213, "ресурс ключей ФП", "fnKeyResource", U16),
     _spec(1214, "признак способа расчета", "paymentType", B),
     _spec(1215, "сумма по чеку (БСО) предоплатой", None, VLN, _MONEY),
@@ -280,6 +284,7 @@ _SPECS: list[TagSpec] = [
     _spec(1281, "дополнительные данные ОТР", None, RAW, 32),
     _spec(1282, "дополнительный реквизит ОЗФН", None, STR, 32),
     _spec(1283, "дополнительные данные ОЗФН", None, RAW, 32),
+    # 1290 is 4 bytes: fact sheet §1.2 lists it among the uint32 (with 1205), S3's FFD types.
     _spec(1290, "признаки условий применения ККТ", None, U32),
     # 1291–1294 (§1.3 names them, no types): best reading of the FFD 1.2 table
     _spec(1291, "дробное количество маркированного товара", None, STLV, 48),

@@ -1,0 +1,266 @@
+"""Every document the emulator forms carries every mandatory tag of its FFD version, with the
+FFD's lengths and padding.
+
+The tables below list, per document type and FFD version, the tags a validator requires.  Sources:
+
+* [F] fact sheet ``/work/shared/reference/fn-ffd-ofd.md`` §1.4 (S3's transcription of the FFD
+  tables: FFD 1.05 Tables 15, 18-20, 27, 30-32 of Приказ ММВ-7-20/229@; FFD 1.2 Tables 87-96, 120,
+  123-124 of ЕД-7-20/236@), the "M" (mandatory) column.  Print-only tags ("P": 1000, 1196 QR, and
+  in the shift and state reports 1048/1009/1187) never reach the FN's document and are left out;
+  so are "код формы" and ФПС, which are not TLV tags of the document (the form code is the STLV
+  tag itself, ФПС belongs to the OFD container).
+* [Y] yandex/ofd ``schemas/1.05/<document>.schema.json``, the "required" lists (a third-party
+  OFD's JSON schemas, FFD 1.05): where they ask for more than [F], the tag is listed here too.
+* [C] conditions that hold for the emulator's register (sends to an OFD, so 1017 is due; a shift
+  is open during the state report of this scenario, so 1038 is due; the OFD has confirmed nothing,
+  so the unsent count, date and number are due).
+
+Lengths ([F] §1.2, the FFD's types): fixed-width strings are padded -- 1017 and 1018 to 12 (the
+yandex/ofd dictionary's ofdInn/userInn pattern: 10 digits and two spaces, or 12 digits), 1037 to
+20, 1041 is 16; 1213 is 2 bytes, 1290 and 1205 4 bytes (uint32), 1077 6 bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kkt.emulator.clock import ManualClock
+from kkt.emulator.fn import Registration
+from kkt.emulator.receipt import VAT20, Item
+from kkt.emulator.register import RegisterModel
+from kkt.emulator.state import open_model
+from kkt.protocols.ffd import TAGS, DocumentType, Payments, TagType
+
+START = dt.datetime(2026, 11, 2, 9, 0, 0)
+V105, V12 = 2, 4  # tag 1209 codes
+
+D = DocumentType
+_COMMON = {1209, 1018, 1012, 1037, 1040, 1041, 1077}  # [F] M in every document, both versions
+
+# [F] 1.05 registration M (non-P) + [Y] fiscalReport: 1062 taxationType, 1109 serviceSign,
+# 1017 ofdInn (also [F] C, [C] with an OFD).
+_REGISTRATION_105 = _COMMON | {
+    1048, 1002, 1221, 1110, 1056, 1001, 1108, 1013, 1021, 1009, 1187, 1188, 1189,
+    1062, 1109, 1017,
+}  # fmt: skip
+# [F] 1.2: M adds 1290, 1190, 1213; 1221, 1110, 1108, 1109 are folded into 1290.
+_REGISTRATION_12 = (_REGISTRATION_105 - {1221, 1110, 1108, 1109}) | {1290, 1190, 1213}
+
+MANDATORY: dict[tuple[int, int], set[int]] = {
+    (D.REGISTRATION, V105): _REGISTRATION_105,
+    (D.REGISTRATION, V12): _REGISTRATION_12,
+    # [F] re-registration: 1101 (1.05, [Y] correctionReasonCode), 1205 M in 1.2
+    (D.REREGISTRATION, V105): _REGISTRATION_105 | {1101},
+    (D.REREGISTRATION, V12): _REGISTRATION_12 | {1205},
+    # [F] shift open M: 1038, 1188, 1189; C 1021 (a cashier is always named here)
+    (D.SHIFT_OPEN, V105): _COMMON | {1038, 1188, 1189, 1021},
+    (D.SHIFT_OPEN, V12): _COMMON | {1038, 1188, 1189, 1021},
+    # [F] shift close M: 1038, 1118, 1111; [Y] closeShift: 1097, 1098 and the four FN flags
+    (D.SHIFT_CLOSE, V105): _COMMON | {1038, 1118, 1111, 1097, 1098, 1050, 1051, 1052, 1053},
+    # [F] 1.2 adds 1194, 1157, 1213 and makes 1009/1187 M
+    (D.SHIFT_CLOSE, V12): _COMMON
+    | {1038, 1118, 1111, 1097, 1098, 1050, 1051, 1052, 1053, 1194, 1157, 1213, 1009, 1187},
+    # [F] receipt M: 1042, 1038, 1054, 1059, 1020; [Y] receipt: 1055 taxationType
+    (D.RECEIPT, V105): _COMMON | {1042, 1038, 1054, 1059, 1020, 1055},
+    (D.RECEIPT, V12): _COMMON | {1042, 1038, 1054, 1059, 1020, 1055, 1009, 1187},
+    # [F] correction M: 1042, 1038, 1054, 1174, 1020; [Y] receiptCorrection: 1173, 1055, 1021
+    (D.CORRECTION_RECEIPT, V105): _COMMON | {1042, 1038, 1054, 1174, 1020, 1173, 1055, 1021},
+    # [F] 1.2: 1059, 1009, 1187 become M
+    (D.CORRECTION_RECEIPT, V12): _COMMON
+    | {1042, 1038, 1054, 1174, 1020, 1173, 1055, 1021, 1059, 1009, 1187},
+    # [F] state report C: 1038, 1002, 1116, 1097, 1098 ([Y] currentStateReport requires 1002,
+    # 1116, 1097, 1098; [C] a shift is open)
+    (D.STATE_REPORT, V105): _COMMON | {1038, 1002, 1116, 1097, 1098},
+    (D.STATE_REPORT, V12): _COMMON | {1038, 1002, 1116, 1097, 1098, 1213, 1157},
+    # [F] FN close M: 1048, 1038; [Y] closeArchive: 1187 retailPlace, 1021 operator
+    (D.FISCAL_MODE_CLOSE, V105): _COMMON | {1048, 1038, 1187, 1021},
+    (D.FISCAL_MODE_CLOSE, V12): _COMMON | {1048, 1038, 1187, 1021, 1157, 1009},
+}
+
+# Members of the STLVs: [F] §1.4 item M (1.05: 1030, 1079, 1043; 1.2: 1023, 1079, 1043);
+# 1174: [Y] correctionBase requires 1177, 1178, 1179 (1.05); 1.2 drops 1177 ([F] §1.3 lists
+# 1178/1179 only) and 1179 is the order number, due only for a correction by order.
+MEMBERS: dict[tuple[int, int], set[int]] = {
+    (1059, V105): {1030, 1079, 1043},
+    (1059, V12): {1023, 1079, 1043},
+    (1174, V105): {1177, 1178, 1179},
+    (1174, V12): {1178},
+    # [F] §1.3: 1133 contains 1144, 1145, 1146, 1232, 1233; 1157/1194 contain 1134, 1129-1133
+    (1133, V105): {1144, 1145, 1146, 1232, 1233},
+    (1133, V12): {1144, 1145, 1146, 1232, 1233},
+    (1157, V12): {1134, 1129, 1130, 1131, 1132, 1133},
+    (1194, V12): {1134, 1129, 1130, 1131, 1132, 1133},
+}
+
+# Tags a version does not have: 1.2 folded these into 1290 ([F] §1.3) and dropped 1177.
+ABSENT = {V105: {1290}, V12: {1221, 1110, 1108, 1109, 1177}}
+
+# Exact wire lengths ([F] §1.2): padded strings and fixed-size integers.
+EXACT = {1017: 12, 1018: 12, 1037: 20, 1041: 16, 1077: 6, 1213: 2, 1290: 4, 1205: 4}
+
+
+def _walk(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(tag, value bytes) of each TLV at this level, read from the wire form directly."""
+    offset = 0
+    while offset < len(data):
+        tag, length = struct.unpack_from("<HH", data, offset)
+        yield tag, data[offset + 4 : offset + 4 + length]
+        offset += 4 + length
+    assert offset == len(data), "TLV lengths do not add up"
+
+
+def _check_lengths(data: bytes, where: str) -> list[str]:
+    problems = []
+    for tag, body in _walk(data):
+        spec = TAGS.get(tag)
+        if spec is None:
+            problems.append(f"{where}: tag {tag} is not in the FFD tag table")
+            continue
+        if tag in EXACT and len(body) != EXACT[tag]:
+            problems.append(f"{where}: tag {tag} is {len(body)} bytes, the FFD says {EXACT[tag]}")
+        if spec.max_length is not None and len(body) > spec.max_length:
+            problems.append(f"{where}: tag {tag} is {len(body)} bytes, at most {spec.max_length}")
+        if spec.type is TagType.STLV:
+            problems += _check_lengths(body, f"{where}/{tag}")
+    return problems
+
+
+def _missing_members(data: bytes, ffd: int, where: str) -> list[str]:
+    problems = []
+    for tag, body in _walk(data):
+        if TAGS.get(tag) is None or TAGS[tag].type is not TagType.STLV:
+            continue
+        present = {member for member, _ in _walk(body)}
+        wanted = MEMBERS.get((tag, ffd), set())
+        if wanted - present:
+            problems.append(f"{where}/{tag}: lacks {sorted(wanted - present)}")
+        problems += _missing_members(body, ffd, f"{where}/{tag}")
+    return problems
+
+
+def _all_tags(data: bytes) -> set[int]:
+    found = set()
+    for tag, body in _walk(data):
+        found.add(tag)
+        if TAGS.get(tag) is not None and TAGS[tag].type is TagType.STLV:
+            found |= _all_tags(body)
+    return found
+
+
+def problems_of(document: bytes, ffd: int) -> list[str]:
+    """Everything a validator with the tables above finds wrong in one whole document."""
+    ((kind, body),) = list(_walk(document))
+    where = f"{DocumentType(kind).name} (FFD code {ffd})"
+    present = {tag for tag, _ in _walk(body)}
+    problems = [f"{where}: lacks {sorted(MANDATORY[kind, ffd] - present)}"]
+    if not MANDATORY[kind, ffd] - present:
+        problems.clear()
+    problems += _check_lengths(body, where)
+    problems += _missing_members(body, ffd, where)
+    extra = _all_tags(body) & ABSENT[ffd]
+    if extra:
+        problems.append(f"{where}: carries {sorted(extra)}, which FFD code {ffd} does not have")
+    return problems
+
+
+def _lifecycle(model: RegisterModel, clock: ManualClock) -> None:
+    """One of each document the register forms: shift open, a receipt, corrections (with and
+    without a basis from the host), a state report, shift close, re-registration, FN close."""
+
+    def tick() -> None:
+        clock.advance(dt.timedelta(minutes=1))
+
+    tick()
+    model.open_shift([])
+    tick()
+    model.open_receipt(0)
+    model.add_item(Item("Товар", 10_000, Decimal(1), 10_000, VAT20, 1_667))
+    model.close_receipt(Payments(cash=10_000))
+    tick()
+    model.correction(1, 500, [])  # an old host: no kind, no basis
+    tick()
+    basis = [(1178, dt.datetime(2026, 10, 30)), (1179, "12-34/5")]
+    model.correction(3, 700, [(1173, 1), (1174, basis)])  # by order, with the order's number
+    tick()
+    model.state_report([])
+    tick()
+    model.close_shift([])
+    tick()
+    current = model.fn.state.registration
+    assert current is not None
+    changed = Registration(**{**_fields(current), "tax_systems": 0x01})
+    model.reregister(changed, reasons=0x80)  # the tax systems changed
+    tick()
+    model.close_fn()
+
+
+def _fields(registration: Registration) -> dict[str, object]:
+    return {name: getattr(registration, name) for name in registration.__slots__}
+
+
+@pytest.mark.parametrize(("ffd", "code"), [("1.05", V105), ("1.2", V12)])
+def test_every_document_carries_its_mandatory_tags(tmp_path: Path, ffd: str, code: int) -> None:
+    clock = ManualClock(START)
+    model = open_model(tmp_path / "kkt", ffd=ffd, clock=clock)
+    try:
+        _lifecycle(model, clock)
+        records = list(model.fn._store.records())
+        kinds = {record.kind for record in records}
+        assert kinds == {int(kind) for kind, version in MANDATORY if version == code}
+        problems = [p for record in records for p in problems_of(record.tlv, code)]
+        assert problems == []
+        assert model.verify().ok
+    finally:
+        model.close()
+
+
+def test_the_check_finds_what_the_issue_found() -> None:
+    """The validator above rejects the documents of the issue: a 10-byte 1017, a 1133 of bare
+    1201s, a shift close without its flags, a correction with only 1179 in its basis."""
+    from kkt.protocols.ffd import encode_tlv
+
+    common: list[tuple[int, object]] = [
+        (1209, V105),
+        (1018, "7707083893  "),
+        (1012, START),
+        (1037, "0000000001012345    "),
+        (1040, 5),
+        (1041, "9999078900000001"),
+        (1077, b"\x00" * 6),
+    ]
+    correction = encode_tlv(
+        [
+            (
+                31,
+                [
+                    *common,
+                    (1042, 1),
+                    (1038, 1),
+                    (1054, 1),
+                    (1020, 100),
+                    (1173, 0),
+                    (1055, 1),
+                    (1021, "Кассир"),
+                    (1174, [(1179, "1")]),
+                ],
+            )
+        ]
+    )
+    assert problems_of(correction, V105) == [
+        "CORRECTION_RECEIPT (FFD code 2)/1174: lacks [1177, 1178]"
+    ]
+    close = encode_tlv([(5, [*common, (1038, 1), (1118, 0), (1111, 1), (1097, 0)])])
+    assert problems_of(close, V105) == [
+        "SHIFT_CLOSE (FFD code 2): lacks [1050, 1051, 1052, 1053, 1098]"
+    ]
+    registration = [*common, (1017, "7728168971")]
+    found = problems_of(encode_tlv([(1, registration)]), V105)
+    assert "REGISTRATION (FFD code 2): tag 1017 is 10 bytes, the FFD says 12" in found
+    counters = [(1133, [(1144, 1), (1201, 100)])]
+    found = problems_of(encode_tlv([(5, [*common, (1194, counters)])]), V12)
+    assert "SHIFT_CLOSE (FFD code 4)/1194/1133: lacks [1145, 1146, 1232, 1233]" in found
