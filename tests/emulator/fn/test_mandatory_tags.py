@@ -29,12 +29,19 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.fn import Registration
 from kkt.emulator.receipt import VAT20, Item
 from kkt.emulator.register import RegisterModel
+from kkt.emulator.shtrih import open_device as open_shtrih
 from kkt.emulator.state import open_model
-from kkt.protocols.ffd import TAGS, DocumentType, Payments, TagType
+from kkt.protocols.atol.link import HostSettings as AtolHostSettings
+from kkt.protocols.ffd import TAGS, DocumentType, Payments, TagType, decode_tlv, find
+from kkt.protocols.shtrih.link import HostSettings as ShtrihHostSettings
+
+import kkt
+from kkt import CorrectionBasis, Operation
 
 START = dt.datetime(2026, 11, 2, 9, 0, 0)
 V105, V12 = 2, 4  # tag 1209 codes
@@ -264,3 +271,55 @@ def test_the_check_finds_what_the_issue_found() -> None:
     counters = [(1133, [(1144, 1), (1201, 100)])]
     found = problems_of(encode_tlv([(5, [*common, (1194, counters)])]), V12)
     assert "SHIFT_CLOSE (FFD code 4)/1194/1133: lacks [1145, 1146, 1232, 1233]" in found
+
+
+HOST_SETTINGS = {
+    "shtrih": ShtrihHostSettings(ack=0.5, quiet=0.05, probe=0.2),
+    "atol": AtolHostSettings(packet=0.5),
+}
+OPENERS = {"shtrih": open_shtrih, "atol": open_atol}
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+@pytest.mark.parametrize(("ffd", "code"), [("1.05", V105), ("1.2", V12)])
+def test_the_driver_sends_the_correction_basis(
+    tmp_path: Path, protocol: str, ffd: str, code: int
+) -> None:
+    """Through each vendor's protocol, the driver's correction carries 1173 and the 1174 its FFD
+    version asks for: the basis given, or the defaults of an old caller (``reason`` only)."""
+    state = tmp_path / "kkt"
+    open_model(state, ffd=ffd).close()  # a register registered in this FFD version
+    register = kkt.connect(f"emulator:{state}", settings=HOST_SETTINGS[protocol], protocol=protocol)
+    try:
+        register.open_shift()
+        by_order = CorrectionBasis(by_order=True, settled_on=dt.date(2026, 10, 30), number="7/1")
+        ordered = register.correction(Operation.BUY, 700, basis=by_order)
+        old_style = register.correction(Operation.SELL, 300, reason="акт 5")
+        register.close_shift()
+    finally:
+        register.close()
+    device = OPENERS[protocol](state)
+    try:
+        documents = {n: device.fn.record(n).tlv for n in range(1, device.fn.state.last_number + 1)}
+        assert [p for tlv in documents.values() for p in problems_of(tlv, code)] == []
+        [(_, ordered_body)] = decode_tlv(documents[ordered.document_number])
+        [(_, old_body)] = decode_tlv(documents[old_style.document_number])
+    finally:
+        device.close()
+    assert find(ordered_body, 1173) == 1 and find(old_body, 1173) == 0
+    basis, old_basis = find(ordered_body, 1174), find(old_body, 1174)
+    assert isinstance(basis, list) and isinstance(old_basis, list)
+    assert find(basis, 1178) == dt.datetime(2026, 10, 30)
+    assert find(basis, 1179) == "7/1" and find(old_basis, 1179) == "акт 5"
+    assert find(old_basis, 1178) == dt.datetime.combine(dt.date.today(), dt.time())
+    if code == V105:
+        assert (find(basis, 1177), find(old_basis, 1177)) == ("по предписанию", "самостоятельно")
+
+
+def test_a_correction_by_order_without_its_number_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(kkt.ReceiptRejected, match="order's number"):
+        CorrectionBasis(by_order=True).tags("1.2", dt.date(2026, 11, 2))
+    assert CorrectionBasis().tags("1.2", dt.date(2026, 11, 2)) == [
+        (1173, 0),
+        (1174, [(1178, dt.datetime(2026, 11, 2))]),
+    ]
