@@ -18,6 +18,24 @@ The tables below list, per document type and FFD version, the tags a validator r
 Lengths ([F] §1.2, the FFD's types): fixed-width strings are padded -- 1017 and 1018 to 12 (the
 yandex/ofd dictionary's ofdInn/userInn pattern: 10 digits and two spaces, or 12 digits), 1037 to
 20, 1041 is 16; 1213 is 2 bytes, 1290 and 1205 4 bytes (uint32), 1077 6 bytes.
+
+Readings chosen where the sources disagree:
+
+* 1174 in 1.05: [Y] (and ATOL Online v4 ``correction_info``, ``ofd-cloud-marking.md`` §2.3)
+  require 1177, 1178 and 1179; [F] lists 1178 (C) and 1179 (M) only -- we form all three.
+  In 1.2, 1177 is gone and 1179 (the order's number) is due only for a correction by order.
+* 1050-1053 in the shift close: [F] conditional, [Y] required -- always formed, 0 or 1.
+* 1002, 1116, 1097, 1098 in the state report: [F] conditional, [Y] required -- 1002 and 1097 are
+  always formed; 1098/1116 name the first unsent document and exist only while one waits, as in
+  the shift close (a date for an empty queue would be invented).
+* 1213: [F] uint16 and S1's 2 bytes against yandex/ofd ``ofd/protocol.py`` U32 -- 2 bytes.
+* 1133's members: [F] §1.3 (1144, 1145, 1146, 1232, 1233); yandex/ofd lists 1145/1146 as STLVs
+  of 100 bytes, our tag table 48 -- their members are the count 1135 and the sum 1201 that the FN's
+  36h correction block keeps per type (S1).
+* 1101 (1.05) against 1205 (1.1/1.2) for re-registration reasons: [F] §1.3; a 1.05 document gets
+  1101 codes mapped from the 1205 bits (0x1 -> 1, 0x2 -> 2, 0x4/0x8 -> 3, others -> 4).
+* a 1.2 correction without items: [F] makes 1059 mandatory; the register adds one item for the
+  whole sum (no VAT, full settlement) when the host sends none.
 """
 
 from __future__ import annotations
@@ -37,7 +55,7 @@ from kkt.emulator.register import RegisterModel
 from kkt.emulator.shtrih import open_device as open_shtrih
 from kkt.emulator.state import open_model
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
-from kkt.protocols.ffd import TAGS, DocumentType, Payments, TagType, decode_tlv, find
+from kkt.protocols.ffd import TAGS, DocumentType, Payments, TagType, decode_tlv, find, find_all
 from kkt.protocols.shtrih.link import HostSettings as ShtrihHostSettings
 
 import kkt
@@ -323,3 +341,45 @@ def test_a_correction_by_order_without_its_number_is_refused_before_anything_is_
         (1173, 0),
         (1174, [(1178, dt.datetime(2026, 11, 2))]),
     ]
+
+
+def test_an_archive_of_the_old_shape_still_opens_verifies_and_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documents formed before this change (1133 with bare 1201s, shift close without its zero
+    flags) stay as they were signed: the state directory reopens, verifies, goes on, and the
+    driver reads the old documents."""
+    from kkt.emulator.fn import model as fn_model
+
+    def old_counters(counters: object) -> list[tuple[int, object]]:
+        return [(1134, 0), (1133, [(1144, 0), *((1201, 0) for _ in range(4))])]
+
+    state = tmp_path / "kkt"
+    clock = ManualClock(START)
+    with monkeypatch.context() as patch:
+        patch.setattr(fn_model, "_counter_tlv", old_counters)
+        model = open_model(state, clock=clock)
+        clock.advance(dt.timedelta(minutes=1))
+        model.open_shift([])
+        clock.advance(dt.timedelta(minutes=1))
+        model.close_shift([])
+        model.close()
+    old_close = 3
+    model = open_model(state, clock=clock)
+    try:
+        assert model.verify().ok
+        clock.advance(dt.timedelta(minutes=1))
+        model.open_shift([])
+        assert model.verify().ok and model.fn.state.last_number == 4
+    finally:
+        model.close()
+    register = kkt.connect(f"emulator:{state}", settings=HOST_SETTINGS["shtrih"])
+    try:
+        old = register.document(old_close)
+        assert old.type == DocumentType.SHIFT_CLOSE
+        counters = find(old.tlv, 1194)
+        assert isinstance(counters, list)
+        corrections = find(counters, 1133)
+        assert isinstance(corrections, list) and find_all(corrections, 1201) == [0] * 4
+    finally:
+        register.close()
