@@ -238,7 +238,8 @@ class FiscalStorage:
         self._check_tlv(tlv, r.ffd_version, extra_forbidden=frozenset())
         activated = s.activated or now
         expires = activated.date() + dt.timedelta(days=s.config.key_life_days)
-        ofd_inn = r.ofd_inn.ljust(12)  # 1017 is 12 characters like 1018 (fact sheet §1.2)
+        # 1017 is 12 characters like 1018: fact sheet §1.2; shtrih-m/opos TLVTags.pas (fixed 12)
+        ofd_inn = r.ofd_inn.ljust(12)
         items = [
             *self._common_tags(now, r),
             (1062, r.tax_systems),

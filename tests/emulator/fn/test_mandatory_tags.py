@@ -15,9 +15,13 @@ The tables below list, per document type and FFD version, the tags a validator r
   is open during the state report of this scenario, so 1038 is due; the OFD has confirmed nothing,
   so the unsent count, date and number are due).
 
+* [V] the vendor's tag table, shtrih-m/opos ``Source/SmFiscalPrinter/Units/TLVTags.pas`` (types,
+  lengths and which strings are fixed-length).
+
 Lengths ([F] §1.2, the FFD's types): fixed-width strings are padded -- 1017 and 1018 to 12 (the
-yandex/ofd dictionary's ofdInn/userInn pattern: 10 digits and two spaces, or 12 digits), 1037 to
-20, 1041 is 16; 1213 is 2 bytes, 1290 and 1205 4 bytes (uint32), 1077 6 bytes.
+yandex/ofd dictionary's ofdInn/userInn pattern: 10 digits and two spaces, or 12 digits; [V]: fixed
+12), 1037 to 20 ([V] fixed), 1041 is 16 ([V] fixed); 1213 is 2 bytes ([V] ttUInt16), 1290 and
+1205 4 bytes (uint32; [V] 1205 a 4-byte bitmask), 1077 6 bytes.
 
 Readings chosen where the sources disagree:
 
@@ -28,10 +32,10 @@ Readings chosen where the sources disagree:
 * 1002, 1116, 1097, 1098 in the state report: [F] conditional, [Y] required -- 1002 and 1097 are
   always formed; 1098/1116 name the first unsent document and exist only while one waits, as in
   the shift close (a date for an empty queue would be invented).
-* 1213: [F] uint16 and S1's 2 bytes against yandex/ofd ``ofd/protocol.py`` U32 -- 2 bytes.
-* 1133's members: [F] §1.3 (1144, 1145, 1146, 1232, 1233); yandex/ofd lists 1145/1146 as STLVs
-  of 100 bytes, our tag table 48 -- their members are the count 1135 and the sum 1201 that the FN's
-  36h correction block keeps per type (S1).
+* 1213: [F] uint16, S1's 2 bytes and [V] against yandex/ofd ``ofd/protocol.py`` U32 -- 2 bytes.
+* 1133's members: [F] §1.3 (1144, 1145, 1146, 1232, 1233); 1145/1146 are STLVs of at most 100
+  bytes (yandex/ofd and [V]; our table had 48, inferred) -- their members are the count 1135 and
+  the sum 1201 that the FN's 36h correction block keeps per type (S1).
 * 1101 (1.05) against 1205 (1.1/1.2) for re-registration reasons: [F] §1.3; a 1.05 document gets
   1101 codes mapped from the 1205 bits (0x1 -> 1, 0x2 -> 2, 0x4/0x8 -> 3, others -> 4).
 * a 1.2 correction without items: [F] makes 1059 mandatory; the register adds one item for the
@@ -51,7 +55,7 @@ from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.fn import Registration
 from kkt.emulator.receipt import VAT20, Item
-from kkt.emulator.register import RegisterModel
+from kkt.emulator.register import Refusal, RegisterModel
 from kkt.emulator.shtrih import open_device as open_shtrih
 from kkt.emulator.state import open_model
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
@@ -337,10 +341,28 @@ def test_the_driver_sends_the_correction_basis(
 def test_a_correction_by_order_without_its_number_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(kkt.ReceiptRejected, match="order's number"):
         CorrectionBasis(by_order=True).tags("1.2", dt.date(2026, 11, 2))
-    assert CorrectionBasis().tags("1.2", dt.date(2026, 11, 2)) == [
+    with pytest.raises(kkt.ReceiptRejected, match="at most 32"):
+        CorrectionBasis(number="x" * 33).check()
+    day = dt.datetime(2026, 11, 2)
+    assert CorrectionBasis().tags("1.2", day.date()) == [(1173, 0), (1174, [(1178, day)])]
+    assert CorrectionBasis().tags("1.05", day.date()) == [
         (1173, 0),
-        (1174, [(1178, dt.datetime(2026, 11, 2))]),
+        (1174, [(1177, "самостоятельно"), (1178, day), (1179, "б/н")]),
     ]
+
+
+def test_the_register_refuses_a_correction_by_order_without_its_number(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    model = open_model(tmp_path / "kkt", clock=clock)
+    try:
+        clock.advance(dt.timedelta(minutes=1))
+        model.open_shift([])
+        before = model.fn.state.last_number
+        with pytest.raises(Refusal, match="order's number"):
+            model.correction(1, 100, [(1173, 1), (1174, [(1178, START)])])
+        assert model.fn.state.last_number == before
+    finally:
+        model.close()
 
 
 def test_an_archive_of_the_old_shape_still_opens_verifies_and_reads(
