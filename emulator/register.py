@@ -25,7 +25,15 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from kkt.protocols.ffd import DocumentType, LifePhase, Payments, QrData, TlvList, qr_string
+from kkt.protocols.ffd import (
+    DocumentType,
+    LifePhase,
+    Payments,
+    QrData,
+    TlvList,
+    WorkMode,
+    qr_string,
+)
 
 from .clock import Clock
 from .correction import BY_ORDER, basis_members, complete_correction, correction_kind
@@ -37,6 +45,7 @@ from .settings import RegisterSettings
 SHIFT_LIMIT = dt.timedelta(hours=24)
 
 KKT_VERSION = "1.0"  # tag 1188, the register's version as its reports name it
+FNS_SITE = "www.nalog.gov.ru"  # tag 1060
 
 OPERATOR, ADMIN, SYSADMIN = 1, 29, 30  # operator numbers: cashiers 1..28, then the two admins
 
@@ -232,7 +241,7 @@ class RegisterModel:
     def reregister(self, registration: Registration, reasons: int) -> Formed:
         """A re-registration report (1205 ``reasons``) with the register's own tags."""
         self.require_no_receipt()
-        kkt = registration_tags(self.settings, registration.ffd_version, self.cashier())
+        kkt = registration_tags(self.settings, registration, self.cashier())
         formed = self.fn.reregister(registration, reasons, kkt)
         self._print_registration("ОТЧЕТ ОБ ИЗМЕНЕНИИ ПАРАМЕТРОВ РЕГИСТРАЦИИ", formed)
         return formed
@@ -340,7 +349,7 @@ class RegisterModel:
             )
         self.printer.check()
         payments = replace(paid, cash=paid.cash - change)
-        tags = self.with_cashier(self.place_tags(receipt.tags))
+        tags = self.with_cashier(self.place_tags(self.mode_tags(receipt.tags)))
         tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
         formed = self.fn.receipt(
             receipt.operation, due, payments, taxes or receipt.vat_sums(), tags
@@ -366,7 +375,7 @@ class RegisterModel:
                 Reason.BAD_PARAMETER,
                 "a correction by order (1173 = 1) needs the order's number: send 1174 with 1179",
             )
-        tags = self.with_cashier(self.place_tags(tags))
+        tags = self.with_cashier(self.place_tags(self.mode_tags(tags)))
         tags = complete_correction(tags, registration.ffd_version, self.clock.now(), total)
         tags.append((1055, self.tax_system(tax_system)))
         formed = self.fn.receipt(
@@ -408,6 +417,22 @@ class RegisterModel:
             if tag not in present
         ]
         return [*extra, *tags]
+
+    def mode_tags(self, tags: TlvList) -> TlvList:
+        """``tags`` with the receipt tags the registered modes call for, unless given: the
+        automat's number (1036) in automatic mode; the Internet flag (1108) and the sender's
+        e-mail (1117) for an Internet-only register (fact sheet §1.4, §7.2)."""
+        registration = self.fn.state.registration
+        if registration is None:
+            return tags
+        mode = WorkMode(registration.work_mode)
+        wanted: TlvList = []
+        if WorkMode.AUTOMATIC in mode:
+            wanted.append((1036, self.settings.machine_number))
+        if WorkMode.INTERNET in mode:
+            wanted += [(1108, 1), (1117, self.settings.sender_email)]
+        present = {tag for tag, _ in tags}
+        return [*(item for item in wanted if item[0] not in present), *tags]
 
     def version_tags(self) -> TlvList:
         registration = self.fn.state.registration
@@ -581,19 +606,31 @@ class RegisterModel:
         self._print(lines)
 
 
-def registration_tags(settings: RegisterSettings, ffd_version: int, cashier: str) -> TlvList:
+def registration_tags(
+    settings: RegisterSettings, registration: Registration, cashier: str
+) -> TlvList:
     """The register's own tags of a registration report: user, address, place, serial, cashier
-    (1021, mandatory since FFD 1.05: fact sheet §1.4, yandex/ofd fiscalReport ``operator``), and
-    the register's version and FFD version (1188, 1189)."""
-    return [
+    (1021, mandatory since FFD 1.05: fact sheet §1.4, yandex/ofd fiscalReport ``operator``), the
+    register's version and FFD version (1188, 1189), and the conditional ones its modes call for:
+    the OFD's name (1046) unless autonomous, the automat's number (1036) in automatic mode, the
+    FNS site (1060) and the sender's e-mail (1117) for an Internet-only register."""
+    mode = WorkMode(registration.work_mode)
+    tags: TlvList = [
         (1048, settings.user_name),
         (1009, settings.address),
         (1187, settings.place),
         (1013, settings.serial),
         (1021, cashier),
         (1188, KKT_VERSION),
-        (1189, ffd_version),
+        (1189, registration.ffd_version),
     ]
+    if not registration.autonomous:
+        tags.append((1046, settings.ofd_name))
+    if WorkMode.AUTOMATIC in mode:
+        tags.append((1036, settings.machine_number))
+    if WorkMode.INTERNET in mode:
+        tags += [(1060, FNS_SITE), (1117, settings.sender_email)]
+    return tags
 
 
 def _signer(tags: TlvList) -> str:

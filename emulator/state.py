@@ -249,16 +249,17 @@ def _open_model(state: Path, *, fiscal_only: bool, ffd: str, clock: Clock | None
     storage = FiscalStorage(SqliteStore(state / "fn.sqlite"), clock, config=config)
     if storage.status().phase is LifePhase.READY:
         mode = WorkMode.INTERNET | WorkMode.AUTOMATIC if fiscal_only else WorkMode(0)
+        registration = Registration(
+            inn=TEST_INN,
+            rnm=make_rnm("0000000001", TEST_INN, settings.serial),
+            kkt_serial=settings.serial,
+            tax_systems=0x03,  # ОСН and УСН доход
+            work_mode=int(mode),
+            ofd_inn=TEST_OFD_INN,
+            ffd_version=FFD_CODES[ffd],
+        )
         storage.register(
-            Registration(
-                inn=TEST_INN,
-                rnm=make_rnm("0000000001", TEST_INN, settings.serial),
-                kkt_serial=settings.serial,
-                tax_systems=0x03,  # ОСН and УСН доход
-                work_mode=int(mode),
-                ofd_inn=TEST_OFD_INN,
-                ffd_version=FFD_CODES[ffd],
-            ),
-            registration_tags(settings, FFD_CODES[ffd], settings.operator_name(SYSADMIN)),
+            registration,
+            registration_tags(settings, registration, settings.operator_name(SYSADMIN)),
         )
     return RegisterModel(storage, settings, clock, fiscal_only=fiscal_only)

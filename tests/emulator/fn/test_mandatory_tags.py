@@ -72,10 +72,10 @@ D = DocumentType
 _COMMON = {1209, 1018, 1012, 1037, 1040, 1041, 1077}  # [F] M in every document, both versions
 
 # [F] 1.05 registration M (non-P) + [Y] fiscalReport: 1062 taxationType, 1109 serviceSign,
-# 1017 ofdInn (also [F] C, [C] with an OFD).
+# 1017 ofdInn (also [F] C, [C] with an OFD); [F] C, [C] with an OFD: 1046 the OFD's name.
 _REGISTRATION_105 = _COMMON | {
     1048, 1002, 1221, 1110, 1056, 1001, 1108, 1013, 1021, 1009, 1187, 1188, 1189,
-    1062, 1109, 1017,
+    1062, 1109, 1017, 1046,
 }  # fmt: skip
 # [F] 1.2: M adds 1290, 1190, 1213; 1221, 1110, 1108, 1109 are folded into 1290.
 _REGISTRATION_12 = (_REGISTRATION_105 - {1221, 1110, 1108, 1109}) | {1290, 1190, 1213}
@@ -126,8 +126,28 @@ MEMBERS: dict[tuple[int, int], set[int]] = {
     (1194, V12): {1134, 1129, 1130, 1131, 1132, 1133},
 }
 
-# Tags a version does not have: 1.2 folded these into 1290 ([F] §1.3) and dropped 1177.
-ABSENT = {V105: {1290}, V12: {1221, 1110, 1108, 1109, 1177}}
+# [C] the conditional tags a registered mode calls for ([F] §1.4 "C" columns, §7.2): the
+# automat's number in automatic mode; for an Internet-only register the FNS site and the sender's
+# e-mail in its registration, the Internet flag (1.05 O, 1.2 C) and the e-mail in its receipts.
+_BY_MODE: dict[str, dict[int, set[int]]] = {
+    "automatic": {D.REGISTRATION: {1036}, D.REREGISTRATION: {1036}, D.RECEIPT: {1036}},
+    "internet": {
+        D.REGISTRATION: {1060, 1117},
+        D.REREGISTRATION: {1060, 1117},
+        D.RECEIPT: {1108, 1117},
+    },
+}
+_BY_MODE["automatic"][D.CORRECTION_RECEIPT] = _BY_MODE["automatic"][D.RECEIPT]  # [F] "as for
+_BY_MODE["internet"][D.CORRECTION_RECEIPT] = _BY_MODE["internet"][D.RECEIPT]  # a receipt"
+
+# Tags a version does not have: 1.2 folded these into 1290 ([F] §1.3) and dropped 1177; 1290 is
+# new in 1.2.  (1108 stays in 1.2 receipts: [F] §1.4.)
+_FOLDED = {1221, 1110, 1108, 1109}
+ABSENT: dict[tuple[int, int], set[int]] = {
+    (D.REGISTRATION, V12): _FOLDED,
+    (D.REREGISTRATION, V12): _FOLDED,
+    (D.CORRECTION_RECEIPT, V12): {1177},
+}
 
 # Exact wire lengths ([F] §1.2): padded strings and fixed-size integers.
 EXACT = {1017: 12, 1018: 12, 1037: 20, 1041: 16, 1077: 6, 1213: 2, 1290: 4, 1205: 4}
@@ -181,23 +201,26 @@ def _all_tags(data: bytes) -> set[int]:
     return found
 
 
-def problems_of(document: bytes, ffd: int) -> list[str]:
-    """Everything a validator with the tables above finds wrong in one whole document."""
+def problems_of(document: bytes, ffd: int, modes: tuple[str, ...] = ()) -> list[str]:
+    """Everything a validator with the tables above finds wrong in one whole document of a
+    register registered in the ``modes`` ("automatic", "internet")."""
     ((kind, body),) = list(_walk(document))
     where = f"{DocumentType(kind).name} (FFD code {ffd})"
     present = {tag for tag, _ in _walk(body)}
-    problems = [f"{where}: lacks {sorted(MANDATORY[kind, ffd] - present)}"]
-    if not MANDATORY[kind, ffd] - present:
-        problems.clear()
+    wanted = set(MANDATORY[kind, ffd])
+    for mode in modes:
+        wanted |= _BY_MODE[mode].get(kind, set())
+    problems = [f"{where}: lacks {sorted(wanted - present)}"] if wanted - present else []
     problems += _check_lengths(body, where)
     problems += _missing_members(body, ffd, where)
-    extra = _all_tags(body) & ABSENT[ffd]
+    absent = {1290} if ffd == V105 else ABSENT.get((kind, ffd), set())
+    extra = _all_tags(body) & absent
     if extra:
         problems.append(f"{where}: carries {sorted(extra)}, which FFD code {ffd} does not have")
     return problems
 
 
-def _lifecycle(model: RegisterModel, clock: ManualClock) -> None:
+def _lifecycle(model: RegisterModel, clock: ManualClock, *, contact: bool = False) -> None:
     """One of each document the register forms: shift open, a receipt, corrections (with and
     without a basis from the host), a state report, shift close, re-registration, FN close."""
 
@@ -209,6 +232,8 @@ def _lifecycle(model: RegisterModel, clock: ManualClock) -> None:
     tick()
     model.open_receipt(0)
     model.add_item(Item("Товар", 10_000, Decimal(1), 10_000, VAT20, 1_667))
+    if contact:  # a fiscal-only register sends the receipt: it needs the buyer's contact
+        model.add_receipt_tags([(1008, "buyer@example.org")])
     model.close_receipt(Payments(cash=10_000))
     tick()
     model.correction(1, 500, [])  # an old host: no kind, no basis
@@ -232,16 +257,22 @@ def _fields(registration: Registration) -> dict[str, object]:
     return {name: getattr(registration, name) for name in registration.__slots__}
 
 
+@pytest.mark.parametrize("fiscal_only", [False, True], ids=["printer", "fiscal-only"])
 @pytest.mark.parametrize(("ffd", "code"), [("1.05", V105), ("1.2", V12)])
-def test_every_document_carries_its_mandatory_tags(tmp_path: Path, ffd: str, code: int) -> None:
+def test_every_document_carries_its_mandatory_tags(
+    tmp_path: Path, ffd: str, code: int, fiscal_only: bool
+) -> None:
+    """Every document type of FFD 1.05 and 1.2, for a register with a printer and for a
+    fiscal-only one (automatic and Internet-only modes)."""
     clock = ManualClock(START)
-    model = open_model(tmp_path / "kkt", ffd=ffd, clock=clock)
+    model = open_model(tmp_path / "kkt", ffd=ffd, clock=clock, fiscal_only=fiscal_only)
+    modes = ("automatic", "internet") if fiscal_only else ()
     try:
-        _lifecycle(model, clock)
-        records = list(model.fn._store.records())
+        _lifecycle(model, clock, contact=fiscal_only)
+        records = [model.fn.record(n) for n in range(1, model.fn.state.last_number + 1)]
         kinds = {record.kind for record in records}
         assert kinds == {int(kind) for kind, version in MANDATORY if version == code}
-        problems = [p for record in records for p in problems_of(record.tlv, code)]
+        problems = [p for record in records for p in problems_of(record.tlv, code, modes)]
         assert problems == []
         assert model.verify().ok
     finally:
