@@ -35,9 +35,11 @@ Readings chosen where the sources say nothing (fact sheet §7):
   continue-print command): the next command after the paper returns prints the rest first;
 * A4h 45h selects a document and answers its type and the length of its TLV body (the FFD
   document's STLV without its own tag and length, as the FN's 45h/46h and Shtrih's FF3A/FF3B
-  give it); each 46h answers the next top-level tag, a longer one in 240-byte pieces;
+  give it); each 46h answers the next first-level tag, whole (Unact/kkm reads them so);
 * A4h 10h, 30h and 33h answer as the FN's own 10h, 30h and 33h (fact sheet fn-ffd-ofd.md §4.3,
-  §4.4, §4.6): a closed shift's count is its documents; 30h and 33h are unverified for ATOL.
+  §4.4, §4.6): a closed shift's count is its documents (Unact/kkm reads 30h and 33h so);
+* 91h answers registers 12h (shift state), 33h (last receipt) and 34h (last document), others
+  6Ch; 47h (beep) succeeds silently; ABh prints a short copy of an archived document in mode 6.
 """
 
 from __future__ import annotations
@@ -61,11 +63,11 @@ from kkt.protocols.atol.modes import (
     join_mode,
 )
 from kkt.protocols.errors import CodecError
-from kkt.protocols.ffd import LifePhase, Payments, TlvError, TlvList, decode_tlv
+from kkt.protocols.ffd import DocumentType, LifePhase, Payments, TlvError, TlvList, decode_tlv
 
 from ..fn import FnCode, FnError
 from ..personality import Personality, VendorRefusal
-from ..receipt import Item, item_tax
+from ..receipt import RECEIPT_OPERATION, Item, item_tax
 from ..register import SYSADMIN, Reason, Refusal, RegisterModel
 from .tables import (
     ATOL_CODES,
@@ -97,7 +99,6 @@ from .tables import (
     RECEIPT_TYPES,
     REPORT_X,
     TAXES,
-    TLV_BLOCK,
     UNKNOWN_COMMAND,
     VERSION,
     WRONG_MODE,
@@ -108,6 +109,7 @@ log = logging.getLogger(__name__)
 # Which modes each command works in (None: any).
 _ANY = None
 _REGISTRATION = frozenset({Mode.REGISTRATION})
+_FN_ACCESS = frozenset({Mode.EKLZ_ACCESS})  # mode 6, where MultiMag prints from the FN (ABh)
 
 
 @dataclasses.dataclass
@@ -161,6 +163,10 @@ class AtolRegister(Personality):
             c.Cut: (_ANY, self._cut),
             c.ReadRegister: (_ANY, self._read_register),
             c.ReadLastDocument: (_ANY, self._read_last_document),
+            c.ReadLastReceipt: (_ANY, self._read_last_receipt),
+            c.ReadShiftState: (_ANY, self._read_shift_state),
+            c.Beep: (_ANY, self._beep),
+            c.PrintFnDocument: (_FN_ACCESS, self._print_fn_document),
             c.GetFnShift: (_ANY, self._fn_shift),
             c.GetFnOfdStatus: (_ANY, self._fn_ofd_status),
             c.GetFnStatus: (_ANY, self._fn_status),
@@ -560,6 +566,22 @@ class AtolRegister(Personality):
         self.model.cut(partial=r.partial)
         return c.Done()
 
+    def _beep(self, r: c.Beep) -> c.Done:
+        return c.Done()  # the emulator has no buzzer: the command succeeds, as on a device
+
+    def _print_fn_document(self, r: c.PrintFnDocument) -> c.Done:
+        """ABh: a copy of document ``number`` from the FN's archive (DAh when there is none)."""
+        record = self.fn.record(r.number)
+        self.model.print_lines(
+            [
+                "КОПИЯ ДОКУМЕНТА ИЗ ФН",
+                f"ФД: {record.number}",
+                f"ФП: {record.fiscal_sign}",
+                record.when.strftime("%d.%m.%Y %H:%M"),
+            ]
+        )
+        return c.Done()
+
     def _set_date(self, r: c.SetDate) -> c.Done:
         self._require_no_document()
         self.model.set_clock(dt.datetime.combine(r.date, self.clock.now().time()))
@@ -582,11 +604,42 @@ class AtolRegister(Personality):
     def _read_last_document(self, r: c.ReadLastDocument) -> c.LastDocument:
         return self._last_document()
 
-    def _read_register(self, r: c.ReadRegister) -> c.RegisterValue:
-        if r.register == c.LAST_DOCUMENT_REGISTER:
-            return c.RegisterValue(self._last_document().encode_data())
+    def _read_last_receipt(self, r: c.ReadLastReceipt) -> c.LastDocument:
+        """Register 33h: the last receipt or correction receipt (zeros before the first), its
+        type byte the 92h receipt type (unverified, see `c.ReadLastReceipt`)."""
+        for number in range(self.fn.state.last_number, 0, -1):
+            record = self.fn.record(number)
+            if record.kind in (DocumentType.RECEIPT, DocumentType.CORRECTION_RECEIPT):
+                kind = _receipt_type(record.operation, correction=record.correction)
+                return c.LastDocument(number, kind, record.total, record.when, record.fiscal_sign)
+        return c.LastDocument(0, 0, 0, None, 0)
+
+    def _read_shift_state(self, r: c.ReadShiftState) -> c.ShiftState:
+        """Register 12h: closed, open or expired, and when the shift opened (open) or the last
+        one closed (closed; None before the first shift)."""
+        s = self.fn.state
+        if s.shift_open:
+            state = c.SHIFT_EXPIRED if self.model.shift_expired else c.SHIFT_OPEN
+            return c.ShiftState(state, s.shift_opened_at)
+        for number in range(s.last_number, 0, -1):  # the close is the last document or near it
+            record = self.fn.record(number)
+            if record.kind == DocumentType.SHIFT_CLOSE:
+                return c.ShiftState(c.SHIFT_CLOSED, record.when)
+        return c.ShiftState(c.SHIFT_CLOSED, None)
+
+    def _read_register(self, r: c.ReadRegister) -> c.Answer:
+        # A typed register decodes as its own class; with other parameters it lands here.
+        readers: dict[int, Callable[[], c.Answer]] = {
+            c.LAST_DOCUMENT_REGISTER: self._last_document,
+            c.LAST_RECEIPT_REGISTER: lambda: self._read_last_receipt(c.ReadLastReceipt(0)),
+            c.SHIFT_STATE_REGISTER: lambda: self._read_shift_state(c.ReadShiftState(0)),
+        }
+        if r.register in readers:
+            return c.RegisterValue(readers[r.register]().encode_data())
         raise VendorRefusal(
-            BAD_REGISTER, f"register {r.register:02X}h is not emulated; 34h is the last document"
+            BAD_REGISTER,
+            f"register {r.register:02X}h is not emulated; 12h (shift state), 33h (last receipt) "
+            "and 34h (last document) are",
         )
 
     def _fn_shift(self, r: c.GetFnShift) -> c.FnShift:
@@ -638,18 +691,21 @@ class AtolRegister(Personality):
         return c.FnDocumentSize(int.from_bytes(stlv[:2], "little"), len(value))
 
     def _fn_document_data(self, r: c.GetFnDocumentData) -> c.FnDocumentData:
-        """The next piece of the document's TLV, up to 240 bytes, whatever the tags' bounds.
+        """The document's next first-level tag, whole (tag, length, value), then DAh.
 
-        How a real register cuts 46h's blocks is not public; a host joins the pieces until the
-        size 45h announced, so any cut works -- and pieces as large as fit take a receipt of
-        600 bytes in three commands instead of one per tag (a driver that verifies each receipt
-        it closes reads it whole).
+        One tag per answer, as the FN's own 46h gives them (fact sheet fn-ffd-ofd.md §4.4) and
+        as Unact/kkm ``cheque_data`` reads them: it parses each answer as one TLV, so pieces
+        cut across tags would read as garbage tags there.  A host that joins the answers up to
+        45h's size (the kkt driver) reads the same bytes either way, in more answers: a
+        driver verifying each receipt it closes makes ~24 exchanges instead of 3 (``kkt bench
+        --quick receipts``: receipts.atol.tcp 293 -> 131 /s here), as it would on a device.
         """
         if self.reading is None or self.reading[1] >= len(self.reading[0]):
             self.reading = None
             raise FnError(FnCode.NO_DATA, "no document is being read: select one with A4h 45h")
         value, offset = self.reading
-        block = value[offset : offset + TLV_BLOCK]
+        length = int.from_bytes(value[offset + 2 : offset + 4], "little")
+        block = value[offset : offset + 4 + length]
         self.reading = (value, offset + len(block))
         return c.FnDocumentData(block)
 
@@ -679,6 +735,16 @@ def _without_tax_system(tags: TlvList) -> tuple[TlvList, int]:
         else:
             kept.append((tag, value))
     return kept, tax_system
+
+
+def _receipt_type(operation: int, *, correction: bool) -> int:
+    """The 92h receipt type of an FN receipt: its operation (tag 1054: 1 sale, 2 sale return,
+    3 buy, 4 buy return), a correction's operation among 7..10."""
+    if correction:
+        by_operation = {op: int(kind) for kind, op in CORRECTION_OPERATIONS.items()}
+    else:
+        by_operation = {RECEIPT_OPERATION[model]: atol for model, atol in ATOL_RECEIPT_TYPE.items()}
+    return by_operation.get(operation, 0)
 
 
 def _payments(paid: dict[int, int]) -> Payments:

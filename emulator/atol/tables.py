@@ -125,11 +125,12 @@ TAXES = {
 REPORT_X = 1
 MAX_SUM = 10**10 - 1  # sums are BCD5 on the wire (3Fh's receipt sum, 99h's answer)
 PAYMENT_TYPES = frozenset(int(kind) for kind in PaymentType)
-TLV_BLOCK = 240  # longest piece of one tag an A4h 46h answers
 
 # Commands that write nothing to disk, cheap enough to answer on the shells' event loop (see the
 # Shtrih personality's QUICK_CODES): queries, modes and the receipt's steps that live in memory
 # until 4Ah closes it.
 QUICK_CODES = frozenset(
-    {0x3F, 0x45, 0xA5, 0x91, 0xA4} | {0x56, 0x48} | {0x92, 0xE6, 0xEA, 0xEB, 0xE8, 0x99, 0x59}
+    {0x3F, 0x45, 0xA5, 0x91, 0xA4, 0x47, 0x4D}
+    | {0x56, 0x48}
+    | {0x92, 0xE6, 0xEA, 0xEB, 0xE8, 0x99, 0x59}
 )

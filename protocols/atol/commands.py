@@ -25,8 +25,10 @@ atol4j ``transport/protocol/v2/Timeout.java``, fact sheet §1.2):
 * receipts: 9Ah `OpenShift`, 92h `OpenReceipt`, E6h `RegisterItem` (FFD 1.0), EAh `BeginItem`,
   EBh `EndItem`, E8h `WriteTlv` (FFD 1.05+), 99h `Payment`, 4Ah `CloseReceipt`,
   59h `CancelReceipt`, 49h `CashIn`, 4Fh `CashOut`;
-* reports and printing: 5Ah `ZReport`, 67h `Report`, 4Ch `PrintLine`, 75h `Cut`;
-* registers: 91h `ReadRegister`, 91h 34h `ReadLastDocument`;
+* reports and printing: 5Ah `ZReport`, 67h `Report`, 4Ch `PrintLine`, 75h `Cut`, 47h `Beep`,
+  ABh `PrintFnDocument`;
+* registers: 91h `ReadRegister`, 91h 12h `ReadShiftState`, 91h 33h `ReadLastReceipt`, 91h 34h
+  `ReadLastDocument`;
 * the FN (A4h): 10h `GetFnShift`, 20h `GetFnOfdStatus`, 30h `GetFnStatus` and 33h `GetFnVersion`
   (both unverified), 31h `GetFnSerial`, 32h `GetFnValidity`, 45h `GetFnDocumentSize`,
   46h `GetFnDocumentData`;
@@ -58,7 +60,7 @@ from typing import Any, Final
 
 from .. import fields, message
 from ..errors import CodecError
-from ..fields import U8, U16, U16BE, U32, U32BE, Bcd, Bool, Bytes, Stamp, TailBytes
+from ..fields import U8, U16, U16BE, U32, Bcd, Bool, Bytes, Stamp, TailBytes
 from ..message import AnswerT, Catalogue, RequestClass, answer, register, wire
 from ..message import UnknownCommand as UnknownCommand  # raised here; importers catch it
 from .charset import FixedText, TailText
@@ -71,6 +73,7 @@ _BCD_YMDHMS = Stamp("YmdHMS", bcd=True, nullable=True)
 _BCD_DMYHM = Stamp("dmYHM", bcd=True, nullable=True)  # minutes: seconds dropped when written
 _BCD_DMY = Stamp("dmY", bcd=True)
 _BCD_DMYHMS = Stamp("dmYHMS", bcd=True)
+_BCD_DMYHMS_NULLABLE = Stamp("dmYHMS", bcd=True, nullable=True)
 _FN_YMDHM = Stamp("YmdHM", nullable=True)
 _FN_YMD = Stamp("Ymd", nullable=True)
 _CATALOGUE: Catalogue[Request[Any]] = Catalogue()
@@ -217,8 +220,8 @@ def encode_error(code: int, error: int, ext: int = 0) -> bytes:
 def decode_request(command: bytes) -> Request[Any]:
     """Device side: ``pwd(2) code params…`` as its typed request.
 
-    `UnknownCommand` for a code it does not know; `CodecError` for a bad layout.  A 91h whose
-    register is 34h with zero parameters is `ReadLastDocument`.
+    `UnknownCommand` for a code it does not know; `CodecError` for a bad layout.  A 91h of a
+    register with its own class (`TYPED_REGISTERS`) decodes as that class.
     """
     command = bytes(command)
     if len(command) < 3:
@@ -519,6 +522,20 @@ class Cut(Request[Done]):
     partial: bool = wire(Bool())
 
 
+@command(0x47)
+class Beep(Request[Done]):
+    """47h: sound the buzzer (lazersib/multimag atol.php ``cmdBeep``, kurbatov/atol4j
+    ``BuzzCommand``: the bare code, no parameters)."""
+
+
+@command(0xAB, timeout=120.0)
+class PrintFnDocument(Request[Done]):
+    """ABh: print a copy of fiscal document ``number`` from the FN, BCD5 (lazersib/multimag
+    atol.php ``cmdRePrintDocument``, sent in mode 6; T5 120 s, atol4j ``Timeout``)."""
+
+    number: int = wire(Bcd(5))
+
+
 # -- registers ------------------------------------------------------------------------------------
 
 
@@ -531,15 +548,46 @@ class RegisterValue(Answer):
 
 @command(0x91, repeatable=True, timeout=45.0)
 class ReadRegister(Request[RegisterValue]):
-    """91h: read a register (atol4j ``RegisterValueRequest``).  Register 34h with zero
-    parameters decodes as `ReadLastDocument` on the device side."""
+    """91h: read a register (atol4j ``RegisterValueRequest``).  On the device side a register
+    with its own class (12h; 33h and 34h with zero parameters) decodes as that class."""
 
     register: int = wire(U8)
     param1: int = wire(U8, default=0)
     param2: int = wire(U8, default=0)
 
 
+SHIFT_STATE_REGISTER: Final = 0x12
+LAST_RECEIPT_REGISTER: Final = 0x33
 LAST_DOCUMENT_REGISTER: Final = 0x34
+
+
+@answer
+class ShiftState(Answer):
+    """Register 12h after ``55 00``: the shift's ``state`` and a date-time, DD MM YY hh mm ss BCD.
+
+    The one public parser (RPiVendApp ``CashDesk.cs`` ``StageProperties``, the UWP C# app of fact
+    sheet §5.1, source repository unknown) reads a 10-byte task reply ``A3 55 err state DD MM YY
+    hh mm ss``, the states 0 closed, 1 open, 2 older than 24 hours.  Unact/kkm (Ruby,
+    lib/kkm/constants/register_number.rb at f2ed5a8) names register 18 (12h) "the shift-open flag"
+    and its 0.1.7 changelog "whether it is open and the time it opened or closed": the date-time
+    is read here as the open shift's opening, or the last closed shift's closing (None before the
+    first shift).
+    """
+
+    state: int = wire(U8)
+    when: dt.datetime | None = wire(_BCD_DMYHMS_NULLABLE)
+
+
+SHIFT_CLOSED, SHIFT_OPEN, SHIFT_EXPIRED = 0, 1, 2  # `ShiftState.state`
+
+
+@command(0x91, prefix=bytes((SHIFT_STATE_REGISTER,)), repeatable=True, timeout=45.0)
+class ReadShiftState(Request[ShiftState]):
+    """91h register 12h: the shift's state.  RPiVendApp sends the parameters ``00 01`` (their
+    meaning is not public: kept as sent); a `ReadRegister` of 12h decodes as this class."""
+
+    param1: int = wire(U8, default=0)
+    param2: int = wire(U8, default=0)
 
 
 @answer
@@ -562,11 +610,35 @@ class ReadLastDocument(Request[LastDocument]):
     """91h register 34h: the last fiscal document (number, type, total, time, fiscal sign)."""
 
 
+@command(0x91, prefix=bytes((LAST_RECEIPT_REGISTER, 0, 0)), repeatable=True, timeout=45.0)
+class ReadLastReceipt(Request[LastDocument]):
+    """91h register 33h: the last receipt, in `LastDocument`'s layout.
+
+    Zzzzipper/projects AtolCommandLayer.cpp ``gotoStateLastSale`` reads register 33h
+    (``Register_LastSale``) after closing a receipt and parses it with ``RegisterReadResponse``
+    -- the layout of `LastDocument`; Unact/kkm names register 51 (33h) "the last receipt (sum,
+    type, time)".  Unverified: the type byte is read as the receipt's 92h type (1 sale, 2 sale
+    return, 4 buy, 5 buy return, 7..10 corrections), the "type" of a receipt.
+    """
+
+
+# 91h registers with their own request class: a `ReadRegister` of them decodes as that class.
+TYPED_REGISTERS: Final = {
+    SHIFT_STATE_REGISTER: ReadShiftState,
+    LAST_RECEIPT_REGISTER: ReadLastReceipt,
+    LAST_DOCUMENT_REGISTER: ReadLastDocument,
+}
+
+
 # -- A4h: fiscal storage queries ------------------------------------------------------------------
 #
-# A4h passes the FN's own fields through, binary.  Their byte order is disputed (fact sheet §2.1,
-# §7.5): atol4j reads 10h/20h little-endian (FN order), Zzzzipper writes and reads 45h
-# big-endian.  Each layout follows its only source.
+# A4h passes the FN's own commands and fields through, binary, in the FN's byte order
+# (little-endian).  The fact sheet marks the order disputed (§2.1, §7.5): atol4j reads 10h/20h
+# little-endian, and Unact/kkm (Ruby; lib/kkm/device_interface.rb at commit f2ed5a8, which sends
+# raw protocol-3.1 blocks through the driver's RunCommand) reads 20h little-endian and writes
+# 45h's document number little-endian, where Zzzzipper declares 45h big-endian -- in code no
+# state of its AtolCommandLayer.cpp reaches (``gotoStateDocSize`` has no caller).  The working
+# readers win: little-endian throughout.
 
 
 @answer
@@ -614,9 +686,10 @@ class GetFnOfdStatus(Request[FnOfdStatus]):
 class FnStatus(Answer):
     """A4h 30h: the FN's status -- its life phase, warnings and last document.
 
-    Unverified: no public ATOL source shows 30h.  10h, 20h, 31h and 32h are the FN's own command
-    codes with the FN's own answers passed through (atol4j, see above), so 30h is read the same
-    way: the FN's 30h answer, 30 bytes (fact sheet fn-ffd-ofd.md §4.3) -- phase, current
+    The FN's own 30h answer passed through, 30 bytes (fact sheet fn-ffd-ofd.md §4.3), as
+    Unact/kkm ``fn_status`` (f2ed5a8) reads it: phase at 2, document 3, data received 4, shift
+    open 5, flags 6, the serial at 12..27 of ``55 00 …`` -- the one public ATOL reader; the
+    last document's number after the serial is the FN's (it reads no further).  Phase, current
     document, document data received, shift open, warning flags, the last document's date-time
     YY MM DD hh mm binary, the FN serial (16 ASCII), the last document's number (4 bytes
     little-endian, as 20h's).
@@ -634,7 +707,7 @@ class FnStatus(Answer):
 
 @command(0xA4, prefix=b"\x30", repeatable=True)
 class GetFnStatus(Request[FnStatus]):
-    """A4h 30h: the FN's life phase, warnings and last document (unverified, see `FnStatus`)."""
+    """A4h 30h: the FN's life phase, warnings and last document (Unact/kkm ``FN_STATUS``)."""
 
 
 @answer
@@ -642,8 +715,9 @@ class FnVersion(Answer):
     """A4h 33h: the FN's firmware version (16 ASCII, zero-padded) and whether it is serial
     firmware (1) or a prototype's (0).
 
-    Unverified: as `FnStatus`, the FN's own 33h answer (fact sheet fn-ffd-ofd.md §4.4) passed
-    through; no public ATOL source shows it.
+    The FN's own 33h answer (fact sheet fn-ffd-ofd.md §4.4) passed through, as Unact/kkm
+    ``fn_version`` (f2ed5a8) reads it: the version at 2..17 of ``55 00 …``, then 0 for debug
+    (prototype) firmware.
     """
 
     version: str = wire(FixedText(16))
@@ -652,7 +726,7 @@ class FnVersion(Answer):
 
 @command(0xA4, prefix=b"\x33", repeatable=True)
 class GetFnVersion(Request[FnVersion]):
-    """A4h 33h: the FN's firmware version (unverified, see `FnVersion`)."""
+    """A4h 33h: the FN's firmware version (Unact/kkm ``FN_VERSION``)."""
 
 
 @answer
@@ -684,24 +758,27 @@ class GetFnValidity(Request[FnValidity]):
 
 @answer
 class FnDocumentSize(Answer):
-    """A4h 45h: the document's type and its TLV size, 2 bytes big-endian each (Zzzzipper
-    ``FSDocSizeResponse``)."""
+    """A4h 45h: the document's type and its TLV size, 2 bytes each, little-endian as the FN's
+    own 45h answer (see the note above; Zzzzipper's unreached ``FSDocSizeResponse`` declares them
+    big-endian)."""
 
-    document_type: int = wire(U16BE)
-    size: int = wire(U16BE)
+    document_type: int = wire(U16)
+    size: int = wire(U16)
 
 
 @command(0xA4, prefix=b"\x45", repeatable=True)
 class GetFnDocumentSize(Request[FnDocumentSize]):
-    """A4h 45h: select document ``number`` (4 bytes big-endian, Zzzzipper ``FSDocSizeRequest``)
-    for reading with `GetFnDocumentData`."""
+    """A4h 45h: select document ``number`` (4 bytes little-endian: Unact/kkm ``cheque_data``
+    writes ``A4 45`` and the number's bytes reversed) for reading with `GetFnDocumentData`."""
 
-    number: int = wire(U32BE)
+    number: int = wire(U32)
 
 
 @answer
 class FnDocumentData(Answer):
-    """A4h 46h: the next block of the selected document's TLV."""
+    """A4h 46h: the next block of the selected document's TLV -- one first-level tag (type,
+    length, value), as Unact/kkm ``cheque_data`` parses each answer and the FN's own 46h gives
+    them (fact sheet fn-ffd-ofd.md §4.4); after the last, an error."""
 
     data: bytes = wire(TailBytes())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,6 +194,8 @@ def test_documents_read_back_through_a4_equal_the_archive(register: AtolRegister
             block = run(register, c.GetFnDocumentData(0)).data
             assert block
             body += block
+            # One whole first-level tag per answer (Unact/kkm cheque_data parses each so).
+            assert len(decode_tlv(block)) == 1
         record = register.fn.record(number)
         assert size.document_type == record.kind
         assert body == record.tlv[4:]
@@ -467,3 +470,39 @@ def test_random_bytes_never_raise_and_get_a_well_formed_reply(
         assert register.verify().ok
     finally:
         register.close()
+
+
+def test_shift_state_register_says_expired_after_24_hours(
+    register: AtolRegister, clock: ManualClock
+) -> None:
+    # RPiVendApp CashDesk.cs (source repository unknown) StageProperties: state 2 is "the shift
+    # is older than 24 hours"; the date-time stays the opening's.
+    open_shift(register)
+    clock.advance(dt.timedelta(hours=25))
+    state = run(register, c.ReadShiftState(0, 0, 1))
+    assert state == c.ShiftState(c.SHIFT_EXPIRED, register.fn.state.shift_opened_at)
+    # A raw register read of 12h (other parameters) gives the same bytes.
+    assert run(register, c.ReadRegister(0, 0x12, 1, 0)) == c.RegisterValue(state.encode_data())
+
+
+def test_last_receipt_register_skips_later_documents(register: AtolRegister) -> None:
+    assert run(register, c.ReadLastReceipt(0)) == c.LastDocument(0, 0, 0, None, 0)
+    open_shift(register)
+    run(register, c.OpenReceipt(0, 0, ReceiptType.SELL_RETURN))
+    run(register, c.BeginItem(0, 0, 1))
+    run(register, end_item(2500))
+    run(register, c.CloseReceipt(0, 0, CASH, 0))
+    receipt = run(register, c.ReadLastDocument(0))
+    run(register, c.ExitMode(0))
+    enter(register, Mode.Z_REPORTS)
+    run(register, c.ZReport(0))  # the last document is now the shift's closing
+    last = run(register, c.ReadLastReceipt(0))
+    assert run(register, c.ReadLastDocument(0)).number == receipt.number + 1
+    # The 92h type of a sale return (2), where register 34h gives the FFD document type (3).
+    assert last == dataclasses.replace(receipt, document_type=int(ReceiptType.SELL_RETURN))
+    assert receipt.document_type == DocumentType.RECEIPT
+    assert run(register, c.ReadRegister(0, 0x33, 0, 1)) == c.RegisterValue(last.encode_data())
+
+
+def test_other_registers_are_refused_with_bad_register(register: AtolRegister) -> None:
+    assert refused(register, c.ReadRegister(0, 0x35)) == 0x6C

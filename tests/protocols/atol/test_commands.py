@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from kkt.protocols.atol.charset import FixedText, TailText, decode_text
 from kkt.protocols.atol.commands import (
+    TYPED_REGISTERS,
     Answer,
+    Beep,
     BeginItem,
     CancelReceipt,
     CashIn,
@@ -45,7 +48,9 @@ from kkt.protocols.atol.commands import (
     GetFnOfdStatus,
     GetFnSerial,
     GetFnShift,
+    GetFnStatus,
     GetFnValidity,
+    GetFnVersion,
     GetStateCode,
     GetStatus,
     LastDocument,
@@ -53,15 +58,19 @@ from kkt.protocols.atol.commands import (
     OpenShift,
     Payment,
     PaymentAnswer,
+    PrintFnDocument,
     PrintLine,
     ReadLastDocument,
+    ReadLastReceipt,
     ReadRegister,
+    ReadShiftState,
     RegisterItem,
     RegisterValue,
     Report,
     Request,
     SetDate,
     SetDateTime,
+    ShiftState,
     StateCode,
     Status,
     UnknownCommand,
@@ -148,11 +157,24 @@ REQUEST_VECTORS: list[tuple[str, Request[Any], str]] = [
     # Zzzzipper AtolCommandLayer.cpp, encoder: gotoStateRegisterRead (register 33h),
     # RegisterReadRequest for 34h, FN105CheckAddStartRequest {flags 0, param 1, reserved 0},
     # FSDocSizeRequest for document 42, a bare DocData request.
-    ("00 00 91 33 00 00", ReadRegister(0, 0x33), "encoder: Zzzzipper (last sale)"),
+    ("00 00 91 33 00 00", ReadLastReceipt(0), "encoder: Zzzzipper gotoStateLastSale (33h)"),
     ("00 00 91 34 00 00", ReadLastDocument(0), "encoder: Zzzzipper RegisterReadRequest 34h"),
     ("00 00 EA 00 01 00", BeginItem(0, 0, 1), "encoder: Zzzzipper FN105CheckAddStart"),
-    ("00 00 A4 45 00 00 00 2A", GetFnDocumentSize(0, 42), "encoder: Zzzzipper FSDocSizeRequest"),
+    # Unact/kkm lib/kkm/device_interface.rb at f2ed5a8, encoder: cheque_data(42) sends "A4 45"
+    # and the number's 4 bytes reversed (little-endian); Zzzzipper's FSDocSizeRequest declares
+    # them big-endian in code nothing reaches (gotoStateDocSize has no caller).
+    ("00 00 A4 45 2A 00 00 00", GetFnDocumentSize(0, 42), "encoder: Unact/kkm cheque_data"),
+    # Unact/kkm, encoder: fn_status / fn_version (Command::FN_STATUS 'A4 30', FN_VERSION 'A4 33').
+    ("00 00 A4 30", GetFnStatus(0), "encoder: Unact/kkm fn_status"),
+    ("00 00 A4 33", GetFnVersion(0), "encoder: Unact/kkm fn_version"),
     ("00 00 A4 46", GetFnDocumentData(0), "encoder: Zzzzipper FSSubcommand_DocData"),
+    # RPiVendApp CashDesk.cs (C#, the UWP app of fact sheet §5.1; source repository unknown),
+    # encoder: GetStageState / GetKKTInformation read register 12h with the parameters 00 01.
+    ("00 00 91 12 00 01", ReadShiftState(0, 0, 1), "encoder: RPiVendApp GetStageState"),
+    # lazersib/multimag atol.php, encoder: cmdBeep (actionBeep sends it three times),
+    # cmdRePrintDocument(5) (actionPrintFN, after entering mode 6 with password 30).
+    ("00 00 47", Beep(0), "encoder: MultiMag cmdBeep"),
+    ("00 00 AB 00 00 00 00 05", PrintFnDocument(0, 5), "encoder: MultiMag cmdRePrintDocument"),
     # The access password, 2 bytes BCD (fact sheet §2.1; MultiMag setPassword -> intToBCD(p, 2)).
     ("12 34 3F", GetStatus(1234), "encoder: MultiMag setPassword(1234)"),
 ]
@@ -320,6 +342,57 @@ def test_last_document_layout() -> None:
     assert ReadRegister(0, 0x34).decode_answer(reply) == RegisterValue(reply[2:])
 
 
+def test_last_receipt_is_register_33_in_the_last_document_layout() -> None:
+    # Zzzzipper/projects firmware-usbhost/common/fiscal_register/atol/AtolCommandLayer.cpp
+    # gotoStateLastSale sends 91 33 00 00 and stateLastSaleResponse parses the reply with
+    # AtolProtocol.h RegisterReadResponse: the same 28 bytes as register 34h's.
+    reply = h("55 00 00 00 00 01 23 01 00 00 00 00 00 15 00 15 03 24 12 30 12 34 56 78 90 00 00 00")
+    receipt = ReadLastReceipt(0).decode_answer(reply)
+    assert receipt == LastDocument(123, 1, 1500, dt.datetime(2024, 3, 15, 12, 30), 1234567890)
+    assert encode_answer(0x91, receipt) == reply
+    assert decode_request(ReadRegister(0, 0x33).encode()) == ReadLastReceipt(0)
+    # Other parameters stay a raw register read.
+    assert decode_request(h("00 00 91 33 00 01")) == ReadRegister(0, 0x33, 0, 1)
+
+
+def test_shift_state_layout() -> None:
+    # RPiVendApp CashDesk.cs (source repository unknown) StageProperties: a 10-byte task reply
+    # A3 55 err state DD MM YY hh mm ss (BCD) -- this codec gets it without the buffer's A3.
+    reply = h("55 00 01 15 03 24 09 05 30")
+    state = ReadShiftState(0, 0, 1).decode_answer(reply)
+    assert state == ShiftState(1, dt.datetime(2024, 3, 15, 9, 5, 30))
+    assert encode_answer(0x91, state) == reply
+    # Before the first shift the emulator sends zeros: no date-time.
+    assert ReadShiftState(0).decode_answer(h("55 00 00 00 00 00 00 00 00")) == ShiftState(0, None)
+    assert decode_request(ReadRegister(0, 0x12, 0, 1).encode()) == ReadShiftState(0, 0, 1)
+    with pytest.raises(CodecError):
+        ReadShiftState(0).decode_answer(h("55 00 01 15 03 24 09 05"))  # cut short
+
+
+def test_fn_status_and_version_at_the_offsets_unact_kkm_reads() -> None:
+    # Unact/kkm lib/kkm/device_interface.rb at f2ed5a8: fn_status reads phase res[2], document
+    # res[3], data received res[4], shift open res[5], flags res[6] and the FN serial res[12..27]
+    # of the whole reply; fn_version the version res[2..17] and res[18] == 0 for debug firmware.
+    serial = b"9999078900000961"
+    reply = h("55 00 03 00 00 01 08 18 03 0F 0C 1E") + serial + h("2A 00 00 00")
+    assert reply[12:28] == serial
+    status = GetFnStatus(0).decode_answer(reply)
+    assert (status.phase, status.shift_open, status.warnings, status.serial) == (
+        3,
+        True,
+        8,
+        serial.decode(),
+    )
+    assert (status.last_document_when, status.last_document) == (
+        dt.datetime(2024, 3, 15, 12, 30),
+        42,
+    )
+    assert encode_answer(0xA4, status) == reply
+    version = b"fn debug v 2.13"
+    reply = b"\x55\x00" + version + b"\x00" + b"\x00"
+    assert GetFnVersion(0).decode_answer(reply) == FnVersion(version.decode(), False)
+
+
 def test_last_document_drops_seconds() -> None:
     document = LastDocument(1, 1, 100, dt.datetime(2024, 1, 2, 3, 4, 59), 7)
     decoded = ReadLastDocument(0).decode_answer(encode_answer(0x91, document))
@@ -336,11 +409,13 @@ def test_fn_answers_layouts() -> None:
     assert serial == FnSerial("9999078900000961")
     validity = GetFnValidity(0).decode_answer(h("55 00 1A 07 1F 0B 01"))
     assert validity == FnValidity(dt.date(2026, 7, 31), 11, 1)
-    # Zzzzipper FSDocSizeResponse: 55 err docType BE2 docSize BE2.
-    size = GetFnDocumentSize(0, 42).decode_answer(h("55 00 00 03 01 2C"))
+    # 55 err docType docSize, 2 bytes each in the FN's order (little-endian; see commands.py).
+    size = GetFnDocumentSize(0, 42).decode_answer(h("55 00 03 00 2C 01"))
     assert size == FnDocumentSize(3, 300)
-    data = GetFnDocumentData(0).decode_answer(h("55 00 11 04 10 00"))
-    assert data == FnDocumentData(h("11 04 10 00"))
+    # Unact/kkm cheque_data reads each 46h answer after 55 err as one TLV: tag and length
+    # little-endian (tlv[0..1].reverse, tlv[2..3].reverse), then the value.
+    data = GetFnDocumentData(0).decode_answer(h("55 00 11 04 10 00 30 31 32 33 34 35 36 37"))
+    assert data == FnDocumentData(h("11 04 10 00") + b"01234567")
 
 
 # -- error replies --------------------------------------------------------------------------------
@@ -564,6 +639,8 @@ def test_class_attributes() -> None:
         "GetDeviceType",
         "ReadRegister",
         "ReadLastDocument",
+        "ReadLastReceipt",
+        "ReadShiftState",
         "GetFnShift",
         "GetFnOfdStatus",
         "GetFnSerial",
@@ -577,6 +654,8 @@ def test_class_attributes() -> None:
     assert (CloseReceipt.TIMEOUT, ZReport.TIMEOUT, ReadRegister.TIMEOUT) == (20.0, 40.0, 45.0)
     assert RegisterItem.TIMEOUT == BeginItem.TIMEOUT == EndItem.TIMEOUT == 50.0
     assert GetStatus.TIMEOUT == 10.0
+    assert PrintFnDocument.TIMEOUT == 120.0 and not PrintFnDocument.REPEATABLE  # it prints
+    assert not Beep.REPEATABLE  # harmless twice, but it is not a query
     assert CashIn.ANSWER is Done and Payment.ANSWER is PaymentAnswer
 
 
@@ -653,8 +732,11 @@ def _example_value(wire: Construct) -> Any:
 @given(data=st.data())
 def test_request_round_trip(cls: type[Request[Any]], data: st.DataObject) -> None:
     request_ = data.draw(request_strategy(cls))
-    # 91h register 34h with zero parameters is ReadLastDocument by design.
-    assume(not (isinstance(request_, ReadRegister) and request_.encode()[3:] == h("34 00 00")))
+    # 91h of a register with its own class (12h; 33h and 34h with zero parameters) decodes as
+    # that class by design.
+    if isinstance(request_, ReadRegister) and request_.register in TYPED_REGISTERS:
+        typed = TYPED_REGISTERS[request_.register]
+        assume(not request_.encode()[3:].startswith(typed.PREFIX))
     assert decode_request(request_.encode()) == request_
 
 
@@ -685,6 +767,7 @@ def test_every_answer_class_is_covered() -> None:
         FnDocumentSize,
         FnDocumentData,
         CashInDrawer,
+        ShiftState,
     }
     for cls in answers:
         assert dataclasses.is_dataclass(cls)
@@ -727,3 +810,10 @@ def test_cash_in_drawer_layout() -> None:
     assert refused.value.code == 0x66
     with pytest.raises(CodecError):
         GetCashInDrawer(0).decode_answer(h("55 00 00 00 00 00 00 01 50"))  # another command's
+
+
+def test_the_readme_states_how_many_typed_commands_there_are() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    codes = [cls.CODE for cls in ALL_REQUESTS]
+    figure = f"{len(ALL_REQUESTS)} typed commands from {min(codes):02X}h to {max(codes):02X}h"
+    assert figure in readme.replace("\n  ", " ")
