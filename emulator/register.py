@@ -25,15 +25,27 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from kkt.protocols.ffd import DocumentType, LifePhase, Payments, QrData, TlvList, qr_string
+from kkt.protocols.ffd import (
+    DocumentType,
+    LifePhase,
+    Payments,
+    QrData,
+    TlvList,
+    WorkMode,
+    qr_string,
+)
 
 from .clock import Clock
-from .fn import FiscalStorage, Formed, VatSums, Verification
+from .correction import BY_ORDER, basis_members, complete_correction, correction_kind
+from .fn import FiscalStorage, Formed, Registration, VatSums, Verification
 from .printer import CUT_LINE, PARTIAL_CUT_LINE, PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
 from .settings import RegisterSettings
 
 SHIFT_LIMIT = dt.timedelta(hours=24)
+
+KKT_VERSION = "1.0"  # tag 1188, the register's version as its reports name it
+FNS_SITE = "www.nalog.gov.ru"  # tag 1060
 
 OPERATOR, ADMIN, SYSADMIN = 1, 29, 30  # operator numbers: cashiers 1..28, then the two admins
 
@@ -165,7 +177,9 @@ class RegisterModel:
             raise Refusal(Reason.SHIFT_OPEN, "the shift is already open")
         self.require_idle_printer()
         self.printer.check()
-        tags = self.with_cashier(tags)
+        # 1188/1189 (the register's version and FFD version): mandatory in the shift-open report
+        # of FFD 1.05 and 1.2 (fact sheet §1.4)
+        tags = self.with_cashier([*self.version_tags(), *tags])
         formed = self.fn.open_shift(tags)
         self.settings.start_shift()
         self._print_shift_report("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ", formed, ("КАССИР:", _signer(tags)))
@@ -178,7 +192,8 @@ class RegisterModel:
         self.require_idle_printer()
         self.printer.check()
         receipts = self.fn.state.receipt_number
-        formed = self.fn.close_shift(self.with_cashier(tags))
+        # 1009/1187: mandatory in an FFD 1.2 shift-close report (fact sheet §1.4)
+        formed = self.fn.close_shift(self.with_cashier(self.place_tags(tags)))
         self._print_shift_report(
             "ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ",
             formed,
@@ -223,6 +238,34 @@ class RegisterModel:
             ]
         )
         return formed
+
+    def reregister(self, registration: Registration, reasons: int) -> Formed:
+        """A re-registration report (1205 ``reasons``) with the register's own tags."""
+        self.require_no_receipt()
+        kkt = registration_tags(self.settings, registration, self.cashier())
+        formed = self.fn.reregister(registration, reasons, kkt)
+        self._print_registration("ОТЧЕТ ОБ ИЗМЕНЕНИИ ПАРАМЕТРОВ РЕГИСТРАЦИИ", formed)
+        return formed
+
+    def close_fn(self) -> Formed:
+        """The FN-close report: after it the FN forms no more documents."""
+        self.require_no_receipt()
+        self.printer.check()
+        # 1048, 1021, 1009, 1187: mandatory (1.2) or conditional (1.05), fact sheet §1.4
+        kkt = self.with_cashier(self.place_tags([(1048, self.settings.user_name)]))
+        formed = self.fn.close_fn(kkt)
+        self._print_registration("ОТЧЕТ О ЗАКРЫТИИ ФН", formed)
+        return formed
+
+    def _print_registration(self, title: str, formed: Formed) -> None:
+        p = self.printer
+        self._print(
+            [
+                p.centered(self.settings.user_name),
+                p.centered(title),
+                *self._document_footer(formed.number, formed.fiscal_sign),
+            ]
+        )
 
     # -- receipts ----------------------------------------------------------------------------------
 
@@ -307,7 +350,7 @@ class RegisterModel:
             )
         self.printer.check()
         payments = replace(paid, cash=paid.cash - change)
-        tags = self.with_cashier(self.place_tags(receipt.tags))
+        tags = self.with_cashier(self.place_tags(self.mode_tags(receipt.tags)))
         tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
         formed = self.fn.receipt(
             receipt.operation, due, payments, taxes or receipt.vat_sums(), tags
@@ -324,9 +367,17 @@ class RegisterModel:
         self.require_no_receipt()
         self.require_shift_for_sale()
         self.printer.check()
-        tags = self.with_cashier(self.place_tags(tags))
-        if not any(tag == 1173 for tag, _ in tags):
-            tags.append((1173, 0))  # correction on the user's own initiative
+        registration = self.fn.state.registration
+        assert registration is not None  # a shift is open: the FN is registered
+        if correction_kind(tags) == BY_ORDER and not any(
+            tag == 1179 for tag, _ in basis_members(tags)
+        ):
+            raise Refusal(
+                Reason.BAD_PARAMETER,
+                "a correction by order (1173 = 1) needs the order's number: send 1174 with 1179",
+            )
+        tags = self.with_cashier(self.place_tags(self.mode_tags(tags)))
+        tags = complete_correction(tags, registration.ffd_version, self.clock.now(), total)
         tags.append((1055, self.tax_system(tax_system)))
         formed = self.fn.receipt(
             operation,
@@ -367,6 +418,27 @@ class RegisterModel:
             if tag not in present
         ]
         return [*extra, *tags]
+
+    def mode_tags(self, tags: TlvList) -> TlvList:
+        """``tags`` with the receipt tags the registered modes call for, unless given: the
+        automat's number (1036) in automatic mode; the Internet flag (1108) and the sender's
+        e-mail (1117) for an Internet-only register (fact sheet §1.4, §7.2)."""
+        registration = self.fn.state.registration
+        if registration is None:
+            return tags
+        mode = WorkMode(registration.work_mode)
+        wanted: TlvList = []
+        if WorkMode.AUTOMATIC in mode:
+            wanted.append((1036, self.settings.machine_number))
+        if WorkMode.INTERNET in mode:
+            wanted += [(1108, 1), (1117, self.settings.sender_email)]
+        present = {tag for tag, _ in tags}
+        return [*(item for item in wanted if item[0] not in present), *tags]
+
+    def version_tags(self) -> TlvList:
+        registration = self.fn.state.registration
+        ffd = registration.ffd_version if registration else self.fn.state.config.max_ffd
+        return [(1188, KKT_VERSION), (1189, ffd)]
 
     def with_cashier(self, tags: TlvList) -> TlvList:
         if any(tag == 1021 for tag, _ in tags):
@@ -544,6 +616,33 @@ class RegisterModel:
         ]
         lines.append(p.qr_code(self.qr(formed.number)))
         self._print(lines)
+
+
+def registration_tags(
+    settings: RegisterSettings, registration: Registration, cashier: str
+) -> TlvList:
+    """The register's own tags of a registration report: user, address, place, serial, cashier
+    (1021, mandatory since FFD 1.05: fact sheet §1.4, yandex/ofd fiscalReport ``operator``), the
+    register's version and FFD version (1188, 1189), and the conditional ones its modes call for:
+    the OFD's name (1046) unless autonomous, the automat's number (1036) in automatic mode, the
+    FNS site (1060) and the sender's e-mail (1117) for an Internet-only register."""
+    mode = WorkMode(registration.work_mode)
+    tags: TlvList = [
+        (1048, settings.user_name),
+        (1009, settings.address),
+        (1187, settings.place),
+        (1013, settings.serial),
+        (1021, cashier),
+        (1188, KKT_VERSION),
+        (1189, registration.ffd_version),
+    ]
+    if not registration.autonomous:
+        tags.append((1046, settings.ofd_name))
+    if WorkMode.AUTOMATIC in mode:
+        tags.append((1036, settings.machine_number))
+    if WorkMode.INTERNET in mode:
+        tags += [(1060, FNS_SITE), (1117, settings.sender_email)]
+    return tags
 
 
 def _signer(tags: TlvList) -> str:

@@ -26,6 +26,12 @@ class RegisterSettings:
     user_name: str = 'ООО "Эмулятор ККТ"'
     address: str = "г. Москва, ул. Тестовая, д. 1"
     place: str = "Эмулятор kktkit"
+    # Conditional tags of the FFD (fact sheet fn-ffd-ofd.md §1.4): the OFD's name (1046) in the
+    # registration of a register that sends to an OFD, the automat's number (1036) for automatic
+    # mode, the sender's e-mail (1117) for receipts sent electronically.
+    ofd_name: str = 'ООО "Тестовый ОФД"'
+    machine_number: str = "1"
+    sender_email: str = "kkt@example.org"
     passwords: dict[str, int] = field(default_factory=dict)  # operator -> password, when changed
     names: dict[str, str] = field(default_factory=dict)  # operator -> name, when changed
     table1: dict[str, str] = field(default_factory=dict)  # "row/field" -> hex value

@@ -38,7 +38,7 @@ else:  # no flock on Windows: a state directory is not locked there (as before)
 
 from .clock import Clock, SystemClock
 from .fn import FiscalStorage, FnConfig, Registration, SqliteStore
-from .register import RegisterModel
+from .register import SYSADMIN, RegisterModel, registration_tags
 from .settings import RegisterSettings
 
 FFD_CODES = {"1.05": 2, "1.2": 4}
@@ -249,23 +249,17 @@ def _open_model(state: Path, *, fiscal_only: bool, ffd: str, clock: Clock | None
     storage = FiscalStorage(SqliteStore(state / "fn.sqlite"), clock, config=config)
     if storage.status().phase is LifePhase.READY:
         mode = WorkMode.INTERNET | WorkMode.AUTOMATIC if fiscal_only else WorkMode(0)
+        registration = Registration(
+            inn=TEST_INN,
+            rnm=make_rnm("0000000001", TEST_INN, settings.serial),
+            kkt_serial=settings.serial,
+            tax_systems=0x03,  # ОСН and УСН доход
+            work_mode=int(mode),
+            ofd_inn=TEST_OFD_INN,
+            ffd_version=FFD_CODES[ffd],
+        )
         storage.register(
-            Registration(
-                inn=TEST_INN,
-                rnm=make_rnm("0000000001", TEST_INN, settings.serial),
-                kkt_serial=settings.serial,
-                tax_systems=0x03,  # ОСН and УСН доход
-                work_mode=int(mode),
-                ofd_inn=TEST_OFD_INN,
-                ffd_version=FFD_CODES[ffd],
-            ),
-            [
-                (1048, settings.user_name),
-                (1009, settings.address),
-                (1187, settings.place),
-                (1013, settings.serial),
-                (1188, "1.0"),
-                (1189, FFD_CODES[ffd]),
-            ],
+            registration,
+            registration_tags(settings, registration, settings.operator_name(SYSADMIN)),
         )
     return RegisterModel(storage, settings, clock, fiscal_only=fiscal_only)

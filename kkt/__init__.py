@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 from kkt.protocols.ffd import Payments
 
 from .connect import connect
+from .correction import CorrectionBasis
 from .discover import Found, discover
 from .errors import (
     CannotSend,
@@ -47,6 +48,7 @@ from .results import FiscalResult
 
 __all__ = [
     "CannotSend",
+    "CorrectionBasis",
     "DeviceError",
     "FiscalResult",
     "FnExhausted",

@@ -25,6 +25,7 @@ from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
 
+from .correction import MAX_NUMBER_CHARS, CorrectionBasis
 from .errors import (
     CannotSend,
     ClockRefused,
@@ -298,17 +299,33 @@ class Register:
         with self._lock:
             return self._report(self.device.close_shift(cashier))
 
-    def correction(self, operation: Operation, total: int, *, reason: str = "") -> FiscalResult:
-        """A correction receipt (on the user's own initiative) for ``total`` kopecks in cash.
+    def correction(
+        self,
+        operation: Operation,
+        total: int,
+        *,
+        reason: str = "",
+        basis: CorrectionBasis | None = None,
+    ) -> FiscalResult:
+        """A correction receipt for ``total`` kopecks in cash.
+
+        ``basis`` gives its kind and basis (tags 1173/1174: by order or not, the date of the
+        settlement corrected, the order's number); without it, the correction is on the user's
+        own initiative for a settlement of today, and ``reason`` (cut to 32 characters) is its
+        basis number.  The tags follow the FFD version of the register's registration.
 
         Settled like a receipt: when its command fails in a way that leaves its fate open, the
         FN's archive says whether the correction exists.
         """
+        if basis is None:
+            basis = CorrectionBasis(number=reason[:MAX_NUMBER_CHARS])
+        basis.check()  # bad input is refused before anything is read or sent
+        tags = basis.tags(self.registration().ffd, dt.date.today())
         with self._lock:
             device = self.device
             before = device.last_document()
             try:
-                made = device.correction(operation, total, reason)
+                made = device.correction(operation, total, tags)
             except (CannotSend, NotFiscalized):
                 raise
             except DeviceError:

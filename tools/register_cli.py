@@ -23,7 +23,7 @@ from kkt.protocols.shtrih.models import LINE_WIDTHS as SHTRIH_WIDTHS
 from kkt.render import RenderError
 from rich.console import Console as RichConsole
 
-from kkt import Operation, Register
+from kkt import CorrectionBasis, Operation, Register
 from kkt.errors import KktError, ReceiptRejected, WrongMode
 from kkt.formats.atol_json import OPERATIONS, fiscal_params, receipt_from_atol
 from kkt.journal import Journal
@@ -376,9 +376,35 @@ def correction_command(register: Register, args: argparse.Namespace, out: Output
         if not isinstance(payment, dict) or payment.get("type") != "cash":
             raise ReceiptRejected(f"payments[{index}]: only cash corrections are supported")
         total += _kopecks(payment.get("sum"), f"payments[{index}].sum")
-    reason = str(task.get("correctionBaseNumber") or "")
-    result = register.correction(_CORRECTION_TYPES[kind], total, reason=reason)
+    result = register.correction(_CORRECTION_TYPES[kind], total, basis=_correction_basis(task))
     _fiscal(register, result, out, "correction receipt fiscalized")
+
+
+_CORRECTION_KINDS = {"self": False, "instruction": True}  # ATOL's correctionType (tag 1173)
+_BASE_DATE_FORMATS = ("%Y.%m.%d", "%Y-%m-%d", "%d.%m.%Y")
+
+
+def _correction_basis(task: dict[str, Any]) -> CorrectionBasis:
+    """ATOL's correction fields: correctionType, correctionBaseDate, correctionBaseNumber."""
+    kind = task.get("correctionType", "self")
+    if kind not in _CORRECTION_KINDS:
+        raise ReceiptRejected(f"correctionType: self or instruction, got {kind!r}")
+    when = task.get("correctionBaseDate")
+    settled_on = None
+    if when is not None:
+        for form in _BASE_DATE_FORMATS:
+            try:
+                settled_on = dt.datetime.strptime(str(when), form).date()
+                break
+            except ValueError:
+                continue
+        else:
+            raise ReceiptRejected(
+                "correctionBaseDate: a date as YYYY.MM.DD (or YYYY-MM-DD, DD.MM.YYYY), "
+                f"got {when!r}"
+            )
+    number = str(task.get("correctionBaseNumber") or "")
+    return CorrectionBasis(_CORRECTION_KINDS[kind], settled_on, number)
 
 
 def cash_command(register: Register, args: argparse.Namespace, out: Output) -> None:

@@ -237,21 +237,28 @@ class FiscalStorage:
         now = self._document_time()
         self._check_tlv(tlv, r.ffd_version, extra_forbidden=frozenset())
         activated = s.activated or now
+        expires = activated.date() + dt.timedelta(days=s.config.key_life_days)
+        # 1017 is 12 characters like 1018: fact sheet §1.2; shtrih-m/opos TLVTags.pas (fixed 12)
+        ofd_inn = r.ofd_inn.ljust(12)
         items = [
             *self._common_tags(now, r),
             (1062, r.tax_systems),
-            (1017, r.ofd_inn),
+            (1017, ofd_inn),
             *_mode_tags(r),
+            # 1190 (the FN's FFD version) and 1213 (days left on the keys): mandatory in an FFD
+            # 1.2 registration report, optional in 1.05 (fact sheet §1.4); formed in both.
+            (1190, s.config.max_ffd),
+            (1213, _key_days(expires, now)),
         ]
         if reasons is not None:
-            items.append((1205, reasons))
+            items += _reason_tags(reasons, r.ffd_version)
         data = (
             r.inn.ljust(12).encode("ascii")
             + r.rnm.ljust(20).encode("ascii")
             + bytes((r.tax_systems, r.work_mode))
         )
         if r.ffd_version >= 3:
-            data += bytes((r.extended_flags,)) + r.ofd_inn.encode("ascii")
+            data += bytes((r.extended_flags,)) + ofd_inn.encode("ascii")
         state = s.evolve(
             phase=LifePhase.FISCAL,
             registration=r,
@@ -295,7 +302,9 @@ class FiscalStorage:
             (1111, s.shift_documents + 1),
             (1118, s.receipt_number),
             *self._queue_tags(),
-            *self._warning_tags(now),
+            # The four FN flags always, 0 or 1: yandex/ofd schemas/1.05/closeShift.schema.json
+            # requires them (the FFD marks them conditional; a 0 is only left off the paper).
+            *self._warning_tags(now, zeros=True),
             (1194, _counter_tlv(s.shift_counters)),
             (1157, _counter_tlv(s.total_counters)),
         ]
@@ -375,9 +384,15 @@ class FiscalStorage:
         now = self._document_time()
         self._check_usable(now)
         self._check_tlv(tlv, self._ffd, frozenset())
+        r = s.registration
+        assert r is not None
         items = [
             *self._common_tags(now),
+            # 1002: conditional in the FFD's table, required by yandex/ofd
+            # schemas/1.05/currentStateReport.schema.json (offlineMode); 1213: mandatory in 1.2.
+            (1002, int(r.autonomous)),
             *self._queue_tags(),
+            *self._key_tags(now),
             (1157, _counter_tlv(s.total_counters)),
         ]
         if s.shift_open:
@@ -549,7 +564,8 @@ class FiscalStorage:
             (1209, r.ffd_version),
         ]
 
-    def _warning_tags(self, now: dt.datetime) -> TlvList:
+    def _warning_tags(self, now: dt.datetime, *, zeros: bool = False) -> TlvList:
+        """The FN's flags 1050-1053 (those set, or all four with ``zeros``), then 1213."""
         flags = self.warnings()
         pairs = (
             (1050, FnWarning.RESOURCE_ENDS_IN_30_DAYS),
@@ -557,11 +573,14 @@ class FiscalStorage:
             (1052, FnWarning.MEMORY_90_PERCENT),
             (1053, FnWarning.OFD_TIMEOUT),
         )
-        items: TlvList = [(tag, 1) for tag, flag in pairs if flag in flags]
-        days = self.days_left()
-        if days is not None:
-            items.append((1213, max(0, min(days, 0xFFFF))))
-        return items
+        items: TlvList = [
+            (tag, int(flag in flags)) for tag, flag in pairs if zeros or flag in flags
+        ]
+        return [*items, *self._key_tags(now)]
+
+    def _key_tags(self, now: dt.datetime) -> TlvList:
+        expires = self._state.expires
+        return [] if expires is None else [(1213, _key_days(expires, now))]
 
     def _queue_tags(self) -> TlvList:
         s = self._state
@@ -609,6 +628,27 @@ class FiscalStorage:
         return Formed(number, sign, now, shift, receipt_number)
 
 
+def _reason_tags(reasons: int, ffd_version: int) -> TlvList:
+    """Why a re-registration happened: the 1205 bitmask in FFD 1.1/1.2; in 1.05 one 1101 byte per
+    reason (1 FN replaced, 2 OFD changed, 3 user's details changed, 4 register's settings
+    changed: fact sheet §1.3), the 1205 bits mapped onto those four (0x1 -> 1, 0x2 -> 2, name or
+    address 0x4/0x8 -> 3, any other bit -> 4)."""
+    if ffd_version >= 3:
+        return [(1205, reasons)]
+    codes: list[int] = []
+    for mask, code in ((0x1, 1), (0x2, 2), (0x4 | 0x8, 3), (~0xF & 0xFFFFFFFF, 4)):
+        if reasons & mask:
+            codes.append(code)
+    return [(1101, code) for code in codes or [4]]
+
+
+def _key_days(expires: dt.date, now: dt.datetime) -> int:
+    """Tag 1213: days left on the ФП keys.  A uint16 (2 bytes): the fact sheet §1.2 (S3's FFD
+    transcription) and S1's data types; yandex/ofd ``ofd/protocol.py`` types it U32, which we
+    do not follow (an FN answers 2 bytes)."""
+    return max(0, min((expires - now.date()).days, 0xFFFF))
+
+
 def _mode_tags(r: Registration) -> TlvList:
     """Work-mode bits as tags: FFD 1.2 folds most of them into the 1290 bitmask."""
     mode = WorkMode(r.work_mode)
@@ -634,6 +674,9 @@ def _mode_tags(r: Registration) -> TlvList:
             (1108, int(WorkMode.INTERNET in mode)),
             (1109, int(WorkMode.SERVICES in mode)),
             (1110, int(WorkMode.BSO in mode)),
+            # 1221 printer in the automat: extended flag bit 3 (fact sheet §4.5); mandatory in
+            # the 1.05 registration report (fact sheet §1.4; yandex/ofd printInMachineSign).
+            (1221, int(bool(r.extended_flags & 0x08))),
         ]
     return items
 
@@ -662,6 +705,12 @@ def _counter_tlv(counters: Counters) -> TlvList:
     Member tags of each operation block (our reading of FFD 1.1+): 1135 count, 1201 total, 1136
     cash, 1138 electronic, 1218 prepaid, 1219 credit, 1220 counter-provision, 1139 VAT 20 %, 1140
     VAT 10 %, 1143 sum at 0 %, 1183 sum without VAT, 1141 VAT 20/120, 1142 VAT 10/110.
+
+    The correction block 1133 holds 1144 (all corrections) and one STLV per operation type --
+    1145 приход, 1232 возврат прихода, 1146 расход, 1233 возврат расхода (fact sheet §1.3: "1133
+    contains 1144, 1145, 1146, 1232, 1233"; yandex/ofd ``ofd/protocol.py`` names 1145/1146 the
+    same) -- each with the count (1135) and the sum (1201) that the 36h correction block keeps
+    per type (S1, fact sheet §4.4).
     """
     members = (
         (1135, "count"),
@@ -682,5 +731,12 @@ def _counter_tlv(counters: Counters) -> TlvList:
     for tag, block in zip((1129, 1130, 1131, 1132), counters.operations, strict=True):
         items.append((tag, [(member, getattr(block, name)) for member, name in members]))
     c = counters.corrections
-    items.append((1133, [(1144, c.count), *((1201, total) for total in c.sums)]))
+    per_type = zip(CORRECTION_BLOCK_TAGS, c.counts, c.sums, strict=True)
+    blocks: TlvList = [(tag, [(1135, count), (1201, total)]) for tag, count, total in per_type]
+    items.append((1133, [(1144, c.count), *blocks]))
     return items
+
+
+# Correction counters per operation type 1..4 (tag 1054 order): приход, возврат прихода,
+# расход, возврат расхода.
+CORRECTION_BLOCK_TAGS = (1145, 1232, 1146, 1233)

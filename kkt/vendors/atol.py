@@ -377,15 +377,12 @@ class AtolDevice(Device):
         self._enter(Mode.X_REPORTS)
         self._ask(c.Report, REPORT_X)
 
-    def correction(self, operation: Operation, total: int, reason: str) -> results.Formed:
+    def correction(self, operation: Operation, total: int, tags: TlvList) -> results.Formed:
         if operation not in CORRECTION_TYPES:
             raise CannotSend(f"a correction is a sale or a purchase, not {operation.name.lower()}")
         self._enter(Mode.REGISTRATION)
         self._ask(c.OpenReceipt, 0, int(CORRECTION_TYPES[operation]))
         try:
-            tags: TlvList = [(1173, 0)]
-            if reason:
-                tags.append((1174, [(1179, reason[:32])]))
             self._tags(tags)
         except KktError:
             self.cancel_receipt()  # nothing is fiscal before 4Ah

@@ -312,7 +312,8 @@ class Device(ABC):
     def x_report(self) -> None: ...
 
     @abstractmethod
-    def correction(self, operation: Operation, total: int, reason: str) -> Formed: ...
+    def correction(self, operation: Operation, total: int, tags: TlvList) -> Formed:
+        """A cash correction receipt; ``tags`` are its 1173 and 1174 (`CorrectionBasis.tags`)."""
 
     @abstractmethod
     def cash_in(self, amount: int) -> None: ...

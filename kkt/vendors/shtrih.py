@@ -321,11 +321,8 @@ class ShtrihDevice(Device):
     def x_report(self) -> None:
         self.raw(classic.XReport(self.password))
 
-    def correction(self, operation: Operation, total: int, reason: str) -> results.Formed:
+    def correction(self, operation: Operation, total: int, tags: TlvList) -> results.Formed:
         self.raw(fn.BeginCorrectionReceipt(self.password))
-        tags: TlvList = [(1173, 0)]
-        if reason:
-            tags.append((1174, [(1179, reason[:32])]))
         self._tags(tags)
         made = self.raw(
             fn.MakeCorrectionReceipt(self.password, total, OperationType(int(operation)))

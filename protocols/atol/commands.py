@@ -645,8 +645,10 @@ TYPED_REGISTERS: Final = {
 class FnShift(Answer):
     """A4h 10h: shift state (atol4j ``ShiftStateRequest``).
 
-    Unverified: number and receipts are read as 2-byte little-endian binary; atol4j decodes the
-    same reversed bytes as BCD (they agree below 10).
+    Number and receipts are 2-byte little-endian binary: A4h passes the FN's own 10h answer
+    through, and the FN gives both as uint16 (fact sheet ``fn-ffd-ofd.md`` §4.6, S1 §4.6); an
+    independent check of our documents (issue 15) agreed.  atol4j decodes the same bytes as BCD
+    (the two agree below 10); we do not follow it.
     """
 
     open: bool = wire(Bool())

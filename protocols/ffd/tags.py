@@ -107,6 +107,8 @@ _SPECS: list[TagSpec] = [
     _spec(1012, "дата, время", "dateTime", TIME),
     _spec(1013, "заводской номер ККТ", "kktNumber", STR, 20),
     _spec(1016, "ИНН оператора перевода", None, STR, 12),
+    # 1017/1018: 12 characters, space-padded by the document's builder (fact sheet §1.2; the
+    # vendor's table shtrih-m/opos TLVTags.pas marks both fixed-length 12)
     _spec(1017, "ИНН ОФД", "ofdInn", STR, 12),
     _spec(1018, "ИНН пользователя", "userInn", STR, 12),
     _spec(1020, "сумма расчета, указанного в чеке (БСО)", "totalSum", VLN, _MONEY),
@@ -187,11 +189,12 @@ _SPECS: list[TagSpec] = [
     _spec(1142, "сумма НДС по расч. ставке 10/110", None, VLN, _MONEY),
     _spec(1143, "сумма расчетов с НДС по ставке 0%", None, VLN, _MONEY),
     _spec(1144, "количество чеков коррекции", None, U32),
-    # best reading for 1145/1146/1232/1233: per-operation-type correction counters, STLVs
-    # (count + sums, cf. the 44-byte block of 36h); maximum 48 inferred from 1133's 216 =
-    # 1144 (4 + 4) + 4 × (4 + 48).
-    _spec(1145, "счетчики коррекций «приход»", None, STLV, 48),
-    _spec(1146, "счетчики коррекций «расход»", None, STLV, 48),
+    # 1145/1146/1232/1233: per-operation-type correction counters, STLVs (count 1135 + sum
+    # 1201, cf. the 44-byte block of 36h).  Maximum 100: yandex/ofd ``ofd/protocol.py`` and the
+    # vendor's table (shtrih-m/opos ``Source/SmFiscalPrinter/Units/TLVTags.pas``) both say 100
+    # for 1145/1146 (1133's 216 then only bounds the sum of them).
+    _spec(1145, "счетчики коррекций «приход»", None, STLV, 100),
+    _spec(1146, "счетчики коррекций «расход»", None, STLV, 100),
     _spec(1157, "счетчики итогов ФН", None, STLV, 708),
     _spec(1158, "счетчики итогов непереданных ФД", None, STLV, 708),
     _spec(1162, "код товара", None, RAW, 32),
@@ -199,6 +202,9 @@ _SPECS: list[TagSpec] = [
     _spec(1171, "телефон поставщика", None, STR, 19, repeatable=True),
     _spec(1173, "тип коррекции", None, B),
     _spec(1174, "основание для коррекции", None, STLV, 292),
+    # 1177: FFD 1.05/1.1 only (str 256: yandex/ofd ``ofd/protocol.py`` correctionName).
+    _spec(1177, "наименование основания для коррекции", None, STR, 256),
+    # 1178: "дата документа основания" in 1.05, "дата совершения корректируемого расчета" in 1.2
     _spec(1178, "дата совершения корректируемого расчета", None, TIME),
     _spec(1179, "номер предписания налогового органа", None, STR, 32),
     _spec(1183, "сумма расчетов без НДС", None, VLN, _MONEY),
@@ -223,6 +229,8 @@ _SPECS: list[TagSpec] = [
     _spec(1208, "сайт чеков", None, STR, 256),
     _spec(1209, "номер версии ФФД", "fiscalDocumentFormatVer", B),
     _spec(1212, "признак предмета расчета", "productType", B),
+    # 1213 is 2 bytes: fact sheet §1.2 (S3's FFD types), S1, and the vendor's table (shtrih-m/opos
+    # ``Source/SmFiscalPrinter/Units/TLVTags.pas``: ttUInt16, 2); yandex/ofd's U32 is not followed.
     _spec(1213, "ресурс ключей ФП", "fnKeyResource", U16),
     _spec(1214, "признак способа расчета", "paymentType", B),
     _spec(1215, "сумма по чеку (БСО) предоплатой", None, VLN, _MONEY),
@@ -248,8 +256,8 @@ _SPECS: list[TagSpec] = [
     _spec(1229, "сумма акциза", None, VLN, _MONEY),
     _spec(1230, "код страны происхождения товара", None, STR, 3),
     _spec(1231, "номер таможенной декларации", None, STR, 32),
-    _spec(1232, "счетчики коррекций «возврат прихода»", None, STLV, 48),  # see 1145
-    _spec(1233, "счетчики коррекций «возврат расхода»", None, STLV, 48),  # see 1145
+    _spec(1232, "счетчики коррекций «возврат прихода»", None, STLV, 100),  # see 1145
+    _spec(1233, "счетчики коррекций «возврат расхода»", None, STLV, 100),  # see 1145
     # members of 1256 (§1.3 names them, no types): best reading, except 1244 (3 chars, §1.2)
     _spec(1243, "дата рождения покупателя (клиента)", None, STR, 10),  # best reading: ДД.ММ.ГГГГ
     _spec(1244, "гражданство", None, STR, 3),
@@ -280,6 +288,7 @@ _SPECS: list[TagSpec] = [
     _spec(1281, "дополнительные данные ОТР", None, RAW, 32),
     _spec(1282, "дополнительный реквизит ОЗФН", None, STR, 32),
     _spec(1283, "дополнительные данные ОЗФН", None, RAW, 32),
+    # 1290 is 4 bytes: fact sheet §1.2 lists it among the uint32 (with 1205), S3's FFD types.
     _spec(1290, "признаки условий применения ККТ", None, U32),
     # 1291–1294 (§1.3 names them, no types): best reading of the FFD 1.2 table
     _spec(1291, "дробное количество маркированного товара", None, STLV, 48),

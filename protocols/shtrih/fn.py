@@ -6,7 +6,8 @@ afilippov1985/kkt-shtrih (fact sheet §2.4).  Readings chosen where sources diff
 
 * FF03: 1.17 shows only the date; both official drivers require the two registration counters.
   Decoding accepts either, the counters are None when absent.
-* FF3F: the count is 2 bytes (1.17, pyshtrih); JavaPOS's ``commands.xml`` says 4 and is wrong.
+* FF3F: the count is 2 bytes (1.17, pyshtrih; fact sheet ``shtrih-protocol.md`` FF3F row; the
+  issue-15 validation run agreed); JavaPOS's ``commands.xml`` says 4 and is wrong.
 * FF36, FF38, FF43, FF45: a trailing DATE_TIME appears when the register's "extended answers"
   setting is on; it decodes to None otherwise.
 * FF46 tax rates are a bitmask (`TaxRate`), bit n-1 for tax n, as the OPOS driver encodes them.

@@ -188,6 +188,25 @@ def test_a_correction_from_json(kkt: Kkt, tmp_path: Path) -> None:
     assert "payments[0]: only cash" in kkt("correction", str(task), code=2)
 
 
+def test_a_correction_by_order_carries_its_basis(kkt: Kkt, tmp_path: Path) -> None:
+    """ATOL's correctionType/correctionBaseDate/correctionBaseNumber become 1173 and 1174."""
+    kkt("shift", "open")
+    task = tmp_path / "correction.json"
+    fields = {"type": "buyCorrection", "payments": [{"type": "cash", "sum": 5}]}
+    order = {"correctionType": "instruction", "correctionBaseNumber": "7/1"}
+    task.write_text(json.dumps({**fields, **order, "correctionBaseDate": "2026.10.30"}))
+    number = kkt.json("correction", str(task))["fiscalDocumentNumber"]
+    tlv = kkt.json("doc", str(number))["tlv"]
+    assert tlv["tag1173"] == 1
+    assert tlv["tag1174"] == {"tag1178": "2026-10-30T00:00:00", "tag1179": "7/1"}
+    task.write_text(json.dumps({**fields, "correctionType": "instruction"}))
+    assert "needs the order's number" in kkt("correction", str(task), code=2)
+    task.write_text(json.dumps({**fields, "correctionBaseDate": "30/10/2026"}))
+    assert "correctionBaseDate: a date as YYYY.MM.DD" in kkt("correction", str(task), code=2)
+    task.write_text(json.dumps({**fields, "correctionType": "ordered"}))
+    assert "correctionType: self or instruction" in kkt("correction", str(task), code=2)
+
+
 def test_the_idempotency_key_returns_the_first_receipt(kkt: Kkt, tmp_path: Path) -> None:
     kkt("shift", "open")
     journal = str(tmp_path / "journal.sqlite")
