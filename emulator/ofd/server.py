@@ -265,7 +265,7 @@ class OfdServer:
         if isinstance(body, list):
             number, serial = find(body, 1040), find(body, 1041)
             if number is not None and number != fd:
-                return FORMAT_CHECK_FAILED, f"its 1040 is {number}, the container's FD {fd}"
+                return FORMAT_CHECK_FAILED, f"its 1040 is {number!r}, the container's FD {fd}"
             if isinstance(serial, str) and serial.strip() != fn:
                 return FORMAT_CHECK_FAILED, f"its 1041 is {serial.strip()}, the container's {fn}"
         return None
