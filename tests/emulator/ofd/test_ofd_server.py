@@ -165,7 +165,10 @@ def test_down_drops_an_open_connection(tmp_path: Path) -> None:
     with OfdThread(tmp_path) as ofd, socket.create_connection(("127.0.0.1", ofd.port), 10) as c:
         c.sendall(fd_session(1)[:10])
         ofd.control({"action": "down"})
-        assert c.recv(100) == b""  # closed by the OFD
+        try:  # closed by the OFD: a FIN, or a reset when the OFD had unread bytes
+            assert c.recv(100) == b""
+        except ConnectionResetError:
+            pass
     assert _stored(tmp_path) == []
 
 
