@@ -26,6 +26,7 @@ from .correction import CorrectionBasis
 from .discover import Found, discover
 from .errors import (
     CannotSend,
+    CashNotMoved,
     DeviceError,
     FnExhausted,
     KeyConflict,
@@ -48,6 +49,7 @@ from .results import FiscalResult
 
 __all__ = [
     "CannotSend",
+    "CashNotMoved",
     "CorrectionBasis",
     "DeviceError",
     "FiscalResult",

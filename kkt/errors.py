@@ -74,6 +74,12 @@ class NotFiscalized(KktError):
     subtotal disagreed -- so nothing was charged, and the receipt may be sold again."""
 
 
+class CashNotMoved(KktError):
+    """The register answered a cash in or cash out with success, yet the cash in its drawer did
+    not move: the answer was not this command's (on ATOL, another program's task under the same
+    task ID), and nothing was put in or taken out -- the operation may be repeated."""
+
+
 class BadAnswer(KktError):
     """The register's answer could not be understood (a device or line problem); nothing changed
     that a status query could not repeat."""
