@@ -236,7 +236,7 @@ class Register:
         self._move_cash(amount, +1, "cash in", self.device.cash_in)
 
     def cash_out(self, amount: int) -> None:
-        """Take ``amount`` kopecks out of the cash drawer -- settled by the drawer (`_move_cash`)."""
+        """Take ``amount`` kopecks out of the drawer -- settled by the drawer (`_move_cash`)."""
         self._move_cash(amount, -1, "cash out", self.device.cash_out)
 
     def _move_cash(self, amount: int, sign: int, what: str, command: Callable[[int], None]) -> None:
