@@ -25,10 +25,10 @@ from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
 
+from .cash import move_cash
 from .correction import MAX_NUMBER_CHARS, CorrectionBasis
 from .errors import (
     CannotSend,
-    CashNotMoved,
     ClockRefused,
     DeviceError,
     KeyConflict,
@@ -232,76 +232,16 @@ class Register:
     continue_print = _OnDevice(Device.continue_print)
 
     def cash_in(self, amount: int) -> None:
-        """Put ``amount`` kopecks into the cash drawer -- settled by the drawer (`_move_cash`)."""
-        self._move_cash(amount, +1, "cash in", self.device.cash_in)
+        """Put ``amount`` kopecks into the cash drawer: done when the drawer moved by it, whatever
+        the answer said (`kkt.cash`); `CashNotMoved` or the command's error when it did not move,
+        `OutcomeUnknown` otherwise.  Never sent twice."""
+        with self._lock:
+            move_cash(self.device, amount, deposit=True)
 
     def cash_out(self, amount: int) -> None:
-        """Take ``amount`` kopecks out of the drawer -- settled by the drawer (`_move_cash`)."""
-        self._move_cash(amount, -1, "cash out", self.device.cash_out)
-
-    def _move_cash(self, amount: int, sign: int, what: str, command: Callable[[int], None]) -> None:
-        """Run a cash in (``sign`` +1) or out (-1) of ``amount`` kopecks; the drawer says what
-        happened.
-
-        A cash operation forms no fiscal document for the FN's archive to settle it by, and its
-        answer may not be its own: on ATOL a task is named only by its TID, and another program
-        sharing the register (reconnecting, sending Abort, walking TIDs 01..DF) can leave its own
-        result under the TID our Req asks for -- a refusal for a deposit made, or a success for
-        one never run.  So the cash in the drawer is read before and after, always (one query
-        each side; cash operations are rare), and the drawer decides; the command itself is
-        never sent again.
-        """
-        if amount <= 0:
-            # A drawer that did not move could not tell a deposit of nothing from a lost one.
-            raise CannotSend(f"{what} of {amount} kopecks: give a sum above zero; nothing was sent")
-        change = sign * amount
+        """Take ``amount`` kopecks out of the cash drawer, settled by the drawer as `cash_in`."""
         with self._lock:
-            device = self.device
-            before = device.cash_in_drawer()  # fails alone: nothing was sent
-            failure: KktError | ProtocolError | None = None
-            try:
-                command(amount)
-            except CannotSend:
-                raise  # refused before anything went out
-            except (KktError, ProtocolError) as error:
-                failure = error
-            try:
-                after = device.cash_in_drawer()
-            except (KktError, ProtocolError) as error:
-                said = f"it failed ({failure})" if failure else "it answered success"
-                raise OutcomeUnknown(
-                    f"{what} of {amount} kopecks: {said}, and reading the drawer afterwards "
-                    f"failed ({error}); the drawer held {before} kopecks before.  Check the "
-                    f"drawer (`kkt cash`, or an X report) before repeating: if it holds "
-                    f"{before + change}, the {what} was done"
-                ) from error
-            moved = after - before
-            if moved == change:
-                if failure is not None:
-                    log.warning(
-                        "%s of %d kopecks answered %s, yet the drawer moved from %d to %d: done",
-                        what,
-                        amount,
-                        failure,
-                        before,
-                        after,
-                    )
-                return
-            if moved == 0:
-                if failure is not None:
-                    raise failure
-                raise CashNotMoved(
-                    f"{what} of {amount} kopecks: the register reports success, but the drawer "
-                    f"still holds {before} kopecks -- the answer was not this command's, nothing "
-                    f"was put in or taken out; it is safe to repeat the {what}"
-                )
-            said = f"it failed ({failure})" if failure else "it answered success"
-            raise OutcomeUnknown(
-                f"{what} of {amount} kopecks: {said}, and the drawer moved from {before} to "
-                f"{after} kopecks -- by {moved}, not {change} (another program moved cash "
-                f"meanwhile?).  Check the drawer (`kkt cash`, or an X report) and the register's "
-                f"journal before repeating the {what}"
-            )
+            move_cash(self.device, amount, deposit=False)
 
     def set_datetime(self, when: dt.datetime) -> None:
         """Set the register's clock -- unless the FN would refuse every document after it.

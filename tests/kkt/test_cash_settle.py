@@ -25,6 +25,7 @@ from kkt.protocols.shtrih.link import HostSettings
 
 import kkt
 from kkt import CashNotMoved, DeviceError, OutcomeUnknown, TransportError
+from kkt.cash import DRAWER_TRIES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,7 +99,7 @@ def test_done_by_the_drawer_though_the_answer_says_refused(
     assert calls.amounts == [SUM]  # never resent
     assert register.cash_in_drawer() == before + OPERATIONS[name]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "66h" in warning.getMessage() and str(before) in warning.getMessage()
+    assert "66h" in warning.getMessage() and f"from {before} to" in warning.getMessage()
 
 
 @pytest.mark.parametrize("name", list(OPERATIONS))
@@ -155,32 +156,45 @@ def test_a_drawer_that_cannot_be_read_after_is_outcome_unknown(
 ) -> None:
     before = register.cash_in_drawer()
     real_read = register.device.cash_in_drawer
-    reads: list[int] = []
+    reads: list[bool] = []  # True for each read of the drawer that succeeded
 
     def read() -> int:
-        reads.append(1)
-        if len(reads) > 1:
+        if calls.amounts:  # from the moment the command went out, the line is gone
+            reads.append(False)
             raise TransportError("the port is gone")
+        reads.append(True)
         return real_read()
 
     monkeypatch.setattr(register.device, "cash_in_drawer", read)
     calls = wrap(register, name, lambda calls, amount: calls.real(amount))
     with pytest.raises(OutcomeUnknown, match=f"held {before} kopecks before.*kkt cash"):
         getattr(register, name)(SUM)
-    assert calls.amounts == [SUM] and len(reads) == 2
+    assert calls.amounts == [SUM]
+    # A query: read again after a failure; the command never.
+    assert reads == [True] + [False] * DRAWER_TRIES
+    reads.clear()
+    with pytest.raises(TransportError):
+        getattr(register, name)(SUM)  # the drawer unread before: nothing is sent
+    assert calls.amounts == [SUM] and reads == [False] * DRAWER_TRIES
 
 
-def test_a_drawer_that_cannot_be_read_before_sends_nothing(
+def test_a_read_of_the_drawer_answered_by_another_task_is_read_again(
     register: kkt.Register, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    before = register.cash_in_drawer()
+    real_read = register.device.cash_in_drawer
+    reads: list[int] = []
+
     def read() -> int:
-        raise TransportError("the port is gone")
+        reads.append(1)
+        if len(reads) in (1, 3):  # another program's refusal taken for each read once
+            raise DeviceError("66h: command not supported in this mode", code=0x66)
+        return real_read()
 
     monkeypatch.setattr(register.device, "cash_in_drawer", read)
-    calls = wrap(register, "cash_in", lambda calls, amount: calls.real(amount))
-    with pytest.raises(TransportError):
-        register.cash_in(SUM)
-    assert calls.amounts == []
+    register.cash_in(SUM)
+    assert len(reads) == 4
+    assert real_read() == before + SUM
 
 
 @pytest.mark.parametrize("amount", [0, -5])
@@ -219,7 +233,7 @@ def test_shtrih_a_lost_answer_of_an_executed_cash_in_is_done(
                 register.device.commander.exchange = lose_the_cash_in_answer  # type: ignore[attr-defined]
                 with caplog.at_level(logging.WARNING, logger="kkt.register"):
                     register.cash_in(SUM)  # the link could not tell (OutcomeUnknown): done
-                assert "no longer holds its answer" in caplog.text
+                assert "no longer holds its answer" in caplog.text and "done" in caplog.text
                 assert register.cash_in_drawer() == before + SUM
                 assert commands.count(b"\x50") == 1  # never resent
     finally:

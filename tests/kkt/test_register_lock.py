@@ -48,5 +48,7 @@ def test_every_exchange_runs_under_the_register_lock(tmp_path: Path) -> None:
             )
         )
         assert register.find_document(sold.document_number).total == 5_000
+        register.cash_in(2_000)  # the drawer read before and after: all under the lock
+        register.cash_out(1_000)
         register.close()
         assert len(watched.held) > 10 and all(watched.held), protocol
