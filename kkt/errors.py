@@ -6,6 +6,7 @@
   cases callers handle: `PaperOut`, `ShiftExpired`, `WrongMode`, `WrongPassword`, `FnExhausted`,
   `OfdBlocked` (each vendor's table of codes is beside its device, `kkt.vendors`).
 * `OutcomeUnknown` -- the register may or may not have done it; never repeat blindly.
+* `CashNotMoved` -- a cash in or out answered success, but the drawer did not move: not done.
 * `KeyConflict` -- an idempotency key already belongs to another receipt or another register:
   nothing was sent.
 
