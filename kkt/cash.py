@@ -59,7 +59,12 @@ def move_cash(device: Device, amount: int, *, deposit: bool) -> None:
             f"{before + change}, the {what} was done"
         ) from error
     moved = after - before
-    if moved == change:
+    # A reading is the drawer's true cash: a register refuses to pay out cash it does not hold
+    # (Shtrih 46h, ATOL 98h: the fact sheets' error tables), so a drawer is never below zero and
+    # 0 -> 0 is "not moved".  The emulator lets a cash return drive it below zero and reads 0
+    # there: a deposit from that 0 shows only what lifts the drawer above zero -- done, as
+    # nothing else (barring another program) could lift it.
+    if moved == change or (deposit and before == 0 and 0 < after < amount):
         if failure is not None:
             log.warning(
                 "%s of %d kopecks: the answer was a failure (%s), yet the drawer moved from %d "

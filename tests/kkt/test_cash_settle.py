@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,22 @@ def test_a_sum_of_nothing_is_refused_before_anything_is_sent(
     with pytest.raises(kkt.CannotSend, match="above zero"):
         register.cash_in(amount)
     assert calls.amounts == []
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_a_deposit_into_a_drawer_below_zero_is_done(tmp_path: Path, protocol: str) -> None:
+    """The emulator lets a cash return pay out more than the drawer holds and reads 0 then (a
+    real register refuses: Shtrih 46h, ATOL 98h); a deposit shows only what lifts it above zero,
+    and nothing else could have lifted it: done."""
+    item = kkt.Item("Товар", 10_000, Decimal(1), kkt.Vat.VAT20)
+    with kkt.connect(f"emulator:{tmp_path / 'state'}", protocol=protocol) as register:
+        register.open_shift()
+        register.sell_return(kkt.Receipt((item,), kkt.Payments(cash=10_000)))
+        assert register.cash_in_drawer() == 0  # 100.00 below zero
+        calls = wrap(register, "cash_in", lambda calls, amount: calls.real(amount))
+        register.cash_in(SUM)
+        assert calls.amounts == [SUM]
+        assert register.cash_in_drawer() == SUM - 10_000
 
 
 def test_shtrih_a_lost_answer_of_an_executed_cash_in_is_done(
