@@ -39,7 +39,9 @@ def _ack(session: Session | None) -> tuple[int, int]:
 def _stored(state: Path) -> list[tuple[str, int, int, bool]]:
     store = OfdStore(state, read_only=True)
     try:
-        return [(d.fn_serial, d.fd_number, d.times, d.acked_at is not None) for d in store.documents()]
+        return [
+            (d.fn_serial, d.fd_number, d.times, d.acked_at is not None) for d in store.documents()
+        ]
     finally:
         store.close()
 
@@ -124,7 +126,10 @@ def test_a_bad_mac_is_refused_with_11(tmp_path: Path) -> None:
 
 
 def test_a_body_that_is_no_document_is_refused_with_11(tmp_path: Path) -> None:
-    assert _refusal(tmp_path, encode_session(FN, encode_container(3, FN, 4, b"\x01\x02"))) == (4, 11)
+    assert _refusal(tmp_path, encode_session(FN, encode_container(3, FN, 4, b"\x01\x02"))) == (
+        4,
+        11,
+    )
 
 
 def test_a_document_whose_number_disagrees_is_refused_with_14(tmp_path: Path) -> None:
@@ -160,7 +165,10 @@ def test_down_drops_an_open_connection(tmp_path: Path) -> None:
     with OfdThread(tmp_path) as ofd, socket.create_connection(("127.0.0.1", ofd.port), 10) as c:
         c.sendall(fd_session(1)[:10])
         ofd.control({"action": "down"})
-        assert c.recv(100) == b""  # closed by the OFD
+        try:  # closed by the OFD: a FIN, or a reset when the OFD had unread bytes
+            assert c.recv(100) == b""
+        except ConnectionResetError:
+            pass
     assert _stored(tmp_path) == []
 
 

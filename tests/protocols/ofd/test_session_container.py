@@ -131,7 +131,9 @@ digits = st.text(alphabet="0123456789", min_size=1, max_size=16)
     body=st.binary(max_size=600),
     service2=st.binary(min_size=12, max_size=12),
 )
-def test_container_round_trip(fn: str, fd: int, doc_type: int, body: bytes, service2: bytes) -> None:
+def test_container_round_trip(
+    fn: str, fd: int, doc_type: int, body: bytes, service2: bytes
+) -> None:
     data = encode_container(doc_type, fn, fd, body, service2=service2)
     container = decode_container(data)
     assert (container.fn_serial, container.fd_number, container.doc_type) == (fn, fd, doc_type)
@@ -243,4 +245,6 @@ def test_what_cannot_be_encoded_is_refused(call: object, words: str) -> None:
 
 def test_defaults_are_the_registers() -> None:
     data = encode_session(FN, b"")
-    assert data[4:8] == b"\x81\xa2" + P_VERSION_12 and data[26:28] == FLAGS_DEFAULT.to_bytes(2, "little")
+    assert data[4:8] == b"\x81\xa2" + P_VERSION_12 and data[26:28] == FLAGS_DEFAULT.to_bytes(
+        2, "little"
+    )
