@@ -33,10 +33,12 @@ from ..errors import (
     CannotSend,
     DeviceError,
     KktError,
+    NotSupported,
     OutcomeUnknown,
     TransportError,
     WrongProtocol,
 )
+from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt
 from ..results import (
     DeviceInfo,
@@ -289,6 +291,24 @@ class Device(ABC):
     @abstractmethod
     def ofd_queue(self) -> OfdQueue:
         """How many documents wait for the OFD, and since when."""
+
+    def ofd_receipt(self, number: int) -> OfdReceipt | None:
+        """The OFD's receipt for document ``number`` as the FN keeps it (FN 41h), None when the
+        FN holds none (not acknowledged yet); `NotSupported` where the protocol has no such
+        query."""
+        raise NotSupported(
+            f"the {self.vendor} protocol has no public query for a document's OFD receipt"
+        )
+
+    def ofd_read_message(self) -> bytes | None:
+        """The message waiting for the OFD, whole (session header and container), or None when
+        none waits; reading it again before its answer is written gives it again."""
+        raise NotSupported(f"the {self.vendor} driver cannot relay the FN's messages")
+
+    def ofd_write_answer(self, answer: bytes) -> None:
+        """Hand the OFD's answer (session header and container) to the register, which passes
+        the receipt to the FN (`OfdReceiptRefused`-worthy refusals raise `DeviceError`)."""
+        raise NotSupported(f"the {self.vendor} driver cannot relay the FN's messages")
 
     @abstractmethod
     def cash_in_drawer(self) -> int:
