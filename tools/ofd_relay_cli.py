@@ -62,19 +62,16 @@ def add_relay_parser(ofd_commands: Any, common: argparse.ArgumentParser) -> None
     relay.set_defaults(run=run_relay, handler=None)
 
 
-def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
-    """``kkt ofd`` with ``relay`` alone (until the OFD tools' own group takes it in)."""
-    ofd = commands.add_parser("ofd", help="the OFD: relay the FN's documents")
-    add_relay_parser(ofd.add_subparsers(dest="ofd_command", required=True), common)
-
-
-def run_relay(args: argparse.Namespace, out: Output, stop: threading.Event | None = None) -> int:
+def run_relay(
+    args: argparse.Namespace, _out: object = None, stop: threading.Event | None = None
+) -> int:
     """One round, or rounds until interrupted (``stop`` ends them too: tests, an embedding).
 
     With --loop an OFD or a register that does not answer is said on standard error and tried
     again next round -- the documents wait in the FN meanwhile; without it, the error ends the
     command (exit 3)."""
     stop = stop or threading.Event()
+    out = Output(as_json=args.json)
     while True:
         try:
             result = _round(args)
