@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 from kkt.emulator.clock import ManualClock
+from kkt.emulator.ofd import OfdThread, StoredDocument
 from kkt.emulator.shtrih import ShtrihRegister, open_device
-from kkt.protocols.ofd import decode_session, parse_operator_ack, verify_operator_sign
-from support.ofd import OfdThread, ofd_inn_of
+from kkt.tools.bench.soak.common import receipt_for
+from kkt.tools.bench.soak.relay import delivery_problems
 
 import kkt
 from kkt import ofd
 from kkt.ofd import OfdStatus, parse_address, patch_p_version
 from kkt.vendors.atol import AtolDevice
 from kkt.vendors.shtrih import ShtrihDevice
-from kkt.tools.bench.soak.common import receipt_for
 
 START = dt.datetime(2026, 3, 2, 9, 0)
 KILLS = 50
@@ -77,8 +77,17 @@ def device(tmp_path: Path, clock: ManualClock) -> Iterator[ShtrihRegister]:
 
 @pytest.fixture
 def served_ofd(tmp_path: Path, device: ShtrihRegister) -> Iterator[OfdThread]:
-    with OfdThread(tmp_path / "ofd", ofd_inn=ofd_inn_of(device)) as server:
+    with OfdThread(tmp_path / "ofd") as server:  # the emulator's OFD INN, as the FN's
         yield server
+
+
+def stored(server: OfdThread) -> list[StoredDocument]:
+    assert server.service.server is not None
+    return server.service.server.store.documents()
+
+
+def address(server: OfdThread) -> str:
+    return server.service.address
 
 
 def sell(device: ShtrihRegister, count: int, first_total: int = 10_000) -> None:
@@ -91,21 +100,11 @@ def sell(device: ShtrihRegister, count: int, first_total: int = 10_000) -> None:
 
 def check_everything_delivered_once(device: ShtrihRegister, server: OfdThread) -> int:
     """Every document of the FN is at the OFD once and its receipt in the FN; returns how many."""
-    fn = device.fn
-    last = fn.status().last_number
-    serial = fn.status().serial
-    stored = server.documents()
-    numbers = sorted(doc.fd_number for doc in stored if doc.fn_serial == serial)
-    assert numbers == list(range(1, last + 1))  # each once: the OFD keys them by (FN, FD)
-    assert fn.exchange_status().queued == 0
-    for doc in stored:
-        ack = parse_operator_ack(decode_session(doc.ack).container)
-        assert verify_operator_sign(ack)
-        receipt = fn.ofd_receipt(doc.fd_number)
-        assert receipt.sign[: len(ack.sign)] == ack.sign  # the OFD's one receipt, in the FN
-    assert fn.unconfirmed() == 0
-    assert device.verify().ok
-    return last
+    problems, documents, _ = delivery_problems(device, server)
+    assert problems == []
+    assert documents == device.fn.status().last_number
+    assert device.fn.unconfirmed() == 0
+    return documents
 
 
 # -- the relay --------------------------------------------------------------------------------
@@ -117,19 +116,19 @@ def test_relay_sends_the_queue_and_writes_every_receipt(
     sell(device, 5)
     before = device.fn.exchange_status().queued
     assert before >= 7  # registration, shift open, 5 receipts
-    result = register_over(device).ofd_exchange(served_ofd.address)
+    result = register_over(device).ofd_exchange(address(served_ofd))
     assert result.sent == before
     assert result.acknowledged == tuple(range(1, before + 1))
     assert (result.left, result.first_left) == (0, None)
     assert check_everything_delivered_once(device, served_ofd) == before
-    again = register_over(device).ofd_exchange(served_ofd.address)
+    again = register_over(device).ofd_exchange(address(served_ofd))
     assert (again.sent, again.left) == (0, 0)
 
 
 def test_relay_with_a_limit_leaves_the_rest(device: ShtrihRegister, served_ofd: OfdThread) -> None:
     sell(device, 3)
     queued = device.fn.exchange_status().queued
-    result = register_over(device).ofd_exchange(served_ofd.address, limit=2)
+    result = register_over(device).ofd_exchange(address(served_ofd), limit=2)
     assert (result.sent, result.acknowledged) == (2, (1, 2))
     assert (result.left, result.first_left) == (queued - 2, 3)
 
@@ -161,18 +160,18 @@ def test_relay_interrupted_at_random_50_times_delivers_every_document_once(
         kill_at = rng.randint(1, 14) if kind.startswith("command") else 0
         register = register_over(device, kill_at, after=kind == "command-after")
         try:
-            register.ofd_exchange(served_ofd.address, timeout=5.0)
+            register.ofd_exchange(address(served_ofd), timeout=5.0)
         except Killed:
             kills += 1
             where[kind] = where.get(kind, 0) + 1
     plan["send"] = ""
     assert kills >= KILLS * 3 // 4, where  # most rounds died mid-way, each kind many times
     assert all(where.get(kind, 0) >= 5 for kind in ("command", "command-after", "after-send"))
-    result = register_over(device).ofd_exchange(served_ofd.address)
+    result = register_over(device).ofd_exchange(address(served_ofd))
     assert result.left == 0
     delivered = check_everything_delivered_once(device, served_ofd)
     assert delivered >= 6 + 2 * (KILLS // 5)
-    resent = [doc for doc in served_ofd.documents() if doc.times > 1]
+    resent = [doc for doc in stored(served_ofd) if doc.times > 1]
     assert resent  # documents were sent again after a kill -- and stored once
 
 
@@ -192,7 +191,7 @@ def test_a_sale_goes_on_while_the_relay_waits_for_the_ofd(
         return real_send(host, port, message, timeout)
 
     monkeypatch.setattr(ofd, "send_session", send)
-    result = register.ofd_exchange(served_ofd.address)
+    result = register.ofd_exchange(address(served_ofd))
     assert sold and sold[0] in result.acknowledged
     check_everything_delivered_once(device, served_ofd)
 
@@ -205,24 +204,24 @@ def test_an_unreachable_ofd_names_its_address_and_loses_nothing(
 ) -> None:
     sell(device, 1)
     queued = device.fn.exchange_status().queued
-    address = served_ofd.address
-    served_ofd.down()
-    with pytest.raises(kkt.OfdUnreachable, match=address.replace(".", r"\.")) as raised:
-        register_over(device).ofd_exchange(address, timeout=2.0)
-    assert raised.value.address == address
+    where = address(served_ofd)
+    served_ofd.control({"action": "down"})
+    with pytest.raises(kkt.OfdUnreachable, match=where.replace(".", r"\.")) as raised:
+        register_over(device).ofd_exchange(where, timeout=2.0)
+    assert raised.value.address == where
     assert "run the relay again" in str(raised.value)
     assert device.fn.exchange_status().queued == queued
-    served_ofd.up()
-    assert register_over(device).ofd_exchange(address).left == 0
+    served_ofd.control({"action": "up"})
+    assert register_over(device).ofd_exchange(where).left == 0
 
 
 def test_an_ofd_that_refuses_the_document_stops_the_relay_with_its_code(
     device: ShtrihRegister, served_ofd: OfdThread
 ) -> None:
     sell(device, 1)
-    served_ofd.reject(14, count=1)
+    served_ofd.control({"action": "reject", "code": 14, "count": 1})
     with pytest.raises(kkt.OfdRefused, match="code 14") as raised:
-        register_over(device).ofd_exchange(served_ofd.address)
+        register_over(device).ofd_exchange(address(served_ofd))
     assert (raised.value.code, raised.value.document) == (14, 1)
 
 
@@ -265,7 +264,7 @@ def test_ofd_status_agrees_with_the_fn_and_counts_days_by_the_registers_clock(
 ) -> None:
     sell(device, 2)
     register = register_over(device)
-    register.ofd_exchange(served_ofd.address, limit=3)
+    register.ofd_exchange(address(served_ofd), limit=3)
     clock.advance(dt.timedelta(days=3))
     status = register.ofd_status()
     fn = device.fn.exchange_status()
@@ -284,7 +283,7 @@ def test_ofd_status_agrees_with_the_fn_and_counts_days_by_the_registers_clock(
     assert (late.days_left, late.blocked) == (0, True)
     with pytest.raises(kkt.OfdBlocked):
         register.sell(receipt_for(5))
-    register.ofd_exchange(served_ofd.address)
+    register.ofd_exchange(address(served_ofd))
     done = register.ofd_status()
     assert (done.unsent, done.first_number, done.days_left, done.blocked) == (0, None, None, False)
     assert done.last_receipt_when is not None
@@ -293,7 +292,7 @@ def test_ofd_status_agrees_with_the_fn_and_counts_days_by_the_registers_clock(
 def test_ofd_receipt_per_document(device: ShtrihRegister, served_ofd: OfdThread) -> None:
     sell(device, 1)
     register = register_over(device)
-    register.ofd_exchange(served_ofd.address, limit=1)
+    register.ofd_exchange(address(served_ofd), limit=1)
     receipt = register.ofd_receipt(1)
     assert receipt is not None and receipt.document == 1
     assert receipt.sign == device.fn.ofd_receipt(1).sign
@@ -312,4 +311,3 @@ def test_ofd_status_as_json() -> None:
         "blocked": False,
         "registerClock": "2026-03-03T10:00:00",
     }
-
