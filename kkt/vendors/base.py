@@ -398,7 +398,8 @@ def checked_serial(serial: str) -> str:
 OFD_BLOCKED = (
     "the FN holds documents the OFD has not confirmed for over 30 days, so it forms no new "
     "ones: restore the register's link to the OFD and let it send the queue (`kkt fn` shows it); "
-    "on the emulator, `kkt emulator ctl --state DIR ofd deliver` delivers it"
+    "a register with no network of its own sends it through this computer with `kkt ofd relay "
+    "--ofd HOST:PORT`; on the emulator, `kkt emulator ctl --state DIR ofd deliver` delivers it"
 )
 _INTERNET_1290 = 1 << 5  # tag 1290 bit 5: "Internet only" (FFD 1.2; 1108 before)
 _TAX_NAMES = {1: "osn", 2: "usnIncome", 4: "usnIncomeOutcome", 8: "envd", 16: "esn", 32: "patent"}

@@ -21,7 +21,7 @@ from pathlib import Path
 from kkt.emulator.ofd import OfdThread
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import ShtrihRegister, open_device
-from kkt.protocols.ofd import decode_session, parse_operator_ack
+from kkt.protocols.ofd import parse_operator_ack
 
 import kkt
 
@@ -61,7 +61,7 @@ def delivery_problems(device: ShtrihRegister, ofd: OfdThread) -> tuple[list[str]
     if queued:
         problems.append(f"{queued} documents still wait in the FN's queue")
     for doc in stored:
-        ack = parse_operator_ack(decode_session(doc.ack).container)
+        ack = parse_operator_ack(doc.ack)  # the store keeps the receipt container
         try:
             receipt = fn.ofd_receipt(doc.fd_number)
         except Exception as error:  # the FN's refusal: no receipt
