@@ -83,8 +83,8 @@ class OfdStatus:
 
     ``unsent`` documents wait for the OFD's receipt, the oldest is ``first_number`` of
     ``first_when``.  The FN refuses new documents once that one waited over 30 days *by the
-    register's clock* (``clock``): that moment is ``blocks_at``, ``days_left`` whole days from
-    now (0 on the last day, and once ``blocked``).  ``last_receipt_when`` is when the OFD last
+    register's clock* (``clock``): that moment is ``blocks_at``, within ``days_left`` days (30 less
+    the whole days waited; 0 on the last day, and once ``blocked``).  ``last_receipt_when`` is when the OFD last
     acknowledged a document -- None when the register cannot say (ATOL) or none was ever
     acknowledged.
     """
@@ -105,7 +105,9 @@ class OfdStatus:
             blocks_at = self.first_when + dt.timedelta(days=OFD_BLOCK_DAYS)
             now = self.clock or dt.datetime.now()
             blocked = now > blocks_at
-            days_left = max(0, (blocks_at - now).days)
+            # 30 less the whole days waited, as `kkt fn` has always counted: the block comes
+            # within ``days_left`` days (0: today, or already).
+            days_left = max(0, OFD_BLOCK_DAYS - (now - self.first_when).days)
         object.__setattr__(self, "blocks_at", blocks_at)
         object.__setattr__(self, "days_left", days_left)
         object.__setattr__(self, "blocked", blocked)

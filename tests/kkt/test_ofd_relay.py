@@ -278,7 +278,7 @@ def test_ofd_status_agrees_with_the_fn_and_counts_days_by_the_registers_clock(
     # FF3C carries the minute (YMD HM); the OFD's receipt is of its own clock, not the register's
     assert status.last_receipt_when == device.fn.ofd_receipt(3).when.replace(second=0)
     assert status.blocks_at == fn.first_unsent_when + dt.timedelta(days=30)
-    assert status.days_left == (status.blocks_at - clock.now()).days == 27
+    assert status.days_left == 30 - (clock.now() - fn.first_unsent_when).days == 27
     assert not status.blocked
     clock.advance(dt.timedelta(days=27, minutes=1))
     late = register.ofd_status()
@@ -309,7 +309,7 @@ def test_ofd_status_as_json() -> None:
         "firstDateTime": "2026-03-02T09:00:00",
         "lastReceiptDateTime": None,
         "blocksAt": "2026-04-01T09:00:00",
-        "daysUntilBlock": 28,
+        "daysUntilBlock": 29,
         "blocked": False,
         "registerClock": "2026-03-03T10:00:00",
     }
