@@ -226,11 +226,21 @@ def send_session(host: str, port: int, message: bytes, timeout: float = OFD_TIME
             ) from error
     answer = header + body
     try:
-        decode_session(answer)
+        session = decode_session(answer)
     except OfdWireError as error:
         raise OfdUnreachable(
             f"what answered at {where} is not an OFD ({error}); check the address: the "
             "document stays in the FN's queue",
+            address=where,
+        ) from error
+    try:
+        decode_container(session.container)
+    except OfdWireError as error:
+        # The FN would refuse it (26h reason 5, bad CRC): not worth its write, and not the
+        # OFD's last word -- the document is sent again on the next run.
+        raise OfdUnreachable(
+            f"the OFD at {where} answered with a damaged receipt ({error}); the document stays "
+            "in the FN's queue and is sent again on the next run",
             address=where,
         ) from error
     return answer

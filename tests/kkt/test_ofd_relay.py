@@ -41,15 +41,20 @@ class Direct:
     ``kill_at``: the command (1-based) at which the relay dies -- before the register runs it, or
     (``after``) once it ran and before its answer is read."""
 
+    killed_in: list[str] = []  # the command each kill hit ("FF33 ran" / "FF33 not run")
+
     def __init__(self, device: ShtrihRegister, kill_at: int = 0, *, after: bool = False) -> None:
         self.device, self.kill_at, self.after, self.count = device, kill_at, after, 0
 
     def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
         self.count += 1
+        command = payload[:2].hex().upper() if payload[0] == 0xFF else f"{payload[0]:02X}"
         if self.count == self.kill_at and not self.after:
+            self.killed_in.append(f"{command} not run")
             raise Killed
         answer = self.device.execute(payload)
         if self.count == self.kill_at:
+            self.killed_in.append(f"{command} ran")
             raise Killed
         return answer
 
@@ -149,6 +154,7 @@ def test_relay_interrupted_at_random_50_times_delivers_every_document_once(
         return answer
 
     monkeypatch.setattr(ofd, "send_session", send)
+    monkeypatch.setattr(Direct, "killed_in", [])
     sell(device, 6)
     kills = 0
     where: dict[str, int] = {}
@@ -167,6 +173,10 @@ def test_relay_interrupted_at_random_50_times_delivers_every_document_once(
     plan["send"] = ""
     assert kills >= KILLS * 3 // 4, where  # most rounds died mid-way, each kind many times
     assert all(where.get(kind, 0) >= 5 for kind in ("command", "command-after", "after-send"))
+    hit = set(Direct.killed_in)
+    # Killed mid-read, between the read and the write, and mid-write (the answer is 2 blocks):
+    # the last FF33 run -- the FN has the receipt, the relay never heard -- included.
+    assert {"FF31 ran", "FF32 ran", "FF33 ran", "FF33 not run"} <= hit, hit
     result = register_over(device).ofd_exchange(address(served_ofd))
     assert result.left == 0
     delivered = check_everything_delivered_once(device, served_ofd)
@@ -213,6 +223,27 @@ def test_an_unreachable_ofd_names_its_address_and_loses_nothing(
     assert device.fn.exchange_status().queued == queued
     served_ofd.control({"action": "up"})
     assert register_over(device).ofd_exchange(where).left == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"action": "drop-ack"}, "gave no whole answer"),
+        ({"action": "corrupt"}, "damaged receipt"),
+        ({"action": "delay", "seconds": 1.5}, "gave no whole answer"),
+    ],
+)
+def test_a_lost_or_damaged_answer_stops_the_run_and_the_next_delivers_once(
+    device: ShtrihRegister, served_ofd: OfdThread, fault: dict[str, object], said: str
+) -> None:
+    sell(device, 1)
+    served_ofd.control(fault)
+    with pytest.raises(kkt.OfdUnreachable, match=said):
+        register_over(device).ofd_exchange(address(served_ofd), timeout=0.5)
+    assert device.fn.exchange_status().first_unsent == 1  # nothing lost, nothing skipped
+    served_ofd.control({"action": "clear"})
+    assert register_over(device).ofd_exchange(address(served_ofd)).left == 0
+    check_everything_delivered_once(device, served_ofd)
 
 
 def test_an_ofd_that_refuses_the_document_stops_the_relay_with_its_code(
