@@ -83,10 +83,10 @@ class OfdStatus:
 
     ``unsent`` documents wait for the OFD's receipt, the oldest is ``first_number`` of
     ``first_when``.  The FN refuses new documents once that one waited over 30 days *by the
-    register's clock* (``clock``): that moment is ``blocks_at``, within ``days_left`` days (30 less
-    the whole days waited; 0 on the last day, and once ``blocked``).  ``last_receipt_when`` is when the OFD last
-    acknowledged a document -- None when the register cannot say (ATOL) or none was ever
-    acknowledged.
+    register's clock* (``clock``): that moment is ``blocks_at``, within ``days_left`` days (30
+    less the whole days waited; 0 on the last day, and once ``blocked``).  ``last_receipt_when``
+    is when the OFD last acknowledged a document -- None when the register cannot say (ATOL) or
+    none was ever acknowledged.
     """
 
     unsent: int

@@ -14,6 +14,7 @@ import datetime as dt
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from kkt.emulator.clock import ManualClock
@@ -41,7 +42,7 @@ class Direct:
     ``kill_at``: the command (1-based) at which the relay dies -- before the register runs it, or
     (``after``) once it ran and before its answer is read."""
 
-    killed_in: list[str] = []  # the command each kill hit ("FF33 ran" / "FF33 not run")
+    killed_in: ClassVar[list[str]] = []  # the command each kill hit ("FF33 ran" / "FF33 not run")
 
     def __init__(self, device: ShtrihRegister, kill_at: int = 0, *, after: bool = False) -> None:
         self.device, self.kill_at, self.after, self.count = device, kill_at, after, 0
