@@ -1,12 +1,13 @@
 """The ``relay`` soak: ``kkt ofd relay --loop`` killed with SIGKILL at random instants.
 
-A Shtrih register served on TCP without an OFD link of its own, the emulated OFD beside it, and
-the relay as its own process (``python -m kkt ofd relay --url ... --ofd ... --loop``) -- started,
-left to run for a random while, killed with SIGKILL: mid-read of a message (FF31), with the
-message on its way to the OFD, with the OFD's answer half written back (FF33) ...  Sales go on
-between the kills, so the queue keeps growing.  At the end one uninterrupted relay run sends what
-is left, and every document the FN formed must be stored at the OFD exactly once, with the one
-receipt the OFD gave it in the FN, the FN's queue empty and its archive verified.
+A Shtrih register served on TCP without an OFD link of its own, the emulated OFD beside it (a
+little slow to answer, so kills land mid-exchange), and the relay as its own process (``python -m
+kkt ofd relay --url ... --ofd ... --loop``), killed with SIGKILL a random moment after its first
+session reached the OFD: mid-read of a message (FF31), with the message on its way to the OFD,
+with the OFD's answer half written back (FF33) ...  Sales go on between the kills, so the queue
+keeps growing.  At the end one uninterrupted relay run sends what is left, and every document the
+FN formed must be stored at the OFD exactly once, with the one receipt the OFD gave it in the FN,
+the FN's queue empty and its archive verified.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from .common import SOAK_DEVICE, SOAK_HOST, fail_if, first_few, receipt_for, tal
 RELAY_KILLS_QUICK = 8
 RELAY_KILLS_FULL = 200
 RELAY_SALES = 3  # receipts sold before each relay process starts
-RELAY_UP_SECONDS = (0.5, 1.2)  # the relay lives this long (uniform; ~0.5 s of it is start-up)
+RELAY_KILL_AFTER = (0.0, 0.25)  # seconds (uniform) from the relay's first session to its kill
+RELAY_START_SECONDS = 20.0  # a relay that sends nothing this long is a failure
 RELAY_INTERVAL = 0.05  # --interval of the relay's --loop
+RELAY_OFD_DELAY = 0.02  # seconds the OFD takes per answer: the kills land mid-exchange more often
 
 
 def _spawn(url: str, ofd: str, log: Path) -> subprocess.Popen[bytes]:
@@ -84,7 +87,7 @@ def relay(bench: Bench) -> Iterator[Figure]:
     log = bench.work / "relay.log"
     device = open_device(bench.work / "relay-register")
     problems: list[str] = []
-    killed = exited = 0
+    killed = exited = after_store = 0
     started = time.monotonic()
     try:
         with (
@@ -95,15 +98,27 @@ def relay(bench: Bench) -> Iterator[Figure]:
             url = f"socket://127.0.0.1:{emulator.port}"
             register: kkt.Register | None = kkt.connect(url, settings=SOAK_HOST)
             try:
-                assert register is not None
+                assert register is not None and ofd.service.server is not None
+                ofd.control({"action": "delay", "seconds": RELAY_OFD_DELAY})
+                serial = register.fn_info().serial
                 register.open_shift()
                 for index in range(kills):
                     for sale in range(RELAY_SALES):
                         register.sell(receipt_for(10_000 + index * RELAY_SALES + sale))
                     register.close()  # the line free for the relay, as a one-client port wants
                     register = None
+                    stats = ofd.service.server.stats
+                    sessions = stats.sessions
                     process = _spawn(url, ofd.service.address, log)
-                    time.sleep(rng.uniform(*RELAY_UP_SECONDS))
+                    # Python's start-up takes longer than a few documents' relay: the kill is
+                    # timed from the relay's first session at the OFD, a few documents' time on.
+                    deadline = time.monotonic() + RELAY_START_SECONDS
+                    while stats.sessions == sessions and process.poll() is None:
+                        if time.monotonic() > deadline:
+                            problems.append(f"a relay sent nothing in {RELAY_START_SECONDS:g} s")
+                            break
+                        time.sleep(0.002)
+                    time.sleep(rng.uniform(*RELAY_KILL_AFTER))
                     if process.poll() is None:
                         process.kill()
                         killed += 1
@@ -111,9 +126,15 @@ def relay(bench: Bench) -> Iterator[Figure]:
                         exited += 1  # it stopped by itself: its log says why
                     process.wait()
                     register = kkt.connect(url, settings=SOAK_HOST)
+                    # The kill that matters most: the OFD stored a document whose receipt never
+                    # reached the FN.  The next relay must send it again, and the OFD keep it once.
+                    first = register.ofd_status().first_number
+                    if first is not None and ofd.service.server.store.find(serial, first):
+                        after_store += 1
                     if (index + 1) % 10 == 0:
                         bench.log(f"soak relay: {index + 1}/{kills} kills")
                 left_before = register.ofd_status().unsent
+                ofd.control({"action": "clear"})
                 final = register.ofd_exchange(ofd.service.address, timeout=5.0)
             finally:
                 if register is not None:
@@ -130,6 +151,12 @@ def relay(bench: Bench) -> Iterator[Figure]:
     yield Figure("soak.relay.kills", killed, "count", note)
     yield Figure("soak.relay.exited", exited, "count", "relays that ended by themselves; 0")
     yield Figure("soak.relay.documents", documents, "count", "each once at the OFD")
+    yield Figure(
+        "soak.relay.killed_after_store",
+        after_store,
+        "count",
+        "kills that left a document stored at the OFD, its receipt not in the FN",
+    )
     yield Figure("soak.relay.resent", resent, "count", "sent again after a kill, stored once")
     yield Figure("soak.relay.left_for_last_run", left_before, "count")
     yield Figure("soak.relay.problems", len(problems), "count", "must be 0")
