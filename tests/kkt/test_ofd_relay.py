@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -197,8 +198,13 @@ def test_a_sale_goes_on_while_the_relay_waits_for_the_ofd(
     sold: list[int] = []
 
     def send(host: str, port: int, message: bytes, timeout: float = 5.0) -> bytes:
-        if not sold:  # on the same Register, as a shop's program shares one
-            sold.append(register.sell(receipt_for(777)).document_number)
+        if not sold:  # another thread, the same Register, as a shop's program shares one
+            cashier = threading.Thread(
+                target=lambda: sold.append(register.sell(receipt_for(777)).document_number)
+            )
+            cashier.start()
+            cashier.join(30)  # held across this wait, the lock would keep the sale out for good
+            assert sold, "the sale waited for the relay's OFD exchange"
         return real_send(host, port, message, timeout)
 
     monkeypatch.setattr(ofd, "send_session", send)
@@ -345,3 +351,18 @@ def test_ofd_status_as_json() -> None:
         "blocked": False,
         "registerClock": "2026-03-03T10:00:00",
     }
+
+
+def test_atol_ofd_status_agrees_with_the_fn_without_a_last_receipt(tmp_path: Path) -> None:
+    """ATOL's A4h 20h gives the queue; no public ATOL command reads a document's receipt, so the
+    last receipt's time is None and `ofd_receipt` says why it cannot."""
+    with kkt.connect(f"emulator:{tmp_path / 'atol'}", protocol="atol") as register:
+        register.open_shift()
+        register.sell(receipt_for(300))
+        fn = register.device.commander.register.fn  # type: ignore[attr-defined]
+        status, queue = register.ofd_status(), fn.exchange_status()
+        assert (status.unsent, status.first_number) == (queue.queued, queue.first_unsent)
+        assert status.first_when == queue.first_unsent_when.replace(second=0)  # YY MM DD hh mm
+        assert status.last_receipt_when is None and status.days_left == 30
+        with pytest.raises(kkt.NotSupported, match="no public query"):
+            register.ofd_receipt(1)
