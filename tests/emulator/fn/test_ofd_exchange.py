@@ -12,6 +12,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.fn import FiscalStorage, FnCode, FnConfig, FnError, MemoryStore, SqliteStore
 from kkt.protocols.ffd import FnWarning, LifePhase, Payments, decode_tlv, find
@@ -23,7 +25,7 @@ from kkt.protocols.ofd import (
     operator_ack,
     parse_document_message,
 )
-from support.fn import OFD_INN, registration
+from support.fn import OFD_INN, START, registration
 
 DAY = dt.timedelta(days=1)
 ITEM = [(1059, [(1030, "Хлеб"), (1079, 100), (1023, 1), (1043, 100)])]
@@ -254,3 +256,28 @@ def test_message_key_is_the_fns_public_one(registered: FiscalStorage) -> None:
     message = parse_document_message(_read(registered))
     assert message.mac_is_valid(fn_message_key(registered.serial))
     assert not message.mac_is_valid(fn_message_key("9999078900009999"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    blocks=st.lists(st.integers(1, 600), min_size=1, max_size=30),
+    cancel_after=st.integers(0, 5),
+)
+def test_any_block_sizes_read_the_same_message(blocks: list[int], cancel_after: int) -> None:
+    """However a relay cuts its 23h reads, and wherever it cancels and starts again, it reads
+    the same bytes: the document's container, whole."""
+    fn = FiscalStorage(MemoryStore(), ManualClock(START), config=FnConfig(archive_capacity=100))
+    fn.register(registration())
+    fn.set_transport(True)
+    size = fn.start_reading()
+    whole = fn.read_block(0, size)
+    for _ in range(cancel_after):
+        fn.read_block(0, blocks[0])
+        fn.cancel_reading()
+        assert fn.start_reading() == size
+    message, cuts = b"", iter(blocks * (size // min(blocks) + 1))
+    while len(message) < size:
+        message += fn.read_block(len(message), next(cuts))
+    fn.finish_reading()
+    assert message == whole and len(message) == size
+    assert check_document_message(message).fd_number == 1
