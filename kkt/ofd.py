@@ -314,7 +314,8 @@ def relay(
             raise OfdRefused(
                 f"the OFD refused document {confirms or number} with code {code} "
                 f"({_1022_MEANINGS.get(code, 'FFD Table 34')}); its answer was written into the "
-                "FN; ask your OFD about the document before sending more",
+                "FN, which keeps the document first in its queue: ask your OFD about it before "
+                "relaying again",
                 code=code,
                 document=confirms or number,
             )

@@ -261,6 +261,9 @@ def test_an_ofd_that_refuses_the_document_stops_the_relay_with_its_code(
     with pytest.raises(kkt.OfdRefused, match="code 14") as raised:
         register_over(device).ofd_exchange(address(served_ofd))
     assert (raised.value.code, raised.value.document) == (14, 1)
+    assert device.fn.exchange_status().first_unsent == 1  # the FN keeps it first in its queue
+    assert register_over(device).ofd_exchange(address(served_ofd)).left == 0  # accepted now
+    check_everything_delivered_once(device, served_ofd)
 
 
 @pytest.mark.parametrize("text", ["ofd.example", "host:0", "host:port", ":7779", ""])
