@@ -289,8 +289,9 @@ def _hypothesis_inputs(
 def _fuzz_emulator(
     bench: Bench, seconds: float, problems: list[str], *, min_inputs: int = 0
 ) -> Iterator[Figure]:
-    """Garbled frames at the emulator for ``seconds`` -- and at least ``min_inputs`` of them, so a
-    short run on a loaded machine (the suite's) still sends some instead of finding its time gone."""
+    """Garbled frames at the emulator for ``seconds`` -- and at least ``min_inputs`` of them, so
+    a short run on a loaded machine (the suite's) still sends some instead of finding its time
+    gone."""
     device = open_device(bench.work / "fuzz-emulator")
     rng = random.Random(FUZZ_SEED)
     unanswered: list[str] = []
