@@ -19,7 +19,7 @@ from kkt.protocols.shtrih.frame import Deframer
 import kkt
 from kkt import __version__, errors
 
-from . import emulator_cli, register_cli, scan_cli
+from . import emulator_cli, ofd_cli, register_cli, scan_cli
 from .console import Output, waiting
 from .demo import run_demo
 from .describe import AtolReader, describe_token
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where prebuilt archives are kept between runs",
     )
     emulator_cli.add_parser(commands)
+    ofd_cli.add_parser(commands)
     return parser
 
 
@@ -217,6 +218,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _bench(args)
     if command == "emulator":
         return emulator_cli.run(args)
+    if command == "ofd":
+        return ofd_cli.run(args)
     if command == "decode":
         return _decode(args)
     out = Output(as_json=args.json)
