@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kkt.protocols.ofd import (
+    HEADER_SIZE,
     P_VERSION_12,
     P_VERSION_105,
     OfdWireError,
     decode_session,
     encode_session,
 )
-from kkt.protocols.ofd.session import HEADER_SIZE
 
 from ..fn import FiscalStorage, FnCode, FnError
 from .runner import DeviceRunner

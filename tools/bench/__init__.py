@@ -25,7 +25,7 @@ from kkt import Item, Payments, Receipt, Vat
 
 # The modules whose cases register themselves on import, in the order `kkt bench` runs them, and
 # the soaks' modules (registered by name, run only when asked for).
-CASE_MODULES = ("link", "receipts", "archive", "farm", "wire")
+CASE_MODULES = ("link", "receipts", "archive", "farm", "wire", "ofd")
 SOAK_MODULES = (
     "soak.lossy",
     "soak.crash",
