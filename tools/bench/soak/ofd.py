@@ -49,20 +49,17 @@ from .common import fail_if, first_few, receipt_for, tally_logs
 FAULTS_DOCUMENTS_QUICK = 100
 FAULTS_DOCUMENTS_FULL = 1000
 FAULTS_EVERY = 12  # receipts sold under one fault before the next
-# The OFD's faults, in turn (words of `kkt ofd ctl`); "up" clears the last one.
-FAULTS: tuple[tuple[str, ...], ...] = (
-    ("drop-ack",),
-    ("up",),
-    ("delay", "1.5"),  # past the register's --ofd-timeout below
-    ("up",),
-    ("corrupt",),
-    ("up",),
-    ("reset",),
-    ("up",),
-    ("reject", "14"),
-    ("up",),
-    ("down",),
-    ("up",),
+# The OFD's faults, in turn: each phase's `kkt ofd ctl` commands, then FAULTS_EVERY receipts.  The
+# counted faults (drop-ack, corrupt, reject) end by themselves; "down" while sessions are held by a
+# delay drops them mid-send (the OFD resets its open connections), which is the reset fault.
+FAULT_PHASES: tuple[tuple[tuple[str, ...], ...], ...] = (
+    (("drop-ack", "3"),),  # stored, then the connection closed without the receipt
+    (("delay", "1.5"),),  # past the register's --ofd-timeout below
+    (("delay", "0"), ("corrupt", "3")),  # receipts with a broken container CRC
+    (("reject", "14", "3"),),  # 1022 = 14: not stored, the FN keeps the document
+    (("delay", "0.3"), ("down",)),  # sessions cut mid-send, then refused connections
+    (("up",), ("delay", "0")),
+    (),  # a healthy link
 )
 CRASH_KILLS_QUICK = 4
 CRASH_KILLS_FULL = 20
@@ -253,18 +250,17 @@ def _faults(bench: Bench, protocol: str, documents: int) -> Iterator[Figure]:
             register = kkt.connect(emulator.url, protocol=protocol, settings=OFD_HOST)
             if not register.status().shift_open:
                 register.open_shift()
-            fault = 0
             index = 0
             while register.fn_info().last_document < documents - 1:  # the shift close: 1 more
                 if index % FAULTS_EVERY == 0:
-                    words = FAULTS[fault % len(FAULTS)]
-                    ofd.ctl(*words)
-                    faults_applied[words[0]] += 1
-                    fault += 1
+                    for words in FAULT_PHASES[index // FAULTS_EVERY % len(FAULT_PHASES)]:
+                        ofd.ctl(*words)
+                        faults_applied[words[0]] += 1
                 _sell(register, index)
                 index += 1
                 if index % 100 == 0:
-                    bench.log(f"soak ofd-faults: {index} receipts, fault {words[0]}")
+                    bench.log(f"soak ofd-faults: {index} receipts")
+            ofd.ctl("clear")
             ofd.ctl("up")
             register.close_shift()
             register.close()
@@ -331,7 +327,7 @@ def ofd_crash(bench: Bench) -> Iterator[Figure]:
                 unsent_at_kill.append(int(status["status"]["unsent"]))
                 emulator.kill()
                 killed += 1
-            ofd.ctl("up")
+            ofd.ctl("clear")
             emulator.start()
             left = wait_drained(state, time.monotonic() + DRAIN_SECONDS)
             if left:
