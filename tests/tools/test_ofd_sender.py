@@ -63,7 +63,7 @@ def test_every_document_reaches_the_ofd_once(
 ) -> None:
     emulator = served(tmp_path, protocol, ofd)
     try:
-        with kkt.connect(emulator.url, protocol=protocol, settings=soak.OFD_HOST) as register:
+        with soak.connect(emulator.url, protocol) as register:
             register.open_shift()
             for index in range(RECEIPTS):
                 register.sell(receipt_for(100 + index))
@@ -80,14 +80,15 @@ def test_every_document_reaches_the_ofd_once(
     assert len(held) == last
 
 
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
 def test_an_outage_blocks_sales_after_30_days_and_the_ofd_back_lifts_it(
-    tmp_path: Path, ofd: soak.OfdServer
+    tmp_path: Path, ofd: soak.OfdServer, protocol: str
 ) -> None:
     ofd.ctl("down")
-    emulator = served(tmp_path, "shtrih", ofd)
+    emulator = served(tmp_path, protocol, ofd)
     state = emulator.state
     try:
-        with kkt.connect(emulator.url, settings=soak.OFD_HOST) as register:
+        with soak.connect(emulator.url, protocol) as register:
             register.open_shift()
             for index in range(OUTAGE_RECEIPTS):
                 register.sell(receipt_for(100 + index))
@@ -118,7 +119,7 @@ def test_an_outage_blocks_sales_after_30_days_and_the_ofd_back_lifts_it(
         held = ofd.docs()
     finally:
         emulator.kill()
-    last, problems = soak.delivery_problems(state, "shtrih", held)
+    last, problems = soak.delivery_problems(state, protocol, held)
     assert problems == []
     assert len(held) == last == waiting + 3 + 3
 
@@ -132,7 +133,7 @@ def test_ctl_ofd_send_sends_the_queue_now(tmp_path: Path, ofd: soak.OfdServer) -
     )
     emulator.start()
     try:
-        with kkt.connect(emulator.url, settings=soak.OFD_HOST) as register:
+        with soak.connect(emulator.url, "shtrih") as register:
             register.open_shift()
             register.sell(receipt_for(100))
             first = register.fn_info().unsent

@@ -64,8 +64,8 @@ FAULT_PHASES: tuple[tuple[tuple[str, ...], ...], ...] = (
 CRASH_KILLS_QUICK = 4
 CRASH_KILLS_FULL = 20
 CRASH_RECEIPTS = (2, 12)  # receipts sold before each kill (uniform)
-CRASH_SLOW_OFD = "0.05"  # seconds the OFD holds each answer: the exchange is under way longer
-CRASH_KILL_AFTER = (0.0, 0.4)  # seconds after the last sale (uniform)
+CRASH_SLOW_OFD = "0.1"  # seconds the OFD holds each answer: the exchange is under way longer
+CRASH_KILL_AFTER = (0.0, 0.3)  # seconds after the last sale (uniform)
 REGISTER_OPTIONS = ("--ofd-retry", "0.2", "--ofd-timeout", "0.8")
 DRAIN_SECONDS = 120.0  # the queue must be empty within this once the OFD is healthy
 START_SECONDS = 60.0
@@ -159,6 +159,11 @@ def kkt_json(*words: str, check: bool = True) -> Any:
     return json.loads(done.stdout)
 
 
+def connect(url: str, protocol: str) -> kkt.Register:
+    """The driver on a register of the soaks' (Shtrih: looser timing; ATOL: its defaults)."""
+    return kkt.connect(url, protocol=protocol, settings=OFD_HOST if protocol == "shtrih" else None)
+
+
 def open_register(state: Path, protocol: str) -> Personality:
     personality = AtolRegister if protocol == "atol" else ShtrihRegister
     return personality.open(state)
@@ -247,7 +252,7 @@ def _faults(bench: Bench, protocol: str, documents: int) -> Iterator[Figure]:
                 options=("--ofd", ofd.address, *REGISTER_OPTIONS),
             )
             emulator.start()
-            register = kkt.connect(emulator.url, protocol=protocol, settings=OFD_HOST)
+            register = connect(emulator.url, protocol)
             if not register.status().shift_open:
                 register.open_shift()
             index = 0
@@ -272,6 +277,7 @@ def _faults(bench: Bench, protocol: str, documents: int) -> Iterator[Figure]:
                 )
             emulator.stop()
             held = ofd.docs()
+            stats = ofd.ctl("status")["stats"]
     finally:
         if register is not None:
             register.close()
@@ -281,13 +287,39 @@ def _faults(bench: Bench, protocol: str, documents: int) -> Iterator[Figure]:
     elapsed = time.monotonic() - started
     formed, broken = delivery_problems(state, protocol, held)
     problems += broken
+    # Each fault must have bitten, or the soak proved nothing about it.
+    for name, what in (
+        ("acks_dropped", "no receipt was dropped"),
+        ("refused", "no document was rejected"),
+        ("duplicates", "no document came twice (after a lost or late receipt)"),
+    ):
+        if not stats.get(name):
+            problems.append(f"{what}: the OFD's {name} is 0")
     note = ", ".join(f"{name} {count}" for name, count in faults_applied.most_common())
     yield Figure(
         "soak.ofd_faults.documents", formed, "count", f"in {elapsed:.0f} s; faults: {note}"
     )
     yield Figure("soak.ofd_faults.at_ofd", len(held), "count", "documents the OFD holds")
+    yield Figure(
+        "soak.ofd_faults.sessions",
+        stats.get("sessions", 0),
+        "count",
+        f"at the OFD: {stats.get('duplicates', 0)} repeated, {stats.get('refused', 0)} rejected, "
+        f"{stats.get('acks_dropped', 0)} receipts dropped, {stats.get('dropped', 0)} cut",
+    )
     yield Figure("soak.ofd_faults.problems", len(broken), "count", "must be 0")
     fail_if("ofd-faults", problems)
+
+
+def _after_kill(state: Path) -> tuple[int, list[str]]:
+    """The FN's unsent count right after a kill, and whether its archive verifies."""
+    device = open_register(state, "shtrih")
+    try:
+        verification = device.verify()
+        problems = [] if verification.ok else [first_few(list(verification.problems), 3)]
+        return device.fn.exchange_status().queued, problems
+    finally:
+        device.close()
 
 
 @case("ofd-crash", soak=True)
@@ -314,7 +346,7 @@ def ofd_crash(bench: Bench) -> Iterator[Figure]:
             emulator.options = ("--ofd", ofd.address, *REGISTER_OPTIONS)
             for _ in range(kills):
                 emulator.start()
-                register = kkt.connect(emulator.url, settings=OFD_HOST)
+                register = connect(emulator.url, "shtrih")
                 if not register.status().shift_open:
                     register.open_shift()
                 for _ in range(rng.randint(*CRASH_RECEIPTS)):
@@ -323,10 +355,11 @@ def ofd_crash(bench: Bench) -> Iterator[Figure]:
                 register.close()
                 register = None
                 time.sleep(rng.uniform(*CRASH_KILL_AFTER))
-                status = kkt_json("emulator", "ctl", "--state", str(state), "--json", "status")
-                unsent_at_kill.append(int(status["status"]["unsent"]))
                 emulator.kill()
                 killed += 1
+                unsent, broken = _after_kill(state)  # nothing moves the queue after the kill
+                unsent_at_kill.append(unsent)
+                problems += [f"after kill {killed}: {problem}" for problem in broken]
             ofd.ctl("clear")
             emulator.start()
             left = wait_drained(state, time.monotonic() + DRAIN_SECONDS)
