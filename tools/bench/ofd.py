@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from itertools import count
 
 from kkt.emulator.ofd import OfdThread
-from kkt.protocols.ffd import encode_tlv
+from kkt.protocols.ffd import TlvList, encode_tlv
 from kkt.protocols.ofd import (
     HEADER_SIZE,
     decode_session,
@@ -39,7 +39,7 @@ RECEIPT = 3  # the FFD document type
 
 def session_for(fd_number: int) -> bytes:
     """One FD of the emulated FN ``FN_SERIAL`` as a register sends it."""
-    body = [(1040, fd_number), (1041, FN_SERIAL), (1020, 10_000)]
+    body: TlvList = [(1040, fd_number), (1041, FN_SERIAL), (1020, 10_000)]
     document = encode_tlv([(RECEIPT, body)])
     message = document_message(FN_SERIAL, fd_number, RECEIPT, document, fn_message_key(FN_SERIAL))
     return encode_session(FN_SERIAL, message)

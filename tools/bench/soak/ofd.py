@@ -97,7 +97,10 @@ class OfdServer:
 
     def ctl(self, *words: str) -> dict[str, Any]:
         """``kkt ofd ctl --state DIR --json WORDS``: its JSON answer; raises `AssertionError`."""
-        return kkt_json("ofd", "ctl", "--state", str(self.state), "--json", *words)
+        answer: dict[str, Any] = kkt_json(
+            "ofd", "ctl", "--state", str(self.state), "--json", *words
+        )
+        return answer
 
     def docs(self) -> list[dict[str, Any]]:
         """``kkt ofd docs --state DIR --json``: one object per document the OFD holds."""
