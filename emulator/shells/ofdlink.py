@@ -44,7 +44,7 @@ from kkt.protocols.ofd import (
 from ..fn import FiscalStorage, FnCode, FnError
 from .runner import DeviceRunner
 
-log = logging.getLogger("kkt.emulator.ofd")
+log = logging.getLogger(__name__)
 
 # Shtrikh «Тайм-аут опроса ОФД» (a table dump in shtrih-m/javapos_shtrih, fact sheet §1.3): 5 s
 # between two tries of the queue while the OFD does not answer.

@@ -63,7 +63,8 @@ FAULT_PHASES: tuple[tuple[tuple[str, ...], ...], ...] = (
 )
 CRASH_KILLS_QUICK = 4
 CRASH_KILLS_FULL = 20
-CRASH_RECEIPTS = (2, 12)  # receipts sold before each kill (uniform)
+CRASH_RECEIPTS_QUICK = (2, 12)  # receipts sold before each kill (uniform)
+CRASH_RECEIPTS_FULL = (40, 60)  # ... about 1,000 documents in 20 kills
 CRASH_SLOW_OFD = "0.1"  # seconds the OFD holds each answer: the exchange is under way longer
 CRASH_KILL_AFTER = (0.0, 0.3)  # seconds after the last sale (uniform)
 REGISTER_OPTIONS = ("--ofd-retry", "0.2", "--ofd-timeout", "0.8")
@@ -329,6 +330,7 @@ def _after_kill(state: Path) -> tuple[int, list[str]]:
 def ofd_crash(bench: Bench) -> Iterator[Figure]:
     """kill -9 of the register mid-exchange with the OFD, again and again."""
     kills = bench.size(CRASH_KILLS_QUICK, CRASH_KILLS_FULL)
+    receipts = CRASH_RECEIPTS_QUICK if bench.quick else CRASH_RECEIPTS_FULL
     ofd = OfdServer(bench.work / "ofd-crash-ofd", bench.work / "ofd-crash-ofd.log")
     state = bench.work / "ofd-crash-register"
     emulator = EmulatorServer(
@@ -352,7 +354,7 @@ def ofd_crash(bench: Bench) -> Iterator[Figure]:
                 register = connect(emulator.url, "shtrih")
                 if not register.status().shift_open:
                     register.open_shift()
-                for _ in range(rng.randint(*CRASH_RECEIPTS)):
+                for _ in range(rng.randint(*receipts)):
                     _sell(register, sold)
                     sold += 1
                 register.close()
