@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from .store import OfdStore
 log = logging.getLogger("kkt.emulator.ofd")
 
 _READ = 65536
+_ACCEPT_TURNS = 5  # loop turns between accepting a socket and its handler running (+ margin)
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class OfdServer:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._refusing = False  # while the listener closes: connections that arrive are dropped
 
     # -- listening ----------------------------------------------------------------------------
 
@@ -127,16 +130,29 @@ class OfdServer:
 
     async def _stop_listening(self) -> None:
         server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        self._refusing = True
+        try:
+            if server is not None:
+                server.close()
+            # A connection accepted just before `close` reaches `_client` a few loop turns later
+            # (which drops it); CPython 3.11 may instead drop the accepted socket unclosed, which
+            # only the garbage collector closes (as `kkt.emulator.shells.tcp` found).
+            for _ in range(_ACCEPT_TURNS):
+                await asyncio.sleep(0)
+            gc.collect()
+            await self._drop_connections()
+            if server is not None:
+                await server.wait_closed()
+        finally:
+            self._refusing = False
+
+    async def _drop_connections(self) -> None:
         for writer in list(self._writers):
             writer.transport.abort()
         for task in list(self._clients):
             task.cancel()
         if self._clients:
             await asyncio.gather(*self._clients, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
 
     # -- one connection -----------------------------------------------------------------------
 
@@ -148,7 +164,7 @@ class OfdServer:
         peer = _peer(writer)
         self.stats.connections += 1
         try:
-            if self.faults.down:  # accepted just before `down`
+            if self._refusing or self.faults.down:  # accepted just before `down` or `close`
                 return
             await self._serve(reader, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -265,7 +281,7 @@ class OfdServer:
         if isinstance(body, list):
             number, serial = find(body, 1040), find(body, 1041)
             if number is not None and number != fd:
-                return FORMAT_CHECK_FAILED, f"its 1040 is {number}, the container's FD {fd}"
+                return FORMAT_CHECK_FAILED, f"its 1040 is {number!r}, the container's FD {fd}"
             if isinstance(serial, str) and serial.strip() != fn:
                 return FORMAT_CHECK_FAILED, f"its 1041 is {serial.strip()}, the container's {fn}"
         return None

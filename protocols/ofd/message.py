@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..ffd.tlv import TlvError, Value, decode_tlv, encode_tlv, find
 from .container import MAX_FD, decode_container, encode_container
@@ -37,6 +38,7 @@ ACCEPTED = 0  # 1022: document accepted
 NOT_RECOGNISED = 11  # 1022: content not recognised
 FORMAT_CHECK_FAILED = 14  # 1022: failed the format-logic control
 _STLV_HEAD = struct.Struct("<HH")
+_T = TypeVar("_T")
 
 
 def fn_message_key(fn_serial: str) -> bytes:
@@ -177,7 +179,7 @@ def operator_ack(
     return encode_container(OPERATOR_CONFIRMATION, fn_serial, fd_number, stlv)
 
 
-def _need(items: list[tuple[int, Value]], tag: int, kind: type) -> Value:
+def _need(items: list[tuple[int, Value]], tag: int, kind: type[_T]) -> _T:
     value = find(items, tag)
     if not isinstance(value, kind):
         what = "missing" if value is None else f"a {type(value).__name__}"
@@ -201,10 +203,10 @@ def parse_operator_ack(container: bytes) -> OperatorAck:
     body = decoded[0][1]
     if not isinstance(body, list):  # pragma: no cover - tag 7 is an STLV in TAGS
         raise BadMessage("operator receipt: tag 7 is not an STLV")
-    fn_serial = str(_need(body, 1041, str)).strip()
+    fn_serial = _need(body, 1041, str).strip()
     fd_number = _need(body, 1040, int)
     when = _need(body, 1012, dt.datetime)
-    ofd_inn = str(_need(body, 1017, str)).strip()
+    ofd_inn = _need(body, 1017, str).strip()
     sign = _need(body, 1078, bytes)
     message = find(body, 1068)
     code = find(message, 1022) if isinstance(message, list) else find(body, 1206)
@@ -215,8 +217,6 @@ def parse_operator_ack(container: bytes) -> OperatorAck:
             f"operator receipt: header says FN {c.fn_serial} FD {c.fd_number}, "
             f"its TLV FN {fn_serial} FD {fd_number}"
         )
-    assert isinstance(fd_number, int) and isinstance(when, dt.datetime)
-    assert isinstance(sign, bytes)
     return OperatorAck(fn_serial, fd_number, when, ofd_inn, code, sign)
 
 

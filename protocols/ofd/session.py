@@ -223,7 +223,8 @@ class SessionReader(FrameReader[Session]):
     session raise their typed `OfdWireError`: the caller closes the connection, naming the cause.
     Otherwise (a capture, a noisy line) bytes before a signature are skipped as `Junk` and a bad
     session is dropped as a `BadFrame`, both kept in `dropped` for traces; reading resumes at the
-    next signature.
+    next signature.  A header is checked as soon as its 30 bytes are in (its CRC too, in mode 1);
+    a damaged length in a header without a CRC cannot be told from a long session: it waits.
     """
 
     __slots__ = ("dropped", "strict")
@@ -243,6 +244,8 @@ class SessionReader(FrameReader[Session]):
                 break
             try:
                 header = decode_header(bytes(self._raw[:HEADER_SIZE]))
+                if header.crc_mode == FLAG_CRC_HEADER:  # checkable before the body arrives
+                    check_session_crc(header, bytes(self._raw[:HEADER_SIZE]), b"")
             except OfdWireError as error:
                 self._bad(HEADER_SIZE, error)
                 continue
