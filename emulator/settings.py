@@ -30,10 +30,6 @@ class RegisterSettings:
     # registration of a register that sends to an OFD, the automat's number (1036) for automatic
     # mode, the sender's e-mail (1117) for receipts sent electronically.
     ofd_name: str = 'ООО "Тестовый ОФД"'
-    # Where a networked register sends its documents (`kkt emulator serve --ofd HOST:PORT`, like
-    # Shtrikh table 19 fields 1-2); "" = nowhere: the queue waits for a relay or `ctl ofd deliver`.
-    ofd_host: str = ""
-    ofd_port: int = 0
     machine_number: str = "1"
     sender_email: str = "kkt@example.org"
     # The register's own link to its OFD (Shtrih table 19: server, port, timeout; table 21 field

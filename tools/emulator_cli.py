@@ -141,8 +141,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--ofd-retry",
         type=float,
         metavar="S",
-        help=f"seconds between two tries while the OFD does not answer (default {DEFAULT_RETRY:g}, "
-        "Shtrikh's «Тайм-аут опроса ОФД»)",
+        help="seconds between two tries while the OFD does not answer (default: the register's "
+        f"«Тайм-аут опроса ОФД», Shtrih table 19 field 3, {DEFAULT_RETRY:g} s in a new state)",
     )
     ofd.add_argument(
         "--ofd-timeout",
@@ -216,31 +216,35 @@ def parse_address(text: str, option: str = "--tcp") -> Address:
 
 
 def ofd_address(args: argparse.Namespace, device: Personality) -> OfdAddress | None:
-    """Where the register sends (None: nowhere): ``--ofd`` stored in its settings first (``off``
-    clears them), then the settings; raises `CliError`."""
+    """Where the register sends (None: nowhere), from its settings (Shtrih table 19: server and
+    port; its «Тайм-аут опроса ОФД» is the interval between tries), which ``--ofd`` sets first
+    (``off`` clears them); raises `CliError`."""
     settings = device.settings
     given = getattr(args, "ofd", None)
     if given == "off":
-        settings.ofd_host, settings.ofd_port = "", 0
+        settings.ofd_host, settings.ofd_port = None, None
         settings.save()
     elif given is not None:
         host, port = parse_address(given, "--ofd")
         if port == 0:
             raise CliError("--ofd needs the OFD's port, e.g. 127.0.0.1:7779 (not 0)")
-        settings.ofd_host, settings.ofd_port = host, port
+        # The register exchanges by itself (table 21 field 2 = 1, "через ККТ").
+        settings.ofd_host, settings.ofd_port, settings.ofd_via_driver = host, port, False
         settings.save()
     retry, timeout = getattr(args, "ofd_retry", None), getattr(args, "ofd_timeout", None)
     for option, value in (("--ofd-retry", retry), ("--ofd-timeout", timeout)):
         if value is not None and not 0 < value <= 3600:  # also refuses nan
             raise CliError(f"{option} takes seconds from 0 to 3600 (not 0), not {value:g}")
-    if not settings.ofd_host:
+    if not settings.ofd_host or not settings.ofd_port or settings.ofd_via_driver:
         if retry is not None or timeout is not None:
             raise CliError("--ofd-retry and --ofd-timeout need an OFD: add --ofd HOST:PORT")
         return None
+    if retry is None:
+        retry = float(settings.ofd_timeout) if settings.ofd_timeout > 0 else DEFAULT_RETRY
     return OfdAddress(
         settings.ofd_host,
         settings.ofd_port,
-        retry=DEFAULT_RETRY if retry is None else retry,
+        retry=retry,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
     )
 
