@@ -144,8 +144,12 @@ class OfdLink:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            async with self._draining:
-                report = await self._drain()
+            try:
+                async with self._draining:
+                    report = await self._drain()
+            except Exception:  # a fault of the emulator's own: logged, and the queue tried again
+                log.exception("OFD: sending failed")
+                report = SendReport(error="internal error")
             if report.error is None:
                 await self._wake.wait()
             else:

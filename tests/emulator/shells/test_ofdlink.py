@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from kkt.emulator.control import ControlError, Controls
 from kkt.emulator.faults import Faults
+from kkt.emulator.fn.exchange import ExchangeStatus
 from kkt.emulator.ofd import OfdStore, OfdThread
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shells.ofdlink import OfdAddress
@@ -76,6 +77,17 @@ def test_each_document_goes_as_the_fn_forms_it(register: ShtrihRegister, ofd: Of
         assert link.sessions == last  # one session per document, none repeated
         status = register.fn.exchange_status()
         assert not status.transport_up and not status.reading  # 21h(0) after the queue
+        looks: list[object] = []
+        real = register.fn.exchange_status
+
+        def counted() -> ExchangeStatus:
+            looks.append(real())
+            return looks[-1]  # type: ignore[return-value]
+
+        register.fn.exchange_status = counted  # type: ignore[method-assign]
+        time.sleep(0.3)  # idle: no document formed, so the link does not look at the FN
+        del register.fn.exchange_status
+        assert looks == []
     for number in range(1, last + 1):
         assert register.fn.ofd_receipt(number).fd == number
 
