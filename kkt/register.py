@@ -334,6 +334,15 @@ class Register:
                 return settle_correction(device, before, operation, total)
             except (KktError, ProtocolError):
                 return settle_correction(device, before, operation, total)
+            if made.number <= before:
+                # "Formed", yet the FN's last document is not new: the answer is not this
+                # command's (an ATOL task ID another program reused), as for a sale.
+                log.warning(
+                    "correction answer names document %d, not after %d; settling",
+                    made.number,
+                    before,
+                )
+                return settle_correction(device, before, operation, total)
             try:
                 found = device.find_document(made.number)
                 return fiscal_result(device, found, total, int(operation))

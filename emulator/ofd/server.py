@@ -173,6 +173,9 @@ class OfdServer:
             # Only `close`/`down` cancel a connection: it ends here, quietly (a cancelled task
             # would make asyncio's stream callback log a traceback).
             log.info("ofd %s: connection closed by the OFD", peer)
+        except Exception:  # one connection's failure (a full disk) must not take the OFD down
+            self.stats.dropped += 1
+            log.exception("ofd %s: internal error; connection closed without an answer", peer)
         finally:
             self._clients.discard(task)
             self._writers.discard(writer)

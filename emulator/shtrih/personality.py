@@ -826,15 +826,17 @@ class ShtrihRegister(Personality):
 
     @staticmethod
     def _spread_discount(items: list[Item], hundredths: int) -> None:
-        """Take ``hundredths`` % of the total off the items in proportion, the rounding's kopeck
-        on the last one, so the receipt's discount is the total's, rounded half up."""
-        total = sum(item.amount for item in items)
-        whole = _percent_of(total, hundredths)
+        """Take ``hundredths`` % of the total off the items in proportion, so the receipt's
+        discount is the total's, rounded half up.  Each item's share is the rounded share of the
+        running total less the one before it: the shares add up to the whole, and each lies
+        within a kopeck of the item's exact share -- never over its amount, never of the other
+        sign (rounding each item alone and giving the last what is left can push the last one
+        below zero, or raise it under a discount)."""
+        running = 0
         given = 0
-        for index, item in enumerate(items):
-            share = (
-                whole - given if index == len(items) - 1 else _percent_of(item.amount, hundredths)
-            )
+        for item in items:
+            running += item.amount
+            share = _percent_of(running, hundredths) - given
             given += share
             _set_amount(item, item.amount - share)
 

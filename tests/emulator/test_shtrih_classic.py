@@ -190,3 +190,34 @@ def test_the_model_is_chosen_and_kept(tmp_path: Path) -> None:
         assert device.printer.width == 48
     finally:
         device.close()
+
+
+@pytest.mark.parametrize(
+    ("prices", "hundredths"),
+    [
+        ((209, 209, 209, 209, 1), 500),  # four items' shares round down by more than the last
+        ((1, 1, 1, 1), 5_000),  # four round up: the last would be charged more, not less
+        ((1, 1, 1, 1, 1), -4_000),  # a surcharge rounds the same way
+    ],
+)
+def test_a_receipt_discount_never_takes_an_item_below_zero_or_past_its_amount(
+    shift: ShtrihRegister, prices: tuple[int, ...], hundredths: int
+) -> None:
+    # Review: 85h's spread rounded each item's share on its own and gave the last item whatever
+    # was left, so a valid 5 % closing was refused 33h (the last item went negative) or a
+    # discount raised the last item's amount.  Each item's share must lie between 0 and its own
+    # amount's share rounded either way, the receipt's discount being the total's.
+    run(shift, classic.OpenReceipt(CASHIER, ReceiptType.SALE))
+    for price in prices:
+        run(shift, sale(price))
+    total = sum(prices)
+    whole = int(
+        (Decimal(total) * hundredths / 10_000).quantize(Decimal(1), rounding="ROUND_HALF_UP")
+    )
+    run(shift, classic.CloseReceipt(CASHIER, (total * 2, 0, 0, 0), hundredths, (0, 0, 0, 0), ""))
+    record = shift.fn.record(shift.fn.status().last_number)
+    assert record.total == total - whole
+    for price, item in zip(prices, items_of(shift, record.number), strict=True):
+        share = price - find(item, 1043)
+        exact = Decimal(price) * hundredths / 10_000
+        assert abs(share - exact) < 1, (price, find(item, 1043))

@@ -252,3 +252,37 @@ def test_the_fast_result_is_the_one_the_documents_tlv_gives(
     assert fiscal_result(register.device, found, receipt.total, int(operation)) == fast
     closed = register.close_shift()
     assert closed.when == register.find_document(closed.document_number).when
+
+
+def test_a_correction_closing_answer_naming_an_old_document_is_settled_not_trusted(
+    tmp_path: Path,
+) -> None:
+    """Review: an ATOL 4Ah answered "55 00 00" that is not this task's (another program's task
+    under the same TID, which a Req after a reconnect takes for ours) while the correction was
+    never formed.  A sale settles such an answer by the FN (its document is not after the
+    start); a correction reported the FN's previous document -- here the shift's opening -- as
+    itself, and left the correction open on the register."""
+    faked = {"done": False}
+
+    def rule(payload: bytes) -> str | bytes:
+        return "ok"
+
+    register, scripted = rig(tmp_path, rule)
+    inner = scripted.inner.exchange
+
+    def foreign_success(payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+        if code(payload) == 0x4A and not faked["done"]:
+            faked["done"] = True
+            return b"\x55\x00\x00"  # not executed: the answer belongs to another task
+        return inner(payload, answer_timeout=answer_timeout)
+
+    scripted.inner.exchange = foreign_success  # type: ignore[method-assign]
+    before = register.fn_info().last_document
+    try:
+        made = register.correction(Operation.SELL, 12_300, reason="акт 6")
+    except (kkt.NotFiscalized, kkt.OutcomeUnknown):
+        assert scripted.documents(31) == []
+    else:
+        assert made.document_number > before
+        assert scripted.documents(31) == [made.document_number]
+    assert not register.status().receipt_open

@@ -269,3 +269,19 @@ def test_receipts_carry_the_ofds_clock(tmp_path: Path) -> None:
         answer = exchange(ofd.port, fd_session(1))
         assert answer is not None
         assert parse_operator_ack(answer.container).when >= before
+
+
+def test_an_internal_failure_closes_that_connection_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with caplog.at_level(logging.WARNING, "kkt.emulator.ofd"), OfdThread(tmp_path) as ofd:
+        monkeypatch.setattr(OfdStore, "add", full_disk)
+        assert exchange(ofd.port, fd_session(1)) is None  # nothing stored: nothing acknowledged
+        monkeypatch.undo()
+        assert _ack(exchange(ofd.port, fd_session(1))) == (1, 0)
+    assert "internal error; connection closed without an answer" in caplog.text
+    assert "No space left on device" in caplog.text
+    assert _stored(tmp_path) == [(FN, 1, 1, True)]

@@ -1096,3 +1096,49 @@ def test_garbage_never_raises_and_yields_typed_events(data: list[bytes], busy: b
                     assert isinstance(event, EVENT_TYPES)
         host.data_to_send()
         device.data_to_send()
+
+
+# -- review: an executed task's result and another host's Add under its TID ---------------------
+
+
+def _pump(host: Host, device: Device) -> None:
+    """Carry packets both ways until neither end has anything to say."""
+    while True:
+        to_device = host.link.data_to_send()
+        if to_device:
+            device.link.receive_data(to_device, device.now)
+        to_host = device.link.data_to_send()
+        if to_host:
+            host.feed(to_host)
+        if not to_device and not to_host:
+            return
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review15: TaskBuffer.add replaces a retired result whoever adds under its TID; "
+    "the owner's Req then takes another host's task for its own (design choice, see report)",
+)
+def test_a_result_retired_by_another_hosts_abort_is_not_answered_with_its_next_task() -> None:
+    # Host A's money-moving command runs; the connection drops before its F0.  Another program
+    # connects, Aborts (A's result is retired, not dropped) and adds its own task under the same
+    # TID -- a 1-in-224 meeting for one task, certain over a day for a host that walks every TID.
+    # A's Req on its next connection must not answer with that task: it reported a refusal
+    # ("55 66 00", mode) for a receipt the FN holds, and the caller would sell it again.
+    buffer = TaskBuffer()
+    host = Host(HostSettings(packet=0.5, packet_tries=3, poll=0.2), first_tid=0x42)
+    first = Device(buffer, results="async")
+    host.send(CMD)  # money-moving: not repeatable
+    _pump(host, first)
+    first.run(b"\x55\x00\x00")  # executed; its F0 is lost with the connection
+    first.link.data_to_send()
+    other = Device(buffer, results="async")
+    other.feed(1, Abort())
+    other.feed(2, Add(0x42, HOST_FLAGS, CMD2))
+    other.run(b"\x55\x66\x00")  # the other program's task under the same TID, refused
+    other.replies()
+    second = Device(buffer, results="async")
+    host.link.reconnected(host.now)
+    _pump(host, second)
+    outcome = host.outcome()
+    assert not (isinstance(outcome, AnswerReceived) and outcome.answer == b"\x55\x66\x00")
