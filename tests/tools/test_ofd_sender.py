@@ -51,10 +51,7 @@ def served(tmp_path: Path, protocol: str, ofd: soak.OfdServer) -> EmulatorServer
 
 
 def ctl(state: Path, *words: str) -> dict[str, object]:
-    answer: dict[str, object] = soak.kkt_json(
-        "emulator", "ctl", "--state", str(state), "--json", *words
-    )
-    return answer
+    return soak.emulator_ctl(state, *words)
 
 
 @pytest.mark.parametrize("protocol", ["shtrih", "atol"])
@@ -142,8 +139,8 @@ def test_ctl_ofd_send_sends_the_queue_now(tmp_path: Path, ofd: soak.OfdServer) -
         )
         assert refused["ok"] is False and "wait" in str(refused["error"])
         ofd.ctl("up")
-        sent = ctl(emulator.state, "ofd", "send")
-        assert sent["sent"] == first and sent["unsent"] == 0
+        sent = soak.kkt_json("emulator", "ctl", "--state", str(emulator.state), "ofd", "send")
+        assert sent == {"sent": first, "first": 1, "last": first, "unsent": 0}
         assert ctl(emulator.state, "ofd", "send")["sent"] == 0  # nothing left
     finally:
         emulator.kill()

@@ -19,12 +19,14 @@ exactly once, and the FN has its receipt (41h) with nothing left unsent.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import random
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +42,7 @@ from kkt.protocols.shtrih.link import HostSettings
 
 import kkt
 
+from ... import emulator_cli, ofd_cli
 from .. import Bench, Figure, case
 from ..served import EmulatorServer
 from .common import fail_if, first_few, receipt_for, tally_logs
@@ -65,8 +68,8 @@ CRASH_KILLS_QUICK = 4
 CRASH_KILLS_FULL = 20
 CRASH_RECEIPTS_QUICK = (2, 12)  # receipts sold before each kill (uniform)
 CRASH_RECEIPTS_FULL = (40, 60)  # ... about 1,000 documents in 20 kills
-CRASH_SLOW_OFD = "0.1"  # seconds the OFD holds each answer: the exchange is under way longer
-CRASH_KILL_AFTER = (0.0, 0.3)  # seconds after the last sale (uniform)
+CRASH_SLOW_OFD = "0.15"  # seconds the OFD holds each answer: the exchange is under way longer
+CRASH_KILL_AFTER = (0.0, 0.2)  # seconds after the last sale (uniform)
 REGISTER_OPTIONS = ("--ofd-retry", "0.2", "--ofd-timeout", "0.8")
 DRAIN_SECONDS = 120.0  # the queue must be empty within this once the OFD is healthy
 START_SECONDS = 60.0
@@ -97,11 +100,9 @@ class OfdServer:
         self.port = _listening_port(self.process, self.log)
 
     def ctl(self, *words: str) -> dict[str, Any]:
-        """``kkt ofd ctl --state DIR --json WORDS``: its JSON answer; raises `AssertionError`."""
-        answer: dict[str, Any] = kkt_json(
-            "ofd", "ctl", "--state", str(self.state), "--json", *words
-        )
-        return answer
+        """What ``kkt ofd ctl --state DIR WORDS`` does (its request, on the control socket, without
+        a process's start-up); the answer; raises `AssertionError` when refused."""
+        return control(self.state, ofd_cli.control_request(list(words)))
 
     def docs(self) -> list[dict[str, Any]]:
         """``kkt ofd docs --state DIR --json``: one object per document the OFD holds."""
@@ -219,16 +220,58 @@ def _sell(register: kkt.Register, index: int) -> None:
     register.sell(receipt_for(10_000 + index))
 
 
+def control(state: Path, request: dict[str, Any], *, check: bool = True) -> dict[str, Any]:
+    """One request on the control socket of the emulator (or OFD) serving ``state``, as its
+    ``ctl`` sends it; the answer (``check``: raises `AssertionError` when refused)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(60)
+        # A server just started prints "listening" before its control socket listens (a killed
+        # one's socket file may still be there): wait for it.
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                connection.connect(str(state / "control.sock"))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        connection.sendall(json.dumps(request).encode() + b"\n")
+        with connection.makefile("rb") as lines:
+            answer: dict[str, Any] = json.loads(lines.readline())
+    if check and not answer.get("ok"):
+        raise AssertionError(f"{request}: refused: {answer.get('error')}")
+    return answer
+
+
+def emulator_ctl(state: Path, *words: str, check: bool = True) -> dict[str, Any]:
+    """What ``kkt emulator ctl --state DIR WORDS`` does, on the control socket directly."""
+    request = emulator_cli.control_request(argparse.Namespace(words=list(words)))
+    return control(state, request, check=check)
+
+
 def wait_drained(state: Path, deadline: float) -> int:
-    """Poll ``kkt emulator ctl status`` until the FN's unsent count is 0; the last count seen."""
+    """Poll the emulator's status until the FN's unsent count is 0; the last count seen."""
     unsent = -1
     while time.monotonic() < deadline:
-        answer = kkt_json("emulator", "ctl", "--state", str(state), "--json", "status")
+        answer = emulator_ctl(state, "status")
         unsent = int(answer["status"]["unsent"])
         if unsent == 0:
             return 0
         time.sleep(0.2)
     return unsent
+
+
+def _counted_faults_used(ofd: OfdServer) -> list[str]:
+    """Wait until the register's sessions have taken every counted fault (dropped receipts,
+    corrupt answers, rejections) before the next phase, so each one bites; a problem if not."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        faults = ofd.ctl("status")["faults"]
+        if not (faults["drop_ack"] or faults["corrupt"] or faults["reject_left"]):
+            return []
+        time.sleep(0.05)
+    return [f"the register never took the OFD's faults {faults} (does it still send?)"]
 
 
 @case("ofd-faults", soak=True)
@@ -262,6 +305,7 @@ def _faults(bench: Bench, protocol: str, documents: int) -> Iterator[Figure]:
             index = 0
             while register.fn_info().last_document < documents - 1:  # the shift close: 1 more
                 if index % FAULTS_EVERY == 0:
+                    problems += _counted_faults_used(ofd)
                     for words in FAULT_PHASES[index // FAULTS_EVERY % len(FAULT_PHASES)]:
                         ofd.ctl(*words)
                         faults_applied[words[0]] += 1
@@ -269,6 +313,7 @@ def _faults(bench: Bench, protocol: str, documents: int) -> Iterator[Figure]:
                 index += 1
                 if index % 100 == 0:
                     bench.log(f"soak ofd-faults: {index} receipts")
+            problems += _counted_faults_used(ofd)
             ofd.ctl("clear")
             ofd.ctl("up")
             register.close_shift()
