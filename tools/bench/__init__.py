@@ -33,6 +33,7 @@ SOAK_MODULES = (
     "soak.fuzz",
     "soak.keys",
     "soak.ofd",
+    "soak.relay",
 )
 
 
