@@ -32,6 +32,7 @@ SOAK_MODULES = (
     "soak.concurrency",
     "soak.fuzz",
     "soak.keys",
+    "soak.ofd",
     "soak.relay",
 )
 
