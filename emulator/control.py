@@ -8,8 +8,10 @@ cover, inject wire and device faults, read the tape.  One JSON object per line e
     {"action": "fault", "drop_answers": 1}         -> {"ok": true, "faults": {...}}
     {"action": "tape"}                             -> {"ok": true, "lines": [...], "width": 48}
     {"action": "ofd", "deliver": "all"}            -> {"ok": true, "delivered": 3, "unsent": 0}
+    {"action": "ofd", "send": true}                -> {"ok": true, "sent": 3, "unsent": 0, ...}
 
-Every action runs under the device's command lock, so it never lands in the middle of a command.
+Every action runs under the device's command lock, so it never lands in the middle of a command
+-- but ``ofd send``, a network exchange that takes the lock for each of the FN's steps itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +42,25 @@ class ControlError(Exception):
 class Controls:
     """What the control channel can do to one emulated register."""
 
-    def __init__(self, register: Personality, faults: Faults) -> None:
+    def __init__(
+        self,
+        register: Personality,
+        faults: Faults,
+        *,
+        ofd_send: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self.register = register
         self.faults = faults
+        self.ofd_send = ofd_send  # the served register's "send the OFD queue now"
+
+    def sends(self, request: dict[str, Any]) -> bool:
+        """Whether ``request`` is ``ofd send`` (run by `send`, outside the command lock)."""
+        return request.get("action") == "ofd" and request.get("send") is True
+
+    async def send(self) -> dict[str, Any]:
+        if self.ofd_send is None:
+            raise ControlError("this emulator has no OFD client; serve it with --ofd HOST:PORT")
+        return {"ok": True, **await self.ofd_send()}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         action = request.get("action")
@@ -164,8 +183,11 @@ async def serve_control(state: Path, controls: Controls, lock: asyncio.Lock) -> 
                     request = json.loads(line)
                     if not isinstance(request, dict):
                         raise ControlError("send one JSON object per line")
-                    async with lock:
-                        answer = controls.handle(request)
+                    if controls.sends(request):
+                        answer = await controls.send()
+                    else:
+                        async with lock:
+                            answer = controls.handle(request)
                 except (ControlError, json.JSONDecodeError, Refusal, FnError) as exc:
                     answer = {"ok": False, "error": str(exc)}
                 except Exception as exc:  # a control request must never take the emulator down

@@ -533,6 +533,7 @@ class RegisterModel:
         self.receipt = None
         self.pending_print = []
         self.last_document = []
+        self.fn.reset_exchange()  # the FN's exchange RAM too; its OFD queue is in the archive
 
     def status_text(self) -> dict[str, object]:
         """The state a tester reads through the control channel (the personality adds its

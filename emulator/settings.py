@@ -32,6 +32,13 @@ class RegisterSettings:
     ofd_name: str = 'ООО "Тестовый ОФД"'
     machine_number: str = "1"
     sender_email: str = "kkt@example.org"
+    # The register's own link to its OFD (Shtrih table 19: server, port, timeout; table 21 field
+    # 2: exchange mode).  ofd_host None: no network of its own -- a driver relays (FF30-FF33);
+    # ofd_via_driver: the mode "through the driver" (table 21 field 2 = 0) is set.
+    ofd_host: str | None = None
+    ofd_port: int | None = None
+    ofd_timeout: int = 5  # seconds; JavaPOS's table dump shows «Тайм-аут опроса офд» = 5
+    ofd_via_driver: bool = False
     passwords: dict[str, int] = field(default_factory=dict)  # operator -> password, when changed
     names: dict[str, str] = field(default_factory=dict)  # operator -> name, when changed
     table1: dict[str, str] = field(default_factory=dict)  # "row/field" -> hex value

@@ -10,7 +10,8 @@ Installed packages:
 The driver, from the top down (imports point down only; ``tests/kkt/test_layout.py`` checks):
 `connect` (a URL to a `Register`), `register` (the API and its exactly-once policy, one lock per
 command), `settle` (what became of a receipt after a failure: the FN's archive decides),
-`discover`; ``vendors/`` (`base`: the one `Device` contract and what every vendor does alike;
+`discover`; `ofd` (the FN's queue for the OFD, and the relay for a register with no network);
+``vendors/`` (`base`: the one `Device` contract and what every vendor does alike;
 `shtrih`, `atol`: the two vendors and their refusal codes); ``transport/`` (`session`: one loop
 over a port with each vendor's link; `ports`: opening a port by URL; `tcp`, `usb`, `inprocess`);
 ``formats/`` (`atol_json`: ATOL's receipt JSON); and the vocabulary every layer shares:
@@ -32,7 +33,12 @@ from .errors import (
     KeyConflict,
     KktError,
     NotFiscalized,
+    NotSupported,
     OfdBlocked,
+    OfdError,
+    OfdReceiptRefused,
+    OfdRefused,
+    OfdUnreachable,
     OutcomeUnknown,
     PaperOut,
     PortBusy,
@@ -59,7 +65,12 @@ __all__ = [
     "KeyConflict",
     "KktError",
     "NotFiscalized",
+    "NotSupported",
     "OfdBlocked",
+    "OfdError",
+    "OfdReceiptRefused",
+    "OfdRefused",
+    "OfdUnreachable",
     "Operation",
     "OutcomeUnknown",
     "PaperOut",

@@ -136,3 +136,44 @@ class FnExhausted(DeviceError):
 
 class OfdBlocked(DeviceError):
     """Documents have waited for the OFD too long (30 days): restore the OFD link first."""
+
+
+# -- the OFD (kkt.ofd) ---------------------------------------------------------------------------
+
+
+class OfdError(KktError):
+    """The exchange between the FN and the OFD (оператор фискальных данных) stopped.  Nothing was
+    lost: a document stays in the FN's queue until its receipt is written."""
+
+
+class OfdUnreachable(OfdError, TransportError):
+    """The OFD at ``address`` (host:port) did not answer, or answered something else than an OFD
+    session: check the address and the network, then run the exchange again."""
+
+    def __init__(self, message: str, *, address: str) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class OfdRefused(OfdError):
+    """The OFD answered document ``document`` with a non-zero 1022 code (FFD Table 34: 11 content
+    not recognised, 14 format-logic control failed)."""
+
+    def __init__(self, message: str, *, code: int, document: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.document = document
+
+
+class OfdReceiptRefused(OfdError, DeviceError):
+    """The register (its FN) refused the OFD's answer (FN 26h: bad sign, format, FD or FN number,
+    CRC, OFD INN); ``code`` is the register's error code."""
+
+
+class NotSupported(KktError):
+    """The register's protocol has no public way to do this; the message says what to do
+    instead."""
+
+
+class BadOfdAddress(KktError, ValueError):
+    """The OFD address is not HOST:PORT: nothing was sent."""

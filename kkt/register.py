@@ -25,6 +25,7 @@ from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
 
+from . import ofd
 from .cash import move_cash
 from .correction import MAX_NUMBER_CHARS, CorrectionBasis
 from .errors import (
@@ -38,6 +39,7 @@ from .errors import (
     PaperOut,
 )
 from .journal import Entry, Journal
+from .ofd import OfdExchangeResult, OfdStatus
 from .receipt import Operation, Receipt
 from .results import FiscalResult, Formed, Registration, ShiftInfo
 from .settle import (
@@ -220,7 +222,7 @@ class Register:
     document = _OnDevice(Device.read_document)
     clock = _OnDevice(Device.clock)
     shift_state = _OnDevice(Device.shift)
-    ofd_status = _OnDevice(Device.ofd_queue)
+    ofd_receipt = _OnDevice(Device.ofd_receipt)
     cash_in_drawer = _OnDevice(Device.cash_in_drawer)
     shift_totals = _OnDevice(Device.shift_totals)
 
@@ -275,6 +277,28 @@ class Register:
                         "close the shift first (`kkt shift close`), or set a time inside it"
                     )
             self.device.set_datetime(when)
+
+    # -- the OFD ----------------------------------------------------------------------------------
+
+    def ofd_status(self) -> OfdStatus:
+        """Unsent documents, the oldest one's number and date, the OFD's last receipt's time, and
+        the days left before the FN's 30-day block -- counted by the register's clock."""
+        with self._lock:
+            return ofd.status(self.device)
+
+    def ofd_exchange(
+        self, ofd_url: str, *, limit: int | None = None, timeout: float = ofd.OFD_TIMEOUT
+    ) -> OfdExchangeResult:
+        """Relay the FN's messages to the OFD at ``ofd_url`` (HOST:PORT) and its receipts back,
+        for a register with no network of its own, until none waits or ``limit`` were sent.
+
+        Safe to interrupt anywhere: a document stays in the FN's queue until its receipt is
+        written, and is read and sent again (the OFD keeps it once).  The register's lock is held
+        per step, not across the OFD's answer, so sales go on meanwhile (`kkt.ofd`).  Raises
+        `OfdUnreachable`, `OfdRefused` (the OFD's 1022 code), `OfdReceiptRefused` (the FN's), or
+        `NotSupported` (ATOL: no public protocol for it).
+        """
+        return ofd.relay(self._lock, self.device, ofd_url, limit=limit, timeout=timeout)
 
     def registration(self) -> Registration:
         """INN, RNM, user, address and FFD version from the FN's registration report."""

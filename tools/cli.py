@@ -19,7 +19,7 @@ from kkt.protocols.shtrih.frame import Deframer
 import kkt
 from kkt import __version__, errors
 
-from . import emulator_cli, ofd_cli, register_cli, scan_cli
+from . import emulator_cli, ofd_cli, ofd_relay_cli, register_cli, scan_cli
 from .console import Output, waiting
 from .demo import run_demo
 from .describe import AtolReader, describe_token
@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         help="measure speed and reliability and print figures",
-        description="Cases: link, receipts, archive (alias fn), farm, wire (default: all). "
-        "Soaks (--soak): lossy, crash, concurrency, fuzz, keys.",
+        description="Cases: link, receipts, archive (alias fn), farm, wire, ofd (default: all). "
+        "Soaks (--soak): lossy, crash, concurrency, fuzz, keys, ofd-faults, ofd-crash, relay.",
     )
     bench.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all)")
     bench.add_argument("--quick", action="store_true", help="small sizes: about a minute in all")
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where prebuilt archives are kept between runs",
     )
     emulator_cli.add_parser(commands)
-    ofd_cli.add_parser(commands)
+    ofd_relay_cli.add_relay_parser(ofd_cli.add_parser(commands), common)
     return parser
 
 
@@ -190,7 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (register_cli.UsageError, errors.ReceiptRejected, errors.CannotSend) as error:
+    except (
+        register_cli.UsageError,
+        errors.ReceiptRejected,
+        errors.CannotSend,
+        errors.BadOfdAddress,
+    ) as error:
         return _fail(name, str(error), EXIT_USAGE)
     except errors.DeviceError as error:
         return _fail(name, f"the register refused: {error}", EXIT_REFUSED)
@@ -200,9 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(name, f"outcome unknown: {error}", EXIT_UNKNOWN)
     except errors.KeyConflict as error:
         return _fail(name, f"key conflict: {error}", EXIT_CONFLICT)
-    except (errors.PortBusy, errors.WrongProtocol) as error:
-        # Another program holds the port or the state, or the device speaks the other protocol:
-        # the message names it and the way out; the link itself is fine, so doctor adds nothing.
+    except (errors.PortBusy, errors.WrongProtocol, errors.OfdUnreachable) as error:
+        # Another program holds the port or the state, the device speaks the other protocol, or
+        # the OFD does not answer: the message names it and the way out; doctor adds nothing.
         return _fail(name, str(error), EXIT_LINK)
     except (errors.TransportError, errors.BadAnswer) as error:
         return _fail(name, f"{error} (`kkt doctor --url {args.url}` checks the link)", EXIT_LINK)

@@ -33,6 +33,7 @@ from kkt.emulator.control import SOCKET_NAME
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import DEFAULT_PORTS, PROTOCOLS, Service
 from kkt.emulator.shells.atol import AtolOptions
+from kkt.emulator.shells.ofdlink import DEFAULT_RETRY, DEFAULT_TIMEOUT, OfdAddress
 from kkt.emulator.shells.pump import LinkTrace, TraceEvent, TraceFactory
 from kkt.emulator.shtrih import ShtrihRegister
 from kkt.emulator.state import LOCK_NAME, StateBusy, StateLock, state_owner
@@ -128,6 +129,27 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="retire (default): a full queue retires its oldest ended task (still answered to "
         "Req); refuse: B1 to every Add until a host acknowledges a result",
     )
+    ofd = serve.add_argument_group("the OFD (a networked register sends by itself)")
+    ofd.add_argument(
+        "--ofd",
+        metavar="HOST:PORT",
+        help="send every document the FN forms to the OFD at HOST:PORT (e.g. `kkt ofd serve`), "
+        "and the queue again while it does not answer; kept in the state (later serves send "
+        "there too); `--ofd off` stops it",
+    )
+    ofd.add_argument(
+        "--ofd-retry",
+        type=float,
+        metavar="S",
+        help="seconds between two tries while the OFD does not answer (default: the register's "
+        f"«Тайм-аут опроса ОФД», Shtrih table 19 field 3, {DEFAULT_RETRY:g} s in a new state)",
+    )
+    ofd.add_argument(
+        "--ofd-timeout",
+        type=float,
+        metavar="S",
+        help=f"seconds one document's session may take (default {DEFAULT_TIMEOUT:g})",
+    )
     serve.add_argument(
         "--trace",
         type=Path,
@@ -151,9 +173,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "actions: clock advance SECONDS | paper out|in|after LINES | cover open|close | "
             "fault drop-answer [N] | fault lose-answer [N] | fault hang-up [N] | "
             "fault wire [--drop P] [--corrupt P] [--delay S] [--split] [--seed N] | "
-            "fault clear | power-loss | tape | qr DOCUMENT | ofd deliver [N] | status "
+            "fault clear | power-loss | tape | qr DOCUMENT | ofd deliver [N] | ofd send | status "
             "(ofd deliver: confirm the FN's OFD queue, all or the oldest N, as an OFD would: "
-            "lifts the 30-day block)"
+            "lifts the 30-day block; ofd send: a register served with --ofd sends its queue "
+            "to the OFD now and says what it sent)"
         ),
     )
     ctl.add_argument("--state", type=Path, required=True, help="directory of the running emulator")
@@ -182,13 +205,48 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 2
 
 
-def parse_address(text: str) -> Address:
+def parse_address(text: str, option: str = "--tcp") -> Address:
     """``HOST:PORT`` (``[::1]:7778`` for IPv6) -> ``(host, port)``; raises `CliError`."""
     host, colon, port_text = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not colon or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise CliError(f"--tcp takes HOST:PORT, e.g. 127.0.0.1:7778 (port 0: any), not {text!r}")
+        example = "127.0.0.1:7778 (port 0: any)" if option == "--tcp" else "127.0.0.1:7779"
+        raise CliError(f"{option} takes HOST:PORT, e.g. {example}, not {text!r}")
     return host, int(port_text)
+
+
+def ofd_address(args: argparse.Namespace, device: Personality) -> OfdAddress | None:
+    """Where the register sends (None: nowhere), from its settings (Shtrih table 19: server and
+    port; its «Тайм-аут опроса ОФД» is the interval between tries), which ``--ofd`` sets first
+    (``off`` clears them); raises `CliError`."""
+    settings = device.settings
+    given = getattr(args, "ofd", None)
+    if given == "off":
+        settings.ofd_host, settings.ofd_port = None, None
+        settings.save()
+    elif given is not None:
+        host, port = parse_address(given, "--ofd")
+        if port == 0:
+            raise CliError("--ofd needs the OFD's port, e.g. 127.0.0.1:7779 (not 0)")
+        # The register exchanges by itself (table 21 field 2 = 1, "через ККТ").
+        settings.ofd_host, settings.ofd_port, settings.ofd_via_driver = host, port, False
+        settings.save()
+    retry, timeout = getattr(args, "ofd_retry", None), getattr(args, "ofd_timeout", None)
+    for option, value in (("--ofd-retry", retry), ("--ofd-timeout", timeout)):
+        if value is not None and not 0 < value <= 3600:  # also refuses nan
+            raise CliError(f"{option} takes seconds from 0 to 3600 (not 0), not {value:g}")
+    if not settings.ofd_host or not settings.ofd_port or settings.ofd_via_driver:
+        if retry is not None or timeout is not None:
+            raise CliError("--ofd-retry and --ofd-timeout need an OFD: add --ofd HOST:PORT")
+        return None
+    if retry is None:
+        retry = float(settings.ofd_timeout) if settings.ofd_timeout > 0 else DEFAULT_RETRY
+    return OfdAddress(
+        settings.ofd_host,
+        settings.ofd_port,
+        retry=retry,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+    )
 
 
 def prepare_state(path: Path) -> Path:
@@ -233,6 +291,8 @@ def atol_options(args: argparse.Namespace) -> AtolOptions | None:
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     atol_options(args)  # a wrong --atol-* option is refused before the state is touched
+    if args.ofd not in (None, "off"):
+        parse_address(args.ofd, "--ofd")  # ... and a wrong --ofd
     tcp = [parse_address(text) for text in args.tcp or ()]
     if not tcp and args.pty is None:
         tcp = [("127.0.0.1", DEFAULT_PORTS[args.protocol])]
@@ -339,6 +399,12 @@ async def _serve_until_signal(
                 print(f"listening pty {pty_server.link} -> {pty_server.tty_name}", file=out)
                 urls.append(str(pty_server.link))
             if isinstance(device, Personality):
+                ofd = ofd_address(args, device)
+                if ofd is not None:
+                    service.send_to_ofd(ofd)
+                    print(
+                        f"ofd tcp {ofd} (every {ofd.retry:g} s while it does not answer)", file=out
+                    )
                 _announce(device, args, urls)
                 print(f"control unix {await service.control(state)}", file=out)
             out.flush()
@@ -504,6 +570,8 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
         return {"action": action}
     if action == "qr" and len(rest) == 1:
         return {"action": "qr", "document": number(rest[0], low=1)}
+    if action == "ofd" and rest == ["send"]:
+        return {"action": "ofd", "send": True}
     if action == "ofd" and rest[:1] == ["deliver"] and len(rest) <= 2:
         deliver: int | float | str = number(rest[1], low=1) if len(rest) == 2 else "all"
         return {"action": "ofd", "deliver": deliver}

@@ -24,15 +24,15 @@ from kkt.render import RenderError
 from rich.console import Console as RichConsole
 
 from kkt import CorrectionBasis, Operation, Register
-from kkt.errors import KktError, ReceiptRejected, WrongMode
+from kkt.errors import KktError, NotSupported, ReceiptRejected, WrongMode
 from kkt.formats.atol_json import OPERATIONS, fiscal_params, receipt_from_atol
 from kkt.journal import Journal
+from kkt.ofd import OfdReceipt
 from kkt.results import Document, FiscalResult
 
 from .console import Output, grid, pairs, plural, show
 from .render_cli import add_render_options, write_rendered
 
-OFD_BLOCK_DAYS = 30  # documents unsent this long block new receipts (54-FZ art. 4.1)
 FNS_URL = "www.nalog.gov.ru"
 
 # Characters per line (font 1) by (vendor, model number from FCh / A5h); a model not here: not
@@ -225,17 +225,18 @@ def info(register: Register, args: argparse.Namespace, out: Output) -> None:
 
 def fn_info(register: Register, args: argparse.Namespace, out: Output) -> None:
     fn = register.fn_info()
-    ofd = register.ofd_status()
-    clock = register.clock() or dt.datetime.now()
+    ofd = register.ofd_status()  # its days count by the register's clock, as the FN's do
+    clock = ofd.clock or register.clock() or dt.datetime.now()
     today = clock.date()
     days_left = (fn.expires - today).days if fn.expires else None
     first_when = ofd.first_when
-    waiting = (clock - first_when).days if first_when else None
     unsent: dict[str, Any] = {
         "count": ofd.unsent,
         "firstNumber": ofd.first_number,
         "firstDateTime": first_when,
-        "daysUntilBlock": max(0, OFD_BLOCK_DAYS - waiting) if waiting is not None else None,
+        "daysUntilBlock": ofd.days_left,
+        "blocked": ofd.blocked,
+        "lastReceiptDateTime": ofd.last_receipt_when,
     }
     data = {
         "serial": fn.serial,
@@ -255,9 +256,11 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> None:
 
     queue = plural(unsent["count"], "document")
     if unsent["count"]:
-        queue += (
-            f", oldest #{unsent['firstNumber']} of {show(first_when)}; "
-            f"{plural(unsent['daysUntilBlock'], 'day')} until receipts are blocked"
+        queue += f", oldest #{unsent['firstNumber']} of {show(first_when)}; " + (
+            "receipts are BLOCKED until the OFD confirms it (`kkt ofd relay` sends the queue "
+            "for a register without a network)"
+            if ofd.blocked
+            else f"{plural(unsent['daysUntilBlock'], 'day')} until receipts are blocked"
         )
     expiry = f"{show(fn.expires)} ({plural(days_left or 0, 'day')} left)" if fn.expires else "—"
     rows = [
@@ -268,6 +271,7 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> None:
         ("firmware", fn.version),
         ("last document", fn.last_document),
         ("unsent to OFD", queue),
+        ("last OFD receipt", show(ofd.last_receipt_when) if ofd.last_receipt_when else "—"),
         ("warnings", data["warnings"] or "none"),
     ]
     out.pairs(data, None, rows)
@@ -475,7 +479,15 @@ def doc_command(register: Register, args: argparse.Namespace, out: Output) -> No
         except RenderError as error:
             raise UsageError(str(error)) from None
         return
-    out.result(document.to_json(), lambda console: _show_document(console, document))
+    data = document.to_json()
+    try:
+        receipt = register.ofd_receipt(args.number)
+        data["ofdReceipt"] = receipt.to_json() if receipt else None
+    except NotSupported:  # ATOL: whether the OFD acknowledged it cannot be asked
+        receipt = None
+    out.result(
+        data, lambda console: _show_document(console, document, receipt, "ofdReceipt" in data)
+    )
 
 
 def docs_command(register: Register, args: argparse.Namespace, out: Output) -> None:
@@ -504,14 +516,26 @@ def docs_command(register: Register, args: argparse.Namespace, out: Output) -> N
             step()
 
 
-def _show_document(console: RichConsole, document: Document) -> None:
+def _show_document(
+    console: RichConsole,
+    document: Document,
+    receipt: OfdReceipt | None = None,
+    asked: bool = False,
+) -> None:
+    """``asked``: the FN was asked for the document's OFD receipt (Shtrih FF3C)."""
+    if receipt is not None:
+        ofd = f"acknowledged {show(receipt.when)}, operator sign {receipt.sign[:16].hex().upper()}"
+    elif asked or document.ofd_confirmed:
+        ofd = "acknowledged" if document.ofd_confirmed else "waiting for the OFD's receipt"
+    else:
+        ofd = "unknown (the register's protocol cannot say)"
     console.print(
         pairs(
             f"Document {document.number}: {document.type_name}",
             [
                 ("date-time", _document_time(document)),
                 ("fiscal sign", document.fiscal_sign),
-                ("OFD", "confirmed" if document.ofd_confirmed else "waiting"),
+                ("OFD", ofd),
             ],
         )
     )

@@ -21,10 +21,11 @@ from rich.console import Console as RichConsole
 
 import kkt
 from kkt.discover import BAUD_RATES, discover, serial_ports
-from kkt.errors import KktError, PortBusy, TransportError, WrongProtocol
+from kkt.errors import BadOfdAddress, KktError, PortBusy, TransportError, WrongProtocol
+from kkt.ofd import parse_address
 from kkt.transport.usb import SCHEME as USB_SCHEME
 
-from .console import Output, grid, plural, waiting
+from .console import Output, grid, plural, show, waiting
 from .register_cli import UsageError
 
 # Where `kkt emulator serve` listens by default: Shtrih, then ATOL (`kkt scan` with no arguments).
@@ -65,6 +66,11 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         description="Check, in order, everything that usually stands between you and a "
         "working register, and say how to fix what fails.",
         parents=[common],
+    )
+    doctor.add_argument(
+        "--ofd",
+        metavar="HOST:PORT",
+        help="also check that this computer reaches the OFD there (a TCP connection, nothing sent)",
     )
     doctor.set_defaults(handler=None, run=doctor_command)
 
@@ -305,23 +311,27 @@ class Doctor:
 
     def _ofd(self, register: kkt.Register, timeout_flag: bool) -> None:
         ofd = register.ofd_status()
+        last = (
+            f"; the OFD's last receipt {show(ofd.last_receipt_when)}"
+            if ofd.last_receipt_when
+            else ""
+        )
+        if self.args.ofd:
+            self._ofd_link(self.args.ofd)
         if not ofd.unsent or ofd.first_when is None:
-            self.note("ofd", not timeout_flag, "nothing waits for the OFD")
+            self.note("ofd", not timeout_flag, "nothing waits for the OFD" + last)
             return
         # The FN counts the 30 days by the register's clock, not this computer's.
-        now = register.clock() or dt.datetime.now()
+        now = ofd.clock or dt.datetime.now()
         days = (now - ofd.first_when).days
-        blocked = days >= OFD_BLOCK_DAYS
-        ok = days < OFD_WARN_DAYS and not timeout_flag
-        where = (
-            ""
-            if not self.args.url or not self.args.url.startswith("emulator:")
-            else (self.args.url.removeprefix("emulator:"))
-        )
+        ok = days < OFD_WARN_DAYS and not timeout_flag and not ofd.blocked
+        url = self.args.url or "URL"
+        where = url.removeprefix("emulator:") if url.startswith("emulator:") else "DIR"
         fix = (
             "restore the register's link to the OFD (network, OFD settings) so it sends the "
-            "queue; an emulator's queue is delivered with "
-            f"`kkt emulator ctl --state {where or 'DIR'} ofd deliver`"
+            "queue; a register with no network of its own: `kkt ofd relay --url "
+            f"{url} --ofd HOST:PORT`; an emulator's queue is delivered with "
+            f"`kkt emulator ctl --state {where} ofd deliver`"
         )
         self.note(
             "ofd",
@@ -330,15 +340,36 @@ class Doctor:
             f"{ofd.first_number}) for {plural(days, 'day')}"
             + (
                 f": blocked, the FN forms no new documents after {OFD_BLOCK_DAYS} days"
-                if blocked
+                if ofd.blocked
                 else (
-                    f"; the FN warns (OFD timeout), blocked after {OFD_BLOCK_DAYS} days"
-                    if not ok
-                    else ""
+                    f"; {plural(ofd.days_left or 0, 'day')} until the FN blocks sales"
+                    + ("; the FN warns (OFD timeout)" if timeout_flag else "")
                 )
-            ),
+            )
+            + last,
             None if ok else fix,
         )
+
+    def _ofd_link(self, address: str) -> None:
+        """A TCP connection to the OFD the user named (--ofd): the register's own OFD setting is
+        not read (no portable query), and nothing is sent -- a document would change the FN's
+        queue, which is `kkt ofd relay`'s business, not a check's."""
+        try:
+            host, port = parse_address(address)
+            with socket.create_connection((host, port), timeout=self.args.timeout or 5.0):
+                pass
+        except BadOfdAddress as error:
+            self.note("ofd link", False, str(error), "give --ofd HOST:PORT")
+        except OSError as error:
+            self.note(
+                "ofd link",
+                False,
+                f"the OFD at {address} does not accept connections ({error})",
+                "check the OFD's address (its instructions, the register's OFD settings), this "
+                "computer's network and firewall",
+            )
+        else:
+            self.note("ofd link", True, f"the OFD at {address} accepts connections")
 
 
 def _fix_for(error: KktError, url: str) -> str:

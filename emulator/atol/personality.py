@@ -650,10 +650,15 @@ class AtolRegister(Personality):
         return c.FnShift(s.shift_open, s.shift_number & 0xFFFF, count & 0xFFFF)
 
     def _fn_ofd_status(self, r: c.GetFnOfdStatus) -> c.FnOfdStatus:
-        queue = self.fn.ofd_queue()
-        when = queue.first_when.replace(second=0) if queue.first_when else None
-        state = 0x02 if queue.unsent else 0  # bit 1: messages for the OFD
-        return c.FnOfdStatus(state, False, min(queue.unsent, 0xFFFF), queue.first_number, when)
+        status = self.fn.exchange_status()  # the FN's 20h, passed through
+        when = status.first_unsent_when
+        return c.FnOfdStatus(
+            status.status_bits,
+            status.reading,
+            min(status.queued, 0xFFFF),
+            status.first_unsent,
+            when.replace(second=0, microsecond=0) if when else None,
+        )
 
     def _fn_status(self, r: c.GetFnStatus) -> c.FnStatus:
         """The FN's 30h answer passed through (unverified for ATOL: see `c.FnStatus`)."""

@@ -3,6 +3,7 @@
 from .archive import ArchiveRecord, compute_sign, verify_sign
 from .counters import CorrectionCounters, Counters, OperationCounters, VatSums
 from .errors import FnCode, FnError
+from .exchange import ExchangeStatus, OfdReceipt
 from .model import FiscalStorage, FnStatus, Formed, OfdQueue, Verification
 from .state import (
     KEY_LIFE_13_MONTHS,
@@ -21,6 +22,7 @@ __all__ = [
     "ArchiveRecord",
     "CorrectionCounters",
     "Counters",
+    "ExchangeStatus",
     "FiscalStorage",
     "FnCode",
     "FnConfig",
@@ -31,6 +33,7 @@ __all__ = [
     "Formed",
     "MemoryStore",
     "OfdQueue",
+    "OfdReceipt",
     "OperationCounters",
     "Registration",
     "SqliteStore",

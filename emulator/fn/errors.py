@@ -22,6 +22,7 @@ class FnCode(enum.IntEnum):
     DUPLICATE_TAG = 0x0C
     MISSING_DATA = 0x0D
     TLV_TOO_BIG = 0x10
+    NO_TRANSPORT = 0x11  # 22h/23h without 21h(1): "no transport connection"
     RESOURCE_EXHAUSTED = 0x12
     STORAGE_LIMITED = 0x14
     SHIFT_EXPIRED = 0x16
@@ -29,10 +30,12 @@ class FnCode(enum.IntEnum):
 
 
 class FnError(Exception):
-    """The FN refused; nothing was written.  ``code`` is the FNS result code."""
+    """The FN refused; nothing was written.  ``code`` is the FNS result code; ``reason`` the byte
+    that follows a 20h refusal of an OFD receipt (26h: 1..6), else 0."""
 
-    def __init__(self, code: FnCode, message: str) -> None:
+    def __init__(self, code: FnCode, message: str, *, reason: int = 0) -> None:
         super().__init__(
             f"FN error {int(code):02X}h ({code.name.lower().replace('_', ' ')}): {message}"
         )
         self.code = code
+        self.reason = reason

@@ -45,11 +45,13 @@ from kkt.protocols.ffd import (
     inn_is_valid,
     rnm_is_valid,
 )
+from kkt.protocols.ofd import ACCEPTED, document_message, fn_message_key, operator_sign
 
 from ..clock import Clock
 from .archive import ArchiveRecord, compute_sign, short_record, verify_sign
 from .counters import NO_VAT, OPERATIONS, Counters, VatSums
 from .errors import FnCode, FnError
+from .exchange import BAD_FD_NUMBER, ExchangeStatus, OfdReceipt, check_receipt, refused
 from .state import FnConfig, FnState, Registration
 from .storage import FnStore
 
@@ -122,6 +124,11 @@ class FiscalStorage:
                 "use a new directory for a different FN"
             )
         self._state = state
+        # The exchange's RAM (see "OFD" below): lost with the process, as a real FN's is.
+        self._transport_up = False
+        self._message: bytes | None = None  # 22h took it; 24h/25h end the reading
+        self._message_number = 0
+        self._sent = 0  # the document read whole (25h) whose receipt is awaited
 
     def close(self) -> None:
         """Close the storage underneath (the state directory may then be opened again)."""
@@ -427,9 +434,112 @@ class FiscalStorage:
         )
 
     # -- OFD -------------------------------------------------------------------------------------
+    #
+    # The exchange (FNS 20h-26h, 41h, 42h; `exchange` says what each reports and the readings
+    # chosen).  What a receipt changes is durable -- committed to the archive with the queue's new
+    # head before 26h answers; what a reading holds (transport, message, "awaiting the receipt")
+    # lives in memory, as in the FN's RAM: a restart loses it and the document is read again.
+
+    def exchange_status(self) -> ExchangeStatus:
+        """20h (Shtrih FF39, ATOL A4h 20h)."""
+        s = self._state
+        queued = s.unsent_count
+        return ExchangeStatus(
+            transport_up=self._transport_up,
+            message_waiting=queued > 0,
+            awaiting_receipt=bool(s.first_unsent) and self._sent == s.first_unsent,
+            reading=self._message is not None,
+            queued=queued,
+            first_unsent=s.first_unsent,
+            first_unsent_when=s.first_unsent_when,
+        )
+
+    def set_transport(self, up: bool) -> None:
+        """21h: the register has (1) or has lost (0) its connection to the OFD; losing it ends a
+        reading begun."""
+        self._require(LifePhase.FISCAL, LifePhase.POST_FISCAL, LifePhase.ARCHIVE)
+        self._transport_up = bool(up)
+        if not up:
+            self._message = None
+
+    def start_reading(self) -> int:
+        """22h: take the message for the first unsent document; returns its length."""
+        self._require(LifePhase.FISCAL, LifePhase.POST_FISCAL, LifePhase.ARCHIVE)
+        if not self._transport_up:
+            raise FnError(FnCode.NO_TRANSPORT, "no transport connection: send 21h(1) first")
+        s = self._state
+        if not s.first_unsent:
+            raise FnError(FnCode.NO_DATA, "no message for the OFD (20h bit 1 is clear)")
+        record = self.record(s.first_unsent)
+        self._message = document_message(
+            s.config.serial, record.number, record.kind, record.tlv, fn_message_key(s.config.serial)
+        )
+        self._message_number = record.number
+        self._sent = 0  # read again: its receipt is awaited after this reading ends
+        return len(self._message)
+
+    def read_block(self, offset: int, size: int) -> bytes:
+        """23h: ``size`` bytes of the message from ``offset`` (fewer at its end)."""
+        if not self._transport_up:
+            raise FnError(FnCode.NO_TRANSPORT, "no transport connection: send 21h(1) first")
+        message = self._reading()
+        if not 0 <= offset <= len(message) or size < 0:
+            raise FnError(
+                FnCode.UNKNOWN_COMMAND,
+                f"offset {offset} is past the message's {len(message)} bytes",
+            )
+        return message[offset : offset + size]
+
+    def cancel_reading(self) -> None:
+        """24h: forget the reading; the document stays first in the queue."""
+        self._reading()
+        self._message = None
+
+    def finish_reading(self) -> None:
+        """25h: the message was read whole; its receipt is awaited (20h bit 2)."""
+        self._reading()
+        self._message = None
+        self._sent = self._message_number
+
+    def write_receipt(self, container: bytes) -> int:
+        """26h: take the OFD's receipt (the container, without the session header); return its
+        1022 code.  Refusals are result 20h with `FnError.reason` 1..6.  A receipt with code 0
+        for the first unsent document confirms it, durably, and the queue moves on; a receipt
+        for a document already confirmed changes nothing and answers its stored code."""
+        self._require(LifePhase.FISCAL, LifePhase.POST_FISCAL, LifePhase.ARCHIVE)
+        s = self._state
+        r = s.registration
+        assert r is not None
+        ack = check_receipt(container, fn_serial=s.config.serial, ofd_inn=r.ofd_inn)
+        if 1 <= ack.fd_number <= s.last_number and self._store.receipt(ack.fd_number):
+            return ACCEPTED  # written twice: harmless, the first receipt stays
+        if not s.first_unsent or ack.fd_number != s.first_unsent:
+            raise refused(
+                BAD_FD_NUMBER,
+                f"the receipt is for FD {ack.fd_number}; "
+                f"the FN awaits one for {s.first_unsent or 'no document'}",
+            )
+        if ack.code != ACCEPTED:
+            self._sent = 0  # the OFD did not accept it: it stays first, to be sent again
+            return ack.code
+        self._confirm(ack.fd_number, ack.when, ack.sign)
+        return ACCEPTED
+
+    def ofd_receipt(self, fd: int) -> OfdReceipt:
+        """41h: the OFD's receipt of document ``fd`` (08h when there is none yet)."""
+        self.record(fd)
+        receipt = self._store.receipt(fd)
+        if receipt is None:
+            raise FnError(FnCode.NO_DATA, f"document {fd} has no OFD receipt yet")
+        return OfdReceipt(receipt[0], receipt[1], fd)
+
+    def unconfirmed(self) -> int:
+        """42h: documents without an OFD receipt."""
+        return self._state.unsent_count
 
     def ofd_confirm(self, number: int) -> None:
-        """The OFD confirmed document ``number``; it must be the first in the queue."""
+        """The OFD confirmed document ``number`` (the control channel's way, no wire); it must be
+        the first in the queue.  The receipt kept carries the sign the emulated OFD would give."""
         self._require(LifePhase.FISCAL, LifePhase.POST_FISCAL)
         s = self._state
         if not s.first_unsent or number != s.first_unsent:
@@ -438,7 +548,15 @@ class FiscalStorage:
                 f"confirmation for document {number}, "
                 f"but the queue starts at {s.first_unsent or 'nothing'}",
             )
-        now = self._clock.now()
+        now = self._clock.now().replace(microsecond=0)
+        r = s.registration
+        assert r is not None
+        self._confirm(number, now, operator_sign(r.ofd_inn, s.config.serial, number, now))
+
+    def _confirm(self, number: int, when: dt.datetime, sign: bytes) -> None:
+        """Document ``number``, the first unsent, is confirmed: the receipt and the queue's new
+        head are written in one transaction."""
+        s = self._state
         following = self._store.record(number + 1) if number < s.last_number else None
         state = s.evolve(
             first_unsent=following.number if following else 0,
@@ -446,8 +564,21 @@ class FiscalStorage:
         )
         if following is None and s.phase is LifePhase.POST_FISCAL:
             state = state.evolve(phase=LifePhase.ARCHIVE)  # the FN-close report reached the OFD
-        self._store.save(state, confirmed=(number, now))
+        self._store.save(state, confirmed=(number, when, sign))
         self._state = state
+        self._sent = 0
+
+    def reset_exchange(self) -> None:
+        """Power lost: the exchange's RAM is gone (transport down, no reading, no receipt
+        awaited); the queue, kept in the archive, is whole."""
+        self._transport_up = False
+        self._message = None
+        self._sent = 0
+
+    def _reading(self) -> bytes:
+        if self._message is None:
+            raise FnError(FnCode.WRONG_STATE, "no message is being read: start with 22h")
+        return self._message
 
     # -- verification ----------------------------------------------------------------------------
 

@@ -28,19 +28,22 @@ from .counters import (
 )
 from .state import FnState
 
+# An OFD receipt the FN takes: the FD it confirms, the receipt's time (1012) and its ФПО (1078).
+Confirmation = tuple[int, dt.datetime, bytes]
+
 
 class MemoryStore:
     """Keeps everything in process memory: fast tests, nothing survives the process.
 
     Each store (this one, `SqliteStore`) offers ``load``, ``save(state, record, confirmed)`` --
     the new state and the document it formed (or the confirmation it took), atomically --
-    ``record``, ``records``, ``confirmed_at`` and ``close``.
+    ``record``, ``records``, ``confirmed_at``, ``receipt`` and ``close``.
     """
 
     def __init__(self) -> None:
         self._state: FnState | None = None
         self._records: dict[int, ArchiveRecord] = {}
-        self._confirmed: dict[int, dt.datetime] = {}
+        self._confirmed: dict[int, tuple[dt.datetime, bytes]] = {}
 
     def load(self) -> FnState | None:
         return self._state
@@ -49,12 +52,13 @@ class MemoryStore:
         self,
         state: FnState,
         record: ArchiveRecord | None = None,
-        confirmed: tuple[int, dt.datetime] | None = None,
+        confirmed: Confirmation | None = None,
     ) -> None:
         if record is not None:
             self._records[record.number] = record
         if confirmed is not None:
-            self._confirmed[confirmed[0]] = confirmed[1]
+            number, when, sign = confirmed
+            self._confirmed[number] = (when, sign)
         self._state = state
 
     def record(self, number: int) -> ArchiveRecord | None:
@@ -65,6 +69,10 @@ class MemoryStore:
             yield self._records[number]
 
     def confirmed_at(self, number: int) -> dt.datetime | None:
+        receipt = self._confirmed.get(number)
+        return None if receipt is None else receipt[0]
+
+    def receipt(self, number: int) -> tuple[dt.datetime, bytes] | None:
         return self._confirmed.get(number)
 
     def close(self) -> None:
@@ -89,9 +97,14 @@ CREATE TABLE IF NOT EXISTS documents (
     total INTEGER NOT NULL,
     {", ".join(f"{c.strip()} INTEGER NOT NULL" for c in _SUM_COLUMNS.split(","))},
     correction INTEGER NOT NULL,
-    confirmed_at TEXT
+    confirmed_at TEXT,
+    ofd_sign BLOB
 );
 """
+
+# Columns added after archives were first written, and how to add them to an old one in place
+# (the rows written before keep NULL: an old confirmation has a time but no ФПО).
+_ADDED_COLUMNS = {"ofd_sign": "BLOB"}
 
 _COLUMNS = (
     f"number, kind, at, fiscal_sign, shift, data, tlv, operation, total, {_SUM_COLUMNS}, correction"
@@ -129,6 +142,10 @@ class SqliteStore:
         # blocks the file already has instead of growing it, which makes each fsync cheaper.
         self._db.execute("PRAGMA wal_autocheckpoint=100")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(documents)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:  # an archive written before the column existed
+                self._db.execute(f"ALTER TABLE documents ADD COLUMN {column} {kind}")
         self._written: dict[str, str] = dict(self._db.execute("SELECT key, value FROM fn_meta"))
         self._meta_key: tuple[object, ...] = ()
         self._meta: dict[str, str] = {}
@@ -224,7 +241,7 @@ class SqliteStore:
         self,
         state: FnState,
         record: ArchiveRecord | None = None,
-        confirmed: tuple[int, dt.datetime] | None = None,
+        confirmed: Confirmation | None = None,
     ) -> None:
         changed = self._changed_meta(state, confirmed)
         db = self._db
@@ -233,9 +250,10 @@ class SqliteStore:
             if record is not None:
                 db.execute(_INSERT, _row(record))
             if confirmed is not None:
+                number, when, sign = confirmed
                 db.execute(
-                    "UPDATE documents SET confirmed_at = ? WHERE number = ?",
-                    (confirmed[1].isoformat(), confirmed[0]),
+                    "UPDATE documents SET confirmed_at = ?, ofd_sign = ? WHERE number = ?",
+                    (when.isoformat(), sign, number),
                 )
             if changed:
                 db.executemany(
@@ -247,9 +265,7 @@ class SqliteStore:
             raise
         self._written.update(changed)
 
-    def _changed_meta(
-        self, state: FnState, confirmed: tuple[int, dt.datetime] | None
-    ) -> dict[str, str]:
+    def _changed_meta(self, state: FnState, confirmed: Confirmation | None) -> dict[str, str]:
         # Identity and registration change a few times in an FN's life: serialise them only then.
         key = (
             state.config,
@@ -288,6 +304,15 @@ class SqliteStore:
             "SELECT confirmed_at FROM documents WHERE number = ?", (number,)
         ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def receipt(self, number: int) -> tuple[dt.datetime, bytes] | None:
+        """The OFD receipt of document ``number``: its time and ФПО (empty if kept without)."""
+        row = self._db.execute(
+            "SELECT confirmed_at, ofd_sign FROM documents WHERE number = ?", (number,)
+        ).fetchone()
+        if not row or not row[0]:
+            return None
+        return dt.datetime.fromisoformat(row[0]), bytes(row[1] or b"")
 
     def close(self) -> None:
         self._db.close()

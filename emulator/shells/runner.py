@@ -11,10 +11,13 @@ register, and other connections get their NAKs and timeouts on time.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..faults import Faults
+
+T = TypeVar("T")
 
 
 class Emulated(Protocol):
@@ -47,6 +50,9 @@ class DeviceRunner:
         self.faults = faults if faults is not None else Faults()
         # One worker: the device always sees the same thread, and a queue of one is all it needs.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kkt-device")
+        # Called on the loop after each command the worker ran (a document may have been formed):
+        # the register's OFD client wakes up on it instead of polling.
+        self.after_command: list[Callable[[], None]] = []
 
     async def execute(self, payload: bytes) -> bytes:
         """The device's answer to ``payload``; raises whatever the device raised."""
@@ -61,6 +67,20 @@ class DeviceRunner:
                 # A running command cannot be interrupted: keep the lock until the device is
                 # done, or a command from another runner would overlap it.
                 await asyncio.wait([future])
+                raise
+            finally:
+                for hook in self.after_command:
+                    hook()
+
+    async def call(self, function: Callable[[], T]) -> T:
+        """``function()`` run on the device's worker thread under the device's lock, between two
+        commands: how the register's own parts (its OFD client) reach the device."""
+        async with self._lock:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, function)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                await asyncio.wait([future])  # as in `execute`: the lock outlives the call
                 raise
 
     def execute_now(self, payload: bytes) -> bytes | None:

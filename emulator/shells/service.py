@@ -21,11 +21,12 @@ import threading
 from pathlib import Path
 from typing import Any, Self
 
-from ..control import SOCKET_NAME, Controls, serve_control
+from ..control import SOCKET_NAME, ControlError, Controls, serve_control
 from ..faults import Faults
 from ..personality import Personality
 from . import atol, shtrih
 from .listener import Listener, PumpFactory
+from .ofdlink import OfdAddress, OfdLink
 from .pty import PtyServer
 from .pump import Pump, TraceFactory
 from .runner import DeviceRunner, Emulated
@@ -62,6 +63,7 @@ class Service(Listener):
         self.listeners: list[Listener] = []
         self._control: asyncio.Server | None = None
         self._control_path: Path | None = None
+        self.ofd: OfdLink | None = None  # the register's own OFD client (`send_to_ofd`)
 
     async def tcp(
         self,
@@ -87,11 +89,23 @@ class Service(Listener):
         self.listeners.append(server)
         return server
 
+    def send_to_ofd(self, address: OfdAddress) -> OfdLink:
+        """Be a networked register: send every document the FN forms to the OFD at ``address``
+        (`ofdlink.OfdLink`, a task on this loop; closed with the service)."""
+        if not isinstance(self.device, Personality):
+            raise TypeError("only an emulated register has an FN to send from")
+        if self.ofd is not None:
+            raise RuntimeError(f"this register sends to {self.ofd.address} already")
+        self.ofd = OfdLink(self.device.fn, self.runner, address)
+        self.ofd.start()
+        return self.ofd
+
     async def control(self, state: Path) -> Path:
         """Listen on the control channel in the state directory ``state``; its socket's path."""
         if not isinstance(self.device, Personality):
             raise TypeError("the control channel steers an emulated register")
-        self._control = await serve_control(state, Controls(self.device, self.faults), self.lock)
+        controls = Controls(self.device, self.faults, ofd_send=self._ofd_send)
+        self._control = await serve_control(state, controls, self.lock)
         self._control_path = state / SOCKET_NAME
         return self._control_path
 
@@ -101,6 +115,8 @@ class Service(Listener):
             listener.close()
         if self._control is not None:
             self._control.close()
+        if self.ofd is not None:
+            self.ofd.close()
 
     async def wait_closed(self) -> None:
         """After `close`: wait for the commands still running, the control channel's clients
@@ -112,12 +128,29 @@ class Service(Listener):
                 await asyncio.wait([self.tasks.executor])
             if self._control is not None:
                 await self._control.wait_closed()
+            if self.ofd is not None:
+                await self.ofd.wait_closed()
         finally:
             if self._control_path is not None:
                 self._control_path.unlink(missing_ok=True)
             if self.tasks is not None:
                 self.tasks.close()
             self.runner.close()
+
+    async def _ofd_send(self) -> dict[str, Any]:
+        if self.ofd is None:
+            raise ControlError(
+                "this emulator has no OFD to send to: serve it with --ofd HOST:PORT (then it "
+                "sends by itself), relay with `kkt ofd relay`, or confirm with `ofd deliver`"
+            )
+        report = await self.ofd.send_now()
+        if report.error is not None:
+            raise ControlError(
+                f"sent {len(report.sent)}, then stopped: {report.error}; "
+                f"{report.unsent} documents wait (the register tries again every "
+                f"{self.ofd.address.retry:g} s)"
+            )
+        return report.as_dict()
 
     def _pumps(
         self, settings: Any, *, network: bool, filler_after_ack: bool | None = None
@@ -142,7 +175,8 @@ class ServiceThread:
     """A `Service` on TCP 127.0.0.1 (a free port: `port`) and, given ``pty``, a pseudo-terminal,
     run by a background thread's event loop; ``with`` starts it and stops it (thread joined).
 
-    ``settings`` is the TCP link's timing (the protocol's default if None).
+    ``settings`` is the TCP link's timing (the protocol's default if None); given ``ofd``, the
+    register sends its documents there (`Service.send_to_ofd`; the link is then `ofd`).
     """
 
     def __init__(
@@ -153,11 +187,14 @@ class ServiceThread:
         pty: Path | None = None,
         settings: Any = None,
         protocol: str = "shtrih",
+        ofd: OfdAddress | None = None,
     ) -> None:
         self.device = device
         self.faults = faults if faults is not None else Faults()
         self.protocol = protocol
         self.port = 0
+        self.ofd: OfdLink | None = None
+        self._ofd_address = ofd
         self._pty = pty
         self._settings = settings
         self._ready = threading.Event()
@@ -181,6 +218,11 @@ class ServiceThread:
                 self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
 
+    def run_on_loop(self, coroutine: Any) -> Any:
+        """Run ``coroutine`` on the service's loop from another thread; its result."""
+        assert self._loop is not None, "start the service first"
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(60)
+
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
@@ -198,5 +240,7 @@ class ServiceThread:
             self.port = server.port
             if self._pty is not None:
                 await service.pty(self._pty)
+            if self._ofd_address is not None:
+                self.ofd = service.send_to_ofd(self._ofd_address)
             self._ready.set()
             await self._stop.wait()

@@ -31,7 +31,7 @@ from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih import message as m
 from kkt.protocols.shtrih.frame import command_code
 from kkt.protocols.shtrih.models import M01F, ShtrihModel, model_named
-from kkt.protocols.shtrih.modes import EcrFlags, OfdStatus, TaxRate
+from kkt.protocols.shtrih.modes import EcrFlags, TaxRate
 
 from ..fn import FnCode, FnError, VatSums
 from ..personality import Personality, VendorRefusal
@@ -47,6 +47,7 @@ from ..receipt import (
     item_tax,
 )
 from ..register import ADMIN, OPERATOR, SYSADMIN, Reason, Refusal, RegisterModel
+from .ofd import MAX_BLOCK, OfdBuffer
 from .tables import BAD_FIELD, READ_ONLY, read_table, write_table
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ _TABLE_REASONS = {READ_ONLY: Reason.READ_ONLY, BAD_FIELD: Reason.BAD_PARAMETER}
 # in memory until the closing command (open, items, their tags, subtotal, cancel).
 QUICK_CODES = frozenset(
     {0x10, 0x11, 0x1A, 0x1B, 0x1F, 0xFC}
-    | {0xFF01, 0xFF02, 0xFF03, 0xFF04, 0xFF0A, 0xFF39, 0xFF3F, 0xFF40}
+    | {0xFF01, 0xFF02, 0xFF03, 0xFF04, 0xFF0A, 0xFF31, 0xFF39, 0xFF3C, 0xFF3F, 0xFF40}
     | {0x88, 0x89, 0x8D, 0xFF0C, 0xFF46, 0xFF4D}
 )
 
@@ -152,6 +153,7 @@ class ShtrihRegister(Personality):
         self.pending: tuple[int, TlvList] | None = None  # FF41/FF42/FF35/FF37 begun: (code, tags)
         self.pending_date: dt.date | None = None  # 22h given, 23h not yet
         self.tlv_reading: tuple[bytes, int] | None = None  # FF3A began: (document value, offset)
+        self.ofd_buffer = OfdBuffer()  # FF30-FF33: the exchange through the driver
         self.shtrih_model: ShtrihModel = M01F
         self.set_model(str(model.settings.extra.get(MODEL_KEY, M01F.name)))
         self._handlers: dict[type[m.Request[Any]], Callable[[Any], m.Answer]] = {
@@ -211,6 +213,11 @@ class ShtrihRegister(Personality):
             fn.MakeStateReport: self._state_report,
             fn.GetOfdExchangeStatus: self._ofd_status,
             fn.GetUnconfirmedCount: self._unconfirmed,
+            fn.GetBufferStatus: self._buffer_status,
+            fn.ReadBufferBlock: self._read_buffer,
+            fn.StartBufferWrite: self._start_buffer_write,
+            fn.WriteBufferBlock: self._write_buffer,
+            fn.GetOfdTicket: self._ofd_ticket,
             fn.GetShiftParams: self._shift_params,
             fn.CloseReceiptV2: self._close_receipt_v2,
             fn.OperationV2: self._operation_v2,
@@ -466,16 +473,42 @@ class ShtrihRegister(Personality):
 
     def _ofd_status(self, r: fn.GetOfdExchangeStatus) -> fn.OfdExchangeStatus:
         self._auth(r, OPERATOR)
-        queue = self.fn.ofd_queue()
-        status = OfdStatus.MESSAGE_FOR_OFD if queue.unsent else OfdStatus(0)
-        when = queue.first_when.replace(second=0) if queue.first_when else None
+        status = self.fn.exchange_status()  # the FN's 20h, passed through
+        when = status.first_unsent_when
         return fn.OfdExchangeStatus(
-            int(status), False, min(queue.unsent, 0xFFFF), queue.first_number, when
+            status.status_bits,
+            status.reading,
+            min(status.queued, 0xFFFF),
+            status.first_unsent,
+            when.replace(second=0, microsecond=0) if when else None,
         )
 
     def _unconfirmed(self, r: fn.GetUnconfirmedCount) -> fn.UnconfirmedCount:
         self._auth(r, OPERATOR)
-        return fn.UnconfirmedCount(min(self.fn.ofd_queue().unsent, 0xFFFF))
+        return fn.UnconfirmedCount(min(self.fn.unconfirmed(), 0xFFFF))  # the FN's 42h
+
+    def _buffer_status(self, r: fn.GetBufferStatus) -> fn.BufferStatus:
+        self._auth(r, SYSADMIN)
+        return fn.BufferStatus(self.ofd_buffer.load(self.fn), MAX_BLOCK)
+
+    def _read_buffer(self, r: fn.ReadBufferBlock) -> fn.BufferBlock:
+        self._auth(r, SYSADMIN)
+        return fn.BufferBlock(self.ofd_buffer.read(r.offset, r.count))
+
+    def _start_buffer_write(self, r: fn.StartBufferWrite) -> fn.WriteStarted:
+        self._auth(r, SYSADMIN)
+        return fn.WriteStarted(self.ofd_buffer.start_write(r.size))
+
+    def _write_buffer(self, r: fn.WriteBufferBlock) -> m.Answer:
+        self._auth(r, SYSADMIN)
+        self.ofd_buffer.write(self.fn, r.offset, r.data)
+        return classic.Empty()
+
+    def _ofd_ticket(self, r: fn.GetOfdTicket) -> fn.OfdTicket:
+        self._auth(r, SYSADMIN)
+        receipt = self.fn.ofd_receipt(r.number)  # the FN's 41h: 08h when there is none
+        when = receipt.when.replace(second=0, microsecond=0)
+        return fn.OfdTicket(when, receipt.archive_sign, receipt.fd)
 
     def _shift_params(self, r: fn.GetShiftParams) -> fn.ShiftParams:
         self._auth(r, OPERATOR)
@@ -844,6 +877,7 @@ class ShtrihRegister(Personality):
         super().power_loss()
         self.pending = None
         self.pending_date = None
+        self.ofd_buffer = OfdBuffer()
 
     def mode_text(self) -> dict[str, int]:
         return {"mode": self._mode(), "submode": self._submode()}

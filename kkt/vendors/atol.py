@@ -34,6 +34,7 @@ from ..errors import (
     DeviceError,
     KktError,
     NotFiscalized,
+    NotSupported,
     OutcomeUnknown,
     TransportError,
 )
@@ -79,6 +80,15 @@ MODE_NAMES: dict[int, str] = {
     Mode.EXTRA: "extra",
 }
 LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped by the device)
+# ATOL carries the OFD's TCP stream inside its v3 transport ("EthernetOverTransport", libfptr's
+# OfdChannel = PROTO), but no public source gives that framing (fact sheet ofd-cloud-marking.md
+# §1.4): the relay is not guessed.
+_NO_RELAY = (
+    'ATOL registers relay to the OFD through their own driver\'s "EthernetOverTransport" '
+    "channel, whose framing no public source describes, so this driver cannot carry the FN's "
+    'messages: give the register its own network (its OFD settings, channel "none" in '
+    "ATOL's driver), or on the emulator serve it with `kkt emulator serve --ofd HOST:PORT`"
+)
 OFD_BLOCK_DAYS = 30  # the FN refuses new documents once the oldest unsent waited this long
 REPORT_X = 1  # 67h report type: the daily report without closing (X)
 # ATOL codes (fact sheet §2.5) -> the class callers catch.
@@ -332,6 +342,12 @@ class AtolDevice(Device):
         if not status.unsent:
             return results.OfdQueue(0, None, None)
         return results.OfdQueue(status.unsent, status.first_unsent, status.first_unsent_when)
+
+    def ofd_read_message(self) -> bytes | None:
+        raise NotSupported(_NO_RELAY)
+
+    def ofd_write_answer(self, answer: bytes) -> None:
+        raise NotSupported(_NO_RELAY)
 
     def cash_in_drawer(self) -> int:
         return self._ask(c.GetCashInDrawer).amount

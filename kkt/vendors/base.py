@@ -33,10 +33,12 @@ from ..errors import (
     CannotSend,
     DeviceError,
     KktError,
+    NotSupported,
     OutcomeUnknown,
     TransportError,
     WrongProtocol,
 )
+from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt
 from ..results import (
     DeviceInfo,
@@ -290,6 +292,24 @@ class Device(ABC):
     def ofd_queue(self) -> OfdQueue:
         """How many documents wait for the OFD, and since when."""
 
+    def ofd_receipt(self, number: int) -> OfdReceipt | None:
+        """The OFD's receipt for document ``number`` as the FN keeps it (FN 41h), None when the
+        FN holds none (not acknowledged yet); `NotSupported` where the protocol has no such
+        query."""
+        raise NotSupported(
+            f"the {self.vendor} protocol has no public query for a document's OFD receipt"
+        )
+
+    def ofd_read_message(self) -> bytes | None:
+        """The message waiting for the OFD, whole (session header and container), or None when
+        none waits; reading it again before its answer is written gives it again."""
+        raise NotSupported(f"the {self.vendor} driver cannot relay the FN's messages")
+
+    def ofd_write_answer(self, answer: bytes) -> None:
+        """Hand the OFD's answer (session header and container) to the register, which passes
+        the receipt to the FN (`OfdReceiptRefused`-worthy refusals raise `DeviceError`)."""
+        raise NotSupported(f"the {self.vendor} driver cannot relay the FN's messages")
+
     @abstractmethod
     def cash_in_drawer(self) -> int:
         """The cash in the drawer as the register counts it, kopecks (a query: nothing prints)."""
@@ -378,7 +398,8 @@ def checked_serial(serial: str) -> str:
 OFD_BLOCKED = (
     "the FN holds documents the OFD has not confirmed for over 30 days, so it forms no new "
     "ones: restore the register's link to the OFD and let it send the queue (`kkt fn` shows it); "
-    "on the emulator, `kkt emulator ctl --state DIR ofd deliver` delivers it"
+    "a register with no network of its own sends it through this computer with `kkt ofd relay "
+    "--ofd HOST:PORT`; on the emulator, `kkt emulator ctl --state DIR ofd deliver` delivers it"
 )
 _INTERNET_1290 = 1 << 5  # tag 1290 bit 5: "Internet only" (FFD 1.2; 1108 before)
 _TAX_NAMES = {1: "osn", 2: "usnIncome", 4: "usnIncomeOutcome", 8: "envd", 16: "esn", 32: "patent"}

@@ -39,6 +39,7 @@ from ..errors import (
     OutcomeUnknown,
     TransportError,
 )
+from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt, Vat
 from .base import OFD_BLOCKED, Device, checked_serial, registration_mismatch
 
@@ -63,6 +64,10 @@ _RECEIPT_TYPE = {
 # count the shift's operations in this order (fact sheet §2.3, javapos ``CashRegister.java``).
 CASH_IN_DRAWER = 241
 _BY_OPERATION = ("sell", "buy", "sellReturn", "buyReturn")
+_NO_DATA = 0x08  # the FN's "no requested data": FF3C for a document without a receipt
+# FF31/FF33 blocks: the register says its largest (FF30, FF32); never more than fits a frame's
+# data with FF33's 9 bytes of command, password, offset and size (a frame carries 255).
+_BLOCK = 240
 # Shtrih codes (FN codes 01h-3Fh pass through) -> the class callers catch.
 REFUSALS: dict[int, type[DeviceError]] = {
     0x6B: errors.PaperOut,
@@ -277,6 +282,42 @@ class ShtrihDevice(Device):
         return results.OfdQueue(
             status.queue_count, status.first_document_number, status.first_document_datetime
         )
+
+    def ofd_receipt(self, number: int) -> OfdReceipt | None:
+        """FF3C: the OFD's receipt the FN keeps for document ``number`` (08h: none yet)."""
+        try:
+            ticket = self.raw(fn.GetOfdTicket(self.password, number))
+        except DeviceError as refusal:
+            if refusal.code == _NO_DATA:
+                return None
+            raise
+        return OfdReceipt(number, ticket.datetime, ticket.operator_sign)
+
+    def ofd_read_message(self) -> bytes | None:
+        """FF30, then FF31 blocks of the largest size FF30 allows (JavaPOS ``fsReadBlockData``).
+
+        Every block names its offset, so a block whose answer was lost is asked again, and a
+        message read half is read again whole on the next call (the register keeps it in its
+        buffer until the OFD's answer is written)."""
+        status = self.raw(fn.GetBufferStatus(self.password))
+        if not status.size:
+            return None
+        block = max(1, min(status.max_block or _BLOCK, _BLOCK))
+        data = bytearray()
+        while len(data) < status.size:
+            count = min(block, status.size - len(data))
+            piece = self.raw(fn.ReadBufferBlock(self.password, len(data), count)).data
+            if not piece:
+                raise BadAnswer(f"the register sent an empty block at {len(data)} of the message")
+            data += piece[:count]
+        return bytes(data)
+
+    def ofd_write_answer(self, answer: bytes) -> None:
+        """FF32 with the answer's size, then FF33 blocks; the last one passes it to the FN."""
+        started = self.raw(fn.StartBufferWrite(self.password, len(answer)))
+        block = max(1, min(started.max_block or _BLOCK, _BLOCK))
+        for offset in range(0, len(answer), block):
+            self.raw(fn.WriteBufferBlock(self.password, offset, answer[offset : offset + block]))
 
     def cash_in_drawer(self) -> int:
         return self.raw(classic.ReadCashRegister(self.password, CASH_IN_DRAWER)).value

@@ -77,6 +77,22 @@ class LineText(fields.TailText):
         return super().decode(data)
 
 
+class SizedBlock(fields.Tail):
+    """A length byte, then exactly that many bytes, ending the message (FF33's data block)."""
+
+    def decode(self, data: bytes) -> bytes:
+        if not data:
+            raise ValueError("the block's size byte is missing")
+        if data[0] != len(data) - 1:
+            raise ValueError(f"the size byte says {data[0]} bytes, {len(data) - 1} follow")
+        return data[1:]
+
+    def encode(self, value: Any) -> bytes:
+        if not isinstance(value, bytes | bytearray) or len(value) > 0xFF:
+            raise ValueError(f"must be at most 255 bytes, got {value!r}")
+        return bytes((len(value),)) + bytes(value)
+
+
 class DateDMY(fields.Stamp):
     def __init__(self) -> None:
         super().__init__("dmY", nullable=True)

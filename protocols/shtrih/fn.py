@@ -12,6 +12,13 @@ afilippov1985/kkt-shtrih (fact sheet §2.4).  Readings chosen where sources diff
   setting is on; it decodes to None otherwise.
 * FF46 tax rates are a bitmask (`TaxRate`), bit n-1 for tax n, as the OPOS driver encodes them.
 * Fiscal signs are 4-byte little-endian numbers, the form a receipt prints.
+* FF30-FF33 (the register's message buffer for an OFD exchange through the driver) and FF3C (the
+  OFD receipt by FD number): layouts from javapos_shtrih ``command/FSReadBufferStatus.java``,
+  ``FSReadBlock.java``, ``FSStartWriteBlock.java``, ``FSWriteBlock.java``, ``FSReadDocTicket.java``
+  and ``FSTicket.java`` (which decodes FF3C's data as the FN archive's receipt record, FNP table
+  189: YMD, HM, ФПО 18 bytes, FD number 4), and SH117 pp. 47-50 (fact sheet
+  ``ofd-cloud-marking.md`` §1.3).  FF3C's data is typed as that record; JavaPOS reads it only
+  when at least 27 bytes came, which is exactly its size.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from decimal import Decimal
 from .. import fields
 from ..errors import CodecError
 from ..ffd import DocumentType
-from ..fields import U8, U16, U32, Raw
+from ..fields import U8, U16, U32, Bytes, Raw
 from ..message import RequestClass, wire
 from .classic import Empty
 from .fields import (
@@ -37,6 +44,7 @@ from .fields import (
     Money5,
     OptionalMoney5,
     Quantity,
+    SizedBlock,
     TailText,
     Trailing,
     Tuple,
@@ -330,6 +338,84 @@ class UnconfirmedCount(Answer):
 @_fn_request(0xFF3F)
 class GetUnconfirmedCount(Request[UnconfirmedCount]):
     password: int = wire(U32)
+
+
+# -- the message buffer of an exchange through the driver (table 21 field 2 = 0) ------------------
+#
+# The register fills its buffer with the whole message for the OFD -- the 30-byte session header
+# and the FN's container -- when FF30 finds it empty and the FN has a message; the driver reads it
+# with FF31, sends it, and writes the OFD's whole answer (header included) back with FF32/FF33;
+# the register strips the header and hands the container to the FN (26h) once the last byte is
+# in (fact sheet ``ofd-cloud-marking.md`` §1.3, JavaPOS ``SMFiscalPrinterImpl.sendFDODocuments``).
+
+
+@answer
+class BufferStatus(Answer):
+    """FF30 answer: bytes waiting in the buffer (0 = nothing to send) and the largest block."""
+
+    size: int = wire(U16)
+    max_block: int = wire(U8)
+
+
+@_fn_request(0xFF30)
+class GetBufferStatus(Request[BufferStatus]):
+    password: int = wire(U32)  # the system administrator's
+
+
+@answer
+class BufferBlock(Answer):
+    data: bytes = wire(Raw)
+
+
+@_fn_request(0xFF31)
+class ReadBufferBlock(Request[BufferBlock]):
+    """Read ``count`` bytes of the buffer from ``offset`` (shorter at its end)."""
+
+    password: int = wire(U32)
+    offset: int = wire(U16)
+    count: int = wire(U8)
+
+
+@answer
+class WriteStarted(Answer):
+    max_block: int = wire(U8)
+
+
+# Repeatable, as FF31-FF33 are: each names its offset, so a resend writes the same bytes again,
+# and an OFD receipt the FN is given twice is harmless (it keeps the first).
+@_fn_request(0xFF32)
+class StartBufferWrite(Request[WriteStarted]):
+    """Start writing the OFD's answer of ``size`` bytes (its session header included)."""
+
+    password: int = wire(U32)
+    size: int = wire(U16)
+
+
+@_fn_request(0xFF33)
+class WriteBufferBlock(Request[Empty]):
+    """Write ``data`` (a size byte, then the bytes) at ``offset``; the last block passes the
+    answer to the FN, whose refusal (20h, 14h ...) this command answers."""
+
+    password: int = wire(U32)
+    offset: int = wire(U16)
+    data: bytes = wire(SizedBlock())
+
+
+@answer
+class OfdTicket(Answer):
+    """FF3C answer: the OFD's receipt as the FN's archive keeps it (FNP table 189)."""
+
+    datetime: dt.datetime | None = wire(DateTime5())
+    operator_sign: bytes = wire(Bytes(18))  # ФПО; the 16 bytes of tag 1078, then zeros
+    document_number: int = wire(U32)
+
+
+@_fn_request(0xFF3C)
+class GetOfdTicket(Request[OfdTicket]):
+    """The OFD receipt of fiscal document ``number``; the FN answers 08h when it has none."""
+
+    password: int = wire(U32)
+    number: int = wire(U32)
 
 
 # -- documents as TLV ------------------------------------------------------------------------------

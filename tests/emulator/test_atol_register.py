@@ -18,6 +18,7 @@ from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.errors import AtolDeviceError
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
 from kkt.protocols.ffd import DocumentType, decode_tlv, encode_tlv, find, parse_qr
+from kkt.protocols.ofd import operator_ack
 from kkt.protocols.shtrih import classic
 from support.fn import START
 
@@ -217,6 +218,26 @@ def test_fn_queries(register: AtolRegister) -> None:
     register_value = run(register, c.ReadRegister(0, 0x34, 0, 1)).data
     assert c.LastDocument.decode_data(register_value).number == 3
     assert refused(register, c.ReadRegister(0, 0x10)) == 0x6C
+
+
+def test_ofd_exchange_status_follows_the_fn(register: AtolRegister) -> None:
+    # A4h 20h is the FN's 20h passed through (atol4j FiscalDataExchangeStateRequest: "if the
+    # document was sent already, the number awaiting the receipt"): the emulated register's own
+    # sender drives the FN in process, the driver sees each step.
+    fn = register.fn
+    assert run(register, c.GetFnOfdStatus(0)).state == 0x02  # the registration waits
+    fn.set_transport(True)
+    fn.start_reading()
+    reading = run(register, c.GetFnOfdStatus(0))
+    assert (reading.state, reading.reading, reading.unsent, reading.first_unsent) == (3, True, 1, 1)
+    fn.finish_reading()
+    assert run(register, c.GetFnOfdStatus(0)).state == 0x07  # sent, awaiting the receipt
+    registration = fn.state.registration
+    assert registration is not None
+    fn.write_receipt(operator_ack(fn.serial, 1, START, registration.ofd_inn))
+    fn.set_transport(False)
+    done = run(register, c.GetFnOfdStatus(0))
+    assert (done.state, done.unsent, done.first_unsent, done.first_unsent_when) == (0, 0, 0, None)
 
 
 def test_a_correction_receipt(register: AtolRegister) -> None:

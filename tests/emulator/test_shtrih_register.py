@@ -128,6 +128,30 @@ def test_fn_commands(register: ShtrihRegister) -> None:
     assert run(register, classic.ReadTable(SYS, 18, 1, 4)).value == register.fn.serial.encode()
 
 
+def test_ofd_tables_19_and_21(register: ShtrihRegister) -> None:
+    # Table 19: server, port, timeout; table 21 field 2: exchange mode (1 register, 0 driver)
+    # (fact sheet ofd-cloud-marking.md §1.3).  They are the settings the register's sender reads.
+    settings = register.settings
+    assert (settings.ofd_host, settings.ofd_port, settings.ofd_via_driver) == (None, None, False)
+    assert run(register, classic.ReadTable(SYS, 21, 1, 2)).value == b"\x01"
+    run(register, classic.WriteTable(SYS, 19, 1, 1, b"127.0.0.1"))
+    run(register, classic.WriteTable(SYS, 19, 1, 2, (7779).to_bytes(2, "little")))
+    run(register, classic.WriteTable(SYS, 19, 1, 3, b"\x0a"))
+    run(register, classic.WriteTable(SYS, 21, 1, 2, b"\x00"))
+    assert (settings.ofd_host, settings.ofd_port, settings.ofd_timeout) == ("127.0.0.1", 7779, 10)
+    assert settings.ofd_via_driver
+    host = run(register, classic.ReadTable(SYS, 19, 1, 1)).value
+    assert host == b"127.0.0.1".ljust(64, b"\x00")
+    assert run(register, classic.ReadTable(SYS, 19, 1, 2)).value == b"\x63\x1e"
+    assert run(register, classic.ReadTable(SYS, 21, 1, 2)).value == b"\x00"
+    assert refused(register, classic.WriteTable(SYS, 21, 1, 2, b"\x02")) == 0x33
+    assert refused(register, classic.WriteTable(SYS, 19, 1, 2, (70000).to_bytes(4, "little"))) == (
+        0x33
+    )
+    run(register, classic.WriteTable(SYS, 19, 1, 1, b""))  # no server: the register has no network
+    assert settings.ofd_host is None
+
+
 def test_item_tags_and_receipt_tags_reach_the_document(register: ShtrihRegister) -> None:
     run(register, classic.OpenShift(SYS))
     run(register, classic.OpenReceipt(SYS, ReceiptType.SALE))

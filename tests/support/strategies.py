@@ -15,6 +15,7 @@ from typing import Any
 
 import construct as c
 from hypothesis import strategies as st
+from kkt.protocols import fields as common
 from kkt.protocols.shtrih import fields as f
 
 
@@ -79,6 +80,10 @@ def wire_strategy(con: Any) -> st.SearchStrategy[Any]:
         if con.fmtstr[-1].islower():
             return st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         return st.integers(0, 2**bits - 1)
+    if isinstance(con, f.SizedBlock):
+        return st.binary(max_size=0xFF)
+    if isinstance(con, common.Bytes):
+        return st.binary(min_size=con.size, max_size=con.size)
     if con is c.GreedyBytes:
         return st.binary(max_size=200)
     raise NotImplementedError(f"no strategy for wire type {con!r}")

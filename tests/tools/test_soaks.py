@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from kkt.tools.bench import Bench, Figure
-from kkt.tools.bench.soak import concurrency, crash, fuzz, keys, lossy
+from kkt.tools.bench.soak import concurrency, crash, fuzz, keys, lossy, relay
 
 import kkt
 
@@ -91,9 +91,9 @@ def test_concurrency_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_fuzz_soak_emulator(tmp_path: Path) -> None:
     problems: list[str] = []
-    figures = values(fuzz._fuzz_emulator(bench(tmp_path), 1.5, problems))
+    figures = values(fuzz._fuzz_emulator(bench(tmp_path), 1.5, problems, min_inputs=200))
     assert problems == []
-    assert figures["soak.fuzz.emulator.inputs"] > 0
+    assert figures["soak.fuzz.emulator.inputs"] >= 200
     assert figures["soak.fuzz.emulator.unanswered"] == 0
     assert figures["soak.fuzz.emulator.internal_errors"] == 0
 
@@ -156,3 +156,13 @@ def test_crash_soak_fails_when_a_receipt_is_never_done(
     monkeypatch.setattr(crash, "CRASH_RECEIPT_SECONDS", 0.3)
     with pytest.raises(AssertionError, match="not done after"):
         list(crash.crash(bench(tmp_path)))
+
+
+def test_relay_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of ``kkt ofd relay --loop`` 3 times (the full soak: 200), 2 sales before each."""
+    monkeypatch.setattr(relay, "RELAY_KILLS_QUICK", 3)
+    monkeypatch.setattr(relay, "RELAY_SALES", 2)
+    figures = values(relay.relay(bench(tmp_path)))  # a broken invariant raises
+    assert figures["soak.relay.kills"] == 3
+    assert figures["soak.relay.documents"] >= 2 + 3 * 2  # registration, shift, 6 receipts
+    assert figures["soak.relay.problems"] == 0

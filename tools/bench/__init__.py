@@ -26,7 +26,15 @@ from kkt import Item, Payments, Receipt, Vat
 # The modules whose cases register themselves on import, in the order `kkt bench` runs them, and
 # the soaks' modules (registered by name, run only when asked for).
 CASE_MODULES = ("link", "receipts", "archive", "farm", "wire", "ofd")
-SOAK_MODULES = ("soak.lossy", "soak.crash", "soak.concurrency", "soak.fuzz", "soak.keys")
+SOAK_MODULES = (
+    "soak.lossy",
+    "soak.crash",
+    "soak.concurrency",
+    "soak.fuzz",
+    "soak.keys",
+    "soak.ofd",
+    "soak.relay",
+)
 
 
 @dataclass(frozen=True, slots=True)

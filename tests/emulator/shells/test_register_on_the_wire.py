@@ -22,6 +22,13 @@ from kkt.emulator.control import Controls
 from kkt.emulator.faults import Faults
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.ffd import encode_tlv, parse_qr
+from kkt.protocols.ofd import (
+    P_VERSION_12,
+    check_document_message,
+    decode_session,
+    encode_session,
+    operator_ack,
+)
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.errors import ShtrihDeviceError
 from kkt.protocols.shtrih.frame import ACK, ENQ, FILLER, NAK, decode_frame, encode_frame
@@ -393,3 +400,85 @@ def test_clock_and_tables_commands(tmp_path: Path) -> None:
         assert caught.value.code == 0x7A
     finally:
         register.close()
+
+
+# -- the OFD exchange through the driver: FF30-FF33 (fact sheet ofd-cloud-marking.md §1.3) --------
+
+
+async def _read_buffer(wire: Wire) -> bytes:
+    """FF30, then FF31 in the register's block size: what JavaPOS's fsReadBlockData does."""
+    status = await wire.run(fn.GetBufferStatus(SYS))
+    data = b""
+    while len(data) < status.size:
+        data += (await wire.run(fn.ReadBufferBlock(SYS, len(data), status.max_block))).data
+    assert len(data) == status.size
+    return data
+
+
+async def _write_buffer(wire: Wire, answer: bytes) -> None:
+    """FF32, then FF33 blocks: JavaPOS's fsWriteBlockData, the OFD's header included."""
+    block = (await wire.run(fn.StartBufferWrite(SYS, len(answer)))).max_block
+    for offset in range(0, len(answer), block):
+        await wire.run(fn.WriteBufferBlock(SYS, offset, answer[offset : offset + block]))
+
+
+@pytest.mark.timeout(60)
+def test_ofd_exchange_through_the_driver_in_raw_bytes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with served(tmp_path, "tcp") as (rig, connect):
+            wire = await connect()
+            await wire.run(classic.OpenShift(SYS))
+            await wire.run(item(5_000))
+            await wire.run(close(5_000))
+            fn_state = rig.register.fn.state
+            serial, registration = fn_state.config.serial, fn_state.registration
+            assert registration is not None
+            queued = (await wire.run(fn.GetUnconfirmedCount(SYS))).count
+            assert queued == fn_state.last_number == 3
+            # interrupted: half the message read, then FF30 again gives the same bytes
+            status = await wire.run(fn.GetBufferStatus(SYS))
+            await wire.run(fn.ReadBufferBlock(SYS, 0, status.max_block))
+            first = await _read_buffer(wire)
+            assert (await wire.run(fn.GetOfdExchangeStatus(SYS))).status == 0x07
+            delivered, signs = [], {}
+            message = first
+            while message:
+                session = decode_session(message)
+                assert session.header.p_version == P_VERSION_12  # FFD 1.2 registered
+                assert session.header.fn_serial == serial
+                document = check_document_message(session.container)
+                when = rig.clock.now()
+                ack = operator_ack(serial, document.fd_number, when, registration.ofd_inn)
+                await _write_buffer(wire, encode_session(serial, ack))
+                delivered.append(document.fd_number)
+                signs[document.fd_number] = ack
+                message = await _read_buffer(wire)
+            assert delivered == [1, 2, 3]
+            assert (await wire.run(fn.GetUnconfirmedCount(SYS))).count == 0
+            status39 = await wire.run(fn.GetOfdExchangeStatus(SYS))
+            assert (status39.status, status39.queue_count, status39.first_document_number) == (
+                0,
+                0,
+                0,
+            )  # the transport was set down when FF30 found nothing
+            ticket = await wire.run(fn.GetOfdTicket(SYS, 2))
+            receipt = rig.register.fn.ofd_receipt(2)
+            assert ticket.operator_sign == receipt.sign + bytes(2) and ticket.document_number == 2
+            assert ticket.datetime == rig.clock.now().replace(second=0)
+            # the last block again: harmless; a receipt for an FD the FN does not await: 20h
+            await _write_buffer(wire, encode_session(serial, signs[3]))
+            await wire.run(classic.OpenReceipt(SYS, ReceiptType.SALE))
+            await wire.run(item(100))
+            await wire.run(close(100))
+            wrong = encode_session(serial, operator_ack(serial, 9, when, registration.ofd_inn))
+            block = (await wire.run(fn.StartBufferWrite(SYS, len(wrong)))).max_block
+            last = (len(wrong) - 1) // block * block
+            for offset in range(0, last, block):
+                await wire.run(fn.WriteBufferBlock(SYS, offset, wrong[offset : offset + block]))
+            # FD 9 is not the one awaited: the FN refuses, 20h (reason 3)
+            assert await wire.error(fn.WriteBufferBlock(SYS, last, wrong[last:])) == 0x20
+            assert (await wire.run(fn.GetUnconfirmedCount(SYS))).count == 1
+            assert await wire.error(fn.GetOfdTicket(SYS, 4)) == 0x08  # no receipt yet
+            assert rig.register.verify().ok
+
+    asyncio.run(scenario())
