@@ -27,7 +27,7 @@ from interop.atol_v3_client import IGNORE_ERROR, NEED_RESULT, AtolV3Client, Comm
 
 pytestmark = pytest.mark.timeout(300)
 
-CASH_INS = 60
+CASH_INS = 30  # the suite's size; 60 by hand: see the comment in the test
 LOSE_RATE = 0.3  # share of task results whose F0 packet the register loses (Req still finds them)
 BEEP = b"\x00\x00\x47"  # succeeds: "55 00 00", what a cash in's success looks like too
 NOT_IMPLEMENTED = b"\x00\x00\x01"  # refused 66h, as the foreign refusal of the review
