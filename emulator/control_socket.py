@@ -36,6 +36,7 @@ async def serve_json_lines(
     with contextlib.suppress(FileNotFoundError):
         if path.is_socket():
             path.unlink()
+    refused: tuple[type[BaseException], ...] = (NotAnObject, json.JSONDecodeError, *refusals)
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -45,7 +46,7 @@ async def serve_json_lines(
                     if not isinstance(request, dict):
                         raise NotAnObject
                     answer = await handle(request)
-                except (NotAnObject, json.JSONDecodeError, *refusals) as exc:
+                except refused as exc:
                     answer = {"ok": False, "error": str(exc)}
                 except Exception as exc:  # a control request must never take the server down
                     log.exception("control request failed")
