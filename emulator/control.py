@@ -17,14 +17,13 @@ Every action runs under the device's command lock, so it never lands in the midd
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from .control_socket import serve_json_lines
 from .faults import FIELDS, Faults
 from .fn import FnError
 from .personality import Personality
@@ -171,33 +170,13 @@ def _fault_problem(name: str, value: Any) -> str | None:
 
 async def serve_control(state: Path, controls: Controls, lock: asyncio.Lock) -> asyncio.Server:
     """Listen on ``state/control.sock`` (a stale socket file is replaced)."""
-    path = state / SOCKET_NAME
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_socket():
-            path.unlink()
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise ControlError("send one JSON object per line")
-                    if controls.sends(request):
-                        answer = await controls.send()
-                    else:
-                        async with lock:
-                            answer = controls.handle(request)
-                except (ControlError, json.JSONDecodeError, Refusal, FnError) as exc:
-                    answer = {"ok": False, "error": str(exc)}
-                except Exception as exc:  # a control request must never take the emulator down
-                    log.exception("control request failed")
-                    answer = {"ok": False, "error": f"internal error: {exc}"}
-                writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+    async def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if controls.sends(request):
+            return await controls.send()
+        async with lock:
+            return controls.handle(request)
 
-    return await asyncio.start_unix_server(client, path=str(path))
+    return await serve_json_lines(
+        state / SOCKET_NAME, handle, refusals=(ControlError, Refusal, FnError), log=log
+    )

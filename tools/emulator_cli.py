@@ -18,12 +18,10 @@ import datetime as dt
 import errno
 import json
 import logging
-import os
 import signal
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,7 +34,7 @@ from kkt.emulator.shells.atol import AtolOptions
 from kkt.emulator.shells.ofdlink import DEFAULT_RETRY, DEFAULT_TIMEOUT, OfdAddress
 from kkt.emulator.shells.pump import LinkTrace, TraceEvent, TraceFactory
 from kkt.emulator.shtrih import ShtrihRegister
-from kkt.emulator.state import LOCK_NAME, StateBusy, StateLock, state_owner
+from kkt.emulator.state import StateBusy, StateLock, state_owner
 from kkt.protocols.atol.link import RESULT_DELIVERIES
 from kkt.protocols.atol.tasks import DEFAULT_CAPACITY, WHEN_FULL
 from kkt.protocols.shtrih.models import MODELS as SHTRIH_MODELS
@@ -44,15 +42,12 @@ from kkt.render import RenderError
 
 from .describe import LinkDescriber
 from .render_cli import add_render_options, printed_tape, write_rendered
+from .serving import CliError, send_control, stop_server
 
 Address = tuple[str, int]
 
 # The emulator's frame trace: shown by `kkt -v` (a child of the driver's "kkt.trace"), or --trace.
 trace_log = logging.getLogger("kkt.trace.emulator")
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line, exit status 2."""
 
 
 def open_register(
@@ -443,64 +438,15 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _stop(args: argparse.Namespace, out: TextIO) -> int:
-    state: Path = args.state
-    try:
-        owner = state_owner(state)
-    except OSError as exc:
-        raise CliError(f"cannot read who holds {state}: {exc.strerror or exc}") from None
-    if owner is None:
-        print(
-            f"kkt emulator stop: nothing serves {state} (nobody holds {state / LOCK_NAME}); "
-            f"start it with `kkt emulator serve --state {state}`",
-            file=sys.stderr,
-        )
-        return 1
-    if not owner.serving or owner.pid is None:
-        end = f"; `kill {owner.pid}` ends it" if owner.pid is not None else ""
-        print(
-            f"kkt emulator stop: {state} is held by {owner}, not by `kkt emulator serve`: "
-            f"it lets go when it closes the register{end}",
-            file=sys.stderr,
-        )
-        return 1
-    pid = owner.pid
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass  # it ended meanwhile: the wait below sees the state free
-    except PermissionError:
-        raise CliError(
-            f"no permission to stop process {pid} (another user's): run this as its user"
-        ) from None
-    deadline = time.monotonic() + max(args.wait, 0.0)
-    while (now := state_owner(state)) is not None and now.pid == pid:
-        if time.monotonic() >= deadline:
-            print(
-                f"kkt emulator stop: process {pid} still holds {state} after {args.wait:g} s; "
-                f"`kill -9 {pid}` ends it (acknowledged documents survive a kill)",
-                file=sys.stderr,
-            )
-            return 1
-        time.sleep(0.05)
-    while _running(pid) and time.monotonic() < deadline:  # the state is free; let it exit too
-        time.sleep(0.05)
-    print(f"stopped process {pid} ({owner.command})", file=out)
-    return 0
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` is alive (a zombie, ended but not yet reaped, is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: alive as far as we can tell
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    return stop_server(
+        args.state,
+        group="emulator",
+        serves=lambda owner: owner.serving,
+        wait=args.wait,
+        survives="acknowledged documents",
+        out=out,
+        not_serving=": it lets go when it closes the register",
+    )
 
 
 def _bind_problem(host: str, port: int, exc: OSError) -> str:
@@ -584,19 +530,12 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
     if fmt and request["action"] != "tape":
         raise CliError("--format draws the tape: use it with `kkt emulator ctl ... tape`")
     path = args.state / SOCKET_NAME
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(10)
-            connection.connect(str(path))
-            connection.sendall(json.dumps(request).encode() + b"\n")
-            answer = json.loads(connection.makefile("rb").readline())
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise CliError(
-            f"no emulator is running with state {args.state} (no {path}); "
-            "start one with `kkt emulator serve --state ...`"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise CliError(f"the control channel at {path} failed: {exc}") from None
+    answer = send_control(
+        path,
+        request,
+        nobody=f"no emulator is running with state {args.state} (no {path}); "
+        "start one with `kkt emulator serve --state ...`",
+    )
     if fmt and answer.get("ok"):
         width = args.width or answer.get("width", 48)
         try:

@@ -11,20 +11,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
-import socket
 import sqlite3
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from kkt.emulator.ofd import ACTIONS, FILE_NAME, SOCKET_NAME, OfdService, OfdStateBusy, OfdStore
-from kkt.emulator.state import LOCK_NAME, TEST_OFD_INN, state_owner
+from kkt.emulator.state import TEST_OFD_INN
 from kkt.protocols.ffd import inn_is_valid
 
-from .emulator_cli import CliError, _bind_problem, _running, parse_address, prepare_state
+from .emulator_cli import _bind_problem, parse_address, prepare_state
+from .serving import CliError, send_control, stop_server
 
 DEFAULT_PORT = 7779  # the OFD port in a Shtrikh table dump (fact sheet ofd-cloud-marking §1.3)
 CTL_HELP = (
@@ -181,19 +179,12 @@ def control_request(words: list[str]) -> dict[str, Any]:
 def _ctl(args: argparse.Namespace, out: TextIO) -> int:
     request = control_request(list(args.words))
     path = args.state / SOCKET_NAME
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(10)
-            connection.connect(str(path))
-            connection.sendall(json.dumps(request).encode() + b"\n")
-            answer = json.loads(connection.makefile("rb").readline())
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise CliError(
-            f"no OFD is running with state {args.state} (no {path}); "
-            f"start one with `kkt ofd serve --state {args.state}`"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise CliError(f"the control channel at {path} failed: {exc}") from None
+    answer = send_control(
+        path,
+        request,
+        nobody=f"no OFD is running with state {args.state} (no {path}); "
+        f"start one with `kkt ofd serve --state {args.state}`",
+    )
     if args.json:
         print(json.dumps(answer, ensure_ascii=False, indent=1), file=out)
     elif not answer.get("ok"):
@@ -205,42 +196,14 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _stop(args: argparse.Namespace, out: TextIO) -> int:
-    state: Path = args.state
-    owner = state_owner(state)
-    if owner is None or owner.pid is None:
-        print(
-            f"kkt ofd stop: nothing serves {state} (nobody holds {state / LOCK_NAME}); "
-            f"start it with `kkt ofd serve --state {state}`",
-            file=sys.stderr,
-        )
-        return 1
-    if owner.protocol != "ofd":
-        print(
-            f"kkt ofd stop: {state} is held by {owner}, not by `kkt ofd serve`",
-            file=sys.stderr,
-        )
-        return 1
-    pid = owner.pid
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        raise CliError(f"no permission to stop process {pid}: run this as its user") from None
-    deadline = time.monotonic() + max(args.wait, 0.0)
-    while (now := state_owner(state)) is not None and now.pid == pid:
-        if time.monotonic() >= deadline:
-            print(
-                f"kkt ofd stop: process {pid} still holds {state} after {args.wait:g} s; "
-                f"`kill -9 {pid}` ends it (stored documents survive a kill)",
-                file=sys.stderr,
-            )
-            return 1
-        time.sleep(0.05)
-    while _running(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    print(f"stopped process {pid} ({owner.command})", file=out)
-    return 0
+    return stop_server(
+        args.state,
+        group="ofd",
+        serves=lambda owner: owner.protocol == "ofd",
+        wait=args.wait,
+        survives="stored documents",
+        out=out,
+    )
 
 
 _ACTIONS = {"serve": _serve, "docs": _docs, "ctl": _ctl, "stop": _stop}

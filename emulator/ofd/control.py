@@ -14,12 +14,11 @@ per line each way, like the emulator's (`kkt.emulator.control`)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from ..control_socket import serve_json_lines
 from .server import OfdServer
 
 log = logging.getLogger("kkt.emulator.ofd")
@@ -94,29 +93,6 @@ class OfdControls:
 
 async def serve_control(state: Path, controls: OfdControls) -> asyncio.Server:
     """Listen on ``state/control.sock`` (a stale socket file is replaced)."""
-    path = state / SOCKET_NAME
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_socket():
-            path.unlink()
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise OfdControlError("send one JSON object per line")
-                    answer = await controls.handle(request)
-                except (OfdControlError, json.JSONDecodeError) as exc:
-                    answer = {"ok": False, "error": str(exc)}
-                except Exception as exc:  # a control request must never take the OFD down
-                    log.exception("control request failed")
-                    answer = {"ok": False, "error": f"internal error: {exc}"}
-                writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_unix_server(client, path=str(path))
+    return await serve_json_lines(
+        state / SOCKET_NAME, controls.handle, refusals=(OfdControlError,), log=log
+    )

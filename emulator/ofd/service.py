@@ -4,13 +4,12 @@ channel.  `OfdThread` runs one on a background thread's event loop, for tests an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
+from ..shells.loop_thread import LoopThread
 from ..state import TEST_OFD_INN, StateBusy, StateLock
 from .control import SOCKET_NAME, OfdControls, serve_control
 from .server import OfdServer
@@ -90,51 +89,25 @@ class OfdService:
             self._lock = None
 
 
-class OfdThread:
+class OfdThread(LoopThread):
     """An `OfdService` on 127.0.0.1 (a free port: `port`) run by a background thread; ``with``
     starts it and stops it (thread joined).  `control` sends a control request from any thread."""
 
+    what = "the emulated OFD"
+
     def __init__(self, state: Path, *, ofd_inn: str = TEST_OFD_INN) -> None:
+        super().__init__(name="kkt-ofd")
         self.service = OfdService(state, ofd_inn=ofd_inn)
         self.port = 0
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="kkt-ofd")
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the emulated OFD did not start")
-        if self._failure is not None:
-            self._thread.join()
-            raise self._failure
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has ended already
-                self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one control request (as `kkt ofd ctl` would send it) on the OFD's loop."""
-        assert self._loop is not None and self.service.controls is not None
-        future = asyncio.run_coroutine_threadsafe(self.service.controls.handle(request), self._loop)
-        return future.result(10)
+        assert self.service.controls is not None
+        answer: dict[str, Any] = self.run_on_loop(self.service.controls.handle(request), 10)
+        return answer
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to `__enter__`
-            self._failure = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _serve(self) -> None:
+        assert self._stop is not None
         await self.service.start()
         try:
             assert self.service.server is not None

@@ -9,23 +9,22 @@ the worker thread and removes the control socket.
 
 Given a ``trace`` (`pump.TraceFactory`), every link's bytes in and out are reported to it.
 
-`ServiceThread` runs a service on its own event loop in a background thread, for a host in the
-same process (tests, ``kkt demo``).
+`ServiceThread` runs a service on its own event loop in a background thread (a `LoopThread`), for a
+host in the same process (tests, ``kkt demo``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from ..control import SOCKET_NAME, ControlError, Controls, serve_control
 from ..faults import Faults
 from ..personality import Personality
 from . import atol, shtrih
 from .listener import Listener, PumpFactory
+from .loop_thread import LoopThread
 from .ofdlink import OfdAddress, OfdLink
 from .pty import PtyServer
 from .pump import Pump, TraceFactory
@@ -171,13 +170,15 @@ class Service(Listener):
         return pump
 
 
-class ServiceThread:
+class ServiceThread(LoopThread):
     """A `Service` on TCP 127.0.0.1 (a free port: `port`) and, given ``pty``, a pseudo-terminal,
     run by a background thread's event loop; ``with`` starts it and stops it (thread joined).
 
     ``settings`` is the TCP link's timing (the protocol's default if None); given ``ofd``, the
     register sends its documents there (`Service.send_to_ofd`; the link is then `ofd`).
     """
+
+    what = "the emulator"
 
     def __init__(
         self,
@@ -189,6 +190,7 @@ class ServiceThread:
         protocol: str = "shtrih",
         ofd: OfdAddress | None = None,
     ) -> None:
+        super().__init__(name="kkt-emulator")
         self.device = device
         self.faults = faults if faults is not None else Faults()
         self.protocol = protocol
@@ -197,43 +199,14 @@ class ServiceThread:
         self._ofd_address = ofd
         self._pty = pty
         self._settings = settings
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="kkt-emulator")
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the emulator did not start")
-        if self._failure is not None:
-            self._thread.join()
-            raise RuntimeError("the emulator did not start") from self._failure
-        return self
+    def _start_failure(self, failure: BaseException) -> BaseException:
+        error = RuntimeError(f"{self.what} did not start")
+        error.__cause__ = failure
+        return error
 
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has ended already
-                self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def run_on_loop(self, coroutine: Any) -> Any:
-        """Run ``coroutine`` on the service's loop from another thread; its result."""
-        assert self._loop is not None, "start the service first"
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(60)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to `__enter__`
-            self._failure = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _serve(self) -> None:
+        assert self._stop is not None
         service = Service(self.device, protocol=self.protocol, faults=self.faults)
         async with service:
             server = await service.tcp(settings=self._settings)
