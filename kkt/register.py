@@ -262,8 +262,9 @@ class Register:
                 raise ClockRefused(
                     f"cannot set the clock to {when:%Y-%m-%d %H:%M:%S}: the FN's last document "
                     f"({last}) is dated {latest:%Y-%m-%d %H:%M}, and the FN refuses documents "
-                    "dated earlier; set a time after it (`kkt datetime set` takes this "
-                    "computer's clock)"
+                    "dated earlier; set a time after it (`kkt datetime set --to "
+                    f"{latest:%Y-%m-%dT%H:%M}` or later; without --to it takes this computer's "
+                    "clock)"
                 )
             state = self.device.shift()
             if state.open:

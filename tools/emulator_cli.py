@@ -292,7 +292,10 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     if not tcp and args.pty is None:
         tcp = [("127.0.0.1", DEFAULT_PORTS[args.protocol])]
     if args.model is not None and args.protocol != "shtrih":
-        raise CliError(f"--model names a Shtrih model; --protocol {args.protocol} has its own")
+        raise CliError(
+            f"--model names a Shtrih model; --protocol {args.protocol} is АТОЛ 30Ф "
+            "(АТОЛ 42ФС with --fiscal-only)"
+        )
     state = prepare_state(args.state)
     device = open_register(
         state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol
@@ -529,6 +532,8 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
     fmt = getattr(args, "format", None)
     if fmt and request["action"] != "tape":
         raise CliError("--format draws the tape: use it with `kkt emulator ctl ... tape`")
+    if getattr(args, "width", None) and not fmt:
+        raise CliError("--width sets the drawing's line: give --format txt|svg|png|html too")
     path = args.state / SOCKET_NAME
     answer = send_control(
         path,
@@ -537,7 +542,15 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
         "start one with `kkt emulator serve --state ...`",
     )
     if fmt and answer.get("ok"):
-        width = args.width or answer.get("width", 48)
+        width = answer.get("width", 48)
+        if args.width and args.width != width:
+            # The tape holds lines as the printer printed them; drawn narrower they would lose
+            # their right-hand figures, and a document is laid out again only from its tags.
+            raise CliError(
+                f"the tape was printed {width} characters wide and is drawn as printed; "
+                f"to see a document at {args.width}, use `kkt doc N --format {fmt} "
+                f"--width {args.width}`"
+            )
         try:
             write_rendered(printed_tape(answer["lines"], width), args, width)
         except RenderError as error:

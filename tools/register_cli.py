@@ -460,7 +460,12 @@ def datetime_command(register: Register, args: argparse.Namespace, out: Output) 
 
     rows: list[tuple[str, Any]] = [("register", clock), ("this computer", host)]
     if drift is not None:
-        advice = "" if abs(drift) < 60 else " — set it with `kkt datetime set`"
+        advice = (
+            ""
+            if abs(drift) < 60
+            else " — set it with `kkt datetime set` (this computer's clock) or "
+            "`kkt datetime set --to ISO-TIME`"
+        )
         rows.append(("drift", f"{drift:+.0f} s{advice}"))
     out.pairs(data, None, rows)
 
@@ -469,6 +474,8 @@ def datetime_command(register: Register, args: argparse.Namespace, out: Output) 
 
 
 def doc_command(register: Register, args: argparse.Namespace, out: Output) -> None:
+    if args.width and not args.format:
+        raise UsageError("--width sets the drawing's line: give --format txt|svg|png|html too")
     document = register.document(args.number)
     if args.format:
         if out.as_json:

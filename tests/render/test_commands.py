@@ -45,6 +45,9 @@ def test_kkt_doc_draws_the_document(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([*url, "doc", "3", "--format", "html", "--json"]) == 2
     assert "choose one" in capsys.readouterr().err
     assert main([*url, "doc", "3", "--format", "pdf"]) == 2  # argparse names the choices
+    capsys.readouterr()
+    assert main([*url, "doc", "3", "--width", "32"]) == 2  # a width draws nothing by itself
+    assert "give --format" in capsys.readouterr().err
 
 
 def test_ctl_tape_draws_the_printed_tape(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def test_model_is_shtrihs_alone(
 ) -> None:
     argv = ["emulator", "serve", "--protocol", "atol", "--model", "ШТРИХ-М-02Ф"]
     assert main([*argv, "--state", str(tmp_path / "state")]) == 2
-    assert "--model names a Shtrih model; --protocol atol has its own" in capsys.readouterr().err
+    assert "--protocol atol is АТОЛ 30Ф (АТОЛ 42ФС with --fiscal-only)" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()  # refused before anything was made
     # a model not known: the usage error names the ones there are
     assert main(["emulator", "serve", "--model", "ШТРИХ-ЛАЙТ-01Ф", "--state", str(tmp_path)]) == 2
@@ -204,6 +204,11 @@ def test_serve_subprocess_with_the_real_register(
             assert main([*ctl, "tape", "--format", "svg"]) == 0
             assert capsys.readouterr().out.startswith("<svg")
             assert main([*ctl, "status", "--format", "svg"]) == 2  # only the tape is drawn
+            # The tape is drawn as printed (48 wide): narrower, its figures would be cut off.
+            assert main([*ctl, "tape", "--format", "txt", "--width", "32"]) == 2
+            assert "kkt doc N --format txt --width 32" in capsys.readouterr().err
+            assert main([*ctl, "tape", "--width", "48"]) == 2
+            assert "give --format" in capsys.readouterr().err
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0
             assert not (state / "control.sock").exists()
