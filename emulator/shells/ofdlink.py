@@ -270,7 +270,7 @@ class OfdLink:
         if report.error is not None:
             if not self._failing:
                 log.warning(
-                    "OFD: %s; %d documents wait, trying again every %g s",
+                    "OFD: %s; %d document(s) waiting, trying again every %g s",
                     report.error,
                     report.unsent,
                     self.address.retry,

@@ -146,7 +146,8 @@ class Service(Listener):
         if report.error is not None:
             raise ControlError(
                 f"sent {len(report.sent)}, then stopped: {report.error}; "
-                f"{report.unsent} documents wait (the register tries again every "
+                f"{report.unsent} document{'' if report.unsent == 1 else 's'} wait"
+                f"{'s' if report.unsent == 1 else ''} (the register tries again every "
                 f"{self.ofd.address.retry:g} s)"
             )
         return report.as_dict()
