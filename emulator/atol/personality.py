@@ -650,15 +650,7 @@ class AtolRegister(Personality):
         return c.FnShift(s.shift_open, s.shift_number & 0xFFFF, count & 0xFFFF)
 
     def _fn_ofd_status(self, r: c.GetFnOfdStatus) -> c.FnOfdStatus:
-        status = self.fn.exchange_status()  # the FN's 20h, passed through
-        when = status.first_unsent_when
-        return c.FnOfdStatus(
-            status.status_bits,
-            status.reading,
-            min(status.queued, 0xFFFF),
-            status.first_unsent,
-            when.replace(second=0, microsecond=0) if when else None,
-        )
+        return c.FnOfdStatus(*self.fn.exchange_status().answer_fields())  # the FN's 20h
 
     def _fn_status(self, r: c.GetFnStatus) -> c.FnStatus:
         """The FN's 30h answer passed through (unverified for ATOL: see `c.FnStatus`)."""

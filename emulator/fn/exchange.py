@@ -72,6 +72,18 @@ class ExchangeStatus:
             | (AWAITING_RECEIPT if self.awaiting_receipt else 0)
         )
 
+    def answer_fields(self) -> tuple[int, bool, int, int, dt.datetime | None]:
+        """The 20h answer as both vendors pass it on (Shtrih FF39, ATOL A4h 20h): status byte,
+        reading, count (a 2-byte field), first unsent FD and its time to the minute."""
+        when = self.first_unsent_when
+        return (
+            self.status_bits,
+            self.reading,
+            min(self.queued, 0xFFFF),
+            self.first_unsent,
+            when.replace(second=0, microsecond=0) if when else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OfdReceipt:

@@ -473,15 +473,7 @@ class ShtrihRegister(Personality):
 
     def _ofd_status(self, r: fn.GetOfdExchangeStatus) -> fn.OfdExchangeStatus:
         self._auth(r, OPERATOR)
-        status = self.fn.exchange_status()  # the FN's 20h, passed through
-        when = status.first_unsent_when
-        return fn.OfdExchangeStatus(
-            status.status_bits,
-            status.reading,
-            min(status.queued, 0xFFFF),
-            status.first_unsent,
-            when.replace(second=0, microsecond=0) if when else None,
-        )
+        return fn.OfdExchangeStatus(*self.fn.exchange_status().answer_fields())  # the FN's 20h
 
     def _unconfirmed(self, r: fn.GetUnconfirmedCount) -> fn.UnconfirmedCount:
         self._auth(r, OPERATOR)
