@@ -359,11 +359,27 @@ class RegisterModel:
         self._print_receipt(receipt, formed, due, paid, change, _signer(tags))
         return ReceiptClosed(formed, change)
 
-    def correction(self, operation: int, total: int, tags: TlvList, tax_system: int = 0) -> Formed:
-        """A correction receipt of ``operation`` (tag 1054) for ``total`` kopecks, paid in cash.
+    def correction(
+        self,
+        operation: int,
+        total: int,
+        tags: TlvList,
+        tax_system: int = 0,
+        payments: Payments | None = None,
+    ) -> Formed:
+        """A correction receipt of ``operation`` (tag 1054) for ``total`` kopecks, paid as
+        ``payments`` say (None: all in cash, what a command that carries only a sum means).
 
         ``tax_system`` is one bit of tag 1055, or 0 for the lowest registered system.
         """
+        paid = Payments(cash=total) if payments is None else payments
+        if paid.total != total:
+            # A correction gives no change: its payments are its sum (tags 1031..1217 add up to
+            # 1020), so a mismatch is a host's mistake, refused before anything is formed.
+            raise Refusal(
+                Reason.BAD_PARAMETER,
+                f"the correction's payments {money(paid.total)} differ from its sum {money(total)}",
+            )
         self.require_no_receipt()
         self.require_shift_for_sale()
         self.printer.check()
@@ -382,17 +398,23 @@ class RegisterModel:
         formed = self.fn.receipt(
             operation,
             total,
-            Payments(cash=total),
+            paid,
             VatSums(no_vat=total),
             tags,
             correction=True,
         )
         p = self.printer
+        lines = [
+            p.centered("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"),
+            p.centered(OPERATION_NAMES[operation]),
+            p.pair("ИТОГ", f"={money(total)}"),
+        ]
+        if paid.cash != total:  # a correction wholly in cash prints its sum alone, as before
+            for name, amount in _payment_lines(paid):
+                lines.append(p.pair(name, f"={money(amount)}"))
         self._print(
             [
-                p.centered("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"),
-                p.centered(OPERATION_NAMES[operation]),
-                p.pair("ИТОГ", f"={money(total)}"),
+                *lines,
                 *self._document_footer(formed.number, formed.fiscal_sign),
                 p.qr_code(self.qr(formed.number)),
             ]
@@ -617,6 +639,20 @@ class RegisterModel:
         ]
         lines.append(p.qr_code(self.qr(formed.number)))
         self._print(lines)
+
+
+_PAYMENT_WORDS = (
+    ("cash", "НАЛИЧНЫМИ"),
+    ("electronic", "БЕЗНАЛИЧНЫМИ"),
+    ("prepaid", "ПРЕДВАРИТЕЛЬНАЯ ОПЛАТА (АВАНС)"),
+    ("credit", "ПОСЛЕДУЮЩАЯ ОПЛАТА (КРЕДИТ)"),
+    ("other", "ИНАЯ ФОРМА ОПЛАТЫ"),
+)
+
+
+def _payment_lines(paid: Payments) -> list[tuple[str, int]]:
+    """The payment kinds a document paid with, as the print form names them."""
+    return [(word, getattr(paid, name)) for name, word in _PAYMENT_WORDS if getattr(paid, name)]
 
 
 def registration_tags(

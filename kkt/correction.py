@@ -14,6 +14,7 @@ The basis differs by FFD version (fact sheet ``fn-ffd-ofd.md`` §1.3-§1.4; yand
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 from kkt.protocols.ffd import TlvList
@@ -68,3 +69,16 @@ class CorrectionBasis:
         if self.number or ffd != "1.2":
             members.append((1179, self.number or NO_NUMBER))
         return [(1173, int(self.by_order)), (1174, members)]
+
+
+FINGERPRINT_PREFIX = "correction:"  # tells a correction's journal entry from a receipt's
+
+
+def correction_fingerprint(operation: int, total: int, basis: CorrectionBasis) -> str:
+    """What binds an idempotency key to one correction: its operation, sum and basis as given
+    (the basis's date left out stays out: a repeat on the next day is the same correction)."""
+    settled = basis.settled_on.isoformat() if basis.settled_on else ""
+    canonical = "\x1f".join(
+        (str(operation), str(total), str(int(basis.by_order)), settled, basis.number, basis.name)
+    )
+    return FINGERPRINT_PREFIX + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]

@@ -24,10 +24,16 @@ from dataclasses import fields, replace
 from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
+from kkt.protocols.ffd import TlvList
 
 from . import ofd
 from .cash import move_cash
-from .correction import MAX_NUMBER_CHARS, CorrectionBasis
+from .correction import (
+    FINGERPRINT_PREFIX,
+    MAX_NUMBER_CHARS,
+    CorrectionBasis,
+    correction_fingerprint,
+)
 from .errors import (
     CannotSend,
     ClockRefused,
@@ -37,10 +43,11 @@ from .errors import (
     NotFiscalized,
     OutcomeUnknown,
     PaperOut,
+    ReceiptRejected,
 )
 from .journal import Entry, Journal
 from .ofd import OfdExchangeResult, OfdStatus
-from .receipt import Operation, Receipt
+from .receipt import Operation, Payments, Receipt
 from .results import FiscalResult, Formed, Registration, ShiftInfo
 from .settle import (
     cancel_open_receipt,
@@ -83,6 +90,52 @@ def _net(paid: str, total: int) -> str:
     return ",".join(f"{name}={value}" for name, value in parts.items())
 
 
+def _payments_text(payments: Payments) -> str:
+    """Payments as the journal keeps them: "cash=70000,electronic=0,..."."""
+    return ",".join(f"{part.name}={getattr(payments, part.name)}" for part in fields(payments))
+
+
+def _correction_conflict(
+    entry: Entry,
+    operation: Operation,
+    total: int,
+    fingerprint: str,
+    payments: Payments,
+    serial: str,
+) -> KeyConflict | None:
+    """Why ``entry``'s key cannot serve this correction on FN ``serial``, or None: a key is
+    bound to its FN and to its correction (operation, sum, basis, payments)."""
+    key = entry.key
+    pending = entry.state != "done" or not entry.result
+    number = entry.result.get("document_number") if entry.result else None
+    used = "a correction not settled yet" if pending else f"document {number}"
+    new_key = "nothing was sent; give this correction a new key"
+    if entry.fn and entry.fn != serial:
+        why = (
+            f"key {key!r} belongs to {used} in FN {entry.fn}, and this register holds FN "
+            f"{serial}: {new_key}"
+            + (f" (settle it on the register holding FN {entry.fn} first)" if pending else "")
+        )
+        return KeyConflict(why, key=key, fn=entry.fn, pending=pending)
+    if not entry.fingerprint.startswith(FINGERPRINT_PREFIX):
+        differs = f"which is {_operation(entry.operation)}, not a correction"
+    elif entry.fingerprint != fingerprint:
+        differs = (
+            f"a correction of {entry.total} kopecks ({_operation(entry.operation)}) with "
+            "another operation, sum or basis than this one"
+        )
+    elif entry.payments and entry.payments != _payments_text(payments):
+        differs = f"a correction paid otherwise ({entry.payments})"
+    else:
+        return None
+    return KeyConflict(
+        f"key {key!r} was used for {used}, {differs}: {new_key}",
+        key=key,
+        fn=entry.fn or serial,
+        pending=pending,
+    )
+
+
 def _operation(value: int) -> str:
     try:
         return _OPERATION_WORDS[Operation(value)]
@@ -117,7 +170,9 @@ def _key_conflict(entry: Entry, receipt: Receipt, serial: str) -> KeyConflict | 
             )
         return KeyConflict(why, key=key, fn=fn, pending=pending)
     what = _operation(entry.operation)
-    if entry.operation != int(receipt.operation):
+    if entry.fingerprint.startswith(FINGERPRINT_PREFIX):
+        differs = f"a correction ({what}); this is a receipt"
+    elif entry.operation != int(receipt.operation):
         differs = f"{what}; this receipt is {_operation(int(receipt.operation))}"
     elif entry.fingerprint and entry.fingerprint != receipt.fingerprint():
         differs = f"{what} of other items than this receipt's"
@@ -342,51 +397,152 @@ class Register:
         *,
         reason: str = "",
         basis: CorrectionBasis | None = None,
+        payments: Payments | None = None,
+        key: str | None = None,
     ) -> FiscalResult:
-        """A correction receipt for ``total`` kopecks in cash.
+        """A correction receipt for ``total`` kopecks, paid as ``payments`` say (None: in cash).
 
         ``basis`` gives its kind and basis (tags 1173/1174: by order or not, the date of the
         settlement corrected, the order's number); without it, the correction is on the user's
         own initiative for a settlement of today, and ``reason`` (cut to 32 characters) is its
         basis number.  The tags follow the FFD version of the register's registration.
+        ``payments`` must add up to ``total`` (a correction gives no change) in kinds the
+        vendor's correction command carries; anything else is `ReceiptRejected`, nothing sent.
 
         Settled like a receipt: when its command fails in a way that leaves its fate open, the
-        FN's archive says whether the correction exists.
+        FN's archive says whether the correction exists.  With ``key`` (and a journal) it is
+        made exactly once as `receipt` is: a key done returns its result ``replayed``, a key a
+        crash left pending is settled from the FN first, a key bound to another correction,
+        receipt or register raises `KeyConflict` before anything is sent.
         """
         if basis is None:
             basis = CorrectionBasis(number=reason[:MAX_NUMBER_CHARS])
         basis.check()  # bad input is refused before anything is read or sent
+        paid = self._correction_payments(operation, total, payments)
+        if key is not None and self.journal is None:
+            raise KktError("an idempotency key needs a journal: connect(..., journal=PATH)")
         tags = basis.tags(self.registration().ffd, dt.date.today())
         with self._lock:
-            device = self.device
-            before = device.last_document()
+            if key is None:
+                return self._correct(operation, total, tags, paid, self.device.last_document())
+            assert self.journal is not None
+            fingerprint = correction_fingerprint(int(operation), total, basis)
+            serial = self.device.fn_serial()
+            entry = self.journal.get(key)
+            if entry is not None:
+                conflict = _correction_conflict(entry, operation, total, fingerprint, paid, serial)
+                if conflict is not None:
+                    raise conflict
+                if entry.state == "done" and entry.result:
+                    return replace(FiscalResult.from_json(entry.result), replayed=True)
+                found = self._settle_pending_correction(entry, operation, total, serial)
+                if found is not None:
+                    self.journal.done(key, found.to_json())
+                    return replace(found, replayed=True)  # formed by an earlier call
+            before = self.device.last_document()
+            self.journal.begin(
+                key, before, int(operation), total, serial, fingerprint, _payments_text(paid)
+            )
             try:
-                made = device.correction(operation, total, tags)
-            except (CannotSend, NotFiscalized):
+                result = self._correct(operation, total, tags, paid, before)
+            except OutcomeUnknown:
+                raise  # stays pending: the next call with this key asks the FN
+            except KktError:
+                self.journal.forget(key)  # certainly not fiscal: the key is free again
                 raise
-            except DeviceError:
-                if not formed_since(device, before):
-                    raise
-                return settle_correction(device, before, operation, total)
-            except (KktError, ProtocolError):
-                return settle_correction(device, before, operation, total)
-            if made.number <= before:
-                # "Formed", yet the FN's last document is not new: the answer is not this
-                # command's (an ATOL task ID another program reused), as for a sale.
-                log.warning(
-                    "correction answer names document %d, not after %d; settling",
-                    made.number,
-                    before,
+            self.journal.done(key, result.to_json())
+            return result
+
+    def _correction_payments(
+        self, operation: Operation, total: int, payments: Payments | None
+    ) -> Payments:
+        """``payments`` checked against ``total`` and the vendor (None: all in cash)."""
+        if not isinstance(operation, Operation):
+            raise ReceiptRejected(
+                f"operation: must be one of {', '.join(f'Operation.{o.name}' for o in Operation)}"
+                f", got {operation!r}"
+            )
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ReceiptRejected(
+                f"total: must be an int number of kopecks >= 0, e.g. 12300 for 123.00, "
+                f"got {total!r}"
+            )
+        if payments is None:
+            return Payments(cash=total)
+        if not isinstance(payments, Payments):
+            raise ReceiptRejected(
+                f"payments: must be a Payments, e.g. Payments(electronic={total}), got {payments!r}"
+            )
+        for part in fields(payments):
+            amount = getattr(payments, part.name)
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise ReceiptRejected(
+                    f"payments.{part.name}: must be an int number of kopecks >= 0, got {amount!r}"
                 )
-                return settle_correction(device, before, operation, total)
-            try:
-                found = device.find_document(made.number)
-                return fiscal_result(device, found, total, int(operation))
-            except (KktError, ProtocolError) as error:
-                raise OutcomeUnknown(
-                    f"the correction IS fiscal: document {made.number}, fiscal sign "
-                    f"{made.fiscal_sign}; reading its details failed ({error})"
-                ) from error
+        if payments.total != total:
+            raise ReceiptRejected(
+                f"payments add up to {payments.total} kopecks, the correction is of {total}: a "
+                "correction gives no change, its payments must equal its total"
+            )
+        carried = self.device.CORRECTION_PAYMENTS
+        refused = [
+            p.name for p in fields(payments) if getattr(payments, p.name) and p.name not in carried
+        ]
+        if refused:
+            raise ReceiptRejected(
+                f"payments.{refused[0]}: the {self.vendor} correction command carries only "
+                f"{', '.join(sorted(carried))}; pay the correction so, or use another register"
+            )
+        return payments
+
+    def _settle_pending_correction(
+        self, entry: Entry, operation: Operation, total: int, serial: str
+    ) -> FiscalResult | None:
+        """A correction key left pending: its document in the FN, or None when it certainly was
+        not made (the key is then free); `OutcomeUnknown` while nobody can tell."""
+        assert self.journal is not None
+        try:
+            return settle_correction(
+                self.device,
+                entry.before,
+                operation,
+                total,
+                exclude=self.journal.claimed(entry.before, serial),
+                upto=self.journal.next_begun(entry.before, serial),
+            )
+        except NotFiscalized:
+            self.journal.forget(entry.key)
+            return None
+
+    def _correct(
+        self, operation: Operation, total: int, tags: TlvList, paid: Payments, before: int
+    ) -> FiscalResult:
+        device = self.device
+        try:
+            made = device.correction(operation, total, tags, paid)
+        except (CannotSend, NotFiscalized):
+            raise
+        except DeviceError:
+            if not formed_since(device, before):
+                raise
+            return settle_correction(device, before, operation, total)
+        except (KktError, ProtocolError):
+            return settle_correction(device, before, operation, total)
+        if made.number <= before:
+            # "Formed", yet the FN's last document is not new: the answer is not this
+            # command's (an ATOL task ID another program reused), as for a sale.
+            log.warning(
+                "correction answer names document %d, not after %d; settling", made.number, before
+            )
+            return settle_correction(device, before, operation, total)
+        try:
+            found = device.find_document(made.number)
+            return fiscal_result(device, found, total, int(operation))
+        except (KktError, ProtocolError) as error:
+            raise OutcomeUnknown(
+                f"the correction IS fiscal: document {made.number}, fiscal sign "
+                f"{made.fiscal_sign}; reading its details failed ({error})"
+            ) from error
 
     def _report(self, formed: Formed) -> FiscalResult:
         found = formed.record or self.device.find_document(formed.number)

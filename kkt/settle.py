@@ -216,12 +216,26 @@ def settle_pending(device: Device, journal: Journal, entry: Entry) -> FiscalResu
 
 
 def settle_correction(
-    device: Device, before: int, operation: Operation, total: int
+    device: Device,
+    before: int,
+    operation: Operation,
+    total: int,
+    *,
+    exclude: set[int] | None = None,
+    upto: int | None = None,
 ) -> FiscalResult:
-    """A correction's command failed leaving its fate open: the FN's archive decides."""
+    """A correction's command failed leaving its fate open: the FN's archive decides.
+
+    ``exclude``: documents other idempotency keys own; ``upto``: the last document that may be
+    this correction's (a later key began after it ended) -- as `settle_pending` for receipts.
+    """
     try:
         last = device.last_document()
+        if upto is not None:
+            last = min(last, upto)
         for number in range(last, before, -1):
+            if exclude and number in exclude:
+                continue
             found = device.find_document(number)
             if found.type == DocumentType.CORRECTION_RECEIPT and (
                 found.operation,

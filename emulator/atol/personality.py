@@ -525,7 +525,7 @@ class AtolRegister(Personality):
             correction = self.correction
             tags, tax_system = _without_tax_system(correction.tags)
             operation = CORRECTION_OPERATIONS[ReceiptType(correction.receipt_type)]
-            self.model.correction(operation, sum(paid.values()), tags, tax_system)
+            self.model.correction(operation, sum(paid.values()), tags, tax_system, _payments(paid))
         else:
             receipt = self.model.require_receipt()
             kept = receipt.tags

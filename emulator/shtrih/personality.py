@@ -71,6 +71,7 @@ _CLASSIC_RECEIPT = {
     classic.SaleReturn: 2,
     classic.BuyReturn: 3,
 }
+CORRECTION = fn.MakeCorrectionReceipt.CODE  # FF35 begins the correction FF36 or FF4A forms
 MODEL_KEY = "shtrih_model"  # the settings' extra key naming the model (`models.MODELS`)
 EXCHANGE_KEY = "shtrih_exchange"  # port -> [baud code, byte-timeout code], as 14h set them
 # Until 14h sets them: 115200 baud (code 6, the newer models' default) and the documented 50 ms
@@ -209,6 +210,7 @@ class ShtrihRegister(Personality):
             fn.SendOperationTlv: self._send_operation_tlv,
             fn.BeginCorrectionReceipt: lambda r: self._begin(r, fn.MakeCorrectionReceipt.CODE),
             fn.MakeCorrectionReceipt: self._correction_receipt,
+            fn.MakeCorrectionReceiptV2: self._correction_receipt_v2,
             fn.BeginStateReport: lambda r: self._begin(r, fn.MakeStateReport.CODE),
             fn.MakeStateReport: self._state_report,
             fn.GetOfdExchangeStatus: self._ofd_status,
@@ -841,6 +843,26 @@ class ShtrihRegister(Personality):
         self.model.require_shift_for_sale()
         self.printer.check()
         formed = self.model.correction(int(r.operation), r.total, self._take_pending(r.CODE))
+        return fn.CorrectionReceiptMade(
+            formed.receipt_number, formed.number, formed.fiscal_sign, None
+        )
+
+    def _correction_receipt_v2(self, r: fn.MakeCorrectionReceiptV2) -> fn.CorrectionReceiptMade:
+        """FF4A: FF36 with the payments by kind and the tax system (the tax sums are the
+        host's; this register forms the correction's as FF36 does: all without VAT)."""
+        self._auth(r, OPERATOR)
+        self.model.require_no_receipt()
+        self.model.require_shift_for_sale()
+        self.printer.check()
+        cash, electronic, prepaid, credit, other = r.payments
+        paid = Payments(cash, electronic, prepaid, credit, other)
+        # FF35's tags are taken only once the model took the correction: a refusal keeps them.
+        pending = self.pending[1] if self.pending and self.pending[0] == CORRECTION else []
+        tags = [(tag, value) for tag, value in pending if tag != 1173]
+        formed = self.model.correction(
+            int(r.operation), r.total, [(1173, r.kind), *tags], r.tax_system, paid
+        )
+        self._take_pending(CORRECTION)
         return fn.CorrectionReceiptMade(
             formed.receipt_number, formed.number, formed.fiscal_sign, None
         )

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from kkt.protocols.atol import commands as c
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import DocumentType, FnWarning, TlvList, find
+from kkt.protocols.ffd import DocumentType, FnWarning, Payments, TlvList, find
 from kkt.protocols.ffd.view import strip_padding
 
 from .. import errors, results
@@ -133,6 +133,7 @@ class AtolDevice(Device):
 
     vendor = "atol"
     REFUSALS = REFUSALS
+    CORRECTION_PAYMENTS = frozenset({"cash", "electronic", "prepaid", "credit", "other"})  # 99h
 
     def __init__(
         self, commander: Commander, *, password: int = 30, access_password: int = ACCESS_PASSWORD
@@ -393,18 +394,33 @@ class AtolDevice(Device):
         self._enter(Mode.X_REPORTS)
         self._ask(c.Report, REPORT_X)
 
-    def correction(self, operation: Operation, total: int, tags: TlvList) -> results.Formed:
+    def correction(
+        self, operation: Operation, total: int, tags: TlvList, payments: Payments
+    ) -> results.Formed:
+        """92h (type 7 or 9), its tags, 99h for every payment kind but the last, which the
+        closing 4Ah carries -- as a receipt is paid."""
         if operation not in CORRECTION_TYPES:
             raise CannotSend(f"a correction is a sale or a purchase, not {operation.name.lower()}")
+        parts = _paid_parts(payments)
         self._enter(Mode.REGISTRATION)
         self._ask(c.OpenReceipt, 0, int(CORRECTION_TYPES[operation]))
         try:
             self._tags(tags)
+            for kind, amount in parts[:-1]:
+                self._ask(c.Payment, 0, int(kind), amount)
+        except OutcomeUnknown as error:
+            # 99h and E8h never close a correction: whatever they did, nothing is fiscal yet.
+            self.cancel_receipt()
+            raise NotFiscalized(
+                f"a step of the correction failed on the link ({error}); it was cancelled, "
+                "nothing was recorded: make it again"
+            ) from error
         except KktError:
             self.cancel_receipt()  # nothing is fiscal before 4Ah
             raise
         # From here the FN may form the correction: whatever fails, `Register` asks the FN.
-        self._ask(c.CloseReceipt, 0, int(PaymentType.CASH), total)
+        kind, amount = parts[-1]
+        self._ask(c.CloseReceipt, 0, int(kind), amount)
         return self._formed()
 
     def cash_in(self, amount: int) -> None:
@@ -538,7 +554,10 @@ class AtolDevice(Device):
 
 
 def _payments(receipt: Receipt) -> list[tuple[PaymentType, int]]:
-    p = receipt.payments
+    return _paid_parts(receipt.payments)
+
+
+def _paid_parts(p: Payments) -> list[tuple[PaymentType, int]]:
     paid = [
         (PaymentType.ELECTRONIC, p.electronic),
         (PaymentType.PREPAID, p.prepaid),

@@ -26,7 +26,15 @@ from typing import Any, ClassVar
 
 from kkt.protocols.errors import CodecError, LinkError, ProtocolError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import DocumentType, TlvError, TlvList, decode_tlv, encode_tlv, find
+from kkt.protocols.ffd import (
+    DocumentType,
+    Payments,
+    TlvError,
+    TlvList,
+    decode_tlv,
+    encode_tlv,
+    find,
+)
 
 from ..errors import (
     BadAnswer,
@@ -72,6 +80,8 @@ class Device(ABC):
     vendor: ClassVar[str]  # "shtrih", "atol"
     # The driver's error class for each of the vendor's refusal codes (`DeviceError` otherwise).
     REFUSALS: ClassVar[dict[int, type[DeviceError]]]
+    # The `Payments` fields the vendor's correction commands carry (others are refused first).
+    CORRECTION_PAYMENTS: ClassVar[frozenset[str]] = frozenset({"cash"})
 
     def __init__(self, commander: Commander, *, password: int = 30) -> None:
         self.commander = commander
@@ -332,8 +342,11 @@ class Device(ABC):
     def x_report(self) -> None: ...
 
     @abstractmethod
-    def correction(self, operation: Operation, total: int, tags: TlvList) -> Formed:
-        """A cash correction receipt; ``tags`` are its 1173 and 1174 (`CorrectionBasis.tags`)."""
+    def correction(
+        self, operation: Operation, total: int, tags: TlvList, payments: Payments
+    ) -> Formed:
+        """A correction receipt for ``total`` paid as ``payments`` (which add up to it, in kinds
+        `CORRECTION_PAYMENTS` names); ``tags`` are its 1173 and 1174 (`CorrectionBasis.tags`)."""
 
     @abstractmethod
     def cash_in(self, amount: int) -> None: ...

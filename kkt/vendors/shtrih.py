@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
-from kkt.protocols.ffd import DocumentType, FnWarning, TlvList, find
+from kkt.protocols.ffd import DocumentType, FnWarning, Payments, TlvList, find
 from kkt.protocols.ffd.view import strip_padding
 from kkt.protocols.shtrih import classic, fn
 from kkt.protocols.shtrih.message import Answer, Request
@@ -109,7 +109,9 @@ class ShtrihDevice(Device):
 
     vendor = "shtrih"
     REFUSALS = REFUSALS
+    CORRECTION_PAYMENTS = frozenset({"cash", "electronic", "prepaid", "credit", "other"})  # FF4A
     _line_width: int | None = None  # characters per line of this model (`models.line_width`)
+    _registered_tax_system: int | None = None  # `_tax_system`, read once
 
     def raw(self, request: Request[AnswerT]) -> AnswerT:
         """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `Device.raw`."""
@@ -362,13 +364,48 @@ class ShtrihDevice(Device):
     def x_report(self) -> None:
         self.raw(classic.XReport(self.password))
 
-    def correction(self, operation: Operation, total: int, tags: TlvList) -> results.Formed:
+    def correction(
+        self, operation: Operation, total: int, tags: TlvList, payments: Payments
+    ) -> results.Formed:
+        """FF35, its tags, then FF36 (the sum, in cash) -- or FF4A when anything is paid
+        otherwise: it carries the payments by kind, the tax sums and the tax system."""
+        # Read before FF35: no document is read from the FN while one is being formed.
+        tax_system = self._tax_system() if payments.cash != total else 0
         self.raw(fn.BeginCorrectionReceipt(self.password))
         self._tags(tags)
-        made = self.raw(
-            fn.MakeCorrectionReceipt(self.password, total, OperationType(int(operation)))
-        )
+        if payments.cash == total:
+            made = self.raw(
+                fn.MakeCorrectionReceipt(self.password, total, OperationType(int(operation)))
+            )
+        else:
+            kind = find(tags, 1173)
+            made = self.raw(
+                fn.MakeCorrectionReceiptV2(
+                    self.password,
+                    kind if isinstance(kind, int) else 0,
+                    OperationType(int(operation)),
+                    total,
+                    (
+                        payments.cash,
+                        payments.electronic,
+                        payments.prepaid,
+                        payments.credit,
+                        payments.other,
+                    ),
+                    (0, 0, 0, total, 0, 0),  # all "no VAT", as FF36's register forms it
+                    tax_system,
+                )
+            )
         return results.Formed(made.document_number, made.fiscal_sign)
+
+    def _tax_system(self) -> int:
+        """The lowest tax system the register is registered for (tag 1062 of document 1): what
+        FF36 leaves the register to choose, FF4A must name."""
+        if self._registered_tax_system is None:
+            registered = find(self.read_document(1).tlv, 1062)
+            bits = registered if isinstance(registered, int) else 0
+            self._registered_tax_system = bits & -bits or int(TaxSystem.OSN)
+        return self._registered_tax_system
 
     def cash_in(self, amount: int) -> None:
         self.raw(classic.CashIn(self.password, amount))

@@ -294,6 +294,25 @@ class MakeCorrectionReceipt(Request[CorrectionReceiptMade]):
     operation: OperationType = wire(EnumField(OperationType))  # 1 приход, 3 расход
 
 
+CORRECTION_PAYMENT_SLOTS = 5  # cash, electronic, prepaid, credit (postpayment), counter-provision
+CORRECTION_TAX_SLOTS = 6  # VAT 20 (18), VAT 10, 0 %, no VAT, 20/120 (18/118), 10/110
+
+
+@_fn_request(0xFF4A, repeatable=False)
+class MakeCorrectionReceiptV2(Request[CorrectionReceiptMade]):
+    """Form a correction receipt with its payments by kind and its tax sums (javapos_shtrih
+    ``FSPrintCorrectionReceipt2``: 69 bytes).  ``kind`` is tag 1173 (0 own initiative, 1 by
+    order); FF35 and FF0C before it carry the other tags."""
+
+    password: int = wire(U32)
+    kind: int = wire(U8)
+    operation: OperationType = wire(EnumField(OperationType))  # 1 приход, 3 расход
+    total: int = wire(Money5)
+    payments: tuple[int, ...] = wire(Tuple(CORRECTION_PAYMENT_SLOTS, Money5))
+    taxes: tuple[int, ...] = wire(Tuple(CORRECTION_TAX_SLOTS, Money5))
+    tax_system: int = wire(U8)  # one tag 1055 bit
+
+
 @_fn_request(0xFF37, repeatable=False)
 class BeginStateReport(Request[Empty]):
     password: int = wire(U32)
