@@ -57,10 +57,17 @@ class Personality:
 
     @classmethod
     def open(
-        cls, state: Path, *, fiscal_only: bool = False, ffd: str = "1.2", clock: Clock | None = None
+        cls,
+        state: Path,
+        *,
+        fiscal_only: bool = False,
+        ffd: str = "1.2",
+        clock: Clock | None = None,
+        inn: str | None = None,
     ) -> Self:
-        """Open (or create) the emulated register kept in ``state`` (see `kkt.emulator.state`)."""
-        return cls(open_model(state, fiscal_only=fiscal_only, ffd=ffd, clock=clock))
+        """Open (or create) the emulated register kept in ``state`` (see `kkt.emulator.state`);
+        ``inn`` is its user's INN when it is created (None: a test INN)."""
+        return cls(open_model(state, fiscal_only=fiscal_only, ffd=ffd, clock=clock, inn=inn))
 
     # -- the one entry point ----------------------------------------------------------------------
 

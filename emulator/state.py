@@ -206,19 +206,27 @@ def open_model(
     fiscal_only: bool = False,
     ffd: str = "1.2",
     clock: Clock | None = None,
+    inn: str | None = None,
 ) -> RegisterModel:
     """The vendor-neutral register kept in the directory ``state``, held by this opener until
     the model is closed (raises `StateBusy` when another holds it; see the module docstring).
 
-    A new directory starts as a registered register: test INN and RNM, FN in fiscal mode, shift
-    closed.  Reopening one continues it; ``fiscal_only`` and ``ffd`` only matter the first time.
+    A new directory starts as a registered register: the user's INN ``inn`` (None: a test INN)
+    and an RNM made for it and the register's serial, FN in fiscal mode, shift closed.
+    Reopening one continues it; ``fiscal_only``, ``ffd`` and ``inn`` only matter the first time
+    (a registration is the FN's: changing the owner's INN takes a new FN).
     """
     if ffd not in FFD_CODES:
         raise ValueError(f"FFD version must be one of {', '.join(FFD_CODES)}, not {ffd!r}")
+    if inn is not None and not inn_is_valid(inn):
+        raise ValueError(
+            f"INN {inn!r} is not valid: an INN is 10 digits (a company) or 12 (a person) "
+            "ending in its check digits"
+        )
     state.mkdir(parents=True, exist_ok=True)
     lock = StateLock.acquire(state)  # before anything in the directory is read or written
     try:
-        model = _open_model(state, fiscal_only=fiscal_only, ffd=ffd, clock=clock)
+        model = _open_model(state, fiscal_only=fiscal_only, ffd=ffd, clock=clock, inn=inn)
     except BaseException:
         lock.release()
         raise
@@ -226,7 +234,9 @@ def open_model(
     return model
 
 
-def _open_model(state: Path, *, fiscal_only: bool, ffd: str, clock: Clock | None) -> RegisterModel:
+def _open_model(
+    state: Path, *, fiscal_only: bool, ffd: str, clock: Clock | None, inn: str | None = None
+) -> RegisterModel:
     settings = RegisterSettings.load(state / "register.json")
     first_time = "fiscal_only" not in settings.extra
     if first_time:
@@ -249,9 +259,10 @@ def _open_model(state: Path, *, fiscal_only: bool, ffd: str, clock: Clock | None
     storage = FiscalStorage(SqliteStore(state / "fn.sqlite"), clock, config=config)
     if storage.status().phase is LifePhase.READY:
         mode = WorkMode.INTERNET | WorkMode.AUTOMATIC if fiscal_only else WorkMode(0)
+        owner = inn or TEST_INN
         registration = Registration(
-            inn=TEST_INN,
-            rnm=make_rnm("0000000001", TEST_INN, settings.serial),
+            inn=owner,
+            rnm=make_rnm("0000000001", owner, settings.serial),
             kkt_serial=settings.serial,
             tax_systems=0x03,  # ОСН and УСН доход
             work_mode=int(mode),

@@ -37,6 +37,7 @@ from kkt.emulator.shtrih import ShtrihRegister
 from kkt.emulator.state import StateBusy, StateLock, state_owner
 from kkt.protocols.atol.link import RESULT_DELIVERIES
 from kkt.protocols.atol.tasks import DEFAULT_CAPACITY, WHEN_FULL
+from kkt.protocols.ffd import inn_is_valid
 from kkt.protocols.shtrih.models import MODELS as SHTRIH_MODELS
 from kkt.render import RenderError
 
@@ -51,13 +52,18 @@ trace_log = logging.getLogger("kkt.trace.emulator")
 
 
 def open_register(
-    state: Path, *, fiscal_only: bool = False, ffd: str = "1.2", protocol: str = "shtrih"
+    state: Path,
+    *,
+    fiscal_only: bool = False,
+    ffd: str = "1.2",
+    protocol: str = "shtrih",
+    inn: str | None = None,
 ) -> Personality:
     """Open (or create) the emulated register whose state lives in ``state``, with the
     personality of ``protocol`` (one state directory may be served as either)."""
     personality = AtolRegister if protocol == "atol" else ShtrihRegister
     try:
-        return personality.open(state, fiscal_only=fiscal_only, ffd=ffd)
+        return personality.open(state, fiscal_only=fiscal_only, ffd=ffd, inn=inn)
     except StateBusy as busy:
         raise CliError(str(busy)) from None
     except Exception as exc:
@@ -91,6 +97,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--fiscal-only", action="store_true", help="no printer (internet/automatic mode)"
     )
     serve.add_argument("--ffd", choices=("1.05", "1.2"), default="1.2", help="FFD version")
+    serve.add_argument(
+        "--inn",
+        help="the user's INN the register is registered for when the state is created "
+        "(10 or 12 digits; default a test INN); the RNM is made for it",
+    )
     serve.add_argument(
         "--model",
         choices=tuple(SHTRIH_MODELS),
@@ -296,9 +307,15 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             f"--model names a Shtrih model; --protocol {args.protocol} is АТОЛ 30Ф "
             "(АТОЛ 42ФС with --fiscal-only)"
         )
+    inn = None if args.inn is None else str(args.inn).strip()
+    if inn is not None and not inn_is_valid(inn):
+        raise CliError(
+            f"--inn {args.inn!r} is not a valid INN: 10 digits (a company) or 12 (a person) "
+            "ending in their check digits, e.g. 7707083893"
+        )
     state = prepare_state(args.state)
     device = open_register(
-        state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol
+        state, fiscal_only=args.fiscal_only, ffd=args.ffd, protocol=args.protocol, inn=inn
     )
     if args.model is not None and isinstance(device, ShtrihRegister):
         device.set_model(args.model)
