@@ -15,7 +15,8 @@ command), `settle` (what became of a receipt after a failure: the FN's archive d
 `shtrih`, `atol`: the two vendors and their refusal codes); ``transport/`` (`session`: one loop
 over a port with each vendor's link; `ports`: opening a port by URL; `tcp`, `usb`, `inprocess`);
 ``formats/`` (`atol_json`: ATOL's receipt JSON); and the vocabulary every layer shares:
-`receipt`, `results`, `errors`, `journal`.
+`receipt`, `results`, `errors`, `journal`; `printform` (a receipt's document from what was
+sent and what the FN answered, for `kkt.render`).
 """
 
 __version__ = "0.1.0"
@@ -49,9 +50,10 @@ from .errors import (
     WrongPassword,
     WrongProtocol,
 )
+from .printform import receipt_document
 from .receipt import Item, Operation, Receipt, TaxSystem, Vat
 from .register import Register
-from .results import FiscalResult
+from .results import FiscalResult, Registration
 
 __all__ = [
     "CannotSend",
@@ -79,6 +81,7 @@ __all__ = [
     "Receipt",
     "ReceiptRejected",
     "Register",
+    "Registration",
     "ShiftExpired",
     "TaxSystem",
     "TransportError",
@@ -89,4 +92,5 @@ __all__ = [
     "__version__",
     "connect",
     "discover",
+    "receipt_document",
 ]

@@ -24,7 +24,7 @@ from dataclasses import fields, replace
 from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
-from kkt.protocols.ffd import TlvList
+from kkt.protocols.ffd import Payments, TlvList
 
 from . import ofd
 from .cash import move_cash
@@ -47,7 +47,7 @@ from .errors import (
 )
 from .journal import Entry, Journal
 from .ofd import OfdExchangeResult, OfdStatus
-from .receipt import Operation, Payments, Receipt
+from .receipt import Operation, Receipt
 from .results import FiscalResult, Formed, Registration, ShiftInfo
 from .settle import (
     cancel_open_receipt,

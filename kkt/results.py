@@ -261,6 +261,8 @@ class Registration:
     user: str  # tag 1048
     address: str  # tag 1009
     ffd: str  # tag 1209 as a version: "1.05", "1.1", "1.2"
+    place: str = ""  # tag 1187, the place of settlement ('' where the report has none)
+    fns_site: str = ""  # tag 1060, the FNS site ('' where the report has none)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -270,4 +272,6 @@ class Registration:
             "user": self.user,
             "address": self.address,
             "ffdVersion": self.ffd,
+            "place": self.place,
+            "fnsSite": self.fns_site,
         }

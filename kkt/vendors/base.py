@@ -241,6 +241,8 @@ class Device(ABC):
             user=text(1048),
             address=text(1009),
             ffd=_FFD_VERSIONS.get(version, str(version)) if isinstance(version, int) else "",
+            place=text(1187),
+            fns_site=text(1060),
         )
 
     def shift_opened_at(self, shift_number: int, receipts: int) -> dt.datetime | None:

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kkt.protocols.errors import LinkError
 from kkt.protocols.ffd import DocumentType, TlvList, find
 
 import kkt
 from kkt import Operation, Payments, Register
 from kkt.journal import Journal
-from kkt.protocols.errors import LinkError
 from kkt.transport.inprocess import InProcess
 from kkt.vendors.atol import AtolDevice
 from kkt.vendors.shtrih import ShtrihDevice
@@ -69,9 +69,7 @@ def rig(
     tmp_path: Path, protocol: str, rule: Rule = lambda payload: "ok"
 ) -> tuple[Register, Scripted]:
     scripted = Scripted(tmp_path / "state", protocol, rule)
-    register = Register(
-        DEVICES[protocol](scripted), journal=Journal(tmp_path / "journal.sqlite")
-    )
+    register = Register(DEVICES[protocol](scripted), journal=Journal(tmp_path / "journal.sqlite"))
     if not register.status().shift_open:
         register.open_shift()
     return register, scripted
