@@ -65,9 +65,11 @@ RECEIPT_TYPES = {
     Operation.BUY: ReceiptType.BUY,
     Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
 }
-CORRECTION_TYPES = {
+CORRECTION_TYPES = {  # 92h: libfptr's numbers (8 and 10 the returns', FFD 1.2 corrects them too)
     Operation.SELL: ReceiptType.SELL_CORRECTION,
+    Operation.SELL_RETURN: ReceiptType.SELL_RETURN_CORRECTION,
     Operation.BUY: ReceiptType.BUY_CORRECTION,
+    Operation.BUY_RETURN: ReceiptType.BUY_RETURN_CORRECTION,
 }
 MODE_NAMES: dict[int, str] = {
     Mode.SELECT: "select",

@@ -253,3 +253,20 @@ def test_a_pending_key_whose_correction_never_formed_makes_it_now(
         assert not made.replayed and scripted.corrections() == [made.document_number]
     finally:
         register.close()
+
+
+@pytest.mark.parametrize("protocol", VENDORS)
+def test_corrections_of_returns_are_made_too(tmp_path: Path, protocol: str) -> None:
+    """FFD 1.2 corrects every settlement kind: a sale return's and a purchase return's too (ATOL
+    92h types 8 and 10, Shtrih's operation byte 2 and 4)."""
+    register, scripted = rig(tmp_path, protocol)
+    try:
+        paid = Payments(electronic=900)
+        made = [
+            register.correction(operation, 900, payments=paid)
+            for operation in (Operation.SELL_RETURN, Operation.BUY_RETURN)
+        ]
+        assert [m.operation for m in made] == [2, 4]
+        assert scripted.corrections() == [m.document_number for m in made]
+    finally:
+        register.close()
