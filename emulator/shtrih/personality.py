@@ -851,6 +851,11 @@ class ShtrihRegister(Personality):
         """FF4A: FF36 with the payments by kind and the tax system (the tax sums are the
         host's; this register forms the correction's as FF36 does: all without VAT)."""
         self._auth(r, OPERATOR)
+        if r.kind not in (0, 1):
+            raise Refusal(
+                Reason.BAD_PARAMETER,
+                f"correction kind {r.kind}: 0 (own initiative) or 1 (by order), tag 1173",
+            )
         self.model.require_no_receipt()
         self.model.require_shift_for_sale()
         self.printer.check()

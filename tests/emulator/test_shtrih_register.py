@@ -305,6 +305,33 @@ def test_correction_and_state_report(register: ShtrihRegister) -> None:
     assert register.fn.verify().ok
 
 
+def test_a_correction_with_its_payments_ff4a(register: ShtrihRegister) -> None:
+    """FF4A: the payments by kind go into the correction (1031, 1081 ...); payments that are not
+    its sum, or a kind that is not 0/1, are refused and the begun correction's tags kept."""
+    from kkt.protocols.ffd import decode_tlv, find
+
+    run(register, classic.OpenShift(SYS))
+    run(register, fn.BeginCorrectionReceipt(SYS))
+    run(register, fn.SendTlv(SYS, encode_tlv([(1174, [(1178, START), (1179, "7/1")])])))
+
+    def ff4a(total: int, payments: tuple[int, ...], kind: int = 1) -> fn.MakeCorrectionReceiptV2:
+        taxes = (0, 0, 0, total, 0, 0)
+        return fn.MakeCorrectionReceiptV2(
+            SYS, kind, OperationType.EXPENSE, total, payments, taxes, int(TaxSystem.OSN)
+        )
+
+    assert refused(register, ff4a(12_300, (0, 12_000, 0, 0, 0))) == 0x33
+    assert refused(register, ff4a(12_300, (300, 12_000, 0, 0, 0), kind=7)) == 0x33
+    made = run(register, ff4a(12_300, (300, 12_000, 0, 0, 0)))
+    record = register.fn.record(made.document_number)
+    assert record.kind == 31 and record.operation == 3 and record.total == 12_300
+    [(_, body)] = decode_tlv(record.tlv)
+    assert isinstance(body, list) and (find(body, 1031), find(body, 1081)) == (300, 12_000)
+    basis = find(body, 1174)
+    assert find(body, 1173) == 1 and isinstance(basis, list) and find(basis, 1179) == "7/1"
+    assert register.fn.verify().ok
+
+
 def test_state_survives_reopening(tmp_path: Path, clock: ManualClock) -> None:
     first = open_device(tmp_path / "kkt", clock=clock)
     run(first, classic.OpenShift(SYS))
