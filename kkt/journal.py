@@ -56,19 +56,28 @@ class Journal:
         self._db.execute(
             "PRAGMA synchronous=FULL"
         )  # a "pending" must be on disk before the receipt is
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS receipts (key TEXT PRIMARY KEY, state TEXT NOT NULL, "
-            "before INTEGER NOT NULL, operation INTEGER NOT NULL, total INTEGER NOT NULL, "
-            "result TEXT)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(receipts)")}
-        # journals written before these were recorded: migrated in place, '' = not recorded
-        for column in ("fn", "fingerprint", "payments"):
-            if column not in columns:
-                self._db.execute(
-                    f"ALTER TABLE receipts ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
-                )
-        self._db.execute("CREATE INDEX IF NOT EXISTS receipts_fn ON receipts (fn, state)")
+        # Creation and migration under one write lock: several connections (a cloud register's
+        # workers, one per register) may open the same file at once, and two of them adding the
+        # same column would fail with "duplicate column name".
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS receipts (key TEXT PRIMARY KEY, state TEXT NOT NULL, "
+                "before INTEGER NOT NULL, operation INTEGER NOT NULL, total INTEGER NOT NULL, "
+                "result TEXT)"
+            )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(receipts)")}
+            # journals written before these were recorded: migrated in place, '' = not recorded
+            for column in ("fn", "fingerprint", "payments"):
+                if column not in columns:
+                    self._db.execute(
+                        f"ALTER TABLE receipts ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+                    )
+            self._db.execute("CREATE INDEX IF NOT EXISTS receipts_fn ON receipts (fn, state)")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def get(self, key: str) -> Entry | None:
         with self._lock:

@@ -1006,3 +1006,44 @@ def test_a_closing_answer_naming_an_old_document_is_settled_not_trusted(tmp_path
             assert second.fn_info().last_document == result.document_number
     finally:
         rig.close()
+
+
+def test_an_old_journal_opened_by_many_threads_at_once_is_migrated_once(tmp_path: Path) -> None:
+    """A cloud register opens one journal file from a worker per register, all at start: the
+    migration of an old file runs under one write lock, never "duplicate column name"."""
+    import sqlite3
+    import threading
+
+    from kkt.journal import Journal
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE receipts (key TEXT PRIMARY KEY, state TEXT NOT NULL, before INTEGER "
+        "NOT NULL, operation INTEGER NOT NULL, total INTEGER NOT NULL, result TEXT)"
+    )
+    db.commit()
+    db.close()
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+    journals: list[Journal] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            journals.append(Journal(path))
+        except BaseException as failure:  # collected: the assertion below names it
+            failures.append(failure)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for journal in journals:
+        journal.close()
+    assert failures == []
+    db = sqlite3.connect(path)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(receipts)")]
+    db.close()
+    assert columns.count("payments") == 1 and "fn" in columns
