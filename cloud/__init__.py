@@ -1,0 +1,1 @@
+"""`kkt cloud`: an ATOL Online compatible cloud register service over the driver (issue 18)."""
