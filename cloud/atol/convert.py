@@ -272,7 +272,7 @@ def _message(item: Any) -> str:
     if kind == "string_too_short":
         return "must not be empty"
     if kind in ("too_short", "too_long"):
-        return f"must have {_bounds(ctx)} entries, got {ctx.get('actual_length')}"
+        return f"must have {_bounds(ctx)}, got {ctx.get('actual_length')}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return f"must be an object, got {_shown(item.get('input'))}"
     if kind == "list_type":
@@ -290,9 +290,8 @@ def _message(item: Any) -> str:
 
 def _bounds(ctx: dict[str, Any]) -> str:
     low, high = ctx.get("min_length"), ctx.get("max_length")
-    if low is not None and high is not None:
-        return f"{low}..{high}"
-    return f"at least {low}" if low is not None else f"at most {high}"
+    bound, limit = ("at least", low) if low is not None else ("at most", high)
+    return f"{bound} {limit} {'entry' if limit == 1 else 'entries'}"
 
 
 def _shown(value: Any) -> str:
@@ -323,9 +322,8 @@ def _convert(
     if isinstance(model, schema.CorrectionRequestV4 | schema.CorrectionRequestV5):
         return _correction(operation, model, add)
     receipt = model.receipt
-    items = tuple(
-        _item(api, f"receipt.items[{i}]", item, add) for i, item in enumerate(receipt.items)
-    )
+    listed: list[schema.ItemV4 | schema.ItemV5] = list(receipt.items)
+    items = tuple(_item(api, f"receipt.items[{i}]", item, add) for i, item in enumerate(listed))
     _check_total("receipt", receipt.items, receipt.total, add)
     payments = _payments("receipt.payments", receipt.payments, add)
     _refuse_present(receipt, "receipt", ("agent_info", "supplier_info"), add)
@@ -535,7 +533,7 @@ def _correction(
     dropped = ["correction.company.sno", "correction.cashier", "correction.vats"]
     if isinstance(correction, schema.CorrectionV5):
         for index, item in enumerate(correction.items):
-            _vat(f"correction.items[{index}].vat.type", item.vat.type, add)
+            _item(5, f"correction.items[{index}]", item, add)  # checked, then not carried
         _check_total("correction", correction.items, correction.total, add)
         total = _kopecks(correction.total)
         if payments.total != total:
@@ -547,8 +545,9 @@ def _correction(
         name = ""
     else:
         total = payments.total
-        name = info.base_name
-    for index, vat in enumerate(correction.vats or ()):
+        name = correction.correction_info.base_name
+    vats: list[schema.VatV4Item | schema.VatV5Item] = list(correction.vats or ())
+    for index, vat in enumerate(vats):
         _vat(f"correction.vats[{index}].type", vat.type, add)
     basis = kkt.CorrectionBasis(
         by_order=info.type == "instruction",
