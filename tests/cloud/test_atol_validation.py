@@ -1,4 +1,5 @@
 """Every limit of ATOL's tables refuses with code 32 and names the failing field by its path."""
+# ruff: noqa: E501 -- the case tables read one case a line
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from support.atol_examples import V4_CORRECTION, V4_SELL, body, v5_unmarked
-
 from kkt.cloud.atol import ApiError, body_json, to_order
+from support.atol_examples import V4_CORRECTION, V4_SELL, body, v5_unmarked
 
 Edit = Callable[[dict[str, Any]], object]
 
