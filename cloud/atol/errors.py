@@ -73,7 +73,7 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(text)
-        row = TABLE.get(code) if type == "system" else None
+        row = TABLE.get(code) if type in ("system", "unknown") else None
         self.code = code
         self.text = text
         self.type = type
