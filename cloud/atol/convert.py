@@ -145,13 +145,15 @@ def order_receipt(order: Order, *, tax_system: kkt.TaxSystem | None = None) -> k
     """The receipt of a validated sell/buy/refund `Order`.
 
     ``tax_system`` is used when the request leaves ``company.sno`` out (ATOL allows that for a
-    company with one tax system): pass the register's registered one.  Without either, code 32.
+    company with one tax system): pass the register's registered one.  Without either it is OSN;
+    the driver refuses a receipt whose tax system the register is not registered for (tag
+    1062), so a guess can fail the receipt with a clear reason but never misreport it.
     """
     model = _validate(order.api, order.operation, order.body)
     if _is_correction(model):
         raise ValueError(f"{order.operation} is a correction: use order_correction")
     problems: list[str] = []
-    made = _convert(order.api, order.operation, model, problems, tax_system, need_sno=True)
+    made = _convert(order.api, order.operation, model, problems, tax_system)
     if problems or not isinstance(made, kkt.Receipt):
         raise ApiError.incoming_validation_exception(problems)
     return made
@@ -314,8 +316,6 @@ def _convert(
     model: schema.Request,
     problems: list[str],
     tax_system: kkt.TaxSystem | None,
-    *,
-    need_sno: bool = False,
 ) -> kkt.Receipt | CorrectionArgs | None:
     """Build what the register gets, appending every problem (``path: text``) to ``problems``."""
     add: Callable[[str, str], None] = lambda path, text: problems.append(f"{path}: {text}")  # noqa: E731
@@ -343,11 +343,6 @@ def _convert(
     contact = _buyer_contact("receipt.client", receipt.client, add)
     extra = _receipt_extra(receipt)
     sno = receipt.company.sno
-    if sno is None and tax_system is None and need_sno:
-        add(
-            "receipt.company.sno",
-            "is required by this service (it cannot tell which tax system the register uses)",
-        )
     if problems:
         return None
     made = kkt.Receipt(
