@@ -326,6 +326,9 @@ def _convert(
     items = tuple(_item(api, f"receipt.items[{i}]", item, add) for i, item in enumerate(listed))
     _check_total("receipt", receipt.items, receipt.total, add)
     payments = _payments("receipt.payments", receipt.payments, add)
+    vats: list[schema.VatV4Item | schema.VatV5Item] = list(receipt.vats or ())
+    for index, vat in enumerate(vats):
+        _vat(f"receipt.vats[{index}].type", vat.type, add)  # checked, then left to the register
     _refuse_present(receipt, "receipt", ("agent_info", "supplier_info"), add)
     if isinstance(receipt, schema.ReceiptV5):
         _refuse_present(

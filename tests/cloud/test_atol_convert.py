@@ -208,8 +208,11 @@ def test_receipt_and_correction_functions_refuse_the_other_kind() -> None:
         order_correction(to_order(4, "sell", "g", V4_SELL.encode()))
 
 
-def test_the_emulator_takes_the_converted_receipt_and_correction(tmp_path: Any) -> None:
-    register = kkt.connect(f"emulator:{tmp_path / 'kkt'}")
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_the_emulator_takes_the_converted_receipt_and_correction(
+    tmp_path: Any, protocol: str
+) -> None:
+    register = kkt.connect(f"emulator:{tmp_path / 'kkt'}", protocol=protocol)
     try:
         register.open_shift()
         data = v5_unmarked()

@@ -69,6 +69,7 @@ V4_CASES: list[tuple[str, Edit, str]] = [
     ("payment object", lambda d: item(d).update(payment_object=1), "receipt.items[0].payment_object: must be one of"),
     ("vat18", lambda d: item(d)["vat"].update(type="vat18"), "receipt.items[0].vat.type: vat18 (18 %) is refused since 01.02.2019"),
     ("vat unknown", lambda d: item(d)["vat"].update(type="vat5"), "receipt.items[0].vat.type: must be one of"),
+    ("receipt vat18", lambda d: d["receipt"]["vats"][0].update(type="vat18"), "receipt.vats[0].type: vat18 (18 %) is refused"),
     ("vat sum decimals", lambda d: item(d)["vat"].update(sum=D("0.001")), "receipt.items[0].vat.sum: must have at most 2 decimals"),
     ("measurement unit", lambda d: item(d).update(measurement_unit="x" * 17), "receipt.items[0].measurement_unit: must be at most 16"),
     ("user data", lambda d: item(d).update(user_data="x" * 65), "receipt.items[0].user_data: must be at most 64"),
