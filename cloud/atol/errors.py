@@ -18,6 +18,14 @@ from typing import Any
 ATOL_TIME = "%d.%m.%Y %H:%M:%S"  # ATOL's timestamp format, requests and answers alike
 
 
+def atol_time(when: datetime) -> str:
+    """``when`` in ATOL's format.  ATOL's timestamps carry no zone and read as the server's local
+    time (as the register's own receipt_datetime does), so an aware time is shown in the local
+    zone; a naive one is taken as already local."""
+    local = when.astimezone() if when.tzinfo is not None else when
+    return local.strftime(ATOL_TIME)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorKind:
     """One row of ATOL's error table."""
@@ -105,7 +113,7 @@ class ApiError(Exception):
             answer["uuid"] = the_uuid
         answer["error"] = self.error_json()
         answer["status"] = self.status
-        answer["timestamp"] = (now or datetime.now()).strftime(ATOL_TIME)
+        answer["timestamp"] = atol_time(now or datetime.now())
         return answer
 
     # -- ATOL's table, one constructor per row (names after ATOL's) -------------------------------

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ..model import ReportView
-from .errors import ATOL_TIME
+from .errors import ATOL_TIME, atol_time
 
 DAEMON_CODE = "kkt-cloud"  # ATOL's daemon_code names the server that processed it
 FNS_SITE = "www.nalog.gov.ru"
@@ -31,7 +31,7 @@ def report_json(view: ReportView, *, daemon_code: str = DAEMON_CODE) -> dict[str
     when = view.done_at if view.done_at is not None else view.accepted_at
     report: dict[str, Any] = {
         "uuid": view.uuid,
-        "timestamp": when.strftime(ATOL_TIME),
+        "timestamp": atol_time(when),
         "status": view.status,
         "error": _error(view) if view.status == "fail" else None,
         "payload": _payload(view.api, result) if result is not None else None,
@@ -48,7 +48,7 @@ def report_json(view: ReportView, *, daemon_code: str = DAEMON_CODE) -> dict[str
 
 def accepted_json(uuid: str, now: datetime, status: str = "wait") -> dict[str, Any]:
     """The answer to an accepted registration request."""
-    return {"uuid": uuid, "timestamp": now.strftime(ATOL_TIME), "error": None, "status": status}
+    return {"uuid": uuid, "timestamp": atol_time(now), "error": None, "status": status}
 
 
 def _error(view: ReportView) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -189,3 +189,10 @@ def test_other_error_types() -> None:
         -3803,
     )
     assert ApiError.driver(-3803, "x").json()["error"]["type"] == "driver"
+
+
+def test_aware_times_are_shown_in_the_local_zone() -> None:
+    moment = datetime(2017, 4, 12, 17, 15, 6, tzinfo=UTC)
+    shown = moment.astimezone().strftime("%d.%m.%Y %H:%M:%S")
+    assert accepted_json(UUID, moment)["timestamp"] == shown
+    assert ApiError.missing_token().json(now=moment)["timestamp"] == shown
