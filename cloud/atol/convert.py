@@ -323,7 +323,7 @@ def _convert(
         return _correction(operation, model, add)
     receipt = model.receipt
     listed: list[schema.ItemV4 | schema.ItemV5] = list(receipt.items)
-    items = tuple(_item(api, f"receipt.items[{i}]", item, add) for i, item in enumerate(listed))
+    items = tuple(_item(f"receipt.items[{i}]", item, add) for i, item in enumerate(listed))
     _check_total("receipt", receipt.items, receipt.total, add)
     payments = _payments("receipt.payments", receipt.payments, add)
     vats: list[schema.VatV4Item | schema.VatV5Item] = list(receipt.vats or ())
@@ -366,7 +366,7 @@ def _convert(
 
 
 def _item(
-    api: int, path: str, item: schema.ItemV4 | schema.ItemV5, add: Callable[[str, str], None]
+    path: str, item: schema.ItemV4 | schema.ItemV5, add: Callable[[str, str], None]
 ) -> kkt.Item | None:
     expected = (item.price * item.quantity).quantize(KOPECK, rounding=ROUND_HALF_UP)
     if expected > schema.MAX_MONEY:
@@ -531,7 +531,7 @@ def _correction(
     dropped = ["correction.company.sno", "correction.cashier", "correction.vats"]
     if isinstance(correction, schema.CorrectionV5):
         for index, item in enumerate(correction.items):
-            _item(5, f"correction.items[{index}]", item, add)  # checked, then not carried
+            _item(f"correction.items[{index}]", item, add)  # checked, then not carried
         _check_total("correction", correction.items, correction.total, add)
         total = _kopecks(correction.total)
         if payments.total != total:
