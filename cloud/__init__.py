@@ -1,0 +1,1 @@
+"""``kkt.cloud``: a cloud register service (ATOL Online compatible) over a pool of registers."""

@@ -1,0 +1,1 @@
+"""Where the cloud service keeps its requests, results, tokens and callbacks."""
