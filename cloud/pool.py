@@ -73,6 +73,10 @@ LATENCY_WINDOW = 1024
 NOT_FISCALIZED_RETRIES = 3  # a receipt cancelled by a bad line is sold again this often here
 FNS_SITE = "www.nalog.gov.ru"  # tag 1060, when the registration report does not carry it
 
+# `kkt.Journal` migrates its table when it opens (ALTER TABLE ... ADD COLUMN), which two openers
+# at once can both try ("duplicate column name"): the workers open theirs one at a time.
+_JOURNAL_OPENING = threading.Lock()
+
 # An ATOL agent error (A4 Table 7): 1 the document is invalid, 2 the register is registered with
 # another INN or address.
 AGENT_INVALID = 1
@@ -418,9 +422,10 @@ class _Worker:
 
     def _connect(self) -> None:
         try:
-            register = kkt.connect(
-                self.spec.url, protocol=self.spec.protocol, journal=self.storage.journal_path()
-            )
+            with _JOURNAL_OPENING:
+                register = kkt.connect(
+                    self.spec.url, protocol=self.spec.protocol, journal=self.storage.journal_path()
+                )
         except (kkt.KktError, ProtocolError, OSError) as error:
             raise _RegisterDown(f"no link: {error}") from error
         try:
@@ -521,7 +526,8 @@ class _Worker:
         try:
             if journal is None:
                 if self._journal is None:
-                    self._journal = Journal(self.storage.journal_path())
+                    with _JOURNAL_OPENING:
+                        self._journal = Journal(self.storage.journal_path())
                 journal = self._journal
             return journal.get(key) is not None
         except Exception as error:
