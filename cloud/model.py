@@ -1,5 +1,6 @@
-"""The cloud service's vocabulary: a validated request, what storage knows of it, a job for a
-register worker, and a register's state as the operator sees it."""
+"""The cloud service's shared vocabulary: a validated request, what storage reports of it, a job
+for a register worker, a register's state.  Plain frozen dataclasses: every layer (storage, pool,
+API, web) speaks these and nothing of each other's."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ class Order:
     operation: str  # one of OPERATIONS_V5
     external_id: str
     body: dict[str, Any]  # the JSON as received (numbers as Decimal -> stored as JSON text)
-    # sha256 hex of the canonical body WITHOUT "timestamp" (a retry regenerates it): same
-    # fingerprint = same request
+    # sha256 hex of the canonical body WITHOUT "timestamp" (a retry regenerates it):
+    # same fingerprint = same request
     fingerprint: str
     callback_url: str | None
     inn: str  # receipt/correction company.inn (checked against the register)

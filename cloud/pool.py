@@ -312,6 +312,7 @@ class _Worker:
         self._stuck: set[str] = set()  # keys that belong to another FN: left for the operator
         self._tries: dict[str, int] = {}  # uuid -> receipts cancelled by a bad line
         self._next_ofd = 0.0
+        self._acknowledged: tuple[str, int] | None = None  # what storage was last told
         self._paper_fault = False
         self._failures = 0  # consecutive failed probes or faults: the probe interval doubles
         now = dt.datetime.now(dt.UTC)
@@ -582,7 +583,9 @@ class _Worker:
         # Every document below the first unsent one has been acknowledged by the OFD.
         below = status.first_number if status.unsent and status.first_number else None
         below = below if below is not None else fn.last_document + 1
-        self.storage.set_ofd_acknowledged_below(fn.serial, below)
+        if (fn.serial, below) != self._acknowledged:  # written when it moved, not every look
+            self.storage.set_ofd_acknowledged_below(fn.serial, below)
+            self._acknowledged = (fn.serial, below)
         self.update(
             ofd_unsent=status.unsent,
             ofd_first_unsent=status.first_number if status.unsent else None,

@@ -1,1 +1,1 @@
-"""Where the cloud service keeps its requests, results, tokens and callbacks."""
+"""Where the cloud service keeps its state: the `Storage` protocol and its implementations."""

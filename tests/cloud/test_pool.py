@@ -10,8 +10,11 @@ holds as many receipts as requests it completed, and no fiscal document is repor
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import sqlite3
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +311,41 @@ def test_latencies_of_an_unknown_register(storage: FakeStorage) -> None:
     pool = RegisterPool(storage, [RegisterSpec("a", "demo", "socket://127.0.0.1:9")])
     with pytest.raises(KeyError):
         pool.latencies("b")
+
+
+# The v4 example of the fact sheet (ofd-cloud-marking.md §2.8), for the emulator's INN.
+ATOL_V4_SELL = """
+{"external_id": "17052917561851307", "timestamp": "01.02.2019 13:45:00",
+ "receipt": {"client": {"email": "kkt@kkt.ru"},
+  "company": {"email": "chek@romashka.ru", "sno": "osn", "inn": "%s",
+              "payment_address": "http://magazin.ru/"},
+  "items": [{"name": "колбаса Клинский Брауншвейгская с/к в/с", "price": 1000.00,
+             "quantity": 0.3, "sum": 300.00, "measurement_unit": "кг",
+             "payment_method": "full_payment", "payment_object": "commodity",
+             "vat": {"type": "vat20"}},
+            {"name": "яйцо Окское куриное С0 белое", "price": 100.00, "quantity": 1.0,
+             "sum": 100.00, "measurement_unit": "Упаковка 10 шт.",
+             "payment_method": "full_payment", "payment_object": "commodity",
+             "vat": {"type": "vat10"}}],
+  "payments": [{"type": 1, "sum": 400.0}],
+  "vats": [{"type": "vat20", "sum": 50.00}, {"type": "vat10", "sum": 9.09}], "total": 400.0}}
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("kkt.cloud.atol") is None, reason="the ATOL layer is not installed"
+)
+def test_atol_bodies_are_sold_through_the_atol_layer(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    """The default `atol_work`: a stored ATOL Online body (numbers as Decimal) becomes the
+    driver's receipt through `kkt.cloud.atol.convert` (the API layer: skipped without it)."""
+    (spec,) = emulated.specs("demo")
+    stored = json.loads(ATOL_V4_SELL % TEST_INN, parse_float=Decimal)
+    with RegisterPool(storage, [spec], **FAST):
+        uuid = storage.add(stored)
+        storage.wait_until(lambda: storage.ended(uuid))
+    record = storage.records[uuid]
+    assert record.status == "done", record.error
+    assert record.result is not None and record.result["total"] == 40_000
+    check_exactly_once(storage, [spec])
