@@ -46,9 +46,11 @@ class FakeStorage:
 
     # -- what tests do ---------------------------------------------------------------------------
 
-    def add(self, body: dict[str, Any], *, operation: str = "sell", group: str = "demo") -> str:
+    def add(
+        self, body: dict[str, Any], *, operation: str = "sell", group: str = "demo", api: int = 5
+    ) -> str:
         uuid = str(uuids.uuid4())
-        job = Job(uuid, 5, group, operation, f"ext-{len(self.order)}", body, 0)
+        job = Job(uuid, api, group, operation, f"ext-{len(self.order)}", body, 0)
         with self._work:
             self.records[uuid] = Record(job)
             self.order.append(uuid)

@@ -343,7 +343,7 @@ def test_atol_bodies_are_sold_through_the_atol_layer(
     (spec,) = emulated.specs("demo")
     stored = json.loads(ATOL_V4_SELL % TEST_INN, parse_float=Decimal)
     with RegisterPool(storage, [spec], **FAST):
-        uuid = storage.add(stored)
+        uuid = storage.add(stored, api=4)
         storage.wait_until(lambda: storage.ended(uuid))
     record = storage.records[uuid]
     assert record.status == "done", record.error
