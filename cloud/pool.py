@@ -57,7 +57,7 @@ from typing import Any
 import kkt
 from kkt.errors import BadAnswer, ProtocolError
 from kkt.journal import Journal
-from kkt.results import FiscalResult, Registration
+from kkt.results import FiscalResult, Registration, Status
 
 from .model import Job, RegisterView
 from .storage.base import Storage
@@ -365,31 +365,29 @@ class _Worker:
     def _run(self) -> None:
         try:
             while not self.pool.stopping:
-                try:
-                    self._step()
-                except _RegisterDown as down:
-                    self._down(down)
-                except _Unknown:
-                    self.pool.pause(self._probe_delay())
-                except _ShiftOver:
-                    self._guarded(self._renew_shift)
-                except Exception as error:  # a bug, or storage failing: keep the thread alive
-                    log.exception("register %s: unexpected failure", self.name)
-                    self._down(_RegisterDown(f"internal error: {type(error).__name__}: {error}"))
+                self._safely(self._step)
         finally:
             self._disconnect()
             if self._journal is not None:
                 self._journal.close()
             self.update(state="offline", detail="stopped", in_flight=0)
-            self.publish(force=True)
 
-    def _guarded(self, action: Callable[[], None]) -> None:
+    def _safely(self, action: Callable[[], None], *, renewing: bool = False) -> None:
+        """Run one step of the loop; whatever it raises is handled here (the thread lives on)."""
         try:
             action()
         except _RegisterDown as down:
             self._down(down)
         except _Unknown:
             self.pool.pause(self._probe_delay())
+        except _ShiftOver:
+            if renewing:
+                self._down(_RegisterDown("the shift is over 24 hours old and did not reopen"))
+            else:
+                self._safely(self._renew_shift, renewing=True)
+        except Exception as error:  # a bug, or storage failing: keep the thread alive
+            log.exception("register %s: unexpected failure", self.name)
+            self._down(_RegisterDown(f"internal error: {type(error).__name__}: {error}"))
 
     def _step(self) -> None:
         if self.register is None:
@@ -448,12 +446,18 @@ class _Worker:
             registration.ffd,
             fn.serial,
         )
+        self._open_shift(status)
+        self.update(state="ok", detail="")
+
+    def _open_shift(self, status: Status) -> None:
+        """A shift to sell in: opened when closed; an expired one is `_ShiftOver`."""
+        register = self.register
+        assert register is not None
         if status.shift_expired:
             raise _ShiftOver()
         if not status.shift_open:
             with _register_faults():
                 register.open_shift()
-        self.update(state="ok", detail="")
 
     def _read_registration_report(self, register: kkt.Register, registration: Registration) -> None:
         """The OFD's INN (1017) and the FNS site (1060) from the registration report itself."""
@@ -491,6 +495,7 @@ class _Worker:
                 self._paper_fault = False
             if register.ofd_status().blocked:
                 raise _RegisterDown("the FN is blocked: documents waited for the OFD 30 days")
+        self._open_shift(status)  # a paper end may have kept it from opening at the start
         log.info("register %s: healthy again", self.name)
         self.update(state="ok", detail="")
 
@@ -605,7 +610,7 @@ class _Worker:
         except ReceiptFault as fault:
             self._fail(job, fault.error)
             return
-        if work.inn and work.inn != registration.inn:
+        if work.inn and work.inn.strip() != registration.inn.strip():
             self._fail(
                 job,
                 {

@@ -94,11 +94,12 @@ def states_of(storage: FakeStorage, name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("emulated", [(4, "mixed")], indirect=True)
+@pytest.mark.parametrize("index", [0, 1], ids=["shtrih", "atol"])
 def test_failover_when_a_register_runs_out_of_paper(
-    storage: FakeStorage, emulated: EmulatedPool
+    storage: FakeStorage, emulated: EmulatedPool, index: int
 ) -> None:
     specs = emulated.specs("demo")
-    first = specs[0].name
+    first = specs[index].name
     with RegisterPool(storage, specs, work_of=simple_work, **FAST) as pool:
         warm_up = [storage.add(body(100 + index)) for index in range(4)]
         storage.wait_until(lambda: storage.ended(*warm_up))
@@ -108,9 +109,9 @@ def test_failover_when_a_register_runs_out_of_paper(
             lambda: all(getattr(storage.view(s.name), "state", "") == "ok" for s in specs)
         )
 
-        # Register 0 alone takes the next two: the paper runs out while the first prints -- the
+        # The register alone takes the next two: the paper runs out while the first prints -- the
         # FN formed it, so it is done there -- and the second finds no paper at all.
-        emulated.control(0, {"action": "paper", "state": "after", "lines": 0})
+        emulated.control(index, {"action": "paper", "state": "after", "lines": 0})
         storage.pin(first)
         in_flight, refused = storage.add(body(201)), storage.add(body(202))
         storage.wait_until(
@@ -131,7 +132,7 @@ def test_failover_when_a_register_runs_out_of_paper(
         storage.wait_until(lambda: getattr(storage.view(first), "paper", None) is False)  # probed
 
         # Paper in: the probe finishes the interrupted printout and the register is back.
-        emulated.control(0, {"action": "paper", "state": "in"})
+        emulated.control(index, {"action": "paper", "state": "in"})
         storage.wait_until(
             lambda: storage.view(first) is not None and storage.view(first).state == "ok"
         )
