@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -284,6 +285,39 @@ def test_requests_the_register_cannot_take_fail_with_atol_errors(
     # The OFD watcher marked what the emulated OFD acknowledged (the register sends by itself).
     assert storage.records[fine].result is not None
     assert storage.acknowledged.get(storage.records[fine].result["fn_number"], 0) >= 1
+    check_exactly_once(storage, [spec])
+
+
+def test_stop_finishes_the_receipt_under_way_and_begins_no_other(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    (spec,) = emulated.specs("demo")
+    started, go_on = threading.Event(), threading.Event()
+
+    def work(job: Job) -> Work:
+        plain = simple_work(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            started.set()
+            go_on.wait(60)
+            return plain.run(register, key)
+
+        return Work(plain.inn, run)
+
+    pool = RegisterPool(storage, [spec], work_of=work, **FAST)
+    pool.start()
+    first, *rest = (storage.add(body(price)) for price in (100, 200, 300))
+    assert started.wait(60)
+    stopping = threading.Thread(target=pool.stop)
+    stopping.start()
+    while not pool.stopping:  # stop() has begun (it sets the flag first, then joins)
+        stopping.join(0.01)
+    go_on.set()
+    stopping.join()
+
+    assert storage.records[first].status == "done"
+    assert [storage.records[uuid].status for uuid in rest] == ["queued", "queued"]
+    assert pool.views()[0].detail == "stopped"
     check_exactly_once(storage, [spec])
 
 
