@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any, Self
 
 from kkt.emulator.atol import AtolRegister
-from kkt.emulator.ofd import OfdService
+from kkt.emulator.ofd import OfdService, OfdStateBusy
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import Service
 from kkt.emulator.shells.ofdlink import DEFAULT_RETRY, OfdAddress
 from kkt.emulator.shtrih import ShtrihRegister
-from kkt.emulator.state import StateLock, open_model
+from kkt.emulator.state import StateBusy, StateLock, open_model
 
 from .pool import RegisterSpec
 
@@ -274,6 +274,10 @@ def child_main() -> None:
     try:
         config = json.loads(sys.argv[1])
         asyncio.run(_serve(send, config))
+    except (StateBusy, OfdStateBusy) as busy:
+        # Another process holds a state (a second service on the same --state): its message
+        # names the owner; a traceback would only bury it.
+        send(["error", str(busy)])
     except BaseException:
         send(["error", traceback.format_exc()])
     else:

@@ -23,9 +23,10 @@ Failures are classified by whose fault they are:
   vendor's code, the text names the vendor);
 * **the register's** (`PaperOut`, `WrongMode`, `WrongPassword`, `FnExhausted`, `OfdBlocked`, a lost
   link, a refusal the vendor marks "retry may help"): the request goes back to the queue
-  (``storage.release``) for the group's other registers, the register turns ``failing`` and is
-  probed every `PROBE_INTERVAL` (its status) until healthy; every request assigned to it that was
-  never begun (no journal entry) is released too;
+  (``storage.release``) for the group's other registers, the register turns ``failing``
+  (``offline`` when the link itself is gone) and is probed every `PROBE_INTERVAL` (its status)
+  until healthy; every request assigned to it that was never begun (no journal entry) is released
+  too;
 * **nobody knows** (`OutcomeUnknown`): the request stays assigned, the register turns
   ``settling``, and the same request is tried again on this register only -- a receipt begun on a
   register is never sold anywhere else, since it may be fiscal in that register's FN;
@@ -257,10 +258,11 @@ class _RegisterDown(Exception):
     """The register, not the request, is at fault: ``detail`` says what, in the operator's
     words; ``paper`` when it is the printer (a probe finishes the interrupted printout)."""
 
-    def __init__(self, detail: str, *, paper: bool = False) -> None:
+    def __init__(self, detail: str, *, paper: bool = False, link: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         self.paper = paper
+        self.link = link  # no link at all: the register is "offline"
 
 
 class _Unknown(Exception):
@@ -393,12 +395,13 @@ class _Worker:
         if self.register is None:
             self._connect()
             return
-        if self.view.state == "failing":
+        if self.view.state in ("failing", "offline"):
             try:
                 self._probe()
             except _RegisterDown as down:  # still down: probed again at the same pace
                 self._paper_fault = self._paper_fault or down.paper
-                self.update(detail=down.detail)
+                state = "offline" if down.link else "failing"
+                self.update(state=state, detail=down.detail)
                 self.pool.pause(self.probe_interval)
             return
         if self._settle():
@@ -426,7 +429,7 @@ class _Worker:
                     self.spec.url, protocol=self.spec.protocol, journal=self.storage.journal_path()
                 )
         except (kkt.KktError, ProtocolError, OSError) as error:
-            raise _RegisterDown(f"no link: {error}") from error
+            raise _RegisterDown(f"no link: {error}", link=True) from error
         try:
             with _register_faults():
                 registration = register.registration()
@@ -506,7 +509,7 @@ class _Worker:
         self._paper_fault = self._paper_fault or down.paper
         if self.view.state != "failing" or self.view.detail != down.detail:
             log.warning("register %s failing: %s", self.name, down.detail)
-        state = "offline" if self.register is None else "failing"
+        state = "offline" if self.register is None or down.link else "failing"
         self.update(state=state, detail=down.detail, in_flight=0)
         self._release_unbegun()
         self.pool.pause(self._probe_delay())
@@ -668,7 +671,7 @@ class _Worker:
         except (kkt.KktError, ProtocolError, OSError) as error:
             # The link or the register (TransportError, BadAnswer, a garbled answer ...).
             self._give_back(job)
-            raise _RegisterDown(_link_detail(error)) from error
+            raise _down_of(error) from error
         seconds = time.perf_counter() - started
         self._tries.pop(job.uuid, None)
         self._failures = 0
@@ -716,7 +719,7 @@ def _register_faults() -> Iterator[None]:
         paper = isinstance(refusal, kkt.PaperOut)
         raise _RegisterDown(_refusal_detail(refusal), paper=paper) from refusal
     except (kkt.KktError, ProtocolError, OSError) as error:
-        raise _RegisterDown(_link_detail(error)) from error
+        raise _down_of(error) from error
 
 
 def _refusal_detail(refusal: kkt.DeviceError) -> str:
@@ -725,12 +728,13 @@ def _refusal_detail(refusal: kkt.DeviceError) -> str:
     return str(refusal)
 
 
-def _link_detail(error: BaseException) -> str:
+def _down_of(error: BaseException) -> _RegisterDown:
+    """A failure of the link or of the register's answers, in the operator's words."""
     if isinstance(error, kkt.TransportError | OSError):
-        return f"no link: {error}"
+        return _RegisterDown(f"no link: {error}", link=True)
     if isinstance(error, BadAnswer | ProtocolError):
-        return f"bad answers: {error}"
-    return f"{type(error).__name__}: {error}"
+        return _RegisterDown(f"bad answers: {error}")
+    return _RegisterDown(f"{type(error).__name__}: {error}")
 
 
 def _driver_error(refusal: kkt.DeviceError) -> dict[str, Any]:

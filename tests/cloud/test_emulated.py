@@ -73,6 +73,8 @@ def test_the_child_dies_with_its_parent_and_a_restart_finds_its_registers(
         assert status["status"]["phase"] == 3
         with pytest.raises(EmulatedError, match="paper needs"):
             pool.control(0, {"action": "paper", "state": "sideways"})
+        with pytest.raises(EmulatedError, match=r"in use by .*kkt cloud serve"):
+            EmulatedPool(tmp_path, 2, "mixed").start()  # the states have their owner
         assert pool.ofd_control({"action": "status"})["listening"] is True
     assert pool.pid is None
     assert (tmp_path / "emulated").stat().st_mode & 0o777 == 0o700
