@@ -507,9 +507,9 @@ class _Worker:
         it again later."""
         self._failures += 1
         self._paper_fault = self._paper_fault or down.paper
-        if self.view.state != "failing" or self.view.detail != down.detail:
-            log.warning("register %s failing: %s", self.name, down.detail)
         state = "offline" if self.register is None or down.link else "failing"
+        if self.view.state != state or self.view.detail != down.detail:
+            log.warning("register %s %s: %s", self.name, state, down.detail)
         self.update(state=state, detail=down.detail, in_flight=0)
         self._release_unbegun()
         self.pool.pause(self._probe_delay())
