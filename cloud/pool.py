@@ -1,0 +1,747 @@
+"""The register pool: one worker thread per register takes the group's queued requests and
+fiscalizes them, each exactly once, through the driver's journal.
+
+A worker is its register's only writer (a register has one open receipt and one document cursor):
+it connects (``kkt.connect(url, journal=storage.journal_path())``), reads the registration (INN,
+RNM, FFD), the FN and the status, opens the shift, and then loops:
+
+1. **settle** what storage says is assigned to it (``storage.assigned(name)``): each is sold again
+   with ``key = uuid`` -- the journal replays a receipt done before a crash, the FN's archive
+   settles one left pending, and one never begun is simply sold now;
+2. every few seconds, between receipts, **watch the OFD**: ``register.ofd_status()`` tells which
+   of the FN's documents the OFD acknowledged (``storage.set_ofd_acknowledged_below``);
+3. **claim** the oldest queued request of its group and fiscalize it (``key = uuid``), then
+   ``storage.complete`` it with the fiscal data and the register's details; when there is none,
+   ``storage.wait_for_work``.
+
+Failures are classified by whose fault they are:
+
+* **the request's** (`ReceiptRejected`, a refusal of the receipt's content, a company INN that is
+  not the register's): ``storage.fail`` with an ATOL-style error -- ``type "agent"`` code 1 (invalid
+  document) or 2 (the register is registered with another INN), or ``type "driver"`` with the
+  register's own refusal code **negated** (ATOL's driver errors are negative numbers; ours carry the
+  vendor's code, the text names the vendor);
+* **the register's** (`PaperOut`, `WrongMode`, `WrongPassword`, `FnExhausted`, `OfdBlocked`, a lost
+  link, a refusal the vendor marks "retry may help"): the request goes back to the queue
+  (``storage.release``) for the group's other registers, the register turns ``failing``
+  (``offline`` when the link itself is gone) and is probed every `PROBE_INTERVAL` (its status)
+  until healthy; every request assigned to it that was never begun (no journal entry) is released
+  too;
+* **nobody knows** (`OutcomeUnknown`): the request stays assigned, the register turns
+  ``settling``, and the same request is tried again on this register only -- a receipt begun on a
+  register is never sold anywhere else, since it may be fiscal in that register's FN;
+* `ShiftExpired`: whatever is assigned is settled first, then the shift is closed and reopened and
+  the request sold in the new shift.
+
+Before any request is released the journal is asked: a key with an entry (pending or done) has
+begun on this register and stays here, whatever exception said.
+
+Latency: ``pool.latencies(name)`` lists the last `LATENCY_WINDOW` fiscalizations' seconds (oldest
+first), and ``on_latency(name, seconds)`` is called after each one (for a Prometheus histogram).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import importlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+import kkt
+from kkt.errors import BadAnswer, ProtocolError
+from kkt.journal import Journal
+from kkt.results import FiscalResult, Registration, Status
+
+from .model import Job, RegisterView
+from .storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL = 1.0  # seconds between two health probes of a failing register (doubling to 30)
+MAX_PROBE_INTERVAL = 30.0
+OFD_INTERVAL = 5.0  # seconds between two looks at the FN's OFD queue
+IDLE_WAIT = 0.5  # the longest wait for work: `stop` is noticed within it
+PUBLISH_INTERVAL = 1.0  # counters (done, OFD backlog) are saved at most this often
+LATENCY_WINDOW = 1024
+NOT_FISCALIZED_RETRIES = 3  # a receipt cancelled by a bad line is sold again this often here
+FNS_SITE = "www.nalog.gov.ru"  # tag 1060, when the registration report does not carry it
+
+# `kkt.Journal` migrates its table when it opens (ALTER TABLE ... ADD COLUMN), which two openers
+# at once can both try ("duplicate column name"): the workers open theirs one at a time.
+_JOURNAL_OPENING = threading.Lock()
+
+# An ATOL agent error (A4 Table 7): 1 the document is invalid, 2 the register is registered with
+# another INN or address.
+AGENT_INVALID = 1
+AGENT_WRONG_INN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterSpec:
+    """One register of the pool: its name (the report's ``device_code``), the group it serves,
+    its URL (``socket://127.0.0.1:7778``, ``/dev/ttyUSB0`` ...) and protocol ("shtrih", "atol")."""
+
+    name: str
+    group: str
+    url: str
+    protocol: str = "shtrih"
+
+
+class ReceiptFault(Exception):
+    """The request cannot be fiscalized as it is (whatever register took it): it fails with
+    ``error`` (``{"code", "text", "type"}``, ATOL's report error)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["text"])
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What a job asks of a register: ``run(register, key)`` fiscalizes it under the idempotency
+    key; ``inn`` is the company INN it names ('' = not checked)."""
+
+    inn: str
+    run: Callable[[kkt.Register, str], FiscalResult]
+
+
+WorkOf = Callable[[Job], Work]
+
+
+def atol_work(job: Job) -> Work:
+    """A job's ATOL Online body as the driver's call (`kkt.cloud.atol.convert`); raises
+    `ReceiptFault` when it does not convert."""
+    # Imported when first needed: the ATOL layer is a sibling module of its own.
+    convert: Any = importlib.import_module("kkt.cloud.atol.convert")
+    raw = json.dumps(job.body, default=_json_number, ensure_ascii=False).encode()
+    try:
+        order = convert.to_order(job.api, job.operation, job.group, raw)
+        if "correction" in job.operation:
+            args = convert.order_correction(order)
+
+            def correct(register: kkt.Register, key: str) -> FiscalResult:
+                # `payments` and `key` are the driver's newer keywords of `correction`.
+                correction: Any = register.correction
+                result: FiscalResult = correction(
+                    args.operation, args.total, basis=args.basis, payments=args.payments, key=key
+                )
+                return result
+
+            return Work(order.inn, correct)
+        receipt = convert.order_receipt(order)
+    except Exception as error:
+        raise ReceiptFault(conversion_error(error)) from error
+
+    def sell(register: kkt.Register, key: str) -> FiscalResult:
+        return register.receipt(receipt, key=key)
+
+    return Work(order.inn, sell)
+
+
+def conversion_error(error: Exception) -> dict[str, Any]:
+    """The report error of a body that did not become a driver call: an `ApiError` says its own
+    code and type; anything else is an invalid document (agent error 1)."""
+    code, text, kind = (getattr(error, name, None) for name in ("code", "text", "type"))
+    if isinstance(code, int) and isinstance(text, str) and isinstance(kind, str):
+        return {"code": code, "text": text, "type": kind}
+    return {"code": AGENT_INVALID, "text": f"invalid document: {error}", "type": "agent"}
+
+
+def _json_number(value: object) -> object:
+    # Storage hands bodies back with Decimal numbers; money has at most 10 significant digits
+    # and quantities 8, well within a float's exact decimal round trip.
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class RegisterPool:
+    """Workers for ``specs`` over ``storage``; `start` them, `stop` them (each stops before its
+    next command; the threads are joined).
+
+    ``on_change(view)`` is called (from a worker's thread) whenever a register's view changes;
+    ``on_latency(name, seconds)`` after each fiscalization.  ``work_of`` turns a job into the
+    driver's call (default: ATOL Online bodies, `atol_work`).  ``probe_interval`` and
+    ``ofd_interval`` are seconds (tests shorten them).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        specs: Sequence[RegisterSpec],
+        *,
+        on_change: Callable[[RegisterView], None] | None = None,
+        on_latency: Callable[[str, float], None] | None = None,
+        work_of: WorkOf = atol_work,
+        probe_interval: float = PROBE_INTERVAL,
+        ofd_interval: float = OFD_INTERVAL,
+    ) -> None:
+        names = [spec.name for spec in specs]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(
+                f"register names must be unique in a pool: {', '.join(duplicates)} repeat; "
+                "name each register once"
+            )
+        self.storage = storage
+        self.specs = list(specs)
+        self._stop = threading.Event()
+        self._workers = [
+            _Worker(
+                self,
+                spec,
+                on_change=on_change,
+                on_latency=on_latency,
+                work_of=work_of,
+                probe_interval=probe_interval,
+                ofd_interval=ofd_interval,
+            )
+            for spec in specs
+        ]
+        self._started = False
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("this pool was started already; make a new one")
+        self._started = True
+        for worker in self._workers:
+            worker.publish(force=True)
+            worker.thread.start()
+
+    def stop(self) -> None:
+        """Stop every worker before its next command (a receipt under way is finished) and join
+        their threads; the registers' connections are closed."""
+        self._stop.set()
+        for worker in self._workers:
+            if worker.thread.is_alive() or worker.thread.ident is not None:
+                worker.thread.join()
+
+    def __enter__(self) -> RegisterPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def views(self) -> list[RegisterView]:
+        return [worker.view for worker in self._workers]
+
+    def latencies(self, name: str) -> list[float]:
+        """Seconds per fiscalization of register ``name``: the last `LATENCY_WINDOW`, oldest
+        first; raises `KeyError` for a name not in the pool."""
+        for worker in self._workers:
+            if worker.spec.name == name:
+                return list(worker.latencies)
+        raise KeyError(name)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` unless the pool is stopping."""
+        self._stop.wait(seconds)
+
+
+# -- the worker -----------------------------------------------------------------------------------
+
+
+class _RegisterDown(Exception):
+    """The register, not the request, is at fault: ``detail`` says what, in the operator's
+    words; ``paper`` when it is the printer (a probe finishes the interrupted printout)."""
+
+    def __init__(self, detail: str, *, paper: bool = False, link: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.paper = paper
+        self.link = link  # no link at all: the register is "offline"
+
+
+class _Unknown(Exception):
+    """A request's fate is open (`OutcomeUnknown`): it stays assigned here, to be settled."""
+
+
+class _ShiftOver(Exception):
+    """The shift is over 24 hours old: settle, close, reopen."""
+
+
+# Refusals that say the register cannot sell now, whatever the receipt: the request goes elsewhere.
+_REGISTER_REFUSALS = (
+    kkt.PaperOut,
+    kkt.WrongMode,
+    kkt.WrongPassword,
+    kkt.FnExhausted,
+    kkt.OfdBlocked,
+)
+
+
+class _Worker:
+    def __init__(
+        self,
+        pool: RegisterPool,
+        spec: RegisterSpec,
+        *,
+        on_change: Callable[[RegisterView], None] | None,
+        on_latency: Callable[[str, float], None] | None,
+        work_of: WorkOf,
+        probe_interval: float,
+        ofd_interval: float,
+    ) -> None:
+        self.pool = pool
+        self.storage = pool.storage
+        self.spec = spec
+        self.name = spec.name
+        self.on_change = on_change
+        self.on_latency = on_latency
+        self.work_of = work_of
+        self.probe_interval = probe_interval
+        self.ofd_interval = ofd_interval
+        self.thread = threading.Thread(target=self._run, name=f"kkt-cloud-{spec.name}")
+        self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.register: kkt.Register | None = None
+        self.registration: Registration | None = None
+        self.fns_site = FNS_SITE
+        self.ofd_inn = ""
+        self._journal: Journal | None = None  # for a register offline: which keys began here
+        self._stuck: set[str] = set()  # keys that belong to another FN: left for the operator
+        self._tries: dict[str, int] = {}  # uuid -> receipts cancelled by a bad line
+        self._next_ofd = 0.0
+        self._acknowledged: tuple[str, int] | None = None  # what storage was last told
+        self._paper_fault = False
+        self._failures = 0  # consecutive failed probes or faults: the probe interval doubles
+        now = dt.datetime.now(dt.UTC)
+        self.view = RegisterView(
+            name=spec.name,
+            group=spec.group,
+            url=spec.url,
+            protocol=spec.protocol,
+            state="offline",
+            detail="connecting",
+            fn_serial="",
+            fn_expires=None,
+            ofd_unsent=0,
+            ofd_first_unsent=None,
+            paper=None,
+            in_flight=0,
+            done=0,
+            updated_at=now,
+        )
+        self._published: RegisterView | None = None
+        self._published_at = 0.0
+
+    # -- the view ---------------------------------------------------------------------------------
+
+    def update(self, **changes: Any) -> None:
+        """Change the view; a change of state or detail is published at once, counters within
+        `PUBLISH_INTERVAL`."""
+        self.view = replace(self.view, **changes, updated_at=dt.datetime.now(dt.UTC))
+        self.publish(force="state" in changes or "detail" in changes)
+
+    def publish(self, *, force: bool = False) -> None:
+        view, last = self.view, self._published
+        if last is not None and replace(last, updated_at=view.updated_at) == view:
+            return
+        if not force and time.monotonic() - self._published_at < PUBLISH_INTERVAL:
+            return
+        self._published, self._published_at = view, time.monotonic()
+        try:
+            self.storage.save_register(view)
+        except Exception:
+            log.exception("register %s: saving its state failed", self.name)
+        if self.on_change is not None:
+            try:
+                self.on_change(view)
+            except Exception:
+                log.exception("register %s: on_change failed", self.name)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self.pool.stopping:
+                self._safely(self._step)
+        finally:
+            self._disconnect()
+            if self._journal is not None:
+                self._journal.close()
+            self.update(state="offline", detail="stopped", in_flight=0)
+
+    def _safely(self, action: Callable[[], None], *, renewing: bool = False) -> None:
+        """Run one step of the loop; whatever it raises is handled here (the thread lives on)."""
+        try:
+            action()
+        except _RegisterDown as down:
+            self._down(down)
+        except _Unknown:
+            self.pool.pause(self._probe_delay())
+        except _ShiftOver:
+            if renewing:
+                self._down(_RegisterDown("the shift is over 24 hours old and did not reopen"))
+            else:
+                self._safely(self._renew_shift, renewing=True)
+        except Exception as error:  # a bug, or storage failing: keep the thread alive
+            log.exception("register %s: unexpected failure", self.name)
+            self._down(_RegisterDown(f"internal error: {type(error).__name__}: {error}"))
+
+    def _step(self) -> None:
+        if self.register is None:
+            self._connect()
+            return
+        if self.view.state in ("failing", "offline"):
+            try:
+                self._probe()
+            except _RegisterDown as down:  # still down: probed again at the same pace
+                self._paper_fault = self._paper_fault or down.paper
+                state = "offline" if down.link else "failing"
+                self.update(state=state, detail=down.detail)
+                self.pool.pause(self.probe_interval)
+            return
+        if self._settle():
+            return
+        self._watch_ofd()
+        if self.pool.stopping:
+            return
+        job = self.storage.claim(self.name, self.spec.group)
+        if job is None:
+            self.update(in_flight=0)
+            wait = min(IDLE_WAIT, max(0.0, self._next_ofd - time.monotonic()))
+            self.storage.wait_for_work(wait)
+            return
+        self.update(in_flight=1)
+        self._attempt(job)
+        if self.view.state != "ok":
+            self.update(state="ok", detail="")
+
+    # -- connecting and probing -------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        try:
+            with _JOURNAL_OPENING:
+                register = kkt.connect(
+                    self.spec.url, protocol=self.spec.protocol, journal=self.storage.journal_path()
+                )
+        except (kkt.KktError, ProtocolError, OSError) as error:
+            raise _RegisterDown(f"no link: {error}", link=True) from error
+        try:
+            with _register_faults():
+                registration = register.registration()
+                self._read_registration_report(register, registration)
+                fn = register.fn_info()
+                status = register.status()
+        except BaseException:
+            register.close()  # connected only once all of it is known
+            raise
+        self.register, self.registration = register, registration
+        self.update(fn_serial=fn.serial, fn_expires=fn.expires, paper=status.paper)
+        log.info(
+            "register %s: INN %s, RNM %s, FFD %s, FN %s",
+            self.name,
+            registration.inn,
+            registration.rnm,
+            registration.ffd,
+            fn.serial,
+        )
+        self._open_shift(status)
+        self.update(state="ok", detail="")
+
+    def _open_shift(self, status: Status) -> None:
+        """A shift to sell in: opened when closed; an expired one is `_ShiftOver`."""
+        register = self.register
+        assert register is not None
+        if status.shift_expired:
+            raise _ShiftOver()
+        if not status.shift_open:
+            with _register_faults():
+                register.open_shift()
+
+    def _read_registration_report(self, register: kkt.Register, registration: Registration) -> None:
+        """The OFD's INN (1017) and the FNS site (1060) from the registration report itself."""
+        try:
+            document = register.document(registration.document_number)
+        except (kkt.KktError, ProtocolError) as error:
+            log.warning("register %s: registration report unread (%s)", self.name, error)
+            return
+        for tag, value in document.tlv:
+            if tag == 1017 and isinstance(value, str):
+                self.ofd_inn = value
+            elif tag == 1060 and isinstance(value, str):
+                self.fns_site = value
+
+    def _disconnect(self) -> None:
+        if self.register is not None:
+            try:
+                self.register.close()
+            except Exception as error:
+                log.warning("register %s: closing failed (%s)", self.name, error)
+            self.register = None
+
+    def _probe(self) -> None:
+        """Is the failing register healthy again?  Its status says (paper, cover); an interrupted
+        printout is finished first."""
+        register = self.register
+        assert register is not None
+        with _register_faults():
+            status = register.status()
+            self.update(paper=status.paper)
+            if not status.paper or status.cover_open:
+                raise _RegisterDown("paper out" if not status.paper else "cover open", paper=True)
+            if self._paper_fault:
+                register.continue_print()  # what the paper end interrupted, if anything
+                self._paper_fault = False
+            if register.ofd_status().blocked:
+                raise _RegisterDown("the FN is blocked: documents waited for the OFD 30 days")
+        self._open_shift(status)  # a paper end may have kept it from opening at the start
+        log.info("register %s: healthy again", self.name)
+        self.update(state="ok", detail="")
+
+    def _down(self, down: _RegisterDown) -> None:
+        """The register cannot sell: its requests that never began go back to the queue; probe
+        it again later."""
+        self._failures += 1
+        self._paper_fault = self._paper_fault or down.paper
+        state = "offline" if self.register is None or down.link else "failing"
+        if self.view.state != state or self.view.detail != down.detail:
+            log.warning("register %s %s: %s", self.name, state, down.detail)
+        self.update(state=state, detail=down.detail, in_flight=0)
+        self._release_unbegun()
+        self.pool.pause(self._probe_delay())
+
+    def _probe_delay(self) -> float:
+        doubled = self.probe_interval * (1 << max(0, min(self._failures - 1, 10)))
+        return min(doubled, max(self.probe_interval, MAX_PROBE_INTERVAL))
+
+    def _release_unbegun(self) -> None:
+        """Every request assigned here without a journal entry never began: another register of
+        the group may sell it.  One with an entry stays (it may be fiscal in this FN)."""
+        try:
+            for job in self.storage.assigned(self.name):
+                if self._begun(job.uuid) is False:
+                    self.storage.release(job.uuid, self.name)
+                    log.info("register %s: %s released to the group", self.name, job.uuid)
+        except Exception:
+            log.exception("register %s: releasing its requests failed", self.name)
+
+    def _begun(self, key: str) -> bool | None:
+        """Whether ``key`` has a journal entry (None: the journal cannot say)."""
+        journal = self.register.journal if self.register is not None else None
+        try:
+            if journal is None:
+                if self._journal is None:
+                    with _JOURNAL_OPENING:
+                        self._journal = Journal(self.storage.journal_path())
+                journal = self._journal
+            return journal.get(key) is not None
+        except Exception as error:
+            log.warning("register %s: journal unreadable (%s)", self.name, error)
+            return None
+
+    # -- settling, the shift, the OFD -------------------------------------------------------------
+
+    def _settle(self) -> bool:
+        """Sell again what is assigned here (a crash or an open fate left it); True when there
+        was any (the loop comes back before claiming more)."""
+        jobs = [job for job in self.storage.assigned(self.name) if job.uuid not in self._stuck]
+        if not jobs:
+            return False
+        self.update(in_flight=len(jobs))
+        for job in jobs:
+            if self.pool.stopping:
+                return True
+            self._attempt(job)
+        if self.view.state != "ok":
+            self.update(state="ok", detail="")
+        return True
+
+    def _renew_shift(self) -> None:
+        """Settle what is assigned here (a sale in the expired shift is refused, a pending one is
+        found in the FN), then close the shift and open the next."""
+        register = self.register
+        assert register is not None
+        for job in self.storage.assigned(self.name):
+            if job.uuid in self._stuck or self.pool.stopping:
+                continue
+            try:
+                self._attempt(job)
+            except _ShiftOver:
+                pass  # not fiscal: sold in the new shift
+        log.info("register %s: the shift is over 24 hours old; closing and opening", self.name)
+        with _register_faults():
+            if register.shift_info().open:
+                register.close_shift()
+            register.open_shift()
+        self.update(state="ok", detail="")
+
+    def _watch_ofd(self) -> None:
+        if time.monotonic() < self._next_ofd:
+            return
+        self._next_ofd = time.monotonic() + self.ofd_interval
+        register = self.register
+        assert register is not None
+        with _register_faults():
+            status = register.ofd_status()
+            fn = register.fn_info()
+        # Every document below the first unsent one has been acknowledged by the OFD.
+        below = status.first_number if status.unsent and status.first_number else None
+        below = below if below is not None else fn.last_document + 1
+        if (fn.serial, below) != self._acknowledged:  # written when it moved, not every look
+            self.storage.set_ofd_acknowledged_below(fn.serial, below)
+            self._acknowledged = (fn.serial, below)
+        self.update(
+            ofd_unsent=status.unsent,
+            ofd_first_unsent=status.first_number if status.unsent else None,
+            fn_serial=fn.serial,
+            fn_expires=fn.expires,
+        )
+
+    # -- one request ------------------------------------------------------------------------------
+
+    def _attempt(self, job: Job) -> None:
+        """Fiscalize ``job`` here and record its end; raises `_RegisterDown`, `_Unknown` or
+        `_ShiftOver` when it did not end (it is released first where that is safe)."""
+        register, registration = self.register, self.registration
+        assert register is not None and registration is not None
+        try:
+            work = self.work_of(job)
+        except ReceiptFault as fault:
+            self._fail(job, fault.error)
+            return
+        if work.inn and work.inn.strip() != registration.inn.strip():
+            self._fail(
+                job,
+                {
+                    "code": AGENT_WRONG_INN,
+                    "text": (
+                        f"the register {self.name} is registered to INN {registration.inn}, "
+                        f"not to the company INN {work.inn} of the request: send it to the "
+                        "group whose registers carry that INN"
+                    ),
+                    "type": "agent",
+                },
+            )
+            return
+        started = time.perf_counter()
+        try:
+            result = work.run(register, job.uuid)
+        except kkt.OutcomeUnknown as unknown:
+            log.warning("register %s: %s is open (%s); settling here", self.name, job.uuid, unknown)
+            self.update(state="settling", detail=f"settling {job.uuid}: {unknown}")
+            raise _Unknown() from unknown
+        except kkt.ShiftExpired as expired:
+            raise _ShiftOver() from expired
+        except kkt.KeyConflict as conflict:
+            # The key began in another FN (this register's FN was replaced?): it may be fiscal
+            # there; only the operator can tell.  Never sold here, never released.
+            self._stuck.add(job.uuid)
+            log.error("register %s: %s belongs elsewhere: %s", self.name, job.uuid, conflict)
+            return
+        except kkt.NotFiscalized as cancelled:
+            # Cancelled by a bad line or a disturbed receipt: certainly not fiscal, and selling
+            # again is safe -- here, a few times, then the line is the register's fault.
+            tries = self._tries.get(job.uuid, 0) + 1
+            self._tries[job.uuid] = tries
+            if tries < NOT_FISCALIZED_RETRIES:
+                log.warning("register %s: %s cancelled (%s); again", self.name, job.uuid, cancelled)
+                return
+            self._tries.pop(job.uuid, None)
+            self._give_back(job)
+            raise _RegisterDown(f"receipts cancelled on the line: {cancelled}") from cancelled
+        except (kkt.ReceiptRejected, kkt.CannotSend) as rejected:
+            error = {
+                "code": AGENT_INVALID,
+                "text": f"invalid document: {rejected}",
+                "type": "agent",
+            }
+            self._fail(job, error)
+            return
+        except kkt.DeviceError as refusal:
+            if isinstance(refusal, _REGISTER_REFUSALS) or refusal.retry_may_help:
+                self._give_back(job)
+                paper = isinstance(refusal, kkt.PaperOut)
+                raise _RegisterDown(_refusal_detail(refusal), paper=paper) from refusal
+            self._fail(job, _driver_error(refusal))
+            return
+        except (kkt.KktError, ProtocolError, OSError) as error:
+            # The link or the register (TransportError, BadAnswer, a garbled answer ...).
+            self._give_back(job)
+            raise _down_of(error) from error
+        seconds = time.perf_counter() - started
+        self._tries.pop(job.uuid, None)
+        self._failures = 0
+        self._complete(job, result)
+        if not result.replayed:
+            self.latencies.append(seconds)
+            if self.on_latency is not None:
+                try:
+                    self.on_latency(self.name, seconds)
+                except Exception:
+                    log.exception("register %s: on_latency failed", self.name)
+
+    def _complete(self, job: Job, result: FiscalResult) -> None:
+        registration = self.registration
+        assert registration is not None
+        data = result.to_json()
+        data.pop("replayed", None)
+        data.update(
+            rnm=registration.rnm,
+            fns_site=self.fns_site,
+            ofd_inn=self.ofd_inn,
+            device_code=self.name,
+        )
+        self.storage.complete(job.uuid, self.name, data)
+        self.update(done=self.view.done + 1)
+
+    def _fail(self, job: Job, error: dict[str, Any]) -> None:
+        log.info("register %s: %s failed: %s", self.name, job.uuid, error["text"])
+        self.storage.fail(job.uuid, error)
+
+    def _give_back(self, job: Job) -> None:
+        """Back to the group's queue -- unless it began here (the journal has its key)."""
+        if self._begun(job.uuid) is False:
+            self.storage.release(job.uuid, self.name)
+
+
+@contextlib.contextmanager
+def _register_faults() -> Iterator[None]:
+    """Around commands outside a request: any driver or link failure is the register's."""
+    try:
+        yield
+    except kkt.ShiftExpired as expired:
+        raise _ShiftOver() from expired
+    except kkt.DeviceError as refusal:
+        paper = isinstance(refusal, kkt.PaperOut)
+        raise _RegisterDown(_refusal_detail(refusal), paper=paper) from refusal
+    except (kkt.KktError, ProtocolError, OSError) as error:
+        raise _down_of(error) from error
+
+
+def _refusal_detail(refusal: kkt.DeviceError) -> str:
+    if isinstance(refusal, kkt.PaperOut):
+        return refusal.cause.split(";")[0] or "paper out"
+    return str(refusal)
+
+
+def _down_of(error: BaseException) -> _RegisterDown:
+    """A failure of the link or of the register's answers, in the operator's words."""
+    if isinstance(error, kkt.TransportError | OSError):
+        return _RegisterDown(f"no link: {error}", link=True)
+    if isinstance(error, BadAnswer | ProtocolError):
+        return _RegisterDown(f"bad answers: {error}")
+    return _RegisterDown(f"{type(error).__name__}: {error}")
+
+
+def _driver_error(refusal: kkt.DeviceError) -> dict[str, Any]:
+    """A refusal of the receipt's content as ATOL's driver error: the register's own code,
+    negated (ATOL's driver errors are negative numbers), the vendor named in the text."""
+    return {
+        "code": -refusal.code,
+        "text": f"{refusal.vendor} register refused (code {refusal.code:#04x}): {refusal}",
+        "type": "driver",
+    }

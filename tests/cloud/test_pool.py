@@ -1,0 +1,386 @@
+"""The register pool against emulated registers (one child process per test, `EmulatedPool`) and
+an in-memory storage: failover when a register's paper runs out, a request whose fate is open
+stays on its register, a crash at any point between claim and result is settled exactly once.
+
+Requests here are a small stand-in body (``{"inn", "items": [[name, kopecks]]}``) turned into a
+receipt by `simple_work`: the pool's behaviour does not depend on the ATOL layer (its own tests
+cover the conversion).  Exactly once is checked on the FNs themselves: every register's shift
+holds as many receipts as requests it completed, and no fiscal document is reported twice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kkt.cloud.emulated import EmulatedPool
+from kkt.cloud.model import Job, RegisterView
+from kkt.cloud.pool import ReceiptFault, RegisterPool, RegisterSpec, Work, conversion_error
+from kkt.emulator.state import TEST_INN
+
+import kkt
+from cloud.fakes import FakeStorage
+from kkt import Item, Payments, Receipt, Vat
+from kkt.results import FiscalResult
+
+FAST = {"probe_interval": 0.2, "ofd_interval": 0.3}  # tests need not wait a second per probe
+
+
+def body(price: int = 19_900, inn: str = TEST_INN) -> dict[str, Any]:
+    return {"inn": inn, "items": [["Кофе", price]]}
+
+
+def receipt_of(job: Job) -> Receipt:
+    items = tuple(Item(name, price, vat=Vat.VAT20) for name, price in job.body["items"])
+    return Receipt(items=items, payments=Payments(cash=sum(item.total for item in items)))
+
+
+def simple_work(job: Job) -> Work:
+    receipt = receipt_of(job)
+
+    def run(register: kkt.Register, key: str) -> FiscalResult:
+        return register.receipt(receipt, key=key)
+
+    return Work(job.body["inn"], run)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FakeStorage:
+    return FakeStorage(tmp_path)
+
+
+@pytest.fixture
+def emulated(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EmulatedPool]:
+    count, protocol = getattr(request, "param", (1, "shtrih"))
+    with EmulatedPool(tmp_path / "state", count, protocol) as pool:
+        yield pool
+
+
+def shift_receipts(spec: RegisterSpec) -> int:
+    """Receipts in the register's open shift (the pool opened it on a fresh FN)."""
+    with kkt.connect(spec.url, protocol=spec.protocol) as register:
+        return register.shift_info().receipts
+
+
+def check_exactly_once(
+    storage: FakeStorage, specs: list[RegisterSpec], *, earlier: int = 0
+) -> None:
+    """No document reported twice, and each FN holds exactly the receipts its register
+    completed (``earlier`` of them in shifts closed since)."""
+    documents = [
+        (record.result["fn_number"], record.result["document_number"])
+        for record in storage.records.values()
+        if record.result is not None
+    ]
+    assert len(documents) == len(set(documents)), "a fiscal document reported twice"
+    assert all(record.completions <= 1 for record in storage.records.values())
+    for spec in specs:
+        done_here = sum(
+            1
+            for record in storage.records.values()
+            if record.status == "done" and record.register == spec.name
+        )
+        assert shift_receipts(spec) + earlier == done_here, spec.name
+
+
+def states_of(storage: FakeStorage, name: str) -> list[str]:
+    return [view.state for view in storage.saved.get(name, [])]
+
+
+@pytest.mark.parametrize("emulated", [(4, "mixed")], indirect=True)
+@pytest.mark.parametrize("index", [0, 1], ids=["shtrih", "atol"])
+def test_failover_when_a_register_runs_out_of_paper(
+    storage: FakeStorage, emulated: EmulatedPool, index: int
+) -> None:
+    specs = emulated.specs("demo")
+    first = specs[index].name
+    with RegisterPool(storage, specs, work_of=simple_work, **FAST) as pool:
+        warm_up = [storage.add(body(100 + index)) for index in range(4)]
+        storage.wait_until(lambda: storage.ended(*warm_up))
+        # Every register connected, its shift open (the shift report printed before the paper
+        # runs short below).
+        storage.wait_until(
+            lambda: all(getattr(storage.view(s.name), "state", "") == "ok" for s in specs)
+        )
+
+        # The register alone takes the next two: the paper runs out while the first prints -- the
+        # FN formed it, so it is done there -- and the second finds no paper at all.
+        emulated.control(index, {"action": "paper", "state": "after", "lines": 0})
+        storage.pin(first)
+        in_flight, refused = storage.add(body(201)), storage.add(body(202))
+        storage.wait_until(
+            lambda: storage.ended(in_flight) and bool(storage.records[refused].releases)
+        )
+        storage.pin(None)
+        later = [storage.add(body(300 + index)) for index in range(4)]
+        storage.wait_until(lambda: storage.ended(refused, *later))
+
+        assert storage.records[in_flight].status == "done"
+        assert storage.records[in_flight].register == first
+        assert storage.records[refused].releases == [first]
+        assert storage.records[refused].status == "done"
+        assert storage.records[refused].register != first
+        assert all(storage.records[uuid].register != first for uuid in later)
+        failing = next(view for view in pool.views() if view.name == first)
+        assert failing.state == "failing" and "paper" in failing.detail, failing
+        storage.wait_until(lambda: getattr(storage.view(first), "paper", None) is False)  # probed
+
+        # Paper in: the probe finishes the interrupted printout and the register is back.
+        emulated.control(index, {"action": "paper", "state": "in"})
+        storage.wait_until(
+            lambda: storage.view(first) is not None and storage.view(first).state == "ok"
+        )
+        storage.pin(first)
+        again = storage.add(body(400))
+        storage.wait_until(lambda: storage.ended(again))
+        assert storage.records[again].register == first
+
+    assert all(record.status == "done" for record in storage.records.values())
+    check_exactly_once(storage, specs)
+    for uuid in (in_flight, again):
+        result = storage.records[uuid].result
+        assert result is not None and result["device_code"] == first
+        assert result["rnm"] and result["ofd_inn"] and result["fns_site"]
+
+
+@pytest.mark.parametrize("emulated", [(2, "shtrih")], indirect=True)
+def test_an_open_outcome_keeps_the_request_on_its_register(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    """The first try forms the receipt, then its fate is lost (the journal says pending, the
+    driver says OutcomeUnknown): the request stays assigned to that register, which settles it
+    from its FN; the other register never sees it."""
+    specs = emulated.specs("demo")
+    tried: list[str] = []
+
+    def work(job: Job) -> Work:
+        receipt = receipt_of(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            serial = register.fn_info().serial
+            tried.append(serial)
+            result = register.receipt(receipt, key=key)
+            if len(tried) == 1:
+                # As if the answer had been lost: the key is pending again, the fate unknown.
+                with sqlite3.connect(storage.journal_path()) as journal:
+                    journal.execute(
+                        "UPDATE receipts SET state = 'pending', result = NULL WHERE key = ?",
+                        (key,),
+                    )
+                raise kkt.OutcomeUnknown("the closing answer was lost (test)")
+            return result
+
+        return Work(job.body["inn"], run)
+
+    with RegisterPool(storage, specs, work_of=work, **FAST):
+        uuid = storage.add(body())
+        storage.wait_until(lambda: storage.ended(uuid))
+
+    record = storage.records[uuid]
+    assert record.status == "done" and record.releases == [] and len(record.claims) == 1
+    assert record.result is not None and tried == [record.result["fn_number"]] * 2
+    assert "settling" in states_of(storage, record.claims[0])
+    check_exactly_once(storage, specs)
+
+
+def test_a_crash_between_claim_and_result_is_settled_once(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    """Three requests a crashed service left assigned to the register: one claimed but never
+    begun (no journal entry), one fiscal in the FN whose journal entry is still pending, one
+    fiscal and journaled but never completed in storage.  The restarted pool ends each once."""
+    (spec,) = emulated.specs("demo")
+    never_begun, pending, journaled = (storage.add(body(price)) for price in (1_000, 2_000, 3_000))
+    for uuid in (never_begun, pending, journaled):
+        storage.assign(uuid, spec.name)
+    formed: dict[str, FiscalResult] = {}
+    with kkt.connect(spec.url, journal=storage.journal_path()) as register:
+        register.open_shift()
+        for uuid in (pending, journaled):
+            formed[uuid] = register.receipt(receipt_of(storage.records[uuid].job), key=uuid)
+    with sqlite3.connect(storage.journal_path()) as journal:
+        journal.execute(
+            "UPDATE receipts SET state = 'pending', result = NULL WHERE key = ?", (pending,)
+        )
+
+    with RegisterPool(storage, [spec], work_of=simple_work, **FAST):
+        storage.wait_until(lambda: storage.ended(never_begun, pending, journaled))
+
+    for uuid in (never_begun, pending, journaled):
+        assert storage.records[uuid].status == "done"
+        assert storage.records[uuid].releases == []
+    for uuid, result in formed.items():
+        assert storage.records[uuid].result is not None
+        assert storage.records[uuid].result["document_number"] == result.document_number
+    check_exactly_once(storage, [spec])
+
+
+def test_an_expired_shift_is_settled_then_closed_and_reopened(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    """The service died with a receipt fiscal but pending in the journal, and came back 25 hours
+    later: that receipt is settled from the FN first (in the old shift), then the shift is closed
+    and reopened and the next request is sold in the new one."""
+    (spec,) = emulated.specs("demo")
+    pending = storage.add(body(1_500))
+    storage.assign(pending, spec.name)
+    with kkt.connect(spec.url, journal=storage.journal_path()) as register:
+        register.open_shift()
+        formed = register.receipt(receipt_of(storage.records[pending].job), key=pending)
+    with sqlite3.connect(storage.journal_path()) as journal:
+        journal.execute(
+            "UPDATE receipts SET state = 'pending', result = NULL WHERE key = ?", (pending,)
+        )
+    emulated.control(0, {"action": "clock", "advance": 25 * 3600})
+
+    with RegisterPool(storage, [spec], work_of=simple_work, **FAST):
+        storage.wait_until(lambda: storage.ended(pending))
+        later = storage.add(body(2_500))
+        storage.wait_until(lambda: storage.ended(later))
+
+    settled, sold = storage.records[pending].result, storage.records[later].result
+    assert settled is not None and sold is not None
+    assert settled["document_number"] == formed.document_number
+    assert settled["shift_number"] == formed.shift_number
+    assert sold["shift_number"] == formed.shift_number + 1
+    check_exactly_once(storage, [spec], earlier=1)
+
+
+def test_requests_the_register_cannot_take_fail_with_atol_errors(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    (spec,) = emulated.specs("demo")
+
+    def work(job: Job) -> Work:
+        if job.body.get("broken"):
+            raise ReceiptFault(conversion_error(ValueError("items[0].price: too big")))
+        return simple_work(job)
+
+    seen: list[RegisterView] = []
+    with RegisterPool(storage, [spec], work_of=work, on_change=seen.append, **FAST) as pool:
+        other_inn = storage.add(body(inn="7707083893"))
+        broken = storage.add({"broken": True})
+        fine = storage.add(body())
+        storage.wait_until(lambda: storage.ended(other_inn, broken, fine))
+        latencies = pool.latencies(spec.name)
+
+    assert storage.records[other_inn].error is not None
+    assert storage.records[other_inn].error["code"] == 2
+    assert storage.records[other_inn].error["type"] == "agent"
+    assert "7707083893" in storage.records[other_inn].error["text"]
+    assert storage.records[broken].error == {
+        "code": 1,
+        "text": "invalid document: items[0].price: too big",
+        "type": "agent",
+    }
+    assert storage.records[fine].status == "done" and len(latencies) == 1
+    assert seen and seen[-1].state == "offline" and seen[-1].detail == "stopped"
+    # The OFD watcher marked what the emulated OFD acknowledged (the register sends by itself).
+    assert storage.records[fine].result is not None
+    assert storage.acknowledged.get(storage.records[fine].result["fn_number"], 0) >= 1
+    check_exactly_once(storage, [spec])
+
+
+def test_stop_finishes_the_receipt_under_way_and_begins_no_other(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    (spec,) = emulated.specs("demo")
+    started, go_on = threading.Event(), threading.Event()
+
+    def work(job: Job) -> Work:
+        plain = simple_work(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            started.set()
+            go_on.wait(60)
+            return plain.run(register, key)
+
+        return Work(plain.inn, run)
+
+    pool = RegisterPool(storage, [spec], work_of=work, **FAST)
+    pool.start()
+    first, *rest = (storage.add(body(price)) for price in (100, 200, 300))
+    assert started.wait(60)
+    stopping = threading.Thread(target=pool.stop)
+    stopping.start()
+    while not pool.stopping:  # stop() has begun (it sets the flag first, then joins)
+        stopping.join(0.01)
+    go_on.set()
+    stopping.join()
+
+    assert storage.records[first].status == "done"
+    assert [storage.records[uuid].status for uuid in rest] == ["queued", "queued"]
+    assert pool.views()[0].detail == "stopped"
+    check_exactly_once(storage, [spec])
+
+
+def test_an_unreachable_register_gives_its_unbegun_requests_back(
+    storage: FakeStorage, tmp_path: Path
+) -> None:
+    """A register that cannot be reached holds nothing that never began: a request left
+    assigned to it goes back to the queue (nothing fiscal can be lost that way)."""
+    spec = RegisterSpec("gone", "demo", "socket://127.0.0.1:9", "shtrih")  # nothing listens
+    uuid = storage.add(body())
+    storage.assign(uuid, spec.name)
+    with RegisterPool(storage, [spec], work_of=simple_work, **FAST) as pool:
+        storage.wait_until(lambda: bool(storage.records[uuid].releases))
+        view = pool.views()[0]
+    assert storage.records[uuid].status == "queued"
+    assert view.state == "offline" and view.detail.startswith("no link"), view
+
+
+def test_names_must_be_unique(storage: FakeStorage) -> None:
+    spec = RegisterSpec("a", "demo", "socket://127.0.0.1:9")
+    with pytest.raises(ValueError, match="unique"):
+        RegisterPool(storage, [spec, spec])
+
+
+def test_latencies_of_an_unknown_register(storage: FakeStorage) -> None:
+    pool = RegisterPool(storage, [RegisterSpec("a", "demo", "socket://127.0.0.1:9")])
+    with pytest.raises(KeyError):
+        pool.latencies("b")
+
+
+# The v4 example of the fact sheet (ofd-cloud-marking.md §2.8), for the emulator's INN.
+ATOL_V4_SELL = """
+{"external_id": "17052917561851307", "timestamp": "01.02.2019 13:45:00",
+ "receipt": {"client": {"email": "kkt@kkt.ru"},
+  "company": {"email": "chek@romashka.ru", "sno": "osn", "inn": "%s",
+              "payment_address": "http://magazin.ru/"},
+  "items": [{"name": "колбаса Клинский Брауншвейгская с/к в/с", "price": 1000.00,
+             "quantity": 0.3, "sum": 300.00, "measurement_unit": "кг",
+             "payment_method": "full_payment", "payment_object": "commodity",
+             "vat": {"type": "vat20"}},
+            {"name": "яйцо Окское куриное С0 белое", "price": 100.00, "quantity": 1.0,
+             "sum": 100.00, "measurement_unit": "Упаковка 10 шт.",
+             "payment_method": "full_payment", "payment_object": "commodity",
+             "vat": {"type": "vat10"}}],
+  "payments": [{"type": 1, "sum": 400.0}],
+  "vats": [{"type": "vat20", "sum": 50.00}, {"type": "vat10", "sum": 9.09}], "total": 400.0}}
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("kkt.cloud.atol") is None, reason="the ATOL layer is not installed"
+)
+def test_atol_bodies_are_sold_through_the_atol_layer(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    """The default `atol_work`: a stored ATOL Online body (numbers as Decimal) becomes the
+    driver's receipt through `kkt.cloud.atol.convert` (the API layer: skipped without it)."""
+    (spec,) = emulated.specs("demo")
+    stored = json.loads(ATOL_V4_SELL % TEST_INN, parse_float=Decimal)
+    with RegisterPool(storage, [spec], **FAST):
+        uuid = storage.add(stored, api=4)
+        storage.wait_until(lambda: storage.ended(uuid))
+    record = storage.records[uuid]
+    assert record.status == "done", record.error
+    assert record.result is not None and record.result["total"] == 40_000
+    check_exactly_once(storage, [spec])
