@@ -4,8 +4,11 @@ callback sender, the metrics and the operator page read.  The integrator swaps i
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -180,3 +183,29 @@ def report_view(uuid: str, group: str = "demo", status: str = "done", **changes:
         ofd="waiting" if status == "done" else None,
     )
     return replace(view, **changes)
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on 127.0.0.1, a free port, on a thread; yields its base URL
+    and stops it (thread, loop and socket) on the way out."""
+    import uvicorn
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listening]}, name="uvicorn-test"
+    )
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        host, port = listening.getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listening.close()
