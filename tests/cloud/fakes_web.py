@@ -172,7 +172,7 @@ def report_view(uuid: str, group: str = "demo", status: str = "done", **changes:
         api=5,
         group=group,
         operation="sell",
-        external_id=f"order-{uuid[:8]}",
+        external_id=f"order-{uuid[-4:]}",
         status=status,
         accepted_at=T0,
         done_at=T0 if status != "wait" else None,
