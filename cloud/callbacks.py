@@ -18,9 +18,10 @@ once the schedule has spanned 24 hours** (`MAX_ATTEMPTS` tries); the report stay
 ``GET …/report/{uuid}``, as ATOL asks shops to poll anyway.  A URL that is not http(s), or has
 no host, is given up at once: no retry can fix it.
 
-Only 307/308 redirects to the *same* host are followed (they keep the method and body); a
-redirect to another host, or a 301/302/303 (which would turn the POST into a GET), counts as a
-failed try -- following it would hand the signed report to whoever the receiver points at.
+Only 307/308 redirects to the *same* host are followed (they keep the method and body), never
+from https down to http.  A redirect to another host, or a 301/302/303 (which would turn the
+POST into a GET), counts as a failed try: following it would hand the signed report to
+whoever the receiver points at.
 
 Any 2xx answer is delivered.  Every try is recorded (`record_attempt`), delivered or not.
 """
@@ -217,6 +218,8 @@ class CallbackSender:
                 target = urljoin(url, location)
                 if urlsplit(target).hostname != first_host:
                     return _Outcome(status, f"redirect to another host not followed: {target}")
+                if parts.scheme == "https" and urlsplit(target).scheme != "https":
+                    return _Outcome(status, f"redirect from https to {target} not followed")
                 url = target
                 continue
             if 200 <= status < 300:

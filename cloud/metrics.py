@@ -23,12 +23,11 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Protocol
 
+from kkt.cloud.model import RegisterView
+from kkt.cloud.storage.base import Callback
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-
-from kkt.cloud.model import RegisterView
-from kkt.cloud.storage.base import Callback
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 OPERATIONS_V4 = ("sell", "sell_refund", "buy", "buy_refund", "sell_correction", "buy_correction")
-OPERATIONS_V5 = OPERATIONS_V4 + ("sell_refund_correction", "buy_refund_correction")
+OPERATIONS_V5 = (*OPERATIONS_V4, "sell_refund_correction", "buy_refund_correction")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-
 from kkt.cloud.model import RegisterView, ReportView
 
 REALM = "kkt cloud"
@@ -79,7 +78,8 @@ class UiService(Protocol):
 
 def receipt_link(view: ReportView) -> str:
     """The rendered receipt of a request, as the API serves it."""
-    return f"/possystem/v5/{quote(view.group, safe='')}/report/{quote(view.uuid, safe='')}/receipt.html"
+    group, uuid = quote(view.group, safe=""), quote(view.uuid, safe="")
+    return f"/possystem/v5/{group}/report/{uuid}/receipt.html"
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -9,8 +9,8 @@ import hmac
 import json
 import random
 import threading
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -57,7 +57,9 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="receiver")
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), name="receiver"
+        )
 
     @property
     def url(self) -> str:
@@ -212,7 +214,7 @@ def test_signature_is_hmac_sha256_of_the_body() -> None:
         CallbackSender(FakeStorage(), b"")
 
 
-def test_now_is_utc() -> None:
+def test_a_callback_not_yet_due_is_not_sent() -> None:
     storage = FakeStorage()
     storage.add_callback("u-1", "ftp://x/", BODY, at=datetime(2026, 3, 2, 10, 0, 1, tzinfo=UTC))
     assert CallbackSender(storage, SECRET, clock=lambda: T0.timestamp()).run_once() == 0

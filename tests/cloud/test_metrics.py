@@ -54,9 +54,9 @@ def test_every_metric_reads_back() -> None:
     assert bucket("30.0") == 3
     assert bucket("+Inf") == 4
     assert got[("kkt_cloud_register_fiscalize_seconds_count", (("register", "KKT-1"),))] == 4
-    assert got[
-        ("kkt_cloud_register_fiscalize_seconds_sum", (("register", "KKT-1"),))
-    ] == sum((0.04, 0.3, 0.5, 45.0))
+    assert got[("kkt_cloud_register_fiscalize_seconds_sum", (("register", "KKT-1"),))] == sum(
+        (0.04, 0.3, 0.5, 45.0)
+    )
 
 
 def test_an_empty_service_still_exports_its_families_and_not_in_the_global_registry() -> None:

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
-import pytest
 import httpx
+import pytest
 from fakes_web import (
     FakePool,
     FakeService,
@@ -33,7 +33,9 @@ def service() -> FakeService:
             register_view("KKT-9", group="other"),
         ]
     )
-    users = FakeUsers({"demo": "demo", "boss": "s3cret"}, {"demo": ["demo"], "boss": ["demo", "other"]})
+    users = FakeUsers(
+        {"demo": "demo", "boss": "s3cret"}, {"demo": ["demo"], "boss": ["demo", "other"]}
+    )
     return FakeService(storage, pool, users)
 
 
