@@ -51,6 +51,7 @@ MAX_DELAY_SECONDS = 600.0
 GIVE_UP_AFTER_SECONDS = 24 * 3600.0
 JITTER = 0.25  # a retry waits its delay times 1.0 .. 1.25
 MAX_REDIRECTS = 5
+MAX_ERROR_WAIT_SECONDS = 30.0  # between reads of an outbox that keeps failing
 READ_LIMIT = 64 * 1024  # of the receiver's answer, read only to end the exchange cleanly
 
 
@@ -157,12 +158,21 @@ class CallbackSender:
             self._thread = None
 
     def _run(self) -> None:
+        failures, last_error = 0, ""
         while not self._stop.is_set():
             try:
                 tried = self.run_once()
-            except Exception:  # the storage failing must not end the thread silently
-                log.exception("callback outbox: reading or recording failed; retrying")
-                tried = 0
+            except Exception as exc:  # the storage failing must not end the thread silently
+                # ... nor fill the log twice a second: the traceback once per new error, and
+                # the outbox read less often while it keeps failing (up to MAX_ERROR_WAIT)
+                error = f"{type(exc).__name__}: {exc}"
+                if error != last_error:
+                    log.exception("callback outbox: reading or recording failed; will retry")
+                last_error = error
+                failures += 1
+                self._stop.wait(min(self._poll * 2.0**failures, MAX_ERROR_WAIT_SECONDS))
+                continue
+            failures, last_error = 0, ""
             if tried < self._batch:
                 self._stop.wait(self._poll)
 

@@ -4,7 +4,8 @@ A custom collector on a `CollectorRegistry` of its own: the process-wide default
 mix in whatever else the process registered (and two services in one test process would
 collide).  `metrics_text()` is what ``GET /metrics`` answers, with `CONTENT_TYPE`.
 
-* ``kkt_cloud_queue_depth{group}`` -- requests accepted and not yet taken by a register
+* ``kkt_cloud_queue_depth{group}`` -- requests accepted and not finished (queued or on a
+  register), as `Storage.queue_depth` counts them
 * ``kkt_cloud_receipts{status}`` -- requests by status (wait, done, fail), all groups
 * ``kkt_cloud_register_up{register}`` -- 1 while the register takes work (state "ok")
 * ``kkt_cloud_register_fiscalize_seconds{register}`` -- histogram of one fiscalization's time
@@ -107,7 +108,7 @@ class CloudCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
         depth = GaugeMetricFamily(
             "kkt_cloud_queue_depth",
-            "Requests accepted and not yet taken by a register",
+            "Requests accepted and not finished yet",
             labels=["group"],
         )
         for group in self._groups:

@@ -23,6 +23,7 @@ from kkt.cloud.callbacks import (
     retry_delay,
     signature,
 )
+from kkt.cloud.storage.base import Callback
 
 SECRET = b"callback-secret"
 
@@ -218,3 +219,31 @@ def test_a_callback_not_yet_due_is_not_sent() -> None:
     storage = FakeStorage()
     storage.add_callback("u-1", "ftp://x/", BODY, at=datetime(2026, 3, 2, 10, 0, 1, tzinfo=UTC))
     assert CallbackSender(storage, SECRET, clock=lambda: T0.timestamp()).run_once() == 0
+
+
+def test_a_failing_outbox_is_logged_once_and_the_thread_carries_on(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Flaky(FakeStorage):
+        def __init__(self) -> None:
+            super().__init__()
+            self.broken = 3
+
+        def due_callbacks(self, now: datetime, limit: int) -> list[Callback]:
+            if self.broken:
+                self.broken -= 1
+                raise OSError("disk I/O error")
+            return super().due_callbacks(now, limit)
+
+    storage = Flaky()
+    storage.add_callback("u-1", receiver.url + "/cb", BODY)
+    receiver.failures = 0
+    sender = CallbackSender(storage, SECRET, clock=lambda: T0.timestamp(), poll=0.001)
+    with caplog.at_level("ERROR", logger="kkt.cloud.callbacks"):
+        sender.start()
+        try:
+            assert receiver.delivered.wait(30), "the thread gave up after the outbox failed"
+        finally:
+            sender.stop()
+    assert storage.broken == 0
+    assert len([r for r in caplog.records if "reading or recording failed" in r.message]) == 1
