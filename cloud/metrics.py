@@ -12,13 +12,16 @@ collide).  `metrics_text()` is what ``GET /metrics`` answers, with `CONTENT_TYPE
 * ``kkt_cloud_ofd_backlog{register}`` -- documents the register's FN has not sent to the OFD
 * ``kkt_cloud_callbacks_pending`` -- callbacks neither delivered nor given up
 
-The fiscalization times come from the pool: it calls `Latencies.observe(register, seconds)`
-after each document.
+The fiscalization times come from the pool: give it ``on_latency=latencies.observe`` (its hook,
+called after each document) and pass the same `Latencies` here.  The pool's own
+``pool.latencies(name)`` is a sliding window, whose counts drop as it slides: no Prometheus
+histogram can be made of it, so it is refused (logged, the histogram left empty).
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
@@ -31,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+log = logging.getLogger(__name__)
 
 # A register answers a receipt in about a tenth of a second to a few seconds (a printed tape, a
 # slow serial line); beyond 30 s something is wrong, and the +Inf bucket shows it.
@@ -89,6 +93,15 @@ def pending_callbacks(storage: MetricsStorage) -> int:
     return len(storage.due_callbacks(_FAR_FUTURE, PENDING_CAP))
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.error("%s", message)
+
+
 STATUSES = ("wait", "done", "fail")  # always exported, 0 or not: a rate() needs the series
 
 
@@ -97,7 +110,7 @@ class CloudCollector(Collector):
         self,
         storage: MetricsStorage,
         pool_views: Iterable[RegisterView],
-        latencies: Latencies,
+        latencies: Latencies | object,
         groups: Collection[str] = (),
     ) -> None:
         self._storage = storage
@@ -142,8 +155,15 @@ class CloudCollector(Collector):
             "Time a register took to fiscalize one document",
             labels=["register"],
         )
-        for register, (buckets, total) in sorted(self._latencies.snapshot().items()):
-            seconds.add_metric([register], buckets, total)
+        if isinstance(self._latencies, Latencies):
+            for register, (buckets, total) in sorted(self._latencies.snapshot().items()):
+                seconds.add_metric([register], buckets, total)
+        else:  # the rest of the page is still worth scraping: say what is wrong, once
+            _warn_once(
+                "kkt_cloud_register_fiscalize_seconds left empty: metrics_text wants a "
+                f"kkt.cloud.metrics.Latencies fed by the pool's on_latency hook, not "
+                f"{self._latencies!r}"
+            )
         yield seconds
 
         yield GaugeMetricFamily(

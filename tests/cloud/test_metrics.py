@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fakes_web import FakeStorage, register_view, report_view
 from kkt.cloud.metrics import CONTENT_TYPE, Latencies, metrics_text
 from prometheus_client import REGISTRY
@@ -82,3 +83,16 @@ def test_storage_own_pending_count_is_used_when_it_has_one() -> None:
 
     got = samples(metrics_text(Counting(), [], Latencies()))
     assert got[("kkt_cloud_callbacks_pending", ())] == 12345
+
+
+def test_the_pools_sliding_window_is_refused_but_the_rest_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def window(name: str) -> list[float]:  # what RegisterPool.latencies is
+        return [0.1, 0.2]
+
+    with caplog.at_level("ERROR", logger="kkt.cloud.metrics"):
+        got = samples(metrics_text(FakeStorage(), [register_view("KKT-1")], window))  # type: ignore[arg-type]
+    assert got[("kkt_cloud_register_up", (("register", "KKT-1"),))] == 1
+    assert not [name for name, _ in got if name.startswith("kkt_cloud_register_fiscalize")]
+    assert "on_latency" in caplog.text
