@@ -1,0 +1,1 @@
+"""The operator page's files (served by `kkt.cloud.ui`): data only."""
