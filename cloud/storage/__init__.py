@@ -1,0 +1,1 @@
+"""Where the cloud service keeps its state: the `Storage` protocol and its implementations."""

@@ -1,0 +1,124 @@
+"""The storage the cloud service runs on: the `Storage` protocol every layer codes against.
+
+Every method is blocking: call it from threads (the app: ``run_in_threadpool``).
+
+Statuses: a request is ``queued`` (accepted, no register yet), ``assigned`` (a register took it;
+it may have begun), ``done`` or ``fail``.  Outward (ATOL, `ReportView.status`) the first two are
+both ``wait``.
+
+The callback outbox: `complete` and `fail` add one outbox row in the same transaction as the
+state change, so a finished request can never lose its callback.  The row keeps the uuid and the
+URL only; `due_callbacks` builds `Callback.body` when it is read, from the request's current
+report (the ATOL report JSON: the storage is given a ``callback_body(view) -> bytes`` function by
+the service, which uses ``kkt.cloud.atol.report_json``).  So a callback always carries what
+``GET report`` would answer at that moment (the OFD state included), and storage stays free of
+the ATOL layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+from kkt.cloud.model import Job, Order, RegisterView, ReportView
+
+
+class Accepted(NamedTuple):
+    """What `Storage.accept` did: a new request (``created``) or the one already known under the
+    same external_id or Idempotency-Key (``same_body``: its fingerprint equals the new one's)."""
+
+    uuid: str
+    created: bool
+    same_body: bool
+    status: str  # "wait" | "done" | "fail", as ATOL names it
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """One outbox row: the report to POST to a request's callback_url."""
+
+    id: int
+    uuid: str
+    url: str
+    body: bytes  # the ATOL report JSON, built when the row is read (see the module docstring)
+    attempts: int  # the tries made so far
+
+
+class Storage(Protocol):
+    def accept(self, order: Order, *, idempotency_key: str | None) -> Accepted:
+        """Durable (committed) before it returns; unique (group, external_id) and (group, key)."""
+        ...
+
+    def report(self, uuid: str) -> ReportView | None: ...
+
+    def find(self, group: str, external_id: str) -> ReportView | None: ...
+
+    def claim(self, register: str, group: str) -> Job | None:
+        """The group's oldest queued request, now assigned to ``register``; None when none."""
+        ...
+
+    def assigned(self, register: str) -> list[Job]:
+        """The register's assigned, unfinished requests (to settle before taking new ones)."""
+        ...
+
+    def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
+        """assigned -> done, plus its outbox row (when it has a callback_url)."""
+        ...
+
+    def fail(self, uuid: str, error: dict[str, Any]) -> None:
+        """queued/assigned -> fail, plus its outbox row (when it has a callback_url)."""
+        ...
+
+    def release(self, uuid: str, register: str) -> None:
+        """assigned -> queued: another register of the group may take it."""
+        ...
+
+    def queue_depth(self, group: str | None = None) -> int:
+        """Requests not finished (queued or assigned), of one group or of all."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Requests by ATOL status: always the keys "wait", "done" and "fail"."""
+        ...
+
+    def recent(self, groups: Collection[str], limit: int = 50) -> list[ReportView]: ...
+
+    def set_ofd_acknowledged_below(self, fn_serial: str, number: int) -> None:
+        """The OFD confirmed every document of that FN numbered below ``number``."""
+        ...
+
+    def save_register(self, view: RegisterView) -> None: ...
+
+    def registers(self) -> list[RegisterView]: ...
+
+    # tokens (hash of the token stored, never the token)
+    def add_token(self, token_hash: str, login: str, expires_at: datetime) -> None: ...
+
+    def token_login(self, token_hash: str, now: datetime) -> str | None: ...
+
+    # callback outbox
+    def due_callbacks(self, now: datetime, limit: int) -> list[Callback]: ...
+
+    def record_attempt(
+        self,
+        callback_id: int,
+        *,
+        ok: bool,
+        status: int | None,
+        error: str,
+        next_at: datetime | None,
+    ) -> None:
+        """Log one delivery attempt; ``ok`` = delivered; else ``next_at`` None = give up."""
+        ...
+
+    def journal_path(self) -> str:
+        """The driver's journal (kkt.connect(journal=...)): SQLite keeps it in the same file."""
+        ...
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block up to ``timeout`` seconds; woken by accept/release."""
+        ...
+
+    def close(self) -> None: ...
