@@ -144,9 +144,12 @@ class CloudService:
         if self._pool_factory is not None:
             return self._pool_factory(self)
         specs: list[Any] = []
-        spec_class = bridge.required("pool", "RegisterSpec")
-        for register in self.config.registers:
-            specs.append(spec_class(register.name, register.group, register.url, register.protocol))
+        if self.config.registers:
+            spec_class = bridge.required("pool", "RegisterSpec")
+            specs = [
+                spec_class(register.name, register.group, register.url, register.protocol)
+                for register in self.config.registers
+            ]
         emulated = self.config.emulated
         if emulated is not None and emulated.count:
             group = self.config.group(emulated.group)

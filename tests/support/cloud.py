@@ -28,6 +28,22 @@ from kkt.cloud.model import Order, ReportView
 from kkt.cloud.service import CloudService, HttpThread, Pool
 
 DEMO_GROUP = "demo"
+# a done request's result as a register worker stores it (FiscalResult.to_json() + extras)
+RESULT = {
+    "document_number": 7,
+    "fiscal_sign": 3449555941,
+    "fn_number": "9999078900001234",
+    "shift_number": 1,
+    "receipt_number": 3,
+    "when": "2026-12-02T15:00:00",
+    "total": 40000,
+    "operation": 1,
+    "qr": "t=20261202T1500&s=400.00&fn=9999078900001234&i=7&fp=3449555941&n=1",
+    "rnm": "0000000001012345",
+    "fns_site": "www.nalog.gov.ru",
+    "ofd_inn": "7704358518",
+    "device_code": "demo-1",
+}
 
 
 @dataclass
