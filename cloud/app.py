@@ -301,7 +301,7 @@ def _mount_metrics(app: FastAPI, service: Service) -> None:
     metrics = bridge.optional("metrics")
     if metrics is None or not hasattr(metrics, "metrics_text"):
         return
-    latencies = getattr(service.pool, "latencies", None) or metrics.Latencies()
+    latencies = getattr(service, "latencies", None) or metrics.Latencies()
     groups = [group.code for group in service.config.groups]
 
     def exposition() -> Response:

@@ -47,6 +47,11 @@ def report_json(view: ReportView) -> dict[str, Any]:
     """ATOL's report of ``view`` (the API layer's `report_json`; it is given the api version
     when its signature asks for it: the contract names both ``(view)`` and ``(api, view)``)."""
     function = required("atol", "report_json")
-    if len(inspect.signature(function).parameters) >= 2:
+    positional = [
+        parameter
+        for parameter in inspect.signature(function).parameters.values()
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) >= 2:
         return dict(function(view.api, view))
     return dict(function(view))

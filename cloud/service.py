@@ -99,6 +99,9 @@ class CloudService:
         self._sender: Startable | None = None
         self._started: list[Startable] = []
         self._closed = False
+        # seconds per fiscalization, per register, for /metrics (its module keeps them)
+        metrics = bridge.optional("metrics")
+        self.latencies: Any = metrics.Latencies() if metrics is not None else None
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -163,8 +166,13 @@ class CloudService:
             specs.extend(farm.specs(emulated.group))
         if not specs:
             return _NoPool()
-        pool: Pool = bridge.required("pool", "RegisterPool")(self.storage, specs)
+        pool_class = bridge.required("pool", "RegisterPool")
+        pool: Pool = pool_class(self.storage, specs, on_latency=self._observe_latency)
         return pool
+
+    def _observe_latency(self, register: str, seconds: float) -> None:
+        if self.latencies is not None:
+            self.latencies.observe(register, seconds)
 
     def _make_sender(self) -> Startable | None:
         module = bridge.optional("callbacks")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from kkt.cloud import auth
 from kkt.cloud.config import CloudConfig, GroupConfig, UserConfig, demo_config
-from support.cloud import RESULT, CloudServer, make_order, sell_body
+from support.cloud import RESULT, CloudServer, make_order, sell_body, sell_body_for
 
 Start = Callable[..., CloudServer]
 
@@ -151,16 +151,16 @@ def test_overload_answers_429_with_retry_after(cloud_server: Start, atol: Any) -
 def test_strict_duplicates(cloud_server: Start, atol: Any, api: int) -> None:
     server = cloud_server()
     token = server.token()
-    first = server.post("sell", sell_body("e1"), token=token, api=api)
+    first = server.post("sell", sell_body_for(api, "e1"), token=token, api=api)
     assert first.status_code == 200, first.text
     uuid = first.json()["uuid"]
     assert first.json()["status"] == "wait" and first.json()["error"] is None
     # a retry regenerates the timestamp: still the same request
     again = server.post(
-        "sell", sell_body("e1", timestamp="02.02.2019 10:00:00"), token=token, api=api
+        "sell", sell_body_for(api, "e1", timestamp="02.02.2019 10:00:00"), token=token, api=api
     )
     assert again.status_code == 200 and again.json()["uuid"] == uuid
-    changed = sell_body("e1")
+    changed = sell_body_for(api, "e1")
     changed["receipt"]["client"] = {"email": "other@kkt.ru"}
     conflict = server.post("sell", changed, token=token, api=api)
     assert conflict.status_code == 409

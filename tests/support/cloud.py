@@ -153,6 +153,19 @@ def sell_body(external_id: str = "17052917561851307", **changes: Any) -> dict[st
     return body
 
 
+def sell_body_for(
+    api: int, external_id: str = "17052917561851307", **changes: Any
+) -> dict[str, Any]:
+    """`sell_body` in the form of API version ``api``: v5 items name their unit by code
+    (``measure``, tag 2108) and their subject by number (``payment_object`` 1: commodity)."""
+    body = sell_body(external_id, **changes)
+    if api == 5:
+        for item in body["receipt"]["items"]:
+            del item["measurement_unit"]
+            item.update(measure=0, payment_object=1)
+    return body
+
+
 def make_order(
     external_id: str = "e1",
     *,
