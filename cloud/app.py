@@ -27,6 +27,7 @@ Answers and the choices made where ATOL leaves room:
 from __future__ import annotations
 
 import json
+import logging
 import uuid as uuids
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
@@ -42,6 +43,8 @@ from .auth import Users
 from .config import CloudConfig
 from .model import OPERATIONS_V4, OPERATIONS_V5, RegisterView, ReportView
 from .storage.base import Storage
+
+log = logging.getLogger(__name__)
 
 APIS = {4: OPERATIONS_V4, 5: OPERATIONS_V5}
 RECEIPT_TYPES = {
@@ -250,7 +253,8 @@ def _api_router(service: Service, api: int) -> APIRouter:
         view = await view_for(request, group, uuid)
         if view.status != "done" or view.result is None:
             raise Refusal(34, 404, f"not fiscalized ({view.status}): poll the report", uuid=uuid)
-        drawn = await run_in_threadpool(_draw, view.result, fmt)
+        body = await run_in_threadpool(_body_of, storage, uuid)
+        drawn = await run_in_threadpool(_draw, view, body, fmt)
         return Response(drawn, media_type=RECEIPT_TYPES[fmt])
 
     return router
@@ -284,17 +288,39 @@ _RESULT_FIELDS = (
 )
 
 
-def _draw(result: dict[str, Any], fmt: str) -> bytes:
-    """The receipt's identifying part (date, numbers, sum, FN, sign, QR) from the stored
-    `FiscalResult`: what the service knows without reading the FN's document back."""
+def _body_of(storage: Storage, uuid: str) -> dict[str, Any] | None:
+    """The stored request body, where the storage keeps it (`SqliteStorage.body`)."""
+    read = getattr(storage, "body", None)
+    return read(uuid) if callable(read) else None
+
+
+def _draw(view: ReportView, body: dict[str, Any] | None, fmt: str) -> bytes:
     from kkt.render import RenderError, render
 
-    fiscal = kkt.FiscalResult.from_json({name: result[name] for name in _RESULT_FIELDS})
     try:
-        drawn = render(fiscal, fmt)
+        drawn = render(_printable(view, body), fmt)
     except (RenderError, ImportError) as error:
         raise Refusal(50, 501, f"cannot draw receipt.{fmt} here: {error}") from None
     return drawn if isinstance(drawn, bytes) else str(drawn).encode()
+
+
+def _printable(view: ReportView, body: dict[str, Any] | None) -> Any:
+    """What to draw: the whole receipt -- its items and payments from the request, its fiscal
+    data from the FN's answer (``kkt.receipt_document``) -- where the driver and the ATOL layer
+    can compose it; else (a correction, an older driver) the identifying part the stored
+    `FiscalResult` has: date, numbers, sum, FN, fiscal sign, QR."""
+    assert view.result is not None
+    fiscal = kkt.FiscalResult.from_json({name: view.result[name] for name in _RESULT_FIELDS})
+    compose = getattr(kkt, "receipt_document", None)
+    atol = bridge.optional("atol")
+    if compose is None or atol is None or body is None or "correction" in view.operation:
+        return fiscal
+    try:
+        order = atol.to_order(view.api, view.operation, view.group, jsontext.dumps(body).encode())
+        return compose(atol.order_receipt(order), fiscal, None)
+    except Exception:  # a picture of the identifying part beats no picture at all
+        log.warning("receipt %s: drawn from its fiscal data only", view.uuid, exc_info=True)
+        return fiscal
 
 
 def _mount_metrics(app: FastAPI, service: Service) -> None:

@@ -33,6 +33,9 @@ from typing import Any
 from kkt.cloud import jsontext
 from kkt.cloud.model import Job, Order, RegisterView, ReportView
 
+from kkt.errors import KktError
+from kkt.journal import Journal
+
 from .base import Accepted, Callback
 
 BUSY_TIMEOUT_MS = 10_000  # the driver's journal writes the same file from the worker threads
@@ -173,6 +176,7 @@ class SqliteStorage:
         self._seen = threading.local()
         self._closed = False
         self._migrate()
+        self._prepare_journal()
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -218,6 +222,17 @@ class SqliteStorage:
                     for statement in statements:
                         db.execute(statement)
                     db.execute("INSERT INTO cloud_schema_version (version) VALUES (?)", (version,))
+
+    def _prepare_journal(self) -> None:
+        """Create the driver's journal table now, once.  Every register worker opens its own
+        `kkt.Journal` on this file; the Journal adds its newer columns when they are missing
+        (check, then ALTER), and workers opening a fresh file at the same instant would both
+        try -- the second fails "duplicate column name".  Opened here first, before any worker,
+        the table is complete and they only read its columns."""
+        try:
+            Journal(self._path).close()
+        except KktError as error:
+            raise StorageError(f"{error}") from None
 
     def _notify(self) -> None:
         with self._work:
@@ -275,6 +290,11 @@ class SqliteStorage:
             (group, external_id),
         )
         return _view(rows[0]) if rows else None
+
+    def body(self, uuid: str) -> dict[str, Any] | None:
+        """The request's body as received (exact numbers), or None for an unknown uuid."""
+        rows = self._read("SELECT body FROM cloud_requests WHERE uuid = ?", (uuid,))
+        return dict(jsontext.loads(rows[0][0])) if rows else None
 
     def claim(self, register: str, group: str) -> Job | None:
         with self._write() as db:

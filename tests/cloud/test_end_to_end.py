@@ -17,6 +17,8 @@ from kkt.cloud import bridge
 from kkt.emulator.state import TEST_INN
 from support.cloud import CloudServer, sell_body
 
+import kkt
+
 Start = Callable[..., CloudServer]
 PATIENCE_SECONDS = 60.0  # how long to wait for "done" before calling it a failure (not speed)
 
@@ -75,6 +77,8 @@ def test_a_sell_is_fiscalized_reported_drawn_and_called_back(cloud_server: Start
         assert payload["fn_number"] == view.result["fn_number"]
         text = server.client.get(f"{url}/receipt.txt", headers={"Token": token})
         assert text.status_code == 200 and view.result["fn_number"] in text.text
+        if hasattr(kkt, "receipt_document"):  # the whole receipt, items included
+            assert "колбаса Клинский" in text.text
         if bridge.optional("callbacks") is not None:
             while not _Receiver.received and time.monotonic() < deadline:
                 time.sleep(0.1)
