@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from kkt.cloud import bridge
 from kkt.emulator.state import TEST_INN
-from support.cloud import CloudServer, sell_body
+from support.cloud import CloudServer, sell_body, sell_body_for
 
 import kkt
 
@@ -62,6 +62,8 @@ def test_a_sell_is_fiscalized_reported_drawn_and_called_back(cloud_server: Start
         answer = server.post("sell", body, token=token)
         assert answer.status_code == 200, answer.text
         uuid = answer.json()["uuid"]
+        v5 = server.post("sell", _company(sell_body_for(5, "e2e-5")), token=token, api=5)
+        assert v5.status_code == 200, v5.text
         url = f"/possystem/v4/demo/report/{uuid}"
         deadline = time.monotonic() + PATIENCE_SECONDS
         while True:
@@ -79,6 +81,19 @@ def test_a_sell_is_fiscalized_reported_drawn_and_called_back(cloud_server: Start
         assert text.status_code == 200 and view.result["fn_number"] in text.text
         if hasattr(kkt, "receipt_document"):  # the whole receipt, items included
             assert "колбаса Клинский" in text.text
+        v5_url = f"/possystem/v5/demo/report/{v5.json()['uuid']}"
+        while True:
+            v5_report = server.client.get(v5_url, headers={"Token": token}).json()
+            if v5_report["status"] != "wait" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert v5_report["status"] == "done", v5_report
+        # two documents: on two registers, or two numbers of one FN
+        documents = {
+            (r["payload"]["fn_number"], r["payload"]["fiscal_document_number"])
+            for r in (report, v5_report)
+        }
+        assert len(documents) == 2
         if bridge.optional("callbacks") is not None:
             while not _Receiver.received and time.monotonic() < deadline:
                 time.sleep(0.1)
