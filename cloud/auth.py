@@ -16,13 +16,17 @@ import functools
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 
 TOKEN_LIFETIME = timedelta(hours=24)  # ATOL: "each for 24 h from issue"
 # scrypt's cost: 16 MiB and ~50 ms a check on a laptop -- a getToken a day per client is cheap,
 # a dictionary attack on a stolen config is not
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+REMEMBER_SECONDS = 300.0  # a login that passed skips scrypt this long (see `Users`)
+REMEMBER_MAX = 1024
 _PREFIX = "scrypt"
 
 
@@ -97,15 +101,44 @@ def _dummy() -> str:
 
 
 class Users(Mapping[str, frozenset[str]]):
-    """login -> the groups it may use; `verify` checks a password."""
+    """login -> the groups it may use; `verify` checks a password.
 
-    def __init__(self, entries: Mapping[str, tuple[str, frozenset[str]]]) -> None:
+    A login that passed is remembered for `REMEMBER_SECONDS` (in memory, keyed by an HMAC
+    under a key of this process, never the password itself): many ATOL clients ask getToken
+    before every request, and scrypt's ~50 ms each would cap the service at a few dozen
+    requests a second per core.  A wrong password is never remembered: each costs a scrypt."""
+
+    def __init__(
+        self,
+        entries: Mapping[str, tuple[str, frozenset[str]]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._entries = dict(entries)  # login -> (password hash, groups)
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+        self._passed: dict[bytes, float] = {}  # tag -> until
+        self._lock = threading.Lock()
 
     def verify(self, login: str, password: str) -> bool:
         entry = self._entries.get(login)
+        tag = hmac.new(
+            self._key, f"{login}\0{password}".encode("utf-8", "surrogateescape"), "sha256"
+        ).digest()
+        now = self._clock()
+        with self._lock:
+            if entry is not None and self._passed.get(tag, 0.0) > now:
+                return True
         ok = verify_password(password, entry[0] if entry else _dummy())
-        return ok and entry is not None
+        if ok and entry is not None:
+            with self._lock:
+                if len(self._passed) >= REMEMBER_MAX:  # stale ones go first, then all
+                    self._passed = {t: u for t, u in self._passed.items() if u > now}
+                    if len(self._passed) >= REMEMBER_MAX:
+                        self._passed.clear()
+                self._passed[tag] = now + REMEMBER_SECONDS
+            return True
+        return False
 
     def groups(self, login: str) -> frozenset[str]:
         entry = self._entries.get(login)

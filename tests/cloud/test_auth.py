@@ -35,3 +35,26 @@ def test_tokens_are_random_and_hashed() -> None:
     first, second = auth.new_token(), auth.new_token()
     assert first != second and len(first) == 64
     assert auth.token_hash(first) != first and len(auth.token_hash(first)) == 64
+
+
+def test_a_login_that_passed_is_remembered_for_a_while_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    stored = auth.hash_password("s")
+    users = auth.Users({"one": (stored, frozenset({"shop1"}))}, clock=lambda: now[0])
+    calls = []
+    real = auth.verify_password
+
+    def counting(password: str, hashed: str) -> bool:
+        calls.append(password)
+        return real(password, hashed)
+
+    monkeypatch.setattr(auth, "verify_password", counting)
+    assert users.verify("one", "s") and users.verify("one", "s")
+    assert calls == ["s"]  # the second check was remembered
+    assert not users.verify("one", "t") and not users.verify("one", "t")
+    assert calls == ["s", "t", "t"]  # a wrong password is checked every time
+    now[0] += auth.REMEMBER_SECONDS + 1
+    assert users.verify("one", "s")
+    assert calls == ["s", "t", "t", "s"]
