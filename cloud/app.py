@@ -11,6 +11,8 @@ Answers and the choices made where ATOL leaves room:
   than 24 h: code 11 (401) -- the two cannot be told apart without keeping expired tokens.
   A group the token's login may not use (or that does not exist): code 20 (401), so another
   group's existence is not revealed; a report of another group's uuid: code 30, as unknown.
+* Reports and receipts (GET) also take HTTP Basic credentials of a configured user, so the
+  operator page's links open in a browser; registering always needs a token.
 * Content-Type other than ``application/json``: code 41, HTTP 415.
 * A body over ``max_body`` bytes: HTTP 413 with ATOL's code 32 in the body (clients that read
   only ``error.code`` see a request refused as invalid; HTTP says why).
@@ -26,6 +28,7 @@ Answers and the choices made where ATOL leaves room:
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import uuid as uuids
@@ -180,13 +183,20 @@ def _api_router(service: Service, api: int) -> APIRouter:
     ) -> Response:
         return _json(await token_of(login, password))
 
-    async def login_for(request: Request, group: str) -> str:
+    async def login_for(request: Request, group: str, *, basic: bool = False) -> str:
+        """The token's login (code 10/11 without a valid one), checked against the group.
+        ``basic``: HTTP Basic credentials do as well (the operator page's links to reports and
+        receipts: a browser sends the page's login, not a token)."""
         token = request.headers.get("token") or request.query_params.get("token")
-        if not token:
-            raise Refusal(10, 401, "no token: send the Token header (or ?token=) from getToken")
-        login = await run_in_threadpool(
-            storage.token_login, auth.token_hash(token), datetime.now(UTC)
-        )
+        login: str | None = None
+        if not token and basic:
+            login = await _basic_login(request, service.users)
+        if login is None:
+            if not token:
+                raise Refusal(10, 401, "no token: send the Token header (or ?token=) from getToken")
+            login = await run_in_threadpool(
+                storage.token_login, auth.token_hash(token), datetime.now(UTC)
+            )
         if login is None:
             raise Refusal(11, 401, "the token is unknown or older than 24 h: get a new one")
         if group not in service.users.groups(login):
@@ -236,7 +246,7 @@ def _api_router(service: Service, api: int) -> APIRouter:
         )
 
     async def view_for(request: Request, group: str, uuid: str) -> ReportView:
-        await login_for(request, group)
+        await login_for(request, group, basic=True)
         view = await run_in_threadpool(storage.report, uuid)
         if view is None or view.group != group:
             raise Refusal(30, 400, f"no document {uuid!r} in group {group!r}")
@@ -258,6 +268,20 @@ def _api_router(service: Service, api: int) -> APIRouter:
         return Response(drawn, media_type=RECEIPT_TYPES[fmt])
 
     return router
+
+
+async def _basic_login(request: Request, users: Users) -> str | None:
+    """The login of valid HTTP Basic credentials, else None."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        login, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if sep and await run_in_threadpool(users.verify, login, password):
+        return login
+    return None
 
 
 async def _body(request: Request, limit: int) -> bytes:

@@ -231,3 +231,22 @@ def test_demo_config_has_its_login(tmp_path: Path) -> None:
     config = demo_config(0)
     assert config.user_table().verify("demo", "demo")
     assert config.user_table().groups("demo") == frozenset({"demo"})
+
+
+def test_reports_take_the_operator_pages_basic_login_too(cloud_server: Start, atol: Any) -> None:
+    server = cloud_server(config=two_shops())
+    uuid = server.post("sell", sell_body("e1"), token=server.token("one", "secret"), group="shop1")
+    url = f"/possystem/v5/shop1/report/{uuid.json()['uuid']}"
+    assert server.client.get(url, auth=("one", "secret")).status_code == 200
+    wrong = server.client.get(url, auth=("one", "nope"))
+    assert (wrong.status_code, error_code(wrong)) == (401, 10)
+    other = server.client.get(url, auth=("two", "secret"))
+    assert (other.status_code, error_code(other)) == (401, 20)
+    # registering still needs a token
+    posted = server.client.post(
+        "/possystem/v4/shop1/sell",
+        content=server_body(sell_body("e2")),
+        headers={"Content-Type": "application/json"},
+        auth=("one", "secret"),
+    )
+    assert (posted.status_code, error_code(posted)) == (401, 10)
