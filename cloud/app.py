@@ -279,9 +279,10 @@ async def _basic_login(request: Request, users: Users) -> str | None:
         login, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None
-    if sep and await run_in_threadpool(users.verify, login, password):
-        return login
-    return None
+    if not sep:
+        return None
+    verified: bool = await run_in_threadpool(users.verify, login, password)
+    return login if verified else None
 
 
 async def _body(request: Request, limit: int) -> bytes:
