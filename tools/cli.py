@@ -19,7 +19,7 @@ from kkt.protocols.shtrih.frame import Deframer
 import kkt
 from kkt import __version__, errors
 
-from . import emulator_cli, ofd_cli, ofd_relay_cli, register_cli, scan_cli
+from . import cloud_cli, emulator_cli, ofd_cli, ofd_relay_cli, register_cli, scan_cli
 from .console import Output, waiting
 from .demo import run_demo
 from .describe import AtolReader, describe_token
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator_cli.add_parser(commands)
     ofd_relay_cli.add_relay_parser(ofd_cli.add_parser(commands), common)
+    cloud_cli.add_parser(commands)
     return parser
 
 
@@ -225,6 +226,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return emulator_cli.run(args)
     if command == "ofd":
         return ofd_cli.run(args)
+    if command == "cloud":
+        return cloud_cli.run(args)
     if command == "decode":
         return _decode(args)
     out = Output(as_json=args.json)

@@ -1,0 +1,612 @@
+"""`SqliteStorage`: the cloud service's state in one SQLite file (standard library).
+
+* Durable: WAL with ``synchronous=FULL`` -- a request is on disk before `accept` returns, so an
+  answered request survives a ``kill -9`` at any instant.
+* One writing connection under one lock, every write inside ``BEGIN IMMEDIATE`` (`claim` reads
+  and assigns in one step, so two workers never take the same request); reads on a second
+  connection (WAL: they see every committed write and never wait for a commit's fsync).
+* The driver's `kkt.Journal` opens its own connection to the same file (table ``receipts``);
+  ours are all named ``cloud_*``, and ``busy_timeout`` lets the writers wait for each other
+  instead of failing.  One file means one WAL: every commit of the service and of the
+  registers' journals is fsynced in turn (about 500 a second on the machine this was written
+  on, for some 5 commits a receipt); `journal_path` is the one line to change to give the
+  journal a file of its own if that ever limits.
+* Every statement is parameterised; the schema is versioned (``cloud_schema_version``) and
+  migrations run in order, each in its own transaction.
+* The file is created 0600 (SQLite gives its -wal and -shm files the same mode) in a directory
+  made 0700 when this creates it.
+
+Times are stored as UTC epoch seconds (REAL) and come back as aware UTC datetimes; a naive
+datetime given to a method is taken as UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid as uuids
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from kkt.cloud import jsontext
+from kkt.cloud.model import Job, Order, RegisterView, ReportView
+
+from kkt.errors import KktError
+from kkt.journal import Journal
+
+from .base import Accepted, Callback
+
+BUSY_TIMEOUT_MS = 10_000  # the driver's journal writes the same file from the worker threads
+
+# Each entry moves the schema one version up; never edit one that has shipped, add the next.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE cloud_requests (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order: claim takes the oldest
+            uuid TEXT NOT NULL UNIQUE,
+            api INTEGER NOT NULL,
+            grp TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            idempotency_key TEXT,
+            fingerprint TEXT NOT NULL,
+            body TEXT NOT NULL,
+            callback_url TEXT,
+            inn TEXT NOT NULL,
+            state TEXT NOT NULL,                    -- queued | assigned | done | fail
+            register TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            accepted_at REAL NOT NULL,
+            done_at REAL,
+            result TEXT,
+            error TEXT,
+            fn_serial TEXT,
+            document_number INTEGER,
+            ofd_acknowledged INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (grp, external_id),
+            UNIQUE (grp, idempotency_key)
+        )""",
+        "CREATE INDEX cloud_requests_queue ON cloud_requests (grp, state, seq)",
+        "CREATE INDEX cloud_requests_register ON cloud_requests (register, state)",
+        "CREATE INDEX cloud_requests_ofd ON cloud_requests (fn_serial, ofd_acknowledged)",
+        """CREATE TABLE cloud_tokens (
+            token_hash TEXT PRIMARY KEY, login TEXT NOT NULL, expires_at REAL NOT NULL
+        )""",
+        "CREATE TABLE cloud_registers (name TEXT PRIMARY KEY, view TEXT NOT NULL)",
+        """CREATE TABLE cloud_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            uuid TEXT NOT NULL,
+            url TEXT NOT NULL,
+            state TEXT NOT NULL,                    -- pending | delivered | abandoned
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX cloud_outbox_due ON cloud_outbox (state, next_at)",
+        """CREATE TABLE cloud_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            callback_id INTEGER NOT NULL,
+            at REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            status INTEGER,
+            error TEXT NOT NULL
+        )""",
+    ),
+)
+
+WAITING = ("queued", "assigned")  # both are ATOL's "wait"
+
+
+class StorageError(Exception):
+    """A state change the request's state does not allow (a bug in the caller, named)."""
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+def _minimal_body(view: ReportView) -> bytes:
+    """The callback body when no ATOL renderer was given: uuid, status, result or error."""
+    return json.dumps(
+        {
+            "uuid": view.uuid,
+            "status": view.status,
+            "external_id": view.external_id,
+            "group_code": view.group,
+            "result": view.result,
+            "error": view.error,
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def _make_private_file(path: Path) -> None:
+    """The directory 0700 when this creates it, the database file 0600 before SQLite opens it
+    (so the file never exists with the umask's wider mode)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)  # an existing file keeps whatever it had otherwise
+
+
+class SqliteStorage:
+    """The `Storage` protocol over one SQLite file at ``path``.
+
+    ``callback_body(view) -> bytes`` builds an outbox row's body when it is due (the service
+    passes the ATOL report JSON); without it the body is a minimal JSON (`_minimal_body`)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        callback_body: Callable[[ReportView], bytes] | None = None,
+    ) -> None:
+        self._path = Path(path)
+        self._callback_body = callback_body or _minimal_body
+        try:
+            _make_private_file(self._path)
+            self._db = sqlite3.connect(
+                str(self._path), isolation_level=None, check_same_thread=False
+            )
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # an accepted request must be on disk before the client hears its uuid
+            self._db.execute("PRAGMA synchronous=FULL")
+        except (OSError, sqlite3.Error) as error:
+            raise StorageError(
+                f"cannot open the cloud state {self._path}: {error}; give a writable state "
+                "directory (--state DIR)"
+            ) from None
+        self._lock = threading.RLock()
+        # Reads go through a connection of their own: in WAL a reader does not wait for a
+        # writer's fsync, so a report poll is not held up by a commit under way.
+        self._reader = sqlite3.connect(
+            str(self._path), isolation_level=None, check_same_thread=False
+        )
+        self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._read_lock = threading.Lock()
+        self._work = threading.Condition(threading.Lock())
+        self._generation = 0  # bumped by accept/release: see wait_for_work
+        self._seen = threading.local()
+        self._closed = False
+        self._migrate()
+        self._prepare_journal()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE): no reader-turned-writer race."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._read_lock:
+            cursor = self._reader.execute(sql, params)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._version()
+
+    def _version(self) -> int:
+        self._db.execute("CREATE TABLE IF NOT EXISTS cloud_schema_version (version INTEGER)")
+        row = self._db.execute("SELECT MAX(version) FROM cloud_schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _migrate(self) -> None:
+        with self._lock:
+            current = self._version()
+            if current > len(MIGRATIONS):
+                raise StorageError(
+                    f"{self._path} has schema version {current}, newer than this kktkit knows "
+                    f"({len(MIGRATIONS)}): upgrade kktkit, or use another --state directory"
+                )
+            for version, statements in enumerate(MIGRATIONS, start=1):
+                if version <= current:
+                    continue
+                with self._write() as db:
+                    for statement in statements:
+                        db.execute(statement)
+                    db.execute("INSERT INTO cloud_schema_version (version) VALUES (?)", (version,))
+
+    def _prepare_journal(self) -> None:
+        """Create the driver's journal table now, once.  Every register worker opens its own
+        `kkt.Journal` on this file; the Journal adds its newer columns when they are missing
+        (check, then ALTER), and workers opening a fresh file at the same instant would both
+        try -- the second fails "duplicate column name".  Opened here first, before any worker,
+        the table is complete and they only read its columns."""
+        try:
+            Journal(self._path).close()
+        except KktError as error:
+            raise StorageError(f"{error}") from None
+
+    def _notify(self) -> None:
+        with self._work:
+            self._generation += 1
+            self._work.notify_all()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def accept(self, order: Order, *, idempotency_key: str | None) -> Accepted:
+        with self._write() as db:
+            known = None
+            if idempotency_key is not None:
+                known = db.execute(
+                    "SELECT uuid, fingerprint, state FROM cloud_requests "
+                    "WHERE grp = ? AND idempotency_key = ?",
+                    (order.group, idempotency_key),
+                ).fetchone()
+            if known is None:
+                known = db.execute(
+                    "SELECT uuid, fingerprint, state FROM cloud_requests "
+                    "WHERE grp = ? AND external_id = ?",
+                    (order.group, order.external_id),
+                ).fetchone()
+            if known is not None:
+                return Accepted(known[0], False, known[1] == order.fingerprint, _status(known[2]))
+            new = str(uuids.uuid4())
+            db.execute(
+                "INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
+                "idempotency_key, fingerprint, body, callback_url, inn, state, accepted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                (
+                    new,
+                    order.api,
+                    order.group,
+                    order.operation,
+                    order.external_id,
+                    idempotency_key,
+                    order.fingerprint,
+                    jsontext.dumps(order.body),
+                    order.callback_url,
+                    order.inn,
+                    _now(),
+                ),
+            )
+        self._notify()
+        return Accepted(new, True, True, "wait")
+
+    def report(self, uuid: str) -> ReportView | None:
+        rows = self._read(f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE uuid = ?", (uuid,))
+        return _view(rows[0]) if rows else None
+
+    def find(self, group: str, external_id: str) -> ReportView | None:
+        rows = self._read(
+            f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE grp = ? AND external_id = ?",
+            (group, external_id),
+        )
+        return _view(rows[0]) if rows else None
+
+    def body(self, uuid: str) -> dict[str, Any] | None:
+        """The request's body as received (exact numbers), or None for an unknown uuid."""
+        rows = self._read("SELECT body FROM cloud_requests WHERE uuid = ?", (uuid,))
+        return dict(jsontext.loads(rows[0][0])) if rows else None
+
+    def claim(self, register: str, group: str) -> Job | None:
+        with self._write() as db:
+            cursor = db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM cloud_requests "
+                "WHERE grp = ? AND state = 'queued' ORDER BY seq LIMIT 1",
+                (group,),
+            )
+            cursor.row_factory = sqlite3.Row
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE cloud_requests SET state = 'assigned', register = ?, "
+                "attempts = attempts + 1 WHERE uuid = ?",
+                (register, row["uuid"]),
+            )
+        job = _job(row)
+        return replace(job, attempts=job.attempts + 1)  # the row read before the increment
+
+    def assigned(self, register: str) -> list[Job]:
+        rows = self._read(
+            f"SELECT {_JOB_COLUMNS} FROM cloud_requests "
+            "WHERE register = ? AND state = 'assigned' ORDER BY seq",
+            (register,),
+        )
+        return [_job(row) for row in rows]
+
+    def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT state, register, callback_url FROM cloud_requests WHERE uuid = ?", (uuid,)
+            ).fetchone()
+            if row is not None and row[0] == "done" and row[1] == register:
+                return  # settled twice (a replayed journal entry): the first result stands
+            if row is None or row[0] != "assigned" or row[1] != register:
+                state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
+                raise StorageError(
+                    f"cannot complete {uuid} on {register}: it is {state} -- a request is "
+                    "completed only by the register it is assigned to"
+                )
+            db.execute(
+                "UPDATE cloud_requests SET state = 'done', done_at = ?, result = ?, "
+                "fn_serial = ?, document_number = ? WHERE uuid = ?",
+                (
+                    _now(),
+                    jsontext.dumps(result),
+                    str(result.get("fn_number", "")),
+                    _int_or_none(result.get("document_number")),
+                    uuid,
+                ),
+            )
+            self._add_callback(db, uuid, row[2])
+
+    def fail(self, uuid: str, error: dict[str, Any]) -> None:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT state, callback_url FROM cloud_requests WHERE uuid = ?", (uuid,)
+            ).fetchone()
+            if row is None or row[0] not in WAITING:
+                state = "unknown" if row is None else row[0]
+                raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
+            db.execute(
+                "UPDATE cloud_requests SET state = 'fail', done_at = ?, error = ? WHERE uuid = ?",
+                (_now(), jsontext.dumps(error), uuid),
+            )
+            self._add_callback(db, uuid, row[1])
+
+    def _add_callback(self, db: sqlite3.Connection, uuid: str, url: str | None) -> None:
+        if url:
+            now = _now()
+            db.execute(
+                "INSERT INTO cloud_outbox (uuid, url, state, next_at, created_at) "
+                "VALUES (?, ?, 'pending', ?, ?)",
+                (uuid, url, now, now),
+            )
+
+    def release(self, uuid: str, register: str) -> None:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE cloud_requests SET state = 'queued', register = NULL "
+                "WHERE uuid = ? AND state = 'assigned' AND register = ?",
+                (uuid, register),
+            ).rowcount
+        if changed:
+            self._notify()
+
+    def queue_depth(self, group: str | None = None) -> int:
+        if group is None:
+            rows = self._read(
+                "SELECT COUNT(*) FROM cloud_requests WHERE state IN ('queued', 'assigned')"
+            )
+        else:
+            rows = self._read(
+                "SELECT COUNT(*) FROM cloud_requests "
+                "WHERE grp = ? AND state IN ('queued', 'assigned')",
+                (group,),
+            )
+        return int(rows[0][0])
+
+    def counts(self) -> dict[str, int]:
+        found = {"wait": 0, "done": 0, "fail": 0}
+        for row in self._read("SELECT state, COUNT(*) FROM cloud_requests GROUP BY state"):
+            found[_status(row[0])] += int(row[1])
+        return found
+
+    def recent(self, groups: Collection[str], limit: int = 50) -> list[ReportView]:
+        names = list(groups)
+        if not names:
+            return []
+        marks = ", ".join("?" for _ in names)  # placeholders only: the values stay parameters
+        rows = self._read(
+            f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE grp IN ({marks}) "
+            "ORDER BY seq DESC LIMIT ?",
+            (*names, limit),
+        )
+        return [_view(row) for row in rows]
+
+    def set_ofd_acknowledged_below(self, fn_serial: str, number: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE cloud_requests SET ofd_acknowledged = 1 WHERE fn_serial = ? "
+                "AND ofd_acknowledged = 0 AND document_number < ?",
+                (fn_serial, number),
+            )
+
+    # -- registers ------------------------------------------------------------------------------
+
+    def save_register(self, view: RegisterView) -> None:
+        data = asdict(view)
+        data["fn_expires"] = view.fn_expires.isoformat() if view.fn_expires else None
+        data["updated_at"] = _epoch(view.updated_at)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO cloud_registers (name, view) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET view = excluded.view",
+                (view.name, json.dumps(data, ensure_ascii=False)),
+            )
+
+    def registers(self) -> list[RegisterView]:
+        views = []
+        for row in self._read("SELECT view FROM cloud_registers ORDER BY name"):
+            data = json.loads(row[0])
+            data["fn_expires"] = (
+                date.fromisoformat(data["fn_expires"]) if data["fn_expires"] else None
+            )
+            data["updated_at"] = _moment(data["updated_at"])
+            views.append(RegisterView(**data))
+        return views
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def add_token(self, token_hash: str, login: str, expires_at: datetime) -> None:
+        with self._write() as db:
+            # expired tokens go as new ones come: the table stays the size of a day's logins
+            db.execute("DELETE FROM cloud_tokens WHERE expires_at <= ?", (_now(),))
+            db.execute(
+                "INSERT OR REPLACE INTO cloud_tokens (token_hash, login, expires_at) "
+                "VALUES (?, ?, ?)",
+                (token_hash, login, _epoch(expires_at)),
+            )
+
+    def token_login(self, token_hash: str, now: datetime) -> str | None:
+        rows = self._read(
+            "SELECT login FROM cloud_tokens WHERE token_hash = ? AND expires_at > ?",
+            (token_hash, _epoch(now)),
+        )
+        return str(rows[0][0]) if rows else None
+
+    # -- callback outbox ------------------------------------------------------------------------
+
+    def due_callbacks(self, now: datetime, limit: int) -> list[Callback]:
+        rows = self._read(
+            "SELECT id, uuid, url, attempts FROM cloud_outbox "
+            "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
+            (_epoch(now), limit),
+        )
+        due = []
+        for row in rows:
+            view = self.report(row["uuid"])
+            if view is not None:
+                due.append(
+                    Callback(
+                        id=int(row["id"]),
+                        uuid=str(row["uuid"]),
+                        url=str(row["url"]),
+                        body=self._callback_body(view),
+                        attempts=int(row["attempts"]),
+                    )
+                )
+        return due
+
+    def record_attempt(
+        self,
+        callback_id: int,
+        *,
+        ok: bool,
+        status: int | None,
+        error: str,
+        next_at: datetime | None,
+    ) -> None:
+        state = "delivered" if ok else ("abandoned" if next_at is None else "pending")
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO cloud_attempts (callback_id, at, ok, status, error) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (callback_id, _now(), int(ok), status, error),
+            )
+            db.execute(
+                "UPDATE cloud_outbox SET attempts = attempts + 1, state = ?, next_at = ? "
+                "WHERE id = ?",
+                (state, _epoch(next_at) if next_at is not None else _now(), callback_id),
+            )
+
+    def pending_callbacks(self) -> int:
+        """Outbox rows not yet delivered nor abandoned (for metrics and the operator page)."""
+        rows = self._read("SELECT COUNT(*) FROM cloud_outbox WHERE state = 'pending'")
+        return int(rows[0][0])
+
+    def attempts(self, callback_id: int) -> list[dict[str, Any]]:
+        """Every delivery attempt of one outbox row, oldest first."""
+        rows = self._read(
+            "SELECT at, ok, status, error FROM cloud_attempts WHERE callback_id = ? ORDER BY id",
+            (callback_id,),
+        )
+        return [
+            {
+                "at": _moment(r["at"]),
+                "ok": bool(r["ok"]),
+                "status": r["status"],
+                "error": r["error"],
+            }
+            for r in rows
+        ]
+
+    # -- the rest -------------------------------------------------------------------------------
+
+    def journal_path(self) -> str:
+        return str(self._path)
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Returns at once when accept/release happened since this thread's last wait (so work
+        that arrived between a worker's empty `claim` and this call is not slept through), else
+        when one happens, or after ``timeout`` seconds."""
+        with self._work:
+            seen = getattr(self._seen, "generation", None)
+            if seen is None or seen == self._generation:
+                self._work.wait(timeout)
+            self._seen.generation = self._generation
+
+    def close(self) -> None:
+        with self._lock, self._read_lock:
+            if not self._closed:
+                self._closed = True
+                self._reader.close()
+                self._db.close()
+
+
+_VIEW_COLUMNS = (
+    "uuid, api, grp, operation, external_id, state, accepted_at, done_at, callback_url, "
+    "result, error, register, ofd_acknowledged"
+)
+_JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
+
+
+def _status(state: str) -> str:
+    return "wait" if state in WAITING else state
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _view(row: sqlite3.Row) -> ReportView:
+    state = str(row["state"])
+    accepted = _moment(row["accepted_at"])
+    assert accepted is not None  # NOT NULL in the schema
+    return ReportView(
+        uuid=row["uuid"],
+        api=int(row["api"]),
+        group=row["grp"],
+        operation=row["operation"],
+        external_id=row["external_id"],
+        status=_status(state),
+        accepted_at=accepted,
+        done_at=_moment(row["done_at"]),
+        callback_url=row["callback_url"],
+        result=jsontext.loads(row["result"]) if row["result"] is not None else None,
+        error=jsontext.loads(row["error"]) if row["error"] is not None else None,
+        register=row["register"],
+        ofd=None if state != "done" else ("acknowledged" if row["ofd_acknowledged"] else "waiting"),
+    )
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        uuid=row["uuid"],
+        api=int(row["api"]),
+        group=row["grp"],
+        operation=row["operation"],
+        external_id=row["external_id"],
+        body=jsontext.loads(row["body"]),
+        attempts=int(row["attempts"]),
+    )

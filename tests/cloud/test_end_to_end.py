@@ -1,0 +1,112 @@
+"""The whole service on emulated registers: a sell posted over HTTP is fiscalized by a register
+of the pool, its report comes back ``done`` with the FN's data, its receipt draws, the callback
+arrives, and ``/metrics`` and the operator page answer.  Needs every part of ``kkt.cloud``
+(the ATOL layer, the pool, the emulated registers): skipped, naming what is missing, where one is
+not installed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+from kkt.cloud import bridge
+from kkt.emulator.state import TEST_INN
+from support.cloud import CloudServer, sell_body, sell_body_for
+
+import kkt
+
+Start = Callable[..., CloudServer]
+PATIENCE_SECONDS = 60.0  # how long to wait for "done" before calling it a failure (not speed)
+
+
+def _require(*parts: str) -> None:
+    missing = [f"kkt.cloud.{part}" for part in parts if bridge.optional(part) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (not installed in this checkout)")
+
+
+def _company(body: dict[str, Any]) -> dict[str, Any]:
+    body["receipt"]["company"]["inn"] = TEST_INN  # the emulated registers' INN
+    return body
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append((self.headers.get("X-Kkt-Signature", ""), self.rfile.read(length)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_sell_is_fiscalized_reported_drawn_and_called_back(cloud_server: Start) -> None:
+    _require("atol", "pool", "emulated")
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.received = []
+    serving = threading.Thread(target=receiver.serve_forever)
+    serving.start()
+    try:
+        server = cloud_server(emulated=2)
+        token = server.token()
+        callback = f"http://127.0.0.1:{receiver.server_address[1]}/cb"
+        body = _company(sell_body("e2e-1", service={"callback_url": callback}))
+        answer = server.post("sell", body, token=token)
+        assert answer.status_code == 200, answer.text
+        uuid = answer.json()["uuid"]
+        v5 = server.post("sell", _company(sell_body_for(5, "e2e-5")), token=token, api=5)
+        assert v5.status_code == 200, v5.text
+        url = f"/possystem/v4/demo/report/{uuid}"
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while True:
+            report = server.client.get(url, headers={"Token": token}).json()
+            if report["status"] != "wait" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert report["status"] == "done", report
+        payload = report["payload"]
+        assert payload["total"] == 400 and payload["fiscal_document_number"] > 0
+        view = server.service.storage.report(uuid)
+        assert view is not None and view.result is not None
+        assert payload["fn_number"] == view.result["fn_number"]
+        text = server.client.get(f"{url}/receipt.txt", headers={"Token": token})
+        assert text.status_code == 200 and view.result["fn_number"] in text.text
+        if hasattr(kkt, "receipt_document"):  # the whole receipt, items included
+            assert "колбаса Клинский" in text.text
+        v5_url = f"/possystem/v5/demo/report/{v5.json()['uuid']}"
+        while True:
+            v5_report = server.client.get(v5_url, headers={"Token": token}).json()
+            if v5_report["status"] != "wait" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert v5_report["status"] == "done", v5_report
+        # two documents: on two registers, or two numbers of one FN
+        documents = {
+            (r["payload"]["fn_number"], r["payload"]["fiscal_document_number"])
+            for r in (report, v5_report)
+        }
+        assert len(documents) == 2
+        if bridge.optional("callbacks") is not None:
+            while not _Receiver.received and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _Receiver.received, "no callback arrived"
+            signature, sent = _Receiver.received[0]
+            assert signature.startswith("sha256=") and uuid.encode() in sent
+        if bridge.optional("metrics") is not None:
+            metrics = server.client.get("/metrics")
+            assert metrics.status_code == 200 and "kkt_cloud_receipts" in metrics.text
+        if bridge.optional("ui") is not None:
+            page = server.client.get("/ui/state", auth=("demo", "demo"))
+            assert page.status_code == 200
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+        serving.join()

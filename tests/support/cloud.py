@@ -1,0 +1,251 @@
+"""The cloud service running for a test: `running(state, ...)` starts a `CloudService` with its
+HTTP on 127.0.0.1:0 (uvicorn in a thread) and stops both after; `CloudServer` is its handle
+(base URL, the service, a logged-in httpx client).
+
+`standin_atol()` is a tiny stand-in for ``kkt.cloud.atol`` (the ATOL layer another helper
+writes) used only while that package is absent: it parses JSON, checks the few fields routing
+needs, and fingerprints the body as the contract says.  With the real package installed the
+tests run against it unchanged (their bodies are valid ATOL requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kkt.cloud import jsontext
+from kkt.cloud.config import CloudConfig, demo_config
+from kkt.cloud.model import Order, ReportView
+from kkt.cloud.service import CloudService, HttpThread, Pool
+
+DEMO_GROUP = "demo"
+# a done request's result as a register worker stores it (FiscalResult.to_json() + extras)
+RESULT = {
+    "document_number": 7,
+    "fiscal_sign": 3449555941,
+    "fn_number": "9999078900001234",
+    "shift_number": 1,
+    "receipt_number": 3,
+    "when": "2026-12-02T15:00:00",
+    "total": 40000,
+    "operation": 1,
+    "qr": "t=20261202T1500&s=400.00&fn=9999078900001234&i=7&fp=3449555941&n=1",
+    "rnm": "0000000001012345",
+    "fns_site": "www.nalog.gov.ru",
+    "ofd_inn": "7704358518",
+    "device_code": "demo-1",
+}
+
+
+@dataclass
+class CloudServer:
+    url: str
+    service: CloudService
+    client: httpx.Client
+
+    def token(self, login: str = "demo", password: str = "demo", api: int = 4) -> str:
+        answer = self.client.post(
+            f"/possystem/v{api}/getToken", json={"login": login, "pass": password}
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["token"])
+
+    def post(
+        self,
+        operation: str,
+        body: dict[str, Any] | bytes,
+        *,
+        token: str,
+        group: str = DEMO_GROUP,
+        api: int = 4,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        content = body if isinstance(body, bytes) else jsontext.dumps(body).encode()
+        return self.client.post(
+            f"/possystem/v{api}/{group}/{operation}",
+            content=content,
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "Token": token,
+                **(headers or {}),
+            },
+        )
+
+
+@contextlib.contextmanager
+def running(
+    state: Path,
+    *,
+    emulated: int = 0,
+    config: CloudConfig | None = None,
+    pool: Pool | None = None,
+    **server: Any,
+) -> Iterator[CloudServer]:
+    """``server``: overrides of the config's [server] (duplicates, max_queue, max_body)."""
+    config = (config or demo_config(emulated)).with_overrides(**server)
+    service = CloudService(config, state, pool=pool)
+    try:
+        service.start()
+        http = HttpThread(service)
+        try:
+            url = http.start()
+            with httpx.Client(base_url=url, timeout=30) as client:
+                yield CloudServer(url, service, client)
+        finally:
+            http.stop()
+    finally:
+        service.stop()
+
+
+def sell_body(external_id: str = "17052917561851307", **changes: Any) -> dict[str, Any]:
+    """ATOL's v4 example request (ofd-cloud-marking.md §2.8), with ``changes`` at the top."""
+    body: dict[str, Any] = {
+        "external_id": external_id,
+        "timestamp": "01.02.2019 13:45:00",
+        "receipt": {
+            "client": {"email": "kkt@kkt.ru"},
+            "company": {
+                "email": "chek@romashka.ru",
+                "sno": "osn",
+                "inn": "1234567891",
+                "payment_address": "http://magazin.ru/",
+            },
+            "items": [
+                {
+                    "name": "колбаса Клинский Брауншвейгская с/к в/с",
+                    "price": Decimal("1000.00"),
+                    "quantity": Decimal("0.3"),
+                    "sum": Decimal("300.00"),
+                    "measurement_unit": "кг",
+                    "payment_method": "full_payment",
+                    "payment_object": "commodity",
+                    "vat": {"type": "vat20"},
+                },
+                {
+                    "name": "яйцо Окское куриное С0 белое",
+                    "price": Decimal("100.00"),
+                    "quantity": Decimal("1.0"),
+                    "sum": Decimal("100.00"),
+                    "measurement_unit": "Упаковка 10 шт.",
+                    "payment_method": "full_payment",
+                    "payment_object": "commodity",
+                    "vat": {"type": "vat10"},
+                },
+            ],
+            "payments": [{"type": 1, "sum": Decimal("400.0")}],
+            "vats": [
+                {"type": "vat20", "sum": Decimal("50.00")},
+                {"type": "vat10", "sum": Decimal("9.09")},
+            ],
+            "total": Decimal("400.0"),
+        },
+    }
+    body.update(changes)
+    return body
+
+
+def sell_body_for(
+    api: int, external_id: str = "17052917561851307", **changes: Any
+) -> dict[str, Any]:
+    """`sell_body` in the form of API version ``api``: v5 items name their unit by code
+    (``measure``, tag 2108) and their subject by number (``payment_object`` 1: commodity)."""
+    body = sell_body(external_id, **changes)
+    if api == 5:
+        for item in body["receipt"]["items"]:
+            del item["measurement_unit"]
+            item.update(measure=0, payment_object=1)
+    return body
+
+
+def make_order(
+    external_id: str = "e1",
+    *,
+    group: str = DEMO_GROUP,
+    fingerprint: str | None = None,
+    callback_url: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> Order:
+    """An `Order` as the ATOL layer would give it, for storage tests."""
+    body = body if body is not None else sell_body(external_id)
+    return Order(
+        api=4,
+        group=group,
+        operation="sell",
+        external_id=external_id,
+        body=body,
+        fingerprint=fingerprint or _fingerprint(body),
+        callback_url=callback_url,
+        inn="1234567891",
+    )
+
+
+def _fingerprint(body: dict[str, Any]) -> str:
+    canonical = {key: value for key, value in body.items() if key != "timestamp"}
+    text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def standin_atol() -> types.ModuleType:
+    """The stand-in ``kkt.cloud.atol`` (see the module docstring)."""
+    module = types.ModuleType("kkt.cloud.atol")
+
+    class ApiError(Exception):
+        def __init__(self, code: int, http_status: int, text: str) -> None:
+            super().__init__(text)
+            self.code, self.http_status, self.text, self.type = code, http_status, text, "system"
+
+        def json(self, uuid: str | None = None) -> dict[str, Any]:
+            error = {"error_id": "x", "code": self.code, "text": self.text, "type": self.type}
+            return {"error": error, "status": "fail", "timestamp": "01.01.2026 00:00:00"}
+
+    def to_order(api: int, operation: str, group: str, raw: bytes) -> Order:
+        try:
+            body = jsontext.loads(raw)
+        except ValueError:
+            raise ApiError(32, 400, "not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("external_id"), str):
+            raise ApiError(32, 400, "external_id: required")
+        callback = body.get("service", {}).get("callback_url")
+        return Order(
+            api,
+            group,
+            operation,
+            body["external_id"],
+            body,
+            _fingerprint(body),
+            callback,
+            str(body["receipt"]["company"]["inn"]),
+        )
+
+    def accepted_json(uuid: str, now: datetime, status: str = "wait") -> dict[str, Any]:
+        return {
+            "uuid": uuid,
+            "timestamp": now.strftime("%d.%m.%Y %H:%M:%S"),
+            "error": None,
+            "status": status,
+        }
+
+    def report_json(view: ReportView) -> dict[str, Any]:
+        return {
+            "uuid": view.uuid,
+            "status": view.status,
+            "error": view.error,
+            "payload": view.result,
+            "group_code": view.group,
+            "external_id": view.external_id,
+        }
+
+    module.ApiError = ApiError  # type: ignore[attr-defined]
+    module.to_order = to_order  # type: ignore[attr-defined]
+    module.accepted_json = accepted_json  # type: ignore[attr-defined]
+    module.report_json = report_json  # type: ignore[attr-defined]
+    return module

@@ -1,0 +1,217 @@
+"""``kkt cloud``: the ATOL Online compatible cloud register service.
+
+``serve`` starts the service (its registers, emulated or real, its HTTP API) and runs until
+SIGTERM or SIGINT, printing first ``registers N (…)``, ``demo login: demo password: demo group:
+demo`` when it serves the built-in demo, and ``listening http://HOST:PORT`` (the real port when
+asked for port 0) once it takes connections.  ``passwd`` reads a password (twice from a
+terminal, or one line from a pipe) and prints its hash for a config file's ``[[users]]``.
+
+``kkt.cloud`` needs the ``cloud`` extra (fastapi, uvicorn): it is imported here only when a
+``kkt cloud`` command runs, so ``kkt`` works without it and says how to install it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from kkt.cloud.config import CloudConfig
+
+EXIT_OK, EXIT_USAGE = 0, 2
+INSTALL_HINT = "the cloud service needs its extra: pip install 'kktkit[cloud]'"
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cloud = commands.add_parser("cloud", help="the ATOL Online compatible cloud register service")
+    actions = cloud.add_subparsers(dest="action", required=True)
+    serve = actions.add_parser(
+        "serve",
+        help="serve the cloud API until SIGTERM/Ctrl-C",
+        description="Without --config: the demo (group demo, login demo, password demo) on "
+        "emulated registers only.",
+    )
+    serve.add_argument(
+        "--state",
+        type=Path,
+        default=Path("kkt-cloud"),
+        help="state directory: requests, tokens, journal, emulated registers (default ./kkt-cloud)",
+    )
+    serve.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        default=None,
+        help="where to listen (default 127.0.0.1:8080, or the config's; port 0: a free one)",
+    )
+    serve.add_argument(
+        "--emulated",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="start N emulated registers with an emulated OFD (demo default: 1)",
+    )
+    serve.add_argument(
+        "--emulated-protocol",
+        choices=("shtrih", "atol", "mixed"),
+        default=None,
+        help="the emulated registers' protocol (default shtrih; mixed: alternate)",
+    )
+    serve.add_argument(
+        "--register",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a real register (repeat for more), in the config's first group; needs --config",
+    )
+    serve.add_argument("--config", type=Path, default=None, help="a TOML config file")
+    serve.add_argument(
+        "--duplicates",
+        choices=("strict", "atol"),
+        default=None,
+        help="a repeated external_id: strict (same body -> its uuid, else 409) or atol (code 33)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="requests waiting before 429 (default 10000)",
+    )
+    serve.add_argument(
+        "--max-body",
+        type=_count,
+        default=None,
+        metavar="BYTES",
+        help="the largest request body (default 524288)",
+    )
+    actions.add_parser(
+        "passwd",
+        help="hash a password for the config's [[users]] (reads it from the terminal or stdin)",
+    )
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 0")
+    return int(text)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        import fastapi  # noqa: F401  -- the extra's packages, checked before anything starts
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print(f"kkt cloud: {INSTALL_HINT}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "passwd":
+        return _passwd(out)
+    return _serve(args, out)
+
+
+def _passwd(out: TextIO) -> int:
+    from kkt.cloud.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("kkt cloud passwd: the two differ; nothing printed", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("kkt cloud passwd: an empty password; give one", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password), file=out)
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    from kkt.cloud.config import ConfigError, demo_config, load_config, parse_listen
+    from kkt.cloud.service import CloudService
+    from kkt.cloud.storage.sqlite import StorageError
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)  # tests and scripts read these lines as they come
+
+    try:
+        if args.config is not None:
+            config = load_config(args.config)
+        elif args.register:
+            raise ConfigError(
+                "--register needs --config FILE with your users: the demo's password is public"
+            )
+        else:
+            config = demo_config(args.emulated if args.emulated is not None else 1)
+        host = port = None
+        if args.http is not None:
+            try:
+                host, port = parse_listen(args.http)
+            except ValueError as error:
+                raise ConfigError(f"--http: {error}") from None
+        config = config.with_overrides(
+            host=host,
+            port=port,
+            duplicates=args.duplicates,
+            max_queue=args.max_queue,
+            max_body=args.max_body,
+            emulated=None if config.demo else args.emulated,
+            emulated_protocol=args.emulated_protocol,
+            register_urls=tuple(args.register),
+        )
+    except ConfigError as error:
+        print(f"kkt cloud serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    with _stop_on_signals():
+        try:
+            service = CloudService(config, args.state)
+        except StorageError as error:
+            print(f"kkt cloud serve: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            service.start()
+            say(_registers_line(config))
+            if config.demo:
+                say("demo login: demo password: demo group: demo")
+            service.serve_http(config.server.host, config.server.port, announce=say)
+        except KeyboardInterrupt:
+            pass  # SIGINT/SIGTERM: stop below, cleanly
+        except OSError as error:
+            print(f"kkt cloud serve: cannot listen on {args.http}: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        finally:
+            service.stop()
+    return EXIT_OK
+
+
+def _registers_line(config: CloudConfig) -> str:
+    parts = [f"{r.name} {r.url}" for r in config.registers]
+    count = len(config.registers)
+    if config.emulated is not None and config.emulated.count:
+        count += config.emulated.count
+        parts.append(f"{config.emulated.count} emulated {config.emulated.protocol}")
+    return f"registers {count} ({', '.join(parts) or 'none'})"
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM acts as Ctrl-C (KeyboardInterrupt) while the service runs, so a stop at any
+    point -- while registers start, or after uvicorn's own handler ended the HTTP loop and
+    re-raised it -- ends in `CloudService.stop`."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
