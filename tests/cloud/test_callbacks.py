@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from fakes_web import T0, FakeStorage
+from support.cloud_fakes_web import T0, FakeStorage
 from kkt.cloud.callbacks import (
     MAX_ATTEMPTS,
     MAX_DELAY_SECONDS,

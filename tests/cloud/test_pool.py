@@ -26,7 +26,7 @@ from kkt.cloud.pool import ReceiptFault, RegisterPool, RegisterSpec, Work, conve
 from kkt.emulator.state import TEST_INN
 
 import kkt
-from cloud.fakes import FakeStorage
+from support.cloud_fakes import FakeStorage
 from kkt import Item, Payments, Receipt, Vat
 from kkt.results import FiscalResult
 

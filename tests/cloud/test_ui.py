@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 import pytest
-from fakes_web import (
+from support.cloud_fakes_web import (
     FakePool,
     FakeService,
     FakeStorage,

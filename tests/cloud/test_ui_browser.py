@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fakes_web import (
+from support.cloud_fakes_web import (
     T0,
     FakePool,
     FakeService,
