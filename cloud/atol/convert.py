@@ -135,7 +135,7 @@ def to_order(api: int, operation: str, group: str, raw: bytes) -> Order:
         operation=operation,
         external_id=model.external_id,
         body=body,
-        fingerprint=fingerprint(body),
+        fingerprint=fingerprint(body, api, operation),
         callback_url=callback or None,
         inn=document.company.inn,
     )
@@ -209,12 +209,21 @@ def body_json(body: Any) -> str:
     return json.dumps(body, ensure_ascii=False)
 
 
-def fingerprint(body: dict[str, Any]) -> str:
-    """sha256 hex of the canonical body without its top-level ``timestamp`` (a client's retry
-    regenerates it): sorted keys, compact, numbers as their decimal text."""
+def fingerprint(body: dict[str, Any], api: int, operation: str) -> str:
+    """sha256 hex of what identifies a request: its API version, its operation and the canonical
+    body without its top-level ``timestamp`` (a client's retry regenerates it): sorted keys,
+    compact, numbers as their decimal text.
+
+    The operation is part of it because shops reuse the order number as ``external_id``: a full
+    refund has exactly the sale's body, and must be refused as a changed request (409, code 33),
+    never answered with the sale's uuid as if it had been registered."""
     rest = {key: value for key, value in body.items() if key != "timestamp"}
     canonical = json.dumps(
-        rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        {"api": api, "operation": operation, "body": rest},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

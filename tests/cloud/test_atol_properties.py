@@ -72,7 +72,7 @@ def test_valid_request_round_trips_exactly(data: dict[str, Any]) -> None:
     order = to_order(4, "sell", "g", raw)
     assert order.body == data and order.external_id == data["external_id"]
     assert load_body(body_json(order.body).encode()) == order.body
-    assert order.fingerprint == fingerprint(json.loads(raw, parse_float=Decimal))
+    assert order.fingerprint == fingerprint(json.loads(raw, parse_float=Decimal), 4, "sell")
     receipt = order_receipt(order)
     wanted = [int(item["sum"] * 100) for item in data["receipt"]["items"]]
     assert [item.total for item in receipt.items] == wanted
