@@ -41,6 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kkt.emulator.state import TEST_INN  # the emulated registers' INN: the shop's company.inn
 from kkt.protocols.ffd import DocumentType
 
 import kkt
@@ -48,13 +49,15 @@ import kkt
 from . import Bench, Figure, case, percentile
 
 START_SECONDS = 90.0  # the service must listen within this (four emulated registers start first)
-TEST_INN = "7701000001"  # the emulated registers' INN (kkt.emulator.state.TEST_INN)
 TARGET_RATE = 100.0  # issue 18: receipts per second, HTTP in, done out
 TARGET_P99_MS = 1000.0
 # sizes (quick, full): module constants, so tests shrink them
 CLOUD_RECEIPTS = (200, 1000)  # per throughput round
 CLOUD_ROUNDS = (1, 3)
 CLOUD_LATENCY_RECEIPTS = (100, 500)
+
+
+CALLBACK_KEY_FILE = "callback.key"  # the service's callback HMAC key, made once (no config key)
 
 
 class ServiceExited(AssertionError):
@@ -152,6 +155,13 @@ class CloudServer:
             process.kill()
             process.wait()
 
+    def callback_key(self) -> bytes | None:
+        """The HMAC key the service signs callbacks with, kept in its state (None: not made)."""
+        try:
+            return (self.state / CALLBACK_KEY_FILE).read_text(encoding="ascii").strip().encode()
+        except FileNotFoundError:
+            return None
+
     def emulated_states(self) -> list[Path]:
         """The emulated registers' state directories (``STATE/emulated/NN``)."""
         return sorted(path for path in (self.state / "emulated").glob("*") if path.is_dir())
@@ -242,6 +252,8 @@ def accepted_uuid(reply: Reply) -> str | None:
         return None
     if reply.status == 200 and not error:
         return uuid
+    if reply.status == 409:  # the same external_id with another body: refused
+        return None
     if isinstance(error, dict) and error.get("code") == 33:  # ATOL's "external_id exists"
         return uuid
     return None

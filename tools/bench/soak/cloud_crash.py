@@ -216,6 +216,7 @@ def cloud_crash(bench: Bench) -> Iterator[Figure]:
         server.start()
         client = CloudClient(server.url)
         client.login()
+        callbacks.secret = server.callback_key()
         shop = _Shop(client, callbacks.url, CLOUD_CRASH_RATE, stop)
         worker = threading.Thread(target=shop.run, name="soak-cloud-shop")
         worker.start()
