@@ -11,7 +11,8 @@ the emulated registers' FNs read afterwards through the driver as the judge.
 * failover: a register's paper runs out mid-run -> everything still finishes, on the others;
 * the crash soak (`kkt bench --soak cloud-crash`) and the bench case at tiny sizes.
 
-Sizes are this module's constants; the soak runs the crash at full size (30 kills).
+Sizes are this module's constants: issue 18's with ``KKT_CLOUD_ACCEPTANCE=full``; the suite's
+day is smaller and its crash run has 3 kills (the soak, ``kkt bench --soak cloud-crash``, 30).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import random
 import socket
 import threading
@@ -46,8 +48,12 @@ from kkt.tools.bench.soak import cloud_crash
 
 INN = TEST_INN  # the emulated registers' INN, which the demo group takes from them
 REGISTERS = 4
-SELLS, REFUNDS, CORRECTIONS = 100, 10, 2  # issue 18's sizes
+# Issue 18's sizes with KKT_CLOUD_ACCEPTANCE=full (a shop's day takes about 25 s then on a busy
+# 2-core machine, most of it the registers' work); the suite's day is smaller, the rest is full.
+FULL = os.environ.get("KKT_CLOUD_ACCEPTANCE") == "full"
+SELLS, REFUNDS, CORRECTIONS = (100, 10, 2) if FULL else (40, 4, 2)
 DUPLICATE_POSTS, DUPLICATE_THREADS = 200, 16
+CRASH_KILLS = 30 if FULL else 3  # the soak (kkt bench --soak cloud-crash) runs 30
 SETTLE_SECONDS = 120.0
 
 
@@ -342,10 +348,12 @@ def values(figures: Iterator[Figure]) -> dict[str, float]:
 def test_the_crash_soak_keeps_every_receipt_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cloud_crash, "CLOUD_CRASH_KILLS_QUICK", 3)
-    monkeypatch.setattr(cloud_crash, "CLOUD_CRASH_UP_SECONDS", (0.3, 1.5))
+    monkeypatch.setattr(cloud_crash, "CLOUD_CRASH_KILLS_QUICK", CRASH_KILLS)
+    if not FULL:  # a lighter load: the suite checks the invariants, the soak the issue's load
+        monkeypatch.setattr(cloud_crash, "CLOUD_CRASH_RATE", 5.0)
+        monkeypatch.setattr(cloud_crash, "CLOUD_CRASH_UP_SECONDS", (0.3, 1.0))
     figures = values(cloud_crash.cloud_crash(tiny_bench(tmp_path)))  # a broken invariant raises
-    assert figures["soak.cloud_crash.kills"] == 3
+    assert figures["soak.cloud_crash.kills"] == CRASH_KILLS
     assert figures["soak.cloud_crash.accepted"] >= 1
     assert figures["soak.cloud_crash.fn_receipts"] == figures["soak.cloud_crash.accepted"]
     for name in ("not_done", "duplicates", "lost", "mismatched", "foreign", "callbacks_missing"):

@@ -164,7 +164,8 @@ class CloudServer:
 
     def emulated_states(self) -> list[Path]:
         """The emulated registers' state directories (``STATE/emulated/NN``)."""
-        return sorted(path for path in (self.state / "emulated").glob("*") if path.is_dir())
+        found = (self.state / "emulated").glob("*")  # also holds the emulated OFD's "ofd"
+        return sorted(path for path in found if path.is_dir() and path.name.isdigit())
 
 
 class HttpFailure(Exception):
