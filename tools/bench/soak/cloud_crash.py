@@ -70,6 +70,7 @@ class _Shop:
     unanswered: list[str] = field(default_factory=list)  # posted, no answer yet
     refused: list[str] = field(default_factory=list)  # answered without a uuid
     resends: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # why posts got no answer
     crashed: list[str] = field(default_factory=list)
 
     def run(self) -> None:
@@ -94,11 +95,13 @@ class _Shop:
     def _post(self, external_id: str) -> bool:
         try:
             reply = self.client.post("sell", self.bodies[external_id])
-        except HttpFailure:
+        except HttpFailure as failure:
+            self.failures[str(failure).split(":", 1)[0]] += 1
             if external_id not in self.unanswered:
                 self.unanswered.append(external_id)
             return False
-        if reply.status in (429, 503):  # overloaded or starting: not accepted, try again later
+        if reply.status in (429, 503):
+            self.failures[f"HTTP {reply.status}"] += 1  # overloaded or starting: not accepted, try again later
             if external_id not in self.unanswered:
                 self.unanswered.append(external_id)
             return False
@@ -113,12 +116,15 @@ class _Shop:
 
     def _resend_unanswered(self, *, once: bool) -> None:
         for external_id in list(self.unanswered):
+            if self.stop.is_set():
+                return
             self.resends += 1
             if not self._post(external_id) and once:
                 return  # still down: the next tick tries again
 
     def finish(self, timeout: float) -> None:
-        """Resend what is unanswered until each has an answer (the service is up)."""
+        """Resend what is unanswered until each has an answer (the service is up; the shop's
+        thread has stopped)."""
         for external_id in list(self.unanswered):
             reply = post_until_answered(self.client, self.bodies[external_id], give_up=timeout)
             self.resends += 1
@@ -129,7 +135,8 @@ class _Shop:
                 self.refused.append(f"{external_id}: HTTP {reply.status} {str(reply.body)[:160]}")
             else:
                 self.uuids[external_id] = uuid
-            self.unanswered.remove(external_id)
+            with contextlib.suppress(ValueError):
+                self.unanswered.remove(external_id)
 
 
 def _settle(client: CloudClient, uuids: set[str], stall: float) -> dict[str, dict[str, Any]]:
@@ -236,9 +243,10 @@ def cloud_crash(bench: Bench) -> Iterator[Figure]:
         time.sleep(1.0)  # a last second of load on a service that stays up
         stop.set()
         bench.log(f"soak cloud-crash: {killed} kills done at {time.monotonic() - started:.0f} s")
-        worker.join(30)
+        worker.join(60)
         if worker.is_alive():
-            problems.append("the shop's thread did not stop (a hang?)")
+            raise AssertionError("soak cloud-crash: the shop's thread did not stop (a hang?)")
+        bench.log(f"soak cloud-crash: {len(shop.unanswered)} posts to answer yet")
         shop.finish(CLOUD_CRASH_STALL_SECONDS)
         reports = _settle(client, set(shop.uuids.values()), CLOUD_CRASH_STALL_SECONDS)
         bench.log(f"soak cloud-crash: reports settled at {time.monotonic() - started:.0f} s")
@@ -284,7 +292,8 @@ def cloud_crash(bench: Bench) -> Iterator[Figure]:
         note += f"; {server.refused_starts} restarts failed at first and were retried"
     yield Figure("soak.cloud_crash.kills", killed, "count", note)
     yield Figure("soak.cloud_crash.accepted", len(uuids), "count", f"posted {len(shop.totals)}")
-    yield Figure("soak.cloud_crash.resends", shop.resends, "count", "posts without an answer")
+    why = ", ".join(f"{name} {count}" for name, count in shop.failures.most_common(4))
+    yield Figure("soak.cloud_crash.resends", shop.resends, "count", f"no answer before: {why}")
     yield Figure("soak.cloud_crash.fn_receipts", len(receipts), "count", "= accepted")
     yield Figure("soak.cloud_crash.not_done", len(not_done), "count", f"must be 0; {statuses}")
     yield Figure("soak.cloud_crash.duplicates", duplicates, "count", "must be 0")
