@@ -100,8 +100,8 @@ class _Shop:
             if external_id not in self.unanswered:
                 self.unanswered.append(external_id)
             return False
-        if reply.status in (429, 503):
-            self.failures[f"HTTP {reply.status}"] += 1  # overloaded or starting: not accepted, try again later
+        if reply.status in (429, 503):  # overloaded or starting: not accepted, try again later
+            self.failures[f"HTTP {reply.status}"] += 1
             if external_id not in self.unanswered:
                 self.unanswered.append(external_id)
             return False
