@@ -1,11 +1,11 @@
 """``kkt bench``: figures anyone can reproduce, printed by cases.
 
 A case is a function that takes a `Bench` and yields `Figure`s; `case` registers it under a group
-name (``link``, ``receipts``, ``archive``, ``farm``, ``wire``, and the soaks).  Figures are printed
-as they come, as a table or, with ``--json``, one ``{"case", "value", "unit"}`` object per line,
-with stable case names (``link.tcp.status_per_s`` ...).  Each case has a short size (``--quick``,
-the whole bench in about a minute) and a full one.  The machine may be noisy: cases report medians
-of rounds, and ratios measured within one run.
+name (``link``, ``receipts``, ``archive``, ``farm``, ``wire``, ``ofd``, ``cloud``, and the soaks).
+Figures are printed as they come, as a table or, with ``--json``, one ``{"case", "value",
+"unit"}`` object per line, with stable case names (``link.tcp.status_per_s`` ...).  Each case has a
+short size (``--quick``, the whole bench in about a minute) and a full one.  The machine may be
+noisy: cases report medians of rounds, and ratios measured within one run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from kkt import Item, Payments, Receipt, Vat
 
 # The modules whose cases register themselves on import, in the order `kkt bench` runs them, and
 # the soaks' modules (registered by name, run only when asked for).
-CASE_MODULES = ("link", "receipts", "archive", "farm", "wire", "ofd")
+CASE_MODULES = ("link", "receipts", "archive", "farm", "wire", "ofd", "cloud")
 SOAK_MODULES = (
     "soak.lossy",
     "soak.crash",
@@ -34,6 +34,7 @@ SOAK_MODULES = (
     "soak.keys",
     "soak.ofd",
     "soak.relay",
+    "soak.cloud_crash",
 )
 
 
