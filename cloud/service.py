@@ -23,12 +23,17 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from . import bridge, jsontext
+from . import jsontext
+from .atol import report_json
 from .auth import Users
+from .callbacks import CallbackSender
 from .config import CloudConfig
+from .emulated import EmulatedPool
+from .metrics import Latencies
 from .model import RegisterView, ReportView
+from .pool import RegisterPool, RegisterSpec
 from .storage.sqlite import SqliteStorage
 
 if TYPE_CHECKING:
@@ -73,7 +78,7 @@ def private_dir(path: Path) -> None:
 
 def callback_body(view: ReportView) -> bytes:
     """An outbox row's body: the ATOL report of the request as it is now."""
-    return jsontext.dumps(bridge.report_json(view)).encode()
+    return jsontext.dumps(report_json(view)).encode()
 
 
 class CloudService:
@@ -95,13 +100,11 @@ class CloudService:
         self.pool: Pool = _NoPool()
         self._given_pool = pool
         self._pool_factory = pool_factory
-        self._emulated: Startable | None = None
-        self._sender: Startable | None = None
         self._started: list[Startable] = []
         self._closed = False
-        # seconds per fiscalization, per register, for /metrics (its module keeps them)
-        metrics = bridge.optional("metrics")
-        self.latencies: Any = metrics.Latencies() if metrics is not None else None
+        # seconds per fiscalization, per register: the pool's on_latency feeds it, /metrics reads
+        # it (one object for both, or the histogram stays empty)
+        self.latencies = Latencies()
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -112,11 +115,9 @@ class CloudService:
             self.pool = self._make_pool()
             self.pool.start()
             self._started.append(self.pool)
-            sender = self._make_sender()
-            if sender is not None:
-                sender.start()
-                self._started.append(sender)
-                self._sender = sender
+            sender = CallbackSender(self.storage, self.callback_secret())
+            sender.start()
+            self._started.append(sender)
         except BaseException:
             self.stop()
             raise
@@ -146,40 +147,22 @@ class CloudService:
             return self._given_pool
         if self._pool_factory is not None:
             return self._pool_factory(self)
-        specs: list[Any] = []
-        if self.config.registers:
-            spec_class = bridge.required("pool", "RegisterSpec")
-            specs = [
-                spec_class(register.name, register.group, register.url, register.protocol)
-                for register in self.config.registers
-            ]
+        specs = [
+            RegisterSpec(register.name, register.group, register.url, register.protocol)
+            for register in self.config.registers
+        ]
         emulated = self.config.emulated
         if emulated is not None and emulated.count:
             group = self.config.group(emulated.group)
-            pool_class = bridge.required("emulated", "EmulatedPool")
-            farm: Any = pool_class(
+            farm = EmulatedPool(
                 self.state_dir, emulated.count, emulated.protocol, group.inn if group else None
             )
             farm.start()
             self._started.append(farm)
-            self._emulated = farm
             specs.extend(farm.specs(emulated.group))
         if not specs:
             return _NoPool()
-        pool_class = bridge.required("pool", "RegisterPool")
-        pool: Pool = pool_class(self.storage, specs, on_latency=self._observe_latency)
-        return pool
-
-    def _observe_latency(self, register: str, seconds: float) -> None:
-        if self.latencies is not None:
-            self.latencies.observe(register, seconds)
-
-    def _make_sender(self) -> Startable | None:
-        module = bridge.optional("callbacks")
-        if module is None or not hasattr(module, "CallbackSender"):
-            return None
-        sender: Startable = module.CallbackSender(self.storage, self.callback_secret())
-        return sender
+        return RegisterPool(self.storage, specs, on_latency=self.latencies.observe)
 
     def callback_secret(self) -> bytes:
         """The config's ``callback_secret``, else a key made once and kept in the state dir."""
