@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from kkt.cloud.ui import receipt_link, ui_router, ui_state
 from support.cloud_fakes_web import (
     FakePool,
     FakeService,
@@ -18,8 +20,6 @@ from support.cloud_fakes_web import (
     report_view,
     serve,
 )
-from fastapi import FastAPI
-from kkt.cloud.ui import receipt_link, ui_router, ui_state
 
 
 def service() -> FakeService:
