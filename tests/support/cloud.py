@@ -10,7 +10,6 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ from kkt.cloud.atol import fingerprint as atol_fingerprint
 from kkt.cloud.config import CloudConfig, demo_config
 from kkt.cloud.model import Order
 from kkt.cloud.service import CloudService, HttpThread, Pool
+
+from support import atol_examples
 
 DEMO_GROUP = "demo"
 # a done request's result as a register worker stores it (FiscalResult.to_json() + extras)
@@ -115,7 +116,7 @@ def running(
     service = CloudService(config, state, pool=pool)
     try:
         service.start()
-        http = HttpThread(service)
+        http = HttpThread(service.app())
         try:
             url = http.start()
             with httpx.Client(base_url=url, timeout=30) as client:
@@ -127,48 +128,11 @@ def running(
 
 
 def sell_body(external_id: str = "17052917561851307", **changes: Any) -> dict[str, Any]:
-    """ATOL's v4 example request (ofd-cloud-marking.md §2.8), with ``changes`` at the top."""
-    body: dict[str, Any] = {
-        "external_id": external_id,
-        "timestamp": "01.02.2019 13:45:00",
-        "receipt": {
-            "client": {"email": "kkt@kkt.ru"},
-            "company": {
-                "email": "chek@romashka.ru",
-                "sno": "osn",
-                "inn": "1234567891",
-                "payment_address": "http://magazin.ru/",
-            },
-            "items": [
-                {
-                    "name": "колбаса Клинский Брауншвейгская с/к в/с",
-                    "price": Decimal("1000.00"),
-                    "quantity": Decimal("0.3"),
-                    "sum": Decimal("300.00"),
-                    "measurement_unit": "кг",
-                    "payment_method": "full_payment",
-                    "payment_object": "commodity",
-                    "vat": {"type": "vat20"},
-                },
-                {
-                    "name": "яйцо Окское куриное С0 белое",
-                    "price": Decimal("100.00"),
-                    "quantity": Decimal("1.0"),
-                    "sum": Decimal("100.00"),
-                    "measurement_unit": "Упаковка 10 шт.",
-                    "payment_method": "full_payment",
-                    "payment_object": "commodity",
-                    "vat": {"type": "vat10"},
-                },
-            ],
-            "payments": [{"type": 1, "sum": Decimal("400.0")}],
-            "vats": [
-                {"type": "vat20", "sum": Decimal("50.00")},
-                {"type": "vat10", "sum": Decimal("9.09")},
-            ],
-            "total": Decimal("400.0"),
-        },
-    }
+    """ATOL's v4 example request (ofd-cloud-marking.md §2.8) without its callback_url (a
+    service would call it), with ``external_id`` and ``changes`` at the top."""
+    body = atol_examples.body(atol_examples.V4_SELL)
+    del body["service"]
+    body["external_id"] = external_id
     body.update(changes)
     return body
 
