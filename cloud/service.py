@@ -221,11 +221,13 @@ def _server(app: FastAPI, host: str, port: int) -> tuple[uvicorn.Server, socket.
 
 
 class HttpThread:
-    """The service's HTTP in a thread (tests, benchmarks): `start` returns the base URL once
-    the server accepts connections; `stop` ends it and joins the thread."""
+    """An app (the service's, `CloudService.app`, or a part of it) served by uvicorn on a
+    thread (tests, benchmarks): `start` returns the base URL once the server accepts
+    connections; `stop` ends it and joins the thread.  As a context manager: ``with
+    HttpThread(app) as url``."""
 
-    def __init__(self, service: CloudService, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server, self._sock = _server(service.app(), host, port)
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server, self._sock = _server(app, host, port)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name="kkt-cloud-http"
         )
@@ -246,3 +248,9 @@ class HttpThread:
         if self._thread.is_alive():
             self._thread.join()
         self._sock.close()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 import httpx
 import pytest
 from fastapi import FastAPI
+from kkt.cloud.service import HttpThread
 from kkt.cloud.ui import receipt_link, ui_router, ui_state
 from support.cloud_fakes_web import (
     FakePool,
@@ -18,7 +19,6 @@ from support.cloud_fakes_web import (
     FakeUsers,
     register_view,
     report_view,
-    serve,
 )
 
 
@@ -44,7 +44,7 @@ def running() -> Iterator[tuple[httpx.Client, FakeService]]:
     fake = service()
     app = FastAPI()
     app.include_router(ui_router(fake))
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    with HttpThread(app) as url, httpx.Client(base_url=url) as client:
         yield client, fake
 
 
