@@ -71,17 +71,6 @@ def test_a_user_sees_only_their_groups(running: tuple[httpx.Client, FakeService]
     assert {r["name"] for r in boss["registers"]} == {"KKT-1", "KKT-9"}
 
 
-def test_a_password_that_passed_is_not_checked_again_every_second(
-    running: tuple[httpx.Client, FakeService],
-) -> None:
-    client, fake = running
-    for _ in range(3):
-        assert client.get("/ui/state", auth=("demo", "demo")).status_code == 200
-    assert fake.users.checks == 1
-    assert client.get("/ui/state", auth=("demo", "other")).status_code == 401
-    assert fake.users.checks == 2
-
-
 def test_static_files_are_a_fixed_list(running: tuple[httpx.Client, FakeService]) -> None:
     client, _ = running
     css = client.get("/ui/static/style.css", auth=("demo", "demo"))
