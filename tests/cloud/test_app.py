@@ -28,11 +28,15 @@ def test_get_token_by_post_and_by_get(cloud_server: Start, api: int) -> None:
     )
     assert posted.status_code == 200
     body = posted.json()
+    # §2.1's shape, nothing more: {"error": null, "token", "timestamp"}
+    assert set(body) == {"error", "token", "timestamp"}
     assert body["error"] is None and len(body["token"]) == 64 and body["timestamp"]
     got = server.client.get(f"/possystem/v{api}/getToken", params={"login": "demo", "pass": "demo"})
     assert got.status_code == 200 and got.json()["token"] != body["token"]
     wrong = server.client.get(f"/possystem/v{api}/getToken", params={"login": "demo", "pass": "x"})
     assert (wrong.status_code, error_code(wrong)) == (401, 12)
+    # ATOL's error answer; §2.1 names no "token" field for a refusal, so none is made up
+    assert set(wrong.json()) == {"error", "status", "timestamp"}
     unknown = server.client.post(f"/possystem/v{api}/getToken", json={"login": "x", "pass": "demo"})
     assert (unknown.status_code, error_code(unknown)) == (401, 12)
     broken = server.client.post(f"/possystem/v{api}/getToken", content=b"{")
