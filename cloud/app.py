@@ -34,6 +34,7 @@ Answers and the choices made where ATOL leaves room:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -271,17 +272,8 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-_RESULT_FIELDS = (
-    "document_number",
-    "fiscal_sign",
-    "fn_number",
-    "shift_number",
-    "receipt_number",
-    "when",
-    "total",
-    "operation",
-    "qr",
-)
+# the stored result is FiscalResult.to_json() plus the register's details (rnm, ofd_inn ...)
+_FISCAL_FIELDS = frozenset(field.name for field in dataclasses.fields(kkt.FiscalResult))
 
 
 def _draw(view: ReportView, body: dict[str, Any] | None, fmt: str) -> bytes:
@@ -302,7 +294,9 @@ def _printable(view: ReportView, body: dict[str, Any] | None) -> Any:
     the identifying part the stored `FiscalResult` has: date, numbers, sum, FN, fiscal sign,
     QR."""
     assert view.result is not None
-    fiscal = kkt.FiscalResult.from_json({name: view.result[name] for name in _RESULT_FIELDS})
+    fiscal = kkt.FiscalResult.from_json(
+        {name: value for name, value in view.result.items() if name in _FISCAL_FIELDS}
+    )
     if body is None or "correction" in view.operation:
         return fiscal
     try:
