@@ -7,7 +7,8 @@
 
 What the web parts use (agreed with the operator page and metrics): ``service.storage`` (a
 `Storage`), ``service.pool.views()``, ``service.users`` (login -> groups, ``verify(login,
-password)``), ``service.config``.
+password)``), ``service.config``, ``service.latencies`` (the one `Latencies` the pool's
+``on_latency`` feeds and ``/metrics`` reads).
 
 The state directory (0700) holds ``cloud.sqlite`` (0600: requests, tokens, outbox, and the
 driver's journal), ``callback.key`` (0600, the callbacks' HMAC key when the config gives none)
@@ -44,17 +45,15 @@ DB_NAME = "cloud.sqlite"
 KEY_NAME = "callback.key"
 
 
-class Pool(Protocol):
-    """What the service needs of a register pool (`kkt.cloud.pool.RegisterPool`)."""
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def views(self) -> list[RegisterView]: ...
-
-
 class Startable(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
+
+
+class Pool(Startable, Protocol):
+    """What the service needs of a register pool (`kkt.cloud.pool.RegisterPool`)."""
+
+    def views(self) -> list[RegisterView]: ...
 
 
 class _NoPool:
