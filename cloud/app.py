@@ -51,7 +51,7 @@ from . import auth, jsontext, metrics, ui
 from .atol import ApiError, accepted_json, atol_time, order_receipt, report_json, to_order
 from .auth import Users
 from .config import CloudConfig
-from .model import OPERATIONS_V4, OPERATIONS_V5, RegisterView, ReportView
+from .model import OPERATIONS_V4, OPERATIONS_V5, ReportView
 from .storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,6 @@ MAX_KEY_LENGTH = 128  # Idempotency-Key, as ATOL's external_id
 RETRY_AFTER_SECONDS = 1
 
 
-class Registers(Protocol):
-    def views(self) -> list[RegisterView]: ...
-
-
 class AppStorage(Storage, Protocol):
     """`Storage` and the request body as received, which the receipt picture draws from
     (`SqliteStorage.body`)."""
@@ -78,9 +74,9 @@ class AppStorage(Storage, Protocol):
     def body(self, uuid: str) -> dict[str, Any] | None: ...
 
 
-class Service(Protocol):
-    """What the app uses of `kkt.cloud.service.CloudService` (a protocol: the service module
-    imports this one to serve it)."""
+class Service(ui.UiService, Protocol):
+    """What the app uses of `kkt.cloud.service.CloudService`: what the operator page uses, and
+    more (a protocol: the service module imports this one to serve it)."""
 
     @property
     def storage(self) -> AppStorage: ...
@@ -90,9 +86,6 @@ class Service(Protocol):
 
     @property
     def config(self) -> CloudConfig: ...
-
-    @property
-    def pool(self) -> Registers: ...
 
     @property
     def latencies(self) -> metrics.Latencies: ...
