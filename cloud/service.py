@@ -7,7 +7,8 @@
 
 What the web parts use (agreed with the operator page and metrics): ``service.storage`` (a
 `Storage`), ``service.pool.views()``, ``service.users`` (login -> groups, ``verify(login,
-password)``), ``service.config``.
+password)``), ``service.config``, ``service.latencies`` (the one `Latencies` the pool's
+``on_latency`` feeds and ``/metrics`` reads).
 
 The state directory (0700) holds ``cloud.sqlite`` (0600: requests, tokens, outbox, and the
 driver's journal), ``callback.key`` (0600, the callbacks' HMAC key when the config gives none)
@@ -23,12 +24,17 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from . import bridge, jsontext
+from . import jsontext
+from .atol import report_json
 from .auth import Users
+from .callbacks import CallbackSender
 from .config import CloudConfig
+from .emulated import EmulatedPool
+from .metrics import Latencies
 from .model import RegisterView, ReportView
+from .pool import RegisterPool, RegisterSpec
 from .storage.sqlite import SqliteStorage
 
 if TYPE_CHECKING:
@@ -39,17 +45,15 @@ DB_NAME = "cloud.sqlite"
 KEY_NAME = "callback.key"
 
 
-class Pool(Protocol):
-    """What the service needs of a register pool (`kkt.cloud.pool.RegisterPool`)."""
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def views(self) -> list[RegisterView]: ...
-
-
 class Startable(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
+
+
+class Pool(Startable, Protocol):
+    """What the service needs of a register pool (`kkt.cloud.pool.RegisterPool`)."""
+
+    def views(self) -> list[RegisterView]: ...
 
 
 class _NoPool:
@@ -73,7 +77,7 @@ def private_dir(path: Path) -> None:
 
 def callback_body(view: ReportView) -> bytes:
     """An outbox row's body: the ATOL report of the request as it is now."""
-    return jsontext.dumps(bridge.report_json(view)).encode()
+    return jsontext.dumps(report_json(view)).encode()
 
 
 class CloudService:
@@ -95,13 +99,11 @@ class CloudService:
         self.pool: Pool = _NoPool()
         self._given_pool = pool
         self._pool_factory = pool_factory
-        self._emulated: Startable | None = None
-        self._sender: Startable | None = None
         self._started: list[Startable] = []
         self._closed = False
-        # seconds per fiscalization, per register, for /metrics (its module keeps them)
-        metrics = bridge.optional("metrics")
-        self.latencies: Any = metrics.Latencies() if metrics is not None else None
+        # seconds per fiscalization, per register: the pool's on_latency feeds it, /metrics reads
+        # it (one object for both, or the histogram stays empty)
+        self.latencies = Latencies()
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -112,11 +114,9 @@ class CloudService:
             self.pool = self._make_pool()
             self.pool.start()
             self._started.append(self.pool)
-            sender = self._make_sender()
-            if sender is not None:
-                sender.start()
-                self._started.append(sender)
-                self._sender = sender
+            sender = CallbackSender(self.storage, self.callback_secret())
+            sender.start()
+            self._started.append(sender)
         except BaseException:
             self.stop()
             raise
@@ -146,40 +146,22 @@ class CloudService:
             return self._given_pool
         if self._pool_factory is not None:
             return self._pool_factory(self)
-        specs: list[Any] = []
-        if self.config.registers:
-            spec_class = bridge.required("pool", "RegisterSpec")
-            specs = [
-                spec_class(register.name, register.group, register.url, register.protocol)
-                for register in self.config.registers
-            ]
+        specs = [
+            RegisterSpec(register.name, register.group, register.url, register.protocol)
+            for register in self.config.registers
+        ]
         emulated = self.config.emulated
         if emulated is not None and emulated.count:
             group = self.config.group(emulated.group)
-            pool_class = bridge.required("emulated", "EmulatedPool")
-            farm: Any = pool_class(
+            farm = EmulatedPool(
                 self.state_dir, emulated.count, emulated.protocol, group.inn if group else None
             )
             farm.start()
             self._started.append(farm)
-            self._emulated = farm
             specs.extend(farm.specs(emulated.group))
         if not specs:
             return _NoPool()
-        pool_class = bridge.required("pool", "RegisterPool")
-        pool: Pool = pool_class(self.storage, specs, on_latency=self._observe_latency)
-        return pool
-
-    def _observe_latency(self, register: str, seconds: float) -> None:
-        if self.latencies is not None:
-            self.latencies.observe(register, seconds)
-
-    def _make_sender(self) -> Startable | None:
-        module = bridge.optional("callbacks")
-        if module is None or not hasattr(module, "CallbackSender"):
-            return None
-        sender: Startable = module.CallbackSender(self.storage, self.callback_secret())
-        return sender
+        return RegisterPool(self.storage, specs, on_latency=self.latencies.observe)
 
     def callback_secret(self) -> bytes:
         """The config's ``callback_secret``, else a key made once and kept in the state dir."""
@@ -238,11 +220,13 @@ def _server(app: FastAPI, host: str, port: int) -> tuple[uvicorn.Server, socket.
 
 
 class HttpThread:
-    """The service's HTTP in a thread (tests, benchmarks): `start` returns the base URL once
-    the server accepts connections; `stop` ends it and joins the thread."""
+    """An app (the service's, `CloudService.app`, or a part of it) served by uvicorn on a
+    thread (tests, benchmarks): `start` returns the base URL once the server accepts
+    connections; `stop` ends it and joins the thread.  As a context manager: ``with
+    HttpThread(app) as url``."""
 
-    def __init__(self, service: CloudService, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server, self._sock = _server(service.app(), host, port)
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server, self._sock = _server(app, host, port)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name="kkt-cloud-http"
         )
@@ -263,3 +247,9 @@ class HttpThread:
         if self._thread.is_alive():
             self._thread.join()
         self._sock.close()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

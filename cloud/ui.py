@@ -7,7 +7,8 @@ What it needs of the service (`CloudService`, names agreed with CORE):
 * ``service.storage`` -- `queue_depth(group)` and `recent(groups, limit)` of the `Storage` protocol
 * ``service.pool.views()`` -- the registers' `RegisterView`s, fresh
 * ``service.users.verify(login, password) -> bool`` and ``service.users.groups(login)`` -- the
-  groups (``group_code``) that login may see
+  groups (``group_code``) that login may see.  `kkt.cloud.auth.Users.verify` remembers a login
+  that passed for a while, so the page's poll every second costs no scrypt each time.
 
 The page is plain HTML, CSS and JavaScript shipped in ``kkt.cloud.web``: no build step, nothing
 from a CDN, so it works on a till's network with no internet.
@@ -15,11 +16,6 @@ from a CDN, so it works on a till's network with no internet.
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
 # time, and they name dependencies local to `ui_router`.
-import hashlib
-import hmac
-import secrets
-import threading
-import time
 from collections.abc import Collection, Iterable
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -33,10 +29,6 @@ from kkt.cloud.model import RegisterView, ReportView
 
 REALM = "kkt cloud"
 RECENT_LIMIT = 50
-# scrypt is slow on purpose; the page asks every second.  A login that passed is remembered
-# for this long (in memory, keyed by an HMAC with a per-process key, never the password).
-VERIFIED_FOR_SECONDS = 300.0
-_VERIFIED_MAX = 1024
 
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
@@ -148,31 +140,6 @@ def ui_state(
     }
 
 
-class _VerifiedLogins:
-    """Logins whose password passed lately (see `VERIFIED_FOR_SECONDS`)."""
-
-    def __init__(self) -> None:
-        self._key = secrets.token_bytes(32)
-        self._until: dict[bytes, float] = {}
-        self._lock = threading.Lock()
-
-    def _tag(self, login: str, password: str) -> bytes:
-        message = login.encode() + b"\0" + password.encode()
-        return hmac.new(self._key, message, hashlib.sha256).digest()
-
-    def known(self, login: str, password: str) -> bool:
-        tag = self._tag(login, password)
-        with self._lock:
-            return self._until.get(tag, 0.0) > time.monotonic()
-
-    def remember(self, login: str, password: str) -> None:
-        tag = self._tag(login, password)
-        with self._lock:
-            if len(self._until) >= _VERIFIED_MAX:  # a flood of logins: forget, check again
-                self._until.clear()
-            self._until[tag] = time.monotonic() + VERIFIED_FOR_SECONDS
-
-
 def _static(name: str) -> bytes:
     return resources.files("kkt.cloud.web").joinpath(name).read_bytes()
 
@@ -180,7 +147,6 @@ def _static(name: str) -> bytes:
 def ui_router(service: UiService) -> APIRouter:
     """The operator page's routes; `create_app` includes them at the root."""
     basic = HTTPBasic(auto_error=False, realm=REALM)
-    verified = _VerifiedLogins()
     page = _static("index.html")
     assets = {name: _static(name) for name in STATIC}
     challenge = {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}
@@ -191,12 +157,9 @@ def ui_router(service: UiService) -> APIRouter:
     ) -> str:
         if credentials is None:
             raise HTTPException(401, "log in with a cloud user's login and password", challenge)
-        login, password = credentials.username, credentials.password
-        if not verified.known(login, password):
-            if not service.users.verify(login, password):
-                raise HTTPException(401, "wrong login or password", challenge)
-            verified.remember(login, password)
-        return login
+        if not service.users.verify(credentials.username, credentials.password):
+            raise HTTPException(401, "wrong login or password", challenge)
+        return credentials.username
 
     Operator = Annotated[str, Depends(operator)]
     router = APIRouter(include_in_schema=False)

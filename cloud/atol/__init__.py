@@ -13,7 +13,7 @@ from .convert import (
     problems_of,
     to_order,
 )
-from .errors import TABLE, ApiError, ErrorKind
+from .errors import TABLE, ApiError, ErrorKind, atol_time
 from .report import accepted_json, report_json
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "CorrectionArgs",
     "ErrorKind",
     "accepted_json",
+    "atol_time",
     "body_json",
     "fingerprint",
     "load_body",

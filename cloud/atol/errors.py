@@ -135,7 +135,9 @@ class ApiError(Exception):
 
     @classmethod
     def expired_token(cls) -> ApiError:
-        return cls(11, "the token has expired (tokens live 24 hours): get a new one with getToken")
+        """11: also for a token never issued -- only hashes of live tokens are kept, so an
+        unknown one and an expired one look the same."""
+        return cls(11, "the token is unknown or older than 24 hours: get a new one with getToken")
 
     @classmethod
     def wrong_login_or_password(cls) -> ApiError:
@@ -172,22 +174,38 @@ class ApiError(Exception):
 
     @classmethod
     def incoming_external_id_already_exists(
-        cls, uuid: str, external_id: str, group: str, *, http_status: int = 400
+        cls,
+        uuid: str,
+        external_id: str,
+        group: str,
+        *,
+        http_status: int = 400,
+        key: str | None = None,
     ) -> ApiError:
         """33 with the FIRST document's uuid (status "wait": poll that uuid).  ATOL answers HTTP
-        400; the service's strict mode answers 409 for a different body with the same id."""
+        400; the service's strict mode answers 409 for a different body with the same id.
+        ``key``: the request's Idempotency-Key (the first document may have matched on it)."""
         same = "" if http_status == 400 else " with a different body"
+        named = f"external_id {external_id!r}"
+        if key is not None:
+            named += f" or Idempotency-Key {key!r}"
         return cls(
             33,
-            f"a document with external_id {external_id!r} exists in group {group!r}{same}: "
-            f"its uuid is {uuid}",
+            f"a document with {named} exists in group {group!r}{same}: its uuid is {uuid}",
             http_status=http_status,
             uuid=uuid,
         )
 
     @classmethod
-    def state_check_not_found(cls, uuid: str) -> ApiError:
-        return cls(34, "the document is not processed yet: ask again later", uuid=uuid)
+    def state_check_not_found(cls, uuid: str, *, http_status: int = 200) -> ApiError:
+        """34; the service answers 404 for a receipt picture asked of an unfinished document
+        (there is nothing to draw yet)."""
+        return cls(
+            34,
+            "the document is not processed yet: ask again later",
+            http_status=http_status,
+            uuid=uuid,
+        )
 
     @classmethod
     def bad_request(cls, text: str, *, http_status: int = 400) -> ApiError:
@@ -199,8 +217,16 @@ class ApiError(Exception):
         return cls(41, f"Content-Type must be application/json, got {got!r}")
 
     @classmethod
-    def error_server_configuration(cls, text: str) -> ApiError:
-        return cls(50, text)
+    def error_server_configuration(cls, text: str, *, http_status: int = 500) -> ApiError:
+        """50; 501 where this installation lacks a part the request needs (a renderer)."""
+        return cls(50, text, http_status=http_status)
+
+    @classmethod
+    def body_too_large(cls, limit: int, size: int | None = None) -> ApiError:
+        """32 with HTTP 413: clients reading only ``error.code`` see an invalid document, HTTP
+        says why.  ``size``: the declared length, when the client declared one."""
+        told = f"the body is {size} bytes, over" if size is not None else "the body is over"
+        return cls(32, f"{told} the limit of {limit} bytes: send a smaller one", http_status=413)
 
     # -- beyond the system table: ATOL's other error types ----------------------------------------
 

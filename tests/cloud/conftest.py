@@ -2,31 +2,18 @@
 
 `cloud_server(state, emulated=N, **server_options)` starts the service with its HTTP on
 127.0.0.1:0 and returns a `support.cloud.CloudServer` (``.url``, ``.service``, ``.client``,
-``.token()``, ``.post()``); everything it started stops when the test ends.  `atol` makes sure
-``kkt.cloud.atol`` is importable: the real package, or the stand-in while it is absent.
+``.token()``, ``.post()``); everything it started stops when the test ends.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kkt.cloud import bridge
-from support.cloud import CloudServer, running, standin_atol
-
-
-@pytest.fixture
-def atol(monkeypatch: pytest.MonkeyPatch) -> Any:
-    real = bridge.optional("atol")
-    if real is not None and hasattr(real, "to_order"):
-        return real
-    module = standin_atol()
-    monkeypatch.setitem(sys.modules, "kkt.cloud.atol", module)
-    return module
+from support.cloud import CloudServer, running
 
 
 @pytest.fixture

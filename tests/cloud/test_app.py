@@ -28,11 +28,15 @@ def test_get_token_by_post_and_by_get(cloud_server: Start, api: int) -> None:
     )
     assert posted.status_code == 200
     body = posted.json()
+    # §2.1's shape, nothing more: {"error": null, "token", "timestamp"}
+    assert set(body) == {"error", "token", "timestamp"}
     assert body["error"] is None and len(body["token"]) == 64 and body["timestamp"]
     got = server.client.get(f"/possystem/v{api}/getToken", params={"login": "demo", "pass": "demo"})
     assert got.status_code == 200 and got.json()["token"] != body["token"]
     wrong = server.client.get(f"/possystem/v{api}/getToken", params={"login": "demo", "pass": "x"})
     assert (wrong.status_code, error_code(wrong)) == (401, 12)
+    # ATOL's error answer; §2.1 names no "token" field for a refusal, so none is made up
+    assert set(wrong.json()) == {"error", "status", "timestamp"}
     unknown = server.client.post(f"/possystem/v{api}/getToken", json={"login": "x", "pass": "demo"})
     assert (unknown.status_code, error_code(unknown)) == (401, 12)
     broken = server.client.post(f"/possystem/v{api}/getToken", content=b"{")
@@ -49,9 +53,7 @@ def test_the_token_is_stored_as_a_hash_only(cloud_server: Start) -> None:
     assert storage.token_login(auth.token_hash(token), datetime.now(UTC)) == "demo"
 
 
-def test_a_request_needs_a_valid_token_in_the_header_or_query(
-    cloud_server: Start, atol: Any
-) -> None:
+def test_a_request_needs_a_valid_token_in_the_header_or_query(cloud_server: Start) -> None:
     server = cloud_server()
     url = "/possystem/v4/demo/sell"
     headers = {"Content-Type": "application/json"}
@@ -87,7 +89,7 @@ def two_shops() -> CloudConfig:
     )
 
 
-def test_groups_are_isolated(cloud_server: Start, atol: Any) -> None:
+def test_groups_are_isolated(cloud_server: Start) -> None:
     server = cloud_server(config=two_shops())
     one, two = server.token("one", "secret"), server.token("two", "secret")
     mine = server.post("sell", sell_body("e1"), token=one, group="shop1")
@@ -106,7 +108,7 @@ def test_groups_are_isolated(cloud_server: Start, atol: Any) -> None:
     assert own.status_code == 200 and own.json()["uuid"] == uuid
 
 
-def test_operation_content_type_and_size_are_checked(cloud_server: Start, atol: Any) -> None:
+def test_operation_content_type_and_size_are_checked(cloud_server: Start) -> None:
     server = cloud_server(max_body=2048)
     token = server.token()
     v5_only = server.post("sell_refund_correction", sell_body("e1"), token=token, api=4)
@@ -136,7 +138,7 @@ def test_operation_content_type_and_size_are_checked(cloud_server: Start, atol: 
     assert server.service.storage.counts() == {"wait": 0, "done": 0, "fail": 0}
 
 
-def test_overload_answers_429_with_retry_after(cloud_server: Start, atol: Any) -> None:
+def test_overload_answers_429_with_retry_after(cloud_server: Start) -> None:
     server = cloud_server(max_queue=2)
     token = server.token()
     for n in range(2):
@@ -148,7 +150,7 @@ def test_overload_answers_429_with_retry_after(cloud_server: Start, atol: Any) -
 
 
 @pytest.mark.parametrize("api", [4, 5])
-def test_strict_duplicates(cloud_server: Start, atol: Any, api: int) -> None:
+def test_strict_duplicates(cloud_server: Start, api: int) -> None:
     server = cloud_server()
     token = server.token()
     first = server.post("sell", sell_body_for(api, "e1"), token=token, api=api)
@@ -168,7 +170,7 @@ def test_strict_duplicates(cloud_server: Start, atol: Any, api: int) -> None:
     assert server.service.storage.counts()["wait"] == 1
 
 
-def test_atol_duplicates_always_answer_33(cloud_server: Start, atol: Any) -> None:
+def test_atol_duplicates_always_answer_33(cloud_server: Start) -> None:
     server = cloud_server(duplicates="atol")
     token = server.token()
     uuid = server.post("sell", sell_body("e1"), token=token).json()["uuid"]
@@ -178,7 +180,7 @@ def test_atol_duplicates_always_answer_33(cloud_server: Start, atol: Any) -> Non
         assert answer.json()["uuid"] == uuid
 
 
-def test_idempotency_key(cloud_server: Start, atol: Any) -> None:
+def test_idempotency_key(cloud_server: Start) -> None:
     server = cloud_server()
     token = server.token()
     key = {"Idempotency-Key": "order-17"}
@@ -192,7 +194,7 @@ def test_idempotency_key(cloud_server: Start, atol: Any) -> None:
     assert (long.status_code, error_code(long)) == (400, 32)
 
 
-def test_report_and_receipt_of_a_done_request(cloud_server: Start, atol: Any) -> None:
+def test_report_and_receipt_of_a_done_request(cloud_server: Start) -> None:
     server = cloud_server()
     token = server.token()
     uuid = server.post("sell", sell_body("e1"), token=token).json()["uuid"]
@@ -233,7 +235,7 @@ def test_demo_config_has_its_login(tmp_path: Path) -> None:
     assert config.user_table().groups("demo") == frozenset({"demo"})
 
 
-def test_reports_take_the_operator_pages_basic_login_too(cloud_server: Start, atol: Any) -> None:
+def test_reports_take_the_operator_pages_basic_login_too(cloud_server: Start) -> None:
     server = cloud_server(config=two_shops())
     uuid = server.post("sell", sell_body("e1"), token=server.token("one", "secret"), group="shop1")
     url = f"/possystem/v5/shop1/report/{uuid.json()['uuid']}"

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from support.cloud_fakes_web import T0, FakeStorage
 from kkt.cloud.callbacks import (
     MAX_ATTEMPTS,
     MAX_DELAY_SECONDS,
@@ -24,6 +23,7 @@ from kkt.cloud.callbacks import (
     signature,
 )
 from kkt.cloud.storage.base import Callback
+from support.cloud_fakes_web import T0, FakeStorage
 
 SECRET = b"callback-secret"
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from support.cloud_fakes_web import FakeStorage, register_view, report_view
 from kkt.cloud.metrics import CONTENT_TYPE, Latencies, metrics_text
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from support.cloud_fakes_web import FakeStorage, register_view, report_view
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -24,9 +24,9 @@ from kkt.cloud.emulated import EmulatedPool
 from kkt.cloud.model import Job, RegisterView
 from kkt.cloud.pool import ReceiptFault, RegisterPool, RegisterSpec, Work, conversion_error
 from kkt.emulator.state import TEST_INN
+from support.cloud_fakes import FakeStorage
 
 import kkt
-from support.cloud_fakes import FakeStorage
 from kkt import Item, Payments, Receipt, Vat
 from kkt.results import FiscalResult
 

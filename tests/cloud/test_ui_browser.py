@@ -1,34 +1,28 @@
 """The operator page in a real browser: Debian's headless Chromium driven by Playwright (its own
-browsers are never downloaded).  The page loads, logs in with Basic auth, shows the registers,
-and a request that arrives afterwards appears on it by itself (the page polls ``/ui/state``).
-Every request the page makes goes to the service itself: it works with no internet.  The
-screenshot is kept as a test artifact in ``tmp/artifacts/cloud-ui.png`` (or ``$KKT_ARTIFACTS``).
+browsers are never downloaded), against a real ``kkt cloud`` service with an emulated register.
+The page loads, logs in with Basic auth, shows the register, and a receipt posted afterwards
+through the ATOL API (getToken + POST sell) appears on it by itself within 2 s (the page polls
+``/ui/state`` every second), then shows it fiscalized with its sum and a link that opens the
+drawn receipt.  Every request the page makes goes to the service itself: it works with no
+internet.  The screenshot is kept as a test artifact in ``tmp/artifacts/cloud-ui.png`` (or
+``$KKT_ARTIFACTS``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.cloud_fakes_web import (
-    T0,
-    FakePool,
-    FakeService,
-    FakeStorage,
-    FakeUsers,
-    register_view,
-    report_view,
-    serve,
-)
-from fastapi import FastAPI
-from kkt.cloud.ui import ui_router
+from kkt.emulator.state import TEST_INN
+from support.cloud import CloudServer, sell_body
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("KKT_ARTIFACTS", ROOT / "tmp" / "artifacts"))
 CHROMIUM = Path("/usr/bin/chromium")
+SHOWN_WITHIN_MS = 2000  # the page polls every second: a new state is on it by the next poll
 
 
 def chromium() -> str:
@@ -39,41 +33,22 @@ def chromium() -> str:
     return str(CHROMIUM)
 
 
-def fake_service() -> FakeService:
-    storage = FakeStorage()
-    storage.queued = {"demo": 1}
-    storage.add_report(report_view("0a0a0a0a-1111-4111-8111-000000000001", status="wait"))
-    storage.add_report(
-        report_view(
-            "0a0a0a0a-1111-4111-8111-000000000002",
-            status="fail",
-            accepted_at=T0 - timedelta(minutes=1),
-        )
-    )
-    pool = FakePool(
-        [
-            register_view("KKT-1", in_flight=1, done=41, ofd_unsent=2, ofd_first_unsent=40),
-            register_view("KKT-2", state="failing", detail="paper out", paper=False, done=7),
-        ]
-    )
-    users = FakeUsers({"demo": "demo"}, {"demo": ["demo"]})
-    return FakeService(storage, pool, users)
-
-
-@pytest.mark.timeout(120)
-def test_a_new_receipt_appears_on_the_open_page() -> None:
+@pytest.mark.timeout(180)
+def test_a_receipt_posted_through_the_api_appears_on_the_open_page(
+    cloud_server: Callable[..., CloudServer],
+) -> None:
     executable = chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    fake = fake_service()
-    app = FastAPI()
-    app.include_router(ui_router(fake))
+    server = cloud_server(emulated=1)
+    [register] = server.service.pool.views()
+    url = server.url
     shot = ARTIFACTS / "cloud-ui.png"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot.unlink(missing_ok=True)
     requested: list[str] = []
 
-    with serve(app) as url, sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=executable,
             args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
@@ -90,25 +65,31 @@ def test_a_new_receipt_appears_on_the_open_page() -> None:
             page.goto(url + "/")
 
             expect(page.locator("#link")).to_have_class(re.compile(r"\blive\b"))
-            expect(page.locator('#registers tr[data-register="KKT-2"]')).to_contain_text(
-                "paper out"
-            )
-            expect(page.locator("#registers-up")).to_have_text("1 / 2")
-            expect(page.locator("#queue-total")).to_have_text("1")
+            expect(page.locator(f'#registers tr[data-register="{register.name}"]')).to_be_visible()
+            expect(page.locator("#registers-up")).to_have_text("1 / 1")
 
-            # a request is fiscalized while the page is open
-            # (integrator: post it through the API instead of into the fake storage)
-            uuid = "0a0a0a0a-1111-4111-8111-000000000003"
-            fake.storage.add_report(
-                report_view(uuid, status="done", accepted_at=T0 + timedelta(minutes=1))
-            )
+            # a client registers a sell while the page is open
+            token = server.token()
+            body = sell_body("ui-1")
+            body["receipt"]["company"]["inn"] = TEST_INN  # the emulated register's INN
+            posted = server.post("sell", body, token=token)
+            assert posted.status_code == 200, posted.text
+            uuid = posted.json()["uuid"]
             row = page.locator(f'#receipts tr[data-uuid="{uuid}"]')
-            expect(row).to_contain_text("пробит", timeout=2000)
-            expect(row).to_contain_text("119,98 ₽")
-            expect(row.get_by_role("link")).to_have_attribute(
-                "href", f"/possystem/v5/demo/report/{uuid}/receipt.html"
-            )
+            expect(row).to_be_visible(timeout=SHOWN_WITHIN_MS)
+
+            report = server.settled(uuid, token=token)
+            assert report["status"] == "done", report
+            expect(row).to_contain_text("пробит", timeout=SHOWN_WITHIN_MS)
+            expect(row).to_contain_text("400,00 ₽")
+            link = row.get_by_role("link")
+            expect(link).to_have_attribute("href", f"/possystem/v5/demo/report/{uuid}/receipt.html")
             page.screenshot(path=str(shot), full_page=True)
+
+            # the link opens the drawn receipt (a new tab) with the page's own login
+            with context.expect_page() as opened:
+                link.click()
+            expect(opened.value.locator("body")).to_contain_text(report["payload"]["fn_number"])
             context.close()
         finally:
             browser.close()

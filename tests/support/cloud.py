@@ -1,31 +1,26 @@
 """The cloud service running for a test: `running(state, ...)` starts a `CloudService` with its
 HTTP on 127.0.0.1:0 (uvicorn in a thread) and stops both after; `CloudServer` is its handle
-(base URL, the service, a logged-in httpx client).
-
-`standin_atol()` is a tiny stand-in for ``kkt.cloud.atol`` (the ATOL layer another helper
-writes) used only while that package is absent: it parses JSON, checks the few fields routing
-needs, and fingerprints the body as the contract says.  With the real package installed the
-tests run against it unchanged (their bodies are valid ATOL requests).
+(base URL, the service, a logged-in httpx client).  The request bodies here are valid ATOL
+requests: the tests run them through the real ATOL layer (`kkt.cloud.atol`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import types
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 from kkt.cloud import jsontext
+from kkt.cloud.atol import fingerprint as atol_fingerprint
 from kkt.cloud.config import CloudConfig, demo_config
-from kkt.cloud.model import Order, ReportView
+from kkt.cloud.model import Order
 from kkt.cloud.service import CloudService, HttpThread, Pool
+
+from support import atol_examples
 
 DEMO_GROUP = "demo"
 # a done request's result as a register worker stores it (FiscalResult.to_json() + extras)
@@ -44,6 +39,9 @@ RESULT = {
     "ofd_inn": "7704358518",
     "device_code": "demo-1",
 }
+
+
+PATIENCE_SECONDS = 60.0  # how long to wait for a request to settle before calling it a failure
 
 
 @dataclass
@@ -80,6 +78,29 @@ class CloudServer:
             },
         )
 
+    def report(
+        self, uuid: str, *, token: str, group: str = DEMO_GROUP, api: int = 4
+    ) -> dict[str, Any]:
+        answer = self.client.get(
+            f"/possystem/v{api}/{group}/report/{uuid}", headers={"Token": token}
+        )
+        assert answer.status_code == 200, answer.text
+        report: dict[str, Any] = answer.json()
+        return report
+
+    def settled(
+        self, uuid: str, *, token: str, group: str = DEMO_GROUP, api: int = 4
+    ) -> dict[str, Any]:
+        """The request's report once it is no longer ``wait`` (done or fail), polled; still
+        ``wait`` after `PATIENCE_SECONDS` is a failure (not of speed: nothing moved)."""
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while True:
+            report = self.report(uuid, token=token, group=group, api=api)
+            if report["status"] != "wait":
+                return report
+            assert time.monotonic() < deadline, f"still waiting: {report}"
+            time.sleep(0.1)
+
 
 @contextlib.contextmanager
 def running(
@@ -95,7 +116,7 @@ def running(
     service = CloudService(config, state, pool=pool)
     try:
         service.start()
-        http = HttpThread(service)
+        http = HttpThread(service.app())
         try:
             url = http.start()
             with httpx.Client(base_url=url, timeout=30) as client:
@@ -107,48 +128,11 @@ def running(
 
 
 def sell_body(external_id: str = "17052917561851307", **changes: Any) -> dict[str, Any]:
-    """ATOL's v4 example request (ofd-cloud-marking.md §2.8), with ``changes`` at the top."""
-    body: dict[str, Any] = {
-        "external_id": external_id,
-        "timestamp": "01.02.2019 13:45:00",
-        "receipt": {
-            "client": {"email": "kkt@kkt.ru"},
-            "company": {
-                "email": "chek@romashka.ru",
-                "sno": "osn",
-                "inn": "1234567891",
-                "payment_address": "http://magazin.ru/",
-            },
-            "items": [
-                {
-                    "name": "колбаса Клинский Брауншвейгская с/к в/с",
-                    "price": Decimal("1000.00"),
-                    "quantity": Decimal("0.3"),
-                    "sum": Decimal("300.00"),
-                    "measurement_unit": "кг",
-                    "payment_method": "full_payment",
-                    "payment_object": "commodity",
-                    "vat": {"type": "vat20"},
-                },
-                {
-                    "name": "яйцо Окское куриное С0 белое",
-                    "price": Decimal("100.00"),
-                    "quantity": Decimal("1.0"),
-                    "sum": Decimal("100.00"),
-                    "measurement_unit": "Упаковка 10 шт.",
-                    "payment_method": "full_payment",
-                    "payment_object": "commodity",
-                    "vat": {"type": "vat10"},
-                },
-            ],
-            "payments": [{"type": 1, "sum": Decimal("400.0")}],
-            "vats": [
-                {"type": "vat20", "sum": Decimal("50.00")},
-                {"type": "vat10", "sum": Decimal("9.09")},
-            ],
-            "total": Decimal("400.0"),
-        },
-    }
+    """ATOL's v4 example request (ofd-cloud-marking.md §2.8) without its callback_url (a
+    service would call it), with ``external_id`` and ``changes`` at the top."""
+    body = atol_examples.body(atol_examples.V4_SELL)
+    del body["service"]
+    body["external_id"] = external_id
     body.update(changes)
     return body
 
@@ -182,70 +166,7 @@ def make_order(
         operation="sell",
         external_id=external_id,
         body=body,
-        fingerprint=fingerprint or _fingerprint(body),
+        fingerprint=fingerprint or atol_fingerprint(body),
         callback_url=callback_url,
         inn="1234567891",
     )
-
-
-def _fingerprint(body: dict[str, Any]) -> str:
-    canonical = {key: value for key, value in body.items() if key != "timestamp"}
-    text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def standin_atol() -> types.ModuleType:
-    """The stand-in ``kkt.cloud.atol`` (see the module docstring)."""
-    module = types.ModuleType("kkt.cloud.atol")
-
-    class ApiError(Exception):
-        def __init__(self, code: int, http_status: int, text: str) -> None:
-            super().__init__(text)
-            self.code, self.http_status, self.text, self.type = code, http_status, text, "system"
-
-        def json(self, uuid: str | None = None) -> dict[str, Any]:
-            error = {"error_id": "x", "code": self.code, "text": self.text, "type": self.type}
-            return {"error": error, "status": "fail", "timestamp": "01.01.2026 00:00:00"}
-
-    def to_order(api: int, operation: str, group: str, raw: bytes) -> Order:
-        try:
-            body = jsontext.loads(raw)
-        except ValueError:
-            raise ApiError(32, 400, "not JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("external_id"), str):
-            raise ApiError(32, 400, "external_id: required")
-        callback = body.get("service", {}).get("callback_url")
-        return Order(
-            api,
-            group,
-            operation,
-            body["external_id"],
-            body,
-            _fingerprint(body),
-            callback,
-            str(body["receipt"]["company"]["inn"]),
-        )
-
-    def accepted_json(uuid: str, now: datetime, status: str = "wait") -> dict[str, Any]:
-        return {
-            "uuid": uuid,
-            "timestamp": now.strftime("%d.%m.%Y %H:%M:%S"),
-            "error": None,
-            "status": status,
-        }
-
-    def report_json(view: ReportView) -> dict[str, Any]:
-        return {
-            "uuid": view.uuid,
-            "status": view.status,
-            "error": view.error,
-            "payload": view.result,
-            "group_code": view.group,
-            "external_id": view.external_id,
-        }
-
-    module.ApiError = ApiError  # type: ignore[attr-defined]
-    module.to_order = to_order  # type: ignore[attr-defined]
-    module.accepted_json = accepted_json  # type: ignore[attr-defined]
-    module.report_json = report_json  # type: ignore[attr-defined]
-    return module

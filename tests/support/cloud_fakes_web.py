@@ -1,14 +1,11 @@
 """A small in-memory stand-in for the cloud service's storage, pool and users: just what the
-callback sender, the metrics and the operator page read.  The integrator swaps it for
-`SqliteStorage` and the real `CloudService`; it is no model of their behaviour beyond that."""
+callback sender, the metrics and the operator page read, for their unit tests (the browser and
+end-to-end tests run the real `CloudService`).  It is no model of their behaviour beyond that."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -112,10 +109,8 @@ class FakePool:
 class FakeUsers:
     passwords: dict[str, str]
     user_groups: dict[str, list[str]]
-    checks: int = 0  # how many times a password was checked (the UI caches a success)
 
     def verify(self, login: str, password: str) -> bool:
-        self.checks += 1
         return self.passwords.get(login) == password
 
     def groups(self, login: str) -> list[str]:
@@ -183,29 +178,3 @@ def report_view(uuid: str, group: str = "demo", status: str = "done", **changes:
         ofd="waiting" if status == "done" else None,
     )
     return replace(view, **changes)
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on 127.0.0.1, a free port, on a thread; yields its base URL
-    and stops it (thread, loop and socket) on the way out."""
-    import uvicorn
-
-    listening = socket.create_server(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listening]}, name="uvicorn-test"
-    )
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        host, port = listening.getsockname()[:2]
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listening.close()
