@@ -40,7 +40,7 @@ only (a demo password must never guard real registers).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -151,12 +151,41 @@ class CloudConfig:
             )
         elif emulated_protocol and current is not None:
             current = replace(current, protocol=emulated_protocol)
+        check_distinct_urls(registers)
         if self.demo and registers:
             raise ConfigError(
                 "the demo (no --config) serves emulated registers only: its password is public; "
                 "give --config FILE with your users to serve real registers"
             )
         return replace(self, server=server, registers=registers, emulated=current)
+
+
+def normalised_url(url: str) -> str:
+    """A register URL as one register has one spelling: scheme and host lower case, no trailing
+    slash, ``localhost`` as ``127.0.0.1`` (a device path keeps its case: Linux paths have it)."""
+    url = url.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    host = host.lower()
+    if host == "localhost" or host.startswith("localhost:"):
+        host = "127.0.0.1" + host[len("localhost") :]
+    return f"{scheme.lower()}://{host}{slash}{path}"
+
+
+def check_distinct_urls(registers: Sequence[RegisterConfig]) -> None:
+    """Two names for one register would make two writers of one FN (each cancels the other's
+    open receipt): refused with both names."""
+    seen: dict[str, str] = {}
+    for register in registers:
+        key = normalised_url(register.url)
+        if key in seen:
+            raise ConfigError(
+                f"registers {seen[key]!r} and {register.name!r} have the same URL "
+                f"{register.url!r}: one register has one writer -- list it once"
+            )
+        seen[key] = register.name
 
 
 def demo_config(emulated: int = 1) -> CloudConfig:
@@ -281,6 +310,10 @@ class _Reader:
         names = [r.name for r in registers]
         if len(set(names)) != len(names):
             raise self.fail("registers", f"two registers have one name: {names}; name each")
+        try:
+            check_distinct_urls(registers)
+        except ConfigError as error:
+            raise self.fail("registers", str(error)) from None
         emulated = None
         if "emulated" in raw:
             table = self.table(raw, "emulated", {"count", "protocol", "group"})

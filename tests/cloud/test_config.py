@@ -119,3 +119,13 @@ def test_command_line_overrides_and_the_demo() -> None:
     )
     with pytest.raises(ConfigError, match="emulated registers only"):
         demo.with_overrides(register_urls=("socket://10.0.0.5:7778",))
+
+
+def test_one_register_url_under_two_names_is_refused(tmp_path: Path) -> None:
+    # Two names for one register = two writers of one FN, cancelling each other's receipts.
+    twice = GOOD + '\n[[registers]]\nurl = "SOCKET://localhost:7778/"\ngroup = "shop1"\n'
+    with pytest.raises(ConfigError, match="same URL"):
+        load_config(write(tmp_path, twice))
+    config = load_config(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="same URL"):
+        config.with_overrides(register_urls=("socket://127.0.0.1:7778",))
