@@ -186,7 +186,9 @@ class CallbackSender:
         return len(due)
 
     def _deliver(self, callback: Callback) -> None:
-        outcome = self._post(callback)
+        # A row whose report could not be built is a failed try of its own (retried on the
+        # schedule: the report may be readable later); nothing is posted.
+        outcome = _Outcome(None, callback.error) if callback.error else self._post(callback)
         attempts = callback.attempts + 1
         next_at: datetime | None = None
         error = outcome.error

@@ -44,6 +44,9 @@ class Callback:
     url: str
     body: bytes  # the ATOL report JSON, built when the row is read (see the module docstring)
     attempts: int  # the tries made so far
+    # Why ``body`` could not be built ('' = it was): the sender records a failed try with its
+    # backoff and posts nothing -- one bad row must not hold up the others.
+    error: str = ""
 
 
 class Storage(Protocol):
@@ -74,6 +77,24 @@ class Storage(Protocol):
     def release(self, uuid: str, register: str) -> None:
         """assigned -> queued: another register of the group may take it."""
         ...
+
+    def hold(self, uuid: str, register: str, error: dict[str, Any]) -> None:
+        """Stays assigned to ``register`` (status still wait) with ``error`` in its report: the
+        operator must decide (its key began in another FN, its register left the pool ...).
+        `complete`, `fail` and `release` clear it."""
+        ...
+
+    def assigned_registers(self) -> list[str]:
+        """The names of the registers that have assigned, unfinished requests."""
+        ...
+
+    def save_register_details(self, name: str, details: dict[str, str]) -> None:
+        """What a done request's result needs of its register (``rnm``, ``fns_site``,
+        ``ofd_inn``): kept so a receipt the journal knows is done can be completed while its
+        register is offline or gone."""
+        ...
+
+    def register_details(self, name: str) -> dict[str, str] | None: ...
 
     def queue_depth(self, group: str | None = None) -> int:
         """Requests not finished (queued or assigned), of one group or of all."""

@@ -23,6 +23,7 @@ datetime given to a method is taken as UTC.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -41,6 +42,8 @@ from kkt.errors import KktError
 from kkt.journal import Journal
 
 from .base import Accepted, Callback
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000  # the driver's journal writes the same file from the worker threads
 
@@ -96,6 +99,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ok INTEGER NOT NULL,
             status INTEGER,
             error TEXT NOT NULL
+        )""",
+    ),
+    (
+        # What a done result needs of its register, for a register offline or gone (pool.py).
+        """CREATE TABLE cloud_register_details (
+            name TEXT PRIMARY KEY, details TEXT NOT NULL
         )""",
     ),
 )
@@ -337,10 +346,26 @@ class SqliteStorage:
     def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
         with self._write() as db:
             row = db.execute(
-                "SELECT state, register, callback_url FROM cloud_requests WHERE uuid = ?", (uuid,)
+                "SELECT state, register, callback_url, result FROM cloud_requests WHERE uuid = ?",
+                (uuid,),
             ).fetchone()
             if row is not None and row[0] == "done" and row[1] == register:
-                return  # settled twice (a replayed journal entry): the first result stands
+                # Settled twice: the first result stands.  Nothing in the pool completes a
+                # request twice, so this is a bug (or a second writer) -- said loudly, with both
+                # results, since two different documents would be a double sale.
+                first = jsontext.loads(row[3]) if row[3] is not None else None
+                same = _document(first) == _document(result)
+                log.error(
+                    "request %s on %s completed twice (%s): the first result stands (%s), "
+                    "the second is dropped (%s)%s",
+                    uuid,
+                    register,
+                    "the same document" if same else "DIFFERENT documents",
+                    json.dumps(first, default=str),
+                    json.dumps(result, default=str),
+                    "" if same else " -- check the FN for a double sale",
+                )
+                return
             if row is None or row[0] != "assigned" or row[1] != register:
                 state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
                 raise StorageError(
@@ -349,7 +374,7 @@ class SqliteStorage:
                 )
             db.execute(
                 "UPDATE cloud_requests SET state = 'done', done_at = ?, result = ?, "
-                "fn_serial = ?, document_number = ? WHERE uuid = ?",
+                "error = NULL, fn_serial = ?, document_number = ? WHERE uuid = ?",
                 (
                     _now(),
                     jsontext.dumps(result),
@@ -386,12 +411,39 @@ class SqliteStorage:
     def release(self, uuid: str, register: str) -> None:
         with self._write() as db:
             changed = db.execute(
-                "UPDATE cloud_requests SET state = 'queued', register = NULL "
+                "UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
                 "WHERE uuid = ? AND state = 'assigned' AND register = ?",
                 (uuid, register),
             ).rowcount
         if changed:
             self._notify()
+
+    def hold(self, uuid: str, register: str, error: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE cloud_requests SET error = ? "
+                "WHERE uuid = ? AND state = 'assigned' AND register = ?",
+                (jsontext.dumps(error), uuid, register),
+            )
+
+    def assigned_registers(self) -> list[str]:
+        rows = self._read(
+            "SELECT DISTINCT register FROM cloud_requests "
+            "WHERE state = 'assigned' AND register IS NOT NULL ORDER BY register"
+        )
+        return [str(row[0]) for row in rows]
+
+    def save_register_details(self, name: str, details: dict[str, str]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO cloud_register_details (name, details) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET details = excluded.details",
+                (name, json.dumps(details, ensure_ascii=False)),
+            )
+
+    def register_details(self, name: str) -> dict[str, str] | None:
+        rows = self._read("SELECT details FROM cloud_register_details WHERE name = ?", (name,))
+        return {str(k): str(v) for k, v in json.loads(rows[0][0]).items()} if rows else None
 
     def queue_depth(self, group: str | None = None) -> int:
         if group is None:
@@ -485,17 +537,28 @@ class SqliteStorage:
         )
         due = []
         for row in rows:
-            view = self.report(row["uuid"])
-            if view is not None:
-                due.append(
-                    Callback(
-                        id=int(row["id"]),
-                        uuid=str(row["uuid"]),
-                        url=str(row["url"]),
-                        body=self._callback_body(view),
-                        attempts=int(row["attempts"]),
-                    )
+            # Each row on its own: a report that cannot be read or drawn is that row's failed
+            # try (`Callback.error`), not an exception that holds up every other callback.
+            body, error = b"", ""
+            try:
+                view = self.report(row["uuid"])
+                if view is None:
+                    error = f"request {row['uuid']} is not in storage"
+                else:
+                    body = self._callback_body(view)
+            except Exception as failure:
+                log.exception("callback %s: its report could not be built", row["id"])
+                error = f"the report could not be built: {type(failure).__name__}: {failure}"
+            due.append(
+                Callback(
+                    id=int(row["id"]),
+                    uuid=str(row["uuid"]),
+                    url=str(row["url"]),
+                    body=body,
+                    attempts=int(row["attempts"]),
+                    error=error,
                 )
+            )
         return due
 
     def record_attempt(
@@ -573,6 +636,14 @@ _JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
 
 def _status(state: str) -> str:
     return "wait" if state in WAITING else state
+
+
+def _document(result: dict[str, Any] | None) -> tuple[object, object]:
+    """The fiscal document a result names (FN, number): two results for one request agree when
+    they name the same one."""
+    if result is None:
+        return (None, None)
+    return (result.get("fn_number"), result.get("document_number"))
 
 
 def _int_or_none(value: object) -> int | None:

@@ -247,3 +247,16 @@ def test_a_failing_outbox_is_logged_once_and_the_thread_carries_on(
             sender.stop()
     assert storage.broken == 0
     assert len([r for r in caplog.records if "reading or recording failed" in r.message]) == 1
+
+
+def test_a_callback_whose_report_could_not_be_built_is_a_failed_try_with_backoff() -> None:
+    storage, clock = FakeStorage(), Clock()
+    callback_id = storage.add_callback("u-1", "http://127.0.0.1:9/cb", b"")
+    row = storage.outbox[callback_id]
+    row.callback = replace(row.callback, error="the report could not be built: ValueError")
+    sender = CallbackSender(storage, SECRET, clock=clock, rng=random.Random(1))
+    assert sender.run_once() == 1  # nothing posted: port 9 would have refused it otherwise
+    attempt = storage.attempts[-1]
+    assert (attempt.ok, attempt.status) == (False, None)
+    assert attempt.error.startswith("the report could not be built")
+    assert attempt.next_at is not None and attempt.next_at > T0

@@ -3,6 +3,7 @@ outbox, tokens, registers, the schema's migrations and the files' modes."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import stat
 import threading
@@ -12,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from kkt.cloud.model import RegisterView
+from kkt.cloud.model import RegisterView, ReportView
 from kkt.cloud.storage.sqlite import MIGRATIONS, SqliteStorage, StorageError
 from support.cloud import RESULT, make_order
 
@@ -261,3 +262,68 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StorageError, match="--state"):
         SqliteStorage(blocker / "cloud.sqlite")
+
+
+def test_one_report_that_cannot_be_drawn_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    bad: set[str] = set()
+
+    def body(view: ReportView) -> bytes:
+        if view.uuid in bad:
+            raise ValueError("a number the renderer chokes on")
+        return view.uuid.encode()
+
+    storage = SqliteStorage(tmp_path / "cloud.sqlite", callback_body=body)
+    try:
+        a = storage.accept(
+            make_order("a", callback_url="http://127.0.0.1:9/a"), idempotency_key=None
+        )
+        b = storage.accept(
+            make_order("b", callback_url="http://127.0.0.1:9/b"), idempotency_key=None
+        )
+        for _ in range(2):
+            storage.claim("r1", "demo")
+        storage.complete(a.uuid, "r1", RESULT)
+        storage.complete(b.uuid, "r1", RESULT)
+        bad.add(a.uuid)
+        due = storage.due_callbacks(datetime.now(UTC) + timedelta(seconds=1), 10)
+        assert [(c.uuid, c.body, bool(c.error)) for c in due] == [
+            (a.uuid, b"", True),
+            (b.uuid, b.uuid.encode(), False),
+        ]
+        assert "chokes" in due[0].error
+    finally:
+        storage.close()
+
+
+def test_a_second_completion_is_logged_as_an_error_with_both_results(
+    storage: SqliteStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = storage.accept(make_order("a"), idempotency_key=None)
+    storage.claim("r1", "demo")
+    storage.complete(a.uuid, "r1", RESULT)
+    other = {**RESULT, "document_number": 8}
+    with caplog.at_level(logging.ERROR, logger="kkt.cloud.storage.sqlite"):
+        storage.complete(a.uuid, "r1", other)
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "DIFFERENT" in record.getMessage() and '"document_number": 8' in record.getMessage()
+    view = storage.report(a.uuid)
+    assert view is not None and view.result == RESULT  # the first stands
+
+
+def test_hold_keeps_a_request_waiting_with_its_reason_and_details_are_kept(
+    storage: SqliteStorage,
+) -> None:
+    a = storage.accept(make_order("a"), idempotency_key=None)
+    storage.claim("r1", "demo")
+    assert storage.assigned_registers() == ["r1"]
+    storage.hold(a.uuid, "r1", {"code": -1, "text": "began in another FN", "type": "driver"})
+    view = storage.report(a.uuid)
+    assert view is not None and view.status == "wait" and view.error is not None
+    assert [job.uuid for job in storage.assigned("r1")] == [a.uuid]
+    storage.complete(a.uuid, "r1", RESULT)
+    view = storage.report(a.uuid)
+    assert view is not None and view.status == "done" and view.error is None
+    assert storage.assigned_registers() == []
+    assert storage.register_details("r1") is None
+    storage.save_register_details("r1", {"rnm": "0000000001", "fns_site": "x", "ofd_inn": "1"})
+    assert storage.register_details("r1") == {"rnm": "0000000001", "fns_site": "x", "ofd_inn": "1"}

@@ -39,6 +39,7 @@ class FakeStorage:
         self.order: list[str] = []  # queue order
         self.saved: dict[str, list[RegisterView]] = {}
         self.acknowledged: dict[str, int] = {}
+        self.details: dict[str, dict[str, str]] = {}
         self.pinned: str | None = None
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
@@ -123,7 +124,7 @@ class FakeStorage:
         with self._lock:
             record = self.records[uuid]
             assert record.status == "assigned" and record.register == register, (record, register)
-            record.status, record.result = "done", result
+            record.status, record.result, record.error = "done", result, None
             record.completions += 1
         self._touch()
 
@@ -142,6 +143,27 @@ class FakeStorage:
             record.releases.append(register)
             self._work.notify_all()
         self._touch()
+
+    def hold(self, uuid: str, register: str, error: dict[str, Any]) -> None:
+        with self._lock:
+            record = self.records[uuid]
+            assert record.status == "assigned" and record.register == register, (record, register)
+            record.error = error
+        self._touch()
+
+    def assigned_registers(self) -> list[str]:
+        with self._lock:
+            return sorted(
+                {r.register for r in self.records.values() if r.status == "assigned" and r.register}
+            )
+
+    def save_register_details(self, name: str, details: dict[str, str]) -> None:
+        with self._lock:
+            self.details[name] = dict(details)
+
+    def register_details(self, name: str) -> dict[str, str] | None:
+        with self._lock:
+            return self.details.get(name)
 
     def queue_depth(self, group: str | None = None) -> int:
         with self._lock:
