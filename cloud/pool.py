@@ -57,8 +57,9 @@ from typing import Any
 
 import kkt
 from kkt.errors import BadAnswer, ProtocolError
-from kkt.journal import Journal
-from kkt.results import FiscalResult, Registration, Status
+from kkt.journal import Entry, Journal
+from kkt.results import FiscalResult, FnInfo, Registration, Status
+from kkt.settle import settle_pending
 
 from .model import Job, RegisterView
 from .storage.base import Storage
@@ -73,6 +74,19 @@ PUBLISH_INTERVAL = 1.0  # counters (done, OFD backlog) are saved at most this of
 LATENCY_WINDOW = 1024
 NOT_FISCALIZED_RETRIES = 3  # a receipt cancelled by a bad line is sold again this often here
 FNS_SITE = "www.nalog.gov.ru"  # tag 1060, when the registration report does not carry it
+
+# A poison request: one whose attempts keep bringing registers down (a receipt that hangs the
+# firmware, a refusal marked "retry may help" that never does).  It fails -- never while the
+# journal has an entry for it -- once this many registers gave it back, or one cause did this
+# many times; or once claimed `POISON_CLAIMS` times (the count storage keeps over restarts).
+POISON_REGISTERS = 3
+POISON_RELEASES = 5
+POISON_CLAIMS = 10
+# ATOL's driver errors are negative; ours are the register's code negated (`_driver_error`),
+# and two codes no register uses: -1 a poison request, -2 a request held for the operator.
+POISON_CODE = -1
+HELD_CODE = -2
+FN_FISCAL_PHASE = 3  # the FN's life phase "fiscal mode": 1 before it, 7 and 15 after (closed)
 
 # `kkt.Journal` migrates its table when it opens (ALTER TABLE ... ADD COLUMN), which two openers
 # at once can both try ("duplicate column name"): the workers open theirs one at a time.
@@ -207,11 +221,23 @@ class RegisterPool:
             for spec in specs
         ]
         self._started = False
+        self._releases: dict[str, list[tuple[str, str]]] = {}  # uuid -> (register, cause)
+        self._releases_lock = threading.Lock()
+        self._orphans: list[RegisterView] = []
+
+    def note_release(self, uuid: str, register: str, cause: str) -> list[tuple[str, str]]:
+        """Record that ``register`` gave ``uuid`` back for ``cause``; every such give-back of
+        it so far (this process's), oldest first."""
+        with self._releases_lock:
+            history = self._releases.setdefault(uuid, [])
+            history.append((register, cause))
+            return list(history)
 
     def start(self) -> None:
         if self._started:
             raise RuntimeError("this pool was started already; make a new one")
         self._started = True
+        self._settle_orphans()
         for worker in self._workers:
             worker.publish(force=True)
             worker.thread.start()
@@ -232,7 +258,72 @@ class RegisterPool:
         self.stop()
 
     def views(self) -> list[RegisterView]:
-        return [worker.view for worker in self._workers]
+        """The workers' views, then one (``offline``) per register gone from the pool that
+        still holds requests which may be fiscal in its FN."""
+        return [worker.view for worker in self._workers] + list(self._orphans)
+
+    def _settle_orphans(self) -> None:
+        """Requests assigned to registers no longer in the pool (renamed, removed): never begun
+        (no journal entry) -> back to the queue; done in the journal -> completed from it;
+        pending -> held (the report says why) and the register shown offline: only it can say."""
+        known = {spec.name for spec in self.specs}
+        gone = [name for name in self.storage.assigned_registers() if name not in known]
+        if not gone:
+            return
+        with _JOURNAL_OPENING:
+            journal = Journal(self.storage.journal_path())
+        try:
+            for name in gone:
+                self._settle_orphan(name, journal)
+        finally:
+            journal.close()
+
+    def _settle_orphan(self, name: str, journal: Journal) -> None:
+        held: list[Job] = []
+        for job in self.storage.assigned(name):
+            entry = journal.get(job.uuid)
+            if entry is None:
+                self.storage.release(job.uuid, name)
+                log.info("register %s is gone: %s released to the group", name, job.uuid)
+            elif entry.state == "done" and entry.result:
+                data = dict(entry.result)
+                data.pop("replayed", None)
+                data.update(_saved_details(self.storage, name), device_code=name)
+                self.storage.complete(job.uuid, name, data)
+                log.info("register %s is gone: %s completed from the journal", name, job.uuid)
+            else:
+                held.append(job)
+                why = (
+                    f"held: it began on register {name}, which is no longer in the pool, and may "
+                    f"be fiscal in FN {entry.fn or '?'} (after document {entry.before}); add the "
+                    "register back under that name to settle it"
+                )
+                self.storage.hold(
+                    job.uuid, name, {"code": HELD_CODE, "text": why, "type": "driver"}
+                )
+                log.error("register %s is gone: %s %s", name, job.uuid, why)
+        if held:
+            view = RegisterView(
+                name=name,
+                group=held[0].group,
+                url="",
+                protocol="",
+                state="offline",
+                detail=(
+                    f"not in the pool any more, and {len(held)} request(s) may be fiscal in its "
+                    f"FN (first {held[0].uuid}): add it back under this name to settle them"
+                ),
+                fn_serial="",
+                fn_expires=None,
+                ofd_unsent=0,
+                ofd_first_unsent=None,
+                paper=None,
+                in_flight=len(held),
+                done=0,
+                updated_at=dt.datetime.now(dt.UTC),
+            )
+            self._orphans.append(view)
+            self.storage.save_register(view)
 
     def latencies(self, name: str) -> list[float]:
         """Seconds per fiscalization of register ``name``: the last `LATENCY_WINDOW`, oldest
@@ -249,6 +340,71 @@ class RegisterPool:
     def pause(self, seconds: float) -> None:
         """Wait ``seconds`` unless the pool is stopping."""
         self._stop.wait(seconds)
+
+
+# FN serial -> (pool, register name) of the worker writing to it: one register, one writer,
+# process-wide (two pools of one service, or one register listed under two names).
+_SERIALS: dict[str, tuple[int, str]] = {}
+_SERIALS_LOCK = threading.Lock()
+
+
+def _own_serial(serial: str, pool: RegisterPool, name: str) -> str | None:
+    """Claim FN ``serial`` for ``name`` of ``pool``; the other writer's name when it is taken."""
+    with _SERIALS_LOCK:
+        owner = _SERIALS.get(serial)
+        if owner is not None and owner != (id(pool), name):
+            return owner[1]
+        for known, held in list(_SERIALS.items()):
+            if held == (id(pool), name):
+                del _SERIALS[known]  # its FN was replaced: the old serial is free
+        _SERIALS[serial] = (id(pool), name)
+        return None
+
+
+def _disown_serials(pool: RegisterPool, name: str) -> None:
+    with _SERIALS_LOCK:
+        for known, held in list(_SERIALS.items()):
+            if held == (id(pool), name):
+                del _SERIALS[known]
+
+
+def _fn_fault(fn: FnInfo) -> str | None:
+    """Why this FN cannot take receipts (the register's fault), or None."""
+    if fn.phase is not None and fn.phase != FN_FISCAL_PHASE:
+        return (
+            f"the FN {fn.serial} is not in fiscal mode (phase {fn.phase}): its fiscal mode is "
+            "closed or it is exhausted -- replace the FN and re-register"
+        )
+    if fn.expires is not None and fn.expires < dt.date.today():
+        return f"the FN {fn.serial} expired on {fn.expires.isoformat()}: replace it and re-register"
+    return None
+
+
+def _saved_details(storage: Storage, name: str) -> dict[str, str]:
+    """The register details saved at its last connect; blank ones (and a warning) if never."""
+    saved = storage.register_details(name)
+    if saved is None:
+        log.warning(
+            "register %s: no saved RNM / OFD INN: a result from the journal lacks them", name
+        )
+        saved = {}
+    return {
+        "rnm": saved.get("rnm", ""),
+        "fns_site": saved.get("fns_site", FNS_SITE),
+        "ofd_inn": saved.get("ofd_inn", ""),
+    }
+
+
+def _poison_error(count: int, what: str, cause: str) -> dict[str, Any]:
+    return {
+        "code": POISON_CODE,
+        "text": (
+            f"the request was given back {count} times ({what}) and brought its registers down: "
+            f"{cause}; it is failed rather than tried forever -- check its content and send it "
+            "again with a new external_id"
+        ),
+        "type": "driver",
+    }
 
 
 # -- the worker -----------------------------------------------------------------------------------
@@ -311,7 +467,9 @@ class _Worker:
         self.fns_site = FNS_SITE
         self.ofd_inn = ""
         self._journal: Journal | None = None  # for a register offline: which keys began here
-        self._stuck: set[str] = set()  # keys that belong to another FN: left for the operator
+        # uuid -> why it is held here for the operator (its key began in another FN ...): never
+        # sold nor released by this worker; its report carries the reason (`Storage.hold`).
+        self._held: dict[str, str] = {}
         self._tries: dict[str, int] = {}  # uuid -> receipts cancelled by a bad line
         self._next_ofd = 0.0
         self._acknowledged: tuple[str, int] | None = None  # what storage was last told
@@ -418,7 +576,7 @@ class _Worker:
         self.update(in_flight=1)
         self._attempt(job)
         if self.view.state != "ok":
-            self.update(state="ok", detail="")
+            self.update(state="ok", detail=self._ok_detail())
 
     # -- connecting and probing -------------------------------------------------------------------
 
@@ -439,8 +597,21 @@ class _Worker:
         except BaseException:
             register.close()  # connected only once all of it is known
             raise
+        other = _own_serial(fn.serial, self.pool, self.name)
+        if other is not None:
+            register.close()
+            raise _RegisterDown(
+                f"its FN {fn.serial} is also register {other!r}'s: one register under two "
+                "names (or two pools) would be two writers cancelling each other's receipts -- "
+                "list each register once",
+                link=True,
+            )
         self.register, self.registration = register, registration
         self.update(fn_serial=fn.serial, fn_expires=fn.expires, paper=status.paper)
+        try:
+            self.storage.save_register_details(self.name, self._details())
+        except Exception:
+            log.exception("register %s: saving its details failed", self.name)
         log.info(
             "register %s: INN %s, RNM %s, FFD %s, FN %s",
             self.name,
@@ -449,8 +620,11 @@ class _Worker:
             registration.ffd,
             fn.serial,
         )
+        fault = _fn_fault(fn)
+        if fault is not None:
+            raise _RegisterDown(fault)
         self._open_shift(status)
-        self.update(state="ok", detail="")
+        self.update(state="ok", detail=self._ok_detail())
 
     def _open_shift(self, status: Status) -> None:
         """A shift to sell in: opened when closed; an expired one is `_ShiftOver`."""
@@ -476,6 +650,7 @@ class _Worker:
                 self.fns_site = value
 
     def _disconnect(self) -> None:
+        _disown_serials(self.pool, self.name)
         if self.register is not None:
             try:
                 self.register.close()
@@ -498,9 +673,12 @@ class _Worker:
                 self._paper_fault = False
             if register.ofd_status().blocked:
                 raise _RegisterDown("the FN is blocked: documents waited for the OFD 30 days")
+            fault = _fn_fault(register.fn_info())
+            if fault is not None:
+                raise _RegisterDown(fault)
         self._open_shift(status)  # a paper end may have kept it from opening at the start
         log.info("register %s: healthy again", self.name)
-        self.update(state="ok", detail="")
+        self.update(state="ok", detail=self._ok_detail())
 
     def _down(self, down: _RegisterDown) -> None:
         """The register cannot sell: its requests that never began go back to the queue; probe
@@ -520,17 +698,35 @@ class _Worker:
 
     def _release_unbegun(self) -> None:
         """Every request assigned here without a journal entry never began: another register of
-        the group may sell it.  One with an entry stays (it may be fiscal in this FN)."""
+        the group may sell it.  One the journal knows done is completed from it (the register
+        need not answer for that); one pending stays (it may be fiscal in this FN)."""
         try:
             for job in self.storage.assigned(self.name):
-                if self._begun(job.uuid) is False:
+                try:
+                    entry = self._entry(job.uuid)
+                except _RegisterDown as error:
+                    log.warning("register %s: %s", self.name, error)
+                    return
+                if entry is None:
                     self.storage.release(job.uuid, self.name)
                     log.info("register %s: %s released to the group", self.name, job.uuid)
+                elif entry.state == "done" and entry.result:
+                    self._complete_from_journal(job, entry.result)
+                    log.info("register %s: %s completed from the journal", self.name, job.uuid)
         except Exception:
             log.exception("register %s: releasing its requests failed", self.name)
 
     def _begun(self, key: str) -> bool | None:
         """Whether ``key`` has a journal entry (None: the journal cannot say)."""
+        try:
+            return self._entry(key) is not None
+        except _RegisterDown as error:
+            log.warning("register %s: %s", self.name, error)
+            return None
+
+    def _entry(self, key: str) -> Entry | None:
+        """``key``'s journal entry; an unreadable journal is `_RegisterDown` (nothing can be
+        sold or settled safely without it)."""
         journal = self.register.journal if self.register is not None else None
         try:
             if journal is None:
@@ -538,17 +734,16 @@ class _Worker:
                     with _JOURNAL_OPENING:
                         self._journal = Journal(self.storage.journal_path())
                 journal = self._journal
-            return journal.get(key) is not None
+            return journal.get(key)
         except Exception as error:
-            log.warning("register %s: journal unreadable (%s)", self.name, error)
-            return None
+            raise _RegisterDown(f"the journal is unreadable: {error}") from error
 
     # -- settling, the shift, the OFD -------------------------------------------------------------
 
     def _settle(self) -> bool:
         """Sell again what is assigned here (a crash or an open fate left it); True when there
         was any (the loop comes back before claiming more)."""
-        jobs = [job for job in self.storage.assigned(self.name) if job.uuid not in self._stuck]
+        jobs = [job for job in self.storage.assigned(self.name) if job.uuid not in self._held]
         if not jobs:
             return False
         self.update(in_flight=len(jobs))
@@ -557,7 +752,7 @@ class _Worker:
                 return True
             self._attempt(job)
         if self.view.state != "ok":
-            self.update(state="ok", detail="")
+            self.update(state="ok", detail=self._ok_detail())
         return True
 
     def _renew_shift(self) -> None:
@@ -566,7 +761,7 @@ class _Worker:
         register = self.register
         assert register is not None
         for job in self.storage.assigned(self.name):
-            if job.uuid in self._stuck or self.pool.stopping:
+            if job.uuid in self._held or self.pool.stopping:
                 continue
             try:
                 self._attempt(job)
@@ -577,7 +772,7 @@ class _Worker:
             if register.shift_info().open:
                 register.close_shift()
             register.open_shift()
-        self.update(state="ok", detail="")
+        self.update(state="ok", detail=self._ok_detail())
 
     def _watch_ofd(self) -> None:
         if time.monotonic() < self._next_ofd:
@@ -608,10 +803,20 @@ class _Worker:
         `_ShiftOver` when it did not end (it is released first where that is safe)."""
         register, registration = self.register, self.registration
         assert register is not None and registration is not None
+        # The journal first: a receipt done (or begun) here is settled from it whatever the
+        # request's body or INN says now -- an upgrade that tightened the conversion, or a
+        # re-registration, must not turn a fiscal receipt into a failed request.
+        entry = self._entry(job.uuid)
+        if entry is not None and entry.state == "done" and entry.result:
+            self._complete_from_journal(job, entry.result)
+            return
         try:
             work = self.work_of(job)
         except ReceiptFault as fault:
             self._fail(job, fault.error)
+            return
+        if job.attempts >= POISON_CLAIMS and entry is None:
+            self._fail(job, _poison_error(job.attempts, "claims", "no register finished it"))
             return
         if work.inn and work.inn.strip() != registration.inn.strip():
             self._fail(
@@ -638,9 +843,9 @@ class _Worker:
             raise _ShiftOver() from expired
         except kkt.KeyConflict as conflict:
             # The key began in another FN (this register's FN was replaced?): it may be fiscal
-            # there; only the operator can tell.  Never sold here, never released.
-            self._stuck.add(job.uuid)
-            log.error("register %s: %s belongs elsewhere: %s", self.name, job.uuid, conflict)
+            # there; only the operator can tell.  Never sold here, never released -- held, with
+            # the reason in the request's report and the register's detail.
+            self._hold(job, f"its idempotency key belongs elsewhere: {conflict}")
             return
         except kkt.NotFiscalized as cancelled:
             # Cancelled by a bad line or a disturbed receipt: certainly not fiscal, and selling
@@ -651,8 +856,9 @@ class _Worker:
                 log.warning("register %s: %s cancelled (%s); again", self.name, job.uuid, cancelled)
                 return
             self._tries.pop(job.uuid, None)
-            self._give_back(job)
-            raise _RegisterDown(f"receipts cancelled on the line: {cancelled}") from cancelled
+            detail = f"receipts cancelled on the line: {cancelled}"
+            self._give_back(job, "NotFiscalized", detail)
+            raise _RegisterDown(detail) from cancelled
         except (kkt.ReceiptRejected, kkt.CannotSend) as rejected:
             error = {
                 "code": AGENT_INVALID,
@@ -663,15 +869,18 @@ class _Worker:
             return
         except kkt.DeviceError as refusal:
             if isinstance(refusal, _REGISTER_REFUSALS) or refusal.retry_may_help:
-                self._give_back(job)
                 paper = isinstance(refusal, kkt.PaperOut)
-                raise _RegisterDown(_refusal_detail(refusal), paper=paper) from refusal
+                detail = _refusal_detail(refusal)
+                # Paper is never the request's fault: it does not count towards a poison.
+                self._give_back(job, "" if paper else type(refusal).__name__, detail)
+                raise _RegisterDown(detail, paper=paper) from refusal
             self._fail(job, _driver_error(refusal))
             return
         except (kkt.KktError, ProtocolError, OSError) as error:
             # The link or the register (TransportError, BadAnswer, a garbled answer ...).
-            self._give_back(job)
-            raise _down_of(error) from error
+            down = _down_of(error)
+            self._give_back(job, type(error).__name__, down.detail)
+            raise down from error
         seconds = time.perf_counter() - started
         self._tries.pop(job.uuid, None)
         self._failures = 0
@@ -685,27 +894,109 @@ class _Worker:
                     log.exception("register %s: on_latency failed", self.name)
 
     def _complete(self, job: Job, result: FiscalResult) -> None:
-        registration = self.registration
-        assert registration is not None
-        data = result.to_json()
+        self._complete_from_journal(job, result.to_json())
+
+    def _complete_from_journal(self, job: Job, fiscal: dict[str, Any]) -> None:
+        """Done with ``fiscal`` (`FiscalResult.to_json`, as the journal keeps it) and the
+        register's details -- the last ones known when the register is offline."""
+        data = dict(fiscal)
         data.pop("replayed", None)
-        data.update(
-            rnm=registration.rnm,
-            fns_site=self.fns_site,
-            ofd_inn=self.ofd_inn,
-            device_code=self.name,
-        )
+        data.update(self._details(), device_code=self.name)
         self.storage.complete(job.uuid, self.name, data)
+        self._held.pop(job.uuid, None)
         self.update(done=self.view.done + 1)
 
+    def _details(self) -> dict[str, str]:
+        """The register's RNM, FNS site and OFD INN for a result: read at connect, else the
+        ones saved when it was last connected (`Storage.register_details`)."""
+        if self.registration is not None:
+            return {
+                "rnm": self.registration.rnm,
+                "fns_site": self.fns_site,
+                "ofd_inn": self.ofd_inn,
+            }
+        return _saved_details(self.storage, self.name)
+
     def _fail(self, job: Job, error: dict[str, Any]) -> None:
+        """Fail ``job`` -- unless the journal says it began here: done, it is completed from the
+        journal; pending, it is settled from the FN first (`_settle_begun`).  A receipt that
+        may be fiscal is never reported failed."""
+        entry = self._entry(job.uuid)
+        if entry is not None and entry.state == "done" and entry.result:
+            self._complete_from_journal(job, entry.result)
+            return
+        if entry is not None and self._settle_begun(job, entry):
+            return
         log.info("register %s: %s failed: %s", self.name, job.uuid, error["text"])
         self.storage.fail(job.uuid, error)
 
-    def _give_back(self, job: Job) -> None:
-        """Back to the group's queue -- unless it began here (the journal has its key)."""
-        if self._begun(job.uuid) is False:
-            self.storage.release(job.uuid, self.name)
+    def _settle_begun(self, job: Job, entry: Entry) -> bool:
+        """A pending key whose request cannot be sold as it is now: the FN decides.  True when
+        that settled it (completed, or held for the operator); False when the FN says it is
+        certainly not fiscal (the key is forgotten: the request may fail)."""
+        register = self.register
+        assert register is not None and register.journal is not None
+        if "correction" in job.operation:
+            # The driver settles a correction only from its own arguments, which this body no
+            # longer gives: the operator looks in the FN.
+            self._hold(
+                job,
+                f"a correction begun in FN {entry.fn or '?'} after document {entry.before} "
+                "cannot be converted any more; check that FN's documents",
+            )
+            return True
+        try:
+            found = settle_pending(register.device, register.journal, entry)
+        except kkt.OutcomeUnknown as unknown:
+            self.update(state="settling", detail=f"settling {job.uuid}: {unknown}")
+            raise _Unknown() from unknown
+        except (kkt.KktError, ProtocolError, OSError) as error:
+            raise _down_of(error) from error
+        if found is None:
+            register.journal.forget(job.uuid)
+            return False
+        register.journal.done(job.uuid, found.to_json())
+        self._complete_from_journal(job, found.to_json())
+        return True
+
+    def _hold(self, job: Job, why: str) -> None:
+        """Keep ``job`` here for the operator: its report says why (status still wait), so
+        does the register's detail."""
+        log.error("register %s: %s held for the operator: %s", self.name, job.uuid, why)
+        self._held[job.uuid] = why
+        error = {
+            "code": HELD_CODE,
+            "text": f"held on register {self.name}: {why}",
+            "type": "driver",
+        }
+        try:
+            self.storage.hold(job.uuid, self.name, error)
+        except Exception:
+            log.exception("register %s: recording the hold of %s failed", self.name, job.uuid)
+        self.update(detail=self._ok_detail() if self.view.state == "ok" else self.view.detail)
+
+    def _ok_detail(self) -> str:
+        """An ok register's detail: empty, or the requests held here for the operator."""
+        if not self._held:
+            return ""
+        first, why = next(iter(self._held.items()))
+        more = f" (and {len(self._held) - 1} more)" if len(self._held) > 1 else ""
+        return f"{len(self._held)} request(s) held for the operator: {first}{more}: {why}"
+
+    def _give_back(self, job: Job, cause: str, detail: str) -> None:
+        """Back to the group's queue -- unless it began here (the journal has its key).  A
+        request that keeps bringing registers down (`POISON_REGISTERS` registers, or
+        `POISON_RELEASES` times the same ``cause``; '' does not count) fails instead."""
+        if self._begun(job.uuid) is not False:
+            return
+        history = self.pool.note_release(job.uuid, self.name, cause) if cause else []
+        registers = {name for name, _ in history}
+        same = sum(1 for _, seen in history if seen == cause)
+        if len(registers) >= POISON_REGISTERS or same >= POISON_RELEASES:
+            what = f"{len(registers)} registers" if len(registers) >= POISON_REGISTERS else "times"
+            self._fail(job, _poison_error(len(history), what, f"{cause}: {detail}"))
+            return
+        self.storage.release(job.uuid, self.name)
 
 
 @contextlib.contextmanager
