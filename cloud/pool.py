@@ -237,6 +237,8 @@ class RegisterPool:
         if self._started:
             raise RuntimeError("this pool was started already; make a new one")
         self._started = True
+        with _SERIALS_LOCK:
+            _RUNNING[id(self)] = frozenset(spec.name for spec in self.specs)
         self._settle_orphans()
         for worker in self._workers:
             worker.publish(force=True)
@@ -249,6 +251,8 @@ class RegisterPool:
         for worker in self._workers:
             if worker.thread.is_alive() or worker.thread.ident is not None:
                 worker.thread.join()
+        with _SERIALS_LOCK:
+            _RUNNING.pop(id(self), None)
 
     def __enter__(self) -> RegisterPool:
         self.start()
@@ -266,7 +270,8 @@ class RegisterPool:
         """Requests assigned to registers no longer in the pool (renamed, removed): never begun
         (no journal entry) -> back to the queue; done in the journal -> completed from it;
         pending -> held (the report says why) and the register shown offline: only it can say."""
-        known = {spec.name for spec in self.specs}
+        with _SERIALS_LOCK:
+            known = set().union(*_RUNNING.values())
         gone = [name for name in self.storage.assigned_registers() if name not in known]
         if not gone:
             return
@@ -346,6 +351,9 @@ class RegisterPool:
 # process-wide (two pools of one service, or one register listed under two names).
 _SERIALS: dict[str, tuple[int, str]] = {}
 _SERIALS_LOCK = threading.Lock()
+# Register names of the pools running in this process: a name another running pool serves is
+# not an orphan of this one (`RegisterPool._settle_orphans`).
+_RUNNING: dict[int, frozenset[str]] = {}
 
 
 def _own_serial(serial: str, pool: RegisterPool, name: str) -> str | None:
@@ -590,22 +598,23 @@ class _Worker:
             raise _RegisterDown(f"no link: {error}", link=True) from error
         try:
             with _register_faults():
+                # The FN's serial first (one query): a second writer of the same register is
+                # turned away before its reads can disturb the first one's document cursor.
+                fn = register.fn_info()
+                other = _own_serial(fn.serial, self.pool, self.name)
+                if other is not None:
+                    raise _RegisterDown(
+                        f"its FN {fn.serial} is also register {other!r}'s: one register under "
+                        "two names (or in two pools) would be two writers cancelling each "
+                        "other's receipts -- list each register once",
+                        link=True,
+                    )
                 registration = register.registration()
                 self._read_registration_report(register, registration)
-                fn = register.fn_info()
                 status = register.status()
         except BaseException:
             register.close()  # connected only once all of it is known
             raise
-        other = _own_serial(fn.serial, self.pool, self.name)
-        if other is not None:
-            register.close()
-            raise _RegisterDown(
-                f"its FN {fn.serial} is also register {other!r}'s: one register under two "
-                "names (or two pools) would be two writers cancelling each other's receipts -- "
-                "list each register once",
-                link=True,
-            )
         self.register, self.registration = register, registration
         self.update(fn_serial=fn.serial, fn_expires=fn.expires, paper=status.paper)
         try:
@@ -943,6 +952,13 @@ class _Worker:
                 job,
                 f"a correction begun in FN {entry.fn or '?'} after document {entry.before} "
                 "cannot be converted any more; check that FN's documents",
+            )
+            return True
+        if entry.fn and self.view.fn_serial and entry.fn != self.view.fn_serial:
+            self._hold(
+                job,
+                f"it began in FN {entry.fn} (after document {entry.before}), not in this "
+                f"register's FN {self.view.fn_serial}: only that FN can say whether it is fiscal",
             )
             return True
         try:

@@ -10,11 +10,13 @@ holds as many receipts as requests it completed, and no fiscal document is repor
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,22 @@ from typing import Any
 import pytest
 from kkt.cloud.emulated import EmulatedPool
 from kkt.cloud.model import Job, RegisterView
-from kkt.cloud.pool import ReceiptFault, RegisterPool, RegisterSpec, Work, conversion_error
+from kkt.cloud.pool import (
+    ReceiptFault,
+    RegisterPool,
+    RegisterSpec,
+    Work,
+    _fn_fault,
+    conversion_error,
+)
 from kkt.emulator.state import TEST_INN
+from kkt.protocols.ffd import FnWarning
 from support.cloud_fakes import FakeStorage
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
-from kkt.results import FiscalResult
+from kkt.journal import Journal
+from kkt.results import FiscalResult, FnInfo
 
 FAST = {"probe_interval": 0.2, "ofd_interval": 0.3}  # tests need not wait a second per probe
 
@@ -384,3 +395,153 @@ def test_atol_bodies_are_sold_through_the_atol_layer(
     assert record.status == "done", record.error
     assert record.result is not None and record.result["total"] == 40_000
     check_exactly_once(storage, [spec])
+
+
+# -- the journal decides before any failure (review of the merged register) ----------------------
+
+
+def changed_work(broken: str) -> Any:
+    """As after an upgrade and a re-registration: request ``broken`` no longer converts, and
+    every other names an INN the register no longer carries."""
+
+    def work(job: Job) -> Work:
+        if job.uuid == broken:
+            raise ReceiptFault({"code": 1, "text": "invalid document", "type": "agent"})
+        return Work("7700000000", simple_work(job).run)
+
+    return work
+
+
+def test_a_receipt_the_journal_knows_is_never_failed(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    """Fiscal receipts whose requests would now fail (the body no longer converts, the INN
+    changed): done in the journal -> completed from it; pending -> settled from the FN."""
+    (spec,) = emulated.specs("demo")
+    done, pending = storage.add(body(1_000)), storage.add(body(2_000))
+    for uuid in (done, pending):
+        storage.assign(uuid, spec.name)
+    with kkt.connect(spec.url, journal=storage.journal_path()) as register:
+        register.open_shift()
+        formed = {
+            uuid: register.receipt(receipt_of(storage.records[uuid].job), key=uuid)
+            for uuid in (done, pending)
+        }
+    with sqlite3.connect(storage.journal_path()) as journal:
+        journal.execute(
+            "UPDATE receipts SET state = 'pending', result = NULL WHERE key = ?", (pending,)
+        )
+
+    with RegisterPool(storage, [spec], work_of=changed_work(done), **FAST):
+        storage.wait_until(lambda: storage.ended(done, pending))
+
+    for uuid, result in formed.items():
+        record = storage.records[uuid]
+        assert record.status == "done", record.error
+        assert record.result is not None and record.result["rnm"]
+        assert record.result["document_number"] == result.document_number
+    check_exactly_once(storage, [spec])
+
+
+def test_requests_of_a_register_gone_from_the_pool_are_settled_at_start(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    """Assigned to "old" (renamed away): never begun -> sold elsewhere; done in the journal ->
+    completed from it; pending -> held, its report and an offline view say why."""
+    (spec,) = emulated.specs("demo")
+    unbegun, done, pending = (storage.add(body(price)) for price in (1_000, 2_000, 3_000))
+    for uuid in (unbegun, done, pending):
+        storage.assign(uuid, "old")
+    storage.save_register_details("old", {"rnm": "0000000001", "fns_site": "x", "ofd_inn": "1"})
+    with kkt.connect(spec.url, journal=storage.journal_path()) as register:
+        register.open_shift()
+        formed = register.receipt(receipt_of(storage.records[done].job), key=done)
+    journal = Journal(storage.journal_path())
+    journal.begin(pending, 5, 1, 3_000, fn="0000000000000001")
+    journal.close()
+
+    with RegisterPool(storage, [spec], work_of=simple_work, **FAST) as pool:
+        storage.wait_until(lambda: storage.ended(unbegun, done))
+        views = {view.name: view for view in pool.views()}
+
+    assert storage.records[unbegun].register == spec.name
+    result = storage.records[done].result
+    assert result is not None and result["document_number"] == formed.document_number
+    assert (result["device_code"], result["rnm"]) == ("old", "0000000001")
+    held = storage.records[pending]
+    assert held.status == "assigned" and held.register == "old"
+    assert held.error is not None and "no longer in the pool" in held.error["text"]
+    assert views["old"].state == "offline" and "add it back" in views["old"].detail
+
+
+def test_done_in_the_journal_completes_while_the_register_is_offline(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    (spec,) = emulated.specs("demo")
+    uuid = storage.add(body())
+    with kkt.connect(spec.url, journal=storage.journal_path()) as register:
+        register.open_shift()
+        formed = register.receipt(receipt_of(storage.records[uuid].job), key=uuid)
+    offline = RegisterSpec("far", "demo", "socket://127.0.0.1:9", "shtrih")  # nothing listens
+    storage.assign(uuid, offline.name)
+    storage.save_register_details("far", {"rnm": "0000000002", "fns_site": "x", "ofd_inn": "1"})
+    with RegisterPool(storage, [offline], work_of=simple_work, **FAST):
+        storage.wait_until(lambda: storage.ended(uuid))
+    result = storage.records[uuid].result
+    assert result is not None and result["document_number"] == formed.document_number
+    assert result["rnm"] == "0000000002"
+
+
+def test_a_key_of_another_fn_is_held_visibly(storage: FakeStorage, emulated: EmulatedPool) -> None:
+    (spec,) = emulated.specs("demo")
+    stuck, other = storage.add(body(1_000)), storage.add(body(2_000))
+    storage.assign(stuck, spec.name)
+    journal = Journal(storage.journal_path())
+    journal.begin(stuck, 5, 1, 1_000, fn="0000000000000001")  # began in another FN
+    journal.close()
+    with RegisterPool(storage, [spec], work_of=simple_work, **FAST) as pool:
+        storage.wait_until(lambda: storage.ended(other))
+        view = pool.views()[0]
+    record = storage.records[stuck]
+    assert record.status == "assigned" and record.error is not None
+    assert "held" in record.error["text"] and record.error["type"] == "driver"
+    assert view.state == "ok" and stuck in view.detail
+
+
+def test_a_request_that_keeps_bringing_the_register_down_fails(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    (spec,) = emulated.specs("demo")
+    poison = storage.add(body())
+
+    def work(job: Job) -> Work:
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            raise OSError("the firmware hangs on this receipt")
+
+        return Work(TEST_INN, run)
+
+    with RegisterPool(storage, [spec], work_of=work, probe_interval=0.05, ofd_interval=0.3):
+        storage.wait_until(lambda: storage.ended(poison))
+    record = storage.records[poison]
+    assert record.status == "fail" and record.error is not None
+    assert record.error["type"] == "driver" and "firmware hangs" in record.error["text"]
+    assert len(record.releases) == 4  # the fifth give-back failed it
+
+
+def test_an_fn_out_of_fiscal_mode_or_expired_is_the_registers_fault() -> None:
+    fn = FnInfo("9999", 3, 10, dt.date.today() + dt.timedelta(days=9), 5, "v", FnWarning(0), 0)
+    assert _fn_fault(fn) is None
+    assert "fiscal mode" in (_fn_fault(replace(fn, phase=7)) or "")
+    assert "expired" in (_fn_fault(replace(fn, expires=dt.date(2020, 1, 1))) or "")
+
+
+def test_one_register_under_two_names_has_one_writer(
+    storage: FakeStorage, emulated: EmulatedPool
+) -> None:
+    (spec,) = emulated.specs("demo")
+    twins = [RegisterSpec(name, "demo", spec.url, spec.protocol) for name in ("a", "b")]
+    uuids = [storage.add(body(price)) for price in (1_000, 2_000)]
+    with RegisterPool(storage, twins, work_of=simple_work, **FAST) as pool:
+        storage.wait_until(lambda: storage.ended(*uuids))
+        storage.wait_until(lambda: any("is also register" in v.detail for v in pool.views()))
+    assert all(storage.records[uuid].status == "done" for uuid in uuids)
