@@ -103,7 +103,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (
         # What a done result needs of its register, for a register offline or gone (pool.py).
-        """CREATE TABLE cloud_register_details (
+        """CREATE TABLE IF NOT EXISTS cloud_register_details (
             name TEXT PRIMARY KEY, details TEXT NOT NULL
         )""",
     ),
