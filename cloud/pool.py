@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import kkt
 from kkt.errors import BadAnswer, ProtocolError
@@ -77,6 +77,16 @@ FNS_SITE = "www.nalog.gov.ru"  # tag 1060, when the registration report does not
 # `kkt.Journal` migrates its table when it opens (ALTER TABLE ... ADD COLUMN), which two openers
 # at once can both try ("duplicate column name"): the workers open theirs one at a time.
 _JOURNAL_OPENING = threading.Lock()
+
+
+@runtime_checkable
+class JournalSource(Protocol):
+    """A storage that hands out the driver's journals itself (`SqliteStorage.journal`: writes
+    that queue on the storage's own write lock instead of SQLite's busy sleeps).  A storage
+    without it gives a path (`Storage.journal_path`) the driver opens as it likes."""
+
+    def journal(self) -> Journal: ...
+
 
 # An ATOL agent error (A4 Table 7): 1 the document is invalid, 2 the register is registered with
 # another INN or address.
@@ -425,9 +435,20 @@ class _Worker:
     def _connect(self) -> None:
         try:
             with _JOURNAL_OPENING:
-                register = kkt.connect(
-                    self.spec.url, protocol=self.spec.protocol, journal=self.storage.journal_path()
-                )
+                if isinstance(self.storage, JournalSource):
+                    journal = self.storage.journal()
+                    try:
+                        register = kkt.connect(self.spec.url, protocol=self.spec.protocol)
+                    except BaseException:
+                        journal.close()
+                        raise
+                    register.journal = journal  # closed with the register
+                else:
+                    register = kkt.connect(
+                        self.spec.url,
+                        protocol=self.spec.protocol,
+                        journal=self.storage.journal_path(),
+                    )
         except (kkt.KktError, ProtocolError, OSError) as error:
             raise _RegisterDown(f"no link: {error}", link=True) from error
         try:

@@ -261,3 +261,43 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StorageError, match="--state"):
         SqliteStorage(blocker / "cloud.sqlite")
+
+
+def test_the_journal_it_hands_out_writes_under_the_storage_write_lock(tmp_path: Path) -> None:
+    from kkt.cloud.storage.sqlite import _SharedLockJournal
+
+    from kkt.journal import Journal
+
+    class Recording:
+        """A lock that counts how often it is taken."""
+
+        def __init__(self) -> None:
+            self.taken = 0
+
+        def __enter__(self) -> bool:
+            self.taken += 1
+            return True
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    storage = SqliteStorage(tmp_path / "cloud.sqlite")
+    lock = Recording()
+    journal = _SharedLockJournal(storage.journal_path(), lock)
+    plain = Journal(storage.journal_path())
+    try:
+        journal.begin("k1", 7, 1, 40_000, fn="9999078900012345")
+        journal.begin("k2", 8, 1, 40_000, fn="9999078900012345")
+        journal.done("k1", dict(RESULT))
+        journal.forget("k2")
+        assert lock.taken == 4  # every write queued on the lock
+        entry = plain.get("k1")  # durable, on the storage's file
+        assert entry is not None and entry.state == "done"
+        assert plain.get("k2") is None
+        handed = storage.journal()  # what a register worker gets
+        assert isinstance(handed, _SharedLockJournal) and handed.get("k1") == entry
+        handed.close()
+    finally:
+        plain.close()
+        journal.close()
+        storage.close()
