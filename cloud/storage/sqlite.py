@@ -103,9 +103,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             error TEXT NOT NULL
         )""",
     ),
+    # 2: `queue_depth` (asked on every POST) scanned every request ever taken: 1.2 ms at 10k
+    # rows, 13 ms at 100k.  A partial index holds only the waiting ones.
+    (
+        "CREATE INDEX cloud_requests_waiting ON cloud_requests (grp) "
+        "WHERE state IN ('queued', 'assigned')",
+    ),
 )
 
 WAITING = ("queued", "assigned")  # both are ATOL's "wait"
+# The partial index named (the planner, without statistics, may prefer scanning a covering
+# index of every row) and its condition word for word (an index is usable only by a query
+# whose WHERE implies it).
+QUEUE_DEPTH_SQL = (
+    "SELECT COUNT(*) FROM cloud_requests INDEXED BY cloud_requests_waiting "
+    "WHERE state IN ('queued', 'assigned')"
+)
 
 
 class StorageError(Exception):
@@ -432,9 +445,7 @@ class SqliteStorage:
 
     def queue_depth(self, group: str | None = None) -> int:
         if group is None:
-            rows = self._read(
-                "SELECT COUNT(*) FROM cloud_requests WHERE state IN ('queued', 'assigned')"
-            )
+            rows = self._read(QUEUE_DEPTH_SQL)
         else:
             rows = self._read(
                 "SELECT COUNT(*) FROM cloud_requests "
