@@ -31,9 +31,9 @@ from kkt.cloud.pool import (
     conversion_error,
 )
 from kkt.emulator.state import TEST_INN
+from support.cloud_fakes import FakeStorage
 
 import kkt
-from support.cloud_fakes import FakeStorage
 from kkt import Item, Payments, Receipt, Vat
 from kkt.results import FiscalResult
 
