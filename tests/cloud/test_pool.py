@@ -30,6 +30,7 @@ from kkt.cloud.pool import (
     RegisterSpec,
     Work,
     _fn_fault,
+    atol_work,
     conversion_error,
 )
 from kkt.emulator.state import TEST_INN
@@ -545,3 +546,18 @@ def test_one_register_under_two_names_has_one_writer(
         storage.wait_until(lambda: storage.ended(*uuids))
         storage.wait_until(lambda: any("is also register" in v.detail for v in pool.views()))
     assert all(storage.records[uuid].status == "done" for uuid in uuids)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("kkt.cloud.atol") is None, reason="the ATOL layer is not installed"
+)
+def test_atol_work_converts_a_stored_body_and_names_what_is_wrong_with_a_bad_one() -> None:
+    """`atol_work` takes the stored body as it is (no second trip through ``to_order``): the
+    company INN is the body's, and a body the ATOL layer refuses fails with its error."""
+    stored = json.loads(ATOL_V4_SELL % TEST_INN, parse_float=Decimal)
+    job = Job("u1", 4, "demo", "sell", stored["external_id"], stored, 1)
+    assert atol_work(job).inn == TEST_INN
+    stored["receipt"]["total"] = Decimal("401.0")  # not the items' sum
+    with pytest.raises(ReceiptFault) as refused:
+        atol_work(Job("u2", 4, "demo", "sell", stored["external_id"], stored, 1))
+    assert refused.value.error["code"] != 0 and "total" in refused.value.error["text"]
