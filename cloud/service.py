@@ -1,8 +1,9 @@
 """`CloudService`: the running service -- storage, register pool, callback sender, config.
 
-    service = CloudService(config, state_dir)
-    service.start()                      # storage open, registers (emulated ones too) working
-    service.serve_http("127.0.0.1", 8080)  # blocks until SIGINT/SIGTERM (or `HttpThread` in tests)
+    service = CloudService(config, state_dir)    # the state's lock taken, storage open
+    listener = service.listen("127.0.0.1", 8080)  # bound first: a port in use starts nothing
+    service.start()                  # registers (emulated ones too) and callbacks working
+    listener.serve()                 # blocks until SIGINT/SIGTERM (`HttpThread` in tests)
     service.stop()
 
 What the web parts use (agreed with the operator page and metrics): ``service.storage`` (a
