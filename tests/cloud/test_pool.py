@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 from kkt.cloud.emulated import EmulatedPool
 from kkt.cloud.model import Job, RegisterView
-from kkt.cloud.pool import ReceiptFault, RegisterPool, RegisterSpec, Work, conversion_error
+from kkt.cloud.pool import (
+    ReceiptFault,
+    RegisterPool,
+    RegisterSpec,
+    Work,
+    atol_work,
+    conversion_error,
+)
 from kkt.emulator.state import TEST_INN
 from support.cloud_fakes import FakeStorage
 
@@ -384,3 +391,18 @@ def test_atol_bodies_are_sold_through_the_atol_layer(
     assert record.status == "done", record.error
     assert record.result is not None and record.result["total"] == 40_000
     check_exactly_once(storage, [spec])
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("kkt.cloud.atol") is None, reason="the ATOL layer is not installed"
+)
+def test_atol_work_converts_a_stored_body_and_names_what_is_wrong_with_a_bad_one() -> None:
+    """`atol_work` takes the stored body as it is (no second trip through ``to_order``): the
+    company INN is the body's, and a body the ATOL layer refuses fails with its error."""
+    stored = json.loads(ATOL_V4_SELL % TEST_INN, parse_float=Decimal)
+    job = Job("u1", 4, "demo", "sell", stored["external_id"], stored, 1)
+    assert atol_work(job).inn == TEST_INN
+    stored["receipt"]["total"] = Decimal("401.0")  # not the items' sum
+    with pytest.raises(ReceiptFault) as refused:
+        atol_work(Job("u2", 4, "demo", "sell", stored["external_id"], stored, 1))
+    assert refused.value.error["code"] != 0 and "total" in refused.value.error["text"]

@@ -261,3 +261,73 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StorageError, match="--state"):
         SqliteStorage(blocker / "cloud.sqlite")
+
+
+def test_the_journal_it_hands_out_writes_under_the_storage_write_lock(tmp_path: Path) -> None:
+    from kkt.cloud.storage.sqlite import _SharedLockJournal
+
+    from kkt.journal import Journal
+
+    class Recording:
+        """A lock that counts how often it is taken."""
+
+        def __init__(self) -> None:
+            self.taken = 0
+
+        def __enter__(self) -> bool:
+            self.taken += 1
+            return True
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    storage = SqliteStorage(tmp_path / "cloud.sqlite")
+    lock = Recording()
+    journal = _SharedLockJournal(storage.journal_path(), lock)
+    plain = Journal(storage.journal_path())
+    try:
+        journal.begin("k1", 7, 1, 40_000, fn="9999078900012345")
+        journal.begin("k2", 8, 1, 40_000, fn="9999078900012345")
+        journal.done("k1", dict(RESULT))
+        journal.forget("k2")
+        assert lock.taken == 4  # every write queued on the lock
+        entry = plain.get("k1")  # durable, on the storage's file
+        assert entry is not None and entry.state == "done"
+        assert plain.get("k2") is None
+        handed = storage.journal()  # what a register worker gets
+        assert isinstance(handed, _SharedLockJournal) and handed.get("k1") == entry
+        handed.close()
+    finally:
+        plain.close()
+        journal.close()
+        storage.close()
+
+
+def test_the_queue_depth_reads_only_the_waiting_requests(tmp_path: Path) -> None:
+    """`queue_depth` is asked on every POST: it must not scan every request ever taken (the
+    partial index of migration 2 holds only the waiting ones) -- also in a file made before."""
+    from kkt.cloud.storage.sqlite import QUEUE_DEPTH_SQL
+
+    path = tmp_path / "cloud.sqlite"
+    SqliteStorage(path).close()
+    with sqlite3.connect(path) as db:  # as a version-1 file left it
+        db.execute("DROP INDEX cloud_requests_waiting")
+        db.execute("DELETE FROM cloud_schema_version WHERE version > 1")
+    db.close()
+    storage = SqliteStorage(path)
+    try:
+        assert storage.schema_version() == len(MIGRATIONS)
+        storage.accept(make_order("e1"), idempotency_key=None)
+        storage.accept(make_order("e2"), idempotency_key=None)
+        job = storage.claim("r1", "demo")
+        assert job is not None
+        storage.complete(job.uuid, "r1", dict(RESULT))
+        assert storage.queue_depth() == 1 and storage.queue_depth("demo") == 1
+    finally:
+        storage.close()
+    db = sqlite3.connect(path)
+    try:
+        plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + QUEUE_DEPTH_SQL))
+    finally:
+        db.close()
+    assert "cloud_requests_waiting" in plan, plan
