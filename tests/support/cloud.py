@@ -166,7 +166,7 @@ def make_order(
         operation="sell",
         external_id=external_id,
         body=body,
-        fingerprint=fingerprint or atol_fingerprint(body),
+        fingerprint=fingerprint or atol_fingerprint(body, 4, "sell"),
         callback_url=callback_url,
         inn="1234567891",
     )
