@@ -20,14 +20,18 @@ Answers and the choices made where ATOL leaves room:
 * A receipt picture of a request not done yet: code 34, HTTP 404 (nothing to draw yet).
 * A body over ``max_body`` bytes: HTTP 413 with ATOL's code 32 in the body (clients that read
   only ``error.code`` see a request refused as invalid; HTTP says why).
-* More than ``max_queue`` requests waiting (all groups): HTTP 429 with ``Retry-After: 1`` and
-  ATOL's error shape (code 1, "try again"), before anything is stored.
+* More than ``max_queue`` requests waiting in the request's group: HTTP 429 with ``Retry-After:
+  1`` and ATOL's error shape (code 1, "try again"), before anything is stored -- but never for a
+  retry of a request already accepted (same group and external_id): that one is answered as a
+  duplicate (below), its uuid or its conflict.
 * Duplicates (an ``external_id`` -- or an ``Idempotency-Key`` header value -- already used in
   the group): ``strict`` (default) answers the first request's uuid and status, HTTP 200, when
   the body is the same (its fingerprint: the body without ``timestamp``), and HTTP 409 with code
   33 and the first uuid when it differs; ``atol`` answers code 33 + the first uuid, HTTP 400,
-  always, as ATOL does.  Code 33 says ``"status": "wait"`` (ATOL's table: poll that uuid).
-  An Idempotency-Key wins over the external_id when both match.
+  always, as ATOL does -- except a retry with the same ``Idempotency-Key`` (our header, our
+  rules) and the same body: HTTP 200 and its uuid, as in ``strict``.  Code 33 says ``"status":
+  "wait"`` (ATOL's table: poll that uuid).  An Idempotency-Key wins over the external_id when
+  both match.
 * Everything stored is committed before the answer is sent.
 """
 
@@ -50,8 +54,8 @@ import kkt
 from . import auth, jsontext, metrics, ui
 from .atol import ApiError, accepted_json, atol_time, order_receipt, report_json, to_order
 from .auth import Users
-from .config import CloudConfig
-from .model import OPERATIONS_V4, OPERATIONS_V5, ReportView
+from .config import CloudConfig, GroupConfig
+from .model import OPERATIONS_V4, OPERATIONS_V5, Order, ReportView
 from .storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,8 @@ class AppStorage(Storage, Protocol):
     (`SqliteStorage.body`)."""
 
     def body(self, uuid: str) -> dict[str, Any] | None: ...
+
+    def idempotency_key(self, uuid: str) -> str | None: ...
 
 
 class Service(ui.UiService, Protocol):
@@ -191,14 +197,22 @@ def _api_router(service: Service, api: int) -> APIRouter:
                 [f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} characters"]
             )
         raw = await _body(request, server.max_body)
-        if await run_in_threadpool(storage.queue_depth) >= server.max_queue:
-            raise ApiError.overloaded(RETRY_AFTER_SECONDS)
         order = to_order(api, operation, group, raw)
+        if await run_in_threadpool(_overloaded, storage, order, server.max_queue):
+            raise ApiError.overloaded(RETRY_AFTER_SECONDS)
         accepted = await run_in_threadpool(storage.accept, order, idempotency_key=key)
         now = datetime.now(UTC)
         if accepted.created:
             return _json(accepted_json(accepted.uuid, now))
-        if server.duplicates == "strict" and accepted.same_body:
+        if accepted.same_body and (
+            server.duplicates == "strict"
+            # ATOL's rules are for its own fields; the Idempotency-Key is ours, and a retry
+            # with the same key and body is what the header is for
+            or (
+                key is not None
+                and await run_in_threadpool(storage.idempotency_key, accepted.uuid) == key
+            )
+        ):
             return _json(accepted_json(accepted.uuid, now, accepted.status))
         raise ApiError.incoming_external_id_already_exists(
             accepted.uuid,
@@ -229,10 +243,22 @@ def _api_router(service: Service, api: int) -> APIRouter:
         if view.status != "done" or view.result is None:
             raise ApiError.state_check_not_found(uuid, http_status=404)
         body = await run_in_threadpool(storage.body, uuid)
-        drawn = await run_in_threadpool(_draw, view, body, fmt)
+        group_config = service.config.group(group)
+        drawn = await run_in_threadpool(_draw, view, body, fmt, group_config)
         return Response(drawn, media_type=RECEIPT_TYPES[fmt])
 
     return router
+
+
+def _overloaded(storage: Storage, order: Order, max_queue: int) -> bool:
+    """Whether ``order`` is refused with 429: its group has ``max_queue`` requests waiting
+    (a group's burst does not refuse the others') and it is not one of them -- a retry of an
+    accepted request always gets its uuid (or its conflict), never "try again".  A retry is
+    found by its external_id: `Storage.accept` never stores a second request under one, so
+    what `find` sees here `accept` answers."""
+    if storage.queue_depth(order.group) < max_queue:
+        return False
+    return storage.find(order.group, order.external_id) is None
 
 
 async def _basic_login(request: Request, users: Users) -> str | None:
@@ -269,11 +295,13 @@ async def _body(request: Request, limit: int) -> bytes:
 _FISCAL_FIELDS = frozenset(field.name for field in dataclasses.fields(kkt.FiscalResult))
 
 
-def _draw(view: ReportView, body: dict[str, Any] | None, fmt: str) -> bytes:
+def _draw(
+    view: ReportView, body: dict[str, Any] | None, fmt: str, group: GroupConfig | None = None
+) -> bytes:
     from kkt.render import RenderError, render
 
     try:
-        drawn = render(_printable(view, body), fmt)
+        drawn = render(_printable(view, body, group), fmt)
     except (RenderError, ImportError) as error:
         raise ApiError.error_server_configuration(
             f"cannot draw receipt.{fmt} here: {error}", http_status=501
@@ -281,11 +309,12 @@ def _draw(view: ReportView, body: dict[str, Any] | None, fmt: str) -> bytes:
     return drawn if isinstance(drawn, bytes) else str(drawn).encode()
 
 
-def _printable(view: ReportView, body: dict[str, Any] | None) -> Any:
+def _printable(view: ReportView, body: dict[str, Any] | None, group: GroupConfig | None) -> Any:
     """What to draw: the whole receipt -- its items and payments from the request, its fiscal
-    data from the FN's answer (`kkt.receipt_document`); for a correction (no items to list)
-    the identifying part the stored `FiscalResult` has: date, numbers, sum, FN, fiscal sign,
-    QR."""
+    data from the FN's answer, and the register's owner as the print form shows it (INN, RNM,
+    payment address, FNS site: `_registration`) -- by `kkt.receipt_document`; for a correction
+    (no items to list) the identifying part the stored `FiscalResult` has: date, numbers, sum,
+    FN, fiscal sign, QR."""
     assert view.result is not None
     fiscal = kkt.FiscalResult.from_json(
         {name: value for name, value in view.result.items() if name in _FISCAL_FIELDS}
@@ -294,10 +323,32 @@ def _printable(view: ReportView, body: dict[str, Any] | None) -> Any:
         return fiscal
     try:
         order = to_order(view.api, view.operation, view.group, jsontext.dumps(body).encode())
-        return kkt.receipt_document(order_receipt(order), fiscal, None)
+        registration = _registration(view.result, order, group)
+        return kkt.receipt_document(order_receipt(order), fiscal, registration)
     except Exception:  # a picture of the identifying part beats no picture at all
         log.warning("receipt %s: drawn from its fiscal data only", view.uuid, exc_info=True)
         return fiscal
+
+
+def _registration(
+    result: dict[str, Any], order: Order, group: GroupConfig | None
+) -> kkt.Registration:
+    """The register's owner as far as the stored result knows it: the RNM and FNS site the
+    worker stored with it, the INN the register checked the request against (the group's;
+    the request's own ``company.inn`` equals it, else the register refused it) and the payment
+    address the request or the group gives.  The registration report's other fields (its
+    number, FFD version, the user's name) are not printed from here: left empty."""
+    company = order.body.get("receipt", order.body.get("correction", {})).get("company", {})
+    address = company.get("payment_address") if isinstance(company, dict) else None
+    return kkt.Registration(
+        document_number=0,
+        inn=(group.inn if group is not None and group.inn else None) or order.inn,
+        rnm=str(result.get("rnm") or ""),
+        user="",
+        address=str(address or (group.payment_address if group is not None else "") or ""),
+        ffd="",
+        fns_site=str(result.get("fns_site") or ""),
+    )
 
 
 def _metrics_route(service: Service) -> Callable[[], Response]:

@@ -1,8 +1,9 @@
 """`CloudService`: the running service -- storage, register pool, callback sender, config.
 
-    service = CloudService(config, state_dir)
-    service.start()                      # storage open, registers (emulated ones too) working
-    service.serve_http("127.0.0.1", 8080)  # blocks until SIGINT/SIGTERM (or `HttpThread` in tests)
+    service = CloudService(config, state_dir)    # the state's lock taken, storage open
+    listener = service.listen("127.0.0.1", 8080)  # bound first: a port in use starts nothing
+    service.start()                  # registers (emulated ones too) and callbacks working
+    listener.serve()                 # blocks until SIGINT/SIGTERM (`HttpThread` in tests)
     service.stop()
 
 What the web parts use (agreed with the operator page and metrics): ``service.storage`` (a
@@ -10,18 +11,29 @@ What the web parts use (agreed with the operator page and metrics): ``service.st
 password)``), ``service.config``, ``service.latencies`` (the one `Latencies` the pool's
 ``on_latency`` feeds and ``/metrics`` reads).
 
-The state directory (0700) holds ``cloud.sqlite`` (0600: requests, tokens, outbox, and the
-driver's journal), ``callback.key`` (0600, the callbacks' HMAC key when the config gives none)
-and, for ``--emulated``, the emulated registers' own state (``emulated/NN``).
+The state directory (0700) holds ``cloud.lock`` (0600: one service per state directory, see
+below), ``cloud.sqlite`` (0600: requests, tokens, outbox, and the driver's journal),
+``callback.key`` (0600, the callbacks' HMAC key when the config gives none) and, for
+``--emulated``, the emulated registers' own state (``emulated/NN``).
+
+One service per state directory: two would both run register workers over the same requests
+and settle each other's (two FN documents for one request).  `CloudService` takes an exclusive
+``flock`` on ``cloud.lock`` before it opens anything else and holds it until `stop`; a second
+one gets `ServiceBusy` naming the first one's PID.  The kernel drops the lock when the owner's
+process ends, however it ends, so a stale file never blocks a restart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import secrets
 import socket
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -41,8 +53,27 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
+log = logging.getLogger(__name__)
+
 DB_NAME = "cloud.sqlite"
 KEY_NAME = "callback.key"
+LOCK_NAME = "cloud.lock"
+KEY_MIN_LENGTH = 32  # characters; ours are 64 hex digits (256 bits): a shorter file is torn
+# After a kill -9 the emulated registers' child notices its parent is gone (end of file on its
+# pipe) and lets go of their state a moment later: a restart waits that long, not forever.
+EMULATED_LOCK_WAIT = 10.0
+
+
+class ServiceBusy(Exception):
+    """Another `CloudService` (in this process or another) holds the state directory."""
+
+    def __init__(self, state_dir: Path, pid: int | None) -> None:
+        self.state_dir = state_dir
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(
+            f"another kkt cloud serve ({who}) uses {state_dir}: stop it or use another --state"
+        )
 
 
 class Startable(Protocol):
@@ -75,6 +106,34 @@ def private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
+def lock_state(state_dir: Path) -> int:
+    """The held exclusive lock of ``state_dir`` (an open descriptor of its ``cloud.lock``, our
+    PID written in it); raises `ServiceBusy` with the holder's PID.  Closing the descriptor
+    lets go."""
+    path = state_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ServiceBusy(state_dir, _lock_owner(path)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _lock_owner(path: Path) -> int | None:
+    # the owner writes its PID just after it takes the lock: give it a moment to
+    for _ in range(10):
+        with contextlib.suppress(OSError, ValueError):
+            return int(path.read_text(encoding="ascii").split()[0])
+        time.sleep(0.02)
+    return None
+
+
 def callback_body(view: ReportView) -> bytes:
     """An outbox row's body: the ATOL report of the request as it is now."""
     return jsontext.dumps(report_json(view)).encode()
@@ -95,21 +154,31 @@ class CloudService:
         self.state_dir = Path(state_dir)
         self.users: Users = config.user_table()
         private_dir(self.state_dir)
-        self.storage = SqliteStorage(self.state_dir / DB_NAME, callback_body=callback_body)
+        # first of all: a second service on this state must not open (let alone work) it
+        self._lock: int | None = lock_state(self.state_dir)
+        try:
+            self.storage = SqliteStorage(self.state_dir / DB_NAME, callback_body=callback_body)
+        except BaseException:
+            self._unlock()
+            raise
         self.pool: Pool = _NoPool()
         self._given_pool = pool
         self._pool_factory = pool_factory
         self._started: list[Startable] = []
         self._closed = False
+        self._announce: Callable[[str], None] = log.warning
         # seconds per fiscalization, per register: the pool's on_latency feeds it, /metrics reads
         # it (one object for both, or the histogram stays empty)
         self.latencies = Latencies()
 
     # -- life -----------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, announce: Callable[[str], None] | None = None) -> None:
+        """Start the registers and the callback sender.  ``announce`` gets a line when the
+        start waits (for the emulated registers' state, after a crash)."""
         if self._closed:
             raise RuntimeError("a stopped CloudService does not start again: make a new one")
+        self._announce = announce or log.warning
         try:
             self.pool = self._make_pool()
             self.pool.start()
@@ -130,7 +199,15 @@ class CloudService:
                 part.stop()
         self.pool = _NoPool()
         self._closed = True
-        self.storage.close()
+        try:
+            self.storage.close()
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            fd, self._lock = self._lock, None
+            os.close(fd)  # the only descriptor: the flock goes with it
 
     def __enter__(self) -> CloudService:
         self.start()
@@ -156,6 +233,7 @@ class CloudService:
             farm = EmulatedPool(
                 self.state_dir, emulated.count, emulated.protocol, group.inn if group else None
             )
+            self._wait_for_emulated_state(farm)
             farm.start()
             self._started.append(farm)
             specs.extend(farm.specs(emulated.group))
@@ -163,19 +241,60 @@ class CloudService:
             return _NoPool()
         return RegisterPool(self.storage, specs, on_latency=self.latencies.observe)
 
+    def _wait_for_emulated_state(self, farm: EmulatedPool) -> None:
+        """Right after a ``kill -9`` of a service, its emulated registers' child process is
+        still closing (it stops on its pipe's end of file, a moment later) and holds their
+        state: wait for it, up to `EMULATED_LOCK_WAIT` seconds, saying so once.  Past that the
+        start goes on and fails with the holder named (`EmulatedError`)."""
+        from kkt.emulator.state import state_owner
+
+        states = [farm.state(index) for index in range(farm.count)] + [farm.root / "ofd"]
+        deadline = time.monotonic() + EMULATED_LOCK_WAIT
+        said = False
+        while True:
+            owners = [owner for owner in map(state_owner, states) if owner is not None]
+            if not owners or time.monotonic() >= deadline:
+                return
+            if not said:
+                self._announce(
+                    f"waiting up to {EMULATED_LOCK_WAIT:.0f} s for {owners[0]} to let go of the "
+                    f"emulated registers in {farm.root} (a previous run still closing)"
+                )
+                said = True
+            time.sleep(0.1)
+
     def callback_secret(self) -> bytes:
-        """The config's ``callback_secret``, else a key made once and kept in the state dir."""
+        """The config's ``callback_secret``, else a key made once and kept in the state dir.
+
+        The key file is written whole or not at all (a temporary file, fsynced, then linked
+        into place): a crash never leaves an empty key behind.  A key file shorter than
+        `KEY_MIN_LENGTH` (torn by an older version, or edited) is replaced by a new key, with
+        a warning: an empty or short HMAC key would sign callbacks anyone could forge.  Two
+        services making it at once both end with the one that got there first."""
         if self.config.server.callback_secret:
             return self.config.server.callback_secret.encode()
         path = self.state_dir / KEY_NAME
-        try:
-            return path.read_text(encoding="ascii").strip().encode()
-        except FileNotFoundError:
-            key = secrets.token_hex(32)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as file:
-                file.write(key + "\n")
-            return key.encode()
+        for _ in range(3):  # a torn key replaced; a race with another maker read again
+            try:
+                key = path.read_text(encoding="ascii").strip()
+            except FileNotFoundError:
+                key = None
+            except (OSError, UnicodeDecodeError) as error:
+                log.warning("%s unreadable (%s): a new key replaces it", path, error)
+                _write_key(path, secrets.token_hex(32), replace=True)
+                continue
+            if key is not None and len(key) >= KEY_MIN_LENGTH:
+                return key.encode()
+            if key is not None:
+                log.warning(
+                    "%s holds a %d-character key (under %d): a new key replaces it; receivers "
+                    "of callbacks need the new one",
+                    path,
+                    len(key),
+                    KEY_MIN_LENGTH,
+                )
+            _write_key(path, secrets.token_hex(32), replace=key is not None)
+        raise RuntimeError(f"{path}: no usable callback key could be written there")
 
     def registers(self) -> list[RegisterView]:
         return self.pool.views()
@@ -187,15 +306,45 @@ class CloudService:
 
         return create_app(self)
 
+    def listen(self, host: str, port: int) -> HttpListener:
+        """The API's socket, bound and listening (port 0: the kernel picks one).  Take it
+        before `start`: a port in use then fails before any register starts working."""
+        return HttpListener(self.app(), host, port)
+
     def serve_http(self, host: str, port: int, *, announce: Callable[[str], None] = print) -> None:
         """Serve until SIGINT/SIGTERM (uvicorn catches them in the main thread); ``announce``
         gets ``listening http://HOST:PORT`` with the real port once connections are taken."""
-        server, sock = _server(self.app(), host, port)
+        listener = self.listen(host, port)
+        announce(f"listening {listener.url}")
+        listener.serve()
+
+
+def _write_key(path: Path, key: str, *, replace: bool) -> None:
+    """``key`` into ``path`` atomically: a temporary file (0600) in the same directory, fsynced,
+    then renamed over ``path`` (``replace``) or linked to it (not: the first maker wins, the
+    others read its key), and the directory fsynced so the name survives a crash too."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (key + "\n").encode("ascii"))
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        if replace:
+            os.replace(temporary, path)
+        else:
+            with contextlib.suppress(FileExistsError):  # another maker was first: its key holds
+                os.link(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
         try:
-            announce(f"listening http://{_url_host(host)}:{sock.getsockname()[1]}")
-            server.run(sockets=[sock])
+            os.fsync(directory)
         finally:
-            sock.close()
+            os.close(directory)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 def _url_host(host: str) -> str:
@@ -217,6 +366,25 @@ def _server(app: FastAPI, host: str, port: int) -> tuple[uvicorn.Server, socket.
         raise
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     return uvicorn.Server(config), sock
+
+
+class HttpListener:
+    """An app's bound, listening socket (connections wait in its backlog until `serve`);
+    `serve` runs uvicorn on it in this thread until SIGINT/SIGTERM, `close` gives it up
+    unserved.  ``url``: where it listens, with the real port."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server, self._sock = _server(app, host, port)
+        self.url = f"http://{_url_host(host)}:{self._sock.getsockname()[1]}"
+
+    def serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._sock])
+        finally:
+            self._sock.close()
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 class HttpThread:

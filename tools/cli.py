@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         help="measure speed and reliability and print figures",
-        description="Cases: link, receipts, archive (alias fn), farm, wire, ofd, cloud (default: all). "
-        "Soaks (--soak): lossy, crash, concurrency, fuzz, keys, ofd-faults, ofd-crash, relay, cloud-crash.",
+        description="Cases: link, receipts, archive (alias fn), farm, wire, ofd, cloud "
+        "(default: all). Soaks (--soak): lossy, crash, concurrency, fuzz, keys, ofd-faults, "
+        "ofd-crash, relay, cloud-crash.",
     )
     bench.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all)")
     bench.add_argument("--quick", action="store_true", help="small sizes: about a minute in all")

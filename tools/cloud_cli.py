@@ -2,8 +2,11 @@
 
 ``serve`` starts the service (its registers, emulated or real, its HTTP API) and runs until
 SIGTERM or SIGINT, printing first ``registers N (…)``, ``demo login: demo password: demo group:
-demo`` when it serves the built-in demo, and ``listening http://HOST:PORT`` (the real port when
-asked for port 0) once it takes connections.  ``passwd`` reads a password (twice from a
+demo inn: 7701000001`` when it serves the built-in demo (the INN its emulated registers have,
+which requests send as ``company.inn``), and ``listening http://HOST:PORT`` (the real port when
+asked for port 0) once it takes connections.  The HTTP port is bound before the registers
+start, and one state directory serves one ``kkt cloud serve`` at a time (a second exits 2
+naming the first one's PID).  ``passwd`` reads a password (twice from a
 terminal, or one line from a pipe) and prints its hash for a config file's ``[[users]]``.
 
 ``kkt.cloud`` needs the ``cloud`` extra (fastapi, uvicorn): it is imported here only when a
@@ -135,7 +138,8 @@ def _passwd(out: TextIO) -> int:
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from kkt.cloud.config import ConfigError, demo_config, load_config, parse_listen
-    from kkt.cloud.service import CloudService
+    from kkt.cloud.emulated import EmulatedError
+    from kkt.cloud.service import CloudService, ServiceBusy
     from kkt.cloud.storage.sqlite import StorageError
 
     def say(line: str) -> None:
@@ -172,23 +176,52 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     with _stop_on_signals():
         try:
             service = CloudService(config, args.state)
-        except StorageError as error:
+        except (StorageError, ServiceBusy) as error:
             print(f"kkt cloud serve: {error}", file=sys.stderr)
             return EXIT_USAGE
         try:
-            service.start()
+            # bound before the registers start: a port in use stops here, nothing fiscalized
+            listener = service.listen(config.server.host, config.server.port)
+        except OSError as error:
+            service.stop()
+            where = f"{config.server.host}:{config.server.port}"
+            print(f"kkt cloud serve: cannot listen on {where}: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            service.start(announce=say)
             say(_registers_line(config))
             if config.demo:
-                say("demo login: demo password: demo group: demo")
-            service.serve_http(config.server.host, config.server.port, announce=say)
+                say(f"demo login: demo password: demo group: demo inn: {_demo_inn(config)}")
+            say(f"listening {listener.url}")
+            listener.serve()
         except KeyboardInterrupt:
             pass  # SIGINT/SIGTERM: stop below, cleanly
-        except OSError as error:
-            print(f"kkt cloud serve: cannot listen on {args.http}: {error}", file=sys.stderr)
+        except EmulatedError as error:
+            print(f"kkt cloud serve: {_one_line(str(error))}", file=sys.stderr)
             return EXIT_USAGE
         finally:
+            listener.close()
             service.stop()
     return EXIT_OK
+
+
+def _demo_inn(config: CloudConfig) -> str:
+    """The INN the demo's emulated registers are registered with: requests must send it as
+    ``company.inn`` (the group's, else the emulator's test INN, which it then gets)."""
+    from kkt.emulator.state import TEST_INN
+
+    group = config.group(config.emulated.group) if config.emulated is not None else None
+    return group.inn if group is not None and group.inn else TEST_INN
+
+
+def _one_line(text: str) -> str:
+    """A child's traceback in an error's text reduced to its last line (what went wrong): the
+    user gets one line, not a stack."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return text.strip()
+    head = lines[0].removesuffix("Traceback (most recent call last):").strip()
+    return f"{head} {lines[-1]}" if head else lines[-1]
 
 
 def _registers_line(config: CloudConfig) -> str:

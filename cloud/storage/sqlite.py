@@ -366,6 +366,11 @@ class SqliteStorage:
         rows = self._read("SELECT body FROM cloud_requests WHERE uuid = ?", (uuid,))
         return dict(jsontext.loads(rows[0][0])) if rows else None
 
+    def idempotency_key(self, uuid: str) -> str | None:
+        """The Idempotency-Key the request came with (None: none, or an unknown uuid)."""
+        rows = self._read("SELECT idempotency_key FROM cloud_requests WHERE uuid = ?", (uuid,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def claim(self, register: str, group: str) -> Job | None:
         with self._write() as db:
             cursor = db.execute(

@@ -149,6 +149,35 @@ def test_overload_answers_429_with_retry_after(cloud_server: Start) -> None:
     assert server.service.storage.find("demo", "e1") is None  # nothing stored
 
 
+def test_overload_never_refuses_a_retry_of_an_accepted_request(cloud_server: Start) -> None:
+    server = cloud_server(max_queue=1)
+    token = server.token()
+    first = server.post("sell", sell_body("e1"), token=token)
+    assert first.status_code == 200, first.text
+    uuid = first.json()["uuid"]
+    # the queue is full now: a retry still gets its uuid, a changed body its conflict
+    again = server.post("sell", sell_body("e1", timestamp="02.02.2019 10:00:00"), token=token)
+    assert again.status_code == 200 and again.json()["uuid"] == uuid
+    keyed = server.post("sell", sell_body("e1"), token=token, headers={"Idempotency-Key": "k1"})
+    assert keyed.status_code == 200 and keyed.json()["uuid"] == uuid
+    body = sell_body("e1")
+    body["receipt"]["client"] = {"email": "other@kkt.ru"}
+    changed = server.post("sell", body, token=token)
+    assert (changed.status_code, error_code(changed)) == (409, 33)
+    new = server.post("sell", sell_body("e2"), token=token)
+    assert new.status_code == 429
+
+
+def test_overload_is_counted_per_group(cloud_server: Start) -> None:
+    server = cloud_server(config=two_shops(), max_queue=1)
+    one, two = server.token("one", "secret"), server.token("two", "secret")
+    assert server.post("sell", sell_body("e1"), token=one, group="shop1").status_code == 200
+    assert server.post("sell", sell_body("e2"), token=one, group="shop1").status_code == 429
+    # shop1's backlog does not refuse shop2
+    other = server.post("sell", sell_body("e1"), token=two, group="shop2")
+    assert other.status_code == 200, other.text
+
+
 @pytest.mark.parametrize("api", [4, 5])
 def test_strict_duplicates(cloud_server: Start, api: int) -> None:
     server = cloud_server()
@@ -180,6 +209,43 @@ def test_atol_duplicates_always_answer_33(cloud_server: Start) -> None:
         assert answer.json()["uuid"] == uuid
 
 
+def test_atol_duplicates_answer_a_retry_with_the_same_idempotency_key(
+    cloud_server: Start,
+) -> None:
+    server = cloud_server(duplicates="atol")
+    token = server.token()
+    key = {"Idempotency-Key": "order-17"}
+    first = server.post("sell", sell_body("e1"), token=token, headers=key)
+    assert first.status_code == 200, first.text
+    uuid = first.json()["uuid"]
+    # our header, our rules: the same key and body is a retry
+    same = server.post("sell", sell_body("e1"), token=token, headers=key)
+    assert same.status_code == 200 and same.json()["uuid"] == uuid
+    assert same.json()["error"] is None
+    # the rest as ATOL: code 33, HTTP 400, the first uuid
+    for body, headers in (
+        (sell_body("e1"), {}),  # no key: ATOL's external_id rule
+        (sell_body("e1"), {"Idempotency-Key": "order-18"}),  # another key, same external_id
+        (sell_body("e2"), key),  # the same key, another request
+    ):
+        answer = server.post("sell", body, token=token, headers=headers)
+        assert (answer.status_code, error_code(answer)) == (400, 33), (headers, answer.text)
+        assert answer.json()["uuid"] == uuid
+
+
+def test_a_refund_reusing_the_sales_external_id_and_body_is_a_conflict(
+    cloud_server: Start,
+) -> None:
+    server = cloud_server()
+    token = server.token()
+    sale = server.post("sell", sell_body("order-5"), token=token)
+    assert sale.status_code == 200, sale.text
+    refund = server.post("sell_refund", sell_body("order-5"), token=token)
+    assert (refund.status_code, error_code(refund)) == (409, 33)
+    assert refund.json()["uuid"] == sale.json()["uuid"]
+    assert server.service.storage.counts()["wait"] == 1
+
+
 def test_idempotency_key(cloud_server: Start) -> None:
     server = cloud_server()
     token = server.token()
@@ -209,6 +275,8 @@ def test_report_and_receipt_of_a_done_request(cloud_server: Start) -> None:
     text = server.client.get(f"{base}/receipt.txt", headers={"Token": token})
     assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
     assert "9999078900001234" in text.text
+    # the print form names the register's owner: the user's INN and the register's RNM
+    assert "1234567891" in text.text and RESULT["rnm"] in text.text
     svg = server.client.get(f"{base}/receipt.svg", headers={"Token": token})
     assert svg.status_code == 200 and svg.text.lstrip().startswith("<")
     html = server.client.get(f"{base}/receipt.html", params={"token": token})

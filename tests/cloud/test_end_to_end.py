@@ -72,6 +72,9 @@ def test_a_sell_is_fiscalized_reported_drawn_and_called_back(cloud_server: Start
         text = server.client.get(f"{url}/receipt.txt", headers={"Token": token})
         assert text.status_code == 200 and view.result["fn_number"] in text.text
         assert "колбаса Клинский" in text.text  # the whole receipt, items included
+        # the register's owner as its print form names it: the INN and the register's RNM
+        assert body["receipt"]["company"]["inn"] in text.text
+        assert view.result["rnm"] and view.result["rnm"] in text.text
         v5_report = server.settled(v5.json()["uuid"], token=token, api=5)
         assert v5_report["status"] == "done", v5_report
         # two documents: on two registers, or two numbers of one FN

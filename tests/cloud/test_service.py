@@ -1,14 +1,20 @@
-"""CloudService: the parts it starts and stops, its state directory, the callback key."""
+"""CloudService: the parts it starts and stops, its state directory and its lock, the callback
+key, the wait for the emulated registers' state after a crash."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import stat
+import threading
 from pathlib import Path
 
 import pytest
+from kkt.cloud import service as service_module
 from kkt.cloud.config import demo_config
 from kkt.cloud.model import RegisterView
-from kkt.cloud.service import CloudService
+from kkt.cloud.service import CloudService, ServiceBusy
+from kkt.emulator.state import StateLock
 
 
 class StandInPool:
@@ -60,3 +66,82 @@ def test_state_directory_is_private_and_the_callback_key_persists(tmp_path: Path
     second = CloudService(demo_config(0), state)
     assert second.callback_secret() == key and len(key) == 64
     second.stop()
+
+
+def test_a_second_service_on_the_same_state_is_refused_before_it_starts_anything(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    first = CloudService(demo_config(0), state, pool=StandInPool())
+    second_pool = StandInPool()
+    try:
+        first.start()
+        with pytest.raises(ServiceBusy) as refused:
+            CloudService(demo_config(0), state, pool=second_pool)
+        assert f"another kkt cloud serve (pid {os.getpid()}) uses {state}" in str(refused.value)
+        assert "use another --state" in str(refused.value)
+        assert second_pool.calls == []  # its workers never ran
+    finally:
+        first.stop()
+    third = CloudService(demo_config(0), state)  # the lock goes with the service
+    third.stop()
+
+
+@pytest.mark.parametrize("torn", ["", "\n", "abc123"])
+def test_a_torn_or_short_callback_key_is_replaced(tmp_path: Path, torn: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "callback.key").write_text(torn)
+    service = CloudService(demo_config(0), state)
+    try:
+        key = service.callback_secret()
+        assert len(key) == 64 and service.callback_secret() == key
+        assert (state / "callback.key").read_text().strip().encode() == key
+        assert stat.S_IMODE((state / "callback.key").stat().st_mode) == 0o600
+        assert [p.name for p in state.iterdir() if p.name.startswith(".")] == []  # no temp left
+    finally:
+        service.stop()
+
+
+def test_a_callback_key_made_by_another_at_the_same_moment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    service = CloudService(demo_config(0), state)
+    theirs = "f" * 64
+    token_hex = secrets.token_hex
+
+    def racing(size: int) -> str:  # another maker writes its key between our read and write
+        if not (state / "callback.key").exists():
+            (state / "callback.key").write_text(theirs + "\n")
+        return token_hex(size)
+
+    monkeypatch.setattr(service_module.secrets, "token_hex", racing)
+    try:
+        assert service.callback_secret() == theirs.encode()
+    finally:
+        service.stop()
+
+
+def test_start_waits_for_the_emulated_registers_state_a_crashed_run_still_holds(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    register = state / "emulated" / "00"
+    register.mkdir(parents=True)
+    held = StateLock.acquire(register, command="a crashed run's emulator child")
+    # the orphan child lets go a moment later (it reads its pipe's end of file, then closes)
+    letting_go = threading.Timer(0.5, held.release)
+    said: list[str] = []
+    service = CloudService(demo_config(1), state)
+    try:
+        letting_go.start()
+        service.start(announce=said.append)
+        assert [view.name for view in service.pool.views()] == ["emulated-00"]
+    finally:
+        service.stop()
+        letting_go.cancel()
+        letting_go.join()
+        held.release()
+    assert len(said) == 1 and "waiting up to 10 s" in said[0]
+    assert f"process {os.getpid()}" in said[0]
