@@ -23,18 +23,9 @@ from typing import cast
 
 from kkt.protocols.ffd import DocumentType, TlvList, Value
 
-from .receipt import Item, Receipt, Vat
+from .receipt import VAT_CODES, Item, Receipt, Vat
 from .results import FiscalResult, Registration
 
-# Tag 1199: the FN's codes of the VAT rates (FFD Table 8).
-VAT_CODES = {
-    Vat.VAT20: 1,
-    Vat.VAT10: 2,
-    Vat.VAT120: 3,
-    Vat.VAT110: 4,
-    Vat.VAT0: 5,
-    Vat.NONE: 6,
-}
 # The part of an amount that is VAT, for the rates that have one: rate / (100 + rate).
 _VAT_SHARE = {
     Vat.VAT20: Decimal(20) / Decimal(120),

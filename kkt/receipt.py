@@ -31,6 +31,18 @@ class Vat(enum.Enum):
     VAT110 = "vat110"  # 10/110
 
 
+# Tag 1199: the FN's codes of the VAT rates (FFD Table 8), one table for every layer that writes
+# the tag (ATOL's EBh tax byte, a receipt's composed print form).
+VAT_CODES = {
+    Vat.VAT20: 1,
+    Vat.VAT10: 2,
+    Vat.VAT120: 3,
+    Vat.VAT110: 4,
+    Vat.VAT0: 5,
+    Vat.NONE: 6,
+}
+
+
 class Operation(enum.IntEnum):
     """Tag 1054."""
 

@@ -38,7 +38,7 @@ from ..errors import (
     OutcomeUnknown,
     TransportError,
 )
-from ..receipt import Operation, Receipt, Vat
+from ..receipt import VAT_CODES, Operation, Receipt
 from ..transport.session import Commander
 from .base import OFD_BLOCKED, Device, registration_mismatch
 
@@ -51,14 +51,7 @@ ACCESS_PASSWORD = 0  # the 2-byte password every command carries; devices ship w
 # 10/110, 5 VAT 0 %, 6 no VAT), as the one public encoder of this command writes them (Zzzzipper,
 # FiscalStorage.h convertTaxRate2FN105).  libfptr10's API numbers (7 = VAT 20) are not wire codes:
 # in tag 1199, 7 and 8 are VAT 5 % and 7 %.
-TAX_TYPES = {
-    Vat.VAT20: 1,
-    Vat.VAT10: 2,
-    Vat.VAT120: 3,
-    Vat.VAT110: 4,
-    Vat.VAT0: 5,
-    Vat.NONE: 6,
-}
+TAX_TYPES = VAT_CODES
 RECEIPT_TYPES = {
     Operation.SELL: ReceiptType.SELL,
     Operation.SELL_RETURN: ReceiptType.SELL_RETURN,

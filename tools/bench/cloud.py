@@ -26,7 +26,6 @@ import hmac
 import http.client
 import importlib.util
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from kkt.protocols.ffd import DocumentType
 import kkt
 
 from . import Bench, Figure, case, percentile
+from .served import end_process
 
 START_SECONDS = 90.0  # the service must listen within this (four emulated registers start first)
 TARGET_RATE = 100.0  # issue 18: receipts per second, HTTP in, done out
@@ -144,16 +144,8 @@ class CloudServer:
 
     def _end(self, how: signal.Signals) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, how)
-        try:
-            process.wait(20 if how == signal.SIGTERM else 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            end_process(process, how, patience=20)
 
     def callback_key(self) -> bytes | None:
         """The HMAC key the service signs callbacks with, kept in its state (None: not made)."""

@@ -25,6 +25,19 @@ class EarlyExit(AssertionError):
     """The emulator process ended before it listened."""
 
 
+def end_process(process: subprocess.Popen[bytes], how: signal.Signals, *, patience: float) -> None:
+    """Send ``how`` (SIGTERM: a clean stop, SIGKILL: ``kill -9``) and wait for the child: up to
+    ``patience`` seconds after SIGTERM, then SIGKILL; nothing of it outlives this call."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, how)
+    try:
+        process.wait(patience if how == signal.SIGTERM else 30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmulatorServer:
     """``kkt emulator serve`` as a child process that can be killed and started again.
 
@@ -120,18 +133,10 @@ class EmulatorServer:
 
     def _end(self, how: signal.Signals) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, how)
-        try:
-            process.wait(10 if how == signal.SIGTERM else 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        if process is not None:
+            end_process(process, how, patience=10)
+            if process.stdout is not None:
+                process.stdout.close()
 
     def _tail(self) -> str:
         try:
