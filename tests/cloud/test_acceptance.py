@@ -345,6 +345,7 @@ def values(figures: Iterator[Figure]) -> dict[str, float]:
     return {figure.case: figure.value for figure in figures}
 
 
+@pytest.mark.timeout(900 if FULL else 120)  # full: 30 kills, each a restart of the service
 def test_the_crash_soak_keeps_every_receipt_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
