@@ -185,7 +185,7 @@ class ApiError(Exception):
         """33 with the FIRST document's uuid (status "wait": poll that uuid).  ATOL answers HTTP
         400; the service's strict mode answers 409 for a different body with the same id.
         ``key``: the request's Idempotency-Key (the first document may have matched on it)."""
-        same = "" if http_status == 400 else " with a different body"
+        same = "" if http_status == 400 else " for another operation or body"
         named = f"external_id {external_id!r}"
         if key is not None:
             named += f" or Idempotency-Key {key!r}"
