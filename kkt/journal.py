@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import KktError
 
@@ -36,6 +36,35 @@ class Entry:
     fn: str  # the FN the receipt began in ('' in journals written before this column)
     fingerprint: str  # `Receipt.fingerprint()` ('' in older journals: match by total alone)
     payments: str = ""  # "cash=70000,electronic=0,..." ('' in older journals)
+
+
+class JournalStore(Protocol):
+    """What a register needs of its journal (`Register.journal`): `Journal` (one SQLite file) is
+    one; the cloud service keeps another in PostgreSQL.  Every write is durable when it returns:
+    ``begin`` above all, since it is made before the receipt can become fiscal."""
+
+    def get(self, key: str) -> Entry | None: ...
+
+    def begin(
+        self,
+        key: str,
+        before: int,
+        operation: int,
+        total: int,
+        fn: str = "",
+        fingerprint: str = "",
+        payments: str = "",
+    ) -> None: ...
+
+    def done(self, key: str, result: dict[str, Any]) -> None: ...
+
+    def claimed(self, after: int, fn: str = "") -> set[int]: ...
+
+    def next_begun(self, after: int, fn: str) -> int | None: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Journal:

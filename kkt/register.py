@@ -45,7 +45,7 @@ from .errors import (
     PaperOut,
     ReceiptRejected,
 )
-from .journal import Entry, Journal
+from .journal import Entry, JournalStore
 from .ofd import OfdExchangeResult, OfdStatus
 from .receipt import Operation, Receipt
 from .results import FiscalResult, Formed, Registration, ShiftInfo
@@ -238,7 +238,7 @@ class Register:
     `kkt.vendors.atol.AtolDevice`).
     """
 
-    def __init__(self, device: Device, *, journal: Journal | None = None) -> None:
+    def __init__(self, device: Device, *, journal: JournalStore | None = None) -> None:
         self._lock = threading.RLock()  # the one lock of a command: device and link take none
         self.device = device
         self.journal = journal

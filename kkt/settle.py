@@ -20,7 +20,7 @@ from kkt.protocols.errors import ProtocolError
 from kkt.protocols.ffd import DocumentType, QrData, find, qr_string
 
 from .errors import BadAnswer, DeviceError, KktError, NotFiscalized, OutcomeUnknown, TransportError
-from .journal import Entry, Journal
+from .journal import Entry, JournalStore
 from .receipt import Operation, Receipt, fingerprint_of
 from .results import DocumentInfo, FiscalResult, Formed
 from .vendors.base import Device
@@ -175,7 +175,7 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
     )
 
 
-def settle_pending(device: Device, journal: Journal, entry: Entry) -> FiscalResult | None:
+def settle_pending(device: Device, journal: JournalStore, entry: Entry) -> FiscalResult | None:
     """A key left pending by a crash or an unknown outcome: the FN it began in decides.
 
     Documents other keys already own are not candidates, whatever their total.  Any doubt

@@ -13,6 +13,17 @@ report (the ATOL report JSON: the storage is given a ``callback_body(view) -> by
 the service, which uses ``kkt.cloud.atol.report_json``).  So a callback always carries what
 ``GET report`` would answer at that moment (the OFD state included), and storage stays free of
 the ATOL layer.
+
+Several instances (PostgreSQL only) share one database; each register is driven by one instance at
+a time, the holder of its *lease* (`take_lease`; see `kkt.cloud.storage.postgres` for why lease
+rows and not advisory locks).  SQLite serves one instance per state directory (its flock), so its
+leases are always granted.
+
+Errors: `StorageError` names a state change the request's state does not allow (a bug in the
+caller) or a store that cannot be opened; `StorageUnavailable` (a `StorageError`) says the database
+cannot be reached *now* -- back off and retry, nothing is lost; `LeaseLost` (a `KktError`, raised
+inside the driver) says this instance no longer holds a register's lease -- nothing was sent to the
+register, stop driving it.
 """
 
 from __future__ import annotations
@@ -23,6 +34,46 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from kkt.cloud.model import Job, Order, RegisterView, ReportView
+
+from kkt.errors import KktError
+from kkt.journal import JournalStore
+
+
+class StorageError(Exception):
+    """A state change the request's state does not allow (a bug in the caller, named), or a store
+    that cannot be opened."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached now (connection refused or lost, server restarting): retry
+    later -- nothing was changed by the call that raised it, or it was committed whole."""
+
+
+class LeaseLost(KktError):
+    """This instance does not hold the register's lease (any more): the command was NOT sent.
+    Another instance may be driving the register now; stop, and settle nothing on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """One service instance sharing the storage (`Storage.instances`)."""
+
+    id: str  # f"{hostname}:{pid}:{random hex 6}"
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime  # its last heartbeat (database clock)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """Who drives a register (`Storage.leases`): held while ``expires_at`` (database clock) is in
+    the future; ``epoch`` grows by one each time the lease passes to another instance."""
+
+    register: str
+    instance: str
+    expires_at: datetime
+    epoch: int
 
 
 class Accepted(NamedTuple):
@@ -50,6 +101,8 @@ class Callback:
 
 
 class Storage(Protocol):
+    instance: str  # this process's id in the storage: f"{hostname}:{pid}:{random hex 6}"
+
     def accept(self, order: Order, *, idempotency_key: str | None) -> Accepted:
         """Durable (committed) before it returns; unique (group, external_id) and (group, key)."""
         ...
@@ -135,7 +188,38 @@ class Storage(Protocol):
         ...
 
     def journal_path(self) -> str:
-        """The driver's journal (kkt.connect(journal=...)): SQLite keeps it in the same file."""
+        """The driver's journal file (kkt.connect(journal=...)): SQLite keeps it in the same file.
+        PostgreSQL has no file and raises `StorageError`: use `journal`."""
+        ...
+
+    def journal(self, register: str) -> JournalStore:
+        """The driver's journal for ``register`` (``register.journal = ...``), fenced by its lease
+        on PostgreSQL: its ``begin`` raises `LeaseLost` once this instance lost the lease."""
+        ...
+
+    # -- instances and register leases ----------------------------------------------------------
+
+    def take_lease(self, register: str, ttl: float) -> bool:
+        """Take the register's lease, or renew it when this instance holds it.  True: held until
+        now()+ttl (database clock).  False: another instance holds an unexpired lease.  Taking a
+        lease from another (expired) instance increments epoch."""
+        ...
+
+    def drop_lease(self, register: str) -> None:
+        """Give the lease up (clean shutdown, register removed): another may take it at once."""
+        ...
+
+    def heartbeat(self) -> None:
+        """This instance's seen_at = now() (database clock)."""
+        ...
+
+    def instances(self) -> list[InstanceView]: ...
+
+    def leases(self) -> list[LeaseView]: ...
+
+    def callback_secret(self) -> bytes | None:
+        """PostgreSQL: the HMAC secret every instance signs callbacks with (32 random bytes,
+        created once); SQLite: None (the service keeps its key file)."""
         ...
 
     def wait_for_work(self, timeout: float) -> None:

@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import socket
 import sqlite3
 import threading
 import uuid as uuids
@@ -46,7 +48,9 @@ from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from kkt.errors import KktError
 from kkt.journal import Journal
 
-from .base import Accepted, Callback
+from .base import Accepted, Callback, InstanceView, LeaseView, StorageError
+
+__all__ = ["MIGRATIONS", "SqliteStorage", "StorageError"]  # StorageError: its old home
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +132,6 @@ QUEUE_DEPTH_SQL = (
     "SELECT COUNT(*) FROM cloud_requests INDEXED BY cloud_requests_waiting "
     "WHERE state IN ('queued', 'assigned')"
 )
-
-
-class StorageError(Exception):
-    """A state change the request's state does not allow (a bug in the caller, named)."""
 
 
 def _epoch(moment: datetime) -> float:
@@ -219,6 +219,9 @@ class SqliteStorage:
     ) -> None:
         self._path = Path(path)
         self._callback_body = callback_body or _minimal_body
+        self._host = socket.gethostname()
+        self.instance = f"{self._host}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._started_at = datetime.now(UTC)
         try:
             _make_private_file(self._path)
             self._db = sqlite3.connect(
@@ -662,13 +665,37 @@ class SqliteStorage:
     def journal_path(self) -> str:
         return str(self._path)
 
-    def journal(self) -> Journal:
+    def journal(self, register: str = "") -> Journal:
         """A driver's journal on `journal_path` whose writes queue on this storage's write lock
-        (for a register worker: ``kkt.connect(url)`` then ``register.journal = ...``)."""
+        (for a register worker: ``kkt.connect(url)`` then ``register.journal = ...``).  One file
+        serves every register (``register`` is not needed: keys are bound to their FN)."""
         try:
             return _SharedLockJournal(self._path, self._lock)
         except KktError as error:
             raise StorageError(f"{error}") from None
+
+    # -- instances and leases: one instance per state directory ---------------------------------
+
+    def take_lease(self, register: str, ttl: float) -> bool:
+        """Always True: the state directory's lock (the service's flock) already lets one
+        instance at a time use this file, so every register is this instance's."""
+        return True
+
+    def drop_lease(self, register: str) -> None:
+        return None
+
+    def heartbeat(self) -> None:
+        return None
+
+    def instances(self) -> list[InstanceView]:
+        now = datetime.now(UTC)
+        return [InstanceView(self.instance, self._host, os.getpid(), self._started_at, now)]
+
+    def leases(self) -> list[LeaseView]:
+        return []  # nothing is leased: see take_lease
+
+    def callback_secret(self) -> bytes | None:
+        return None  # the service keeps its key file beside this one
 
     def wait_for_work(self, timeout: float) -> None:
         """Returns at once when accept/release happened since this thread's last wait (so work
