@@ -117,6 +117,14 @@ class PostgresStorage:
             # libpq's own timeout counts whole seconds, at least 2
             "connect_timeout": max(2, int(connect_timeout + 0.999)),
             "application_name": f"kkt-cloud {self.instance}"[:63],
+            # Over TCP (ignored on a unix socket): a server that vanished without closing the
+            # connection (a network cut, a dead machine) is noticed in seconds, not after the
+            # kernel's quarter of an hour of retransmissions -- a query does not hang that long.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 15_000,  # ms: unacknowledged data gives up after this
         }
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
