@@ -97,7 +97,8 @@ class PostgresStorage:
     """The `Storage` protocol over a PostgreSQL database (``dsn``: a libpq URL or key=value).
 
     Opening connects (up to ``connect_timeout`` seconds: `StorageUnavailable` otherwise),
-    applies the missing migrations (one instance at a time) and registers this instance."""
+    applies the missing migrations (one instance at a time) and registers this instance in
+    ``cloud_instances`` -- unless ``join`` is False (``kkt cloud status`` only looks)."""
 
     def __init__(
         self,
@@ -106,6 +107,7 @@ class PostgresStorage:
         callback_body: Callable[[ReportView], bytes] | None = None,
         connect_timeout: float = 5.0,
         pool_size: int = POOL_SIZE,
+        join: bool = True,
     ) -> None:
         self._dsn = dsn
         self._where = _describe(dsn)
@@ -165,7 +167,8 @@ class PostgresStorage:
                         f"newer than this kktkit knows ({len(pg_schema.MIGRATIONS)}): upgrade "
                         "kktkit on this machine"
                     ) from None
-            self.heartbeat()
+            if join:
+                self.heartbeat()
         except BaseException:
             self._pool.close()
             raise
@@ -750,7 +753,7 @@ class PostgresStorage:
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.join()
-        with contextlib.suppress(StorageError):
+        with contextlib.suppress(StorageError):  # a server that is down forgets it in a day
             self._run("DELETE FROM cloud_instances WHERE id = %s", (self.instance,))
         self._closed = True
         self._pool.close()
