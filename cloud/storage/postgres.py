@@ -41,8 +41,13 @@ the holder know *locally* when to stop, well before anyone else may take over:
 
 Connection errors (server down, restarting, unreachable, the pool's wait timing out) raise
 `StorageUnavailable`: the message names the host and database (never the password) and says the
-caller should retry.  The pool (psycopg_pool) replaces broken connections by itself: every
-connection is checked as it is handed out, so the first call after the server is back works.
+caller should retry (nothing half done: each write is one transaction).  The pool
+(psycopg_pool) replaces broken connections by itself -- every connection is checked as it is
+handed out -- so calls work again as soon as the server is back (after a long outage, within
+about ``2 x connect_timeout``: the pool's retries back off, see ``reconnect_timeout``).
+
+(An advisory lock does serve one purpose here: migrations, `kkt.cloud.storage.pg_schema`, where
+the lock only has to last one transaction.)
 """
 
 from __future__ import annotations
