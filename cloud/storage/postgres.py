@@ -363,7 +363,10 @@ class PostgresStorage:
             # with both results, since two different documents would be a double sale.
             first = jsontext.loads(row[2]) if row[2] is not None else None
             same = _document(first) == _document(result)
-            log.error(
+            # The same document again is most likely a retry after the database's answer to
+            # the first was lost (the connection dropped during its commit): said, not alarmed.
+            log.log(
+                logging.WARNING if same else logging.ERROR,
                 "request %s on %s completed twice (%s): the first result stands (%s), "
                 "the second is dropped (%s)%s",
                 uuid,
@@ -394,8 +397,12 @@ class PostgresStorage:
             if changed is not None and changed[0]:
                 return
             row = connection.execute(
-                "SELECT state FROM cloud_requests WHERE uuid = %s", (uuid,)
+                "SELECT state, error FROM cloud_requests WHERE uuid = %s", (uuid,)
             ).fetchone()
+        if row is not None and row[0] == "fail" and row[1] == jsontext.dumps(error):
+            # A retry after the database's answer to the first was lost: already done.
+            log.warning("request %s failed twice with the same error: once is kept", uuid)
+            return
         state = "unknown" if row is None else row[0]
         raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
 
