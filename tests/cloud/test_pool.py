@@ -33,6 +33,7 @@ from kkt.cloud.pool import (
     atol_work,
     conversion_error,
 )
+from kkt.cloud.storage.base import InstanceView, LeaseView, StorageUnavailable
 from kkt.emulator.state import TEST_INN
 from kkt.protocols.ffd import FnWarning
 from support.cloud_fakes import FakeStorage
@@ -63,9 +64,64 @@ def simple_work(job: Job) -> Work:
     return Work(job.body["inn"], run)
 
 
+class LeasedStorage(FakeStorage):
+    """The fake storage with leases: granted while ``granting`` is set (clear it: every renew is
+    refused, as when another instance took the registers), ``down`` makes every call of the
+    worker's loop raise `StorageUnavailable` (a database outage)."""
+
+    instance = "test:1:abcdef"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.granting = threading.Event()
+        self.granting.set()
+        self.down = threading.Event()
+        self.takes: list[str] = []
+        self.dropped: list[str] = []
+
+    def _check(self) -> None:
+        if self.down.is_set():
+            raise StorageUnavailable("the test's database is down")
+
+    def take_lease(self, register: str, ttl: float) -> bool:
+        self._check()
+        self.takes.append(register)
+        return self.granting.is_set()
+
+    def drop_lease(self, register: str) -> None:
+        self.dropped.append(register)
+
+    def heartbeat(self) -> None:
+        self._check()
+
+    def instances(self) -> list[InstanceView]:
+        return []
+
+    def leases(self) -> list[LeaseView]:
+        return []
+
+    def journal(self, register: str = "") -> Journal:
+        return Journal(self.journal_path())
+
+    def callback_secret(self) -> bytes | None:
+        return None
+
+    def claim(self, register: str, group: str) -> Job | None:
+        self._check()
+        return super().claim(register, group)
+
+    def assigned(self, register: str) -> list[Job]:
+        self._check()
+        return super().assigned(register)
+
+    def wait_for_work(self, timeout: float) -> None:
+        self._check()
+        super().wait_for_work(timeout)
+
+
 @pytest.fixture
-def storage(tmp_path: Path) -> FakeStorage:
-    return FakeStorage(tmp_path)
+def storage(tmp_path: Path) -> LeasedStorage:
+    return LeasedStorage(tmp_path)
 
 
 @pytest.fixture
