@@ -621,7 +621,7 @@ def test_atol_work_converts_a_stored_body_and_names_what_is_wrong_with_a_bad_one
     assert refused.value.error["code"] != 0 and "total" in refused.value.error["text"]
 
 
-# -- leases -----------------------------------------------------------------------------------------
+# -- leases ----------------------------------------------------------------------------------------
 
 
 class ManualKeeper(LeaseKeeper):
