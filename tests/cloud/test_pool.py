@@ -39,6 +39,7 @@ from kkt.cloud.storage.base import InstanceView, LeaseView, Storage, StorageUnav
 from kkt.emulator.state import TEST_INN
 from kkt.protocols.ffd import FnWarning
 from support.cloud_fakes import FakeStorage
+from support.postgres import PostgresCluster
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
@@ -771,9 +772,17 @@ def pg_accept(storage: Storage, price: int) -> str:
 
 
 def wait_ended(storage: Storage, *uuids: str, bound: float = 120.0) -> None:
-    """Until every request ended (a bound on a hang, not a measure of speed)."""
+    """Until every request ended (a bound on a hang, not a measure of speed); the database
+    coming back after a restart is waited for too."""
     give_up = time.monotonic() + bound
-    while not all(getattr(storage.report(u), "status", "") in ("done", "fail") for u in uuids):
+
+    def ended() -> bool:
+        try:
+            return all(getattr(storage.report(u), "status", "") in ("done", "fail") for u in uuids)
+        except StorageUnavailable:
+            return False
+
+    while not ended():
         assert time.monotonic() < give_up, f"not ended in {bound:.0f} s: {uuids}"
         time.sleep(0.05)
 
@@ -837,3 +846,38 @@ def test_on_postgresql_a_lease_lost_mid_sale_is_settled_once_by_its_next_holder(
     report = second.report(uuid)
     assert report is not None and report.status == "done" and report.result is not None
     assert shift_receipts(spec) == 1
+
+
+def test_on_postgresql_a_database_restart_fails_nothing_and_sells_each_once(
+    postgres_cluster: PostgresCluster, postgres_dsn: str, emulated: EmulatedPool
+) -> None:
+    """PostgreSQL stops while requests wait (some perhaps mid-sale): the worker loses its lease
+    (it cannot renew), stops driving the register, and once the database is back takes the lease
+    again, settles and sells the rest -- every request done, none failed, one receipt each."""
+    from kkt.cloud.storage.postgres import PostgresStorage
+
+    (spec,) = emulated.specs("demo")
+    storage = PostgresStorage(postgres_dsn)
+    try:
+        with RegisterPool(storage, [spec], work_of=simple_work, lease_ttl=2.0, **FAST) as pool:
+            warm_up = pg_accept(storage, 100)
+            wait_ended(storage, warm_up)
+            uuids = [pg_accept(storage, 200 + index) for index in range(6)]
+            postgres_cluster.stop()
+            try:
+                give_up = time.monotonic() + 60
+                while "waiting for its lease" not in pool.views()[0].detail:
+                    assert time.monotonic() < give_up, pool.views()[0]
+                    time.sleep(0.05)
+            finally:
+                postgres_cluster.start()
+            wait_ended(storage, *uuids)
+        reports = [storage.report(uuid) for uuid in (warm_up, *uuids)]
+    finally:
+        storage.close()
+    assert all(r is not None and r.status == "done" for r in reports), reports
+    documents = {
+        (r.result["fn_number"], r.result["document_number"]) for r in reports if r and r.result
+    }
+    assert len(documents) == len(reports)
+    assert shift_receipts(spec) == len(reports)
