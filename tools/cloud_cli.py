@@ -280,8 +280,12 @@ def status_of(storage: Storage, now: dt.datetime | None = None) -> dict[str, Any
     """What ``kkt cloud status`` shows, JSON-ready: ``instances`` (each with ``seen_ago_s``),
     ``registers`` (each with its ``lease``: holder, expiry, epoch, or None), ``queue`` (waiting
     requests by group, and in all) and ``counts`` (requests by ATOL status).  Times are the
-    database's; ages and expiries are counted from this machine's clock."""
-    now = now or dt.datetime.now(dt.UTC)
+    database's, and so is ``now`` when the storage tells it (``database_now``), else this
+    machine's clock.  The storage's own instance (this command's) is not listed."""
+    if now is None:
+        database_now = getattr(storage, "database_now", None)
+        now = database_now() if callable(database_now) else dt.datetime.now(dt.UTC)
+    assert now is not None
     leases = {lease.register: lease for lease in storage.leases()}
     views = {view.name: view for view in storage.registers()}
     instances = [
@@ -294,6 +298,7 @@ def status_of(storage: Storage, now: dt.datetime | None = None) -> dict[str, Any
             "seen_ago_s": max(0.0, round((now - instance.seen_at).total_seconds(), 1)),
         }
         for instance in sorted(storage.instances(), key=lambda i: i.id)
+        if instance.id != storage.instance
     ]
     registers = []
     for name in sorted(set(views) | set(leases)):

@@ -235,6 +235,8 @@ def test_status_without_state_says_what_to_give(
 class SharedState:
     """What `status_of` reads of a storage several instances share."""
 
+    instance = "me:3:cccccc"  # the status command's own: not listed
+
     def __init__(self, now: dt.datetime) -> None:
         self.now = now
 
@@ -243,6 +245,7 @@ class SharedState:
         return [
             InstanceView("b:2:bbbbbb", "b", 2, started, self.now - dt.timedelta(seconds=30)),
             InstanceView("a:1:aaaaaa", "a", 1, started, self.now - dt.timedelta(seconds=1)),
+            InstanceView(self.instance, "me", 3, self.now, self.now),
         ]
 
     def leases(self) -> list[LeaseView]:
@@ -278,3 +281,34 @@ def test_status_lists_instances_leases_and_queue_depth(tmp_path: Path) -> None:
     assert "instances (2)" in table and "30 s ago" in table
     assert "in 8 s" in table and "expired 20 s ago" in table
     assert "requests: 7 wait, 100 done, 1 fail" in table
+
+
+def test_status_of_a_postgresql_database(
+    capsys: pytest.CaptureFixture[str], postgres_dsn: str
+) -> None:
+    from kkt.cloud.storage.postgres import PostgresStorage
+
+    serving = PostgresStorage(postgres_dsn)
+    try:
+        assert serving.take_lease("kkt-1", 30.0)
+        serving.save_register(_view("kkt-1"))
+        assert main(["cloud", "status", "--db", postgres_dsn, "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert main(["cloud", "status", "--db", postgres_dsn]) == 0
+        table = capsys.readouterr().out
+    finally:
+        serving.close()
+    assert [i["id"] for i in data["instances"]] == [serving.instance]  # not the command's own
+    (register,) = data["registers"]
+    assert register["name"] == "kkt-1" and register["lease"]["instance"] == serving.instance
+    assert 0 < register["lease"]["expires_in_s"] <= 30
+    assert serving.instance in table and "kkt-1" in table
+
+
+def test_status_of_an_unreachable_database_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["cloud", "status", "--db", "postgresql://kkt@127.0.0.1:9/none?connect_timeout=2"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("kkt cloud status: ") and "127.0.0.1" in err
