@@ -78,7 +78,7 @@ from .base import (
     StorageError,
     StorageUnavailable,
 )
-from .sqlite import WAITING, _document, _int_or_none, _minimal_body, _status
+from .sqlite import _document, _int_or_none, _minimal_body, _status
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,13 @@ class PostgresStorage:
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()
         self._stop = threading.Event()
+        self._listening = threading.Event()  # set while the LISTEN connection is up
         self._closed = False
         try:
             try:
                 self._pool.open(wait=True, timeout=connect_timeout)
             except psycopg_pool.PoolTimeout as error:
-                raise self._unavailable(error) from None
+                raise self._unavailable(self._why_not(error)) from None
             with self._connection() as connection:
                 try:
                     pg_schema.migrate(connection)
@@ -164,7 +165,11 @@ class PostgresStorage:
     # -- plumbing -------------------------------------------------------------------------------
 
     def _unavailable(self, error: BaseException) -> StorageUnavailable:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, psycopg_pool.PoolTimeout):
+            detail = f"no connection within {self._timeout:g} s"
+        else:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            detail = "; ".join(lines[:2]) or type(error).__name__
         password = conninfo_to_dict(self._dsn).get("password")
         if password:
             detail = detail.replace(str(password), "***")
@@ -172,6 +177,15 @@ class PostgresStorage:
             f"PostgreSQL at {self._where} cannot be reached now ({detail}): the service "
             "retries by itself; check that the server is running and reachable from here"
         )
+
+    def _why_not(self, timeout: psycopg_pool.PoolTimeout) -> BaseException:
+        """The pool says only that it had no connection in time; one connection tried here
+        says why (refused, no such database, a password refused ...) for the operator."""
+        try:
+            psycopg.connect(self._dsn, **self._connect_kwargs).close()
+        except psycopg.Error as error:
+            return error
+        return timeout
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -215,8 +229,34 @@ class PostgresStorage:
     # -- requests -------------------------------------------------------------------------------
 
     def accept(self, order: Order, *, idempotency_key: str | None) -> Accepted:
+        # Inserted first, looked up only when that changed nothing: a new request (the usual
+        # case) is one statement, its NOTIFY sent at its commit.  ON CONFLICT DO NOTHING waits
+        # for a concurrent insert of the same external_id or key to commit, so the lookup
+        # after it finds that row: it is what two instances given one request at once agree on.
+        new = str(uuids.uuid4())
         with self._connection() as connection:
-            for _ in range(3):  # a lost race (ON CONFLICT) finds the winner's row next time
+            inserted = connection.execute(
+                "WITH new AS ("
+                "  INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
+                "  idempotency_key, fingerprint, body, callback_url, inn, state) "
+                "  VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued') "
+                "  ON CONFLICT DO NOTHING RETURNING uuid, grp"
+                ") SELECT uuid, pg_notify(%s, grp)::text FROM new",
+                (
+                    new,
+                    order.api,
+                    order.group,
+                    order.operation,
+                    order.external_id,
+                    idempotency_key,
+                    order.fingerprint,
+                    jsontext.dumps(order.body),
+                    order.callback_url,
+                    order.inn,
+                    CHANNEL,
+                ),
+            ).fetchone()
+            if inserted is None:
                 # The Idempotency-Key's request first, then the external_id's (as SQLite).
                 known = connection.execute(
                     "SELECT uuid, fingerprint, state FROM cloud_requests "
@@ -224,39 +264,15 @@ class PostgresStorage:
                     "ORDER BY (idempotency_key = %(key)s) IS TRUE DESC LIMIT 1",
                     {"grp": order.group, "eid": order.external_id, "key": idempotency_key},
                 ).fetchone()
-                if known is not None:
-                    return Accepted(
-                        known[0], False, known[1] == order.fingerprint, _status(known[2])
-                    )
-                new = str(uuids.uuid4())
-                with connection.transaction():
-                    inserted = connection.execute(
-                        "INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
-                        "idempotency_key, fingerprint, body, callback_url, inn, state) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued') "
-                        "ON CONFLICT DO NOTHING RETURNING uuid",
-                        (
-                            new,
-                            order.api,
-                            order.group,
-                            order.operation,
-                            order.external_id,
-                            idempotency_key,
-                            order.fingerprint,
-                            jsontext.dumps(order.body),
-                            order.callback_url,
-                            order.inn,
-                        ),
-                    ).fetchone()
-                    if inserted is not None:
-                        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, order.group))
-                if inserted is not None:
-                    self._notify()
-                    return Accepted(new, True, True, "wait")
-        raise StorageError(
-            f"could not accept {order.external_id} of {order.group}: its row kept changing "
-            "(three tries); send it again"
-        )
+        if inserted is not None:
+            self._notify()
+            return Accepted(new, True, True, "wait")
+        if known is None:  # requests are never deleted: a conflict leaves its row
+            raise StorageError(
+                f"could not accept {order.external_id} of {order.group}: it conflicts with a "
+                "request that cannot be found; send it again"
+            )
+        return Accepted(known[0], False, known[1] == order.fingerprint, _status(known[2]))
 
     def report(self, uuid: str) -> ReportView | None:
         row = self._one(f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE uuid = %s", (uuid,))
@@ -303,71 +319,78 @@ class PostgresStorage:
         return [_job(row) for row in rows]
 
     def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
-        with self._connection() as connection, connection.transaction():
-            row = connection.execute(
-                "SELECT state, register, callback_url, result FROM cloud_requests "
-                "WHERE uuid = %s FOR UPDATE",
-                (uuid,),
-            ).fetchone()
-            if row is not None and row[0] == "done" and row[1] == register:
-                # Settled twice: the first result stands (see SqliteStorage.complete) -- said
-                # loudly, with both results, since two different documents would be a double sale.
-                first = jsontext.loads(row[3]) if row[3] is not None else None
-                same = _document(first) == _document(result)
-                log.error(
-                    "request %s on %s completed twice (%s): the first result stands (%s), "
-                    "the second is dropped (%s)%s",
-                    uuid,
-                    register,
-                    "the same document" if same else "DIFFERENT documents",
-                    json.dumps(first, default=str),
-                    json.dumps(result, default=str),
-                    "" if same else " -- check the FN for a double sale",
-                )
-                return
-            if row is None or row[0] != "assigned" or row[1] != register:
-                state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
-                raise StorageError(
-                    f"cannot complete {uuid} on {register}: it is {state} -- a request is "
-                    "completed only by the register it is assigned to"
-                )
-            connection.execute(
-                "UPDATE cloud_requests SET state = 'done', done_at = now(), result = %s, "
-                "error = NULL, fn_serial = %s, document_number = %s WHERE uuid = %s",
+        with self._connection() as connection:
+            # The usual case in one statement (so one transaction): the state and its outbox row.
+            changed = connection.execute(
+                "WITH done AS ("
+                "  UPDATE cloud_requests SET state = 'done', done_at = now(), result = %s, "
+                "  error = NULL, fn_serial = %s, document_number = %s "
+                "  WHERE uuid = %s AND state = 'assigned' AND register = %s "
+                "  RETURNING uuid, callback_url"
+                f"), outbox AS ({_OUTBOX_FROM_DONE}) "
+                "SELECT count(*) FROM done",
                 (
                     jsontext.dumps(result),
                     str(result.get("fn_number", "")),
                     _int_or_none(result.get("document_number")),
                     uuid,
+                    register,
                 ),
+            ).fetchone()
+            if changed is not None and changed[0]:
+                return
+            row = connection.execute(
+                "SELECT state, register, result FROM cloud_requests WHERE uuid = %s", (uuid,)
+            ).fetchone()
+        if row is not None and row[0] == "done" and row[1] == register:
+            # Settled twice: the first result stands (see SqliteStorage.complete) -- said loudly,
+            # with both results, since two different documents would be a double sale.
+            first = jsontext.loads(row[2]) if row[2] is not None else None
+            same = _document(first) == _document(result)
+            log.error(
+                "request %s on %s completed twice (%s): the first result stands (%s), "
+                "the second is dropped (%s)%s",
+                uuid,
+                register,
+                "the same document" if same else "DIFFERENT documents",
+                json.dumps(first, default=str),
+                json.dumps(result, default=str),
+                "" if same else " -- check the FN for a double sale",
             )
-            _add_callback(connection, uuid, row[2])
+            return
+        state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
+        raise StorageError(
+            f"cannot complete {uuid} on {register}: it is {state} -- a request is "
+            "completed only by the register it is assigned to"
+        )
 
     def fail(self, uuid: str, error: dict[str, Any]) -> None:
-        with self._connection() as connection, connection.transaction():
-            row = connection.execute(
-                "SELECT state, callback_url FROM cloud_requests WHERE uuid = %s FOR UPDATE",
-                (uuid,),
-            ).fetchone()
-            if row is None or row[0] not in WAITING:
-                state = "unknown" if row is None else row[0]
-                raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
-            connection.execute(
-                "UPDATE cloud_requests SET state = 'fail', done_at = now(), error = %s "
-                "WHERE uuid = %s",
+        with self._connection() as connection:
+            changed = connection.execute(
+                "WITH done AS ("
+                "  UPDATE cloud_requests SET state = 'fail', done_at = now(), error = %s "
+                "  WHERE uuid = %s AND state IN ('queued', 'assigned') "
+                "  RETURNING uuid, callback_url"
+                f"), outbox AS ({_OUTBOX_FROM_DONE}) "
+                "SELECT count(*) FROM done",
                 (jsontext.dumps(error), uuid),
-            )
-            _add_callback(connection, uuid, row[1])
+            ).fetchone()
+            if changed is not None and changed[0]:
+                return
+            row = connection.execute(
+                "SELECT state FROM cloud_requests WHERE uuid = %s", (uuid,)
+            ).fetchone()
+        state = "unknown" if row is None else row[0]
+        raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
 
     def release(self, uuid: str, register: str) -> None:
-        with self._connection() as connection, connection.transaction():
-            changed = connection.execute(
-                "UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
-                "WHERE uuid = %s AND state = 'assigned' AND register = %s RETURNING grp",
-                (uuid, register),
-            ).fetchone()
-            if changed is not None:
-                connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, changed[0]))
+        changed = self._one(
+            "WITH back AS ("
+            "  UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
+            "  WHERE uuid = %s AND state = 'assigned' AND register = %s RETURNING grp"
+            ") SELECT pg_notify(%s, grp)::text FROM back",
+            (uuid, register, CHANNEL),
+        )
         if changed is not None:
             self._notify()
 
@@ -698,10 +721,12 @@ class PostgresStorage:
                     connection.execute(f"LISTEN {CHANNEL}")
                     failures = 0
                     self._notify()
+                    self._listening.set()
                     while not self._stop.is_set():
                         for _ in connection.notifies(timeout=LISTEN_POLL):
                             self._notify()
             except psycopg.Error as error:
+                self._listening.clear()
                 failures += 1
                 if failures == 1:
                     log.warning("%s; listening again when it is back", self._unavailable(error))
@@ -840,6 +865,11 @@ _VIEW_COLUMNS = (
     "result, error, register, ofd_acknowledged"
 )
 _JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
+# complete/fail: the finished request's outbox row, in the same statement (when it has a URL)
+_OUTBOX_FROM_DONE = (
+    "INSERT INTO cloud_outbox (uuid, url, state, next_at) "
+    "SELECT uuid, callback_url, 'pending', now() FROM done WHERE callback_url <> ''"
+)
 _JOB_COLUMNS_R = "r.uuid, r.api, r.grp, r.operation, r.external_id, r.body, r.attempts"
 
 
@@ -852,15 +882,6 @@ def _describe(dsn: str) -> str:
     host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
     port = parts.get("port")
     return f"{host}{f':{port}' if port else ''}/{parts.get('dbname') or parts.get('user') or ''}"
-
-
-def _add_callback(connection: psycopg.Connection[Any], uuid: str, url: str | None) -> None:
-    if url:
-        connection.execute(
-            "INSERT INTO cloud_outbox (uuid, url, state, next_at) "
-            "VALUES (%s, %s, 'pending', now())",
-            (uuid, url),
-        )
 
 
 def _aware(moment: datetime) -> datetime:
