@@ -677,6 +677,7 @@ class _Worker:
     def _connect(self) -> None:
         grant = self.lease.generation
         self.lease.check(grant)  # connected only under the lease
+        self._grant = grant  # this worker acts under this grant from here (`_lease_gone` ends it)
         try:
             with _JOURNAL_OPENING:
                 journal = self.storage.journal(self.name)
@@ -690,7 +691,6 @@ class _Worker:
             raise _RegisterDown(f"no link: {error}", link=True) from error
         # Every command frame from here on asks the lease first (`LeaseGuard`).
         register.device.commander = LeaseGuard(register.device.commander, self.lease, grant)
-        self._grant = grant
         try:
             with _register_faults():
                 # The FN's serial first (one query): a second writer of the same register is
@@ -1044,6 +1044,9 @@ class _Worker:
         data = dict(fiscal)
         data.pop("replayed", None)
         data.update(self._details(), device_code=self.name)
+        # Only the lease's holder ends a register's requests: one that lost it leaves this to
+        # the next holder, who completes it from the journal (done there) -- never both.
+        self.lease.check(self._grant)
         self.storage.complete(job.uuid, self.name, data)
         self._held.pop(job.uuid, None)
         self.update(done=self.view.done + 1)
