@@ -41,8 +41,13 @@ the holder know *locally* when to stop, well before anyone else may take over:
 
 Connection errors (server down, restarting, unreachable, the pool's wait timing out) raise
 `StorageUnavailable`: the message names the host and database (never the password) and says the
-caller should retry.  The pool (psycopg_pool) replaces broken connections by itself: every
-connection is checked as it is handed out, so the first call after the server is back works.
+caller should retry (nothing half done: each write is one transaction).  The pool
+(psycopg_pool) replaces broken connections by itself -- every connection is checked as it is
+handed out -- so calls work again as soon as the server is back (after a long outage, within
+about ``2 x connect_timeout``: the pool's retries back off, see ``reconnect_timeout``).
+
+(An advisory lock does serve one purpose here: migrations, `kkt.cloud.storage.pg_schema`, where
+the lock only has to last one transaction.)
 """
 
 from __future__ import annotations
@@ -97,7 +102,8 @@ class PostgresStorage:
     """The `Storage` protocol over a PostgreSQL database (``dsn``: a libpq URL or key=value).
 
     Opening connects (up to ``connect_timeout`` seconds: `StorageUnavailable` otherwise),
-    applies the missing migrations (one instance at a time) and registers this instance."""
+    applies the missing migrations (one instance at a time) and registers this instance in
+    ``cloud_instances`` -- unless ``join`` is False (``kkt cloud status`` only looks)."""
 
     def __init__(
         self,
@@ -106,6 +112,7 @@ class PostgresStorage:
         callback_body: Callable[[ReportView], bytes] | None = None,
         connect_timeout: float = 5.0,
         pool_size: int = POOL_SIZE,
+        join: bool = True,
     ) -> None:
         self._dsn = dsn
         self._where = _describe(dsn)
@@ -117,6 +124,14 @@ class PostgresStorage:
             # libpq's own timeout counts whole seconds, at least 2
             "connect_timeout": max(2, int(connect_timeout + 0.999)),
             "application_name": f"kkt-cloud {self.instance}"[:63],
+            # Over TCP (ignored on a unix socket): a server that vanished without closing the
+            # connection (a network cut, a dead machine) is noticed in seconds, not after the
+            # kernel's quarter of an hour of retransmissions -- a query does not hang that long.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 15_000,  # ms: unacknowledged data gives up after this
         }
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
@@ -157,7 +172,8 @@ class PostgresStorage:
                         f"newer than this kktkit knows ({len(pg_schema.MIGRATIONS)}): upgrade "
                         "kktkit on this machine"
                     ) from None
-            self.heartbeat()
+            if join:
+                self.heartbeat()
         except BaseException:
             self._pool.close()
             raise
@@ -742,7 +758,7 @@ class PostgresStorage:
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.join()
-        with contextlib.suppress(StorageError):
+        with contextlib.suppress(StorageError):  # a server that is down forgets it in a day
             self._run("DELETE FROM cloud_instances WHERE id = %s", (self.instance,))
         self._closed = True
         self._pool.close()

@@ -195,6 +195,8 @@ def test_instances_are_listed_and_leave_on_close(open_instance: Open) -> None:
     assert after.seen_at >= before and after.started_at == listed[b.instance].started_at
     b.close()
     assert [view.id for view in a.instances()] == [a.instance]
+    looking = open_instance(join=False)  # kkt cloud status: looks, is not an instance
+    assert [view.id for view in looking.instances()] == [a.instance]
 
 
 def test_every_instance_signs_callbacks_with_one_secret(open_instance: Open) -> None:
