@@ -15,6 +15,7 @@ import importlib.util
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -23,7 +24,8 @@ from typing import Any
 
 import pytest
 from kkt.cloud.emulated import EmulatedPool
-from kkt.cloud.model import Job, RegisterView
+from kkt.cloud.lease import LeaseGuard, LeaseKeeper
+from kkt.cloud.model import Job, Order, RegisterView
 from kkt.cloud.pool import (
     ReceiptFault,
     RegisterPool,
@@ -33,9 +35,11 @@ from kkt.cloud.pool import (
     atol_work,
     conversion_error,
 )
+from kkt.cloud.storage.base import InstanceView, LeaseView, Storage, StorageUnavailable
 from kkt.emulator.state import TEST_INN
 from kkt.protocols.ffd import FnWarning
 from support.cloud_fakes import FakeStorage
+from support.postgres import PostgresCluster
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
@@ -63,9 +67,64 @@ def simple_work(job: Job) -> Work:
     return Work(job.body["inn"], run)
 
 
+class LeasedStorage(FakeStorage):
+    """The fake storage with leases: granted while ``granting`` is set (clear it: every renew is
+    refused, as when another instance took the registers), ``down`` makes every call of the
+    worker's loop raise `StorageUnavailable` (a database outage)."""
+
+    instance = "test:1:abcdef"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.granting = threading.Event()
+        self.granting.set()
+        self.down = threading.Event()
+        self.takes: list[str] = []
+        self.dropped: list[str] = []
+
+    def _check(self) -> None:
+        if self.down.is_set():
+            raise StorageUnavailable("the test's database is down")
+
+    def take_lease(self, register: str, ttl: float) -> bool:
+        self._check()
+        self.takes.append(register)
+        return self.granting.is_set()
+
+    def drop_lease(self, register: str) -> None:
+        self.dropped.append(register)
+
+    def heartbeat(self) -> None:
+        self._check()
+
+    def instances(self) -> list[InstanceView]:
+        return []
+
+    def leases(self) -> list[LeaseView]:
+        return []
+
+    def journal(self, register: str = "") -> Journal:
+        return Journal(self.journal_path())
+
+    def callback_secret(self) -> bytes | None:
+        return None
+
+    def claim(self, register: str, group: str) -> Job | None:
+        self._check()
+        return super().claim(register, group)
+
+    def assigned(self, register: str) -> list[Job]:
+        self._check()
+        return super().assigned(register)
+
+    def wait_for_work(self, timeout: float) -> None:
+        self._check()
+        super().wait_for_work(timeout)
+
+
 @pytest.fixture
-def storage(tmp_path: Path) -> FakeStorage:
-    return FakeStorage(tmp_path)
+def storage(tmp_path: Path) -> LeasedStorage:
+    return LeasedStorage(tmp_path)
 
 
 @pytest.fixture
@@ -561,3 +620,313 @@ def test_atol_work_converts_a_stored_body_and_names_what_is_wrong_with_a_bad_one
     with pytest.raises(ReceiptFault) as refused:
         atol_work(Job("u2", 4, "demo", "sell", stored["external_id"], stored, 1))
     assert refused.value.error["code"] != 0 and "total" in refused.value.error["text"]
+
+
+# -- leases ----------------------------------------------------------------------------------------
+
+
+class ManualKeeper(LeaseKeeper):
+    """Leases granted and taken away by the test itself (no thread); an hour's TTL, so a lease
+    granted stays held until the test takes it away."""
+
+    def __init__(self, storage: LeasedStorage) -> None:
+        super().__init__(storage, ttl=3600.0)
+
+    def start(self) -> None:
+        pass
+
+    def grant(self, name: str) -> None:
+        self.lease(name).granted(time.monotonic())
+
+    def take_away(self, name: str) -> None:
+        self.lease(name).refused()
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [0, 2, 4, 5],
+    ids=["before-any-frame", "after-opening", "before-closing", "after-closing"],
+)
+def test_a_lease_lost_mid_sale_sends_nothing_more_and_the_next_holder_settles_it_once(
+    storage: LeasedStorage, emulated: EmulatedPool, allowed: int
+) -> None:
+    """Two instances (two pools, one storage) list the same register; the first holds its lease
+    and loses it after ``allowed`` frames of a sale (the fifth frame of a Shtrih sale is the
+    closing command: after it the receipt is fiscal).  Not one more frame goes out from the
+    first; the second takes the lease and settles the request: done once, one receipt in the
+    FN."""
+    (spec,) = emulated.specs("demo")
+    first, second = ManualKeeper(storage), ManualKeeper(storage)
+    lost = threading.Event()
+    after_loss: list[bytes] = []
+
+    def lose() -> None:
+        first.take_away(spec.name)
+        second.grant(spec.name)
+        lost.set()
+
+    class Spy:
+        """Inside the first pool's guard: sees every frame that really goes out."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.sent = inner, 0
+
+        def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+            if lost.is_set():
+                after_loss.append(payload)
+            answer: bytes = self.inner.exchange(
+                payload, answer_timeout=answer_timeout, resend=resend
+            )
+            self.sent += 1
+            if self.sent == allowed:
+                lose()
+            return answer
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def work(job: Job) -> Work:
+        receipt = receipt_of(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            guard = register.device.commander
+            assert isinstance(guard, LeaseGuard)
+            if not lost.is_set():  # the first instance's try
+                guard.inner = Spy(guard.inner)
+                if allowed == 0:
+                    lose()
+            return register.receipt(receipt, key=key)
+
+        return Work(job.body["inn"], run)
+
+    first.grant(spec.name)
+    with (
+        RegisterPool(storage, [spec], work_of=work, keeper=first, **FAST) as one,
+        RegisterPool(storage, [spec], work_of=work, keeper=second, **FAST),
+    ):
+        uuid = storage.add(body())
+        storage.wait_until(lambda: storage.ended(uuid))
+        assert "waiting for its lease" in one.views()[0].detail
+    assert lost.is_set() and after_loss == []
+    record = storage.records[uuid]
+    assert record.status == "done" and record.completions == 1
+    check_exactly_once(storage, [spec])
+
+
+def test_a_storage_outage_fails_nothing_and_the_worker_resumes(
+    storage: LeasedStorage, emulated: EmulatedPool
+) -> None:
+    """The database goes away while a request waits: the worker cannot renew its lease, stops
+    driving the register, and takes it again once storage is back -- the request is sold then,
+    once, neither failed nor released."""
+    (spec,) = emulated.specs("demo")
+    views: list[RegisterView] = []
+    changed = threading.Condition()
+
+    def seen(view: RegisterView) -> None:
+        with changed:
+            views.append(view)
+            changed.notify_all()
+
+    with RegisterPool(
+        storage, [spec], work_of=simple_work, on_change=seen, lease_ttl=1.0, **FAST
+    ) as pool:
+        warm_up = storage.add(body(100))
+        storage.wait_until(lambda: storage.ended(warm_up))
+        storage.down.set()
+        waiting = storage.add(body(200))
+        with changed:
+            assert changed.wait_for(
+                lambda: any("waiting for its lease" in view.detail for view in views), 60
+            )
+        assert storage.records[waiting].status == "queued"
+        storage.down.clear()
+        storage.wait_until(lambda: storage.ended(waiting))
+        assert pool.views()[0].state == "ok"
+    record = storage.records[waiting]
+    assert record.status == "done" and record.releases == [] and record.completions == 1
+    check_exactly_once(storage, [spec])
+
+
+# -- the same on PostgreSQL: two instances (two storages, two pools) on one database ---------------
+
+
+@pytest.fixture
+def two_instances(postgres_dsn: str) -> Iterator[tuple[Storage, Storage]]:
+    from kkt.cloud.storage.postgres import PostgresStorage
+
+    first = PostgresStorage(postgres_dsn)
+    try:
+        second = PostgresStorage(postgres_dsn)
+        try:
+            yield first, second
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def pg_accept(storage: Storage, price: int) -> str:
+    order = Order(5, "demo", "sell", f"ext-{price}", body(price), f"print-{price}", None, TEST_INN)
+    return storage.accept(order, idempotency_key=None).uuid
+
+
+def wait_ended(storage: Storage, *uuids: str, bound: float = 120.0) -> None:
+    """Until every request ended (a bound on a hang, not a measure of speed); the database
+    coming back after a restart is waited for too."""
+    give_up = time.monotonic() + bound
+
+    def ended() -> bool:
+        try:
+            return all(getattr(storage.report(u), "status", "") in ("done", "fail") for u in uuids)
+        except StorageUnavailable:
+            return False
+
+    while not ended():
+        assert time.monotonic() < give_up, f"not ended in {bound:.0f} s: {uuids}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("allowed", [2, 5], ids=["after-opening", "after-closing"])
+def test_on_postgresql_a_lease_lost_mid_sale_is_settled_once_by_its_next_holder(
+    two_instances: tuple[Storage, Storage], emulated: EmulatedPool, allowed: int
+) -> None:
+    """Both instances list the register; whichever holds its lease sells, and loses the lease
+    (dropped in the database too) after ``allowed`` frames: nothing more goes out from it, the
+    lease's next holder (the other instance, or this one taking it again) settles the request
+    from the journal in PostgreSQL and the FN -- done once, one receipt in the FN."""
+    (spec,) = emulated.specs("demo")
+    lost = threading.Event()
+    after_loss: list[bytes] = []
+
+    def lose(guard: LeaseGuard) -> None:
+        guard.lease.refused()
+        for storage in two_instances:
+            storage.drop_lease(spec.name)  # only the holder's row changes
+        lost.set()
+
+    class Spy:
+        def __init__(self, guard: LeaseGuard) -> None:
+            self.guard, self.inner, self.sent = guard, guard.inner, 0
+
+        def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+            if lost.is_set():
+                after_loss.append(payload)
+            answer: bytes = self.inner.exchange(
+                payload, answer_timeout=answer_timeout, resend=resend
+            )
+            self.sent += 1
+            if self.sent == allowed:
+                lose(self.guard)
+            return answer
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def work(job: Job) -> Work:
+        receipt = receipt_of(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            guard = register.device.commander
+            assert isinstance(guard, LeaseGuard)
+            if not lost.is_set():
+                guard.inner = Spy(guard)
+            return register.receipt(receipt, key=key)
+
+        return Work(job.body["inn"], run)
+
+    first, second = two_instances
+    with (
+        RegisterPool(first, [spec], work_of=work, lease_ttl=2.0, **FAST),
+        RegisterPool(second, [spec], work_of=work, lease_ttl=2.0, **FAST),
+    ):
+        uuid = pg_accept(first, 19_900)
+        wait_ended(first, uuid)
+    assert lost.is_set() and after_loss == []
+    report = second.report(uuid)
+    assert report is not None and report.status == "done" and report.result is not None
+    assert shift_receipts(spec) == 1
+
+
+def test_on_postgresql_a_database_restart_fails_nothing_and_sells_each_once(
+    postgres_cluster: PostgresCluster, postgres_dsn: str, emulated: EmulatedPool
+) -> None:
+    """PostgreSQL stops while requests wait (some perhaps mid-sale): the worker loses its lease
+    (it cannot renew), stops driving the register, and once the database is back takes the lease
+    again, settles and sells the rest -- every request done, none failed, one receipt each."""
+    from kkt.cloud.storage.postgres import PostgresStorage
+
+    (spec,) = emulated.specs("demo")
+    storage = PostgresStorage(postgres_dsn)
+    try:
+        with RegisterPool(storage, [spec], work_of=simple_work, lease_ttl=2.0, **FAST) as pool:
+            warm_up = pg_accept(storage, 100)
+            wait_ended(storage, warm_up)
+            uuids = [pg_accept(storage, 200 + index) for index in range(6)]
+            postgres_cluster.stop()
+            try:
+                give_up = time.monotonic() + 60
+                while "waiting for its lease" not in pool.views()[0].detail:
+                    assert time.monotonic() < give_up, pool.views()[0]
+                    time.sleep(0.05)
+            finally:
+                postgres_cluster.start()
+            wait_ended(storage, *uuids)
+        reports = [storage.report(uuid) for uuid in (warm_up, *uuids)]
+    finally:
+        storage.close()
+    assert all(r is not None and r.status == "done" for r in reports), reports
+    documents = {
+        (r.result["fn_number"], r.result["document_number"]) for r in reports if r and r.result
+    }
+    assert len(documents) == len(reports)
+    assert shift_receipts(spec) == len(reports)
+
+
+@pytest.mark.parametrize("emulated", [(4, "shtrih")], indirect=True)
+def test_on_postgresql_two_instances_share_the_registers_and_sell_each_request_once(
+    two_instances: tuple[Storage, Storage], emulated: EmulatedPool
+) -> None:
+    """The first instance starts alone and takes all four registers; the second joins and the
+    first hands two over (between two requests) -- meanwhile and after, every request is sold
+    once."""
+    specs = emulated.specs("demo")
+    first, second = two_instances
+    names = {spec.name for spec in specs}
+
+    def holders() -> dict[str, int]:
+        now = first.database_now()  # type: ignore[attr-defined]
+        live = [lease for lease in first.leases() if lease.expires_at > now]
+        counts = {first.instance: 0, second.instance: 0}
+        for lease in live:
+            if lease.register in names:
+                counts[lease.instance] += 1
+        return counts
+
+    def until(what: Any, bound: float = 120.0) -> None:
+        give_up = time.monotonic() + bound
+        while not what():
+            assert time.monotonic() < give_up, f"not reached in {bound:.0f} s"
+            time.sleep(0.05)
+
+    uuids: list[str] = []
+    with RegisterPool(first, specs, work_of=simple_work, lease_ttl=2.0, **FAST):
+        until(lambda: holders()[first.instance] == 4)
+        uuids += [pg_accept(first, 1_000 + n) for n in range(8)]
+        with RegisterPool(second, specs, work_of=simple_work, lease_ttl=2.0, **FAST):
+            uuids += [pg_accept(second, 2_000 + n) for n in range(8)]
+            until(lambda: holders() == {first.instance: 2, second.instance: 2})
+            uuids += [pg_accept(second, 3_000 + n) for n in range(8)]
+            wait_ended(first, *uuids)
+    reports = [first.report(uuid) for uuid in uuids]
+    assert all(r is not None and r.status == "done" for r in reports), reports
+    documents = {
+        (r.result["fn_number"], r.result["document_number"]) for r in reports if r and r.result
+    }
+    assert len(documents) == len(uuids)
+    done_by: dict[str, int] = {}
+    for report in reports:
+        assert report is not None and report.register is not None
+        done_by[report.register] = done_by.get(report.register, 0) + 1
+    for spec in specs:
+        assert shift_receipts(spec) == done_by.get(spec.name, 0), spec.name
