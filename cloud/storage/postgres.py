@@ -876,8 +876,18 @@ class PostgresJournal:
         return None if row is None or row[0] is None else int(row[0])
 
     def forget(self, key: str) -> None:
-        """The receipt certainly did not become fiscal: the key may be used afresh."""
-        self._storage._run("DELETE FROM cloud_journal WHERE key = %s AND state = 'pending'", (key,))
+        """The receipt certainly did not become fiscal: the key may be used afresh -- but only
+        while this instance holds the register's lease.  A holder that stalled past its lease
+        could otherwise delete the pending entry the next holder wrote for the same key (after
+        settling it afresh), and that holder's sale would have no entry to be settled by after a
+        crash.  Without the lease the entry stays pending: the next holder finds no document for
+        it in the FN and frees the key itself."""
+        self._storage._run(
+            "DELETE FROM cloud_journal WHERE key = %(key)s AND state = 'pending' "
+            "AND EXISTS (SELECT 1 FROM cloud_leases WHERE register = %(register)s "
+            "  AND instance = %(me)s AND expires_at > clock_timestamp() FOR SHARE)",
+            {"key": key, "register": self.register, "me": self._storage.instance},
+        )
 
     def close(self) -> None:
         """Nothing to close: the journal uses the storage's pool."""

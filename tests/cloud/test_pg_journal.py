@@ -242,3 +242,25 @@ def _wait_for(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "never became true"
         time.sleep(0.05)
+
+
+def test_a_stalled_holder_cannot_forget_the_next_holders_pending_key(postgres_dsn: str) -> None:
+    """A holds r1 and begins order-1; its lease passes to B, which begins order-1 afresh (having
+    found nothing fiscal).  A, waking late, frees the key it thinks it owns: without the fence
+    B's pending entry would vanish, and a crash of B mid-sale would leave a fiscal receipt no
+    journal entry can be settled by."""
+    a, b = PostgresStorage(postgres_dsn), PostgresStorage(postgres_dsn)
+    try:
+        assert a.take_lease("r1", 600)
+        a.journal("r1").begin("order-1", 10, 1, 100, FN, "fp", "cash=100")
+        assert a.take_lease("r1", 0)  # A's lease lapses at once
+        _wait_for(lambda: b.take_lease("r1", 600))
+        b.journal("r1").begin("order-1", 11, 1, 100, FN, "fp", "cash=100")
+        a.journal("r1").forget("order-1")  # the stalled holder: refused by the fence
+        entry = b.journal("r1").get("order-1")
+        assert entry is not None and entry.state == "pending" and entry.before == 11
+        b.journal("r1").forget("order-1")  # the holder may
+        assert b.journal("r1").get("order-1") is None
+    finally:
+        a.close()
+        b.close()
