@@ -96,6 +96,11 @@ class PrivatePostgres:
         self.stop()
         self.start()
 
+    @property
+    def version(self) -> str:
+        """The server's major version (its binaries' directory name)."""
+        return self.bin.parent.name
+
     def dsn(self, dbname: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@/{dbname}?host={self.root}"
 
