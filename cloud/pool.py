@@ -2,8 +2,11 @@
 fiscalizes them, each exactly once, through the driver's journal.
 
 A worker is its register's only writer (a register has one open receipt and one document cursor):
-it connects (``kkt.connect(url, journal=storage.journal_path())``), reads the registration (INN,
-RNM, FFD), the FN and the status, opens the shift, and then loops:
+it waits for its register's lease (`kkt.cloud.lease`: with several instances on one PostgreSQL,
+one instance at a time drives a register), connects (``kkt.connect(url)`` with
+``storage.journal(name)`` as the driver's journal, and a `LeaseGuard` around the link: no command
+frame goes out once the lease is not held), reads the registration (INN, RNM, FFD), the FN and the
+status, opens the shift, and then loops:
 
 1. **settle** what storage says is assigned to it (``storage.assigned(name)``): each is sold again
    with ``key = uuid`` -- the journal replays a receipt done before a crash, the FN's archive
@@ -36,6 +39,12 @@ Failures are classified by whose fault they are:
 Before any request is released the journal is asked: a key with an entry (pending or done) has
 begun on this register and stays here, whatever exception said.
 
+**The lease lost** (not renewed in time, taken by another instance): the worker drops its
+connection at once -- releasing, failing or holding nothing, since the register's next holder now
+settles what is assigned to it -- and waits to take the lease again; once it does, it connects
+afresh and settles first, as after a crash.  **Storage unreachable** (`StorageUnavailable`): the
+worker logs it once, waits and tries again; no request is failed or released because of it.
+
 Latency: ``pool.latencies(name)`` lists the last `LATENCY_WINDOW` fiscalizations' seconds (oldest
 first), and ``on_latency(name, seconds)`` is called after each one (for a Prometheus histogram).
 """
@@ -51,16 +60,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import kkt
 from kkt.errors import BadAnswer, ProtocolError
-from kkt.journal import Entry, Journal
+from kkt.journal import Entry, JournalStore
 from kkt.results import FiscalResult, FnInfo, Registration, Status
 from kkt.settle import settle_pending
 
+from .lease import LEASE_TTL, CommandLeaseLost, Lease, LeaseGuard, LeaseKeeper, Outage
 from .model import Job, Order, RegisterView
-from .storage.base import Storage
+from .storage.base import LeaseLost, Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +80,7 @@ OFD_INTERVAL = 5.0  # seconds between two looks at the FN's OFD queue
 IDLE_WAIT = 0.5  # the longest wait for work: `stop` is noticed within it
 PUBLISH_INTERVAL = 1.0  # counters (done, OFD backlog) are saved at most this often
 LATENCY_WINDOW = 1024
+STORAGE_RETRY = 1.0  # seconds between two tries of a worker while storage is unreachable
 NOT_FISCALIZED_RETRIES = 3  # a receipt cancelled by a bad line is sold again this often here
 FNS_SITE = "www.nalog.gov.ru"  # tag 1060, when the registration report does not carry it
 
@@ -89,15 +100,6 @@ FN_FISCAL_PHASE = 3  # the FN's life phase "fiscal mode": 1 before it, 7 and 15 
 # `kkt.Journal` migrates its table when it opens (ALTER TABLE ... ADD COLUMN), which two openers
 # at once can both try ("duplicate column name"): the workers open theirs one at a time.
 _JOURNAL_OPENING = threading.Lock()
-
-
-@runtime_checkable
-class JournalSource(Protocol):
-    """A storage that hands out the driver's journals itself (`SqliteStorage.journal`: writes
-    that queue on the storage's own write lock instead of SQLite's busy sleeps).  A storage
-    without it gives a path (`Storage.journal_path`) the driver opens as it likes."""
-
-    def journal(self) -> Journal: ...
 
 
 # An ATOL agent error (A4 Table 7): 1 the document is invalid, 2 the register is registered with
@@ -207,7 +209,9 @@ class RegisterPool:
     ``on_change(view)`` is called (from a worker's thread) whenever a register's view changes;
     ``on_latency(name, seconds)`` after each fiscalization.  ``work_of`` turns a job into the
     driver's call (default: ATOL Online bodies, `atol_work`).  ``probe_interval`` and
-    ``ofd_interval`` are seconds (tests shorten them).
+    ``ofd_interval`` are seconds (tests shorten them).  ``lease_ttl``: how long a register's lease
+    lasts in storage after each renew (`kkt.cloud.lease`); ``keeper`` replaces the pool's own
+    `LeaseKeeper` (tests).
     """
 
     def __init__(
@@ -220,6 +224,8 @@ class RegisterPool:
         work_of: WorkOf = atol_work,
         probe_interval: float = PROBE_INTERVAL,
         ofd_interval: float = OFD_INTERVAL,
+        lease_ttl: float = LEASE_TTL,
+        keeper: LeaseKeeper | None = None,
     ) -> None:
         names = [spec.name for spec in specs]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -231,6 +237,7 @@ class RegisterPool:
         self.storage = storage
         self.specs = list(specs)
         self._stop = threading.Event()
+        self.keeper = keeper if keeper is not None else LeaseKeeper(storage, lease_ttl)
         self._workers = [
             _Worker(
                 self,
@@ -262,7 +269,11 @@ class RegisterPool:
         self._started = True
         with _SERIALS_LOCK:
             _RUNNING[id(self)] = frozenset(spec.name for spec in self.specs)
-        self._settle_orphans()
+        self.keeper.start()
+        try:
+            self._settle_orphans()
+        except StorageUnavailable as error:
+            log.warning("requests of registers gone from the pool: not settled now (%s)", error)
         for worker in self._workers:
             worker.publish(force=True)
             worker.thread.start()
@@ -274,6 +285,7 @@ class RegisterPool:
         for worker in self._workers:
             if worker.thread.is_alive() or worker.thread.ident is not None:
                 worker.thread.join()
+        self.keeper.stop()  # after the workers: their leases are given up once they stopped
         with _SERIALS_LOCK:
             _RUNNING.pop(id(self), None)
 
@@ -292,21 +304,29 @@ class RegisterPool:
     def _settle_orphans(self) -> None:
         """Requests assigned to registers no longer in the pool (renamed, removed): never begun
         (no journal entry) -> back to the queue; done in the journal -> completed from it;
-        pending -> held (the report says why) and the register shown offline: only it can say."""
+        pending -> held (the report says why) and the register shown offline: only it can say.
+
+        With several instances a register this one does not know may be another's: its requests
+        are settled here only under its lease (taken for the while, then given up), so never
+        while another instance drives it."""
         with _SERIALS_LOCK:
             known = set().union(*_RUNNING.values())
         gone = [name for name in self.storage.assigned_registers() if name not in known]
-        if not gone:
-            return
-        with _JOURNAL_OPENING:
-            journal = Journal(self.storage.journal_path())
-        try:
-            for name in gone:
-                self._settle_orphan(name, journal)
-        finally:
-            journal.close()
+        for name in gone:
+            if not self.storage.take_lease(name, self.keeper.ttl):
+                log.info("register %s: not in this pool, leased by another instance", name)
+                continue
+            try:
+                with _JOURNAL_OPENING:
+                    journal = self.storage.journal(name)
+                try:
+                    self._settle_orphan(name, journal)
+                finally:
+                    journal.close()
+            finally:
+                self.storage.drop_lease(name)
 
-    def _settle_orphan(self, name: str, journal: Journal) -> None:
+    def _settle_orphan(self, name: str, journal: JournalStore) -> None:
         held: list[Job] = []
         for job in self.storage.assigned(name):
             entry = journal.get(job.uuid)
@@ -492,12 +512,15 @@ class _Worker:
         self.probe_interval = probe_interval
         self.ofd_interval = ofd_interval
         self.thread = threading.Thread(target=self._run, name=f"kkt-cloud-{spec.name}")
+        self.lease: Lease = pool.keeper.lease(spec.name)
+        self._grant = 0  # the lease's grant the connection was made under (`Lease.generation`)
+        self._outage = Outage(f"register {spec.name}")
         self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.register: kkt.Register | None = None
         self.registration: Registration | None = None
         self.fns_site = FNS_SITE
         self.ofd_inn = ""
-        self._journal: Journal | None = None  # for a register offline: which keys began here
+        self._journal: JournalStore | None = None  # register offline: which keys began here
         # uuid -> why it is held here for the operator (its key began in another FN ...): never
         # sold nor released by this worker; its report carries the reason (`Storage.hold`).
         self._held: dict[str, str] = {}
@@ -541,10 +564,15 @@ class _Worker:
         if not force and time.monotonic() - self._published_at < PUBLISH_INTERVAL:
             return
         self._published, self._published_at = view, time.monotonic()
-        try:
-            self.storage.save_register(view)
-        except Exception:
-            log.exception("register %s: saving its state failed", self.name)
+        # Storage keeps one view per register, shared by the instances: only the lease's holder
+        # writes it (a waiting instance's "not leased" would hide the holder's state).
+        if self.lease.held():
+            try:
+                self.storage.save_register(view)
+            except StorageUnavailable as error:
+                self._outage.failed(error)
+            except Exception:
+                log.exception("register %s: saving its state failed", self.name)
         if self.on_change is not None:
             try:
                 self.on_change(view)
@@ -567,6 +595,13 @@ class _Worker:
         """Run one step of the loop; whatever it raises is handled here (the thread lives on)."""
         try:
             action()
+        except LeaseLost as lost:
+            self._lease_gone(str(lost))
+            return
+        except StorageUnavailable as error:
+            self._outage.failed(error)
+            self.pool.pause(STORAGE_RETRY)
+            return
         except _RegisterDown as down:
             self._down(down)
         except _Unknown:
@@ -579,8 +614,35 @@ class _Worker:
         except Exception as error:  # a bug, or storage failing: keep the thread alive
             log.exception("register %s: unexpected failure", self.name)
             self._down(_RegisterDown(f"internal error: {type(error).__name__}: {error}"))
+        else:
+            self._outage.ok()
+
+    def _lease_gone(self, why: str) -> None:
+        """The lease is not held (any more): close the connection -- nothing more goes to the
+        register from here -- and touch none of its requests: the lease's next holder (maybe
+        this worker again) settles them.  Said once per loss."""
+        if self.register is not None or self._grant:
+            log.warning(
+                "register %s: its lease is lost (%s); connection closed, waiting to take it again",
+                self.name,
+                why,
+            )
+            self._disconnect()
+            self._grant = 0
+            self.update(
+                state="offline",
+                detail="waiting for its lease: another instance drives it, or storage is "
+                "unreachable",
+                in_flight=0,
+            )
 
     def _step(self) -> None:
+        lease = self.lease
+        if not lease.held() or (self._grant and lease.generation != self._grant):
+            if self._grant:
+                self._lease_gone("not renewed in time, or taken by another instance")
+            lease.wait(IDLE_WAIT)
+            return
         if self.register is None:
             self._connect()
             return
@@ -598,6 +660,7 @@ class _Worker:
         self._watch_ofd()
         if self.pool.stopping:
             return
+        self.lease.check(self._grant)  # claimed only by the lease's holder
         job = self.storage.claim(self.name, self.spec.group)
         if job is None:
             self.update(in_flight=0)
@@ -612,35 +675,35 @@ class _Worker:
     # -- connecting and probing -------------------------------------------------------------------
 
     def _connect(self) -> None:
+        grant = self.lease.generation
+        self.lease.check(grant)  # connected only under the lease
         try:
             with _JOURNAL_OPENING:
-                if isinstance(self.storage, JournalSource):
-                    journal = self.storage.journal()
-                    try:
-                        register = kkt.connect(self.spec.url, protocol=self.spec.protocol)
-                    except BaseException:
-                        journal.close()
-                        raise
-                    register.journal = journal  # closed with the register
-                else:
-                    register = kkt.connect(
-                        self.spec.url,
-                        protocol=self.spec.protocol,
-                        journal=self.storage.journal_path(),
-                    )
+                journal = self.storage.journal(self.name)
+            try:
+                register = kkt.connect(self.spec.url, protocol=self.spec.protocol)
+            except BaseException:
+                journal.close()
+                raise
+            register.journal = journal  # closed with the register
         except (kkt.KktError, ProtocolError, OSError) as error:
             raise _RegisterDown(f"no link: {error}", link=True) from error
+        # Every command frame from here on asks the lease first (`LeaseGuard`).
+        register.device.commander = LeaseGuard(register.device.commander, self.lease, grant)
+        self._grant = grant
         try:
             with _register_faults():
                 # The FN's serial first (one query): a second writer of the same register is
                 # turned away before its reads can disturb the first one's document cursor.
                 fn = register.fn_info()
-                other = _own_serial(fn.serial, self.pool, self.name)
+                other = _own_serial(fn.serial, self.pool, self.name) or self._serial_elsewhere(
+                    fn.serial
+                )
                 if other is not None:
                     raise _RegisterDown(
-                        f"its FN {fn.serial} is also register {other!r}'s: one register under "
-                        "two names (or in two pools) would be two writers cancelling each "
-                        "other's receipts -- list each register once",
+                        f"its FN {fn.serial} is also register {other}'s: one register under "
+                        "two names (or in two pools or instances) would be two writers "
+                        "cancelling each other's receipts -- list each register once",
                         link=True,
                     )
                 registration = register.registration()
@@ -692,6 +755,22 @@ class _Worker:
             elif tag == 1060 and isinstance(value, str):
                 self.fns_site = value
 
+    def _serial_elsewhere(self, serial: str) -> str | None:
+        """Another register (name, instance) with FN ``serial`` whose lease another live
+        instance holds, as storage last saw it: the same device listed under two names on two
+        instances.  (Two such instances connecting at the same moment both miss it: each
+        saves its FN serial only once connected -- the README says so.)"""
+        now = dt.datetime.now(dt.UTC)
+        held = {
+            lease.register: lease.instance
+            for lease in self.storage.leases()
+            if lease.instance != self.storage.instance and lease.expires_at > now
+        }
+        for view in self.storage.registers():
+            if view.fn_serial == serial and view.name != self.name and view.name in held:
+                return f"{view.name!r} (driven by instance {held[view.name]})"
+        return None
+
     def _disconnect(self) -> None:
         _disown_serials(self.pool, self.name)
         if self.register is not None:
@@ -732,7 +811,8 @@ class _Worker:
         if self.view.state != state or self.view.detail != down.detail:
             log.warning("register %s %s: %s", self.name, state, down.detail)
         self.update(state=state, detail=down.detail, in_flight=0)
-        self._release_unbegun()
+        if self.lease.held():  # else the lease's next holder settles them
+            self._release_unbegun()
         self.pool.pause(self._probe_delay())
 
     def _probe_delay(self) -> float:
@@ -775,9 +855,11 @@ class _Worker:
             if journal is None:
                 if self._journal is None:
                     with _JOURNAL_OPENING:
-                        self._journal = Journal(self.storage.journal_path())
+                        self._journal = self.storage.journal(self.name)
                 journal = self._journal
             return journal.get(key)
+        except (LeaseLost, StorageUnavailable):
+            raise
         except Exception as error:
             raise _RegisterDown(f"the journal is unreadable: {error}") from error
 
@@ -877,7 +959,9 @@ class _Worker:
             return
         started = time.perf_counter()
         try:
-            result = work.run(register, job.uuid)
+            result = self._fiscalize(work, register, job)
+        except LeaseLost:
+            raise  # nothing more is sent; the lease's next holder settles it
         except kkt.OutcomeUnknown as unknown:
             log.warning("register %s: %s is open (%s); settling here", self.name, job.uuid, unknown)
             self.update(state="settling", detail=f"settling {job.uuid}: {unknown}")
@@ -936,6 +1020,21 @@ class _Worker:
                 except Exception:
                     log.exception("register %s: on_latency failed", self.name)
 
+    def _fiscalize(self, work: Work, register: kkt.Register, job: Job) -> FiscalResult:
+        """``work`` run under the lease: whatever it raised once the lease is lost is
+        `LeaseLost` (a refusal, a cancelled receipt ...: none of it may release or fail the
+        request any more -- it is the next holder's to settle)."""
+        try:
+            return work.run(register, job.uuid)
+        except LeaseLost:
+            raise
+        except Exception as error:
+            if not self.lease.held() or self.lease.generation != self._grant:
+                raise CommandLeaseLost(
+                    f"register {self.name}'s lease was lost during {job.uuid} ({error})"
+                ) from error
+            raise
+
     def _complete(self, job: Job, result: FiscalResult) -> None:
         self._complete_from_journal(job, result.to_json())
 
@@ -970,6 +1069,7 @@ class _Worker:
             return
         if entry is not None and self._settle_begun(job, entry):
             return
+        self.lease.check(self._grant)  # another holder may be settling it now
         log.info("register %s: %s failed: %s", self.name, job.uuid, error["text"])
         self.storage.fail(job.uuid, error)
 
@@ -997,6 +1097,8 @@ class _Worker:
             return True
         try:
             found = settle_pending(register.device, register.journal, entry)
+        except LeaseLost:
+            raise
         except kkt.OutcomeUnknown as unknown:
             self.update(state="settling", detail=f"settling {job.uuid}: {unknown}")
             raise _Unknown() from unknown
@@ -1039,6 +1141,7 @@ class _Worker:
         `POISON_RELEASES` times the same ``cause``; '' does not count) fails instead."""
         if self._begun(job.uuid) is not False:
             return
+        self.lease.check(self._grant)  # another holder may be settling it now
         history = self.pool.note_release(job.uuid, self.name, cause) if cause else []
         registers = {name for name, _ in history}
         same = sum(1 for _, seen in history if seen == cause)
@@ -1054,6 +1157,8 @@ def _register_faults() -> Iterator[None]:
     """Around commands outside a request: any driver or link failure is the register's."""
     try:
         yield
+    except LeaseLost:
+        raise  # not the register's fault: the worker stops driving it
     except kkt.ShiftExpired as expired:
         raise _ShiftOver() from expired
     except kkt.DeviceError as refusal:

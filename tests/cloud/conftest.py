@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from support.cloud import CloudServer, running
+from support.postgres import postgres_cluster, postgres_dsn  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

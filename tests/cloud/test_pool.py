@@ -15,6 +15,7 @@ import importlib.util
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 from kkt.cloud.emulated import EmulatedPool
+from kkt.cloud.lease import LeaseGuard, LeaseKeeper
 from kkt.cloud.model import Job, RegisterView
 from kkt.cloud.pool import (
     ReceiptFault,
@@ -33,6 +35,7 @@ from kkt.cloud.pool import (
     atol_work,
     conversion_error,
 )
+from kkt.cloud.storage.base import InstanceView, LeaseView, StorageUnavailable
 from kkt.emulator.state import TEST_INN
 from kkt.protocols.ffd import FnWarning
 from support.cloud_fakes import FakeStorage
@@ -63,9 +66,64 @@ def simple_work(job: Job) -> Work:
     return Work(job.body["inn"], run)
 
 
+class LeasedStorage(FakeStorage):
+    """The fake storage with leases: granted while ``granting`` is set (clear it: every renew is
+    refused, as when another instance took the registers), ``down`` makes every call of the
+    worker's loop raise `StorageUnavailable` (a database outage)."""
+
+    instance = "test:1:abcdef"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.granting = threading.Event()
+        self.granting.set()
+        self.down = threading.Event()
+        self.takes: list[str] = []
+        self.dropped: list[str] = []
+
+    def _check(self) -> None:
+        if self.down.is_set():
+            raise StorageUnavailable("the test's database is down")
+
+    def take_lease(self, register: str, ttl: float) -> bool:
+        self._check()
+        self.takes.append(register)
+        return self.granting.is_set()
+
+    def drop_lease(self, register: str) -> None:
+        self.dropped.append(register)
+
+    def heartbeat(self) -> None:
+        self._check()
+
+    def instances(self) -> list[InstanceView]:
+        return []
+
+    def leases(self) -> list[LeaseView]:
+        return []
+
+    def journal(self, register: str = "") -> Journal:
+        return Journal(self.journal_path())
+
+    def callback_secret(self) -> bytes | None:
+        return None
+
+    def claim(self, register: str, group: str) -> Job | None:
+        self._check()
+        return super().claim(register, group)
+
+    def assigned(self, register: str) -> list[Job]:
+        self._check()
+        return super().assigned(register)
+
+    def wait_for_work(self, timeout: float) -> None:
+        self._check()
+        super().wait_for_work(timeout)
+
+
 @pytest.fixture
-def storage(tmp_path: Path) -> FakeStorage:
-    return FakeStorage(tmp_path)
+def storage(tmp_path: Path) -> LeasedStorage:
+    return LeasedStorage(tmp_path)
 
 
 @pytest.fixture
@@ -561,3 +619,129 @@ def test_atol_work_converts_a_stored_body_and_names_what_is_wrong_with_a_bad_one
     with pytest.raises(ReceiptFault) as refused:
         atol_work(Job("u2", 4, "demo", "sell", stored["external_id"], stored, 1))
     assert refused.value.error["code"] != 0 and "total" in refused.value.error["text"]
+
+
+# -- leases -----------------------------------------------------------------------------------------
+
+
+class ManualKeeper(LeaseKeeper):
+    """Leases granted and taken away by the test itself (no thread); an hour's TTL, so a lease
+    granted stays held until the test takes it away."""
+
+    def __init__(self, storage: LeasedStorage) -> None:
+        super().__init__(storage, ttl=3600.0)
+
+    def start(self) -> None:
+        pass
+
+    def grant(self, name: str) -> None:
+        self.lease(name).granted(time.monotonic())
+
+    def take_away(self, name: str) -> None:
+        self.lease(name).refused()
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [0, 2, 4, 5],
+    ids=["before-any-frame", "after-opening", "before-closing", "after-closing"],
+)
+def test_a_lease_lost_mid_sale_sends_nothing_more_and_the_next_holder_settles_it_once(
+    storage: LeasedStorage, emulated: EmulatedPool, allowed: int
+) -> None:
+    """Two instances (two pools, one storage) list the same register; the first holds its lease
+    and loses it after ``allowed`` frames of a sale (the fifth frame of a Shtrih sale is the
+    closing command: after it the receipt is fiscal).  Not one more frame goes out from the
+    first; the second takes the lease and settles the request: done once, one receipt in the
+    FN."""
+    (spec,) = emulated.specs("demo")
+    first, second = ManualKeeper(storage), ManualKeeper(storage)
+    lost = threading.Event()
+    after_loss: list[bytes] = []
+
+    def lose() -> None:
+        first.take_away(spec.name)
+        second.grant(spec.name)
+        lost.set()
+
+    class Spy:
+        """Inside the first pool's guard: sees every frame that really goes out."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.sent = inner, 0
+
+        def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+            if lost.is_set():
+                after_loss.append(payload)
+            answer: bytes = self.inner.exchange(
+                payload, answer_timeout=answer_timeout, resend=resend
+            )
+            self.sent += 1
+            if self.sent == allowed:
+                lose()
+            return answer
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def work(job: Job) -> Work:
+        receipt = receipt_of(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            guard = register.device.commander
+            assert isinstance(guard, LeaseGuard)
+            if not lost.is_set():  # the first instance's try
+                guard.inner = Spy(guard.inner)
+                if allowed == 0:
+                    lose()
+            return register.receipt(receipt, key=key)
+
+        return Work(job.body["inn"], run)
+
+    first.grant(spec.name)
+    with (
+        RegisterPool(storage, [spec], work_of=work, keeper=first, **FAST) as one,
+        RegisterPool(storage, [spec], work_of=work, keeper=second, **FAST),
+    ):
+        uuid = storage.add(body())
+        storage.wait_until(lambda: storage.ended(uuid))
+        assert "waiting for its lease" in one.views()[0].detail
+    assert lost.is_set() and after_loss == []
+    record = storage.records[uuid]
+    assert record.status == "done" and record.completions == 1
+    check_exactly_once(storage, [spec])
+
+
+def test_a_storage_outage_fails_nothing_and_the_worker_resumes(
+    storage: LeasedStorage, emulated: EmulatedPool
+) -> None:
+    """The database goes away while a request waits: the worker cannot renew its lease, stops
+    driving the register, and takes it again once storage is back -- the request is sold then,
+    once, neither failed nor released."""
+    (spec,) = emulated.specs("demo")
+    views: list[RegisterView] = []
+    changed = threading.Condition()
+
+    def seen(view: RegisterView) -> None:
+        with changed:
+            views.append(view)
+            changed.notify_all()
+
+    with RegisterPool(
+        storage, [spec], work_of=simple_work, on_change=seen, lease_ttl=1.0, **FAST
+    ) as pool:
+        warm_up = storage.add(body(100))
+        storage.wait_until(lambda: storage.ended(warm_up))
+        storage.down.set()
+        waiting = storage.add(body(200))
+        with changed:
+            assert changed.wait_for(
+                lambda: any("waiting for its lease" in view.detail for view in views), 60
+            )
+        assert storage.records[waiting].status == "queued"
+        storage.down.clear()
+        storage.wait_until(lambda: storage.ended(waiting))
+        assert pool.views()[0].state == "ok"
+    record = storage.records[waiting]
+    assert record.status == "done" and record.releases == [] and record.completions == 1
+    check_exactly_once(storage, [spec])
