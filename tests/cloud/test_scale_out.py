@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kkt.cloud.lease import LEASE_TTL  # the instances' (not overridden here)
 from kkt.tools.bench.cloud import CallbackCounter, CloudClient
 from kkt.tools.bench.cloud_scale import Registers, ScaleOut, write_config
-from kkt.tools.bench.postgres import PostgresMissing, PrivatePostgres
 from support.cloud_cluster import (
     UNKNOWN,
     RelayLog,
@@ -47,6 +47,7 @@ from support.cloud_cluster import (
     wait_until,
 )
 from support.leaks import children
+from support.postgres import PostgresCluster
 
 pytest.importorskip("psycopg", reason="the PostgreSQL storage needs pip install 'kktkit[cloud]'")
 
@@ -54,22 +55,8 @@ FULL = os.environ.get("KKT_CLOUD_ACCEPTANCE") == "full"
 RECEIPTS = 1000 if FULL else 200  # issue 19: 1,000 receipts
 RESTART_RECEIPTS = 400 if FULL else 100
 REGISTERS, INSTANCES = 4, 2
-LEASE_TTL = 10.0  # the instances' lease TTL (the contract's default, not overridden here)
 STALL = 3 * LEASE_TTL + 60  # no receipt settling for this long: something is stuck
 QUIET_AFTER = 3.0  # seconds the registers are watched for silence once every lease may be gone
-
-
-@pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    try:
-        cluster = PrivatePostgres()
-    except PostgresMissing as missing:
-        pytest.skip(str(missing))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @contextlib.contextmanager
@@ -117,9 +104,9 @@ def check_relays(log: RelayLog, names: list[str], instances: set[str]) -> None:
 
 @pytest.mark.timeout(900 if FULL else 300)
 def test_one_instance_killed_the_other_finishes_every_receipt(
-    tmp_path: Path, postgres: PrivatePostgres
+    tmp_path: Path, postgres_dsn: str
 ) -> None:
-    dsn = postgres.create_database()
+    dsn = postgres_dsn
     log = RelayLog()
     half = RECEIPTS // 2
     with (
@@ -176,9 +163,9 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
 
 @pytest.mark.timeout(900 if FULL else 300)
 def test_postgresql_restarted_mid_run_nothing_lost(
-    tmp_path: Path, postgres: PrivatePostgres
+    tmp_path: Path, postgres_cluster: PostgresCluster, postgres_dsn: str
 ) -> None:
-    dsn = postgres.create_database()
+    dsn, postgres = postgres_dsn, postgres_cluster
     log = RelayLog()
     half = RESTART_RECEIPTS // 2
     with (

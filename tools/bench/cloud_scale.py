@@ -91,12 +91,13 @@ def write_config(path: Path, registers: Sequence[tuple[str, str]]) -> Path:
 
 
 class ScaleOut:
-    """``instances`` services on the database ``dsn``, each with the config at ``config``."""
+    """``instances`` services on the database ``dsn``, each with the config at ``config``
+    (``dsn`` None: one instance on SQLite in its state directory, the default storage)."""
 
     def __init__(
         self,
         work: Path,
-        dsn: str,
+        dsn: str | None,
         config: Path,
         *,
         instances: int = INSTANCES,
@@ -108,7 +109,7 @@ class ScaleOut:
                 work / f"instance-{index}",
                 work / f"instance-{index}.log",
                 emulated=None,
-                options=("--config", str(config), "--db", dsn, *options),
+                options=("--config", str(config), *(("--db", dsn) if dsn else ()), *options),
             )
             for index in range(instances)
         ]
