@@ -260,6 +260,17 @@ def leases(dsn: str) -> dict[str, LeaseRow]:
     return {str(r): LeaseRow(str(r), str(i), int(e)) for r, i, e in rows}
 
 
+def callback_secret(dsn: str) -> bytes | None:
+    """The HMAC key the instances sign callbacks with, kept in the database (None: not made)."""
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=10) as connection:
+        row = connection.execute(
+            "SELECT value FROM cloud_settings WHERE name = 'callback_secret'"
+        ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
 # -- the shop ----------------------------------------------------------------------------------
 
 
