@@ -33,6 +33,9 @@ Answers and the choices made where ATOL leaves room:
   "wait"`` (ATOL's table: poll that uuid).  An Idempotency-Key wins over the external_id when
   both match.
 * Everything stored is committed before the answer is sent.
+* The database unreachable (`StorageUnavailable`: PostgreSQL restarting, the network): HTTP 503
+  with ``Retry-After`` and ATOL's error shape (code 1, type ``system``, the text says retry):
+  nothing was stored, the client sends the same request again (same external_id: never twice).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from .atol import ApiError, accepted_json, atol_time, order_receipt, report_json
 from .auth import Users
 from .config import CloudConfig, GroupConfig
 from .model import OPERATIONS_V4, OPERATIONS_V5, Order, ReportView
-from .storage.base import Storage
+from .storage.base import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ RECEIPT_TYPES = {
 }
 MAX_KEY_LENGTH = 128  # Idempotency-Key, as ATOL's external_id
 RETRY_AFTER_SECONDS = 1
+UNAVAILABLE_RETRY_AFTER = 5  # seconds a client waits when the database is unreachable
 
 
 class AppStorage(Storage, Protocol):
@@ -97,6 +101,18 @@ class Service(ui.UiService, Protocol):
     def latencies(self) -> metrics.Latencies: ...
 
 
+def storage_unavailable(retry_after: int) -> ApiError:
+    """Our 503 (ATOL has no row for it): code 1, as its 429, the client retries after
+    ``retry_after`` seconds; the text does not carry the database's address."""
+    return ApiError(
+        1,
+        f"the service's database cannot be reached now: nothing was stored; send the same "
+        f"request again in {retry_after} s",
+        http_status=503,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # jsontext keeps Decimal sums exact (ATOL's numbers are roubles with kopecks)
     return Response(
@@ -116,6 +132,12 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(ApiError)
     async def refused(_request: Request, error: ApiError) -> Response:
         return _json(error.json(), error.http_status, error.headers)
+
+    @app.exception_handler(StorageUnavailable)
+    async def unavailable(_request: Request, error: Exception) -> Response:
+        log.warning("answered 503: %s", error)
+        refusal = storage_unavailable(UNAVAILABLE_RETRY_AFTER)
+        return _json(refusal.json(), refusal.http_status, refusal.headers)
 
     for api in APIS:
         app.include_router(_api_router(service, api))

@@ -41,7 +41,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
-from kkt.cloud.storage.base import Callback
+from kkt.cloud.lease import Outage
+from kkt.cloud.storage.base import Callback, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +160,17 @@ class CallbackSender:
 
     def _run(self) -> None:
         failures, last_error = 0, ""
+        outage = Outage("callback outbox")
         while not self._stop.is_set():
             try:
                 tried = self.run_once()
+            except StorageUnavailable as exc:
+                # the database away (a restart, the network): said once, retried; a row whose
+                # delivery was not recorded is posted again after it (receivers dedupe by uuid)
+                outage.failed(exc)
+                failures += 1
+                self._stop.wait(min(self._poll * 2.0**failures, MAX_ERROR_WAIT_SECONDS))
+                continue
             except Exception as exc:  # the storage failing must not end the thread silently
                 # ... nor fill the log twice a second: the traceback once per new error, and
                 # the outbox read less often while it keeps failing (up to MAX_ERROR_WAIT)
@@ -173,6 +182,7 @@ class CallbackSender:
                 self._stop.wait(min(self._poll * 2.0**failures, MAX_ERROR_WAIT_SECONDS))
                 continue
             failures, last_error = 0, ""
+            outage.ok()
             if tried < self._batch:
                 self._stop.wait(self._poll)
 

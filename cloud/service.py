@@ -21,6 +21,12 @@ and settle each other's (two FN documents for one request).  `CloudService` take
 ``flock`` on ``cloud.lock`` before it opens anything else and holds it until `stop`; a second
 one gets `ServiceBusy` naming the first one's PID.  The kernel drops the lock when the owner's
 process ends, however it ends, so a stale file never blocks a restart.
+
+``db``: a ``postgresql://`` URL puts the requests, the journal, the outbox and the register
+leases in PostgreSQL instead (several instances, each with its own state directory, share it;
+a register is driven by the holder of its lease, see `kkt.cloud.lease`).  Emulated registers are
+refused there (`SharedStorageRefused`): they live and die with one instance, and their FN serials
+are not unique across instances.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from . import jsontext
 from .atol import report_json
@@ -47,11 +53,13 @@ from .emulated import EmulatedPool
 from .metrics import Latencies
 from .model import RegisterView, ReportView
 from .pool import RegisterPool, RegisterSpec
-from .storage.sqlite import SqliteStorage
+from .storage import is_postgres_url, open_storage
 
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
+
+    from .app import AppStorage
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,18 @@ class ServiceBusy(Exception):
         super().__init__(
             f"another kkt cloud serve ({who}) uses {state_dir}: stop it or use another --state"
         )
+
+
+class SharedStorageRefused(Exception):
+    """Something that cannot be served on a storage several instances share (PostgreSQL)."""
+
+
+EMULATED_ON_POSTGRES = (
+    "emulated registers cannot be served on a PostgreSQL database: they live and die with one "
+    "instance and their FN serials are not unique across instances -- serve them apart with "
+    "`kkt emulator serve` and give each to the service as a real register (--register URL, or "
+    "[[registers]] in --config)"
+)
 
 
 class Startable(Protocol):
@@ -149,15 +169,25 @@ class CloudService:
         *,
         pool: Pool | None = None,
         pool_factory: Callable[[CloudService], Pool] | None = None,
+        db: str | None = None,
     ) -> None:
         self.config = config
         self.state_dir = Path(state_dir)
         self.users: Users = config.user_table()
+        shared = db is not None and is_postgres_url(db)
+        if shared and config.emulated is not None and config.emulated.count:
+            raise SharedStorageRefused(EMULATED_ON_POSTGRES)
         private_dir(self.state_dir)
         # first of all: a second service on this state must not open (let alone work) it
         self._lock: int | None = lock_state(self.state_dir)
         try:
-            self.storage = SqliteStorage(self.state_dir / DB_NAME, callback_body=callback_body)
+            # both storages keep the request bodies the app draws receipts from (`AppStorage`)
+            self.storage = cast(
+                "AppStorage",
+                open_storage(
+                    db if db is not None else self.state_dir / DB_NAME, callback_body=callback_body
+                ),
+            )
         except BaseException:
             self._unlock()
             raise
@@ -264,7 +294,9 @@ class CloudService:
             time.sleep(0.1)
 
     def callback_secret(self) -> bytes:
-        """The config's ``callback_secret``, else a key made once and kept in the state dir.
+        """The config's ``callback_secret``, else the storage's (PostgreSQL: one secret made once
+        in the database, so every instance signs alike), else a key made once and kept in the
+        state dir.
 
         The key file is written whole or not at all (a temporary file, fsynced, then linked
         into place): a crash never leaves an empty key behind.  A key file shorter than
@@ -273,6 +305,9 @@ class CloudService:
         services making it at once both end with the one that got there first."""
         if self.config.server.callback_secret:
             return self.config.server.callback_secret.encode()
+        shared = self.storage.callback_secret()
+        if shared is not None:
+            return shared
         path = self.state_dir / KEY_NAME
         for _ in range(3):  # a torn key replaced; a race with another maker read again
             try:

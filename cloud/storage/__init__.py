@@ -28,9 +28,10 @@ def open_storage(
 ) -> Storage:
     """A PostgreSQL URL -> `PostgresStorage`; else a SQLite file path -> `SqliteStorage`."""
     if is_postgres_url(url_or_path):
-        from .base import StorageError
+        # imported here: psycopg is needed only by those who use PostgreSQL
+        from .postgres import PostgresStorage
 
-        raise StorageError("PostgreSQL storage: not built yet on this branch (issue 19, step 3)")
+        return PostgresStorage(str(url_or_path), callback_body=callback_body)
     from .sqlite import SqliteStorage
 
     return SqliteStorage(url_or_path, callback_body=callback_body)

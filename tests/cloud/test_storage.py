@@ -1,5 +1,7 @@
-"""SqliteStorage: accept and its duplicates, claim under threads, the life of a request, the
-outbox, tokens, registers, the schema's migrations and the files' modes."""
+"""Both storages, SQLite and PostgreSQL, by the same tests: accept and its duplicates, claim under
+threads, the life of a request, the outbox, tokens, registers, leases; then what is SQLite's
+own (the schema's migrations, the files' modes, the shared journal).  PostgreSQL's own tests
+(several instances on one database) are in test_pg_storage.py."""
 
 from __future__ import annotations
 
@@ -7,25 +9,48 @@ import logging
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from kkt.cloud.model import RegisterView, ReportView
-from kkt.cloud.storage.sqlite import MIGRATIONS, SqliteStorage, StorageError
+from kkt.cloud.storage import open_storage
+from kkt.cloud.storage.base import Storage, StorageError
+from kkt.cloud.storage.sqlite import MIGRATIONS, SqliteStorage
 from support.cloud import RESULT, make_order
+
+MakeStorage = Callable[..., Storage]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStorage]:
+    """``make_storage(callback_body=None)``: a new storage of the kind the test runs on (each
+    call a new file, or a new database); all closed when the test ends."""
+    opened: list[Storage] = []
+    counter = iter(range(1_000))
+
+    def make(callback_body: Callable[[ReportView], bytes] | None = None) -> Storage:
+        if request.param == "postgres":
+            where: str | Path = request.getfixturevalue("postgres_cluster").create_database()
+        else:
+            where = tmp_path / f"state{next(counter)}" / "cloud.sqlite"
+        store = open_storage(where, callback_body=callback_body)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SqliteStorage]:
-    store = SqliteStorage(tmp_path / "state" / "cloud.sqlite")
-    yield store
-    store.close()
+def storage(make_storage: MakeStorage) -> Storage:
+    return make_storage()
 
 
-def test_accept_stores_the_body_exactly_and_reports_wait(storage: SqliteStorage) -> None:
+def test_accept_stores_the_body_exactly_and_reports_wait(storage: Storage) -> None:
     order = make_order("e1", callback_url="http://127.0.0.1:9/cb")
     accepted = storage.accept(order, idempotency_key=None)
     assert accepted.created and accepted.same_body and accepted.status == "wait"
@@ -41,7 +66,7 @@ def test_accept_stores_the_body_exactly_and_reports_wait(storage: SqliteStorage)
 
 
 def test_a_repeated_external_id_gives_the_first_uuid_and_compares_bodies(
-    storage: SqliteStorage,
+    storage: Storage,
 ) -> None:
     first = storage.accept(make_order("e1"), idempotency_key=None)
     same = storage.accept(make_order("e1"), idempotency_key=None)
@@ -54,14 +79,14 @@ def test_a_repeated_external_id_gives_the_first_uuid_and_compares_bodies(
     assert storage.counts() == {"wait": 2, "done": 0, "fail": 0}
 
 
-def test_an_idempotency_key_finds_the_first_request(storage: SqliteStorage) -> None:
+def test_an_idempotency_key_finds_the_first_request(storage: Storage) -> None:
     first = storage.accept(make_order("e1"), idempotency_key="k1")
     again = storage.accept(make_order("e2"), idempotency_key="k1")  # a new external_id
     assert (again.uuid, again.created, again.same_body) == (first.uuid, False, False)
     assert storage.accept(make_order("e3"), idempotency_key="k2").created
 
 
-def test_claim_takes_the_oldest_of_its_group_once(storage: SqliteStorage) -> None:
+def test_claim_takes_the_oldest_of_its_group_once(storage: Storage) -> None:
     uuids = [storage.accept(make_order(f"e{n}"), idempotency_key=None).uuid for n in range(3)]
     storage.accept(make_order("x", group="other"), idempotency_key=None)
     first = storage.claim("r1", "demo")
@@ -73,33 +98,29 @@ def test_claim_takes_the_oldest_of_its_group_once(storage: SqliteStorage) -> Non
     assert storage.queue_depth() == 4
 
 
-def test_claim_under_threads_gives_each_request_to_one_register(tmp_path: Path) -> None:
-    storage = SqliteStorage(tmp_path / "cloud.sqlite")
-    try:
-        for n in range(60):
-            storage.accept(make_order(f"e{n}"), idempotency_key=None)
-        taken: dict[str, list[str]] = {f"r{n}": [] for n in range(4)}
-        start = threading.Barrier(len(taken))
+def test_claim_under_threads_gives_each_request_to_one_register(storage: Storage) -> None:
+    for n in range(60):
+        storage.accept(make_order(f"e{n}"), idempotency_key=None)
+    taken: dict[str, list[str]] = {f"r{n}": [] for n in range(4)}
+    start = threading.Barrier(len(taken))
 
-        def work(name: str) -> None:
-            start.wait()
-            while (job := storage.claim(name, "demo")) is not None:
-                taken[name].append(job.uuid)
+    def work(name: str) -> None:
+        start.wait()
+        while (job := storage.claim(name, "demo")) is not None:
+            taken[name].append(job.uuid)
 
-        threads = [threading.Thread(target=work, args=(name,)) for name in taken]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        every = [uuid for uuids in taken.values() for uuid in uuids]
-        assert len(every) == len(set(every)) == 60
-        for name, uuids in taken.items():
-            assert sorted(job.uuid for job in storage.assigned(name)) == sorted(uuids)
-    finally:
-        storage.close()
+    threads = [threading.Thread(target=work, args=(name,)) for name in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [uuid for uuids in taken.values() for uuid in uuids]
+    assert len(every) == len(set(every)) == 60
+    for name, uuids in taken.items():
+        assert sorted(job.uuid for job in storage.assigned(name)) == sorted(uuids)
 
 
-def test_complete_fail_and_release(storage: SqliteStorage) -> None:
+def test_complete_fail_and_release(storage: Storage) -> None:
     a = storage.accept(make_order("a", callback_url="http://127.0.0.1:9/a"), idempotency_key=None)
     b = storage.accept(make_order("b", callback_url="http://127.0.0.1:9/b"), idempotency_key=None)
     c = storage.accept(make_order("c"), idempotency_key=None)
@@ -126,7 +147,7 @@ def test_complete_fail_and_release(storage: SqliteStorage) -> None:
 
 
 def test_the_outbox_has_one_row_per_finished_request_with_a_callback(
-    storage: SqliteStorage,
+    storage: Storage,
 ) -> None:
     a = storage.accept(make_order("a", callback_url="http://127.0.0.1:9/a"), idempotency_key=None)
     b = storage.accept(make_order("b", callback_url="http://127.0.0.1:9/b"), idempotency_key=None)
@@ -155,7 +176,7 @@ def test_the_outbox_has_one_row_per_finished_request_with_a_callback(
     assert [a["status"] for a in storage.attempts(due[0].id)] == [500, None]
 
 
-def test_ofd_acknowledgement_moves_done_receipts_below_a_number(storage: SqliteStorage) -> None:
+def test_ofd_acknowledgement_moves_done_receipts_below_a_number(storage: Storage) -> None:
     uuids = [storage.accept(make_order(f"e{n}"), idempotency_key=None).uuid for n in range(3)]
     for number, uuid in enumerate(uuids, start=7):
         storage.claim("r1", "demo")
@@ -168,7 +189,7 @@ def test_ofd_acknowledgement_moves_done_receipts_below_a_number(storage: SqliteS
     assert storage.report(uuids[2]).ofd == "waiting"  # type: ignore[union-attr]
 
 
-def test_recent_lists_only_the_groups_asked_newest_first(storage: SqliteStorage) -> None:
+def test_recent_lists_only_the_groups_asked_newest_first(storage: Storage) -> None:
     for n in range(3):
         storage.accept(make_order(f"e{n}"), idempotency_key=None)
     storage.accept(make_order("x", group="other"), idempotency_key=None)
@@ -177,7 +198,7 @@ def test_recent_lists_only_the_groups_asked_newest_first(storage: SqliteStorage)
     assert storage.recent([]) == []
 
 
-def test_tokens_expire_and_only_their_hash_is_kept(storage: SqliteStorage) -> None:
+def test_tokens_expire_and_only_their_hash_is_kept(storage: Storage) -> None:
     now = datetime.now(UTC)
     storage.add_token("h1", "demo", now + timedelta(hours=24))
     storage.add_token("h2", "demo", now - timedelta(seconds=1))
@@ -187,7 +208,7 @@ def test_tokens_expire_and_only_their_hash_is_kept(storage: SqliteStorage) -> No
     assert storage.token_login("nope", now) is None
 
 
-def test_registers_are_saved_and_read_back(storage: SqliteStorage) -> None:
+def test_registers_are_saved_and_read_back(storage: Storage) -> None:
     view = RegisterView(
         name="demo-1",
         group="demo",
@@ -209,7 +230,7 @@ def test_registers_are_saved_and_read_back(storage: SqliteStorage) -> None:
     assert storage.registers() == [view]
 
 
-def test_wait_for_work_wakes_on_accept(storage: SqliteStorage) -> None:
+def test_wait_for_work_wakes_on_accept(storage: Storage) -> None:
     storage.wait_for_work(0)  # this thread has now seen the current state
     woke = threading.Event()
 
@@ -264,7 +285,9 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
         SqliteStorage(blocker / "cloud.sqlite")
 
 
-def test_one_report_that_cannot_be_drawn_does_not_hold_up_the_others(tmp_path: Path) -> None:
+def test_one_report_that_cannot_be_drawn_does_not_hold_up_the_others(
+    make_storage: MakeStorage,
+) -> None:
     bad: set[str] = set()
 
     def body(view: ReportView) -> bytes:
@@ -272,37 +295,30 @@ def test_one_report_that_cannot_be_drawn_does_not_hold_up_the_others(tmp_path: P
             raise ValueError("a number the renderer chokes on")
         return view.uuid.encode()
 
-    storage = SqliteStorage(tmp_path / "cloud.sqlite", callback_body=body)
-    try:
-        a = storage.accept(
-            make_order("a", callback_url="http://127.0.0.1:9/a"), idempotency_key=None
-        )
-        b = storage.accept(
-            make_order("b", callback_url="http://127.0.0.1:9/b"), idempotency_key=None
-        )
-        for _ in range(2):
-            storage.claim("r1", "demo")
-        storage.complete(a.uuid, "r1", RESULT)
-        storage.complete(b.uuid, "r1", RESULT)
-        bad.add(a.uuid)
-        due = storage.due_callbacks(datetime.now(UTC) + timedelta(seconds=1), 10)
-        assert [(c.uuid, c.body, bool(c.error)) for c in due] == [
-            (a.uuid, b"", True),
-            (b.uuid, b.uuid.encode(), False),
-        ]
-        assert "chokes" in due[0].error
-    finally:
-        storage.close()
+    storage = make_storage(callback_body=body)
+    a = storage.accept(make_order("a", callback_url="http://127.0.0.1:9/a"), idempotency_key=None)
+    b = storage.accept(make_order("b", callback_url="http://127.0.0.1:9/b"), idempotency_key=None)
+    for _ in range(2):
+        storage.claim("r1", "demo")
+    storage.complete(a.uuid, "r1", RESULT)
+    storage.complete(b.uuid, "r1", RESULT)
+    bad.add(a.uuid)
+    due = storage.due_callbacks(datetime.now(UTC) + timedelta(seconds=1), 10)
+    assert [(c.uuid, c.body, bool(c.error)) for c in due] == [
+        (a.uuid, b"", True),
+        (b.uuid, b.uuid.encode(), False),
+    ]
+    assert "chokes" in due[0].error
 
 
 def test_a_second_completion_is_logged_as_an_error_with_both_results(
-    storage: SqliteStorage, caplog: pytest.LogCaptureFixture
+    storage: Storage, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = storage.accept(make_order("a"), idempotency_key=None)
     storage.claim("r1", "demo")
     storage.complete(a.uuid, "r1", RESULT)
     other = {**RESULT, "document_number": 8}
-    with caplog.at_level(logging.ERROR, logger="kkt.cloud.storage.sqlite"):
+    with caplog.at_level(logging.ERROR, logger=type(storage).__module__):
         storage.complete(a.uuid, "r1", other)
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "DIFFERENT" in record.getMessage() and '"document_number": 8' in record.getMessage()
@@ -311,7 +327,7 @@ def test_a_second_completion_is_logged_as_an_error_with_both_results(
 
 
 def test_hold_keeps_a_request_waiting_with_its_reason_and_details_are_kept(
-    storage: SqliteStorage,
+    storage: Storage,
 ) -> None:
     a = storage.accept(make_order("a"), idempotency_key=None)
     storage.claim("r1", "demo")

@@ -1,0 +1,905 @@
+"""`PostgresStorage`: the cloud register's state in PostgreSQL, shared by several instances.
+
+Several ``kkt cloud serve --db postgresql://...`` processes, on one machine or many, share one
+database: the queue, the callback outbox, the drivers' journal and the register leases live in
+it.  The semantics are `SqliteStorage`'s, method by method (see `kkt.cloud.storage.base`); what
+several writers add:
+
+* **claim** takes the group's oldest queued request with ``FOR UPDATE SKIP LOCKED`` in the one
+  statement that assigns it: two workers (of one instance or of two) never get the same request
+  and never wait for each other's row.
+* **accept** is ``INSERT ... ON CONFLICT DO NOTHING``: two instances given the same external_id
+  (or Idempotency-Key) at the same instant create one request; the second finds the first's.
+  Every write is one transaction -- the outbox row with the ``complete``/``fail`` it follows.
+* **wait_for_work**: ``accept`` and ``release`` send ``NOTIFY cloud_work`` in their transaction;
+  one thread per instance LISTENs on a connection of its own and wakes the waiting workers, so
+  a request accepted by one instance is picked up by another's idle register at once.
+* **The callback outbox** is read by every instance's sender: `due_callbacks` *claims* the rows
+  it returns (moves their ``next_at`` `CALLBACK_CLAIM_SECONDS` ahead, ``SKIP LOCKED``) so two
+  senders do not post the same callback; `record_attempt` then sets the real next time.  A
+  sender that dies holding rows delays them by that long (delivery stays at least once).
+* **The HMAC secret** callbacks are signed with is one for all instances (`callback_secret`).
+
+Leases: why lease ROWS with an expiry, not advisory locks.  An advisory lock belongs to a
+connection: when that connection drops (a network blip, a PostgreSQL restart) the lock is gone at
+once, silently, and the holder learns of it only at its next query -- meanwhile another instance
+may have taken the lock and started driving the same register.  A lease row with an expiry lets
+the holder know *locally* when to stop, well before anyone else may take over:
+
+* `take_lease` sets ``expires_at = now() + ttl`` in the DATABASE clock, and another instance may
+  take the row only once ``expires_at`` has passed in that same clock -- the machines' clocks
+  never enter into it.
+* The holder (`kkt.cloud.lease`) stops at ``renewed_at + ttl/2`` on its *local monotonic* clock,
+  ``renewed_at`` taken before the renewing query was sent: the database's expiry is at least
+  ``ttl`` after that instant, so the holder has stopped ``ttl/2`` before anyone may take over,
+  however long the query or a lost connection took.
+* Fencing: the driver journal's ``begin`` -- written before any command that may move money --
+  is an INSERT that succeeds only while this instance holds the register's lease (same
+  statement; the lease row is read ``FOR SHARE``, so a taker's UPDATE waits for the begin to
+  commit and then sees it).  A holder paused past its lease (a frozen VM) is refused with
+  `LeaseLost` before it sends anything; ``epoch`` counts the hand-overs.
+
+Connection errors (server down, restarting, unreachable, the pool's wait timing out) raise
+`StorageUnavailable`: the message names the host and database (never the password) and says the
+caller should retry.  The pool (psycopg_pool) replaces broken connections by itself: every
+connection is checked as it is handed out, so the first call after the server is back works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import uuid as uuids
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from kkt.cloud import jsontext
+from kkt.cloud.model import Job, Order, RegisterView, ReportView
+from psycopg.conninfo import conninfo_to_dict
+
+from kkt.journal import Entry
+
+from . import pg_schema
+from .base import (
+    Accepted,
+    Callback,
+    InstanceView,
+    LeaseLost,
+    LeaseView,
+    StorageError,
+    StorageUnavailable,
+)
+from .sqlite import WAITING, _document, _int_or_none, _minimal_body, _status
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "cloud_work"  # LISTEN/NOTIFY: a request was accepted or released
+# How long `due_callbacks` hides the rows it hands out from other instances' senders: longer than
+# one batch takes to post (20 callbacks x 5 s timeout), short enough for a dead sender's rows.
+CALLBACK_CLAIM_SECONDS = 120.0
+POOL_SIZE = 20  # connections per instance: its workers, HTTP threads and the callback sender
+LISTEN_POLL = 0.5  # seconds: how often the listening thread looks whether to stop
+SECRET_NAME = "callback_secret"
+SECRET_BYTES = 32
+INSTANCE_FORGET = timedelta(days=1)  # an instance not seen this long leaves `instances()`
+
+
+class PostgresStorage:
+    """The `Storage` protocol over a PostgreSQL database (``dsn``: a libpq URL or key=value).
+
+    Opening connects (up to ``connect_timeout`` seconds: `StorageUnavailable` otherwise),
+    applies the missing migrations (one instance at a time) and registers this instance."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        callback_body: Callable[[ReportView], bytes] | None = None,
+        connect_timeout: float = 5.0,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        self._dsn = dsn
+        self._where = _describe(dsn)
+        self._callback_body = callback_body or _minimal_body
+        self._timeout = connect_timeout
+        self._host = socket.gethostname()
+        self.instance = f"{self._host}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._connect_kwargs: dict[str, Any] = {
+            # libpq's own timeout counts whole seconds, at least 2
+            "connect_timeout": max(2, int(connect_timeout + 0.999)),
+            "application_name": f"kkt-cloud {self.instance}"[:63],
+        }
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
+            psycopg_pool.ConnectionPool(
+                dsn,
+                kwargs={"autocommit": True, **self._connect_kwargs},
+                min_size=1,
+                max_size=max(2, pool_size),
+                open=False,
+                check=psycopg_pool.ConnectionPool.check_connection,
+                timeout=connect_timeout,
+                # A pool that failed to reconnect for this long gives that slot up (and grows
+                # again, at once, on the next call): psycopg_pool's retries back off
+                # exponentially, which would otherwise leave a long outage's pool waiting about
+                # as long again after the server is back.
+                reconnect_timeout=max(2.0, 2 * connect_timeout),
+                name="kkt-cloud",
+            )
+        )
+        self._work = threading.Condition(threading.Lock())
+        self._generation = 0  # bumped by accept/release (here or, via NOTIFY, elsewhere)
+        self._seen = threading.local()
+        self._listener: threading.Thread | None = None
+        self._listener_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closed = False
+        try:
+            try:
+                self._pool.open(wait=True, timeout=connect_timeout)
+            except psycopg_pool.PoolTimeout as error:
+                raise self._unavailable(error) from None
+            with self._connection() as connection:
+                try:
+                    pg_schema.migrate(connection)
+                except pg_schema.SchemaTooNew as newer:
+                    raise StorageError(
+                        f"the cloud database {self._where} has schema version {newer.found}, "
+                        f"newer than this kktkit knows ({len(pg_schema.MIGRATIONS)}): upgrade "
+                        "kktkit on this machine"
+                    ) from None
+            self.heartbeat()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _unavailable(self, error: BaseException) -> StorageUnavailable:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        password = conninfo_to_dict(self._dsn).get("password")
+        if password:
+            detail = detail.replace(str(password), "***")
+        return StorageUnavailable(
+            f"PostgreSQL at {self._where} cannot be reached now ({detail}): the service "
+            "retries by itself; check that the server is running and reachable from here"
+        )
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit: one statement = one transaction; several in
+        ``with connection.transaction()``); connection trouble -> `StorageUnavailable`."""
+        if self._closed:
+            raise StorageError(f"the cloud storage on {self._where} is closed")
+        try:
+            with self._pool.connection() as connection:
+                yield connection
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise self._unavailable(error) from None
+        except psycopg_pool.PoolClosed:
+            raise StorageError(f"the cloud storage on {self._where} is closed") from None
+
+    def _one(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> tuple[Any, ...] | None:
+        with self._connection() as connection:
+            return connection.execute(sql, params).fetchone()
+
+    def _all(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        with self._connection() as connection:
+            return connection.execute(sql, params).fetchall()
+
+    def _run(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
+        with self._connection() as connection:
+            return connection.execute(sql, params).rowcount
+
+    def schema_version(self) -> int:
+        with self._connection() as connection:
+            return pg_schema.version(connection)
+
+    def _notify(self) -> None:
+        with self._work:
+            self._generation += 1
+            self._work.notify_all()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def accept(self, order: Order, *, idempotency_key: str | None) -> Accepted:
+        with self._connection() as connection:
+            for _ in range(3):  # a lost race (ON CONFLICT) finds the winner's row next time
+                # The Idempotency-Key's request first, then the external_id's (as SQLite).
+                known = connection.execute(
+                    "SELECT uuid, fingerprint, state FROM cloud_requests "
+                    "WHERE grp = %(grp)s AND (external_id = %(eid)s OR idempotency_key = %(key)s) "
+                    "ORDER BY (idempotency_key = %(key)s) IS TRUE DESC LIMIT 1",
+                    {"grp": order.group, "eid": order.external_id, "key": idempotency_key},
+                ).fetchone()
+                if known is not None:
+                    return Accepted(
+                        known[0], False, known[1] == order.fingerprint, _status(known[2])
+                    )
+                new = str(uuids.uuid4())
+                with connection.transaction():
+                    inserted = connection.execute(
+                        "INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
+                        "idempotency_key, fingerprint, body, callback_url, inn, state) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued') "
+                        "ON CONFLICT DO NOTHING RETURNING uuid",
+                        (
+                            new,
+                            order.api,
+                            order.group,
+                            order.operation,
+                            order.external_id,
+                            idempotency_key,
+                            order.fingerprint,
+                            jsontext.dumps(order.body),
+                            order.callback_url,
+                            order.inn,
+                        ),
+                    ).fetchone()
+                    if inserted is not None:
+                        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, order.group))
+                if inserted is not None:
+                    self._notify()
+                    return Accepted(new, True, True, "wait")
+        raise StorageError(
+            f"could not accept {order.external_id} of {order.group}: its row kept changing "
+            "(three tries); send it again"
+        )
+
+    def report(self, uuid: str) -> ReportView | None:
+        row = self._one(f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE uuid = %s", (uuid,))
+        return _view(row) if row is not None else None
+
+    def find(self, group: str, external_id: str) -> ReportView | None:
+        row = self._one(
+            f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE grp = %s AND external_id = %s",
+            (group, external_id),
+        )
+        return _view(row) if row is not None else None
+
+    def body(self, uuid: str) -> dict[str, Any] | None:
+        """The request's body as received (exact numbers), or None for an unknown uuid."""
+        row = self._one("SELECT body FROM cloud_requests WHERE uuid = %s", (uuid,))
+        return dict(jsontext.loads(row[0])) if row is not None else None
+
+    def idempotency_key(self, uuid: str) -> str | None:
+        """The Idempotency-Key the request came with (None: none, or an unknown uuid)."""
+        row = self._one("SELECT idempotency_key FROM cloud_requests WHERE uuid = %s", (uuid,))
+        return str(row[0]) if row is not None and row[0] is not None else None
+
+    def claim(self, register: str, group: str) -> Job | None:
+        # One statement: the row is locked as it is picked (rows other claims hold are skipped,
+        # not waited for) and assigned before the lock is let go.
+        row = self._one(
+            "WITH picked AS ("
+            "  SELECT seq FROM cloud_requests WHERE grp = %s AND state = 'queued' "
+            "  ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+            ") "
+            "UPDATE cloud_requests AS r SET state = 'assigned', register = %s, "
+            "attempts = r.attempts + 1 FROM picked WHERE r.seq = picked.seq "
+            f"RETURNING {_JOB_COLUMNS_R}",
+            (group, register),
+        )
+        return _job(row) if row is not None else None
+
+    def assigned(self, register: str) -> list[Job]:
+        rows = self._all(
+            f"SELECT {_JOB_COLUMNS} FROM cloud_requests "
+            "WHERE register = %s AND state = 'assigned' ORDER BY seq",
+            (register,),
+        )
+        return [_job(row) for row in rows]
+
+    def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
+        with self._connection() as connection, connection.transaction():
+            row = connection.execute(
+                "SELECT state, register, callback_url, result FROM cloud_requests "
+                "WHERE uuid = %s FOR UPDATE",
+                (uuid,),
+            ).fetchone()
+            if row is not None and row[0] == "done" and row[1] == register:
+                # Settled twice: the first result stands (see SqliteStorage.complete) -- said
+                # loudly, with both results, since two different documents would be a double sale.
+                first = jsontext.loads(row[3]) if row[3] is not None else None
+                same = _document(first) == _document(result)
+                log.error(
+                    "request %s on %s completed twice (%s): the first result stands (%s), "
+                    "the second is dropped (%s)%s",
+                    uuid,
+                    register,
+                    "the same document" if same else "DIFFERENT documents",
+                    json.dumps(first, default=str),
+                    json.dumps(result, default=str),
+                    "" if same else " -- check the FN for a double sale",
+                )
+                return
+            if row is None or row[0] != "assigned" or row[1] != register:
+                state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
+                raise StorageError(
+                    f"cannot complete {uuid} on {register}: it is {state} -- a request is "
+                    "completed only by the register it is assigned to"
+                )
+            connection.execute(
+                "UPDATE cloud_requests SET state = 'done', done_at = now(), result = %s, "
+                "error = NULL, fn_serial = %s, document_number = %s WHERE uuid = %s",
+                (
+                    jsontext.dumps(result),
+                    str(result.get("fn_number", "")),
+                    _int_or_none(result.get("document_number")),
+                    uuid,
+                ),
+            )
+            _add_callback(connection, uuid, row[2])
+
+    def fail(self, uuid: str, error: dict[str, Any]) -> None:
+        with self._connection() as connection, connection.transaction():
+            row = connection.execute(
+                "SELECT state, callback_url FROM cloud_requests WHERE uuid = %s FOR UPDATE",
+                (uuid,),
+            ).fetchone()
+            if row is None or row[0] not in WAITING:
+                state = "unknown" if row is None else row[0]
+                raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
+            connection.execute(
+                "UPDATE cloud_requests SET state = 'fail', done_at = now(), error = %s "
+                "WHERE uuid = %s",
+                (jsontext.dumps(error), uuid),
+            )
+            _add_callback(connection, uuid, row[1])
+
+    def release(self, uuid: str, register: str) -> None:
+        with self._connection() as connection, connection.transaction():
+            changed = connection.execute(
+                "UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
+                "WHERE uuid = %s AND state = 'assigned' AND register = %s RETURNING grp",
+                (uuid, register),
+            ).fetchone()
+            if changed is not None:
+                connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, changed[0]))
+        if changed is not None:
+            self._notify()
+
+    def hold(self, uuid: str, register: str, error: dict[str, Any]) -> None:
+        self._run(
+            "UPDATE cloud_requests SET error = %s "
+            "WHERE uuid = %s AND state = 'assigned' AND register = %s",
+            (jsontext.dumps(error), uuid, register),
+        )
+
+    def assigned_registers(self) -> list[str]:
+        rows = self._all(
+            "SELECT DISTINCT register FROM cloud_requests "
+            "WHERE state = 'assigned' AND register IS NOT NULL ORDER BY register"
+        )
+        return [str(row[0]) for row in rows]
+
+    def save_register_details(self, name: str, details: dict[str, str]) -> None:
+        self._run(
+            "INSERT INTO cloud_register_details (name, details) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET details = excluded.details",
+            (name, json.dumps(details, ensure_ascii=False)),
+        )
+
+    def register_details(self, name: str) -> dict[str, str] | None:
+        row = self._one("SELECT details FROM cloud_register_details WHERE name = %s", (name,))
+        return {str(k): str(v) for k, v in json.loads(row[0]).items()} if row else None
+
+    def queue_depth(self, group: str | None = None) -> int:
+        if group is None:
+            row = self._one(
+                "SELECT count(*) FROM cloud_requests WHERE state IN ('queued', 'assigned')"
+            )
+        else:
+            row = self._one(
+                "SELECT count(*) FROM cloud_requests "
+                "WHERE grp = %s AND state IN ('queued', 'assigned')",
+                (group,),
+            )
+        return int(row[0]) if row is not None else 0
+
+    def counts(self) -> dict[str, int]:
+        found = {"wait": 0, "done": 0, "fail": 0}
+        for state, count in self._all("SELECT state, count(*) FROM cloud_requests GROUP BY state"):
+            found[_status(state)] += int(count)
+        return found
+
+    def queue_depths(self) -> dict[str, int]:
+        """Requests not finished, by group (for `kkt cloud status`)."""
+        rows = self._all(
+            "SELECT grp, count(*) FROM cloud_requests WHERE state IN ('queued', 'assigned') "
+            "GROUP BY grp ORDER BY grp"
+        )
+        return {str(group): int(count) for group, count in rows}
+
+    def recent(self, groups: Collection[str], limit: int = 50) -> list[ReportView]:
+        names = list(groups)
+        if not names:
+            return []
+        rows = self._all(
+            f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE grp = ANY(%s) "
+            "ORDER BY seq DESC LIMIT %s",
+            (names, limit),
+        )
+        return [_view(row) for row in rows]
+
+    def set_ofd_acknowledged_below(self, fn_serial: str, number: int) -> None:
+        self._run(
+            "UPDATE cloud_requests SET ofd_acknowledged = true WHERE fn_serial = %s "
+            "AND state = 'done' AND NOT ofd_acknowledged AND document_number < %s",
+            (fn_serial, number),
+        )
+
+    # -- registers ------------------------------------------------------------------------------
+
+    def save_register(self, view: RegisterView) -> None:
+        data = asdict(view)
+        data["fn_expires"] = view.fn_expires.isoformat() if view.fn_expires else None
+        data["updated_at"] = _aware(view.updated_at).timestamp()
+        self._run(
+            "INSERT INTO cloud_registers (name, view) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET view = excluded.view",
+            (view.name, json.dumps(data, ensure_ascii=False)),
+        )
+
+    def registers(self) -> list[RegisterView]:
+        views = []
+        for (text,) in self._all("SELECT view FROM cloud_registers ORDER BY name"):
+            data = json.loads(text)
+            data["fn_expires"] = (
+                date.fromisoformat(data["fn_expires"]) if data["fn_expires"] else None
+            )
+            data["updated_at"] = datetime.fromtimestamp(data["updated_at"], UTC)
+            views.append(RegisterView(**data))
+        return views
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def add_token(self, token_hash: str, login: str, expires_at: datetime) -> None:
+        with self._connection() as connection, connection.transaction():
+            # expired tokens go as new ones come: the table stays the size of a day's logins
+            connection.execute("DELETE FROM cloud_tokens WHERE expires_at <= now()")
+            connection.execute(
+                "INSERT INTO cloud_tokens (token_hash, login, expires_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (token_hash) DO UPDATE SET login = excluded.login, "
+                "expires_at = excluded.expires_at",
+                (token_hash, login, _aware(expires_at)),
+            )
+
+    def token_login(self, token_hash: str, now: datetime) -> str | None:
+        row = self._one(
+            "SELECT login FROM cloud_tokens WHERE token_hash = %s AND expires_at > %s",
+            (token_hash, _aware(now)),
+        )
+        return str(row[0]) if row is not None else None
+
+    # -- callback outbox ------------------------------------------------------------------------
+
+    def due_callbacks(self, now: datetime, limit: int) -> list[Callback]:
+        """The rows due at ``now``, claimed for this caller (see the module's notes): hidden
+        from every sender for `CALLBACK_CLAIM_SECONDS`, or until `record_attempt`."""
+        moment = _aware(now)
+        rows = self._all(
+            "WITH due AS ("
+            "  SELECT id, next_at FROM cloud_outbox WHERE state = 'pending' AND next_at <= %s "
+            "  ORDER BY next_at, id LIMIT %s FOR UPDATE SKIP LOCKED"
+            ") "
+            "UPDATE cloud_outbox AS o SET next_at = %s FROM due WHERE o.id = due.id "
+            "RETURNING o.id, o.uuid, o.url, o.attempts, due.next_at",
+            (moment, limit, moment + timedelta(seconds=CALLBACK_CLAIM_SECONDS)),
+        )
+        rows.sort(key=lambda row: (row[4], row[0]))  # RETURNING keeps no order: oldest first
+        due = []
+        for callback_id, uuid, url, attempts, _ in rows:
+            # Each row on its own: a report that cannot be read or drawn is that row's failed
+            # try (`Callback.error`), not an exception that holds up every other callback.
+            body, error = b"", ""
+            try:
+                view = self.report(uuid)
+                if view is None:
+                    error = f"request {uuid} is not in storage"
+                else:
+                    body = self._callback_body(view)
+            except StorageUnavailable:
+                raise
+            except Exception as failure:
+                log.exception("callback %s: its report could not be built", callback_id)
+                error = f"the report could not be built: {type(failure).__name__}: {failure}"
+            due.append(
+                Callback(
+                    id=int(callback_id),
+                    uuid=str(uuid),
+                    url=str(url),
+                    body=body,
+                    attempts=int(attempts),
+                    error=error,
+                )
+            )
+        return due
+
+    def record_attempt(
+        self,
+        callback_id: int,
+        *,
+        ok: bool,
+        status: int | None,
+        error: str,
+        next_at: datetime | None,
+    ) -> None:
+        state = "delivered" if ok else ("abandoned" if next_at is None else "pending")
+        with self._connection() as connection, connection.transaction():
+            connection.execute(
+                "INSERT INTO cloud_attempts (callback_id, ok, status, error) "
+                "VALUES (%s, %s, %s, %s)",
+                (callback_id, ok, status, error),
+            )
+            connection.execute(
+                "UPDATE cloud_outbox SET attempts = attempts + 1, state = %s, "
+                "next_at = coalesce(%s, now()) WHERE id = %s",
+                (state, _aware(next_at) if next_at is not None else None, callback_id),
+            )
+
+    def pending_callbacks(self) -> int:
+        """Outbox rows not yet delivered nor abandoned (for metrics and the operator page)."""
+        row = self._one("SELECT count(*) FROM cloud_outbox WHERE state = 'pending'")
+        return int(row[0]) if row is not None else 0
+
+    def attempts(self, callback_id: int) -> list[dict[str, Any]]:
+        """Every delivery attempt of one outbox row, oldest first."""
+        rows = self._all(
+            "SELECT at, ok, status, error FROM cloud_attempts WHERE callback_id = %s ORDER BY id",
+            (callback_id,),
+        )
+        return [
+            {"at": _utc(at), "ok": bool(ok), "status": status, "error": error}
+            for at, ok, status, error in rows
+        ]
+
+    def callback_secret(self) -> bytes | None:
+        """The HMAC key every instance signs callbacks with: made by the first instance that asks
+        (32 random bytes), the same for all after (INSERT ... ON CONFLICT DO NOTHING)."""
+        with self._connection() as connection:
+            connection.execute(
+                "INSERT INTO cloud_settings (name, value) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (SECRET_NAME, secrets.token_bytes(SECRET_BYTES)),
+            )
+            row = connection.execute(
+                "SELECT value FROM cloud_settings WHERE name = %s", (SECRET_NAME,)
+            ).fetchone()
+        assert row is not None  # just inserted, or there before
+        return bytes(row[0])
+
+    # -- instances and leases -------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """This instance's seen_at = now(); instances not seen for a day are forgotten."""
+        with self._connection() as connection, connection.transaction():
+            connection.execute(
+                "INSERT INTO cloud_instances (id, host, pid) VALUES (%s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+                (self.instance, self._host, os.getpid()),
+            )
+            connection.execute(
+                "DELETE FROM cloud_instances WHERE seen_at < now() - %s", (INSTANCE_FORGET,)
+            )
+
+    def instances(self) -> list[InstanceView]:
+        rows = self._all(
+            "SELECT id, host, pid, started_at, seen_at FROM cloud_instances ORDER BY id"
+        )
+        return [
+            InstanceView(str(id_), str(host), int(pid), _utc(started), _utc(seen))
+            for id_, host, pid, started, seen in rows
+        ]
+
+    def take_lease(self, register: str, ttl: float) -> bool:
+        # clock_timestamp(), not now(): a statement that waited for the row's lock compares
+        # with the time it decides at, not the time it started.
+        row = self._one(
+            "INSERT INTO cloud_leases AS l (register, instance, expires_at) "
+            "VALUES (%(register)s, %(me)s, clock_timestamp() + %(ttl)s) "
+            "ON CONFLICT (register) DO UPDATE SET "
+            "  epoch = l.epoch + CASE WHEN l.instance = excluded.instance THEN 0 ELSE 1 END, "
+            "  taken_at = CASE WHEN l.instance = excluded.instance THEN l.taken_at "
+            "                  ELSE clock_timestamp() END, "
+            "  instance = excluded.instance, expires_at = excluded.expires_at "
+            "WHERE l.instance = excluded.instance OR l.expires_at <= clock_timestamp() "
+            "RETURNING epoch",
+            {"register": register, "me": self.instance, "ttl": timedelta(seconds=ttl)},
+        )
+        return row is not None
+
+    def drop_lease(self, register: str) -> None:
+        """Expire this instance's lease now (the row stays: its epoch goes on counting)."""
+        self._run(
+            "UPDATE cloud_leases SET expires_at = clock_timestamp() "
+            "WHERE register = %s AND instance = %s",
+            (register, self.instance),
+        )
+
+    def lease_epoch(self, register: str) -> int | None:
+        """The epoch of the lease this instance holds on ``register`` now, else None."""
+        row = self._one(
+            "SELECT epoch FROM cloud_leases WHERE register = %s AND instance = %s "
+            "AND expires_at > clock_timestamp()",
+            (register, self.instance),
+        )
+        return int(row[0]) if row is not None else None
+
+    def leases(self) -> list[LeaseView]:
+        rows = self._all(
+            "SELECT register, instance, expires_at, epoch FROM cloud_leases ORDER BY register"
+        )
+        return [
+            LeaseView(str(register), str(instance), _utc(expires), int(epoch))
+            for register, instance, expires, epoch in rows
+        ]
+
+    def database_now(self) -> datetime:
+        """The database's clock (leases expire by it)."""
+        row = self._one("SELECT clock_timestamp()")
+        assert row is not None
+        return _utc(row[0])
+
+    # -- the journal ----------------------------------------------------------------------------
+
+    def journal_path(self) -> str:
+        raise StorageError(
+            "PostgreSQL keeps the drivers' journal in the database, not in a file: use "
+            "storage.journal(register)"
+        )
+
+    def journal(self, register: str) -> PostgresJournal:
+        """The driver's journal for ``register``, fenced by this instance's lease on it."""
+        return PostgresJournal(self, register)
+
+    # -- waiting for work -----------------------------------------------------------------------
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Returns at once when accept/release happened (in any instance) since this thread's
+        last wait, else when one happens, or after ``timeout`` seconds."""
+        self._start_listener()
+        with self._work:
+            seen = getattr(self._seen, "generation", None)
+            if seen is None or seen == self._generation:
+                self._work.wait(timeout)
+            self._seen.generation = self._generation
+
+    def _start_listener(self) -> None:
+        with self._listener_lock:
+            if self._listener is None and not self._closed:
+                self._listener = threading.Thread(
+                    target=self._listen, name="kkt-cloud-pg-listen", daemon=True
+                )
+                self._listener.start()
+
+    def _listen(self) -> None:
+        """LISTEN on a connection of its own; each NOTIFY wakes the waiting workers.  A lost
+        connection is made again (with growing pauses); once back, the workers are woken too:
+        work may have come while nobody listened."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self._dsn, autocommit=True, **self._connect_kwargs
+                ) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    failures = 0
+                    self._notify()
+                    while not self._stop.is_set():
+                        for _ in connection.notifies(timeout=LISTEN_POLL):
+                            self._notify()
+            except psycopg.Error as error:
+                failures += 1
+                if failures == 1:
+                    log.warning("%s; listening again when it is back", self._unavailable(error))
+                self._stop.wait(min(0.25 * 2**failures, 5.0))
+
+    def close(self) -> None:
+        """Stop listening, forget this instance, close the pool.  Its leases are left to
+        expire unless dropped before (`drop_lease`)."""
+        if self._closed:
+            return
+        self._stop.set()
+        with self._listener_lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.join()
+        with contextlib.suppress(StorageError):
+            self._run("DELETE FROM cloud_instances WHERE id = %s", (self.instance,))
+        self._closed = True
+        self._pool.close()
+        with self._work:
+            self._work.notify_all()
+
+
+class PostgresJournal:
+    """The drivers' idempotency journal (`kkt.journal.JournalStore`) in ``cloud_journal``, for
+    one register: `kkt.journal.Journal`'s semantics, with ``begin`` fenced by the register's
+    lease (`LeaseLost`: nothing was written, so nothing may be sent).  Keys are global, as in
+    the one SQLite file every register shares; each row records the register it began on.
+    Connection trouble raises `StorageUnavailable` (nothing sent after a failed begin)."""
+
+    def __init__(self, storage: PostgresStorage, register: str) -> None:
+        if not register:
+            raise ValueError("a PostgreSQL journal belongs to one register: name it")
+        self._storage = storage
+        self.register = register
+
+    def get(self, key: str) -> Entry | None:
+        row = self._storage._one(
+            "SELECT key, state, before, operation, total, result, fn, fingerprint, payments "
+            "FROM cloud_journal WHERE key = %s",
+            (key,),
+        )
+        if row is None:
+            return None
+        result = json.loads(row[5]) if row[5] else None
+        return Entry(
+            str(row[0]),
+            str(row[1]),
+            int(row[2]),
+            int(row[3]),
+            int(row[4]),
+            result,
+            str(row[6]),
+            str(row[7]),
+            str(row[8]),
+        )
+
+    def begin(
+        self,
+        key: str,
+        before: int,
+        operation: int,
+        total: int,
+        fn: str = "",
+        fingerprint: str = "",
+        payments: str = "",
+    ) -> None:
+        """Record, durably, that receipt ``key`` is about to begin in FN ``fn`` -- only while
+        this instance holds the register's lease (`LeaseLost` otherwise)."""
+        # The lease row is read FOR SHARE: a taker's UPDATE of it waits until this commits, and
+        # a taker that committed first makes the row no longer match (re-checked after the
+        # wait), so a begin either lands before the hand-over or not at all.
+        written = self._storage._one(
+            "INSERT INTO cloud_journal AS j (key, register, state, before, operation, total, "
+            "result, fn, fingerprint, payments) "
+            "SELECT %(key)s, %(register)s, 'pending', %(before)s, %(operation)s, %(total)s, "
+            "NULL, %(fn)s, %(fingerprint)s, %(payments)s "
+            "WHERE EXISTS (SELECT 1 FROM cloud_leases WHERE register = %(register)s "
+            "  AND instance = %(me)s AND expires_at > clock_timestamp() FOR SHARE) "
+            "ON CONFLICT (key) DO UPDATE SET register = excluded.register, state = 'pending', "
+            "before = excluded.before, operation = excluded.operation, total = excluded.total, "
+            "result = NULL, fn = excluded.fn, fingerprint = excluded.fingerprint, "
+            "payments = excluded.payments, updated_at = now() "
+            "RETURNING 1",
+            {
+                "key": key,
+                "register": self.register,
+                "before": before,
+                "operation": operation,
+                "total": total,
+                "fn": fn,
+                "fingerprint": fingerprint,
+                "payments": payments,
+                "me": self._storage.instance,
+            },
+        )
+        if written is None:
+            raise LeaseLost(
+                f"register {self.register}: this instance ({self._storage.instance}) does not "
+                f"hold its lease, so receipt {key} was not begun and nothing was sent; another "
+                "instance drives the register now"
+            )
+
+    def done(self, key: str, result: dict[str, Any]) -> None:
+        self._storage._run(
+            "UPDATE cloud_journal SET state = 'done', result = %s, updated_at = now() "
+            "WHERE key = %s",
+            (json.dumps(result), key),
+        )
+
+    def claimed(self, after: int, fn: str = "") -> set[int]:
+        """Numbers above ``after`` of the documents in FN ``fn`` that keys already done own."""
+        rows = self._storage._all(
+            "SELECT result FROM cloud_journal WHERE state = 'done' AND fn = %s", (fn,)
+        )
+        numbers = {int(json.loads(row[0])["document_number"]) for row in rows if row[0]}
+        return {number for number in numbers if number > after}
+
+    def next_begun(self, after: int, fn: str) -> int | None:
+        """The least ``before`` above ``after`` any key recorded in FN ``fn``."""
+        row = self._storage._one(
+            "SELECT min(before) FROM cloud_journal WHERE fn = %s AND before > %s", (fn, after)
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    def forget(self, key: str) -> None:
+        """The receipt certainly did not become fiscal: the key may be used afresh."""
+        self._storage._run("DELETE FROM cloud_journal WHERE key = %s AND state = 'pending'", (key,))
+
+    def close(self) -> None:
+        """Nothing to close: the journal uses the storage's pool."""
+
+
+_VIEW_COLUMNS = (
+    "uuid, api, grp, operation, external_id, state, accepted_at, done_at, callback_url, "
+    "result, error, register, ofd_acknowledged"
+)
+_JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
+_JOB_COLUMNS_R = "r.uuid, r.api, r.grp, r.operation, r.external_id, r.body, r.attempts"
+
+
+def _describe(dsn: str) -> str:
+    """host:port/dbname of a DSN (never its password) for messages."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(an unreadable DSN)"
+    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
+    port = parts.get("port")
+    return f"{host}{f':{port}' if port else ''}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _add_callback(connection: psycopg.Connection[Any], uuid: str, url: str | None) -> None:
+    if url:
+        connection.execute(
+            "INSERT INTO cloud_outbox (uuid, url, state, next_at) "
+            "VALUES (%s, %s, 'pending', now())",
+            (uuid, url),
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    """A naive datetime is taken as UTC (as SqliteStorage does)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def _view(row: tuple[Any, ...]) -> ReportView:
+    (uuid, api, grp, operation, external_id, state, accepted, done, callback_url) = row[:9]
+    result, error, register, acknowledged = row[9:]
+    return ReportView(
+        uuid=str(uuid),
+        api=int(api),
+        group=str(grp),
+        operation=str(operation),
+        external_id=str(external_id),
+        status=_status(state),
+        accepted_at=_utc(accepted),
+        done_at=_utc(done) if done is not None else None,
+        callback_url=callback_url,
+        result=jsontext.loads(result) if result is not None else None,
+        error=jsontext.loads(error) if error is not None else None,
+        register=register,
+        ofd=None if state != "done" else ("acknowledged" if acknowledged else "waiting"),
+    )
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    uuid, api, grp, operation, external_id, body, attempts = row
+    return Job(
+        uuid=str(uuid),
+        api=int(api),
+        group=str(grp),
+        operation=str(operation),
+        external_id=str(external_id),
+        body=jsontext.loads(body),
+        attempts=int(attempts),
+    )
