@@ -25,6 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -225,3 +229,82 @@ def test_postgresql_restarted_mid_run_nothing_lost(
     for name in registers.names():
         for old, new, when in holder_changes(log.runs(name)):
             assert when > stopped_at, f"{name}: {old} -> {new} while the database was up"
+
+
+# -- the judge can fail -------------------------------------------------------------------------
+
+TALKER = (
+    "import socket, sys\n"
+    "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+    "for line in sys.stdin:\n"
+    "    s.sendall(line.encode()); s.recv(64); print('sent', flush=True)\n"
+)
+
+
+def test_the_relays_see_two_processes_driving_one_register(tmp_path: Path) -> None:
+    """The judge of "one instance at a time" is not blind: two processes talking to a register
+    in turn (what two instances without leases do) show as one coming back after the other."""
+    echo = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        echo.settimeout(0.2)
+        peers: list[socket.socket] = []
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                peer, _ = echo.accept()
+                peers.append(peer)
+            for peer in peers:
+                peer.settimeout(0.01)
+                with contextlib.suppress(TimeoutError, OSError):
+                    if data := peer.recv(64):
+                        peer.sendall(data)
+        for peer in peers:
+            peer.close()
+
+    server = threading.Thread(target=serve, name="echo")
+    server.start()
+    log = RelayLog()
+    talkers: list[subprocess.Popen[str]] = []
+    try:
+        with relays(["reg"], log, lambda: {pid: str(pid) for pid in children()}) as route:
+            (url,) = route([f"socket://127.0.0.1:{echo.getsockname()[1]}"])
+            port = url.rsplit(":", 1)[1]
+            for _ in range(2):
+                talkers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", TALKER, port],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+            for talker in (0, 1, 0):  # A, then B, then A again: B used it while A had it
+                stdin, stdout = talkers[talker].stdin, talkers[talker].stdout
+                assert stdin is not None and stdout is not None
+                stdin.write("frame\n")
+                stdin.flush()
+                assert stdout.readline() == "sent\n"
+            first, second = (str(talker.pid) for talker in talkers)
+            for talker in talkers:
+                assert talker.stdin is not None
+                talker.stdin.close()
+                assert talker.wait(30) == 0
+    finally:
+        for talker in talkers:
+            if talker.poll() is None:
+                talker.kill()
+                talker.wait()
+            if talker.stdout is not None:
+                talker.stdout.close()
+        stop.set()
+        server.join(10)
+        echo.close()
+    assert sorted(instance for _, instance in log.connections) == sorted([first, second])
+    runs = log.runs("reg")
+    assert [run.instance for run in runs] == [first, second, first]
+    assert returns(runs) == [first]
+    assert [(old, new) for old, new, _ in holder_changes(runs)] == [
+        (first, second),
+        (second, first),
+    ]
