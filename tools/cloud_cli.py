@@ -9,6 +9,11 @@ start, and one state directory serves one ``kkt cloud serve`` at a time (a secon
 naming the first one's PID).  ``passwd`` reads a password (twice from a
 terminal, or one line from a pipe) and prints its hash for a config file's ``[[users]]``.
 
+``serve --db postgresql://…`` keeps the service's state in PostgreSQL: several ``serve``
+processes (each with its own ``--state``) share it, each register driven by the instance that
+holds its lease.  ``status --db …`` shows the instances, the registers with their lease holders,
+and the queue depth by group (``--json``: the same as one JSON object).
+
 ``kkt.cloud`` needs the ``cloud`` extra (fastapi, uvicorn): it is imported here only when a
 ``kkt cloud`` command runs, so ``kkt`` works without it and says how to install it.
 """
@@ -16,6 +21,7 @@ terminal, or one line from a pipe) and prints its hash for a config file's ``[[u
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import signal
 import sys
@@ -23,10 +29,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from kkt.cloud.config import CloudConfig
+    from kkt.cloud.storage.base import Storage
 
 EXIT_OK, EXIT_USAGE = 0, 2
 INSTALL_HINT = "the cloud service needs its extra: pip install 'kktkit[cloud]'"
@@ -75,6 +82,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--config", type=Path, default=None, help="a TOML config file")
     serve.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help="postgresql://USER@HOST/DB: state shared by several instances (default: SQLite "
+        "in the state directory)",
+    )
+    serve.add_argument(
         "--duplicates",
         choices=("strict", "atol"),
         default=None,
@@ -94,6 +108,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="BYTES",
         help="the largest request body (default 524288)",
     )
+    status = actions.add_parser(
+        "status",
+        help="instances, registers and their leases, queue depth",
+        description="Reads the service's storage (PostgreSQL with --db, else the state "
+        "directory's SQLite file); changes nothing.",
+    )
+    status.add_argument("--db", metavar="URL", default=None, help="postgresql://USER@HOST/DB")
+    status.add_argument(
+        "--state",
+        type=Path,
+        default=Path("kkt-cloud"),
+        help="without --db: the state directory whose SQLite file to read (default ./kkt-cloud)",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
     actions.add_parser(
         "passwd",
         help="hash a password for the config's [[users]] (reads it from the terminal or stdin)",
@@ -116,6 +144,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return EXIT_USAGE
     if args.action == "passwd":
         return _passwd(out)
+    if args.action == "status":
+        return _status(args, out)
     return _serve(args, out)
 
 
@@ -139,8 +169,14 @@ def _passwd(out: TextIO) -> int:
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from kkt.cloud.config import ConfigError, demo_config, load_config, parse_listen
     from kkt.cloud.emulated import EmulatedError
-    from kkt.cloud.service import CloudService, ServiceBusy
-    from kkt.cloud.storage.sqlite import StorageError
+    from kkt.cloud.service import (
+        EMULATED_ON_POSTGRES,
+        CloudService,
+        ServiceBusy,
+        SharedStorageRefused,
+    )
+    from kkt.cloud.storage import is_postgres_url
+    from kkt.cloud.storage.base import StorageError
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)  # tests and scripts read these lines as they come
@@ -170,13 +206,16 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             emulated_protocol=args.emulated_protocol,
             register_urls=tuple(args.register),
         )
+        if args.db is not None and is_postgres_url(args.db) and config.emulated is not None:
+            if config.emulated.count:
+                raise ConfigError(EMULATED_ON_POSTGRES)
     except ConfigError as error:
         print(f"kkt cloud serve: {error}", file=sys.stderr)
         return EXIT_USAGE
     with _stop_on_signals():
         try:
-            service = CloudService(config, args.state)
-        except (StorageError, ServiceBusy) as error:
+            service = CloudService(config, args.state, db=args.db)
+        except (StorageError, ServiceBusy, SharedStorageRefused) as error:
             print(f"kkt cloud serve: {error}", file=sys.stderr)
             return EXIT_USAGE
         try:
@@ -203,6 +242,181 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             listener.close()
             service.stop()
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    from kkt.cloud.storage import is_postgres_url, open_storage
+    from kkt.cloud.storage.base import StorageError
+
+    from .console import to_json_text
+
+    where: str | Path = args.db if args.db is not None else args.state / "cloud.sqlite"
+    if not is_postgres_url(where) and not Path(where).is_file():
+        print(
+            f"kkt cloud status: no service state at {where}: give --state DIR or --db URL",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        storage = open_storage(where)
+        try:
+            data = status_of(storage)
+        finally:
+            storage.close()
+        if not is_postgres_url(where):
+            # SQLite's own instance would be this command: the service is the state's lock holder
+            data["instances"] = _state_holder(Path(where).parent)
+    except StorageError as error:
+        print(f"kkt cloud status: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(to_json_text(data), file=out)
+    else:
+        _print_status(data, out)
+    return EXIT_OK
+
+
+def status_of(storage: Storage, now: dt.datetime | None = None) -> dict[str, Any]:
+    """What ``kkt cloud status`` shows, JSON-ready: ``instances`` (each with ``seen_ago_s``),
+    ``registers`` (each with its ``lease``: holder, expiry, epoch, or None), ``queue`` (waiting
+    requests by group, and in all) and ``counts`` (requests by ATOL status).  Times are the
+    database's, and so is ``now`` when the storage tells it (``database_now``), else this
+    machine's clock.  The storage's own instance (this command's) is not listed."""
+    if now is None:
+        database_now = getattr(storage, "database_now", None)
+        now = database_now() if callable(database_now) else dt.datetime.now(dt.UTC)
+    assert now is not None
+    leases = {lease.register: lease for lease in storage.leases()}
+    views = {view.name: view for view in storage.registers()}
+    instances = [
+        {
+            "id": instance.id,
+            "host": instance.host,
+            "pid": instance.pid,
+            "started_at": instance.started_at,
+            "seen_at": instance.seen_at,
+            "seen_ago_s": max(0.0, round((now - instance.seen_at).total_seconds(), 1)),
+        }
+        for instance in sorted(storage.instances(), key=lambda i: i.id)
+        if instance.id != storage.instance
+    ]
+    registers = []
+    for name in sorted(set(views) | set(leases)):
+        view, lease = views.get(name), leases.get(name)
+        registers.append(
+            {
+                "name": name,
+                "group": view.group if view else None,
+                "state": view.state if view else None,
+                "detail": view.detail if view else "",
+                "fn_serial": view.fn_serial if view else "",
+                "in_flight": view.in_flight if view else 0,
+                "lease": None
+                if lease is None
+                else {
+                    "instance": lease.instance,
+                    "expires_at": lease.expires_at,
+                    "expires_in_s": round((lease.expires_at - now).total_seconds(), 1),
+                    "epoch": lease.epoch,
+                },
+            }
+        )
+    groups = sorted({view.group for view in views.values()})
+    return {
+        "instances": instances,
+        "registers": registers,
+        "queue": {
+            "by_group": {group: storage.queue_depth(group) for group in groups},
+            "total": storage.queue_depth(),
+        },
+        "counts": storage.counts(),
+    }
+
+
+def _state_holder(state: Path) -> list[dict[str, Any]]:
+    """The service serving ``state`` (the holder of its lock), as `status_of` lists instances."""
+    import fcntl
+    import os
+    import socket
+
+    from kkt.cloud.service import LOCK_NAME
+
+    path = state / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").split()
+            pid = int(text[0]) if text and text[0].isdigit() else 0
+            host = socket.gethostname()
+            return [
+                {
+                    "id": f"{host}:{pid}",
+                    "host": host,
+                    "pid": pid,
+                    "started_at": None,
+                    "seen_at": None,
+                    "seen_ago_s": 0.0,
+                }
+            ]
+        return []  # nobody holds it: no service runs on this state
+    finally:
+        os.close(fd)
+
+
+def _print_status(data: dict[str, Any], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .console import show
+
+    console = Console(file=out, width=None if out.isatty() else 160)
+    instances = Table(title=f"instances ({len(data['instances'])})", title_justify="left")
+    for column in ("id", "host", "pid", "started", "seen"):
+        instances.add_column(column)
+    for instance in data["instances"]:
+        instances.add_row(
+            instance["id"],
+            instance["host"],
+            str(instance["pid"]),
+            show(instance["started_at"]),
+            "now" if instance["seen_at"] is None else f"{instance['seen_ago_s']:g} s ago",
+        )
+    console.print(instances)
+    registers = Table(title=f"registers ({len(data['registers'])})", title_justify="left")
+    for column in ("name", "group", "state", "lease holder", "lease expires", "epoch", "detail"):
+        registers.add_column(column)
+    for register in data["registers"]:
+        lease = register["lease"]
+        if lease is None:
+            holder = expires = epoch = "—"
+        else:
+            holder, epoch = lease["instance"], str(lease["epoch"])
+            left = lease["expires_in_s"]
+            expires = f"in {left:g} s" if left > 0 else f"expired {-left:g} s ago"
+        registers.add_row(
+            register["name"],
+            register["group"] or "—",
+            register["state"] or "—",
+            holder,
+            expires,
+            epoch,
+            register["detail"],
+        )
+    console.print(registers)
+    queue = Table(title="queue", title_justify="left")
+    queue.add_column("group")
+    queue.add_column("waiting", justify="right")
+    for group, depth in data["queue"]["by_group"].items():
+        queue.add_row(group, str(depth))
+    queue.add_row("all", str(data["queue"]["total"]))
+    console.print(queue)
+    counts = data["counts"]
+    console.print(f"requests: {counts['wait']} wait, {counts['done']} done, {counts['fail']} fail")
 
 
 def _demo_inn(config: CloudConfig) -> str:

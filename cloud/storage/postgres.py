@@ -141,12 +141,13 @@ class PostgresStorage:
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()
         self._stop = threading.Event()
+        self._listening = threading.Event()  # set while the LISTEN connection is up
         self._closed = False
         try:
             try:
                 self._pool.open(wait=True, timeout=connect_timeout)
             except psycopg_pool.PoolTimeout as error:
-                raise self._unavailable(error) from None
+                raise self._unavailable(self._why_not(error)) from None
             with self._connection() as connection:
                 try:
                     pg_schema.migrate(connection)
@@ -164,7 +165,11 @@ class PostgresStorage:
     # -- plumbing -------------------------------------------------------------------------------
 
     def _unavailable(self, error: BaseException) -> StorageUnavailable:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, psycopg_pool.PoolTimeout):
+            detail = f"no connection within {self._timeout:g} s"
+        else:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            detail = "; ".join(lines[:2]) or type(error).__name__
         password = conninfo_to_dict(self._dsn).get("password")
         if password:
             detail = detail.replace(str(password), "***")
@@ -172,6 +177,15 @@ class PostgresStorage:
             f"PostgreSQL at {self._where} cannot be reached now ({detail}): the service "
             "retries by itself; check that the server is running and reachable from here"
         )
+
+    def _why_not(self, timeout: psycopg_pool.PoolTimeout) -> BaseException:
+        """The pool says only that it had no connection in time; one connection tried here
+        says why (refused, no such database, a password refused ...) for the operator."""
+        try:
+            psycopg.connect(self._dsn, **self._connect_kwargs).close()
+        except psycopg.Error as error:
+            return error
+        return timeout
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -698,10 +712,12 @@ class PostgresStorage:
                     connection.execute(f"LISTEN {CHANNEL}")
                     failures = 0
                     self._notify()
+                    self._listening.set()
                     while not self._stop.is_set():
                         for _ in connection.notifies(timeout=LISTEN_POLL):
                             self._notify()
             except psycopg.Error as error:
+                self._listening.clear()
                 failures += 1
                 if failures == 1:
                     log.warning("%s; listening again when it is back", self._unavailable(error))

@@ -3,7 +3,9 @@ the ``cloud`` extra is not installed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
 import os
 import signal
 import socket
@@ -16,9 +18,12 @@ import pytest
 from kkt.cloud import service as service_module
 from kkt.cloud.auth import verify_password
 from kkt.cloud.config import demo_config
-from kkt.cloud.service import CloudService
+from kkt.cloud.model import RegisterView
+from kkt.cloud.service import CloudService, SharedStorageRefused
+from kkt.cloud.storage.base import InstanceView, LeaseView
 from kkt.emulator.state import StateLock
 from kkt.tools.cli import main
+from kkt.tools.cloud_cli import _print_status, status_of
 
 
 def test_passwd_prints_a_hash_of_the_piped_password(
@@ -148,3 +153,162 @@ def test_emulated_registers_that_cannot_start_are_one_line_and_exit_2(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("kkt cloud serve: ") and "someone else" in lines[0]
+
+
+# -- several instances: --db and status -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--emulated", "2"]],
+    ids=["the-demo", "emulated-given"],
+)
+def test_emulated_registers_on_postgresql_are_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str]
+) -> None:
+    """Refused before the database is even asked (nothing listens at that address) and before
+    the state directory is made."""
+    state = tmp_path / "state"
+    db = "postgresql://kkt@127.0.0.1:9/cloud"
+    code = main(["cloud", "serve", "--state", str(state), "--db", db, *extra])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "emulated registers cannot be served on a PostgreSQL database" in err
+    assert "kkt emulator serve" in err and "--register URL" in err
+    assert not state.exists()
+
+
+def test_the_service_itself_refuses_emulated_registers_on_postgresql(tmp_path: Path) -> None:
+    with pytest.raises(SharedStorageRefused, match="FN serials are not unique"):
+        CloudService(demo_config(1), tmp_path / "state", db="postgresql://kkt@127.0.0.1:9/c")
+    assert not (tmp_path / "state").exists()
+
+
+def _view(name: str, state: str = "ok") -> RegisterView:
+    return RegisterView(
+        name=name,
+        group="shop",
+        url="socket://127.0.0.1:7778",
+        protocol="shtrih",
+        state=state,
+        detail="",
+        fn_serial="9999078900001111",
+        fn_expires=None,
+        ofd_unsent=0,
+        ofd_first_unsent=None,
+        paper=True,
+        in_flight=0,
+        done=3,
+        updated_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def test_status_of_a_sqlite_state_names_the_serving_process(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    with CloudService(demo_config(0), state) as service:
+        service.storage.save_register(_view("kkt-1"))
+        assert main(["cloud", "status", "--state", str(state), "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert main(["cloud", "status", "--state", str(state)]) == 0
+        table = capsys.readouterr().out
+    assert [i["pid"] for i in data["instances"]] == [os.getpid()]
+    assert [(r["name"], r["state"], r["lease"]) for r in data["registers"]] == [
+        ("kkt-1", "ok", None)
+    ]
+    assert data["queue"] == {"by_group": {"shop": 0}, "total": 0}
+    assert data["counts"] == {"wait": 0, "done": 0, "fail": 0}
+    assert "kkt-1" in table and f":{os.getpid()}" in table and "requests: 0 wait" in table
+    # served no more: no instance
+    assert main(["cloud", "status", "--state", str(state), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["instances"] == []
+
+
+def test_status_without_state_says_what_to_give(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["cloud", "status", "--state", str(tmp_path / "none")]) == 2
+    assert "give --state DIR or --db URL" in capsys.readouterr().err
+
+
+class SharedState:
+    """What `status_of` reads of a storage several instances share."""
+
+    instance = "me:3:cccccc"  # the status command's own: not listed
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def instances(self) -> list[InstanceView]:
+        started = self.now - dt.timedelta(hours=1)
+        return [
+            InstanceView("b:2:bbbbbb", "b", 2, started, self.now - dt.timedelta(seconds=30)),
+            InstanceView("a:1:aaaaaa", "a", 1, started, self.now - dt.timedelta(seconds=1)),
+            InstanceView(self.instance, "me", 3, self.now, self.now),
+        ]
+
+    def leases(self) -> list[LeaseView]:
+        return [
+            LeaseView("kkt-1", "a:1:aaaaaa", self.now + dt.timedelta(seconds=8), 3),
+            LeaseView("kkt-2", "b:2:bbbbbb", self.now - dt.timedelta(seconds=20), 1),
+        ]
+
+    def registers(self) -> list[RegisterView]:
+        return [_view("kkt-1"), _view("kkt-2", "offline")]
+
+    def queue_depth(self, group: str | None = None) -> int:
+        return 7
+
+    def counts(self) -> dict[str, int]:
+        return {"wait": 7, "done": 100, "fail": 1}
+
+
+def test_status_lists_instances_leases_and_queue_depth(tmp_path: Path) -> None:
+    now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+    data = status_of(SharedState(now), now)  # type: ignore[arg-type]
+    assert [(i["id"], i["seen_ago_s"]) for i in data["instances"]] == [
+        ("a:1:aaaaaa", 1.0),
+        ("b:2:bbbbbb", 30.0),
+    ]
+    leases = {r["name"]: r["lease"] for r in data["registers"]}
+    assert leases["kkt-1"]["instance"] == "a:1:aaaaaa" and leases["kkt-1"]["expires_in_s"] == 8
+    assert leases["kkt-2"]["expires_in_s"] == -20 and leases["kkt-2"]["epoch"] == 1
+    assert data["queue"] == {"by_group": {"shop": 7}, "total": 7}
+    out = io.StringIO()
+    _print_status(data, out)
+    table = out.getvalue()
+    assert "instances (2)" in table and "30 s ago" in table
+    assert "in 8 s" in table and "expired 20 s ago" in table
+    assert "requests: 7 wait, 100 done, 1 fail" in table
+
+
+def test_status_of_a_postgresql_database(
+    capsys: pytest.CaptureFixture[str], postgres_dsn: str
+) -> None:
+    from kkt.cloud.storage.postgres import PostgresStorage
+
+    serving = PostgresStorage(postgres_dsn)
+    try:
+        assert serving.take_lease("kkt-1", 30.0)
+        serving.save_register(_view("kkt-1"))
+        assert main(["cloud", "status", "--db", postgres_dsn, "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert main(["cloud", "status", "--db", postgres_dsn]) == 0
+        table = capsys.readouterr().out
+    finally:
+        serving.close()
+    assert [i["id"] for i in data["instances"]] == [serving.instance]  # not the command's own
+    (register,) = data["registers"]
+    assert register["name"] == "kkt-1" and register["lease"]["instance"] == serving.instance
+    assert 0 < register["lease"]["expires_in_s"] <= 30
+    assert serving.instance in table and "kkt-1" in table
+
+
+def test_status_of_an_unreachable_database_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["cloud", "status", "--db", "postgresql://kkt@127.0.0.1:9/none?connect_timeout=2"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("kkt cloud status: ") and "127.0.0.1" in err

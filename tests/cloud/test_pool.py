@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from kkt.cloud.emulated import EmulatedPool
 from kkt.cloud.lease import LeaseGuard, LeaseKeeper
-from kkt.cloud.model import Job, RegisterView
+from kkt.cloud.model import Job, Order, RegisterView
 from kkt.cloud.pool import (
     ReceiptFault,
     RegisterPool,
@@ -35,10 +35,11 @@ from kkt.cloud.pool import (
     atol_work,
     conversion_error,
 )
-from kkt.cloud.storage.base import InstanceView, LeaseView, StorageUnavailable
+from kkt.cloud.storage.base import InstanceView, LeaseView, Storage, StorageUnavailable
 from kkt.emulator.state import TEST_INN
 from kkt.protocols.ffd import FnWarning
 from support.cloud_fakes import FakeStorage
+from support.postgres import PostgresCluster
 
 import kkt
 from kkt import Item, Payments, Receipt, Vat
@@ -621,7 +622,7 @@ def test_atol_work_converts_a_stored_body_and_names_what_is_wrong_with_a_bad_one
     assert refused.value.error["code"] != 0 and "total" in refused.value.error["text"]
 
 
-# -- leases -----------------------------------------------------------------------------------------
+# -- leases ----------------------------------------------------------------------------------------
 
 
 class ManualKeeper(LeaseKeeper):
@@ -745,3 +746,138 @@ def test_a_storage_outage_fails_nothing_and_the_worker_resumes(
     record = storage.records[waiting]
     assert record.status == "done" and record.releases == [] and record.completions == 1
     check_exactly_once(storage, [spec])
+
+
+# -- the same on PostgreSQL: two instances (two storages, two pools) on one database ---------------
+
+
+@pytest.fixture
+def two_instances(postgres_dsn: str) -> Iterator[tuple[Storage, Storage]]:
+    from kkt.cloud.storage.postgres import PostgresStorage
+
+    first = PostgresStorage(postgres_dsn)
+    try:
+        second = PostgresStorage(postgres_dsn)
+        try:
+            yield first, second
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def pg_accept(storage: Storage, price: int) -> str:
+    order = Order(5, "demo", "sell", f"ext-{price}", body(price), f"print-{price}", None, TEST_INN)
+    return storage.accept(order, idempotency_key=None).uuid
+
+
+def wait_ended(storage: Storage, *uuids: str, bound: float = 120.0) -> None:
+    """Until every request ended (a bound on a hang, not a measure of speed); the database
+    coming back after a restart is waited for too."""
+    give_up = time.monotonic() + bound
+
+    def ended() -> bool:
+        try:
+            return all(getattr(storage.report(u), "status", "") in ("done", "fail") for u in uuids)
+        except StorageUnavailable:
+            return False
+
+    while not ended():
+        assert time.monotonic() < give_up, f"not ended in {bound:.0f} s: {uuids}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("allowed", [2, 5], ids=["after-opening", "after-closing"])
+def test_on_postgresql_a_lease_lost_mid_sale_is_settled_once_by_its_next_holder(
+    two_instances: tuple[Storage, Storage], emulated: EmulatedPool, allowed: int
+) -> None:
+    """Both instances list the register; whichever holds its lease sells, and loses the lease
+    (dropped in the database too) after ``allowed`` frames: nothing more goes out from it, the
+    lease's next holder (the other instance, or this one taking it again) settles the request
+    from the journal in PostgreSQL and the FN -- done once, one receipt in the FN."""
+    (spec,) = emulated.specs("demo")
+    lost = threading.Event()
+    after_loss: list[bytes] = []
+
+    def lose(guard: LeaseGuard) -> None:
+        guard.lease.refused()
+        for storage in two_instances:
+            storage.drop_lease(spec.name)  # only the holder's row changes
+        lost.set()
+
+    class Spy:
+        def __init__(self, guard: LeaseGuard) -> None:
+            self.guard, self.inner, self.sent = guard, guard.inner, 0
+
+        def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+            if lost.is_set():
+                after_loss.append(payload)
+            answer: bytes = self.inner.exchange(
+                payload, answer_timeout=answer_timeout, resend=resend
+            )
+            self.sent += 1
+            if self.sent == allowed:
+                lose(self.guard)
+            return answer
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def work(job: Job) -> Work:
+        receipt = receipt_of(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            guard = register.device.commander
+            assert isinstance(guard, LeaseGuard)
+            if not lost.is_set():
+                guard.inner = Spy(guard)
+            return register.receipt(receipt, key=key)
+
+        return Work(job.body["inn"], run)
+
+    first, second = two_instances
+    with (
+        RegisterPool(first, [spec], work_of=work, lease_ttl=2.0, **FAST),
+        RegisterPool(second, [spec], work_of=work, lease_ttl=2.0, **FAST),
+    ):
+        uuid = pg_accept(first, 19_900)
+        wait_ended(first, uuid)
+    assert lost.is_set() and after_loss == []
+    report = second.report(uuid)
+    assert report is not None and report.status == "done" and report.result is not None
+    assert shift_receipts(spec) == 1
+
+
+def test_on_postgresql_a_database_restart_fails_nothing_and_sells_each_once(
+    postgres_cluster: PostgresCluster, postgres_dsn: str, emulated: EmulatedPool
+) -> None:
+    """PostgreSQL stops while requests wait (some perhaps mid-sale): the worker loses its lease
+    (it cannot renew), stops driving the register, and once the database is back takes the lease
+    again, settles and sells the rest -- every request done, none failed, one receipt each."""
+    from kkt.cloud.storage.postgres import PostgresStorage
+
+    (spec,) = emulated.specs("demo")
+    storage = PostgresStorage(postgres_dsn)
+    try:
+        with RegisterPool(storage, [spec], work_of=simple_work, lease_ttl=2.0, **FAST) as pool:
+            warm_up = pg_accept(storage, 100)
+            wait_ended(storage, warm_up)
+            uuids = [pg_accept(storage, 200 + index) for index in range(6)]
+            postgres_cluster.stop()
+            try:
+                give_up = time.monotonic() + 60
+                while "waiting for its lease" not in pool.views()[0].detail:
+                    assert time.monotonic() < give_up, pool.views()[0]
+                    time.sleep(0.05)
+            finally:
+                postgres_cluster.start()
+            wait_ended(storage, *uuids)
+        reports = [storage.report(uuid) for uuid in (warm_up, *uuids)]
+    finally:
+        storage.close()
+    assert all(r is not None and r.status == "done" for r in reports), reports
+    documents = {
+        (r.result["fn_number"], r.result["document_number"]) for r in reports if r and r.result
+    }
+    assert len(documents) == len(reports)
+    assert shift_receipts(spec) == len(reports)

@@ -413,3 +413,31 @@ def test_the_queue_depth_reads_only_the_waiting_requests(tmp_path: Path) -> None
     finally:
         db.close()
     assert "cloud_requests_waiting" in plan, plan
+
+
+def test_leases_instances_and_the_secret_as_one_instance_sees_them(storage: Storage) -> None:
+    """What every storage answers for a lone instance: its leases are granted and renewed, it is
+    among the instances, the callback secret (PostgreSQL's shared one, or none) does not change."""
+    assert storage.take_lease("r1", 60) and storage.take_lease("r1", 60)
+    storage.heartbeat()
+    assert storage.instance in [view.id for view in storage.instances()]
+    assert all(view.register == "r1" for view in storage.leases())
+    assert all(view.instance == storage.instance for view in storage.leases())
+    secret = storage.callback_secret()
+    assert secret is None or len(secret) == 32
+    assert storage.callback_secret() == secret
+    storage.drop_lease("r1")
+    assert storage.take_lease("r1", 60)
+
+
+def test_the_journal_it_hands_a_register_keeps_keys(storage: Storage) -> None:
+    assert storage.take_lease("r1", 60)
+    journal, another = storage.journal("r1"), storage.journal("r1")
+    try:
+        journal.begin("k1", 7, 1, 40_000, "9999078900012345", "fp", "cash=40000")
+        journal.done("k1", dict(RESULT))
+        entry = another.get("k1")  # another handle, the same journal
+        assert entry is not None and entry.state == "done" and entry.result == RESULT
+    finally:
+        journal.close()
+        another.close()

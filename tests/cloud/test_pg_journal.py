@@ -1,0 +1,165 @@
+"""The drivers' journal in PostgreSQL (`PostgresJournal`) behaves as `kkt.journal.Journal` does:
+the same checks run over the SQLite file, the SQLite storage's journal and PostgreSQL's, then a
+long random run of every method compared call by call with the SQLite file; and a real
+(emulated) register sells through it, its fence refusing a receipt once the lease is gone."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kkt.cloud.storage.base import LeaseLost
+from kkt.cloud.storage.postgres import PostgresStorage
+from kkt.cloud.storage.sqlite import SqliteStorage
+from kkt.protocols.shtrih.link import HostSettings
+
+import kkt
+from kkt import Item, Payments, Receipt, Vat
+from kkt.journal import Entry, Journal, JournalStore
+
+FN = "9999078900012345"
+OTHER_FN = "9999078900099999"
+
+
+@pytest.fixture(params=["file", "sqlite-storage", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JournalStore]:
+    if request.param == "file":
+        store: JournalStore = Journal(tmp_path / "journal.sqlite")
+        yield store
+        store.close()
+    elif request.param == "sqlite-storage":
+        storage = SqliteStorage(tmp_path / "cloud.sqlite")
+        store = storage.journal("r1")
+        yield store
+        store.close()
+        storage.close()
+    else:
+        pg = PostgresStorage(request.getfixturevalue("postgres_dsn"))
+        assert pg.take_lease("r1", 600)
+        store = pg.journal("r1")
+        yield store
+        store.close()
+        pg.close()
+
+
+def result(number: int, fn: str = FN) -> dict[str, object]:
+    return {"fn_number": fn, "document_number": number, "fiscal_sign": 1234567890}
+
+
+def test_a_key_goes_pending_then_done_and_keeps_what_it_began_with(
+    journal: JournalStore,
+) -> None:
+    assert journal.get("k1") is None
+    journal.begin("k1", 7, 1, 40_000, FN, "fp1", "cash=40000")
+    assert journal.get("k1") == Entry("k1", "pending", 7, 1, 40_000, None, FN, "fp1", "cash=40000")
+    journal.done("k1", result(8))
+    assert journal.get("k1") == Entry(
+        "k1", "done", 7, 1, 40_000, result(8), FN, "fp1", "cash=40000"
+    )
+    journal.forget("k1")  # a done key is never forgotten
+    assert journal.get("k1") is not None
+    journal.begin("k2", 8, 2, 5_000)  # the optional fields default to ''
+    assert journal.get("k2") == Entry("k2", "pending", 8, 2, 5_000, None, "", "", "")
+    journal.forget("k2")
+    assert journal.get("k2") is None
+    journal.forget("never-seen")  # nothing to do
+
+
+def test_begin_again_replaces_the_entry(journal: JournalStore) -> None:
+    journal.begin("k1", 7, 1, 40_000, FN, "fp1", "cash=40000")
+    journal.done("k1", result(8))
+    journal.begin("k1", 9, 2, 1_000, OTHER_FN, "fp2", "cash=1000")
+    assert journal.get("k1") == Entry(
+        "k1", "pending", 9, 2, 1_000, None, OTHER_FN, "fp2", "cash=1000"
+    )
+
+
+def test_claimed_and_next_begun_read_one_fn(journal: JournalStore) -> None:
+    for key, before, number, fn in (
+        ("a", 3, 4, FN),
+        ("b", 4, 5, FN),
+        ("c", 5, 6, OTHER_FN),
+        ("d", 9, None, FN),  # pending: claims nothing
+        ("e", 1, 12, FN),  # began early, resolved late: owns a late document
+    ):
+        journal.begin(key, before, 1, 100, fn)
+        if number is not None:
+            journal.done(key, result(number, fn))
+    assert journal.claimed(4, FN) == {5, 12}
+    assert journal.claimed(0, OTHER_FN) == {6}
+    assert journal.claimed(100, FN) == set()
+    assert journal.next_begun(3, FN) == 4
+    assert journal.next_begun(4, FN) == 9
+    assert journal.next_begun(9, FN) is None
+    assert journal.next_begun(0, OTHER_FN) == 5
+
+
+def test_a_random_run_answers_as_the_sqlite_journal_does(
+    journal: JournalStore, tmp_path: Path
+) -> None:
+    reference = Journal(tmp_path / "reference.sqlite")
+    rng = random.Random(19)
+    keys = [f"k{n}" for n in range(12)]
+    fns = [FN, OTHER_FN, ""]
+    try:
+        for step in range(300):  # each step: one call, made on both
+            key, fn = rng.choice(keys), rng.choice(fns)
+            before, number = rng.randrange(20), rng.randrange(1, 40)
+            operation = rng.choice([1, 2])
+            action = rng.choice(["begin", "done", "forget", "get", "claimed", "next_begun"])
+            answers = []
+            for store in (reference, journal):
+                if action == "begin":
+                    store.begin(key, before, operation, number * 100, fn, key, "x")
+                elif action == "done":
+                    store.done(key, result(number, fn))
+                elif action == "forget":
+                    store.forget(key)
+                elif action == "get":
+                    answers.append(store.get(key))
+                elif action == "claimed":
+                    answers.append(store.claimed(before, fn))
+                else:
+                    answers.append(store.next_begun(before, fn))
+            if answers:
+                assert answers[0] == answers[1], (step, action, key)
+        for key in keys:
+            assert journal.get(key) == reference.get(key)
+    finally:
+        reference.close()
+
+
+def coffee() -> Receipt:
+    items = (Item("Кофе", 19_900, Decimal(2), Vat.VAT20),)
+    return Receipt(items=items, payments=Payments(cash=39_800))
+
+
+def test_a_register_sells_through_the_postgres_journal_and_stops_at_its_fence(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    storage = PostgresStorage(postgres_dsn)
+    url = f"emulator:{tmp_path / 'register'}"
+    settings = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
+    try:
+        assert storage.take_lease("r1", 600)
+        with kkt.connect(url, settings=settings, protocol="shtrih") as register:
+            register.journal = storage.journal("r1")
+            register.open_shift()
+            first = register.sell(coffee(), key="order-1")
+            again = register.sell(coffee(), key="order-1")
+            assert again.document_number == first.document_number and again.replayed
+            entry = storage.journal("r1").get("order-1")
+            assert entry is not None and entry.state == "done"
+            assert entry.result is not None
+            assert entry.result["document_number"] == first.document_number
+            last = register.fn_info().last_document
+            storage.drop_lease("r1")  # another instance may drive it now
+            with pytest.raises(LeaseLost):
+                register.sell(coffee(), key="order-2")
+            assert register.fn_info().last_document == last  # nothing was sold
+            assert storage.journal("r1").get("order-2") is None
+    finally:
+        storage.close()
