@@ -43,6 +43,7 @@ from support.cloud_cluster import (
     UNKNOWN,
     RelayLog,
     Shop,
+    cloud_status,
     holder_changes,
     judge_callbacks,
     judge_fns,
@@ -138,7 +139,9 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
             patience=STALL,
             why="nothing gets done",
         )
-        before = leases(dsn)
+        status = cloud_status(dsn)
+        before = leases(status)
+        assert {str(instance["pid"]) for instance in status["instances"]} == pids
         held = Counter(str(row.pid) for row in before.values())
         victim, _ = held.most_common(1)[0]
         assert victim in pids, f"leases held by {held}, not by the instances {pids}"
@@ -153,7 +156,7 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
             patience=STALL,
             why="callbacks missing",
         )
-        after = leases(dsn)
+        after = leases(cloud_status(dsn))
     assert not shop.refused, f"refused: {list(shop.refused.items())[:3]}"
     assert len(shop.uuids) == RECEIPTS
     problems = judge_fns(shop, reports, registers.fn_receipts())

@@ -9,7 +9,7 @@ a shop posting to all of them, and the judges.
 * `Shop` -- posts ``sell`` receipts (each total unique: the total names the receipt in the FN)
   to the instances in turn; a post that gets no answer, or 503/429, is sent again to the next
   instance (the same body: its ``external_id`` makes it the same document).
-* `leases` -- the lease rows (holder, epoch) read from the database.
+* `cloud_status`, `leases` -- ``kkt cloud status --json``: instances, lease holders and epochs.
 * `judge_fns` -- exactly-once against the FNs: every accepted receipt is one FN document, its
   report's data that document's, and no document nobody posted.
 
@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -251,13 +254,29 @@ class LeaseRow:
         return int(self.instance.split(":")[1])
 
 
-def leases(dsn: str) -> dict[str, LeaseRow]:
-    """register -> its lease row, read from the shared database (``cloud_leases``)."""
-    import psycopg
+def cloud_status(dsn: str) -> dict[str, Any]:
+    """``kkt cloud status --db DSN --json``, as an operator runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kkt", "cloud", "status", "--db", dsn, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"kkt cloud status: {done.returncode} {done.stderr.strip()}"
+    status: dict[str, Any] = json.loads(done.stdout)
+    return status
 
-    with psycopg.connect(dsn, connect_timeout=10) as connection:
-        rows = connection.execute("SELECT register, instance, epoch FROM cloud_leases").fetchall()
-    return {str(r): LeaseRow(str(r), str(i), int(e)) for r, i, e in rows}
+
+def leases(status: dict[str, Any]) -> dict[str, LeaseRow]:
+    """register -> its lease as `cloud_status` shows it (registers never leased left out)."""
+    return {
+        register["name"]: LeaseRow(
+            register["name"], register["lease"]["instance"], int(register["lease"]["epoch"])
+        )
+        for register in status["registers"]
+        if register.get("lease")
+    }
 
 
 def callback_secret(dsn: str) -> bytes | None:
