@@ -11,6 +11,12 @@ this process is the shops: it posts ATOL v4 ``sell`` documents and reads the rep
 
 Targets (issue 18): at least 100 receipts/s, p99 at most 1 s.  Both are printed, not asserted.
 
+* ``cloud.pg.receipts_per_s`` (issue 19) -- the same count, posted to two ``kkt cloud serve --db
+  postgresql://…`` instances in turn, on a private PostgreSQL cluster in a temporary directory,
+  with four emulated registers served apart (`cloud_scale`); printed after the SQLite figures with
+  its ratio to them, or a ``cloud.pg: skipped, …`` line saying what to install where the server
+  binaries (``/usr/lib/postgresql/*/bin``) or psycopg are missing.
+
 The pieces here are also the crash soak's (`soak.cloud_crash`): `CloudServer` (the service as a
 child process that can be killed and started again on the same port), `CloudClient` (a small
 ATOL client on ``http.client``) and `CallbackCounter` (the shop's callback endpoint).  None of
