@@ -77,23 +77,24 @@ def storages(*, quick: bool) -> list[str]:
 
 
 class Served:
-    """The service under test with its four emulated registers, on either storage."""
+    """The service under test with its four emulated registers, on either storage (``dsn``
+    None: SQLite, ``kkt cloud serve --emulated 4``, the registers its own)."""
 
     def __init__(self, tmp_path: Path, options: tuple[str, ...], dsn: str | None) -> None:
-        self.dsn = dsn
-        self.server: CloudServer
+        self.tmp_path, self.options, self.dsn = tmp_path, options, dsn
+        self.server = CloudServer(tmp_path / "state", tmp_path / "serve.log", emulated=REGISTERS)
+        self.server.options = options
         self.registers: Registers | None = None
-        if dsn is None:  # SQLite: `kkt cloud serve --emulated 4`, its registers its own
-            self.server = CloudServer(
-                tmp_path / "state", tmp_path / "serve.log", emulated=REGISTERS
-            )
-            self.server.options = options
-            return
-        self.registers = Registers(tmp_path / "registers", REGISTERS)
-        self.registers.start()
-        named = list(zip(self.registers.names(), self.registers.urls, strict=True))
-        config = write_config(tmp_path / "cloud.toml", named)
-        self.server = ScaleOut(tmp_path, dsn, config, instances=1, options=options).servers[0]
+
+    def start(self) -> None:
+        if self.dsn is not None:  # served apart, one config naming them
+            self.registers = Registers(self.tmp_path / "registers", REGISTERS)
+            self.registers.start()
+            named = list(zip(self.registers.names(), self.registers.urls, strict=True))
+            config = write_config(self.tmp_path / "cloud.toml", named)
+            cluster = ScaleOut(self.tmp_path, self.dsn, config, instances=1, options=self.options)
+            self.server = cluster.servers[0]
+        self.server.start()
 
     @property
     def url(self) -> str:
@@ -129,7 +130,7 @@ def serving(
     dsn = str(request.getfixturevalue("postgres_dsn")) if storage == POSTGRESQL else None
     served = Served(tmp_path, options, dsn)
     try:
-        served.server.start()
+        served.start()
         yield served
     finally:
         served.stop()
