@@ -14,12 +14,23 @@ grant, and the worker must drop its connection and settle the register afresh (a
 may have driven it in between), so a check against an old grant fails even when the lease is held
 again.
 
+**Balance**: with several live instances each aims at its *share* of the registers it lists,
+``ceil(registers / live instances)`` (an instance is live when its heartbeat is younger than the
+TTL).  Above it, the keeper asks one worker at a time to hand its register over: the worker does so
+between two requests (it closes its connection, then the lease is given up in storage), and the
+keeper leaves that register alone for a while, so an instance below its share takes it.  Below its
+share it takes free leases at once; at or above it, only leases nobody took for
+`FREE_AFTER` TTLs (a register no other instance lists) -- and one it handed over that came back so
+is kept for good.
+
 `Outage` says "storage unreachable" once per outage, and "reachable again" once after it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +44,7 @@ log = logging.getLogger(__name__)
 
 LEASE_TTL = 10.0  # seconds a lease lasts in the database after each renew
 RENEWS_PER_TTL = 5  # the keeper renews every ttl / 5: two renews may fail before it is lost
+FREE_AFTER = 3  # TTLs a lease must stay free before an instance at its share takes it
 
 
 class CommandLeaseLost(LeaseLost, OutcomeUnknown):
@@ -52,6 +64,14 @@ class Lease:
         self._deadline = 0.0  # local monotonic: held before it
         self._generation = 0  # +1 each time the lease is (re)granted after being not held
         self._changed = threading.Condition()
+        # balancing (`LeaseKeeper`): asked to hand the register over; when it was handed over
+        # (grants of renewals sent before then are ignored); left alone until; not held since
+        self.give_up_asked = False
+        self._given_up_at = -math.inf
+        self.cooldown_until = 0.0
+        self.unheld_since = clock()
+        self.handed_over = False  # handed over at least once
+        self.sticky = False  # handed over, and nobody took it: never handed over again
 
     def held(self) -> bool:
         return self._clock() < self._deadline
@@ -86,6 +106,8 @@ class Lease:
     def granted(self, sent_at: float) -> None:
         """The storage granted (or renewed) it by a query sent at local time ``sent_at``."""
         with self._changed:
+            if sent_at < self._given_up_at:
+                return  # a renewal under way while the worker handed the register over
             if not self.held():
                 self._generation += 1
             self._deadline = max(self._deadline, sent_at + self.ttl / 2)
@@ -94,7 +116,23 @@ class Lease:
     def refused(self) -> None:
         """Another instance holds it: not ours, from now."""
         with self._changed:
+            if self.held():
+                self.unheld_since = self._clock()
             self._deadline = 0.0
+            self.give_up_asked = False
+            self._changed.notify_all()
+
+    def given_up(self, cooldown: float) -> None:
+        """The worker handed its register over (asked to, `give_up_asked`): not held from now,
+        and not taken again for ``cooldown`` seconds (another instance takes it meanwhile)."""
+        with self._changed:
+            now = self._clock()
+            self._deadline = 0.0
+            self._given_up_at = now
+            self.give_up_asked = False
+            self.cooldown_until = now + cooldown
+            self.unheld_since = now
+            self.handed_over = True
             self._changed.notify_all()
 
     def released(self) -> None:
@@ -153,11 +191,18 @@ class LeaseKeeper:
     run out meanwhile, and workers stop by themselves).  `stop` gives the held leases up so
     another instance may take them at once."""
 
-    def __init__(self, storage: Storage, ttl: float = LEASE_TTL) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        ttl: float = LEASE_TTL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not ttl > 0:
             raise ValueError(f"the lease TTL must be a positive number of seconds, not {ttl!r}")
         self.storage = storage
         self.ttl = ttl
+        self._clock = clock  # local monotonic seconds (tests give their own)
         self.interval = ttl / RENEWS_PER_TTL
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
@@ -171,7 +216,7 @@ class LeaseKeeper:
         with self._lock:
             lease = self._leases.get(register)
             if lease is None:
-                lease = self._leases[register] = Lease(register, self.ttl)
+                lease = self._leases[register] = Lease(register, self.ttl, clock=self._clock)
                 self._wake.set()
             return lease
 
@@ -211,15 +256,31 @@ class LeaseKeeper:
                 self._wake.wait(left)
 
     def round(self) -> None:
-        """One heartbeat and one take/renew per wanted lease (tests call it directly)."""
+        """One heartbeat, one take/renew per wanted lease (held or due to be taken: see the
+        module's docstring on balance), and perhaps one hand-over asked (tests call it)."""
         try:
             self.storage.heartbeat()
-            for lease in self.leases():
+            leases = list(self.leases())
+            share = self._share(len(leases))
+            held = sum(1 for lease in leases if lease.held())
+            for lease in leases:
                 if self._stop.is_set():
                     return
-                sent_at = time.monotonic()
+                now = self._clock()
+                free_long = now - lease.unheld_since >= FREE_AFTER * self.ttl
+                if not lease.held():
+                    if now < lease.cooldown_until:
+                        continue
+                    if held >= share and not lease.sticky and not free_long:
+                        continue
+                sent_at = self._clock()
                 if self.storage.take_lease(lease.register, self.ttl):
+                    was_held = lease.held()
                     lease.granted(sent_at)
+                    if not was_held and lease.held():
+                        held += 1
+                        if lease.handed_over and held > share:
+                            lease.sticky = True  # handed over, and nobody else took it
                 else:
                     if lease.held():
                         log.error(
@@ -228,6 +289,16 @@ class LeaseKeeper:
                             lease.register,
                         )
                     lease.refused()
+            if held > share and not any(lease.give_up_asked for lease in leases):
+                movable = [lease for lease in leases if lease.held() and not lease.sticky]
+                if movable:
+                    log.info(
+                        "register %s: asked to hand over (this instance holds %d, its share is %d)",
+                        movable[-1].register,
+                        held,
+                        share,
+                    )
+                    movable[-1].give_up_asked = True
         except StorageUnavailable as error:
             self._outage.failed(error)
             return
@@ -235,3 +306,17 @@ class LeaseKeeper:
             log.exception("lease keeper: a round failed; trying again")
             return
         self._outage.ok()
+
+    def _share(self, wanted: int) -> int:
+        """This instance's share of the ``wanted`` registers: all of them over the live
+        instances (heard from within a TTL, by the database's clock when it tells it)."""
+        if wanted == 0:
+            return 0
+        clock = getattr(self.storage, "database_now", None)
+        now = clock() if callable(clock) else dt.datetime.now(dt.UTC)
+        live = sum(
+            1
+            for instance in self.storage.instances()
+            if (now - instance.seen_at).total_seconds() <= self.ttl
+        )
+        return math.ceil(wanted / max(1, live))

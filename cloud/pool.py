@@ -617,6 +617,27 @@ class _Worker:
         else:
             self._outage.ok()
 
+    def _hand_over(self) -> None:
+        """The keeper wants this register driven by another instance (its share): between two
+        requests, close the connection -- nothing more goes out -- then give the lease up."""
+        lease = self.lease
+        if not lease.held():
+            lease.give_up_asked = False
+            return
+        log.info("register %s: handed over to another instance (balance)", self.name)
+        self._disconnect()
+        self._grant = 0
+        self.update(
+            state="offline",
+            detail="handed over to another instance (balance): waiting for its lease",
+            in_flight=0,
+        )
+        lease.given_up(cooldown=lease.ttl)  # not ours from here, before storage hears it
+        try:
+            self.storage.drop_lease(self.name)
+        except Exception as error:  # it expires by itself within the TTL
+            log.warning("register %s: giving its lease up failed (%s)", self.name, error)
+
     def _lease_gone(self, why: str) -> None:
         """The lease is not held (any more): close the connection -- nothing more goes to the
         register from here -- and touch none of its requests: the lease's next holder (maybe
@@ -638,6 +659,9 @@ class _Worker:
 
     def _step(self) -> None:
         lease = self.lease
+        if lease.give_up_asked:
+            self._hand_over()
+            return
         if not lease.held() or (self._grant and lease.generation != self._grant):
             if self._grant:
                 self._lease_gone("not renewed in time, or taken by another instance")
@@ -677,6 +701,7 @@ class _Worker:
     def _connect(self) -> None:
         grant = self.lease.generation
         self.lease.check(grant)  # connected only under the lease
+        self._grant = grant  # this worker acts under this grant from here (`_lease_gone` ends it)
         try:
             with _JOURNAL_OPENING:
                 journal = self.storage.journal(self.name)
@@ -690,7 +715,6 @@ class _Worker:
             raise _RegisterDown(f"no link: {error}", link=True) from error
         # Every command frame from here on asks the lease first (`LeaseGuard`).
         register.device.commander = LeaseGuard(register.device.commander, self.lease, grant)
-        self._grant = grant
         try:
             with _register_faults():
                 # The FN's serial first (one query): a second writer of the same register is
@@ -1044,6 +1068,9 @@ class _Worker:
         data = dict(fiscal)
         data.pop("replayed", None)
         data.update(self._details(), device_code=self.name)
+        # Only the lease's holder ends a register's requests: one that lost it leaves this to
+        # the next holder, who completes it from the journal (done there) -- never both.
+        self.lease.check(self._grant)
         self.storage.complete(job.uuid, self.name, data)
         self._held.pop(job.uuid, None)
         self.update(done=self.view.done + 1)

@@ -277,11 +277,14 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def status_of(storage: Storage, now: dt.datetime | None = None) -> dict[str, Any]:
-    """What ``kkt cloud status`` shows, JSON-ready: ``instances`` (each with ``seen_ago_s``),
+    """What ``kkt cloud status`` shows, JSON-ready: ``instances`` (each with ``seen_ago_s`` and
+    ``live``: heard from within a lease's time),
     ``registers`` (each with its ``lease``: holder, expiry, epoch, or None), ``queue`` (waiting
     requests by group, and in all) and ``counts`` (requests by ATOL status).  Times are the
     database's, and so is ``now`` when the storage tells it (``database_now``), else this
     machine's clock.  The storage's own instance (this command's) is not listed."""
+    from kkt.cloud.lease import LEASE_TTL
+
     if now is None:
         database_now = getattr(storage, "database_now", None)
         now = database_now() if callable(database_now) else dt.datetime.now(dt.UTC)
@@ -296,6 +299,8 @@ def status_of(storage: Storage, now: dt.datetime | None = None) -> dict[str, Any
             "started_at": instance.started_at,
             "seen_at": instance.seen_at,
             "seen_ago_s": max(0.0, round((now - instance.seen_at).total_seconds(), 1)),
+            # silent longer than a lease lasts: its leases have expired (dead, or cut off)
+            "live": (now - instance.seen_at).total_seconds() <= LEASE_TTL,
         }
         for instance in sorted(storage.instances(), key=lambda i: i.id)
         if instance.id != storage.instance
@@ -361,6 +366,7 @@ def _state_holder(state: Path) -> list[dict[str, Any]]:
                     "started_at": None,
                     "seen_at": None,
                     "seen_ago_s": 0.0,
+                    "live": True,
                 }
             ]
         return []  # nobody holds it: no service runs on this state
@@ -384,7 +390,9 @@ def _print_status(data: dict[str, Any], out: TextIO) -> None:
             instance["host"],
             str(instance["pid"]),
             show(instance["started_at"]),
-            "now" if instance["seen_at"] is None else f"{instance['seen_ago_s']:g} s ago",
+            "now"
+            if instance["seen_at"] is None
+            else f"{instance['seen_ago_s']:g} s ago" + ("" if instance["live"] else " (silent)"),
         )
     console.print(instances)
     registers = Table(title=f"registers ({len(data['registers'])})", title_justify="left")

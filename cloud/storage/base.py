@@ -21,9 +21,9 @@ leases are always granted.
 
 Errors: `StorageError` names a state change the request's state does not allow (a bug in the
 caller) or a store that cannot be opened; `StorageUnavailable` (a `StorageError`) says the database
-cannot be reached *now* -- back off and retry, nothing is lost; `LeaseLost` (a `KktError`, raised
-inside the driver) says this instance no longer holds a register's lease -- nothing was sent to the
-register, stop driving it.
+cannot be reached *now* -- back off and retry, nothing is lost; `LeaseLost` (a `KktError`, an
+`OutcomeUnknown`, raised inside the driver) says this instance no longer holds a register's lease
+-- the next command was not sent, stop driving the register.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, Protocol
 
 from kkt.cloud.model import Job, Order, RegisterView, ReportView
 
-from kkt.errors import KktError
+from kkt.errors import OutcomeUnknown
 from kkt.journal import JournalStore
 
 
@@ -49,9 +49,16 @@ class StorageUnavailable(StorageError):
     later -- nothing was changed by the call that raised it, or it was committed whole."""
 
 
-class LeaseLost(KktError):
-    """This instance does not hold the register's lease (any more): the command was NOT sent.
-    Another instance may be driving the register now; stop, and settle nothing on it."""
+class LeaseLost(OutcomeUnknown):
+    """This instance does not hold the register's lease (any more): the command about to be
+    sent was NOT sent.  Another instance may be driving the register now: stop, send nothing.
+
+    An `OutcomeUnknown` (so a `KktError`) on purpose: whatever catches it without knowing it --
+    the driver in the middle of a receipt, a worker's generic handler -- takes the receipt's
+    fate for open, never for a failure: its key stays pending and its request assigned, for the
+    lease's next holder to settle from the FN.  A failure would free the key or fail the request
+    while the receipt may be fiscal.  Raised by the journal's fenced ``begin``, nothing at all
+    was sent."""
 
 
 @dataclass(frozen=True, slots=True)

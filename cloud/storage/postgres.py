@@ -41,8 +41,13 @@ the holder know *locally* when to stop, well before anyone else may take over:
 
 Connection errors (server down, restarting, unreachable, the pool's wait timing out) raise
 `StorageUnavailable`: the message names the host and database (never the password) and says the
-caller should retry.  The pool (psycopg_pool) replaces broken connections by itself: every
-connection is checked as it is handed out, so the first call after the server is back works.
+caller should retry (nothing half done: each write is one transaction).  The pool
+(psycopg_pool) replaces broken connections by itself -- every connection is checked as it is
+handed out -- so calls work again as soon as the server is back (after a long outage, within
+about ``2 x connect_timeout``: the pool's retries back off, see ``reconnect_timeout``).
+
+(An advisory lock does serve one purpose here: migrations, `kkt.cloud.storage.pg_schema`, where
+the lock only has to last one transaction.)
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ from .base import (
     StorageError,
     StorageUnavailable,
 )
-from .sqlite import WAITING, _document, _int_or_none, _minimal_body, _status
+from .sqlite import _document, _int_or_none, _minimal_body, _status
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +102,8 @@ class PostgresStorage:
     """The `Storage` protocol over a PostgreSQL database (``dsn``: a libpq URL or key=value).
 
     Opening connects (up to ``connect_timeout`` seconds: `StorageUnavailable` otherwise),
-    applies the missing migrations (one instance at a time) and registers this instance."""
+    applies the missing migrations (one instance at a time) and registers this instance in
+    ``cloud_instances`` -- unless ``join`` is False (``kkt cloud status`` only looks)."""
 
     def __init__(
         self,
@@ -106,6 +112,7 @@ class PostgresStorage:
         callback_body: Callable[[ReportView], bytes] | None = None,
         connect_timeout: float = 5.0,
         pool_size: int = POOL_SIZE,
+        join: bool = True,
     ) -> None:
         self._dsn = dsn
         self._where = _describe(dsn)
@@ -117,6 +124,14 @@ class PostgresStorage:
             # libpq's own timeout counts whole seconds, at least 2
             "connect_timeout": max(2, int(connect_timeout + 0.999)),
             "application_name": f"kkt-cloud {self.instance}"[:63],
+            # Over TCP (ignored on a unix socket): a server that vanished without closing the
+            # connection (a network cut, a dead machine) is noticed in seconds, not after the
+            # kernel's quarter of an hour of retransmissions -- a query does not hang that long.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 15_000,  # ms: unacknowledged data gives up after this
         }
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
@@ -157,7 +172,8 @@ class PostgresStorage:
                         f"newer than this kktkit knows ({len(pg_schema.MIGRATIONS)}): upgrade "
                         "kktkit on this machine"
                     ) from None
-            self.heartbeat()
+            if join:
+                self.heartbeat()
         except BaseException:
             self._pool.close()
             raise
@@ -229,8 +245,34 @@ class PostgresStorage:
     # -- requests -------------------------------------------------------------------------------
 
     def accept(self, order: Order, *, idempotency_key: str | None) -> Accepted:
+        # Inserted first, looked up only when that changed nothing: a new request (the usual
+        # case) is one statement, its NOTIFY sent at its commit.  ON CONFLICT DO NOTHING waits
+        # for a concurrent insert of the same external_id or key to commit, so the lookup
+        # after it finds that row: it is what two instances given one request at once agree on.
+        new = str(uuids.uuid4())
         with self._connection() as connection:
-            for _ in range(3):  # a lost race (ON CONFLICT) finds the winner's row next time
+            inserted = connection.execute(
+                "WITH new AS ("
+                "  INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
+                "  idempotency_key, fingerprint, body, callback_url, inn, state) "
+                "  VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued') "
+                "  ON CONFLICT DO NOTHING RETURNING uuid, grp"
+                ") SELECT uuid, pg_notify(%s, grp)::text FROM new",
+                (
+                    new,
+                    order.api,
+                    order.group,
+                    order.operation,
+                    order.external_id,
+                    idempotency_key,
+                    order.fingerprint,
+                    jsontext.dumps(order.body),
+                    order.callback_url,
+                    order.inn,
+                    CHANNEL,
+                ),
+            ).fetchone()
+            if inserted is None:
                 # The Idempotency-Key's request first, then the external_id's (as SQLite).
                 known = connection.execute(
                     "SELECT uuid, fingerprint, state FROM cloud_requests "
@@ -238,39 +280,15 @@ class PostgresStorage:
                     "ORDER BY (idempotency_key = %(key)s) IS TRUE DESC LIMIT 1",
                     {"grp": order.group, "eid": order.external_id, "key": idempotency_key},
                 ).fetchone()
-                if known is not None:
-                    return Accepted(
-                        known[0], False, known[1] == order.fingerprint, _status(known[2])
-                    )
-                new = str(uuids.uuid4())
-                with connection.transaction():
-                    inserted = connection.execute(
-                        "INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
-                        "idempotency_key, fingerprint, body, callback_url, inn, state) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued') "
-                        "ON CONFLICT DO NOTHING RETURNING uuid",
-                        (
-                            new,
-                            order.api,
-                            order.group,
-                            order.operation,
-                            order.external_id,
-                            idempotency_key,
-                            order.fingerprint,
-                            jsontext.dumps(order.body),
-                            order.callback_url,
-                            order.inn,
-                        ),
-                    ).fetchone()
-                    if inserted is not None:
-                        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, order.group))
-                if inserted is not None:
-                    self._notify()
-                    return Accepted(new, True, True, "wait")
-        raise StorageError(
-            f"could not accept {order.external_id} of {order.group}: its row kept changing "
-            "(three tries); send it again"
-        )
+        if inserted is not None:
+            self._notify()
+            return Accepted(new, True, True, "wait")
+        if known is None:  # requests are never deleted: a conflict leaves its row
+            raise StorageError(
+                f"could not accept {order.external_id} of {order.group}: it conflicts with a "
+                "request that cannot be found; send it again"
+            )
+        return Accepted(known[0], False, known[1] == order.fingerprint, _status(known[2]))
 
     def report(self, uuid: str) -> ReportView | None:
         row = self._one(f"SELECT {_VIEW_COLUMNS} FROM cloud_requests WHERE uuid = %s", (uuid,))
@@ -317,71 +335,85 @@ class PostgresStorage:
         return [_job(row) for row in rows]
 
     def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
-        with self._connection() as connection, connection.transaction():
-            row = connection.execute(
-                "SELECT state, register, callback_url, result FROM cloud_requests "
-                "WHERE uuid = %s FOR UPDATE",
-                (uuid,),
-            ).fetchone()
-            if row is not None and row[0] == "done" and row[1] == register:
-                # Settled twice: the first result stands (see SqliteStorage.complete) -- said
-                # loudly, with both results, since two different documents would be a double sale.
-                first = jsontext.loads(row[3]) if row[3] is not None else None
-                same = _document(first) == _document(result)
-                log.error(
-                    "request %s on %s completed twice (%s): the first result stands (%s), "
-                    "the second is dropped (%s)%s",
-                    uuid,
-                    register,
-                    "the same document" if same else "DIFFERENT documents",
-                    json.dumps(first, default=str),
-                    json.dumps(result, default=str),
-                    "" if same else " -- check the FN for a double sale",
-                )
-                return
-            if row is None or row[0] != "assigned" or row[1] != register:
-                state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
-                raise StorageError(
-                    f"cannot complete {uuid} on {register}: it is {state} -- a request is "
-                    "completed only by the register it is assigned to"
-                )
-            connection.execute(
-                "UPDATE cloud_requests SET state = 'done', done_at = now(), result = %s, "
-                "error = NULL, fn_serial = %s, document_number = %s WHERE uuid = %s",
+        with self._connection() as connection:
+            # The usual case in one statement (so one transaction): the state and its outbox row.
+            changed = connection.execute(
+                "WITH done AS ("
+                "  UPDATE cloud_requests SET state = 'done', done_at = now(), result = %s, "
+                "  error = NULL, fn_serial = %s, document_number = %s "
+                "  WHERE uuid = %s AND state = 'assigned' AND register = %s "
+                "  RETURNING uuid, callback_url"
+                f"), outbox AS ({_OUTBOX_FROM_DONE}) "
+                "SELECT count(*) FROM done",
                 (
                     jsontext.dumps(result),
                     str(result.get("fn_number", "")),
                     _int_or_none(result.get("document_number")),
                     uuid,
+                    register,
                 ),
+            ).fetchone()
+            if changed is not None and changed[0]:
+                return
+            row = connection.execute(
+                "SELECT state, register, result FROM cloud_requests WHERE uuid = %s", (uuid,)
+            ).fetchone()
+        if row is not None and row[0] == "done" and row[1] == register:
+            # Settled twice: the first result stands (see SqliteStorage.complete) -- said loudly,
+            # with both results, since two different documents would be a double sale.
+            first = jsontext.loads(row[2]) if row[2] is not None else None
+            same = _document(first) == _document(result)
+            # The same document again is most likely a retry after the database's answer to
+            # the first was lost (the connection dropped during its commit): said, not alarmed.
+            log.log(
+                logging.WARNING if same else logging.ERROR,
+                "request %s on %s completed twice (%s): the first result stands (%s), "
+                "the second is dropped (%s)%s",
+                uuid,
+                register,
+                "the same document" if same else "DIFFERENT documents",
+                json.dumps(first, default=str),
+                json.dumps(result, default=str),
+                "" if same else " -- check the FN for a double sale",
             )
-            _add_callback(connection, uuid, row[2])
+            return
+        state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
+        raise StorageError(
+            f"cannot complete {uuid} on {register}: it is {state} -- a request is "
+            "completed only by the register it is assigned to"
+        )
 
     def fail(self, uuid: str, error: dict[str, Any]) -> None:
-        with self._connection() as connection, connection.transaction():
-            row = connection.execute(
-                "SELECT state, callback_url FROM cloud_requests WHERE uuid = %s FOR UPDATE",
-                (uuid,),
-            ).fetchone()
-            if row is None or row[0] not in WAITING:
-                state = "unknown" if row is None else row[0]
-                raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
-            connection.execute(
-                "UPDATE cloud_requests SET state = 'fail', done_at = now(), error = %s "
-                "WHERE uuid = %s",
+        with self._connection() as connection:
+            changed = connection.execute(
+                "WITH done AS ("
+                "  UPDATE cloud_requests SET state = 'fail', done_at = now(), error = %s "
+                "  WHERE uuid = %s AND state IN ('queued', 'assigned') "
+                "  RETURNING uuid, callback_url"
+                f"), outbox AS ({_OUTBOX_FROM_DONE}) "
+                "SELECT count(*) FROM done",
                 (jsontext.dumps(error), uuid),
-            )
-            _add_callback(connection, uuid, row[1])
+            ).fetchone()
+            if changed is not None and changed[0]:
+                return
+            row = connection.execute(
+                "SELECT state, error FROM cloud_requests WHERE uuid = %s", (uuid,)
+            ).fetchone()
+        if row is not None and row[0] == "fail" and row[1] == jsontext.dumps(error):
+            # A retry after the database's answer to the first was lost: already done.
+            log.warning("request %s failed twice with the same error: once is kept", uuid)
+            return
+        state = "unknown" if row is None else row[0]
+        raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
 
     def release(self, uuid: str, register: str) -> None:
-        with self._connection() as connection, connection.transaction():
-            changed = connection.execute(
-                "UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
-                "WHERE uuid = %s AND state = 'assigned' AND register = %s RETURNING grp",
-                (uuid, register),
-            ).fetchone()
-            if changed is not None:
-                connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, changed[0]))
+        changed = self._one(
+            "WITH back AS ("
+            "  UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
+            "  WHERE uuid = %s AND state = 'assigned' AND register = %s RETURNING grp"
+            ") SELECT pg_notify(%s, grp)::text FROM back",
+            (uuid, register, CHANNEL),
+        )
         if changed is not None:
             self._notify()
 
@@ -733,7 +765,7 @@ class PostgresStorage:
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.join()
-        with contextlib.suppress(StorageError):
+        with contextlib.suppress(StorageError):  # a server that is down forgets it in a day
             self._run("DELETE FROM cloud_instances WHERE id = %s", (self.instance,))
         self._closed = True
         self._pool.close()
@@ -856,6 +888,11 @@ _VIEW_COLUMNS = (
     "result, error, register, ofd_acknowledged"
 )
 _JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
+# complete/fail: the finished request's outbox row, in the same statement (when it has a URL)
+_OUTBOX_FROM_DONE = (
+    "INSERT INTO cloud_outbox (uuid, url, state, next_at) "
+    "SELECT uuid, callback_url, 'pending', now() FROM done WHERE callback_url <> ''"
+)
 _JOB_COLUMNS_R = "r.uuid, r.api, r.grp, r.operation, r.external_id, r.body, r.attempts"
 
 
@@ -868,15 +905,6 @@ def _describe(dsn: str) -> str:
     host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
     port = parts.get("port")
     return f"{host}{f':{port}' if port else ''}/{parts.get('dbname') or parts.get('user') or ''}"
-
-
-def _add_callback(connection: psycopg.Connection[Any], uuid: str, url: str | None) -> None:
-    if url:
-        connection.execute(
-            "INSERT INTO cloud_outbox (uuid, url, state, next_at) "
-            "VALUES (%s, %s, 'pending', now())",
-            (uuid, url),
-        )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -514,6 +514,14 @@ class SqliteStorage:
             )
         return int(rows[0][0])
 
+    def queue_depths(self) -> dict[str, int]:
+        """Requests not finished, by group (for `kkt cloud status`)."""
+        rows = self._read(
+            "SELECT grp, COUNT(*) FROM cloud_requests WHERE state IN ('queued', 'assigned') "
+            "GROUP BY grp ORDER BY grp"
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+
     def counts(self) -> dict[str, int]:
         found = {"wait": 0, "done": 0, "fail": 0}
         for row in self._read("SELECT state, COUNT(*) FROM cloud_requests GROUP BY state"):

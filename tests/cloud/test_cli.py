@@ -267,9 +267,9 @@ class SharedState:
 def test_status_lists_instances_leases_and_queue_depth(tmp_path: Path) -> None:
     now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
     data = status_of(SharedState(now), now)  # type: ignore[arg-type]
-    assert [(i["id"], i["seen_ago_s"]) for i in data["instances"]] == [
-        ("a:1:aaaaaa", 1.0),
-        ("b:2:bbbbbb", 30.0),
+    assert [(i["id"], i["seen_ago_s"], i["live"]) for i in data["instances"]] == [
+        ("a:1:aaaaaa", 1.0, True),
+        ("b:2:bbbbbb", 30.0, False),
     ]
     leases = {r["name"]: r["lease"] for r in data["registers"]}
     assert leases["kkt-1"]["instance"] == "a:1:aaaaaa" and leases["kkt-1"]["expires_in_s"] == 8
@@ -278,7 +278,7 @@ def test_status_lists_instances_leases_and_queue_depth(tmp_path: Path) -> None:
     out = io.StringIO()
     _print_status(data, out)
     table = out.getvalue()
-    assert "instances (2)" in table and "30 s ago" in table
+    assert "instances (2)" in table and "30 s ago (silent)" in table
     assert "in 8 s" in table and "expired 20 s ago" in table
     assert "requests: 7 wait, 100 done, 1 fail" in table
 

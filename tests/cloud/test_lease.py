@@ -3,12 +3,13 @@ instance, an unreachable storage (logged once), the guard around a register's li
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 
 import pytest
-from kkt.cloud.lease import CommandLeaseLost, Lease, LeaseGuard, LeaseKeeper
-from kkt.cloud.storage.base import LeaseLost, StorageUnavailable
+from kkt.cloud.lease import FREE_AFTER, CommandLeaseLost, Lease, LeaseGuard, LeaseKeeper
+from kkt.cloud.storage.base import InstanceView, LeaseLost, StorageUnavailable
 
 import kkt
 
@@ -24,6 +25,7 @@ class Leases:
         self.takes: list[str] = []
         self.heartbeats = 0
         self.dropped: list[str] = []
+        self.live: list[InstanceView] = []
         self.changed = threading.Condition()
 
     def take_lease(self, register: str, ttl: float) -> bool:
@@ -41,6 +43,9 @@ class Leases:
 
     def drop_lease(self, register: str) -> None:
         self.dropped.append(register)
+
+    def instances(self) -> list[InstanceView]:
+        return list(self.live)
 
 
 def keeper_of(storage: Leases, ttl: float = 3600.0) -> LeaseKeeper:
@@ -141,3 +146,51 @@ def test_the_guard_sends_no_frame_without_the_lease_and_says_the_outcome_is_open
 def test_a_keeper_needs_a_positive_ttl() -> None:
     with pytest.raises(ValueError, match="positive"):
         keeper_of(Leases(), ttl=0)
+
+
+def _live(count: int) -> list[InstanceView]:
+    now = dt.datetime.now(dt.UTC)
+    return [InstanceView(f"h:{n}:000000", "h", n, now, now) for n in range(count)]
+
+
+def test_the_keeper_holds_its_share_and_hands_the_rest_over_one_at_a_time() -> None:
+    storage = Leases()
+    clock = [1000.0]
+    keeper = LeaseKeeper(storage, 10.0, clock=lambda: clock[0])  # type: ignore[arg-type]
+    leases = [keeper.lease(name) for name in ("r1", "r2", "r3", "r4")]
+    storage.live = _live(2)
+    keeper.round()
+    assert [lease.held() for lease in leases] == [True, True, False, False]  # its share: 2
+    storage.live = _live(1)  # the other instance is gone: all four are this one's
+    keeper.round()
+    assert all(lease.held() for lease in leases)
+    storage.live = _live(2)  # another joins: one register asked to move per round
+    keeper.round()
+    assert [lease.give_up_asked for lease in leases] == [False, False, False, True]
+    keeper.round()
+    assert sum(lease.give_up_asked for lease in leases) == 1  # still that one: not handed yet
+    leases[3].given_up(cooldown=10.0)  # what the worker does between two requests
+    takes = len(storage.takes)
+    keeper.round()  # r4 left alone (its cooldown): the other instance takes it
+    assert "r4" not in storage.takes[takes:] and not leases[3].held()
+    assert leases[2].give_up_asked
+    # Nobody took r4 (no other instance lists it): after FREE_AFTER TTLs it is taken back for
+    # good, and never asked to move again.
+    clock[0] += 10.0 * FREE_AFTER
+    leases[2].give_up_asked = False
+    keeper.round()
+    assert leases[3].held() and leases[3].sticky
+    assert not leases[3].give_up_asked
+
+
+def test_a_renewal_sent_before_a_hand_over_does_not_make_it_held_again() -> None:
+    clock = [0.0]
+    lease = Lease("r1", 10.0, clock=lambda: clock[0])
+    lease.granted(sent_at=0.0)
+    clock[0] = 1.0
+    lease.given_up(cooldown=10.0)
+    lease.granted(sent_at=0.5)  # that renewal's answer came after the hand-over
+    assert not lease.held()
+    lease.granted(sent_at=12.0)
+    clock[0] = 12.0
+    assert lease.held()

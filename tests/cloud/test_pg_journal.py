@@ -6,7 +6,8 @@ long random run of every method compared call by call with the SQLite file; and 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -163,3 +164,81 @@ def test_a_register_sells_through_the_postgres_journal_and_stops_at_its_fence(
             assert storage.journal("r1").get("order-2") is None
     finally:
         storage.close()
+
+
+class Guarded:
+    """A register's device whose every call, once ``trip_after`` has run, raises `LeaseLost`
+    (as the pool's guard does before each command once the lease is gone)."""
+
+    def __init__(self, inner: object, trip_after: str) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_trip_after", trip_after)
+        object.__setattr__(self, "lost", False)
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self._inner, name)
+        if not callable(value):
+            return value
+
+        def call(*args: object, **kwargs: object) -> object:
+            if self.lost:
+                raise LeaseLost("the lease is gone (test): not sent")
+            answer = value(*args, **kwargs)
+            if name == self._trip_after:
+                object.__setattr__(self, "lost", True)
+            return answer
+
+        return call
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self._inner, name, value)
+
+
+@pytest.mark.parametrize("trip_after", ["open_receipt", "close_receipt"])
+def test_a_lease_lost_mid_receipt_leaves_the_key_pending_for_the_next_holder(
+    postgres_dsn: str, tmp_path: Path, trip_after: str
+) -> None:
+    """Lost among the items: nothing is fiscal, the driver says so (`NotFiscalized`, the key
+    freed).  Lost after the closing command: the receipt is fiscal, the key stays pending
+    (`LeaseLost` is an `OutcomeUnknown`).  Either way the instance that takes the register over
+    ends with one document for the key, never two."""
+    a, b = PostgresStorage(postgres_dsn), PostgresStorage(postgres_dsn)
+    url = f"emulator:{tmp_path / 'register'}"
+    settings = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
+    try:
+        assert a.take_lease("r1", 600)
+        with kkt.connect(url, settings=settings, protocol="shtrih") as register:
+            register.journal = a.journal("r1")
+            register.open_shift()
+            last = register.fn_info().last_document
+            device = register.device
+            register.device = Guarded(device, trip_after)  # type: ignore[assignment]
+            try:
+                expected = LeaseLost if trip_after == "close_receipt" else kkt.NotFiscalized
+                with pytest.raises(expected):
+                    register.sell(coffee(), key="order-1")
+            finally:
+                register.device = device
+        entry = a.journal("r1").get("order-1")
+        if trip_after == "close_receipt":
+            assert entry is not None and entry.state == "pending"
+        else:
+            assert entry is None
+        assert a.take_lease("r1", 0)  # a is gone; b takes the register over
+        _wait_for(lambda: b.take_lease("r1", 600))
+        with kkt.connect(url, settings=settings, protocol="shtrih") as register:
+            register.journal = b.journal("r1")
+            result = register.sell(coffee(), key="order-1")
+            assert result.document_number == last + 1
+            assert result.replayed == (trip_after == "close_receipt")
+            assert register.fn_info().last_document == last + 1
+    finally:
+        a.close()
+        b.close()
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60  # bounds a broken run only
+    while not condition():
+        assert time.monotonic() < deadline, "never became true"
+        time.sleep(0.05)

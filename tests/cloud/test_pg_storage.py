@@ -5,6 +5,7 @@ leases and the journal's fence, the callback outbox, the shared secret, migratio
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -195,6 +196,8 @@ def test_instances_are_listed_and_leave_on_close(open_instance: Open) -> None:
     assert after.seen_at >= before and after.started_at == listed[b.instance].started_at
     b.close()
     assert [view.id for view in a.instances()] == [a.instance]
+    looking = open_instance(join=False)  # kkt cloud status: looks, is not an instance
+    assert [view.id for view in looking.instances()] == [a.instance]
 
 
 def test_every_instance_signs_callbacks_with_one_secret(open_instance: Open) -> None:
@@ -322,3 +325,25 @@ def test_a_stopped_server_is_unavailable_and_work_resumes_when_it_is_back(
     assert job is not None and job.uuid == kept  # nothing lost
     assert a.take_lease("r1", 60)
     _wait_until(a._listening.is_set, "listening again")
+
+
+def test_a_finish_repeated_after_a_lost_commit_answer_is_taken_calmly(
+    open_instance: Open, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A connection lost during a commit leaves the caller unsure: it repeats.  The same
+    completion or the same failure again is kept once and logged as a warning; another one is
+    still an error."""
+    a = open_instance()
+    done = a.accept(make_order("e1"), idempotency_key=None).uuid
+    failed = a.accept(make_order("e2"), idempotency_key=None).uuid
+    assert a.claim("r1", "demo") is not None and a.claim("r1", "demo") is not None
+    a.complete(done, "r1", RESULT)
+    reason = {"code": -3803, "text": "bad price", "type": "driver"}
+    a.fail(failed, reason)
+    with caplog.at_level(logging.WARNING, logger="kkt.cloud.storage.postgres"):
+        a.complete(done, "r1", dict(RESULT))
+        a.fail(failed, dict(reason))
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING]
+    with pytest.raises(StorageError, match="not waiting"):
+        a.fail(failed, {"code": 1, "text": "another", "type": "system"})
+    assert a.counts() == {"wait": 0, "done": 1, "fail": 1}

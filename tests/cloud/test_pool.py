@@ -881,3 +881,52 @@ def test_on_postgresql_a_database_restart_fails_nothing_and_sells_each_once(
     }
     assert len(documents) == len(reports)
     assert shift_receipts(spec) == len(reports)
+
+
+@pytest.mark.parametrize("emulated", [(4, "shtrih")], indirect=True)
+def test_on_postgresql_two_instances_share_the_registers_and_sell_each_request_once(
+    two_instances: tuple[Storage, Storage], emulated: EmulatedPool
+) -> None:
+    """The first instance starts alone and takes all four registers; the second joins and the
+    first hands two over (between two requests) -- meanwhile and after, every request is sold
+    once."""
+    specs = emulated.specs("demo")
+    first, second = two_instances
+    names = {spec.name for spec in specs}
+
+    def holders() -> dict[str, int]:
+        now = first.database_now()  # type: ignore[attr-defined]
+        live = [lease for lease in first.leases() if lease.expires_at > now]
+        counts = {first.instance: 0, second.instance: 0}
+        for lease in live:
+            if lease.register in names:
+                counts[lease.instance] += 1
+        return counts
+
+    def until(what: Any, bound: float = 120.0) -> None:
+        give_up = time.monotonic() + bound
+        while not what():
+            assert time.monotonic() < give_up, f"not reached in {bound:.0f} s"
+            time.sleep(0.05)
+
+    uuids: list[str] = []
+    with RegisterPool(first, specs, work_of=simple_work, lease_ttl=2.0, **FAST):
+        until(lambda: holders()[first.instance] == 4)
+        uuids += [pg_accept(first, 1_000 + n) for n in range(8)]
+        with RegisterPool(second, specs, work_of=simple_work, lease_ttl=2.0, **FAST):
+            uuids += [pg_accept(second, 2_000 + n) for n in range(8)]
+            until(lambda: holders() == {first.instance: 2, second.instance: 2})
+            uuids += [pg_accept(second, 3_000 + n) for n in range(8)]
+            wait_ended(first, *uuids)
+    reports = [first.report(uuid) for uuid in uuids]
+    assert all(r is not None and r.status == "done" for r in reports), reports
+    documents = {
+        (r.result["fn_number"], r.result["document_number"]) for r in reports if r and r.result
+    }
+    assert len(documents) == len(uuids)
+    done_by: dict[str, int] = {}
+    for report in reports:
+        assert report is not None and report.register is not None
+        done_by[report.register] = done_by.get(report.register, 0) + 1
+    for spec in specs:
+        assert shift_receipts(spec) == done_by.get(spec.name, 0), spec.name

@@ -9,11 +9,13 @@ import stat
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from kkt.cloud import service as service_module
 from kkt.cloud.config import demo_config
 from kkt.cloud.model import RegisterView
-from kkt.cloud.service import CloudService, ServiceBusy
+from kkt.cloud.service import CloudService, HttpThread, ServiceBusy
+from kkt.cloud.storage.base import StorageUnavailable
 from kkt.emulator.state import StateLock
 
 
@@ -145,3 +147,40 @@ def test_start_waits_for_the_emulated_registers_state_a_crashed_run_still_holds(
         held.release()
     assert len(said) == 1 and "waiting up to 10 s" in said[0]
     assert f"process {os.getpid()}" in said[0]
+
+
+def test_an_unreachable_database_is_a_503_with_retry_after_and_atol_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real HTTP; the storage's calls fail as PostgreSQL's do when it restarts."""
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise StorageUnavailable("PostgreSQL at db.example:5432/kkt cannot be reached now (test)")
+
+    with CloudService(demo_config(0), tmp_path / "state") as service:
+        for name in ("add_token", "token_login"):
+            monkeypatch.setattr(service.storage, name, unreachable)
+        with HttpThread(service.app()) as url:
+            answer = httpx.get(
+                f"{url}/possystem/v4/getToken", params={"login": "demo", "pass": "demo"}
+            )
+            report = httpx.get(f"{url}/possystem/v4/demo/report/x", headers={"Token": "t"})
+    for reply in (answer, report):
+        assert reply.status_code == 503 and reply.headers["Retry-After"] == "5"
+        body = reply.json()
+        assert body["status"] == "fail" and body["error"]["code"] == 1
+        assert "send the same request again" in body["error"]["text"]
+        assert "db.example" not in body["error"]["text"]  # where the database is stays inside
+
+
+def test_the_callback_key_of_a_shared_storage_wins_over_the_state_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = secrets.token_bytes(32)
+    service = CloudService(demo_config(0), tmp_path / "state")  # not started: no sender yet
+    try:
+        monkeypatch.setattr(service.storage, "callback_secret", lambda: shared)
+        assert service.callback_secret() == shared
+        assert not (tmp_path / "state" / service_module.KEY_NAME).exists()
+    finally:
+        service.stop()

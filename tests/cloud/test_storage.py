@@ -96,6 +96,7 @@ def test_claim_takes_the_oldest_of_its_group_once(storage: Storage) -> None:
     assert second is not None and second.uuid == uuids[1]
     assert storage.queue_depth("demo") == 3  # assigned ones still wait
     assert storage.queue_depth() == 4
+    assert storage.queue_depths() == {"demo": 3, "other": 1}  # type: ignore[attr-defined]
 
 
 def test_claim_under_threads_gives_each_request_to_one_register(storage: Storage) -> None:

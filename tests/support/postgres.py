@@ -15,7 +15,10 @@ Fixtures (imported into tests/cloud/conftest.py):
 
 * ``postgres_cluster`` (session): one cluster for the whole run -- initdb and a start take a
   second or two, a database a tenth of that -- stopped when the run ends (``pg_ctl stop -m
-  fast``, then ``-m immediate`` if that hangs), and at interpreter exit as a last resort.
+  fast``, then ``-m immediate`` if that hangs).  A run killed outright (``timeout``, ``kill
+  -9``) runs no finaliser, and a server outlives its client: so a small watchdog process waits
+  on a pipe from the test process and, when that closes (the test process is gone, however),
+  stops the server (``-m immediate``) and deletes its directory.
 * ``postgres_dsn`` (function): a fresh, empty database on it, as a ``postgresql://`` URL.  A
   test that stopped the cluster (`PostgresCluster.stop`) need not start it again: the next
   ``postgres_dsn`` does.
@@ -33,6 +36,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +48,25 @@ OS_USER = "postgres"  # who runs the server when the tests run as root
 DB_USER = "postgres"  # the cluster's superuser (initdb -U)
 PORT = 5432  # names the socket file only (.s.PGSQL.5432): no TCP port is opened
 START_TIMEOUT = 60  # seconds: a loaded 2-core machine with fsync on
+
+
+# Run by the watchdog: wait for EOF on stdin (the test process ended, however), then stop the
+# server and delete its directory.  Argument: the pg_ctl stop command, then the directory.
+# A server still starting when the tests died has no postmaster.pid yet for pg_ctl: asked again.
+# It forks at once and the first process exits: the watchdog is nobody's child of ours, so the
+# suite's check for child processes left behind by a test (support.leaks) does not see it.
+WATCHDOG = """
+import os, shutil, subprocess, sys, time
+if os.fork():
+    os._exit(0)
+sys.stdin.buffer.read()
+for _ in range(10):
+    if not os.path.exists(os.path.join(sys.argv[-1], "data", "postmaster.pid")):
+        break
+    subprocess.run(sys.argv[1:-1], capture_output=True, timeout=120, check=False)
+    time.sleep(1)
+shutil.rmtree(sys.argv[-1], ignore_errors=True)
+"""
 
 
 class ClusterError(RuntimeError):
@@ -72,14 +95,19 @@ class PostgresCluster:
         self._as_root = os.geteuid() == 0
         self._databases = itertools.count(1)
         self._initialised = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self.running = False
 
     # -- running the server's tools ---------------------------------------------------------------
 
-    def _run(self, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def _command(self, *args: str) -> list[str]:
         command = [str(self.bindir / args[0]), *args[1:]]
         if self._as_root:
             command = ["runuser", "-u", OS_USER, "--", *command]
+        return command
+
+    def _run(self, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        command = self._command(*args)
         return subprocess.run(
             command,
             capture_output=True,
@@ -144,6 +172,16 @@ class PostgresCluster:
             return
         if not self._initialised:
             self._initdb()
+        if self._watchdog is None:
+            stop = self._command("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG, *stop, str(self.base)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a ^C to the tests' process group does not end it
+            )
+            self._watchdog.wait(START_TIMEOUT)  # the first process; its fork watches on
         done = self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w")
         self._check(done, "pg_ctl start")
         self.running = True
@@ -175,9 +213,15 @@ class PostgresCluster:
         return None
 
     def remove(self) -> None:
-        """Stop, then delete the directory."""
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+        """Stop, then delete the directory; the watchdog, told so, ends."""
+        try:
+            self.stop()
+        finally:
+            if self._watchdog is not None:
+                watchdog, self._watchdog = self._watchdog, None
+                assert watchdog.stdin is not None
+                watchdog.stdin.close()  # its cue: it finds nothing running and ends
+            shutil.rmtree(self.base, ignore_errors=True)
 
     # -- databases --------------------------------------------------------------------------------
 
