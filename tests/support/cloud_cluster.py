@@ -4,12 +4,16 @@ a shop posting to all of them, and the judges.
 * `Relay` -- a TCP relay in front of each register.  At every connection it finds, through
   /proc, which instance process holds the other end, and it records every chunk an instance
   sends: `RelayLog.runs` is each register's history as "who talked to it, from when to when".
-  That is the outside view of "a register is driven by one instance at a time": a second
-  instance's bytes inside another's run would show as the first instance coming back.
+  That is the outside view of "a register is driven by one instance at a time": two instances
+  driving one register show as many changes of who talks, more than its lease ever passed.
 * `Shop` -- posts ``sell`` receipts (each total unique: the total names the receipt in the FN)
   to the instances in turn; a post that gets no answer, or 503/429, is sent again to the next
   instance (the same body: its ``external_id`` makes it the same document).
-* `cloud_status`, `leases` -- ``kkt cloud status --json``: instances, lease holders and epochs.
+* `cloud_status`, `leases` -- ``kkt cloud status --json``: instances, lease holders and epochs;
+  `live_holders`, `balanced` -- the same from one query (polled).
+* `unleased_changes` -- the judge of "one at a time": each change of the instance talking to a
+  register must be a pass of its lease (the lease's epoch counts them); `returns` -- an instance
+  talking to a register again after another did (no lease passes back after a death).
 * `judge_fns` -- exactly-once against the FNs: every accepted receipt is one FN document, its
   report's data that document's, and no document nobody posted.
 
@@ -27,7 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +232,13 @@ def holder_changes(runs: Sequence[Run]) -> list[tuple[str, str, float]]:
     return [(a.instance, b.instance, b.first) for a, b in itertools.pairwise(runs)]
 
 
+def unleased_changes(runs: Sequence[Run], epoch: int) -> int:
+    """How many more times the talking instance changed than the lease passed to another
+    instance (``epoch``: the lease's, 1 at the first take, +1 at each pass): above 0, a register
+    was driven by an instance that had not been given its lease -- two at once."""
+    return max(0, len(holder_changes(runs)) - (epoch - 1))
+
+
 def returns(runs: Sequence[Run]) -> list[str]:
     """Instances that talked to the register again after another one had: a register used by
     two at once (or handed back, which a takeover after a death never does)."""
@@ -277,6 +288,40 @@ def leases(status: dict[str, Any]) -> dict[str, LeaseRow]:
         for register in status["registers"]
         if register.get("lease")
     }
+
+
+def live_holders(dsn: str) -> dict[str, int]:
+    """register -> PID of the instance holding its lease now (unexpired, by the database's
+    clock); read with one query, cheap enough to poll."""
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=10) as connection:
+        rows = connection.execute(
+            "SELECT register, instance FROM cloud_leases WHERE expires_at > now()"
+        ).fetchall()
+    return {str(register): int(str(instance).split(":")[1]) for register, instance in rows}
+
+
+def balanced(dsn: str, registers: Sequence[str], pids: Sequence[int]) -> bool:
+    """Every register leased, each instance holding its share (all: ceil(registers/instances))."""
+    holders = live_holders(dsn)
+    share = -(-len(registers) // len(pids))
+    held = Counter(holders.values())
+    return set(holders) == set(registers) and all(held[pid] == share for pid in pids)
+
+
+def claimed_callbacks(dsn: str, uuids: Collection[str]) -> set[str]:
+    """Those of ``uuids`` whose callback waits in the outbox, claimed by a sender and not due
+    again yet (a sender that died with it: another sends it once the claim runs out)."""
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=10) as connection:
+        rows = connection.execute(
+            "SELECT uuid FROM cloud_outbox WHERE uuid = ANY(%s) AND state = 'pending' "
+            "AND next_at > now()",
+            (list(uuids),),
+        ).fetchall()
+    return {str(uuid) for (uuid,) in rows}
 
 
 def callback_secret(dsn: str) -> bytes | None:
@@ -429,10 +474,13 @@ def judge_fns(
     return problems
 
 
-def judge_callbacks(shop: Shop, counter: CallbackCounter) -> list[str]:
-    """Every accepted receipt called back at least once, every signature well formed."""
+def judge_callbacks(
+    shop: Shop, counter: CallbackCounter, *, waiting: Collection[str] = ()
+) -> list[str]:
+    """Every accepted receipt called back at least once (but those ``waiting`` in the outbox),
+    every signature well formed."""
     problems: list[str] = []
-    missing = counter.missing(set(shop.uuids.values()))
+    missing = counter.missing(set(shop.uuids.values())) - set(waiting)
     if missing:
         problems.append(f"{len(missing)} receipts never called back, e.g. {sorted(missing)[:3]}")
     if counter.bad_signatures:
