@@ -342,6 +342,8 @@ def test_the_relays_see_two_processes_driving_one_register(tmp_path: Path) -> No
     runs = log.runs("reg")
     assert [run.instance for run in runs] == [first, second, first]
     assert returns(runs) == [first]
+    assert unleased_changes(runs, epoch=1) == 2  # a lease never passed: both changes unleased
+    assert unleased_changes(runs, epoch=3) == 0
     assert [(old, new) for old, new, _ in holder_changes(runs)] == [
         (first, second),
         (second, first),
