@@ -39,19 +39,17 @@ import pytest
 from kkt.cloud.lease import LEASE_TTL  # the instances' (not overridden here)
 from kkt.cloud.storage.postgres import CALLBACK_CLAIM_SECONDS
 from kkt.tools.bench.cloud import CallbackCounter, CloudClient, HttpFailure, Reply
-from kkt.tools.bench.cloud_scale import Registers, ScaleOut, write_config
+from kkt.tools.bench.cloud_scale import Registers, ScaleOut, wait_balanced, write_config
 from support.cloud_cluster import (
     UNKNOWN,
     RelayLog,
     Shop,
-    balanced,
     claimed_callbacks,
     cloud_status,
     holder_changes,
     judge_callbacks,
     judge_fns,
     leases,
-    live_holders,
     relays,
     returns,
     unleased_changes,
@@ -128,16 +126,6 @@ def check_relays(
         )
 
 
-def wait_balanced(dsn: str, registers: Registers, cluster: ScaleOut) -> None:
-    """Until each instance holds its share of the registers (they balance by themselves)."""
-    pids = list(cluster.pids().values())
-    wait_until(
-        lambda: balanced(dsn, registers.names(), pids),
-        patience=STALL,
-        why=f"the instances never shared the registers: {live_holders(dsn)}",
-    )
-
-
 @pytest.mark.timeout(900 if FULL else 300)
 def test_one_instance_killed_the_other_finishes_every_receipt(
     tmp_path: Path, postgres_dsn: str
@@ -154,7 +142,7 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
         ),
     ):
         pids = {str(pid) for pid in cluster.pids().values()}
-        wait_balanced(dsn, registers, cluster)  # both drive registers
+        wait_balanced(dsn, registers.names(), list(cluster.pids().values()))  # both drive
         shop.post_all(range(half))
         # mid-run: once a tenth is done
         wait_until(
@@ -229,7 +217,7 @@ def test_postgresql_restarted_mid_run_nothing_lost(
         ),
     ):
         pids = {str(pid) for pid in cluster.pids().values()}
-        wait_balanced(dsn, registers, cluster)
+        wait_balanced(dsn, registers.names(), list(cluster.pids().values()))
         shop.post_all(range(half))
         wait_until(
             lambda: shop.done_count(range(half // 5)) == half // 5,

@@ -9,8 +9,8 @@ a shop posting to all of them, and the judges.
 * `Shop` -- posts ``sell`` receipts (each total unique: the total names the receipt in the FN)
   to the instances in turn; a post that gets no answer, or 503/429, is sent again to the next
   instance (the same body: its ``external_id`` makes it the same document).
-* `cloud_status`, `leases` -- ``kkt cloud status --json``: instances, lease holders and epochs;
-  `live_holders`, `balanced` -- the same from one query (polled).
+* `cloud_status`, `leases` -- ``kkt cloud status --json``: instances, lease holders and epochs
+  (`kkt.tools.bench.cloud_scale.wait_balanced` polls the holders with one query).
 * `unleased_changes` -- the judge of "one at a time": each change of the instance talking to a
   register must be a pass of its lease (the lease's epoch counts them); `returns` -- an instance
   talking to a register again after another did (no lease passes back after a death).
@@ -288,26 +288,6 @@ def leases(status: dict[str, Any]) -> dict[str, LeaseRow]:
         for register in status["registers"]
         if register.get("lease")
     }
-
-
-def live_holders(dsn: str) -> dict[str, int]:
-    """register -> PID of the instance holding its lease now (unexpired, by the database's
-    clock); read with one query, cheap enough to poll."""
-    import psycopg
-
-    with psycopg.connect(dsn, connect_timeout=10) as connection:
-        rows = connection.execute(
-            "SELECT register, instance FROM cloud_leases WHERE expires_at > now()"
-        ).fetchall()
-    return {str(register): int(str(instance).split(":")[1]) for register, instance in rows}
-
-
-def balanced(dsn: str, registers: Sequence[str], pids: Sequence[int]) -> bool:
-    """Every register leased, each instance holding its share (all: ceil(registers/instances))."""
-    holders = live_holders(dsn)
-    share = -(-len(registers) // len(pids))
-    held = Counter(holders.values())
-    return set(holders) == set(registers) and all(held[pid] == share for pid in pids)
 
 
 def claimed_callbacks(dsn: str, uuids: Collection[str]) -> set[str]:
