@@ -258,7 +258,13 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
         )
         return EXIT_USAGE
     try:
-        storage = open_storage(where)
+        if is_postgres_url(where):
+            from kkt.cloud.storage.postgres import PostgresStorage
+
+            # only looks: not listed as an instance itself
+            storage: Storage = PostgresStorage(str(where), join=False)
+        else:
+            storage = open_storage(where)
         try:
             data = status_of(storage)
         finally:
@@ -326,12 +332,17 @@ def status_of(storage: Storage, now: dt.datetime | None = None) -> dict[str, Any
                 },
             }
         )
-    groups = sorted({view.group for view in views.values()})
+    # every group with requests waiting (`queue_depths`, where the storage has it), and every
+    # group of a register, waiting or not
+    depths = getattr(storage, "queue_depths", None)
+    by_group: dict[str, int] = dict(depths()) if callable(depths) else {}
+    for group in {view.group for view in views.values()} - set(by_group):
+        by_group[group] = storage.queue_depth(group)
     return {
         "instances": instances,
         "registers": registers,
         "queue": {
-            "by_group": {group: storage.queue_depth(group) for group in groups},
+            "by_group": dict(sorted(by_group.items())),
             "total": storage.queue_depth(),
         },
         "counts": storage.counts(),

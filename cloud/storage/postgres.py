@@ -137,7 +137,7 @@ class PostgresStorage:
             psycopg_pool.ConnectionPool(
                 dsn,
                 kwargs={"autocommit": True, **self._connect_kwargs},
-                min_size=1,
+                min_size=min(4, max(2, pool_size)),  # a burst of workers finds some open
                 max_size=max(2, pool_size),
                 open=False,
                 check=psycopg_pool.ConnectionPool.check_connection,

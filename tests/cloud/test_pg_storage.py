@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -347,3 +348,20 @@ def test_a_finish_repeated_after_a_lost_commit_answer_is_taken_calmly(
     with pytest.raises(StorageError, match="not waiting"):
         a.fail(failed, {"code": 1, "text": "another", "type": "system"})
     assert a.counts() == {"wait": 0, "done": 1, "fail": 1}
+
+
+def test_open_storage_picks_by_the_url(postgres_dsn: str, tmp_path: Path) -> None:
+    from kkt.cloud.storage import open_storage
+    from kkt.cloud.storage.sqlite import SqliteStorage
+
+    for url in (postgres_dsn, postgres_dsn.replace("postgresql://", "postgres://", 1)):
+        store = open_storage(url)
+        try:
+            assert isinstance(store, PostgresStorage)
+        finally:
+            store.close()
+    store = open_storage(tmp_path / "cloud.sqlite")
+    try:
+        assert isinstance(store, SqliteStorage)
+    finally:
+        store.close()
