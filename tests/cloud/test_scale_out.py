@@ -42,6 +42,7 @@ from kkt.tools.bench.cloud import CallbackCounter, CloudClient, HttpFailure, Rep
 from kkt.tools.bench.cloud_scale import Registers, ScaleOut, wait_balanced, write_config
 from support.cloud_cluster import (
     UNKNOWN,
+    LeaseWatch,
     RelayLog,
     Shop,
     claimed_callbacks,
@@ -111,18 +112,29 @@ def answered(request: Callable[[], Reply]) -> Reply:
 
 
 def check_relays(
-    log: RelayLog, names: list[str], instances: set[str], epochs: dict[str, int]
+    log: RelayLog,
+    names: list[str],
+    instances: set[str],
+    epochs: dict[str, int],
+    watch: LeaseWatch,
+    since: float,
+    note: str = "",
 ) -> None:
     """Every connection to a register came from an instance, and each change of the instance
-    talking to a register was a pass of its lease (``epochs``: each lease's epoch at the end)."""
+    talking to a register was a pass of its lease (``epochs``: each lease's epoch at the end);
+    a failure shows who talked when and the leases' history (seconds after ``since``)."""
     unknown = [register for register, instance in log.connections if instance == UNKNOWN]
     assert not unknown, f"connections to {unknown} from no instance process"
     assert {instance for _, instance in log.connections} <= instances
     for name in names:
         runs = log.runs(name)
+        talked = [
+            (run.instance, round(run.first - since, 2), round(run.last - since, 2), run.chunks)
+            for run in runs
+        ]
         assert unleased_changes(runs, epochs[name]) == 0, (
-            f"{name}: driven by two instances at once: {holder_changes(runs)} (epoch "
-            f"{epochs[name]})"
+            f"{name}: driven by an instance without its lease: talked {talked}, leases "
+            f"{watch.history(name, since)}, epoch at the end {epochs[name]} {note}"
         )
 
 
@@ -135,6 +147,7 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
     half = RECEIPTS // 2
     with (
         callbacks() as counter,
+        LeaseWatch(dsn) as watch,
         deployment(tmp_path, dsn, log, counter) as (
             registers,
             cluster,
@@ -142,6 +155,7 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
         ),
     ):
         pids = {str(pid) for pid in cluster.pids().values()}
+        started = time.monotonic()
         wait_balanced(dsn, registers.names(), list(cluster.pids().values()))  # both drive
         shop.post_all(range(half))
         # mid-run: once a tenth is done
@@ -179,14 +193,17 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
             why=f"callbacks neither arrived nor waiting: {len(counter.missing(uuids))}",
         )
         in_outbox = counter.missing(uuids)
-        after = leases(cloud_status(dsn))
+    # read once every instance stopped: the relays heard them until then (a clean stop hands the
+    # leases over to whoever still runs, who may talk to the register in its last seconds)
+    after = leases(cloud_status(dsn))
     assert not shop.refused, f"refused: {list(shop.refused.items())[:3]}"
     assert len(shop.uuids) == RECEIPTS
     problems = judge_fns(shop, reports, registers.fn_receipts())
     problems += judge_callbacks(shop, counter, waiting=in_outbox)
     assert not problems, problems[:5]
 
-    check_relays(log, registers.names(), pids, {name: row.epoch for name, row in after.items()})
+    epochs = {name: row.epoch for name, row in after.items()}
+    check_relays(log, registers.names(), pids, epochs, watch, started)
     taken = {name for name, row in before.items() if str(row.pid) == victim}
     for name in registers.names():
         since_kill = [
@@ -210,6 +227,7 @@ def test_postgresql_restarted_mid_run_nothing_lost(
     half = RESTART_RECEIPTS // 2
     with (
         callbacks() as counter,
+        LeaseWatch(dsn) as watch,
         deployment(tmp_path, dsn, log, counter) as (
             registers,
             cluster,
@@ -217,6 +235,7 @@ def test_postgresql_restarted_mid_run_nothing_lost(
         ),
     ):
         pids = {str(pid) for pid in cluster.pids().values()}
+        started = time.monotonic()
         wait_balanced(dsn, registers.names(), list(cluster.pids().values()))
         shop.post_all(range(half))
         wait_until(
@@ -239,6 +258,7 @@ def test_postgresql_restarted_mid_run_nothing_lost(
         time.sleep(max(0.0, quiet_from + QUIET_AFTER - time.monotonic()))
         talked = log.between(quiet_from, time.monotonic())
         postgres.start()
+        up_at = time.monotonic()
         shop.post_all(range(half, RESTART_RECEIPTS + 1))
         reports = shop.settle(stall=STALL)
         wait_until(
@@ -246,14 +266,23 @@ def test_postgresql_restarted_mid_run_nothing_lost(
             patience=STALL,
             why="callbacks missing",
         )
-        after = leases(cloud_status(dsn))
+    after = leases(cloud_status(dsn))  # once every instance stopped, as above
     assert not talked, f"registers driven while the database was down: {talked[:3]}"
     assert not shop.refused, f"refused: {list(shop.refused.items())[:3]}"
     assert len(shop.uuids) == RESTART_RECEIPTS + 1
     problems = judge_fns(shop, reports, registers.fn_receipts())
     problems += judge_callbacks(shop, counter)
     assert not problems, problems[:5]
-    check_relays(log, registers.names(), pids, {name: row.epoch for name, row in after.items()})
+    epochs = {name: row.epoch for name, row in after.items()}
+    check_relays(
+        log,
+        registers.names(),
+        pids,
+        epochs,
+        watch,
+        started,
+        f"(database down from {down_at - started:.2f} to {up_at - started:.2f})",
+    )
     assert set(after) == set(registers.names())
 
 

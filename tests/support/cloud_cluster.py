@@ -290,6 +290,62 @@ def leases(status: dict[str, Any]) -> dict[str, LeaseRow]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseEvent:
+    at: float  # time.monotonic() of the poll that saw it
+    register: str
+    pid: int
+    epoch: int
+    live: bool  # unexpired by the database's clock
+
+
+class LeaseWatch:
+    """Polls the lease rows (every `period` s) and keeps each change: the lease history a
+    failure message shows beside the relays' runs.  Polls that fail (the database down) are
+    skipped."""
+
+    def __init__(self, dsn: str, period: float = 0.25) -> None:
+        self.dsn, self.period = dsn, period
+        self.events: list[LeaseEvent] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-watch", daemon=True)
+
+    def __enter__(self) -> LeaseWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        import psycopg
+
+        last: dict[str, tuple[int, int, bool]] = {}
+        while not self._stop.wait(self.period):
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2) as connection:
+                    rows = connection.execute(
+                        "SELECT register, instance, epoch, expires_at > now() FROM cloud_leases"
+                    ).fetchall()
+            except psycopg.Error:
+                continue
+            now = time.monotonic()
+            for register, instance, epoch, live in rows:
+                state = (int(str(instance).split(":")[1]), int(epoch), bool(live))
+                if last.get(register) != state:
+                    last[register] = state
+                    self.events.append(LeaseEvent(now, str(register), *state))
+
+    def history(self, register: str, since: float) -> list[tuple[float, int, int, bool]]:
+        """(seconds after ``since``, pid, epoch, live) of each change seen of ``register``."""
+        return [
+            (round(e.at - since, 2), e.pid, e.epoch, e.live)
+            for e in self.events
+            if e.register == register
+        ]
+
+
 def claimed_callbacks(dsn: str, uuids: Collection[str]) -> set[str]:
     """Those of ``uuids`` whose callback waits in the outbox, claimed by a sender and not due
     again yet (a sender that died with it: another sends it once the claim runs out)."""
