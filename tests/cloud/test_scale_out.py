@@ -37,7 +37,6 @@ from pathlib import Path
 
 import pytest
 from kkt.cloud.lease import LEASE_TTL  # the instances' (not overridden here)
-from kkt.cloud.storage.postgres import CALLBACK_CLAIM_SECONDS
 from kkt.tools.bench.cloud import CallbackCounter, CloudClient, HttpFailure, Reply
 from kkt.tools.bench.cloud_scale import Registers, ScaleOut, wait_balanced, write_config
 from support.cloud_cluster import (
@@ -182,6 +181,8 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
         # checks they are there, claimed, and everything else arrived.
         uuids = set(shop.uuids.values())
         if FULL:
+            from kkt.cloud.storage.postgres import CALLBACK_CLAIM_SECONDS  # needs psycopg
+
             wait_until(
                 lambda: not counter.missing(uuids),
                 patience=CALLBACK_CLAIM_SECONDS + STALL,
