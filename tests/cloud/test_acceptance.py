@@ -11,6 +11,12 @@ the emulated registers' FNs read afterwards through the driver as the judge.
 * failover: a register's paper runs out mid-run -> everything still finishes, on the others;
 * the crash soak (`kkt bench --soak cloud-crash`) and the bench case at tiny sizes.
 
+Both storages (issue 19): on ``postgresql`` the service keeps its state in a fresh database of
+the private cluster (`support.postgres`) and drives four emulated registers served apart from it
+(`kkt.tools.bench.cloud_scale`: the service refuses ``--emulated`` there), with the same config.
+The suite runs the day (v4) and the strict duplicates on both; ``KKT_CLOUD_ACCEPTANCE=full``
+runs every case on both.
+
 Sizes are this module's constants: issue 18's with ``KKT_CLOUD_ACCEPTANCE=full``; the suite's
 day is smaller and its crash run has 3 kills (the soak, ``kkt bench --soak cloud-crash``, 30).
 """
@@ -41,10 +47,14 @@ from interop.atol_online_client import (
     receipt_body,
 )
 from kkt.emulator.state import TEST_INN
-from kkt.tools.bench import Bench, Figure
+from kkt.tools.bench import Bench, Figure, cloud_scale
 from kkt.tools.bench import cloud as bench_cloud
 from kkt.tools.bench.cloud import CloudServer, FnReceipt, fn_receipts
+from kkt.tools.bench.cloud_scale import Registers, ScaleOut, write_config
+from kkt.tools.bench.postgres import PostgresMissing
 from kkt.tools.bench.soak import cloud_crash
+from support.cloud_cluster import callback_secret
+from support.postgres import find_bindir
 
 INN = TEST_INN  # the emulated registers' INN, which the demo group takes from them
 REGISTERS = 4
@@ -57,23 +67,77 @@ CRASH_KILLS = 30 if FULL else 3  # the soak (kkt bench --soak cloud-crash) runs 
 SETTLE_SECONDS = 120.0
 
 
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+
+
+def storages(*, quick: bool) -> list[str]:
+    """The storages a case runs on: both in the full mode, PostgreSQL in the suite's only when
+    ``quick`` (the suite's time counts)."""
+    return [SQLITE, POSTGRESQL] if FULL or quick else [SQLITE]
+
+
+class Served:
+    """The service under test with its four emulated registers, on either storage (``dsn``
+    None: SQLite, ``kkt cloud serve --emulated 4``, the registers its own)."""
+
+    def __init__(self, tmp_path: Path, options: tuple[str, ...], dsn: str | None) -> None:
+        self.tmp_path, self.options, self.dsn = tmp_path, options, dsn
+        self.server = CloudServer(tmp_path / "state", tmp_path / "serve.log", emulated=REGISTERS)
+        self.server.options = options
+        self.registers: Registers | None = None
+
+    def start(self) -> None:
+        if self.dsn is not None:  # served apart, one config naming them
+            self.registers = Registers(self.tmp_path / "registers", REGISTERS)
+            self.registers.start()
+            named = list(zip(self.registers.names(), self.registers.urls, strict=True))
+            config = write_config(self.tmp_path / "cloud.toml", named)
+            cluster = ScaleOut(self.tmp_path, self.dsn, config, instances=1, options=self.options)
+            self.server = cluster.servers[0]
+        self.server.start()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def callback_key(self) -> bytes | None:
+        return self.server.callback_key() if self.dsn is None else callback_secret(self.dsn)
+
+    def register_state(self, index: int) -> Path:
+        if self.registers is not None:
+            return self.registers.state(index)
+        return self.server.emulated_states()[index]
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self.registers is not None and self.registers.running:
+            self.registers.stop()
+
+    def fn_receipts(self) -> list[FnReceipt]:
+        """Every receipt of every emulated register (all stopped: the states are free)."""
+        assert self.server.process is None, "stop the service first: it holds the states"
+        if self.registers is not None:
+            return self.registers.fn_receipts()
+        states = self.server.emulated_states()
+        assert len(states) == REGISTERS, f"emulated states: {states}"
+        return [receipt for state in states for receipt in fn_receipts(state)]
+
+
 @contextlib.contextmanager
-def serving(tmp_path: Path, *options: str, emulated: int = REGISTERS) -> Iterator[CloudServer]:
-    server = CloudServer(tmp_path / "state", tmp_path / "serve.log", emulated=emulated)
-    server.options = options
-    server.start()
+def serving(
+    tmp_path: Path, request: pytest.FixtureRequest, *options: str, storage: str = SQLITE
+) -> Iterator[Served]:
+    dsn = str(request.getfixturevalue("postgres_dsn")) if storage == POSTGRESQL else None
+    served = Served(tmp_path, options, dsn)
     try:
-        yield server
+        served.start()
+        yield served
     finally:
-        server.stop()
+        served.stop()
 
 
-def all_fn_receipts(server: CloudServer) -> list[FnReceipt]:
-    """Every receipt of every emulated register (the service stopped: the states are free)."""
-    assert server.process is None, "stop the service first: it holds the states"
-    states = server.emulated_states()
-    assert len(states) == server.emulated, f"emulated states: {states}"
-    return [receipt for state in states for receipt in fn_receipts(state)]
+def all_fn_receipts(served: Served) -> list[FnReceipt]:
+    return served.fn_receipts()
 
 
 def minute(text: str) -> dt.datetime:
@@ -131,15 +195,21 @@ def _plan(api: int, callback_url: str) -> list[tuple[str, dict[str, Any], int]]:
     return plan
 
 
-@pytest.mark.parametrize("api", [4, 5])
-def test_a_shop_written_from_atols_document_runs_its_day(tmp_path: Path, api: int) -> None:
+@pytest.mark.parametrize(
+    ("api", "storage"),
+    [(4, storage) for storage in storages(quick=True)]
+    + [(5, storage) for storage in storages(quick=False)],
+)
+def test_a_shop_written_from_atols_document_runs_its_day(
+    tmp_path: Path, request: pytest.FixtureRequest, api: int, storage: str
+) -> None:
     with (
-        serving(tmp_path) as server,
+        serving(tmp_path, request, storage=storage) as server,
         CallbackReceiver() as receiver,
         AtolOnline(server.url, api=api) as shop,
     ):
         receiver.secret = server.callback_key()  # checked against it, not only for its form
-        assert receiver.secret, "the service keeps its callback key in its state"
+        assert receiver.secret, "the service keeps its callback key in its state (or database)"
         shop.get_token()
         plan = _plan(api, receiver.url)
 
@@ -203,10 +273,19 @@ def _duplicate_posts(count: int, rng: random.Random) -> list[tuple[str, int]]:
     return posts
 
 
-@pytest.mark.parametrize("mode", ["strict", "atol"])
-def test_duplicates_make_one_document_per_external_id(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "storage"),
+    [("strict", storage) for storage in storages(quick=True)]
+    + [("atol", storage) for storage in storages(quick=False)],
+)
+def test_duplicates_make_one_document_per_external_id(
+    tmp_path: Path, request: pytest.FixtureRequest, mode: str, storage: str
+) -> None:
     posts = _duplicate_posts(DUPLICATE_POSTS if mode == "strict" else 60, random.Random(18))
-    with serving(tmp_path, "--duplicates", mode) as server, AtolOnline(server.url) as shop:
+    with (
+        serving(tmp_path, request, "--duplicates", mode, storage=storage) as server,
+        AtolOnline(server.url) as shop,
+    ):
         shop.get_token()
         # one body per (id, total), built once: every copy of a post is the same, byte for byte
         bodies: dict[tuple[str, int], dict[str, Any]] = {}
@@ -303,8 +382,11 @@ def control(state: Path, request: dict[str, Any]) -> dict[str, Any]:
 FAILOVER_FIRST, FAILOVER_LATER = 40, 20
 
 
-def test_a_register_out_of_paper_leaves_its_work_to_the_others(tmp_path: Path) -> None:
-    with serving(tmp_path) as server, AtolOnline(server.url) as shop:
+@pytest.mark.parametrize("storage", storages(quick=False))
+def test_a_register_out_of_paper_leaves_its_work_to_the_others(
+    tmp_path: Path, request: pytest.FixtureRequest, storage: str
+) -> None:
+    with serving(tmp_path, request, storage=storage) as server, AtolOnline(server.url) as shop:
         shop.get_token()
         first = [
             shop.register("sell", receipt_body(4, f"fo-{i}", inn=INN, total=30_000 + i)).uuid
@@ -315,7 +397,7 @@ def test_a_register_out_of_paper_leaves_its_work_to_the_others(tmp_path: Path) -
         while sum(shop.report(uuid)["status"] == "done" for uuid in first[:8]) < 4:
             assert time.monotonic() < deadline, "nothing gets done"
             time.sleep(0.05)
-        out_of_paper = server.emulated_states()[0]
+        out_of_paper = server.register_state(0)
         assert control(out_of_paper, {"action": "paper", "state": "out"}).get("ok") is True
         later = [
             shop.register("sell", receipt_body(4, f"fo-{i}", inn=INN, total=30_000 + i)).uuid
@@ -362,14 +444,30 @@ def test_the_crash_soak_keeps_every_receipt_once(
         assert figures[f"soak.cloud_crash.{name}"] == 0, name
 
 
+def _no_postgres() -> None:
+    raise PostgresMissing("no PostgreSQL server binaries (the test's stand-in): apt-get install")
+
+
 def test_the_bench_case_prints_its_figures_and_targets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bench_cloud, "CLOUD_RECEIPTS", (20, 20))
     monkeypatch.setattr(bench_cloud, "CLOUD_LATENCY_RECEIPTS", (10, 10))
-    figures = list(bench_cloud.cloud_case(tiny_bench(tmp_path)))
+    with_postgres = FULL and find_bindir() is not None
+    if not with_postgres:  # a cluster and two instances: the full mode's; here its skip line
+        monkeypatch.setattr(cloud_scale, "PrivatePostgres", _no_postgres)
+    said: list[str] = []
+    bench = Bench(quick=True, work=tmp_path, cache=tmp_path, log=said.append)
+    figures = list(bench_cloud.cloud_case(bench))
     named = {figure.case: figure for figure in figures}
-    assert list(named) == ["cloud.receipts_per_s", "cloud.latency_p50_ms", "cloud.latency_p99_ms"]
+    sqlite = ["cloud.receipts_per_s", "cloud.latency_p50_ms", "cloud.latency_p99_ms"]
+    if with_postgres:
+        assert list(named) == [*sqlite, "cloud.pg.receipts_per_s"]
+        assert named["cloud.pg.receipts_per_s"].value > 0
+        assert "2 instances, 4 emulated, PostgreSQL" in named["cloud.pg.receipts_per_s"].note
+    else:
+        assert list(named) == sqlite
+        assert [line for line in said if line.startswith("cloud.pg: skipped, no PostgreSQL")]
     assert named["cloud.receipts_per_s"].value > 0
     assert "target >= 100" in named["cloud.receipts_per_s"].note
     assert "target <= 1000" in named["cloud.latency_p99_ms"].note

@@ -11,6 +11,12 @@ this process is the shops: it posts ATOL v4 ``sell`` documents and reads the rep
 
 Targets (issue 18): at least 100 receipts/s, p99 at most 1 s.  Both are printed, not asserted.
 
+* ``cloud.pg.receipts_per_s`` (issue 19) -- the same count, posted to two ``kkt cloud serve --db
+  postgresql://…`` instances in turn, on a private PostgreSQL cluster in a temporary directory,
+  with four emulated registers served apart (`cloud_scale`); printed after the SQLite figures with
+  its ratio to them, or a ``cloud.pg: skipped, …`` line saying what to install where the server
+  binaries (``/usr/lib/postgresql/*/bin``) or psycopg are missing.
+
 The pieces here are also the crash soak's (`soak.cloud_crash`): `CloudServer` (the service as a
 child process that can be killed and started again on the same port), `CloudClient` (a small
 ATOL client on ``http.client``) and `CallbackCounter` (the shop's callback endpoint).  None of
@@ -73,8 +79,10 @@ class CloudServer:
     """
 
     def __init__(
-        self, state: Path, log: Path, *, emulated: int = 4, options: Sequence[str] = ()
+        self, state: Path, log: Path, *, emulated: int | None = 4, options: Sequence[str] = ()
     ) -> None:
+        """``emulated``: how many emulated registers the service starts (``--emulated N``);
+        None: none and no such option (its registers come from ``options``' config)."""
         self.state, self.log, self.emulated = state, log, emulated
         self.options = tuple(options)
         self.port = 0
@@ -103,7 +111,9 @@ class CloudServer:
 
     def _start_once(self) -> None:
         command = [sys.executable, "-m", "kkt", "cloud", "serve", "--state", str(self.state)]
-        command += ["--http", f"127.0.0.1:{self.port}", "--emulated", str(self.emulated)]
+        command += ["--http", f"127.0.0.1:{self.port}"]
+        if self.emulated is not None:
+            command += ["--emulated", str(self.emulated)]
         command += self.options
         self.log.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log.stat().st_size if self.log.exists() else 0
@@ -402,12 +412,16 @@ def wait_done(
     return reports
 
 
-def _throughput(client: CloudClient, count: int, threads: int) -> float:
+def _throughput(clients: Sequence[CloudClient], count: int, threads: int) -> float:
+    """Receipts per second, posted to ``clients`` in turn (instances of one service), read
+    back through the first."""
     stamp = f"{time.time_ns():x}"
     bodies = [sell_body(f"bench-{stamp}-{index}", 10_000 + index) for index in range(count)]
+    client = clients[0]
 
     def post(body: dict[str, Any]) -> str:
-        reply = post_until_answered(client, body)
+        index = int(str(body["external_id"]).rsplit("-", 1)[1])
+        reply = post_until_answered(clients[index % len(clients)], body)
         uuid = accepted_uuid(reply) if reply else None
         if uuid is None:
             raise AssertionError(f"not accepted: {reply}")
@@ -528,9 +542,9 @@ def cloud_case(bench: Bench) -> Iterator[Figure]:
     try:
         client = CloudClient(server.url)
         client.login()
-        _throughput(client, 20, 4)  # warm up: shifts open, connections made
+        _throughput([client], 20, 4)  # warm up: shifts open, connections made
         count, rounds = bench.size(*CLOUD_RECEIPTS), bench.size(*CLOUD_ROUNDS)
-        rates = [_throughput(client, count, 8) for _ in range(rounds)]
+        rates = [_throughput([client], count, 8) for _ in range(rounds)]
         per_s = statistics.median(rates)
         yield Figure("cloud.receipts_per_s", per_s, "1/s", f"target >= {TARGET_RATE:g}; 4 emulated")
         samples = _latencies(client, bench.size(*CLOUD_LATENCY_RECEIPTS), max(1.0, per_s / 2))
@@ -542,3 +556,6 @@ def cloud_case(bench: Bench) -> Iterator[Figure]:
         if client is not None:
             client.close()
         server.stop()
+    from .cloud_scale import pg_receipts_per_s  # it builds on this module
+
+    yield from pg_receipts_per_s(bench, CLOUD_RECEIPTS, CLOUD_ROUNDS, per_s)
