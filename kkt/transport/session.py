@@ -462,7 +462,9 @@ class AtolSession(LinkSession[atol.HostSettings]):
             self._reopen = None  # closing: never open the port again for this
             self._releasing = True
             try:
-                self.exchange(b"", answer_timeout=0.0)
+                # The class's own loop: the Ack is no command, and what wraps the instance's
+                # `exchange` (a caller's instrumentation) must not see it.
+                LinkSession.exchange(self, b"", answer_timeout=0.0)
             except (LinkError, *PORT_ERRORS) as error:
                 log.info("the last Ack was not delivered: %s", error)
             finally:

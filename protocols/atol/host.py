@@ -59,7 +59,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from ..errors import CodecError, LinkError
+from ..errors import CodecError, FrameError, LinkError
 from ..line import AnswerReceived, CommandFailed, LineNoise, LinkEnd
 from . import buffer
 from .link import (
@@ -72,7 +72,7 @@ from .link import (
     TaskLost,
     TaskRefused,
 )
-from .packet import MAX_REQUEST_ID, Packet, PacketDeframer, Token, encode_packet
+from .packet import MAX_DATA, MAX_REQUEST_ID, Packet, PacketDeframer, Token, encode_packet
 
 # Every client in the fact sheet (§1.4) sends NeedResult|IgnoreError: the result is kept until
 # our Ack (that is what makes a lost reply recoverable) and one failed command never stops the
@@ -228,8 +228,15 @@ class AtolHostLink(LinkEnd[Token, Event]):
         """
         if self._exchange is not None:
             raise RuntimeError("a command is already in progress on this link; wait for its event")
-        # A command that cannot be queued or sent is refused now, not mid-exchange.
-        encode_packet(0, buffer.Add(0, HOST_FLAGS, command).encode())
+        # A command that cannot be queued or sent is refused now, not mid-exchange: the Add's
+        # own checks, and the packet's length (AckAdd's DATA is one byte longer than Add's).
+        # Checked by size, not by encoding a throwaway packet (a CRC over the command each time).
+        add = buffer.Add(0, HOST_FLAGS, command).encode()
+        if len(add) + 1 > MAX_DATA:
+            raise FrameError(
+                f"an ATOL packet carries at most {MAX_DATA} data bytes (14-bit length); this "
+                f"command needs {len(add) + 1} with its AckAdd header: split the task"
+            )
         limit = self.settings.exchange_limit(answer_timeout)
         unresolved = self._unresolved
         resume = unresolved is not None and unresolved.resumable and unresolved.command == command
