@@ -28,10 +28,10 @@ exchange of several packets (fact sheet §1.4, "execution flow used by every imp
    free, is believed once an earlier copy may have freed it: `_ack_status`); an AckAdd whose
    reply never came (the line failed, the port was reopened, or only the task's F0 arrived)
    leaves the Ack pending for the next command -- acknowledging a TID twice costs a B3, never
-   a result, since no new task takes a pending Ack's TID.  When an older Ack is still pending as a task
-   ends (a resumed command after such a failure) the ended task is acknowledged at once with a
-   plain ``Ack`` -- at most one Ack is ever deferred.  `AtolHostLink.release` sends a pending
-   Ack on its own (a session closing).
+   a result, since no new task takes a pending Ack's TID.  When an older Ack is still pending
+   as a task ends (a resumed command after such a failure) the ended task is acknowledged at
+   once with a plain ``Ack`` -- at most one Ack is ever deferred.  `AtolHostLink.release`
+   sends a pending Ack on its own (a session closing).
 
    AckAdd's reply layout, ``ackStatus addStatus [data]`` -- the Ack's one status byte, then
    exactly what an Add would have got -- is read from MultiMag (``atolbuffer.php``

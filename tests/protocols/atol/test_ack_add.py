@@ -17,7 +17,6 @@ from kkt.protocols.atol.buffer import (
     AsyncResult,
     BufferReply,
     InProgress,
-    NotFound,
     Pending,
     Req,
     Result,

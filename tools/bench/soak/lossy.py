@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-
 from typing import Any
 
 from kkt.emulator.atol import open_device as open_atol
