@@ -133,6 +133,7 @@ class _Exchange:
     poll_at: float | None = None
     answer: bytes | None = None  # the reply, reported after its Ack
     acking: int | None = None  # the deferred Ack this exchange's AckAdd carries
+    unknown_ack_add: bool = False  # the AckAdd got a lone B4: is our task there (Req)?
     refusal: LinkError | None = None  # A5: reported (after its Ack) instead of a reply
     cleared_full_buffer: bool = False  # B1 to our first Add: an Abort cleared the buffer once
 
@@ -448,13 +449,16 @@ class AtolHostLink(LinkEnd[Token, Event]):
         acked = request.data[0] == buffer.CommandCode.ACK_ADD
         if acked and packet.data == bytes((buffer.StatusCode.ILLEGAL_VALUE,)):
             # One status byte cannot answer AckAdd (two at least): a device that does not know
-            # C5h refused the whole packet, nothing of it ran.  Plain Add and Ack from now on;
-            # the pending Ack is dropped (a slot the buffer retires when it fills, or the first
-            # B1's Abort clears).
+            # C5h refused the whole packet -- or a reply damaged past CRC-8 looks like that.
+            # Plain Add and Ack from now on (the pending Ack dropped: a slot the buffer retires
+            # when it fills, or the first B1's Abort clears), and first a Req for our task:
+            # B3 means the Add never arrived and it is added again; anything else is our task.
             self._piggyback = False
             self._pending_ack = None
             self._request = None
-            self._send_add(now)
+            exchange.phase = _Phase.WAIT
+            exchange.unknown_ack_add = True
+            self._send(buffer.Req(exchange.tid).encode(), now)
             return
         try:
             if acked:
@@ -629,6 +633,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
     def _req_reply(self, reply: buffer.BufferReply, now: float, events: list[Event]) -> None:
         exchange = self._exchange
         assert exchange is not None
+        if isinstance(reply, buffer.NotFound) and exchange.unknown_ack_add:
+            exchange.unknown_ack_add = False  # the AckAdd was refused whole: add it plainly
+            self._send_add(now)
+            return
         if isinstance(reply, buffer.NotFound):
             # B3 cannot tell "the Add never arrived" from "it ran, and its result was wiped" (a
             # restart, another host's Abort).  Zzzzipper adds the task again whenever the Add

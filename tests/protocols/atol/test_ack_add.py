@@ -17,6 +17,7 @@ from kkt.protocols.atol.buffer import (
     AsyncResult,
     BufferReply,
     InProgress,
+    NotFound,
     Pending,
     Req,
     Result,
@@ -222,14 +223,29 @@ def test_a_device_that_does_not_know_ackadd_gets_plain_add_and_ack() -> None:
     first_done(host)
     host.send(CMD2)
     host.feed(encode_packet(1, bytes((StatusCode.ILLEGAL_VALUE,))))  # a lone B4: unknown C5h
-    assert host.sent() == [(2, Add(1, HOST_FLAGS, CMD2))]
-    host.feed(encode_packet(2, Result(REPLY2).encode()))
-    assert host.sent() == [(3, Ack(1))]
-    host.feed(encode_packet(3, Result().encode()))
+    # Was it really refused whole (or a damaged reply)?  Req says: B3, not there.
+    assert host.sent() == [(2, Req(1))]
+    host.feed(encode_packet(2, NotFound().encode()))
+    assert host.sent() == [(3, Add(1, HOST_FLAGS, CMD2))]
+    host.feed(encode_packet(3, Result(REPLY2).encode()))
+    assert host.sent() == [(4, Ack(1))]
+    host.feed(encode_packet(4, Result().encode()))
     assert host.outcome() == AnswerReceived(CMD2, REPLY2)
     assert host.link.pending_ack is None
     host.start(CMD3)
-    assert host.sent() == [(4, Add(2, HOST_FLAGS, CMD3))]
+    assert host.sent() == [(5, Add(2, HOST_FLAGS, CMD3))]
+
+
+def test_a_lone_b4_that_was_a_damaged_reply_finds_the_task_and_never_adds_it_again() -> None:
+    host = Host()
+    first_done(host)
+    host.send(CMD2)
+    host.feed(encode_packet(1, bytes((StatusCode.ILLEGAL_VALUE,))))
+    assert host.sent() == [(2, Req(1))]
+    host.feed(encode_packet(2, Result(REPLY2).encode()))  # it was there: the AckAdd ran
+    assert host.sent() == [(3, Ack(1))]
+    host.feed(encode_packet(3, Result().encode()))
+    assert host.outcome() == AnswerReceived(CMD2, REPLY2)
 
 
 def test_release_sends_the_pending_ack_alone() -> None:
