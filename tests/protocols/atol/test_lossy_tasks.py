@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kkt.protocols.atol.device import AtolDeviceLink
 from kkt.protocols.atol.host import AtolHostLink
 from kkt.protocols.atol.link import DeviceSettings, Event, HostSettings, TaskReady
@@ -301,3 +303,34 @@ def test_a_new_connection_finds_the_result_of_a_task_added_on_the_old_one() -> N
     tokens, _ = PacketDeframer().read_all(old.data_to_send())
     left = [token.id for token in tokens if isinstance(token, Packet)]
     assert ASYNC_ID not in left, "the old link, not told of the task's end, sent no F0"
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)  # the same examples every run
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rate=st.sampled_from([0.02, 0.05, 0.1]),
+    results=st.sampled_from(["async", "inline"]),
+    piggyback=st.booleans(),
+)
+def test_any_seed_keeps_exactly_once_with_acks_deferred_or_not(
+    seed: int, rate: float, results: str, piggyback: bool
+) -> None:
+    """Hypothesis picks the line's luck: 30 commands, each run once with its own reply, and no
+    slot left once the last Ack went out -- with each Ack riding on the next Add, or not."""
+    rig = _rig(seed, rate, results)
+    rig.host = AtolHostLink(
+        HostSettings(packet=0.05, packet_tries=6, poll=0.05, piggyback_ack=piggyback)
+    )
+    count = 30
+    _sell_all(rig, count, random.Random(seed))
+    while True:
+        if not isinstance(rig.run(QUERY, repeatable=True), AnswerReceived):
+            continue
+        if rig.host.release(rig.now):
+            rig.wait()
+        if rig.host.pending_ack is None and rig.host.unresolved_tid is None:
+            break
+    rig.settle()
+    assert sorted(rig.executor.executions) == list(range(count))
+    assert set(rig.executor.executions.values()) == {1}, "a command ran twice"
+    assert len(rig.buffer) == 0 and rig.buffer.retired == []
