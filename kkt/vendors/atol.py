@@ -2,7 +2,10 @@
 
 ATOL works in modes: receipts, cash and the shift's opening in mode 1 (registration), the X report
 in mode 2, the Z report in mode 3, each entered with 56h and a mode password and left with 48h.
-The device enters the mode a step needs and leaves another one first.
+The device enters the mode a step needs and leaves another one first -- asking the register (45h)
+only when the mode is not already known: it is remembered from the last entry until a command
+fails or the port is reopened, and a command refused 66h ("not in this mode") on a remembered
+mode re-checks it and runs again once (66h: nothing was executed).
 
 Exactly once: the v3 task buffer does most of the work -- a lost reply is fetched with ``Req(TID)``
 (`kkt.transport.session.AtolSession`), so a step fails with `OutcomeUnknown` only when the buffer
