@@ -351,3 +351,16 @@ def test_host_and_device_sell_a_run_of_commands_one_packet_each() -> None:
     device.receive_data(host.data_to_send(), 0.0)
     host.receive_data(device.data_to_send(), 0.0)
     assert len(buffer) == 0 and buffer.retired == []
+
+
+def test_a_trace_tells_the_acks_state_from_the_adds_reply() -> None:
+    from kkt.tools.describe import AtolReader
+
+    reader = AtolReader()
+    (sent,) = reader.feed(wire(0x01, "C5 00 03 01 00 00 80 02", 0x74))
+    assert sent.startswith("packet 01 host: Ack TID 00 + Add TID 01 flags=0x03")
+    (answered,) = reader.feed(wire(0x01, "A3 A2", 0x41))
+    assert answered == (
+        "packet 01 device: Ack TID 00: result (acknowledged: its slot is free); "
+        "Add InProgress (TID 01)"
+    )
