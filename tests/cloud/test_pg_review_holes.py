@@ -4,6 +4,7 @@ fix proposed is in the review report.  (They pass once the hole is closed.)"""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -176,3 +177,17 @@ def test_a_libpq_keyword_dsn_is_not_taken_for_a_sqlite_path(
     finally:
         storage.close()
         assert not (tmp_path / dsn).exists(), "a SQLite file named after the DSN was made"
+
+
+def test_a_malformed_dsn_never_shows_its_password(caplog: pytest.LogCaptureFixture) -> None:
+    """postgres.py `PostgresStorage.__init__`: the DSN goes to psycopg_pool unchecked.  libpq's
+    parse error quotes the whole URI: psycopg_pool logs it (WARNING "error connecting in
+    'kkt-cloud': ... "postgresql://u:s3cret@[::1/db"") on every retry, and the raw
+    `psycopg.ProgrammingError` (not a StorageError: the CLI prints a traceback) carries it too.
+    (`_unavailable` would not help: its own conninfo_to_dict raises on such a DSN.)"""
+    caplog.set_level(logging.DEBUG)
+    dsn = "postgresql://u:s3cret@[::1/db"  # a typo: the closing bracket is missing
+    with pytest.raises(StorageError) as raised:
+        PostgresStorage(dsn, connect_timeout=1)
+    assert "s3cret" not in str(raised.value)
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
