@@ -127,7 +127,7 @@ def test_a_handed_over_lease_is_not_held_again_by_a_renewal_racing_the_hand_over
     after ``_given_up_at``, so `Lease.granted` does not ignore the renewal -- the lease is held
     again locally (a new grant: the worker reconnects and settles/claims), while the worker's
     drop_lease, landing after the renewal, freed the row for B.  Two instances drive r1.
-    (Passes with `sent_at` read before `held()`: /tmp/r1-lease-fix.diff, in the report.)"""
+    (Passes once `LeaseKeeper.round` reads `sent_at` before `lease.held()`.)"""
     a, b = open_instance(), open_instance()
     keeper = LeaseKeeper(a, 10.0)
     lease = keeper.lease("r1")
