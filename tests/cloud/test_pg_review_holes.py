@@ -4,20 +4,25 @@ fix proposed is in the review report.  (They pass once the hole is closed.)"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from kkt.cloud.lease import LeaseKeeper
+from kkt.cloud.lease import LeaseGuard, LeaseKeeper
 from kkt.cloud.storage import open_storage
 from kkt.cloud.storage.base import LeaseLost, StorageError
 from kkt.cloud.storage.postgres import PostgresStorage
 from kkt.cloud.storage.sqlite import SqliteStorage
 from support.cloud import RESULT, make_order
 
+import kkt
+from kkt import Item, Payments, Receipt, Vat
 from kkt.errors import KktError
 
 Open = Callable[..., PostgresStorage]
@@ -185,3 +190,60 @@ def test_a_malformed_dsn_never_shows_its_password(caplog: pytest.LogCaptureFixtu
         PostgresStorage(dsn, connect_timeout=1)
     assert "s3cret" not in str(raised.value)
     assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
+
+
+def test_a_holder_paused_after_its_begin_does_not_sell_after_the_takeover(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    """lease.py `Lease.held` / `LeaseGuard`: every frame after ``begin`` is fenced by the LOCAL
+    monotonic clock only.  A paused VM (QEMU stop/cont keeps the guest's kvmclock, so
+    CLOCK_MONOTONIC does not advance over the pause; a host suspend stops it too) resumes with its
+    lease "held" for what was left of TTL/2.  Interleaving: A begins order-1 (the DB fence
+    passes), is paused; its DB lease runs out; B takes r1 over, settles order-1 (pending, nothing
+    in the FN: sold afresh) -> document N+1; A resumes, its guard passes, it opens, pays and
+    closes -> document N+2, and its unfenced `done` overwrites B's entry.  Two documents.
+    (Modelled: A's keeper clock is frozen; one emulated register, two devices on it.)  A fix:
+    the guard confirms the lease in the DATABASE (epoch of its grant) before each frame sent
+    with ``resend=False`` (the money-moving ones): one round trip per such frame."""
+    a, b = PostgresStorage(postgres_dsn), PostgresStorage(postgres_dsn)
+    url = f"emulator:{tmp_path / 'register'}"
+    try:
+        with kkt.connect(url, protocol="shtrih") as register_a:
+            register_a.open_shift()
+            first = register_a.fn_info().last_document
+            link = register_a.device.commander
+            keeper = LeaseKeeper(a, 10.0, clock=lambda: 0.0)  # A's clock, stopped by the pause
+            lease = keeper.lease("r1")
+            keeper.round()  # taken, as the pool's keeper does
+            assert lease.held()
+            register_a.device.commander = LeaseGuard(link, lease, lease.generation)
+            journal_a = a.journal("r1")
+
+            class PausedAfterBegin:
+                def __getattr__(self, name: str) -> object:
+                    return getattr(journal_a, name)
+
+                def begin(self, *args: Any, **kwargs: Any) -> None:
+                    journal_a.begin(*args, **kwargs)
+                    # -- A is paused here; its lease lapses and B takes r1 over --
+                    assert a.take_lease("r1", 0)
+                    _wait_until(lambda: b.take_lease("r1", 600), "taken over")
+                    device_b = type(register_a.device)(link, password=30)
+                    register_b = kkt.Register(device_b, journal=b.journal("r1"))
+                    sold = register_b.sell(coffee(), key="order-1")
+                    assert sold.document_number == first + 1
+                    # -- A resumes --
+
+            register_a.journal = PausedAfterBegin()  # type: ignore[assignment]
+            with contextlib.suppress(kkt.KktError):
+                register_a.sell(coffee(), key="order-1")
+            register_a.device.commander = link
+            assert register_a.fn_info().last_document == first + 1, "order-1 was sold twice"
+    finally:
+        a.close()
+        b.close()
+
+
+def coffee() -> Receipt:
+    items = (Item("Кофе", 19_900, Decimal(2), Vat.VAT20),)
+    return Receipt(items=items, payments=Payments(cash=39_800))
