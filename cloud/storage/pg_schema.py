@@ -13,9 +13,10 @@ Why the columns are what they are:
   received (`kkt.cloud.jsontext`); jsonb would reorder keys and is never queried here.
 * times are ``timestamptz`` set by the database's clock (``now()``), so instances on machines
   whose clocks differ still order and expire things alike -- the leases above all.
-* ``cloud_leases.epoch`` grows by one each time a register's lease passes to another instance
-  (see `kkt.cloud.storage.postgres`); ``cloud_journal`` is the drivers' idempotency journal
-  (`kkt.journal` semantics) with the register each key began on.
+* ``cloud_leases.epoch`` grows by one with each new grant of a register's lease -- to another
+  instance, or to the same one after its lease lapsed (see `kkt.cloud.storage.postgres`; the
+  comment in migration 1 predates that and is left as shipped); ``cloud_journal`` is the
+  drivers' idempotency journal (`kkt.journal` semantics) with the register each key began on.
 """
 
 from __future__ import annotations
@@ -135,6 +136,15 @@ def version(connection: psycopg.Connection[Any]) -> int:
     connection.execute("CREATE TABLE IF NOT EXISTS cloud_schema (version integer PRIMARY KEY)")
     row = connection.execute("SELECT max(version) FROM cloud_schema").fetchone()
     return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def applied(connection: psycopg.Connection[Any]) -> int:
+    """The schema version applied (0: none), read only: nothing is created."""
+    row = connection.execute("SELECT to_regclass('cloud_schema') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    found = connection.execute("SELECT max(version) FROM cloud_schema").fetchone()
+    return int(found[0]) if found is not None and found[0] is not None else 0
 
 
 def migrate(connection: psycopg.Connection[Any]) -> int:
