@@ -23,7 +23,6 @@ from kkt.protocols.shtrih.modes import (
     EcrFlags,
     Mode,
     OperationType,
-    ReceiptType,
     TaxRate,
     TaxSystem,
     decode_mode,
@@ -41,7 +40,7 @@ from ..errors import (
 )
 from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt, Vat
-from .base import OFD_BLOCKED, Device, checked_serial, registration_mismatch
+from .base import OFD_BLOCKED, Closed, Device, checked_serial, registration_mismatch
 
 log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -53,12 +52,6 @@ _VAT_BITS = {
     Vat.NONE: TaxRate.NO_VAT,
     Vat.VAT120: TaxRate.VAT20_120,
     Vat.VAT110: TaxRate.VAT10_110,
-}
-_RECEIPT_TYPE = {
-    Operation.SELL: ReceiptType.SALE,
-    Operation.BUY: ReceiptType.BUY,
-    Operation.SELL_RETURN: ReceiptType.SALE_RETURN,
-    Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
 }
 # Cash register 241 (1Ah): the cash in the drawer; registers 193-196 (1Ah) and 144-147 (1Bh)
 # count the shift's operations in this order (fact sheet §2.3, javapos ``CashRegister.java``).
@@ -440,14 +433,23 @@ class ShtrihDevice(Device):
         return self.status().receipt_open
 
     def open_receipt(self, receipt: Receipt) -> None:
-        self._open_once(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
+        """Nothing: the first item (FF46) opens the receipt, of the type its operation names.
+
+        An exchange saved per receipt.  Shtrih registers open the receipt with the first item
+        command when none is open: drivers that sell on real registers send no 8Dh before FF46
+        (re-star-ru/shtrih-m-driver ``printCheck.go``: FF46 per item, FF0C, FF45;
+        afilippov1985/kkt-shtrih has no 8Dh at all), and the emulator does the same.  The
+        receipt-level tags go after the first item (`add_item`), once the receipt is open."""
+
+    @staticmethod
+    def _receipt_tags(receipt: Receipt) -> list[tuple[int, Any]]:
         tags: list[tuple[int, Any]] = []
         if receipt.cashier:
             tags.append((1021, receipt.cashier))
         if receipt.buyer_contact:
             tags.append((1008, receipt.buyer_contact))
         tags.extend(receipt.extra)
-        self._tags(tags)
+        return tags
 
     def add_item(self, receipt: Receipt, index: int, subtotal: int) -> None:
         item = receipt.items[index]
@@ -467,6 +469,8 @@ class ShtrihDevice(Device):
         self._add_once(operation, subtotal, item.total, index)
         if item.tags:
             self.raw(fn.SendOperationTlv(self.password, self._tlv(item.tags)))
+        if index == 0:
+            self._tags(self._receipt_tags(receipt))  # the receipt is open now (`open_receipt`)
 
     def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int, count: int) -> None:
         """Add one item exactly once: after a failed exchange the open receipt's item count and
@@ -477,8 +481,11 @@ class ShtrihDevice(Device):
                 self.raw(operation)
                 return
             except (TransportError, OutcomeUnknown):
-                items = self.status().receipt_items
-                now = self.subtotal()
+                # No receipt open: nothing was taken -- the first item opens it (`open_receipt`).
+                status = self.status()
+                items, now = (
+                    (status.receipt_items, self.subtotal()) if status.receipt_open else (0, 0)
+                )
                 if (items, now) == (count + 1, subtotal + amount):
                     return  # taken; only its answer was lost
                 if (items, now) != (count, subtotal):
@@ -520,7 +527,11 @@ class ShtrihDevice(Device):
                 code=refusal.code,
                 vendor="shtrih",
             ) from None
-        return results.Formed(closed.document_number, closed.fiscal_sign)
+        # The long answer (LEN 21) carries the document's time; the change says which total the
+        # register closed (`kkt.settle.receipt_result` checks both before trusting the answer).
+        return Closed(
+            closed.document_number, closed.fiscal_sign, when=closed.datetime, change=closed.change
+        )
 
     def cancel_receipt(self) -> None:
         if self.receipt_open():
