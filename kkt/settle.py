@@ -96,8 +96,13 @@ def _from_answer(
     column): the FF0A read-back compared it with a second answer; that residue is the price of
     the two exchanges saved.
     """
-    if formed.record is not None:
-        found = formed.record  # read from the FN with the closing command (ATOL): verified below
+    found = formed.record  # read from the FN with the closing command (ATOL): verified below
+    if found is None and isinstance(formed, Closed):
+        if formed.change != receipt.payments.total - receipt.total:
+            return None
+        if formed.when is None:  # a short answer (older Shtrih firmware): the FN's record says
+            found = device.find_document(formed.number)
+    if found is not None:
         when = found.when
         if not found.is_receipt or (found.number, found.fiscal_sign) != (
             formed.number,
@@ -108,8 +113,6 @@ def _from_answer(
             return None
     elif isinstance(formed, Closed):
         when = formed.when
-        if formed.change != receipt.payments.total - receipt.total:
-            return None
     else:
         return None
     if formed.number != carried.document + 1 or when is None:
