@@ -347,11 +347,12 @@ def find_formed(
     Short answers first (`Device.brief_document`: Shtrih's FF0A record, ATOL's 91h 34h for the
     last document): a long one rarely survives a bad line.  They decide alone when exactly one
     document after ``before`` (and not in ``exclude``) may be this receipt and it cannot be
-    another sale's (``contested=False``: the caller took ``before`` itself, under the register's
-    lock, just before this receipt's closing command -- one writer per register, so whatever
-    the FN formed since is this receipt); the items are still read once, if the line lets them
-    through, and two equal readings of other items say "another receipt".  Otherwise the
-    documents' own items are read whole (``fingerprint``) to choose.
+    another sale's (``contested=False``: the caller took ``before`` under the register's lock --
+    from the FN, or carried from its own previous receipt with nothing done since -- and the FN
+    formed at most one document after it: one writer per register, so that one is this
+    receipt); the items are still read once, if the line lets them through, and two equal
+    readings of other items say "another receipt".  Otherwise the documents' own items are read
+    whole (``fingerprint``) to choose.
     """
     last = device.last_document()
     if last > before + 1:
