@@ -70,10 +70,16 @@ def test_wire_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "wire.115200.line_bound_per_s",
         "wire.115200.efficiency",
         "wire.115200.fsync_share",
+        "wire.115200.kkt_3items_per_s",
+        "wire.115200.pyshtrih_3items_per_s",  # pyshtrih: the test extra installs it
+        "wire.115200.kkt_over_pyshtrih",
     }
     assert all(value > 0 for value in figures.values())
     assert figures["wire.115200.efficiency"] == pytest.approx(
         figures["wire.115200.receipts_per_s"] / figures["wire.115200.line_bound_per_s"]
+    )
+    assert figures["wire.115200.kkt_over_pyshtrih"] == pytest.approx(
+        figures["wire.115200.kkt_3items_per_s"] / figures["wire.115200.pyshtrih_3items_per_s"]
     )
     assert any(line.startswith("wire.115200: one receipt") for line in logged)  # the time split
 
