@@ -376,3 +376,40 @@ def test_carried_results_stay_the_fns_over_many_sales(tmp_path: Path, protocol: 
         assert device.verify().ok
     finally:
         device.close()
+
+
+def test_a_keyed_sale_records_the_carried_number_and_settles_from_it(tmp_path: Path) -> None:
+    """The journal's ``before`` of a steady-state sale is the carried number -- the FN's last
+    document, exactly as asking would have said -- and a key left pending after an unknown
+    outcome settles from it: found in the FN, replayed, never sold twice."""
+    journal = tmp_path / "journal.db"
+    with kkt.connect(f"emulator:{tmp_path / 'state'}", journal=journal) as register:
+        register.open_shift()
+        previous = register.sell(coffee(), key="k1")
+        log = Log(register)
+        sold = register.sell(coffee(), key="k2")
+        assert log.take() == STEADY  # the journal is local: no exchange
+        assert register.journal is not None
+        entry = register.journal.get("k2")
+        assert entry is not None and entry.before == previous.document_number
+        as_the_fn_says(register, sold)
+        log.take()
+        lost = [False]
+
+        def hook(payload: bytes, answer: bytes) -> bytes:
+            if payload[:2] == b"\xff\x45":
+                lost[0] = True
+            if lost[0] and payload[:2] in (b"\xff\x45", b"\xff\x01", b"\xff\x0a"):
+                raise LinkError("the line dropped", command=payload, maybe_executed=True)
+            return answer
+
+        log.answer_hook = hook
+        with pytest.raises(kkt.OutcomeUnknown):
+            register.sell(coffee(), key="k3")
+        log.answer_hook = None
+        pending = register.journal.get("k3")
+        assert pending is not None and pending.state == "pending"
+        assert pending.before == sold.document_number
+        replayed = register.sell(coffee(), key="k3")
+        assert replayed.replayed and replayed.document_number == sold.document_number + 1
+        assert register.fn_info().last_document == replayed.document_number  # formed once
