@@ -23,6 +23,7 @@ from kkt.protocols.shtrih.modes import (
     EcrFlags,
     Mode,
     OperationType,
+    ReceiptType,
     TaxRate,
     TaxSystem,
     decode_mode,
@@ -52,6 +53,12 @@ _VAT_BITS = {
     Vat.NONE: TaxRate.NO_VAT,
     Vat.VAT120: TaxRate.VAT20_120,
     Vat.VAT110: TaxRate.VAT10_110,
+}
+_RECEIPT_TYPE = {
+    Operation.SELL: ReceiptType.SALE,
+    Operation.BUY: ReceiptType.BUY,
+    Operation.SELL_RETURN: ReceiptType.SALE_RETURN,
+    Operation.BUY_RETURN: ReceiptType.BUY_RETURN,
 }
 # Cash register 241 (1Ah): the cash in the drawer; registers 193-196 (1Ah) and 144-147 (1Bh)
 # count the shift's operations in this order (fact sheet §2.3, javapos ``CashRegister.java``).
@@ -433,23 +440,24 @@ class ShtrihDevice(Device):
         return self.status().receipt_open
 
     def open_receipt(self, receipt: Receipt) -> None:
-        """Nothing: the first item (FF46) opens the receipt, of the type its operation names.
+        """8Dh, then the receipt-level tags (FF0C).
 
-        An exchange saved per receipt.  Shtrih registers open the receipt with the first item
-        command when none is open: drivers that sell on real registers send no 8Dh before FF46
-        (re-star-ru/shtrih-m-driver ``printCheck.go``: FF46 per item, FF0C, FF45;
-        afilippov1985/kkt-shtrih has no 8Dh at all), and the emulator does the same.  The
-        receipt-level tags go after the first item (`add_item`), once the receipt is open."""
-
-    @staticmethod
-    def _receipt_tags(receipt: Receipt) -> list[tuple[int, Any]]:
+        Shtrih registers would open the receipt with the first item (FF46) as well, of the type
+        its operation byte names -- one exchange less; drivers selling on real registers do so
+        (re-star-ru/shtrih-m-driver ``printCheck.go``, afilippov1985/kkt-shtrih).  It is kept
+        because it checks that byte: two flips in one bit column pass the XOR checksum, and a
+        damaged operation (1 -> 3: a purchase) would open a receipt of another type with the
+        right total, which neither the subtotal check nor the closing answer can see.  With 8Dh
+        open, the register refuses an item of another type.
+        """
+        self._open_once(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
         tags: list[tuple[int, Any]] = []
         if receipt.cashier:
             tags.append((1021, receipt.cashier))
         if receipt.buyer_contact:
             tags.append((1008, receipt.buyer_contact))
         tags.extend(receipt.extra)
-        return tags
+        self._tags(tags)
 
     def add_item(self, receipt: Receipt, index: int, subtotal: int) -> None:
         item = receipt.items[index]
@@ -469,8 +477,6 @@ class ShtrihDevice(Device):
         self._add_once(operation, subtotal, item.total, index)
         if item.tags:
             self.raw(fn.SendOperationTlv(self.password, self._tlv(item.tags)))
-        if index == 0:
-            self._tags(self._receipt_tags(receipt))  # the receipt is open now (`open_receipt`)
 
     def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int, count: int) -> None:
         """Add one item exactly once: after a failed exchange the open receipt's item count and
@@ -481,11 +487,8 @@ class ShtrihDevice(Device):
                 self.raw(operation)
                 return
             except (TransportError, OutcomeUnknown):
-                # No receipt open: nothing was taken -- the first item opens it (`open_receipt`).
-                status = self.status()
-                items, now = (
-                    (status.receipt_items, self.subtotal()) if status.receipt_open else (0, 0)
-                )
+                items = self.status().receipt_items
+                now = self.subtotal()
                 if (items, now) == (count + 1, subtotal + amount):
                     return  # taken; only its answer was lost
                 if (items, now) != (count, subtotal):

@@ -1,9 +1,9 @@
 """A sale in the fewest exchanges: what the session carries from its own last receipt, and when
 it stops trusting it.
 
-In the steady state a Shtrih sale is the items (FF46, the first one opening the receipt), the
-subtotal check (89h) and the closing (FF45): the FN's last document number before it, the shift's
-numbers and the document's record come from the previous receipt and the closing answer
+In the steady state a Shtrih sale is the opening (8Dh), the items (FF46), the subtotal check (89h)
+and the closing (FF45): the FN's last document number before it, the shift's numbers and the
+document's record come from the previous receipt and the closing answer
 (`Device.last_sale`, `kkt.settle._from_answer`).  Anything else on the register -- a shift closed,
 cash in, a failed exchange, a reconnect, another program's receipt -- makes the next sale ask the
 FN again, and every result is the one the FN keeps.
@@ -31,7 +31,7 @@ import kkt
 from kkt import FiscalResult, Item, Payments, Receipt, Vat
 
 FAST = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
-STEADY = ["ff46", "ff46", "ff46", "89", "ff45"]  # items, subtotal check, closing
+STEADY = ["8d", "ff46", "ff46", "ff46", "89", "ff45"]  # open, items, subtotal check, closing
 
 
 def coffee(cash: int = 70_000) -> Receipt:
@@ -88,7 +88,7 @@ def register(tmp_path: Path) -> Iterator[kkt.Register]:
         yield register
 
 
-def test_a_steady_sale_is_five_exchanges_and_its_result_is_the_fns(
+def test_a_steady_sale_is_six_exchanges_and_its_result_is_the_fns(
     register: kkt.Register,
 ) -> None:
     log = Log(register)

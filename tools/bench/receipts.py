@@ -1,10 +1,10 @@
 """``kkt bench receipts``: durable receipts per second, end to end, through the driver.
 
 Each receipt is `Register.sell` of three items -- what an application calls -- so it counts the
-whole exactly-once path.  On Shtrih, in the steady state (one sale after another): 3 x FF46 (the
-first opens the receipt), the subtotal check (89h), the closing (FF45), whose answer gives the
-fiscal data; the FN's last document number and the shift's numbers are carried from the previous
-sale (`kkt.vendors.base.Device.last_sale`).  The emulated FN commits every receipt durably
+whole exactly-once path.  On Shtrih, in the steady state (one sale after another): open (8Dh),
+3 x FF46, the subtotal check (89h), the closing (FF45), whose answer gives the fiscal data; the
+FN's last document number and the shift's numbers are carried from the previous sale
+(`kkt.vendors.base.Device.last_sale`).  The emulated FN commits every receipt durably
 (fsync) before it answers.
 
 * ``receipts.exchanges.shtrih`` / ``receipts.exchanges.atol`` -- commands per sale in the steady
