@@ -93,8 +93,8 @@ def receipts_case(bench: Bench) -> Iterator[Figure]:
         state, tty = bench.work / f"{name}-served", bench.work / f"{name}-tty"
         with served_emulator(state, tty, protocol) as tcp_url:
             commands, packets = _exchanges(tcp_url, protocol, 10)
-            note = "commands per sale" + ("; target <= 5" if protocol == "shtrih" else "")
-            yield Figure(f"receipts.exchanges.{protocol}", commands, "count", note)
+            per_sale = "commands per sale" + ("; target <= 5" if protocol == "shtrih" else "")
+            yield Figure(f"receipts.exchanges.{protocol}", commands, "count", per_sale)
             if protocol == "atol":
                 yield Figure("receipts.exchanges.atol.round_trips", packets, "count", "target <= 9")
             tcp = _wire_rate(tcp_url, bench, protocol)
