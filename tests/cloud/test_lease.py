@@ -21,6 +21,7 @@ class Leases:
 
     def __init__(self) -> None:
         self.granting = True
+        self.epoch = 1  # of the grant take_lease gives
         self.down = False
         self.takes: list[str] = []
         self.heartbeats = 0
@@ -28,13 +29,18 @@ class Leases:
         self.live: list[InstanceView] = []
         self.changed = threading.Condition()
 
-    def take_lease(self, register: str, ttl: float) -> bool:
+    def take_lease(self, register: str, ttl: float) -> int:
         if self.down:
             raise StorageUnavailable("db.example: connection refused (test)")
         with self.changed:
             self.takes.append(register)
             self.changed.notify_all()
-        return self.granting
+        return self.epoch if self.granting else 0
+
+    def confirm_lease(self, register: str, epoch: int) -> bool:
+        if self.down:
+            raise StorageUnavailable("db.example: connection refused (test)")
+        return self.granting and epoch == self.epoch
 
     def heartbeat(self) -> None:
         if self.down:

@@ -86,10 +86,31 @@ class LeasedStorage(FakeStorage):
         if self.down.is_set():
             raise StorageUnavailable("the test's database is down")
 
-    def take_lease(self, register: str, ttl: float) -> bool:
+    def take_lease(self, register: str, ttl: float) -> int:
         self._check()
         self.takes.append(register)
+        return 1 if self.granting.is_set() else 0
+
+    def confirm_lease(self, register: str, epoch: int) -> bool:
+        self._check()
         return self.granting.is_set()
+
+    # Fenced writes: one lease epoch here (the keepers of a test decide who holds it).
+    def complete(
+        self, uuid: str, register: str, result: dict[str, Any], *, fence: int | None = None
+    ) -> None:
+        super().complete(uuid, register, result)
+
+    def fail(self, uuid: str, error: dict[str, Any], *, fence: int | None = None) -> None:
+        super().fail(uuid, error)
+
+    def release(self, uuid: str, register: str, *, fence: int | None = None) -> None:
+        super().release(uuid, register)
+
+    def hold(
+        self, uuid: str, register: str, error: dict[str, Any], *, fence: int | None = None
+    ) -> None:
+        super().hold(uuid, register, error)
 
     def drop_lease(self, register: str) -> None:
         self.dropped.append(register)
@@ -103,7 +124,7 @@ class LeasedStorage(FakeStorage):
     def leases(self) -> list[LeaseView]:
         return []
 
-    def journal(self, register: str = "") -> Journal:
+    def journal(self, register: str = "", fence: int | None = None) -> Journal:
         return Journal(self.journal_path())
 
     def callback_secret(self) -> bytes | None:
@@ -636,7 +657,7 @@ class ManualKeeper(LeaseKeeper):
         pass
 
     def grant(self, name: str) -> None:
-        self.lease(name).granted(time.monotonic())
+        self.lease(name).granted(self.clock())
 
     def take_away(self, name: str) -> None:
         self.lease(name).refused()
