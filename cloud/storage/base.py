@@ -19,6 +19,14 @@ a time, the holder of its *lease* (`take_lease`; see `kkt.cloud.storage.postgres
 rows and not advisory locks).  SQLite serves one instance per state directory (its flock), so its
 leases are always granted.
 
+Fencing (PostgreSQL): every grant of a lease has an *epoch* (`take_lease` returns it).  The
+writes a register's holder makes about its requests -- `complete`, `fail`, `hold`, `release`, and
+the journal's ``begin`` and ``forget`` -- take that epoch as ``fence``: the statement lands only
+while this instance still holds the register's lease *with that epoch* (database clock), checked
+in the same statement; else it raises `LeaseLost` and changes nothing.  So a holder that stalled
+(a pause, a slow network) past its lease cannot undo what the next holder did -- nor can its own
+older grant, once it took the lease again.  ``fence=None`` writes unfenced (SQLite; tests).
+
 Errors: `StorageError` names a state change the request's state does not allow (a bug in the
 caller) or a store that cannot be opened; `StorageUnavailable` (a `StorageError`) says the database
 cannot be reached *now* -- back off and retry, nothing is lost; `LeaseLost` (a `KktError`, an
@@ -75,7 +83,8 @@ class InstanceView:
 @dataclass(frozen=True, slots=True)
 class LeaseView:
     """Who drives a register (`Storage.leases`): held while ``expires_at`` (database clock) is in
-    the future; ``epoch`` grows by one each time the lease passes to another instance."""
+    the future; ``epoch`` grows by one with each new grant -- to another instance, or to the same
+    one again after its lease ran out or was dropped (a renewal keeps it)."""
 
     register: str
     instance: str
@@ -126,22 +135,30 @@ class Storage(Protocol):
         """The register's assigned, unfinished requests (to settle before taking new ones)."""
         ...
 
-    def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
-        """assigned -> done, plus its outbox row (when it has a callback_url)."""
+    def complete(
+        self, uuid: str, register: str, result: dict[str, Any], *, fence: int | None = None
+    ) -> None:
+        """assigned -> done, plus its outbox row (when it has a callback_url).  ``fence``: the
+        epoch of this instance's lease on ``register`` (`LeaseLost` when not held with it)."""
         ...
 
-    def fail(self, uuid: str, error: dict[str, Any]) -> None:
-        """queued/assigned -> fail, plus its outbox row (when it has a callback_url)."""
+    def fail(self, uuid: str, error: dict[str, Any], *, fence: int | None = None) -> None:
+        """queued/assigned -> fail, plus its outbox row (when it has a callback_url).
+        ``fence``: as `complete`, on the register the request is assigned to (a queued one
+        needs none)."""
         ...
 
-    def release(self, uuid: str, register: str) -> None:
-        """assigned -> queued: another register of the group may take it."""
+    def release(self, uuid: str, register: str, *, fence: int | None = None) -> None:
+        """assigned -> queued: another register of the group may take it.  ``fence``: as
+        `complete`; a request no longer assigned to ``register`` is left as it is."""
         ...
 
-    def hold(self, uuid: str, register: str, error: dict[str, Any]) -> None:
+    def hold(
+        self, uuid: str, register: str, error: dict[str, Any], *, fence: int | None = None
+    ) -> None:
         """Stays assigned to ``register`` (status still wait) with ``error`` in its report: the
         operator must decide (its key began in another FN, its register left the pool ...).
-        `complete`, `fail` and `release` clear it."""
+        `complete`, `fail` and `release` clear it.  ``fence``: as `complete`."""
         ...
 
     def assigned_registers(self) -> list[str]:
@@ -199,17 +216,25 @@ class Storage(Protocol):
         PostgreSQL has no file and raises `StorageError`: use `journal`."""
         ...
 
-    def journal(self, register: str) -> JournalStore:
+    def journal(self, register: str, fence: int | None = None) -> JournalStore:
         """The driver's journal for ``register`` (``register.journal = ...``), fenced by its lease
-        on PostgreSQL: its ``begin`` raises `LeaseLost` once this instance lost the lease."""
+        on PostgreSQL: its ``begin`` (and ``forget``) raise `LeaseLost` once this instance no
+        longer holds the lease -- with ``fence``, the grant of that epoch (a later grant of the
+        same instance does not do)."""
         ...
 
     # -- instances and register leases ----------------------------------------------------------
 
-    def take_lease(self, register: str, ttl: float) -> bool:
-        """Take the register's lease, or renew it when this instance holds it.  True: held until
-        now()+ttl (database clock).  False: another instance holds an unexpired lease.  Taking a
-        lease from another (expired) instance increments epoch."""
+    def take_lease(self, register: str, ttl: float) -> int:
+        """Take the register's lease, or renew it when this instance holds it: the epoch of the
+        grant now held (>= 1, true), held until now()+ttl (database clock); 0 (false): another
+        instance holds an unexpired lease.  A renewal keeps the epoch; a new grant (from
+        another instance, or this one's again after it expired or was dropped) is the next."""
+        ...
+
+    def confirm_lease(self, register: str, epoch: int) -> bool:
+        """This instance holds ``register``'s lease now (database clock), the grant ``epoch``:
+        one cheap query, for a check before a command that moves money."""
         ...
 
     def drop_lease(self, register: str) -> None:

@@ -71,6 +71,7 @@ from kkt.cloud import jsontext
 from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from psycopg.conninfo import conninfo_to_dict
 
+from kkt.errors import KeyConflict
 from kkt.journal import Entry
 
 from . import pg_schema
@@ -334,30 +335,36 @@ class PostgresStorage:
         )
         return [_job(row) for row in rows]
 
-    def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
+    def complete(
+        self, uuid: str, register: str, result: dict[str, Any], *, fence: int | None = None
+    ) -> None:
         with self._connection() as connection:
             # The usual case in one statement (so one transaction): the state and its outbox row.
             changed = connection.execute(
                 "WITH done AS ("
-                "  UPDATE cloud_requests SET state = 'done', done_at = now(), result = %s, "
-                "  error = NULL, fn_serial = %s, document_number = %s "
-                "  WHERE uuid = %s AND state = 'assigned' AND register = %s "
+                "  UPDATE cloud_requests SET state = 'done', done_at = now(), result = %(result)s, "
+                "  error = NULL, fn_serial = %(fn)s, document_number = %(number)s "
+                "  WHERE uuid = %(uuid)s AND state = 'assigned' AND register = %(register)s "
+                f"  {_fenced('%(register)s', fence)} "
                 "  RETURNING uuid, callback_url"
                 f"), outbox AS ({_OUTBOX_FROM_DONE}) "
                 "SELECT count(*) FROM done",
-                (
-                    jsontext.dumps(result),
-                    str(result.get("fn_number", "")),
-                    _int_or_none(result.get("document_number")),
-                    uuid,
-                    register,
-                ),
+                {
+                    "result": jsontext.dumps(result),
+                    "fn": str(result.get("fn_number", "")),
+                    "number": _int_or_none(result.get("document_number")),
+                    "uuid": uuid,
+                    "register": register,
+                    "me": self.instance,
+                    "fence": fence,
+                },
             ).fetchone()
             if changed is not None and changed[0]:
                 return
             row = connection.execute(
                 "SELECT state, register, result FROM cloud_requests WHERE uuid = %s", (uuid,)
             ).fetchone()
+            held = fence is None or _holds(connection, register, self.instance, fence)
         if row is not None and row[0] == "done" and row[1] == register:
             # Settled twice: the first result stands (see SqliteStorage.complete) -- said loudly,
             # with both results, since two different documents would be a double sale.
@@ -377,52 +384,92 @@ class PostgresStorage:
                 "" if same else " -- check the FN for a double sale",
             )
             return
+        if not held:
+            raise self._lost(register, fence, f"the completion of {uuid} was not written")
         state = "unknown" if row is None else f"{row[0]} on {row[1] or 'no register'}"
         raise StorageError(
             f"cannot complete {uuid} on {register}: it is {state} -- a request is "
             "completed only by the register it is assigned to"
         )
 
-    def fail(self, uuid: str, error: dict[str, Any]) -> None:
+    def fail(self, uuid: str, error: dict[str, Any], *, fence: int | None = None) -> None:
+        # A queued request has no register and no holder to fence; an assigned one is failed
+        # only by the holder of its register's lease when a fence is given.
         with self._connection() as connection:
             changed = connection.execute(
                 "WITH done AS ("
-                "  UPDATE cloud_requests SET state = 'fail', done_at = now(), error = %s "
-                "  WHERE uuid = %s AND state IN ('queued', 'assigned') "
+                "  UPDATE cloud_requests AS r SET state = 'fail', done_at = now(), "
+                "  error = %(error)s WHERE uuid = %(uuid)s AND (state = 'queued' OR "
+                f"  (state = 'assigned' {_fenced('r.register', fence)})) "
                 "  RETURNING uuid, callback_url"
                 f"), outbox AS ({_OUTBOX_FROM_DONE}) "
                 "SELECT count(*) FROM done",
-                (jsontext.dumps(error), uuid),
+                {
+                    "error": jsontext.dumps(error),
+                    "uuid": uuid,
+                    "me": self.instance,
+                    "fence": fence,
+                },
             ).fetchone()
             if changed is not None and changed[0]:
                 return
             row = connection.execute(
-                "SELECT state, error FROM cloud_requests WHERE uuid = %s", (uuid,)
+                "SELECT state, error, register FROM cloud_requests WHERE uuid = %s", (uuid,)
             ).fetchone()
         if row is not None and row[0] == "fail" and row[1] == jsontext.dumps(error):
             # A retry after the database's answer to the first was lost: already done.
             log.warning("request %s failed twice with the same error: once is kept", uuid)
             return
+        if row is not None and row[0] == "assigned" and fence is not None:
+            raise self._lost(str(row[2]), fence, f"the failure of {uuid} was not written")
         state = "unknown" if row is None else row[0]
         raise StorageError(f"cannot fail {uuid}: it is {state}, not waiting")
 
-    def release(self, uuid: str, register: str) -> None:
-        changed = self._one(
-            "WITH back AS ("
-            "  UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
-            "  WHERE uuid = %s AND state = 'assigned' AND register = %s RETURNING grp"
-            ") SELECT pg_notify(%s, grp)::text FROM back",
-            (uuid, register, CHANNEL),
-        )
+    def release(self, uuid: str, register: str, *, fence: int | None = None) -> None:
+        with self._connection() as connection:
+            changed = connection.execute(
+                "WITH back AS ("
+                "  UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
+                "  WHERE uuid = %(uuid)s AND state = 'assigned' AND register = %(register)s "
+                f"  {_fenced('%(register)s', fence)} RETURNING grp"
+                ") SELECT pg_notify(%(channel)s, grp)::text FROM back",
+                {
+                    "uuid": uuid,
+                    "register": register,
+                    "channel": CHANNEL,
+                    "me": self.instance,
+                    "fence": fence,
+                },
+            ).fetchone()
+            held = (
+                changed is not None
+                or fence is None
+                or _holds(connection, register, self.instance, fence)
+            )
         if changed is not None:
             self._notify()
+        elif not held:
+            raise self._lost(register, fence, f"the release of {uuid} was not written")
 
-    def hold(self, uuid: str, register: str, error: dict[str, Any]) -> None:
-        self._run(
-            "UPDATE cloud_requests SET error = %s "
-            "WHERE uuid = %s AND state = 'assigned' AND register = %s",
-            (jsontext.dumps(error), uuid, register),
-        )
+    def hold(
+        self, uuid: str, register: str, error: dict[str, Any], *, fence: int | None = None
+    ) -> None:
+        with self._connection() as connection:
+            changed = connection.execute(
+                "UPDATE cloud_requests SET error = %(error)s "
+                "WHERE uuid = %(uuid)s AND state = 'assigned' AND register = %(register)s "
+                f"{_fenced('%(register)s', fence)}",
+                {
+                    "error": jsontext.dumps(error),
+                    "uuid": uuid,
+                    "register": register,
+                    "me": self.instance,
+                    "fence": fence,
+                },
+            ).rowcount
+            if not changed and fence is not None:
+                if not _holds(connection, register, self.instance, fence):
+                    raise self._lost(register, fence, f"the hold of {uuid} was not written")
 
     def assigned_registers(self) -> list[str]:
         rows = self._all(
@@ -650,22 +697,40 @@ class PostgresStorage:
             for id_, host, pid, started, seen in rows
         ]
 
-    def take_lease(self, register: str, ttl: float) -> bool:
+    def take_lease(self, register: str, ttl: float) -> int:
         # clock_timestamp(), not now(): a statement that waited for the row's lock compares
-        # with the time it decides at, not the time it started.
+        # with the time it decides at, not the time it started.  Only a renewal of a grant
+        # still running keeps its epoch: this instance taking the lease again after it ran out
+        # (or was dropped) is a new grant, so writes fenced by the old one -- made by a thread
+        # that stalled through the gap -- are refused (`_FENCE`).
         row = self._one(
             "INSERT INTO cloud_leases AS l (register, instance, expires_at) "
             "VALUES (%(register)s, %(me)s, clock_timestamp() + %(ttl)s) "
             "ON CONFLICT (register) DO UPDATE SET "
-            "  epoch = l.epoch + CASE WHEN l.instance = excluded.instance THEN 0 ELSE 1 END, "
-            "  taken_at = CASE WHEN l.instance = excluded.instance THEN l.taken_at "
+            "  epoch = l.epoch + CASE WHEN l.instance = excluded.instance "
+            "                         AND l.expires_at > clock_timestamp() THEN 0 ELSE 1 END, "
+            "  taken_at = CASE WHEN l.instance = excluded.instance "
+            "                  AND l.expires_at > clock_timestamp() THEN l.taken_at "
             "                  ELSE clock_timestamp() END, "
             "  instance = excluded.instance, expires_at = excluded.expires_at "
             "WHERE l.instance = excluded.instance OR l.expires_at <= clock_timestamp() "
             "RETURNING epoch",
             {"register": register, "me": self.instance, "ttl": timedelta(seconds=ttl)},
         )
-        return row is not None
+        return int(row[0]) if row is not None else 0
+
+    def confirm_lease(self, register: str, epoch: int) -> bool:
+        """This instance holds ``register``'s lease now, the grant ``epoch`` (database clock)."""
+        with self._connection() as connection:
+            return _holds(connection, register, self.instance, epoch)
+
+    def _lost(self, register: str, fence: int | None, what: str) -> LeaseLost:
+        grant = f" (grant {fence})" if fence is not None else ""
+        return LeaseLost(
+            f"register {register}: this instance ({self.instance}) does not hold its lease"
+            f"{grant} now, so {what}; another instance may drive the register now (or this "
+            "one, under a newer grant)"
+        )
 
     def drop_lease(self, register: str) -> None:
         """Expire this instance's lease now (the row stays: its epoch goes on counting)."""
@@ -707,9 +772,10 @@ class PostgresStorage:
             "storage.journal(register)"
         )
 
-    def journal(self, register: str) -> PostgresJournal:
-        """The driver's journal for ``register``, fenced by this instance's lease on it."""
-        return PostgresJournal(self, register)
+    def journal(self, register: str, fence: int | None = None) -> PostgresJournal:
+        """The driver's journal for ``register``, fenced by this instance's lease on it (with
+        ``fence``: by the grant of that epoch)."""
+        return PostgresJournal(self, register, fence)
 
     # -- waiting for work -----------------------------------------------------------------------
 
@@ -775,16 +841,39 @@ class PostgresStorage:
 
 class PostgresJournal:
     """The drivers' idempotency journal (`kkt.journal.JournalStore`) in ``cloud_journal``, for
-    one register: `kkt.journal.Journal`'s semantics, with ``begin`` fenced by the register's
-    lease (`LeaseLost`: nothing was written, so nothing may be sent).  Keys are global, as in
-    the one SQLite file every register shares; each row records the register it began on.
-    Connection trouble raises `StorageUnavailable` (nothing sent after a failed begin)."""
+    one register: `kkt.journal.Journal`'s semantics, with ``begin`` and ``forget`` fenced by the
+    register's lease (`LeaseLost`: nothing was written, so nothing may be sent) -- with
+    ``fence``, by the grant of that epoch, so a call made under an older grant of this same
+    instance is refused too.  Keys are global, as in the one SQLite file every register shares;
+    each row records the register it began on, and a key another register began is never taken
+    over (`KeyConflict`).  Connection trouble raises `StorageUnavailable` (nothing sent after a
+    failed begin)."""
 
-    def __init__(self, storage: PostgresStorage, register: str) -> None:
+    def __init__(self, storage: PostgresStorage, register: str, fence: int | None = None) -> None:
         if not register:
             raise ValueError("a PostgreSQL journal belongs to one register: name it")
         self._storage = storage
         self.register = register
+        self.fence = fence
+
+    def _lease(self, lock: str = "") -> str:
+        """The condition that this instance holds the register's lease (of epoch ``fence``)."""
+        epoch = " AND epoch = %(fence)s" if self.fence is not None else ""
+        return (
+            "EXISTS (SELECT 1 FROM cloud_leases WHERE register = %(register)s "
+            f"AND instance = %(me)s{epoch} AND expires_at > clock_timestamp() {lock})"
+        )
+
+    def _params(self, **more: object) -> dict[str, object]:
+        return {
+            "register": self.register,
+            "me": self._storage.instance,
+            "fence": self.fence,
+            **more,
+        }
+
+    def _lost(self, what: str) -> LeaseLost:
+        return self._storage._lost(self.register, self.fence, what)
 
     def get(self, key: str) -> Entry | None:
         row = self._storage._one(
@@ -818,47 +907,85 @@ class PostgresJournal:
         payments: str = "",
     ) -> None:
         """Record, durably, that receipt ``key`` is about to begin in FN ``fn`` -- only while
-        this instance holds the register's lease (`LeaseLost` otherwise)."""
+        this instance holds the register's lease (`LeaseLost` otherwise), and only when no
+        other register began ``key`` (`KeyConflict`: its receipt may be fiscal there)."""
         # The lease row is read FOR SHARE: a taker's UPDATE of it waits until this commits, and
         # a taker that committed first makes the row no longer match (re-checked after the
-        # wait), so a begin either lands before the hand-over or not at all.
-        written = self._storage._one(
-            "INSERT INTO cloud_journal AS j (key, register, state, before, operation, total, "
-            "result, fn, fingerprint, payments) "
-            "SELECT %(key)s, %(register)s, 'pending', %(before)s, %(operation)s, %(total)s, "
-            "NULL, %(fn)s, %(fingerprint)s, %(payments)s "
-            "WHERE EXISTS (SELECT 1 FROM cloud_leases WHERE register = %(register)s "
-            "  AND instance = %(me)s AND expires_at > clock_timestamp() FOR SHARE) "
-            "ON CONFLICT (key) DO UPDATE SET register = excluded.register, state = 'pending', "
-            "before = excluded.before, operation = excluded.operation, total = excluded.total, "
-            "result = NULL, fn = excluded.fn, fingerprint = excluded.fingerprint, "
-            "payments = excluded.payments, updated_at = now() "
-            "RETURNING 1",
-            {
-                "key": key,
-                "register": self.register,
-                "before": before,
-                "operation": operation,
-                "total": total,
-                "fn": fn,
-                "fingerprint": fingerprint,
-                "payments": payments,
-                "me": self._storage.instance,
-            },
+        # wait), so a begin either lands before the hand-over or not at all.  The upsert
+        # replaces only this register's own entry: two registers that both read "never begun"
+        # for one key (a request released by a stale holder and claimed elsewhere) cannot both
+        # begin it -- the second is refused, whatever the order of their reads.
+        params = self._params(
+            key=key,
+            before=before,
+            operation=operation,
+            total=total,
+            fn=fn,
+            fingerprint=fingerprint,
+            payments=payments,
         )
-        if written is None:
-            raise LeaseLost(
-                f"register {self.register}: this instance ({self._storage.instance}) does not "
-                f"hold its lease, so receipt {key} was not begun and nothing was sent; another "
-                "instance drives the register now"
+        for _ in range(3):  # another register's entry may vanish between the two statements
+            written = self._storage._one(
+                "INSERT INTO cloud_journal AS j (key, register, state, before, operation, "
+                "total, result, fn, fingerprint, payments) "
+                "SELECT %(key)s, %(register)s, 'pending', %(before)s, %(operation)s, %(total)s, "
+                "NULL, %(fn)s, %(fingerprint)s, %(payments)s "
+                f"WHERE {self._lease('FOR SHARE')} "
+                "ON CONFLICT (key) DO UPDATE SET state = 'pending', "
+                "before = excluded.before, operation = excluded.operation, "
+                "total = excluded.total, result = NULL, fn = excluded.fn, "
+                "fingerprint = excluded.fingerprint, payments = excluded.payments, "
+                "updated_at = now() WHERE j.register = excluded.register "
+                "RETURNING 1",
+                params,
             )
+            if written is not None:
+                return
+            found = self._storage._one(
+                f"SELECT {self._lease()}, "
+                "(SELECT ARRAY[register, state, fn] FROM cloud_journal WHERE key = %(key)s)",
+                params,
+            )
+            if found is None or not found[0]:
+                raise self._lost(f"receipt {key} was not begun and nothing was sent")
+            if found[1] is not None and found[1][0] != self.register:
+                other, state, other_fn = (str(part) for part in found[1])
+                raise KeyConflict(
+                    f"key {key} began on register {other} (FN {other_fn or 'unknown'}, "
+                    f"{state}), not on {self.register}: nothing was sent; "
+                    + (
+                        f"settle it on {other} first -- its receipt may be fiscal there"
+                        if state == "pending"
+                        else "it is done there: use another key for a new receipt"
+                    ),
+                    key=key,
+                    fn=other_fn,
+                    pending=state == "pending",
+                )
+        raise StorageError(
+            f"receipt {key} could not be begun on {self.register}: its journal entry kept "
+            "changing under it; nothing was sent -- try again"
+        )
 
     def done(self, key: str, result: dict[str, Any]) -> None:
-        self._storage._run(
+        """The receipt is fiscal: recorded as a fact of the FN, lease or not (it is true
+        whoever holds the register now) -- but only on this register's own entry."""
+        changed = self._storage._run(
             "UPDATE cloud_journal SET state = 'done', result = %s, updated_at = now() "
-            "WHERE key = %s",
-            (json.dumps(result), key),
+            "WHERE key = %s AND register = %s",
+            (json.dumps(result), key, self.register),
         )
+        if not changed:
+            # Not raised: the receipt IS fiscal, and raising would make the driver take it for
+            # open.  Said loudly: the next holder cannot settle it from this journal.
+            log.error(
+                "journal: receipt %s is fiscal on register %s (%s) but the key has no entry "
+                "begun there (forgotten, or begun on another register): its result was not "
+                "recorded -- check that FN for this document",
+                key,
+                self.register,
+                json.dumps(result, default=str),
+            )
 
     def claimed(self, after: int, fn: str = "") -> set[int]:
         """Numbers above ``after`` of the documents in FN ``fn`` that keys already done own."""
@@ -877,16 +1004,16 @@ class PostgresJournal:
 
     def forget(self, key: str) -> None:
         """The receipt certainly did not become fiscal: the key may be used afresh -- but only
-        while this instance holds the register's lease.  A holder that stalled past its lease
-        could otherwise delete the pending entry the next holder wrote for the same key (after
-        settling it afresh), and that holder's sale would have no entry to be settled by after a
-        crash.  Without the lease the entry stays pending: the next holder finds no document for
-        it in the FN and frees the key itself."""
+        while this instance holds the register's lease (the grant ``fence``).  A holder that
+        stalled past its lease could otherwise delete the pending entry the next holder wrote
+        for the same key (after settling it afresh), and that holder's sale would have no entry
+        to be settled by after a crash.  Without the lease the entry stays pending: the next
+        holder finds no document for it in the FN and frees the key itself.  Only this
+        register's entry is forgotten."""
         self._storage._run(
             "DELETE FROM cloud_journal WHERE key = %(key)s AND state = 'pending' "
-            "AND EXISTS (SELECT 1 FROM cloud_leases WHERE register = %(register)s "
-            "  AND instance = %(me)s AND expires_at > clock_timestamp() FOR SHARE)",
-            {"key": key, "register": self.register, "me": self._storage.instance},
+            f"AND register = %(register)s AND {self._lease('FOR SHARE')}",
+            self._params(key=key),
         )
 
     def close(self) -> None:
@@ -904,6 +1031,29 @@ _OUTBOX_FROM_DONE = (
     "SELECT uuid, callback_url, 'pending', now() FROM done WHERE callback_url <> ''"
 )
 _JOB_COLUMNS_R = "r.uuid, r.api, r.grp, r.operation, r.external_id, r.body, r.attempts"
+
+
+def _fenced(register: str, fence: int | None) -> str:
+    """``AND EXISTS (...)``: this instance holds ``register``'s lease with epoch ``fence`` now
+    (parameters ``%(me)s``, ``%(fence)s``); '' without a fence.  The lease row is read FOR
+    SHARE, as the journal's begin does: a taker's UPDATE of it waits for this statement's
+    transaction, and one that committed first makes the row no longer match."""
+    if fence is None:
+        return ""
+    return (
+        "AND EXISTS (SELECT 1 FROM cloud_leases l WHERE l.register = "
+        f"{register} AND l.instance = %(me)s AND l.epoch = %(fence)s "
+        "AND l.expires_at > clock_timestamp() FOR SHARE)"
+    )
+
+
+def _holds(connection: psycopg.Connection[Any], register: str, me: str, epoch: int) -> bool:
+    row = connection.execute(
+        "SELECT 1 FROM cloud_leases WHERE register = %s AND instance = %s AND epoch = %s "
+        "AND expires_at > clock_timestamp()",
+        (register, me, epoch),
+    ).fetchone()
+    return row is not None
 
 
 def _describe(dsn: str) -> str:

@@ -401,7 +401,10 @@ class SqliteStorage:
         )
         return [_job(row) for row in rows]
 
-    def complete(self, uuid: str, register: str, result: dict[str, Any]) -> None:
+    def complete(
+        self, uuid: str, register: str, result: dict[str, Any], *, fence: int | None = None
+    ) -> None:
+        # ``fence`` is not needed: one instance per state directory holds every lease
         with self._write() as db:
             row = db.execute(
                 "SELECT state, register, callback_url, result FROM cloud_requests WHERE uuid = ?",
@@ -443,7 +446,7 @@ class SqliteStorage:
             )
             self._add_callback(db, uuid, row[2])
 
-    def fail(self, uuid: str, error: dict[str, Any]) -> None:
+    def fail(self, uuid: str, error: dict[str, Any], *, fence: int | None = None) -> None:
         with self._write() as db:
             row = db.execute(
                 "SELECT state, callback_url FROM cloud_requests WHERE uuid = ?", (uuid,)
@@ -466,7 +469,7 @@ class SqliteStorage:
                 (uuid, url, now, now),
             )
 
-    def release(self, uuid: str, register: str) -> None:
+    def release(self, uuid: str, register: str, *, fence: int | None = None) -> None:
         with self._write() as db:
             changed = db.execute(
                 "UPDATE cloud_requests SET state = 'queued', register = NULL, error = NULL "
@@ -476,7 +479,9 @@ class SqliteStorage:
         if changed:
             self._notify()
 
-    def hold(self, uuid: str, register: str, error: dict[str, Any]) -> None:
+    def hold(
+        self, uuid: str, register: str, error: dict[str, Any], *, fence: int | None = None
+    ) -> None:
         with self._write() as db:
             db.execute(
                 "UPDATE cloud_requests SET error = ? "
@@ -673,10 +678,11 @@ class SqliteStorage:
     def journal_path(self) -> str:
         return str(self._path)
 
-    def journal(self, register: str = "") -> Journal:
+    def journal(self, register: str = "", fence: int | None = None) -> Journal:
         """A driver's journal on `journal_path` whose writes queue on this storage's write lock
         (for a register worker: ``kkt.connect(url)`` then ``register.journal = ...``).  One file
-        serves every register (``register`` is not needed: keys are bound to their FN)."""
+        serves every register (``register`` is not needed: keys are bound to their FN; nor is
+        ``fence``: this instance holds every lease, see `take_lease`)."""
         try:
             return _SharedLockJournal(self._path, self._lock)
         except KktError as error:
@@ -684,10 +690,13 @@ class SqliteStorage:
 
     # -- instances and leases: one instance per state directory ---------------------------------
 
-    def take_lease(self, register: str, ttl: float) -> bool:
-        """Always True: the state directory's lock (the service's flock) already lets one
-        instance at a time use this file, so every register is this instance's."""
-        return True
+    def take_lease(self, register: str, ttl: float) -> int:
+        """Always granted, epoch 1: the state directory's lock (the service's flock) already
+        lets one instance at a time use this file, so every register is this instance's."""
+        return 1
+
+    def confirm_lease(self, register: str, epoch: int) -> bool:
+        return True  # see take_lease
 
     def drop_lease(self, register: str) -> None:
         return None
