@@ -137,6 +137,15 @@ def version(connection: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row is not None and row[0] is not None else 0
 
 
+def applied(connection: psycopg.Connection[Any]) -> int:
+    """The schema version applied (0: none), read only: nothing is created."""
+    row = connection.execute("SELECT to_regclass('cloud_schema') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    found = connection.execute("SELECT max(version) FROM cloud_schema").fetchone()
+    return int(found[0]) if found is not None and found[0] is not None else 0
+
+
 def migrate(connection: psycopg.Connection[Any]) -> int:
     """Apply the missing migrations in one transaction, under the migration lock; returns the
     version the schema is at.  Raises `SchemaTooNew` (nothing changed) for a newer schema."""

@@ -69,7 +69,6 @@ import psycopg
 import psycopg_pool
 from kkt.cloud import jsontext
 from kkt.cloud.model import Job, Order, RegisterView, ReportView
-from psycopg.conninfo import conninfo_to_dict
 
 from kkt.errors import KeyConflict
 from kkt.journal import Entry
@@ -84,6 +83,7 @@ from .base import (
     StorageError,
     StorageUnavailable,
 )
+from .dsn import describe_dsn, parse_dsn
 from .sqlite import _document, _int_or_none, _minimal_body, _status
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class PostgresStorage:
 
     Opening connects (up to ``connect_timeout`` seconds: `StorageUnavailable` otherwise),
     applies the missing migrations (one instance at a time) and registers this instance in
-    ``cloud_instances`` -- unless ``join`` is False (``kkt cloud status`` only looks)."""
+    ``cloud_instances`` -- unless ``join`` is False (``kkt cloud status`` only looks: it
+    writes nothing, not even a migration, and refuses a schema not at this kktkit's version)."""
 
     def __init__(
         self,
@@ -115,8 +116,11 @@ class PostgresStorage:
         pool_size: int = POOL_SIZE,
         join: bool = True,
     ) -> None:
+        # Parsed first, by libpq's own parser: a DSN it cannot read would otherwise reach the
+        # pool, whose every retry logs libpq's message -- which quotes the DSN, password and all.
+        self._password = parse_dsn(dsn).get("password", "")
         self._dsn = dsn
-        self._where = _describe(dsn)
+        self._where = describe_dsn(dsn)
         self._callback_body = callback_body or _minimal_body
         self._timeout = connect_timeout
         self._host = socket.gethostname()
@@ -166,7 +170,10 @@ class PostgresStorage:
                 raise self._unavailable(self._why_not(error)) from None
             with self._connection() as connection:
                 try:
-                    pg_schema.migrate(connection)
+                    if join:
+                        pg_schema.migrate(connection)
+                    else:
+                        self._check_version(pg_schema.applied(connection))
                 except pg_schema.SchemaTooNew as newer:
                     raise StorageError(
                         f"the cloud database {self._where} has schema version {newer.found}, "
@@ -181,15 +188,32 @@ class PostgresStorage:
 
     # -- plumbing -------------------------------------------------------------------------------
 
+    def _check_version(self, found: int) -> None:
+        """A storage that only looks (``join=False``) reads a schema at this kktkit's version
+        only: it migrates nothing, and an older schema's tables may lack what it reads."""
+        expected = len(pg_schema.MIGRATIONS)
+        if found > expected:
+            raise pg_schema.SchemaTooNew(found)
+        if found == 0:
+            raise StorageError(
+                f"the database {self._where} holds no cloud service state (no cloud_schema): "
+                "no `kkt cloud serve --db` has run on it yet -- check the DSN"
+            )
+        if found < expected:
+            raise StorageError(
+                f"the cloud database {self._where} has schema version {found}, older than this "
+                f"kktkit's ({expected}): start `kkt cloud serve --db` of this version once to "
+                "migrate it, or look with the kktkit the service runs"
+            )
+
     def _unavailable(self, error: BaseException) -> StorageUnavailable:
         if isinstance(error, psycopg_pool.PoolTimeout):
             detail = f"no connection within {self._timeout:g} s"
         else:
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             detail = "; ".join(lines[:2]) or type(error).__name__
-        password = conninfo_to_dict(self._dsn).get("password")
-        if password:
-            detail = detail.replace(str(password), "***")
+        if self._password:
+            detail = detail.replace(self._password, "***")
         return StorageUnavailable(
             f"PostgreSQL at {self._where} cannot be reached now ({detail}): the service "
             "retries by itself; check that the server is running and reachable from here"
@@ -213,10 +237,10 @@ class PostgresStorage:
         try:
             with self._pool.connection() as connection:
                 yield connection
+        except psycopg_pool.PoolClosed:  # first: it is an OperationalError too
+            raise StorageError(f"the cloud storage on {self._where} is closed") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             raise self._unavailable(error) from None
-        except psycopg_pool.PoolClosed:
-            raise StorageError(f"the cloud storage on {self._where} is closed") from None
 
     def _one(
         self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
@@ -236,7 +260,7 @@ class PostgresStorage:
 
     def schema_version(self) -> int:
         with self._connection() as connection:
-            return pg_schema.version(connection)
+            return pg_schema.applied(connection)
 
     def _notify(self) -> None:
         with self._work:
@@ -581,16 +605,27 @@ class PostgresStorage:
 
     def due_callbacks(self, now: datetime, limit: int) -> list[Callback]:
         """The rows due at ``now``, claimed for this caller (see the module's notes): hidden
-        from every sender for `CALLBACK_CLAIM_SECONDS`, or until `record_attempt`."""
-        moment = _aware(now)
+        from every sender for `CALLBACK_CLAIM_SECONDS`, or until `record_attempt`.
+
+        Due and claimed by the DATABASE's clock: instances whose clocks differ would otherwise
+        see rows due early (a clock behind the others' makes a claim that hides nothing: the
+        callback is posted twice) or late.  ``now`` counts only as far as it is ahead of this
+        machine's present (`_ahead`: 0 for a sender asking "now")."""
+        ahead = _ahead(now)
         rows = self._all(
             "WITH due AS ("
-            "  SELECT id, next_at FROM cloud_outbox WHERE state = 'pending' AND next_at <= %s "
-            "  ORDER BY next_at, id LIMIT %s FOR UPDATE SKIP LOCKED"
+            "  SELECT id, next_at FROM cloud_outbox WHERE state = 'pending' "
+            "  AND next_at <= clock_timestamp() + %(ahead)s "
+            "  ORDER BY next_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
             ") "
-            "UPDATE cloud_outbox AS o SET next_at = %s FROM due WHERE o.id = due.id "
+            "UPDATE cloud_outbox AS o SET next_at = clock_timestamp() + %(ahead)s + %(claim)s "
+            "FROM due WHERE o.id = due.id "
             "RETURNING o.id, o.uuid, o.url, o.attempts, due.next_at",
-            (moment, limit, moment + timedelta(seconds=CALLBACK_CLAIM_SECONDS)),
+            {
+                "ahead": ahead,
+                "limit": limit,
+                "claim": timedelta(seconds=CALLBACK_CLAIM_SECONDS),
+            },
         )
         rows.sort(key=lambda row: (row[4], row[0]))  # RETURNING keeps no order: oldest first
         due = []
@@ -637,10 +672,12 @@ class PostgresStorage:
                 "VALUES (%s, %s, %s, %s)",
                 (callback_id, ok, status, error),
             )
+            # next_at in the database's clock: as far ahead of it as the caller's next_at is
+            # of this machine's present (see due_callbacks)
             connection.execute(
                 "UPDATE cloud_outbox SET attempts = attempts + 1, state = %s, "
-                "next_at = coalesce(%s, now()) WHERE id = %s",
-                (state, _aware(next_at) if next_at is not None else None, callback_id),
+                "next_at = clock_timestamp() + coalesce(%s, interval '0') WHERE id = %s",
+                (state, _ahead(next_at) if next_at is not None else None, callback_id),
             )
 
     def pending_callbacks(self) -> int:
@@ -800,26 +837,43 @@ class PostgresStorage:
     def _listen(self) -> None:
         """LISTEN on a connection of its own; each NOTIFY wakes the waiting workers.  A lost
         connection is made again (with growing pauses); once back, the workers are woken too:
-        work may have come while nobody listened."""
+        work may have come while nobody listened.  Any error is survived (the workers would
+        otherwise sleep their whole timeouts); should the thread end all the same, it says so
+        and the next `wait_for_work` starts another."""
         failures = 0
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(
-                    self._dsn, autocommit=True, **self._connect_kwargs
-                ) as connection:
-                    connection.execute(f"LISTEN {CHANNEL}")
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._listen_once()
                     failures = 0
+                except Exception as error:
+                    self._listening.clear()
+                    failures += 1
+                    if failures == 1:
+                        if isinstance(error, psycopg.Error):
+                            why = str(self._unavailable(error))
+                        else:
+                            why = f"listening for new work failed ({type(error).__name__})"
+                            log.exception("PostgreSQL at %s: %s", self._where, why)
+                        log.warning("%s; listening again when it is back", why)
+                    self._stop.wait(min(0.25 * 2**failures, 5.0))
+        finally:
+            self._listening.clear()
+            with self._listener_lock:
+                if self._listener is threading.current_thread():
+                    self._listener = None
+            if not self._stop.is_set():
+                log.error("PostgreSQL at %s: the thread listening for work ended", self._where)
+
+    def _listen_once(self) -> None:
+        """One LISTEN connection, until it fails or the storage closes."""
+        with psycopg.connect(self._dsn, autocommit=True, **self._connect_kwargs) as connection:
+            connection.execute(f"LISTEN {CHANNEL}")
+            self._notify()
+            self._listening.set()
+            while not self._stop.is_set():
+                for _ in connection.notifies(timeout=LISTEN_POLL):
                     self._notify()
-                    self._listening.set()
-                    while not self._stop.is_set():
-                        for _ in connection.notifies(timeout=LISTEN_POLL):
-                            self._notify()
-            except psycopg.Error as error:
-                self._listening.clear()
-                failures += 1
-                if failures == 1:
-                    log.warning("%s; listening again when it is back", self._unavailable(error))
-                self._stop.wait(min(0.25 * 2**failures, 5.0))
 
     def close(self) -> None:
         """Stop listening, forget this instance, close the pool.  Its leases are left to
@@ -1056,15 +1110,12 @@ def _holds(connection: psycopg.Connection[Any], register: str, me: str, epoch: i
     return row is not None
 
 
-def _describe(dsn: str) -> str:
-    """host:port/dbname of a DSN (never its password) for messages."""
-    try:
-        parts = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "(an unreadable DSN)"
-    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
-    port = parts.get("port")
-    return f"{host}{f':{port}' if port else ''}/{parts.get('dbname') or parts.get('user') or ''}"
+def _ahead(moment: datetime) -> timedelta:
+    """How far ``moment`` is ahead of this machine's present, to the whole second: the part of
+    a caller's time the outbox uses (its delays), the database's clock giving the rest.  To the
+    second, so the few milliseconds between reading this clock and the database's do not decide
+    whether a row asked for at the very time it was set to is due (0 for "now")."""
+    return timedelta(seconds=round((_aware(moment) - datetime.now(UTC)).total_seconds()))
 
 
 def _aware(moment: datetime) -> datetime:
