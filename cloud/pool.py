@@ -48,8 +48,10 @@ register's requests (``complete``, ``fail``, ``hold``, ``release``) and the jour
 (``storage.journal(name, fence=epoch)``) carry the epoch of the worker's grant as ``fence``, and
 land only while that grant holds; a `LeaseLost` from any of them is the lease lost, as above.  The
 register's TCP sockets get a ``TCP_USER_TIMEOUT`` below half the lease's TTL
-(`kkt.cloud.lease.user_timeout`): a frame is delivered before the lease can run out, or dropped.  **Storage unreachable** (`StorageUnavailable`): the
-worker logs it once, waits and tries again; no request is failed or released because of it.
+(`kkt.cloud.lease.user_timeout`): a frame is delivered before the lease can run out, or dropped.
+
+**Storage unreachable** (`StorageUnavailable`): the worker logs it once, waits and tries again;
+no request is failed or released because of it.
 
 Latency: ``pool.latencies(name)`` lists the last `LATENCY_WINDOW` fiscalizations' seconds (oldest
 first), and ``on_latency(name, seconds)`` is called after each one (for a Prometheus histogram).

@@ -5,7 +5,6 @@ holder paused after its begin, and a renewal racing a hand-over."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import sys
@@ -314,7 +313,7 @@ def test_the_sessions_deadline_follows_the_lease() -> None:
     assert limited.deadline is not None and limited.deadline <= time.monotonic() + 1.0
 
 
-# -- on PostgreSQL ----------------------------------------------------------------------------------
+# -- on PostgreSQL ---------------------------------------------------------------------------------
 
 
 def _wait_until(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:

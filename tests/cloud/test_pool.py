@@ -826,9 +826,7 @@ def test_a_fenced_write_refused_is_the_lease_lost_and_the_next_grant_settles_it(
             changed.notify_all()
 
     storage.refuse.set()
-    with RegisterPool(
-        storage, [spec], work_of=simple_work, on_change=seen, lease_ttl=1.0, **FAST
-    ):
+    with RegisterPool(storage, [spec], work_of=simple_work, on_change=seen, lease_ttl=1.0, **FAST):
         uuid = storage.add(body(300))
         storage.wait_until(lambda: storage.ended(uuid))
     assert any("waiting for its lease" in view.detail for view in views)
