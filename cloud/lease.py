@@ -27,9 +27,12 @@ once data stays unacknowledged that long, so a frame written before the local de
 arrives before the lease can expire in the database or never.  (3) The session's own deadline
 follows the lease's local deadline (`LeaseGuard`): an exchange still running then is abandoned
 and nothing more is written.  Not bounded: a frame the register's TCP stack acknowledged but whose
-firmware reads it late, and a pause of the machine (1) longer than the TTL -- for those only the
-register itself serializes the two instances' commands, and the next holder's settling from the
-FN sees what the late frame did, if it came before that settling.
+firmware reads it late; a pause of the machine at (1) that outlasts the lease; and, after a pause
+that used up the local margin, a confirmation that came with less of the lease left in the
+database than ``TCP_USER_TIMEOUT`` -- a frame of it retransmitted over a lossy network may then
+arrive after the lease expired (the confirmation asks "unexpired", not "unexpired for long
+enough").  For those only the register itself serializes the two instances' commands, and the
+next holder's settling from the FN sees what the late frame did, if it came before that settling.
 
 The worker binds itself to one *grant* (`Lease.generation`, and the database's `Lease.epoch`): a
 lease lost and taken again is a new grant, and the worker must drop its connection and settle the
