@@ -13,9 +13,10 @@ Why the columns are what they are:
   received (`kkt.cloud.jsontext`); jsonb would reorder keys and is never queried here.
 * times are ``timestamptz`` set by the database's clock (``now()``), so instances on machines
   whose clocks differ still order and expire things alike -- the leases above all.
-* ``cloud_leases.epoch`` grows by one each time a register's lease passes to another instance
-  (see `kkt.cloud.storage.postgres`); ``cloud_journal`` is the drivers' idempotency journal
-  (`kkt.journal` semantics) with the register each key began on.
+* ``cloud_leases.epoch`` grows by one with each new grant of a register's lease -- to another
+  instance, or to the same one after its lease lapsed (see `kkt.cloud.storage.postgres`; the
+  comment in migration 1 predates that and is left as shipped); ``cloud_journal`` is the
+  drivers' idempotency journal (`kkt.journal` semantics) with the register each key began on.
 """
 
 from __future__ import annotations

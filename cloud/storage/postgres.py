@@ -33,11 +33,19 @@ the holder know *locally* when to stop, well before anyone else may take over:
   ``renewed_at`` taken before the renewing query was sent: the database's expiry is at least
   ``ttl`` after that instant, so the holder has stopped ``ttl/2`` before anyone may take over,
   however long the query or a lost connection took.
-* Fencing: the driver journal's ``begin`` -- written before any command that may move money --
-  is an INSERT that succeeds only while this instance holds the register's lease (same
-  statement; the lease row is read ``FOR SHARE``, so a taker's UPDATE waits for the begin to
-  commit and then sees it).  A holder paused past its lease (a frozen VM) is refused with
-  `LeaseLost` before it sends anything; ``epoch`` counts the hand-overs.
+* Fencing: each grant has an ``epoch`` (`take_lease` returns it): a renewal keeps it, any new
+  grant -- to another instance, or to this one again after its lease lapsed or was dropped --
+  is the next.  The driver journal's ``begin`` -- written before any command that may move
+  money -- is an INSERT that succeeds only while this instance holds the register's lease with
+  that epoch (same statement; the lease row is read ``FOR SHARE``, so a taker's UPDATE waits
+  for the begin to commit and then sees it).  So are the holder's writes about its requests
+  (`complete`, `fail`, `hold`, `release`, the journal's ``forget``, each given ``fence``): a
+  holder paused past its lease (a frozen VM, a statement stuck in TCP retransmission) is refused
+  with `LeaseLost` and changes nothing the next holder did -- and a thread still working under
+  an older grant of this same instance is refused alike.  `confirm_lease` asks the same
+  question on its own (one query), for a check before each command frame that moves money.
+* A key is begun on one register only: ``begin`` upserts only its own register's entry, so two
+  registers that both read "never begun" for one key cannot both begin it (`KeyConflict`).
 
 Connection errors (server down, restarting, unreachable, the pool's wait timing out) raise
 `StorageUnavailable`: the message names the host and database (never the password) and says the

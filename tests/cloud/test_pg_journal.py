@@ -5,6 +5,7 @@ long random run of every method compared call by call with the SQLite file; and 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -264,3 +265,58 @@ def test_a_stalled_holder_cannot_forget_the_next_holders_pending_key(postgres_ds
     finally:
         a.close()
         b.close()
+
+
+def test_begin_never_takes_over_another_registers_pending_key(postgres_dsn: str) -> None:
+    """Keys are global; with the SQLite file one process and one lock serialize `get` and
+    `begin`, across instances nothing does: two registers that both read "never begun" for one
+    key must not both begin it.  The second is refused, naming the register and FN to settle
+    it on; the first's entry stays as it was."""
+    a = PostgresStorage(postgres_dsn)
+    try:
+        r1, r2 = a.take_lease("r1", 600), a.take_lease("r2", 600)
+        a.journal("r1", r1).begin("k1", 6, 1, 40_000, FN, "fp", "cash=40000")
+        with pytest.raises(kkt.KeyConflict, match="began on register r1") as raised:
+            a.journal("r2", r2).begin("k1", 40, 1, 40_000, OTHER_FN)
+        assert (raised.value.fn, raised.value.pending) == (FN, True)
+        entry = a.journal("r1").get("k1")
+        assert entry is not None and (entry.fn, entry.before, entry.state) == (FN, 6, "pending")
+        a.journal("r2", r2).forget("k1")  # not r2's entry: left alone
+        assert a.journal("r1").get("k1") == entry
+        a.journal("r1", r1).done("k1", result(7))
+        with pytest.raises(kkt.KeyConflict, match="it is done there") as raised:
+            a.journal("r2", r2).begin("k1", 40, 1, 40_000, OTHER_FN)
+        assert not raised.value.pending
+        a.journal("r1", r1).begin("k1", 8, 1, 40_000, FN)  # its own register may begin it again
+        assert a.journal("r1").get("k1") == Entry("k1", "pending", 8, 1, 40_000, None, FN, "", "")
+        # without the lease, a key of another register is LeaseLost (nothing was checked)
+        a.drop_lease("r2")
+        with pytest.raises(LeaseLost):
+            a.journal("r2", r2).begin("k1", 40, 1, 40_000, OTHER_FN)
+    finally:
+        a.close()
+
+
+def test_done_marks_only_its_registers_entry_and_says_so_loudly_otherwise(
+    postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`done` records an FN fact: never refused (a raise would make the driver take a fiscal
+    receipt for open), but it never rewrites another register's entry either."""
+    a = PostgresStorage(postgres_dsn)
+    try:
+        r1 = a.take_lease("r1", 600)
+        a.journal("r1", r1).begin("k1", 6, 1, 40_000, FN)
+        with caplog.at_level(logging.ERROR, logger="kkt.cloud.storage.postgres"):
+            a.journal("r2").done("k1", result(41, OTHER_FN))
+            a.journal("r2").done("k2", result(42, OTHER_FN))  # never begun anywhere
+        assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.ERROR]
+        assert "k1" in caplog.records[0].getMessage() and "r2" in caplog.records[0].getMessage()
+        entry = a.journal("r1").get("k1")
+        assert entry is not None and (entry.state, entry.fn) == ("pending", FN)
+        assert a.journal("r2").get("k2") is None
+        a.drop_lease("r1")  # done needs no lease: the receipt is fiscal whoever holds it now
+        a.journal("r1", r1).done("k1", result(7))
+        entry = a.journal("r1").get("k1")
+        assert entry is not None and entry.state == "done" and entry.result == result(7)
+    finally:
+        a.close()

@@ -20,8 +20,11 @@ from kkt.cloud.storage.postgres import PostgresStorage
 from support.cloud import RESULT, make_order
 from support.postgres import PostgresCluster
 
+from kkt.errors import KeyConflict
+
 Open = Callable[..., PostgresStorage]
 FN = "9999078900012345"
+OTHER_FN = "9999078900099999"
 
 
 @pytest.fixture
@@ -365,3 +368,334 @@ def test_open_storage_picks_by_the_url(postgres_dsn: str, tmp_path: Path) -> Non
         assert isinstance(store, SqliteStorage)
     finally:
         store.close()
+
+
+# -- fencing by the lease's grant (epoch) ------------------------------------------------------
+
+
+def _take_over(old: PostgresStorage, new: PostgresStorage, register: str) -> int:
+    """``old``'s lease of ``register`` runs out (a holder that stalled); ``new`` takes it: the
+    new grant's epoch."""
+    assert old.take_lease(register, 0)
+    epochs: list[int] = []
+    _wait_until(lambda: bool(epochs.append(new.take_lease(register, 60)) or epochs[-1]), "taken")
+    return epochs[-1]
+
+
+def test_take_lease_returns_the_grant_and_a_retake_after_expiry_is_a_new_one(
+    open_instance: Open,
+) -> None:
+    a, b = open_instance(), open_instance()
+    first = a.take_lease("r1", 60)
+    assert first == 1 and a.take_lease("r1", 60) == first  # a renewal keeps the grant
+    assert b.take_lease("r1", 60) == 0  # refused: falsy
+    assert a.confirm_lease("r1", first) and not b.confirm_lease("r1", first)
+    assert not a.confirm_lease("r1", first + 1) and not a.confirm_lease("r2", first)
+    a.drop_lease("r1")
+    assert not a.confirm_lease("r1", first)  # dropped: expired now
+    second = a.take_lease("r1", 60)  # the same instance again: a new grant
+    assert second == first + 1
+    assert a.confirm_lease("r1", second) and not a.confirm_lease("r1", first)
+    assert a.take_lease("r1", 0) == second  # a renewal that ends it now
+    assert not a.confirm_lease("r1", second)
+    third = a.take_lease("r1", 60)  # expired, retaken: a new grant again
+    assert third == second + 1 and [lease.epoch for lease in b.leases()] == [third]
+
+
+def test_a_stale_instance_cannot_fail_a_request_the_new_holder_sold(open_instance: Open) -> None:
+    """The pool checks its lease locally, then writes; a holder that stalls between the two
+    (a pause, a pool checkout, a statement in TCP retransmission) lands its write after B took
+    the register over and sold the request.  Fenced by its grant, the write is refused: the
+    report does not say *fail* for a fiscal receipt, and B's complete goes through."""
+    a, b = open_instance(), open_instance()
+    assert a.accept(make_order("e1"), idempotency_key=None).created
+    grant = a.take_lease("r1", 60)
+    job = a.claim("r1", "demo")
+    assert job is not None
+    # a checks its lease (held), then stalls; its lease runs out and b takes r1 over
+    taken = _take_over(a, b, "r1")
+    journal_b = b.journal("r1", taken)
+    journal_b.begin(job.uuid, 6, 1, 40_000, FN)  # b settles the assigned request: sells it
+    journal_b.done(job.uuid, {**RESULT, "document_number": 7, "fn_number": FN})
+    # a wakes up and sends what it decided on before the stall: each refused, nothing changed
+    reason = {"code": 1, "text": "invalid document", "type": "agent"}
+    with pytest.raises(LeaseLost, match="does not hold its lease"):
+        a.fail(job.uuid, reason, fence=grant)
+    with pytest.raises(LeaseLost):
+        a.hold(job.uuid, "r1", reason, fence=grant)
+    with pytest.raises(LeaseLost):
+        a.complete(job.uuid, "r1", {**RESULT, "document_number": 99}, fence=grant)
+    view = b.report(job.uuid)
+    assert view is not None and (view.status, view.error) == ("wait", None)
+    b.complete(job.uuid, "r1", {**RESULT, "fn_number": FN}, fence=taken)
+    view = b.report(job.uuid)
+    assert view is not None and view.status == "done" and view.result is not None
+    assert view.result["document_number"] == 7
+
+
+def test_a_queued_request_fails_without_a_lease_and_a_held_one_with_it(
+    open_instance: Open,
+) -> None:
+    a = open_instance()
+    queued = a.accept(make_order("e1"), idempotency_key=None).uuid
+    a.fail(queued, {"code": 1, "text": "bad", "type": "agent"}, fence=5)  # no register: no fence
+    assigned = a.accept(make_order("e2"), idempotency_key=None).uuid
+    grant = a.take_lease("r1", 60)
+    assert a.claim("r1", "demo") is not None
+    a.hold(assigned, "r1", {"code": 2, "text": "look", "type": "system"}, fence=grant)
+    a.fail(assigned, {"code": 3, "text": "bad", "type": "agent"}, fence=grant)
+    assert a.counts() == {"wait": 0, "done": 0, "fail": 2}
+    with pytest.raises(StorageError, match="not waiting") as raised:
+        a.fail(assigned, {"code": 4, "text": "again", "type": "agent"}, fence=grant)
+    assert not isinstance(raised.value, LeaseLost)
+
+
+def test_a_stale_release_cannot_put_a_begun_request_back_nor_another_register_begin_it(
+    open_instance: Open,
+) -> None:
+    """The pool releases the requests it never began; a holder that read "never begun", then
+    stalled, would put back a request the next holder began: the queue hands it to another
+    register, whose begin would overwrite r1's pending entry -- two sales.  The release is
+    fenced by the grant, and a begin never takes over another register's key."""
+    a, b = open_instance(), open_instance()
+    assert a.accept(make_order("e1"), idempotency_key=None).created
+    grant = a.take_lease("r1", 60)
+    job = a.claim("r1", "demo")
+    assert job is not None
+    assert a.journal("r1", grant).get(job.uuid) is None  # a reads: never begun -> release it
+    taken = _take_over(a, b, "r1")  # ... a stalls; b takes r1 over
+    b.journal("r1", taken).begin(job.uuid, 6, 1, 40_000, FN)  # b settles it: begins the sale
+    with pytest.raises(LeaseLost):
+        a.release(job.uuid, "r1", fence=grant)  # a's stale release is refused
+    assert [assigned.uuid for assigned in b.assigned("r1")] == [job.uuid]
+    # and were the request put back, a second register still could not begin the key
+    r2 = b.take_lease("r2", 60)
+    with pytest.raises(KeyConflict, match="began on register r1") as raised:
+        b.journal("r2", r2).begin(job.uuid, 40, 1, 40_000, OTHER_FN)
+    assert (raised.value.key, raised.value.fn, raised.value.pending) == (job.uuid, FN, True)
+    entry = b.journal("r1").get(job.uuid)
+    assert entry is not None and (entry.fn, entry.before, entry.state) == (FN, 6, "pending")
+    # the holder's own release of a request it no longer has is no error
+    b.release(job.uuid, "r2", fence=r2)
+    b.release(job.uuid, "r1", fence=taken)
+    assert b.assigned("r1") == [] and b.queue_depth("demo") == 1
+
+
+def test_writes_under_an_older_grant_of_the_same_instance_are_refused(
+    open_instance: Open,
+) -> None:
+    """A thread that stalled through the lapse of this instance's own lease, which the keeper
+    then took again: its writes carry the old grant, and are refused as a stranger's would be
+    -- the worker of the new grant may have settled the request meanwhile."""
+    a = open_instance()
+    for n in range(2):
+        a.accept(make_order(f"e{n}"), idempotency_key=None)
+    old = a.take_lease("r1", 60)
+    first, second = a.claim("r1", "demo"), a.claim("r1", "demo")
+    assert first is not None and second is not None
+    a.drop_lease("r1")
+    new = a.take_lease("r1", 60)
+    assert new == old + 1
+    reason = {"code": 1, "text": "bad", "type": "agent"}
+    with pytest.raises(LeaseLost, match=f"grant {old}"):
+        a.fail(first.uuid, reason, fence=old)
+    with pytest.raises(LeaseLost):
+        a.complete(first.uuid, "r1", RESULT, fence=old)
+    with pytest.raises(LeaseLost):
+        a.release(first.uuid, "r1", fence=old)
+    with pytest.raises(LeaseLost):
+        a.hold(first.uuid, "r1", reason, fence=old)
+    with pytest.raises(LeaseLost):
+        a.journal("r1", old).begin("k1", 5, 1, 100, FN)
+    assert a.journal("r1").get("k1") is None
+    # the new grant's writes go through
+    a.complete(first.uuid, "r1", RESULT, fence=new)
+    a.release(second.uuid, "r1", fence=new)
+    a.journal("r1", new).begin("k1", 5, 1, 100, FN)
+    a.journal("r1", old).forget("k1")  # refused quietly: the entry stays
+    assert a.journal("r1").get("k1") is not None
+    a.journal("r1", new).forget("k1")
+    assert a.journal("r1").get("k1") is None
+    assert a.counts() == {"wait": 1, "done": 1, "fail": 0}
+
+
+# -- the LISTEN thread, the pool, the status look, the outbox's clock --------------------------
+
+
+def test_the_listening_thread_survives_an_unexpected_error(
+    open_instance: Open, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = open_instance(), open_instance()
+    real = PostgresStorage._listen_once
+    calls: list[int] = []
+
+    def failing_once(self: PostgresStorage) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("not a psycopg error")
+        real(self)
+
+    monkeypatch.setattr(PostgresStorage, "_listen_once", failing_once)
+    with caplog.at_level(logging.WARNING, logger="kkt.cloud.storage.postgres"):
+        b.wait_for_work(0)  # starts b's listening thread: its first connection fails
+        _wait_until(b._listening.is_set, "listening after the error")
+    assert len(calls) == 2 and "RuntimeError" in caplog.text
+    listener = b._listener
+    assert listener is not None and listener.is_alive()
+    b.wait_for_work(0)
+    woke = threading.Event()
+    thread = threading.Thread(target=lambda: (b.wait_for_work(600), woke.set()))
+    thread.start()
+    a.accept(make_order("e1"), idempotency_key=None)
+    thread.join(60)  # returns because of the NOTIFY; else close() below ends the wait
+    assert woke.is_set()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_listening_thread_that_ended_is_started_again(
+    open_instance: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = open_instance()
+    real = PostgresStorage._listen_once
+    ended = threading.Event()
+
+    def ending(self: PostgresStorage) -> None:
+        ended.set()
+        raise SystemExit  # not an Exception: the thread ends
+
+    monkeypatch.setattr(PostgresStorage, "_listen_once", ending)
+    b.wait_for_work(0)
+    _wait_until(lambda: ended.is_set() and b._listener is None, "the thread gone and forgotten")
+    monkeypatch.setattr(PostgresStorage, "_listen_once", real)
+    b.wait_for_work(0)  # starts another
+    _wait_until(b._listening.is_set, "listening again")
+
+
+def test_a_closed_pool_is_a_closed_storage_not_an_unavailable_database(
+    open_instance: Open,
+) -> None:
+    a = open_instance()
+    a._pool.close()  # as close() does; a call racing it reaches the pool
+    with pytest.raises(StorageError, match="is closed") as raised:
+        a.counts()
+    assert not isinstance(raised.value, StorageUnavailable)
+
+
+def test_a_look_without_joining_migrates_nothing(postgres_dsn: str, open_instance: Open) -> None:
+    with pytest.raises(StorageError, match="holds no cloud service state"):
+        open_instance(join=False)
+    with psycopg.connect(postgres_dsn) as connection:
+        row = connection.execute("SELECT to_regclass('cloud_schema')").fetchone()
+    assert row == (None,)  # nothing created
+    open_instance().close()  # a service migrates
+    looking = open_instance(join=False)
+    assert looking.schema_version() == len(MIGRATIONS) and looking.instances() == []
+    with psycopg.connect(postgres_dsn) as connection:
+        connection.execute("DELETE FROM cloud_schema WHERE version = %s", (len(MIGRATIONS),))
+    if len(MIGRATIONS) > 1:
+        with pytest.raises(StorageError, match="older than this kktkit"):
+            open_instance(join=False)
+    else:
+        with pytest.raises(StorageError, match="holds no cloud service state"):
+            open_instance(join=False)
+
+
+class _SkewedClock(datetime):
+    """This machine's clock an hour behind the database's (and the other instances')."""
+
+    @classmethod
+    def now(cls, tz: object = None) -> _SkewedClock:  # type: ignore[override]
+        real = datetime.now(UTC) - timedelta(hours=1)
+        return cls.fromtimestamp(real.timestamp(), UTC)
+
+
+def test_the_outbox_is_due_and_claimed_by_the_database_clock(
+    open_instance: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender on a machine whose clock is an hour behind: by its own clock no row would be
+    due for an hour, and the rows it claimed would look due to every other sender at once (two
+    posts).  By the database's clock: due at once, hidden from the others while it posts, and
+    its retry set as far ahead of the database's present as it asked."""
+    import kkt.cloud.storage.postgres as module
+
+    a, b = open_instance(), open_instance()
+    uuid = a.accept(make_order("e1", callback_url="http://127.0.0.1:9/cb"), idempotency_key=None)
+    assert a.claim("r1", "demo") is not None
+    a.complete(uuid.uuid, "r1", RESULT)
+    monkeypatch.setattr(module, "datetime", _SkewedClock)
+    [callback] = a.due_callbacks(_SkewedClock.now(UTC), 10)  # the skewed sender: due now
+    a.record_attempt(
+        callback.id,
+        ok=False,
+        status=503,
+        error="HTTP 503",
+        next_at=_SkewedClock.now(UTC) + timedelta(seconds=30),
+    )
+    monkeypatch.undo()
+    now = datetime.now(UTC)
+    assert b.due_callbacks(now, 10) == []  # not due for 30 s of the database's clock
+    [again] = b.due_callbacks(now + timedelta(seconds=31), 10)
+    assert (again.id, again.attempts) == (callback.id, 1)
+    with psycopg.connect(b._dsn) as connection:
+        row = connection.execute(
+            "SELECT next_at - clock_timestamp() FROM cloud_outbox WHERE id = %s", (callback.id,)
+        ).fetchone()
+    assert row is not None and timedelta(seconds=100) < row[0] <= timedelta(seconds=151)
+
+
+# -- DSNs: the keyword form, and a password never shown ----------------------------------------
+
+
+def test_a_libpq_keyword_dsn_is_postgresql_not_a_sqlite_path(
+    postgres_cluster: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``host=... dbname=... password=...`` taken for a path would open a SQLite file named
+    after it (password and all) in the working directory: an instance alone on its own queue
+    and journal."""
+    from kkt.cloud.storage import open_storage
+
+    monkeypatch.chdir(tmp_path)
+    url = postgres_cluster.create_database()
+    parts = psycopg.conninfo.conninfo_to_dict(url)
+    dsn = f"host={parts['host']} port={parts['port']} dbname={parts['dbname']} user={parts['user']}"
+    store = open_storage(f"{dsn} password=s3cret")  # trust: the password is not asked
+    try:
+        assert isinstance(store, PostgresStorage)
+    finally:
+        store.close()
+    unreachable = "host=/nonexistent-kkt-socket-dir dbname=kkt user=kkt password=s3cret"
+    with pytest.raises(StorageUnavailable) as raised:
+        PostgresStorage(unreachable, connect_timeout=0.5)
+    assert "s3cret" not in str(raised.value) and "/nonexistent-kkt-socket-dir/kkt" in str(
+        raised.value
+    )
+    assert list(tmp_path.iterdir()) == []  # no SQLite file made
+
+
+def test_a_malformed_dsn_never_shows_its_password(caplog: pytest.LogCaptureFixture) -> None:
+    """libpq's parse error quotes the whole DSN; the pool would log it on every retry."""
+    caplog.set_level(logging.DEBUG)
+    for dsn in ("postgresql://u:s3cret@[::1/db", "host=db password=s3cret bogus=1", "host"):
+        with pytest.raises(StorageError, match="cannot be read") as raised:
+            PostgresStorage(dsn, connect_timeout=1)
+        assert "s3cret" not in str(raised.value) and "postgresql://USER" in str(raised.value)
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
+
+
+def test_dsns_are_told_from_paths_and_described_without_their_password() -> None:
+    from kkt.cloud.storage import describe_dsn, is_postgres_url
+
+    for dsn in (
+        "postgresql://u:pw@db.example:5433/kkt",
+        "postgres://db/kkt",
+        "host=db.example dbname=kkt",
+        " dbname = kkt",
+        "user=kkt password=pw",
+    ):
+        assert is_postgres_url(dsn), dsn
+    for path in ("/var/lib/kkt/cloud.sqlite", "cloud.sqlite", "/srv/a=b/cloud.sqlite"):
+        assert not is_postgres_url(path), path
+    assert not is_postgres_url(Path("host=x"))  # a Path is a path
+    assert describe_dsn("postgresql://u:pw@db.example:5433/kkt") == "db.example:5433/kkt"
+    assert describe_dsn("host=db.example dbname=kkt password=pw") == "db.example/kkt"
+    assert describe_dsn("postgresql://u:pw@[::1/db") == "(an unreadable DSN)"

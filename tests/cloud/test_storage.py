@@ -428,7 +428,32 @@ def test_leases_instances_and_the_secret_as_one_instance_sees_them(storage: Stor
     assert secret is None or len(secret) == 32
     assert storage.callback_secret() == secret
     storage.drop_lease("r1")
-    assert storage.take_lease("r1", 60)
+    grant = storage.take_lease("r1", 60)
+    assert grant >= 1 and storage.confirm_lease("r1", grant)
+
+
+def test_fenced_writes_of_the_holder_go_through(storage: Storage) -> None:
+    """Every storage takes the holder's fence (its grant's epoch); SQLite's is always good."""
+    for n in range(4):
+        storage.accept(make_order(f"e{n}"), idempotency_key=None)
+    grant = storage.take_lease("r1", 60)
+    jobs = [storage.claim("r1", "demo") for _ in range(4)]
+    assert all(job is not None for job in jobs)
+    first, second, third, fourth = (job.uuid for job in jobs if job is not None)
+    reason = {"code": 1, "text": "bad", "type": "agent"}
+    storage.hold(first, "r1", reason, fence=grant)
+    storage.complete(first, "r1", dict(RESULT), fence=grant)
+    storage.fail(second, reason, fence=grant)
+    storage.release(third, "r1", fence=grant)
+    journal = storage.journal("r1", grant)
+    try:
+        journal.begin(fourth, 7, 1, 40_000, "9999078900012345")
+        journal.forget(fourth)
+        assert journal.get(fourth) is None
+    finally:
+        journal.close()
+    assert storage.counts() == {"wait": 2, "done": 1, "fail": 1}
+    assert storage.queue_depth("demo") == 2
 
 
 def test_the_journal_it_hands_a_register_keeps_keys(storage: Storage) -> None:
