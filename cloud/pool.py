@@ -4,8 +4,9 @@ fiscalizes them, each exactly once, through the driver's journal.
 A worker is its register's only writer (a register has one open receipt and one document cursor):
 it waits for its register's lease (`kkt.cloud.lease`: with several instances on one PostgreSQL,
 one instance at a time drives a register), connects (``kkt.connect(url)`` with
-``storage.journal(name)`` as the driver's journal, and a `LeaseGuard` around the link: no command
-frame goes out once the lease is not held), reads the registration (INN, RNM, FFD), the FN and the
+``storage.journal(name, fence=epoch)`` as the driver's journal, and a `LeaseGuard` around the
+link: no command frame goes out once the lease is not held, and none that may move money before
+the database confirmed the grant), reads the registration (INN, RNM, FFD), the FN and the
 status, opens the shift, and then loops:
 
 1. **settle** what storage says is assigned to it (``storage.assigned(name)``): each is sold again
@@ -42,8 +43,15 @@ begun on this register and stays here, whatever exception said.
 **The lease lost** (not renewed in time, taken by another instance): the worker drops its
 connection at once -- releasing, failing or holding nothing, since the register's next holder now
 settles what is assigned to it -- and waits to take the lease again; once it does, it connects
-afresh and settles first, as after a crash.  **Storage unreachable** (`StorageUnavailable`): the
-worker logs it once, waits and tries again; no request is failed or released because of it.
+afresh and settles first, as after a crash.  The database has the last word: every write about the
+register's requests (``complete``, ``fail``, ``hold``, ``release``) and the journal made per grant
+(``storage.journal(name, fence=epoch)``) carry the epoch of the worker's grant as ``fence``, and
+land only while that grant holds; a `LeaseLost` from any of them is the lease lost, as above.  The
+register's TCP sockets get a ``TCP_USER_TIMEOUT`` below half the lease's TTL
+(`kkt.cloud.lease.user_timeout`): a frame is delivered before the lease can run out, or dropped.
+
+**Storage unreachable** (`StorageUnavailable`): the worker logs it once, waits and tries again;
+no request is failed or released because of it.
 
 Latency: ``pool.latencies(name)`` lists the last `LATENCY_WINDOW` fiscalizations' seconds (oldest
 first), and ``on_latency(name, seconds)`` is called after each one (for a Prometheus histogram).
@@ -67,8 +75,17 @@ from kkt.errors import BadAnswer, ProtocolError
 from kkt.journal import Entry, JournalStore
 from kkt.results import FiscalResult, FnInfo, Registration, Status
 from kkt.settle import settle_pending
+from kkt.transport import tcp
 
-from .lease import LEASE_TTL, CommandLeaseLost, Lease, LeaseGuard, LeaseKeeper, Outage
+from .lease import (
+    LEASE_TTL,
+    CommandLeaseLost,
+    Lease,
+    LeaseGuard,
+    LeaseKeeper,
+    Outage,
+    user_timeout,
+)
 from .model import Job, Order, RegisterView
 from .storage.base import LeaseLost, Storage, StorageUnavailable
 
@@ -313,31 +330,41 @@ class RegisterPool:
             known = set().union(*_RUNNING.values())
         gone = [name for name in self.storage.assigned_registers() if name not in known]
         for name in gone:
-            if not self.storage.take_lease(name, self.keeper.ttl):
+            # A lease of its own, outside the keeper (nobody renews it): held locally until
+            # half its TTL after the take was sent, and every write is fenced by its epoch.
+            lease = Lease(name, self.keeper.ttl, clock=self.keeper.clock)
+            sent_at = lease.clock()
+            epoch = self.storage.take_lease(name, self.keeper.ttl)
+            if not epoch:
                 log.info("register %s: not in this pool, leased by another instance", name)
                 continue
+            lease.granted(sent_at, int(epoch))
             try:
                 with _JOURNAL_OPENING:
-                    journal = self.storage.journal(name)
+                    journal = self.storage.journal(name, fence=lease.epoch)
                 try:
-                    self._settle_orphan(name, journal)
+                    self._settle_orphan(name, journal, lease)
                 finally:
                     journal.close()
+            except LeaseLost as lost:
+                log.warning("register %s: its requests are not settled now (%s)", name, lost)
             finally:
                 self.storage.drop_lease(name)
 
-    def _settle_orphan(self, name: str, journal: JournalStore) -> None:
+    def _settle_orphan(self, name: str, journal: JournalStore, lease: Lease) -> None:
         held: list[Job] = []
+        generation, fence = lease.grant()
         for job in self.storage.assigned(name):
             entry = journal.get(job.uuid)
+            lease.check(generation)  # its expiry, before each write (fenced as well)
             if entry is None:
-                self.storage.release(job.uuid, name)
+                self.storage.release(job.uuid, name, fence=fence)
                 log.info("register %s is gone: %s released to the group", name, job.uuid)
             elif entry.state == "done" and entry.result:
                 data = dict(entry.result)
                 data.pop("replayed", None)
                 data.update(_saved_details(self.storage, name), device_code=name)
-                self.storage.complete(job.uuid, name, data)
+                self.storage.complete(job.uuid, name, data, fence=fence)
                 log.info("register %s is gone: %s completed from the journal", name, job.uuid)
             else:
                 held.append(job)
@@ -347,7 +374,7 @@ class RegisterPool:
                     "register back under that name to settle it"
                 )
                 self.storage.hold(
-                    job.uuid, name, {"code": HELD_CODE, "text": why, "type": "driver"}
+                    job.uuid, name, {"code": HELD_CODE, "text": why, "type": "driver"}, fence=fence
                 )
                 log.error("register %s is gone: %s %s", name, job.uuid, why)
         if held:
@@ -514,6 +541,7 @@ class _Worker:
         self.thread = threading.Thread(target=self._run, name=f"kkt-cloud-{spec.name}")
         self.lease: Lease = pool.keeper.lease(spec.name)
         self._grant = 0  # the lease's grant the connection was made under (`Lease.generation`)
+        self._epoch = 0  # that grant's epoch in the database: the ``fence`` of every write
         self._outage = Outage(f"register {spec.name}")
         self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.register: kkt.Register | None = None
@@ -521,6 +549,7 @@ class _Worker:
         self.fns_site = FNS_SITE
         self.ofd_inn = ""
         self._journal: JournalStore | None = None  # register offline: which keys began here
+        self._journal_epoch = 0  # the grant `_journal` was opened under
         # uuid -> why it is held here for the operator (its key began in another FN ...): never
         # sold nor released by this worker; its report carries the reason (`Storage.hold`).
         self._held: dict[str, str] = {}
@@ -583,8 +612,11 @@ class _Worker:
 
     def _run(self) -> None:
         try:
-            while not self.pool.stopping:
-                self._safely(self._step)
+            # Every TCP socket this thread opens to the register (reopened ones too): a frame
+            # is delivered before the lease can run out in the database, or the link is cut.
+            with tcp.user_timeout(user_timeout(self.lease.ttl)):
+                while not self.pool.stopping:
+                    self._safely(self._step)
         finally:
             self._disconnect()
             if self._journal is not None:
@@ -596,6 +628,8 @@ class _Worker:
         try:
             action()
         except LeaseLost as lost:
+            if self._grant:
+                self.lease.lost(self._grant)  # the database may say so before the local clock
             self._lease_gone(str(lost))
             return
         except StorageUnavailable as error:
@@ -626,7 +660,7 @@ class _Worker:
             return
         log.info("register %s: handed over to another instance (balance)", self.name)
         self._disconnect()
-        self._grant = 0
+        self._grant = self._epoch = 0
         self.update(
             state="offline",
             detail="handed over to another instance (balance): waiting for its lease",
@@ -649,7 +683,7 @@ class _Worker:
                 why,
             )
             self._disconnect()
-            self._grant = 0
+            self._grant = self._epoch = 0
             self.update(
                 state="offline",
                 detail="waiting for its lease: another instance drives it, or storage is "
@@ -699,12 +733,13 @@ class _Worker:
     # -- connecting and probing -------------------------------------------------------------------
 
     def _connect(self) -> None:
-        grant = self.lease.generation
+        grant, epoch = self.lease.grant()
         self.lease.check(grant)  # connected only under the lease
-        self._grant = grant  # this worker acts under this grant from here (`_lease_gone` ends it)
+        # this worker acts under this grant from here (`_lease_gone` ends it)
+        self._grant, self._epoch = grant, epoch
         try:
             with _JOURNAL_OPENING:
-                journal = self.storage.journal(self.name)
+                journal = self.storage.journal(self.name, fence=epoch)
             try:
                 register = kkt.connect(self.spec.url, protocol=self.spec.protocol)
             except BaseException:
@@ -855,11 +890,16 @@ class _Worker:
                     log.warning("register %s: %s", self.name, error)
                     return
                 if entry is None:
-                    self.storage.release(job.uuid, self.name)
+                    self.lease.check(self._grant)  # before each: the loop may outlast the lease
+                    self.storage.release(job.uuid, self.name, fence=self._epoch)
                     log.info("register %s: %s released to the group", self.name, job.uuid)
                 elif entry.state == "done" and entry.result:
                     self._complete_from_journal(job, entry.result)
                     log.info("register %s: %s completed from the journal", self.name, job.uuid)
+        except LeaseLost as lost:
+            if self._grant:
+                self.lease.lost(self._grant)
+            self._lease_gone(str(lost))
         except Exception:
             log.exception("register %s: releasing its requests failed", self.name)
 
@@ -877,9 +917,13 @@ class _Worker:
         journal = self.register.journal if self.register is not None else None
         try:
             if journal is None:
+                if self._journal is not None and self._journal_epoch != self._epoch:
+                    self._journal.close()  # another grant's: one journal per grant
+                    self._journal = None
                 if self._journal is None:
                     with _JOURNAL_OPENING:
-                        self._journal = self.storage.journal(self.name)
+                        self._journal = self.storage.journal(self.name, fence=self._epoch or None)
+                    self._journal_epoch = self._epoch
                 journal = self._journal
             return journal.get(key)
         except (LeaseLost, StorageUnavailable):
@@ -1071,7 +1115,7 @@ class _Worker:
         # Only the lease's holder ends a register's requests: one that lost it leaves this to
         # the next holder, who completes it from the journal (done there) -- never both.
         self.lease.check(self._grant)
-        self.storage.complete(job.uuid, self.name, data)
+        self.storage.complete(job.uuid, self.name, data, fence=self._epoch)
         self._held.pop(job.uuid, None)
         self.update(done=self.view.done + 1)
 
@@ -1098,7 +1142,7 @@ class _Worker:
             return
         self.lease.check(self._grant)  # another holder may be settling it now
         log.info("register %s: %s failed: %s", self.name, job.uuid, error["text"])
-        self.storage.fail(job.uuid, error)
+        self.storage.fail(job.uuid, error, fence=self._epoch)
 
     def _settle_begun(self, job: Job, entry: Entry) -> bool:
         """A pending key whose request cannot be sold as it is now: the FN decides.  True when
@@ -1149,7 +1193,10 @@ class _Worker:
             "type": "driver",
         }
         try:
-            self.storage.hold(job.uuid, self.name, error)
+            self.lease.check(self._grant)
+            self.storage.hold(job.uuid, self.name, error, fence=self._epoch)
+        except LeaseLost:
+            raise  # the lease's next holder decides about it
         except Exception:
             log.exception("register %s: recording the hold of %s failed", self.name, job.uuid)
         self.update(detail=self._ok_detail() if self.view.state == "ok" else self.view.detail)
@@ -1176,7 +1223,7 @@ class _Worker:
             what = f"{len(registers)} registers" if len(registers) >= POISON_REGISTERS else "times"
             self._fail(job, _poison_error(len(history), what, f"{cause}: {detail}"))
             return
-        self.storage.release(job.uuid, self.name)
+        self.storage.release(job.uuid, self.name, fence=self._epoch)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,9 @@ terminal, or one line from a pipe) and prints its hash for a config file's ``[[u
 ``serve --db postgresql://…`` keeps the service's state in PostgreSQL: several ``serve``
 processes (each with its own ``--state``) share it, each register driven by the instance that
 holds its lease.  ``status --db …`` shows the instances, the registers with their lease holders,
-and the queue depth by group (``--json``: the same as one JSON object).
+and the queue depth by group (``--json``: the same as one JSON object).  A DSN (the URL or libpq's
+``host=… dbname=…`` form) is only ever printed as `describe_dsn` gives it: host, port and
+database, never its password.
 
 ``kkt.cloud`` needs the ``cloud`` extra (fastapi, uvicorn): it is imported here only when a
 ``kkt cloud`` command runs, so ``kkt`` works without it and says how to install it.
@@ -216,7 +218,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         try:
             service = CloudService(config, args.state, db=args.db)
         except (StorageError, ServiceBusy, SharedStorageRefused) as error:
-            print(f"kkt cloud serve: {error}", file=sys.stderr)
+            print(f"kkt cloud serve: {_without_dsn(str(error), args.db)}", file=sys.stderr)
             return EXIT_USAGE
         try:
             # bound before the registers start: a port in use stops here, nothing fiscalized
@@ -252,6 +254,7 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
 
     where: str | Path = args.db if args.db is not None else args.state / "cloud.sqlite"
     if not is_postgres_url(where) and not Path(where).is_file():
+        # not a DSN (`is_postgres_url` knows both forms): a path, printed as it is
         print(
             f"kkt cloud status: no service state at {where}: give --state DIR or --db URL",
             file=sys.stderr,
@@ -273,7 +276,7 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
             # SQLite's own instance would be this command: the service is the state's lock holder
             data["instances"] = _state_holder(Path(where).parent)
     except StorageError as error:
-        print(f"kkt cloud status: {error}", file=sys.stderr)
+        print(f"kkt cloud status: {_without_dsn(str(error), args.db)}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
         print(to_json_text(data), file=out)
@@ -436,6 +439,34 @@ def _print_status(data: dict[str, Any], out: TextIO) -> None:
     console.print(queue)
     counts = data["counts"]
     console.print(f"requests: {counts['wait']} wait, {counts['done']} done, {counts['fail']} fail")
+
+
+def _without_dsn(text: str, db: str | None) -> str:
+    """``text`` (an error from below) with the DSN ``db`` in it shown only as `describe_dsn`
+    shows it, and its password, wherever it appears, masked: the storage's messages never
+    repeat them, and this keeps it so should one ever do."""
+    from kkt.cloud.storage import describe_dsn, is_postgres_url
+
+    if db is None or not is_postgres_url(db):
+        return text
+    text = text.replace(db, describe_dsn(db))
+    password = _password_of(db)
+    return text.replace(password, "***") if password else text
+
+
+def _password_of(dsn: str) -> str:
+    """The password a DSN holds ('' if none, or if it cannot be read)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return str(conninfo_to_dict(dsn).get("password") or "")
+    except Exception:  # no psycopg, or a DSN libpq cannot read: what a URL tells
+        try:
+            return unquote(urlsplit(dsn.strip()).password or "")
+        except ValueError:
+            return ""
 
 
 def _demo_inn(config: CloudConfig) -> str:

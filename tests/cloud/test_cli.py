@@ -312,3 +312,30 @@ def test_status_of_an_unreachable_database_says_so(capsys: pytest.CaptureFixture
     )
     err = capsys.readouterr().err
     assert err.startswith("kkt cloud status: ") and "127.0.0.1" in err
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://kkt:s3cret@127.0.0.1:9/none?connect_timeout=2",
+        "host=127.0.0.1 port=9 dbname=none user=kkt password=s3cret connect_timeout=2",
+        "postgresql://kkt:s3cret@[::1/none",  # a typo libpq cannot parse
+    ],
+    ids=["url", "keywords", "malformed"],
+)
+def test_a_dsn_is_never_printed_with_its_password(
+    dsn: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``status`` and ``serve`` with a DSN that holds a password: whatever fails, the password
+    is not in what they print, and no SQLite file is made after a keyword DSN."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["cloud", "status", "--db", dsn]) == 2
+    state = tmp_path / "state"
+    assert main(["cloud", "serve", "--db", dsn, "--state", str(state), "--emulated", "0"]) == 2
+    printed = capsys.readouterr()
+    assert "s3cret" not in printed.err + printed.out
+    assert "kkt cloud status: " in printed.err and "kkt cloud serve: " in printed.err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["state"]

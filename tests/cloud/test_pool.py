@@ -10,9 +10,11 @@ holds as many receipts as requests it completed, and no fiscal document is repor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.util
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -24,7 +26,7 @@ from typing import Any
 
 import pytest
 from kkt.cloud.emulated import EmulatedPool
-from kkt.cloud.lease import LeaseGuard, LeaseKeeper
+from kkt.cloud.lease import LeaseGuard, LeaseKeeper, user_timeout
 from kkt.cloud.model import Job, Order, RegisterView
 from kkt.cloud.pool import (
     ReceiptFault,
@@ -35,7 +37,13 @@ from kkt.cloud.pool import (
     atol_work,
     conversion_error,
 )
-from kkt.cloud.storage.base import InstanceView, LeaseView, Storage, StorageUnavailable
+from kkt.cloud.storage.base import (
+    InstanceView,
+    LeaseLost,
+    LeaseView,
+    Storage,
+    StorageUnavailable,
+)
 from kkt.emulator.state import TEST_INN
 from kkt.protocols.ffd import FnWarning
 from support.cloud_fakes import FakeStorage
@@ -45,6 +53,7 @@ import kkt
 from kkt import Item, Payments, Receipt, Vat
 from kkt.journal import Journal
 from kkt.results import FiscalResult, FnInfo
+from kkt.transport.tcp import TcpPort
 
 FAST = {"probe_interval": 0.2, "ofd_interval": 0.3}  # tests need not wait a second per probe
 
@@ -70,7 +79,10 @@ def simple_work(job: Job) -> Work:
 class LeasedStorage(FakeStorage):
     """The fake storage with leases: granted while ``granting`` is set (clear it: every renew is
     refused, as when another instance took the registers), ``down`` makes every call of the
-    worker's loop raise `StorageUnavailable` (a database outage)."""
+    worker's loop raise `StorageUnavailable` (a database outage).  Grants have the epoch
+    ``epoch``; every fenced write is noted in ``fences`` as (what, fence), and ``refuse`` makes
+    the next fenced ``complete`` raise `LeaseLost` (the database: "not under that grant") and
+    the next grant a new epoch."""
 
     instance = "test:1:abcdef"
 
@@ -81,15 +93,47 @@ class LeasedStorage(FakeStorage):
         self.down = threading.Event()
         self.takes: list[str] = []
         self.dropped: list[str] = []
+        self.epoch = 1
+        self.fences: list[tuple[str, int | None]] = []
+        self.refuse = threading.Event()
 
     def _check(self) -> None:
         if self.down.is_set():
             raise StorageUnavailable("the test's database is down")
 
-    def take_lease(self, register: str, ttl: float) -> bool:
+    def take_lease(self, register: str, ttl: float) -> int:
         self._check()
         self.takes.append(register)
+        return self.epoch if self.granting.is_set() else 0
+
+    def confirm_lease(self, register: str, epoch: int) -> bool:
+        self._check()
         return self.granting.is_set()
+
+    # Fenced writes: noted (the keepers of a test decide who holds a lease).
+    def complete(
+        self, uuid: str, register: str, result: dict[str, Any], *, fence: int | None = None
+    ) -> None:
+        self.fences.append(("complete", fence))
+        if self.refuse.is_set():
+            self.refuse.clear()
+            self.epoch += 1
+            raise LeaseLost(f"register {register}: not held under epoch {fence} (test)")
+        super().complete(uuid, register, result)
+
+    def fail(self, uuid: str, error: dict[str, Any], *, fence: int | None = None) -> None:
+        self.fences.append(("fail", fence))
+        super().fail(uuid, error)
+
+    def release(self, uuid: str, register: str, *, fence: int | None = None) -> None:
+        self.fences.append(("release", fence))
+        super().release(uuid, register)
+
+    def hold(
+        self, uuid: str, register: str, error: dict[str, Any], *, fence: int | None = None
+    ) -> None:
+        self.fences.append(("hold", fence))
+        super().hold(uuid, register, error)
 
     def drop_lease(self, register: str) -> None:
         self.dropped.append(register)
@@ -103,7 +147,8 @@ class LeasedStorage(FakeStorage):
     def leases(self) -> list[LeaseView]:
         return []
 
-    def journal(self, register: str = "") -> Journal:
+    def journal(self, register: str = "", fence: int | None = None) -> Journal:
+        self.fences.append(("journal", fence))
         return Journal(self.journal_path())
 
     def callback_secret(self) -> bytes | None:
@@ -629,14 +674,14 @@ class ManualKeeper(LeaseKeeper):
     """Leases granted and taken away by the test itself (no thread); an hour's TTL, so a lease
     granted stays held until the test takes it away."""
 
-    def __init__(self, storage: LeasedStorage) -> None:
-        super().__init__(storage, ttl=3600.0)
+    def __init__(self, storage: LeasedStorage, **options: Any) -> None:
+        super().__init__(storage, **{"ttl": 3600.0, **options})
 
     def start(self) -> None:
         pass
 
     def grant(self, name: str) -> None:
-        self.lease(name).granted(time.monotonic())
+        self.lease(name).granted(self.clock())
 
     def take_away(self, name: str) -> None:
         self.lease(name).refused()
@@ -746,6 +791,118 @@ def test_a_storage_outage_fails_nothing_and_the_worker_resumes(
     record = storage.records[waiting]
     assert record.status == "done" and record.releases == [] and record.completions == 1
     check_exactly_once(storage, [spec])
+
+
+def test_every_write_about_a_registers_requests_carries_its_grants_epoch(
+    storage: LeasedStorage, emulated: EmulatedPool
+) -> None:
+    """complete, fail and the journal (made per grant) carry the epoch of the grant the worker
+    connected under as ``fence``: the database lands them only under that grant."""
+    (spec,) = emulated.specs("demo")
+    storage.epoch = 7
+    with RegisterPool(storage, [spec], work_of=simple_work, **FAST):
+        sold, wrong = storage.add(body(100)), storage.add(body(200, inn="7700000000"))
+        storage.wait_until(lambda: storage.ended(sold, wrong))
+    assert storage.records[sold].status == "done" and storage.records[wrong].status == "fail"
+    kinds = {what for what, _ in storage.fences}
+    assert {"journal", "complete", "fail"} <= kinds, storage.fences
+    assert {fence for _, fence in storage.fences} == {7}, storage.fences
+
+
+def test_a_fenced_write_refused_is_the_lease_lost_and_the_next_grant_settles_it(
+    storage: LeasedStorage, emulated: EmulatedPool
+) -> None:
+    """The database refuses the worker's ``complete`` (its grant is over: a pause, a slow
+    network): the worker touches nothing more, drops its connection, and under its next grant
+    (a new epoch) connects afresh and settles the request from the journal -- done once, one
+    receipt, completed under the new epoch."""
+    (spec,) = emulated.specs("demo")
+    views: list[RegisterView] = []
+    changed = threading.Condition()
+
+    def seen(view: RegisterView) -> None:
+        with changed:
+            views.append(view)
+            changed.notify_all()
+
+    storage.refuse.set()
+    with RegisterPool(storage, [spec], work_of=simple_work, on_change=seen, lease_ttl=1.0, **FAST):
+        uuid = storage.add(body(300))
+        storage.wait_until(lambda: storage.ended(uuid))
+    assert any("waiting for its lease" in view.detail for view in views)
+    record = storage.records[uuid]
+    assert record.status == "done" and record.completions == 1 and record.releases == []
+    completes = [fence for what, fence in storage.fences if what == "complete"]
+    assert completes == [1, 2]  # refused under the first grant, landed under the next
+    check_exactly_once(storage, [spec])
+
+
+def test_requests_of_a_gone_register_are_settled_only_while_its_lease_lasts(
+    storage: LeasedStorage,
+) -> None:
+    """`RegisterPool._settle_orphans` takes a gone register's lease for the while: each write
+    is fenced by its epoch and checked against its expiry -- once half the TTL passed (on the
+    local clock) it stops and gives the lease up; the rest waits for the next start."""
+    first, second = storage.add(body(100)), storage.add(body(200))
+    for uuid in (first, second):
+        storage.assign(uuid, "old")
+    clock = [1000.0]
+    storage.epoch = 4
+    release = storage.release
+
+    def slow_release(uuid: str, register: str, *, fence: int | None = None) -> None:
+        release(uuid, register, fence=fence)
+        clock[0] += 6.0  # past ttl / 2: the lease may have expired in the database
+
+    storage.release = slow_release  # type: ignore[method-assign]
+    keeper = ManualKeeper(storage, ttl=10.0, clock=lambda: clock[0])
+    with RegisterPool(storage, [], keeper=keeper):
+        pass
+    assert [storage.records[uuid].status for uuid in (first, second)] == ["queued", "assigned"]
+    assert ("release", 4) in storage.fences and ("journal", 4) in storage.fences
+    assert storage.dropped == ["old"]
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux's TCP_USER_TIMEOUT")
+def test_the_registers_sockets_give_up_on_a_frame_before_the_lease_can_run_out(
+    storage: LeasedStorage, emulated: EmulatedPool
+) -> None:
+    """A frame the network keeps dropping is not retransmitted past the lease: the pool's
+    register sockets carry TCP_USER_TIMEOUT below half the TTL, and the session's deadline is the
+    lease's.  A TCP port opened outside the pool keeps the kernel's default (none)."""
+    (spec,) = emulated.specs("demo")
+    seen: list[tuple[float | None, int, float | None]] = []
+
+    def work(job: Job) -> Work:
+        plain = simple_work(job)
+
+        def run(register: kkt.Register, key: str) -> FiscalResult:
+            guard = register.device.commander
+            assert isinstance(guard, LeaseGuard)
+            session: Any = guard.inner
+            port = session.port
+            assert isinstance(port, TcpPort)
+            kernel = port._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+            seen.append((port.user_timeout, kernel, session.deadline))
+            return plain.run(register, key)
+
+        return Work(plain.inn, run)
+
+    with RegisterPool(storage, [spec], work_of=work, lease_ttl=5.0, **FAST):
+        uuid = storage.add(body(100))
+        storage.wait_until(lambda: storage.ended(uuid))
+    ((seconds, kernel, deadline),) = seen
+    assert seconds == user_timeout(5.0) and seconds < 5.0 / 2 and kernel == round(seconds * 1000)
+    assert deadline is not None  # the lease's, moved with each renew
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        plain = TcpPort("127.0.0.1", server.getsockname()[1])
+        try:
+            assert plain.user_timeout is None
+            assert plain._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 0
+        finally:
+            plain.close()
+            with contextlib.suppress(OSError):
+                server.accept()[0].close()
 
 
 # -- the same on PostgreSQL: two instances (two storages, two pools) on one database ---------------
