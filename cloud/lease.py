@@ -98,7 +98,7 @@ class CommandLeaseLost(LeaseLost, OutcomeUnknown):
     have been the closing command, and only the next holder's settling, from the FN, can say."""
 
 
-Confirm = Callable[[str, int], bool]  # `Storage.confirm_lease`
+Confirm = Callable[[str, int, float], bool]  # `Storage.confirm_lease`
 Follower = Callable[[float], None]  # told the local deadline (on the lease's clock) when it moves
 
 
@@ -180,7 +180,10 @@ class Lease:
         if self._confirm is None:
             return
         try:
-            confirmed = self._confirm(self.register, epoch)
+            # With the socket's user timeout to spare: a frame sent now is either at the
+            # register or abandoned by the kernel before the lease can pass to anyone else --
+            # even when a pause ate the local margin and only milliseconds were left.
+            confirmed = self._confirm(self.register, epoch, user_timeout(self.ttl))
         except Exception as error:  # unreachable, or anything: not confirmed is not held
             raise CommandLeaseLost(
                 f"register {self.register}'s lease could not be confirmed in the database "

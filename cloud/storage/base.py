@@ -232,9 +232,10 @@ class Storage(Protocol):
         another instance, or this one's again after it expired or was dropped) is the next."""
         ...
 
-    def confirm_lease(self, register: str, epoch: int) -> bool:
-        """This instance holds ``register``'s lease now (database clock), the grant ``epoch``:
-        one cheap query, for a check before a command that moves money."""
+    def confirm_lease(self, register: str, epoch: int, margin: float = 0.0) -> bool:
+        """This instance holds ``register``'s lease now (database clock), the grant ``epoch``,
+        and will for ``margin`` seconds more: one cheap query, for a check before a command that
+        moves money (the margin covers the frame's time on the wire: `lease.user_timeout`)."""
         ...
 
     def drop_lease(self, register: str) -> None:

@@ -764,10 +764,11 @@ class PostgresStorage:
         )
         return int(row[0]) if row is not None else 0
 
-    def confirm_lease(self, register: str, epoch: int) -> bool:
-        """This instance holds ``register``'s lease now, the grant ``epoch`` (database clock)."""
+    def confirm_lease(self, register: str, epoch: int, margin: float = 0.0) -> bool:
+        """This instance holds ``register``'s lease now, the grant ``epoch``, and will for
+        ``margin`` seconds more (database clock)."""
         with self._connection() as connection:
-            return _holds(connection, register, self.instance, epoch)
+            return _holds(connection, register, self.instance, epoch, margin)
 
     def _lost(self, register: str, fence: int | None, what: str) -> LeaseLost:
         grant = f" (grant {fence})" if fence is not None else ""
@@ -1109,11 +1110,13 @@ def _fenced(register: str, fence: int | None) -> str:
     )
 
 
-def _holds(connection: psycopg.Connection[Any], register: str, me: str, epoch: int) -> bool:
+def _holds(
+    connection: psycopg.Connection[Any], register: str, me: str, epoch: int, margin: float = 0.0
+) -> bool:
     row = connection.execute(
         "SELECT 1 FROM cloud_leases WHERE register = %s AND instance = %s AND epoch = %s "
-        "AND expires_at > clock_timestamp()",
-        (register, me, epoch),
+        "AND expires_at > clock_timestamp() + make_interval(secs => %s)",
+        (register, me, epoch, margin),
     ).fetchone()
     return row is not None
 

@@ -695,7 +695,7 @@ class SqliteStorage:
         lets one instance at a time use this file, so every register is this instance's."""
         return 1
 
-    def confirm_lease(self, register: str, epoch: int) -> bool:
+    def confirm_lease(self, register: str, epoch: int, margin: float = 0.0) -> bool:
         return True  # see take_lease
 
     def drop_lease(self, register: str) -> None:

@@ -23,6 +23,7 @@ from kkt.cloud.lease import (
     LeaseGuard,
     LeaseKeeper,
     lease_clock,
+    user_timeout,
 )
 from kkt.cloud.storage.base import InstanceView, LeaseLost, StorageUnavailable
 
@@ -53,7 +54,7 @@ class Leases:
             self.changed.notify_all()
         return self.epoch if self.granting else 0
 
-    def confirm_lease(self, register: str, epoch: int) -> bool:
+    def confirm_lease(self, register: str, epoch: int, margin: float = 0.0) -> bool:
         if self.down:
             raise StorageUnavailable("db.example: connection refused (test)")
         return self.granting and epoch == self.epoch
@@ -236,11 +237,11 @@ class Link:
 
 
 def test_the_guard_confirms_only_money_moving_frames_in_the_database() -> None:
-    asked: list[tuple[str, int]] = []
+    asked: list[tuple[str, int, float]] = []
     answer: list[Any] = [True]
 
-    def confirm(register: str, epoch: int) -> bool:
-        asked.append((register, epoch))
+    def confirm(register: str, epoch: int, margin: float) -> bool:
+        asked.append((register, epoch, margin))
         if isinstance(answer[0], Exception):
             raise answer[0]
         return bool(answer[0])
@@ -252,7 +253,8 @@ def test_the_guard_confirms_only_money_moving_frames_in_the_database() -> None:
     guard.exchange(b"query", answer_timeout=1.0)  # resend=True: a query, the local clock only
     assert asked == []
     guard.exchange(b"open", answer_timeout=1.0, resend=False)
-    assert asked == [("r1", 7)] and link.sent == [b"query", b"open"]
+    # asked with the frame's time on the wire to spare (the socket's user timeout)
+    assert asked == [("r1", 7, user_timeout(3600.0))] and link.sent == [b"query", b"open"]
     answer[0] = StorageUnavailable("db.example: connection refused (test)")
     with pytest.raises(CommandLeaseLost, match="could not be confirmed"):
         guard.exchange(b"line", answer_timeout=1.0, resend=False)

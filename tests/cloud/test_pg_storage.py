@@ -391,6 +391,8 @@ def test_take_lease_returns_the_grant_and_a_retake_after_expiry_is_a_new_one(
     assert b.take_lease("r1", 60) == 0  # refused: falsy
     assert a.confirm_lease("r1", first) and not b.confirm_lease("r1", first)
     assert not a.confirm_lease("r1", first + 1) and not a.confirm_lease("r2", first)
+    # a margin beyond what is left of the lease: not held long enough for a frame to arrive
+    assert a.confirm_lease("r1", first, margin=1.0) and not a.confirm_lease("r1", first, 7200.0)
     a.drop_lease("r1")
     assert not a.confirm_lease("r1", first)  # dropped: expired now
     second = a.take_lease("r1", 60)  # the same instance again: a new grant

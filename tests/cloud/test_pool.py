@@ -106,7 +106,7 @@ class LeasedStorage(FakeStorage):
         self.takes.append(register)
         return self.epoch if self.granting.is_set() else 0
 
-    def confirm_lease(self, register: str, epoch: int) -> bool:
+    def confirm_lease(self, register: str, epoch: int, margin: float = 0.0) -> bool:
         self._check()
         return self.granting.is_set()
 
