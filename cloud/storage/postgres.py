@@ -81,7 +81,7 @@ from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from kkt.errors import KeyConflict
 from kkt.journal import Entry
 
-from . import pg_schema
+from . import pg_schema, rows
 from .base import (
     Accepted,
     Callback,
@@ -92,7 +92,13 @@ from .base import (
     StorageUnavailable,
 )
 from .dsn import describe_dsn, parse_dsn
-from .sqlite import _document, _int_or_none, _minimal_body, _status
+from .rows import JOB_COLUMNS as _JOB_COLUMNS
+from .rows import VIEW_COLUMNS as _VIEW_COLUMNS
+from .rows import document as _document
+from .rows import int_or_none as _int_or_none
+from .rows import job as _job
+from .rows import minimal_body as _minimal_body
+from .rows import status as _status
 
 log = logging.getLogger(__name__)
 
@@ -1083,11 +1089,6 @@ class PostgresJournal:
         """Nothing to close: the journal uses the storage's pool."""
 
 
-_VIEW_COLUMNS = (
-    "uuid, api, grp, operation, external_id, state, accepted_at, done_at, callback_url, "
-    "result, error, register, ofd_acknowledged"
-)
-_JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
 # complete/fail: the finished request's outbox row, in the same statement (when it has a URL)
 _OUTBOX_FROM_DONE = (
     "INSERT INTO cloud_outbox (uuid, url, state, next_at) "
@@ -1139,33 +1140,4 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _view(row: tuple[Any, ...]) -> ReportView:
-    (uuid, api, grp, operation, external_id, state, accepted, done, callback_url) = row[:9]
-    result, error, register, acknowledged = row[9:]
-    return ReportView(
-        uuid=str(uuid),
-        api=int(api),
-        group=str(grp),
-        operation=str(operation),
-        external_id=str(external_id),
-        status=_status(state),
-        accepted_at=_utc(accepted),
-        done_at=_utc(done) if done is not None else None,
-        callback_url=callback_url,
-        result=jsontext.loads(result) if result is not None else None,
-        error=jsontext.loads(error) if error is not None else None,
-        register=register,
-        ofd=None if state != "done" else ("acknowledged" if acknowledged else "waiting"),
-    )
-
-
-def _job(row: tuple[Any, ...]) -> Job:
-    uuid, api, grp, operation, external_id, body, attempts = row
-    return Job(
-        uuid=str(uuid),
-        api=int(api),
-        group=str(grp),
-        operation=str(operation),
-        external_id=str(external_id),
-        body=jsontext.loads(body),
-        attempts=int(attempts),
-    )
+    return rows.report_view(row, _utc)  # timestamptz, as read
