@@ -81,7 +81,7 @@ from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from kkt.errors import KeyConflict
 from kkt.journal import Entry
 
-from . import pg_schema, rows
+from . import pg_schema
 from .base import (
     Accepted,
     Callback,
@@ -94,10 +94,12 @@ from .base import (
 from .dsn import describe_dsn, parse_dsn
 from .rows import JOB_COLUMNS as _JOB_COLUMNS
 from .rows import VIEW_COLUMNS as _VIEW_COLUMNS
+from .rows import callback as row_callback
 from .rows import document as _document
 from .rows import int_or_none as _int_or_none
 from .rows import job as _job
 from .rows import minimal_body as _minimal_body
+from .rows import report_view
 from .rows import status as _status
 
 log = logging.getLogger(__name__)
@@ -642,33 +644,18 @@ class PostgresStorage:
             },
         )
         rows.sort(key=lambda row: (row[4], row[0]))  # RETURNING keeps no order: oldest first
-        due = []
-        for callback_id, uuid, url, attempts, _ in rows:
-            # Each row on its own: a report that cannot be read or drawn is that row's failed
-            # try (`Callback.error`), not an exception that holds up every other callback.
-            body, error = b"", ""
-            try:
-                view = self.report(uuid)
-                if view is None:
-                    error = f"request {uuid} is not in storage"
-                else:
-                    body = self._callback_body(view)
-            except StorageUnavailable:
-                raise
-            except Exception as failure:
-                log.exception("callback %s: its report could not be built", callback_id)
-                error = f"the report could not be built: {type(failure).__name__}: {failure}"
-            due.append(
-                Callback(
-                    id=int(callback_id),
-                    uuid=str(uuid),
-                    url=str(url),
-                    body=body,
-                    attempts=int(attempts),
-                    error=error,
-                )
+        return [
+            row_callback(
+                callback_id,
+                uuid,
+                url,
+                attempts,
+                report=self.report,
+                body_of=self._callback_body,
+                passing=(StorageUnavailable,),  # the database is gone: for every row alike
             )
-        return due
+            for callback_id, uuid, url, attempts, _ in rows
+        ]
 
     def record_attempt(
         self,
@@ -1140,4 +1127,4 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _view(row: tuple[Any, ...]) -> ReportView:
-    return rows.report_view(row, _utc)  # timestamptz, as read
+    return report_view(row, _utc)  # timestamptz, as read

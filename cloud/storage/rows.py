@@ -7,6 +7,7 @@ PostgreSQL ``timestamptz``): each storage passes its own conversion; its SQL sta
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,10 +15,13 @@ from typing import Any
 from kkt.cloud import jsontext
 from kkt.cloud.model import Job, ReportView
 
+from .base import Callback
+
 __all__ = [
     "JOB_COLUMNS",
     "VIEW_COLUMNS",
     "WAITING",
+    "callback",
     "document",
     "int_or_none",
     "job",
@@ -25,6 +29,8 @@ __all__ = [
     "report_view",
     "status",
 ]
+
+log = logging.getLogger(__name__)
 
 WAITING = ("queued", "assigned")  # both are ATOL's "wait"
 
@@ -103,4 +109,41 @@ def job(row: Sequence[Any]) -> Job:
         external_id=str(external_id),
         body=jsontext.loads(body),
         attempts=int(attempts),
+    )
+
+
+def callback(
+    callback_id: Any,
+    uuid: Any,
+    url: Any,
+    attempts: Any,
+    *,
+    report: Callable[[str], ReportView | None],
+    body_of: Callable[[ReportView], bytes],
+    passing: tuple[type[Exception], ...] = (),
+) -> Callback:
+    """One due outbox row as a `Callback`, its body drawn from the request's report now.
+
+    Each row on its own: a report that cannot be read or drawn is that row's failed try
+    (`Callback.error`), not an exception that holds up every other callback -- except the
+    ``passing`` ones (PostgreSQL's `StorageUnavailable`: the database is gone for every row)."""
+    body, error = b"", ""
+    try:
+        view = report(str(uuid))
+        if view is None:
+            error = f"request {uuid} is not in storage"
+        else:
+            body = body_of(view)
+    except passing:
+        raise
+    except Exception as failure:
+        log.exception("callback %s: its report could not be built", callback_id)
+        error = f"the report could not be built: {type(failure).__name__}: {failure}"
+    return Callback(
+        id=int(callback_id),
+        uuid=str(uuid),
+        url=str(url),
+        body=body,
+        attempts=int(attempts),
+        error=error,
     )

@@ -48,13 +48,14 @@ from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from kkt.errors import KktError
 from kkt.journal import Journal
 
-from . import rows
 from .base import Accepted, Callback, InstanceView, LeaseView, StorageError
 from .rows import JOB_COLUMNS as _JOB_COLUMNS
 from .rows import VIEW_COLUMNS as _VIEW_COLUMNS
-from .rows import WAITING
+from .rows import WAITING, report_view
+from .rows import callback as row_callback
 from .rows import document as _document
 from .rows import int_or_none as _int_or_none
+from .rows import job as row_job
 from .rows import minimal_body as _minimal_body
 from .rows import status as _status
 
@@ -596,31 +597,17 @@ class SqliteStorage:
             "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
             (_epoch(now), limit),
         )
-        due = []
-        for row in rows:
-            # Each row on its own: a report that cannot be read or drawn is that row's failed
-            # try (`Callback.error`), not an exception that holds up every other callback.
-            body, error = b"", ""
-            try:
-                view = self.report(row["uuid"])
-                if view is None:
-                    error = f"request {row['uuid']} is not in storage"
-                else:
-                    body = self._callback_body(view)
-            except Exception as failure:
-                log.exception("callback %s: its report could not be built", row["id"])
-                error = f"the report could not be built: {type(failure).__name__}: {failure}"
-            due.append(
-                Callback(
-                    id=int(row["id"]),
-                    uuid=str(row["uuid"]),
-                    url=str(row["url"]),
-                    body=body,
-                    attempts=int(row["attempts"]),
-                    error=error,
-                )
+        return [
+            row_callback(
+                row["id"],
+                row["uuid"],
+                row["url"],
+                row["attempts"],
+                report=self.report,
+                body_of=self._callback_body,
             )
-        return due
+            for row in rows
+        ]
 
     def record_attempt(
         self,
@@ -725,8 +712,8 @@ class SqliteStorage:
 
 
 def _view(row: sqlite3.Row) -> ReportView:
-    return rows.report_view(tuple(row), _moment)  # epoch seconds, as stored
+    return report_view(tuple(row), _moment)  # epoch seconds, as stored
 
 
 def _job(row: sqlite3.Row) -> Job:
-    return rows.job(tuple(row))
+    return row_job(tuple(row))
