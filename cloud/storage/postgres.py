@@ -92,7 +92,15 @@ from .base import (
     StorageUnavailable,
 )
 from .dsn import describe_dsn, parse_dsn
-from .sqlite import _document, _int_or_none, _minimal_body, _status
+from .rows import JOB_COLUMNS as _JOB_COLUMNS
+from .rows import VIEW_COLUMNS as _VIEW_COLUMNS
+from .rows import callback as row_callback
+from .rows import document as _document
+from .rows import int_or_none as _int_or_none
+from .rows import job as _job
+from .rows import minimal_body as _minimal_body
+from .rows import report_view
+from .rows import status as _status
 
 log = logging.getLogger(__name__)
 
@@ -636,33 +644,18 @@ class PostgresStorage:
             },
         )
         rows.sort(key=lambda row: (row[4], row[0]))  # RETURNING keeps no order: oldest first
-        due = []
-        for callback_id, uuid, url, attempts, _ in rows:
-            # Each row on its own: a report that cannot be read or drawn is that row's failed
-            # try (`Callback.error`), not an exception that holds up every other callback.
-            body, error = b"", ""
-            try:
-                view = self.report(uuid)
-                if view is None:
-                    error = f"request {uuid} is not in storage"
-                else:
-                    body = self._callback_body(view)
-            except StorageUnavailable:
-                raise
-            except Exception as failure:
-                log.exception("callback %s: its report could not be built", callback_id)
-                error = f"the report could not be built: {type(failure).__name__}: {failure}"
-            due.append(
-                Callback(
-                    id=int(callback_id),
-                    uuid=str(uuid),
-                    url=str(url),
-                    body=body,
-                    attempts=int(attempts),
-                    error=error,
-                )
+        return [
+            row_callback(
+                callback_id,
+                uuid,
+                url,
+                attempts,
+                report=self.report,
+                body_of=self._callback_body,
+                passing=(StorageUnavailable,),  # the database is gone: for every row alike
             )
-        return due
+            for callback_id, uuid, url, attempts, _ in rows
+        ]
 
     def record_attempt(
         self,
@@ -1083,11 +1076,6 @@ class PostgresJournal:
         """Nothing to close: the journal uses the storage's pool."""
 
 
-_VIEW_COLUMNS = (
-    "uuid, api, grp, operation, external_id, state, accepted_at, done_at, callback_url, "
-    "result, error, register, ofd_acknowledged"
-)
-_JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
 # complete/fail: the finished request's outbox row, in the same statement (when it has a URL)
 _OUTBOX_FROM_DONE = (
     "INSERT INTO cloud_outbox (uuid, url, state, next_at) "
@@ -1139,33 +1127,4 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _view(row: tuple[Any, ...]) -> ReportView:
-    (uuid, api, grp, operation, external_id, state, accepted, done, callback_url) = row[:9]
-    result, error, register, acknowledged = row[9:]
-    return ReportView(
-        uuid=str(uuid),
-        api=int(api),
-        group=str(grp),
-        operation=str(operation),
-        external_id=str(external_id),
-        status=_status(state),
-        accepted_at=_utc(accepted),
-        done_at=_utc(done) if done is not None else None,
-        callback_url=callback_url,
-        result=jsontext.loads(result) if result is not None else None,
-        error=jsontext.loads(error) if error is not None else None,
-        register=register,
-        ofd=None if state != "done" else ("acknowledged" if acknowledged else "waiting"),
-    )
-
-
-def _job(row: tuple[Any, ...]) -> Job:
-    uuid, api, grp, operation, external_id, body, attempts = row
-    return Job(
-        uuid=str(uuid),
-        api=int(api),
-        group=str(grp),
-        operation=str(operation),
-        external_id=str(external_id),
-        body=jsontext.loads(body),
-        attempts=int(attempts),
-    )
+    return report_view(row, _utc)  # timestamptz, as read

@@ -49,6 +49,15 @@ from kkt.errors import KktError
 from kkt.journal import Journal
 
 from .base import Accepted, Callback, InstanceView, LeaseView, StorageError
+from .rows import JOB_COLUMNS as _JOB_COLUMNS
+from .rows import VIEW_COLUMNS as _VIEW_COLUMNS
+from .rows import WAITING, report_view
+from .rows import callback as row_callback
+from .rows import document as _document
+from .rows import int_or_none as _int_or_none
+from .rows import job as row_job
+from .rows import minimal_body as _minimal_body
+from .rows import status as _status
 
 __all__ = ["MIGRATIONS", "SqliteStorage", "StorageError"]  # StorageError: its old home
 
@@ -124,7 +133,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-WAITING = ("queued", "assigned")  # both are ATOL's "wait"
 # The partial index named (the planner, without statistics, may prefer scanning a covering
 # index of every row) and its condition word for word (an index is usable only by a query
 # whose WHERE implies it).
@@ -146,21 +154,6 @@ def _moment(epoch: float | None) -> datetime | None:
 
 def _now() -> float:
     return datetime.now(UTC).timestamp()
-
-
-def _minimal_body(view: ReportView) -> bytes:
-    """The callback body when no ATOL renderer was given: uuid, status, result or error."""
-    return json.dumps(
-        {
-            "uuid": view.uuid,
-            "status": view.status,
-            "external_id": view.external_id,
-            "group_code": view.group,
-            "result": view.result,
-            "error": view.error,
-        },
-        ensure_ascii=False,
-    ).encode()
 
 
 def _make_private_file(path: Path) -> None:
@@ -604,31 +597,17 @@ class SqliteStorage:
             "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
             (_epoch(now), limit),
         )
-        due = []
-        for row in rows:
-            # Each row on its own: a report that cannot be read or drawn is that row's failed
-            # try (`Callback.error`), not an exception that holds up every other callback.
-            body, error = b"", ""
-            try:
-                view = self.report(row["uuid"])
-                if view is None:
-                    error = f"request {row['uuid']} is not in storage"
-                else:
-                    body = self._callback_body(view)
-            except Exception as failure:
-                log.exception("callback %s: its report could not be built", row["id"])
-                error = f"the report could not be built: {type(failure).__name__}: {failure}"
-            due.append(
-                Callback(
-                    id=int(row["id"]),
-                    uuid=str(row["uuid"]),
-                    url=str(row["url"]),
-                    body=body,
-                    attempts=int(row["attempts"]),
-                    error=error,
-                )
+        return [
+            row_callback(
+                row["id"],
+                row["uuid"],
+                row["url"],
+                row["attempts"],
+                report=self.report,
+                body_of=self._callback_body,
             )
-        return due
+            for row in rows
+        ]
 
     def record_attempt(
         self,
@@ -732,57 +711,9 @@ class SqliteStorage:
                 self._db.close()
 
 
-_VIEW_COLUMNS = (
-    "uuid, api, grp, operation, external_id, state, accepted_at, done_at, callback_url, "
-    "result, error, register, ofd_acknowledged"
-)
-_JOB_COLUMNS = "uuid, api, grp, operation, external_id, body, attempts"
-
-
-def _status(state: str) -> str:
-    return "wait" if state in WAITING else state
-
-
-def _document(result: dict[str, Any] | None) -> tuple[object, object]:
-    """The fiscal document a result names (FN, number): two results for one request agree when
-    they name the same one."""
-    if result is None:
-        return (None, None)
-    return (result.get("fn_number"), result.get("document_number"))
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) else None
-
-
 def _view(row: sqlite3.Row) -> ReportView:
-    state = str(row["state"])
-    accepted = _moment(row["accepted_at"])
-    assert accepted is not None  # NOT NULL in the schema
-    return ReportView(
-        uuid=row["uuid"],
-        api=int(row["api"]),
-        group=row["grp"],
-        operation=row["operation"],
-        external_id=row["external_id"],
-        status=_status(state),
-        accepted_at=accepted,
-        done_at=_moment(row["done_at"]),
-        callback_url=row["callback_url"],
-        result=jsontext.loads(row["result"]) if row["result"] is not None else None,
-        error=jsontext.loads(row["error"]) if row["error"] is not None else None,
-        register=row["register"],
-        ofd=None if state != "done" else ("acknowledged" if row["ofd_acknowledged"] else "waiting"),
-    )
+    return report_view(tuple(row), _moment)  # epoch seconds, as stored
 
 
 def _job(row: sqlite3.Row) -> Job:
-    return Job(
-        uuid=row["uuid"],
-        api=int(row["api"]),
-        group=row["grp"],
-        operation=row["operation"],
-        external_id=row["external_id"],
-        body=jsontext.loads(row["body"]),
-        attempts=int(row["attempts"]),
-    )
+    return row_job(tuple(row))
