@@ -49,8 +49,8 @@ from interop.atol_online_client import (
 from kkt.emulator.state import TEST_INN
 from kkt.tools.bench import Bench, Figure, cloud_scale
 from kkt.tools.bench import cloud as bench_cloud
-from kkt.tools.bench.cloud import CloudServer, FnReceipt, fn_receipts
 from kkt.tools.bench.cloud_scale import Registers, ScaleOut, write_config
+from kkt.tools.bench.cloud_server import CloudServer, FnReceipt, fn_receipts
 from kkt.tools.bench.postgres import PostgresMissing
 from kkt.tools.bench.soak import cloud_crash
 from support.cloud_cluster import callback_secret

@@ -39,12 +39,12 @@ from typing import Any
 from kkt.tools.bench.cloud import (
     CallbackCounter,
     CloudClient,
-    FnReceipt,
     HttpFailure,
     Reply,
     accepted_uuid,
     sell_body,
 )
+from kkt.tools.bench.cloud_server import FnReceipt
 
 UNKNOWN = "?"  # a connection no instance process held
 CHUNK = 65536

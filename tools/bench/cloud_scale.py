@@ -20,16 +20,28 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from kkt.emulator.state import TEST_INN
 
 from . import Bench, Figure
-from .cloud import CloudServer, FnReceipt, fn_receipts
+from .cloud_server import CloudServer, FnReceipt, fn_receipts
 from .postgres import PostgresMissing, PrivatePostgres
 
 GROUP = "demo"  # the clients' group and login (password the same): `CloudClient`'s defaults
 REGISTERS, INSTANCES = 4, 2  # the bench's (issue 19)
 BALANCE_SECONDS = 120.0  # the instances must share the registers within this
+
+
+class Client(Protocol):
+    """What the figure needs of a shop's HTTP client (`cloud.CloudClient`)."""
+
+    def login(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=Client)
 
 
 class Registers:
@@ -194,12 +206,18 @@ def scaled_out(
 
 
 def pg_receipts_per_s(
-    bench: Bench, receipts: tuple[int, int], rounds: tuple[int, int], sqlite_rate: float | None
+    bench: Bench,
+    receipts: tuple[int, int],
+    rounds: tuple[int, int],
+    sqlite_rate: float | None,
+    *,
+    make_client: Callable[[str], ClientT],
+    throughput: Callable[[Sequence[ClientT], int, int], float],
 ) -> Iterator[Figure]:
     """``cloud.pg.receipts_per_s``: two instances on a private PostgreSQL cluster, four
-    emulated registers; shops post to both instances in turn (sizes as the SQLite figure's)."""
-    from .cloud import CloudClient, _throughput
-
+    emulated registers; shops post to both instances in turn (sizes as the SQLite figure's).
+    ``make_client`` and ``throughput``: the SQLite figure's own (`cloud.CloudClient`,
+    `cloud._throughput`), passed in so the two modules need not import each other."""
     if importlib.util.find_spec("psycopg") is None:
         bench.log("cloud.pg: skipped, PostgreSQL storage needs pip install 'kktkit[cloud]'")
         return
@@ -208,18 +226,18 @@ def pg_receipts_per_s(
     except PostgresMissing as missing:
         bench.log(f"cloud.pg: skipped, {missing}")
         return
-    clients: list[CloudClient] = []
+    clients: list[ClientT] = []
     with postgres:
         dsn = postgres.create_database()
         with scaled_out(bench.work / "cloud-pg", dsn) as (served, cluster):
             try:
-                clients = [CloudClient(url) for url in cluster.urls]
+                clients = [make_client(url) for url in cluster.urls]
                 for client in clients:
                     client.login()
                 wait_balanced(dsn, served.names(), list(cluster.pids().values()))
-                _throughput(clients, 40, 4)  # warm up: shifts open, connections made
+                throughput(clients, 40, 4)  # warm up: shifts open, connections made
                 count = bench.size(*receipts)
-                rates = [_throughput(clients, count, 8) for _ in range(bench.size(*rounds))]
+                rates = [throughput(clients, count, 8) for _ in range(bench.size(*rounds))]
             finally:
                 for client in clients:
                     client.close()

@@ -31,15 +31,13 @@ from .. import Bench, Figure, case
 from ..cloud import (
     CallbackCounter,
     CloudClient,
-    CloudServer,
-    FnReceipt,
     HttpFailure,
     accepted_uuid,
     cloud_available,
-    fn_receipts,
     post_until_answered,
     sell_body,
 )
+from ..cloud_server import CloudServer, FnReceipt, fn_receipts
 from .common import fail_if, first_few
 
 # -- sizes and timings (module constants: tests shrink them) -------------------------------------
