@@ -22,8 +22,11 @@ from kkt.protocols.atol.buffer import (
     Add,
     AsyncError,
     AsyncResult,
+    BufferReply,
     Error,
     Result,
+    StatusCode,
+    decode_ack_add_reply,
     decode_buffer_command,
     decode_buffer_reply,
 )
@@ -115,6 +118,7 @@ class AtolReader:
         self._asked: dict[int, int] = {}  # packet id -> the TID it asked about
         self._commands: dict[int, bytes] = {}  # TID -> the command block it carries
         self._acks: set[int] = set()  # packet ids of Acks: their reply is the bare task state
+        self._ack_adds: dict[int, int] = {}  # packet ids of AckAdds -> the TID they acknowledge
 
     def feed(self, data: bytes) -> list[str]:
         return [self.describe(token) for token in self.deframer.feed(data)]
@@ -140,6 +144,9 @@ class AtolReader:
     def _host(self, packet: Packet) -> str:
         message = decode_buffer_command(packet.data)
         self._acks.discard(packet.id)
+        self._ack_adds.pop(packet.id, None)
+        if isinstance(message, AckAdd):
+            self._ack_adds[packet.id] = message.ack_tid
         if isinstance(message, Add | AckAdd):
             tid = message.tid
             self._commands[tid] = message.data
@@ -156,7 +163,17 @@ class AtolReader:
         return f"{verb} TID {message.tid:02X}"
 
     def _device(self, packet: Packet) -> str:
-        reply = decode_buffer_reply(packet.data)
+        acked = self._ack_adds.get(packet.id)
+        if acked is not None:
+            # ``ackStatus addStatus [data]``: the Ack's state first, then the Add's reply.
+            both = decode_ack_add_reply(packet.data)
+            state = f"Ack TID {acked:02X}: {both.ack.name.lower()}"
+            if both.ack in (StatusCode.RESULT, StatusCode.ERROR):
+                state += " (acknowledged: its slot is free)"
+            return f"{state}; Add {self._reply(packet, both.add)}"
+        return self._reply(packet, decode_buffer_reply(packet.data))
+
+    def _reply(self, packet: Packet, reply: BufferReply) -> str:
         tid = (
             reply.tid if isinstance(reply, AsyncResult | AsyncError) else self._asked.get(packet.id)
         )

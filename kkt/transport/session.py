@@ -450,6 +450,26 @@ class AtolSession(LinkSession[atol.HostSettings]):
         super().__init__(port, **options)
         self._reopen_tries = reopen_tries
         self._reopens = 0
+        self._releasing = False
+
+    def close(self) -> None:
+        """Send the last task's Ack (the link defers each Ack to the next Add), then close.
+
+        Best effort: a line that fails now costs the register one buffer slot, which it retires
+        when the buffer fills -- the command's outcome is already the caller's.
+        """
+        if self.port is not None and not self.link.busy and self.link.pending_ack is not None:
+            self._reopen = None  # closing: never open the port again for this
+            self._releasing = True
+            try:
+                # The class's own loop: the Ack is no command, and what wraps the instance's
+                # `exchange` (a caller's instrumentation) must not see it.
+                LinkSession.exchange(self, b"", answer_timeout=0.0)
+            except (LinkError, *PORT_ERRORS) as error:
+                log.info("the last Ack was not delivered: %s", error)
+            finally:
+                self._releasing = False
+        super().close()
 
     def _new_link(self) -> AtolHostLink:
         # A random first TID: another program on the register, or our own earlier run, may have
@@ -459,6 +479,9 @@ class AtolSession(LinkSession[atol.HostSettings]):
     def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
         # ``resend``: a task the register lost after taking it is simply added again.
         self._reopens = 0
+        if self._releasing:
+            self.link.release(now)
+            return
         self.link.send_command(payload, now, answer_timeout=answer_timeout, repeatable=resend)
 
     def _port_failed(self, exc: Exception, payload: bytes) -> Any:

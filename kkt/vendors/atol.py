@@ -2,7 +2,10 @@
 
 ATOL works in modes: receipts, cash and the shift's opening in mode 1 (registration), the X report
 in mode 2, the Z report in mode 3, each entered with 56h and a mode password and left with 48h.
-The device enters the mode a step needs and leaves another one first.
+The device enters the mode a step needs and leaves another one first -- asking the register (45h)
+only when the mode is not already known: it is remembered from the last entry until a command
+fails or the port is reopened, and a command refused 66h ("not in this mode") on a remembered
+mode re-checks it and runs again once (66h: nothing was executed).
 
 Exactly once: the v3 task buffer does most of the work -- a lost reply is fetched with ``Req(TID)``
 (`kkt.transport.session.AtolSession`), so a step fails with `OutcomeUnknown` only when the buffer
@@ -86,6 +89,7 @@ _NO_RELAY = (
 )
 OFD_BLOCK_DAYS = 30  # the FN refuses new documents once the oldest unsent waited this long
 REPORT_X = 1  # 67h report type: the daily report without closing (X)
+NOT_IN_THIS_MODE = 0x66  # "command not allowed in this mode" (fact sheet §2.5): nothing ran
 # ATOL codes (fact sheet §2.5) -> the class callers catch.
 REFUSALS: dict[int, type[DeviceError]] = {
     0x67: errors.PaperOut,
@@ -135,10 +139,32 @@ class AtolDevice(Device):
     ) -> None:
         super().__init__(commander, password=password)
         self.access_password = access_password
+        # The mode the register is known to be in, so that `_enter` asks (45h) only when it is
+        # not known: None after any failed or refused command and after a reconnect.  Another
+        # program on the register (or its own restart) may still change it behind our back:
+        # the first command after a mode taken on trust that is refused 66h ("not in this
+        # mode", never executed) re-checks the mode and runs again, once (`raw`).
+        self._mode: Mode | None = None
+        self._mode_trusted = False  # the last `_enter` skipped its 45h
+        self._reconnects = 0
 
     def raw(self, request: c.Request[AnswerT]) -> AnswerT:
         """Any typed ATOL request (`kkt.protocols.atol.commands`); see `Device.raw`."""
-        answer: AnswerT = super().raw(request)
+        trusted, self._mode_trusted = self._mode_trusted, False
+        wanted = self._mode
+        try:
+            answer: AnswerT = super().raw(request)
+        except DeviceError as refusal:
+            self._mode = None
+            if not (trusted and wanted is not None and refusal.code == NOT_IN_THIS_MODE):
+                raise
+            log.info("the register left mode %d behind our back: entering it again", wanted)
+            self._enter(wanted)
+            self._mode_trusted = False
+            answer = super().raw(request)
+        except BaseException:
+            self._mode = None  # a failed exchange: the register may have been restarted
+            raise
         return answer
 
     def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
@@ -199,9 +225,17 @@ class AtolDevice(Device):
         return self.raw(request_type(self.access_password, *args))
 
     def _enter(self, mode: Mode) -> None:
-        """Be in ``mode``: leave the current one (48h, twice from a sub-mode), then 56h."""
+        """Be in ``mode``: leave the current one (48h, twice from a sub-mode), then 56h -- no
+        command at all when the register is known to be in it already (`raw`)."""
+        reconnects = getattr(self.commander, "reconnects", 0)
+        if reconnects != self._reconnects:
+            self._reconnects, self._mode = reconnects, None  # a new connection: ask again
+        if self._mode == mode:
+            self._mode_trusted = True
+            return
         current, _ = split_mode(self._ask(c.GetStateCode).mode)
         if current == mode:
+            self._mode = mode
             return
         for _ in range(2):
             if current == Mode.SELECT:
@@ -209,6 +243,7 @@ class AtolDevice(Device):
             self._ask(c.ExitMode)
             current, _ = split_mode(self._ask(c.GetStateCode).mode)
         self._ask(c.EnterMode, int(mode), self.password)
+        self._mode = mode
 
     # -- queries ----------------------------------------------------------------------------------
 

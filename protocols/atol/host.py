@@ -20,9 +20,28 @@ exchange of several packets (fact sheet §1.4, "execution flow used by every imp
    (switch to ``Req``); B3 NotFound to a ``Req`` for a task whose Add was never confirmed means
    the Add never arrived: add it again (Zzzzipper's rule, ``AtolTaskLayer.cpp`` after a TCP
    reconnect);
-4. ``Ack(TID)`` frees the slot (B3 to a repeated Ack means it is already free: fine); then the
-   reply is reported.  (Not piggy-backed as ``AckAdd``: its reply layout has one source only,
-   MultiMag, and a separate Ack keeps every slot's life inside one exchange.)
+4. the reply is reported at once, and the task's ``Ack`` rides on the next command's Add: that
+   Add goes out as ``AckAdd(ackTID, flags, TID, command)`` (C5h), one round trip per command
+   instead of two.  Until the next command the result stays in the device's buffer, answering
+   ``Req`` -- nothing of the exactly-once rules depends on the Ack, which only frees the slot.
+   The acknowledgement status in the AckAdd's reply settles it (A3/A4 freed it; B3, already
+   free, is believed once an earlier copy may have freed it: `_ack_status`); an AckAdd whose
+   reply never came (the line failed, the port was reopened, or only the task's F0 arrived)
+   leaves the Ack pending for the next command -- acknowledging a TID twice costs a B3, never
+   a result, since no new task takes a pending Ack's TID.  When an older Ack is still pending
+   as a task ends (a resumed command after such a failure) the ended task is acknowledged at
+   once with a plain ``Ack`` -- at most one Ack is ever deferred.  `AtolHostLink.release`
+   sends a pending Ack on its own (a session closing).
+
+   AckAdd's reply layout, ``ackStatus addStatus [data]`` -- the Ack's one status byte, then
+   exactly what an Add would have got -- is read from MultiMag (``atolbuffer.php``
+   ``ackAdd``: ``$res[0]`` the Ack's state, accepted when A3/A4; ``$res[1]`` the Add's state;
+   the rest its data); it is the only public client that decodes it.  The second reading is
+   the command itself: atol4j (``v3/Command.java``) names C5h "confirm the result *and* add a
+   new task", i.e. an ``Ack`` followed by an ``Add``, and the reply of each of those alone is
+   one status byte (+ the Add's data); the concatenation is the layout MultiMag decodes.
+   Cyberplat's TerminalClient (``Atol3FRConstants.h``) and Zzzzipper (``AtolProtocol.h``)
+   define C5h but never send it.  Not confirmed on a device [?].
 
 A command whose exchange fails after a packet of its Add left keeps its TID *unresolved*.  The
 next command settles it first (step 2) -- unless it is the very same command again: a caller
@@ -40,7 +59,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from ..errors import CodecError, LinkError
+from ..errors import CodecError, FrameError, LinkError
 from ..line import AnswerReceived, CommandFailed, LineNoise, LinkEnd
 from . import buffer
 from .link import (
@@ -53,7 +72,7 @@ from .link import (
     TaskLost,
     TaskRefused,
 )
-from .packet import MAX_REQUEST_ID, Packet, PacketDeframer, Token, encode_packet
+from .packet import MAX_DATA, MAX_REQUEST_ID, Packet, PacketDeframer, Token, encode_packet
 
 # Every client in the fact sheet (§1.4) sends NeedResult|IgnoreError: the result is kept until
 # our Ack (that is what makes a lost reply recoverable) and one failed command never stops the
@@ -113,6 +132,8 @@ class _Exchange:
     answer_due: float = math.inf
     poll_at: float | None = None
     answer: bytes | None = None  # the reply, reported after its Ack
+    acking: int | None = None  # the deferred Ack this exchange's AckAdd carries
+    unknown_ack_add: bool = False  # the AckAdd got a lone B4: is our task there (Req)?
     refusal: LinkError | None = None  # A5: reported (after its Ack) instead of a reply
     cleared_full_buffer: bool = False  # B1 to our first Add: an Abort cleared the buffer once
 
@@ -135,6 +156,11 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._unresolved: _Unresolved | None = None
         self._exchange: _Exchange | None = None
         self._request: _Request | None = None
+        # The TID of an ended task whose outcome was reported and whose Ack rides on the next
+        # Add (as AckAdd): its result still answers Req until then.
+        self._pending_ack: int | None = None
+        self._ack_carried = 0  # how many exchanges have carried the pending Ack
+        self._piggyback = self.settings.piggyback_ack
 
     def _new_deframer(self) -> PacketDeframer:
         return PacketDeframer(crc_over_escaped=self.settings.crc_over_escaped)
@@ -150,6 +176,38 @@ class AtolHostLink(LinkEnd[Token, Event]):
     def unresolved_tid(self) -> int | None:
         """The TID of an earlier command the device may still hold; the next command settles it."""
         return None if self._unresolved is None else self._unresolved.tid
+
+    @property
+    def pending_ack(self) -> int | None:
+        """The TID whose Ack waits for the next command (its AckAdd) or `release`."""
+        return self._pending_ack
+
+    def release(self, now: float) -> bool:
+        """Send the pending Ack on its own (a session closing); False when none is pending.
+
+        Ends with `AnswerReceived` (an empty answer) whatever the device says; a line that
+        fails leaves the TID unresolved, as a missing Ack always did.
+        """
+        if self._exchange is not None:
+            raise RuntimeError("a command is in progress on this link; wait for its event")
+        tid = self._pending_ack
+        if tid is None:
+            return False
+        self._pending_ack = None
+        limit = self.settings.packet_step()
+        self._exchange = _Exchange(
+            command=b"",
+            answer_timeout=0.0,
+            repeatable=True,
+            limit=limit,
+            give_up_at=now + limit,
+            tid=tid,
+            phase=_Phase.ACK,
+            answer=b"",
+        )
+        self._fresh = False
+        self._send(buffer.Ack(tid).encode(), now)
+        return True
 
     def _deadlines(self) -> tuple[float | None, ...]:
         exchange = self._exchange
@@ -171,8 +229,15 @@ class AtolHostLink(LinkEnd[Token, Event]):
         """
         if self._exchange is not None:
             raise RuntimeError("a command is already in progress on this link; wait for its event")
-        # A command that cannot be queued or sent is refused now, not mid-exchange.
-        encode_packet(0, buffer.Add(0, HOST_FLAGS, command).encode())
+        # A command that cannot be queued or sent is refused now, not mid-exchange: the Add's
+        # own checks, and the packet's length (AckAdd's DATA is one byte longer than Add's).
+        # Checked by size, not by encoding a throwaway packet (a CRC over the command each time).
+        add = buffer.Add(0, HOST_FLAGS, command).encode()
+        if len(add) + 1 > MAX_DATA:
+            raise FrameError(
+                f"an ATOL packet carries at most {MAX_DATA} data bytes (14-bit length); this "
+                f"command needs {len(add) + 1} with its AckAdd header: split the task"
+            )
         limit = self.settings.exchange_limit(answer_timeout)
         unresolved = self._unresolved
         resume = unresolved is not None and unresolved.resumable and unresolved.command == command
@@ -288,7 +353,9 @@ class AtolHostLink(LinkEnd[Token, Event]):
         tid = self._tid
         while True:
             tid = 0 if tid >= MAX_TID else tid + 1
-            if self._unresolved is None or tid != self._unresolved.tid:
+            if (self._unresolved is None or tid != self._unresolved.tid) and (
+                tid != self._pending_ack
+            ):
                 self._tid = tid
                 return tid
 
@@ -300,12 +367,22 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._out += wire
 
     def _send_add(self, now: float) -> None:
+        """The Add -- as AckAdd when an Ack is pending (module docstring, step 4)."""
         exchange = self._exchange
         assert exchange is not None
         exchange.phase = _Phase.ADD
         exchange.add_sent = True
         exchange.poll_at = None
-        self._send(buffer.Add(exchange.tid, HOST_FLAGS, exchange.command).encode(), now)
+        ack = self._pending_ack
+        if ack is not None and ack != exchange.tid:
+            if exchange.acking != ack:
+                self._ack_carried += 1  # exchanges that carried this Ack (re-adds are one)
+            exchange.acking = ack
+            data = buffer.AckAdd(ack, HOST_FLAGS, exchange.tid, exchange.command).encode()
+        else:
+            exchange.acking = None
+            data = buffer.Add(exchange.tid, HOST_FLAGS, exchange.command).encode()
+        self._send(data, now)
 
     def _resend(self, now: float, events: list[Event]) -> None:
         """The same packet again (same ID, same bytes), or give up after the last try.
@@ -369,8 +446,26 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if packet.is_repeat_request:
             self._resend(now, events)  # the device got our packet damaged
             return
+        acked = request.data[0] == buffer.CommandCode.ACK_ADD
+        if acked and packet.data == bytes((buffer.StatusCode.ILLEGAL_VALUE,)):
+            # One status byte cannot answer AckAdd (two at least): a device that does not know
+            # C5h refused the whole packet -- or a reply damaged past CRC-8 looks like that.
+            # Plain Add and Ack from now on (the pending Ack dropped: a slot the buffer retires
+            # when it fills, or the first B1's Abort clears), and first a Req for our task:
+            # B3 means the Add never arrived and it is added again; anything else is our task.
+            self._piggyback = False
+            self._pending_ack = None
+            self._request = None
+            exchange.phase = _Phase.WAIT
+            exchange.unknown_ack_add = True
+            self._send(buffer.Req(exchange.tid).encode(), now)
+            return
         try:
-            reply = buffer.decode_buffer_reply(packet.data)
+            if acked:
+                both = buffer.decode_ack_add_reply(packet.data)
+                reply = both.add
+            else:
+                reply = buffer.decode_buffer_reply(packet.data)
         except CodecError:
             # A reply that passed the CRC but is no reply: treat it as damaged; the timeout
             # sends the packet again and the device repeats its reply.
@@ -380,6 +475,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
             events.append(LineNoise(packet))  # A6/A7 belong in packet F0 only
             return
         sends = request.sends
+        if acked and self._pending_ack == exchange.acking:
+            self._ack_status(both.ack, sends)
         self._request = None
         phase = exchange.phase
         if phase is _Phase.ABORT:
@@ -410,7 +507,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
             # A Req (or the Add) in flight is answered by this; its reply will be stale.
             self._request = None
             self._confirm(exchange, now)
-            self._outcome(reply.data, now)
+            self._outcome(reply.data, now, events)
             return True
         if exchange.phase is _Phase.SETTLE and reply.tid == exchange.settle_tid:
             if not exchange.settle_ack:
@@ -436,6 +533,22 @@ class AtolHostLink(LinkEnd[Token, Event]):
         else:
             exchange.settle_ack = True
             self._send(buffer.Ack(exchange.settle_tid).encode(), now)
+
+    def _ack_status(self, status: buffer.StatusCode, sends: int) -> None:
+        """The acknowledgement half of an AckAdd's reply, about our pending Ack.
+
+        A3/A4: the slot is free.  B3 says it was free already -- true once an earlier copy may
+        have freed it (this packet sent again, or an earlier exchange carried the same Ack); on
+        the Ack's very first carry it is an anomaly (a packet damaged past CRC-8 that acked
+        another TID, or a register that lost power), so the Ack stays pending and the next Add
+        carries it once more, when B3 is believed.  Anything else (B4, A1/A2): pending still.
+        Never taken as proof of the Ack: the added task's result -- a damaged packet may run
+        its command and ack another TID (CRC-8 lets about one damaged packet in 256 through).
+        """
+        if status in (buffer.StatusCode.RESULT, buffer.StatusCode.ERROR) or (
+            status is buffer.StatusCode.NOT_FOUND and (sends > 1 or self._ack_carried > 1)
+        ):
+            self._pending_ack = None
 
     def _confirm(self, exchange: _Exchange, now: float) -> None:
         if not exchange.add_confirmed:
@@ -515,11 +628,15 @@ class AtolHostLink(LinkEnd[Token, Event]):
             )
             return
         self._confirm(exchange, now)
-        self._task_state(reply, now)
+        self._task_state(reply, now, events)
 
     def _req_reply(self, reply: buffer.BufferReply, now: float, events: list[Event]) -> None:
         exchange = self._exchange
         assert exchange is not None
+        if isinstance(reply, buffer.NotFound) and exchange.unknown_ack_add:
+            exchange.unknown_ack_add = False  # the AckAdd was refused whole: add it plainly
+            self._send_add(now)
+            return
         if isinstance(reply, buffer.NotFound):
             # B3 cannot tell "the Add never arrived" from "it ran, and its result was wiped" (a
             # restart, another host's Abort).  Zzzzipper adds the task again whenever the Add
@@ -548,14 +665,14 @@ class AtolHostLink(LinkEnd[Token, Event]):
             exchange.poll_at = now + self.settings.poll  # no defined Req reply: ask again
             return
         self._confirm(exchange, now)
-        self._task_state(reply, now)
+        self._task_state(reply, now, events)
 
-    def _task_state(self, reply: buffer.BufferReply, now: float) -> None:
+    def _task_state(self, reply: buffer.BufferReply, now: float, events: list[Event]) -> None:
         """A1..A5 about our task (to Add or Req)."""
         exchange = self._exchange
         assert exchange is not None
         if isinstance(reply, buffer.Result | buffer.Error):
-            self._outcome(reply.data, now)
+            self._outcome(reply.data, now, events)
         elif isinstance(reply, buffer.Stopped):
             exchange.refusal = TaskRefused(
                 f"the register did not run the task: its queue is stopped by failed task "
@@ -563,18 +680,24 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 command=exchange.command,
                 maybe_executed=False,
             )
-            self._outcome(b"", now)
+            self._outcome(b"", now, events)
         else:  # Pending, InProgress, Waiting
             exchange.phase = _Phase.WAIT
             exchange.poll_at = now + self.settings.poll
 
-    def _outcome(self, answer: bytes, now: float) -> None:
-        """The task ended: free its slot, then report."""
+    def _outcome(self, answer: bytes, now: float, events: list[Event]) -> None:
+        """The task ended: report it, its Ack deferred to the next Add (step 4) -- or, when an
+        older Ack is still pending, free its slot now with a plain Ack, then report."""
         exchange = self._exchange
         assert exchange is not None
         exchange.answer = answer
-        exchange.phase = _Phase.ACK
         exchange.poll_at = None
+        if self._piggyback and (self._pending_ack is None or self._pending_ack == exchange.tid):
+            self._pending_ack = exchange.tid
+            self._ack_carried = 0
+            self._finish_ack(events, unresolved=False)
+            return
+        exchange.phase = _Phase.ACK
         self._send(buffer.Ack(exchange.tid).encode(), now)
 
     # -- internals: ending ------------------------------------------------------------------------

@@ -83,6 +83,7 @@ class HostSettings:
     max_tid_changes: int = 3
     abort_on_open: bool = False
     crc_over_escaped: bool = False
+    piggyback_ack: bool = True
 
     def packet_step(self) -> float:
         """The longest one request packet can take: every send and its reply timeout."""

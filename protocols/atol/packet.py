@@ -279,6 +279,12 @@ class PacketDeframer(FrameReader[Token]):
                     tokens.append(Junk(data[position:stop]))
                 if start < 0:
                     break
+                whole = self._whole_packet(data, start, end)
+                if whole is not None:
+                    # Fast path: a whole packet with nothing to unescape, taken at once.
+                    tokens.append(whole)
+                    position = start + 5 + len(whole.data)
+                    continue
                 raw.append(STX)
                 position = start + 1
                 self._state = _LEN0
@@ -312,6 +318,28 @@ class PacketDeframer(FrameReader[Token]):
             if token is not None:
                 tokens.append(token)
         return tokens
+
+    def _whole_packet(self, data: bytes, start: int, end: int) -> Packet | None:
+        """The packet starting at ``data[start]`` (an FE) when it lies there whole, with no FE or
+        FD inside it and a good CRC -- the common case, read without the byte-by-byte states;
+        None sends the bytes through those states (which report whatever is wrong)."""
+        if end - start < 5:
+            return None
+        length0, length1, packet_id = data[start + 1], data[start + 2], data[start + 3]
+        if (length0 | length1) & 0x80 or not is_valid_id(packet_id):
+            return None
+        need = length0 | length1 << 7
+        stop = start + 4 + need  # where the CRC byte is
+        if need > self._max_data or stop >= end:
+            return None
+        body = data[start + 4 : stop]
+        crc = data[stop]
+        if crc == STX or crc == ESC or STX in body or ESC in body:
+            return None
+        # Nothing escaped: both CRC readings (`packet_crc`) agree.
+        if crc != crc8(body, crc8(bytes((packet_id,)))):
+            return None
+        return Packet(packet_id, body)
 
     def _step(self, byte: int) -> Token | None:
         """Take one byte (already appended to the raw buffer); return the packet it ends, if any."""

@@ -204,14 +204,15 @@ def command(payload: bytes) -> str:
 
 
 # One sale of `coffee()` after another, nothing going wrong: the FN's last document before it
-# (91h register 34h), the mode (45h), open (92h) with its tag 1055 (E8h), each item begun (EAh)
+# (91h register 34h), open (92h) -- no mode check (45h): the register is known to be in mode 1
+# since the last sale -- with its tag 1055 (E8h), each item begun (EAh)
 # and registered (EBh), the subtotal check (3Fh), the closing (4Ah) -- then the fiscal data from
 # two short answers: the document's record (91h 34h: number, type, total, time, sign) and the
 # shift's numbers (A4h 10h).  Each command is one exchange (one task on the v3 buffer).
-HAPPY_SALE = ["91 34", "45", "92", "e8", *["ea", "eb"] * 3, "3f", "4a", "91 34", "a4 10"]
+HAPPY_SALE = ["91 34", "92", "e8", *["ea", "eb"] * 3, "3f", "4a", "91 34", "a4 10"]
 
 
-def test_a_sale_on_the_happy_path_costs_fourteen_exchanges_and_reads_no_document(
+def test_a_sale_on_the_happy_path_costs_thirteen_exchanges_and_reads_no_document(
     tmp_path: Path,
 ) -> None:
     """The regression this guards: reading the receipt back by A4h 45h/46h after every sale.  The
@@ -286,3 +287,35 @@ def test_a_correction_closing_answer_naming_an_old_document_is_settled_not_trust
         assert made.document_number > before
         assert scripted.documents(31) == [made.document_number]
     assert not register.status().receipt_open
+
+
+def test_a_mode_left_behind_our_back_is_entered_again_and_the_sale_goes_through(
+    tmp_path: Path,
+) -> None:
+    """The mode is taken on trust between sales (no 45h); another program that left it makes
+    the opening refused 66h (never executed): the device asks, enters mode 1 again and opens."""
+    register, scripted = rig(tmp_path, lambda payload: "ok")
+    register.sell(coffee())
+    scripted.inner.exchange(c.ExitMode(0).encode(), answer_timeout=1.0)  # someone else's 48h
+    scripted.sent.clear()
+    register.sell(coffee())
+    sent = [command(payload) for payload in scripted.sent]
+    assert sent[1:5] == ["92", "45", "56", "92"], sent
+    assert len(scripted.documents(3)) == 2  # both receipts, each once
+
+
+def test_the_mode_is_asked_again_after_a_failed_command(tmp_path: Path) -> None:
+    failing = {"on": False}
+
+    def rule(payload: bytes) -> str:
+        return "down" if failing["on"] and payload[2] == 0x92 else "ok"
+
+    register, scripted = rig(tmp_path, rule)
+    register.sell(coffee())
+    failing["on"] = True
+    with pytest.raises(kkt.KktError):
+        register.sell(coffee())
+    failing["on"] = False
+    scripted.sent.clear()
+    register.sell(coffee())
+    assert "45" in [command(payload) for payload in scripted.sent]

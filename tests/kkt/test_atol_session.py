@@ -122,8 +122,10 @@ def test_commands_run_once_and_free_their_slots(device: Device) -> None:
             assert session.exchange(command, answer_timeout=5.0, resend=False) == (
                 b"\x55\x00\x00" + bytes((number,))
             )
+        # Each Ack rode on the next Add (AckAdd): only the last result still holds its slot.
+        assert device.tasks() == 1 and session.link.pending_ack is not None
     finally:
-        session.close()
+        session.close()  # sends that last Ack alone
     assert device.register.executed == [b"\x00\x00\x80" + bytes((n,)) for n in range(20)]
     assert device.tasks() == 0
 

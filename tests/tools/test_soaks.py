@@ -35,6 +35,15 @@ def test_lossy_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert figures[f"soak.lossy.1pct.{name}"] == 0, name
 
 
+def test_lossy_soak_over_atol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lossy, "LOSSY_QUICK", ((0.01, 5),))
+    figures = values(lossy.lossy_atol(bench(tmp_path)))
+    done, failed = figures["soak.lossy.atol.1pct.done"], figures["soak.lossy.atol.1pct.failed"]
+    assert done + failed + figures["soak.lossy.atol.1pct.unknown"] == 5
+    for name in ("duplicates", "lost", "failed_but_fiscal"):
+        assert figures[f"soak.lossy.atol.1pct.{name}"] == 0, name
+
+
 def test_keys_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keys, "KEYS_QUICK", 2)
     figures = values(keys.keys(bench(tmp_path)))  # fewer than 24 of 25 done raises

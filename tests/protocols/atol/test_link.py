@@ -17,6 +17,7 @@ from kkt.protocols.atol.buffer import (
     Abort,
     Ack,
     AckAdd,
+    AckAddReply,
     Add,
     AlreadyExists,
     AsyncError,
@@ -60,7 +61,11 @@ CMD = b"\x00\x00\x80\x01"  # pwd 0000, a made-up code 80, one parameter
 CMD2 = b"\x00\x00\x80\x02"
 REPLY = b"\x55\x00\x00\x01"
 # The flow these tests script opens with an Abort (off by default: see `HostSettings`).
-SETTINGS = HostSettings(packet=0.5, packet_tries=3, poll=0.2, abort_on_open=True)
+SETTINGS = HostSettings(
+    packet=0.5, packet_tries=3, poll=0.2, abort_on_open=True, piggyback_ack=False
+)
+# The same, each Ack riding on the next Add (AckAdd, C5h): the default.
+PIGGYBACK = HostSettings(packet=0.5, packet_tries=3, poll=0.2, abort_on_open=True)
 
 
 def packets(data: bytes) -> list[Packet]:
@@ -101,6 +106,10 @@ class Host:
     def answer(self, status: BufferReply) -> list[Event]:
         """Reply to the packet the link wrote last (read with `one`)."""
         return self.feed(reply(self._last, status))
+
+    def answer_both(self, ack: StatusCode, status: BufferReply) -> list[Event]:
+        """Reply to the AckAdd the link wrote last: the Ack's status, then the Add's reply."""
+        return self.feed(encode_packet(self._last, AckAddReply(ack, status).encode()))
 
     def expect(self, command: object) -> int:
         packet_id, sent = self.one()
@@ -202,20 +211,25 @@ def test_a_queued_task_is_polled_with_req_until_it_ends() -> None:
 
 
 def test_packet_ids_wrap_after_df_and_tids_too() -> None:
+    """One packet per command (each Ack rides on the next Add): IDs and TIDs wrap together."""
     host = Host(HostSettings(abort_on_open=False))
     ids = []
-    for number in range(0xE0 // 2 + 2):
+    for number in range(0xE0 + 4):
         host.send()
-        packet_id = host.expect(Add(number % 0xE0, HOST_FLAGS, CMD))
-        host.answer(Result(REPLY))
-        ids += [packet_id, host.expect(Ack(number % 0xE0))]
-        host.answer(Result())
-        host.outcome()
+        tid = number % 0xE0
+        if number:
+            ids.append(host.expect(AckAdd((number - 1) % 0xE0, HOST_FLAGS, tid, CMD)))
+            host.answer_both(StatusCode.RESULT, Result(REPLY))
+        else:
+            ids.append(host.expect(Add(tid, HOST_FLAGS, CMD)))
+            host.answer(Result(REPLY))
+        assert host.outcome() == AnswerReceived(CMD, REPLY)
+        assert host.link.pending_ack == tid
     assert ids[:0xE0] == list(range(0xE0)) and ids[0xE0:] == [0, 1, 2, 3]
 
 
 def test_tids_start_where_asked_and_wrap_after_df() -> None:
-    host = Host(HostSettings(abort_on_open=False), first_tid=0xDE)
+    host = Host(HostSettings(abort_on_open=False, piggyback_ack=False), first_tid=0xDE)
     for tid in (0xDE, 0xDF, 0x00):
         host.send()
         host.expect(Add(tid, HOST_FLAGS, CMD))
@@ -367,9 +381,7 @@ def test_a_fresh_link_sends_no_abort_by_default() -> None:
     host.send()
     host.expect(Add(0, HOST_FLAGS, CMD))
     host.answer(Result(REPLY))
-    host.expect(Ack(0))
-    host.answer(Result())
-    assert host.outcome() == AnswerReceived(CMD, REPLY)
+    assert host.outcome() == AnswerReceived(CMD, REPLY)  # its Ack rides on the next Add
 
 
 def test_a_refusal_of_a_resent_add_proves_nothing_about_the_first_copy() -> None:

@@ -9,7 +9,8 @@ the task instead of adding it again -- and resends only what the device refused.
 Commands and replies carry a CRC-32 seal: CRC-8 lets about one damaged packet in 256 through,
 and the executor must refuse (not run) a command damaged past it, as a register refuses a
 garbled one.  At the end every command ran once, each reply the host took was its own, and the
-buffer is empty: every slot was freed by an Ack.
+buffer is empty: every slot was freed by an Ack (most of them riding on the next command's
+Add as AckAdd, the last one sent alone by `AtolHostLink.release`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kkt.protocols.atol.device import AtolDeviceLink
 from kkt.protocols.atol.host import AtolHostLink
 from kkt.protocols.atol.link import DeviceSettings, Event, HostSettings, TaskReady
@@ -242,9 +245,15 @@ def test_every_command_runs_exactly_once_and_every_slot_is_freed(
     rig = _rig(seed * 100 + int(rate * 100), rate, results)
     count = 300
     stats = _sell_all(rig, count, random.Random(seed))
-    # A last query settles what the last command may have left (an Ack whose reply was lost).
-    while not isinstance(rig.run(QUERY, repeatable=True), AnswerReceived):
-        pass
+    # A last query settles what the last command may have left (an Ack whose reply was lost);
+    # `release` then sends the Ack the next Add would have carried (the session's close).
+    while True:
+        if not isinstance(rig.run(QUERY, repeatable=True), AnswerReceived):
+            continue
+        if rig.host.release(rig.now):
+            rig.wait()
+        if rig.host.pending_ack is None and rig.host.unresolved_tid is None:
+            break
     rig.settle()
 
     executions = rig.executor.executions
@@ -287,7 +296,41 @@ def test_a_new_connection_finds_the_result_of_a_task_added_on_the_old_one() -> N
     body = _unseal(outcome.answer[3:])
     assert body is not None and struct.unpack("<I", body[:4])[0] == 1
     assert rig.executor.executions == Counter({1: 1})
+    assert len(rig.buffer) == 1 and rig.host.pending_ack == 0, "its Ack waits for the next Add"
+    assert rig.host.release(rig.now)
+    assert isinstance(rig.wait(), AnswerReceived)
     assert len(rig.buffer) == 0
     tokens, _ = PacketDeframer().read_all(old.data_to_send())
     left = [token.id for token in tokens if isinstance(token, Packet)]
     assert ASYNC_ID not in left, "the old link, not told of the task's end, sent no F0"
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)  # the same examples every run
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rate=st.sampled_from([0.02, 0.05, 0.1]),
+    results=st.sampled_from(["async", "inline"]),
+    piggyback=st.booleans(),
+)
+def test_any_seed_keeps_exactly_once_with_acks_deferred_or_not(
+    seed: int, rate: float, results: str, piggyback: bool
+) -> None:
+    """Hypothesis picks the line's luck: 30 commands, each run once with its own reply, and no
+    slot left once the last Ack went out -- with each Ack riding on the next Add, or not."""
+    rig = _rig(seed, rate, results)
+    rig.host = AtolHostLink(
+        HostSettings(packet=0.05, packet_tries=6, poll=0.05, piggyback_ack=piggyback)
+    )
+    count = 30
+    _sell_all(rig, count, random.Random(seed))
+    while True:
+        if not isinstance(rig.run(QUERY, repeatable=True), AnswerReceived):
+            continue
+        if rig.host.release(rig.now):
+            rig.wait()
+        if rig.host.pending_ack is None and rig.host.unresolved_tid is None:
+            break
+    rig.settle()
+    assert sorted(rig.executor.executions) == list(range(count))
+    assert set(rig.executor.executions.values()) == {1}, "a command ran twice"
+    assert len(rig.buffer) == 0 and rig.buffer.retired == []

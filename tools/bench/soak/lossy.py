@@ -8,10 +8,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
+from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
+from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
+from kkt.protocols.atol.link import HostSettings as AtolHostSettings
 
 import kkt
 
@@ -36,6 +40,11 @@ LOSSY_LOSE_RATE = 0.03  # share of answers the register forgets after doing the 
 LOSSY_SECONDS = 1800.0  # a run at one rate stops selling after this long (and says so)
 
 
+# ATOL's v3 link on loopback: short packet timeouts, the device's byte timeout below them.
+SOAK_ATOL_HOST = AtolHostSettings(packet=0.1, packet_tries=6, poll=0.05)
+SOAK_ATOL_DEVICE = AtolDeviceSettings(byte=0.05)
+
+
 @case("lossy", soak=True)
 def lossy(bench: Bench) -> Iterator[Figure]:
     """Exactly-once selling over a lossy line, at each configured share of damaged bytes."""
@@ -45,18 +54,40 @@ def lossy(bench: Bench) -> Iterator[Figure]:
     fail_if("lossy", problems)
 
 
-def _lossy_run(bench: Bench, rate: float, count: int, problems: list[str]) -> Iterator[Figure]:
+@case("lossy-atol", soak=True)
+def lossy_atol(bench: Bench) -> Iterator[Figure]:
+    """The same over ATOL's v3 task buffer (each Ack riding on the next Add: AckAdd)."""
+    problems: list[str] = []
+    for rate, count in LOSSY_QUICK if bench.quick else LOSSY_FULL:
+        yield from _lossy_run(bench, rate, count, problems, protocol="atol")
+    fail_if("lossy-atol", problems)
+
+
+def _lossy_run(
+    bench: Bench, rate: float, count: int, problems: list[str], *, protocol: str = "shtrih"
+) -> Iterator[Figure]:
     label = f"{rate * 100:g}pct"
-    name = f"soak.lossy.{label}"
-    device = open_device(bench.work / f"lossy-{label}")
+    atol = protocol == "atol"
+    name = f"soak.lossy{'.atol' if atol else ''}.{label}"
+    opener: Any = open_atol if atol else open_device
+    device = opener(bench.work / f"lossy-{protocol}-{label}")
     faults = Faults(seed=11)
     outcomes: dict[int, str] = {}
     untyped: list[str] = []
     elapsed = 0.0
     try:
-        with tally_logs(), ServiceThread(device, faults, settings=SOAK_DEVICE) as emulator:
+        with (
+            tally_logs(),
+            ServiceThread(
+                device,
+                faults,
+                settings=SOAK_ATOL_DEVICE if atol else SOAK_DEVICE,
+                protocol=protocol,
+            ) as emulator,
+        ):
             url = f"socket://127.0.0.1:{emulator.port}"
-            with kkt.connect(url, settings=SOAK_HOST) as register:
+            host: Any = SOAK_ATOL_HOST if atol else SOAK_HOST
+            with kkt.connect(url, protocol=protocol, settings=host) as register:
                 register.open_shift()  # on a clean line: the soak is about the receipts
                 faults.configure(
                     drop=rate / 2, corrupt=rate / 2, lose_rate=LOSSY_LOSE_RATE, seed=11
@@ -81,7 +112,7 @@ def _lossy_run(bench: Bench, rate: float, count: int, problems: list[str]) -> It
                         outcomes[total] = "untyped"
                         untyped.append(f"receipt {total}: {describe(error)}")
                     if (index + 1) % 100 == 0:
-                        bench.log(f"soak lossy {label}: {index + 1}/{count} receipts")
+                        bench.log(f"soak lossy {protocol} {label}: {index + 1}/{count} receipts")
                 elapsed = time.monotonic() - started
                 faults.clear()
         in_fn = receipts_by_total(device)
