@@ -58,7 +58,7 @@ from .settle import (
     settle_pending,
     settle_receipt,
 )
-from .vendors.base import Device
+from .vendors.base import Device, LastSale
 
 log = logging.getLogger(__name__)
 SHIFT_HOURS = dt.timedelta(hours=24)  # a shift's documents fall within 24 h of its start (54-FZ)
@@ -615,9 +615,13 @@ class Register:
                         self.journal.done(key, found.to_json())
                         return replace(found, replayed=True)  # formed by an earlier call
                     cancel_open_receipt(self.device)
-            before = self.device.last_document()
+            # The FN's last document before this receipt: carried from this session's previous
+            # receipt while nothing else happened on the register since (`Device.last_sale`
+            # says when that holds), asked of the FN otherwise.
+            carried = self.device.last_sale()
+            before = carried.document if carried is not None else self.device.last_document()
             if key is None:
-                return self._fiscalize(receipt, before)
+                return self._fiscalize(receipt, before, carried)
             assert self.journal is not None
             serial = self.device.fn_serial()
             self.journal.begin(
@@ -630,7 +634,7 @@ class Register:
                 _paid(receipt),
             )
             try:
-                result = self._fiscalize(receipt, before)
+                result = self._fiscalize(receipt, before, carried)
             except OutcomeUnknown:
                 raise  # stays pending: the next call with this key asks the FN
             except KktError:
@@ -641,7 +645,12 @@ class Register:
             self.journal.done(key, result.to_json())
             return result
 
-    def _fiscalize(self, receipt: Receipt, before: int) -> FiscalResult:
+    def _fiscalize(
+        self, receipt: Receipt, before: int, carried: LastSale | None = None
+    ) -> FiscalResult:
+        """Sell ``receipt``, the FN's last document being ``before``; ``carried``: the FN's
+        state after this session's previous receipt when nothing happened since (`before` is
+        then its document), which lets the closing answer stand for the document's record."""
         device = self.device
         # A receipt left open by an earlier failure (of this single writer) is not fiscal: drop it,
         # or its items would join this receipt.
@@ -692,8 +701,13 @@ class Register:
                 "closing answer names document %d, not after %d; settling", formed.number, before
             )
             return settle_receipt(device, receipt, before)
-        result = receipt_result(device, formed, receipt)
+        result = receipt_result(device, formed, receipt, carried)
         device.no_open_receipt = True  # closed by us, and nothing else sent since
+        # The next receipt starts from this one's numbers (until anything else happens).  Only
+        # here: a receipt settled after trouble leaves the next one to ask the FN afresh.
+        device.carry(
+            result.document_number, result.when, result.shift_number, result.receipt_number
+        )
         return result
 
     def _check_subtotal(self, total: int) -> None:

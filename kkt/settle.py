@@ -10,6 +10,7 @@ left pending (`settle_pending`).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from .errors import BadAnswer, DeviceError, KktError, NotFiscalized, OutcomeUnkn
 from .journal import Entry, JournalStore
 from .receipt import Operation, Receipt, fingerprint_of
 from .results import DocumentInfo, FiscalResult, Formed
-from .vendors.base import Device
+from .vendors.base import Closed, Device, LastSale
 
 log = logging.getLogger("kkt.register")
 T = TypeVar("T")
@@ -33,6 +34,7 @@ T = TypeVar("T")
 SETTLE_TRIES = 8
 SETTLE_SECONDS = 30.0
 _LINE_FAILURES = (TransportError, OutcomeUnknown, BadAnswer)
+SHIFT_SPAN = dt.timedelta(hours=24)  # a shift's documents lie within 24 h of its start (54-FZ)
 
 
 def cancel_open_receipt(device: Device) -> None:
@@ -51,10 +53,20 @@ def formed_since(device: Device, before: int) -> bool:
         return True
 
 
-def receipt_result(device: Device, formed: Formed, receipt: Receipt) -> FiscalResult:
+def receipt_result(
+    device: Device, formed: Formed, receipt: Receipt, carried: LastSale | None = None
+) -> FiscalResult:
     """The fiscal data of a receipt the FN has just formed.  From here on nothing may say
-    "failed": a caller that took a failure for "not fiscal" would sell it twice."""
+    "failed": a caller that took a failure for "not fiscal" would sell it twice.
+
+    ``carried``: the FN's state after this session's previous receipt, when nothing happened on
+    the register since (`Device.last_sale`); the closing answer then says all (`_from_answer`).
+    """
     try:
+        if carried is not None:
+            quick = _from_answer(device, formed, receipt, carried)
+            if quick is not None:
+                return quick
         return _result(device, formed, receipt)
     except OutcomeUnknown:
         raise
@@ -65,6 +77,60 @@ def receipt_result(device: Device, formed: Formed, receipt: Receipt) -> FiscalRe
             f"again: call find_document({formed.number}), or repeat the call with the same "
             "idempotency key to get its fiscal data"
         ) from error
+
+
+def _from_answer(
+    device: Device, formed: Formed, receipt: Receipt, carried: LastSale
+) -> FiscalResult | None:
+    """The receipt's fiscal data from the closing answer alone -- no document read back, no
+    shift query -- or None when the answer does not say enough or says something unexpected
+    (then the FN is asked, `_result`).
+
+    Trusted only when everything it can be checked against agrees: its document is the very next
+    one after this session's previous receipt (nothing else formed one since: `carried`), the
+    change is what this receipt's payments less its total leave (so the register closed this
+    total: another writer's receipt, or an item damaged past the checksum, changes it), and its
+    time lies within the 24 hours after the previous receipt (the shift's span).  The shift and
+    the receipt's number in it follow from the previous receipt's.  What no check covers is a
+    fiscal sign damaged past the line's checksum (Shtrih's XOR passes two flips in one bit
+    column): the FF0A read-back compared it with a second answer; that residue is the price of
+    the two exchanges saved.
+    """
+    found = formed.record  # read from the FN with the closing command (ATOL): verified below
+    if found is None and isinstance(formed, Closed):
+        if formed.change != receipt.payments.total - receipt.total:
+            return None
+        if formed.when is None:  # a short answer (older Shtrih firmware): the FN's record says
+            found = device.find_document(formed.number)
+    if found is not None:
+        when = found.when
+        if not found.is_receipt or (found.number, found.fiscal_sign) != (
+            formed.number,
+            formed.fiscal_sign,
+        ):
+            return None
+        if (found.operation not in (None, int(receipt.operation))) or found.total != receipt.total:
+            return None
+    elif isinstance(formed, Closed):
+        when = formed.when
+    else:
+        return None
+    if formed.number != carried.document + 1 or when is None:
+        return None
+    if carried.when is not None and not carried.when <= when <= carried.when + SHIFT_SPAN:
+        return None
+    total, operation, serial = receipt.total, int(receipt.operation), device.fn_serial()
+    return FiscalResult(
+        document_number=formed.number,
+        fiscal_sign=formed.fiscal_sign,
+        fn_number=serial,
+        shift_number=carried.shift_number,
+        receipt_number=carried.receipt_number + 1,
+        when=when,
+        total=total,
+        operation=operation,
+        qr=qr_string(QrData(when, total, serial, formed.number, formed.fiscal_sign, operation)),
+    )
 
 
 def _result(device: Device, formed: Formed, receipt: Receipt) -> FiscalResult:
@@ -281,13 +347,19 @@ def find_formed(
     Short answers first (`Device.brief_document`: Shtrih's FF0A record, ATOL's 91h 34h for the
     last document): a long one rarely survives a bad line.  They decide alone when exactly one
     document after ``before`` (and not in ``exclude``) may be this receipt and it cannot be
-    another sale's (``contested=False``: the caller took ``before`` itself, under the register's
-    lock, just before this receipt's closing command -- one writer per register, so whatever
-    the FN formed since is this receipt); the items are still read once, if the line lets them
-    through, and two equal readings of other items say "another receipt".  Otherwise the
-    documents' own items are read whole (``fingerprint``) to choose.
+    another sale's (``contested=False``: the caller took ``before`` under the register's lock --
+    from the FN, or carried from its own previous receipt with nothing done since -- and the FN
+    formed at most one document after it: one writer per register, so that one is this
+    receipt); the items are still read once, if the line lets them through, and two equal
+    readings of other items say "another receipt".  Otherwise the documents' own items are read
+    whole (``fingerprint``) to choose.
     """
     last = device.last_document()
+    if last > before + 1:
+        # More than one document since ``before``: something besides this receipt formed one
+        # (another writer, or ``before`` was carried from an earlier receipt and went stale), so
+        # no short record may decide alone.
+        contested = True
     if upto is not None:
         last = min(last, upto)  # documents after a later key began are not this receipt's
     candidates: list[DocumentInfo] = []

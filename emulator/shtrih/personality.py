@@ -794,8 +794,15 @@ class ShtrihRegister(Personality):
         )
         taxes = VatSums(*r.taxes) if any(r.taxes) else None
         closed = self.model.close_receipt(payments, r.rounding, taxes, int(r.tax_system))
+        # The answer's long form (LEN 21: javapos ``FSCloseReceipt.decode``) with the document's
+        # DATE_TIME, to the minute as the FN keeps it: a host takes the receipt's fiscal data
+        # from this answer instead of reading the document back.
+        formed = closed.formed
         return fn.ReceiptClosed(
-            closed.change, closed.formed.number, closed.formed.fiscal_sign, None
+            closed.change,
+            formed.number,
+            formed.fiscal_sign,
+            formed.when.replace(second=0, microsecond=0),
         )
 
     def _classic_close(self, r: classic.CloseReceipt) -> classic.CloseReceiptAnswer:

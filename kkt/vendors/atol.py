@@ -146,7 +146,7 @@ class AtolDevice(Device):
         # mode", never executed) re-checks the mode and runs again, once (`raw`).
         self._mode: Mode | None = None
         self._mode_trusted = False  # the last `_enter` skipped its 45h
-        self._reconnects = 0
+        self._mode_reconnects = 0
 
     def raw(self, request: c.Request[AnswerT]) -> AnswerT:
         """Any typed ATOL request (`kkt.protocols.atol.commands`); see `Device.raw`."""
@@ -228,8 +228,8 @@ class AtolDevice(Device):
         """Be in ``mode``: leave the current one (48h, twice from a sub-mode), then 56h -- no
         command at all when the register is known to be in it already (`raw`)."""
         reconnects = getattr(self.commander, "reconnects", 0)
-        if reconnects != self._reconnects:
-            self._reconnects, self._mode = reconnects, None  # a new connection: ask again
+        if reconnects != self._mode_reconnects:
+            self._mode_reconnects, self._mode = reconnects, None  # a new connection: ask again
         if self._mode == mode:
             self._mode_trusted = True
             return

@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kkt.protocols.errors import CodecError, LinkError, ProtocolError
@@ -66,6 +67,36 @@ from ..transport.session import WrongProtocol as SessionWrongProtocol
 log = logging.getLogger("kkt.register")
 
 READ_TRIES = 3  # readings of a whole document before its failure is the caller's
+
+
+@dataclass(frozen=True, slots=True)
+class Closed(Formed):
+    """A closing command's answer that says more than `Formed`: the document's time (to the
+    minute, as the FN keeps it) and the change the register gave -- None where the answer does
+    not carry them (Shtrih's FF45 answers them in its long form only)."""
+
+    when: dt.datetime | None = None
+    change: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LastSale:
+    """What this session knows of the FN right after its own receipt: the receipt's document
+    (the FN's last), its time, the shift and the receipt's number in it.
+
+    `Device.carried` keeps it while nothing else has happened on the register since, so the next
+    receipt need not ask the FN's last document number, the shift's numbers, nor read its own
+    document back (`kkt.register`).  ``reconnects``: the link's count of reopened ports when it
+    was taken -- after a reconnect another program may have used the register meanwhile.
+    """
+
+    document: int
+    when: dt.datetime | None
+    shift_number: int
+    receipt_number: int  # tag 1042 of that receipt: the shift's receipts so far
+    reconnects: int
+
+
 _FFD_VERSIONS = {1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"}  # tag 1209 values
 
 
@@ -92,6 +123,10 @@ class Device(ABC):
         self.no_open_receipt = False
         self.query_tries = 5
         self._fn_serial: str | None = None
+        # What this session's last receipt left the FN at (`LastSale`), or None: set by the
+        # register after a receipt it closed and verified, dropped by `_raw_once` on anything
+        # else (see `last_sale`).
+        self.carried: LastSale | None = None
 
     # -- one command ------------------------------------------------------------------------------
 
@@ -112,7 +147,45 @@ class Device(ABC):
                 log.info("retrying %s after a link failure", type(request).__name__)
         raise AssertionError("unreachable")
 
+    def last_sale(self) -> LastSale | None:
+        """`carried`, while it still tells the FN's state: the register did nothing since this
+        session's last receipt but answer queries, on the same connection.
+
+        The rule, for every vendor: a number carried from the last receipt replaces asking the
+        FN only while nothing could have formed a document since.  Only this session's commands
+        can (one writer per register: `kkt.register.Register`), and of them only state-changing
+        ones -- a shift opened or closed, a correction, a report, cash in or out, the clock set,
+        a raw command, the OFD's answer written, printing: every request not marked
+        ``REPEATABLE`` drops it (`_raw_once`), whatever it was, before it is sent.  So does any
+        exchange that failed -- a refusal, a damaged or lost answer, an unknown outcome -- and a
+        reopened port (another program may have used the register while we were away).  Reads
+        keep it: a read-only request forms nothing.  The register sets it again only after a
+        receipt it closed itself and whose answer agreed with what it expected.
+        """
+        carried = self.carried
+        if carried is not None and carried.reconnects != self._reconnects():
+            self.carried = carried = None
+        return carried
+
+    def _reconnects(self) -> int:
+        """How many times the link reopened its port (0 for a commander that never does)."""
+        count = getattr(self.commander, "reconnects", 0)
+        return count if isinstance(count, int) else 0
+
+    def carry(self, document: int, when: dt.datetime | None, shift: int, receipt: int) -> None:
+        """Remember the FN's state after this session's own receipt (`last_sale`)."""
+        self.carried = LastSale(document, when, shift, receipt, self._reconnects())
+
     def _raw_once(self, request: Any) -> Any:
+        if not request.REPEATABLE:
+            self.carried = None  # before it is sent: it may form a document (`last_sale`)
+        try:
+            return self._raw_exchange(request)
+        except BaseException:
+            self.carried = None  # any trouble: the FN is asked again (`last_sale`)
+            raise
+
+    def _raw_exchange(self, request: Any) -> Any:
         try:
             encoded = request.encode()
         except CodecError as error:

@@ -41,7 +41,7 @@ from ..errors import (
 )
 from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt, Vat
-from .base import OFD_BLOCKED, Device, checked_serial, registration_mismatch
+from .base import OFD_BLOCKED, Closed, Device, checked_serial, registration_mismatch
 
 log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -440,6 +440,16 @@ class ShtrihDevice(Device):
         return self.status().receipt_open
 
     def open_receipt(self, receipt: Receipt) -> None:
+        """8Dh, then the receipt-level tags (FF0C).
+
+        Shtrih registers would open the receipt with the first item (FF46) as well, of the type
+        its operation byte names -- one exchange less; drivers selling on real registers do so
+        (re-star-ru/shtrih-m-driver ``printCheck.go``, afilippov1985/kkt-shtrih).  It is kept
+        because it checks that byte: two flips in one bit column pass the XOR checksum, and a
+        damaged operation (1 -> 3: a purchase) would open a receipt of another type with the
+        right total, which neither the subtotal check nor the closing answer can see.  With 8Dh
+        open, the register refuses an item of another type.
+        """
         self._open_once(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
         tags: list[tuple[int, Any]] = []
         if receipt.cashier:
@@ -520,7 +530,11 @@ class ShtrihDevice(Device):
                 code=refusal.code,
                 vendor="shtrih",
             ) from None
-        return results.Formed(closed.document_number, closed.fiscal_sign)
+        # The long answer (LEN 21) carries the document's time; the change says which total the
+        # register closed (`kkt.settle.receipt_result` checks both before trusting the answer).
+        return Closed(
+            closed.document_number, closed.fiscal_sign, when=closed.datetime, change=closed.change
+        )
 
     def cancel_receipt(self) -> None:
         if self.receipt_open():

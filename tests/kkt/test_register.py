@@ -230,7 +230,12 @@ def test_a_lost_closing_answer_is_settled_from_the_fn(tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("code", "what"),
-    [(b"\x8d", "opening"), (b"\xff\x46", "an item"), (b"\xff\x45", "closing")],
+    [
+        (b"\x8d", "opening"),
+        (b"\xff\x46", "an item"),
+        (b"\x89", "subtotal"),
+        (b"\xff\x45", "closing"),
+    ],
 )
 def test_the_connection_drops_mid_receipt_and_the_driver_reconnects(
     tmp_path: Path, code: bytes, what: str

@@ -1,5 +1,5 @@
-"""The ``farm`` and ``wire`` bench cases at tiny sizes: the figures they print, no errors, and
-nothing left running afterwards (no helper process, no thread)."""
+"""The ``farm``, ``wire`` and ``receipts.exchanges`` bench cases at tiny sizes: the figures they
+print, no errors, and nothing left running afterwards (no helper process, no thread)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from kkt.tools.bench import Bench, Figure, farm, wire
+from kkt.emulator.atol import open_device as open_atol
+from kkt.emulator.faults import Faults
+from kkt.emulator.shells import ServiceThread
+from kkt.emulator.shtrih import open_device
+from kkt.tools.bench import Bench, Figure, farm, receipts, wire
 
 from kkt import Item, Payments, Receipt
 
@@ -70,10 +74,16 @@ def test_wire_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "wire.115200.line_bound_per_s",
         "wire.115200.efficiency",
         "wire.115200.fsync_share",
+        "wire.115200.kkt_3items_per_s",
+        "wire.115200.pyshtrih_3items_per_s",  # pyshtrih: the test extra installs it
+        "wire.115200.kkt_over_pyshtrih",
     }
     assert all(value > 0 for value in figures.values())
     assert figures["wire.115200.efficiency"] == pytest.approx(
         figures["wire.115200.receipts_per_s"] / figures["wire.115200.line_bound_per_s"]
+    )
+    assert figures["wire.115200.kkt_over_pyshtrih"] == pytest.approx(
+        figures["wire.115200.kkt_3items_per_s"] / figures["wire.115200.pyshtrih_3items_per_s"]
     )
     assert any(line.startswith("wire.115200: one receipt") for line in logged)  # the time split
 
@@ -117,3 +127,21 @@ def test_paced_line_carries_both_ways_and_counts() -> None:
     size = 1 + 5 + 200
     assert (line.to_device.bytes, line.to_host.bytes) == (size, size)
     assert line.to_device.enquiries == 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_receipts_exchanges_counts_a_steady_sale(tmp_path: Path, protocol: str) -> None:
+    """``receipts.exchanges``: a steady-state Shtrih sale is 8Dh, 3 x FF46, 89h, FF45; an ATOL one
+    no more than before issue 20's cuts (12 commands), each at most an Add and an Ack."""
+    device = (open_atol if protocol == "atol" else open_device)(tmp_path / "state")
+    try:
+        with ServiceThread(device, Faults(), protocol=protocol) as thread:
+            url = f"socket://127.0.0.1:{thread.port}"
+            commands, packets = receipts._exchanges(url, protocol, 3)
+    finally:
+        device.close()
+    if protocol == "shtrih":
+        assert commands == 6
+    else:
+        assert 0 < commands <= 12 and 0 < packets <= 2 * commands

@@ -1,9 +1,17 @@
 """``kkt bench receipts``: durable receipts per second, end to end, through the driver.
 
 Each receipt is `Register.sell` of three items -- what an application calls -- so it counts the
-whole exactly-once path: the FN's last document number first, open (8Dh), 3 x FF46, close (FF45),
-then the document's record and the shift's numbers for the fiscal data returned.  The emulated FN
-commits every receipt durably (fsync) before it answers.
+whole exactly-once path.  On Shtrih, in the steady state (one sale after another): open (8Dh),
+3 x FF46, the subtotal check (89h), the closing (FF45), whose answer gives the fiscal data; the
+FN's last document number and the shift's numbers are carried from the previous sale
+(`kkt.vendors.base.Device.last_sale`).  The emulated FN commits every receipt durably
+(fsync) before it answers.
+
+* ``receipts.exchanges.shtrih`` / ``receipts.exchanges.atol`` -- commands per sale in the steady
+  state, counted through the driver's commander (over TCP, against ``kkt emulator serve``);
+* ``receipts.exchanges.atol.round_trips`` -- ATOL packets the host sends per sale, counted on the
+  wire (an unescaped FEh starts each one): a command is its Add and its Ack, unless the Ack rides
+  on the next Add;
 
 * ``receipts.tcp.per_s`` / ``receipts.pty.per_s`` -- against ``kkt emulator serve`` in its own
   process, over TCP loopback and over a pseudo-terminal;
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterator
+from typing import Any
 
 import kkt
 
@@ -32,6 +41,42 @@ from .served import served_emulator
 
 # Against ``kkt emulator serve``: the protocol, the figures' prefix, the TCP figure's note.
 SERVED = (("shtrih", "receipts", "target >= 300"), ("atol", "receipts.atol", ""))
+
+
+class _Counted:
+    """Commands through a register's commander, and host packets on its port (ATOL)."""
+
+    def __init__(self, register: kkt.Register) -> None:
+        self.commands = self.packets = 0
+        self.register = register
+        session: Any = register.device.commander
+        self._exchange = session.exchange
+        session.exchange = self._count_command
+        port = session.port
+        self._write = port.write
+        port.write = self._count_packets
+
+    def _count_command(self, payload: bytes, **options: Any) -> bytes:
+        self.commands += 1
+        answer: bytes = self._exchange(payload, **options)
+        return answer
+
+    def _count_packets(self, data: bytes) -> int:
+        self.packets += data.count(0xFE)  # ATOL: an unescaped FEh starts a packet
+        return int(self._write(data))
+
+
+def _exchanges(url: str, protocol: str, sales: int) -> tuple[float, float]:
+    """Commands and host packets per sale in the steady state (after two sales)."""
+    with kkt.connect(url, protocol=protocol) as register:
+        if not register.status().shift_open:
+            register.open_shift()
+        register.sell(RECEIPT)
+        register.sell(RECEIPT)
+        counted = _Counted(register)
+        for _ in range(sales):
+            register.sell(RECEIPT)
+        return counted.commands / sales, counted.packets / sales
 
 
 def _wire_rate(url: str, bench: Bench, protocol: str) -> float:
@@ -47,6 +92,11 @@ def receipts_case(bench: Bench) -> Iterator[Figure]:
     for protocol, name, note in SERVED:
         state, tty = bench.work / f"{name}-served", bench.work / f"{name}-tty"
         with served_emulator(state, tty, protocol) as tcp_url:
+            commands, packets = _exchanges(tcp_url, protocol, 10)
+            per_sale = "commands per sale" + ("; target <= 5" if protocol == "shtrih" else "")
+            yield Figure(f"receipts.exchanges.{protocol}", commands, "count", per_sale)
+            if protocol == "atol":
+                yield Figure("receipts.exchanges.atol.round_trips", packets, "count", "target <= 9")
             tcp = _wire_rate(tcp_url, bench, protocol)
             yield Figure(f"{name}.tcp.per_s", tcp, "1/s", note)
             yield Figure(f"{name}.pty.per_s", _wire_rate(str(tty), bench, protocol), "1/s")

@@ -15,7 +15,10 @@ Figures (medians of rounds):
   receipt (both directions, as counted by the relay) times the byte time;
 * ``wire.115200.efficiency`` -- the two divided (target >= 0.9);
 * ``wire.115200.fsync_share`` -- the share of the receipts' time the register spent executing
-  commands (the FN's fsync included), measured in the emulator process.
+  commands (the FN's fsync included), measured in the emulator process;
+* ``wire.115200.kkt_3items_per_s``, ``wire.115200.pyshtrih_3items_per_s``,
+  ``wire.115200.kkt_over_pyshtrih`` -- this driver's sale against pyshtrih's through the same line
+  (`tools.bench.pyshtrih_compare`).
 
 Where the time goes is logged: the line's own time, the register's execution, the rest of the
 emulator's CPU and the driver's, how late the relay delivered, and what is left (mostly processes
@@ -50,6 +53,7 @@ from .farm import (
     child_main,
     serve_until_stopped,
 )
+from .pyshtrih_compare import run_comparison
 
 BAUD = 115200
 BYTE_TIME = 10 / BAUD  # start bit, 8 data bits, stop bit
@@ -358,4 +362,13 @@ def _where_the_time_goes(rounds: list[_Round], count: int) -> str:
 
 @case("wire")
 def wire_case(bench: Bench) -> Iterator[Figure]:
-    yield from run_wire(bench.work, QUICK if bench.quick else FULL, bench.log)
+    size = QUICK if bench.quick else FULL
+    yield from run_wire(bench.work, size, bench.log)
+    yield from run_comparison(
+        bench.work,
+        LineProcess,
+        receipts=size.receipts,
+        rounds=size.rounds,
+        warmup=size.warmup,
+        log=bench.log,
+    )
