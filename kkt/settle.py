@@ -199,6 +199,12 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
         if attempt > 1 and time.monotonic() > deadline:
             break
         try:
+            # Our receipt still open, with our total: the closing command did not run, so no
+            # document after ``before`` is ours -- whatever formed one (a ``before`` carried
+            # from an earlier receipt may be stale: another writer's identical receipt would
+            # otherwise be taken for ours).  Closing it now is the first closing.
+            if device.receipt_open() and device.subtotal() == receipt.total:
+                return receipt_result(device, device.close_receipt(receipt), receipt)
             found = find_formed(
                 device,
                 before,
