@@ -91,14 +91,14 @@ def _from_answer(
     change is what this receipt's payments less its total leave (so the register closed this
     total: another writer's receipt, or an item damaged past the checksum, changes it), and its
     time lies within the 24 hours after the previous receipt (the shift's span).  The shift and
-    the receipt's number in it follow from the previous receipt's.  What no check covers is a
-    fiscal sign damaged past the line's checksum (Shtrih's XOR passes two flips in one bit
-    column): the FF0A read-back compared it with a second answer; that residue is the price of
-    the two exchanges saved.
+    the receipt's number in it follow from the previous receipt's.  A fiscal sign or time
+    damaged past the line's checksum (Shtrih's XOR passes two flips in one bit column) is what
+    none of that covers: Shtrih's answer is trusted only when a second copy of it agreed byte
+    for byte (`Closed.confirmed`; copies that differ send the receipt to `settle_receipt`).
     """
     found = formed.record  # read from the FN with the closing command (ATOL): verified below
     if found is None and isinstance(formed, Closed):
-        if formed.change != receipt.payments.total - receipt.total:
+        if not formed.confirmed or formed.change != receipt.payments.total - receipt.total:
             return None
         if formed.when is None:  # a short answer (older Shtrih firmware): the FN's record says
             found = device.find_document(formed.number)

@@ -237,12 +237,19 @@ class ShtrihRegister(Personality):
 
     # -- the vendor's half of `Personality.execute` ---------------------------------------------
 
+    _last_answer = b""  # the answer to the last command, for an in-process replay
+
     def execute(self, payload: bytes) -> bytes:
+        if not payload and self._last_answer:
+            # In process, the link's ENQ replay (`kkt.protocols.shtrih.host.HELD`): the last
+            # answer again, as a device holding it pending would send it.
+            return self._last_answer
         try:
             command_code(payload)
         except FrameError:
             return b"\xff\x01" if payload[:1] == b"\xff" else payload[:1] + b"\x37"
-        return super().execute(payload)
+        self._last_answer = super().execute(payload)
+        return self._last_answer
 
     def code_of(self, payload: bytes) -> int:
         return command_code(payload)

@@ -77,6 +77,9 @@ class Closed(Formed):
 
     when: dt.datetime | None = None
     change: int | None = None
+    # Two copies of the answer agreed byte for byte (Shtrih: the ENQ replay of FF45's answer):
+    # only a confirmed answer stands for the document's record (`kkt.settle._from_answer`).
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

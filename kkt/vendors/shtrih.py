@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
+from kkt.protocols.errors import LinkError, ProtocolError
 from kkt.protocols.ffd import DocumentType, FnWarning, Payments, TlvList, find
 from kkt.protocols.ffd.view import strip_padding
 from kkt.protocols.shtrih import classic, fn
@@ -507,17 +508,16 @@ class ShtrihDevice(Device):
 
     def close_receipt(self, receipt: Receipt) -> results.Formed:
         p = receipt.payments
+        request = fn.CloseReceiptV2(
+            self.password,
+            (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
+            0,
+            (0,) * 6,
+            TaxSystem(int(receipt.tax_system)),
+            "",
+        )
         try:
-            closed = self.raw(
-                fn.CloseReceiptV2(
-                    self.password,
-                    (p.cash, p.electronic) + (0,) * 11 + (p.prepaid, p.credit, p.other),
-                    0,
-                    (0,) * 6,
-                    TaxSystem(int(receipt.tax_system)),
-                    "",
-                )
-            )
+            closed = self.raw(request)
         except DeviceError as refusal:
             # 33h ("incorrect parameters") and 19h ("does not match the registration") do not
             # say which: the registration does.
@@ -532,9 +532,40 @@ class ShtrihDevice(Device):
             ) from None
         # The long answer (LEN 21) carries the document's time; the change says which total the
         # register closed (`kkt.settle.receipt_result` checks both before trusting the answer).
+        copy = self._second_copy(request)
+        if copy is not None and copy != closed:
+            raise OutcomeUnknown(
+                "the closing command's answer read differently twice (damaged on the line); "
+                "the FN's archive decides"
+            )
         return Closed(
-            closed.document_number, closed.fiscal_sign, when=closed.datetime, change=closed.change
+            closed.document_number,
+            closed.fiscal_sign,
+            when=closed.datetime,
+            change=closed.change,
+            confirmed=copy is not None,
         )
+
+    def _second_copy(self, request: fn.CloseReceiptV2) -> Any:
+        """The closing answer once more, as the register still holds it: the link NAKed the
+        first copy and asks with a bare ENQ (`kkt.protocols.shtrih.host.HELD`), no command.
+
+        Why a second copy suffices where the XOR checksum does not: the checksum misses two
+        flips in one bit column, a damage the line does at random; two copies sent apart,
+        each passing the checksum and equal byte for byte, would need the same damage twice --
+        about the square of an already rare event, and no more likely than a damaged FF0A
+        read-back agreeing with a damaged FF45 (the check it replaces) -- at the cost of a few
+        bytes, not an exchange with the FN.  None when no copy comes (a commander that cannot
+        replay, a lost replay): the FN is then asked (`kkt.settle._result`)."""
+        try:
+            again = self.commander.exchange(b"", answer_timeout=request.TIMEOUT, resend=True)
+            return request.decode_answer(again)
+        except (LinkError, ProtocolError, KktError) as failure:
+            log.info("no second copy of the closing answer (%s); the FN is asked", failure)
+            return None
+        except Exception as failure:  # a commander that knows no replay (an empty payload)
+            log.info("the commander gave no second copy (%r); the FN is asked", failure)
+            return None
 
     def cancel_receipt(self) -> None:
         if self.receipt_open():

@@ -32,6 +32,13 @@ command twice). ``EnqMode.ALWAYS`` syncs before every command.
 While an answer is awaited, the host asks with ENQ after ``probe`` seconds of silence; the device
 answers ACK ("being prepared") or replays an answer the line lost, which is then collected at once.
 
+A second copy of an answer (`HELD`): the answer to a closing command (FF45) is NAKed instead of
+ACKed, so the device keeps it pending; an empty payload then sends a bare ENQ, the device answers
+ACK and the same answer again, and the host ACKs that copy.  The driver compares the two copies:
+two bit flips in one column pass the XOR checksum, but the same damage twice, independently, does
+not happen (`kkt.vendors.shtrih.ShtrihDevice.close_receipt`).  The next command frame drops an
+answer still held (the device takes a new frame as "the host moved on").
+
 What no host can see: a device that executes a command and then loses power forgets the answer
 and answers NAK; the link reports that command as not taken.  Money-moving callers therefore pass
 ``resend=False`` and confirm against the fiscal storage (its last document) before repeating.
@@ -59,6 +66,10 @@ from .link import (
     ShtrihLinkEnd,
     StaleAnswer,
 )
+
+# Commands whose answer the host leaves pending at the device (NAK, not ACK) for one replay: the
+# closing command's answer carries the fiscal data the driver trusts without reading them back.
+HELD = frozenset({b"\xff\x45"})
 
 
 class _Host(enum.Enum):
@@ -89,6 +100,7 @@ class _Exchange:
     give_up_at: float = float("inf")  # the hard bound of `HostSettings.exchange_limit`
     limit: float = float("inf")  # that bound's length, for messages
     noisy_since: float | None = None  # an ENQ has waited since then for a quiet line
+    replay: bool = False  # a bare ENQ for the held answer's second copy (empty payload)
 
 
 class ShtrihHostLink(ShtrihLinkEnd):
@@ -104,6 +116,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
         self._last_command: bytes | None = None  # the command ``_last_answer`` answered
         self._enq_at: float | None = None  # an ENQ waits for the line to fall quiet
         self._enq_outstanding = False
+        self._held: bytes | None = None  # an answer NAKed on purpose: pending at the device
 
     def _deadlines(self) -> tuple[float | None, ...]:
         give_up = self._exchange.give_up_at if self._exchange is not None else None
@@ -171,6 +184,10 @@ class ShtrihHostLink(ShtrihLinkEnd):
         42").  Should the device replay its previous answer, the host takes it: an answer to the
         same query, a moment older -- a loss of freshness, never a wrong or second answer.
         """
+        if not payload and self._held is not None:
+            self._replay(answer_timeout, now)  # otherwise an empty frame: `FrameError`
+            return
+        self._held = None  # the new frame drops an answer still pending at the device
         self._begin(payload, answer_timeout, resend, now)
         if (
             self._synced
@@ -183,6 +200,17 @@ class ShtrihHostLink(ShtrihLinkEnd):
             self._write_frame(now)
         else:
             self._start_sync(now)
+
+    def _replay(self, answer_timeout: float | None, now: float) -> None:
+        """The held answer's second copy: a bare ENQ, the device's ACK and the answer again.
+        A device that no longer holds it says NAK: `AnswerLost`, the caller's "no copy"."""
+        self._begin(None, answer_timeout, True, now)
+        exchange = self._exchange
+        assert exchange is not None
+        exchange.replay = exchange.frame_acked = True
+        exchange.answer_due = now + exchange.answer_timeout
+        self._host = _Host.ANSWER
+        self._send_enq(now)
 
     def sync(self, now: float) -> None:
         """ENQ until the device holds no answer; ends with `LinkReady` or `CommandFailed`."""
@@ -493,7 +521,20 @@ class ShtrihHostLink(ShtrihLinkEnd):
     def _host_answer_frame(self, answer: bytes, now: float, events: list[Event]) -> None:
         exchange = self._exchange
         assert exchange is not None
-        self._out.append(ACK)
+        if exchange.replay:
+            # The held answer's second copy, byte for byte what the device still holds: the
+            # caller compares it with the first.  Confirmed now; nothing is held any more.
+            self._out.append(ACK)
+            self._held = None
+            self._synced = not self._enq_outstanding
+            self._last_answer = answer
+            self._finish(events, AnswerReceived(b"", answer))
+            return
+        if exchange.command[:2] in HELD and _answer_matches(exchange.command, answer):
+            self._out.append(NAK)  # held for its second copy (`HELD`); not a damaged answer
+            self._held = answer
+        else:
+            self._out.append(ACK)
         if not exchange.command:
             # A bare sync read a stale answer: confirmed, now ask again.
             events.append(StaleAnswer(answer))

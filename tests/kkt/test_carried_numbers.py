@@ -31,7 +31,8 @@ import kkt
 from kkt import FiscalResult, Item, Payments, Receipt, Vat
 
 FAST = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
-STEADY = ["8d", "ff46", "ff46", "ff46", "89", "ff45"]  # open, items, subtotal check, closing
+# open, items, subtotal check, closing and its answer's second copy (no command)
+STEADY = ["8d", "ff46", "ff46", "ff46", "89", "ff45", "enq"]
 
 
 def coffee(cash: int = 70_000) -> Receipt:
@@ -46,6 +47,8 @@ def coffee(cash: int = 70_000) -> Receipt:
 
 
 def code(payload: bytes) -> str:
+    if not payload:
+        return "enq"  # the closing answer's second copy: a bare ENQ, no command
     return payload[:2].hex() if payload[0] == 0xFF else payload[:1].hex()
 
 
@@ -232,7 +235,9 @@ def test_a_closing_answer_without_its_time_has_the_document_read(
     read (FF0A) -- and the result is still the FN's."""
     register.sell(coffee())
     log = Log(register)
-    log.answer_hook = lambda payload, answer: answer[:-5] if payload[:2] == b"\xff\x45" else answer
+    log.answer_hook = lambda payload, answer: (
+        answer[:-5] if payload[:2] == b"\xff\x45" or not payload else answer  # both copies
+    )
     sold = register.sell(coffee())
     assert log.take() == [*STEADY, "ff0a"]
     as_the_fn_says(register, sold)
@@ -245,7 +250,7 @@ def test_a_closing_answer_with_another_change_is_not_trusted(register: kkt.Regis
     register.sell(coffee())
 
     def hook(payload: bytes, answer: bytes) -> bytes:
-        if payload[:2] == b"\xff\x45":
+        if payload[:2] == b"\xff\x45" or not payload:  # both copies: as the register said it
             return answer[:3] + (1).to_bytes(5, "little") + answer[8:]
         return answer
 
@@ -413,3 +418,34 @@ def test_a_keyed_sale_records_the_carried_number_and_settles_from_it(tmp_path: P
         replayed = register.sell(coffee(), key="k3")
         assert replayed.replayed and replayed.document_number == sold.document_number + 1
         assert register.fn_info().last_document == replayed.document_number  # formed once
+
+
+def test_over_a_line_the_closing_answer_is_read_twice_without_a_command(
+    served: tuple[Any, Faults, str],
+) -> None:
+    """Over a real link the second copy of FF45's answer is the register's ENQ replay: no
+    command is sent for it, and a copy damaged on the way (two flips in one bit column, past
+    the XOR) sends the driver to the FN -- the result is the FN's either way."""
+    _, _, url = served
+    with kkt.connect(url, settings=FAST) as register:
+        register.open_shift()
+        register.sell(coffee())
+        log = Log(register)
+        sold = register.sell(coffee())
+        assert log.take() == STEADY
+        as_the_fn_says(register, sold)
+        log.take()
+
+        def damaged(payload: bytes, answer: bytes) -> bytes:
+            if payload[:2] != b"\xff\x45":
+                return answer
+            out = bytearray(answer)
+            out[12] ^= 0x10  # the fiscal sign's bytes, one column: the XOR cannot see it
+            out[13] ^= 0x10
+            return bytes(out)
+
+        log.answer_hook = damaged
+        sold = register.sell(coffee())
+        log.answer_hook = None
+        assert log.take()[: len(STEADY)] == STEADY  # then the FN's archive decides
+        as_the_fn_says(register, sold)

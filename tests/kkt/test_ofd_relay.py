@@ -49,6 +49,8 @@ class Direct:
         self.device, self.kill_at, self.after, self.count = device, kill_at, after, 0
 
     def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+        if not payload:  # the closing answer's second copy (a bare ENQ): no command
+            return self.device.execute(payload)
         self.count += 1
         command = payload[:2].hex().upper() if payload[0] == 0xFF else f"{payload[0]:02X}"
         if self.count == self.kill_at and not self.after:
