@@ -200,11 +200,15 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
             break
         try:
             # Our receipt still open, with our total: the closing command did not run, so no
-            # document after ``before`` is ours -- whatever formed one (a ``before`` carried
-            # from an earlier receipt may be stale: another writer's identical receipt would
-            # otherwise be taken for ours).  Closing it now is the first closing.
-            if device.receipt_open() and device.subtotal() == receipt.total:
-                return receipt_result(device, device.close_receipt(receipt), receipt)
+            # document after ``before`` is ours, whatever formed one.  Asked first, because
+            # ``before`` may be stale: carried from this session's previous receipt, it misses
+            # a document another writer formed in the idle time, and such a receipt with our
+            # items would pass every check below (one writer per register is the rule; this is
+            # what keeps its breach from making our sale "done" with their document while ours
+            # stays open).  Closing it now is the first closing.
+            open_now = device.receipt_open()
+            if open_now and device.subtotal() == receipt.total:
+                return _close_in_settling(device, receipt)
             found = find_formed(
                 device,
                 before,
@@ -215,18 +219,16 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
             )
             if found is not None:
                 return found
-            if device.receipt_open():
-                # The FN formed nothing and a receipt is still open: closing it now is the
-                # first closing, not a repeat -- if it is ours.  A receipt some failure left
-                # open earlier would be closed with this receipt's payments (and the change
-                # given back): a fiscal document nobody sold.
-                if device.subtotal() != receipt.total:
-                    cancel_open_receipt(device)
-                    raise NotFiscalized(
-                        "the receipt was not fiscalized, and the receipt open on the register "
-                        "is not this one (it was cancelled); nothing was charged: sell it again"
-                    )
-                return receipt_result(device, device.close_receipt(receipt), receipt)
+            if open_now:
+                # The FN formed nothing, and the receipt open is not this one (its total is
+                # another's): a receipt some failure left open earlier, or another program's.
+                # Closing it with this receipt's payments would make a fiscal document nobody
+                # sold.
+                cancel_open_receipt(device)
+                raise NotFiscalized(
+                    "the receipt was not fiscalized, and the receipt open on the register "
+                    "is not this one (it was cancelled); nothing was charged: sell it again"
+                )
             moved = device.last_document() != before
         except (TransportError, OutcomeUnknown, BadAnswer):
             continue
@@ -245,6 +247,27 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
         "the register does not answer; whether the receipt was fiscalized is unknown: check "
         f"the FN's documents after number {before} before selling it again"
     )
+
+
+def _close_in_settling(device: Device, receipt: Receipt) -> FiscalResult:
+    """Close our receipt, found still open while settling: its first closing.  A refusal with
+    the FN unmoved leaves nothing fiscal -- the receipt is cancelled, never left open for the
+    next sale to find (`NotFiscalized`); one after the FN moved is judged by its archive."""
+    last = device.last_document()
+    try:
+        formed = device.close_receipt(receipt)
+    except DeviceError as refusal:
+        if formed_since(device, last):
+            raise OutcomeUnknown(
+                f"the closing command was refused ({refusal}) yet the FN formed a document: "
+                f"check the FN's documents after number {last} before selling it again"
+            ) from refusal
+        cancel_open_receipt(device)
+        raise NotFiscalized(
+            f"the register refused to close the receipt ({refusal}); it was cancelled, "
+            "nothing was charged: sell it again"
+        ) from refusal
+    return receipt_result(device, formed, receipt)
 
 
 def settle_pending(device: Device, journal: JournalStore, entry: Entry) -> FiscalResult | None:
