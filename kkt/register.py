@@ -687,6 +687,9 @@ class Register:
             if formed_since(device, before):
                 log.warning("closing command refused (%s) yet the FN moved on; settling", refusal)
                 return settle_receipt(device, receipt, before)
+            # Nothing was fiscalized: the receipt is cancelled, never left open for the next
+            # sale (or another program) to find, fill or close.
+            cancel_open_receipt(device)
             raise _not_fiscal(refusal) from refusal
         except (KktError, ProtocolError) as error:
             # Whatever failed -- the link, an answer that makes no sense, a query after the

@@ -42,6 +42,7 @@ from ..errors import (
     CannotSend,
     DeviceError,
     KktError,
+    NotFiscalized,
     NotSupported,
     OutcomeUnknown,
     TransportError,
@@ -283,16 +284,40 @@ class Device(ABC):
         except TlvError as error:
             raise CannotSend(f"{error}; nothing was sent") from None
 
-    def _open_once(self, request: Any) -> None:
-        """Open the receipt; after a failed exchange, the register's state says whether it did."""
+    def _open_once(self, request: Any, receipt: Receipt | None = None) -> None:
+        """Open the receipt; after a failed exchange, the register's state says whether it did.
+
+        A receipt found open then is taken for the one this command opened only when it is as
+        that command leaves it (`open_receipt_fits`); any other -- another program's, or one an
+        earlier failure left -- is never filled and closed as ours: `NotFiscalized` (the caller
+        cancels it), before anything of this sale went into it.
+        """
         for _ in range(3):
             try:
                 self.raw(request)
                 return
             except (TransportError, OutcomeUnknown):
-                if self.receipt_open():
+                fits = self.open_receipt_fits(receipt)
+                if fits is None:
+                    continue  # none open: the command was not executed
+                if fits:
                     return
+                raise NotFiscalized(
+                    "the receipt open on the register is not this sale's (another program's, "
+                    "or one an earlier failure left); nothing of this sale went into it, it is "
+                    "cancelled and nothing was charged: sell it again, and let one program use "
+                    "the register"
+                ) from None
         raise TransportError("the register would not open the receipt; check the line")
+
+    def open_receipt_fits(self, receipt: Receipt | None) -> bool | None:
+        """None when no receipt is open; else whether the open one is as opening ``receipt``
+        leaves it -- empty (and, where the register says it, of ``receipt``'s type).  An empty
+        receipt of that type is the most anyone can prove: it holds nothing of anybody's."""
+        status = self.status()
+        if not status.receipt_open:
+            return None
+        return status.receipt_items in (0, None)
 
     def registration(self) -> Registration:
         """INN, RNM, user, address and FFD version from the FN's registration report.

@@ -451,7 +451,9 @@ class ShtrihDevice(Device):
         right total, which neither the subtotal check nor the closing answer can see.  With 8Dh
         open, the register refuses an item of another type.
         """
-        self._open_once(classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]))
+        self._open_once(
+            classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]), receipt
+        )
         tags: list[tuple[int, Any]] = []
         if receipt.cashier:
             tags.append((1021, receipt.cashier))
@@ -459,6 +461,15 @@ class ShtrihDevice(Device):
             tags.append((1008, receipt.buyer_contact))
         tags.extend(receipt.extra)
         self._tags(tags)
+
+    def open_receipt_fits(self, receipt: Receipt | None) -> bool | None:
+        """10h: the mode's high nibble names the open receipt's type, and the item count."""
+        state = self.raw(classic.GetShortStatus(self.password))
+        mode = decode_mode(state.mode)
+        if mode.mode is not Mode.DOCUMENT_OPEN:
+            return None
+        kind = None if receipt is None else int(_RECEIPT_TYPE[receipt.operation])
+        return state.operations_in_receipt == 0 and kind in (None, mode.status)
 
     def add_item(self, receipt: Receipt, index: int, subtotal: int) -> None:
         item = receipt.items[index]

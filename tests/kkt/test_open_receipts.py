@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kkt.emulator.faults import Faults
@@ -25,7 +24,9 @@ from .test_carried_numbers import FAST, as_the_fn_says, code, coffee
 
 
 def one_item(cash: int = 20_000) -> Receipt:
-    return Receipt(items=(Item("Чай", 15_000, Decimal(1), Vat.VAT20),), payments=Payments(cash=cash))
+    return Receipt(
+        items=(Item("Чай", 15_000, Decimal(1), Vat.VAT20),), payments=Payments(cash=cash)
+    )
 
 
 @pytest.fixture
@@ -111,5 +112,3 @@ def test_an_open_receipt_not_ours_is_cancelled_not_adopted(
         assert not ours.status().receipt_open
         assert ours.fn_info().last_document == last
         as_the_fn_says(ours, ours.sell(one_item()))
-
-
