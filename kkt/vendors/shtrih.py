@@ -66,6 +66,7 @@ _RECEIPT_TYPE = {
 CASH_IN_DRAWER = 241
 _BY_OPERATION = ("sell", "buy", "sellReturn", "buyReturn")
 _NO_DATA = 0x08  # the FN's "no requested data": FF3C for a document without a receipt
+_WRONG_RECEIPT_TYPE = 0x49  # "operation impossible in an open receipt of this type"
 # FF31/FF33 blocks: the register says its largest (FF30, FF32); never more than fits a frame's
 # data with FF33's 9 bytes of command, password, offset and size (a frame carries 255).
 _BLOCK = 240
@@ -113,6 +114,7 @@ class ShtrihDevice(Device):
     CORRECTION_PAYMENTS = frozenset({"cash", "electronic", "prepaid", "credit", "other"})  # FF4A
     _line_width: int | None = None  # characters per line of this model (`models.line_width`)
     _registered_tax_system: int | None = None  # `_tax_system`, read once
+    _receipt_tags: tuple[tuple[int, Any], ...] = ()  # receipt-level tags the first item sends
 
     def raw(self, request: Request[AnswerT]) -> AnswerT:
         """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `Device.raw`."""
@@ -441,25 +443,42 @@ class ShtrihDevice(Device):
         return self.status().receipt_open
 
     def open_receipt(self, receipt: Receipt) -> None:
-        """8Dh, then the receipt-level tags (FF0C).
+        """8Dh and the receipt-level tags (FF0C) -- or, for two items or more, nothing yet: the
+        first item (FF46) opens the receipt, of the type its operation byte names, and the tags
+        follow it (`add_item`).  One exchange less, as drivers selling on real registers do
+        (re-star-ru/shtrih-m-driver ``printCheck.go``, afilippov1985/kkt-shtrih).
 
-        Shtrih registers would open the receipt with the first item (FF46) as well, of the type
-        its operation byte names -- one exchange less; drivers selling on real registers do so
-        (re-star-ru/shtrih-m-driver ``printCheck.go``, afilippov1985/kkt-shtrih).  It is kept
-        because it checks that byte: two flips in one bit column pass the XOR checksum, and a
-        damaged operation (1 -> 3: a purchase) would open a receipt of another type with the
-        right total, which neither the subtotal check nor the closing answer can see.  With 8Dh
-        open, the register refuses an item of another type.
+        Why a single item keeps 8Dh: two flips in one bit column pass the XOR checksum, and a
+        damaged operation byte (1 -> 3: a purchase) in the only FF46 would open a receipt of
+        another type with the right total, which neither the subtotal check nor the closing
+        answer can see.  With 8Dh the receipt's type comes from a command of its own, and the
+        register refuses an item of another type.  With two items or more the second one checks
+        the first: the register refuses an FF46 whose operation does not fit the open receipt's
+        type (emulator ``receipt_for``, `Reason.WRONG_RECEIPT_TYPE`, 49h; our reading of the
+        register, which keeps one receipt type per document), so a first item damaged into
+        another type is refused by item 2 and the receipt cancelled -- unless every later item
+        were damaged the same way, each past the checksum, which is beyond any line.
         """
+        self._receipt_tags = tuple(self._receipt_level_tags(receipt))
+        if len(receipt.items) >= 2:
+            return  # the first FF46 opens it (`add_item`)
         self._open_once(
             classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]), receipt
         )
+        self._send_receipt_tags()
+
+    @staticmethod
+    def _receipt_level_tags(receipt: Receipt) -> list[tuple[int, Any]]:
         tags: list[tuple[int, Any]] = []
         if receipt.cashier:
             tags.append((1021, receipt.cashier))
         if receipt.buyer_contact:
             tags.append((1008, receipt.buyer_contact))
         tags.extend(receipt.extra)
+        return tags
+
+    def _send_receipt_tags(self) -> None:
+        tags, self._receipt_tags = list(self._receipt_tags), ()
         self._tags(tags)
 
     def open_receipt_fits(self, receipt: Receipt | None) -> bool | None:
@@ -486,20 +505,48 @@ class ShtrihDevice(Device):
             item.payment_subject,
             item.name,
         )
-        self._add_once(operation, subtotal, item.total, index)
+        try:
+            self._add_once(operation, subtotal, item.total, index, receipt)
+        except DeviceError as refusal:
+            if refusal.code == _WRONG_RECEIPT_TYPE and index and len(receipt.items) >= 2:
+                raise NotFiscalized(
+                    "the register refused an item as not fitting the open receipt's type: the "
+                    "first item opened a receipt of another type (its command damaged on the "
+                    "line past the checksum?); it was cancelled, nothing was charged: sell it "
+                    "again"
+                ) from refusal
+            raise
         if item.tags:
             self.raw(fn.SendOperationTlv(self.password, self._tlv(item.tags)))
+        if index == 0 and self._receipt_tags:
+            self._send_receipt_tags()  # the receipt is open now (`open_receipt`)
 
-    def _add_once(self, operation: fn.OperationV2, subtotal: int, amount: int, count: int) -> None:
+    def _add_once(
+        self, operation: fn.OperationV2, subtotal: int, amount: int, count: int, receipt: Receipt
+    ) -> None:
         """Add one item exactly once: after a failed exchange the open receipt's item count and
         subtotal tell whether the register took it (the count, because a free item leaves the
-        subtotal as it was; the subtotal, because the count alone cannot tell a damaged item)."""
+        subtotal as it was; the subtotal, because the count alone cannot tell a damaged item),
+        and its type whether it is this receipt at all.  No receipt open after the first item
+        of a receipt it opens (no 8Dh) means the item was not taken."""
         for _ in range(3):
             try:
                 self.raw(operation)
                 return
             except (TransportError, OutcomeUnknown):
-                items = self.status().receipt_items
+                state = self.raw(classic.GetShortStatus(self.password))
+                mode = decode_mode(state.mode)
+                if mode.mode is not Mode.DOCUMENT_OPEN and count == 0:
+                    continue  # not taken: the first item opens the receipt
+                if mode.mode is Mode.DOCUMENT_OPEN and mode.status != int(
+                    _RECEIPT_TYPE[receipt.operation]
+                ):
+                    raise NotFiscalized(
+                        "the receipt open on the register is of another type than this one "
+                        "(another program's, or an item damaged on the line); it was cancelled, "
+                        "nothing was charged: sell it again"
+                    ) from None
+                items = state.operations_in_receipt
                 now = self.subtotal()
                 if (items, now) == (count + 1, subtotal + amount):
                     return  # taken; only its answer was lost

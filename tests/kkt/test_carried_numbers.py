@@ -32,7 +32,7 @@ from kkt import FiscalResult, Item, Payments, Receipt, Vat
 
 FAST = HostSettings(ack=0.5, quiet=0.05, probe=0.2)
 # open, items, subtotal check, closing and its answer's second copy (no command)
-STEADY = ["8d", "ff46", "ff46", "ff46", "89", "ff45", "enq"]
+STEADY = ["ff46", "ff46", "ff46", "89", "ff45", "enq"]
 
 
 def coffee(cash: int = 70_000) -> Receipt:
