@@ -1,8 +1,9 @@
 """A sale in the fewest exchanges: what the session carries from its own last receipt, and when
 it stops trusting it.
 
-In the steady state a Shtrih sale is the opening (8Dh), the items (FF46), the subtotal check (89h)
-and the closing (FF45): the FN's last document number before it, the shift's numbers and the
+In the steady state a Shtrih sale of three items is the items (FF46, the first opening the
+receipt), the subtotal check (89h) and the closing (FF45) with its answer's second copy (an ENQ
+replay, no command): the FN's last document number before it, the shift's numbers and the
 document's record come from the previous receipt and the closing answer
 (`Device.last_sale`, `kkt.settle._from_answer`).  Anything else on the register -- a shift closed,
 cash in, a failed exchange, a reconnect, another program's receipt -- makes the next sale ask the
@@ -91,7 +92,7 @@ def register(tmp_path: Path) -> Iterator[kkt.Register]:
         yield register
 
 
-def test_a_steady_sale_is_six_exchanges_and_its_result_is_the_fns(
+def test_a_steady_sale_is_five_commands_and_its_result_is_the_fns(
     register: kkt.Register,
 ) -> None:
     log = Log(register)

@@ -4,8 +4,8 @@
 pyshtrih (PyPI, the open Python driver for Shtrih-M) sells the old way, with no exactly-once
 checks at all: open (8Dh), an 80h per item, close (85h) -- n + 2 commands, plus the 10h polls it
 sends on its own before printing commands.  This driver sells `RECEIPT` (the same three items, the
-same cash) with its whole exactly-once path: 8Dh, 3 x FF46, the subtotal check (89h), FF45 in
-the steady state.  Both talk to one serial-mode register (an `EmulatorProcess`, its FN durable)
+same cash) with its whole exactly-once path: 3 x FF46 (the first opens the receipt), the subtotal
+check (89h), FF45 and its answer's second copy (an ENQ replay, no command) in the steady state.  Both talk to one serial-mode register (an `EmulatorProcess`, its FN durable)
 through one `PacedLine` process; pyshtrih reaches the relay through pyserial's ``socket://``
 port, as it would a COM port.
 
@@ -113,7 +113,7 @@ def run_comparison(
     if failures:
         raise RuntimeError("; ".join(failures))
     yield Figure(
-        f"wire.{BAUD}.kkt_3items_per_s", ours, "1/s", "8Dh, 3 x FF46, 89h, FF45; exactly once"
+        f"wire.{BAUD}.kkt_3items_per_s", ours, "1/s", "3 x FF46, 89h, FF45 (+ ENQ); exactly once"
     )
     yield Figure(
         f"wire.{BAUD}.pyshtrih_3items_per_s", theirs, "1/s", "8Dh, 3 x 80h, 85h (+ its 10h polls)"

@@ -1,14 +1,16 @@
 """``kkt bench receipts``: durable receipts per second, end to end, through the driver.
 
 Each receipt is `Register.sell` of three items -- what an application calls -- so it counts the
-whole exactly-once path.  On Shtrih, in the steady state (one sale after another): open (8Dh),
-3 x FF46, the subtotal check (89h), the closing (FF45), whose answer gives the fiscal data; the
-FN's last document number and the shift's numbers are carried from the previous sale
+whole exactly-once path.  On Shtrih, in the steady state (one sale after another): 3 x FF46 (the
+first opens the receipt: no 8Dh for two items or more), the subtotal check (89h), the closing
+(FF45), whose answer -- read twice, its second copy an ENQ replay, no command -- gives the fiscal
+data; the FN's last document number and the shift's numbers are carried from the previous sale
 (`kkt.vendors.base.Device.last_sale`).  The emulated FN commits every receipt durably
 (fsync) before it answers.
 
 * ``receipts.exchanges.shtrih`` / ``receipts.exchanges.atol`` -- commands per sale in the steady
-  state, counted through the driver's commander (over TCP, against ``kkt emulator serve``);
+  state, counted through the driver's commander (over TCP, against ``kkt emulator serve``; an
+  empty payload, Shtrih's ENQ replay of the last answer, is no command);
 * ``receipts.exchanges.atol.round_trips`` -- ATOL packets the host sends per sale, counted on the
   wire (an unescaped FEh starts each one): a command is its Add and its Ack, unless the Ack rides
   on the next Add;
@@ -57,7 +59,7 @@ class _Counted:
         port.write = self._count_packets
 
     def _count_command(self, payload: bytes, **options: Any) -> bytes:
-        self.commands += 1
+        self.commands += bool(payload)  # an empty one asks for the last answer again (ENQ)
         answer: bytes = self._exchange(payload, **options)
         return answer
 

@@ -38,6 +38,7 @@ LOSSY_QUICK: tuple[tuple[float, int], ...] = ((0.01, 60),)
 LOSSY_FULL: tuple[tuple[float, int], ...] = ((0.01, 1000), (0.05, 300))
 LOSSY_LOSE_RATE = 0.03  # share of answers the register forgets after doing the work
 LOSSY_SECONDS = 1800.0  # a run at one rate stops selling after this long (and says so)
+LOSSY_SEED = 11  # the faults' seed: one run is one repeatable sequence of damage
 
 
 # ATOL's v3 link on loopback: short packet timeouts, the device's byte timeout below them.
@@ -71,7 +72,7 @@ def _lossy_run(
     name = f"soak.lossy{'.atol' if atol else ''}.{label}"
     opener: Any = open_atol if atol else open_device
     device = opener(bench.work / f"lossy-{protocol}-{label}")
-    faults = Faults(seed=11)
+    faults = Faults(seed=LOSSY_SEED)
     outcomes: dict[int, str] = {}
     untyped: list[str] = []
     elapsed = 0.0
@@ -90,7 +91,7 @@ def _lossy_run(
             with kkt.connect(url, protocol=protocol, settings=host) as register:
                 register.open_shift()  # on a clean line: the soak is about the receipts
                 faults.configure(
-                    drop=rate / 2, corrupt=rate / 2, lose_rate=LOSSY_LOSE_RATE, seed=11
+                    drop=rate / 2, corrupt=rate / 2, lose_rate=LOSSY_LOSE_RATE, seed=LOSSY_SEED
                 )
                 started = time.monotonic()
                 for index in range(count):
