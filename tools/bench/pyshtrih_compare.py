@@ -5,8 +5,9 @@ pyshtrih (PyPI, the open Python driver for Shtrih-M) sells the old way, with no 
 checks at all: open (8Dh), an 80h per item, close (85h) -- n + 2 commands, plus the 10h polls it
 sends on its own before printing commands.  This driver sells `RECEIPT` (the same three items, the
 same cash) with its whole exactly-once path: 3 x FF46 (the first opens the receipt), the subtotal
-check (89h), FF45 and its answer's second copy (an ENQ replay, no command) in the steady state.  Both talk to one serial-mode register (an `EmulatorProcess`, its FN durable)
-through one `PacedLine` process; pyshtrih reaches the relay through pyserial's ``socket://``
+check (89h), FF45 and its answer's second copy (an ENQ replay, no command) in the steady
+state.  Both talk to one serial-mode register (an `EmulatorProcess`, its FN durable) through one
+`PacedLine` process; pyshtrih reaches the relay through pyserial's ``socket://``
 port, as it would a COM port.
 
 * ``wire.115200.kkt_3items_per_s`` / ``wire.115200.pyshtrih_3items_per_s`` -- receipts per
