@@ -536,11 +536,14 @@ class ShtrihDevice(Device):
             except (TransportError, OutcomeUnknown):
                 state = self.raw(classic.GetShortStatus(self.password))
                 mode = decode_mode(state.mode)
-                if mode.mode is not Mode.DOCUMENT_OPEN and count == 0:
-                    continue  # not taken: the first item opens the receipt
-                if mode.mode is Mode.DOCUMENT_OPEN and mode.status != int(
-                    _RECEIPT_TYPE[receipt.operation]
-                ):
+                if mode.mode is not Mode.DOCUMENT_OPEN and count == 0 and len(receipt.items) > 1:
+                    continue  # not taken: the first item opens the receipt (`open_receipt`)
+                if mode.mode is not Mode.DOCUMENT_OPEN:
+                    raise NotFiscalized(
+                        "the receipt is no longer open on the register (was it restarted, or "
+                        "cancelled by another program?); nothing was charged: sell it again"
+                    ) from None
+                if mode.status != int(_RECEIPT_TYPE[receipt.operation]):
                     raise NotFiscalized(
                         "the receipt open on the register is of another type than this one "
                         "(another program's, or an item damaged on the line); it was cancelled, "
