@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from kkt.emulator.atol import open_device as open_atol
@@ -39,6 +40,7 @@ LOSSY_FULL: tuple[tuple[float, int], ...] = ((0.01, 1000), (0.05, 300))
 LOSSY_LOSE_RATE = 0.03  # share of answers the register forgets after doing the work
 LOSSY_SECONDS = 1800.0  # a run at one rate stops selling after this long (and says so)
 LOSSY_SEED = 11  # the faults' seed: one run is one repeatable sequence of damage
+LOSSY_ITEMS = 1  # items a receipt: 2 or more are opened by their first FF46 on Shtrih (no 8Dh)
 
 
 # ATOL's v3 link on loopback: short packet timeouts, the device's byte timeout below them.
@@ -62,6 +64,18 @@ def lossy_atol(bench: Bench) -> Iterator[Figure]:
     for rate, count in LOSSY_QUICK if bench.quick else LOSSY_FULL:
         yield from _lossy_run(bench, rate, count, problems, protocol="atol")
     fail_if("lossy-atol", problems)
+
+
+def _receipt(total: int) -> kkt.Receipt:
+    """`receipt_for` ``total``, in `LOSSY_ITEMS` items (the last one takes the remainder)."""
+    receipt = receipt_for(total)
+    if LOSSY_ITEMS <= 1:
+        return receipt
+    item = receipt.items[0]
+    share = total // LOSSY_ITEMS
+    prices = [share] * (LOSSY_ITEMS - 1) + [total - share * (LOSSY_ITEMS - 1)]
+    items = tuple(replace(item, name=f"{item.name} {n}", price=p) for n, p in enumerate(prices))
+    return replace(receipt, items=items)
 
 
 def _lossy_run(
@@ -103,7 +117,7 @@ def _lossy_run(
                         break
                     total = 10_000 + index
                     try:
-                        register.sell(receipt_for(total))
+                        register.sell(_receipt(total))
                         outcomes[total] = "done"
                     except kkt.OutcomeUnknown:
                         outcomes[total] = "unknown"
