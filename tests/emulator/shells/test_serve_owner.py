@@ -128,7 +128,8 @@ def test_serve_traces_every_frame_decoded(
         if protocol == "shtrih":
             assert any(">> request GetShortStatus()" in line for line in lines)
             assert any("<< answer GetShortStatus -> ShortStatus(" in line for line in lines)
-            refusal = "<< answer OpenReceipt -> refused: command 0x8d refused with 3Dh"
+            # The example's receipt has several items: its first FF46 opens it (no 8Dh).
+            refusal = "<< answer OperationV2 -> refused: command 0xff46 refused with 3Dh"
         else:
             assert any(">> packet" in line and "host: Add TID" in line for line in lines)
             assert any("<< packet" in line and "device: Result" in line for line in lines)
