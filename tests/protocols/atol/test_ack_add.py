@@ -57,7 +57,8 @@ def wire(packet_id: int, data_hex: str, crc: int) -> bytes:
 
 class Host:
     def __init__(self, settings: HostSettings = SETTINGS, first_tid: int = 0) -> None:
-        self.link = AtolHostLink(settings, first_tid=first_tid)
+        # A fresh TaskBuffer on the other end: every TID is known free.
+        self.link = AtolHostLink(settings, first_tid=first_tid, known_free=range(0xE0))
         self.now = 0.0
         self.events: list[object] = []
 
@@ -322,8 +323,9 @@ def test_the_device_answers_ackadd_with_the_acks_status_then_the_adds() -> None:
 
 
 def test_host_and_device_sell_a_run_of_commands_one_packet_each() -> None:
-    """The two ends together (inline results): every command one request packet, one buffer
-    slot in use at the end (the last result, its Ack pending), none after `release`."""
+    """The two ends together (inline results): every command one request packet (but the first
+    two, below), one buffer slot in use at the end (the last result, its Ack pending), none
+    after `release`."""
     buffer = TaskBuffer()
     device = AtolDeviceLink(buffer, DeviceSettings(results="inline", inline=1.0))
     host = AtolHostLink(SETTINGS)
@@ -345,7 +347,9 @@ def test_host_and_device_sell_a_run_of_commands_one_packet_each() -> None:
                 if isinstance(event, AnswerReceived):
                     outcome = event
         assert outcome.answer == b"\x55\x00\x00" + bytes((number,))
-    assert requests == 10
+    # A fresh link knows no TID free: its first two money-moving commands ask for their TID
+    # first (Req, B3); from the third on, each takes a TID an earlier AckAdd freed.
+    assert requests == 10 + 2
     assert len(buffer) == 1
     assert host.release(0.0)
     device.receive_data(host.data_to_send(), 0.0)
