@@ -5,7 +5,9 @@ in mode 2, the Z report in mode 3, each entered with 56h and a mode password and
 The device enters the mode a step needs and leaves another one first -- asking the register (45h)
 only when the mode is not already known: it is remembered from the last entry until a command
 fails or the port is reopened, and a command refused 66h ("not in this mode") on a remembered
-mode re-checks it and runs again once (66h: nothing was executed).
+mode re-checks it and runs again once (66h: nothing was executed) -- a command that changes
+anything only when the register was indeed out of the mode: 66h in the mode is no answer of
+this command's, and its fate is unknown.
 
 Exactly once: the v3 task buffer does most of the work -- a lost reply is fetched with ``Req(TID)``
 (`kkt.transport.session.AtolSession`), so a step fails with `OutcomeUnknown` only when the buffer
@@ -158,8 +160,20 @@ class AtolDevice(Device):
             self._mode = None
             if not (trusted and wanted is not None and refusal.code == NOT_IN_THIS_MODE):
                 raise
+            current, _ = split_mode(self._ask(c.GetStateCode).mode)
+            if current == wanted and not request.REPEATABLE:
+                # Still in the mode: that 66h cannot be this command's answer -- another
+                # program's task under our TID (it Aborts and reuses TIDs: a result of ours it
+                # retired is replaced by its own).  Ours may have run: never run it again.
+                self._mode = wanted
+                raise OutcomeUnknown(
+                    f"the register answered {type(request).__name__} 'not in this mode' (66h) "
+                    f"while in mode {int(wanted)}: the answer was not this command's (another "
+                    "program on the register?); it may have been executed -- check the register "
+                    "before repeating it"
+                ) from refusal
             log.info("the register left mode %d behind our back: entering it again", wanted)
-            self._enter(wanted)
+            self._enter(wanted, current)
             self._mode_trusted = False
             answer = super().raw(request)
         except BaseException:
@@ -224,16 +238,18 @@ class AtolDevice(Device):
     def _ask(self, request_type: type[c.Request[AnswerT]], *args: Any) -> AnswerT:
         return self.raw(request_type(self.access_password, *args))
 
-    def _enter(self, mode: Mode) -> None:
+    def _enter(self, mode: Mode, current: int | None = None) -> None:
         """Be in ``mode``: leave the current one (48h, twice from a sub-mode), then 56h -- no
-        command at all when the register is known to be in it already (`raw`)."""
+        command at all when the register is known to be in it already (`raw`).  ``current``:
+        the mode just read (45h), not asked again."""
         reconnects = getattr(self.commander, "reconnects", 0)
         if reconnects != self._mode_reconnects:
             self._mode_reconnects, self._mode = reconnects, None  # a new connection: ask again
         if self._mode == mode:
             self._mode_trusted = True
             return
-        current, _ = split_mode(self._ask(c.GetStateCode).mode)
+        if current is None:
+            current, _ = split_mode(self._ask(c.GetStateCode).mode)
         if current == mode:
             self._mode = mode
             return

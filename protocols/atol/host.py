@@ -43,6 +43,18 @@ exchange of several packets (fact sheet §1.4, "execution flow used by every imp
    Cyberplat's TerminalClient (``Atol3FRConstants.h``) and Zzzzipper (``AtolProtocol.h``)
    define C5h but never send it.  Not confirmed on a device [?].
 
+Whose task is it?  A task under our TID may be another session's: one killed with its last Ack
+deferred (step 4) leaves its result in the buffer for good, and a later session's TIDs reach
+that TID.  Its B2, its state to a Req and its F0 look exactly like our own task's.  So a task
+state is taken for our command's only when the task is certainly ours (`_Exchange.owned`): the
+device answered an Add of ours with the task's state, or the TID was known free when our Add
+left -- the link remembers TIDs it saw freed (our Ack's A3/A4/B3, a Req's B3, our Abort:
+`_clean`) and takes those first.  Otherwise a query is added again under another TID, and a
+money-moving command fails "may have been executed" with its TID settled by the next command.
+A money-moving command never gets there: when no TID is known free (a session's first
+commands) it first asks ``Req`` for the TID it is to take -- B3, free; anything else, held by
+someone: the next TID.
+
 A command whose exchange fails after a packet of its Add left keeps its TID *unresolved*.  The
 next command settles it first (step 2) -- unless it is the very same command again: a caller
 retrying a failed command then *resumes* it, ``Req(TID)`` instead of a new Add, and gets the
@@ -57,6 +69,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import CodecError, FrameError, LinkError
@@ -85,6 +98,7 @@ MAX_TID = MAX_REQUEST_ID
 class _Phase(enum.Enum):
     ABORT = "abort"  # Abort: the first command of a fresh link
     SETTLE = "settle"  # Req (then Ack) of an earlier command's unresolved TID
+    PROBE = "probe"  # Req of the TID a money-moving task is to take: is it free (B3)?
     ADD = "add"  # Add sent, its reply awaited
     WAIT = "wait"  # the task may be queued: F0 or Req polls
     ACK = "ack"  # the outcome is known; Ack frees the slot
@@ -110,6 +124,7 @@ class _Unresolved:
     command: bytes
     confirmed: bool  # the device had said it holds the task
     resumable: bool  # the caller never got its outcome: the same command again resumes it
+    owned: bool = True  # a task under the TID can only be ours (`_Exchange.owned`)
 
 
 @dataclass(slots=True)
@@ -126,6 +141,10 @@ class _Exchange:
     settle_due: float = math.inf
     add_sent: bool = False  # a packet of the Add under ``tid`` left
     add_confirmed: bool = False  # the device said it holds the task (A1..A5, B2)
+    # A task the device holds under ``tid`` can only be ours: the TID was free (`_clean`) when
+    # our first Add under it left, or the device answered an Add of ours with the task's state.
+    # Until then a B2, a Req's state or an F0 under the TID may be another session's task.
+    owned: bool = False
     readds: int = 0
     earlier_add: bool = False  # an Add under this TID left in an earlier exchange (resumed)
     tid_changes: int = 0
@@ -141,11 +160,21 @@ class _Exchange:
 class AtolHostLink(LinkEnd[Token, Event]):
     """The host end of an ATOL v3 link; see the module docstring for the rules."""
 
-    def __init__(self, settings: HostSettings | None = None, *, first_tid: int = 0) -> None:
+    def __init__(
+        self,
+        settings: HostSettings | None = None,
+        *,
+        first_tid: int = 0,
+        known_free: Iterable[int] = (),
+    ) -> None:
         """``first_tid``: the first task's TID (00..DF).  A session that may share a register
         with other programs -- or follow an earlier run of itself -- starts at a random one:
         a task left unresolved under some TID is less likely to meet a new task of ours (or
-        theirs) under the same TID, whose result our Req would then take for its own."""
+        theirs) under the same TID, whose result our Req would then take for its own.
+
+        ``known_free``: TIDs the caller knows the register holds no task under (a buffer it
+        has just seen empty: a rig that powered the register on for this link).  By default
+        none is known until the link sees it (`_clean`)."""
         if not 0 <= first_tid <= MAX_TID:
             raise ValueError(f"first_tid must be 0..{MAX_TID:#04x}, got {first_tid}")
         self.settings = settings or HostSettings()
@@ -161,6 +190,12 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._pending_ack: int | None = None
         self._ack_carried = 0  # how many exchanges have carried the pending Ack
         self._piggyback = self.settings.piggyback_ack
+        # TIDs under which the device holds no task, as this link last saw: freed by our Ack
+        # (A3/A4, or B3), answered B3 to a Req, or cleared by our Abort.  New tasks take these
+        # first; a TID taken by an Add of ours leaves the set until its Ack is confirmed.
+        self._clean: set[int] = set(known_free)
+        if any(not 0 <= tid <= MAX_TID for tid in self._clean):
+            raise ValueError(f"known_free TIDs must be 0..{MAX_TID:#04x}")
 
     def _new_deframer(self) -> PacketDeframer:
         return PacketDeframer(crc_over_escaped=self.settings.crc_over_escaped)
@@ -253,6 +288,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if resume and unresolved is not None:
             # The caller retries the command that failed: ask for that task, do not add it again.
             self._unresolved = None
+            exchange.owned = unresolved.owned  # else its Req's answer may not be ours
             self._fresh = False
             exchange.phase = _Phase.WAIT
             exchange.add_sent = True
@@ -350,14 +386,26 @@ class AtolHostLink(LinkEnd[Token, Event]):
     # -- internals: sending -----------------------------------------------------------------------
 
     def _new_tid(self) -> int:
+        """The next TID after the last one taken: the next known to be free (`_clean`) when any
+        is -- a task of ours under it is then told from anyone else's (`_Exchange.owned`) --
+        else simply the next; never the unresolved TID's nor the pending Ack's."""
+        unresolved = None if self._unresolved is None else self._unresolved.tid
+        fallback: int | None = None
         tid = self._tid
-        while True:
+        for _ in range(MAX_TID + 1):
             tid = 0 if tid >= MAX_TID else tid + 1
-            if (self._unresolved is None or tid != self._unresolved.tid) and (
-                tid != self._pending_ack
-            ):
+            if tid == unresolved or tid == self._pending_ack:
+                continue
+            if fallback is None:
+                fallback = tid
+                if not self._clean:
+                    break
+            if tid in self._clean:
                 self._tid = tid
                 return tid
+        assert fallback is not None
+        self._tid = fallback
+        return fallback
 
     def _send(self, data: bytes, now: float) -> None:
         """A new request packet: the next ID."""
@@ -366,6 +414,40 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._request = _Request(self._packet_id, data, wire, now + self.settings.packet)
         self._out += wire
 
+    def _add_or_probe(self, now: float) -> None:
+        """The Add -- after a Req that finds its TID free when the command moves money and no
+        TID is known free (`_clean`: a session's first commands): only a task under a TID known
+        free when its Add left is ever taken for ours (`_Exchange.owned`), and a money-moving
+        command must be able to find its own task again after a lost reply."""
+        exchange = self._exchange
+        assert exchange is not None
+        if exchange.repeatable or exchange.owned or exchange.tid in self._clean:
+            self._send_add(now)
+            return
+        exchange.phase = _Phase.PROBE
+        self._send(buffer.Req(exchange.tid).encode(), now)
+
+    def _probe_reply(self, reply: buffer.BufferReply, now: float, events: list[Event]) -> None:
+        """B3: the TID is free, add the task under it.  Anything else: someone holds it."""
+        exchange = self._exchange
+        assert exchange is not None
+        if isinstance(reply, buffer.NotFound):
+            self._clean.add(exchange.tid)
+            self._send_add(now)
+            return
+        exchange.tid_changes += 1
+        if exchange.tid_changes > self.settings.max_tid_changes:
+            self._fail(
+                events,
+                TaskRefused,
+                "the register's buffer holds tasks under every TID tried (another host "
+                "is using it?); the command was not executed -- retry later",
+                executed=False,
+            )
+            return
+        self._change_tid()
+        self._add_or_probe(now)
+
     def _send_add(self, now: float) -> None:
         """The Add -- as AckAdd when an Ack is pending (module docstring, step 4)."""
         exchange = self._exchange
@@ -373,6 +455,9 @@ class AtolHostLink(LinkEnd[Token, Event]):
         exchange.phase = _Phase.ADD
         exchange.add_sent = True
         exchange.poll_at = None
+        if exchange.tid in self._clean:
+            self._clean.discard(exchange.tid)  # ours from now until its Ack is confirmed
+            exchange.owned = True
         ack = self._pending_ack
         if ack is not None and ack != exchange.tid:
             if exchange.acking != ack:
@@ -429,7 +514,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
             exchange.settle_due = now + exchange.answer_timeout
             self._send(buffer.Req(exchange.settle_tid).encode(), now)
             return
-        self._send_add(now)
+        self._add_or_probe(now)
 
     # -- internals: receiving ---------------------------------------------------------------------
 
@@ -481,16 +566,25 @@ class AtolHostLink(LinkEnd[Token, Event]):
         phase = exchange.phase
         if phase is _Phase.ABORT:
             # A3, or "A2 TID": someone's task is running and will finish; ours queue behind it.
+            # Either way the buffer holds no other task now: every TID but that one is free.
             self._fresh = False
+            if isinstance(reply, buffer.Result | buffer.InProgress):
+                self._clean = set(range(MAX_TID + 1))
+                if isinstance(reply, buffer.InProgress) and reply.tid is not None:
+                    self._clean.discard(reply.tid)
             self._after_abort(now)
         elif phase is _Phase.SETTLE:
             self._settle_reply(reply, now)
+        elif phase is _Phase.PROBE:
+            self._probe_reply(reply, now, events)
         elif phase is _Phase.ADD:
             self._add_reply(reply, sends, now, events)
         elif phase is _Phase.WAIT:
             self._req_reply(reply, now, events)
         else:
             # Any reply to Ack ends the task: A3/A4 freed it, B3 says it was already free.
+            if isinstance(reply, buffer.Result | buffer.Error | buffer.NotFound):
+                self._clean.add(exchange.tid)
             self._finish_ack(events, unresolved=False)
 
     def _async_result(self, packet: Packet, now: float, events: list[Event]) -> bool:
@@ -504,6 +598,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if not isinstance(reply, buffer.AsyncResult | buffer.AsyncError):
             return False
         if exchange.phase in (_Phase.ADD, _Phase.WAIT) and reply.tid == exchange.tid:
+            if not exchange.owned:
+                # Another session's task under this TID may have ended: not taken as ours; the
+                # Add's (or Req's) own reply decides (`_ambiguous`).
+                return False
             # A Req (or the Add) in flight is answered by this; its reply will be stale.
             self._request = None
             self._confirm(exchange, now)
@@ -525,9 +623,11 @@ class AtolHostLink(LinkEnd[Token, Event]):
             reply, buffer.NotFound | buffer.Overflow | buffer.IllegalValue
         ):
             # Acked (any reply ends it), or the device does not hold that TID: settled.
+            if isinstance(reply, buffer.Result | buffer.Error | buffer.NotFound):
+                self._clean.add(exchange.settle_tid)  # freed, or free already
             self._unresolved = None
             exchange.settle_ack = False
-            self._send_add(now)
+            self._add_or_probe(now)
         elif isinstance(reply, buffer.Pending | buffer.InProgress | buffer.Waiting):
             exchange.poll_at = now + self.settings.poll  # it still runs: wait for it
         else:
@@ -545,9 +645,11 @@ class AtolHostLink(LinkEnd[Token, Event]):
         Never taken as proof of the Ack: the added task's result -- a damaged packet may run
         its command and ack another TID (CRC-8 lets about one damaged packet in 256 through).
         """
-        if status in (buffer.StatusCode.RESULT, buffer.StatusCode.ERROR) or (
-            status is buffer.StatusCode.NOT_FOUND and (sends > 1 or self._ack_carried > 1)
+        if self._pending_ack is not None and (
+            status in (buffer.StatusCode.RESULT, buffer.StatusCode.ERROR)
+            or (status is buffer.StatusCode.NOT_FOUND and (sends > 1 or self._ack_carried > 1))
         ):
+            self._clean.add(self._pending_ack)
             self._pending_ack = None
 
     def _confirm(self, exchange: _Exchange, now: float) -> None:
@@ -561,6 +663,11 @@ class AtolHostLink(LinkEnd[Token, Event]):
         exchange = self._exchange
         assert exchange is not None
         if isinstance(reply, buffer.AlreadyExists):
+            if sends > 1 and not exchange.owned:
+                # Our earlier copy arrived -- or the TID holds another session's task (an Ack
+                # deferred by a session that was killed): nothing tells them apart.
+                self._ambiguous(now, events)
+                return
             if sends > 1:
                 # Our earlier copy of this Add arrived and its reply was lost: ask for the task.
                 self._confirm(exchange, now)
@@ -579,8 +686,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
                     executed=False,
                 )
                 return
-            exchange.tid = self._new_tid()
-            self._send_add(now)
+            self._change_tid()
+            self._add_or_probe(now)
             return
         if isinstance(reply, buffer.Overflow) and sends == 1 and not exchange.earlier_add:
             if not exchange.cleared_full_buffer and exchange.readds == 0:
@@ -627,12 +734,15 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 unresolved=exchange.tid,
             )
             return
+        exchange.owned = True  # a task state to our Add: the device took it, the TID is ours
         self._confirm(exchange, now)
         self._task_state(reply, now, events)
 
     def _req_reply(self, reply: buffer.BufferReply, now: float, events: list[Event]) -> None:
         exchange = self._exchange
         assert exchange is not None
+        if isinstance(reply, buffer.NotFound):
+            self._clean.add(exchange.tid)  # no task under it: a re-add makes it ours
         if isinstance(reply, buffer.NotFound) and exchange.unknown_ack_add:
             exchange.unknown_ack_add = False  # the AckAdd was refused whole: add it plainly
             self._send_add(now)
@@ -664,8 +774,44 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if isinstance(reply, buffer.AlreadyExists | buffer.Overflow | buffer.IllegalValue):
             exchange.poll_at = now + self.settings.poll  # no defined Req reply: ask again
             return
+        if not exchange.owned:
+            self._ambiguous(now, events)  # a task is there: ours, or another session's?
+            return
         self._confirm(exchange, now)
         self._task_state(reply, now, events)
+
+    def _ambiguous(self, now: float, events: list[Event]) -> None:
+        """The device holds a task under our TID that may not be ours: our Add was never seen
+        taken and the TID was not known free when it left (a session killed with its last Ack
+        deferred, a foreign host).  Its state is never taken for this command's outcome.  A
+        query is added again under another TID (running it twice changes nothing); any other
+        command fails "may have been executed", its TID settled by the next command (Req until
+        it ends, then Ack) before the driver above judges by the register's state."""
+        exchange = self._exchange
+        assert exchange is not None
+        if exchange.repeatable and exchange.tid_changes < self.settings.max_tid_changes:
+            exchange.tid_changes += 1
+            self._change_tid()
+            self._send_add(now)
+            return
+        self._fail(
+            events,
+            TaskLost,
+            f"the register holds a task under TID {exchange.tid:02X} that cannot be told from "
+            "another session's (this command's Add was never seen taken); it may have been "
+            "executed -- check the register before repeating it",
+            executed=True,
+            unresolved=exchange.tid,
+            resumable=False,
+        )
+
+    def _change_tid(self) -> None:
+        """Take a new TID for the exchange's task (the old one is not ours, or not known to be)."""
+        exchange = self._exchange
+        assert exchange is not None
+        exchange.tid = self._new_tid()
+        exchange.owned = exchange.add_confirmed = False
+        exchange.answer_due = math.inf
 
     def _task_state(self, reply: buffer.BufferReply, now: float, events: list[Event]) -> None:
         """A1..A5 about our task (to Add or Req)."""
@@ -730,13 +876,18 @@ class AtolHostLink(LinkEnd[Token, Event]):
         *,
         executed: bool,
         unresolved: int | None = None,
+        resumable: bool = True,
     ) -> None:
         """End the exchange with ``error``; ``executed``: the device may have run the command."""
         exchange = self._exchange
         assert exchange is not None
         if unresolved is not None:
             self._unresolved = _Unresolved(
-                unresolved, exchange.command, exchange.add_confirmed, resumable=True
+                unresolved,
+                exchange.command,
+                exchange.add_confirmed,
+                resumable=resumable,
+                owned=exchange.owned,
             )
         failure = error(message, command=exchange.command, maybe_executed=executed)
         self._finish(events, CommandFailed(exchange.command, failure))

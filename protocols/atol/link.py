@@ -94,10 +94,11 @@ class HostSettings:
 
         Waits: the unresolved task of an earlier command (up to ``answer_timeout``) and ours (the
         same).  Packets: Abort, the settling Req and Ack, each Add (the first, the re-adds and
-        the TID changes) with one Req, and the final Ack -- each at most `packet_step`.
+        the TID changes) with one Req, a probing Req per TID tried, and the final Ack -- each
+        at most `packet_step`.
         """
         adds = 1 + self.max_readd + self.max_tid_changes
-        packets = 4 + 2 * adds
+        packets = 4 + 2 * adds + 1 + self.max_tid_changes
         return 2 * (answer_timeout + self.poll) + packets * self.packet_step()
 
 

@@ -319,3 +319,28 @@ def test_the_mode_is_asked_again_after_a_failed_command(tmp_path: Path) -> None:
     scripted.sent.clear()
     register.sell(coffee())
     assert "45" in [command(payload) for payload in scripted.sent]
+
+
+def test_a_66h_in_the_remembered_mode_is_not_the_cash_ins_answer_and_it_is_never_sent_again(
+    tmp_path: Path,
+) -> None:
+    """Another program on the register Aborts and reuses TIDs: its refused task's 66h ("not in
+    this mode") comes back for our cash in, which ran.  The register is still in mode 1, so that
+    answer is not ours: the cash in is not run again (the drawer judges it), not twice."""
+    state = {"second": False}
+
+    def rule(payload: bytes) -> str | bytes:
+        if code(payload) == 0x49:
+            if state["second"]:
+                return b"\x55\x66\x00"  # the other program's refusal, under our TID
+            state["second"] = True
+        return "ok"
+
+    register, scripted = rig(tmp_path, rule)
+    drawer = scripted.inner.register.model.cash_in_drawer
+    register.cash_in(100)  # enters mode 1; the mode is remembered from here
+    before = drawer()
+    scripted.sent.clear()
+    register.cash_in(100)
+    assert drawer() - before == 100, "run once: neither lost nor doubled"
+    assert [command(p) for p in scripted.sent].count("49") == 1, scripted.sent

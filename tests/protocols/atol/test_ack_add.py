@@ -57,7 +57,8 @@ def wire(packet_id: int, data_hex: str, crc: int) -> bytes:
 
 class Host:
     def __init__(self, settings: HostSettings = SETTINGS, first_tid: int = 0) -> None:
-        self.link = AtolHostLink(settings, first_tid=first_tid)
+        # A fresh TaskBuffer on the other end: every TID is known free.
+        self.link = AtolHostLink(settings, first_tid=first_tid, known_free=range(0xE0))
         self.now = 0.0
         self.events: list[object] = []
 
@@ -322,8 +323,9 @@ def test_the_device_answers_ackadd_with_the_acks_status_then_the_adds() -> None:
 
 
 def test_host_and_device_sell_a_run_of_commands_one_packet_each() -> None:
-    """The two ends together (inline results): every command one request packet, one buffer
-    slot in use at the end (the last result, its Ack pending), none after `release`."""
+    """The two ends together (inline results): every command one request packet (but the first
+    two, below), one buffer slot in use at the end (the last result, its Ack pending), none
+    after `release`."""
     buffer = TaskBuffer()
     device = AtolDeviceLink(buffer, DeviceSettings(results="inline", inline=1.0))
     host = AtolHostLink(SETTINGS)
@@ -345,7 +347,9 @@ def test_host_and_device_sell_a_run_of_commands_one_packet_each() -> None:
                 if isinstance(event, AnswerReceived):
                     outcome = event
         assert outcome.answer == b"\x55\x00\x00" + bytes((number,))
-    assert requests == 10
+    # A fresh link knows no TID free: its first two money-moving commands ask for their TID
+    # first (Req, B3); from the third on, each takes a TID an earlier AckAdd freed.
+    assert requests == 10 + 2
     assert len(buffer) == 1
     assert host.release(0.0)
     device.receive_data(host.data_to_send(), 0.0)
@@ -364,3 +368,34 @@ def test_a_trace_tells_the_acks_state_from_the_adds_reply() -> None:
         "packet 01 device: Ack TID 00: result (acknowledged: its slot is free); "
         "Add InProgress (TID 01)"
     )
+
+
+def test_the_ack_dropped_for_a_device_without_ackadd_keeps_its_tid_out_of_use() -> None:
+    """A sibling of the stale-TID hole: the pending Ack dropped when the device turns out not
+    to know C5h leaves our result under TID 00 un-Acked in its buffer.  A task of ours under 00
+    could be answered by it, so 00 is never taken again while a TID known free remains -- not
+    in a whole cycle of TIDs."""
+    host = Host()
+    first_done(host)
+    host.send(CMD2)
+    host.feed(encode_packet(1, bytes((StatusCode.ILLEGAL_VALUE,))))  # a lone B4: unknown C5h
+    assert host.sent() == [(2, Req(1))]
+    host.feed(encode_packet(2, NotFound().encode()))
+    assert host.sent() == [(3, Add(1, HOST_FLAGS, CMD2))]
+    host.feed(encode_packet(3, Result(REPLY2).encode()))
+    assert host.sent() == [(4, Ack(1))]
+    host.feed(encode_packet(4, Result().encode()))
+    assert host.outcome() == AnswerReceived(CMD2, REPLY2)
+    tids = []
+    for _ in range(0xE0 + 10):
+        host.start(CMD3)
+        [(packet_id, add)] = host.sent()
+        assert isinstance(add, Add)
+        tids.append(add.tid)
+        host.feed(encode_packet(packet_id, Result(REPLY).encode()))
+        [(packet_id, ack)] = host.sent()
+        assert ack == Ack(add.tid)
+        host.feed(encode_packet(packet_id, Result().encode()))
+        assert host.outcome() == AnswerReceived(CMD3, REPLY)
+    assert 0 not in tids
+    assert len(set(tids)) == 0xE0 - 1, "every other TID is used in turn"

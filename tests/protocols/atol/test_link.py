@@ -82,7 +82,8 @@ class Host:
     """An `AtolHostLink` and a virtual clock; `sent` decodes what it wrote."""
 
     def __init__(self, settings: HostSettings = SETTINGS, first_tid: int = 0) -> None:
-        self.link = AtolHostLink(settings, first_tid=first_tid)
+        # A fresh TaskBuffer on the other end: every TID is known free.
+        self.link = AtolHostLink(settings, first_tid=first_tid, known_free=range(0xE0))
         self.now = 0.0
         self.events: list[Event] = []
 
