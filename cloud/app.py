@@ -55,10 +55,19 @@ from starlette.concurrency import run_in_threadpool
 import kkt
 
 from . import auth, jsontext, metrics, ui
-from .atol import ApiError, accepted_json, atol_time, order_receipt, report_json, to_order
+from .atol import (
+    ApiError,
+    accepted_json,
+    atol_time,
+    order_receipt,
+    report_json,
+    to_order,
+    to_order_converted,
+)
 from .auth import Users
 from .config import CloudConfig, GroupConfig
 from .model import OPERATIONS_V4, OPERATIONS_V5, Order, ReportView
+from .prepared import Prepared
 from .storage.base import Accepted, Storage, StorageUnavailable
 from .tokens import TokenCache
 
@@ -152,6 +161,8 @@ def _api_router(service: Service, api: int, tokens: TokenCache) -> APIRouter:
     router = APIRouter(prefix=f"/possystem/v{api}", tags=[f"ATOL Online v{api}"])
     storage = service.storage
     server = service.config.server
+    # the service's hand-over of conversions to its workers (a stand-in service may have none)
+    prepared: Prepared | None = getattr(service, "prepared", None)
 
     async def token_of(login: str | None, password: str | None) -> dict[str, Any]:
         if not isinstance(login, str) or not isinstance(password, str):
@@ -221,7 +232,7 @@ def _api_router(service: Service, api: int, tokens: TokenCache) -> APIRouter:
                 [f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} characters"]
             )
         raw = await _body(request, server.max_body)
-        order = to_order(api, operation, group, raw)
+        order, made = to_order_converted(api, operation, group, raw)
         # one trip to a worker thread for the overload check and the accept (each trip costs
         # the event loop more than the check itself)
         accepted = await run_in_threadpool(_accept, storage, order, key, server.max_queue)
@@ -229,6 +240,8 @@ def _api_router(service: Service, api: int, tokens: TokenCache) -> APIRouter:
             raise ApiError.overloaded(RETRY_AFTER_SECONDS)
         now = datetime.now(UTC)
         if accepted.created:
+            if prepared is not None:  # committed: a worker may claim it from now on
+                prepared.put(accepted.uuid, made)
             return _json(accepted_json(accepted.uuid, now))
         if accepted.same_body and (
             server.duplicates == "strict"
