@@ -223,6 +223,10 @@ class SqliteStorage:
     ``callback_body(view) -> bytes`` builds an outbox row's body when it is due (the service
     passes the ATOL report JSON); without it the body is a minimal JSON (`_minimal_body`)."""
 
+    # A one-row read (`report`) takes microseconds and never waits for a writer (WAL, its own
+    # connection): the app may call it on its event loop instead of a worker thread.
+    reads_inline = True
+
     def __init__(
         self,
         path: str | Path,
