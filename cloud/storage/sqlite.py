@@ -217,6 +217,18 @@ class _SharedLockJournal(Journal):
             super().forget(key)
 
 
+class _Ticket:
+    """One request waiting in `SqliteStorage.accept`'s group commit, and its answer."""
+
+    __slots__ = ("accepted", "body", "error", "finished", "idempotency_key", "order")
+
+    def __init__(self, order: Order, idempotency_key: str | None, body: str) -> None:
+        self.order, self.idempotency_key, self.body = order, idempotency_key, body
+        self.accepted: Accepted | None = None
+        self.error: Exception | None = None
+        self.finished = False
+
+
 class SqliteStorage:
     """The `Storage` protocol over one SQLite file at ``path``.
 
@@ -254,6 +266,11 @@ class SqliteStorage:
             ) from None
         self._lock = threading.RLock()
         self._durable = True  # the writing connection's synchronous mode: FULL
+        # `accept`'s group commit: the requests waiting for the next commit, and whether one
+        # caller is committing a batch now
+        self._accepting = threading.Condition(threading.Lock())
+        self._waiting: list[_Ticket] = []
+        self._leading = False
         # Reads go through a connection of their own: in WAL a reader does not wait for a
         # writer's fsync, so a report poll is not held up by a commit under way.
         self._reader = sqlite3.connect(
@@ -343,42 +360,98 @@ class SqliteStorage:
     # -- requests -------------------------------------------------------------------------------
 
     def accept(self, order: Order, *, idempotency_key: str | None) -> Accepted:
-        with self._write() as db:
-            known = None
-            if idempotency_key is not None:
-                known = db.execute(
-                    "SELECT uuid, fingerprint, state FROM cloud_requests "
-                    "WHERE grp = ? AND idempotency_key = ?",
-                    (order.group, idempotency_key),
-                ).fetchone()
-            if known is None:
-                known = db.execute(
-                    "SELECT uuid, fingerprint, state FROM cloud_requests "
-                    "WHERE grp = ? AND external_id = ?",
-                    (order.group, order.external_id),
-                ).fetchone()
-            if known is not None:
-                return Accepted(known[0], False, known[1] == order.fingerprint, _status(known[2]))
-            new = str(uuids.uuid4())
-            db.execute(
-                "INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
-                "idempotency_key, fingerprint, body, callback_url, inn, state, accepted_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (
-                    new,
-                    order.api,
-                    order.group,
-                    order.operation,
-                    order.external_id,
-                    idempotency_key,
-                    order.fingerprint,
-                    jsontext.dumps(order.body),
-                    order.callback_url,
-                    order.inn,
-                    _now(),
-                ),
-            )
-        self._notify()
+        """Store ``order`` (or find the request it repeats), durably: committed and fsynced
+        before this returns.
+
+        Group commit: requests accepted at the same time share one transaction and one fsync.
+        The first caller to find no commit under way leads: it takes every request waiting
+        (its own among them), stores each in its own savepoint (one that fails fails alone),
+        commits once, and hands each caller its answer; callers arriving meanwhile wait for
+        the next leader -- one of them.  No caller returns before the commit holding its
+        request is on disk; one alone costs what it did before (a batch of one)."""
+        ticket = _Ticket(order, idempotency_key, jsontext.dumps(order.body))
+        with self._accepting:
+            self._waiting.append(ticket)
+            while self._leading and not ticket.finished:
+                self._accepting.wait()
+            if not ticket.finished:
+                self._leading = True
+                batch, self._waiting = self._waiting, []
+            else:
+                batch = []
+        if batch:
+            try:
+                self._accept_batch(batch)
+            finally:
+                with self._accepting:
+                    self._leading = False
+                    self._accepting.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.accepted is not None
+        return ticket.accepted
+
+    def _accept_batch(self, batch: list[_Ticket]) -> None:
+        created = False
+        try:
+            with self._write() as db:
+                for ticket in batch:
+                    db.execute("SAVEPOINT accept_one")
+                    try:
+                        ticket.accepted = self._accept_one(db, ticket)
+                    except Exception as error:  # this request's alone (a constraint ...)
+                        db.execute("ROLLBACK TO accept_one")
+                        ticket.error = error
+                    db.execute("RELEASE accept_one")
+                    created = created or (ticket.accepted is not None and ticket.accepted.created)
+        except BaseException as error:  # the commit failed: nothing of the batch is stored
+            for ticket in batch:
+                ticket.accepted = None
+                ticket.error = error if isinstance(error, Exception) else StorageError(str(error))
+            raise
+        finally:
+            with self._accepting:
+                for ticket in batch:
+                    ticket.finished = True
+        if created:
+            self._notify()
+
+    def _accept_one(self, db: sqlite3.Connection, ticket: _Ticket) -> Accepted:
+        order, idempotency_key = ticket.order, ticket.idempotency_key
+        known = None
+        if idempotency_key is not None:
+            known = db.execute(
+                "SELECT uuid, fingerprint, state FROM cloud_requests "
+                "WHERE grp = ? AND idempotency_key = ?",
+                (order.group, idempotency_key),
+            ).fetchone()
+        if known is None:
+            known = db.execute(
+                "SELECT uuid, fingerprint, state FROM cloud_requests "
+                "WHERE grp = ? AND external_id = ?",
+                (order.group, order.external_id),
+            ).fetchone()
+        if known is not None:
+            return Accepted(known[0], False, known[1] == order.fingerprint, _status(known[2]))
+        new = str(uuids.uuid4())
+        db.execute(
+            "INSERT INTO cloud_requests (uuid, api, grp, operation, external_id, "
+            "idempotency_key, fingerprint, body, callback_url, inn, state, accepted_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            (
+                new,
+                order.api,
+                order.group,
+                order.operation,
+                order.external_id,
+                idempotency_key,
+                order.fingerprint,
+                ticket.body,
+                order.callback_url,
+                order.inn,
+                _now(),
+            ),
+        )
         return Accepted(new, True, True, "wait")
 
     def report(self, uuid: str) -> ReportView | None:

@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from kkt.cloud import jsontext  # noqa: E402
-from kkt.cloud.prepared import Prepared  # noqa: E402
-from kkt.cloud.tokens import TokenCache  # noqa: E402
+from kkt.cloud import jsontext
+from kkt.cloud.prepared import Prepared
+from kkt.cloud.tokens import TokenCache
 
 
 def _slow(value: Any) -> str:
@@ -104,3 +104,44 @@ def test_prepared_hands_each_conversion_over_once_and_stays_bounded() -> None:
     assert prepared.take("b") == "B"
     assert prepared.take("b") is None
     assert prepared.take("none") is None
+
+
+def test_accepts_at_once_share_commits_and_still_store_each_request_once(tmp_path: Any) -> None:
+    import threading
+
+    from kkt.cloud.model import Order
+    from kkt.cloud.storage.sqlite import SqliteStorage
+
+    storage = SqliteStorage(tmp_path / "cloud.sqlite")
+    try:
+        # 40 external ids, each posted 3 times (the third with another body), from 12 threads
+        orders = [
+            Order(4, "demo", "sell", f"e{n}", {"n": n}, f"fp{n}-{take // 2}", None, "")
+            for n in range(40)
+            for take in range(3)
+        ]
+        answers: dict[int, Any] = {}
+        start = threading.Barrier(12)
+
+        def post(share: int) -> None:
+            start.wait()
+            for index in range(share, len(orders), 12):
+                answers[index] = storage.accept(orders[index], idempotency_key=None)
+
+        threads = [threading.Thread(target=post, args=(share,)) for share in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(answers) == len(orders)
+        for n in range(40):
+            mine = [(answers[i], orders[i]) for i in range(len(orders)) if orders[i].body["n"] == n]
+            assert len({answer.uuid for answer, _ in mine}) == 1  # one request per external id
+            assert sum(answer.created for answer, _ in mine) == 1
+            first = next(order for answer, order in mine if answer.created)
+            for answer, order in mine:
+                if not answer.created:
+                    assert answer.same_body == (order.fingerprint == first.fingerprint)
+        assert storage.counts()["wait"] == 40
+    finally:
+        storage.close()
