@@ -55,11 +55,21 @@ from starlette.concurrency import run_in_threadpool
 import kkt
 
 from . import auth, jsontext, metrics, ui
-from .atol import ApiError, accepted_json, atol_time, order_receipt, report_json, to_order
+from .atol import (
+    ApiError,
+    accepted_json,
+    atol_time,
+    order_receipt,
+    report_json,
+    to_order,
+    to_order_converted,
+)
 from .auth import Users
 from .config import CloudConfig, GroupConfig
 from .model import OPERATIONS_V4, OPERATIONS_V5, Order, ReportView
-from .storage.base import Storage, StorageUnavailable
+from .prepared import Prepared
+from .storage.base import Accepted, Storage, StorageUnavailable
+from .tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -139,17 +149,21 @@ def create_app(service: Service) -> FastAPI:
         refusal = storage_unavailable(UNAVAILABLE_RETRY_AFTER)
         return _json(refusal.json(), refusal.http_status, refusal.headers)
 
+    tokens = TokenCache(service.storage.token_login)  # one for both APIs: a token serves both
     for api in APIS:
-        app.include_router(_api_router(service, api))
+        app.include_router(_api_router(service, api, tokens))
     app.add_api_route("/metrics", _metrics_route(service), methods=["GET"], include_in_schema=False)
     app.include_router(ui.ui_router(service))
     return app
 
 
-def _api_router(service: Service, api: int) -> APIRouter:
+def _api_router(service: Service, api: int, tokens: TokenCache) -> APIRouter:
     router = APIRouter(prefix=f"/possystem/v{api}", tags=[f"ATOL Online v{api}"])
     storage = service.storage
     server = service.config.server
+    # the service's hand-over of conversions to its workers (a stand-in service may have none)
+    prepared: Prepared | None = getattr(service, "prepared", None)
+    reads_inline = bool(getattr(storage, "reads_inline", False))  # `SqliteStorage.reads_inline`
 
     async def token_of(login: str | None, password: str | None) -> dict[str, Any]:
         if not isinstance(login, str) or not isinstance(password, str):
@@ -158,9 +172,9 @@ def _api_router(service: Service, api: int) -> APIRouter:
             raise ApiError.wrong_login_or_password()
         token = auth.new_token()
         now = datetime.now(UTC)
-        await run_in_threadpool(
-            storage.add_token, auth.token_hash(token), login, now + auth.TOKEN_LIFETIME
-        )
+        hashed, expires = auth.token_hash(token), now + auth.TOKEN_LIFETIME
+        await run_in_threadpool(storage.add_token, hashed, login, expires)
+        tokens.issued(hashed, login, expires)  # once stored: another instance may be asked
         return {"error": None, "token": token, "timestamp": atol_time(now)}
 
     @router.post("/getToken", summary="a token for 24 hours (JSON {login, pass})")
@@ -196,9 +210,9 @@ def _api_router(service: Service, api: int) -> APIRouter:
         if login is None:
             if not token:
                 raise ApiError.missing_token()
-            login = await run_in_threadpool(
-                storage.token_login, auth.token_hash(token), datetime.now(UTC)
-            )
+            hashed, now = auth.token_hash(token), datetime.now(UTC)
+            # a token known here is checked without storage (`TokenCache`): no worker thread
+            login = tokens.known(hashed, now) or await run_in_threadpool(tokens.lookup, hashed, now)
         if login is None:
             raise ApiError.expired_token()
         if group not in service.users.groups(login):
@@ -219,12 +233,16 @@ def _api_router(service: Service, api: int) -> APIRouter:
                 [f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} characters"]
             )
         raw = await _body(request, server.max_body)
-        order = to_order(api, operation, group, raw)
-        if await run_in_threadpool(_overloaded, storage, order, server.max_queue):
+        order, made = to_order_converted(api, operation, group, raw)
+        # one trip to a worker thread for the overload check and the accept (each trip costs
+        # the event loop more than the check itself)
+        accepted = await run_in_threadpool(_accept, storage, order, key, server.max_queue)
+        if accepted is None:
             raise ApiError.overloaded(RETRY_AFTER_SECONDS)
-        accepted = await run_in_threadpool(storage.accept, order, idempotency_key=key)
         now = datetime.now(UTC)
         if accepted.created:
+            if prepared is not None:  # committed: a worker may claim it from now on
+                prepared.put(accepted.uuid, made)
             return _json(accepted_json(accepted.uuid, now))
         if accepted.same_body and (
             server.duplicates == "strict"
@@ -246,7 +264,13 @@ def _api_router(service: Service, api: int) -> APIRouter:
 
     async def view_for(request: Request, group: str, uuid: str) -> ReportView:
         await login_for(request, group, basic=True)
-        view = await run_in_threadpool(storage.report, uuid)
+        # A report is the request clients repeat most.  Where storage reads one row at once
+        # (SQLite: WAL, a reader never waits for a writer) it is read here: the trip to a
+        # worker thread and back cost the event loop more than the read.
+        if reads_inline:
+            view = storage.report(uuid)
+        else:
+            view = await run_in_threadpool(storage.report, uuid)
         if view is None or view.group != group:
             raise ApiError.missing_uuid(uuid)
         return view
@@ -270,6 +294,14 @@ def _api_router(service: Service, api: int) -> APIRouter:
         return Response(drawn, media_type=RECEIPT_TYPES[fmt])
 
     return router
+
+
+def _accept(storage: Storage, order: Order, key: str | None, max_queue: int) -> Accepted | None:
+    """``order`` accepted (committed: `Storage.accept`), or None when it is refused as an
+    overload (`_overloaded`)."""
+    if _overloaded(storage, order, max_queue):
+        return None
+    return storage.accept(order, idempotency_key=key)
 
 
 def _overloaded(storage: Storage, order: Order, max_queue: int) -> bool:

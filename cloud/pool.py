@@ -87,6 +87,7 @@ from .lease import (
     user_timeout,
 )
 from .model import Job, Order, RegisterView
+from .prepared import Prepared
 from .storage.base import LeaseLost, Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -157,14 +158,17 @@ class Work:
 WorkOf = Callable[[Job], Work]
 
 
-def atol_work(job: Job) -> Work:
+def atol_work(job: Job, made: object | None = None) -> Work:
     """A job's ATOL Online body as the driver's call (`kkt.cloud.atol.convert`); raises
     `ReceiptFault` when it does not convert.
 
     The body was validated when it was accepted; ``order_receipt``/``order_correction``
     validate and convert it once more here (a body stored by an older version is still
     checked), but not ``to_order`` as well: that would validate and convert it a second time
-    over, a third of a worker's CPU per receipt."""
+    over, a third of a worker's CPU per receipt.
+
+    ``made``: the conversion done when the request was accepted in this process (`Prepared`),
+    used instead of converting again when it is of the job's kind."""
     # Imported when first needed: the ATOL layer is a sibling module of its own.
     convert: Any = importlib.import_module("kkt.cloud.atol.convert")
     correction = "correction" in job.operation
@@ -180,7 +184,11 @@ def atol_work(job: Job) -> Work:
     )
     try:
         if correction:
-            args = convert.order_correction(order)
+            args = (
+                made
+                if isinstance(made, convert.CorrectionArgs)
+                else convert.order_correction(order)
+            )
 
             def correct(register: kkt.Register, key: str) -> FiscalResult:
                 # `payments` and `key` are the driver's newer keywords of `correction`.
@@ -191,7 +199,7 @@ def atol_work(job: Job) -> Work:
                 return result
 
             return Work(order.inn, correct)
-        receipt = convert.order_receipt(order)
+        receipt = made if isinstance(made, kkt.Receipt) else convert.order_receipt(order)
     except Exception as error:
         raise ReceiptFault(conversion_error(error)) from error
 
@@ -199,6 +207,16 @@ def atol_work(job: Job) -> Work:
         return register.receipt(receipt, key=key)
 
     return Work(order.inn, sell)
+
+
+def prepared_work(prepared: Prepared) -> WorkOf:
+    """`atol_work` that first takes the job's conversion from ``prepared`` (made when this
+    process accepted it), else converts the stored body."""
+
+    def work_of(job: Job) -> Work:
+        return atol_work(job, prepared.take(job.uuid))
+
+    return work_of
 
 
 def _company_inn(body: dict[str, Any], document: str) -> str:

@@ -52,7 +52,8 @@ from .config import CloudConfig
 from .emulated import EmulatedPool
 from .metrics import Latencies
 from .model import RegisterView, ReportView
-from .pool import RegisterPool, RegisterSpec
+from .pool import RegisterPool, RegisterSpec, prepared_work
+from .prepared import Prepared
 from .storage import is_postgres_url, open_storage
 
 if TYPE_CHECKING:
@@ -200,6 +201,8 @@ class CloudService:
         # seconds per fiscalization, per register: the pool's on_latency feeds it, /metrics reads
         # it (one object for both, or the histogram stays empty)
         self.latencies = Latencies()
+        # the conversions of requests accepted here, for the workers that claim them
+        self.prepared = Prepared()
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -269,7 +272,12 @@ class CloudService:
             specs.extend(farm.specs(emulated.group))
         if not specs:
             return _NoPool()
-        return RegisterPool(self.storage, specs, on_latency=self.latencies.observe)
+        return RegisterPool(
+            self.storage,
+            specs,
+            on_latency=self.latencies.observe,
+            work_of=prepared_work(self.prepared),
+        )
 
     def _wait_for_emulated_state(self, farm: EmulatedPool) -> None:
         """Right after a ``kill -9`` of a service, its emulated registers' child process is

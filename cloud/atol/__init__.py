@@ -12,6 +12,7 @@ from .convert import (
     order_receipt,
     problems_of,
     to_order,
+    to_order_converted,
 )
 from .errors import TABLE, ApiError, ErrorKind, atol_time
 from .report import accepted_json, report_json
@@ -31,4 +32,5 @@ __all__ = [
     "problems_of",
     "report_json",
     "to_order",
+    "to_order_converted",
 ]

@@ -116,6 +116,16 @@ class CorrectionArgs:
 
 def to_order(api: int, operation: str, group: str, raw: bytes) -> Order:
     """Validate one request body; raise `ApiError` (31, 40 or 32 with every problem's path)."""
+    return to_order_converted(api, operation, group, raw)[0]
+
+
+def to_order_converted(
+    api: int, operation: str, group: str, raw: bytes
+) -> tuple[Order, kkt.Receipt | CorrectionArgs | None]:
+    """`to_order`, and what the register gets for it: the receipt `order_receipt` would make
+    (or the correction's arguments, `order_correction`; None where neither would make one) --
+    validating made it already, and a worker that is handed it need not validate and convert
+    the body a second time."""
     allowed = OPERATIONS_V4 if api == 4 else OPERATIONS_V5
     if api not in (4, 5):
         raise ApiError.bad_request(f"API version {api} is not served: use v4 or v5")
@@ -124,12 +134,12 @@ def to_order(api: int, operation: str, group: str, raw: bytes) -> Order:
     body = load_body(raw)
     model = _validate(api, operation, body)
     problems: list[str] = []
-    _convert(api, operation, model, problems, None)
+    made = _convert(api, operation, model, problems, None)
     if problems:
         raise ApiError.incoming_validation_exception(problems)
     document = model.correction if _is_correction(model) else model.receipt  # type: ignore[union-attr]
     callback = model.service.callback_url if model.service else None
-    return Order(
+    order = Order(
         api=api,
         group=group,
         operation=operation,
@@ -139,6 +149,7 @@ def to_order(api: int, operation: str, group: str, raw: bytes) -> Order:
         callback_url=callback or None,
         inn=document.company.inn,
     )
+    return order, made
 
 
 def order_receipt(order: Order, *, tax_system: kkt.TaxSystem | None = None) -> kkt.Receipt:
