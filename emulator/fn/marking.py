@@ -515,6 +515,11 @@ class MarkingFn:
             len(self._queue),
         )
 
+    @property
+    def autonomous(self) -> bool:
+        """An autonomous FN: no OISM requests; notifications leave by D3h-D6h export."""
+        return self._registration_autonomous()
+
     def sold_in(self, code: bytes) -> int | None:
         """The receipt (FD number) that sold ``code``, or None."""
         return self._store.sold_in(code)
@@ -600,6 +605,15 @@ class MarkingFn:
         pending.online = OnlineResult(value, status, request_code, data)
         return pending.online
 
+    def current_verdict(self) -> int:
+        """The 2106 that B2h would give the code being checked now."""
+        pending = self._require_step(
+            Step.CHECKED, Step.REQUESTED, Step.ANSWERED, what="a code is checked (B1h) first"
+        )
+        if pending.online is not None:
+            return pending.online.verdict
+        return verdict(pending.result, None, False, autonomous=self._registration_autonomous())
+
     def decide(self, accept: bool, *, planned: int | None = None) -> int:
         """B2h: save (``accept``) or drop the code being checked; its 2106.  After B1h alone, or
         after B5h without an answer (the OISM was silent), the 2106 holds the FN's check only;
@@ -607,10 +621,7 @@ class MarkingFn:
         pending = self._require_step(
             Step.CHECKED, Step.REQUESTED, Step.ANSWERED, what="B2h follows B1h"
         )
-        if pending.online is not None:
-            value = pending.online.verdict
-        else:
-            value = verdict(pending.result, None, False, autonomous=self._registration_autonomous())
+        value = self.current_verdict()
         if not accept:
             self._pending = None
             return value

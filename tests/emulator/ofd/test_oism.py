@@ -1,0 +1,114 @@
+"""The emulated ОИСМ: each answer kind, per code and for all codes, through the register's
+one-command check and the control channel; notifications drained into it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kkt.emulator.clock import ManualClock
+from kkt.emulator.control import ControlError, Controls
+from kkt.emulator.faults import Faults
+from kkt.emulator.fn import FnCode, FnError
+from kkt.emulator.fn.marking import parse_tlv
+from kkt.emulator.ofd.oism import Answer, Oism, OismError, answer_named
+from kkt.emulator.receipt import Item
+from kkt.emulator.register import NO_ANSWER
+from kkt.emulator.shtrih import ShtrihRegister, open_device
+from kkt.protocols.ffd import Payments
+from support.fn import START
+
+GS = "\x1d"
+
+
+def code(serial: str) -> str:
+    return f"0104607012345678215{serial:0>12}{GS}91EE06{GS}92{'Q' * 44}"
+
+
+@pytest.fixture
+def register(tmp_path: Path) -> Iterator[ShtrihRegister]:
+    device = open_device(tmp_path / "kkt", clock=ManualClock(START))
+    device.model.open_shift([])
+    yield device
+    device.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "online", "verdict", "status"),
+    [
+        (Answer.VALID, 0, 15, 1),
+        (Answer.WRONG_STATUS, 0, 7, 2),
+        (Answer.WITHDRAWN, 0, 7, 3),
+        (Answer.UNKNOWN, 0, 3, None),
+        (Answer.OFFLINE, NO_ANSWER, 3, None),
+    ],
+)
+def test_each_answer_kind(
+    register: ShtrihRegister, answer: Answer, online: int, verdict: int, status: int | None
+) -> None:
+    model = register.model
+    model.oism.set(answer)
+    check = model.check_mark(code("1").encode(), 1)
+    assert (check.result, check.online, check.verdict) == (3, online, verdict)
+    tags = parse_tlv(check.server_tags)
+    assert tags.get(2109) == (None if status is None else bytes((status,)))
+    assert model.decide_mark(True) == verdict
+
+
+def test_per_code_answers_and_reset(register: ShtrihRegister) -> None:
+    oism = register.model.oism
+    oism.set(Answer.WITHDRAWN, code("2").encode())
+    assert oism.answer_for(code("1").encode()) is Answer.VALID
+    assert oism.answer_for(code("2").encode()) is Answer.WITHDRAWN
+    oism.set(Answer.OFFLINE)
+    assert oism.answer_for(code("1").encode()) is Answer.OFFLINE
+    oism.reset()
+    assert oism.answer_for(code("2").encode()) is Answer.VALID
+    with pytest.raises(OismError, match="valid, wrong-status"):
+        answer_named("gone")
+
+
+def test_the_control_channel_switches_answers_and_drains_notifications(
+    register: ShtrihRegister,
+) -> None:
+    controls = Controls(register, Faults())
+    model = register.model
+    answer = controls.handle({"action": "oism", "code": code("9"), "answer": "unknown"})
+    assert answer["oism"]["codes"] == {code("9"): "unknown"}
+    assert model.check_mark(code("9").encode(), 1).verdict == 3
+    model.decide_mark(False)
+    controls.handle({"action": "oism", "answer": "withdrawn"})
+    assert model.check_mark(code("1").encode(), 1).verdict == 7
+    model.decide_mark(False)
+    controls.handle({"action": "oism", "reset": True})
+    for serial in ("1", "2"):
+        mark = code(serial).encode()
+        assert model.check_mark(mark, 1, Decimal(1), 0).verdict == 15
+        model.decide_mark(True)
+        model.open_receipt(0)
+        model.bind_mark(mark)
+        model.add_item(model.take_mark(Item("Туфли", 100, Decimal(1), 100, 6, 0)))
+        model.close_receipt(Payments(cash=100))
+    answer = controls.handle({"action": "oism", "deliver": 1})
+    assert answer["delivered"] == 1 and answer["marking"]["queued"] == 1
+    answer = controls.handle({"action": "oism", "deliver": "all"})
+    assert answer["delivered"] == 1 and answer["marking"]["queued"] == 0
+    assert answer["oism"]["notifications"] == 2 and answer["oism"]["sold"] == 2
+    # A code the OISM saw sold is answered "wrong status" when checked for a sale again.
+    assert model.check_mark(code("1").encode(), 1).verdict == 7
+    for bad in (
+        {"action": "oism", "answer": "nope"},
+        {"action": "oism", "answer": "valid", "code": 5},
+        {"action": "oism", "deliver": 0},
+    ):
+        with pytest.raises(ControlError):
+            controls.handle(bad)
+
+
+def test_a_request_that_is_not_one_is_refused() -> None:
+    with pytest.raises(FnError) as caught:
+        Oism(lambda: dt.datetime(2026, 1, 1)).answer(b"\x04\x00\x00\x00")
+    assert caught.value.code is FnCode.OFD_REPLY_REJECTED
