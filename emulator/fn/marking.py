@@ -20,8 +20,8 @@ real FN's does: power lost mid-check forgets that code, never the table.
 public (it runs inside the FN's КС).  This emulator decides it by a documented, deterministic rule:
 
 * only types 2 and 4 (a 91 key id and an 88- or 44-character 92 code) are checkable; other types
-  answer 2004 = 0 with reason 1 (type 1, 3, 5) or 4 (not identified), a 92 code without its 91
-  key id reason 3;
+  answer 2004 = 0 with reason 1 (type 1, 3, 5) or 4 (not identified), a GS1 code whose AI 91/92
+  do not parse reason 3;
 * the key id ``UNKNOWN_KEY_ID`` ("0000") is a key the FN does not have: 2004 = 0, reason 2;
 * a 92 code that begins with ``BAD_CRYPTO_PREFIX`` ("BAD") fails the check: 2004 = 1 (negative);
 * any other checkable code passes: 2004 = 3.
@@ -39,13 +39,13 @@ import calendar
 import datetime as dt
 import enum
 import json
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from kkt.protocols.ffd import TAGS, TlvList, Value, encode_tlv_item
+from kkt.protocols.ffd.marking import MarkingCodeError, control_code, parse_mark_code
 from kkt.protocols.ofd import crc16_ccitt_false
 
 from .errors import FnCode, FnError
@@ -85,7 +85,7 @@ class Step(enum.IntEnum):
 _B1, _B2, _B3, _B5, _B6, _B7 = 0x01, 0x02, 0x04, 0x08, 0x10, 0xE0
 
 
-# -- code formats (until the protocol core's КМ model is merged in) --------------------------
+# -- code formats (the protocol core's КМ model, `kkt.protocols.ffd.marking`) ---------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,59 +94,35 @@ class ParsedCode:
 
     code: bytes
     kind: int  # 2100: 0 not identified, 1 short, 2 88-char crypto, 3 44 not checkable, 4, 5
-    gtin: str = ""
-    serial: str = ""
+    product_code: str = ""  # 01 GTIN 21 serial: tag 1305
     key_id: str = ""  # AI 91
     crypto: str = ""  # AI 92 (or 93)
-
-    @property
-    def product_code(self) -> str:
-        """The part of a GS1 code before its crypto tail (01 GTIN 21 serial): tag 1305 / 2101."""
-        return f"01{self.gtin}21{self.serial}" if self.gtin else ""
+    malformed_ai: bool = False  # a GS1 code whose AI 91/92 do not parse
 
 
 def parse_code(code: bytes) -> ParsedCode:
-    """The 2100 type and AI fields of ``code`` (fact sheet §4.6).  Never raises."""
+    """The 2100 type and AI fields of ``code`` (`parse_mark_code`); a code that does not parse
+    is type 0, as the FN takes it.  Never raises."""
     try:
-        text = code.decode("ascii")
-    except UnicodeDecodeError:
-        return ParsedCode(code, 0)
-    groups = text.split(chr(GS))
-    head = groups[0]
-    if not (len(head) > 18 and head.startswith("01") and head[2:16].isdigit()):
-        return ParsedCode(code, 1 if len(text) in (25, 29) else 0)
-    if head[16:18] != "21":
-        return ParsedCode(code, 0)
-    fields = {group[:2]: group[2:] for group in groups[1:] if len(group) > 2}
-    base = {"gtin": head[2:16], "serial": head[18:]}
-    if "93" in fields:
-        return ParsedCode(code, 5, **base, crypto=fields["93"])
-    crypto, key_id = fields.get("92", ""), fields.get("91", "")
-    if not crypto:
-        return ParsedCode(code, 1, **base, key_id=key_id)
-    if len(crypto) == 88:
-        return ParsedCode(code, 2, **base, key_id=key_id, crypto=crypto)
-    if len(crypto) == 44:
-        return ParsedCode(code, 4 if key_id else 3, **base, key_id=key_id, crypto=crypto)
-    return ParsedCode(code, 0, **base, key_id=key_id, crypto=crypto)
+        mark = parse_mark_code(code)
+    except MarkingCodeError as exc:
+        return ParsedCode(code, 0, malformed_ai="AI 9" in str(exc))
+    return ParsedCode(
+        code, int(mark.type), mark.product_code or "", mark.key_id or "", mark.crypto or ""
+    )
 
 
 def local_check(parsed: ParsedCode) -> tuple[int, int]:
     """2004 and its reason for ``parsed`` under the emulator's crypto rule (module docstring)."""
     if parsed.kind not in (2, 4):
-        return NOT_CHECKED, REASON_OTHER if parsed.kind == 0 else REASON_TYPE
-    if len(parsed.key_id) != 4:
-        return NOT_CHECKED, REASON_AI
+        if parsed.kind == 0:
+            return NOT_CHECKED, REASON_AI if parsed.malformed_ai else REASON_OTHER
+        return NOT_CHECKED, REASON_TYPE
     if parsed.key_id == UNKNOWN_KEY_ID:
         return NOT_CHECKED, REASON_NO_KEY
     if parsed.crypto.startswith(BAD_CRYPTO_PREFIX):
         return NEGATIVE, REASON_CHECKED
     return POSITIVE, REASON_CHECKED
-
-
-def control_code(code: bytes) -> str:
-    """Tag 2115: the last 4 digits of the decimal CRC-32 of the code (JP ``Tag2115.java``)."""
-    return f"{zlib.crc32(code):04d}"[-4:]
 
 
 def verdict(result: int, status: int | None, request_ok: bool, *, autonomous: bool) -> int:

@@ -18,7 +18,6 @@ from kkt.emulator.fn.marking import (
     MarkingFn,
     Step,
     block_crc,
-    control_code,
     notification_receipt,
     oism_answer,
     parse_code,
@@ -27,6 +26,7 @@ from kkt.emulator.fn.marking import (
     unseal,
 )
 from kkt.protocols.ffd import Payments, WorkMode, decode_tlv
+from kkt.protocols.ffd.marking import control_code
 from support.fn import START, registration
 
 GS = "\x1d"
@@ -99,8 +99,8 @@ def shift(clock: ManualClock) -> FiscalStorage:
 
 def test_code_formats_and_the_local_check() -> None:
     parsed = parse_code(CODE)
-    assert (parsed.kind, parsed.gtin, parsed.key_id) == (4, "44945504353068", "EE06")
-    assert parsed.serial == "QXYXSALGLMYQQ"
+    assert (parsed.kind, parsed.key_id) == (4, "EE06")
+    assert parsed.product_code == "014494550435306821QXYXSALGLMYQQ"
     assert parse_code(code("1", crypto="Z" * 88)).kind == 2
     assert parse_code(b"0104607012345678215ABCDEFGHIJKL").kind == 1  # no crypto tail: short
     assert parse_code(f"0104607012345678215ABC{GS}93abcd".encode()).kind == 5
@@ -116,6 +116,7 @@ def test_code_formats_and_the_local_check() -> None:
         (code("3", key="0000"), 0, 2),  # a key the FN does not have
         (b"0104607012345678215ABCDEFGHIJKL", 0, 1),  # short code: not checkable
         (b"garbage", 0, 4),
+        (f"0104607012345678215AB{GS}91EE06{GS}92{'Q' * 50}".encode(), 0, 3),  # AI 92 malformed
     ],
 )
 def test_b1h_local_result(shift: FiscalStorage, mark: bytes, result: int, reason: int) -> None:
