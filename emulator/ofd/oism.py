@@ -17,7 +17,8 @@ offline       no answer at all (Shtrikh FF61 byte 0xFF)    3 [М] (the FN's chec
 
 It also remembers the codes its notifications reported sold: checking such a code again for a
 sale is answered "wrong status" unless an answer is set for that code -- what the real system
-does with a code already out of circulation (inferred; no public source states it).
+does with a code already out of circulation (inferred; no public source states it).  A code the FN
+found forged (2004 = 1) is answered "wrong status" too, so its 2106 is 5 [М-] (fact sheet §4.7).
 
 Notifications: `receive` answers a notification block with its receipt (2111 = 0, 2006 = 0);
 `deliver` drains an FN's queue through it, as the register's OFD link would (BBh..BFh).
@@ -110,11 +111,15 @@ class Oism:
             "sold": len(self.sold),
         }
 
-    def answer_for(self, code: bytes, planned: int = 1) -> Answer:
+    def answer_for(self, code: bytes, planned: int = 1, fn_result: int = 3) -> Answer:
+        """The answer for a check of ``code``: its own, else "wrong status" for a code sold
+        before (for a sale) or one the FN found forged (2004 = 1), else the default."""
         if code in self.per_code:
             return self.per_code[code]
         if code in self.sold and planned in SALE_STATUSES:
             return Answer.WRONG_STATUS
+        if fn_result == 1 and self.default is not Answer.OFFLINE:
+            return Answer.WRONG_STATUS  # 2106 = 5: the fact sheet's "crypto tail bad" (§4.7)
         return self.default
 
     # -- the wire ---------------------------------------------------------------------------------
@@ -124,7 +129,7 @@ class Oism:
         Raises `FnError` (20h) for a block that is not a request."""
         parsed = read_request(request)
         self.requests += 1
-        chosen = self.answer_for(parsed.code, parsed.planned)
+        chosen = self.answer_for(parsed.code, parsed.planned, parsed.result)
         if chosen is Answer.OFFLINE:
             return None
         request_code, status = _TAGS[chosen]
