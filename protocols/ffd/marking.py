@@ -21,8 +21,9 @@ Readings chosen:
 * 2100 for a 44-character crypto tail: 4 (checkable) when AI 91 names a key, else 3.  The FN
   decides with its key table; the code alone cannot tell, so this is our reading.
 * The tobacco pack code (14-digit GTIN, 7-character serial, 4-character МРЦ, 4-character crypto
-  code, no separators, 29 characters) is type 5, like the AI 93 codes: its crypto code is four
-  characters and the FN cannot check it (inferred from the 2100 enum, §4.5).
+  code, no separators, 29 characters) is type 1, short: a real ФН-М said so for
+  ``04606203103348a3=EfODAB=UpGbL`` (FF61 answer in shtrih-m/fr_drv_ng issue #145), while it
+  answered 5 for an AI 93 code (issue #165).
 * 1305 (GS1.М, at most 38 characters) is ``01`` + GTIN + ``21`` + serial: the code without its
   crypto tail, which is what fits 38 (FFD table 118 is not in the stored sources, §5 gap 8).
 * The GTIN's check digit is not enforced: the libfptr sample code of §4.6 fails it, and the FN
@@ -88,7 +89,7 @@ class MarkCodeType(enum.IntEnum):
     CRYPTO_88 = 2  # КП 88 characters, checkable in the FN
     CRYPTO_44_UNCHECKABLE = 3
     CRYPTO_44 = 4  # КП 44 characters, checkable in the FN
-    CRYPTO_4_UNCHECKABLE = 5  # КП 4 characters (AI 93, tobacco packs)
+    CRYPTO_4_UNCHECKABLE = 5  # КП 4 characters (AI 93)
 
     @property
     def fn_checkable(self) -> bool:
@@ -276,7 +277,7 @@ def parse_mark_code(code: bytes | str) -> MarkCode:
     if _TOBACCO_PACK.fullmatch(raw):
         text = raw.decode("ascii")
         return MarkCode(
-            raw, MarkCodeType.CRYPTO_4_UNCHECKABLE, gtin=text[:14], serial=text[14:21],
+            raw, MarkCodeType.SHORT, gtin=text[:14], serial=text[14:21],
             crypto=text[25:29],
         )  # fmt: skip
     return MarkCode(raw, MarkCodeType.UNKNOWN)
