@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.faults import Faults
 from kkt.emulator.fn import FiscalStorage, MemoryStore
@@ -359,3 +361,31 @@ def test_kill_9_mid_flow_keeps_the_table_the_queue_and_the_documents_consistent(
     assert killed_mid_run >= KILLS // 2, (
         "the child was rarely killed mid-run; the test proves little"
     )
+
+
+_MARKING_CODES = (0xFF61, 0xFF67, 0xFF68, 0xFF69, 0xFF70, 0xFF71, 0xFF72, 0xFF73)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_MARKING_CODES), st.binary(max_size=120)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_garbage_marking_commands_are_refused_never_crash(
+    register: ShtrihRegister, commands: list[tuple[int, bytes]]
+) -> None:
+    """Any bytes after a marking command's code: an answer or a refusal, never the register's
+    internal-failure code (39h), and the FN's archive and marking state stay whole."""
+    password = (SYS).to_bytes(4, "little")
+    for code_, body in commands:
+        payload = code_.to_bytes(2, "big") + password + body
+        answer = register.execute(payload)
+        assert answer[:2] == payload[:2] and len(answer) >= 3
+        assert answer[2] != 0x39, f"internal failure on {payload.hex(' ')}"
+    assert register.fn.verify().ok
+    assert register.fn.marking.status().step in (0, 1, 2, 3, 4)
