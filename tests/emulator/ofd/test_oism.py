@@ -4,9 +4,11 @@ one-command check and the control channel; notifications drained into it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kkt.emulator.clock import ManualClock
@@ -14,12 +16,22 @@ from kkt.emulator.control import ControlError, Controls
 from kkt.emulator.faults import Faults
 from kkt.emulator.fn import FnCode, FnError
 from kkt.emulator.fn.marking import parse_tlv
+from kkt.emulator.ofd import OfdThread
 from kkt.emulator.ofd.oism import Answer, Oism, OismError, answer_named
 from kkt.emulator.receipt import Item
 from kkt.emulator.register import NO_ANSWER
+from kkt.emulator.shells import ServiceThread
+from kkt.emulator.shells.ofdlink import OfdAddress
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.ffd import Payments
+from kkt.protocols.ffd.marking import PlannedStatus
+from kkt.protocols.shtrih import classic, fn
+from kkt.protocols.shtrih import marking as mk
+from kkt.protocols.shtrih.modes import OperationType, ReceiptType, TaxRate
+from kkt.tools.bench.soak.common import SOAK_HOST
 from support.fn import START
+
+import kkt
 
 GS = "\x1d"
 
@@ -112,3 +124,56 @@ def test_a_request_that_is_not_one_is_refused() -> None:
     with pytest.raises(FnError) as caught:
         Oism(lambda: dt.datetime(2026, 1, 1)).answer(b"\x04\x00\x00\x00")
     assert caught.value.code is FnCode.OFD_REPLY_REJECTED
+
+
+@pytest.mark.timeout(60)
+def test_notifications_travel_the_ofd_link_to_the_emulated_ofd(tmp_path: Path) -> None:
+    """A served register with an OFD link: the marked receipt goes to the OFD, then its
+    notification, receipted by the OFD's ОИСМ; the FN's marking queue drains by itself."""
+    register = ShtrihRegister.open(tmp_path / "register")
+    mark = code("77").encode()
+    try:
+        with OfdThread(tmp_path / "ofd") as ofd:
+            address = OfdAddress("127.0.0.1", ofd.port, retry=3600.0)
+            with ServiceThread(register, Faults(), ofd=address) as served:
+                url = f"socket://127.0.0.1:{served.port}"
+                with kkt.connect(url, settings=SOAK_HOST) as driver:
+                    driver.open_shift()
+                    device: Any = driver.device
+                    raw, password = device.raw, device.password
+                    planned = PlannedStatus.PIECE_SOLD
+                    checked = raw(mk.CheckMarkCode(password, planned, 0, mark, b""))
+                    assert checked.online.item_check == 15
+                    raw(mk.DecideMarkCode(password, mk.MarkDecision.ACCEPT))
+                    raw(classic.OpenReceipt(password, ReceiptType.SALE))
+                    raw(mk.BindMarkCode(password, mark))
+                    raw(
+                        fn.OperationV2(
+                            password,
+                            OperationType.INCOME,
+                            Decimal(1),
+                            100,
+                            None,
+                            None,
+                            TaxRate.NO_VAT,
+                            1,
+                            4,
+                            1,
+                            "Туфли",
+                        )
+                    )
+                    raw(fn.CloseReceiptV2(password, (100,) + (0,) * 15, 0, (0,) * 6, 1, ""))
+                    eventually(lambda: not register.fn.marking.queue)
+                    eventually(lambda: register.fn.exchange_status().queued == 0)
+            assert ofd.service.server is not None
+            assert ofd.service.server.stats.notifications == 1
+            assert ofd.service.server.oism.sold == {mark}
+    finally:
+        register.close()
+
+
+def eventually(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.02)
