@@ -357,7 +357,7 @@ class RegisterModel:
             try:
                 request = marking.request(planned, quantity, measure)
             except FnError:
-                marking.reset()  # a request refused (2003 ...): the check is dropped whole
+                marking.abandon()  # a request refused (2003 ...): the check is dropped whole
                 raise
             answer = self.oism.answer(request)
             if answer is None:

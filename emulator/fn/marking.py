@@ -626,6 +626,10 @@ class MarkingFn:
             self._save(MarkingWrite(replace(self.state, codes=())))
         self._pending = None
 
+    def abandon(self) -> None:
+        """Drop the code being checked, if any (a register whose check failed half-way)."""
+        self._pending = None
+
     def reset(self) -> None:
         """Power lost: the code being checked and any reading are forgotten (RAM)."""
         self._pending = None
@@ -752,7 +756,6 @@ class MarkingFn:
             self._queue.append(write.notification)
         if write.confirmed is not None:
             self._queue = [n for n in self._queue if n.number != write.confirmed]
-        self._pending = None if write.notification is not None else self._pending
 
     # -- notifications online (BAh-BFh) -----------------------------------------------------------
 

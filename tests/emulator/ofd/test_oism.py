@@ -177,3 +177,11 @@ def eventually(condition: Callable[[], bool], seconds: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not within the deadline"
         time.sleep(0.02)
+
+
+def test_a_refused_request_drops_the_check_whole(register: ShtrihRegister) -> None:
+    model = register.model
+    with pytest.raises(FnError) as caught:
+        model.check_mark(code("5").encode(), 9)  # 2003 = 9 is no planned status
+    assert caught.value.code is FnCode.MARKING_DATA_MISSING
+    assert model.check_mark(code("5").encode(), 1).verdict == 15  # the sequence is free again
