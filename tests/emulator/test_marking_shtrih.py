@@ -389,3 +389,44 @@ def test_garbage_marking_commands_are_refused_never_crash(
         assert answer[2] != 0x39, f"internal failure on {payload.hex(' ')}"
     assert register.fn.verify().ok
     assert register.fn.marking.status().step in (0, 1, 2, 3, 4)
+
+
+def test_a_day_of_fifty_receipts_mixing_marked_and_plain_items(register: ShtrihRegister) -> None:
+    """Each OISM answer kind several times: a POS that rejects what 2106 calls negative sells
+    only the accepted codes; each appears once with its 2106, the rest never; the queue drains."""
+    rng = random.Random(50)
+    answers = list(Answer)
+    accepted: dict[bytes, int] = {}
+    rejected: set[bytes] = set()
+    for n in range(50):
+        marks: list[bytes | None] = []
+        for k in range(rng.randint(0, 3)):
+            mark = code(f"{n:03d}{k}")
+            register.model.oism.set(answers[(n + k) % len(answers)], mark)
+            result = run(register, check(mark))
+            negative = result.online.item_check is not None and result.online.item_check.negative
+            decision = mk.MarkDecision.REJECT if negative else mk.MarkDecision.ACCEPT
+            decided = run(register, mk.DecideMarkCode(SYS, decision))
+            if negative:
+                rejected.add(mark)
+            else:
+                accepted[mark] = int(decided.item_check)
+                marks.append(mark)
+        marks += [None] * rng.randint(0 if marks else 1, 2)
+        rng.shuffle(marks)
+        sell(register, *marks)
+    seen: dict[str, int] = {}
+    for record in register.fn._store.records():
+        if record.kind == 3:
+            for body in items_of(register, record.number):
+                if find(body, 2106) is not None:
+                    product = find(body, 1163)
+                    assert isinstance(product, list)
+                    seen[str(find(product, 1305))] = int(find(body, 2106))  # type: ignore[arg-type]
+    product_of = {mark: mark.split(b"\x1d")[0].decode() for mark in (*accepted, *rejected)}
+    assert seen == {product_of[mark]: value for mark, value in accepted.items()}
+    assert not {product_of[mark] for mark in rejected} & set(seen)
+    assert set(accepted.values()) == {3, 15} and len(rejected) >= 10  # 7: wrong status, withdrawn
+    queued = len(register.fn.marking.queue)
+    assert register.model.oism.deliver(register.fn.marking) == queued
+    assert register.fn.marking.queue == () and register.fn.verify().ok
