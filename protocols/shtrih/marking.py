@@ -284,6 +284,16 @@ class CheckMarkCode(Request[MarkCheckResult]):
 # -- FF67 bind a code to the item -----------------------------------------------------------------
 
 
+class DataMatrixType(enum.IntEnum):
+    """FF67's code type byte (JavaPOS ``FSBindMC``, SH117)."""
+
+    KM_88 = 0
+    SYMMETRIC = 1
+    TOBACCO = 2
+    KM_44 = 3
+    GS1_UNMARKED = 0xFF  # a GS1 code without marking
+
+
 @answer
 class MarkBound(Answer):
     """FF67 answer: the item code (first 2 bytes of 1162), the Data Matrix type (`DataMatrixType`
@@ -291,8 +301,15 @@ class MarkBound(Answer):
     register had to check the code first, that check's result."""
 
     item_code: int = wire(U16)
-    data_matrix_type: int = wire(U8)
+    data_matrix_type: int = wire(U8)  # `DataMatrixType`; an int so a new type still decodes
     check: MarkCheckResult | None = wire(CheckTail())
+
+    @property
+    def matrix_type(self) -> DataMatrixType | None:
+        try:
+            return DataMatrixType(self.data_matrix_type)
+        except ValueError:
+            return None
 
 
 @_fn_request(0xFF67, timeout=_ONLINE, repeatable=False)
@@ -429,6 +446,7 @@ __all__ = [
     "BindMarkCode",
     "CheckMarkCode",
     "ConfirmNotification",
+    "DataMatrixType",
     "DecideMarkCode",
     "GetMarkingStatus",
     "GetNotificationStatus",
