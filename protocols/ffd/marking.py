@@ -264,9 +264,12 @@ class MarkCode:
 def parse_mark_code(code: bytes | str) -> MarkCode:
     """Parse a code as scanned; raise `MarkingCodeError` saying what is wrong with a malformed
     one.  See the module docstring for the formats and the readings."""
-    raw = code.encode("latin-1", "replace") if isinstance(code, str) else bytes(code)
-    if isinstance(code, str) and any(ord(ch) > 0x7F for ch in code):
-        raise MarkingCodeError(f"marking code {code!r} has non-ASCII characters; scan it again")
+    if isinstance(code, str) and not code.isascii():
+        raise MarkingCodeError(
+            f"marking code {code!r} has non-ASCII characters (a scanner in a Cyrillic keyboard "
+            "layout?); scan it again"
+        )
+    raw = code.encode("ascii") if isinstance(code, str) else bytes(code)
     _check_bytes(raw)
     body_start = 1 if raw[0] == GS else 0  # a leading FNC1 some scanners pass on
     if (

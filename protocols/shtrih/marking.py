@@ -237,6 +237,11 @@ class _CheckHeader(Answer):
 _CHECK_HEADER_SIZE = 8
 
 
+def _as_check(error: CodecError) -> CodecError:
+    """The header's error under the request's own name (a message names what the caller built)."""
+    return CodecError(str(error).replace(_CheckHeader.__name__, "CheckMarkCode"))
+
+
 @_fn_request(0xFF61, timeout=_ONLINE, repeatable=False)
 class CheckMarkCode(Request[MarkCheckResult]):
     """Check a marking code: the register runs FN B1h, B5h, sends the request to ОИСМ, B6h.
@@ -259,11 +264,18 @@ class CheckMarkCode(Request[MarkCheckResult]):
         header = _CheckHeader(
             self.password, self.planned_status, self.mode, len(self.code), len(self.tlv)
         )
-        return header.encode_data() + bytes(self.code) + bytes(self.tlv)
+        try:
+            fixed = header.encode_data()
+        except CodecError as exc:
+            raise _as_check(exc) from None
+        return fixed + bytes(self.code) + bytes(self.tlv)
 
     @classmethod
     def decode_values(cls, data: bytes) -> dict[str, Any]:
-        header = _CheckHeader.decode_data(data)
+        try:
+            header = _CheckHeader.decode_data(data)
+        except CodecError as exc:
+            raise _as_check(exc) from None
         body = data[_CHECK_HEADER_SIZE:]
         if len(body) != header.code_length + header.tlv_length:
             raise CodecError(
