@@ -81,6 +81,18 @@ class LocalCheckReason(enum.IntEnum):
     OTHER = 4
 
 
+class AnswerRefusal(enum.IntEnum):
+    """Why FN command B6h refused ОИСМ's answer (its 20h result's reason byte; BFh for a
+    notification receipt, where 3 is "bad notification number")."""
+
+    BAD_SIGN = 1  # неверный фискальный признак ответа
+    BAD_FORMAT = 2  # неверный формат реквизитов ответа
+    BAD_REQUEST_NUMBER = 3
+    BAD_FN_NUMBER = 4
+    BAD_CRC = 5
+    BAD_LENGTH = 7
+
+
 class MarkCodeType(enum.IntEnum):
     """Tag 2100 «тип кода маркировки» (FNP table 127, FFD 1.2 enum)."""
 
@@ -403,6 +415,7 @@ __all__ = [
     "LABEL_POSITIVE",
     "LABEL_UNCHECKED",
     "MAX_CODE_LENGTH",
+    "AnswerRefusal",
     "ItemCheck",
     "LocalCheck",
     "LocalCheckReason",

@@ -48,6 +48,7 @@ from construct import Construct, SizeofError, ValidationError, stream_read, stre
 
 from ..errors import CodecError
 from ..ffd.marking import (
+    AnswerRefusal,
     ItemCheck,
     LocalCheck,
     LocalCheckReason,
@@ -112,6 +113,17 @@ class OnlineCheck:
     def item_check(self) -> ItemCheck | None:
         """Tag 2106, when the FN took ОИСМ's answer."""
         return ItemCheck(self.result & 0x1F) if self.fn_code == FN_CODE_OK else None
+
+    @property
+    def refusal(self) -> AnswerRefusal | int | None:
+        """Why the FN refused ОИСМ's answer (code 20h): an `AnswerRefusal`, or the bare number
+        when it is not one of them."""
+        if self.fn_code != FN_CODE_ANSWER_REFUSED:
+            return None
+        try:
+            return AnswerRefusal(self.result)
+        except ValueError:
+            return self.result
 
     @property
     def timed_out(self) -> bool:

@@ -360,3 +360,13 @@ def test_kkt_decode_names_the_marking_commands() -> None:
     assert "MarkBound" in describe_payload(answer, prefer="answer")
     assert m.MarkBound(5, 3, None).matrix_type is m.DataMatrixType.KM_44
     assert m.MarkBound(5, 9, None).matrix_type is None
+
+
+def test_online_check_readings() -> None:
+    from kkt.protocols.ffd.marking import AnswerRefusal
+
+    refused = m.OnlineCheck(m.FN_CODE_ANSWER_REFUSED, 5)
+    assert refused.item_check is None and refused.refusal is AnswerRefusal.BAD_CRC
+    assert m.OnlineCheck(0x20, 6).refusal == 6 and m.OnlineCheck(0, 15).refusal is None
+    silent = m.OnlineCheck(m.FN_CODE_NO_ANSWER, 0)
+    assert silent.timed_out and silent.item_check is None
