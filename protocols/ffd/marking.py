@@ -81,6 +81,18 @@ class LocalCheckReason(enum.IntEnum):
     OTHER = 4
 
 
+class AnswerRefusal(enum.IntEnum):
+    """Why FN command B6h refused ОИСМ's answer (its 20h result's reason byte; BFh for a
+    notification receipt, where 3 is "bad notification number")."""
+
+    BAD_SIGN = 1  # неверный фискальный признак ответа
+    BAD_FORMAT = 2  # неверный формат реквизитов ответа
+    BAD_REQUEST_NUMBER = 3
+    BAD_FN_NUMBER = 4
+    BAD_CRC = 5
+    BAD_LENGTH = 7
+
+
 class MarkCodeType(enum.IntEnum):
     """Tag 2100 «тип кода маркировки» (FNP table 127, FFD 1.2 enum)."""
 
@@ -264,9 +276,12 @@ class MarkCode:
 def parse_mark_code(code: bytes | str) -> MarkCode:
     """Parse a code as scanned; raise `MarkingCodeError` saying what is wrong with a malformed
     one.  See the module docstring for the formats and the readings."""
-    raw = code.encode("latin-1", "replace") if isinstance(code, str) else bytes(code)
-    if isinstance(code, str) and any(ord(ch) > 0x7F for ch in code):
-        raise MarkingCodeError(f"marking code {code!r} has non-ASCII characters; scan it again")
+    if isinstance(code, str) and not code.isascii():
+        raise MarkingCodeError(
+            f"marking code {code!r} has non-ASCII characters (a scanner in a Cyrillic keyboard "
+            "layout?); scan it again"
+        )
+    raw = code.encode("ascii") if isinstance(code, str) else bytes(code)
     _check_bytes(raw)
     body_start = 1 if raw[0] == GS else 0  # a leading FNC1 some scanners pass on
     if (
@@ -400,6 +415,7 @@ __all__ = [
     "LABEL_POSITIVE",
     "LABEL_UNCHECKED",
     "MAX_CODE_LENGTH",
+    "AnswerRefusal",
     "ItemCheck",
     "LocalCheck",
     "LocalCheckReason",

@@ -48,6 +48,7 @@ from construct import Construct, SizeofError, ValidationError, stream_read, stre
 
 from ..errors import CodecError
 from ..ffd.marking import (
+    AnswerRefusal,
     ItemCheck,
     LocalCheck,
     LocalCheckReason,
@@ -112,6 +113,17 @@ class OnlineCheck:
     def item_check(self) -> ItemCheck | None:
         """Tag 2106, when the FN took ОИСМ's answer."""
         return ItemCheck(self.result & 0x1F) if self.fn_code == FN_CODE_OK else None
+
+    @property
+    def refusal(self) -> AnswerRefusal | int | None:
+        """Why the FN refused ОИСМ's answer (code 20h): an `AnswerRefusal`, or the bare number
+        when it is not one of them."""
+        if self.fn_code != FN_CODE_ANSWER_REFUSED:
+            return None
+        try:
+            return AnswerRefusal(self.result)
+        except ValueError:
+            return self.result
 
     @property
     def timed_out(self) -> bool:
@@ -237,6 +249,11 @@ class _CheckHeader(Answer):
 _CHECK_HEADER_SIZE = 8
 
 
+def _as_check(error: CodecError) -> CodecError:
+    """The header's error under the request's own name (a message names what the caller built)."""
+    return CodecError(str(error).replace(_CheckHeader.__name__, "CheckMarkCode"))
+
+
 @_fn_request(0xFF61, timeout=_ONLINE, repeatable=False)
 class CheckMarkCode(Request[MarkCheckResult]):
     """Check a marking code: the register runs FN B1h, B5h, sends the request to ОИСМ, B6h.
@@ -259,11 +276,18 @@ class CheckMarkCode(Request[MarkCheckResult]):
         header = _CheckHeader(
             self.password, self.planned_status, self.mode, len(self.code), len(self.tlv)
         )
-        return header.encode_data() + bytes(self.code) + bytes(self.tlv)
+        try:
+            fixed = header.encode_data()
+        except CodecError as exc:
+            raise _as_check(exc) from None
+        return fixed + bytes(self.code) + bytes(self.tlv)
 
     @classmethod
     def decode_values(cls, data: bytes) -> dict[str, Any]:
-        header = _CheckHeader.decode_data(data)
+        try:
+            header = _CheckHeader.decode_data(data)
+        except CodecError as exc:
+            raise _as_check(exc) from None
         body = data[_CHECK_HEADER_SIZE:]
         if len(body) != header.code_length + header.tlv_length:
             raise CodecError(
@@ -284,6 +308,16 @@ class CheckMarkCode(Request[MarkCheckResult]):
 # -- FF67 bind a code to the item -----------------------------------------------------------------
 
 
+class DataMatrixType(enum.IntEnum):
+    """FF67's code type byte (JavaPOS ``FSBindMC``, SH117)."""
+
+    KM_88 = 0
+    SYMMETRIC = 1
+    TOBACCO = 2
+    KM_44 = 3
+    GS1_UNMARKED = 0xFF  # a GS1 code without marking
+
+
 @answer
 class MarkBound(Answer):
     """FF67 answer: the item code (first 2 bytes of 1162), the Data Matrix type (`DataMatrixType`
@@ -291,8 +325,15 @@ class MarkBound(Answer):
     register had to check the code first, that check's result."""
 
     item_code: int = wire(U16)
-    data_matrix_type: int = wire(U8)
+    data_matrix_type: int = wire(U8)  # `DataMatrixType`; an int so a new type still decodes
     check: MarkCheckResult | None = wire(CheckTail())
+
+    @property
+    def matrix_type(self) -> DataMatrixType | None:
+        try:
+            return DataMatrixType(self.data_matrix_type)
+        except ValueError:
+            return None
 
 
 @_fn_request(0xFF67, timeout=_ONLINE, repeatable=False)
@@ -429,6 +470,7 @@ __all__ = [
     "BindMarkCode",
     "CheckMarkCode",
     "ConfirmNotification",
+    "DataMatrixType",
     "DecideMarkCode",
     "GetMarkingStatus",
     "GetNotificationStatus",

@@ -349,3 +349,24 @@ def test_garbage_requests_raise_only_codec_errors(code: int, params: bytes) -> N
         decode_request(bytes((0xFF, code & 0xFF)) + params)
     except CodecError:
         pass
+
+
+def test_kkt_decode_names_the_marking_commands() -> None:
+    from kkt.tools.describe import describe_payload
+
+    request = bytes.fromhex("FF 61 1E 00 00 00 01 00 1F 00") + MILK
+    assert "CheckMarkCode" in describe_payload(request, prefer="request")
+    answer = bytes.fromhex("FF 67 00 05 00 03")
+    assert "MarkBound" in describe_payload(answer, prefer="answer")
+    assert m.MarkBound(5, 3, None).matrix_type is m.DataMatrixType.KM_44
+    assert m.MarkBound(5, 9, None).matrix_type is None
+
+
+def test_online_check_readings() -> None:
+    from kkt.protocols.ffd.marking import AnswerRefusal
+
+    refused = m.OnlineCheck(m.FN_CODE_ANSWER_REFUSED, 5)
+    assert refused.item_check is None and refused.refusal is AnswerRefusal.BAD_CRC
+    assert m.OnlineCheck(0x20, 6).refusal == 6 and m.OnlineCheck(0, 15).refusal is None
+    silent = m.OnlineCheck(m.FN_CODE_NO_ANSWER, 0)
+    assert silent.timed_out and silent.item_check is None
