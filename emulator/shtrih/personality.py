@@ -129,7 +129,12 @@ MARKING_ERRORS = {
 }
 # FF67's Data Matrix type by the code's 2100 type (SH117: 0 КМ88, 1 symmetric, 2 tobacco, 3 КМ44,
 # FFh GS1 without marking); our reading -- no source pairs the two enums.
-_DATA_MATRIX_TYPE = {2: 0, 3: 3, 4: 3, 5: 2}
+_DATA_MATRIX_TYPE = {
+    2: mk.DataMatrixType.KM_88,
+    3: mk.DataMatrixType.KM_44,
+    4: mk.DataMatrixType.KM_44,
+    5: mk.DataMatrixType.TOBACCO,
+}
 ITEM_CODE_GS1 = 0x444D  # FF67's "first 2 bytes of 1162": the FFD 1.05 product-code kind "DM"
 MARK_BLOCK = 128  # FF72 hands out at most 128 bytes a block (SH117)
 
@@ -950,7 +955,8 @@ class ShtrihRegister(Personality):
         self._auth(r, OPERATOR)
         entry = self.model.bind_mark(r.code)
         item_code = ITEM_CODE_GS1 if entry.kind else 0
-        return mk.MarkBound(item_code, _DATA_MATRIX_TYPE.get(entry.kind, 0xFF), None)
+        matrix = _DATA_MATRIX_TYPE.get(entry.kind, mk.DataMatrixType.GS1_UNMARKED)
+        return mk.MarkBound(item_code, int(matrix), None)
 
     def _decide_mark(self, r: mk.DecideMarkCode) -> mk.MarkDecided:
         """FF69: 1 accept (2106 answered), 0 reject, 2 clear every check result."""

@@ -112,7 +112,7 @@ def test_check_accept_sell_puts_the_tags_in_the_document(register: ShtrihRegiste
     assert (status.check_state, status.saved_results) == (1, 1)
     run(register, classic.OpenReceipt(SYS, ReceiptType.SALE))
     bound = run(register, mk.BindMarkCode(SYS, mark))
-    assert bound.data_matrix_type == 3 and bound.check is None
+    assert bound.matrix_type is mk.DataMatrixType.KM_44 and bound.check is None
     run(register, item())  # FF67 bound the code to this item
     run(register, item())  # and not to this one
     number = int(run(register, close(20_000)).document_number)
