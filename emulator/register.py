@@ -35,6 +35,7 @@ from kkt.protocols.ffd import (
     WorkMode,
     qr_string,
 )
+from kkt.protocols.ffd.marking import item_check_label
 
 from .clock import Clock
 from .correction import BY_ORDER, basis_members, complete_correction, correction_kind
@@ -392,6 +393,14 @@ class RegisterModel:
         self.pending_mark = code
         return entry
 
+    def _mark_labels(self, receipt: ReceiptBuilder) -> list[str]:
+        """What each item prints before its name: its 2106 as [М+] / [М-] / [М] when marked."""
+        labels = []
+        for item in receipt.items:
+            entry = None if item.mark_code is None else self.fn.marking.state.find(item.mark_code)
+            labels.append("" if entry is None else item_check_label(entry.verdict) + " ")
+        return labels
+
     def take_mark(self, item: Item) -> Item:
         """``item`` with the code `bind_mark` bound, if any (then forgotten)."""
         if self.pending_mark is not None:
@@ -438,12 +447,13 @@ class RegisterModel:
         payments = replace(paid, cash=paid.cash - change)
         tags = self.with_cashier(self.place_tags(self.mode_tags(receipt.tags)))
         tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
+        labels = self._mark_labels(receipt)  # read before the receipt clears the FN's table
         formed = self.fn.receipt(
             receipt.operation, due, payments, taxes or receipt.vat_sums(), tags
         )
         self.receipt = None
         self.pending_mark = None
-        self._print_receipt(receipt, formed, due, paid, change, _signer(tags))
+        self._print_receipt(receipt, formed, due, paid, change, _signer(tags), labels)
         return ReceiptClosed(formed, change)
 
     def correction(
@@ -702,6 +712,7 @@ class RegisterModel:
         paid: Payments,
         change: int,
         cashier: str,
+        labels: list[str] | None = None,
     ) -> None:
         p = self.printer
         lines = [
@@ -711,8 +722,9 @@ class RegisterModel:
             p.centered(OPERATION_NAMES[receipt.operation]),
             p.pair(f"ЧЕК: {formed.receipt_number}", formed.when.strftime("%d.%m.%y %H:%M")),
         ]
-        for item in receipt.items:
-            lines.append(item.name[: p.width])
+        for index, item in enumerate(receipt.items):
+            label = labels[index] if labels else ""
+            lines.append((label + item.name)[: p.width])
             lines.append(
                 p.pair(
                     f"  {item.quantity.normalize():f} x {money(item.price)}",

@@ -125,6 +125,8 @@ def test_check_accept_sell_puts_the_tags_in_the_document(register: ShtrihRegiste
     note = run(register, mk.GetNotificationStatus(SYS))
     assert (note.state, note.queued, note.current_number) == (0, 1, 1)
     assert read_notification(register.fn.marking.queue[0].message).codes == (mark,)
+    tape = register.model.tape()
+    assert "[М+] Обувь" in tape and tape.count("Обувь") == 1  # the plain item: no label
 
 
 def test_a_rejected_code_never_reaches_a_document(register: ShtrihRegister) -> None:
