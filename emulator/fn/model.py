@@ -17,7 +17,9 @@ Rules enforced (code in brackets):
   dated before the previous one [07h];
 * key life: warnings 30 and 3 days before expiry, then only the FN-close report [12h]; archive at
   99 % raises a warning, a full archive refuses new documents, keeping one place for the FN-close
-  report [14h]; the oldest unsent document older than 30 days blocks new documents [14h].
+  report [14h]; the oldest unsent document older than 30 days blocks new documents [14h];
+* marking codes (`marking.MarkingFn`, B0h-BFh, D3h-D6h): a receipt's marked item must name a code
+  checked and accepted, and a sale a code never sold [3Eh]; 2106 comes only from the FN [0Bh].
 
 Times come from the clock the FN was given, to the minute: a register hands a real FN the
 document's date-time as 5 bytes (YY MM DD HH MM, fact sheet §4: 11h, 15h/16h ...), so tag 1012,
