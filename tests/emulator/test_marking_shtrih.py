@@ -432,3 +432,71 @@ def test_a_day_of_fifty_receipts_mixing_marked_and_plain_items(register: ShtrihR
     queued = len(register.fn.marking.queue)
     assert register.model.oism.deliver(register.fn.marking) == queued
     assert register.fn.marking.queue == () and register.fn.verify().ok
+
+
+_POOL = [code(f"p{n}") for n in range(4)] + [code("pbad", crypto="BAD" + "Q" * 41)]
+_STEP = st.one_of(
+    st.tuples(st.just("check"), st.sampled_from(_POOL), st.sampled_from(list(Answer))),
+    st.tuples(st.just("decide"), st.sampled_from(list(mk.MarkDecision)), st.none()),
+    st.tuples(
+        st.just("sell"), st.lists(st.sampled_from([*_POOL, None]), max_size=3), st.booleans()
+    ),
+    st.tuples(st.just("power-loss"), st.none(), st.none()),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_STEP, max_size=30))
+def test_any_sequence_never_sells_a_code_twice_or_an_unaccepted_one(
+    tmp_path: Path, steps: list[tuple[str, Any, Any]]
+) -> None:
+    """Valid commands in any order (refusals allowed): a code is in at most one sale, and every
+    marked item in a document was checked and accepted since the last receipt."""
+    device = open_device(
+        tmp_path / f"seq-{len(list(tmp_path.iterdir()))}", clock=ManualClock(START)
+    )
+    try:
+        run(device, classic.OpenShift(SYS))
+        accepted: set[bytes] = set()  # since the last receipt (the FN's table)
+        sold: dict[bytes, int] = {}
+        for kind, first, second in steps:
+            try:
+                if kind == "check":
+                    device.model.oism.set(second, first)
+                    run(device, check(first))
+                elif kind == "decide":
+                    run(device, mk.DecideMarkCode(SYS, first))
+                elif kind == "power-loss":
+                    device.power_loss()
+                else:
+                    marks = [m for m in first if m is None or m in accepted]
+                    if not marks:
+                        continue
+                    run(device, classic.OpenReceipt(SYS, ReceiptType.SALE))
+                    for mark in marks:
+                        if mark is not None:
+                            run(device, mk.BindMarkCode(SYS, mark))
+                        run(device, item())
+                    number = int(run(device, close(10_000 * len(marks))).document_number)
+                    for mark in marks:
+                        if mark is not None:
+                            assert mark not in sold, "a code sold twice"
+                            sold[mark] = number
+            except ShtrihDeviceError:
+                if device.model.receipt is not None:
+                    run(device, classic.CancelReceipt(SYS))
+            accepted = {c.code for c in device.fn.marking.state.codes}
+        for mark, number in sold.items():
+            assert device.fn.marking.sold_in(mark) == number
+        marked = sum(
+            1
+            for r in device.fn._store.records()
+            if r.kind == 3
+            for body in items_of(device, r.number)
+            if find(body, 2106) is not None
+        )
+        assert marked == len(sold) and device.fn.verify().ok
+    finally:
+        device.close()
