@@ -2,7 +2,7 @@
 takes its notifications, so every branch of a POS's marking logic can be tested.
 
 A real OISM signs its answers with the ФПК and a real FN takes nothing else; the emulated FN
-takes this one's plain blocks (`kkt.emulator.fn.marking`, fact sheet ``ofd-cloud-marking.md``
+takes this one's plain blocks (`kkt.emulator.fn.marking_wire`, fact sheet ``ofd-cloud-marking.md``
 §4.7).  The answer to a check is chosen per code or for all codes (`Answer`), default `VALID`:
 
 ============  ==========================================  =====================================
@@ -31,8 +31,8 @@ import datetime as dt
 import enum
 from collections.abc import Callable
 
-from ..fn.marking import (
-    MarkingFn,
+from ..fn.marking import MarkingFn
+from ..fn.marking_wire import (
     NotificationInfo,
     block_crc,
     notification_receipt,

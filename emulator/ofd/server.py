@@ -16,9 +16,9 @@ relay sends them:
   document again is stored once and answered with the receipt it got the first time.
 
 A session whose container is an FN's marking notification (a block that begins with tag 2002,
-`kkt.emulator.fn.marking`) goes to the OFD's emulated ОИСМ (`oism.Oism`) and is answered with its
-receipt (2111 = 0, 2006 = 0) in a session; it is counted, not stored.  A real register sends
-notifications to the OFD's marking address with their own session signature (fact sheet
+`kkt.emulator.fn.marking_wire`) goes to the OFD's emulated ОИСМ (`oism.Oism`) and is answered
+with its receipt (2111 = 0, 2006 = 0) in a session; it is counted, not stored.  A real register
+sends notifications to the OFD's marking address with their own session signature (fact sheet
 ``ofd-cloud-marking.md`` §4.7, "DD80CAA1 / 82A2", not accepted by `kkt.protocols.ofd` yet): here
 they share the document session.
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.faults import Faults
 from kkt.emulator.fn import FiscalStorage, MemoryStore
-from kkt.emulator.fn.marking import block_crc, parse_tlv, read_notification
+from kkt.emulator.fn.marking_wire import block_crc, parse_tlv, read_notification
 from kkt.emulator.ofd.oism import Answer
 from kkt.emulator.register import RegisterModel
 from kkt.emulator.settings import RegisterSettings

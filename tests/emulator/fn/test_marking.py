@@ -13,14 +13,11 @@ import pytest
 from kkt.emulator.clock import ManualClock
 from kkt.emulator.fn import FiscalStorage, FnCode, FnConfig, FnError, MemoryStore, SqliteStore
 from kkt.emulator.fn.counters import VatSums
-from kkt.emulator.fn.marking import (
-    MAX_CHECKED,
-    MarkingFn,
-    Step,
+from kkt.emulator.fn.marking import MAX_CHECKED, MarkingFn, Step, parse_code
+from kkt.emulator.fn.marking_wire import (
     block_crc,
     notification_receipt,
     oism_answer,
-    parse_code,
     read_notification,
     read_request,
     unseal,

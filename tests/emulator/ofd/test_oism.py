@@ -15,7 +15,7 @@ from kkt.emulator.clock import ManualClock
 from kkt.emulator.control import ControlError, Controls
 from kkt.emulator.faults import Faults
 from kkt.emulator.fn import FnCode, FnError
-from kkt.emulator.fn.marking import parse_tlv
+from kkt.emulator.fn.marking_wire import parse_tlv
 from kkt.emulator.ofd import OfdThread
 from kkt.emulator.ofd.oism import Answer, Oism, OismError, answer_named
 from kkt.emulator.receipt import Item
