@@ -13,8 +13,11 @@ A receipt binds its marked items to saved codes (B7h, here done when the receipt
 not in the table, or sold before, is refused with 3Eh); the formed receipt clears the table, marks
 its codes sold and queues one notification (FD 82) with one STLV 2007 per marked item -- all in the
 transaction that stores the receipt, so a crash leaves either all of it or none.  A cancelled
-receipt changes nothing here.  The sequence itself (a code between B1h and B2h) lives in RAM, as a
-real FN's does: power lost mid-check forgets that code, never the table.
+receipt changes nothing here.  The FN keeps every code it sold: a sale (1054 = 1) refuses one sold
+before even after a new check and accept ("a code is sold once"); a sale return (1054 = 2) gives it
+back.  Every formed receipt clears the table, marked or not (FNP §4.10.7.2).  The sequence
+itself (a code between B1h and B2h) lives in RAM, as a real FN's does: power lost mid-check
+forgets that code, never the table.
 
 **The crypto check.**  The FN's check of the crypto code (AI 92) with the key named by AI 91 is not
 public (it runs inside the FN's КС).  This emulator decides it by a documented, deterministic rule:
