@@ -14,7 +14,7 @@ cover, inject wire and device faults, read the tape.  One JSON object per line e
     {"action": "oism", "reset": true}              (every code valid again)
     {"action": "oism", "deliver": "all"}           (the FN's notifications to the OISM: drained)
 
-OISM answers: valid, wrong-status, withdrawn, unknown, offline (`kkt.emulator.ofd.oism`).
+OISM answers: valid, wrong-status, withdrawn, unknown, offline, corrupt (`kkt.emulator.ofd.oism`).
 
 Every action runs under the device's command lock, so it never lands in the middle of a command
 -- but ``ofd send``, a network exchange that takes the lock for each of the FN's steps itself.

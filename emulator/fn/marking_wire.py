@@ -15,12 +15,16 @@ import calendar
 import datetime as dt
 from dataclasses import dataclass
 
+from kkt.protocols.ffd.marking import AnswerRefusal
 from kkt.protocols.ofd import crc16_ccitt_false
 
 from .errors import FnCode, FnError
 
 # B6h/BFh refusal reasons (result 20h): the same table as the OFD receipt's (26h)
-BAD_FORMAT, BAD_REQUEST_NUMBER, BAD_CRC, BAD_LENGTH = 2, 3, 5, 7
+BAD_FORMAT = int(AnswerRefusal.BAD_FORMAT)
+BAD_REQUEST_NUMBER = int(AnswerRefusal.BAD_REQUEST_NUMBER)
+BAD_CRC = int(AnswerRefusal.BAD_CRC)
+BAD_LENGTH = int(AnswerRefusal.BAD_LENGTH)
 
 
 def verdict(result: int, status: int | None, request_ok: bool, *, autonomous: bool) -> int:

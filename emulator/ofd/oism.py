@@ -13,6 +13,7 @@ wrong-status  2105 = 0, 2109 = 2 (wrong status / owner)    7 [М-]
 withdrawn     2105 = 0, 2109 = 3 (circulation suspended)   7 [М-]
 unknown       2105 = 2 (code not recognised), no 2109      3 [М]
 offline       no answer at all (Shtrikh FF61 byte 0xFF)    3 [М] (the FN's check only)
+corrupt       a valid answer with one CRC bit flipped      3 [М]; the FN refuses it: 20h, reason 5
 ============  ==========================================  =====================================
 
 It also remembers the codes its notifications reported sold: checking such a code again for a
@@ -52,6 +53,7 @@ class Answer(enum.Enum):
     WITHDRAWN = "withdrawn"
     UNKNOWN = "unknown"
     OFFLINE = "offline"
+    CORRUPT = "corrupt"  # damaged on the way: the FN's B6h refuses it (20h, reason 5 bad CRC)
 
 
 # answer -> (2105, 2109)
@@ -118,7 +120,7 @@ class Oism:
             return self.per_code[code]
         if code in self.sold and planned in SALE_STATUSES:
             return Answer.WRONG_STATUS
-        if fn_result == 1 and self.default is not Answer.OFFLINE:
+        if fn_result == 1 and self.default not in (Answer.OFFLINE, Answer.CORRUPT):
             return Answer.WRONG_STATUS  # 2106 = 5: the fact sheet's "crypto tail bad" (§4.7)
         return self.default
 
@@ -132,8 +134,11 @@ class Oism:
         chosen = self.answer_for(parsed.code, parsed.planned, parsed.result)
         if chosen is Answer.OFFLINE:
             return None
-        request_code, status = _TAGS[chosen]
-        return oism_answer(parsed, request_code=request_code, status=status, when=self._clock())
+        request_code, status = _TAGS.get(chosen, _TAGS[Answer.VALID])
+        block = oism_answer(parsed, request_code=request_code, status=status, when=self._clock())
+        if chosen is Answer.CORRUPT:
+            block = block[:2] + bytes((block[2] ^ 0x01,)) + block[3:]  # the CRC's low bit
+        return block
 
     def receive(self, notification: bytes) -> bytes:
         """Take a notification block; its receipt (2111 = 0, 2006 = 0).  A notification received

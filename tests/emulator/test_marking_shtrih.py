@@ -164,6 +164,7 @@ def test_the_same_code_is_sold_once(register: ShtrihRegister) -> None:
         (Answer.WITHDRAWN, mk.FN_CODE_OK, 7, 3),
         (Answer.UNKNOWN, mk.FN_CODE_OK, 3, None),
         (Answer.OFFLINE, mk.FN_CODE_NO_ANSWER, 3, None),
+        (Answer.CORRUPT, mk.FN_CODE_ANSWER_REFUSED, 5, None),  # result: B6h's reason, bad CRC
     ],
 )
 def test_each_oism_answer_on_the_wire(
@@ -175,7 +176,8 @@ def test_each_oism_answer_on_the_wire(
     assert checked.online.fn_code == fn_code and checked.online.result == result
     tags = parse_tlv(checked.online.tlv)
     assert tags.get(2109) == (None if tag2109 is None else bytes((tag2109,)))
-    assert run(register, mk.DecideMarkCode(SYS, mk.MarkDecision.ACCEPT)).item_check == result
+    saved = 3 if fn_code == mk.FN_CODE_ANSWER_REFUSED else result  # refused: the FN's check only
+    assert run(register, mk.DecideMarkCode(SYS, mk.MarkDecision.ACCEPT)).item_check == saved
 
 
 def test_local_check_results_and_sequence_errors(register: ShtrihRegister) -> None:
@@ -260,11 +262,13 @@ def test_tcp_day_with_marked_items(tmp_path: Path) -> None:
                 closed = await call(close(10_000))
                 if positive:
                     sold.append(int(closed.document_number))
-            assert len(sold) == 3  # valid, unknown, offline; wrong status and withdrawn rejected
+            # valid, unknown, offline, corrupt (the FN's check alone) sold; wrong status and
+            # withdrawn rejected
+            assert len(sold) == 4
             status = await call(mk.GetMarkingStatus(SYS))
-            assert status.notifications_queued == 3
+            assert status.notifications_queued == 4
             register.model.oism.reset()
-            assert register.model.oism.deliver(register.fn.marking) == 3
+            assert register.model.oism.deliver(register.fn.marking) == 4
             assert (await call(mk.GetMarkingStatus(SYS))).notifications_queued == 0
         finally:
             await client.close()

@@ -56,6 +56,7 @@ def register(tmp_path: Path) -> Iterator[ShtrihRegister]:
         (Answer.WITHDRAWN, 0, 7, 3),
         (Answer.UNKNOWN, 0, 3, None),
         (Answer.OFFLINE, NO_ANSWER, 3, None),
+        (Answer.CORRUPT, 0x20, 3, None),
     ],
 )
 def test_each_answer_kind(
@@ -65,6 +66,7 @@ def test_each_answer_kind(
     model.oism.set(answer)
     check = model.check_mark(code("1").encode(), 1)
     assert (check.result, check.online, check.verdict) == (3, online, verdict)
+    assert check.online_reason == (5 if answer is Answer.CORRUPT else 0)  # B6h: bad CRC
     tags = parse_tlv(check.server_tags)
     assert tags.get(2109) == (None if status is None else bytes((status,)))
     assert model.decide_mark(True) == verdict
