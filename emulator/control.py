@@ -9,6 +9,12 @@ cover, inject wire and device faults, read the tape.  One JSON object per line e
     {"action": "tape"}                             -> {"ok": true, "lines": [...], "width": 48}
     {"action": "ofd", "deliver": "all"}            -> {"ok": true, "delivered": 3, "unsent": 0}
     {"action": "ofd", "send": true}                -> {"ok": true, "sent": 3, "unsent": 0, ...}
+    {"action": "oism", "answer": "withdrawn"}      -> {"ok": true, "oism": {...}, "marking": {...}}
+    {"action": "oism", "code": "01...", "answer": "unknown"}
+    {"action": "oism", "reset": true}              (every code valid again)
+    {"action": "oism", "deliver": "all"}           (the FN's notifications to the OISM: drained)
+
+OISM answers: valid, wrong-status, withdrawn, unknown, offline, corrupt (`kkt.emulator.ofd.oism`).
 
 Every action runs under the device's command lock, so it never lands in the middle of a command
 -- but ``ofd send``, a network exchange that takes the lock for each of the FN's steps itself.
@@ -67,7 +73,7 @@ class Controls:
         if handler is None:
             raise ControlError(
                 f"unknown action {action!r}; use clock, paper, cover, fault, power-loss, tape, "
-                "qr, ofd or status"
+                "qr, ofd, oism or status"
             )
         result: dict[str, Any] = handler(request)
         return {"ok": True, **result}
@@ -129,6 +135,41 @@ class Controls:
             fn.ofd_confirm(first)
             delivered += 1
         return {"delivered": delivered, "unsent": fn.ofd_queue().unsent}
+
+    def _do_oism(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Steer the emulated OISM: its answer for one code (``code``) or all, ``reset``, or
+        ``deliver`` the FN's marking notifications to it (all or a number)."""
+        from .ofd.oism import OismError, answer_named  # the ofd package imports this module's
+
+        model = self.register.model
+        oism = model.oism
+        if request.get("reset"):
+            oism.reset()
+        if "answer" in request:
+            code = request.get("code")
+            if code is not None and (not isinstance(code, str) or not code or not code.isascii()):
+                raise ControlError('oism "code" is the marking code as ASCII text (GS as \\u001d)')
+            try:
+                answer = answer_named(str(request["answer"]))
+            except OismError as exc:
+                raise ControlError(str(exc)) from None
+            oism.set(answer, None if code is None else code.encode("ascii"))
+        delivered = None
+        if "deliver" in request:
+            limit = request["deliver"]
+            if limit != "all" and (
+                not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+            ):
+                raise ControlError('oism needs "deliver": "all" or a number of notifications >= 1')
+            delivered = oism.deliver(model.fn.marking, None if limit == "all" else limit)
+        status = model.fn.marking.status()
+        result: dict[str, Any] = {
+            "oism": oism.settings(),
+            "marking": {"step": int(status.step), "checked": status.saved, "queued": status.queued},
+        }
+        if delivered is not None:
+            result["delivered"] = delivered
+        return result
 
     def _do_power_loss(self, request: dict[str, Any]) -> dict[str, Any]:
         self.register.power_loss()

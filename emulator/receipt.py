@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from kkt.protocols.ffd import TlvList, Value
 
 from .fn.counters import VatSums
+from .fn.marking import code_tags
 
 VAT20, VAT10, VAT20_120, VAT10_110, VAT0, NO_VAT = 1, 2, 3, 4, 5, 6
 _RATE = {VAT20: 20, VAT10: 10, VAT20_120: 20, VAT10_110: 10, VAT0: 0, NO_VAT: 0}
@@ -42,6 +43,10 @@ class Item:
     payment_subject: int = 1  # 1212: goods
     department: int = 1
     extra: TlvList = field(default_factory=list)  # tags bound to this item (FF4D)
+    # A marked item's code (bound by FF67 / B7h): the FN checks it was checked and accepted and
+    # writes 2106; the register adds 1163, 2115 and the measure 2108 unless the host sent them.
+    mark_code: bytes | None = None
+    measure: int = 0  # 2108: 0 pieces
 
     def tlv(self) -> tuple[int, Value]:
         body: TlvList = [
@@ -55,6 +60,11 @@ class Item:
             (1212, self.payment_subject),
             *self.extra,
         ]
+        if self.mark_code is not None:
+            given = {tag for tag, _ in body}
+            wanted = [(2108, self.measure), *code_tags(self.mark_code)]
+            body += [(tag, value) for tag, value in wanted if tag not in given]
+            body.append((2000, self.mark_code))  # the FN's B7h binding; it never reaches the FD
         return (1059, body)
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, replace
-from typing import Protocol
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 
 from kkt.protocols.ffd import (
     DocumentType,
@@ -34,13 +35,18 @@ from kkt.protocols.ffd import (
     WorkMode,
     qr_string,
 )
+from kkt.protocols.ffd.marking import item_check_label
 
 from .clock import Clock
 from .correction import BY_ORDER, basis_members, complete_correction, correction_kind
-from .fn import FiscalStorage, Formed, Registration, VatSums, Verification
+from .fn import FiscalStorage, FnCode, FnError, Formed, Registration, VatSums, Verification
+from .fn.marking import CheckedCode
 from .printer import CUT_LINE, PARTIAL_CUT_LINE, PaperOut, Printer
 from .receipt import Item, ReceiptBuilder
 from .settings import RegisterSettings
+
+if TYPE_CHECKING:
+    from .ofd.oism import Oism
 
 SHIFT_LIMIT = dt.timedelta(hours=24)
 
@@ -94,6 +100,22 @@ class Refusal(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class MarkCheck:
+    """A marking code checked by the FN and, unless autonomous, by the OISM (Shtrikh FF61)."""
+
+    result: int  # 2004
+    reason: int  # why not checked (B1h)
+    kind: int  # 2100
+    online: int | None  # None autonomous; 0 answered; 0x20 the FN refused it; 0xFF no answer
+    online_reason: int  # with 0x20: the B6h reason
+    verdict: int  # 2106 as B2h would save it
+    server_tags: bytes  # the OISM's TLVs
+
+
+NO_ANSWER = 0xFF  # FF61's "the server did not answer in time"
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptClosed:
     """A receipt formed in the FN: its document, and the change given in cash."""
 
@@ -121,6 +143,12 @@ class RegisterModel:
         self.last_document: list[str] = []  # the last fiscal document's lines, for a copy
         self.operator = SYSADMIN  # who signs documents (tag 1021); the personality sets it
         self.owner: Releasable | None = None  # the state directory's lock, released by `close`
+        # Marking: the emulated OISM the register asks (switched by the control channel), and the
+        # code bound (FF67) to the next item added.
+        from .ofd.oism import Oism  # here: the ofd package imports the shells, which import us
+
+        self.oism: Oism = Oism(clock.now)
+        self.pending_mark: bytes | None = None
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -311,6 +339,73 @@ class RegisterModel:
     def cancel_receipt(self) -> None:
         self.require_receipt()
         self.receipt = None
+        self.pending_mark = None
+
+    # -- marking codes -----------------------------------------------------------------------------
+
+    def check_mark(
+        self, code: bytes, planned: int, quantity: Decimal | None = None, measure: int | None = None
+    ) -> MarkCheck:
+        """Check ``code`` in the FN (B1h) and, unless autonomous, with the OISM (B5h, the network,
+        B6h): what a register's one-command check does.  The code then waits for `decide_mark`."""
+        self.require_shift_for_sale()
+        marking = self.fn.marking
+        local = marking.check(code)
+        online: int | None = None
+        reason = 0
+        tags = b""
+        if not marking.autonomous:
+            try:
+                request = marking.request(planned, quantity, measure)
+            except FnError:
+                marking.abandon()  # a request refused (2003 ...): the check is dropped whole
+                raise
+            answer = self.oism.answer(request)
+            if answer is None:
+                online = NO_ANSWER
+            else:
+                try:
+                    marking.answer(answer)
+                    online, tags = 0, answer[4:]
+                except FnError as error:
+                    if error.code is not FnCode.OFD_REPLY_REJECTED:
+                        raise
+                    online, reason = int(error.code), error.reason
+        return MarkCheck(
+            local.result, local.reason, local.kind, online, reason, marking.current_verdict(), tags
+        )
+
+    def decide_mark(self, accept: bool) -> int:
+        """Save (accept) or drop the code `check_mark` checked; its 2106."""
+        return self.fn.marking.decide(accept)
+
+    def clear_marks(self) -> None:
+        """Forget every checked code (refused while a receipt is open)."""
+        self.fn.marking.clear(receipt_open=self.receipt is not None)
+        self.pending_mark = None
+
+    def bind_mark(self, code: bytes) -> CheckedCode:
+        """Bind ``code`` to the next item added: it must be checked and accepted, and -- in a
+        sale -- never sold before (the FN's B7h refusals, 3Eh)."""
+        self.require_shift_for_sale()
+        operation = self.receipt.operation if self.receipt is not None else 1
+        entry = self.fn.marking.require_bindable(code, operation)
+        self.pending_mark = code
+        return entry
+
+    def _mark_labels(self, receipt: ReceiptBuilder) -> list[str]:
+        """What each item prints before its name: its 2106 as [М+] / [М-] / [М] when marked."""
+        labels = []
+        for item in receipt.items:
+            entry = None if item.mark_code is None else self.fn.marking.state.find(item.mark_code)
+            labels.append("" if entry is None else item_check_label(entry.verdict) + " ")
+        return labels
+
+    def take_mark(self, item: Item) -> Item:
+        """``item`` with the code `bind_mark` bound, if any (then forgotten)."""
+        if self.pending_mark is not None:
+            item.mark_code, self.pending_mark = self.pending_mark, None
+        return item
 
     def close_receipt(
         self,
@@ -352,11 +447,13 @@ class RegisterModel:
         payments = replace(paid, cash=paid.cash - change)
         tags = self.with_cashier(self.place_tags(self.mode_tags(receipt.tags)))
         tags = [*tags, (1055, tax_system), *receipt.items_tlv()]
+        labels = self._mark_labels(receipt)  # read before the receipt clears the FN's table
         formed = self.fn.receipt(
             receipt.operation, due, payments, taxes or receipt.vat_sums(), tags
         )
         self.receipt = None
-        self._print_receipt(receipt, formed, due, paid, change, _signer(tags))
+        self.pending_mark = None
+        self._print_receipt(receipt, formed, due, paid, change, _signer(tags), labels)
         return ReceiptClosed(formed, change)
 
     def correction(
@@ -553,6 +650,7 @@ class RegisterModel:
         print are lost, and the register comes back idle, as a real one does.
         """
         self.receipt = None
+        self.pending_mark = None
         self.pending_print = []
         self.last_document = []
         self.fn.reset_exchange()  # the FN's exchange RAM too; its OFD queue is in the archive
@@ -569,6 +667,11 @@ class RegisterModel:
             "now": self.clock.now().isoformat(),
             "paper": self.printer.paper,
             "cover_open": self.printer.cover_open,
+            "marking": {
+                "step": int((marking := self.fn.marking.status()).step),
+                "checked": marking.saved,
+                "notifications": marking.queued,
+            },
         }
 
     def tape(self) -> list[str]:
@@ -609,6 +712,7 @@ class RegisterModel:
         paid: Payments,
         change: int,
         cashier: str,
+        labels: list[str] | None = None,
     ) -> None:
         p = self.printer
         lines = [
@@ -618,8 +722,9 @@ class RegisterModel:
             p.centered(OPERATION_NAMES[receipt.operation]),
             p.pair(f"ЧЕК: {formed.receipt_number}", formed.when.strftime("%d.%m.%y %H:%M")),
         ]
-        for item in receipt.items:
-            lines.append(item.name[: p.width])
+        for index, item in enumerate(receipt.items):
+            label = labels[index] if labels else ""
+            lines.append((label + item.name)[: p.width])
             lines.append(
                 p.pair(
                     f"  {item.quantity.normalize():f} x {money(item.price)}",

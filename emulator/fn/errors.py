@@ -27,6 +27,13 @@ class FnCode(enum.IntEnum):
     STORAGE_LIMITED = 0x14
     SHIFT_EXPIRED = 0x16
     OFD_REPLY_REJECTED = 0x20
+    # Marking codes (FNP §4.10; fact sheet ofd-cloud-marking.md §4.2)
+    MARKING_OFF = 0x32  # marking not available (here: an FN registered for an FFD before 1.2)
+    MARKING_SEQUENCE = 0x33  # B-command out of sequence
+    MARKING_STORE_FULL = 0x34  # the notification store is full
+    MARKING_TABLE_FULL = 0x35  # 128 checked codes saved
+    MARKING_DATA_MISSING = 0x3C  # a required tag (2003 ...) is missing
+    MARKING_NOT_CHECKED = 0x3E  # B7h for a code not checked and accepted
 
 
 class FnError(Exception):

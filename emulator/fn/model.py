@@ -17,7 +17,9 @@ Rules enforced (code in brackets):
   dated before the previous one [07h];
 * key life: warnings 30 and 3 days before expiry, then only the FN-close report [12h]; archive at
   99 % raises a warning, a full archive refuses new documents, keeping one place for the FN-close
-  report [14h]; the oldest unsent document older than 30 days blocks new documents [14h].
+  report [14h]; the oldest unsent document older than 30 days blocks new documents [14h];
+* marking codes (`marking.MarkingFn`, B0h-BFh, D3h-D6h): a receipt's marked item must name a code
+  checked and accepted, and a sale a code never sold [3Eh]; 2106 comes only from the FN [0Bh].
 
 Times come from the clock the FN was given, to the minute: a register hands a real FN the
 document's date-time as 5 bytes (YY MM DD HH MM, fact sheet §4: 11h, 15h/16h ...), so tag 1012,
@@ -52,6 +54,7 @@ from .archive import ArchiveRecord, compute_sign, short_record, verify_sign
 from .counters import NO_VAT, OPERATIONS, Counters, VatSums
 from .errors import FnCode, FnError
 from .exchange import BAD_FD_NUMBER, ExchangeStatus, OfdReceipt, check_receipt, refused
+from .marking import MarkingFn, MarkingWrite
 from .state import FnConfig, FnState, Registration
 from .storage import FnStore
 
@@ -129,6 +132,8 @@ class FiscalStorage:
         self._message: bytes | None = None  # 22h took it; 24h/25h end the reading
         self._message_number = 0
         self._sent = 0  # the document read whole (25h) whose receipt is awaited
+        # Marking codes (B0h-BFh, D3h-D6h): its table and notification queue live in the store.
+        self.marking = MarkingFn(store, clock, lambda: self._state)
 
     def close(self) -> None:
         """Close the storage underneath (the state directory may then be opened again)."""
@@ -333,7 +338,11 @@ class FiscalStorage:
         *,
         correction: bool = False,
     ) -> Formed:
-        """A receipt (or correction receipt): ``tlv`` holds the items (1059) and receipt tags."""
+        """A receipt (or correction receipt): ``tlv`` holds the items (1059) and receipt tags.
+
+        A marked item is a 1059 that carries its code as tag 2000 (B7h): the code must have been
+        checked and accepted (`marking`); the FN takes 2000 out and writes 2106 in its place, and
+        queues the notification with the receipt (`MarkingFn.bind_receipt`)."""
         self._require(LifePhase.FISCAL)
         self._require_shift(open_=True)
         s = self._state
@@ -351,6 +360,7 @@ class FiscalStorage:
                 f"payments add up to {payments.total} kopecks, the total is {total}",
             )
         self._check_tlv(tlv, self._ffd, TYPED_SUM_TAGS)
+        tlv, marking = self.marking.bind_receipt(operation, tlv, now, s.last_number + 1)
         number = s.receipt_number + 1
         items = [
             *self._common_tags(now),
@@ -381,6 +391,7 @@ class FiscalStorage:
             shift=s.shift_number,
             receipt=(operation, total, payments, vat, correction),
             receipt_number=number,
+            marking=marking,
         )
 
     # -- reports and closing ---------------------------------------------------------------------
@@ -574,6 +585,7 @@ class FiscalStorage:
         self._transport_up = False
         self._message = None
         self._sent = 0
+        self.marking.reset()
 
     def _reading(self) -> bytes:
         if self._message is None:
@@ -732,6 +744,7 @@ class FiscalStorage:
         shift: int = 0,
         receipt: tuple[int, int, Payments, VatSums, bool] | None = None,
         receipt_number: int = 0,
+        marking: MarkingWrite | None = None,
     ) -> Formed:
         """Number, sign, build and store one document together with its state changes."""
         s = self._state
@@ -754,8 +767,10 @@ class FiscalStorage:
         )
         if queued and not state.first_unsent:
             state = state.evolve(first_unsent=number, first_unsent_when=now)
-        self._store.save(state, record=record)
+        self._store.save(state, record=record, marking=marking)
         self._state = state
+        if marking is not None:
+            self.marking.committed(marking)
         return Formed(number, sign, now, shift, receipt_number)
 
 

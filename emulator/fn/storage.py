@@ -26,6 +26,7 @@ from .counters import (
     VatSums,
     _four,
 )
+from .marking import MarkingState, MarkingWrite, Notification
 from .state import FnState
 
 # An OFD receipt the FN takes: the FD it confirms, the receipt's time (1012) and its ФПО (1078).
@@ -35,15 +36,19 @@ Confirmation = tuple[int, dt.datetime, bytes]
 class MemoryStore:
     """Keeps everything in process memory: fast tests, nothing survives the process.
 
-    Each store (this one, `SqliteStore`) offers ``load``, ``save(state, record, confirmed)`` --
-    the new state and the document it formed (or the confirmation it took), atomically --
-    ``record``, ``records``, ``confirmed_at``, ``receipt`` and ``close``.
+    Each store (this one, `SqliteStore`) offers ``load``, ``save(state, record, confirmed,
+    marking)`` -- the new state and the document it formed (or the confirmation it took, or the
+    marking state it moved), atomically -- ``record``, ``records``, ``confirmed_at``, ``receipt``,
+    ``load_marking``, ``notifications``, ``sold_in`` and ``close``.
     """
 
     def __init__(self) -> None:
         self._state: FnState | None = None
         self._records: dict[int, ArchiveRecord] = {}
         self._confirmed: dict[int, tuple[dt.datetime, bytes]] = {}
+        self._marking: MarkingState | None = None
+        self._notifications: dict[int, Notification] = {}
+        self._sold: dict[bytes, int] = {}
 
     def load(self) -> FnState | None:
         return self._state
@@ -53,13 +58,33 @@ class MemoryStore:
         state: FnState,
         record: ArchiveRecord | None = None,
         confirmed: Confirmation | None = None,
+        marking: MarkingWrite | None = None,
     ) -> None:
         if record is not None:
             self._records[record.number] = record
         if confirmed is not None:
             number, when, sign = confirmed
             self._confirmed[number] = (when, sign)
+        if marking is not None:
+            self._marking = marking.state
+            if marking.notification is not None:
+                self._notifications[marking.notification.number] = marking.notification
+            if marking.confirmed is not None:
+                self._notifications.pop(marking.confirmed, None)
+            self._sold.update(marking.sold)
+            for code in marking.returned:
+                self._sold.pop(code, None)
         self._state = state
+
+    def load_marking(self) -> MarkingState | None:
+        return self._marking
+
+    def notifications(self) -> list[Notification]:
+        """The notifications not confirmed, oldest first."""
+        return [self._notifications[n] for n in sorted(self._notifications)]
+
+    def sold_in(self, code: bytes) -> int | None:
+        return self._sold.get(code)
 
     def record(self, number: int) -> ArchiveRecord | None:
         return self._records.get(number)
@@ -100,6 +125,13 @@ CREATE TABLE IF NOT EXISTS documents (
     confirmed_at TEXT,
     ofd_sign BLOB
 );
+CREATE TABLE IF NOT EXISTS marking_notifications (
+    number INTEGER PRIMARY KEY,
+    fd INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    message BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS marking_sold (code BLOB PRIMARY KEY, fd INTEGER NOT NULL);
 """
 
 # Columns added after archives were first written, and how to add them to an old one in place
@@ -242,8 +274,13 @@ class SqliteStore:
         state: FnState,
         record: ArchiveRecord | None = None,
         confirmed: Confirmation | None = None,
+        marking: MarkingWrite | None = None,
     ) -> None:
         changed = self._changed_meta(state, confirmed)
+        if marking is not None:
+            # The marking table, the notification queue and the sold codes move in the same
+            # transaction as the document that moves them (a receipt): all of it or none.
+            changed["marking"] = marking.state.to_json()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -255,6 +292,8 @@ class SqliteStore:
                     "UPDATE documents SET confirmed_at = ?, ofd_sign = ? WHERE number = ?",
                     (when.isoformat(), sign, number),
                 )
+            if marking is not None:
+                _write_marking(db, marking)
             if changed:
                 db.executemany(
                     "INSERT OR REPLACE INTO fn_meta (key, value) VALUES (?, ?)", changed.items()
@@ -286,6 +325,23 @@ class SqliteStore:
             meta["confirmed_through"] = str(confirmed[0])
         return {key: value for key, value in meta.items() if self._written.get(key) != value}
 
+    def load_marking(self) -> MarkingState | None:
+        text = self._written.get("marking")
+        return None if text is None else MarkingState.from_json(text)
+
+    def notifications(self) -> list[Notification]:
+        """The notifications not confirmed, oldest first."""
+        return [
+            Notification(number, fd, dt.datetime.fromisoformat(at), bytes(message))
+            for number, fd, at, message in self._db.execute(
+                "SELECT number, fd, at, message FROM marking_notifications ORDER BY number"
+            )
+        ]
+
+    def sold_in(self, code: bytes) -> int | None:
+        row = self._db.execute("SELECT fd FROM marking_sold WHERE code = ?", (code,)).fetchone()
+        return None if row is None else int(row[0])
+
     def record(self, number: int) -> ArchiveRecord | None:
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM documents WHERE number = ?", (number,)
@@ -316,6 +372,19 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _write_marking(db: sqlite3.Connection, marking: MarkingWrite) -> None:
+    n = marking.notification
+    if n is not None:
+        db.execute(
+            "INSERT INTO marking_notifications (number, fd, at, message) VALUES (?, ?, ?, ?)",
+            (n.number, n.fd, n.when.isoformat(), n.message),
+        )
+    if marking.confirmed is not None:
+        db.execute("DELETE FROM marking_notifications WHERE number = ?", (marking.confirmed,))
+    db.executemany("INSERT OR REPLACE INTO marking_sold (code, fd) VALUES (?, ?)", marking.sold)
+    db.executemany("DELETE FROM marking_sold WHERE code = ?", [(c,) for c in marking.returned])
 
 
 def _dump(data: dict[str, Any]) -> str:

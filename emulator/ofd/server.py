@@ -15,6 +15,13 @@ relay sends them:
 * a good document is stored (committed) and answered with `operator_ack` (1022 = 0); the same
   document again is stored once and answered with the receipt it got the first time.
 
+A session whose container is an FN's marking notification (a block that begins with tag 2002,
+`kkt.emulator.fn.marking_wire`) goes to the OFD's emulated ОИСМ (`oism.Oism`) and is answered
+with its receipt (2111 = 0, 2006 = 0) in a session; it is counted, not stored.  A real register
+sends notifications to the OFD's marking address with their own session signature (fact sheet
+``ofd-cloud-marking.md`` §4.7, "DD80CAA1 / 82A2", not accepted by `kkt.protocols.ofd` yet): here
+they share the document session.
+
 Faults (`OfdFaults`) come from the control channel.
 """
 
@@ -44,12 +51,15 @@ from kkt.protocols.ofd import (
     parse_document_message,
 )
 
+from ..fn import FnError
 from .faults import OfdFaults
+from .oism import Oism
 from .store import OfdStore
 
 log = logging.getLogger("kkt.emulator.ofd")
 
 _READ = 65536
+NOTIFICATION_START = (2002).to_bytes(2, "little")  # a notification block's first tag, at byte 4
 _ACCEPT_TURNS = 5  # loop turns between accepting a socket and its handler running (+ margin)
 
 
@@ -64,6 +74,7 @@ class OfdStats:
     refused: int = 0  # answered with 1022 != 0
     dropped: int = 0  # connections closed on bad input
     acks_dropped: int = 0
+    notifications: int = 0  # marking notifications receipted by the ОИСМ
     last_error: str = ""
 
     def as_json(self) -> dict[str, object]:
@@ -95,6 +106,7 @@ class OfdServer:
         self.faults = faults if faults is not None else OfdFaults()
         self.clock = clock
         self.stats = OfdStats()
+        self.oism = Oism(clock)  # takes the registers' marking notifications
         self.host = "127.0.0.1"
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -217,6 +229,8 @@ class OfdServer:
         header = session.header
         if not header.flags & FLAG_CONTAINER or not session.container:
             return _Reply(None, reason=f"session flags {header.flags:#06x} carry no container")
+        if session.container[4:6] == NOTIFICATION_START:
+            return self._notification(session, peer)
         try:
             container = decode_container(session.container)
         except OfdWireError as error:
@@ -266,6 +280,20 @@ class OfdServer:
             data = data[:crc_at] + bytes([data[crc_at] ^ 0xFF]) + data[crc_at + 1 :]
             return _Reply(data)  # not a receipt the FN accepts: not marked acknowledged
         return _Reply(data, stored=(fn, fd))
+
+    def _notification(self, session: Session, peer: str) -> _Reply:
+        """A marking notification: the ОИСМ's receipt, in a session to the same FN."""
+        header = session.header
+        try:
+            receipt = self.oism.receive(session.container)
+        except FnError as error:
+            return _Reply(None, reason=f"FN {header.fn_serial}: bad notification: {error}")
+        self.stats.notifications += 1
+        log.info("ofd %s: FN %s marking notification receipted", peer, header.fn_serial)
+        data = encode_session(
+            header.fn_serial, receipt, p_version=header.p_version, flags=FLAGS_DEFAULT
+        )
+        return _Reply(data)
 
     def _check(self, session: Session, fn: str, fd: int) -> tuple[int, str] | None:
         """Why the document is refused (1022 code and reason), or None when it is good."""

@@ -22,12 +22,17 @@ the FN's messages to the OFD without the host (fact sheet ``ofd-cloud-marking.md
 
 The FN keeps its own counters, warning flags (1053, 1097/1098) and the 30-day block in emulated
 time: this client only moves the queue.
+
+Once the documents are sent, the FN's marking notifications follow the same way (FN BBh, BCh,
+BEh; one session each; the ОИСМ's receipt back with BFh), so its marking queue drains too
+(`_deliver_notifications`).  An autonomous FN exports them by hand instead (D3h-D6h).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,12 +82,14 @@ class SendReport:
     sent: list[int] = field(default_factory=list)
     unsent: int = 0
     error: str | None = None
+    notified: list[int] = field(default_factory=list)  # marking notifications receipted
 
     def as_dict(self) -> dict[str, Any]:
         sent: dict[str, Any] = {"sent": len(self.sent)}
         if self.sent:
             sent |= {"first": self.sent[0], "last": self.sent[-1]}
-        return sent | {"unsent": self.unsent}
+        notified = {"notified": len(self.notified)} if self.notified else {}
+        return sent | {"unsent": self.unsent} | notified
 
 
 class OfdSessionFailed(Exception):
@@ -167,6 +174,8 @@ class OfdLink:
                     report.error = str(failure)
                     break
                 report.sent.append(message.number)
+            if report.error is None:
+                report.error = await self._deliver_notifications(report.notified)
         except FnError as error:  # the FN would not give its message: try again later
             report.error = f"the FN refused to give its message: {error}"
         finally:
@@ -196,6 +205,42 @@ class OfdLink:
             container += block
         fn.finish_reading()
         return _Message(status.first_unsent, bytes(container))
+
+    # -- marking notifications (FN BBh-BFh) --------------------------------------------------
+
+    async def _deliver_notifications(self, notified: list[int]) -> str | None:
+        """Send the FN's marking notifications, oldest first; why it stopped early, or None."""
+        while (note := await self.runner.call(self._read_notification)) is not None:
+            number, block = note
+            session = encode_session(self.fn.serial, block, p_version=self._p_version())
+            self.sessions += 1
+            try:
+                async with asyncio.timeout(self.address.timeout):
+                    answer = await self._exchange(session)
+                receipt = decode_session(answer).container
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, OfdWireError) as exc:
+                return f"marking notification {number} not delivered: {_why(exc)}"
+            try:
+                code, _positive = await self.runner.call(
+                    functools.partial(self.fn.marking.take_receipt, receipt)
+                )
+            except FnError as error:
+                return f"the FN refused the receipt of notification {number}: {error}"
+            if code != 0:
+                return f"the OISM did not accept notification {number} (2111 = {code})"
+            notified.append(number)
+        return None
+
+    def _read_notification(self) -> tuple[int, bytes] | None:
+        """BBh, BCh, BEh: the first queued notification and its number, or None (worker
+        thread)."""
+        marking = self.fn.marking
+        if marking.autonomous or not marking.queue:
+            return None
+        size = marking.start_reading()
+        block = marking.read(0, size)
+        marking.finish_reading()
+        return marking.queue[0].number, block
 
     def _transport_down(self) -> int:
         """FN 21h(0) once nothing is being sent; the count still waiting (worker thread)."""

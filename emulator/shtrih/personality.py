@@ -27,7 +27,9 @@ from typing import Any
 
 from kkt.protocols.errors import CodecError, FrameError
 from kkt.protocols.ffd import Payments, TlvError, TlvList, decode_tlv
+from kkt.protocols.ffd.marking import ItemCheck, LocalCheck
 from kkt.protocols.shtrih import classic, fn
+from kkt.protocols.shtrih import marking as mk
 from kkt.protocols.shtrih import message as m
 from kkt.protocols.shtrih.frame import command_code
 from kkt.protocols.shtrih.models import M01F, ShtrihModel, model_named
@@ -113,6 +115,28 @@ SHTRIH_CODES: dict[Reason, int] = {
     Reason.TAX_SYSTEM: 0x19,
 }
 _TABLE_REASONS = {READ_ONLY: Reason.READ_ONLY, BAD_FIELD: Reason.BAD_PARAMETER}
+
+# The FN's marking result codes as Shtrikh answers them (shtrih-protocol.md §3: A0h-A5h "FN
+# marking: forbidden / wrong B-group sequence / temporarily blocked / check table full / TLV lacks
+# required tags / code not checked before"); the other FN codes pass through unchanged.
+MARKING_ERRORS = {
+    FnCode.MARKING_OFF: 0xA0,
+    FnCode.MARKING_SEQUENCE: 0xA1,
+    FnCode.MARKING_STORE_FULL: 0xA2,
+    FnCode.MARKING_TABLE_FULL: 0xA3,
+    FnCode.MARKING_DATA_MISSING: 0xA4,
+    FnCode.MARKING_NOT_CHECKED: 0xA5,
+}
+# FF67's Data Matrix type by the code's 2100 type (SH117: 0 КМ88, 1 symmetric, 2 tobacco, 3 КМ44,
+# FFh GS1 without marking); our reading -- no source pairs the two enums.
+_DATA_MATRIX_TYPE = {
+    2: mk.DataMatrixType.KM_88,
+    3: mk.DataMatrixType.KM_44,
+    4: mk.DataMatrixType.KM_44,
+    5: mk.DataMatrixType.TOBACCO,
+}
+ITEM_CODE_GS1 = 0x444D  # FF67's "first 2 bytes of 1162": the FFD 1.05 product-code kind "DM"
+MARK_BLOCK = 128  # FF72 hands out at most 128 bytes a block (SH117)
 
 # Commands that write nothing to disk, cheap enough to answer on the shells' event loop: queries
 # (statuses, registers, tables, the FN's state and archive) and the steps of a receipt that live
@@ -223,7 +247,9 @@ class ShtrihRegister(Personality):
             fn.GetShiftParams: self._shift_params,
             fn.CloseReceiptV2: self._close_receipt_v2,
             fn.OperationV2: self._operation_v2,
+            **self._marking_handlers(),
         }
+        self.mark_export: tuple[int, int, int] | None = None  # FF71/FF72: (number, size, offset)
 
     def set_model(self, name: str) -> None:
         """Be the Shtrih model called ``name`` (`models.MODELS`): its FCh identity, its line
@@ -269,7 +295,7 @@ class ShtrihRegister(Personality):
         return m.encode_error(code, error)
 
     def fn_code(self, error: FnError) -> int:
-        return int(error.code)
+        return MARKING_ERRORS.get(error.code, int(error.code))
 
     def paper_code(self) -> int:
         return 0x6B
@@ -720,19 +746,18 @@ class ShtrihRegister(Personality):
         vat = _TAX_BIT[bits[0]]
         tax = item_tax(amount, vat) if r.tax_amount is None else r.tax_amount
         name = r.name[2:] if r.name.startswith("//") else r.name
-        receipt.items.append(
-            Item(
-                name,
-                r.price,
-                r.quantity,
-                amount,
-                vat,
-                tax,
-                r.payment_method,
-                r.payment_subject,
-                r.department,
-            )
+        item = Item(
+            name,
+            r.price,
+            r.quantity,
+            amount,
+            vat,
+            tax,
+            r.payment_method,
+            r.payment_subject,
+            r.department,
         )
+        receipt.items.append(self.model.take_mark(item))  # FF67 bound a code to it: marked
         return classic.Empty()
 
     def _classic_item(self, r: Any) -> classic.OperatorAnswer:
@@ -902,6 +927,118 @@ class ShtrihRegister(Personality):
         (self.model.cash_in if isinstance(r, classic.CashIn) else self.model.cash_out)(r.amount)
         return classic.CashOperationAnswer(op, self.model.document_number() & 0xFFFF)
 
+    # -- marking codes (FF61, FF67-FF73) ----------------------------------------------------------
+    #
+    # The register's one-command check and its FN's marking state (`RegisterModel.check_mark`,
+    # `kkt.emulator.fn.marking`); the OISM it asks is the emulated one (`RegisterModel.oism`).
+
+    def _marking_handlers(self) -> dict[type[m.Request[Any]], Callable[[Any], m.Answer]]:
+        return {
+            mk.CheckMarkCode: self._check_mark,
+            mk.BindMarkCode: self._bind_mark,
+            mk.DecideMarkCode: self._decide_mark,
+            mk.GetMarkingStatus: self._marking_status,
+            mk.GetNotificationStatus: self._notification_status,
+            mk.StartNotificationExport: self._start_notification_export,
+            mk.ReadNotificationBlock: self._read_notification_block,
+            mk.ConfirmNotification: self._confirm_notification,
+        }
+
+    def _check_mark(self, r: mk.CheckMarkCode) -> mk.MarkCheckResult:
+        """FF61: B1h, then (unless autonomous) B5h, the OISM, B6h; the code waits for FF69."""
+        self._auth(r, OPERATOR)
+        extra = dict(decode_tlv(r.tlv)) if r.tlv else {}
+        quantity = extra.get(1023)
+        measure = extra.get(2108)
+        check = self.model.check_mark(
+            r.code,
+            int(r.planned_status),
+            quantity if isinstance(quantity, Decimal) else None,
+            measure if isinstance(measure, int) else None,
+        )
+        online: mk.OnlineCheck | None = None
+        if check.online == mk.FN_CODE_ANSWER_REFUSED:
+            online = mk.OnlineCheck(check.online, check.online_reason)
+        elif check.online is not None:  # answered (with its TLVs) or silent: 2106 follows
+            online = mk.OnlineCheck(check.online, check.verdict, check.server_tags[:0xFD])
+        return mk.MarkCheckResult(LocalCheck(check.result), check.reason, check.kind, online)
+
+    def _bind_mark(self, r: mk.BindMarkCode) -> mk.MarkBound:
+        """FF67: bind a checked and accepted code to the next FF46 item.  A code not checked
+        before is refused (A5h) rather than checked here: the host decides on every code."""
+        self._auth(r, OPERATOR)
+        entry = self.model.bind_mark(r.code)
+        item_code = ITEM_CODE_GS1 if entry.kind else 0
+        matrix = _DATA_MATRIX_TYPE.get(entry.kind, mk.DataMatrixType.GS1_UNMARKED)
+        return mk.MarkBound(item_code, int(matrix), None)
+
+    def _decide_mark(self, r: mk.DecideMarkCode) -> mk.MarkDecided:
+        """FF69: 1 accept (2106 answered), 0 reject, 2 clear every check result."""
+        self._auth(r, OPERATOR)
+        if r.decision == mk.MarkDecision.CLEAR:
+            self.model.clear_marks()
+            return mk.MarkDecided(None)
+        accept = r.decision == mk.MarkDecision.ACCEPT
+        value = self.model.decide_mark(accept)
+        return mk.MarkDecided(ItemCheck(value) if accept else None)
+
+    def _marking_status(self, r: mk.GetMarkingStatus) -> mk.MarkingStatus:
+        """FF70 = B0h."""
+        self._auth(r, OPERATOR)
+        s = self.fn.marking.status()
+        return mk.MarkingStatus(
+            int(s.step),
+            s.notification_state,
+            s.permitted,
+            s.saved,
+            s.in_notification,
+            s.store_warning,
+            min(s.queued, 0xFFFF),
+        )
+
+    def _notification_status(self, r: mk.GetNotificationStatus) -> mk.NotificationStatus:
+        """FF68 = BAh."""
+        self._auth(r, OPERATOR)
+        s = self.fn.marking.notification_status()
+        return mk.NotificationStatus(
+            s.state, min(s.queued, 0xFFFF), s.number, s.when, min(s.percent_full, 100)
+        )
+
+    def _start_notification_export(self, r: mk.StartNotificationExport) -> mk.NotificationExport:
+        """FF71 (autonomous, D3h/D4h): read the unconfirmed notifications from the first."""
+        self._auth(r, OPERATOR)
+        marking = self.fn.marking
+        count, first, _session, _current = marking.export_status(start=True)
+        self.mark_export = None
+        if not count:
+            return mk.NotificationExport(0, 0, 0)
+        size, number = marking.export_next()
+        self.mark_export = (number, size, 0)
+        return mk.NotificationExport(count, first, size)
+
+    def _read_notification_block(self, r: mk.ReadNotificationBlock) -> mk.NotificationBlock:
+        """FF72 (D5h): the next block; past a notification's end, the next one's first."""
+        self._auth(r, OPERATOR)
+        if self.mark_export is None:
+            raise FnError(FnCode.NO_DATA, "no notification export begun: send FF71 first")
+        marking = self.fn.marking
+        number, size, offset = self.mark_export
+        if offset >= size:
+            size, number = marking.export_next(following=True)
+            offset = 0
+        data = marking.read(offset, MARK_BLOCK)
+        self.mark_export = (number, size, offset + len(data))
+        return mk.NotificationBlock(number, size, offset, data)
+
+    def _confirm_notification(self, r: mk.ConfirmNotification) -> classic.Empty:
+        """FF73 (D6h): the notification reached the OISM; the FN drops it."""
+        self._auth(r, OPERATOR)
+        self.fn.marking.export_confirm(r.number, r.crc)
+        if self.mark_export is not None and self.mark_export[0] == r.number:
+            _number, size, _offset = self.mark_export
+            self.mark_export = (r.number, size, size)  # the next FF72 starts the next one
+        return classic.Empty()
+
     # -- for the control channel ------------------------------------------------------------------
 
     def power_loss(self) -> None:
@@ -911,6 +1048,7 @@ class ShtrihRegister(Personality):
         self.pending = None
         self.pending_date = None
         self.ofd_buffer = OfdBuffer()
+        self.mark_export = None
 
     def mode_text(self) -> dict[str, int]:
         return {"mode": self._mode(), "submode": self._submode()}

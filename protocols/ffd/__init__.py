@@ -7,13 +7,24 @@
 * `sign` -- the 6-byte tag-1077 form of the fiscal sign (ФПД);
 * `qr` -- the receipt QR string (tag 1196);
 * `ident` -- INN check digits and the RNM (tag 1037) check digits;
-* `view` -- documents as JSON data (`tlv_to_json`) and as named rows for people.
+* `view` -- documents as JSON data (`tlv_to_json`) and as named rows for people;
+* `marking` -- marking codes (КМ): `parse_mark_code`, the 2115 `control_code`, the tag enums.
 
 Facts come from the fact sheet ``fn-ffd-ofd.md`` §1–§5 and §8; each module says where it chose
 something the sheet leaves open.
 """
 
 from .ident import inn_is_valid, make_rnm, rnm_check_digits, rnm_is_valid
+from .marking import (
+    ItemCheck,
+    MarkCode,
+    MarkCodeType,
+    MarkingCodeError,
+    Measure,
+    PlannedStatus,
+    control_code,
+    parse_mark_code,
+)
 from .qr import QrData, QrError, parse_qr, qr_data_of_document, qr_of_document, qr_string
 from .sign import fiscal_sign_from_tlv, fiscal_sign_tlv
 from .status import FnWarning, LifePhase, WorkMode
@@ -48,8 +59,14 @@ __all__ = [
     "TAGS",
     "DocumentType",
     "FnWarning",
+    "ItemCheck",
     "LifePhase",
+    "MarkCode",
+    "MarkCodeType",
+    "MarkingCodeError",
+    "Measure",
     "Payments",
+    "PlannedStatus",
     "QrData",
     "QrError",
     "TagSpec",
@@ -58,6 +75,7 @@ __all__ = [
     "TlvList",
     "Value",
     "WorkMode",
+    "control_code",
     "decode_tlv",
     "encode_tlv",
     "encode_tlv_item",
@@ -68,6 +86,7 @@ __all__ = [
     "fn_formed_tags",
     "inn_is_valid",
     "make_rnm",
+    "parse_mark_code",
     "parse_qr",
     "qr_data_of_document",
     "qr_of_document",

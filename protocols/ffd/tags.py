@@ -290,16 +290,54 @@ _SPECS: list[TagSpec] = [
     _spec(1283, "дополнительные данные ОЗФН", None, RAW, 32),
     # 1290 is 4 bytes: fact sheet §1.2 lists it among the uint32 (with 1205), S3's FFD types.
     _spec(1290, "признаки условий применения ККТ", None, U32),
-    # 1291–1294 (§1.3 names them, no types): best reading of the FFD 1.2 table
-    _spec(1291, "дробное количество маркированного товара", None, STLV, 48),
+    # 1291–1294: ofd-cloud-marking.md §4.5 (1291 STLV ≤ 52, 1292 «ДРОБЬ» string ≤ 24 as
+    # "{numerator}/{denominator}", 1293/1294 VLN ≤ 8)
+    _spec(1291, "дробное количество маркированного товара", None, STLV, 52),
     _spec(1292, "дробная часть", None, STR, 24),
     _spec(1293, "числитель", None, VLN, 8),
     _spec(1294, "знаменатель", None, VLN, 8),
-    # marking (FFD 1.2, §1.3 names them): types are our best reading
+    # 1163's sub-tags, one per item (ofd-cloud-marking.md §4.5, FFD table 5): strings
+    _spec(1300, "КТ Н", None, STR, 32),
+    _spec(1301, "КТ EAN-8", None, STR, 8),
+    _spec(1302, "КТ EAN-13", None, STR, 13),
+    _spec(1303, "КТ ITF-14", None, STR, 14),
+    _spec(1304, "КТ GS1.0", None, STR, 38),
+    _spec(1305, "КТ GS1.М", None, STR, 38),
+    _spec(1306, "КТ КМК", None, STR, 38),
+    _spec(1307, "КТ МИ", None, STR, 20),
+    _spec(1308, "КТ ЕГАИС-2.0", None, STR, 33),
+    _spec(1309, "КТ ЕГАИС-3.0", None, STR, 14),
+    _spec(1320, "КТ Ф.1", None, STR, 32),
+    _spec(1321, "КТ Ф.2", None, STR, 32),
+    _spec(1322, "КТ Ф.3", None, STR, 32),
+    _spec(1323, "КТ Ф.4", None, STR, 32),
+    _spec(1324, "КТ Ф.5", None, STR, 32),
+    _spec(1325, "КТ Ф.6", None, STR, 32),
+    # marking codes, FFD 1.2: ofd-cloud-marking.md §4.5 (types and lengths: FFD table 5; the
+    # values are in `kkt.protocols.ffd.marking`).  2000 keeps the code's GS bytes (CP866 0x1D).
+    _spec(2000, "код маркировки", None, STR, 256),
+    _spec(2001, "номер запроса", None, U32),
+    _spec(2002, "номер уведомления", None, U32),
+    _spec(2003, "планируемый статус товара", None, B),
+    _spec(2004, "результат проверки КМ", None, B),
+    _spec(2005, "результаты обработки запроса", None, B),
+    _spec(2006, "результаты обработки уведомления", None, B),
+    _spec(2007, "данные о маркированном товаре", None, STLV, 512, repeatable=True),
+    _spec(2100, "тип кода маркировки", None, B),
+    _spec(2101, "идентификатор товара", None, STR, 38),
+    _spec(2102, "режим обработки кода маркировки", None, B),
     _spec(2104, "количество непереданных уведомлений", None, U32),
+    _spec(2105, "коды обработки запроса", None, B),
     _spec(2106, "результат проверки сведений о товаре", None, B),
     _spec(2107, "результаты проверки маркированных товаров", None, B, repeatable=True),
     _spec(2108, "мера количества предмета расчета", None, B),
+    _spec(2109, "ответ ОИСМ о статусе товара", None, B),
+    _spec(2110, "присвоенный статус товара", None, B),
+    _spec(2111, "коды обработки уведомления", None, B),
+    _spec(2112, "признак некорректных кодов маркировки", None, B),
+    _spec(2113, "признак некорректных запросов и уведомлений", None, B),
+    _spec(2114, "дата и время запроса", None, TIME),
+    _spec(2115, "контрольный код КМ", None, STR, fixed=4),
     _spec(2116, "вид операции", None, B),
 ]
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from .marking import item_check_label
 from .tags import TAGS, TagType
 from .tlv import TlvList, Value
 
@@ -170,6 +171,31 @@ MEASURES = {
     255: "иное",
 }
 FFD_VERSIONS = {1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"}
+# Marking (ofd-cloud-marking.md §4.5; the enums are `kkt.protocols.ffd.marking`).
+PLANNED_STATUSES = {
+    1: "штучный товар реализован",
+    2: "мерный товар в стадии реализации",
+    3: "штучный товар возвращен",
+    4: "часть товара возвращена",
+    5: "штучный товар в стадии реализации",
+    6: "мерный товар реализован",
+    255: "статус товара не изменился",
+}
+MARK_CODE_TYPES = {
+    0: "не идентифицирован",
+    1: "короткий КМ",
+    2: "КМ с КП 88 символов, проверяемый в ФН",
+    3: "КМ с КП 44 символа, не проверяемый в ФН",
+    4: "КМ с КП 44 символа, проверяемый в ФН",
+    5: "КМ с КП 4 символа, не проверяемый в ФН",
+}
+ITEM_CHECK_BITS = {
+    1: "КП КМ проверен в ФН",
+    2: "результат проверки КП КМ положительный",
+    4: "проверка статуса ОИСМ выполнена",
+    8: "статус товара корректен",
+    16: "результат сформирован в автономном режиме",
+}
 CODES: dict[int, dict[int, str]] = {
     1054: OPERATION_TYPES,
     1055: TAX_SYSTEMS,
@@ -179,8 +205,30 @@ CODES: dict[int, dict[int, str]] = {
     1212: PRODUCT_TYPES,
     1214: PAYMENT_METHODS,
     2108: MEASURES,
+    2003: PLANNED_STATUSES,
+    2110: PLANNED_STATUSES,
+    2100: MARK_CODE_TYPES,
+    2105: {0: "запрос и КМ корректны", 1: "запрос некорректен", 2: "КМ не распознан"},
+    2109: {1: "статус товара корректен", 2: "статус товара некорректен", 3: "оборот приостановлен"},
+    2111: {0: "уведомление принято", 1: "уведомление некорректно"},
+    2006: {0: "все КМ положительны", 1: "есть отрицательные КМ"},
+    2107: {0: "все КМ положительны", 1: "есть отрицательные КМ (КМ?)"},
 }
-BITMASKS: dict[int, dict[int, str]] = {1062: TAX_SYSTEMS}
+BITMASKS: dict[int, dict[int, str]] = {
+    1062: TAX_SYSTEMS,
+    2004: {1: "КМ проверен в ФН", 2: "результат положительный"},
+    2005: ITEM_CHECK_BITS,
+    2106: ITEM_CHECK_BITS,
+    2112: {2: "КМ некорректен по ответу на запрос", 4: "КМ некорректен по квитанции"},
+    2113: {1: "отрицательный ответ на запрос", 2: "отрицательная квитанция на уведомление"},
+    2116: {
+        1: "чек",
+        2: "чек коррекции",
+        4: "без запроса: автомат",
+        8: "без запроса: общепит",
+        16: "без запроса: опт",
+    },
+}
 NOT_MONEY = frozenset({1293, 1294})  # VLN numerator and denominator of a fractional quantity
 
 
@@ -206,6 +254,8 @@ def text_value(value: Value, tag: int | None = None) -> str:
         return value.hex(" ")
     if isinstance(value, list):
         return ""
+    if tag == 2000 and isinstance(value, str):  # the code's GS bytes, visible
+        return value.replace("\x1d", "<GS>")
     if tag is not None and isinstance(value, int) and not isinstance(value, bool):
         if is_money(tag):
             return roubles(value)
@@ -214,6 +264,8 @@ def text_value(value: Value, tag: int | None = None) -> str:
             return f"{value} ({meaning})" if meaning else f"{value} (unknown code)"
         if tag in BITMASKS:
             names = [name for bit, name in BITMASKS[tag].items() if value & bit]
+            if tag == 2106:  # what the receipt prints before the item comes first
+                names.insert(0, item_check_label(value))
             return f"{value} ({', '.join(names)})" if names else str(value)
     return str(value)
 

@@ -4,12 +4,13 @@
 * `host`, `device` -- `ShtrihHostLink` and `ShtrihDeviceLink`, the two ends of the ENQ/ACK/NAK
   link; `link` -- what they share (events, errors, settings);
 * `classic`, `fn` -- typed requests and answers (one-byte commands and ``FF xx`` FN commands);
+  `marking` -- the marking-code commands FF61, FF67-FF73;
 * `message` -- the request/answer machinery and payload-level helpers;
 * `errors` -- the device error table; `modes` -- modes, submodes, flags and codes.
 """
 
 from ..line import AnswerReceived, CommandFailed
-from . import classic, fn
+from . import classic, fn, marking
 from .device import ShtrihDeviceLink
 from .errors import ERRORS, ErrorInfo, ShtrihDeviceError, error_info
 from .frame import ACK, ENQ, NAK, STX, Deframer, Frame, decode_frame, encode_frame
@@ -68,6 +69,7 @@ __all__ = [
     "encode_frame",
     "error_info",
     "fn",
+    "marking",
     "request_types",
     "split_answer",
 ]

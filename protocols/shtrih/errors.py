@@ -31,6 +31,13 @@ def _e(code: int, ru: str, en: str, hint: str = "", retry: bool = False) -> Erro
 
 _FN_CHECK = "check the fiscal storage state (FF01) and the command's parameters"
 _SHIFT_Z = "close the shift (Z report) before continuing"
+_MARK_SEQUENCE = (
+    "answer the pending check with FF69 (accept or reject) or clear it (FF69 decision 2) "
+    "before the next FF61/FF67; FF70 shows which commands the FN allows now"
+)
+_MARK_TAGS = "a partial sale needs 2108 and 1023 (and 1291) with the code; see FN error 3Ch"
+_MARK_UNCHECKED = "check the code with FF61 and accept it with FF69 before binding it (FF67)"
+_MARK_REFUSED = "do not sell the item: take it off the sale"
 
 ERRORS: dict[int, ErrorInfo] = {
     e.code: e
@@ -289,6 +296,60 @@ ERRORS: dict[int, ErrorInfo] = {
             "operations-per-receipt limit reached",
             "close the receipt",
         ),
+        # Marking (FFD 1.2): the FN's refusals 32h-35h, 3Ch, 3Eh as the register reports them.
+        # A0h-A5h: 1.17 table (fact sheet shtrih-protocol.md §3; the same numbers in a C++ Shtrih
+        # driver's enum, index id 20060923212).  JavaPOS ``messages_ru.txt`` numbers the last two
+        # AAh and ACh instead -- the FN's code + 6Eh, as A0h-A3h are -- so both are listed.
+        _e(
+            0xA0,
+            "ФН: запрещена работа с маркированными товарами",
+            "FN: marking-code operations are not permitted",
+            "the FN is not a marking FN (ФН-М) or the registration lacks FFD 1.2 marking",
+        ),
+        _e(
+            0xA1,
+            "ФН: неверная последовательность команд группы Bxh",
+            "FN: marking commands out of sequence",
+            _MARK_SEQUENCE,
+        ),
+        _e(
+            0xA2,
+            "ФН: работа с маркированными товарами временно заблокирована",
+            "FN: marking temporarily blocked",
+            "the FN's notification store is full: let the register send the notifications to "
+            "the OFD (or export them with FF71-FF73 when autonomous)",
+            True,
+        ),
+        _e(
+            0xA3,
+            "ФН: переполнена таблица проверки кодов маркировки",
+            "FN: the table of checked marking codes is full (128)",
+            "close the receipt, or clear the check results with FF69 (decision 2)",
+        ),
+        _e(
+            0xA4,
+            "ФН: в блоке TLV отсутствуют необходимые реквизиты",
+            "FN: the TLV block lacks required tags",
+            _MARK_TAGS,
+        ),
+        _e(
+            0xA5,
+            "ФН: в реквизите 2007 содержится КМ, который ранее не проверялся в ФН",
+            "FN: the marking code was not checked in the FN before",
+            _MARK_UNCHECKED,
+        ),
+        _e(
+            0xAA,
+            "ФН: в блоке TLV отсутствуют необходимые реквизиты",
+            "FN: the TLV block lacks required tags (JavaPOS numbering)",
+            _MARK_TAGS,
+        ),
+        _e(
+            0xAC,
+            "ФН: в реквизите 2007 содержится КМ, который ранее не проверялся в ФН",
+            "FN: the marking code was not checked in the FN before (JavaPOS numbering)",
+            _MARK_UNCHECKED,
+        ),
         _e(
             0xC0,
             "Контроль даты и времени (подтвердите дату и время)",
@@ -298,6 +359,15 @@ ERRORS: dict[int, ErrorInfo] = {
         _e(0xC4, "Несовпадение номеров смен", "shift number mismatch"),
         _e(0xC7, "Поле не редактируется в данном режиме", "field not editable in this mode"),
         _e(0xC8, "Нет связи с принтером", "printer link lost", "check the printer"),
+        # ОИСМ's verdicts as JavaPOS ``messages_ru.txt`` names them (PrinterErrorD3-D5).
+        _e(
+            0xD3,
+            "Товар не произведен или выбыл",
+            "marked goods not produced or already withdrawn from circulation",
+            _MARK_REFUSED,
+        ),
+        _e(0xD4, "Код маркировки фальсифицирован", "marking code is forged", _MARK_REFUSED),
+        _e(0xD5, "Ошибка аутентификации", "authentication error"),
     )
 }
 
