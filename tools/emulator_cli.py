@@ -182,7 +182,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "fault clear | power-loss | tape | qr DOCUMENT | ofd deliver [N] | ofd send | status "
             "(ofd deliver: confirm the FN's OFD queue, all or the oldest N, as an OFD would: "
             "lifts the 30-day block; ofd send: a register served with --ofd sends its queue "
-            "to the OFD now and says what it sent)"
+            "to the OFD now and says what it sent) | oism | oism ANSWER [CODE] | oism reset | "
+            "oism deliver [N] (the emulated ОИСМ of marking codes: ANSWER is valid, wrong-status, "
+            "withdrawn, unknown, offline or corrupt, for CODE -- GS written as <GS> or \\x1d -- "
+            "or for every code; reset: every code valid; deliver: the FN's marking "
+            "notifications, all or the oldest N)"
         ),
     )
     ctl.add_argument("--state", type=Path, required=True, help="directory of the running emulator")
@@ -541,6 +545,19 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
     if action == "ofd" and rest[:1] == ["deliver"] and len(rest) <= 2:
         deliver: int | float | str = number(rest[1], low=1) if len(rest) == 2 else "all"
         return {"action": "ofd", "deliver": deliver}
+    if action == "oism" and not rest:
+        return {"action": "oism"}
+    if action == "oism" and rest == ["reset"]:
+        return {"action": "oism", "reset": True}
+    if action == "oism" and rest[:1] == ["deliver"] and len(rest) <= 2:
+        limit: int | float | str = number(rest[1], low=1) if len(rest) == 2 else "all"
+        return {"action": "oism", "deliver": limit}
+    if action == "oism" and len(rest) in (1, 2):
+        # The answer's name is checked by the emulator, which knows them (its error lists them).
+        oism: dict[str, Any] = {"action": "oism", "answer": rest[0]}
+        if len(rest) == 2:
+            oism["code"] = rest[1].replace("\\x1d", "\x1d").replace("<GS>", "\x1d")
+        return oism
     raise CliError(f"unknown control action {' '.join(words)!r}; see `kkt emulator ctl --help`")
 
 

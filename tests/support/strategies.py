@@ -17,6 +17,7 @@ import construct as c
 from hypothesis import strategies as st
 from kkt.protocols import fields as common
 from kkt.protocols.shtrih import fields as f
+from kkt.protocols.shtrih import marking as m
 
 
 def _alphabet(encoding: str) -> str:
@@ -86,7 +87,26 @@ def wire_strategy(con: Any) -> st.SearchStrategy[Any]:
         return st.binary(min_size=con.size, max_size=con.size)
     if con is c.GreedyBytes:
         return st.binary(max_size=200)
+    marking = _marking_strategy(con)
+    if marking is not None:
+        return marking
     raise NotImplementedError(f"no strategy for wire type {con!r}")
+
+
+def _marking_strategy(con: Any) -> st.SearchStrategy[Any] | None:
+    """The wire types of the marking commands (FF61..FF73), or None for any other type."""
+    if isinstance(con, m.LengthPrefixed):
+        return st.binary(min_size=1, max_size=0xFF)
+    if isinstance(con, m.OnlineBlock):
+        byte = st.integers(0, 0xFF)
+        return st.none() | st.builds(m.OnlineCheck, byte, byte, st.binary(max_size=0xFD))
+    if isinstance(con, m.VolumeSortMarker):
+        return st.booleans()
+    if isinstance(con, m.CheckTail):
+        return st.none() | message_strategy(m.MarkCheckResult)
+    if isinstance(con, m.SizedBlock16):
+        return st.binary(max_size=600)
+    return None
 
 
 @st.composite

@@ -195,6 +195,17 @@ def test_serve_subprocess_with_the_real_register(
             assert main([*ctl, "fault", "wire", "--drop", "0.5", "--seed", "1"]) == 0
             assert '"drop": 0.5' in capsys.readouterr().out
             assert main([*ctl, "fault", "clear"]) == 0
+            capsys.readouterr()
+            # The emulated ОИСМ: an answer for one code (GS written <GS>), its state, a reset.
+            assert main([*ctl, "--json", "oism", "withdrawn", "0104600000000017215abc<GS>93x"]) == 0
+            oism = json.loads(capsys.readouterr().out)
+            assert oism["ok"] and list(oism["oism"]["codes"].values()) == ["withdrawn"], oism
+            assert main([*ctl, "oism", "sideways"]) == 1
+            assert "valid, wrong-status" in capsys.readouterr().out
+            assert main([*ctl, "oism", "reset"]) == 0
+            assert '"default": "valid"' in capsys.readouterr().out
+            assert main([*ctl, "--json", "oism", "deliver"]) == 0
+            assert json.loads(capsys.readouterr().out)["delivered"] == 0
             assert main([*ctl, "qr", "1"]) == 1  # document 1 is the registration, not a receipt
             assert "refused" in capsys.readouterr().out
             assert main([*ctl, "dance"]) == 2
