@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 from kkt.protocols.ffd import Payments
+from kkt.protocols.ffd.marking import MarkingCodeError, PlannedStatus, parse_mark_code
 
 from .errors import ReceiptRejected
 
@@ -97,6 +98,15 @@ class Item:
     department: int = 1
     measure: int | None = None  # tag 2108 (FFD 1.2): 0 pieces, 11 kg, 41 l ...
     extra: tuple[tuple[int, object], ...] = ()  # more item tags (1162, 1222, 1224 ...)
+    # Marked goods (FFD 1.2): the code as the scanner gave it, GS1's group separator as "\x1d";
+    # the sale checks it with the FN and ОИСМ first, and only an accepted code reaches the receipt.
+    mark_code: str | None = None
+    planned_status: PlannedStatus | None = None  # tag 2003; None: derived from the operation
+    mark_quantity: tuple[int, int] | None = None  # tags 1293/1294: a part of one marked unit
+
+    @property
+    def marked(self) -> bool:
+        return self.mark_code is not None
 
     def __post_init__(self) -> None:
         # A whole quantity may be given as an int (Item("Кофе", 19_900, 2)): it is exact.
@@ -227,6 +237,7 @@ def _check_types(receipt: Receipt) -> None:
             _whole(getattr(item, name), f"{path}.{name}")
         if item.measure is not None:
             _whole(item.measure, f"{path}.measure")
+        _check_marking(item, path)
     if not isinstance(receipt.payments, Payments):
         raise _wrong("payments", "a Payments, e.g. Payments(cash=19900)", receipt.payments)
     for name in ("cash", "electronic", "prepaid", "credit", "other"):
@@ -238,6 +249,36 @@ def _check_types(receipt: Receipt) -> None:
     for name in ("cashier", "buyer_contact"):
         if getattr(receipt, name) is not None and not isinstance(getattr(receipt, name), str):
             raise _wrong(name, "a str or None", getattr(receipt, name))
+
+
+def _check_marking(item: Item, path: str) -> None:
+    if item.mark_code is None:
+        for name in ("planned_status", "mark_quantity"):
+            if getattr(item, name) is not None:
+                raise ReceiptRejected(f"{path}.{name}: is for marked goods; give mark_code too")
+        return
+    if not isinstance(item.mark_code, str):
+        raise _wrong(
+            f"{path}.mark_code", 'the code as scanned, a str (GS as "\\x1d")', item.mark_code
+        )
+    try:
+        parse_mark_code(item.mark_code)
+    except MarkingCodeError as error:
+        raise ReceiptRejected(f"{path}.mark_code: {error}") from None
+    if item.planned_status is not None and not isinstance(item.planned_status, PlannedStatus):
+        raise _wrong(f"{path}.planned_status", _members(PlannedStatus), item.planned_status)
+    part = item.mark_quantity
+    if part is not None and not (
+        isinstance(part, tuple)
+        and len(part) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in part)
+        and 1 <= part[0] < part[1]
+    ):
+        raise _wrong(
+            f"{path}.mark_quantity",
+            "(numerator, denominator) of a part of one unit, 1 <= numerator < denominator",
+            part,
+        )
 
 
 def _kopecks(value: object, path: str) -> None:

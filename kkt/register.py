@@ -581,6 +581,12 @@ class Register:
         is sent.
         """
         receipt.validate()
+        if any(item.marked for item in receipt.items):
+            # Never sold with the code dropped: a marked item unchecked by the FN is a violation.
+            raise ReceiptRejected(
+                "marked goods (mark_code) cannot be sold through this driver yet: the FN's "
+                "check of the code (FF61/FF69/FF67) is not built into sell()"
+            )
         if key is not None and self.journal is None:
             raise KktError("an idempotency key needs a journal: connect(..., journal=PATH)")
         with self._lock:
