@@ -40,7 +40,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kkt.protocols.ffd import TAGS, TlvList, Value, encode_tlv_item
 from kkt.protocols.ffd.marking import MarkingCodeError, control_code, parse_mark_code
@@ -62,7 +62,20 @@ from .marking_wire import (
 if TYPE_CHECKING:
     from ..clock import Clock
     from .state import FnState
-    from .storage import FnStore
+
+
+class MarkingStore(Protocol):
+    """What the marking state needs of the FN's store (`FnStore` is one): a protocol here, so
+    the store can import this module's types without the two importing each other."""
+
+    def save(self, state: FnState, *, marking: MarkingWrite | None = None) -> None: ...
+
+    def load_marking(self) -> MarkingState | None: ...
+
+    def notifications(self) -> list[Notification]: ...
+
+    def sold_in(self, code: bytes) -> int | None: ...
+
 
 MAX_CHECKED = 128  # codes the FN keeps checked and accepted (FNP §4.10.7.2; 35h past it)
 NOTIFICATION_CAPACITY = 1000  # notifications the store holds before 34h (the FN's size: not public)
@@ -291,7 +304,7 @@ class MarkingFn:
     change goes through ``store.save(fn_state(), marking=...)``.
     """
 
-    def __init__(self, store: FnStore, clock: Clock, fn_state: Callable[[], FnState]) -> None:
+    def __init__(self, store: MarkingStore, clock: Clock, fn_state: Callable[[], FnState]) -> None:
         self._store = store
         self._clock = clock
         self._fn_state = fn_state

@@ -109,6 +109,13 @@ def _marking_strategy(con: Any) -> st.SearchStrategy[Any] | None:
     return None
 
 
+# Fields whose wire type (raw bytes) does not say their bounds: the message's own encoder does.
+_FIELD_STRATEGIES: dict[tuple[type, str], st.SearchStrategy[Any]] = {
+    (m.CheckMarkCode, "code"): st.binary(min_size=1, max_size=0xFF),  # a length byte, never 0
+    (m.CheckMarkCode, "tlv"): st.binary(max_size=0xFF),
+}
+
+
 @st.composite
 def message_strategy(draw: st.DrawFn, cls: type) -> Any:
     """An instance of a request/answer dataclass with wire-valid field values.
@@ -119,6 +126,10 @@ def message_strategy(draw: st.DrawFn, cls: type) -> Any:
     values: dict[str, Any] = {}
     absent = False
     for field in dataclasses.fields(cls):
+        special = _FIELD_STRATEGIES.get((cls, field.name))
+        if special is not None:
+            values[field.name] = draw(special)
+            continue
         con = field.metadata["wire"]
         if _is_optional(con) and absent:
             values[field.name] = None
