@@ -1,0 +1,128 @@
+"""The round trips of a steady 3-item ATOL sale, counted on the wire against the emulator on TCP.
+
+A round trip is one host write that waits for an answer: the packets it carries go out back to
+back, and the host then reads.  Each write is listed with what its packets carry (``add 92``: an
+Add or AckAdd of command 92h; ``ack``, ``req``: the buffer's own) -- the breakdown
+`kkt bench --case receipts` sums as ``receipts.exchanges.atol.round_trips``.  The assertion keeps
+the sequence from growing back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kkt.emulator.atol import AtolRegister
+from kkt.emulator.shells import Service
+from kkt.protocols.atol.buffer import Ack, AckAdd, Add, Req, decode_buffer_command
+from kkt.protocols.atol.packet import Packet, PacketDeframer
+
+import kkt
+from kkt import Item, Payments, Receipt, Vat
+
+pytestmark = pytest.mark.timeout(60)
+
+SALE = Receipt(
+    items=(
+        Item("Кофе", 19_900, 2, Vat.VAT20),
+        Item("Круассан", 14_500, 1, Vat.VAT10),
+        Item("Вода", 7_000, 1, Vat.NONE),
+    ),
+    payments=Payments(cash=70_000),
+)
+
+# One sale after another, nothing going wrong (the mode, the FN's last document and the shift's
+# numbers carried from the previous sale; each task's Ack riding on the next Add as AckAdd):
+# open (92h) with its tag 1055 (E8h), each item begun (EAh) and registered (EBh), the subtotal
+# (3Fh), the closing (4Ah) and the document's record (91h 34h).
+STEADY_SALE = [
+    ["add 92"],
+    ["add e8"],
+    *[["add ea"], ["add eb"]] * 3,
+    ["add 3f"],
+    ["add 4a"],
+    ["add 91 34"],
+]
+
+
+def describe(data: bytes) -> list[str]:
+    """What one host write carries, packet by packet."""
+    tokens, _ = PacketDeframer().read_all(data)
+    said = []
+    for token in tokens:
+        assert isinstance(token, Packet)
+        command = decode_buffer_command(token.data)
+        if isinstance(command, Add | AckAdd):
+            code = command.data[2:3].hex()
+            if command.data[2] in (0x91, 0xA4):
+                code = command.data[2:4].hex(" ")  # the register or the FN's query
+            said.append(f"add {code}")
+        elif isinstance(command, Ack):
+            said.append("ack")
+        elif isinstance(command, Req):
+            said.append("req")
+        else:
+            said.append(type(command).__name__.lower())
+    return said
+
+
+class Served:
+    """The emulated ATOL register, `kkt emulator serve --protocol atol`'s service, on TCP."""
+
+    def __init__(self, state: Path) -> None:
+        self.device = AtolRegister.open(state)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.service = Service(self.device, protocol="atol")
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+
+    async def _start(self) -> int:
+        await self.service.__aenter__()
+        listener = await self.service.tcp()
+        port: int = listener.port
+        return port
+
+    def close(self) -> None:
+        stop = self.service.__aexit__(None, None, None)
+        asyncio.run_coroutine_threadsafe(stop, self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()
+        self.device.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    rig = Served(tmp_path / "state")
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+def test_a_steady_three_item_sale_is_these_round_trips(served: Served) -> None:
+    with kkt.connect(f"socket://127.0.0.1:{served.port}", protocol="atol") as register:
+        register.open_shift()
+        register.sell(SALE)
+        register.sell(SALE)
+        session: Any = register.device.commander
+        writes: list[bytes] = []
+        write = session.port.write
+
+        def recorded(data: bytes) -> Any:
+            writes.append(bytes(data))
+            return write(data)
+
+        session.port.write = recorded
+        sold = register.sell(SALE)
+        breakdown = [describe(data) for data in writes]
+        assert breakdown == STEADY_SALE, breakdown
+        assert len(breakdown) <= 11
+        # Every packet of it is a task of the sale: nothing was sent again.
+        assert sum(map(len, breakdown)) == sum(map(len, STEADY_SALE))
+        assert register.find_document(sold.document_number).total == SALE.total
