@@ -11,9 +11,11 @@ data; the FN's last document number and the shift's numbers are carried from the
 * ``receipts.exchanges.shtrih`` / ``receipts.exchanges.atol`` -- commands per sale in the steady
   state, counted through the driver's commander (over TCP, against ``kkt emulator serve``; an
   empty payload, Shtrih's ENQ replay of the last answer, is no command);
-* ``receipts.exchanges.atol.round_trips`` -- ATOL packets the host sends per sale, counted on the
-  wire (an unescaped FEh starts each one): a command is its Add and its Ack, unless the Ack rides
-  on the next Add;
+* ``receipts.exchanges.atol.round_trips`` -- host writes per sale that carry ATOL packets, each
+  then waiting for the register's answer: one round trip each, whatever it carries (a command's
+  Add and its follow-up query's go out in one write, `AtolHostLink.follow`; an Ack rides on a
+  later Add); ``receipts.exchanges.atol.packets`` -- the packets in them (an unescaped FEh starts
+  each one);
 
 * ``receipts.tcp.per_s`` / ``receipts.pty.per_s`` -- against ``kkt emulator serve`` in its own
   process, over TCP loopback and over a pseudo-terminal;
@@ -49,7 +51,7 @@ class _Counted:
     """Commands through a register's commander, and host packets on its port (ATOL)."""
 
     def __init__(self, register: kkt.Register) -> None:
-        self.commands = self.packets = 0
+        self.commands = self.packets = self.writes = 0
         self.register = register
         session: Any = register.device.commander
         self._exchange = session.exchange
@@ -64,12 +66,14 @@ class _Counted:
         return answer
 
     def _count_packets(self, data: bytes) -> int:
-        self.packets += data.count(0xFE)  # ATOL: an unescaped FEh starts a packet
+        packets = data.count(0xFE)  # ATOL: an unescaped FEh starts a packet
+        self.packets += packets
+        self.writes += bool(packets)  # one write, then the answer is awaited: a round trip
         return int(self._write(data))
 
 
-def _exchanges(url: str, protocol: str, sales: int) -> tuple[float, float]:
-    """Commands and host packets per sale in the steady state (after two sales)."""
+def _exchanges(url: str, protocol: str, sales: int) -> tuple[float, float, float]:
+    """Commands, host writes and host packets per sale in the steady state (after two sales)."""
     with kkt.connect(url, protocol=protocol) as register:
         if not register.status().shift_open:
             register.open_shift()
@@ -78,7 +82,7 @@ def _exchanges(url: str, protocol: str, sales: int) -> tuple[float, float]:
         counted = _Counted(register)
         for _ in range(sales):
             register.sell(RECEIPT)
-        return counted.commands / sales, counted.packets / sales
+        return counted.commands / sales, counted.writes / sales, counted.packets / sales
 
 
 def _wire_rate(url: str, bench: Bench, protocol: str) -> float:
@@ -94,11 +98,12 @@ def receipts_case(bench: Bench) -> Iterator[Figure]:
     for protocol, name, note in SERVED:
         state, tty = bench.work / f"{name}-served", bench.work / f"{name}-tty"
         with served_emulator(state, tty, protocol) as tcp_url:
-            commands, packets = _exchanges(tcp_url, protocol, 10)
+            commands, writes, packets = _exchanges(tcp_url, protocol, 10)
             per_sale = "commands per sale" + ("; target <= 5" if protocol == "shtrih" else "")
             yield Figure(f"receipts.exchanges.{protocol}", commands, "count", per_sale)
             if protocol == "atol":
-                yield Figure("receipts.exchanges.atol.round_trips", packets, "count", "target <= 9")
+                yield Figure("receipts.exchanges.atol.round_trips", writes, "count", "target <= 9")
+                yield Figure("receipts.exchanges.atol.packets", packets, "count", "in those writes")
             tcp = _wire_rate(tcp_url, bench, protocol)
             yield Figure(f"{name}.tcp.per_s", tcp, "1/s", note)
             yield Figure(f"{name}.pty.per_s", _wire_rate(str(tty), bench, protocol), "1/s")
