@@ -233,6 +233,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._tid = first_tid - 1 if first_tid else MAX_TID  # `_new_tid` steps to first_tid
         self._fresh = True
         self._unresolved: _Unresolved | None = None
+        # Follow-ups' tasks to settle after `_unresolved` (step 5), oldest first.
+        self._leftovers: list[_Unresolved] = []
         self._exchange: _Exchange | None = None
         self._request: _Request | None = None
         # The TIDs of ended tasks whose outcome was reported and whose Acks ride on the next
@@ -351,6 +353,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
             self._drop_follow()
         elif follow is not None and command != follow.after:
             self._follow = None  # armed for another command
+        if self._unresolved is None and self._leftovers:
+            self._unresolved = self._leftovers.pop(0)
         unresolved = self._unresolved
         resume = unresolved is not None and unresolved.resumable and unresolved.command == command
         exchange = _Exchange(
@@ -500,11 +504,12 @@ class AtolHostLink(LinkEnd[Token, Event]):
         else simply the next; never the unresolved TID's nor the pending Ack's."""
         unresolved = None if self._unresolved is None else self._unresolved.tid
         following = None if self._follow is None else self._follow.tid
+        left = {leftover.tid for leftover in self._leftovers}
         fallback: int | None = None
         tid = self._tid
         for _ in range(MAX_TID + 1):
             tid = 0 if tid >= MAX_TID else tid + 1
-            if tid == unresolved or tid in self._pending_acks or tid == following:
+            if tid == unresolved or tid in self._pending_acks or tid == following or tid in left:
                 continue
             if fallback is None:
                 fallback = tid
@@ -618,9 +623,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
     def _drop_follow(self) -> None:
         """The follow-up will not be asked for (its command failed, or another command comes
         first): its task's slot is freed like any other -- its Ack deferred when it is known to
-        have ended, else it is settled by the next command (Req, then Ack) when no other task
-        waits for that; otherwise its slot is left to the buffer (retired when it fills, or
-        cleared by the first B1's Abort), its TID out of our use until seen free again."""
+        have ended, else it is settled (Req, then Ack) by the next command -- after the task
+        of a failed command, when one waits for that (`_leftovers`)."""
         follow, self._follow = self._follow, None
         if follow is None or follow.request is None:
             return
@@ -641,10 +645,12 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if (ended or (taken and finished)) and self._piggyback:
             self._pending_acks.append(follow.tid)
             self._ack_carried[follow.tid] = 0
-        elif self._unresolved is None:
-            self._unresolved = _Unresolved(
-                follow.tid, follow.command, confirmed=False, resumable=False
-            )
+            return
+        left = _Unresolved(follow.tid, follow.command, confirmed=False, resumable=False)
+        if self._unresolved is None:
+            self._unresolved = left
+        else:
+            self._leftovers.append(left)  # settled right after the unresolved one
 
     def _resend(self, now: float, events: list[Event]) -> None:
         """The same packet again (same ID, same bytes), or give up after the last try.
@@ -825,9 +831,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
             # Acked (any reply ends it), or the device does not hold that TID: settled.
             if isinstance(reply, buffer.Result | buffer.Error | buffer.NotFound):
                 self._clean.add(exchange.settle_tid)  # freed, or free already
-            self._unresolved = None
+            # The next follow-up's task left to settle (step 5), if any, then the Add.
+            self._unresolved = self._leftovers.pop(0) if self._leftovers else None
             exchange.settle_ack = False
-            self._add_or_probe(now)
+            self._after_abort(now)
         elif isinstance(reply, buffer.Pending | buffer.InProgress | buffer.Waiting):
             exchange.poll_at = now + self.settings.poll  # it still runs: wait for it
         else:
@@ -995,6 +1002,11 @@ class AtolHostLink(LinkEnd[Token, Event]):
         assert exchange is not None
         if exchange.repeatable and exchange.tid_changes < self.settings.max_tid_changes:
             exchange.tid_changes += 1
+            # The task there, ours or not, is settled by a later command (Req, then Ack): a
+            # follow-up's own task is often it (an Add under a TID not known free).
+            self._leftovers.append(
+                _Unresolved(exchange.tid, exchange.command, False, resumable=False, owned=False)
+            )
             self._change_tid()
             self._send_add(now)
             return
