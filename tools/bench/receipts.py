@@ -20,10 +20,11 @@ data; the FN's last document number and the shift's numbers are carried from the
 * ``receipts.tcp.per_s`` / ``receipts.pty.per_s`` -- against ``kkt emulator serve`` in its own
   process, over TCP loopback and over a pseudo-terminal;
 * ``receipts.atol.tcp.per_s`` / ``receipts.atol.pty.per_s`` -- the same receipt, the same driver
-  call, against the emulator's ATOL personality (v3 task buffer: Add, its reply, Ack per command):
-  14 commands -- the last document (91h register 34h), the mode (45h), 92h and its tag (E8h),
-  EAh/EBh per item, the subtotal (3Fh), 4Ah, then the fiscal data from two short answers, the
-  document's record (91h 34h) and the shift's numbers (A4h 10h).  The document is never read
+  call, against the emulator's ATOL personality (v3 task buffer; each Ack rides on a later Add):
+  in the steady state 11 commands in 9 round trips -- 92h and its tag 1055 (E8h), EAh/EBh per
+  item, the subtotal (3Fh) written with the last EBh, 4Ah written with the document's record
+  (91h 34h); the mode, the last document and the shift's numbers carried from the previous sale
+  (tests/kkt/test_atol_round_trips.py lists them write by write).  The document is never read
   back by A4h 45h/46h here: that alone is 24 exchanges for this receipt, one per first-level tag
   (tests/kkt/test_atol_device.py counts both).  Runs of this case on one build differ by up to
   3x on a busy machine: compare medians of several runs, not one figure;
