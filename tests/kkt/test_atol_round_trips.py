@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from kkt.protocols.atol.buffer import Ack, AckAdd, Add, Req, decode_buffer_comma
 from kkt.protocols.atol.packet import Packet, PacketDeframer
 
 import kkt
-from kkt import Item, Payments, Receipt, Vat
+from kkt import Item, Payments, Receipt, TaxSystem, Vat
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -127,3 +128,38 @@ def test_a_steady_three_item_sale_is_these_round_trips(served: Served) -> None:
         # Every packet of it is a task of the sale: nothing was sent again.
         assert sum(map(len, breakdown)) == sum(map(len, STEADY_SALE))
         assert register.find_document(sold.document_number).total == SALE.total
+
+
+def _record(register: kkt.Register) -> list[bytes]:
+    session: Any = register.device.commander
+    writes: list[bytes] = []
+    write = session.port.write
+
+    def recorded(data: bytes) -> Any:
+        writes.append(bytes(data))
+        return write(data)
+
+    session.port.write = recorded
+    return writes
+
+
+def test_a_refused_closing_is_told_and_its_follow_up_is_freed(served: Served) -> None:
+    """4Ah refused (a tax system the FN is not registered for): the refusal reaches the caller,
+    nothing is fiscal, and the document's record written with it (91h 34h) -- read after the
+    refusal, as the FN is asked whether anything was formed -- frees its slot; the sales after
+    it are steady again, and closing the session leaves the buffer empty."""
+    with kkt.connect(f"socket://127.0.0.1:{served.port}", protocol="atol") as register:
+        register.open_shift()
+        register.sell(SALE)
+        register.sell(SALE)
+        before = register.device.last_document()
+        with pytest.raises(kkt.errors.DeviceError):
+            register.sell(replace(SALE, tax_system=TaxSystem.PATENT))
+        assert register.device.last_document() == before, "nothing was fiscalized"
+        register.sell(SALE)
+        register.sell(SALE)
+        writes = _record(register)
+        register.sell(SALE)
+        assert [describe(data) for data in writes] == STEADY_SALE
+    assert served.service.tasks is not None
+    assert len(served.service.tasks.buffer) == 0, "every task of ours was acknowledged"
