@@ -73,7 +73,13 @@ class _Counted:
         return int(self._write(data))
 
 
-def _exchanges(url: str, protocol: str, sales: int) -> tuple[float, float, float]:
+def _exchanges(url: str, protocol: str, sales: int) -> tuple[float, float]:
+    """Commands and host packets per sale in the steady state (after two sales)."""
+    commands, _writes, packets = _counted_sales(url, protocol, sales)
+    return commands, packets
+
+
+def _counted_sales(url: str, protocol: str, sales: int) -> tuple[float, float, float]:
     """Commands, host writes and host packets per sale in the steady state (after two sales)."""
     with kkt.connect(url, protocol=protocol) as register:
         if not register.status().shift_open:
@@ -99,7 +105,7 @@ def receipts_case(bench: Bench) -> Iterator[Figure]:
     for protocol, name, note in SERVED:
         state, tty = bench.work / f"{name}-served", bench.work / f"{name}-tty"
         with served_emulator(state, tty, protocol) as tcp_url:
-            commands, writes, packets = _exchanges(tcp_url, protocol, 10)
+            commands, writes, packets = _counted_sales(tcp_url, protocol, 10)
             per_sale = "commands per sale" + ("; target <= 5" if protocol == "shtrih" else "")
             yield Figure(f"receipts.exchanges.{protocol}", commands, "count", per_sale)
             if protocol == "atol":
