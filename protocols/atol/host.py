@@ -403,7 +403,9 @@ class AtolHostLink(LinkEnd[Token, Event]):
             add_sent=True,
             owned=follow.owned,  # else its Add's own reply decides (`_add_reply`)
             acking=follow.acking,
-            early=follow.early,
+            # The Add's reply before any F0 of its task (a quick task's F0 may overtake it on
+            # the device): the reply also carries the AckAdd's acknowledgement status.
+            early=sorted(follow.early, key=lambda packet: packet.is_async),
             follow_checked=True,
         )
         self._exchange = exchange
@@ -422,12 +424,9 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if exchange is None:
             return events
         if exchange.early:
-            # A resumed follow-up: what the device said while its command ran (step 5).
-            early, exchange.early = exchange.early, []
-            for packet in early:
-                self._packet(packet, now, events)
-                if self._exchange is not exchange:
-                    return events
+            self._replay_early(exchange, now, events)
+            if self._exchange is not exchange:
+                return events
         if now >= exchange.give_up_at:
             # The hard bound: no sequence of bytes keeps an exchange alive past it.
             limit = f"the exchange did not end within its bound of {exchange.limit:.0f} s"
@@ -701,8 +700,20 @@ class AtolHostLink(LinkEnd[Token, Event]):
 
     # -- internals: receiving ---------------------------------------------------------------------
 
+    def _replay_early(self, exchange: _Exchange, now: float, events: list[Event]) -> None:
+        """A resumed follow-up: what the device said while its command ran (step 5), before
+        anything that arrives now."""
+        early, exchange.early = exchange.early, []
+        for packet in early:
+            self._packet(packet, now, events)
+            if self._exchange is not exchange:
+                return
+
     def _packet(self, packet: Packet, now: float, events: list[Event]) -> None:
         exchange = self._exchange
+        if exchange is not None and exchange.early:
+            self._replay_early(exchange, now, events)
+            exchange = self._exchange
         follow = self._follow
         if follow is not None and follow.request is not None:
             if packet.id == follow.request.packet_id or (
