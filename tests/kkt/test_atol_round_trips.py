@@ -121,12 +121,14 @@ def test_a_steady_three_item_sale_is_these_round_trips(served: Served) -> None:
             return write(data)
 
         session.port.write = recorded
-        sold = register.sell(SALE)
-        breakdown = [describe(data) for data in writes]
-        assert breakdown == STEADY_SALE, breakdown
-        assert len(breakdown) <= 9
-        # Every packet of it is a task of the sale: nothing was sent again.
-        assert sum(map(len, breakdown)) == sum(map(len, STEADY_SALE))
+        for _ in range(5):  # each alike: no Ack left over for a plain packet of its own
+            writes.clear()
+            sold = register.sell(SALE)
+            breakdown = [describe(data) for data in writes]
+            assert breakdown == STEADY_SALE, breakdown
+            assert len(breakdown) <= 9
+            # Every packet of it is a task of the sale: nothing was sent again.
+            assert sum(map(len, breakdown)) == sum(map(len, STEADY_SALE))
         assert register.find_document(sold.document_number).total == SALE.total
 
 
