@@ -638,6 +638,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
                     reply = buffer.decode_buffer_reply(packet.data)
             except CodecError:
                 continue
+            if isinstance(reply, buffer.AlreadyExists | buffer.Overflow | buffer.IllegalValue):
+                return  # its one copy refused: not taken (a B2's task is someone else's)
             taken = taken or isinstance(reply, _TAKEN)  # our Add's own reply: the task is ours
             ended = ended or isinstance(reply, buffer.Result | buffer.Error)
             finished = finished or isinstance(reply, buffer.AsyncResult | buffer.AsyncError)
