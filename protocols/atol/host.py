@@ -738,10 +738,9 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if acked and packet.data == bytes((buffer.StatusCode.ILLEGAL_VALUE,)):
             # One status byte cannot answer AckAdd (two at least): a device that does not know
             # C5h refused the whole packet -- or a reply damaged past CRC-8 looks like that.
-            # Plain Add and Ack from now on (the pending Ack dropped: a slot the buffer retires
-            # when it fills, or the first B1's Abort clears), and first a Req for our task:
-            # B3 means the Add never arrived and it is added again; anything else is our task.
-            # (The Acks still pending are sent plainly, one after each task's own Ack.)
+            # Plain Add and Ack from now on (the Acks still pending are sent plainly, one after
+            # each task's own Ack: none is dropped, no slot leaks), and first a Req for our
+            # task: B3 means the Add never arrived and it is added again; anything else is ours.
             self._piggyback = False
             self._request = None
             exchange.phase = _Phase.WAIT
