@@ -27,7 +27,9 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from kkt.protocols.atol import commands as c
+from kkt.protocols.atol.host import AtolHostLink
 from kkt.protocols.atol.modes import Mode, PaymentType, ReceiptType, StatusFlags, split_mode
+from kkt.protocols.errors import CodecError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.ffd import DocumentType, FnWarning, Payments, TlvList, find
 from kkt.protocols.ffd.view import strip_padding
@@ -237,6 +239,21 @@ class AtolDevice(Device):
 
     def _ask(self, request_type: type[c.Request[AnswerT]], *args: Any) -> AnswerT:
         return self.raw(request_type(self.access_password, *args))
+
+    def _follow(self, command: c.Request[Any], query: c.Request[Any]) -> None:
+        """Have ``query``'s Add written with ``command``'s, when the link can (the v3 task
+        buffer, `AtolHostLink.follow`): asked for right after ``command``, it then costs no
+        round trip of its own.  The buffer runs its tasks one after another in the order they
+        were added -- "A1 Pending", a task waiting behind another (fact sheet §1.4, after
+        atol4j, Zzzzipper and SAMSON; every client waits for a task's result in that order) --
+        so the query answers the state ``command`` left; the link takes that answer only when
+        the device took ``command`` from the packet written before the query's."""
+        link = getattr(self.commander, "link", None)
+        if isinstance(link, AtolHostLink) and not link.busy:
+            try:
+                link.follow(command.encode(), query.encode())
+            except CodecError:
+                return  # an optimisation only: the command itself reports what is wrong
 
     def _enter(self, mode: Mode, current: int | None = None) -> None:
         """Be in ``mode``: leave the current one (48h, twice from a sub-mode), then 56h -- no
@@ -536,8 +553,12 @@ class AtolDevice(Device):
             0,
             item.name,
         )
+        last = index == len(receipt.items) - 1
         for _ in range(3):
             try:
+                if last:
+                    # The subtotal check (`Register`) asks 3Fh right after the last item.
+                    self._follow(end, c.GetStatus(self.access_password))
                 self.raw(end)
                 return
             except (TransportError, OutcomeUnknown):
@@ -575,8 +596,11 @@ class AtolDevice(Device):
 
     def close_receipt(self, receipt: Receipt) -> results.Formed:
         kind, amount = _payments(receipt)[-1]
+        close = c.CloseReceipt(self.access_password, 0, int(kind), amount)
+        # The document's record (91h 34h) is read right after the closing: its Add goes with it.
+        self._follow(close, c.ReadLastDocument(self.access_password))
         try:
-            self._ask(c.CloseReceipt, 0, int(kind), amount)
+            self.raw(close)
         except DeviceError as refusal:
             # E7h ("bad FN command parameters") does not say which: the registration does.
             cause = registration_mismatch(self, receipt) if refusal.code == 0xE7 else None

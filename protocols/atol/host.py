@@ -43,6 +43,22 @@ exchange of several packets (fact sheet §1.4, "execution flow used by every imp
    Cyberplat's TerminalClient (``Atol3FRConstants.h``) and Zzzzipper (``AtolProtocol.h``)
    define C5h but never send it.  Not confirmed on a device [?].
 
+5. a *follow-up* (`AtolHostLink.follow`): a repeatable query the caller asks right after a
+   command (the subtotal after the last item, the document's record after the closing) has its
+   Add written in the same write as the command's, under a TID of its own -- one round trip for
+   both.  The task buffer runs tasks in the order they were added (fact sheet §1.4: A1 Pending
+   is a task "waiting behind another"; every public client reads results in that order), so
+   the query answers the state the command left -- taken only when the device took the command
+   from the packet written *before* the query's (its reply to that first copy: a resent Add may
+   have arrived after the query's).  Its replies meanwhile are kept and handled when the query
+   is asked for, as any Add's (B2, B3, its ownership: `_Exchange.owned`); when it is not asked
+   for (the command failed, another command came first) its task is Acked later (ended) or
+   settled by the next command (Req, then Ack).  Up to two Acks may then wait, one carried by
+   each Add of such a write (`MAX_DEFERRED_ACKS`); a device without C5h gets them plainly.
+   Reading: the packets of one write are answered one by one in order -- the device's link
+   replies per packet ID (§1.3); that a real register reads a second packet while the first's
+   task runs is not confirmed on hardware [?].
+
 Whose task is it?  A task under our TID may be another session's: one killed with its last Ack
 deferred (step 4) leaves its result in the buffer for good, and a later session's TIDs reach
 that TID.  Its B2, its state to a Req and its F0 look exactly like our own task's.  So a task
@@ -70,7 +86,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import CodecError, FrameError, LinkError
 from ..line import AnswerReceived, CommandFailed, LineNoise, LinkEnd
@@ -93,6 +109,19 @@ from .packet import MAX_DATA, MAX_REQUEST_ID, Packet, PacketDeframer, Token, enc
 HOST_FLAGS = buffer.TaskFlags.NEED_RESULT | buffer.TaskFlags.IGNORE_ERROR
 # Hosts wrap TIDs like packet IDs (fact sheet §1.4: "TIDs 0…0xDF wrap").
 MAX_TID = MAX_REQUEST_ID
+# Acks deferred to the next Adds at most (step 4): two, so that a write carrying a command and
+# its follow-up query (step 5) can carry two -- one on each AckAdd.
+MAX_DEFERRED_ACKS = 2
+
+
+# An Add's reply that says the device took the task: its state, queued, running or ended.
+_TAKEN = (
+    buffer.Pending,
+    buffer.InProgress,
+    buffer.Waiting,
+    buffer.Result,
+    buffer.Error,
+)
 
 
 class _Phase(enum.Enum):
@@ -155,6 +184,27 @@ class _Exchange:
     unknown_ack_add: bool = False  # the AckAdd got a lone B4: is our task there (Req)?
     refusal: LinkError | None = None  # A5: reported (after its Ack) instead of a reply
     cleared_full_buffer: bool = False  # B1 to our first Add: an Abort cleared the buffer once
+    releasing: bool = False  # `release`: plain Acks of the deferred TIDs, one after another
+    # A follow-up query resumed (step 5): its replies that came during the command it followed,
+    # handled as this exchange starts (`handle_timer`).
+    early: list[Packet] = field(default_factory=list)
+    follow_checked: bool = False  # the first Add of this exchange went out (a follow-up with it?)
+
+
+@dataclass(slots=True)
+class _FollowUp:
+    """A repeatable query whose Add goes out in the same write as the Add of the command it
+    follows (module docstring, step 5)."""
+
+    after: bytes  # the command it follows
+    command: bytes  # the query
+    tid: int = -1
+    request: _Request | None = None  # its Add's packet, once sent
+    acking: int | None = None  # the deferred Ack its AckAdd carries
+    after_packet: int = -1  # the packet ID of the command's Add it followed
+    in_order: bool = False  # the device took that Add from that packet: the query ran after it
+    owned: bool = False  # its TID was known free when its Add left
+    early: list[Packet] = field(default_factory=list)  # its replies, kept until it is asked for
 
 
 class AtolHostLink(LinkEnd[Token, Event]):
@@ -183,12 +233,15 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._tid = first_tid - 1 if first_tid else MAX_TID  # `_new_tid` steps to first_tid
         self._fresh = True
         self._unresolved: _Unresolved | None = None
+        # Follow-ups' tasks to settle after `_unresolved` (step 5), oldest first.
+        self._leftovers: list[_Unresolved] = []
         self._exchange: _Exchange | None = None
         self._request: _Request | None = None
-        # The TID of an ended task whose outcome was reported and whose Ack rides on the next
-        # Add (as AckAdd): its result still answers Req until then.
-        self._pending_ack: int | None = None
-        self._ack_carried = 0  # how many exchanges have carried the pending Ack
+        # The TIDs of ended tasks whose outcome was reported and whose Acks ride on the next
+        # Adds (as AckAdd), oldest first: their results still answer Req until then.
+        self._pending_acks: list[int] = []
+        self._ack_carried: dict[int, int] = {}  # how many exchanges have carried each of them
+        self._follow: _FollowUp | None = None  # step 5: armed, or sent and not yet asked for
         self._piggyback = self.settings.piggyback_ack
         # TIDs under which the device holds no task, as this link last saw: freed by our Ack
         # (A3/A4, or B3), answered B3 to a Req, or cleared by our Abort.  New tasks take these
@@ -214,21 +267,37 @@ class AtolHostLink(LinkEnd[Token, Event]):
 
     @property
     def pending_ack(self) -> int | None:
-        """The TID whose Ack waits for the next command (its AckAdd) or `release`."""
-        return self._pending_ack
+        """The oldest TID whose Ack waits for the next command (its AckAdd) or `release`."""
+        return self._pending_acks[0] if self._pending_acks else None
+
+    @property
+    def pending_acks(self) -> tuple[int, ...]:
+        """Every TID whose Ack waits, oldest first."""
+        return tuple(self._pending_acks)
+
+    def follow(self, after: bytes, query: bytes) -> None:
+        """Send the repeatable ``query``'s Add in the same write as the Add of the next command,
+        when that command is ``after`` (module docstring, step 5); asked for right after it, the
+        query is then answered without a round trip of its own.  Anything else next disarms it.
+        """
+        if self._exchange is not None:
+            raise RuntimeError("a command is in progress on this link; wait for its event")
+        if self._follow is None and self.settings.follow_ups:
+            self._follow = _FollowUp(bytes(after), bytes(query))
 
     def release(self, now: float) -> bool:
-        """Send the pending Ack on its own (a session closing); False when none is pending.
+        """Send the pending Acks on their own (a session closing), one after another; False when
+        none is pending.
 
         Ends with `AnswerReceived` (an empty answer) whatever the device says; a line that
         fails leaves the TID unresolved, as a missing Ack always did.
         """
         if self._exchange is not None:
             raise RuntimeError("a command is in progress on this link; wait for its event")
-        tid = self._pending_ack
-        if tid is None:
+        self._drop_follow()
+        if not self._pending_acks:
             return False
-        self._pending_ack = None
+        tid = self._pending_acks.pop(0)
         limit = self.settings.packet_step()
         self._exchange = _Exchange(
             command=b"",
@@ -239,6 +308,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
             tid=tid,
             phase=_Phase.ACK,
             answer=b"",
+            releasing=True,
         )
         self._fresh = False
         self._send(buffer.Ack(tid).encode(), now)
@@ -249,7 +319,8 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if exchange is None:
             return ()
         request = exchange.poll_at if self._request is None else self._request.due
-        return exchange.give_up_at, request, self._task_due(exchange)
+        early = exchange.give_up_at - exchange.limit if exchange.early else None  # at once
+        return exchange.give_up_at, request, self._task_due(exchange), early
 
     def send_command(
         self, command: bytes, now: float, *, answer_timeout: float, repeatable: bool
@@ -274,6 +345,16 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 f"command needs {len(add) + 1} with its AckAdd header: split the task"
             )
         limit = self.settings.exchange_limit(answer_timeout)
+        follow = self._follow
+        if follow is not None and follow.request is not None:
+            if follow.in_order and repeatable and command == follow.command:
+                self._resume_follow(follow, now, answer_timeout, limit)
+                return
+            self._drop_follow()
+        elif follow is not None and command != follow.after:
+            self._follow = None  # armed for another command
+        if self._unresolved is None and self._leftovers:
+            self._unresolved = self._leftovers.pop(0)
         unresolved = self._unresolved
         resume = unresolved is not None and unresolved.resumable and unresolved.command == command
         exchange = _Exchange(
@@ -304,6 +385,33 @@ class AtolHostLink(LinkEnd[Token, Event]):
         self._fresh = False
         self._after_abort(now)
 
+    def _resume_follow(
+        self, follow: _FollowUp, now: float, answer_timeout: float, limit: float
+    ) -> None:
+        """The follow-up query asked for right after its command: its Add already left, its
+        replies so far are handled at once (`handle_timer`), the rest as any Add's."""
+        assert follow.request is not None
+        self._follow = None
+        exchange = _Exchange(
+            command=follow.command,
+            answer_timeout=answer_timeout,
+            repeatable=True,
+            limit=limit,
+            give_up_at=now + limit,
+            tid=follow.tid,
+            phase=_Phase.ADD,
+            add_sent=True,
+            owned=follow.owned,  # else its Add's own reply decides (`_add_reply`)
+            acking=follow.acking,
+            # The Add's reply before any F0 of its task (a quick task's F0 may overtake it on
+            # the device): the reply also carries the AckAdd's acknowledgement status.
+            early=sorted(follow.early, key=lambda packet: packet.is_async),
+            follow_checked=True,
+        )
+        self._exchange = exchange
+        self._request = follow.request
+        self._fresh = False
+
     def _token(self, token: Token, now: float, events: list[Event]) -> None:
         if isinstance(token, Packet):
             self._packet(token, now, events)
@@ -315,6 +423,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
         exchange = self._exchange
         if exchange is None:
             return events
+        if exchange.early:
+            self._replay_early(exchange, now, events)
+            if self._exchange is not exchange:
+                return events
         if now >= exchange.give_up_at:
             # The hard bound: no sequence of bytes keeps an exchange alive past it.
             limit = f"the exchange did not end within its bound of {exchange.limit:.0f} s"
@@ -390,11 +502,13 @@ class AtolHostLink(LinkEnd[Token, Event]):
         is -- a task of ours under it is then told from anyone else's (`_Exchange.owned`) --
         else simply the next; never the unresolved TID's nor the pending Ack's."""
         unresolved = None if self._unresolved is None else self._unresolved.tid
+        following = None if self._follow is None else self._follow.tid
+        left = {leftover.tid for leftover in self._leftovers}
         fallback: int | None = None
         tid = self._tid
         for _ in range(MAX_TID + 1):
             tid = 0 if tid >= MAX_TID else tid + 1
-            if tid == unresolved or tid == self._pending_ack:
+            if tid == unresolved or tid in self._pending_acks or tid == following or tid in left:
                 continue
             if fallback is None:
                 fallback = tid
@@ -458,16 +572,86 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if exchange.tid in self._clean:
             self._clean.discard(exchange.tid)  # ours from now until its Ack is confirmed
             exchange.owned = True
-        ack = self._pending_ack
-        if ack is not None and ack != exchange.tid:
+        ack = next((tid for tid in self._pending_acks if tid != exchange.tid), None)
+        if ack is not None and self._piggyback:
             if exchange.acking != ack:
-                self._ack_carried += 1  # exchanges that carried this Ack (re-adds are one)
+                self._carry(ack)  # exchanges that carried this Ack (re-adds are one)
             exchange.acking = ack
             data = buffer.AckAdd(ack, HOST_FLAGS, exchange.tid, exchange.command).encode()
         else:
             exchange.acking = None
             data = buffer.Add(exchange.tid, HOST_FLAGS, exchange.command).encode()
         self._send(data, now)
+        first = not exchange.follow_checked
+        exchange.follow_checked = True
+        follow = self._follow
+        if follow is None or follow.request is not None:
+            return
+        if not first or exchange.command != follow.after or exchange.earlier_add:
+            self._follow = None  # armed for another command's first Add: disarmed
+            return
+        self._send_follow(follow, exchange, now)
+
+    def _carry(self, tid: int) -> None:
+        self._ack_carried[tid] = self._ack_carried.get(tid, 0) + 1
+
+    def _send_follow(self, follow: _FollowUp, exchange: _Exchange, now: float) -> None:
+        """The follow-up's Add, in the same write as the command's (step 5), under the next
+        TID (one known free first, `_new_tid`); whose task a state under it is, is decided as
+        for any query's Add (`_Exchange.owned`)."""
+        assert self._request is not None
+        tid = self._new_tid()
+        if tid == exchange.tid:
+            self._follow = None
+            return
+        follow.owned = tid in self._clean
+        self._clean.discard(tid)
+        follow.tid = tid
+        follow.after_packet = self._request.packet_id
+        ack = next((t for t in self._pending_acks if t not in (exchange.acking, tid)), None)
+        if ack is not None and self._piggyback:
+            self._carry(ack)
+            follow.acking = ack
+            data = buffer.AckAdd(ack, HOST_FLAGS, tid, follow.command).encode()
+        else:
+            data = buffer.Add(tid, HOST_FLAGS, follow.command).encode()
+        main = self._request
+        self._send(data, now)
+        follow.request, self._request = self._request, main
+
+    def _drop_follow(self) -> None:
+        """The follow-up will not be asked for (its command failed, or another command comes
+        first): its task's slot is freed like any other -- its Ack deferred when it is known to
+        have ended, else it is settled (Req, then Ack) by the next command -- after the task
+        of a failed command, when one waits for that (`_leftovers`)."""
+        follow, self._follow = self._follow, None
+        if follow is None or follow.request is None:
+            return
+        taken = ended = finished = False
+        for packet in follow.early:
+            try:
+                if packet.is_async:
+                    reply = buffer.decode_buffer_reply(packet.data)
+                elif follow.acking is not None:
+                    reply = buffer.decode_ack_add_reply(packet.data).add
+                else:
+                    reply = buffer.decode_buffer_reply(packet.data)
+            except CodecError:
+                continue
+            if isinstance(reply, buffer.AlreadyExists | buffer.Overflow | buffer.IllegalValue):
+                return  # its one copy refused: not taken (a B2's task is someone else's)
+            taken = taken or isinstance(reply, _TAKEN)  # our Add's own reply: the task is ours
+            ended = ended or isinstance(reply, buffer.Result | buffer.Error)
+            finished = finished or isinstance(reply, buffer.AsyncResult | buffer.AsyncError)
+        if (ended or (taken and finished)) and self._piggyback:
+            self._pending_acks.append(follow.tid)
+            self._ack_carried[follow.tid] = 0
+            return
+        left = _Unresolved(follow.tid, follow.command, confirmed=False, resumable=False)
+        if self._unresolved is None:
+            self._unresolved = left
+        else:
+            self._leftovers.append(left)  # settled right after the unresolved one
 
     def _resend(self, now: float, events: list[Event]) -> None:
         """The same packet again (same ID, same bytes), or give up after the last try.
@@ -518,8 +702,27 @@ class AtolHostLink(LinkEnd[Token, Event]):
 
     # -- internals: receiving ---------------------------------------------------------------------
 
+    def _replay_early(self, exchange: _Exchange, now: float, events: list[Event]) -> None:
+        """A resumed follow-up: what the device said while its command ran (step 5), before
+        anything that arrives now."""
+        early, exchange.early = exchange.early, []
+        for packet in early:
+            self._packet(packet, now, events)
+            if self._exchange is not exchange:
+                return
+
     def _packet(self, packet: Packet, now: float, events: list[Event]) -> None:
         exchange = self._exchange
+        if exchange is not None and exchange.early:
+            self._replay_early(exchange, now, events)
+            exchange = self._exchange
+        follow = self._follow
+        if follow is not None and follow.request is not None:
+            if packet.id == follow.request.packet_id or (
+                packet.is_async and packet.data[1:2] == bytes((follow.tid,))
+            ):
+                follow.early.append(packet)  # the follow-up's: handled when it is asked for
+                return
         if packet.is_async:
             if exchange is None or not self._async_result(packet, now, events):
                 events.append(LineNoise(packet))
@@ -535,11 +738,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
         if acked and packet.data == bytes((buffer.StatusCode.ILLEGAL_VALUE,)):
             # One status byte cannot answer AckAdd (two at least): a device that does not know
             # C5h refused the whole packet -- or a reply damaged past CRC-8 looks like that.
-            # Plain Add and Ack from now on (the pending Ack dropped: a slot the buffer retires
-            # when it fills, or the first B1's Abort clears), and first a Req for our task:
-            # B3 means the Add never arrived and it is added again; anything else is our task.
+            # Plain Add and Ack from now on (the Acks still pending are sent plainly, one after
+            # each task's own Ack: none is dropped, no slot leaks), and first a Req for our
+            # task: B3 means the Add never arrived and it is added again; anything else is ours.
             self._piggyback = False
-            self._pending_ack = None
             self._request = None
             exchange.phase = _Phase.WAIT
             exchange.unknown_ack_add = True
@@ -560,10 +762,20 @@ class AtolHostLink(LinkEnd[Token, Event]):
             events.append(LineNoise(packet))  # A6/A7 belong in packet F0 only
             return
         sends = request.sends
-        if acked and self._pending_ack == exchange.acking:
-            self._ack_status(both.ack, sends)
+        if acked and exchange.acking is not None and exchange.acking in self._pending_acks:
+            self._ack_status(exchange.acking, both.ack, sends)
         self._request = None
         phase = exchange.phase
+        if (
+            phase is _Phase.ADD
+            and follow is not None
+            and request.packet_id == follow.after_packet
+            and sends == 1
+            and isinstance(reply, _TAKEN)
+        ):
+            # The device took the command from the copy of its Add that left before the
+            # follow-up's: the follow-up's task queues behind it (step 5).
+            follow.in_order = True
         if phase is _Phase.ABORT:
             # A3, or "A2 TID": someone's task is running and will finish; ours queue behind it.
             # Either way the buffer holds no other task now: every TID but that one is free.
@@ -585,6 +797,12 @@ class AtolHostLink(LinkEnd[Token, Event]):
             # Any reply to Ack ends the task: A3/A4 freed it, B3 says it was already free.
             if isinstance(reply, buffer.Result | buffer.Error | buffer.NotFound):
                 self._clean.add(exchange.tid)
+            if (exchange.releasing or not self._piggyback) and self._pending_acks:
+                # The next deferred Ack: the session closes, or the device takes no AckAdd.
+                exchange.tid = self._pending_acks.pop(0)
+                exchange.give_up_at = now + exchange.limit
+                self._send(buffer.Ack(exchange.tid).encode(), now)
+                return
             self._finish_ack(events, unresolved=False)
 
     def _async_result(self, packet: Packet, now: float, events: list[Event]) -> bool:
@@ -625,16 +843,17 @@ class AtolHostLink(LinkEnd[Token, Event]):
             # Acked (any reply ends it), or the device does not hold that TID: settled.
             if isinstance(reply, buffer.Result | buffer.Error | buffer.NotFound):
                 self._clean.add(exchange.settle_tid)  # freed, or free already
-            self._unresolved = None
+            # The next follow-up's task left to settle (step 5), if any, then the Add.
+            self._unresolved = self._leftovers.pop(0) if self._leftovers else None
             exchange.settle_ack = False
-            self._add_or_probe(now)
+            self._after_abort(now)
         elif isinstance(reply, buffer.Pending | buffer.InProgress | buffer.Waiting):
             exchange.poll_at = now + self.settings.poll  # it still runs: wait for it
         else:
             exchange.settle_ack = True
             self._send(buffer.Ack(exchange.settle_tid).encode(), now)
 
-    def _ack_status(self, status: buffer.StatusCode, sends: int) -> None:
+    def _ack_status(self, tid: int, status: buffer.StatusCode, sends: int) -> None:
         """The acknowledgement half of an AckAdd's reply, about our pending Ack.
 
         A3/A4: the slot is free.  B3 says it was free already -- true once an earlier copy may
@@ -645,12 +864,16 @@ class AtolHostLink(LinkEnd[Token, Event]):
         Never taken as proof of the Ack: the added task's result -- a damaged packet may run
         its command and ack another TID (CRC-8 lets about one damaged packet in 256 through).
         """
-        if self._pending_ack is not None and (
+        if tid in self._pending_acks and (
             status in (buffer.StatusCode.RESULT, buffer.StatusCode.ERROR)
-            or (status is buffer.StatusCode.NOT_FOUND and (sends > 1 or self._ack_carried > 1))
+            or (
+                status is buffer.StatusCode.NOT_FOUND
+                and (sends > 1 or self._ack_carried.get(tid, 0) > 1)
+            )
         ):
-            self._clean.add(self._pending_ack)
-            self._pending_ack = None
+            self._clean.add(tid)
+            self._pending_acks.remove(tid)
+            self._ack_carried.pop(tid, None)
 
     def _confirm(self, exchange: _Exchange, now: float) -> None:
         if not exchange.add_confirmed:
@@ -791,6 +1014,11 @@ class AtolHostLink(LinkEnd[Token, Event]):
         assert exchange is not None
         if exchange.repeatable and exchange.tid_changes < self.settings.max_tid_changes:
             exchange.tid_changes += 1
+            # The task there, ours or not, is settled by a later command (Req, then Ack): a
+            # follow-up's own task is often it (an Add under a TID not known free).
+            self._leftovers.append(
+                _Unresolved(exchange.tid, exchange.command, False, resumable=False, owned=False)
+            )
             self._change_tid()
             self._send_add(now)
             return
@@ -838,9 +1066,13 @@ class AtolHostLink(LinkEnd[Token, Event]):
         assert exchange is not None
         exchange.answer = answer
         exchange.poll_at = None
-        if self._piggyback and (self._pending_ack is None or self._pending_ack == exchange.tid):
-            self._pending_ack = exchange.tid
-            self._ack_carried = 0
+        pending = self._pending_acks
+        # Two may wait only when follow-ups may add a second task to a write (step 5).
+        most = MAX_DEFERRED_ACKS if self.settings.follow_ups else 1
+        if self._piggyback and (exchange.tid in pending or len(pending) < most):
+            if exchange.tid not in pending:
+                pending.append(exchange.tid)
+            self._ack_carried[exchange.tid] = 0
             self._finish_ack(events, unresolved=False)
             return
         exchange.phase = _Phase.ACK
@@ -851,6 +1083,9 @@ class AtolHostLink(LinkEnd[Token, Event]):
     def _finish(self, events: list[Event], event: Event) -> None:
         self._exchange = None
         self._request = None
+        follow = self._follow
+        if follow is not None and follow.request is not None and isinstance(event, CommandFailed):
+            follow.in_order = False  # the command failed: the follow-up is not asked for
         events.append(event)
 
     def _finish_ack(self, events: list[Event], *, unresolved: bool) -> None:

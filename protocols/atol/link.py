@@ -84,6 +84,7 @@ class HostSettings:
     abort_on_open: bool = False
     crc_over_escaped: bool = False
     piggyback_ack: bool = True
+    follow_ups: bool = True  # a query may go out in the same write as its command (host step 5)
 
     def packet_step(self) -> float:
         """The longest one request packet can take: every send and its reply timeout."""

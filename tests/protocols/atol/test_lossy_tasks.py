@@ -63,6 +63,7 @@ class Executor:
     slow: float = 0.05  # probability a task outlives the inline window (A1, then F0)
     executions: Counter[int] = field(default_factory=Counter)
     running: tuple[float, Task] | None = None
+    last: int = -1  # the number of the last command run: what QUERY answers
     lost_replies: int = 0
 
     def due(self) -> float | None:
@@ -81,12 +82,13 @@ class Executor:
         self.running = None
         body = _unseal(task.command[3:]) if task.command[:3] == PWD + bytes((SELL,)) else None
         if task.command == QUERY:
-            reply = b"\x44" + bytes(29)
+            reply = b"\x44" + _seal(struct.pack("<i", self.last))
         elif body is None:
             reply = REFUSED
         else:
             (number,) = struct.unpack("<I", body[:4])
             self.executions[number] += 1
+            self.last = number
             reply = b"\x55\x00\x00" + _seal(struct.pack("<I", number))
         ended = self.buffer.complete(task.tid, reply, failed=reply_is_error(task.command, reply))
         assert ended is task
@@ -334,3 +336,71 @@ def test_any_seed_keeps_exactly_once_with_acks_deferred_or_not(
     assert sorted(rig.executor.executions) == list(range(count))
     assert set(rig.executor.executions.values()) == {1}, "a command ran twice"
     assert len(rig.buffer) == 0 and rig.buffer.retired == []
+
+
+def _sell_all_followed(rig: Rig, count: int, rng: random.Random) -> Counter[str]:
+    """`_sell_all` with each command followed by QUERY (`AtolHostLink.follow`): the query's Add
+    written with the command's, asked for once the command has its own reply.  Whatever the
+    line did, the query's answer the host takes says the command ran before it."""
+    stats: Counter[str] = Counter()
+    for number in range(count):
+        command = _command(number, bytes(rng.randrange(256) for _ in range(rng.randrange(0, 24))))
+        for _attempt in range(50):
+            rig.host.follow(command, QUERY)
+            outcome = rig.run(command)
+            if isinstance(outcome, CommandFailed):
+                stats[type(outcome.error).__name__] += 1
+                continue
+            if outcome.answer == REFUSED:
+                stats["refused"] += 1
+                continue
+            body = _unseal(outcome.answer[3:])
+            if body is None or struct.unpack("<I", body[:4])[0] != number:
+                stats["reply-damaged-past-crc"] += 1
+            break
+        else:
+            raise AssertionError(f"command {number} never completed: {stats}")
+        assert rig.executor.executions[number] == 1, "a command not run once"
+        tid = rig.host._tid  # the last TID taken: a query added anew takes another
+        for _attempt in range(50):
+            answer = rig.run(QUERY, repeatable=True)
+            if isinstance(answer, AnswerReceived):
+                break
+        else:
+            raise AssertionError(f"the query after {number} never completed: {stats}")
+        seen = _unseal(answer.answer[1:])
+        if seen is None:
+            stats["query-damaged-past-crc"] += 1
+            continue
+        assert struct.unpack("<i", seen)[0] == number, "a query answer from before its command"
+        stats["followed" if rig.host._tid == tid else "added"] += 1
+    return stats
+
+
+@pytest.mark.parametrize("results", ["async", "inline"])
+@pytest.mark.parametrize("rate", [0.0, 0.01, 0.05, 0.10])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_follow_ups_keep_exactly_once_order_and_free_every_slot(
+    seed: int, rate: float, results: str
+) -> None:
+    rig = _rig(seed * 100 + int(rate * 100), rate, results)
+    count = 200
+    stats = _sell_all_followed(rig, count, random.Random(seed))
+    while True:
+        if not isinstance(rig.run(QUERY, repeatable=True), AnswerReceived):
+            continue
+        if rig.host.release(rig.now):
+            rig.wait()
+        if rig.host.pending_ack is None and rig.host.unresolved_tid is None:
+            break
+    rig.settle()
+    print(f"\nseed {seed}, rate {rate:.0%}: {dict(stats)}")
+    executions = rig.executor.executions
+    assert sorted(executions) == list(range(count)), stats
+    assert set(executions.values()) == {1}, "a command ran twice"
+    assert len(rig.buffer) == 0, f"slots leaked: {rig.buffer.tasks}"
+    assert rig.buffer.retired == [], "every result was collected and acknowledged"
+    # A follow-up is given up whenever its command's Add was sent again (the line's stalls
+    # outlast the packet timeout even at rate 0): the query is then added anew, after it.
+    assert stats["followed"] > (0.9 if not rate else 0.05) * count, stats
+    assert stats["followed"] + stats["added"] + stats["query-damaged-past-crc"] == count

@@ -200,3 +200,22 @@ def test_a_money_command_whose_tid_cannot_be_told_apart_fails_maybe_executed() -
     after = rig.run(b"\x00\x00\x80\x03", repeatable=True)
     assert isinstance(after, AnswerReceived)
     assert rig.sent[:2] == [b.Req(STALE), b.Ack(STALE)], "the TID is settled first"
+
+
+def test_a_follow_up_refused_under_a_held_tid_is_never_settled_as_ours() -> None:
+    """A follow-up's Add (`AtolHostLink.follow`) goes out under 05, the killed session's TID,
+    and is refused B2: it was never taken.  Not asked for (another command comes first), it is
+    not settled either -- no Req, no Ack of 05: that result is not ours to free."""
+    query = b"\x00\x00\x3f"
+    rig = Rig()
+    rig.host = AtolHostLink(SETTINGS, first_tid=STALE - 1)
+    rig.host.follow(NEW_CMD, query)
+    assert rig.run(NEW_CMD, repeatable=True) == AnswerReceived(NEW_CMD, NEW_REPLY)
+    assert b.Add(STALE, HOST_FLAGS, query) in rig.sent, "the follow-up went out under 05"
+    rig.sent.clear()
+    assert rig.run(NEW_CMD, repeatable=True) == AnswerReceived(NEW_CMD, NEW_REPLY)
+    assert all(not isinstance(sent, b.Req | b.Ack) or sent.tid != STALE for sent in rig.sent), (
+        rig.sent
+    )
+    assert all(getattr(sent, "ack_tid", None) != STALE for sent in rig.sent), rig.sent
+    assert rig.buffer.get(STALE) is rig.stale, "the killed session's result is still there"
