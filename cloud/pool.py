@@ -77,6 +77,7 @@ from kkt.results import FiscalResult, FnInfo, Registration, Status
 from kkt.settle import settle_pending
 from kkt.transport import tcp
 
+from . import marking
 from .lease import (
     LEASE_TTL,
     CommandLeaseLost,
@@ -576,6 +577,13 @@ class _Worker:
         self._acknowledged: tuple[str, int] | None = None  # what storage was last told
         self._paper_fault = False
         self._failures = 0  # consecutive failed probes or faults: the probe interval doubles
+        # Marked goods (`kkt.cloud.marking`): a register that cannot sell them leaves them to
+        # the group's registers that can, when there are any.
+        self._sells_marked = marking.sells_marked(spec.protocol)
+        self._skip_marked = not self._sells_marked and any(
+            other.group == spec.group and marking.sells_marked(other.protocol)
+            for other in pool.specs
+        )
         now = dt.datetime.now(dt.UTC)
         self.view = RegisterView(
             name=spec.name,
@@ -737,7 +745,10 @@ class _Worker:
         if self.pool.stopping:
             return
         self.lease.check(self._grant)  # claimed only by the lease's holder
-        job = self.storage.claim(self.name, self.spec.group)
+        if self._skip_marked:  # left for the group's registers that sell marked goods
+            job = self.storage.claim(self.name, self.spec.group, skip_marked=True)
+        else:
+            job = self.storage.claim(self.name, self.spec.group)
         if job is None:
             self.update(in_flight=0)
             wait = min(IDLE_WAIT, max(0.0, self._next_ofd - time.monotonic()))
@@ -1028,6 +1039,10 @@ class _Worker:
             return
         if job.attempts >= POISON_CLAIMS and entry is None:
             self._fail(job, _poison_error(job.attempts, "claims", "no register finished it"))
+            return
+        if not self._sells_marked and marking.is_marked(job.body):
+            error = marking.cannot_sell_error(self.name, self.spec.protocol, self.spec.group)
+            self._fail(job, error)
             return
         if work.inn and work.inn.strip() != registration.inn.strip():
             self._fail(
