@@ -620,6 +620,7 @@ class Register:
         """
         receipt.validate()
         marked = any(item.marked for item in receipt.items)
+        _one_item_a_code(receipt)
         if marked and not self.device.MARKING:
             # Never sold with the code dropped: a marked item unchecked by the FN is a violation.
             raise self.device.unsupported_marking()
@@ -912,6 +913,21 @@ class Register:
                 "damaged on the line?); the receipt was cancelled, nothing was charged: sell it "
                 "again"
             )
+
+
+def _one_item_a_code(receipt: Receipt) -> None:
+    """A code is one unit of goods: two items with the same code are refused before anything is
+    sent (the FN would refuse the receipt only at its closing command)."""
+    seen: dict[str, int] = {}
+    for index, item in enumerate(receipt.items):
+        if item.mark_code is None:
+            continue
+        if item.mark_code in seen:
+            raise ReceiptRejected(
+                f"items[{index}].mark_code: the same code as items[{seen[item.mark_code]}]; a "
+                "marking code stands for one unit of goods: scan each unit's own code"
+            )
+        seen[item.mark_code] = index
 
 
 def _body(tlv: TlvList) -> TlvList:

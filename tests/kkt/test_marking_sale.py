@@ -430,3 +430,10 @@ def test_a_day_of_fifty_receipts_over_tcp(served: Served) -> None:
     served.deliver()
     state = register.marking_state()
     assert (state.queued, state.saved, state.check_state) == (0, 0, 1), state.describe()
+
+
+def test_one_code_on_two_items_is_refused_before_anything_is_sent(served: Served) -> None:
+    log = Log(served.register)
+    with pytest.raises(kkt.ReceiptRejected, match=r"items\[2\]\.mark_code: the same code"):
+        served.register.sell(receipt(shoes(code("900")), tea(), shoes(code("900"))))
+    assert log.take() == []
