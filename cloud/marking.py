@@ -29,6 +29,7 @@ SELLS_MARKED = frozenset({"shtrih"})
 # What storage looks for in a stored body (compact JSON: no space after the colon).
 MARKED_BODY_TEXT = '"mark_code":{'
 
+AGENT_INVALID = 1  # ATOL agent error 1: the document is invalid
 AGENT_IMPOSSIBLE = 4  # ATOL agent error 4: the document type is impossible on this register
 
 
@@ -46,6 +47,15 @@ def is_marked(body: dict[str, Any]) -> bool:
         ):
             return True
     return False
+
+
+def rejected_error(error: Exception) -> dict[str, Any]:
+    """The report error of a marked receipt whose code may not be sold (`kkt.MarkRejected`: the
+    FN's check or ОИСМ's answer was negative, ОИСМ did not answer, the code was sold before;
+    `kkt.BadMarkCode`).  Nothing was charged.  ATOL's own code table for these (driver errors
+    401-426) is not public in full, so it is ATOL's agent error 1, invalid document, with the
+    driver's words: which item, its code, 2106, what to do."""
+    return {"code": AGENT_INVALID, "text": f"marked goods refused: {error}", "type": "agent"}
 
 
 def cannot_sell_error(register: str, protocol: str, group: str) -> dict[str, Any]:

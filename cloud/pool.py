@@ -204,7 +204,12 @@ def atol_work(job: Job, made: object | None = None) -> Work:
     except Exception as error:
         raise ReceiptFault(conversion_error(error)) from error
 
+    # v5's ism_optional: true = sell even when ОИСМ does not answer (2106 then says so).
+    offline_ok = job.body.get("ism_optional") is True and any(i.marked for i in receipt.items)
+
     def sell(register: kkt.Register, key: str) -> FiscalResult:
+        if offline_ok:
+            return register.receipt(receipt, key=key, allow_offline_marks=True)
         return register.receipt(receipt, key=key)
 
     return Work(order.inn, sell)
@@ -1087,6 +1092,11 @@ class _Worker:
             detail = f"receipts cancelled on the line: {cancelled}"
             self._give_back(job, "NotFiscalized", detail)
             raise _RegisterDown(detail) from cancelled
+        except (kkt.MarkRejected, kkt.BadMarkCode) as rejected:
+            # The code's fault (the FN's check, ОИСМ's answer, a code sold before): raised before
+            # anything fiscal was sent, so the request fails -- other registers would say the same.
+            self._fail(job, marking.rejected_error(rejected))
+            return
         except (kkt.ReceiptRejected, kkt.CannotSend) as rejected:
             error = {
                 "code": AGENT_INVALID,

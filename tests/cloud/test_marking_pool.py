@@ -4,7 +4,10 @@ with a clear agent error instead of selling them without their code or keeping t
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,19 +21,22 @@ from kkt.emulator.state import TEST_INN
 from support.atol_examples import v5_unmarked
 from support.cloud import CloudServer, make_order
 
-GS1M = (
-    "MDE0NDk0NTUwNDM1MzA2ODIxUVhZWFNBTEdMTVlRUR05MUVFMDYdOTJZV0NYYm1LNlNOOHZ2d294WkZrN1dBWTlXb0pOTUdH"
-    "cjZDZ3RpdWphMDRjPQ=="
-)
+GS = "\x1d"
 
 
-def v5_marked(external_id: str) -> dict[str, Any]:
+def mark(serial: str) -> str:
+    """A code the emulated FN checks positive (a code is sold once: each sale its own serial)."""
+    return f"0104607012345678215{serial:0>12}{GS}91EE06{GS}92{'Q' * 44}"
+
+
+def v5_marked(external_id: str, serial: str = "1") -> dict[str, Any]:
     body = v5_unmarked()
     body["external_id"] = external_id
     del body["service"]
     body["receipt"]["company"]["inn"] = TEST_INN
     item = body["receipt"]["items"][0]
-    item.update(payment_object=33, mark_processing_mode="0", mark_code={"gs1m": GS1M})
+    gs1m = base64.b64encode(mark(serial).encode()).decode()
+    item.update(payment_object=33, mark_processing_mode="0", mark_code={"gs1m": gs1m})
     return body
 
 
@@ -92,23 +98,61 @@ def test_a_group_without_shtrikh_fails_marked_receipts_clearly(cloud_server: Sta
     assert server.settled(plain.json()["uuid"], token=token, api=5)["status"] == "done"
 
 
+def control(server: CloudServer, index: int, request: dict[str, Any]) -> dict[str, Any]:
+    """One request to emulated register ``index``'s control socket (as ``kkt emulator ctl``)."""
+    path = server.service.state_dir / "emulated" / f"{index:02d}" / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+        channel.settimeout(10)
+        channel.connect(str(path))
+        channel.sendall(json.dumps(request).encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = channel.recv(4096)
+            assert chunk, "the control channel closed"
+            answer += chunk
+    result: dict[str, Any] = json.loads(answer)
+    return result
+
+
 def test_in_a_mixed_group_only_shtrikh_registers_take_marked_receipts(cloud_server: Start) -> None:
     server = cloud_server(emulated=2, emulated_protocol="mixed")
     token = server.token()
     protocols = {view.name: view.protocol for view in server.service.pool.views()}
-    assert sorted(protocols.values()) == ["atol", "shtrih"]
+    assert protocols == {"emulated-00": "shtrih", "emulated-01": "atol"}
     uuids = []
     for index in range(3):
-        answer = server.post("sell", v5_marked(f"mk-{index}"), token=token, api=5)
+        answer = server.post("sell", v5_marked(f"mk-{index}", f"7{index}"), token=token, api=5)
         assert answer.status_code == 200, answer.text
         uuids.append(answer.json()["uuid"])
         plain = server.post("sell", copy.deepcopy(v5_plain(f"pl-{index}")), token=token, api=5)
         assert plain.status_code == 200, plain.text
-    for uuid in uuids:
+    for index, uuid in enumerate(uuids):
         report = server.settled(uuid, token=token, api=5)
+        assert report["status"] == "done", report
         view = server.service.storage.report(uuid)
-        assert view is not None and view.register is not None, report
-        assert protocols[view.register] == "shtrih", report
-        # Until the driver's sale runs the FN's check (branch marking-driver), the Shtrikh
-        # register refuses the marked item (agent error 1); never the group error 4.
-        assert report["status"] == "done" or report["error"]["code"] == 1, report
+        assert view is not None and view.register == "emulated-00", report
+        # v5's marks_result: the position, the code in the request's form, tag 2106 ([М+])
+        code = base64.b64encode(mark(f"7{index}").encode()).decode()
+        assert report["payload"]["marks_result"] == [
+            {"position": 0, "mark_code": {"gs1m": code}, "result": 15}
+        ]
+    # a code ОИСМ reports withdrawn: failed by the request's fault, nothing sold, register ok
+    assert control(server, 0, {"action": "oism", "answer": "withdrawn"}).get("ok") is True
+    answer = server.post("sell", v5_marked("mk-withdrawn", "99"), token=token, api=5)
+    report = server.settled(answer.json()["uuid"], token=token, api=5)
+    assert report["status"] == "fail", report
+    assert (report["error"]["code"], report["error"]["type"]) == (1, "agent")
+    assert report["error"]["text"].startswith("marked goods refused: "), report
+    # ОИСМ silent: v5's ism_optional true sells anyway (2106 says how), without it fails
+    assert control(server, 0, {"action": "oism", "answer": "offline"}).get("ok") is True
+    strict = server.post("sell", v5_marked("mk-strict", "97"), token=token, api=5)
+    assert server.settled(strict.json()["uuid"], token=token, api=5)["status"] == "fail"
+    optional = server.post(
+        "sell", {**v5_marked("mk-optional", "96"), "ism_optional": True}, token=token, api=5
+    )
+    report = server.settled(optional.json()["uuid"], token=token, api=5)
+    assert report["status"] == "done", report
+    assert report["payload"]["marks_result"][0]["result"] != 15  # not [М+]: ОИСМ never said so
+    assert control(server, 0, {"action": "oism", "reset": True}).get("ok") is True
+    again = server.post("sell", v5_marked("mk-after", "98"), token=token, api=5)
+    assert server.settled(again.json()["uuid"], token=token, api=5)["status"] == "done"
