@@ -1046,6 +1046,9 @@ class _Worker:
             self._fail(job, _poison_error(job.attempts, "claims", "no register finished it"))
             return
         if not self._sells_marked and marking.is_marked(job.body):
+            if self._skip_marked:  # claimed before (a config change?): the group's Shtrikh sells it
+                self._give_back(job, "", f"{self.spec.protocol} registers cannot sell marked goods")
+                return
             error = marking.cannot_sell_error(self.name, self.spec.protocol, self.spec.group)
             self._fail(job, error)
             return

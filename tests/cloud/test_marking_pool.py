@@ -9,12 +9,14 @@ import copy
 import json
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kkt.cloud import jsontext
 from kkt.cloud.marking import MARKED_BODY_TEXT, is_marked
+from kkt.cloud.service import DB_NAME
 from kkt.cloud.storage import open_storage
 from kkt.cloud.storage.base import Storage
 from kkt.emulator.state import TEST_INN
@@ -156,3 +158,26 @@ def test_in_a_mixed_group_only_shtrikh_registers_take_marked_receipts(cloud_serv
     assert control(server, 0, {"action": "oism", "reset": True}).get("ok") is True
     again = server.post("sell", v5_marked("mk-after", "98"), token=token, api=5)
     assert server.settled(again.json()["uuid"], token=token, api=5)["status"] == "done"
+
+
+def test_a_marked_request_an_atol_register_holds_goes_to_the_shtrikh_one(
+    cloud_server: Start, tmp_path: Path
+) -> None:
+    # left assigned to the ATOL register (a pool configured before the Shtrikh one joined):
+    # it settles it at start by giving it back, and the group's Shtrikh register sells it
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    storage = open_storage(state / DB_NAME)
+    try:
+        body = v5_marked("mk-held", "55")
+        order = make_order("mk-held", body=body)
+        accepted = storage.accept(replace(order, api=5), idempotency_key=None)
+        job = storage.claim("emulated-01", "demo")
+        assert job is not None and job.uuid == accepted.uuid
+    finally:
+        storage.close()
+    server = cloud_server(state, emulated=2, emulated_protocol="mixed")
+    report = server.settled(accepted.uuid, token=server.token(), api=5)
+    assert report["status"] == "done", report
+    view = server.service.storage.report(accepted.uuid)
+    assert view is not None and view.register == "emulated-00"
