@@ -77,6 +77,7 @@ from kkt.results import FiscalResult, FnInfo, Registration, Status
 from kkt.settle import settle_pending
 from kkt.transport import tcp
 
+from . import marking
 from .lease import (
     LEASE_TTL,
     CommandLeaseLost,
@@ -203,7 +204,12 @@ def atol_work(job: Job, made: object | None = None) -> Work:
     except Exception as error:
         raise ReceiptFault(conversion_error(error)) from error
 
+    # v5's ism_optional: true = sell even when ОИСМ does not answer (2106 then says so).
+    offline_ok = job.body.get("ism_optional") is True and any(i.marked for i in receipt.items)
+
     def sell(register: kkt.Register, key: str) -> FiscalResult:
+        if offline_ok:
+            return register.receipt(receipt, key=key, allow_offline_marks=True)
         return register.receipt(receipt, key=key)
 
     return Work(order.inn, sell)
@@ -576,6 +582,13 @@ class _Worker:
         self._acknowledged: tuple[str, int] | None = None  # what storage was last told
         self._paper_fault = False
         self._failures = 0  # consecutive failed probes or faults: the probe interval doubles
+        # Marked goods (`kkt.cloud.marking`): a register that cannot sell them leaves them to
+        # the group's registers that can, when there are any.
+        self._sells_marked = marking.sells_marked(spec.protocol)
+        self._skip_marked = not self._sells_marked and any(
+            other.group == spec.group and marking.sells_marked(other.protocol)
+            for other in pool.specs
+        )
         now = dt.datetime.now(dt.UTC)
         self.view = RegisterView(
             name=spec.name,
@@ -737,7 +750,10 @@ class _Worker:
         if self.pool.stopping:
             return
         self.lease.check(self._grant)  # claimed only by the lease's holder
-        job = self.storage.claim(self.name, self.spec.group)
+        if self._skip_marked:  # left for the group's registers that sell marked goods
+            job = self.storage.claim(self.name, self.spec.group, skip_marked=True)
+        else:
+            job = self.storage.claim(self.name, self.spec.group)
         if job is None:
             self.update(in_flight=0)
             wait = min(IDLE_WAIT, max(0.0, self._next_ofd - time.monotonic()))
@@ -1029,6 +1045,13 @@ class _Worker:
         if job.attempts >= POISON_CLAIMS and entry is None:
             self._fail(job, _poison_error(job.attempts, "claims", "no register finished it"))
             return
+        if not self._sells_marked and marking.is_marked(job.body):
+            if self._skip_marked:  # claimed before (a config change?): the group's Shtrikh sells it
+                self._give_back(job, "", f"{self.spec.protocol} registers cannot sell marked goods")
+                return
+            error = marking.cannot_sell_error(self.name, self.spec.protocol, self.spec.group)
+            self._fail(job, error)
+            return
         if work.inn and work.inn.strip() != registration.inn.strip():
             self._fail(
                 job,
@@ -1072,6 +1095,11 @@ class _Worker:
             detail = f"receipts cancelled on the line: {cancelled}"
             self._give_back(job, "NotFiscalized", detail)
             raise _RegisterDown(detail) from cancelled
+        except (kkt.MarkRejected, kkt.BadMarkCode) as rejected:
+            # The code's fault (the FN's check, ОИСМ's answer, a code sold before): raised before
+            # anything fiscal was sent, so the request fails -- other registers would say the same.
+            self._fail(job, marking.rejected_error(rejected))
+            return
         except (kkt.ReceiptRejected, kkt.CannotSend) as rejected:
             error = {
                 "code": AGENT_INVALID,

@@ -22,17 +22,21 @@ sent and what the FN answered, for `kkt.render`).
 __version__ = "0.1.0"
 
 from kkt.protocols.ffd import Payments
+from kkt.protocols.ffd.marking import PlannedStatus
 
 from .connect import connect
 from .correction import CorrectionBasis
 from .discover import Found, discover
 from .errors import (
+    BadMarkCode,
     CannotSend,
     CashNotMoved,
     DeviceError,
     FnExhausted,
     KeyConflict,
     KktError,
+    MarkAlreadySold,
+    MarkRejected,
     NotFiscalized,
     NotSupported,
     OfdBlocked,
@@ -50,12 +54,14 @@ from .errors import (
     WrongPassword,
     WrongProtocol,
 )
+from .marking import MarkCheck, MarkingState
 from .printform import receipt_document
 from .receipt import Item, Operation, Receipt, TaxSystem, Vat
 from .register import Register
-from .results import FiscalResult, Registration
+from .results import FiscalResult, MarkedItem, Registration
 
 __all__ = [
+    "BadMarkCode",
     "CannotSend",
     "CashNotMoved",
     "CorrectionBasis",
@@ -66,6 +72,11 @@ __all__ = [
     "Item",
     "KeyConflict",
     "KktError",
+    "MarkAlreadySold",
+    "MarkCheck",
+    "MarkRejected",
+    "MarkedItem",
+    "MarkingState",
     "NotFiscalized",
     "NotSupported",
     "OfdBlocked",
@@ -77,6 +88,7 @@ __all__ = [
     "OutcomeUnknown",
     "PaperOut",
     "Payments",
+    "PlannedStatus",
     "PortBusy",
     "Receipt",
     "ReceiptRejected",

@@ -177,3 +177,37 @@ class NotSupported(KktError):
 
 class BadOfdAddress(KktError, ValueError):
     """The OFD address is not HOST:PORT: nothing was sent."""
+
+
+# -- marked goods (kkt.marking) ------------------------------------------------------------------
+
+
+class BadMarkCode(KktError, ValueError):
+    """A marking code is malformed as given (not as the scanner sent it, a broken GS1 field):
+    nothing was sent.  Scan it again, keeping the GS (0x1d) bytes."""
+
+
+class MarkRejected(KktError):
+    """A marked item's code may not be sold: the FN's check or ОИСМ's answer was negative (tag
+    2106), ОИСМ could not be asked, or the FN refuses to bind it.  Raised before anything fiscal
+    was sent -- the receipt was not opened, or was cancelled -- so nothing was charged.
+
+    ``item`` is the item's index in the receipt (0-based), ``code`` the code's short form (GTIN
+    and serial), ``item_check`` the 2106 byte (None when the FN formed none), ``reason`` why in
+    words and what to do.
+    """
+
+    def __init__(
+        self, message: str, *, item: int, code: str, item_check: int | None, reason: str
+    ) -> None:
+        super().__init__(message)
+        self.item = item
+        self.code = code
+        self.item_check = item_check
+        self.reason = reason
+
+
+class MarkAlreadySold(MarkRejected):
+    """The FN refuses to bind the code: it sold that code before (a code is sold once; a sale
+    return gives it back).  The receipt was cancelled, nothing was charged.  When this is a
+    retried sale, its first attempt is the fiscal one: look it up, do not sell it again."""

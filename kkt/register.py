@@ -24,7 +24,8 @@ from dataclasses import fields, replace
 from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
-from kkt.protocols.ffd import Payments, TlvList
+from kkt.protocols.ffd import Payments, TlvList, find
+from kkt.protocols.ffd.marking import ItemCheck, PlannedStatus
 
 from . import ofd
 from .cash import move_cash
@@ -35,20 +36,23 @@ from .correction import (
     correction_fingerprint,
 )
 from .errors import (
+    BadMarkCode,
     CannotSend,
     ClockRefused,
     DeviceError,
     KeyConflict,
     KktError,
+    MarkRejected,
     NotFiscalized,
     OutcomeUnknown,
     PaperOut,
     ReceiptRejected,
 )
 from .journal import Entry, JournalStore
+from .marking import MarkCheck, MarkingState, check_tlv, checked_code, planned_status
 from .ofd import OfdExchangeResult, OfdStatus
 from .receipt import Operation, Receipt
-from .results import FiscalResult, Formed, Registration, ShiftInfo
+from .results import FiscalResult, Formed, MarkedItem, Registration, ShiftInfo
 from .settle import (
     cancel_open_receipt,
     fiscal_result,
@@ -560,33 +564,66 @@ class Register:
 
     # -- receipts ---------------------------------------------------------------------------------
 
-    def sell(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
-        return self.receipt(replace(receipt, operation=Operation.SELL), key=key)
+    def sell(
+        self, receipt: Receipt, *, key: str | None = None, allow_offline_marks: bool = False
+    ) -> FiscalResult:
+        return self.receipt(
+            replace(receipt, operation=Operation.SELL),
+            key=key,
+            allow_offline_marks=allow_offline_marks,
+        )
 
-    def sell_return(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
-        return self.receipt(replace(receipt, operation=Operation.SELL_RETURN), key=key)
+    def sell_return(
+        self, receipt: Receipt, *, key: str | None = None, allow_offline_marks: bool = False
+    ) -> FiscalResult:
+        return self.receipt(
+            replace(receipt, operation=Operation.SELL_RETURN),
+            key=key,
+            allow_offline_marks=allow_offline_marks,
+        )
 
-    def buy(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
-        return self.receipt(replace(receipt, operation=Operation.BUY), key=key)
+    def buy(
+        self, receipt: Receipt, *, key: str | None = None, allow_offline_marks: bool = False
+    ) -> FiscalResult:
+        return self.receipt(
+            replace(receipt, operation=Operation.BUY),
+            key=key,
+            allow_offline_marks=allow_offline_marks,
+        )
 
-    def buy_return(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
-        return self.receipt(replace(receipt, operation=Operation.BUY_RETURN), key=key)
+    def buy_return(
+        self, receipt: Receipt, *, key: str | None = None, allow_offline_marks: bool = False
+    ) -> FiscalResult:
+        return self.receipt(
+            replace(receipt, operation=Operation.BUY_RETURN),
+            key=key,
+            allow_offline_marks=allow_offline_marks,
+        )
 
-    def receipt(self, receipt: Receipt, *, key: str | None = None) -> FiscalResult:
+    def receipt(
+        self, receipt: Receipt, *, key: str | None = None, allow_offline_marks: bool = False
+    ) -> FiscalResult:
         """Fiscalize ``receipt`` exactly once (its ``operation`` says sell, return, buy ...).
 
         With ``key``: a key already done returns its receipt's fiscal data with ``replayed=True``
         (nothing is sent); a key left pending by a crash is settled from the FN first.  A key
         bound to another receipt or to another register's FN raises `KeyConflict` before anything
         is sent.
+
+        Marked items (``Item.mark_code``): before the receipt opens, each code is checked by the
+        FN and ОИСМ (`check_mark`'s rule; ``allow_offline_marks`` takes a code ОИСМ could not be
+        asked about) and accepted; a code not taken raises `MarkRejected` -- nothing fiscal was
+        sent, the FN keeps no result of this sale's checks.  Each code is bound to its item in
+        the receipt; the FN refusing a code sold before is `MarkAlreadySold` (the receipt
+        cancelled).  The result's ``marks`` carry each marked item's 2106.  A vendor whose
+        marking commands the driver cannot send raises `NotSupported` before anything is sent.
         """
         receipt.validate()
-        if any(item.marked for item in receipt.items):
+        marked = any(item.marked for item in receipt.items)
+        _one_item_a_code(receipt)
+        if marked and not self.device.MARKING:
             # Never sold with the code dropped: a marked item unchecked by the FN is a violation.
-            raise ReceiptRejected(
-                "marked goods (mark_code) cannot be sold through this driver yet: the FN's "
-                "check of the code (FF61/FF69/FF67) is not built into sell()"
-            )
+            raise self.device.unsupported_marking()
         if key is not None and self.journal is None:
             raise KktError("an idempotency key needs a journal: connect(..., journal=PATH)")
         with self._lock:
@@ -618,16 +655,21 @@ class Register:
                 if entry is not None:
                     found = settle_pending(self.device, self.journal, entry)
                     if found is not None:
+                        # Formed by an earlier call: its codes are sold, never checked again.
+                        found = replace(found, marks=self._marks_of(found, receipt))
                         self.journal.done(key, found.to_json())
-                        return replace(found, replayed=True)  # formed by an earlier call
+                        return replace(found, replayed=True)
                     cancel_open_receipt(self.device)
+            # Marked goods: every code checked and accepted before anything fiscal is sent (a
+            # rejected one raises `MarkRejected` here, the FN left clean).
+            marks = self._accept_marks(receipt, allow_offline_marks) if marked else ()
             # The FN's last document before this receipt: carried from this session's previous
             # receipt while nothing else happened on the register since (`Device.last_sale`
             # says when that holds), asked of the FN otherwise.
             carried = self.device.last_sale()
             before = carried.document if carried is not None else self.device.last_document()
             if key is None:
-                return self._fiscalize(receipt, before, carried)
+                return self._fiscalize_marked(receipt, before, carried, marks)
             assert self.journal is not None
             serial = self.device.fn_serial()
             self.journal.begin(
@@ -640,7 +682,7 @@ class Register:
                 _paid(receipt),
             )
             try:
-                result = self._fiscalize(receipt, before, carried)
+                result = self._fiscalize_marked(receipt, before, carried, marks)
             except OutcomeUnknown:
                 raise  # stays pending: the next call with this key asks the FN
             except KktError:
@@ -650,6 +692,143 @@ class Register:
                 raise
             self.journal.done(key, result.to_json())
             return result
+
+    # -- marked goods -----------------------------------------------------------------------------
+
+    def check_mark(
+        self,
+        code: str,
+        planned_status: PlannedStatus = PlannedStatus.PIECE_SOLD,
+        *,
+        quantity: tuple[int, int] | None = None,
+        allow_offline: bool = False,
+    ) -> MarkCheck:
+        """Check ``code`` (as scanned, GS as "\\x1d") with the FN and ОИСМ as a sale would, and
+        sell nothing: the result is rejected in the FN right after (FF61, then FF69 reject), so
+        the FN keeps nothing of it.  ``quantity``: (numerator, denominator) of a part of one
+        unit (tags 1293/1294).  `MarkCheck.accepted` says whether a sale would take it;
+        ``allow_offline`` takes a code ОИСМ could not be asked about.  `BadMarkCode` for a code
+        that does not parse (nothing sent), `NotSupported` on a vendor the driver cannot check
+        codes on."""
+        checked_code(code)
+        if not isinstance(planned_status, PlannedStatus):
+            raise BadMarkCode(
+                f"planned_status: must be a PlannedStatus, e.g. PlannedStatus.PIECE_SOLD, got "
+                f"{planned_status!r}"
+            )
+        if quantity is not None and not (
+            isinstance(quantity, tuple)
+            and len(quantity) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in quantity)
+            and 1 <= quantity[0] < quantity[1]
+        ):
+            raise BadMarkCode(
+                f"quantity: must be (numerator, denominator) of a part of one unit, "
+                f"1 <= numerator < denominator, got {quantity!r}"
+            )
+        if not self.device.MARKING:
+            raise self.device.unsupported_marking()
+        tlv = check_tlv(planned_status, quantity)
+        with self._lock:
+            check = self.device.check_mark(code, planned_status, tlv, allow_offline=allow_offline)
+            self.device.decide_mark(False)
+            return check
+
+    def marking_state(self) -> MarkingState:
+        """The FN's marking state: the check sequence, codes accepted and waiting for a receipt,
+        notifications waiting for ОИСМ (`MarkingState.describe` says it in words)."""
+        if not self.device.MARKING:
+            raise self.device.unsupported_marking()
+        with self._lock:
+            return self.device.marking_state()
+
+    def _accept_marks(self, receipt: Receipt, allow_offline: bool) -> tuple[MarkedItem, ...]:
+        """Check and accept each marked item's code in the FN before the receipt opens.
+
+        A code not taken is rejected in the FN, the codes this sale accepted before it are
+        cleared, and `MarkRejected` says which item and why -- before anything fiscal is sent.
+        The marking commands form no document and open no receipt, so what the session knew of
+        the FN before them (`Device.last_sale`, no receipt open) still holds after them.
+        """
+        device = self.device
+        carried, no_open = device.carried, device.no_open_receipt
+        accepted: list[MarkedItem] = []
+        try:
+            for index, item in enumerate(receipt.items):
+                if item.mark_code is None:
+                    continue
+                planned = planned_status(item, receipt.operation)
+                tlv = check_tlv(planned, item.mark_quantity, item.quantity, item.measure)
+                check = device.check_mark(item.mark_code, planned, tlv, allow_offline=allow_offline)
+                if not check.accepted:
+                    device.decide_mark(False)
+                    if accepted:
+                        device.clear_marks()
+                    value = None if check.item_check is None else int(check.item_check)
+                    shown = "none" if value is None else f"{value} {check.label}"
+                    raise MarkRejected(
+                        f"item {index + 1} ({item.name!r}), code {check.short}: "
+                        f"{check.explanation} (tag 2106: {shown}); nothing was sent to the FN's "
+                        "receipt, nothing charged: sell the receipt without this item",
+                        item=index,
+                        code=check.short,
+                        item_check=value,
+                        reason=check.explanation,
+                    )
+                saved = device.decide_mark(True)
+                if saved is None:  # FF69's answer lost: the check's 2106 (the FN saved it)
+                    saved = check.item_check or ItemCheck(int(check.local) & 3)
+                accepted.append(MarkedItem(index, item.mark_code, int(saved)))
+        except MarkRejected:
+            raise
+        except KktError:
+            if accepted:
+                _quietly(device.clear_marks)
+            raise
+        if device.carried is None and carried is not None:
+            device.carried = carried  # reconnects still checked by `last_sale`
+        device.no_open_receipt = no_open
+        return tuple(accepted)
+
+    def _fiscalize_marked(
+        self,
+        receipt: Receipt,
+        before: int,
+        carried: LastSale | None,
+        marks: tuple[MarkedItem, ...],
+    ) -> FiscalResult:
+        """`_fiscalize`, the result carrying ``marks``; a sale certainly not fiscal clears the
+        codes it accepted, so the FN keeps nothing of it."""
+        if not marks:
+            return self._fiscalize(receipt, before, carried)
+        try:
+            result = self._fiscalize(receipt, before, carried)
+        except OutcomeUnknown:
+            raise
+        except KktError:
+            _quietly(self.device.clear_marks)
+            raise
+        return replace(result, marks=marks)
+
+    def _marks_of(self, found: FiscalResult, receipt: Receipt) -> tuple[MarkedItem, ...]:
+        """The marked items of a receipt found in the FN after a crash, with the 2106 its
+        document holds (best effort: () when the document cannot be read)."""
+        codes = [(i, item.mark_code) for i, item in enumerate(receipt.items) if item.mark_code]
+        if not codes:
+            return ()
+        try:
+            document = self.device.read_document(found.document_number)
+        except (KktError, ProtocolError) as error:
+            log.warning("document %d not read for its marks: %s", found.document_number, error)
+            return ()
+        items = [body for tag, body in _body(document.tlv) if tag == 1059]
+        marks = []
+        for index, code in codes:
+            body = items[index] if index < len(items) else []
+            value = find(body, 2106) if isinstance(body, list) else None
+            if isinstance(value, int):
+                marks.append(MarkedItem(index, code, value))
+        return tuple(marks)
 
     def _fiscalize(
         self, receipt: Receipt, before: int, carried: LastSale | None = None
@@ -734,6 +913,36 @@ class Register:
                 "damaged on the line?); the receipt was cancelled, nothing was charged: sell it "
                 "again"
             )
+
+
+def _one_item_a_code(receipt: Receipt) -> None:
+    """A code is one unit of goods: two items with the same code are refused before anything is
+    sent (the FN would refuse the receipt only at its closing command)."""
+    seen: dict[str, int] = {}
+    for index, item in enumerate(receipt.items):
+        if item.mark_code is None:
+            continue
+        if item.mark_code in seen:
+            raise ReceiptRejected(
+                f"items[{index}].mark_code: the same code as items[{seen[item.mark_code]}]; a "
+                "marking code stands for one unit of goods: scan each unit's own code"
+            )
+        seen[item.mark_code] = index
+
+
+def _body(tlv: TlvList) -> TlvList:
+    """A document's tags: the body of its one STLV (the document type's tag), or ``tlv`` itself."""
+    if len(tlv) == 1 and isinstance(tlv[0][1], list):
+        return tlv[0][1]
+    return tlv
+
+
+def _quietly(step: Callable[[], None]) -> None:
+    """A clean-up step that must not hide the failure being reported."""
+    try:
+        step()
+    except (KktError, ProtocolError) as error:
+        log.warning("clean-up step failed: %s", error)
 
 
 def _not_fiscal(failure: KktError) -> KktError:

@@ -19,6 +19,7 @@ from kkt.protocols.ffd import (
     fiscal_sign_tlv,
     tlv_to_json,
 )
+from kkt.protocols.ffd.marking import item_check_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,21 @@ class Formed:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkedItem:
+    """A marked item of a fiscal receipt: its index in the receipt (0-based), its code as scanned
+    (GS as "\x1d") and tag 2106, the FN's result of the code's check, which the receipt prints
+    as ``label`` ([М+], [М-], [М])."""
+
+    item: int
+    code: str
+    item_check: int  # tag 2106
+
+    @property
+    def label(self) -> str:
+        return item_check_label(self.item_check)
+
+
+@dataclass(frozen=True, slots=True)
 class FiscalResult:
     """A fiscal document, as an ATOL-style `fiscalParams` would name it."""
 
@@ -187,10 +203,16 @@ class FiscalResult:
     # idempotency key (and is returned from the journal, or found in the FN after a crash).
     # Not part of equality: a replay is the same fiscal document.
     replayed: bool = field(default=False, compare=False)
+    # The receipt's marked items with their 2106 (`MarkedItem`), in item order; () for a receipt
+    # without marked goods, and for a report.  A journal written before marking reads as ().
+    marks: tuple[MarkedItem, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["when"] = self.when.isoformat() if self.when else None
+        data["marks"] = [
+            {"item": m.item, "code": m.code, "item_check": m.item_check} for m in self.marks
+        ]
         return data
 
     def identifying_tlv(self) -> TlvList:
@@ -221,7 +243,11 @@ class FiscalResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FiscalResult:
         when = dt.datetime.fromisoformat(data["when"]) if data["when"] else None
-        return cls(**{**data, "when": when})
+        marks = tuple(
+            MarkedItem(int(m["item"]), str(m["code"]), int(m["item_check"]))
+            for m in data.get("marks") or ()
+        )
+        return cls(**{**data, "when": when, "marks": marks})
 
 
 @dataclass(frozen=True, slots=True)

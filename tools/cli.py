@@ -30,7 +30,8 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_UNKNOWN, EXIT_CONFLICT = 0, 1
 EXIT_CODES = """\
 exit codes:
   0 done
-  1 the register refused (or a doctor check failed)
+  1 the register refused (or a doctor check failed, or `mark check` found the
+    code would not be sold, or a sale's marking code was rejected)
   2 a wrong command line or input file (nothing was sent)
   3 no link to the register (or the link failed before the receipt closed:
     nothing was charged, it may be sold again)
@@ -197,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.ReceiptRejected,
         errors.CannotSend,
         errors.BadOfdAddress,
+        errors.BadMarkCode,  # a malformed marking code: nothing was sent
     ) as error:
         return _fail(name, str(error), EXIT_USAGE)
     except errors.DeviceError as error:

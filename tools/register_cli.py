@@ -1,4 +1,5 @@
-"""``kkt status | info | fn | shift | report | sell … | cash | print | cut | datetime | doc(s)``.
+"""``kkt status | info | fn | shift | report | sell … | cash | print | cut | datetime | doc(s) |
+mark check``.
 
 Each command asks the register through the driver's `Register` API and returns a JSON-ready
 result (camelCase keys, as ATOL's JSON tasks and the FFD's JSON names have them) together with the
@@ -8,6 +9,8 @@ table a person sees.  The shapes are documented in the README ("The kkt command"
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import datetime as dt
 import json
 import sys
@@ -19,12 +22,13 @@ from typing import Any
 from kkt.protocols.ffd import FnWarning, LifePhase
 from kkt.protocols.ffd import find as tlv_find
 from kkt.protocols.ffd import rows as tlv_rows
+from kkt.protocols.ffd.marking import ItemCheck, PlannedStatus
 from kkt.protocols.shtrih.models import LINE_WIDTHS as SHTRIH_WIDTHS
 from kkt.render import RenderError
 from rich.console import Console as RichConsole
 
 from kkt import CorrectionBasis, Operation, Register
-from kkt.errors import KktError, NotSupported, ReceiptRejected, WrongMode
+from kkt.errors import DeviceError, KktError, NotSupported, ReceiptRejected, WrongMode
 from kkt.formats.atol_json import OPERATIONS, fiscal_params, receipt_from_atol
 from kkt.journal import Journal
 from kkt.ofd import OfdReceipt
@@ -67,12 +71,36 @@ _CORRECTION_TYPES = {
     "buyReturnCorrection": Operation.BUY_RETURN,
 }
 
+# `kkt mark check --status` -> tag 2003.
+_MARK_STATUSES = {
+    "sold": PlannedStatus.PIECE_SOLD,
+    "returned": PlannedStatus.PIECE_RETURNED,
+    "sold-part": PlannedStatus.MEASURED_IN_SALE,
+    "returned-part": PlannedStatus.MEASURED_RETURNED,
+    "in-sale": PlannedStatus.PIECE_IN_SALE,
+    "sold-measured": PlannedStatus.MEASURED_SOLD,
+    "unchanged": PlannedStatus.UNCHANGED,
+}
+# Tag 2106's bits in words, bit 0 first.
+_ITEM_CHECK_WORDS = (
+    (ItemCheck.CODE_CHECKED, "the FN checked the code's crypto code"),
+    (ItemCheck.CODE_POSITIVE, "the crypto code is valid"),
+    (ItemCheck.STATUS_CHECKED, "ОИСМ checked the goods' status"),
+    (ItemCheck.STATUS_CORRECT, "ОИСМ: the planned status is correct"),
+    (ItemCheck.AUTONOMOUS, "checked by an autonomous register (no ОИСМ)"),
+)
+_GS_SPELLINGS = ("\\x1d", "\\x1D", "\\u001d", "<GS>", "<gs>", "^]", "{GS}")
+
 # A command reports failure by raising (the exit code follows from the error): no status to return.
 Command = Callable[[Register, argparse.Namespace, Output], None]
 
 
 class UsageError(KktError):
     """The command line or its input file is wrong (exit code 2)."""
+
+
+class MarkNotAccepted(KktError):
+    """`kkt mark check`: a sale would not take the code (exit code 1); the check was printed."""
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -90,7 +118,41 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
 
     add("status", "mode, shift and its age, paper, cover, drawer, operator, clock", status)
     add("info", "model, serial, firmware, protocol, line width, FFD versions, RNM", info)
-    add("fn", "fiscal storage: phase, expiry, registrations, warnings, OFD queue", fn_info)
+    add(
+        "fn",
+        "fiscal storage: phase, expiry, registrations, warnings, OFD queue, marking state",
+        fn_info,
+    )
+    mark = add(
+        "mark",
+        "marked goods: `mark check CODE` asks the FN and ОИСМ whether a sale would take the "
+        "code (nothing is sold: the check is declined afterwards); exit 1 when it would not",
+        mark_command,
+    )
+    mark.add_argument("action", choices=("check",))
+    mark.add_argument(
+        "code",
+        help="the code as scanned; write its GS separators as \\x1d, <GS> or ^] (or give - to "
+        "read one line from stdin, as a scanner types it)",
+    )
+    mark.add_argument(
+        "--status",
+        choices=tuple(_MARK_STATUSES),
+        default="sold",
+        help="the planned status (tag 2003): sold (default), returned, sold-part, "
+        "returned-part, in-sale, sold-measured, unchanged",
+    )
+    mark.add_argument(
+        "--part", help="a part of one unit sold, NUMERATOR/DENOMINATOR (tags 1293/1294), e.g. 1/4"
+    )
+    mark.add_argument(
+        "--offline-ok",
+        action="store_true",
+        help="count a check ОИСМ did not answer in time as accepted (as a sale allowed to)",
+    )
+    mark.add_argument(
+        "--base64", action="store_true", help="CODE is the code in Base64 (as ATOL's JSON has it)"
+    )
     shift = add("shift", "open or close (Z report) the shift", shift_command)
     shift.add_argument("action", choices=("open", "close"))
     shift.add_argument("--cashier", help="the cashier's name (tag 1021)")
@@ -252,7 +314,9 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> None:
         "lastDocument": fn.last_document,
         "unsent": unsent,
         "memoryAlmostFull": FnWarning.MEMORY_90_PERCENT in fn.warnings,
+        "marking": None,
     }
+    marking_lines = _marking_lines(register, data)
 
     queue = plural(unsent["count"], "document")
     if unsent["count"]:
@@ -273,8 +337,90 @@ def fn_info(register: Register, args: argparse.Namespace, out: Output) -> None:
         ("unsent to OFD", queue),
         ("last OFD receipt", show(ofd.last_receipt_when) if ofd.last_receipt_when else "—"),
         ("warnings", data["warnings"] or "none"),
+        *(("marking" if index == 0 else "", line) for index, line in enumerate(marking_lines)),
     ]
     out.pairs(data, None, rows)
+
+
+def _marking_lines(register: Register, data: dict[str, Any]) -> list[str]:
+    """The FN's marking state for `kkt fn` (into ``data["marking"]``), as lines for a person;
+    a register that cannot say (ATOL: no public layout) says why instead of failing `kkt fn`."""
+    try:
+        state = register.marking_state()
+    except (NotSupported, DeviceError) as error:
+        return [f"not available: {error}"]
+    data["marking"] = state.to_json()
+    return state.describe()
+
+
+def mark_command(register: Register, args: argparse.Namespace, out: Output) -> None:
+    code = _mark_code(args.code, base64_given=args.base64)
+    check = register.check_mark(
+        code,
+        _MARK_STATUSES[args.status],
+        quantity=_part(args.part) if args.part else None,
+        allow_offline=args.offline_ok,
+    )
+    item_check = check.item_check
+    bits = (
+        [f"{'yes' if flag in item_check else 'no '} {words}" for flag, words in _ITEM_CHECK_WORDS]
+        if item_check is not None
+        else ["none: the FN formed no result"]
+    )
+    data = check.to_json()
+    data["itemCheckWords"] = bits
+    verdict = "accepted" if check.accepted else "NOT accepted"
+    title = f"{check.label} {check.short}: {verdict}"
+    rows: list[tuple[str, Any]] = [
+        ("code", check.short),
+        ("planned status", f"{args.status} (tag 2003 = {int(check.planned_status)})"),
+        ("code type", _enum_name(check.code_type, "tag 2100")),
+        ("FN's check", _local_words(check)),
+        ("result (2106)", "—" if item_check is None else f"{int(item_check)} {check.label}"),
+        *(("" if index else "2106 bits", line) for index, line in enumerate(bits)),
+        ("a sale would take it", check.accepted),
+        ("why", check.explanation),
+    ]
+    out.pairs(data, title, rows)
+    if not check.accepted:
+        raise MarkNotAccepted(f"{check.label} {check.short} is not accepted: {check.explanation}")
+
+
+def _mark_code(text: str, *, base64_given: bool) -> str:
+    if text == "-":
+        text = sys.stdin.readline().rstrip("\r\n")
+    if base64_given:
+        try:
+            return base64.b64decode(text.strip(), validate=True).decode("ascii")
+        except (binascii.Error, ValueError):
+            raise UsageError(f"--base64: {text[:40]!r} is not a code in Base64") from None
+    for spelling in _GS_SPELLINGS:
+        text = text.replace(spelling, "\x1d")
+    if not text:
+        raise UsageError("mark check: give the code (or - to read it from stdin)")
+    return text
+
+
+def _part(text: str) -> tuple[int, int]:
+    top, slash, bottom = text.partition("/")
+    if slash and top.isdigit() and bottom.isdigit() and 0 < int(top) < int(bottom):
+        return int(top), int(bottom)
+    raise UsageError(f"--part {text}: give a part of one unit as N/D with 0 < N < D, e.g. 1/4")
+
+
+def _local_words(check: Any) -> str:
+    """Tag 2004 and, when the FN did not check the crypto code, B1h's reason."""
+    local = int(check.local)
+    words = {0: "not checked", 1: "checked: invalid", 3: "checked: valid"}.get(local, str(local))
+    reason = int(check.local_reason)
+    why = "" if reason == 0 else f"; reason: {_enum_name(check.local_reason)} ({reason})"
+    return f"{words} (tag 2004 = {local}){why}"
+
+
+def _enum_name(value: Any, tag: str = "") -> str:
+    name = getattr(value, "name", None)
+    words = (name or str(int(value))).lower().replace("_", " ") if value is not None else "—"
+    return f"{words} ({tag} = {int(value)})" if tag and value is not None else words
 
 
 # -- daily operations -------------------------------------------------------------------------

@@ -17,6 +17,11 @@ Choices where ATOL's documents leave room (fact sheet ``ofd-cloud-marking.md`` �
   by path, never dropped from a fiscal document.
 * ``total`` may differ from the items' sum by up to 0.99 (ATOL lets a shop round it); the register
   takes the items' sum, so the payments must cover that sum.
+* Marking (v5): ``mark_code.gs1m`` (Base64 of the whole code) or ``mark_code.short`` (the code
+  as text) becomes `kkt.Item.mark_code`, which the sale checks with the FN and ОИСМ; the other
+  kinds are product codes (tag 1163) the driver cannot send alone, refused by path.  A marked
+  item has quantity 1 (ATOL's rule; a part goes in ``mark_quantity``); payment objects 31/33
+  need a ``mark_code``.  v4's ``nomenclature_code`` (FFD 1.05 tag 1162) stays refused.
 * Corrections: the driver's correction is a total with payments and a basis (1173/1174); the
   tax system, VAT sums, cashier and (v5) items are not carried -- `CorrectionArgs.dropped` names
   what was left out so the caller can log it.
@@ -24,6 +29,8 @@ Choices where ATOL's documents leave room (fact sheet ``ofd-cloud-marking.md`` �
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -33,6 +40,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from kkt.protocols.ffd.marking import GS, MarkingCodeError, PlannedStatus, parse_mark_code
 from pydantic import ValidationError
 
 import kkt
@@ -413,6 +421,8 @@ def _item(
     else:
         subject = item.payment_object
         measure = item.measure
+        _refuse_present(item, path, ("sectoral_item_props", "wholesale"), add)
+    marking = _marking(path, item, add) if isinstance(item, schema.ItemV5) else None
     if item.user_data:
         extra.append((1191, item.user_data))
     if vat is None:
@@ -427,7 +437,80 @@ def _item(
         amount=_kopecks(item.sum),
         measure=measure,
         extra=tuple(extra),
+        mark_code=marking.code if marking else None,
+        planned_status=marking.planned_status if marking else None,
+        mark_quantity=marking.fraction if marking else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Marking:
+    """What a v5 item's marking fields put into `kkt.Item`."""
+
+    code: str  # as scanned, GS as "\x1d"
+    planned_status: PlannedStatus | None
+    fraction: tuple[int, int] | None
+
+
+def _marking(path: str, item: schema.ItemV5, add: Callable[[str, str], None]) -> Marking | None:
+    """The item's marking code, checked (problems go to ``add``); None when it has none."""
+    mark = item.mark_code
+    if mark is None:
+        if item.payment_object in schema.MARKED_PAYMENT_OBJECTS_V5:
+            add(
+                f"{path}.payment_object",
+                f"{item.payment_object} is marked goods: give the item's mark_code too "
+                '(e.g. {"gs1m": "<the code in Base64>"})',
+            )
+        for name in ("mark_quantity", "mark_processing_mode", "planned_status"):
+            if getattr(item, name) is not None:
+                add(f"{path}.{name}", "is for marked goods: give mark_code too")
+        return None
+    if item.quantity != 1:
+        # ATOL: "quantity must be 1 when mark_code is sent"; a part goes in mark_quantity.
+        add(
+            f"{path}.quantity",
+            f"must be 1 for a marked item (a part: mark_quantity), got {item.quantity}",
+        )
+    code: str | None = None
+    if mark.gs1m is not None:
+        code = _gs1m(f"{path}.mark_code.gs1m", mark.gs1m, add)
+    elif mark.short is not None:
+        code = _short_code(f"{path}.mark_code.short", mark.short, add)
+    else:
+        kind = next(name for name in type(mark).model_fields if getattr(mark, name) is not None)
+        add(
+            f"{path}.mark_code.{kind}",
+            f"{NOT_SUPPORTED}: the driver sells marked goods by the code the FN checks "
+            "(gs1m, the whole code in Base64, or short); it cannot send a product code "
+            "(tag 1163) on its own",
+        )
+    if code is None:
+        return None
+    status = PlannedStatus(item.planned_status) if item.planned_status is not None else None
+    part = item.mark_quantity
+    return Marking(code, status, (part.numerator, part.denominator) if part else None)
+
+
+def _gs1m(path: str, text: str, add: Callable[[str, str], None]) -> str | None:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        add(path, "must be the whole marking code (GS characters included) in Base64")
+        return None
+    if not raw or any(byte != GS and not 0x20 <= byte < 0x7F for byte in raw):
+        add(path, f"decodes to {raw[:40]!r}, not a marking code (printable ASCII with GS)")
+        return None
+    return _short_code(path, raw.decode("ascii"), add)
+
+
+def _short_code(path: str, code: str, add: Callable[[str, str], None]) -> str | None:
+    try:
+        parse_mark_code(code)
+    except MarkingCodeError as error:
+        add(path, str(error))
+        return None
+    return code
 
 
 def _vat(path: str, name: str, add: Callable[[str, str], None]) -> kkt.Vat | None:
@@ -552,6 +635,11 @@ def _correction(
     if isinstance(correction, schema.CorrectionV5):
         for index, item in enumerate(correction.items):
             _item(f"correction.items[{index}]", item, add)  # checked, then not carried
+            if item.mark_code is not None:  # never dropped: a marked item is refused here
+                add(
+                    f"correction.items[{index}].mark_code",
+                    f"{NOT_SUPPORTED} in a correction: the driver's correction carries no items",
+                )
         _check_total("correction", correction.items, correction.total, add)
         total = _kopecks(correction.total)
         if payments.total != total:

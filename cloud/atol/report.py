@@ -13,6 +13,7 @@ reports grew ``ofd_inn``, ``warnings`` ... over versions), so the extension is s
 
 from __future__ import annotations
 
+import base64
 import uuid as uuid_module
 from datetime import datetime
 from typing import Any
@@ -80,7 +81,27 @@ def _payload(api: int, result: dict[str, Any]) -> dict[str, Any]:
     }
     if api >= 5:
         payload["ofd_inn"] = str(result.get("ofd_inn", ""))
+        marks = result.get("marks")
+        if marks:  # absent when the receipt had no codes to check (fact sheet §2.4)
+            payload["marks_result"] = [_mark_result(mark) for mark in marks]
     return payload
+
+
+def _mark_result(mark: dict[str, Any]) -> dict[str, Any]:
+    """v5 ``marks_result[]``: the item's 0-based position, its ``mark_code`` in the request's
+    form, and tag 2106.  The result keeps the code as scanned, not the kind the client chose:
+    a code with GS separators comes back as ``gs1m`` (Base64), one without as ``short``."""
+    code = str(mark.get("code", ""))
+    form = (
+        {"gs1m": base64.b64encode(code.encode("ascii")).decode("ascii")}
+        if "\x1d" in code
+        else {"short": code}
+    )
+    return {
+        "position": int(mark.get("item", 0)),
+        "mark_code": form,
+        "result": int(mark.get("item_check", 0)),
+    }
 
 
 def _roubles(kopecks: int) -> int | float:

@@ -12,7 +12,11 @@ Rules:
   quantities at most 3 decimals and 99 999.999.
 * A field ATOL does not define is refused by its path (``extra="forbid"``): a misspelled optional
   field must not quietly vanish from a fiscal document.
-* Marking fields of v5 (``mark_code`` ...) are refused by name: issue 21 adds them.
+* Marking (v5, FFD 1.2): ``mark_code`` holds exactly one code kind; ``mark_quantity`` is a part of
+  one unit (numerator < denominator); ``mark_processing_mode`` is "0"; ``planned_status`` (tag
+  2003, seen in one client only) a code of it.  Which kinds the driver can sell, and the Base64 of
+  ``gs1m``, are the conversion's business (`kkt.cloud.atol.convert`).  ``sectoral_item_props`` and
+  ``wholesale`` are refused by name: the driver cannot send tag 1260 or the ОСУ mode.
 * Cross-field rules (``sum`` = ``price`` x ``quantity``, ``total`` against the items) live in
   `checks`, run once the shapes are valid, so every failure is still named by its path.
 """
@@ -31,6 +35,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 MAX_MONEY = Decimal("42949672.95")  # ATOL's limit: the registers' 4-byte money fields
@@ -56,8 +61,9 @@ MEASURES = frozenset(
 # Tag 1212 as a v5 integer: 1..27 and 30..33 (28, 29 are not defined).
 PAYMENT_OBJECTS_V5 = frozenset({*range(1, 28), 30, 31, 32, 33})
 MARKED_PAYMENT_OBJECTS_V5 = frozenset({31, 33})  # "with marking": need a mark_code
+PLANNED_STATUSES = frozenset({1, 2, 3, 4, 5, 6, 255})  # tag 2003
 
-MARKING_REFUSAL = "marking codes are not supported yet (issue 21); send the item without it"
+MARKING_REFUSAL = "not supported yet: the driver cannot send it; send the item without it"
 
 
 # -- field types ---------------------------------------------------------------------------------
@@ -144,8 +150,14 @@ def _measure(value: int) -> int:
 def _payment_object_v5(value: int) -> int:
     if value not in PAYMENT_OBJECTS_V5:
         raise ValueError(f"must be 1..27 or 30..33 (tag 1212), got {value}")
-    if value in MARKED_PAYMENT_OBJECTS_V5:
-        raise ValueError(f"{value} is marked goods: {MARKING_REFUSAL}")
+    return value
+
+
+def _planned_status(value: int) -> int:
+    if value not in PLANNED_STATUSES:
+        raise ValueError(
+            f"must be a tag 2003 code ({', '.join(map(str, sorted(PLANNED_STATUSES)))})"
+        )
     return value
 
 
@@ -168,6 +180,8 @@ Str19 = Annotated[str, StringConstraints(strict=True, max_length=19)]
 Str20 = Annotated[str, StringConstraints(strict=True, max_length=20)]
 Str24 = Annotated[str, StringConstraints(strict=True, max_length=24)]
 Str32 = Annotated[str, StringConstraints(strict=True, max_length=32)]
+Str38 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=38)]
+Str200 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
 Str64 = Annotated[str, StringConstraints(strict=True, max_length=64)]
 Str239 = Annotated[str, StringConstraints(strict=True, max_length=239)]
 Str256 = Annotated[str, StringConstraints(strict=True, max_length=256)]
@@ -360,6 +374,46 @@ class ItemV4(_Model):
     declaration_number: Str32 | None = None  # 1231
 
 
+class MarkCode(_Model):
+    """``mark_code``: exactly one kind, as tag 1163 names them (fact sheet §2.7; ILI
+    ``MarkCode.cs``, PLT ``MarkCodeTypes``).  ``gs1m`` is the whole КМ in Base64."""
+
+    unknown: Str32 | None = None  # 1300
+    ean8: Str32 | None = None  # 1301
+    ean13: Str32 | None = None  # 1302
+    itf14: Str32 | None = None  # 1303
+    gs10: Str38 | None = None  # 1304
+    gs1m: Str200 | None = None  # 1305
+    short: Str38 | None = None  # 1306
+    fur: Str20 | None = None  # 1307
+    egais20: Str38 | None = None  # 1308
+    egais30: Str38 | None = None  # 1309
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MarkCode:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            kinds = ", ".join(type(self).model_fields)
+            raise ValueError(f"must hold exactly one code kind ({kinds}), got {len(given)}")
+        return self
+
+
+class MarkQuantity(_Model):
+    """``mark_quantity``: the part of one marked unit sold (tags 1291: 1293 / 1294)."""
+
+    numerator: Annotated[Int, Field(ge=1, le=10**16 - 1)]
+    denominator: Annotated[Int, Field(ge=2, le=10**16 - 1)]
+
+    @model_validator(mode="after")
+    def _below_one(self) -> MarkQuantity:
+        if self.numerator >= self.denominator:
+            raise ValueError(
+                f"numerator {self.numerator} must be below denominator {self.denominator} "
+                "(a part of one unit)"
+            )
+        return self
+
+
 class ItemV5(_Model):
     name: Name128
     price: Money
@@ -375,13 +429,13 @@ class ItemV5(_Model):
     excise: Money | None = None
     country_code: Str3 | None = None
     declaration_number: Str32 | None = None
-    # marking (FFD 1.2): refused by name until issue 21
-    mark_code: Marking = None
-    mark_quantity: Marking = None
-    mark_processing_mode: Marking = None
-    sectoral_item_props: Marking = None
-    planned_status: Marking = None
-    wholesale: Marking = None
+    # marking (FFD 1.2)
+    mark_code: MarkCode | None = None  # 1163 / 2000
+    mark_quantity: MarkQuantity | None = None  # 1291
+    mark_processing_mode: Literal["0"] | None = None  # 2102: "0", the only mode
+    planned_status: Annotated[Int, AfterValidator(_planned_status)] | None = None  # 2003
+    sectoral_item_props: Marking = None  # 1260: refused
+    wholesale: Marking = None  # ОСУ: refused
 
 
 # -- receipts ------------------------------------------------------------------------------------

@@ -127,8 +127,9 @@ class Storage(Protocol):
 
     def find(self, group: str, external_id: str) -> ReportView | None: ...
 
-    def claim(self, register: str, group: str) -> Job | None:
-        """The group's oldest queued request, now assigned to ``register``; None when none."""
+    def claim(self, register: str, group: str, *, skip_marked: bool = False) -> Job | None:
+        """The group's oldest queued request, now assigned to ``register``; None when none.
+        ``skip_marked``: only among requests without marked goods (`kkt.cloud.marking`)."""
         ...
 
     def assigned(self, register: str) -> list[Job]:

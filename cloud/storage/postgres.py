@@ -81,6 +81,7 @@ from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from kkt.errors import KeyConflict
 from kkt.journal import Entry
 
+from ..marking import MARKED_BODY_TEXT
 from . import pg_schema
 from .base import (
     Accepted,
@@ -352,18 +353,20 @@ class PostgresStorage:
         row = self._one("SELECT idempotency_key FROM cloud_requests WHERE uuid = %s", (uuid,))
         return str(row[0]) if row is not None and row[0] is not None else None
 
-    def claim(self, register: str, group: str) -> Job | None:
+    def claim(self, register: str, group: str, *, skip_marked: bool = False) -> Job | None:
         # One statement: the row is locked as it is picked (rows other claims hold are skipped,
-        # not waited for) and assigned before the lock is let go.
+        # not waited for) and assigned before the lock is let go.  ``skip_marked``: strpos, not
+        # LIKE, so the text's "_" is no wildcard.
+        unmarked = "AND strpos(body, %s) = 0 " if skip_marked else ""
         row = self._one(
             "WITH picked AS ("
-            "  SELECT seq FROM cloud_requests WHERE grp = %s AND state = 'queued' "
+            f"  SELECT seq FROM cloud_requests WHERE grp = %s AND state = 'queued' {unmarked}"
             "  ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
             ") "
             "UPDATE cloud_requests AS r SET state = 'assigned', register = %s, "
             "attempts = r.attempts + 1 FROM picked WHERE r.seq = picked.seq "
             f"RETURNING {_JOB_COLUMNS_R}",
-            (group, register),
+            (group, MARKED_BODY_TEXT, register) if skip_marked else (group, register),
         )
         return _job(row) if row is not None else None
 

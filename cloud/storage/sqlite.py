@@ -60,6 +60,7 @@ from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from kkt.errors import KktError
 from kkt.journal import Journal
 
+from ..marking import MARKED_BODY_TEXT
 from .base import Accepted, Callback, InstanceView, LeaseView, StorageError
 from .rows import JOB_COLUMNS as _JOB_COLUMNS
 from .rows import VIEW_COLUMNS as _VIEW_COLUMNS
@@ -476,15 +477,23 @@ class SqliteStorage:
         rows = self._read("SELECT idempotency_key FROM cloud_requests WHERE uuid = ?", (uuid,))
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def claim(self, register: str, group: str) -> Job | None:
+    def claim(self, register: str, group: str, *, skip_marked: bool = False) -> Job | None:
         # lazy: nothing leaves the process on a claim alone -- the journal's durable "pending"
         # comes before any command that may fiscalize it, and fsyncs this claim with it
         with self._write(durable=False) as db:
-            cursor = db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM cloud_requests "
-                "WHERE grp = ? AND state = 'queued' ORDER BY seq LIMIT 1",
-                (group,),
-            )
+            if skip_marked:  # instr, not LIKE: the text's "_" is no wildcard
+                cursor = db.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM cloud_requests "
+                    "WHERE grp = ? AND state = 'queued' AND instr(body, ?) = 0 "
+                    "ORDER BY seq LIMIT 1",
+                    (group, MARKED_BODY_TEXT),
+                )
+            else:
+                cursor = db.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM cloud_requests "
+                    "WHERE grp = ? AND state = 'queued' ORDER BY seq LIMIT 1",
+                    (group,),
+                )
             cursor.row_factory = sqlite3.Row
             row = cursor.fetchone()
             if row is None:

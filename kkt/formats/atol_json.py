@@ -14,7 +14,9 @@ Reading rules:
   ``electronically``, ``ignoreNonFiscalPrintErrors`` ...) are skipped: they change paper, not the
   fiscal document.
 * A field that would put data into the fiscal document which this driver cannot send yet
-  (agents, suppliers, marking codes, receipt-level VAT sums ...) is refused, never dropped.
+  (agents, suppliers, FFD 1.05 marking, receipt-level VAT sums ...) is refused, never dropped.
+* Marked goods (FFD 1.2) come as a position's ``imcParams`` (see `_read_imc_params`): the code
+  becomes `Item.mark_code`, and the sale checks it with the FN and ОИСМ before the item goes in.
 * A key the format does not know is refused with its path, the names allowed there and, when one
   is close, "did you mean": a misspelled ``"paymentMetod"`` must not quietly become the default.
   The keys ATOL's format documents that change only paper or the driver's own behaviour are
@@ -25,13 +27,23 @@ Reading rules:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from kkt.protocols.ffd import Payments
+from kkt.protocols.ffd.marking import (
+    GS,
+    MarkCodeType,
+    MarkingCodeError,
+    PlannedStatus,
+    parse_mark_code,
+)
 
 from ..errors import ReceiptRejected
 from ..receipt import (
@@ -126,7 +138,7 @@ PAYMENT_OBJECTS: Mapping[str, int] = {
     "commodityWithMarking": 33,
 }
 
-# Marked goods cannot be sold without their marking code, which the driver cannot send yet.
+# Marked goods cannot be sold without their marking code: these need ``imcParams``.
 PAYMENT_OBJECTS_NEEDING_MARKING = frozenset({"exciseWithMarking", "commodityWithMarking"})
 
 # Tag 2108 (FFD 1.2 measure of quantity): 0 pieces, 10-12 mass, 20-22 length, 30-32 area,
@@ -137,6 +149,36 @@ MEASURES = frozenset(
 
 # ATOL's payment type -> the `Payments` field it adds to.  ATOL's driver takes strings only (the
 # fact sheet: "strings, not numbers"; the numbers 0..4 are ATOL Online's), so numbers are refused.
+# ATOL's names for the tag 2108 codes (DTO10's JSON-task ``ITEM_UNITS`` table; the libfptr
+# ``LIBFPTR_IU_*`` constants are the 2108 codes themselves).  ATOL's driver takes them in a
+# position's ``measurementUnit`` (FFD 1.2) and in ``imcParams.itemUnits``.
+ITEM_UNITS: Mapping[str, int] = {
+    "piece": 0,
+    "gram": 10,
+    "kilogram": 11,
+    "ton": 12,
+    "centimeter": 20,
+    "decimeter": 21,
+    "meter": 22,
+    "squareCentimeter": 30,
+    "squareDecimeter": 31,
+    "squareMeter": 32,
+    "milliliter": 40,
+    "liter": 41,
+    "cubicMeter": 42,
+    "kilowattHour": 50,
+    "gkal": 51,
+    "day": 70,
+    "hour": 71,
+    "minute": 72,
+    "second": 73,
+    "kilobyte": 80,
+    "megabyte": 81,
+    "gigabyte": 82,
+    "terabyte": 83,
+    "otherUnits": 255,
+}
+
 PAYMENT_KINDS: Mapping[str, str] = {
     "cash": "cash",
     "electronically": "electronic",
@@ -160,15 +202,15 @@ UNSUPPORTED_TASK_KEYS: Mapping[str, str] = {
     "paymentsAddress": "the address of settlement (tag 1009)",
     "machineNumber": "the automat number (tag 1036)",
     "internet": "the Internet-sale flag",
-    "validateMarkingCodes": "marking codes",
     "salesNotice": "marking notifications",
 }
 
 UNSUPPORTED_POSITION_KEYS: Mapping[str, str] = {
     "agentInfo": "agent data (tags 1222, 1223)",
     "supplierInfo": "supplier data (tags 1224, 1226)",
-    "markingCode": "marking codes (tag 2000)",
-    "imcParams": "marking codes (tag 2000)",
+    "markingCode": (
+        "the FFD 1.05 marking code (tag 1162); for FFD 1.2 marked goods give imcParams.imc instead"
+    ),
     "nomenclatureCode": "the product code (tag 1162)",
     "additionalAttribute": "the item's additional attribute (tag 1191)",
     "exciseSum": "the excise sum (tag 1229)",
@@ -221,7 +263,16 @@ IGNORED_PAYMENT_KEYS = frozenset({"printItems"})
 
 # The keys each level reads; with the unsupported and ignored ones, every key allowed there.
 TASK_KEYS = frozenset(
-    {"type", "taxationType", "operator", "clientInfo", "items", "payments", "total"}
+    {
+        "type",
+        "taxationType",
+        "operator",
+        "clientInfo",
+        "items",
+        "payments",
+        "total",
+        "validateMarkingCodes",
+    }
 )
 POSITION_KEYS = frozenset(
     {
@@ -235,6 +286,7 @@ POSITION_KEYS = frozenset(
         "paymentObject",
         "department",
         "measurementUnit",
+        "imcParams",
     }
 )
 TAX_KEYS = frozenset({"type", "sum"})
@@ -265,6 +317,10 @@ def receipt_from_atol(task: Mapping[str, Any], operation: Operation | None = Non
     # An explicit operation wins, but a task's own "type" is still checked: a typo there
     # ("sel") or a task of another kind ("sellCorrection") must not pass unnoticed.
     task_operation = _optional(task, "type", OPERATIONS, Operation.SELL)
+    # ATOL's driver checks codes inside the receipt when this is true and trusts an earlier
+    # check when false; this driver always checks a code inside the sale (the exactly-once rules
+    # cover the check), so either value leads to the same receipt.
+    _optional(task, "validateMarkingCodes", _boolean, False)
     tax_system = _optional(task, "taxationType", TAX_SYSTEMS, TaxSystem.OSN)
     cashier, cashier_extra = _read_operator(task.get("operator"))
     items = _read_items(task.get("items", _MISSING))
@@ -386,6 +442,17 @@ def _read_position(position: Mapping[str, Any], path: str) -> Item:
     quantity = _quantity(position.get("quantity", _MISSING), f"{path}.quantity")
     amount = _kopecks(position.get("amount", _MISSING), f"{path}.amount")
     _check_amount(amount, price, quantity, f"{path}.amount")
+    measure = _optional(position, "measurementUnit", _measure, None, path)
+    marking = None
+    if position.get("imcParams") is not None:
+        marking = _read_imc_params(position["imcParams"], f"{path}.imcParams", quantity, measure)
+        measure = marking.measure
+    subject = position.get("paymentObject")
+    if marking is None and isinstance(subject, str) and subject in PAYMENT_OBJECTS_NEEDING_MARKING:
+        raise ReceiptRejected(
+            f"{path}.paymentObject: {_show(subject)} is marked goods: give the item's marking "
+            f'code too, as "imcParams": {{"imc": "<the code in Base64>"}}'
+        )
     return Item(
         name=name,
         price=price,
@@ -399,7 +466,10 @@ def _read_position(position: Mapping[str, Any], path: str) -> Item:
         ),
         amount=amount,
         department=_optional(position, "department", _department, 1, path),
-        measure=_optional(position, "measurementUnit", _measure, None, path),
+        measure=measure,
+        mark_code=marking.code if marking else None,
+        planned_status=marking.planned_status if marking else None,
+        mark_quantity=marking.fraction if marking else None,
     )
 
 
@@ -423,13 +493,7 @@ def _read_vat(value: Any, path: str) -> Vat:
 
 
 def _payment_object(value: Any, path: str) -> int:
-    code = _choice(value, path, PAYMENT_OBJECTS)
-    if value in PAYMENT_OBJECTS_NEEDING_MARKING:
-        raise ReceiptRejected(
-            f"{path}: {_show(value)} is not supported yet: marked goods need a marking code, "
-            "which the driver cannot send yet"
-        )
-    return code
+    return _choice(value, path, PAYMENT_OBJECTS)
 
 
 def _department(value: Any, path: str) -> int:
@@ -438,9 +502,12 @@ def _department(value: Any, path: str) -> int:
 
 def _measure(value: Any, path: str) -> int:
     if isinstance(value, str):
+        if value in ITEM_UNITS:
+            return ITEM_UNITS[value]
         raise ReceiptRejected(
             f"{path}: must be the FFD 1.2 measure code (tag 2108) as a number, e.g. 0 for pieces "
-            f"or 11 for kilograms; text units (FFD 1.05) are not supported, got {_show(value)}"
+            'or 11 for kilograms, or ATOL\'s name for it ("piece", "kilogram" ...); text units '
+            f"(FFD 1.05) are not supported, got {_show(value)}"
         )
     code = _whole(value, path, 0, 255)
     if code not in MEASURES:
@@ -522,6 +589,197 @@ def _refuse_unknown(data: Mapping[str, Any], prefix: str, *allowed_sets: Iterabl
 
 def _means_something(value: Any) -> bool:
     return value is not None and value is not False and value != "" and value != {} and value != []
+
+
+# -- marking (FFD 1.2): a position's imcParams ----------------------------------------------------
+#
+# Field names and values as ATOL's own JSON-task scripts in DTO10 spell them (``validators.js``
+# validatePositionItem, ``utils.js`` MARKING_CODE_TYPES_1_2 / MARKING_ESTIMATED_STATUS /
+# ITEM_UNITS, and the position executor that hands them to libfptr; code-search index ids
+# 21623530803, 21520726042, 21140569689, repository not named by the index), with the libfptr
+# constants from its Python binding (id 44426917481: LIBFPTR_MES_* are the tag 2003 codes,
+# LIBFPTR_IU_* the tag 2108 codes, LIBFPTR_MCT12_* the tag 2100 codes).  A real POS that sends
+# them: papyrussolution/OpenPapyrus (its ATOL DTO10 JSON export, id 2433598032), the golden
+# example in tests/formats/test_atol_json_marking.py.
+#
+# Readings chosen:
+# * ``imc`` is the code in Base64 (ATOL's scripts decode it; OpenPapyrus encodes it).  ATOL's
+#   script falls back to the raw text when the decoding fails; we refuse instead: a raw code
+#   that happens to be valid Base64 would silently become another code, so the shop must choose.
+# * ``itemInfoCheckResult`` (the 2106 bits of an earlier check) is checked for shape and not
+#   used: the FN writes tag 2106 into the receipt from its own check, which the sale runs.
+# * ``itemQuantity`` / ``itemUnits`` repeat the position's quantity (1023) and measure (2108) for
+#   the ОИСМ request; a value that disagrees with the position is refused, not overridden.
+# * ``imcBarcode`` (the product identifier) cannot be carried yet: refused.
+
+IMC_KEYS = frozenset(
+    {
+        "imc",
+        "imcType",
+        "itemEstimatedStatus",
+        "itemQuantity",
+        "itemUnits",
+        "imcModeProcessing",
+        "itemFractionalAmount",
+        "itemInfoCheckResult",
+    }
+)
+UNSUPPORTED_IMC_KEYS: Mapping[str, str] = {
+    "imcBarcode": "the product identifier of a marked item (imcBarcode)",
+}
+
+# ``imcType`` -> the code type (tag 2100) it declares; None: "auto", the driver decides.
+IMC_TYPES: Mapping[str, MarkCodeType | None] = {
+    "auto": None,
+    "imcUnrecognized": MarkCodeType.UNKNOWN,
+    "imcShort": MarkCodeType.SHORT,
+    "imcFmVerifyCode88": MarkCodeType.CRYPTO_88,
+    "imcVerifyCode44": MarkCodeType.CRYPTO_44_UNCHECKABLE,
+    "imcFmVerifyCode44": MarkCodeType.CRYPTO_44,
+    "imcVerifyCode4": MarkCodeType.CRYPTO_4_UNCHECKABLE,
+}
+# Whether a 44-character crypto tail is checkable depends on the FN's key table, which the code
+# alone cannot tell (protocols/ffd/marking.py): the two 44 types count as one when comparing.
+_SAME_TYPE = {MarkCodeType.CRYPTO_44_UNCHECKABLE: MarkCodeType.CRYPTO_44}
+
+ESTIMATED_STATUSES: Mapping[str, PlannedStatus] = {
+    "itemPieceSold": PlannedStatus.PIECE_SOLD,
+    "itemDryForSale": PlannedStatus.MEASURED_IN_SALE,
+    "itemPieceReturn": PlannedStatus.PIECE_RETURNED,
+    "itemDryReturn": PlannedStatus.MEASURED_RETURNED,
+    "itemStatusUnchanged": PlannedStatus.UNCHANGED,
+}
+
+CHECK_RESULT_KEYS = (  # 2106 bits 0..4, in ATOL's order
+    "imcCheckFlag",
+    "imcCheckResult",
+    "imcStatusInfo",
+    "imcEstimatedStatusCorrect",
+    "ecrStandAloneFlag",
+)
+
+MAX_FRACTION_PART = 10**16 - 1  # tags 1293/1294: VLN of at most 8 bytes, well past any real part
+
+
+@dataclass(frozen=True, slots=True)
+class Marking:
+    """What a position's ``imcParams`` puts into `Item`."""
+
+    code: str  # as scanned, GS as "\x1d"
+    planned_status: PlannedStatus | None
+    fraction: tuple[int, int] | None
+    measure: int | None
+
+
+def _read_imc_params(value: Any, path: str, quantity: Decimal, measure: int | None) -> Marking:
+    params = _object(value, path)
+    _refuse_unknown(params, f"{path}.", IMC_KEYS, UNSUPPORTED_IMC_KEYS)
+    _refuse_unsupported(params, f"{path}.", UNSUPPORTED_IMC_KEYS)
+    code = _imc(params.get("imc", _MISSING), f"{path}.imc")
+    declared = _optional(params, "imcType", IMC_TYPES, None, path)
+    if declared is not None:
+        found = parse_mark_code(code).type
+        if _SAME_TYPE.get(found, found) != _SAME_TYPE.get(declared, declared):
+            raise ReceiptRejected(
+                f"{path}.imcType: declares {_type_name(declared)}, but the code is "
+                f'{_type_name(found)}; send "auto" or the code\'s own type'
+            )
+    status = _optional(params, "itemEstimatedStatus", _estimated_status, None, path)
+    mode = params.get("imcModeProcessing")
+    if mode is not None and (isinstance(mode, bool) or mode != 0):
+        raise _rejected(f"{path}.imcModeProcessing", "must be 0 (tag 2102: the only mode)", mode)
+    item_quantity = params.get("itemQuantity")
+    if item_quantity is not None:
+        if _quantity(item_quantity, f"{path}.itemQuantity") != quantity:
+            raise _rejected(
+                f"{path}.itemQuantity",
+                f"must equal the position's quantity {quantity}",
+                item_quantity,
+            )
+    units = _optional(params, "itemUnits", _measure, None, path)
+    if units is not None and measure is not None and units != measure:
+        raise _rejected(
+            f"{path}.itemUnits",
+            f"must agree with the position's measurementUnit ({measure})",
+            units,
+        )
+    fraction = _optional(params, "itemFractionalAmount", _fraction, None, path)
+    check = params.get("itemInfoCheckResult")
+    if check is not None:
+        _check_result(check, f"{path}.itemInfoCheckResult")
+    return Marking(code, status, fraction, measure if measure is not None else units)
+
+
+def _imc(value: Any, path: str) -> str:
+    """The code as scanned from ``imc``: Base64 that decodes to a printable ASCII code."""
+    if value is _MISSING or value is None or value == "":
+        raise ReceiptRejected(f"{path}: required, the marking code as scanned, in Base64")
+    if not isinstance(value, str):
+        raise _rejected(path, "must be the marking code as scanned, in Base64 (a string)", value)
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise _rejected(
+            path,
+            "must be the marking code in Base64 (ATOL's JSON format); this is not Base64 -- "
+            "encode the scanned code, GS characters included",
+            value,
+        ) from None
+    if not raw or any(byte != GS and not 0x20 <= byte < 0x7F for byte in raw):
+        raise ReceiptRejected(
+            f"{path}: the Base64 decodes to {raw[:40]!r}, not a marking code (printable ASCII "
+            "with GS separators); encode the code exactly as the scanner gave it"
+        )
+    code = raw.decode("ascii")
+    try:
+        parse_mark_code(code)
+    except MarkingCodeError as error:
+        raise ReceiptRejected(f"{path}: {error}") from None
+    return code
+
+
+def _type_name(kind: MarkCodeType) -> str:
+    names = [name for name, value in IMC_TYPES.items() if value is kind]
+    return f'"{names[0]}" (tag 2100 = {int(kind)})'
+
+
+def _estimated_status(value: Any, path: str) -> PlannedStatus:
+    # ATOL's driver takes the name or the number (parseMarkingEstimatedStatus); the numbers are
+    # the tag 2003 codes (LIBFPTR_MES_*), which OpenPapyrus sends.
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in PlannedStatus._value2member_map_:
+            return PlannedStatus(value)
+        expected = ", ".join(str(int(status)) for status in PlannedStatus)
+        raise _rejected(path, f"must be a tag 2003 code ({expected}) or a name", value)
+    return _choice(value, path, ESTIMATED_STATUSES)
+
+
+def _fraction(value: Any, path: str) -> tuple[int, int]:
+    """``"1/4"``: the part of one marked unit sold (tag 1291: 1293 numerator, 1294 denominator)."""
+    expected = 'a fraction of one unit below 1, "numerator/denominator" like "1/4"'
+    if not isinstance(value, str):
+        raise _rejected(path, f"must be {expected}", value)
+    top, slash, bottom = value.strip().partition("/")
+    if not (slash and top.isascii() and top.isdigit() and bottom.isascii() and bottom.isdigit()):
+        raise _rejected(path, f"must be {expected}", value)
+    numerator, denominator = int(top), int(bottom)
+    if not 1 <= numerator < denominator <= MAX_FRACTION_PART:
+        raise _rejected(path, f"must be {expected} (1 <= numerator < denominator)", value)
+    return numerator, denominator
+
+
+def _check_result(value: Any, path: str) -> None:
+    result = _object(value, path)
+    _refuse_unknown(result, f"{path}.", CHECK_RESULT_KEYS)
+    for key in CHECK_RESULT_KEYS:
+        if not isinstance(result.get(key), bool):
+            raise _rejected(f"{path}.{key}", "required, true or false", result.get(key, _MISSING))
+
+
+def _boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _rejected(path, "must be true or false", value)
+    return value
 
 
 # -- values ----------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from kkt.protocols.ffd import (
     encode_tlv,
     find,
 )
+from kkt.protocols.ffd.marking import ItemCheck, PlannedStatus
 
 from ..errors import (
     BadAnswer,
@@ -48,6 +49,7 @@ from ..errors import (
     TransportError,
     WrongProtocol,
 )
+from ..marking import MarkCheck, MarkingState
 from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt
 from ..results import (
@@ -117,6 +119,8 @@ class Device(ABC):
     REFUSALS: ClassVar[dict[int, type[DeviceError]]]
     # The `Payments` fields the vendor's correction commands carry (others are refused first).
     CORRECTION_PAYMENTS: ClassVar[frozenset[str]] = frozenset({"cash"})
+    # Whether the driver can check and sell marked goods on this vendor's registers.
+    MARKING: ClassVar[bool] = False
 
     def __init__(self, commander: Commander, *, password: int = 30) -> None:
         self.commander = commander
@@ -501,6 +505,50 @@ class Device(ABC):
     @abstractmethod
     def cancel_receipt(self) -> None:
         """Cancel the open receipt, if one is open."""
+
+    # -- marked goods -----------------------------------------------------------------------------
+    #
+    # The default is a refusal naming its cause: a vendor whose marking commands the driver
+    # cannot send never sells a marked item without its check (`MARKING` False).  `add_item`
+    # binds a marked item's code (accepted before the receipt opened) to the item.
+
+    def unsupported_marking(self) -> NotSupported:
+        """Why this vendor's driver cannot check or sell marked goods."""
+        cause = _NO_MARKING.get(self.vendor, "its marking commands are not implemented")
+        return NotSupported(
+            f"the {self.vendor} driver cannot check or sell marked goods: {cause}, so the driver "
+            "cannot have the FN check a code, and never sells a marked item unchecked; nothing "
+            "was sent.  Sell marked goods on a Shtrih-M register (or through the vendor's own "
+            "driver)"
+        )
+
+    def check_mark(
+        self, code: str, planned: PlannedStatus, tlv: TlvList, *, allow_offline: bool = False
+    ) -> MarkCheck:
+        """Check ``code`` with the FN and ОИСМ (``tlv``: `kkt.marking.check_tlv`); the FN then
+        waits for `decide_mark`.  Exactly once: a check whose exchange failed is found out from
+        the FN's marking state and any check it left pending rejected before asking again."""
+        raise self.unsupported_marking()
+
+    def decide_mark(self, accept: bool) -> ItemCheck | None:
+        """Accept (save in the FN: 2106, or None when its answer was lost) or reject the code
+        checked last; exactly once, settled by the FN's marking state after a failed exchange."""
+        raise self.unsupported_marking()
+
+    def clear_marks(self) -> None:
+        """Forget every checked code (none may be open in a receipt)."""
+        raise self.unsupported_marking()
+
+    def marking_state(self) -> MarkingState:
+        """The FN's marking state (`kkt.marking.MarkingState`)."""
+        raise self.unsupported_marking()
+
+
+# Why a vendor's registers cannot check codes through this driver (`Device.unsupported_marking`).
+_NO_MARKING = {
+    "atol": "the byte layouts of ATOL's protocol-3.1 marking commands are not public (fact sheet "
+    "ofd-cloud-marking.md §4.4 and §5, gap 3: only libfptr's JSON task names are known)",
+}
 
 
 def checked_serial(serial: str) -> str:

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
 from kkt.protocols.errors import LinkError, ProtocolError
 from kkt.protocols.ffd import DocumentType, FnWarning, Payments, TlvList, find
+from kkt.protocols.ffd.marking import ItemCheck, PlannedStatus
 from kkt.protocols.ffd.view import strip_padding
 from kkt.protocols.shtrih import classic, fn
+from kkt.protocols.shtrih import marking as mk
 from kkt.protocols.shtrih.message import Answer, Request
 from kkt.protocols.shtrih.models import line_width
 from kkt.protocols.shtrih.modes import (
@@ -35,11 +37,13 @@ from ..errors import (
     BadAnswer,
     DeviceError,
     KktError,
+    MarkAlreadySold,
     NotFiscalized,
     OfdBlocked,
     OutcomeUnknown,
     TransportError,
 )
+from ..marking import MarkCheck, MarkingState, short_code
 from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt, Vat
 from .base import OFD_BLOCKED, Closed, Device, checked_serial, registration_mismatch
@@ -67,6 +71,11 @@ CASH_IN_DRAWER = 241
 _BY_OPERATION = ("sell", "buy", "sellReturn", "buyReturn")
 _NO_DATA = 0x08  # the FN's "no requested data": FF3C for a document without a receipt
 _WRONG_RECEIPT_TYPE = 0x49  # "operation impossible in an open receipt of this type"
+_MARK_SEQUENCE = 0xA1  # the FN's marking sequence is elsewhere (a code waits for FF69)
+_MARK_NOT_BINDABLE = 0xA5  # FF67: the code is not checked and accepted, or was sold before
+_AUTONOMOUS = 0x02  # FF68 (BAh) on an autonomous FN: it exports notifications instead
+_MARK_TRIES = 3
+_PENDING = (2, 3, 4)  # FF70 check states: a code between FF61 and FF69
 # FF31/FF33 blocks: the register says its largest (FF30, FF32); never more than fits a frame's
 # data with FF33's 9 bytes of command, password, offset and size (a frame carries 255).
 _BLOCK = 240
@@ -112,6 +121,7 @@ class ShtrihDevice(Device):
     vendor = "shtrih"
     REFUSALS = REFUSALS
     CORRECTION_PAYMENTS = frozenset({"cash", "electronic", "prepaid", "credit", "other"})  # FF4A
+    MARKING = True  # FF61, FF69, FF67 (kkt.protocols.shtrih.marking)
     _line_width: int | None = None  # characters per line of this model (`models.line_width`)
     _registered_tax_system: int | None = None  # `_tax_system`, read once
     _receipt_tags: tuple[tuple[int, Any], ...] = ()  # receipt-level tags the first item sends
@@ -460,7 +470,9 @@ class ShtrihDevice(Device):
         were damaged the same way, each past the checksum, which is beyond any line.
         """
         self._receipt_tags = tuple(self._receipt_level_tags(receipt))
-        if len(receipt.items) >= 2:
+        # A receipt with marked goods is opened by 8Dh: FF67 binds a code in the open receipt,
+        # whose type (a sale or a return) decides whether the FN may take a code sold before.
+        if len(receipt.items) >= 2 and not any(item.marked for item in receipt.items):
             return  # the first FF46 opens it (`add_item`)
         self._open_once(
             classic.OpenReceipt(self.password, _RECEIPT_TYPE[receipt.operation]), receipt
@@ -505,6 +517,8 @@ class ShtrihDevice(Device):
             item.payment_subject,
             item.name,
         )
+        if item.mark_code is not None:
+            self._bind(index, item.mark_code)
         try:
             self._add_once(operation, subtotal, item.total, index, receipt)
         except DeviceError as refusal:
@@ -560,6 +574,41 @@ class ShtrihDevice(Device):
                         "receipt was cancelled, nothing was charged"
                     ) from None
         raise TransportError("the register would not take the item; check the line")
+
+    def _bind(self, index: int, code: str) -> None:
+        """FF67: the code (checked and accepted before the receipt opened) goes with the next
+        FF46.  Not repeatable: a bind whose answer was lost is not sent again -- what a second
+        FF67 does on a register is not documented -- the receipt is cancelled instead."""
+        request = mk.BindMarkCode(self.password, code.encode("ascii"))
+        for _ in range(_MARK_TRIES):
+            try:
+                self.raw(request)
+                return
+            except TransportError:
+                continue  # the command did not go out: nothing was bound
+            except OutcomeUnknown as lost:
+                raise NotFiscalized(
+                    f"binding the marking code of item {index + 1} failed on the line ({lost}); "
+                    "the receipt was cancelled, nothing was charged: sell it again"
+                ) from lost
+            except DeviceError as refusal:
+                if refusal.code != _MARK_NOT_BINDABLE:
+                    raise
+                short = short_code(code)
+                reason = (
+                    f"the FN refuses to bind code {short} ({refusal.code:02X}h): it sold that "
+                    "code before (a code is sold once; only a sale return gives it back)"
+                )
+                raise MarkAlreadySold(
+                    f"item {index + 1}: {reason}; the receipt was cancelled, nothing was "
+                    "charged.  If this is a retried sale, its first attempt is the fiscal one: "
+                    "look it up before selling again",
+                    item=index,
+                    code=short,
+                    item_check=None,
+                    reason=reason,
+                ) from None
+        raise TransportError("the register would not take the marking code; check the line")
 
     def subtotal(self) -> int:
         return self.raw(classic.Subtotal(self.password)).subtotal
@@ -631,6 +680,94 @@ class ShtrihDevice(Device):
     def cancel_receipt(self) -> None:
         if self.receipt_open():
             self.raw(classic.CancelReceipt(self.password))
+
+    # -- marked goods -----------------------------------------------------------------------------
+
+    def check_mark(
+        self, code: str, planned: PlannedStatus, tlv: TlvList, *, allow_offline: bool = False
+    ) -> MarkCheck:
+        """FF61 (the register runs FN B1h, B5h, asks ОИСМ, B6h).  FF61 is not repeatable, so a
+        failed exchange is settled by FF70: a check it left waiting for FF69 is rejected, then
+        the code is checked again; a code some earlier failure left waiting (A1h) likewise."""
+        request = mk.CheckMarkCode(
+            self.password, planned, 0, code.encode("ascii"), self._tlv(tlv) if tlv else b""
+        )
+        for attempt in range(1, _MARK_TRIES + 1):
+            try:
+                answer = self.raw(request)
+                break
+            except DeviceError as refusal:
+                if refusal.code != _MARK_SEQUENCE or attempt == _MARK_TRIES:
+                    raise
+                log.info("a code was left between FF61 and FF69; rejecting it first")
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                if attempt == _MARK_TRIES:
+                    raise
+                log.info("FF61 failed on the line; asking the FN's marking state")
+            self._drop_pending_check()
+        return MarkCheck.judge(
+            code,
+            planned,
+            answer.local,
+            answer.reason,
+            answer.code_type,
+            answer.online,
+            allow_offline=allow_offline,
+        )
+
+    def _drop_pending_check(self) -> None:
+        """FF70; when a code waits between FF61 and FF69, FF69 reject it."""
+        if self.raw(mk.GetMarkingStatus(self.password)).check_state in _PENDING:
+            self._decide(mk.MarkDecision.REJECT)
+
+    def decide_mark(self, accept: bool) -> ItemCheck | None:
+        """FF69 accept (its 2106) or reject."""
+        return self._decide(mk.MarkDecision.ACCEPT if accept else mk.MarkDecision.REJECT)
+
+    def clear_marks(self) -> None:
+        """FF69(2): every check result cleared (JavaPOS ``ActionClearBuffer``)."""
+        self._decide(mk.MarkDecision.CLEAR)
+
+    def _decide(self, decision: mk.MarkDecision) -> ItemCheck | None:
+        """FF69 exactly once.  After a failed exchange FF70 tells: a code still waiting means
+        it was not taken (sent again); none waiting means it was (the answer alone was lost --
+        an accepted code's 2106 then comes from its check)."""
+        request = mk.DecideMarkCode(self.password, decision)
+        for _ in range(_MARK_TRIES):
+            try:
+                return self.raw(request).item_check
+            except (TransportError, OutcomeUnknown, BadAnswer):
+                state = self.raw(mk.GetMarkingStatus(self.password))
+                if decision is mk.MarkDecision.CLEAR:
+                    if not state.saved_results and state.check_state not in _PENDING:
+                        return None
+                elif state.check_state not in _PENDING:
+                    return None
+        raise TransportError("the register would not take the decision on the code; check the line")
+
+    def marking_state(self) -> MarkingState:
+        """FF70 (= FN B0h), and FF68 (= BAh) for the notification exchange unless the FN is
+        autonomous (02h: it exports notifications by FF71-FF73 instead)."""
+        status = self.raw(mk.GetMarkingStatus(self.password))
+        try:
+            notes: mk.NotificationStatus | None = self.raw(mk.GetNotificationStatus(self.password))
+        except DeviceError as refusal:
+            if refusal.code != _AUTONOMOUS:
+                raise
+            notes = None
+        return MarkingState(
+            status.check_state,
+            status.notification_state,
+            status.permitted,
+            status.saved_results,
+            status.codes_in_notification,
+            status.store_warning,
+            status.notifications_queued,
+            exchange_state=None if notes is None else notes.state,
+            first_queued=None if notes is None else notes.current_number,
+            first_queued_at=None if notes is None else notes.current_datetime,
+            store_percent=None if notes is None else notes.store_percent,
+        )
 
 
 def _document_info(found: fn.FoundDocument) -> results.DocumentInfo:

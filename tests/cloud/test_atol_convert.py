@@ -171,12 +171,12 @@ def test_v5_unmarked_example() -> None:
     assert (1256, [(1227, "Иван")]) in receipt.extra
 
 
-def test_v5_marking_is_refused_by_name() -> None:
+def test_v5_example_with_a_cut_code_is_refused_by_path() -> None:
+    # V5_SELL's gs1m is the fact sheet's code cut after "92YWCX": the FN would refuse it, so the
+    # door does (whole codes convert: tests/cloud/test_marking_convert.py)
     error = refusal(5, "sell", body(V5_SELL))
     assert error.code == 32 and error.http_status == 400
-    assert "receipt.items[0].mark_code: marking codes are not supported yet" in error.text
-    assert "receipt.items[0].mark_processing_mode: marking codes" in error.text
-    assert "receipt.items[0].payment_object: 33 is marked goods" in error.text
+    assert "receipt.items[0].mark_code.gs1m: AI 92 crypto tail is 4 characters" in error.text
 
 
 def test_v4_correction() -> None:

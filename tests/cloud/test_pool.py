@@ -154,9 +154,9 @@ class LeasedStorage(FakeStorage):
     def callback_secret(self) -> bytes | None:
         return None
 
-    def claim(self, register: str, group: str) -> Job | None:
+    def claim(self, register: str, group: str, *, skip_marked: bool = False) -> Job | None:
         self._check()
-        return super().claim(register, group)
+        return super().claim(register, group, skip_marked=skip_marked)
 
     def assigned(self, register: str) -> list[Job]:
         self._check()

@@ -464,9 +464,9 @@ REFUSALS: list[tuple[str, Mutation, str]] = [
         "items[0].paymentObject: must be one of",
     ),
     (
-        "marked goods",
+        "marked goods without a code",
         _set_item(0, paymentObject="commodityWithMarking"),
-        'items[0].paymentObject: "commodityWithMarking" is not supported yet',
+        'items[0].paymentObject: "commodityWithMarking" is marked goods: give the item\'s marking',
     ),
     (
         "payments not covering the total",
@@ -500,9 +500,9 @@ REFUSALS: list[tuple[str, Mutation, str]] = [
     (
         "marking code",
         _set_item(0, markingCode="010460406000600021N4N57RSCBUZTQ"),
-        "items[0].markingCode: not supported yet: the driver cannot send marking codes",
+        "items[0].markingCode: not supported yet: the driver cannot send the FFD 1.05 marking",
     ),
-    ("imcParams", _set_item(0, imcParams={"imcType": "auto"}), "items[0].imcParams: not supp"),
+    ("imcParams, no imc", _set_item(0, imcParams={"imcType": "auto"}), "items[0].imcParams.imc"),
     ("item agentInfo", _set_item(0, agentInfo={"agents": ["another"]}), "items[0].agentInfo: not"),
     ("supplierInfo", _set_item(0, supplierInfo={"vatin": "1"}), "items[0].supplierInfo: not supp"),
     ("nomenclatureCode", _set_item(0, nomenclatureCode="AAA"), "items[0].nomenclatureCode: not"),

@@ -14,7 +14,7 @@ KKT = Path(__file__).resolve().parents[2] / "kkt"
 # Lower layers first; a module may import its own layer and the layers below.
 LAYERS = [
     {"errors", "results"},
-    {"receipt", "correction", "journal", "ofd", "printform"},
+    {"receipt", "correction", "journal", "ofd", "printform", "marking"},
     {"formats", "formats.atol_json", "transport", "transport.session", "transport.tcp"},
     {"transport.usb", "transport.ports", "transport.inprocess"},
     {"vendors", "vendors.base"},

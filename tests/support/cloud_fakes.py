@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kkt.cloud.marking import is_marked
 from kkt.cloud.model import Job, Order, RegisterView, ReportView
 from kkt.cloud.storage.base import Accepted, Callback
 
@@ -99,12 +100,14 @@ class FakeStorage:
     def find(self, group: str, external_id: str) -> ReportView | None:
         raise NotImplementedError
 
-    def claim(self, register: str, group: str) -> Job | None:
+    def claim(self, register: str, group: str, *, skip_marked: bool = False) -> Job | None:
         with self._lock:
             if self.pinned is not None and self.pinned != register:
                 return None
             for uuid in self.order:
                 record = self.records[uuid]
+                if skip_marked and is_marked(record.job.body):
+                    continue
                 if record.status == "queued" and record.job.group == group:
                     record.status, record.register = "assigned", register
                     record.claims.append(register)

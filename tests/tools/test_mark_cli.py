@@ -1,0 +1,190 @@
+"""`kkt mark check CODE`, the marking state in `kkt fn`, and `kkt sell FILE` with a marked item,
+against an emulated register served over TCP (the fixture style of test_ways_out.py)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kkt.emulator.atol import open_device as open_atol
+from kkt.emulator.control import Controls
+from kkt.emulator.faults import Faults
+from kkt.emulator.personality import Personality
+from kkt.emulator.shells import ServiceThread
+from kkt.emulator.shtrih import open_device
+from kkt.tools.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKED_EXAMPLE = ROOT / "examples" / "receipt-marked.json"
+GS = "\x1d"
+
+
+def code(serial: str, crypto: str = "Q" * 44) -> str:
+    """A code the emulated FN checks positive; a crypto code that starts "BAD" it finds forged."""
+    return f"0104607012345678215{serial:0>12}{GS}91EE06{GS}92{crypto}"
+
+
+class Served:
+    def __init__(self, device: Personality, thread: ServiceThread, protocol: str) -> None:
+        self.device = device
+        self.controls = Controls(device, Faults())
+        self.url = f"socket://127.0.0.1:{thread.port}"
+        self.protocol = protocol
+
+    def ctl(self, **request: Any) -> dict[str, Any]:
+        return self.controls.handle(request)
+
+    def kkt(self, capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
+        capsys.readouterr()
+        returned = main(["--url", self.url, "--protocol", self.protocol, *argv])
+        out, err = capsys.readouterr()
+        assert returned == code, f"kkt {' '.join(argv)} -> {returned}: {err or out}"
+        assert "Traceback" not in err
+        return out + err
+
+
+def _serve(tmp_path: Path, protocol: str) -> Iterator[Served]:
+    device = (open_atol if protocol == "atol" else open_device)(tmp_path / protocol)
+    try:
+        with ServiceThread(device, Faults(), protocol=protocol) as thread:
+            yield Served(device, thread, protocol)
+    finally:
+        device.close()
+
+
+@pytest.fixture
+def shtrih(tmp_path: Path) -> Iterator[Served]:
+    yield from _serve(tmp_path, "shtrih")
+
+
+@pytest.fixture
+def atol(tmp_path: Path) -> Iterator[Served]:
+    yield from _serve(tmp_path, "atol")
+
+
+def test_an_accepted_code_shows_its_label_bits_and_why(
+    shtrih: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    typed = code("1").replace(GS, "<GS>")  # how a person types it on a command line
+    out = shtrih.kkt(capsys, "mark", "check", typed)
+    assert "[М+]" in out and "accepted" in out
+    assert "yes ОИСМ: the planned status is correct" in out
+    data = json.loads(shtrih.kkt(capsys, "mark", "check", code("1"), "--json"))
+    assert (data["accepted"], data["itemCheck"], data["label"]) == (True, 15, "[М+]")
+    assert data["itemCheckWords"][0] == "yes the FN checked the code's crypto code"
+    assert data["code"] == code("1")
+    # a check sells nothing: the FN's table holds no accepted code afterwards
+    state = json.loads(shtrih.kkt(capsys, "fn", "--json"))["marking"]
+    assert state["saved"] == 0 and state["checkState"] == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ("withdrawn", "ОИСМ says the goods may not be sold"),
+        ("wrong-status", "ОИСМ says the goods may not be sold"),
+        ("offline", "ОИСМ did not answer in time"),
+    ],
+)
+def test_a_code_a_sale_would_not_take_exits_1_with_the_reason(
+    shtrih: Served, capsys: pytest.CaptureFixture[str], answer: str, words: str
+) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    shtrih.ctl(action="oism", answer=answer)
+    out = shtrih.kkt(capsys, "mark", "check", code("2"), code=1)
+    assert "NOT accepted" in out and words in out
+    assert "kkt mark: " in out  # the one line on stderr for scripts
+    data = json.loads(
+        shtrih.kkt(capsys, "mark", "check", code("2"), "--json", code=1).split("\n}")[0] + "}"
+    )
+    assert data["accepted"] is False
+
+
+def test_offline_ok_accepts_a_check_oism_did_not_answer(
+    shtrih: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    shtrih.ctl(action="oism", answer="offline")
+    data = json.loads(shtrih.kkt(capsys, "mark", "check", code("3"), "--offline-ok", "--json"))
+    assert data["accepted"] is True
+    assert "sold without ОИСМ's answer as allowed" in data["explanation"]
+
+
+def test_a_forged_code_is_the_fns_verdict(
+    shtrih: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    out = shtrih.kkt(capsys, "mark", "check", code("4", "BAD" + "Q" * 41), code=1)
+    assert "[М-]" in out and "the FN found the code's crypto code invalid" in out
+
+
+def test_return_status_base64_and_stdin(
+    shtrih: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    encoded = base64.b64encode(code("5").encode()).decode()
+    data = json.loads(
+        shtrih.kkt(capsys, "mark", "check", encoded, "--base64", "--status", "returned", "--json")
+    )
+    assert (data["plannedStatus"], data["code"]) == (3, code("5"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(code("6") + "\r\n"))
+    data = json.loads(shtrih.kkt(capsys, "mark", "check", "-", "--json"))
+    assert data["code"] == code("6")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mark", "check", "not base64!", "--base64"], "--base64: "),
+        (["mark", "check", "x", "--part", "4/4"], "--part 4/4: give a part of one unit"),
+        (["mark", "check", "0104607012345678" + GS + "91EE06"], "kkt mark: "),
+    ],
+)
+def test_usage_errors_exit_2(
+    shtrih: Served, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in shtrih.kkt(capsys, *argv, code=2)
+
+
+def test_kkt_fn_shows_the_marking_state(shtrih: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    out = shtrih.kkt(capsys, "fn")
+    assert "marking" in out and "notifications waiting for ОИСМ: 0" in out
+    data = json.loads(shtrih.kkt(capsys, "fn", "--json"))
+    assert data["marking"]["queued"] == 0
+    assert "notification store: under 50 % full (0 %)" in data["marking"]["describe"]
+
+
+def test_atol_says_why_it_cannot(atol: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    atol.kkt(capsys, "shift", "open")
+    data = json.loads(atol.kkt(capsys, "fn", "--json"))
+    assert data["marking"] is None  # `kkt fn` still answers
+    assert "marking" in atol.kkt(capsys, "fn") and "not available" in atol.kkt(capsys, "fn")
+    out = atol.kkt(capsys, "mark", "check", code("7"), code=1)
+    assert "kkt mark: " in out
+
+
+def test_kkt_sell_sells_the_marked_example_once(
+    shtrih: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    task = json.loads(MARKED_EXAMPLE.read_text(encoding="utf-8"))
+    out = shtrih.kkt(capsys, "sell", str(MARKED_EXAMPLE), "--json")
+    assert json.loads(out)["fiscalDocumentNumber"] > 0
+    # the same code again: the FN sold it already -- refused, nothing charged, exit 1
+    again = shtrih.kkt(capsys, "sell", str(MARKED_EXAMPLE), code=1)
+    assert "kkt sell: " in again and "sold that code before" in again
+    # a withdrawn code never reaches a document
+    shtrih.ctl(action="oism", answer="withdrawn")
+    imc = task["items"][0]["imcParams"]
+    imc["imc"] = base64.b64encode(code("8").encode()).decode()
+    path = tmp_path / "withdrawn.json"
+    path.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
+    refused = shtrih.kkt(capsys, "sell", str(path), code=1)
+    assert "kkt sell: " in refused
