@@ -1,0 +1,303 @@
+"""Issue 20's open safety question: how can one `sell()` put two documents in the FN?
+
+The 2 % lossy soak (`kkt bench --soak lossy`) once saw receipt 10280 fiscalized twice and never
+again: its line's timing is the wall clock's.  Here the whole stack -- `Register`, `ShtrihDevice`,
+`ShtrihSession`, `ShtrihHostLink` on one end, `ShtrihDeviceLink` and the emulated register (its
+real FN) on the other -- runs over a simulated line in *virtual* time (`Wire`): every byte's
+fate, every timeout and every execution time come from one seed, so a run is repeatable and a
+sweep of seeds explores the line's timings the soak only samples.  Each test below scripts one
+path by its exact faults.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kkt.emulator.shtrih import ShtrihRegister, open_device
+from kkt.protocols.shtrih.device import ShtrihDeviceLink
+from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, HostSettings
+from kkt.transport.session import ShtrihSession
+from kkt.vendors.shtrih import ShtrihDevice
+from support.line import LineFaults, SimulatedChannel
+
+import kkt
+
+# The soak's timings (tools/bench/soak/common.py: SOAK_HOST, SOAK_DEVICE).
+HOST = HostSettings(ack=0.12, byte=0.1, quiet=0.04, probe=0.15, answer=5.0)
+DEVICE = DeviceSettings(byte=0.06, confirm=0.15, filler_after_ack=True)
+RECEIPT_KIND = 3  # FFD document type of a receipt
+
+
+# -- the rig: one virtual clock, a line each way, the device's link and the emulated register ---
+
+
+@dataclass
+class Script:
+    """Faults at exact places, on top of (or instead of) the random line.
+
+    ``up``/``down``: called with (the bytes one end writes, the count of such writes so far);
+    they return the bytes the line delivers.  ``lose``: called with each executed command;
+    True forgets its answer (the register's power flickered after the work: its link starts
+    afresh, the host's ENQ gets NAK).  ``exec_time``: seconds a command takes.
+    """
+
+    up: Callable[[bytes, int], bytes] | None = None
+    down: Callable[[bytes, int], bytes] | None = None
+    lose: Callable[[bytes], bool] | None = None
+    exec_time: Callable[[bytes], float] | None = None
+
+
+@dataclass
+class Wire:
+    """The port the driver's session reads and writes, with the device behind it, in virtual
+    time: a read that would wait advances the clock to the next thing that happens."""
+
+    register: ShtrihRegister
+    rng: random.Random
+    faults: LineFaults
+    lose_rate: float = 0.0
+    script: Script = field(default_factory=Script)
+    now: float = 0.0
+    timeout: float | None = None
+    reads_available = True
+    executed: list[bytes] = field(default_factory=list)
+    trace: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.link = ShtrihDeviceLink(DEVICE)
+        self.up = SimulatedChannel(random.Random(self.rng.random()), self.faults)
+        self.down = SimulatedChannel(random.Random(self.rng.random()), self.faults)
+        self._inbox = bytearray()
+        self._due: tuple[float, bytes] | None = None
+        self._writes_up = self._writes_down = 0
+
+    # -- the Port protocol the session uses -------------------------------------------------------
+
+    def clock(self) -> float:
+        return self.now
+
+    def write(self, data: bytes) -> int:
+        self._writes_up += 1
+        self._note(">", data)
+        if self.script.up is not None:
+            data = self.script.up(bytes(data), self._writes_up)
+        self.up.send(data, self.now)
+        return len(data)
+
+    @property
+    def in_waiting(self) -> int:
+        self._run(self.now)
+        return len(self._inbox)
+
+    def read(self, size: int = 1) -> bytes:
+        until = None if self.timeout is None else self.now + self.timeout
+        while True:
+            self._run(self.now)
+            if self._inbox:
+                data = bytes(self._inbox[:size])
+                del self._inbox[:size]
+                return data
+            nxt = self._next()
+            if nxt is None or (until is not None and nxt > until):
+                if until is None:
+                    raise AssertionError("the driver waits forever on a silent line")
+                self.now = until
+                return b""
+            self.now = max(self.now, nxt)
+
+    def close(self) -> None:
+        pass
+
+    # -- the device's side --------------------------------------------------------------------
+
+    def _next(self) -> float | None:
+        times = [
+            t
+            for t in (
+                self.up.next_time(),
+                self.down.next_time(),
+                self.link.get_timer(),
+                self._due[0] if self._due else None,
+            )
+            if t is not None
+        ]
+        return min(times) if times else None
+
+    def _run(self, now: float) -> None:
+        """Everything due by ``now``, on the device's side and on the line to the host."""
+        for _ in range(1000):
+            progressed = False
+            data = self.up.take(now)
+            if data:
+                progressed = True
+                self._device_events(self.link.receive_data(data, now), now)
+            timer = self.link.get_timer()
+            if timer is not None and timer <= now:
+                progressed = True
+                self._device_events(self.link.handle_timer(now), now)
+            if self._due is not None and self._due[0] <= now:
+                progressed = True
+                command = self._due[1]
+                self._due = None
+                answer = self.register.execute(command)
+                self.executed.append(command)
+                self._note("X", command)
+                if self.script.lose is not None and self.script.lose(command) or (
+                    self.lose_rate and self.rng.random() < self.lose_rate
+                ):
+                    self._note("L", answer)
+                    self.link.power_cycle()
+                else:
+                    self.link.send_answer(answer, now)
+            out = self.link.data_to_send()
+            if out:
+                progressed = True
+                self._writes_down += 1
+                self._note("<", out)
+                if self.script.down is not None:
+                    out = self.script.down(out, self._writes_down)
+                self.down.send(out, now)
+            got = self.down.take(now)
+            if got:
+                self._inbox += got
+            if not progressed:
+                return
+        raise AssertionError("the device side does not settle")
+
+    def _device_events(self, events: list[Any], now: float) -> None:
+        for event in events:
+            if isinstance(event, CommandReceived):
+                command = event.command
+                if self.script.exec_time is not None:
+                    took = self.script.exec_time(command)
+                else:
+                    took = self.rng.uniform(0.0, 0.004 if command[:1] in b"\x10\x89" else 0.02)
+                self._due = (now + took, command)
+
+    def _note(self, what: str, data: bytes) -> None:
+        if self.trace is not None:
+            self.trace.append(f"{self.now * 1000:10.2f} {what} {data.hex(' ')}")
+
+
+def connect(wire: Wire) -> kkt.Register:
+    session = ShtrihSession(wire, settings=HOST, clock=wire.clock)  # type: ignore[arg-type]
+    return kkt.Register(ShtrihDevice(session, password=30))
+
+
+def receipt_for(total: int, items: int = 1) -> kkt.Receipt:
+    if items <= 1:
+        lines = (kkt.Item("Товар", total, Decimal(1), kkt.Vat.VAT20),)
+    else:
+        share = total // items
+        prices = [share] * (items - 1) + [total - share * (items - 1)]
+        lines = tuple(
+            kkt.Item(f"Товар {n}", p, Decimal(1), kkt.Vat.VAT20) for n, p in enumerate(prices)
+        )
+    return kkt.Receipt(lines, kkt.Payments(cash=total))
+
+
+def receipts_by_total(register: ShtrihRegister) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {}
+    for record in register.fn._store.records():
+        if record.kind == RECEIPT_KIND:
+            found.setdefault(record.total, []).append(record.number)
+    return found
+
+
+@dataclass
+class Soak:
+    """One run of the lossy soak in virtual time: what each sale reported, what the FN holds."""
+
+    outcomes: dict[int, str]
+    in_fn: dict[int, list[int]]
+
+    @property
+    def doubled(self) -> list[int]:
+        return [t for t in self.outcomes if len(self.in_fn.get(t, ())) > 1]
+
+    @property
+    def lost(self) -> list[int]:
+        return [t for t, o in self.outcomes.items() if o == "done" and not self.in_fn.get(t)]
+
+    @property
+    def phantom(self) -> list[int]:
+        return [t for t, o in self.outcomes.items() if o == "failed" and self.in_fn.get(t)]
+
+    def tally(self) -> Counter[str]:
+        return Counter(self.outcomes.values())
+
+
+def soak(
+    state: Path,
+    seed: int,
+    count: int,
+    *,
+    rate: float = 0.02,
+    lose_rate: float = 0.03,
+    items: int = 1,
+    trace: list[str] | None = None,
+    jitter: float = 0.0005,
+) -> Soak:
+    """`kkt bench --soak lossy` in virtual time: ``count`` receipts (totals 10000...), half the
+    damaged bytes dropped, half with a bit flipped, ``lose_rate`` answers lost after the work."""
+    device = open_device(state)
+    try:
+        wire = Wire(device, random.Random(seed), LineFaults(latency=0.0002), trace=trace)
+        register = connect(wire)
+        register.open_shift()  # on a clean line, as the soak does
+        faults = LineFaults(drop=rate / 2, corrupt=rate / 2, latency=0.0002, jitter=jitter)
+        wire.up._faults = wire.down._faults = faults  # noqa: SLF001 -- the rig's own line
+        wire.lose_rate = lose_rate
+        outcomes: dict[int, str] = {}
+        for index in range(count):
+            total = 10_000 + index
+            if trace is not None:
+                trace.append(f"---- sale {total}")
+            try:
+                register.sell(receipt_for(total, items))
+                outcomes[total] = "done"
+            except kkt.OutcomeUnknown:
+                outcomes[total] = "unknown"
+            except kkt.KktError:
+                outcomes[total] = "failed"
+        return Soak(outcomes, receipts_by_total(device))
+    finally:
+        device.close()
+
+
+# -- the sweep that looks for doubles -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_virtual_soak_invariants(tmp_path: Path, seed: int) -> None:
+    """A short 2 % soak in virtual time keeps every invariant (the sweep runs many seeds:
+    ``python tests/kkt/test_double_hunt.py FIRST LAST``)."""
+    run = soak(tmp_path / "state", seed, 40)
+    assert run.doubled == []
+    assert run.lost == []
+    assert run.phantom == []
+
+
+def _sweep(first: int, last: int, count: int, items: int) -> None:
+    import tempfile
+
+    for seed in range(first, last + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            run = soak(Path(tmp) / "state", seed, count, items=items)
+        bad = (run.doubled, run.lost, run.phantom)
+        print(seed, dict(run.tally()), "doubled", bad[0], "lost", bad[1], "phantom", bad[2],
+              flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    args = [int(a) for a in sys.argv[1:]]
+    _sweep(args[0], args[1], args[2] if len(args) > 2 else 300, args[3] if len(args) > 3 else 1)
