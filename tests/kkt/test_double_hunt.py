@@ -11,6 +11,7 @@ path by its exact faults.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from kkt.emulator.shtrih import ShtrihRegister, open_device
@@ -33,6 +35,7 @@ import kkt
 HOST = HostSettings(ack=0.12, byte=0.1, quiet=0.04, probe=0.15, answer=5.0)
 DEVICE = DeviceSettings(byte=0.06, confirm=0.15, filler_after_ack=True)
 RECEIPT_KIND = 3  # FFD document type of a receipt
+START = dt.datetime(2026, 12, 3, 10, 0, 0)  # the virtual clock's origin
 
 
 # -- the rig: one virtual clock, a line each way, the device's link and the emulated register ---
@@ -69,6 +72,13 @@ class Wire:
     reads_available = True
     executed: list[bytes] = field(default_factory=list)
     trace: list[str] | None = None
+    # The host's process descheduled (a loaded machine): before a read, with this probability,
+    # the host is away for up to ``host_away`` seconds while the device and the line go on.
+    host_stall: float = 0.0
+    host_away: float = 0.0
+    # A command that takes long (the emulator's worker thread waiting for a CPU, an fsync).
+    slow: float = 0.0
+    slow_time: float = 0.0
 
     def __post_init__(self) -> None:
         self.link = ShtrihDeviceLink(DEVICE)
@@ -97,6 +107,9 @@ class Wire:
         return len(self._inbox)
 
     def read(self, size: int = 1) -> bytes:
+        if self.host_stall and self.rng.random() < self.host_stall:
+            self.now += self.rng.uniform(0.0, self.host_away)
+            self._run_until(self.now)
         until = None if self.timeout is None else self.now + self.timeout
         while True:
             self._run(self.now)
@@ -114,6 +127,12 @@ class Wire:
 
     def close(self) -> None:
         pass
+
+    def _run_until(self, end: float) -> None:
+        """The device's side goes on alone until ``end`` (the host is away)."""
+        while (nxt := self._next()) is not None and nxt <= end:
+            self._run(nxt)
+        self._run(end)
 
     # -- the device's side --------------------------------------------------------------------
 
@@ -179,11 +198,54 @@ class Wire:
                     took = self.script.exec_time(command)
                 else:
                     took = self.rng.uniform(0.0, 0.004 if command[:1] in b"\x10\x89" else 0.02)
+                    if self.slow and self.rng.random() < self.slow:
+                        took += self.rng.uniform(0.0, self.slow_time)
                 self._due = (now + took, command)
 
     def _note(self, what: str, data: bytes) -> None:
         if self.trace is not None:
             self.trace.append(f"{self.now * 1000:10.2f} {what} {data.hex(' ')}")
+
+
+class _Secrets:
+    """`secrets` for a new emulated register, from a seed: its serial and its FN's key, and so
+    every fiscal sign, are the same in every run."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(f"secrets {seed}")
+
+    def token_bytes(self, count: int) -> bytes:
+        return self._rng.randbytes(count)
+
+    def randbelow(self, limit: int) -> int:
+        return self._rng.randrange(limit)
+
+
+def open_device_repeatably(state: Path, clock: Any, seed: int) -> ShtrihRegister:
+    with (
+        mock.patch("kkt.emulator.state.secrets", _Secrets(seed)),
+        mock.patch("kkt.emulator.fn.model.secrets", _Secrets(seed + 1)),
+    ):
+        return open_device(state, clock=clock)
+
+
+class VirtualClock:
+    """The emulator's wall clock, driven by the wire's virtual time: the documents' times, and
+    so the answers' bytes, are the same in every run of a seed."""
+
+    def __init__(self) -> None:
+        self.wire: Wire | None = None
+        self._offset = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        seconds = self.wire.now if self.wire is not None else 0.0
+        return (START + dt.timedelta(seconds=int(seconds)) + self._offset).replace(microsecond=0)
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self._offset += delta
+
+    def set(self, when: dt.datetime) -> None:
+        self._offset += when - self.now()
 
 
 def connect(wire: Wire) -> kkt.Register:
@@ -244,17 +306,22 @@ def soak(
     items: int = 1,
     trace: list[str] | None = None,
     jitter: float = 0.0005,
+    stalls: bool = False,
 ) -> Soak:
     """`kkt bench --soak lossy` in virtual time: ``count`` receipts (totals 10000...), half the
     damaged bytes dropped, half with a bit flipped, ``lose_rate`` answers lost after the work."""
-    device = open_device(state)
+    clock = VirtualClock()
+    device = open_device_repeatably(state, clock, seed)
     try:
         wire = Wire(device, random.Random(seed), LineFaults(latency=0.0002), trace=trace)
+        clock.wire = wire
         register = connect(wire)
         register.open_shift()  # on a clean line, as the soak does
         faults = LineFaults(drop=rate / 2, corrupt=rate / 2, latency=0.0002, jitter=jitter)
         wire.up._faults = wire.down._faults = faults  # noqa: SLF001 -- the rig's own line
         wire.lose_rate = lose_rate
+        if stalls:  # a loaded machine: both ends now and then late by up to ~0.4 s
+            wire.host_stall, wire.host_away, wire.slow, wire.slow_time = 0.02, 0.4, 0.02, 0.4
         outcomes: dict[int, str] = {}
         for index in range(count):
             total = 10_000 + index
@@ -285,12 +352,12 @@ def test_virtual_soak_invariants(tmp_path: Path, seed: int) -> None:
     assert run.phantom == []
 
 
-def _sweep(first: int, last: int, count: int, items: int) -> None:
+def _sweep(first: int, last: int, count: int, items: int, stalls: bool = False) -> None:
     import tempfile
 
     for seed in range(first, last + 1):
         with tempfile.TemporaryDirectory() as tmp:
-            run = soak(Path(tmp) / "state", seed, count, items=items)
+            run = soak(Path(tmp) / "state", seed, count, items=items, stalls=stalls)
         bad = (run.doubled, run.lost, run.phantom)
         print(seed, dict(run.tally()), "doubled", bad[0], "lost", bad[1], "phantom", bad[2],
               flush=True)
