@@ -71,6 +71,9 @@ class Wire:
     timeout: float | None = None
     reads_available = True
     executed: list[bytes] = field(default_factory=list)
+    # Commands the register executed that the host never sent: frames damaged past the XOR
+    # checksum (two flips in one bit column), as (the payload executed, the host's nearest).
+    forged: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     trace: list[str] | None = None
     # The host's process descheduled (a loaded machine): before a read, with this probability,
     # the host is away for up to ``host_away`` seconds while the device and the line go on.
@@ -87,6 +90,7 @@ class Wire:
         self._inbox = bytearray()
         self._due: tuple[float, bytes] | None = None
         self._writes_up = self._writes_down = 0
+        self._sent: list[bytes] = []  # the payloads of the host's command frames, in order
 
     # -- the Port protocol the session uses -------------------------------------------------------
 
@@ -96,6 +100,8 @@ class Wire:
     def write(self, data: bytes) -> int:
         self._writes_up += 1
         self._note(">", data)
+        if len(data) >= 4 and data[0] == 0x02 and data[1] == len(data) - 3:
+            self._sent.append(bytes(data[2:-1]))
         if self.script.up is not None:
             data = self.script.up(bytes(data), self._writes_up)
         self.up.send(data, self.now)
@@ -167,6 +173,8 @@ class Wire:
                 self._due = None
                 answer = self.register.execute(command)
                 self.executed.append(command)
+                if command not in self._sent[-3:]:
+                    self.forged.append((command, self._sent[-1] if self._sent else None))
                 self._note("X", command)
                 if self.script.lose is not None and self.script.lose(command) or (
                     self.lose_rate and self.rng.random() < self.lose_rate
@@ -279,6 +287,7 @@ class Soak:
 
     outcomes: dict[int, str]
     in_fn: dict[int, list[int]]
+    forged: list[tuple[bytes, bytes | None]]  # `Wire.forged`
 
     @property
     def doubled(self) -> list[int]:
@@ -334,7 +343,7 @@ def soak(
                 outcomes[total] = "unknown"
             except kkt.KktError:
                 outcomes[total] = "failed"
-        return Soak(outcomes, receipts_by_total(device))
+        return Soak(outcomes, receipts_by_total(device), wire.forged)
     finally:
         device.close()
 
@@ -359,8 +368,16 @@ def _sweep(first: int, last: int, count: int, items: int, stalls: bool = False) 
         with tempfile.TemporaryDirectory() as tmp:
             run = soak(Path(tmp) / "state", seed, count, items=items, stalls=stalls)
         bad = (run.doubled, run.lost, run.phantom)
+        forged = [f"{c[:2].hex()}@{_diff(c, h)}" for c, h in run.forged]
         print(seed, dict(run.tally()), "doubled", bad[0], "lost", bad[1], "phantom", bad[2],
-              flush=True)
+              "forged", forged, flush=True)
+
+
+def _diff(executed: bytes, sent: bytes | None) -> str:
+    """Where an executed payload differs from the host's: "86:00>08,114:00>08"."""
+    if sent is None or len(sent) != len(executed):
+        return "len"
+    return ",".join(f"{i}:{a:02x}>{b:02x}" for i, (a, b) in enumerate(zip(sent, executed)) if a != b)
 
 
 if __name__ == "__main__":
