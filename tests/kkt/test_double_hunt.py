@@ -75,6 +75,10 @@ class Wire:
     # Commands the register executed that the host never sent: frames damaged past the XOR
     # checksum (two flips in one bit column), as (the payload executed, the host's nearest).
     forged: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    # Of those, the closings the register accepted: (the sale under way, the document formed,
+    # where the payload differed from the host's).
+    forged_documents: list[tuple[int, int, str]] = field(default_factory=list)
+    sale = 0  # the total of the sale under way (set by `soak`)
     trace: list[str] | None = None
     # The host's process descheduled (a loaded machine): before a read, with this probability,
     # the host is away for up to ``host_away`` seconds while the device and the line go on.
@@ -175,7 +179,11 @@ class Wire:
                 answer = self.register.execute(command)
                 self.executed.append(command)
                 if command not in self._sent[-3:]:
-                    self.forged.append((command, self._sent[-1] if self._sent else None))
+                    nearest = self._sent[-1] if self._sent else None
+                    self.forged.append((command, nearest))
+                    if command[:2] == b"\xff\x45" and answer[2:3] == b"\x00" and len(answer) >= 12:
+                        number = int.from_bytes(answer[8:12], "little")
+                        self.forged_documents.append((self.sale, number, _diff(command, nearest)))
                 self._note("X", command)
                 if self.script.lose is not None and self.script.lose(command) or (
                     self.lose_rate and self.rng.random() < self.lose_rate
@@ -289,6 +297,7 @@ class Soak:
     outcomes: dict[int, str]
     in_fn: dict[int, list[int]]
     forged: list[tuple[bytes, bytes | None]]  # `Wire.forged`
+    forged_documents: list[tuple[int, int, str]]  # `Wire.forged_documents`
 
     @property
     def doubled(self) -> list[int]:
@@ -335,6 +344,7 @@ def soak(
         outcomes: dict[int, str] = {}
         for index in range(count):
             total = 10_000 + index
+            wire.sale = total
             if trace is not None:
                 trace.append(f"---- sale {total}")
             try:
@@ -344,7 +354,7 @@ def soak(
                 outcomes[total] = "unknown"
             except kkt.KktError:
                 outcomes[total] = "failed"
-        return Soak(outcomes, receipts_by_total(device), wire.forged)
+        return Soak(outcomes, receipts_by_total(device), wire.forged, wire.forged_documents)
     finally:
         device.close()
 
@@ -467,16 +477,23 @@ def test_virtual_soak_invariants(tmp_path: Path, seed: int) -> None:
     assert run.phantom == []
 
 
-def _sweep(first: int, last: int, count: int, items: int, stalls: bool = False) -> None:
+def _sweep(
+    first: int, last: int, count: int, items: int, stalls: bool = False, rate: float = 0.02
+) -> None:
     import tempfile
 
     for seed in range(first, last + 1):
         with tempfile.TemporaryDirectory() as tmp:
-            run = soak(Path(tmp) / "state", seed, count, items=items, stalls=stalls)
+            run = soak(Path(tmp) / "state", seed, count, items=items, stalls=stalls, rate=rate)
         bad = (run.doubled, run.lost, run.phantom)
-        forged = [f"{c[:2].hex()}@{_diff(c, h)}" for c, h in run.forged]
+        forged_numbers = {number for _, number, _ in run.forged_documents}
+        unexplained = [
+            t for t in bad[0] + bad[1] + bad[2] if not set(run.in_fn.get(t, ())) & forged_numbers
+        ]
+        closed = [f"{sale}:{run.outcomes.get(sale)}:doc{n}@{d}" for sale, n, d in run.forged_documents]
         print(seed, dict(run.tally()), "doubled", bad[0], "lost", bad[1], "phantom", bad[2],
-              "forged", forged, flush=True)
+              "UNEXPLAINED", unexplained, "forged", len(run.forged), "forged-closings", closed,
+              flush=True)
 
 
 def _diff(executed: bytes, sent: bytes | None) -> str:
