@@ -26,11 +26,11 @@ import pytest
 from kkt.emulator.shtrih import ShtrihRegister, open_device
 from kkt.protocols.shtrih.device import ShtrihDeviceLink
 from kkt.protocols.shtrih.link import CommandReceived, DeviceSettings, HostSettings
-from kkt.transport.session import ShtrihSession
-from kkt.vendors.shtrih import ShtrihDevice
 from support.line import LineFaults, SimulatedChannel
 
 import kkt
+from kkt.transport.session import ShtrihSession
+from kkt.vendors.shtrih import ShtrihDevice
 
 # The soak's timings (tools/bench/soak/common.py: SOAK_HOST, SOAK_DEVICE).
 HOST = HostSettings(ack=0.12, byte=0.1, quiet=0.04, probe=0.15, answer=5.0)
@@ -185,7 +185,7 @@ class Wire:
                         number = int.from_bytes(answer[8:12], "little")
                         self.forged_documents.append((self.sale, number, _diff(command, nearest)))
                 self._note("X", command)
-                if self.script.lose is not None and self.script.lose(command) or (
+                if (self.script.lose is not None and self.script.lose(command)) or (
                     self.lose_rate and self.rng.random() < self.lose_rate
                 ):
                     self._note("L", answer)
@@ -337,7 +337,7 @@ def soak(
         register = connect(wire)
         register.open_shift()  # on a clean line, as the soak does
         faults = LineFaults(drop=rate / 2, corrupt=rate / 2, latency=0.0002, jitter=jitter)
-        wire.up._faults = wire.down._faults = faults  # noqa: SLF001 -- the rig's own line
+        wire.up._faults = wire.down._faults = faults  # the rig's own line
         wire.lose_rate = lose_rate
         if stalls:  # a loaded machine: both ends now and then late by up to ~0.4 s
             wire.host_stall, wire.host_away, wire.slow, wire.slow_time = 0.02, 0.4, 0.02, 0.4
@@ -490,17 +490,37 @@ def _sweep(
         unexplained = [
             t for t in bad[0] + bad[1] + bad[2] if not set(run.in_fn.get(t, ())) & forged_numbers
         ]
-        closed = [f"{sale}:{run.outcomes.get(sale)}:doc{n}@{d}" for sale, n, d in run.forged_documents]
-        print(seed, dict(run.tally()), "doubled", bad[0], "lost", bad[1], "phantom", bad[2],
-              "UNEXPLAINED", unexplained, "forged", len(run.forged), "forged-closings", closed,
-              flush=True)
+        closed = [
+            f"{sale}:{run.outcomes.get(sale)}:doc{n}@{d}" for sale, n, d in run.forged_documents
+        ]
+        print(
+            seed,
+            dict(run.tally()),
+            "doubled",
+            bad[0],
+            "lost",
+            bad[1],
+            "phantom",
+            bad[2],
+            "UNEXPLAINED",
+            unexplained,
+            "forged",
+            len(run.forged),
+            "forged-closings",
+            closed,
+            flush=True,
+        )
 
 
 def _diff(executed: bytes, sent: bytes | None) -> str:
     """Where an executed payload differs from the host's: "86:00>08,114:00>08"."""
     if sent is None or len(sent) != len(executed):
         return "len"
-    return ",".join(f"{i}:{a:02x}>{b:02x}" for i, (a, b) in enumerate(zip(sent, executed)) if a != b)
+    return ",".join(
+        f"{i}:{a:02x}>{b:02x}"
+        for i, (a, b) in enumerate(zip(sent, executed, strict=True))
+        if a != b
+    )
 
 
 if __name__ == "__main__":
