@@ -464,6 +464,136 @@ def test_key_retry_after_a_closing_damaged_in_its_rounding_sells_it_twice(
     assert fiscal.get(10_008) is None, f"sale b fiscalized twice: {fiscal}"
 
 
+# -- paths ruled out: each scripted, each ends with the sale in the FN once ----------------------
+
+CLOSE, ITEM, OPEN = b"\xff\x45", b"\xff\x46", b"\x8d"
+
+
+def once(test: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
+    """True for the first command ``test`` accepts, False ever after."""
+    hit: list[bool] = []
+
+    def check(command: bytes) -> bool:
+        if hit or not test(command):
+            return False
+        hit.append(True)
+        return True
+
+    return check
+
+
+def drop_ack_to(code: bytes) -> Callable[[bytes, int], bytes]:
+    """A ``Script.down`` that loses the device's ACK to the first frame of ``code`` (the
+    device ACKs a frame in the write right after taking it; the rig sees its payload go by)."""
+    state = {"armed": False, "done": False}
+
+    def watch_up(data: bytes, _count: int) -> bytes:
+        if not state["done"] and data[:1] == b"\x02" and data[2 : 2 + len(code)] == code:
+            state["armed"] = True
+        return data
+
+    def down(data: bytes, _count: int) -> bytes:
+        if state["armed"] and data[:1] == b"\x06":
+            state["armed"], state["done"] = False, True
+            return data[1:]
+        return data
+
+    down.watch_up = watch_up  # type: ignore[attr-defined]
+    return down
+
+
+def sold_once(
+    wire: Wire, register: kkt.Register, total: int, arm: Callable[[], None] = lambda: None
+) -> str:
+    """Sell ``total`` -- after a clean sale, so numbers are carried, and ``arm()`` (the faults)
+    -- and return its outcome, having checked that the FN holds it at most once, once when it
+    says done, and not when it says failed."""
+    register.sell(receipt_for(total - 1_000))
+    arm()
+    try:
+        register.sell(receipt_for(total))
+        outcome = "done"
+    except kkt.OutcomeUnknown:
+        outcome = "unknown"
+    except kkt.KktError:
+        outcome = "failed"
+    held = receipts_by_total(wire.register).get(total, [])
+    assert len(held) <= 1, f"sale {total} in the FN {len(held)} times"
+    assert (outcome == "done") <= (len(held) == 1), f"{outcome}, in the FN {len(held)} times"
+    assert (outcome == "failed") <= (not held), "failed, yet fiscal"
+    return outcome
+
+
+@pytest.mark.parametrize("code", [OPEN, ITEM, CLOSE], ids=["8Dh", "FF46", "FF45"])
+@pytest.mark.parametrize("ack_lost", [False, True], ids=["acked", "ack-lost"])
+def test_answer_lost_after_execution(
+    clean: tuple[Wire, kkt.Register], code: bytes, ack_lost: bool
+) -> None:
+    """Path g (the emulator's "lose the answer after execution" with the ENQ guard): the
+    register runs the command and forgets its answer; the host's ENQ gets NAK.  With the ACK
+    to the frame seen the link says `AnswerLost` (maybe executed); with it lost too the link
+    says `NotDelivered` -- "not executed", wrongly.  Neither resends (money-moving commands go
+    with ``resend=False``): 8Dh and FF46 are judged by the open receipt (`_open_once`,
+    `_add_once`), FF45 by the FN (`settle_receipt`).  Ruled out: the sale is done, once."""
+    wire, register = clean
+    lost: list[bytes] = []
+
+    def arm() -> None:
+        first = once(lambda command: command.startswith(code))
+        wire.script.lose = lambda command: first(command) and not lost.append(command)
+        if ack_lost:
+            down = drop_ack_to(code)
+            wire.script.down = down
+            wire.script.up = down.watch_up  # type: ignore[attr-defined]
+
+    assert sold_once(wire, register, 10_000, arm) == "done"
+    assert lost, "the answer was lost"
+    assert sum(command.startswith(code) for command in wire.executed) == 2  # 9000's and ours
+
+
+def test_closing_answer_damaged_into_a_refusal(clean: tuple[Wire, kkt.Register]) -> None:
+    """Path b: FF45's answer damaged past the checksum into a refusal (its error byte and the
+    LRC flipped in one bit column).  The driver takes it for "refused" -- but asks the FN
+    whether it moved before calling it not fiscal (`formed_since`), and settles.  Ruled out."""
+    wire, register = clean
+    damaged: list[bool] = []
+
+    def down(data: bytes, _count: int) -> bytes:
+        if not damaged and data[:1] == b"\x02" and data[2:5] == b"\xff\x45\x00" and len(data) > 8:
+            damaged.append(True)
+            out = bytearray(data)
+            out[4] ^= 0x01  # error 00 -> 01
+            out[-1] ^= 0x01  # the LRC agrees
+            return bytes(out)
+        return data
+
+    assert sold_once(wire, register, 10_000, lambda: setattr(wire.script, "down", down)) == "done"
+    assert damaged
+
+
+def test_held_answer_nak_turned_into_enq(clean: tuple[Wire, kkt.Register]) -> None:
+    """Paths e/f: the host NAKs FF45's first copy to have it again by a bare ENQ; one flipped
+    bit makes that NAK (15h) an ENQ (05h), so the device sends the answer twice before the
+    host asks, and the extra ACK and copy arrive later -- in the next sale's first exchange.
+    A stale ACK taken for the next frame's is what the stale-answer rule must survive (the
+    foreign answer then reads `OutcomeUnknown`, and the open receipt decides).  Ruled out."""
+    wire, register = clean
+    flipped: list[bool] = []
+    closing = {"seen": False}
+
+    def up(data: bytes, _count: int) -> bytes:
+        if data[:1] == b"\x02" and data[2:4] == CLOSE:
+            closing["seen"] = True
+        elif closing["seen"] and not flipped and data == b"\x15":
+            flipped.append(True)
+            return b"\x05"
+        return data
+
+    assert sold_once(wire, register, 10_000, lambda: setattr(wire.script, "up", up)) == "done"
+    assert flipped
+    assert sold_once(wire, register, 12_000) == "done"  # its first exchange meets the copy
+
+
 # -- the sweep that looks for doubles -----------------------------------------------------------
 
 
