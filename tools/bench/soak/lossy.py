@@ -13,11 +13,11 @@ from typing import Any
 
 from kkt.emulator.atol import open_device as open_atol
 from kkt.emulator.faults import Faults
-from kkt.emulator.fn.counters import Payments as FnPayments
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
+from kkt.protocols.ffd import Payments as FnPayments
 from kkt.protocols.ffd import decode_tlv
 
 import kkt
@@ -93,21 +93,23 @@ def _receipts_by_sale(device: Any) -> tuple[dict[int, list[int]], dict[int, str]
     for record in device.fn._store.records():
         if record.kind != RECEIPT_KIND:
             continue
-        fields = dict(decode_tlv(record.tlv)[0][1])
-        items = [dict(value) for tag, value in decode_tlv(record.tlv)[0][1] if tag == 1059]
+        members: Any = decode_tlv(record.tlv)[0][1]  # the receipt's STLV: (tag, value) pairs
+        fields = dict(members)
+        items: list[dict[int, Any]] = [dict(value) for tag, value in members if tag == 1059]
         sale = sum(int(item.get(1043, 0)) for item in items)
         vat = sum(int(item.get(1200, 0)) for item in items)
+        tax_system = fields.get(1055)
         by_sale.setdefault(sale, []).append(record.number)
         as_sold = (
             record.total == sale
             and record.payments == FnPayments(cash=sale)
             and (record.vat.vat20, sum(astuple(record.vat))) == (vat, vat)
-            and fields.get(1055) == 1
+            and tax_system == 1
         )
         if not as_sold:
             damaged[sale] = (
                 f"document {record.number} (sale {sale}): total {record.total}, "
-                f"{record.payments}, {record.vat}, tax system {fields.get(1055)}"
+                f"{record.payments}, {record.vat}, tax system {tax_system!r}"
             )
     return by_sale, damaged
 
