@@ -715,3 +715,20 @@ if __name__ == "__main__":
 
     args = [int(a) for a in sys.argv[1:]]
     _sweep(args[0], args[1], args[2] if len(args) > 2 else 300, args[3] if len(args) > 3 else 1)
+
+
+def test_the_lossy_soak_writes_a_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`LOSSY_TRACE`: the real soak's driver trace (every byte, a line per sale) in a file."""
+    from kkt.tools.bench import Bench
+    from kkt.tools.bench.soak import lossy
+
+    trace = tmp_path / "trace.log"
+    monkeypatch.setattr(lossy, "LOSSY_QUICK", ((0.01, 2),))
+    monkeypatch.setattr(lossy, "LOSSY_TRACE", trace)
+    figures = {
+        f.case: f.value for f in lossy.lossy(Bench(quick=True, work=tmp_path, cache=tmp_path))
+    }
+    assert figures["soak.lossy.1pct.damaged_documents"] == 0
+    text = trace.read_text(encoding="utf-8")
+    assert "---- sale 10000 (shtrih 1pct)" in text and "---- sale 10001" in text
+    assert " -> 02 " in text  # a command frame as written

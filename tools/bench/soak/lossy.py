@@ -5,10 +5,13 @@ is there at most once, and the FN verifies."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import astuple, replace
+from pathlib import Path
 from typing import Any
 
 from kkt.emulator.atol import open_device as open_atol
@@ -43,6 +46,9 @@ LOSSY_LOSE_RATE = 0.03  # share of answers the register forgets after doing the 
 LOSSY_SECONDS = 1800.0  # a run at one rate stops selling after this long (and says so)
 LOSSY_SEED = 11  # the faults' seed: one run is one repeatable sequence of damage
 LOSSY_ITEMS = 1  # items a receipt: 2 or more are opened by their first FF46 on Shtrih (no 8Dh)
+# A file for the driver's trace of the run (every byte each way, the commands and their answers,
+# a line per sale): what it takes to follow one unexpected outcome.  Tens of MB a run.
+LOSSY_TRACE: Path | None = None
 
 
 # ATOL's v3 link on loopback: short packet timeouts, the device's byte timeout below them.
@@ -66,6 +72,29 @@ def lossy_atol(bench: Bench) -> Iterator[Figure]:
     for rate, count in LOSSY_QUICK if bench.quick else LOSSY_FULL:
         yield from _lossy_run(bench, rate, count, problems, protocol="atol")
     fail_if("lossy-atol", problems)
+
+
+log = logging.getLogger("kkt.soak.lossy")
+
+
+@contextlib.contextmanager
+def _traced(path: Path | None) -> Iterator[None]:
+    """The ``kkt`` loggers at DEBUG into ``path`` (appended) while the run lasts (None: off)."""
+    if path is None:
+        yield
+        return
+    logger = logging.getLogger("kkt")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(relativeCreated)10.1f %(name)s %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
 
 
 def _receipt(total: int) -> kkt.Receipt:
@@ -129,6 +158,7 @@ def _lossy_run(
     try:
         with (
             tally_logs(),
+            _traced(LOSSY_TRACE),
             ServiceThread(
                 device,
                 faults,
@@ -152,6 +182,7 @@ def _lossy_run(
                         )
                         break
                     total = 10_000 + index
+                    log.debug("---- sale %d (%s %s)", total, protocol, label)
                     try:
                         register.sell(_receipt(total))
                         outcomes[total] = "done"
