@@ -5,10 +5,13 @@ is there at most once, and the FN verifies."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import astuple, replace
+from pathlib import Path
 from typing import Any
 
 from kkt.emulator.atol import open_device as open_atol
@@ -17,18 +20,20 @@ from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.atol.link import DeviceSettings as AtolDeviceSettings
 from kkt.protocols.atol.link import HostSettings as AtolHostSettings
+from kkt.protocols.ffd import Payments as FnPayments
+from kkt.protocols.ffd import decode_tlv
 
 import kkt
 
 from .. import Bench, Figure, case
 from .common import (
+    RECEIPT_KIND,
     SOAK_DEVICE,
     SOAK_HOST,
     describe,
     fail_if,
     first_few,
     receipt_for,
-    receipts_by_total,
     tally_logs,
 )
 
@@ -41,6 +46,9 @@ LOSSY_LOSE_RATE = 0.03  # share of answers the register forgets after doing the 
 LOSSY_SECONDS = 1800.0  # a run at one rate stops selling after this long (and says so)
 LOSSY_SEED = 11  # the faults' seed: one run is one repeatable sequence of damage
 LOSSY_ITEMS = 1  # items a receipt: 2 or more are opened by their first FF46 on Shtrih (no 8Dh)
+# A file for the driver's trace of the run (every byte each way, the commands and their answers,
+# a line per sale): what it takes to follow one unexpected outcome.  Tens of MB a run.
+LOSSY_TRACE: Path | None = None
 
 
 # ATOL's v3 link on loopback: short packet timeouts, the device's byte timeout below them.
@@ -66,6 +74,29 @@ def lossy_atol(bench: Bench) -> Iterator[Figure]:
     fail_if("lossy-atol", problems)
 
 
+log = logging.getLogger("kkt.soak.lossy")
+
+
+@contextlib.contextmanager
+def _traced(path: Path | None) -> Iterator[None]:
+    """The ``kkt`` loggers at DEBUG into ``path`` (appended) while the run lasts (None: off)."""
+    if path is None:
+        yield
+        return
+    logger = logging.getLogger("kkt")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(relativeCreated)10.1f %(name)s %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+
+
 def _receipt(total: int) -> kkt.Receipt:
     """`receipt_for` ``total``, in `LOSSY_ITEMS` items (the last one takes the remainder)."""
     receipt = receipt_for(total)
@@ -76,6 +107,40 @@ def _receipt(total: int) -> kkt.Receipt:
     prices = [share] * (LOSSY_ITEMS - 1) + [total - share * (LOSSY_ITEMS - 1)]
     items = tuple(replace(item, name=f"{item.name} {n}", price=p) for n, p in enumerate(prices))
     return replace(receipt, items=items)
+
+
+def _receipts_by_sale(device: Any) -> tuple[dict[int, list[int]], dict[int, str]]:
+    """The FN's receipts by the sale they hold -- the sum of their items, which the soak's
+    totals (10000 + index) name -- and those not as sold: a total, payments or tax sums other
+    than the items say (the closing command executed damaged: Shtrih's XOR checksum passes two
+    flips in one bit column, and FF45 carries the payments, the rounding and the tax sums).
+
+    Keyed by the receipt's own total, such a receipt would read as another sale's twice: sale
+    10224 closed with a damaged rounding of 8 kopecks is "10216 doubled"."""
+    by_sale: dict[int, list[int]] = {}
+    damaged: dict[int, str] = {}  # sale -> what its document holds
+    for record in device.fn._store.records():
+        if record.kind != RECEIPT_KIND:
+            continue
+        members: Any = decode_tlv(record.tlv)[0][1]  # the receipt's STLV: (tag, value) pairs
+        fields = dict(members)
+        items: list[dict[int, Any]] = [dict(value) for tag, value in members if tag == 1059]
+        sale = sum(int(item.get(1043, 0)) for item in items)
+        vat = sum(int(item.get(1200, 0)) for item in items)
+        tax_system = fields.get(1055)
+        by_sale.setdefault(sale, []).append(record.number)
+        as_sold = (
+            record.total == sale
+            and record.payments == FnPayments(cash=sale)
+            and (record.vat.vat20, sum(astuple(record.vat))) == (vat, vat)
+            and tax_system == 1
+        )
+        if not as_sold:
+            damaged[sale] = (
+                f"document {record.number} (sale {sale}): total {record.total}, "
+                f"{record.payments}, {record.vat}, tax system {tax_system!r}"
+            )
+    return by_sale, damaged
 
 
 def _lossy_run(
@@ -93,6 +158,7 @@ def _lossy_run(
     try:
         with (
             tally_logs(),
+            _traced(LOSSY_TRACE),
             ServiceThread(
                 device,
                 faults,
@@ -116,6 +182,7 @@ def _lossy_run(
                         )
                         break
                     total = 10_000 + index
+                    log.debug("---- sale %d (%s %s)", total, protocol, label)
                     try:
                         register.sell(_receipt(total))
                         outcomes[total] = "done"
@@ -130,7 +197,7 @@ def _lossy_run(
                         bench.log(f"soak lossy {protocol} {label}: {index + 1}/{count} receipts")
                 elapsed = time.monotonic() - started
                 faults.clear()
-        in_fn = receipts_by_total(device)
+        in_fn, damaged = _receipts_by_sale(device)
         verification = device.verify()
     finally:
         device.close()
@@ -158,6 +225,15 @@ def _lossy_run(
     yield Figure(f"{name}.lost", len(lost), "count", "done but not in the FN; must be 0")
     yield Figure(f"{name}.failed_but_fiscal", len(phantom), "count", "must be 0")
     yield Figure(f"{name}.untyped_errors", len(untyped), "count", "not kkt.KktError; must be 0")
+    # Not a double and not the driver's doing: a closing frame damaged past the XOR checksum
+    # and executed (a total, payment or tax sum other than sold).  The driver cannot stop the
+    # register executing it; it must not call such a sale done when the answer shows it.
+    damaged_done = [sale for sale in damaged if outcomes.get(sale) == "done"]
+    yield Figure(f"{name}.damaged_documents", len(damaged), "count", "closings damaged on the line")
+    yield Figure(f"{name}.damaged_done", len(damaged_done), "count", "of those, reported done")
+    if damaged:
+        texts = first_few(list(damaged.values()))
+        bench.log(f"soak lossy {protocol} {label}: receipts not as sold: {texts}")
     yield Figure(f"{name}.receipts_per_s", len(outcomes) / elapsed if elapsed else 0.0, "1/s")
     if duplicates:
         doubled = [total for total in outcomes if len(in_fn.get(total, ())) > 1]
