@@ -599,8 +599,9 @@ class ShtrihDevice(Device):
                     raise
                 short = short_code(code)
                 reason = (
-                    f"the FN refuses to bind code {short} ({refusal.code:02X}h): it sold that "
-                    "code before (a code is sold once; only a sale return gives it back)"
+                    f"the FN refuses to bind code {short} ({refusal.code:02X}h): it holds no "
+                    "accepted check of it -- it sold that code before (a code is sold once; "
+                    "only a sale return gives it back)"
                 )
                 raise MarkAlreadySold(
                     f"item {index + 1}: {reason}; the receipt was cancelled, nothing was "

@@ -479,3 +479,31 @@ def test_an_autonomous_check_and_an_old_journal_result() -> None:
     lines = state.describe()
     assert state.pending_check and any("full" in line for line in lines)
     assert state.to_json()["queued"] == 1000
+
+
+def test_a_check_of_a_damaged_code_is_caught_at_the_bind(served: Served) -> None:
+    """FF61 damaged on the line past the checksum: the FN checks and saves another code, and
+    refuses ours at FF67 (A5h).  The receipt is cancelled, the codes checked again, the sale
+    goes through once -- and the damaged code's check is not left in the FN."""
+    register = served.register
+    mark = code("950")
+    damaged: list[bytes] = []
+
+    def through(payload: bytes, send: Send) -> bytes:
+        if payload[:2] == b"\xff\x61" and not damaged:
+            damaged.append(payload)
+            return send(payload.replace(b"950", b"951"))  # one digit of the serial
+        return send(payload)
+
+    tap(register, through)
+    log = Log(register)
+    last = served.last()
+    sold = register.sell(receipt(shoes(mark), tea()))
+    sent = log.take()
+    untap(register)
+    untap(register)
+    assert damaged and sent.count("ff61") == 2 and sent.count("ff67") == 2
+    assert [m.code for m in sold.marks] == [mark] and sold.document_number == last + 1
+    [body, _] = items_of(register, sold.document_number)
+    assert find(body, 1163) == [(1305, product(mark))]
+    clean(register)
