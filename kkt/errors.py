@@ -208,6 +208,7 @@ class MarkRejected(KktError):
 
 
 class MarkAlreadySold(MarkRejected):
-    """The FN refuses to bind the code: it sold that code before (a code is sold once; a sale
+    """The FN refuses to bind the code (Shtrih A5h: it holds no accepted check of it) after the
+    code was checked and accepted again: it sold that code before (a code is sold once; a sale
     return gives it back).  The receipt was cancelled, nothing was charged.  When this is a
     retried sale, its first attempt is the fiscal one: look it up, do not sell it again."""

@@ -42,6 +42,7 @@ from .errors import (
     DeviceError,
     KeyConflict,
     KktError,
+    MarkAlreadySold,
     MarkRejected,
     NotFiscalized,
     OutcomeUnknown,
@@ -65,6 +66,11 @@ from .settle import (
 from .vendors.base import Device, LastSale
 
 log = logging.getLogger(__name__)
+# Sales of a receipt whose code the FN refused to bind (A5h) before that is `MarkAlreadySold`:
+# at 1 % damaged bytes about one FF61 or FF67 in 30 passes the XOR checksum damaged, and the
+# FN then holds a check of another code; three in a row leave about one refusal in 30,000 that
+# is damage and not a code sold before.
+BIND_TRIES = 3
 SHIFT_HOURS = dt.timedelta(hours=24)  # a shift's documents fall within 24 h of its start (54-FZ)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -669,7 +675,7 @@ class Register:
             carried = self.device.last_sale()
             before = carried.document if carried is not None else self.device.last_document()
             if key is None:
-                return self._fiscalize_marked(receipt, before, carried, marks)
+                return self._fiscalize_marked(receipt, before, carried, marks, allow_offline_marks)
             assert self.journal is not None
             serial = self.device.fn_serial()
             self.journal.begin(
@@ -682,7 +688,9 @@ class Register:
                 _paid(receipt),
             )
             try:
-                result = self._fiscalize_marked(receipt, before, carried, marks)
+                result = self._fiscalize_marked(
+                    receipt, before, carried, marks, allow_offline_marks
+                )
             except OutcomeUnknown:
                 raise  # stays pending: the next call with this key asks the FN
             except KktError:
@@ -796,18 +804,35 @@ class Register:
         before: int,
         carried: LastSale | None,
         marks: tuple[MarkedItem, ...],
+        allow_offline: bool = False,
     ) -> FiscalResult:
         """`_fiscalize`, the result carrying ``marks``; a sale certainly not fiscal clears the
-        codes it accepted, so the FN keeps nothing of it."""
+        codes it accepted, so the FN keeps nothing of it.
+
+        The FN's refusal to bind a code (`MarkAlreadySold`, A5h) says it holds no accepted check
+        of that code: sold before -- or the check the FN saved was of another code, FF61 damaged
+        on the line past Shtrih's XOR checksum (a soak at 1 % damaged bytes met it).  The
+        receipt is cancelled by then, nothing fiscal, so the codes are checked again and the
+        receipt sold again (`BIND_TRIES` in all); a code really sold is refused every time, and
+        the last refusal is raised."""
         if not marks:
             return self._fiscalize(receipt, before, carried)
-        try:
-            result = self._fiscalize(receipt, before, carried)
-        except OutcomeUnknown:
-            raise
-        except KktError:
-            _quietly(self.device.clear_marks)
-            raise
+        for attempt in range(1, BIND_TRIES + 1):
+            try:
+                result = self._fiscalize(receipt, before, carried)
+                break
+            except OutcomeUnknown:
+                raise
+            except MarkAlreadySold:
+                _quietly(self.device.clear_marks)
+                if attempt == BIND_TRIES:
+                    raise
+                log.warning("the FN refused to bind a code it was said to accept; checking again")
+                marks = self._accept_marks(receipt, allow_offline)
+                carried = None  # nothing formed since ``before``: the FN is asked afresh
+            except KktError:
+                _quietly(self.device.clear_marks)
+                raise
         return replace(result, marks=marks)
 
     def _marks_of(self, found: FiscalResult, receipt: Receipt) -> tuple[MarkedItem, ...]:

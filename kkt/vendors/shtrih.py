@@ -74,7 +74,10 @@ _WRONG_RECEIPT_TYPE = 0x49  # "operation impossible in an open receipt of this t
 _MARK_SEQUENCE = 0xA1  # the FN's marking sequence is elsewhere (a code waits for FF69)
 _MARK_NOT_BINDABLE = 0xA5  # FF67: the code is not checked and accepted, or was sold before
 _AUTONOMOUS = 0x02  # FF68 (BAh) on an autonomous FN: it exports notifications instead
-_MARK_TRIES = 3
+# Tries of one marking command: FF61 and FF67 frames carry the whole code (about 100 bytes), so
+# on a bad line they fail more often than a short command; a try that certainly did not go out
+# (`TransportError`) is simply sent again, the others are settled first (FF70).
+_MARK_TRIES = 8
 _PENDING = (2, 3, 4)  # FF70 check states: a code between FF61 and FF69
 # FF31/FF33 blocks: the register says its largest (FF30, FF32); never more than fits a frame's
 # data with FF33's 9 bytes of command, password, offset and size (a frame carries 255).
@@ -596,8 +599,9 @@ class ShtrihDevice(Device):
                     raise
                 short = short_code(code)
                 reason = (
-                    f"the FN refuses to bind code {short} ({refusal.code:02X}h): it sold that "
-                    "code before (a code is sold once; only a sale return gives it back)"
+                    f"the FN refuses to bind code {short} ({refusal.code:02X}h): it holds no "
+                    "accepted check of it -- it sold that code before (a code is sold once; "
+                    "only a sale return gives it back)"
                 )
                 raise MarkAlreadySold(
                     f"item {index + 1}: {reason}; the receipt was cancelled, nothing was "
@@ -700,7 +704,11 @@ class ShtrihDevice(Device):
                 if refusal.code != _MARK_SEQUENCE or attempt == _MARK_TRIES:
                     raise
                 log.info("a code was left between FF61 and FF69; rejecting it first")
-            except (TransportError, OutcomeUnknown, BadAnswer):
+            except TransportError:
+                if attempt == _MARK_TRIES:
+                    raise
+                continue  # it did not go out: nothing was checked, send it again
+            except (OutcomeUnknown, BadAnswer):
                 if attempt == _MARK_TRIES:
                     raise
                 log.info("FF61 failed on the line; asking the FN's marking state")

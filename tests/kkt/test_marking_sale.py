@@ -437,3 +437,73 @@ def test_one_code_on_two_items_is_refused_before_anything_is_sent(served: Served
     with pytest.raises(kkt.ReceiptRejected, match=r"items\[2\]\.mark_code: the same code"):
         served.register.sell(receipt(shoes(code("900")), tea(), shoes(code("900"))))
     assert log.take() == []
+
+
+# -- the vocabulary -------------------------------------------------------------------------------
+
+
+def test_planned_status_follows_the_operation() -> None:
+    from kkt.marking import planned_status
+
+    piece, part = shoes(code("1")), shoes(code("1"), mark_quantity=(1, 4))
+    own = shoes(code("1"), planned_status=PlannedStatus.PIECE_IN_SALE)
+    assert [planned_status(piece, op) for op in kkt.Operation] == [
+        PlannedStatus.PIECE_SOLD,
+        PlannedStatus.PIECE_RETURNED,
+        PlannedStatus.UNCHANGED,
+        PlannedStatus.UNCHANGED,
+    ]
+    assert planned_status(part, kkt.Operation.SELL) is PlannedStatus.MEASURED_IN_SALE
+    assert planned_status(part, kkt.Operation.SELL_RETURN) is PlannedStatus.MEASURED_RETURNED
+    assert planned_status(own, kkt.Operation.SELL) is PlannedStatus.PIECE_IN_SALE
+
+
+def test_an_autonomous_check_and_an_old_journal_result() -> None:
+    check = kkt.MarkCheck.judge(code("2"), PlannedStatus.PIECE_SOLD, LocalCheck(3), 0, 4, None)
+    assert check.accepted and check.item_check == ItemCheck(19) and check.label == "[М]"
+    assert "autonomous" in check.explanation
+    old = {  # a journal written before marking: no "marks"
+        "document_number": 7,
+        "fiscal_sign": 1,
+        "fn_number": "9999078900000001",
+        "shift_number": 1,
+        "receipt_number": 2,
+        "when": None,
+        "total": 100,
+        "operation": 1,
+        "qr": "",
+        "replayed": False,
+    }
+    assert kkt.FiscalResult.from_json(old).marks == ()
+    state = kkt.MarkingState(3, 2, 0, 5, 5, 4, 1000)
+    lines = state.describe()
+    assert state.pending_check and any("full" in line for line in lines)
+    assert state.to_json()["queued"] == 1000
+
+
+def test_a_check_of_a_damaged_code_is_caught_at_the_bind(served: Served) -> None:
+    """FF61 damaged on the line past the checksum: the FN checks and saves another code, and
+    refuses ours at FF67 (A5h).  The receipt is cancelled, the codes checked again, the sale
+    goes through once -- and the damaged code's check is not left in the FN."""
+    register = served.register
+    mark = code("950")
+    damaged: list[bytes] = []
+
+    def through(payload: bytes, send: Send) -> bytes:
+        if payload[:2] == b"\xff\x61" and not damaged:
+            damaged.append(payload)
+            return send(payload.replace(b"950", b"951"))  # one digit of the serial
+        return send(payload)
+
+    tap(register, through)
+    log = Log(register)
+    last = served.last()
+    sold = register.sell(receipt(shoes(mark), tea()))
+    sent = log.take()
+    untap(register)
+    untap(register)
+    assert damaged and sent.count("ff61") == 2 and sent.count("ff67") == 2
+    assert [m.code for m in sold.marks] == [mark] and sold.document_number == last + 1
+    [body, _] = items_of(register, sold.document_number)
+    assert find(body, 1163) == [(1305, product(mark))]
+    clean(register)
