@@ -34,6 +34,13 @@ T = TypeVar("T")
 SETTLE_TRIES = 8
 SETTLE_SECONDS = 30.0
 _LINE_FAILURES = (TransportError, OutcomeUnknown, BadAnswer)
+
+
+class DamagedClosing(OutcomeUnknown):
+    """The FN holds this receipt with other sums than sent: its closing command was damaged on
+    the line past the checksum.  Fiscal: never sold again (not a line failure to retry)."""
+
+
 SHIFT_SPAN = dt.timedelta(hours=24)  # a shift's documents lie within 24 h of its start (54-FZ)
 
 
@@ -62,6 +69,13 @@ def receipt_result(
     ``carried``: the FN's state after this session's previous receipt, when nothing happened on
     the register since (`Device.last_sale`); the closing answer then says all (`_from_answer`).
     """
+    expected_change = receipt.payments.total - receipt.total
+    if isinstance(formed, Closed) and formed.change not in (None, expected_change):
+        # The register gave back what this receipt's payments do not leave: either the answer
+        # was damaged on the line, or the closing command the register executed was (Shtrih's
+        # XOR checksum passes two flips in one bit column of FF45's payments or rounding).  The
+        # FN's document tells which.
+        _check_payments(device, formed, receipt, expected_change)
     try:
         if carried is not None:
             quick = _from_answer(device, formed, receipt, carried)
@@ -77,6 +91,33 @@ def receipt_result(
             f"again: call find_document({formed.number}), or repeat the call with the same "
             "idempotency key to get its fiscal data"
         ) from error
+
+
+_PAYMENT_TAGS = {"cash": 1031, "electronic": 1081, "prepaid": 1215, "credit": 1216, "other": 1217}
+
+
+def _check_payments(device: Device, formed: Closed, receipt: Receipt, change: int) -> None:
+    """Raise `OutcomeUnknown` unless document ``formed.number`` holds this receipt's total and
+    payments (the change taken from the cash), read from the FN (a damaged reading is read
+    again by `read_document`; one that fails is the caller's `OutcomeUnknown`)."""
+    try:
+        tags = dict(device.read_document(formed.number).tlv)
+        paid = {name: getattr(receipt.payments, name) for name in _PAYMENT_TAGS}
+        paid["cash"] -= change
+        held = {name: tags.get(tag, 0) for name, tag in _PAYMENT_TAGS.items()}
+        if tags.get(1020) != receipt.total:
+            return  # another total: not this receipt as sent, which `_result` says
+        if held == paid:
+            return  # only the answer was damaged: the document is as sold
+        found = f"payments {held!r}"
+    except (KktError, ProtocolError) as error:
+        found = f"unreadable ({error})"
+    raise OutcomeUnknown(
+        f"the receipt IS fiscal: document {formed.number}, fiscal sign {formed.fiscal_sign}; "
+        f"but the register gave {formed.change} kopecks of change where this receipt leaves "
+        f"{change}, and the document reads {found}: the closing command was damaged on the "
+        f"line.  Do not sell it again: check document {formed.number} and correct it"
+    )
 
 
 def _from_answer(
@@ -230,6 +271,8 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
                     "is not this one (it was cancelled); nothing was charged: sell it again"
                 )
             moved = device.last_document() != before
+        except DamagedClosing:
+            raise  # fiscal, with other sums: reading again changes nothing
         except (TransportError, OutcomeUnknown, BadAnswer):
             continue
         if moved:
@@ -298,6 +341,8 @@ def settle_pending(device: Device, journal: JournalStore, entry: Entry) -> Fisca
                 ),
                 deadline,
             )
+    except DamagedClosing:
+        raise
     except (KktError, ProtocolError) as error:
         raise OutcomeUnknown(
             f"receipt {entry.key!r} may be fiscal and its FN could not be read ({error}); "
@@ -352,6 +397,8 @@ def _patiently(read: Callable[[], T], deadline: float) -> T:
     for attempt in range(1, SETTLE_TRIES + 1):
         try:
             return read()
+        except DamagedClosing:
+            raise
         except _LINE_FAILURES as failure:
             if attempt == SETTLE_TRIES or time.monotonic() > deadline:
                 raise
@@ -392,6 +439,7 @@ def find_formed(
     if upto is not None:
         last = min(last, upto)  # documents after a later key began are not this receipt's
     candidates: list[DocumentInfo] = []
+    rounded: list[DocumentInfo] = []  # receipts up to 99 kopecks short of ours: see below
     for number in range(last, before, -1):
         if exclude and number in exclude:
             continue
@@ -403,9 +451,23 @@ def find_formed(
         if not _may_be(found, operation, total):
             if device.brief_document(number) != found:
                 raise BadAnswer(f"document {number} reads differently each time")
+            if _may_be_rounded(found, operation, total):
+                rounded.append(found)
             continue
         candidates.append(found)
     if not candidates:
+        # The same damage in the command: Shtrih's closing command (FF45) carries a rounding
+        # (0-99 kopecks off the total), and two flips in one bit column of its frame pass the
+        # checksum -- the register then closes THIS receipt for less.  Its items say it is
+        # ours: fiscal, never "not found" (a caller would sell it again).
+        for found in rounded:
+            if fingerprint and _document_fingerprint(device, found.number) == fingerprint:
+                raise DamagedClosing(
+                    f"the receipt IS fiscal: document {found.number} holds its items, but "
+                    f"for {found.total} kopecks, not {total} (the closing command was "
+                    "damaged on the line past its checksum).  Do not sell it again: correct "
+                    "that document (a correction receipt)"
+                )
         return None
     if len(candidates) == 1 and not contested:
         found = candidates[0]
@@ -433,6 +495,16 @@ def find_formed(
 def _may_be(found: DocumentInfo, operation: int, total: int) -> bool:
     """May the record be a receipt with this operation and total (an unnamed operation may)?"""
     return found.is_receipt and found.total == total and found.operation in (operation, None)
+
+
+def _may_be_rounded(found: DocumentInfo, operation: int, total: int) -> bool:
+    """May the record be this receipt closed with a rounding (up to 99 kopecks less)?"""
+    return (
+        found.is_receipt
+        and found.operation in (operation, None)
+        and found.total is not None
+        and total - 99 <= found.total < total
+    )
 
 
 def _not_these_items(device: Device, number: int, fingerprint: str) -> bool:

@@ -439,11 +439,6 @@ def test_closing_frame_damaged_in_its_rounding_byte_fiscalizes_an_earlier_total(
     assert len(fiscal[10_000]) == 1, f"total 10000 in the FN twice: {fiscal}"  # fails: [3, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kkt/settle.py find_formed knows a receipt by its total only: a pending key whose "
-    "receipt closed with a damaged total is sold again (a true double)",
-)
 def test_key_retry_after_a_closing_damaged_in_its_rounding_sells_it_twice(
     clean: tuple[Wire, kkt.Register], tmp_path: Path
 ) -> None:
@@ -484,11 +479,6 @@ def fn_receipt(wire: Wire, number: int) -> Any:
     return next(r for r in wire.register.fn._store.records() if r.number == number)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a closing answer whose change is not the payments less the total is taken for "
-    "done when the FN's record has our total (kkt/settle.py _result)",
-)
 def test_closing_damaged_in_a_payment_is_reported_done(clean: tuple[Wire, kkt.Register]) -> None:
     """Sweep figure: of the closings executed damaged past the checksum, 96 % are reported
     done (12 seeds x 1,000 receipts at 1 %: 76 forged closings formed a document, 72 "done").
