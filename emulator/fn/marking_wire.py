@@ -147,6 +147,7 @@ def oism_answer(
 class NotificationInfo:
     number: int  # 2002
     codes: tuple[bytes, ...]  # 2000 of each 2007
+    operation: int = 1  # 1054 of the receipt: 1 sale, 2 sale return ...
 
 
 def read_notification(block: bytes) -> NotificationInfo:
@@ -165,7 +166,7 @@ def read_notification(block: bytes) -> NotificationInfo:
             if 2000 in inner:
                 codes.append(inner[2000])
         offset += 4 + size
-    return NotificationInfo(number, tuple(codes))
+    return NotificationInfo(number, tuple(codes), u(data, 1054) or 1)
 
 
 def notification_receipt(

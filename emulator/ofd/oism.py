@@ -32,7 +32,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable
 
-from ..fn.marking import MarkingFn
+from ..fn.marking import SALE_RETURN, MarkingFn
 from ..fn.marking_wire import (
     NotificationInfo,
     block_crc,
@@ -145,7 +145,10 @@ class Oism:
         twice is receipted again, counted once."""
         info = read_notification(notification)
         self.received[info.number] = info
-        self.sold.update(info.codes)
+        if info.operation == SALE_RETURN:
+            self.sold.difference_update(info.codes)  # back on the shelf: sellable again
+        else:
+            self.sold.update(info.codes)
         return notification_receipt(info.number, self._clock().replace(microsecond=0))
 
     def deliver(self, marking: MarkingFn, limit: int | None = None) -> int:
