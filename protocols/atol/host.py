@@ -549,6 +549,10 @@ class AtolHostLink(LinkEnd[Token, Event]):
             self._clean.add(exchange.tid)
             self._send_add(now)
             return
+        self._try_another_tid(exchange, now, events)
+
+    def _try_another_tid(self, exchange: _Exchange, now: float, events: list[Event]) -> None:
+        """Someone holds this TID and ours was not taken: the next TID, within the limit."""
         exchange.tid_changes += 1
         if exchange.tid_changes > self.settings.max_tid_changes:
             self._fail(
@@ -899,18 +903,7 @@ class AtolHostLink(LinkEnd[Token, Event]):
                 return
             # The very first send was refused: someone else holds this TID.  Ours was not
             # taken; take another TID (never Req, or we would take a foreign task's result).
-            exchange.tid_changes += 1
-            if exchange.tid_changes > self.settings.max_tid_changes:
-                self._fail(
-                    events,
-                    TaskRefused,
-                    "the register's buffer holds tasks under every TID tried (another host "
-                    "is using it?); the command was not executed -- retry later",
-                    executed=False,
-                )
-                return
-            self._change_tid()
-            self._add_or_probe(now)
+            self._try_another_tid(exchange, now, events)
             return
         if isinstance(reply, buffer.Overflow) and sends == 1 and not exchange.earlier_add:
             if not exchange.cleared_full_buffer and exchange.readds == 0:

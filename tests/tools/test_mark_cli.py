@@ -8,16 +8,10 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import pytest
-from kkt.emulator.atol import open_device as open_atol
-from kkt.emulator.control import Controls
-from kkt.emulator.faults import Faults
-from kkt.emulator.personality import Personality
-from kkt.emulator.shells import ServiceThread
-from kkt.emulator.shtrih import open_device
-from kkt.tools.cli import main
+from support import served
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKED_EXAMPLE = ROOT / "examples" / "receipt-marked.json"
@@ -29,32 +23,16 @@ def code(serial: str, crypto: str = "Q" * 44) -> str:
     return f"0104607012345678215{serial:0>12}{GS}91EE06{GS}92{crypto}"
 
 
-class Served:
-    def __init__(self, device: Personality, thread: ServiceThread, protocol: str) -> None:
-        self.device = device
-        self.controls = Controls(device, Faults())
-        self.url = f"socket://127.0.0.1:{thread.port}"
-        self.protocol = protocol
-
-    def ctl(self, **request: Any) -> dict[str, Any]:
-        return self.controls.handle(request)
-
+class Served(served.Served):
     def kkt(self, capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
-        capsys.readouterr()
-        returned = main(["--url", self.url, "--protocol", self.protocol, *argv])
-        out, err = capsys.readouterr()
-        assert returned == code, f"kkt {' '.join(argv)} -> {returned}: {err or out}"
-        assert "Traceback" not in err
+        """Both streams: a refusal's words and the check's lines alike."""
+        out, err = self.run(capsys, *argv, code=code)
         return out + err
 
 
 def _serve(tmp_path: Path, protocol: str) -> Iterator[Served]:
-    device = (open_atol if protocol == "atol" else open_device)(tmp_path / protocol)
-    try:
-        with ServiceThread(device, Faults(), protocol=protocol) as thread:
-            yield Served(device, thread, protocol)
-    finally:
-        device.close()
+    for base in served.serve(tmp_path, protocol, Served):
+        yield cast(Served, base)
 
 
 @pytest.fixture

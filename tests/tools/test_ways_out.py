@@ -15,58 +15,26 @@ from typing import Any
 
 import pytest
 from kkt.emulator.atol import open_device as open_atol
-from kkt.emulator.control import ControlError, Controls
+from kkt.emulator.control import ControlError
 from kkt.emulator.faults import Faults
-from kkt.emulator.personality import Personality
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.tools.cli import main
+from support.served import Served, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "receipt.json"
 DAY = 86_400
 
 
-class Served:
-    """An emulated register on TCP, with its control channel's actions at hand."""
-
-    def __init__(self, device: Personality, thread: ServiceThread, protocol: str) -> None:
-        self.device = device
-        self.controls = Controls(device, Faults())
-        self.url = f"socket://127.0.0.1:{thread.port}"
-        self.protocol = protocol
-
-    def ctl(self, **request: Any) -> dict[str, Any]:
-        return self.controls.handle(request)
-
-    def kkt(self, capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
-        capsys.readouterr()
-        returned = main(["--url", self.url, "--protocol", self.protocol, *argv])
-        out, err = capsys.readouterr()
-        assert returned == code, f"kkt {' '.join(argv)} -> {returned}: {err or out}"
-        assert "Traceback" not in err
-        return err if code else out
-
-
 @pytest.fixture(params=["shtrih", "atol"])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    protocol: str = request.param
-    device = (open_atol if protocol == "atol" else open_device)(tmp_path / protocol)
-    try:
-        with ServiceThread(device, Faults(), protocol=protocol) as thread:
-            yield Served(device, thread, protocol)
-    finally:
-        device.close()
+    yield from serve(tmp_path, request.param)
 
 
 @pytest.fixture
 def shtrih(tmp_path: Path) -> Iterator[Served]:
-    device = open_device(tmp_path / "shtrih")
-    try:
-        with ServiceThread(device, Faults()) as thread:
-            yield Served(device, thread, "shtrih")
-    finally:
-        device.close()
+    yield from serve(tmp_path, "shtrih")
 
 
 # -- 4: dead ends ---------------------------------------------------------------------------------
