@@ -12,6 +12,7 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.errors import LinkError
+from kkt.protocols.ffd import find
 from support.tap import Send, tap, untap
 
 import kkt
@@ -26,9 +27,11 @@ from .test_double_hunt import (
     once,
     receipt_for,
 )
-from .test_marking_sale import code, receipt, shoes, tea
+from .test_marking_sale import GS, Served, code, items_of, product, receipt, shoes, tea
+from .test_marking_sale import served as _served_fixture
 
-__all__ = ["clean"]  # a fixture, used by its name
+served = _served_fixture  # test_marking_sale.py's rig, by the name its tests use
+__all__ = ["clean", "served"]  # fixtures, used by their names
 
 
 # -- idempotency keys: a key's receipt is matched without its marking codes ----------------------
@@ -171,3 +174,52 @@ def test_a_payment_damaged_closing_with_its_answer_lost_is_reported_done(
         return  # what a fixed driver says
     record = fn_receipt(wire, sold.document_number)
     assert record.payments == kkt.Payments(cash=10_000), f"done, yet the FN holds {record}"
+
+
+# -- one unit, two spellings: the same-code guard compares strings --------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="register._one_item_a_code compares mark_code strings; the same unit spelt with the "
+    "leading FNC1 (GS) some scanners pass on is another string, and both items are sold",
+)
+def test_one_unit_on_two_items_spelt_two_ways_is_sold_twice(served: Served) -> None:
+    """`_one_item_a_code`: "a code is one unit of goods: two items with the same code are
+    refused before anything is sent".  `parse_mark_code` takes a leading GS (FNC1, "a leading
+    FNC1 some scanners pass on"), so ``code`` and ``GS + code`` are the same unit (same 01 GTIN
+    21 serial, same crypto tail) -- yet the guard compares the strings, the FN gets two codes
+    (the bytes differ), checks, accepts and binds both, and the receipt sells ONE pair of shoes
+    twice (two items with the same 1305).  Fix (kkt/register.py): compare the parsed unit --
+    ``parse_mark_code(c).product_code or parse_mark_code(c).raw`` with any leading GS dropped --
+    and send the FN the code without the leading GS (`checked_code` could return it stripped)."""
+    register = served.register
+    mark = code("1201")
+    last = served.last()
+    with pytest.raises(kkt.ReceiptRejected, match="one unit of goods"):
+        sold = register.sell(receipt(shoes(mark), shoes(GS + mark)))
+        # what the driver does now: one unit, two items, one document
+        assert len(sold.marks) == 2 and sold.document_number == last + 1
+        units = [find(body, 1163) for body in items_of(register, sold.document_number)]
+        assert units[0] == units[1] == [(1305, product(mark))]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the driver sends the code as given: with a leading FNC1 the FN (keyed by the bytes) "
+    "does not know the unit it sold a moment ago, and sells it again",
+)
+def test_a_unit_sold_then_scanned_with_a_leading_fnc1_is_sold_again(served: Served) -> None:
+    """test_marking_sale's ``test_the_same_code_is_sold_once`` with the second scan carrying
+    the leading GS a scanner passes on: the FN's sold-code check (FF67 -> A5h) compares the
+    bytes it is sent, ОИСМ has not heard of the sale yet (its notification waits in the FN)
+    and says "valid" -- and the same pair of shoes is sold in a second document.  The driver
+    takes the leading GS (`parse_mark_code`), so it is the driver's to send the code as the FN
+    identifies it: strip the leading FNC1 before FF61/FF67 (and in `MarkedItem.code`)."""
+    register = served.register
+    mark = code("1301")
+    register.sell(receipt(shoes(mark)))
+    last = served.last()
+    with pytest.raises(kkt.MarkRejected):
+        register.sell(receipt(shoes(GS + mark), tea()))
+    assert served.last() == last  # one document for the unit
