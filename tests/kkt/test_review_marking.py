@@ -13,6 +13,8 @@ from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.errors import LinkError
 from kkt.protocols.ffd import find
+from kkt.protocols.shtrih import classic
+from kkt.protocols.shtrih.modes import ReceiptType
 from support.tap import Send, tap, untap
 
 import kkt
@@ -268,3 +270,32 @@ def test_a_code_the_fn_saved_as_negative_is_sold(served: Served) -> None:
     finally:
         untap(register)
     assert damaged and served.last() == last
+
+
+# -- a receipt left open: the rejection path's clean-up is refused ---------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Register._accept_marks checks codes before `_fiscalize` cancels a receipt left "
+    "open; a rejected second code's FF69 CLEAR is then refused (receipt open): the caller gets "
+    "a DeviceError, not MarkRejected, and the first code stays accepted in the FN",
+)
+def test_a_rejected_code_with_a_receipt_left_open_is_not_mark_rejected(served: Served) -> None:
+    """A receipt is left open on the register (an earlier failure whose cancel did not get
+    through, another program; here a raw 8Dh).  The sale's first code is accepted, its second
+    is withdrawn: `_accept_marks` rejects it and clears the first with FF69 CLEAR -- which the
+    FN refuses while a receipt is open.  The `except KktError` clean-up tries again, fails the
+    same way, and re-raises the refusal: the caller gets "a receipt is open" instead of
+    `MarkRejected` (which item, which code, why), and the first code is left accepted.  Fix
+    (kkt/register.py): cancel a receipt not known closed (``if not device.no_open_receipt:
+    cancel_open_receipt(device)``) before the first FF61 in `_accept_marks`, as `_fiscalize`
+    does before 8Dh; and raise the `MarkRejected` even when the clean-up fails (log that)."""
+    register = served.register
+    good, bad = code("1501"), code("1502")
+    served.oism("withdrawn", bad)
+    register.raw(classic.OpenReceipt(register.password, ReceiptType.SALE))
+    assert register.status().receipt_open
+    with pytest.raises(kkt.MarkRejected) as caught:
+        register.sell(receipt(shoes(good), tea(), shoes(bad)))
+    assert caught.value.item == 2
