@@ -6,6 +6,7 @@ Shtrih register over TCP, its real FN and emulated ОИСМ."""
 from __future__ import annotations
 
 import contextlib
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.protocols.errors import LinkError
 from kkt.protocols.ffd import find
+from kkt.protocols.ffd.marking import PlannedStatus
 from kkt.protocols.shtrih import classic
 from kkt.protocols.shtrih.modes import ReceiptType
 from support.tap import Send, tap, untap
@@ -447,3 +449,34 @@ def test_a_bind_the_link_calls_not_delivered_is_sent_again(served: Served) -> No
     finally:
         untap(register)
     assert len(binds) == 1, f"FF67 executed {len(binds)} times for one item"
+
+
+# -- goods sold by weight: planned status 1 "piece sold" ------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="kkt.marking.planned_status derives 2 (measured) only from mark_quantity: a marked "
+    "item sold by weight (measure kg, quantity 0.5) is checked as a piece, without 2108/1023",
+)
+def test_a_marked_item_sold_by_weight_is_checked_as_a_piece() -> None:
+    """Weighed marked goods (cheese, dairy by weight): ``Item(quantity=0.5, measure=11)``.  The
+    fact sheet (§4.3, JavaPOS ``checkItemCode``): FF61 goes with 2003 = 1 for a piece, 2 for
+    goods by weight ("sale piece/weight"), and "for partial sale 2108 + 1023".  The driver
+    sends 2003 = 1 "piece sold" and no TLVs -- ОИСМ is asked whether one piece may be sold,
+    and the FN's notification says a piece.  Fix (kkt/marking.py, `planned_status`): an item
+    whose ``measure`` is given and not 0 (pieces) -- or whose quantity is not whole -- is
+    ``MEASURED_IN_SALE`` (``MEASURED_RETURNED`` in a return), so `check_tlv` adds 2108 and
+    1023."""
+    from kkt.marking import check_tlv, planned_status
+
+    item = kkt.Item(
+        "Сыр", 80_000, Decimal("0.5"), kkt.Vat.VAT10, measure=11, mark_code=code("2001")
+    )
+    receipt(item).validate()
+    planned = planned_status(item, kkt.Operation.SELL)
+    assert planned is PlannedStatus.MEASURED_IN_SALE
+    assert check_tlv(planned, item.mark_quantity, item.quantity, item.measure) == [
+        (2108, 11),
+        (1023, Decimal("0.5")),
+    ]
