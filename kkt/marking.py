@@ -88,13 +88,20 @@ def planned_status(item: Item, operation: Operation) -> PlannedStatus:
     """Tag 2003 for ``item`` in a receipt of ``operation``: the item's own, else derived.
 
     A sale sells the item (1 piece sold; 2 "measured, in sale" for a part of a unit, tags
-    1293/1294), a sale return returns it (3; 4 "part returned"); a purchase and its return
-    leave the goods' status unchanged (255) -- the shop is not the one putting them out of
-    circulation (our reading: the fact sheet names no status for them).
+    1293/1294, or goods by weight or measure), a sale return returns it (3; 4 "part
+    returned"); a purchase and its return leave the goods' status unchanged (255) -- the
+    shop is not the one putting them out of circulation (our reading: the fact sheet names no
+    status for them).
     """
     if item.planned_status is not None:
         return item.planned_status
-    part = item.mark_quantity is not None
+    # Measured: a part of a unit (1293/1294), goods weighed or measured out (2108 other than
+    # 0 pieces), or a quantity that is not whole (fact sheet §4.3, JavaPOS: 2 for weight).
+    part = (
+        item.mark_quantity is not None
+        or (item.measure is not None and item.measure != 0)
+        or item.quantity != item.quantity.to_integral_value()
+    )
     if operation is Operation.SELL:
         return PlannedStatus.MEASURED_IN_SALE if part else PlannedStatus.PIECE_SOLD
     if operation is Operation.SELL_RETURN:

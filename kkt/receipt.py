@@ -113,6 +113,12 @@ class Item:
         quantity: object = self.quantity
         if isinstance(quantity, int) and not isinstance(quantity, bool):
             object.__setattr__(self, "quantity", Decimal(quantity))
+        # A scanner may send GS1's FNC1 as a leading GS: the same unit either way, so one
+        # spelling -- the one the FN compares and stores -- from here on (two spellings would
+        # pass as two units).
+        code: object = self.mark_code
+        if isinstance(code, str) and code.startswith("\x1d"):
+            object.__setattr__(self, "mark_code", code.lstrip("\x1d"))
 
     @property
     def total(self) -> int:

@@ -25,7 +25,7 @@ from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from kkt.protocols.errors import ProtocolError
 from kkt.protocols.ffd import Payments, TlvList, find
-from kkt.protocols.ffd.marking import ItemCheck, PlannedStatus
+from kkt.protocols.ffd.marking import ItemCheck, PlannedStatus, item_check_label
 
 from . import ofd
 from .cash import move_cash
@@ -759,6 +759,8 @@ class Register:
         the FN before them (`Device.last_sale`, no receipt open) still holds after them.
         """
         device = self.device
+        if not device.no_open_receipt:
+            cancel_open_receipt(device)  # FF69 CLEAR is refused while a receipt is open
         carried, no_open = device.carried, device.no_open_receipt
         accepted: list[MarkedItem] = []
         try:
@@ -784,11 +786,36 @@ class Register:
                         reason=check.explanation,
                     )
                 saved = device.decide_mark(True)
+                if saved is not None and (
+                    saved.negative or (check.item_check is not None and saved != check.item_check)
+                ):
+                    # The FN saved another verdict than the answer judged (an answer damaged
+                    # past the checksum): the FN's own 2106 decides.
+                    device.clear_marks()
+                    raise MarkRejected(
+                        f"item {index + 1} ({item.name!r}), code {check.short}: the FN saved "
+                        f"tag 2106 {int(saved)} ({item_check_label(int(saved))}), not the "
+                        f"{check.label} its check answered; nothing was sent to the FN's "
+                        "receipt, nothing charged: check the code again",
+                        item=index,
+                        code=check.short,
+                        item_check=int(saved),
+                        reason="the FN's saved check disagrees with its answer",
+                    )
                 if saved is None:  # FF69's answer lost: the check's 2106 (the FN saved it)
                     saved = check.item_check or ItemCheck(int(check.local) & 3)
                 accepted.append(MarkedItem(index, item.mark_code, int(saved)))
         except MarkRejected:
             raise
+        except OutcomeUnknown as unknown:
+            # Only marking commands were sent: they form no document and open no receipt, so
+            # whatever they did, nothing is fiscal (the caller may sell again).
+            if accepted:
+                _quietly(device.clear_marks)
+            raise NotFiscalized(
+                f"checking the marking codes failed on the line ({unknown}); no receipt was "
+                "opened, nothing was charged: sell it again"
+            ) from unknown
         except KktError:
             if accepted:
                 _quietly(device.clear_marks)

@@ -456,18 +456,7 @@ def find_formed(
             continue
         candidates.append(found)
     if not candidates:
-        # The same damage in the command: Shtrih's closing command (FF45) carries a rounding
-        # (0-99 kopecks off the total), and two flips in one bit column of its frame pass the
-        # checksum -- the register then closes THIS receipt for less.  Its items say it is
-        # ours: fiscal, never "not found" (a caller would sell it again).
-        for found in rounded:
-            if fingerprint and _document_fingerprint(device, found.number) == fingerprint:
-                raise DamagedClosing(
-                    f"the receipt IS fiscal: document {found.number} holds its items, but "
-                    f"for {found.total} kopecks, not {total} (the closing command was "
-                    "damaged on the line past its checksum).  Do not sell it again: correct "
-                    "that document (a correction receipt)"
-                )
+        _raise_if_rounded(device, rounded, total, fingerprint)
         return None
     if len(candidates) == 1 and not contested:
         found = candidates[0]
@@ -489,7 +478,25 @@ def find_formed(
                     raise BadAnswer(f"document {found.number}'s items read differently each time")
                 continue  # the same total, other items: another sale's receipt
         return fiscal_result(device, found, total, operation)
+    _raise_if_rounded(device, rounded, total, fingerprint)
     return None
+
+
+def _raise_if_rounded(
+    device: Device, rounded: list[DocumentInfo], total: int, fingerprint: str
+) -> None:
+    """The same damage in the command: Shtrih's closing command (FF45) carries a rounding
+    (0-99 kopecks off the total), and two flips in one bit column of its frame pass the
+    checksum -- the register then closes THIS receipt for less.  Its items say it is ours:
+    fiscal, never "not found" (a caller would sell it again) -- whatever else has our total."""
+    for found in rounded:
+        if fingerprint and _document_fingerprint(device, found.number) == fingerprint:
+            raise DamagedClosing(
+                f"the receipt IS fiscal: document {found.number} holds its items, but "
+                f"for {found.total} kopecks, not {total} (the closing command was "
+                "damaged on the line past its checksum).  Do not sell it again: correct "
+                "that document (a correction receipt)"
+            )
 
 
 def _may_be(found: DocumentInfo, operation: int, total: int) -> bool:

@@ -583,36 +583,33 @@ class ShtrihDevice(Device):
         FF46.  Not repeatable: a bind whose answer was lost is not sent again -- what a second
         FF67 does on a register is not documented -- the receipt is cancelled instead."""
         request = mk.BindMarkCode(self.password, code.encode("ascii"))
-        for _ in range(_MARK_TRIES):
-            try:
-                self.raw(request)
-                return
-            except TransportError:
-                continue  # the command did not go out: nothing was bound
-            except OutcomeUnknown as lost:
-                raise NotFiscalized(
-                    f"binding the marking code of item {index + 1} failed on the line ({lost}); "
-                    "the receipt was cancelled, nothing was charged: sell it again"
-                ) from lost
-            except DeviceError as refusal:
-                if refusal.code != _MARK_NOT_BINDABLE:
-                    raise
-                short = short_code(code)
-                reason = (
-                    f"the FN refuses to bind code {short} ({refusal.code:02X}h): it holds no "
-                    "accepted check of it -- it sold that code before (a code is sold once; "
-                    "only a sale return gives it back)"
-                )
-                raise MarkAlreadySold(
-                    f"item {index + 1}: {reason}; the receipt was cancelled, nothing was "
-                    "charged.  If this is a retried sale, its first attempt is the fiscal one: "
-                    "look it up before selling again",
-                    item=index,
-                    code=short,
-                    item_check=None,
-                    reason=reason,
-                ) from None
-        raise TransportError("the register would not take the marking code; check the line")
+        try:
+            self.raw(request)
+        except (TransportError, OutcomeUnknown) as lost:
+            # "Not delivered" too: a register that lost the command's ACK and answer after
+            # executing it says the same (the lossy soak's path g), so no second FF67.
+            raise NotFiscalized(
+                f"binding the marking code of item {index + 1} failed on the line ({lost}); "
+                "the receipt was cancelled, nothing was charged: sell it again"
+            ) from lost
+        except DeviceError as refusal:
+            if refusal.code != _MARK_NOT_BINDABLE:
+                raise
+            short = short_code(code)
+            reason = (
+                f"the FN refuses to bind code {short} ({refusal.code:02X}h): it holds no "
+                "accepted check of it -- it sold that code before (a code is sold once; "
+                "only a sale return gives it back)"
+            )
+            raise MarkAlreadySold(
+                f"item {index + 1}: {reason}; the receipt was cancelled, nothing was "
+                "charged.  If this is a retried sale, its first attempt is the fiscal one: "
+                "look it up before selling again",
+                item=index,
+                code=short,
+                item_check=None,
+                reason=reason,
+            ) from None
 
     def subtotal(self) -> int:
         return self.raw(classic.Subtotal(self.password)).subtotal

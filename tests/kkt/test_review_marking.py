@@ -186,11 +186,6 @@ def test_a_payment_damaged_closing_with_its_answer_lost_is_reported_done(
 # -- one unit, two spellings: the same-code guard compares strings --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="register._one_item_a_code compares mark_code strings; the same unit spelt with the "
-    "leading FNC1 (GS) some scanners pass on is another string, and both items are sold",
-)
 def test_one_unit_on_two_items_spelt_two_ways_is_sold_twice(served: Served) -> None:
     """`_one_item_a_code`: "a code is one unit of goods: two items with the same code are
     refused before anything is sent".  `parse_mark_code` takes a leading GS (FNC1, "a leading
@@ -211,11 +206,6 @@ def test_one_unit_on_two_items_spelt_two_ways_is_sold_twice(served: Served) -> N
         assert units[0] == units[1] == [(1305, product(mark))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the driver sends the code as given: with a leading FNC1 the FN (keyed by the bytes) "
-    "does not know the unit it sold a moment ago, and sells it again",
-)
 def test_a_unit_sold_then_scanned_with_a_leading_fnc1_is_sold_again(served: Served) -> None:
     """test_marking_sale's ``test_the_same_code_is_sold_once`` with the second scan carrying
     the leading GS a scanner passes on: the FN's sold-code check (FF67 -> A5h) compares the
@@ -235,11 +225,6 @@ def test_a_unit_sold_then_scanned_with_a_leading_fnc1_is_sold_again(served: Serv
 # -- FF69's 2106 is not read: the FN's own saved result may be negative ---------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Register._accept_marks decides on FF61's answer alone and ignores the 2106 FF69 "
-    "accept returns: a negative saved result is sold ([М-] in the document)",
-)
 def test_a_code_the_fn_saved_as_negative_is_sold(served: Served) -> None:
     """ОИСМ says the goods are withdrawn (2106 = 7, [М-]).  FF61's answer comes back damaged
     past the XOR checksum: bit 3 flipped in the online part's result byte (7 -> 15) and in the
@@ -280,12 +265,6 @@ def test_a_code_the_fn_saved_as_negative_is_sold(served: Served) -> None:
 # -- a receipt left open: the rejection path's clean-up is refused ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Register._accept_marks checks codes before `_fiscalize` cancels a receipt left "
-    "open; a rejected second code's FF69 CLEAR is then refused (receipt open): the caller gets "
-    "a DeviceError, not MarkRejected, and the first code stays accepted in the FN",
-)
 def test_a_rejected_code_with_a_receipt_left_open_is_not_mark_rejected(served: Served) -> None:
     """A receipt is left open on the register (an earlier failure whose cancel did not get
     through, another program; here a raw 8Dh).  The sale's first code is accepted, its second
@@ -309,11 +288,6 @@ def test_a_rejected_code_with_a_receipt_left_open_is_not_mark_rejected(served: S
 # -- the settle fix: DamagedClosing is looked for only when no document has our total -------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settle.find_formed consults the rounded (DamagedClosing) receipts only when no "
-    "document after `before` has our total; another sale of that total hides ours: sold twice",
-)
 def test_a_damaged_closing_hidden_by_another_sale_of_its_total_is_sold_again(
     clean: tuple[Wire, kkt.Register], tmp_path: Path
 ) -> None:
@@ -348,12 +322,6 @@ def test_a_damaged_closing_hidden_by_another_sale_of_its_total_is_sold_again(
 # -- typed errors: a check that never got through says "maybe fiscal" -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Register._accept_marks lets the marking commands' OutcomeUnknown out of sell(): a "
-    "sale that sent nothing fiscal says 'check the register before repeating' instead of "
-    "NotFiscalized",
-)
 def test_a_check_lost_on_the_line_is_not_fiscalized_not_outcome_unknown(served: Served) -> None:
     """Every FF61 answer is lost on the line (maybe executed): `check_mark` settles each by
     FF70 and gives up after ``_MARK_TRIES`` with the last `OutcomeUnknown`, which
@@ -413,11 +381,6 @@ def test_a_closing_damaged_into_another_split_of_the_payments_is_reported_done(
 # -- FF67 resent after a "not delivered" that was delivered ---------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShtrihDevice._bind resends FF67 on TransportError, which the Shtrih link also "
-    "raises for a frame the register executed (NotDelivered after a lost ACK and answer)",
-)
 def test_a_bind_the_link_calls_not_delivered_is_sent_again(served: Served) -> None:
     """`_bind`: "Not repeatable: a bind whose answer was lost is not sent again", yet
     ``except TransportError: continue`` sends it again, reading `TransportError` as "it did not
@@ -454,12 +417,7 @@ def test_a_bind_the_link_calls_not_delivered_is_sent_again(served: Served) -> No
 # -- goods sold by weight: planned status 1 "piece sold" ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kkt.marking.planned_status derives 2 (measured) only from mark_quantity: a marked "
-    "item sold by weight (measure kg, quantity 0.5) is checked as a piece, without 2108/1023",
-)
-def test_a_marked_item_sold_by_weight_is_checked_as_a_piece() -> None:
+def test_a_marked_item_sold_by_weight_is_checked_as_measured() -> None:
     """Weighed marked goods (cheese, dairy by weight): ``Item(quantity=0.5, measure=11)``.  The
     fact sheet (§4.3, JavaPOS ``checkItemCode``): FF61 goes with 2003 = 1 for a piece, 2 for
     goods by weight ("sale piece/weight"), and "for partial sale 2108 + 1023".  The driver
