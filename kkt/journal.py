@@ -34,7 +34,7 @@ class Entry:
     total: int
     result: dict[str, Any] | None
     fn: str  # the FN the receipt began in ('' in journals written before this column)
-    fingerprint: str  # `Receipt.fingerprint()` ('' in older journals: match by total alone)
+    fingerprint: str  # `Receipt.key_fingerprint()` ('' in older journals: match by total alone)
     payments: str = ""  # "cash=70000,electronic=0,..." ('' in older journals)
 
 

@@ -158,6 +158,16 @@ class Receipt:
             [(item.name, item.price, item.quantity, item.total) for item in self.items],
         )
 
+    def key_fingerprint(self) -> str:
+        """What an idempotency key is bound to: `fingerprint` and, for a receipt of marked goods,
+        a hash of its codes after a ":" -- another unit's code is another receipt, though the
+        FN's document is found by the items alone (`items_fingerprint` takes that part back)."""
+        codes = [(n, item.mark_code) for n, item in enumerate(self.items) if item.mark_code]
+        if not codes:
+            return self.fingerprint()
+        text = "\x1e".join(f"{n}\x1f{code}" for n, code in codes)
+        return f"{self.fingerprint()}:{hashlib.sha256(text.encode('ascii')).hexdigest()[:16]}"
+
     def validate(self) -> None:
         """Raise `ReceiptRejected` saying what to fix; return when the receipt can be sent.
 
@@ -328,6 +338,11 @@ def _members(kind: type[enum.Enum]) -> str:
 
 def _wrong(path: str, expected: str, value: object) -> ReceiptRejected:
     return ReceiptRejected(f"{path}: must be {expected}, got {value!r}")
+
+
+def items_fingerprint(stored: str) -> str:
+    """The items' part of a journal's fingerprint (`Receipt.key_fingerprint`)."""
+    return stored.split(":", 1)[0]
 
 
 def fingerprint_of(operation: int, items: list[tuple[str, int, Decimal, int]]) -> str:

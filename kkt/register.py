@@ -52,7 +52,7 @@ from .errors import (
 from .journal import Entry, JournalStore
 from .marking import MarkCheck, MarkingState, check_tlv, checked_code, planned_status
 from .ofd import OfdExchangeResult, OfdStatus
-from .receipt import Operation, Receipt
+from .receipt import Operation, Receipt, items_fingerprint
 from .results import FiscalResult, Formed, MarkedItem, Registration, ShiftInfo
 from .settle import (
     cancel_open_receipt,
@@ -184,8 +184,10 @@ def _key_conflict(entry: Entry, receipt: Receipt, serial: str) -> KeyConflict | 
         differs = f"a correction ({what}); this is a receipt"
     elif entry.operation != int(receipt.operation):
         differs = f"{what}; this receipt is {_operation(int(receipt.operation))}"
-    elif entry.fingerprint and entry.fingerprint != receipt.fingerprint():
+    elif entry.fingerprint and items_fingerprint(entry.fingerprint) != receipt.fingerprint():
         differs = f"{what} of other items than this receipt's"
+    elif entry.fingerprint and entry.fingerprint != receipt.key_fingerprint():
+        differs = f"{what} of other marking codes (other units) than this receipt's"
     elif not entry.fingerprint and entry.total != receipt.total:
         differs = f"{what} of {entry.total} kopecks; this receipt is of {receipt.total}"
     elif entry.payments and _net(entry.payments, entry.total) != _net(
@@ -684,7 +686,7 @@ class Register:
                 int(receipt.operation),
                 receipt.total,
                 serial,
-                receipt.fingerprint(),
+                receipt.key_fingerprint(),
                 _paid(receipt),
             )
             try:

@@ -22,7 +22,7 @@ from kkt.protocols.ffd import DocumentType, QrData, find, qr_string
 
 from .errors import BadAnswer, DeviceError, KktError, NotFiscalized, OutcomeUnknown, TransportError
 from .journal import Entry, JournalStore
-from .receipt import Operation, Receipt, fingerprint_of
+from .receipt import Operation, Receipt, fingerprint_of, items_fingerprint
 from .results import DocumentInfo, FiscalResult, Formed
 from .vendors.base import Closed, Device, LastSale
 
@@ -333,7 +333,7 @@ def settle_pending(device: Device, journal: JournalStore, entry: Entry) -> Fisca
                     entry.total,
                     exclude=journal.claimed(entry.before, serial),
                     upto=journal.next_begun(entry.before, serial),
-                    fingerprint=entry.fingerprint,
+                    fingerprint=items_fingerprint(entry.fingerprint),
                     # A document after ``before`` with this total may be another sale's --
                     # one sold without a key, or another pending key's -- and only its items
                     # tell: whoever else sold since, no short record may decide.

@@ -44,11 +44,6 @@ __all__ = ["clean", "served"]  # fixtures, used by their names
 # -- idempotency keys: a key's receipt is matched without its marking codes ----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KeyConflict ignores mark_code: Receipt.fingerprint() hashes name/price/quantity/"
-    "amount only, so a done key replays for a receipt of another unit (another code)",
-)
 def test_a_done_key_replayed_for_another_code_is_a_conflict(tmp_path: Path) -> None:
     """Key "order-1" sold shoes with code A.  The caller repeats the key with the same shoes
     but the code of ANOTHER unit (the cashier rescanned a different pair): the driver answers
@@ -74,11 +69,6 @@ def test_a_done_key_replayed_for_another_code_is_a_conflict(tmp_path: Path) -> N
         device.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settle_pending finds the key's receipt by items/total, then Register._marks_of "
-    "pairs the FOUND document's 2106 with the NEW receipt's codes: marks name a code never sold",
-)
 def test_a_pending_key_settled_for_another_code_names_a_code_never_sold(tmp_path: Path) -> None:
     """Key "order-1" sells shoes with code A; the closing answer is lost and nothing more gets
     through, so the key stays pending (the FN holds the receipt, code A sold).  The repeat
