@@ -1,7 +1,7 @@
 """Review of issue 21 (the marked-goods sale) and the settle fix: holes found, each a
-deterministic test marked ``xfail(strict=True)`` until it is fixed (the suite stays green, and a
-fix turns the test into an XPASS the lead sees).  The rig is test_marking_sale.py's: the emulated
-Shtrih register over TCP, its real FN and emulated ОИСМ."""
+deterministic test; the holes fixed since run as plain tests (their docstrings tell the hole as
+found), the ones left stay ``xfail(strict=True)`` with their cause.  The rig is
+test_marking_sale.py's: the emulated Shtrih register over TCP, its real FN and emulated ОИСМ."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_a_done_key_replayed_for_another_code_is_a_conflict(tmp_path: Path) -> N
         device.close()
 
 
-def test_a_pending_key_settled_for_another_code_names_a_code_never_sold(tmp_path: Path) -> None:
+def test_a_pending_key_repeated_with_another_code_is_a_conflict(tmp_path: Path) -> None:
     """Key "order-1" sells shoes with code A; the closing answer is lost and nothing more gets
     through, so the key stays pending (the FN holds the receipt, code A sold).  The repeat
     carries code B (another unit).  `settle_pending` finds document N by its items and total
@@ -113,12 +113,7 @@ def test_a_pending_key_settled_for_another_code_names_a_code_never_sold(tmp_path
 # (test_double_hunt.py's rig: the whole stack over a simulated line in virtual time)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settle: the payments read-back runs only on a Closed answer; a key's retry (and a "
-    "lost closing answer) settle by total/items and call the damaged receipt done",
-)
-def test_a_key_retry_after_a_payment_damaged_closing_is_called_done(
+def test_a_key_retry_after_a_payment_damaged_closing_is_never_done(
     clean: tuple[Wire, kkt.Register], tmp_path: Path
 ) -> None:
     """f32f7fe's promise: a receipt whose closing was damaged past the checksum is "never sold
@@ -147,12 +142,7 @@ def test_a_key_retry_after_a_payment_damaged_closing_is_called_done(
         register.journal.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settle: a closing damaged in a payment whose answer is lost is settled by "
-    "total/items and reported done (no change to compare, payments never read back)",
-)
-def test_a_payment_damaged_closing_with_its_answer_lost_is_reported_done(
+def test_a_payment_damaged_closing_with_its_answer_lost_is_never_done(
     clean: tuple[Wire, kkt.Register],
 ) -> None:
     """The same damage, and the register's answer to that FF45 lost (its power flickered after
@@ -176,7 +166,7 @@ def test_a_payment_damaged_closing_with_its_answer_lost_is_reported_done(
 # -- one unit, two spellings: the same-code guard compares strings --------------------------------
 
 
-def test_one_unit_on_two_items_spelt_two_ways_is_sold_twice(served: Served) -> None:
+def test_one_unit_on_two_items_spelt_two_ways_is_refused(served: Served) -> None:
     """`_one_item_a_code`: "a code is one unit of goods: two items with the same code are
     refused before anything is sent".  `parse_mark_code` takes a leading GS (FNC1, "a leading
     FNC1 some scanners pass on"), so ``code`` and ``GS + code`` are the same unit (same 01 GTIN
@@ -196,7 +186,7 @@ def test_one_unit_on_two_items_spelt_two_ways_is_sold_twice(served: Served) -> N
         assert units[0] == units[1] == [(1305, product(mark))]
 
 
-def test_a_unit_sold_then_scanned_with_a_leading_fnc1_is_sold_again(served: Served) -> None:
+def test_a_unit_sold_then_scanned_with_a_leading_fnc1_is_not_sold_again(served: Served) -> None:
     """test_marking_sale's ``test_the_same_code_is_sold_once`` with the second scan carrying
     the leading GS a scanner passes on: the FN's sold-code check (FF67 -> A5h) compares the
     bytes it is sent, ОИСМ has not heard of the sale yet (its notification waits in the FN)
@@ -215,7 +205,7 @@ def test_a_unit_sold_then_scanned_with_a_leading_fnc1_is_sold_again(served: Serv
 # -- FF69's 2106 is not read: the FN's own saved result may be negative ---------------------------
 
 
-def test_a_code_the_fn_saved_as_negative_is_sold(served: Served) -> None:
+def test_a_code_the_fn_saved_as_negative_is_not_sold(served: Served) -> None:
     """ОИСМ says the goods are withdrawn (2106 = 7, [М-]).  FF61's answer comes back damaged
     past the XOR checksum: bit 3 flipped in the online part's result byte (7 -> 15) and in the
     same column further on, the TLV's 2106 (7 -> 15) -- two flips in one bit column, the damage
@@ -255,7 +245,7 @@ def test_a_code_the_fn_saved_as_negative_is_sold(served: Served) -> None:
 # -- a receipt left open: the rejection path's clean-up is refused ---------------------------------
 
 
-def test_a_rejected_code_with_a_receipt_left_open_is_not_mark_rejected(served: Served) -> None:
+def test_a_rejected_code_with_a_receipt_left_open_is_mark_rejected(served: Served) -> None:
     """A receipt is left open on the register (an earlier failure whose cancel did not get
     through, another program; here a raw 8Dh).  The sale's first code is accepted, its second
     is withdrawn: `_accept_marks` rejects it and clears the first with FF69 CLEAR -- which the
@@ -278,7 +268,7 @@ def test_a_rejected_code_with_a_receipt_left_open_is_not_mark_rejected(served: S
 # -- the settle fix: DamagedClosing is looked for only when no document has our total -------------
 
 
-def test_a_damaged_closing_hidden_by_another_sale_of_its_total_is_sold_again(
+def test_a_damaged_closing_hidden_by_another_sale_of_its_total_is_not_sold_again(
     clean: tuple[Wire, kkt.Register], tmp_path: Path
 ) -> None:
     """test_double_hunt's key-retry double with one more sale in between.  Sale b (key "b",
@@ -371,7 +361,7 @@ def test_a_closing_damaged_into_another_split_of_the_payments_is_reported_done(
 # -- FF67 resent after a "not delivered" that was delivered ---------------------------------------
 
 
-def test_a_bind_the_link_calls_not_delivered_is_sent_again(served: Served) -> None:
+def test_a_bind_the_link_calls_not_delivered_is_not_sent_again(served: Served) -> None:
     """`_bind`: "Not repeatable: a bind whose answer was lost is not sent again", yet
     ``except TransportError: continue`` sends it again, reading `TransportError` as "it did not
     go out".  test_double_hunt's path g (``test_answer_lost_after_execution``, ack-lost) says
