@@ -23,6 +23,7 @@ from . import cloud_cli, emulator_cli, ofd_cli, ofd_relay_cli, register_cli, sca
 from .console import Output, waiting
 from .demo import run_demo
 from .describe import AtolReader, describe_token
+from .logs import logging_into
 
 DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
 ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --protocol atol`
@@ -269,15 +270,8 @@ def _logging(verbosity: int) -> Iterator[None]:
     handler.setFormatter(_Reasoning() if verbosity > 1 else logging.Formatter("%(message)s"))
     # -vv: the whole "kkt" tree -- the trace, and the driver's reasoning (kkt.register: each
     # command and its decoded answer, retries, how a failed receipt was settled).
-    logger = logging.getLogger("kkt.trace" if verbosity == 1 else "kkt")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with logging_into(handler, "kkt.trace" if verbosity == 1 else "kkt"):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 class _Reasoning(logging.Formatter):

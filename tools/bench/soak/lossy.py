@@ -25,6 +25,7 @@ from kkt.protocols.ffd import decode_tlv
 
 import kkt
 
+from ...logs import logging_into
 from .. import Bench, Figure, case
 from .common import (
     RECEIPT_KIND,
@@ -83,18 +84,10 @@ def _traced(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    logger = logging.getLogger("kkt")
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(relativeCreated)10.1f %(name)s %(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with logging_into(handler):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        handler.close()
 
 
 def _receipt(total: int) -> kkt.Receipt:
