@@ -267,6 +267,17 @@ def _check_types(receipt: Receipt) -> None:
             raise _wrong(name, "a str or None", getattr(receipt, name))
 
 
+def is_unit_part(value: object) -> bool:
+    """Is ``value`` a part of one marked unit, (numerator, denominator) with 1 <= n < d
+    (tags 1293/1294)?"""
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+        and 1 <= value[0] < value[1]
+    )
+
+
 def _check_marking(item: Item, path: str) -> None:
     if item.mark_code is None:
         for name in ("planned_status", "mark_quantity"):
@@ -284,12 +295,7 @@ def _check_marking(item: Item, path: str) -> None:
     if item.planned_status is not None and not isinstance(item.planned_status, PlannedStatus):
         raise _wrong(f"{path}.planned_status", _members(PlannedStatus), item.planned_status)
     part = item.mark_quantity
-    if part is not None and not (
-        isinstance(part, tuple)
-        and len(part) == 2
-        and all(isinstance(n, int) and not isinstance(n, bool) for n in part)
-        and 1 <= part[0] < part[1]
-    ):
+    if part is not None and not is_unit_part(part):
         raise _wrong(
             f"{path}.mark_quantity",
             "(numerator, denominator) of a part of one unit, 1 <= numerator < denominator",

@@ -52,7 +52,7 @@ from .errors import (
 from .journal import Entry, JournalStore
 from .marking import MarkCheck, MarkingState, check_tlv, checked_code, planned_status
 from .ofd import OfdExchangeResult, OfdStatus
-from .receipt import Operation, Receipt, items_fingerprint
+from .receipt import Operation, Receipt, is_unit_part, items_fingerprint
 from .results import FiscalResult, Formed, MarkedItem, Registration, ShiftInfo
 from .settle import (
     cancel_open_receipt,
@@ -726,12 +726,7 @@ class Register:
                 f"planned_status: must be a PlannedStatus, e.g. PlannedStatus.PIECE_SOLD, got "
                 f"{planned_status!r}"
             )
-        if quantity is not None and not (
-            isinstance(quantity, tuple)
-            and len(quantity) == 2
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in quantity)
-            and 1 <= quantity[0] < quantity[1]
-        ):
+        if quantity is not None and not is_unit_part(quantity):
             raise BadMarkCode(
                 f"quantity: must be (numerator, denominator) of a part of one unit, "
                 f"1 <= numerator < denominator, got {quantity!r}"
