@@ -179,10 +179,19 @@ class LinkSession(Generic[SettingsT]):
         self._wrong: str | None = None  # set once the device is known to speak another protocol
         self._resend = True
 
-    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+    def exchange(
+        self,
+        payload: bytes,
+        *,
+        answer_timeout: float,
+        resend: bool = True,
+        sync_after: bool = False,
+    ) -> bytes:
         """One raw command payload in, its answer payload out.
 
-        ``resend`` is True exactly for repeatable queries (`Request.REPEATABLE`).  Raises a
+        ``resend`` is True exactly for repeatable queries (`Request.REPEATABLE`).
+        ``sync_after``: the next command will repeat this one's code (a session whose class says
+        `asks_ahead` starts that command's sync with this one's last write).  Raises a
         `kkt.protocols.LinkError` (``maybe_executed`` says whether the register may have done it)
         when the exchange failed.
         """
@@ -193,7 +202,7 @@ class LinkSession(Generic[SettingsT]):
         if self.port is None:
             self._reconnect()  # raises TransportError while the register is unreachable
         started = self._clock()
-        self._start(payload, started, answer_timeout, resend)
+        self._start(payload, started, answer_timeout, resend, sync_after)
         tracing = trace.isEnabledFor(logging.DEBUG)
         self._frame_sent = False
         self._resend = resend
@@ -331,7 +340,12 @@ class LinkSession(Generic[SettingsT]):
     def _new_link(self) -> Any:
         raise NotImplementedError
 
-    def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
+    # Whether `exchange` acts on ``sync_after`` (callers pass it only where it does).
+    asks_ahead: ClassVar[bool] = False
+
+    def _start(
+        self, payload: bytes, now: float, answer_timeout: float, resend: bool, sync_after: bool
+    ) -> None:
         raise NotImplementedError
 
     def _port_failed(self, exc: Exception, payload: bytes) -> Any:
@@ -390,10 +404,19 @@ class ShtrihSession(LinkSession[shtrih.HostSettings]):
         )
         return request.decode_answer(answer)
 
-    def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
+    asks_ahead = True  # `ShtrihHostLink`'s asking ahead
+
+    def _start(
+        self, payload: bytes, now: float, answer_timeout: float, resend: bool, sync_after: bool
+    ) -> None:
         # Repeatable queries may also skip the ENQ that guards a repeated command code.
         self.link.send_command(
-            payload, now, answer_timeout=answer_timeout, resend=resend, idempotent=resend
+            payload,
+            now,
+            answer_timeout=answer_timeout,
+            resend=resend,
+            idempotent=resend,
+            sync_after=sync_after,
         )
 
     def _port_failed(self, exc: Exception, payload: bytes) -> Any:
@@ -476,7 +499,9 @@ class AtolSession(LinkSession[atol.HostSettings]):
         # left a task under the TIDs a fresh link would take first (00, 01 ...).
         return AtolHostLink(self.settings, first_tid=secrets.randbelow(MAX_TID + 1))
 
-    def _start(self, payload: bytes, now: float, answer_timeout: float, resend: bool) -> None:
+    def _start(
+        self, payload: bytes, now: float, answer_timeout: float, resend: bool, sync_after: bool
+    ) -> None:
         # ``resend``: a task the register lost after taking it is simply added again.
         self._reopens = 0
         if self._releasing:

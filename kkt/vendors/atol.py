@@ -152,8 +152,9 @@ class AtolDevice(Device):
         self._mode_trusted = False  # the last `_enter` skipped its 45h
         self._mode_reconnects = 0
 
-    def raw(self, request: c.Request[AnswerT]) -> AnswerT:
-        """Any typed ATOL request (`kkt.protocols.atol.commands`); see `Device.raw`."""
+    def raw(self, request: c.Request[AnswerT], *, sync_after: bool = False) -> AnswerT:
+        """Any typed ATOL request (`kkt.protocols.atol.commands`); see `Device.raw`.  ATOL's link
+        has no sync to ask ahead (its packets carry IDs): ``sync_after`` changes nothing."""
         trusted, self._mode_trusted = self._mode_trusted, False
         wanted = self._mode
         try:

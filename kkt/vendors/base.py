@@ -125,6 +125,10 @@ class Device(ABC):
     def __init__(self, commander: Commander, *, password: int = 30) -> None:
         self.commander = commander
         self.password = password
+        # A commander that takes ``sync_after`` (`kkt.transport.session.LinkSession`): others
+        # (the in-process emulator, a caller's wrapper) are called as the `Commander` protocol
+        # says, without it.
+        self._asks_ahead = bool(getattr(commander, "asks_ahead", False))
         # True while this driver knows no receipt is open: only its own completed receipts or a
         # confirmed cancel set it; any other state-changing command clears it.  It spares one
         # status query per receipt in the common case.
@@ -138,17 +142,19 @@ class Device(ABC):
 
     # -- one command ------------------------------------------------------------------------------
 
-    def raw(self, request: Any) -> Any:
+    def raw(self, request: Any, *, sync_after: bool = False) -> Any:
         """Any typed request of the register's own protocol (`kkt.protocols.shtrih` or
         `kkt.protocols.atol`); refusals become the driver's `DeviceError` subclasses.
 
         Read-only requests are tried again after a link failure -- asking twice changes nothing.
-        Anything else fails at once and the caller decides.
+        Anything else fails at once and the caller decides.  ``sync_after``: the next request
+        repeats this one's command code (a link that guards a repeated code may start guarding
+        now, `kkt.transport.session.LinkSession.asks_ahead`).
         """
         tries = self.query_tries if request.REPEATABLE else 1
         for attempt in range(1, tries + 1):
             try:
-                return self._raw_once(request)
+                return self._raw_once(request, sync_after)
             except (TransportError, OutcomeUnknown, BadAnswer):
                 if attempt == tries:
                     raise
@@ -184,16 +190,16 @@ class Device(ABC):
         """Remember the FN's state after this session's own receipt (`last_sale`)."""
         self.carried = LastSale(document, when, shift, receipt, self._reconnects())
 
-    def _raw_once(self, request: Any) -> Any:
+    def _raw_once(self, request: Any, sync_after: bool = False) -> Any:
         if not request.REPEATABLE:
             self.carried = None  # before it is sent: it may form a document (`last_sale`)
         try:
-            return self._raw_exchange(request)
+            return self._raw_exchange(request, sync_after)
         except BaseException:
             self.carried = None  # any trouble: the FN is asked again (`last_sale`)
             raise
 
-    def _raw_exchange(self, request: Any) -> Any:
+    def _raw_exchange(self, request: Any, sync_after: bool = False) -> Any:
         try:
             encoded = request.encode()
         except CodecError as error:
@@ -203,8 +209,9 @@ class Device(ABC):
         if not request.REPEATABLE:
             self.no_open_receipt = False
         try:
+            ahead = {"sync_after": True} if sync_after and self._asks_ahead else {}
             payload = self.commander.exchange(
-                encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE
+                encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE, **ahead
             )
         except SessionWrongProtocol as error:
             raise WrongProtocol(str(error)) from error

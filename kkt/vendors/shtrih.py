@@ -129,9 +129,9 @@ class ShtrihDevice(Device):
     _registered_tax_system: int | None = None  # `_tax_system`, read once
     _receipt_tags: tuple[tuple[int, Any], ...] = ()  # receipt-level tags the first item sends
 
-    def raw(self, request: Request[AnswerT]) -> AnswerT:
+    def raw(self, request: Request[AnswerT], *, sync_after: bool = False) -> AnswerT:
         """Any typed Shtrih request (`kkt.protocols.shtrih.classic`, ``fn``); see `Device.raw`."""
-        answer: AnswerT = super().raw(request)
+        answer: AnswerT = super().raw(request, sync_after=sync_after)
         return answer
 
     def _refusal(self, error: ProtocolDeviceError) -> DeviceError:
@@ -522,8 +522,16 @@ class ShtrihDevice(Device):
         )
         if item.mark_code is not None:
             self._bind(index, item.mark_code)
+        # The next command is this same FF46 when the next item follows at once (no tags after
+        # this one, no receipt tags after the first, no FF67 bind before the next).
+        next_is_item = (
+            index + 1 < len(receipt.items)
+            and not item.tags
+            and not (index == 0 and self._receipt_tags)
+            and receipt.items[index + 1].mark_code is None
+        )
         try:
-            self._add_once(operation, subtotal, item.total, index, receipt)
+            self._add_once(operation, subtotal, item.total, index, receipt, next_is_item)
         except DeviceError as refusal:
             if refusal.code == _WRONG_RECEIPT_TYPE and index and len(receipt.items) >= 2:
                 raise NotFiscalized(
@@ -539,7 +547,13 @@ class ShtrihDevice(Device):
             self._send_receipt_tags()  # the receipt is open now (`open_receipt`)
 
     def _add_once(
-        self, operation: fn.OperationV2, subtotal: int, amount: int, count: int, receipt: Receipt
+        self,
+        operation: fn.OperationV2,
+        subtotal: int,
+        amount: int,
+        count: int,
+        receipt: Receipt,
+        sync_after: bool = False,
     ) -> None:
         """Add one item exactly once: after a failed exchange the open receipt's item count and
         subtotal tell whether the register took it (the count, because a free item leaves the
@@ -548,7 +562,7 @@ class ShtrihDevice(Device):
         of a receipt it opens (no 8Dh) means the item was not taken."""
         for _ in range(3):
             try:
-                self.raw(operation)
+                self.raw(operation, sync_after=sync_after)
                 return
             except (TransportError, OutcomeUnknown):
                 state = self.raw(classic.GetShortStatus(self.password))

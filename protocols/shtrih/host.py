@@ -33,8 +33,17 @@ While an answer is awaited, the host asks with ENQ after ``probe`` seconds of si
 answers ACK ("being prepared") or replays an answer the line lost, which is then collected at once.
 
 A second copy of an answer (`HELD`): the answer to a closing command (FF45) is NAKed instead of
-ACKed, so the device keeps it pending; an empty payload then sends a bare ENQ, the device answers
-ACK and the same answer again, and the host ACKs that copy.  The driver compares the two copies:
+ACKed, so the device keeps it pending; an empty payload then asks with a bare ENQ, the device
+answers ACK and the same answer again, and the host ACKs that copy.
+
+Asking ahead: an ENQ the next exchange will need goes out in the same write as the ACK (or the
+NAK) that ends this one -- the held answer's ENQ always, a sync's ENQ when the caller says the
+next command repeats this one's code (``sync_after``, consecutive FF46 lines).  The device's reply
+waits in the port while the caller reads the answer and builds its next frame, and the next
+exchange starts with that ENQ outstanding: the same bytes in the same order as a sync started
+then, without a turn of the line spent on the host.  Whatever the next command turns out to be,
+it starts in SYNC with that ENQ out (a frame never goes out while an ENQ is unanswered), so a
+wrong guess costs time, never safety.  The driver compares the two copies:
 two bit flips in one column pass the XOR checksum, but the same damage twice, independently, does
 not happen (`kkt.vendors.shtrih.ShtrihDevice.close_receipt`).  The next command frame drops an
 answer still held (the device takes a new frame as "the host moved on").
@@ -101,6 +110,7 @@ class _Exchange:
     limit: float = float("inf")  # that bound's length, for messages
     noisy_since: float | None = None  # an ENQ has waited since then for a quiet line
     replay: bool = False  # a bare ENQ for the held answer's second copy (empty payload)
+    sync_after: bool = False  # ENQ with the final ACK: the next command repeats this code
 
 
 class ShtrihHostLink(ShtrihLinkEnd):
@@ -117,6 +127,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
         self._enq_at: float | None = None  # an ENQ waits for the line to fall quiet
         self._enq_outstanding = False
         self._held: bytes | None = None  # an answer NAKed on purpose: pending at the device
+        self._asked_ahead = False  # an ENQ went out after the last exchange ended (`_ask_ahead`)
 
     def _deadlines(self) -> tuple[float | None, ...]:
         give_up = self._exchange.give_up_at if self._exchange is not None else None
@@ -173,6 +184,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
         answer_timeout: float | None = None,
         resend: bool = True,
         idempotent: bool = False,
+        sync_after: bool = False,
     ) -> None:
         """start one command.  Its outcome comes back as `AnswerReceived` or `CommandFailed`.
 
@@ -183,14 +195,19 @@ class ShtrihHostLink(ShtrihLinkEnd):
         send before the very same query again (byte for byte: "document 41" is not "document
         42").  Should the device replay its previous answer, the host takes it: an answer to the
         same query, a moment older -- a loss of freshness, never a wrong or second answer.
+        ``sync_after=True``: the next command repeats this one's code, so its sync's ENQ goes
+        out with this one's final ACK (asking ahead, see the module docstring).
         """
         if not payload and self._held is not None:
             self._replay(answer_timeout, now)  # otherwise an empty frame: `FrameError`
             return
         self._held = None  # the new frame drops an answer still pending at the device
         self._begin(payload, answer_timeout, resend, now)
+        assert self._exchange is not None
+        self._exchange.sync_after = sync_after
         if (
-            self._synced
+            not self._asked_ahead  # its reply comes first: the exchange starts in SYNC
+            and self._synced
             and self.settings.enq_mode is EnqMode.AUTO
             and (
                 (idempotent and payload == self._last_command)
@@ -210,7 +227,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
         exchange.replay = exchange.frame_acked = True
         exchange.answer_due = now + exchange.answer_timeout
         self._host = _Host.ANSWER
-        self._send_enq(now)
+        self._send_enq(now)  # unless it went out with the NAK (`_ask_ahead`)
 
     def sync(self, now: float) -> None:
         """ENQ until the device holds no answer; ends with `LinkReady` or `CommandFailed`."""
@@ -220,6 +237,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
     def forget_sync(self) -> None:
         """The next command starts with ENQ (call after reopening the port)."""
         self._synced = False
+        self._asked_ahead = False  # that ENQ went to the old port
 
     def _begin(
         self, command: bytes | None, answer_timeout: float | None, resend: bool, now: float
@@ -243,9 +261,20 @@ class ShtrihHostLink(ShtrihLinkEnd):
         self._send_enq(now)
 
     def _send_enq(self, now: float) -> None:
-        self._out.append(ENQ)
+        if self._asked_ahead:
+            # It is out already, written with the last exchange's final ACK or NAK; its reply
+            # may be waiting in the port.  ``ack`` from now: at least the ENQ's own time.
+            self._asked_ahead = False
+        else:
+            self._out.append(ENQ)
         self._enq_outstanding = True
         self._deadline = now + self.settings.ack
+
+    def _ask_ahead(self) -> None:
+        """ENQ now, with the final ACK or NAK of the exchange just ended: the next exchange
+        starts with it outstanding (`_send_enq`)."""
+        self._out.append(ENQ)
+        self._asked_ahead = True
 
     def _schedule_enq(self, now: float) -> None:
         """Send ENQ once nothing has arrived for ``quiet`` seconds."""
@@ -444,6 +473,16 @@ class ShtrihHostLink(ShtrihLinkEnd):
             self._host_answer_token(token, now, events)
 
     def _host_idle_token(self, token: Token, events: list[Event]) -> None:
+        if self._asked_ahead:
+            # The reply to the ENQ asked ahead, read between two exchanges.  NAK: the device is
+            # idle and holds no answer, so none can be replayed for the next command -- it may
+            # go straight.  Anything else: the next command syncs from the start.
+            self._asked_ahead = False
+            if isinstance(token, Control) and token.byte is ControlByte.NAK:
+                self._synced = True
+                self._last_answer = None
+                return
+            self._synced = False
         if isinstance(token, Frame) and token.payload == self._last_answer:
             # The device repeats the answer we already have (our ACK was lost): confirm it again.
             self._out.append(ACK)
@@ -530,7 +569,8 @@ class ShtrihHostLink(ShtrihLinkEnd):
             self._last_answer = answer
             self._finish(events, AnswerReceived(b"", answer))
             return
-        if exchange.command[:2] in HELD and _answer_matches(exchange.command, answer):
+        held = exchange.command[:2] in HELD and _answer_matches(exchange.command, answer)
+        if held:
             self._out.append(NAK)  # held for its second copy (`HELD`); not a damaged answer
             self._held = answer
         else:
@@ -565,6 +605,10 @@ class ShtrihHostLink(ShtrihLinkEnd):
         self._last_answer = answer
         self._last_command = exchange.command
         self._finish(events, AnswerReceived(exchange.command, answer))
+        # The copy's ENQ (of an answer that is no refusal: only those are read twice), or the
+        # next FF46's sync, goes out now.
+        if ((held and answer[2:3] == b"\x00") or exchange.sync_after) and self._synced:
+            self._ask_ahead()
 
 
 def _no_response(cause: str, command: bytes, *, written: bool) -> NoResponse:

@@ -641,9 +641,10 @@ def test_held_answer_nak_turned_into_enq(clean: tuple[Wire, kkt.Register]) -> No
     def up(data: bytes, _count: int) -> bytes:
         if data[:1] == b"\x02" and data[2:4] == CLOSE:
             closing["seen"] = True
-        elif closing["seen"] and not flipped and data == b"\x15":
+        elif closing["seen"] and not flipped and data[:1] == b"\x15":
+            # (the host writes the copy's ENQ with that NAK: "15 05" becomes "05 05")
             flipped.append(True)
-            return b"\x05"
+            return b"\x05" + data[1:]
         return data
 
     assert sold_once(wire, register, 10_000, lambda: setattr(wire.script, "up", up)) == "done"

@@ -890,6 +890,172 @@ class TestHostSync:
         assert h.out() == frame(CMD_B)
 
 
+def ff46_answered(sync_after: bool) -> Side:
+    """A host whose FF46 was answered (after ENQ -> NAK); ``sync_after`` as the caller said."""
+    h = host()
+    h.link.send_command(CMD_FF46, 0.0, sync_after=sync_after)
+    assert h.out() == B_ENQ
+    h.feed(B_NAK)
+    assert h.out() == frame(CMD_FF46)
+    assert h.feed(B_ACK + frame(ANS_FF46)) == [AnswerReceived(CMD_FF46, ANS_FF46)]
+    return h
+
+
+class TestHostAskAhead:
+    """The next exchange's ENQ written with this one's final ACK or NAK (`sync_after`, HELD)."""
+
+    def test_sync_after_writes_the_next_syncs_enq_with_the_ack(self) -> None:
+        h = ff46_answered(sync_after=True)
+        assert h.out() == B_ACK + B_ENQ  # one write
+        h.link.send_command(CMD_FF46, h.now)
+        assert h.out() == b""  # the ENQ is out already: wait for its reply
+        assert h.link.busy and h.link.get_timer() is not None
+        h.feed(B_NAK)
+        assert h.out() == frame(CMD_FF46)
+        assert h.feed(B_ACK + frame(ANS_FF46)) == [AnswerReceived(CMD_FF46, ANS_FF46)]
+
+    def test_without_sync_after_the_ack_goes_alone(self) -> None:
+        h = ff46_answered(sync_after=False)
+        assert h.out() == B_ACK
+        h.link.send_command(CMD_FF46, h.now)
+        assert h.out() == B_ENQ
+
+    def test_a_wrong_guess_still_waits_for_the_reply_before_the_frame(self) -> None:
+        """The caller said FF46 would follow, and another command came: its frame never goes out
+        while that ENQ is unanswered (the reply would be taken for the frame's ACK or NAK)."""
+        h = ff46_answered(sync_after=True)
+        assert h.out() == B_ACK + B_ENQ
+        h.link.send_command(CMD_FF45, h.now)
+        assert h.out() == b""
+        h.feed(B_NAK)
+        assert h.out() == frame(CMD_FF45)
+
+    def test_the_reply_waiting_in_the_port_after_a_long_pause_is_taken(self) -> None:
+        """The caller took longer than ``ack`` before its next command: the NAK has been in the
+        port all along and is read before the timer matters."""
+        h = ff46_answered(sync_after=True)
+        h.out()
+        h.now += 10 * FAST.ack
+        h.link.send_command(CMD_FF46, h.now)
+        assert h.out() == b""
+        h.feed(B_NAK)
+        assert h.out() == frame(CMD_FF46)
+
+    def test_no_reply_to_the_enq_asked_ahead_is_asked_again(self) -> None:
+        """The ENQ (or its NAK) was lost: the sync times out and asks again, as any sync."""
+        h = ff46_answered(sync_after=True)
+        h.out()
+        h.link.send_command(CMD_FF46, h.now)
+        assert h.out() == b""
+        h.fire()  # no reply within ``ack``
+        h.fire()  # a quiet line
+        assert h.out() == B_ENQ
+        h.feed(B_NAK)
+        assert h.out() == frame(CMD_FF46)
+
+    def test_our_ack_lost_the_enq_asked_ahead_brings_the_old_answer_back(self) -> None:
+        """The device never had our ACK: it answers the ENQ with ACK and the old answer, which
+        is confirmed and skipped (`StaleAnswer`), then the device is asked again -- no frame
+        goes out before it says NAK, so the old answer is never taken for the new FF46's."""
+        h = ff46_answered(sync_after=True)
+        assert h.out() == B_ACK + B_ENQ
+        h.link.send_command(CMD_FF46, h.now)
+        assert h.feed(B_ACK) == []
+        assert h.feed(frame(ANS_FF46)) == [StaleAnswer(ANS_FF46)]
+        assert h.out() == B_ACK
+        h.fire()
+        assert h.out() == B_ENQ
+        h.feed(B_NAK)
+        assert h.out() == frame(CMD_FF46)
+
+    def test_a_nak_read_between_exchanges_lets_the_next_frame_go_straight(self) -> None:
+        """The reply to the ENQ asked ahead, read while no exchange runs (a caller that reads
+        the port itself): NAK says the device holds nothing, so even the same code may go."""
+        h = ff46_answered(sync_after=True)
+        h.out()
+        assert h.feed(B_NAK) == []
+        h.link.send_command(CMD_FF46, h.now)
+        assert h.out() == frame(CMD_FF46)
+
+    def test_an_ack_read_between_exchanges_makes_the_next_command_sync(self) -> None:
+        h = ff46_answered(sync_after=True)
+        h.out()
+        h.feed(B_ACK)
+        h.link.send_command(CMD_B, h.now)
+        assert h.out() == B_ENQ
+
+    def test_forget_sync_drops_the_enq_asked_ahead(self) -> None:
+        """A reopened port: the ENQ went down the old one, so the next command asks anew."""
+        h = ff46_answered(sync_after=True)
+        h.out()
+        h.link.forget_sync()
+        h.link.send_command(CMD_FF46, h.now)
+        assert h.out() == B_ENQ
+
+    def test_the_held_answers_copy_is_asked_with_the_nak(self) -> None:
+        """FF45's answer is NAKed and the copy's ENQ leaves in the same write; the replay then
+        writes nothing and takes the device's ACK and copy."""
+        h = synced_host()
+        h.link.send_command(CMD_FF45, h.now)
+        assert h.out() == frame(CMD_FF45)
+        assert h.feed(B_ACK + frame(ANS_FF45)) == [AnswerReceived(CMD_FF45, ANS_FF45)]
+        assert h.out() == B_NAK + B_ENQ
+        h.link.send_command(b"", h.now)
+        assert h.out() == b""
+        assert h.feed(B_ACK + frame(ANS_FF45)) == [AnswerReceived(b"", ANS_FF45)]
+        assert h.out() == B_ACK and not h.link.busy
+
+    def test_a_refusal_held_is_not_asked_for_again(self) -> None:
+        """A refused closing (``FF 45 <err>``) is not read twice: no ENQ with its NAK, and the
+        next frame goes straight out (it drops the answer the device holds)."""
+        h = synced_host()
+        h.link.send_command(CMD_FF45, h.now)
+        h.out()
+        refused = b"\xff\x45\x4e"
+        assert h.feed(B_ACK + frame(refused)) == [AnswerReceived(CMD_FF45, refused)]
+        assert h.out() == B_NAK
+        h.link.send_command(CMD_A, h.now)
+        assert h.out() == frame(CMD_A)
+
+    def test_a_new_command_instead_of_the_copy_drains_it_first(self) -> None:
+        """The caller did not ask for the copy: the device's ACK and copy answer the ENQ that
+        went with the NAK; they are confirmed and skipped before the new frame goes out."""
+        h = synced_host()
+        h.link.send_command(CMD_FF45, h.now)
+        h.out()
+        h.feed(B_ACK + frame(ANS_FF45))
+        assert h.out() == B_NAK + B_ENQ
+        h.link.send_command(CMD_B, h.now)
+        assert h.out() == b""
+        assert h.feed(B_ACK + frame(ANS_FF45)) == [StaleAnswer(ANS_FF45)]
+        assert h.out() == B_ACK
+        h.fire()
+        assert h.out() == B_ENQ
+        h.feed(B_NAK)
+        assert h.out() == frame(CMD_B)
+
+    def test_against_a_device_items_and_a_closing_with_its_copy(self) -> None:
+        """Three FF46 (the first two asking ahead) and FF45 with its copy, against the device
+        link: every command taken once, every ENQ answered before a frame follows it."""
+        h, d, port = host(), device(), bytearray()
+        answers = {CMD_FF46[:2]: ANS_FF46, CMD_FF45[:2]: ANS_FF45}
+        for sync_after in (True, True, False):
+            h.link.send_command(CMD_FF46, h.now, sync_after=sync_after)
+            converse(h, d, lambda command: answers[command[:2]], port=port)
+            assert h.events[-1] == AnswerReceived(CMD_FF46, ANS_FF46)
+            assert port == (B_NAK if sync_after else b"")  # the reply, for the next exchange
+        h.link.send_command(CMD_FF45, h.now)
+        converse(h, d, lambda command: answers[command[:2]], port=port)
+        assert h.events[-1] == AnswerReceived(CMD_FF45, ANS_FF45)
+        assert port == B_ACK + frame(ANS_FF45)  # the copy, waiting
+        h.link.send_command(b"", h.now)
+        converse(h, d, lambda command: answers[command[:2]], port=port)
+        assert h.events[-1] == AnswerReceived(b"", ANS_FF45)
+        taken = of_type(d.events, CommandReceived)
+        assert taken == [CommandReceived(CMD_FF46)] * 3 + [CommandReceived(CMD_FF45)]
+        assert not of_type(h.events, StaleAnswer)
+
+
 # -- HOST against DEVICE over an instant line -------------------------------------------------
 
 
@@ -903,8 +1069,11 @@ def converse(
     *,
     drop: Callable[[bytes], bool] = lambda data: False,
     limit: int = 500,
+    port: bytearray | None = None,
 ) -> None:
-    """Run both links on one clock until the host is idle; ``drop`` loses host writes."""
+    """Run both links on one clock until the host is idle; ``drop`` loses host writes.  With a
+    ``port``, what the device writes waits there while the host is idle, as in a real port
+    (a session reads only during an exchange), for the next call."""
     now = max(h.now, d.now)
     for _ in range(limit):
         moved = False
@@ -917,6 +1086,12 @@ def converse(
                     if isinstance(event, CommandReceived):
                         d.link.send_answer(answer_for(event.command), now)
         data = d.out()
+        if port is not None:
+            port += data
+            data = b""
+            if h.link.busy and port:
+                data = bytes(port)
+                port.clear()
         if data:
             moved = True
             h.events += h.link.receive_data(data, now)
