@@ -59,12 +59,14 @@ from .printform import receipt_document
 from .receipt import Item, Operation, Receipt, TaxSystem, Vat
 from .register import Register
 from .results import FiscalResult, MarkedItem, Registration
+from .settle import DamagedClosing
 
 __all__ = [
     "BadMarkCode",
     "CannotSend",
     "CashNotMoved",
     "CorrectionBasis",
+    "DamagedClosing",
     "DeviceError",
     "FiscalResult",
     "FnExhausted",

@@ -64,8 +64,11 @@ def connect(
     settings: HostSettings | AtolHostSettings | None = None,
     usb_backend: Any = None,
     time_limit: float | None = None,
+    verify: bool = False,
 ) -> Register:
-    """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys.
+    """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys;
+    ``verify`` reads every receipt's document back after the sale (`kkt.verify`: a closing
+    damaged on a serial line past its checksum raises `DamagedClosing` instead of "done").
 
     ``password`` is the operator's (Shtrih) or the mode password (ATOL): 30, the system
     administrator, by default on both.
@@ -85,7 +88,7 @@ def connect(
         if opened_journal is not None:
             opened_journal.close()
         raise
-    return Register(device, journal=opened_journal)
+    return Register(device, journal=opened_journal, verify=verify)
 
 
 def _device(

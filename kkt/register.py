@@ -55,6 +55,7 @@ from .ofd import OfdExchangeResult, OfdStatus
 from .receipt import Operation, Receipt, is_unit_part, items_fingerprint
 from .results import FiscalResult, Formed, MarkedItem, Registration, ShiftInfo
 from .settle import (
+    DamagedClosing,
     cancel_open_receipt,
     fiscal_result,
     formed_since,
@@ -64,6 +65,7 @@ from .settle import (
     settle_receipt,
 )
 from .vendors.base import Device, LastSale
+from .verify import check_document
 
 log = logging.getLogger(__name__)
 # Sales of a receipt whose code the FN refused to bind (A5h) before that is `MarkAlreadySold`:
@@ -250,10 +252,14 @@ class Register:
     `kkt.vendors.atol.AtolDevice`).
     """
 
-    def __init__(self, device: Device, *, journal: JournalStore | None = None) -> None:
+    def __init__(
+        self, device: Device, *, journal: JournalStore | None = None, verify: bool = False
+    ) -> None:
         self._lock = threading.RLock()  # the one lock of a command: device and link take none
         self.device = device
         self.journal = journal
+        # Read each receipt's document back after the sale (`kkt.verify`, `_verified`).
+        self.verify = verify
         self._registration: Registration | None = None
 
     @property
@@ -665,6 +671,7 @@ class Register:
                     if found is not None:
                         # Formed by an earlier call: its codes are sold, never checked again.
                         found = replace(found, marks=self._marks_of(found, receipt))
+                        found = self._verified(found, receipt)  # damaged: stays pending
                         self.journal.done(key, found.to_json())
                         return replace(found, replayed=True)
                     cancel_open_receipt(self.device)
@@ -677,7 +684,10 @@ class Register:
             carried = self.device.last_sale()
             before = carried.document if carried is not None else self.device.last_document()
             if key is None:
-                return self._fiscalize_marked(receipt, before, carried, marks, allow_offline_marks)
+                return self._verified(
+                    self._fiscalize_marked(receipt, before, carried, marks, allow_offline_marks),
+                    receipt,
+                )
             assert self.journal is not None
             serial = self.device.fn_serial()
             self.journal.begin(
@@ -690,11 +700,15 @@ class Register:
                 _paid(receipt),
             )
             try:
-                result = self._fiscalize_marked(
-                    receipt, before, carried, marks, allow_offline_marks
+                result = self._verified(
+                    self._fiscalize_marked(receipt, before, carried, marks, allow_offline_marks),
+                    receipt,
                 )
             except OutcomeUnknown:
-                raise  # stays pending: the next call with this key asks the FN
+                # Stays pending: the next call with this key asks the FN (a document that read
+                # back damaged, `DamagedClosing`, is found there and raises again: fiscal, and
+                # never done until it is corrected).
+                raise
             except KktError:
                 # Certainly not fiscal (refused, or failed before the closing command took):
                 # the key is free again, and no later document can be mistaken for it.
@@ -702,6 +716,25 @@ class Register:
                 raise
             self.journal.done(key, result.to_json())
             return result
+
+    def _verified(self, result: FiscalResult, receipt: Receipt) -> FiscalResult:
+        """``result``, its document read back and compared with ``receipt`` when this register
+        verifies (`kkt.verify.check_document`): `DamagedClosing` when it differs; a document
+        that cannot be read leaves the sale as the closing answer said (``verified=False``)."""
+        if not self.verify:
+            return result
+        try:
+            check_document(self.device, result, receipt)
+        except DamagedClosing:
+            raise
+        except (KktError, ProtocolError) as failure:
+            log.warning(
+                "document %d could not be read back to verify it (%s); the closing answer stands",
+                result.document_number,
+                failure,
+            )
+            return replace(result, verified=False)
+        return replace(result, verified=True)
 
     # -- marked goods -----------------------------------------------------------------------------
 

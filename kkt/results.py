@@ -206,6 +206,11 @@ class FiscalResult:
     # The receipt's marked items with their 2106 (`MarkedItem`), in item order; () for a receipt
     # without marked goods, and for a report.  A journal written before marking reads as ().
     marks: tuple[MarkedItem, ...] = ()
+    # Whether the document was read back after the sale and holds the receipt as sold
+    # (`kkt.verify`; ``connect(..., verify=True)``): True; False when it could not be read
+    # (then the sale stands on the closing answer alone, as without verifying); None when not
+    # asked.  Not part of equality: the same fiscal document either way.
+    verified: bool | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -93,7 +93,8 @@ def receipt_result(
         ) from error
 
 
-_PAYMENT_TAGS = {"cash": 1031, "electronic": 1081, "prepaid": 1215, "credit": 1216, "other": 1217}
+# The payments as the FN records them, by `Payments` field.
+PAYMENT_TAGS = {"cash": 1031, "electronic": 1081, "prepaid": 1215, "credit": 1216, "other": 1217}
 
 
 def net_payments(paid: dict[str, int], total: int) -> dict[str, int]:
@@ -106,7 +107,7 @@ def net_payments(paid: dict[str, int], total: int) -> dict[str, int]:
 def _held_payments(device: Device, number: int) -> dict[str, int]:
     tags = dict(device.read_document(number).tlv)
     held: dict[str, int] = {}
-    for name, tag in _PAYMENT_TAGS.items():
+    for name, tag in PAYMENT_TAGS.items():
         value = tags.get(tag, 0)
         if not isinstance(value, int):
             raise BadAnswer(f"document {number}'s tag {tag} reads {value!r}, not a sum")
@@ -140,9 +141,9 @@ def _check_payments(device: Device, formed: Closed, receipt: Receipt, change: in
     again by `read_document`; one that fails is the caller's `OutcomeUnknown`)."""
     try:
         tags = dict(device.read_document(formed.number).tlv)
-        paid = {name: getattr(receipt.payments, name) for name in _PAYMENT_TAGS}
+        paid = {name: getattr(receipt.payments, name) for name in PAYMENT_TAGS}
         paid["cash"] -= change
-        held = {name: tags.get(tag, 0) for name, tag in _PAYMENT_TAGS.items()}
+        held = {name: tags.get(tag, 0) for name, tag in PAYMENT_TAGS.items()}
         if tags.get(1020) != receipt.total:
             return  # another total: not this receipt as sent, which `_result` says
         if held == paid:
@@ -298,7 +299,7 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
             )
             if found is not None:
                 # The closing's answer was lost: nothing vouches for its payments but the FN.
-                paid = {name: getattr(receipt.payments, name) for name in _PAYMENT_TAGS}
+                paid = {name: getattr(receipt.payments, name) for name in PAYMENT_TAGS}
                 _raise_if_paid_otherwise(
                     device, found.document_number, net_payments(paid, receipt.total)
                 )

@@ -176,6 +176,13 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
             default=None,
             help="idempotency journal (default: ~/.local/state/kktkit/journal.sqlite with --key)",
         )
+        receipt.add_argument(
+            "--verify",
+            action="store_true",
+            help="read the document back after the sale and compare it with the receipt (a "
+            "closing damaged on a serial line is reported, never 'fiscalized'; a few exchanges "
+            "more)",
+        )
         receipt.set_defaults(operation=operation)
     correction = add("correction", "a correction receipt from ATOL-style JSON", correction_command)
     correction.add_argument("file", help="the correction task as JSON, or - for stdin")
@@ -480,8 +487,13 @@ def receipt_command(register: Register, args: argparse.Namespace, out: Output) -
     receipt = receipt_from_atol(task, operation=args.operation)
     if args.key is not None and register.journal is None:
         register.journal = Journal(_journal_path(args.journal))
+    register.verify = args.verify
     result = register.receipt(receipt, key=args.key)
     title = f"receipt {result.receipt_number} fiscalized"
+    if result.verified:
+        title += ", read back as sold"
+    elif result.verified is False:
+        title += " (its document could not be read back to verify it)"
     if result.replayed:
         title = (
             f"replayed: receipt {result.receipt_number} was fiscalized earlier under key "

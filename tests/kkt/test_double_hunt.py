@@ -504,7 +504,7 @@ def test_closing_damaged_in_a_payment_is_reported_done(clean: tuple[Wire, kkt.Re
 @pytest.mark.xfail(
     strict=True,
     reason="physics of the XOR checksum: FF45's tax sums damaged past it are not in its answer; "
-    "only reading the document back (FF3A/FF3B) would see them",
+    "only reading the document back sees them -- connect(..., verify=True), test_verify.py",
 )
 def test_closing_damaged_in_a_tax_sum_is_reported_done(clean: tuple[Wire, kkt.Register]) -> None:
     """The same with a tax sum (FF45 sends six zeros: "the register computes them"): one

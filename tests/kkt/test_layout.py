@@ -19,7 +19,7 @@ LAYERS = [
     {"transport.usb", "transport.ports", "transport.inprocess"},
     {"vendors", "vendors.base"},
     {"vendors.shtrih", "vendors.atol"},
-    {"settle", "cash", "discover"},
+    {"settle", "cash", "discover", "verify"},
     {"register"},
     {"connect"},
     {"", "__main__"},  # the package: the public API

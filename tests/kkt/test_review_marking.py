@@ -333,7 +333,8 @@ def test_a_check_lost_on_the_line_is_not_fiscalized_not_outcome_unknown(served: 
 @pytest.mark.xfail(
     strict=True,
     reason="settle: the payments read-back runs only when the answer's change disagrees; two "
-    "flips moving money between payment kinds keep the change and are reported done",
+    "flips moving money between payment kinds keep the change and are reported done (unless "
+    "the register verifies: connect(..., verify=True), test_verify.py)",
 )
 def test_a_closing_damaged_into_another_split_of_the_payments_is_reported_done(
     clean: tuple[Wire, kkt.Register],

@@ -66,6 +66,16 @@ def lossy(bench: Bench) -> Iterator[Figure]:
     fail_if("lossy", problems)
 
 
+@case("lossy-verify", soak=True)
+def lossy_verify(bench: Bench) -> Iterator[Figure]:
+    """The Shtrih soak with every receipt's document read back (``connect(..., verify=True)``):
+    a closing damaged past the checksum must never be reported done."""
+    problems: list[str] = []
+    for rate, count in LOSSY_QUICK if bench.quick else LOSSY_FULL[:1]:
+        yield from _lossy_run(bench, rate, count, problems, verify=True)
+    fail_if("lossy-verify", problems)
+
+
 @case("lossy-atol", soak=True)
 def lossy_atol(bench: Bench) -> Iterator[Figure]:
     """The same over ATOL's v3 task buffer (each Ack riding on the next Add: AckAdd)."""
@@ -137,13 +147,19 @@ def _receipts_by_sale(device: Any) -> tuple[dict[int, list[int]], dict[int, str]
 
 
 def _lossy_run(
-    bench: Bench, rate: float, count: int, problems: list[str], *, protocol: str = "shtrih"
+    bench: Bench,
+    rate: float,
+    count: int,
+    problems: list[str],
+    *,
+    protocol: str = "shtrih",
+    verify: bool = False,
 ) -> Iterator[Figure]:
     label = f"{rate * 100:g}pct"
     atol = protocol == "atol"
-    name = f"soak.lossy{'.atol' if atol else ''}.{label}"
+    name = f"soak.lossy{'.atol' if atol else ''}{'.verify' if verify else ''}.{label}"
     opener: Any = open_atol if atol else open_device
-    device = opener(bench.work / f"lossy-{protocol}-{label}")
+    device = opener(bench.work / f"lossy-{protocol}{'-verify' if verify else ''}-{label}")
     faults = Faults(seed=LOSSY_SEED)
     outcomes: dict[int, str] = {}
     untyped: list[str] = []
@@ -161,7 +177,7 @@ def _lossy_run(
         ):
             url = f"socket://127.0.0.1:{emulator.port}"
             host: Any = SOAK_ATOL_HOST if atol else SOAK_HOST
-            with kkt.connect(url, protocol=protocol, settings=host) as register:
+            with kkt.connect(url, protocol=protocol, settings=host, verify=verify) as register:
                 register.open_shift()  # on a clean line: the soak is about the receipts
                 faults.configure(
                     drop=rate / 2, corrupt=rate / 2, lose_rate=LOSSY_LOSE_RATE, seed=LOSSY_SEED
@@ -228,6 +244,8 @@ def _lossy_run(
         texts = first_few(list(damaged.values()))
         bench.log(f"soak lossy {protocol} {label}: receipts not as sold: {texts}")
     yield Figure(f"{name}.receipts_per_s", len(outcomes) / elapsed if elapsed else 0.0, "1/s")
+    if verify and damaged_done:
+        problems.append(f"{label}: damaged receipts reported done: {damaged_done[:10]}")
     if duplicates:
         doubled = [total for total in outcomes if len(in_fn.get(total, ())) > 1]
         problems.append(f"{label}: receipts fiscalized more than once: {doubled[:10]}")
