@@ -22,7 +22,10 @@ Figures (medians of rounds):
 
 Where the time goes is logged: the line's own time, the register's execution, the rest of the
 emulator's CPU and the driver's, how late the relay delivered, and what is left (mostly processes
-waiting to be woken).
+waiting to be woken) -- and, measured on the line itself, who it waited for: every stretch with
+no byte on the line (the protocol is stop-and-wait, so one side always owes the next byte) is
+charged to the side whose bytes ended it, the register or the driver, less the part the relay
+itself delivered late (`Idle`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -72,6 +75,34 @@ FULL = WireSize(receipts=40, rounds=7, warmup=3)
 
 
 # -- the paced line -----------------------------------------------------------------------------
+
+
+@dataclass
+class Idle:
+    """Seconds the line carried nothing, by whom it waited for: the first byte of each chunk
+    ends a wait, charged to its writer; the part of it during which the chunk before was due but
+    not yet delivered is the relay's own lateness.  Shared by both directions of a line."""
+
+    for_device: float = 0.0
+    for_host: float = 0.0
+    for_relay: float = 0.0
+    busy_until: float = 0.0  # when the last byte due so far reaches its end
+    delivered_at: float = 0.0  # ... and when it was really delivered
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def carried(self, writer_is_host: bool, start: float, due: float, delivered: float) -> None:
+        """A chunk that took the line from ``start`` to ``due`` was delivered at ``delivered``."""
+        with self.lock:
+            if self.busy_until and start > self.busy_until:
+                late = max(0.0, min(self.delivered_at, start) - self.busy_until)
+                self.for_relay += late
+                waited = start - self.busy_until - late
+                if writer_is_host:
+                    self.for_host += waited
+                else:
+                    self.for_device += waited
+            if due > self.busy_until:
+                self.busy_until, self.delivered_at = due, delivered
 
 
 @dataclass
@@ -138,6 +169,7 @@ class PacedLine:
         self._byte_time = byte_time
         self.to_device = Flow()
         self.to_host = Flow()
+        self.idle = Idle()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)  # so the accepting thread sees `close`
         self.port: int = self._listener.getsockname()[1]
@@ -206,14 +238,17 @@ class PacedLine:
                 if quick_ack is not None:
                     source.setsockopt(socket.IPPROTO_TCP, quick_ack, 1)
                 now = time.perf_counter()
-                due = max(arrived, free_at) + len(data) * self._byte_time
+                start = max(arrived, free_at)
+                due = start + len(data) * self._byte_time
                 free_at = due
                 wait = due - now - oversleep
                 if wait > 0:
                     time.sleep(wait)
                     oversleep += 0.2 * (time.perf_counter() - (now + wait) - oversleep)
                 sink.sendall(data)
-                flow.late += time.perf_counter() - due
+                delivered = time.perf_counter()
+                self.idle.carried(flow is self.to_device, start, due, delivered)
+                flow.late += delivered - due
                 flow.bytes += len(data)
                 flow.chunks += 1
                 flow.enquiries += data in (ENQ, ACK + ENQ)  # (an ACK, then ENQ, may come as one)
@@ -237,6 +272,9 @@ class LineStats(Counters):
     deliveries: int = 0  # chunks delivered
     enquiries: int = 0  # ENQ bytes from the host outside a frame
     cpu: float = 0.0  # CPU seconds of the line process
+    waited_device: float = 0.0  # seconds the line carried nothing, waiting for the register
+    waited_host: float = 0.0  # ... for the driver
+    waited_relay: float = 0.0  # ... for this relay, delivering late
 
 
 def _line_main(conn: Connection, targets: list[int], byte_time: float) -> None:
@@ -255,6 +293,9 @@ async def _serve_lines(conn: Connection, targets: list[int], byte_time: float) -
             sum(there.chunks + back.chunks for there, back in flows),
             sum(there.enquiries for there, _ in flows),
             time.process_time(),
+            sum(line.idle.for_device for line in lines),
+            sum(line.idle.for_host for line in lines),
+            sum(line.idle.for_relay for line in lines),
         )
 
     try:
@@ -351,12 +392,18 @@ def _where_the_time_goes(rounds: list[_Round], count: int) -> str:
         "relay lateness": ms(carried.late),
     }
     split = ", ".join(f"{name} {value:.1f}" for name, value in parts.items())
+    waited = carried.waited_device + carried.waited_host + carried.waited_relay
+    idle = (
+        f"; the line idle {ms(waited):.1f} ms: waiting for the register "
+        f"{ms(carried.waited_device):.1f}, for the driver "
+        f"{ms(carried.waited_host):.1f}, for the relay {ms(carried.waited_relay):.1f}"
+    )
     return (
         f"wire.{BAUD}: one receipt {total:.1f} ms: {split}, left (waking processes, OS) "
         f"{total - sum(parts.values()):.1f} ms (below 0: the parts overlap); per receipt "
         f"{device.commands / count:.0f} commands, {carried.to_device / count:.0f} bytes to the "
         f"register and {carried.to_host / count:.0f} back, {carried.enquiries / count:.1f} ENQ, "
-        f"{carried.deliveries / count:.0f} deliveries"
+        f"{carried.deliveries / count:.0f} deliveries{idle}"
     )
 
 
