@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="measure speed and reliability and print figures",
         description="Cases: link, receipts, archive (alias fn), farm, wire, ofd, cloud "
-        "(default: all). Soaks (--soak): lossy, crash, concurrency, fuzz, keys, ofd-faults, "
-        "ofd-crash, relay, cloud-crash.",
+        "(default: all). Soaks (--soak): lossy (lossy-atol, lossy-verify), crash, concurrency, "
+        "fuzz, keys, ofd-faults, ofd-crash, relay, cloud-crash.",
     )
     bench.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all)")
     bench.add_argument("--quick", action="store_true", help="small sizes: about a minute in all")

@@ -35,6 +35,16 @@ def test_lossy_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert figures[f"soak.lossy.1pct.{name}"] == 0, name
 
 
+def test_lossy_soak_verifying(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lossy, "LOSSY_QUICK", ((0.01, 5),))
+    figures = values(lossy.lossy_verify(bench(tmp_path)))  # a damaged receipt "done" raises
+    prefix = "soak.lossy.verify.1pct"
+    done, failed = figures[f"{prefix}.done"], figures[f"{prefix}.failed"]
+    assert done + failed + figures[f"{prefix}.unknown"] == 5
+    for name in ("duplicates", "lost", "failed_but_fiscal", "damaged_done"):
+        assert figures[f"{prefix}.{name}"] == 0, name
+
+
 def test_lossy_soak_over_atol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lossy, "LOSSY_QUICK", ((0.01, 5),))
     figures = values(lossy.lossy_atol(bench(tmp_path)))
