@@ -7,16 +7,12 @@ test_double_hunt's: the whole stack over a simulated line in virtual time.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from kkt.cloud.lease import Lease, LeaseGuard
 
 import kkt
-
 from kkt.errors import TransportError
 
 from .test_double_hunt import (
