@@ -185,3 +185,54 @@ def test_a_retry_without_verify_does_not_make_a_damaged_sale_done(
     finally:
         register.journal.close()  # type: ignore[union-attr]
     assert len(receipts_by_total(wire.register)[10_000]) == 1
+
+
+# -- asking ahead over the whole stack: found sound ------------------------------------------------
+
+ACK_ENQ = b"\x06\x05"
+
+
+def test_our_ack_lost_between_two_items_adds_each_item_once(
+    clean: tuple[Wire, kkt.Register],
+) -> None:
+    """The first "ACK ENQ" write of a receipt of three items (item 1's ACK, item 2's sync asked
+    ahead) loses its ACK: the register still holds item 1's answer (``FF 46 00``, the same bytes
+    item 2's would be) and answers the ENQ with ACK and that answer.  It is confirmed and
+    skipped before item 2's frame goes out: three items, one document of the whole total."""
+    wire, register = clean
+    lost: list[int] = []
+
+    def up(data: bytes, count: int) -> bytes:
+        if data == ACK_ENQ and not lost:
+            lost.append(count)
+            return data[1:]
+        return data
+
+    wire.script.up = up
+    sold = register.sell(receipt_for(10_002, items=3))
+    assert lost, "no ENQ was asked ahead"
+    assert receipts_by_total(wire.register)[10_002] == [sold.document_number]
+    items = [c for c in wire.executed if c[:2] == b"\xff\x46"]
+    assert len(items) == 3, [c.hex() for c in items]
+
+
+def test_the_enq_asked_ahead_and_its_nak_lost_costs_one_round(
+    clean: tuple[Wire, kkt.Register],
+) -> None:
+    """The whole "ACK ENQ" write lost: the register holds item 1's answer and heard no ENQ;
+    item 2's sync hears nothing within ``ack``, asks again on a quiet line, drains the old
+    answer, and only then writes item 2.  One document, three items."""
+    wire, register = clean
+    lost: list[int] = []
+
+    def up(data: bytes, count: int) -> bytes:
+        if data == ACK_ENQ and not lost:
+            lost.append(count)
+            return b""
+        return data
+
+    wire.script.up = up
+    sold = register.sell(receipt_for(10_003, items=3))
+    assert lost
+    assert receipts_by_total(wire.register)[10_003] == [sold.document_number]
+    assert len([c for c in wire.executed if c[:2] == b"\xff\x46"]) == 3
