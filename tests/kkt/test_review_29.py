@@ -236,3 +236,46 @@ def test_the_enq_asked_ahead_and_its_nak_lost_costs_one_round(
     assert lost
     assert receipts_by_total(wire.register)[10_003] == [sold.document_number]
     assert len([c for c in wire.executed if c[:2] == b"\xff\x46"]) == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a stray NAK read with item 1's answer is taken for the ENQ-ahead's reply: item 2's "
+    "frame goes out behind the unanswered ENQ and item 1's replayed answer is taken for item 2's",
+)
+def test_a_stray_nak_behind_an_items_answer_does_not_let_item_2_go_unexecuted(
+    clean: tuple[Wire, kkt.Register],
+) -> None:
+    """The link-level hole (test_review_ask_ahead: a NAK read with the answer) over the whole
+    stack.  Item 1's answer arrives with a stray NAK behind it in one read; the host takes the
+    NAK for the reply to the ENQ it is about to write, so item 2's frame will go straight.  The
+    "ACK ENQ" write loses its ACK (the register keeps item 1's answer and answers the ENQ with
+    ACK + ``FF 46 00``), and item 2's frame is lost.  The host reads that ACK as item 2's and
+    item 1's replayed answer as item 2's answer: item 2 "added", never executed.  Only the
+    subtotal check before FF45 saves the money -- the sale fails `NotFiscalized` (subtotal 6668
+    where 10002) instead of recovering.  With the fix proposed there (the flag armed only once
+    the ENQ is written), the NAK is noise, item 1's answer is drained as stale, item 2's lost
+    frame is `NotDelivered` and `_add_once` sends it again: one document, three items."""
+    wire, register = clean
+    state = {"nak": False, "ack": False, "frame": False}
+
+    def down(data: bytes, _count: int) -> bytes:
+        if not state["nak"] and data[:1] == b"\x02" and data[2:4] == b"\xff\x46":
+            state["nak"] = True
+            return data + b"\x15"  # item 1's answer, a stray NAK behind it
+        return data
+
+    def up(data: bytes, _count: int) -> bytes:
+        if state["nak"] and not state["ack"] and data == ACK_ENQ:
+            state["ack"] = True
+            return data[1:]  # our ACK lost, the ENQ through
+        if state["ack"] and not state["frame"] and data[:1] == b"\x02" and data[2:4] == b"\xff\x46":
+            state["frame"] = True
+            return b""  # item 2's first frame lost
+        return data
+
+    wire.script.down, wire.script.up = down, up
+    sold = register.sell(receipt_for(10_002, items=3))
+    assert all(state.values()), state
+    assert receipts_by_total(wire.register)[10_002] == [sold.document_number]
+    assert len([c for c in wire.executed if c[:2] == b"\xff\x46"]) == 3
