@@ -7,6 +7,7 @@ test_double_hunt's: the whole stack over a simulated line in virtual time.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -279,3 +280,86 @@ def test_a_stray_nak_behind_an_items_answer_does_not_let_item_2_go_unexecuted(
     assert all(state.values()), state
     assert receipts_by_total(wire.register)[10_002] == [sold.document_number]
     assert len([c for c in wire.executed if c[:2] == b"\xff\x46"]) == 3
+
+
+# -- verify: no false "damaged" on legitimate receipts, both vendors: found sound ------------------
+
+
+def _legit_receipts() -> list[tuple[str, kkt.Receipt]]:
+    item, vat, paid = kkt.Item, kkt.Vat, kkt.Payments
+    one = Decimal(1)
+    return [
+        ("vat0", kkt.Receipt((item("A", 1_000, one, vat.VAT0),), paid(cash=1_000))),
+        (
+            "none, fractional quantity",
+            kkt.Receipt(
+                (item("A", 1_000, one, vat.NONE), item("B", 333, Decimal("2.5"), vat.NONE)),
+                paid(cash=2_000),
+            ),
+        ),
+        (
+            "vat120 prepayment",
+            kkt.Receipt((item("A", 1_001, one, vat.VAT120, 1),), paid(cash=1_001)),
+        ),
+        (
+            "vat110 prepayment",
+            kkt.Receipt((item("A", 1_001, one, vat.VAT110, 1),), paid(cash=1_001)),
+        ),
+        ("prepaid", kkt.Receipt((item("A", 5_000, one, vat.VAT20, 7),), paid(prepaid=5_000))),
+        ("credit", kkt.Receipt((item("A", 5_000, one, vat.VAT20, 6),), paid(credit=5_000))),
+        (
+            "mixed payments with change",
+            kkt.Receipt(
+                (item("A", 5_000, one, vat.VAT20), item("B", 77, Decimal(7), vat.VAT10)),
+                paid(cash=10_000, electronic=100, other=50),
+            ),
+        ),
+        (
+            "sell return",
+            kkt.Receipt(
+                (item("A", 5_000, one, vat.VAT20),),
+                paid(cash=5_000),
+                operation=kkt.Operation.SELL_RETURN,
+            ),
+        ),
+        (
+            "buy",
+            kkt.Receipt(
+                (item("A", 5_000, one, vat.VAT20),),
+                paid(electronic=5_000),
+                operation=kkt.Operation.BUY,
+            ),
+        ),
+        (
+            "usn income",
+            kkt.Receipt(
+                (item("A", 5_000, one, vat.NONE),),
+                paid(cash=5_000),
+                tax_system=kkt.TaxSystem.USN_INCOME,
+            ),
+        ),
+        (
+            "a free item",
+            kkt.Receipt(
+                (item("A", 0, one, vat.VAT20), item("B", 100, one, vat.VAT20)), paid(cash=100)
+            ),
+        ),
+        (
+            "fifteen items, VAT rounded per item",
+            kkt.Receipt(
+                tuple(item(f"I{n}", 101 + n, one, vat.VAT20) for n in range(15)),
+                paid(cash=100_000),
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_legitimate_receipts_read_back_as_sold(protocol: str, tmp_path: Path) -> None:
+    """VAT 0 / no VAT turnovers, 20/120 and 10/110, prepaid, credit and "other" payments, change
+    from cash, returns and purchases, USN, a free item, 1 item and 15: every one reads back as
+    sold on both emulated vendors (``verified=True``), none is a false `DamagedClosing`."""
+    with kkt.connect(f"emulator:{tmp_path / 'register'}", protocol=protocol, verify=True) as reg:
+        reg.open_shift()
+        for name, receipt in _legit_receipts():
+            assert reg.receipt(receipt).verified is True, name
