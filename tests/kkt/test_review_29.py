@@ -363,3 +363,26 @@ def test_legitimate_receipts_read_back_as_sold(protocol: str, tmp_path: Path) ->
         reg.open_shift()
         for name, receipt in _legit_receipts():
             assert reg.receipt(receipt).verified is True, name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="verify covers receipt() only: a correction (FF4A: payments, tax sums, tax system "
+    "in one XOR-checked frame) is never read back, verified stays None",
+)
+def test_verify_reads_a_correction_back_too(tmp_path: Path) -> None:
+    """``connect(..., verify=True)`` promises "each receipt's document read back".  A
+    correction receipt paid otherwise than in cash goes out as FF4A -- payments by kind, six
+    tax sums and the tax system in one frame under the same XOR checksum as FF45 -- so it
+    suffers the very damage verify exists for, yet `Register.correction` never calls
+    `_verified`: ``verified`` is None and a damaged correction is "done".  Fix
+    (kkt/register.py, kkt/verify.py): verify corrections as well -- read the document back,
+    expect `DocumentType.CORRECTION`, compare 1054, 1020, the payments (1031, 1081, 1215-1217),
+    1055 and 1173; or say in `connect`'s docstring and ``--verify``'s help that corrections
+    are not covered."""
+    with kkt.connect(f"emulator:{tmp_path / 'register'}", protocol="shtrih", verify=True) as reg:
+        reg.open_shift()
+        made = reg.correction(
+            kkt.Operation.SELL, 1_000, payments=kkt.Payments(cash=500, electronic=500)
+        )
+        assert made.verified is True
