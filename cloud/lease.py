@@ -295,7 +295,19 @@ class LeaseGuard:
             lease.follow(self._follow)
             self._follow(lease.deadline)
 
-    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+    @property
+    def asks_ahead(self) -> bool:
+        """Whether the wrapped session takes ``sync_after`` (passed on, `exchange`)."""
+        return bool(getattr(self.inner, "asks_ahead", False))
+
+    def exchange(
+        self,
+        payload: bytes,
+        *,
+        answer_timeout: float,
+        resend: bool = True,
+        sync_after: bool = False,
+    ) -> bytes:
         if resend:
             # A query (``resend=True``: `Request.REPEATABLE`) changes nothing in the FN: a stale
             # holder's query cannot make a second document, so the local deadline suffices.
@@ -304,7 +316,9 @@ class LeaseGuard:
             # A frame that may move money (opening, a line, a payment, closing, a report...):
             # the database confirms the grant first -- one round trip, paid only for these.
             self.lease.confirm(self.generation)
-        return self.inner.exchange(payload, answer_timeout=answer_timeout, resend=resend)
+        # The next sync's ENQ asked ahead is no frame: it needs no grant beyond this command's.
+        ahead = {"sync_after": True} if sync_after and self.asks_ahead else {}
+        return self.inner.exchange(payload, answer_timeout=answer_timeout, resend=resend, **ahead)
 
     def _follow(self, deadline: float) -> None:
         """The lease's local deadline, on the session's clock (monotonic: the difference is

@@ -53,7 +53,7 @@ from .journal import Entry, JournalStore
 from .marking import MarkCheck, MarkingState, check_tlv, checked_code, planned_status
 from .ofd import OfdExchangeResult, OfdStatus
 from .receipt import Operation, Receipt, is_unit_part, items_fingerprint
-from .results import FiscalResult, Formed, MarkedItem, Registration, ShiftInfo
+from .results import DAMAGED, FiscalResult, Formed, MarkedItem, Registration, ShiftInfo
 from .settle import (
     DamagedClosing,
     cancel_open_receipt,
@@ -665,13 +665,16 @@ class Register:
                     if conflict is not None:
                         raise conflict
                 if entry is not None and entry.state == "done" and entry.result:
+                    if entry.result.get(DAMAGED):
+                        # Read back damaged when it was sold: the verdict stands, whoever asks.
+                        raise DamagedClosing(str(entry.result[DAMAGED]))
                     return replace(FiscalResult.from_json(entry.result), replayed=True)
                 if entry is not None:
                     found = settle_pending(self.device, self.journal, entry)
                     if found is not None:
                         # Formed by an earlier call: its codes are sold, never checked again.
                         found = replace(found, marks=self._marks_of(found, receipt))
-                        found = self._verified(found, receipt)  # damaged: stays pending
+                        found = self._verified(found, receipt, key)
                         self.journal.done(key, found.to_json())
                         return replace(found, replayed=True)
                     cancel_open_receipt(self.device)
@@ -703,11 +706,11 @@ class Register:
                 result = self._verified(
                     self._fiscalize_marked(receipt, before, carried, marks, allow_offline_marks),
                     receipt,
+                    key,
                 )
             except OutcomeUnknown:
                 # Stays pending: the next call with this key asks the FN (a document that read
-                # back damaged, `DamagedClosing`, is found there and raises again: fiscal, and
-                # never done until it is corrected).
+                # back damaged is journalled so by `_verified`: every later call raises again).
                 raise
             except KktError:
                 # Certainly not fiscal (refused, or failed before the closing command took):
@@ -717,23 +720,30 @@ class Register:
             self.journal.done(key, result.to_json())
             return result
 
-    def _verified(self, result: FiscalResult, receipt: Receipt) -> FiscalResult:
+    def _verified(
+        self, result: FiscalResult, receipt: Receipt, key: str | None = None
+    ) -> FiscalResult:
         """``result``, its document read back and compared with ``receipt`` when this register
-        verifies (`kkt.verify.check_document`): `DamagedClosing` when it differs; a document
-        that cannot be read leaves the sale as the closing answer said (``verified=False``)."""
+        verifies (`kkt.verify.check_document`), ``verified=True``.  A document that differs
+        raises `DamagedClosing` -- under a ``key`` journalled done with that verdict, so every
+        later call with the key raises it again, verifying or not, and nothing sells it twice.
+        One that cannot be read raises `OutcomeUnknown`: asked to verify, the driver says done
+        only of what it read back (a key stays pending; its retry reads again)."""
         if not self.verify:
             return result
         try:
             check_document(self.device, result, receipt)
-        except DamagedClosing:
+        except DamagedClosing as damaged:
+            if key is not None and self.journal is not None:
+                self.journal.done(key, {**result.to_json(), DAMAGED: str(damaged)})
             raise
         except (KktError, ProtocolError) as failure:
-            log.warning(
-                "document %d could not be read back to verify it (%s); the closing answer stands",
-                result.document_number,
-                failure,
-            )
-            return replace(result, verified=False)
+            raise OutcomeUnknown(
+                f"the receipt IS fiscal: document {result.document_number} (fiscal sign "
+                f"{result.fiscal_sign}), but it could not be read back to verify it "
+                f"({failure}).  Do not sell it again: repeat the call with the same key, or "
+                f"read document {result.document_number} (kkt doc {result.document_number})"
+            ) from failure
         return replace(result, verified=True)
 
     # -- marked goods -----------------------------------------------------------------------------

@@ -186,6 +186,11 @@ class MarkedItem:
         return item_check_label(self.item_check)
 
 
+# The key a journal's result carries when the receipt's document read back other than sold
+# (`kkt.Register`, verifying): its text, for every later call with that key to raise again.
+DAMAGED = "damaged"
+
+
 @dataclass(frozen=True, slots=True)
 class FiscalResult:
     """A fiscal document, as an ATOL-style `fiscalParams` would name it."""
@@ -206,11 +211,11 @@ class FiscalResult:
     # The receipt's marked items with their 2106 (`MarkedItem`), in item order; () for a receipt
     # without marked goods, and for a report.  A journal written before marking reads as ().
     marks: tuple[MarkedItem, ...] = ()
-    # Whether the document was read back after the sale and holds the receipt as sold
-    # (`kkt.verify`; ``connect(..., verify=True)``): True; False when it could not be read
-    # (then the sale stands on the closing answer alone, as without verifying); None when not
-    # asked.  Not part of equality: the same fiscal document either way.
-    verified: bool | None = field(default=None, compare=False)
+    # True when the document was read back after the sale and holds the receipt as sold
+    # (`kkt.verify`; ``connect(..., verify=True)``: a document that differs, or cannot be read,
+    # is no result but `DamagedClosing` / `OutcomeUnknown`).  Not part of equality: the same
+    # fiscal document either way.
+    verified: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -247,6 +252,7 @@ class FiscalResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FiscalResult:
+        data = {key: value for key, value in data.items() if key != DAMAGED}
         when = dt.datetime.fromisoformat(data["when"]) if data["when"] else None
         marks = tuple(
             MarkedItem(int(m["item"]), str(m["code"]), int(m["item_check"]))

@@ -492,8 +492,6 @@ def receipt_command(register: Register, args: argparse.Namespace, out: Output) -
     title = f"receipt {result.receipt_number} fiscalized"
     if result.verified:
         title += ", read back as sold"
-    elif result.verified is False:
-        title += " (its document could not be read back to verify it)"
     if result.replayed:
         title = (
             f"replayed: receipt {result.receipt_number} was fiscalized earlier under key "

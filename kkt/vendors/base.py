@@ -125,10 +125,6 @@ class Device(ABC):
     def __init__(self, commander: Commander, *, password: int = 30) -> None:
         self.commander = commander
         self.password = password
-        # A commander that takes ``sync_after`` (`kkt.transport.session.LinkSession`): others
-        # (the in-process emulator, a caller's wrapper) are called as the `Commander` protocol
-        # says, without it.
-        self._asks_ahead = bool(getattr(commander, "asks_ahead", False))
         # True while this driver knows no receipt is open: only its own completed receipts or a
         # confirmed cancel set it; any other state-changing command clears it.  It spares one
         # status query per receipt in the common case.
@@ -209,7 +205,11 @@ class Device(ABC):
         if not request.REPEATABLE:
             self.no_open_receipt = False
         try:
-            ahead = {"sync_after": True} if sync_after and self._asks_ahead else {}
+            # ``sync_after`` only to a commander that says it takes it (`LinkSession.asks_ahead`),
+            # asked each time: a caller may wrap ``commander`` after connecting, and others (the
+            # in-process emulator, a wrapper) are called as the `Commander` protocol says.
+            asks = sync_after and bool(getattr(self.commander, "asks_ahead", False))
+            ahead = {"sync_after": True} if asks else {}
             payload = self.commander.exchange(
                 encoded, answer_timeout=request.TIMEOUT, resend=request.REPEATABLE, **ahead
             )

@@ -127,11 +127,20 @@ class ShtrihHostLink(ShtrihLinkEnd):
         self._enq_at: float | None = None  # an ENQ waits for the line to fall quiet
         self._enq_outstanding = False
         self._held: bytes | None = None  # an answer NAKed on purpose: pending at the device
-        self._asked_ahead = False  # an ENQ went out after the last exchange ended (`_ask_ahead`)
+        # An ENQ asked ahead (`_ask_ahead`): queued with the last exchange's final ACK or NAK,
+        # then written (handed to the caller by `data_to_send`).  Only a written one can have
+        # a reply: bytes read while it is merely queued came before it.
+        self._ahead_queued = False
+        self._asked_ahead = False
 
     def _deadlines(self) -> tuple[float | None, ...]:
         give_up = self._exchange.give_up_at if self._exchange is not None else None
         return self._deadline, self._enq_at, give_up
+
+    def data_to_send(self) -> bytes:
+        if self._ahead_queued:
+            self._ahead_queued, self._asked_ahead = False, True
+        return super().data_to_send()
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         if data and self._enq_at is not None:
@@ -206,7 +215,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
         assert self._exchange is not None
         self._exchange.sync_after = sync_after
         if (
-            not self._asked_ahead  # its reply comes first: the exchange starts in SYNC
+            not (self._asked_ahead or self._ahead_queued)  # its reply first: start in SYNC
             and self._synced
             and self.settings.enq_mode is EnqMode.AUTO
             and (
@@ -237,7 +246,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
     def forget_sync(self) -> None:
         """The next command starts with ENQ (call after reopening the port)."""
         self._synced = False
-        self._asked_ahead = False  # that ENQ went to the old port
+        self._ahead_queued = self._asked_ahead = False  # that ENQ went to the old port
 
     def _begin(
         self, command: bytes | None, answer_timeout: float | None, resend: bool, now: float
@@ -261,10 +270,10 @@ class ShtrihHostLink(ShtrihLinkEnd):
         self._send_enq(now)
 
     def _send_enq(self, now: float) -> None:
-        if self._asked_ahead:
-            # It is out already, written with the last exchange's final ACK or NAK; its reply
-            # may be waiting in the port.  ``ack`` from now: at least the ENQ's own time.
-            self._asked_ahead = False
+        if self._asked_ahead or self._ahead_queued:
+            # It is out already (or queued to go first), with the last exchange's final ACK or
+            # NAK; its reply may be waiting in the port.  ``ack`` from now: at least its time.
+            self._ahead_queued = self._asked_ahead = False
         else:
             self._out.append(ENQ)
         self._enq_outstanding = True
@@ -274,7 +283,7 @@ class ShtrihHostLink(ShtrihLinkEnd):
         """ENQ now, with the final ACK or NAK of the exchange just ended: the next exchange
         starts with it outstanding (`_send_enq`)."""
         self._out.append(ENQ)
-        self._asked_ahead = True
+        self._ahead_queued = True
 
     def _schedule_enq(self, now: float) -> None:
         """Send ENQ once nothing has arrived for ``quiet`` seconds."""

@@ -53,7 +53,7 @@ def test_a_clean_sale_reads_back_as_sold(clean: tuple[Wire, kkt.Register]) -> No
 
 def test_without_verifying_nothing_is_read_back(clean: tuple[Wire, kkt.Register]) -> None:
     _, register = clean
-    assert register.sell(receipt_for(10_000)).verified is None
+    assert register.sell(receipt_for(10_000)).verified is False
 
 
 def test_a_tax_sum_damaged_past_the_checksum_is_damaged_closing(
@@ -83,11 +83,11 @@ def test_payments_moved_between_kinds_are_damaged_closing(
     assert fn_receipt(wire, number).payments == kkt.Payments(cash=9_984, electronic=16)
 
 
-def test_a_damaged_keyed_sale_stays_pending_and_is_never_sold_again(
+def test_a_damaged_keyed_sale_is_journalled_damaged_and_never_sold_again(
     clean: tuple[Wire, kkt.Register], tmp_path: Path
 ) -> None:
-    """The key stays pending; the retry the caller makes finds the document in the FN, reads it
-    back damaged again and says so again -- one document, never "done"."""
+    """The key is journalled with the verdict; the retry the caller makes says so again -- one
+    document, never "done"."""
     wire, register = verifying(clean)
     register.journal = kkt.journal.Journal(tmp_path / "journal")
     try:
@@ -96,24 +96,58 @@ def test_a_damaged_keyed_sale_stays_pending_and_is_never_sold_again(
         for _ in range(2):
             with pytest.raises(kkt.DamagedClosing):
                 register.sell(receipt_for(10_000), key="b")
-        entry = register.journal.get("b")
-        assert entry is not None and entry.state == "pending"
+        entry = register.journal.get("b")  # done, with the verdict: never sold again
+        assert entry is not None and entry.state == "done" and entry.result
+        assert "VAT total (1103)" in entry.result["damaged"]
     finally:
         register.journal.close()
     assert len(receipts_by_total(wire.register)[10_000]) == 1
 
 
-def test_a_document_that_cannot_be_read_leaves_the_sale_done_unverified(
-    clean: tuple[Wire, kkt.Register], monkeypatch: pytest.MonkeyPatch
+def test_a_document_that_cannot_be_read_is_no_done(
+    clean: tuple[Wire, kkt.Register], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _, register = verifying(clean)
+    """Asked to verify, the driver says done only of what it read back: a document the line
+    will not carry is `OutcomeUnknown` naming it (fiscal), the key pending; the retry with the
+    key, the line mended, reads it and says done -- one document."""
+    wire, register = verifying(clean)
+    register.journal = kkt.journal.Journal(tmp_path / "journal")
+    reading = register.device.read_document
 
     def unreadable(number: int) -> Document:
         raise TransportError("the line keeps spoiling long answers")
 
-    monkeypatch.setattr(register.device, "read_document", unreadable)
-    sold = register.sell(receipt_for(10_000))
-    assert sold.verified is False and sold.document_number > 0
+    try:
+        monkeypatch.setattr(register.device, "read_document", unreadable)
+        with pytest.raises(kkt.OutcomeUnknown, match="IS fiscal: document") as caught:
+            register.sell(receipt_for(10_000), key="k")
+        assert not isinstance(caught.value, kkt.DamagedClosing)
+        entry = register.journal.get("k")
+        assert entry is not None and entry.state == "pending"
+        monkeypatch.setattr(register.device, "read_document", reading)
+        sold = register.sell(receipt_for(10_000), key="k")
+        assert sold.verified and sold.replayed
+    finally:
+        register.journal.close()
+    assert receipts_by_total(wire.register)[10_000] == [sold.document_number]
+
+
+def test_a_damaged_verdict_stands_for_a_retry_that_does_not_verify(
+    clean: tuple[Wire, kkt.Register], tmp_path: Path
+) -> None:
+    wire, register = verifying(clean)
+    register.journal = kkt.journal.Journal(tmp_path / "journal")
+    try:
+        register.sell(receipt_for(9_000), key="a")
+        wire.script.up = damage_once(CLOSE, {TAXES + 5: 0x01})
+        with pytest.raises(kkt.DamagedClosing):
+            register.sell(receipt_for(10_000), key="b")
+        register.verify = False
+        with pytest.raises(kkt.DamagedClosing, match=r"VAT total \(1103\)"):
+            register.sell(receipt_for(10_000), key="b")
+    finally:
+        register.journal.close()
+    assert len(receipts_by_total(wire.register)[10_000]) == 1
 
 
 # -- the comparison's rules, by hand ------------------------------------------------------------

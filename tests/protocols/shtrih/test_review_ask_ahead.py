@@ -104,11 +104,6 @@ def test_our_ack_lost_the_old_answer_is_drained_before_the_next_frame() -> None:
     assert of_type(h.events, StaleAnswer) == [StaleAnswer(ANS_FF46)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NAK in the same read as the answer is taken for the reply to the ENQ asked "
-    "ahead, which is not even written yet: the next frame goes out with that ENQ unanswered",
-)
 def test_a_nak_read_with_the_answer_is_not_the_reply_to_the_enq_asked_ahead() -> None:
     """A stray NAK behind the FF46 answer in one read (line noise decoding as 15h; a session
     feeds the whole burst at once) is handled after the exchange ended, with the ENQ asked

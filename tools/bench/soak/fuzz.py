@@ -563,7 +563,16 @@ class _BoundedCommander:
         self.line = line
         self.settings = settings
 
-    def exchange(self, payload: bytes, *, answer_timeout: float, resend: bool = True) -> bytes:
+    asks_ahead = True  # the session's `sync_after`, passed on
+
+    def exchange(
+        self,
+        payload: bytes,
+        *,
+        answer_timeout: float,
+        resend: bool = True,
+        sync_after: bool = False,
+    ) -> bytes:
         line = self.line
         line.exchanges += 1
         if line.exchanges > FUZZ_EXCHANGES_PER_CALL:
@@ -571,7 +580,9 @@ class _BoundedCommander:
         # The link's own safety net fires at exactly the bound; 1 s more is for byte times.
         line.exchange_deadline = line.now + self.settings.exchange_limit(answer_timeout) + 1.0
         try:
-            return self.session.exchange(payload, answer_timeout=answer_timeout, resend=resend)
+            return self.session.exchange(
+                payload, answer_timeout=answer_timeout, resend=resend, sync_after=sync_after
+            )
         finally:
             line.exchange_deadline = math.inf
 
