@@ -174,6 +174,15 @@ def test_one_instance_killed_the_other_finishes_every_receipt(
         index = next(i for i, pid in cluster.pids().items() if str(pid) == victim)
         killed_at = time.monotonic()
         cluster.servers[index].kill()
+        # The survivor takes the victim's registers once their leases run out -- settling what
+        # the victim left on them -- before the second half is posted, so it drives every
+        # register after the kill whether or not the victim was mid-sale (the first half may
+        # all be sold by then: a sale is a few milliseconds).
+        wait_until(
+            lambda: {str(row.pid) for row in leases(cloud_status(dsn)).values()} == {survivor},
+            patience=STALL,
+            why="the survivor did not take the victim's registers over",
+        )
         shop.post_all(range(half, RECEIPTS))  # those sent to the victim go to the survivor
         reports = shop.settle(stall=STALL)
         # The victim's sender may have died holding a few callbacks: they wait out their claim
