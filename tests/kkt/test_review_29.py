@@ -1,8 +1,10 @@
 """Session 29's second read of asking ahead (5e7b147) and verify (5b609f5), as a hostile reviewer.
 
-Each hole is a deterministic test that fails on 5b609f5 (``xfail(strict=True)``) with its cause and
-proposed fix in the docstring; the rest pin what was checked and found sound.  The rig is
-test_double_hunt's: the whole stack over a simulated line in virtual time.
+Each hole is a deterministic test that failed on 5b609f5, its cause and the fix in its docstring;
+the holes fixed since (3562972: the lease guard, the per-call ``asks_ahead``, the journalled
+damage verdict) run as plain tests, the one left is a strict xfail.  The rest pin what was
+checked and found sound.  The rig is test_double_hunt's: the whole stack over a simulated line in
+virtual time.
 """
 
 from __future__ import annotations
