@@ -15,9 +15,11 @@ FN forms the VAT totals itself; a register may round each item's VAT or the rate
 total may differ from the items' sum (`kkt.printform.item_vat`) by under a kopeck per item of its
 rate -- anything further off is damage.  Turnovers without VAT (1104, 1105) are exact.
 
-A document that differs raises `DamagedClosing` (fiscal: never sold again; correct it with a
-correction receipt).  A document that cannot be read raises the reading's error: the caller
-decides (`kkt.Register` reports the receipt done, unverified).
+A document that differs -- read twice, alike: the reading crosses the same line, and a block
+damaged past its checksum could make a sound document look otherwise -- raises `DamagedClosing`
+(fiscal: never sold again; correct it with a correction receipt).  Two readings that disagree
+raise `OutcomeUnknown`; a document that cannot be read, the reading's error (`kkt.Register`
+reports either as `OutcomeUnknown` naming the document).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 
 from kkt.protocols.ffd import DocumentType
 
+from .errors import OutcomeUnknown
 from .printform import item_vat
 from .receipt import Receipt, Vat
 from .results import Document, FiscalResult
@@ -44,6 +47,18 @@ def check_document(device: Device, result: FiscalResult, receipt: Receipt) -> Do
     document = device.read_document(result.document_number)
     differences = list(document_differences(document, result, receipt))
     if differences:
+        # The reading crossed the same line: a block damaged past its checksum can read as a
+        # document that differs.  A verdict that stays in the journal needs the document read
+        # twice, alike; two readings that disagree say nothing about the document.
+        again = device.read_document(result.document_number)
+        if again != document:
+            raise OutcomeUnknown(
+                f"the receipt IS fiscal: document {result.document_number} (fiscal sign "
+                f"{result.fiscal_sign}); read back it seemed to differ from the receipt sold "
+                f"({'; '.join(differences)}), but a second reading disagreed with the first: "
+                "the line damaged a reading.  Do not sell it again: repeat the call with the "
+                f"same key, or read document {result.document_number}"
+            )
         raise DamagedClosing(
             f"the receipt IS fiscal: document {result.document_number} (fiscal sign "
             f"{result.fiscal_sign}), but read back it differs from the receipt sold: "

@@ -132,6 +132,39 @@ def test_a_document_that_cannot_be_read_is_no_done(
     assert receipts_by_total(wire.register)[10_000] == [sold.document_number]
 
 
+def test_a_reading_damaged_on_the_line_is_no_verdict(
+    clean: tuple[Wire, kkt.Register], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The document as sold, its first reading damaged past the checksum (a VAT total off):
+    the second reading disagrees, so nothing is said of the document -- `OutcomeUnknown`, never
+    a `DamagedClosing` that a journal would keep."""
+    wire, register = verifying(clean)
+    reading = register.device.read_document
+    readings: list[int] = []
+
+    def once_damaged(number: int) -> Document:
+        document = reading(number)
+        readings.append(number)
+        if len(readings) > 1:
+            return document
+        tlv = [(tag, value + 1024 if tag == 1102 else value) for tag, value in document.tlv]
+        return Document(
+            document.number,
+            document.type,
+            document.when,
+            document.fiscal_sign,
+            document.ofd_confirmed,
+            tlv,  # type: ignore[arg-type]
+        )
+
+    monkeypatch.setattr(register.device, "read_document", once_damaged)
+    with pytest.raises(kkt.OutcomeUnknown, match="a second reading disagreed") as caught:
+        register.sell(receipt_for(10_000))
+    assert not isinstance(caught.value, kkt.DamagedClosing)
+    assert len(readings) == 2
+    assert len(receipts_by_total(wire.register)[10_000]) == 1
+
+
 def test_a_damaged_verdict_stands_for_a_retry_that_does_not_verify(
     clean: tuple[Wire, kkt.Register], tmp_path: Path
 ) -> None:
