@@ -1,9 +1,10 @@
 """Session 29's second read of asking ahead (`kkt.protocols.shtrih.host`, 5e7b147), at the link.
 
-Hostile byte sequences by hand (test_link's `Side`) -- the hole found, a NAK read with the answer,
-fixed since (3562972: an ENQ asked ahead counts once written) and run as a plain test; the one
-left, for callers that read between exchanges, a strict xfail naming its cause -- and a seeded sweep of test_link_lossy's rig with ``ask_ahead=True`` over more seeds,
-rates, ENQ modes and probe times than its two cases (bounded: about 15 s).
+Hostile byte sequences by hand (test_link's `Side`).  The hole found, a NAK read with the
+answer, is fixed since (3562972: an ENQ asked ahead counts once written) and runs as a plain
+test; the one left, for callers that read between exchanges, is a strict xfail naming its cause.
+And a seeded sweep of test_link_lossy's rig with ``ask_ahead=True`` over more seeds, rates, ENQ
+modes and probe times than its two cases (bounded: about 15 s).
 """
 
 from __future__ import annotations
