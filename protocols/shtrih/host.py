@@ -34,19 +34,20 @@ answers ACK ("being prepared") or replays an answer the line lost, which is then
 
 A second copy of an answer (`HELD`): the answer to a closing command (FF45) is NAKed instead of
 ACKed, so the device keeps it pending; an empty payload then asks with a bare ENQ, the device
-answers ACK and the same answer again, and the host ACKs that copy.
+answers ACK and the same answer again, and the host ACKs that copy.  The driver compares the two
+copies: two bit flips in one column pass the XOR checksum, but the same damage twice,
+independently, does not happen (`kkt.vendors.shtrih.ShtrihDevice.close_receipt`).  The next
+command frame drops an answer still held (the device takes a new frame as "the host moved on").
 
 Asking ahead: an ENQ the next exchange will need goes out in the same write as the ACK (or the
-NAK) that ends this one -- the held answer's ENQ always, a sync's ENQ when the caller says the
-next command repeats this one's code (``sync_after``, consecutive FF46 lines).  The device's reply
-waits in the port while the caller reads the answer and builds its next frame, and the next
-exchange starts with that ENQ outstanding: the same bytes in the same order as a sync started
-then, without a turn of the line spent on the host.  Whatever the next command turns out to be,
-it starts in SYNC with that ENQ out (a frame never goes out while an ENQ is unanswered), so a
-wrong guess costs time, never safety.  The driver compares the two copies:
-two bit flips in one column pass the XOR checksum, but the same damage twice, independently, does
-not happen (`kkt.vendors.shtrih.ShtrihDevice.close_receipt`).  The next command frame drops an
-answer still held (the device takes a new frame as "the host moved on").
+NAK) that ends this one -- the held answer's ENQ always (unless the answer is a refusal), a
+sync's ENQ when the caller says the next command repeats this one's code (``sync_after``,
+consecutive FF46 lines).  The device's reply waits in the port while the caller reads the answer
+and builds its next frame, and the next exchange starts with that ENQ outstanding: the same bytes
+in the same order as a sync started then, without a turn of the line spent on the host.  Whatever
+the next command turns out to be, it starts in SYNC with that ENQ out (a frame never goes out
+while an ENQ is unanswered), so a wrong guess costs time, never safety.  Only an ENQ already
+written can have a reply: bytes read while it is still queued are ordinary line noise.
 
 What no host can see: a device that executes a command and then loses power forgets the answer
 and answers NAK; the link reports that command as not taken.  Money-moving callers therefore pass
