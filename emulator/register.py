@@ -513,7 +513,7 @@ class RegisterModel:
             [
                 *lines,
                 *self._document_footer(formed.number, formed.fiscal_sign),
-                p.qr_code(self.qr(formed.number)),
+                p.qr_code(self._formed_qr(formed, total, operation)),
             ]
         )
         return formed
@@ -569,16 +569,15 @@ class RegisterModel:
         record = self.fn.record(number)
         if record.kind not in (DocumentType.RECEIPT, DocumentType.CORRECTION_RECEIPT):
             raise Refusal(Reason.BAD_PARAMETER, f"document {number} is not a receipt")
-        return qr_string(
-            QrData(
-                record.when,
-                record.total,
-                self.fn.serial,
-                number,
-                record.fiscal_sign,
-                record.operation,
-            )
-        )
+        return self._qr_of(record.when, record.total, number, record.fiscal_sign, record.operation)
+
+    def _qr_of(self, when: dt.datetime, total: int, number: int, sign: int, operation: int) -> str:
+        return qr_string(QrData(when, total, self.fn.serial, number, sign, operation))
+
+    def _formed_qr(self, formed: Formed, total: int, operation: int) -> str:
+        """The QR string of a receipt just formed -- from what forming it returned, without
+        reading the archive back (the printout is on the closing command's critical path)."""
+        return self._qr_of(formed.when, total, formed.number, formed.fiscal_sign, operation)
 
     # -- cash --------------------------------------------------------------------------------------
 
@@ -742,7 +741,7 @@ class RegisterModel:
             p.pair("КАССИР:", cashier),
             *self._document_footer(formed.number, formed.fiscal_sign),
         ]
-        lines.append(p.qr_code(self.qr(formed.number)))
+        lines.append(p.qr_code(self._formed_qr(formed, due, receipt.operation)))
         self._print(lines)
 
 
