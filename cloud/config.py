@@ -25,12 +25,17 @@ url = "socket://10.0.0.5:7778"
 protocol = "shtrih"              # shtrih | atol | auto
 group = "shop1"
 name = "KKT-1"                   # optional: default "<group>-<n>"
+verify = true                    # optional: read each receipt back (a serial line; see below)
 
 [emulated]                       # optional: emulated registers started by the service
 count = 2
 protocol = "shtrih"              # shtrih | atol | mixed
 group = "shop1"
 ```
+
+``verify`` makes the register read each receipt's document back and compare it with the request
+(`kkt.connect(..., verify=True)`): for a register on a serial line, whose checksum lets some damage
+through.  A receipt read back otherwise than sold is held for the operator, never reported done.
 
 Every mistake is a `ConfigError` naming the file, the key and the fix.  Without a file the
 service runs the demo: group ``demo``, login ``demo`` with password ``demo``, emulated registers
@@ -93,6 +98,7 @@ class RegisterConfig:
     protocol: str
     group: str
     name: str
+    verify: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +272,12 @@ class _Reader:
             raise self.fail(f"{where}.{key}", f"{item!r} is not one of {', '.join(options)}")
         return item
 
+    def boolean(self, value: Mapping[str, Any], where: str, key: str, default: bool) -> bool:
+        item = value.get(key, default)
+        if not isinstance(item, bool):
+            raise self.fail(f"{where}.{key}", f"must be true or false, not {item!r}")
+        return item
+
     def integer(
         self, value: Mapping[str, Any], where: str, key: str, default: int, least: int
     ) -> int:
@@ -304,7 +316,7 @@ class _Reader:
         registers = tuple(
             self.register(r, f"registers[{i}]", set(codes), i)
             for i, r in enumerate(
-                self.array(raw, "registers", {"url", "protocol", "group", "name"})
+                self.array(raw, "registers", {"url", "protocol", "group", "name", "verify"})
             )
         )
         names = [r.name for r in registers]
@@ -388,6 +400,7 @@ class _Reader:
             self.choice(table, where, "protocol", "auto", PROTOCOLS),
             group,
             self.string(table, where, "name") or f"{group}-{index + 1}",
+            self.boolean(table, where, "verify", False),
         )
 
 

@@ -34,6 +34,11 @@ Failures are classified by whose fault they are:
 * **nobody knows** (`OutcomeUnknown`): the request stays assigned, the register turns
   ``settling``, and the same request is tried again on this register only -- a receipt begun on a
   register is never sold anywhere else, since it may be fiscal in that register's FN;
+* **fiscal, but not as sent** (`DamagedClosing`: the closing command was damaged on a serial line
+  past its checksum, found by the driver's settling or, with the register's ``verify``, by reading
+  each receipt back): the request is **held** for the operator -- status ``wait``, its report's
+  error naming the document and what differs -- never sold again and never reported done (the
+  journal keeps the verdict, so a restart holds it again); the register goes on with the others;
 * `ShiftExpired`: whatever is assigned is settled first, then the shift is closed and reopened and
   the request sold in the new shift.
 
@@ -73,7 +78,7 @@ from typing import Any
 import kkt
 from kkt.errors import BadAnswer, ProtocolError
 from kkt.journal import Entry, JournalStore
-from kkt.results import FiscalResult, FnInfo, Registration, Status
+from kkt.results import DAMAGED, FiscalResult, FnInfo, Registration, Status
 from kkt.settle import settle_pending
 from kkt.transport import tcp
 
@@ -130,12 +135,14 @@ AGENT_WRONG_INN = 2
 @dataclass(frozen=True, slots=True)
 class RegisterSpec:
     """One register of the pool: its name (the report's ``device_code``), the group it serves,
-    its URL (``socket://127.0.0.1:7778``, ``/dev/ttyUSB0`` ...) and protocol ("shtrih", "atol")."""
+    its URL (``socket://127.0.0.1:7778``, ``/dev/ttyUSB0`` ...) and protocol ("shtrih", "atol");
+    ``verify``: read each receipt back after the sale (`kkt.verify`)."""
 
     name: str
     group: str
     url: str
     protocol: str = "shtrih"
+    verify: bool = False
 
 
 class ReceiptFault(Exception):
@@ -384,6 +391,12 @@ class RegisterPool:
             if entry is None:
                 self.storage.release(job.uuid, name, fence=fence)
                 log.info("register %s is gone: %s released to the group", name, job.uuid)
+            elif entry.state == "done" and entry.result and entry.result.get(DAMAGED):
+                why = _damaged_text(str(entry.result[DAMAGED]))
+                self.storage.hold(
+                    job.uuid, name, {"code": HELD_CODE, "text": why, "type": "driver"}, fence=fence
+                )
+                log.error("register %s is gone: %s %s", name, job.uuid, why)
             elif entry.state == "done" and entry.result:
                 data = dict(entry.result)
                 data.pop("replayed", None)
@@ -495,6 +508,15 @@ def _saved_details(storage: Storage, name: str) -> dict[str, str]:
         "fns_site": saved.get("fns_site", FNS_SITE),
         "ofd_inn": saved.get("ofd_inn", ""),
     }
+
+
+def _damaged_text(verdict: str) -> str:
+    """Why a request whose receipt was damaged on the line is held: the driver's verdict (which
+    names the document and what differs) and what the operator does about it."""
+    return (
+        f"its receipt was damaged on the line: {verdict}.  The request stays here (status "
+        "wait): never sold again; make the correction, then tell the shop"
+    )
 
 
 def _poison_error(count: int, what: str, cause: str) -> dict[str, Any]:
@@ -775,7 +797,9 @@ class _Worker:
             with _JOURNAL_OPENING:
                 journal = self.storage.journal(self.name, fence=epoch)
             try:
-                register = kkt.connect(self.spec.url, protocol=self.spec.protocol)
+                register = kkt.connect(
+                    self.spec.url, protocol=self.spec.protocol, verify=self.spec.verify
+                )
             except BaseException:
                 journal.close()
                 raise
@@ -1071,6 +1095,12 @@ class _Worker:
             result = self._fiscalize(work, register, job)
         except LeaseLost:
             raise  # nothing more is sent; the lease's next holder settles it
+        except kkt.DamagedClosing as damaged:
+            # Fiscal, but not as the request was sent (`DamagedClosing` is an `OutcomeUnknown`
+            # that no retry can settle otherwise: asking again reads the same document, for
+            # ever, and the register would settle nothing else).  Held for the operator.
+            self._hold(job, _damaged_text(str(damaged)))
+            return
         except kkt.OutcomeUnknown as unknown:
             log.warning("register %s: %s is open (%s); settling here", self.name, job.uuid, unknown)
             self.update(state="settling", detail=f"settling {job.uuid}: {unknown}")
@@ -1154,7 +1184,12 @@ class _Worker:
 
     def _complete_from_journal(self, job: Job, fiscal: dict[str, Any]) -> None:
         """Done with ``fiscal`` (`FiscalResult.to_json`, as the journal keeps it) and the
-        register's details -- the last ones known when the register is offline."""
+        register's details -- the last ones known when the register is offline.  A result the
+        journal keeps with the driver's "damaged" verdict (read back otherwise than sold) is
+        never reported done: held for the operator instead."""
+        if fiscal.get(DAMAGED):
+            self._hold(job, _damaged_text(str(fiscal[DAMAGED])))
+            return
         data = dict(fiscal)
         data.pop("replayed", None)
         data.update(self._details(), device_code=self.name)
@@ -1216,6 +1251,9 @@ class _Worker:
             found = settle_pending(register.device, register.journal, entry)
         except LeaseLost:
             raise
+        except kkt.DamagedClosing as damaged:
+            self._hold(job, _damaged_text(str(damaged)))
+            return True
         except kkt.OutcomeUnknown as unknown:
             self.update(state="settling", detail=f"settling {job.uuid}: {unknown}")
             raise _Unknown() from unknown

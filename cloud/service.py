@@ -257,7 +257,9 @@ class CloudService:
         if self._pool_factory is not None:
             return self._pool_factory(self)
         specs = [
-            RegisterSpec(register.name, register.group, register.url, register.protocol)
+            RegisterSpec(
+                register.name, register.group, register.url, register.protocol, register.verify
+            )
             for register in self.config.registers
         ]
         emulated = self.config.emulated

@@ -34,6 +34,7 @@ groups = ["shop1"]
 url = "socket://127.0.0.1:7778"
 protocol = "shtrih"
 group = "shop1"
+verify = true
 
 [emulated]
 count = 2
@@ -62,6 +63,7 @@ def test_a_full_config_is_read(tmp_path: Path) -> None:
     assert config.user_table().groups("one") == frozenset({"shop1"})
     [register] = config.registers
     assert (register.name, register.protocol, register.group) == ("shop1-1", "shtrih", "shop1")
+    assert register.verify is True
     assert config.emulated is not None
     assert (config.emulated.count, config.emulated.protocol, config.emulated.group) == (
         2,
@@ -83,6 +85,7 @@ def test_a_full_config_is_read(tmp_path: Path) -> None:
         (('group = "shop1"\n', 'group = "shop2"\n'), "registers[0].group", "shop2"),
         (('protocol = "shtrih"', 'protocol = "usb"'), "registers[0].protocol", "shtrih"),
         (("count = 2", "count = -1"), "emulated.count", "≥ 0"),
+        (("verify = true", 'verify = "yes"'), "registers[0].verify", "true or false"),
         (("[server]", "[server]\nport = 1"), "server.port", "unknown key"),
     ],
 )
