@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from kkt.emulator.state import open_model
 from kkt.protocols.ffd import DocumentType
 from kkt.tools.cli import main
 
@@ -302,12 +303,16 @@ def corrections(wire: Wire) -> list[int]:
     return [r.number for r in records if r.kind == DocumentType.CORRECTION_RECEIPT]
 
 
+@pytest.mark.parametrize("ffd", ["1.2", "1.05"])
 @pytest.mark.parametrize("protocol", ["shtrih", "atol"])
-def test_sound_corrections_read_back_as_made(protocol: str, tmp_path: Path) -> None:
+def test_sound_corrections_read_back_as_made(protocol: str, ffd: str, tmp_path: Path) -> None:
     """In cash (Shtrih FF36) and paid otherwise (FF4A), on the user's initiative and by order
-    with its date and number, a sale's and a purchase's: each verified, none damaged."""
+    with its date and number, a sale's and a purchase's, FFD 1.2 and 1.05 (1174 with 1177):
+    each verified, none damaged."""
     order = CorrectionBasis(by_order=True, settled_on=dt.date(2026, 11, 30), number="7/1")
+    open_model(tmp_path / "register", ffd=ffd).close()  # registered in that FFD version
     with kkt.connect(f"emulator:{tmp_path / 'register'}", protocol=protocol, verify=True) as reg:
+        assert reg.registration().ffd == ffd
         reg.open_shift()
         made = [
             reg.correction(kkt.Operation.SELL, 1_000, reason="act 1"),
