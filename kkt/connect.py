@@ -67,8 +67,9 @@ def connect(
     verify: bool = False,
 ) -> Register:
     """Open the register at ``url``; ``journal`` (a file path) enables idempotency keys;
-    ``verify`` reads every receipt's document back after the sale (`kkt.verify`: a closing
-    damaged on a serial line past its checksum raises `DamagedClosing` instead of "done").
+    ``verify`` reads every receipt's and every correction's document back after it is formed
+    (`kkt.verify`: a closing damaged on a serial line past its checksum raises `DamagedClosing`
+    instead of "done").
 
     ``password`` is the operator's (Shtrih) or the mode password (ATOL): 30, the system
     administrator, by default on both.

@@ -65,7 +65,7 @@ from .settle import (
     settle_receipt,
 )
 from .vendors.base import Device, LastSale
-from .verify import check_document
+from .verify import Expected, check_document, expect_correction, expect_receipt
 
 log = logging.getLogger(__name__)
 # Sales of a receipt whose code the FN refused to bind (A5h) before that is `MarkAlreadySold`:
@@ -258,9 +258,10 @@ class Register:
         self._lock = threading.RLock()  # the one lock of a command: device and link take none
         self.device = device
         self.journal = journal
-        # Read each receipt's document back after the sale (`kkt.verify`, `_verified`).
+        # Read each receipt's (and correction's) document back (`kkt.verify`, `_verified`).
         self.verify = verify
         self._registration: Registration | None = None
+        self._tax_systems: frozenset[int] | None = None  # tag 1062 of document 1, bit by bit
 
     @property
     def vendor(self) -> str:
@@ -432,6 +433,12 @@ class Register:
         made exactly once as `receipt` is: a key done returns its result ``replayed``, a key a
         crash left pending is settled from the FN first, a key bound to another correction,
         receipt or register raises `KeyConflict` before anything is sent.
+
+        A register that verifies reads the correction's document back as it does a receipt's
+        (`kkt.verify`: type, operation, total, payments, tax system, 1173 and 1174 as sent):
+        one that differs raises `DamagedClosing` (journalled under ``key``: every later call
+        with the key raises it again), one that cannot be read `OutcomeUnknown` (the key stays
+        pending); ``verified=True`` when it reads back as made.
         """
         if basis is None:
             basis = CorrectionBasis(number=reason[:MAX_NUMBER_CHARS])
@@ -440,9 +447,12 @@ class Register:
         if key is not None and self.journal is None:
             raise KktError("an idempotency key needs a journal: connect(..., journal=PATH)")
         tags = basis.tags(self.registration().ffd, dt.date.today())
+        systems = self._registered_tax_systems() if self.verify else frozenset()
+        made = expect_correction(operation, total, paid, tags, systems)
         with self._lock:
             if key is None:
-                return self._correct(operation, total, tags, paid, self.device.last_document())
+                before = self.device.last_document()
+                return self._verified(self._correct(operation, total, tags, paid, before), made)
             assert self.journal is not None
             fingerprint = correction_fingerprint(int(operation), total, basis)
             serial = self.device.fn_serial()
@@ -452,19 +462,30 @@ class Register:
                 if conflict is not None:
                     raise conflict
                 if entry.state == "done" and entry.result:
+                    if entry.result.get(DAMAGED):
+                        # Read back damaged when it was made: the verdict stands, whoever asks.
+                        raise DamagedClosing(str(entry.result[DAMAGED]))
                     return replace(FiscalResult.from_json(entry.result), replayed=True)
                 found = self._settle_pending_correction(entry, operation, total, serial)
                 if found is not None:
+                    # Formed by an earlier call, perhaps on another day: a basis date left to
+                    # "today" was that day's, and only the FN knows it.
+                    undated = replace(made, sent=_undated(tags, basis))
+                    found = self._verified(found, undated, key)
                     self.journal.done(key, found.to_json())
-                    return replace(found, replayed=True)  # formed by an earlier call
+                    return replace(found, replayed=True)
             before = self.device.last_document()
             self.journal.begin(
                 key, before, int(operation), total, serial, fingerprint, _payments_text(paid)
             )
             try:
-                result = self._correct(operation, total, tags, paid, before)
+                result = self._verified(
+                    self._correct(operation, total, tags, paid, before), made, key
+                )
             except OutcomeUnknown:
-                raise  # stays pending: the next call with this key asks the FN
+                # Stays pending: the next call with this key asks the FN (one read back
+                # damaged is journalled so by `_verified`: every later call raises again).
+                raise
             except KktError:
                 self.journal.forget(key)  # certainly not fiscal: the key is free again
                 raise
@@ -512,6 +533,17 @@ class Register:
                 f"{', '.join(sorted(carried))}; pay the correction so, or use another register"
             )
         return payments
+
+    def _registered_tax_systems(self) -> frozenset[int]:
+        """The tax systems the register is registered for (tag 1062 of document 1, one value
+        per bit): a correction names none (or, Shtrih's FF4A, the lowest of them), so the one its
+        document holds must be one of these.  Empty when the registration does not say."""
+        if self._tax_systems is None:
+            with self._lock:
+                bits = find(self.device.read_document(1).tlv, 1062)
+            mask = bits if isinstance(bits, int) else 0
+            self._tax_systems = frozenset(1 << n for n in range(mask.bit_length()) if mask >> n & 1)
+        return self._tax_systems
 
     def _settle_pending_correction(
         self, entry: Entry, operation: Operation, total: int, serial: str
@@ -721,27 +753,30 @@ class Register:
             return result
 
     def _verified(
-        self, result: FiscalResult, receipt: Receipt, key: str | None = None
+        self, result: FiscalResult, sold: Receipt | Expected, key: str | None = None
     ) -> FiscalResult:
-        """``result``, its document read back and compared with ``receipt`` when this register
-        verifies (`kkt.verify.check_document`), ``verified=True``.  A document that differs
+        """``result``, its document read back and compared with ``sold`` (a receipt, or a
+        correction's `kkt.verify.Expected`) when this register verifies
+        (`kkt.verify.check_document`), ``verified=True``.  A document that differs
         raises `DamagedClosing` -- under a ``key`` journalled done with that verdict, so every
         later call with the key raises it again, verifying or not, and nothing sells it twice.
         One that cannot be read raises `OutcomeUnknown`: asked to verify, the driver says done
         only of what it read back (a key stays pending; its retry reads again)."""
         if not self.verify:
             return result
+        expected = sold if isinstance(sold, Expected) else expect_receipt(sold)
         try:
-            check_document(self.device, result, receipt)
+            check_document(self.device, result, expected)
         except DamagedClosing as damaged:
             if key is not None and self.journal is not None:
                 self.journal.done(key, {**result.to_json(), DAMAGED: str(damaged)})
             raise
         except (KktError, ProtocolError) as failure:
+            again = "sell" if expected.noun == "receipt" else "make"
             raise OutcomeUnknown(
-                f"the receipt IS fiscal: document {result.document_number} (fiscal sign "
-                f"{result.fiscal_sign}), but it could not be read back to verify it "
-                f"({failure}).  Do not sell it again: repeat the call with the same key, or "
+                f"the {expected.noun} IS fiscal: document {result.document_number} (fiscal "
+                f"sign {result.fiscal_sign}), but it could not be read back to verify it "
+                f"({failure}).  Do not {again} it again: repeat the call with the same key, or "
                 f"read document {result.document_number} (kkt doc {result.document_number})"
             ) from failure
         return replace(result, verified=True)
@@ -1005,6 +1040,17 @@ class Register:
                 "damaged on the line?); the receipt was cancelled, nothing was charged: sell it "
                 "again"
             )
+
+
+def _undated(tags: TlvList, basis: CorrectionBasis) -> TlvList:
+    """A correction's 1173/1174 as ``basis`` fixes them: without its own date, 1178 was the day
+    the correction was made -- not known to a later call -- and is left out."""
+    if basis.settled_on is not None:
+        return tags
+    return [
+        (tag, [m for m in value if m[0] != 1178] if isinstance(value, list) else value)
+        for tag, value in tags
+    ]
 
 
 def _one_item_a_code(receipt: Receipt) -> None:

@@ -186,6 +186,13 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         receipt.set_defaults(operation=operation)
     correction = add("correction", "a correction receipt from ATOL-style JSON", correction_command)
     correction.add_argument("file", help="the correction task as JSON, or - for stdin")
+    correction.add_argument(
+        "--verify",
+        action="store_true",
+        help="read the correction's document back and compare it with the correction made "
+        "(type, sum, payments, 1173/1174: a closing damaged on a serial line is reported, never "
+        "'fiscalized'; a few exchanges more)",
+    )
     cash = add(
         "cash",
         "the cash in the drawer; `cash in|out SUM` puts cash in or takes it out",
@@ -536,8 +543,12 @@ def correction_command(register: Register, args: argparse.Namespace, out: Output
         if not isinstance(payment, dict) or payment.get("type") != "cash":
             raise ReceiptRejected(f"payments[{index}]: only cash corrections are supported")
         total += _kopecks(payment.get("sum"), f"payments[{index}].sum")
+    register.verify = args.verify
     result = register.correction(_CORRECTION_TYPES[kind], total, basis=_correction_basis(task))
-    _fiscal(register, result, out, "correction receipt fiscalized")
+    title = "correction receipt fiscalized"
+    if result.verified:
+        title += ", read back as made"
+    _fiscal(register, result, out, title)
 
 
 _CORRECTION_KINDS = {"self": False, "instruction": True}  # ATOL's correctionType (tag 1173)

@@ -343,11 +343,6 @@ def test_legitimate_receipts_read_back_as_sold(protocol: str, tmp_path: Path) ->
             assert reg.receipt(receipt).verified is True, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify covers receipt() only: a correction (FF4A: payments, tax sums, tax system "
-    "in one XOR-checked frame) is never read back, verified stays None",
-)
 def test_verify_reads_a_correction_back_too(tmp_path: Path) -> None:
     """``connect(..., verify=True)`` promises "each receipt's document read back".  A
     correction receipt paid otherwise than in cash goes out as FF4A -- payments by kind, six

@@ -1,10 +1,12 @@
-"""Reading each receipt's document back (`kkt.verify`, ``connect(..., verify=True)``).
+"""Reading each receipt's and correction's document back (`kkt.verify`, ``connect(...,
+verify=True)``).
 
 The damage the closing answer cannot show -- FF45 damaged past Shtrih's XOR checksum in a tax sum
 or in the split of the payments (test_double_hunt, test_review_marking: strict xfails without
-verifying) -- is caught by the read-back: `DamagedClosing`, the receipt in the FN once, never
-"done", never sold again.  Over the virtual-time rig of test_double_hunt, and by hand for the
-comparison's rules.
+verifying), FF4A so damaged in a correction's -- is caught by the read-back: `DamagedClosing`,
+the receipt (the correction) in the FN once, never "done", never made again.  Over the
+virtual-time rig of test_double_hunt, on the emulated vendors, and by hand for the comparison's
+rules.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from kkt.emulator.state import open_model
 from kkt.protocols.ffd import DocumentType
 from kkt.tools.cli import main
 
 import kkt
+from kkt.correction import CorrectionBasis
 from kkt.errors import TransportError
 from kkt.results import Document
-from kkt.verify import document_differences
+from kkt.verify import document_differences, expect_correction
 
 from .test_double_hunt import (
     CLOSE,
@@ -280,4 +285,284 @@ def test_kkt_sell_verify_reads_the_document_back(
     assert "read back" not in capsys.readouterr().out
     # --json keeps ATOL's fiscalParams shape: the check is in the exit status and the text
     assert main([*base, "sell", str(EXAMPLE), "--verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fiscalDocumentNumber"] == 5
+
+
+# -- corrections: the same read-back ---------------------------------------------------------------
+
+ELECTRONIC = kkt.Payments(cash=700, electronic=300)  # on Shtrih: FF4A, not FF36
+# FF4A's payments: after its code (2), password (4), kind (1), operation (1) and total (5 bytes).
+FF4A, CORRECTION_PAYMENTS = b"\xff\x4a", 2 + 4 + 1 + 1 + 5
+# 16 kopecks from cash to electronic: bit 4 of cash's low byte (700 = 0x2BC) set, of
+# electronic's (300 = 0x12C) clear -- the sum unchanged, the checksum too.
+MOVE_16 = {CORRECTION_PAYMENTS: 0x10, CORRECTION_PAYMENTS + 5: 0x10}
+
+
+def corrections(wire: Wire) -> list[int]:
+    records = wire.register.fn._store.records()
+    return [r.number for r in records if r.kind == DocumentType.CORRECTION_RECEIPT]
+
+
+@pytest.mark.parametrize("ffd", ["1.2", "1.05"])
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_sound_corrections_read_back_as_made(protocol: str, ffd: str, tmp_path: Path) -> None:
+    """In cash (Shtrih FF36) and paid otherwise (FF4A), on the user's initiative and by order
+    with its date and number, a sale's and a purchase's, FFD 1.2 and 1.05 (1174 with 1177):
+    each verified, none damaged."""
+    order = CorrectionBasis(by_order=True, settled_on=dt.date(2026, 11, 30), number="7/1")
+    open_model(tmp_path / "register", ffd=ffd).close()  # registered in that FFD version
+    with kkt.connect(f"emulator:{tmp_path / 'register'}", protocol=protocol, verify=True) as reg:
+        assert reg.registration().ffd == ffd
+        reg.open_shift()
+        made = [
+            reg.correction(kkt.Operation.SELL, 1_000, reason="act 1"),
+            reg.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, basis=order),
+            reg.correction(kkt.Operation.BUY, 2_500, payments=kkt.Payments(electronic=2_500)),
+        ]
+        assert [m.verified for m in made] == [True, True, True]
+        reg.verify = False
+        assert reg.correction(kkt.Operation.SELL, 1_000).verified is False
+
+
+def test_a_correction_damaged_past_the_checksum_is_damaged_closing(
+    clean: tuple[Wire, kkt.Register],
+) -> None:
+    """FF4A with 16 kopecks moved from cash to electronic, the sum and the checksum unchanged:
+    the FN holds it (fiscal) -- read back, it is `DamagedClosing`, made once."""
+    wire, register = verifying(clean)
+    wire.script.up = damage_once(FF4A, MOVE_16)
+    with pytest.raises(kkt.DamagedClosing, match="payments") as caught:
+        register.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC)
+    text = str(caught.value)
+    assert "the correction IS fiscal" in text and "Do not make it again" in text
+    assert "'cash': 684, 'electronic': 316" in text
+    (number,) = corrections(wire)
+    assert fn_receipt(wire, number).payments == kkt.Payments(cash=684, electronic=316)
+
+
+def test_without_verifying_the_damaged_correction_is_done(
+    clean: tuple[Wire, kkt.Register],
+) -> None:
+    """What verify is for: the same damage, not read back, reads "fiscalized"."""
+    wire, register = clean
+    wire.script.up = damage_once(FF4A, MOVE_16)
+    made = register.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC)
+    assert made.verified is False and corrections(wire) == [made.document_number]
+
+
+def _tampered(
+    register: kkt.Register, monkeypatch: pytest.MonkeyPatch, tag: int, value: object
+) -> list[int]:
+    """Every reading of a correction's document holds ``value`` for ``tag`` (the FN's document
+    so); the numbers read."""
+    reading = register.device.read_document
+    read: list[int] = []
+
+    def tampered(number: int) -> Document:
+        document = reading(number)
+        if document.type != DocumentType.CORRECTION_RECEIPT:
+            return document
+        read.append(number)
+        tlv = [(t, value if t == tag else v) for t, v in document.tlv]
+        return Document(
+            document.number,
+            document.type,
+            document.when,
+            document.fiscal_sign,
+            document.ofd_confirmed,
+            tlv,  # type: ignore[arg-type]
+        )
+
+    monkeypatch.setattr(register.device, "read_document", tampered)
+    return read
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "named"),
+    [
+        (1173, 1, "correction type (1173) 1 where 0 was made"),
+        (1174, [(1178, dt.datetime(2026, 11, 30)), (1179, "8/1")], "correction basis (1174: 1179)"),
+        (1055, 4, "tax system (1055) 4 where [1, 2] was made"),  # registered: 1 and 2
+        (1105, 999, "turnover without VAT (1105) 999 where 1000 was made"),
+    ],
+)
+def test_an_atol_correction_that_reads_back_otherwise_is_damaged_closing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tag: int, value: object, named: str
+) -> None:
+    """ATOL's correction read back with a tag of its own other than sent (read twice, alike):
+    `DamagedClosing` naming it, the correction in the FN once."""
+    basis = CorrectionBasis(settled_on=dt.date(2026, 11, 30), number="7/1")
+    with kkt.connect(f"emulator:{tmp_path / 'register'}", protocol="atol", verify=True) as reg:
+        reg.open_shift()
+        last = reg.fn_info().last_document
+        read = _tampered(reg, monkeypatch, tag, value)
+        with pytest.raises(kkt.DamagedClosing, match=r"the correction IS fiscal") as caught:
+            reg.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, basis=basis)
+        assert named in str(caught.value)
+        assert read == [last + 1, last + 1]  # read twice, alike: a verdict
+        assert reg.fn_info().last_document == last + 1
+
+
+def test_a_damaged_keyed_correction_is_journalled_and_never_made_again(
+    clean: tuple[Wire, kkt.Register], tmp_path: Path
+) -> None:
+    """The key is journalled done with the verdict; every retry -- verifying or not -- raises it
+    again, and nothing is sent: one correction in the FN."""
+    wire, register = verifying(clean)
+    register.journal = kkt.journal.Journal(tmp_path / "journal")
+    try:
+        wire.script.up = damage_once(FF4A, MOVE_16)
+        with pytest.raises(kkt.DamagedClosing):
+            register.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, key="c")
+        entry = register.journal.get("c")
+        assert entry is not None and entry.state == "done" and entry.result
+        assert "payments" in entry.result["damaged"]
+        with pytest.raises(kkt.DamagedClosing, match="payments"):
+            register.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, key="c")
+        register.verify = False
+        with pytest.raises(kkt.DamagedClosing, match="payments"):
+            register.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, key="c")
+    finally:
+        register.journal.close()
+    assert len(corrections(wire)) == 1
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_a_correction_that_cannot_be_read_is_no_done(
+    protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A correction's document the line will not carry: `OutcomeUnknown` naming it (fiscal),
+    not `DamagedClosing`, the key pending; the retry with the key, the line mended, settles it
+    from the FN and reads it back: done, verified, replayed -- one correction."""
+    url = f"emulator:{tmp_path / 'register'}"
+    with kkt.connect(url, protocol=protocol, verify=True, journal=tmp_path / "journal") as reg:
+        reg.open_shift()
+        last = reg.fn_info().last_document
+        reading = reg.device.read_document
+
+        def unreadable(number: int) -> Document:
+            if number <= last:  # the registration: short enough
+                return reading(number)
+            raise TransportError("the line keeps spoiling long answers")
+
+        monkeypatch.setattr(reg.device, "read_document", unreadable)
+        with pytest.raises(kkt.OutcomeUnknown, match="the correction IS fiscal") as caught:
+            reg.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, key="k")
+        assert not isinstance(caught.value, kkt.DamagedClosing)
+        assert "Do not make it again" in str(caught.value)
+        entry = reg.journal.get("k")  # type: ignore[union-attr]
+        assert entry is not None and entry.state == "pending"
+        monkeypatch.setattr(reg.device, "read_document", reading)
+        made = reg.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, key="k")
+        assert made.verified and made.replayed and made.document_number == last + 1
+        assert reg.fn_info().last_document == last + 1
+
+
+def test_a_pending_correction_settled_on_another_day_is_not_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A basis without its own date is "today" (1178) when the correction is made; its key
+    settled on a later day must not compare the document with that day's date."""
+    url = f"emulator:{tmp_path / 'register'}"
+    with kkt.connect(url, protocol="shtrih", verify=True, journal=tmp_path / "journal") as reg:
+        reg.open_shift()
+        last = reg.fn_info().last_document
+        reading = reg.device.read_document
+
+        def unreadable(number: int) -> Document:
+            if number <= last:
+                return reading(number)
+            raise TransportError("no answer")
+
+        monkeypatch.setattr(reg.device, "read_document", unreadable)
+        with pytest.raises(kkt.OutcomeUnknown):
+            reg.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, key="k")
+        monkeypatch.setattr(reg.device, "read_document", reading)
+
+        tomorrow = dt.date.today() + dt.timedelta(days=1)
+
+        class Tomorrow(dt.date):
+            @classmethod
+            def today(cls) -> Tomorrow:
+                return cls(tomorrow.year, tomorrow.month, tomorrow.day)
+
+        # kkt.register's own ``dt`` only: the datetime module stays as it is for everyone else
+        on_another_day = SimpleNamespace(**{**vars(dt), "date": Tomorrow})
+        monkeypatch.setattr("kkt.register.dt", on_another_day)
+        made = reg.correction(kkt.Operation.SELL, 1_000, payments=ELECTRONIC, key="k")
+        assert made.verified and made.replayed
+
+
+# -- a correction's comparison, by hand ---------------------------------------------------------
+
+BY_ORDER = [(1173, 1), (1174, [(1178, dt.datetime(2026, 11, 30)), (1179, "7/1")])]
+MADE = expect_correction(kkt.Operation.SELL, 1_000, ELECTRONIC, BY_ORDER, frozenset({1, 4}))
+CORRECTION = [(1054, 1), (1020, 1_000), (1031, 700), (1081, 300), (1105, 1_000), (1055, 4)]
+
+
+def correction_differences(tlv: list[tuple[int, object]]) -> list[str]:
+    made = kkt.FiscalResult(7, 123_456, "9999078900012345", 1, 3, WHEN, 1_000, 1, "")
+    held = document([*tlv, *BY_ORDER], kind=DocumentType.CORRECTION_RECEIPT)
+    return list(document_differences(held, made, MADE))
+
+
+def test_a_correction_as_made_agrees() -> None:
+    assert correction_differences(CORRECTION) == []
+    without_taxes = [(t, v) for t, v in CORRECTION if t not in (1105, 1055)]
+    assert correction_differences(without_taxes) == []  # the register's to form: not held against
+
+
+@pytest.mark.parametrize(
+    ("tlv", "named"),
+    [
+        ([*CORRECTION, (1102, 167)], "VAT total (1102) 167 where 0 was made"),
+        ([(t, 2 if t == 1055 else v) for t, v in CORRECTION], "tax system (1055) 2 where [1, 4]"),
+        ([(t, 690 if t == 1031 else v) for t, v in CORRECTION], "payments"),
+        ([(t, 3 if t == 1054 else v) for t, v in CORRECTION], "operation (1054) 3 where 1"),
+    ],
+)
+def test_a_correction_tag_off_is_named(tlv: list[tuple[int, object]], named: str) -> None:
+    found = correction_differences(tlv)
+    assert len(found) == 1 and found[0].startswith(named), found
+
+
+def test_a_correction_basis_lost_or_a_receipt_in_its_place_is_a_difference() -> None:
+    made = kkt.FiscalResult(7, 123_456, "9999078900012345", 1, 3, WHEN, 1_000, 1, "")
+    held = document([*CORRECTION, (1173, 1)], kind=DocumentType.CORRECTION_RECEIPT)
+    assert list(document_differences(held, made, MADE)) == [
+        "correction basis (1174: 1178) None where datetime.datetime(2026, 11, 30, 0, 0) was made",
+        "correction basis (1174: 1179) None where '7/1' was made",
+    ]
+    receipt = document([*CORRECTION, *BY_ORDER])
+    assert list(document_differences(receipt, made, MADE)) == [
+        f"it is a document of type {int(DocumentType.RECEIPT)}, not a correction receipt"
+    ]
+
+
+# -- the command line: `kkt correction --verify`, both vendors -----------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_kkt_correction_verify_reads_the_document_back(
+    protocol: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--protocol", protocol, "--url", f"emulator:{tmp_path / 'register'}"]
+    task = tmp_path / "correction.json"
+    task.write_text(
+        json.dumps(
+            {
+                "type": "sellCorrection",
+                "correctionType": "instruction",
+                "correctionBaseDate": "2026.11.30",
+                "correctionBaseNumber": "7/1",
+                "payments": [{"type": "cash", "sum": 100.5}],
+            }
+        )
+    )
+    assert main([*base, "shift", "open"]) == 0
+    assert main([*base, "correction", str(task), "--verify"]) == 0
+    assert "correction receipt fiscalized, read back as made" in capsys.readouterr().out
+    assert main([*base, "correction", str(task)]) == 0
+    assert "read back" not in capsys.readouterr().out
+    assert main([*base, "correction", str(task), "--verify", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["fiscalDocumentNumber"] == 5
