@@ -535,12 +535,14 @@ class Register:
         return payments
 
     def _registered_tax_systems(self) -> frozenset[int]:
-        """The tax systems the register is registered for (tag 1062 of document 1, one value
-        per bit): a correction names none (or, Shtrih's FF4A, the lowest of them), so the one its
-        document holds must be one of these.  Empty when the registration does not say."""
+        """The tax systems the register is registered for (tag 1062 of its last registration
+        report -- a re-registration may change them -- one value per bit): a correction names
+        none (or, Shtrih's FF4A, the lowest of them), so the one its document holds must be one
+        of these.  Empty when the registration does not say."""
         if self._tax_systems is None:
+            number = self.registration().document_number
             with self._lock:
-                bits = find(self.device.read_document(1).tlv, 1062)
+                bits = find(self.device.read_document(number).tlv, 1062)
             mask = bits if isinstance(bits, int) else 0
             self._tax_systems = frozenset(1 << n for n in range(mask.bit_length()) if mask >> n & 1)
         return self._tax_systems

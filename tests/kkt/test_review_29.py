@@ -2,9 +2,9 @@
 
 Each hole is a deterministic test that failed on 5b609f5, its cause and the fix in its docstring;
 the holes fixed since (3562972: the lease guard, the per-call ``asks_ahead``, the journalled
-damage verdict) run as plain tests, the one left is a strict xfail.  The rest pin what was
-checked and found sound.  The rig is test_double_hunt's: the whole stack over a simulated line in
-virtual time.
+damage verdict) run as plain tests, as does the correction read-back (session 30).  The rest
+pin what was checked and found sound.  The rig is test_double_hunt's: the whole stack over a
+simulated line in virtual time.
 """
 
 from __future__ import annotations
