@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -153,14 +154,7 @@ def test_a_reading_damaged_on_the_line_is_no_verdict(
         if len(readings) > 1:
             return document
         tlv = [(tag, value + 1024 if tag == 1102 else value) for tag, value in document.tlv]
-        return Document(
-            document.number,
-            document.type,
-            document.when,
-            document.fiscal_sign,
-            document.ofd_confirmed,
-            tlv,  # type: ignore[arg-type]
-        )
+        return replace(document, tlv=tlv)
 
     monkeypatch.setattr(register.device, "read_document", once_damaged)
     with pytest.raises(kkt.OutcomeUnknown, match="a second reading disagreed") as caught:
@@ -364,14 +358,7 @@ def _tampered(
             return document
         read.append(number)
         tlv = [(t, value if t == tag else v) for t, v in document.tlv]
-        return Document(
-            document.number,
-            document.type,
-            document.when,
-            document.fiscal_sign,
-            document.ofd_confirmed,
-            tlv,  # type: ignore[arg-type]
-        )
+        return replace(document, tlv=tlv)
 
     monkeypatch.setattr(register.device, "read_document", tampered)
     return read
