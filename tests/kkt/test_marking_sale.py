@@ -184,6 +184,18 @@ def test_a_sale_with_marked_and_unmarked_items(served: Served) -> None:
     assert served.deliver() == 1 and register.marking_state().queued == 0
 
 
+def test_marked_items_go_out_as_1212_33_and_31(served: Served) -> None:
+    """Goods with a marking code are 1212 = 33 «ТМ», excise goods with one 31 «АТМ» (fact sheet
+    fn-ffd-ofd.md, tag 1212; ATOL's commodityWithMarking / exciseWithMarking), in the FN's
+    document as read back; an unmarked item keeps 1."""
+    register = served.register
+    sold = register.sell(
+        receipt(shoes(code("210")), tea(), shoes(code("211"), 12_000, payment_subject=2))
+    )
+    items = items_of(register, sold.document_number)
+    assert [find(body, 1212) for body in items] == [33, 1, 31]
+
+
 @pytest.mark.parametrize("answer", ["wrong-status", "withdrawn", "offline", "corrupt", "forged"])
 def test_a_rejected_code_never_reaches_a_document(served: Served, answer: str) -> None:
     register = served.register
