@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from kkt.cloud import jsontext
 from kkt.cloud.atol.convert import order_receipt, to_order
-from kkt.formats.atol_json import receipt_from_atol
 from support.atol_examples import v5_unmarked
 
 from kkt import Item
+from kkt.formats.atol_json import receipt_from_atol
 
 # The libfptr sample code of the fact sheet ofd-cloud-marking.md §4.6.
 CODE = "014494550435306821QXYXSALGLMYQQ\x1d91EE06\x1d92YWCXbmK6SN8vvwoxZFk7WAY9WoJNMGGr6Cgtiuja04c="
@@ -50,7 +50,7 @@ def test_the_default_kind_with_a_code_is_33_and_without_one_stays_1() -> None:
     assert Item("Водка", 100, payment_subject=2).payment_subject == 2
 
 
-# -- ATOL's JSON task -------------------------------------------------------------------------------
+# -- ATOL's JSON task ---------------------------------------------------------------------------
 
 
 def atol_item(**changes: Any) -> Item:
