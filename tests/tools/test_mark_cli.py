@@ -216,7 +216,7 @@ def test_a_code_the_fn_cannot_identify_is_unknown_to_oism(
     # 2106 = 0 [М]: nothing confirmed, nothing negative (a sale takes it, JavaPOS's rule)
     assert (data["codeType"], data["local"], data["localReason"]) == (0, 0, 4)
     assert (data["itemCheck"], data["label"]) == (0, "[М]")
-    assert "ОИСМ answered without checking the goods' status" in data["explanation"]
+    assert "ОИСМ does not know this code (tag 2105 = 2, not recognised)" in data["explanation"]
     # still settable per code through the control channel
     shtrih.ctl(action="oism", answer="valid", code="hello")
     data = json.loads(shtrih.kkt(capsys, "mark", "check", "hello", "--json"))
