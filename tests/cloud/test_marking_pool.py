@@ -186,6 +186,23 @@ def test_a_marked_request_an_atol_register_holds_goes_to_the_shtrikh_one(
     assert view is not None and view.register == "emulated-00"
 
 
+def test_the_demo_refuses_a_code_it_sold_whichever_register_takes_it(cloud_server: Start) -> None:
+    """`kkt cloud serve --emulated 2`: a v5 sell of a code sold before fails by ОИСМ's answer
+    (7 [М-], nothing fiscal), on whichever register claims it."""
+    server = cloud_server(emulated=2, emulated_protocol="shtrih")
+    token = server.token()
+    first = server.post("sell", v5_marked("mk-once", "60"), token=token, api=5)
+    assert server.settled(first.json()["uuid"], token=token, api=5)["status"] == "done"
+    for again in ("mk-again-1", "mk-again-2"):
+        answer = server.post("sell", v5_marked(again, "60"), token=token, api=5)
+        report = server.settled(answer.json()["uuid"], token=token, api=5)
+        assert report["status"] == "fail", report
+        assert (report["error"]["code"], report["error"]["type"]) == (1, "agent")
+        text = report["error"]["text"]
+        assert text.startswith("marked goods refused: ") and "7 [М-]" in text, text
+        assert "ОИСМ says the goods may not be sold" in text and "refuses to bind" not in text
+
+
 def test_a_code_sold_on_one_emulated_register_is_sold_before_on_every_other(
     tmp_path: Path,
 ) -> None:
