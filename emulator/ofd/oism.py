@@ -196,7 +196,8 @@ class Oism:
             self.per_code[code] = answer
 
     def reset(self) -> None:
-        """Back to valid for every code; what it received stays."""
+        """Back to the default answers (valid; unknown for a code the FN cannot identify; wrong
+        status for a code sold); what it received and what it knows of sold codes stay."""
         self.default = Answer.VALID
         self.per_code.clear()
 
