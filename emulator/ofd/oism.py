@@ -31,6 +31,12 @@ depending on whether a notification happened to go out.  Notifications it receiv
 (`kkt.cloud.emulated`) share one `Circulation`: a code sold on one is withdrawn for all -- one
 national system, as the real one is.
 
+What it does not know: a sale not yet formed.  Two registers that check one code before either
+forms its receipt both hear "valid" and both sell it -- the real system has the same window (it
+learns a sale only afterwards); the FN then refuses only a code *it* sold.  And after a restart it
+knows the sales from each FN's store, which keeps sales per FN: a code sold on one register and
+returned on another reads as sold again until a register sells or returns it anew.
+
 A code the FN found forged (2004 = 1) is answered "wrong status" too, so its 2106 is 5 [М-] (fact
 sheet §4.7).  A code the FN cannot identify (2100 = 0: not a GS1 or short code, "hello") is
 answered "unknown" (2105 = 2, code not recognised: the real system knows no such code) unless an
