@@ -22,6 +22,10 @@ request: paper out, clock, faults ...), and each sends every document to the OFD
 networked register, like ``kkt emulator serve --ofd``).  ``protocol="mixed"`` serves the even
 registers as Shtrih-M and the odd ones as ATOL.  ``inn`` registers the registers created now
 with that INN (an existing register keeps the INN it has).
+
+The registers share one emulated ОИСМ's knowledge of sold codes (`Circulation`): a marked unit
+sold on one is "sold before" on every other.  Each still has its own ОИСМ settings (the control
+channel's ``oism`` action steers one register's answers).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any, Self
 
 from kkt.emulator.atol import AtolRegister
 from kkt.emulator.ofd import OfdService, OfdStateBusy
+from kkt.emulator.ofd.oism import Circulation
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import Service
 from kkt.emulator.shells.ofdlink import DEFAULT_RETRY, OfdAddress
@@ -301,6 +306,9 @@ async def _serve(send: Callable[[object], None], config: dict[str, Any]) -> None
     devices: list[Personality] = []
     services: list[Service] = []
     ports: list[int] = []
+    # One ОИСМ's knowledge of sold codes for every register here: a code sold on one register
+    # is withdrawn for all, as in the one national system (`kkt.emulator.ofd.oism`).
+    circulation = Circulation()
     try:
         try:
             await ofd.start(HOST, _int(wanted.get("ofd_port")), command="kkt cloud serve (OFD)")
@@ -312,6 +320,7 @@ async def _serve(send: Callable[[object], None], config: dict[str, Any]) -> None
             state = root / f"{index:02d}"
             device = _open(state, protocol, inn)
             devices.append(device)
+            device.model.oism.share(circulation)
             owner = getattr(device.model, "owner", None)
             if isinstance(owner, StateLock):
                 owner.announce(command=f"kkt cloud serve (emulated register {index:02d})")

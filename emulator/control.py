@@ -11,7 +11,9 @@ cover, inject wire and device faults, read the tape.  One JSON object per line e
     {"action": "ofd", "send": true}                -> {"ok": true, "sent": 3, "unsent": 0, ...}
     {"action": "oism", "answer": "withdrawn"}      -> {"ok": true, "oism": {...}, "marking": {...}}
     {"action": "oism", "code": "01...", "answer": "unknown"}
-    {"action": "oism", "reset": true}              (every code valid again)
+    {"action": "oism", "reset": true}              (the default answers again: valid; unknown
+                                                    for a code the FN cannot identify; wrong
+                                                    status for a code sold)
     {"action": "oism", "deliver": "all"}           (the FN's notifications to the OISM: drained)
 
 OISM answers: valid, wrong-status, withdrawn, unknown, offline, corrupt (`kkt.emulator.ofd.oism`).

@@ -148,6 +148,7 @@ class RegisterModel:
         from .ofd.oism import Oism  # here: the ofd package imports the shells, which import us
 
         self.oism: Oism = Oism(clock.now)
+        self.oism.circulation.watch(storage.marking)  # it learns this FN's sales as formed
         self.pending_mark: bytes | None = None
 
     # -- state -------------------------------------------------------------------------------------

@@ -224,7 +224,13 @@ class MarkCheck:
             if online is None:
                 words.append("an autonomous register: ОИСМ is not asked")
             elif item_check is not None and ItemCheck.STATUS_CHECKED not in item_check:
-                words.append("ОИСМ answered without checking the goods' status (unknown code?)")
+                if _request_code(online.tlv) == CODE_NOT_RECOGNISED:
+                    words.append(
+                        "ОИСМ does not know this code (tag 2105 = 2, not recognised): check that "
+                        "the whole code was scanned"
+                    )
+                else:
+                    words.append("ОИСМ answered without checking the goods' status (unknown code?)")
             elif item_check is not None:
                 words.append("ОИСМ confirmed the planned status")
         label = item_check.label if item_check is not None else "[М]"
@@ -269,6 +275,25 @@ class MarkCheck:
             "accepted": self.accepted,
             "explanation": self.explanation,
         }
+
+
+CODE_NOT_RECOGNISED = 2  # tag 2105: ОИСМ does not know the code (fact sheet §4.5)
+
+
+def _request_code(tlv: bytes) -> int | None:
+    """Tag 2105 among ОИСМ's TLVs (a one-byte value), or None: absent, or the TLVs do not parse
+    (they only add words here, so a damaged list is no error)."""
+    offset = 0
+    while offset + 4 <= len(tlv):
+        tag = int.from_bytes(tlv[offset : offset + 2], "little")
+        size = int.from_bytes(tlv[offset + 2 : offset + 4], "little")
+        value = tlv[offset + 4 : offset + 4 + size]
+        if len(value) != size:
+            return None
+        if tag == 2105:
+            return value[0] if size == 1 else None
+        offset += 4 + size
+    return None
 
 
 def _planned_words(planned: PlannedStatus) -> str:

@@ -86,6 +86,18 @@ def contact_problem(contact: str) -> str | None:
     )
 
 
+# Tag 1212 of an item with a marking code (FFD 1.2).  The fact sheet (fn-ffd-ofd.md, tag 1212)
+# lists 30-33 for marked goods: 30 АТНМ / 31 АТМ excise goods without / with a marking code, 32
+# ТНМ / 33 ТМ goods without / with one; ATOL's JSON-task names agree (its driver's JSON helper
+# script and a TypeScript enum in the public index: exciseWithoutMarking 30, exciseWithMarking 31,
+# commodityWithoutMarking 32, commodityWithMarking 33).  Our reading: "with a marking code" is an
+# item that carries its code (tag 2000 / 1163), so such an item given as plain goods (1) goes out
+# as 33 and as excise goods (2) as 31.  A caller's 30-33 is kept, and so is any other kind (work,
+# service, payment ...): what a code on those means is the caller's to answer for, and the FN's
+# and OFD's format checks judge it -- we neither guess another kind nor refuse it.
+MARKED_PAYMENT_SUBJECTS: dict[int, int] = {1: 33, 2: 31}
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     name: str
@@ -93,7 +105,7 @@ class Item:
     quantity: Decimal = Decimal(1)
     vat: Vat = Vat.NONE
     payment_method: int = 4  # tag 1214: 4 = full payment
-    payment_subject: int = 1  # tag 1212: 1 = goods
+    payment_subject: int = 1  # tag 1212: 1 = goods (33 / 31 with a mark_code: see above)
     amount: int | None = None  # kopecks; None: price x quantity, rounded half up
     department: int = 1
     measure: int | None = None  # tag 2108 (FFD 1.2): 0 pieces, 11 kg, 41 l ...
@@ -119,6 +131,10 @@ class Item:
         code: object = self.mark_code
         if isinstance(code, str) and code.startswith("\x1d"):
             object.__setattr__(self, "mark_code", code.lstrip("\x1d"))
+        # Goods with a marking code are 1212 = 33 (excise: 31), not 1 / 2 (MARKED_PAYMENT_SUBJECTS).
+        subject: object = self.payment_subject
+        if code is not None and type(subject) is int and subject in MARKED_PAYMENT_SUBJECTS:
+            object.__setattr__(self, "payment_subject", MARKED_PAYMENT_SUBJECTS[subject])
 
     @property
     def total(self) -> int:

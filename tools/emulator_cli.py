@@ -185,7 +185,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "to the OFD now and says what it sent) | oism | oism ANSWER [CODE] | oism reset | "
             "oism deliver [N] (the emulated ОИСМ of marking codes: ANSWER is valid, wrong-status, "
             "withdrawn, unknown, offline or corrupt, for CODE -- GS written as <GS> or \\x1d -- "
-            "or for every code; reset: every code valid; deliver: the FN's marking "
+            "or for every code; reset: the default answers (valid; unknown for a code the FN "
+            "cannot identify; wrong-status for a code sold); deliver: the FN's marking "
             "notifications, all or the oldest N)"
         ),
     )

@@ -433,7 +433,7 @@ def _item(
         quantity=item.quantity,
         vat=vat,
         payment_method=PAYMENT_METHODS[item.payment_method],
-        payment_subject=subject,
+        payment_subject=subject,  # 1 / 2 with a mark_code: 33 / 31 (`kkt.Item` applies it)
         amount=_kopecks(item.sum),
         measure=measure,
         extra=tuple(extra),

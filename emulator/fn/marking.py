@@ -76,6 +76,8 @@ class MarkingStore(Protocol):
 
     def sold_in(self, code: bytes) -> int | None: ...
 
+    def sold_codes(self) -> list[bytes]: ...
+
 
 MAX_CHECKED = 128  # codes the FN keeps checked and accepted (FNP §4.10.7.2; 35h past it)
 NOTIFICATION_CAPACITY = 1000  # notifications the store holds before 34h (the FN's size: not public)
@@ -314,6 +316,9 @@ class MarkingFn:
         self._reading: Notification | None = None  # BBh began (or D4h chose)
         self._awaiting = 0  # BEh: the notification whose receipt is awaited
         self._exported = 0  # D3h(1) .. : notifications handed out this session
+        # Told of every write the store took (`committed`): the emulated OISM learns the FN's
+        # sales and sale returns so (`kkt.emulator.ofd.oism.Circulation`).
+        self.listeners: list[Callable[[MarkingWrite], None]] = []
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -360,6 +365,10 @@ class MarkingFn:
     def sold_in(self, code: bytes) -> int | None:
         """The receipt (FD number) that sold ``code``, or None."""
         return self._store.sold_in(code)
+
+    def sold_codes(self) -> list[bytes]:
+        """Every code this FN sold and no sale return gave back."""
+        return self._store.sold_codes()
 
     # -- the check sequence (B1h, B5h, B6h, B2h, B3h) --------------------------------------------
 
@@ -617,6 +626,8 @@ class MarkingFn:
             self._queue.append(write.notification)
         if write.confirmed is not None:
             self._queue = [n for n in self._queue if n.number != write.confirmed]
+        for listener in self.listeners:
+            listener(write)
 
     # -- notifications online (BAh-BFh) -----------------------------------------------------------
 

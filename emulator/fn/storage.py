@@ -39,7 +39,7 @@ class MemoryStore:
     Each store (this one, `SqliteStore`) offers ``load``, ``save(state, record, confirmed,
     marking)`` -- the new state and the document it formed (or the confirmation it took, or the
     marking state it moved), atomically -- ``record``, ``records``, ``confirmed_at``, ``receipt``,
-    ``load_marking``, ``notifications``, ``sold_in`` and ``close``.
+    ``load_marking``, ``notifications``, ``sold_in``, ``sold_codes`` and ``close``.
     """
 
     def __init__(self) -> None:
@@ -85,6 +85,9 @@ class MemoryStore:
 
     def sold_in(self, code: bytes) -> int | None:
         return self._sold.get(code)
+
+    def sold_codes(self) -> list[bytes]:
+        return list(self._sold)
 
     def record(self, number: int) -> ArchiveRecord | None:
         return self._records.get(number)
@@ -341,6 +344,9 @@ class SqliteStore:
     def sold_in(self, code: bytes) -> int | None:
         row = self._db.execute("SELECT fd FROM marking_sold WHERE code = ?", (code,)).fetchone()
         return None if row is None else int(row[0])
+
+    def sold_codes(self) -> list[bytes]:
+        return [bytes(code) for (code,) in self._db.execute("SELECT code FROM marking_sold")]
 
     def record(self, number: int) -> ArchiveRecord | None:
         row = self._db.execute(

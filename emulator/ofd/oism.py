@@ -16,10 +16,32 @@ offline       no answer at all (Shtrikh FF61 byte 0xFF)    3 [М] (the FN's chec
 corrupt       a valid answer with one CRC bit flipped      3 [М]; the FN refuses it: 20h, reason 5
 ============  ==========================================  =====================================
 
-It also remembers the codes its notifications reported sold: checking such a code again for a
-sale is answered "wrong status" unless an answer is set for that code -- what the real system
-does with a code already out of circulation (inferred; no public source states it).  A code the FN
-found forged (2004 = 1) is answered "wrong status" too, so its 2106 is 5 [М-] (fact sheet §4.7).
+**Sold codes.**  What it knows of the units' circulation is a `Circulation`: a code sold is
+withdrawn from circulation, and checking it again for a sale (2003 = 1 or 2) is answered "wrong
+status" (2109 = 2, 2106 = 7 [М-]) unless an answer is set for that code -- what the real system
+answers for a unit a sale withdrew (the planned status "sold" is not correct for it; inferred
+from the 2109 table, fact sheet §4.5: no public source shows such an answer).  A sale return gives
+the code back.  The emulated OISM learns a sale **when the receipt is formed** in an FN it watches
+(`Circulation.watch`; each register's OISM watches its own FN), not when the notification is
+delivered: the real OISM learns from the notification, but an emulated register often runs with
+no OFD link at all (``emulator:`` URLs, one process per command) or delivers seconds later, and a
+shop testing against the emulator must meet "sold before" on the second sale every time, not
+depending on whether a notification happened to go out.  Notifications it receives teach it too
+(a code no watched FN formed), so an OFD's OISM still learns from them.  Registers of one pool
+(`kkt.cloud.emulated`) share one `Circulation`: a code sold on one is withdrawn for all -- one
+national system, as the real one is.
+
+What it does not know: a sale not yet formed.  Two registers that check one code before either
+forms its receipt both hear "valid" and both sell it -- the real system has the same window (it
+learns a sale only afterwards); the FN then refuses only a code *it* sold.  And after a restart it
+knows the sales from each FN's store, which keeps sales per FN: a code sold on one register and
+returned on another reads as sold again until a register sells or returns it anew.
+
+A code the FN found forged (2004 = 1) is answered "wrong status" too, so its 2106 is 5 [М-] (fact
+sheet §4.7).  A code the FN cannot identify (2100 = 0: not a GS1 or short code, "hello") is
+answered "unknown" (2105 = 2, code not recognised: the real system knows no such code) unless an
+answer is set for that code, or the OISM is set "offline" / "corrupt" for all codes (those are the
+network's doing, whatever the code).
 
 Notifications: `receive` answers a notification block with its receipt (2111 = 0, 2006 = 0);
 `deliver` drains an FN's queue through it, as the register's OFD link would (BBh..BFh).
@@ -30,9 +52,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 
-from ..fn.marking import SALE_RETURN, MarkingFn
+from ..fn.marking import SALE, SALE_RETURN, MarkingFn, MarkingWrite, parse_code
 from ..fn.marking_wire import (
     NotificationInfo,
     block_crc,
@@ -43,6 +66,7 @@ from ..fn.marking_wire import (
 )
 
 SALE_STATUSES = (1, 2)  # 2003: piece sold, measured goods in sale
+NOT_IDENTIFIED = 0  # 2100: a code the FN could not identify (not GS1, not short)
 
 
 class Answer(enum.Enum):
@@ -77,16 +101,96 @@ def answer_named(name: str) -> Answer:
         raise OismError(f"unknown OISM answer {name!r}; use one of {names}") from None
 
 
-class Oism:
-    """One emulated OISM.  ``clock`` gives its answers' time (2114, 1012)."""
+class Circulation:
+    """What the OISM knows of marked units' circulation: which codes a sale withdrew.
 
-    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+    Two sources (module docstring): the receipts formed in the FNs it watches, which decide, and
+    the notifications it received, which teach only a code no watched FN formed a receipt for --
+    a notification arrives after its receipt, so it must not undo a later return.  Thread-safe:
+    the registers of one pool run on threads of their own and share one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._formed: dict[bytes, bool] = {}  # code -> withdrawn (True: sold; False: returned)
+        self._reported: set[bytes] = set()  # codes notifications reported sold
+        self._watched: list[MarkingFn] = []
+
+    def watch(self, marking: MarkingFn) -> None:
+        """Learn every sale and sale return ``marking`` (an FN) forms from now on, and the codes
+        its store says it sold before (a sale learnt since, here, is newer and stays)."""
+        with self._lock:
+            if any(m is marking for m in self._watched):
+                return
+            self._watched.append(marking)
+            for code in marking.sold_codes():
+                self._formed.setdefault(code, True)
+        marking.listeners.append(self._formed_write)
+
+    def watched(self) -> list[MarkingFn]:
+        """The FNs it watches."""
+        with self._lock:
+            return list(self._watched)
+
+    def release(self) -> None:
+        """Stop watching every FN (an OISM moving to a shared `Circulation`)."""
+        with self._lock:
+            watched, self._watched = self._watched, []
+        for marking in watched:
+            marking.listeners[:] = [f for f in marking.listeners if f != self._formed_write]
+
+    def _formed_write(self, write: MarkingWrite) -> None:
+        """A receipt stored in a watched FN: its sold codes withdrawn, its returned ones back."""
+        if write.sold or write.returned:
+            with self._lock:
+                self._formed.update((code, True) for code, _fd in write.sold)
+                self._formed.update((code, False) for code in write.returned)
+
+    def reported(self, codes: Iterable[bytes], *, sold: bool) -> None:
+        """A notification received: ``codes`` sold (or, ``sold=False``, returned)."""
+        with self._lock:
+            if sold:
+                self._reported.update(codes)
+            else:
+                self._reported.difference_update(codes)
+
+    def withdrawn(self, code: bytes) -> bool:
+        """Is ``code`` out of circulation by a sale?"""
+        with self._lock:
+            known = self._formed.get(code)
+            return known if known is not None else code in self._reported
+
+    def __len__(self) -> int:
+        """How many codes are withdrawn."""
+        with self._lock:
+            formed = {code for code, sold in self._formed.items() if sold}
+            return len(formed | (self._reported - self._formed.keys()))
+
+
+class Oism:
+    """One emulated OISM.  ``clock`` gives its answers' time (2114, 1012); ``circulation`` what it
+    knows of sold codes (a new one of its own by default; a pool's registers share one)."""
+
+    def __init__(
+        self, clock: Callable[[], dt.datetime], circulation: Circulation | None = None
+    ) -> None:
         self._clock = clock
         self.default = Answer.VALID
         self.per_code: dict[bytes, Answer] = {}
-        self.sold: set[bytes] = set()  # codes its notifications reported sold
+        self.circulation = circulation if circulation is not None else Circulation()
         self.received: dict[int, NotificationInfo] = {}  # notifications, by their 2002
         self.requests = 0  # checks asked (answered or not)
+
+    def share(self, circulation: Circulation) -> None:
+        """Know what ``circulation`` knows from now on (the registers of one pool share one):
+        the FNs this OISM watched are watched there."""
+        if circulation is self.circulation:
+            return
+        old, self.circulation = self.circulation, circulation
+        watched = old.watched()
+        old.release()
+        for marking in watched:
+            circulation.watch(marking)
 
     # -- settings (the control channel's "oism" action) -------------------------------------------
 
@@ -98,7 +202,8 @@ class Oism:
             self.per_code[code] = answer
 
     def reset(self) -> None:
-        """Back to valid for every code; what it received stays."""
+        """Back to the default answers (valid; unknown for a code the FN cannot identify; wrong
+        status for a code sold); what it received and what it knows of sold codes stay."""
         self.default = Answer.VALID
         self.per_code.clear()
 
@@ -110,17 +215,27 @@ class Oism:
             },
             "requests": self.requests,
             "notifications": len(self.received),
-            "sold": len(self.sold),
+            "sold": len(self.circulation),
         }
 
-    def answer_for(self, code: bytes, planned: int = 1, fn_result: int = 3) -> Answer:
-        """The answer for a check of ``code``: its own, else "wrong status" for a code sold
-        before (for a sale) or one the FN found forged (2004 = 1), else the default."""
+    def answer_for(
+        self, code: bytes, planned: int = 1, fn_result: int = 3, kind: int | None = None
+    ) -> Answer:
+        """The answer for a check of ``code`` (``kind``: its 2100 as the FN identified it; None:
+        identified here): its own; else offline / corrupt when set for all codes (the network's
+        doing); else "unknown" for a code not identified, "wrong status" for a code sold before
+        (for a sale) or one the FN found forged (2004 = 1); else the default."""
         if code in self.per_code:
             return self.per_code[code]
-        if code in self.sold and planned in SALE_STATUSES:
+        if self.default in (Answer.OFFLINE, Answer.CORRUPT):
+            return self.default
+        if kind is None:
+            kind = parse_code(code).kind
+        if kind == NOT_IDENTIFIED:
+            return Answer.UNKNOWN
+        if planned in SALE_STATUSES and self.circulation.withdrawn(code):
             return Answer.WRONG_STATUS
-        if fn_result == 1 and self.default not in (Answer.OFFLINE, Answer.CORRUPT):
+        if fn_result == 1:
             return Answer.WRONG_STATUS  # 2106 = 5: the fact sheet's "crypto tail bad" (§4.7)
         return self.default
 
@@ -131,7 +246,7 @@ class Oism:
         Raises `FnError` (20h) for a block that is not a request."""
         parsed = read_request(request)
         self.requests += 1
-        chosen = self.answer_for(parsed.code, parsed.planned, parsed.result)
+        chosen = self.answer_for(parsed.code, parsed.planned, parsed.result, parsed.kind)
         if chosen is Answer.OFFLINE:
             return None
         request_code, status = _TAGS.get(chosen, _TAGS[Answer.VALID])
@@ -145,10 +260,10 @@ class Oism:
         twice is receipted again, counted once."""
         info = read_notification(notification)
         self.received[info.number] = info
-        if info.operation == SALE_RETURN:
-            self.sold.difference_update(info.codes)  # back on the shelf: sellable again
-        else:
-            self.sold.update(info.codes)
+        if info.operation == SALE:
+            self.circulation.reported(info.codes, sold=True)
+        elif info.operation == SALE_RETURN:  # back on the shelf: sellable again
+            self.circulation.reported(info.codes, sold=False)
         return notification_receipt(info.number, self._clock().replace(microsecond=0))
 
     def deliver(self, marking: MarkingFn, limit: int | None = None) -> int:

@@ -461,6 +461,9 @@ def _read_position(position: Mapping[str, Any], path: str) -> Item:
         payment_method=_optional(
             position, "paymentMethod", PAYMENT_METHODS, PAYMENT_METHODS["fullPayment"], path
         ),
+        # "commodity" (the default) / "excise" with imcParams become 33 / 31, as
+        # "commodityWithMarking" / "exciseWithMarking" are: `Item` applies the rule
+        # (`kkt.receipt.MARKED_PAYMENT_SUBJECTS`), the same for every way a receipt comes in.
         payment_subject=_optional(
             position, "paymentObject", _payment_object, PAYMENT_OBJECTS["commodity"], path
         ),

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from kkt.cloud import jsontext
+from kkt.cloud.emulated import EmulatedPool
 from kkt.cloud.marking import MARKED_BODY_TEXT, is_marked
 from kkt.cloud.service import DB_NAME
 from kkt.cloud.storage import open_storage
@@ -22,6 +23,8 @@ from kkt.cloud.storage.base import Storage
 from kkt.emulator.state import TEST_INN
 from support.atol_examples import v5_unmarked
 from support.cloud import CloudServer, make_order
+
+import kkt
 
 GS = "\x1d"
 
@@ -181,3 +184,48 @@ def test_a_marked_request_an_atol_register_holds_goes_to_the_shtrikh_one(
     assert report["status"] == "done", report
     view = server.service.storage.report(accepted.uuid)
     assert view is not None and view.register == "emulated-00"
+
+
+def test_the_demo_refuses_a_code_it_sold_whichever_register_takes_it(cloud_server: Start) -> None:
+    """`kkt cloud serve --emulated 2`: a v5 sell of a code sold before fails by ОИСМ's answer
+    (7 [М-], nothing fiscal), on whichever register claims it."""
+    server = cloud_server(emulated=2, emulated_protocol="shtrih")
+    token = server.token()
+    first = server.post("sell", v5_marked("mk-once", "60"), token=token, api=5)
+    assert server.settled(first.json()["uuid"], token=token, api=5)["status"] == "done"
+    for again in ("mk-again-1", "mk-again-2"):
+        answer = server.post("sell", v5_marked(again, "60"), token=token, api=5)
+        report = server.settled(answer.json()["uuid"], token=token, api=5)
+        assert report["status"] == "fail", report
+        assert (report["error"]["code"], report["error"]["type"]) == (1, "agent")
+        text = report["error"]["text"]
+        assert text.startswith("marked goods refused: ") and "7 [М-]" in text, text
+        assert "ОИСМ says the goods may not be sold" in text and "refuses to bind" not in text
+
+
+def test_a_code_sold_on_one_emulated_register_is_sold_before_on_every_other(
+    tmp_path: Path,
+) -> None:
+    """The registers of one `EmulatedPool` share one ОИСМ's knowledge of sold codes; a restarted
+    pool learns it again from the FNs' stores."""
+    code = mark("77")
+    sale = kkt.Receipt((kkt.Item("Обувь", 10_000, mark_code=code),), kkt.Payments(cash=10_000))
+    with EmulatedPool(tmp_path, 3, "shtrih") as pool:
+        with kkt.connect(pool.urls[0]) as first, kkt.connect(pool.urls[1]) as second:
+            first.open_shift()
+            second.open_shift()
+            assert second.check_mark(code).accepted  # nobody sold it yet
+            first.sell(sale)
+            before = second.fn_info().last_document
+            for register in (first, second):
+                check = register.check_mark(code)
+                assert (check.accepted, check.label, check.item_check) == (False, "[М-]", 7)
+            with pytest.raises(kkt.MarkRejected) as caught:
+                second.sell(sale)
+            assert caught.value.item_check == 7 and not isinstance(
+                caught.value, kkt.MarkAlreadySold
+            )
+            assert second.fn_info().last_document == before  # nothing fiscal
+    with EmulatedPool(tmp_path, 3, "shtrih") as pool, kkt.connect(pool.urls[2]) as third:
+        third.open_shift()
+        assert not third.check_mark(code).accepted

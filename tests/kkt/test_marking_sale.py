@@ -184,6 +184,18 @@ def test_a_sale_with_marked_and_unmarked_items(served: Served) -> None:
     assert served.deliver() == 1 and register.marking_state().queued == 0
 
 
+def test_marked_items_go_out_as_1212_33_and_31(served: Served) -> None:
+    """Goods with a marking code are 1212 = 33 «ТМ», excise goods with one 31 «АТМ» (fact sheet
+    fn-ffd-ofd.md, tag 1212; ATOL's commodityWithMarking / exciseWithMarking), in the FN's
+    document as read back; an unmarked item keeps 1."""
+    register = served.register
+    sold = register.sell(
+        receipt(shoes(code("210")), tea(), shoes(code("211"), 12_000, payment_subject=2))
+    )
+    items = items_of(register, sold.document_number)
+    assert [find(body, 1212) for body in items] == [33, 1, 31]
+
+
 @pytest.mark.parametrize("answer", ["wrong-status", "withdrawn", "offline", "corrupt", "forged"])
 def test_a_rejected_code_never_reaches_a_document(served: Served, answer: str) -> None:
     register = served.register
@@ -222,25 +234,36 @@ def test_the_same_code_is_sold_once(served: Served) -> None:
     mark = code("400")
     register.sell(receipt(shoes(mark)))
     last = served.last()
-    # ОИСМ has not heard of the sale yet (its notification waits in the FN) and says "valid":
-    # the FN itself refuses to bind the code again
+    # The emulated ОИСМ learnt the sale as its receipt was formed (its notification still waits
+    # in the FN): the next sale's check is negative, refused before anything fiscal is sent --
+    # MarkRejected naming the code, not the FN's refusal to bind it.
+    assert register.marking_state().queued == 1
+    with pytest.raises(kkt.MarkRejected) as caught:
+        register.sell(receipt(shoes(mark), tea()))
+    assert not isinstance(caught.value, kkt.MarkAlreadySold)
+    assert (caught.value.item, caught.value.code, caught.value.item_check) == (0, product(mark), 7)
+    check = register.check_mark(mark)
+    assert (check.accepted, check.label) == (False, "[М-]")
+    assert int(check.item_check or 0) == 7  # the FN's check positive, ОИСМ: status incorrect
+    # ОИСМ told to say "valid" for this code anyway: the FN, which sold it, refuses to bind it
+    served.oism("valid", mark)
     with pytest.raises(kkt.MarkAlreadySold, match="sold that code before") as sold_before:
         register.sell(receipt(shoes(mark), tea()))
     assert sold_before.value.item == 0 and sold_before.value.code == product(mark)
-    # once the notification reached ОИСМ, its check is negative already
-    assert served.deliver() == 1
-    with pytest.raises(kkt.MarkRejected) as caught:
-        register.sell(receipt(shoes(mark), tea()))
-    assert not isinstance(caught.value, kkt.MarkAlreadySold) and caught.value.item_check == 7
+    assert served.controls.handle({"action": "oism", "reset": True})["ok"]
     assert served.last() == last  # one document for the code
     assert not register.status().receipt_open
     clean(register)
-    # a sale return gives it back, and it sells again
+    # a sale return gives it back at once, and it sells again
     returned = register.sell_return(receipt(shoes(mark)))
     assert returned.marks[0].item_check in (15, 3)
-    # once the return's notification reached ОИСМ, the code is on the shelf again
-    assert served.deliver() == 1
+    assert register.check_mark(mark).accepted
+    # the sale's notification reaching ОИСМ after the return does not undo the return
+    assert served.controls.handle({"action": "oism", "deliver": 1})["delivered"] == 1
     assert register.sell(receipt(shoes(mark))).marks[0].code == mark
+    assert served.deliver() == 2  # the return's and the second sale's
+    with pytest.raises(kkt.MarkRejected):
+        register.sell(receipt(shoes(mark)))
 
 
 def test_atol_refuses_marked_goods_before_sending_anything(tmp_path: Path) -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
 import pytest
+from kkt.tools.cli import main
 from support import served
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,9 +158,10 @@ def test_kkt_sell_sells_the_marked_example_once(
     task = json.loads(MARKED_EXAMPLE.read_text(encoding="utf-8"))
     out = shtrih.kkt(capsys, "sell", str(MARKED_EXAMPLE), "--json")
     assert json.loads(out)["fiscalDocumentNumber"] > 0
-    # the same code again: the FN sold it already -- refused, nothing charged, exit 1
+    # the same code again: ОИСМ knows it sold -- refused before anything fiscal, exit 1
     again = shtrih.kkt(capsys, "sell", str(MARKED_EXAMPLE), code=1)
-    assert "kkt sell: " in again and "sold that code before" in again
+    assert "kkt sell: " in again and "rejected [М-]" in again and "nothing charged" in again
+    assert "checking again" not in again
     # a withdrawn code never reaches a document
     shtrih.ctl(action="oism", answer="withdrawn")
     imc = task["items"][0]["imcParams"]
@@ -166,3 +170,56 @@ def test_kkt_sell_sells_the_marked_example_once(
     path.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
     refused = shtrih.kkt(capsys, "sell", str(path), code=1)
     assert "kkt sell: " in refused
+
+
+def test_a_sold_code_is_refused_by_the_next_check_and_sale_one_process_per_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review's reproduction (session 30): `kkt --url=emulator:DIR` opens the register anew
+    for every command, so the emulated ОИСМ knows the sale from the FN's store, not from memory."""
+    url = f"emulator:{tmp_path / 'rep'}"
+
+    def kkt(*argv: str, code: int = 0) -> tuple[str, str]:
+        capsys.readouterr()
+        returned = main(["--url", url, *argv])
+        out, err = capsys.readouterr()
+        assert returned == code, f"kkt {' '.join(argv)} -> {returned}: {err or out}"
+        assert "Traceback" not in err
+        return out, err
+
+    def last_document() -> int:
+        return int(json.loads(kkt("fn", "--json")[0])["lastDocument"])
+
+    kkt("shift", "open")
+    kkt("sell", str(MARKED_EXAMPLE))
+    sold = last_document()
+    imc = json.loads(MARKED_EXAMPLE.read_text(encoding="utf-8"))["items"][0]["imcParams"]["imc"]
+    out, err = kkt("mark", "check", "--base64", imc, code=1)
+    assert "[М-] 014494550435306821QXYXSALGLMYQQ: NOT accepted" in out
+    assert re.search(r"result \(2106\)\s+7 \[М-\]", out)
+    assert re.search(r"a sale would take it\s+no", out)
+    assert "ОИСМ says the goods may not be sold" in out and "kkt mark: " in err
+    with caplog.at_level(logging.WARNING):
+        out, err = kkt("sell", str(MARKED_EXAMPLE), code=1)
+    assert err.startswith("kkt sell: item 1 ('Молоко 3,2% 930 мл'), code 014494550435306821QXY")
+    assert "rejected [М-]" in err and "(tag 2106: 7 [М-])" in err and "nothing charged" in err
+    assert "refuses to bind" not in err and "checking again" not in err + caplog.text
+    assert last_document() == sold  # nothing fiscal was sent
+
+
+def test_a_code_the_fn_cannot_identify_is_unknown_to_oism(
+    shtrih: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shtrih.kkt(capsys, "shift", "open")
+    data = json.loads(shtrih.kkt(capsys, "mark", "check", "hello", "--json"))
+    # the FN: type 0, not checked (reason 4 other); ОИСМ: 2105 = 2 (not recognised), no 2109 --
+    # 2106 = 0 [М]: nothing confirmed, nothing negative (a sale takes it, JavaPOS's rule)
+    assert (data["codeType"], data["local"], data["localReason"]) == (0, 0, 4)
+    assert (data["itemCheck"], data["label"]) == (0, "[М]")
+    assert "ОИСМ does not know this code (tag 2105 = 2, not recognised)" in data["explanation"]
+    # still settable per code through the control channel
+    shtrih.ctl(action="oism", answer="valid", code="hello")
+    data = json.loads(shtrih.kkt(capsys, "mark", "check", "hello", "--json"))
+    assert data["itemCheck"] == 12  # ОИСМ checked the status and says it is correct
+    shtrih.ctl(action="oism", answer="withdrawn", code="hello")
+    assert "NOT accepted" in shtrih.kkt(capsys, "mark", "check", "hello", code=1)

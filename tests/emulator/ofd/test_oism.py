@@ -17,7 +17,7 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.fn import FnCode, FnError
 from kkt.emulator.fn.marking_wire import parse_tlv
 from kkt.emulator.ofd import OfdThread
-from kkt.emulator.ofd.oism import Answer, Oism, OismError, answer_named
+from kkt.emulator.ofd.oism import Answer, Circulation, Oism, OismError, answer_named
 from kkt.emulator.receipt import Item
 from kkt.emulator.register import NO_ANSWER
 from kkt.emulator.shells import ServiceThread
@@ -122,6 +122,91 @@ def test_the_control_channel_switches_answers_and_drains_notifications(
             controls.handle(bad)
 
 
+def sell_marked(model: Any, mark: bytes, *, returned: bool = False) -> None:
+    """Check, accept, bind and sell (or return) ``mark`` in one receipt."""
+    planned = 3 if returned else 1
+    model.check_mark(mark, planned, Decimal(1), 0)
+    model.decide_mark(True)
+    model.open_receipt(2 if returned else 0)  # income / return of income
+    model.bind_mark(mark)
+    model.add_item(model.take_mark(Item("Туфли", 100, Decimal(1), 100, 6, 0)))
+    model.close_receipt(Payments(cash=100))
+
+
+def test_a_sale_is_learnt_when_its_receipt_is_formed(register: ShtrihRegister) -> None:
+    model = register.model
+    mark = code("40").encode()
+    sell_marked(model, mark)
+    assert len(model.fn.marking.queue) == 1  # its notification has not gone out
+    assert model.oism.answer_for(mark) is Answer.WRONG_STATUS
+    assert model.oism.settings()["sold"] == 1
+    assert model.check_mark(mark, 1).verdict == 7  # [М-]
+    model.decide_mark(False)
+    # a return is not a sale: its check is answered as before
+    assert model.oism.answer_for(mark, planned=3) is Answer.VALID
+    # an answer set for the code still wins (testing the FN's own refusal, 3Eh)
+    model.oism.set(Answer.VALID, mark)
+    assert model.oism.answer_for(mark) is Answer.VALID
+    model.oism.reset()
+    sell_marked(model, mark, returned=True)
+    assert model.oism.answer_for(mark) is Answer.VALID  # back on the shelf
+    assert model.oism.settings()["sold"] == 0
+
+
+def test_a_reopened_register_knows_what_its_fn_sold(tmp_path: Path) -> None:
+    mark = code("41").encode()
+    device = open_device(tmp_path / "kkt", clock=ManualClock(START))
+    try:
+        device.model.open_shift([])
+        sell_marked(device.model, mark)
+    finally:
+        device.close()
+    device = open_device(tmp_path / "kkt", clock=ManualClock(START))
+    try:
+        assert device.model.oism.answer_for(mark) is Answer.WRONG_STATUS
+    finally:
+        device.close()
+
+
+def test_registers_sharing_a_circulation(tmp_path: Path) -> None:
+    mark = code("42").encode()
+    shared = Circulation()
+    devices = [open_device(tmp_path / name, clock=ManualClock(START)) for name in ("a", "b")]
+    try:
+        for device in devices:
+            device.model.oism.share(shared)
+            device.model.open_shift([])
+        first, second = (device.model for device in devices)
+        assert second.oism.answer_for(mark) is Answer.VALID
+        sell_marked(first, mark)
+        assert second.oism.answer_for(mark) is Answer.WRONG_STATUS
+        # each register keeps its own settings
+        second.oism.set(Answer.OFFLINE)
+        assert first.oism.answer_for(code("43").encode()) is Answer.VALID
+        # a return on the other register gives it back for both
+        second.oism.reset()
+        sell_marked(second, mark, returned=True)
+        assert first.oism.answer_for(mark) is Answer.VALID
+        assert shared.watched() == [first.fn.marking, second.fn.marking]
+    finally:
+        for device in devices:
+            device.close()
+
+
+@pytest.mark.parametrize("text", [b"hello", b"0104607012345678"])
+def test_a_code_the_fn_cannot_identify_is_unknown_by_default(text: bytes) -> None:
+    oism = Oism(lambda: dt.datetime(2026, 1, 1))
+    assert oism.answer_for(text) is Answer.UNKNOWN
+    assert oism.answer_for(code("44").encode()) is Answer.VALID
+    oism.set(Answer.WITHDRAWN)  # an answer for all codes: still unknown, it knows no such code
+    assert oism.answer_for(text) is Answer.UNKNOWN
+    for network in (Answer.OFFLINE, Answer.CORRUPT):  # the network's doing, whatever the code
+        oism.set(network)
+        assert oism.answer_for(text) is network
+    oism.set(Answer.VALID, text)  # its own answer wins
+    assert oism.answer_for(text) is Answer.VALID
+
+
 def test_a_request_that_is_not_one_is_refused() -> None:
     with pytest.raises(FnError) as caught:
         Oism(lambda: dt.datetime(2026, 1, 1)).answer(b"\x04\x00\x00\x00")
@@ -169,7 +254,8 @@ def test_notifications_travel_the_ofd_link_to_the_emulated_ofd(tmp_path: Path) -
                     eventually(lambda: register.fn.exchange_status().queued == 0)
             assert ofd.service.server is not None
             assert ofd.service.server.stats.notifications == 1
-            assert ofd.service.server.oism.sold == {mark}
+            circulation = ofd.service.server.oism.circulation
+            assert circulation.withdrawn(mark) and len(circulation) == 1
     finally:
         register.close()
 
