@@ -1096,9 +1096,12 @@ def _one_item_a_code(receipt: Receipt) -> None:
         if item.mark_code is None:
             continue
         if item.mark_code in seen:
+            first = seen[item.mark_code]
             raise ReceiptRejected(
-                f"items[{index}].mark_code: the same code as items[{seen[item.mark_code]}]; a "
-                "marking code stands for one unit of goods: scan each unit's own code"
+                f"items[{index}].mark_code: the same code as items[{first}].mark_code (item "
+                f"{index + 1}, {item.name!r}, and item {first + 1}, "
+                f"{receipt.items[first].name!r}); a marking code stands for one unit of goods: "
+                "scan each unit's own code"
             )
         seen[item.mark_code] = index
 
