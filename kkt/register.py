@@ -982,13 +982,17 @@ class Register:
         # or its items would join this receipt.
         if not device.no_open_receipt:
             _cancel_stale(device)
+        step = "opening the receipt"  # what a failure below failed, for its message
         try:
             device.open_receipt(receipt)
             subtotal = 0
             for index, item in enumerate(receipt.items):
+                step = f"item {index + 1} ({item.name!r})"
                 device.add_item(receipt, index, subtotal)
                 subtotal += item.total
+            step = "the subtotal check"
             self._check_subtotal(receipt.total)
+            step = "the payments"
             device.pay(receipt)
         except OutcomeUnknown as unknown:
             # A step before the closing command may or may not have been taken -- but nothing is
@@ -996,14 +1000,13 @@ class Register:
             raise _cancelled(
                 device,
                 NotFiscalized(
-                    f"a step of the receipt failed on the line ({unknown}); {CANCELLED}: sell "
-                    "it again"
+                    f"{step}: the line failed it ({unknown}); {CANCELLED}: sell it again"
                 ),
             ) from unknown
         except KktError as failure:
             # Nothing is fiscal before the closing command: cancel what was begun and report --
             # that a receipt is left open, when the cancel does not get through.
-            said = _cancelled(device, _not_fiscal(failure))
+            said = _cancelled(device, _not_fiscal(failure, step))
             if said is failure:
                 raise  # the same error, saying whether a receipt is left open
             raise said from failure
@@ -1025,7 +1028,7 @@ class Register:
             # Nothing was fiscalized: the receipt is cancelled, never left open for the next
             # sale (or another program) to find, fill or close -- or, when the cancel does not
             # get through, the caller is told that one is left open (``left_open``).
-            said = _cancelled(device, _not_fiscal(refusal))
+            said = _cancelled(device, _not_fiscal(refusal, "the closing command"))
             if said is refusal:
                 raise
             raise said from refusal
@@ -1035,8 +1038,8 @@ class Register:
             # is the judge of a closing command that may have gone out.  Not a warning: the
             # caller gets the FN's verdict (the receipt, `NotFiscalized` or `OutcomeUnknown`).
             log.info(
-                "the closing command's answer was lost on the line (%s); asking the FN whether "
-                "the receipt is formed",
+                "the closing command's answer did not come through the line (%s); asking the FN "
+                "whether the receipt is formed",
                 error,
             )
             settled = settle_receipt(device, receipt, before)
@@ -1145,11 +1148,11 @@ def _cancelled(device: Device, failure: E) -> E:
     return failure if why is None else left_open(failure, why)
 
 
-def _not_fiscal(failure: KktError) -> KktError:
+def _not_fiscal(failure: KktError, step: str) -> KktError:
     """A failure before the FN formed the receipt, said as what it means for this receipt (which
     is cancelled next): a paper end there interrupted no document (`kkt continue` would finish
-    nothing) -- the receipt is sold again once the printer is ready; a line that failed a step
-    is told with the receipt's fate (nothing was charged)."""
+    nothing) -- the receipt is sold again once the printer is ready; a line that failed
+    ``step`` ("item 2 ('Чай')") is told with the step and the receipt's fate."""
     if isinstance(failure, PaperOut):
         return PaperOut(
             f"{failure.cause}; {CANCELLED}: sell it again",
@@ -1158,5 +1161,5 @@ def _not_fiscal(failure: KktError) -> KktError:
             vendor=failure.vendor,
         )
     if isinstance(failure, TransportError | BadAnswer) and NOT_CHARGED not in str(failure):
-        failure.args = (f"{failure}; {CANCELLED}: sell it again",)
+        failure.args = (f"{step}: {failure}; {CANCELLED}: sell it again when the line is sound",)
     return failure

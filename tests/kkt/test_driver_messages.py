@@ -161,6 +161,22 @@ def test_a_refused_closing_whose_cancel_is_lost_says_the_receipt_is_left_open(
     assert register.status().receipt_open and fn_receipts(wire) == last
 
 
+def test_a_step_the_line_fails_is_named_with_the_receipt_fate(
+    clean: tuple[Wire, kkt.Register],
+) -> None:
+    """Item 1's own tags (FF4D) never reach the register: the link's "did not take the
+    command" is said as item 1's, with the receipt cancelled and nothing charged."""
+    wire, register = clean
+    drop(wire, lambda key, _count: key == b"\xff\x4d")
+    tagged = Item("Сыр", 9_900, Decimal(1), Vat.VAT10, extra=((1191, "Сорт A"),))
+    with pytest.raises(kkt.TransportError) as caught:
+        register.sell(Receipt((tagged, Item("Чай", 100)), Payments(cash=10_000)))
+    message = str(caught.value)
+    assert message.startswith("item 1 ('Сыр'): ")
+    assert "the receipt was cancelled, nothing was charged" in message
+    assert not caught.value.left_open and not register.status().receipt_open
+
+
 # -- 1 and 2 on ATOL ------------------------------------------------------------------------------
 
 
