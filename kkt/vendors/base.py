@@ -607,7 +607,12 @@ class Device(ABC):
                 )
             if attempt < CANCEL_TRIES:
                 log.info("cancelling the open receipt failed on the line (%s); again", failure)
-        log.warning("the open receipt's cancel failed on the line (%s)", failure)
+        log.warning(
+            "a receipt may be left open on the register: its cancel failed on the line %d times "
+            "(%s)",
+            CANCEL_TRIES,
+            failure,
+        )
         held = "is" if known_open else "may be"
         return (
             f"a receipt {held} left open on the register (its cancel did not get through the line)"

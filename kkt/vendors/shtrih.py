@@ -275,7 +275,12 @@ class ShtrihDevice(Device):
             if found.number == number:
                 return found
             # An answer to another FF0A (a replay the line confused): never take it for this one.
-            log.warning("asked for document %d, the answer is about %d", number, found.number)
+            log.info(
+                "asked for document %d, the answer is about %d (the line confused answers); "
+                "asking again",
+                number,
+                found.number,
+            )
         raise BadAnswer(f"the register keeps answering about another document than {number}")
 
     def read_document(self, number: int) -> results.Document:
