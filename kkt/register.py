@@ -1155,7 +1155,7 @@ def _not_fiscal(failure: KktError, step: str) -> KktError:
     ``step`` ("item 2 ('Чай')") is told with the step and the receipt's fate."""
     if isinstance(failure, PaperOut):
         return PaperOut(
-            f"{failure.cause}; {CANCELLED}: sell it again",
+            f"{failure.cause}; the receipt was not fiscalized ({CANCELLED}): sell it again",
             cause=failure.cause,
             code=failure.code,
             vendor=failure.vendor,
