@@ -69,7 +69,7 @@ def drop(wire: Wire, rule: Callable[[bytes, int], bool]) -> None:
 
 
 def fn_receipts(wire: Wire) -> list[int]:
-    return [number for numbers in receipts_by_total(wire.register).values() for number in numbers]
+    return sorted(n for numbers in receipts_by_total(wire.register).values() for n in numbers)
 
 
 # -- 1 and 2: a receipt left open, an item the line keeps failing (Shtrih) -----------------------
