@@ -668,6 +668,12 @@ class Register:
         the receipt; the FN refusing a code sold before is `MarkAlreadySold` (the receipt
         cancelled).  The result's ``marks`` carry each marked item's 2106.  A vendor whose
         marking commands the driver cannot send raises `NotSupported` before anything is sent.
+
+        A sale that fails before its closing command is not fiscal, and its receipt is
+        cancelled.  When that cancel does not get through (the line, or the register refusing
+        it), the error -- of the class it would be anyway -- has ``left_open=True`` and says that
+        a receipt is left open on the register: nothing was charged, the next sale cancels it
+        first (and, while it cannot, fails `NotFiscalized` with nothing of it sent).
         """
         receipt.validate()
         marked = any(item.marked for item in receipt.items)

@@ -116,6 +116,7 @@ NOT_CHARGED = "nothing was charged"
 CANCELLED = f"the receipt was cancelled, {NOT_CHARGED}"
 # Cancels of a receipt a failure left open, when the line fails them (`Device.cancel_open`).
 CANCEL_TRIES = 3
+OPEN_TRIES = 3  # sends of the command opening a receipt that failed on the line (`_open_once`)
 _NEXT_SALE = "the next sale cancels it first; `kkt status` shows it."
 
 
@@ -364,7 +365,7 @@ class Device(ABC):
         earlier failure left -- is never filled and closed as ours: `NotFiscalized` (the caller
         cancels it), before anything of this sale went into it.
         """
-        for _ in range(3):
+        for _ in range(OPEN_TRIES):
             try:
                 self.raw(request)
                 return
@@ -380,8 +381,9 @@ class Device(ABC):
                     f"{CANCELLED}: sell it again, and let one program use the register"
                 ) from None
         raise TransportError(
-            "the register would not open the receipt: 3 tries failed on the line; no receipt "
-            f"was opened, {NOT_CHARGED}: sell it again when the line is sound"
+            f"the register would not open the receipt: sent {OPEN_TRIES} times, the line failed "
+            f"it each time; no receipt was opened, {NOT_CHARGED}: sell it again when the line is "
+            "sound"
         )
 
     def open_receipt_fits(self, receipt: Receipt | None) -> bool | None:
