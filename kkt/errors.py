@@ -21,7 +21,15 @@ from kkt.protocols.errors import ProtocolError as ProtocolError  # one of the dr
 
 
 class KktError(Exception):
-    """Base of the driver's own errors."""
+    """Base of the driver's own errors.
+
+    ``left_open`` is True when a sale failed before its receipt became fiscal and the driver's
+    cancel of that receipt did not get through (the line failed, or the register refused it):
+    nothing was charged, but a receipt is left open on the register -- the next sale cancels it
+    first, and `Register.status` (``receipt_open``) shows it.  The message says so too.
+    """
+
+    left_open: bool = False
 
 
 class TransportError(KktError):
@@ -192,8 +200,9 @@ class MarkRejected(KktError):
     2106), ОИСМ could not be asked, or the FN refuses to bind it.  Raised before anything fiscal
     was sent -- the receipt was not opened, or was cancelled -- so nothing was charged.
 
-    ``item`` is the item's index in the receipt (0-based), ``code`` the code's short form (GTIN
-    and serial), ``item_check`` the 2106 byte (None when the FN formed none), ``reason`` why in
+    ``item`` is the item's index in ``Receipt.items`` (0-based, as Python counts; the message
+    names it 1-based, "item 1" for ``item == 0``), ``code`` the code's short form (GTIN and
+    serial), ``item_check`` the 2106 byte (None when the FN formed none), ``reason`` why in
     words and what to do.
     """
 

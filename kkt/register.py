@@ -36,6 +36,7 @@ from .correction import (
     correction_fingerprint,
 )
 from .errors import (
+    BadAnswer,
     BadMarkCode,
     CannotSend,
     ClockRefused,
@@ -48,6 +49,7 @@ from .errors import (
     OutcomeUnknown,
     PaperOut,
     ReceiptRejected,
+    TransportError,
 )
 from .journal import Entry, JournalStore
 from .marking import MarkCheck, MarkingState, check_tlv, checked_code, planned_status
@@ -64,7 +66,7 @@ from .settle import (
     settle_pending,
     settle_receipt,
 )
-from .vendors.base import Device, LastSale
+from .vendors.base import CANCELLED, NOT_CHARGED, Device, LastSale, left_open
 from .verify import Expected, check_document, expect_correction, expect_receipt
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ BIND_TRIES = 3
 SHIFT_HOURS = dt.timedelta(hours=24)  # a shift's documents fall within 24 h of its start (54-FZ)
 P = ParamSpec("P")
 R = TypeVar("R")
+E = TypeVar("E", bound=KktError)
 
 
 _OPERATION_WORDS = {
@@ -665,6 +668,12 @@ class Register:
         the receipt; the FN refusing a code sold before is `MarkAlreadySold` (the receipt
         cancelled).  The result's ``marks`` carry each marked item's 2106.  A vendor whose
         marking commands the driver cannot send raises `NotSupported` before anything is sent.
+
+        A sale that fails before its closing command is not fiscal, and its receipt is
+        cancelled.  When that cancel does not get through (the line, or the register refusing
+        it), the error -- of the class it would be anyway -- has ``left_open=True`` and says that
+        a receipt is left open on the register: nothing was charged, the next sale cancels it
+        first (and, while it cannot, fails `NotFiscalized` with nothing of it sent).
         """
         receipt.validate()
         marked = any(item.marked for item in receipt.items)
@@ -823,7 +832,7 @@ class Register:
         """The FN's marking state: the check sequence, codes accepted and waiting for a receipt,
         notifications waiting for ОИСМ (`MarkingState.describe` says it in words)."""
         if not self.device.MARKING:
-            raise self.device.unsupported_marking()
+            raise self.device.unsupported_marking(state=True)
         with self._lock:
             return self.device.marking_state()
 
@@ -837,7 +846,7 @@ class Register:
         """
         device = self.device
         if not device.no_open_receipt:
-            cancel_open_receipt(device)  # FF69 CLEAR is refused while a receipt is open
+            _cancel_stale(device)  # FF69 CLEAR is refused while a receipt is open
         carried, no_open = device.carried, device.no_open_receipt
         accepted: list[MarkedItem] = []
         try:
@@ -931,7 +940,12 @@ class Register:
                 _quietly(self.device.clear_marks)
                 if attempt == BIND_TRIES:
                     raise
-                log.warning("the FN refused to bind a code it was said to accept; checking again")
+                log.info(
+                    "the FN would not bind a code it had accepted (its check damaged on the "
+                    "line?); the receipt was cancelled, the codes are checked again (%d of %d)",
+                    attempt + 1,
+                    BIND_TRIES,
+                )
                 marks = self._accept_marks(receipt, allow_offline)
                 carried = None  # nothing formed since ``before``: the FN is asked afresh
             except KktError:
@@ -948,7 +962,11 @@ class Register:
         try:
             document = self.device.read_document(found.document_number)
         except (KktError, ProtocolError) as error:
-            log.warning("document %d not read for its marks: %s", found.document_number, error)
+            log.warning(
+                "document %d could not be read for its marks (%s): the result names none",
+                found.document_number,
+                error,
+            )
             return ()
         items = [body for tag, body in _body(document.tlv) if tag == 1059]
         marks = []
@@ -969,53 +987,78 @@ class Register:
         # A receipt left open by an earlier failure (of this single writer) is not fiscal: drop it,
         # or its items would join this receipt.
         if not device.no_open_receipt:
-            cancel_open_receipt(device)
+            _cancel_stale(device)
+        step = "opening the receipt"  # what a failure below failed, for its message
         try:
             device.open_receipt(receipt)
             subtotal = 0
             for index, item in enumerate(receipt.items):
+                step = f"item {index + 1} ({item.name!r})"
                 device.add_item(receipt, index, subtotal)
                 subtotal += item.total
+            step = "the subtotal check"
             self._check_subtotal(receipt.total)
+            step = "the payments"
             device.pay(receipt)
         except OutcomeUnknown as unknown:
             # A step before the closing command may or may not have been taken -- but nothing is
             # fiscal before the closing command, whatever it was: the receipt is certainly not.
-            cancel_open_receipt(device)
-            raise NotFiscalized(
-                f"a step of the receipt failed on the link ({unknown}); the receipt was "
-                "cancelled, nothing was charged: sell it again"
+            raise _cancelled(
+                device,
+                NotFiscalized(
+                    f"{step}: the line failed it ({unknown}); {CANCELLED}: sell it again"
+                ),
             ) from unknown
         except KktError as failure:
-            # Nothing is fiscal before the closing command: cancel what was begun and report.
-            cancel_open_receipt(device)
-            raise _not_fiscal(failure) from failure
+            # Nothing is fiscal before the closing command: cancel what was begun and report --
+            # that a receipt is left open, when the cancel does not get through.
+            said = _cancelled(device, _not_fiscal(failure, step))
+            if said is failure:
+                raise  # the same error, saying whether a receipt is left open
+            raise said from failure
         try:
             formed = device.close_receipt(receipt)
-        except CannotSend:
-            cancel_open_receipt(device)  # nothing was sent: the receipt is not fiscal
+        except CannotSend as refused:
+            _cancelled(device, refused)  # nothing was sent: the receipt is not fiscal
             raise
         except DeviceError as refusal:
             # A refusal usually means nothing was done -- but a paper end during the fiscal
             # printout can come after the FN formed the document.  The FN's archive is the judge.
             if formed_since(device, before):
-                log.warning("closing command refused (%s) yet the FN moved on; settling", refusal)
+                log.warning(
+                    "the register refused the closing command (%s), yet the FN formed a "
+                    "document since: the FN's archive says whether it is this receipt",
+                    refusal,
+                )
                 return settle_receipt(device, receipt, before)
             # Nothing was fiscalized: the receipt is cancelled, never left open for the next
-            # sale (or another program) to find, fill or close.
-            cancel_open_receipt(device)
-            raise _not_fiscal(refusal) from refusal
+            # sale (or another program) to find, fill or close -- or, when the cancel does not
+            # get through, the caller is told that one is left open (``left_open``).
+            said = _cancelled(device, _not_fiscal(refusal, "the closing command"))
+            if said is refusal:
+                raise
+            raise said from refusal
         except (KktError, ProtocolError) as error:
             # Whatever failed -- the link, an answer that makes no sense, a query after the
             # closing command (ATOL reads the document formed separately) -- the FN's archive
-            # is the judge of a closing command that may have gone out.
-            log.warning("closing command failed (%s); asking the FN", error)
-            return settle_receipt(device, receipt, before)
+            # is the judge of a closing command that may have gone out.  Not a warning: the
+            # caller gets the FN's verdict (the receipt, `NotFiscalized` or `OutcomeUnknown`).
+            log.info(
+                "the closing command's answer did not come through the line (%s); asking the FN "
+                "whether the receipt is formed",
+                error,
+            )
+            settled = settle_receipt(device, receipt, before)
+            log.info("the FN says the receipt is formed: document %d", settled.document_number)
+            return settled
         if formed.number <= before:
             # "Closed", yet the FN's last document is not new: the answer is not this command's
             # (an ATOL task ID another session left un-Acked, a replayed answer).  The FN decides.
             log.warning(
-                "closing answer names document %d, not after %d; settling", formed.number, before
+                "the closing answer names document %d, not one after %d: not this command's "
+                "answer (another program on the register?); asking the FN",
+                formed.number,
+                before,
             )
             return settle_receipt(device, receipt, before)
         result = receipt_result(device, formed, receipt, carried)
@@ -1039,8 +1082,7 @@ class Register:
         if subtotal != total:
             raise NotFiscalized(
                 f"the register's subtotal is {subtotal} kopecks, the receipt's {total} (a command "
-                "damaged on the line?); the receipt was cancelled, nothing was charged: sell it "
-                "again"
+                f"damaged on the line?); {CANCELLED}: sell it again"
             )
 
 
@@ -1063,9 +1105,12 @@ def _one_item_a_code(receipt: Receipt) -> None:
         if item.mark_code is None:
             continue
         if item.mark_code in seen:
+            first = seen[item.mark_code]
             raise ReceiptRejected(
-                f"items[{index}].mark_code: the same code as items[{seen[item.mark_code]}]; a "
-                "marking code stands for one unit of goods: scan each unit's own code"
+                f"items[{index}].mark_code: the same code as items[{first}].mark_code (item "
+                f"{index + 1}, {item.name!r}, and item {first + 1}, "
+                f"{receipt.items[first].name!r}); a marking code stands for one unit of goods: "
+                "scan each unit's own code"
             )
         seen[item.mark_code] = index
 
@@ -1085,15 +1130,42 @@ def _quietly(step: Callable[[], None]) -> None:
         log.warning("clean-up step failed: %s", error)
 
 
-def _not_fiscal(failure: KktError) -> KktError:
-    """A failure before the FN formed the receipt, said as what it means for this receipt: a
-    paper end there interrupted no document (`kkt continue` would finish nothing) -- the receipt
-    is sold again once the printer is ready."""
+def _cancel_stale(device: Device) -> None:
+    """Cancel a receipt an earlier failure (or another program) may have left open, before this
+    sale sends anything: one that stays open is `NotFiscalized`, ``left_open`` -- this sale is
+    not put into it, nor on top of it."""
+    why = cancel_open_receipt(device)
+    if why is not None:
+        raise left_open(
+            NotFiscalized(
+                "the sale was not begun: a receipt an earlier failure left open had to be "
+                "cancelled first; nothing of this sale was sent, nothing was charged: sell it "
+                "again when the line is sound"
+            ),
+            why,
+        )
+
+
+def _cancelled(device: Device, failure: E) -> E:
+    """Cancel the receipt ``failure`` interrupted before its closing command (nothing fiscal):
+    ``failure`` itself, saying that a receipt is left open when the cancel did not get through
+    (`left_open`)."""
+    why = cancel_open_receipt(device)
+    return failure if why is None else left_open(failure, why)
+
+
+def _not_fiscal(failure: KktError, step: str) -> KktError:
+    """A failure before the FN formed the receipt, said as what it means for this receipt (which
+    is cancelled next): a paper end there interrupted no document (`kkt continue` would finish
+    nothing) -- the receipt is sold again once the printer is ready; a line that failed
+    ``step`` ("item 2 ('Чай')") is told with the step and the receipt's fate."""
     if isinstance(failure, PaperOut):
         return PaperOut(
-            f"{failure.cause}; the receipt was not fiscalized, nothing was charged: sell it again",
+            f"{failure.cause}; the receipt was not fiscalized ({CANCELLED}): sell it again",
             cause=failure.cause,
             code=failure.code,
             vendor=failure.vendor,
         )
+    if isinstance(failure, TransportError | BadAnswer) and NOT_CHARGED not in str(failure):
+        failure.args = (f"{step}: {failure}; {CANCELLED}: sell it again when the line is sound",)
     return failure

@@ -24,7 +24,7 @@ from .errors import BadAnswer, DeviceError, KktError, NotFiscalized, OutcomeUnkn
 from .journal import Entry, JournalStore
 from .receipt import Operation, Receipt, fingerprint_of, items_fingerprint
 from .results import DocumentInfo, FiscalResult, Formed
-from .vendors.base import Closed, Device, LastSale
+from .vendors.base import CANCELLED, Closed, Device, LastSale, left_open
 
 log = logging.getLogger("kkt.register")
 T = TypeVar("T")
@@ -44,12 +44,10 @@ class DamagedClosing(OutcomeUnknown):
 SHIFT_SPAN = dt.timedelta(hours=24)  # a shift's documents lie within 24 h of its start (54-FZ)
 
 
-def cancel_open_receipt(device: Device) -> None:
-    try:
-        device.cancel_receipt()
-        device.no_open_receipt = True
-    except KktError as error:
-        log.warning("could not cancel the open receipt: %s", error)
+def cancel_open_receipt(device: Device) -> str | None:
+    """Cancel the receipt open on the register, if any: None when none is left open, else why
+    one is (`Device.cancel_open`) -- for the caller's error to say (`left_open`)."""
+    return device.cancel_open()
 
 
 def formed_since(device: Device, before: int) -> bool:
@@ -124,7 +122,12 @@ def _raise_if_paid_otherwise(device: Device, number: int, sold: dict[str, int]) 
     except (*_LINE_FAILURES, ProtocolError) as failure:
         # A line that spoils long answers cannot carry the document (issue 14): the FN's short
         # record, with our items and total, decides as before; the payments go unchecked.
-        log.warning("document %s's payments could not be read back (%s)", number, failure)
+        log.info(
+            "document %s's payments could not be read back over the line (%s); its record, with "
+            "this receipt's items and total, decides",
+            number,
+            failure,
+        )
         return
     if held != sold:
         raise DamagedClosing(
@@ -309,10 +312,18 @@ def _settle(device: Device, receipt: Receipt, before: int) -> FiscalResult:
                 # another's): a receipt some failure left open earlier, or another program's.
                 # Closing it with this receipt's payments would make a fiscal document nobody
                 # sold.
-                cancel_open_receipt(device)
-                raise NotFiscalized(
-                    "the receipt was not fiscalized, and the receipt open on the register "
-                    "is not this one (it was cancelled); nothing was charged: sell it again"
+                why = cancel_open_receipt(device)
+                if why is None:
+                    raise NotFiscalized(
+                        "the receipt was not fiscalized, and the receipt open on the register "
+                        "was not this one (it was cancelled); nothing was charged: sell it again"
+                    )
+                raise left_open(
+                    NotFiscalized(
+                        "the receipt was not fiscalized, and the receipt open on the register "
+                        "is not this one; nothing was charged: sell it again"
+                    ),
+                    why,
                 )
             moved = device.last_document() != before
         except DamagedClosing:
@@ -349,11 +360,11 @@ def _close_in_settling(device: Device, receipt: Receipt) -> FiscalResult:
                 f"the closing command was refused ({refusal}) yet the FN formed a document: "
                 f"check the FN's documents after number {last} before selling it again"
             ) from refusal
-        cancel_open_receipt(device)
-        raise NotFiscalized(
-            f"the register refused to close the receipt ({refusal}); it was cancelled, "
-            "nothing was charged: sell it again"
-        ) from refusal
+        why = cancel_open_receipt(device)
+        failure = NotFiscalized(
+            f"the register refused to close the receipt ({refusal}); {CANCELLED}: sell it again"
+        )
+        raise (failure if why is None else left_open(failure, why)) from refusal
     return receipt_result(device, formed, receipt)
 
 
@@ -436,13 +447,16 @@ def settle_correction(
                 found.total,
             ) == (int(operation), total):
                 return fiscal_result(device, found, total, int(operation))
-        cancel_open_receipt(device)
+        why = cancel_open_receipt(device)
     except (KktError, ProtocolError) as error:
         raise OutcomeUnknown(
             f"whether the correction was fiscalized is unknown ({error}): check the FN's "
             f"documents after number {before} before making it again"
         ) from error
-    raise NotFiscalized("the correction was not fiscalized; nothing was recorded: make it again")
+    failure = NotFiscalized(
+        "the correction was not fiscalized; nothing was recorded: make it again"
+    )
+    raise failure if why is None else left_open(failure, why)
 
 
 def _patiently(read: Callable[[], T], deadline: float) -> T:

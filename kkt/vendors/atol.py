@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..receipt import VAT_CODES, Operation, Receipt
 from ..transport.session import Commander
-from .base import OFD_BLOCKED, Device, registration_mismatch
+from .base import CANCELLED, OFD_BLOCKED, Device, left_open, registration_mismatch
 
 log = logging.getLogger("kkt.register")
 
@@ -81,6 +81,7 @@ MODE_NAMES: dict[int, str] = {
     Mode.EKLZ_ACCESS: "EKLZ access",
     Mode.EXTRA: "extra",
 }
+ITEM_TRIES = 3  # sends of one item (EAh ... EBh) that failed on the line before the sale gives up
 LINE_WIDTH = 48  # characters on ATOL's 80 mm printers (a longer line is wrapped by the device)
 # ATOL carries the OFD's TCP stream inside its v3 transport ("EthernetOverTransport", libfptr's
 # OfdChannel = PROTO), but no public source gives that framing (fact sheet ofd-cloud-marking.md
@@ -474,13 +475,17 @@ class AtolDevice(Device):
                 self._ask(c.Payment, 0, int(kind), amount)
         except OutcomeUnknown as error:
             # 99h and E8h never close a correction: whatever they did, nothing is fiscal yet.
-            self.cancel_receipt()
-            raise NotFiscalized(
-                f"a step of the correction failed on the link ({error}); it was cancelled, "
-                "nothing was recorded: make it again"
-            ) from error
-        except KktError:
-            self.cancel_receipt()  # nothing is fiscal before 4Ah
+            why = self.cancel_open()
+            failure = NotFiscalized(
+                f"a step of the correction failed on the line ({error}); "
+                + ("it was cancelled, " if why is None else "")
+                + "nothing was recorded: make it again"
+            )
+            raise (failure if why is None else left_open(failure, why)) from error
+        except KktError as failure:
+            why = self.cancel_open()  # nothing is fiscal before 4Ah
+            if why is not None:
+                left_open(failure, why)
             raise
         # From here the FN may form the correction: whatever fails, `Register` asks the FN.
         kind, amount = parts[-1]
@@ -555,24 +560,38 @@ class AtolDevice(Device):
             item.name,
         )
         last = index == len(receipt.items) - 1
-        for _ in range(3):
+        where = f"item {index + 1} ({item.name!r})"
+        for _ in range(ITEM_TRIES):
             try:
                 if last:
                     # The subtotal check (`Register`) asks 3Fh right after the last item.
                     self._follow(end, c.GetStatus(self.access_password))
                 self.raw(end)
                 return
-            except (TransportError, OutcomeUnknown):
-                now = self.subtotal()
+            except (TransportError, OutcomeUnknown) as lost:
+                try:
+                    now = self.subtotal()
+                except (TransportError, BadAnswer) as unread:
+                    raise TransportError(
+                        f"{where}: the line failed it ({lost}), and then the question whether "
+                        f"the register took it ({unread}); {CANCELLED}: sell it again when the "
+                        "line is sound"
+                    ) from unread
                 if now == subtotal + item.total and item.total:
                     return  # taken; only its reply was lost
                 if now != subtotal or not item.total:
+                    # 3Fh counts no items: a free item's fate cannot be told.
                     raise NotFiscalized(
-                        f"the open receipt holds {now} kopecks, expected {subtotal} or "
-                        f"{subtotal + item.total}; the receipt was cancelled, nothing was charged"
+                        f"{where}: its reply was lost, and the open receipt holds {now} kopecks, "
+                        f"expected {subtotal} or {subtotal + item.total}"
+                        + (" (a free item's fate cannot be told)" if not item.total else "")
+                        + f"; {CANCELLED}: sell it again"
                     ) from None
                 self._begin_item(item_tags)  # the item again, with its tags
-        raise TransportError("the register would not take the item; check the line")
+        raise TransportError(
+            f"the register would not take {where}: sent {ITEM_TRIES} times, the line failed it "
+            f"each time; {CANCELLED}: sell it again when the line is sound"
+        )
 
     def _begin_item(self, tags: TlvList) -> None:
         """EAh starts an item (sent again, it starts it afresh: its tags are gone), E8h its tags."""
@@ -591,8 +610,7 @@ class AtolDevice(Device):
                 # 99h never closes a receipt: whatever it did, nothing is fiscal yet, and the
                 # receipt is cancelled on the way out.
                 raise NotFiscalized(
-                    f"a payment's reply was lost ({error}); the receipt was cancelled, nothing "
-                    "was charged: sell it again"
+                    f"a payment's reply was lost ({error}); {CANCELLED}: sell it again"
                 ) from error
 
     def close_receipt(self, receipt: Receipt) -> results.Formed:

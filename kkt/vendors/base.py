@@ -23,7 +23,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from kkt.protocols.errors import CodecError, LinkError, ProtocolError
 from kkt.protocols.errors import DeviceError as ProtocolDeviceError
@@ -68,6 +68,7 @@ from ..transport.session import Commander
 from ..transport.session import WrongProtocol as SessionWrongProtocol
 
 log = logging.getLogger("kkt.register")
+E = TypeVar("E", bound=KktError)
 
 READ_TRIES = 5  # readings of a whole document before its failure is the caller's
 # Block reads in one reading that failed on the line before the document is selected again: each
@@ -107,6 +108,32 @@ class LastSale:
 
 
 _FFD_VERSIONS = {1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"}  # tag 1209 values
+
+# What a sale that failed before its closing command says of its receipt: the driver cancels it
+# on the way out.  Messages written before that cancel say it with these very words, so that a
+# cancel that does not get through can take them back (`left_open`).
+NOT_CHARGED = "nothing was charged"
+CANCELLED = f"the receipt was cancelled, {NOT_CHARGED}"
+# Cancels of a receipt a failure left open, when the line fails them (`Device.cancel_open`).
+CANCEL_TRIES = 3
+OPEN_TRIES = 3  # sends of the command opening a receipt that failed on the line (`_open_once`)
+_NEXT_SALE = "the next sale cancels it first; `kkt status` shows it."
+
+
+def left_open(error: E, why: str) -> E:
+    """``error`` -- the same object, so the caller's ``except`` clauses stay as they are --
+    saying that a receipt is left open on the register (``why``, from `Device.cancel_open`) and
+    marked ``left_open``.  Its claim that the receipt was cancelled (`CANCELLED`) is taken
+    back."""
+    message = str(error).replace(CANCELLED, NOT_CHARGED).rstrip(". ")
+    opened = f"{why}: {_NEXT_SALE}"
+    if NOT_CHARGED in message or "nothing was recorded" in message:
+        opened = opened[0].upper() + opened[1:]
+    else:
+        opened = f"Nothing was charged, but {opened}"
+    error.args = (f"{message}. {opened}",)
+    error.left_open = True
+    return error
 
 
 class Device(ABC):
@@ -338,7 +365,7 @@ class Device(ABC):
         earlier failure left -- is never filled and closed as ours: `NotFiscalized` (the caller
         cancels it), before anything of this sale went into it.
         """
-        for _ in range(3):
+        for _ in range(OPEN_TRIES):
             try:
                 self.raw(request)
                 return
@@ -350,11 +377,14 @@ class Device(ABC):
                     return
                 raise NotFiscalized(
                     "the receipt open on the register is not this sale's (another program's, "
-                    "or one an earlier failure left); nothing of this sale went into it, it is "
-                    "cancelled and nothing was charged: sell it again, and let one program use "
-                    "the register"
+                    "or one an earlier failure left); nothing of this sale went into it; "
+                    f"{CANCELLED}: sell it again, and let one program use the register"
                 ) from None
-        raise TransportError("the register would not open the receipt; check the line")
+        raise TransportError(
+            f"the register would not open the receipt: sent {OPEN_TRIES} times, the line failed "
+            f"it each time; no receipt was opened, {NOT_CHARGED}: sell it again when the line is "
+            "sound"
+        )
 
     def open_receipt_fits(self, receipt: Receipt | None) -> bool | None:
         """None when no receipt is open; else whether the open one is as opening ``receipt``
@@ -548,20 +578,67 @@ class Device(ABC):
     def cancel_receipt(self) -> None:
         """Cancel the open receipt, if one is open."""
 
+    def cancel_open(self) -> str | None:
+        """Cancel the receipt open on the register, if any (a failure before its closing
+        command, or an earlier one, left it): None when none is left open, else a clause saying
+        one is ("a receipt is left open on the register (its cancel did not get through the
+        line)"), for the caller's error (`left_open`; the next sale cancels it first).
+
+        A cancel that failed on the line is tried again (`CANCEL_TRIES` in all): a receipt is
+        not fiscal before its closing command, cancelling one moves no money, and each try asks
+        whether one is open before it cancels -- a try after a cancel that was done, its answer
+        lost, finds none and sends nothing."""
+        known_open = False  # the register said a receipt is open, and no cancel may have run
+        for attempt in range(1, CANCEL_TRIES + 1):
+            try:
+                if self.receipt_open():
+                    known_open = True
+                    self.cancel_receipt()
+                self.no_open_receipt = True
+                return None
+            except OutcomeUnknown as error:
+                known_open = False  # the cancel may have run: the next try asks again
+                failure: KktError = error
+            except (TransportError, BadAnswer) as error:
+                failure = error
+            except KktError as refusal:
+                log.warning("the register refused to cancel the open receipt (%s)", refusal)
+                return (
+                    "a receipt is left open on the register (the register refused its cancel: "
+                    f"{refusal})"
+                )
+            if attempt < CANCEL_TRIES:
+                log.info("cancelling the open receipt failed on the line (%s); again", failure)
+        log.warning(
+            "a receipt may be left open on the register: its cancel failed on the line %d times "
+            "(%s)",
+            CANCEL_TRIES,
+            failure,
+        )
+        held = "is" if known_open else "may be"
+        return (
+            f"a receipt {held} left open on the register (its cancel did not get through the line)"
+        )
+
     # -- marked goods -----------------------------------------------------------------------------
     #
     # The default is a refusal naming its cause: a vendor whose marking commands the driver
     # cannot send never sells a marked item without its check (`MARKING` False).  `add_item`
     # binds a marked item's code (accepted before the receipt opened) to the item.
 
-    def unsupported_marking(self) -> NotSupported:
-        """Why this vendor's driver cannot check or sell marked goods."""
+    def unsupported_marking(self, *, state: bool = False) -> NotSupported:
+        """Why this vendor's driver cannot check or sell marked goods (``state``: why it cannot
+        read the FN's marking state -- a readout, where nothing was to be sent)."""
         cause = _NO_MARKING.get(self.vendor, "its marking commands are not implemented")
+        if state:
+            return NotSupported(
+                f"the {self.vendor} driver cannot read the FN's marking state: {cause}"
+            )
         return NotSupported(
             f"the {self.vendor} driver cannot check or sell marked goods: {cause}, so the driver "
             "cannot have the FN check a code, and never sells a marked item unchecked; nothing "
-            "was sent.  Sell marked goods on a Shtrih-M register (or through the vendor's own "
-            "driver)"
+            "was sent. Sell marked goods on a Shtrih-M register (or through the vendor's own "
+            "driver)."
         )
 
     def check_mark(
@@ -583,13 +660,14 @@ class Device(ABC):
 
     def marking_state(self) -> MarkingState:
         """The FN's marking state (`kkt.marking.MarkingState`)."""
-        raise self.unsupported_marking()
+        raise self.unsupported_marking(state=True)
 
 
 # Why a vendor's registers cannot check codes through this driver (`Device.unsupported_marking`).
 _NO_MARKING = {
-    "atol": "the byte layouts of ATOL's protocol-3.1 marking commands are not public (fact sheet "
-    "ofd-cloud-marking.md §4.4 and §5, gap 3: only libfptr's JSON task names are known)",
+    # Fact sheet ofd-cloud-marking.md §4.4 and §5, gap 3 (the project's notes, not shipped).
+    "atol": "ATOL's protocol-3.1 marking commands have no public byte layout (their bytes are "
+    "not public, only the JSON task names of ATOL's own driver, libfptr)",
 }
 
 

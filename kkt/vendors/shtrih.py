@@ -46,7 +46,15 @@ from ..errors import (
 from ..marking import MarkCheck, MarkingState, short_code
 from ..ofd import OfdReceipt
 from ..receipt import Operation, Receipt, Vat
-from .base import OFD_BLOCKED, Closed, Device, checked_serial, registration_mismatch
+from .base import (
+    CANCELLED,
+    NOT_CHARGED,
+    OFD_BLOCKED,
+    Closed,
+    Device,
+    checked_serial,
+    registration_mismatch,
+)
 
 log = logging.getLogger("kkt.register")
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -78,6 +86,7 @@ _AUTONOMOUS = 0x02  # FF68 (BAh) on an autonomous FN: it exports notifications i
 # on a bad line they fail more often than a short command; a try that certainly did not go out
 # (`TransportError`) is simply sent again, the others are settled first (FF70).
 _MARK_TRIES = 8
+ITEM_TRIES = 3  # sends of one item (FF46) that failed on the line before the sale gives up
 _PENDING = (2, 3, 4)  # FF70 check states: a code between FF61 and FF69
 # FF31/FF33 blocks: the register says its largest (FF30, FF32); never more than fits a frame's
 # data with FF33's 9 bytes of command, password, offset and size (a frame carries 255).
@@ -266,7 +275,12 @@ class ShtrihDevice(Device):
             if found.number == number:
                 return found
             # An answer to another FF0A (a replay the line confused): never take it for this one.
-            log.warning("asked for document %d, the answer is about %d", number, found.number)
+            log.info(
+                "asked for document %d, the answer is about %d (the line confused answers); "
+                "asking again",
+                number,
+                found.number,
+            )
         raise BadAnswer(f"the register keeps answering about another document than {number}")
 
     def read_document(self, number: int) -> results.Document:
@@ -521,7 +535,7 @@ class ShtrihDevice(Device):
             item.name,
         )
         if item.mark_code is not None:
-            self._bind(index, item.mark_code)
+            self._bind(index, item.name, item.mark_code)
         # The next command is this same FF46 when the next item follows at once (no tags after
         # this one, no receipt tags after the first, no FF67 bind before the next).
         next_is_item = (
@@ -535,10 +549,9 @@ class ShtrihDevice(Device):
         except DeviceError as refusal:
             if refusal.code == _WRONG_RECEIPT_TYPE and index and len(receipt.items) >= 2:
                 raise NotFiscalized(
-                    "the register refused an item as not fitting the open receipt's type: the "
-                    "first item opened a receipt of another type (its command damaged on the "
-                    "line past the checksum?); it was cancelled, nothing was charged: sell it "
-                    "again"
+                    f"the register refused item {index + 1} ({item.name!r}) as not fitting the "
+                    "open receipt's type: the first item opened a receipt of another type (its "
+                    f"command damaged on the line past the checksum?); {CANCELLED}: sell it again"
                 ) from refusal
             raise
         if item.tags:
@@ -560,39 +573,54 @@ class ShtrihDevice(Device):
         subtotal as it was; the subtotal, because the count alone cannot tell a damaged item),
         and its type whether it is this receipt at all.  No receipt open after the first item
         of a receipt it opens (no 8Dh) means the item was not taken."""
-        for _ in range(3):
+        where = f"item {count + 1} ({receipt.items[count].name!r})"
+        opened = True  # whether a receipt was open when last asked (none: nothing to cancel)
+        for _ in range(ITEM_TRIES):
             try:
                 self.raw(operation, sync_after=sync_after)
                 return
-            except (TransportError, OutcomeUnknown):
-                state = self.raw(classic.GetShortStatus(self.password))
-                mode = decode_mode(state.mode)
-                if mode.mode is not Mode.DOCUMENT_OPEN and count == 0 and len(receipt.items) > 1:
-                    continue  # not taken: the first item opens the receipt (`open_receipt`)
-                if mode.mode is not Mode.DOCUMENT_OPEN:
-                    raise NotFiscalized(
-                        "the receipt is no longer open on the register (was it restarted, or "
-                        "cancelled by another program?); nothing was charged: sell it again"
-                    ) from None
-                if mode.status != int(_RECEIPT_TYPE[receipt.operation]):
-                    raise NotFiscalized(
-                        "the receipt open on the register is of another type than this one "
-                        "(another program's, or an item damaged on the line); it was cancelled, "
-                        "nothing was charged: sell it again"
-                    ) from None
-                items = state.operations_in_receipt
-                now = self.subtotal()
+            except (TransportError, OutcomeUnknown) as lost:
+                try:
+                    state = self.raw(classic.GetShortStatus(self.password))
+                    mode = decode_mode(state.mode)
+                    opened = mode.mode is Mode.DOCUMENT_OPEN
+                    if not opened and count == 0 and len(receipt.items) > 1:
+                        continue  # not taken: the first item opens the receipt (`open_receipt`)
+                    if not opened:
+                        raise NotFiscalized(
+                            f"{where}: the receipt is no longer open on the register (was it "
+                            "restarted, or cancelled by another program?); nothing was "
+                            "charged: sell it again"
+                        ) from None
+                    if mode.status != int(_RECEIPT_TYPE[receipt.operation]):
+                        raise NotFiscalized(
+                            f"{where}: the receipt open on the register is of another type than "
+                            "this one (another program's, or an item damaged on the line); "
+                            f"{CANCELLED}: sell it again"
+                        ) from None
+                    items = state.operations_in_receipt
+                    now = self.subtotal()
+                except (TransportError, BadAnswer) as unread:
+                    raise TransportError(
+                        f"{where}: the line failed it ({lost}), and then the question whether "
+                        f"the register took it ({unread}); {CANCELLED}: sell it again when the "
+                        "line is sound"
+                    ) from unread
                 if (items, now) == (count + 1, subtotal + amount):
                     return  # taken; only its answer was lost
                 if (items, now) != (count, subtotal):
                     raise NotFiscalized(
-                        f"the open receipt holds {items} items for {now} kopecks, expected "
-                        f"{count} for {subtotal} or {count + 1} for {subtotal + amount}; the "
-                        "receipt was cancelled, nothing was charged"
+                        f"{where}: the open receipt holds {items} items for {now} kopecks, "
+                        f"expected {count} for {subtotal} or {count + 1} for {subtotal + amount} "
+                        f"(an item damaged on the line?); {CANCELLED}: sell it again"
                     ) from None
-        raise TransportError("the register would not take the item; check the line")
+        fate = CANCELLED if opened else f"no receipt was opened, {NOT_CHARGED}"
+        raise TransportError(
+            f"the register would not take {where}: sent {ITEM_TRIES} times, the line failed it "
+            f"each time; {fate}: sell it again when the line is sound"
+        )
 
-    def _bind(self, index: int, code: str) -> None:
+    def _bind(self, index: int, name: str, code: str) -> None:
         """FF67: the code (checked and accepted before the receipt opened) goes with the next
         FF46.  Not repeatable: a bind whose answer was lost is not sent again -- what a second
         FF67 does on a register is not documented -- the receipt is cancelled instead."""
@@ -603,8 +631,9 @@ class ShtrihDevice(Device):
             # "Not delivered" too: a register that lost the command's ACK and answer after
             # executing it says the same (the lossy soak's path g), so no second FF67.
             raise NotFiscalized(
-                f"binding the marking code of item {index + 1} failed on the line ({lost}); "
-                "the receipt was cancelled, nothing was charged: sell it again"
+                f"binding the marking code of item {index + 1} ({name!r}) failed on the line "
+                f"({lost}); "
+                f"{CANCELLED}: sell it again"
             ) from lost
         except DeviceError as refusal:
             if refusal.code != _MARK_NOT_BINDABLE:
@@ -616,9 +645,8 @@ class ShtrihDevice(Device):
                 "only a sale return gives it back)"
             )
             raise MarkAlreadySold(
-                f"item {index + 1}: {reason}; the receipt was cancelled, nothing was "
-                "charged.  If this is a retried sale, its first attempt is the fiscal one: "
-                "look it up before selling again",
+                f"item {index + 1} ({name!r}): {reason}; {CANCELLED}. If this is a retried "
+                "sale, its first attempt is the fiscal one: look it up before selling again.",
                 item=index,
                 code=short,
                 item_check=None,
