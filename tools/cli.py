@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from kkt.protocols.shtrih.frame import Deframer
@@ -23,7 +23,7 @@ from . import cloud_cli, emulator_cli, ofd_cli, ofd_relay_cli, register_cli, sca
 from .console import Output, waiting
 from .demo import run_demo
 from .describe import AtolReader, describe_token
-from .logs import logging_into
+from .logs import command_logging, server_logging
 
 DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
 ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --protocol atol`
@@ -102,7 +102,8 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=default(0),
-        help="-v: every frame in hex with timings on stderr; -vv: the driver's reasoning too",
+        help="-v: the driver's warnings, and every frame in hex with timings, on stderr; -vv: the "
+        "driver's reasoning too (servers log their own news without -v)",
     )
     return common
 
@@ -184,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.url = ATOL_DEFAULT_URL if getattr(args, "protocol", None) == "atol" else DEFAULT_URL
     name = f"kkt {args.command}"
     try:
-        with _logging(args.verbose):
+        with _logging(args):
             return _dispatch(args)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
@@ -259,28 +260,22 @@ def _fail(name: str, message: str, code: int) -> int:
     return code
 
 
-@contextlib.contextmanager
-def _logging(verbosity: int) -> Iterator[None]:
-    """-v: the byte trace on stderr; -vv: the driver's reasoning too -- for this command only
-    (``main`` may run many times in one process: tests, a shell embedding it)."""
-    if not verbosity:
-        yield
-        return
+# The servers and the package whose INFO records are their log (`kkt.tools.logs`).
+SERVER_LOGS = {
+    ("cloud", "serve"): "kkt.cloud",
+    ("emulator", "serve"): "kkt.emulator",
+    ("ofd", "serve"): "kkt.emulator.ofd",
+}
+
+
+def _logging(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """Where the library's log records go for this command only (`kkt.tools.logs`): a
+    server's log, or a command's -v/-vv (by default only errors, never a bare warning line)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Reasoning() if verbosity > 1 else logging.Formatter("%(message)s"))
-    # -vv: the whole "kkt" tree -- the trace, and the driver's reasoning (kkt.register: each
-    # command and its decoded answer, retries, how a failed receipt was settled).
-    with logging_into(handler, "kkt.trace" if verbosity == 1 else "kkt"):
-        yield
-
-
-class _Reasoning(logging.Formatter):
-    """Trace lines as `kkt -v` prints them (`kkt decode` reads them back); the driver's
-    reasoning prefixed with its logger, e.g. ``kkt.register: GetShortStatus(...) -> ...``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        return message if record.name == "kkt.trace" else f"{record.name}: {message}"
+    package = SERVER_LOGS.get((args.command, getattr(args, "action", None)))
+    if package is not None:
+        return server_logging(handler, package, args.verbose)
+    return command_logging(handler, args.verbose)
 
 
 def _decode(args: argparse.Namespace) -> int:
