@@ -250,6 +250,8 @@ def status(register: Register, args: argparse.Namespace, out: Output) -> None:
         shift_text = f"#{shift.number} open, {plural(shift.receipts, 'receipt')}"
         if age is not None:
             shift_text += f", {_hours(age)} old"
+            if age < dt.timedelta(0):
+                shift_text += " (the register's clock is before the shift's opening)"
         if shift.expired:
             shift_text += " — EXPIRED (over 24 h): close it with `kkt shift close`"
     else:
@@ -828,5 +830,8 @@ def _rub(kopecks: int) -> str:
 
 
 def _hours(age: dt.timedelta) -> str:
-    minutes = int(age.total_seconds() // 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    """``2 h 05 min``; a negative age (the register's clock set back past the shift's opening)
+    keeps its sign on the whole: -9 min is ``-0 h 09 min``, never floor division's -1 h 51."""
+    minutes = int(age.total_seconds() / 60)  # toward zero, whichever the sign
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{'-' if minutes < 0 else ''}{hours} h {rest:02d} min"

@@ -323,7 +323,8 @@ class Doctor:
             return
         # The FN counts the 30 days by the register's clock, not this computer's.
         now = ofd.clock or dt.datetime.now()
-        days = (now - ofd.first_when).days
+        # Whole days toward zero: a clock set back a few hours is 0 days, not timedelta's -1.
+        days = int((now - ofd.first_when).total_seconds() / 86400)
         ok = days < OFD_WARN_DAYS and not timeout_flag and not ofd.blocked
         url = self.args.url or "URL"
         where = url.removeprefix("emulator:") if url.startswith("emulator:") else "DIR"

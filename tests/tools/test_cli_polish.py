@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kkt.emulator.clock import ManualClock
 from kkt.emulator.faults import Faults
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
+from kkt.tools import register_cli
 from kkt.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +76,38 @@ def test_a_recovered_fault_is_no_news_without_v(
         assert len(warning) == 1 and warning[0].startswith("kkt: warning: closing command")
     else:
         assert err == ""
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0 h 00 min"),
+        (59, "0 h 00 min"),
+        (3_900, "1 h 05 min"),
+        (-540, "-0 h 09 min"),
+        (-3_900, "-1 h 05 min"),
+        (-30, "0 h 00 min"),
+    ],
+)
+def test_shift_ages_of_either_sign(seconds: int, text: str) -> None:
+    assert register_cli._hours(dt.timedelta(seconds=seconds)) == text
+
+
+def test_status_of_a_shift_opened_after_the_clock_now_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = ManualClock(dt.datetime(2026, 12, 3, 12, 0, 0))
+    device = open_device(tmp_path / "clocked", clock=clock)
+    try:
+        with ServiceThread(device, Faults()) as thread:
+            url = f"socket://127.0.0.1:{thread.port}"
+            assert main(["--url", url, "shift", "open"]) == 0
+            clock.advance(dt.timedelta(seconds=-540))  # `ctl clock advance -540`
+            capsys.readouterr()
+            assert main(["--url", url, "status", "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["shift"]["ageHours"] == -0.15
+            assert main(["--url", url, "status"]) == 0
+            out = capsys.readouterr().out
+    finally:
+        device.close()
+    assert "-0 h 09 min old" in out and "-1 h" not in out
