@@ -212,7 +212,11 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     when.add_argument("action", nargs="?", choices=("set",), help="set it to this computer's")
     when.add_argument("--to", help="with set: this ISO date-time instead of now")
     doc = add("doc", "one fiscal document, its TLV decoded", doc_command)
-    doc.add_argument("number", type=int)
+    doc.add_argument(
+        "number",
+        type=_document_number,
+        help="the fiscal document number (FD, tag 1040), from 1; `kkt fn` shows the last",
+    )
     add_render_options(doc, "the document in its print form")
     docs = add("docs", "a range of fiscal documents as JSON lines, e.g. docs 1..50", docs_command)
     docs.add_argument("range", help="A..B (inclusive), A.. (to the last) or N")
@@ -645,7 +649,16 @@ def datetime_command(register: Register, args: argparse.Namespace, out: Output) 
 def doc_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     if args.width and not args.format:
         raise UsageError("--width sets the drawing's line: give --format txt|svg|png|html too")
-    document = register.document(args.number)
+    try:
+        document = register.document(args.number)
+    except DeviceError:
+        newest = register.fn_info().last_document
+        if args.number > newest:  # the FN's refusal (08h ...) says less than this
+            raise UsageError(
+                f"{args.number}: no such document yet: the FN's last document is {newest} "
+                f"(`kkt docs 1..` lists them all)"
+            ) from None
+        raise
     if args.format:
         if out.as_json:
             raise UsageError("--format draws the document; --json prints its tags: choose one")
@@ -798,6 +811,21 @@ def _when(text: str) -> dt.datetime:
         raise UsageError(
             f"--to: {text!r} is not an ISO date-time like 2026-11-22T14:30:00"
         ) from None
+
+
+def _document_number(text: str) -> int:
+    """`kkt doc N`: a document number, checked before the register is asked (argparse says
+    what is wrong, exit 2)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a document number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text}: the FN numbers its documents from 1; nothing was sent (`kkt fn` shows the "
+            "last, `kkt docs 1..` lists them all)"
+        )
+    return number
 
 
 def _parse_range(text: str, register: Register) -> tuple[int, int]:

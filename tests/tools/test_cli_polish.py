@@ -111,3 +111,23 @@ def test_status_of_a_shift_opened_after_the_clock_now_reads(
     finally:
         device.close()
     assert "-0 h 09 min old" in out and "-1 h" not in out
+
+
+def test_doc_0_is_refused_before_anything_is_sent(capsys: pytest.CaptureFixture[str]) -> None:
+    # nothing listens on port 1: a command that tried to connect would exit 3
+    assert main(["--url", "socket://127.0.0.1:1", "doc", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "from 1; nothing was sent" in err and "usage: kkt doc" in err
+
+
+def test_doc_past_the_last_names_the_last(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"emulator:{tmp_path / 'register'}"
+    assert main(["--url", url, "doc", "99"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "kkt doc: 99: no such document yet: the FN's last document is 1 "
+        "(`kkt docs 1..` lists them all)"
+    )
+    assert main(["--url", url, "doc", "1", "--json"]) == 0  # the last one still reads

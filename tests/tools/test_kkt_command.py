@@ -327,7 +327,7 @@ def test_docs_ranges_as_json_lines_and_a_table(kkt: Kkt) -> None:
     line = json.loads(kkt("docs", "3"))  # JSON lines without --json too, as the help says
     assert line["typeName"] == "кассовый чек" and line["tlv"]["totalSum"] == 64800
     assert "not a range" in kkt("docs", "x..y", code=2)
-    assert "no requested data" in kkt("doc", "99", code=1)
+    assert "the FN's last document is 3" in kkt("doc", "99", code=2)  # as docs says it
 
 
 @pytest.mark.parametrize(
@@ -426,7 +426,9 @@ def test_errors_are_one_line_with_the_documented_exit_code(
     assert main(["no-such-command"]) == 2
     assert main(["--help"]) == 0
     # values no command field can hold: refused before anything is sent (review findings)
-    assert "nothing was sent" in kkt("doc", "-1", code=2)
+    capsys.readouterr()
+    assert main(["--url", kkt.url, "doc", "-1"]) == 2  # argparse's usage line and the error
+    assert "nothing was sent" in capsys.readouterr().err
     assert "cannot be written in cp1251" in kkt("print", "😀", code=2)
     assert "nothing was sent" in kkt("cash", "in", "99999999999999", code=2)
     assert "not a port this driver can open" in Kkt("foo://x", capsys)("status", code=3)
