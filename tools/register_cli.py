@@ -755,6 +755,9 @@ def _fiscal(register: Register, result: FiscalResult, out: Output, title: str) -
     except KktError:
         rnm = ""  # the document is fiscal whatever happens here: never fail the command now
     data = fiscal_params(result, registration_number=rnm, fns_url=FNS_URL)
+    # --verify's outcome: true only when the document was read back and matched what was asked
+    # (false without --verify, and for a shift's reports, which are not read back).
+    data["verified"] = result.verified
 
     rows: list[tuple[str, Any]] = [
         ("FD number", result.document_number),

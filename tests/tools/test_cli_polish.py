@@ -131,3 +131,17 @@ def test_doc_past_the_last_names_the_last(
         "(`kkt docs 1..` lists them all)"
     )
     assert main(["--url", url, "doc", "1", "--json"]) == 0  # the last one still reads
+
+
+def test_sell_verify_json_says_verified(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"emulator:{tmp_path / 'register'}"
+    assert main(["--url", url, "shift", "open", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is False
+    assert main(["--url", url, "sell", str(EXAMPLE), "--verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is True
+    assert main(["--url", url, "sell", str(EXAMPLE), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is False
+    correction = tmp_path / "correction.json"
+    correction.write_text('{"type": "sellCorrection", "payments": [{"type": "cash", "sum": 10}]}')
+    assert main(["--url", url, "correction", str(correction), "--verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is True
