@@ -599,9 +599,29 @@ def cash_command(register: Register, args: argparse.Namespace, out: Output) -> N
     if args.direction == "in":
         register.cash_in(amount)
     else:
-        register.cash_out(amount)
+        _cash_out(register, amount)
     data = {"direction": args.direction, "sum": amount / 100}
     out.result(data, lambda c: c.print(f"cash {args.direction}: {amount / 100:.2f} ₽"))
+
+
+def _cash_out(register: Register, amount: int) -> None:
+    """Take ``amount`` out; a refusal for want of cash says how much the drawer holds (the
+    register's own text names only its error code)."""
+    try:
+        register.cash_out(amount)
+    except DeviceError as refusal:
+        try:
+            drawer = register.cash_in_drawer()
+        except KktError:
+            raise refusal from None  # the refusal is the news; the drawer could not be read
+        if amount <= drawer:
+            raise
+        raise DeviceError(
+            f"{refusal}: the drawer holds {_rub(drawer)}, {_rub(amount)} asked for; "
+            f"take at most {_rub(drawer)} (`kkt cash` shows it)",
+            code=refusal.code,
+            vendor=refusal.vendor,
+        ) from None
 
 
 def print_command(register: Register, args: argparse.Namespace, out: Output) -> None:

@@ -145,3 +145,16 @@ def test_sell_verify_json_says_verified(tmp_path: Path, capsys: pytest.CaptureFi
     correction.write_text('{"type": "sellCorrection", "payments": [{"type": "cash", "sum": 10}]}')
     assert main(["--url", url, "correction", str(correction), "--verify", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["verified"] is True
+
+
+def test_cash_out_of_more_than_the_drawer_says_how_much_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"emulator:{tmp_path / 'register'}"
+    assert main(["--url", url, "shift", "open"]) == 0
+    assert main(["--url", url, "cash", "in", "150.50"]) == 0
+    capsys.readouterr()
+    assert main(["--url", url, "cash", "out", "999999"]) == 1
+    err = capsys.readouterr().err
+    assert "not enough cash" in err and "the drawer holds 150.50 ₽, 999999.00 ₽ asked for" in err
+    assert main(["--url", url, "cash", "out", "150.50"]) == 0  # all of it may go
