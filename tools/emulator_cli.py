@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from kkt.emulator.atol import AtolRegister
 from kkt.emulator.control import SOCKET_NAME
 from kkt.emulator.personality import Personality
+from kkt.emulator.settings import RegisterSettings
 from kkt.emulator.shells import DEFAULT_PORTS, PROTOCOLS, Service
 from kkt.emulator.shells.atol import AtolOptions
 from kkt.emulator.shells.ofdlink import DEFAULT_RETRY, DEFAULT_TIMEOUT, OfdAddress
@@ -46,6 +47,7 @@ from .render_cli import add_render_options, printed_tape, write_rendered
 from .serving import CliError, send_control, stop_server
 
 Address = tuple[str, int]
+SETTINGS_NAME = "register.json"  # an emulated register's settings in its state directory
 
 # The emulator's frame trace: shown by `kkt -v` (a child of the driver's "kkt.trace"), or --trace.
 trace_log = logging.getLogger("kkt.trace.emulator")
@@ -561,6 +563,18 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
     raise CliError(f"unknown control action {' '.join(words)!r}; see `kkt emulator ctl --help`")
 
 
+def _fiscal_only(state: Path) -> bool:
+    """Whether the emulated register kept in ``state`` was made without a printer (its settings
+    say; a state not made yet is not)."""
+    path = state / SETTINGS_NAME
+    if not path.is_file():
+        return False  # RegisterSettings.load would create the file: leave the state alone
+    try:
+        return bool(RegisterSettings.load(path).extra.get("fiscal_only"))
+    except (OSError, ValueError, TypeError):
+        return False  # unreadable: the server's answer will say what it can
+
+
 def _ctl(args: argparse.Namespace, out: TextIO) -> int:
     request = control_request(args)
     fmt = getattr(args, "format", None)
@@ -568,6 +582,12 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("--format draws the tape: use it with `kkt emulator ctl ... tape`")
     if getattr(args, "width", None) and not fmt:
         raise CliError("--width sets the drawing's line: give --format txt|svg|png|html too")
+    if request["action"] == "tape" and _fiscal_only(args.state):
+        raise CliError(
+            f"the register in {args.state} has no printer (served --fiscal-only: an internet / "
+            "automatic register), so there is no tape; its documents are in the FN: "
+            "`kkt docs 1..` (or `kkt doc N --format txt` draws one)"
+        )
     path = args.state / SOCKET_NAME
     answer = send_control(
         path,

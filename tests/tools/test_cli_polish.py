@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kkt.emulator.clock import ManualClock
@@ -14,7 +15,7 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
-from kkt.tools import register_cli
+from kkt.tools import register_cli, scan_cli
 from kkt.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +159,67 @@ def test_cash_out_of_more_than_the_drawer_says_how_much_it_holds(
     err = capsys.readouterr().err
     assert "not enough cash" in err and "the drawer holds 150.50 ₽, 999999.00 ₽ asked for" in err
     assert main(["--url", url, "cash", "out", "150.50"]) == 0  # all of it may go
+
+
+def test_the_tape_of_a_register_without_a_printer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_device(tmp_path / "fiscal-only", fiscal_only=True).close()
+    assert main(["emulator", "ctl", "--state", str(tmp_path / "fiscal-only"), "tape"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "has no printer" in err and "kkt docs 1.." in err
+    open_device(tmp_path / "printing").close()  # a printer: the running server is asked
+    assert main(["emulator", "ctl", "--state", str(tmp_path / "printing"), "tape"]) == 2
+    assert "no emulator is running" in capsys.readouterr().err
+
+
+def _doctor_clock(url: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    main(["doctor", "--url", url, "--json"])
+    checks = {check["check"]: check for check in json.loads(capsys.readouterr().out)}
+    return checks["clock"]
+
+
+def test_doctors_clock_advice_is_what_datetime_set_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = ManualClock(dt.datetime.now().replace(microsecond=0))
+    device = open_device(tmp_path / "clocked", clock=clock)
+    try:
+        with ServiceThread(device, Faults()) as thread:
+            url = f"socket://127.0.0.1:{thread.port}"
+            assert main(["--url", url, "shift", "open"]) == 0
+            # a day ahead, no document since: this computer's time is inside the shift
+            clock.advance(dt.timedelta(seconds=90_000))
+            check = _doctor_clock(url, capsys)
+            assert (
+                not check["ok"] and check["fix"] == "kkt datetime set (inside shift 1's 24 hours)"
+            )
+            assert main(["--url", url, "datetime", "set"]) == 0
+            assert _doctor_clock(url, capsys)["ok"]
+            # two hours ahead and a sale made then: the clock cannot go back past it
+            clock.advance(dt.timedelta(hours=2))
+            assert main(["--url", url, "sell", str(EXAMPLE)]) == 0
+            fix = _doctor_clock(url, capsys)["fix"]
+            assert "the FN's last document (3) is dated" in fix
+            assert main(["--url", url, "datetime", "set"]) == 1  # as the advice says
+            to = fix.split("--to ")[1].split("`")[0]
+            assert main(["--url", url, "datetime", "set", "--to", to]) == 0
+    finally:
+        device.close()
+
+
+def test_doctor_at_the_emulators_address_suggests_the_emulator(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "127.0.0.1:7778" in scan_cli.DEFAULT_HOSTS  # what `kkt emulator serve` takes
+    # The emulator's default address stood in for by port 1 (nothing listens there; 7778 may be
+    # another program's on a shared machine).
+    monkeypatch.setattr(scan_cli, "DEFAULT_HOSTS", ("127.0.0.1:1",))
+    assert main(["doctor", "--url", "socket://127.0.0.1:1", "--json"]) == 1
+    (network,) = json.loads(capsys.readouterr().out)
+    assert "7778" in network["fix"]  # the Shtrih network port, as before
+    assert "127.0.0.1:1 is where `kkt emulator serve --state DIR` listens" in network["fix"]
+    monkeypatch.setattr(scan_cli, "DEFAULT_HOSTS", ())
+    assert main(["doctor", "--url", "socket://127.0.0.1:1", "--json"]) == 1
+    assert "kkt emulator serve" not in capsys.readouterr().out
