@@ -18,6 +18,7 @@ from kkt.protocols.shtrih.frame import Deframer
 
 import kkt
 from kkt import __version__, errors
+from kkt.connect import EMULATOR_SCHEME
 
 from . import cloud_cli, emulator_cli, ofd_cli, ofd_relay_cli, register_cli, scan_cli
 from .console import Output, waiting
@@ -236,6 +237,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "decode":
         return _decode(args)
     out = Output(as_json=args.json)
+    _say_if_new_emulator(args.url)
     if getattr(args, "handler", None) is None:
         result: int = args.run(args, out)  # scan, doctor: they open ports themselves
         return result
@@ -253,6 +255,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     ):
         args.handler(register, args, out)
     return EXIT_OK
+
+
+def _say_if_new_emulator(url: str) -> None:
+    """``emulator:DIR`` makes a registered register in DIR when there is none -- that is how
+    one is made, and how a typo in DIR would quietly make a second one: say so (on stderr, so
+    --json output stays clean), not as an error."""
+    if not url.startswith(EMULATOR_SCHEME):
+        return
+    state = Path(url[len(EMULATOR_SCHEME) :].removeprefix("//"))
+    if not state.exists():
+        print(
+            f"kkt: a new emulated register in {state} (there was no such directory; "
+            "check the path if you meant an existing register)",
+            file=sys.stderr,
+        )
 
 
 def _fail(name: str, message: str, code: int) -> int:

@@ -126,7 +126,8 @@ def test_doc_past_the_last_names_the_last(
 ) -> None:
     url = f"emulator:{tmp_path / 'register'}"
     assert main(["--url", url, "doc", "99"]) == 2
-    err = capsys.readouterr().err.strip()
+    note, err = capsys.readouterr().err.strip().splitlines()
+    assert note.startswith(f"kkt: a new emulated register in {tmp_path / 'register'} (")
     assert err == (
         "kkt doc: 99: no such document yet: the FN's last document is 1 "
         "(`kkt docs 1..` lists them all)"
@@ -223,3 +224,18 @@ def test_doctor_at_the_emulators_address_suggests_the_emulator(
     monkeypatch.setattr(scan_cli, "DEFAULT_HOSTS", ())
     assert main(["doctor", "--url", "socket://127.0.0.1:1", "--json"]) == 1
     assert "kkt emulator serve" not in capsys.readouterr().out
+
+
+def test_a_new_emulated_register_is_announced_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"emulator:{tmp_path / 'typo'}"
+    assert main(["--url", url, "status", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["mode"] == 4  # made, registered, and the JSON untouched
+    assert err == (
+        f"kkt: a new emulated register in {tmp_path / 'typo'} (there was no such directory; "
+        "check the path if you meant an existing register)\n"
+    )
+    assert main(["--url", url, "status", "--json"]) == 0
+    assert capsys.readouterr().err == ""  # the second time it is the same register

@@ -65,6 +65,9 @@ class Kkt:
 
 @pytest.fixture
 def kkt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Kkt:
+    # The directory exists (an empty one: the register is made in it on first use), so no
+    # "a new emulated register" note joins the errors these tests read.
+    (tmp_path / "register").mkdir()
     return Kkt(f"emulator:{tmp_path / 'register'}", capsys)
 
 
@@ -230,6 +233,7 @@ def test_a_key_used_again_for_another_receipt_or_register_is_a_conflict(
     refund_file.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
     refund = kkt("return", str(refund_file), "--key", "k1", "--journal", journal, code=5)
     assert "key conflict" in refund and "'k1'" in refund and "nothing was sent" in refund
+    (tmp_path / "atol").mkdir()
     atol = Kkt(f"emulator:{tmp_path / 'atol'}", capsys)
     atol("--protocol", "atol", "shift", "open")
     other = atol(
@@ -571,6 +575,7 @@ def test_atol_status_fn_and_sell_over_tcp(
 def test_atol_in_process_and_its_refusals(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    (tmp_path / "atol").mkdir()
     kkt = Kkt(f"emulator:{tmp_path / 'atol'}", capsys)
     assert "refused" in kkt("--protocol", "atol", "sell", str(EXAMPLE), code=1)
     kkt("--protocol", "atol", "shift", "open")
