@@ -496,6 +496,7 @@ def report_command(register: Register, args: argparse.Namespace, out: Output) ->
 
 def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
+    _not_an_atol_online_request(task, args.file)
     _check_task_type(task, args.operation, args.file)
     receipt = receipt_from_atol(task, operation=args.operation)
     if args.key is not None and register.journal is None:
@@ -511,6 +512,23 @@ def receipt_command(register: Register, args: argparse.Namespace, out: Output) -
             f"{args.key}; nothing was sent again"
         )
     _fiscal(register, result, out, title)
+
+
+def _not_an_atol_online_request(task: dict[str, Any], source: str) -> None:
+    """An ATOL Online request (``external_id`` and a ``receipt`` or ``correction``: the cloud
+    API's body) is not a libfptr JSON task, whose fields `kkt sell` reads: say what it is and
+    where it goes, instead of refusing its first field as unknown."""
+    part = next((name for name in ("receipt", "correction") if name in task), None)
+    if "external_id" not in task or part is None:
+        return
+    where = "standard input" if source == "-" else source
+    raise UsageError(
+        f"{where} is an ATOL Online request (external_id and {part}), the body `kkt cloud "
+        "serve` takes: POST it to /possystem/v4/GROUP/sell (or the operation's path) there; "
+        f'for `kkt sell`, write its "{part}" part as a libfptr JSON task (like '
+        "examples/receipt.json: items of type position with amount and tax, payments with "
+        "type and sum)"
+    )
 
 
 def _check_task_type(task: dict[str, Any], operation: Operation, source: str) -> None:
@@ -538,6 +556,7 @@ def _check_task_type(task: dict[str, Any], operation: Operation, source: str) ->
 
 def correction_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
+    _not_an_atol_online_request(task, args.file)
     kind = task.get("type")
     if kind not in _CORRECTION_TYPES:
         raise ReceiptRejected(f"type: one of {', '.join(_CORRECTION_TYPES)}, got {kind!r}")

@@ -239,3 +239,37 @@ def test_a_new_emulated_register_is_announced_once(
     )
     assert main(["--url", url, "status", "--json"]) == 0
     assert capsys.readouterr().err == ""  # the second time it is the same register
+
+
+def test_an_atol_online_request_is_named_and_sent_where_it_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"emulator:{tmp_path / 'register'}"
+    assert main(["--url", url, "shift", "open"]) == 0
+    capsys.readouterr()
+    online = ROOT / "examples" / "atol-online-sell.json"
+    assert main(["--url", url, "sell", str(online)]) == 2
+    err = capsys.readouterr().err
+    assert "is an ATOL Online request (external_id and receipt)" in err
+    assert "kkt cloud serve" in err and "libfptr JSON task" in err
+    assert "unknown field" not in err
+    assert main(["--url", url, "fn", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lastDocument"] == 2  # nothing was sold
+
+
+def test_allowed_fields_do_not_offer_the_refused_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    task["items"][0]["colour"] = "red"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
+    url = f"emulator:{tmp_path / 'register'}"
+    assert main(["--url", url, "shift", "open"]) == 0
+    capsys.readouterr()
+    assert main(["--url", url, "sell", str(bad)]) == 2
+    err = capsys.readouterr().err
+    allowed, _, refused = err.partition("known but not supported yet:")
+    assert "items[0].colour: unknown field" in allowed and '"name"' in allowed
+    for name in ("agentInfo", "markingCode", "nomenclatureCode"):
+        assert f'"{name}"' not in allowed and f'"{name}"' in refused
