@@ -14,6 +14,7 @@ import binascii
 import datetime as dt
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -644,9 +645,31 @@ def _cash_out(register: Register, amount: int) -> None:
 
 
 def print_command(register: Register, args: argparse.Namespace, out: Output) -> None:
-    register.print_text("\n".join(args.text))
-    printed = f"{plural(len(args.text), 'line')} printed"
-    out.result({"printed": len(args.text)}, lambda c: c.print(printed))
+    """The register cuts a line longer than its paper's (the driver sends it cut): so a long
+    line is wrapped here, at spaces where it can be, and nothing given is lost -- and said."""
+    width = LINE_WIDTH.get((register.vendor, register.device_info().model))
+    given = "\n".join(args.text).splitlines() or [""]
+    lines: list[str] = []
+    wrapped = 0
+    for line in given:
+        if width is None or len(line) <= width:
+            lines.append(line)
+            continue
+        wrapped += 1
+        lines += textwrap.wrap(line, width, replace_whitespace=False, break_on_hyphens=False) or [
+            line[:width]
+        ]
+    register.print_text("\n".join(lines))
+    printed = f"{plural(len(lines), 'line')} printed"
+    if wrapped:
+        printed += (
+            f" ({plural(wrapped, 'line')} longer than the register's {width} characters "
+            f"wrapped, as the register would cut {'it' if wrapped == 1 else 'them'})"
+        )
+    elif width is None and any(len(line) > 48 for line in lines):
+        printed += " (this model's line width is not known: a line longer than it is cut)"
+    data = {"printed": len(lines), "wrapped": wrapped, "lineWidth": width}
+    out.result(data, lambda c: c.print(printed))
 
 
 def cut_command(register: Register, args: argparse.Namespace, out: Output) -> None:

@@ -273,3 +273,27 @@ def test_allowed_fields_do_not_offer_the_refused_ones(
     assert "items[0].colour: unknown field" in allowed and '"name"' in allowed
     for name in ("agentInfo", "markingCode", "nomenclatureCode"):
         assert f'"{name}"' not in allowed and f'"{name}"' in refused
+
+
+def test_a_line_longer_than_the_paper_is_wrapped_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device = open_device(tmp_path / "printing")
+    long = " ".join(f"word{n:02d}" for n in range(16))  # 16 x 6 + 15 = 111 characters
+    try:
+        with ServiceThread(device, Faults()) as thread:
+            url = f"socket://127.0.0.1:{thread.port}"
+            capsys.readouterr()
+            assert main(["--url", url, "print", long, "short", "--json"]) == 0
+            data = json.loads(capsys.readouterr().out)
+            assert main(["--url", url, "print", long]) == 0
+            said = capsys.readouterr().out
+        tape = [line.rstrip() for line in device.tape()]
+    finally:
+        device.close()
+    width = data["lineWidth"]
+    assert width == device.line_width and data["wrapped"] == 1
+    printed = tape[: data["printed"]]
+    assert " ".join(printed[:-1]) == long and printed[-1] == "short"  # nothing lost
+    assert all(len(line) <= width for line in printed)
+    assert f"1 line longer than the register's {width} characters wrapped" in said

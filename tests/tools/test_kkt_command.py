@@ -147,7 +147,7 @@ def test_receipt_kinds_cash_and_reports(kkt: Kkt, tmp_path: Path) -> None:
         "cashIn": 1500.5,
         "cashOut": 100.0,
     }
-    assert kkt.json("print", "Добрый день", "line two") == {"printed": 2}
+    assert kkt.json("print", "Добрый день", "line two")["printed"] == 2
     assert kkt.json("cut") == {"cut": True}
     closed = kkt.json("shift", "close")
     assert closed["shiftNumber"] == 1 and "total" not in closed
