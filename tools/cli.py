@@ -148,9 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefer",
         choices=("auto", "request", "answer"),
         default="auto",
-        help="read frames as requests or as answers (auto: request if it parses)",
+        help="read frames as requests or as answers (default auto: request if it parses)",
     )
-    commands.add_parser("demo", help="start an emulated register on TCP and query it")
+    commands.add_parser(
+        "demo",
+        help="start an emulated register on TCP and query it",
+        description="Serves an emulated ШТРИХ-М-01Ф (registered, in a temporary directory) on a "
+        "free TCP port, connects to it as to a network register, opens a shift, sells two items "
+        "-- the line loses the sale's answer on purpose, and the driver collects it, selling "
+        "once -- closes the shift and verifies the FN's archive.  Changes nothing outside it.",
+    )
     bench = commands.add_parser(
         "bench",
         help="measure speed and reliability and print figures",
@@ -168,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         type=Path,
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kktkit" / "bench",
-        help="where prebuilt archives are kept between runs",
+        help="where prebuilt archives are kept between runs (default %(default)s)",
     )
     emulator_cli.add_parser(commands)
     ofd_relay_cli.add_relay_parser(ofd_cli.add_parser(commands), common)

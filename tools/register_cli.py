@@ -124,13 +124,23 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "fiscal storage: phase, expiry, registrations, warnings, OFD queue, marking state",
         fn_info,
     )
-    mark = add(
+    # `kkt mark check CODE`: `check` is a command of its own (its usage line reads
+    # "kkt mark check [options] code"), so more marking commands can join it.
+    marks: argparse.ArgumentParser = commands.add_parser(
         "mark",
-        "marked goods: `mark check CODE` asks the FN and ОИСМ whether a sale would take the "
-        "code (nothing is sold: the check is declined afterwards); exit 1 when it would not",
-        mark_command,
+        help="marked goods: `mark check CODE` asks whether a sale would take a code",
+        description="Marked goods (маркировка).",
+        parents=[common],
     )
-    mark.add_argument("action", choices=("check",))
+    mark_actions = marks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check_help = (
+        "ask the FN and ОИСМ whether a sale would take the code (nothing is sold: the check is "
+        "declined afterwards); exit 1 when it would not"
+    )
+    mark: argparse.ArgumentParser = mark_actions.add_parser(
+        "check", help=check_help, description=check_help, parents=[common]
+    )
+    mark.set_defaults(handler=mark_command)
     mark.add_argument(
         "code",
         help="the code as scanned; write its GS separators as \\x1d, <GS> or ^] (or give - to "
@@ -155,12 +165,20 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "--base64", action="store_true", help="CODE is the code in Base64 (as ATOL's JSON has it)"
     )
     shift = add("shift", "open or close (Z report) the shift", shift_command)
-    shift.add_argument("action", choices=("open", "close"))
+    shift.add_argument(
+        "action",
+        choices=("open", "close"),
+        help="open: a new shift (its opening report); close: the Z report, ending it",
+    )
     shift.add_argument("--cashier", help="the cashier's name (tag 1021)")
     report = add(
         "report", "print an X report (changes nothing) and show its figures", report_command
     )
-    report.add_argument("kind", choices=("x",))
+    report.add_argument(
+        "kind",
+        choices=("x",),
+        help="x: the X report, the open shift's figures so far (a Z report is `kkt shift close`)",
+    )
     for name, operation in _RECEIPT_COMMANDS.items():
         receipt = add(
             name,
@@ -199,7 +217,12 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "the cash in the drawer; `cash in|out SUM` puts cash in or takes it out",
         cash_command,
     )
-    cash.add_argument("direction", nargs="?", choices=("in", "out"))
+    cash.add_argument(
+        "direction",
+        nargs="?",
+        choices=("in", "out"),
+        help="in: put SUM into the drawer; out: take it out (none: show the cash in it)",
+    )
     cash.add_argument("sum", nargs="?", help="roubles, e.g. 1500 or 1500.50")
     printing = add("print", "print lines of text", print_command)
     printing.add_argument("text", nargs="+", help="text; each argument starts a line")

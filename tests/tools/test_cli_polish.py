@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from kkt.emulator.personality import Personality
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
 from kkt.tools import register_cli, scan_cli
-from kkt.tools.cli import main
+from kkt.tools.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "receipt.json"
@@ -297,3 +300,73 @@ def test_a_line_longer_than_the_paper_is_wrapped_and_said(
     assert " ".join(printed[:-1]) == long and printed[-1] == "short"  # nothing lost
     assert all(len(line) <= width for line in printed)
     assert f"1 line longer than the register's {width} characters wrapped" in said
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: str = "kkt"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _commands(child, f"{path} {name}")
+
+
+def test_every_command_describes_itself_and_its_arguments() -> None:
+    missing = []
+    for path, parser in _commands(build_parser()):
+        if not parser.description:
+            missing.append(f"{path}: no description")
+        for action in parser._actions:
+            subcommands = isinstance(action, argparse._SubParsersAction)  # each has its help
+            if not action.option_strings and not action.help and not subcommands:
+                missing.append(f"{path} {action.dest}: no help")
+            if action.option_strings and action.default not in (None, False, [], 0, "==SUPPRESS=="):
+                text = action.help or ""
+                if "default" not in text and action.dest not in ("help", "version"):
+                    missing.append(f"{path} {action.option_strings[0]}: no default shown")
+    assert missing == []
+
+
+def test_mark_check_usage_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mark", "check", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: kkt mark check ")
+
+
+def test_power_loss_says_what_happened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "served"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kkt",
+            "emulator",
+            "serve",
+            "--state",
+            str(state),
+            "--tcp",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = ""
+        while not line.startswith("control unix"):
+            line = child.stdout.readline()
+            assert line, "the emulator ended early"
+        capsys.readouterr()
+        assert main(["emulator", "ctl", "--state", str(state), "power-loss"]) == 0
+        said = capsys.readouterr().out
+        assert said == (
+            "power cut and back: 0 open connections dropped; an open receipt or unfinished "
+            "print is lost, the FN's archive kept\n"
+        )
+        assert main(["emulator", "stop", "--state", str(state)]) == 0
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
