@@ -12,19 +12,56 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
+from typing import Any
 
-from kkt.protocols.shtrih.frame import Deframer
-
-import kkt
 from kkt import __version__, errors
-from kkt.connect import EMULATOR_SCHEME
 
-from . import cloud_cli, emulator_cli, ofd_cli, ofd_relay_cli, register_cli, scan_cli
-from .console import Output, waiting
-from .demo import run_demo
-from .describe import AtolReader, describe_token
 from .logs import command_logging, server_logging
+from .usage import UsageError
+
+# The commands' modules load only when their command runs (`kkt --version` and `kkt status`
+# need none of the emulator's, the cloud's or the renderer's): each group's module, the
+# commands it defines, and their one-line help (what `kkt --help` lists without loading it;
+# tests/tools/test_cli_polish.py checks that it is the module's own).
+GROUPS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("register_cli", {
+        "status": "mode, shift and its age, paper, cover, drawer, operator, clock",
+        "info": "model, serial, firmware, protocol, line width, FFD versions, RNM",
+        "fn": "fiscal storage: phase, expiry, registrations, warnings, OFD queue, marking state",
+        "mark": "marked goods: `mark check CODE` asks whether a sale would take a code",
+        "shift": "open or close (Z report) the shift",
+        "report": "print an X report (changes nothing) and show its figures",
+        "sell": "fiscalize a sell receipt from ATOL-style JSON",
+        "return": "fiscalize a sell return receipt from ATOL-style JSON",
+        "buy": "fiscalize a buy receipt from ATOL-style JSON",
+        "buy-return": "fiscalize a buy return receipt from ATOL-style JSON",
+        "correction": "a correction receipt from ATOL-style JSON",
+        "cash": "the cash in the drawer; `cash in|out SUM` puts cash in or takes it out",
+        "print": "print lines of text",
+        "cut": "cut the receipt tape",
+        "continue": "finish printing a document after paper ran out (load paper, close the cover "
+        "first)",
+        "datetime": "the register's clock against this computer's",
+        "doc": "one fiscal document, its TLV decoded",
+        "docs": "a range of fiscal documents as JSON lines, e.g. docs 1..50",
+    }),
+    ("scan_cli", {
+        "scan": "find registers on serial ports, USB and the network",
+        "doctor": "check the port, permissions, link, protocol, clock, FN and OFD queue",
+    }),
+    ("", {  # this module's own: decode, demo, bench
+        "decode": "turn captured Shtrih-M frames or ATOL v3 packets (hex) into readable commands",
+        "demo": "start an emulated register on TCP and query it",
+        "bench": "measure speed and reliability and print figures",
+    }),
+    ("emulator_cli", {"emulator": "run the register emulator"}),
+    ("ofd_cli", {"ofd": "the emulated OFD: serve, docs, ctl, stop"}),
+    ("cloud_cli", {"cloud": "the ATOL Online compatible cloud register service"}),
+)  # fmt: skip
+# Options of the common set that take a value: what follows them is not the command's name.
+_VALUED = ("--url", "--protocol", "--password", "--baud", "--timeout")
 
 DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
 ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --protocol atol`
@@ -122,7 +159,10 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``kkt`` parser: every command defined by its module; with ``only``, just that
+    command's group (its module loaded), every other command a stub (`_stub`) that lists it in
+    ``kkt --help`` without loading its module."""
     parser = argparse.ArgumentParser(
         prog="kkt",
         description="Fiscal register (ККТ) driver and emulator tools",
@@ -133,8 +173,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kkt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common_options(suppress=True)
-    register_cli.add_parsers(commands, common)
-    scan_cli.add_parsers(commands, common)
+    for module, names in GROUPS:
+        if only is not None and only not in names:
+            for name, help_text in names.items():
+                _stub(commands, name, help_text)
+        elif module:
+            _add_group(import_module(f"{__package__}.{module}"), commands, common)
+        else:
+            _add_own(commands, common)
+    return parser
+
+
+def _add_group(module: Any, commands: Any, common: argparse.ArgumentParser) -> None:
+    """A group's module's commands: register_cli, scan_cli take the common options; the others
+    (emulator, ofd, cloud) their own."""
+    if module.__name__.endswith(("register_cli", "scan_cli")):
+        module.add_parsers(commands, common)
+    elif module.__name__.endswith("ofd_cli"):
+        from . import ofd_relay_cli
+
+        ofd_relay_cli.add_relay_parser(module.add_parser(commands), common)
+    else:
+        module.add_parser(commands)
+
+
+def _stub(commands: Any, name: str, help_text: str) -> None:
+    """A command listed by name and help only: parsing it marks the result (``stub``), and
+    `parse` builds that command's group and parses again -- argparse's abbreviations (``--ur``)
+    can make the first guess of the command's name wrong."""
+    stub = commands.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
+    stub.add_argument("rest", nargs=argparse.REMAINDER)
+    stub.set_defaults(stub=True)
+
+
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command's name in ``argv``: the first word that is no option nor an option's value."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` loading only the command's module (argparse exits on --help and errors)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only=_command_name(argv) or "").parse_args(argv)
+    if getattr(args, "stub", False):
+        args = build_parser(only=args.command).parse_args(argv)
+    return args
+
+
+def _add_own(commands: Any, common: argparse.ArgumentParser) -> None:
     decode = commands.add_parser(
         "decode",
         help="turn captured Shtrih-M frames or ATOL v3 packets (hex) into readable commands",
@@ -177,16 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kktkit" / "bench",
         help="where prebuilt archives are kept between runs (default %(default)s)",
     )
-    emulator_cli.add_parser(commands)
-    ofd_relay_cli.add_relay_parser(ofd_cli.add_parser(commands), common)
-    cloud_cli.add_parser(commands)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse(argv)
     except SystemExit as exit_:  # --help, --version, usage errors: argparse has printed them
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     if getattr(args, "url", None) is None:
@@ -204,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (
-        register_cli.UsageError,
+        UsageError,
         errors.ReceiptRejected,
         errors.CannotSend,
         errors.BadOfdAddress,
@@ -232,21 +321,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "demo":
+        from .demo import run_demo
+
         return run_demo(sys.stdout)
     if command == "bench":
         return _bench(args)
-    if command == "emulator":
-        return emulator_cli.run(args)
-    if command == "ofd":
-        return ofd_cli.run(args)
-    if command == "cloud":
-        return cloud_cli.run(args)
+    if command in ("emulator", "ofd", "cloud"):
+        result: int = import_module(f"{__package__}.{command}_cli").run(args)
+        return result
     if command == "decode":
         return _decode(args)
+    import kkt
+
+    from .console import Output, waiting
+
     out = Output(as_json=args.json)
     _say_if_new_emulator(args.url)
     if getattr(args, "handler", None) is None:
-        result: int = args.run(args, out)  # scan, doctor: they open ports themselves
+        result = args.run(args, out)  # scan, doctor: they open ports themselves
         return result
     protocol = args.protocol or "shtrih"
     # --timeout bounds the whole command (every exchange and retry), not each reply.
@@ -268,6 +360,8 @@ def _say_if_new_emulator(url: str) -> None:
     """``emulator:DIR`` makes a registered register in DIR when there is none -- that is how
     one is made, and how a typo in DIR would quietly make a second one: say so (on stderr, so
     --json output stays clean), not as an error."""
+    from kkt.connect import EMULATOR_SCHEME
+
     if not url.startswith(EMULATOR_SCHEME):
         return
     state = Path(url[len(EMULATOR_SCHEME) :].removeprefix("//"))
@@ -303,6 +397,10 @@ def _logging(args: argparse.Namespace) -> contextlib.AbstractContextManager[None
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from kkt.protocols.shtrih.frame import Deframer
+
+    from .describe import AtolReader, describe_token
+
     chunks = args.hex or [sys.stdin.read()]
     text = " ".join(_strip_log_prefix(line) for chunk in chunks for line in chunk.splitlines())
     try:

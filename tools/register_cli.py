@@ -37,6 +37,7 @@ from kkt.results import Document, FiscalResult
 
 from .console import Output, grid, pairs, plural, show
 from .render_cli import add_render_options, write_rendered
+from .usage import UsageError
 
 FNS_URL = "www.nalog.gov.ru"
 
@@ -94,10 +95,6 @@ _GS_SPELLINGS = ("\\x1d", "\\x1D", "\\u001d", "<GS>", "<gs>", "^]", "{GS}")
 
 # A command reports failure by raising (the exit code follows from the error): no status to return.
 Command = Callable[[Register, argparse.Namespace, Output], None]
-
-
-class UsageError(KktError):
-    """The command line or its input file is wrong (exit code 2)."""
 
 
 class MarkNotAccepted(KktError):

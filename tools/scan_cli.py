@@ -26,7 +26,7 @@ from kkt.ofd import parse_address
 from kkt.transport.usb import SCHEME as USB_SCHEME
 
 from .console import Output, grid, plural, show, waiting
-from .register_cli import UsageError
+from .usage import UsageError
 
 # Where `kkt emulator serve` listens by default: Shtrih, then ATOL (`kkt scan` with no arguments).
 DEFAULT_HOSTS = ("127.0.0.1:7778", "127.0.0.1:5555")

@@ -18,7 +18,7 @@ from kkt.emulator.faults import Faults
 from kkt.emulator.personality import Personality
 from kkt.emulator.shells import ServiceThread
 from kkt.emulator.shtrih import open_device
-from kkt.tools import register_cli, scan_cli
+from kkt.tools import cli, register_cli, scan_cli
 from kkt.tools.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -370,3 +370,49 @@ def test_power_loss_says_what_happened(tmp_path: Path, capsys: pytest.CaptureFix
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_the_listed_help_is_each_commands_own() -> None:
+    full = {
+        name: parser.description or ""
+        for path, parser in _commands(build_parser())
+        if path.startswith("kkt ") and " " not in (name := path.removeprefix("kkt "))
+    }
+    listed = {name: text for _, names in cli.GROUPS for name, text in names.items()}
+    assert set(listed) == set(full)
+    actions = next(
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    helps = {choice.dest: choice.help for choice in actions._choices_actions}
+    assert helps == listed  # what `kkt --help` lists unloaded is what the module says
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    probe = (
+        "import sys; from kkt.tools.cli import main; main(sys.argv[1:]); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('kkt.tools.', "
+        "'kkt.cloud', 'kkt.render', 'rich')))))"
+    )
+
+    def loaded(*argv: str) -> set[str]:
+        run = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120
+        )
+        return set(run.stdout.split("\n")[-2].split())
+
+    version = loaded("--version")
+    assert not any(
+        name.startswith(("kkt.tools.register", "kkt.render", "rich")) for name in version
+    )
+    status = loaded("--url", "socket://127.0.0.1:1", "status")  # exit 3: nothing listens
+    assert "kkt.tools.register_cli" in status
+    assert not any(
+        name.startswith(
+            ("kkt.tools.emulator_cli", "kkt.tools.cloud_cli", "kkt.cloud", "kkt.tools.scan")
+        )
+        for name in status
+    )
+    # argparse's abbreviation (--ur for --url) hides the command's name from the first guess
+    assert "kkt.tools.register_cli" in loaded("--ur", "socket://127.0.0.1:1", "status")
