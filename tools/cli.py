@@ -390,7 +390,8 @@ def _logging(args: argparse.Namespace) -> contextlib.AbstractContextManager[None
     """Where the library's log records go for this command only (`kkt.tools.logs`): a
     server's log, or a command's -v/-vv (by default only errors, never a bare warning line)."""
     handler = logging.StreamHandler(sys.stderr)
-    package = SERVER_LOGS.get((args.command, getattr(args, "action", None)))
+    action: str = getattr(args, "action", None) or ""
+    package = SERVER_LOGS.get((args.command, action))
     if package is not None:
         return server_logging(handler, package, args.verbose)
     return command_logging(handler, args.verbose)
