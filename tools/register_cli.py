@@ -656,9 +656,10 @@ def _cash_out(register: Register, amount: int) -> None:
             raise refusal from None  # the refusal is the news; the drawer could not be read
         if amount <= drawer:
             raise
+        advice = f"take at most {_rub(drawer)}" if drawer else "nothing can be taken out"
         raise DeviceError(
             f"{refusal}: the drawer holds {_rub(drawer)}, {_rub(amount)} asked for; "
-            f"take at most {_rub(drawer)} (`kkt cash` shows it)",
+            f"{advice} (`kkt cash` shows it)",
             code=refusal.code,
             vendor=refusal.vendor,
         ) from None
