@@ -11,19 +11,57 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
+from typing import Any
 
-from kkt.protocols.shtrih.frame import Deframer
-
-import kkt
 from kkt import __version__, errors
 
-from . import cloud_cli, emulator_cli, ofd_cli, ofd_relay_cli, register_cli, scan_cli
-from .console import Output, waiting
-from .demo import run_demo
-from .describe import AtolReader, describe_token
-from .logs import logging_into
+from .logs import command_logging, server_logging
+from .usage import UsageError
+
+# The commands' modules load only when their command runs (`kkt --version` and `kkt status`
+# need none of the emulator's, the cloud's or the renderer's): each group's module, the
+# commands it defines, and their one-line help (what `kkt --help` lists without loading it;
+# tests/tools/test_cli_polish.py checks that it is the module's own).
+GROUPS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("register_cli", {
+        "status": "mode, shift and its age, paper, cover, drawer, operator, clock",
+        "info": "model, serial, firmware, protocol, line width, FFD versions, RNM",
+        "fn": "fiscal storage: phase, expiry, registrations, warnings, OFD queue, marking state",
+        "mark": "marked goods: `mark check CODE` asks whether a sale would take a code",
+        "shift": "open or close (Z report) the shift",
+        "report": "print an X report (changes nothing) and show its figures",
+        "sell": "fiscalize a sell receipt from ATOL-style JSON",
+        "return": "fiscalize a sell return receipt from ATOL-style JSON",
+        "buy": "fiscalize a buy receipt from ATOL-style JSON",
+        "buy-return": "fiscalize a buy return receipt from ATOL-style JSON",
+        "correction": "a correction receipt from ATOL-style JSON",
+        "cash": "the cash in the drawer; `cash in|out SUM` puts cash in or takes it out",
+        "print": "print lines of text",
+        "cut": "cut the receipt tape",
+        "continue": "finish printing a document after paper ran out (load paper, close the cover "
+        "first)",
+        "datetime": "the register's clock against this computer's",
+        "doc": "one fiscal document, its TLV decoded",
+        "docs": "a range of fiscal documents as JSON lines, e.g. docs 1..50",
+    }),
+    ("scan_cli", {
+        "scan": "find registers on serial ports, USB and the network",
+        "doctor": "check the port, permissions, link, protocol, clock, FN and OFD queue",
+    }),
+    ("", {  # this module's own: decode, demo, bench
+        "decode": "turn captured Shtrih-M frames or ATOL v3 packets (hex) into readable commands",
+        "demo": "start an emulated register on TCP and query it",
+        "bench": "measure speed and reliability and print figures",
+    }),
+    ("emulator_cli", {"emulator": "run the register emulator"}),
+    ("ofd_cli", {"ofd": "the emulated OFD: serve, docs, ctl, stop"}),
+    ("cloud_cli", {"cloud": "the ATOL Online compatible cloud register service"}),
+)  # fmt: skip
+# Options of the common set that take a value: what follows them is not the command's name.
+_VALUED = ("--url", "--protocol", "--password", "--baud", "--timeout")
 
 DEFAULT_URL = "socket://127.0.0.1:7778"  # where `kkt emulator serve` listens by default
 ATOL_DEFAULT_URL = "socket://127.0.0.1:5555"  # ... and `kkt emulator serve --protocol atol`
@@ -102,7 +140,8 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=default(0),
-        help="-v: every frame in hex with timings on stderr; -vv: the driver's reasoning too",
+        help="-v: the driver's warnings, and every frame in hex with timings, on stderr; -vv: the "
+        "driver's reasoning too (servers log their own news without -v)",
     )
     return common
 
@@ -120,7 +159,10 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``kkt`` parser: every command defined by its module; with ``only``, just that
+    command's group (its module loaded), every other command a stub (`_stub`) that lists it in
+    ``kkt --help`` without loading its module."""
     parser = argparse.ArgumentParser(
         prog="kkt",
         description="Fiscal register (ККТ) driver and emulator tools",
@@ -131,8 +173,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kkt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common_options(suppress=True)
-    register_cli.add_parsers(commands, common)
-    scan_cli.add_parsers(commands, common)
+    for module, names in GROUPS:
+        if only is not None and only not in names:
+            for name, help_text in names.items():
+                _stub(commands, name, help_text)
+        elif module:
+            _add_group(import_module(f"{__package__}.{module}"), commands, common)
+        else:
+            _add_own(commands, common)
+    return parser
+
+
+def _add_group(module: Any, commands: Any, common: argparse.ArgumentParser) -> None:
+    """A group's module's commands: register_cli, scan_cli take the common options; the others
+    (emulator, ofd, cloud) their own."""
+    if module.__name__.endswith(("register_cli", "scan_cli")):
+        module.add_parsers(commands, common)
+    elif module.__name__.endswith("ofd_cli"):
+        from . import ofd_relay_cli
+
+        ofd_relay_cli.add_relay_parser(module.add_parser(commands), common)
+    else:
+        module.add_parser(commands)
+
+
+def _stub(commands: Any, name: str, help_text: str) -> None:
+    """A command listed by name and help only: parsing it marks the result (``stub``), and
+    `parse` builds that command's group and parses again -- argparse's abbreviations (``--ur``)
+    can make the first guess of the command's name wrong."""
+    stub = commands.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
+    stub.add_argument("rest", nargs=argparse.REMAINDER)
+    stub.set_defaults(stub=True)
+
+
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command's name in ``argv``: the first word that is no option nor an option's value."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` loading only the command's module (argparse exits on --help and errors)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only=_command_name(argv) or "").parse_args(argv)
+    if getattr(args, "stub", False):
+        args = build_parser(only=args.command).parse_args(argv)
+    return args
+
+
+def _add_own(commands: Any, common: argparse.ArgumentParser) -> None:
     decode = commands.add_parser(
         "decode",
         help="turn captured Shtrih-M frames or ATOL v3 packets (hex) into readable commands",
@@ -146,9 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefer",
         choices=("auto", "request", "answer"),
         default="auto",
-        help="read frames as requests or as answers (auto: request if it parses)",
+        help="read frames as requests or as answers (default auto: request if it parses)",
     )
-    commands.add_parser("demo", help="start an emulated register on TCP and query it")
+    commands.add_parser(
+        "demo",
+        help="start an emulated register on TCP and query it",
+        description="Serves an emulated ШТРИХ-М-01Ф (registered, in a temporary directory) on a "
+        "free TCP port, connects to it as to a network register, opens a shift, sells two items "
+        "-- the line loses the sale's answer on purpose, and the driver collects it, selling "
+        "once -- closes the shift and verifies the FN's archive.  Changes nothing outside it.",
+    )
     bench = commands.add_parser(
         "bench",
         help="measure speed and reliability and print figures",
@@ -166,25 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         type=Path,
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kktkit" / "bench",
-        help="where prebuilt archives are kept between runs",
+        help="where prebuilt archives are kept between runs (default %(default)s)",
     )
-    emulator_cli.add_parser(commands)
-    ofd_relay_cli.add_relay_parser(ofd_cli.add_parser(commands), common)
-    cloud_cli.add_parser(commands)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse(argv)
     except SystemExit as exit_:  # --help, --version, usage errors: argparse has printed them
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     if getattr(args, "url", None) is None:
         args.url = ATOL_DEFAULT_URL if getattr(args, "protocol", None) == "atol" else DEFAULT_URL
     name = f"kkt {args.command}"
     try:
-        with _logging(args.verbose):
+        with _logging(args):
             return _dispatch(args)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
@@ -195,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (
-        register_cli.UsageError,
+        UsageError,
         errors.ReceiptRejected,
         errors.CannotSend,
         errors.BadOfdAddress,
@@ -223,20 +321,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "demo":
+        from .demo import run_demo
+
         return run_demo(sys.stdout)
     if command == "bench":
         return _bench(args)
-    if command == "emulator":
-        return emulator_cli.run(args)
-    if command == "ofd":
-        return ofd_cli.run(args)
-    if command == "cloud":
-        return cloud_cli.run(args)
+    if command in ("emulator", "ofd", "cloud"):
+        result: int = import_module(f"{__package__}.{command}_cli").run(args)
+        return result
     if command == "decode":
         return _decode(args)
+    import kkt
+
+    from .console import Output, waiting
+
     out = Output(as_json=args.json)
+    _say_if_new_emulator(args.url)
     if getattr(args, "handler", None) is None:
-        result: int = args.run(args, out)  # scan, doctor: they open ports themselves
+        result = args.run(args, out)  # scan, doctor: they open ports themselves
         return result
     protocol = args.protocol or "shtrih"
     # --timeout bounds the whole command (every exchange and retry), not each reply.
@@ -254,36 +356,52 @@ def _dispatch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _say_if_new_emulator(url: str) -> None:
+    """``emulator:DIR`` makes a registered register in DIR when there is none -- that is how
+    one is made, and how a typo in DIR would quietly make a second one: say so (on stderr, so
+    --json output stays clean), not as an error."""
+    from kkt.connect import EMULATOR_SCHEME
+
+    if not url.startswith(EMULATOR_SCHEME):
+        return
+    state = Path(url[len(EMULATOR_SCHEME) :].removeprefix("//"))
+    if not state.exists():
+        print(
+            f"kkt: a new emulated register in {state} (there was no such directory; "
+            "check the path if you meant an existing register)",
+            file=sys.stderr,
+        )
+
+
 def _fail(name: str, message: str, code: int) -> int:
     print(f"{name}: {message}", file=sys.stderr)
     return code
 
 
-@contextlib.contextmanager
-def _logging(verbosity: int) -> Iterator[None]:
-    """-v: the byte trace on stderr; -vv: the driver's reasoning too -- for this command only
-    (``main`` may run many times in one process: tests, a shell embedding it)."""
-    if not verbosity:
-        yield
-        return
+# The servers and the package whose INFO records are their log (`kkt.tools.logs`).
+SERVER_LOGS = {
+    ("cloud", "serve"): "kkt.cloud",
+    ("emulator", "serve"): "kkt.emulator",
+    ("ofd", "serve"): "kkt.emulator.ofd",
+}
+
+
+def _logging(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """Where the library's log records go for this command only (`kkt.tools.logs`): a
+    server's log, or a command's -v/-vv (by default only errors, never a bare warning line)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Reasoning() if verbosity > 1 else logging.Formatter("%(message)s"))
-    # -vv: the whole "kkt" tree -- the trace, and the driver's reasoning (kkt.register: each
-    # command and its decoded answer, retries, how a failed receipt was settled).
-    with logging_into(handler, "kkt.trace" if verbosity == 1 else "kkt"):
-        yield
-
-
-class _Reasoning(logging.Formatter):
-    """Trace lines as `kkt -v` prints them (`kkt decode` reads them back); the driver's
-    reasoning prefixed with its logger, e.g. ``kkt.register: GetShortStatus(...) -> ...``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        return message if record.name == "kkt.trace" else f"{record.name}: {message}"
+    action: str = getattr(args, "action", None) or ""
+    package = SERVER_LOGS.get((args.command, action))
+    if package is not None:
+        return server_logging(handler, package, args.verbose)
+    return command_logging(handler, args.verbose)
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from kkt.protocols.shtrih.frame import Deframer
+
+    from .describe import AtolReader, describe_token
+
     chunks = args.hex or [sys.stdin.read()]
     text = " ".join(_strip_log_prefix(line) for chunk in chunks for line in chunk.splitlines())
     try:

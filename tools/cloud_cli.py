@@ -42,7 +42,13 @@ INSTALL_HINT = "the cloud service needs its extra: pip install 'kktkit[cloud]'"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cloud = commands.add_parser("cloud", help="the ATOL Online compatible cloud register service")
+    cloud = commands.add_parser(
+        "cloud",
+        help="the ATOL Online compatible cloud register service",
+        description="An HTTP service with ATOL Online's API (v4, v5) in front of registers, "
+        "emulated or real: serve it, see its state (status), hash a password for its config "
+        "(passwd).  Needs the cloud extra: pip install 'kktkit[cloud]'.",
+    )
     actions = cloud.add_subparsers(dest="action", required=True)
     serve = actions.add_parser(
         "serve",
@@ -124,9 +130,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="without --db: the state directory whose SQLite file to read (default ./kkt-cloud)",
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
+    passwd_help = "hash a password for the config's [[users]] (reads it from the terminal or stdin)"
     actions.add_parser(
         "passwd",
-        help="hash a password for the config's [[users]] (reads it from the terminal or stdin)",
+        help=passwd_help,
+        description=f"{passwd_help[0].upper()}{passwd_help[1:]}: asked twice on a terminal, one "
+        "line from a pipe; prints the hash to put in the config file.",
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from kkt.emulator.atol import AtolRegister
 from kkt.emulator.control import SOCKET_NAME
 from kkt.emulator.personality import Personality
+from kkt.emulator.settings import RegisterSettings
 from kkt.emulator.shells import DEFAULT_PORTS, PROTOCOLS, Service
 from kkt.emulator.shells.atol import AtolOptions
 from kkt.emulator.shells.ofdlink import DEFAULT_RETRY, DEFAULT_TIMEOUT, OfdAddress
@@ -46,6 +47,7 @@ from .render_cli import add_render_options, printed_tape, write_rendered
 from .serving import CliError, send_control, stop_server
 
 Address = tuple[str, int]
+SETTINGS_NAME = "register.json"  # an emulated register's settings in its state directory
 
 # The emulator's frame trace: shown by `kkt -v` (a child of the driver's "kkt.trace"), or --trace.
 trace_log = logging.getLogger("kkt.trace.emulator")
@@ -71,10 +73,21 @@ def open_register(
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    emulator = commands.add_parser("emulator", help="run the register emulator")
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the register emulator",
+        description="An emulated register (Shtrih-M or ATOL, with its FN) kept in a state "
+        "directory: serve it, steer it while it runs (ctl), stop it, verify its archive.",
+    )
     actions = emulator.add_subparsers(dest="action", required=True)
     serve = actions.add_parser(
-        "serve", help="serve an emulated register until SIGTERM/Ctrl-C (TCP and/or a pty)"
+        "serve",
+        help="serve an emulated register until SIGTERM/Ctrl-C (TCP and/or a pty)",
+        description="Serve the register kept in --state (made, registered and in fiscal mode "
+        "if the directory holds none) on TCP and/or a pseudo-terminal until SIGTERM or Ctrl-C. "
+        "Prints one `listening ...` line per listener and `control unix PATH` (`kkt emulator "
+        "ctl` steers it there); logs its news on stderr (`kkt -v emulator serve`: every frame, "
+        "decoded).",
     )
     serve.add_argument(
         "--protocol",
@@ -96,7 +109,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--fiscal-only", action="store_true", help="no printer (internet/automatic mode)"
     )
-    serve.add_argument("--ffd", choices=("1.05", "1.2"), default="1.2", help="FFD version")
+    serve.add_argument(
+        "--ffd",
+        choices=("1.05", "1.2"),
+        default="1.2",
+        help="the FFD version a new state is registered for (default %(default)s; a state "
+        "keeps its own)",
+    )
     serve.add_argument(
         "--inn",
         help="the user's INN the register is registered for when the state is created "
@@ -164,13 +183,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "prints it on stderr)",
     )
     stop = actions.add_parser(
-        "stop", help="stop the `kkt emulator serve` of a state directory (SIGTERM, then wait)"
+        "stop",
+        help="stop the `kkt emulator serve` of a state directory (SIGTERM, then wait)",
+        description="Send SIGTERM to the `kkt emulator serve` holding --state (its pidfile "
+        "names it) and wait until it lets the state go; exit 1 when nothing, or something else, "
+        "holds it.",
     )
     stop.add_argument("--state", type=Path, required=True, help="directory of the served state")
     stop.add_argument(
         "--wait", type=float, default=15.0, metavar="SECONDS", help="how long to wait (default 15)"
     )
-    verify = actions.add_parser("verify", help="check a stored state: numbering, signs, counters")
+    verify = actions.add_parser(
+        "verify",
+        help="check a stored state: numbering, signs, counters",
+        description="Read the FN archive kept in --state and check it: document numbers without "
+        "gaps, every fiscal sign, the counters against the documents.  Prints `ok` (exit 0) or "
+        "each problem (exit 1).  The state must not be served meanwhile.",
+    )
     verify.add_argument("--state", type=Path, required=True, help="directory of the register state")
     ctl = actions.add_parser(
         "ctl",
@@ -179,7 +208,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "actions: clock advance SECONDS | paper out|in|after LINES | cover open|close | "
             "fault drop-answer [N] | fault lose-answer [N] | fault hang-up [N] | "
             "fault wire [--drop P] [--corrupt P] [--delay S] [--split] [--seed N] | "
-            "fault clear | power-loss | tape | qr DOCUMENT | ofd deliver [N] | ofd send | status "
+            "fault clear | power-loss (the power fails and comes back: open connections "
+            "drop, an open receipt and an unfinished print are lost, the FN's archive stays) | "
+            "tape | qr DOCUMENT | ofd deliver [N] | ofd send | status "
             "(ofd deliver: confirm the FN's OFD queue, all or the oldest N, as an OFD would: "
             "lifts the 30-day block; ofd send: a register served with --ofd sends its queue "
             "to the OFD now and says what it sent) | oism | oism ANSWER [CODE] | oism reset | "
@@ -562,6 +593,18 @@ def control_request(args: argparse.Namespace) -> dict[str, Any]:
     raise CliError(f"unknown control action {' '.join(words)!r}; see `kkt emulator ctl --help`")
 
 
+def _fiscal_only(state: Path) -> bool:
+    """Whether the emulated register kept in ``state`` was made without a printer (its settings
+    say; a state not made yet is not)."""
+    path = state / SETTINGS_NAME
+    if not path.is_file():
+        return False  # RegisterSettings.load would create the file: leave the state alone
+    try:
+        return bool(RegisterSettings.load(path).extra.get("fiscal_only"))
+    except (OSError, ValueError, TypeError):
+        return False  # unreadable: the server's answer will say what it can
+
+
 def _ctl(args: argparse.Namespace, out: TextIO) -> int:
     request = control_request(args)
     fmt = getattr(args, "format", None)
@@ -569,6 +612,12 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("--format draws the tape: use it with `kkt emulator ctl ... tape`")
     if getattr(args, "width", None) and not fmt:
         raise CliError("--width sets the drawing's line: give --format txt|svg|png|html too")
+    if request["action"] == "tape" and _fiscal_only(args.state):
+        raise CliError(
+            f"the register in {args.state} has no printer (served --fiscal-only: an internet / "
+            "automatic register), so there is no tape; its documents are in the FN: "
+            "`kkt docs 1..` (or `kkt doc N --format txt` draws one)"
+        )
     path = args.state / SOCKET_NAME
     answer = send_control(
         path,
@@ -598,6 +647,14 @@ def _ctl(args: argparse.Namespace, out: TextIO) -> int:
     elif "lines" in answer:
         for line in answer["lines"]:
             print(line, file=out)
+    elif request["action"] == "power_loss":
+        # {"links": N} says little on its own: the connections the power cut dropped.
+        links = int(answer.get("links", 0))
+        print(
+            f"power cut and back: {links} open connection{'' if links == 1 else 's'} dropped; "
+            "an open receipt or unfinished print is lost, the FN's archive kept",
+            file=out,
+        )
     else:
         shown = {key: value for key, value in answer.items() if key != "ok"}
         print(json.dumps(shown, ensure_ascii=False) if shown else "ok", file=out)

@@ -36,9 +36,22 @@ def add_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """Add ``kkt ofd``; returns its actions, so other modules can add theirs (``relay``)."""
-    ofd = commands.add_parser("ofd", help="the emulated OFD: serve, docs, ctl, stop")
+    ofd = commands.add_parser(
+        "ofd",
+        help="the emulated OFD: serve, docs, ctl, stop",
+        description="An emulated OFD (оператор фискальных данных) kept in a state directory: "
+        "serve it for registers to send to, list what it received, steer its faults, stop it; "
+        "`relay` carries a register's queue to an OFD for a register without a network.",
+    )
     actions = ofd.add_subparsers(dest="action", required=True)
-    serve = actions.add_parser("serve", help="serve an emulated OFD until SIGTERM/Ctrl-C")
+    serve = actions.add_parser(
+        "serve",
+        help="serve an emulated OFD until SIGTERM/Ctrl-C",
+        description="Take the documents registers send (FN messages over TCP), store each once "
+        "in --state and answer with an OFD receipt, until SIGTERM or Ctrl-C.  Prints `listening "
+        "tcp HOST:PORT` and `control unix PATH` (`kkt ofd ctl` steers it); logs each document "
+        "on stderr.",
+    )
     serve.add_argument(
         "--tcp",
         metavar="HOST:PORT",
@@ -51,7 +64,12 @@ def add_parser(
         default=TEST_OFD_INN,
         help=f"the OFD's INN in its receipts (default {TEST_OFD_INN}, the emulator's)",
     )
-    docs = actions.add_parser("docs", help="list the documents the OFD received")
+    docs = actions.add_parser(
+        "docs",
+        help="list the documents the OFD received",
+        description="The documents in the OFD's store in --state (FN, FD number, type, when "
+        "received, when acknowledged); reads it while it is served too.",
+    )
     docs.add_argument("--state", type=Path, required=True, help="directory of the OFD's store")
     docs.add_argument("--json", action="store_true", help="one JSON array")
     ctl = actions.add_parser(
@@ -60,7 +78,12 @@ def add_parser(
     ctl.add_argument("--state", type=Path, required=True, help="directory of the running OFD")
     ctl.add_argument("--json", action="store_true", help="print the raw JSON answer")
     ctl.add_argument("words", nargs="+", metavar="ACTION", help="what to do (see above)")
-    stop = actions.add_parser("stop", help="stop the `kkt ofd serve` of a state directory")
+    stop = actions.add_parser(
+        "stop",
+        help="stop the `kkt ofd serve` of a state directory",
+        description="Send SIGTERM to the `kkt ofd serve` holding --state and wait until it "
+        "lets the state go (stored documents survive even a kill).",
+    )
     stop.add_argument("--state", type=Path, required=True, help="directory of the served OFD")
     stop.add_argument(
         "--wait", type=float, default=15.0, metavar="SECONDS", help="how long to wait (default 15)"

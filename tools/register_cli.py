@@ -14,6 +14,7 @@ import binascii
 import datetime as dt
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -36,6 +37,7 @@ from kkt.results import Document, FiscalResult
 
 from .console import Output, grid, pairs, plural, show
 from .render_cli import add_render_options, write_rendered
+from .usage import UsageError
 
 FNS_URL = "www.nalog.gov.ru"
 
@@ -95,10 +97,6 @@ _GS_SPELLINGS = ("\\x1d", "\\x1D", "\\u001d", "<GS>", "<gs>", "^]", "{GS}")
 Command = Callable[[Register, argparse.Namespace, Output], None]
 
 
-class UsageError(KktError):
-    """The command line or its input file is wrong (exit code 2)."""
-
-
 class MarkNotAccepted(KktError):
     """`kkt mark check`: a sale would not take the code (exit code 1); the check was printed."""
 
@@ -123,13 +121,23 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "fiscal storage: phase, expiry, registrations, warnings, OFD queue, marking state",
         fn_info,
     )
-    mark = add(
+    # `kkt mark check CODE`: `check` is a command of its own (its usage line reads
+    # "kkt mark check [options] code"), so more marking commands can join it.
+    marks: argparse.ArgumentParser = commands.add_parser(
         "mark",
-        "marked goods: `mark check CODE` asks the FN and ОИСМ whether a sale would take the "
-        "code (nothing is sold: the check is declined afterwards); exit 1 when it would not",
-        mark_command,
+        help="marked goods: `mark check CODE` asks whether a sale would take a code",
+        description="Marked goods (маркировка).",
+        parents=[common],
     )
-    mark.add_argument("action", choices=("check",))
+    mark_actions = marks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check_help = (
+        "ask the FN and ОИСМ whether a sale would take the code (nothing is sold: the check is "
+        "declined afterwards); exit 1 when it would not"
+    )
+    mark: argparse.ArgumentParser = mark_actions.add_parser(
+        "check", help=check_help, description=check_help, parents=[common]
+    )
+    mark.set_defaults(handler=mark_command)
     mark.add_argument(
         "code",
         help="the code as scanned; write its GS separators as \\x1d, <GS> or ^] (or give - to "
@@ -154,12 +162,20 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "--base64", action="store_true", help="CODE is the code in Base64 (as ATOL's JSON has it)"
     )
     shift = add("shift", "open or close (Z report) the shift", shift_command)
-    shift.add_argument("action", choices=("open", "close"))
+    shift.add_argument(
+        "action",
+        choices=("open", "close"),
+        help="open: a new shift (its opening report); close: the Z report, ending it",
+    )
     shift.add_argument("--cashier", help="the cashier's name (tag 1021)")
     report = add(
         "report", "print an X report (changes nothing) and show its figures", report_command
     )
-    report.add_argument("kind", choices=("x",))
+    report.add_argument(
+        "kind",
+        choices=("x",),
+        help="x: the X report, the open shift's figures so far (a Z report is `kkt shift close`)",
+    )
     for name, operation in _RECEIPT_COMMANDS.items():
         receipt = add(
             name,
@@ -198,7 +214,12 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "the cash in the drawer; `cash in|out SUM` puts cash in or takes it out",
         cash_command,
     )
-    cash.add_argument("direction", nargs="?", choices=("in", "out"))
+    cash.add_argument(
+        "direction",
+        nargs="?",
+        choices=("in", "out"),
+        help="in: put SUM into the drawer; out: take it out (none: show the cash in it)",
+    )
     cash.add_argument("sum", nargs="?", help="roubles, e.g. 1500 or 1500.50")
     printing = add("print", "print lines of text", print_command)
     printing.add_argument("text", nargs="+", help="text; each argument starts a line")
@@ -212,7 +233,11 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     when.add_argument("action", nargs="?", choices=("set",), help="set it to this computer's")
     when.add_argument("--to", help="with set: this ISO date-time instead of now")
     doc = add("doc", "one fiscal document, its TLV decoded", doc_command)
-    doc.add_argument("number", type=int)
+    doc.add_argument(
+        "number",
+        type=_document_number,
+        help="the fiscal document number (FD, tag 1040), from 1; `kkt fn` shows the last",
+    )
     add_render_options(doc, "the document in its print form")
     docs = add("docs", "a range of fiscal documents as JSON lines, e.g. docs 1..50", docs_command)
     docs.add_argument("range", help="A..B (inclusive), A.. (to the last) or N")
@@ -250,6 +275,8 @@ def status(register: Register, args: argparse.Namespace, out: Output) -> None:
         shift_text = f"#{shift.number} open, {plural(shift.receipts, 'receipt')}"
         if age is not None:
             shift_text += f", {_hours(age)} old"
+            if age < dt.timedelta(0):
+                shift_text += " (the register's clock is before the shift's opening)"
         if shift.expired:
             shift_text += " — EXPIRED (over 24 h): close it with `kkt shift close`"
     else:
@@ -490,6 +517,7 @@ def report_command(register: Register, args: argparse.Namespace, out: Output) ->
 
 def receipt_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
+    _not_an_atol_online_request(task, args.file)
     _check_task_type(task, args.operation, args.file)
     receipt = receipt_from_atol(task, operation=args.operation)
     if args.key is not None and register.journal is None:
@@ -505,6 +533,23 @@ def receipt_command(register: Register, args: argparse.Namespace, out: Output) -
             f"{args.key}; nothing was sent again"
         )
     _fiscal(register, result, out, title)
+
+
+def _not_an_atol_online_request(task: dict[str, Any], source: str) -> None:
+    """An ATOL Online request (``external_id`` and a ``receipt`` or ``correction``: the cloud
+    API's body) is not a libfptr JSON task, whose fields `kkt sell` reads: say what it is and
+    where it goes, instead of refusing its first field as unknown."""
+    part = next((name for name in ("receipt", "correction") if name in task), None)
+    if "external_id" not in task or part is None:
+        return
+    where = "standard input" if source == "-" else source
+    raise UsageError(
+        f"{where} is an ATOL Online request (external_id and {part}), the body `kkt cloud "
+        "serve` takes: POST it to /possystem/v4/GROUP/sell (or the operation's path) there; "
+        f'for `kkt sell`, write its "{part}" part as a libfptr JSON task (like '
+        "examples/receipt.json: items of type position with amount and tax, payments with "
+        "type and sum)"
+    )
 
 
 def _check_task_type(task: dict[str, Any], operation: Operation, source: str) -> None:
@@ -532,6 +577,7 @@ def _check_task_type(task: dict[str, Any], operation: Operation, source: str) ->
 
 def correction_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     task = _read_json(args.file)
+    _not_an_atol_online_request(task, args.file)
     kind = task.get("type")
     if kind not in _CORRECTION_TYPES:
         raise ReceiptRejected(f"type: one of {', '.join(_CORRECTION_TYPES)}, got {kind!r}")
@@ -593,15 +639,58 @@ def cash_command(register: Register, args: argparse.Namespace, out: Output) -> N
     if args.direction == "in":
         register.cash_in(amount)
     else:
-        register.cash_out(amount)
+        _cash_out(register, amount)
     data = {"direction": args.direction, "sum": amount / 100}
     out.result(data, lambda c: c.print(f"cash {args.direction}: {amount / 100:.2f} ₽"))
 
 
+def _cash_out(register: Register, amount: int) -> None:
+    """Take ``amount`` out; a refusal for want of cash says how much the drawer holds (the
+    register's own text names only its error code)."""
+    try:
+        register.cash_out(amount)
+    except DeviceError as refusal:
+        try:
+            drawer = register.cash_in_drawer()
+        except KktError:
+            raise refusal from None  # the refusal is the news; the drawer could not be read
+        if amount <= drawer:
+            raise
+        advice = f"take at most {_rub(drawer)}" if drawer else "nothing can be taken out"
+        raise DeviceError(
+            f"{refusal}: the drawer holds {_rub(drawer)}, {_rub(amount)} asked for; "
+            f"{advice} (`kkt cash` shows it)",
+            code=refusal.code,
+            vendor=refusal.vendor,
+        ) from None
+
+
 def print_command(register: Register, args: argparse.Namespace, out: Output) -> None:
-    register.print_text("\n".join(args.text))
-    printed = f"{plural(len(args.text), 'line')} printed"
-    out.result({"printed": len(args.text)}, lambda c: c.print(printed))
+    """The register cuts a line longer than its paper's (the driver sends it cut): so a long
+    line is wrapped here, at spaces where it can be, and nothing given is lost -- and said."""
+    width = LINE_WIDTH.get((register.vendor, register.device_info().model))
+    given = "\n".join(args.text).splitlines() or [""]
+    lines: list[str] = []
+    wrapped = 0
+    for line in given:
+        if width is None or len(line) <= width:
+            lines.append(line)
+            continue
+        wrapped += 1
+        lines += textwrap.wrap(line, width, replace_whitespace=False, break_on_hyphens=False) or [
+            line[:width]
+        ]
+    register.print_text("\n".join(lines))
+    printed = f"{plural(len(lines), 'line')} printed"
+    if wrapped:
+        printed += (
+            f" ({plural(wrapped, 'line')} longer than the register's {width} characters "
+            f"wrapped, as the register would cut {'it' if wrapped == 1 else 'them'})"
+        )
+    elif width is None and any(len(line) > 48 for line in lines):
+        printed += " (this model's line width is not known: a line longer than it is cut)"
+    data = {"printed": len(lines), "wrapped": wrapped, "lineWidth": width}
+    out.result(data, lambda c: c.print(printed))
 
 
 def cut_command(register: Register, args: argparse.Namespace, out: Output) -> None:
@@ -643,7 +732,16 @@ def datetime_command(register: Register, args: argparse.Namespace, out: Output) 
 def doc_command(register: Register, args: argparse.Namespace, out: Output) -> None:
     if args.width and not args.format:
         raise UsageError("--width sets the drawing's line: give --format txt|svg|png|html too")
-    document = register.document(args.number)
+    try:
+        document = register.document(args.number)
+    except DeviceError:
+        newest = register.fn_info().last_document
+        if args.number > newest:  # the FN's refusal (08h ...) says less than this
+            raise UsageError(
+                f"{args.number}: no such document yet: the FN's last document is {newest} "
+                f"(`kkt docs 1..` lists them all)"
+            ) from None
+        raise
     if args.format:
         if out.as_json:
             raise UsageError("--format draws the document; --json prints its tags: choose one")
@@ -740,6 +838,9 @@ def _fiscal(register: Register, result: FiscalResult, out: Output, title: str) -
     except KktError:
         rnm = ""  # the document is fiscal whatever happens here: never fail the command now
     data = fiscal_params(result, registration_number=rnm, fns_url=FNS_URL)
+    # --verify's outcome: true only when the document was read back and matched what was asked
+    # (false without --verify, and for a shift's reports, which are not read back).
+    data["verified"] = result.verified
 
     rows: list[tuple[str, Any]] = [
         ("FD number", result.document_number),
@@ -798,6 +899,21 @@ def _when(text: str) -> dt.datetime:
         ) from None
 
 
+def _document_number(text: str) -> int:
+    """`kkt doc N`: a document number, checked before the register is asked (argparse says
+    what is wrong, exit 2)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a document number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text}: the FN numbers its documents from 1; nothing was sent (`kkt fn` shows the "
+            "last, `kkt docs 1..` lists them all)"
+        )
+    return number
+
+
 def _parse_range(text: str, register: Register) -> tuple[int, int]:
     head, dots, tail = text.partition("..")
     try:
@@ -828,5 +944,8 @@ def _rub(kopecks: int) -> str:
 
 
 def _hours(age: dt.timedelta) -> str:
-    minutes = int(age.total_seconds() // 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    """``2 h 05 min``; a negative age (the register's clock set back past the shift's opening)
+    keeps its sign on the whole: -9 min is ``-0 h 09 min``, never floor division's -1 h 51."""
+    minutes = int(age.total_seconds() / 60)  # toward zero, whichever the sign
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{'-' if minutes < 0 else ''}{hours} h {rest:02d} min"

@@ -26,13 +26,14 @@ from kkt.ofd import parse_address
 from kkt.transport.usb import SCHEME as USB_SCHEME
 
 from .console import Output, grid, plural, show, waiting
-from .register_cli import UsageError
+from .usage import UsageError
 
 # Where `kkt emulator serve` listens by default: Shtrih, then ATOL (`kkt scan` with no arguments).
 DEFAULT_HOSTS = ("127.0.0.1:7778", "127.0.0.1:5555")
 CLOCK_TOLERANCE = 60  # seconds of drift before doctor complains
 OFD_WARN_DAYS = 25  # unsent this long: the 30-day block is near
 OFD_BLOCK_DAYS = 30  # unsent this long: the FN refuses new documents
+SHIFT_HOURS = dt.timedelta(hours=24)  # a shift's documents fall within 24 h of its start
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -186,7 +187,14 @@ class Doctor:
                 False,
                 f"nothing accepts connections at {host}:{port} ({error})",
                 "check the address and port (Shtrih network models: 7778; RNDIS default "
-                "192.168.137.111), that the register is on, and any firewall between",
+                "192.168.137.111), that the register is on, and any firewall between"
+                + (
+                    f"; {host}:{port} is where `kkt emulator serve --state DIR` listens"
+                    + (" with --protocol atol" if port == "5555" else "")
+                    + ": start one there to try the emulator"
+                    if f"{host}:{port}" in DEFAULT_HOSTS
+                    else ""
+                ),
             )
         return self.note("network", True, f"{host}:{port} accepts connections")
 
@@ -281,7 +289,7 @@ class Doctor:
             "clock",
             ok,
             f"register {clock:%Y-%m-%d %H:%M:%S}, drift {drift:+.0f} s",
-            None if ok else "kkt datetime set (with no shift open, as the FN requires)",
+            None if ok else _clock_fix(register, now.replace(microsecond=0)),
         )
 
     def _fn(self, register: kkt.Register) -> None:
@@ -323,7 +331,8 @@ class Doctor:
             return
         # The FN counts the 30 days by the register's clock, not this computer's.
         now = ofd.clock or dt.datetime.now()
-        days = (now - ofd.first_when).days
+        # Whole days toward zero: a clock set back a few hours is 0 days, not timedelta's -1.
+        days = int((now - ofd.first_when).total_seconds() / 86400)
         ok = days < OFD_WARN_DAYS and not timeout_flag and not ofd.blocked
         url = self.args.url or "URL"
         where = url.removeprefix("emulator:") if url.startswith("emulator:") else "DIR"
@@ -370,6 +379,32 @@ class Doctor:
             )
         else:
             self.note("ofd link", True, f"the OFD at {address} accepts connections")
+
+
+def _clock_fix(register: kkt.Register, now: dt.datetime) -> str:
+    """What `kkt datetime set` will take, by the driver's own rule (`Register.set_datetime`):
+    the FN refuses a document dated before its last one, or, with a shift open, outside the
+    shift's 24 hours -- so advice to set this computer's time must be advice that works."""
+    last = register.fn_info().last_document
+    latest = register.find_document(last).when if last else None
+    shift = register.shift_info()
+    opened = shift.opened_at if shift.open else None
+    if latest is not None and now < latest.replace(second=0):
+        return (
+            f"the FN's last document ({last}) is dated {latest:%Y-%m-%d %H:%M}, later than this "
+            "computer's clock, and the FN refuses documents dated earlier: `kkt datetime set --to "
+            f"{latest:%Y-%m-%dT%H:%M}` is the nearest time it takes (this computer's time, with "
+            "`kkt datetime set`, once it has passed that)"
+        )
+    if opened is not None and not opened <= now < opened + SHIFT_HOURS:
+        return (
+            f"shift {shift.number} is open since {opened:%Y-%m-%d %H:%M} and the FN takes its "
+            f"documents until {opened + SHIFT_HOURS:%Y-%m-%d %H:%M} only: close it (`kkt shift "
+            "close`: its Z report takes the register's time, which `kkt datetime set` may not "
+            "go back past), then `kkt datetime set`"
+        )
+    inside = f" (inside shift {shift.number}'s 24 hours)" if opened is not None else ""
+    return f"kkt datetime set{inside}"
 
 
 def _fix_for(error: KktError, url: str) -> str:

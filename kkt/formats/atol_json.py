@@ -579,15 +579,27 @@ def _refuse_unknown(data: Mapping[str, Any], prefix: str, *allowed_sets: Iterabl
     """Refuse the first key not in any of ``allowed_sets``: its path, the allowed names and the
     closest one when it looks like a misspelling."""
     allowed = sorted({name for names in allowed_sets for name in names})
+    # The UNSUPPORTED_* names are known (a meaningful value is refused with its reason), but a
+    # list of what may be written here must not offer them: they are named apart.
+    refused = sorted({name for names in allowed_sets if _unsupported(names) for name in names})
     for key in data:
         if key in allowed:
             continue
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.75)
         hint = f'; did you mean "{close[0]}"?' if close else ""
+        usable = [name for name in allowed if name not in refused]
+        unsupported = f"; known but not supported yet: {_names(refused)}" if refused else ""
         raise ReceiptRejected(
-            f"{prefix}{key}: unknown field{hint} (allowed here: {_names(allowed)}); "
+            f"{prefix}{key}: unknown field{hint} (allowed here: {_names(usable)}{unsupported}); "
             "fix or remove it"
         )
+
+
+def _unsupported(names: Iterable[str]) -> bool:
+    """Whether ``names`` is one of the UNSUPPORTED_* tables (known, refused with a reason)."""
+    tables = (UNSUPPORTED_TASK_KEYS, UNSUPPORTED_POSITION_KEYS, UNSUPPORTED_CLIENT_KEYS,
+              UNSUPPORTED_PRINT_ITEM_TYPES, UNSUPPORTED_IMC_KEYS)  # fmt: skip
+    return any(names is table for table in tables)
 
 
 def _means_something(value: Any) -> bool:

@@ -25,6 +25,8 @@ from kkt.emulator.state import StateLock
 from kkt.tools.cli import main
 from kkt.tools.cloud_cli import _print_status, status_of
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_passwd_prints_a_hash_of_the_piped_password(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -339,3 +341,61 @@ def test_a_dsn_is_never_printed_with_its_password(
     assert "s3cret" not in printed.err + printed.out
     assert "kkt cloud status: " in printed.err and "kkt cloud serve: " in printed.err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["state"]
+
+
+def test_serve_logs_its_requests_failures_and_callback_attempts(tmp_path: Path) -> None:
+    """README: every callback attempt is logged -- on stderr, time-stamped, without -v."""
+    import threading
+    import time
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kkt",
+            "cloud",
+            "serve",
+            "--state",
+            str(tmp_path / "state"),
+            "--http",
+            "127.0.0.1:0",
+            "--emulated",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    logged: list[str] = []
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        reader = threading.Thread(target=lambda: logged.extend(child.stderr or ()), daemon=True)
+        reader.start()
+        line = ""
+        while not line.startswith("listening"):
+            line = child.stdout.readline()
+            assert line, f"serve ended early: {logged}"
+        url = line.split()[1] + "/possystem/v4"
+        token = httpx.post(f"{url}/getToken", json={"login": "demo", "pass": "demo"}).json()
+        body = json.loads((ROOT / "examples" / "atol-online-sell.json").read_text("utf-8"))
+        # port 80 of this machine: nothing listens there (ATOL's mask takes no port)
+        body["service"] = {"callback_url": "http://127.0.0.1/kkt-test-callback"}
+        answer = httpx.post(f"{url}/demo/sell", json=body, headers={"Token": token["token"]})
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 60
+        while not any("callback" in text for text in logged) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=60)
+        reader.join(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    callbacks = [text for text in logged if "http://127.0.0.1/kkt-test-callback" in text]
+    assert callbacks, "".join(logged)
+    # time-stamped, with its level and logger: 2026-12-03 12:00:00.123 info kkt.cloud.callbacks:
+    stamp, level, name = callbacks[0].split()[1:4]
+    assert len(stamp) == 12 and level == "info" and name == "kkt.cloud.callbacks:"
+    assert "Traceback" not in "".join(logged)

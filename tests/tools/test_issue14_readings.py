@@ -37,11 +37,13 @@ class Kkt:
 
 @pytest.fixture(params=["shtrih", "atol"])
 def kkt(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Kkt:
+    (tmp_path / "register").mkdir()  # made on first use, without the "new register" note
     return Kkt(f"emulator:{tmp_path / 'register'}", capsys, "--protocol", request.param)
 
 
 @pytest.fixture
 def shtrih(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Kkt:
+    (tmp_path / "register").mkdir()  # made on first use, without the "new register" note
     return Kkt(f"emulator:{tmp_path / 'register'}", capsys)
 
 
