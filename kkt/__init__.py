@@ -21,6 +21,8 @@ sent and what the FN answered, for `kkt.render`).
 
 __version__ = "0.1.0"
 
+import logging as _logging
+
 from kkt.protocols.ffd import Payments
 from kkt.protocols.ffd.marking import PlannedStatus
 
@@ -60,6 +62,10 @@ from .receipt import Item, Operation, Receipt, TaxSystem, Vat
 from .register import Register
 from .results import FiscalResult, MarkedItem, Registration
 from .settle import DamagedClosing
+
+# A library's logs are its user's to show: without a handler of theirs, the driver's warnings
+# about faults it recovered from would reach stderr through Python's last-resort handler.
+_logging.getLogger("kkt").addHandler(_logging.NullHandler())
 
 __all__ = [
     "BadMarkCode",

@@ -277,9 +277,10 @@ def test_kkt_sell_verify_reads_the_document_back(
     assert "read back as sold" in capsys.readouterr().out
     assert main([*base, "sell", str(EXAMPLE)]) == 0
     assert "read back" not in capsys.readouterr().out
-    # --json keeps ATOL's fiscalParams shape: the check is in the exit status and the text
+    # --json: ATOL's fiscalParams shape, with "verified" beside it
     assert main([*base, "sell", str(EXAMPLE), "--verify", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["fiscalDocumentNumber"] == 5
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["fiscalDocumentNumber"] == 5 and printed["verified"] is True
 
 
 # -- corrections: the same read-back ---------------------------------------------------------------
