@@ -47,7 +47,14 @@ from ..errors import (
 )
 from ..receipt import VAT_CODES, Operation, Receipt
 from ..transport.session import Commander
-from .base import CANCELLED, OFD_BLOCKED, Device, left_open, registration_mismatch
+from .base import (
+    CANCELLED,
+    OFD_BLOCKED,
+    Device,
+    item_fate_unread,
+    left_open,
+    registration_mismatch,
+)
 
 log = logging.getLogger("kkt.register")
 
@@ -572,11 +579,7 @@ class AtolDevice(Device):
                 try:
                     now = self.subtotal()
                 except (TransportError, BadAnswer) as unread:
-                    raise TransportError(
-                        f"{where}: the line failed it ({lost}), and then the question whether "
-                        f"the register took it ({unread}); {CANCELLED}: sell it again when the "
-                        "line is sound"
-                    ) from unread
+                    raise item_fate_unread(where, lost, unread) from unread
                 if now == subtotal + item.total and item.total:
                     return  # taken; only its reply was lost
                 if now != subtotal or not item.total:

@@ -114,6 +114,17 @@ _FFD_VERSIONS = {1: "1.0", 2: "1.05", 3: "1.1", 4: "1.2"}  # tag 1209 values
 # cancel that does not get through can take them back (`left_open`).
 NOT_CHARGED = "nothing was charged"
 CANCELLED = f"the receipt was cancelled, {NOT_CHARGED}"
+
+
+def item_fate_unread(where: str, lost: Exception, unread: Exception) -> TransportError:
+    """An item command the line failed, and then the question whether the register took it:
+    the sale stops (the caller cancels the receipt) -- one text for both vendors."""
+    return TransportError(
+        f"{where}: the line failed it ({lost}), and then the question whether the register "
+        f"took it ({unread}); {CANCELLED}: sell it again when the line is sound"
+    )
+
+
 # Cancels of a receipt a failure left open, when the line fails them (`Device.cancel_open`).
 CANCEL_TRIES = 3
 OPEN_TRIES = 3  # sends of the command opening a receipt that failed on the line (`_open_once`)

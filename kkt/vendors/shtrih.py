@@ -53,6 +53,7 @@ from .base import (
     Closed,
     Device,
     checked_serial,
+    item_fate_unread,
     registration_mismatch,
 )
 
@@ -601,11 +602,7 @@ class ShtrihDevice(Device):
                     items = state.operations_in_receipt
                     now = self.subtotal()
                 except (TransportError, BadAnswer) as unread:
-                    raise TransportError(
-                        f"{where}: the line failed it ({lost}), and then the question whether "
-                        f"the register took it ({unread}); {CANCELLED}: sell it again when the "
-                        "line is sound"
-                    ) from unread
+                    raise item_fate_unread(where, lost, unread) from unread
                 if (items, now) == (count + 1, subtotal + amount):
                     return  # taken; only its answer was lost
                 if (items, now) != (count, subtotal):
