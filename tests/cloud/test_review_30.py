@@ -6,8 +6,8 @@ its cause and the fix; the rest pin what was checked and found sound.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -100,9 +100,7 @@ def test_a_damaged_receipt_whose_read_back_failed_is_held_not_sold_again(
     spec = replace(spec, verify=True)
     with RegisterPool(storage, [spec], work_of=damaged_and_unread_work(), **FAST):
         uuid = storage.add(body())
-        storage.wait_until(
-            lambda: storage.ended(uuid) or storage.records[uuid].error is not None
-        )
+        storage.wait_until(lambda: storage.ended(uuid) or storage.records[uuid].error is not None)
     record = storage.records[uuid]
     # One request, one fiscal document: held for the operator (its document damaged), never a
     # second receipt sold and reported done.

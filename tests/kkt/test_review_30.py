@@ -51,10 +51,10 @@ def damage_name_once(name: str) -> Callable[[bytes, int], bytes]:
     reason="HOLE (double fiscalization): a verifying sale whose read-back failed leaves the key "
     "pending though the driver knows the document (number and sign from the closing answer); the "
     "retry's settle_pending takes that document, its items damaged past the checksum, for another "
-    "sale's (fingerprint differs) and sells again. Fix: journal the known document with the pending "
-    "key when _verified cannot read it (the retry verifies that document: DamagedClosing), and/or "
-    "make find_formed say OutcomeUnknown, not None, for an unclaimed document after `before` with "
-    "this operation and total but other items",
+    "sale's (fingerprint differs) and sells again. Fix: journal the known document with the "
+    "pending key when _verified cannot read it (the retry verifies that document: "
+    "DamagedClosing), and/or make find_formed say OutcomeUnknown, not None, for an unclaimed "
+    "document after `before` with this operation and total but other items",
 )
 def test_an_item_damaged_past_the_checksum_and_read_back_lost_is_not_sold_again(
     clean: tuple[Wire, kkt.Register], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
