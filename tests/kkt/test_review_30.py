@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,9 +17,10 @@ import kkt
 from kkt.errors import TransportError
 from kkt.results import Document
 
+from .test_document_reading import ANSWER_LOST, NOT_TAKEN, OK, script, sold, through
 from .test_double_hunt import CLOSE, Wire, clean, once, receipt_for, receipts_by_total
 
-__all__ = ["clean"]  # a fixture, used by its name
+__all__ = ["clean", "sold"]  # fixtures, used by their names
 
 ITEM = b"\xff\x46"  # Shtrih's FF46, one item line (its name inside the payload)
 
@@ -105,12 +107,7 @@ def test_an_item_damaged_past_the_checksum_and_the_closing_answer_lost_is_never_
     again)."""
     wire, register = clean
     register.sell(receipt_for(9_000))
-    name = damage_name_once("Товар")
-
-    def up(data: bytes, count: int) -> bytes:
-        return name(data, count)
-
-    wire.script.up = up
+    wire.script.up = damage_name_once("Товар")
     wire.script.lose = once(lambda command: command.startswith(CLOSE))
     outcome: object
     try:
@@ -156,3 +153,38 @@ def test_a_keyed_retry_after_an_item_damaged_and_the_closing_answer_lost_does_no
     finally:
         register.journal.close()
     assert receipts_by_total(wire.register)[10_000] == [number], outcome
+
+
+# -- document reading (`Device._read_tlv_blocks`): blocks lost where the register's refusal
+# -- past the end is the only witness
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_lost_first_or_last_block_reads_the_document_again(sold: Any, where: str) -> None:
+    """The block whose answer was lost is the first (nothing read yet) or the last (the reading
+    then asks once past the end at once): both vendors' registers refuse, the document is read
+    again whole -- never returned short."""
+    protocol, register, number, clean = sold
+    blocks = len(clean.tlv)
+    fates = [ANSWER_LOST] if where == "first" else [OK] * (blocks - 1) + [ANSWER_LOST]
+    line = through(register, protocol, script(*fates))
+    try:
+        assert register.device.read_document(number) == clean
+    finally:
+        register.device.commander = line.inner
+    assert line.fates.count(ANSWER_LOST) == 1
+
+
+def test_a_sound_receipt_whose_read_back_lost_a_block_is_verified(sold: Any) -> None:
+    """Verifying, the read-back loses a block's answer: the document is read again and verified
+    -- a sound receipt is never judged damaged by a block the line lost."""
+    protocol, register, _number, _clean = sold
+    register.verify = True
+    line = through(register, protocol, script(OK, ANSWER_LOST, OK, NOT_TAKEN))
+    try:
+        items = (kkt.Item("Чай", 5_000, vat=kkt.Vat.VAT20), kkt.Item("Сахар", 7_000))
+        result = register.sell(kkt.Receipt(items=items, payments=kkt.Payments(cash=12_000)))
+    finally:
+        register.device.commander = line.inner
+    assert result.verified is True
+    assert ANSWER_LOST in line.fates and NOT_TAKEN in line.fates
