@@ -19,6 +19,7 @@ from kkt.results import Document
 
 from .test_document_reading import ANSWER_LOST, NOT_TAKEN, OK, script, sold, through
 from .test_double_hunt import CLOSE, Wire, clean, once, receipt_for, receipts_by_total
+from .test_driver_messages import SHTRIH_CANCEL, SHTRIH_ITEM, drop, two_items
 
 __all__ = ["clean", "sold"]  # fixtures, used by their names
 
@@ -188,3 +189,27 @@ def test_a_sound_receipt_whose_read_back_lost_a_block_is_verified(sold: Any) -> 
         register.device.commander = line.inner
     assert result.verified is True
     assert ANSWER_LOST in line.fates and NOT_TAKEN in line.fates
+
+
+# -- a receipt left open: the cancel's retries ---------------------------------------------------
+
+
+def test_a_cancel_done_with_its_answer_lost_is_not_sent_again_and_says_cancelled(
+    clean: tuple[Wire, kkt.Register],
+) -> None:
+    """Item 2's FF46 never reaches the register; the cancel (88h) is executed and its answer
+    lost (the link: "maybe executed").  The retry asks first, finds no receipt open, sends no
+    second cancel -- and the error says cancelled, nothing charged, nothing left open."""
+    wire, register = clean
+    before = receipts_by_total(wire.register)
+    drop(wire, lambda key, count: key == SHTRIH_ITEM and count > 1)
+    lost: list[bytes] = []
+    first = once(lambda command: command.startswith(SHTRIH_CANCEL))
+    wire.script.lose = lambda command: first(command) and not lost.append(command)
+    with pytest.raises(kkt.TransportError) as caught:
+        register.sell(two_items())
+    assert lost, "the cancel's answer was lost"
+    assert "the receipt was cancelled, nothing was charged" in str(caught.value)
+    assert not caught.value.left_open and not register.status().receipt_open
+    assert sum(command.startswith(SHTRIH_CANCEL) for command in wire.executed) == 1
+    assert receipts_by_total(wire.register) == before
