@@ -8,10 +8,12 @@ a strict xfail naming its cause and the fix; the rest pin what was checked and f
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kkt.emulator.state import open_model
 
 import kkt
 from kkt.errors import TransportError
@@ -213,3 +215,41 @@ def test_a_cancel_done_with_its_answer_lost_is_not_sent_again_and_says_cancelled
     assert not caught.value.left_open and not register.status().receipt_open
     assert sum(command.startswith(SHTRIH_CANCEL) for command in wire.executed) == 1
     assert receipts_by_total(wire.register) == before
+
+
+# -- verify for corrections: the tax systems of the last registration report -------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (a sound correction judged damaged, and the verdict journalled for good): "
+    "Register._registered_tax_systems reads 1062 from registration().document_number, which "
+    "Device.registration always sets to 1 (the FN's first report), not the last "
+    "(re-)registration report its docstring promises; after a re-registration that changed the "
+    "tax systems the FN's 1055 is not in the old set. Fix: find the last registration or "
+    "re-registration report (types 1 and 11, walking back from the last document, or the FN's "
+    "registration query), or read 1062 from the FN's current parameters",
+)
+@pytest.mark.parametrize("protocol", ["shtrih", "atol"])
+def test_a_correction_after_a_reregistration_of_the_tax_systems_is_verified(
+    protocol: str, tmp_path: Path
+) -> None:
+    """Registered for ОСН and УСН доход (1062 = 3, the emulator's own), re-registered for УСН
+    доход минус расход (1062 = 4, reason 0x80 "the tax systems changed"): a correction made now
+    reads back with 1055 = 4, as made -- verified, not `DamagedClosing`."""
+    model = open_model(tmp_path / "register")
+    try:
+        current = model.fn.state.registration
+        assert current is not None and current.tax_systems == 3
+        model.reregister(replace(current, tax_systems=4), reasons=0x80)
+    finally:
+        model.close()
+    url = f"emulator:{tmp_path / 'register'}"
+    with kkt.connect(url, protocol=protocol, verify=True) as register:
+        register.open_shift()
+        outcome: object
+        try:
+            outcome = register.correction(kkt.Operation.SELL, 1_000, reason="act 1")
+        except kkt.KktError as error:
+            outcome = error
+    assert isinstance(outcome, kkt.FiscalResult) and outcome.verified, outcome
