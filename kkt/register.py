@@ -264,7 +264,6 @@ class Register:
         # Read each receipt's (and correction's) document back (`kkt.verify`, `_verified`).
         self.verify = verify
         self._registration: Registration | None = None
-        self._tax_systems: frozenset[int] | None = None  # tag 1062 of document 1, bit by bit
 
     @property
     def vendor(self) -> str:
@@ -450,8 +449,10 @@ class Register:
         if key is not None and self.journal is None:
             raise KktError("an idempotency key needs a journal: connect(..., journal=PATH)")
         tags = basis.tags(self.registration().ffd, dt.date.today())
-        systems = self._registered_tax_systems() if self.verify else frozenset()
-        made = expect_correction(operation, total, paid, tags, systems)
+        # Its tax system is not compared: the driver names none (FF36, ATOL: the register's
+        # choice; FF4A: the lowest registered), and the registration's own list (1062) is
+        # not at hand after a re-registration (`Device.registration` reads the first report).
+        made = expect_correction(operation, total, paid, tags)
         with self._lock:
             if key is None:
                 before = self.device.last_document()
@@ -536,19 +537,6 @@ class Register:
                 f"{', '.join(sorted(carried))}; pay the correction so, or use another register"
             )
         return payments
-
-    def _registered_tax_systems(self) -> frozenset[int]:
-        """The tax systems the register is registered for (tag 1062 of its last registration
-        report -- a re-registration may change them -- one value per bit): a correction names
-        none (or, Shtrih's FF4A, the lowest of them), so the one its document holds must be one
-        of these.  Empty when the registration does not say."""
-        if self._tax_systems is None:
-            number = self.registration().document_number
-            with self._lock:
-                bits = find(self.device.read_document(number).tlv, 1062)
-            mask = bits if isinstance(bits, int) else 0
-            self._tax_systems = frozenset(1 << n for n in range(mask.bit_length()) if mask >> n & 1)
-        return self._tax_systems
 
     def _settle_pending_correction(
         self, entry: Entry, operation: Operation, total: int, serial: str
@@ -713,7 +701,7 @@ class Register:
                         raise DamagedClosing(str(entry.result[DAMAGED]))
                     return replace(FiscalResult.from_json(entry.result), replayed=True)
                 if entry is not None:
-                    found = settle_pending(self.device, self.journal, entry)
+                    found = settle_pending(self.device, self.journal, entry, receipt)
                     if found is not None:
                         # Formed by an earlier call: its codes are sold, never checked again.
                         found = replace(found, marks=self._marks_of(found, receipt))

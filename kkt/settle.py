@@ -368,10 +368,16 @@ def _close_in_settling(device: Device, receipt: Receipt) -> FiscalResult:
     return receipt_result(device, formed, receipt)
 
 
-def settle_pending(device: Device, journal: JournalStore, entry: Entry) -> FiscalResult | None:
+def settle_pending(
+    device: Device, journal: JournalStore, entry: Entry, receipt: Receipt | None = None
+) -> FiscalResult | None:
     """A key left pending by a crash or an unknown outcome: the FN it began in decides.
 
-    Documents other keys already own are not candidates, whatever their total.  Any doubt
+    Documents other keys already own are not candidates, whatever their total.  Given the key's
+    own ``receipt`` (the caller repeating it), a document after ``before`` with its operation,
+    total and every item's price, quantity and amount in order, but other item names or kinds,
+    is this sale's with an item command damaged on the line past its checksum: `DamagedClosing`,
+    never "not formed" (which would sell it again).  Any doubt
     -- another FN, a line too bad to read the archive -- is `OutcomeUnknown`, never a plain
     failure: that receipt may well be fiscal.  Reads the line spoils are tried again
     (`SETTLE_TRIES`, `SETTLE_SECONDS`) before the doubt is reported.
@@ -394,6 +400,7 @@ def settle_pending(device: Device, journal: JournalStore, entry: Entry) -> Fisca
                     # one sold without a key, or another pending key's -- and only its items
                     # tell: whoever else sold since, no short record may decide.
                     contested=True,
+                    shape=shape_of(receipt) if receipt is not None else "",
                 )
                 if found is not None and entry.payments:
                     paid = {
@@ -484,9 +491,11 @@ def find_formed(
     fingerprint: str = "",
     contested: bool = True,
     upto: int | None = None,
+    shape: str = "",
 ) -> FiscalResult | None:
     """The newest receipt after document ``before`` with this operation and total -- and,
-    given a ``fingerprint``, these very items.
+    given a ``fingerprint``, these very items.  Given the items' ``shape`` too (`shape_of`), a
+    document whose items differ from ours only in their names raises `DamagedClosing`.
 
     Short answers first (`Device.brief_document`: Shtrih's FF0A record, ATOL's 91h 34h for the
     last document): a long one rarely survives a bad line.  They decide alone when exactly one
@@ -544,6 +553,8 @@ def find_formed(
             if theirs not in (fingerprint, None):
                 if _document_fingerprint(device, found.number) != theirs:
                     raise BadAnswer(f"document {found.number}'s items read differently each time")
+                if shape and _document_fingerprint(device, found.number, names=False) == shape:
+                    raise _items_damaged(found.number)
                 continue  # the same total, other items: another sale's receipt
         return fiscal_result(device, found, total, operation)
     _raise_if_rounded(device, rounded, total, fingerprint)
@@ -595,8 +606,27 @@ def _not_these_items(device: Device, number: int, fingerprint: str) -> bool:
         return False
 
 
-def _document_fingerprint(device: Device, number: int) -> str | None:
-    """`fingerprint_of` the document's own items; None when this register cannot say."""
+def shape_of(receipt: Receipt) -> str:
+    """`fingerprint_of` the receipt's items without their names: what a damaged item name (or
+    kind, department, tax byte -- nothing the subtotal check sees) leaves of them."""
+    return fingerprint_of(
+        int(receipt.operation),
+        [("", item.price, item.quantity, item.total) for item in receipt.items],
+    )
+
+
+def _items_damaged(number: int) -> DamagedClosing:
+    return DamagedClosing(
+        f"the receipt IS fiscal: document {number} holds its operation, total and every item's "
+        "price, quantity and amount, but other item names (an item command was damaged on the "
+        "line past its checksum).  Do not sell it again: correct that document (a correction "
+        "receipt)"
+    )
+
+
+def _document_fingerprint(device: Device, number: int, *, names: bool = True) -> str | None:
+    """`fingerprint_of` the document's own items (without their names: `shape_of`); None when
+    this register cannot say."""
     try:
         document = device.read_document(number)
     except DeviceError:
@@ -608,7 +638,7 @@ def _document_fingerprint(device: Device, number: int) -> str | None:
             quantity = fields.get(1023)
             items.append(
                 (
-                    str(fields.get(1030, "")),
+                    str(fields.get(1030, "")) if names else "",
                     int(fields.get(1079, 0)),  # type: ignore[arg-type]
                     quantity if isinstance(quantity, Decimal) else Decimal(0),
                     int(fields.get(1043, 0)),  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ per item of its rate -- anything further off is damage.  Turnovers without VAT (
 exact.  A correction the driver sends without VAT ("no VAT", as FF4A says it and FF36's register
 forms it), so where its document holds a tax sum it is the total's turnover without VAT (1105)
 and nothing else; its tax system is the register's choice (FF36, ATOL) or the lowest it is
-registered for (FF4A), so any system of the registration (tag 1062) is taken.
+registered for (FF4A), and is not compared (`Register.correction` passes no ``tax_systems``).
 
 A document that differs -- read twice, alike: the reading crosses the same line, and a block
 damaged past its checksum could make a sound document look otherwise -- raises `DamagedClosing`

@@ -532,10 +532,19 @@ class AtolDevice(Device):
     def receipt_open(self) -> bool:
         return self._status().receipt_state != 0
 
+    def open_receipt_fits(self, receipt: Receipt | None) -> bool | None:
+        """3Fh: its receipt state is the open receipt's type (`ReceiptType`), and its sum --
+        ATOL counts no items -- must be 0: an empty receipt of this sale's type."""
+        status = self._status()
+        if status.receipt_state == 0:
+            return None
+        kind = None if receipt is None else int(RECEIPT_TYPES[receipt.operation])
+        return status.receipt_sum == 0 and kind in (None, status.receipt_state)
+
     def open_receipt(self, receipt: Receipt) -> None:
         self._enter(Mode.REGISTRATION)
         receipt_type = int(RECEIPT_TYPES[receipt.operation])
-        self._open_once(c.OpenReceipt(self.access_password, 0, receipt_type))
+        self._open_once(c.OpenReceipt(self.access_password, 0, receipt_type), receipt)
         tags: TlvList = [(1055, int(receipt.tax_system))]
         if receipt.cashier:
             tags.append((1021, receipt.cashier))

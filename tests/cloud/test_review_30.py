@@ -1,7 +1,8 @@
 """Session 30's second read (task RV), the cloud's side: a damaged receipt in the pool.
 
-Over the emulated pool and `LeasedStorage` of test_pool.  A hole found is a strict xfail naming
-its cause and the fix; the rest pin what was checked and found sound.
+Over the emulated pool and `LeasedStorage` of test_pool.  The hole it found (a damaged receipt
+whose read-back failed, sold again by the pool's retry) was fixed in the same session and runs as
+a plain test; the rest pin what was checked and found sound.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from kkt.cloud.emulated import EmulatedPool
 from kkt.cloud.model import Job
 from kkt.cloud.pool import RegisterPool, Work
@@ -83,16 +83,6 @@ def damaged_and_unread_work() -> Callable[[Job], Work]:
     return work
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (double fiscalization, same cause as tests/kkt/test_review_30.py): the pool "
-    "retries the OutcomeUnknown of a read-back that failed; the key's settle_pending takes the "
-    "damaged document for another sale's (its items' fingerprint differs), the retry sells the "
-    "request a second time and the pool reports that one done. Fix: journal the document the "
-    "closing answer named with the pending key when _verified cannot read it, so the retry "
-    "verifies that document (DamagedClosing: held); or have find_formed say OutcomeUnknown, not "
-    "'not formed', for an unclaimed document after `before` with this operation and total",
-)
 def test_a_damaged_receipt_whose_read_back_failed_is_held_not_sold_again(
     storage: LeasedStorage, emulated: EmulatedPool
 ) -> None:

@@ -1,8 +1,11 @@
 """Session 30's second read (task RV): holes hunted in this session's safety changes.
 
 Each test is a deterministic scenario over real components (the virtual-time rig of
-test_double_hunt, the in-process emulator, BlockLine of test_document_reading).  A hole found is
-a strict xfail naming its cause and the fix; the rest pin what was checked and found sound.
+test_double_hunt, the in-process emulator, BlockLine of test_document_reading).  The holes it
+found (an item damaged past the checksum sold again by a keyed retry; an open ATOL return taken
+for a sale; a sound correction judged damaged after a re-registration) were fixed in the same
+session and run as plain tests, their docstrings keeping the cause; the rest pin what was
+checked and found sound.
 """
 
 from __future__ import annotations
@@ -54,16 +57,6 @@ def damage_name_once(name: str) -> Callable[[bytes, int], bytes]:
     return up
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (double fiscalization): a verifying sale whose read-back failed leaves the key "
-    "pending though the driver knows the document (number and sign from the closing answer); the "
-    "retry's settle_pending takes that document, its items damaged past the checksum, for another "
-    "sale's (fingerprint differs) and sells again. Fix: journal the known document with the "
-    "pending key when _verified cannot read it (the retry verifies that document: "
-    "DamagedClosing), and/or make find_formed say OutcomeUnknown, not None, for an unclaimed "
-    "document after `before` with this operation and total but other items",
-)
 def test_an_item_damaged_past_the_checksum_and_read_back_lost_is_not_sold_again(
     clean: tuple[Wire, kkt.Register], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -127,16 +120,6 @@ def test_an_item_damaged_past_the_checksum_and_the_closing_answer_lost_is_never_
     assert isinstance(outcome, kkt.OutcomeUnknown | kkt.FiscalResult), outcome
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (double fiscalization, no verify needed): the keyed retry of a sale whose "
-    "closing answer was lost settles with settle_pending, which takes the one document formed "
-    "since `before` (this total, items damaged past the checksum) for another sale's and "
-    "returns None -- the retry sells again; the same FN state settled inside the sale "
-    "(settle_receipt) rightly says OutcomeUnknown. Fix: settle_pending (find_formed) must not "
-    "answer 'not formed' while an unclaimed document after `before` has this operation and total "
-    "(OutcomeUnknown naming it, as settle_receipt does), or DamagedClosing when none else can be",
-)
 def test_a_keyed_retry_after_an_item_damaged_and_the_closing_answer_lost_does_not_sell_again(
     clean: tuple[Wire, kkt.Register], tmp_path: Path
 ) -> None:
@@ -223,16 +206,6 @@ def test_a_cancel_done_with_its_answer_lost_is_not_sent_again_and_says_cancelled
 # -- verify for corrections: the tax systems of the last registration report -------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (a sound correction judged damaged, and the verdict journalled for good): "
-    "Register._registered_tax_systems reads 1062 from registration().document_number, which "
-    "Device.registration always sets to 1 (the FN's first report), not the last "
-    "(re-)registration report its docstring promises; after a re-registration that changed the "
-    "tax systems the FN's 1055 is not in the old set. Fix: find the last registration or "
-    "re-registration report (types 1 and 11, walking back from the last document, or the FN's "
-    "registration query), or read 1062 from the FN's current parameters",
-)
 @pytest.mark.parametrize("protocol", ["shtrih", "atol"])
 def test_a_correction_after_a_reregistration_of_the_tax_systems_is_verified(
     protocol: str, tmp_path: Path
@@ -280,15 +253,6 @@ class RefusalLostLine:
         return getattr(self.inner, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (a return fiscalized as a sale): on ATOL `_open_once` is given no receipt and the "
-    "base `open_receipt_fits` takes ANY open receipt for ours (ATOL's status has no item count: "
-    "receipt_items None), though 3Fh says its type (receipt_state) and sum (receipt_sum); an "
-    "empty sell-return receipt another program left open is filled with this sale and closed. "
-    "Fix: AtolDevice.open_receipt_fits comparing receipt_state with RECEIPT_TYPES[operation] and "
-    "receipt_sum with 0, and atol.open_receipt passing `receipt` to `_open_once`",
-)
 def test_atol_an_open_return_found_after_the_opening_failed_is_not_taken_for_a_sale(
     tmp_path: Path,
 ) -> None:

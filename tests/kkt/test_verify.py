@@ -370,7 +370,6 @@ def _tampered(
     [
         (1173, 1, "correction type (1173) 1 where 0 was made"),
         (1174, [(1178, dt.datetime(2026, 11, 30)), (1179, "8/1")], "correction basis (1174: 1179)"),
-        (1055, 4, "tax system (1055) 4 where [1, 2] was made"),  # registered: 1 and 2
         (1105, 999, "turnover without VAT (1105) 999 where 1000 was made"),
     ],
 )
