@@ -46,8 +46,15 @@ SHIFT_SPAN = dt.timedelta(hours=24)  # a shift's documents lie within 24 h of it
 
 def cancel_open_receipt(device: Device) -> str | None:
     """Cancel the receipt open on the register, if any: None when none is left open, else why
-    one is (`Device.cancel_open`) -- for the caller's error to say (`left_open`)."""
-    return device.cancel_open()
+    one is (`Device.cancel_open`) -- for the caller's error to say (`left_open`).  Never raises
+    the driver's errors: the caller is reporting a failure already, and a cancel that failed
+    (a device wrapper refusing every call, as the cloud's once its lease is gone) is one more
+    reason a receipt may be left open."""
+    try:
+        return device.cancel_open()
+    except KktError as error:
+        log.warning("the open receipt could not be cancelled (%s)", error)
+        return f"a receipt may be left open on the register (its cancel failed: {error})"
 
 
 def formed_since(device: Device, before: int) -> bool:
