@@ -140,7 +140,17 @@ def create_app(service: Service) -> FastAPI:
     )
 
     @app.exception_handler(ApiError)
-    async def refused(_request: Request, error: ApiError) -> Response:
+    async def refused(request: Request, error: ApiError) -> Response:
+        # A refused request is the operator's news (a shop sending bad bodies, a wrong token):
+        # one line each in the server's log; accepted ones are not logged (one a receipt).
+        log.info(
+            "%s %s answered %d, error %d: %s",
+            request.method,
+            request.url.path,
+            error.http_status,
+            error.code,
+            error.text,
+        )
         return _json(error.json(), error.http_status, error.headers)
 
     @app.exception_handler(StorageUnavailable)

@@ -344,7 +344,8 @@ def test_a_dsn_is_never_printed_with_its_password(
 
 
 def test_serve_logs_its_requests_failures_and_callback_attempts(tmp_path: Path) -> None:
-    """README: every callback attempt is logged -- on stderr, time-stamped, without -v."""
+    """README: every callback attempt and every refused request is logged -- on stderr,
+    time-stamped, without -v."""
     import threading
     import time
 
@@ -383,6 +384,8 @@ def test_serve_logs_its_requests_failures_and_callback_attempts(tmp_path: Path) 
         body["service"] = {"callback_url": "http://127.0.0.1/kkt-test-callback"}
         answer = httpx.post(f"{url}/demo/sell", json=body, headers={"Token": token["token"]})
         assert answer.status_code == 200, answer.text
+        refused = httpx.post(f"{url}/demo/sell", json=body, headers={"Token": "not-a-token"})
+        assert refused.status_code == 401, refused.text
         deadline = time.monotonic() + 60
         while not any("callback" in text for text in logged) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -399,3 +402,5 @@ def test_serve_logs_its_requests_failures_and_callback_attempts(tmp_path: Path) 
     stamp, level, name = callbacks[0].split()[1:4]
     assert len(stamp) == 12 and level == "info" and name == "kkt.cloud.callbacks:"
     assert "Traceback" not in "".join(logged)
+    # a refused request: one line, its path, status and ATOL's error code
+    assert any("POST /possystem/v4/demo/sell answered 401" in text for text in logged), logged
